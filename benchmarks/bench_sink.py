@@ -1,0 +1,85 @@
+"""Rows per second the MySQL sink writes: scored-payment rows with 45 features, in batches.
+
+    python benchmarks/bench_sink.py [--rows 100000] [--batch 1000]
+
+Writes into a throwaway database ``payscore_bench`` (created and dropped) on the server of
+``PAYSCORE_MYSQL_URL``. A second pass rewrites the same rows (what a replay after recovery does)
+and must change nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+
+from dataflows.config import Config
+from storage.engine import make_engine
+from storage.schema import create_schema
+from storage.sink import MySQLSinkPartition
+from storage.tables import scored_payments
+
+
+def make_rows(n: int) -> list[dict[str, object]]:
+    rng = random.Random(7)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    names = [f"feature_{i:02d}" for i in range(45)]
+    return [
+        {
+            "transaction_id": f"tx-{rng.getrandbits(64):016x}",
+            "card_id": f"card-{rng.randrange(10_000)}",
+            "merchant_id": f"m-{rng.randrange(1000)}",
+            "terminal_id": f"t-{rng.randrange(5000)}",
+            "amount_minor": rng.randrange(1, 100_000),
+            "currency": "EUR",
+            "event_time": (start + timedelta(seconds=i)).replace(tzinfo=None),
+            "utc_offset_minutes": 60,
+            "fraud_probability": rng.random(),
+            "decision": "approve",
+            "reason_codes": names[:3],
+            "model_version": "bench",
+            "features": {name: rng.random() for name in names},
+            "kafka_partition": i % 4,
+            "kafka_offset": i,
+            "scored_at": datetime.now(UTC).replace(tzinfo=None),
+        }
+        for i in range(n)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args()
+    url = make_url(Config.from_env(os.environ).mysql_url)
+    admin = make_engine(url.set(database=None).render_as_string(hide_password=False))
+    with admin.begin() as c:
+        c.execute(text("DROP DATABASE IF EXISTS payscore_bench"))
+        c.execute(text("CREATE DATABASE payscore_bench"))
+    engine = make_engine(url.set(database="payscore_bench").render_as_string(hide_password=False))
+    create_schema(engine)
+    rows = make_rows(args.rows)
+    sink = MySQLSinkPartition(engine, scored_payments)
+    for label in ("first write", "replay (no change)"):
+        started = time.perf_counter()
+        for i in range(0, len(rows), args.batch):
+            sink.write_batch(rows[i : i + args.batch])
+        seconds = time.perf_counter() - started
+        print(f"{label}: {len(rows)} rows in {seconds:.2f} s = {len(rows) / seconds:,.0f} rows/s")
+    with engine.connect() as c:
+        print(
+            "rows in table:", c.execute(select(func.count()).select_from(scored_payments)).scalar()
+        )
+    sink.close()
+    with admin.begin() as c:
+        c.execute(text("DROP DATABASE payscore_bench"))
+
+
+if __name__ == "__main__":
+    main()

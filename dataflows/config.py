@@ -1,0 +1,84 @@
+"""The one configuration object, read from ``PAYSCORE_*`` environment variables at the entry point.
+
+Every setting has a default that matches the local services ``ops/services.sh`` starts, so a
+fresh checkout runs with no environment at all. Values are converted and checked by msgspec:
+``PAYSCORE_TOPIC_PARTITIONS=four`` fails at start-up with the variable's name in the message.
+
+>>> Config.from_env({"PAYSCORE_TOPIC_PARTITIONS": "8"}).topic_partitions
+8
+>>> Config.from_env({"PAYSCORE_REVIEW_THRESHOLD": "0.95"})  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+    ...
+ValueError: invalid configuration: PAYSCORE_REVIEW_THRESHOLD (0.95) must be below PAYSCORE_DECL...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+PREFIX = "PAYSCORE_"
+
+Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
+Positive = Annotated[int, Meta(ge=1)]
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Settings of the scoring flow and its tools; see the README's configuration table."""
+
+    # Kafka
+    kafka_brokers: str = "127.0.0.1:9092"
+    payments_topic: str = "payments"
+    labels_topic: str = "fraud-labels"
+    dead_letters_topic: str = "payments-dead-letters"
+    topic_partitions: Positive = 4
+    # True: keep waiting for new messages (production). False: stop at the end of the topics.
+    tail: bool = True
+    # MySQL
+    mysql_url: str = "mysql+pymysql://payscore:payscore@127.0.0.1:3306/payscore"
+    # Model
+    model_dir: str = "model_state/versions"
+    review_threshold: Probability = 0.5
+    decline_threshold: Probability = 0.9
+    # Contract
+    max_future_skew_seconds: Annotated[int, Meta(ge=0)] = 300
+
+    def __post_init__(self) -> None:
+        if self.review_threshold >= self.decline_threshold:
+            raise ValueError(
+                f"{PREFIX}REVIEW_THRESHOLD ({self.review_threshold}) "
+                f"must be below {PREFIX}DECLINE_THRESHOLD ({self.decline_threshold})"
+            )
+
+    @property
+    def brokers(self) -> list[str]:
+        return [b.strip() for b in self.kafka_brokers.split(",") if b.strip()]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Config:
+        """Build the config from ``PAYSCORE_<FIELD>`` variables; unknown ones are an error."""
+        fields = set(cls.__struct_fields__)
+        values: dict[str, str] = {}
+        for name, value in environ.items():
+            if not name.startswith(PREFIX):
+                continue
+            field = name[len(PREFIX) :].lower()
+            if field not in fields:
+                raise ValueError(
+                    f"invalid configuration: unknown variable {name}; known: "
+                    + ", ".join(PREFIX + f.upper() for f in sorted(fields))
+                )
+            values[field] = value
+        try:
+            return msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            # "Expected `int`, got `str` - at `$.topic_partitions`" -> name the variable.
+            text = str(exc)
+            if " - at `$." in text:
+                message, _, path = text.rpartition(" - at `$.")
+                field = path.rstrip("`").split(".")[0]
+                text = f"{PREFIX}{field.upper()}={values.get(field)!r}: {message}"
+            raise ValueError(f"invalid configuration: {text}") from None

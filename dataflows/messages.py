@@ -1,0 +1,98 @@
+"""What travels between the flow's steps: decoded events with their Kafka position; dead letters.
+
+Decoding never raises: a message either becomes a :class:`Positioned` event or a
+:class:`DeadLetter` that keeps the raw bytes, the reason and where the message was read, so the
+flow keeps running and nothing is lost.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+import msgspec
+from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
+
+from features.contract import FraudLabel, InvalidMessage, LabelDecoder, Payment, PaymentDecoder
+
+E = TypeVar("E", Payment, FraudLabel)
+RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
+
+
+class Positioned(msgspec.Struct, Generic[E]):
+    """A decoded event and where it was read; ``features`` fill in as the flow goes."""
+
+    event: E
+    partition: int
+    offset: int
+    features: dict[str, float] = {}
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A message that broke the contract, with everything needed to find and replay it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    error: str
+    received_at: datetime | None
+    dead_lettered_at: datetime
+
+
+def record_time(message: RawMessage) -> datetime | None:
+    """The Kafka record timestamp (create or log-append time), if the record has one."""
+    if message.timestamp is None:
+        return None
+    kind, millis = message.timestamp
+    if kind == 0 or millis < 0:  # TIMESTAMP_NOT_AVAILABLE
+        return None
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
+def _decode(decoder: PaymentDecoder | LabelDecoder, message: RawMessage) -> Positioned | DeadLetter:
+    received_at = record_time(message)
+    try:
+        event = decoder.decode(message.value, received_at)
+    except InvalidMessage as exc:
+        return DeadLetter(
+            topic=message.topic or "",
+            partition=message.partition if message.partition is not None else -1,
+            offset=message.offset if message.offset is not None else -1,
+            key=message.key,
+            value=message.value,
+            error=str(exc),
+            received_at=received_at,
+            dead_lettered_at=datetime.now(UTC),
+        )
+    return Positioned(event, message.partition or 0, message.offset or 0)
+
+
+class MessageDecoder:
+    """Decodes payment or label messages into events or dead letters; one per flow."""
+
+    def __init__(self, payments: PaymentDecoder, labels: LabelDecoder) -> None:
+        self._payments = payments
+        self._labels = labels
+
+    def payment(self, message: RawMessage) -> Positioned[Payment] | DeadLetter:
+        return _decode(self._payments, message)
+
+    def label(self, message: RawMessage) -> Positioned[FraudLabel] | DeadLetter:
+        return _decode(self._labels, message)
+
+
+def to_kafka(letter: DeadLetter) -> KafkaSinkMessage[bytes | None, bytes | None]:
+    """The dead letter as a message for the dead-letter topic: the original bytes, and headers
+    that say why and where from."""
+    return KafkaSinkMessage(
+        key=letter.key,
+        value=letter.value,
+        headers=[
+            ("error", letter.error.encode()),
+            ("source_topic", letter.topic.encode()),
+            ("source_partition", str(letter.partition).encode()),
+            ("source_offset", str(letter.offset).encode()),
+        ],
+    )

@@ -1,0 +1,195 @@
+"""The message contract: the typed payment and fraud-label events that every feature folds over.
+
+Both travel as JSON on Kafka. A message is decoded straight into a frozen ``msgspec.Struct``;
+type and range rules live on the fields (so errors carry the JSON path, e.g.
+``Expected `int` >= 1 - at `$.amount_minor```) and cross-field rules in ``__post_init__``.
+
+Rules a bank expects of an authorisation record:
+
+- ``amount_minor`` is a positive whole number of the currency's minor unit (cents, yen, fils),
+  at most 10**12; ``currency`` is an active ISO 4217 code meant for payments.
+- ``event_time`` carries its own UTC offset (a naive time is rejected: the offset is what makes
+  calendar features local to the payer) and lies between 2000-01-01 and 2100-01-01 UTC.
+  Whether it is too far ahead of the moment the message reached Kafka is the decoder's check
+  (:class:`PaymentDecoder`), since only it knows that moment.
+- ``country`` is an ISO 3166-1 alpha-2 code, ``mcc`` a four-digit merchant category code.
+- coordinates come as a pair or not at all.
+- Unknown fields are an error: under a given ``schema_version`` the producer and this decoder
+  agree on every field. A new field is added with a default so older producers keep working.
+
+>>> raw = (b'{"transaction_id": "t-1", "card_id": "c-1", "merchant_id": "m-1", '
+...        b'"terminal_id": "p-1", "amount_minor": 1250, "currency": "EUR", '
+...        b'"event_time": "2026-11-02T09:30:00+01:00", "mcc": "5411", '
+...        b'"channel": "pos", "country": "FR"}')
+>>> payment = PaymentDecoder().decode(raw)
+>>> payment.amount_minor, payment.event_time.utcoffset().total_seconds()
+(1250, 3600.0)
+>>> PaymentDecoder().decode(raw.replace(b'1250', b'-5'))
+Traceback (most recent call last):
+    ...
+features.contract.InvalidMessage: Expected `int` >= 1 - at `$.amount_minor`
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Generic, Literal, TypeVar
+
+import msgspec
+import pycountry
+from babel.numbers import get_currency_precision
+from msgspec import Meta
+
+SCHEMA_VERSION = 1
+
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+
+# ISO 4217 codes that are not money a card pays with: test, "no currency", precious metals,
+# special drawing rights and bond-market units.
+_NON_PAYMENT_CURRENCIES = frozenset(
+    {"XTS", "XXX", "XAU", "XAG", "XPD", "XPT", "XDR", "XBA", "XBB", "XBC", "XBD", "XSU", "XUA"}
+)
+CURRENCIES: frozenset[str] = frozenset(
+    c.alpha_3 for c in pycountry.currencies if c.alpha_3 not in _NON_PAYMENT_CURRENCIES
+)
+COUNTRIES: frozenset[str] = frozenset(c.alpha_2 for c in pycountry.countries)
+_MINOR_UNIT_DIGITS: dict[str, int] = {code: get_currency_precision(code) for code in CURRENCIES}
+
+MAX_AMOUNT_MINOR = 10**12
+
+Identifier = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Channel = Literal["pos", "ecom", "atm", "moto", "contactless"]
+AwareTime = Annotated[datetime, Meta(tz=True)]
+Latitude = Annotated[float, Meta(ge=-90.0, le=90.0)]
+Longitude = Annotated[float, Meta(ge=-180.0, le=180.0)]
+
+
+class InvalidMessage(ValueError):
+    """A message that does not meet the contract; its text says which field and why."""
+
+
+def _check_event_time(name: str, value: datetime) -> None:
+    if not EARLIEST_EVENT_TIME <= value < LATEST_EVENT_TIME:
+        raise ValueError(
+            f"`{name}` must lie between {EARLIEST_EVENT_TIME:%Y-%m-%d} and "
+            f"{LATEST_EVENT_TIME:%Y-%m-%d} UTC; got {value.isoformat()} - at `$.{name}`"
+        )
+
+
+class Payment(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One card payment as the acquirer reports it."""
+
+    transaction_id: Identifier
+    card_id: Identifier
+    merchant_id: Identifier
+    terminal_id: Identifier
+    amount_minor: Annotated[int, Meta(ge=1, le=MAX_AMOUNT_MINOR)]
+    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+    event_time: AwareTime
+    mcc: Annotated[str, Meta(pattern=r"^[0-9]{4}$")]
+    channel: Channel
+    country: Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
+    device_id: Identifier | None = None
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.currency not in CURRENCIES:
+            raise ValueError(
+                f"`currency` must be an ISO 4217 code for payments; got {self.currency!r}"
+                " - at `$.currency`"
+            )
+        if self.country not in COUNTRIES:
+            raise ValueError(
+                f"`country` must be an ISO 3166-1 alpha-2 code; got {self.country!r}"
+                " - at `$.country`"
+            )
+        _check_event_time("event_time", self.event_time)
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError(
+                "`latitude` and `longitude` come together or not at all; got only "
+                f"{'latitude' if self.longitude is None else 'longitude'} - at `$`"
+            )
+
+    @property
+    def amount(self) -> float:
+        """The amount in the currency's major unit (12.50 for 1250 EUR cents, 1250 for JPY)."""
+        return self.amount_minor / 10 ** _MINOR_UNIT_DIGITS[self.currency]
+
+    @property
+    def event_timestamp(self) -> float:
+        """Event time as POSIX seconds (UTC)."""
+        return self.event_time.timestamp()
+
+
+class FraudLabel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The bank's verdict on one payment, reported after it happened."""
+
+    transaction_id: Identifier
+    card_id: Identifier
+    is_fraud: bool
+    reported_at: AwareTime
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        _check_event_time("reported_at", self.reported_at)
+
+
+def minor_unit_digits(currency: str) -> int:
+    """Digits after the decimal point in ``currency``'s major unit (2 for EUR, 0 for JPY)."""
+    try:
+        return _MINOR_UNIT_DIGITS[currency]
+    except KeyError:
+        raise ValueError(
+            f"unknown currency {currency!r}: expected one of {len(CURRENCIES)} ISO 4217 codes"
+        ) from None
+
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+class _Decoder(Generic[T]):
+    def __init__(self, kind: type[T], time_field: str, max_future_skew: timedelta) -> None:
+        if max_future_skew < timedelta(0):
+            raise ValueError(f"max_future_skew must be >= 0; got {max_future_skew}")
+        self._decoder = msgspec.json.Decoder(kind)
+        self._time_field = time_field
+        self._max_future_skew = max_future_skew
+
+    def decode(self, raw: bytes | None, received_at: datetime | None = None) -> T:
+        """Decode one Kafka message value, or raise :class:`InvalidMessage` saying why not.
+
+        ``received_at`` is when the message reached Kafka (its record timestamp); an event more
+        than ``max_future_skew`` after it is rejected as a clock or producer error.
+        """
+        if raw is None:
+            raise InvalidMessage("message has no value (a tombstone or an empty record)")
+        try:
+            event = self._decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise InvalidMessage(str(exc)) from None
+        if received_at is not None:
+            when: datetime = getattr(event, self._time_field)
+            if when - received_at > self._max_future_skew:
+                raise InvalidMessage(
+                    f"`{self._time_field}` {when.isoformat()} is more than "
+                    f"{self._max_future_skew} after the record reached Kafka at "
+                    f"{received_at.isoformat()} - at `$.{self._time_field}`"
+                )
+        return event
+
+
+class PaymentDecoder(_Decoder[Payment]):
+    """Decodes payment messages; build once and reuse."""
+
+    def __init__(self, max_future_skew: timedelta = timedelta(minutes=5)) -> None:
+        super().__init__(Payment, "event_time", max_future_skew)
+
+
+class LabelDecoder(_Decoder[FraudLabel]):
+    """Decodes fraud-label messages; build once and reuse."""
+
+    def __init__(self, max_future_skew: timedelta = timedelta(minutes=5)) -> None:
+        super().__init__(FraudLabel, "reported_at", max_future_skew)

@@ -1,0 +1,176 @@
+"""Versioned model artifacts on disk: ``<model_dir>/<version>/model.pkl`` beside ``metadata.json``.
+
+A version is written once and never changed. Its metadata records where it came from (parent
+version, training window, row and fraud counts, validation metrics, library versions) and the
+SHA-256 of ``model.pkl``. Loading checks the artifact against the running code (feature names,
+River's version, the hash) and says exactly what does not match.
+
+Versions are ``v00001``, ``v00002``, ...: they sort as strings in the order they were made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import platform
+import tempfile
+from datetime import UTC, datetime
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from features.catalog import FEATURE_NAMES
+
+MODEL_FILE = "model.pkl"
+METADATA_FILE = "metadata.json"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No model version exists where the flow looks for one."""
+
+
+class ModelMismatchError(ValueError):
+    """A stored model does not fit the running code."""
+
+
+class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
+    version: str
+    parent_version: str | None
+    origin: str  # "pretrained" or "online"
+    created_at: datetime
+    feature_names: tuple[str, ...]
+    model_description: str
+    training_window: tuple[datetime, datetime] | None = None
+    rows: int = 0
+    frauds: int = 0
+    labels_learned: int = 0
+    metrics: dict[str, float] = {}
+    library_versions: dict[str, str] = {}
+    content_hash: str = ""
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of what a model artifact depends on."""
+    return {
+        "python": platform.python_version(),
+        "river": package_version("river"),
+        "bytewax": package_version("bytewax"),
+        "numpy": package_version("numpy"),
+    }
+
+
+def version_name(number: int) -> str:
+    return f"v{number:05d}"
+
+
+def version_number(version: str) -> int:
+    if not (version.startswith("v") and version[1:].isdigit()):
+        raise ValueError(f"model version must look like 'v00001'; got {version!r}")
+    return int(version[1:])
+
+
+def list_versions(model_dir: Path) -> list[str]:
+    """Complete versions under ``model_dir`` (those with metadata), oldest first."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in model_dir.iterdir()
+        if p.name.startswith("v") and (p / METADATA_FILE).is_file()
+    )
+
+
+def next_version(model_dir: Path) -> str:
+    existing = list_versions(model_dir)
+    return version_name(version_number(existing[-1]) + 1 if existing else 1)
+
+
+class ModelArtifact(msgspec.Struct, frozen=True):
+    """A loaded model and its metadata."""
+
+    model: Any
+    metadata: ModelMetadata
+
+    @property
+    def version(self) -> str:
+        return self.metadata.version
+
+
+def save(model: Any, metadata: ModelMetadata, model_dir: Path) -> ModelArtifact:
+    """Write ``model`` as ``metadata.version`` under ``model_dir``; fails if that version exists.
+
+    The folder is written under a temporary name and renamed, so a reader never sees half a
+    version.
+    """
+    payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    metadata = msgspec.structs.replace(
+        metadata,
+        content_hash=hashlib.sha256(payload).hexdigest(),
+        library_versions=metadata.library_versions or library_versions(),
+    )
+    model_dir.mkdir(parents=True, exist_ok=True)
+    target = model_dir / metadata.version
+    if target.exists():
+        raise FileExistsError(f"model version {metadata.version} already exists at {target}")
+    staging = Path(tempfile.mkdtemp(prefix=f".{metadata.version}-", dir=model_dir))
+    (staging / MODEL_FILE).write_bytes(payload)
+    (staging / METADATA_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(metadata)))
+    os.rename(staging, target)
+    return ModelArtifact(model, metadata)
+
+
+def load(model_dir: Path, version: str | None = None) -> ModelArtifact:
+    """Load ``version`` (default: the newest) from ``model_dir`` and check it fits this code."""
+    versions = list_versions(model_dir)
+    if not versions:
+        raise ModelNotFoundError(
+            f"no model version under {model_dir}: train one with "
+            "`python -m model_state.train` (see README, 'Training a model'), "
+            "or point PAYSCORE_MODEL_DIR at a folder that holds one"
+        )
+    version = version or versions[-1]
+    folder = model_dir / version
+    if version not in versions:
+        raise ModelNotFoundError(
+            f"model version {version} not found under {model_dir}; have {versions}"
+        )
+    metadata = msgspec.json.decode((folder / METADATA_FILE).read_bytes(), type=ModelMetadata)
+    payload = (folder / MODEL_FILE).read_bytes()
+    check(metadata, hashlib.sha256(payload).hexdigest(), where=str(folder))
+    return ModelArtifact(pickle.loads(payload), metadata)
+
+
+def check(metadata: ModelMetadata, content_hash: str, *, where: str) -> None:
+    """Raise :class:`ModelMismatchError` naming each way ``metadata`` does not fit this code."""
+    problems = []
+    if content_hash != metadata.content_hash:
+        problems.append(
+            f"{MODEL_FILE} has SHA-256 {content_hash[:12]}…, metadata says "
+            f"{metadata.content_hash[:12]}… (the file was changed or truncated)"
+        )
+    if tuple(metadata.feature_names) != FEATURE_NAMES:
+        missing = sorted(set(FEATURE_NAMES) - set(metadata.feature_names))
+        extra = sorted(set(metadata.feature_names) - set(FEATURE_NAMES))
+        problems.append(
+            "feature names differ from features.catalog.FEATURE_NAMES "
+            f"(the code lacks {extra or 'none'}, the model lacks {missing or 'none'}"
+            + (", same names in another order" if not missing and not extra else "")
+            + ")"
+        )
+    want_river = metadata.library_versions.get("river", "?")
+    have_river = package_version("river")
+    if want_river.split(".")[:2] != have_river.split(".")[:2]:
+        problems.append(f"trained with river {want_river}, running river {have_river}")
+    if problems:
+        raise ModelMismatchError(
+            f"model {metadata.version} at {where} does not fit the running code: "
+            + "; ".join(problems)
+            + ". Retrain with `python -m model_state.train`."
+        )
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

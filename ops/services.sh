@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Local services for payscore, without Docker: an Apache Kafka broker (KRaft, one node) from Maven
+# Central jars and MariaDB from Debian's packages, both on 127.0.0.1.
+#
+#   bash ops/services.sh up       install what is missing, start both, create the database, user and topics
+#   bash ops/services.sh down     stop both (data is kept under .services/)
+#   bash ops/services.sh status   say what runs
+#
+# Idempotent: `up` on running services only checks them. Settings come from the environment with the
+# defaults below (the same defaults the application's config uses).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE="$ROOT/.services"
+KAFKA_HOME="$STATE/kafka"
+KAFKA_PORT=9092
+MYSQL_PORT=${SERVICES_MYSQL_PORT:-3306}
+DB_NAME=${SERVICES_MYSQL_DATABASE:-payscore}
+DB_USER=${SERVICES_MYSQL_USER:-payscore}
+DB_PASSWORD=${SERVICES_MYSQL_PASSWORD:-payscore}
+PYTHON=${SERVICES_PYTHON:-$ROOT/.venv/bin/python}
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for_port() {  # port, name, seconds, log file
+  local deadline=$((SECONDS + $3))
+  until port_open "$1"; do
+    if ((SECONDS > deadline)); then
+      [ -f "${4:-}" ] && tail -n 30 "$4" >&2
+      die "$2 did not open 127.0.0.1:$1 within $3 s (log: ${4:-none})"
+    fi
+    sleep 0.5
+  done
+}
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# ---------------------------------------------------------------- Kafka
+kafka_install() {
+  if [ -f "$KAFKA_HOME/lib/.complete" ]; then return; fi
+  command -v java >/dev/null || die "java not found: install a JDK 17 or newer (Debian: apt-get install openjdk-17-jdk-headless)"
+  command -v mvn >/dev/null || die "mvn not found: install Maven (Debian: apt-get install maven)"
+  log "resolving the Kafka broker from Maven Central into $KAFKA_HOME/lib"
+  rm -rf "$KAFKA_HOME/lib"
+  mvn -q -B -U -f "$ROOT/ops/kafka/pom.xml" \
+    org.apache.maven.plugins:maven-dependency-plugin:3.11.0:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/lib"
+  touch "$KAFKA_HOME/lib/.complete"
+}
+
+kafka_pid() { [ -f "$KAFKA_HOME/kafka.pid" ] && kill -0 "$(cat "$KAFKA_HOME/kafka.pid")" 2>/dev/null && cat "$KAFKA_HOME/kafka.pid"; }
+
+kafka_up() {
+  if kafka_pid >/dev/null && port_open $KAFKA_PORT; then log "kafka already running"; return; fi
+  port_open $KAFKA_PORT && die "127.0.0.1:$KAFKA_PORT is taken by a process this script did not start"
+  kafka_install
+  mkdir -p "$KAFKA_HOME/data" "$KAFKA_HOME/logs"
+  { cat "$ROOT/ops/kafka/server.properties"; echo "log.dirs=$KAFKA_HOME/data"; } > "$KAFKA_HOME/server.properties"
+  local cp="$KAFKA_HOME/lib/*"
+  if [ ! -f "$KAFKA_HOME/data/meta.properties" ]; then
+    local cluster_id
+    cluster_id=$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+    log "formatting the KRaft log folder (cluster $cluster_id)"
+    java -cp "$cp" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+      -c "$KAFKA_HOME/server.properties" >"$KAFKA_HOME/logs/format.log" 2>&1 \
+      || { cat "$KAFKA_HOME/logs/format.log" >&2; die "formatting the Kafka log folder failed"; }
+  fi
+  log "starting kafka"
+  nohup java -Xms1G -Xmx1G -XX:+UseG1GC \
+    -Dlog4j2.configurationFile="$ROOT/ops/kafka/log4j2.properties" \
+    -Dkafka.logs.dir="$KAFKA_HOME/logs" \
+    -cp "$cp" kafka.Kafka "$KAFKA_HOME/server.properties" \
+    >"$KAFKA_HOME/logs/stdout.log" 2>&1 &
+  echo $! >"$KAFKA_HOME/kafka.pid"
+  # The client port opens only once the broker can serve.
+  wait_for_port $KAFKA_PORT kafka 120 "$KAFKA_HOME/logs/server.log"
+  log "kafka ready on 127.0.0.1:$KAFKA_PORT"
+}
+
+kafka_down() {
+  local pid
+  if pid=$(kafka_pid); then
+    log "stopping kafka (pid $pid)"
+    kill "$pid"
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$KAFKA_HOME/kafka.pid"
+}
+
+# ---------------------------------------------------------------- MariaDB
+mysql_install() {
+  if command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; then return; fi
+  log "installing MariaDB from Debian's packages"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+}
+
+mysql_root() { as_root mariadb --protocol=socket -uroot "$@"; }
+
+mysql_up() {
+  if port_open "$MYSQL_PORT" && mysql_root -e 'SELECT 1' >/dev/null 2>&1; then
+    log "mariadb already running"
+  else
+    mysql_install
+    as_root mkdir -p /run/mysqld
+    as_root chown mysql:mysql /run/mysqld
+    log "starting mariadb"
+    as_root start-stop-daemon --start --oknodo --background --pidfile /run/mysqld/payscore.pid \
+      --make-pidfile --exec /usr/sbin/mariadbd -- \
+      --defaults-extra-file="$ROOT/ops/mariadb/payscore.cnf" --user=mysql
+    wait_for_port "$MYSQL_PORT" mariadb 60 /var/log/mysql/error.log
+    for _ in $(seq 1 60); do mysql_root -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
+  fi
+  # The application's user may also create databases named payscore_* (the tests use their own).
+  mysql_root <<SQL
+CREATE DATABASE IF NOT EXISTS \`$DB_NAME\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE USER IF NOT EXISTS '$DB_USER'@'127.0.0.1' IDENTIFIED BY '$DB_PASSWORD';
+CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASSWORD';
+GRANT ALL PRIVILEGES ON \`$DB_NAME\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
+GRANT ALL PRIVILEGES ON \`payscore\\_%\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
+FLUSH PRIVILEGES;
+SQL
+  log "mariadb ready on 127.0.0.1:$MYSQL_PORT (database $DB_NAME, user $DB_USER)"
+}
+
+mysql_down() {
+  if [ -f /run/mysqld/payscore.pid ] || port_open "$MYSQL_PORT"; then
+    log "stopping mariadb"
+    as_root start-stop-daemon --stop --oknodo --retry 30 --pidfile /run/mysqld/payscore.pid \
+      --exec /usr/sbin/mariadbd >/dev/null || true
+    as_root rm -f /run/mysqld/payscore.pid
+  fi
+}
+
+# ---------------------------------------------------------------- topics
+topics_up() {
+  [ -x "$PYTHON" ] || die "$PYTHON not found: run 'bash ops/bootstrap.sh' first to create the virtualenv"
+  (cd "$ROOT" && "$PYTHON" ops/create_topics.py)
+}
+
+status() {
+  if kafka_pid >/dev/null && port_open $KAFKA_PORT; then echo "kafka: running (pid $(kafka_pid), 127.0.0.1:$KAFKA_PORT)"; else echo "kafka: stopped"; fi
+  if port_open "$MYSQL_PORT"; then echo "mariadb: running (127.0.0.1:$MYSQL_PORT)"; else echo "mariadb: stopped"; fi
+}
+
+case "${1:-}" in
+  up) mysql_up; kafka_up; topics_up ;;
+  down) kafka_down; mysql_down ;;
+  status) status ;;
+  *) echo "usage: bash ops/services.sh up|down|status" >&2; exit 2 ;;
+esac

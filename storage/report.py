@@ -1,0 +1,53 @@
+"""What landed in MySQL: scored payments by decision and model version, dead letters by reason.
+
+python -m storage.report
+"""
+
+from __future__ import annotations
+
+import os
+
+from sqlalchemy import Engine, func, select
+
+from dataflows.config import Config
+from storage.engine import make_engine
+from storage.tables import dead_letters, scored_payments
+
+
+def report(engine: Engine) -> str:
+    sp, dl = scored_payments, dead_letters
+    lines = []
+    with engine.connect() as c:
+        total = c.execute(select(func.count()).select_from(sp)).scalar_one()
+        lines.append(f"scored payments: {total}")
+        by = c.execute(
+            select(
+                sp.c.model_version, sp.c.decision, func.count(), func.avg(sp.c.fraud_probability)
+            )
+            .group_by(sp.c.model_version, sp.c.decision)
+            .order_by(sp.c.model_version, sp.c.decision)
+        )
+        for version, decision, n, mean in by:
+            lines.append(f"  model {version}  {decision:<8} {n:>8}  mean probability {mean:.4f}")
+        top = c.execute(
+            select(sp.c.transaction_id, sp.c.card_id, sp.c.fraud_probability, sp.c.reason_codes)
+            .order_by(sp.c.fraud_probability.desc())
+            .limit(5)
+        )
+        lines.append("  highest scores:")
+        for txn, card, p, reasons in top:
+            lines.append(f"    {txn:<28} card {card:<16} p={p:.4f}  reasons {', '.join(reasons)}")
+        letters = c.execute(select(func.count()).select_from(dl)).scalar_one()
+        lines.append(f"dead letters: {letters}")
+        rows = c.execute(
+            select(dl.c.topic, dl.c.kafka_partition, dl.c.kafka_offset, dl.c.error)
+            .order_by(dl.c.topic, dl.c.kafka_partition, dl.c.kafka_offset)
+            .limit(40)
+        )
+        for topic, partition, offset, error in rows:
+            lines.append(f"  {topic}[{partition}]@{offset}: {error[:100]}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(report(make_engine(Config.from_env(os.environ).mysql_url)))

@@ -1,0 +1,73 @@
+"""Rows for the tables of :mod:`storage.tables`, built from what the flow produces.
+
+Times are converted to naive UTC for ``DATETIME(6)`` columns; a payment's own UTC offset is
+kept in ``utc_offset_minutes``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from features.contract import Payment
+
+
+def utc_naive(moment: datetime) -> datetime:
+    """``moment`` in UTC without tzinfo, as MySQL's DATETIME stores it."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def scored_payment_row(
+    payment: Payment,
+    *,
+    partition: int,
+    offset: int,
+    features: dict[str, float],
+    probability: float,
+    decision: str,
+    reasons: tuple[str, ...],
+    model_version: str,
+    scored_at: datetime,
+) -> dict[str, Any]:
+    offset_delta = payment.event_time.utcoffset()
+    return {
+        "transaction_id": payment.transaction_id,
+        "card_id": payment.card_id,
+        "merchant_id": payment.merchant_id,
+        "terminal_id": payment.terminal_id,
+        "amount_minor": payment.amount_minor,
+        "currency": payment.currency,
+        "event_time": utc_naive(payment.event_time),
+        "utc_offset_minutes": int(offset_delta.total_seconds() // 60) if offset_delta else 0,
+        "fraud_probability": probability,
+        "decision": decision,
+        "reason_codes": list(reasons),
+        "model_version": model_version,
+        "features": features,
+        "kafka_partition": partition,
+        "kafka_offset": offset,
+        "scored_at": utc_naive(scored_at),
+    }
+
+
+def dead_letter_row(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    error: str,
+    received_at: datetime | None,
+    dead_lettered_at: datetime,
+) -> dict[str, Any]:
+    return {
+        "topic": topic,
+        "kafka_partition": partition,
+        "kafka_offset": offset,
+        "message_key": key.decode("utf-8", "backslashreplace")[:255] if key is not None else None,
+        "raw_value": value,
+        "error": error,
+        "received_at": utc_naive(received_at) if received_at else None,
+        "dead_lettered_at": utc_naive(dead_lettered_at),
+    }

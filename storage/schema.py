@@ -1,0 +1,66 @@
+"""Renders the tables of :mod:`storage.tables` as MySQL DDL and creates them in a database.
+
+``python -m storage.schema``          print the DDL (what ``test_data/schema.sql`` holds)
+``python -m storage.schema --write``  rewrite ``test_data/schema.sql``
+``python -m storage.schema --create`` create missing tables in ``PAYSCORE_MYSQL_URL``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.dialects import mysql
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from storage.tables import metadata
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "test_data" / "schema.sql"
+
+HEADER = """\
+-- payscore MySQL schema (MySQL 8 / MariaDB 10.11), rendered from storage/tables.py.
+-- Do not edit: run `python -m storage.schema --write` after changing the tables.
+"""
+
+
+def render_ddl() -> str:
+    """The ``CREATE TABLE`` statements of every table, in dependency order."""
+    dialect = mysql.dialect()
+    statements = []
+    for table in metadata.sorted_tables:
+        ddl = str(CreateTable(table).compile(dialect=dialect)).strip()
+        statements.append(ddl + ";\n")
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            statements.append(str(CreateIndex(index).compile(dialect=dialect)).strip() + ";\n")
+    return HEADER + "\n" + "\n".join(statements)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every table and index that does not exist yet (never alters or drops)."""
+    metadata.create_all(engine, checkfirst=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m storage.schema", description=__doc__)
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--write", action="store_true", help=f"rewrite {SCHEMA_FILE.name}")
+    action.add_argument("--create", action="store_true", help="create tables in the database")
+    args = parser.parse_args()
+    if args.write:
+        SCHEMA_FILE.write_text(render_ddl())
+        print(f"wrote {SCHEMA_FILE}")
+    elif args.create:
+        from dataflows.config import Config
+        from storage.engine import make_engine
+
+        engine = make_engine(Config.from_env(os.environ).mysql_url)
+        create_schema(engine)
+        print(f"tables ready in {engine.url.render_as_string(hide_password=True)}")
+    else:
+        print(render_ddl(), end="")
+
+
+if __name__ == "__main__":
+    main()

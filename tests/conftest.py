@@ -1,0 +1,74 @@
+"""Shared fixtures. Integration fixtures talk to the real services of ``ops/services.sh``:
+each test gets its own MySQL database and its own Kafka topics, dropped afterwards."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from dataflows.config import Config
+from storage.engine import make_engine
+from storage.schema import create_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = Config.from_env(os.environ)
+
+
+def _admin_engine() -> Engine:
+    url = make_url(BASE.mysql_url).set(database=None)
+    return make_engine(url.render_as_string(hide_password=False))
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """A fresh database ``payscore_test_<random>`` with the schema, dropped after the test."""
+    name = f"payscore_test_{uuid.uuid4().hex[:10]}"
+    admin = _admin_engine()
+    with admin.begin() as c:
+        c.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+    url = make_url(BASE.mysql_url).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    create_schema(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.begin() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(mysql_url: str) -> Iterator[Engine]:
+    e = make_engine(mysql_url)
+    yield e
+    e.dispose()
+
+
+@pytest.fixture
+def topics() -> Iterator[dict[str, str]]:
+    """Fresh payments, labels and dead-letter topics (4 partitions each), deleted afterwards."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    names = {
+        "payments_topic": f"{prefix}-payments",
+        "labels_topic": f"{prefix}-labels",
+        "dead_letters_topic": f"{prefix}-dead-letters",
+    }
+    admin = AdminClient({"bootstrap.servers": BASE.kafka_brokers})
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=BASE.topic_partitions) for n in names.values()]
+    )
+    for f in futures.values():
+        f.result(timeout=30)
+    try:
+        yield names
+    finally:
+        for f in admin.delete_topics(list(names.values())).values():
+            f.result(timeout=30)

@@ -1,0 +1,92 @@
+"""The schema file, the sink's SQL, and the sink on the real MySQL server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.dialects import mysql
+
+from storage.schema import SCHEMA_FILE, render_ddl
+from storage.sink import MySQLSinkPartition, first_write_wins
+from storage.tables import dead_letters, scored_payments
+
+
+def test_schema_file_matches_the_table_definitions() -> None:
+    assert SCHEMA_FILE.read_text() == render_ddl(), (
+        "test_data/schema.sql is stale: run `python -m storage.schema --write`"
+    )
+
+
+def test_first_write_wins_sql_updates_only_the_key_to_itself() -> None:
+    sql = str(first_write_wins(scored_payments).compile(dialect=mysql.dialect()))
+    assert sql.startswith("INSERT INTO scored_payments (transaction_id, card_id,")
+    assert sql.endswith("ON DUPLICATE KEY UPDATE transaction_id = scored_payments.transaction_id")
+
+
+def test_first_write_wins_uses_the_composite_key_of_dead_letters() -> None:
+    sql = str(first_write_wins(dead_letters).compile(dialect=mysql.dialect()))
+    assert sql.endswith("ON DUPLICATE KEY UPDATE topic = dead_letters.topic")
+
+
+def _row(txn: str, probability: float) -> dict[str, object]:
+    return {
+        "transaction_id": txn,
+        "card_id": "card-1",
+        "merchant_id": "m-1",
+        "terminal_id": "t-1",
+        "amount_minor": 1250,
+        "currency": "EUR",
+        "event_time": datetime(2026, 11, 2, 8, 30),
+        "utc_offset_minutes": 60,
+        "fraud_probability": probability,
+        "decision": "approve",
+        "reason_codes": ["card_count_24h"],
+        "model_version": "v00001",
+        "features": {"card_count_24h": 3.0, "card_amount_sum_24h": 40.5},
+        "kafka_partition": 0,
+        "kafka_offset": 7,
+        "scored_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+
+
+@pytest.mark.integration
+def test_sink_replay_changes_no_row(engine: Engine) -> None:
+    sink = MySQLSinkPartition(engine, scored_payments)
+    sink.write_batch([_row("t-1", 0.1), _row("t-2", 0.2)])
+    with engine.connect() as c:
+        before = c.execute(select(scored_payments).order_by("transaction_id")).all()
+    # The replayed batch carries other values (a later scored_at, another score): first write wins.
+    sink.write_batch([_row("t-1", 0.9), _row("t-2", 0.8), _row("t-3", 0.3)])
+    with engine.connect() as c:
+        after = c.execute(select(scored_payments).order_by("transaction_id")).all()
+    assert after[:2] == before
+    assert [r.transaction_id for r in after] == ["t-1", "t-2", "t-3"]
+    assert after[0].features == {"card_count_24h": 3.0, "card_amount_sum_24h": 40.5}
+    assert after[0].reason_codes == ["card_count_24h"]
+
+
+@pytest.mark.integration
+def test_a_failing_batch_writes_nothing(engine: Engine) -> None:
+    sink = MySQLSinkPartition(engine, scored_payments)
+    bad = _row("t-bad", 0.5) | {"currency": "EURO"}  # too long for the column in strict mode
+    with pytest.raises(Exception, match="currency"):
+        sink.write_batch([_row("t-ok", 0.1), bad])
+    with engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(scored_payments)).scalar_one() == 0
+
+
+@pytest.mark.integration
+def test_schema_file_applies_to_an_empty_database(engine: Engine) -> None:
+    with engine.begin() as c:
+        for table in ("scored_payments", "dead_letters", "model_versions"):
+            c.execute(text(f"DROP TABLE {table}"))
+        for statement in SCHEMA_FILE.read_text().split(";"):
+            body = "\n".join(
+                line for line in statement.splitlines() if not line.startswith("--")
+            ).strip()
+            if body:
+                c.execute(text(body))
+        names = {r[0] for r in c.execute(text("SHOW TABLES"))}
+    assert names == {"scored_payments", "dead_letters", "model_versions"}
