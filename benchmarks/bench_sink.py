@@ -1,6 +1,6 @@
 """Rows per second the MySQL sink writes: scored-payment rows with 45 features, in batches.
 
-    python benchmarks/bench_sink.py [--rows 100000] [--batch 1000]
+    python benchmarks/bench_sink.py [--rows 100000] [--batch 1000] [--method load|insert]
 
 Writes into a throwaway database ``payscore_bench`` (created and dropped) on the server of
 ``PAYSCORE_MYSQL_URL``. A second pass rewrites the same rows (what a replay after recovery does)
@@ -56,6 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--method", choices=["load", "insert"], default="load")
     args = parser.parse_args()
     url = make_url(Config.from_env(os.environ).mysql_url)
     admin = make_engine(url.set(database=None).render_as_string(hide_password=False))
@@ -65,7 +66,8 @@ def main() -> None:
     engine = make_engine(url.set(database="payscore_bench").render_as_string(hide_password=False))
     create_schema(engine)
     rows = make_rows(args.rows)
-    sink = MySQLSinkPartition(engine, scored_payments)
+    sink = MySQLSinkPartition(engine, scored_payments, args.method)
+    print(f"method {args.method}, batches of {args.batch}")
     for label in ("first write", "replay (no change)"):
         started = time.perf_counter()
         for i in range(0, len(rows), args.batch):

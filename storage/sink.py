@@ -1,27 +1,49 @@
-"""A Bytewax sink that writes rows into one MySQL table, idempotently.
+"""A Bytewax sink that writes rows into one MySQL table, idempotently and in bulk.
 
 Delivery: Bytewax gives sinks **at-least-once** delivery; after a resume from a recovery
-snapshot, the rows of the last epoch are written again. Every batch is therefore written as one
-transaction of ``INSERT ... ON DUPLICATE KEY UPDATE <primary key> = <primary key>``: a row whose
-primary key is already present is left exactly as it is (first write wins), so a replayed batch
+snapshot, the rows of the last epoch are written again. Every batch is therefore one transaction
+in which a row whose primary key is already stored is skipped: first write wins, a replayed batch
 changes nothing, and a batch is either all in or all out.
 
-``INSERT IGNORE`` is not used: it would also turn real errors (a value too long, a NULL in a NOT
-NULL column) into warnings and silently store something else.
+Two ways to write a batch, with the same effect:
+
+- ``load`` (default): the batch goes to the server as a tab-separated file through
+  ``LOAD DATA LOCAL INFILE ... IGNORE``. The server then reports one warning per skipped
+  duplicate (code 1062); any other warning (a value truncated, a bad date) fails the batch, so
+  ``IGNORE`` never hides bad data. About twice as fast as ``insert`` here (see
+  ``benchmarks/bench_sink.py``). The server must allow ``local_infile`` (MariaDB's default; on
+  MySQL 8 start it with ``--local-infile=1``).
+- ``insert``: ``INSERT ... ON DUPLICATE KEY UPDATE <key> = <key>`` with PyMySQL's multi-row
+  ``executemany``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
 
+import msgspec
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from sqlalchemy import Engine, Table
+from sqlalchemy import JSON, Engine, LargeBinary, Table
 from sqlalchemy.dialects.mysql import Insert, insert
 
 from storage.engine import make_engine
 
 Row = Mapping[str, Any]
+Method = Literal["load", "insert"]
+
+DUPLICATE_KEY = 1062
+_TMP_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+_json = msgspec.json.Encoder()
+
+
+class SinkWriteError(RuntimeError):
+    """A batch was refused by MySQL; nothing of it was stored."""
 
 
 def first_write_wins(table: Table) -> Insert:
@@ -30,19 +52,109 @@ def first_write_wins(table: Table) -> Insert:
     return insert(table).on_duplicate_key_update({key.name: key})
 
 
-class MySQLSinkPartition(StatelessSinkPartition[Row]):
-    """One worker's writer: a batch is one transaction of one multi-row insert."""
+def load_data_statement(table: Table, columns: Sequence[str], path: str) -> str:
+    """``LOAD DATA LOCAL INFILE`` for a tab-separated file of ``columns``; binary columns are
+    sent as hex and decoded by the server."""
+    targets, sets = [], []
+    for name in columns:
+        if isinstance(table.c[name].type, LargeBinary):
+            targets.append(f"@{name}")
+            sets.append(f"{name} = UNHEX(@{name})")
+        else:
+            targets.append(name)
+    quoted_path = path.replace("\\", "\\\\").replace("'", "\\'")
+    statement = (
+        f"LOAD DATA LOCAL INFILE '{quoted_path}' IGNORE INTO TABLE {table.name} "
+        "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' "
+        f"LINES TERMINATED BY '\\n' ({', '.join(targets)})"
+    )
+    return statement + (f" SET {', '.join(sets)}" if sets else "")
 
-    def __init__(self, engine: Engine, table: Table) -> None:
+
+def tsv_field(value: Any, *, is_json: bool = False) -> str:
+    """One value in LOAD DATA's default text format (``\\N`` is NULL)."""
+    if value is None:
+        return "\\N"
+    if is_json:
+        return _json.encode(value).decode().translate(_ESCAPES)
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SinkWriteError(f"cannot store the non-finite number {value} in MySQL")
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    raise SinkWriteError(f"no MySQL text form for a value of type {type(value).__name__}")
+
+
+class MySQLSinkPartition(StatelessSinkPartition[Row]):
+    """One worker's writer: each batch is one transaction."""
+
+    def __init__(self, engine: Engine, table: Table, method: Method = "load") -> None:
         self._engine = engine
         self._table = table
+        self._method = method
         self._statement = first_write_wins(table)
 
     def write_batch(self, items: list[Row]) -> None:
         if not items:
             return
-        with self._engine.begin() as connection:
-            connection.execute(self._statement, items)
+        if self._method == "insert":
+            with self._engine.begin() as connection:
+                connection.execute(self._statement, items)
+        else:
+            self._load(items)
+
+    def _load(self, items: list[Row]) -> None:
+        columns = list(items[0])
+        json_columns = {name for name in columns if isinstance(self._table.c[name].type, JSON)}
+        flags = [name in json_columns for name in columns]
+        lines = []
+        for row in items:
+            try:
+                lines.append(
+                    "\t".join(
+                        tsv_field(row[name], is_json=flag)
+                        for name, flag in zip(columns, flags, strict=True)
+                    )
+                )
+            except KeyError as exc:
+                raise SinkWriteError(
+                    f"row for {self._table.name} lacks column {exc}; expected {columns}"
+                ) from None
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=_TMP_DIR, prefix="payscore-", suffix=".tsv"
+        ) as file:
+            file.write("\n".join(lines))
+            file.write("\n")
+            file.flush()
+            raw = self._engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute(load_data_statement(self._table, columns, file.name))
+                skipped = len(items) - cursor.rowcount
+                if cursor.warning_count > skipped:
+                    # More warnings than skipped duplicates: something was stored altered.
+                    cursor.execute("SHOW WARNINGS")
+                    problems = [w for w in cursor.fetchall() if w[1] != DUPLICATE_KEY][:5]
+                    raw.rollback()
+                    raise SinkWriteError(
+                        f"MySQL refused a batch of {len(items)} rows for {self._table.name}: "
+                        + "; ".join(f"{code} {message}" for _, code, message in problems)
+                    )
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                raw.close()
 
     def close(self) -> None:
         self._engine.dispose()
@@ -54,9 +166,10 @@ class MySQLSink(DynamicSink[Row]):
     Safe to replay: see the module docstring.
     """
 
-    def __init__(self, url: str, table: Table) -> None:
+    def __init__(self, url: str, table: Table, method: Method = "load") -> None:
         self._url = url
         self._table = table
+        self._method = method
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> MySQLSinkPartition:
-        return MySQLSinkPartition(make_engine(self._url, pool_size=1), self._table)
+        return MySQLSinkPartition(make_engine(self._url, pool_size=1), self._table, self._method)

@@ -5,11 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.dialects import mysql
 
 from storage.schema import SCHEMA_FILE, render_ddl
-from storage.sink import MySQLSinkPartition, first_write_wins
+from storage.sink import (
+    MySQLSinkPartition,
+    SinkWriteError,
+    first_write_wins,
+    load_data_statement,
+    tsv_field,
+)
 from storage.tables import dead_letters, scored_payments
 
 
@@ -90,3 +98,70 @@ def test_schema_file_applies_to_an_empty_database(engine: Engine) -> None:
                 c.execute(text(body))
         names = {r[0] for r in c.execute(text("SHOW TABLES"))}
     assert names == {"scored_payments", "dead_letters", "model_versions"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "\\N"),
+        ("tab\there", "tab\\there"),
+        ("line\nbreak\r", "line\\nbreak\\r"),
+        ("back\\slash", "back\\\\slash"),
+        ("nul\0", "nul\\0"),
+        ("\\N", "\\\\N"),  # the text "\N" is not NULL
+        (True, "1"),
+        (0.1, "0.1"),
+        (12, "12"),
+        (datetime(2026, 1, 2, 3, 4, 5, 6), "2026-01-02 03:04:05.000006"),
+        (b"\x00\xff", "00ff"),
+    ],
+)
+def test_tsv_field(value: object, expected: str) -> None:
+    assert tsv_field(value) == expected
+
+
+def test_tsv_field_refuses_non_finite_numbers() -> None:
+    with pytest.raises(SinkWriteError, match="non-finite number nan"):
+        tsv_field(float("nan"))
+
+
+def test_load_statement_decodes_binary_columns_from_hex() -> None:
+    sql = load_data_statement(dead_letters, ["topic", "raw_value"], "/tmp/x.tsv")
+    assert sql.endswith("(topic, @raw_value) SET raw_value = UNHEX(@raw_value)")
+    assert "IGNORE INTO TABLE dead_letters" in sql
+
+
+@pytest.mark.integration
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    letters=st.lists(
+        st.tuples(st.text(min_size=1, max_size=300), st.binary(max_size=300) | st.none()),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_any_text_and_bytes_round_trip_through_the_bulk_load(engine: Engine, letters) -> None:
+    with engine.begin() as c:
+        c.execute(text("DELETE FROM dead_letters"))
+    now = datetime(2026, 11, 2, 8, 30)
+    rows = [
+        {
+            "topic": "payments",
+            "kafka_partition": 0,
+            "kafka_offset": i,
+            "message_key": None,
+            "raw_value": raw,
+            "error": error,
+            "received_at": None,
+            "dead_lettered_at": now,
+        }
+        for i, (error, raw) in enumerate(letters)
+    ]
+    MySQLSinkPartition(engine, dead_letters).write_batch(rows)
+    with engine.connect() as c:
+        stored = c.execute(
+            select(dead_letters.c.error, dead_letters.c.raw_value).order_by("kafka_offset")
+        ).all()
+    assert [(e, r) for e, r in stored] == letters
