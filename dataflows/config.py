@@ -43,7 +43,15 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     model_dir: str = "model_state/versions"
     review_threshold: Probability = 0.5
     decline_threshold: Probability = 0.9
-    # Contract
+    # Scorers look for a newer model version at most this often.
+    model_refresh_seconds: Annotated[float, Meta(gt=0)] = 5.0
+    # The learner publishes a version every N labels, or this long after the first unpublished one.
+    publish_every_labels: Positive = 500
+    publish_seconds: Annotated[float, Meta(gt=0)] = 30.0
+    # A label whose payment is not stored yet is retried this often, for this long.
+    label_retry_seconds: Annotated[float, Meta(gt=0)] = 5.0
+    label_wait_seconds: Annotated[float, Meta(ge=0)] = 600.0
+    # Contract: how far an event may be ahead of the moment its record reached Kafka.
     max_future_skew_seconds: Annotated[int, Meta(ge=0)] = 300
 
     def __post_init__(self) -> None:

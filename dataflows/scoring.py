@@ -1,22 +1,29 @@
-"""The payscore dataflow: every payment read from Kafka is scored for fraud and stored in MySQL.
+"""The payscore dataflow: every payment read from Kafka is scored for fraud and stored in MySQL,
+and the model keeps learning from the fraud labels that arrive later.
 
-Run it with ``python -m bytewax.run dataflows.scoring:flow`` (add ``-w N`` for worker threads, or
-``-i/-a`` for several processes; see the README). Reading top to bottom:
+Run it with ``python -m bytewax.run dataflows.scoring:flow`` (``-w N`` worker threads, ``-i/-a``
+for several processes, ``-r/-s/-b`` for recovery; see the README). Top to bottom:
 
-1. **Decode** each payment message into a typed ``Payment``; a message that breaks the contract
-   becomes a dead letter (Kafka topic and MySQL table) with its reason and offset.
-2. **Features**: the card's, the terminal's and the merchant's histories, each keyed by its id,
-   add their point-in-time features; calendar features are added last.
-3. **Score** with the current model version: probability, decision, reason codes.
-4. **Store** the scored payment in MySQL, idempotently (a replay changes nothing).
+Payments
+    1. **Decode** each message into a typed ``Payment``. One that breaks the contract becomes a
+       dead letter (Kafka topic and MySQL table) with its reason, partition and offset.
+    2. **Features**: the card's, the terminal's and the merchant's histories, each keyed by its
+       id, add their point-in-time features; calendar features come last.
+    3. **Score** with the newest model version: probability, decision, reason codes.
+    4. **Store** the scored payment in MySQL (first write wins, so a replay changes nothing).
 
-Fraud labels arrive on their own topic; they are decoded the same way (bad ones are dead letters
-too) and feed the terminals' and merchants' fraud rates.
+Labels
+    5. **Decode** each label the same way (bad ones are dead letters too).
+    6. **Join** it with its stored payment: the features that payment was scored with.
+    7. **Feed back**: the label updates its terminal's and merchant's fraud rates (from its
+       report time on) and **learns**: one learner owns the model and publishes new versions,
+       which step 3 picks up. Each version is recorded in MySQL and checkpointed on disk.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,17 +34,23 @@ from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
 from dataflows.config import Config
-from dataflows.keyed_history import keyed_history
+from dataflows.keyed_history import History, keyed_history
+from dataflows.label_join import MySQLLabelClaims, label_join
+from dataflows.learning import LEARNER_KEY, learn_step
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, to_kafka
+from dataflows.model_registry import ModelRegistry, NewerVersionsInMySQL
 from features.calendar import calendar_features
 from features.card import CardHistory
 from features.contract import LabelDecoder, Payment, PaymentDecoder
 from features.entity import EntityHistory
 from model_state import artifact
+from model_state.artifact import VersionRecord
+from model_state.checkpoints import ModelCheckpointSink
 from model_state.scorer import Scorer
-from storage.rows import dead_letter_row, scored_payment_row
+from storage.labels import LabelledPayment
+from storage.rows import dead_letter_row, model_version_row, scored_payment_row
 from storage.sink import MySQLSink
-from storage.tables import dead_letters, scored_payments
+from storage.tables import dead_letters, model_versions, scored_payments
 
 IDLE_KEY_SECONDS = timedelta(days=35).total_seconds()
 
@@ -48,32 +61,50 @@ def flow() -> Dataflow:
 
 
 def build(config: Config) -> Dataflow:
-    model = artifact.load(Path(config.model_dir))
-    scorer = Scorer(
-        model.model,
-        model.version,
+    model_dir = Path(config.model_dir)
+    start = artifact.load(model_dir)
+    models = ModelRegistry(
+        start,
+        NewerVersionsInMySQL(config.mysql_url),
+        refresh_seconds=config.model_refresh_seconds,
         review=config.review_threshold,
         decline=config.decline_threshold,
     )
     skew = timedelta(seconds=config.max_future_skew_seconds)
-    decoder = MessageDecoder(PaymentDecoder(skew), LabelDecoder(skew))
-
+    decode = MessageDecoder(PaymentDecoder(skew), LabelDecoder(skew))
     flow = Dataflow("payscore")
+
+    # Labels: decode, join with the stored payment, (below) feed back into features and model.
+    label_messages = op.input("read_labels", flow, kafka_source(config, config.labels_topic))
+    labels = split_off_dead_letters(
+        "labels", op.map("decode_labels", label_messages, decode.label), config
+    )
+    labelled = join_labels_with_scored_payments(labels, config)
+
+    # Payments: decode, features, score, store.
     messages = op.input("read_payments", flow, kafka_source(config, config.payments_topic))
-    decoded = op.map("decode_payments", messages, decoder.payment)
-    payments = split_off_dead_letters("payments", decoded, config)
-
+    payments = split_off_dead_letters(
+        "payments", op.map("decode_payments", messages, decode.payment), config
+    )
     payments = add_features("card_features", payments, card_id, CardHistory)
-    payments = add_features("terminal_features", payments, terminal_id, terminal_history)
-    payments = add_features("merchant_features", payments, merchant_id, merchant_history)
+    payments = add_features(
+        "terminal_features", payments, terminal_id, terminal_history, (labelled, labelled_terminal)
+    )
+    payments = add_features(
+        "merchant_features", payments, merchant_id, merchant_history, (labelled, labelled_merchant)
+    )
     payments = op.map("calendar_features", payments, add_calendar_features)
-
-    rows = op.map("score", payments, lambda p: score(scorer, p))
+    rows = op.map("score", payments, lambda p: score(models.current(), p))
     op.output("store_scored_payments", rows, MySQLSink(config.mysql_url, scored_payments))
 
-    label_messages = op.input("read_labels", flow, kafka_source(config, config.labels_topic))
-    labels = op.map("decode_labels", label_messages, decoder.label)
-    split_off_dead_letters("labels", labels, config)
+    # Learning: one learner owns the model; its versions are stored and checkpointed.
+    versions = learn_from_labels(labelled, start, config)
+    op.output(
+        "record_model_versions",
+        op.map("version_rows", versions, version_row(model_dir)),
+        MySQLSink(config.mysql_url, model_versions),
+    )
+    op.output("checkpoint_model_versions", versions, ModelCheckpointSink(model_dir))
     return flow
 
 
@@ -83,15 +114,11 @@ def build(config: Config) -> Dataflow:
 def kafka_source(config: Config, topic: str) -> KafkaSource:
     """Every partition of ``topic`` from the beginning; recovery resumes at the stored offsets."""
     return KafkaSource(
-        config.brokers,
-        [topic],
-        tail=config.tail,
-        starting_offset=OFFSET_BEGINNING,
-        batch_size=1000,
+        config.brokers, [topic], tail=config.tail, starting_offset=OFFSET_BEGINNING, batch_size=1000
     )
 
 
-def split_off_dead_letters(name: str, decoded: Stream, config: Config) -> Stream[Positioned]:
+def split_off_dead_letters(name: str, decoded: Stream, config: Config) -> Stream:
     """Send dead letters to their Kafka topic and MySQL table; return the valid events."""
     split = op.branch(f"split_valid_{name}", decoded, lambda x: isinstance(x, Positioned))
     letters: Stream[DeadLetter] = split.falses
@@ -103,7 +130,7 @@ def split_off_dead_letters(name: str, decoded: Stream, config: Config) -> Stream
     op.output(
         f"store_{name}_dead_letters",
         op.map(
-            f"{name}_dead_letters_to_rows",
+            f"{name}_dead_letter_rows",
             letters,
             lambda d: dead_letter_row(**msgspec.structs.asdict(d)),
         ),
@@ -124,6 +151,14 @@ def merchant_id(p: Positioned[Payment]) -> str:
     return p.event.merchant_id
 
 
+def labelled_terminal(label: LabelledPayment) -> str:
+    return label.terminal_id
+
+
+def labelled_merchant(label: LabelledPayment) -> str:
+    return label.merchant_id
+
+
 def terminal_history() -> EntityHistory:
     return EntityHistory("terminal")
 
@@ -132,14 +167,20 @@ def merchant_history() -> EntityHistory:
     return EntityHistory("merchant")
 
 
-def add_features(step: str, payments: Stream, key: object, new_history: object) -> Stream:
-    """Key the payments by ``key``, let that key's history add its features, drop the key."""
-    keyed = op.key_on(f"key_{step}", payments, key)  # type: ignore[arg-type]
-    with_features = op.stateful_batch(
-        step,
-        keyed,
-        keyed_history(new_history, IDLE_KEY_SECONDS),  # type: ignore[arg-type]
-    )
+def add_features(
+    step: str,
+    payments: Stream[Positioned[Payment]],
+    key: Callable[[Positioned[Payment]], str],
+    new_history: Callable[[], History],
+    labels: tuple[Stream[LabelledPayment], Callable[[LabelledPayment], str]] | None = None,
+) -> Stream[Positioned[Payment]]:
+    """Key the payments (and labels) by ``key``; that key's history adds its features."""
+    keyed = op.key_on(f"key_{step}", payments, key)
+    if labels is not None:
+        labelled, label_key = labels
+        keyed_labels = op.key_on(f"key_labels_{step}", labelled, label_key)
+        keyed = op.merge(f"payments_and_labels_{step}", keyed, keyed_labels)  # type: ignore[assignment]
+    with_features = op.stateful_batch(step, keyed, keyed_history(new_history, IDLE_KEY_SECONDS))
     return op.key_rm(f"unkey_{step}", with_features)
 
 
@@ -161,3 +202,42 @@ def score(scorer: Scorer, p: Positioned[Payment]) -> dict[str, object]:
         model_version=scorer.version,
         scored_at=datetime.now(UTC),
     )
+
+
+def join_labels_with_scored_payments(labels: Stream, config: Config) -> Stream[LabelledPayment]:
+    keyed = op.key_on("key_labels_by_card", labels, lambda p: p.event.card_id)
+    joined = op.stateful_batch(
+        "join_labels_with_scored_payments",
+        keyed,
+        label_join(
+            MySQLLabelClaims(config.mysql_url),
+            retry_seconds=config.label_retry_seconds,
+            wait_seconds=config.label_wait_seconds,
+        ),
+    )
+    return op.key_rm("unkey_labelled_payments", joined)
+
+
+def learn_from_labels(
+    labelled: Stream[LabelledPayment], start: artifact.ModelArtifact, config: Config
+) -> Stream[VersionRecord]:
+    keyed = op.key_on("key_learner", labelled, lambda _: LEARNER_KEY)
+    versions = op.stateful_batch(
+        "learn",
+        keyed,
+        learn_step(
+            start, publish_every=config.publish_every_labels, publish_seconds=config.publish_seconds
+        ),
+    )
+    return op.key_rm("unkey_versions", versions)
+
+
+def version_row(model_dir: Path) -> Callable[[VersionRecord], dict[str, object]]:
+    def row(record: VersionRecord) -> dict[str, object]:
+        return model_version_row(
+            metadata=msgspec.to_builtins(record.metadata),
+            payload=record.payload,
+            artifact_path=str(model_dir / record.metadata.version),
+        )
+
+    return row

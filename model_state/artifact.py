@@ -14,6 +14,7 @@ import hashlib
 import os
 import pickle
 import platform
+import shutil
 import tempfile
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
@@ -47,6 +48,8 @@ class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
     rows: int = 0
     frauds: int = 0
     labels_learned: int = 0
+    # A fraud example weighs this much when learning; the scorer corrects for it.
+    positive_weight: float = 1.0
     metrics: dict[str, float] = {}
     library_versions: dict[str, str] = {}
     content_hash: str = ""
@@ -88,38 +91,60 @@ def next_version(model_dir: Path) -> str:
     return version_name(version_number(existing[-1]) + 1 if existing else 1)
 
 
+class VersionRecord(msgspec.Struct, frozen=True):
+    """A version as it is stored: its metadata and the pickled model."""
+
+    metadata: ModelMetadata
+    payload: bytes
+
+
 class ModelArtifact(msgspec.Struct, frozen=True):
-    """A loaded model and its metadata."""
+    """A loaded model, its metadata, and the pickled bytes it was loaded from."""
 
     model: Any
     metadata: ModelMetadata
+    payload: bytes
 
     @property
     def version(self) -> str:
         return self.metadata.version
 
+    @property
+    def record(self) -> VersionRecord:
+        return VersionRecord(self.metadata, self.payload)
+
 
 def save(model: Any, metadata: ModelMetadata, model_dir: Path) -> ModelArtifact:
-    """Write ``model`` as ``metadata.version`` under ``model_dir``; fails if that version exists.
-
-    The folder is written under a temporary name and renamed, so a reader never sees half a
-    version.
-    """
+    """Write ``model`` as ``metadata.version`` under ``model_dir``; fails if that version exists."""
     payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
     metadata = msgspec.structs.replace(
         metadata,
         content_hash=hashlib.sha256(payload).hexdigest(),
         library_versions=metadata.library_versions or library_versions(),
     )
+    write(payload, metadata, model_dir)
+    return ModelArtifact(model, metadata, payload)
+
+
+def write(payload: bytes, metadata: ModelMetadata, model_dir: Path) -> bool:
+    """Write a pickled model and its metadata as a version folder; False if it already exists.
+
+    The folder is written under a temporary name and renamed, so a reader never sees half a
+    version, and a version is never overwritten.
+    """
     model_dir.mkdir(parents=True, exist_ok=True)
     target = model_dir / metadata.version
     if target.exists():
-        raise FileExistsError(f"model version {metadata.version} already exists at {target}")
+        return False
     staging = Path(tempfile.mkdtemp(prefix=f".{metadata.version}-", dir=model_dir))
     (staging / MODEL_FILE).write_bytes(payload)
     (staging / METADATA_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(metadata)))
-    os.rename(staging, target)
-    return ModelArtifact(model, metadata)
+    try:
+        os.rename(staging, target)
+    except OSError:  # another writer got there first
+        shutil.rmtree(staging, ignore_errors=True)
+        return False
+    return True
 
 
 def load(model_dir: Path, version: str | None = None) -> ModelArtifact:
@@ -139,8 +164,13 @@ def load(model_dir: Path, version: str | None = None) -> ModelArtifact:
         )
     metadata = msgspec.json.decode((folder / METADATA_FILE).read_bytes(), type=ModelMetadata)
     payload = (folder / MODEL_FILE).read_bytes()
-    check(metadata, hashlib.sha256(payload).hexdigest(), where=str(folder))
-    return ModelArtifact(pickle.loads(payload), metadata)
+    return from_bytes(payload, metadata, where=str(folder))
+
+
+def from_bytes(payload: bytes, metadata: ModelMetadata, *, where: str) -> ModelArtifact:
+    """Unpickle a stored model after checking it against its metadata and the running code."""
+    check(metadata, hashlib.sha256(payload).hexdigest(), where=where)
+    return ModelArtifact(pickle.loads(payload), metadata, payload)
 
 
 def check(metadata: ModelMetadata, content_hash: str, *, where: str) -> None:

@@ -1,5 +1,11 @@
 """Turning a feature vector into a fraud probability, a decision and reason codes.
 
+Fraud is rare, so the model learns with fraud examples weighted ``w`` times a legitimate one
+(see :mod:`model_state.train`). A logistic model learnt that way estimates the odds of fraud
+``w`` times too high, so the scorer subtracts ``log(w)`` from the model's log-odds: the
+probability it reports is calibrated to the real fraud rate (prior correction, as in King and
+Zeng, "Logistic Regression in Rare Events Data", 2001).
+
 The decision is a pure function of the probability and two thresholds:
 ``approve`` below ``review_threshold``, ``decline`` at or above ``decline_threshold``, ``review``
 in between. Reason codes name up to three features that pushed the score up the most: for a
@@ -76,7 +82,17 @@ def reason_codes(model: Any, features: dict[str, float]) -> tuple[str, ...]:
 class Scorer:
     """Scores feature dicts with one model version; cheap to call per payment."""
 
-    def __init__(self, model: Any, version: str, *, review: float, decline: float) -> None:
+    def __init__(
+        self,
+        model: Any,
+        version: str,
+        *,
+        review: float,
+        decline: float,
+        positive_weight: float = 1.0,
+    ) -> None:
+        if positive_weight <= 0:
+            raise ValueError(f"positive_weight must be > 0; got {positive_weight}")
         parts = _linear_parts(model)
         if parts is None:
             reason_codes(model, {})  # raises the explanatory TypeError
@@ -85,16 +101,18 @@ class Scorer:
         self.version = version
         self._review = review
         self._decline = decline
+        self._log_weight = math.log(positive_weight)
 
     def score(self, features: dict[str, float]) -> Score:
         """Probability, decision and reasons; the scaled vector is computed once for both.
 
-        The probability equals ``model.predict_proba_one(features)[True]`` (tested): River's
-        logistic regression is ``sigmoid(intercept + sum(weight * scaled value))``.
+        River's logistic regression is ``sigmoid(intercept + sum(weight * scaled value))``; with
+        ``positive_weight`` 1 the probability equals ``model.predict_proba_one`` (tested).
         """
         linear = self._parts[1]
         contributions = _contributions(self._parts, features)
-        probability = linear.loss.mean_func(sum(contributions.values()) + linear.intercept)
+        log_odds = sum(contributions.values()) + linear.intercept - self._log_weight
+        probability = linear.loss.mean_func(log_odds)
         if not math.isfinite(probability):
             raise ValueError(
                 f"model {self.version} returned probability {probability} for features {features}"

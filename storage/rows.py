@@ -71,3 +71,20 @@ def dead_letter_row(
         "received_at": utc_naive(received_at) if received_at else None,
         "dead_lettered_at": utc_naive(dead_lettered_at),
     }
+
+
+def model_version_row(
+    *, metadata: dict[str, Any], payload: bytes, artifact_path: str
+) -> dict[str, Any]:
+    """A ``model_versions`` row; ``metadata`` is the version's metadata as a JSON-able dict."""
+    return {
+        "version": metadata["version"],
+        "parent_version": metadata["parent_version"],
+        "created_at": utc_naive(datetime.fromisoformat(metadata["created_at"])),
+        "origin": metadata["origin"],
+        "labels_learned": metadata["labels_learned"],
+        "content_hash": metadata["content_hash"],
+        "artifact_path": artifact_path,
+        "metadata": metadata,
+        "artifact": payload,
+    }

@@ -31,7 +31,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from sqlalchemy import JSON, Engine, LargeBinary, Table
 from sqlalchemy.dialects.mysql import Insert, insert
 
-from storage.engine import make_engine
+from storage.engine import make_engine, retry_transient
 
 Row = Mapping[str, Any]
 Method = Literal["load", "insert"]
@@ -107,10 +107,13 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
         if not items:
             return
         if self._method == "insert":
-            with self._engine.begin() as connection:
-                connection.execute(self._statement, items)
+            retry_transient(lambda: self._insert(items))
         else:
-            self._load(items)
+            retry_transient(lambda: self._load(items))
+
+    def _insert(self, items: list[Row]) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(self._statement, items)
 
     def _load(self, items: list[Row]) -> None:
         columns = list(items[0])

@@ -81,5 +81,6 @@ model_versions = Table(
     Column("content_hash", String(64), nullable=False, comment="SHA-256 of the artifact"),
     Column("artifact_path", String(512), nullable=False),
     Column("metadata", JSON, nullable=False),
+    Column("artifact", Blob, nullable=False, comment="the pickled model"),
     comment="Every model version that scored or may score payments.",
 )

@@ -22,6 +22,7 @@ CREATE TABLE model_versions (
 	content_hash VARCHAR(64) NOT NULL COMMENT 'SHA-256 of the artifact', 
 	artifact_path VARCHAR(512) NOT NULL, 
 	metadata JSON NOT NULL, 
+	artifact MEDIUMBLOB NOT NULL COMMENT 'the pickled model', 
 	PRIMARY KEY (version)
 )COMMENT='Every model version that scored or may score payments.';
 
