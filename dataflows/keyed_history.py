@@ -10,17 +10,24 @@ compact, immutable bytes object per key, whose own pickling is a copy.
 
 Expiry: a key untouched for ``idle_seconds`` of wall-clock time is discarded (its windows are
 empty by then in a live system, where event time follows wall time).
+
+Duplicates: with ``remember > 0`` the step remembers the last ``remember`` transaction ids of its
+key; a payment whose id is among them (a producer's retry, a redelivery) is not folded in again
+and not passed on: its first copy was scored already, and a scored payment is stored once. The
+card step uses this, since a card's payments arrive together on one partition.
 """
 
 from __future__ import annotations
 
 import pickle
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
 from bytewax.operators import StatefulBatchLogic
+from prometheus_client import Counter
 
 from dataflows.messages import Positioned
 from features.contract import Payment
@@ -44,18 +51,33 @@ class LabelNote(Protocol):
 
 Snapshot = bytes
 
+DUPLICATES = Counter("payscore_duplicate_payments", "Payments skipped as repeats of a recent id")
+
 
 class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapshot]):
-    def __init__(self, history: History, last_touch: float, idle_seconds: float) -> None:
+    def __init__(
+        self,
+        history: History,
+        last_touch: float,
+        idle_seconds: float,
+        recent_ids: deque[str] | None = None,
+    ) -> None:
         self._history = history
         self._last_touch = last_touch
         self._idle_seconds = idle_seconds
+        self._recent_ids = recent_ids
 
     def on_batch(self, values: list[Positioned | LabelNote]) -> tuple[list[Positioned], bool]:
         out = []
         observe = self._history.observe
+        recent = self._recent_ids
         for value in values:
             if isinstance(value, Positioned):
+                if recent is not None:
+                    if value.event.transaction_id in recent:
+                        DUPLICATES.inc()
+                        continue
+                    recent.append(value.event.transaction_id)
                 value.features.update(observe(value.event))
                 out.append(value)
             else:
@@ -70,18 +92,24 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         return datetime.fromtimestamp(self._last_touch + self._idle_seconds, UTC)
 
     def snapshot(self) -> Snapshot:
-        return pickle.dumps((self._history, self._last_touch), protocol=pickle.HIGHEST_PROTOCOL)
+        recent = tuple(self._recent_ids) if self._recent_ids is not None else None
+        return pickle.dumps(
+            (self._history, self._last_touch, recent), protocol=pickle.HIGHEST_PROTOCOL
+        )
 
 
 def keyed_history(
-    new_history: Callable[[], History], idle_seconds: float
+    new_history: Callable[[], History], idle_seconds: float, remember: int = 0
 ) -> Callable[[Snapshot | None], KeyedHistory]:
     """The builder ``op.stateful_batch`` calls for a new key or a key resumed from a snapshot."""
 
+    def recent_ids(ids: tuple[str, ...] = ()) -> deque[str] | None:
+        return deque(ids, maxlen=remember) if remember > 0 else None
+
     def build(resume: Snapshot | None) -> KeyedHistory:
         if resume is None:
-            return KeyedHistory(new_history(), time.time(), idle_seconds)
-        history, last_touch = pickle.loads(resume)
-        return KeyedHistory(history, last_touch, idle_seconds)
+            return KeyedHistory(new_history(), time.time(), idle_seconds, recent_ids())
+        history, last_touch, recent = pickle.loads(resume)
+        return KeyedHistory(history, last_touch, idle_seconds, recent_ids(recent or ()))
 
     return build

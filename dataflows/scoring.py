@@ -53,6 +53,7 @@ from storage.sink import MySQLSink
 from storage.tables import dead_letters, model_versions, scored_payments
 
 IDLE_KEY_SECONDS = timedelta(days=35).total_seconds()
+CARD_IDS_KEPT = 64  # a card's last transaction ids, to skip a redelivered payment
 
 
 def flow() -> Dataflow:
@@ -86,7 +87,7 @@ def build(config: Config) -> Dataflow:
     payments = split_off_dead_letters(
         "payments", op.map("decode_payments", messages, decode.payment), config
     )
-    payments = add_features("card_features", payments, card_id, CardHistory)
+    payments = add_features("card_features", payments, card_id, CardHistory, remember=CARD_IDS_KEPT)
     payments = add_features(
         "terminal_features", payments, terminal_id, terminal_history, (labelled, labelled_terminal)
     )
@@ -173,6 +174,8 @@ def add_features(
     key: Callable[[Positioned[Payment]], str],
     new_history: Callable[[], History],
     labels: tuple[Stream[LabelledPayment], Callable[[LabelledPayment], str]] | None = None,
+    *,
+    remember: int = 0,
 ) -> Stream[Positioned[Payment]]:
     """Key the payments (and labels) by ``key``; that key's history adds its features."""
     keyed = op.key_on(f"key_{step}", payments, key)
@@ -180,7 +183,9 @@ def add_features(
         labelled, label_key = labels
         keyed_labels = op.key_on(f"key_labels_{step}", labelled, label_key)
         keyed = op.merge(f"payments_and_labels_{step}", keyed, keyed_labels)  # type: ignore[assignment]
-    with_features = op.stateful_batch(step, keyed, keyed_history(new_history, IDLE_KEY_SECONDS))
+    with_features = op.stateful_batch(
+        step, keyed, keyed_history(new_history, IDLE_KEY_SECONDS, remember)
+    )
     return op.key_rm(f"unkey_{step}", with_features)
 
 

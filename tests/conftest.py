@@ -14,8 +14,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from dataflows.config import Config
+from model_state.train import train
 from storage.engine import make_engine
 from storage.schema import create_schema
+from test_data.spec import SimulationSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = Config.from_env(os.environ)
@@ -72,3 +74,12 @@ def topics() -> Iterator[dict[str, str]]:
     finally:
         for f in admin.delete_topics(list(names.values())).values():
             f.result(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small pre-trained model, trained the way ``python -m model_state.train`` does."""
+    folder = tmp_path_factory.mktemp("models")
+    spec = SimulationSpec(seed=5, days=14, cards=800, merchants=160)
+    train(spec, folder, validation_days=3, epochs=1)
+    return folder

@@ -8,9 +8,6 @@ a second run over the same input must change no row.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from pathlib import Path
 
 import msgspec
@@ -19,51 +16,15 @@ from confluent_kafka import Producer
 from sqlalchemy import Engine, select
 
 from features.catalog import FEATURE_NAMES
-from model_state.train import train
 from storage.tables import dead_letters, model_versions, scored_payments
 from test_data.produce import from_samples, send
 from test_data.samples import load_samples
-from test_data.spec import SimulationSpec
+from tests.flowrun import flow_env, run_flow
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "test_data" / "samples"
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small pre-trained model, trained the way ``python -m model_state.train`` does."""
-    folder = tmp_path_factory.mktemp("models")
-    spec = SimulationSpec(seed=5, days=14, cards=800, merchants=160)
-    train(spec, folder, validation_days=3, epochs=1)
-    return folder
-
-
-def flow_env(topics: dict[str, str], mysql_url: str, model_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSCORE_")}
-    env.update({f"PAYSCORE_{k.upper()}": v for k, v in topics.items()})
-    env.update(
-        PAYSCORE_MYSQL_URL=mysql_url,
-        PAYSCORE_MODEL_DIR=str(model_dir),
-        PAYSCORE_TAIL="false",
-        **{f"PAYSCORE_{k.upper()}": v for k, v in extra.items()},
-    )
-    return env
-
-
-def run_flow(env: dict[str, str], processes: int = 2, workers: int = 2) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(
-        ["bash", str(ROOT / "ops" / "run_flow.sh"), str(processes), str(workers)],
-        env=env | {"FLOW_BASE_PORT": str(2200 + os.getpid() % 500)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, f"flow failed ({done.returncode}):\n{done.stderr[-4000:]}"
-    return time.perf_counter() - started
 
 
 def produce_samples(topics: dict[str, str], *files: str) -> None:

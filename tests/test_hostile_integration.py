@@ -1,0 +1,75 @@
+"""Hostile input through the whole flow, on the real broker and server.
+
+Every case of ``test_data.hostile`` that a broker with default limits accepts is produced into
+fresh topics (payments and labels); the flow runs to the end of its topics and must leave exactly
+one dead-letter row per bad message (with its reason, partition and offset) and exactly one scored
+row per distinct valid transaction id; SQL-looking text is stored verbatim and changes nothing
+else; the flow does not stop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+from sqlalchemy import Engine, func, select, text
+
+from storage.tables import dead_letters, scored_payments
+from test_data.hostile import LABEL_CASES, PAYMENT_CASES, scored_transaction_ids
+from tests.test_flow_integration import flow_env, run_flow
+
+pytestmark = pytest.mark.integration
+
+
+def produce(topic: str, cases: list) -> None:
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 5})
+    failures: list[str] = []
+
+    def delivered(err: object, msg: object) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    for case in cases:
+        producer.produce(topic, value=case.raw, key=case.key, on_delivery=delivered)
+    assert producer.flush(30) == 0
+    assert not failures, failures
+
+
+def test_every_hostile_message_ends_in_one_row_and_the_flow_keeps_going(
+    topics: dict[str, str], mysql_url: str, engine: Engine, model_dir: Path
+) -> None:
+    payments = [c for c in PAYMENT_CASES if c.fits_kafka_default]
+    labels = [c for c in LABEL_CASES if c.fits_kafka_default]
+    produce(topics["payments_topic"], payments)
+    produce(topics["labels_topic"], labels)
+
+    run_flow(flow_env(topics, mysql_url, model_dir), processes=1, workers=2)
+
+    with engine.connect() as c:
+        letters = c.execute(select(dead_letters)).mappings().all()
+        scored = c.execute(select(scored_payments.c.transaction_id)).scalars().all()
+        tables = {r[0] for r in c.execute(text("SHOW TABLES"))}
+        dead_count = c.execute(select(func.count()).select_from(dead_letters)).scalar_one()
+
+    expected_dead = [c for c in payments + labels if c.expected == "dead_letter"]
+    assert dead_count == len(expected_dead)
+    by_value: dict[bytes | None, list] = {}
+    for letter in letters:
+        raw = bytes(letter["raw_value"]) if letter["raw_value"] is not None else None
+        by_value.setdefault(raw, []).append(letter)
+    for case in expected_dead:
+        stored = by_value.get(case.raw)
+        assert stored, f"case {case.name} left no dead letter"
+        assert any(case.says in letter["error"] for letter in stored), (
+            f"case {case.name}: expected an error saying {case.says!r}; "
+            f"got {[letter['error'] for letter in stored]}"
+        )
+    assert all(letter["kafka_offset"] >= 0 and letter["kafka_partition"] >= 0 for letter in letters)
+    assert {letter["topic"] for letter in letters} == {
+        topics["payments_topic"],
+        topics["labels_topic"],
+    }
+
+    assert sorted(scored) == sorted(scored_transaction_ids(tuple(payments)))
+    assert tables == {"scored_payments", "dead_letters", "model_versions"}
