@@ -16,11 +16,9 @@ def flow_env(
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSCORE_")}
     env.update({f"PAYSCORE_{k.upper()}": v for k, v in topics.items()})
     env.update(
-        PAYSCORE_MYSQL_URL=mysql_url,
-        PAYSCORE_MODEL_DIR=str(model_dir),
-        PAYSCORE_TAIL="false",
-        **{f"PAYSCORE_{k.upper()}": v for k, v in extra.items()},
+        PAYSCORE_MYSQL_URL=mysql_url, PAYSCORE_MODEL_DIR=str(model_dir), PAYSCORE_TAIL="false"
     )
+    env.update({f"PAYSCORE_{k.upper()}": v for k, v in extra.items()})
     return env
 
 

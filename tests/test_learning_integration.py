@@ -1,0 +1,141 @@
+"""Online learning end to end: labels produced to Kafka change the model that scores later payments.
+
+The flow runs as it does in production (``PAYSCORE_TAIL=true``), as two processes of one worker
+each. Payments of the first days are scored by the pre-trained version; then their labels are
+produced; the learner publishes a new version, every worker picks it up, and every payment
+produced after that is scored by a newer version. Versions are recorded in ``model_versions`` and
+checkpointed on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+from sqlalchemy import Engine, func, select
+
+from features.contract import FraudLabel, Payment
+from model_state import artifact
+from storage.tables import model_versions, scored_payments
+from test_data.generator import simulate
+from test_data.produce import from_simulation, send
+from test_data.spec import SimulationSpec
+from tests.flowrun import ROOT, flow_env
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.5)
+
+
+def produce(topics: dict[str, str], events: list[Payment | FraudLabel]) -> None:
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 5})
+    records = from_simulation(events, topics["payments_topic"], topics["labels_topic"])
+    report = send(records, producer, progress=False)
+    assert report.ok, report.errors
+
+
+def count(engine: Engine, where: object = None) -> int:
+    query = select(func.count()).select_from(scored_payments)
+    if where is not None:
+        query = query.where(where)  # type: ignore[arg-type]
+    with engine.connect() as c:
+        return int(c.execute(query).scalar_one())
+
+
+def test_labels_from_kafka_change_the_version_that_scores_later_payments(
+    topics: dict[str, str], mysql_url: str, engine: Engine, model_dir: Path, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    for version in artifact.list_versions(model_dir):
+        (models / version).symlink_to(model_dir / version)
+    start = artifact.list_versions(models)[-1]
+
+    sim = simulate(SimulationSpec(seed=21, days=6, cards=300, merchants=60))
+    payments = list(sim.payments())
+    cut = payments[0].event_timestamp + 3 * 86_400
+    first = [p for p in payments if p.event_timestamp < cut]
+    later = [p for p in payments if p.event_timestamp >= cut]
+    first_ids = {p.transaction_id for p in first}
+    labels = [label for label in sim.labels() if label.transaction_id in first_ids]
+    assert first and later and len(labels) > 100
+
+    env = flow_env(
+        topics,
+        mysql_url,
+        models,
+        tail="true",
+        publish_every_labels="100",
+        publish_seconds="2",
+        model_refresh_seconds="1",
+        label_retry_seconds="1",
+    )
+    flow = subprocess.Popen(
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "1"],
+        env=env | {"FLOW_BASE_PORT": str(2700 + os.getpid() % 200)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        produce(topics, first)
+        wait_for("the first days to be scored", lambda: count(engine) == len(first))
+        assert count(engine, scored_payments.c.model_version != start) == 0
+
+        produce(topics, labels)
+
+        def online_versions() -> list[str]:
+            with engine.connect() as c:
+                rows = c.execute(
+                    select(model_versions.c.version).where(model_versions.c.origin == "online")
+                )
+                return sorted(r[0] for r in rows)
+
+        wait_for("the learner to publish a version", lambda: len(online_versions()) > 0)
+        wait_for(
+            "every label to be learned",
+            lambda: count(engine, scored_payments.c.label_is_fraud.is_not(None)) == len(labels),
+        )
+        time.sleep(3)  # > model_refresh_seconds: every worker has looked for the newest version
+        published = online_versions()[-1]
+
+        produce(topics, later)
+        wait_for("the later days to be scored", lambda: count(engine) == len(payments))
+        with engine.connect() as c:
+            later_versions = (
+                c.execute(
+                    select(scored_payments.c.model_version)
+                    .where(scored_payments.c.transaction_id.in_([p.transaction_id for p in later]))
+                    .distinct()
+                )
+                .scalars()
+                .all()
+            )
+        assert later_versions, "no later payment was stored"
+        assert all(v >= published for v in later_versions), (later_versions, published)
+        # Every version that scored is recorded, and checkpointed on disk beside the start.
+        recorded = {start, *online_versions()}
+        assert set(later_versions) <= recorded
+        assert set(online_versions()) <= set(artifact.list_versions(models))
+        newest = artifact.load(models)
+        assert newest.metadata.parent_version is not None
+        assert newest.metadata.labels_learned == len(labels)
+    finally:
+        os.killpg(flow.pid, signal.SIGTERM)
+        try:
+            flow.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(flow.pid, signal.SIGKILL)
