@@ -12,6 +12,7 @@ relative weights per local hour (0-23) and per weekday (Monday first), normalise
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -81,25 +82,25 @@ SKIMMED_SHOP_MCCS = categories(5541, 5411, 5812, 5311, 5499)
 CASH_OUT_SHOP_MCCS = categories(5732, 5944, 5311)
 
 
-def _normalised(weights: list[float]) -> npt.NDArray[np.float64]:
-    array = np.asarray(weights, dtype=np.float64)
+def _normalised(*parts: Sequence[float]) -> npt.NDArray[np.float64]:
+    array = np.concatenate([np.asarray(p, dtype=np.float64) for p in parts])
     return np.asarray(array / array.sum(), dtype=np.float64)
 
 
-# Share of payments per local hour: shops open mornings, peak at lunch and after work.
+# Share of payments per local hour (00-11h, 12-23h): peaks at lunch and after work.
 HOURLY_IN_PERSON = _normalised(
-    [0.2, 0.1, 0.05, 0.05, 0.05, 0.1, 0.3, 0.8, 1.5, 2.0, 2.5, 3.0]
-    + [3.8, 3.5, 2.8, 2.6, 2.8, 3.4, 3.7, 3.2, 2.4, 1.6, 1.0, 0.5]
+    [0.2, 0.1, 0.05, 0.05, 0.05, 0.1, 0.3, 0.8, 1.5, 2.0, 2.5, 3.0],
+    [3.8, 3.5, 2.8, 2.6, 2.8, 3.4, 3.7, 3.2, 2.4, 1.6, 1.0, 0.5],
 )
 # Online shopping is flatter and peaks in the evening.
 HOURLY_ONLINE = _normalised(
-    [0.6, 0.4, 0.25, 0.2, 0.2, 0.25, 0.4, 0.7, 1.0, 1.3, 1.5, 1.6]
-    + [1.8, 1.7, 1.6, 1.6, 1.7, 1.9, 2.2, 2.6, 2.9, 2.8, 2.0, 1.2]
+    [0.6, 0.4, 0.25, 0.2, 0.2, 0.25, 0.4, 0.7, 1.0, 1.3, 1.5, 1.6],
+    [1.8, 1.7, 1.6, 1.6, 1.7, 1.9, 2.2, 2.6, 2.9, 2.8, 2.0, 1.2],
 )
 # Fraudsters favour the hours the cardholder sleeps.
 HOURLY_NIGHT = _normalised(
-    [3.0, 3.5, 3.5, 3.0, 2.5, 1.5, 0.8, 0.6, 0.6, 0.6, 0.6, 0.6]
-    + [0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.7, 0.8, 1.0, 1.4, 2.0, 2.6]
+    [3.0, 3.5, 3.5, 3.0, 2.5, 1.5, 0.8, 0.6, 0.6, 0.6, 0.6, 0.6],
+    [0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.7, 0.8, 1.0, 1.4, 2.0, 2.6],
 )
 # Relative spending per weekday, Monday first.
 WEEKDAY = np.array([0.95, 0.95, 1.0, 1.0, 1.15, 1.2, 0.7])

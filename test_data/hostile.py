@@ -1,0 +1,502 @@
+"""Hostile input: messages a real producer might send, each with the outcome the flow owes it.
+
+Every :class:`HostileCase` is the exact bytes of one Kafka message value (``None`` for a record
+without a value), its record key, the expected outcome and a fragment of the
+:class:`~features.contract.InvalidMessage` text that says why (for ``"dead_letter"`` cases). The
+outcomes hold when a case is decoded with ``received_at`` set to any record timestamp between
+2026-03-03 and 2099 (``now`` will do): valid payments happen on 2026-03-02, and one case lies in
+2099, ahead of any such record.
+
+Outcomes for the whole flow: each ``"dead_letter"`` case ends as exactly one dead-letter row; the
+``"scored"`` cases end as exactly one scored row per distinct transaction id
+(:func:`scored_transaction_ids`): the three ``duplicate_transaction_id_*`` cases share one id, so
+together they make one row. Nothing that looks like SQL changes the database: the
+``sql_*`` cases must be stored (as dead letters or as identifiers) verbatim.
+
+Huge payloads: ``huge_payload_2mb_*`` are larger than Kafka's default ``message.max.bytes``
+(1 MB); to get them to the broker a test raises the producer's ``message.max.bytes`` and the
+topic's ``max.message.bytes``, or expects the producer to refuse them
+(:attr:`HostileCase.fits_kafka_default`).
+
+>>> [case.expected for case in PAYMENT_CASES if case.name == "zero_amount"]
+['dead_letter']
+>>> len(scored_transaction_ids()) < len([c for c in PAYMENT_CASES if c.expected == "scored"])
+True
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, NamedTuple
+
+Outcome = Literal["dead_letter", "scored"]
+
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+_CARD = "hostile-c-1"
+
+
+class HostileCase(NamedTuple):
+    """One message and what must become of it."""
+
+    name: str
+    raw: bytes | None
+    expected: Outcome
+    says: str  # fragment of the InvalidMessage text ("" for scored cases)
+    why: str  # short human description (the sample files' "reason")
+    key: bytes | None = _CARD.encode()
+
+    @property
+    def fits_kafka_default(self) -> bool:
+        """Whether a broker with default limits accepts this message."""
+        return self.raw is None or len(self.raw) < KAFKA_DEFAULT_MAX_MESSAGE_BYTES - 1024
+
+
+def valid_payment(**changes: Any) -> dict[str, Any]:
+    """A valid payment as a JSON-ready dict, with ``changes`` applied (``...`` deletes a field)."""
+    payment: dict[str, Any] = {
+        "transaction_id": "hostile-tx-valid",
+        "card_id": _CARD,
+        "merchant_id": "hostile-m-1",
+        "terminal_id": "hostile-pos-1",
+        "amount_minor": 1250,
+        "currency": "EUR",
+        "event_time": "2026-03-02T09:30:00+01:00",
+        "mcc": "5411",
+        "channel": "contactless",
+        "country": "FR",
+        "latitude": 48.857,
+        "longitude": 2.352,
+    }
+    payment.update(changes)
+    return {k: v for k, v in payment.items() if v is not ...}
+
+
+def _json(**changes: Any) -> bytes:
+    return json.dumps(valid_payment(**changes)).encode()
+
+
+def _dead(
+    name: str, raw: bytes | None, says: str, why: str, key: bytes | None = _CARD.encode()
+) -> HostileCase:
+    return HostileCase(name, raw, "dead_letter", says, why, key)
+
+
+def _scored(name: str, raw: bytes, why: str) -> HostileCase:
+    return HostileCase(name, raw, "scored", "", why)
+
+
+_BASE = _json()
+_NESTED = 100_000
+_SQL = "x'); DROP TABLE scored_payments;--"
+
+PAYMENT_CASES: tuple[HostileCase, ...] = (
+    _scored("valid_payment", _BASE, "a valid payment, for reference"),
+    # -- not JSON, or not a JSON object
+    _dead("truncated_json", _BASE[:60], "truncated", "truncated JSON", None),
+    _dead("truncated_inside_string", _BASE[:15], "truncated", "cut inside a string", None),
+    _dead("empty_message", b"", "truncated", "empty message", None),
+    _dead("tombstone", None, "no value", "record without a value", None),
+    _dead(
+        "non_utf8_bytes",
+        _BASE.replace(b"hostile-m-1", b"hostile-m-\xff\xfe"),
+        "Invalid UTF-8",
+        "not UTF-8",
+    ),
+    _dead(
+        "latin1_text",
+        _BASE.replace(b"hostile-m-1", "hostile-m-café".encode("latin-1")),
+        "Invalid UTF-8",
+        "Latin-1 text, not UTF-8",
+    ),
+    _dead("utf16_json", json.dumps(valid_payment()).encode("utf-16"), "malformed", "UTF-16"),
+    _dead("utf8_bom", b"\xef\xbb\xbf" + _BASE, "malformed", "UTF-8 byte order mark"),
+    _dead("binary_garbage", bytes(range(256)), "malformed", "binary garbage", None),
+    _dead("trailing_garbage", _BASE + b"garbage", "trailing characters", "trailing garbage"),
+    _dead("two_messages_in_one", _BASE + _BASE, "trailing characters", "two JSON objects"),
+    _dead("json_null", b"null", "Expected `object`, got `null`", "JSON null", None),
+    _dead("json_array", b"[" + _BASE + b"]", "Expected `object`, got `array`", "JSON array"),
+    _dead("json_string", b'"payment"', "Expected `object`, got `str`", "JSON string", None),
+    _dead("json_number", b"42", "Expected `object`, got `int`", "JSON number", None),
+    _dead(
+        "deeply_nested_array",
+        b"[" * _NESTED + b"]" * _NESTED,
+        "Expected `object`, got `array`",
+        "array nested 100,000 deep",
+        None,
+    ),
+    _dead(
+        "deeply_nested_field",
+        _BASE.replace(b'"hostile-tx-valid"', b"[" * _NESTED + b"]" * _NESTED),
+        "Expected `str`, got `array` - at `$.transaction_id`",
+        "field nested 100,000 deep",
+    ),
+    _dead(
+        "deeply_nested_object",
+        b'{"a":' * _NESTED + b"1" + b"}" * _NESTED,
+        "unknown field `a`",
+        "object nested 100,000 deep",
+        None,
+    ),
+    # -- wrong types, missing and extra fields
+    _dead(
+        "amount_as_string",
+        _json(amount_minor="1250"),
+        "Expected `int`, got `str` - at `$.amount_minor`",
+        "amount as a string",
+    ),
+    _dead(
+        "amount_as_decimal",
+        _json(amount_minor=12.5),
+        "Expected `int`, got `float` - at `$.amount_minor`",
+        "amount in major units",
+    ),
+    _dead(
+        "amount_as_bool",
+        _json(amount_minor=True),
+        "Expected `int`, got `bool` - at `$.amount_minor`",
+        "amount as a boolean",
+    ),
+    _dead(
+        "card_id_as_number",
+        _json(card_id=4111111111111111),
+        "Expected `str`, got `int` - at `$.card_id`",
+        "card id as a number",
+    ),
+    _dead(
+        "event_time_as_epoch",
+        _json(event_time=1772440200),
+        "Expected `datetime`, got `int` - at `$.event_time`",
+        "event time as epoch seconds",
+    ),
+    _dead(
+        "latitude_as_string",
+        _json(latitude="48.857"),
+        "got `str` - at `$.latitude`",
+        "latitude as a string",
+    ),
+    _dead(
+        "missing_transaction_id",
+        _json(transaction_id=...),
+        "missing required field `transaction_id`",
+        "no transaction id",
+    ),
+    _dead(
+        "missing_event_time",
+        _json(event_time=...),
+        "missing required field `event_time`",
+        "no event time",
+    ),
+    _dead("extra_field", _json(cvv="123"), "unknown field `cvv`", "unknown field cvv"),
+    _dead(
+        "wrong_schema_version",
+        _json(schema_version=2),
+        "Invalid enum value 2 - at `$.schema_version`",
+        "schema version 2",
+    ),
+    _dead(
+        "schema_version_as_string",
+        _json(schema_version="1"),
+        "got `str` - at `$.schema_version`",
+        "schema version as a string",
+    ),
+    # -- numbers out of range: NaN, infinities, huge and non-positive values
+    _dead("nan_literal", _BASE.replace(b"1250", b"NaN"), "malformed", "NaN literal"),
+    _dead(
+        "infinity_literal",
+        _BASE.replace(b"48.857", b"Infinity"),
+        "malformed",
+        "Infinity literal",
+    ),
+    _dead(
+        "negative_infinity_literal",
+        _BASE.replace(b"48.857", b"-Infinity"),
+        "malformed",
+        "-Infinity literal",
+    ),
+    _dead(
+        "amount_1e400",
+        _BASE.replace(b"1250", b"1e400"),
+        "Number out of range - at `$.amount_minor`",
+        "amount 1e400",
+    ),
+    _dead(
+        "latitude_1e400",
+        _BASE.replace(b"48.857", b"1e400"),
+        "Number out of range - at `$.latitude`",
+        "latitude 1e400 (infinite)",
+    ),
+    _dead(
+        "zero_amount",
+        _json(amount_minor=0),
+        "Expected `int` >= 1 - at `$.amount_minor`",
+        "zero amount",
+    ),
+    _dead(
+        "negative_amount",
+        _json(amount_minor=-1250),
+        "Expected `int` >= 1 - at `$.amount_minor`",
+        "negative amount",
+    ),
+    _dead(
+        "amount_above_limit",
+        _json(amount_minor=10**12 + 1),
+        "Expected `int` <= 1000000000000 - at `$.amount_minor`",
+        "amount above 10**12",
+    ),
+    _dead(
+        "huge_amount",
+        _json(amount_minor=10**30),
+        "Expected `int` <= 1000000000000 - at `$.amount_minor`",
+        "amount 10**30",
+    ),
+    _dead(
+        "huge_latitude",
+        _json(latitude=10**30),
+        "Expected `float` <= 90.0 - at `$.latitude`",
+        "latitude 10**30",
+    ),
+    _dead(
+        "latitude_without_longitude",
+        _json(longitude=...),
+        "come together",
+        "latitude without longitude",
+    ),
+    # -- codes and enums
+    _dead("unknown_currency", _json(currency="XYZ"), "ISO 4217", "unknown currency XYZ"),
+    _dead("non_payment_currency", _json(currency="XAU"), "ISO 4217", "gold is not money here"),
+    _dead(
+        "lowercase_currency",
+        _json(currency="eur"),
+        "at `$.currency`",
+        "currency in lower case",
+    ),
+    _dead("unknown_country", _json(country="XX"), "ISO 3166-1", "unknown country XX"),
+    _dead(
+        "unknown_channel",
+        _json(channel="telepathy"),
+        "Invalid enum value 'telepathy' - at `$.channel`",
+        "unknown channel",
+    ),
+    _dead("three_digit_mcc", _json(mcc="541"), "at `$.mcc`", "MCC with three digits"),
+    # -- timestamps
+    _dead(
+        "event_time_1970",
+        _json(event_time="1970-01-01T00:00:00+00:00"),
+        "must lie between 2000-01-01 and 2100-01-01",
+        "event time in 1970",
+    ),
+    _dead(
+        "event_time_2999",
+        _json(event_time="2999-01-01T00:00:00+00:00"),
+        "must lie between 2000-01-01 and 2100-01-01",
+        "event time in 2999",
+    ),
+    _dead(
+        "event_time_ahead_of_kafka",
+        _json(event_time="2099-12-31T23:00:00+00:00"),
+        "after the record reached Kafka",
+        "event time long after the record's timestamp",
+    ),
+    _dead(
+        "event_time_without_zone",
+        _json(event_time="2026-03-02T09:30:00"),
+        "with a timezone component - at `$.event_time`",
+        "event time without a time zone",
+    ),
+    _dead(
+        "event_time_not_a_time",
+        _json(event_time="yesterday"),
+        "Invalid RFC3339 encoded datetime - at `$.event_time`",
+        "event time not a time",
+    ),
+    _dead(
+        "event_time_offset_25h",
+        _json(event_time="2026-03-02T09:30:00+25:00"),
+        "Invalid RFC3339 encoded datetime",
+        "UTC offset of 25 hours",
+    ),
+    # -- identifiers: length, charset, SQL
+    _dead(
+        "huge_payload_2mb_identifier",
+        _json(merchant_id="A" * 2_000_000),
+        "Expected `str` of length <= 64 - at `$.merchant_id`",
+        "2 MB merchant id",
+    ),
+    _dead(
+        "huge_payload_2mb_unknown_field",
+        _json(note="A" * 2_000_000),
+        "unknown field `note`",
+        "2 MB extra field",
+    ),
+    _dead(
+        "huge_payload_900kb_unknown_field",
+        _json(note="A" * 900_000),
+        "unknown field `note`",
+        "900 kB extra field",
+    ),
+    _dead(
+        "identifier_too_long",
+        _json(terminal_id="T" * 65),
+        "length <= 64 - at `$.terminal_id`",
+        "terminal id of 65 characters",
+    ),
+    _dead("identifier_empty", _json(card_id=""), "length >= 1 - at `$.card_id`", "empty card id"),
+    _dead(
+        "identifier_with_nul",
+        _json(card_id="c-1\x00"),
+        "matching regex",
+        "NUL byte in the card id",
+    ),
+    _dead(
+        "identifier_homoglyph",
+        _json(card_id="hostile-с-1"),  # Cyrillic "с"
+        "matching regex",
+        "Cyrillic letter in the card id",
+    ),
+    _dead(
+        "sql_injection_transaction_id",
+        _json(transaction_id=_SQL),
+        "matching regex '^[A-Za-z0-9_.:\\\\-]+$' - at `$.transaction_id`",
+        "SQL in the transaction id",
+    ),
+    _dead(
+        "sql_injection_card_id",
+        _json(card_id="1' OR '1'='1"),
+        "matching regex",
+        "SQL in the card id",
+        b"1' OR '1'='1",
+    ),
+    _dead(
+        "sql_in_unknown_field",
+        _json(comment="'; DELETE FROM scored_payments; --"),
+        "unknown field `comment`",
+        "SQL in an extra field",
+    ),
+    _dead(
+        "sql_as_whole_message",
+        b"'); DROP TABLE dead_letters;--",
+        "malformed",
+        "SQL instead of JSON",
+        b"'); DROP TABLE dead_letters;--",
+    ),
+    _scored(
+        "sql_lookalike_identifiers",
+        _json(
+            transaction_id="hostile-tx--DROP.TABLE.scored_payments--",
+            merchant_id="DROP_TABLE:scored_payments",
+            terminal_id="1-OR-1--",
+            device_id="0:OR:1--",
+        ),
+        "SQL-looking identifiers in the allowed charset; stored verbatim",
+    ),
+    # -- valid, but unusual
+    _scored(
+        "whitespace_around",
+        b" \n\t" + _json(transaction_id="hostile-tx-whitespace") + b"\n ",
+        "whitespace around the object is valid JSON",
+    ),
+    _scored(
+        "nanosecond_event_time",
+        _json(transaction_id="hostile-tx-nanos", event_time="2026-03-02T09:30:00.123456789+01:00"),
+        "nanoseconds are truncated to microseconds",
+    ),
+    _scored(
+        "duplicate_json_key",
+        _json(transaction_id="hostile-tx-dup-key")[:-1] + b', "amount_minor": 7}',
+        "a key twice: msgspec keeps the last value (7)",
+    ),
+    _dead(
+        "duplicate_json_key_invalid_first",
+        _json(transaction_id="hostile-tx-dup-key-1", amount_minor=-5)[:-1]
+        + b', "amount_minor": 7}',
+        "Expected `int` >= 1 - at `$.amount_minor`",
+        "a key twice, the first value invalid",
+    ),
+    _dead(
+        "duplicate_json_key_invalid_last",
+        _json(transaction_id="hostile-tx-dup-key-2")[:-1] + b', "amount_minor": -5}',
+        "Expected `int` >= 1 - at `$.amount_minor`",
+        "a key twice, the last value invalid",
+    ),
+    # -- the same transaction id three times: one scored row
+    _scored(
+        "duplicate_transaction_id_first",
+        _json(transaction_id="hostile-tx-duplicate"),
+        "first of three messages with one transaction id",
+    ),
+    _scored(
+        "duplicate_transaction_id_redelivered",
+        _json(transaction_id="hostile-tx-duplicate"),
+        "the same message again (an at-least-once redelivery)",
+    ),
+    _scored(
+        "duplicate_transaction_id_changed",
+        _json(transaction_id="hostile-tx-duplicate", amount_minor=99_999),
+        "same transaction id, different amount",
+    ),
+)
+
+
+def _label(**changes: Any) -> bytes:
+    label: dict[str, Any] = {
+        "transaction_id": "hostile-tx-valid",
+        "card_id": _CARD,
+        "is_fraud": True,
+        "reported_at": "2026-03-09T02:00:00Z",
+    }
+    label.update(changes)
+    return json.dumps({k: v for k, v in label.items() if v is not ...}).encode()
+
+
+LABEL_CASES: tuple[HostileCase, ...] = (
+    _scored("valid_label", _label(), "a valid label, for reference"),
+    _dead("label_truncated", _label()[:30], "truncated", "truncated JSON", None),
+    _dead(
+        "label_is_fraud_as_string",
+        _label(is_fraud="yes"),
+        "Expected `bool`, got `str` - at `$.is_fraud`",
+        "verdict as a string",
+    ),
+    _dead(
+        "label_is_fraud_as_number",
+        _label(is_fraud=1),
+        "Expected `bool`, got `int` - at `$.is_fraud`",
+        "verdict as a number",
+    ),
+    _dead(
+        "label_without_zone",
+        _label(reported_at="2026-03-09T02:00:00"),
+        "with a timezone component - at `$.reported_at`",
+        "report time without a time zone",
+    ),
+    _dead(
+        "label_missing_card",
+        _label(card_id=...),
+        "missing required field `card_id`",
+        "no card id",
+    ),
+    _dead(
+        "label_in_1970",
+        _label(reported_at="1970-01-01T00:00:00Z"),
+        "must lie between 2000-01-01 and 2100-01-01",
+        "report time in 1970",
+    ),
+    _dead("payment_on_label_topic", _BASE, "unknown field `merchant_id`", "a payment, not a label"),
+)
+
+
+def dead_letter_cases(cases: tuple[HostileCase, ...] = PAYMENT_CASES) -> list[HostileCase]:
+    return [case for case in cases if case.expected == "dead_letter"]
+
+
+def scored_transaction_ids(cases: tuple[HostileCase, ...] = PAYMENT_CASES) -> dict[str, int]:
+    """Each transaction id the scored cases carry, with how many messages carry it.
+
+    The flow must end with exactly one scored row per id, whatever the count.
+    """
+    counts: dict[str, int] = {}
+    for case in cases:
+        if case.expected == "scored" and case.raw is not None:
+            payload = json.loads(case.raw)
+            counts[payload["transaction_id"]] = counts.get(payload["transaction_id"], 0) + 1
+    return counts
