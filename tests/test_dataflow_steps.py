@@ -1,0 +1,102 @@
+"""The flow's own steps, without Kafka or MySQL: configuration, decoding, keyed histories."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+from bytewax.connectors.kafka import KafkaSourceMessage
+
+from dataflows.config import Config
+from dataflows.keyed_history import keyed_history
+from dataflows.messages import DeadLetter, MessageDecoder, Positioned, to_kafka
+from features.card import CardHistory
+from features.contract import LabelDecoder, Payment, PaymentDecoder
+from test_data.hostile import valid_payment
+
+DECODE = MessageDecoder(PaymentDecoder(), LabelDecoder())
+
+
+def message(
+    value: bytes | None, offset: int = 7, ms: int = 1_777_000_000_000
+) -> KafkaSourceMessage:
+    return KafkaSourceMessage(
+        key=b"c-1", value=value, topic="payments", partition=2, offset=offset, timestamp=(1, ms)
+    )
+
+
+def test_config_defaults_match_the_local_services() -> None:
+    config = Config.from_env({})
+    assert config.brokers == ["127.0.0.1:9092"]
+    assert config.mysql_url.endswith("@127.0.0.1:3306/payscore")
+    assert config.tail is True
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"PAYSCORE_TOPIC_PARTITIONS": "four"}, "PAYSCORE_TOPIC_PARTITIONS='four': Expected `int`"),
+        ({"PAYSCORE_TOPIC_PARTITIONS": "0"}, "Expected `int` >= 1"),
+        ({"PAYSCORE_TOPIC_PARTITON": "4"}, "unknown variable PAYSCORE_TOPIC_PARTITON"),
+        ({"PAYSCORE_DECLINE_THRESHOLD": "1.5"}, "Expected `float` <= 1.0"),
+        ({"PAYSCORE_TAIL": "maybe"}, "PAYSCORE_TAIL='maybe': Expected `bool`"),
+    ],
+)
+def test_bad_configuration_names_the_variable(env: dict[str, str], says: str) -> None:
+    with pytest.raises(ValueError, match="invalid configuration") as caught:
+        Config.from_env(env)
+    assert says in str(caught.value)
+
+
+def test_a_valid_payment_keeps_its_position() -> None:
+    out = DECODE.payment(message(msgspec.json.encode(valid_payment())))
+    assert isinstance(out, Positioned)
+    assert (out.partition, out.offset) == (2, 7)
+    assert out.event.transaction_id == "hostile-tx-valid"
+    assert out.features == {}
+
+
+def test_a_bad_message_becomes_a_dead_letter_with_reason_and_position() -> None:
+    out = DECODE.payment(message(msgspec.json.encode(valid_payment(amount_minor=0))))
+    assert isinstance(out, DeadLetter)
+    assert (out.topic, out.partition, out.offset) == ("payments", 2, 7)
+    assert out.error == "Expected `int` >= 1 - at `$.amount_minor`"
+    assert out.received_at == datetime.fromtimestamp(1_777_000_000, UTC)
+    kafka = to_kafka(out)
+    assert kafka.value == out.value
+    assert dict(kafka.headers)["source_offset"] == b"7"
+
+
+def test_an_event_far_ahead_of_its_record_time_is_dead() -> None:
+    raw = msgspec.json.encode(valid_payment())
+    out = DECODE.payment(message(raw, ms=1_700_000_000_000))  # record from Nov 2023
+    assert isinstance(out, DeadLetter)
+    assert "after the record reached Kafka" in out.error
+
+
+def payment(txn: str) -> Positioned[Payment]:
+    p = msgspec.convert(valid_payment(transaction_id=txn), Payment)
+    return Positioned(p, 0, 0)
+
+
+def test_card_step_skips_a_redelivered_transaction_and_resumes_from_its_snapshot() -> None:
+    build = keyed_history(CardHistory, idle_seconds=60, remember=4)
+    step = build(None)
+    out, _ = step.on_batch([payment("a"), payment("b"), payment("a")])
+    assert [p.event.transaction_id for p in out] == ["a", "b"]
+    resumed = build(copy.deepcopy(step.snapshot()))
+    out, _ = resumed.on_batch([payment("b"), payment("c")])
+    assert [p.event.transaction_id for p in out] == ["c"]
+    assert out[0].features["card_count_24h"] == 2.0
+    original, _ = step.on_batch([payment("c")])
+    assert original[0].features == out[0].features
+    assert isinstance(pickle.loads(step.snapshot()), tuple)
+
+
+def test_idle_keys_are_discarded() -> None:
+    step = keyed_history(CardHistory, idle_seconds=60)(None)
+    assert step.notify_at().timestamp() == pytest.approx(datetime.now(UTC).timestamp() + 60, abs=5)
+    assert step.on_notify() == ([], step.DISCARD)
