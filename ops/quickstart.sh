@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Quick start, end to end on a fresh Debian 12 machine with Java 17 and Maven:
-# virtualenv, Kafka and MariaDB, topics, schema, a pre-trained model, the sample messages produced
-# into Kafka, the scoring flow run to the end of its topics (2 processes x 2 workers), then what
-# landed in MySQL. Idempotent: a second run reuses everything and changes no row.
+# the virtualenv, Kafka and MariaDB, topics, tables, a pre-trained model, the sample payments
+# produced into Kafka and scored by the flow (2 processes x 2 workers, to the end of the topics),
+# then the sample labels, which the flow joins with the stored payments and learns from; last,
+# what landed in MySQL. Re-runnable: a second run produces nothing new and changes no row.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 PY=.venv/bin/python
-bash ops/bootstrap.sh
-bash ops/services.sh up
-"$PY" -m storage.schema --create
-"$PY" -m model_state.train --if-missing
-"$PY" -m test_data.produce --file test_data/samples/payments.jsonl --topic payments --if-empty
-"$PY" -m test_data.produce --file test_data/samples/labels.jsonl --topic labels --if-empty
-PAYSCORE_TAIL=false bash ops/run_flow.sh 2 2
-"$PY" -m storage.report
+step() { printf '\n== %s\n' "$*" >&2; }
+step "virtualenv"; bash ops/bootstrap.sh
+step "services";   bash ops/services.sh up
+step "tables";     "$PY" -m storage.schema --create
+step "model";      "$PY" -m model_state.train --if-missing
+step "payments";   "$PY" -m test_data.produce --file test_data/samples/payments.jsonl --if-empty --no-progress
+step "scoring";    PAYSCORE_TAIL=false bash ops/run_flow.sh 2 2
+# Labels arrive days after their payments in production; here they follow the scoring run.
+step "labels";     "$PY" -m test_data.produce --file test_data/samples/labels.jsonl --if-empty --no-progress
+step "learning";   PAYSCORE_TAIL=false bash ops/run_flow.sh 2 2
+step "what landed in MySQL"; "$PY" -m storage.report

@@ -1,4 +1,5 @@
-"""What landed in MySQL: scored payments by decision and model version, dead letters by reason.
+"""What landed in MySQL: scored payments by decision and model version, labels learned, model
+versions, and dead letters with their reasons.
 
 python -m storage.report
 """
@@ -7,11 +8,11 @@ from __future__ import annotations
 
 import os
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Integer, cast, func, select
 
 from dataflows.config import Config
 from storage.engine import make_engine
-from storage.tables import dead_letters, scored_payments
+from storage.tables import dead_letters, model_versions, scored_payments
 
 
 def report(engine: Engine) -> str:
@@ -37,6 +38,23 @@ def report(engine: Engine) -> str:
         lines.append("  highest scores:")
         for txn, card, p, reasons in top:
             lines.append(f"    {txn:<28} card {card:<16} p={p:.4f}  reasons {', '.join(reasons)}")
+        labelled = c.execute(
+            select(func.count(), func.sum(cast(sp.c.label_is_fraud, Integer))).where(
+                sp.c.label_is_fraud.is_not(None)
+            )
+        ).one()
+        lines.append(f"labels learned: {labelled[0]} ({labelled[1] or 0} fraud)")
+        mv = model_versions
+        versions = c.execute(
+            select(mv.c.version, mv.c.origin, mv.c.parent_version, mv.c.labels_learned).order_by(
+                mv.c.version
+            )
+        ).all()
+        lines.append(f"model versions: {len(versions)}")
+        for version, origin, parent, learned in versions:
+            lines.append(
+                f"  {version:<16} {origin:<10} parent {parent or '-':<16} labels {learned}"
+            )
         letters = c.execute(select(func.count()).select_from(dl)).scalar_one()
         lines.append(f"dead letters: {letters}")
         rows = c.execute(

@@ -154,6 +154,22 @@ def _count_lines(paths: Sequence[str]) -> int:
     return total
 
 
+def messages_held(brokers: str, topic: str) -> int:
+    """How many messages ``topic`` holds (high minus low watermark, summed over partitions)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "payscore-produce-check"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=15).topics[topic].partitions
+        total = 0
+        for index in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, index), timeout=15)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m test_data.produce",
@@ -184,6 +200,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="record timestamps: event/report time (default) or the producer's clock",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--if-empty",
+        action="store_true",
+        help="send nothing if a target topic already holds messages (makes a set-up re-runnable)",
+    )
     parser.add_argument(
         "-X",
         dest="settings",
@@ -225,6 +246,14 @@ def main(
     if problem:
         print(f"produce: {problem}", file=sys.stderr)
         return 2
+    if args.if_empty:
+        if args.file:  # only the topics this file's messages go to
+            kinds = {m.event for path in args.file for m in iter_samples(path)}
+            topics = [payments_topic if kind == "payment" else labels_topic for kind in kinds]
+        held = {t: messages_held(config.kafka_brokers, t) for t in sorted(set(topics))}
+        if any(held.values()):
+            print(f"produce: topics already hold messages {held}; sending nothing (--if-empty)")
+            return 0
 
     timestamps: Timestamps = args.timestamps
     if spec is not None:
