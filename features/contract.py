@@ -27,7 +27,7 @@ Rules a bank expects of an authorisation record:
 >>> PaymentDecoder().decode(raw.replace(b'1250', b'-5'))
 Traceback (most recent call last):
     ...
-features.contract.InvalidMessage: Expected `int` >= 1 - at `$.amount_minor`
+features.contract.InvalidMessageError: Expected `int` >= 1 - at `$.amount_minor`
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ Latitude = Annotated[float, Meta(ge=-90.0, le=90.0)]
 Longitude = Annotated[float, Meta(ge=-180.0, le=180.0)]
 
 
-class InvalidMessage(ValueError):
+class InvalidMessageError(ValueError):
     """A message that does not meet the contract; its text says which field and why."""
 
 
@@ -159,21 +159,21 @@ class _Decoder(Generic[T]):
         self._max_future_skew = max_future_skew
 
     def decode(self, raw: bytes | None, received_at: datetime | None = None) -> T:
-        """Decode one Kafka message value, or raise :class:`InvalidMessage` saying why not.
+        """Decode one Kafka message value, or raise :class:`InvalidMessageError` saying why not.
 
         ``received_at`` is when the message reached Kafka (its record timestamp); an event more
         than ``max_future_skew`` after it is rejected as a clock or producer error.
         """
         if raw is None:
-            raise InvalidMessage("message has no value (a tombstone or an empty record)")
+            raise InvalidMessageError("message has no value (a tombstone or an empty record)")
         try:
             event = self._decoder.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise InvalidMessage(str(exc)) from None
+            raise InvalidMessageError(str(exc)) from None
         if received_at is not None:
             when: datetime = getattr(event, self._time_field)
             if when - received_at > self._max_future_skew:
-                raise InvalidMessage(
+                raise InvalidMessageError(
                     f"`{self._time_field}` {when.isoformat()} is more than "
                     f"{self._max_future_skew} after the record reached Kafka at "
                     f"{received_at.isoformat()} - at `$.{self._time_field}`"

@@ -2,7 +2,7 @@
 
 Every :class:`HostileCase` is the exact bytes of one Kafka message value (``None`` for a record
 without a value), its record key, the expected outcome and a fragment of the
-:class:`~features.contract.InvalidMessage` text that says why (for ``"dead_letter"`` cases). The
+:class:`~features.contract.InvalidMessageError` text that says why (``"dead_letter"`` cases). The
 outcomes hold when a case is decoded with ``received_at`` set to any record timestamp between
 2026-03-03 and 2099 (``now`` will do): valid payments happen on 2026-03-02, and one case lies in
 2099, ahead of any such record.
@@ -41,7 +41,7 @@ class HostileCase(NamedTuple):
     name: str
     raw: bytes | None
     expected: Outcome
-    says: str  # fragment of the InvalidMessage text ("" for scored cases)
+    says: str  # fragment of the InvalidMessageError text ("" for scored cases)
     why: str  # short human description (the sample files' "reason")
     key: bytes | None = _CARD.encode()
 

@@ -22,10 +22,12 @@ def flow_env(
     return env
 
 
-def run_flow(env: dict[str, str], processes: int = 2, workers: int = 2) -> float:
+def run_flow(
+    env: dict[str, str], processes: int = 2, workers: int = 2, extra: list[str] | None = None
+) -> float:
     started = time.perf_counter()
     done = subprocess.run(
-        ["bash", str(ROOT / "ops" / "run_flow.sh"), str(processes), str(workers)],
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), str(processes), str(workers), *(extra or [])],
         env=env | {"FLOW_BASE_PORT": str(2200 + os.getpid() % 500)},
         capture_output=True,
         text=True,

@@ -15,7 +15,7 @@ from features.contract import (
     COUNTRIES,
     CURRENCIES,
     MAX_AMOUNT_MINOR,
-    InvalidMessage,
+    InvalidMessageError,
     LabelDecoder,
     Payment,
     PaymentDecoder,
@@ -38,7 +38,7 @@ RECEIVED_AT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 def outcome(decoder: PaymentDecoder | LabelDecoder, case: HostileCase) -> tuple[str, str]:
     try:
         decoder.decode(case.raw, received_at=RECEIVED_AT)
-    except InvalidMessage as exc:
+    except InvalidMessageError as exc:
         return "dead_letter", str(exc)
     return "scored", ""
 
@@ -86,7 +86,7 @@ def test_a_duplicated_transaction_id_makes_one_scored_row():
 
 def test_sql_is_refused_where_the_charset_forbids_it_and_kept_verbatim_where_allowed():
     by_name = {c.name: c for c in PAYMENT_CASES}
-    with pytest.raises(InvalidMessage, match=r"matching regex .* - at `\$\.transaction_id`"):
+    with pytest.raises(InvalidMessageError, match=r"matching regex .* - at `\$\.transaction_id`"):
         PAYMENTS.decode(by_name["sql_injection_transaction_id"].raw)
     payment = PAYMENTS.decode(by_name["sql_lookalike_identifiers"].raw)
     assert payment.transaction_id == "hostile-tx--DROP.TABLE.scored_payments--"
@@ -105,7 +105,7 @@ def test_duplicate_json_keys_keep_the_last_value():
     assert PAYMENTS.decode(by_name["duplicate_json_key"].raw).amount_minor == 7
 
 
-# -- properties: the decoder returns a valid payment or raises InvalidMessage, nothing else --
+# -- properties: the decoder returns a valid payment or raises InvalidMessageError, nothing else --
 
 
 def assert_valid(payment: Payment) -> None:
@@ -121,12 +121,12 @@ def assert_valid(payment: Payment) -> None:
 def decode_or_dead_letter(raw: bytes) -> Payment | None:
     try:
         payment = PAYMENTS.decode(raw, received_at=RECEIVED_AT)
-    except InvalidMessage as exc:
+    except InvalidMessageError as exc:
         reason = str(exc)
     else:
         assert_valid(payment)
         return payment
-    assert reason, "an InvalidMessage says why"
+    assert reason, "an InvalidMessageError says why"
     return None
 
 
@@ -194,6 +194,6 @@ def test_mutated_payments(payment):
 def test_arbitrary_labels(raw):
     try:
         label = LABELS.decode(raw, received_at=RECEIVED_AT)
-    except InvalidMessage:
+    except InvalidMessageError:
         return
     assert label.reported_at.utcoffset() is not None

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.contract import InvalidMessage, LabelDecoder, PaymentDecoder
+from features.contract import InvalidMessageError, LabelDecoder, PaymentDecoder
 from test_data import make_samples
 from test_data.samples import SampleMessage, dump_line, load_samples, parse_line, write_samples
 from test_data.spec import SCENARIOS
@@ -51,7 +51,7 @@ def test_every_malformed_payment_is_refused(payments):
     decoder = PaymentDecoder()
     for message in payments:
         if message.kind == "malformed":
-            with pytest.raises(InvalidMessage):
+            with pytest.raises(InvalidMessageError):
                 decoder.decode(message.value, received_at=RECEIVED_AT)
 
 

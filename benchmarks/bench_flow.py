@@ -1,0 +1,104 @@
+"""End-to-end throughput of the scoring flow: payments/s from Kafka to MySQL.
+
+    python benchmarks/bench_flow.py [--days 2] [--cards 20000] [--processes 1 2] [--workers 1]
+
+Simulates traffic, produces it into fresh topics (4 partitions; payments only), then for each
+process count runs ``ops/run_flow.sh P W`` with ``PAYSCORE_TAIL=false`` against a fresh database
+and prints payments, wall seconds (process start to exit, start-up included) and payments/s.
+A model must exist in ``PAYSCORE_MODEL_DIR`` (``python -m model_state.train``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+
+from dataflows.config import Config
+from storage.engine import make_engine
+from storage.schema import create_schema
+from storage.tables import scored_payments
+from test_data.generator import simulate
+from test_data.produce import from_simulation, send
+from test_data.spec import SimulationSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--days", type=int, default=2)
+    parser.add_argument("--cards", type=int, default=20_000)
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    config = Config.from_env(os.environ)
+    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    topics = {k: f"{prefix}-{k}" for k in ("payments", "labels", "dead")}
+    admin = AdminClient({"bootstrap.servers": config.kafka_brokers})
+    for f in admin.create_topics([NewTopic(t, num_partitions=4) for t in topics.values()]).values():
+        f.result()
+    sim = simulate(
+        SimulationSpec(seed=99, days=args.days, cards=args.cards, merchants=max(args.cards // 5, 2))
+    )
+    producer = Producer({"bootstrap.servers": config.kafka_brokers, "linger.ms": 20})
+    report = send(
+        (
+            r
+            for r in from_simulation(sim.stream, topics["payments"], topics["labels"])
+            if r.event == "payment"
+        ),
+        producer,
+        progress=False,
+    )
+    print(f"produced {report.payments:,} payments")
+    url = make_url(config.mysql_url)
+    admin_db = make_engine(url.set(database=None).render_as_string(hide_password=False))
+    try:
+        for processes in args.processes:
+            with admin_db.begin() as c:
+                c.execute(text("DROP DATABASE IF EXISTS payscore_bench_flow"))
+                c.execute(text("CREATE DATABASE payscore_bench_flow"))
+            db_url = url.set(database="payscore_bench_flow").render_as_string(hide_password=False)
+            engine = make_engine(db_url)
+            create_schema(engine)
+            env = dict(os.environ)
+            env.update(
+                PAYSCORE_PAYMENTS_TOPIC=topics["payments"],
+                PAYSCORE_LABELS_TOPIC=topics["labels"],
+                PAYSCORE_DEAD_LETTERS_TOPIC=topics["dead"],
+                PAYSCORE_MYSQL_URL=db_url,
+                PAYSCORE_TAIL="false",
+            )
+            started = time.perf_counter()
+            subprocess.run(
+                ["bash", str(ROOT / "ops" / "run_flow.sh"), str(processes), str(args.workers)],
+                env=env,
+                check=True,
+                stderr=subprocess.DEVNULL,
+            )
+            seconds = time.perf_counter() - started
+            with engine.connect() as c:
+                rows = c.execute(select(func.count()).select_from(scored_payments)).scalar_one()
+            engine.dispose()
+            print(
+                f"{processes} process(es) x {args.workers} worker(s): {rows:,} payments scored "
+                f"and stored in {seconds:.1f} s = {rows / seconds:,.0f} payments/s"
+            )
+    finally:
+        with admin_db.begin() as c:
+            c.execute(text("DROP DATABASE IF EXISTS payscore_bench_flow"))
+        for f in admin.delete_topics(list(topics.values())).values():
+            f.result()
+
+
+if __name__ == "__main__":
+    main()

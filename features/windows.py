@@ -1,0 +1,216 @@
+"""Sawtooth windows over event time, and the time tiles that hold them in bounded memory.
+
+A :class:`Window` has a length ``W`` and a hop ``R`` that divides it. For a payment scored at
+event time ``t`` (POSIX seconds) the window holds the earlier-seen events whose time ``s`` satisfies
+
+    start(t) <= s <= t,    start(t) = (floor(t / R) - W / R) * R
+
+so the window starts on a hop boundary (tiles are aligned to the POSIX epoch, i.e. to UTC) and
+reaches back ``W`` plus the part of the current hop already gone: its span is ``W + (t mod R)``,
+between ``W`` (inclusive) and ``W + R`` (exclusive). An event exactly ``W`` old is always in; an
+event more than ``W + R`` old never is. This is Chronon's "sawtooth" window. Because its start
+is a tile boundary, whole tiles are either in or out, so a window is computed *exactly* from
+per-tile aggregates: the features have no error relative to this definition.
+
+A tile store keeps one aggregate per non-empty tile: at most ``W / R + 1`` tiles per window, so
+its size is bounded by the window and the hop, never by traffic. Tiles are plain parallel lists
+of ints (tile index, count, and for amounts the total and the peak in euro cents), sorted by tile
+index, cheap to copy and to pickle.
+
+>>> hour = Window("1h", 3600, 300)
+>>> hour.start(10_000.0)  # 10,000 s lies in the hop [9,900, 10,200): start 9,900 - 3,600
+6300.0
+>>> tiles = AmountTiles(300)
+>>> for s, cents in [(6_299.0, 500), (6_300.0, 700), (9_999.0, 200)]:
+...     tiles.add(s, cents)
+>>> tiles.aggregate_from(hour.start_index(10_000.0))  # (count, total, peak): 6,299 s is out
+(2, 900, 700)
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A sawtooth window: ``length`` seconds plus up to one ``hop`` (see the module docstring).
+
+    Parameters
+    ----------
+    name
+        The suffix of the feature names, e.g. ``"24h"`` in ``card_count_24h``.
+    length
+        ``W`` in seconds; a whole number of hops.
+    hop
+        ``R`` in seconds: the tile size, and the most the window may reach beyond ``W``.
+    """
+
+    name: str
+    length: int
+    hop: int
+
+    def __post_init__(self) -> None:
+        if self.hop <= 0 or self.length <= 0 or self.length % self.hop:
+            raise ValueError(
+                f"window {self.name!r}: length must be a positive whole number of hops; "
+                f"got length={self.length}s, hop={self.hop}s"
+            )
+
+    @property
+    def hops(self) -> int:
+        """``W / R``: how many whole tiles lie before the tile of ``t``."""
+        return self.length // self.hop
+
+    def start_index(self, t: float) -> int:
+        """Index of the first tile in the window of a payment at ``t``."""
+        return int(t // self.hop) - self.length // self.hop
+
+    def start(self, t: float) -> float:
+        """Earliest event time in the window of a payment at ``t`` (a tile boundary)."""
+        return float(self.start_index(t) * self.hop)
+
+
+def tile_index(t: float, hop: int) -> int:
+    """The tile of event time ``t``: ``floor(t / hop)``, exact for floats (``//`` is exact)."""
+    return int(t // hop)
+
+
+class CountTiles:
+    """Event counts per tile of ``hop`` seconds, for the events that have left the exact tail.
+
+    Events may be added in any order; in-order adds append or bump the last tile.
+    """
+
+    __slots__ = ("count", "hop", "index")
+
+    def __init__(self, hop: int) -> None:
+        self.hop = hop
+        self.index: list[int] = []
+        self.count: list[int] = []
+
+    def _slot(self, t: float) -> int:
+        """Position of the tile of ``t``, creating it (with zeros) when missing."""
+        i = int(t // self.hop)
+        index = self.index
+        if index and i == index[-1]:
+            return len(index) - 1
+        if not index or i > index[-1]:
+            self._insert(len(index), i)
+            return len(index) - 1
+        k = bisect_left(index, i)
+        if index[k] != i:
+            self._insert(k, i)
+        return k
+
+    def _insert(self, k: int, i: int) -> None:
+        self.index.insert(k, i)
+        self.count.insert(k, 0)
+
+    def add(self, t: float, n: int = 1) -> None:
+        """Count ``n`` events at time ``t``."""
+        i = int(t // self.hop)
+        index = self.index
+        if index and index[-1] == i:
+            self.count[-1] += n
+        elif not index or index[-1] < i:
+            index.append(i)
+            self.count.append(n)
+        else:
+            self.count[self._slot(t)] += n
+
+    def count_from(self, first: int) -> int:
+        """Events in tiles ``first`` and later."""
+        k = bisect_left(self.index, first)
+        return sum(self.count[k:]) if k else sum(self.count)
+
+    def drop_before(self, first: int) -> None:
+        """Forget tiles before index ``first``."""
+        index = self.index
+        if index and index[0] < first:
+            k = bisect_left(index, first)
+            del index[:k], self.count[:k]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def state(self) -> tuple[tuple[int, ...], ...]:
+        """The tiles as immutable tuples (for ``__getstate__``)."""
+        return (tuple(self.index), tuple(self.count))
+
+    def restore(self, state: tuple[tuple[int, ...], ...]) -> None:
+        """Load what :meth:`state` returned."""
+        index, count = state
+        self.index, self.count = list(index), list(count)
+
+    def copy(self) -> CountTiles:
+        """An independent copy (the lists hold ints, so copying the lists suffices)."""
+        new = CountTiles(self.hop)
+        new.index, new.count = self.index.copy(), self.count.copy()
+        return new
+
+
+class AmountTiles(CountTiles):
+    """Count, total and peak of integer amounts (euro cents) per tile of ``hop`` seconds."""
+
+    __slots__ = ("peak", "total")
+
+    def __init__(self, hop: int) -> None:
+        super().__init__(hop)
+        self.total: list[int] = []
+        self.peak: list[int] = []
+
+    def _insert(self, k: int, i: int) -> None:
+        super()._insert(k, i)
+        self.total.insert(k, 0)
+        self.peak.insert(k, 0)
+
+    def add(self, t: float, n: int = 1) -> None:
+        """Add one event of ``n`` cents at time ``t``."""
+        i = int(t // self.hop)
+        index = self.index
+        if not index or index[-1] < i:  # the usual case: a new latest tile
+            index.append(i)
+            self.count.append(1)
+            self.total.append(n)
+            self.peak.append(n)
+            return
+        k = len(index) - 1 if index[-1] == i else self._slot(t)
+        self.count[k] += 1
+        self.total[k] += n
+        if n > self.peak[k]:
+            self.peak[k] = n
+
+    def aggregate_from(self, first: int) -> tuple[int, int, int]:
+        """``(count, total, peak)`` over tiles ``first`` and later; ``(0, 0, 0)`` when none."""
+        k = bisect_left(self.index, first)
+        if k == len(self.index):
+            return 0, 0, 0
+        if k:
+            return sum(self.count[k:]), sum(self.total[k:]), max(self.peak[k:])
+        return sum(self.count), sum(self.total), max(self.peak)
+
+    def drop_before(self, first: int) -> None:
+        """Forget tiles before index ``first``."""
+        index = self.index
+        if index and index[0] < first:
+            k = bisect_left(index, first)
+            del index[:k], self.count[:k], self.total[:k], self.peak[:k]
+
+    def state(self) -> tuple[tuple[int, ...], ...]:
+        """The tiles as immutable tuples (for ``__getstate__``)."""
+        return (tuple(self.index), tuple(self.count), tuple(self.total), tuple(self.peak))
+
+    def restore(self, state: tuple[tuple[int, ...], ...]) -> None:
+        """Load what :meth:`state` returned."""
+        index, count, total, peak = state
+        self.index, self.count = list(index), list(count)
+        self.total, self.peak = list(total), list(peak)
+
+    def copy(self) -> AmountTiles:
+        """An independent copy."""
+        new = AmountTiles(self.hop)
+        new.index, new.count = self.index.copy(), self.count.copy()
+        new.total, new.peak = self.total.copy(), self.peak.copy()
+        return new
