@@ -37,6 +37,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     topic_partitions: Positive = 4
     # True: keep waiting for new messages (production). False: stop at the end of the topics.
     tail: bool = True
+    # Messages one poll of one partition returns at most (see the README on event order).
+    kafka_batch_size: Positive = 1000
     # MySQL
     mysql_url: str = "mysql+pymysql://payscore:payscore@127.0.0.1:3306/payscore"
     # Model

@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 import msgspec
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 
-from features.contract import FraudLabel, InvalidMessage, LabelDecoder, Payment, PaymentDecoder
+from features.contract import FraudLabel, InvalidMessageError, LabelDecoder, Payment, PaymentDecoder
 
 E = TypeVar("E", Payment, FraudLabel)
 RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
@@ -55,7 +55,7 @@ def _decode(decoder: PaymentDecoder | LabelDecoder, message: RawMessage) -> Posi
     received_at = record_time(message)
     try:
         event = decoder.decode(message.value, received_at)
-    except InvalidMessage as exc:
+    except InvalidMessageError as exc:
         return DeadLetter(
             topic=message.topic or "",
             partition=message.partition if message.partition is not None else -1,

@@ -115,7 +115,11 @@ def build(config: Config) -> Dataflow:
 def kafka_source(config: Config, topic: str) -> KafkaSource:
     """Every partition of ``topic`` from the beginning; recovery resumes at the stored offsets."""
     return KafkaSource(
-        config.brokers, [topic], tail=config.tail, starting_offset=OFFSET_BEGINNING, batch_size=1000
+        config.brokers,
+        [topic],
+        tail=config.tail,
+        starting_offset=OFFSET_BEGINNING,
+        batch_size=config.kafka_batch_size,
     )
 
 

@@ -68,7 +68,7 @@ def test_a_run_resumed_from_its_snapshot_stores_the_offline_features(
     recovery = tmp_path / "recovery"
     recovery.mkdir()
     init_db_dir(recovery, 1)
-    env = flow_env(one_partition_topics, mysql_url, model_dir)
+    env = flow_env(one_partition_topics, mysql_url, model_dir, kafka_batch_size="1")
     resume = ["-r", str(recovery), "-s", "1", "-b", "10"]
 
     produce(one_partition_topics, payments[:half])
