@@ -30,9 +30,10 @@ class OnlineLearner:
         if publish_every < 1:
             raise ValueError(f"publish_every must be >= 1 label; got {publish_every}")
         self.model: Any = copy.deepcopy(start.model)
-        self.lineage = start.version.split(".")[0]
+        # Starting from an online checkpoint (a restart without recovery) goes on with its numbers.
+        self.lineage, _, sequence = start.version.partition(".")
         self.version = start.version
-        self.sequence = 0
+        self.sequence = int(sequence) if sequence else 0
         self.publish_every = publish_every
         self.positive_weight = start.metadata.positive_weight
         self.frauds = max(start.metadata.frauds, 0)

@@ -158,6 +158,11 @@ def test_learner_publishes_numbered_versions_every_n_labels() -> None:
     assert restored.predict_proba_one(dict.fromkeys(FEATURE_NAMES, 1.0))
     # the learner never changed the start model it was given
     assert pickle.dumps(MODEL) == start.payload
+    resumed = OnlineLearner(
+        artifact.ModelArtifact(MODEL, metadata("v00001.000002"), b""), publish_every=1
+    )
+    resumed.learn(example("t9", True))
+    assert resumed.publish(NOW).metadata.version == "v00001.000003"
     with pytest.raises(ValueError, match="nothing learned since"):
         OnlineLearner(start, 1).publish(NOW)
     assert len(pickle.dumps(learner)) < 20_000
