@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,10 @@ def engine(mysql_url: str) -> Iterator[Engine]:
     e.dispose()
 
 
-@pytest.fixture
-def topics() -> Iterator[dict[str, str]]:
-    """Fresh payments, labels and dead-letter topics (4 partitions each), deleted afterwards."""
+@contextmanager
+def fresh_topics(partitions: int) -> Iterator[dict[str, str]]:
+    """Payments, labels and dead-letter topics of ``partitions`` each, deleted afterwards; named
+    by their Config field (``payments_topic``, ...)."""
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     names = {
         "payments_topic": f"{prefix}-payments",
@@ -64,9 +66,7 @@ def topics() -> Iterator[dict[str, str]]:
         "dead_letters_topic": f"{prefix}-dead-letters",
     }
     admin = AdminClient({"bootstrap.servers": BASE.kafka_brokers})
-    futures = admin.create_topics(
-        [NewTopic(n, num_partitions=BASE.topic_partitions) for n in names.values()]
-    )
+    futures = admin.create_topics([NewTopic(n, num_partitions=partitions) for n in names.values()])
     for f in futures.values():
         f.result(timeout=30)
     try:
@@ -74,6 +74,20 @@ def topics() -> Iterator[dict[str, str]]:
     finally:
         for f in admin.delete_topics(list(names.values())).values():
             f.result(timeout=30)
+
+
+@pytest.fixture
+def topics() -> Iterator[dict[str, str]]:
+    """Fresh topics with the configured partition count (4)."""
+    with fresh_topics(BASE.topic_partitions) as names:
+        yield names
+
+
+@pytest.fixture
+def one_partition_topics() -> Iterator[dict[str, str]]:
+    """Fresh topics of one partition each: one order for every key."""
+    with fresh_topics(1) as names:
+        yield names
 
 
 @pytest.fixture(scope="session")

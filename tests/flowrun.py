@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
+
+from confluent_kafka import Producer
+
+from features.contract import FraudLabel, Payment
+from test_data.produce import from_samples, from_simulation, send
+from test_data.samples import SampleMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,3 +43,17 @@ def run_flow(
     )
     assert done.returncode == 0, f"flow failed ({done.returncode}):\n{done.stderr[-4000:]}"
     return time.perf_counter() - started
+
+
+def produce(topics: dict[str, str], events: Iterable[Payment | FraudLabel | SampleMessage]) -> None:
+    """Send events (or sample-file messages, byte for byte) to the flow's topics; all must land."""
+    events = list(events)
+    to = (topics["payments_topic"], topics["labels_topic"])
+    records = (
+        from_samples(events, *to)  # type: ignore[arg-type]
+        if events and isinstance(events[0], SampleMessage)
+        else from_simulation(events, *to)  # type: ignore[arg-type]
+    )
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 5})
+    report = send(records, producer, progress=False)
+    assert report.ok, report.errors

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pickle
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from msgspec.structs import replace
@@ -11,20 +11,9 @@ from msgspec.structs import replace
 from features.card import CardHistory
 from features.catalog import CARD_MERCHANT_MEMORY, DAY, HOUR, MINUTE, NO_HISTORY
 from features.contract import Payment
+from tests.builders import BASE, payment
 
-BASE = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday, 00:00 UTC: on every tile boundary
-PLAIN = Payment(
-    transaction_id="t",
-    card_id="c-1",
-    merchant_id="m-A",
-    terminal_id="p-1",
-    amount_minor=1000,
-    currency="EUR",
-    event_time=BASE,
-    mcc="5411",
-    channel="pos",
-    country="FR",
-)
+PLAIN = payment(merchant_id="m-A")
 CARD_NO_HISTORY = {k: v for k, v in NO_HISTORY.items() if k.startswith("card_")}
 PARIS = {"latitude": 48.8566, "longitude": 2.3522}
 LONDON = {"latitude": 51.5074, "longitude": -0.1278}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,26 +18,15 @@ from features.catalog import (
     assemble,
     entity_feature_names,
 )
-from features.contract import CURRENCIES, FraudLabel, Payment, PaymentDecoder
+from features.contract import CURRENCIES, FraudLabel, PaymentDecoder
 from features.currency import EUR_REFERENCE_RATES, eur_cents
 from features.entity import EntityHistory
 from features.geo import haversine_km
 from features.replay import replay
 from features.windows import AmountTiles, CountTiles, Window
+from tests.builders import BASE, payment
 
-BASE = datetime(2026, 1, 5, tzinfo=UTC)
-PLAIN = Payment(
-    transaction_id="t-1",
-    card_id="c-1",
-    merchant_id="m-1",
-    terminal_id="p-1",
-    amount_minor=1000,
-    currency="EUR",
-    event_time=BASE,
-    mcc="5411",
-    channel="pos",
-    country="FR",
-)
+PLAIN = payment(transaction_id="t-1")
 
 
 def test_feature_names_are_unique_snake_case_and_stable() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from msgspec.structs import replace
@@ -12,21 +12,10 @@ from msgspec.structs import replace
 from features.catalog import DAY, HOUR, MINUTE
 from features.contract import Payment
 from features.entity import EntityHistory
+from tests.builders import BASE, payment
 
-BASE = datetime(2026, 1, 5, tzinfo=UTC)
 T0 = BASE.timestamp()
-PLAIN = Payment(
-    transaction_id="t",
-    card_id="c-1",
-    merchant_id="m-1",
-    terminal_id="p-1",
-    amount_minor=1000,
-    currency="EUR",
-    event_time=BASE,
-    mcc="5411",
-    channel="pos",
-    country="FR",
-)
+PLAIN = payment()
 
 
 def at(seconds: float) -> Payment:

@@ -12,30 +12,17 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from confluent_kafka import Producer
 from sqlalchemy import Engine, select
 
 from features.catalog import FEATURE_NAMES
 from storage.tables import dead_letters, model_versions, scored_payments
-from test_data.produce import from_samples, send
 from test_data.samples import load_samples
-from tests.flowrun import flow_env, run_flow
+from tests.flowrun import flow_env, produce, run_flow
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "test_data" / "samples"
 
 pytestmark = pytest.mark.integration
-
-
-def produce_samples(topics: dict[str, str], *files: str) -> None:
-    messages = [m for name in files for m in load_samples(SAMPLES / name)]
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 5})
-    report = send(
-        from_samples(messages, topics["payments_topic"], topics["labels_topic"]),
-        producer,
-        progress=False,
-    )
-    assert report.ok, report.errors
 
 
 def table(engine: Engine, which: object, order: str) -> list[tuple]:
@@ -46,7 +33,10 @@ def table(engine: Engine, which: object, order: str) -> list[tuple]:
 def test_samples_are_scored_once_and_bad_messages_dead_lettered_once(
     topics: dict[str, str], mysql_url: str, engine: Engine, model_dir: Path
 ) -> None:
-    produce_samples(topics, "payments.jsonl", "labels.jsonl")
+    produce(
+        topics,
+        [m for name in ("payments.jsonl", "labels.jsonl") for m in load_samples(SAMPLES / name)],
+    )
     env = flow_env(topics, mysql_url, model_dir)
     run_flow(env)
 

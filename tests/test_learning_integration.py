@@ -17,16 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
 from sqlalchemy import Engine, func, select
 
-from features.contract import FraudLabel, Payment
 from model_state import artifact
 from storage.tables import model_versions, scored_payments
 from test_data.generator import simulate
-from test_data.produce import from_simulation, send
 from test_data.spec import SimulationSpec
-from tests.flowrun import ROOT, flow_env
+from tests.flowrun import ROOT, flow_env, produce
 
 pytestmark = pytest.mark.integration
 
@@ -37,13 +34,6 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 90.0) -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.5)
-
-
-def produce(topics: dict[str, str], events: list[Payment | FraudLabel]) -> None:
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 5})
-    records = from_simulation(events, topics["payments_topic"], topics["labels_topic"])
-    report = send(records, producer, progress=False)
-    assert report.ok, report.errors
 
 
 def count(engine: Engine, where: object = None) -> int:

@@ -10,50 +10,18 @@ stream's order (see storage/parity.py); a second test checks card features with 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from bytewax.recovery import init_db_dir
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import Engine
 
-from features.contract import Payment
 from storage.parity import check
 from test_data.generator import simulate
-from test_data.produce import from_simulation, send
 from test_data.spec import SimulationSpec
-from tests.flowrun import flow_env, run_flow
+from tests.flowrun import flow_env, produce, run_flow
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def one_partition_topics() -> Iterator[dict[str, str]]:
-    prefix = f"test1p-{uuid.uuid4().hex[:8]}"
-    names = {
-        "payments_topic": f"{prefix}-payments",
-        "labels_topic": f"{prefix}-labels",
-        "dead_letters_topic": f"{prefix}-dead-letters",
-    }
-    admin = AdminClient({"bootstrap.servers": "127.0.0.1:9092"})
-    for f in admin.create_topics([NewTopic(n, num_partitions=1) for n in names.values()]).values():
-        f.result(timeout=30)
-    yield names
-    for f in admin.delete_topics(list(names.values())).values():
-        f.result(timeout=30)
-
-
-def produce(topics: dict[str, str], payments: list[Payment]) -> None:
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 5})
-    report = send(
-        from_simulation(payments, topics["payments_topic"], topics["labels_topic"]),
-        producer,
-        progress=False,
-    )
-    assert report.ok, report.errors
 
 
 def test_a_run_resumed_from_its_snapshot_stores_the_offline_features(

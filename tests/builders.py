@@ -1,0 +1,30 @@
+"""Small builders for test events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from features.contract import Payment
+
+BASE = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday, 00:00 UTC: on every tile boundary
+
+_PLAIN = Payment(
+    transaction_id="t",
+    card_id="c-1",
+    merchant_id="m-1",
+    terminal_id="p-1",
+    amount_minor=1000,
+    currency="EUR",
+    event_time=BASE,
+    mcc="5411",
+    channel="pos",
+    country="FR",
+)
+
+
+def payment(**changes: Any) -> Payment:
+    """A plain EUR 10 card-present payment in Paris time at ``BASE``, with ``changes``."""
+    return msgspec.structs.replace(_PLAIN, **changes)
