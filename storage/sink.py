@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -71,27 +71,36 @@ def load_data_statement(table: Table, columns: Sequence[str], path: str) -> str:
     return statement + (f" SET {', '.join(sets)}" if sets else "")
 
 
+def _finite(value: float) -> str:
+    if not math.isfinite(value):
+        raise SinkWriteError(f"cannot store the non-finite number {value} in MySQL")
+    return repr(value)
+
+
+_TEXT: dict[type, Callable[[Any], str]] = {
+    str: lambda v: v.translate(_ESCAPES),
+    bool: lambda v: "1" if v else "0",
+    int: str,
+    float: _finite,
+    datetime: lambda v: v.isoformat(sep=" "),
+    bytes: bytes.hex,
+    bytearray: bytearray.hex,
+    memoryview: memoryview.hex,
+}
+
+
 def tsv_field(value: Any, *, is_json: bool = False) -> str:
     """One value in LOAD DATA's default text format (``\\N`` is NULL)."""
     if value is None:
         return "\\N"
     if is_json:
         return _json.encode(value).decode().translate(_ESCAPES)
-    if isinstance(value, str):
-        return value.translate(_ESCAPES)
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise SinkWriteError(f"cannot store the non-finite number {value} in MySQL")
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    raise SinkWriteError(f"no MySQL text form for a value of type {type(value).__name__}")
+    text = _TEXT.get(type(value))
+    if text is None:  # a subclass (an int enum, a numpy float): by its nearest known base
+        text = next((f for kind, f in _TEXT.items() if isinstance(value, kind)), None)
+        if text is None:
+            raise SinkWriteError(f"no MySQL text form for a value of type {type(value).__name__}")
+    return text(value)
 
 
 class MySQLSinkPartition(StatelessSinkPartition[Row]):
@@ -117,21 +126,21 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
 
     def _load(self, items: list[Row]) -> None:
         columns = list(items[0])
-        json_columns = {name for name in columns if isinstance(self._table.c[name].type, JSON)}
-        flags = [name in json_columns for name in columns]
-        lines = []
-        for row in items:
-            try:
-                lines.append(
-                    "\t".join(
+        json_flags = [isinstance(self._table.c[name].type, JSON) for name in columns]
+        try:
+            lines = [
+                "\t".join(
+                    [
                         tsv_field(row[name], is_json=flag)
-                        for name, flag in zip(columns, flags, strict=True)
-                    )
+                        for name, flag in zip(columns, json_flags, strict=True)
+                    ]
                 )
-            except KeyError as exc:
-                raise SinkWriteError(
-                    f"row for {self._table.name} lacks column {exc}; expected {columns}"
-                ) from None
+                for row in items
+            ]
+        except KeyError as exc:
+            raise SinkWriteError(
+                f"row for {self._table.name} lacks column {exc}; expected {columns}"
+            ) from None
         with tempfile.NamedTemporaryFile(
             "w", encoding="utf-8", dir=_TMP_DIR, prefix="payscore-", suffix=".tsv"
         ) as file:
