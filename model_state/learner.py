@@ -8,8 +8,11 @@ Every ``publish_every`` labels (or when the flow asks, e.g. on a timer) it publi
 version named after its lineage: ``v00001.000001``, ``v00001.000002``, ... which sort after the
 pre-trained ``v00001`` and after each other, so "the newest version" is the largest name.
 
-The whole learner pickles to a few kilobytes (a ``StandardScaler | LogisticRegression`` over
-36 features), so Bytewax can snapshot it at every epoch.
+The whole learner pickles to a few kilobytes (``linear`` family: a ``StandardScaler |
+LogisticRegression`` over 36 features) or about 50 KB (``basis`` family: the logistic regression
+over a fixed expansion with a frozen 50-tree forest; see :mod:`model_state.train`), so Bytewax
+can snapshot it at every epoch. The model learns online with the optimizer its pre-trained
+version carries (:func:`model_state.train.pretrain` sets it).
 """
 
 from __future__ import annotations

@@ -1,0 +1,370 @@
+"""The evaluation: its metrics, the label delay it applies, and a small run end to end."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features.catalog import FEATURE_NAMES
+from features.contract import FraudLabel, Payment
+from model_state import artifact
+from model_state.eval_metrics import (
+    card_precision_at_k,
+    ranking_metrics,
+    weekly_average_precision,
+)
+from model_state.eval_stream import Replayed, replay_stream, with_label_delay
+from model_state.evaluate import main, metrics_table, run_online
+from model_state.learner import OnlineLearner
+from model_state.train import new_model
+from storage.labels import LabelledPayment
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+# ---------------------------------------------------------------- card precision@k, table-driven
+
+# (case, k, rows as (day, card, score, is_fraud), expected precision per day)
+CASES = [
+    (
+        "top k holds every compromised card",
+        2,
+        [(0, 1, 0.9, 1), (0, 2, 0.8, 1), (0, 3, 0.1, 0)],
+        [1.0],
+    ),
+    ("one hit in the top k", 2, [(0, 1, 0.9, 1), (0, 2, 0.8, 0), (0, 3, 0.1, 1)], [0.5]),
+    (
+        "a card counts once, at its highest score",
+        2,
+        [(0, 1, 0.9, 0), (0, 1, 0.2, 1), (0, 2, 0.8, 0), (0, 3, 0.1, 1)],
+        [0.5],
+    ),
+    (
+        "a card's fraud counts on the day it happened",
+        1,
+        [(0, 1, 0.9, 0), (1, 1, 0.9, 1), (1, 2, 0.1, 0)],
+        [0.0, 1.0],
+    ),
+    ("a day without fraud scores 0", 2, [(0, 1, 0.9, 0), (0, 2, 0.8, 0), (0, 3, 0.7, 0)], [0.0]),
+    (
+        "fewer cards than k: share over the cards there are",
+        100,
+        [(0, 1, 0.9, 1), (0, 2, 0.1, 0)],
+        [0.5],
+    ),
+    (
+        "tie at the k-th place: tied cards fill the last places by their fraud share",
+        2,
+        [(0, 1, 0.9, 1), (0, 2, 0.5, 1), (0, 3, 0.5, 0), (0, 4, 0.5, 0)],
+        [(1 + 1 / 3) / 2],
+    ),
+    (
+        "all tied: the fraud share of the cards",
+        2,
+        [(0, 1, 0.5, 1), (0, 2, 0.5, 0), (0, 3, 0.5, 0), (0, 4, 0.5, 0)],
+        [0.25],
+    ),
+    (
+        "ties above the k-th place change nothing",
+        2,
+        [(0, 1, 0.9, 1), (0, 2, 0.9, 0), (0, 3, 0.5, 1)],
+        [0.5],
+    ),
+    ("k = 1 picks the single highest card", 1, [(0, 1, 0.2, 1), (0, 2, 0.3, 0)], [0.0]),
+]
+
+
+@pytest.mark.parametrize(("case", "k", "rows", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_card_precision_at_k(case: str, k: int, rows: list, expected: list[float]) -> None:
+    day, card, score, fraud = (np.array(column) for column in zip(*rows, strict=True))
+    got = card_precision_at_k(day, card, score, fraud.astype(bool), k)
+    assert got == pytest.approx(expected)
+    # The order of the payments does not matter.
+    order = np.random.default_rng(0).permutation(len(rows))
+    again = card_precision_at_k(day[order], card[order], score[order], fraud[order] == 1, k)
+    assert again == pytest.approx(expected)
+
+
+def test_card_precision_at_k_rejects_bad_input() -> None:
+    one = np.array([0])
+    with pytest.raises(ValueError, match="k must be >= 1 card a day; got 0"):
+        card_precision_at_k(one, one, one, one.astype(bool), k=0)
+    with pytest.raises(ValueError, match=r"one value per payment; got lengths 1, 1, 2, 1"):
+        card_precision_at_k(one, one, np.array([0.1, 0.2]), one.astype(bool), k=1)
+    with pytest.raises(ValueError, match="must not be NaN"):
+        card_precision_at_k(one, one, np.array([math.nan]), one.astype(bool), k=1)
+
+
+def _brute_force(rows: list[tuple[int, int, float, bool]], k: int) -> list[float]:
+    """Every tie order enumerated: the mean precision over them (the expectation)."""
+    out = []
+    for d in sorted({r[0] for r in rows}):
+        best: dict[int, float] = {}
+        hit: dict[int, bool] = {}
+        for day, card, score, fraud in rows:
+            if day == d:
+                best[card] = max(best.get(card, -math.inf), score)
+                hit[card] = hit.get(card, False) or fraud
+        cards = list(best)
+        orders = [
+            p
+            for p in itertools.permutations(cards)
+            if all(best[a] >= best[b] for a, b in itertools.pairwise(p))
+        ]
+        top = min(k, len(cards))
+        out.append(sum(sum(hit[c] for c in p[:top]) / top for p in orders) / len(orders))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 2),
+            st.integers(0, 5),
+            st.sampled_from([0.1, 0.2, 0.5, 0.7, 0.9]),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=14,
+    ),
+    k=st.integers(1, 4),
+)
+def test_card_precision_at_k_is_the_expectation_over_tie_orders(
+    rows: list[tuple[int, int, float, bool]], k: int
+) -> None:
+    day, card, score, fraud = (np.array(c) for c in zip(*rows, strict=True))
+    got = card_precision_at_k(day, card, score, fraud.astype(bool), k)
+    assert got == pytest.approx(_brute_force(rows, k))
+
+
+def test_ranking_metrics_need_both_classes() -> None:
+    assert math.isnan(ranking_metrics(np.array([True, True]), np.array([0.1, 0.2]))["roc_auc"])
+    m = ranking_metrics(np.array([False, True, False]), np.array([0.1, 0.9, 0.2]))
+    assert m == {"roc_auc": 1.0, "average_precision": 1.0}
+
+
+def test_weekly_average_precision_groups_days_by_seven() -> None:
+    day = np.array([0, 6, 7, 13, 14])
+    score = np.array([0.9, 0.1, 0.2, 0.8, 0.5])
+    fraud = np.array([True, False, True, False, False])
+    weeks, ap = weekly_average_precision(day, score, fraud)
+    assert weeks.tolist() == [0, 1, 2]
+    assert ap[:2].tolist() == [1.0, 0.5]
+    assert math.isnan(ap[2])
+
+
+# ---------------------------------------------------------------- the label delay
+
+
+def _payment(i: int, card: int, minutes: float) -> Payment:
+    return Payment(
+        transaction_id=f"t-{i}",
+        card_id=f"c-{card}",
+        merchant_id=f"m-{i % 2}",
+        terminal_id=f"p-{i % 3}",
+        amount_minor=500 + 137 * i,
+        currency="EUR",
+        mcc="5411",
+        channel="pos",
+        country="FR",
+        event_time=T0 + timedelta(minutes=minutes),
+    )
+
+
+payment_specs = st.lists(
+    st.tuples(
+        st.integers(0, 3),  # card
+        st.integers(0, 30 * 24 * 60),  # event time, minutes
+        st.integers(0, 12),  # minutes late on arrival
+        st.none() | st.booleans(),  # verdict (None: never labelled)
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+def _arrival_ordered(specs: list[tuple[int, int, int, bool | None]]) -> list[Payment]:
+    ordered = sorted(enumerate(specs), key=lambda item: (item[1][1] + item[1][2], item[0]))
+    return [_payment(i, card, minutes) for i, (card, minutes, _, _) in ordered]
+
+
+class SpyLearner(OnlineLearner):
+    """Records every example it learns."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.seen: list[LabelledPayment] = []
+
+    def learn(self, example: LabelledPayment) -> None:
+        self.seen.append(example)
+        super().learn(example)
+
+
+def _start() -> artifact.ModelArtifact:
+    model = new_model()
+    rng = random.Random(3)
+    for _ in range(200):
+        x = {name: rng.random() for name in FEATURE_NAMES}
+        model.learn_one(x, x["amount_eur"] > 0.8)
+    metadata = artifact.ModelMetadata(
+        version="v00001",
+        parent_version=None,
+        origin="pretrained",
+        created_at=T0,
+        feature_names=FEATURE_NAMES,
+        model_description="test",
+        rows=200,
+        frauds=40,
+    )
+    return artifact.ModelArtifact(model, metadata, b"")
+
+
+START = _start()
+
+
+def _clock(replayed: Replayed) -> dict[int, float]:
+    """Each payment row's stream clock: the latest event time up to and including it."""
+    clock, seen = {}, -math.inf
+    for entry in replayed.schedule.tolist():
+        if entry >= 0:
+            seen = max(seen, replayed.event_time[entry])
+            clock[entry] = seen
+    return clock
+
+
+@settings(max_examples=120, deadline=None)
+@given(specs=payment_specs, delay_minutes=st.integers(0, 10 * 24 * 60), every=st.integers(1, 4))
+def test_a_label_is_learned_exactly_when_the_clock_reaches_its_delay(
+    specs: list[tuple[int, int, int, bool | None]], delay_minutes: int, every: int
+) -> None:
+    payments = _arrival_ordered(specs)
+    verdicts = {
+        f"t-{i}": verdict for i, (_, _, _, verdict) in enumerate(specs) if verdict is not None
+    }
+    delay = timedelta(minutes=delay_minutes)
+    replayed = replay_stream(with_label_delay(payments, verdicts, delay), {})
+    clock = _clock(replayed)
+    position = {entry: n for n, entry in enumerate(replayed.schedule.tolist())}
+    learned_rows = [-1 - e for e in replayed.schedule.tolist() if e < 0]
+    assert len(learned_rows) == len(set(learned_rows))  # at most once
+    for row in learned_rows:
+        available = replayed.event_time[row] + delay.total_seconds()
+        assert replayed.reported_at[row] == pytest.approx(available)
+        assert replayed.verdict[row] == verdicts[replayed.transaction_ids[row]]
+        learned_at = position[-1 - row]
+        for p, t in clock.items():
+            if position[p] > learned_at:
+                assert t >= available  # never learned before it is available ...
+            elif position[p] > position[row]:
+                assert t < available  # ... nor later than it must be
+    # A label due before the stream ends is learned; one due later never comes.
+    last = max(clock.values())
+    for row, txn in enumerate(replayed.transaction_ids):
+        due = replayed.event_time[row] + delay.total_seconds()
+        assert (row in learned_rows) == (txn in verdicts and due <= last and row != len(clock) - 1)
+
+    # The online run learns exactly these labels in this order, each before the payments after it.
+    spy = SpyLearner(START, every)
+    run = run_online(replayed, START, every, learner=spy)
+    assert [e.transaction_id for e in spy.seen] == [
+        replayed.transaction_ids[r] for r in learned_rows
+    ]
+    for p, t in clock.items():
+        assert all(e.reported_at <= t for e in spy.seen[: run.learned_before[p]])
+    assert run.versions_published == len(learned_rows) // every
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    specs=payment_specs,
+    labels=st.lists(
+        st.tuples(st.integers(0, 35), st.booleans(), st.booleans(), st.integers(0, 40)),
+        max_size=40,
+    ),
+)
+def test_labels_in_the_stream_are_learned_once_after_their_payment(
+    specs: list[tuple[int, int, int, bool | None]],
+    labels: list[tuple[int, bool, bool, int]],
+) -> None:
+    """Generator delays: labels come in the stream, early, late, twice, unknown, wrong card."""
+    stream: list[Payment | FraudLabel] = list(_arrival_ordered(specs))
+    cards = {f"t-{i}": f"c-{card}" for i, (card, _, _, _) in enumerate(specs)}
+    for txn, fraud, wrong_card, where in labels:
+        label = FraudLabel(
+            transaction_id=f"t-{txn}",
+            card_id="c-other" if wrong_card else cards.get(f"t-{txn}", "c-0"),
+            is_fraud=fraud,
+            reported_at=T0 + timedelta(days=40),
+        )
+        stream.insert(min(where, len(stream)), label)
+    replayed = replay_stream(stream, {})
+    spy = SpyLearner(START, 2)
+    run_online(replayed, START, 2, learner=spy)
+    learned = [e.transaction_id for e in spy.seen]
+    assert len(learned) == len(set(learned))
+    scored_before: set[str] = set()
+    first_label: dict[str, FraudLabel] = {}  # the first a join accepts
+    for event in stream:
+        if isinstance(event, Payment):
+            scored_before.add(event.transaction_id)
+        elif (
+            event.transaction_id in scored_before
+            and event.transaction_id not in first_label
+            and event.card_id == cards[event.transaction_id]
+        ):
+            first_label[event.transaction_id] = event
+    expected = list(first_label)
+    assert sorted(learned) == sorted(expected)
+    assert replayed.skipped_labels == len(labels) - len(learned)
+
+
+def test_a_negative_delay_is_refused() -> None:
+    with pytest.raises(ValueError, match="delay must be >= 0; got -1 day"):
+        list(with_label_delay([], {}, timedelta(days=-1)))
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_metrics_table_has_every_model_and_the_ceiling() -> None:
+    payments = [_payment(i, i % 3, i * 600) for i in range(40)]
+    truth = {f"t-{i}": "card_testing" for i in (3, 17, 30)}
+    replayed = replay_stream(payments, truth)
+    score = replayed.is_fraud * 0.5 + 0.1
+    table = metrics_table(replayed, {"a": score, "b": np.full(len(replayed), 0.3)}, k=2)
+    assert set(table) == {"a", "b", "ceiling"}
+    assert table["a"]["average_precision"] == 1.0
+    assert table["ceiling"]["card_precision_at_2"] == table["a"]["card_precision_at_2"]
+
+
+def test_evaluation_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report"
+    main(
+        [
+            "--train-days", "8", "--train-cards", "400", "--train-seed", "3",
+            "--eval-days", "33", "--eval-cards", "300", "--eval-seed", "4",
+            "--label-delay-days", "7", "--publish-every", "200", "--top-k", "20",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "| online |" in printed
+    assert "| offline reference |" in printed
+    for name in ("report.md", "metrics.json", "precision_recall.png", "score_distribution.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "metrics_over_time.png").read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((out / "metrics.json").read_text())
+    online = saved["metrics"]["online"]
+    assert 0.0 <= online["average_precision"] <= 1.0
+    assert 0.0 <= online["card_precision_at_20_after_month"] <= 1.0
+    assert saved["stream"]["versions_published"] >= 1
+    assert "7 days after the payment" in (out / "report.md").read_text()
