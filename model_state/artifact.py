@@ -170,7 +170,14 @@ def load(model_dir: Path, version: str | None = None) -> ModelArtifact:
 def from_bytes(payload: bytes, metadata: ModelMetadata, *, where: str) -> ModelArtifact:
     """Unpickle a stored model after checking it against its metadata and the running code."""
     check(metadata, hashlib.sha256(payload).hexdigest(), where=where)
-    return ModelArtifact(pickle.loads(payload), metadata, payload)
+    try:
+        model = pickle.loads(payload)
+    except (AttributeError, ImportError) as exc:  # a class the pickle names is not in this code
+        raise ModelMismatchError(
+            f"model {metadata.version} at {where} does not fit the running code: unpickling it "
+            f"failed with {type(exc).__name__}: {exc}. Retrain with `python -m model_state.train`."
+        ) from exc
+    return ModelArtifact(model, metadata, payload)
 
 
 def check(metadata: ModelMetadata, content_hash: str, *, where: str) -> None:

@@ -99,15 +99,8 @@ def held_out(
 
 
 def scorer_for(model: Any, version: str, positive_weight: float) -> Callable[[dict], float]:
-    """The probability the flow would store: the :class:`Scorer`'s, if it can take the model.
-
-    A model the scorer cannot explain yet (the ``basis`` family) is scored with the same prior
-    correction by :func:`model_state.train.probability`.
-    """
-    try:
-        scorer = Scorer(model, version, review=0.5, decline=0.9, positive_weight=positive_weight)
-    except TypeError:
-        return lambda x: train.probability(model, x, positive_weight)
+    """The probability the flow would store: the :class:`Scorer`'s."""
+    scorer = Scorer(model, version, review=0.5, decline=0.9, positive_weight=positive_weight)
     return lambda x: scorer.score(x).probability
 
 

@@ -10,7 +10,7 @@ pre-trained ``v00001`` and after each other, so "the newest version" is the larg
 
 The whole learner pickles to a few kilobytes (``linear`` family: a ``StandardScaler |
 LogisticRegression`` over 36 features) or about 50 KB (``basis`` family: the logistic regression
-over a fixed expansion with a frozen 50-tree forest; see :mod:`model_state.train`), so Bytewax
+over a fixed expansion with a frozen 50-tree forest; see :mod:`model_state.basis`), so Bytewax
 can snapshot it at every epoch. The model learns online with the optimizer its pre-trained
 version carries (:func:`model_state.train.pretrain` sets it).
 """

@@ -1,6 +1,6 @@
 """Turning a feature vector into a fraud probability, a decision and reason codes.
 
-Fraud is rare, so the model learns with fraud examples weighted ``w`` times a legitimate one
+Fraud is rare, so the model may learn with fraud examples weighted ``w`` times a legitimate one
 (see :mod:`model_state.train`). A logistic model learnt that way estimates the odds of fraud
 ``w`` times too high, so the scorer subtracts ``log(w)`` from the model's log-odds: the
 probability it reports is calibrated to the real fraud rate (prior correction, as in King and
@@ -8,8 +8,16 @@ Zeng, "Logistic Regression in Rare Events Data", 2001).
 
 The decision is a pure function of the probability and two thresholds:
 ``approve`` below ``review_threshold``, ``decline`` at or above ``decline_threshold``, ``review``
-in between. Reason codes name up to three features that pushed the score up the most: for a
-linear model after a scaler, the terms ``weight * scaled value`` that are largest and positive.
+in between.
+
+Reason codes name up to three features that pushed the score up the most. The scorer splits
+the model's log-odds into one contribution per catalogue feature plus an offset
+(:func:`explainer_for`), and computes the probability from the same split, so the reasons
+always explain the probability stored beside them:
+
+- ``linear`` family (``StandardScaler | LogisticRegression``): ``weight * scaled value``;
+- ``basis`` family (``FuncTransformer(Basis) | LogisticRegression``): the contributions of
+  :class:`model_state.basis.Explainer`, measured against the average training payment.
 
 >>> decide(0.2, review=0.5, decline=0.9), decide(0.5, review=0.5, decline=0.9)
 ('approve', 'review')
@@ -20,13 +28,20 @@ linear model after a scaler, the terms ``weight * scaled value`` that are larges
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
 from river import compose, linear_model, preprocessing
+from river.utils.math import sigmoid
+
+from model_state.basis import Basis
 
 Decision = Literal["approve", "review", "decline"]
 MAX_REASONS = 3
+
+Explain = Callable[[dict[str, float]], tuple[dict[str, float], float]]
+"""Features to (contribution per feature, offset); together they add up to the log-odds."""
 
 
 def decide(probability: float, *, review: float, decline: float) -> Decision:
@@ -43,44 +58,58 @@ class Score(msgspec.Struct, frozen=True):
     reasons: tuple[str, ...]
 
 
-def _linear_parts(model: Any) -> tuple[Any, Any] | None:
-    """The (scaler, linear model) of a ``StandardScaler | LogisticRegression`` pipeline."""
-    if not isinstance(model, compose.Pipeline):
-        return None
-    steps = list(model.steps.values())
-    if (
-        len(steps) == 2
-        and isinstance(steps[0], preprocessing.StandardScaler)
-        and isinstance(steps[1], linear_model.LogisticRegression)
-    ):
-        return steps[0], steps[1]
-    return None
+class LinearExplainer:
+    """Contributions ``weight * scaled value`` of a ``StandardScaler | LogisticRegression``.
+
+    The weights are copied when it is made: it explains the model as it was then (a version).
+    """
+
+    def __init__(
+        self, scaler: preprocessing.StandardScaler, weights: dict[str, float], intercept: float
+    ) -> None:
+        self._scaler = scaler
+        self._weights = dict(weights)
+        self._intercept = intercept
+
+    def __call__(self, x: dict[str, float]) -> tuple[dict[str, float], float]:
+        w = self._weights
+        scaled = self._scaler.transform_one(x)
+        return {name: w.get(name, 0.0) * v for name, v in scaled.items()}, self._intercept
 
 
-def _contributions(parts: tuple[Any, Any], features: dict[str, float]) -> dict[str, float]:
-    scaler, linear = parts
-    weights = linear.weights
-    return {name: weights.get(name, 0.0) * v for name, v in scaler.transform_one(features).items()}
+def explainer_for(model: Any) -> Explain:
+    """What splits this model's log-odds into feature contributions; it must be one we explain."""
+    steps = list(model.steps.values()) if isinstance(model, compose.Pipeline) else []
+    if len(steps) == 2 and isinstance(steps[1], linear_model.LogisticRegression):
+        first, linear = steps
+        if isinstance(first, preprocessing.StandardScaler):
+            return LinearExplainer(first, linear.weights, linear.intercept)
+        if isinstance(first, compose.FuncTransformer) and isinstance(first.func, Basis):
+            return first.func.explainer(linear.weights, linear.intercept)
+    raise TypeError(
+        "the scorer explains two River pipelines: StandardScaler | LogisticRegression "
+        "('linear' family) and FuncTransformer(Basis) | LogisticRegression ('basis' family); "
+        f"got {type(model).__name__} {model!r:.160}"
+    )
 
 
-def _top_reasons(contributions: dict[str, float]) -> tuple[str, ...]:
+def top_reasons(contributions: dict[str, float]) -> tuple[str, ...]:
+    """Up to three features with the largest positive contributions, largest first."""
     ranked = sorted(contributions.items(), key=lambda kv: kv[1], reverse=True)
     return tuple(name for name, c in ranked[:MAX_REASONS] if c > 0)
 
 
 def reason_codes(model: Any, features: dict[str, float]) -> tuple[str, ...]:
     """Up to three features that raised this payment's score the most (empty if none did)."""
-    parts = _linear_parts(model)
-    if parts is None:
-        raise TypeError(
-            "reason codes need a StandardScaler | LogisticRegression pipeline; "
-            f"got {type(model).__name__}"
-        )
-    return _top_reasons(_contributions(parts, features))
+    return top_reasons(explainer_for(model)(features)[0])
 
 
 class Scorer:
-    """Scores feature dicts with one model version; cheap to call per payment."""
+    """Scores feature dicts with one model version; cheap to call per payment.
+
+    Made once per version (the explainer is built here): do not go on training ``model``
+    after handing it to a scorer.
+    """
 
     def __init__(
         self,
@@ -93,10 +122,7 @@ class Scorer:
     ) -> None:
         if positive_weight <= 0:
             raise ValueError(f"positive_weight must be > 0; got {positive_weight}")
-        parts = _linear_parts(model)
-        if parts is None:
-            reason_codes(model, {})  # raises the explanatory TypeError
-        self._parts: tuple[Any, Any] = parts  # type: ignore[assignment]
+        self._explain = explainer_for(model)
         self.model = model
         self.version = version
         self._review = review
@@ -104,21 +130,19 @@ class Scorer:
         self._log_weight = math.log(positive_weight)
 
     def score(self, features: dict[str, float]) -> Score:
-        """Probability, decision and reasons; the scaled vector is computed once for both.
+        """Probability, decision and reasons, from one split of the log-odds.
 
-        River's logistic regression is ``sigmoid(intercept + sum(weight * scaled value))``; with
-        ``positive_weight`` 1 the probability equals ``model.predict_proba_one`` (tested).
+        With ``positive_weight`` 1 the probability equals ``model.predict_proba_one`` (tested).
         """
-        linear = self._parts[1]
-        contributions = _contributions(self._parts, features)
-        log_odds = sum(contributions.values()) + linear.intercept - self._log_weight
-        probability = linear.loss.mean_func(log_odds)
-        if not math.isfinite(probability):
+        contributions, offset = self._explain(features)
+        log_odds = sum(contributions.values()) + offset - self._log_weight
+        if not math.isfinite(log_odds):
             raise ValueError(
-                f"model {self.version} returned probability {probability} for features {features}"
+                f"model {self.version} returned log-odds {log_odds} for features {features}"
             )
+        probability = float(sigmoid(log_odds))  # River's, as LogisticRegression's own
         return Score(
             probability,
             decide(probability, review=self._review, decline=self._decline),
-            _top_reasons(contributions),
+            top_reasons(contributions),
         )

@@ -1,4 +1,4 @@
-"""The model families the evaluation compares: the ``basis`` family, its explanations, training."""
+"""The model families: the ``basis`` expansion, how the scorer explains it, training, learning."""
 
 from __future__ import annotations
 
@@ -11,16 +11,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from river.forest import ARFClassifier
 
 from features.catalog import FEATURE_NAMES
 from model_state import artifact
+from model_state.basis import LOG_KNOTS, Basis
 from model_state.learner import OnlineLearner
-from model_state.scorer import Scorer
+from model_state.scorer import Scorer, explainer_for, top_reasons
 from model_state.train import (
-    LOG_KNOTS,
-    Basis,
     compare,
-    explain,
     fit,
     new_basis_model,
     new_model,
@@ -113,7 +112,30 @@ def test_contributions_and_offset_add_up_to_the_log_odds(values: list[float]) ->
     p = MODEL.predict_proba_one(x)[True]
     if 1e-12 < p < 1 - 1e-12:
         assert sum(contributions.values()) + offset == pytest.approx(math.log(p / (1 - p)))
-    assert explain(MODEL, x) == pytest.approx(contributions)
+    assert explainer_for(MODEL)(x)[0] == pytest.approx(contributions)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=features, weight=st.sampled_from([1.0, 3.0]))
+def test_the_scorer_scores_the_basis_family_and_explains_that_score(
+    values: list[float], weight: float
+) -> None:
+    x = dict(zip(FEATURE_NAMES, values, strict=True))
+    score = Scorer(MODEL, "v1", review=0.5, decline=0.9, positive_weight=weight).score(x)
+    assert score.probability == pytest.approx(probability(MODEL, x, weight), rel=1e-9, abs=1e-12)
+    linear = MODEL["LogisticRegression"]
+    contributions, _ = BASIS.explainer(linear.weights, linear.intercept)(x)
+    assert score.reasons == top_reasons(contributions)
+    assert all(contributions[r] > 0 for r in score.reasons)
+    assert len(score.reasons) <= 3
+
+
+def test_a_version_scores_the_same_after_its_pickle_round_trip() -> None:
+    restored = pickle.loads(pickle.dumps(MODEL))  # how the flow receives a published version
+    x = dict(zip(FEATURE_NAMES, X[3].tolist(), strict=True))
+    assert Scorer(restored, "v1", review=0.5, decline=0.9).score(x) == Scorer(
+        MODEL, "v1", review=0.5, decline=0.9
+    ).score(x)
 
 
 def test_the_average_payment_has_no_contribution_from_hats() -> None:
@@ -124,9 +146,13 @@ def test_the_average_payment_has_no_contribution_from_hats() -> None:
     assert abs(hats) < 0.35  # hats and leaves average out over the training rows
 
 
-def test_explain_names_the_family_it_needs() -> None:
-    with pytest.raises(TypeError, match=r"FuncTransformer\(Basis\) \| LogisticRegression"):
-        explain(new_model(), dict.fromkeys(FEATURE_NAMES, 1.0))
+def test_the_scorer_names_the_families_it_explains() -> None:
+    families = (
+        r"StandardScaler \| LogisticRegression \('linear'.*"
+        r"FuncTransformer\(Basis\) \| LogisticRegression \('basis'.*got ARF"
+    )
+    with pytest.raises(TypeError, match=families):
+        Scorer(ARFClassifier(n_models=2), "v1", review=0.5, decline=0.9)
 
 
 @pytest.mark.parametrize("weight", [1.0, 4.0])

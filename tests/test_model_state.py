@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import random
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -72,6 +74,16 @@ def test_load_names_every_mismatch(tmp_path: Path) -> None:
     assert "model.pkl has SHA-256" in text
     assert "the code lacks ['old_feature']" in text
     assert "Retrain with `python -m model_state.train`" in text
+
+
+def test_a_model_naming_code_that_is_gone_is_a_clear_mismatch() -> None:
+    # What a version pickled before model_state.train.Basis moved to model_state.basis looks like.
+    payload = pickle.dumps(Decimal("1")).replace(b"decimal", b"gonemod")
+    digest = hashlib.sha256(payload).hexdigest()
+    meta = metadata(content_hash=digest, library_versions=artifact.library_versions())
+    with pytest.raises(artifact.ModelMismatchError, match=r"v00001 at here .*unpickling it failed"
+                       r" with ModuleNotFoundError: No module named 'gonemod'"):  # fmt: skip
+        artifact.from_bytes(payload, meta, where="here")
 
 
 def test_versions_are_never_overwritten(tmp_path: Path) -> None:
