@@ -2,7 +2,7 @@
 
     python -m model_state.evaluate [--train-days 40] [--train-cards 4000] [--train-seed 7]
         [--eval-days 60] [--eval-cards 3000] [--eval-seed 101]
-        [--label-delay-days 7 | --generator-delays] [--family linear]
+        [--label-delay-days 7 | --generator-delays] [--family basis]
         [--publish-every 500] [--top-k 100] [--out reports/evaluation]
 
 1. **Pre-train** as ``python -m model_state.train`` does (same code, into a temporary model
@@ -24,8 +24,8 @@
    first month, precision-recall curves, score distributions and metrics over time, written to
    ``--out`` as ``report.md``, ``metrics.json`` and PNGs; the table is printed at the end.
 
-On this two-core machine the defaults run in about 1 min 50 s (``--family basis``: about
-2 min 15 s): replaying the two streams' features is about 45 s of it.
+On this two-core machine the defaults took 148 s (two evaluations running at once; ``--family
+linear``: about 1 min 50 s alone): replaying the two streams' features is about 45 s of it.
 """
 
 from __future__ import annotations

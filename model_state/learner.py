@@ -2,7 +2,10 @@
 
 It starts from the pre-trained version and learns each labelled payment once, from the features
 that payment was scored with. A fraudulent example weighs the pre-trained version's
-``positive_weight``, as in pre-training, so the scorer's prior correction stays right.
+``positive_weight``, as in pre-training, so the scorer's prior correction stays right. Labels
+arrive in another mix than payments happen in (frauds within days, confirmations of legitimate
+payments after weeks), so each label's weight is also capped by a
+:class:`~model_state.label_balance.LabelBalance` set to the pre-training's fraud share.
 
 Every ``publish_every`` labels (or when the flow asks, e.g. on a timer) it publishes a new
 version named after its lineage: ``v00001.000001``, ``v00001.000002``, ... which sort after the
@@ -25,6 +28,7 @@ from typing import Any
 
 from features.catalog import FEATURE_NAMES
 from model_state.artifact import ModelArtifact, ModelMetadata, VersionRecord, library_versions
+from model_state.label_balance import LabelBalance
 from storage.labels import LabelledPayment
 
 
@@ -43,6 +47,9 @@ class OnlineLearner:
         self.legit = max(start.metadata.rows - start.metadata.frauds, 0)
         self.learned_total = 0
         self.pending = 0  # learned since the last published version
+        # Labels arrive in another mix than payments happen in (see model_state.label_balance).
+        share = (self.frauds + 1.0) / (self.frauds + self.legit + 2.0)
+        self.balance = LabelBalance(share)
 
     def learn(self, example: LabelledPayment) -> None:
         if example.is_fraud:
@@ -50,6 +57,7 @@ class OnlineLearner:
         else:
             self.legit += 1
         weight = self.positive_weight if example.is_fraud else 1.0
+        weight *= self.balance.weight(is_fraud=example.is_fraud, reported_at=example.reported_at)
         self.model.learn_one(example.features, example.is_fraud, w=weight)
         self.learned_total += 1
         self.pending += 1
