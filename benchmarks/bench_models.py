@@ -16,7 +16,8 @@ the evaluation's offline HistGradientBoostingClassifier.
 ``--reference-grid`` first fits seven HistGradientBoostingClassifier settings on the
 pre-training rows and ranks them by average precision on its held-out last week: how
 :data:`model_state.evaluate.REFERENCE` was chosen. ``--speed`` prints each family's predict and
-learn rate on one core and its pickled size.
+learn rate on one core, the scorer's rate (probability, decision and reason codes) and its
+pickled size; with ``--seeds`` and no seed, only that.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from model_state.evaluate import (
     run_online,
     score_frozen,
 )
+from model_state.scorer import Scorer
 from test_data.generator import simulate
 
 Setting = Callable[[Any], None]  # changes the logistic regression of a copy of the start model
@@ -138,12 +140,19 @@ def speed(name: str, start: ModelArtifact, rows: train.Rows) -> None:
         model.learn_one(x, y)
     learn = len(sample) / (time.perf_counter() - started)
     size = len(pickle.dumps(model))
-    print(f"| {name} | {predict:,.0f} | {learn:,.0f} | {size:,} |")
+    scorer = Scorer(start.model, start.version, review=0.5, decline=0.9)
+    started = time.perf_counter()
+    for _, x, _ in sample:
+        scorer.score(x)
+    score = len(sample) / (time.perf_counter() - started)
+    print(f"| {name} | {predict:,.0f} | {score:,.0f} | {learn:,.0f} | {size:,} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[101, 202, 303])
+    parser.add_argument(
+        "--seeds", type=int, nargs="*", default=[101, 202, 303], help="none: only --speed"
+    )
     parser.add_argument("--families", nargs="+", choices=train.FAMILIES, default=train.FAMILIES)
     parser.add_argument("--train-days", type=int, default=40)
     parser.add_argument("--train-cards", type=int, default=4000)
@@ -170,10 +179,15 @@ def main() -> None:
                     rows, Path(folder), seed=args.train_seed, family=family, fraud_weight=weight
                 )
     if args.speed:
-        print("\n| family | predict rows/s | learn rows/s | pickled bytes |\n|---|---:|---:|---:|")
+        print(
+            "\n| family | predict rows/s | score+reasons rows/s | learn rows/s | pickled bytes |"
+            "\n|---|---:|---:|---:|---:|"
+        )
         for family in args.families:
             speed(family, starts[f"{family}, fraud weight 1"], rows)
     del rows, learn
+    if not args.seeds:
+        return
 
     results: dict[str, dict[int, dict[str, float]]] = {}
     for seed in args.seeds:
