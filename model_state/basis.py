@@ -9,6 +9,11 @@ explains its scores.
   ``FOREST_LEAVES`` leaves, fitted once with scikit-learn and frozen as plain tuples), which
   bring the interactions a linear model misses.
 
+Why 50 trees of 8 leaves: with their leaves as columns, larger forests ranked worse on held-out
+streams (100 x 16 and 200 x 8: average precision about 0.74 to 0.81 against 0.77 to 0.83 for
+50 x 8 on seeds 101, 202, 303), the weights over their many leaves fitting the few frauds too
+closely; 30 x 8, 50 x 6 and 80 x 6 ranked within 0.005 of it.
+
 Nothing in a :class:`Basis` learns after :meth:`Basis.fit`; the logistic regression on top of it
 does (the ``basis`` family of :mod:`model_state.train`). :class:`Explainer` splits the model's
 log-odds into one contribution per catalogue feature, for reason codes
