@@ -141,27 +141,27 @@ class Basis:
         out: dict[str, float] = {}
         values = [x[name] for name in self.names]
         for hats, v in zip(self._hat_names, values, strict=True):
-            z = math.log1p(v) if v > 0.0 else 0.0
-            if z >= LOG_KNOTS:
-                out[hats[LOG_KNOTS]] = 1.0
-                continue
-            k = int(z)
-            out[hats[k]] = 1.0 - (z - k)
-            if z > k:
-                out[hats[k + 1]] = z - k
+            k, past = _knot(v)
+            out[hats[k]] = 1.0 - past
+            if past > 0.0:
+                out[hats[k + 1]] = past
+        reached = self.leaves(values)
         log_odds = self.base
+        for tree, leaves, node in zip(self.trees, self._leaf_names, reached, strict=True):
+            out[leaves[node]] = 1.0
+            log_odds += tree[4][node]
+        out["forest"] = log_odds
+        return out, reached
+
+    def leaves(self, values: list[float]) -> list[int]:
+        """The leaf each tree sends ``values`` (features in ``names`` order) to."""
         reached = []
-        for (feature, threshold, left, right, value), leaves in zip(
-            self.trees, self._leaf_names, strict=True
-        ):
+        for feature, threshold, left, right, _ in self.trees:
             node = 0
             while left[node] >= 0:
                 node = left[node] if values[feature[node]] <= threshold[node] else right[node]
-            out[leaves[node]] = 1.0
-            log_odds += value[node]
             reached.append(node)
-        out["forest"] = log_odds
-        return out, reached
+        return reached
 
     @classmethod
     def fit(
@@ -219,8 +219,10 @@ class Explainer:
 
     def __init__(self, basis: Basis, weights: dict[str, float], intercept: float) -> None:
         self._basis = basis
-        # Per feature, the weight of each of its hats (knots 0 .. LOG_KNOTS).
-        self._hat_weights = [[weights.get(col, 0.0) for col in hats] for hats in basis._hat_names]
+        # Per feature, the weight of each of its hats (knots 0 .. LOG_KNOTS, and 0 past the last).
+        self._hat_weights = [
+            [weights.get(col, 0.0) for col in hats] + [0.0] for hats in basis._hat_names
+        ]
         hat_expected = [
             sum(weights.get(col, 0.0) * basis.hat_means.get(col, 0.0) for col in hats)
             for hats in basis._hat_names
@@ -248,26 +250,27 @@ class Explainer:
         )
 
     def __call__(self, x: dict[str, float]) -> tuple[dict[str, float], float]:
-        # Basis.expand's arithmetic, with each column's weight applied as it is made.
+        # Basis.expand's columns, each weighed as it is made rather than collected in a dict.
         basis = self._basis
         values = [x[name] for name in basis.names]
         push = list(self._start)
         for j, (v, w) in enumerate(zip(values, self._hat_weights, strict=True)):
-            z = math.log1p(v) if v > 0.0 else 0.0
-            if z >= LOG_KNOTS:
-                push[j] += w[LOG_KNOTS]
-                continue
-            k = int(z)
-            push[j] += w[k] * (1.0 - (z - k)) + w[k + 1] * (z - k)
-        for (feature, threshold, left, right, _), pushes in zip(
-            basis.trees, self._leaves, strict=True
-        ):
-            node = 0
-            while left[node] >= 0:
-                node = left[node] if values[feature[node]] <= threshold[node] else right[node]
+            k, past = _knot(v)
+            push[j] += w[k] * (1.0 - past) + w[k + 1] * past
+        for pushes, node in zip(self._leaves, basis.leaves(values), strict=True):
             for f, amount in pushes[node]:
                 push[f] += amount
         return dict(zip(basis.names, push, strict=True)), self.offset
+
+
+def _knot(v: float) -> tuple[int, float]:
+    """Where ``log1p(v)`` falls among the knots: the knot ``k`` at or below it and how far past
+    it (0 to 1; 0 at and beyond the last knot). Values below zero count as zero."""
+    z = math.log1p(v) if v > 0.0 else 0.0
+    if z >= LOG_KNOTS:
+        return LOG_KNOTS, 0.0
+    k = int(z)
+    return k, z - k
 
 
 def _export(model: HistGradientBoostingClassifier) -> tuple[list[Tree], list[tuple[int, ...]]]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 
 DAY = 86_400.0
+MIN_WEIGHT = 1e-6
 
 
 class LabelBalance:
@@ -78,14 +79,12 @@ class LabelBalance:
         high = self._tolerance * self.expected_odds
         low = self.expected_odds / self._tolerance
         if is_fraud:
-            # Largest w <= 1 with (frauds + w) / legit <= high.
-            w = min(1.0, max(high * legit - frauds, 0.0))
-            w = max(w, 1e-6)
+            # Largest w <= 1 with (frauds + w) / legit <= high; never quite 0.
+            w = max(min(1.0, high * legit - frauds), MIN_WEIGHT)
             self.frauds += w
         else:
-            # Largest w <= 1 with frauds / (legit + w) >= low.
-            w = min(1.0, max(frauds / low - legit, 0.0))
-            w = max(w, 1e-6)
+            # Largest w <= 1 with frauds / (legit + w) >= low; never quite 0.
+            w = max(min(1.0, frauds / low - legit), MIN_WEIGHT)
             self.legit += w
         return w
 

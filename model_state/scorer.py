@@ -61,14 +61,15 @@ class Score(msgspec.Struct, frozen=True):
 class LinearExplainer:
     """Contributions ``weight * scaled value`` of a ``StandardScaler | LogisticRegression``.
 
-    The weights are copied when it is made: it explains the model as it was then (a version).
+    ``weights`` is read once (River's ``LogisticRegression.weights`` is already a copy): it
+    explains the model as it was then (a version).
     """
 
     def __init__(
         self, scaler: preprocessing.StandardScaler, weights: dict[str, float], intercept: float
     ) -> None:
         self._scaler = scaler
-        self._weights = dict(weights)
+        self._weights = weights
         self._intercept = intercept
 
     def __call__(self, x: dict[str, float]) -> tuple[dict[str, float], float]:
@@ -99,11 +100,6 @@ def top_reasons(contributions: dict[str, float]) -> tuple[str, ...]:
     return tuple(name for name, c in ranked[:MAX_REASONS] if c > 0)
 
 
-def reason_codes(model: Any, features: dict[str, float]) -> tuple[str, ...]:
-    """Up to three features that raised this payment's score the most (empty if none did)."""
-    return top_reasons(explainer_for(model)(features)[0])
-
-
 class Scorer:
     """Scores feature dicts with one model version; cheap to call per payment.
 
@@ -123,7 +119,6 @@ class Scorer:
         if positive_weight <= 0:
             raise ValueError(f"positive_weight must be > 0; got {positive_weight}")
         self._explain = explainer_for(model)
-        self.model = model
         self.version = version
         self._review = review
         self._decline = decline

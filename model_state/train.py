@@ -24,9 +24,9 @@ scored and explained by :class:`model_state.scorer.Scorer`:
 
 Measured on the generator's held-out streams with a 7-day label delay (mean of seeds 101, 202,
 303; ``benchmarks/bench_models.py``), average precision of the online model: ``linear`` 0.47,
-``basis`` 0.80 (the offline HistGradientBoosting reference: 0.81). On one core ``linear``
-predicts ~100,000 rows/s, learns ~31,000/s and pickles to ~3 KB; ``basis`` ~33,000, ~22,000
-and ~50 KB.
+``basis`` 0.80 (the offline HistGradientBoosting reference: 0.81). On one core
+(``benchmarks/bench_models.py --speed --seeds``) ``linear`` predicts ~116,000 rows/s, learns
+~23,000/s and pickles to ~3 KB; ``basis`` ~31,000, ~21,000 and ~50 KB.
 
 The model learns in ``--epochs`` passes over the training rows, each in a shuffled order
 (seeded): a single pass in time order leaves SGD tuned to the last days it saw, and it then

@@ -1,4 +1,4 @@
-"""Small builders for test events."""
+"""Small builders for test events and model metadata."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any
 
 import msgspec
 
+from features.catalog import FEATURE_NAMES
 from features.contract import Payment
+from model_state.artifact import ModelMetadata
 
 BASE = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday, 00:00 UTC: on every tile boundary
 
@@ -28,3 +30,18 @@ _PLAIN = Payment(
 def payment(**changes: Any) -> Payment:
     """A plain EUR 10 card-present payment in Paris time at ``BASE``, with ``changes``."""
     return msgspec.structs.replace(_PLAIN, **changes)
+
+
+def model_metadata(version: str = "v00001", **changes: Any) -> ModelMetadata:
+    """Metadata of a pre-trained version ``version`` of 400 rows, 40 of them frauds."""
+    fields: dict[str, Any] = {
+        "version": version,
+        "parent_version": None,
+        "origin": "pretrained",
+        "created_at": BASE,
+        "feature_names": FEATURE_NAMES,
+        "model_description": "test",
+        "rows": 400,
+        "frauds": 40,
+    }
+    return ModelMetadata(**(fields | changes))

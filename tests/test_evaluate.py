@@ -27,6 +27,7 @@ from model_state.evaluate import main, metrics_table, run_online
 from model_state.learner import OnlineLearner
 from model_state.train import new_model
 from storage.labels import LabelledPayment
+from tests.builders import model_metadata
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -215,17 +216,7 @@ def _start() -> artifact.ModelArtifact:
     for _ in range(200):
         x = {name: rng.random() for name in FEATURE_NAMES}
         model.learn_one(x, x["amount_eur"] > 0.8)
-    metadata = artifact.ModelMetadata(
-        version="v00001",
-        parent_version=None,
-        origin="pretrained",
-        created_at=T0,
-        feature_names=FEATURE_NAMES,
-        model_description="test",
-        rows=200,
-        frauds=40,
-    )
-    return artifact.ModelArtifact(model, metadata, b"")
+    return artifact.ModelArtifact(model, model_metadata(rows=200, frauds=40), b"")
 
 
 START = _start()

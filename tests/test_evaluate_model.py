@@ -28,6 +28,7 @@ from model_state.train import (
     train_rows,
 )
 from storage.labels import LabelledPayment
+from tests.builders import model_metadata
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -165,14 +166,7 @@ def test_probability_is_the_scorers_for_the_linear_family(weight: float) -> None
 
 
 def test_the_learner_learns_and_publishes_a_basis_model() -> None:
-    metadata = artifact.ModelMetadata(
-        version="v00001",
-        parent_version=None,
-        origin="pretrained",
-        created_at=T0,
-        feature_names=FEATURE_NAMES,
-        model_description=repr(MODEL),
-    )
+    metadata = model_metadata(model_description=repr(MODEL), rows=0, frauds=0)
     learner = OnlineLearner(artifact.ModelArtifact(MODEL, metadata, b""), publish_every=5)
     for i, (row, label) in enumerate(zip(X[:5].tolist(), Y[:5].tolist(), strict=True)):
         learner.learn(

@@ -21,6 +21,7 @@ from model_state.learner import OnlineLearner
 from model_state.scorer import Scorer, decide
 from model_state.train import new_model
 from storage.labels import LabelledPayment
+from tests.builders import model_metadata
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -34,23 +35,9 @@ def trained(rows: int = 400, seed: int = 1) -> object:
     return model
 
 
-def metadata(version: str = "v00001", **changes: object) -> artifact.ModelMetadata:
-    fields: dict[str, object] = {
-        "version": version,
-        "parent_version": None,
-        "origin": "pretrained",
-        "created_at": NOW,
-        "feature_names": FEATURE_NAMES,
-        "model_description": "test",
-        "rows": 400,
-        "frauds": 40,
-    }
-    return artifact.ModelMetadata(**(fields | changes))  # type: ignore[arg-type]
-
-
 def test_save_then_load_gives_the_same_model(tmp_path: Path) -> None:
     model = trained()
-    saved = artifact.save(model, metadata(), tmp_path)
+    saved = artifact.save(model, model_metadata(), tmp_path)
     loaded = artifact.load(tmp_path)
     x = dict.fromkeys(FEATURE_NAMES, 0.5)
     assert loaded.version == "v00001"
@@ -66,7 +53,7 @@ def test_load_without_a_model_says_how_to_make_one(tmp_path: Path) -> None:
 
 
 def test_load_names_every_mismatch(tmp_path: Path) -> None:
-    artifact.save(trained(), metadata(feature_names=("amount_eur", "old_feature")), tmp_path)
+    artifact.save(trained(), model_metadata(feature_names=("amount_eur", "old_feature")), tmp_path)
     (tmp_path / "v00001" / "model.pkl").write_bytes(b"changed")
     with pytest.raises(artifact.ModelMismatchError) as caught:
         artifact.load(tmp_path)
@@ -80,14 +67,14 @@ def test_a_model_naming_code_that_is_gone_is_a_clear_mismatch() -> None:
     # What a version pickled before model_state.train.Basis moved to model_state.basis looks like.
     payload = pickle.dumps(Decimal("1")).replace(b"decimal", b"gonemod")
     digest = hashlib.sha256(payload).hexdigest()
-    meta = metadata(content_hash=digest, library_versions=artifact.library_versions())
+    meta = model_metadata(content_hash=digest, library_versions=artifact.library_versions())
     with pytest.raises(artifact.ModelMismatchError, match=r"v00001 at here .*unpickling it failed"
                        r" with ModuleNotFoundError: No module named 'gonemod'"):  # fmt: skip
         artifact.from_bytes(payload, meta, where="here")
 
 
 def test_versions_are_never_overwritten(tmp_path: Path) -> None:
-    saved = artifact.save(trained(), metadata(), tmp_path)
+    saved = artifact.save(trained(), model_metadata(), tmp_path)
     assert artifact.write(b"other", saved.metadata, tmp_path) is False
     assert (tmp_path / "v00001" / "model.pkl").read_bytes() == saved.payload
 
@@ -155,7 +142,7 @@ def example(txn: str, fraud: bool) -> LabelledPayment:
 
 
 def test_learner_publishes_numbered_versions_every_n_labels() -> None:
-    start = artifact.ModelArtifact(MODEL, metadata(), pickle.dumps(MODEL))
+    start = artifact.ModelArtifact(MODEL, model_metadata(), pickle.dumps(MODEL))
     learner = OnlineLearner(start, publish_every=3)
     published = []
     for i in range(7):
@@ -171,7 +158,7 @@ def test_learner_publishes_numbered_versions_every_n_labels() -> None:
     # the learner never changed the start model it was given
     assert pickle.dumps(MODEL) == start.payload
     resumed = OnlineLearner(
-        artifact.ModelArtifact(MODEL, metadata("v00001.000002"), b""), publish_every=1
+        artifact.ModelArtifact(MODEL, model_metadata("v00001.000002"), b""), publish_every=1
     )
     resumed.learn(example("t9", True))
     assert resumed.publish(NOW).metadata.version == "v00001.000003"
@@ -183,14 +170,14 @@ def test_learner_publishes_numbered_versions_every_n_labels() -> None:
 @settings(max_examples=200, deadline=None)
 @given(offers=st.lists(st.integers(0, 30) | st.none(), max_size=30))
 def test_registry_versions_only_move_forward(offers: list[int | None]) -> None:
-    start = artifact.ModelArtifact(MODEL, metadata("v00001.000010"), b"")
+    start = artifact.ModelArtifact(MODEL, model_metadata("v00001.000010"), b"")
     feed = iter(offers)
 
     def fetch(after: str) -> artifact.ModelArtifact | None:
         n = next(feed, None)
         if n is None:
             return None
-        return artifact.ModelArtifact(MODEL, metadata(f"v00001.{n:06d}"), b"")
+        return artifact.ModelArtifact(MODEL, model_metadata(f"v00001.{n:06d}"), b"")
 
     now = [0.0]
     registry = ModelRegistry(
@@ -206,7 +193,7 @@ def test_registry_versions_only_move_forward(offers: list[int | None]) -> None:
 
 def test_registry_asks_at_most_once_per_refresh_interval() -> None:
     asked = []
-    start = artifact.ModelArtifact(MODEL, metadata(), b"")
+    start = artifact.ModelArtifact(MODEL, model_metadata(), b"")
     now = [0.0]
     registry = ModelRegistry(
         start,
@@ -223,5 +210,5 @@ def test_registry_asks_at_most_once_per_refresh_interval() -> None:
 
 
 def test_metadata_round_trips_through_json() -> None:
-    m = metadata(metrics={"roc_auc": 0.9})
+    m = model_metadata(metrics={"roc_auc": 0.9})
     assert msgspec.json.decode(msgspec.json.encode(m), type=artifact.ModelMetadata) == m
