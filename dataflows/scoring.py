@@ -9,7 +9,7 @@ Payments
        dead letter (Kafka topic and MySQL table) with its reason, partition and offset.
     2. **Features**: the card's, the terminal's and the merchant's histories, each keyed by its
        id, add their point-in-time features; calendar features come last.
-    3. **Score** with the newest model version: probability, decision, reason codes.
+    3. **Score** each batch with the newest model version: probability, decision, reason codes.
     4. **Store** the scored payment in MySQL (first write wins, so a replay changes nothing).
 
 Labels
@@ -18,6 +18,8 @@ Labels
     7. **Feed back**: the label updates its terminal's and merchant's fraud rates (from its
        report time on) and **learns**: one learner owns the model and publishes new versions,
        which step 3 picks up. Each version is recorded in MySQL and checkpointed on disk.
+       A scheduled retrain (``python -m model_state.retrain``) starts a new lineage, which
+       scoring and the learner both go on from.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from confluent_kafka import OFFSET_BEGINNING
 from dataflows.config import Config
 from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
-from dataflows.learning import LEARNER_KEY, learn_step
+from dataflows.learning import LEARNER_KEY, Lineages, learn_step
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, to_kafka
 from dataflows.model_registry import ModelRegistry, NewerVersionsInMySQL
 from features.calendar import calendar_features
@@ -95,7 +97,7 @@ def build(config: Config) -> Dataflow:
         "merchant_features", payments, merchant_id, merchant_history, (labelled, labelled_merchant)
     )
     payments = op.map("calendar_features", payments, add_calendar_features)
-    rows = op.map("score", payments, lambda p: score(models.current(), p))
+    rows = op.flat_map_batch("score", payments, lambda batch: score(models.current(), batch))
     op.output("store_scored_payments", rows, MySQLSink(config.mysql_url, scored_payments))
 
     # Learning: one learner owns the model; its versions are stored and checkpointed.
@@ -198,19 +200,24 @@ def add_calendar_features(p: Positioned[Payment]) -> Positioned[Payment]:
     return p
 
 
-def score(scorer: Scorer, p: Positioned[Payment]) -> dict[str, object]:
-    result = scorer.score(p.features)
-    return scored_payment_row(
-        p.event,
-        partition=p.partition,
-        offset=p.offset,
-        features=p.features,
-        probability=result.probability,
-        decision=result.decision,
-        reasons=result.reasons,
-        model_version=scorer.version,
-        scored_at=datetime.now(UTC),
-    )
+def score(scorer: Scorer, batch: list[Positioned[Payment]]) -> list[dict[str, object]]:
+    """The rows to store for a batch of payments, all scored by one model version at once."""
+    results = scorer.score_batch([p.features for p in batch])
+    scored_at = datetime.now(UTC)
+    return [
+        scored_payment_row(
+            p.event,
+            partition=p.partition,
+            offset=p.offset,
+            features=p.features,
+            probability=result.probability,
+            decision=result.decision,
+            reasons=result.reasons,
+            model_version=scorer.version,
+            scored_at=scored_at,
+        )
+        for p, result in zip(batch, results, strict=True)
+    ]
 
 
 def join_labels_with_scored_payments(labels: Stream, config: Config) -> Stream[LabelledPayment]:
@@ -235,7 +242,10 @@ def learn_from_labels(
         "learn",
         keyed,
         learn_step(
-            start, publish_every=config.publish_every_labels, publish_seconds=config.publish_seconds
+            start,
+            publish_every=config.publish_every_labels,
+            publish_seconds=config.publish_seconds,
+            lineages=Lineages(NewerVersionsInMySQL(config.mysql_url), config.model_refresh_seconds),
         ),
     )
     return op.key_rm("unkey_versions", versions)

@@ -40,7 +40,7 @@ class ModelMismatchError(ValueError):
 class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
     version: str
     parent_version: str | None
-    origin: str  # "pretrained" or "online"
+    origin: str  # "pretrained", "retrained" or "online"
     created_at: datetime
     feature_names: tuple[str, ...]
     model_description: str
@@ -88,7 +88,7 @@ def list_versions(model_dir: Path) -> list[str]:
 
 def next_version(model_dir: Path) -> str:
     existing = list_versions(model_dir)
-    return version_name(version_number(existing[-1]) + 1 if existing else 1)
+    return version_name(version_number(existing[-1].partition(".")[0]) + 1 if existing else 1)
 
 
 class VersionRecord(msgspec.Struct, frozen=True):

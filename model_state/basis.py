@@ -47,8 +47,11 @@ Tree = tuple[
 leaf), right child, value (a leaf's log-odds step)."""
 
 
-def _leaf_paths(t: Tree, counts: tuple[int, ...]) -> dict[int, tuple[tuple[int, float], ...]]:
-    """Each leaf's path as (feature index, change of the expected value) per split (Saabas)."""
+def _leaf_paths(
+    t: Tree, counts: tuple[int, ...]
+) -> tuple[dict[int, tuple[tuple[int, float], ...]], float]:
+    """Each leaf's path as (feature index, change of the expected value) per split (Saabas), and
+    the tree's expected value (the count-weighted mean of its leaves)."""
     feature, _, left, right, value = t
     mean = list(value)
 
@@ -70,7 +73,7 @@ def _leaf_paths(t: Tree, counts: tuple[int, ...]) -> dict[int, tuple[tuple[int, 
             walk(child, (*path, (feature[node], mean[child] - mean[node])))
 
     walk(0, ())
-    return paths
+    return paths, mean[0]
 
 
 class Basis:
@@ -106,7 +109,7 @@ class Basis:
             {node: f"tree{i}:{node}" for node in range(len(t[0])) if t[2][node] < 0}
             for i, t in enumerate(trees)
         ]
-        paths = [_leaf_paths(t, c) for t, c in zip(trees, counts, strict=True)]
+        paths = [_leaf_paths(t, c)[0] for t, c in zip(trees, counts, strict=True)]
         # Per tree and leaf: the features split on along its path, and their Saabas deltas.
         self._leaf_features = [
             {node: tuple(sorted({f for f, _ in path})) for node, path in p.items()} for p in paths
@@ -187,17 +190,8 @@ class Basis:
         with threadpool_limits(limits=1):  # OpenMP threads spin when the machine is busy
             model = forest.fit(x, y)
         exported, counts = _export(model)
-        z = np.clip(np.log1p(np.maximum(x, 0.0)), 0.0, LOG_KNOTS)
-        low = np.minimum(np.floor(z).astype(np.int64), LOG_KNOTS)
-        frac = z - low
-        hat_means: dict[str, float] = {}
-        for j, name in enumerate(names):
-            sums = np.bincount(low[:, j], weights=1.0 - frac[:, j], minlength=LOG_KNOTS + 2)
-            sums += np.bincount(low[:, j] + 1, weights=frac[:, j], minlength=LOG_KNOTS + 2)
-            for k in range(LOG_KNOTS + 1):
-                if sums[k] > 0:
-                    hat_means[f"{name}@{k}"] = float(sums[k] / len(x))
-        basis = cls(exported, counts, float(np.ravel(model._baseline_prediction)[0]), hat_means)
+        base = float(np.ravel(model._baseline_prediction)[0])
+        basis = cls(exported, counts, base, hat_means(x, names), names)
         _check_export(basis, model, x)
         return basis
 
@@ -261,6 +255,21 @@ class Explainer:
             for f, amount in pushes[node]:
                 push[f] += amount
         return dict(zip(basis.names, push, strict=True)), self.offset
+
+
+def hat_means(x: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
+    """The mean of every hat column ``"<feature>@<k>"`` over the rows of ``x`` (zeros left out)."""
+    z = np.clip(np.log1p(np.maximum(x, 0.0)), 0.0, LOG_KNOTS)
+    low = np.minimum(np.floor(z).astype(np.int64), LOG_KNOTS)
+    frac = z - low
+    means: dict[str, float] = {}
+    for j, name in enumerate(names):
+        sums = np.bincount(low[:, j], weights=1.0 - frac[:, j], minlength=LOG_KNOTS + 2)
+        sums += np.bincount(low[:, j] + 1, weights=frac[:, j], minlength=LOG_KNOTS + 2)
+        for k in range(LOG_KNOTS + 1):
+            if sums[k] > 0:
+                means[f"{name}@{k}"] = float(sums[k] / len(x))
+    return means
 
 
 def _knot(v: float) -> tuple[int, float]:

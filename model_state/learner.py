@@ -11,10 +11,10 @@ Every ``publish_every`` labels (or when the flow asks, e.g. on a timer) it publi
 version named after its lineage: ``v00001.000001``, ``v00001.000002``, ... which sort after the
 pre-trained ``v00001`` and after each other, so "the newest version" is the largest name.
 
-The whole learner pickles to a few kilobytes (``linear`` family: a ``StandardScaler |
-LogisticRegression`` over 36 features) or about 50 KB (``basis`` family: the logistic regression
-over a fixed expansion with a frozen 50-tree forest; see :mod:`model_state.basis`), so Bytewax
-can snapshot it at every epoch. The model learns online with the optimizer its pre-trained
+The whole learner pickles to a few kilobytes (``linear`` family), about 50 KB (``basis``: a
+frozen 50-tree forest, :mod:`model_state.basis`) or about 1.5 MB (``boosted``: a frozen
+500-tree forest as NumPy arrays, :mod:`model_state.boosted`); Bytewax snapshots it only in
+epochs where labels arrive. The model learns online with the optimizer its pre-trained
 version carries (:func:`model_state.train.pretrain` sets it).
 """
 

@@ -17,7 +17,13 @@ always explain the probability stored beside them:
 
 - ``linear`` family (``StandardScaler | LogisticRegression``): ``weight * scaled value``;
 - ``basis`` family (``FuncTransformer(Basis) | LogisticRegression``): the contributions of
-  :class:`model_state.basis.Explainer`, measured against the average training payment.
+  :class:`model_state.basis.Explainer`, measured against the average training payment;
+- ``boosted`` family (``FuncTransformer(Boosted) | LogisticRegression``): those of
+  :class:`model_state.boosted.BoostedExplainer`, the forest's log-odds split along its paths.
+
+:meth:`Scorer.score_batch` scores many payments at once: the ``boosted`` family walks its
+forest for the whole batch with NumPy (about 17,000 payments/s in batches of 100 or more,
+against 4,500/s one at a time); the others score one payment after another.
 
 >>> decide(0.2, review=0.5, decline=0.9), decide(0.5, review=0.5, decline=0.9)
 ('approve', 'review')
@@ -28,14 +34,16 @@ always explain the probability stored beside them:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import msgspec
+import numpy as np
 from river import compose, linear_model, preprocessing
 from river.utils.math import sigmoid
 
 from model_state.basis import Basis
+from model_state.boosted import Boosted
 
 Decision = Literal["approve", "review", "decline"]
 MAX_REASONS = 3
@@ -85,11 +93,12 @@ def explainer_for(model: Any) -> Explain:
         first, linear = steps
         if isinstance(first, preprocessing.StandardScaler):
             return LinearExplainer(first, linear.weights, linear.intercept)
-        if isinstance(first, compose.FuncTransformer) and isinstance(first.func, Basis):
+        if isinstance(first, compose.FuncTransformer) and isinstance(first.func, Basis | Boosted):
             return first.func.explainer(linear.weights, linear.intercept)
     raise TypeError(
-        "the scorer explains two River pipelines: StandardScaler | LogisticRegression "
-        "('linear' family) and FuncTransformer(Basis) | LogisticRegression ('basis' family); "
+        "the scorer explains three River pipelines: StandardScaler | LogisticRegression "
+        "('linear' family), FuncTransformer(Basis) | LogisticRegression ('basis' family) and "
+        "FuncTransformer(Boosted) | LogisticRegression ('boosted' family); "
         f"got {type(model).__name__} {model!r:.160}"
     )
 
@@ -141,3 +150,31 @@ class Scorer:
             decide(probability, review=self._review, decline=self._decline),
             top_reasons(contributions),
         )
+
+    def score_batch(self, rows: Sequence[dict[str, float]]) -> list[Score]:
+        """:meth:`score` for each of ``rows``; at once for the ``boosted`` family."""
+        batch = getattr(self._explain, "batch", None)
+        if batch is None or not rows:
+            return [self.score(x) for x in rows]
+        push = batch(rows)
+        log_odds = push.sum(axis=1) + (self._explain.offset - self._log_weight)  # type: ignore[attr-defined]
+        bad = np.flatnonzero(~np.isfinite(log_odds))
+        if bad.size:
+            raise ValueError(
+                f"model {self.version} returned log-odds {log_odds[bad[0]]} for features "
+                f"{rows[bad[0]]}"
+            )
+        # River's sigmoid, as in score: 0 below -30, 1 above 30.
+        with np.errstate(over="ignore"):
+            probabilities = np.where(
+                log_odds < -30, 0.0, np.where(log_odds > 30, 1.0, 1.0 / (1.0 + np.exp(-log_odds)))
+            )
+        explained = self._explain.names  # type: ignore[attr-defined]
+        return [
+            Score(
+                p,
+                decide(p, review=self._review, decline=self._decline),
+                top_reasons(dict(zip(explained, c, strict=True))),
+            )
+            for p, c in zip(probabilities.tolist(), push.tolist(), strict=True)
+        ]

@@ -114,3 +114,27 @@ def claim_labels(connection: Connection, labels: Sequence[FraudLabel]) -> Claime
 
 def _posix(naive_utc: datetime) -> float:
     return (naive_utc - datetime(1970, 1, 1)).total_seconds()
+
+
+class StoredExample(msgspec.Struct, frozen=True):
+    """A labelled payment as stored: when it happened, the features it was scored with, and
+    its label."""
+
+    event_time: datetime  # naive UTC, as stored
+    features: dict[str, float]
+    is_fraud: bool
+
+
+def labelled_since(connection: Connection, since: datetime) -> list[StoredExample]:
+    """Every stored payment with a label and an event time at or after ``since``, oldest first.
+
+    The rows a retrain learns from (:mod:`model_state.retrain`): features as they were when the
+    payment was scored, never recomputed.
+    """
+    sp = scored_payments
+    rows = connection.execute(
+        select(sp.c.event_time, sp.c.features, sp.c.label_is_fraud)
+        .where(sp.c.label_is_fraud.is_not(None), sp.c.event_time >= utc_naive(since))
+        .order_by(sp.c.event_time, sp.c.transaction_id)
+    )
+    return [StoredExample(r.event_time, r.features, bool(r.label_is_fraud)) for r in rows]

@@ -76,7 +76,7 @@ model_versions = Table(
     Column("version", String(64), primary_key=True),
     Column("parent_version", String(64), nullable=True),
     Column("created_at", Timestamp, nullable=False, comment="UTC"),
-    Column("origin", String(16), nullable=False, comment="pretrained or online"),
+    Column("origin", String(16), nullable=False, comment="pretrained, retrained or online"),
     Column("labels_learned", BigInteger, nullable=False),
     Column("content_hash", String(64), nullable=False, comment="SHA-256 of the artifact"),
     Column("artifact_path", String(512), nullable=False),

@@ -17,7 +17,7 @@ CREATE TABLE model_versions (
 	version VARCHAR(64) NOT NULL, 
 	parent_version VARCHAR(64), 
 	created_at DATETIME(6) NOT NULL COMMENT 'UTC', 
-	origin VARCHAR(16) NOT NULL COMMENT 'pretrained or online', 
+	origin VARCHAR(16) NOT NULL COMMENT 'pretrained, retrained or online', 
 	labels_learned BIGINT NOT NULL, 
 	content_hash VARCHAR(64) NOT NULL COMMENT 'SHA-256 of the artifact', 
 	artifact_path VARCHAR(512) NOT NULL, 

@@ -274,6 +274,62 @@ def test_a_label_is_learned_exactly_when_the_clock_reaches_its_delay(
     assert run.versions_published == len(learned_rows) // every
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    specs=payment_specs,
+    delay_minutes=st.integers(0, 10 * 24 * 60),
+    every_days=st.integers(1, 9),
+)
+def test_a_retrain_learns_only_labels_learnable_before_it_and_scoring_goes_on_from_it(
+    specs: list[tuple[int, int, int, bool | None]], delay_minutes: int, every_days: int
+) -> None:
+    payments = _arrival_ordered(specs)
+    verdicts = {f"t-{i}": v for i, (_, _, _, v) in enumerate(specs) if v is not None}
+    replayed = replay_stream(
+        with_label_delay(payments, verdicts, timedelta(minutes=delay_minutes)), {}
+    )
+    calls: list[tuple[list[int], datetime]] = []
+    champions: list[str] = []
+
+    def retrain(
+        labelled: list[int], now: datetime, champion: artifact.ModelArtifact
+    ) -> artifact.ModelArtifact:
+        calls.append((labelled, now))
+        champions.append(champion.version)
+        untrained = new_model()  # scores 0.5 whatever the payment
+        version = f"v{len(calls) + 1:05d}"
+        return artifact.ModelArtifact(untrained, model_metadata(version, origin="retrained"), b"")
+
+    every = timedelta(days=every_days)
+    run = run_online(replayed, START, 10_000, retrain=retrain, retrain_every=every)
+    # A retrain happens at the first payment on or after each boundary a payment reaches ...
+    first = float(replayed.event_time.min())
+    learned: list[int] = []
+    expected: list[tuple[list[int], float]] = []
+    boundary = first + every.total_seconds()
+    retrained_at: dict[int, bool] = {}
+    for entry in replayed.schedule.tolist():
+        if entry < 0:
+            learned.append(-1 - entry)
+            continue
+        now = float(replayed.event_time[entry])
+        if now >= boundary:
+            expected.append((list(learned), now))
+            while boundary <= now:
+                boundary += every.total_seconds()
+        retrained_at[entry] = bool(expected)
+    assert [(rows, now.timestamp()) for rows, now in calls] == expected
+    # ... learns only labels reported by then ...
+    for rows, now in calls:
+        assert all(replayed.reported_at[r] <= now.timestamp() for r in rows)
+    # ... and every later payment is scored by the retrained version.
+    assert all(run.scores[row] == 0.5 for row, after in retrained_at.items() if after)
+    assert run.retrained == len(calls)
+    assert run.versions[1 : 1 + len(calls)] == [f"v{i + 2:05d}" for i in range(len(calls))]
+    # Each challenger meets the version scoring at the time: the last one retrained.
+    assert champions == [START.version, *run.versions[1 : len(calls)]][: len(calls)]
+
+
 @settings(max_examples=120, deadline=None)
 @given(
     specs=payment_specs,

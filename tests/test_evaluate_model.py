@@ -150,7 +150,8 @@ def test_the_average_payment_has_no_contribution_from_hats() -> None:
 def test_the_scorer_names_the_families_it_explains() -> None:
     families = (
         r"StandardScaler \| LogisticRegression \('linear'.*"
-        r"FuncTransformer\(Basis\) \| LogisticRegression \('basis'.*got ARF"
+        r"FuncTransformer\(Basis\) \| LogisticRegression \('basis'.*"
+        r"FuncTransformer\(Boosted\) \| LogisticRegression \('boosted'.*got ARF"
     )
     with pytest.raises(TypeError, match=families):
         Scorer(ARFClassifier(n_models=2), "v1", review=0.5, decline=0.9)
@@ -211,12 +212,14 @@ def test_compare_learns_on_every_fraud_and_a_tenth_of_the_rest() -> None:
 
 
 def test_an_unknown_family_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown model family 'forest'; choose one of linear"):
+    choose = "unknown model family 'forest'; choose one of boosted, basis, linear"
+    with pytest.raises(ValueError, match=choose):
         train_rows(as_rows(X[:300], Y[:300]), tmp_path, seed=1, family="forest")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
-    ("family", "optimizer", "step"), [("linear", "AdaGrad", 0.01), ("basis", "SGD", 0.003)]
+    ("family", "optimizer", "step"),
+    [("linear", "AdaGrad", 0.01), ("basis", "SGD", 0.003), ("boosted", "SGD", 0.0003)],
 )
 def test_pretrained_models_go_on_learning_with_the_online_optimizer(
     family: str, optimizer: str, step: float

@@ -44,13 +44,39 @@ def count(engine: Engine, where: object = None) -> int:
         return int(c.execute(query).scalar_one())
 
 
-def test_labels_from_kafka_change_the_version_that_scores_later_payments(
-    topics: dict[str, str], mysql_url: str, engine: Engine, model_dir: Path, tmp_path: Path
-) -> None:
+def models_from(model_dir: Path, tmp_path: Path) -> Path:
+    """A model folder of the test's own, starting from the session's pre-trained versions."""
     models = tmp_path / "models"
     models.mkdir()
     for version in artifact.list_versions(model_dir):
         (models / version).symlink_to(model_dir / version)
+    return models
+
+
+def start_flow(env: dict[str, str], base_port: int) -> subprocess.Popen[str]:
+    """The flow as two processes of one worker each, in its own process group."""
+    return subprocess.Popen(
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "1"],
+        env=env | {"FLOW_BASE_PORT": str(base_port + os.getpid() % 200)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def stop(flow: subprocess.Popen[str]) -> None:
+    os.killpg(flow.pid, signal.SIGTERM)
+    try:
+        flow.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(flow.pid, signal.SIGKILL)
+
+
+def test_labels_from_kafka_change_the_version_that_scores_later_payments(
+    topics: dict[str, str], mysql_url: str, engine: Engine, model_dir: Path, tmp_path: Path
+) -> None:
+    models = models_from(model_dir, tmp_path)
     start = artifact.list_versions(models)[-1]
 
     sim = simulate(SimulationSpec(seed=21, days=6, cards=300, merchants=60))
@@ -72,14 +98,7 @@ def test_labels_from_kafka_change_the_version_that_scores_later_payments(
         model_refresh_seconds="1",
         label_retry_seconds="1",
     )
-    flow = subprocess.Popen(
-        ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "1"],
-        env=env | {"FLOW_BASE_PORT": str(2700 + os.getpid() % 200)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    flow = start_flow(env, 2700)
     try:
         produce(topics, first)
         wait_for("the first days to be scored", lambda: count(engine) == len(first))
@@ -124,8 +143,82 @@ def test_labels_from_kafka_change_the_version_that_scores_later_payments(
         assert newest.metadata.parent_version is not None
         assert newest.metadata.labels_learned == len(labels)
     finally:
-        os.killpg(flow.pid, signal.SIGTERM)
-        try:
-            flow.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(flow.pid, signal.SIGKILL)
+        stop(flow)
+
+
+def test_a_retrain_starts_a_lineage_that_scoring_and_the_learner_go_on_from(
+    topics: dict[str, str], mysql_url: str, engine: Engine, model_dir: Path, tmp_path: Path
+) -> None:
+    """Learn from labels, retrain from MySQL while the flow runs, then score and learn on."""
+    models = models_from(model_dir, tmp_path)
+
+    sim = simulate(SimulationSpec(seed=22, days=6, cards=300, merchants=60))
+    payments = list(sim.payments())
+    cut = payments[0].event_timestamp + 3 * 86_400
+    first = [p for p in payments if p.event_timestamp < cut]
+    later = [p for p in payments if p.event_timestamp >= cut]
+    ids = {p.transaction_id for p in first}
+    first_labels = [label for label in sim.labels() if label.transaction_id in ids]
+    later_labels = [label for label in sim.labels() if label.transaction_id not in ids]
+    assert first and later and first_labels and later_labels
+
+    env = flow_env(
+        topics,
+        mysql_url,
+        models,
+        tail="true",
+        publish_every_labels="50",
+        publish_seconds="2",
+        model_refresh_seconds="1",
+        label_retry_seconds="1",
+    )
+    flow = start_flow(env, 2500)
+    try:
+        produce(topics, first)
+        produce(topics, first_labels)
+        wait_for(
+            "the first labels to be learned",
+            lambda: (
+                count(engine, scored_payments.c.label_is_fraud.is_not(None)) == len(first_labels)
+            ),
+        )
+        retrained = subprocess.run(
+            # Three days of labels are too few to hold a week out: the operator forces it.
+            [".venv/bin/python", "-m", "model_state.retrain", "--min-frauds", "1", "--force"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert retrained.returncode == 0, retrained.stdout + retrained.stderr
+        assert "wrote v00002 (parent v00001." in retrained.stdout
+        time.sleep(3)  # > model_refresh_seconds: every worker has looked for the newest version
+
+        produce(topics, later)
+        wait_for("the later days to be scored", lambda: count(engine) == len(payments))
+        with engine.connect() as c:
+            later_versions = set(
+                c.execute(
+                    select(scored_payments.c.model_version).where(
+                        scored_payments.c.transaction_id.in_([p.transaction_id for p in later])
+                    )
+                ).scalars()
+            )
+        assert later_versions and all(v >= "v00002" for v in later_versions), later_versions
+
+        produce(topics, later_labels)
+
+        def lineage_two() -> list[tuple[str, str | None]]:
+            with engine.connect() as c:
+                rows = c.execute(
+                    select(model_versions.c.version, model_versions.c.parent_version).where(
+                        model_versions.c.version > "v00002"
+                    )
+                )
+                return sorted((r[0], r[1]) for r in rows)
+
+        wait_for("the learner to publish from the retrained version", lambda: bool(lineage_two()))
+        assert lineage_two()[0] == ("v00002.000001", "v00002")
+    finally:
+        stop(flow)

@@ -1,0 +1,296 @@
+"""The ``boosted`` expansion: a gradient-boosted forest's log-odds and every feature's hats, the
+columns a River logistic regression learns on online.
+
+:class:`Boosted` turns the catalogue's features into
+
+- ``"forest"``: the log-odds of a gradient-boosted forest (scikit-learn's
+  ``HistGradientBoostingClassifier`` with :data:`FOREST`, fitted once and frozen as arrays), and
+- ``"<feature>@<k>"``: the hat functions of every feature on a log scale, as in
+  :mod:`model_state.basis`.
+
+A ``boosted`` model starts as the forest alone (the logistic regression's weight on
+``"forest"`` is 1, every other weight 0) and learns online only the corrections the forest
+misses: each weight moves from labels the forest never saw. Retraining
+(:mod:`model_state.retrain`) fits a new forest on every labelled payment and starts again.
+
+The forest is walked for all trees at once with NumPy, for one payment (learning) or a batch
+(scoring, :meth:`BoostedExplainer.batch`); reason codes split the forest's log-odds along each
+tree path (Saabas: the change in expected value at every split), so they add up to the score.
+
+Why :data:`FOREST`: the best of seven settings by average precision on the pre-training
+history's held-out week (``benchmarks/bench_models.py --reference-grid``; the evaluation's
+offline reference uses the same, :data:`model_state.evaluate.REFERENCE`).
+
+Versions pickle a :class:`Boosted` by reference to this module and by value as the tuple of
+:meth:`Boosted.__getstate__`: keep both stable, or stored versions stop loading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
+
+from features.catalog import FEATURE_NAMES
+from model_state.basis import LOG_KNOTS, _export, _leaf_paths, hat_means
+
+FOREST: dict[str, Any] = {
+    "max_iter": 500,
+    "learning_rate": 0.05,
+    "min_samples_leaf": 50,
+    "l2_regularization": 1.0,
+    "early_stopping": False,
+}
+"""The forest's settings (scikit-learn's defaults stop early after about ten trees here)."""
+
+Nodes = dict[str, np.ndarray]
+"""All trees' nodes in one table: ``feature``, ``threshold``, ``left``, ``right`` (a leaf points
+at itself), ``value`` (a leaf's log-odds step), ``count`` (training rows through the node)."""
+
+
+def fit_forest(
+    x: np.ndarray, y: np.ndarray, seed: int, sample_weight: np.ndarray | None = None
+) -> HistGradientBoostingClassifier:
+    """The forest with :data:`FOREST`, fitted on one thread.
+
+    scikit-learn's OpenMP threads spin-wait when another process wants a core: on this two-core
+    machine with one busy process beside it a fit took 42 s on two threads and 22 s on one.
+    """
+    with threadpool_limits(limits=1):
+        forest = HistGradientBoostingClassifier(random_state=seed, **FOREST)
+        return forest.fit(x, y, sample_weight=sample_weight)
+
+
+class Boosted:
+    """The fixed expansion of the ``boosted`` family (see the module docstring).
+
+    ``boosted(features)`` gives the columns of one payment; :meth:`forest` walks a batch.
+    """
+
+    def __init__(
+        self,
+        nodes: Nodes,
+        roots: np.ndarray,
+        base: float,
+        means: dict[str, float],
+        names: tuple[str, ...] = FEATURE_NAMES,
+    ) -> None:
+        self.nodes = nodes
+        self.roots = roots
+        self.base = base
+        self.hat_means = means
+        self.names = names
+        self._hat_names = np.array(
+            [[f"{n}@{k}" for k in range(LOG_KNOTS + 1)] + [""] for n in names], dtype=object
+        )
+        self._saabas, root_means = _saabas(nodes, roots, len(names))
+        self.forest_mean = base + float(root_means.sum())
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.nodes, self.roots, self.base, self.hat_means, self.names)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.__init__(*state)  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"Boosted({len(self.names)} features, {len(self.roots)} trees)"
+
+    @property
+    def trees(self) -> int:
+        return len(self.roots)
+
+    def matrix(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
+        """Feature dicts as a float matrix, columns in ``names`` order."""
+        names = self.names
+        return np.array([[x[n] for n in names] for x in rows], dtype=np.float64).reshape(
+            len(rows), len(names)
+        )
+
+    def __call__(self, x: dict[str, float]) -> dict[str, float]:
+        row = self.matrix([x])
+        k, past = hats(row)
+        out: dict[str, float] = {}
+        for j, (kj, pj) in enumerate(zip(k[0].tolist(), past[0].tolist(), strict=True)):
+            out[self._hat_names[j, kj]] = 1.0 - pj
+            if pj > 0.0:
+                out[self._hat_names[j, kj + 1]] = pj
+        out["forest"] = float(self.forest(row)[0][0])
+        return out
+
+    def leaves(self, x: np.ndarray) -> np.ndarray:
+        """The leaf (global node index) each tree sends each row of ``x`` to: (rows, trees).
+
+        All (row, tree) pairs step down together; those at a leaf drop out of the walk.
+        """
+        nodes = self.nodes
+        feature, threshold, left, right = (
+            nodes["feature"],
+            nodes["threshold"],
+            nodes["left"],
+            nodes["right"],
+        )
+        n, trees = len(x), len(self.roots)
+        at = np.tile(self.roots, n)
+        cell = np.repeat(np.arange(n, dtype=np.int64) * x.shape[1], trees)  # row start in x.flat
+        flat = np.ascontiguousarray(x, dtype=np.float64).ravel()
+        walking = np.flatnonzero(left[at] != at)
+        while walking.size:
+            node = at[walking]
+            step = np.where(
+                flat[cell[walking] + feature[node]] <= threshold[node], left[node], right[node]
+            )
+            at[walking] = step
+            walking = walking[left[step] != step]
+        return at.reshape(n, trees)
+
+    def forest(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The forest's log-odds for each row of ``x``, and the leaves reached."""
+        at = self.leaves(x)
+        return self.base + self.nodes["value"][at].sum(axis=1), at
+
+    def saabas(self, at: np.ndarray) -> np.ndarray:
+        """Per row and feature, its share of ``forest - forest_mean`` along the paths ``at``."""
+        n, trees = at.shape
+        reached = sp.csr_matrix(
+            (np.ones(n * trees), at.ravel(), np.arange(0, n * trees + 1, trees)),
+            shape=(n, len(self.nodes["value"])),
+        )
+        return np.asarray((reached @ self._saabas).todense())
+
+    @classmethod
+    def fit(
+        cls,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        seed: int,
+        fraud_weight: float = 1.0,
+        names: tuple[str, ...] = FEATURE_NAMES,
+    ) -> Boosted:
+        """Fit the forest on ``x`` (columns in ``names`` order) and ``y``, a fraud weighing
+        ``fraud_weight``; measure the hats."""
+        weight = np.where(y, fraud_weight, 1.0) if fraud_weight != 1.0 else None
+        model = fit_forest(x, y, seed, weight)
+        trees, counts = _export(model)
+        sizes = [len(t[0]) for t in trees]
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        table: dict[str, list[np.ndarray]] = {k: [] for k in ("feature", "threshold", "left")}
+        table |= {"right": [], "value": [], "count": []}
+        for (feature, threshold, left, right, value), count, offset in zip(
+            trees, counts, offsets.tolist(), strict=True
+        ):
+            own = np.arange(len(feature), dtype=np.int64) + offset
+            is_leaf = np.asarray(left) < 0
+            table["feature"].append(np.where(is_leaf, 0, feature).astype(np.int64))
+            table["threshold"].append(np.where(is_leaf, np.inf, threshold).astype(np.float64))
+            table["left"].append(np.where(is_leaf, own, np.asarray(left) + offset))
+            table["right"].append(np.where(is_leaf, own, np.asarray(right) + offset))
+            table["value"].append(np.where(is_leaf, value, 0.0).astype(np.float64))
+            table["count"].append(np.asarray(count, dtype=np.int64))
+        nodes = {k: np.concatenate(v) for k, v in table.items()}
+        base = float(np.ravel(model._baseline_prediction)[0])
+        boosted = cls(nodes, offsets, base, hat_means(x, names), names)
+        _check(boosted, model, x)
+        return boosted
+
+    def explainer(self, weights: dict[str, float], intercept: float) -> BoostedExplainer:
+        return BoostedExplainer(self, weights, intercept)
+
+
+class BoostedExplainer:
+    """Splits a ``boosted`` model's log-odds into contributions of the catalogue's features.
+
+    A hat column gives ``w * (hat - its training mean)`` to its feature; the forest's log-odds
+    gives ``w_forest`` times its Saabas split. Contributions plus :attr:`offset` are the log-odds.
+    """
+
+    def __init__(self, boosted: Boosted, weights: dict[str, float], intercept: float) -> None:
+        self._boosted = boosted
+        names = boosted._hat_names
+        self._hat_weights = np.array(
+            [[weights.get(c, 0.0) if c else 0.0 for c in row] for row in names]
+        )
+        means = np.array(
+            [[boosted.hat_means.get(c, 0.0) if c else 0.0 for c in row] for row in names]
+        )
+        self._hat_expected = (self._hat_weights * means).sum(axis=1)
+        self._forest_weight = weights.get("forest", 0.0)
+        self.offset = (
+            intercept + float(self._hat_expected.sum()) + self._forest_weight * boosted.forest_mean
+        )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._boosted.names
+
+    def __call__(self, x: dict[str, float]) -> tuple[dict[str, float], float]:
+        push = self.batch([x])[0]
+        return dict(zip(self.names, push.tolist(), strict=True)), self.offset
+
+    def batch(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
+        """Contributions for each of ``rows`` (rows, :attr:`names`); add :attr:`offset` for the
+        log-odds."""
+        return self.contributions(self._boosted.matrix(rows))
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`batch` for a matrix ``x`` with columns in :attr:`names` order."""
+        k, past = hats(x)
+        w = self._hat_weights
+        features = np.arange(x.shape[1])[None, :]
+        push = w[features, k] * (1.0 - past) + w[features, k + 1] * past - self._hat_expected
+        if self._forest_weight:
+            push += self._forest_weight * self._boosted.saabas(self._boosted.leaves(x))
+        return push
+
+
+def hats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`model_state.basis._knot` for every value of ``x``: knot index and how far past it."""
+    z = np.log1p(np.maximum(x, 0.0))
+    beyond = z >= LOG_KNOTS
+    k = np.where(beyond, LOG_KNOTS, np.floor(z)).astype(np.int64)
+    return k, np.where(beyond, 0.0, z - k)
+
+
+def _saabas(nodes: Nodes, roots: np.ndarray, features: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Per leaf, what reaching it adds to each feature (a sparse matrix over all nodes), and each
+    tree's expected value (its root's count-weighted mean)."""
+    ends = [*roots.tolist()[1:], len(nodes["value"])]
+    rows: list[int] = []
+    cols: list[int] = []
+    data: list[float] = []
+    root_means = []
+    for root, end in zip(roots.tolist(), ends, strict=True):
+        own = slice(root, end)
+        leaf = nodes["left"][own] == np.arange(root, end)
+        tree = (
+            tuple(nodes["feature"][own].tolist()),
+            tuple(nodes["threshold"][own].tolist()),
+            tuple(np.where(leaf, -1, nodes["left"][own] - root).tolist()),
+            tuple(np.where(leaf, -1, nodes["right"][own] - root).tolist()),
+            tuple(nodes["value"][own].tolist()),
+        )
+        counts = tuple(nodes["count"][own].tolist())
+        paths, mean = _leaf_paths(tree, counts)
+        root_means.append(mean)
+        for node, path in paths.items():
+            for f, delta in path:
+                rows.append(root + node)
+                cols.append(f)
+                data.append(delta)
+    shape = (len(nodes["value"]), features)
+    return sp.csr_matrix((data, (rows, cols)), shape=shape), np.array(root_means)
+
+
+def _check(boosted: Boosted, model: HistGradientBoostingClassifier, x: np.ndarray) -> None:
+    sample = x[:: max(1, len(x) // 500)]
+    got = boosted.forest(sample)[0]
+    worst = float(np.max(np.abs(got - model.decision_function(sample)))) if len(sample) else 0.0
+    if worst > 1e-6:
+        raise RuntimeError(
+            f"Boosted.fit: the exported forest's log-odds differ from scikit-learn's by {worst:.3g}"
+            " on training rows; scikit-learn's tree layout changed (see basis._export)"
+        )

@@ -1,0 +1,114 @@
+"""The ``boosted`` family: the forest walked with NumPy, its reasons, and batch scoring."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features.catalog import FEATURE_NAMES
+from model_state.basis import Basis
+from model_state.boosted import Boosted, fit_forest
+from model_state.scorer import Scorer, top_reasons
+from model_state.train import fit, new_basis_model, new_boosted_model, new_model
+from tests.test_evaluate_model import as_rows, synthetic
+
+X, Y = synthetic(3000, seed=4)
+BOOSTED = Boosted.fit(X, Y, seed=4)
+FOREST = fit_forest(X, Y, 4)  # the same fit: scikit-learn is deterministic for a seed
+FRESH = new_boosted_model(BOOSTED)
+LEARNED = fit(as_rows(X[:800], Y[:800]), new_boosted_model(BOOSTED), weight=1.0, epochs=1, seed=4)
+
+values = st.floats(-5, 5e6, allow_nan=False) | st.sampled_from([0.0, 1.0, 2.5])
+features = st.lists(values, min_size=len(FEATURE_NAMES), max_size=len(FEATURE_NAMES))
+batches = st.lists(features, min_size=1, max_size=12)
+
+
+def as_dict(row: list[float]) -> dict[str, float]:
+    return dict(zip(FEATURE_NAMES, row, strict=True))
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=batches)
+def test_the_forest_gives_scikit_learns_log_odds_for_any_payments(rows: list[list[float]]) -> None:
+    x = np.array(rows)
+    log_odds, leaves = BOOSTED.forest(x)
+    assert log_odds == pytest.approx(FOREST.decision_function(x), abs=1e-9)
+    assert leaves.shape == (len(rows), BOOSTED.trees)
+    for row, log in zip(rows, log_odds.tolist(), strict=True):  # one at a time, as learning does
+        assert BOOSTED(as_dict(row))["forest"] == pytest.approx(log, abs=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=batches)
+def test_reasons_add_up_to_the_models_log_odds(rows: list[list[float]]) -> None:
+    linear = LEARNED["LogisticRegression"]
+    explainer = BOOSTED.explainer(linear.weights, linear.intercept)
+    push = explainer.batch([as_dict(r) for r in rows])
+    for row, contributions in zip(rows, push.tolist(), strict=True):
+        p = LEARNED.predict_proba_one(as_dict(row))[True]
+        if 1e-12 < p < 1 - 1e-12:
+            assert sum(contributions) + explainer.offset == pytest.approx(
+                math.log(p / (1 - p)), abs=1e-7
+            )
+        single, offset = explainer(as_dict(row))
+        assert list(single.values()) == pytest.approx(contributions, abs=1e-12)
+        assert offset == explainer.offset
+
+
+def test_a_new_boosted_model_is_the_forest_alone() -> None:
+    p = [FRESH.predict_proba_one(as_dict(r))[True] for r in X[:200].tolist()]
+    assert p == pytest.approx(FOREST.predict_proba(X[:200])[:, 1].tolist(), abs=1e-12)
+    assert FRESH["LogisticRegression"].weights == {"forest": 1.0}
+
+
+def test_learning_moves_the_hat_weights_from_zero() -> None:
+    weights = LEARNED["LogisticRegression"].weights
+    assert weights["forest"] != 1.0
+    assert any(name.endswith("@0") and w != 0.0 for name, w in weights.items())
+
+
+@pytest.mark.parametrize("family", ["boosted", "basis", "linear"])
+@pytest.mark.parametrize("weight", [1.0, 3.0])
+def test_scoring_a_batch_is_scoring_each_payment(family: str, weight: float) -> None:
+    model = {
+        "boosted": LEARNED,
+        "basis": fit(
+            as_rows(X[:800], Y[:800]), new_basis_model(Basis.fit(X, Y, seed=4)), weight=1.0,
+            epochs=1, seed=4,
+        ),
+        "linear": fit(as_rows(X[:800], Y[:800]), new_model(), weight=1.0, epochs=1, seed=4),
+    }[family]  # fmt: skip
+    scorer = Scorer(model, "v1", review=0.2, decline=0.6, positive_weight=weight)
+    rows = [as_dict(r) for r in X[:300].tolist()]
+    batch = scorer.score_batch(rows)
+    assert len(batch) == len(rows)
+    for x, together in zip(rows, batch, strict=True):
+        alone = scorer.score(x)
+        assert together.probability == pytest.approx(alone.probability, rel=1e-9, abs=1e-15)
+        assert together.decision == alone.decision
+        assert together.reasons == alone.reasons
+    assert {s.decision for s in batch} >= {"approve"}
+    assert scorer.score_batch([]) == []
+
+
+def test_the_scorer_names_the_features_that_pushed_a_boosted_score_up() -> None:
+    scorer = Scorer(LEARNED, "v1", review=0.5, decline=0.9)
+    linear = LEARNED["LogisticRegression"]
+    explainer = BOOSTED.explainer(linear.weights, linear.intercept)
+    riskiest = max(X.tolist(), key=lambda r: LEARNED.predict_proba_one(as_dict(r))[True])
+    score = scorer.score(as_dict(riskiest))
+    assert score.reasons and score.reasons == top_reasons(explainer(as_dict(riskiest))[0])
+
+
+def test_a_boosted_version_pickles_by_value_and_scores_the_same() -> None:
+    payload = pickle.dumps(LEARNED, protocol=pickle.HIGHEST_PROTOCOL)
+    restored = pickle.loads(payload)
+    rows = [as_dict(r) for r in X[:50].tolist()]
+    before = Scorer(LEARNED, "v1", review=0.5, decline=0.9).score_batch(rows)
+    assert Scorer(restored, "v1", review=0.5, decline=0.9).score_batch(rows) == before
+    assert b"model_state.boosted" in payload and b"Boosted" in payload
