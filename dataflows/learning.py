@@ -25,14 +25,12 @@ from datetime import UTC, datetime
 
 from bytewax.operators import StatefulBatchLogic
 
+from dataflows.model_registry import Fetch
 from model_state.artifact import ModelArtifact, VersionRecord
 from model_state.learner import OnlineLearner
 from storage.labels import LabelledPayment
 
 LEARNER_KEY = "model"
-
-Fetch = Callable[[str], ModelArtifact | None]
-"""The newest recorded version after a given name, if any (``NewerVersionsInMySQL``)."""
 
 
 class Lineages:

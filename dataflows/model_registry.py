@@ -71,9 +71,9 @@ class ModelRegistry:
 class NewerVersionsInMySQL:
     """Fetches the newest version after a given one from ``model_versions``; connects lazily."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, engine: Engine | None = None) -> None:
         self._url = url
-        self._engine: Engine | None = None
+        self._engine = engine
 
     def __call__(self, after: str) -> ModelArtifact | None:
         if self._engine is None:

@@ -189,8 +189,7 @@ class Basis:
         )
         with threadpool_limits(limits=1):  # OpenMP threads spin when the machine is busy
             model = forest.fit(x, y)
-        exported, counts = _export(model)
-        base = float(np.ravel(model._baseline_prediction)[0])
+        exported, counts, base = _export(model)
         basis = cls(exported, counts, base, hat_means(x, names), names)
         _check_export(basis, model, x)
         return basis
@@ -282,15 +281,20 @@ def _knot(v: float) -> tuple[int, float]:
     return k, z - k
 
 
-def _export(model: HistGradientBoostingClassifier) -> tuple[list[Tree], list[tuple[int, ...]]]:
-    """The trees of a fitted binary HistGradientBoostingClassifier as plain tuples.
+def _export(
+    model: HistGradientBoostingClassifier,
+) -> tuple[list[Tree], list[tuple[int, ...]], float]:
+    """The trees of a fitted binary HistGradientBoostingClassifier as plain tuples, each node's
+    training row count, and the forest's starting log-odds.
 
-    scikit-learn has no public accessor for them; this reads ``_predictors`` (stable since
-    0.21) and :func:`_check_export` verifies the copy predicts what the model predicts.
+    scikit-learn has no public accessor for them; this reads ``_predictors`` and
+    ``_baseline_prediction`` (stable since 0.21), and the callers check that the copy predicts
+    what the model predicts.
     """
     try:
         predictors = [p for (p,) in model._predictors]
         nodes = [p.nodes for p in predictors]
+        base = float(np.ravel(model._baseline_prediction)[0])
     except (AttributeError, ValueError, TypeError) as exc:
         raise RuntimeError(
             "Basis.fit cannot read the trees of scikit-learn's HistGradientBoostingClassifier "
@@ -313,7 +317,7 @@ def _export(model: HistGradientBoostingClassifier) -> tuple[list[Tree], list[tup
             )
         )
         counts.append(tuple(int(v) for v in n["count"]))
-    return trees, counts
+    return trees, counts, base
 
 
 def _check_export(basis: Basis, model: HistGradientBoostingClassifier, x: np.ndarray) -> None:

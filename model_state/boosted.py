@@ -175,7 +175,7 @@ class Boosted:
         ``fraud_weight``; measure the hats."""
         weight = np.where(y, fraud_weight, 1.0) if fraud_weight != 1.0 else None
         model = fit_forest(x, y, seed, weight)
-        trees, counts = _export(model)
+        trees, counts, base = _export(model)
         sizes = [len(t[0]) for t in trees]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         table: dict[str, list[np.ndarray]] = {k: [] for k in ("feature", "threshold", "left")}
@@ -192,7 +192,6 @@ class Boosted:
             table["value"].append(np.where(is_leaf, value, 0.0).astype(np.float64))
             table["count"].append(np.asarray(count, dtype=np.int64))
         nodes = {k: np.concatenate(v) for k, v in table.items()}
-        base = float(np.ravel(model._baseline_prediction)[0])
         boosted = cls(nodes, offsets, base, hat_means(x, names), names)
         _check(boosted, model, x)
         return boosted

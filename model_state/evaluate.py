@@ -47,12 +47,11 @@ from typing import Any
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from model_state import retrain, train
-from model_state.artifact import ModelArtifact
-from model_state.artifact import list_versions as artifact_versions
+from model_state.artifact import ModelArtifact, next_version
+from model_state.boosted import FOREST, fit_forest
 from model_state.eval_metrics import card_precision_at_k, ranking_metrics
 from model_state.eval_stream import Replayed, replay_stream, with_label_delay
 from model_state.learner import OnlineLearner
@@ -63,17 +62,11 @@ from test_data.generator import Simulation, SimulationSpec, simulate
 MODELS = ("online", "frozen", "offline reference")
 MONTH_DAYS = 30
 VALIDATION_DAYS = 7  # the pre-training's held-out last days, as `python -m model_state.train`
-REFERENCE: dict[str, Any] = {
-    "max_iter": 500,
-    "learning_rate": 0.05,
-    "min_samples_leaf": 50,
-    "l2_regularization": 1.0,
-    "early_stopping": False,
-}
-"""The offline reference's settings: the best of seven HistGradientBoostingClassifier settings by
-average precision on the pre-training history's held-out last week (benchmarks/bench_models.py,
-``--reference-grid``); scikit-learn's defaults stop early after about ten trees here and rank
-far worse."""
+REFERENCE: dict[str, Any] = FOREST
+"""The offline reference's settings, the ``boosted`` family's forest's: the best of seven
+HistGradientBoostingClassifier settings by average precision on the pre-training history's
+held-out last week (benchmarks/bench_models.py, ``--reference-grid``); scikit-learn's defaults
+stop early after about ten trees here and rank far worse."""
 
 
 def cards_spec(seed: int, days: int, cards: int) -> SimulationSpec:
@@ -278,13 +271,12 @@ def stored_labels_retrain(
             for r in labelled
         ]
         rows = sorted(before + stored, key=lambda r: r[0])  # the history first
-        lineage = artifact_versions(model_dir)[-1].partition(".")[0]
         try:
             fitted, _ = retrain.challenge(
                 rows,
                 champion,
                 model_dir,
-                version=f"v{int(lineage[1:]) + 1:05d}",
+                version=next_version(model_dir),
                 family=family,
                 seed=seed,
             )
@@ -296,14 +288,8 @@ def stored_labels_retrain(
 
 
 def fit_reference(x: np.ndarray, y: np.ndarray, seed: int) -> HistGradientBoostingClassifier:
-    """The offline reference, fitted on one thread.
-
-    scikit-learn's OpenMP threads spin-wait when another process wants a core: on this
-    two-core machine with one busy process beside it the fit took 42 s on two threads and 22 s
-    on one (13 s on two threads when the machine is idle).
-    """
-    with threadpool_limits(limits=1):
-        return HistGradientBoostingClassifier(random_state=seed, **REFERENCE).fit(x, y)
+    """The offline reference: :func:`model_state.boosted.fit_forest`, on one thread."""
+    return fit_forest(x, y, seed)
 
 
 def metrics_table(

@@ -183,11 +183,6 @@ def stored_rows(engine: Engine, window: timedelta) -> tuple[train.Rows, int]:
     return rows, skipped
 
 
-def newest_version(engine: Engine) -> str | None:
-    with engine.connect() as connection:
-        return connection.execute(select(func.max(model_versions.c.version))).scalar()
-
-
 def retrain(
     engine: Engine,
     model_dir: Path,
@@ -198,12 +193,11 @@ def retrain(
     family: train.Family = train.DEFAULT_FAMILY,
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 7,
-    champion: artifact.ModelArtifact | None = None,
     force: bool = False,
 ) -> tuple[artifact.ModelArtifact | None, Verdict]:
     """Steps 1-5 of the module docstring: the new version (None if refused) and the verdict.
 
-    ``champion`` defaults to the newest version in ``model_versions``.
+    The champion is the newest version in ``model_versions``.
     """
     rows, skipped = stored_rows(engine, window)
     frauds = sum(1 for r in rows if r[2])
@@ -213,13 +207,12 @@ def retrain(
             f"{frauds} of them frauds; at least {min_frauds} frauds are needed "
             f"({skipped} rows skipped for missing features)"
         )
-    newest = newest_version(engine)
-    if champion is None and newest is not None:
-        champion = NewerVersionsInMySQL(engine.url.render_as_string(hide_password=False))("")
+    url = engine.url.render_as_string(hide_password=False)
+    champion = NewerVersionsInMySQL(url, engine)("")  # the newest version recorded
     # A new lineage, after every version on disk and every one the flow has recorded.
     lineages = [artifact.version_number(artifact.next_version(model_dir))]
-    if newest is not None:
-        lineages.append(artifact.version_number(newest.partition(".")[0]) + 1)
+    if champion is not None:
+        lineages.append(artifact.version_number(champion.version.partition(".")[0]) + 1)
     fitted, verdict = challenge(
         rows,
         champion,
