@@ -39,8 +39,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     tail: bool = True
     # Messages one poll of one partition returns at most (see the README on event order).
     kafka_batch_size: Positive = 1000
+    # Bytes of a dead letter's key and value that go to the dead-letter topic at most; the rest
+    # is cut (marked in a header). Keep it below the topic's max.message.bytes.
+    dead_letter_max_bytes: Annotated[int, Meta(ge=1024)] = 900_000
     # MySQL
     mysql_url: str = "mysql+pymysql://payscore:payscore@127.0.0.1:3306/payscore"
+    # How long writes and label claims retry while MySQL is unavailable before the flow stops.
+    mysql_outage_seconds: Annotated[float, Meta(ge=0)] = 300.0
     # Model
     model_dir: str = "model_state/versions"
     review_threshold: Probability = 0.5

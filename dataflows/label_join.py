@@ -1,18 +1,28 @@
 """The step that joins each fraud label with its scored payment, keyed by card.
 
 A label is claimed in MySQL (:func:`storage.labels.claim_labels`): joined with the features its
-payment was scored with, and marked so that it is learned at most once. In production a label
-arrives days after its payment, which is long stored. A label whose payment is not stored *yet*
-(a replay that reads both topics at once, or a sink still writing) waits: it is tried again every
-``retry_seconds`` for up to ``wait_seconds`` of wall-clock time, then counted as not found and
-dropped. The step keeps state only for cards with waiting labels, and only those labels.
+payment was scored with, and recorded in ``fraud_labels`` by where it was read, so that every
+label message ends claimed or rejected with a reason. In production a label arrives days after
+its payment, which is long stored. A label whose payment is not stored *yet* (a replay that reads
+both topics at once, or a sink still writing) waits: it is tried again every ``retry_seconds``
+for up to ``wait_seconds`` of wall-clock time, then rejected as ``not_found``. The step keeps
+state only for cards with waiting labels, and only those labels.
 
-Bytewax fires no timers after the end of its input: when the flow runs to the end of its topics
-(``PAYSCORE_TAIL=false``) waiting labels get one last try at the end and are otherwise dropped
-(and counted).
+**Exactly once.** The claim is written before the epoch's snapshot, so a crash replays labels
+that MySQL already shows claimed. A label claimed by *this same message* (same partition and
+offset) is handed on again: the fraud rates and the learner downstream resume from the same
+snapshot, which has not seen it. The learner skips it if the model version it resumed from
+learned it already (:mod:`dataflows.learning`). Claims retry while MySQL is unavailable
+(:mod:`storage.engine`).
 
-Every outcome is counted in the Prometheus counter ``payscore_labels_total{outcome=...}``:
-``learnable``, ``already_labelled``, ``card_mismatch``, ``not_found``.
+**End of input.** Bytewax fires no timer after the end of its input. In a drain run
+(``PAYSCORE_TAIL=false``) the labels input ends only once every label is resolved or timed out
+(:mod:`dataflows.sources`); what still waits then is rejected. On a graceful stop
+(:mod:`dataflows.stopping`) waiting labels stay waiting, in the snapshot.
+
+Every outcome is counted in ``payscore_labels_total{outcome=...}``: ``claimed``, ``replayed``,
+``waiting`` (each time a label starts waiting), and ``rejected_<reason>``. Each rejection is also
+logged at WARNING with its transaction id and position.
 """
 
 from __future__ import annotations
@@ -32,14 +42,15 @@ from sqlalchemy import Engine
 from dataflows.messages import Positioned
 from features.contract import FraudLabel
 from storage.engine import make_engine, retry_transient
-from storage.labels import Claimed, LabelledPayment, claim_labels
+from storage.labels import Claimed, LabelledPayment, ReadLabel, claim_labels
 
 log = logging.getLogger(__name__)
 
 LABELS = Counter("payscore_labels", "Fraud labels by what became of them", ["outcome"])
 
-Claim = Callable[[list[FraudLabel]], Claimed]
-Waiting = list[tuple[FraudLabel, float]]  # label, wall time first seen
+# Claims a batch; the predicate says which not-yet-found labels have waited long enough.
+Claim = Callable[[list[ReadLabel], Callable[[ReadLabel], bool]], Claimed]
+Waiting = list[tuple[ReadLabel, float]]  # label, wall time first seen
 
 
 class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel], LabelledPayment, bytes]):
@@ -50,23 +61,33 @@ class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel], LabelledPayment, byte
         *,
         retry_seconds: float,
         wait_seconds: float,
+        stopping: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._claim = claim
         self._waiting = waiting
         self._retry_seconds = retry_seconds
         self._wait_seconds = wait_seconds
+        self._stopping = stopping
         self._clock = clock
         self._last_try = clock()
 
     def on_batch(self, values: list[Positioned[FraudLabel]]) -> tuple[list, bool]:
         now = self._clock()
-        return self._try(self._waiting + [(v.event, now) for v in values], give_up=False)
+        known = {read.position for read, _ in self._waiting}
+        fresh = [
+            (ReadLabel(v.event, v.partition, v.offset), now)
+            for v in values
+            if (v.partition, v.offset) not in known
+        ]
+        return self._try(self._waiting + fresh, give_up=False)
 
     def on_notify(self) -> tuple[list[LabelledPayment], bool]:
         return self._try(self._waiting, give_up=False)
 
     def on_eof(self) -> tuple[list[LabelledPayment], bool]:
+        if self._stopping():  # a graceful stop: keep waiting in the snapshot
+            return [], self.RETAIN if self._waiting else self.DISCARD
         return self._try(self._waiting, give_up=True)
 
     def notify_at(self) -> datetime | None:
@@ -81,34 +102,32 @@ class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel], LabelledPayment, byte
         if not labels:
             return [], self.DISCARD
         self._last_try = now = self._clock()
-        outcome = self._claim([label for label, _ in labels])
-        first_seen = {id(label): seen for label, seen in labels}
-        waiting: Waiting = []
-        lost = 0
-        for label in outcome.not_found:
-            seen = first_seen[id(label)]
-            if give_up or now - seen >= self._wait_seconds:
-                lost += 1
-            else:
-                waiting.append((label, seen))
-        self._waiting = waiting
-        _count(outcome, lost)
-        return outcome.learnable, self.RETAIN if waiting else self.DISCARD
+        first_seen = {read.position: seen for read, seen in labels}
+
+        def expired(read: ReadLabel) -> bool:
+            return give_up or now - first_seen[read.position] >= self._wait_seconds
+
+        was_waiting = {read.position for read, _ in self._waiting}
+        outcome = self._claim([read for read, _ in labels], expired)
+        self._waiting = [(read, first_seen[read.position]) for read in outcome.waiting]
+        _count(outcome, sum(1 for r in outcome.waiting if r.position not in was_waiting))
+        return outcome.learnable, self.RETAIN if self._waiting else self.DISCARD
 
 
-def _count(outcome: Claimed, lost: int) -> None:
-    LABELS.labels("learnable").inc(len(outcome.learnable))
-    LABELS.labels("already_labelled").inc(len(outcome.already_labelled))
-    LABELS.labels("card_mismatch").inc(len(outcome.card_mismatch))
-    LABELS.labels("not_found").inc(lost)
-    for kind, labels in (
-        ("already labelled", outcome.already_labelled),
-        ("card mismatch", outcome.card_mismatch),
-    ):
-        for label in labels:
-            log.info("label for %s skipped: %s", label.transaction_id, kind)
-    if lost:
-        log.warning("%d label(s) dropped: no scored payment found for them", lost)
+def _count(outcome: Claimed, started_waiting: int) -> None:
+    LABELS.labels("claimed").inc(len(outcome.learnable) - outcome.replayed)
+    LABELS.labels("replayed").inc(outcome.replayed)
+    LABELS.labels("waiting").inc(started_waiting)
+    for rejected in outcome.rejected:
+        kind = rejected.reason.partition(":")[0]
+        LABELS.labels(f"rejected_{kind}").inc()
+        log.warning(
+            "label for transaction %r (labels partition %d, offset %d) rejected: %s",
+            rejected.read.label.transaction_id,
+            rejected.read.partition,
+            rejected.read.offset,
+            rejected.reason,
+        )
 
 
 class MySQLLabelClaims:
@@ -117,15 +136,19 @@ class MySQLLabelClaims:
     _engines: ClassVar[dict[str, Engine]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, topic: str, *, patience: float) -> None:
         self._url = url
+        self._topic = topic
+        self._patience = patience
 
-    def __call__(self, labels: list[FraudLabel]) -> Claimed:
+    def __call__(self, reads: list[ReadLabel], expired: Callable[[ReadLabel], bool]) -> Claimed:
         def claim() -> Claimed:
             with self._engine().begin() as connection:
-                return claim_labels(connection, labels)
+                return claim_labels(connection, self._topic, reads, expired=expired)
 
-        return retry_transient(claim)
+        return retry_transient(
+            claim, patience=self._patience, what=f"claiming {len(reads)} fraud labels"
+        )
 
     def _engine(self) -> Engine:
         with self._lock:
@@ -138,12 +161,22 @@ class MySQLLabelClaims:
 
 
 def label_join(
-    claim: Claim, *, retry_seconds: float, wait_seconds: float
+    claim: Claim,
+    *,
+    retry_seconds: float,
+    wait_seconds: float,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> Callable[[bytes | None], LabelJoin]:
     """The builder ``op.stateful_batch`` calls for a card, new or resumed."""
 
     def build(resume: bytes | None) -> LabelJoin:
         waiting: Waiting = pickle.loads(resume) if resume is not None else []
-        return LabelJoin(claim, waiting, retry_seconds=retry_seconds, wait_seconds=wait_seconds)
+        return LabelJoin(
+            claim,
+            waiting,
+            retry_seconds=retry_seconds,
+            wait_seconds=wait_seconds,
+            stopping=stopping,
+        )
 
     return build

@@ -6,35 +6,53 @@ labels, at the latest ``publish_seconds`` (wall clock) after the first label it 
 published yet, and at the end of the input. Its first output is the version it started from, so
 that ``model_versions`` records every version that scored payments.
 
-When a retrain (:mod:`model_state.retrain`) has recorded a version of a newer lineage in
-``model_versions``, the learner goes on from that version at its next batch of labels (it asks
-at most every ``refresh_seconds``): ``v00002`` is followed by ``v00002.000001``. Labels learned
-but not yet published in the old lineage are left behind with it.
+**Exactly once.** A published version is recorded in MySQL together with the labels it learned
+(:func:`storage.versions.record_version`), and it holds the learner's whole state. When the
+learner is built (new, or resumed from a Bytewax snapshot) it goes on from the newest version
+recorded after its own, if any: a crash can lose the epochs after the last snapshot, but not the
+versions already recorded in them, and each of those holds everything its learner had learned.
+A label replayed after the crash is then skipped if that version learned it
+(:meth:`~model_state.learner.OnlineLearner.knows`), and learned otherwise. So every label
+claimed is learned once, and a version's parent is always the state it was learned from.
 
-Its snapshot is the pickled learner (the model and a few counters): after a restart with Bytewax
-recovery the flow goes on learning from where the last snapshot left it, not from the
-pre-trained file.
+When a retrain (:mod:`model_state.retrain`) has recorded a version of a newer lineage, the
+learner goes on from it at its next batch of labels (it asks at most every
+``refresh_seconds``): ``v00002`` is followed by ``v00002.000001``. Labels learned but not yet
+published in the old lineage are left behind with it.
+
+Its snapshot is the pickled learner (the model and a few counters).
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bytewax.operators import StatefulBatchLogic
+from prometheus_client import Counter
 
 from dataflows.model_registry import Fetch
 from model_state.artifact import ModelArtifact, VersionRecord
 from model_state.learner import OnlineLearner
 from storage.labels import LabelledPayment
+from storage.versions import version_key
+
+log = logging.getLogger(__name__)
 
 LEARNER_KEY = "model"
+LEARNED = Counter("payscore_labels_learned", "Labels the learner learned, or skipped as known")
+SKIPPED = Counter(
+    "payscore_labels_known", "Replayed labels skipped: the version resumed from learned them"
+)
 
 
 class Lineages:
-    """Asks, at most every ``refresh_seconds``, for a version of a newer lineage than one."""
+    """Asks, at most every ``refresh_seconds`` (or now, when forced), for the newest version
+    recorded after a given one. A failed look-up (MySQL unavailable) is logged and retried at the
+    next check; learning goes on meanwhile."""
 
     def __init__(
         self,
@@ -47,13 +65,17 @@ class Lineages:
         self._clock = clock
         self._next_check = clock()
 
-    def newer_than(self, version: str) -> ModelArtifact | None:
-        if self._clock() < self._next_check:
+    def newer_than(self, version: str, *, now: bool = False) -> ModelArtifact | None:
+        if not now and self._clock() < self._next_check:
             return None
         self._next_check = self._clock() + self._refresh_seconds
-        lineage = version.partition(".")[0]
-        # "~" sorts after every digit: anything after "v00001.~" is of lineage v00002 or later.
-        return self._fetch_newer(f"{lineage}.~")
+        try:
+            return self._fetch_newer(version)
+        except Exception as exc:
+            if now:
+                raise
+            log.warning("could not look for a model version newer than %s: %s", version, exc)
+            return None
 
 
 class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
@@ -70,14 +92,20 @@ class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
         self._publish_seconds = publish_seconds
         self._announce = announce
         self._lineages = lineages
+        self._adopt_newer(now=True)
 
     def on_batch(self, values: list[LabelledPayment]) -> tuple[list[VersionRecord], bool]:
         out = [self._announce] if self._announce is not None else []
         self._announce = None
-        self._adopt_retrained()
+        self._adopt_newer()
+        learner = self._learner
         for example in values:
-            self._learner.learn(example)
-            if self._learner.due:
+            if learner.knows(example):
+                SKIPPED.inc()
+                continue
+            learner.learn(example)
+            LEARNED.inc()
+            if learner.due:
                 out.append(self._publish())
         return out, self.RETAIN
 
@@ -97,10 +125,20 @@ class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
             (self._learner, self._last_publish, self._announce), protocol=pickle.HIGHEST_PROTOCOL
         )
 
-    def _adopt_retrained(self) -> None:
-        newer = self._lineages.newer_than(self._learner.version) if self._lineages else None
-        if newer is not None:
-            self._learner = OnlineLearner(newer, self._learner.publish_every)
+    def _adopt_newer(self, *, now: bool = False) -> None:
+        if self._lineages is None:
+            return
+        current = self._learner.version
+        newer = self._lineages.newer_than(current, now=now)
+        if newer is None or version_key(newer.version) <= version_key(current):
+            return
+        log.warning(
+            "learner goes on from version %s (was at %s with %d labels unpublished)",
+            newer.version,
+            current,
+            self._learner.pending,
+        )
+        self._learner = OnlineLearner(newer, self._learner.publish_every)
 
     def _publish(self) -> VersionRecord:
         self._last_publish = time.time()
@@ -114,7 +152,8 @@ def learn_step(
     publish_seconds: float,
     lineages: Lineages | None = None,
 ) -> Callable[[bytes | None], LearnStep]:
-    """The builder for the learner's key: a new learner from ``start``, or the resumed one."""
+    """The builder for the learner's key: a new learner from ``start``, or the resumed one; either
+    goes on from a newer recorded version if there is one."""
 
     def build(resume: bytes | None) -> LearnStep:
         if resume is None:

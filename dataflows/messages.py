@@ -83,16 +83,36 @@ class MessageDecoder:
         return _decode(self._labels, message)
 
 
-def to_kafka(letter: DeadLetter) -> KafkaSinkMessage[bytes | None, bytes | None]:
-    """The dead letter as a message for the dead-letter topic: the original bytes, and headers
-    that say why and where from."""
-    return KafkaSinkMessage(
-        key=letter.key,
-        value=letter.value,
-        headers=[
-            ("error", letter.error.encode()),
-            ("source_topic", letter.topic.encode()),
-            ("source_partition", str(letter.partition).encode()),
-            ("source_offset", str(letter.offset).encode()),
-        ],
-    )
+ERROR_HEADER_BYTES = 4_000  # at most this much of the reason travels in a header
+
+
+def dead_letter_key(letter: DeadLetter) -> bytes:
+    """``topic/partition/offset``: the same for every replay of one message, so that a consumer
+    of the dead-letter topic can drop repeats (the topic is at-least-once)."""
+    return f"{letter.topic}/{letter.partition}/{letter.offset}".encode()
+
+
+def to_kafka(letter: DeadLetter, max_bytes: int) -> KafkaSinkMessage[bytes | None, bytes | None]:
+    """The dead letter as a message for the dead-letter topic, keyed by where it was read.
+
+    The original key and value travel whole when they fit in ``max_bytes`` together; otherwise
+    the value is cut to what fits and the header ``truncated`` gives its original size (the
+    whole bytes are in MySQL's ``dead_letters``). Headers say why and where from."""
+    key, value = letter.key, letter.value
+    headers = [
+        ("error", letter.error.encode()[: min(ERROR_HEADER_BYTES, max_bytes // 4)]),
+        ("source_topic", letter.topic.encode()),
+        ("source_partition", str(letter.partition).encode()),
+        ("source_offset", str(letter.offset).encode()),
+    ]
+    room = max(max_bytes - sum(len(n) + len(v) for n, v in headers) - 64, 0)
+    if key is not None and len(key) > room // 2:
+        headers.append(("source_key_truncated", str(len(key)).encode()))
+        key = key[: room // 2]
+    if key is not None:
+        headers.append(("source_key", key))
+        room -= len(key)
+    if value is not None and len(value) > room:
+        headers.append(("truncated", str(len(value)).encode()))
+        value = value[:room]
+    return KafkaSinkMessage(key=dead_letter_key(letter), value=value, headers=headers)

@@ -8,24 +8,29 @@ latest published version, not the pre-trained file it started from.
 
 Bound: a version the learner publishes scores every worker's payments at most
 ``refresh_seconds`` after its row is stored (which happens in the epoch it is published).
-A worker never goes back to an older version: versions only move forward.
+A worker never goes back to an older version: versions only move forward, in the numeric order
+of :func:`storage.versions.version_key`. While MySQL is unavailable the look-up fails, is logged,
+and scoring goes on with the version it has.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 
 import msgspec
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from model_state.artifact import ModelArtifact, ModelMetadata, from_bytes
 from model_state.scorer import Scorer
-from storage.engine import make_engine
-from storage.tables import model_versions
+from storage.engine import make_engine, retry_transient
+from storage.versions import newest_after, version_key
 
-Fetch = Callable[[str], ModelArtifact | None]
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[str | None], ModelArtifact | None]
 
 
 class ModelRegistry:
@@ -52,11 +57,20 @@ class ModelRegistry:
         if self._clock() >= self._next_check:
             with self._lock:
                 if self._clock() >= self._next_check:
-                    newer = self._fetch_newer(self._scorer.version)
-                    if newer is not None and newer.version > self._scorer.version:
-                        self._scorer = self._scorer_for(newer)
                     self._next_check = self._clock() + self._refresh_seconds
+                    self._refresh()
         return self._scorer
+
+    def _refresh(self) -> None:
+        current = self._scorer.version
+        try:
+            newer = self._fetch_newer(current)
+        except Exception as exc:
+            log.warning("could not look for a model version newer than %s: %s", current, exc)
+            return
+        if newer is not None and version_key(newer.version) > version_key(current):
+            self._scorer = self._scorer_for(newer)
+            log.warning("scoring with model version %s (was %s)", newer.version, current)
 
     def _scorer_for(self, artifact: ModelArtifact) -> Scorer:
         return Scorer(
@@ -69,24 +83,32 @@ class ModelRegistry:
 
 
 class NewerVersionsInMySQL:
-    """Fetches the newest version after a given one from ``model_versions``; connects lazily."""
+    """Fetches the newest version recorded after a given one (any, for None) from
+    ``model_versions``; connects lazily, and rides out an outage for up to ``patience``
+    seconds (0: one try)."""
 
-    def __init__(self, url: str, engine: Engine | None = None) -> None:
+    def __init__(self, url: str, engine: Engine | None = None, *, patience: float = 0.0) -> None:
         self._url = url
         self._engine = engine
+        self._patience = patience
 
-    def __call__(self, after: str) -> ModelArtifact | None:
+    def __call__(self, after: str | None) -> ModelArtifact | None:
         if self._engine is None:
             self._engine = make_engine(self._url, pool_size=1)
-        mv = model_versions
-        with self._engine.connect() as connection:
-            row = connection.execute(
-                select(mv.c.metadata, mv.c.artifact)
-                .where(mv.c.version > after)
-                .order_by(mv.c.version.desc())
-                .limit(1)
-            ).first()
+        engine = self._engine
+
+        def fetch() -> object:
+            with engine.connect() as connection:
+                return newest_after(connection, after)
+
+        row = retry_transient(
+            fetch, patience=self._patience, what=f"looking for a model version after {after}"
+        )
         if row is None:
             return None
-        metadata = msgspec.convert(row.metadata, ModelMetadata, strict=False)
-        return from_bytes(row.artifact, metadata, where=f"model_versions[{metadata.version}]")
+        metadata = msgspec.convert(row.metadata, ModelMetadata, strict=False)  # type: ignore[attr-defined]
+        return from_bytes(
+            row.artifact,  # type: ignore[attr-defined]
+            metadata,
+            where=f"model_versions[{metadata.version}]",
+        )

@@ -20,50 +20,63 @@ Labels
        which step 3 picks up. Each version is recorded in MySQL and checkpointed on disk.
        A scheduled retrain (``python -m model_state.retrain``) starts a new lineage, which
        scoring and the learner both go on from.
+
+Every message ends somewhere one can query: a scored payment, a label row in ``fraud_labels``
+(claimed and learned, or rejected with its reason), or a dead letter. Labels take effect exactly
+once through crashes and restarts (see ``dataflows/label_join.py`` and ``learning.py``);
+SIGTERM or SIGINT stop the flow gracefully (``dataflows/stopping.py``); MySQL outages are ridden
+out for ``PAYSCORE_MYSQL_OUTAGE_SECONDS`` (``storage/engine.py``).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import bytewax.operators as op
 import msgspec
-from bytewax.connectors.kafka import KafkaSink, KafkaSource
+from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
+from dataflows import stopping
 from dataflows.config import Config
 from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, to_kafka
 from dataflows.model_registry import ModelRegistry, NewerVersionsInMySQL
+from dataflows.sources import FlowKafkaSource, LabelsAccountedFor
 from features.calendar import calendar_features
 from features.card import CardHistory
 from features.contract import LabelDecoder, Payment, PaymentDecoder
 from features.entity import EntityHistory
 from model_state import artifact
 from model_state.artifact import VersionRecord
-from model_state.checkpoints import ModelCheckpointSink
+from model_state.checkpoints import ModelVersionSink
 from model_state.scorer import Scorer
 from storage.labels import LabelledPayment
-from storage.rows import dead_letter_row, model_version_row, scored_payment_row
+from storage.rows import dead_letter_row, refused_row_letter, scored_payment_row
 from storage.sink import MySQLSink
-from storage.tables import dead_letters, model_versions, scored_payments
+from storage.tables import dead_letters, scored_payments
 
 IDLE_KEY_SECONDS = timedelta(days=35).total_seconds()
 CARD_IDS_KEPT = 64  # a card's last transaction ids, to skip a redelivered payment
 
 
 def flow() -> Dataflow:
-    """The entry point: reads the configuration from the environment and builds the flow."""
-    return build(Config.from_env(os.environ))
+    """The entry point: reads the configuration from the environment, routes SIGTERM and
+    SIGINT to a graceful stop, and builds the flow."""
+    stop = threading.Event()
+    stopping.install(stop)
+    return build(Config.from_env(os.environ), stop)
 
 
-def build(config: Config) -> Dataflow:
+def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
+    stop = stop or threading.Event()
     model_dir = Path(config.model_dir)
     start = artifact.load(model_dir)
     models = ModelRegistry(
@@ -78,14 +91,14 @@ def build(config: Config) -> Dataflow:
     flow = Dataflow("payscore")
 
     # Labels: decode, join with the stored payment, (below) feed back into features and model.
-    label_messages = op.input("read_labels", flow, kafka_source(config, config.labels_topic))
+    label_messages = op.input("read_labels", flow, labels_source(config, stop))
     labels = split_off_dead_letters(
         "labels", op.map("decode_labels", label_messages, decode.label), config
     )
-    labelled = join_labels_with_scored_payments(labels, config)
+    labelled = join_labels_with_scored_payments(labels, config, stop)
 
     # Payments: decode, features, score, store.
-    messages = op.input("read_payments", flow, kafka_source(config, config.payments_topic))
+    messages = op.input("read_payments", flow, payments_source(config, stop))
     payments = split_off_dead_letters(
         "payments", op.map("decode_payments", messages, decode.payment), config
     )
@@ -98,30 +111,52 @@ def build(config: Config) -> Dataflow:
     )
     payments = op.map("calendar_features", payments, add_calendar_features)
     rows = op.flat_map_batch("score", payments, lambda batch: score(models.current(), batch))
-    op.output("store_scored_payments", rows, MySQLSink(config.mysql_url, scored_payments))
+    op.output("store_scored_payments", rows, scored_payments_sink(config))
 
-    # Learning: one learner owns the model; its versions are stored and checkpointed.
+    # Learning: one learner owns the model; its versions are recorded and checkpointed.
     versions = learn_from_labels(labelled, start, config)
     op.output(
         "record_model_versions",
-        op.map("version_rows", versions, version_row(model_dir)),
-        MySQLSink(config.mysql_url, model_versions),
+        versions,
+        ModelVersionSink(
+            config.mysql_url,
+            model_dir,
+            config.labels_topic,
+            patience=config.mysql_outage_seconds,
+        ),
     )
-    op.output("checkpoint_model_versions", versions, ModelCheckpointSink(model_dir))
     return flow
 
 
 # ---------------------------------------------------------------------------- steps
 
 
-def kafka_source(config: Config, topic: str) -> KafkaSource:
-    """Every partition of ``topic`` from the beginning; recovery resumes at the stored offsets."""
-    return KafkaSource(
+def payments_source(config: Config, stop: threading.Event) -> FlowKafkaSource:
+    """Every partition from the beginning; recovery resumes at the stored offsets."""
+    return FlowKafkaSource(
         config.brokers,
-        [topic],
+        [config.payments_topic],
         tail=config.tail,
         starting_offset=OFFSET_BEGINNING,
         batch_size=config.kafka_batch_size,
+        stop=stop,
+    )
+
+
+def labels_source(config: Config, stop: threading.Event) -> FlowKafkaSource:
+    """As the payments; in a drain run each partition ends only when its labels are resolved."""
+    return FlowKafkaSource(
+        config.brokers,
+        [config.labels_topic],
+        tail=config.tail,
+        starting_offset=OFFSET_BEGINNING,
+        batch_size=config.kafka_batch_size,
+        stop=stop,
+        drained=None
+        if config.tail
+        else LabelsAccountedFor(config.mysql_url, config.mysql_outage_seconds),
+        poll_seconds=min(config.label_retry_seconds, 1.0),
+        give_up_seconds=config.label_wait_seconds + 3 * config.label_retry_seconds + 60,
     )
 
 
@@ -131,7 +166,11 @@ def split_off_dead_letters(name: str, decoded: Stream, config: Config) -> Stream
     letters: Stream[DeadLetter] = split.falses
     op.output(
         f"publish_{name}_dead_letters",
-        op.map(f"{name}_dead_letters_to_kafka", letters, to_kafka),
+        op.map(
+            f"{name}_dead_letters_to_kafka",
+            letters,
+            lambda d: to_kafka(d, config.dead_letter_max_bytes),
+        ),
         KafkaSink(config.brokers, config.dead_letters_topic),
     )
     op.output(
@@ -141,9 +180,22 @@ def split_off_dead_letters(name: str, decoded: Stream, config: Config) -> Stream
             letters,
             lambda d: dead_letter_row(**msgspec.structs.asdict(d)),
         ),
-        MySQLSink(config.mysql_url, dead_letters),
+        MySQLSink.for_dead_letters(
+            config.mysql_url, dead_letters, patience=config.mysql_outage_seconds
+        ),
     )
     return split.trues
+
+
+def scored_payments_sink(config: Config) -> MySQLSink:
+    """First write wins; a row MySQL refuses becomes a dead letter of its payment."""
+    return MySQLSink(
+        config.mysql_url,
+        scored_payments,
+        refused=refused_row_letter(config.payments_topic),
+        refused_table=dead_letters,
+        patience=config.mysql_outage_seconds,
+    )
 
 
 def card_id(p: Positioned[Payment]) -> str:
@@ -220,15 +272,20 @@ def score(scorer: Scorer, batch: list[Positioned[Payment]]) -> list[dict[str, ob
     ]
 
 
-def join_labels_with_scored_payments(labels: Stream, config: Config) -> Stream[LabelledPayment]:
+def join_labels_with_scored_payments(
+    labels: Stream, config: Config, stop: threading.Event
+) -> Stream[LabelledPayment]:
     keyed = op.key_on("key_labels_by_card", labels, lambda p: p.event.card_id)
     joined = op.stateful_batch(
         "join_labels_with_scored_payments",
         keyed,
         label_join(
-            MySQLLabelClaims(config.mysql_url),
+            MySQLLabelClaims(
+                config.mysql_url, config.labels_topic, patience=config.mysql_outage_seconds
+            ),
             retry_seconds=config.label_retry_seconds,
             wait_seconds=config.label_wait_seconds,
+            stopping=stop.is_set,
         ),
     )
     return op.key_rm("unkey_labelled_payments", joined)
@@ -245,18 +302,10 @@ def learn_from_labels(
             start,
             publish_every=config.publish_every_labels,
             publish_seconds=config.publish_seconds,
-            lineages=Lineages(NewerVersionsInMySQL(config.mysql_url), config.model_refresh_seconds),
+            lineages=Lineages(
+                NewerVersionsInMySQL(config.mysql_url, patience=config.mysql_outage_seconds),
+                config.model_refresh_seconds,
+            ),
         ),
     )
     return op.key_rm("unkey_versions", versions)
-
-
-def version_row(model_dir: Path) -> Callable[[VersionRecord], dict[str, object]]:
-    def row(record: VersionRecord) -> dict[str, object]:
-        return model_version_row(
-            metadata=msgspec.to_builtins(record.metadata),
-            payload=record.payload,
-            artifact_path=str(model_dir / record.metadata.version),
-        )
-
-    return row

@@ -5,7 +5,8 @@ version, training window, row and fraud counts, validation metrics, library vers
 SHA-256 of ``model.pkl``. Loading checks the artifact against the running code (feature names,
 River's version, the hash) and says exactly what does not match.
 
-Versions are ``v00001``, ``v00002``, ...: they sort as strings in the order they were made.
+Versions are ``v00001``, ``v00002``, ... and online ones ``v00001.000001``, ...; they are
+ordered by :func:`storage.versions.version_key`, as numbers.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import msgspec
 
 from features.catalog import FEATURE_NAMES
+from storage.versions import version_key
 
 MODEL_FILE = "model.pkl"
 METADATA_FILE = "metadata.json"
@@ -53,6 +55,8 @@ class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
     metrics: dict[str, float] = {}
     library_versions: dict[str, str] = {}
     content_hash: str = ""
+    # An online version: the learner's counters, so that a learner can go on from it.
+    learner: dict[str, float] = {}
 
 
 def library_versions() -> dict[str, str]:
@@ -80,10 +84,21 @@ def list_versions(model_dir: Path) -> list[str]:
     if not model_dir.is_dir():
         return []
     return sorted(
-        p.name
-        for p in model_dir.iterdir()
-        if p.name.startswith("v") and (p / METADATA_FILE).is_file()
+        (
+            p.name
+            for p in model_dir.iterdir()
+            if _is_version(p.name) and (p / METADATA_FILE).is_file()
+        ),
+        key=version_key,
     )
+
+
+def _is_version(name: str) -> bool:
+    try:
+        version_key(name)
+    except ValueError:
+        return False
+    return True
 
 
 def next_version(model_dir: Path) -> str:
@@ -92,10 +107,12 @@ def next_version(model_dir: Path) -> str:
 
 
 class VersionRecord(msgspec.Struct, frozen=True):
-    """A version as it is stored: its metadata and the pickled model."""
+    """A version as it is stored: its metadata, the pickled model and, for an online version,
+    the labels it learned since its parent (``(partition, offset)`` on the labels topic)."""
 
     metadata: ModelMetadata
     payload: bytes
+    learned: tuple[tuple[int, int], ...] = ()
 
 
 class ModelArtifact(msgspec.Struct, frozen=True):

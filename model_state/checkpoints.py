@@ -1,31 +1,67 @@
-"""A Bytewax sink that checkpoints each published model version under ``model_state/``.
+"""A Bytewax sink that records each published model version: in MySQL, then on disk.
 
-Each version becomes a folder ``<model_dir>/<version>/`` with ``model.pkl`` and
-``metadata.json`` (see :mod:`model_state.artifact`). A version that is already there is left as
-it is, so a replay after recovery changes nothing (at-least-once delivery, first write wins).
+MySQL first, in one transaction (:func:`storage.versions.record_version`): the
+``model_versions`` row, and the labels the version learned marked with its name in
+``fraud_labels``. So a version is recorded with what it learned, or not at all, and every
+process's registry finds it. Then the folder ``<model_dir>/<version>/`` with ``model.pkl`` and
+``metadata.json`` (see :mod:`model_state.artifact`): disk never holds a version that MySQL lacks.
+
+Delivery is at-least-once: a version written again after a resume is the same version, and both
+writes keep what is there (first write wins). MySQL outages are ridden out for up to
+``patience`` seconds (:mod:`storage.engine`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from sqlalchemy import Engine
 
 from model_state.artifact import VersionRecord, write
+from storage.engine import make_engine, retry_transient
+from storage.rows import model_version_row
+from storage.versions import record_version
 
 
-class _CheckpointPartition(StatelessSinkPartition[VersionRecord]):
-    def __init__(self, model_dir: Path) -> None:
+class _VersionPartition(StatelessSinkPartition[VersionRecord]):
+    def __init__(self, engine: Engine, model_dir: Path, labels_topic: str, patience: float) -> None:
+        self._engine = engine
         self._model_dir = model_dir
+        self._labels_topic = labels_topic
+        self._patience = patience
 
     def write_batch(self, items: list[VersionRecord]) -> None:
         for record in items:
+            version = record.metadata.version
+            row = model_version_row(
+                metadata=msgspec.to_builtins(record.metadata),
+                payload=record.payload,
+                artifact_path=str(self._model_dir / version),
+            )
+
+            def store(row: dict = row, record: VersionRecord = record) -> None:
+                with self._engine.begin() as connection:
+                    record_version(
+                        connection, row, labels_topic=self._labels_topic, learned=record.learned
+                    )
+
+            retry_transient(store, patience=self._patience, what=f"recording version {version}")
             write(record.payload, record.metadata, self._model_dir)
 
+    def close(self) -> None:
+        self._engine.dispose()
 
-class ModelCheckpointSink(DynamicSink[VersionRecord]):
-    def __init__(self, model_dir: Path) -> None:
+
+class ModelVersionSink(DynamicSink[VersionRecord]):
+    def __init__(self, url: str, model_dir: Path, labels_topic: str, *, patience: float) -> None:
+        self._url = url
         self._model_dir = model_dir
+        self._labels_topic = labels_topic
+        self._patience = patience
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CheckpointPartition:
-        return _CheckpointPartition(self._model_dir)
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _VersionPartition:
+        return _VersionPartition(
+            make_engine(self._url, pool_size=1), self._model_dir, self._labels_topic, self._patience
+        )

@@ -56,6 +56,7 @@ class LabelBalance:
                 "LabelBalance needs half_life_seconds > 0, prior_labels > 0 and tolerance >= 1; "
                 f"got {half_life_seconds}, {prior_labels}, {tolerance}"
             )
+        self.expected_fraud_share = expected_fraud_share
         self.expected_odds = expected_fraud_share / (1.0 - expected_fraud_share)
         self._prior_frauds = prior_labels * expected_fraud_share
         self._prior_legit = prior_labels * (1.0 - expected_fraud_share)

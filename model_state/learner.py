@@ -8,8 +8,12 @@ payments after weeks), so each label's weight is also capped by a
 :class:`~model_state.label_balance.LabelBalance` set to the pre-training's fraud share.
 
 Every ``publish_every`` labels (or when the flow asks, e.g. on a timer) it publishes a new
-version named after its lineage: ``v00001.000001``, ``v00001.000002``, ... which sort after the
-pre-trained ``v00001`` and after each other, so "the newest version" is the largest name.
+version named after its lineage: ``v00001.000001``, ``v00001.000002``, ... ordered as numbers
+(:mod:`storage.versions`). A version records the learner's whole state in its metadata (counts,
+the label-balance guard, ``labels_learned`` since the lineage's root) and lists the labels it
+learned since its parent, so a learner can go on from any published version exactly where the
+publishing learner stood (:meth:`OnlineLearner.resume`), and a label that a version learned
+is never learned again on top of it (:meth:`OnlineLearner.knows`).
 
 The whole learner pickles to a few kilobytes (``linear`` family), about 50 KB (``basis``: a
 frozen 50-tree forest, :mod:`model_state.basis`) or about 1.5 MB (``boosted``: a frozen
@@ -30,6 +34,7 @@ from features.catalog import FEATURE_NAMES
 from model_state.artifact import ModelArtifact, ModelMetadata, VersionRecord, library_versions
 from model_state.label_balance import LabelBalance
 from storage.labels import LabelledPayment
+from storage.versions import version_key
 
 
 class OnlineLearner:
@@ -37,19 +42,41 @@ class OnlineLearner:
         if publish_every < 1:
             raise ValueError(f"publish_every must be >= 1 label; got {publish_every}")
         self.model: Any = copy.deepcopy(start.model)
-        # Starting from an online checkpoint (a restart without recovery) goes on with its numbers.
-        self.lineage, _, sequence = start.version.partition(".")
+        self.lineage = start.version.partition(".")[0]
         self.version = start.version
-        self.sequence = int(sequence) if sequence else 0
+        self.sequence = version_key(start.version)[1]
         self.publish_every = publish_every
         self.positive_weight = start.metadata.positive_weight
-        self.frauds = max(start.metadata.frauds, 0)
-        self.legit = max(start.metadata.rows - start.metadata.frauds, 0)
-        self.learned_total = 0
-        self.pending = 0  # learned since the last published version
+        state = start.metadata.learner
+        if state:  # an online version: go on from the learner that published it
+            self.frauds = int(state["frauds"])
+            self.legit = int(state["legit"])
+            share = state["expected_fraud_share"]
+            self.learned_total = start.metadata.labels_learned
+        else:  # a lineage's root: its training counts
+            self.frauds = max(start.metadata.frauds, 0)
+            self.legit = max(start.metadata.rows - start.metadata.frauds, 0)
+            share = (self.frauds + 1.0) / (self.frauds + self.legit + 2.0)
+            self.learned_total = 0
         # Labels arrive in another mix than payments happen in (see model_state.label_balance).
-        share = (self.frauds + 1.0) / (self.frauds + self.legit + 2.0)
         self.balance = LabelBalance(share)
+        if state:
+            self.balance.frauds = state["balance_frauds"]
+            self.balance.legit = state["balance_legit"]
+            self.balance.clock = state.get("balance_clock")
+        self.unpublished: list[tuple[int, int]] = []  # labels learned since the last version
+
+    @property
+    def pending(self) -> int:
+        """Labels learned since the last published version."""
+        return len(self.unpublished)
+
+    def knows(self, example: LabelledPayment) -> bool:
+        """True if the model already holds ``example``: a version at or before this learner's
+        learned it (the label is replayed after a crash)."""
+        return example.learned_version is not None and version_key(
+            example.learned_version
+        ) <= version_key(self.version)
 
     def learn(self, example: LabelledPayment) -> None:
         if example.is_fraud:
@@ -60,7 +87,7 @@ class OnlineLearner:
         weight *= self.balance.weight(is_fraud=example.is_fraud, reported_at=example.reported_at)
         self.model.learn_one(example.features, example.is_fraud, w=weight)
         self.learned_total += 1
-        self.pending += 1
+        self.unpublished.append((example.label_partition, example.label_offset))
 
     @property
     def due(self) -> bool:
@@ -73,6 +100,15 @@ class OnlineLearner:
         self.sequence += 1
         parent, self.version = self.version, f"{self.lineage}.{self.sequence:06d}"
         payload = pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL)
+        state = {
+            "frauds": float(self.frauds),
+            "legit": float(self.legit),
+            "expected_fraud_share": self.balance.expected_fraud_share,
+            "balance_frauds": self.balance.frauds,
+            "balance_legit": self.balance.legit,
+        }
+        if self.balance.clock is not None:
+            state["balance_clock"] = self.balance.clock
         metadata = ModelMetadata(
             version=self.version,
             parent_version=parent,
@@ -86,6 +122,7 @@ class OnlineLearner:
             positive_weight=self.positive_weight,
             library_versions=library_versions(),
             content_hash=hashlib.sha256(payload).hexdigest(),
+            learner=state,
         )
-        self.pending = 0
-        return VersionRecord(metadata, payload)
+        learned, self.unpublished = tuple(self.unpublished), []
+        return VersionRecord(metadata, payload, learned)

@@ -208,7 +208,7 @@ def retrain(
             f"({skipped} rows skipped for missing features)"
         )
     url = engine.url.render_as_string(hide_password=False)
-    champion = NewerVersionsInMySQL(url, engine)("")  # the newest version recorded
+    champion = NewerVersionsInMySQL(url, engine)(None)  # the newest version recorded
     # A new lineage, after every version on disk and every one the flow has recorded.
     lineages = [artifact.version_number(artifact.next_version(model_dir))]
     if champion is not None:

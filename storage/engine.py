@@ -1,20 +1,41 @@
-"""How payscore connects to MySQL: one function that builds a SQLAlchemy engine.
+"""How payscore connects to MySQL: one function that builds a SQLAlchemy engine, and one rule for
+riding out what the server cannot do right now.
 
 JSON columns are serialised with msgspec (several times faster than ``json.dumps`` on the
 feature dicts the sink writes). Nothing connects until the engine is first used.
+
+**Outages.** :func:`retry_transient` runs one whole transaction again while the error says the
+server could not do it *now*: a deadlock or lock wait (InnoDB rolled the transaction back), a
+refused or lost connection, a server shutting down or gone away. It backs off (jittered,
+exponential, at most 10 s between tries) for up to ``patience`` seconds of wall-clock time
+(``PAYSCORE_MYSQL_OUTAGE_SECONDS``, default 300), then raises :class:`MySQLUnavailableError`,
+which stops the flow with a non-zero exit for a supervisor to restart it. Any other error goes
+up at once: it is about the data or the schema, not the server's health.
+
+**``local_infile``** is off unless a caller asks for it: with it on, a hostile or impersonated
+server may read any file the client can. Only the bulk ``load`` sink needs it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TypeVar
 
 import msgspec
 import pymysql
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.exc import OperationalError
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+from sqlalchemy.exc import DBAPIError
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
+log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder()
 
 
@@ -24,31 +45,98 @@ def _to_json(value: object) -> str:
 
 T = TypeVar("T")
 
+DEFAULT_PATIENCE_SECONDS = 300.0
+
 # InnoDB asks the client to retry these: the transaction was rolled back as a whole.
 DEADLOCK, LOCK_WAIT_TIMEOUT = 1213, 1205
+# The server is unreachable, restarting, or dropped the connection (client and server codes).
+UNAVAILABLE = {
+    1040,  # too many connections
+    1053,  # server shutdown in progress
+    1077,  # normal shutdown
+    1152,  # aborted connection
+    1158, 1159, 1160, 1161,  # network read/write errors and timeouts
+    1927,  # connection killed
+    2002, 2003, 2005, 2006, 2013, 2014, 2055,  # can't connect, gone away, lost connection
+    4031,  # disconnected by the server for inactivity
+}  # fmt: skip
+TRANSIENT = {DEADLOCK, LOCK_WAIT_TIMEOUT} | UNAVAILABLE
 
 
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError):  # SQLAlchemy's wrapper around the driver's error
-        exc = exc.orig
-    return isinstance(exc, pymysql.err.OperationalError) and exc.args[:1] in (
-        (DEADLOCK,),
-        (LOCK_WAIT_TIMEOUT,),
+class MySQLUnavailableError(RuntimeError):
+    """MySQL could not be reached (or kept rolling back) for longer than the patience allows."""
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The MySQL error number behind ``exc`` (SQLAlchemy's wrapper or the driver's own)."""
+    if isinstance(exc, DBAPIError):
+        exc = exc.orig  # type: ignore[assignment]
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when running the same transaction again later may succeed."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    inner = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(inner, pymysql.err.InterfaceError):  # the connection was already closed
+        return True
+    if isinstance(inner, ConnectionError | TimeoutError):
+        return True
+    return error_code(exc) in TRANSIENT
+
+
+def describe(exc: BaseException) -> str:
+    """The driver's own words for ``exc``, without SQLAlchemy's statement and parameters."""
+    inner = exc.orig if isinstance(exc, DBAPIError) else exc
+    return f"{type(inner).__name__}: {inner}"
+
+
+def retry_transient(
+    work: Callable[[], T], *, patience: float = DEFAULT_PATIENCE_SECONDS, what: str = "a write"
+) -> T:
+    """Run ``work`` (one whole transaction) until it succeeds or fails for another reason than
+    the server's availability; after ``patience`` seconds of transient failures raise
+    :class:`MySQLUnavailableError` naming ``what`` was being done."""
+
+    def warn(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "MySQL unavailable while %s (try %d, %.0f s so far): %s; retrying",
+            what,
+            state.attempt_number,
+            state.seconds_since_start or 0.0,
+            describe(exc) if exc else "?",
+        )
+
+    retrying = Retrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_delay(patience),
+        wait=wait_random_exponential(multiplier=0.1, max=10),
+        before_sleep=warn,
     )
+    try:
+        return retrying(work)
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        raise MySQLUnavailableError(
+            f"MySQL unavailable for more than {patience:.0f} s "
+            f"(PAYSCORE_MYSQL_OUTAGE_SECONDS) while {what}: "
+            f"{describe(last) if last else 'no answer'}. Stopping so that a supervisor restarts "
+            "the flow (ops/run_flow.sh --supervise or ops/systemd/payscore-flow.service); "
+            "with recovery nothing is lost."
+        ) from last
 
 
-def retry_transient(work: Callable[[], T]) -> T:
-    """Run ``work`` (one whole transaction) again when InnoDB rolled it back for a deadlock or a
-    lock wait timeout; up to 5 tries with jittered backoff, then the error goes up."""
-    return retry(
-        retry=retry_if_exception(_is_transient),
-        stop=stop_after_attempt(5),
-        wait=wait_random_exponential(multiplier=0.05, max=2),
-        reraise=True,
-    )(work)()
-
-
-def make_engine(url: str, *, pool_size: int = 2, isolation_level: str | None = None) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 2,
+    isolation_level: str | None = None,
+    local_infile: bool = False,
+) -> Engine:
     """An engine for ``url`` (``mysql+pymysql://user:password@host:port/database``)."""
     if not url.startswith("mysql+pymysql://"):
         raise ValueError(
@@ -61,6 +149,13 @@ def make_engine(url: str, *, pool_size: int = 2, isolation_level: str | None = N
         pool_recycle=3600,
         json_serializer=_to_json,
         json_deserializer=msgspec.json.decode,
-        connect_args={"charset": "utf8mb4", "local_infile": True},
+        connect_args={
+            "charset": "utf8mb4",
+            "local_infile": local_infile,
+            "connect_timeout": 10,
+            # A server that stops answering mid-statement counts as lost, not as slow forever.
+            "read_timeout": 120,
+            "write_timeout": 120,
+        },
         **({"isolation_level": isolation_level} if isolation_level else {}),
     )

@@ -1,26 +1,56 @@
-"""Fraud labels meet their scored payments in MySQL, and each is claimed once.
+"""Fraud labels meet their scored payments in MySQL: each label message is accounted for once.
 
 A label is joined with the row the flow stored when it scored the payment: the features used at
 that moment (point in time, never recomputed), the merchant, the terminal and the event time. So
 the flow keeps no per-payment memory while it waits days or weeks for labels.
 
-:func:`claim_labels` does this for a batch in one transaction: it reads the rows of the batch's
-transactions (locking them), sets ``label_is_fraud`` and ``label_reported_at`` on those that had
-no label yet, and returns them. A label for a payment that already has one, or whose card differs
-from the payment's, or whose payment is not stored, is returned separately and never learned.
+Every label message read has one row in ``fraud_labels``, keyed by where it was read (topic,
+partition, offset), that says what became of it:
+
+- ``waiting``: its payment is not stored yet; the flow tries again;
+- ``claimed``: it was joined with its payment, which now carries the verdict
+  (``scored_payments.label_is_fraud``); ``learned_version`` names the first model version that
+  learned it, once one is recorded;
+- ``rejected``, with the ``reason``: ``duplicate`` (the payment has this verdict already, from
+  another message), ``contradicts`` (the payment has the other verdict already),
+  ``card_mismatch``, ``reported_before_payment``, or ``not_found`` (no payment stored within the
+  wait).
+
+:func:`claim_labels` does this for a batch in one transaction. **Replays.** The flow's state
+(the learner, the fraud rates) is restored from its last snapshot after a crash, and the labels
+read since are read again. A label whose own row says ``claimed`` is therefore handed on again,
+with its ``learned_version``: the state it goes to has not seen it (the learner skips it if the
+version it resumed from learned it already). Claiming by position, not by payment, is what makes
+this exact: another message about the same payment is a ``duplicate``, never a replay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import msgspec
-from sqlalchemy import Connection, case, select, update
+from sqlalchemy import Connection, case, select, tuple_, update
+from sqlalchemy.dialects.mysql import insert
 
 from features.contract import FraudLabel
 from storage.rows import utc_naive
-from storage.tables import scored_payments
+from storage.tables import fraud_labels, scored_payments
+
+WAITING, CLAIMED, REJECTED = "waiting", "claimed", "rejected"
+
+
+class ReadLabel(msgspec.Struct, frozen=True):
+    """A fraud label and where it was read on the labels topic."""
+
+    label: FraudLabel
+    partition: int
+    offset: int
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return self.partition, self.offset
 
 
 class LabelledPayment(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,28 +65,54 @@ class LabelledPayment(msgspec.Struct, frozen=True, kw_only=True):
     is_fraud: bool
     features: dict[str, float]
     scored_by: str  # the model version that scored the payment
+    label_partition: int = -1  # where the label was read (its fraud_labels row)
+    label_offset: int = -1
+    learned_version: str | None = None  # a version that learned it already (a replay)
+
+
+class Rejected(msgspec.Struct, frozen=True):
+    read: ReadLabel
+    reason: str
 
 
 class Claimed(msgspec.Struct, frozen=True):
     """Outcome of :func:`claim_labels` for one batch."""
 
-    learnable: list[LabelledPayment]
-    already_labelled: list[FraudLabel]
-    card_mismatch: list[FraudLabel]
-    not_found: list[FraudLabel]
+    learnable: list[LabelledPayment]  # claimed now, or claimed by this very message before
+    waiting: list[ReadLabel]
+    rejected: list[Rejected]  # rejected now
+    replayed: int = 0  # of learnable, claimed before by the same message
 
 
-def claim_labels(connection: Connection, labels: Sequence[FraudLabel]) -> Claimed:
-    """Join ``labels`` with their stored payments and mark them labelled; call in a transaction.
+def claim_labels(
+    connection: Connection,
+    topic: str,
+    reads: Sequence[ReadLabel],
+    *,
+    expired: Callable[[ReadLabel], bool] = lambda _: False,
+    now: datetime | None = None,
+) -> Claimed:
+    """Join ``reads`` with their stored payments, claim them and record every outcome in
+    ``fraud_labels``; call in a transaction. A label whose payment is not stored waits, unless
+    ``expired(read)`` says it has waited long enough: then it is rejected as ``not_found``.
 
-    Duplicates within the batch: the first label of a transaction is claimed, later ones count as
-    already labelled. The caller must not claim labels of one card concurrently (the flow keys
-    this step by card, so one worker claims a card's labels, one batch after another); then no
-    lock is needed for the read, and the update touches only rows that exist.
+    Labels of one payment within the batch: the first claims it, the later ones are duplicates
+    or contradictions. The caller must not claim labels of one card concurrently (the flow keys
+    this step by card); then no lock is needed for the reads.
     """
-    sp = scored_payments
-    ids = sorted({label.transaction_id for label in labels})
-    rows = {
+    moment = utc_naive(now or datetime.now(UTC))
+    fl, sp = fraud_labels, scored_payments
+    positions = sorted({r.position for r in reads})
+    ledger = {
+        (row.kafka_partition, row.kafka_offset): row
+        for row in connection.execute(
+            select(fl.c.kafka_partition, fl.c.kafka_offset, fl.c.status, fl.c.learned_version)
+            .where(fl.c.topic == topic)
+            .where(tuple_(fl.c.kafka_partition, fl.c.kafka_offset).in_(positions))
+        )
+    }
+    ids = sorted({r.label.transaction_id for r in reads})
+    payments = {
         row.transaction_id: row
         for row in connection.execute(
             select(
@@ -71,45 +127,145 @@ def claim_labels(connection: Connection, labels: Sequence[FraudLabel]) -> Claime
             ).where(sp.c.transaction_id.in_(ids))
         )
     }
-    claimed: dict[str, FraudLabel] = {}
-    outcome = Claimed([], [], [], [])
-    for label in labels:
-        row = rows.get(label.transaction_id)
-        if row is None:
-            outcome.not_found.append(label)
-        elif row.card_id != label.card_id:
-            outcome.card_mismatch.append(label)
-        elif row.label_is_fraud is not None or label.transaction_id in claimed:
-            outcome.already_labelled.append(label)
-        else:
-            claimed[label.transaction_id] = label
-            outcome.learnable.append(
-                LabelledPayment(
-                    transaction_id=row.transaction_id,
-                    card_id=row.card_id,
-                    merchant_id=row.merchant_id,
-                    terminal_id=row.terminal_id,
-                    payment_time=_posix(row.event_time),
-                    reported_at=label.reported_at.timestamp(),
-                    is_fraud=label.is_fraud,
-                    features=row.features,
-                    scored_by=row.model_version,
-                )
-            )
-    if claimed:
+    outcome, record, claims = resolve(topic, reads, ledger, payments, expired, moment)
+    if claims:
         # One statement for the batch (an executemany of UPDATEs is one round trip per row).
         key = sp.c.transaction_id
         connection.execute(
             update(sp)
-            .where(key.in_(list(claimed)), sp.c.label_is_fraud.is_(None))
+            .where(key.in_(list(claims)), sp.c.label_is_fraud.is_(None))
             .values(
-                label_is_fraud=case({t: lab.is_fraud for t, lab in claimed.items()}, value=key),
+                label_is_fraud=case({t: c.is_fraud for t, c in claims.items()}, value=key),
                 label_reported_at=case(
-                    {t: utc_naive(lab.reported_at) for t, lab in claimed.items()}, value=key
+                    {t: utc_naive(c.reported_at) for t, c in claims.items()}, value=key
                 ),
             )
         )
+    if record:
+        statement = insert(fl)
+        connection.execute(
+            statement.on_duplicate_key_update(
+                status=statement.inserted.status,
+                reason=statement.inserted.reason,
+                resolved_at=statement.inserted.resolved_at,
+            ),
+            record,
+        )
     return outcome
+
+
+class Stored(Protocol):
+    """What :func:`resolve` reads of a stored payment (a row of ``scored_payments``)."""
+
+    transaction_id: str
+    card_id: str
+    merchant_id: str
+    terminal_id: str
+    event_time: datetime  # naive UTC
+    features: dict[str, float]
+    model_version: str
+    label_is_fraud: bool | None
+
+
+class Recorded(Protocol):
+    """What :func:`resolve` reads of a label's ``fraud_labels`` row."""
+
+    status: str
+    learned_version: str | None
+
+
+def resolve(
+    topic: str,
+    reads: Sequence[ReadLabel],
+    ledger: Mapping[tuple[int, int], Recorded],
+    payments: Mapping[str, Stored],
+    expired: Callable[[ReadLabel], bool],
+    moment: datetime,
+) -> tuple[Claimed, list[dict[str, Any]], dict[str, FraudLabel]]:
+    """The decisions of :func:`claim_labels`, without I/O: the outcome, the ``fraud_labels``
+    rows to upsert, and the payments to mark (transaction id -> the claiming label)."""
+    claims: dict[str, FraudLabel] = {}  # claimed in this batch
+    learnable: list[LabelledPayment] = []
+    waiting: list[ReadLabel] = []
+    rejected: list[Rejected] = []
+    replayed = 0
+    record: list[dict[str, Any]] = []
+    for read in reads:
+        label = read.label
+        known = ledger.get(read.position)
+        if known is not None and known.status == REJECTED:
+            continue  # a replay of a rejection: recorded already
+        row = payments.get(label.transaction_id)
+        if known is not None and known.status == CLAIMED and row is not None:
+            replayed += 1
+            learnable.append(_joined(read, row, known.learned_version))
+            continue
+        reason = None
+        if row is None:
+            if not expired(read):
+                waiting.append(read)
+                if known is None:
+                    record.append(_ledger_row(topic, read, WAITING, None, moment))
+                continue
+            reason = "not_found: no payment with this transaction id was stored within the wait"
+        elif row.card_id != label.card_id:
+            reason = f"card_mismatch: the payment was made with card {row.card_id!r}"
+        elif utc_naive(label.reported_at) < row.event_time:
+            reason = (
+                f"reported_before_payment: reported at {label.reported_at.isoformat()}, "
+                f"the payment happened at {row.event_time.isoformat()} UTC"
+            )
+        else:
+            claim = claims.get(label.transaction_id)
+            stored = claim.is_fraud if claim is not None else row.label_is_fraud
+            if stored is not None:
+                kind = "duplicate" if bool(stored) == label.is_fraud else "contradicts"
+                reason = f"{kind}: the payment is labelled is_fraud={bool(stored)} already"
+        if reason is not None:
+            rejected.append(Rejected(read, reason))
+            record.append(_ledger_row(topic, read, REJECTED, reason, moment))
+            continue
+        claims[label.transaction_id] = label
+        learnable.append(_joined(read, row, None))
+        record.append(_ledger_row(topic, read, CLAIMED, None, moment))
+    return Claimed(learnable, waiting, rejected, replayed), record, claims
+
+
+def _joined(read: ReadLabel, row: Any, learned_version: str | None) -> LabelledPayment:
+    return LabelledPayment(
+        transaction_id=row.transaction_id,
+        card_id=row.card_id,
+        merchant_id=row.merchant_id,
+        terminal_id=row.terminal_id,
+        payment_time=_posix(row.event_time),
+        reported_at=read.label.reported_at.timestamp(),
+        is_fraud=read.label.is_fraud,
+        features=row.features,
+        scored_by=row.model_version,
+        label_partition=read.partition,
+        label_offset=read.offset,
+        learned_version=learned_version,
+    )
+
+
+def _ledger_row(
+    topic: str, read: ReadLabel, status: str, reason: str | None, moment: datetime
+) -> dict[str, Any]:
+    label = read.label
+    return {
+        "topic": topic,
+        "kafka_partition": read.partition,
+        "kafka_offset": read.offset,
+        "transaction_id": label.transaction_id,
+        "card_id": label.card_id,
+        "is_fraud": label.is_fraud,
+        "reported_at": utc_naive(label.reported_at),
+        "status": status,
+        "reason": reason,
+        "learned_version": None,
+        "first_seen_at": moment,
+        "resolved_at": None if status == WAITING else moment,
+    }
 
 
 def _posix(naive_utc: datetime) -> float:

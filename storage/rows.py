@@ -6,10 +6,14 @@ kept in ``utc_offset_minutes``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from features.contract import Payment
+from storage.versions import version_key
 
 
 def utc_naive(moment: datetime) -> datetime:
@@ -65,7 +69,7 @@ def dead_letter_row(
         "topic": topic,
         "kafka_partition": partition,
         "kafka_offset": offset,
-        "message_key": key.decode("utf-8", "backslashreplace")[:255] if key is not None else None,
+        "message_key": key,
         "raw_value": value,
         "error": error,
         "received_at": utc_naive(received_at) if received_at else None,
@@ -73,12 +77,44 @@ def dead_letter_row(
     }
 
 
+def refused_row_letter(topic: str) -> Callable[[Mapping[str, Any], str], dict[str, Any]]:
+    """For the payments sink: a scored row MySQL refused becomes a dead letter of its payment's
+    position, holding the row as JSON and MySQL's reason."""
+
+    def letter(row: Mapping[str, Any], reason: str) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        return dead_letter_row(
+            topic=topic,
+            partition=int(row["kafka_partition"]),
+            offset=int(row["kafka_offset"]),
+            key=str(row.get("card_id", "")).encode(),
+            value=_row_json.encode(dict(row)),
+            error=reason,
+            received_at=None,
+            dead_lettered_at=now,
+        )
+
+    return letter
+
+
+def _encode_extra(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise NotImplementedError(f"cannot encode {type(value).__name__} in a dead letter")
+
+
+_row_json = msgspec.json.Encoder(enc_hook=_encode_extra)
+
+
 def model_version_row(
     *, metadata: dict[str, Any], payload: bytes, artifact_path: str
 ) -> dict[str, Any]:
     """A ``model_versions`` row; ``metadata`` is the version's metadata as a JSON-able dict."""
+    lineage, sequence = version_key(metadata["version"])
     return {
         "version": metadata["version"],
+        "lineage": lineage,
+        "sequence": sequence,
         "parent_version": metadata["parent_version"],
         "created_at": utc_naive(datetime.fromisoformat(metadata["created_at"])),
         "origin": metadata["origin"],

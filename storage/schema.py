@@ -18,6 +18,9 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from storage.tables import metadata
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "test_data" / "schema.sql"
+# How ops/services.sh creates the database (and the tests theirs): the default collation of its
+# text columns is a case-insensitive one; ids carry their own binary collation (storage.tables).
+DATABASE_OPTIONS = "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
 
 HEADER = """\
 -- payscore MySQL schema (MySQL 8 / MariaDB 10.11), rendered from storage/tables.py.

@@ -14,11 +14,21 @@ Two ways to write a batch, with the same effect:
   ``benchmarks/bench_sink.py``). The server must allow ``local_infile`` (MariaDB's default; on
   MySQL 8 start it with ``--local-infile=1``).
 - ``insert``: ``INSERT ... ON DUPLICATE KEY UPDATE <key> = <key>`` with PyMySQL's multi-row
-  ``executemany``.
+  ``executemany``. It needs no ``local_infile``: choose it where the client must not grant the
+  server file reads (see :mod:`storage.engine`).
+
+**What MySQL cannot take.** A batch that fails because the server is unavailable is retried as
+a whole, for up to ``patience`` seconds (:func:`storage.engine.retry_transient`). A batch that
+fails because of its data (a value too long, a bad date, a number out of range: MySQL's own
+refusal) is split in halves until the refused rows stand alone; every other row is stored, and
+each refused row is handed to ``refused``, which makes it a dead letter with MySQL's reason
+(stored in ``dead_letters`` by the same worker). Any other error (a missing table, no
+privilege) stops the flow: it is the deployment's to fix, and no row is lost meanwhile.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -31,12 +41,17 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from sqlalchemy import JSON, Engine, LargeBinary, Table
 from sqlalchemy.dialects.mysql import Insert, insert
 
-from storage.engine import make_engine, retry_transient
+from storage.engine import DEFAULT_PATIENCE_SECONDS, error_code, make_engine, retry_transient
 
 Row = Mapping[str, Any]
 Method = Literal["load", "insert"]
+# Makes the dead-letter row for a row MySQL refused, from the row and MySQL's reason.
+Refused = Callable[[Row, str], Row]
 
 DUPLICATE_KEY = 1062
+# MySQL refuses the data of a row, not the statement: too long, out of range, a bad date, ...
+ROW_ERRORS = {1048, 1153, 1263, 1264, 1265, 1292, 1300, 1366, 1367, 1406, 1411, 1690, 3140, 4025}
+log = logging.getLogger(__name__)
 _TMP_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
 _json = msgspec.json.Encoder()
@@ -44,6 +59,11 @@ _json = msgspec.json.Encoder()
 
 class SinkWriteError(RuntimeError):
     """A batch was refused by MySQL; nothing of it was stored."""
+
+
+def refused_by_mysql(exc: BaseException) -> bool:
+    """True when ``exc`` is MySQL refusing a row's data (as opposed to the server or schema)."""
+    return isinstance(exc, SinkWriteError) or error_code(exc) in ROW_ERRORS
 
 
 def first_write_wins(table: Table) -> Insert:
@@ -104,21 +124,68 @@ def tsv_field(value: Any, *, is_json: bool = False) -> str:
 
 
 class MySQLSinkPartition(StatelessSinkPartition[Row]):
-    """One worker's writer: each batch is one transaction."""
+    """One worker's writer: each batch is one transaction (see the module docstring)."""
 
-    def __init__(self, engine: Engine, table: Table, method: Method = "load") -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        table: Table,
+        method: Method = "load",
+        *,
+        refused: Refused | None = None,
+        refused_table: Table | None = None,
+        patience: float = DEFAULT_PATIENCE_SECONDS,
+    ) -> None:
         self._engine = engine
         self._table = table
         self._method = method
         self._statement = first_write_wins(table)
+        self._refused = refused
+        self._refused_table = refused_table
+        self._patience = patience
 
     def write_batch(self, items: list[Row]) -> None:
-        if not items:
-            return
-        if self._method == "insert":
-            retry_transient(lambda: self._insert(items))
-        else:
-            retry_transient(lambda: self._load(items))
+        if items:
+            self._write(items)
+
+    def _write(self, items: list[Row]) -> None:
+        write = self._insert if self._method == "insert" else self._load
+        try:
+            retry_transient(
+                lambda: write(items),
+                patience=self._patience,
+                what=f"writing {len(items)} rows to {self._table.name}",
+            )
+        except Exception as exc:
+            if not refused_by_mysql(exc):
+                raise
+            if len(items) > 1:
+                half = len(items) // 2
+                self._write(items[:half])
+                self._write(items[half:])
+            else:
+                self._refuse(items[0], f"{exc.orig if hasattr(exc, 'orig') else exc}")
+
+    def _refuse(self, row: Row, reason: str) -> None:
+        if self._refused is None or self._refused_table is None:
+            raise SinkWriteError(f"MySQL refused a row for {self._table.name}: {reason}")
+        letter = self._refused(row, f"MySQL refused the row for {self._table.name}: {reason}")
+        log.warning(
+            "row for %s refused by MySQL, stored as a dead letter at %s[%s]@%s: %s",
+            self._table.name,
+            letter.get("topic"),
+            letter.get("kafka_partition"),
+            letter.get("kafka_offset"),
+            reason,
+        )
+        MySQLSinkPartition(
+            self._engine,
+            self._refused_table,
+            "insert",
+            refused=_without_raw_bytes if self._refused is not _without_raw_bytes else None,
+            refused_table=self._refused_table,
+            patience=self._patience,
+        )._write([letter])
 
     def _insert(self, items: list[Row]) -> None:
         with self._engine.begin() as connection:
@@ -172,16 +239,49 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
         self._engine.dispose()
 
 
+def _without_raw_bytes(row: Row, reason: str) -> Row:
+    """A dead letter MySQL refused, kept without its raw bytes and with the reason why."""
+    return {**row, "message_key": None, "raw_value": None, "error": f"{row['error']}; {reason}"}
+
+
 class MySQLSink(DynamicSink[Row]):
     """Writes row dicts (column name -> value) into ``table``; each worker has its own connection.
 
-    Safe to replay: see the module docstring.
+    Safe to replay: see the module docstring. ``refused`` turns a row MySQL refuses into a row
+    of ``refused_table`` (the dead letters); the dead-letter sink itself keeps a refused letter
+    without its raw bytes.
     """
 
-    def __init__(self, url: str, table: Table, method: Method = "load") -> None:
+    def __init__(
+        self,
+        url: str,
+        table: Table,
+        method: Method = "load",
+        *,
+        refused: Refused | None = None,
+        refused_table: Table | None = None,
+        patience: float = DEFAULT_PATIENCE_SECONDS,
+    ) -> None:
         self._url = url
         self._table = table
         self._method = method
+        self._refused = refused
+        self._refused_table = refused_table
+        self._patience = patience
+
+    @classmethod
+    def for_dead_letters(
+        cls, url: str, table: Table, *, patience: float = DEFAULT_PATIENCE_SECONDS
+    ) -> MySQLSink:
+        """The sink of the dead letters themselves: a letter MySQL refuses loses its bytes."""
+        return cls(url, table, refused=_without_raw_bytes, refused_table=table, patience=patience)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> MySQLSinkPartition:
-        return MySQLSinkPartition(make_engine(self._url, pool_size=1), self._table, self._method)
+        return MySQLSinkPartition(
+            make_engine(self._url, pool_size=1, local_infile=self._method == "load"),
+            self._table,
+            self._method,
+            refused=self._refused,
+            refused_table=self._refused_table,
+            patience=self._patience,
+        )

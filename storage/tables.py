@@ -1,9 +1,15 @@
-"""The MySQL schema as SQLAlchemy Core tables: scored payments, dead letters and model versions.
+"""The MySQL schema as SQLAlchemy Core tables: scored payments, fraud labels, dead letters and
+model versions.
 
 This module is the single source of the schema; ``test_data/schema.sql`` is rendered from it
 (``python -m storage.schema``) and a test fails when the two differ. Times are stored in UTC as
 ``DATETIME(6)``; a payment's own UTC offset is kept beside its event time. Only SQL that both
 MySQL 8 and MariaDB 10.11 accept is used.
+
+Identifiers compare byte for byte: every id column has the binary collation ``utf8mb4_bin``,
+whatever the database's default (``utf8mb4_unicode_ci`` as ``ops/services.sh`` creates it,
+``utf8mb4_0900_ai_ci`` on MySQL 8.4), so ``abc`` and ``ABC`` are two payments. Model versions
+are ordered by the numbers ``lineage`` and ``sequence``, never by their names as strings.
 """
 
 from __future__ import annotations
@@ -23,20 +29,29 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.dialects.mysql import DATETIME, MEDIUMBLOB
+from sqlalchemy.dialects.mysql import DATETIME, LONGBLOB, MEDIUMBLOB
 
 metadata = MetaData()
 
 Timestamp = DATETIME(fsp=6)
 Blob = LargeBinary().with_variant(MEDIUMBLOB(), "mysql", "mariadb")
+# Raw Kafka bytes of any size a broker may be configured to take (LONGBLOB: up to 4 GiB).
+RawBytes = LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb")
+BINARY = "utf8mb4_bin"
+
+
+def Id(length: int = 64) -> String:  # noqa: N802 (a column type, named like one)
+    """An identifier: compared byte for byte."""
+    return String(length, collation=BINARY)
+
 
 scored_payments = Table(
     "scored_payments",
     metadata,
-    Column("transaction_id", String(64), primary_key=True),
-    Column("card_id", String(64), nullable=False),
-    Column("merchant_id", String(64), nullable=False),
-    Column("terminal_id", String(64), nullable=False),
+    Column("transaction_id", Id(), primary_key=True),
+    Column("card_id", Id(), nullable=False),
+    Column("merchant_id", Id(), nullable=False),
+    Column("terminal_id", Id(), nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("event_time", Timestamp, nullable=False, comment="UTC"),
@@ -44,7 +59,7 @@ scored_payments = Table(
     Column("fraud_probability", Double, nullable=False),
     Column("decision", String(8), nullable=False, comment="approve, review or decline"),
     Column("reason_codes", JSON, nullable=False, comment="up to three feature names"),
-    Column("model_version", String(64), nullable=False),
+    Column("model_version", Id(), nullable=False),
     Column("features", JSON, nullable=False, comment="feature name -> value used to score"),
     Column("kafka_partition", Integer, nullable=False),
     Column("kafka_offset", BigInteger, nullable=False),
@@ -59,22 +74,44 @@ scored_payments = Table(
 dead_letters = Table(
     "dead_letters",
     metadata,
-    Column("topic", String(249), primary_key=True),
+    Column("topic", Id(249), primary_key=True),
     Column("kafka_partition", Integer, primary_key=True, autoincrement=False),
     Column("kafka_offset", BigInteger, primary_key=True, autoincrement=False),
-    Column("message_key", String(255), nullable=True),
-    Column("raw_value", Blob, nullable=True),
+    Column("message_key", RawBytes, nullable=True, comment="the record's key, whole"),
+    Column("raw_value", RawBytes, nullable=True, comment="the record's value, whole"),
     Column("error", Text, nullable=False),
     Column("received_at", Timestamp, nullable=True, comment="Kafka record time, UTC"),
     Column("dead_lettered_at", Timestamp, nullable=False, comment="UTC"),
-    comment="Messages that broke the contract, keyed by where they were read.",
+    comment="Messages that broke the contract or rows MySQL refused, keyed by where read.",
+)
+
+fraud_labels = Table(
+    "fraud_labels",
+    metadata,
+    Column("topic", Id(249), primary_key=True),
+    Column("kafka_partition", Integer, primary_key=True, autoincrement=False),
+    Column("kafka_offset", BigInteger, primary_key=True, autoincrement=False),
+    Column("transaction_id", Id(), nullable=False),
+    Column("card_id", Id(), nullable=False),
+    Column("is_fraud", Boolean, nullable=False),
+    Column("reported_at", Timestamp, nullable=False, comment="UTC"),
+    Column("status", String(8), nullable=False, comment="waiting, claimed or rejected"),
+    Column("reason", Text, nullable=True, comment="why a rejected label is not learned"),
+    Column("learned_version", Id(), nullable=True, comment="the first version that learned it"),
+    Column("first_seen_at", Timestamp, nullable=False, comment="UTC"),
+    Column("resolved_at", Timestamp, nullable=True, comment="UTC"),
+    Index("ix_fraud_labels_transaction", "transaction_id"),
+    Index("ix_fraud_labels_status", "status", "topic", "kafka_partition"),
+    comment="Every fraud label read, keyed by where it was read: what became of it.",
 )
 
 model_versions = Table(
     "model_versions",
     metadata,
-    Column("version", String(64), primary_key=True),
-    Column("parent_version", String(64), nullable=True),
+    Column("version", Id(), primary_key=True),
+    Column("lineage", Integer, nullable=False, comment="v00002.000017 -> 2"),
+    Column("sequence", BigInteger, nullable=False, comment="v00002.000017 -> 17, and 0 for a root"),
+    Column("parent_version", Id(), nullable=True),
     Column("created_at", Timestamp, nullable=False, comment="UTC"),
     Column("origin", String(16), nullable=False, comment="pretrained, retrained or online"),
     Column("labels_learned", BigInteger, nullable=False),
@@ -82,5 +119,6 @@ model_versions = Table(
     Column("artifact_path", String(512), nullable=False),
     Column("metadata", JSON, nullable=False),
     Column("artifact", Blob, nullable=False, comment="the pickled model"),
+    Index("ix_model_versions_order", "lineage", "sequence", unique=True),
     comment="Every model version that scored or may score payments.",
 )

@@ -2,20 +2,42 @@
 -- Do not edit: run `python -m storage.schema --write` after changing the tables.
 
 CREATE TABLE dead_letters (
-	topic VARCHAR(249) NOT NULL, 
+	topic VARCHAR(249) COLLATE utf8mb4_bin NOT NULL, 
 	kafka_partition INTEGER NOT NULL, 
 	kafka_offset BIGINT NOT NULL, 
-	message_key VARCHAR(255), 
-	raw_value MEDIUMBLOB, 
+	message_key LONGBLOB COMMENT 'the record''s key, whole', 
+	raw_value LONGBLOB COMMENT 'the record''s value, whole', 
 	error TEXT NOT NULL, 
 	received_at DATETIME(6) COMMENT 'Kafka record time, UTC', 
 	dead_lettered_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	PRIMARY KEY (topic, kafka_partition, kafka_offset)
-)COMMENT='Messages that broke the contract, keyed by where they were read.';
+)COMMENT='Messages that broke the contract or rows MySQL refused, keyed by where read.';
+
+CREATE TABLE fraud_labels (
+	topic VARCHAR(249) COLLATE utf8mb4_bin NOT NULL, 
+	kafka_partition INTEGER NOT NULL, 
+	kafka_offset BIGINT NOT NULL, 
+	transaction_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	card_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	is_fraud BOOL NOT NULL, 
+	reported_at DATETIME(6) NOT NULL COMMENT 'UTC', 
+	status VARCHAR(8) NOT NULL COMMENT 'waiting, claimed or rejected', 
+	reason TEXT COMMENT 'why a rejected label is not learned', 
+	learned_version VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'the first version that learned it', 
+	first_seen_at DATETIME(6) NOT NULL COMMENT 'UTC', 
+	resolved_at DATETIME(6) COMMENT 'UTC', 
+	PRIMARY KEY (topic, kafka_partition, kafka_offset)
+)COMMENT='Every fraud label read, keyed by where it was read: what became of it.';
+
+CREATE INDEX ix_fraud_labels_status ON fraud_labels (status, topic, kafka_partition);
+
+CREATE INDEX ix_fraud_labels_transaction ON fraud_labels (transaction_id);
 
 CREATE TABLE model_versions (
-	version VARCHAR(64) NOT NULL, 
-	parent_version VARCHAR(64), 
+	version VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	lineage INTEGER NOT NULL COMMENT 'v00002.000017 -> 2', 
+	sequence BIGINT NOT NULL COMMENT 'v00002.000017 -> 17, and 0 for a root', 
+	parent_version VARCHAR(64) COLLATE utf8mb4_bin, 
 	created_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	origin VARCHAR(16) NOT NULL COMMENT 'pretrained, retrained or online', 
 	labels_learned BIGINT NOT NULL, 
@@ -26,11 +48,13 @@ CREATE TABLE model_versions (
 	PRIMARY KEY (version)
 )COMMENT='Every model version that scored or may score payments.';
 
+CREATE UNIQUE INDEX ix_model_versions_order ON model_versions (lineage, sequence);
+
 CREATE TABLE scored_payments (
-	transaction_id VARCHAR(64) NOT NULL, 
-	card_id VARCHAR(64) NOT NULL, 
-	merchant_id VARCHAR(64) NOT NULL, 
-	terminal_id VARCHAR(64) NOT NULL, 
+	transaction_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	card_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	merchant_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	terminal_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
 	amount_minor BIGINT NOT NULL, 
 	currency VARCHAR(3) NOT NULL, 
 	event_time DATETIME(6) NOT NULL COMMENT 'UTC', 
@@ -38,7 +62,7 @@ CREATE TABLE scored_payments (
 	fraud_probability DOUBLE NOT NULL, 
 	decision VARCHAR(8) NOT NULL COMMENT 'approve, review or decline', 
 	reason_codes JSON NOT NULL COMMENT 'up to three feature names', 
-	model_version VARCHAR(64) NOT NULL, 
+	model_version VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
 	features JSON NOT NULL COMMENT 'feature name -> value used to score', 
 	kafka_partition INTEGER NOT NULL, 
 	kafka_offset BIGINT NOT NULL, 

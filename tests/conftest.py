@@ -15,9 +15,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from dataflows.config import Config
+from model_state import artifact
 from model_state.train import train
 from storage.engine import make_engine
-from storage.schema import create_schema
+from storage.schema import DATABASE_OPTIONS, create_schema
 from test_data.spec import SimulationSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,11 +32,13 @@ def _admin_engine() -> Engine:
 
 @pytest.fixture
 def mysql_url() -> Iterator[str]:
-    """A fresh database ``payscore_test_<random>`` with the schema, dropped after the test."""
+    """A fresh database ``payscore_test_<random>`` with the schema, created as
+    ``ops/services.sh`` creates the product's (same character set and collation), dropped after
+    the test."""
     name = f"payscore_test_{uuid.uuid4().hex[:10]}"
     admin = _admin_engine()
     with admin.begin() as c:
-        c.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+        c.execute(text(f"CREATE DATABASE {name} {DATABASE_OPTIONS}"))
     url = make_url(BASE.mysql_url).set(database=name).render_as_string(hide_password=False)
     engine = make_engine(url)
     create_schema(engine)
@@ -50,7 +53,8 @@ def mysql_url() -> Iterator[str]:
 
 @pytest.fixture
 def engine(mysql_url: str) -> Iterator[Engine]:
-    e = make_engine(mysql_url)
+    """An engine on the test's database, as the bulk sink has it (``local_infile`` on)."""
+    e = make_engine(mysql_url, local_infile=True)
     yield e
     e.dispose()
 
@@ -96,4 +100,16 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     spec = SimulationSpec(seed=5, days=14, cards=800, merchants=160)
     train(spec, folder, validation_days=3, epochs=1)
+    return folder
+
+
+@pytest.fixture
+def models(model_dir: Path, tmp_path: Path) -> Path:
+    """A model folder of the test's own (the flow checkpoints its versions into it), starting
+    from the session's pre-trained version: online versions never leak from one test's database
+    into another test's flow."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for version in artifact.list_versions(model_dir):
+        (folder / version).symlink_to(model_dir / version)
     return folder

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dataflows.config import Config
 from dataflows.keyed_history import keyed_history
@@ -65,9 +67,42 @@ def test_a_bad_message_becomes_a_dead_letter_with_reason_and_position() -> None:
     assert (out.topic, out.partition, out.offset) == ("payments", 2, 7)
     assert out.error == "Expected `int` >= 1 - at `$.amount_minor`"
     assert out.received_at == datetime.fromtimestamp(1_777_000_000, UTC)
-    kafka = to_kafka(out)
+    kafka = to_kafka(out, max_bytes=900_000)
     assert kafka.value == out.value
+    assert kafka.key == b"payments/2/7"  # the same for every replay of the message
     assert dict(kafka.headers)["source_offset"] == b"7"
+    assert "truncated" not in dict(kafka.headers)
+
+
+@given(
+    size=st.integers(min_value=0, max_value=300_000),
+    key_size=st.integers(min_value=0, max_value=300_000),
+    max_bytes=st.integers(min_value=1024, max_value=200_000),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_dead_letter_of_any_size_fits_the_topic_and_says_what_was_cut(
+    size: int, key_size: int, max_bytes: int
+) -> None:
+    letter = DeadLetter(
+        topic="payments",
+        partition=1,
+        offset=99,
+        key=b"k" * key_size,
+        value=b"x" * size,
+        error="too big " * 2000,
+        received_at=None,
+        dead_lettered_at=datetime.now(UTC),
+    )
+    kafka = to_kafka(letter, max_bytes)
+    headers = dict(kafka.headers)
+    total = len(kafka.key or b"") + len(kafka.value or b"")
+    total += sum(len(name) + len(value) for name, value in kafka.headers)
+    assert total <= max_bytes
+    assert letter.value is not None and kafka.value is not None
+    assert letter.value.startswith(kafka.value)
+    assert ("truncated" in headers) == (len(kafka.value) < size)
+    if "truncated" in headers:
+        assert int(headers["truncated"]) == size
 
 
 def test_an_event_far_ahead_of_its_record_time_is_dead() -> None:

@@ -31,13 +31,13 @@ def table(engine: Engine, which: object, order: str) -> list[tuple]:
 
 
 def test_samples_are_scored_once_and_bad_messages_dead_lettered_once(
-    topics: dict[str, str], mysql_url: str, engine: Engine, model_dir: Path
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
 ) -> None:
     produce(
         topics,
         [m for name in ("payments.jsonl", "labels.jsonl") for m in load_samples(SAMPLES / name)],
     )
-    env = flow_env(topics, mysql_url, model_dir)
+    env = flow_env(topics, mysql_url, models)
     run_flow(env)
 
     samples = load_samples(SAMPLES / "payments.jsonl")

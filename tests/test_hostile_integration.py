@@ -37,14 +37,15 @@ def produce(topic: str, cases: list) -> None:
 
 
 def test_every_hostile_message_ends_in_one_row_and_the_flow_keeps_going(
-    topics: dict[str, str], mysql_url: str, engine: Engine, model_dir: Path
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
 ) -> None:
     payments = [c for c in PAYMENT_CASES if c.fits_kafka_default]
     labels = [c for c in LABEL_CASES if c.fits_kafka_default]
     produce(topics["payments_topic"], payments)
     produce(topics["labels_topic"], labels)
 
-    run_flow(flow_env(topics, mysql_url, model_dir), processes=1, workers=2)
+    env = flow_env(topics, mysql_url, models, label_wait_seconds="5", label_retry_seconds="1")
+    run_flow(env, processes=1, workers=2)
 
     with engine.connect() as c:
         letters = c.execute(select(dead_letters)).mappings().all()
@@ -72,4 +73,12 @@ def test_every_hostile_message_ends_in_one_row_and_the_flow_keeps_going(
     }
 
     assert sorted(scored) == sorted(scored_transaction_ids(tuple(payments)))
-    assert tables == {"scored_payments", "dead_letters", "model_versions"}
+    assert tables == {"scored_payments", "dead_letters", "model_versions", "fraud_labels"}
+    # Every label message ends in exactly one place: its fraud_labels row, or a dead letter.
+    with engine.connect() as c:
+        statuses = dict(
+            c.execute(text("SELECT status, COUNT(*) FROM fraud_labels GROUP BY status")).all()
+        )
+    label_letters = sum(1 for d in letters if d["topic"] == topics["labels_topic"])
+    assert sum(statuses.values()) + label_letters == len(labels), statuses
+    assert "waiting" not in statuses

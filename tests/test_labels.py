@@ -1,20 +1,30 @@
-"""Labels meet their payments: each is learned at most once, whatever the order of arrival."""
+"""Labels meet their payments: each label message is accounted for once, and takes effect exactly
+once downstream, whatever the order of arrival and however often the flow crashes."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from dataflows.label_join import LabelJoin
+from dataflows.learning import LearnStep, Lineages
 from dataflows.messages import Positioned
 from features.contract import FraudLabel
-from storage.labels import Claimed, LabelledPayment, claim_labels
+from model_state.artifact import ModelArtifact, VersionRecord
+from model_state.learner import OnlineLearner
+from storage.labels import CLAIMED, Claimed, LabelledPayment, ReadLabel, claim_labels, resolve
 from storage.sink import MySQLSinkPartition
-from storage.tables import scored_payments
+from storage.tables import fraud_labels, scored_payments
+from storage.versions import version_key
+from tests.builders import model_metadata
 
 T0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
@@ -26,38 +36,50 @@ def label(txn: str, card: str = "c-1", fraud: bool = True, days: float = 7) -> F
 
 
 class FakeStore:
-    """In-memory stand-in for the scored_payments table: txn -> (card, labelled?)."""
+    """The two tables in memory, driven by the same decisions as MySQL (:func:`resolve`):
+    payments by transaction id (card, verdict), the label ledger by position."""
 
     def __init__(self, payments: dict[str, str]) -> None:
-        self.payments = dict(payments)
-        self.labelled: set[str] = set()
+        self.payments = {t: self._payment(t, card) for t, card in payments.items()}
+        self.ledger: dict[tuple[int, int], SimpleNamespace] = {}
 
-    def __call__(self, labels: list[FraudLabel]) -> Claimed:
-        out = Claimed([], [], [], [])
-        for lab in labels:
-            card = self.payments.get(lab.transaction_id)
-            if card is None:
-                out.not_found.append(lab)
-            elif card != lab.card_id:
-                out.card_mismatch.append(lab)
-            elif lab.transaction_id in self.labelled:
-                out.already_labelled.append(lab)
-            else:
-                self.labelled.add(lab.transaction_id)
-                out.learnable.append(
-                    LabelledPayment(
-                        transaction_id=lab.transaction_id,
-                        card_id=card,
-                        merchant_id="m",
-                        terminal_id="t",
-                        payment_time=T0.timestamp(),
-                        reported_at=lab.reported_at.timestamp(),
-                        is_fraud=lab.is_fraud,
-                        features={},
-                        scored_by="v00001",
-                    )
-                )
-        return out
+    @staticmethod
+    def _payment(txn: str, card: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            transaction_id=txn,
+            card_id=card,
+            merchant_id="m",
+            terminal_id="t",
+            event_time=T0.replace(tzinfo=None),
+            features={},
+            model_version="v00001",
+            label_is_fraud=None,
+        )
+
+    def store(self, txn: str, card: str = "c-1") -> None:
+        self.payments.setdefault(txn, self._payment(txn, card))
+
+    def __call__(self, reads: list[ReadLabel], expired=lambda _: False) -> Claimed:
+        outcome, record, claims = resolve(
+            "labels", reads, self.ledger, self.payments, expired, T0.replace(tzinfo=None)
+        )
+        for txn, claim in claims.items():
+            self.payments[txn].label_is_fraud = claim.is_fraud
+        for row in record:
+            position = (row["kafka_partition"], row["kafka_offset"])
+            known = self.ledger.get(position)
+            self.ledger[position] = SimpleNamespace(
+                status=row["status"], learned_version=known.learned_version if known else None
+            )
+        return outcome
+
+    def mark_learned(self, record: VersionRecord) -> None:
+        for position in record.learned:
+            if self.ledger[position].learned_version is None:
+                self.ledger[position].learned_version = record.metadata.version
+
+    def claimed(self) -> set[tuple[int, int]]:
+        return {p for p, row in self.ledger.items() if row.status == CLAIMED}
 
 
 class Clock:
@@ -68,8 +90,8 @@ class Clock:
         return self.now
 
 
-def positioned(lab: FraudLabel) -> Positioned[FraudLabel]:
-    return Positioned(lab, 0, 0)
+def positioned(lab: FraudLabel, offset: int = 0) -> Positioned[FraudLabel]:
+    return Positioned(lab, 0, offset)
 
 
 @settings(max_examples=200, deadline=None)
@@ -87,16 +109,16 @@ def test_every_label_is_learned_at_most_once_whatever_the_order(
     join = LabelJoin(store, [], retry_seconds=1, wait_seconds=30, clock=clock)
     learned: list[str] = []
     # Labels arrive in batches; payments get stored between batches; timers fire.
-    queue = [label(t) for t in txns]
+    queue = [positioned(label(t), offset) for offset, t in enumerate(txns)]
     position = 0
     for size in batch_sizes * 40:
         if position >= len(queue):
             break
-        out, _ = join.on_batch([positioned(x) for x in queue[position : position + size]])
+        out, _ = join.on_batch(queue[position : position + size])
         learned += [x.transaction_id for x in out]
         position += size
         if arrivals:
-            store.payments[arrivals.pop(0)] = "c-1"
+            store.store(arrivals.pop(0))
         clock.now += 1
         out, _ = join.on_notify()
         learned += [x.transaction_id for x in out]
@@ -104,28 +126,171 @@ def test_every_label_is_learned_at_most_once_whatever_the_order(
     learned += [x.transaction_id for x in out]
 
     assert len(learned) == len(set(learned)), "a label was learned twice"
-    assert set(learned) <= set(txns)
     # Every transaction whose payment was stored by the end is learned exactly once.
     assert set(learned) == set(txns) & set(store.payments)
+    # Every label message ends in the ledger, and none is left waiting after the end.
+    assert set(store.ledger) == {(0, offset) for offset in range(len(txns))}
+    assert {row.status for row in store.ledger.values()} <= {"claimed", "rejected"}
 
 
-def test_a_waiting_label_is_dropped_after_the_wait_and_the_key_discarded() -> None:
+def test_a_waiting_label_is_rejected_after_the_wait_and_the_key_discarded() -> None:
     store = FakeStore({})
     clock = Clock()
     join = LabelJoin(store, [], retry_seconds=1, wait_seconds=10, clock=clock)
     out, discard = join.on_batch([positioned(label("t1"))])
     assert out == [] and discard is False
+    assert store.ledger[(0, 0)].status == "waiting"
     assert join.notify_at() == datetime.fromtimestamp(clock.now + 1, UTC)
     clock.now += 10
     out, discard = join.on_notify()
     assert out == [] and discard is True
     assert join.notify_at() is None
+    assert store.ledger[(0, 0)].status == "rejected"
+
+
+def test_a_graceful_stop_keeps_waiting_labels_in_the_snapshot() -> None:
+    store = FakeStore({})
+    join = LabelJoin(store, [], retry_seconds=1, wait_seconds=10, stopping=lambda: True)
+    join.on_batch([positioned(label("t1"))])
+    out, discard = join.on_eof()
+    assert out == [] and discard is False
+    assert [read.label.transaction_id for read, _ in pickle.loads(join.snapshot())] == ["t1"]
+    assert store.ledger[(0, 0)].status == "waiting"
 
 
 def test_label_for_another_card_is_never_learned() -> None:
     join = LabelJoin(FakeStore({"t1": "c-1"}), [], retry_seconds=1, wait_seconds=10)
     out, discard = join.on_batch([positioned(label("t1", card="c-2"))])
     assert out == [] and discard is True
+
+
+class CountingModel:
+    """A stand-in model that remembers what it learned (pickles with the learner)."""
+
+    def __init__(self) -> None:
+        self.learned: list[str] = []
+
+    def learn_one(self, x: dict, y: bool, w: float = 1.0) -> None:
+        self.learned.append(x["txn"])
+
+
+class Versions:
+    """Recorded versions (MySQL's model_versions), fetched as the learner's Lineages would."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+        self.records: dict[str, VersionRecord] = {}
+
+    def record(self, record: VersionRecord) -> None:
+        if record.metadata.version not in self.records:
+            self.records[record.metadata.version] = record
+            self.store.mark_learned(record)
+
+    def newest_after(self, after: str | None) -> ModelArtifact | None:
+        newer = [v for v in self.records if after is None or version_key(v) > version_key(after)]
+        if not newer:
+            return None
+        record = self.records[max(newer, key=version_key)]
+        return ModelArtifact(pickle.loads(record.payload), record.metadata, record.payload)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    messages=st.lists(
+        st.tuples(st.sampled_from([f"t{i}" for i in range(12)]), st.booleans()),
+        min_size=1,
+        max_size=30,
+    ),
+    stored=st.sets(st.sampled_from([f"t{i}" for i in range(12)])),
+    epochs=st.lists(
+        st.tuples(st.integers(0, 4), st.booleans(), st.booleans(), st.booleans()),
+        min_size=1,
+        max_size=25,
+    ),
+)
+def test_through_crashes_every_claimed_label_takes_effect_exactly_once(
+    messages: list[tuple[str, bool]],
+    stored: set[str],
+    epochs: list[tuple[int, bool, bool, bool]],
+) -> None:
+    """The join, the fraud rates (here: a list of what reached them) and the learner, snapshotted
+    together at each epoch's end; a crash restores the last snapshot and reads the labels since
+    again, while MySQL (the ledger, the payments, the recorded versions) keeps what was written."""
+    store = FakeStore({t: "c-1" for t in stored})
+    versions = Versions(store)
+    model = CountingModel()
+    start = ModelArtifact(model, model_metadata(), pickle.dumps(model))
+    versions.record(start.record)
+    labels = [
+        positioned(label(t, fraud=fraud), offset) for offset, (t, fraud) in enumerate(messages)
+    ]
+
+    def new_learner(resume: bytes | None) -> LearnStep:
+        lineages = Lineages(versions.newest_after, refresh_seconds=3600)
+        if resume is None:
+            return LearnStep(OnlineLearner(start, 3), 0.0, 3600, None, lineages)
+        learner, last, announce = pickle.loads(resume)
+        return LearnStep(learner, last, 3600, announce, lineages)
+
+    def features(example: LabelledPayment) -> LabelledPayment:  # the model counts txn ids
+        return msgspec.structs.replace(example, features={"txn": example.transaction_id})
+
+    clock = Clock()
+    snapshot = (0, [], [], new_learner(None).snapshot())  # offset, waiting, rates, learner
+    offset, waiting, rates, learner_state = copy.deepcopy(snapshot)
+    join = LabelJoin(store, waiting, retry_seconds=1, wait_seconds=50, clock=clock)
+    learner = new_learner(learner_state)
+
+    def deliver(out: list[LabelledPayment]) -> None:
+        rates.extend((x.label_partition, x.label_offset) for x in out)
+        for record in learner.on_batch([features(x) for x in out])[0]:
+            versions.record(record)
+
+    for take, arrive, timer, crash in epochs * 3:
+        deliver(join.on_batch(labels[offset : offset + take])[0])
+        offset = min(offset + take, len(labels))
+        if arrive:
+            missing = sorted({t for t, _ in messages} - set(store.payments))
+            if missing:
+                store.store(missing[0])
+        clock.now += 1
+        deliver(join.on_notify()[0])
+        if timer:  # the learner's publish timer (wall clock: another moment in a rerun)
+            for record in learner.on_notify()[0]:
+                versions.record(record)
+        if crash:
+            offset, waiting, rates, learner_state = copy.deepcopy(snapshot)
+            join = LabelJoin(store, waiting, retry_seconds=1, wait_seconds=50, clock=clock)
+            learner = new_learner(learner_state)
+        else:
+            snapshot = copy.deepcopy(
+                (offset, pickle.loads(join.snapshot()), rates, learner.snapshot())
+            )
+    # Drain: the rest of the labels, every payment stored, the end of input.
+    deliver(join.on_batch(labels[offset:])[0])
+    for t, _ in messages:
+        store.store(t)
+    clock.now += 1
+    deliver(join.on_eof()[0])
+    for record in learner.on_eof()[0]:
+        versions.record(record)
+
+    claimed = store.claimed()
+    assert sorted(rates) == sorted(claimed), "the fraud rates saw a label twice or never"
+    final = versions.newest_after(None)
+    assert final is not None
+    assert final.metadata.labels_learned == len(claimed)
+    claimed_txns = [labels[o].event.transaction_id for _, o in claimed]
+    assert sorted(final.model.learned) == sorted(claimed_txns), "learned twice or never"
+    # Every recorded version is its recorded parent plus the labels it says it learned.
+    for record in versions.records.values():
+        parent = record.metadata.parent_version
+        if parent is None:
+            continue
+        before = pickle.loads(versions.records[parent].payload).learned
+        after = pickle.loads(record.payload).learned
+        added = [labels[o].event.transaction_id for _, o in record.learned]
+        assert after == before + added, f"{record.metadata.version} was not learned from {parent}"
 
 
 def _row(txn: str, card: str) -> dict[str, object]:
@@ -167,17 +332,22 @@ def _row(txn: str, card: str) -> dict[str, object]:
 def test_claims_in_mysql_learn_each_stored_payment_once(engine: Engine, batches) -> None:
     with engine.begin() as c:
         c.execute(text("DELETE FROM scored_payments"))
+        c.execute(fraud_labels.delete())
     MySQLSinkPartition(engine, scored_payments).write_batch(
         [_row("t1", "c-1"), _row("t2", "c-1"), _row("t3", "c-2")]
     )
     learned: list[str] = []
+    offset = 0
     for batch in batches:
-        labels = [label(t, card="c-2" if wrong else "c-1", fraud=f) for t, f, wrong in batch]
+        reads = []
+        for t, f, wrong in batch:
+            reads.append(ReadLabel(label(t, card="c-2" if wrong else "c-1", fraud=f), 0, offset))
+            offset += 1
         with engine.begin() as c:
-            outcome = claim_labels(c, labels)
+            outcome = claim_labels(c, "labels", reads)
         learned += [x.transaction_id for x in outcome.learnable]
         assert all(x.features == {"amount_eur": 1.0} for x in outcome.learnable)
-        assert {x.transaction_id for x in outcome.not_found} <= {"t4"}
+        assert {r.label.transaction_id for r in outcome.waiting} <= {"t4"}
     assert len(learned) == len(set(learned))
     with engine.connect() as c:
         marked = {
@@ -186,4 +356,9 @@ def test_claims_in_mysql_learn_each_stored_payment_once(engine: Engine, batches)
                 text("SELECT transaction_id FROM scored_payments WHERE label_is_fraud IS NOT NULL")
             )
         }
+        statuses = dict(
+            c.execute(text("SELECT status, COUNT(*) FROM fraud_labels GROUP BY status")).all()
+        )
     assert marked == set(learned)
+    assert sum(statuses.values()) == offset, "every label message has its row"
+    assert statuses.get("claimed", 0) == len(learned)

@@ -28,7 +28,7 @@ def test_a_run_resumed_from_its_snapshot_stores_the_offline_features(
     one_partition_topics: dict[str, str],
     mysql_url: str,
     engine: Engine,
-    model_dir: Path,
+    models: Path,
     tmp_path: Path,
 ) -> None:
     payments = list(simulate(SimulationSpec(seed=31, days=4, cards=150, merchants=30)).payments())
@@ -36,7 +36,7 @@ def test_a_run_resumed_from_its_snapshot_stores_the_offline_features(
     recovery = tmp_path / "recovery"
     recovery.mkdir()
     init_db_dir(recovery, 1)
-    env = flow_env(one_partition_topics, mysql_url, model_dir, kafka_batch_size="1")
+    env = flow_env(one_partition_topics, mysql_url, models, kafka_batch_size="1")
     resume = ["-r", str(recovery), "-s", "1", "-b", "10"]
 
     produce(one_partition_topics, payments[:half])
@@ -51,12 +51,12 @@ def test_a_run_resumed_from_its_snapshot_stores_the_offline_features(
 
 
 def test_card_features_match_the_offline_replay_with_partitions_and_processes(
-    topics: dict[str, str], mysql_url: str, engine: Engine, model_dir: Path
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
 ) -> None:
     sim = simulate(SimulationSpec(seed=32, days=3, cards=200, merchants=40))
     payments = list(sim.payments())
     produce(topics, payments)
-    run_flow(flow_env(topics, mysql_url, model_dir), 2, 1)
+    run_flow(flow_env(topics, mysql_url, models), 2, 1)
     report = check(engine, payments, prefix="card_")
     assert report.payments == len(payments)
     assert report.ok, report.summary()

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.dialects import mysql
 
+from storage.rows import refused_row_letter
 from storage.schema import SCHEMA_FILE, render_ddl
 from storage.sink import (
     MySQLSinkPartition,
@@ -76,19 +77,66 @@ def test_sink_replay_changes_no_row(engine: Engine) -> None:
 
 
 @pytest.mark.integration
-def test_a_failing_batch_writes_nothing(engine: Engine) -> None:
+@pytest.mark.parametrize("method", ["load", "insert"])
+def test_a_row_mysql_refuses_becomes_a_dead_letter_and_the_rest_is_stored(
+    engine: Engine, method: str
+) -> None:
+    sink = MySQLSinkPartition(
+        engine,
+        scored_payments,
+        method,  # type: ignore[arg-type]
+        refused=refused_row_letter("payments"),
+        refused_table=dead_letters,
+    )
+    bad = _row("t-bad", 0.5) | {"currency": "EURO", "kafka_offset": 99}  # too long: strict mode
+    good = [_row(f"t-{i}", 0.1) | {"kafka_offset": i} for i in range(7)]
+    sink.write_batch([*good[:3], bad, *good[3:]])
+    with engine.connect() as c:
+        stored = c.execute(select(scored_payments.c.transaction_id)).scalars().all()
+        letters = c.execute(select(dead_letters)).all()
+    assert sorted(stored) == sorted(r["transaction_id"] for r in good)
+    assert [(d.topic, d.kafka_partition, d.kafka_offset) for d in letters] == [("payments", 0, 99)]
+    assert "MySQL refused the row for scored_payments" in letters[0].error
+    assert "currency" in letters[0].error
+    assert b'"transaction_id":"t-bad"' in letters[0].raw_value
+
+
+@pytest.mark.integration
+def test_without_a_dead_letter_table_a_refused_row_stops_the_sink(engine: Engine) -> None:
     sink = MySQLSinkPartition(engine, scored_payments)
-    bad = _row("t-bad", 0.5) | {"currency": "EURO"}  # too long for the column in strict mode
-    with pytest.raises(Exception, match="currency"):
+    bad = _row("t-bad", 0.5) | {"currency": "EURO"}
+    with pytest.raises(SinkWriteError, match="currency"):
         sink.write_batch([_row("t-ok", 0.1), bad])
     with engine.connect() as c:
-        assert c.execute(select(func.count()).select_from(scored_payments)).scalar_one() == 0
+        assert c.execute(select(func.count()).select_from(scored_payments)).scalar_one() == 1
+
+
+@pytest.mark.integration
+def test_ids_that_differ_only_by_case_are_two_payments(engine: Engine) -> None:
+    """The database is created as ops/services.sh creates it (utf8mb4_unicode_ci by default);
+    id columns compare byte for byte all the same. (``utf8mb4_bin`` pads with spaces, as every
+    collation both servers share: the contract refuses ids with surrounding whitespace.)"""
+    with engine.connect() as c:
+        collation = c.execute(text("SELECT @@collation_database")).scalar_one()
+    assert collation == "utf8mb4_unicode_ci"
+    MySQLSinkPartition(engine, scored_payments).write_batch(
+        [_row("h4-case-abc", 0.1), _row("H4-CASE-ABC", 0.2)]
+    )
+    with engine.connect() as c:
+        stored = c.execute(select(scored_payments.c.transaction_id)).scalars().all()
+        found = c.execute(
+            select(scored_payments.c.fraud_probability).where(
+                scored_payments.c.transaction_id == "H4-CASE-ABC"
+            )
+        ).scalars()
+        assert list(found) == [0.2]
+    assert sorted(stored) == ["H4-CASE-ABC", "h4-case-abc"]
 
 
 @pytest.mark.integration
 def test_schema_file_applies_to_an_empty_database(engine: Engine) -> None:
     with engine.begin() as c:
-        for table in ("scored_payments", "dead_letters", "model_versions"):
+        for table in ("scored_payments", "dead_letters", "model_versions", "fraud_labels"):
             c.execute(text(f"DROP TABLE {table}"))
         for statement in SCHEMA_FILE.read_text().split(";"):
             body = "\n".join(
@@ -97,7 +145,7 @@ def test_schema_file_applies_to_an_empty_database(engine: Engine) -> None:
             if body:
                 c.execute(text(body))
         names = {r[0] for r in c.execute(text("SHOW TABLES"))}
-    assert names == {"scored_payments", "dead_letters", "model_versions"}
+    assert names == {"scored_payments", "dead_letters", "model_versions", "fraud_labels"}
 
 
 @pytest.mark.parametrize(

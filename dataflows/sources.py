@@ -1,0 +1,192 @@
+"""The flow's Kafka inputs: Bytewax's Kafka source, made to stop gracefully and, for labels in a
+drain run, to end only when every label read is accounted for.
+
+Each Kafka partition is read by Bytewax's own partition reader (offsets resume from the recovery
+snapshot). This module wraps it in two ways:
+
+**Stop.** Once the stop event is set (:mod:`dataflows.stopping`) a partition reports its end
+before reading more, so the flow drains what it holds and exits.
+
+**Drain (``PAYSCORE_TAIL=false``), labels only.** Bytewax calls no timer after the end of an
+input, so a label whose payment was not stored yet when its topic ended would be given up,
+although the payment may be scored a moment later in the same run. So at the end of its
+partition a label reader does not end: it waits, checking MySQL every ``poll_seconds``, until
+every label it read in this run has its row in ``fraud_labels`` (or is a dead letter) and none
+of its partition's labels is ``waiting`` any more (claimed, or rejected as ``not_found`` once
+``PAYSCORE_LABEL_WAIT_SECONDS`` passed). A bound (``give_up_seconds``) keeps a broken database
+from holding the run forever: the end of input then rejects what still waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from bytewax.connectors.kafka import KafkaSource
+from bytewax.inputs import StatefulSourcePartition
+from sqlalchemy import Engine, func, select
+
+from storage.engine import make_engine, retry_transient
+from storage.tables import dead_letters, fraud_labels
+
+log = logging.getLogger(__name__)
+
+# (topic, partition, lowest and highest offset read, messages read) -> all accounted for?
+DrainCheck = Callable[[str, int, int, int, int], bool]
+
+
+class _Reader(StatefulSourcePartition):
+    def __init__(
+        self,
+        inner: StatefulSourcePartition,
+        topic: str,
+        partition: int,
+        stop: threading.Event,
+        drained: DrainCheck | None,
+        poll_seconds: float,
+        give_up_seconds: float,
+    ) -> None:
+        self._inner = inner
+        self._topic = topic
+        self._partition = partition
+        self._stop = stop
+        self._drained = drained
+        self._poll = poll_seconds
+        self._give_up = give_up_seconds
+        self._low: int | None = None
+        self._high = -1
+        self._read = 0
+        self._ended_at: float | None = None  # wall time the partition's end was reached
+        self._awake: datetime | None = None
+
+    def next_batch(self) -> list:
+        if self._stop.is_set():
+            raise StopIteration
+        if self._ended_at is not None:
+            return self._wait_for_labels()
+        try:
+            batch = self._inner.next_batch()
+        except StopIteration:
+            if self._drained is None:
+                raise
+            self._ended_at = time.monotonic()
+            return []
+        for message in batch:
+            offset = getattr(message, "offset", None)
+            if offset is not None:
+                self._low = offset if self._low is None else min(self._low, offset)
+                self._high = max(self._high, offset)
+                self._read += 1
+        return batch
+
+    def _wait_for_labels(self) -> list:
+        assert self._drained is not None and self._ended_at is not None
+        low = self._low if self._low is not None else 0
+        if self._drained(self._topic, self._partition, low, self._high, self._read):
+            raise StopIteration
+        if time.monotonic() - self._ended_at > self._give_up:
+            log.warning(
+                "labels of %s[%d] still unresolved %.0f s after the end of the topic; ending "
+                "the input anyway (what still waits is rejected as not_found)",
+                self._topic,
+                self._partition,
+                self._give_up,
+            )
+            raise StopIteration
+        self._awake = datetime.now(UTC) + timedelta(seconds=self._poll)
+        return []
+
+    def next_awake(self) -> datetime | None:
+        return self._awake if self._ended_at is not None else None
+
+    def snapshot(self) -> object:
+        return self._inner.snapshot()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class FlowKafkaSource(KafkaSource):
+    """Bytewax's :class:`KafkaSource` with a graceful stop and (labels) a drain wait."""
+
+    def __init__(
+        self,
+        *args: object,
+        stop: threading.Event,
+        drained: DrainCheck | None = None,
+        poll_seconds: float = 1.0,
+        give_up_seconds: float = 900.0,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._stop = stop
+        self._drained = drained
+        self._poll = poll_seconds
+        self._give_up_seconds = give_up_seconds
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Reader:
+        inner = super().build_part(step_id, for_part, resume_state)
+        idx, topic = for_part.split("-", 1)
+        return _Reader(
+            inner,
+            topic,
+            int(idx),
+            self._stop,
+            self._drained,
+            self._poll,
+            self._give_up_seconds,
+        )
+
+
+class LabelsAccountedFor:
+    """The drain check against MySQL: every label read from ``[low, high]`` of a partition has
+    a ``fraud_labels`` row or is a dead letter, and none of the partition's labels waits."""
+
+    _engines: dict[str, Engine] = {}  # noqa: RUF012 (one engine per process and URL)
+    _lock = threading.Lock()
+
+    def __init__(self, url: str, patience: float) -> None:
+        self._url = url
+        self._patience = patience
+
+    def __call__(self, topic: str, partition: int, low: int, high: int, read: int) -> bool:
+        fl, dl = fraud_labels, dead_letters
+
+        def count() -> tuple[int, int, int]:
+            with self._engine().connect() as c:
+                waiting = c.execute(
+                    select(func.count())
+                    .select_from(fl)
+                    .where(fl.c.status == "waiting", fl.c.topic == topic)
+                    .where(fl.c.kafka_partition == partition)
+                ).scalar_one()
+                if read == 0:
+                    return waiting, 0, 0
+                recorded, letters = (
+                    c.execute(
+                        select(func.count())
+                        .select_from(table)
+                        .where(
+                            table.c.topic == topic,
+                            table.c.kafka_partition == partition,
+                            table.c.kafka_offset.between(low, high),
+                        )
+                    ).scalar_one()
+                    for table in (fl, dl)
+                )
+                return waiting, recorded, letters
+
+        waiting, recorded, letters = retry_transient(
+            count, patience=self._patience, what=f"checking the labels of {topic}[{partition}]"
+        )
+        return waiting == 0 and recorded + letters >= read
+
+    def _engine(self) -> Engine:
+        with self._lock:
+            engine = self._engines.get(self._url)
+            if engine is None:
+                engine = self._engines[self._url] = make_engine(self._url, pool_size=1)
+            return engine
