@@ -1,32 +1,92 @@
 #!/usr/bin/env bash
 # Runs the scoring flow as PROCESSES cooperating processes of WORKERS worker threads each:
-#   bash ops/run_flow.sh [PROCESSES] [WORKERS] [extra bytewax.run arguments...]
+#   bash ops/run_flow.sh [--supervise] [PROCESSES] [WORKERS] [extra bytewax.run arguments...]
 # Each process is `python -m bytewax.run dataflows.scoring:flow -w WORKERS -i ID -a ADDRESSES`.
-# With PAYSCORE_TAIL=false the flow stops at the end of its topics and this script returns the
-# first non-zero exit code of the processes. Ports come from FLOW_BASE_PORT (default 2101).
-set -euo pipefail
+#
+# Stop: SIGTERM or SIGINT (Ctrl-C) is passed on to every process, which finishes its epoch, takes
+# its last snapshot and exits 0 (dataflows/stopping.py); the script then exits 0.
+# Exit: with PAYSCORE_TAIL=false the flow stops at the end of its topics; the script returns the
+# first non-zero exit code of the processes, after stopping the others.
+# --supervise (or FLOW_SUPERVISE=1): a flow that exits non-zero (MySQL unavailable for longer than
+# PAYSCORE_MYSQL_OUTAGE_SECONDS, a crash) is started again after a back-off (5 s, doubling to
+# 60 s); a stop signal or a clean exit ends the loop. Use it with recovery (-r DIR), so that a
+# restart resumes from the last snapshot instead of reading the topics from the beginning.
+# Recovery: a -r DIR that does not exist yet is created (mode 0700) with one partition per worker.
+# Ports come from FLOW_BASE_PORT (default 2101).
+set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SUPERVISE=${FLOW_SUPERVISE:-0}
+if [ "${1:-}" = "--supervise" ]; then SUPERVISE=1; shift; fi
 PROCESSES=${1:-2}
 WORKERS=${2:-2}
 shift $(( $# < 2 ? $# : 2 ))
 PY=${FLOW_PYTHON:-$ROOT/.venv/bin/python}
 BASE=${FLOW_BASE_PORT:-2101}
+
+log() { printf '[run_flow] %s\n' "$*" >&2; }
+
 addresses=""
 for ((i = 0; i < PROCESSES; i++)); do
   addresses+="${addresses:+;}127.0.0.1:$((BASE + i))"
 done
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM
-for ((i = 0; i < PROCESSES; i++)); do
-  if ((PROCESSES == 1)); then
-    (cd "$ROOT" && exec "$PY" -m bytewax.run dataflows.scoring:flow -w "$WORKERS" "$@") &
-  else
-    (cd "$ROOT" && exec "$PY" -m bytewax.run dataflows.scoring:flow -w "$WORKERS" -i "$i" -a "$addresses" "$@") &
+
+# A recovery folder named with -r that does not exist yet: create it, readable by us alone.
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  if [ "${args[$i]}" = "-r" ] || [ "${args[$i]}" = "--recovery-directory" ]; then
+    dir=${args[$((i + 1))]:-}
+    if [ -n "$dir" ] && [ ! -e "$dir" ]; then
+      log "creating the recovery folder $dir with $((PROCESSES * WORKERS)) partitions"
+      (umask 077 && mkdir -p "$dir" && "$PY" -m bytewax.recovery "$dir" $((PROCESSES * WORKERS))) || exit 1
+    fi
   fi
-  pids+=($!)
 done
-status=0
-for pid in "${pids[@]}"; do
-  wait "$pid" || { rc=$?; ((status == 0)) && status=$rc; kill "${pids[@]}" 2>/dev/null || true; }
+
+stopping=0
+declare -A live=()
+on_signal() {
+  stopping=1
+  log "stop requested: passing it on to the flow (pids ${!live[*]})"
+  ((${#live[@]})) && kill -TERM "${!live[@]}" 2>/dev/null
+}
+trap on_signal INT TERM
+
+run_once() {  # starts the processes, waits for all; returns the first non-zero exit code
+  live=()
+  for ((i = 0; i < PROCESSES; i++)); do
+    if ((PROCESSES == 1)); then
+      (cd "$ROOT" && exec "$PY" -m bytewax.run dataflows.scoring:flow -w "$WORKERS" "$@") &
+    else
+      (cd "$ROOT" && exec "$PY" -m bytewax.run dataflows.scoring:flow -w "$WORKERS" -i "$i" -a "$addresses" "$@") &
+    fi
+    live[$!]=1
+  done
+  local status=0 rc done_pid
+  while ((${#live[@]})); do
+    done_pid=""
+    wait -n -p done_pid "${!live[@]}"
+    rc=$?
+    [ -z "${done_pid:-}" ] && continue  # a trapped signal interrupted the wait
+    unset "live[$done_pid]"
+    if ((rc != 0 && status == 0)); then
+      status=$rc
+      log "process $done_pid exited with status $rc; stopping the others"
+      ((${#live[@]})) && kill -TERM "${!live[@]}" 2>/dev/null
+    fi
+  done
+  return $status
+}
+
+delay=5
+while :; do
+  started=$SECONDS
+  run_once "$@"
+  status=$?
+  if ((stopping)); then log "stopped (status $status)"; exit $status; fi
+  if ((status == 0 || SUPERVISE == 0)); then exit $status; fi
+  ((SECONDS - started > 60)) && delay=5
+  log "the flow exited with status $status; restarting in $delay s (supervised)"
+  sleep "$delay" & wait $!
+  ((stopping)) && exit $status
+  delay=$((delay * 2 > 60 ? 60 : delay * 2))
 done
-exit $status

@@ -5,6 +5,9 @@
 #   bash ops/services.sh up       install what is missing, start both, create the database, user and topics
 #   bash ops/services.sh down     stop both (data is kept under .services/)
 #   bash ops/services.sh status   say what runs
+#   bash ops/services.sh restart-mysql|restart-kafka [SECONDS]
+#                                 stop one service, keep it down SECONDS (default 0), start it
+#                                 again (outage drills; the chaos tests use them)
 #
 # Idempotent: `up` on running services only checks them. Settings come from the environment with the
 # defaults below (the same defaults the application's config uses).
@@ -151,5 +154,7 @@ case "${1:-}" in
   up) mysql_up; kafka_up; topics_up ;;
   down) kafka_down; mysql_down ;;
   status) status ;;
-  *) echo "usage: bash ops/services.sh up|down|status" >&2; exit 2 ;;
+  restart-mysql) mysql_down; sleep "${2:-0}"; mysql_up ;;
+  restart-kafka) kafka_down; sleep "${2:-0}"; kafka_up ;;
+  *) echo "usage: bash ops/services.sh up|down|status|restart-mysql|restart-kafka [SECONDS]" >&2; exit 2 ;;
 esac

@@ -124,9 +124,7 @@ def retry_transient(
         raise MySQLUnavailableError(
             f"MySQL unavailable for more than {patience:.0f} s "
             f"(PAYSCORE_MYSQL_OUTAGE_SECONDS) while {what}: "
-            f"{describe(last) if last else 'no answer'}. Stopping so that a supervisor restarts "
-            "the flow (ops/run_flow.sh --supervise or ops/systemd/payscore-flow.service); "
-            "with recovery nothing is lost."
+            f"{describe(last) if last else 'no answer'}"
         ) from last
 
 

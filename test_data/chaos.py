@@ -1,0 +1,340 @@
+"""Crash and outage drills for the running flow, and the accounting that must hold after them.
+
+Used by ``tests/test_chaos_integration.py`` (a bounded schedule, in CI) and by
+``benchmarks/soak.py`` (long schedules, by hand). Everything runs against the real broker and
+MySQL server of ``ops/services.sh``, on this machine.
+
+:class:`FlowProcess` runs ``ops/run_flow.sh`` with Bytewax recovery and can kill it
+(``kill -9`` of every process, optionally right after a snapshot was written) or stop it
+(SIGTERM). :func:`account` then says, from MySQL alone, whether
+
+- every valid payment is stored once and its card features equal the offline replay;
+- every label message is accounted for (a ``fraud_labels`` row or a dead letter), none waits,
+  and the claimed ones are exactly the labels whose payments exist;
+- the newest model version learned every claimed label once: its ``labels_learned`` equals the
+  claimed labels, every claimed label names the version that learned it, and each version's
+  count is its parent's plus the labels marked with it;
+
+and :func:`check_fraud_rates` whether the terminals' and merchants' fraud rates count every
+claimed fraud exactly once, through probe payments scored after everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import msgspec
+from confluent_kafka import Producer
+from sqlalchemy import Engine, func, select, text
+
+from features.contract import FraudLabel, Payment
+from storage.parity import check as parity_check
+from storage.tables import dead_letters, fraud_labels, model_versions, scored_payments
+from storage.versions import version_key
+from test_data.produce import from_simulation, send
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def produce(brokers: str, topics: dict[str, str], events: Iterable[Payment | FraudLabel]) -> None:
+    """Send events to the flow's topics (keyed by card); every one must land."""
+    producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5, "enable.idempotence": True})
+    report = send(
+        from_simulation(events, topics["payments_topic"], topics["labels_topic"]),
+        producer,
+        progress=False,
+    )
+    if not report.ok:
+        raise RuntimeError(f"producing failed: {report.errors[:5]}")
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.3)
+
+
+def services(*args: str) -> None:
+    """``bash ops/services.sh ARGS`` (a restart drill)."""
+    subprocess.run(["bash", str(ROOT / "ops" / "services.sh"), *args], check=True)
+
+
+class FlowProcess:
+    """``ops/run_flow.sh`` in its own process group, with recovery in ``recovery``."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        recovery: Path,
+        log: Path,
+        *,
+        processes: int = 2,
+        workers: int = 1,
+        snapshot_seconds: int = 1,
+        base_port: int = 2400,
+    ) -> None:
+        self.env = env | {"FLOW_BASE_PORT": str(base_port)}
+        self.recovery = recovery
+        self.log = log
+        self.processes = processes
+        self.workers = workers
+        self.snapshot_seconds = snapshot_seconds
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        with self.log.open("ab") as out:
+            out.write(f"\n==== start {self.starts} at {time.time():.3f}\n".encode())
+            self.proc = subprocess.Popen(
+                [
+                    "bash",
+                    str(ROOT / "ops" / "run_flow.sh"),
+                    str(self.processes),
+                    str(self.workers),
+                    "-r",
+                    str(self.recovery),
+                    "-s",
+                    str(self.snapshot_seconds),
+                    "-b",
+                    "30",
+                ],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        """``kill -9`` the script and every flow process."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 90) -> int:
+        """SIGTERM to ``run_flow.sh`` (as a supervisor sends it); its exit status."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            raise AssertionError(f"the flow did not stop within {timeout} s of SIGTERM") from None
+
+    def snapshots_written(self) -> float:
+        """The newest modification time of the recovery partitions."""
+        times = [p.stat().st_mtime for p in self.recovery.glob("*.sqlite3*")]
+        return max(times, default=0.0)
+
+    def kill9_after_snapshot(self, timeout: float = 20) -> None:
+        """Wait until a snapshot is written, then ``kill -9`` at once."""
+        before = self.snapshots_written()
+        wait_for("a snapshot", lambda: self.snapshots_written() > before, timeout)
+        self.kill9()
+
+
+class Accounting(msgspec.Struct, kw_only=True):
+    """What :func:`account` found; ``problems`` lists every failed expectation."""
+
+    payments: int
+    stored: int
+    card_values_compared: int
+    label_messages: int
+    label_rows: dict[str, int]
+    label_dead_letters: int
+    claimed: int
+    claimed_expected: int
+    learned_marked: int
+    newest_version: str
+    newest_labels_learned: int
+    versions: int
+    problems: list[str]
+
+    def summary(self) -> str:
+        return "\n".join(
+            [
+                f"payments: {self.payments} sent, {self.stored} stored; "
+                f"card features compared: {self.card_values_compared} values",
+                f"labels: {self.label_messages} sent; rows {self.label_rows}; "
+                f"dead letters {self.label_dead_letters}",
+                f"claimed {self.claimed} (expected {self.claimed_expected}); "
+                f"marked learned {self.learned_marked}",
+                f"newest version {self.newest_version}: labels_learned "
+                f"{self.newest_labels_learned}; versions recorded {self.versions}",
+                "problems: " + ("; ".join(self.problems) if self.problems else "none"),
+            ]
+        )
+
+
+def account(
+    engine: Engine,
+    payments: Sequence[Payment],
+    labels: Sequence[FraudLabel],
+    labels_topic: str,
+) -> Accounting:
+    """Check the stored outcome of a run (see the module docstring)."""
+    problems: list[str] = []
+    sp, fl, mv = scored_payments, fraud_labels, model_versions
+    with engine.connect() as c:
+        stored_ids = c.execute(select(sp.c.transaction_id)).scalars().all()
+        rows = dict(
+            c.execute(select(fl.c.status, func.count()).group_by(fl.c.status)).all()  # type: ignore[arg-type]
+        )
+        letters = c.execute(
+            select(func.count())
+            .select_from(dead_letters)
+            .where(dead_letters.c.topic == labels_topic)
+        ).scalar_one()
+        claimed = c.execute(
+            select(fl.c.transaction_id, fl.c.learned_version).where(fl.c.status == "claimed")
+        ).all()
+        versions = c.execute(
+            select(mv.c.version, mv.c.parent_version, mv.c.labels_learned, mv.c.origin)
+        ).all()
+        marked = Counter(
+            dict(
+                c.execute(
+                    select(fl.c.learned_version, func.count())
+                    .where(fl.c.learned_version.is_not(None))
+                    .group_by(fl.c.learned_version)
+                ).all()  # type: ignore[arg-type]
+            )
+        )
+    sent_ids = {p.transaction_id for p in payments}
+    if sorted(stored_ids) != sorted(sent_ids):
+        missing = sent_ids - set(stored_ids)
+        extra = set(stored_ids) - sent_ids
+        problems.append(f"payments: {len(missing)} missing, {len(extra)} unexpected")
+    report = parity_check(engine, list(payments), prefix="card_")
+    if not report.ok:
+        problems.append(f"card features differ from the offline replay: {report.summary()}")
+    if sum(rows.values()) + letters != len(labels):
+        problems.append(
+            f"{len(labels)} label messages but {sum(rows.values())} rows and {letters} dead letters"
+        )
+    if rows.get("waiting"):
+        problems.append(f"{rows['waiting']} labels still waiting")
+    first_label: dict[str, FraudLabel] = {}
+    for label in labels:
+        first_label.setdefault(label.transaction_id, label)
+    expected = sum(1 for t in first_label if t in sent_ids)
+    if len(claimed) != expected:
+        problems.append(f"{len(claimed)} labels claimed, {expected} expected")
+    unlearned = [t for t, v in claimed if v is None]
+    if unlearned:
+        problems.append(f"{len(unlearned)} claimed labels in no version, e.g. {unlearned[:3]}")
+    by_name = {v.version: v for v in versions}
+    newest = max(by_name, key=version_key)
+    if by_name[newest].labels_learned != len(claimed):
+        problems.append(
+            f"newest version {newest} learned {by_name[newest].labels_learned} labels, "
+            f"{len(claimed)} claimed"
+        )
+    for v in versions:
+        if v.origin != "online":
+            continue
+        parent = by_name.get(v.parent_version)
+        base = parent.labels_learned if parent is not None and parent.origin == "online" else 0
+        if v.labels_learned != base + marked.get(v.version, 0):
+            problems.append(
+                f"{v.version} learned {v.labels_learned}, its parent {v.parent_version} "
+                f"{base}, and {marked.get(v.version, 0)} labels name it"
+            )
+    return Accounting(
+        payments=len(payments),
+        stored=len(stored_ids),
+        card_values_compared=report.values,
+        label_messages=len(labels),
+        label_rows=rows,
+        label_dead_letters=letters,
+        claimed=len(claimed),
+        claimed_expected=expected,
+        learned_marked=sum(marked.values()),
+        newest_version=newest,
+        newest_labels_learned=by_name[newest].labels_learned,
+        versions=len(versions),
+        problems=problems,
+    )
+
+
+def probes(engine: Engine, after: datetime) -> list[Payment]:
+    """One payment per stored terminal at ``after``, each from a new card: scored after
+    everything else, its fraud-rate features show what the terminal's and merchant's state hold."""
+    sp = scored_payments
+    with engine.connect() as c:
+        rows = c.execute(
+            select(sp.c.terminal_id, func.min(sp.c.merchant_id)).group_by(sp.c.terminal_id)
+        ).all()
+    return [
+        Payment(
+            transaction_id=f"probe-{terminal}",
+            card_id=f"probe-card-{terminal}",
+            merchant_id=merchant,
+            terminal_id=terminal,
+            amount_minor=1000,
+            currency="EUR",
+            event_time=after,
+            mcc="5411",
+            channel="pos",
+            country="FR",
+        )
+        for terminal, merchant in rows
+    ]
+
+
+def check_fraud_rates(engine: Engine, probe_ids: Iterable[str]) -> list[str]:
+    """Problems with the probes' 30-day fraud rates: each must count exactly the claimed fraud
+    labels of its terminal (and merchant) among exactly the payments stored for it."""
+    ids = list(probe_ids)
+    with engine.connect() as c:
+        frauds = {
+            (kind, key): n
+            for kind in ("terminal", "merchant")
+            for key, n in c.execute(
+                text(
+                    f"SELECT p.{kind}_id, COUNT(*) FROM fraud_labels l JOIN scored_payments p "
+                    "ON p.transaction_id = l.transaction_id "
+                    "WHERE l.status = 'claimed' AND l.is_fraud GROUP BY p." + kind + "_id"
+                )
+            ).all()
+        }
+        stored = c.execute(
+            select(scored_payments.c.transaction_id, scored_payments.c.terminal_id,
+                   scored_payments.c.merchant_id, scored_payments.c.features)
+            .where(scored_payments.c.transaction_id.in_(ids))
+        ).all()  # fmt: skip
+    problems = []
+    if len(stored) != len(ids):
+        problems.append(f"{len(ids) - len(stored)} probes not stored")
+    for row in stored:
+        for kind, key in (("terminal", row.terminal_id), ("merchant", row.merchant_id)):
+            rate = row.features[f"{kind}_fraud_rate_30d"]
+            count = row.features[f"{kind}_count_30d"]
+            want = frauds.get((kind, key), 0)
+            got = rate * count if rate < 1.0 else None
+            if (got is None and want < count) or (got is not None and round(got) != want):
+                problems.append(
+                    f"{kind} {key}: rate {rate} over {count:.0f} payments, {want} frauds claimed"
+                )
+    return problems
+
+
+def probe_time(payments: Sequence[Payment], labels: Sequence[FraudLabel]) -> datetime:
+    """A moment after every payment and every report, by an hour."""
+    last = max([p.event_time for p in payments] + [label.reported_at for label in labels])
+    return last + timedelta(hours=1)

@@ -1,0 +1,145 @@
+"""A bounded chaos drill on the real broker and server: payments and labels flow while the flow is
+killed with ``kill -9`` at random moments (one right after a snapshot, one right after a
+restart), stopped once with SIGTERM, and MariaDB and the broker are each restarted under it.
+
+Afterwards, from MySQL alone (:mod:`test_data.chaos`): every payment is stored once with card
+features equal to the offline replay; every label message is accounted for and every claimed
+label was learned exactly once (the newest version's ``labels_learned``, and the chain of
+versions); and probe payments scored last show fraud rates that count every claimed fraud of
+their terminal and merchant exactly once. Runs in about three minutes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from storage.tables import dead_letters, fraud_labels, scored_payments
+from test_data.chaos import (
+    FlowProcess,
+    account,
+    check_fraud_rates,
+    probe_time,
+    probes,
+    produce,
+    services,
+    wait_for,
+)
+from test_data.generator import simulate
+from test_data.spec import LabelDelays, SimulationSpec
+from tests.flowrun import flow_env
+
+pytestmark = pytest.mark.integration
+
+BROKERS = "127.0.0.1:9092"
+
+
+def stored(engine: Engine) -> int:
+    with engine.connect() as c:
+        return c.execute(select(func.count()).select_from(scored_payments)).scalar_one()
+
+
+def labels_settled(engine: Engine, topic: str, expected: int) -> bool:
+    fl, dl = fraud_labels, dead_letters
+    with engine.connect() as c:
+        rows = c.execute(
+            select(func.count()).select_from(fl).where(fl.c.status != "waiting")
+        ).scalar_one()
+        letters = c.execute(
+            select(func.count()).select_from(dl).where(dl.c.topic == topic)
+        ).scalar_one()
+    return rows + letters == expected
+
+
+def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path, tmp_path: Path
+) -> None:
+    rng = random.Random(20261201)
+    spec = SimulationSpec(
+        seed=41,
+        days=4,
+        cards=2000,
+        merchants=150,
+        fraud_rate=0.02,
+        label_delays=LabelDelays(fraud_median_days=1.0, legit_maturity_days=3.0),
+    )
+    sim = simulate(spec)
+    payments = list(sim.payments())
+    horizon = payments[0].event_time + timedelta(days=20)  # fraud rates' 30-day window
+    labels = [label for label in sim.labels() if label.reported_at <= horizon]
+    chunks = 6
+    size = -(-len(payments) // chunks)
+    env = flow_env(
+        topics,
+        mysql_url,
+        models,
+        tail="true",
+        kafka_batch_size="200",
+        label_retry_seconds="1",
+        label_wait_seconds="300",
+        publish_every_labels="100",
+        publish_seconds="2",
+        model_refresh_seconds="1",
+        mysql_outage_seconds="120",
+    )
+    flow = FlowProcess(env, tmp_path / "recovery", tmp_path / "flow.log", base_port=2600)
+    flow.start()
+    sent_labels = 0
+    try:
+        for i in range(chunks):
+            part = payments[i * size : (i + 1) * size]
+            last = part[-1].event_time if i < chunks - 1 else horizon
+            due = [x for x in labels[sent_labels:] if x.reported_at <= last]
+            sent_labels += len(due)
+            # Labels first: some reach the flow before their payments and wait for them.
+            produce(BROKERS, topics, due + part)
+            time.sleep(rng.uniform(0.3, 1.5))
+            if i == 0:
+                flow.kill9()
+                flow.start()
+            elif i == 1:
+                flow.kill9_after_snapshot()
+                flow.start()
+            elif i == 2:
+                services("restart-mysql", "3")
+                assert flow.running, "the flow stopped during a short MySQL outage"
+            elif i == 3:
+                assert flow.stop() == 0, "SIGTERM did not stop the flow cleanly"
+                flow.start()
+            elif i == 4:
+                services("restart-kafka", "1")
+                assert flow.running, "the flow stopped during a broker restart"
+            else:
+                flow.kill9()
+                flow.start()
+                time.sleep(rng.uniform(4, 8))  # about when the restarted flow gets going
+                flow.kill9()
+                flow.start()
+        assert sent_labels == len(labels)
+        wait_for("every payment to be stored", lambda: stored(engine) == len(payments), 150)
+        wait_for(
+            "every label to be settled",
+            lambda: labels_settled(engine, topics["labels_topic"], len(labels)),
+            150,
+        )
+        time.sleep(2)  # the last claims reach the fraud rates
+        probe = probes(engine, probe_time(payments, labels))
+        produce(BROKERS, topics, probe)
+        wait_for("the probes", lambda: stored(engine) == len(payments) + len(probe), 60)
+        assert flow.stop() == 0
+    finally:
+        if flow.running:
+            flow.kill9()
+
+    result = account(engine, payments + probe, labels, topics["labels_topic"])
+    rates = check_fraud_rates(engine, [p.transaction_id for p in probe])
+    print(result.summary(), f"\nflow starts: {flow.starts}; probes: {len(probe)}")
+    log_tail = (tmp_path / "flow.log").read_text()[-3000:]
+    assert result.problems == [], result.summary() + "\n" + log_tail
+    assert rates == [], rates[:10]
+    assert result.claimed > 100 and result.versions > 5, result.summary()
