@@ -5,6 +5,7 @@
 #   bash ops/services.sh up       install what is missing, start both, create the database, user and topics
 #   bash ops/services.sh down     stop both (data is kept under .services/)
 #   bash ops/services.sh status   say what runs
+#   bash ops/services.sh mysql-down|mysql-up   stop or start MariaDB alone
 #   bash ops/services.sh restart-mysql|restart-kafka [SECONDS]
 #                                 stop one service, keep it down SECONDS (default 0), start it
 #                                 again (outage drills; the chaos tests use them)
@@ -155,6 +156,8 @@ case "${1:-}" in
   down) kafka_down; mysql_down ;;
   status) status ;;
   restart-mysql) mysql_down; sleep "${2:-0}"; mysql_up ;;
+  mysql-down) mysql_down ;;
+  mysql-up) mysql_up ;;
   restart-kafka) kafka_down; sleep "${2:-0}"; kafka_up ;;
-  *) echo "usage: bash ops/services.sh up|down|status|restart-mysql|restart-kafka [SECONDS]" >&2; exit 2 ;;
+  *) echo "usage: bash ops/services.sh up|down|status|mysql-down|mysql-up|restart-mysql|restart-kafka [SECONDS]" >&2; exit 2 ;;
 esac

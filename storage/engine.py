@@ -121,11 +121,15 @@ def retry_transient(
         return retrying(work)
     except RetryError as exc:
         last = exc.last_attempt.exception()
-        raise MySQLUnavailableError(
-            f"MySQL unavailable for more than {patience:.0f} s "
-            f"(PAYSCORE_MYSQL_OUTAGE_SECONDS) while {what}: "
-            f"{describe(last) if last else 'no answer'}"
-        ) from last
+        bound = (
+            f" for more than {patience:.0f} s (PAYSCORE_MYSQL_OUTAGE_SECONDS)" if patience else ""
+        )
+        error = MySQLUnavailableError(
+            f"MySQL unavailable{bound} while {what}: {describe(last) if last else 'no answer'}"
+        )
+        if patience:  # the flow stops on it: say so where operators look, whatever Bytewax prints
+            log.error("%s; stopping the flow", error)
+        raise error from last
 
 
 def make_engine(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,7 +12,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.dialects import mysql
 
 from storage.rows import refused_row_letter
-from storage.schema import SCHEMA_FILE, render_ddl
+from storage.schema import DATABASE_OPTIONS, SCHEMA_FILE, render_ddl
 from storage.sink import (
     MySQLSinkPartition,
     SinkWriteError,
@@ -213,3 +214,8 @@ def test_any_text_and_bytes_round_trip_through_the_bulk_load(engine: Engine, let
             select(dead_letters.c.error, dead_letters.c.raw_value).order_by("kafka_offset")
         ).all()
     assert [(e, r) for e, r in stored] == letters
+
+
+def test_the_tests_create_their_databases_as_ops_services_creates_the_product_s() -> None:
+    services = (Path(__file__).resolve().parent.parent / "ops" / "services.sh").read_text()
+    assert f"CREATE DATABASE IF NOT EXISTS \\`$DB_NAME\\` {DATABASE_OPTIONS};" in services

@@ -1,0 +1,191 @@
+"""Outages and poison pills on the real broker and server.
+
+- A drain run (``PAYSCORE_TAIL=false``) whose labels reach the flow before their payments are
+  stored waits for them: every label is claimed, none is given up.
+- MySQL down for longer than ``PAYSCORE_MYSQL_OUTAGE_SECONDS``: the flow exits non-zero with a
+  message that says so; under ``ops/run_flow.sh --supervise`` it is started again and, once
+  MySQL is back, stores everything with nothing lost.
+- A bad message larger than the dead-letter topic takes is one dead letter: whole in MySQL, cut
+  (and marked) on the topic; the flow goes on with the rest of its partition.
+- Model versions are ordered as numbers under the collation the project ships.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from sqlalchemy import Engine, func, insert, select, text
+
+from storage.rows import model_version_row
+from storage.tables import dead_letters, fraud_labels, model_versions, scored_payments
+from storage.versions import newest_after
+from test_data.chaos import FlowProcess, services, wait_for
+from test_data.generator import simulate
+from test_data.hostile import valid_payment
+from test_data.spec import LabelDelays, SimulationSpec
+from tests.builders import model_metadata
+from tests.flowrun import flow_env, produce, run_flow
+
+pytestmark = pytest.mark.integration
+
+
+def count(engine: Engine, table=scored_payments, where=None) -> int:
+    query = select(func.count()).select_from(table)
+    if where is not None:
+        query = query.where(where)
+    with engine.connect() as c:
+        return int(c.execute(query).scalar_one())
+
+
+def small_stream() -> tuple[list, list]:
+    sim = simulate(
+        SimulationSpec(
+            seed=52,
+            days=2,
+            cards=600,
+            merchants=60,
+            fraud_rate=0.02,
+            label_delays=LabelDelays(fraud_median_days=0.5, legit_maturity_days=1.0),
+        )
+    )
+    return list(sim.payments()), list(sim.labels())
+
+
+def test_a_drain_run_waits_for_the_payments_of_its_labels(
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
+) -> None:
+    payments, labels = small_stream()
+    produce(topics, labels)  # every label is read before its payment
+    produce(topics, payments)
+    run_flow(flow_env(topics, mysql_url, models, label_retry_seconds="1"), processes=2, workers=1)
+    assert count(engine) == len(payments)
+    claimed = count(engine, fraud_labels, fraud_labels.c.status == "claimed")
+    assert claimed == len({label.transaction_id for label in labels})
+    assert count(engine, fraud_labels) == len(labels), "a label message left no row"
+
+
+def test_mysql_down_past_the_bound_stops_the_flow_and_the_supervisor_brings_it_back(
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path, tmp_path: Path
+) -> None:
+    payments, labels = small_stream()
+    env = flow_env(
+        topics,
+        mysql_url,
+        models,
+        tail="true",
+        mysql_outage_seconds="3",
+        label_retry_seconds="1",
+        model_refresh_seconds="1",
+    ) | {"FLOW_SUPERVISE": "1"}
+    log = tmp_path / "flow.log"
+    flow = FlowProcess(env, tmp_path / "recovery", log, base_port=2650)
+    flow.start()
+    try:
+        half = len(payments) // 2
+        produce(topics, payments[:half])
+        wait_for("the first half", lambda: count(engine) == half, 90)
+        services("mysql-down")
+        try:
+            produce(topics, payments[half:])
+            produce(topics, labels)
+            wait_for(
+                "the flow to give up on MySQL",
+                lambda: "MySQL unavailable for more than 3 s" in log.read_text(),
+                60,
+            )
+            wait_for("the supervisor to restart it", lambda: "restarting in" in log.read_text(), 30)
+        finally:
+            services("mysql-up")
+        wait_for("every payment", lambda: count(engine) == len(payments), 120)
+        wait_for(
+            "every label",
+            lambda: count(engine, fraud_labels, fraud_labels.c.status != "waiting") == len(labels),
+            120,
+        )
+        assert flow.running
+        assert flow.stop() == 0
+    finally:
+        if flow.running:
+            flow.kill9()
+    claimed = count(engine, fraud_labels, fraud_labels.c.status == "claimed")
+    assert claimed == len({label.transaction_id for label in labels})
+    with engine.connect() as c:
+        newest = c.execute(
+            select(model_versions.c.labels_learned)
+            .order_by(model_versions.c.lineage.desc(), model_versions.c.sequence.desc())
+            .limit(1)
+        ).scalar_one()
+    assert newest == claimed
+
+
+def test_a_dead_letter_larger_than_its_topic_takes_is_stored_whole_and_cut_on_the_topic(
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
+) -> None:
+    huge = b'{"transaction_id": "' + b"x" * 1_040_200 + b'"}'  # the size the review sent
+    after = msgspec.json.encode(valid_payment(transaction_id="after-the-huge-one"))
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "message.max.bytes": 2_000_000})
+    for value in (huge, after):
+        producer.produce(topics["payments_topic"], value=value, key=b"card", partition=0)
+    assert producer.flush(30) == 0
+    env = flow_env(topics, mysql_url, models, dead_letter_max_bytes="100000")
+    run_flow(env, processes=1, workers=1)
+    run_flow(env, processes=1, workers=1)  # a rerun replays it: still one dead letter, no crash
+
+    with engine.connect() as c:
+        letters = c.execute(select(dead_letters)).all()
+        stored = c.execute(select(scored_payments.c.transaction_id)).scalars().all()
+    assert len(letters) == 1 and bytes(letters[0].raw_value) == huge
+    assert stored == ["after-the-huge-one"]
+    consumer = Consumer({"bootstrap.servers": "127.0.0.1:9092", "group.id": "t"})
+    consumer.assign([TopicPartition(topics["dead_letters_topic"], p, 0) for p in range(4)])
+    messages = []
+    deadline = time.monotonic() + 20
+    while len(messages) < 2 and time.monotonic() < deadline:
+        m = consumer.poll(1)
+        if m is not None and m.error() is None:
+            messages.append(m)
+    consumer.close()
+    assert messages, "no dead letter on the topic"
+    keys = {m.key() for m in messages}
+    assert keys == {f"{topics['payments_topic']}/0/0".encode()}, "replays share one key"
+    headers = dict(messages[0].headers())
+    assert int(headers["truncated"]) == len(huge)
+    assert huge.startswith(messages[0].value()) and len(messages[0].value()) < 100_000
+
+
+def test_versions_are_ordered_as_numbers_under_the_shipped_collation(engine: Engine) -> None:
+    rows = [
+        model_version_row(
+            metadata=msgspec.to_builtins(model_metadata(name, parent_version=parent)),
+            payload=b"x",
+            artifact_path=name,
+        )
+        for name, parent in [
+            ("v00001", None),
+            ("v00001.000009", "v00001"),
+            ("v00001.000123", "v00001.000009"),
+            ("v00001.1000000", "v00001.000123"),
+            ("v00002", None),
+        ]
+    ]
+    with engine.begin() as c:
+        c.execute(insert(model_versions), rows)
+        # The trap: under the database's collation '~' sorts below the digits.
+        assert c.execute(
+            text("SELECT 'v00001.000123' > 'v00001.~' COLLATE utf8mb4_unicode_ci")
+        ).scalar_one()
+        newest = {
+            after: (row.metadata["version"] if (row := newest_after(c, after)) else None)
+            for after in ["v00001", "v00001.000123", "v00001.1000000", "v00002", None]
+        }
+    assert newest == {
+        "v00001": "v00002",
+        "v00001.000123": "v00002",
+        "v00001.1000000": "v00002",
+        "v00002": None,
+        None: "v00002",
+    }
