@@ -17,5 +17,6 @@ step "payments";   "$PY" -m test_data.produce --file test_data/samples/payments.
 step "scoring";    PAYSCORE_TAIL=false bash ops/run_flow.sh 2 2
 # Labels arrive days after their payments in production; here they follow the scoring run.
 step "labels";     "$PY" -m test_data.produce --file test_data/samples/labels.jsonl --if-empty --no-progress
-step "learning";   PAYSCORE_TAIL=false bash ops/run_flow.sh 2 2
+# Their payments were stored by the run above: a label still without one after 10 s has none.
+step "learning";   PAYSCORE_TAIL=false PAYSCORE_LABEL_WAIT_SECONDS=10 bash ops/run_flow.sh 2 2
 step "what landed in MySQL"; "$PY" -m storage.report

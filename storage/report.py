@@ -1,5 +1,5 @@
-"""What landed in MySQL: scored payments by decision and model version, labels learned, model
-versions, and dead letters with their reasons.
+"""What landed in MySQL: scored payments by decision and model version, labels learned, every
+label message by outcome, model versions, and dead letters with their reasons.
 
 python -m storage.report
 """
@@ -12,7 +12,7 @@ from sqlalchemy import Engine, Integer, cast, func, select
 
 from dataflows.config import Config
 from storage.engine import make_engine
-from storage.tables import dead_letters, model_versions, scored_payments
+from storage.tables import dead_letters, fraud_labels, model_versions, scored_payments
 
 
 def report(engine: Engine) -> str:
@@ -44,10 +44,19 @@ def report(engine: Engine) -> str:
             )
         ).one()
         lines.append(f"labels learned: {labelled[0]} ({labelled[1] or 0} fraud)")
+        fl = fraud_labels
+        outcomes = c.execute(
+            select(fl.c.status, func.substring_index(fl.c.reason, ":", 1), func.count())
+            .group_by(fl.c.status, func.substring_index(fl.c.reason, ":", 1))
+            .order_by(fl.c.status)
+        ).all()
+        lines.append(f"label messages: {sum(n for *_, n in outcomes)}")
+        for status, reason, n in outcomes:
+            lines.append(f"  {status:<9} {reason or '':<24} {n:>8}")
         mv = model_versions
         versions = c.execute(
             select(mv.c.version, mv.c.origin, mv.c.parent_version, mv.c.labels_learned).order_by(
-                mv.c.version
+                mv.c.lineage, mv.c.sequence
             )
         ).all()
         lines.append(f"model versions: {len(versions)}")

@@ -26,22 +26,70 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import msgspec
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.engine import make_url
 
 from features.contract import FraudLabel, Payment
+from storage.engine import make_engine
 from storage.parity import check as parity_check
+from storage.schema import DATABASE_OPTIONS, create_schema
 from storage.tables import dead_letters, fraud_labels, model_versions, scored_payments
 from storage.versions import version_key
 from test_data.produce import from_simulation, send
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def scratch_database(base_url: str, prefix: str) -> Iterator[str]:
+    """A new database ``<prefix>_<random>`` on the server of ``base_url``, created as
+    ``ops/services.sh`` creates the product's and holding the schema; dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    url = make_url(base_url)
+    admin = make_engine(url.set(database=None).render_as_string(hide_password=False))
+    with admin.begin() as c:
+        c.execute(text(f"CREATE DATABASE {name} {DATABASE_OPTIONS}"))
+    scratch = url.set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(scratch)
+    create_schema(engine)
+    engine.dispose()
+    try:
+        yield scratch
+    finally:
+        with admin.begin() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@contextmanager
+def scratch_topics(brokers: str, partitions: int, prefix: str) -> Iterator[dict[str, str]]:
+    """Payments, labels and dead-letter topics of ``partitions`` each, deleted afterwards; named
+    by their Config field (``payments_topic``, ...)."""
+    stem = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    names = {
+        "payments_topic": f"{stem}-payments",
+        "labels_topic": f"{stem}-labels",
+        "dead_letters_topic": f"{stem}-dead-letters",
+    }
+    admin = AdminClient({"bootstrap.servers": brokers})
+    futures = admin.create_topics([NewTopic(n, num_partitions=partitions) for n in names.values()])
+    for f in futures.values():
+        f.result(timeout=30)
+    try:
+        yield names
+    finally:
+        for f in admin.delete_topics(list(names.values())).values():
+            f.result(timeout=30)
 
 
 def produce(brokers: str, topics: dict[str, str], events: Iterable[Payment | FraudLabel]) -> None:

@@ -4,30 +4,22 @@ each test gets its own MySQL database and its own Kafka topics, dropped afterwar
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 
 from dataflows.config import Config
 from model_state import artifact
 from model_state.train import train
 from storage.engine import make_engine
-from storage.schema import DATABASE_OPTIONS, create_schema
+from test_data.chaos import scratch_database, scratch_topics
 from test_data.spec import SimulationSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = Config.from_env(os.environ)
-
-
-def _admin_engine() -> Engine:
-    url = make_url(BASE.mysql_url).set(database=None)
-    return make_engine(url.render_as_string(hide_password=False))
 
 
 @pytest.fixture
@@ -35,20 +27,8 @@ def mysql_url() -> Iterator[str]:
     """A fresh database ``payscore_test_<random>`` with the schema, created as
     ``ops/services.sh`` creates the product's (same character set and collation), dropped after
     the test."""
-    name = f"payscore_test_{uuid.uuid4().hex[:10]}"
-    admin = _admin_engine()
-    with admin.begin() as c:
-        c.execute(text(f"CREATE DATABASE {name} {DATABASE_OPTIONS}"))
-    url = make_url(BASE.mysql_url).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    create_schema(engine)
-    engine.dispose()
-    try:
+    with scratch_database(BASE.mysql_url, "payscore_test") as url:
         yield url
-    finally:
-        with admin.begin() as c:
-            c.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        admin.dispose()
 
 
 @pytest.fixture
@@ -59,25 +39,9 @@ def engine(mysql_url: str) -> Iterator[Engine]:
     e.dispose()
 
 
-@contextmanager
-def fresh_topics(partitions: int) -> Iterator[dict[str, str]]:
-    """Payments, labels and dead-letter topics of ``partitions`` each, deleted afterwards; named
-    by their Config field (``payments_topic``, ...)."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}"
-    names = {
-        "payments_topic": f"{prefix}-payments",
-        "labels_topic": f"{prefix}-labels",
-        "dead_letters_topic": f"{prefix}-dead-letters",
-    }
-    admin = AdminClient({"bootstrap.servers": BASE.kafka_brokers})
-    futures = admin.create_topics([NewTopic(n, num_partitions=partitions) for n in names.values()])
-    for f in futures.values():
-        f.result(timeout=30)
-    try:
-        yield names
-    finally:
-        for f in admin.delete_topics(list(names.values())).values():
-            f.result(timeout=30)
+def fresh_topics(partitions: int) -> AbstractContextManager[dict[str, str]]:
+    """Payments, labels and dead-letter topics of ``partitions`` each, deleted afterwards."""
+    return scratch_topics(BASE.kafka_brokers, partitions, "test")
 
 
 @pytest.fixture
