@@ -142,6 +142,8 @@ def main() -> int:
                     return int(c.execute(query).scalar_one())
 
             def settled() -> bool:
+                if not flow.running:
+                    raise SystemExit(f"the flow exited while settling; see {log}")
                 labelled = count(fraud_labels, fraud_labels.c.status != "waiting")
                 letters = count(dead_letters)
                 return count(scored_payments) == len(payments) and labelled + letters == len(labels)

@@ -19,6 +19,7 @@ from typing import Annotated
 
 import msgspec
 from msgspec import Meta
+from sqlalchemy.engine import make_url
 
 PREFIX = "PAYSCORE_"
 
@@ -31,6 +32,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     # Kafka
     kafka_brokers: str = "127.0.0.1:9092"
+    # librdkafka settings (TLS, SASL, ...) for every Kafka client, one ``name=value`` a line.
+    kafka_config_file: str = ""
     payments_topic: str = "payments"
     labels_topic: str = "fraud-labels"
     dead_letters_topic: str = "payments-dead-letters"
@@ -44,6 +47,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     dead_letter_max_bytes: Annotated[int, Meta(ge=1024)] = 900_000
     # MySQL
     mysql_url: str = "mysql+pymysql://payscore:payscore@127.0.0.1:3306/payscore"
+    # The password, read from this file instead of the URL (which then carries none).
+    mysql_password_file: str = ""
     # How long writes and label claims retry while MySQL is unavailable before the flow stops.
     mysql_outage_seconds: Annotated[float, Meta(ge=0)] = 300.0
     # Model
@@ -72,6 +77,32 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     def brokers(self) -> list[str]:
         return [b.strip() for b in self.kafka_brokers.split(",") if b.strip()]
 
+    @property
+    def kafka_settings(self) -> dict[str, str]:
+        """What every Kafka client adds to ``bootstrap.servers``: the config file's settings."""
+        if not self.kafka_config_file:
+            return {}
+        return read_properties(self.kafka_config_file, f"{PREFIX}KAFKA_CONFIG_FILE")
+
+    def kafka_client(self, **extra: str) -> dict[str, str]:
+        """A librdkafka configuration for a producer, consumer or admin client."""
+        return {"bootstrap.servers": self.kafka_brokers, **self.kafka_settings, **extra}
+
+    @property
+    def mysql_dsn(self) -> str:
+        """The SQLAlchemy URL to connect with: ``mysql_url``, with the password from
+        ``mysql_password_file`` if one is set. Never log it."""
+        if not self.mysql_password_file:
+            return self.mysql_url
+        url = make_url(self.mysql_url)
+        if url.password:
+            raise ValueError(
+                f"invalid configuration: {PREFIX}MYSQL_PASSWORD_FILE is set and "
+                f"{PREFIX}MYSQL_URL carries a password too; keep it in one place"
+            )
+        password = _read_secret(self.mysql_password_file, f"{PREFIX}MYSQL_PASSWORD_FILE")
+        return url.set(password=password).render_as_string(hide_password=False)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Config:
         """Build the config from ``PAYSCORE_<FIELD>`` variables; unknown ones are an error."""
@@ -97,3 +128,38 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 field = path.rstrip("`").split(".")[0]
                 text = f"{PREFIX}{field.upper()}={values.get(field)!r}: {message}"
             raise ValueError(f"invalid configuration: {text}") from None
+
+
+def _read(path: str, variable: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except OSError as exc:
+        raise ValueError(
+            f"invalid configuration: {variable}={path!r} cannot be read: {exc.strerror}"
+        ) from None
+
+
+def _read_secret(path: str, variable: str) -> str:
+    """The first line of a secret file, without its line break."""
+    text = _read(path, variable).splitlines()
+    if not text or not text[0]:
+        raise ValueError(f"invalid configuration: {variable}={path!r} is empty")
+    return text[0]
+
+
+def read_properties(path: str, variable: str) -> dict[str, str]:
+    """``name=value`` lines (blank lines and ``#`` comments skipped), as librdkafka takes them."""
+    settings = {}
+    for number, line in enumerate(_read(path, variable).splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(
+                f"invalid configuration: {variable}={path!r} line {number}: expected "
+                f"'name=value', got {line.split('=')[0][:40]!r}..."
+            )
+        settings[name.strip()] = value.strip()
+    return settings

@@ -12,20 +12,25 @@ Expiry: a key untouched for ``idle_seconds`` of wall-clock time is discarded (it
 empty by then in a live system, where event time follows wall time).
 
 Duplicates: with ``remember > 0`` the step remembers the last ``remember`` transaction ids of its
-key; a payment whose id is among them (a producer's retry, a redelivery) is not folded in again
-and not passed on: its first copy was scored already, and a scored payment is stored once. The
-card step uses this, since a card's payments arrive together on one partition.
+key, each with a fingerprint of the payment (CRC-32 of its JSON). A payment whose id is among
+them with the same fingerprint (a producer's retry, a redelivery) is a harmless repeat: not
+folded in again, not passed on, counted in ``payscore_duplicate_payments_total``; its first copy
+was scored already, and a scored payment is stored once. One whose id is among them with *other*
+content is not folded in either, but passed on with ``rejected`` set: the flow makes it a dead
+letter. The card step uses this, since a card's payments arrive together on one partition.
 """
 
 from __future__ import annotations
 
 import pickle
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
+import msgspec
 from bytewax.operators import StatefulBatchLogic
 from prometheus_client import Counter
 
@@ -52,6 +57,13 @@ class LabelNote(Protocol):
 Snapshot = bytes
 
 DUPLICATES = Counter("payscore_duplicate_payments", "Payments skipped as repeats of a recent id")
+_encode = msgspec.json.Encoder().encode
+Recent = deque[tuple[str, int]]  # transaction id, fingerprint
+
+
+def fingerprint(payment: Payment) -> int:
+    """A stable checksum of everything the payment says (the same in every process and run)."""
+    return zlib.crc32(_encode(payment))
 
 
 class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapshot]):
@@ -60,7 +72,7 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         history: History,
         last_touch: float,
         idle_seconds: float,
-        recent_ids: deque[str] | None = None,
+        recent_ids: Recent | None = None,
     ) -> None:
         self._history = history
         self._last_touch = last_touch
@@ -74,10 +86,19 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         for value in values:
             if isinstance(value, Positioned):
                 if recent is not None:
-                    if value.event.transaction_id in recent:
+                    txn, mark = value.event.transaction_id, fingerprint(value.event)
+                    seen = next((m for t, m in recent if t == txn), None)
+                    if seen == mark:
                         DUPLICATES.inc()
                         continue
-                    recent.append(value.event.transaction_id)
+                    if seen is not None:
+                        value.rejected = (
+                            f"transaction id {txn!r} reused: this card sent another payment "
+                            "with this id and other content (kept: the first one)"
+                        )
+                        out.append(value)
+                        continue
+                    recent.append((txn, mark))
                 value.features.update(observe(value.event))
                 out.append(value)
             else:
@@ -103,7 +124,7 @@ def keyed_history(
 ) -> Callable[[Snapshot | None], KeyedHistory]:
     """The builder ``op.stateful_batch`` calls for a new key or a key resumed from a snapshot."""
 
-    def recent_ids(ids: tuple[str, ...] = ()) -> deque[str] | None:
+    def recent_ids(ids: tuple[tuple[str, int], ...] = ()) -> Recent | None:
         return deque(ids, maxlen=remember) if remember > 0 else None
 
     def build(resume: Snapshot | None) -> KeyedHistory:

@@ -26,6 +26,7 @@ class Positioned(msgspec.Struct, Generic[E]):
     partition: int
     offset: int
     features: dict[str, float] = {}
+    rejected: str = ""  # why a decoded event is refused after all (a reused id): a dead letter
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,6 +85,24 @@ class MessageDecoder:
 
 
 ERROR_HEADER_BYTES = 4_000  # at most this much of the reason travels in a header
+
+
+_json = msgspec.json.Encoder()
+
+
+def rejected_letter(positioned: Positioned, topic: str) -> DeadLetter:
+    """A decoded event refused after all (``rejected`` says why) as a dead letter; its value is
+    the event re-encoded as JSON."""
+    return DeadLetter(
+        topic=topic,
+        partition=positioned.partition,
+        offset=positioned.offset,
+        key=positioned.event.card_id.encode(),
+        value=_json.encode(positioned.event),
+        error=positioned.rejected,
+        received_at=None,
+        dead_lettered_at=datetime.now(UTC),
+    )
 
 
 def dead_letter_key(letter: DeadLetter) -> bytes:

@@ -8,7 +8,8 @@ Payments
     1. **Decode** each message into a typed ``Payment``. One that breaks the contract becomes a
        dead letter (Kafka topic and MySQL table) with its reason, partition and offset.
     2. **Features**: the card's, the terminal's and the merchant's histories, each keyed by its
-       id, add their point-in-time features; calendar features come last.
+       id, add their point-in-time features; calendar features come last. A card's exact repeat
+       of a recent payment is skipped; a recent id reused for other content is a dead letter.
     3. **Score** each batch with the newest model version: probability, decision, reason codes.
     4. **Store** the scored payment in MySQL (first write wins, so a replay changes nothing).
 
@@ -47,7 +48,7 @@ from dataflows.config import Config
 from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
-from dataflows.messages import DeadLetter, MessageDecoder, Positioned, to_kafka
+from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter, to_kafka
 from dataflows.model_registry import ModelRegistry, NewerVersionsInMySQL
 from dataflows.sources import FlowKafkaSource, LabelsAccountedFor
 from features.calendar import calendar_features
@@ -59,6 +60,7 @@ from model_state.artifact import VersionRecord
 from model_state.checkpoints import ModelVersionSink
 from model_state.scorer import Scorer
 from storage.labels import LabelledPayment
+from storage.payments import reused_ids
 from storage.rows import dead_letter_row, refused_row_letter, scored_payment_row
 from storage.sink import MySQLSink
 from storage.tables import dead_letters, scored_payments
@@ -81,7 +83,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     start = artifact.load(model_dir)
     models = ModelRegistry(
         start,
-        NewerVersionsInMySQL(config.mysql_url),
+        NewerVersionsInMySQL(config.mysql_dsn),
         refresh_seconds=config.model_refresh_seconds,
         review=config.review_threshold,
         decline=config.decline_threshold,
@@ -103,6 +105,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
         "payments", op.map("decode_payments", messages, decode.payment), config
     )
     payments = add_features("card_features", payments, card_id, CardHistory, remember=CARD_IDS_KEPT)
+    payments = split_off_reused_ids(payments, config)
     payments = add_features(
         "terminal_features", payments, terminal_id, terminal_history, (labelled, labelled_terminal)
     )
@@ -119,7 +122,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
         "record_model_versions",
         versions,
         ModelVersionSink(
-            config.mysql_url,
+            config.mysql_dsn,
             model_dir,
             config.labels_topic,
             patience=config.mysql_outage_seconds,
@@ -139,6 +142,7 @@ def payments_source(config: Config, stop: threading.Event) -> FlowKafkaSource:
         tail=config.tail,
         starting_offset=OFFSET_BEGINNING,
         batch_size=config.kafka_batch_size,
+        add_config=config.kafka_settings,
         stop=stop,
     )
 
@@ -151,10 +155,11 @@ def labels_source(config: Config, stop: threading.Event) -> FlowKafkaSource:
         tail=config.tail,
         starting_offset=OFFSET_BEGINNING,
         batch_size=config.kafka_batch_size,
+        add_config=config.kafka_settings,
         stop=stop,
         drained=None
         if config.tail
-        else LabelsAccountedFor(config.mysql_url, config.mysql_outage_seconds),
+        else LabelsAccountedFor(config.mysql_dsn, config.mysql_outage_seconds),
         poll_seconds=min(config.label_retry_seconds, 1.0),
         give_up_seconds=config.label_wait_seconds + 3 * config.label_retry_seconds + 60,
     )
@@ -163,7 +168,22 @@ def labels_source(config: Config, stop: threading.Event) -> FlowKafkaSource:
 def split_off_dead_letters(name: str, decoded: Stream, config: Config) -> Stream:
     """Send dead letters to their Kafka topic and MySQL table; return the valid events."""
     split = op.branch(f"split_valid_{name}", decoded, lambda x: isinstance(x, Positioned))
-    letters: Stream[DeadLetter] = split.falses
+    publish_dead_letters(name, split.falses, config)
+    return split.trues
+
+
+def split_off_reused_ids(payments: Stream, config: Config) -> Stream:
+    """A payment whose id its card used before for other content is a dead letter."""
+    split = op.branch("split_reused_ids", payments, lambda p: not p.rejected)
+    letters = op.map(
+        "reused_id_letters", split.falses, lambda p: rejected_letter(p, config.payments_topic)
+    )
+    publish_dead_letters("reused_ids", letters, config)
+    return split.trues
+
+
+def publish_dead_letters(name: str, letters: Stream[DeadLetter], config: Config) -> None:
+    """To the dead-letter topic (what fits) and the ``dead_letters`` table (whole)."""
     op.output(
         f"publish_{name}_dead_letters",
         op.map(
@@ -171,7 +191,7 @@ def split_off_dead_letters(name: str, decoded: Stream, config: Config) -> Stream
             letters,
             lambda d: to_kafka(d, config.dead_letter_max_bytes),
         ),
-        KafkaSink(config.brokers, config.dead_letters_topic),
+        KafkaSink(config.brokers, config.dead_letters_topic, add_config=config.kafka_settings),
     )
     op.output(
         f"store_{name}_dead_letters",
@@ -181,20 +201,21 @@ def split_off_dead_letters(name: str, decoded: Stream, config: Config) -> Stream
             lambda d: dead_letter_row(**msgspec.structs.asdict(d)),
         ),
         MySQLSink.for_dead_letters(
-            config.mysql_url, dead_letters, patience=config.mysql_outage_seconds
+            config.mysql_dsn, dead_letters, patience=config.mysql_outage_seconds
         ),
     )
-    return split.trues
 
 
 def scored_payments_sink(config: Config) -> MySQLSink:
-    """First write wins; a row MySQL refuses becomes a dead letter of its payment."""
+    """First write wins; a row MySQL refuses, or whose id is stored for another payment,
+    becomes a dead letter of its payment."""
     return MySQLSink(
-        config.mysql_url,
+        config.mysql_dsn,
         scored_payments,
         refused=refused_row_letter(config.payments_topic),
         refused_table=dead_letters,
         patience=config.mysql_outage_seconds,
+        conflicts=reused_ids,
     )
 
 
@@ -281,7 +302,7 @@ def join_labels_with_scored_payments(
         keyed,
         label_join(
             MySQLLabelClaims(
-                config.mysql_url, config.labels_topic, patience=config.mysql_outage_seconds
+                config.mysql_dsn, config.labels_topic, patience=config.mysql_outage_seconds
             ),
             retry_seconds=config.label_retry_seconds,
             wait_seconds=config.label_wait_seconds,
@@ -303,7 +324,7 @@ def learn_from_labels(
             publish_every=config.publish_every_labels,
             publish_seconds=config.publish_seconds,
             lineages=Lineages(
-                NewerVersionsInMySQL(config.mysql_url, patience=config.mysql_outage_seconds),
+                NewerVersionsInMySQL(config.mysql_dsn, patience=config.mysql_outage_seconds),
                 config.model_refresh_seconds,
             ),
         ),

@@ -58,7 +58,7 @@ _MINOR_UNIT_DIGITS: dict[str, int] = {code: get_currency_precision(code) for cod
 
 MAX_AMOUNT_MINOR = 10**12
 
-Identifier = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Identifier = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"\A[A-Za-z0-9_.:\-]+\Z")]
 Channel = Literal["pos", "ecom", "atm", "moto", "contactless"]
 AwareTime = Annotated[datetime, Meta(tz=True)]
 Latitude = Annotated[float, Meta(ge=-90.0, le=90.0)]
@@ -85,11 +85,11 @@ class Payment(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     merchant_id: Identifier
     terminal_id: Identifier
     amount_minor: Annotated[int, Meta(ge=1, le=MAX_AMOUNT_MINOR)]
-    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+    currency: Annotated[str, Meta(pattern=r"\A[A-Z]{3}\Z")]
     event_time: AwareTime
-    mcc: Annotated[str, Meta(pattern=r"^[0-9]{4}$")]
+    mcc: Annotated[str, Meta(pattern=r"\A[0-9]{4}\Z")]
     channel: Channel
-    country: Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
+    country: Annotated[str, Meta(pattern=r"\A[A-Z]{2}\Z")]
     device_id: Identifier | None = None
     latitude: Latitude | None = None
     longitude: Longitude | None = None

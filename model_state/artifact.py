@@ -147,9 +147,10 @@ def write(payload: bytes, metadata: ModelMetadata, model_dir: Path) -> bool:
     """Write a pickled model and its metadata as a version folder; False if it already exists.
 
     The folder is written under a temporary name and renamed, so a reader never sees half a
-    version, and a version is never overwritten.
+    version, and a version is never overwritten. A new ``model_dir`` and every version folder
+    are readable by their owner alone (0700).
     """
-    model_dir.mkdir(parents=True, exist_ok=True)
+    model_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # models hold card histories' traces
     target = model_dir / metadata.version
     if target.exists():
         return False

@@ -16,7 +16,7 @@ from dataflows.config import Config
 
 
 def create_topics(config: Config) -> None:
-    admin = AdminClient({"bootstrap.servers": config.kafka_brokers})
+    admin = AdminClient(config.kafka_client())
     names = [config.payments_topic, config.labels_topic, config.dead_letters_topic]
     wanted = [NewTopic(name, num_partitions=config.topic_partitions) for name in names]
     for name, future in admin.create_topics(wanted, request_timeout=30).items():

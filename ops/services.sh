@@ -73,7 +73,7 @@ kafka_up() {
       || { cat "$KAFKA_HOME/logs/format.log" >&2; die "formatting the Kafka log folder failed"; }
   fi
   log "starting kafka"
-  nohup java -Xms1G -Xmx1G -XX:+UseG1GC \
+  setsid nohup java -Xms1G -Xmx1G -XX:+UseG1GC \
     -Dlog4j2.configurationFile="$ROOT/ops/kafka/log4j2.properties" \
     -Dkafka.logs.dir="$KAFKA_HOME/logs" \
     -cp "$cp" kafka.Kafka "$KAFKA_HOME/server.properties" \

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         for m in iter_samples(path)
         if m.kind == "valid" and m.value is not None
     )
-    engine = make_engine(Config.from_env(os.environ).mysql_url)
+    engine = make_engine(Config.from_env(os.environ).mysql_dsn)
     report = check(engine, stream, prefix=args.prefix)
     print(report.summary())
     return 0 if report.ok else 1

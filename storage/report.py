@@ -77,4 +77,4 @@ def report(engine: Engine) -> str:
 
 
 if __name__ == "__main__":
-    print(report(make_engine(Config.from_env(os.environ).mysql_url)))
+    print(report(make_engine(Config.from_env(os.environ).mysql_dsn)))

@@ -58,7 +58,7 @@ def main() -> None:
         from dataflows.config import Config
         from storage.engine import make_engine
 
-        engine = make_engine(Config.from_env(os.environ).mysql_url)
+        engine = make_engine(Config.from_env(os.environ).mysql_dsn)
         create_schema(engine)
         print(f"tables ready in {engine.url.render_as_string(hide_password=True)}")
     else:

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import msgspec
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from sqlalchemy import JSON, Engine, LargeBinary, Table
+from sqlalchemy import JSON, Connection, Engine, LargeBinary, Table
 from sqlalchemy.dialects.mysql import Insert, insert
 
 from storage.engine import DEFAULT_PATIENCE_SECONDS, error_code, make_engine, retry_transient
@@ -47,6 +47,8 @@ Row = Mapping[str, Any]
 Method = Literal["load", "insert"]
 # Makes the dead-letter row for a row MySQL refused, from the row and MySQL's reason.
 Refused = Callable[[Row, str], Row]
+# For a batch in which rows were skipped as stored already: those that conflict, with why.
+Conflicts = Callable[[Connection, Sequence[Row]], list[tuple[Row, str]]]
 
 DUPLICATE_KEY = 1062
 # MySQL refuses the data of a row, not the statement: too long, out of range, a bad date, ...
@@ -135,8 +137,10 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
         refused: Refused | None = None,
         refused_table: Table | None = None,
         patience: float = DEFAULT_PATIENCE_SECONDS,
+        conflicts: Conflicts | None = None,
     ) -> None:
         self._engine = engine
+        self._conflicts = conflicts
         self._table = table
         self._method = method
         self._statement = first_write_wins(table)
@@ -151,7 +155,7 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
     def _write(self, items: list[Row]) -> None:
         write = self._insert if self._method == "insert" else self._load
         try:
-            retry_transient(
+            skipped = retry_transient(
                 lambda: write(items),
                 patience=self._patience,
                 what=f"writing {len(items)} rows to {self._table.name}",
@@ -164,14 +168,28 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
                 self._write(items[:half])
                 self._write(items[half:])
             else:
-                self._refuse(items[0], f"{exc.orig if hasattr(exc, 'orig') else exc}")
+                why = exc.orig if hasattr(exc, "orig") else exc
+                self._refuse(items[0], f"MySQL refused the row for {self._table.name}: {why}")
+            return
+        if skipped and self._conflicts is not None:
+            check = self._conflicts
+
+            def conflicts() -> list[tuple[Row, str]]:
+                with self._engine.connect() as connection:
+                    return check(connection, items)
+
+            found = retry_transient(
+                conflicts, patience=self._patience, what=f"checking {skipped} repeated rows"
+            )
+            for row, reason in found:
+                self._refuse(row, reason)
 
     def _refuse(self, row: Row, reason: str) -> None:
         if self._refused is None or self._refused_table is None:
-            raise SinkWriteError(f"MySQL refused a row for {self._table.name}: {reason}")
-        letter = self._refused(row, f"MySQL refused the row for {self._table.name}: {reason}")
+            raise SinkWriteError(reason)
+        letter = self._refused(row, reason)
         log.warning(
-            "row for %s refused by MySQL, stored as a dead letter at %s[%s]@%s: %s",
+            "row for %s stored as a dead letter at %s[%s]@%s: %s",
             self._table.name,
             letter.get("topic"),
             letter.get("kafka_partition"),
@@ -187,11 +205,15 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
             patience=self._patience,
         )._write([letter])
 
-    def _insert(self, items: list[Row]) -> None:
+    def _insert(self, items: list[Row]) -> int:
+        """Insert; how many rows may have been skipped as stored already (all of them: with
+        the FOUND_ROWS flag SQLAlchemy sets, MySQL counts a skipped row as affected)."""
         with self._engine.begin() as connection:
             connection.execute(self._statement, items)
+        return len(items)
 
-    def _load(self, items: list[Row]) -> None:
+    def _load(self, items: list[Row]) -> int:
+        """Bulk-load; the number of rows skipped as stored already."""
         columns = list(items[0])
         json_flags = [isinstance(self._table.c[name].type, JSON) for name in columns]
         try:
@@ -229,6 +251,7 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
                         + "; ".join(f"{code} {message}" for _, code, message in problems)
                     )
                 raw.commit()
+                return skipped
             except BaseException:
                 raw.rollback()
                 raise
@@ -261,7 +284,9 @@ class MySQLSink(DynamicSink[Row]):
         refused: Refused | None = None,
         refused_table: Table | None = None,
         patience: float = DEFAULT_PATIENCE_SECONDS,
+        conflicts: Conflicts | None = None,
     ) -> None:
+        self._conflicts = conflicts
         self._url = url
         self._table = table
         self._method = method
@@ -284,4 +309,5 @@ class MySQLSink(DynamicSink[Row]):
             refused=self._refused,
             refused_table=self._refused_table,
             patience=self._patience,
+            conflicts=self._conflicts,
         )

@@ -173,6 +173,16 @@ class FlowProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
+        # Until every process of the group is gone: a new flow must not meet the old one's
+        # sockets (its cluster ports).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"processes of the flow's group {self.proc.pid} outlived kill -9")
 
     def stop(self, timeout: float = 90) -> int:
         """SIGTERM to ``run_flow.sh`` (as a supervisor sends it); its exit status."""

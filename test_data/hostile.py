@@ -44,6 +44,9 @@ class HostileCase(NamedTuple):
     says: str  # fragment of the InvalidMessageError text ("" for scored cases)
     why: str  # short human description (the sample files' "reason")
     key: bytes | None = _CARD.encode()
+    # Decoded, then refused: a payment's dead-letter reason, or the reason a label's
+    # fraud_labels row gives.
+    rejected: str = ""
 
     @property
     def fits_kafka_default(self) -> bool:
@@ -356,7 +359,7 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
     _dead(
         "sql_injection_transaction_id",
         _json(transaction_id=_SQL),
-        "matching regex '^[A-Za-z0-9_.:\\\\-]+$' - at `$.transaction_id`",
+        "matching regex '\\\\A[A-Za-z0-9_.:\\\\-]+\\\\Z' - at `$.transaction_id`",
         "SQL in the transaction id",
     ),
     _dead(
@@ -419,6 +422,46 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
         "a key twice, the last value invalid",
     ),
     # -- the same transaction id three times: one scored row
+    # -- identifiers and codes: a final newline, control characters, surrounding whitespace
+    *(
+        _dead(
+            f"{field}_with_final_newline",
+            _json(**{field: value + "\n"}),
+            "matching regex '\\\\A",
+            f"{field} ending in a newline ('$' would match before it)",
+        )
+        for field, value in (
+            ("transaction_id", "hostile-tx-newline"),
+            ("card_id", "hostile-card-1"),
+            ("merchant_id", "hostile-m-1"),
+            ("terminal_id", "hostile-pos-1"),
+            ("device_id", "hostile-device-1"),
+            ("mcc", "5411"),
+            ("currency", "EUR"),
+            ("country", "FR"),
+        )
+    ),
+    _dead(
+        "identifier_63_chars_and_newline",
+        _json(card_id="c" * 63 + "\n"),
+        "matching regex",
+        "63 characters and a newline: within the length, not within the charset",
+    ),
+    _dead("identifier_leading_space", _json(card_id=" hostile-card-1"), "matching regex", "lead"),
+    _dead("identifier_trailing_space", _json(card_id="hostile-card-1 "), "matching regex", "trail"),
+    _dead("identifier_embedded_tab", _json(merchant_id="hostile\tm"), "matching regex", "tab"),
+    _dead("identifier_carriage_return", _json(terminal_id="pos-1\r"), "matching regex", "CR"),
+    # -- ids that differ only by case are two payments
+    _scored(
+        "id_case_lower",
+        _json(transaction_id="h4-case-abc", card_id="hostile-card-case-1", amount_minor=700),
+        "an id in lower case",
+    ),
+    _scored(
+        "id_case_upper",
+        _json(transaction_id="H4-CASE-ABC", card_id="hostile-card-case-2", amount_minor=900),
+        "the same id in upper case, another card and amount: another payment",
+    ),
     _scored(
         "duplicate_transaction_id_first",
         _json(transaction_id="hostile-tx-duplicate"),
@@ -429,10 +472,13 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
         _json(transaction_id="hostile-tx-duplicate"),
         "the same message again (an at-least-once redelivery)",
     ),
-    _scored(
+    HostileCase(
         "duplicate_transaction_id_changed",
         _json(transaction_id="hostile-tx-duplicate", amount_minor=99_999),
-        "same transaction id, different amount",
+        "scored",
+        "",
+        "same transaction id, different amount: decoded, then a dead letter (id reused)",
+        rejected="reused",
     ),
 )
 
@@ -482,6 +528,53 @@ LABEL_CASES: tuple[HostileCase, ...] = (
         "report time in 1970",
     ),
     _dead("payment_on_label_topic", _BASE, "unknown field `merchant_id`", "a payment, not a label"),
+    _dead(
+        "label_id_with_final_newline",
+        _label(transaction_id="hostile-tx-valid\n"),
+        "matching regex",
+        "transaction id ending in a newline",
+    ),
+    # Valid labels that are rejected when joined (``says``: the reason in fraud_labels).
+    HostileCase(
+        "label_for_unknown_payment",
+        _label(transaction_id="hostile-tx-unknown"),
+        "scored",
+        "",
+        "a label for a payment that never came",
+        rejected="not_found",
+    ),
+    HostileCase(
+        "label_from_another_card",
+        _label(card_id="hostile-card-other"),
+        "scored",
+        "",
+        "the payment was made with another card",
+        rejected="card_mismatch",
+    ),
+    HostileCase(
+        "label_contradicting",
+        _label(is_fraud=False, reported_at="2026-03-10T02:00:00Z"),
+        "scored",
+        "",
+        "a second verdict, the other way",
+        rejected="contradicts",
+    ),
+    HostileCase(
+        "label_repeated",
+        _label(reported_at="2026-03-11T02:00:00Z"),
+        "scored",
+        "",
+        "the same verdict again, in another message",
+        rejected="duplicate",
+    ),
+    HostileCase(
+        "label_before_its_payment",
+        _label(reported_at="2026-03-01T00:00:00Z"),
+        "scored",
+        "",
+        "reported before the payment happened",
+        rejected="reported_before_payment",
+    ),
 )
 
 

@@ -154,11 +154,12 @@ def _count_lines(paths: Sequence[str]) -> int:
     return total
 
 
-def messages_held(brokers: str, topic: str) -> int:
-    """How many messages ``topic`` holds (high minus low watermark, summed over partitions)."""
+def messages_held(client: dict[str, str], topic: str) -> int:
+    """How many messages ``topic`` holds (high minus low watermark, summed over partitions);
+    ``client`` is the librdkafka configuration (``Config.kafka_client()``)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "payscore-produce-check"})
+    consumer = Consumer({**client, "group.id": "payscore-produce-check"})
     try:
         partitions = consumer.list_topics(topic, timeout=15).topics[topic].partitions
         total = 0
@@ -238,9 +239,7 @@ def main(
         from confluent_kafka import Producer
 
         make_producer = Producer
-    producer = make_producer(
-        {"bootstrap.servers": config.kafka_brokers, **_PRODUCER_SETTINGS, **settings}
-    )
+    producer = make_producer(config.kafka_client(**(_PRODUCER_SETTINGS | settings)))
     topics = [payments_topic] if args.no_labels else [payments_topic, labels_topic]
     problem = check_topics(producer, sorted(set(topics)), config.kafka_brokers)
     if problem:
@@ -250,7 +249,7 @@ def main(
         if args.file:  # only the topics this file's messages go to
             kinds = {m.event for path in args.file for m in iter_samples(path)}
             topics = [payments_topic if kind == "payment" else labels_topic for kind in kinds]
-        held = {t: messages_held(config.kafka_brokers, t) for t in sorted(set(topics))}
+        held = {t: messages_held(config.kafka_client(), t) for t in sorted(set(topics))}
         if any(held.values()):
             print(f"produce: topics already hold messages {held}; sending nothing (--if-empty)")
             return 0

@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 import pickle
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy.engine import make_url
 
 from dataflows.config import Config
 from dataflows.keyed_history import keyed_history
@@ -35,6 +37,49 @@ def test_config_defaults_match_the_local_services() -> None:
     assert config.brokers == ["127.0.0.1:9092"]
     assert config.mysql_url.endswith("@127.0.0.1:3306/payscore")
     assert config.tail is True
+
+
+def test_the_mysql_password_comes_from_a_file_and_never_twice(tmp_path: Path) -> None:
+    secret = tmp_path / "mysql.password"
+    secret.write_text("s3cr3t-üñ\n")
+    base = "mysql+pymysql://payscore@db.internal:3306/payscore?ssl_ca=/etc/ca.pem"
+    config = Config.from_env(
+        {"PAYSCORE_MYSQL_URL": base, "PAYSCORE_MYSQL_PASSWORD_FILE": str(secret)}
+    )
+    assert "s3cr3t" not in config.mysql_url and "s3cr3t" not in repr(config)
+    url = make_url(config.mysql_dsn)
+    assert (url.password, url.host, url.query["ssl_ca"]) == (
+        "s3cr3t-üñ",
+        "db.internal",
+        "/etc/ca.pem",
+    )
+    twice = Config.from_env(
+        {"PAYSCORE_MYSQL_PASSWORD_FILE": str(secret)}  # the default URL carries a password
+    )
+    with pytest.raises(ValueError, match="keep it in one place"):
+        _ = twice.mysql_dsn
+    missing = Config.from_env(
+        {"PAYSCORE_MYSQL_URL": base, "PAYSCORE_MYSQL_PASSWORD_FILE": str(tmp_path / "nope")}
+    )
+    with pytest.raises(ValueError, match=r"PAYSCORE_MYSQL_PASSWORD_FILE=.* cannot be read"):
+        _ = missing.mysql_dsn
+
+
+def test_kafka_settings_from_a_file_reach_every_client(tmp_path: Path) -> None:
+    settings = tmp_path / "kafka.properties"
+    settings.write_text(
+        "# SASL\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism = SCRAM-SHA-256\n"
+    )
+    config = Config.from_env({"PAYSCORE_KAFKA_CONFIG_FILE": str(settings)})
+    assert config.kafka_client(**{"group.id": "g"}) == {
+        "bootstrap.servers": "127.0.0.1:9092",
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "SCRAM-SHA-256",
+        "group.id": "g",
+    }
+    settings.write_text("security.protocol\n")
+    with pytest.raises(ValueError, match="line 1: expected 'name=value'"):
+        _ = config.kafka_settings
 
 
 @pytest.mark.parametrize(
@@ -135,3 +180,20 @@ def test_idle_keys_are_discarded() -> None:
     step = keyed_history(CardHistory, idle_seconds=60)(None)
     assert step.notify_at().timestamp() == pytest.approx(datetime.now(UTC).timestamp() + 60, abs=5)
     assert step.on_notify() == ([], step.DISCARD)
+
+
+def test_card_step_makes_a_reused_id_with_other_content_a_rejection_and_folds_it_not() -> None:
+    step = keyed_history(CardHistory, idle_seconds=60, remember=4)(None)
+    first = payment("a")
+    changed = Positioned(msgspec.structs.replace(first.event, amount_minor=99_999), 0, 1)
+    out, _ = step.on_batch([first, payment("a"), changed, payment("b")])
+    assert [(p.event.transaction_id, p.rejected != "") for p in out] == [
+        ("a", False),
+        ("a", True),
+        ("b", False),
+    ]
+    assert "reused" in out[1].rejected
+    assert out[2].features["card_count_24h"] == 1.0  # the rejected copy was not folded in
+    resumed = keyed_history(CardHistory, idle_seconds=60, remember=4)(step.snapshot())
+    again, _ = resumed.on_batch([changed])
+    assert again[0].rejected

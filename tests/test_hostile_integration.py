@@ -9,13 +9,14 @@ else; the flow does not stop.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 from sqlalchemy import Engine, func, select, text
 
-from storage.tables import dead_letters, scored_payments
+from storage.tables import dead_letters, fraud_labels, scored_payments
 from test_data.hostile import LABEL_CASES, PAYMENT_CASES, scored_transaction_ids
 from tests.test_flow_integration import flow_env, run_flow
 
@@ -54,7 +55,9 @@ def test_every_hostile_message_ends_in_one_row_and_the_flow_keeps_going(
         dead_count = c.execute(select(func.count()).select_from(dead_letters)).scalar_one()
 
     expected_dead = [c for c in payments + labels if c.expected == "dead_letter"]
-    assert dead_count == len(expected_dead)
+    reused = [c for c in payments if c.rejected == "reused"]
+    assert dead_count == len(expected_dead) + len(reused)
+    assert sum("reused" in letter["error"] for letter in letters) == len(reused)
     by_value: dict[bytes | None, list] = {}
     for letter in letters:
         raw = bytes(letter["raw_value"]) if letter["raw_value"] is not None else None
@@ -82,3 +85,10 @@ def test_every_hostile_message_ends_in_one_row_and_the_flow_keeps_going(
     label_letters = sum(1 for d in letters if d["topic"] == topics["labels_topic"])
     assert sum(statuses.values()) + label_letters == len(labels), statuses
     assert "waiting" not in statuses
+    # Valid labels the join cannot learn are rejected with their reason, each in its own row.
+    with engine.connect() as c:
+        reasons = c.execute(
+            select(fraud_labels.c.reason).where(fraud_labels.c.status == "rejected")
+        ).scalars()
+        rejected = Counter(reason.split(":")[0] for reason in reasons)
+    assert rejected == Counter(case.rejected for case in labels if case.rejected)

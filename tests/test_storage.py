@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.dialects import mysql
 
+from storage.payments import reused_ids
 from storage.rows import refused_row_letter
 from storage.schema import DATABASE_OPTIONS, SCHEMA_FILE, render_ddl
 from storage.sink import (
@@ -219,3 +220,30 @@ def test_any_text_and_bytes_round_trip_through_the_bulk_load(engine: Engine, let
 def test_the_tests_create_their_databases_as_ops_services_creates_the_product_s() -> None:
     services = (Path(__file__).resolve().parent.parent / "ops" / "services.sh").read_text()
     assert f"CREATE DATABASE IF NOT EXISTS \\`$DB_NAME\\` {DATABASE_OPTIONS};" in services
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("method", ["load", "insert"])
+def test_an_id_reused_for_another_payment_is_a_dead_letter_and_repeats_are_not(
+    engine: Engine, method: str
+) -> None:
+    sink = MySQLSinkPartition(
+        engine,
+        scored_payments,
+        method,  # type: ignore[arg-type]
+        refused=refused_row_letter("payments"),
+        refused_table=dead_letters,
+        conflicts=reused_ids,
+    )
+    first = _row("t-1", 0.1) | {"kafka_offset": 1}
+    sink.write_batch([first])
+    replay = first | {"fraud_probability": 0.7}  # the same message, scored again after a crash
+    repeat = first | {"kafka_offset": 3}  # the same payment in another message
+    reused = first | {"kafka_offset": 2, "card_id": "card-2", "amount_minor": 99}
+    sink.write_batch([replay, repeat, reused, _row("t-2", 0.2) | {"kafka_offset": 4}])
+    with engine.connect() as c:
+        stored = c.execute(select(scored_payments.c.transaction_id)).scalars().all()
+        letters = c.execute(select(dead_letters)).all()
+    assert sorted(stored) == ["t-1", "t-2"]
+    assert [(d.kafka_partition, d.kafka_offset) for d in letters] == [(0, 2)]
+    assert "transaction id 't-1' reused: stored for card 'card-1'" in letters[0].error
