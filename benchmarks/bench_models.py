@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import pickle
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,7 +38,7 @@ import numpy as np
 from river import optim
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from model_state import train
+from model_state import signing, train
 from model_state.artifact import ModelArtifact
 from model_state.eval_metrics import ranking_metrics
 from model_state.evaluate import (
@@ -182,7 +183,12 @@ def main() -> None:
         for family in args.families:
             for weight in (1.0, *FRAUD_WEIGHTS):
                 starts[f"{family}, fraud weight {weight:g}"] = train.train_rows(
-                    rows, Path(folder), seed=args.train_seed, family=family, fraud_weight=weight
+                    rows,
+                    Path(folder),
+                    key=secrets.token_bytes(signing.KEY_BYTES),
+                    seed=args.train_seed,
+                    family=family,
+                    fraud_weight=weight,
                 )
     if args.speed:
         print(

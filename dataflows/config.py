@@ -53,6 +53,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     mysql_outage_seconds: Annotated[float, Meta(ge=0)] = 300.0
     # Model
     model_dir: str = "model_state/versions"
+    # The key that signs and authenticates model versions (model_state.signing); mode 0600.
+    model_key_file: str = "model_state/model.key"
     review_threshold: Probability = 0.5
     decline_threshold: Probability = 0.9
     # Scorers look for a newer model version at most this often.

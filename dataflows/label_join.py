@@ -1,4 +1,4 @@
-"""The step that joins each fraud label with its scored payment, keyed by card.
+"""The step that joins each fraud label with its scored payment, keyed by a group of cards.
 
 A label is claimed in MySQL (:func:`storage.labels.claim_labels`): joined with the features its
 payment was scored with, and recorded in ``fraud_labels`` by where it was read, so that every
@@ -6,7 +6,13 @@ label message ends claimed or rejected with a reason. In production a label arri
 its payment, which is long stored. A label whose payment is not stored *yet* (a replay that reads
 both topics at once, or a sink still writing) waits: it is tried again every ``retry_seconds``
 for up to ``wait_seconds`` of wall-clock time, then rejected as ``not_found``. The step keeps
-state only for cards with waiting labels, and only those labels.
+state only for groups with waiting labels, and only those labels.
+
+**Keys.** Cards are hashed into a fixed number of groups (``dataflows.scoring.LABEL_GROUPS``):
+every label of a card goes to one key, so a card's labels are claimed one batch after another
+(never concurrently), and each batch claims the labels of many cards in one transaction of four
+statements, however many labels it holds. Keyed by card, every label cost a transaction, and
+every card with a waiting label a retry of its own.
 
 **Exactly once.** The claim is written before the epoch's snapshot, so a crash replays labels
 that MySQL already shows claimed. A label claimed by *this same message* (same partition and

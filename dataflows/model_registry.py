@@ -84,12 +84,15 @@ class ModelRegistry:
 
 class NewerVersionsInMySQL:
     """Fetches the newest version recorded after a given one (any, for None) from
-    ``model_versions``; connects lazily, and rides out an outage for up to ``patience``
-    seconds (0: one try)."""
+    ``model_versions``, refusing one not signed with ``key``; connects lazily, and rides out an
+    outage for up to ``patience`` seconds (0: one try)."""
 
-    def __init__(self, url: str, engine: Engine | None = None, *, patience: float = 0.0) -> None:
+    def __init__(
+        self, url: str, engine: Engine | None = None, *, key: bytes, patience: float = 0.0
+    ) -> None:
         self._url = url
         self._engine = engine
+        self._key = key
         self._patience = patience
 
     def __call__(self, after: str | None) -> ModelArtifact | None:
@@ -111,4 +114,5 @@ class NewerVersionsInMySQL:
             row.artifact,  # type: ignore[attr-defined]
             metadata,
             where=f"model_versions[{metadata.version}]",
+            key=self._key,
         )

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import threading
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,7 +56,7 @@ from features.calendar import calendar_features
 from features.card import CardHistory
 from features.contract import LabelDecoder, Payment, PaymentDecoder
 from features.entity import EntityHistory
-from model_state import artifact
+from model_state import artifact, signing
 from model_state.artifact import VersionRecord
 from model_state.checkpoints import ModelVersionSink
 from model_state.scorer import Scorer
@@ -67,6 +68,7 @@ from storage.tables import dead_letters, scored_payments
 
 IDLE_KEY_SECONDS = timedelta(days=35).total_seconds()
 CARD_IDS_KEPT = 64  # a card's last transaction ids, to skip a redelivered payment
+LABEL_GROUPS = 64  # keys of the label join (cards hashed into groups)
 
 
 def flow() -> Dataflow:
@@ -80,10 +82,11 @@ def flow() -> Dataflow:
 def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     stop = stop or threading.Event()
     model_dir = Path(config.model_dir)
-    start = artifact.load(model_dir)
+    key = signing.read_key(Path(config.model_key_file))
+    start = artifact.load(model_dir, key=key)
     models = ModelRegistry(
         start,
-        NewerVersionsInMySQL(config.mysql_dsn),
+        NewerVersionsInMySQL(config.mysql_dsn, key=key),
         refresh_seconds=config.model_refresh_seconds,
         review=config.review_threshold,
         decline=config.decline_threshold,
@@ -117,7 +120,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     op.output("store_scored_payments", rows, scored_payments_sink(config))
 
     # Learning: one learner owns the model; its versions are recorded and checkpointed.
-    versions = learn_from_labels(labelled, start, config)
+    versions = learn_from_labels(labelled, start, config, key)
     op.output(
         "record_model_versions",
         versions,
@@ -126,6 +129,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
             model_dir,
             config.labels_topic,
             patience=config.mysql_outage_seconds,
+            key=key,
         ),
     )
     return flow
@@ -293,10 +297,16 @@ def score(scorer: Scorer, batch: list[Positioned[Payment]]) -> list[dict[str, ob
     ]
 
 
+def card_group(card: str) -> str:
+    """One of ``LABEL_GROUPS`` keys for the label join: all labels of a card go to one key,
+    and one key claims the labels of many cards in one transaction per batch."""
+    return str(zlib.crc32(card.encode()) % LABEL_GROUPS)
+
+
 def join_labels_with_scored_payments(
     labels: Stream, config: Config, stop: threading.Event
 ) -> Stream[LabelledPayment]:
-    keyed = op.key_on("key_labels_by_card", labels, lambda p: p.event.card_id)
+    keyed = op.key_on("key_labels_by_card_group", labels, lambda p: card_group(p.event.card_id))
     joined = op.stateful_batch(
         "join_labels_with_scored_payments",
         keyed,
@@ -313,7 +323,7 @@ def join_labels_with_scored_payments(
 
 
 def learn_from_labels(
-    labelled: Stream[LabelledPayment], start: artifact.ModelArtifact, config: Config
+    labelled: Stream[LabelledPayment], start: artifact.ModelArtifact, config: Config, key: bytes
 ) -> Stream[VersionRecord]:
     keyed = op.key_on("key_learner", labelled, lambda _: LEARNER_KEY)
     versions = op.stateful_batch(
@@ -324,7 +334,9 @@ def learn_from_labels(
             publish_every=config.publish_every_labels,
             publish_seconds=config.publish_seconds,
             lineages=Lineages(
-                NewerVersionsInMySQL(config.mysql_dsn, patience=config.mysql_outage_seconds),
+                NewerVersionsInMySQL(
+                    config.mysql_dsn, key=key, patience=config.mysql_outage_seconds
+                ),
                 config.model_refresh_seconds,
             ),
         ),

@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from features.catalog import FEATURE_NAMES
+from model_state.signing import sign, verify
 from storage.versions import version_key
 
 MODEL_FILE = "model.pkl"
@@ -57,6 +58,8 @@ class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
     content_hash: str = ""
     # An online version: the learner's counters, so that a learner can go on from it.
     learner: dict[str, float] = {}
+    # HMAC-SHA256 of everything above under the model signing key (model_state.signing).
+    signature: str = ""
 
 
 def library_versions() -> dict[str, str]:
@@ -131,14 +134,16 @@ class ModelArtifact(msgspec.Struct, frozen=True):
         return VersionRecord(self.metadata, self.payload)
 
 
-def save(model: Any, metadata: ModelMetadata, model_dir: Path) -> ModelArtifact:
-    """Write ``model`` as ``metadata.version`` under ``model_dir``; fails if that version exists."""
+def save(model: Any, metadata: ModelMetadata, model_dir: Path, *, key: bytes) -> ModelArtifact:
+    """Write ``model`` as ``metadata.version`` under ``model_dir``, signed with ``key``; fails if
+    that version exists."""
     payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
     metadata = msgspec.structs.replace(
         metadata,
         content_hash=hashlib.sha256(payload).hexdigest(),
         library_versions=metadata.library_versions or library_versions(),
     )
+    metadata = sign(metadata, key)
     write(payload, metadata, model_dir)
     return ModelArtifact(model, metadata, payload)
 
@@ -165,8 +170,9 @@ def write(payload: bytes, metadata: ModelMetadata, model_dir: Path) -> bool:
     return True
 
 
-def load(model_dir: Path, version: str | None = None) -> ModelArtifact:
-    """Load ``version`` (default: the newest) from ``model_dir`` and check it fits this code."""
+def load(model_dir: Path, version: str | None = None, *, key: bytes) -> ModelArtifact:
+    """Load ``version`` (default: the newest) from ``model_dir``, checking its signature under
+    ``key`` and that it fits this code."""
     versions = list_versions(model_dir)
     if not versions:
         raise ModelNotFoundError(
@@ -182,11 +188,13 @@ def load(model_dir: Path, version: str | None = None) -> ModelArtifact:
         )
     metadata = msgspec.json.decode((folder / METADATA_FILE).read_bytes(), type=ModelMetadata)
     payload = (folder / MODEL_FILE).read_bytes()
-    return from_bytes(payload, metadata, where=str(folder))
+    return from_bytes(payload, metadata, where=str(folder), key=key)
 
 
-def from_bytes(payload: bytes, metadata: ModelMetadata, *, where: str) -> ModelArtifact:
-    """Unpickle a stored model after checking it against its metadata and the running code."""
+def from_bytes(payload: bytes, metadata: ModelMetadata, *, where: str, key: bytes) -> ModelArtifact:
+    """Unpickle a stored model after checking its signature under ``key`` (first: nothing is
+    unpickled before), then it against its metadata and the running code."""
+    verify(metadata, key, where=where)
     check(metadata, hashlib.sha256(payload).hexdigest(), where=where)
     try:
         model = pickle.loads(payload)

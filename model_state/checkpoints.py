@@ -1,6 +1,8 @@
 """A Bytewax sink that records each published model version: in MySQL, then on disk.
 
-MySQL first, in one transaction (:func:`storage.versions.record_version`): the
+Each version is signed first (:mod:`model_state.signing`): the learner's own versions here, so
+that the key never sits in the learner's state or its snapshots. Then MySQL, in one transaction
+(:func:`storage.versions.record_version`): the
 ``model_versions`` row, and the labels the version learned marked with its name in
 ``fraud_labels``. So a version is recorded with what it learned, or not at all, and every
 process's registry finds it. Then the folder ``<model_dir>/<version>/`` with ``model.pkl`` and
@@ -20,20 +22,25 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from sqlalchemy import Engine
 
 from model_state.artifact import VersionRecord, write
+from model_state.signing import sign
 from storage.engine import make_engine, retry_transient
 from storage.rows import model_version_row
 from storage.versions import record_version
 
 
 class _VersionPartition(StatelessSinkPartition[VersionRecord]):
-    def __init__(self, engine: Engine, model_dir: Path, labels_topic: str, patience: float) -> None:
+    def __init__(
+        self, engine: Engine, model_dir: Path, labels_topic: str, patience: float, key: bytes
+    ) -> None:
+        self._key = key
         self._engine = engine
         self._model_dir = model_dir
         self._labels_topic = labels_topic
         self._patience = patience
 
     def write_batch(self, items: list[VersionRecord]) -> None:
-        for record in items:
+        for unsigned in items:
+            record = msgspec.structs.replace(unsigned, metadata=sign(unsigned.metadata, self._key))
             version = record.metadata.version
             row = model_version_row(
                 metadata=msgspec.to_builtins(record.metadata),
@@ -55,7 +62,10 @@ class _VersionPartition(StatelessSinkPartition[VersionRecord]):
 
 
 class ModelVersionSink(DynamicSink[VersionRecord]):
-    def __init__(self, url: str, model_dir: Path, labels_topic: str, *, patience: float) -> None:
+    def __init__(
+        self, url: str, model_dir: Path, labels_topic: str, *, patience: float, key: bytes
+    ) -> None:
+        self._key = key
         self._url = url
         self._model_dir = model_dir
         self._labels_topic = labels_topic
@@ -63,5 +73,9 @@ class ModelVersionSink(DynamicSink[VersionRecord]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _VersionPartition:
         return _VersionPartition(
-            make_engine(self._url, pool_size=1), self._model_dir, self._labels_topic, self._patience
+            make_engine(self._url, pool_size=1),
+            self._model_dir,
+            self._labels_topic,
+            self._patience,
+            self._key,
         )

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import secrets
 import sys
 import tempfile
 import time
@@ -49,7 +50,7 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from tqdm import tqdm
 
-from model_state import retrain, train
+from model_state import retrain, signing, train
 from model_state.artifact import ModelArtifact, next_version
 from model_state.boosted import FOREST, fit_forest
 from model_state.eval_metrics import card_precision_at_k, ranking_metrics
@@ -243,7 +244,12 @@ def score_frozen(replayed: Replayed, start: ModelArtifact, *, progress: bool = F
 
 
 def stored_labels_retrain(
-    history: train.Rows, replayed: Replayed, model_dir: Path, family: train.Family, seed: int
+    history: train.Rows,
+    replayed: Replayed,
+    model_dir: Path,
+    family: train.Family,
+    seed: int,
+    key: bytes,
 ) -> Retrain:
     """What ``python -m model_state.retrain`` would do at a time, on every labelled payment
     stored: the challenger against the version scoring then (:func:`retrain.challenge`).
@@ -276,6 +282,7 @@ def stored_labels_retrain(
                 rows,
                 champion,
                 model_dir,
+                key=key,
                 version=next_version(model_dir),
                 family=family,
                 seed=seed,
@@ -358,8 +365,14 @@ def evaluate(
     rows = train.examples(history.stream, history.truth)
     with tempfile.TemporaryDirectory(prefix="payscore-eval-") as folder:
         model_dir = Path(folder)
+        key = secrets.token_bytes(signing.KEY_BYTES)  # versions live and die in this folder
         start = train.train_rows(
-            rows, model_dir, seed=pretraining.seed, validation_days=VALIDATION_DAYS, family=family
+            rows,
+            model_dir,
+            key=key,
+            seed=pretraining.seed,
+            validation_days=VALIDATION_DAYS,
+            family=family,
         )
         # The reference learns from the same rows as the pre-trained model.
         learn, _ = train.split(rows, VALIDATION_DAYS)
@@ -374,7 +387,7 @@ def evaluate(
         retraining = (
             None
             if retrain_every is None
-            else stored_labels_retrain(rows, replayed, model_dir, family, pretraining.seed)
+            else stored_labels_retrain(rows, replayed, model_dir, family, pretraining.seed, key)
         )
         online = run_online(
             replayed,

@@ -51,7 +51,7 @@ from sqlalchemy import Engine, func, select
 from dataflows.config import Config
 from dataflows.model_registry import NewerVersionsInMySQL
 from features.catalog import FEATURE_NAMES
-from model_state import artifact, train
+from model_state import artifact, signing, train
 from model_state.scorer import Scorer
 from storage.engine import make_engine
 from storage.labels import labelled_since
@@ -102,6 +102,7 @@ def challenge(
     champion: artifact.ModelArtifact | None,
     model_dir: Path,
     *,
+    key: bytes,
     version: str,
     validation_days: int = DEFAULT_VALIDATION_DAYS,
     tolerance: float = DEFAULT_TOLERANCE,
@@ -162,7 +163,7 @@ def challenge(
     # Accepted: learn from every row, the newest days included; keep the validation figures.
     model, metadata, _ = train.fit_version(rows, model_dir, validation_days=0, **options)
     metadata = msgspec.structs.replace(metadata, metrics=metrics)
-    return artifact.save(model, metadata, model_dir), verdict
+    return artifact.save(model, metadata, model_dir, key=key), verdict
 
 
 def stored_rows(engine: Engine, window: timedelta) -> tuple[train.Rows, int]:
@@ -187,6 +188,7 @@ def retrain(
     engine: Engine,
     model_dir: Path,
     *,
+    key: bytes,
     window: timedelta = timedelta(days=DEFAULT_WINDOW_DAYS),
     min_frauds: int = DEFAULT_MIN_FRAUDS,
     validation_days: int = DEFAULT_VALIDATION_DAYS,
@@ -208,7 +210,7 @@ def retrain(
             f"({skipped} rows skipped for missing features)"
         )
     url = engine.url.render_as_string(hide_password=False)
-    champion = NewerVersionsInMySQL(url, engine)(None)  # the newest version recorded
+    champion = NewerVersionsInMySQL(url, engine, key=key)(None)  # the newest version recorded
     # A new lineage, after every version on disk and every one the flow has recorded.
     lineages = [artifact.version_number(artifact.next_version(model_dir))]
     if champion is not None:
@@ -217,6 +219,7 @@ def retrain(
         rows,
         champion,
         model_dir,
+        key=key,
         version=artifact.version_name(max(lineages)),
         validation_days=validation_days,
         tolerance=tolerance,
@@ -265,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         fitted, verdict = retrain(
             engine,
             args.model_dir or Path(config.model_dir),
+            key=signing.read_key(Path(config.model_key_file)),
             window=timedelta(days=args.window_days),
             min_frauds=args.min_frauds,
             validation_days=args.validation_days,

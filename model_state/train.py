@@ -78,7 +78,7 @@ from tqdm import tqdm
 from dataflows.config import Config
 from features.catalog import FEATURE_NAMES
 from features.replay import replay
-from model_state import artifact
+from model_state import artifact, signing
 from model_state.basis import Basis
 from model_state.boosted import Boosted
 from model_state.scorer import Scorer
@@ -322,16 +322,19 @@ def fit_version(
     return model, metadata, hold_out
 
 
-def train_rows(rows: Rows, model_dir: Path, **options: Any) -> artifact.ModelArtifact:
-    """:func:`fit_version` on ``rows``, saved as a new version in ``model_dir``."""
+def train_rows(
+    rows: Rows, model_dir: Path, *, key: bytes, **options: Any
+) -> artifact.ModelArtifact:
+    """:func:`fit_version` on ``rows``, saved as a new version in ``model_dir``, signed."""
     model, metadata, _ = fit_version(rows, model_dir, **options)
-    return artifact.save(model, metadata, model_dir)
+    return artifact.save(model, metadata, model_dir, key=key)
 
 
 def train(
     spec: SimulationSpec,
     model_dir: Path,
     *,
+    key: bytes,
     validation_days: int = 7,
     epochs: int = 3,
     fraud_weight: float = 1.0,
@@ -346,6 +349,7 @@ def train(
     return train_rows(
         rows,
         model_dir,
+        key=key,
         seed=spec.seed,
         validation_days=validation_days,
         epochs=epochs,
@@ -384,7 +388,9 @@ def main() -> None:
         "--if-missing", action="store_true", help="do nothing when a model version already exists"
     )
     args = parser.parse_args()
-    model_dir = args.model_dir or Path(Config.from_env(os.environ).model_dir)
+    config = Config.from_env(os.environ)
+    model_dir = args.model_dir or Path(config.model_dir)
+    key = signing.read_key(Path(config.model_key_file), create=True)
     if args.if_missing and artifact.list_versions(model_dir):
         print(f"model {artifact.list_versions(model_dir)[-1]} exists in {model_dir}; not training")
         return
@@ -395,6 +401,7 @@ def main() -> None:
     result = train(
         spec,
         model_dir,
+        key=key,
         validation_days=args.validation_days,
         epochs=args.epochs,
         fraud_weight=args.fraud_weight,

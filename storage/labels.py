@@ -98,7 +98,7 @@ def claim_labels(
 
     Labels of one payment within the batch: the first claims it, the later ones are duplicates
     or contradictions. The caller must not claim labels of one card concurrently (the flow keys
-    this step by card); then no lock is needed for the reads.
+    this step by groups of cards); then no lock is needed for the reads.
     """
     moment = utc_naive(now or datetime.now(UTC))
     fl, sp = fraud_labels, scored_payments

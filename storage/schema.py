@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 from sqlalchemy.dialects import mysql
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -40,9 +40,28 @@ def render_ddl() -> str:
     return HEADER + "\n" + "\n".join(statements)
 
 
+class SchemaMismatchError(RuntimeError):
+    """The database holds tables of an older (or other) payscore schema."""
+
+
 def create_schema(engine: Engine) -> None:
-    """Create every table and index that does not exist yet (never alters or drops)."""
+    """Create every table and index that does not exist yet (never alters or drops), then check
+    that the existing tables have every column this code writes."""
     metadata.create_all(engine, checkfirst=True)
+    inspector = inspect(engine)
+    problems = []
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        missing = [c.name for c in table.columns if c.name not in have]
+        if missing:
+            problems.append(f"{table.name} lacks {', '.join(missing)}")
+    if problems:
+        raise SchemaMismatchError(
+            f"the database {engine.url.database} was created by an older payscore: "
+            + "; ".join(problems)
+            + ". Point PAYSCORE_MYSQL_URL at a new database, or migrate this one to "
+            "test_data/schema.sql (python -m storage.schema prints it)"
+        )
 
 
 def main() -> None:

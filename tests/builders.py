@@ -12,6 +12,7 @@ from features.contract import Payment
 from model_state.artifact import ModelMetadata
 
 BASE = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday, 00:00 UTC: on every tile boundary
+TEST_KEY = bytes(range(32))  # signs the versions unit tests save and load
 
 _PLAIN = Payment(
     transaction_id="t",

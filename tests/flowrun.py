@@ -11,10 +11,17 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from features.contract import FraudLabel, Payment
+from model_state.signing import read_key
 from test_data.produce import from_samples, from_simulation, send
 from test_data.samples import SampleMessage
 
 ROOT = Path(__file__).resolve().parent.parent
+# The key that signs the versions integration tests train, and that their flows trust.
+KEY_FILE = ROOT / ".services" / "test-model.key"
+
+
+def test_key() -> bytes:
+    return read_key(KEY_FILE, create=True)
 
 
 def flow_env(
@@ -23,7 +30,10 @@ def flow_env(
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSCORE_")}
     env.update({f"PAYSCORE_{k.upper()}": v for k, v in topics.items()})
     env.update(
-        PAYSCORE_MYSQL_URL=mysql_url, PAYSCORE_MODEL_DIR=str(model_dir), PAYSCORE_TAIL="false"
+        PAYSCORE_MYSQL_URL=mysql_url,
+        PAYSCORE_MODEL_DIR=str(model_dir),
+        PAYSCORE_MODEL_KEY_FILE=str(KEY_FILE),
+        PAYSCORE_TAIL="false",
     )
     env.update({f"PAYSCORE_{k.upper()}": v for k, v in extra.items()})
     return env

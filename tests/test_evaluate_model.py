@@ -28,7 +28,7 @@ from model_state.train import (
     train_rows,
 )
 from storage.labels import LabelledPayment
-from tests.builders import model_metadata
+from tests.builders import TEST_KEY, model_metadata
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -192,8 +192,10 @@ def test_the_learner_learns_and_publishes_a_basis_model() -> None:
 
 def test_train_rows_saves_a_loadable_basis_version_with_the_comparison(tmp_path: Path) -> None:
     rows = as_rows(*synthetic(4000, seed=3))
-    saved = train_rows(rows, tmp_path, seed=3, epochs=1, family="basis", with_comparison=True)
-    loaded = artifact.load(tmp_path)
+    saved = train_rows(
+        rows, tmp_path, key=TEST_KEY, seed=3, epochs=1, family="basis", with_comparison=True
+    )
+    loaded = artifact.load(tmp_path, key=TEST_KEY)
     assert loaded.version == saved.version == "v00001"
     m = saved.metadata.metrics
     for name in ("linear", "basis", "hoeffding_adaptive_tree", "arf5"):
@@ -214,7 +216,7 @@ def test_compare_learns_on_every_fraud_and_a_tenth_of_the_rest() -> None:
 def test_an_unknown_family_is_refused(tmp_path: Path) -> None:
     choose = "unknown model family 'forest'; choose one of boosted, basis, linear"
     with pytest.raises(ValueError, match=choose):
-        train_rows(as_rows(X[:300], Y[:300]), tmp_path, seed=1, family="forest")  # type: ignore[arg-type]
+        train_rows(as_rows(X[:300], Y[:300]), tmp_path, key=TEST_KEY, seed=1, family="forest")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import pickle
 import random
+import stat
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import ClassVar
 
 import msgspec
 import pytest
@@ -16,12 +18,12 @@ from hypothesis import strategies as st
 
 from dataflows.model_registry import ModelRegistry
 from features.catalog import FEATURE_NAMES
-from model_state import artifact
+from model_state import artifact, signing
 from model_state.learner import OnlineLearner
 from model_state.scorer import Scorer, decide
 from model_state.train import new_model
 from storage.labels import LabelledPayment
-from tests.builders import model_metadata
+from tests.builders import TEST_KEY, model_metadata
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -37,8 +39,8 @@ def trained(rows: int = 400, seed: int = 1) -> object:
 
 def test_save_then_load_gives_the_same_model(tmp_path: Path) -> None:
     model = trained()
-    saved = artifact.save(model, model_metadata(), tmp_path)
-    loaded = artifact.load(tmp_path)
+    saved = artifact.save(model, model_metadata(), tmp_path, key=TEST_KEY)
+    loaded = artifact.load(tmp_path, key=TEST_KEY)
     x = dict.fromkeys(FEATURE_NAMES, 0.5)
     assert loaded.version == "v00001"
     assert loaded.model.predict_proba_one(x) == model.predict_proba_one(x)
@@ -49,18 +51,66 @@ def test_save_then_load_gives_the_same_model(tmp_path: Path) -> None:
 
 def test_load_without_a_model_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(artifact.ModelNotFoundError, match=r"python -m model_state\.train"):
-        artifact.load(tmp_path / "nothing-here")
+        artifact.load(tmp_path / "nothing-here", key=TEST_KEY)
 
 
 def test_load_names_every_mismatch(tmp_path: Path) -> None:
-    artifact.save(trained(), model_metadata(feature_names=("amount_eur", "old_feature")), tmp_path)
+    artifact.save(
+        trained(),
+        model_metadata(feature_names=("amount_eur", "old_feature")),
+        tmp_path,
+        key=TEST_KEY,
+    )
     (tmp_path / "v00001" / "model.pkl").write_bytes(b"changed")
     with pytest.raises(artifact.ModelMismatchError) as caught:
-        artifact.load(tmp_path)
+        artifact.load(tmp_path, key=TEST_KEY)
     text = str(caught.value)
     assert "model.pkl has SHA-256" in text
     assert "the code lacks ['old_feature']" in text
     assert "Retrain with `python -m model_state.train`" in text
+
+
+class Boom:
+    """Unpickling this runs code: what a tampered artifact could do."""
+
+    ran: ClassVar[list[str]] = []
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (Boom.ran.append, ("unpickled",))
+
+
+def test_unsigned_tampered_or_foreign_versions_are_refused_before_unpickling(
+    tmp_path: Path,
+) -> None:
+    saved = artifact.save(trained(), model_metadata(), tmp_path, key=TEST_KEY)
+    evil = pickle.dumps(Boom())
+    forged = msgspec.structs.replace(
+        saved.metadata, content_hash=hashlib.sha256(evil).hexdigest()
+    )  # a row rewritten by someone who can write model_versions, but has no key
+    unsigned = msgspec.structs.replace(forged, signature="")
+    other_key = bytes(32)
+    for metadata, key, says in [
+        (forged, TEST_KEY, "signature that does not match"),
+        (unsigned, TEST_KEY, "is not signed"),
+        (saved.metadata, other_key, "signature that does not match"),
+    ]:
+        with pytest.raises(signing.UntrustedModelError, match=says):
+            artifact.from_bytes(evil, metadata, where="model_versions[v00001]", key=key)
+    assert Boom.ran == [], "a refused version was unpickled"
+    # A version signed with the key loads.
+    assert artifact.from_bytes(saved.payload, saved.metadata, where="x", key=TEST_KEY)
+
+
+def test_the_signing_key_file_is_private_and_well_formed(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "model.key"
+    key = signing.read_key(path, create=True)
+    assert signing.read_key(path) == key and len(key) == 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.chmod(0o644)
+    with pytest.raises(PermissionError, match="readable by others"):
+        signing.read_key(path)
+    with pytest.raises(FileNotFoundError, match=r"python -m model_state\.train"):
+        signing.read_key(tmp_path / "missing.key")
 
 
 def test_a_model_naming_code_that_is_gone_is_a_clear_mismatch() -> None:
@@ -68,13 +118,14 @@ def test_a_model_naming_code_that_is_gone_is_a_clear_mismatch() -> None:
     payload = pickle.dumps(Decimal("1")).replace(b"decimal", b"gonemod")
     digest = hashlib.sha256(payload).hexdigest()
     meta = model_metadata(content_hash=digest, library_versions=artifact.library_versions())
+    meta = signing.sign(meta, TEST_KEY)
     with pytest.raises(artifact.ModelMismatchError, match=r"v00001 at here .*unpickling it failed"
                        r" with ModuleNotFoundError: No module named 'gonemod'"):  # fmt: skip
-        artifact.from_bytes(payload, meta, where="here")
+        artifact.from_bytes(payload, meta, where="here", key=TEST_KEY)
 
 
 def test_versions_are_never_overwritten(tmp_path: Path) -> None:
-    saved = artifact.save(trained(), model_metadata(), tmp_path)
+    saved = artifact.save(trained(), model_metadata(), tmp_path, key=TEST_KEY)
     assert artifact.write(b"other", saved.metadata, tmp_path) is False
     assert (tmp_path / "v00001" / "model.pkl").read_bytes() == saved.payload
 

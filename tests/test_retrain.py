@@ -21,7 +21,7 @@ from storage.labels import LabelledPayment
 from storage.rows import scored_payment_row
 from storage.tables import model_versions, scored_payments
 from storage.versions import version_key
-from tests.builders import BASE, model_metadata, payment
+from tests.builders import BASE, TEST_KEY, model_metadata, payment
 from tests.test_evaluate_model import as_rows, synthetic
 
 X, Y = synthetic(2500, seed=9)
@@ -54,7 +54,9 @@ def store(engine: Engine, *, labelled: int = 2000, noisy_before: int = 0) -> Non
 
 def record(engine: Engine, tmp_path: Path, version: str, model: object) -> None:
     """``model`` as the newest version the flow recorded: the champion."""
-    saved = artifact.save(model, model_metadata(version, origin="online"), tmp_path / "flow")
+    saved = artifact.save(
+        model, model_metadata(version, origin="online"), tmp_path / "flow", key=TEST_KEY
+    )
     record_version(engine, saved, "-")
 
 
@@ -68,7 +70,9 @@ def test_a_challenger_better_than_the_champion_starts_a_new_lineage(
 ) -> None:
     store(engine)
     record(engine, tmp_path, "v00001.000003", new_model())  # untrained: a coin for a champion
-    fitted, verdict = retrain(engine, tmp_path / "models", min_frauds=10, family="linear")
+    fitted, verdict = retrain(
+        engine, tmp_path / "models", key=TEST_KEY, min_frauds=10, family="linear"
+    )
     assert fitted is not None and verdict.accepted
     assert verdict.challenger_ap > verdict.champion_ap
     m = fitted.metadata
@@ -81,7 +85,9 @@ def test_a_challenger_better_than_the_champion_starts_a_new_lineage(
     assert (m.rows, m.frauds) == (len(learned), int(Y[learned].sum()))
     assert m.metrics["average_precision"] == verdict.challenger_ap
     assert m.metrics["champion_average_precision"] == verdict.champion_ap
-    assert artifact.load(tmp_path / "models").version == "v00002"  # where the flow starts from
+    assert (
+        artifact.load(tmp_path / "models", key=TEST_KEY).version == "v00002"
+    )  # where the flow starts from
     with engine.connect() as c:
         stored = c.execute(
             select(model_versions.c.origin, model_versions.c.artifact).where(
@@ -100,7 +106,11 @@ def test_a_challenger_worse_than_the_champion_changes_nothing(
     store(engine, noisy_before=1400)  # it learns from coin flips; the champion from the truth
     record(engine, tmp_path, "v00001.000003", trained_linear())
     models = tmp_path / "models"
+    key_file = tmp_path / "model.key"
+    key_file.write_text(TEST_KEY.hex())
+    key_file.chmod(0o600)
     monkeypatch.setenv("PAYSCORE_MYSQL_URL", mysql_url)
+    monkeypatch.setenv("PAYSCORE_MODEL_KEY_FILE", str(key_file))
     with pytest.raises(SystemExit) as refused:
         main(["--min-frauds", "10", "--family", "linear", "--model-dir", str(models)])
     assert refused.value.code == REFUSED_EXIT_STATUS
@@ -115,10 +125,12 @@ def test_a_challenger_worse_than_the_champion_changes_nothing(
 def test_a_forced_retrain_learns_every_row_of_its_window(engine: Engine, tmp_path: Path) -> None:
     store(engine)
     with pytest.raises(NotEnoughLabelsError, match=r"0 labelled payments stored in the last 0"):
-        retrain(engine, tmp_path, window=timedelta(hours=0), min_frauds=1, family="linear")
+        retrain(
+            engine, tmp_path, key=TEST_KEY, window=timedelta(hours=0), min_frauds=1, family="linear"
+        )
     window = timedelta(minutes=10_000)
     fitted, verdict = retrain(
-        engine, tmp_path, window=window, min_frauds=1, family="linear", force=True
+        engine, tmp_path, key=TEST_KEY, window=window, min_frauds=1, family="linear", force=True
     )
     assert fitted is not None and str(verdict) == "not compared with the champion (forced)"
     # The newest payment, t-2499, is 10 minutes before BASE: the window starts at t-1499.
@@ -131,7 +143,7 @@ def test_a_retrain_refuses_too_few_frauds(engine: Engine, tmp_path: Path) -> Non
     store(engine)
     frauds = int(Y[:2000].sum()) - int(Y[7])
     with pytest.raises(NotEnoughLabelsError, match=rf"{frauds} of them frauds; at least 5000"):
-        retrain(engine, tmp_path, min_frauds=5000, family="linear")
+        retrain(engine, tmp_path, key=TEST_KEY, min_frauds=5000, family="linear")
     assert artifact.list_versions(tmp_path) == []
 
 

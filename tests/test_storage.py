@@ -13,7 +13,13 @@ from sqlalchemy.dialects import mysql
 
 from storage.payments import reused_ids
 from storage.rows import refused_row_letter
-from storage.schema import DATABASE_OPTIONS, SCHEMA_FILE, render_ddl
+from storage.schema import (
+    DATABASE_OPTIONS,
+    SCHEMA_FILE,
+    SchemaMismatchError,
+    create_schema,
+    render_ddl,
+)
 from storage.sink import (
     MySQLSinkPartition,
     SinkWriteError,
@@ -247,3 +253,12 @@ def test_an_id_reused_for_another_payment_is_a_dead_letter_and_repeats_are_not(
     assert sorted(stored) == ["t-1", "t-2"]
     assert [(d.kafka_partition, d.kafka_offset) for d in letters] == [(0, 2)]
     assert "transaction id 't-1' reused: stored for card 'card-1'" in letters[0].error
+
+
+@pytest.mark.integration
+def test_tables_of_an_older_schema_are_named_not_used(engine: Engine) -> None:
+    with engine.begin() as c:
+        c.execute(text("DROP TABLE model_versions"))
+        c.execute(text("CREATE TABLE model_versions (version VARCHAR(64) PRIMARY KEY)"))
+    with pytest.raises(SchemaMismatchError, match="model_versions lacks lineage, sequence"):
+        create_schema(engine)

@@ -1,0 +1,134 @@
+"""Model versions are signed: HMAC-SHA256 with a key that is not stored beside them.
+
+A version is pickled code as much as data: unpickling a tampered artifact runs whatever it says.
+The SHA-256 in a version's metadata only shows that the pickle matches *its* metadata, and both
+sit in the same row of ``model_versions``, so whoever can write that row could choose both. So
+every version's metadata also carries ``signature``: HMAC-SHA256, under the key in
+``PAYSCORE_MODEL_KEY_FILE``, of its metadata (which holds the pickle's SHA-256). Every process
+checks it before unpickling anything, from disk or from MySQL, and refuses an unsigned or
+tampered version with an error that says which.
+
+The key file holds 64 hex digits and must be readable by the service account alone (mode 0600);
+a key readable by others is refused too. ``python -m model_state.train`` creates it on first use.
+
+    python -m model_state.signing --new-key PATH      create a key file (0600); fails if it exists
+    python -m model_state.signing --sign DIR/VERSION  sign a version you trust (e.g. made before
+                                                      signing existed) with the configured key
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import msgspec
+
+if TYPE_CHECKING:
+    from model_state.artifact import ModelMetadata
+
+KEY_BYTES = 32
+M = TypeVar("M", bound="ModelMetadata")
+
+
+class UntrustedModelError(ValueError):
+    """A stored model is not signed with the key this process trusts."""
+
+
+def new_key(path: Path) -> bytes:
+    """Create a key file readable by its owner alone; fails if ``path`` exists."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = secrets.token_bytes(KEY_BYTES)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(key.hex() + "\n")
+    return key
+
+
+def read_key(path: Path, *, create: bool = False) -> bytes:
+    """The signing key in ``path`` (created first if ``create`` and it does not exist)."""
+    if not path.exists():
+        if create:
+            return new_key(path)
+        raise FileNotFoundError(
+            f"no model signing key at {path} (PAYSCORE_MODEL_KEY_FILE): the key that signed "
+            "the model versions is needed to trust them. `python -m model_state.train` creates "
+            f"one; or `python -m model_state.signing --new-key {path}` and sign your versions"
+        )
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PermissionError(
+            f"model signing key {path} is readable by others (mode {stat.filemode(mode)}); "
+            f"run `chmod 600 {path}`"
+        )
+    text = path.read_text().strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise ValueError(
+            f"model signing key {path} must hold {2 * KEY_BYTES} hex digits; it holds "
+            f"{len(text)} characters"
+        )
+    return key
+
+
+def _signed_text(metadata: ModelMetadata) -> bytes:  # fields in sorted order: as MySQL's JSON
+    unsigned = msgspec.structs.replace(metadata, signature="")
+    return msgspec.json.encode(msgspec.to_builtins(unsigned), order="sorted")
+
+
+def sign(metadata: M, key: bytes) -> M:
+    """``metadata`` with its signature (over everything it says, the pickle's hash included)."""
+    digest = hmac.new(key, _signed_text(metadata), hashlib.sha256).hexdigest()
+    return msgspec.structs.replace(metadata, signature=digest)
+
+
+def verify(metadata: ModelMetadata, key: bytes, *, where: str) -> None:
+    """Raise :class:`UntrustedModelError` unless ``metadata`` is signed with ``key``."""
+    if not metadata.signature:
+        raise UntrustedModelError(
+            f"model {metadata.version} at {where} is not signed: refusing to load it. Sign a "
+            "version you trust with `python -m model_state.signing --sign DIR/VERSION`"
+        )
+    want = hmac.new(key, _signed_text(metadata), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(want, metadata.signature):
+        raise UntrustedModelError(
+            f"model {metadata.version} at {where} has a signature that does not match: it was "
+            "changed after it was signed, or signed with another key (PAYSCORE_MODEL_KEY_FILE); "
+            "refusing to load it"
+        )
+
+
+def main() -> None:
+    from dataflows.config import Config
+    from model_state.artifact import METADATA_FILE, MODEL_FILE, ModelMetadata
+
+    parser = argparse.ArgumentParser(prog="python -m model_state.signing", description=__doc__)
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--new-key", type=Path, metavar="PATH")
+    action.add_argument("--sign", type=Path, nargs="+", metavar="DIR/VERSION")
+    args = parser.parse_args()
+    if args.new_key:
+        new_key(args.new_key)
+        print(f"wrote a new signing key to {args.new_key} (mode 0600)")
+        return
+    key = read_key(Path(Config.from_env(os.environ).model_key_file))
+    for folder in args.sign:
+        file = folder / METADATA_FILE
+        metadata = msgspec.json.decode(file.read_bytes(), type=ModelMetadata)
+        content = hashlib.sha256((folder / MODEL_FILE).read_bytes()).hexdigest()
+        if content != metadata.content_hash:
+            raise SystemExit(f"{folder}: model.pkl does not match its metadata's SHA-256")
+        file.write_bytes(msgspec.json.format(msgspec.json.encode(sign(metadata, key))))
+        print(f"signed {metadata.version} in {folder}")
+
+
+if __name__ == "__main__":
+    main()
