@@ -17,7 +17,7 @@ from model_state.train import train
 from storage.engine import make_engine
 from test_data.chaos import scratch_database, scratch_topics
 from test_data.spec import SimulationSpec
-from tests.flowrun import test_key
+from tests.flowrun import key_for_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = Config.from_env(os.environ)
@@ -64,7 +64,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small pre-trained model, trained the way ``python -m model_state.train`` does."""
     folder = tmp_path_factory.mktemp("models")
     spec = SimulationSpec(seed=5, days=14, cards=800, merchants=160)
-    train(spec, folder, key=test_key(), validation_days=3, epochs=1)
+    train(spec, folder, key=key_for_tests(), validation_days=3, epochs=1)
     return folder
 
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY_FILE = ROOT / ".services" / "test-model.key"
 
 
-def test_key() -> bytes:
+def key_for_tests() -> bytes:
     return read_key(KEY_FILE, create=True)
 
 

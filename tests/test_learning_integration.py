@@ -23,7 +23,7 @@ from model_state import artifact
 from storage.tables import model_versions, scored_payments
 from test_data.generator import simulate
 from test_data.spec import SimulationSpec
-from tests.flowrun import ROOT, flow_env, produce, test_key
+from tests.flowrun import ROOT, flow_env, key_for_tests, produce
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +139,7 @@ def test_labels_from_kafka_change_the_version_that_scores_later_payments(
         recorded = {start, *online_versions()}
         assert set(later_versions) <= recorded
         assert set(online_versions()) <= set(artifact.list_versions(models))
-        newest = artifact.load(models, key=test_key())
+        newest = artifact.load(models, key=key_for_tests())
         assert newest.metadata.parent_version is not None
         assert newest.metadata.labels_learned == len(labels)
     finally:
