@@ -5,7 +5,10 @@ payment was scored with, and recorded in ``fraud_labels`` by where it was read, 
 label message ends claimed or rejected with a reason. In production a label arrives days after
 its payment, which is long stored. A label whose payment is not stored *yet* (a replay that reads
 both topics at once, or a sink still writing) waits: it is tried again every ``retry_seconds``
-for up to ``wait_seconds`` of wall-clock time, then rejected as ``not_found``. The step keeps
+for up to ``wait_seconds`` of the flow's running time, then rejected as ``not_found``. The
+snapshot keeps how long each label has waited, not when it came: time the flow spends stopped
+or crashed does not count, so a label is not given up right after a restart while its payment
+is still in the backlog. The step keeps
 state only for groups with waiting labels, and only those labels.
 
 **Keys.** Cards are hashed into a fixed number of groups (``dataflows.scoring.LABEL_GROUPS``):
@@ -23,8 +26,10 @@ learned it already (:mod:`dataflows.learning`). Claims retry while MySQL is unav
 
 **End of input.** Bytewax fires no timer after the end of its input. In a drain run
 (``PAYSCORE_TAIL=false``) the labels input ends only once every label is resolved or timed out
-(:mod:`dataflows.sources`); what still waits then is rejected. On a graceful stop
-(:mod:`dataflows.stopping`) waiting labels stay waiting, in the snapshot.
+(:mod:`dataflows.sources`). At the end of input a label is rejected only if its own wait has run
+out; any other stays waiting, in the snapshot (with recovery) and as a ``waiting`` row, and the
+next run goes on with it: a graceful stop (:mod:`dataflows.stopping`) of one process, or the
+bound of a drain run, never gives up a label early.
 
 Every outcome is counted in ``payscore_labels_total{outcome=...}``: ``claimed``, ``replayed``,
 ``waiting`` (each time a label starts waiting), and ``rejected_<reason>``. Each rejection is also
@@ -38,7 +43,7 @@ import pickle
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 from bytewax.operators import StatefulBatchLogic
@@ -56,7 +61,8 @@ LABELS = Counter("payscore_labels", "Fraud labels by what became of them", ["out
 
 # Claims a batch; the predicate says which not-yet-found labels have waited long enough.
 Claim = Callable[[list[ReadLabel], Callable[[ReadLabel], bool]], Claimed]
-Waiting = list[tuple[ReadLabel, float]]  # label, wall time first seen
+Waiting = list[tuple[ReadLabel, float]]  # label, the clock's time it started waiting
+Snapshot = list[tuple[ReadLabel, float]]  # label, seconds it has waited so far
 
 
 class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel], LabelledPayment, bytes]):
@@ -67,14 +73,12 @@ class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel], LabelledPayment, byte
         *,
         retry_seconds: float,
         wait_seconds: float,
-        stopping: Callable[[], bool] = lambda: False,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._claim = claim
         self._waiting = waiting
         self._retry_seconds = retry_seconds
         self._wait_seconds = wait_seconds
-        self._stopping = stopping
         self._clock = clock
         self._last_try = clock()
 
@@ -86,32 +90,33 @@ class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel], LabelledPayment, byte
             for v in values
             if (v.partition, v.offset) not in known
         ]
-        return self._try(self._waiting + fresh, give_up=False)
+        return self._try(self._waiting + fresh)
 
     def on_notify(self) -> tuple[list[LabelledPayment], bool]:
-        return self._try(self._waiting, give_up=False)
+        return self._try(self._waiting)
 
     def on_eof(self) -> tuple[list[LabelledPayment], bool]:
-        if self._stopping():  # a graceful stop: keep waiting in the snapshot
-            return [], self.RETAIN if self._waiting else self.DISCARD
-        return self._try(self._waiting, give_up=True)
+        return self._try(self._waiting)
 
     def notify_at(self) -> datetime | None:
         if not self._waiting:
             return None
-        return datetime.fromtimestamp(self._last_try + self._retry_seconds, UTC)
+        due = self._retry_seconds - (self._clock() - self._last_try)
+        return datetime.now(UTC) + timedelta(seconds=max(due, 0.0))
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self._waiting, protocol=pickle.HIGHEST_PROTOCOL)
+        now = self._clock()
+        waited: Snapshot = [(read, now - since) for read, since in self._waiting]
+        return pickle.dumps(waited, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def _try(self, labels: Waiting, *, give_up: bool) -> tuple[list[LabelledPayment], bool]:
+    def _try(self, labels: Waiting) -> tuple[list[LabelledPayment], bool]:
         if not labels:
             return [], self.DISCARD
         self._last_try = now = self._clock()
         first_seen = {read.position: seen for read, seen in labels}
 
         def expired(read: ReadLabel) -> bool:
-            return give_up or now - first_seen[read.position] >= self._wait_seconds
+            return now - first_seen[read.position] >= self._wait_seconds
 
         was_waiting = {read.position for read, _ in self._waiting}
         outcome = self._claim([read for read, _ in labels], expired)
@@ -167,22 +172,14 @@ class MySQLLabelClaims:
 
 
 def label_join(
-    claim: Claim,
-    *,
-    retry_seconds: float,
-    wait_seconds: float,
-    stopping: Callable[[], bool] = lambda: False,
+    claim: Claim, *, retry_seconds: float, wait_seconds: float
 ) -> Callable[[bytes | None], LabelJoin]:
-    """The builder ``op.stateful_batch`` calls for a card, new or resumed."""
+    """The builder ``op.stateful_batch`` calls for a group of cards, new or resumed."""
 
     def build(resume: bytes | None) -> LabelJoin:
-        waiting: Waiting = pickle.loads(resume) if resume is not None else []
-        return LabelJoin(
-            claim,
-            waiting,
-            retry_seconds=retry_seconds,
-            wait_seconds=wait_seconds,
-            stopping=stopping,
-        )
+        now = time.monotonic()
+        waited: Snapshot = pickle.loads(resume) if resume is not None else []
+        waiting = [(read, now - seconds) for read, seconds in waited]
+        return LabelJoin(claim, waiting, retry_seconds=retry_seconds, wait_seconds=wait_seconds)
 
     return build

@@ -35,8 +35,9 @@ from bytewax.operators import StatefulBatchLogic
 from prometheus_client import Counter
 
 from dataflows.model_registry import Fetch
-from model_state.artifact import ModelArtifact, VersionRecord
+from model_state.artifact import ModelArtifact, ModelMismatchError, VersionRecord
 from model_state.learner import OnlineLearner
+from model_state.signing import UntrustedModelError
 from storage.labels import LabelledPayment
 from storage.versions import version_key
 
@@ -66,11 +67,21 @@ class Lineages:
         self._next_check = clock()
 
     def newer_than(self, version: str, *, now: bool = False) -> ModelArtifact | None:
+        """The newest version after ``version``, or None. A newer version of ``version``'s own
+        lineage that cannot be trusted or loaded stops the learner when ``now`` (when it is
+        built): it holds labels the learner would otherwise learn twice. A new lineage that
+        cannot be loaded is logged as an error and left alone."""
         if not now and self._clock() < self._next_check:
             return None
         self._next_check = self._clock() + self._refresh_seconds
         try:
             return self._fetch_newer(version)
+        except (UntrustedModelError, ModelMismatchError) as exc:
+            same_lineage = not exc.version or version_key(exc.version)[0] == version_key(version)[0]
+            if now and same_lineage:
+                raise
+            log.error("not going on from model version %s: %s", exc.version, exc)
+            return None
         except Exception as exc:
             if now:
                 raise

@@ -100,7 +100,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     labels = split_off_dead_letters(
         "labels", op.map("decode_labels", label_messages, decode.label), config
     )
-    labelled = join_labels_with_scored_payments(labels, config, stop)
+    labelled = join_labels_with_scored_payments(labels, config)
 
     # Payments: decode, features, score, store.
     messages = op.input("read_payments", flow, payments_source(config, stop))
@@ -303,9 +303,7 @@ def card_group(card: str) -> str:
     return str(zlib.crc32(card.encode()) % LABEL_GROUPS)
 
 
-def join_labels_with_scored_payments(
-    labels: Stream, config: Config, stop: threading.Event
-) -> Stream[LabelledPayment]:
+def join_labels_with_scored_payments(labels: Stream, config: Config) -> Stream[LabelledPayment]:
     keyed = op.key_on("key_labels_by_card_group", labels, lambda p: card_group(p.event.card_id))
     joined = op.stateful_batch(
         "join_labels_with_scored_payments",
@@ -316,7 +314,6 @@ def join_labels_with_scored_payments(
             ),
             retry_seconds=config.label_retry_seconds,
             wait_seconds=config.label_wait_seconds,
-            stopping=stop.is_set,
         ),
     )
     return op.key_rm("unkey_labelled_payments", joined)

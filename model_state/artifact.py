@@ -39,6 +39,10 @@ class ModelNotFoundError(FileNotFoundError):
 class ModelMismatchError(ValueError):
     """A stored model does not fit the running code."""
 
+    def __init__(self, message: str, version: str = "") -> None:
+        super().__init__(message)
+        self.version = version
+
 
 class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
     version: str
@@ -201,7 +205,8 @@ def from_bytes(payload: bytes, metadata: ModelMetadata, *, where: str, key: byte
     except (AttributeError, ImportError) as exc:  # a class the pickle names is not in this code
         raise ModelMismatchError(
             f"model {metadata.version} at {where} does not fit the running code: unpickling it "
-            f"failed with {type(exc).__name__}: {exc}. Retrain with `python -m model_state.train`."
+            f"failed with {type(exc).__name__}: {exc}. Retrain with `python -m model_state.train`.",
+            metadata.version,
         ) from exc
     return ModelArtifact(model, metadata, payload)
 
@@ -231,7 +236,8 @@ def check(metadata: ModelMetadata, content_hash: str, *, where: str) -> None:
         raise ModelMismatchError(
             f"model {metadata.version} at {where} does not fit the running code: "
             + "; ".join(problems)
-            + ". Retrain with `python -m model_state.train`."
+            + ". Retrain with `python -m model_state.train`.",
+            metadata.version,
         )
 
 

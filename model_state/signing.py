@@ -39,6 +39,10 @@ M = TypeVar("M", bound="ModelMetadata")
 class UntrustedModelError(ValueError):
     """A stored model is not signed with the key this process trusts."""
 
+    def __init__(self, message: str, version: str) -> None:
+        super().__init__(message)
+        self.version = version
+
 
 def new_key(path: Path) -> bytes:
     """Create a key file readable by its owner alone; fails if ``path`` exists."""
@@ -95,14 +99,16 @@ def verify(metadata: ModelMetadata, key: bytes, *, where: str) -> None:
     if not metadata.signature:
         raise UntrustedModelError(
             f"model {metadata.version} at {where} is not signed: refusing to load it. Sign a "
-            "version you trust with `python -m model_state.signing --sign DIR/VERSION`"
+            "version you trust with `python -m model_state.signing --sign DIR/VERSION`",
+            metadata.version,
         )
     want = hmac.new(key, _signed_text(metadata), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(want, metadata.signature):
         raise UntrustedModelError(
             f"model {metadata.version} at {where} has a signature that does not match: it was "
             "changed after it was signed, or signed with another key (PAYSCORE_MODEL_KEY_FILE); "
-            "refusing to load it"
+            "refusing to load it",
+            metadata.version,
         )
 
 

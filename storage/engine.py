@@ -63,6 +63,11 @@ UNAVAILABLE = {
 TRANSIENT = {DEADLOCK, LOCK_WAIT_TIMEOUT} | UNAVAILABLE
 
 
+class ConcurrentChangeError(RuntimeError):
+    """A transaction found rows changed under it that it expected unchanged; it rolls back and
+    runs again (as after a deadlock)."""
+
+
 class MySQLUnavailableError(RuntimeError):
     """MySQL could not be reached (or kept rolling back) for longer than the patience allows."""
 
@@ -83,7 +88,7 @@ def is_transient(exc: BaseException) -> bool:
     inner = exc.orig if isinstance(exc, DBAPIError) else exc
     if isinstance(inner, pymysql.err.InterfaceError):  # the connection was already closed
         return True
-    if isinstance(inner, ConnectionError | TimeoutError):
+    if isinstance(inner, ConnectionError | TimeoutError | ConcurrentChangeError):
         return True
     return error_code(exc) in TRANSIENT
 

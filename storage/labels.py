@@ -35,6 +35,7 @@ from sqlalchemy import Connection, case, select, tuple_, update
 from sqlalchemy.dialects.mysql import insert
 
 from features.contract import FraudLabel
+from storage.engine import ConcurrentChangeError
 from storage.rows import utc_naive
 from storage.tables import fraud_labels, scored_payments
 
@@ -131,7 +132,7 @@ def claim_labels(
     if claims:
         # One statement for the batch (an executemany of UPDATEs is one round trip per row).
         key = sp.c.transaction_id
-        connection.execute(
+        marked = connection.execute(
             update(sp)
             .where(key.in_(list(claims)), sp.c.label_is_fraud.is_(None))
             .values(
@@ -141,6 +142,11 @@ def claim_labels(
                 ),
             )
         )
+        if marked.rowcount != len(claims):  # another claim got there first: run again
+            raise ConcurrentChangeError(
+                f"{len(claims) - marked.rowcount} of {len(claims)} payments were labelled by "
+                "another transaction during this claim"
+            )
     if record:
         statement = insert(fl)
         connection.execute(
