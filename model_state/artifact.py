@@ -138,18 +138,22 @@ class ModelArtifact(msgspec.Struct, frozen=True):
         return VersionRecord(self.metadata, self.payload)
 
 
-def save(model: Any, metadata: ModelMetadata, model_dir: Path, *, key: bytes) -> ModelArtifact:
-    """Write ``model`` as ``metadata.version`` under ``model_dir``, signed with ``key``; fails if
-    that version exists."""
+def make(model: Any, metadata: ModelMetadata, *, key: bytes) -> ModelArtifact:
+    """``model`` as version ``metadata.version``: pickled, hashed and signed with ``key``."""
     payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
     metadata = msgspec.structs.replace(
         metadata,
         content_hash=hashlib.sha256(payload).hexdigest(),
         library_versions=metadata.library_versions or library_versions(),
     )
-    metadata = sign(metadata, key)
-    write(payload, metadata, model_dir)
-    return ModelArtifact(model, metadata, payload)
+    return ModelArtifact(model, sign(metadata, key), payload)
+
+
+def save(model: Any, metadata: ModelMetadata, model_dir: Path, *, key: bytes) -> ModelArtifact:
+    """:func:`make` the version and write it under ``model_dir``."""
+    version = make(model, metadata, key=key)
+    write(version.payload, version.metadata, model_dir)
+    return version
 
 
 def write(payload: bytes, metadata: ModelMetadata, model_dir: Path) -> bool:

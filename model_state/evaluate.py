@@ -51,7 +51,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from tqdm import tqdm
 
 from model_state import retrain, signing, train
-from model_state.artifact import ModelArtifact, next_version
+from model_state.artifact import ModelArtifact, next_version, write
 from model_state.boosted import FOREST, fit_forest
 from model_state.eval_metrics import card_precision_at_k, ranking_metrics
 from model_state.eval_stream import Replayed, replay_stream, with_label_delay
@@ -289,6 +289,8 @@ def stored_labels_retrain(
             )
         except retrain.NotEnoughLabelsError:
             return None
+        if fitted is not None:
+            write(fitted.payload, fitted.metadata, model_dir)  # the next retrain's name follows
         return fitted
 
     return run

@@ -110,10 +110,10 @@ def challenge(
     seed: int = 7,
     force: bool = False,
 ) -> tuple[artifact.ModelArtifact | None, Verdict]:
-    """Steps 3 to 5: the new version saved as ``version``, or None if the challenger ranks
-    below the champion by more than ``tolerance``; and the verdict.
+    """Steps 3 to 5: the new version ``version`` (signed, not written yet), or None if the
+    challenger ranks below the champion by more than ``tolerance``; and the verdict.
 
-    ``force`` (an operator's override) learns from every row and saves without comparing.
+    ``force`` (an operator's override) learns from every row without comparing.
     """
     options: dict[str, Any] = {
         "seed": seed,
@@ -163,7 +163,7 @@ def challenge(
     # Accepted: learn from every row, the newest days included; keep the validation figures.
     model, metadata, _ = train.fit_version(rows, model_dir, validation_days=0, **options)
     metadata = msgspec.structs.replace(metadata, metrics=metrics)
-    return artifact.save(model, metadata, model_dir, key=key), verdict
+    return artifact.make(model, metadata, key=key), verdict
 
 
 def stored_rows(engine: Engine, window: timedelta) -> tuple[train.Rows, int]:
@@ -228,7 +228,9 @@ def retrain(
         force=force,
     )
     if fitted is not None:
+        # MySQL first: a version on disk is always one every process can find.
         record(engine, fitted, str(model_dir / fitted.version))
+        artifact.write(fitted.payload, fitted.metadata, model_dir)
     return fitted, verdict
 
 
