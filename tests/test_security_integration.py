@@ -69,7 +69,7 @@ def test_no_log_line_holds_the_mysql_password(
             key=b"c",
         )
         assert producer.flush(30) == 0
-        own = make_url(mysql_url).set(username=user, password=None)
+        own = make_url(mysql_url)._replace(username=user, password=None)
         env = flow_env(
             topics,
             own.render_as_string(hide_password=False),
