@@ -19,13 +19,12 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from dataflows.config import Config
 from storage.engine import make_engine
-from storage.schema import create_schema
 from storage.tables import scored_payments
+from test_data.chaos import scratch_database
 from test_data.generator import simulate
 from test_data.produce import from_simulation, send
 from test_data.spec import SimulationSpec
@@ -60,44 +59,43 @@ def main() -> None:
         progress=False,
     )
     print(f"produced {report.payments:,} payments")
-    url = make_url(config.mysql_url)
-    admin_db = make_engine(url.set(database=None).render_as_string(hide_password=False))
     try:
         for processes in args.processes:
-            with admin_db.begin() as c:
-                c.execute(text("DROP DATABASE IF EXISTS payscore_bench_flow"))
-                c.execute(text("CREATE DATABASE payscore_bench_flow"))
-            db_url = url.set(database="payscore_bench_flow").render_as_string(hide_password=False)
-            engine = make_engine(db_url)
-            create_schema(engine)
-            env = dict(os.environ)
-            env.update(
-                PAYSCORE_PAYMENTS_TOPIC=topics["payments"],
-                PAYSCORE_LABELS_TOPIC=topics["labels"],
-                PAYSCORE_DEAD_LETTERS_TOPIC=topics["dead"],
-                PAYSCORE_MYSQL_URL=db_url,
-                PAYSCORE_TAIL="false",
-            )
-            started = time.perf_counter()
-            subprocess.run(
-                ["bash", str(ROOT / "ops" / "run_flow.sh"), str(processes), str(args.workers)],
-                env=env,
-                check=True,
-                stderr=subprocess.DEVNULL,
-            )
-            seconds = time.perf_counter() - started
-            with engine.connect() as c:
-                rows = c.execute(select(func.count()).select_from(scored_payments)).scalar_one()
-            engine.dispose()
-            print(
-                f"{processes} process(es) x {args.workers} worker(s): {rows:,} payments scored "
-                f"and stored in {seconds:.1f} s = {rows / seconds:,.0f} payments/s"
-            )
+            with scratch_database(
+                config.mysql_url, config.mysql_admin_url, "payscore_bench"
+            ) as db_url:
+                measure(db_url, topics, processes, args.workers)
     finally:
-        with admin_db.begin() as c:
-            c.execute(text("DROP DATABASE IF EXISTS payscore_bench_flow"))
         for f in admin.delete_topics(list(topics.values())).values():
             f.result()
+
+
+def measure(db_url: str, topics: dict[str, str], processes: int, workers: int) -> None:
+    """One drain run of the flow over the topics into a fresh database; prints its rate."""
+    env = dict(os.environ)
+    env.update(
+        PAYSCORE_PAYMENTS_TOPIC=topics["payments"],
+        PAYSCORE_LABELS_TOPIC=topics["labels"],
+        PAYSCORE_DEAD_LETTERS_TOPIC=topics["dead"],
+        PAYSCORE_MYSQL_URL=db_url,
+        PAYSCORE_TAIL="false",
+    )
+    started = time.perf_counter()
+    subprocess.run(
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), str(processes), str(workers)],
+        env=env,
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )
+    seconds = time.perf_counter() - started
+    engine = make_engine(db_url)
+    with engine.connect() as c:
+        rows = c.execute(select(func.count()).select_from(scored_payments)).scalar_one()
+    engine.dispose()
+    print(
+        f"{processes} process(es) x {workers} worker(s): {rows:,} payments scored "
+        f"and stored in {seconds:.1f} s = {rows / seconds:,.0f} payments/s"
+    )
 
 
 if __name__ == "__main__":

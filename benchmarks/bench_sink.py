@@ -15,14 +15,13 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from dataflows.config import Config
 from storage.engine import make_engine
-from storage.schema import create_schema
 from storage.sink import MySQLSinkPartition
 from storage.tables import scored_payments
+from test_data.chaos import scratch_database
 
 
 def make_rows(n: int) -> list[dict[str, object]]:
@@ -58,13 +57,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--method", choices=["load", "insert"], default="load")
     args = parser.parse_args()
-    url = make_url(Config.from_env(os.environ).mysql_url)
-    admin = make_engine(url.set(database=None).render_as_string(hide_password=False))
-    with admin.begin() as c:
-        c.execute(text("DROP DATABASE IF EXISTS payscore_bench"))
-        c.execute(text("CREATE DATABASE payscore_bench"))
-    engine = make_engine(url.set(database="payscore_bench").render_as_string(hide_password=False))
-    create_schema(engine)
+    config = Config.from_env(os.environ)
+    with scratch_database(config.mysql_url, config.mysql_admin_url, "payscore_bench") as url:
+        run(url, args)
+
+
+def run(url: str, args: argparse.Namespace) -> None:
+    engine = make_engine(url, local_infile=args.method == "load")
     rows = make_rows(args.rows)
     sink = MySQLSinkPartition(engine, scored_payments, args.method)
     print(f"method {args.method}, batches of {args.batch}")
@@ -79,8 +78,6 @@ def main() -> None:
             "rows in table:", c.execute(select(func.count()).select_from(scored_payments)).scalar()
         )
     sink.close()
-    with admin.begin() as c:
-        c.execute(text("DROP DATABASE payscore_bench"))
 
 
 if __name__ == "__main__":

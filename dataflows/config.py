@@ -49,6 +49,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     mysql_url: str = "mysql+pymysql://payscore:payscore@127.0.0.1:3306/payscore"
     # The password, read from this file instead of the URL (which then carries none).
     mysql_password_file: str = ""
+    # The account that creates and alters tables (storage.schema --create); the flow never uses it.
+    mysql_admin_url: str = "mysql+pymysql://payscore_admin:payscore_admin@127.0.0.1:3306/payscore"
     # How long writes and label claims retry while MySQL is unavailable before the flow stops.
     mysql_outage_seconds: Annotated[float, Meta(ge=0)] = 300.0
     # Model

@@ -23,6 +23,12 @@ more distinct merchants in 30 days sees the oldest as new and counts at most 64 
 those of the last 15 minutes. Against a sliding window of exactly ``W`` the sawtooth window
 also holds the events between ``W`` and ``W + (t mod hop)`` old, and no others.
 
+*Card verifications.* A payment of amount 0 (an account verification, as card testers send in
+bursts) is an event of the card like any other: it counts in ``card_count_*``, moves the
+previous payment, the merchants and the countries. It is kept apart from the money: it adds
+nothing to the sums and maxima, and the means (and ``card_amount_to_mean_30d``) are over the
+payments with an amount.
+
 *Lateness.* ``watermark`` is the latest event time this card has seen (or was told of by
 :meth:`CardHistory.expire`). A payment at most ``lateness`` (default 15 min) behind it is
 placed at its own time and scored exactly like an in-order one. A later one is still scored,
@@ -30,7 +36,8 @@ never dropped, but *placed* at ``watermark - lateness``: its features and its pa
 windows are those of a payment at that time (its calendar features keep its real local time).
 
 *State.* Payments of the last ``lateness`` of event time are kept exactly (the tail); older ones
-are folded into 5-minute, hourly and daily tiles of count, total and peak (in euro cents), kept
+are folded into 5-minute, hourly and daily tiles of count, count with an amount, total and peak
+(in euro cents), kept
 only while some window of a payment at ``watermark - lateness`` or later can reach them; the
 card also keeps, per remembered merchant, the time it was last paid, per day the count of
 payments per country, and the time and place of the latest folded payment. So a card holds at
@@ -174,20 +181,21 @@ class CardHistory:
         values: list[float] = [cents / 100]
         firsts: list[int] = []  # per window: its first tile
         lows: list[int] = []  # per window: its first tail payment
-        n = total = 0
+        n = paid = total = 0
         for hop, hops, level in _PLAN:
             first = int(t // hop) - hops
-            n, total, peak = self._tiles[level].aggregate_from(first)
+            n, paid, total, peak = self._tiles[level].aggregate_from(first)
             lo = bisect_left(ts, first * hop, 0, hi)
             firsts.append(first)
             lows.append(lo)
             if lo < hi:
                 segment = tail_cents[lo:hi]
                 n += hi - lo
+                paid += hi - lo - segment.count(0)
                 total += sum(segment)
                 peak = max(peak, max(segment))
-            values += (float(n), total / 100, total / n / 100 if n else 0.0, peak / 100)
-        # n and total are now those of the 30-day window (the last of CARD_WINDOWS).
+            values += (float(n), total / 100, total / paid / 100 if paid else 0.0, peak / 100)
+        # n, paid and total are now those of the 30-day window (the last of CARD_WINDOWS).
         since, speed = self._previous(t, hi, payment)
         first24, first30, lo30 = firsts[_I24], firsts[_I30], lows[_I30]
         distinct, new = self._merchant_features(
@@ -195,7 +203,7 @@ class CardHistory:
         )
         values += (
             since,
-            cents * n / total if total else 1.0,
+            cents * paid / total if total else 1.0,
             distinct,
             new,
             self._country_unusual(payment.country, first30, lo30, hi),

@@ -2,12 +2,15 @@
 
 Both travel as JSON on Kafka. A message is decoded straight into a frozen ``msgspec.Struct``;
 type and range rules live on the fields (so errors carry the JSON path, e.g.
-``Expected `int` >= 1 - at `$.amount_minor```) and cross-field rules in ``__post_init__``.
+``Expected `int` >= 0 - at `$.amount_minor```) and cross-field rules in ``__post_init__``.
 
 Rules a bank expects of an authorisation record:
 
-- ``amount_minor`` is a positive whole number of the currency's minor unit (cents, yen, fils),
-  at most 10**12; ``currency`` is an active ISO 4217 code meant for payments.
+- ``amount_minor`` is a whole number of the currency's minor unit (cents, yen, fils), from 0
+  to 10**12; ``currency`` is an active ISO 4217 code meant for payments. An amount of 0 is a
+  card verification (an account-status check with no money), which is real traffic and what card
+  testers probe with; :attr:`Payment.is_verification` says so, and the card features keep it
+  apart from the money (:mod:`features.card`).
 - ``event_time`` carries its own UTC offset (a naive time is rejected: the offset is what makes
   calendar features local to the payer) and lies between 2000-01-01 and 2100-01-01 UTC.
   Whether it is too far ahead of the moment the message reached Kafka is the decoder's check
@@ -27,7 +30,9 @@ Rules a bank expects of an authorisation record:
 >>> PaymentDecoder().decode(raw.replace(b'1250', b'-5'))
 Traceback (most recent call last):
     ...
-features.contract.InvalidMessageError: Expected `int` >= 1 - at `$.amount_minor`
+features.contract.InvalidMessageError: Expected `int` >= 0 - at `$.amount_minor`
+>>> PaymentDecoder().decode(raw.replace(b'1250', b'0')).is_verification
+True
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ class Payment(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     card_id: Identifier
     merchant_id: Identifier
     terminal_id: Identifier
-    amount_minor: Annotated[int, Meta(ge=1, le=MAX_AMOUNT_MINOR)]
+    amount_minor: Annotated[int, Meta(ge=0, le=MAX_AMOUNT_MINOR)]
     currency: Annotated[str, Meta(pattern=r"\A[A-Z]{3}\Z")]
     event_time: AwareTime
     mcc: Annotated[str, Meta(pattern=r"\A[0-9]{4}\Z")]
@@ -112,6 +117,11 @@ class Payment(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
                 "`latitude` and `longitude` come together or not at all; got only "
                 f"{'latitude' if self.longitude is None else 'longitude'} - at `$`"
             )
+
+    @property
+    def is_verification(self) -> bool:
+        """A zero-amount authorisation: the card is checked, no money moves."""
+        return self.amount_minor == 0
 
     @property
     def amount(self) -> float:

@@ -21,10 +21,10 @@ index, cheap to copy and to pickle.
 >>> hour.start(10_000.0)  # 10,000 s lies in the hop [9,900, 10,200): start 9,900 - 3,600
 6300.0
 >>> tiles = AmountTiles(300)
->>> for s, cents in [(6_299.0, 500), (6_300.0, 700), (9_999.0, 200)]:
+>>> for s, cents in [(6_299.0, 500), (6_300.0, 700), (9_999.0, 200), (9_999.5, 0)]:
 ...     tiles.add(s, cents)
->>> tiles.aggregate_from(hour.start_index(10_000.0))  # (count, total, peak): 6,299 s is out
-(2, 900, 700)
+>>> tiles.aggregate_from(hour.start_index(10_000.0))  # (count, paid, total, peak): 6,299 s is out
+(3, 2, 900, 700)
 """
 
 from __future__ import annotations
@@ -152,17 +152,20 @@ class CountTiles:
 
 
 class AmountTiles(CountTiles):
-    """Count, total and peak of integer amounts (euro cents) per tile of ``hop`` seconds."""
+    """Count, count of non-zero amounts, total and peak of integer amounts (euro cents) per tile
+    of ``hop`` seconds. An amount of 0 (a card verification) counts as an event, not as money."""
 
-    __slots__ = ("peak", "total")
+    __slots__ = ("paid", "peak", "total")
 
     def __init__(self, hop: int) -> None:
         super().__init__(hop)
+        self.paid: list[int] = []
         self.total: list[int] = []
         self.peak: list[int] = []
 
     def _insert(self, k: int, i: int) -> None:
         super()._insert(k, i)
+        self.paid.insert(k, 0)
         self.total.insert(k, 0)
         self.peak.insert(k, 0)
 
@@ -173,44 +176,59 @@ class AmountTiles(CountTiles):
         if not index or index[-1] < i:  # the usual case: a new latest tile
             index.append(i)
             self.count.append(1)
+            self.paid.append(1 if n else 0)
             self.total.append(n)
             self.peak.append(n)
             return
         k = len(index) - 1 if index[-1] == i else self._slot(t)
         self.count[k] += 1
+        if n:
+            self.paid[k] += 1
         self.total[k] += n
         if n > self.peak[k]:
             self.peak[k] = n
 
-    def aggregate_from(self, first: int) -> tuple[int, int, int]:
-        """``(count, total, peak)`` over tiles ``first`` and later; ``(0, 0, 0)`` when none."""
+    def aggregate_from(self, first: int) -> tuple[int, int, int, int]:
+        """``(count, paid, total, peak)`` over tiles ``first`` and later (``paid``: events with
+        a non-zero amount); all 0 when none."""
         k = bisect_left(self.index, first)
         if k == len(self.index):
-            return 0, 0, 0
+            return 0, 0, 0, 0
         if k:
-            return sum(self.count[k:]), sum(self.total[k:]), max(self.peak[k:])
-        return sum(self.count), sum(self.total), max(self.peak)
+            return (
+                sum(self.count[k:]),
+                sum(self.paid[k:]),
+                sum(self.total[k:]),
+                max(self.peak[k:]),
+            )
+        return sum(self.count), sum(self.paid), sum(self.total), max(self.peak)
 
     def drop_before(self, first: int) -> None:
         """Forget tiles before index ``first``."""
         index = self.index
         if index and index[0] < first:
             k = bisect_left(index, first)
-            del index[:k], self.count[:k], self.total[:k], self.peak[:k]
+            del index[:k], self.count[:k], self.paid[:k], self.total[:k], self.peak[:k]
 
     def state(self) -> tuple[tuple[int, ...], ...]:
         """The tiles as immutable tuples (for ``__getstate__``)."""
-        return (tuple(self.index), tuple(self.count), tuple(self.total), tuple(self.peak))
+        return (
+            tuple(self.index),
+            tuple(self.count),
+            tuple(self.paid),
+            tuple(self.total),
+            tuple(self.peak),
+        )
 
     def restore(self, state: tuple[tuple[int, ...], ...]) -> None:
         """Load what :meth:`state` returned."""
-        index, count, total, peak = state
-        self.index, self.count = list(index), list(count)
+        index, count, paid, total, peak = state
+        self.index, self.count, self.paid = list(index), list(count), list(paid)
         self.total, self.peak = list(total), list(peak)
 
     def copy(self) -> AmountTiles:
         """An independent copy."""
         new = AmountTiles(self.hop)
-        new.index, new.count = self.index.copy(), self.count.copy()
+        new.index, new.count, new.paid = self.index.copy(), self.count.copy(), self.paid.copy()
         new.total, new.peak = self.total.copy(), self.peak.copy()
         return new

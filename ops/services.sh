@@ -22,6 +22,8 @@ MYSQL_PORT=${SERVICES_MYSQL_PORT:-3306}
 DB_NAME=${SERVICES_MYSQL_DATABASE:-payscore}
 DB_USER=${SERVICES_MYSQL_USER:-payscore}
 DB_PASSWORD=${SERVICES_MYSQL_PASSWORD:-payscore}
+ADMIN_USER=${SERVICES_MYSQL_ADMIN_USER:-payscore_admin}
+ADMIN_PASSWORD=${SERVICES_MYSQL_ADMIN_PASSWORD:-payscore_admin}
 PYTHON=${SERVICES_PYTHON:-$ROOT/.venv/bin/python}
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -119,16 +121,22 @@ mysql_up() {
     wait_for_port "$MYSQL_PORT" mariadb 60 /var/log/mysql/error.log
     for _ in $(seq 1 60); do mysql_root -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
   fi
-  # The application's user may also create databases named payscore_* (the tests use their own).
+  # Two accounts: the admin creates and alters tables (storage.schema --create, the tests'
+  # databases payscore_*); the flow's user only reads and writes rows.
   mysql_root <<SQL
 CREATE DATABASE IF NOT EXISTS \`$DB_NAME\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE USER IF NOT EXISTS '$ADMIN_USER'@'127.0.0.1' IDENTIFIED BY '$ADMIN_PASSWORD';
+CREATE USER IF NOT EXISTS '$ADMIN_USER'@'localhost' IDENTIFIED BY '$ADMIN_PASSWORD';
+GRANT ALL PRIVILEGES ON \`$DB_NAME\`.* TO '$ADMIN_USER'@'127.0.0.1', '$ADMIN_USER'@'localhost';
+GRANT ALL PRIVILEGES ON \`payscore\\_%\`.* TO '$ADMIN_USER'@'127.0.0.1', '$ADMIN_USER'@'localhost';
 CREATE USER IF NOT EXISTS '$DB_USER'@'127.0.0.1' IDENTIFIED BY '$DB_PASSWORD';
 CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASSWORD';
-GRANT ALL PRIVILEGES ON \`$DB_NAME\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
-GRANT ALL PRIVILEGES ON \`payscore\\_%\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
+REVOKE ALL PRIVILEGES, GRANT OPTION FROM '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
+GRANT SELECT, INSERT, UPDATE, DELETE ON \`$DB_NAME\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
+GRANT SELECT, INSERT, UPDATE, DELETE ON \`payscore\\_%\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
 FLUSH PRIVILEGES;
 SQL
-  log "mariadb ready on 127.0.0.1:$MYSQL_PORT (database $DB_NAME, user $DB_USER)"
+  log "mariadb ready on 127.0.0.1:$MYSQL_PORT (database $DB_NAME; flow user $DB_USER, admin $ADMIN_USER)"
 }
 
 mysql_down() {

@@ -2,7 +2,7 @@
 
 ``python -m storage.schema``          print the DDL (what ``test_data/schema.sql`` holds)
 ``python -m storage.schema --write``  rewrite ``test_data/schema.sql``
-``python -m storage.schema --create`` create missing tables in ``PAYSCORE_MYSQL_URL``
+``python -m storage.schema --create`` create missing tables, as ``PAYSCORE_MYSQL_ADMIN_URL``
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main() -> None:
         from dataflows.config import Config
         from storage.engine import make_engine
 
-        engine = make_engine(Config.from_env(os.environ).mysql_dsn)
+        engine = make_engine(Config.from_env(os.environ).mysql_admin_url)
         create_schema(engine)
         print(f"tables ready in {engine.url.render_as_string(hide_password=True)}")
     else:

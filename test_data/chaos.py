@@ -51,20 +51,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def scratch_database(base_url: str, prefix: str) -> Iterator[str]:
-    """A new database ``<prefix>_<random>`` on the server of ``base_url``, created as
-    ``ops/services.sh`` creates the product's and holding the schema; dropped afterwards."""
+def scratch_database(flow_url: str, admin_url: str, prefix: str) -> Iterator[str]:
+    """A new database ``<prefix>_<random>``, created by the admin account as ``ops/services.sh``
+    creates the product's and holding the schema; the flow's URL for it (``flow_url``'s account,
+    which may only read and write rows). Dropped afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    url = make_url(base_url)
-    admin = make_engine(url.set(database=None).render_as_string(hide_password=False))
+    admin_base = make_url(admin_url)
+    admin = make_engine(admin_base.set(database=None).render_as_string(hide_password=False))
     with admin.begin() as c:
         c.execute(text(f"CREATE DATABASE {name} {DATABASE_OPTIONS}"))
-    scratch = url.set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(scratch)
+    engine = make_engine(admin_base.set(database=name).render_as_string(hide_password=False))
     create_schema(engine)
     engine.dispose()
     try:
-        yield scratch
+        yield make_url(flow_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.begin() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS {name}"))

@@ -18,7 +18,7 @@ Huge payloads: ``huge_payload_2mb_*`` are larger than Kafka's default ``message.
 topic's ``max.message.bytes``, or expects the producer to refuse them
 (:attr:`HostileCase.fits_kafka_default`).
 
->>> [case.expected for case in PAYMENT_CASES if case.name == "zero_amount"]
+>>> [case.expected for case in PAYMENT_CASES if case.name == "negative_amount"]
 ['dead_letter']
 >>> len(scored_transaction_ids()) < len([c for c in PAYMENT_CASES if c.expected == "scored"])
 True
@@ -228,16 +228,15 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
         "Number out of range - at `$.latitude`",
         "latitude 1e400 (infinite)",
     ),
-    _dead(
+    _scored(
         "zero_amount",
-        _json(amount_minor=0),
-        "Expected `int` >= 1 - at `$.amount_minor`",
-        "zero amount",
+        _json(transaction_id="hostile-tx-verification", amount_minor=0),
+        "a zero-amount card verification: real traffic, scored",
     ),
     _dead(
         "negative_amount",
         _json(amount_minor=-1250),
-        "Expected `int` >= 1 - at `$.amount_minor`",
+        "Expected `int` >= 0 - at `$.amount_minor`",
         "negative amount",
     ),
     _dead(
@@ -412,13 +411,13 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
         "duplicate_json_key_invalid_first",
         _json(transaction_id="hostile-tx-dup-key-1", amount_minor=-5)[:-1]
         + b', "amount_minor": 7}',
-        "Expected `int` >= 1 - at `$.amount_minor`",
+        "Expected `int` >= 0 - at `$.amount_minor`",
         "a key twice, the first value invalid",
     ),
     _dead(
         "duplicate_json_key_invalid_last",
         _json(transaction_id="hostile-tx-dup-key-2")[:-1] + b', "amount_minor": -5}',
-        "Expected `int` >= 1 - at `$.amount_minor`",
+        "Expected `int` >= 0 - at `$.amount_minor`",
         "a key twice, the last value invalid",
     ),
     # -- the same transaction id three times: one scored row

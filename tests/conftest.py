@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from dataflows.config import Config
 from model_state import artifact
@@ -28,8 +29,19 @@ def mysql_url() -> Iterator[str]:
     """A fresh database ``payscore_test_<random>`` with the schema, created as
     ``ops/services.sh`` creates the product's (same character set and collation), dropped after
     the test."""
-    with scratch_database(BASE.mysql_url, "payscore_test") as url:
+    with scratch_database(BASE.mysql_url, BASE.mysql_admin_url, "payscore_test") as url:
         yield url
+
+
+@pytest.fixture
+def admin_engine(mysql_url: str) -> Iterator[Engine]:
+    """The test's database as the admin account (tables may be dropped and created)."""
+    database = make_url(mysql_url).database
+    e = make_engine(
+        make_url(BASE.mysql_admin_url).set(database=database).render_as_string(hide_password=False)
+    )
+    yield e
+    e.dispose()
 
 
 @pytest.fixture

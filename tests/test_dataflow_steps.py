@@ -107,10 +107,10 @@ def test_a_valid_payment_keeps_its_position() -> None:
 
 
 def test_a_bad_message_becomes_a_dead_letter_with_reason_and_position() -> None:
-    out = DECODE.payment(message(msgspec.json.encode(valid_payment(amount_minor=0))))
+    out = DECODE.payment(message(msgspec.json.encode(valid_payment(amount_minor=-1))))
     assert isinstance(out, DeadLetter)
     assert (out.topic, out.partition, out.offset) == ("payments", 2, 7)
-    assert out.error == "Expected `int` >= 1 - at `$.amount_minor`"
+    assert out.error == "Expected `int` >= 0 - at `$.amount_minor`"
     assert out.received_at == datetime.fromtimestamp(1_777_000_000, UTC)
     kafka = to_kafka(out, max_bytes=900_000)
     assert kafka.value == out.value

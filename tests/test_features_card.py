@@ -224,3 +224,16 @@ def test_a_payment_dated_before_what_expire_was_promised_is_placed_like_a_late_o
     assert card.watermark == BASE.timestamp() + 2 * HOUR
     late = card.observe(at(10 * MINUTE))  # dated 00:10, placed at 01:45
     assert late["card_seconds_since_prev"] == 105 * MINUTE
+
+
+def test_a_zero_amount_verification_counts_as_an_event_not_as_money() -> None:
+    card = CardHistory()
+    for n, minor in enumerate([1000, 0, 3000, 0]):
+        card.observe(at(n * 60, amount_minor=minor))
+    f = card.observe(at(300, amount_minor=4000))
+    assert f["card_count_1h"] == 4.0  # the verifications are events of the card
+    assert f["card_amount_sum_1h"] == 40.0
+    assert f["card_amount_mean_1h"] == 20.0  # over the two payments with money
+    assert f["card_amount_max_1h"] == 30.0
+    assert f["card_amount_to_mean_30d"] == 2.0
+    assert f["card_seconds_since_prev"] == 120.0  # the last verification was the previous event

@@ -161,14 +161,21 @@ def test_window_length_must_be_whole_hops() -> None:
 
 def test_tiles_take_events_in_any_order() -> None:
     tiles = AmountTiles(3600)
-    for t, cents in [(7_300.0, 5), (100.0, 7), (3_700.0, 1), (7_200.0, 9), (150.0, 2)]:
+    events = [(7_300.0, 5), (100.0, 7), (3_700.0, 1), (7_200.0, 9), (150.0, 2), (3_650.0, 0)]
+    for t, cents in events:
         tiles.add(t, cents)
     assert tiles.index == [0, 1, 2]
-    assert tiles.aggregate_from(0) == (5, 24, 9)
-    assert tiles.aggregate_from(1) == (3, 15, 9)
-    assert tiles.aggregate_from(3) == (0, 0, 0)
+    assert tiles.aggregate_from(0) == (6, 5, 24, 9)  # the 0 is an event, not a payment of money
+    assert tiles.aggregate_from(1) == (4, 3, 15, 9)
+    assert tiles.aggregate_from(3) == (0, 0, 0, 0)
     tiles.drop_before(2)
-    assert (tiles.index, tiles.count, tiles.total, tiles.peak) == ([2], [2], [14], [9])
+    assert (tiles.index, tiles.count, tiles.paid, tiles.total, tiles.peak) == (
+        [2],
+        [2],
+        [2],
+        [14],
+        [9],
+    )
     counts = CountTiles(60)
     for t in (200.0, 10.0, 70.0, 65.0):
         counts.add(t)

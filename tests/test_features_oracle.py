@@ -80,15 +80,16 @@ def placed(s: float, earlier: list[float]) -> float:
 def oracle_card(p: Payment, t: float, prior: list[Seen]) -> dict[str, float]:
     cents = eur_cents(p.amount_minor, p.currency)
     out: dict[str, float] = {"amount_eur": cents / 100}
-    n30 = total30 = 0
+    paid30 = total30 = 0
     for w in CARD_WINDOWS:
         inside = [e.cents for e in prior if in_window(e.t, t, w)]
-        n, total = len(inside), sum(inside)
-        out[f"card_count_{w.name}"] = n
+        paid = sum(1 for c in inside if c)  # a verification (0) is an event, not money
+        total = sum(inside)
+        out[f"card_count_{w.name}"] = len(inside)
         out[f"card_amount_sum_{w.name}"] = total / 100
-        out[f"card_amount_mean_{w.name}"] = total / n / 100 if n else 0.0
+        out[f"card_amount_mean_{w.name}"] = total / paid / 100 if paid else 0.0
         out[f"card_amount_max_{w.name}"] = max(inside) / 100 if inside else 0.0
-        n30, total30 = n, total
+        paid30, total30 = paid, total
     before = [(e.t, i) for i, e in enumerate(prior) if e.t <= t]
     speed = 0.0
     if before and t - max(before)[0] <= PREVIOUS_PAYMENT_HORIZON:
@@ -100,7 +101,7 @@ def oracle_card(p: Payment, t: float, prior: list[Seen]) -> dict[str, float]:
             speed = km / (max(gap, MIN_TRAVEL_SECONDS) / 3600)
     else:
         out["card_seconds_since_prev"] = PREVIOUS_PAYMENT_HORIZON
-    out["card_amount_to_mean_30d"] = cents / (total30 / n30) if total30 else 1.0
+    out["card_amount_to_mean_30d"] = cents / (total30 / paid30) if total30 else 1.0
     w24 = next(w for w in CARD_WINDOWS if w.name == "24h")
     w30 = next(w for w in CARD_WINDOWS if w.name == "30d")
     out["card_distinct_merchants_24h"] = len({e.merchant for e in prior if in_window(e.t, t, w24)})
@@ -257,7 +258,7 @@ def streams(draw: st.DrawFn, max_events: int = 40) -> list[Event]:
             card_id=f"c-{draw(st.integers(0, n_cards - 1))}",
             merchant_id=draw(st.sampled_from(merchants)),
             terminal_id=draw(st.sampled_from(terminals)),
-            amount_minor=draw(st.integers(1, 500_000)),
+            amount_minor=draw(st.integers(1, 500_000) | st.just(0)),  # 0: a verification
             currency=draw(st.sampled_from(["EUR", "EUR", "USD", "JPY", "KWD"])),
             country=draw(st.sampled_from(["FR", "FR", "DE", "US"])),
             latitude=draw(st.floats(-60, 60)) if located else None,

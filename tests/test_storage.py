@@ -142,8 +142,8 @@ def test_ids_that_differ_only_by_case_are_two_payments(engine: Engine) -> None:
 
 
 @pytest.mark.integration
-def test_schema_file_applies_to_an_empty_database(engine: Engine) -> None:
-    with engine.begin() as c:
+def test_schema_file_applies_to_an_empty_database(admin_engine: Engine) -> None:
+    with admin_engine.begin() as c:
         for table in ("scored_payments", "dead_letters", "model_versions", "fraud_labels"):
             c.execute(text(f"DROP TABLE {table}"))
         for statement in SCHEMA_FILE.read_text().split(";"):
@@ -256,9 +256,29 @@ def test_an_id_reused_for_another_payment_is_a_dead_letter_and_repeats_are_not(
 
 
 @pytest.mark.integration
-def test_tables_of_an_older_schema_are_named_not_used(engine: Engine) -> None:
-    with engine.begin() as c:
+def test_tables_of_an_older_schema_are_named_not_used(admin_engine: Engine) -> None:
+    with admin_engine.begin() as c:
         c.execute(text("DROP TABLE model_versions"))
         c.execute(text("CREATE TABLE model_versions (version VARCHAR(64) PRIMARY KEY)"))
     with pytest.raises(SchemaMismatchError, match="model_versions lacks lineage, sequence"):
-        create_schema(engine)
+        create_schema(admin_engine)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DROP TABLE dead_letters",
+        "ALTER TABLE scored_payments ADD COLUMN x INT",
+        "CREATE TABLE x (y INT)",
+        "CREATE DATABASE payscore_x",
+        "GRANT SELECT ON *.* TO CURRENT_USER",
+    ],
+)
+def test_the_flow_s_account_reads_and_writes_rows_and_nothing_else(
+    engine: Engine, statement: str
+) -> None:
+    with engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(dead_letters)).scalar_one() == 0
+        with pytest.raises(Exception, match=r"denied|1142|1044|1045|1227|1410"):
+            c.execute(text(statement))
