@@ -27,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import StatefulSourcePartition
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, func, select
 
 from storage.engine import make_engine, retry_transient
@@ -109,8 +111,13 @@ class _Reader(StatefulSourcePartition):
         self._inner.close()
 
 
+LIST_TIMEOUT_SECONDS = 30.0
+
+
 class FlowKafkaSource(KafkaSource):
-    """Bytewax's :class:`KafkaSource` with a graceful stop and (labels) a drain wait."""
+    """Bytewax's :class:`KafkaSource` with a graceful stop and (labels) a drain wait; finding
+    the partitions gives up after 30 s with a clear error (Bytewax's own waits forever,
+    for example on a wrong SASL password)."""
 
     def __init__(
         self,
@@ -126,6 +133,28 @@ class FlowKafkaSource(KafkaSource):
         self._drained = drained
         self._poll = poll_seconds
         self._give_up_seconds = give_up_seconds
+
+    def list_parts(self) -> list[str]:
+        config = {"bootstrap.servers": ",".join(self._brokers), **self._add_config}
+        client = AdminClient(config)
+        parts = []
+        for topic in self._topics:
+            try:
+                metadata = client.list_topics(topic, timeout=LIST_TIMEOUT_SECONDS)
+            except KafkaException as exc:
+                raise RuntimeError(
+                    f"cannot list the partitions of Kafka topic {topic!r} at "
+                    f"{config['bootstrap.servers']} within {LIST_TIMEOUT_SECONDS:.0f} s: "
+                    f"{exc.args[0].str() if exc.args else exc} (check PAYSCORE_KAFKA_BROKERS and "
+                    "the credentials in PAYSCORE_KAFKA_CONFIG_FILE)"
+                ) from None
+            found = metadata.topics[topic]
+            if found.error is not None:
+                raise RuntimeError(
+                    f"cannot list the partitions of Kafka topic {topic!r}: {found.error.str()}"
+                )
+            parts += [f"{index}-{topic}" for index in found.partitions]
+        return parts
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Reader:
         inner = super().build_part(step_id, for_part, resume_state)

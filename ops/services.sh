@@ -107,17 +107,40 @@ mysql_install() {
 
 mysql_root() { as_root mariadb --protocol=socket -uroot "$@"; }
 
+# A throwaway CA and a server certificate for 127.0.0.1, so that clients can use (and the tests
+# check) TLS with a verified server; real deployments bring their own.
+TLS="$STATE/tls"
+mysql_tls() {
+  if [ -f "$TLS/server.pem" ]; then return; fi
+  command -v openssl >/dev/null || die "openssl not found (Debian: apt-get install openssl)"
+  log "making a throwaway CA and server certificate in $TLS"
+  mkdir -p "$TLS"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=payscore local CA" \
+    -keyout "$TLS/ca.key" -out "$TLS/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$TLS/server.key" -out "$TLS/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$TLS/san.ext"
+  openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" \
+    -CAcreateserial -days 3650 -extfile "$TLS/san.ext" -out "$TLS/server.pem" 2>/dev/null
+  chmod 600 "$TLS/ca.key"
+  chmod 644 "$TLS/ca.pem" "$TLS/server.pem"
+  as_root chown root:mysql "$TLS/server.key"
+  chmod 640 "$TLS/server.key"
+}
+
 mysql_up() {
   if port_open "$MYSQL_PORT" && mysql_root -e 'SELECT 1' >/dev/null 2>&1; then
     log "mariadb already running"
   else
     mysql_install
+    mysql_tls
     as_root mkdir -p /run/mysqld
     as_root chown mysql:mysql /run/mysqld
     log "starting mariadb"
     as_root start-stop-daemon --start --oknodo --background --pidfile /run/mysqld/payscore.pid \
       --make-pidfile --exec /usr/sbin/mariadbd -- \
-      --defaults-extra-file="$ROOT/ops/mariadb/payscore.cnf" --user=mysql
+      --defaults-extra-file="$ROOT/ops/mariadb/payscore.cnf" --user=mysql \
+      --ssl-ca="$TLS/ca.pem" --ssl-cert="$TLS/server.pem" --ssl-key="$TLS/server.key"
     wait_for_port "$MYSQL_PORT" mariadb 60 /var/log/mysql/error.log
     for _ in $(seq 1 60); do mysql_root -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
   fi

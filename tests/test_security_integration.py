@@ -1,4 +1,4 @@
-"""Secrets stay out of logs, on the real broker and server.
+"""Secrets stay out of logs, and MySQL is reached over verified TLS, on the real broker and server.
 
 The flow connects as a user of its own whose password comes from ``PAYSCORE_MYSQL_PASSWORD_FILE``;
 a run with payments, a bad message and labels, and a run that cannot reach MySQL at all, must
@@ -13,8 +13,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
+from storage.engine import make_engine
 from test_data.hostile import valid_payment
 from tests.flowrun import ROOT, flow_env
 
@@ -90,3 +93,105 @@ def test_no_log_line_holds_the_mysql_password(
             assert password not in text, "the MySQL password is in a log line"
     finally:
         root_sql(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+
+
+def test_the_flow_talks_to_a_mysql_that_requires_tls_and_checks_its_certificate(
+    topics: dict[str, str], mysql_url: str, models: Path, engine: Engine
+) -> None:
+    """``ops/services.sh`` starts MariaDB with a throwaway CA's certificate for 127.0.0.1; an
+    account that requires TLS is reached with the URL's ``ssl_ca`` (server verified), refused
+    without TLS, and a server whose certificate another CA signed is refused by the client."""
+    import pymysql
+    from confluent_kafka import Producer
+
+    ca = ROOT / ".services" / "tls" / "ca.pem"
+    database = make_url(mysql_url).database
+    user = f"pst_{secrets.token_hex(4)}"
+    password = secrets.token_hex(16)
+    root_sql(
+        f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}' REQUIRE SSL; "
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{database}`.* TO '{user}'@'127.0.0.1'"
+    )
+    try:
+        plain = make_url(mysql_url)._replace(username=user, password=password)
+        tls = plain.update_query_dict({"ssl_ca": str(ca)})
+        with pytest.raises(pymysql.err.OperationalError, match="1045"):  # no TLS: refused
+            pymysql.connect(
+                host="127.0.0.1", user=user, password=password, ssl_disabled=True
+            ).close()
+        stranger = plain.update_query_dict({"ssl_ca": "/etc/ssl/certs/ca-certificates.crt"})
+        with pytest.raises(OperationalError, match="CERTIFICATE_VERIFY_FAILED"):
+            make_engine(stranger.render_as_string(hide_password=False)).connect().close()
+        checked = make_engine(tls.render_as_string(hide_password=False))
+        with checked.connect() as c:
+            cipher = c.execute(text("SHOW SESSION STATUS LIKE 'Ssl_cipher'")).one()[1]
+        checked.dispose()
+        assert cipher, "the connection is not encrypted"
+        producer = Producer({"bootstrap.servers": "127.0.0.1:9092"})
+        producer.produce(
+            topics["payments_topic"],
+            value=msgspec.json.encode(valid_payment(transaction_id="over-tls-1")),
+            key=b"c",
+        )
+        assert producer.flush(30) == 0
+        env = flow_env(topics, tls.render_as_string(hide_password=False), models)
+        status, logs = run_flow_logs(env)
+        assert status == 0, logs[-3000:]
+        with engine.connect() as c:
+            stored = c.execute(text("SELECT transaction_id FROM scored_payments")).scalars().all()
+        assert stored == ["over-tls-1"]
+    finally:
+        root_sql(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+
+
+def test_every_kafka_client_of_the_flow_logs_in_with_sasl_scram(
+    topics: dict[str, str], mysql_url: str, models: Path, engine: Engine, tmp_path: Path
+) -> None:
+    """The local broker's 9094 listener takes SASL/SCRAM-SHA-256 logins only. With the settings
+    file the flow's sources and dead-letter producer log in there; with a wrong password the
+    flow fails, and no log line holds the password."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import (
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialDeletion,
+        UserScramCredentialUpsertion,
+    )
+
+    user, password = f"flow-{secrets.token_hex(4)}", secrets.token_hex(16)
+    admin = AdminClient({"bootstrap.servers": "127.0.0.1:9092"})
+    upsert = UserScramCredentialUpsertion(
+        user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), password.encode()
+    )
+    for future in admin.alter_user_scram_credentials([upsert]).values():
+        future.result(timeout=30)
+    try:
+        producer = Producer({"bootstrap.servers": "127.0.0.1:9092"})
+        for value in (msgspec.json.encode(valid_payment(transaction_id="over-sasl-1")), b"{bad"):
+            producer.produce(topics["payments_topic"], value=value, key=b"c")
+        assert producer.flush(30) == 0
+        settings = tmp_path / "kafka.properties"
+        settings.write_text(
+            "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-256\n"
+            f"sasl.username={user}\nsasl.password={password}\n"
+        )
+        settings.chmod(0o600)
+        env = flow_env(topics, mysql_url, models, kafka_config_file=str(settings)) | {
+            "PAYSCORE_KAFKA_BROKERS": "127.0.0.1:9094"
+        }
+        status, logs = run_flow_logs(env)
+        assert status == 0, logs[-3000:]
+        with engine.connect() as c:
+            stored = c.execute(text("SELECT transaction_id FROM scored_payments")).scalars().all()
+            letters = c.execute(text("SELECT COUNT(*) FROM dead_letters")).scalar_one()
+        assert (stored, letters) == (["over-sasl-1"], 1)
+        settings.write_text(settings.read_text().replace(password, "wrong-" + password[:6]))
+        status, failing = run_flow_logs(env)
+        assert status != 0, failing[-3000:]
+        for text_ in (logs, failing):
+            assert password not in text_, "the Kafka password is in a log line"
+    finally:
+        deletion = UserScramCredentialDeletion(user, ScramMechanism.SCRAM_SHA_256)
+        for future in admin.alter_user_scram_credentials([deletion]).values():
+            future.result(timeout=30)
