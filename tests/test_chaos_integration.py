@@ -12,6 +12,7 @@ their terminal and merchant exactly once. Runs in about three minutes.
 from __future__ import annotations
 
 import random
+import stat
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -141,5 +142,7 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
     print(result.summary(), f"\nflow starts: {flow.starts}; probes: {len(probe)}")
     log_tail = (tmp_path / "flow.log").read_text()[-3000:]
     assert result.problems == [], result.summary() + "\n" + log_tail
+    # The recovery folder run_flow.sh made holds card histories: its owner's alone.
+    assert stat.S_IMODE((tmp_path / "recovery").stat().st_mode) == 0o700
     assert rates == [], rates[:10]
     assert result.claimed > 100 and result.versions > 5, result.summary()

@@ -197,3 +197,47 @@ def test_arbitrary_labels(raw):
     except InvalidMessageError:
         return
     assert label.reported_at.utcoffset() is not None
+
+
+# -- properties: identifiers end at their last character, and case counts --------------------
+
+ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
+ids = st.text(alphabet=ID_CHARS, min_size=1, max_size=60)
+ID_FIELDS = ["transaction_id", "card_id", "merchant_id", "terminal_id", "device_id"]
+# Every C0 control character, DEL, the C1 controls and the Unicode spaces and line breaks.
+unwanted = st.sampled_from(
+    [chr(c) for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]]
+    + [" ", "\u00a0", "\u2028", "\u2029", "\u3000", "\ufeff"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    field=st.sampled_from(ID_FIELDS),
+    value=ids,
+    bad=unwanted,
+    where=st.sampled_from(["end", "start", "inside"]),
+)
+def test_an_identifier_with_a_control_character_or_space_anywhere_is_refused(
+    field: str, value: str, bad: str, where: str
+) -> None:
+    half = len(value) // 2
+    spoiled = {
+        "end": value + bad,
+        "start": bad + value,
+        "inside": value[:half] + bad + value[half:],
+    }[where]
+    raw = json.dumps(valid_payment(**{field: spoiled})).encode()
+    with pytest.raises(InvalidMessageError, match=rf"matching regex .* - at `\$\.{field}`"):
+        PAYMENTS.decode(raw, received_at=RECEIVED_AT)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=ids.filter(lambda v: v.lower() != v.upper()), field=st.sampled_from(ID_FIELDS))
+def test_identifiers_that_differ_only_by_case_stay_two_identifiers(value: str, field: str) -> None:
+    lower, upper = (
+        PAYMENTS.decode(json.dumps(valid_payment(**{field: v})).encode(), received_at=RECEIVED_AT)
+        for v in (value.lower(), value.upper())
+    )
+    assert getattr(lower, field) == value.lower() and getattr(upper, field) == value.upper()
+    assert getattr(lower, field) != getattr(upper, field)

@@ -101,6 +101,12 @@ def test_unsigned_tampered_or_foreign_versions_are_refused_before_unpickling(
     assert artifact.from_bytes(saved.payload, saved.metadata, where="x", key=TEST_KEY)
 
 
+def test_model_folders_are_private(tmp_path: Path) -> None:
+    saved = artifact.save(trained(), model_metadata(), tmp_path / "new" / "models", key=TEST_KEY)
+    for folder in (tmp_path / "new" / "models", tmp_path / "new" / "models" / saved.version):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
 def test_the_signing_key_file_is_private_and_well_formed(tmp_path: Path) -> None:
     path = tmp_path / "keys" / "model.key"
     key = signing.read_key(path, create=True)
