@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from dataflows.config import Config
 from storage.engine import make_engine
-from storage.sink import MySQLSinkPartition
+from storage.sink import MySQLSinkPartition, Writing
 from storage.tables import scored_payments
 from test_data.chaos import scratch_database
 
@@ -65,7 +65,7 @@ def main() -> None:
 def run(url: str, args: argparse.Namespace) -> None:
     engine = make_engine(url, local_infile=args.method == "load")
     rows = make_rows(args.rows)
-    sink = MySQLSinkPartition(engine, scored_payments, args.method)
+    sink = MySQLSinkPartition(engine, scored_payments, Writing(args.method))
     print(f"method {args.method}, batches of {args.batch}")
     for label in ("first write", "replay (no change)"):
         started = time.perf_counter()

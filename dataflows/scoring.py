@@ -51,7 +51,7 @@ from dataflows.label_join import MySQLLabelClaims, label_join
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter, to_kafka
 from dataflows.model_registry import ModelRegistry, NewerVersionsInMySQL
-from dataflows.sources import FlowKafkaSource, LabelsAccountedFor
+from dataflows.sources import DrainCheck, FlowKafkaSource, LabelsAccountedFor
 from features.calendar import calendar_features
 from features.card import CardHistory
 from features.contract import LabelDecoder, Payment, PaymentDecoder
@@ -63,7 +63,7 @@ from model_state.scorer import Scorer
 from storage.labels import LabelledPayment
 from storage.payments import reused_ids
 from storage.rows import dead_letter_row, refused_row_letter, scored_payment_row
-from storage.sink import MySQLSink
+from storage.sink import MySQLSink, Writing
 from storage.tables import dead_letters, scored_payments
 
 IDLE_KEY_SECONDS = timedelta(days=35).total_seconds()
@@ -96,14 +96,18 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     flow = Dataflow("payscore")
 
     # Labels: decode, join with the stored payment, (below) feed back into features and model.
-    label_messages = op.input("read_labels", flow, labels_source(config, stop))
+    label_messages = op.input(
+        "read_labels",
+        flow,
+        kafka_source(config, config.labels_topic, stop, labels_accounted_for(config)),
+    )
     labels = split_off_dead_letters(
         "labels", op.map("decode_labels", label_messages, decode.label), config
     )
     labelled = join_labels_with_scored_payments(labels, config)
 
     # Payments: decode, features, score, store.
-    messages = op.input("read_payments", flow, payments_source(config, stop))
+    messages = op.input("read_payments", flow, kafka_source(config, config.payments_topic, stop))
     payments = split_off_dead_letters(
         "payments", op.map("decode_payments", messages, decode.payment), config
     )
@@ -138,34 +142,30 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
 # ---------------------------------------------------------------------------- steps
 
 
-def payments_source(config: Config, stop: threading.Event) -> FlowKafkaSource:
-    """Every partition from the beginning; recovery resumes at the stored offsets."""
+def kafka_source(
+    config: Config, topic: str, stop: threading.Event, drained: DrainCheck | None = None
+) -> FlowKafkaSource:
+    """Every partition of ``topic`` from the beginning; recovery resumes at the stored offsets.
+    With ``drained`` (labels, in a drain run) a partition ends only when its labels are
+    resolved."""
     return FlowKafkaSource(
         config.brokers,
-        [config.payments_topic],
+        [topic],
         tail=config.tail,
         starting_offset=OFFSET_BEGINNING,
         batch_size=config.kafka_batch_size,
         add_config=config.kafka_settings,
         stop=stop,
+        drained=drained,
+        poll_seconds=min(config.label_retry_seconds, 1.0),
+        give_up_seconds=config.label_wait_seconds + 3 * config.label_retry_seconds + 60,
     )
 
 
-def labels_source(config: Config, stop: threading.Event) -> FlowKafkaSource:
-    """As the payments; in a drain run each partition ends only when its labels are resolved."""
-    return FlowKafkaSource(
-        config.brokers,
-        [config.labels_topic],
-        tail=config.tail,
-        starting_offset=OFFSET_BEGINNING,
-        batch_size=config.kafka_batch_size,
-        add_config=config.kafka_settings,
-        stop=stop,
-        drained=None
-        if config.tail
-        else LabelsAccountedFor(config.mysql_dsn, config.mysql_outage_seconds),
-        poll_seconds=min(config.label_retry_seconds, 1.0),
-        give_up_seconds=config.label_wait_seconds + 3 * config.label_retry_seconds + 60,
+def labels_accounted_for(config: Config) -> DrainCheck | None:
+    """In a drain run, a labels partition ends only once the labels it read are resolved."""
+    return (
+        None if config.tail else LabelsAccountedFor(config.mysql_dsn, config.mysql_outage_seconds)
     )
 
 
@@ -216,10 +216,12 @@ def scored_payments_sink(config: Config) -> MySQLSink:
     return MySQLSink(
         config.mysql_dsn,
         scored_payments,
-        refused=refused_row_letter(config.payments_topic),
-        refused_table=dead_letters,
-        patience=config.mysql_outage_seconds,
-        conflicts=reused_ids,
+        Writing(
+            refused=refused_row_letter(config.payments_topic),
+            refused_table=dead_letters,
+            patience=config.mysql_outage_seconds,
+            conflicts=reused_ids,
+        ),
     )
 
 

@@ -108,24 +108,27 @@ mysql_install() {
 mysql_root() { as_root mariadb --protocol=socket -uroot "$@"; }
 
 # A throwaway CA and a server certificate for 127.0.0.1, so that clients can use (and the tests
-# check) TLS with a verified server; real deployments bring their own.
-TLS="$STATE/tls"
+# check) TLS with a verified server; real deployments bring their own. They live outside the
+# checkout, where the server (user mysql) can read them: ca.pem is public, server.key is
+# readable by mysql alone.
+TLS=${SERVICES_MYSQL_TLS_DIR:-/etc/mysql/payscore-tls}
 mysql_tls() {
-  if [ -f "$TLS/server.pem" ]; then return; fi
+  if as_root test -f "$TLS/server.pem"; then return; fi
   command -v openssl >/dev/null || die "openssl not found (Debian: apt-get install openssl)"
   log "making a throwaway CA and server certificate in $TLS"
-  mkdir -p "$TLS"
+  local work
+  work=$(mktemp -d)
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=payscore local CA" \
-    -keyout "$TLS/ca.key" -out "$TLS/ca.pem" 2>/dev/null
+    -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
-    -keyout "$TLS/server.key" -out "$TLS/server.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$TLS/san.ext"
-  openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" \
-    -CAcreateserial -days 3650 -extfile "$TLS/san.ext" -out "$TLS/server.pem" 2>/dev/null
-  chmod 600 "$TLS/ca.key"
-  chmod 644 "$TLS/ca.pem" "$TLS/server.pem"
-  as_root chown root:mysql "$TLS/server.key"
-  chmod 640 "$TLS/server.key"
+    -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$work/san.ext"
+  openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
+    -CAcreateserial -days 3650 -extfile "$work/san.ext" -out "$work/server.pem" 2>/dev/null
+  as_root install -d -m 755 "$TLS"
+  as_root install -m 644 "$work/ca.pem" "$work/server.pem" "$TLS/"
+  as_root install -o mysql -g mysql -m 600 "$work/server.key" "$TLS/"
+  rm -rf "$work"  # the CA's key is not kept: nothing else is ever signed with it
 }
 
 mysql_up() {

@@ -33,6 +33,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -125,39 +126,39 @@ def tsv_field(value: Any, *, is_json: bool = False) -> str:
     return text(value)
 
 
+@dataclass(frozen=True)
+class Writing:
+    """How a sink writes: its method, what becomes of refused and conflicting rows, and how long
+    it rides out an outage (see the module docstring)."""
+
+    method: Method = "load"
+    # Turns a row MySQL refuses (or that ``conflicts`` finds) into a row of ``refused_table``.
+    refused: Refused | None = None
+    refused_table: Table | None = None
+    patience: float = DEFAULT_PATIENCE_SECONDS
+    conflicts: Conflicts | None = None
+
+
 class MySQLSinkPartition(StatelessSinkPartition[Row]):
     """One worker's writer: each batch is one transaction (see the module docstring)."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        table: Table,
-        method: Method = "load",
-        *,
-        refused: Refused | None = None,
-        refused_table: Table | None = None,
-        patience: float = DEFAULT_PATIENCE_SECONDS,
-        conflicts: Conflicts | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine, table: Table, writing: Writing = Writing()) -> None:
         self._engine = engine
-        self._conflicts = conflicts
         self._table = table
-        self._method = method
+        self._writing = writing
         self._statement = first_write_wins(table)
-        self._refused = refused
-        self._refused_table = refused_table
-        self._patience = patience
 
     def write_batch(self, items: list[Row]) -> None:
         if items:
             self._write(items)
 
     def _write(self, items: list[Row]) -> None:
-        write = self._insert if self._method == "insert" else self._load
+        writing = self._writing
+        write = self._insert if writing.method == "insert" else self._load
         try:
             skipped = retry_transient(
                 lambda: write(items),
-                patience=self._patience,
+                patience=writing.patience,
                 what=f"writing {len(items)} rows to {self._table.name}",
             )
         except Exception as exc:
@@ -171,23 +172,24 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
                 why = exc.orig if hasattr(exc, "orig") else exc
                 self._refuse(items[0], f"MySQL refused the row for {self._table.name}: {why}")
             return
-        if skipped and self._conflicts is not None:
-            check = self._conflicts
+        if skipped and writing.conflicts is not None:
+            check = writing.conflicts
 
             def conflicts() -> list[tuple[Row, str]]:
                 with self._engine.connect() as connection:
                     return check(connection, items)
 
             found = retry_transient(
-                conflicts, patience=self._patience, what=f"checking {skipped} repeated rows"
+                conflicts, patience=writing.patience, what=f"checking {skipped} repeated rows"
             )
             for row, reason in found:
                 self._refuse(row, reason)
 
     def _refuse(self, row: Row, reason: str) -> None:
-        if self._refused is None or self._refused_table is None:
+        writing = self._writing
+        if writing.refused is None or writing.refused_table is None:
             raise SinkWriteError(reason)
-        letter = self._refused(row, reason)
+        letter = writing.refused(row, reason)
         log.warning(
             "row for %s stored as a dead letter at %s[%s]@%s: %s",
             self._table.name,
@@ -196,14 +198,14 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
             letter.get("kafka_offset"),
             reason,
         )
-        MySQLSinkPartition(
-            self._engine,
-            self._refused_table,
+        last_resort = writing.refused is not _without_raw_bytes
+        letters = Writing(
             "insert",
-            refused=_without_raw_bytes if self._refused is not _without_raw_bytes else None,
-            refused_table=self._refused_table,
-            patience=self._patience,
-        )._write([letter])
+            refused=_without_raw_bytes if last_resort else None,
+            refused_table=writing.refused_table,
+            patience=writing.patience,
+        )
+        MySQLSinkPartition(self._engine, writing.refused_table, letters)._write([letter])
 
     def _insert(self, items: list[Row]) -> int:
         """Insert; how many rows may have been skipped as stored already (all of them: with
@@ -270,44 +272,26 @@ def _without_raw_bytes(row: Row, reason: str) -> Row:
 class MySQLSink(DynamicSink[Row]):
     """Writes row dicts (column name -> value) into ``table``; each worker has its own connection.
 
-    Safe to replay: see the module docstring. ``refused`` turns a row MySQL refuses into a row
-    of ``refused_table`` (the dead letters); the dead-letter sink itself keeps a refused letter
-    without its raw bytes.
+    Safe to replay: see the module docstring.
     """
 
-    def __init__(
-        self,
-        url: str,
-        table: Table,
-        method: Method = "load",
-        *,
-        refused: Refused | None = None,
-        refused_table: Table | None = None,
-        patience: float = DEFAULT_PATIENCE_SECONDS,
-        conflicts: Conflicts | None = None,
-    ) -> None:
-        self._conflicts = conflicts
+    def __init__(self, url: str, table: Table, writing: Writing = Writing()) -> None:
         self._url = url
         self._table = table
-        self._method = method
-        self._refused = refused
-        self._refused_table = refused_table
-        self._patience = patience
+        self._writing = writing
 
     @classmethod
     def for_dead_letters(
         cls, url: str, table: Table, *, patience: float = DEFAULT_PATIENCE_SECONDS
     ) -> MySQLSink:
         """The sink of the dead letters themselves: a letter MySQL refuses loses its bytes."""
-        return cls(url, table, refused=_without_raw_bytes, refused_table=table, patience=patience)
+        return cls(
+            url,
+            table,
+            Writing(refused=_without_raw_bytes, refused_table=table, patience=patience),
+        )
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> MySQLSinkPartition:
-        return MySQLSinkPartition(
-            make_engine(self._url, pool_size=1, local_infile=self._method == "load"),
-            self._table,
-            self._method,
-            refused=self._refused,
-            refused_table=self._refused_table,
-            patience=self._patience,
-            conflicts=self._conflicts,
-        )
+        local_infile = self._writing.method == "load"
+        engine = make_engine(self._url, pool_size=1, local_infile=local_infile)
+        return MySQLSinkPartition(engine, self._table, self._writing)

@@ -23,6 +23,7 @@ from storage.schema import (
 from storage.sink import (
     MySQLSinkPartition,
     SinkWriteError,
+    Writing,
     first_write_wins,
     load_data_statement,
     tsv_field,
@@ -92,9 +93,7 @@ def test_a_row_mysql_refuses_becomes_a_dead_letter_and_the_rest_is_stored(
     sink = MySQLSinkPartition(
         engine,
         scored_payments,
-        method,  # type: ignore[arg-type]
-        refused=refused_row_letter("payments"),
-        refused_table=dead_letters,
+        Writing(method, refused=refused_row_letter("payments"), refused_table=dead_letters),  # type: ignore[arg-type]
     )
     bad = _row("t-bad", 0.5) | {"currency": "EURO", "kafka_offset": 99}  # too long: strict mode
     good = [_row(f"t-{i}", 0.1) | {"kafka_offset": i} for i in range(7)]
@@ -236,10 +235,12 @@ def test_an_id_reused_for_another_payment_is_a_dead_letter_and_repeats_are_not(
     sink = MySQLSinkPartition(
         engine,
         scored_payments,
-        method,  # type: ignore[arg-type]
-        refused=refused_row_letter("payments"),
-        refused_table=dead_letters,
-        conflicts=reused_ids,
+        Writing(
+            method,  # type: ignore[arg-type]
+            refused=refused_row_letter("payments"),
+            refused_table=dead_letters,
+            conflicts=reused_ids,
+        ),
     )
     first = _row("t-1", 0.1) | {"kafka_offset": 1}
     sink.write_batch([first])
