@@ -14,7 +14,8 @@ partition a label reader does not end: it waits, checking MySQL every ``poll_sec
 every label it read in this run has its row in ``fraud_labels`` (or is a dead letter) and none
 of its partition's labels is ``waiting`` any more (claimed, or rejected as ``not_found`` once
 ``PAYSCORE_LABEL_WAIT_SECONDS`` passed). A bound (``give_up_seconds``) keeps a broken database
-from holding the run forever: the end of input then rejects what still waits.
+from holding the run forever: at the end of input a label that has waited its full time is
+rejected; any other stays waiting for the next run.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class _Reader(StatefulSourcePartition):
         if time.monotonic() - self._ended_at > self._give_up:
             log.warning(
                 "labels of %s[%d] still unresolved %.0f s after the end of the topic; ending "
-                "the input anyway (what still waits is rejected as not_found)",
+                "the input anyway (labels that waited their full time are rejected as not_found)",
                 self._topic,
                 self._partition,
                 self._give_up,
