@@ -25,7 +25,6 @@ from __future__ import annotations
 import pickle
 import time
 import zlib
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
@@ -58,7 +57,7 @@ Snapshot = bytes
 
 DUPLICATES = Counter("payscore_duplicate_payments", "Payments skipped as repeats of a recent id")
 _encode = msgspec.json.Encoder().encode
-Recent = deque[tuple[str, int]]  # transaction id, fingerprint
+Recent = dict[str, int]  # transaction id -> fingerprint, oldest first
 
 
 def fingerprint(payment: Payment) -> int:
@@ -73,11 +72,13 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         last_touch: float,
         idle_seconds: float,
         recent_ids: Recent | None = None,
+        remember: int = 0,
     ) -> None:
         self._history = history
         self._last_touch = last_touch
         self._idle_seconds = idle_seconds
         self._recent_ids = recent_ids
+        self._remember = remember
 
     def on_batch(self, values: list[Positioned | LabelNote]) -> tuple[list[Positioned], bool]:
         out = []
@@ -87,7 +88,7 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
             if isinstance(value, Positioned):
                 if recent is not None:
                     txn, mark = value.event.transaction_id, fingerprint(value.event)
-                    seen = next((m for t, m in recent if t == txn), None)
+                    seen = recent.get(txn)
                     if seen == mark:
                         DUPLICATES.inc()
                         continue
@@ -98,7 +99,9 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
                         )
                         out.append(value)
                         continue
-                    recent.append((txn, mark))
+                    recent[txn] = mark
+                    if len(recent) > self._remember:
+                        del recent[next(iter(recent))]
                 value.features.update(observe(value.event))
                 out.append(value)
             else:
@@ -113,7 +116,7 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         return datetime.fromtimestamp(self._last_touch + self._idle_seconds, UTC)
 
     def snapshot(self) -> Snapshot:
-        recent = tuple(self._recent_ids) if self._recent_ids is not None else None
+        recent = tuple(self._recent_ids.items()) if self._recent_ids is not None else None
         return pickle.dumps(
             (self._history, self._last_touch, recent), protocol=pickle.HIGHEST_PROTOCOL
         )
@@ -125,12 +128,12 @@ def keyed_history(
     """The builder ``op.stateful_batch`` calls for a new key or a key resumed from a snapshot."""
 
     def recent_ids(ids: tuple[tuple[str, int], ...] = ()) -> Recent | None:
-        return deque(ids, maxlen=remember) if remember > 0 else None
+        return dict(ids[-remember:]) if remember > 0 else None
 
     def build(resume: Snapshot | None) -> KeyedHistory:
         if resume is None:
-            return KeyedHistory(new_history(), time.time(), idle_seconds, recent_ids())
+            return KeyedHistory(new_history(), time.time(), idle_seconds, recent_ids(), remember)
         history, last_touch, recent = pickle.loads(resume)
-        return KeyedHistory(history, last_touch, idle_seconds, recent_ids(recent or ()))
+        return KeyedHistory(history, last_touch, idle_seconds, recent_ids(recent or ()), remember)
 
     return build

@@ -40,19 +40,16 @@ from __future__ import annotations
 
 import logging
 import pickle
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
 
 from bytewax.operators import StatefulBatchLogic
 from prometheus_client import Counter
-from sqlalchemy import Engine
 
 from dataflows.messages import Positioned
 from features.contract import FraudLabel
-from storage.engine import make_engine, retry_transient
+from storage.engine import retry_transient, shared_engine
 from storage.labels import Claimed, LabelledPayment, ReadLabel, claim_labels
 
 log = logging.getLogger(__name__)
@@ -144,9 +141,6 @@ def _count(outcome: Claimed, started_waiting: int) -> None:
 class MySQLLabelClaims:
     """``claim_labels`` against one database; one engine per process, made at first use."""
 
-    _engines: ClassVar[dict[str, Engine]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-
     def __init__(self, url: str, topic: str, *, patience: float) -> None:
         self._url = url
         self._topic = topic
@@ -154,21 +148,13 @@ class MySQLLabelClaims:
 
     def __call__(self, reads: list[ReadLabel], expired: Callable[[ReadLabel], bool]) -> Claimed:
         def claim() -> Claimed:
-            with self._engine().begin() as connection:
+            engine = shared_engine(self._url, pool_size=4, isolation_level="READ COMMITTED")
+            with engine.begin() as connection:
                 return claim_labels(connection, self._topic, reads, expired=expired)
 
         return retry_transient(
             claim, patience=self._patience, what=f"claiming {len(reads)} fraud labels"
         )
-
-    def _engine(self) -> Engine:
-        with self._lock:
-            engine = self._engines.get(self._url)
-            if engine is None:
-                engine = self._engines[self._url] = make_engine(
-                    self._url, pool_size=4, isolation_level="READ COMMITTED"
-                )
-            return engine
 
 
 def label_join(

@@ -30,9 +30,9 @@ from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import StatefulSourcePartition
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 
-from storage.engine import make_engine, retry_transient
+from storage.engine import retry_transient, shared_engine
 from storage.tables import dead_letters, fraud_labels
 
 log = logging.getLogger(__name__)
@@ -77,12 +77,13 @@ class _Reader(StatefulSourcePartition):
                 raise
             self._ended_at = time.monotonic()
             return []
-        for message in batch:
-            offset = getattr(message, "offset", None)
-            if offset is not None:
-                self._low = offset if self._low is None else min(self._low, offset)
-                self._high = max(self._high, offset)
-                self._read += 1
+        if self._drained is not None:  # only a drain run's labels need what was read
+            for message in batch:
+                offset = getattr(message, "offset", None)
+                if offset is not None:
+                    self._low = offset if self._low is None else min(self._low, offset)
+                    self._high = max(self._high, offset)
+                    self._read += 1
         return batch
 
     def _wait_for_labels(self) -> list:
@@ -175,9 +176,6 @@ class LabelsAccountedFor:
     """The drain check against MySQL: every label read from ``[low, high]`` of a partition has
     a ``fraud_labels`` row or is a dead letter, and none of the partition's labels waits."""
 
-    _engines: dict[str, Engine] = {}  # noqa: RUF012 (one engine per process and URL)
-    _lock = threading.Lock()
-
     def __init__(self, url: str, patience: float) -> None:
         self._url = url
         self._patience = patience
@@ -186,7 +184,7 @@ class LabelsAccountedFor:
         fl, dl = fraud_labels, dead_letters
 
         def count() -> tuple[int, int, int]:
-            with self._engine().connect() as c:
+            with shared_engine(self._url, pool_size=1).connect() as c:
                 waiting = c.execute(
                     select(func.count())
                     .select_from(fl)
@@ -213,10 +211,3 @@ class LabelsAccountedFor:
             count, patience=self._patience, what=f"checking the labels of {topic}[{partition}]"
         )
         return waiting == 0 and recorded + letters >= read
-
-    def _engine(self) -> Engine:
-        with self._lock:
-            engine = self._engines.get(self._url)
-            if engine is None:
-                engine = self._engines[self._url] = make_engine(self._url, pool_size=1)
-            return engine

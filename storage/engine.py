@@ -18,6 +18,7 @@ server may read any file the client can. Only the bulk ``load`` sink needs it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TypeVar
@@ -135,6 +136,13 @@ def retry_transient(
         if patience:  # the flow stops on it: say so where operators look, whatever Bytewax prints
             log.error("%s; stopping the flow", error)
         raise error from last
+
+
+@functools.cache
+def shared_engine(url: str, *, pool_size: int = 2, isolation_level: str | None = None) -> Engine:
+    """One engine per process for ``url`` and these options (steps of every worker thread share
+    it; SQLAlchemy's pool is thread-safe). Nothing connects until it is first used."""
+    return make_engine(url, pool_size=pool_size, isolation_level=isolation_level)
 
 
 def make_engine(
