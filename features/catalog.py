@@ -27,13 +27,15 @@ name                                      meaning                               
 
 Per terminal and per merchant (:class:`features.entity.EntityHistory`), ``{p}`` is the prefix:
 ``{p}_count_1d``, ``{p}_count_7d``, ``{p}_count_30d`` (no history: 0) and ``{p}_fraud_rate_7d``,
-``{p}_fraud_rate_30d`` (no history: 0). Calendar (:mod:`features.calendar`): ``hour_of_day``,
+``{p}_fraud_rate_30d`` (no history: 0), and ``{p}_settled_fraud_rate_1d``, ``_7d``, ``_30d``: the
+same over the window of whole tiles that ends :data:`SETTLED_DELAY` before the payment, where
+verdicts can have arrived (no history: 0). Calendar (:mod:`features.calendar`): ``hour_of_day``,
 ``is_night``, ``is_weekend``.
 
 Windows are sawtooth windows (:mod:`features.windows`): ``w`` plus up to one hop.
 
 >>> len(FEATURE_NAMES), FEATURE_NAMES[:3]
-(36, ('amount_eur', 'card_count_1h', 'card_amount_sum_1h'))
+(42, ('amount_eur', 'card_count_1h', 'card_amount_sum_1h'))
 """
 
 from __future__ import annotations
@@ -64,6 +66,15 @@ ENTITY_COUNT_WINDOWS: Final = (
     Window("30d", 30 * DAY, DAY),
 )
 ENTITY_FRAUD_WINDOWS: Final = (Window("7d", 7 * DAY, HOUR), Window("30d", 30 * DAY, DAY))
+# Verdicts on a payment usually come within this delay (the Fraud Detection Handbook's seven
+# days). The *settled* fraud rates look only at payments at least this old, whose verdicts can
+# have come: a rate over the last week divides by payments that nobody has judged yet.
+SETTLED_DELAY: Final = 7 * DAY
+ENTITY_SETTLED_WINDOWS: Final = (
+    Window("1d", DAY, HOUR),
+    Window("7d", 7 * DAY, HOUR),
+    Window("30d", 30 * DAY, DAY),
+)
 ENTITY_PREFIXES: Final = ("terminal", "merchant")
 
 # The previous payment counts only within this span; beyond it seconds_since_prev is the span.
@@ -95,6 +106,7 @@ def entity_feature_names(prefix: str) -> tuple[str, ...]:
     return (
         *(f"{prefix}_count_{w.name}" for w in ENTITY_COUNT_WINDOWS),
         *(f"{prefix}_fraud_rate_{w.name}" for w in ENTITY_FRAUD_WINDOWS),
+        *(f"{prefix}_settled_fraud_rate_{w.name}" for w in ENTITY_SETTLED_WINDOWS),
     )
 
 

@@ -1,7 +1,8 @@
 """Per-terminal and per-merchant history: payment counts and point-in-time fraud rates.
 
 One class serves both keys; ``prefix`` ("terminal" or "merchant") names the features:
-``{prefix}_count_1d``, ``_count_7d``, ``_count_30d`` and ``{prefix}_fraud_rate_7d``, ``_30d``.
+``{prefix}_count_1d``, ``_count_7d``, ``_count_30d``, ``{prefix}_fraud_rate_7d``, ``_30d`` and
+``{prefix}_settled_fraud_rate_1d``, ``_7d``, ``_30d``.
 
 Semantics
 ---------
@@ -23,11 +24,20 @@ the caller passes it) lies in the window (``start_w(t) <= p``) and whose
 reported at the payment time. Labels with ``is_fraud=False`` change nothing: with delays of days
 to weeks most recent payments have no verdict yet, so the rate is frauds known per payment seen,
 not per verdict. The ``max`` keeps the rate in [0, 1] when labels refer to payments this key no
-longer counts. Fraud labels reported before ``watermark - lateness`` are folded into hourly and
-daily tiles by payment time; later ones are kept exactly until then.
+longer counts.
 
-*State.* At most 169 hourly and 31 daily tiles of payment counts, the same again of fraud
-counts, the exact tail (payment times of the last ``lateness``: about 1,000 floats for a
+*Settled fraud rate* over window ``w``: the same ratio over the payments made in the whole tiles
+``[start_w(t) - D, floor(t / R) * R - D)`` (``D`` is :data:`features.catalog.SETTLED_DELAY`, ``R``
+the window's hop): payments old enough for their verdicts to have come. Frauds count as above
+(reported by ``t``), and only those whose payment lies in that span. This is the Fraud Detection
+Handbook's terminal risk, on tiles: with a label delay near ``D`` the plain 7-day rate is almost
+always 0 (no verdict on last week's payments has come), while the settled one is not.
+
+Fraud labels reported before ``watermark - lateness`` are folded into hourly and daily tiles by
+payment time; later ones are kept exactly until then.
+
+*State.* At most 337 hourly and 38 daily tiles of payment counts (the settled windows reach
+back ``D`` further than the others), the same again of fraud counts, the exact tail (payment times of the last ``lateness``: about 1,000 floats for a
 merchant taking 100,000 payments a day) and the fraud labels not yet folded (reported within
 the last ``lateness`` of the key's event time, or ahead of it). A label whose payment is older
 than every window of a payment at ``watermark - lateness`` is dropped on arrival.
@@ -58,12 +68,20 @@ from bisect import bisect_left, bisect_right
 from functools import cache
 from typing import Any
 
-from features.catalog import ENTITY_COUNT_WINDOWS, ENTITY_FRAUD_WINDOWS, LATENESS_SECONDS
+from features.catalog import (
+    ENTITY_COUNT_WINDOWS,
+    ENTITY_FRAUD_WINDOWS,
+    ENTITY_SETTLED_WINDOWS,
+    LATENESS_SECONDS,
+    SETTLED_DELAY,
+)
 from features.catalog import entity_feature_names as _feature_names
 from features.contract import Payment
-from features.windows import CountTiles
+from features.windows import CountTiles, Window
 
-_HOPS = tuple(sorted({w.hop for w in (*ENTITY_COUNT_WINDOWS, *ENTITY_FRAUD_WINDOWS)}))
+_HOPS = tuple(
+    sorted({w.hop for w in (*ENTITY_COUNT_WINDOWS, *ENTITY_FRAUD_WINDOWS, *ENTITY_SETTLED_WINDOWS)})
+)
 _COUNT_PLAN = tuple((w.hop, w.hops, _HOPS.index(w.hop)) for w in ENTITY_COUNT_WINDOWS)
 _COUNT_NAMES = [w.name for w in ENTITY_COUNT_WINDOWS]
 # (hop, level, position of the count window of the same name) per fraud window.
@@ -75,7 +93,18 @@ if any(
     for w, (*_, i) in zip(ENTITY_FRAUD_WINDOWS, _FRAUD_PLAN, strict=True)
 ):
     raise ValueError("every fraud window needs a count window of the same name, length and hop")
-_ALL = (*ENTITY_COUNT_WINDOWS, *ENTITY_FRAUD_WINDOWS)
+if any(SETTLED_DELAY % w.hop or SETTLED_DELAY <= LATENESS_SECONDS for w in ENTITY_SETTLED_WINDOWS):
+    raise ValueError("SETTLED_DELAY must be a whole number of every settled window's hop")
+# (hop, level, tiles to shift back, tiles in the window) per settled window.
+_SETTLED_PLAN = tuple(
+    (w.hop, _HOPS.index(w.hop), SETTLED_DELAY // w.hop, w.hops) for w in ENTITY_SETTLED_WINDOWS
+)
+# Every window as far back as it reaches: a settled one is its window shifted by the delay.
+_ALL = (
+    *ENTITY_COUNT_WINDOWS,
+    *ENTITY_FRAUD_WINDOWS,
+    *(Window(w.name, w.length + SETTLED_DELAY, w.hop) for w in ENTITY_SETTLED_WINDOWS),
+)
 _KEEP = tuple(max(w.hops for w in _ALL if w.hop == hop) for hop in _HOPS)
 _LONGEST = max(_ALL, key=lambda w: w.length + w.hop)
 _NO_TIME = float("-inf")
@@ -163,6 +192,17 @@ class EntityHistory:
                 start = first * hop
                 frauds += sum(p >= start for p in self._label_payment[:known])
             values.append(frauds / max(counts[position], frauds) if frauds else 0.0)
+        for hop, level, shift, hops in _SETTLED_PLAN:
+            end = int(t // hop) - shift  # whole tiles [end - hops, end): settled payments
+            first = end - hops
+            lo, up = first * hop, end * hop
+            paid = self._counts[level].count_between(first, end)
+            if ts and ts[0] < up:
+                paid += bisect_left(ts, up, 0, hi) - bisect_left(ts, lo, 0, hi)
+            frauds = self._frauds[level].count_between(first, end)
+            if known:
+                frauds += sum(lo <= p < up for p in self._label_payment[:known])
+            values.append(frauds / max(paid, frauds) if frauds else 0.0)
 
         ts.insert(hi, t)
         if s > self._watermark:

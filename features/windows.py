@@ -125,6 +125,11 @@ class CountTiles:
         k = bisect_left(self.index, first)
         return sum(self.count[k:]) if k else sum(self.count)
 
+    def count_between(self, first: int, end: int) -> int:
+        """Events in tiles ``first`` to ``end - 1``."""
+        index = self.index
+        return sum(self.count[bisect_left(index, first) : bisect_left(index, end)])
+
     def drop_before(self, first: int) -> None:
         """Forget tiles before index ``first``."""
         index = self.index

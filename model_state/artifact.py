@@ -47,7 +47,7 @@ class ModelMismatchError(ValueError):
 class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
     version: str
     parent_version: str | None
-    origin: str  # "pretrained", "retrained" or "online"
+    origin: str  # "pretrained" (simulated history), "history", "stored", "retrained", "online"
     created_at: datetime
     feature_names: tuple[str, ...]
     model_description: str

@@ -47,9 +47,34 @@ FOREST: dict[str, Any] = {
 }
 """The forest's settings (scikit-learn's defaults stop early after about ten trees here)."""
 
+TAIL_FEATURES: tuple[str, ...] = (
+    "amount_eur",
+    "card_amount_max_24h",
+    "card_amount_sum_24h",
+    "card_amount_to_mean_30d",
+)
+"""Features the forest also sees as a *tail* column: the value above the training's
+:data:`TAIL_QUANTILE`, missing (NaN) below it. scikit-learn bins every column into at most 255
+quantiles of its values, so it cannot split an amount inside its top 0.4 %: on the Fraud
+Detection Handbook's stream, where every payment above 220 EUR is a fraud, no split came above
+about 198 EUR. Bins ignore missing values, so the tail column puts its 255 bins in the top 1 %
+and a split can fall at any amount a fraud rule might use."""
+TAIL_QUANTILE = 0.99
+
 Nodes = dict[str, np.ndarray]
 """All trees' nodes in one table: ``feature``, ``threshold``, ``left``, ``right`` (a leaf points
-at itself), ``value`` (a leaf's log-odds step), ``count`` (training rows through the node)."""
+at itself), ``value`` (a leaf's log-odds step), ``count`` (training rows through the node),
+``nan_left`` (where a missing value goes)."""
+
+
+def widen(x: np.ndarray, tails: tuple[tuple[int, float], ...]) -> np.ndarray:
+    """``x`` with a tail column per (column, floor) of ``tails``: the value where above the
+    floor, NaN elsewhere (see :data:`TAIL_FEATURES`)."""
+    if not tails:
+        return x
+    columns = [j for j, _ in tails]
+    tail = x[:, columns]
+    return np.hstack([x, np.where(tail > np.array([f for _, f in tails]), tail, np.nan)])
 
 
 def fit_forest(
@@ -78,20 +103,25 @@ class Boosted:
         base: float,
         means: dict[str, float],
         names: tuple[str, ...] = FEATURE_NAMES,
+        tails: tuple[tuple[int, float], ...] = (),
     ) -> None:
         self.nodes = nodes
         self.roots = roots
         self.base = base
         self.hat_means = means
         self.names = names
+        self.tails = tails
+        self._nan_left = nodes.get("nan_left", np.zeros(len(nodes["value"]), dtype=bool))
         self._hat_names = np.array(
             [[f"{n}@{k}" for k in range(LOG_KNOTS + 1)] + [""] for n in names], dtype=object
         )
-        self._saabas, root_means = _saabas(nodes, roots, len(names))
+        # A tail column's splits are its source feature's, for reason codes.
+        source = [*range(len(names)), *(j for j, _ in tails)]
+        self._saabas, root_means = _saabas(nodes, roots, len(names), source)
         self.forest_mean = base + float(root_means.sum())
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.nodes, self.roots, self.base, self.hat_means, self.names)
+        return (self.nodes, self.roots, self.base, self.hat_means, self.names, self.tails)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.__init__(*state)  # type: ignore[misc]
@@ -121,11 +151,21 @@ class Boosted:
         out["forest"] = float(self.forest(row)[0][0])
         return out
 
-    def leaves(self, x: np.ndarray) -> np.ndarray:
-        """The leaf (global node index) each tree sends each row of ``x`` to: (rows, trees).
+    def widen(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (columns in ``names`` order) with the forest's tail columns appended: a tail
+        feature's value above its floor, NaN at or below it (see :data:`TAIL_FEATURES`)."""
+        return widen(x, self.tails)
 
-        All (row, tree) pairs step down together; those at a leaf drop out of the walk.
+    def leaves(self, x: np.ndarray) -> np.ndarray:
+        """The leaf (global node index) each tree sends each row of ``x`` (columns in ``names``
+        order) to: (rows, trees).
+
+        All (row, tree) pairs step down together; those at a leaf drop out of the walk. A
+        missing value (a tail column below its floor) goes where the tree sent missing values
+        in training.
         """
+        x = self.widen(x)
+        nan_left = self._nan_left if len(self.tails) else None
         nodes = self.nodes
         feature, threshold, left, right = (
             nodes["feature"],
@@ -140,9 +180,11 @@ class Boosted:
         walking = np.flatnonzero(left[at] != at)
         while walking.size:
             node = at[walking]
-            step = np.where(
-                flat[cell[walking] + feature[node]] <= threshold[node], left[node], right[node]
-            )
+            value = flat[cell[walking] + feature[node]]
+            go_left = value <= threshold[node]
+            if nan_left is not None:
+                go_left |= np.isnan(value) & nan_left[node]
+            step = np.where(go_left, left[node], right[node])
             at[walking] = step
             walking = walking[left[step] != step]
         return at.reshape(n, trees)
@@ -174,12 +216,21 @@ class Boosted:
         """Fit the forest on ``x`` (columns in ``names`` order) and ``y``, a fraud weighing
         ``fraud_weight``; measure the hats."""
         weight = np.where(y, fraud_weight, 1.0) if fraud_weight != 1.0 else None
-        model = fit_forest(x, y, seed, weight)
+        tails = tuple(
+            (names.index(n), float(np.quantile(x[:, names.index(n)], TAIL_QUANTILE)))
+            for n in TAIL_FEATURES
+            if n in names and len(x)
+        )
+        model = fit_forest(widen(x, tails), y, seed, weight)
         trees, counts, base = _export(model)
+        nan_left = [
+            np.asarray(p.nodes["missing_go_to_left"], dtype=bool) for (p,) in model._predictors
+        ]
         sizes = [len(t[0]) for t in trees]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         table: dict[str, list[np.ndarray]] = {k: [] for k in ("feature", "threshold", "left")}
         table |= {"right": [], "value": [], "count": []}
+        table["nan_left"] = nan_left
         for (feature, threshold, left, right, value), count, offset in zip(
             trees, counts, offsets.tolist(), strict=True
         ):
@@ -192,7 +243,7 @@ class Boosted:
             table["value"].append(np.where(is_leaf, value, 0.0).astype(np.float64))
             table["count"].append(np.asarray(count, dtype=np.int64))
         nodes = {k: np.concatenate(v) for k, v in table.items()}
-        boosted = cls(nodes, offsets, base, hat_means(x, names), names)
+        boosted = cls(nodes, offsets, base, hat_means(x, names), names, tails)
         _check(boosted, model, x)
         return boosted
 
@@ -254,9 +305,12 @@ def hats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return k, np.where(beyond, 0.0, z - k)
 
 
-def _saabas(nodes: Nodes, roots: np.ndarray, features: int) -> tuple[sp.csr_matrix, np.ndarray]:
+def _saabas(
+    nodes: Nodes, roots: np.ndarray, features: int, source: list[int]
+) -> tuple[sp.csr_matrix, np.ndarray]:
     """Per leaf, what reaching it adds to each feature (a sparse matrix over all nodes), and each
-    tree's expected value (its root's count-weighted mean)."""
+    tree's expected value (its root's count-weighted mean). A split on column ``c`` counts for
+    feature ``source[c]``."""
     ends = [*roots.tolist()[1:], len(nodes["value"])]
     rows: list[int] = []
     cols: list[int] = []
@@ -278,7 +332,7 @@ def _saabas(nodes: Nodes, roots: np.ndarray, features: int) -> tuple[sp.csr_matr
         for node, path in paths.items():
             for f, delta in path:
                 rows.append(root + node)
-                cols.append(f)
+                cols.append(source[f])
                 data.append(delta)
     shape = (len(nodes["value"]), features)
     return sp.csr_matrix((data, (rows, cols)), shape=shape), np.array(root_means)
@@ -287,7 +341,8 @@ def _saabas(nodes: Nodes, roots: np.ndarray, features: int) -> tuple[sp.csr_matr
 def _check(boosted: Boosted, model: HistGradientBoostingClassifier, x: np.ndarray) -> None:
     sample = x[:: max(1, len(x) // 500)]
     got = boosted.forest(sample)[0]
-    worst = float(np.max(np.abs(got - model.decision_function(sample)))) if len(sample) else 0.0
+    expected = model.decision_function(boosted.widen(sample)) if len(sample) else got
+    worst = float(np.max(np.abs(got - expected))) if len(sample) else 0.0
     if worst > 1e-6:
         raise RuntimeError(
             f"Boosted.fit: the exported forest's log-odds differ from scikit-learn's by {worst:.3g}"

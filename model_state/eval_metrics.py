@@ -31,7 +31,16 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-__all__ = ["card_precision_at_k", "daily_groups", "ranking_metrics", "weekly_average_precision"]
+__all__ = [
+    "calibration_metrics",
+    "card_precision_at_k",
+    "daily_groups",
+    "ranking_metrics",
+    "reliability",
+    "weekly_average_precision",
+]
+
+CALIBRATION_BINS = 15
 
 
 def ranking_metrics(is_fraud: np.ndarray, score: np.ndarray) -> dict[str, float]:
@@ -123,3 +132,51 @@ def weekly_average_precision(
         ranking_metrics(is_fraud[week == w], score[week == w])["average_precision"] for w in weeks
     ]
     return weeks, np.array(values)
+
+
+def reliability(
+    is_fraud: np.ndarray, probability: np.ndarray, bins: int = CALIBRATION_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bin of equal count (payments sorted by probability): mean probability, observed
+    fraud share and size. Equal-count bins, because with fraud well under 1 % nearly every
+    payment falls in the lowest tenth of [0, 1]: equal-width bins would hide the tail."""
+    y = np.asarray(is_fraud, dtype=np.float64)
+    p = np.asarray(probability, dtype=np.float64)
+    if len(y) != len(p):
+        raise ValueError(
+            f"reliability: is_fraud and probability must have one value per payment; got "
+            f"{len(y)} and {len(p)}"
+        )
+    if not len(p):
+        empty = np.zeros(0)
+        return empty, empty, empty
+    order = np.argsort(p, kind="stable")
+    groups = np.array_split(order, min(bins, len(p)))
+    mean = np.array([p[g].mean() for g in groups])
+    share = np.array([y[g].mean() for g in groups])
+    size = np.array([len(g) for g in groups], dtype=np.float64)
+    return mean, share, size
+
+
+def calibration_metrics(
+    is_fraud: np.ndarray, probability: np.ndarray, bins: int = CALIBRATION_BINS
+) -> dict[str, float]:
+    """Brier score, and the expected calibration error over :func:`reliability`'s bins (the
+    count-weighted mean gap between mean probability and fraud share), with the mean
+    probability against the fraud share.
+
+    >>> calibration_metrics(np.array([0, 0, 1, 1]), np.array([0.0, 0.0, 1.0, 1.0]), bins=2)
+    {'brier': 0.0, 'ece': 0.0, 'mean_probability': 0.5, 'fraud_share': 0.5}
+    """
+    y = np.asarray(is_fraud, dtype=np.float64)
+    p = np.asarray(probability, dtype=np.float64)
+    if not len(p):
+        nan = float("nan")
+        return {"brier": nan, "ece": nan, "mean_probability": nan, "fraud_share": nan}
+    mean, share, size = reliability(y, p, bins)
+    return {
+        "brier": float(np.mean((p - y) ** 2)),
+        "ece": float(np.sum(size * np.abs(mean - share)) / size.sum()),
+        "mean_probability": float(p.mean()),
+        "fraud_share": float(y.mean()),
+    }

@@ -1,32 +1,30 @@
-"""The evaluation report: ``report.md``, ``metrics.json`` and three PNG plots in one folder.
+"""The evaluation report: ``report.md``, ``metrics.json`` and PNG plots in one folder.
 
-Needs matplotlib (the ``eval`` extra: ``pip install -e '.[eval]'``). Plots:
+Needs matplotlib (the ``eval`` extra: ``pip install -e '.[eval]'``). Plots, of the first seed:
 
 ``precision_recall.png``
-    Precision against recall over all held-out payments, one curve per model.
-``score_distribution.png``
-    Each model's scores, legitimate and fraudulent payments apart (log scale of the score).
+    Precision against recall over the payments from go-live on, one curve per model.
+``reliability.png``
+    Observed fraud share against mean probability, per bin of equal count
+    (:func:`model_state.eval_metrics.reliability`), on log scales; the diagonal is perfect
+    calibration.
 ``metrics_over_time.png``
-    Card precision@k per day (7-day rolling mean, and the ceiling of a perfect ranking) and
-    average precision per week, per model.
+    Card precision@k per day (7-day rolling mean) and average precision per week, per model.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-from model_state.eval_metrics import card_precision_at_k, weekly_average_precision
+from model_state.eval_metrics import card_precision_at_k, reliability, weekly_average_precision
 
 if TYPE_CHECKING:
     from model_state.evaluate import Evaluation
-
-COLORS = {"online": "tab:blue", "frozen": "tab:orange", "offline reference": "tab:green"}
 
 
 def _pyplot():  # noqa: ANN202 - matplotlib.pyplot is untyped
@@ -46,154 +44,149 @@ def _pyplot():  # noqa: ANN202 - matplotlib.pyplot is untyped
 def plot_precision_recall(evaluation: Evaluation, path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    truth = evaluation.replayed.is_fraud
+    test = evaluation.test
+    truth = evaluation.replayed.is_fraud[test]
     for name, score in evaluation.scores.items():
-        precision, recall, _ = precision_recall_curve(truth, score)
+        precision, recall, _ = precision_recall_curve(truth, score[test])
         ap = evaluation.table[name]["average_precision"]
-        ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})", color=COLORS.get(name))
+        ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-    ax.set_title("Precision-recall over the held-out stream")
-    ax.legend(loc="lower left")
+    ax.set_title("Precision-recall from go-live on")
+    ax.legend(loc="lower left", fontsize="small")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_score_distribution(evaluation: Evaluation, path: Path) -> None:
+def plot_reliability(evaluation: Evaluation, path: Path) -> None:
     plt = _pyplot()
-    names = list(evaluation.scores)
-    fig, axes = plt.subplots(len(names), 1, figsize=(6.4, 2.4 * len(names)), sharex=True)
-    truth = evaluation.replayed.is_fraud
-    bins = np.linspace(-10, 0, 81)
-    for ax, name in zip(np.atleast_1d(axes), names, strict=True):
-        logs = np.log10(np.clip(evaluation.scores[name], 1e-10, 1.0))
-        for cls, label, color in ((False, "legitimate", "tab:gray"), (True, "fraud", "tab:red")):
-            part = logs[truth == cls]
-            ax.hist(part, bins=bins, density=True, alpha=0.6, label=label, color=color)
-        ax.set_ylabel("density")
-        ax.set_title(name, fontsize=10)
-        ax.legend(loc="upper left", fontsize=8)
-    np.atleast_1d(axes)[-1].set_xlabel("log10(score)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_over_time(evaluation: Evaluation, path: Path, k: int, month_days: int) -> None:
-    plt = _pyplot()
-    replayed = evaluation.replayed
-    day, card, truth = replayed.day, replayed.card, replayed.is_fraud
-    days = np.unique(day)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.2, 6.4), sharex=True)
-    window = np.ones(7) / 7
-
-    def rolling(values: np.ndarray) -> np.ndarray:
-        return np.convolve(values, window, mode="valid") if len(values) >= 7 else values
-
-    def centred(values: np.ndarray) -> np.ndarray:
-        return days[3 : len(days) - 3] if len(values) != len(days) else days
-
-    ceiling = card_precision_at_k(day, card, truth.astype(float), truth, k)
-    top.plot(centred(rolling(ceiling)), rolling(ceiling), "k--", label="ceiling (perfect ranking)")
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    test = evaluation.test
+    truth = evaluation.replayed.is_fraud[test]
+    low = 1e-5
     for name, score in evaluation.scores.items():
-        cp = rolling(card_precision_at_k(day, card, score, truth, k))
-        top.plot(centred(cp), cp, label=name, color=COLORS.get(name))
-        weeks, ap = weekly_average_precision(day, score, truth)
-        bottom.plot(weeks * 7 + 3, ap, marker="o", label=name, color=COLORS.get(name))
-    top.set(ylabel=f"card precision@{k}\n(7-day rolling mean)")
-    top.legend(fontsize=8)
-    top.grid(alpha=0.3)
-    bottom.set(xlabel="day of the held-out stream", ylabel="average precision, per week")
-    bottom.grid(alpha=0.3)
-    for ax in (top, bottom):
-        ax.axvline(month_days, color="gray", lw=0.8, ls=":")
+        mean, share, _ = reliability(truth, score[test])
+        ece = evaluation.table[name]["ece"]
+        ax.plot(
+            np.maximum(mean, low), np.maximum(share, low), "o-", ms=3,
+            label=f"{name} (ECE {ece:.4f})",
+        )  # fmt: skip
+    ax.plot([low, 1], [low, 1], color="grey", lw=1, ls="--", label="perfectly calibrated")
+    ax.set(xscale="log", yscale="log", xlabel="mean probability in bin",
+           ylabel="observed fraud share in bin")  # fmt: skip
+    ax.set_title("Reliability (bins of equal count)")
+    ax.legend(loc="upper left", fontsize="small")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _targets(table: dict[str, dict[str, float]], k: int) -> list[str]:
-    cp = f"card_precision_at_{k}"
-    online, frozen, reference = table["online"], table["frozen"], table["offline reference"]
-    checks = [
-        ("online AP >= offline reference AP", "average_precision", reference, ">="),
-        (f"online CP@{k} >= offline reference CP@{k}", cp, reference, ">="),
-        ("online AP > frozen AP after a month", "average_precision_after_month", frozen, ">"),
-        (f"online CP@{k} > frozen CP@{k} after a month", cp + "_after_month", frozen, ">"),
-    ]
-    lines = []
-    for text, key, other, op in checks:
-        a, b = online.get(key, math.nan), other.get(key, math.nan)
-        met = a >= b if op == ">=" else a > b
-        lines.append(f"- {'met' if met else 'NOT met'}: {text} ({a:.4f} vs {b:.4f})")
-    return lines
+def plot_over_time(evaluation: Evaluation, path: Path, k: int) -> None:
+    plt = _pyplot()
+    test = evaluation.test
+    replayed = evaluation.replayed
+    day, card, truth = replayed.day[test], replayed.card[test], replayed.is_fraud[test]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6.4), sharex=True)
+    for name, score in evaluation.scores.items():
+        cp = card_precision_at_k(day, card, score[test], truth, k)
+        days = np.unique(day)
+        rolling = np.convolve(cp, np.ones(7) / 7, mode="same") if len(cp) >= 7 else cp
+        top.plot(days, rolling, label=name)
+        weeks, ap = weekly_average_precision(day, score[test], truth)
+        bottom.plot(weeks * 7 + 3, ap, "o-", ms=3, label=name)
+    top.set(ylabel=f"card precision@{k} (7-day mean)")
+    bottom.set(xlabel="day of the stream", ylabel="average precision per week")
+    top.legend(fontsize="small")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
-def write_report(evaluation: Evaluation, out: Path) -> Path:
+def write_report(evaluations: list[Evaluation], out: Path, command: str, seconds: float) -> Path:
     """Write the report into ``out`` (created if needed); return the path of ``report.md``."""
-    from model_state.evaluate import MONTH_DAYS, format_table
+    from model_state.evaluate import format_table, mean_table
 
     out.mkdir(parents=True, exist_ok=True)
-    k = int(evaluation.settings["k"])
-    plot_precision_recall(evaluation, out / "precision_recall.png")
-    plot_score_distribution(evaluation, out / "score_distribution.png")
-    plot_over_time(evaluation, out / "metrics_over_time.png", k, MONTH_DAYS)
-    replayed, online, s = evaluation.replayed, evaluation.online, evaluation.settings
-    stream = {
-        "payments": len(replayed),
-        "frauds": int(replayed.is_fraud.sum()),
-        "days": int(replayed.day.max() + 1) if len(replayed) else 0,
-        "cards": len(replayed.card_ids),
-        "labels_learnable": int((replayed.verdict >= 0).sum()),
-        "labels_skipped": replayed.skipped_labels,
-        "labels_learned_online": online.labels_learned,
-        "versions_published": online.versions_published,
-        "learner_pickled_bytes": online.learner_bytes,
-    }
-    (out / "metrics.json").write_text(
-        json.dumps(
+    first = evaluations[0]
+    k = int(first.settings["k"])
+    plot_precision_recall(first, out / "precision_recall.png")
+    plot_reliability(first, out / "reliability.png")
+    plot_over_time(first, out / "metrics_over_time.png", k)
+    runs = []
+    for e in evaluations:
+        r = e.replayed
+        test = e.test
+        runs.append(
             {
-                "settings": s,
-                "stream": stream,
-                "metrics": evaluation.table,
-                "seconds": evaluation.seconds,
-            },
-            indent=2,
-            default=str,
+                "settings": e.settings,
+                "stream": {
+                    "payments": len(r),
+                    "frauds": int(r.is_fraud.sum()),
+                    "payments_from_go_live": len(test),
+                    "frauds_from_go_live": int(r.is_fraud[test].sum()),
+                    "cards": len(r.card_ids),
+                    "labels_learnable": int((r.verdict >= 0).sum()),
+                    "labels_skipped": r.skipped_labels,
+                },
+                "metrics": e.table,
+                "seconds": e.seconds,
+                "learner_pickled_bytes": {n: run.learner_bytes for n, run in e.runs.items()},
+            }
         )
+    mean = mean_table([e.table for e in evaluations])
+    (out / "metrics.json").write_text(
+        json.dumps({"command": command, "runs": runs, "mean": mean}, indent=2, default=str)
     )
-    timing = ", ".join(f"{name} {sec:.0f} s" for name, sec in evaluation.seconds.items())
-    text = f"""# Prequential evaluation
+    sections = []
+    for e, run in zip(evaluations, runs, strict=True):
+        s, stream = e.settings, run["stream"]
+        learning = "; ".join(
+            f"{name}: {t['labels_learned']:,.0f} labels learned at {t['labels_per_second']:,.0f}"
+            f"/s, {t['versions_published']:.0f} versions, {t['retrained']:.0f} retrains "
+            f"({t['retrains_refused']:.0f} refused)"
+            for name, t in e.table.items()
+            if "labels_learned" in t
+        )
+        timing = ", ".join(f"{name} {sec:.0f} s" for name, sec in e.seconds.items())
+        sections.append(
+            f"""### {s["stream"]}
 
-`{s.get("command", "python -m model_state.evaluate")}`
-
-- pre-training history: {s["pretraining"]}; model family `{s["family"]}`
-- held-out stream: {s["held_out"]}: {stream["payments"]:,} payments, {stream["frauds"]:,} \
-fraudulent, {stream["cards"]:,} cards over {stream["days"]} days
-- labels: learnable {s["label_delay"]}; {stream["labels_learned_online"]:,} learned online, \
-a version published every {s["publish_every"]} labels ({stream["versions_published"]} versions); \
-learner pickled: {stream["learner_pickled_bytes"]:,} bytes
-- offline reference: HistGradientBoostingClassifier {s["reference"]}
+- go-live {s["go_live"]} (day {s["go_live_day"]}); labels {s["label_delay_days"]:g} days \
+after their payment; pre-trained on {s["start_rows"]:,} payments
+- from go-live: {stream["payments_from_go_live"]:,} payments, \
+{stream["frauds_from_go_live"]:,} fraudulent
+- {learning}
 - time: {timing}
 
-## Metrics
+{format_table(e.table, k)}
+"""
+        )
+    text = f"""# Prequential evaluation
 
-Over all held-out payments, and over those from day {MONTH_DAYS} on ("month 2+"). CP@{k}: card
-precision@{k} per day, averaged over days; `ceiling` is what a perfect ranking reaches (days with
-fewer than {k} compromised cards cap it).
+`{command}`
 
-{format_table(evaluation.table, k)}
+Metrics over the payments from go-live on. CP@{k}: card precision@{k} per day, averaged over
+days; `ceiling` is what a perfect ranking reaches. Brier score and ECE (expected calibration
+error over 15 bins of equal count) measure the probability itself.
 
-Targets (issue 5):
+## Mean over {len(evaluations)} run(s)
 
-{chr(10).join(_targets(evaluation.table, k))}
+{format_table(mean, k)}
 
-## Plots
+## Each run
+
+{chr(10).join(sections)}
+Total time {seconds:.0f} s.
+
+## Plots (first run)
 
 ![precision-recall](precision_recall.png)
 
-![score distribution](score_distribution.png)
+![reliability](reliability.png)
 
 ![metrics over time](metrics_over_time.png)
 """

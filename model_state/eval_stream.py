@@ -39,7 +39,7 @@ import itertools
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from tqdm import tqdm
@@ -48,9 +48,20 @@ from features.catalog import DAY, FEATURE_NAMES
 from features.contract import FraudLabel, Payment
 from features.replay import replay
 
-__all__ = ["Replayed", "learn_slot", "replay_stream", "with_label_delay"]
+__all__ = [
+    "Replayed",
+    "Rows",
+    "learn_slot",
+    "replay_stream",
+    "training_rows",
+    "usable",
+    "with_label_delay",
+]
 
 NO_LABEL = -1
+
+Rows = list[tuple[datetime, dict[str, float], bool]]
+"""(event time, features, is fraud) per payment, in arrival order (:mod:`model_state.train`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +78,7 @@ class Replayed:
     event_time: np.ndarray  # float64 POSIX seconds
     card: np.ndarray  # int64 code into card_ids
     card_ids: list[str]
+    terminal: np.ndarray  # int64 code, one per distinct terminal id
     transaction_ids: list[str]
     verdict: np.ndarray  # int8: 1 fraud, 0 legitimate, -1 no learnable label
     reported_at: np.ndarray  # float64 POSIX seconds, NaN without a label
@@ -159,6 +171,8 @@ def replay_stream(
     is_fraud = array("b")
     card = array("q")
     cards: dict[str, int] = {}
+    terminal = array("q")
+    terminals: dict[str, int] = {}
     transaction_ids: list[str] = []
     verdict = array("b")
     reported_at = array("d")
@@ -190,6 +204,7 @@ def replay_stream(
         event_time.append(payment.event_timestamp)
         is_fraud.append(truth.get(payment.transaction_id) is not None)
         card.append(cards.setdefault(payment.card_id, len(cards)))
+        terminal.append(terminals.setdefault(payment.terminal_id, len(terminals)))
         transaction_ids.append(payment.transaction_id)
         verdict.append(NO_LABEL)
         reported_at.append(float("nan"))
@@ -202,9 +217,33 @@ def replay_stream(
         event_time=np.frombuffer(event_time, dtype=np.float64).copy(),
         card=np.frombuffer(card, dtype=np.int64).copy(),
         card_ids=list(cards),
+        terminal=np.frombuffer(terminal, dtype=np.int64).copy(),
         transaction_ids=transaction_ids,
         verdict=np.frombuffer(verdict, dtype=np.int8).copy(),
         reported_at=np.frombuffer(reported_at, dtype=np.float64).copy(),
         schedule=np.frombuffer(schedule, dtype=np.int64).copy(),
         skipped_labels=skipped,
     )
+
+
+def usable(replayed: Replayed, at: float, delay: float) -> tuple[np.ndarray, np.ndarray]:
+    """The rows a model trained at ``at`` may learn, and their class.
+
+    A model trained at ``at`` may learn a payment made before ``at`` whose label was reported by
+    ``at`` (its class), or, with no label by then, one older than ``delay`` seconds: nobody
+    disputed it, and it is taken as legitimate, as a bank takes it. A label is usable only from
+    its ``reported_at``.
+    """
+    made = replayed.event_time < at
+    reported = (replayed.verdict >= 0) & (replayed.reported_at <= at)
+    presumed = ~reported & (replayed.event_time <= at - delay)
+    rows = np.flatnonzero(made & (reported | presumed))
+    return rows, reported[rows] & (replayed.verdict[rows] == 1)
+
+
+def training_rows(replayed: Replayed, rows: np.ndarray, y: np.ndarray) -> Rows:
+    """``rows`` as :data:`Rows`, in arrival order."""
+    return [
+        (datetime.fromtimestamp(float(replayed.event_time[r]), UTC), replayed.feature_dict(r), c)
+        for r, c in zip(rows.tolist(), y.tolist(), strict=True)
+    ]

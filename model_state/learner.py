@@ -38,7 +38,10 @@ from storage.versions import version_key
 
 
 class OnlineLearner:
-    def __init__(self, start: ModelArtifact, publish_every: int) -> None:
+    balanced = True  # a learner pickled before the switch existed had the guard on
+
+    def __init__(self, start: ModelArtifact, publish_every: int, *, balanced: bool = True) -> None:
+        """``balanced=False`` turns the label-balance guard off (the evaluation's ablation)."""
         if publish_every < 1:
             raise ValueError(f"publish_every must be >= 1 label; got {publish_every}")
         self.model: Any = copy.deepcopy(start.model)
@@ -60,6 +63,7 @@ class OnlineLearner:
             self.learned_total = 0
         # Labels arrive in another mix than payments happen in (see model_state.label_balance).
         self.balance = LabelBalance(share)
+        self.balanced = balanced
         if state:
             self.balance.frauds = state["balance_frauds"]
             self.balance.legit = state["balance_legit"]
@@ -84,7 +88,10 @@ class OnlineLearner:
         else:
             self.legit += 1
         weight = self.positive_weight if example.is_fraud else 1.0
-        weight *= self.balance.weight(is_fraud=example.is_fraud, reported_at=example.reported_at)
+        if self.balanced:
+            weight *= self.balance.weight(
+                is_fraud=example.is_fraud, reported_at=example.reported_at
+            )
         self.model.learn_one(example.features, example.is_fraud, w=weight)
         self.learned_total += 1
         self.unpublished.append((example.label_partition, example.label_offset))

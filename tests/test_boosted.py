@@ -19,7 +19,8 @@ from tests.test_evaluate_model import as_rows, synthetic
 
 X, Y = synthetic(3000, seed=4)
 BOOSTED = Boosted.fit(X, Y, seed=4)
-FOREST = fit_forest(X, Y, 4)  # the same fit: scikit-learn is deterministic for a seed
+# The same fit on the same columns, tails included: scikit-learn is deterministic for a seed.
+FOREST = fit_forest(BOOSTED.widen(X), Y, 4)
 FRESH = new_boosted_model(BOOSTED)
 LEARNED = fit(as_rows(X[:800], Y[:800]), new_boosted_model(BOOSTED), weight=1.0, epochs=1, seed=4)
 
@@ -37,7 +38,7 @@ def as_dict(row: list[float]) -> dict[str, float]:
 def test_the_forest_gives_scikit_learns_log_odds_for_any_payments(rows: list[list[float]]) -> None:
     x = np.array(rows)
     log_odds, leaves = BOOSTED.forest(x)
-    assert log_odds == pytest.approx(FOREST.decision_function(x), abs=1e-9)
+    assert log_odds == pytest.approx(FOREST.decision_function(BOOSTED.widen(x)), abs=1e-9)
     assert leaves.shape == (len(rows), BOOSTED.trees)
     for row, log in zip(rows, log_odds.tolist(), strict=True):  # one at a time, as learning does
         assert BOOSTED(as_dict(row))["forest"] == pytest.approx(log, abs=1e-12)
@@ -60,9 +61,33 @@ def test_reasons_add_up_to_the_models_log_odds(rows: list[list[float]]) -> None:
         assert offset == explainer.offset
 
 
+def test_the_forest_splits_an_amount_inside_its_top_quantile() -> None:
+    """Every payment above a threshold in the top 0.2 % of amounts is a fraud (the handbook's
+    first scenario): 255 quantile bins cannot place that split, the tail column can."""
+    rng = np.random.default_rng(11)
+    x = synthetic(20_000, seed=11)[0]
+    amount = FEATURE_NAMES.index("amount_eur")
+    x[:, amount] = rng.gamma(2.0, 25.0, size=len(x))
+    threshold = float(np.quantile(x[:, amount], 0.998))
+    y = x[:, amount] > threshold
+    y[rng.random(len(x)) < 0.002] = True  # some other fraud, not about amounts
+    boosted = Boosted.fit(x, y, seed=3)
+    assert boosted.tails and boosted.tails[0][0] == amount
+    test = synthetic(20_000, seed=12)[0]
+    test[:, amount] = rng.gamma(2.0, 25.0, size=len(test))
+    above = test[:, amount] > threshold
+    log_odds = boosted.forest(test)[0]
+    # Every payment above the threshold outranks every payment below it.
+    assert log_odds[above].min() > np.quantile(log_odds[~above], 0.999)
+    plain = fit_forest(x, y, 3).decision_function(test)  # without tails: the bins blur it
+    assert plain[above].min() <= np.quantile(plain[~above], 0.999)
+
+
 def test_a_new_boosted_model_is_the_forest_alone() -> None:
     p = [FRESH.predict_proba_one(as_dict(r))[True] for r in X[:200].tolist()]
-    assert p == pytest.approx(FOREST.predict_proba(X[:200])[:, 1].tolist(), abs=1e-12)
+    assert p == pytest.approx(
+        FOREST.predict_proba(BOOSTED.widen(X[:200]))[:, 1].tolist(), abs=1e-12
+    )
     assert FRESH["LogisticRegression"].weights == {"forest": 1.0}
 
 

@@ -23,7 +23,7 @@ from model_state.eval_metrics import (
     weekly_average_precision,
 )
 from model_state.eval_stream import Replayed, replay_stream, with_label_delay
-from model_state.evaluate import main, metrics_table, run_online
+from model_state.evaluate import main, metrics_table, run_online, usable
 from model_state.learner import OnlineLearner
 from model_state.train import new_model
 from storage.labels import LabelledPayment
@@ -288,13 +288,11 @@ def test_a_retrain_learns_only_labels_learnable_before_it_and_scoring_goes_on_fr
     replayed = replay_stream(
         with_label_delay(payments, verdicts, timedelta(minutes=delay_minutes)), {}
     )
-    calls: list[tuple[list[int], datetime]] = []
+    calls: list[datetime] = []
     champions: list[str] = []
 
-    def retrain(
-        labelled: list[int], now: datetime, champion: artifact.ModelArtifact
-    ) -> artifact.ModelArtifact:
-        calls.append((labelled, now))
+    def retrain(now: datetime, champion: artifact.ModelArtifact) -> artifact.ModelArtifact:
+        calls.append(now)
         champions.append(champion.version)
         untrained = new_model()  # scores 0.5 whatever the payment
         version = f"v{len(calls) + 1:05d}"
@@ -318,10 +316,12 @@ def test_a_retrain_learns_only_labels_learnable_before_it_and_scoring_goes_on_fr
             while boundary <= now:
                 boundary += every.total_seconds()
         retrained_at[entry] = bool(expected)
-    assert [(rows, now.timestamp()) for rows, now in calls] == expected
-    # ... learns only labels reported by then ...
-    for rows, now in calls:
-        assert all(replayed.reported_at[r] <= now.timestamp() for r in rows)
+    assert [now.timestamp() for now in calls] == [now for _, now in expected]
+    # ... after every label reported by then was learned, and none reported later ...
+    at = {float(replayed.event_time[e]): e for e in reversed(replayed.schedule.tolist()) if e >= 0}
+    for rows, now in expected:
+        assert run.learned_before[at[now]] == len(rows)
+        assert all(replayed.reported_at[r] <= now for r in rows)
     # ... and every later payment is scored by the retrained version.
     assert all(run.scores[row] == 0.5 for row, after in retrained_at.items() if after)
     assert run.retrained == len(calls)
@@ -374,6 +374,37 @@ def test_labels_in_the_stream_are_learned_once_after_their_payment(
     assert replayed.skipped_labels == len(labels) - len(learned)
 
 
+@settings(max_examples=120, deadline=None)
+@given(
+    specs=payment_specs,
+    delay_minutes=st.integers(0, 10 * 24 * 60),
+    at_minutes=st.integers(0, 31 * 24 * 60),
+)
+def test_a_model_trained_at_a_time_learns_only_what_it_could_know(
+    specs: list[tuple[int, int, int, bool | None]], delay_minutes: int, at_minutes: int
+) -> None:
+    payments = _arrival_ordered(specs)
+    verdicts = {f"t-{i}": v for i, (_, _, _, v) in enumerate(specs) if v is not None}
+    delay = timedelta(minutes=delay_minutes)
+    replayed = replay_stream(with_label_delay(payments, verdicts, delay), {})
+    at = (T0 + timedelta(minutes=at_minutes)).timestamp()
+    rows, y = usable(replayed, at, delay.total_seconds())
+    assert len(rows) == len(y)
+    for r, fraud in zip(rows.tolist(), y.tolist(), strict=True):
+        assert replayed.event_time[r] < at  # made before
+        if replayed.verdict[r] >= 0 and replayed.reported_at[r] <= at:  # its label, as reported
+            assert fraud == bool(replayed.verdict[r])
+        else:  # no label by then: legitimate once older than the delay, never a fraud
+            assert replayed.event_time[r] <= at - delay.total_seconds()
+            assert not fraud
+    # Nothing usable is left out.
+    for r in range(len(replayed)):
+        made = replayed.event_time[r] < at
+        known = replayed.verdict[r] >= 0 and replayed.reported_at[r] <= at
+        old = replayed.event_time[r] <= at - delay.total_seconds()
+        assert (r in rows.tolist()) == bool(made and (known or old))
+
+
 def test_a_negative_delay_is_refused() -> None:
     with pytest.raises(ValueError, match="delay must be >= 0; got -1 day"):
         list(with_label_delay([], {}, timedelta(days=-1)))
@@ -387,7 +418,8 @@ def test_metrics_table_has_every_model_and_the_ceiling() -> None:
     truth = {f"t-{i}": "card_testing" for i in (3, 17, 30)}
     replayed = replay_stream(payments, truth)
     score = replayed.is_fraud * 0.5 + 0.1
-    table = metrics_table(replayed, {"a": score, "b": np.full(len(replayed), 0.3)}, k=2)
+    rows = np.arange(len(replayed))
+    table = metrics_table(replayed, {"a": score, "b": np.full(len(replayed), 0.3)}, rows, k=2)
     assert set(table) == {"a", "b", "ceiling"}
     assert table["a"]["average_precision"] == 1.0
     assert table["ceiling"]["card_precision_at_2"] == table["a"]["card_precision_at_2"]
@@ -397,21 +429,27 @@ def test_evaluation_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     out = tmp_path / "report"
     main(
         [
-            "--train-days", "8", "--train-cards", "400", "--train-seed", "3",
-            "--eval-days", "33", "--eval-cards", "300", "--eval-seed", "4",
-            "--label-delay-days", "7", "--publish-every", "200", "--top-k", "20",
-            "--out", str(out),
+            "--stream", "generator", "--size", "300", "--days", "30", "--go-live-day", "17",
+            "--seeds", "3", "4", "--label-delay-days", "7", "--publish-every", "200",
+            "--top-k", "20", "--ablation", "--out", str(out),
         ]
     )  # fmt: skip
     printed = capsys.readouterr().out
-    assert "| online |" in printed
-    assert "| offline reference |" in printed
-    for name in ("report.md", "metrics.json", "precision_recall.png", "score_distribution.png"):
+    for model in ("online", "online, no SGD", "online, no retrain", "online, no balance guard",
+                  "frozen", "RF (handbook features)", "LR (handbook features)"):  # fmt: skip
+        assert f"| {model} |" in printed
+    assert "mean over seeds [3, 4]" in printed
+    for name in ("report.md", "metrics.json", "precision_recall.png", "reliability.png"):
         assert (out / name).stat().st_size > 0
     assert (out / "metrics_over_time.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((out / "metrics.json").read_text())
-    online = saved["metrics"]["online"]
-    assert 0.0 <= online["average_precision"] <= 1.0
-    assert 0.0 <= online["card_precision_at_20_after_month"] <= 1.0
-    assert saved["stream"]["versions_published"] >= 1
-    assert "7 days after the payment" in (out / "report.md").read_text()
+    assert len(saved["runs"]) == 2
+    for run in saved["runs"]:
+        online = run["metrics"]["online"]
+        assert 0.0 <= online["average_precision"] <= 1.0
+        assert 0.0 <= online["brier"] <= 1.0 and 0.0 <= online["ece"] <= 1.0
+        assert online["labels_learned"] > 0 and online["labels_per_second"] > 0
+        assert run["metrics"]["online, no SGD"]["labels_learned"] == 0
+        assert run["metrics"]["online, no retrain"]["retrained"] == 0
+        assert run["stream"]["payments_from_go_live"] < run["stream"]["payments"]
+    assert "average_precision_sd" in saved["mean"]["online"]

@@ -36,9 +36,11 @@ T0 = datetime(2026, 3, 2, tzinfo=UTC)
 def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Non-negative features on very different scales; fraud when amount is large and late."""
     rng = np.random.default_rng(seed)
-    x = rng.lognormal(mean=np.linspace(-1, 8, len(FEATURE_NAMES)), sigma=1.5, size=(n, 36))
+    x = rng.lognormal(
+        mean=np.linspace(-1, 8, len(FEATURE_NAMES)), sigma=1.5, size=(n, len(FEATURE_NAMES))
+    )
     x[:, 5] = rng.integers(0, 2, n)  # a flag
-    x[rng.random((n, 36)) < 0.2] = 0.0
+    x[rng.random((n, len(FEATURE_NAMES))) < 0.2] = 0.0
     amount, hour = x[:, 0], x[:, -3]
     logit = 0.8 * np.log1p(amount) - 4 + 2.0 * (hour > np.median(hour)) * (x[:, 5] > 0)
     y = rng.random(n) < 1 / (1 + np.exp(-logit))

@@ -30,7 +30,7 @@ PLAIN = payment(transaction_id="t-1")
 
 
 def test_feature_names_are_unique_snake_case_and_stable() -> None:
-    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 36
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 42
     assert all(re.fullmatch(r"[a-z][a-z0-9_]*", name) for name in FEATURE_NAMES)
     assert FEATURE_NAMES[:5] == (
         "amount_eur",
@@ -67,6 +67,9 @@ def test_entity_feature_names_follow_the_prefix() -> None:
         "terminal_count_30d",
         "terminal_fraud_rate_7d",
         "terminal_fraud_rate_30d",
+        "terminal_settled_fraud_rate_1d",
+        "terminal_settled_fraud_rate_7d",
+        "terminal_settled_fraud_rate_30d",
     )
 
 

@@ -116,7 +116,36 @@ def test_prefix_names_the_features() -> None:
         "merchant_count_30d",
         "merchant_fraud_rate_7d",
         "merchant_fraud_rate_30d",
+        "merchant_settled_fraud_rate_1d",
+        "merchant_settled_fraud_rate_7d",
+        "merchant_settled_fraud_rate_30d",
     ]
+
+
+def test_settled_rate_sees_frauds_whose_verdict_came_after_the_delay() -> None:
+    """Verdicts come exactly 7 days after each payment (the handbook's protocol): the plain
+    7-day rate divides by last week's unjudged payments, the settled rate by judged ones."""
+    hour = HOUR
+    steps: list[Step] = []
+    for i in range(10):  # day 0: ten payments an hour apart, every second one a fraud
+        steps.append(("pay", i * hour))
+        steps.append(("label", i * hour, i * hour + 7 * DAY, i % 2 == 0))
+    for i in range(4):  # day 8: four more
+        steps.append(("pay", 8 * DAY + i * hour))
+    got = scored(steps, 8 * DAY + 5 * hour)
+    # Day 0 is older than the 7-day plain window's reach, so the plain rate sees nothing.
+    assert got["terminal_fraud_rate_7d"] == 0.0
+    # Settled 1d: tiles [day 0 05:00, day 1 05:00): payments at 5..9 h, frauds at 6 and 8 h.
+    assert got["terminal_settled_fraud_rate_1d"] == 2 / 5
+    assert got["terminal_settled_fraud_rate_7d"] == 5 / 10
+    assert got["terminal_settled_fraud_rate_30d"] == 5 / 10
+    # At 7 days 9.5 hours the span is [day -7 09:00, 09:00): payments 0..8 h, frauds 0..8 h.
+    assert scored(steps[:-4], 7 * DAY + 9.5 * hour)["terminal_settled_fraud_rate_7d"] == 5 / 9
+    # A verdict reported later than the delay is not known until it comes.
+    late = [
+        ("label", 4 * hour, 9 * DAY, True) if s[:2] == ("label", 4 * hour) else s for s in steps
+    ]
+    assert scored(late[:-4], 7 * DAY + 9.5 * hour)["terminal_settled_fraud_rate_7d"] == 4 / 9
 
 
 @pytest.mark.parametrize("prefix", ["", "Terminal", "terminal-id", "1st"])
@@ -137,13 +166,17 @@ def test_hot_merchant_state_is_bounded_and_round_trips() -> None:
         merchant.observe(at(i * 43.2))
         if i % 50 == 0:
             merchant.learn_label(T0 + i * 43.2, T0 + i * 43.2 + 3 * DAY, True)
-    assert all(len(t) <= 169 for t in merchant._counts), repr(merchant)
+    # Hourly tiles reach back two weeks (the settled 7-day window ends a week back), daily 37 days.
+    bounds = (14 * 24 + 1, 38)
+    assert all(len(t) <= n for t, n in zip(merchant._counts, bounds, strict=True)), repr(merchant)
     assert len(merchant._ts) <= 15 * MINUTE / 43.2 + 1
     assert len(pickle.dumps(merchant)) < 12_000
     snapshots = [pickle.loads(pickle.dumps(merchant)), copy.deepcopy(merchant)]
     expected = merchant.observe(at(40 * DAY))
     # 1 in 50 is fraud, reported 3 days later: by day 40 only days 33 to 37 of the window are known
     assert expected["merchant_fraud_rate_7d"] == pytest.approx(0.02 * 4 / 7, rel=0.01)
+    # The settled week (days 26 to 33) is fully judged.
+    assert expected["merchant_settled_fraud_rate_7d"] == pytest.approx(0.02, rel=0.01)
     for restored in snapshots:
         assert restored.observe(at(40 * DAY)) == expected
 

@@ -34,10 +34,12 @@ from features.catalog import (
     DAY,
     ENTITY_COUNT_WINDOWS,
     ENTITY_FRAUD_WINDOWS,
+    ENTITY_SETTLED_WINDOWS,
     FEATURE_NAMES,
     LATENESS_SECONDS,
     MIN_TRAVEL_SECONDS,
     PREVIOUS_PAYMENT_HORIZON,
+    SETTLED_DELAY,
     assemble,
 )
 from features.contract import FraudLabel, Payment
@@ -131,6 +133,12 @@ def oracle_entity(
             for p, r in frauds
         )
         out[f"{prefix}_fraud_rate_{w.name}"] = f / max(counts[w.name], f) if f else 0.0
+    for w in ENTITY_SETTLED_WINDOWS:
+        end = (t // w.hop) * w.hop - SETTLED_DELAY  # whole tiles only, D before t's own tile
+        lo = end - w.length
+        paid = sum(lo <= s < end for s in prior)
+        f = sum(max(r, p) <= t and lo <= p < end for p, r in frauds)
+        out[f"{prefix}_settled_fraud_rate_{w.name}"] = f / max(paid, f) if f else 0.0
     return out
 
 
@@ -413,6 +421,7 @@ def test_expire_empties_idle_keys_and_reports_it() -> None:
         terminal.observe(p)
     terminal.learn_label(BASE, BASE + DAY, True)
     last = BASE + 4 * 600
-    for state in (card, terminal):
-        assert not state.expire(last + 30 * DAY)  # the first payment is still in the 30d window
-        assert state.expire(last + 32 * DAY + L)
+    # A terminal keeps its payments SETTLED_DELAY longer: its settled rates look that far back.
+    for state, kept in ((card, 0.0), (terminal, SETTLED_DELAY)):
+        assert not state.expire(last + 30 * DAY + kept)  # the first payment is still in reach
+        assert state.expire(last + 32 * DAY + kept + L)

@@ -16,6 +16,7 @@ import pytest
 from bytewax.recovery import init_db_dir
 from sqlalchemy import Engine
 
+from features.catalog import FEATURE_NAMES
 from storage.parity import check
 from test_data.generator import simulate
 from test_data.spec import SimulationSpec
@@ -46,7 +47,7 @@ def test_a_run_resumed_from_its_snapshot_stores_the_offline_features(
 
     report = check(engine, payments)
     assert report.payments == len(payments), report.summary()
-    assert report.values == len(payments) * 36
+    assert report.values == len(payments) * len(FEATURE_NAMES)
     assert report.ok, report.summary()
 
 
