@@ -6,8 +6,15 @@ MySQL whether a newer version than its own is in ``model_versions`` and, if so, 
 its hash and feature names). The first call asks at once, so a restarted flow scores with the
 latest published version, not the pre-trained file it started from.
 
+Loading never holds scoring up: after the first look-up (made in line, at the first call), each
+look-up runs on a background thread, one at a time, while scoring goes on with the version it
+has; the new scorer replaces it in one assignment when it is ready. An online version is a delta
+of kilobytes on its lineage's root (:mod:`model_state.artifact`); the root, about 1.5 MB, is
+fetched once per lineage and kept.
+
 Bound: a version the learner publishes scores every worker's payments at most
-``refresh_seconds`` after its row is stored (which happens in the epoch it is published).
+``refresh_seconds`` plus one look-up after its row is stored (which happens in the epoch it is
+published).
 A worker never goes back to an older version: versions only move forward, in the numeric order
 of :func:`storage.versions.version_key`. While MySQL is unavailable the look-up fails, is logged,
 and scoring goes on with the version it has.
@@ -19,14 +26,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from sqlalchemy import Engine
 
-from model_state.artifact import ModelArtifact, ModelMetadata, from_bytes
+from model_state.artifact import (
+    ModelArtifact,
+    ModelMetadata,
+    ModelMismatchError,
+    ModelNotFoundError,
+    from_bytes,
+)
 from model_state.scorer import Scorer
 from storage.engine import make_engine, retry_transient
-from storage.versions import newest_after, version_key
+from storage.versions import fetch_version, newest_after, version_key
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +66,24 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._scorer = self._scorer_for(start)
         self._next_check = clock()  # ask at the first call
+        self._first = True
+        self._looking: threading.Thread | None = None
 
     def current(self) -> Scorer:
         if self._clock() >= self._next_check:
             with self._lock:
-                if self._clock() >= self._next_check:
+                if self._clock() >= self._next_check and not (
+                    self._looking is not None and self._looking.is_alive()
+                ):
                     self._next_check = self._clock() + self._refresh_seconds
-                    self._refresh()
+                    if self._first:  # a restarted flow scores with the newest version at once
+                        self._first = False
+                        self._refresh()
+                    else:
+                        self._looking = threading.Thread(
+                            target=self._refresh, name="payscore-model-registry", daemon=True
+                        )
+                        self._looking.start()
         return self._scorer
 
     def _refresh(self) -> None:
@@ -94,6 +119,7 @@ class NewerVersionsInMySQL:
         self._engine = engine
         self._key = key
         self._patience = patience
+        self._roots: dict[str, ModelArtifact] = {}
 
     def __call__(self, after: str | None) -> ModelArtifact | None:
         if self._engine is None:
@@ -107,12 +133,41 @@ class NewerVersionsInMySQL:
         row = retry_transient(
             fetch, patience=self._patience, what=f"looking for a model version after {after}"
         )
-        if row is None:
-            return None
-        metadata = msgspec.convert(row.metadata, ModelMetadata, strict=False)  # type: ignore[attr-defined]
+        return None if row is None else self._load(row)
+
+    def _load(self, row: Any) -> ModelArtifact:
+        metadata = msgspec.convert(row.metadata, ModelMetadata, strict=False)
         return from_bytes(
-            row.artifact,  # type: ignore[attr-defined]
+            row.artifact,
             metadata,
             where=f"model_versions[{metadata.version}]",
             key=self._key,
+            bases=self._root,
         )
+
+    def _root(self, version: str) -> ModelArtifact:
+        """A lineage root an online version refers to, from MySQL; the last two are kept."""
+        root = self._roots.get(version)
+        if root is None:
+            engine = self._engine
+            assert engine is not None  # a root is looked up while loading a fetched version
+
+            def fetch() -> object:
+                with engine.connect() as connection:
+                    return fetch_version(connection, version)
+
+            row = retry_transient(
+                fetch, patience=self._patience, what=f"loading model version {version}"
+            )
+            if row is None:
+                raise ModelNotFoundError(f"model version {version} is not in model_versions")
+            root = self._load(row)
+            if root.metadata.base_version:
+                raise ModelMismatchError(
+                    f"model version {version} is a delta itself; a root holds its expansion",
+                    version,
+                )
+            while len(self._roots) >= 2:
+                self._roots.pop(next(iter(self._roots)))
+            self._roots[version] = root
+        return root

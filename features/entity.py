@@ -36,11 +36,12 @@ always 0 (no verdict on last week's payments has come), while the settled one is
 Fraud labels reported before ``watermark - lateness`` are folded into hourly and daily tiles by
 payment time; later ones are kept exactly until then.
 
-*State.* At most 337 hourly and 38 daily tiles of payment counts (the settled windows reach
-back ``D`` further than the others), the same again of fraud counts, the exact tail (payment times of the last ``lateness``: about 1,000 floats for a
-merchant taking 100,000 payments a day) and the fraud labels not yet folded (reported within
-the last ``lateness`` of the key's event time, or ahead of it). A label whose payment is older
-than every window of a payment at ``watermark - lateness`` is dropped on arrival.
+*State.* At most 337 hourly and 38 daily tiles of payment counts (the settled windows reach back
+``D`` further than the others), the same again of fraud counts, the exact tail (payment times of
+the last ``lateness``: about 1,000 floats for a merchant taking 100,000 payments a day) and the
+fraud labels not yet folded (reported within the last ``lateness`` of the key's event time, or
+ahead of it). A label whose payment is older than every window of a payment at ``watermark -
+lateness`` is dropped on arrival.
 
 *Expiry and snapshots* as in :mod:`features.card`.
 

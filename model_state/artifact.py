@@ -6,17 +6,29 @@ SHA-256 of ``model.pkl``. Loading checks the artifact against the running code (
 River's version, the hash) and says exactly what does not match.
 
 Versions are ``v00001``, ``v00002``, ... and online ones ``v00001.000001``, ...; they are
-ordered by :func:`storage.versions.version_key`, as numbers.
+ordered by :func:`storage.versions.version_key`, as numbers (up to 18 digits each, stored as
+64-bit integers: a learner publishing every second would need 30 billion years to run out).
+
+**Online versions are deltas.** A lineage's root (``v00002``) holds its frozen expansion by
+value: the ``boosted`` family's 500-tree forest, about 1.5 MB. An online version
+(``v00002.000017``) pickles the same pipeline with that expansion written as a *reference* to the
+root (:func:`dumps`: pickle's persistent ids, ``("expansion", root version, root SHA-256)``),
+so it holds only what learning changes: the logistic regression's weights, kilobytes. Its
+metadata names the root in ``base_version`` (signed with the rest). Loading one
+(:func:`from_bytes`, :func:`load`) resolves the reference through a ``bases`` look-up of the
+root, checked under the same key and against the SHA-256 the delta recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 import platform
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -62,6 +74,10 @@ class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
     content_hash: str = ""
     # An online version: the learner's counters, so that a learner can go on from it.
     learner: dict[str, float] = {}
+    # An online version: the lineage root whose frozen expansion its pickle refers to, and the
+    # SHA-256 of that root's pickle.
+    base_version: str = ""
+    base_hash: str = ""
     # HMAC-SHA256 of everything above under the model signing key (model_state.signing).
     signature: str = ""
 
@@ -138,9 +154,88 @@ class ModelArtifact(msgspec.Struct, frozen=True):
         return VersionRecord(self.metadata, self.payload)
 
 
+EXPANSION = "expansion"
+Bases = Callable[[str], ModelArtifact]
+"""Looks a lineage root up by version: loaded, its signature checked."""
+
+
+def expansion_of(model: Any) -> Any | None:
+    """The frozen expansion of a ``basis`` or ``boosted`` pipeline (its first step's function),
+    or None for a model without one."""
+    steps = getattr(model, "steps", None)
+    first = next(iter(steps.values()), None) if steps else None
+    return getattr(first, "func", None)
+
+
+def root_of(version: ModelArtifact) -> tuple[str, str]:
+    """(version, SHA-256) of the lineage root holding ``version``'s expansion."""
+    if version.metadata.base_version:
+        return version.metadata.base_version, version.metadata.base_hash
+    return version.version, version.metadata.content_hash
+
+
+def dumps(model: Any, base: tuple[str, str] | None = None) -> bytes:
+    """Pickle ``model``; with ``base`` (its lineage root's version and SHA-256), ``model``'s
+    expansion is written as a reference to the root instead of by value. The two expansions
+    must be equal: the caller keeps the root's frozen forest
+    (:class:`model_state.learner.OnlineLearner`)."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    shared = expansion_of(model) if base is not None else None
+    if shared is not None and base is not None:
+        ref = (EXPANSION, *base)
+        pickler.persistent_id = lambda obj: ref if obj is shared else None  # type: ignore[method-assign]
+    pickler.dump(model)
+    return buffer.getvalue()
+
+
+def loads(payload: bytes, metadata: ModelMetadata, bases: Bases | None, *, where: str) -> Any:
+    """Unpickle ``payload``, resolving a reference to a lineage root through ``bases``."""
+    unpickler = pickle.Unpickler(io.BytesIO(payload))
+
+    def persistent_load(ref: Any) -> Any:
+        if not (isinstance(ref, tuple) and len(ref) == 3 and ref[0] == EXPANSION):
+            raise ModelMismatchError(
+                f"model {metadata.version} at {where} refers to {ref!r}; expected a reference "
+                f"('{EXPANSION}', root version, SHA-256)",
+                metadata.version,
+            )
+        _, version, content_hash = ref
+        if version != metadata.base_version:
+            raise ModelMismatchError(
+                f"model {metadata.version} at {where} refers to root {version}, but its signed "
+                f"metadata names {metadata.base_version or 'none'}",
+                metadata.version,
+            )
+        if bases is None:
+            raise ModelNotFoundError(
+                f"model {metadata.version} at {where} is a delta on {version}, and nothing was "
+                "given to look that root up"
+            )
+        root = bases(version)
+        if root.metadata.content_hash != content_hash:
+            raise ModelMismatchError(
+                f"model {metadata.version} at {where} was learned on root {version} with SHA-256 "
+                f"{content_hash[:12]}…, but that root now has {root.metadata.content_hash[:12]}…",
+                metadata.version,
+            )
+        expansion = expansion_of(root.model)
+        if expansion is None:
+            raise ModelMismatchError(
+                f"model {metadata.version} at {where} refers to the expansion of {version}, "
+                "which has none",
+                metadata.version,
+            )
+        return expansion
+
+    unpickler.persistent_load = persistent_load  # type: ignore[method-assign]
+    return unpickler.load()
+
+
 def make(model: Any, metadata: ModelMetadata, *, key: bytes) -> ModelArtifact:
-    """``model`` as version ``metadata.version``: pickled, hashed and signed with ``key``."""
-    payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    """``model`` as version ``metadata.version``: pickled whole, hashed and signed with
+    ``key``."""
+    payload = dumps(model)
     metadata = msgspec.structs.replace(
         metadata,
         content_hash=hashlib.sha256(payload).hexdigest(),
@@ -180,7 +275,7 @@ def write(payload: bytes, metadata: ModelMetadata, model_dir: Path) -> bool:
 
 def load(model_dir: Path, version: str | None = None, *, key: bytes) -> ModelArtifact:
     """Load ``version`` (default: the newest) from ``model_dir``, checking its signature under
-    ``key`` and that it fits this code."""
+    ``key`` and that it fits this code; a delta's root comes from the same folder."""
     versions = list_versions(model_dir)
     if not versions:
         raise ModelNotFoundError(
@@ -196,16 +291,47 @@ def load(model_dir: Path, version: str | None = None, *, key: bytes) -> ModelArt
         )
     metadata = msgspec.json.decode((folder / METADATA_FILE).read_bytes(), type=ModelMetadata)
     payload = (folder / MODEL_FILE).read_bytes()
-    return from_bytes(payload, metadata, where=str(folder), key=key)
+    bases = _folder_bases(model_dir, key)
+    return from_bytes(payload, metadata, where=str(folder), key=key, bases=bases)
 
 
-def from_bytes(payload: bytes, metadata: ModelMetadata, *, where: str, key: bytes) -> ModelArtifact:
+_ROOTS: dict[tuple[str, str], ModelArtifact] = {}  # (folder, version): the roots loaded last
+
+
+def _folder_bases(model_dir: Path, key: bytes) -> Bases:
+    def base(version: str) -> ModelArtifact:
+        cached = _ROOTS.get((str(model_dir), version))
+        if cached is None:
+            cached = load(model_dir, version, key=key)
+            if cached.metadata.base_version:
+                raise ModelMismatchError(
+                    f"model {version} in {model_dir} is a delta itself; a root must hold its "
+                    "expansion",
+                    version,
+                )
+            while len(_ROOTS) >= 4:  # a few lineages at most are in use at a time
+                _ROOTS.pop(next(iter(_ROOTS)))
+            _ROOTS[(str(model_dir), version)] = cached
+        return cached
+
+    return base
+
+
+def from_bytes(
+    payload: bytes,
+    metadata: ModelMetadata,
+    *,
+    where: str,
+    key: bytes,
+    bases: Bases | None = None,
+) -> ModelArtifact:
     """Unpickle a stored model after checking its signature under ``key`` (first: nothing is
-    unpickled before), then it against its metadata and the running code."""
+    unpickled before), then it against its metadata and the running code. A delta's root is
+    looked up through ``bases`` (see the module docstring)."""
     verify(metadata, key, where=where)
     check(metadata, hashlib.sha256(payload).hexdigest(), where=where)
     try:
-        model = pickle.loads(payload)
+        model = loads(payload, metadata, bases, where=where)
     except (AttributeError, ImportError) as exc:  # a class the pickle names is not in this code
         raise ModelMismatchError(
             f"model {metadata.version} at {where} does not fit the running code: unpickling it "

@@ -262,6 +262,7 @@ def run_online(
     run = OnlineRun(scores, learned_before, versions=[start.version])
     scoring = _Scoring(replayed, scores, scorer_for(start))
     current = start
+    roots = {start.version: start}  # lineage roots the learner's versions refer to
     learned = 0
     first = next((float(replayed.event_time[e]) for e in events if e >= 0), 0.0)
     next_retrain = first + retrain_every.total_seconds()
@@ -274,6 +275,7 @@ def run_online(
                 scoring.flush()
                 fitted = retrain(datetime.fromtimestamp(now, UTC), current)
                 if fitted is not None:
+                    roots[fitted.version] = fitted
                     learner = OnlineLearner(fitted, publish_every, balanced=balanced)
                     scoring.switch(scorer_for(fitted))
                     run.versions.append(fitted.version)
@@ -304,7 +306,7 @@ def run_online(
         learned += 1
         if learner.due:
             record = learner.publish(datetime.fromtimestamp(replayed.reported_at[row], UTC))
-            model = pickle.loads(record.payload)
+            model = artifact.loads(record.payload, record.metadata, roots.__getitem__, where="learner")
             current = ModelArtifact(model, record.metadata, record.payload)
             run.learn_seconds += time.perf_counter() - started
             scoring.switch(scorer_for(current))

@@ -26,12 +26,19 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import pickle
 from datetime import datetime
 from typing import Any
 
 from features.catalog import FEATURE_NAMES
-from model_state.artifact import ModelArtifact, ModelMetadata, VersionRecord, library_versions
+from model_state.artifact import (
+    ModelArtifact,
+    ModelMetadata,
+    VersionRecord,
+    dumps,
+    expansion_of,
+    library_versions,
+    root_of,
+)
 from model_state.label_balance import LabelBalance
 from storage.labels import LabelledPayment
 from storage.versions import version_key
@@ -39,12 +46,18 @@ from storage.versions import version_key
 
 class OnlineLearner:
     balanced = True  # a learner pickled before the switch existed had the guard on
+    root: tuple[str, str] | None = None  # ... and published whole versions
 
     def __init__(self, start: ModelArtifact, publish_every: int, *, balanced: bool = True) -> None:
         """``balanced=False`` turns the label-balance guard off (the evaluation's ablation)."""
         if publish_every < 1:
             raise ValueError(f"publish_every must be >= 1 label; got {publish_every}")
-        self.model: Any = copy.deepcopy(start.model)
+        # The frozen expansion (a forest) is shared, not copied: nothing learns it.
+        expansion = expansion_of(start.model)
+        memo = {id(expansion): expansion} if expansion is not None else {}
+        self.model: Any = copy.deepcopy(start.model, memo)
+        # Versions refer to the root's expansion instead of holding it (model_state.artifact).
+        self.root = root_of(start) if expansion is not None else None
         self.lineage = start.version.partition(".")[0]
         self.version = start.version
         self.sequence = version_key(start.version)[1]
@@ -106,7 +119,7 @@ class OnlineLearner:
             raise ValueError(f"nothing learned since {self.version}; no new version to publish")
         self.sequence += 1
         parent, self.version = self.version, f"{self.lineage}.{self.sequence:06d}"
-        payload = pickle.dumps(self.model, protocol=pickle.HIGHEST_PROTOCOL)
+        payload = dumps(self.model, self.root)
         state = {
             "frauds": float(self.frauds),
             "legit": float(self.legit),
@@ -130,6 +143,8 @@ class OnlineLearner:
             library_versions=library_versions(),
             content_hash=hashlib.sha256(payload).hexdigest(),
             learner=state,
+            base_version=self.root[0] if self.root else "",
+            base_hash=self.root[1] if self.root else "",
         )
         learned, self.unpublished = tuple(self.unpublished), []
         return VersionRecord(metadata, payload, learned)

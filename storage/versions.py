@@ -36,6 +36,14 @@ def version_key(version: str) -> tuple[int, int]:
     return int(match[1]), int(match[2] or 0)
 
 
+def fetch_version(connection: Connection, version: str) -> Row[Any] | None:
+    """One recorded version's metadata and pickled artifact, or None."""
+    mv = model_versions
+    return connection.execute(
+        select(mv.c.metadata, mv.c.artifact).where(mv.c.version == version)
+    ).first()
+
+
 def newest_after(connection: Connection, after: str | None) -> Row[Any] | None:
     """The newest recorded version after ``after`` (any version if None): its metadata and
     pickled artifact, or None."""

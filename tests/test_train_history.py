@@ -1,0 +1,118 @@
+"""A bank's own history to a model: ``python -m model_state.train --history PATH``, as a user
+runs it, on the handbook simulator's files and on a CSV export of the same history."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from features.catalog import FEATURE_NAMES
+from features.contract import FraudLabel, Payment
+from model_state import artifact
+from model_state.train import history_rows
+from tests.flowrun import KEY_FILE, key_for_tests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"PAYSCORE_MODEL_KEY_FILE": str(KEY_FILE)}
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("history")
+    made = run(
+        "-m", "test_data.handbook", "--seed", "5", "--days", "30", "--customers", "400",
+        "--terminals", "800", "--out", str(folder),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return folder
+
+
+def test_train_on_a_json_lines_history_writes_a_version_fitted_on_every_usable_day(
+    history: Path, tmp_path: Path
+) -> None:
+    done = run(
+        "-m", "model_state.train", "--history", str(history), "--model-dir", str(tmp_path),
+        "--no-compare",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rejected" in done.stdout.lower()  # the loader's summary is shown
+    version = artifact.load(tmp_path, key=key_for_tests())
+    m = version.metadata
+    assert m.origin == "history"
+    payments = sum(1 for _ in (history / "payments.jsonl").open())
+    # Every payment is usable: every label (one per payment) was reported within the files.
+    assert m.rows == payments
+    assert m.frauds > 0
+    # Validation came first, on the last 7 days, with a model fitted on the days before them.
+    start, end = m.metrics["validation_start"], m.metrics["validation_end"]
+    assert end - start <= 7 * 86_400 and m.metrics["validation_model_rows"] < m.rows
+    assert 0.5 < m.metrics["roc_auc"] <= 1.0
+    assert m.training_window is not None
+    assert m.training_window[1].timestamp() >= end
+
+
+def test_a_label_is_usable_only_from_its_reported_at() -> None:
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+    def pay(i: int, day: float) -> Payment:
+        return Payment(
+            transaction_id=f"t{i}", card_id=f"c{i % 3}", merchant_id="m", terminal_id="p",
+            amount_minor=1000 + i, currency="EUR", mcc="5411", channel="pos", country="FR",
+            event_time=t0 + timedelta(days=day),
+        )  # fmt: skip
+
+    events: list[Payment | FraudLabel] = [pay(0, 0), pay(1, 1), pay(2, 9.5), pay(3, 10)]
+    # t0 is a fraud reported on day 2; t3's fraud label comes after the last payment (day 12).
+    events.insert(2, FraudLabel(transaction_id="t0", card_id="c0", is_fraud=True,
+                                reported_at=t0 + timedelta(days=2)))  # fmt: skip
+    events.append(
+        FraudLabel(transaction_id="t3", card_id="c0", is_fraud=True,
+                   reported_at=t0 + timedelta(days=12))
+    )  # fmt: skip
+    rows = history_rows(events, label_delay=timedelta(days=7), progress=False)
+    classes = {r[1]["amount_eur"]: r[2] for r in rows}
+    # t0: its label; t1: no label, older than 7 days at the end: legitimate; t2: no label and
+    # newer than 7 days: left out; t3: its label, reported by the end of the history.
+    assert classes == {10.0: True, 10.01: False, 10.03: True}
+    assert all(tuple(r[1]) == FEATURE_NAMES for r in rows)
+
+
+def test_train_on_a_csv_history(history: Path, tmp_path: Path) -> None:
+    """The same history as two CSV files, as a bank exports them."""
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    for kind in ("payments", "labels"):
+        with (
+            (history / f"{kind}.jsonl").open() as lines,
+            (folder / f"{kind}.csv").open("w", newline="") as out,
+        ):
+            writer: csv.DictWriter[str] | None = None
+            for n, line in enumerate(lines):
+                if n >= 4000 and kind == "payments":
+                    break
+                message = json.loads(json.loads(line)["value"])
+                if writer is None:
+                    writer = csv.DictWriter(out, fieldnames=list(message))
+                    writer.writeheader()
+                writer.writerow({k: "" if v is None else v for k, v in message.items()})
+    done = run(
+        "-m", "model_state.train", "--history", str(folder), "--model-dir", str(tmp_path / "m"),
+        "--no-compare", "--validation-days", "3",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "label for unknown payment" in done.stdout  # labels past the first 4,000 payments
+    version = artifact.load(tmp_path / "m", key=key_for_tests())
+    assert version.metadata.rows <= 4000 and version.metadata.origin == "history"

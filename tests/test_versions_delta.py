@@ -1,0 +1,178 @@
+"""Online versions are deltas on their lineage root; version numbers never run out; a new
+version is loaded beside scoring, not in its way."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+
+from dataflows.model_registry import ModelRegistry
+from features.catalog import FEATURE_NAMES
+from model_state import artifact
+from model_state.checkpoints import _VersionPartition
+from model_state.learner import OnlineLearner
+from model_state.signing import sign
+from model_state.train import new_boosted_model
+from storage.labels import LabelledPayment
+from storage.versions import version_key
+from tests.builders import TEST_KEY, model_metadata
+from tests.test_boosted import BOOSTED, X
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def example(i: int, fraud: bool) -> LabelledPayment:
+    return LabelledPayment(
+        transaction_id=f"t{i}",
+        card_id="c",
+        merchant_id="m",
+        terminal_id="p",
+        payment_time=0.0,
+        reported_at=float(i),
+        is_fraud=fraud,
+        features=dict(zip(FEATURE_NAMES, X[i].tolist(), strict=True)),
+        scored_by="v00001",
+    )
+
+
+def root(tmp_path: Path) -> artifact.ModelArtifact:
+    return artifact.save(new_boosted_model(BOOSTED), model_metadata(), tmp_path, key=TEST_KEY)
+
+
+def published(start: artifact.ModelArtifact, labels: int = 40) -> artifact.VersionRecord:
+    learner = OnlineLearner(start, publish_every=labels)
+    for i in range(labels):
+        learner.learn(example(i, i % 4 == 0))
+    return learner.publish(NOW)
+
+
+def test_an_online_version_holds_kilobytes_and_refers_to_its_root(tmp_path: Path) -> None:
+    start = root(tmp_path)
+    record = published(start)
+    assert len(start.payload) > 500_000  # the forest, by value, once
+    assert len(record.payload) < 40_000  # the weights, and a reference to the forest
+    assert record.metadata.base_version == "v00001"
+    assert record.metadata.base_hash == start.metadata.content_hash
+    signed = sign(record.metadata, TEST_KEY)
+    artifact.write(record.payload, signed, tmp_path)
+    loaded = artifact.load(tmp_path, key=TEST_KEY)  # the newest: the delta, its root resolved
+    assert loaded.version == "v00001.000001"
+    rows = [dict(zip(FEATURE_NAMES, r, strict=True)) for r in X[:50].tolist()]
+    direct = artifact.loads(record.payload, signed, lambda v: start, where="test")
+    assert [loaded.model.predict_proba_one(x) for x in rows] == [
+        direct.predict_proba_one(x) for x in rows
+    ]
+    # The learner went on from the root: the same forest, other weights than the root's.
+    assert artifact.expansion_of(loaded.model).nodes["value"].tolist() == (
+        BOOSTED.nodes["value"].tolist()
+    )
+    # A learner resumed from the delta publishes deltas on the same root.
+    again = published(loaded, labels=3)
+    assert again.metadata.base_version == "v00001" and again.metadata.version == "v00001.000002"
+
+
+def test_a_delta_is_refused_without_its_root_or_with_another(tmp_path: Path) -> None:
+    start = root(tmp_path)
+    record = published(start)
+    signed = sign(record.metadata, TEST_KEY)
+    with pytest.raises(artifact.ModelNotFoundError, match="a delta on v00001"):
+        artifact.from_bytes(record.payload, signed, where="x", key=TEST_KEY)
+    changed = new_boosted_model(BOOSTED)
+    changed["LogisticRegression"]._weights["forest"] = 2.0  # another root: another SHA-256
+    other = artifact.make(changed, model_metadata(), key=TEST_KEY)
+    with pytest.raises(artifact.ModelMismatchError, match="learned on root v00001 with SHA-256"):
+        artifact.from_bytes(record.payload, signed, where="x", key=TEST_KEY, bases=lambda v: other)
+    forged = sign(msgspec.structs.replace(record.metadata, base_version="v00007"), TEST_KEY)
+    with pytest.raises(artifact.ModelMismatchError, match="refers to root v00001, but its signed"):
+        artifact.from_bytes(record.payload, forged, where="x", key=TEST_KEY, bases=lambda v: start)
+
+
+def test_the_version_sink_writes_a_delta_that_loads_from_disk(tmp_path: Path) -> None:
+    start = root(tmp_path)
+    record = published(start)
+    recorded = []
+
+    class Engine:  # what _VersionPartition needs of SQLAlchemy: a transaction to record in
+        def begin(self) -> Engine:
+            return self
+
+        def __enter__(self) -> Engine:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def dispose(self) -> None:
+            return None
+
+    import model_state.checkpoints as checkpoints
+
+    original = checkpoints.record_version
+    checkpoints.record_version = lambda connection, row, **kw: recorded.append(row)  # type: ignore[assignment]
+    try:
+        _VersionPartition(Engine(), tmp_path, "labels", 0.0, TEST_KEY).write_batch([record])  # type: ignore[arg-type]
+    finally:
+        checkpoints.record_version = original
+    assert recorded and recorded[0]["version"] == "v00001.000001"
+    assert artifact.load(tmp_path, key=TEST_KEY).metadata.base_version == "v00001"
+
+
+def test_version_numbers_go_past_every_width_in_numeric_order() -> None:
+    model = new_boosted_model(BOOSTED)
+    start = artifact.ModelArtifact(
+        model, model_metadata("v99999.999999", learner={"frauds": 1.0, "legit": 1.0,
+                                                        "expected_fraud_share": 0.5,
+                                                        "balance_frauds": 0.0,
+                                                        "balance_legit": 0.0}), pickle.dumps(model)
+    )  # fmt: skip
+    learner = OnlineLearner(start, publish_every=1)
+    learner.learn(example(1, True))
+    record = learner.publish(NOW)
+    assert record.metadata.version == "v99999.1000000"
+    assert version_key(record.metadata.version) > version_key("v99999.999999")
+    assert version_key("v100000") > version_key("v99999.1000000")
+    # 18 digits each: the columns are 64-bit, and the names fit the 64-character id.
+    biggest = "v" + "9" * 18 + "." + "9" * 18
+    assert version_key(biggest) == (10**18 - 1, 10**18 - 1) and len(biggest) <= 64
+    with pytest.raises(ValueError, match="must look like"):
+        version_key("v" + "1" * 19)
+
+
+def test_the_registry_loads_a_new_version_beside_scoring() -> None:
+    """A fetch that takes long (a root loading from MySQL) never holds scoring up."""
+    start = artifact.ModelArtifact(new_boosted_model(BOOSTED), model_metadata(), b"")
+    newer = artifact.ModelArtifact(start.model, model_metadata("v00001.000001"), b"")
+    release = threading.Event()
+    calls = []
+
+    def fetch(after: str | None) -> artifact.ModelArtifact | None:
+        calls.append(after)
+        if len(calls) == 1:
+            return None  # the first look-up, at start: nothing newer yet
+        release.wait(10)
+        return newer
+
+    now = [0.0]
+    registry = ModelRegistry(
+        start, fetch, refresh_seconds=1, review=0.5, decline=0.9, clock=lambda: now[0]
+    )
+    assert registry.current().version == "v00001"  # the first look-up is made in line
+    now[0] = 5.0
+    began = time.perf_counter()
+    for _ in range(100):
+        assert registry.current().version == "v00001"  # the look-up is under way meanwhile
+    assert time.perf_counter() - began < 1.0
+    assert len(calls) == 2  # one look-up at a time
+    release.set()
+    deadline = time.monotonic() + 10
+    while registry.current().version != "v00001.000001" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert registry.current().version == "v00001.000001"
+    assert np.isfinite(registry.current().score(dict.fromkeys(FEATURE_NAMES, 1.0)).probability)
