@@ -4,19 +4,19 @@
         [--families boosted basis linear] [--train-days 40] [--train-cards 4000] [--train-seed 7]
         [--eval-days 60] [--eval-cards 3000] [--label-delay-days 7] [--reference-grid] [--speed]
 
-Pre-trains each family once on the ``--train-*`` history (``model_state.train``'s code), then for
-each held-out seed replays the stream once (labels ``--label-delay-days`` after their payment)
-and runs the evaluation's online path (:func:`model_state.evaluate.run_online`) once per
-setting of the online logistic regression: its optimizer and step, and the fraud weight (which
-needs its own pre-training, the scorer's prior correction following it). Prints, per setting
+Pre-trains each family once on the ``--train-*`` history (``model_state.offline.train``'s code),
+then for each held-out seed replays the stream once (labels ``--label-delay-days`` after their
+payment) and runs the evaluation's online path (:func:`model_state.offline.evaluate.run_online`)
+once per setting of the online logistic regression: its optimizer and step, and the fraud weight
+(which needs its own pre-training, the scorer's prior correction following it). Prints, per setting
 and seed, average precision and card precision@100 over the whole stream and from day 30 on,
 then the mean over seeds; ``frozen`` is the pre-trained model that never learns, ``reference``
 the evaluation's offline HistGradientBoostingClassifier.
 
 ``--reference-grid`` first fits seven HistGradientBoostingClassifier settings on the
 pre-training rows and ranks them by average precision on its held-out last week: how
-:data:`model_state.evaluate.REFERENCE` was chosen. ``--speed`` prints each family's predict and
-learn rate on one core, the scorer's rate (probability, decision and reason codes), one payment
+:data:`model_state.offline.evaluate.REFERENCE` was chosen. ``--speed`` prints each family's predict
+and learn rate on one core, the scorer's rate (probability, decision and reason codes), one payment
 at a time and in batches of 500 as the flow scores, and its pickled size; with ``--seeds`` and
 no seed, only that.
 """
@@ -38,20 +38,31 @@ import numpy as np
 from river import optim
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from model_state import signing, train
+from model_state import signing
 from model_state.artifact import ModelArtifact
-from model_state.eval_metrics import ranking_metrics
-from model_state.evaluate import (
-    REFERENCE,
+from model_state.boosted import FOREST as REFERENCE
+from model_state.offline import train
+from model_state.offline.eval_metrics import ranking_metrics
+from model_state.offline.eval_stream import Replayed, replay_stream, with_label_delay
+from model_state.offline.evaluate import (
     cards_spec,
-    fit_reference,
-    held_out,
     metrics_table,
     run_online,
     score_frozen,
+    verdicts,
 )
+from model_state.offline.forests import fit_forest as fit_reference
 from model_state.scorer import Scorer
-from test_data.generator import simulate
+from test_data.generator import SimulationSpec, simulate
+
+
+def held_out(spec: SimulationSpec, delay: timedelta) -> Replayed:
+    """``spec``'s stream replayed, every payment labelled ``delay`` after it."""
+    simulation = simulate(spec)
+    return replay_stream(
+        with_label_delay(simulation.stream, verdicts(simulation), delay), simulation.truth
+    )
+
 
 Setting = Callable[[Any], None]  # changes the logistic regression of a copy of the start model
 
@@ -208,11 +219,12 @@ def main() -> None:
             cards_spec(seed, args.eval_days, args.eval_cards),
             timedelta(days=args.label_delay_days),
         )
+        everything = np.arange(len(replayed))
         scores = {"reference": reference.predict_proba(replayed.features)[:, 1]}
         for label, start in starts.items():
             family, weight = label.split(", ")
             if weight == "fraud weight 1":
-                scores[f"{family}, frozen"] = score_frozen(replayed, start)
+                scores[f"{family}, frozen"] = score_frozen(replayed, start, everything)
                 runs = {f"{family}, {name}": with_setting(start, s) for name, s in SETTINGS.items()}
             else:
                 runs = {f"{family}, {weight}, sgd (default)": start}
@@ -220,7 +232,7 @@ def main() -> None:
                 started = time.perf_counter()
                 scores[name] = run_online(replayed, artifact, args.publish_every).scores
                 print(f"seed {seed}: {name} ({time.perf_counter() - started:.0f} s)", flush=True)
-        for name, row in metrics_table(replayed, scores, k=100).items():
+        for name, row in metrics_table(replayed, scores, everything, k=100).items():
             results.setdefault(name, {})[seed] = row
     _print(results, args.seeds)
 
@@ -229,8 +241,7 @@ def _print(results: dict[str, dict[int, dict[str, float]]], seeds: list[int]) ->
     keys = [
         ("AP", "average_precision"),
         ("CP@100", "card_precision_at_100"),
-        ("AP m2+", "average_precision_after_month"),
-        ("CP@100 m2+", "card_precision_at_100_after_month"),
+        ("Brier", "brier"),
     ]
     head = [f"{title} {seed}" for seed in [*seeds, "mean"] for title, _ in keys]
     print("\n| model, setting | " + " | ".join(head) + " |")

@@ -15,7 +15,7 @@ A label replayed after the crash is then skipped if that version learned it
 (:meth:`~model_state.learner.OnlineLearner.knows`), and learned otherwise. So every label
 claimed is learned once, and a version's parent is always the state it was learned from.
 
-When a retrain (:mod:`model_state.retrain`) has recorded a version of a newer lineage, the
+When a retrain (:mod:`model_state.offline.retrain`) has recorded a version of a newer lineage, the
 learner goes on from it at its next batch of labels (it asks at most every
 ``refresh_seconds``): ``v00002`` is followed by ``v00002.000001``. Labels learned but not yet
 published in the old lineage are left behind with it.

@@ -14,10 +14,10 @@ streams (100 x 16 and 200 x 8: average precision about 0.74 to 0.81 against 0.77
 50 x 8 on seeds 101, 202, 303), the weights over their many leaves fitting the few frauds too
 closely; 30 x 8, 50 x 6 and 80 x 6 ranked within 0.005 of it.
 
-Nothing in a :class:`Basis` learns after :meth:`Basis.fit`; the logistic regression on top of it
-does (the ``basis`` family of :mod:`model_state.train`). :class:`Explainer` splits the model's
-log-odds into one contribution per catalogue feature, for reason codes
-(:mod:`model_state.scorer`).
+Nothing in a :class:`Basis` learns after :func:`model_state.offline.forests.fit_basis`; the
+logistic regression on top of it does (the ``basis`` family of :mod:`model_state.offline.train`).
+:class:`Explainer` splits the model's log-odds into one contribution per catalogue feature, for
+reason codes (:mod:`model_state.scorer`).
 
 Model versions pickle a :class:`Basis` by reference to this module (``model_state.basis.Basis``)
 and by value as the tuple of :meth:`Basis.__getstate__`: keep both stable, or stored versions
@@ -30,8 +30,6 @@ import math
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from threadpoolctl import threadpool_limits
 
 from features.catalog import FEATURE_NAMES
 
@@ -166,34 +164,6 @@ class Basis:
             reached.append(node)
         return reached
 
-    @classmethod
-    def fit(
-        cls,
-        x: np.ndarray,
-        y: np.ndarray,
-        *,
-        seed: int,
-        trees: int = FOREST_TREES,
-        leaves: int = FOREST_LEAVES,
-        names: tuple[str, ...] = FEATURE_NAMES,
-    ) -> Basis:
-        """Fit the forest on ``x`` (columns in ``names`` order) and ``y``; measure the hats."""
-        forest = HistGradientBoostingClassifier(
-            max_iter=trees,
-            max_leaf_nodes=leaves,
-            learning_rate=0.1,
-            min_samples_leaf=100,
-            l2_regularization=1.0,
-            early_stopping=False,
-            random_state=seed,
-        )
-        with threadpool_limits(limits=1):  # OpenMP threads spin when the machine is busy
-            model = forest.fit(x, y)
-        exported, counts, base = _export(model)
-        basis = cls(exported, counts, base, hat_means(x, names), names)
-        _check_export(basis, model, x)
-        return basis
-
     def explainer(self, weights: dict[str, float], intercept: float) -> Explainer:
         """What explains scores for these logistic-regression weights (one model version)."""
         return Explainer(self, weights, intercept)
@@ -279,54 +249,3 @@ def _knot(v: float) -> tuple[int, float]:
         return LOG_KNOTS, 0.0
     k = int(z)
     return k, z - k
-
-
-def _export(
-    model: HistGradientBoostingClassifier,
-) -> tuple[list[Tree], list[tuple[int, ...]], float]:
-    """The trees of a fitted binary HistGradientBoostingClassifier as plain tuples, each node's
-    training row count, and the forest's starting log-odds.
-
-    scikit-learn has no public accessor for them; this reads ``_predictors`` and
-    ``_baseline_prediction`` (stable since 0.21), and the callers check that the copy predicts
-    what the model predicts.
-    """
-    try:
-        predictors = [p for (p,) in model._predictors]
-        nodes = [p.nodes for p in predictors]
-        base = float(np.ravel(model._baseline_prediction)[0])
-    except (AttributeError, ValueError, TypeError) as exc:
-        raise RuntimeError(
-            "Basis.fit cannot read the trees of scikit-learn's HistGradientBoostingClassifier "
-            f"(its `_predictors`: {exc}); pin scikit-learn to a version where it can "
-            "(tested with 1.9) or change model_state.basis._export"
-        ) from None
-    trees: list[Tree] = []
-    counts: list[tuple[int, ...]] = []
-    for n in nodes:
-        leaf = n["is_leaf"].astype(bool)
-        trees.append(
-            (
-                tuple(int(v) for v in n["feature_idx"]),
-                tuple(float(v) for v in n["num_threshold"]),
-                tuple(
-                    -1 if is_leaf else int(v) for v, is_leaf in zip(n["left"], leaf, strict=True)
-                ),
-                tuple(int(v) for v in n["right"]),
-                tuple(float(v) for v in n["value"]),
-            )
-        )
-        counts.append(tuple(int(v) for v in n["count"]))
-    return trees, counts, base
-
-
-def _check_export(basis: Basis, model: HistGradientBoostingClassifier, x: np.ndarray) -> None:
-    sample = x[:: max(1, len(x) // 500)]
-    want = model.decision_function(sample)
-    got = [basis(dict(zip(basis.names, row, strict=True)))["forest"] for row in sample.tolist()]
-    worst = float(np.max(np.abs(np.asarray(got) - want))) if len(sample) else 0.0
-    if worst > 1e-6:
-        raise RuntimeError(
-            f"Basis.fit: the exported forest's log-odds differ from scikit-learn's by {worst:.3g}"
-            " on training rows; scikit-learn's tree layout changed (see _export)"
-        )

@@ -11,7 +11,7 @@ columns a River logistic regression learns on online.
 A ``boosted`` model starts as the forest alone (the logistic regression's weight on
 ``"forest"`` is 1, every other weight 0) and learns online only the corrections the forest
 misses: each weight moves from labels the forest never saw. Retraining
-(:mod:`model_state.retrain`) fits a new forest on every labelled payment and starts again.
+(:mod:`model_state.offline.retrain`) fits a new forest on every labelled payment and starts again.
 
 The forest is walked for all trees at once with NumPy, for one payment (learning) or a batch
 (scoring, :meth:`BoostedExplainer.batch`); reason codes split the forest's log-odds along each
@@ -19,7 +19,7 @@ tree path (Saabas: the change in expected value at every split), so they add up 
 
 Why :data:`FOREST`: the best of seven settings by average precision on the pre-training
 history's held-out week (``benchmarks/bench_models.py --reference-grid``; the evaluation's
-offline reference uses the same, :data:`model_state.evaluate.REFERENCE`).
+offline reference uses the same, :data:`model_state.offline.evaluate.REFERENCE`).
 
 Versions pickle a :class:`Boosted` by reference to this module and by value as the tuple of
 :meth:`Boosted.__getstate__`: keep both stable, or stored versions stop loading.
@@ -32,11 +32,9 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.ensemble import HistGradientBoostingClassifier
-from threadpoolctl import threadpool_limits
 
 from features.catalog import FEATURE_NAMES
-from model_state.basis import LOG_KNOTS, _export, _leaf_paths, hat_means
+from model_state.basis import LOG_KNOTS, _leaf_paths
 
 FOREST: dict[str, Any] = {
     "max_iter": 500,
@@ -75,19 +73,6 @@ def widen(x: np.ndarray, tails: tuple[tuple[int, float], ...]) -> np.ndarray:
     columns = [j for j, _ in tails]
     tail = x[:, columns]
     return np.hstack([x, np.where(tail > np.array([f for _, f in tails]), tail, np.nan)])
-
-
-def fit_forest(
-    x: np.ndarray, y: np.ndarray, seed: int, sample_weight: np.ndarray | None = None
-) -> HistGradientBoostingClassifier:
-    """The forest with :data:`FOREST`, fitted on one thread.
-
-    scikit-learn's OpenMP threads spin-wait when another process wants a core: on this two-core
-    machine with one busy process beside it a fit took 42 s on two threads and 22 s on one.
-    """
-    with threadpool_limits(limits=1):
-        forest = HistGradientBoostingClassifier(random_state=seed, **FOREST)
-        return forest.fit(x, y, sample_weight=sample_weight)
 
 
 class Boosted:
@@ -203,50 +188,6 @@ class Boosted:
         )
         return np.asarray((reached @ self._saabas).todense())
 
-    @classmethod
-    def fit(
-        cls,
-        x: np.ndarray,
-        y: np.ndarray,
-        *,
-        seed: int,
-        fraud_weight: float = 1.0,
-        names: tuple[str, ...] = FEATURE_NAMES,
-    ) -> Boosted:
-        """Fit the forest on ``x`` (columns in ``names`` order) and ``y``, a fraud weighing
-        ``fraud_weight``; measure the hats."""
-        weight = np.where(y, fraud_weight, 1.0) if fraud_weight != 1.0 else None
-        tails = tuple(
-            (names.index(n), float(np.quantile(x[:, names.index(n)], TAIL_QUANTILE)))
-            for n in TAIL_FEATURES
-            if n in names and len(x)
-        )
-        model = fit_forest(widen(x, tails), y, seed, weight)
-        trees, counts, base = _export(model)
-        nan_left = [
-            np.asarray(p.nodes["missing_go_to_left"], dtype=bool) for (p,) in model._predictors
-        ]
-        sizes = [len(t[0]) for t in trees]
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        table: dict[str, list[np.ndarray]] = {k: [] for k in ("feature", "threshold", "left")}
-        table |= {"right": [], "value": [], "count": []}
-        table["nan_left"] = nan_left
-        for (feature, threshold, left, right, value), count, offset in zip(
-            trees, counts, offsets.tolist(), strict=True
-        ):
-            own = np.arange(len(feature), dtype=np.int64) + offset
-            is_leaf = np.asarray(left) < 0
-            table["feature"].append(np.where(is_leaf, 0, feature).astype(np.int64))
-            table["threshold"].append(np.where(is_leaf, np.inf, threshold).astype(np.float64))
-            table["left"].append(np.where(is_leaf, own, np.asarray(left) + offset))
-            table["right"].append(np.where(is_leaf, own, np.asarray(right) + offset))
-            table["value"].append(np.where(is_leaf, value, 0.0).astype(np.float64))
-            table["count"].append(np.asarray(count, dtype=np.int64))
-        nodes = {k: np.concatenate(v) for k, v in table.items()}
-        boosted = cls(nodes, offsets, base, hat_means(x, names), names, tails)
-        _check(boosted, model, x)
-        return boosted
-
     def explainer(self, weights: dict[str, float], intercept: float) -> BoostedExplainer:
         return BoostedExplainer(self, weights, intercept)
 
@@ -336,15 +277,3 @@ def _saabas(
                 data.append(delta)
     shape = (len(nodes["value"]), features)
     return sp.csr_matrix((data, (rows, cols)), shape=shape), np.array(root_means)
-
-
-def _check(boosted: Boosted, model: HistGradientBoostingClassifier, x: np.ndarray) -> None:
-    sample = x[:: max(1, len(x) // 500)]
-    got = boosted.forest(sample)[0]
-    expected = model.decision_function(boosted.widen(sample)) if len(sample) else got
-    worst = float(np.max(np.abs(got - expected))) if len(sample) else 0.0
-    if worst > 1e-6:
-        raise RuntimeError(
-            f"Boosted.fit: the exported forest's log-odds differ from scikit-learn's by {worst:.3g}"
-            " on training rows; scikit-learn's tree layout changed (see basis._export)"
-        )

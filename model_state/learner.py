@@ -19,7 +19,7 @@ The whole learner pickles to a few kilobytes (``linear`` family), about 50 KB (`
 frozen 50-tree forest, :mod:`model_state.basis`) or about 1.5 MB (``boosted``: a frozen
 500-tree forest as NumPy arrays, :mod:`model_state.boosted`); Bytewax snapshots it only in
 epochs where labels arrive. The model learns online with the optimizer its pre-trained
-version carries (:func:`model_state.train.pretrain` sets it).
+version carries (:func:`model_state.offline.train.pretrain` sets it).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Turning a feature vector into a fraud probability, a decision and reason codes.
 
 Fraud is rare, so the model may learn with fraud examples weighted ``w`` times a legitimate one
-(see :mod:`model_state.train`). A logistic model learnt that way estimates the odds of fraud
+(see :mod:`model_state.offline.train`). A logistic model learnt that way estimates the odds of fraud
 ``w`` times too high, so the scorer subtracts ``log(w)`` from the model's log-odds: the
 probability it reports is calibrated to the real fraud rate (prior correction, as in King and
 Zeng, "Logistic Regression in Rare Events Data", 2001).

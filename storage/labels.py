@@ -290,8 +290,8 @@ class StoredExample(msgspec.Struct, frozen=True):
 def labelled_since(connection: Connection, since: datetime) -> list[StoredExample]:
     """Every stored payment with a label and an event time at or after ``since``, oldest first.
 
-    The rows a retrain learns from (:mod:`model_state.retrain`): features as they were when the
-    payment was scored, never recomputed.
+    The rows a retrain learns from (:mod:`model_state.offline.retrain`): features as they were when
+    the payment was scored, never recomputed.
     """
     sp = scored_payments
     rows = connection.execute(

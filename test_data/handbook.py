@@ -5,7 +5,7 @@ This follows the published description and code of Le Borgne, Siblini, Lebichot 
 Libre de Bruxelles, 2022), chapter 3.2 "Transaction data simulator"
 (``Chapter_3_GettingStarted/SimulatedDataset.ipynb`` of
 github.com/Fraud-Detection-Handbook/fraud-detection-handbook). Its baseline features and models
-(chapters 3.3 and 3.4) are in :mod:`model_state.handbook_reference`.
+(chapters 3.3 and 3.4) are in :mod:`model_state.offline.handbook_reference`.
 
 The simulation, step by step as the handbook has it:
 
@@ -75,7 +75,7 @@ Modelling choices and deviations from the handbook
   ``delay`` (7 days) after its transaction (chapter 3.4, "delay period").
   :meth:`HandbookStream.stream` does that: every transaction gets a label with its true class,
   reported ``label_delay`` after the payment, released just before the first later payment
-  whose event time reaches it (:func:`model_state.eval_stream.with_label_delay`'s rule).
+  whose event time reaches it (:func:`model_state.offline.eval_stream.with_label_delay`'s rule).
   Labels due after the last payment are left out unless ``include_tail=True``.
 - **Spec checks.** At least 3 customers and 2 terminals (the daily draws need them).
 
@@ -293,7 +293,7 @@ class HandbookStream:
 
         Each transaction's label (its true class) is reported ``label_delay`` (default: the
         spec's) after its event time, and released just before the first *later* payment whose
-        event time reaches that moment, as :func:`model_state.eval_stream.with_label_delay`
+        event time reaches that moment, as :func:`model_state.offline.eval_stream.with_label_delay`
         releases them. Labels not due by the last payment come after it when ``include_tail``,
         else never (as with ``with_label_delay``).
         """

@@ -11,14 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.catalog import FEATURE_NAMES
-from model_state.basis import Basis
-from model_state.boosted import Boosted, fit_forest
+from model_state.offline.forests import fit_basis, fit_boosted, fit_forest
+from model_state.offline.train import fit, new_basis_model, new_boosted_model, new_model
 from model_state.scorer import Scorer, top_reasons
-from model_state.train import fit, new_basis_model, new_boosted_model, new_model
 from tests.test_evaluate_model import as_rows, synthetic
 
 X, Y = synthetic(3000, seed=4)
-BOOSTED = Boosted.fit(X, Y, seed=4)
+BOOSTED = fit_boosted(X, Y, seed=4)
 # The same fit on the same columns, tails included: scikit-learn is deterministic for a seed.
 FOREST = fit_forest(BOOSTED.widen(X), Y, 4)
 FRESH = new_boosted_model(BOOSTED)
@@ -71,7 +70,7 @@ def test_the_forest_splits_an_amount_inside_its_top_quantile() -> None:
     threshold = float(np.quantile(x[:, amount], 0.998))
     y = x[:, amount] > threshold
     y[rng.random(len(x)) < 0.002] = True  # some other fraud, not about amounts
-    boosted = Boosted.fit(x, y, seed=3)
+    boosted = fit_boosted(x, y, seed=3)
     assert boosted.tails and boosted.tails[0][0] == amount
     test = synthetic(20_000, seed=12)[0]
     test[:, amount] = rng.gamma(2.0, 25.0, size=len(test))
@@ -103,7 +102,7 @@ def test_scoring_a_batch_is_scoring_each_payment(family: str, weight: float) -> 
     model = {
         "boosted": LEARNED,
         "basis": fit(
-            as_rows(X[:800], Y[:800]), new_basis_model(Basis.fit(X, Y, seed=4)), weight=1.0,
+            as_rows(X[:800], Y[:800]), new_basis_model(fit_basis(X, Y, seed=4)), weight=1.0,
             epochs=1, seed=4,
         ),
         "linear": fit(as_rows(X[:800], Y[:800]), new_model(), weight=1.0, epochs=1, seed=4),

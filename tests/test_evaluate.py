@@ -17,15 +17,15 @@ from hypothesis import strategies as st
 from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel, Payment
 from model_state import artifact
-from model_state.eval_metrics import (
+from model_state.learner import OnlineLearner
+from model_state.offline.eval_metrics import (
     card_precision_at_k,
     ranking_metrics,
     weekly_average_precision,
 )
-from model_state.eval_stream import Replayed, replay_stream, with_label_delay
-from model_state.evaluate import main, metrics_table, run_online, usable
-from model_state.learner import OnlineLearner
-from model_state.train import new_model
+from model_state.offline.eval_stream import Replayed, replay_stream, with_label_delay
+from model_state.offline.evaluate import main, metrics_table, run_online, usable
+from model_state.offline.train import new_model
 from storage.labels import LabelledPayment
 from tests.builders import model_metadata
 

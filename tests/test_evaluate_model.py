@@ -15,10 +15,10 @@ from river.forest import ARFClassifier
 
 from features.catalog import FEATURE_NAMES
 from model_state import artifact
-from model_state.basis import LOG_KNOTS, Basis
+from model_state.basis import LOG_KNOTS
 from model_state.learner import OnlineLearner
-from model_state.scorer import Scorer, explainer_for, top_reasons
-from model_state.train import (
+from model_state.offline.forests import fit_basis
+from model_state.offline.train import (
     compare,
     fit,
     new_basis_model,
@@ -27,6 +27,7 @@ from model_state.train import (
     probability,
     train_rows,
 )
+from model_state.scorer import Scorer, explainer_for, top_reasons
 from storage.labels import LabelledPayment
 from tests.builders import TEST_KEY, model_metadata
 
@@ -55,7 +56,7 @@ def as_rows(x: np.ndarray, y: np.ndarray) -> list[tuple[datetime, dict[str, floa
 
 
 X, Y = synthetic(3000, seed=1)
-BASIS = Basis.fit(X, Y, seed=1)
+BASIS = fit_basis(X, Y, seed=1)
 MODEL = fit(as_rows(X, Y), new_basis_model(BASIS), weight=1.0, epochs=1, seed=1)
 
 
@@ -186,7 +187,9 @@ def test_the_learner_learns_and_publishes_a_basis_model() -> None:
             )
         )
     record = learner.publish(T0)
-    published = pickle.loads(record.payload)
+    start = artifact.ModelArtifact(MODEL, metadata, b"")
+    published = artifact.loads(record.payload, record.metadata, lambda v: start, where="test")
+    assert record.metadata.base_version == "v00001"  # a delta on its root's basis
     x = dict(zip(FEATURE_NAMES, X[0].tolist(), strict=True))
     assert published.predict_proba_one(x) != MODEL.predict_proba_one(x)
     assert len(pickle.dumps(learner)) < 100_000

@@ -1,4 +1,5 @@
-"""The handbook simulator (test_data.handbook), its features (model_state.handbook_reference)."""
+"""The handbook simulator (test_data.handbook), its features
+(model_state.offline.handbook_reference)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from features.contract import FraudLabel, Payment, PaymentDecoder
-from model_state.eval_stream import replay_stream, with_label_delay
-from model_state.handbook_reference import (
+from model_state.offline.eval_stream import replay_stream, with_label_delay
+from model_state.offline.handbook_reference import (
     HANDBOOK_FEATURE_NAMES,
     fit_logistic_regression,
     fit_random_forest,
@@ -54,7 +55,7 @@ def encoded(events) -> list[bytes]:
     return [msgspec.json.encode(e) for e in events]
 
 
-@pytest.mark.parametrize("name", ["test_data.handbook", "model_state.handbook_reference"])
+@pytest.mark.parametrize("name", ["test_data.handbook", "model_state.offline.handbook_reference"])
 def test_docstring_examples(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert (result.failed, result.attempted > 0) == (0, True)

@@ -1,5 +1,5 @@
-"""A bank's history as a training stream (model_state.history): the accepted formats load to the
-same History, every rejected message is counted where it was, the stream is in arrival order,
+"""A bank's history as a training stream (model_state.offline.history): the accepted formats load
+to the same History, every rejected message is counted where it was, the stream is in arrival order,
 and MySQL's stored payments and labels come back as the History they make."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine
 
 from features.contract import FraudLabel, InvalidMessageError, Payment, PaymentDecoder
-from model_state.history import (
+from model_state.offline.history import (
     MAX_EXAMPLES,
     History,
     HistoryFormatError,
@@ -554,7 +554,7 @@ def test_the_live_flow_does_not_import_the_history_loader() -> None:
         "import pkgutil, importlib, sys, dataflows\n"
         "for m in pkgutil.iter_modules(dataflows.__path__):\n"
         "    importlib.import_module('dataflows.' + m.name)\n"
-        "print('model_state.history' in sys.modules)\n"
+        "print('model_state.offline.history' in sys.modules)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True

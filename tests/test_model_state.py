@@ -21,8 +21,8 @@ from dataflows.model_registry import ModelRegistry
 from features.catalog import FEATURE_NAMES
 from model_state import artifact, signing
 from model_state.learner import OnlineLearner
+from model_state.offline.train import new_model
 from model_state.scorer import Scorer, decide
-from model_state.train import new_model
 from storage.labels import LabelledPayment
 from tests.builders import TEST_KEY, model_metadata
 
@@ -121,7 +121,8 @@ def test_the_signing_key_file_is_private_and_well_formed(tmp_path: Path) -> None
 
 
 def test_a_model_naming_code_that_is_gone_is_a_clear_mismatch() -> None:
-    # What a version pickled before model_state.train.Basis moved to model_state.basis looks like.
+    # What a version pickled before model_state.offline.train.Basis moved to model_state.basis
+    # looks like.
     payload = pickle.dumps(Decimal("1")).replace(b"decimal", b"gonemod")
     digest = hashlib.sha256(payload).hexdigest()
     meta = model_metadata(content_hash=digest, library_versions=artifact.library_versions())

@@ -14,9 +14,15 @@ from dataflows.learning import LearnStep, Lineages, learn_step
 from features.catalog import FEATURE_NAMES
 from model_state import artifact
 from model_state.learner import OnlineLearner
-from model_state.retrain import REFUSED_EXIT_STATUS, NotEnoughLabelsError, Verdict, main, retrain
-from model_state.retrain import record as record_version
-from model_state.train import fit, new_model
+from model_state.offline.retrain import (
+    REFUSED_EXIT_STATUS,
+    NotEnoughLabelsError,
+    Verdict,
+    main,
+    retrain,
+)
+from model_state.offline.retrain import record as record_version
+from model_state.offline.train import fit, new_model
 from storage.labels import LabelledPayment
 from storage.rows import scored_payment_row
 from storage.tables import model_versions, scored_payments

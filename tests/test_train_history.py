@@ -16,7 +16,7 @@ import pytest
 from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel, Payment
 from model_state import artifact
-from model_state.train import history_rows
+from model_state.offline.train import history_rows
 from tests.flowrun import KEY_FILE, key_for_tests
 
 ROOT = Path(__file__).resolve().parents[1]

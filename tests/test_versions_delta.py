@@ -18,8 +18,8 @@ from features.catalog import FEATURE_NAMES
 from model_state import artifact
 from model_state.checkpoints import _VersionPartition
 from model_state.learner import OnlineLearner
+from model_state.offline.train import new_boosted_model
 from model_state.signing import sign
-from model_state.train import new_boosted_model
 from storage.labels import LabelledPayment
 from storage.versions import version_key
 from tests.builders import TEST_KEY, model_metadata

@@ -6,7 +6,7 @@ Needs matplotlib (the ``eval`` extra: ``pip install -e '.[eval]'``). Plots, of t
     Precision against recall over the payments from go-live on, one curve per model.
 ``reliability.png``
     Observed fraud share against mean probability, per bin of equal count
-    (:func:`model_state.eval_metrics.reliability`), on log scales; the diagonal is perfect
+    (:func:`model_state.offline.eval_metrics.reliability`), on log scales; the diagonal is perfect
     calibration.
 ``metrics_over_time.png``
     Card precision@k per day (7-day rolling mean) and average precision per week, per model.
@@ -21,10 +21,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-from model_state.eval_metrics import card_precision_at_k, reliability, weekly_average_precision
+from model_state.offline.eval_metrics import (
+    card_precision_at_k,
+    reliability,
+    weekly_average_precision,
+)
 
 if TYPE_CHECKING:
-    from model_state.evaluate import Evaluation
+    from model_state.offline.evaluate import Evaluation
 
 
 def _pyplot():  # noqa: ANN202 - matplotlib.pyplot is untyped
@@ -108,7 +112,7 @@ def plot_over_time(evaluation: Evaluation, path: Path, k: int) -> None:
 
 def write_report(evaluations: list[Evaluation], out: Path, command: str, seconds: float) -> Path:
     """Write the report into ``out`` (created if needed); return the path of ``report.md``."""
-    from model_state.evaluate import format_table, mean_table
+    from model_state.offline.evaluate import format_table, mean_table
 
     out.mkdir(parents=True, exist_ok=True)
     first = evaluations[0]

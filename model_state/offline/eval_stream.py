@@ -6,8 +6,8 @@ order, and records what a prequential evaluation needs as arrays (:class:`Replay
 payment's features *at the moment it was scored*, its true class, its card and day, and the
 **schedule**, the order in which payments are scored and labels become learnable. Features do not
 depend on any model's scores, so computing them once and then running models over the schedule
-(:mod:`model_state.evaluate`) is the same as scoring inside the replay, and lets several models
-share one replay.
+(:mod:`model_state.offline.evaluate`) is the same as scoring inside the replay, and lets several
+models share one replay.
 
 Labels are joined as the live flow joins them (:mod:`storage.labels`): the first label of a
 transaction whose payment was seen and whose card matches is learnable, once; any other label is
@@ -61,7 +61,8 @@ __all__ = [
 NO_LABEL = -1
 
 Rows = list[tuple[datetime, dict[str, float], bool]]
-"""(event time, features, is fraud) per payment, in arrival order (:mod:`model_state.train`)."""
+"""(event time, features, is fraud) per payment, in arrival order
+(:mod:`model_state.offline.train`)."""
 
 
 @dataclass(frozen=True, eq=False)
