@@ -2,9 +2,11 @@
 
 Fraud is rare, so the model may learn with fraud examples weighted ``w`` times a legitimate one
 (see :mod:`model_state.offline.train`). A logistic model learnt that way estimates the odds of fraud
-``w`` times too high, so the scorer subtracts ``log(w)`` from the model's log-odds: the
-probability it reports is calibrated to the real fraud rate (prior correction, as in King and
-Zeng, "Logistic Regression in Rare Events Data", 2001).
+``w`` times too high, so the scorer subtracts ``log(w)`` from the model's log-odds (prior
+correction, as in King and Zeng, "Logistic Regression in Rare Events Data", 2001). That undoes
+the weighting; it does not make the probability calibrated by itself. How well calibrated it is
+on a stream is measured, not assumed: ``python -m model_state.evaluate`` reports the Brier score,
+the expected calibration error and a reliability plot (README, "Evaluation").
 
 The decision is a pure function of the probability and two thresholds:
 ``approve`` below ``review_threshold``, ``decline`` at or above ``decline_threshold``, ``review``

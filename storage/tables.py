@@ -109,7 +109,7 @@ model_versions = Table(
     "model_versions",
     metadata,
     Column("version", Id(), primary_key=True),
-    Column("lineage", Integer, nullable=False, comment="v00002.000017 -> 2"),
+    Column("lineage", BigInteger, nullable=False, comment="v00002.000017 -> 2"),
     Column("sequence", BigInteger, nullable=False, comment="v00002.000017 -> 17, and 0 for a root"),
     Column("parent_version", Id(), nullable=True),
     Column("created_at", Timestamp, nullable=False, comment="UTC"),

@@ -35,7 +35,7 @@ CREATE INDEX ix_fraud_labels_transaction ON fraud_labels (transaction_id);
 
 CREATE TABLE model_versions (
 	version VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
-	lineage INTEGER NOT NULL COMMENT 'v00002.000017 -> 2', 
+	lineage BIGINT NOT NULL COMMENT 'v00002.000017 -> 2', 
 	sequence BIGINT NOT NULL COMMENT 'v00002.000017 -> 17, and 0 for a root', 
 	parent_version VARCHAR(64) COLLATE utf8mb4_bin, 
 	created_at DATETIME(6) NOT NULL COMMENT 'UTC', 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve
@@ -45,6 +45,15 @@ def _pyplot():  # noqa: ANN202 - matplotlib.pyplot is untyped
     return plt
 
 
+def _finish(plt: Any, fig: Any, ax: Any, path: Path, title: str, legend: str) -> None:
+    ax.set_title(title)
+    ax.legend(loc=legend, fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_precision_recall(evaluation: Evaluation, path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
@@ -55,12 +64,7 @@ def plot_precision_recall(evaluation: Evaluation, path: Path) -> None:
         ap = evaluation.table[name]["average_precision"]
         ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-    ax.set_title("Precision-recall from go-live on")
-    ax.legend(loc="lower left", fontsize="small")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, "Precision-recall from go-live on", "lower left")
 
 
 def plot_reliability(evaluation: Evaluation, path: Path) -> None:
@@ -79,12 +83,7 @@ def plot_reliability(evaluation: Evaluation, path: Path) -> None:
     ax.plot([low, 1], [low, 1], color="grey", lw=1, ls="--", label="perfectly calibrated")
     ax.set(xscale="log", yscale="log", xlabel="mean probability in bin",
            ylabel="observed fraud share in bin")  # fmt: skip
-    ax.set_title("Reliability (bins of equal count)")
-    ax.legend(loc="upper left", fontsize="small")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, "Reliability (bins of equal count)", "upper left")
 
 
 def plot_over_time(evaluation: Evaluation, path: Path, k: int) -> None:

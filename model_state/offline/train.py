@@ -358,32 +358,15 @@ def train_rows(
 
 
 def train(
-    spec: SimulationSpec,
-    model_dir: Path,
-    *,
-    key: bytes,
-    validation_days: int = 7,
-    epochs: int = 3,
-    fraud_weight: float = 1.0,
-    family: Family = DEFAULT_FAMILY,
-    with_comparison: bool = False,
+    spec: SimulationSpec, model_dir: Path, *, key: bytes, **options: Any
 ) -> artifact.ModelArtifact:
-    """Simulate ``spec``'s history, replay its features and train a new version on it."""
+    """Simulate ``spec``'s history, replay its features and train a new version on it
+    (:func:`train_rows`; ``options`` as :func:`fit_version` takes them)."""
     simulation = simulate(spec)
     rows = examples(simulation.stream, simulation.truth)
     if not rows:
         raise ValueError(f"the simulated history {spec} has no payments to learn from")
-    return train_rows(
-        rows,
-        model_dir,
-        key=key,
-        seed=spec.seed,
-        validation_days=validation_days,
-        epochs=epochs,
-        fraud_weight=fraud_weight,
-        family=family,
-        with_comparison=with_comparison,
-    )
+    return train_rows(rows, model_dir, key=key, seed=spec.seed, **options)
 
 
 def history_rows(
