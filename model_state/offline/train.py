@@ -407,6 +407,13 @@ def train_history(
 
 
 def main() -> None:
+    try:
+        _main()
+    except (ValueError, FileNotFoundError) as exc:  # bad input: say what, without a traceback
+        raise SystemExit(f"python -m model_state.train: {exc}") from None
+
+
+def _main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m model_state.train",
         description=__doc__,
