@@ -20,6 +20,7 @@ from model_state import artifact
 from model_state.learner import OnlineLearner
 from model_state.offline.eval_metrics import (
     card_precision_at_k,
+    handbook_card_precision_at_k,
     ranking_metrics,
     weekly_average_precision,
 )
@@ -439,7 +440,8 @@ def test_evaluation_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
                   "frozen", "RF (handbook features)", "LR (handbook features)"):  # fmt: skip
         assert f"| {model} |" in printed
     assert "mean over seeds [3, 4]" in printed
-    for name in ("report.md", "metrics.json", "precision_recall.png", "reliability.png"):
+    for name in ("report.md", "metrics.json", "precision_recall.png", "reliability.png",
+                 "scores-0.npz", "scores-1.npz"):  # fmt: skip
         assert (out / name).stat().st_size > 0
     assert (out / "metrics_over_time.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((out / "metrics.json").read_text())
@@ -453,3 +455,42 @@ def test_evaluation_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert run["metrics"]["online, no retrain"]["retrained"] == 0
         assert run["stream"]["payments_from_go_live"] < run["stream"]["payments"]
     assert "average_precision_sd" in saved["mean"]["online"]
+
+
+def _handbook_cp_brute(rows: list[tuple[int, int, float, bool]], k: int) -> list[float]:
+    """The handbook's definition, directly: per day, cards not found before, by best score."""
+    found: set[int] = set()
+    out = []
+    for d in sorted({r[0] for r in rows}):
+        best: dict[int, float] = {}
+        hit: dict[int, bool] = {}
+        for day, card, score, fraud in rows:
+            if day == d and card not in found:
+                best[card] = max(best.get(card, -math.inf), score)
+                hit[card] = hit.get(card, False) or fraud
+        top = sorted(best, key=lambda c: (-best[c], c))[:k]
+        detected = [c for c in top if hit[c]]
+        out.append(len(detected) / k)
+        found.update(detected)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 9), st.sampled_from([0.1, 0.5, 0.9, 0.3]),
+                  st.booleans()),
+        min_size=1, max_size=60,
+    ),
+    k=st.integers(1, 5),
+    seed=st.integers(0, 1000),
+)  # fmt: skip
+def test_handbook_card_precision_is_the_handbooks_definition_in_any_row_order(
+    rows: list[tuple[int, int, float, bool]], k: int, seed: int
+) -> None:
+    shuffled = rows.copy()
+    random.Random(seed).shuffle(shuffled)
+    day, card, score, fraud = (np.array(c) for c in zip(*shuffled, strict=True))
+    got = handbook_card_precision_at_k(day, card, score, fraud.astype(bool), k)
+    assert got.tolist() == pytest.approx(_handbook_cp_brute(rows, k))
+    assert ((got >= 0) & (got <= 1)).all()

@@ -35,6 +35,7 @@ __all__ = [
     "calibration_metrics",
     "card_precision_at_k",
     "daily_groups",
+    "handbook_card_precision_at_k",
     "ranking_metrics",
     "reliability",
     "weekly_average_precision",
@@ -180,3 +181,48 @@ def calibration_metrics(
         "mean_probability": float(p.mean()),
         "fraud_share": float(y.mean()),
     }
+
+
+def handbook_card_precision_at_k(
+    day: np.ndarray, card: np.ndarray, score: np.ndarray, is_fraud: np.ndarray, k: int
+) -> np.ndarray:
+    """Card precision@k per day as the Fraud Detection Handbook computes it (its
+    ``card_precision_top_k`` with ``remove_detected_frauded_cards=True``): each day the ``k``
+    cards with the highest score that day, among the cards *not found compromised on an earlier
+    day*, and the number of them with a fraud that day divided by ``k`` (always ``k``, even on a
+    day with fewer cards). The compromised cards found are left out of every later day, as an
+    investigator blocks a card once. Ties are broken by card code. The issue's figures (CP@100
+    about 0.4 on the handbook's stream) are on this definition; :func:`card_precision_at_k`
+    keeps found cards in.
+
+    >>> day = np.array([0, 0, 1, 1])
+    >>> card = np.array([1, 2, 1, 2])
+    >>> score = np.array([0.9, 0.1, 0.9, 0.2])
+    >>> fraud = np.array([True, False, True, True])
+    >>> handbook_card_precision_at_k(day, card, score, fraud, k=1)  # card 1 found on day 0
+    array([1., 1.])
+    """
+    if k < 1:
+        raise ValueError(f"handbook_card_precision_at_k: k must be >= 1; got {k}")
+    day = np.asarray(day, dtype=np.int64)
+    card = np.asarray(card, dtype=np.int64)
+    score = np.asarray(score, dtype=np.float64)
+    fraud = np.asarray(is_fraud, dtype=bool)
+    found: set[int] = set()
+    out = []
+    for d in np.unique(day):
+        m = day == d
+        c, s, f = card[m], score[m], fraud[m]
+        if found:
+            keep = ~np.isin(c, np.fromiter(found, dtype=np.int64))
+            c, s, f = c[keep], s[keep], f[keep]
+        cards, inverse = np.unique(c, return_inverse=True)
+        best = np.full(len(cards), -np.inf)
+        np.maximum.at(best, inverse, s)
+        hit = np.zeros(len(cards), dtype=bool)
+        np.logical_or.at(hit, inverse, f)
+        top = np.lexsort((cards, -best))[:k]
+        detected = cards[top][hit[top]]
+        out.append(len(detected) / k)
+        found.update(detected.tolist())
+    return np.array(out)

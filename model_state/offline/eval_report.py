@@ -10,6 +10,9 @@ Needs matplotlib (the ``eval`` extra: ``pip install -e '.[eval]'``). Plots, of t
     calibration.
 ``metrics_over_time.png``
     Card precision@k per day (7-day rolling mean) and average precision per week, per model.
+
+``scores-N.npz`` keeps run ``N``'s scores from go-live on (``day``, ``card``, ``is_fraud`` and one
+array per model), so any other metric can be computed later without running again.
 """
 
 from __future__ import annotations
@@ -139,6 +142,15 @@ def write_report(evaluations: list[Evaluation], out: Path, command: str, seconds
                 "seconds": e.seconds,
                 "learner_pickled_bytes": {n: run.learner_bytes for n, run in e.runs.items()},
             }
+        )
+    for n, e in enumerate(evaluations):  # every score from go-live on, to recompute any metric
+        r, test = e.replayed, e.test
+        np.savez_compressed(
+            out / f"scores-{n}.npz",
+            day=r.day[test],
+            card=r.card[test],
+            is_fraud=r.is_fraud[test],
+            **{name: score[test] for name, score in e.scores.items()},
         )
     mean = mean_table([e.table for e in evaluations])
     (out / "metrics.json").write_text(

@@ -71,6 +71,7 @@ from model_state.offline import handbook_reference, retrain, train
 from model_state.offline.eval_metrics import (
     calibration_metrics,
     card_precision_at_k,
+    handbook_card_precision_at_k,
     ranking_metrics,
 )
 from model_state.offline.eval_stream import (
@@ -466,6 +467,8 @@ def metrics_table(
             row |= calibration_metrics(truth, s)
         cp = card_precision_at_k(day, card, s, truth, k)
         row[f"card_precision_at_{k}"] = float(cp.mean()) if len(cp) else float("nan")
+        cp = handbook_card_precision_at_k(day, card, s, truth, k)
+        row[f"handbook_card_precision_at_{k}"] = float(cp.mean()) if len(cp) else float("nan")
         table[name] = row
     return table
 
@@ -614,6 +617,7 @@ def format_table(table: dict[str, dict[str, float]], k: int) -> str:
         ("ROC AUC", "roc_auc"),
         ("AP", "average_precision"),
         (f"CP@{k}", f"card_precision_at_{k}"),
+        (f"CP@{k}, handbook", f"handbook_card_precision_at_{k}"),
         ("Brier", "brier"),
         ("ECE", "ece"),
     ]
