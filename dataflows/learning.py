@@ -35,6 +35,7 @@ from bytewax.operators import StatefulBatchLogic
 from prometheus_client import Counter
 
 from dataflows.model_registry import Fetch
+from features.catalog import FEATURE_NAMES
 from model_state.artifact import ModelArtifact, ModelMismatchError, VersionRecord
 from model_state.learner import OnlineLearner
 from model_state.signing import UntrustedModelError
@@ -47,6 +48,10 @@ LEARNER_KEY = "model"
 LEARNED = Counter("payscore_labels_learned", "Labels the learner learned, or skipped as known")
 SKIPPED = Counter(
     "payscore_labels_known", "Replayed labels skipped: the version resumed from learned them"
+)
+OUTDATED = Counter(
+    "payscore_labels_outdated_features",
+    "Labels not learned: their payment was scored with another feature catalogue",
 )
 
 
@@ -113,6 +118,18 @@ class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
         for example in values:
             if learner.knows(example):
                 SKIPPED.inc()
+                continue
+            missing = [n for n in FEATURE_NAMES if n not in example.features]
+            if missing:  # scored before an upgrade of features/catalog.py: nothing to learn on
+                OUTDATED.inc()
+                log.warning(
+                    "label of transaction %s not learned: its payment was scored with another "
+                    "feature catalogue (missing %d features, e.g. %s); it stays claimed, with "
+                    "no learned_version",
+                    example.transaction_id,
+                    len(missing),
+                    missing[0],
+                )
                 continue
             learner.learn(example)
             LEARNED.inc()

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from dataflows.label_join import LabelJoin, label_join
 from dataflows.learning import LearnStep, Lineages
 from dataflows.messages import Positioned
+from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel
 from model_state.artifact import ModelArtifact, VersionRecord
 from model_state.learner import OnlineLearner
@@ -244,7 +245,8 @@ def test_through_crashes_every_claimed_label_takes_effect_exactly_once(
         return LearnStep(learner, last, 3600, announce, lineages)
 
     def features(example: LabelledPayment) -> LabelledPayment:  # the model counts txn ids
-        return msgspec.structs.replace(example, features={"txn": example.transaction_id})
+        counted = {**dict.fromkeys(FEATURE_NAMES, 0.0), "txn": example.transaction_id}
+        return msgspec.structs.replace(example, features=counted)
 
     clock = Clock()
     snapshot = (0, [], [], new_learner(None).snapshot())  # offset, waiting, rates, learner
@@ -373,3 +375,30 @@ def test_claims_in_mysql_learn_each_stored_payment_once(engine: Engine, batches)
     assert marked == set(learned)
     assert sum(statuses.values()) == offset, "every label message has its row"
     assert statuses.get("claimed", 0) == len(learned)
+
+
+def test_a_label_scored_with_another_feature_catalogue_is_counted_not_learned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After an upgrade of features/catalog.py, labels of payments scored before it carry the
+    old features: the learner cannot learn them, says so, and goes on."""
+    from dataflows.learning import OUTDATED
+    from model_state.offline.train import new_model
+
+    model = new_model()
+    start = ModelArtifact(model, model_metadata(), pickle.dumps(model))
+    step = LearnStep(OnlineLearner(start, 1), 0.0, 3600, None, None)
+    old = LabelledPayment(
+        transaction_id="t-old", card_id="c", merchant_id="m", terminal_id="p",
+        payment_time=0.0, reported_at=1.0, is_fraud=True,
+        features={"amount_eur": 1.0}, scored_by="v00001",
+    )  # fmt: skip
+    new = msgspec.structs.replace(
+        old, transaction_id="t-new", features=dict.fromkeys(FEATURE_NAMES, 1.0)
+    )
+    before = OUTDATED._value.get()
+    with caplog.at_level("WARNING"):
+        out, _ = step.on_batch([old, new])
+    assert OUTDATED._value.get() == before + 1
+    assert [r.metadata.labels_learned for r in out] == [1]  # t-new only
+    assert "label of transaction t-old not learned" in caplog.text

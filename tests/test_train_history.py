@@ -116,3 +116,20 @@ def test_train_on_a_csv_history(history: Path, tmp_path: Path) -> None:
     assert "label for unknown payment" in done.stdout  # labels past the first 4,000 payments
     version = artifact.load(tmp_path / "m", key=key_for_tests())
     assert version.metadata.rows <= 4000 and version.metadata.origin == "history"
+
+
+def test_if_missing_trains_again_when_the_newest_version_does_not_fit(tmp_path: Path) -> None:
+    from model_state.offline.train import new_model
+    from tests.builders import model_metadata
+
+    old = model_metadata(feature_names=("amount_eur", "a_feature_since_removed"))
+    artifact.save(new_model(), old, tmp_path, key=key_for_tests())
+    args = ["-m", "model_state.train", "--if-missing", "--days", "12", "--cards", "300",
+            "--validation-days", "3", "--no-compare", "--model-dir", str(tmp_path)]  # fmt: skip
+    done = run(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "does not fit this code" in done.stdout
+    assert artifact.load(tmp_path, key=key_for_tests()).version == "v00002"
+    again = run(*args)
+    assert "model v00002 exists" in again.stdout
+    assert artifact.list_versions(tmp_path) == ["v00001", "v00002"]

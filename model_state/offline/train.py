@@ -463,8 +463,13 @@ def _main() -> None:
     model_dir = args.model_dir or Path(config.model_dir)
     key = signing.read_key(Path(config.model_key_file), create=True)
     if args.if_missing and artifact.list_versions(model_dir):
-        print(f"model {artifact.list_versions(model_dir)[-1]} exists in {model_dir}; not training")
-        return
+        try:
+            newest = artifact.load(model_dir, key=key)
+        except artifact.ModelMismatchError as exc:  # e.g. trained before a feature change
+            print(f"the newest model does not fit this code ({exc}); training a new one")
+        else:
+            print(f"model {newest.version} exists in {model_dir}; not training")
+            return
     options: dict[str, Any] = {
         "validation_days": args.validation_days,
         "epochs": args.epochs,
