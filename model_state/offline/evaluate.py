@@ -144,13 +144,19 @@ Events = Iterable[Payment | FraudLabel]
 
 
 def named_stream(
-    name: str, seed: int, days: int, size: int, label_delay: timedelta
+    name: str, seed: int, days: int, size: int, label_delay: timedelta, *, own_delays: bool = False
 ) -> tuple[Events, dict[str, str | None], str]:
-    """Events in arrival order, transaction id to fraud scenario, and a description."""
+    """Events in arrival order, transaction id to fraud scenario, and a description.
+    ``own_delays`` keeps the generator's own label delays (frauds about a week after the
+    incident, legitimate payments confirmed after 30 days) instead of ``label_delay``."""
     if name == "generator":
         simulation = simulate(cards_spec(seed, days, size))
-        events = with_label_delay(simulation.stream, verdicts(simulation), label_delay)
-        text = f"generator, seed {seed}, {days} days, {size} cards"
+        if own_delays:
+            events: Events = simulation.stream
+            text = f"generator, seed {seed}, {days} days, {size} cards, its own label delays"
+        else:
+            events = with_label_delay(simulation.stream, verdicts(simulation), label_delay)
+            text = f"generator, seed {seed}, {days} days, {size} cards"
         return events, simulation.truth, text
     if name == "handbook":
         from test_data.handbook import HandbookSpec, simulate_handbook
@@ -655,7 +661,18 @@ def main(argv: list[str] | None = None) -> None:
         help="customers (handbook: 5000) or cards (generator: 3000)",
     )
     parser.add_argument("--go-live-day", type=int, default=42)
-    parser.add_argument("--label-delay-days", type=float, default=7.0)
+    parser.add_argument(
+        "--label-delay-days",
+        type=float,
+        default=7.0,
+        help="labels this long after their payment; also: an unlabelled payment this old counts "
+        "as legitimate for training",
+    )
+    parser.add_argument(
+        "--generator-delays",
+        action="store_true",
+        help="with --stream generator: keep the generator's own label delays",
+    )
     parser.add_argument("--online", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--retrain", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True)
@@ -682,7 +699,9 @@ def main(argv: list[str] | None = None) -> None:
             events, truth, text = history_stream(args.history)
         else:
             size = args.size or (5000 if args.stream == "handbook" else 3000)
-            events, truth, text = named_stream(args.stream, seed, args.days, size, delay)
+            events, truth, text = named_stream(
+                args.stream, seed, args.days, size, delay, own_delays=args.generator_delays
+            )
         evaluation = evaluate(
             events,
             truth,
