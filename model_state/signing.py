@@ -83,9 +83,17 @@ def read_key(path: Path, *, create: bool = False) -> bytes:
     return key
 
 
+# Metadata fields added after versions were first signed: signed only when set, so that a version
+# signed before a field existed (which never had it) keeps its signature.
+SIGNED_WHEN_SET = ("base_version", "base_hash")
+
+
 def _signed_text(metadata: ModelMetadata) -> bytes:  # fields in sorted order: as MySQL's JSON
-    unsigned = msgspec.structs.replace(metadata, signature="")
-    return msgspec.json.encode(msgspec.to_builtins(unsigned), order="sorted")
+    unsigned = msgspec.to_builtins(msgspec.structs.replace(metadata, signature=""))
+    for name in SIGNED_WHEN_SET:
+        if not unsigned.get(name):
+            unsigned.pop(name, None)
+    return msgspec.json.encode(unsigned, order="sorted")
 
 
 def sign(metadata: M, key: bytes) -> M:

@@ -176,3 +176,22 @@ def test_the_registry_loads_a_new_version_beside_scoring() -> None:
         time.sleep(0.01)
     assert registry.current().version == "v00001.000001"
     assert np.isfinite(registry.current().score(dict.fromkeys(FEATURE_NAMES, 1.0)).probability)
+
+
+def test_a_version_signed_before_the_delta_fields_existed_keeps_its_signature() -> None:
+    import hashlib
+    import hmac
+
+    from model_state.signing import verify
+
+    metadata = model_metadata()
+    old = msgspec.to_builtins(msgspec.structs.replace(metadata, signature=""))
+    del old["base_version"], old["base_hash"]  # what the metadata held when it was signed
+    digest = hmac.new(TEST_KEY, msgspec.json.encode(old, order="sorted"), hashlib.sha256)
+    verify(msgspec.structs.replace(metadata, signature=digest.hexdigest()), TEST_KEY, where="x")
+    # A delta's root is signed: naming another root, or none, breaks the signature.
+    delta = sign(msgspec.structs.replace(metadata, base_version="v00001", base_hash="ab"), TEST_KEY)
+    verify(delta, TEST_KEY, where="x")
+    for changed in ({"base_version": ""}, {"base_version": "v00002"}, {"base_hash": ""}):
+        with pytest.raises(Exception, match="signature"):
+            verify(msgspec.structs.replace(delta, **changed), TEST_KEY, where="x")
