@@ -94,7 +94,12 @@ class ModelRegistry:
             log.warning("could not look for a model version newer than %s: %s", current, exc)
             return
         if newer is not None and version_key(newer.version) > version_key(current):
-            self._scorer = self._scorer_for(newer)
+            try:
+                scorer = self._scorer_for(newer)
+            except Exception as exc:  # a version this scorer cannot explain: keep the current one
+                log.error("cannot score with model version %s: %s", newer.version, exc)
+                return
+            self._scorer = scorer
             log.warning("scoring with model version %s (was %s)", newer.version, current)
 
     def _scorer_for(self, artifact: ModelArtifact) -> Scorer:

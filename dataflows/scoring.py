@@ -54,6 +54,7 @@ from dataflows.model_registry import ModelRegistry, NewerVersionsInMySQL
 from dataflows.sources import DrainCheck, FlowKafkaSource, LabelsAccountedFor
 from features.calendar import calendar_features
 from features.card import CardHistory
+from features.catalog import HISTORY_REACH
 from features.contract import LabelDecoder, Payment, PaymentDecoder
 from features.entity import EntityHistory
 from model_state import artifact, signing
@@ -66,7 +67,8 @@ from storage.rows import dead_letter_row, refused_row_letter, scored_payment_row
 from storage.sink import MySQLSink, Writing
 from storage.tables import dead_letters, scored_payments
 
-IDLE_KEY_SECONDS = timedelta(days=35).total_seconds()
+# A key idle past every feature's reach (features.catalog.HISTORY_REACH, 38 days) plus a day.
+IDLE_KEY_SECONDS = HISTORY_REACH + timedelta(days=1).total_seconds()
 CARD_IDS_KEPT = 64  # a card's last transaction ids, to skip a redelivered payment
 LABEL_GROUPS = 64  # keys of the label join (cards hashed into groups)
 

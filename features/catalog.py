@@ -79,6 +79,16 @@ ENTITY_PREFIXES: Final = ("terminal", "merchant")
 
 # The previous payment counts only within this span; beyond it seconds_since_prev is the span.
 PREVIOUS_PAYMENT_HORIZON: Final = 30.0 * DAY
+# How far back any feature looks, late payments included: a key idle this long holds nothing a
+# later payment can see (the settled 30-day rate: 30 days, a daily hop and the delay).
+HISTORY_REACH: Final = (
+    max(
+        *(w.length + w.hop for w in (*CARD_WINDOWS, *ENTITY_COUNT_WINDOWS, *ENTITY_FRAUD_WINDOWS)),
+        *(w.length + w.hop + SETTLED_DELAY for w in ENTITY_SETTLED_WINDOWS),
+        PREVIOUS_PAYMENT_HORIZON,
+    )
+    + LATENESS_SECONDS
+)
 # Speed divides by at least this many seconds: two payments a second apart are a minute apart.
 MIN_TRAVEL_SECONDS: Final = 60.0
 # How many merchants a card remembers (those most recently seen); bounds state per card.

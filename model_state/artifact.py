@@ -290,17 +290,25 @@ def load(model_dir: Path, version: str | None = None, *, key: bytes) -> ModelArt
             f"model version {version} not found under {model_dir}; have {versions}"
         )
     metadata = msgspec.json.decode((folder / METADATA_FILE).read_bytes(), type=ModelMetadata)
+    if metadata.version != version:  # a copied folder would roll the model back unnoticed
+        raise ModelMismatchError(
+            f"model folder {folder} holds version {metadata.version!r}: a version's folder must "
+            "be named after it; remove the folder or rename it",
+            version,
+        )
     payload = (folder / MODEL_FILE).read_bytes()
     bases = _folder_bases(model_dir, key)
     return from_bytes(payload, metadata, where=str(folder), key=key, bases=bases)
 
 
-_ROOTS: dict[tuple[str, str], ModelArtifact] = {}  # (folder, version): the roots loaded last
+# (folder, version, key digest): the roots loaded last, verified under that key.
+_ROOTS: dict[tuple[str, str, str], ModelArtifact] = {}
 
 
 def _folder_bases(model_dir: Path, key: bytes) -> Bases:
     def base(version: str) -> ModelArtifact:
-        cached = _ROOTS.get((str(model_dir), version))
+        slot = (str(model_dir), version, hashlib.sha256(key).hexdigest())
+        cached = _ROOTS.get(slot)
         if cached is None:
             cached = load(model_dir, version, key=key)
             if cached.metadata.base_version:
@@ -311,7 +319,7 @@ def _folder_bases(model_dir: Path, key: bytes) -> Bases:
                 )
             while len(_ROOTS) >= 4:  # a few lineages at most are in use at a time
                 _ROOTS.pop(next(iter(_ROOTS)))
-            _ROOTS[(str(model_dir), version)] = cached
+            _ROOTS[slot] = cached
         return cached
 
     return base

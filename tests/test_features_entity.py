@@ -186,3 +186,20 @@ def test_entity_lateness_and_expire_reject_what_is_not_a_time() -> None:
         EntityHistory("terminal", lateness=float("inf"))
     with pytest.raises(ValueError, match=r"EntityHistory.expire: now must be finite POSIX"):
         EntityHistory("terminal").expire(float("nan"))
+
+
+def test_the_flow_discards_a_key_only_when_no_later_payment_could_see_it() -> None:
+    from dataflows.scoring import IDLE_KEY_SECONDS
+    from features.card import CardHistory
+
+    for state in (EntityHistory("terminal"), CardHistory()):
+        state.observe(at(0))
+        if isinstance(state, EntityHistory):
+            state.learn_label(T0, T0 + DAY, True)
+        # What the flow's idle timeout allows: the state holds nothing a payment can see.
+        assert state.expire(T0 + IDLE_KEY_SECONDS)
+    late = EntityHistory("terminal")
+    late.observe(at(0))
+    late.learn_label(T0, T0 + DAY, True)
+    # A day earlier the settled 30-day rate still counts that payment and its fraud.
+    assert not late.expire(T0 + IDLE_KEY_SECONDS - 2 * DAY)

@@ -56,12 +56,15 @@ def test_train_on_a_json_lines_history_writes_a_version_fitted_on_every_usable_d
     # Every payment is usable: every label (one per payment) was reported within the files.
     assert m.rows == payments
     assert m.frauds > 0
-    # Validation came first, on the last 7 days, with a model fitted on the days before them.
+    # Validation came first: 7 days of payments ending a label delay before the history's end
+    # (here the last label, 7 days after the last payment), with a model fitted on what was
+    # usable when they began.
     start, end = m.metrics["validation_start"], m.metrics["validation_end"]
-    assert end - start <= 7 * 86_400 and m.metrics["validation_model_rows"] < m.rows
+    assert end - start == 7 * 86_400 and m.metrics["validation_model_rows"] < m.rows
     assert 0.5 < m.metrics["roc_auc"] <= 1.0
+    assert 0 < m.metrics["validation_frauds"] < m.metrics["validation_rows"]
     assert m.training_window is not None
-    assert m.training_window[1].timestamp() >= end
+    assert abs(m.training_window[1].timestamp() - end) < 1.0
 
 
 def test_a_label_is_usable_only_from_its_reported_at() -> None:
@@ -88,6 +91,13 @@ def test_a_label_is_usable_only_from_its_reported_at() -> None:
     # newer than 7 days: left out; t3: its label, reported by the end of the history.
     assert classes == {10.0: True, 10.01: False, 10.03: True}
     assert all(tuple(r[1]) == FEATURE_NAMES for r in rows)
+    # A label dated in the future is not history: it cannot move the history's end (which would
+    # make t2, unlabelled and recent, look old enough to be legitimate).
+    stray = FraudLabel(transaction_id="t1", card_id="c1", is_fraud=False,
+                       reported_at=datetime(2099, 12, 31, tzinfo=UTC))  # fmt: skip
+    now = t0 + timedelta(days=20)
+    again = history_rows([*events, stray], label_delay=timedelta(days=7), now=now, progress=False)
+    assert {r[1]["amount_eur"]: r[2] for r in again} == classes
 
 
 def test_train_on_a_csv_history(history: Path, tmp_path: Path) -> None:
@@ -101,7 +111,7 @@ def test_train_on_a_csv_history(history: Path, tmp_path: Path) -> None:
         ):
             writer: csv.DictWriter[str] | None = None
             for n, line in enumerate(lines):
-                if n >= 4000 and kind == "payments":
+                if n >= 12_000 and kind == "payments":
                     break
                 message = json.loads(json.loads(line)["value"])
                 if writer is None:
@@ -113,9 +123,9 @@ def test_train_on_a_csv_history(history: Path, tmp_path: Path) -> None:
         "--no-compare", "--validation-days", "3",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "label for unknown payment" in done.stdout  # labels past the first 4,000 payments
+    assert "label for unknown payment" in done.stdout  # labels past the first 12,000 payments
     version = artifact.load(tmp_path / "m", key=key_for_tests())
-    assert version.metadata.rows <= 4000 and version.metadata.origin == "history"
+    assert version.metadata.rows <= 12_000 and version.metadata.origin == "history"
 
 
 def test_if_missing_trains_again_when_the_newest_version_does_not_fit(tmp_path: Path) -> None:

@@ -502,6 +502,8 @@ def _read_jsonl(path: Path, builder: _Builder) -> None:
     source = str(path)
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
+            if number == 1 and line.startswith(b"\xef\xbb\xbf"):  # a byte-order mark
+                line = line[3:]
             if not line.strip():
                 continue
             try:

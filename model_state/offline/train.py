@@ -65,8 +65,8 @@ import os
 import pickle
 import random
 import time
-from collections.abc import Callable, Iterable
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -83,7 +83,7 @@ from features.replay import replay
 from model_state import artifact, signing
 from model_state.basis import Basis
 from model_state.boosted import Boosted
-from model_state.offline.eval_stream import Rows, replay_stream, training_rows, usable
+from model_state.offline.eval_stream import Replayed, Rows, replay_stream, training_rows, usable
 from model_state.offline.forests import fit_basis, fit_boosted
 from model_state.scorer import Scorer
 from test_data.generator import SimulationSpec, simulate
@@ -369,21 +369,52 @@ def train(
     return train_rows(rows, model_dir, key=key, seed=spec.seed, **options)
 
 
-def history_rows(
-    events: Iterable[Payment | FraudLabel], *, label_delay: timedelta, progress: bool = True
-) -> Rows:
+FUTURE_SKEW = timedelta(minutes=5)
+
+
+def replay_history(
+    events: Iterable[Payment | FraudLabel], *, now: datetime, progress: bool = True
+) -> tuple[Replayed, float]:
     """A history's payments replayed through ``features/`` (labels in it feed the fraud rates
-    as they were reported), with the class a model trained at its end may use
-    (:func:`model_state.offline.eval_stream.usable`): the label reported by then, or legitimate for
-    a payment older than ``label_delay`` that nobody disputed; newer unlabelled payments are left
-    out."""
-    replayed = replay_stream(events, {}, progress=progress)
+    as they were reported), and the history's end: its last payment or label. A payment or
+    label dated after ``now`` cannot be history: it is left out (and counted in the message),
+    or one stray date would move the end and make every unlabelled payment look old."""
+    future: dict[str, int] = {"payments": 0, "labels": 0}
+    limit = now + FUTURE_SKEW
+
+    def past(stream: Iterable[Payment | FraudLabel]) -> Iterator[Payment | FraudLabel]:
+        for event in stream:
+            when = event.event_time if isinstance(event, Payment) else event.reported_at
+            if when > limit:
+                future["payments" if isinstance(event, Payment) else "labels"] += 1
+                continue
+            yield event
+
+    replayed = replay_stream(past(events), {}, progress=progress)
+    if any(future.values()):
+        print(
+            f"left out {future['payments']} payments and {future['labels']} labels dated after "
+            f"now ({now:%Y-%m-%d %H:%M} UTC): a history holds the past"
+        )
     if not len(replayed):
         raise ValueError("the history holds no valid payment to learn from")
-    last = np.nanmax(np.concatenate([replayed.event_time, replayed.reported_at]))
-    return training_rows(
-        replayed, *usable(replayed, float(last) + 1e-6, label_delay.total_seconds())
-    )
+    end = float(np.nanmax(np.concatenate([replayed.event_time, replayed.reported_at])))
+    return replayed, end + 1e-6
+
+
+def history_rows(
+    events: Iterable[Payment | FraudLabel],
+    *,
+    label_delay: timedelta,
+    now: datetime | None = None,
+    progress: bool = True,
+) -> Rows:
+    """:func:`replay_history`'s payments with the class a model trained at the history's end
+    may use (:func:`model_state.offline.eval_stream.usable`): the label reported by then, or
+    legitimate for a payment older than ``label_delay`` that nobody disputed; newer unlabelled
+    payments are left out."""
+    replayed, end = replay_history(events, now=now or datetime.now(UTC), progress=progress)
+    return training_rows(replayed, *usable(replayed, end, label_delay.total_seconds()))
 
 
 def train_history(
@@ -392,18 +423,61 @@ def train_history(
     *,
     key: bytes,
     label_delay: timedelta = timedelta(days=7),
+    validation_days: int = 7,
     seed: int = 7,
+    fraud_weight: float = 1.0,
+    with_comparison: bool = False,
+    now: datetime | None = None,
     **options: Any,
 ) -> artifact.ModelArtifact:
-    """:func:`train_rows` on a bank's own history (:func:`history_rows`)."""
-    rows = history_rows(events, label_delay=label_delay)
+    """A version fitted on every usable payment of a bank's own history, validated first as the
+    handbook validates (train, delay, test), so that the figures are honest for a bank that
+    reports frauds quickly and legitimate payments never:
+
+    - the hold-out is the payments made in the ``validation_days`` that end ``label_delay``
+      before the history's end (all old enough for a verdict), with their class at the end;
+    - the validation model learns what was usable when that window began
+      (:func:`model_state.offline.eval_stream.usable`), nothing reported later.
+
+    The version that goes live learns everything usable at the history's end.
+    """
+    replayed, end = replay_history(events, now=now or datetime.now(UTC))
+    delay = label_delay.total_seconds()
+    rows = training_rows(replayed, *usable(replayed, end, delay))
     frauds = sum(1 for r in rows if r[2])
     if not 0 < frauds < len(rows):
         raise ValueError(
             f"the history gives {len(rows)} usable payments, {frauds} of them labelled fraud: a "
             "model needs both classes; check that fraud labels were loaded (see the summary)"
         )
-    return train_rows(rows, model_dir, key=key, seed=seed, **options)
+    common = {"seed": seed, "fraud_weight": fraud_weight, "validation_days": 0} | options
+    metrics: dict[str, float] = {}
+    if validation_days > 0:
+        stop = end - delay
+        begin = stop - validation_days * 86_400.0
+        learn = training_rows(replayed, *usable(replayed, begin, delay))
+        known, classes = usable(replayed, end, delay)
+        when = replayed.event_time[known]
+        window = (when >= begin) & (when < stop)
+        hold_out = training_rows(replayed, known[window], classes[window])
+        if not learn or not hold_out:
+            raise ValueError(
+                f"the history is too short to validate: {len(learn)} payments usable before the "
+                f"validation window, {len(hold_out)} in it ({validation_days} days ending "
+                f"{label_delay.days} days before the history's end); give a longer history or "
+                "fewer --validation-days"
+            )
+        checked, _, _ = fit_version(learn, model_dir, **common)
+        metrics = evaluate(checked, hold_out, fraud_weight) | {
+            "validation_start": begin,
+            "validation_end": stop,
+            "validation_model_rows": float(len(learn)),
+        }
+        if with_comparison:
+            metrics |= compare(learn, hold_out, checked, seed=seed)
+    model, metadata, _ = fit_version(rows, model_dir, **common)
+    metadata = msgspec.structs.replace(metadata, metrics=metrics)
+    return artifact.save(model, metadata, model_dir, key=key)
 
 
 def main() -> None:
@@ -462,6 +536,8 @@ def _main() -> None:
     config = Config.from_env(os.environ)
     model_dir = args.model_dir or Path(config.model_dir)
     key = signing.read_key(Path(config.model_key_file), create=True)
+    if args.label_delay_days < 0:
+        raise ValueError(f"--label-delay-days must be >= 0; got {args.label_delay_days}")
     if args.if_missing and artifact.list_versions(model_dir):
         try:
             newest = artifact.load(model_dir, key=key)
