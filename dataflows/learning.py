@@ -100,19 +100,24 @@ class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
         learner: OnlineLearner,
         last_publish: float,
         publish_seconds: float,
-        announce: VersionRecord | None,
+        announce: VersionRecord | tuple[VersionRecord, ...] | None,
         lineages: Lineages | None = None,
     ) -> None:
+        """``announce``: versions to record with the first batch (the start version, after its
+        lineage root when it is a delta); a snapshot taken before roots were announced holds one
+        record or None."""
         self._learner = learner
         self._last_publish = last_publish
         self._publish_seconds = publish_seconds
-        self._announce = announce
+        if isinstance(announce, VersionRecord):
+            announce = (announce,)
+        self._announce: tuple[VersionRecord, ...] = announce or ()
         self._lineages = lineages
         self._adopt_newer(now=True)
 
     def on_batch(self, values: list[LabelledPayment]) -> tuple[list[VersionRecord], bool]:
-        out = [self._announce] if self._announce is not None else []
-        self._announce = None
+        out = list(self._announce)
+        self._announce = ()
         self._adopt_newer()
         learner = self._learner
         for example in values:
@@ -179,14 +184,18 @@ def learn_step(
     publish_every: int,
     publish_seconds: float,
     lineages: Lineages | None = None,
+    root: ModelArtifact | None = None,
 ) -> Callable[[bytes | None], LearnStep]:
     """The builder for the learner's key: a new learner from ``start``, or the resumed one; either
-    goes on from a newer recorded version if there is one."""
+    goes on from a newer recorded version if there is one. A new learner records ``start`` (and
+    ``root``, the lineage root a delta ``start`` refers to, first) with its first batch, so that
+    every process can load it from MySQL."""
+    first = (start.record,) if root is None else (root.record, start.record)
 
     def build(resume: bytes | None) -> LearnStep:
         if resume is None:
             learner = OnlineLearner(start, publish_every)
-            return LearnStep(learner, time.time(), publish_seconds, start.record, lineages)
+            return LearnStep(learner, time.time(), publish_seconds, first, lineages)
         learner, last_publish, announce = pickle.loads(resume)
         return LearnStep(learner, last_publish, publish_seconds, announce, lineages)
 

@@ -332,6 +332,11 @@ def learn_from_labels(
         keyed,
         learn_step(
             start,
+            root=(
+                artifact.load(Path(config.model_dir), start.metadata.base_version, key=key)
+                if start.metadata.base_version
+                else None
+            ),
             publish_every=config.publish_every_labels,
             publish_seconds=config.publish_seconds,
             lineages=Lineages(

@@ -195,3 +195,20 @@ def test_a_version_signed_before_the_delta_fields_existed_keeps_its_signature() 
     for changed in ({"base_version": ""}, {"base_version": "v00002"}, {"base_hash": ""}):
         with pytest.raises(Exception, match="signature"):
             verify(msgspec.structs.replace(delta, **changed), TEST_KEY, where="x")
+
+
+def test_a_flow_started_from_a_delta_records_its_root_first(tmp_path: Path) -> None:
+    from dataflows.learning import LearnStep, learn_step
+
+    start = root(tmp_path)
+    record = published(start)
+    artifact.write(record.payload, sign(record.metadata, TEST_KEY), tmp_path)
+    delta = artifact.load(tmp_path, key=TEST_KEY)
+    step = learn_step(delta, publish_every=100, publish_seconds=3600, root=start)(None)
+    out, _ = step.on_batch([])
+    assert [r.metadata.version for r in out] == ["v00001", "v00001.000001"]
+    assert step.on_batch([])[0] == []  # once
+    # A snapshot taken before roots were announced held one record: it still resumes.
+    learner, last, _ = pickle.loads(step.snapshot())
+    old = LearnStep(learner, last, 3600, delta.record, None)
+    assert [r.metadata.version for r in old.on_batch([])[0]] == ["v00001.000001"]

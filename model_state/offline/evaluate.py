@@ -34,6 +34,10 @@ The protocol, the same for every stream:
      on its own 15 published features (:mod:`model_state.offline.handbook_reference`), fitted at
      go-live and retrained on the same schedule on the same usable labels.
    ``--ablation`` adds the online model with each of its three moving parts switched off.
+   The references' terminal risk is the handbook's: it counts every fraud exactly the label delay
+   after its payment. On the handbook's stream and with ``--label-delay-days`` that is when its
+   label is reported, the same information the online model has; with ``--generator-delays`` or
+   a ``--history`` whose labels come later, it gives the references frauds not reported yet.
 5. **Report** over the payments from go-live on (:mod:`model_state.offline.eval_report`): ROC AUC,
    average precision, card precision@k per day, Brier score and expected calibration error,
    per seed and their mean; labels learned per second; plots of precision-recall and
