@@ -39,6 +39,7 @@ from model_state.artifact import (
     from_bytes,
 )
 from model_state.scorer import Scorer
+from model_state.signing import UntrustedModelError
 from storage.engine import make_engine, retry_transient
 from storage.versions import fetch_version, newest_after, version_key
 
@@ -115,16 +116,30 @@ class ModelRegistry:
 class NewerVersionsInMySQL:
     """Fetches the newest version recorded after a given one (any, for None) from
     ``model_versions``, refusing one not signed with ``key``; connects lazily, and rides out an
-    outage for up to ``patience`` seconds (0: one try)."""
+    outage for up to ``patience`` seconds (0: one try).
+
+    With ``skip_unloadable`` (the scoring registry), a version that cannot be trusted or loaded
+    is raised once (and logged by the registry) and then passed over, so that one bad row does
+    not hide every version after it. The learner does not skip: a version of its own lineage it
+    cannot load holds labels it would otherwise learn twice (:class:`dataflows.learning.Lineages`).
+    """
 
     def __init__(
-        self, url: str, engine: Engine | None = None, *, key: bytes, patience: float = 0.0
+        self,
+        url: str,
+        engine: Engine | None = None,
+        *,
+        key: bytes,
+        patience: float = 0.0,
+        skip_unloadable: bool = False,
     ) -> None:
         self._url = url
         self._engine = engine
         self._key = key
         self._patience = patience
         self._roots: dict[str, ModelArtifact] = {}
+        self._skip = skip_unloadable
+        self._unloadable: set[str] = set()
 
     def __call__(self, after: str | None) -> ModelArtifact | None:
         if self._engine is None:
@@ -133,12 +148,19 @@ class NewerVersionsInMySQL:
 
         def fetch() -> object:
             with engine.connect() as connection:
-                return newest_after(connection, after)
+                return newest_after(connection, after, exclude=self._unloadable)
 
         row = retry_transient(
             fetch, patience=self._patience, what=f"looking for a model version after {after}"
         )
-        return None if row is None else self._load(row)
+        if row is None:
+            return None
+        try:
+            return self._load(row)
+        except (UntrustedModelError, ModelMismatchError, ModelNotFoundError):
+            if self._skip:
+                self._unloadable.add(str(row.version))  # type: ignore[attr-defined]
+            raise
 
     def _load(self, row: Any) -> ModelArtifact:
         metadata = msgspec.convert(row.metadata, ModelMetadata, strict=False)

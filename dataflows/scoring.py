@@ -88,7 +88,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     start = artifact.load(model_dir, key=key)
     models = ModelRegistry(
         start,
-        NewerVersionsInMySQL(config.mysql_dsn, key=key),
+        NewerVersionsInMySQL(config.mysql_dsn, key=key, skip_unloadable=True),
         refresh_seconds=config.model_refresh_seconds,
         review=config.review_threshold,
         decline=config.decline_threshold,

@@ -16,7 +16,7 @@ columns of ``model_versions``; a number that outgrows its padding still sorts ri
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, or_, select, tuple_, update
@@ -44,11 +44,15 @@ def fetch_version(connection: Connection, version: str) -> Row[Any] | None:
     ).first()
 
 
-def newest_after(connection: Connection, after: str | None) -> Row[Any] | None:
-    """The newest recorded version after ``after`` (any version if None): its metadata and
-    pickled artifact, or None."""
+def newest_after(
+    connection: Connection, after: str | None, *, exclude: Collection[str] = ()
+) -> Row[Any] | None:
+    """The newest recorded version after ``after`` (any version if None), leaving out the
+    versions in ``exclude``: its name, metadata and pickled artifact, or None."""
     mv = model_versions
-    query = select(mv.c.metadata, mv.c.artifact)
+    query = select(mv.c.version, mv.c.metadata, mv.c.artifact)
+    if exclude:
+        query = query.where(mv.c.version.not_in(sorted(exclude)))
     if after is not None:
         lineage, sequence = version_key(after)
         query = query.where(

@@ -212,3 +212,29 @@ def test_a_flow_started_from_a_delta_records_its_root_first(tmp_path: Path) -> N
     learner, last, _ = pickle.loads(step.snapshot())
     old = LearnStep(learner, last, 3600, delta.record, None)
     assert [r.metadata.version for r in old.on_batch([])[0]] == ["v00001.000001"]
+
+
+@pytest.mark.integration
+def test_the_scoring_registry_passes_over_a_version_it_cannot_load(engine, tmp_path: Path) -> None:
+    """A bad row (here: signed with another key) is refused once, then the newest good version
+    below it is found; MySQL on the shipped schema, deltas resolved from their root's row."""
+    from dataflows.model_registry import NewerVersionsInMySQL
+    from model_state.offline.retrain import record
+
+    start = root(tmp_path / "a")
+    record(engine, start, "-")
+    delta = published(start)
+    record(engine, artifact.ModelArtifact(None, sign(delta.metadata, TEST_KEY), delta.payload), "-")
+    bad = artifact.make(new_boosted_model(BOOSTED), model_metadata("v00002"), key=b"k" * 32)
+    record(engine, bad, "-")
+    fetch = NewerVersionsInMySQL("unused", engine, key=TEST_KEY, skip_unloadable=True)
+    with pytest.raises(Exception, match="signature"):
+        fetch("v00001")
+    found = fetch("v00001")  # v00002 passed over: the delta, loaded with its root from MySQL
+    assert found is not None and found.version == "v00001.000001"
+    x = dict(zip(FEATURE_NAMES, X[0].tolist(), strict=True))
+    assert np.isfinite(found.model.predict_proba_one(x)[True])
+    learner_fetch = NewerVersionsInMySQL("unused", engine, key=TEST_KEY)
+    for _ in range(2):  # the learner's look-up never passes over a version
+        with pytest.raises(Exception, match="signature"):
+            learner_fetch("v00001")
