@@ -2,12 +2,15 @@
 
     python -m model_state.train [--days 45] [--cards 4000] [--seed 7] [--family boosted]
                                 [--no-compare] [--model-dir DIR]
+    python -m model_state.train --history PATH [PATH ...] [--label-delay-days 7]
+    python -m model_state.train --from-mysql
 
 The history comes from the generator in ``test_data/`` (payments with known fraud, in arrival
-order). Features are computed by :func:`features.replay.replay`, the same code the live flow
-runs, so the model sees at training time exactly what it will see when scoring. The last
-``--validation-days`` of the history are held out: the model learns from the rest and is
-measured on the held-out days.
+order), from a bank's own files (``--history``, :mod:`model_state.offline.history`) or from what
+the flow stored (``--from-mysql``). Features are computed by :func:`features.replay.replay`, the
+same code the live flow runs, so the model sees at training time exactly what it will see when
+scoring. Validation comes first and apart (:func:`train_rows`, :func:`train_history`); the
+version that goes live is then fitted on every usable day.
 
 Three model families, each a River ``LogisticRegression`` that goes on learning online, all
 scored and explained by :class:`model_state.scorer.Scorer`:
@@ -26,11 +29,9 @@ scored and explained by :class:`model_state.scorer.Scorer`:
     ``StandardScaler | LogisticRegression`` on the 36 features: simpler, faster, and far
     weaker on this stream.
 
-Measured on the generator's held-out streams with a 7-day label delay (README, "Evaluation"),
-average precision of the online model: ``linear`` about 0.47, ``basis`` 0.78 to 0.83 (the
-offline HistGradientBoosting reference 0.77 to 0.84: ``basis`` below it on four seeds of six),
-``boosted`` with weekly retraining 0.837 to 0.859, above the reference by 0.015 to 0.032 on
-each of the four seeds run (202, 707, 808, 909). On one core
+The families are compared on held-out generator streams by
+``benchmarks/bench_models.py --seeds 101 202 303``; the shipped family is measured against the
+handbook's references by ``python -m model_state.evaluate`` (README, "Evaluation"). On one core
 (``benchmarks/bench_models.py --speed --seeds``) ``linear`` scores with reasons about 68,000
 rows/s and pickles to ~4 KB, ``basis`` ~27,000 and ~50 KB, ``boosted`` ~11,000 in batches of
 500 (~3,300 one at a time) and ~1.5 MB.
