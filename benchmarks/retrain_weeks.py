@@ -1,0 +1,55 @@
+"""Why does a forest fitted on more of the handbook's stream rank the next weeks worse?
+
+    .venv/bin/python benchmarks/retrain_weeks.py [--seed 3] [--days 70] [--go-live-day 42]
+
+Replays the handbook's stream once (``test_data/handbook.py``, labels 7 days after each
+payment), fits the ``boosted`` family's forest (``model_state/offline/forests.py``) on what was
+usable at go-live and at go-live + 14 days, and prints each one's average precision on the third
+test week (go-live + 14 to + 21 days), with and without the tail columns. The evaluation's
+ablation (README, "Evaluation") found the weekly retrain costing AP on this stream; this is the
+smallest command that shows it. About 5 minutes on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import timedelta
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+import model_state.offline.forests as forests
+from features.catalog import DAY
+from model_state.offline.eval_stream import replay_stream, usable
+from model_state.offline.evaluate import named_stream
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--days", type=int, default=70)
+    parser.add_argument("--go-live-day", type=int, default=42)
+    args = parser.parse_args()
+    events, truth, text = named_stream("handbook", args.seed, args.days, 5000, timedelta(days=7))
+    replayed = replay_stream(events, truth)
+    go_live = (np.floor(replayed.event_time.min() / DAY) + args.go_live_day) * DAY
+    week = (replayed.event_time >= go_live + 14 * DAY) & (replayed.event_time < go_live + 21 * DAY)
+    x, y = replayed.features[week], replayed.is_fraud[week]
+    print(text)
+    tails = forests.TAIL_FEATURES
+    for label, tail in (("with tail columns", tails), ("without", ())):
+        forests.TAIL_FEATURES = tail
+        for name, at in (("go-live", go_live), ("go-live + 14 d", go_live + 14 * DAY)):
+            started = time.perf_counter()
+            rows, classes = usable(replayed, at, 7 * DAY)
+            forest = forests.fit_boosted(replayed.features[rows], classes, seed=args.seed)
+            ap = average_precision_score(y, forest.forest(x)[0])
+            seconds = time.perf_counter() - started
+            print(f"{label:18s} fitted at {name:15s} on {len(rows):,} payments: AP on week 3 "
+                  f"{ap:.3f} ({seconds:.0f} s)", flush=True)  # fmt: skip
+    forests.TAIL_FEATURES = tails
+
+
+if __name__ == "__main__":
+    main()
