@@ -6,9 +6,10 @@ MySQL whether a newer version than its own is in ``model_versions`` and, if so, 
 its hash and feature names). The first call asks at once, so a restarted flow scores with the
 latest published version, not the pre-trained file it started from.
 
-Loading never holds scoring up: after the first look-up (made in line, at the first call), each
-look-up runs on a background thread, one at a time, while scoring goes on with the version it
-has; the new scorer replaces it in one assignment when it is ready. An online version is a delta
+Loading never holds scoring up: after the first look-up (made in line, at the first call), a
+background thread of the process looks every ``refresh_seconds``, whether payments come or not,
+while scoring goes on with the version it has; the new scorer replaces it in one assignment
+when it is ready. An online version is a delta
 of kilobytes on its lineage's root (:mod:`model_state.artifact`); the root, about 1.5 MB, is
 fetched once per lineage and kept.
 
@@ -58,7 +59,12 @@ class ModelRegistry:
         review: float,
         decline: float,
         clock: Callable[[], float] = time.monotonic,
+        watch: bool = False,
     ) -> None:
+        """``watch``: after the first look-up, one background thread looks every
+        ``refresh_seconds`` of real time, whether payments come or not (the flow); otherwise a
+        look-up is started by a call to :meth:`current` when one is due (``clock``, tests)."""
+        self._watch = watch
         self._fetch_newer = fetch_newer
         self._refresh_seconds = refresh_seconds
         self._review = review
@@ -80,12 +86,22 @@ class ModelRegistry:
                     if self._first:  # a restarted flow scores with the newest version at once
                         self._first = False
                         self._refresh()
+                        if self._watch:
+                            self._next_check = float("inf")  # the watcher looks from now on
+                            threading.Thread(
+                                target=self._keep_watching, name="payscore-model-watch", daemon=True
+                            ).start()
                     else:
                         self._looking = threading.Thread(
                             target=self._refresh, name="payscore-model-registry", daemon=True
                         )
                         self._looking.start()
         return self._scorer
+
+    def _keep_watching(self) -> None:
+        while True:
+            time.sleep(self._refresh_seconds)
+            self._refresh()
 
     def _refresh(self) -> None:
         current = self._scorer.version

@@ -90,6 +90,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
         start,
         NewerVersionsInMySQL(config.mysql_dsn, key=key, skip_unloadable=True),
         refresh_seconds=config.model_refresh_seconds,
+        watch=True,
         review=config.review_threshold,
         decline=config.decline_threshold,
     )

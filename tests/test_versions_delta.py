@@ -238,3 +238,18 @@ def test_the_scoring_registry_passes_over_a_version_it_cannot_load(engine, tmp_p
     for _ in range(2):  # the learner's look-up never passes over a version
         with pytest.raises(Exception, match="signature"):
             learner_fetch("v00001")
+
+
+def test_the_flows_registry_watches_without_waiting_for_payments() -> None:
+    start = artifact.ModelArtifact(new_boosted_model(BOOSTED), model_metadata(), b"")
+    newer = artifact.ModelArtifact(start.model, model_metadata("v00001.000001"), b"")
+    offers = iter([None, None, newer])
+    registry = ModelRegistry(
+        start, lambda after: next(offers, None), refresh_seconds=0.05, review=0.5, decline=0.9,
+        watch=True,
+    )  # fmt: skip
+    assert registry.current().version == "v00001"  # the first look-up, in line: nothing newer
+    deadline = time.monotonic() + 10
+    while registry._scorer.version != "v00001.000001" and time.monotonic() < deadline:
+        time.sleep(0.01)  # no payment, no call to current(): the watcher looks on its own
+    assert registry.current().version == "v00001.000001"
