@@ -45,6 +45,7 @@ from storage.versions import version_key
 log = logging.getLogger(__name__)
 
 LEARNER_KEY = "model"
+_CATALOGUE = frozenset(FEATURE_NAMES)
 LEARNED = Counter("payscore_labels_learned", "Labels the learner learned, or skipped as known")
 SKIPPED = Counter(
     "payscore_labels_known", "Replayed labels skipped: the version resumed from learned them"
@@ -124,8 +125,8 @@ class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
             if learner.knows(example):
                 SKIPPED.inc()
                 continue
-            missing = [n for n in FEATURE_NAMES if n not in example.features]
-            if missing:  # scored before an upgrade of features/catalog.py: nothing to learn on
+            if not example.features.keys() >= _CATALOGUE:  # scored before a catalogue upgrade
+                missing = [n for n in FEATURE_NAMES if n not in example.features]
                 OUTDATED.inc()
                 log.warning(
                     "label of transaction %s not learned: its payment was scored with another "

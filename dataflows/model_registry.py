@@ -205,11 +205,6 @@ class NewerVersionsInMySQL:
             if row is None:
                 raise ModelNotFoundError(f"model version {version} is not in model_versions")
             root = self._load(row)
-            if root.metadata.base_version:
-                raise ModelMismatchError(
-                    f"model version {version} is a delta itself; a root holds its expansion",
-                    version,
-                )
             while len(self._roots) >= 2:
                 self._roots.pop(next(iter(self._roots)))
             self._roots[version] = root

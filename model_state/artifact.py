@@ -213,6 +213,12 @@ def loads(payload: bytes, metadata: ModelMetadata, bases: Bases | None, *, where
                 "given to look that root up"
             )
         root = bases(version)
+        if root.metadata.base_version:
+            raise ModelMismatchError(
+                f"model {metadata.version} at {where} refers to {version}, a delta itself; a "
+                "root must hold its expansion",
+                metadata.version,
+            )
         if root.metadata.content_hash != content_hash:
             raise ModelMismatchError(
                 f"model {metadata.version} at {where} was learned on root {version} with SHA-256 "
@@ -311,12 +317,6 @@ def _folder_bases(model_dir: Path, key: bytes) -> Bases:
         cached = _ROOTS.get(slot)
         if cached is None:
             cached = load(model_dir, version, key=key)
-            if cached.metadata.base_version:
-                raise ModelMismatchError(
-                    f"model {version} in {model_dir} is a delta itself; a root must hold its "
-                    "expansion",
-                    version,
-                )
             while len(_ROOTS) >= 4:  # a few lineages at most are in use at a time
                 _ROOTS.pop(next(iter(_ROOTS)))
             _ROOTS[slot] = cached

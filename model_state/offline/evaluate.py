@@ -50,6 +50,7 @@ retrains (a challenger depends on the labels, not on the champion; only the gate
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pickle
 import secrets
 import sys
@@ -118,13 +119,8 @@ def ablations(shipped: Variant) -> list[Variant]:
     out = [shipped]
     for part in ("online", "retrain", "balance"):
         if getattr(shipped, part):
-            out.append(_replace(shipped, part, False))
+            out.append(dataclasses.replace(shipped, **{part: False}))
     return out
-
-
-def _replace(variant: Variant, part: str, value: bool) -> Variant:
-    return Variant(**({"online": variant.online, "retrain": variant.retrain,
-                       "balance": variant.balance} | {part: value}))  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------- streams
@@ -333,11 +329,10 @@ def run_online(
                 record.payload, record.metadata, roots.__getitem__, where="learner"
             )
             current = ModelArtifact(model, record.metadata, record.payload)
-            run.learn_seconds += time.perf_counter() - started
+        run.learn_seconds += time.perf_counter() - started
+        if current.version != run.versions[-1]:  # published: score with it from now on
             scoring.switch(scorer_for(current))
-            run.versions.append(record.metadata.version)
-        else:
-            run.learn_seconds += time.perf_counter() - started
+            run.versions.append(current.version)
     scoring.flush()
     run.labels_learned = learned
     run.versions_published = len(run.versions) - 1 - run.retrained
