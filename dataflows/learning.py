@@ -121,11 +121,16 @@ class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
         self._announce = ()
         self._adopt_newer()
         learner = self._learner
+        # The frozen expansion of every complete example, walked at once (see OnlineLearner).
+        full = [example for example in values if example.features.keys() >= _CATALOGUE]
+        prepared = iter(learner.prepare(full) or [None] * len(full))
         for example in values:
+            complete = example.features.keys() >= _CATALOGUE
+            columns = next(prepared) if complete else None
             if learner.knows(example):
                 SKIPPED.inc()
                 continue
-            if not example.features.keys() >= _CATALOGUE:  # scored before a catalogue upgrade
+            if not complete:  # scored before a catalogue upgrade
                 missing = [n for n in FEATURE_NAMES if n not in example.features]
                 OUTDATED.inc()
                 log.warning(
@@ -137,7 +142,7 @@ class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
                     missing[0],
                 )
                 continue
-            learner.learn(example)
+            learner.learn(example, columns)
             LEARNED.inc()
             if learner.due:
                 out.append(self._publish())

@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from features.catalog import FEATURE_NAMES
+from model_state import forest_walk
 from model_state.basis import LOG_KNOTS, _leaf_paths
 
 FOREST: dict[str, Any] = {
@@ -97,6 +98,13 @@ class Boosted:
         self.names = names
         self.tails = tails
         self._nan_left = nodes.get("nan_left", np.zeros(len(nodes["value"]), dtype=bool))
+        # The compiled walk's arrays, each contiguous and of one fixed type.
+        self._roots = np.ascontiguousarray(roots, dtype=np.int64)
+        self._feature = np.ascontiguousarray(nodes["feature"], dtype=np.int64)
+        self._threshold = np.ascontiguousarray(nodes["threshold"], dtype=np.float64)
+        self._left = np.ascontiguousarray(nodes["left"], dtype=np.int64)
+        self._right = np.ascontiguousarray(nodes["right"], dtype=np.int64)
+        self._nan_left = np.ascontiguousarray(self._nan_left, dtype=np.bool_)
         self._hat_names = np.array(
             [[f"{n}@{k}" for k in range(LOG_KNOTS + 1)] + [""] for n in names], dtype=object
         )
@@ -126,14 +134,24 @@ class Boosted:
         )
 
     def __call__(self, x: dict[str, float]) -> dict[str, float]:
-        row = self.matrix([x])
-        k, past = hats(row)
-        out: dict[str, float] = {}
-        for j, (kj, pj) in enumerate(zip(k[0].tolist(), past[0].tolist(), strict=True)):
-            out[self._hat_names[j, kj]] = 1.0 - pj
-            if pj > 0.0:
-                out[self._hat_names[j, kj + 1]] = pj
-        out["forest"] = float(self.forest(row)[0][0])
+        return self.expand_many([x])[0]
+
+    def expand_many(self, rows: Sequence[dict[str, float]]) -> list[dict[str, float]]:
+        """The columns of each of ``rows``, walked at once: each equals ``self(row)``, bit for bit
+        (the learner expands a batch of labels this way)."""
+        x = self.matrix(rows)
+        k, past = hats(x)
+        forest = self.forest(x)[0].tolist()
+        hat_names = self._hat_names
+        out = []
+        for ki, pi, log_odds in zip(k.tolist(), past.tolist(), forest, strict=True):
+            columns: dict[str, float] = {}
+            for j, (kj, pj) in enumerate(zip(ki, pi, strict=True)):
+                columns[hat_names[j, kj]] = 1.0 - pj
+                if pj > 0.0:
+                    columns[hat_names[j, kj + 1]] = pj
+            columns["forest"] = log_odds
+            out.append(columns)
         return out
 
     def widen(self, x: np.ndarray) -> np.ndarray:
@@ -143,7 +161,20 @@ class Boosted:
 
     def leaves(self, x: np.ndarray) -> np.ndarray:
         """The leaf (global node index) each tree sends each row of ``x`` (columns in ``names``
-        order) to: (rows, trees).
+        order) to: (rows, trees). Compiled (:mod:`model_state.forest_walk`); the same leaves as
+        :meth:`leaves_numpy`."""
+        return forest_walk.leaves(
+            np.ascontiguousarray(self.widen(x), dtype=np.float64),
+            self._roots,
+            self._feature,
+            self._threshold,
+            self._left,
+            self._right,
+            self._nan_left,
+        )
+
+    def leaves_numpy(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`leaves` in NumPy (the reference the compiled walk is tested against).
 
         All (row, tree) pairs step down together; those at a leaf drop out of the walk. A
         missing value (a tail column below its floor) goes where the tree sent missing values
@@ -180,7 +211,13 @@ class Boosted:
         return self.base + self.nodes["value"][at].sum(axis=1), at
 
     def saabas(self, at: np.ndarray) -> np.ndarray:
-        """Per row and feature, its share of ``forest - forest_mean`` along the paths ``at``."""
+        """Per row and feature, its share of ``forest - forest_mean`` along the paths ``at``.
+        Compiled; bitwise the same as :meth:`saabas_sparse`."""
+        m = self._saabas
+        return forest_walk.saabas(at, m.indptr, m.indices, m.data, m.shape[1])
+
+    def saabas_sparse(self, at: np.ndarray) -> np.ndarray:
+        """:meth:`saabas` as SciPy's sparse product (the reference)."""
         n, trees = at.shape
         reached = sp.csr_matrix(
             (np.ones(n * trees), at.ravel(), np.arange(0, n * trees + 1, trees)),

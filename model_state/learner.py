@@ -84,6 +84,10 @@ class OnlineLearner:
         self.unpublished: list[tuple[int, int]] = []  # labels learned since the last version
 
     @property
+    def _last_step(self) -> Any:
+        return next(reversed(self.model.steps.values()))
+
+    @property
     def pending(self) -> int:
         """Labels learned since the last published version."""
         return len(self.unpublished)
@@ -95,7 +99,18 @@ class OnlineLearner:
             example.learned_version
         ) <= version_key(self.version)
 
-    def learn(self, example: LabelledPayment) -> None:
+    def prepare(self, examples: list[LabelledPayment]) -> list[dict[str, float]] | None:
+        """What the model's last step learns from, for each of ``examples`` at once, or None
+        when the model has no batch expansion. The ``boosted`` forest is frozen, so its columns do
+        not depend on what is learned in between: walking a batch of labels at once gives each
+        label the same columns as walking it alone (tested), at a fraction of the cost."""
+        expand = getattr(expansion_of(self.model), "expand_many", None)
+        if expand is None or not examples:
+            return None
+        return expand([example.features for example in examples])
+
+    def learn(self, example: LabelledPayment, prepared: dict[str, float] | None = None) -> None:
+        """Learn one labelled payment; ``prepared``: its columns from :meth:`prepare`."""
         if example.is_fraud:
             self.frauds += 1
         else:
@@ -105,7 +120,10 @@ class OnlineLearner:
             weight *= self.balance.weight(
                 is_fraud=example.is_fraud, reported_at=example.reported_at
             )
-        self.model.learn_one(example.features, example.is_fraud, w=weight)
+        if prepared is None:
+            self.model.learn_one(example.features, example.is_fraud, w=weight)
+        else:  # the pipeline's learn_one, with its (stateless) expansion done already
+            self._last_step.learn_one(prepared, example.is_fraud, w=weight)
         self.learned_total += 1
         self.unpublished.append((example.label_partition, example.label_offset))
 

@@ -1,0 +1,186 @@
+"""Where a payment's microseconds go: each stage of the flow's per-payment work, timed alone.
+
+    python benchmarks/profile_stages.py [--days 4] [--cards 20000] [--cprofile PATH]
+
+Runs the project's own functions in one process, without Kafka, MySQL or Bytewax, over the
+generator's stream (payments and their labels, seed 99): decode, card / terminal / merchant
+histories, calendar, scoring, the stored row and its bulk-load text, then the label path
+(the fraud rates' label folding and the learner). Prints µs per payment (or label) for each
+stage, and with ``--cprofile`` writes the cProfile table of the whole run, sorted by own time.
+A model must exist in ``PAYSCORE_MODEL_DIR`` (``python -m model_state.train``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from sqlalchemy import JSON
+
+from dataflows.config import Config
+from dataflows.messages import MessageDecoder, Positioned
+from dataflows.scoring import add_calendar_features, score
+from features.card import CardHistory
+from features.contract import FraudLabel, LabelDecoder, Payment, PaymentDecoder
+from features.entity import EntityHistory
+from model_state import artifact, signing
+from model_state.learner import OnlineLearner
+from model_state.scorer import Scorer
+from storage.labels import LabelledPayment
+from storage.sink import tsv_field
+from storage.tables import scored_payments
+from test_data.generator import simulate
+from test_data.spec import SimulationSpec
+
+
+class RawMessage(msgspec.Struct):
+    """What Bytewax's Kafka source hands the flow (the fields the decoder reads)."""
+
+    value: bytes
+    key: bytes
+    topic: str
+    partition: int
+    offset: int
+    timestamp: tuple[int, int]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--days", type=int, default=4)
+    parser.add_argument("--cards", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=500, help="scoring batch size")
+    parser.add_argument("--cprofile", type=Path, help="write the cProfile table here")
+    args = parser.parse_args()
+    config = Config.from_env(os.environ)
+    key = signing.read_key(Path(config.model_key_file))
+    model = artifact.load(Path(config.model_dir), key=key)
+    scorer = Scorer(
+        model.model,
+        model.version,
+        review=config.review_threshold,
+        decline=config.decline_threshold,
+        positive_weight=model.metadata.positive_weight,
+    )
+    sim = simulate(
+        SimulationSpec(seed=99, days=args.days, cards=args.cards, merchants=args.cards // 5)
+    )
+    encode = msgspec.json.Encoder().encode
+    payments_raw, labels_raw = [], []
+    for event in sim.stream:
+        ms = int(datetime.now(UTC).timestamp() * 1000)
+        raw = RawMessage(encode(event), event.card_id.encode(), "t", 0, len(payments_raw), (1, ms))
+        (payments_raw if isinstance(event, Payment) else labels_raw).append(raw)
+    print(f"{len(payments_raw):,} payments, {len(labels_raw):,} labels")
+    profiler = cProfile.Profile() if args.cprofile else None
+    if profiler:
+        profiler.enable()
+    timings = run(payments_raw, labels_raw, scorer, model, args.batch)
+    if profiler:
+        profiler.disable()
+        with args.cprofile.open("w") as out:
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(60)
+        print(f"cProfile table: {args.cprofile}")
+    total = 0.0
+    for stage, (seconds, n) in timings.items():
+        total += seconds
+        print(f"{stage:<28} {seconds * 1e6 / n:8.1f} µs per item  ({n:,} items)")
+    print(f"{'all stages':<28} {total * 1e6 / len(payments_raw):8.1f} µs per payment")
+
+
+def run(
+    payments_raw: list[RawMessage],
+    labels_raw: list[RawMessage],
+    scorer: Scorer,
+    model: artifact.ModelArtifact,
+    batch: int,
+) -> dict[str, tuple[float, int]]:
+    timings: dict[str, tuple[float, int]] = {}
+
+    def timed(stage: str, n: int, work: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        out = work()
+        timings[stage] = (time.perf_counter() - started, n)
+        return out
+
+    decode = MessageDecoder(PaymentDecoder(), LabelDecoder())
+    n = len(payments_raw)
+    payments: list[Positioned[Payment]] = timed(
+        "decode", n, lambda: [decode.payment(m) for m in payments_raw]
+    )
+    for stage, key, new in (
+        ("card features", "card_id", CardHistory),
+        ("terminal features", "terminal_id", lambda: EntityHistory("terminal")),
+        ("merchant features", "merchant_id", lambda: EntityHistory("merchant")),
+    ):
+        histories: dict[str, Any] = {}
+
+        def observe(key: str = key, new: Callable[[], Any] = new, h: dict = histories) -> None:
+            for p in payments:
+                k = getattr(p.event, key)
+                history = h.get(k)
+                if history is None:
+                    history = h[k] = new()
+                p.features.update(history.observe(p.event))
+
+        timed(stage, n, observe)
+    timed("calendar features", n, lambda: [add_calendar_features(p) for p in payments])
+    rows: list[dict[str, Any]] = timed(
+        "score and row",
+        n,
+        lambda: [r for i in range(0, n, batch) for r in score(scorer, payments[i : i + batch])],
+    )
+    columns = list(rows[0])
+    json_columns = {c for c in columns if isinstance(scored_payments.c[c].type, JSON)}
+    timed(
+        "bulk-load text",
+        n,
+        lambda: [
+            "\t".join(tsv_field(r[c], is_json=c in json_columns) for c in columns) for r in rows
+        ],
+    )
+    by_id = {p.event.transaction_id: p for p in payments}
+    labels = [decode.label(m) for m in labels_raw]
+    labelled = [
+        LabelledPayment(
+            transaction_id=lab.event.transaction_id,
+            card_id=lab.event.card_id,
+            terminal_id=by_id[lab.event.transaction_id].event.terminal_id,
+            merchant_id=by_id[lab.event.transaction_id].event.merchant_id,
+            payment_time=by_id[lab.event.transaction_id].event.event_timestamp,
+            reported_at=lab.event.reported_at.timestamp(),
+            is_fraud=lab.event.is_fraud,
+            features=by_id[lab.event.transaction_id].features,
+            scored_by=scorer.version,
+            label_partition=lab.partition,
+            label_offset=lab.offset,
+            learned_version=None,
+        )
+        for lab in labels
+        if isinstance(lab, Positioned)
+        and isinstance(lab.event, FraudLabel)
+        and lab.event.transaction_id in by_id
+    ]
+    learner = OnlineLearner(model, publish_every=500)
+
+    def learn() -> None:  # in batches, as the flow's learner step gets them
+        for i in range(0, len(labelled), batch):
+            chunk = labelled[i : i + batch]
+            for example, columns in zip(chunk, learner.prepare(chunk) or [], strict=True):
+                learner.learn(example, columns)
+                if learner.due:
+                    learner.publish(datetime.now(UTC))
+
+    timed("learn (per label)", len(labelled), learn)
+    return timings
+
+
+if __name__ == "__main__":
+    main()
