@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from sqlalchemy import JSON
 
 from dataflows.config import Config
 from dataflows.messages import MessageDecoder, Positioned
@@ -35,7 +34,7 @@ from model_state import artifact, signing
 from model_state.learner import OnlineLearner
 from model_state.scorer import Scorer
 from storage.labels import LabelledPayment
-from storage.sink import tsv_field
+from storage.sink import tsv_lines
 from storage.tables import scored_payments
 from test_data.generator import simulate
 from test_data.spec import SimulationSpec
@@ -137,15 +136,7 @@ def run(
         n,
         lambda: [r for i in range(0, n, batch) for r in score(scorer, payments[i : i + batch])],
     )
-    columns = list(rows[0])
-    json_columns = {c for c in columns if isinstance(scored_payments.c[c].type, JSON)}
-    timed(
-        "bulk-load text",
-        n,
-        lambda: [
-            "\t".join(tsv_field(r[c], is_json=c in json_columns) for c in columns) for r in rows
-        ],
-    )
+    timed("bulk-load text", n, lambda: tsv_lines(scored_payments, rows))
     by_id = {p.event.transaction_id: p for p in payments}
     labels = [decode.label(m) for m in labels_raw]
     labelled = [

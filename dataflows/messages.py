@@ -27,6 +27,7 @@ class Positioned(msgspec.Struct, Generic[E]):
     offset: int
     features: dict[str, float] = {}
     rejected: str = ""  # why a decoded event is refused after all (a reused id): a dead letter
+    appended_at: float | None = None  # the Kafka record's timestamp, POSIX seconds
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,7 +68,12 @@ def _decode(decoder: PaymentDecoder | LabelDecoder, message: RawMessage) -> Posi
             received_at=received_at,
             dead_lettered_at=datetime.now(UTC),
         )
-    return Positioned(event, message.partition or 0, message.offset or 0)
+    return Positioned(
+        event,
+        message.partition or 0,
+        message.offset or 0,
+        appended_at=received_at.timestamp() if received_at is not None else None,
+    )
 
 
 class MessageDecoder:

@@ -297,6 +297,7 @@ def score(scorer: Scorer, batch: list[Positioned[Payment]]) -> list[dict[str, ob
             reasons=result.reasons,
             model_version=scorer.version,
             scored_at=scored_at,
+            appended_at=p.appended_at,
         )
         for p, result in zip(batch, results, strict=True)
     ]

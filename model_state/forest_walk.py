@@ -2,7 +2,8 @@
 
 Walking 500 trees for a batch with NumPy steps every (row, tree) pair down one level at a time;
 each level is a dozen fancy-indexing passes over all pairs, and a payment cost about 80 µs.
-Compiled with Numba, each pair walks its own path to the leaf: a few µs per payment.
+Compiled with Numba, each pair walks its own path to the leaf, tree by tree: about 8 µs per
+payment for 500 trees.
 
 Both kernels give exactly what the NumPy code gave (tested bit for bit in
 ``tests/test_forest_walk.py``):
@@ -36,16 +37,16 @@ def leaves(
     """The leaf (global node index) each tree sends each row of ``x`` to: (rows, trees)."""
     n, trees = x.shape[0], roots.shape[0]
     out = np.empty((n, trees), dtype=np.int64)
-    for i in range(n):
-        row = x[i]
-        for t in range(trees):
-            node = roots[t]
-            while left[node] != node:
-                value = row[feature[node]]
-                if value <= threshold[node] or (np.isnan(value) and nan_left[node]):
-                    node = left[node]
-                else:
-                    node = right[node]
+    for t in range(trees):  # tree by tree: one tree's nodes stay in cache for every row
+        root = roots[t]
+        for i in range(n):
+            node = root
+            below = left[node]
+            while below != node:
+                value = x[i, feature[node]]
+                go_left = (value <= threshold[node]) | (np.isnan(value) & nan_left[node])
+                node = below if go_left else right[node]
+                below = left[node]
             out[i, t] = node
     return out
 

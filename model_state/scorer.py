@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 import msgspec
 import numpy as np
+from numba import njit
 from river import compose, linear_model, preprocessing
 from river.utils.math import sigmoid
 
@@ -172,11 +173,37 @@ class Scorer:
             probabilities = np.where(
                 log_odds < -30, 0.0, np.where(log_odds > 30, 1.0, 1.0 / (1.0 + np.exp(-log_odds)))
             )
-        # top_reasons for every row at once: a stable sort keeps catalogue order on ties.
-        names = np.array(self._explain.names, dtype=object)  # type: ignore[attr-defined]
-        order = np.argsort(-push, axis=1, kind="stable")[:, :MAX_REASONS]
-        pushed = np.take_along_axis(push, order, axis=1) > 0
+        # top_reasons for every row at once (compiled), ties in catalogue order as in sorted().
+        names = self._explain.names  # type: ignore[attr-defined]
+        top = top_positive(push, MAX_REASONS).tolist()
+        review, decline = self._review, self._decline
         return [
-            Score(p, decide(p, review=self._review, decline=self._decline), tuple(names[o[up]]))
-            for p, o, up in zip(probabilities.tolist(), order, pushed, strict=True)
+            Score(
+                p, decide(p, review=review, decline=decline), tuple(names[j] for j in t if j >= 0)
+            )
+            for p, t in zip(probabilities.tolist(), top, strict=True)
         ]
+
+
+@njit(cache=True, nogil=True)
+def top_positive(push: np.ndarray, k: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Per row of ``push``, the columns of its ``k`` largest positive values, largest first,
+    an earlier column first among equals (as :func:`top_reasons`); -1 pads."""
+    n, m = push.shape
+    out = np.full((n, k), -1, dtype=np.int64)
+    for i in range(n):
+        best = np.zeros(k)
+        found = 0
+        for j in range(m):
+            v = push[i, j]
+            if not v > 0.0 or (found == k and not v > best[k - 1]):
+                continue
+            at = min(found, k - 1)
+            while at > 0 and v > best[at - 1]:
+                best[at] = best[at - 1]
+                out[i, at] = out[i, at - 1]
+                at -= 1
+            best[at] = v
+            out[i, at] = j
+            found = min(found + 1, k)
+    return out

@@ -171,6 +171,8 @@ def make_engine(
             # A server that stops answering mid-statement counts as lost, not as slow forever.
             "read_timeout": 120,
             "write_timeout": 120,
+            # Every time the server makes (a column default, SYSDATE) is UTC, as the flow's own.
+            "init_command": "SET time_zone = '+00:00'",
         },
         **({"isolation_level": isolation_level} if isolation_level else {}),
     )

@@ -32,7 +32,9 @@ def scored_payment_row(
     reasons: tuple[str, ...],
     model_version: str,
     scored_at: datetime,
+    appended_at: float | None = None,
 ) -> dict[str, Any]:
+    """``appended_at``: the payment's Kafka record timestamp (POSIX seconds), if it had one."""
     offset_delta = payment.event_time.utcoffset()
     return {
         "transaction_id": payment.transaction_id,
@@ -51,6 +53,11 @@ def scored_payment_row(
         "kafka_partition": partition,
         "kafka_offset": offset,
         "scored_at": utc_naive(scored_at),
+        "appended_at": (
+            datetime.fromtimestamp(appended_at, UTC).replace(tzinfo=None)
+            if appended_at is not None
+            else None
+        ),
     }
 
 

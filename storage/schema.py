@@ -2,7 +2,8 @@
 
 ``python -m storage.schema``          print the DDL (what ``test_data/schema.sql`` holds)
 ``python -m storage.schema --write``  rewrite ``test_data/schema.sql``
-``python -m storage.schema --create`` create missing tables, as ``PAYSCORE_MYSQL_ADMIN_URL``
+``python -m storage.schema --create`` create missing tables, indexes and (empty) columns, as
+                                      ``PAYSCORE_MYSQL_ADMIN_URL``
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import argparse
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.dialects import mysql
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
 from storage.tables import metadata
 
@@ -45,16 +46,33 @@ class SchemaMismatchError(RuntimeError):
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every table and index that does not exist yet (never alters or drops), then check
-    that the existing tables have every column this code writes."""
+    """Create every table and index that does not exist yet, and add the columns a newer payscore
+    added to an existing table when they may be empty (nullable or with a default): a running
+    install upgrades in place. Never alters or drops anything else; a missing column that must
+    be filled is an error that says what to do."""
     metadata.create_all(engine, checkfirst=True)
+    dialect = mysql.dialect()
     inspector = inspect(engine)
-    problems = []
+    problems, upgrades = [], []
     for table in metadata.sorted_tables:
         have = {c["name"] for c in inspector.get_columns(table.name)}
-        missing = [c.name for c in table.columns if c.name not in have]
-        if missing:
-            problems.append(f"{table.name} lacks {', '.join(missing)}")
+        missing = [c for c in table.columns if c.name not in have]
+        required = [c.name for c in missing if not c.nullable and c.server_default is None]
+        if required:
+            problems.append(f"{table.name} lacks {', '.join(required)}")
+        for column in missing:
+            ddl = str(CreateColumn(column).compile(dialect=dialect)).strip()
+            upgrades.append(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+        indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+        upgrades += [
+            str(CreateIndex(index).compile(dialect=dialect))
+            for index in table.indexes
+            if index.name not in indexes
+        ]
+    if not problems:
+        with engine.begin() as connection:
+            for statement in upgrades:
+                connection.execute(text(statement))
     if problems:
         raise SchemaMismatchError(
             f"the database {engine.url.database} was created by an older payscore: "

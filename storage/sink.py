@@ -79,6 +79,8 @@ def load_data_statement(table: Table, columns: Sequence[str], path: str) -> str:
     """``LOAD DATA LOCAL INFILE`` for a tab-separated file of ``columns``; binary columns are
     sent as hex and decoded by the server."""
     targets, sets = [], []
+    # A column marked written_at (scored_payments.stored_at) gets the time MySQL writes each row.
+    sets += [f"{c.name} = SYSDATE(6)" for c in table.columns if c.info.get("written_at")]
     for name in columns:
         if isinstance(table.c[name].type, LargeBinary):
             targets.append(f"@{name}")
@@ -117,13 +119,42 @@ def tsv_field(value: Any, *, is_json: bool = False) -> str:
     if value is None:
         return "\\N"
     if is_json:
-        return _json.encode(value).decode().translate(_ESCAPES)
+        return _json_text(value)
     text = _TEXT.get(type(value))
     if text is None:  # a subclass (an int enum, a numpy float): by its nearest known base
         text = next((f for kind, f in _TEXT.items() if isinstance(value, kind)), None)
         if text is None:
             raise SinkWriteError(f"no MySQL text form for a value of type {type(value).__name__}")
     return text(value)
+
+
+def _json_text(value: Any) -> str:
+    # JSON escapes every control character, so only its backslashes need LOAD DATA's escape.
+    text = _json.encode(value).decode()
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
+def tsv_lines(table: Table, items: Sequence[Row]) -> tuple[list[str], list[str]]:
+    """The columns (those of the first row) and one LOAD DATA line per row of ``items``."""
+    columns = list(items[0])
+    json_flags = [isinstance(table.c[name].type, JSON) for name in columns]
+    plain = _TEXT
+    field = tsv_field
+
+    def line(row: Row) -> str:
+        out = []
+        for name, is_json in zip(columns, json_flags, strict=True):
+            value = row[name]
+            text = plain.get(type(value)) if not is_json else None
+            out.append(text(value) if text is not None else field(value, is_json=is_json))
+        return "\t".join(out)
+
+    try:
+        return columns, [line(row) for row in items]
+    except KeyError as exc:
+        raise SinkWriteError(
+            f"row for {table.name} lacks column {exc}; expected {columns}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -216,22 +247,7 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
 
     def _load(self, items: list[Row]) -> int:
         """Bulk-load; the number of rows skipped as stored already."""
-        columns = list(items[0])
-        json_flags = [isinstance(self._table.c[name].type, JSON) for name in columns]
-        try:
-            lines = [
-                "\t".join(
-                    [
-                        tsv_field(row[name], is_json=flag)
-                        for name, flag in zip(columns, json_flags, strict=True)
-                    ]
-                )
-                for row in items
-            ]
-        except KeyError as exc:
-            raise SinkWriteError(
-                f"row for {self._table.name} lacks column {exc}; expected {columns}"
-            ) from None
+        columns, lines = tsv_lines(self._table, items)
         with tempfile.NamedTemporaryFile(
             "w", encoding="utf-8", dir=_TMP_DIR, prefix="payscore-", suffix=".tsv"
         ) as file:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects.mysql import DATETIME, LONGBLOB, MEDIUMBLOB
 
@@ -66,6 +67,20 @@ scored_payments = Table(
     Column("scored_at", Timestamp, nullable=False, comment="UTC"),
     Column("label_is_fraud", Boolean, nullable=True, comment="set once, when the label is learned"),
     Column("label_reported_at", Timestamp, nullable=True, comment="UTC"),
+    Column(
+        "appended_at",
+        Timestamp,
+        nullable=True,
+        comment="UTC: the Kafka record timestamp (log-append time, or the producer time)",
+    ),
+    Column(
+        "stored_at",
+        Timestamp,
+        nullable=True,
+        server_default=text("CURRENT_TIMESTAMP(6)"),
+        info={"written_at": True},
+        comment="UTC: when MySQL wrote the row, inside the transaction of its batch",
+    ),
     Index("ix_scored_payments_card_time", "card_id", "event_time"),
     Index("ix_scored_payments_event_time", "event_time"),
     comment="One row per payment, first write wins: a replayed payment changes nothing.",

@@ -69,6 +69,8 @@ CREATE TABLE scored_payments (
 	scored_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	label_is_fraud BOOL COMMENT 'set once, when the label is learned', 
 	label_reported_at DATETIME(6) COMMENT 'UTC', 
+	appended_at DATETIME(6) COMMENT 'UTC: the Kafka record timestamp (log-append time, or the producer time)', 
+	stored_at DATETIME(6) COMMENT 'UTC: when MySQL wrote the row, inside the transaction of its batch' DEFAULT CURRENT_TIMESTAMP(6), 
 	PRIMARY KEY (transaction_id)
 )COMMENT='One row per payment, first write wins: a replayed payment changes nothing.';
 

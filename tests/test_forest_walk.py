@@ -1,5 +1,6 @@
-"""The compiled forest walk gives exactly what the NumPy walk and SciPy's product gave, and the
-learner's batch expansion learns exactly what learning one label at a time learns."""
+"""The compiled kernels give exactly what the NumPy code gave: the forest walk reaches the NumPy
+walk's leaves, the Saabas sums are SciPy's, the top reasons a stable sort's, and the learner's
+batch expansion learns what learning one label at a time learns."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from features.catalog import FEATURE_NAMES
 from model_state.artifact import ModelArtifact, ModelMetadata
 from model_state.learner import OnlineLearner
+from model_state.scorer import top_positive
 from storage.labels import LabelledPayment
 from tests.test_boosted import BOOSTED, LEARNED, as_dict
 
@@ -102,3 +104,25 @@ START = ModelArtifact(
     ),
     b"",
 )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    push=st.lists(
+        st.lists(
+            st.sampled_from([-1.0, -0.0, 0.0, 0.5, 1.0, 2.0]) | st.floats(-3, 3),
+            min_size=6,
+            max_size=6,
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    k=st.integers(1, 4),
+)
+def test_the_compiled_top_reasons_are_a_stable_sorts(push: list[list[float]], k: int) -> None:
+    """Largest positive first; among equal values the earlier column, as sorted() keeps them."""
+    got = top_positive(np.array(push), k).tolist()
+    for row, top in zip(push, got, strict=True):
+        ranked = sorted(range(len(row)), key=lambda j: row[j], reverse=True)[:k]
+        expected = [j for j in ranked if row[j] > 0]
+        assert top == expected + [-1] * (k - len(expected))

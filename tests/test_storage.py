@@ -283,3 +283,26 @@ def test_the_flow_s_account_reads_and_writes_rows_and_nothing_else(
         assert c.execute(select(func.count()).select_from(dead_letters)).scalar_one() == 0
         with pytest.raises(Exception, match=r"denied|1142|1044|1045|1227|1410"):
             c.execute(text(statement))
+
+
+@pytest.mark.integration
+def test_a_running_install_gains_the_columns_and_indexes_a_newer_payscore_added(
+    admin_engine: Engine, engine: Engine
+) -> None:
+    """appended_at and stored_at came with issue 13: an older scored_payments gets them, empty for
+    the rows it holds, and the sink fills them for new rows."""
+    with admin_engine.begin() as c:
+        c.execute(
+            text("ALTER TABLE scored_payments DROP COLUMN appended_at, DROP COLUMN stored_at")
+        )
+        c.execute(text("DROP INDEX ix_scored_payments_event_time ON scored_payments"))
+    create_schema(admin_engine)
+    with admin_engine.connect() as c:
+        columns = {r[0] for r in c.execute(text("SHOW COLUMNS FROM scored_payments"))}
+        indexes = {r[2] for r in c.execute(text("SHOW INDEX FROM scored_payments"))}
+    assert {"appended_at", "stored_at"} <= columns
+    assert "ix_scored_payments_event_time" in indexes
+    MySQLSinkPartition(engine, scored_payments).write_batch([_row("t-1", 0.1)])
+    with engine.connect() as c:
+        stored_at, now = c.execute(select(scored_payments.c.stored_at, func.utc_timestamp(6))).one()
+    assert stored_at is not None and abs((now - stored_at).total_seconds()) < 60
