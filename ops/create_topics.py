@@ -18,7 +18,12 @@ from dataflows.config import Config
 def create_topics(config: Config) -> None:
     admin = AdminClient(config.kafka_client())
     names = [config.payments_topic, config.labels_topic, config.dead_letters_topic]
-    wanted = [NewTopic(name, num_partitions=config.topic_partitions) for name in names]
+    # Payments carry the broker's append time, from which the flow measures append-to-commit.
+    settings = {config.payments_topic: {"message.timestamp.type": "LogAppendTime"}}
+    wanted = [
+        NewTopic(name, num_partitions=config.topic_partitions, config=settings.get(name, {}))
+        for name in names
+    ]
     for name, future in admin.create_topics(wanted, request_timeout=30).items():
         try:
             future.result()
