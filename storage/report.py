@@ -1,17 +1,22 @@
 """What landed in MySQL: scored payments by decision and model version, labels learned, every
 label message by outcome, model versions, and dead letters with their reasons.
 
-python -m storage.report
+python -m storage.report               # text, on standard output
+python -m storage.report --html PATH   # a one-page HTML report (storage/report_html.py)
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+from pathlib import Path
 
 from sqlalchemy import Engine, Integer, cast, func, select
 
 from dataflows.config import Config
 from storage.engine import make_engine
+from storage.report_data import read_report
+from storage.report_html import render
 from storage.tables import dead_letters, fraud_labels, model_versions, scored_payments
 
 
@@ -76,5 +81,28 @@ def report(engine: Engine) -> str:
     return "\n".join(lines)
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m storage.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--html", type=Path, metavar="PATH", help="write a one-page HTML report to PATH"
+    )
+    args = parser.parse_args(argv)
+    engine = make_engine(Config.from_env(os.environ).mysql_dsn)
+    try:
+        if args.html is None:
+            print(report(engine))
+            return
+        page = render(read_report(engine))
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        args.html.write_text(page, encoding="utf-8")
+        print(f"wrote {args.html} ({len(page):,} bytes)")
+    finally:
+        engine.dispose()
+
+
 if __name__ == "__main__":
-    print(report(make_engine(Config.from_env(os.environ).mysql_dsn)))
+    main()
