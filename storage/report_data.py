@@ -1,9 +1,9 @@
 """What the HTML report shows, read from MySQL into plain values: the queries, and nothing about
 how it looks (:mod:`storage.report_html` renders it).
 
-The append-to-commit latency needs two columns the schema may not have yet,
-``scored_payments.appended_at`` (the Kafka append time) and ``committed_at``; without them the
-report says it was not recorded.
+The append-to-commit latency comes from ``scored_payments.appended_at`` (the Kafka record time)
+and ``stored_at`` (when MySQL wrote the row, in its batch's transaction); a database made before
+those columns, or rows without a Kafka time, show it as not recorded.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from storage.tables import dead_letters, fraud_labels, model_versions, scored_pa
 PROBABILITY_BINS = 20  # fraud probability in bins of 0.05
 HOURS_SHOWN = 168  # the decision rates of the last week with data
 TOP_SCORES = 10
-APPENDED_AT, COMMITTED_AT = "appended_at", "committed_at"
+APPENDED_AT, COMMITTED_AT = "appended_at", "stored_at"
 # The buckets of payscore_append_to_commit_seconds, so that the report and Grafana agree.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -97,7 +97,7 @@ class ReportData:
     versions: list[VersionRow]
     dead_letters: int
     dead_letter_classes: list[ErrorClass]
-    latency: Latency | None  # None: the columns do not exist
+    latency: Latency | None  # None: not recorded (no columns, or no row with a Kafka time)
 
     @property
     def label_messages(self) -> int:
@@ -251,6 +251,8 @@ def _latency(c: Connection) -> Latency | None:
             f"AND {COMMITTED_AT} IS NOT NULL GROUP BY bucket"
         )
     ).all()
+    if not rows:
+        return None
     counts = [0] * (len(LATENCY_BUCKETS) + 1)
     for bucket, n in rows:
         counts[int(bucket)] = n

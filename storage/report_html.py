@@ -238,7 +238,7 @@ def _latency(data: ReportData) -> str:
     if lat is None:
         return head + (
             '<p class="note" data-testid="latency-missing">Not recorded: scored_payments has no '
-            "appended_at and committed_at columns.</p>"
+            "payment with a Kafka record time (appended_at) and a stored_at time.</p>"
         )
 
     def bound(b: float) -> str:
