@@ -2,20 +2,24 @@
 
 ``python -m storage.schema``          print the DDL (what ``test_data/schema.sql`` holds)
 ``python -m storage.schema --write``  rewrite ``test_data/schema.sql``
-``python -m storage.schema --create`` create missing tables, as ``PAYSCORE_MYSQL_ADMIN_URL``
+``python -m storage.schema --create`` create missing tables and indexes (and add missing nullable
+                                      columns), as ``PAYSCORE_MYSQL_ADMIN_URL``
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.dialects import mysql
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
 from storage.tables import metadata
+
+log = logging.getLogger(__name__)
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "test_data" / "schema.sql"
 # How ops/services.sh creates the database (and the tests theirs): the default collation of its
@@ -45,16 +49,21 @@ class SchemaMismatchError(RuntimeError):
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every table and index that does not exist yet (never alters or drops), then check
-    that the existing tables have every column this code writes."""
+    """Create every table and index that does not exist yet, then bring older tables up to
+    date where that only adds: a missing index is created and a missing *nullable* column is
+    added (an older database gets what later code added, e.g. the review queue's indexes).
+    Never drops or changes a column. A table that lacks a column this code writes and that
+    cannot be NULL is an older schema: :class:`SchemaMismatchError`, and nothing is changed."""
     metadata.create_all(engine, checkfirst=True)
     inspector = inspect(engine)
-    problems = []
+    problems, additions = [], []
     for table in metadata.sorted_tables:
         have = {c["name"] for c in inspector.get_columns(table.name)}
-        missing = [c.name for c in table.columns if c.name not in have]
-        if missing:
-            problems.append(f"{table.name} lacks {', '.join(missing)}")
+        missing = [c for c in table.columns if c.name not in have]
+        required = [c.name for c in missing if not c.nullable]
+        if required:
+            problems.append(f"{table.name} lacks {', '.join(required)}")
+        additions += [(table, c) for c in missing if c.nullable]
     if problems:
         raise SchemaMismatchError(
             f"the database {engine.url.database} was created by an older payscore: "
@@ -62,6 +71,18 @@ def create_schema(engine: Engine) -> None:
             + ". Point PAYSCORE_MYSQL_URL at a new database, or migrate this one to "
             "test_data/schema.sql (python -m storage.schema prints it)"
         )
+    dialect = engine.dialect
+    with engine.begin() as connection:
+        for table, column in additions:
+            ddl = CreateColumn(column).compile(dialect=dialect)
+            connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+            log.warning("added column %s.%s", table.name, column.name)
+        for table in metadata.sorted_tables:
+            existing = {i["name"] for i in inspector.get_indexes(table.name)}
+            for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                if index.name not in existing:
+                    connection.execute(CreateIndex(index))
+                    log.warning("created index %s on %s", index.name, table.name)
 
 
 def main() -> None:
