@@ -13,6 +13,7 @@ its role and password. Users are rows of ``review_users`` in the flow's database
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import os
 import re
@@ -72,7 +73,7 @@ def authenticate(connection: Connection, name: str, password: str) -> User | Non
         select(review_users.c.role, review_users.c.password_hash).where(review_users.c.name == name)
     ).first()
     if row is None:
-        verify_password(password, _DUMMY)  # the same work either way: no timing hint
+        verify_password(password, _dummy())  # the same work either way: no timing hint
         return None
     return User(name, row.role) if verify_password(password, row.password_hash) else None
 
@@ -90,7 +91,9 @@ def list_users(connection: Connection) -> list[User]:
     return [User(r.name, r.role) for r in rows]
 
 
-_DUMMY = hash_password("not a password of anyone")
+@functools.cache
+def _dummy() -> str:
+    return hash_password("not a password of anyone")
 
 
 def _password(file: str | None) -> str:
@@ -106,9 +109,14 @@ def _password(file: str | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m review.users", description=__doc__)
+    # No abbreviations: ``--password SECRET`` must not pass for ``--password-file``.
+    parser = argparse.ArgumentParser(
+        prog="python -m review.users", description=__doc__, allow_abbrev=False
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    add = commands.add_parser("add", help="add a user, or replace one's role and password")
+    add = commands.add_parser(
+        "add", help="add a user, or replace one's role and password", allow_abbrev=False
+    )
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, required=True)
     add.add_argument("--password-file", help="read the password from this file's first line")
@@ -123,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "add":
             try:
                 password = _password(args.password_file)
+                check_new_password(password)
                 with engine.begin() as connection:
                     add_user(connection, args.name, args.role, password)
             except ValueError as exc:
