@@ -69,6 +69,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     label_wait_seconds: Annotated[float, Meta(ge=0)] = 600.0
     # Contract: how far an event may be ahead of the moment its record reached Kafka.
     max_future_skew_seconds: Annotated[int, Meta(ge=0)] = 300
+    # The review queue (python -m review): where it listens, the key that signs its session
+    # cookies (created, mode 0600, at first start), and whether cookies need HTTPS.
+    review_host: str = "127.0.0.1"
+    review_port: Annotated[int, Meta(ge=1, le=65535)] = 8321
+    review_session_key_file: str = "review/session.key"
+    review_https_only: bool = False
 
     def __post_init__(self) -> None:
         if self.review_threshold >= self.decline_threshold:

@@ -134,13 +134,23 @@ class Payment(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
         return self.event_time.timestamp()
 
 
-class FraudLabel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The bank's verdict on one payment, reported after it happened."""
+class FraudLabel(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """The bank's verdict on one payment, reported after it happened, or an analyst's from the
+    review queue (:mod:`review`): ``analyst`` names who gave it, ``note`` says why.
+
+    Both are optional, so every label of before stays valid; a label without them is encoded
+    without them (``omit_defaults``: fields at their default, ``schema_version`` included, are
+    left out), so a flow that does not know them yet reads it too.
+    """
 
     transaction_id: Identifier
     card_id: Identifier
     is_fraud: bool
     reported_at: AwareTime
+    analyst: Identifier | None = None
+    note: Annotated[str, Meta(max_length=2000)] | None = None
     schema_version: Literal[1] = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

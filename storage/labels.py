@@ -271,6 +271,7 @@ def _ledger_row(
         "learned_version": None,
         "first_seen_at": moment,
         "resolved_at": None if status == WAITING else moment,
+        "analyst": label.analyst,
     }
 
 

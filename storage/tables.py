@@ -1,5 +1,5 @@
-"""The MySQL schema as SQLAlchemy Core tables: scored payments, fraud labels, dead letters and
-model versions.
+"""The MySQL schema as SQLAlchemy Core tables: scored payments, fraud labels, dead letters,
+model versions, and the review queue's users and verdicts.
 
 This module is the single source of the schema; ``test_data/schema.sql`` is rendered from it
 (``python -m storage.schema``) and a test fails when the two differ. Times are stored in UTC as
@@ -83,6 +83,15 @@ scored_payments = Table(
     ),
     Index("ix_scored_payments_card_time", "card_id", "event_time"),
     Index("ix_scored_payments_event_time", "event_time"),
+    # The review queue (review.queries): by decision, most likely fraud first, and by merchant.
+    Index("ix_scored_payments_queue", "decision", "fraud_probability", "transaction_id"),
+    Index(
+        "ix_scored_payments_merchant_queue",
+        "merchant_id",
+        "decision",
+        "fraud_probability",
+        "transaction_id",
+    ),
     comment="One row per payment, first write wins: a replayed payment changes nothing.",
 )
 
@@ -115,6 +124,7 @@ fraud_labels = Table(
     Column("learned_version", Id(), nullable=True, comment="the first version that learned it"),
     Column("first_seen_at", Timestamp, nullable=False, comment="UTC"),
     Column("resolved_at", Timestamp, nullable=True, comment="UTC"),
+    Column("analyst", Id(), nullable=True, comment="who gave it in the review queue, if anyone"),
     Index("ix_fraud_labels_transaction", "transaction_id"),
     Index("ix_fraud_labels_status", "status", "topic", "kafka_partition"),
     comment="Every fraud label read, keyed by where it was read: what became of it.",
@@ -136,4 +146,37 @@ model_versions = Table(
     Column("artifact", Blob, nullable=False, comment="the pickled model"),
     Index("ix_model_versions_order", "lineage", "sequence", unique=True),
     comment="Every model version that scored or may score payments.",
+)
+
+review_users = Table(
+    "review_users",
+    metadata,
+    Column("name", Id(), primary_key=True),
+    Column("role", String(8), nullable=False, comment="analyst or viewer"),
+    Column("password_hash", String(255), nullable=False, comment="scrypt (review.passwords)"),
+    Column("created_at", Timestamp, nullable=False, comment="UTC"),
+    comment="Who may sign in to the review queue (python -m review.users).",
+)
+
+review_verdicts = Table(
+    "review_verdicts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("transaction_id", Id(), nullable=False),
+    Column("card_id", Id(), nullable=False),
+    Column("analyst", Id(), nullable=False),
+    Column("is_fraud", Boolean, nullable=False, comment="the verdict"),
+    Column("note", Text, nullable=True),
+    Column("decided_at", Timestamp, nullable=False, comment="UTC, the label's reported_at"),
+    Column("model_version", Id(), nullable=False, comment="the version that scored the payment"),
+    Column("model_decision", String(8), nullable=False, comment="what the verdict overrode"),
+    Column("model_probability", Double, nullable=False),
+    Column("earlier_label_is_fraud", Boolean, nullable=True, comment="the payment's label then"),
+    Column("earlier", Text, nullable=True, comment="earlier labels and verdicts, in words"),
+    Column("labels_topic", Id(249), nullable=False),
+    Column("kafka_partition", Integer, nullable=True, comment="where the label was written"),
+    Column("kafka_offset", BigInteger, nullable=True, comment="NULL: not delivered"),
+    Column("delivery_error", Text, nullable=True),
+    Index("ix_review_verdicts_transaction", "transaction_id"),
+    comment="Every verdict given in the review queue, and the label message it became.",
 )

@@ -26,6 +26,7 @@ CREATE TABLE fraud_labels (
 	learned_version VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'the first version that learned it', 
 	first_seen_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	resolved_at DATETIME(6) COMMENT 'UTC', 
+	analyst VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'who gave it in the review queue, if anyone', 
 	PRIMARY KEY (topic, kafka_partition, kafka_offset)
 )COMMENT='Every fraud label read, keyed by where it was read: what became of it.';
 
@@ -49,6 +50,36 @@ CREATE TABLE model_versions (
 )COMMENT='Every model version that scored or may score payments.';
 
 CREATE UNIQUE INDEX ix_model_versions_order ON model_versions (lineage, sequence);
+
+CREATE TABLE review_users (
+	name VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	`role` VARCHAR(8) NOT NULL COMMENT 'analyst or viewer', 
+	password_hash VARCHAR(255) NOT NULL COMMENT 'scrypt (review.passwords)', 
+	created_at DATETIME(6) NOT NULL COMMENT 'UTC', 
+	PRIMARY KEY (name)
+)COMMENT='Who may sign in to the review queue (python -m review.users).';
+
+CREATE TABLE review_verdicts (
+	id BIGINT NOT NULL AUTO_INCREMENT, 
+	transaction_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	card_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	analyst VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	is_fraud BOOL NOT NULL COMMENT 'the verdict', 
+	note TEXT, 
+	decided_at DATETIME(6) NOT NULL COMMENT 'UTC, the label''s reported_at', 
+	model_version VARCHAR(64) COLLATE utf8mb4_bin NOT NULL COMMENT 'the version that scored the payment', 
+	model_decision VARCHAR(8) NOT NULL COMMENT 'what the verdict overrode', 
+	model_probability DOUBLE NOT NULL, 
+	earlier_label_is_fraud BOOL COMMENT 'the payment''s label then', 
+	earlier TEXT COMMENT 'earlier labels and verdicts, in words', 
+	labels_topic VARCHAR(249) COLLATE utf8mb4_bin NOT NULL, 
+	kafka_partition INTEGER COMMENT 'where the label was written', 
+	kafka_offset BIGINT COMMENT 'NULL: not delivered', 
+	delivery_error TEXT, 
+	PRIMARY KEY (id)
+)COMMENT='Every verdict given in the review queue, and the label message it became.';
+
+CREATE INDEX ix_review_verdicts_transaction ON review_verdicts (transaction_id);
 
 CREATE TABLE scored_payments (
 	transaction_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
@@ -77,3 +108,7 @@ CREATE TABLE scored_payments (
 CREATE INDEX ix_scored_payments_card_time ON scored_payments (card_id, event_time);
 
 CREATE INDEX ix_scored_payments_event_time ON scored_payments (event_time);
+
+CREATE INDEX ix_scored_payments_merchant_queue ON scored_payments (merchant_id, decision, fraud_probability, transaction_id);
+
+CREATE INDEX ix_scored_payments_queue ON scored_payments (decision, fraud_probability, transaction_id);

@@ -28,7 +28,9 @@ from storage.sink import (
     load_data_statement,
     tsv_field,
 )
-from storage.tables import dead_letters, scored_payments
+from storage.tables import dead_letters, metadata, scored_payments
+
+TABLES = {table.name for table in metadata.sorted_tables}
 
 
 def test_schema_file_matches_the_table_definitions() -> None:
@@ -143,7 +145,7 @@ def test_ids_that_differ_only_by_case_are_two_payments(engine: Engine) -> None:
 @pytest.mark.integration
 def test_schema_file_applies_to_an_empty_database(admin_engine: Engine) -> None:
     with admin_engine.begin() as c:
-        for table in ("scored_payments", "dead_letters", "model_versions", "fraud_labels"):
+        for table in TABLES:
             c.execute(text(f"DROP TABLE {table}"))
         for statement in SCHEMA_FILE.read_text().split(";"):
             body = "\n".join(
@@ -152,7 +154,7 @@ def test_schema_file_applies_to_an_empty_database(admin_engine: Engine) -> None:
             if body:
                 c.execute(text(body))
         names = {r[0] for r in c.execute(text("SHOW TABLES"))}
-    assert names == {"scored_payments", "dead_letters", "model_versions", "fraud_labels"}
+    assert names == TABLES
 
 
 @pytest.mark.parametrize(

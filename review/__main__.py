@@ -1,0 +1,61 @@
+"""``python -m review``: serve the review queue on ``PAYSCORE_REVIEW_HOST``:``PAYSCORE_REVIEW_PORT``
+(127.0.0.1:8321), with the flow's MySQL, Kafka and model settings (:mod:`dataflows.config`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from dataflows.config import Config
+from model_state.signing import read_key
+from review.app import create_app
+from review.explain import Explainers
+from review.publish import KafkaLabels
+from review.security import session_key
+from storage.engine import make_engine
+
+log = logging.getLogger("review")
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = Config.from_env(os.environ)
+        key = session_key(Path(config.review_session_key_file))
+        engine = make_engine(config.mysql_dsn, pool_size=4)
+        model_key = read_key(Path(config.model_key_file))
+    except (ValueError, OSError) as exc:
+        print(f"review: cannot start: {exc}", file=sys.stderr)
+        return 2
+    publisher = KafkaLabels(config.kafka_client(), config.labels_topic)
+    app = create_app(
+        engine,
+        publisher,
+        Explainers(Path(config.model_dir), model_key, engine),
+        session_key=key,
+        https_only=config.review_https_only,
+    )
+    log.info("review queue on http://%s:%d/", config.review_host, config.review_port)
+    try:
+        uvicorn.run(
+            app,
+            host=config.review_host,
+            port=config.review_port,
+            proxy_headers=False,
+            server_header=False,
+            log_level="info",
+        )
+    finally:
+        publisher.close()
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

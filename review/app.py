@@ -1,0 +1,302 @@
+"""The review application: Starlette routes rendering Jinja2 templates.
+
+==========================  ======================================================
+``GET /login``, ``POST``    sign in (name and password)
+``POST /logout``            sign out
+``GET /queue``              the queue: ``decision`` (repeatable), ``since``, ``until``
+                            (event time, UTC), ``merchant``, ``after`` (page cursor)
+``GET /payments/{id}``      one payment: features and contributions, card, labels
+``POST /payments/{id}/verdict``  an analyst's verdict (``verdict`` fraud|legitimate, ``note``)
+==========================  ======================================================
+
+Every page but the sign-in needs a signed-in user; every POST needs the session's CSRF token
+(:mod:`review.security`); a verdict needs the ``analyst`` role (a viewer gets 403). Database
+work runs in Starlette's thread pool, with the engine of :func:`create_app`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from jinja2 import StrictUndefined
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from features.contract import minor_unit_digits
+from review import queries
+from review.explain import Explainers, Explanation, feature_values
+from review.publish import LabelPublisher
+from review.security import CSRF_FIELD, SESSION_HOURS, check_csrf, csrf_token, sign_in
+from review.users import User, authenticate, find_user
+from review.verdicts import PaymentNotFoundError, give_verdict
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def percent(probability: float) -> str:
+    return "n/a" if math.isnan(probability) else f"{probability * 100:.2f} %"
+
+
+def money(amount_minor: int, currency: str) -> str:
+    digits = minor_unit_digits(currency)
+    return f"{amount_minor / 10**digits:,.{digits}f} {currency}"
+
+
+class Review:
+    """The application's parts, shared by its routes."""
+
+    def __init__(self, engine: Engine, publisher: LabelPublisher, explainers: Explainers) -> None:
+        self.engine = engine
+        self.publisher = publisher
+        self.explainers = explainers
+        self.templates = Jinja2Templates(
+            env=jinja2.Environment(
+                loader=jinja2.FileSystemLoader(TEMPLATES),
+                autoescape=True,
+                undefined=StrictUndefined,
+            )
+        )
+        self.templates.env.filters.update(percent=percent, money=money)
+
+    def page(self, request: Request, name: str, http_status: int = 200, **context: Any) -> Response:
+        context = {"user": None, "error": None, **context}
+        context |= {"csrf_field": CSRF_FIELD, "csrf_token": csrf_token(request)}
+        response = self.templates.TemplateResponse(request, name, context, status_code=http_status)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    async def user(self, request: Request) -> User | None:
+        name = request.session.get("user")
+        if not name:
+            return None
+
+        def look_up() -> User | None:
+            with self.engine.connect() as connection:
+                return find_user(connection, str(name))
+
+        return await run_in_threadpool(look_up)
+
+    # -- routes --------------------------------------------------------------------------------
+
+    async def login_form(self, request: Request) -> Response:
+        return self.page(request, "login.html", error=None)
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        check_csrf(request, form)
+        name, password = str(form.get("name", "")), str(form.get("password", ""))
+
+        def check() -> User | None:
+            with self.engine.connect() as connection:
+                return authenticate(connection, name, password)
+
+        user = await run_in_threadpool(check) if name and password else None
+        if user is None:
+            return self.page(request, "login.html", 401, error="Unknown name or wrong password.")
+        sign_in(request, user.name)
+        return RedirectResponse("/queue", status_code=303)
+
+    async def logout(self, request: Request) -> Response:
+        check_csrf(request, await request.form())
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse("/queue", status_code=303)
+
+    async def queue(self, request: Request, user: User) -> Response:
+        args = request.query_params
+        try:
+            where = queries.QueueFilter(
+                decisions=tuple(args.getlist("decision")) or ("review",),
+                since=_moment(args.get("since")),
+                until=_moment(args.get("until")),
+                merchant_id=args.get("merchant") or None,
+                after=queries.Cursor.decode(args["after"]) if args.get("after") else None,
+            )
+        except ValueError as exc:
+            raise HTTPException(400, f"queue filter: {exc}") from None
+
+        def read() -> queries.QueuePage:
+            with self.engine.connect() as connection:
+                return queries.queue(connection, where)
+
+        page = await run_in_threadpool(read)
+        next_url = None
+        if page.next is not None:
+            kept = [(k, v) for k, v in args.multi_items() if k != "after"]
+            next_url = "/queue?" + urlencode([*kept, ("after", page.next.encode())])
+        return self.page(
+            request,
+            "queue.html",
+            user=user,
+            where=where,
+            rows=page.rows,
+            next_url=next_url,
+            decisions=queries.DECISIONS,
+            args=args,
+        )
+
+    async def payment(self, request: Request, user: User) -> Response:
+        transaction_id = request.path_params["transaction_id"]
+
+        def read() -> dict[str, Any] | None:
+            with self.engine.connect() as connection:
+                row = queries.payment(connection, transaction_id)
+                if row is None:
+                    return None
+                return {
+                    "payment": row,
+                    "card": queries.card_history(connection, row.card_id),
+                    "labels": queries.labels_of(connection, transaction_id),
+                    "verdicts": queries.verdicts_of(connection, transaction_id),
+                }
+
+        found = await run_in_threadpool(read)
+        if found is None:
+            raise HTTPException(404, f"no scored payment with transaction id {transaction_id!r}")
+        row = found["payment"]
+        explanation = await run_in_threadpool(
+            self.explainers.explain, row.model_version, dict(row.features)
+        )
+        return self.page(
+            request,
+            "payment.html",
+            user=user,
+            explanation=explanation if isinstance(explanation, Explanation) else None,
+            unexplained=None if isinstance(explanation, Explanation) else explanation.why,
+            features=feature_values(row.features),
+            given=request.query_params.get("given"),
+            **found,
+        )
+
+    async def verdict(self, request: Request, user: User) -> Response:
+        form = await request.form()
+        check_csrf(request, form)
+        if not user.may_decide:
+            raise HTTPException(403, f"user {user.name} is a {user.role}: may not give verdicts")
+        choice = form.get("verdict")
+        if choice not in ("fraud", "legitimate"):
+            raise HTTPException(400, f"verdict: expected 'fraud' or 'legitimate', got {choice!r}")
+        note = str(form.get("note", "")).strip()
+        if len(note) > 2000:
+            raise HTTPException(400, f"note: expected at most 2000 characters, got {len(note)}")
+        transaction_id = request.path_params["transaction_id"]
+        try:
+            given = await run_in_threadpool(
+                lambda: give_verdict(
+                    self.engine,
+                    self.publisher,
+                    user,
+                    transaction_id,
+                    is_fraud=choice == "fraud",
+                    note=note or None,
+                )
+            )
+        except PaymentNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
+        if given.error is not None:
+            raise HTTPException(502, f"verdict #{given.id} recorded, label not sent: {given.error}")
+        return RedirectResponse(f"/payments/{transaction_id}?given={given.id}", status_code=303)
+
+
+def _moment(text: str | None) -> datetime | None:
+    """A time from a ``datetime-local`` field, read as UTC (naive, as stored)."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"time {text[:40]!r}: expected YYYY-MM-DDTHH:MM (UTC)") from None
+    if moment.tzinfo is not None:
+        raise ValueError(f"time {text[:40]!r}: expected no UTC offset (times are UTC)")
+    return moment
+
+
+Handler = Callable[[Request, User], Awaitable[Response]]
+
+
+def _signed_in(review: Review, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        user = await review.user(request)
+        if user is None:
+            if request.method != "GET":
+                raise HTTPException(403, "not signed in")
+            return RedirectResponse("/login", status_code=303)
+        return await handler(request, user)
+
+    return endpoint
+
+
+def create_app(
+    engine: Engine,
+    publisher: LabelPublisher,
+    explainers: Explainers,
+    *,
+    session_key: str,
+    https_only: bool = False,
+) -> Starlette:
+    review = Review(engine, publisher, explainers)
+
+    async def error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return review.page(
+            request, "error.html", exc.status_code, status=exc.status_code, detail=exc.detail
+        )
+
+    app = Starlette(
+        routes=[
+            Route("/", review.home),
+            Route("/login", review.login_form, methods=["GET"]),
+            Route("/login", review.login, methods=["POST"]),
+            Route("/logout", review.logout, methods=["POST"]),
+            Route("/queue", _signed_in(review, review.queue), methods=["GET"]),
+            Route(
+                "/payments/{transaction_id}",
+                _signed_in(review, review.payment),
+                methods=["GET"],
+            ),
+            Route(
+                "/payments/{transaction_id}/verdict",
+                _signed_in(review, review.verdict),
+                methods=["POST"],
+            ),
+        ],
+        middleware=[
+            Middleware(
+                SessionMiddleware,
+                secret_key=session_key,
+                session_cookie="payscore_review",
+                max_age=SESSION_HOURS * 3600,
+                same_site="strict",
+                https_only=https_only,
+            )
+        ],
+        exception_handlers={HTTPException: error},
+    )
+    app.state.review = review
+    return app

@@ -1,0 +1,151 @@
+"""Review users: who may sign in, and with which role.
+
+    python -m review.users add NAME --role analyst|viewer [--password-file FILE]
+    python -m review.users list
+
+The password comes from ``--password-file`` (its first line) or is asked twice at a prompt; it
+is never a command-line argument (those show in process listings and shell history). An
+``analyst`` may give verdicts; a ``viewer`` may only read. Adding a name that exists replaces
+its role and password. Users are rows of ``review_users`` in the flow's database
+(``PAYSCORE_MYSQL_URL``); the password is stored as a salted scrypt hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import getpass
+import os
+import re
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects.mysql import insert
+
+from review.passwords import check_new_password, hash_password, verify_password
+from storage.rows import utc_naive
+from storage.tables import review_users
+
+Role = Literal["analyst", "viewer"]
+ROLES: tuple[Role, ...] = ("analyst", "viewer")
+NAME = re.compile(r"\A[A-Za-z0-9_.:\-]{1,64}\Z")  # an Identifier of the label contract
+
+
+class User(msgspec.Struct, frozen=True):
+    name: str
+    role: Role
+
+    @property
+    def may_decide(self) -> bool:
+        return self.role == "analyst"
+
+
+def add_user(connection: Connection, name: str, role: Role, password: str) -> None:
+    """Store ``name`` with ``role`` and a hash of ``password`` (replacing an existing one)."""
+    if not NAME.match(name):
+        raise ValueError(
+            f"user name {name!r}: expected 1-64 characters of A-Za-z0-9_.:- (it goes into labels)"
+        )
+    if role not in ROLES:
+        raise ValueError(f"role {role!r}: expected one of {', '.join(ROLES)}")
+    check_new_password(password)
+    statement = insert(review_users).values(
+        name=name,
+        role=role,
+        password_hash=hash_password(password),
+        created_at=utc_naive(datetime.now(UTC)),
+    )
+    connection.execute(
+        statement.on_duplicate_key_update(
+            role=statement.inserted.role, password_hash=statement.inserted.password_hash
+        )
+    )
+
+
+def authenticate(connection: Connection, name: str, password: str) -> User | None:
+    """The user ``name`` if ``password`` is theirs; None otherwise (unknown name included)."""
+    row = connection.execute(
+        select(review_users.c.role, review_users.c.password_hash).where(review_users.c.name == name)
+    ).first()
+    if row is None:
+        verify_password(password, _dummy())  # the same work either way: no timing hint
+        return None
+    return User(name, row.role) if verify_password(password, row.password_hash) else None
+
+
+def find_user(connection: Connection, name: str) -> User | None:
+    """The user ``name`` as stored now (a removed user or a changed role counts at once)."""
+    row = connection.execute(select(review_users.c.role).where(review_users.c.name == name)).first()
+    return None if row is None else User(name, row.role)
+
+
+def list_users(connection: Connection) -> list[User]:
+    rows = connection.execute(
+        select(review_users.c.name, review_users.c.role).order_by(review_users.c.name)
+    )
+    return [User(r.name, r.role) for r in rows]
+
+
+@functools.cache
+def _dummy() -> str:
+    return hash_password("not a password of anyone")
+
+
+def _password(file: str | None) -> str:
+    if file:
+        lines = Path(file).read_text(encoding="utf-8").splitlines()
+        if not lines or not lines[0]:
+            raise ValueError(f"--password-file {file}: expected the password on its first line")
+        return lines[0]
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # No abbreviations: ``--password SECRET`` must not pass for ``--password-file``.
+    parser = argparse.ArgumentParser(
+        prog="python -m review.users", description=__doc__, allow_abbrev=False
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser(
+        "add", help="add a user, or replace one's role and password", allow_abbrev=False
+    )
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, required=True)
+    add.add_argument("--password-file", help="read the password from this file's first line")
+    commands.add_parser("list", help="list users and their roles")
+    args = parser.parse_args(argv)
+
+    from dataflows.config import Config
+    from storage.engine import make_engine
+
+    engine = make_engine(Config.from_env(os.environ).mysql_dsn, pool_size=1)
+    try:
+        if args.command == "add":
+            try:
+                password = _password(args.password_file)
+                check_new_password(password)
+                with engine.begin() as connection:
+                    add_user(connection, args.name, args.role, password)
+            except ValueError as exc:
+                print(f"review.users: {exc}", file=sys.stderr)
+                return 2
+            print(f"user {args.name} ({args.role}) stored")
+        else:
+            with engine.connect() as connection:
+                for user in list_users(connection):
+                    print(f"{user.name}\t{user.role}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

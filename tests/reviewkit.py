@@ -1,0 +1,138 @@
+"""Helpers of the review queue's tests: stored payments, users, a signed-in client, and reading
+the labels topic back."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Message
+from sqlalchemy import Engine, insert
+from starlette.testclient import TestClient
+
+from features.catalog import FEATURE_NAMES, NO_HISTORY
+from review.app import create_app
+from review.explain import Explainers
+from review.publish import KafkaLabels
+from review.users import add_user
+from storage.tables import scored_payments
+from tests.flowrun import key_for_tests
+
+BROKERS = "127.0.0.1:9092"
+PASSWORD = "a long enough password"
+START = datetime(2026, 3, 2, 9, 0)
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def features(amount_eur: float) -> dict[str, float]:
+    values = dict(NO_HISTORY) | {
+        "amount_eur": amount_eur,
+        "hour_of_day": 9.0,
+        "is_night": 0.0,
+        "is_weekend": 0.0,
+    }
+    return {name: values[name] for name in FEATURE_NAMES}
+
+
+def payment_row(
+    txn: str,
+    probability: float,
+    decision: str = "review",
+    *,
+    card: str = "card-1",
+    merchant: str = "m-1",
+    minutes: int = 0,
+    version: str = "v00001",
+) -> dict[str, Any]:
+    return {
+        "transaction_id": txn,
+        "card_id": card,
+        "merchant_id": merchant,
+        "terminal_id": "t-1",
+        "amount_minor": 12_345,
+        "currency": "EUR",
+        "event_time": START + timedelta(minutes=minutes),
+        "utc_offset_minutes": 60,
+        "fraud_probability": probability,
+        "decision": decision,
+        "reason_codes": ["amount_eur"],
+        "model_version": version,
+        "features": features(123.45),
+        "kafka_partition": 0,
+        "kafka_offset": minutes,
+        "scored_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+
+
+def store(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    with engine.begin() as c:
+        c.execute(insert(scored_payments), rows)
+
+
+def add_users(engine: Engine) -> None:
+    with engine.begin() as c:
+        add_user(c, "alice", "analyst", PASSWORD)
+        add_user(c, "victor", "viewer", PASSWORD)
+
+
+def app_for(engine: Engine, labels_topic: str, models: Path) -> Any:
+    return create_app(
+        engine,
+        KafkaLabels({"bootstrap.servers": BROKERS}, labels_topic),
+        Explainers(models, key_for_tests(), engine),
+        session_key="k" * 48,
+    )
+
+
+def token(page: str) -> str:
+    found = CSRF.search(page)
+    assert found is not None, f"no CSRF token in the page: {page[:300]}"
+    return found[1]
+
+
+def signed_in(app: Any, name: str) -> TestClient:
+    client = TestClient(app)
+    login = client.get("/login")
+    response = client.post(
+        "/login", data={"name": name, "password": PASSWORD, "csrf_token": token(login.text)}
+    )
+    assert response.status_code == 200, response.text
+    assert f'<span id="user">{name}</span>' in response.text
+    return client
+
+
+def read_topic(
+    topic: str, expected: int, *, settle: float = 2.0, timeout: float = 30.0
+) -> list[Message]:
+    """Every message on ``topic`` from the beginning: waits for ``expected`` of them, then
+    ``settle`` seconds more for any further one."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": BROKERS,
+            "group.id": f"review-test-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout
+    quiet_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            if quiet_until is not None and time.monotonic() > quiet_until:
+                break
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            assert message.error() is None, message.error()
+            messages.append(message)
+            if len(messages) >= expected and quiet_until is None:
+                quiet_until = time.monotonic() + settle
+    finally:
+        consumer.close()
+    return messages

@@ -1,0 +1,232 @@
+"""The review queue on the real MariaDB and Kafka: the queue's order, filters and pages; the
+detail page; access (viewer, CSRF); a verdict as one label message, learned once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import msgspec
+import pytest
+from sqlalchemy import Engine, select
+from starlette.testclient import TestClient
+
+from features.contract import FraudLabel, LabelDecoder
+from model_state import artifact
+from review import queries
+from storage.labels import CLAIMED, REJECTED, ReadLabel, claim_labels
+from storage.tables import fraud_labels, review_verdicts
+from tests.reviewkit import (
+    PASSWORD,
+    START,
+    add_users,
+    app_for,
+    payment_row,
+    read_topic,
+    signed_in,
+    store,
+    token,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _mixed(n: int) -> list[dict]:
+    decisions = ("review", "decline", "approve")
+    return [
+        payment_row(
+            f"tx-{i:04d}",
+            round((i * 37 % 100) / 100, 2),  # ties on purpose: the id breaks them
+            decisions[i % 3],
+            card=f"card-{i % 7}",
+            merchant=f"m-{i % 4}",
+            minutes=i,
+        )
+        for i in range(n)
+    ]
+
+
+def test_the_queue_is_ordered_filtered_and_paged_without_gaps_or_repeats(engine: Engine) -> None:
+    rows = _mixed(240)
+    store(engine, rows)
+    where = queries.QueueFilter(
+        decisions=("review", "decline"),
+        since=START + timedelta(minutes=10),
+        until=START + timedelta(minutes=200),
+        merchant_id="m-1",
+        limit=7,
+    )
+    expected = sorted(
+        (
+            (r["fraud_probability"], r["transaction_id"])
+            for r in rows
+            if r["decision"] in where.decisions
+            and r["merchant_id"] == "m-1"
+            and where.since <= r["event_time"] < where.until
+        ),
+        reverse=True,
+    )
+    seen = []
+    with engine.connect() as c:
+        page = queries.queue(c, where)
+        pages = 1
+        seen += [(r.fraud_probability, r.transaction_id) for r in page.rows]
+        while page.next is not None:
+            cursor = queries.Cursor.decode(page.next.encode())
+            page = queries.queue(c, msgspec.structs.replace(where, after=cursor))
+            seen += [(r.fraud_probability, r.transaction_id) for r in page.rows]
+            pages += 1
+    assert len(expected) > 20
+    assert seen == expected
+    assert pages == -(-len(expected) // 7)
+
+
+def test_the_queue_reads_its_index_in_order(engine: Engine) -> None:
+    store(engine, _mixed(3000))
+    with engine.connect() as c:
+        plain = queries.explain_queue(c, queries.QueueFilter())
+        merchant = queries.explain_queue(c, queries.QueueFilter(merchant_id="m-2"))
+    assert [p["key"] for p in plain] == ["ix_scored_payments_queue"], plain
+    assert [p["key"] for p in merchant] == ["ix_scored_payments_merchant_queue"], merchant
+    for plan in plain + merchant:
+        assert "filesort" not in (plan["Extra"] or ""), plan
+
+
+def test_a_viewer_reads_but_has_no_verdict_form_and_a_verdict_post_is_refused(
+    engine: Engine, topics: dict[str, str], models: Path
+) -> None:
+    store(engine, [payment_row("tx-1", 0.7)])
+    add_users(engine)
+    client = signed_in(app_for(engine, topics["labels_topic"], models), "victor")
+    assert "tx-1" in client.get("/queue").text
+    page = client.get("/payments/tx-1")
+    assert page.status_code == 200
+    assert 'id="verdict-form"' not in page.text
+    refused = client.post(
+        "/payments/tx-1/verdict", data={"verdict": "fraud", "csrf_token": token(page.text)}
+    )
+    assert refused.status_code == 403
+    assert "victor is a viewer" in refused.text
+    with engine.connect() as c:
+        assert c.execute(select(review_verdicts)).all() == []
+    assert read_topic(topics["labels_topic"], 1, timeout=3) == []
+
+
+def test_a_post_without_the_sessions_csrf_token_is_refused(
+    engine: Engine, topics: dict[str, str], models: Path
+) -> None:
+    store(engine, [payment_row("tx-1", 0.7)])
+    add_users(engine)
+    app = app_for(engine, topics["labels_topic"], models)
+    client = signed_in(app, "alice")
+    page = client.get("/payments/tx-1")
+    assert 'id="verdict-form"' in page.text
+    for data in ({"verdict": "fraud"}, {"verdict": "fraud", "csrf_token": "forged"}):
+        refused = client.post("/payments/tx-1/verdict", data=data)
+        assert refused.status_code == 403, refused.text
+        assert "CSRF" in refused.text
+    # A sign-in without the token is refused as well, before the password is looked at.
+    stranger = TestClient(app)
+    login = stranger.post("/login", data={"name": "alice", "password": PASSWORD})
+    assert login.status_code == 403
+    with engine.connect() as c:
+        assert c.execute(select(review_verdicts)).all() == []
+    assert read_topic(topics["labels_topic"], 1, timeout=3) == []
+
+
+def test_a_wrong_password_signs_nobody_in(
+    engine: Engine, topics: dict[str, str], models: Path
+) -> None:
+    add_users(engine)
+    client = TestClient(app_for(engine, topics["labels_topic"], models))
+    login = client.get("/login")
+    response = client.post(
+        "/login", data={"name": "alice", "password": "wrong one!", "csrf_token": token(login.text)}
+    )
+    assert response.status_code == 401
+    assert client.get("/queue").url.path == "/login"
+
+
+def test_a_verdict_is_one_label_message_with_the_analyst_and_an_audit_row(
+    engine: Engine, topics: dict[str, str], models: Path
+) -> None:
+    version = artifact.list_versions(models)[-1]
+    missing = "v00042"  # a version neither on disk nor in model_versions
+    store(
+        engine,
+        [payment_row("tx-1", 0.7, version=version), payment_row("tx-2", 0.6, version=missing)],
+    )
+    add_users(engine)
+    client = signed_in(app_for(engine, topics["labels_topic"], models), "alice")
+    page = client.get("/payments/tx-1")
+    assert 'id="contributions"' in page.text  # recomputed with the version that scored it
+    given = client.post(
+        "/payments/tx-1/verdict",
+        data={"verdict": "fraud", "note": "card holder denies it", "csrf_token": token(page.text)},
+    )
+    assert given.status_code == 200, given.text
+    assert 'id="given"' in given.text
+
+    messages = read_topic(topics["labels_topic"], 1)
+    assert len(messages) == 1
+    label = LabelDecoder().decode(messages[0].value())
+    assert (label.transaction_id, label.card_id, label.is_fraud) == ("tx-1", "card-1", True)
+    assert (label.analyst, label.note) == ("alice", "card holder denies it")
+    assert messages[0].key() == b"card-1"
+    with engine.connect() as c:
+        (audit,) = c.execute(select(review_verdicts)).all()
+    assert (audit.analyst, audit.is_fraud, audit.model_decision) == ("alice", True, "review")
+    assert audit.model_probability == 0.7
+    assert (audit.kafka_partition, audit.kafka_offset) == (
+        messages[0].partition(),
+        messages[0].offset(),
+    )
+    assert audit.delivery_error is None
+
+    # A version that is nowhere: the page says so and shows the stored features.
+    other = client.get("/payments/tx-2")
+    assert 'id="unexplained"' in other.text
+    assert f"model version {missing} is neither under" in other.text
+    assert 'id="features"' in other.text
+
+
+def test_a_verdict_given_twice_or_replayed_is_learned_once(
+    engine: Engine, topics: dict[str, str], models: Path
+) -> None:
+    store(engine, [payment_row("tx-1", 0.7)])
+    add_users(engine)
+    client = signed_in(app_for(engine, topics["labels_topic"], models), "alice")
+    for note in ("first look", "second look"):
+        page = client.get("/payments/tx-1")
+        response = client.post(
+            "/payments/tx-1/verdict",
+            data={"verdict": "fraud", "note": note, "csrf_token": token(page.text)},
+        )
+        assert response.status_code == 200, response.text
+    messages = read_topic(topics["labels_topic"], 2)
+    assert len(messages) == 2
+    reads = [
+        ReadLabel(LabelDecoder().decode(m.value()), m.partition(), m.offset()) for m in messages
+    ]
+    topic = topics["labels_topic"]
+    with engine.begin() as c:
+        first = claim_labels(c, topic, reads)
+    assert [p.transaction_id for p in first.learnable] == ["tx-1"]
+    assert [r.reason.partition(":")[0] for r in first.rejected] == ["duplicate"]
+    with engine.begin() as c:  # a replay of both messages after a crash: nothing new
+        again = claim_labels(c, topic, reads)
+    assert again.replayed == 1
+    assert len(again.learnable) == 1
+    assert again.rejected == []
+    with engine.connect() as c:
+        ledger = c.execute(
+            select(fraud_labels.c.status, fraud_labels.c.analyst).order_by(
+                fraud_labels.c.kafka_partition, fraud_labels.c.kafka_offset
+            )
+        ).all()
+        audits = c.execute(select(review_verdicts).order_by(review_verdicts.c.id)).all()
+    assert sorted(ledger) == [(CLAIMED, "alice"), (REJECTED, "alice")]
+    assert len(audits) == 2
+    assert audits[0].earlier is None
+    assert audits[1].earlier == "verdict #1 by alice: fraud"
+    assert isinstance(reads[0].label, FraudLabel)

@@ -1,0 +1,38 @@
+"""``python -m review.users``: passwords never on the command line, and too short ones refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from review.passwords import hash_password, verify_password
+from review.users import main
+
+
+def test_a_password_cannot_be_given_as_an_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["add", "alice", "--role", "analyst", "--password", "a long enough password"])
+    assert stopped.value.code == 2
+    assert "unrecognized arguments: --password" in capsys.readouterr().err
+
+
+def test_a_short_password_is_refused_before_anything_is_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An unreachable database: the refusal must come before any connection.
+    monkeypatch.setenv("PAYSCORE_MYSQL_URL", "mysql+pymysql://nobody:x@127.0.0.1:1/none")
+    secret = tmp_path / "password"
+    secret.write_text("short\n")
+    assert main(["add", "alice", "--role", "analyst", "--password-file", str(secret)]) == 2
+    assert "password too short: expected at least 10 characters, got 5" in capsys.readouterr().err
+
+
+def test_hashes_are_salted_and_checked() -> None:
+    one, two = hash_password("same password"), hash_password("same password")
+    assert one != two
+    assert verify_password("same password", one)
+    assert verify_password("same password", two)
+    assert not verify_password("same passworD", one)
+    with pytest.raises(ValueError, match="expected 'scrypt"):
+        verify_password("x", "md5$abc")
