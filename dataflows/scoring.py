@@ -70,7 +70,7 @@ from storage.tables import dead_letters, scored_payments
 # A key idle past every feature's reach (features.catalog.HISTORY_REACH, 38 days) plus a day.
 IDLE_KEY_SECONDS = HISTORY_REACH + timedelta(days=1).total_seconds()
 CARD_IDS_KEPT = 64  # a card's last transaction ids, to skip a redelivered payment
-LABEL_GROUPS = 64  # keys of the label join (cards hashed into groups)
+LABEL_GROUPS = 16  # keys of the label join (cards hashed into groups); fewer: larger claims
 
 
 def flow() -> Dataflow:

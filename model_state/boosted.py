@@ -28,6 +28,7 @@ Versions pickle a :class:`Boosted` by reference to this module and by value as t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -97,6 +98,7 @@ class Boosted:
         self.hat_means = means
         self.names = names
         self.tails = tails
+        self._values = itemgetter(*names)  # a feature dict's values in ``names`` order, in C
         self._nan_left = nodes.get("nan_left", np.zeros(len(nodes["value"]), dtype=bool))
         # The compiled walk's arrays, each contiguous and of one fixed type.
         self._roots = np.ascontiguousarray(roots, dtype=np.int64)
@@ -128,9 +130,9 @@ class Boosted:
 
     def matrix(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
         """Feature dicts as a float matrix, columns in ``names`` order."""
-        names = self.names
-        return np.array([[x[n] for n in names] for x in rows], dtype=np.float64).reshape(
-            len(rows), len(names)
+        values = self._values
+        return np.array([values(x) for x in rows], dtype=np.float64).reshape(
+            len(rows), len(self.names)
         )
 
     def __call__(self, x: dict[str, float]) -> dict[str, float]:
