@@ -15,7 +15,7 @@ ValueError: invalid configuration: PAYSCORE_REVIEW_THRESHOLD (0.95) must be belo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -67,6 +67,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # A label whose payment is not stored yet is retried this often, for this long.
     label_retry_seconds: Annotated[float, Meta(gt=0)] = 5.0
     label_wait_seconds: Annotated[float, Meta(ge=0)] = 600.0
+    # Logs: the lowest level shown, and text or JSON lines (dataflows.logs).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     # Contract: how far an event may be ahead of the moment its record reached Kafka.
     max_future_skew_seconds: Annotated[int, Meta(ge=0)] = 300
     # The review queue (python -m review): where it listens, the key that signs its session

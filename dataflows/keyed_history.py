@@ -31,9 +31,9 @@ from typing import Protocol
 
 import msgspec
 from bytewax.operators import StatefulBatchLogic
-from prometheus_client import Counter
 
 from dataflows.messages import Positioned
+from dataflows.metrics import DUPLICATES
 from features.contract import Payment
 
 
@@ -55,7 +55,6 @@ class LabelNote(Protocol):
 
 Snapshot = bytes
 
-DUPLICATES = Counter("payscore_duplicate_payments", "Payments skipped as repeats of a recent id")
 _encode = msgspec.json.Encoder().encode
 Recent = dict[str, int]  # transaction id -> fingerprint, oldest first
 

@@ -45,16 +45,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from bytewax.operators import StatefulBatchLogic
-from prometheus_client import Counter
 
 from dataflows.messages import Positioned
+from dataflows.metrics import LABELS, SINK_RETRIES
 from features.contract import FraudLabel
 from storage.engine import retry_transient, shared_engine
 from storage.labels import Claimed, LabelledPayment, ReadLabel, claim_labels
+from storage.tables import fraud_labels
 
 log = logging.getLogger(__name__)
 
-LABELS = Counter("payscore_labels", "Fraud labels by what became of them", ["outcome"])
 
 # Claims a batch; the predicate says which not-yet-found labels have waited long enough.
 Claim = Callable[[list[ReadLabel], Callable[[ReadLabel], bool]], Claimed]
@@ -135,6 +135,13 @@ def _count(outcome: Claimed, started_waiting: int) -> None:
             rejected.read.partition,
             rejected.read.offset,
             rejected.reason,
+            extra={
+                "event": "label_rejected",
+                "transaction_id": rejected.read.label.transaction_id,
+                "partition": rejected.read.partition,
+                "offset": rejected.read.offset,
+                "reason": kind,
+            },
         )
 
 
@@ -153,7 +160,10 @@ class MySQLLabelClaims:
                 return claim_labels(connection, self._topic, reads, expired=expired)
 
         return retry_transient(
-            claim, patience=self._patience, what=f"claiming {len(reads)} fraud labels"
+            claim,
+            patience=self._patience,
+            what=f"claiming {len(reads)} fraud labels",
+            on_retry=SINK_RETRIES.labels(fraud_labels.name).inc,
         )
 
 

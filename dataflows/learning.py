@@ -32,8 +32,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bytewax.operators import StatefulBatchLogic
-from prometheus_client import Counter
 
+from dataflows.metrics import LEARNED, LEARNER_BACKLOG, OUTDATED, SKIPPED
 from dataflows.model_registry import Fetch
 from features.catalog import FEATURE_NAMES
 from model_state.artifact import ModelArtifact, ModelMismatchError, VersionRecord
@@ -46,14 +46,6 @@ log = logging.getLogger(__name__)
 
 LEARNER_KEY = "model"
 _CATALOGUE = frozenset(FEATURE_NAMES)
-LEARNED = Counter("payscore_labels_learned", "Labels the learner learned, or skipped as known")
-SKIPPED = Counter(
-    "payscore_labels_known", "Replayed labels skipped: the version resumed from learned them"
-)
-OUTDATED = Counter(
-    "payscore_labels_outdated_features",
-    "Labels not learned: their payment was scored with another feature catalogue",
-)
 
 
 class Lineages:
@@ -86,7 +78,12 @@ class Lineages:
             same_lineage = not exc.version or version_key(exc.version)[0] == version_key(version)[0]
             if now and same_lineage:
                 raise
-            log.error("not going on from model version %s: %s", exc.version, exc)
+            log.error(
+                "not going on from model version %s: %s",
+                exc.version,
+                exc,
+                extra={"event": "version_refused", "version": exc.version},
+            )
             return None
         except Exception as exc:
             if now:
@@ -146,10 +143,13 @@ class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
             LEARNED.inc()
             if learner.due:
                 out.append(self._publish())
+        LEARNER_BACKLOG.set(learner.pending)
         return out, self.RETAIN
 
     def on_notify(self) -> tuple[list[VersionRecord], bool]:
-        return ([self._publish()] if self._learner.pending else []), self.RETAIN
+        out = [self._publish()] if self._learner.pending else []
+        LEARNER_BACKLOG.set(self._learner.pending)
+        return out, self.RETAIN
 
     def on_eof(self) -> tuple[list[VersionRecord], bool]:
         return self.on_notify()
@@ -176,6 +176,7 @@ class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
             newer.version,
             current,
             self._learner.pending,
+            extra={"event": "version_adopted", "version": newer.version},
         )
         self._learner = OnlineLearner(newer, self._learner.publish_every)
 

@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Engine
 
+from dataflows import metrics
 from model_state.artifact import (
     ModelArtifact,
     ModelMetadata,
@@ -72,6 +73,7 @@ class ModelRegistry:
         self._clock = clock
         self._lock = threading.Lock()
         self._scorer = self._scorer_for(start)
+        metrics.scoring_with(start.version, start.metadata.created_at)
         self._next_check = clock()  # ask at the first call
         self._first = True
         self._looking: threading.Thread | None = None
@@ -114,10 +116,21 @@ class ModelRegistry:
             try:
                 scorer = self._scorer_for(newer)
             except Exception as exc:  # a version this scorer cannot explain: keep the current one
-                log.error("cannot score with model version %s: %s", newer.version, exc)
+                log.error(
+                    "cannot score with model version %s: %s",
+                    newer.version,
+                    exc,
+                    extra={"event": "version_refused", "version": newer.version},
+                )
                 return
             self._scorer = scorer
-            log.warning("scoring with model version %s (was %s)", newer.version, current)
+            metrics.scoring_with(newer.version, newer.metadata.created_at)
+            log.warning(
+                "scoring with model version %s (was %s)",
+                newer.version,
+                current,
+                extra={"event": "version_adopted", "version": newer.version},
+            )
 
     def _scorer_for(self, artifact: ModelArtifact) -> Scorer:
         return Scorer(

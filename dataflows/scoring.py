@@ -31,6 +31,7 @@ out for ``PAYSCORE_MYSQL_OUTAGE_SECONDS`` (``storage/engine.py``).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import zlib
@@ -44,7 +45,7 @@ from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
-from dataflows import stopping
+from dataflows import logs, metrics, stopping
 from dataflows.config import Config
 from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
@@ -67,6 +68,8 @@ from storage.rows import dead_letter_row, refused_row_letter, scored_payment_row
 from storage.sink import MySQLSink, Writing
 from storage.tables import dead_letters, scored_payments
 
+log = logging.getLogger(__name__)
+
 # A key idle past every feature's reach (features.catalog.HISTORY_REACH, 38 days) plus a day.
 IDLE_KEY_SECONDS = HISTORY_REACH + timedelta(days=1).total_seconds()
 CARD_IDS_KEPT = 64  # a card's last transaction ids, to skip a redelivered payment
@@ -76,9 +79,11 @@ LABEL_GROUPS = 16  # keys of the label join (cards hashed into groups); fewer: l
 def flow() -> Dataflow:
     """The entry point: reads the configuration from the environment, routes SIGTERM and
     SIGINT to a graceful stop, and builds the flow."""
+    config = Config.from_env(os.environ)
+    logs.configure(config.log_level, config.log_format)
     stop = threading.Event()
     stopping.install(stop)
-    return build(Config.from_env(os.environ), stop)
+    return build(config, stop)
 
 
 def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
@@ -93,6 +98,14 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
         watch=True,
         review=config.review_threshold,
         decline=config.decline_threshold,
+    )
+    log.info(
+        "flow built: payments from %s, labels from %s, scoring with %s, %s",
+        config.payments_topic,
+        config.labels_topic,
+        start.version,
+        "following the topics" if config.tail else "until the end of the topics",
+        extra={"event": "flow_started", "version": start.version},
     )
     skew = timedelta(seconds=config.max_future_skew_seconds)
     decode = MessageDecoder(PaymentDecoder(skew), LabelDecoder(skew))
@@ -205,12 +218,22 @@ def publish_dead_letters(name: str, letters: Stream[DeadLetter], config: Config)
         op.map(
             f"{name}_dead_letter_rows",
             letters,
-            lambda d: dead_letter_row(**msgspec.structs.asdict(d)),
+            lambda d: counted_dead_letter_row(name, d),
         ),
         MySQLSink.for_dead_letters(
-            config.mysql_dsn, dead_letters, patience=config.mysql_outage_seconds
+            config.mysql_dsn,
+            dead_letters,
+            patience=config.mysql_outage_seconds,
+            on_retry=metrics.SINK_RETRIES.labels(dead_letters.name).inc,
+            on_failure=metrics.SINK_FAILURES.labels(dead_letters.name).inc,
         ),
     )
+
+
+def counted_dead_letter_row(source: str, letter: DeadLetter) -> dict[str, object]:
+    """The ``dead_letters`` row of ``letter``, counted in ``payscore_dead_letters_total``."""
+    metrics.dead_letter(source, letter.error)
+    return dead_letter_row(**msgspec.structs.asdict(letter))
 
 
 def scored_payments_sink(config: Config) -> MySQLSink:
@@ -224,6 +247,10 @@ def scored_payments_sink(config: Config) -> MySQLSink:
             refused_table=dead_letters,
             patience=config.mysql_outage_seconds,
             conflicts=reused_ids,
+            after_commit=metrics.stored_payments,
+            on_retry=metrics.SINK_RETRIES.labels(scored_payments.name).inc,
+            on_failure=metrics.SINK_FAILURES.labels(scored_payments.name).inc,
+            on_refused=lambda reason: metrics.dead_letter("refused_rows", reason),
         ),
     )
 

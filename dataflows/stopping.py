@@ -32,7 +32,11 @@ def install(stop: threading.Event) -> None:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             return
-        log.warning("%s received: stopping after the current epoch (final snapshot, exit 0)", name)
+        log.warning(
+            "%s received: stopping after the current epoch (final snapshot, exit 0)",
+            name,
+            extra={"event": "stopping", "reason": name},
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, handle)

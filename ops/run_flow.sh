@@ -13,6 +13,8 @@
 # restart resumes from the last snapshot instead of reading the topics from the beginning.
 # Recovery: a -r DIR that does not exist yet is created (mode 0700) with one partition per worker.
 # Ports come from FLOW_BASE_PORT (default 2101).
+# Metrics: process i serves Prometheus metrics at http://127.0.0.1:$((FLOW_METRICS_BASE_PORT + i))/metrics
+# (Bytewax's API server; FLOW_METRICS_BASE_PORT defaults to 3030; FLOW_METRICS=0 turns it off).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SUPERVISE=${FLOW_SUPERVISE:-0}
@@ -22,6 +24,8 @@ WORKERS=${2:-2}
 shift $(( $# < 2 ? $# : 2 ))
 PY=${FLOW_PYTHON:-$ROOT/.venv/bin/python}
 BASE=${FLOW_BASE_PORT:-2101}
+METRICS=${FLOW_METRICS:-1}
+METRICS_BASE=${FLOW_METRICS_BASE_PORT:-3030}
 
 log() { printf '[run_flow] %s\n' "$*" >&2; }
 
@@ -54,6 +58,11 @@ trap on_signal INT TERM
 run_once() {  # starts the processes, waits for all; returns the first non-zero exit code
   live=()
   for ((i = 0; i < PROCESSES; i++)); do
+    if [ "$METRICS" != 0 ]; then
+      export BYTEWAX_DATAFLOW_API_ENABLED=true BYTEWAX_DATAFLOW_API_PORT=$((METRICS_BASE + i))
+    else
+      unset BYTEWAX_DATAFLOW_API_ENABLED
+    fi
     if ((PROCESSES == 1)); then
       (cd "$ROOT" && exec "$PY" -m bytewax.run dataflows.scoring:flow -w "$WORKERS" "$@") &
     else

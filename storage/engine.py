@@ -101,13 +101,20 @@ def describe(exc: BaseException) -> str:
 
 
 def retry_transient(
-    work: Callable[[], T], *, patience: float = DEFAULT_PATIENCE_SECONDS, what: str = "a write"
+    work: Callable[[], T],
+    *,
+    patience: float = DEFAULT_PATIENCE_SECONDS,
+    what: str = "a write",
+    on_retry: Callable[[], None] | None = None,
 ) -> T:
     """Run ``work`` (one whole transaction) until it succeeds or fails for another reason than
     the server's availability; after ``patience`` seconds of transient failures raise
-    :class:`MySQLUnavailableError` naming ``what`` was being done."""
+    :class:`MySQLUnavailableError` naming ``what`` was being done. ``on_retry`` is called before
+    each new try (a metric)."""
 
     def warn(state: RetryCallState) -> None:
+        if on_retry is not None:
+            on_retry()
         exc = state.outcome.exception() if state.outcome else None
         log.warning(
             "MySQL unavailable while %s (try %d, %.0f s so far): %s; retrying",
@@ -115,6 +122,7 @@ def retry_transient(
             state.attempt_number,
             state.seconds_since_start or 0.0,
             describe(exc) if exc else "?",
+            extra={"event": "sink_retry", "reason": what},
         )
 
     retrying = Retrying(
@@ -134,7 +142,9 @@ def retry_transient(
             f"MySQL unavailable{bound} while {what}: {describe(last) if last else 'no answer'}"
         )
         if patience:  # the flow stops on it: say so where operators look, whatever Bytewax prints
-            log.error("%s; stopping the flow", error)
+            log.error(
+                "%s; stopping the flow", error, extra={"event": "mysql_unavailable", "reason": what}
+            )
         raise error from last
 
 

@@ -168,6 +168,12 @@ class Writing:
     refused_table: Table | None = None
     patience: float = DEFAULT_PATIENCE_SECONDS
     conflicts: Conflicts | None = None
+    # Metrics: the rows of a batch just committed; a retry while MySQL is unavailable; a batch
+    # that failed for good (the flow stops).
+    after_commit: Callable[[Sequence[Row]], None] | None = None
+    on_retry: Callable[[], None] | None = None
+    on_failure: Callable[[], None] | None = None
+    on_refused: Callable[[str], None] | None = None  # a row became a dead letter, and why
 
 
 class MySQLSinkPartition(StatelessSinkPartition[Row]):
@@ -191,9 +197,12 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
                 lambda: write(items),
                 patience=writing.patience,
                 what=f"writing {len(items)} rows to {self._table.name}",
+                on_retry=writing.on_retry,
             )
         except Exception as exc:
             if not refused_by_mysql(exc):
+                if writing.on_failure is not None:
+                    writing.on_failure()
                 raise
             if len(items) > 1:
                 half = len(items) // 2
@@ -203,6 +212,8 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
                 why = exc.orig if hasattr(exc, "orig") else exc
                 self._refuse(items[0], f"MySQL refused the row for {self._table.name}: {why}")
             return
+        if writing.after_commit is not None:
+            writing.after_commit(items)
         if skipped and writing.conflicts is not None:
             check = writing.conflicts
 
@@ -221,6 +232,8 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
         if writing.refused is None or writing.refused_table is None:
             raise SinkWriteError(reason)
         letter = writing.refused(row, reason)
+        if writing.on_refused is not None:
+            writing.on_refused(reason)
         log.warning(
             "row for %s stored as a dead letter at %s[%s]@%s: %s",
             self._table.name,
@@ -228,6 +241,7 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
             letter.get("kafka_partition"),
             letter.get("kafka_offset"),
             reason,
+            extra={"event": "dead_letter", "table": self._table.name, "reason": reason},
         )
         last_resort = writing.refused is not _without_raw_bytes
         letters = Writing(
@@ -298,13 +312,25 @@ class MySQLSink(DynamicSink[Row]):
 
     @classmethod
     def for_dead_letters(
-        cls, url: str, table: Table, *, patience: float = DEFAULT_PATIENCE_SECONDS
+        cls,
+        url: str,
+        table: Table,
+        *,
+        patience: float = DEFAULT_PATIENCE_SECONDS,
+        on_retry: Callable[[], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> MySQLSink:
         """The sink of the dead letters themselves: a letter MySQL refuses loses its bytes."""
         return cls(
             url,
             table,
-            Writing(refused=_without_raw_bytes, refused_table=table, patience=patience),
+            Writing(
+                refused=_without_raw_bytes,
+                refused_table=table,
+                patience=patience,
+                on_retry=on_retry,
+                on_failure=on_failure,
+            ),
         )
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> MySQLSinkPartition:

@@ -45,7 +45,9 @@ METRICS: dict[str, Metric] = {
     "payscore_labels_total": Metric("counter", {"outcome": OUTCOMES}),
     "payscore_sink_retries_total": Metric("counter", {"table": None}),
     "payscore_sink_failures_total": Metric("counter", {"table": None}),
-    "payscore_consumer_lag": Metric("gauge", {"topic": None, "partition": None}),
+    "bytewax_kafka_consumer_lag": Metric(
+        "gauge", {"step_id": None, "topic": None, "partition": None}
+    ),
     "payscore_model_info": Metric("gauge", {"version": None}),
     "payscore_model_published_timestamp_seconds": Metric("gauge"),
     "payscore_labels_learned_total": Metric("counter"),
@@ -68,8 +70,8 @@ def exposed_series() -> dict[str, str]:
     return names
 
 
-_NAME = re.compile(r"\bpayscore_[a-z0-9_]+\b")
-_SELECTOR = re.compile(r"\b(payscore_[a-z0-9_]+)\s*\{([^}]*)\}")
+_NAME = re.compile(r"\b(?:payscore|bytewax_kafka)_[a-z0-9_]+\b")
+_SELECTOR = re.compile(r"\b((?:payscore|bytewax_kafka)_[a-z0-9_]+)\s*\{([^}]*)\}")
 _MATCHER = re.compile(r'\s*([a-zA-Z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 
 

@@ -25,7 +25,7 @@ needs_promtool = pytest.mark.skipif(
 ALERTED_ON = {
     "payscore_psi",
     "payscore_payments_scored_total",
-    "payscore_consumer_lag",
+    "bytewax_kafka_consumer_lag",
     "payscore_last_scored_timestamp_seconds",
     "payscore_sink_failures_total",
     "payscore_sink_retries_total",

@@ -1,0 +1,127 @@
+"""The flow's Prometheus metrics, in one place, and what updates them.
+
+Each flow process serves them on Bytewax's API server (``BYTEWAX_DATAFLOW_API_ENABLED``,
+``BYTEWAX_DATAFLOW_API_PORT``; ``ops/run_flow.sh`` gives process ``i`` the port
+``FLOW_METRICS_BASE_PORT + i``, 3030 by default) at ``/metrics``, together with Bytewax's own
+series, among them ``bytewax_kafka_consumer_lag{step_id, topic, partition}``: the messages between
+what a partition reader consumed and the end of the partition (librdkafka statistics, every
+second). A counter ``x`` is exposed as ``x_total``. ``ops/prometheus/alerts.yml`` alerts on
+them and ``ops/grafana/payscore.json`` shows them.
+
+What lands in MySQL is counted after its transaction commits (:func:`stored_payments`), so the
+payment counters equal the rows stored by this process since it started (a batch replayed after
+a crash counts again; MySQL keeps its first write).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PAYMENTS_SCORED = Counter(
+    "payscore_payments_scored", "Scored payments stored in MySQL, by decision", ["decision"]
+)
+APPEND_TO_COMMIT = Histogram(
+    "payscore_append_to_commit_seconds",
+    "From a payment's Kafka record time (the broker's append time) to its MySQL commit",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+FRAUD_PROBABILITY = Histogram(
+    "payscore_fraud_probability",
+    "Fraud probability of the payments stored",
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99, 1),
+)
+LAST_SCORED = Gauge(
+    "payscore_last_scored_timestamp_seconds", "When this process last stored a scored payment"
+)
+DEAD_LETTERS = Counter(
+    "payscore_dead_letters",
+    "Messages made dead letters, by where they came from and a class of their reason",
+    ["source", "reason"],
+)
+SINK_RETRIES = Counter(
+    "payscore_sink_retries", "MySQL writes tried again while MySQL was unavailable", ["table"]
+)
+SINK_FAILURES = Counter(
+    "payscore_sink_failures", "MySQL writes that failed for good (the flow stops)", ["table"]
+)
+MODEL_INFO = Gauge("payscore_model_info", "The model version scoring in this process", ["version"])
+MODEL_PUBLISHED = Gauge(
+    "payscore_model_published_timestamp_seconds", "When the version scoring here was created"
+)
+LEARNER_BACKLOG = Gauge(
+    "payscore_learner_backlog", "Labels learned but not yet published in a model version"
+)
+PSI = Gauge(
+    "payscore_psi",
+    "Population stability index against the training distribution, over the last payments",
+    ["subject"],
+)
+
+DUPLICATES = Counter("payscore_duplicate_payments", "Payments skipped as repeats of a recent id")
+LABELS = Counter("payscore_labels", "Fraud labels by what became of them", ["outcome"])
+LEARNED = Counter("payscore_labels_learned", "Labels the learner learned, or skipped as known")
+SKIPPED = Counter(
+    "payscore_labels_known", "Replayed labels skipped: the version resumed from learned them"
+)
+OUTDATED = Counter(
+    "payscore_labels_outdated_features",
+    "Labels not learned: their payment was scored with another feature catalogue",
+)
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def stored_payments(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Count a batch of ``scored_payments`` rows just committed (the sink's ``after_commit``)."""
+    now = time.time()
+    for row in rows:
+        PAYMENTS_SCORED.labels(row["decision"]).inc()
+        FRAUD_PROBABILITY.observe(row["fraud_probability"])
+        appended = row.get("appended_at")
+        if appended is not None:  # naive UTC, as stored
+            APPEND_TO_COMMIT.observe(max(now - (appended - _EPOCH).total_seconds(), 0.0))
+    if rows:
+        LAST_SCORED.set(now)
+
+
+def scoring_with(version: str, created_at: datetime) -> None:
+    """The version scoring in this process is now ``version``."""
+    MODEL_INFO.clear()
+    MODEL_INFO.labels(version).set(1)
+    MODEL_PUBLISHED.set(created_at.timestamp())
+
+
+# Dead-letter reasons, grouped so that the label has few values: (class, words that mark it).
+_REASONS = (
+    ("reused_id", ("transaction id",)),
+    ("refused_by_mysql", ("MySQL refused", "stored for card")),
+    ("empty", ("has no value",)),
+    ("future_time", ("after the record reached Kafka",)),
+    ("malformed_json", ("malformed", "truncated", "Invalid", "JSON")),
+    ("missing_field", ("missing required field",)),
+    ("unknown_field", ("unknown field",)),
+    ("wrong_type", ("Expected",)),
+)
+
+
+def reason_class(error: str) -> str:
+    """A short, bounded class of a dead letter's reason (the label of ``payscore_dead_letters``).
+
+    >>> reason_class("Object missing required field `card_id`")
+    'missing_field'
+    >>> reason_class("Expected `int`, got `str` - at `$.amount_minor`")
+    'wrong_type'
+    """
+    for name, marks in _REASONS:
+        if any(mark in error for mark in marks):
+            return name
+    return "invalid"
+
+
+def dead_letter(source: str, error: str) -> None:
+    DEAD_LETTERS.labels(source, reason_class(error)).inc()
