@@ -1,0 +1,64 @@
+"""A liveness and readiness probe for one flow process, from its metrics endpoint.
+
+    python -m dataflows.health PORT [--live] [--host 127.0.0.1] [--max-lag N]
+
+- **live**: the process answers ``/metrics`` within 5 s (Bytewax's API server runs in the
+  flow's process, so a hung or dead process fails it).
+- **ready** (the default): live, a model version is loaded (``payscore_model_info``), and, with
+  ``--max-lag N``, no partition it reads is more than N messages behind.
+
+Exit status 0 when the check passes, 1 otherwise, with one line saying why: what Kubernetes'
+``exec`` probes, systemd's ``ExecStartPost`` or a supervisor need. For an HTTP probe, point it at
+``/metrics`` of the process (liveness).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def check(host: str, port: int, *, live_only: bool, max_lag: float | None) -> tuple[bool, str]:
+    url = f"http://{host}:{port}/metrics"
+    try:
+        body = urllib.request.urlopen(url, timeout=5).read().decode()
+    except OSError as exc:
+        return False, f"not live: {url} did not answer ({exc})"
+    if live_only:
+        return True, f"live: {url} answered"
+    samples = [s for family in text_string_to_metric_families(body) for s in family.samples]
+    versions = [s.labels["version"] for s in samples if s.name == "payscore_model_info" and s.value]
+    if not versions:
+        return False, f"not ready: {url} shows no model version in use (payscore_model_info)"
+    if max_lag is not None:
+        behind = [
+            (s.labels.get("topic"), s.labels.get("partition"), s.value)
+            for s in samples
+            if s.name == "bytewax_kafka_consumer_lag" and s.value > max_lag
+        ]
+        if behind:
+            topic, partition, lag = max(behind, key=lambda b: b[2])
+            return False, (
+                f"not ready: {topic}[{partition}] is {lag:.0f} messages behind "
+                f"(more than --max-lag {max_lag:.0f})"
+            )
+    return True, f"ready: scoring with {versions[0]}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m dataflows.health", description=__doc__)
+    parser.add_argument("port", type=int, help="the process's metrics port")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--live", action="store_true", help="liveness only")
+    parser.add_argument("--max-lag", type=float, help="readiness: most messages behind")
+    args = parser.parse_args()
+    ok, why = check(args.host, args.port, live_only=args.live, max_lag=args.max_lag)
+    print(why)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The flow's Prometheus metrics, scraped from every process during a real run, add up to what
+landed in MySQL: payments by decision, labels by outcome, dead letters; the model in use and the
+consumer lag are there; the health probe says ready."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, func, select
+
+from storage.tables import dead_letters, fraud_labels, scored_payments
+from test_data.generator import simulate
+from test_data.spec import SimulationSpec
+from tests.flowrun import ROOT, flow_env, produce
+
+pytestmark = pytest.mark.integration
+
+PROCESSES = 2
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+
+
+def total(samples: list[dict], name: str, **labels: str) -> float:
+    return sum(
+        v
+        for scraped in samples
+        for (n, ls), v in scraped.items()
+        if n == name and all(dict(ls).get(k) == want for k, want in labels.items())
+    )
+
+
+def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
+) -> None:
+    base = 3400 + os.getpid() % 300
+    sim = simulate(SimulationSpec(seed=31, days=2, cards=400, merchants=80))
+    produce(topics, sim.stream)
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9092"})
+    for bad in (b"not json", b'{"transaction_id": 5}', b"{}"):
+        producer.produce(topics["payments_topic"], bad, key=b"bad")
+    producer.flush(30)
+    env = flow_env(topics, mysql_url, models, tail="true") | {
+        "FLOW_BASE_PORT": str(base + 50),
+        "FLOW_METRICS_BASE_PORT": str(base),
+    }
+    flow = subprocess.Popen(
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), str(PROCESSES), "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    payments = sum(1 for e in sim.stream if hasattr(e, "amount_minor"))
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            with engine.connect() as c:
+                stored = c.execute(select(func.count()).select_from(scored_payments)).scalar_one()
+                waiting = c.execute(
+                    select(func.count())
+                    .select_from(fraud_labels)
+                    .where(fraud_labels.c.status == "waiting")
+                ).scalar_one()
+                labels = c.execute(select(func.count()).select_from(fraud_labels)).scalar_one()
+            if stored == payments and labels and not waiting:
+                break
+            time.sleep(1)
+        time.sleep(2)  # the last batch's counters move right after its commit
+        samples = [scrape(base + i) for i in range(PROCESSES)]
+        probe = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "python"), "-m", "dataflows.health", str(base)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.killpg(flow.pid, signal.SIGTERM)
+        try:
+            output, _ = flow.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(flow.pid, signal.SIGKILL)
+            raise
+    assert flow.returncode == 0, output[-3000:]
+
+    with engine.connect() as c:
+        decisions = dict(
+            c.execute(
+                select(scored_payments.c.decision, func.count()).group_by(
+                    scored_payments.c.decision
+                )
+            ).all()
+        )
+        outcomes = Counter(
+            dict(
+                c.execute(
+                    select(fraud_labels.c.status, func.count()).group_by(fraud_labels.c.status)
+                ).all()
+            )
+        )
+        letters = c.execute(select(func.count()).select_from(dead_letters)).scalar_one()
+    assert sum(decisions.values()) == payments
+    for decision, n in decisions.items():
+        assert total(samples, "payscore_payments_scored_total", decision=decision) == n
+    assert total(samples, "payscore_fraud_probability_count") == payments
+    assert total(samples, "payscore_append_to_commit_seconds_count") == payments
+    assert total(samples, "payscore_labels_total", outcome="claimed") == outcomes["claimed"]
+    assert total(samples, "payscore_labels_learned_total") == outcomes["claimed"]
+    assert letters == 3
+    assert total(samples, "payscore_dead_letters_total", source="payments") == 3
+    assert all(
+        any(n == "payscore_model_info" and v == 1 for (n, _), v in s.items()) for s in samples
+    )
+    lag = [k for s in samples for k in s if k[0] == "bytewax_kafka_consumer_lag"]
+    assert {dict(ls)["topic"] for _, ls in lag} == {
+        topics["payments_topic"],
+        topics["labels_topic"],
+    }
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+    print(f"scraped {PROCESSES} processes: {decisions}, labels {dict(outcomes)}, {letters} letters")
