@@ -78,6 +78,10 @@ class ModelMetadata(msgspec.Struct, frozen=True, kw_only=True):
     # SHA-256 of that root's pickle.
     base_version: str = ""
     base_hash: str = ""
+    # Per drift subject, the bins of its training distribution and each bin's share
+    # (model_state.drift.reference); an online version carries its lineage root's. Empty for a
+    # version trained before drift was recorded.
+    drift_reference: dict[str, dict[str, list[float]]] = {}
     # HMAC-SHA256 of everything above under the model signing key (model_state.signing).
     signature: str = ""
 

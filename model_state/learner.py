@@ -13,7 +13,9 @@ version named after its lineage: ``v00001.000001``, ``v00001.000002``, ... order
 the label-balance guard, ``labels_learned`` since the lineage's root) and lists the labels it
 learned since its parent, so a learner can go on from any published version exactly where the
 publishing learner stood (:meth:`OnlineLearner.resume`), and a label that a version learned
-is never learned again on top of it (:meth:`OnlineLearner.knows`).
+is never learned again on top of it (:meth:`OnlineLearner.knows`). Every version carries its
+lineage root's ``drift_reference`` unchanged: drift is measured against what the root was trained
+on (:mod:`model_state.drift`).
 
 The whole learner pickles to a few kilobytes (``linear`` family), about 50 KB (``basis``: a
 frozen 50-tree forest, :mod:`model_state.basis`) or about 1.5 MB (``boosted``: a frozen
@@ -63,6 +65,8 @@ class OnlineLearner:
         self.sequence = version_key(start.version)[1]
         self.publish_every = publish_every
         self.positive_weight = start.metadata.positive_weight
+        # Drift is measured against the training of the lineage's root: every version carries it.
+        self.drift_reference = start.metadata.drift_reference
         state = start.metadata.learner
         if state:  # an online version: go on from the learner that published it
             self.frauds = int(state["frauds"])
@@ -163,6 +167,8 @@ class OnlineLearner:
             learner=state,
             base_version=self.root[0] if self.root else "",
             base_hash=self.root[1] if self.root else "",
+            # A learner pickled before drift was recorded has none.
+            drift_reference=getattr(self, "drift_reference", {}),
         )
         learned, self.unpublished = tuple(self.unpublished), []
         return VersionRecord(metadata, payload, learned)

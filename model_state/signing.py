@@ -85,7 +85,7 @@ def read_key(path: Path, *, create: bool = False) -> bytes:
 
 # Metadata fields added after versions were first signed: signed only when set, so that a version
 # signed before a field existed (which never had it) keeps its signature.
-SIGNED_WHEN_SET = ("base_version", "base_hash")
+SIGNED_WHEN_SET = ("base_version", "base_hash", "drift_reference")
 
 
 def _signed_text(metadata: ModelMetadata) -> bytes:  # fields in sorted order: as MySQL's JSON

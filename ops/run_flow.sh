@@ -60,8 +60,9 @@ run_once() {  # starts the processes, waits for all; returns the first non-zero 
   for ((i = 0; i < PROCESSES; i++)); do
     if [ "$METRICS" != 0 ]; then
       export BYTEWAX_DATAFLOW_API_ENABLED=true BYTEWAX_DATAFLOW_API_PORT=$((METRICS_BASE + i))
-      # The API server writes the flow's graph here (by default dataflow.json in the folder).
-      export BYTEWAX_DATAFLOW_API_CACHE_PATH=${TMPDIR:-/tmp}/payscore-dataflow-$((METRICS_BASE + i)).json
+      # The API server writes the flow's graph (dataflow.json) into this folder, not the current one.
+      export BYTEWAX_DATAFLOW_API_CACHE_PATH=${TMPDIR:-/tmp}/payscore-api-$((METRICS_BASE + i))
+      mkdir -p "$BYTEWAX_DATAFLOW_API_CACHE_PATH"
     else
       unset BYTEWAX_DATAFLOW_API_ENABLED
     fi

@@ -19,7 +19,8 @@ from cron or a systemd timer) to fit a new forest on everything labelled since:
    nothing changes and the command says why (exit status 3). So a store that lacks the history
    the champion learned from cannot make scoring worse.
 5. Otherwise fit the new version again on every row, the last days included, write it under
-   ``--model-dir`` (its metadata keeps the validation figures) and record it in
+   ``--model-dir`` (its metadata keeps the validation figures and the drift reference of every
+   row, :func:`model_state.offline.train.with_drift_reference`) and record it in
    ``model_versions``.
 
 ``--force`` (an operator's override, e.g. when the champion's features changed) skips steps 3
@@ -164,6 +165,7 @@ def challenge(
     # Accepted: learn from every row, the newest days included; keep the validation figures.
     model, metadata, _ = train.fit_version(rows, model_dir, validation_days=0, **options)
     metadata = msgspec.structs.replace(metadata, metrics=metrics)
+    metadata = train.with_drift_reference(model, metadata, rows)
     return artifact.make(model, metadata, key=key), verdict
 
 

@@ -81,7 +81,7 @@ from dataflows.config import Config
 from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel, Payment
 from features.replay import replay
-from model_state import artifact, signing
+from model_state import artifact, drift, signing
 from model_state.basis import Basis
 from model_state.boosted import Boosted
 from model_state.offline.eval_stream import Replayed, Rows, replay_stream, training_rows, usable
@@ -103,6 +103,10 @@ BASIS_ONLINE_LEARNING_RATE = 0.003
 # retrains of a strong forest, a stationary stream leaves online learning little to correct.
 BOOSTED_ONLINE_LEARNING_RATE = 0.0003
 COMPARE_LEGIT_SHARE = 0.1
+# A drift reference is taken from at most this many training rows, evenly spaced: a bin's share
+# of 0.1 is then known to about 0.0013 (one standard error), and the ``boosted`` forest scores
+# them in a few seconds (2 s for a small forest) however long the history.
+DRIFT_REFERENCE_ROWS = 50_000
 
 
 def new_model() -> compose.Pipeline:
@@ -193,6 +197,24 @@ def probabilities(model: Any, rows: list[dict[str, float]], positive_weight: flo
     except TypeError:  # not a family the scorer explains: River's own probability
         return [probability(model, x, positive_weight) for x in rows]
     return [s.probability for s in scorer.score_batch(rows)]
+
+
+def drift_reference(model: Any, rows: Rows, positive_weight: float) -> drift.Reference:
+    """The distribution of ``rows`` (the rows ``model`` learned from) that drift is measured
+    against once it scores (:func:`model_state.drift.reference`): the watched features and the
+    model's probabilities, on at most :data:`DRIFT_REFERENCE_ROWS` of them, evenly spaced."""
+    sample = rows[:: max(1, math.ceil(len(rows) / DRIFT_REFERENCE_ROWS))]
+    x, _ = matrix(sample)
+    p = np.array(probabilities(model, [r[1] for r in sample], positive_weight), dtype=np.float64)
+    return drift.reference(x, p)
+
+
+def with_drift_reference(
+    model: Any, metadata: artifact.ModelMetadata, rows: Rows
+) -> artifact.ModelMetadata:
+    """``metadata`` of a version fitted on every one of ``rows``, with their drift reference."""
+    reference = drift_reference(model, rows, metadata.positive_weight)
+    return msgspec.structs.replace(metadata, drift_reference=reference)
 
 
 def evaluate(model: compose.Pipeline, rows: Rows, weight: float) -> dict[str, float]:
@@ -298,7 +320,8 @@ def fit_version(
 
     Returns the model, the metadata of the version it would be (the next in ``model_dir``
     unless ``version`` is given) and the held-out rows; ``validation_days`` 0 learns from
-    every row and measures nothing.
+    every row and measures nothing. The metadata has no drift reference yet: a version that is
+    kept gets one from :func:`with_drift_reference` (a validation model is only measured).
     """
     if not rows:
         raise ValueError("no payments to learn from: the replayed history is empty")
@@ -342,7 +365,8 @@ def train_rows(
     (``metrics``, with the validation span as ``validation_start`` and ``validation_end``,
     POSIX seconds). Then the model is fitted again on every row, the newest days included:
     leaving out the newest labelled week cost the frozen model most of its first week's
-    average precision on the handbook's stream (issue 12: 0.508 against 0.619).
+    average precision on the handbook's stream (issue 12: 0.508 against 0.619). The version
+    records the drift reference of every row (:func:`with_drift_reference`).
     """
     model, metadata, hold_out = fit_version(rows, model_dir, **options)
     if hold_out:
@@ -355,6 +379,7 @@ def train_rows(
         }
         model = final
         metadata = msgspec.structs.replace(full, metrics=metadata.metrics | span)
+    metadata = with_drift_reference(model, metadata, rows)
     return artifact.save(model, metadata, model_dir, key=key)
 
 
@@ -440,7 +465,8 @@ def train_history(
     - the validation model learns what was usable when that window began
       (:func:`model_state.offline.eval_stream.usable`), nothing reported later.
 
-    The version that goes live learns everything usable at the history's end.
+    The version that goes live learns everything usable at the history's end, and records
+    their drift reference (:func:`with_drift_reference`).
     """
     replayed, end = replay_history(events, now=now or datetime.now(UTC))
     delay = label_delay.total_seconds()
@@ -478,6 +504,7 @@ def train_history(
             metrics |= compare(learn, hold_out, checked, seed=seed)
     model, metadata, _ = fit_version(rows, model_dir, **common)
     metadata = msgspec.structs.replace(metadata, metrics=metrics)
+    metadata = with_drift_reference(model, metadata, rows)
     return artifact.save(model, metadata, model_dir, key=key)
 
 
@@ -531,7 +558,10 @@ def _main() -> None:
         help="where versions go (default: PAYSCORE_MODEL_DIR)",
     )
     parser.add_argument(
-        "--if-missing", action="store_true", help="do nothing when a model version already exists"
+        "--if-missing",
+        action="store_true",
+        help="do nothing when a model version already exists that fits this code and records "
+        "a drift reference",
     )
     args = parser.parse_args()
     config = Config.from_env(os.environ)
@@ -545,8 +575,14 @@ def _main() -> None:
         except artifact.ModelMismatchError as exc:  # e.g. trained before a feature change
             print(f"the newest model does not fit this code ({exc}); training a new one")
         else:
-            print(f"model {newest.version} exists in {model_dir}; not training")
-            return
+            if newest.metadata.drift_reference:
+                print(f"model {newest.version} exists in {model_dir}; not training")
+                return
+            print(
+                f"the newest model {newest.version} in {model_dir} records no drift reference "
+                "(trained before drift was monitored; model_state.drift needs one to compare "
+                "scoring with training); training a new one"
+            )
     options: dict[str, Any] = {
         "validation_days": args.validation_days,
         "epochs": args.epochs,
