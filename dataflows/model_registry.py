@@ -42,12 +42,15 @@ from model_state.artifact import (
 )
 from model_state.scorer import Scorer
 from model_state.signing import UntrustedModelError
+from storage import shadow
 from storage.engine import make_engine, retry_transient
 from storage.versions import fetch_version, newest_after, version_key
 
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str | None], ModelArtifact | None]
+# Given the challenger shadowing now (or None): the one that should (the same, another or None).
+FetchChallenger = Callable[[str | None], ModelArtifact | None]
 
 
 class ModelRegistry:
@@ -61,11 +64,16 @@ class ModelRegistry:
         decline: float,
         clock: Callable[[], float] = time.monotonic,
         watch: bool = False,
+        fetch_challenger: FetchChallenger | None = None,
     ) -> None:
         """``watch``: after the first look-up, one background thread looks every
         ``refresh_seconds`` of real time, whether payments come or not (the flow); otherwise a
-        look-up is started by a call to :meth:`current` when one is due (``clock``, tests)."""
+        look-up is started by a call to :meth:`current` when one is due (``clock``, tests).
+        ``fetch_challenger``: the version shadowing the champion, if any, looked up with the
+        champion (shadow scoring, :mod:`storage.shadow`)."""
         self._watch = watch
+        self._fetch_challenger = fetch_challenger
+        self._challenger: Scorer | None = None
         self._fetch_newer = fetch_newer
         self._refresh_seconds = refresh_seconds
         self._review = review
@@ -100,12 +108,55 @@ class ModelRegistry:
                         self._looking.start()
         return self._scorer
 
+    def challenger(self) -> Scorer | None:
+        """The scorer of the version shadowing the champion, or None."""
+        return self._challenger
+
     def _keep_watching(self) -> None:
         while True:
             time.sleep(self._refresh_seconds)
             self._refresh()
 
     def _refresh(self) -> None:
+        self._refresh_champion()
+        if self._fetch_challenger is not None:
+            self._refresh_challenger(self._fetch_challenger)
+
+    def _refresh_challenger(self, fetch: FetchChallenger) -> None:
+        current = self._challenger.version if self._challenger is not None else None
+        try:
+            found = fetch(current)
+        except Exception as exc:
+            log.warning("could not look for a challenger to shadow: %s", exc)
+            return
+        if found is None:
+            if current is not None:
+                self._challenger = None
+                log.warning(
+                    "shadow scoring with %s stopped",
+                    current,
+                    extra={"event": "shadow_stopped", "version": current},
+                )
+            return
+        if found.version == current:
+            return
+        try:
+            self._challenger = self._scorer_for(found)
+        except Exception as exc:
+            log.error(
+                "cannot shadow with model version %s: %s",
+                found.version,
+                exc,
+                extra={"event": "version_refused", "version": found.version},
+            )
+            return
+        log.warning(
+            "shadow scoring with %s beside the champion",
+            found.version,
+            extra={"event": "shadow_started", "version": found.version},
+        )
+
+    def _refresh_champion(self) -> None:
         current = self._scorer.version
         try:
             newer = self._fetch_newer(current)
@@ -139,6 +190,7 @@ class ModelRegistry:
             review=self._review,
             decline=self._decline,
             positive_weight=artifact.metadata.positive_weight,
+            drift_reference=artifact.metadata.drift_reference,
         )
 
 
@@ -169,6 +221,7 @@ class NewerVersionsInMySQL:
         self._roots: dict[str, ModelArtifact] = {}
         self._skip = skip_unloadable
         self._unloadable: set[str] = set()
+        self._shadow: ModelArtifact | None = None
 
     def __call__(self, after: str | None) -> ModelArtifact | None:
         if self._engine is None:
@@ -190,6 +243,31 @@ class NewerVersionsInMySQL:
             if self._skip:
                 self._unloadable.add(str(row.version))  # type: ignore[attr-defined]
             raise
+
+    def challenger(self, current: str | None) -> ModelArtifact | None:
+        """The version that should shadow the champion now (``current`` is kept as it is
+        loaded), or None; a :data:`FetchChallenger`."""
+        if self._engine is None:
+            self._engine = make_engine(self._url, pool_size=1)
+        engine = self._engine
+
+        def fetch() -> tuple[str | None, Any]:
+            with engine.connect() as connection:
+                active = shadow.challenger(connection)
+                if active is None or active[0] == current:
+                    return (active[0] if active else None), None
+                return active[0], shadow.fetch_any(connection, active[0])
+
+        version, row = retry_transient(
+            fetch, patience=self._patience, what="looking for a challenger"
+        )
+        if version is None:
+            return None
+        if version != current:
+            if row is None:
+                raise ModelNotFoundError(f"the challenger {version} is in no table of versions")
+            self._shadow = self._load(row)
+        return self._shadow
 
     def _load(self, row: Any) -> ModelArtifact:
         metadata = msgspec.convert(row.metadata, ModelMetadata, strict=False)

@@ -47,6 +47,7 @@ from confluent_kafka import OFFSET_BEGINNING
 
 from dataflows import logs, metrics, stopping
 from dataflows.config import Config
+from dataflows.drift_watch import DriftWatch
 from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
@@ -91,14 +92,17 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     model_dir = Path(config.model_dir)
     key = signing.read_key(Path(config.model_key_file))
     start = artifact.load(model_dir, key=key)
+    versions = NewerVersionsInMySQL(config.mysql_dsn, key=key, skip_unloadable=True)
     models = ModelRegistry(
         start,
-        NewerVersionsInMySQL(config.mysql_dsn, key=key, skip_unloadable=True),
+        versions,
         refresh_seconds=config.model_refresh_seconds,
         watch=True,
         review=config.review_threshold,
         decline=config.decline_threshold,
+        fetch_challenger=versions.challenger if config.shadow else None,
     )
+    drift = DriftWatch()
     log.info(
         "flow built: payments from %s, labels from %s, scoring with %s, %s",
         config.payments_topic,
@@ -136,7 +140,11 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
         "merchant_features", payments, merchant_id, merchant_history, (labelled, labelled_merchant)
     )
     payments = op.map("calendar_features", payments, add_calendar_features)
-    rows = op.flat_map_batch("score", payments, lambda batch: score(models.current(), batch))
+    rows = op.flat_map_batch(
+        "score",
+        payments,
+        lambda batch: score(models.current(), batch, shadow=models.challenger(), drift=drift),
+    )
     op.output("store_scored_payments", rows, scored_payments_sink(config))
 
     # Learning: one learner owns the model; its versions are recorded and checkpointed.
@@ -309,9 +317,21 @@ def add_calendar_features(p: Positioned[Payment]) -> Positioned[Payment]:
     return p
 
 
-def score(scorer: Scorer, batch: list[Positioned[Payment]]) -> list[dict[str, object]]:
-    """The rows to store for a batch of payments, all scored by one model version at once."""
-    results = scorer.score_batch([p.features for p in batch])
+def score(
+    scorer: Scorer,
+    batch: list[Positioned[Payment]],
+    *,
+    shadow: Scorer | None = None,
+    drift: DriftWatch | None = None,
+) -> list[dict[str, object]]:
+    """The rows to store for a batch of payments, all scored by one model version at once; a
+    challenger ``shadow`` scores them too (its probability is stored, its decision is not
+    used); ``drift`` watches what was scored."""
+    features = [p.features for p in batch]
+    results = scorer.score_batch(features)
+    shadowed = shadow.score_batch(features) if shadow is not None else [None] * len(batch)
+    if drift is not None:
+        drift.observe(scorer, features, [r.probability for r in results])
     scored_at = datetime.now(UTC)
     return [
         scored_payment_row(
@@ -325,8 +345,10 @@ def score(scorer: Scorer, batch: list[Positioned[Payment]]) -> list[dict[str, ob
             model_version=scorer.version,
             scored_at=scored_at,
             appended_at=p.appended_at,
+            shadow_version=shadow.version if shadow is not None else None,
+            shadow_probability=other.probability if other is not None else None,
         )
-        for p, result in zip(batch, results, strict=True)
+        for p, result, other in zip(batch, results, shadowed, strict=True)
     ]
 
 

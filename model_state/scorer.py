@@ -37,7 +37,7 @@ after another.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -128,7 +128,10 @@ class Scorer:
         review: float,
         decline: float,
         positive_weight: float = 1.0,
+        drift_reference: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
     ) -> None:
+        """``drift_reference``: the training distribution recorded with the version
+        (:mod:`model_state.drift`), carried for whoever watches drift."""
         if positive_weight <= 0:
             raise ValueError(f"positive_weight must be > 0; got {positive_weight}")
         self._explain = explainer_for(model)
@@ -136,6 +139,7 @@ class Scorer:
         self._review = review
         self._decline = decline
         self._log_weight = math.log(positive_weight)
+        self.drift_reference = drift_reference or {}
 
     def score(self, features: dict[str, float]) -> Score:
         """Probability, decision and reasons, from one split of the log-odds.

@@ -40,6 +40,7 @@ def main() -> int:
         Explainers(Path(config.model_dir), model_key, engine),
         session_key=key,
         https_only=config.review_https_only,
+        thresholds=(config.review_threshold, config.decline_threshold),
     )
     log.info("review queue on http://%s:%d/", config.review_host, config.review_port)
     try:

@@ -37,6 +37,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from features.contract import minor_unit_digits
+from model_state.offline.shadow import Comparison, compare
 from review import queries
 from review.explain import Explainers, Explanation, feature_values
 from review.publish import LabelPublisher
@@ -69,7 +70,14 @@ def money(amount_minor: int, currency: str) -> str:
 class Review:
     """The application's parts, shared by its routes."""
 
-    def __init__(self, engine: Engine, publisher: LabelPublisher, explainers: Explainers) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        publisher: LabelPublisher,
+        explainers: Explainers,
+        thresholds: tuple[float, float] = (0.5, 0.9),
+    ) -> None:
+        self.thresholds = thresholds  # review, decline: the flow's
         self.engine = engine
         self.publisher = publisher
         self.explainers = explainers
@@ -124,6 +132,21 @@ class Review:
         check_csrf(request, await request.form())
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
+
+    async def shadow(self, request: Request, user: User) -> Response:
+        """Champion and challenger side by side (``python -m model_state.shadow compare``)."""
+        review, decline = self.thresholds
+
+        def read() -> Comparison | str:
+            try:
+                return compare(self.engine, review=review, decline=decline)
+            except SystemExit as exc:  # no challenger, or nothing shadowed yet: say so
+                return str(exc)
+
+        found = await run_in_threadpool(read)
+        if isinstance(found, str):
+            return self.page(request, "shadow.html", user=user, comparison=None, why=found)
+        return self.page(request, "shadow.html", user=user, comparison=found, why=None)
 
     async def home(self, request: Request) -> Response:
         return RedirectResponse("/queue", status_code=303)
@@ -259,8 +282,9 @@ def create_app(
     *,
     session_key: str,
     https_only: bool = False,
+    thresholds: tuple[float, float] = (0.5, 0.9),
 ) -> Starlette:
-    review = Review(engine, publisher, explainers)
+    review = Review(engine, publisher, explainers, thresholds)
 
     async def error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -275,6 +299,7 @@ def create_app(
             Route("/login", review.login, methods=["POST"]),
             Route("/logout", review.logout, methods=["POST"]),
             Route("/queue", _signed_in(review, review.queue), methods=["GET"]),
+            Route("/shadow", _signed_in(review, review.shadow), methods=["GET"]),
             Route(
                 "/payments/{transaction_id}",
                 _signed_in(review, review.payment),

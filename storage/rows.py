@@ -33,8 +33,11 @@ def scored_payment_row(
     model_version: str,
     scored_at: datetime,
     appended_at: float | None = None,
+    shadow_version: str | None = None,
+    shadow_probability: float | None = None,
 ) -> dict[str, Any]:
-    """``appended_at``: the payment's Kafka record timestamp (POSIX seconds), if it had one."""
+    """``appended_at``: the payment's Kafka record timestamp (POSIX seconds), if it had one;
+    ``shadow_*``: the challenger shadowing the champion and its probability, if one did."""
     offset_delta = payment.event_time.utcoffset()
     return {
         "transaction_id": payment.transaction_id,
@@ -58,6 +61,8 @@ def scored_payment_row(
             if appended_at is not None
             else None
         ),
+        "shadow_version": shadow_version,
+        "shadow_probability": shadow_probability,
     }
 
 

@@ -73,6 +73,8 @@ scored_payments = Table(
         nullable=True,
         comment="UTC: the Kafka record timestamp (log-append time, or the producer time)",
     ),
+    Column("shadow_version", Id(), nullable=True, comment="the challenger shadowing, if any"),
+    Column("shadow_probability", Double, nullable=True, comment="the challenger's probability"),
     Column(
         "stored_at",
         Timestamp,
@@ -146,6 +148,34 @@ model_versions = Table(
     Column("artifact", Blob, nullable=False, comment="the pickled model"),
     Index("ix_model_versions_order", "lineage", "sequence", unique=True),
     comment="Every model version that scored or may score payments.",
+)
+
+model_candidates = Table(
+    "model_candidates",
+    metadata,
+    Column("version", Id(), primary_key=True),
+    Column("created_at", Timestamp, nullable=False, comment="UTC"),
+    Column("origin", String(16), nullable=False),
+    Column("content_hash", String(64), nullable=False, comment="SHA-256 of the artifact"),
+    Column("verdict", Text, nullable=False, comment="how it compared with the champion"),
+    Column("metadata", JSON, nullable=False),
+    Column("artifact", Blob, nullable=False, comment="the pickled model"),
+    comment="Versions that may shadow the champion and be promoted, but never score by "
+    "themselves (python -m model_state.retrain --candidate).",
+)
+
+model_actions = Table(
+    "model_actions",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("action", String(8), nullable=False, comment="shadow, unshadow or promote"),
+    Column("version", Id(), nullable=False, comment="the version shadowed or promoted"),
+    Column("decided_by", String(128), nullable=False),
+    Column("decided_at", Timestamp, nullable=False, comment="UTC"),
+    Column("note", Text, nullable=True),
+    Column("promoted_as", Id(), nullable=True, comment="promote: the new version recorded"),
+    comment="Shadow scoring and promotions, as operators decided them "
+    "(python -m model_state.shadow).",
 )
 
 review_users = Table(

@@ -34,6 +34,28 @@ CREATE INDEX ix_fraud_labels_status ON fraud_labels (status, topic, kafka_partit
 
 CREATE INDEX ix_fraud_labels_transaction ON fraud_labels (transaction_id);
 
+CREATE TABLE model_actions (
+	id BIGINT NOT NULL AUTO_INCREMENT, 
+	action VARCHAR(8) NOT NULL COMMENT 'shadow, unshadow or promote', 
+	version VARCHAR(64) COLLATE utf8mb4_bin NOT NULL COMMENT 'the version shadowed or promoted', 
+	decided_by VARCHAR(128) NOT NULL, 
+	decided_at DATETIME(6) NOT NULL COMMENT 'UTC', 
+	note TEXT, 
+	promoted_as VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'promote: the new version recorded', 
+	PRIMARY KEY (id)
+)COMMENT='Shadow scoring and promotions, as operators decided them (python -m model_state.shadow).';
+
+CREATE TABLE model_candidates (
+	version VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	created_at DATETIME(6) NOT NULL COMMENT 'UTC', 
+	origin VARCHAR(16) NOT NULL, 
+	content_hash VARCHAR(64) NOT NULL COMMENT 'SHA-256 of the artifact', 
+	verdict TEXT NOT NULL COMMENT 'how it compared with the champion', 
+	metadata JSON NOT NULL, 
+	artifact MEDIUMBLOB NOT NULL COMMENT 'the pickled model', 
+	PRIMARY KEY (version)
+)COMMENT='Versions that may shadow the champion and be promoted, but never score by themselves (python -m model_state.retrain --candidate).';
+
 CREATE TABLE model_versions (
 	version VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
 	lineage BIGINT NOT NULL COMMENT 'v00002.000017 -> 2', 
@@ -101,6 +123,8 @@ CREATE TABLE scored_payments (
 	label_is_fraud BOOL COMMENT 'set once, when the label is learned', 
 	label_reported_at DATETIME(6) COMMENT 'UTC', 
 	appended_at DATETIME(6) COMMENT 'UTC: the Kafka record timestamp (log-append time, or the producer time)', 
+	shadow_version VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'the challenger shadowing, if any', 
+	shadow_probability DOUBLE COMMENT 'the challenger''s probability', 
 	stored_at DATETIME(6) COMMENT 'UTC: when MySQL wrote the row, inside the transaction of its batch' DEFAULT CURRENT_TIMESTAMP(6), 
 	PRIMARY KEY (transaction_id)
 )COMMENT='One row per payment, first write wins: a replayed payment changes nothing.';

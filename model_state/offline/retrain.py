@@ -2,6 +2,7 @@
 
     python -m model_state.retrain [--window-days 90] [--min-frauds 50] [--validation-days 7]
         [--tolerance 0.01] [--family boosted] [--seed 7] [--model-dir DIR] [--force]
+        [--candidate]
 
 Online learning moves only the logistic regression's weights; the forest under them
 (:mod:`model_state.boosted`) stays as pre-training fitted it. Run this on a schedule (weekly,
@@ -24,7 +25,9 @@ from cron or a systemd timer) to fit a new forest on everything labelled since:
    ``model_versions``.
 
 ``--force`` (an operator's override, e.g. when the champion's features changed) skips steps 3
-and 4.
+and 4. ``--candidate`` keeps the new version (accepted or refused by steps 3 and 4, fitted on
+every row) in ``model_candidates`` instead of publishing it: it can then shadow the champion on
+live traffic and be promoted (``python -m model_state.shadow``).
 
 Its name starts a new lineage (``v00002`` after ``v00001.000123``), which sorts after every
 version before it: each process's registry scores with it within ``model_refresh_seconds``,
@@ -55,6 +58,7 @@ from features.catalog import FEATURE_NAMES
 from model_state import artifact, signing
 from model_state.offline import train
 from model_state.scorer import Scorer
+from storage import shadow
 from storage.engine import make_engine
 from storage.labels import labelled_since
 from storage.rows import model_version_row
@@ -199,10 +203,13 @@ def retrain(
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 7,
     force: bool = False,
+    candidate: bool = False,
 ) -> tuple[artifact.ModelArtifact | None, Verdict]:
     """Steps 1-5 of the module docstring: the new version (None if refused) and the verdict.
 
-    The champion is the newest version in ``model_versions``.
+    The champion is the newest version in ``model_versions``. With ``candidate`` the version
+    (fitted on every row, accepted by the gate or not) is kept in ``model_candidates`` with the
+    verdict instead: it may shadow the champion and be promoted, but never scores by itself.
     """
     rows, skipped = stored_rows(engine, window)
     frauds = sum(1 for r in rows if r[2])
@@ -218,6 +225,8 @@ def retrain(
     lineages = [artifact.version_number(artifact.next_version(model_dir))]
     if champion is not None:
         lineages.append(artifact.version_number(champion.version.partition(".")[0]) + 1)
+    with engine.connect() as connection:  # candidates hold lineage numbers too
+        lineages.append(shadow.newest_lineage(connection) + 1)
     fitted, verdict = challenge(
         rows,
         champion,
@@ -230,6 +239,24 @@ def retrain(
         seed=seed,
         force=force,
     )
+    if candidate:
+        if fitted is None:  # refused by the gate: fitted on every row all the same
+            fitted, _ = challenge(
+                rows,
+                champion,
+                model_dir,
+                key=key,
+                version=artifact.version_name(max(lineages)),
+                family=family,
+                seed=seed,
+                force=True,
+            )
+        assert fitted is not None
+        with engine.begin() as connection:
+            shadow.record_candidate(
+                connection, msgspec.to_builtins(fitted.metadata), fitted.payload, str(verdict)
+            )
+        return fitted, verdict
     if fitted is not None:
         # MySQL first: a version on disk is always one every process can find.
         record(engine, fitted, str(model_dir / fitted.version))
@@ -263,6 +290,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="learn from every row and publish without comparing with the champion",
     )
+    parser.add_argument(
+        "--candidate",
+        action="store_true",
+        help="keep the new version as a candidate to shadow the champion (python -m "
+        "model_state.shadow), accepted by the gate or not, instead of publishing it",
+    )
     parser.add_argument("--family", choices=train.FAMILIES, default=train.DEFAULT_FAMILY)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--model-dir", type=Path, default=None)
@@ -281,12 +314,19 @@ def main(argv: list[str] | None = None) -> None:
             family=args.family,
             seed=args.seed,
             force=args.force,
+            candidate=args.candidate,
         )
     except NotEnoughLabelsError as exc:
         raise SystemExit(str(exc)) from None
     finally:
         engine.dispose()
     now = f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}"
+    if args.candidate and fitted is not None:
+        print(
+            f"{now} kept {fitted.metadata.version} as a candidate (model_candidates); shadow it "
+            f"with python -m model_state.shadow start {fitted.metadata.version}; {verdict}"
+        )
+        return
     if fitted is None:
         print(f"{now} retrain refused, the champion stays: {verdict}")
         raise SystemExit(REFUSED_EXIT_STATUS)
