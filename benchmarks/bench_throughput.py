@@ -2,7 +2,8 @@
 
     python benchmarks/bench_throughput.py [--days 4] [--cards 20000] [--processes 1 2]
         [--latency-rates R ...] [--latency-seconds 30] [--state-cards 3000] [--out DIR]
-        [--skip-flow] [--skip-loop] [--skip-raw] [--skip-latency] [--skip-profile] [--skip-state]
+        [--skip-flow] [--skip-shadow] [--skip-loop] [--skip-raw] [--skip-latency]
+        [--skip-profile] [--skip-state]
 
 Prints every figure below, ends with one summary table, and writes the figures as JSON to
 ``OUT/bench-throughput.json`` (``--out``, default ``reports/bench-throughput/``) beside the
@@ -15,7 +16,9 @@ artifacts: the flows' logs (``logs/``), the py-spy recording and its table, the 
    into a fresh scratch database, with a fresh copy of the model folder. Figures: payments
    stored, labels claimed and learned (and label rows by status), wall seconds from process
    start to exit, payments/s and labels/s on wall time, and the steady payment rate between the
-   first and last ``stored_at`` ((rows - 1) / (last - first)).
+   first and last ``stored_at`` ((rows - 1) / (last - first)). Unless ``--skip-shadow``, one more
+   1-process run with a challenger shadowing (the start version shadows itself): the cost of
+   shadow scoring.
 2. **The hand-written loop** (``--skip-loop``): ``benchmarks/reference_loop.py`` as a process
    over the same topics, with the same figures, and the ratios flow(1)/loop and flow(2)/flow(1).
 3. **Raw limits** (``--skip-raw``): one confluent-kafka consumer reading both topics from the
@@ -36,10 +39,10 @@ artifacts: the flows' logs (``logs/``), the py-spy recording and its table, the 
    its batch's transaction: the commit follows within the batch's load.
 5. **Per-stage profile** (``--skip-profile``): ``benchmarks/profile_stages.py --days
    --profile-days`` (``--cards`` cards, cProfile table in ``OUT/cprofile.txt``) and its stage
-   table; and the 1-process run of part 1 recorded by py-spy (``--nonblocking``, 50 Hz,
+   table; and one more 1-process run of part 1, recorded by py-spy (``--nonblocking``, 50 Hz,
    ``--format raw`` into ``OUT/flow-1p.txt``; no SVG), of which the 25 functions with the most
-   own samples are printed (and written to ``OUT/flow-1p-top.txt``). The recording slows that
-   run a little; its figures say so.
+   own samples are printed (and written to ``OUT/flow-1p-top.txt``). The recorded run is one of
+   its own, so the figures of part 1 are not slowed by the recording.
 6. **State bytes** (``--skip-state``): 30 days of traffic (seed 97, ``--state-cards`` cards)
    through the card and terminal steps' ``KeyedHistory`` objects (built as the flow builds
    them, fed with ``on_batch``, labels folded into the terminals), then ``len(snapshot())`` per
@@ -75,6 +78,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import Engine, func, select, text
@@ -85,6 +89,8 @@ from dataflows.messages import Positioned
 from dataflows.scoring import CARD_IDS_KEPT, IDLE_KEY_SECONDS, terminal_history
 from features.card import CardHistory
 from features.contract import FraudLabel, Payment
+from model_state import artifact, signing
+from storage import shadow
 from storage.engine import make_engine
 from storage.sink import load_data_statement, tsv_lines
 from storage.tables import fraud_labels, scored_payments
@@ -316,10 +322,15 @@ def flow_runs(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
     """Part 1: one drain run of ``ops/run_flow.sh P 1`` per process count."""
     args = bench.args
     runs: dict[str, Any] = {}
-    for processes in args.processes:
+    plans: list[tuple[str, int, str]] = [(str(p), p, "") for p in args.processes]
+    if not args.skip_shadow:
+        plans.append(("1-shadow", 1, "shadow"))  # the cost of one challenger shadowing
+    if not args.skip_profile:
+        plans.append(("1-profiled", 1, "profile"))  # a separate run, so figures above are clean
+    for key, processes, kind in plans:
         command = ["bash", str(RUN_FLOW), str(processes), "1"]
         note = ""
-        if processes == 1 and not args.skip_profile:
+        if kind == "profile":
             if PY_SPY.exists():
                 recording = bench.out / "flow-1p.txt"
                 command = [
@@ -328,21 +339,37 @@ def flow_runs(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
                 ]  # fmt: skip
                 note = "recorded by py-spy (--nonblocking, 50 Hz)"
             else:
-                note = f"py-spy missing ({PY_SPY}): not recorded"
-                print(f"note: {note}")
+                print(f"note: py-spy missing ({PY_SPY}): no profile recorded")
+                continue
         with ExitStack() as run:
             db_url = bench.scratch_db(run)
-            env = bench.env(topics, db_url, bench.model_copy(run), tail=False)
-            name = f"flow-{processes}p"
+            models = bench.model_copy(run)
+            env = bench.env(topics, db_url, models, tail=False)
+            if kind == "shadow":
+                note = shadow_itself(bench.dsn(db_url), models, env)
+            name = f"flow-{key}p"
             figures = drain_run(bench, name, command, env, bench.dsn(db_url), args.run_timeout)
             if note:
                 figures["note"] = note
             _print_drain(name, figures, bench.results["produce"]["payments"])
-            runs[str(processes)] = figures
-            bench.add(f"flow {processes} process(es) x 1 worker", _drain_line(figures))
-            bench.keep_rows(run, bench.dsn(db_url), name)
-    if "1" in runs and runs["1"].get("note", "").startswith("recorded by py-spy"):
-        runs["1"]["py_spy_top"] = pyspy_table(bench)
+            runs[key] = figures
+            label = f"flow {processes} process(es) x 1 worker" + (f", {kind}" if kind else "")
+            bench.add(label, _drain_line(figures))
+            if not kind:
+                bench.keep_rows(run, bench.dsn(db_url), name)
+    if "1-profiled" in runs:
+        runs["1-profiled"]["py_spy_top"] = pyspy_table(bench)
+    if "1" in runs and "1-shadow" in runs:
+        cost = 1 - runs["1-shadow"]["payments_per_s"] / runs["1"]["payments_per_s"]
+        steady = _ratio(
+            runs["1-shadow"]["steady_payments_per_s"], runs["1"]["steady_payments_per_s"]
+        )
+        runs["shadow_cost"] = {"wall": cost, "steady": None if steady is None else 1 - steady}
+        bench.add(
+            "shadow cost (1 process)",
+            f"{cost:.1%} fewer payments/s on wall time"
+            + (f", {1 - steady:.1%} steady" if steady is not None else ""),
+        )
     if "1" in runs and "2" in runs:
         ratio = runs["2"]["payments_per_s"] / runs["1"]["payments_per_s"]
         steady = _ratio(runs["2"]["steady_payments_per_s"], runs["1"]["steady_payments_per_s"])
@@ -350,6 +377,22 @@ def flow_runs(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
         print(f"flow(2)/flow(1): {ratio:.2f} on wall time, {_fmt(steady, '.2f')} steady")
         bench.add("ratio flow(2)/flow(1)", f"{ratio:.2f} wall, {_fmt(steady, '.2f')} steady")
     return runs
+
+
+def shadow_itself(dsn: str, models: Path, env: dict[str, str]) -> str:
+    """Make the run's start version shadow itself (as a candidate): the cost of one challenger."""
+    config = Config.from_env({k: v for k, v in env.items() if k.startswith("PAYSCORE_")})
+    start = artifact.load(models, key=signing.read_key(Path(config.model_key_file)))
+    engine = make_engine(dsn)
+    try:
+        with engine.begin() as connection:
+            shadow.record_candidate(
+                connection, msgspec.to_builtins(start.metadata), start.payload, "benchmark"
+            )
+            shadow.record_action(connection, "shadow", start.version, by="benchmark")
+    finally:
+        engine.dispose()
+    return f"{start.version} shadowing itself"
 
 
 def drain_run(
@@ -1068,7 +1111,7 @@ def parse_arguments(argv: Iterable[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-days", type=int, default=2)
     parser.add_argument("--state-cards", type=int, default=3000)
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-throughput")
-    for part in ("flow", "loop", "raw", "latency", "profile", "state"):
+    for part in ("flow", "shadow", "loop", "raw", "latency", "profile", "state"):
         parser.add_argument(f"--skip-{part}", action="store_true")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.days < 1 or args.cards < 10 or args.state_cards < 10:

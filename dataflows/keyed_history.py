@@ -22,7 +22,9 @@ letter. The card step uses this, since a card's payments arrive together on one 
 
 from __future__ import annotations
 
+import logging
 import pickle
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -54,6 +56,7 @@ class LabelNote(Protocol):
 
 
 Snapshot = bytes
+log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
 Recent = dict[str, int]  # transaction id -> fingerprint, oldest first
@@ -122,9 +125,11 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
 
 
 def keyed_history(
-    new_history: Callable[[], History], idle_seconds: float, remember: int = 0
+    new_history: Callable[[], History], idle_seconds: float, remember: int = 0, name: str = ""
 ) -> Callable[[Snapshot | None], KeyedHistory]:
-    """The builder ``op.stateful_batch`` calls for a new key or a key resumed from a snapshot."""
+    """The builder ``op.stateful_batch`` calls for a new key or a key resumed from a snapshot;
+    the first key of step ``name`` resumed in a process is logged (event ``resumed``)."""
+    logged = threading.Event()
 
     def recent_ids(ids: tuple[tuple[str, int], ...] = ()) -> Recent | None:
         return dict(ids[-remember:]) if remember > 0 else None
@@ -133,6 +138,13 @@ def keyed_history(
         if resume is None:
             return KeyedHistory(new_history(), time.time(), idle_seconds, recent_ids(), remember)
         history, last_touch, recent = pickle.loads(resume)
+        if not logged.is_set():
+            logged.set()
+            log.info(
+                "%s: keys resumed from a recovery snapshot",
+                name or "feature histories",
+                extra={"event": "resumed", "reason": name},
+            )
         return KeyedHistory(history, last_touch, idle_seconds, recent_ids(recent or ()), remember)
 
     return build

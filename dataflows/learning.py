@@ -204,6 +204,12 @@ def learn_step(
             learner = OnlineLearner(start, publish_every)
             return LearnStep(learner, time.time(), publish_seconds, first, lineages)
         learner, last_publish, announce = pickle.loads(resume)
+        log.info(
+            "learner resumed from a recovery snapshot at version %s (%d labels unpublished)",
+            learner.version,
+            learner.pending,
+            extra={"event": "resumed", "version": learner.version},
+        )
         return LearnStep(learner, last_publish, publish_seconds, announce, lineages)
 
     return build

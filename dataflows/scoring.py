@@ -307,7 +307,7 @@ def add_features(
         keyed_labels = op.key_on(f"key_labels_{step}", labelled, label_key)
         keyed = op.merge(f"payments_and_labels_{step}", keyed, keyed_labels)  # type: ignore[assignment]
     with_features = op.stateful_batch(
-        step, keyed, keyed_history(new_history, IDLE_KEY_SECONDS, remember)
+        step, keyed, keyed_history(new_history, IDLE_KEY_SECONDS, remember, step)
     )
     return op.key_rm(f"unkey_{step}", with_features)
 
