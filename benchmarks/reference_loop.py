@@ -49,6 +49,7 @@ from features.card import CardHistory
 from features.contract import LabelDecoder, PaymentDecoder
 from model_state import artifact, signing
 from model_state.checkpoints import ModelVersionSink
+from storage.labels import FraudNote
 from storage.rows import dead_letter_row
 from storage.sink import MySQLSink
 from storage.tables import dead_letters
@@ -151,8 +152,9 @@ def run(config: Config) -> dict[str, Any]:
 
     def learn(labelled: list[Any]) -> None:
         nonlocal labels
-        terminals.feed(labelled, lambda x: x.terminal_id)
-        merchants.feed(labelled, lambda x: x.merchant_id)
+        frauds = [FraudNote.of(x) for x in labelled if x.is_fraud]  # as the flow's fraud_notes
+        terminals.feed(frauds, lambda x: x.terminal_id)
+        merchants.feed(frauds, lambda x: x.merchant_id)
         versions, _ = learner.on_batch(labelled)
         labels += len(labelled)
         versions_sink.write_batch(versions)

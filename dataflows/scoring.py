@@ -63,7 +63,7 @@ from model_state import artifact, signing
 from model_state.artifact import VersionRecord
 from model_state.checkpoints import ModelVersionSink
 from model_state.scorer import Scorer
-from storage.labels import LabelledPayment
+from storage.labels import FraudNote, LabelledPayment
 from storage.payments import reused_ids
 from storage.rows import dead_letter_row, refused_row_letter, scored_payment_row
 from storage.sink import MySQLSink, Writing
@@ -125,6 +125,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
         "labels", op.map("decode_labels", label_messages, decode.label), config
     )
     labelled = join_labels_with_scored_payments(labels, config)
+    frauds = fraud_notes(labelled)
 
     # Payments: decode, features, score, store.
     messages = op.input("read_payments", flow, kafka_source(config, config.payments_topic, stop))
@@ -134,10 +135,10 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     payments = add_features("card_features", payments, card_id, CardHistory, remember=CARD_IDS_KEPT)
     payments = split_off_reused_ids(payments, config)
     payments = add_features(
-        "terminal_features", payments, terminal_id, terminal_history, (labelled, labelled_terminal)
+        "terminal_features", payments, terminal_id, terminal_history, (frauds, noted_terminal)
     )
     payments = add_features(
-        "merchant_features", payments, merchant_id, merchant_history, (labelled, labelled_merchant)
+        "merchant_features", payments, merchant_id, merchant_history, (frauds, noted_merchant)
     )
     payments = op.map("calendar_features", payments, add_calendar_features)
     rows = op.flat_map_batch(
@@ -275,12 +276,19 @@ def merchant_id(p: Positioned[Payment]) -> str:
     return p.event.merchant_id
 
 
-def labelled_terminal(label: LabelledPayment) -> str:
-    return label.terminal_id
+def fraud_notes(labelled: Stream[LabelledPayment]) -> Stream[FraudNote]:
+    """The claimed frauds, as the fraud rates need them. A legitimate label changes no fraud
+    rate (``EntityHistory.learn_label``), so it goes to the learner only."""
+    frauds = op.filter("claimed_frauds", labelled, lambda label: label.is_fraud)
+    return op.map("fraud_notes", frauds, FraudNote.of)
 
 
-def labelled_merchant(label: LabelledPayment) -> str:
-    return label.merchant_id
+def noted_terminal(note: FraudNote) -> str:
+    return note.terminal_id
+
+
+def noted_merchant(note: FraudNote) -> str:
+    return note.merchant_id
 
 
 def terminal_history() -> EntityHistory:
@@ -296,7 +304,7 @@ def add_features(
     payments: Stream[Positioned[Payment]],
     key: Callable[[Positioned[Payment]], str],
     new_history: Callable[[], History],
-    labels: tuple[Stream[LabelledPayment], Callable[[LabelledPayment], str]] | None = None,
+    labels: tuple[Stream[FraudNote], Callable[[FraudNote], str]] | None = None,
     *,
     remember: int = 0,
 ) -> Stream[Positioned[Payment]]:

@@ -26,6 +26,7 @@ this exact: another message about the same payment is a ``duplicate``, never a r
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
@@ -33,6 +34,7 @@ from typing import Any, NamedTuple, Protocol
 import msgspec
 from sqlalchemy import Connection, select
 
+from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel
 from storage.engine import ConcurrentChangeError
 from storage.rows import utc_naive
@@ -68,6 +70,46 @@ class LabelledPayment(msgspec.Struct, frozen=True, kw_only=True):
     label_partition: int = -1  # where the label was read (its fraud_labels row)
     label_offset: int = -1
     learned_version: str | None = None  # a version that learned it already (a replay)
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        """Compact pickling (the flow sends every labelled payment to the learner's process):
+        features named as the catalogue travel as packed doubles, the rest as they are."""
+        features: object = self.features
+        if tuple(self.features) == FEATURE_NAMES:
+            features = array("d", self.features.values()).tobytes()
+        return _labelled_payment, (features, *(getattr(self, name) for name in _OTHER_FIELDS))
+
+
+_OTHER_FIELDS = tuple(name for name in LabelledPayment.__struct_fields__ if name != "features")
+
+
+def _labelled_payment(features: bytes | dict[str, float], *fields: Any) -> LabelledPayment:
+    if isinstance(features, bytes):
+        packed = array("d")
+        packed.frombytes(features)
+        features = dict(zip(FEATURE_NAMES, packed, strict=True))
+    return LabelledPayment(features=features, **dict(zip(_OTHER_FIELDS, fields, strict=True)))
+
+
+class FraudNote(msgspec.Struct, frozen=True, array_like=True):
+    """What the terminals' and merchants' fraud rates take from a claimed fraud label: small,
+    so that it crosses between the flow's processes cheaply (the features stay behind)."""
+
+    terminal_id: str
+    merchant_id: str
+    payment_time: float
+    reported_at: float
+    is_fraud: bool
+
+    @classmethod
+    def of(cls, label: LabelledPayment) -> FraudNote:
+        return cls(
+            label.terminal_id,
+            label.merchant_id,
+            label.payment_time,
+            label.reported_at,
+            label.is_fraud,
+        )
 
 
 class Rejected(msgspec.Struct, frozen=True):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import msgspec
@@ -18,7 +19,9 @@ from dataflows.config import Config
 from dataflows.keyed_history import keyed_history
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, to_kafka
 from features.card import CardHistory
+from features.catalog import FEATURE_NAMES
 from features.contract import LabelDecoder, Payment, PaymentDecoder
+from storage.labels import LabelledPayment
 from test_data.hostile import valid_payment
 
 DECODE = MessageDecoder(PaymentDecoder(), LabelDecoder())
@@ -197,3 +200,65 @@ def test_card_step_makes_a_reused_id_with_other_content_a_rejection_and_folds_it
     resumed = keyed_history(CardHistory, idle_seconds=60, remember=4)(step.snapshot())
     again, _ = resumed.on_batch([changed])
     assert again[0].rejected
+
+
+feature_values = st.floats(allow_nan=False) | st.sampled_from([0.0, -0.0, 1e300, 5e-324])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(0, len(FEATURE_NAMES)),
+    values=st.lists(feature_values, min_size=len(FEATURE_NAMES), max_size=len(FEATURE_NAMES)),
+    shuffled=st.booleans(),
+    rejected=st.sampled_from(["", "transaction id 'x' reused"]),
+    appended_at=st.none() | st.floats(0, 4e9),
+    offset_minutes=st.integers(-720, 840),
+)
+def test_positioned_pickles_compactly_and_exactly(
+    n: int,
+    values: list[float],
+    shuffled: bool,
+    rejected: str,
+    appended_at: float | None,
+    offset_minutes: int,
+) -> None:
+    """Payments cross between the flow's processes pickled: what arrives equals what left, the
+    event's UTC offset, every bit of every feature and the features' order included."""
+    event = msgspec.structs.replace(
+        payment("t").event,
+        event_time=datetime(2026, 3, 2, 9, 0, tzinfo=timezone(timedelta(minutes=offset_minutes))),
+    )
+    names = list(FEATURE_NAMES[:n])
+    if shuffled:
+        names.reverse()  # not the catalogue's order: travels as a dict
+    features = dict(zip(names, values, strict=False))
+    sent = Positioned(event, 3, 12345, features, rejected, appended_at)
+    got = pickle.loads(pickle.dumps(sent, protocol=pickle.HIGHEST_PROTOCOL))
+    assert got == sent
+    assert list(got.features) == list(sent.features)
+    assert [math.copysign(1, v) for v in got.features.values()] == [
+        math.copysign(1, v) for v in sent.features.values()
+    ]
+    assert got.event.event_time.utcoffset() == sent.event.event_time.utcoffset()
+    if n > 20 and not shuffled:
+        assert len(pickle.dumps(sent)) < len(pickle.dumps(msgspec.structs.asdict(sent))) / 2
+
+
+def test_a_labelled_payment_pickles_compactly_and_exactly() -> None:
+    features = {name: i / 7 for i, name in enumerate(FEATURE_NAMES)}
+    sent = LabelledPayment(
+        transaction_id="t",
+        card_id="c",
+        merchant_id="m",
+        terminal_id="p",
+        payment_time=1.7e9,
+        reported_at=1.7e9 + 5,
+        is_fraud=True,
+        features=features,
+        scored_by="v00001",
+        label_partition=2,
+        label_offset=99,
+    )
+    assert pickle.loads(pickle.dumps(sent)) == sent
+    other = msgspec.structs.replace(sent, features={"old_feature": 1.0}, learned_version="v1.2")
+    assert pickle.loads(pickle.dumps(other)) == other
