@@ -101,13 +101,23 @@ def positioned(lab: FraudLabel, offset: int = 0) -> Positioned[FraudLabel]:
     stored_before=st.sets(st.sampled_from([f"t{i}" for i in range(8)])),
     batch_sizes=st.lists(st.integers(1, 5), min_size=1, max_size=40),
     arrivals=st.lists(st.sampled_from([f"t{i}" for i in range(8)]), max_size=8),
+    retry_seconds=st.sampled_from([1, 3, 1000]),
 )
 def test_every_label_is_learned_at_most_once_whatever_the_order(
-    txns: list[str], stored_before: set[str], batch_sizes: list[int], arrivals: list[str]
+    txns: list[str],
+    stored_before: set[str],
+    batch_sizes: list[int],
+    arrivals: list[str],
+    retry_seconds: int,
 ) -> None:
+    """With retries due at every batch, now and then, or never before the end (then only new
+    labels, and the waiting ones of the same payments, are tried as batches come)."""
     store = FakeStore({t: "c-1" for t in stored_before})
     clock = Clock()
-    join = LabelJoin(store, [], retry_seconds=1, wait_seconds=30, clock=clock)
+    join = LabelJoin(store, [], retry_seconds=retry_seconds, wait_seconds=30, clock=clock)
+    first_read: dict[str, int] = {}
+    for offset, t in enumerate(txns):
+        first_read.setdefault(t, offset)
     learned: list[str] = []
     # Labels arrive in batches; payments get stored between batches; timers fire.
     queue = [positioned(label(t), offset) for offset, t in enumerate(txns)]
@@ -133,6 +143,9 @@ def test_every_label_is_learned_at_most_once_whatever_the_order(
     # Every label message ends in the ledger, and none is left waiting after the end.
     assert set(store.ledger) == {(0, offset) for offset in range(len(txns))}
     assert {row.status for row in store.ledger.values()} <= {"claimed", "rejected"}
+    # A payment stored from the start is claimed by the first label read of it.
+    for t in stored_before & set(txns):
+        assert store.ledger[(0, first_read[t])].status == "claimed", t
 
 
 def test_a_waiting_label_is_rejected_after_the_wait_and_the_key_discarded() -> None:
