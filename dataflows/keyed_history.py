@@ -12,7 +12,8 @@ Expiry: a key untouched for ``idle_seconds`` of wall-clock time is discarded (it
 empty by then in a live system, where event time follows wall time).
 
 Duplicates: with ``remember > 0`` the step remembers the last ``remember`` transaction ids of its
-key, each with a fingerprint of the payment (CRC-32 of its JSON). A payment whose id is among
+key (as 64-bit hashes, :func:`id_hash`), each with a fingerprint of the payment (CRC-32 of its
+JSON). A payment whose id is among
 them with the same fingerprint (a producer's retry, a redelivery) is a harmless repeat: not
 folded in again, not passed on, counted in ``payscore_duplicate_payments_total``; its first copy
 was scored already, and a scored payment is stored once. One whose id is among them with *other*
@@ -27,8 +28,10 @@ import pickle
 import threading
 import time
 import zlib
+from array import array
 from collections.abc import Callable
 from datetime import UTC, datetime
+from hashlib import blake2b
 from typing import Protocol
 
 import msgspec
@@ -59,7 +62,15 @@ Snapshot = bytes
 log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
-Recent = dict[str, int]  # transaction id -> fingerprint, oldest first
+Recent = dict[int, int]  # hash of a transaction id -> fingerprint, oldest first
+
+
+def id_hash(transaction_id: str) -> int:
+    """A stable 64-bit hash of a transaction id (BLAKE2b). A card remembers its recent ids by
+    it: 12 bytes an id with the fingerprint, where the ids themselves took about 17 each. Two
+    ids of one card's last ``remember`` share a hash with odds about ``remember / 2**64`` per
+    payment; the new one would then be a dead letter (a reused id), never lost."""
+    return int.from_bytes(blake2b(transaction_id.encode(), digest_size=8).digest(), "little")
 
 
 def fingerprint(payment: Payment) -> int:
@@ -90,7 +101,8 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
             if isinstance(value, Positioned):
                 if recent is not None:
                     txn, mark = value.event.transaction_id, fingerprint(value.event)
-                    seen = recent.get(txn)
+                    key = id_hash(txn)
+                    seen = recent.get(key)
                     if seen == mark:
                         DUPLICATES.inc()
                         continue
@@ -101,7 +113,7 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
                         )
                         out.append(value)
                         continue
-                    recent[txn] = mark
+                    recent[key] = mark
                     if len(recent) > self._remember:
                         del recent[next(iter(recent))]
                 value.features.update(observe(value.event))
@@ -118,7 +130,10 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         return datetime.fromtimestamp(self._last_touch + self._idle_seconds, UTC)
 
     def snapshot(self) -> Snapshot:
-        recent = tuple(self._recent_ids.items()) if self._recent_ids is not None else None
+        recent = None
+        if self._recent_ids is not None:  # packed: 8 bytes of id hash and 4 of fingerprint each
+            ids = self._recent_ids
+            recent = (array("Q", ids.keys()).tobytes(), array("I", ids.values()).tobytes())
         return pickle.dumps(
             (self._history, self._last_touch, recent), protocol=pickle.HIGHEST_PROTOCOL
         )
@@ -131,8 +146,17 @@ def keyed_history(
     the first key of step ``name`` resumed in a process is logged (event ``resumed``)."""
     logged = threading.Event()
 
-    def recent_ids(ids: tuple[tuple[str, int], ...] = ()) -> Recent | None:
-        return dict(ids[-remember:]) if remember > 0 else None
+    def recent_ids(ids: object = ()) -> Recent | None:
+        if remember <= 0:
+            return None
+        if isinstance(ids, tuple) and len(ids) == 2 and isinstance(ids[0], bytes):
+            keys, marks = array("Q"), array("I")
+            keys.frombytes(ids[0])
+            marks.frombytes(ids[1])
+            pairs = list(zip(keys, marks, strict=True))
+        else:  # a snapshot taken before ids were hashed: (transaction id, fingerprint) pairs
+            pairs = [(id_hash(txn), mark) for txn, mark in ids]  # type: ignore[attr-defined]
+        return dict(pairs[-remember:])
 
     def build(resume: Snapshot | None) -> KeyedHistory:
         if resume is None:

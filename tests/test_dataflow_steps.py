@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
 from dataflows.config import Config
-from dataflows.keyed_history import keyed_history
+from dataflows.keyed_history import fingerprint, keyed_history
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, to_kafka
 from features.card import CardHistory
 from features.catalog import FEATURE_NAMES
@@ -262,3 +262,15 @@ def test_a_labelled_payment_pickles_compactly_and_exactly() -> None:
     assert pickle.loads(pickle.dumps(sent)) == sent
     other = msgspec.structs.replace(sent, features={"old_feature": 1.0}, learned_version="v1.2")
     assert pickle.loads(pickle.dumps(other)) == other
+
+
+def test_a_card_snapshot_from_before_ids_were_hashed_still_skips_repeats() -> None:
+    """Recovery snapshots taken by the previous release hold the ids themselves."""
+    build = keyed_history(CardHistory, idle_seconds=60, remember=4)
+    step = build(None)
+    step.on_batch([payment("a"), payment("b")])
+    history, last_touch, _ = pickle.loads(step.snapshot())
+    old_format = pickle.dumps((history, last_touch, (("a", fingerprint(payment("a").event)),)))
+    resumed = build(old_format)
+    out, _ = resumed.on_batch([payment("a"), payment("c")])
+    assert [p.event.transaction_id for p in out] == ["c"]
