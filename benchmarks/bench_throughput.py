@@ -49,6 +49,9 @@ artifacts: the flows' logs (``logs/``), the py-spy recording and its table, the 
    key: mean and p99 bytes per active card (a payment in the last 30 days of event time) and
    per terminal.
 
+``--flow-repo DIR`` runs the flow of another checkout instead (a ``git worktree`` of an earlier
+commit, with this virtualenv), for a before/after comparison of part 1.
+
 Topics, scratch databases and temporary model folders are removed at the end, also after an
 error. A part that fails is reported (figures ``error``) and the others still run; the exit
 status is then 1. A model must exist in ``PAYSCORE_MODEL_DIR`` (``python -m model_state.train``).
@@ -242,7 +245,15 @@ class Bench:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global RUN_FLOW
     args = parse_arguments(argv)
+    if args.flow_repo is not None:
+        # Another checkout's flow (a before/after comparison), run with this virtualenv and
+        # this key; PAYSCORE_MODEL_DIR must hold versions that checkout can load.
+        RUN_FLOW = args.flow_repo.resolve() / "ops" / "run_flow.sh"
+        os.environ["FLOW_PYTHON"] = sys.executable
+        key = Path(os.environ.get("PAYSCORE_MODEL_KEY_FILE", "model_state/model.key"))
+        os.environ["PAYSCORE_MODEL_KEY_FILE"] = str(_under_root(str(key)))
     # SIGTERM ends the run as Ctrl-C does: flows killed, topics and databases removed.
     signal.signal(signal.SIGTERM, _interrupted)
     config = Config.from_env(os.environ)
@@ -1111,6 +1122,11 @@ def parse_arguments(argv: Iterable[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-days", type=int, default=2)
     parser.add_argument("--state-cards", type=int, default=3000)
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-throughput")
+    parser.add_argument(
+        "--flow-repo",
+        type=Path,
+        help="run the flow of another checkout (e.g. a git worktree of an earlier commit)",
+    )
     for part in ("flow", "shadow", "loop", "raw", "latency", "profile", "state"):
         parser.add_argument(f"--skip-{part}", action="store_true")
     args = parser.parse_args(list(argv) if argv is not None else None)
