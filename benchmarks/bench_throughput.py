@@ -7,7 +7,7 @@
 
 Prints every figure below, ends with one summary table, and writes the figures as JSON to
 ``OUT/bench-throughput.json`` (``--out``, default ``reports/bench-throughput/``) beside the
-artifacts: the flows' logs (``logs/``), the py-spy recording and its table, the cProfile table.
+artifacts: the flows' logs (``logs/``), the py-spy recording and its table.
 
 1. **End to end** (``--skip-flow``): the generator's stream (seed 99, ``--days`` days,
    ``--cards`` cards, cards // 5 merchants), payments and labels in stream order, is produced
@@ -38,8 +38,8 @@ artifacts: the flows' logs (``logs/``), the py-spy recording and its table, the 
    broker's append time; ``stored_at`` is when MySQL wrote the row (SYSDATE, per row) inside
    its batch's transaction: the commit follows within the batch's load.
 5. **Per-stage profile** (``--skip-profile``): ``benchmarks/profile_stages.py --days
-   --profile-days`` (``--cards`` cards, cProfile table in ``OUT/cprofile.txt``) and its stage
-   table; and one more 1-process run of part 1, recorded by py-spy (``--nonblocking``, 50 Hz,
+   --profile-days`` (4; ``--cards`` cards) and its stage table, timed without a profiler; and
+   one more 1-process run of part 1, recorded by py-spy (``--nonblocking``, 50 Hz,
    ``--format raw`` into ``OUT/flow-1p.txt``; no SVG), of which the 25 functions with the most
    own samples are printed (and written to ``OUT/flow-1p-top.txt``). The recorded run is one of
    its own, so the figures of part 1 are not slowed by the recording.
@@ -846,15 +846,14 @@ def _wait_stored(
 
 
 def stage_profile(bench: Bench) -> dict[str, Any]:
-    """Part 5: ``profile_stages.py`` as a process; its stage table (µs per item)."""
+    """Part 5: ``profile_stages.py`` as a process; its stage table (µs per item), timed without
+    a profiler (cProfile would slow every stage: run profile_stages.py --cprofile for that)."""
     args = bench.args
-    cprofile = bench.out / "cprofile.txt"
     command = [
         str(PYTHON),
         str(ROOT / "benchmarks" / "profile_stages.py"),
         "--days", str(args.profile_days),
         "--cards", str(args.cards),
-        "--cprofile", str(cprofile),
     ]  # fmt: skip
     print(" ".join(command[1:]), flush=True)
     done = subprocess.run(
@@ -873,7 +872,7 @@ def stage_profile(bench: Bench) -> dict[str, Any]:
             stages[match.group(1).strip()] = float(match.group(2).replace(",", ""))
     if "all stages" in stages:
         bench.add("per-stage profile: all stages", f"{stages['all stages']:.1f} µs per payment")
-    figures: dict[str, Any] = {"stages_us": stages, "cprofile": str(cprofile)}
+    figures: dict[str, Any] = {"stages_us": stages}
     flow_1p = (bench.results.get("flow") or {}).get("1") or {}
     if "py_spy_top" in flow_1p:
         figures["py_spy"] = str(bench.out / "flow-1p.txt")
@@ -1119,7 +1118,7 @@ def parse_arguments(argv: Iterable[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--stop-timeout", type=float, default=120.0, help="seconds after SIGTERM")
     parser.add_argument("--run-timeout", type=float, default=3600.0, help="seconds per drain run")
-    parser.add_argument("--profile-days", type=int, default=2)
+    parser.add_argument("--profile-days", type=int, default=4)
     parser.add_argument("--state-cards", type=int, default=3000)
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-throughput")
     parser.add_argument(

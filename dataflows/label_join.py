@@ -5,10 +5,7 @@ payment was scored with, and recorded in ``fraud_labels`` by where it was read, 
 label message ends claimed or rejected with a reason. In production a label arrives days after
 its payment, which is long stored. A label whose payment is not stored *yet* (a replay that reads
 both topics at once, or a sink still writing) waits: it is tried again every ``retry_seconds``
-for up to ``wait_seconds`` of the flow's running time, then rejected as ``not_found``. A batch of
-new labels is tried at once, with the waiting labels of the same payments before it (the first
-label read of a payment claims it); the other waiting labels wait for their retry (trying them
-with every batch made a replay's claims grow with the backlog). The
+for up to ``wait_seconds`` of the flow's running time, then rejected as ``not_found``. The
 snapshot keeps how long each label has waited, not when it came: time the flow spends stopped
 or crashed does not count, so a label is not given up right after a restart while its payment
 is still in the backlog. The step keeps
@@ -80,30 +77,23 @@ class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel], LabelledPayment, byte
         self._retry_seconds = retry_seconds
         self._wait_seconds = wait_seconds
         self._clock = clock
-        self._positions = {(read.partition, read.offset) for read, _ in waiting}
-        self._last_try = clock()  # when every waiting label was last tried
+        self._last_try = clock()
 
     def on_batch(self, values: list[Positioned[FraudLabel]]) -> tuple[list, bool]:
         now = self._clock()
-        known = self._positions
+        known = {read.position for read, _ in self._waiting}
         fresh = [
             (ReadLabel(v.event, v.partition, v.offset), now)
             for v in values
             if (v.partition, v.offset) not in known
         ]
-        if now - self._last_try >= self._retry_seconds:
-            return self._try(self._waiting + fresh, everyone=True)
-        # Not due: the new labels, and the waiting ones of the same payments before them (the
-        # first label read of a payment claims it). The others wait for their retry.
-        ids = {read.label.transaction_id for read, _ in fresh}
-        along = [w for w in self._waiting if w[0].label.transaction_id in ids] if ids else []
-        return self._try(along + fresh, everyone=False)
+        return self._try(self._waiting + fresh)
 
     def on_notify(self) -> tuple[list[LabelledPayment], bool]:
-        return self._try(self._waiting, everyone=True)
+        return self._try(self._waiting)
 
     def on_eof(self) -> tuple[list[LabelledPayment], bool]:
-        return self._try(self._waiting, everyone=True)
+        return self._try(self._waiting)
 
     def notify_at(self) -> datetime | None:
         if not self._waiting:
@@ -116,35 +106,19 @@ class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel], LabelledPayment, byte
         waited: Snapshot = [(read, now - since) for read, since in self._waiting]
         return pickle.dumps(waited, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def _try(self, labels: Waiting, *, everyone: bool) -> tuple[list[LabelledPayment], bool]:
+    def _try(self, labels: Waiting) -> tuple[list[LabelledPayment], bool]:
         if not labels:
-            return [], self.RETAIN if self._waiting else self.DISCARD
-        now = self._clock()
-        if everyone:
-            self._last_try = now
-        first_seen = {(read.partition, read.offset): seen for read, seen in labels}
+            return [], self.DISCARD
+        self._last_try = now = self._clock()
+        first_seen = {read.position: seen for read, seen in labels}
 
         def expired(read: ReadLabel) -> bool:
-            return now - first_seen[read.partition, read.offset] >= self._wait_seconds
+            return now - first_seen[read.position] >= self._wait_seconds
 
+        was_waiting = {read.position for read, _ in self._waiting}
         outcome = self._claim([read for read, _ in labels], expired)
-        still = {(read.partition, read.offset) for read in outcome.waiting}
-        # In the order they were read: the waiting labels not tried or still waiting, then the
-        # new ones that start waiting.
-        kept = [
-            (read, seen)
-            for read, seen in self._waiting
-            if (read.partition, read.offset) not in first_seen
-            or (read.partition, read.offset) in still
-        ]
-        started = [
-            (read, first_seen[read.partition, read.offset])
-            for read in outcome.waiting
-            if (read.partition, read.offset) not in self._positions
-        ]
-        self._waiting = kept + started
-        self._positions = {(read.partition, read.offset) for read, _ in self._waiting}
-        _count(outcome, len(started))
+        self._waiting = [(read, first_seen[read.position]) for read in outcome.waiting]
+        _count(outcome, sum(1 for r in outcome.waiting if r.position not in was_waiting))
         return outcome.learnable, self.RETAIN if self._waiting else self.DISCARD
 
 

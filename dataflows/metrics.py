@@ -9,8 +9,8 @@ second). A counter ``x`` is exposed as ``x_total``. ``ops/prometheus/alerts.yml`
 them and ``ops/grafana/payscore.json`` shows them.
 
 What lands in MySQL is counted after its transaction commits (:func:`stored_payments`), so the
-payment counters equal the rows stored by this process since it started (a batch replayed after
-a crash counts again; MySQL keeps its first write).
+payment counters equal the rows stored by this process since it started, rows made dead letters
+left out (a batch replayed after a crash counts again; MySQL keeps its first write).
 """
 
 from __future__ import annotations
@@ -76,14 +76,17 @@ OUTDATED = Counter(
 _EPOCH = datetime(1970, 1, 1)
 
 
-def stored_payments(rows: Sequence[Mapping[str, Any]]) -> None:
-    """Count a batch of ``scored_payments`` rows just committed (the sink's ``after_commit``)."""
+def stored_payments(rows: Sequence[Mapping[str, Any]], replayed: bool = False) -> None:
+    """Count a batch of ``scored_payments`` rows just committed (the sink's ``after_commit``;
+    rows it made dead letters are not among them). In a batch where MySQL skipped rows stored
+    already (a replay after a crash), those rows are counted again but their latency is not
+    observed: they were committed before."""
     now = time.time()
     for row in rows:
         PAYMENTS_SCORED.labels(row["decision"]).inc()
         FRAUD_PROBABILITY.observe(row["fraud_probability"])
         appended = row.get("appended_at")
-        if appended is not None:  # naive UTC, as stored
+        if appended is not None and not replayed:  # naive UTC, as stored
             APPEND_TO_COMMIT.observe(max(now - (appended - _EPOCH).total_seconds(), 0.0))
     if rows:
         LAST_SCORED.set(now)

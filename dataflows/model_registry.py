@@ -74,6 +74,7 @@ class ModelRegistry:
         self._watch = watch
         self._fetch_challenger = fetch_challenger
         self._challenger: Scorer | None = None
+        self._refused_challengers: set[str] = set()  # logged once, not tried again
         self._fetch_newer = fetch_newer
         self._refresh_seconds = refresh_seconds
         self._review = review
@@ -140,9 +141,12 @@ class ModelRegistry:
             return
         if found.version == current:
             return
+        if found.version in self._refused_challengers:
+            return
         try:
             self._challenger = self._scorer_for(found)
         except Exception as exc:
+            self._refused_challengers.add(found.version)
             log.error(
                 "cannot shadow with model version %s: %s",
                 found.version,

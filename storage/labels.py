@@ -73,13 +73,16 @@ class LabelledPayment(msgspec.Struct, frozen=True, kw_only=True):
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         """Compact pickling (the flow sends every labelled payment to the learner's process):
-        features named as the catalogue travel as packed doubles, the rest as they are."""
+        features named as the catalogue travel as packed doubles, in its order (dict order does
+        not matter to the learner), others as they are."""
         features: object = self.features
-        if tuple(self.features) == FEATURE_NAMES:
-            features = array("d", self.features.values()).tobytes()
+        if len(self.features) == len(FEATURE_NAMES) and self.features.keys() == _CATALOGUE:
+            # In the catalogue's order (MySQL 8's JSON type returns keys sorted).
+            features = array("d", map(self.features.__getitem__, FEATURE_NAMES)).tobytes()
         return _labelled_payment, (features, *(getattr(self, name) for name in _OTHER_FIELDS))
 
 
+_CATALOGUE = frozenset(FEATURE_NAMES)
 _OTHER_FIELDS = tuple(name for name in LabelledPayment.__struct_fields__ if name != "features")
 
 

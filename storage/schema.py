@@ -48,7 +48,9 @@ class SchemaMismatchError(RuntimeError):
 def create_schema(engine: Engine) -> None:
     """Create every table and index that does not exist yet, and add the columns a newer payscore
     added to an existing table when they may be empty (nullable or with a default): a running
-    install upgrades in place. Never alters or drops anything else; a missing column that must
+    install upgrades in place. (A column with a default, ``scored_payments.stored_at``, gets it
+    in the rows stored before: the time of the upgrade; those rows have no ``appended_at``, so
+    no latency is read from them.) Never alters or drops anything else; a missing column that must
     be filled is an error that says what to do."""
     metadata.create_all(engine, checkfirst=True)
     dialect = mysql.dialect()

@@ -168,9 +168,10 @@ class Writing:
     refused_table: Table | None = None
     patience: float = DEFAULT_PATIENCE_SECONDS
     conflicts: Conflicts | None = None
-    # Metrics: the rows of a batch just committed; a retry while MySQL is unavailable; a batch
+    # Metrics: the rows of a batch just committed (those refused left out; True when some were
+    # skipped as stored already, e.g. a replay); a retry while MySQL is unavailable; a batch
     # that failed for good (the flow stops).
-    after_commit: Callable[[Sequence[Row]], None] | None = None
+    after_commit: Callable[[Sequence[Row], bool], None] | None = None
     on_retry: Callable[[], None] | None = None
     on_failure: Callable[[], None] | None = None
     on_refused: Callable[[str], None] | None = None  # a row became a dead letter, and why
@@ -212,8 +213,7 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
                 why = exc.orig if hasattr(exc, "orig") else exc
                 self._refuse(items[0], f"MySQL refused the row for {self._table.name}: {why}")
             return
-        if writing.after_commit is not None:
-            writing.after_commit(items)
+        refused: set[int] = set()
         if skipped and writing.conflicts is not None:
             check = writing.conflicts
 
@@ -225,7 +225,11 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
                 conflicts, patience=writing.patience, what=f"checking {skipped} repeated rows"
             )
             for row, reason in found:
+                refused.add(id(row))
                 self._refuse(row, reason)
+        if writing.after_commit is not None:
+            stored = [row for row in items if id(row) not in refused] if refused else items
+            writing.after_commit(stored, bool(skipped))
 
     def _refuse(self, row: Row, reason: str) -> None:
         writing = self._writing

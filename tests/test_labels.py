@@ -415,3 +415,20 @@ def test_a_label_scored_with_another_feature_catalogue_is_counted_not_learned(
     assert OUTDATED._value.get() == before + 1
     assert [r.metadata.labels_learned for r in out] == [1]  # t-new only
     assert "label of transaction t-old not learned" in caplog.text
+
+
+def test_a_resumed_join_tries_its_waiting_labels_with_the_first_batch() -> None:
+    """After a crash the fraud rates and the learner come back from the same snapshot as the
+    join: a waiting label claimed since must be handed on again at once, not at its timer."""
+    store = FakeStore({})
+    clock = Clock()
+    join = LabelJoin(store, [], retry_seconds=60, wait_seconds=600, clock=clock)
+    join.on_batch([positioned(label("t1"), 0)])
+    snapshot = join.snapshot()
+    store.store("t1")
+    claimed, _ = join.on_notify()  # before the crash: claimed and handed on ...
+    assert [x.transaction_id for x in claimed] == ["t1"]
+    resumed = label_join(store, retry_seconds=60, wait_seconds=600)(snapshot)  # ... and lost
+    out, _ = resumed.on_batch([positioned(label("t2"), 1)])  # any batch, long before the timer
+    assert [x.transaction_id for x in out] == ["t1"]  # replayed: its own row says claimed
+    assert resumed.notify_at() is not None  # t2 waits for its payment
