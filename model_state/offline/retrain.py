@@ -227,30 +227,25 @@ def retrain(
         lineages.append(artifact.version_number(champion.version.partition(".")[0]) + 1)
     with engine.connect() as connection:  # candidates hold lineage numbers too
         lineages.append(shadow.newest_lineage(connection) + 1)
-    fitted, verdict = challenge(
-        rows,
-        champion,
-        model_dir,
-        key=key,
-        version=artifact.version_name(max(lineages)),
-        validation_days=validation_days,
-        tolerance=tolerance,
-        family=family,
-        seed=seed,
-        force=force,
-    )
+
+    def fit(*, force: bool) -> tuple[artifact.ModelArtifact | None, Verdict]:
+        return challenge(
+            rows,
+            champion,
+            model_dir,
+            key=key,
+            version=artifact.version_name(max(lineages)),
+            validation_days=validation_days,
+            tolerance=tolerance,
+            family=family,
+            seed=seed,
+            force=force,
+        )
+
+    fitted, verdict = fit(force=force)
     if candidate:
         if fitted is None:  # refused by the gate: fitted on every row all the same
-            fitted, _ = challenge(
-                rows,
-                champion,
-                model_dir,
-                key=key,
-                version=artifact.version_name(max(lineages)),
-                family=family,
-                seed=seed,
-                force=True,
-            )
+            fitted, _ = fit(force=True)
         assert fitted is not None
         with engine.begin() as connection:
             shadow.record_candidate(
