@@ -23,9 +23,10 @@ from model_state.offline.retrain import (
 )
 from model_state.offline.retrain import record as record_version
 from model_state.offline.train import fit, new_model
+from storage import shadow
 from storage.labels import LabelledPayment
 from storage.rows import scored_payment_row
-from storage.tables import model_versions, scored_payments
+from storage.tables import model_candidates, model_versions, scored_payments
 from storage.versions import version_key
 from tests.builders import BASE, TEST_KEY, model_metadata, payment
 from tests.test_evaluate_model import as_rows, synthetic
@@ -125,6 +126,32 @@ def test_a_challenger_worse_than_the_champion_changes_nothing(
     assert artifact.list_versions(models) == []
     with engine.connect() as c:
         assert c.execute(select(model_versions.c.version)).scalars().all() == ["v00001.000003"]
+
+
+@pytest.mark.integration
+def test_a_refused_challenger_kept_as_a_candidate_changes_no_version(
+    engine: Engine, tmp_path: Path, mysql_url: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """--candidate keeps the retrain, refused by the gate here, where it may shadow the
+    champion (model_candidates) and publishes nothing."""
+    store(engine, noisy_before=1400)
+    record(engine, tmp_path, "v00001.000003", trained_linear())
+    models = tmp_path / "models"
+    key_file = tmp_path / "model.key"
+    key_file.write_text(TEST_KEY.hex())
+    key_file.chmod(0o600)
+    monkeypatch.setenv("PAYSCORE_MYSQL_URL", mysql_url)
+    monkeypatch.setenv("PAYSCORE_MODEL_KEY_FILE", str(key_file))
+    main(["--min-frauds", "10", "--family", "linear", "--model-dir", str(models), "--candidate"])
+    out = capsys.readouterr().out
+    assert "kept v00002 as a candidate" in out and "average precision on the last" in out
+    assert artifact.list_versions(models) == []
+    with engine.connect() as c:
+        assert c.execute(select(model_versions.c.version)).scalars().all() == ["v00001.000003"]
+        kept = c.execute(select(model_candidates.c.version, model_candidates.c.verdict)).one()
+        assert shadow.fetch_any(c, "v00002") is not None
+    assert kept.version == "v00002" and "challenger" in kept.verdict
 
 
 @pytest.mark.integration
