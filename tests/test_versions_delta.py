@@ -254,3 +254,41 @@ def test_the_flows_registry_watches_without_waiting_for_payments() -> None:
     while registry._scorer.version != "v00001.000001" and time.monotonic() < deadline:
         time.sleep(0.01)  # no payment, no call to current(): the watcher looks on its own
     assert registry.current().version == "v00001.000001"
+
+
+@pytest.mark.integration
+def test_rolling_back_to_an_online_version_is_a_lineage_that_loads_and_learns_on(
+    engine, tmp_path: Path
+) -> None:
+    """``python -m model_state.shadow promote`` of an online version (a delta on its root): the
+    new lineage loads from MySQL (as every process's registry finds it) and from the model
+    folder (as a restarted flow starts), scores as the promoted version did, and the learner
+    goes on from it with deltas on the same root."""
+    from dataflows.model_registry import NewerVersionsInMySQL
+    from model_state.offline.retrain import record
+    from model_state.offline.shadow import promote
+
+    folder = tmp_path / "models"
+    start = root(folder)
+    record(engine, start, "-")
+    delta = published(start)
+    signed = artifact.ModelArtifact(None, sign(delta.metadata, TEST_KEY), delta.payload)
+    record(engine, signed, "-")
+    artifact.write(signed.payload, signed.metadata, folder)
+    later = published(artifact.load(folder, key=TEST_KEY), labels=80)  # v00001.000002
+    record(engine, artifact.ModelArtifact(None, sign(later.metadata, TEST_KEY), later.payload), "-")
+
+    made = promote(engine, folder, "v00001.000001", key=TEST_KEY, by="test", note="rollback")
+    assert made.version == "v00002"
+    from_mysql = NewerVersionsInMySQL("unused", engine, key=TEST_KEY)("v00001.000002")
+    from_disk = artifact.load(folder, key=TEST_KEY)
+    assert from_mysql is not None and from_mysql.version == from_disk.version == "v00002"
+    assert from_disk.metadata.parent_version == "v00001.000001"
+    assert from_disk.metadata.base_version == "v00001"  # still a delta on the first root
+    x = dict(zip(FEATURE_NAMES, X[0].tolist(), strict=True))
+    rolled_back = artifact.load(folder, "v00001.000001", key=TEST_KEY).model
+    for model in (from_mysql.model, from_disk.model):
+        assert model.predict_proba_one(x) == rolled_back.predict_proba_one(x)
+    on = published(from_disk)
+    assert on.metadata.version == "v00002.000001"
+    assert on.metadata.base_version == "v00001"
