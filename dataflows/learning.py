@@ -119,15 +119,15 @@ class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
         self._adopt_newer()
         learner = self._learner
         # The frozen expansion of every complete example, walked at once (see OnlineLearner).
-        full = [example for example in values if example.features.keys() >= _CATALOGUE]
+        complete = [example.features.keys() >= _CATALOGUE for example in values]
+        full = [example for example, whole in zip(values, complete, strict=True) if whole]
         prepared = iter(learner.prepare(full) or [None] * len(full))
-        for example in values:
-            complete = example.features.keys() >= _CATALOGUE
-            columns = next(prepared) if complete else None
+        for example, whole in zip(values, complete, strict=True):
+            columns = next(prepared) if whole else None
             if learner.knows(example):
                 SKIPPED.inc()
                 continue
-            if not complete:  # scored before a catalogue upgrade
+            if not whole:  # scored before a catalogue upgrade
                 missing = [n for n in FEATURE_NAMES if n not in example.features]
                 OUTDATED.inc()
                 log.warning(

@@ -99,14 +99,15 @@ class Boosted:
         self.names = names
         self.tails = tails
         self._values = itemgetter(*names)  # a feature dict's values in ``names`` order, in C
-        self._nan_left = nodes.get("nan_left", np.zeros(len(nodes["value"]), dtype=bool))
         # The compiled walk's arrays, each contiguous and of one fixed type.
         self._roots = np.ascontiguousarray(roots, dtype=np.int64)
         self._feature = np.ascontiguousarray(nodes["feature"], dtype=np.int64)
         self._threshold = np.ascontiguousarray(nodes["threshold"], dtype=np.float64)
         self._left = np.ascontiguousarray(nodes["left"], dtype=np.int64)
         self._right = np.ascontiguousarray(nodes["right"], dtype=np.int64)
-        self._nan_left = np.ascontiguousarray(self._nan_left, dtype=np.bool_)
+        self._nan_left = np.ascontiguousarray(
+            nodes.get("nan_left", np.zeros(len(nodes["value"]), dtype=bool)), dtype=np.bool_
+        )
         self._hat_names = np.array(
             [[f"{n}@{k}" for k in range(LOG_KNOTS + 1)] + [""] for n in names], dtype=object
         )

@@ -105,19 +105,27 @@ def test_a_challenger_better_than_the_champion_starts_a_new_lineage(
     assert repr(pickle.loads(stored.artifact)) == repr(fitted.model)
 
 
-@pytest.mark.integration
-def test_a_challenger_worse_than_the_champion_changes_nothing(
-    engine: Engine, tmp_path: Path, mysql_url: str, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+def a_worse_challenger(
+    engine: Engine, tmp_path: Path, mysql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Stored rows a retrain can only fit badly, a champion that learned the truth, and the
+    retrain command's settings; the model folder it writes to."""
     store(engine, noisy_before=1400)  # it learns from coin flips; the champion from the truth
     record(engine, tmp_path, "v00001.000003", trained_linear())
-    models = tmp_path / "models"
     key_file = tmp_path / "model.key"
     key_file.write_text(TEST_KEY.hex())
     key_file.chmod(0o600)
     monkeypatch.setenv("PAYSCORE_MYSQL_URL", mysql_url)
     monkeypatch.setenv("PAYSCORE_MODEL_KEY_FILE", str(key_file))
+    return tmp_path / "models"
+
+
+@pytest.mark.integration
+def test_a_challenger_worse_than_the_champion_changes_nothing(
+    engine: Engine, tmp_path: Path, mysql_url: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    models = a_worse_challenger(engine, tmp_path, mysql_url, monkeypatch)
     with pytest.raises(SystemExit) as refused:
         main(["--min-frauds", "10", "--family", "linear", "--model-dir", str(models)])
     assert refused.value.code == REFUSED_EXIT_STATUS
@@ -135,14 +143,7 @@ def test_a_refused_challenger_kept_as_a_candidate_changes_no_version(
 ) -> None:  # fmt: skip
     """--candidate keeps the retrain, refused by the gate here, where it may shadow the
     champion (model_candidates) and publishes nothing."""
-    store(engine, noisy_before=1400)
-    record(engine, tmp_path, "v00001.000003", trained_linear())
-    models = tmp_path / "models"
-    key_file = tmp_path / "model.key"
-    key_file.write_text(TEST_KEY.hex())
-    key_file.chmod(0o600)
-    monkeypatch.setenv("PAYSCORE_MYSQL_URL", mysql_url)
-    monkeypatch.setenv("PAYSCORE_MODEL_KEY_FILE", str(key_file))
+    models = a_worse_challenger(engine, tmp_path, mysql_url, monkeypatch)
     main(["--min-frauds", "10", "--family", "linear", "--model-dir", str(models), "--candidate"])
     out = capsys.readouterr().out
     assert "kept v00002 as a candidate" in out and "average precision on the last" in out

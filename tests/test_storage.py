@@ -291,8 +291,8 @@ def test_the_flow_s_account_reads_and_writes_rows_and_nothing_else(
 def test_a_running_install_gains_the_columns_and_indexes_a_newer_payscore_added(
     admin_engine: Engine, engine: Engine
 ) -> None:
-    """appended_at and stored_at came with issue 13: an older scored_payments gets them, empty for
-    the rows it holds, and the sink fills them for new rows."""
+    """appended_at and stored_at came with issue 13: an older scored_payments gets them, and the
+    sink fills stored_at for new rows."""
     with admin_engine.begin() as c:
         c.execute(
             text("ALTER TABLE scored_payments DROP COLUMN appended_at, DROP COLUMN stored_at")
