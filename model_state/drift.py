@@ -174,9 +174,9 @@ class DriftMonitor:
     observed, so a fresh process does not alarm on its first few payments.
 
     Cost (one core, window 10,000, the 8 subjects of :func:`reference`, batches of 500):
-    :meth:`observe` about 0.15 µs per payment (75 µs a batch), :meth:`values` about 6 µs a call;
-    0.16 µs per payment when the values are read after every batch, up to twice that on a busy
-    machine (``tests/test_drift.py::test_the_monitor_is_cheap`` prints the figures).
+    :meth:`observe` about 0.16 µs per payment (81 µs a batch), :meth:`values` about 6 µs a call;
+    0.17 µs per payment when the values are read after every batch, up to twice that on a busy
+    machine (``benchmarks/bench_drift.py`` prints the figures).
     """
 
     def __init__(
