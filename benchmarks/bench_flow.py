@@ -21,7 +21,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import func, select
 
-from dataflows.config import Config
+from settings.config import Config
 from storage.engine import make_engine
 from storage.tables import scored_payments
 from test_data.chaos import scratch_database

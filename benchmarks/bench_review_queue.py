@@ -18,8 +18,8 @@ import time
 
 from sqlalchemy import func, select, text
 
-from dataflows.config import Config
 from review import queries
+from settings.config import Config
 from storage.engine import make_engine
 from storage.tables import scored_payments
 from test_data.chaos import scratch_database

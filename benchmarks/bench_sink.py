@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from dataflows.config import Config
+from settings.config import Config
 from storage.engine import make_engine
 from storage.sink import MySQLSinkPartition, Writing
 from storage.tables import scored_payments

@@ -86,13 +86,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import Engine, func, select, text
 
-from dataflows.config import Config
 from dataflows.keyed_history import KeyedHistory, keyed_history
 from dataflows.messages import Positioned
 from dataflows.scoring import CARD_IDS_KEPT, IDLE_KEY_SECONDS, terminal_history
 from features.card import CardHistory
 from features.contract import FraudLabel, Payment
 from model_state import artifact, signing
+from settings.config import Config
 from storage import shadow
 from storage.engine import make_engine
 from storage.sink import load_data_statement, tsv_lines

@@ -15,11 +15,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dataflows.config import Config
 from features.catalog import FEATURE_NAMES
 from model_state import artifact
 from model_state.learner import OnlineLearner
 from model_state.signing import read_key, sign
+from settings.config import Config
 from storage.labels import LabelledPayment
 
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import msgspec
 
-from dataflows.config import Config
 from dataflows.messages import MessageDecoder, Positioned
 from dataflows.scoring import add_calendar_features, score
 from features.card import CardHistory
@@ -33,6 +32,7 @@ from features.entity import EntityHistory
 from model_state import artifact, signing
 from model_state.learner import OnlineLearner
 from model_state.scorer import Scorer
+from settings.config import Config
 from storage.labels import LabelledPayment
 from storage.sink import tsv_lines
 from storage.tables import scored_payments

@@ -29,12 +29,11 @@ import msgspec
 from bytewax.connectors.kafka import KafkaSourceMessage
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from dataflows.config import Config
 from dataflows.keyed_history import keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
 from dataflows.learning import Lineages, learn_step
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned
-from dataflows.model_registry import ModelRegistry, NewerVersionsInMySQL
+from dataflows.model_registry import ModelRegistry
 from dataflows.scoring import (
     CARD_IDS_KEPT,
     IDLE_KEY_SECONDS,
@@ -49,6 +48,8 @@ from features.card import CardHistory
 from features.contract import LabelDecoder, PaymentDecoder
 from model_state import artifact, signing
 from model_state.checkpoints import ModelVersionSink
+from model_state.stored_versions import NewerVersionsInMySQL
+from settings.config import Config
 from storage.labels import FraudNote
 from storage.rows import dead_letter_row
 from storage.sink import MySQLSink

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from sqlalchemy import ColumnElement, Table, func, select
 
-from dataflows.config import Config
+from settings.config import Config
 from storage.engine import make_engine
 from storage.tables import dead_letters, fraud_labels, scored_payments
 from test_data.chaos import (

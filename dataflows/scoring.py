@@ -46,13 +46,12 @@ from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
 from dataflows import logs, metrics, stopping
-from dataflows.config import Config
 from dataflows.drift_watch import DriftWatch
 from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter, to_kafka
-from dataflows.model_registry import ModelRegistry, NewerVersionsInMySQL
+from dataflows.model_registry import ModelRegistry
 from dataflows.sources import DrainCheck, FlowKafkaSource, LabelsAccountedFor
 from features.calendar import calendar_features
 from features.card import CardHistory
@@ -63,6 +62,8 @@ from model_state import artifact, signing
 from model_state.artifact import VersionRecord
 from model_state.checkpoints import ModelVersionSink
 from model_state.scorer import Scorer
+from model_state.stored_versions import NewerVersionsInMySQL
+from settings.config import Config
 from storage.labels import FraudNote, LabelledPayment
 from storage.payments import reused_ids
 from storage.rows import dead_letter_row, refused_row_letter, scored_payment_row

@@ -11,29 +11,34 @@ tampered version with an error that says which.
 The key file holds 64 hex digits and must be readable by the service account alone (mode 0600);
 a key readable by others is refused too. ``python -m model_state.train`` creates it on first use.
 
-    python -m model_state.signing --new-key PATH      create a key file (0600); fails if it exists
-    python -m model_state.signing --sign DIR/VERSION  sign a version you trust (e.g. made before
-                                                      signing existed) with the configured key
+Keys are made and versions signed by hand with ``python -m model_state.sign``. This module
+imports nothing else of payscore: it signs any metadata struct with a ``version`` and a
+``signature`` field.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import os
 import secrets
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 import msgspec
 
-if TYPE_CHECKING:
-    from model_state.artifact import ModelMetadata
-
 KEY_BYTES = 32
-M = TypeVar("M", bound="ModelMetadata")
+
+
+class Signable(Protocol):
+    """What can be signed: a msgspec struct with a version name and a signature field."""
+
+    version: str
+    signature: str
+
+
+M = TypeVar("M", bound=msgspec.Struct)
 
 
 class UntrustedModelError(ValueError):
@@ -62,7 +67,7 @@ def read_key(path: Path, *, create: bool = False) -> bytes:
         raise FileNotFoundError(
             f"no model signing key at {path} (PAYSCORE_MODEL_KEY_FILE): the key that signed "
             "the model versions is needed to trust them. `python -m model_state.train` creates "
-            f"one; or `python -m model_state.signing --new-key {path}` and sign your versions"
+            f"one; or `python -m model_state.sign --new-key {path}` and sign your versions"
         )
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -88,7 +93,7 @@ def read_key(path: Path, *, create: bool = False) -> bytes:
 SIGNED_WHEN_SET = ("base_version", "base_hash", "drift_reference")
 
 
-def _signed_text(metadata: ModelMetadata) -> bytes:  # fields in sorted order: as MySQL's JSON
+def _signed_text(metadata: Signable) -> bytes:  # fields in sorted order: as MySQL's JSON
     unsigned = msgspec.to_builtins(msgspec.structs.replace(metadata, signature=""))
     for name in SIGNED_WHEN_SET:
         if not unsigned.get(name):
@@ -102,12 +107,12 @@ def sign(metadata: M, key: bytes) -> M:
     return msgspec.structs.replace(metadata, signature=digest)
 
 
-def verify(metadata: ModelMetadata, key: bytes, *, where: str) -> None:
+def verify(metadata: Signable, key: bytes, *, where: str) -> None:
     """Raise :class:`UntrustedModelError` unless ``metadata`` is signed with ``key``."""
     if not metadata.signature:
         raise UntrustedModelError(
             f"model {metadata.version} at {where} is not signed: refusing to load it. Sign a "
-            "version you trust with `python -m model_state.signing --sign DIR/VERSION`",
+            "version you trust with `python -m model_state.sign --sign DIR/VERSION`",
             metadata.version,
         )
     want = hmac.new(key, _signed_text(metadata), hashlib.sha256).hexdigest()
@@ -118,31 +123,3 @@ def verify(metadata: ModelMetadata, key: bytes, *, where: str) -> None:
             "refusing to load it",
             metadata.version,
         )
-
-
-def main() -> None:
-    from dataflows.config import Config
-    from model_state.artifact import METADATA_FILE, MODEL_FILE, ModelMetadata
-
-    parser = argparse.ArgumentParser(prog="python -m model_state.signing", description=__doc__)
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--new-key", type=Path, metavar="PATH")
-    action.add_argument("--sign", type=Path, nargs="+", metavar="DIR/VERSION")
-    args = parser.parse_args()
-    if args.new_key:
-        new_key(args.new_key)
-        print(f"wrote a new signing key to {args.new_key} (mode 0600)")
-        return
-    key = read_key(Path(Config.from_env(os.environ).model_key_file))
-    for folder in args.sign:
-        file = folder / METADATA_FILE
-        metadata = msgspec.json.decode(file.read_bytes(), type=ModelMetadata)
-        content = hashlib.sha256((folder / MODEL_FILE).read_bytes()).hexdigest()
-        if content != metadata.content_hash:
-            raise SystemExit(f"{folder}: model.pkl does not match its metadata's SHA-256")
-        file.write_bytes(msgspec.json.format(msgspec.json.encode(sign(metadata, key))))
-        print(f"signed {metadata.version} in {folder}")
-
-
-if __name__ == "__main__":
-    main()

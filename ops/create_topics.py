@@ -12,7 +12,7 @@ import sys
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from dataflows.config import Config
+from settings.config import Config
 
 
 def create_topics(config: Config) -> None:

@@ -1,5 +1,5 @@
 """``python -m review``: serve the review queue on ``PAYSCORE_REVIEW_HOST``:``PAYSCORE_REVIEW_PORT``
-(127.0.0.1:8321), with the flow's MySQL, Kafka and model settings (:mod:`dataflows.config`)."""
+(127.0.0.1:8321), with the flow's MySQL, Kafka and model settings (:mod:`settings.config`)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import uvicorn
 
-from dataflows.config import Config
 from model_state.signing import read_key
 from review.app import create_app
 from review.explain import Explainers
 from review.publish import KafkaLabels
 from review.security import session_key
+from settings.config import Config
 from storage.engine import make_engine
 
 log = logging.getLogger("review")

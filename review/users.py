@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("list", help="list users and their roles")
     args = parser.parse_args(argv)
 
-    from dataflows.config import Config
+    from settings.config import Config
     from storage.engine import make_engine
 
     engine = make_engine(Config.from_env(os.environ).mysql_dsn, pool_size=1)

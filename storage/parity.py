@@ -104,7 +104,7 @@ def check(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dataflows.config import Config
+    from settings.config import Config
     from storage.engine import make_engine
     from test_data.samples import iter_samples
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, Integer, cast, func, select
 
-from dataflows.config import Config
+from settings.config import Config
 from storage.engine import make_engine
 from storage.report_data import read_report
 from storage.report_html import render

@@ -94,7 +94,7 @@ def main() -> None:
         SCHEMA_FILE.write_text(render_ddl())
         print(f"wrote {SCHEMA_FILE}")
     elif args.create:
-        from dataflows.config import Config
+        from settings.config import Config
         from storage.engine import make_engine
 
         engine = make_engine(Config.from_env(os.environ).mysql_admin_url)

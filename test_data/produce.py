@@ -39,8 +39,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from dataflows.config import Config
 from features.contract import FraudLabel, Payment
+from settings.config import Config
 from test_data.cli import add_spec_arguments, spec_from_arguments
 from test_data.delivery import (
     BROKER_MAX_AHEAD_MS,

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from dataflows.config import Config
 from model_state import artifact
 from model_state.offline.train import train
+from settings.config import Config
 from storage.engine import make_engine
 from test_data.chaos import scratch_database, scratch_topics
 from test_data.spec import SimulationSpec

@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
-from dataflows.config import Config
 from dataflows.keyed_history import fingerprint, keyed_history
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, to_kafka
 from features.card import CardHistory
 from features.catalog import FEATURE_NAMES
 from features.contract import LabelDecoder, Payment, PaymentDecoder
+from settings.config import Config
 from storage.labels import LabelledPayment
 from test_data.hostile import valid_payment
 

@@ -219,8 +219,8 @@ def test_a_flow_started_from_a_delta_records_its_root_first(tmp_path: Path) -> N
 def test_the_scoring_registry_passes_over_a_version_it_cannot_load(engine, tmp_path: Path) -> None:
     """A bad row (here: signed with another key) is refused once, then the newest good version
     below it is found; MySQL on the shipped schema, deltas resolved from their root's row."""
-    from dataflows.model_registry import NewerVersionsInMySQL
     from model_state.offline.retrain import record
+    from model_state.stored_versions import NewerVersionsInMySQL
 
     start = root(tmp_path / "a")
     record(engine, start, "-")
@@ -264,9 +264,9 @@ def test_rolling_back_to_an_online_version_is_a_lineage_that_loads_and_learns_on
     new lineage loads from MySQL (as every process's registry finds it) and from the model
     folder (as a restarted flow starts), scores as the promoted version did, and the learner
     goes on from it with deltas on the same root."""
-    from dataflows.model_registry import NewerVersionsInMySQL
     from model_state.offline.retrain import record
     from model_state.offline.shadow import promote
+    from model_state.stored_versions import NewerVersionsInMySQL
 
     folder = tmp_path / "models"
     start = root(folder)

@@ -226,3 +226,42 @@ def handbook_card_precision_at_k(
         out.append(len(detected) / k)
         found.update(detected.tolist())
     return np.array(out)
+
+
+def mean_table(tables: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """The mean of each figure over seeds (NaN-skipping), and its standard deviation."""
+    out: dict[str, dict[str, float]] = {}
+    for name in tables[0]:
+        out[name] = {}
+        for metric in tables[0][name]:
+            values = np.array([t[name].get(metric, np.nan) for t in tables], dtype=np.float64)
+            out[name][metric] = float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
+            if len(tables) > 1 and np.isfinite(values).sum() > 1:
+                out[name][metric + "_sd"] = float(np.nanstd(values, ddof=1))
+    return out
+
+
+def format_table(table: dict[str, dict[str, float]], k: int) -> str:
+    """The metrics table as Markdown (``± sd`` where the table has one)."""
+    columns = [
+        ("ROC AUC", "roc_auc"),
+        ("AP", "average_precision"),
+        (f"CP@{k}", f"card_precision_at_{k}"),
+        (f"CP@{k}, handbook", f"handbook_card_precision_at_{k}"),
+        ("Brier", "brier"),
+        ("ECE", "ece"),
+    ]
+    lines = [
+        "| model | " + " | ".join(title for title, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for name, row in table.items():
+        cells = []
+        for _, key in columns:
+            if key not in row or not np.isfinite(row[key]):
+                cells.append("")
+                continue
+            sd = row.get(key + "_sd")
+            cells.append(f"{row[key]:.3f}" + (f" ± {sd:.3f}" if sd is not None else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

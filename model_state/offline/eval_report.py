@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
 from model_state.offline.eval_metrics import (
     card_precision_at_k,
+    format_table,
+    mean_table,
     reliability,
     weekly_average_precision,
 )
-
-if TYPE_CHECKING:
-    from model_state.offline.evaluate import Evaluation
+from model_state.offline.eval_results import Evaluation
 
 
 def _pyplot():  # noqa: ANN202 - matplotlib.pyplot is untyped
@@ -114,8 +114,6 @@ def plot_over_time(evaluation: Evaluation, path: Path, k: int) -> None:
 
 def write_report(evaluations: list[Evaluation], out: Path, command: str, seconds: float) -> Path:
     """Write the report into ``out`` (created if needed); return the path of ``report.md``."""
-    from model_state.offline.evaluate import format_table, mean_table
-
     out.mkdir(parents=True, exist_ok=True)
     first = evaluations[0]
     k = int(first.settings["k"])

@@ -57,7 +57,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,9 +76,12 @@ from model_state.offline import handbook_reference, retrain, train
 from model_state.offline.eval_metrics import (
     calibration_metrics,
     card_precision_at_k,
+    format_table,
     handbook_card_precision_at_k,
+    mean_table,
     ranking_metrics,
 )
+from model_state.offline.eval_results import Evaluation, OnlineRun
 from model_state.offline.eval_stream import (
     Replayed,
     replay_stream,
@@ -202,25 +205,6 @@ def scorer_for(version: ModelArtifact) -> Scorer:
 
 Retrain = Callable[[datetime, ModelArtifact], ModelArtifact | None]
 """Given the time and the champion: a new version to go on from, or None (refused)."""
-
-
-@dataclass
-class OnlineRun:
-    """What the online model did over a stream."""
-
-    scores: np.ndarray
-    learned_before: np.ndarray  # labels the learner had learned when each payment was scored
-    labels_learned: int = 0
-    learn_seconds: float = 0.0
-    versions_published: int = 0
-    retrained: int = 0
-    refused: int = 0  # retrains whose challenger ranked below the champion
-    learner_bytes: int = 0
-    versions: list[str] = field(default_factory=list)
-
-    @property
-    def labels_per_second(self) -> float:
-        return self.labels_learned / self.learn_seconds if self.learn_seconds else float("nan")
 
 
 class _Scoring:
@@ -478,33 +462,7 @@ def metrics_table(
     return table
 
 
-def mean_table(tables: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    """The mean of each figure over seeds (NaN-skipping), and its standard deviation."""
-    out: dict[str, dict[str, float]] = {}
-    for name in tables[0]:
-        out[name] = {}
-        for metric in tables[0][name]:
-            values = np.array([t[name].get(metric, np.nan) for t in tables], dtype=np.float64)
-            out[name][metric] = float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
-            if len(tables) > 1 and np.isfinite(values).sum() > 1:
-                out[name][metric + "_sd"] = float(np.nanstd(values, ddof=1))
-    return out
-
-
 # ----------------------------------------------------------------------------- evaluation
-
-
-@dataclass
-class Evaluation:
-    """One seed's evaluation: what the report shows."""
-
-    settings: dict[str, Any]
-    replayed: Replayed
-    test: np.ndarray  # rows scored from go-live on
-    scores: dict[str, np.ndarray]
-    table: dict[str, dict[str, float]]
-    runs: dict[str, OnlineRun]
-    seconds: dict[str, float]
 
 
 def evaluate(
@@ -614,32 +572,6 @@ def evaluate(
         }
     lap("metrics")
     return Evaluation(settings, replayed, test, scores, table, runs, seconds)
-
-
-def format_table(table: dict[str, dict[str, float]], k: int) -> str:
-    """The metrics table as Markdown (``± sd`` where the table has one)."""
-    columns = [
-        ("ROC AUC", "roc_auc"),
-        ("AP", "average_precision"),
-        (f"CP@{k}", f"card_precision_at_{k}"),
-        (f"CP@{k}, handbook", f"handbook_card_precision_at_{k}"),
-        ("Brier", "brier"),
-        ("ECE", "ece"),
-    ]
-    lines = [
-        "| model | " + " | ".join(title for title, _ in columns) + " |",
-        "|---|" + "---:|" * len(columns),
-    ]
-    for name, row in table.items():
-        cells = []
-        for _, key in columns:
-            if key not in row or not np.isfinite(row[key]):
-                cells.append("")
-                continue
-            sd = row.get(key + "_sd")
-            cells.append(f"{row[key]:.3f}" + (f" ± {sd:.3f}" if sd is not None else ""))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:

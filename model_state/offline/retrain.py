@@ -52,12 +52,12 @@ import msgspec
 from sklearn.metrics import average_precision_score
 from sqlalchemy import Engine, func, select
 
-from dataflows.config import Config
-from dataflows.model_registry import NewerVersionsInMySQL
 from features.catalog import FEATURE_NAMES
 from model_state import artifact, signing
 from model_state.offline import train
 from model_state.scorer import Scorer
+from model_state.stored_versions import NewerVersionsInMySQL
+from settings.config import Config
 from storage import shadow
 from storage.engine import make_engine
 from storage.labels import labelled_since

@@ -42,11 +42,11 @@ import msgspec
 import numpy as np
 from sqlalchemy import Engine, select
 
-from dataflows.config import Config
 from model_state import artifact, signing
 from model_state.offline.eval_metrics import card_precision_at_k, ranking_metrics
 from model_state.offline.retrain import record
 from model_state.scorer import decide
+from settings.config import Config
 from storage import shadow
 from storage.engine import make_engine
 from storage.tables import model_actions, scored_payments

@@ -77,7 +77,6 @@ from river import compose, forest, linear_model, optim, preprocessing, tree
 from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm import tqdm
 
-from dataflows.config import Config
 from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel, Payment
 from features.replay import replay
@@ -87,6 +86,7 @@ from model_state.boosted import Boosted
 from model_state.offline.eval_stream import Replayed, Rows, replay_stream, training_rows, usable
 from model_state.offline.forests import fit_basis, fit_boosted
 from model_state.scorer import Scorer
+from settings.config import Config
 from test_data.generator import SimulationSpec, simulate
 
 Family = Literal["linear", "basis", "boosted"]

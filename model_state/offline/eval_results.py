@@ -1,0 +1,44 @@
+"""What an evaluation produces: one online run's record and one seed's evaluation, as the
+command (:mod:`model_state.offline.evaluate`) makes them and the report
+(:mod:`model_state.offline.eval_report`) shows them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from model_state.offline.eval_stream import Replayed
+
+
+@dataclass
+class OnlineRun:
+    """What the online model did over a stream."""
+
+    scores: np.ndarray
+    learned_before: np.ndarray  # labels the learner had learned when each payment was scored
+    labels_learned: int = 0
+    learn_seconds: float = 0.0
+    versions_published: int = 0
+    retrained: int = 0
+    refused: int = 0  # retrains whose challenger ranked below the champion
+    learner_bytes: int = 0
+    versions: list[str] = field(default_factory=list)
+
+    @property
+    def labels_per_second(self) -> float:
+        return self.labels_learned / self.learn_seconds if self.learn_seconds else float("nan")
+
+
+@dataclass
+class Evaluation:
+    """One seed's evaluation: what the report shows."""
+
+    settings: dict[str, Any]
+    replayed: Replayed
+    test: np.ndarray  # rows scored from go-live on
+    scores: dict[str, np.ndarray]
+    table: dict[str, dict[str, float]]
+    runs: dict[str, OnlineRun]
+    seconds: dict[str, float]

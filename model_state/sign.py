@@ -1,0 +1,44 @@
+"""Make a model signing key, or sign model versions you trust (:mod:`model_state.signing`).
+
+python -m model_state.sign --new-key PATH      create a key file (0600); fails if it exists
+python -m model_state.sign --sign DIR/VERSION  sign a version you trust (e.g. made before
+                                               signing existed) with the configured key
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+from pathlib import Path
+
+import msgspec
+
+from model_state.artifact import METADATA_FILE, MODEL_FILE, ModelMetadata
+from model_state.signing import new_key, read_key, sign
+from settings.config import Config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m model_state.sign", description=__doc__)
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--new-key", type=Path, metavar="PATH")
+    action.add_argument("--sign", type=Path, nargs="+", metavar="DIR/VERSION")
+    args = parser.parse_args()
+    if args.new_key:
+        new_key(args.new_key)
+        print(f"wrote a new signing key to {args.new_key} (mode 0600)")
+        return
+    key = read_key(Path(Config.from_env(os.environ).model_key_file))
+    for folder in args.sign:
+        file = folder / METADATA_FILE
+        metadata = msgspec.json.decode(file.read_bytes(), type=ModelMetadata)
+        content = hashlib.sha256((folder / MODEL_FILE).read_bytes()).hexdigest()
+        if content != metadata.content_hash:
+            raise SystemExit(f"{folder}: model.pkl does not match its metadata's SHA-256")
+        file.write_bytes(msgspec.json.format(msgspec.json.encode(sign(metadata, key))))
+        print(f"signed {metadata.version} in {folder}")
+
+
+if __name__ == "__main__":
+    main()
