@@ -36,6 +36,18 @@ The simulation, step by step as the handbook has it:
    As in the handbook's loops (``for day in range(transactions_df.TX_TIME_DAYS.max())``), no
    terminal or customer is drawn on the last simulated day.
 
+**Parameters.** The numbers above are the handbook's and the spec's defaults; each is a field of
+:class:`HandbookSpec`, so that streams with other parameters test what was designed on these:
+``radius`` (5), ``fraud_amount_eur`` (the amount rule, 220), ``terminals_per_day`` (2) and
+``terminal_days`` (28), ``customers_per_day`` (3) and ``customer_days`` (14), ``amount_factor``
+(5; a multiplied amount is rounded to cents). ``evaluations/handbook-streams.json`` holds
+parameter sets drawn across sensible ranges (``python -m test_data.handbook_draws``).
+
+**Drift** (``drift``, a :class:`test_data.drift.DriftSpec`; none by default): a fourth scenario,
+cash-out bursts, from ``drift.start_day`` on (:mod:`test_data.drift`); each burst's payments are
+at the customer's own terminals (within the radius), one after the other from a random one.
+The three scenarios above leave burst payments alone (scenario 4, :data:`NEW_PATTERN_SCENARIO`).
+
 With the handbook's sizes (5000 customers, 10000 terminals, 183 days) it reports 1,754,155
 transactions and 14,681 frauds (0.84 %): 973 of scenario 1, 9,077 of scenario 2, 4,631 of
 scenario 3. Frauds of scenarios 2 and 3 build up over their first 28 and 14 days, so shorter
@@ -76,15 +88,24 @@ Modelling choices and deviations from the handbook
   :meth:`HandbookStream.stream` does that: every transaction gets a label with its true class,
   reported ``label_delay`` after the payment, released just before the first later payment
   whose event time reaches it (:func:`model_state.offline.eval_stream.with_label_delay`'s rule).
-  Labels due after the last payment are left out unless ``include_tail=True``.
-- **Spec checks.** At least 3 customers and 2 terminals (the daily draws need them).
+  Labels due after the last payment are left out unless ``include_tail=True``. That is
+  ``mode=EVERY_PAYMENT``; ``mode=FRAUDS_ONLY_MODE`` labels as banks do: only frauds, each
+  reported at :attr:`HandbookStream.fraud_reported`, and nothing for a legitimate payment. A
+  fraud's report comes ``spec.fraud_reports``' delay (:data:`test_data.spec.FRAUDS_ONLY`:
+  lognormal, median 7 days) after the last payment of its incident (an amount over the
+  threshold alone; a compromised terminal's payments per card; a compromised customer's per day
+  it was drawn; a burst), but within 1 to 60 days of each payment.
+- **Spec checks.** At least 3 customers and 2 terminals, and as many as are drawn a day.
 
 Command line (``--history`` also writes the arrival-order stream)::
 
     python -m test_data.handbook --seed 1 --days 60 --out DIR [--customers N] [--terminals N]
+        [--radius 5] [--fraud-amount 220] [--terminals-per-day 2] [--terminal-days 28]
+        [--customers-per-day 3] [--customer-days 14] [--amount-factor 5]
+        [--labels every|frauds] [--drift-start-day D]
 
 writes ``DIR/payments.jsonl`` (payments in event-time order, with their ground truth ``is_fraud``
-and ``scenario``) and ``DIR/labels.jsonl`` (every transaction's label, in report order), one
+and ``scenario``) and ``DIR/labels.jsonl`` (the labels of ``--labels``, in report order), one
 :mod:`test_data.samples` envelope a line whose ``value`` is the Kafka message exactly as the
 topics carry it (``msgspec.json`` of the :class:`~features.contract.Payment` or
 :class:`~features.contract.FraudLabel`), keyed by card id. ``python -m test_data.produce --file
@@ -115,10 +136,15 @@ import numpy as np
 import numpy.typing as npt
 
 from features.contract import FraudLabel, Payment
+from test_data.drift import NEW_PATTERN, DriftSpec, bursts
 from test_data.samples import dump_line, from_event
+from test_data.spec import FRAUDS_ONLY, LabelDelays
 
 __all__ = [
+    "EVERY_PAYMENT",
+    "FRAUDS_ONLY_MODE",
     "HANDBOOK_SCENARIOS",
+    "LABEL_MODES",
     "HandbookSpec",
     "HandbookStream",
     "main",
@@ -136,6 +162,11 @@ HANDBOOK_SCENARIOS: tuple[str, str, str] = (
     "compromised_customer_14d",
 )
 LEGITIMATE = 0
+NEW_PATTERN_SCENARIO = len(HANDBOOK_SCENARIOS) + 1  # the drift scenario's number (4)
+
+EVERY_PAYMENT = "every"  # every payment labelled ``label_delay`` after it (the handbook's)
+FRAUDS_ONLY_MODE = "frauds"  # only frauds, each when reported (``spec.fraud_reports``)
+LABEL_MODES = (EVERY_PAYMENT, FRAUDS_ONLY_MODE)
 
 DAY_SECONDS = 86_400
 GRID = 100.0
@@ -174,20 +205,44 @@ class HandbookSpec:
     start: datetime = datetime(2026, 3, 2, tzinfo=UTC)
     radius: float = 5.0
     label_delay_days: float = 7.0
+    fraud_amount_eur: float = FRAUD_AMOUNT_MINOR / 100
+    terminals_per_day: int = TERMINALS_PER_DAY
+    terminal_days: int = TERMINAL_DAYS
+    customers_per_day: int = CUSTOMERS_PER_DAY
+    customer_days: int = CUSTOMER_DAYS
+    amount_factor: float = CUSTOMER_AMOUNT_FACTOR
+    fraud_reports: LabelDelays = FRAUDS_ONLY
+    drift: DriftSpec | None = None
 
     def __post_init__(self) -> None:
         problems = []
         if self.seed < 0:
             problems.append(f"seed must be >= 0; got {self.seed}")
-        if self.n_customers < CUSTOMERS_PER_DAY:
+        if self.customers_per_day < 0 or self.terminals_per_day < 0:
             problems.append(
-                f"n_customers must be >= {CUSTOMERS_PER_DAY} (scenario 3 draws that many a day);"
-                f" got {self.n_customers}"
+                "customers_per_day and terminals_per_day must be >= 0; got "
+                f"{self.customers_per_day} and {self.terminals_per_day}"
             )
-        if self.n_terminals < TERMINALS_PER_DAY:
+        if self.customer_days < 1 or self.terminal_days < 1:
             problems.append(
-                f"n_terminals must be >= {TERMINALS_PER_DAY} (scenario 2 draws that many a day);"
-                f" got {self.n_terminals}"
+                "customer_days and terminal_days must be >= 1; got "
+                f"{self.customer_days} and {self.terminal_days}"
+            )
+        if not (math.isfinite(self.fraud_amount_eur) and self.fraud_amount_eur > 0):
+            problems.append(
+                f"fraud_amount_eur must be a finite number > 0; got {self.fraud_amount_eur}"
+            )
+        if not (math.isfinite(self.amount_factor) and self.amount_factor >= 1):
+            problems.append(f"amount_factor must be a finite number >= 1; got {self.amount_factor}")
+        if self.n_customers < max(self.customers_per_day, 3):
+            problems.append(
+                f"n_customers must be >= {max(self.customers_per_day, 3)} (scenario 3 draws "
+                f"{self.customers_per_day} a day); got {self.n_customers}"
+            )
+        if self.n_terminals < max(self.terminals_per_day, 2):
+            problems.append(
+                f"n_terminals must be >= {max(self.terminals_per_day, 2)} (scenario 2 draws "
+                f"{self.terminals_per_day} a day); got {self.n_terminals}"
             )
         if self.days < 1:
             problems.append(f"days must be >= 1; got {self.days}")
@@ -227,6 +282,7 @@ class HandbookStream:
     scenario: npt.NDArray[np.int8]
     compromised_terminals: IntArray = field(repr=False)
     compromised_customers: IntArray = field(repr=False)
+    fraud_reported: FloatArray = field(repr=False)  # POSIX seconds; NaN for a legitimate one
     customer_x: FloatArray = field(repr=False)
     customer_y: FloatArray = field(repr=False)
     terminal_x: FloatArray = field(repr=False)
@@ -245,10 +301,17 @@ class HandbookStream:
         start = self.spec.start.timestamp()
         return ((self.event_time - start) // DAY_SECONDS).astype(np.int64)
 
+    @property
+    def scenario_names(self) -> tuple[str, ...]:
+        """The scenarios this stream may hold: the handbook's three, and the drift scenario's
+        when the spec has one."""
+        return (*HANDBOOK_SCENARIOS, NEW_PATTERN) if self.spec.drift else HANDBOOK_SCENARIOS
+
     def scenario_counts(self) -> dict[str, int]:
         """Frauds per scenario name (every scenario listed, 0 included)."""
-        counts = np.bincount(self.scenario, minlength=len(HANDBOOK_SCENARIOS) + 1)
-        return {name: int(counts[k + 1]) for k, name in enumerate(HANDBOOK_SCENARIOS)}
+        names = self.scenario_names
+        counts = np.bincount(self.scenario, minlength=len(names) + 1)
+        return {name: int(counts[k + 1]) for k, name in enumerate(names)}
 
     def fraud_share(self) -> float:
         return float(self.is_fraud.mean()) if len(self) else 0.0
@@ -270,7 +333,7 @@ class HandbookStream:
     def truth(self) -> dict[str, str | None]:
         """Transaction id to scenario name, ``None`` for a legitimate one, like
         :attr:`test_data.generator.Simulation.truth`."""
-        names: list[str | None] = [None, *HANDBOOK_SCENARIOS]
+        names: list[str | None] = [None, *self.scenario_names]
         return {self.transaction_id(i): names[s] for i, s in enumerate(self.scenario.tolist())}
 
     # -- events -------------------------------------------------------------------------------
@@ -279,50 +342,94 @@ class HandbookStream:
         for lo in range(0, len(self), _CHUNK):
             yield from self._payments(np.arange(lo, min(lo + _CHUNK, len(self)), dtype=np.int64))
 
-    def labels(self, label_delay: timedelta | None = None) -> Iterator[FraudLabel]:
-        """Every transaction's label, ``label_delay`` after it (default: the spec's), in report
-        order."""
+    def labels(
+        self, label_delay: timedelta | None = None, *, mode: str = EVERY_PAYMENT
+    ) -> Iterator[FraudLabel]:
+        """The labels of ``mode`` (:data:`LABEL_MODES`) in report order: every transaction's,
+        ``label_delay`` after it (default: the spec's), or only the frauds', each when reported.
+        """
         delay = self._delay(label_delay)
-        for lo in range(0, len(self), _CHUNK):
-            yield from self._labels(np.arange(lo, min(lo + _CHUNK, len(self))), delay)
+        rows, due_us = self._reports(delay, mode)
+        rows = rows[np.argsort(due_us, kind="stable")]
+        every = self._due_us(mode, delay)
+        for lo in range(0, len(rows), _CHUNK):
+            yield from self._labels(rows[lo : lo + _CHUNK], due_us_of=every)
 
     def stream(
-        self, label_delay: timedelta | None = None, *, include_tail: bool = False
+        self,
+        label_delay: timedelta | None = None,
+        *,
+        include_tail: bool = False,
+        mode: str = EVERY_PAYMENT,
     ) -> Iterator[Payment | FraudLabel]:
         """Payments and labels in arrival order.
 
-        Each transaction's label (its true class) is reported ``label_delay`` (default: the
-        spec's) after its event time, and released just before the first *later* payment whose
-        event time reaches that moment, as :func:`model_state.offline.eval_stream.with_label_delay`
-        releases them. Labels not due by the last payment come after it when ``include_tail``,
-        else never (as with ``with_label_delay``).
+        ``mode`` :data:`EVERY_PAYMENT` (the handbook's): each transaction's label (its true
+        class) is reported ``label_delay`` (default: the spec's) after its event time.
+        :data:`FRAUDS_ONLY_MODE` (as banks send them): only frauds are reported, each at its
+        :attr:`fraud_reported` time (``spec.fraud_reports``); a legitimate payment never gets a
+        label. Either way a label is released just before the first *later* payment whose event
+        time reaches its report time, as
+        :func:`model_state.offline.eval_stream.with_label_delay` releases them. Labels not due by
+        the last payment come after it when ``include_tail``, else never (as with
+        ``with_label_delay``).
         """
         delay = self._delay(label_delay)
-        order = self.arrival_order(delay, include_tail=include_tail)
+        order = self.arrival_order(delay, include_tail=include_tail, mode=mode)
+        due_us = self._due_us(mode, delay)
         for lo in range(0, len(order), _CHUNK):
             chunk = order[lo : lo + _CHUNK]
             is_payment = chunk >= 0
             payments = iter(self._payments(chunk[is_payment]))
-            labels = iter(self._labels(-1 - chunk[~is_payment], delay))
+            labels = iter(self._labels(-1 - chunk[~is_payment], due_us_of=due_us))
             for payment in is_payment.tolist():
                 yield next(payments) if payment else next(labels)
 
-    def arrival_order(self, label_delay: timedelta, *, include_tail: bool = False) -> IntArray:
+    def arrival_order(
+        self, label_delay: timedelta, *, include_tail: bool = False, mode: str = EVERY_PAYMENT
+    ) -> IntArray:
         """The stream as indices: ``i >= 0`` is payment ``i``, ``-1 - i`` the label of ``i``."""
         n = len(self)
-        pay_us = self._start_us() + np.rint((self.event_time - self.event_time_origin) * 1e6)
-        pay_us = pay_us.astype(np.int64)
-        due_us = pay_us + label_delay // _MICROSECOND
+        pay_us = self._payments_us()
+        rows, due_us = self._reports(label_delay, mode)
+        by_due = np.argsort(due_us, kind="stable")
+        rows, due_us = rows[by_due], due_us[by_due]
         # label i goes just before the first payment j > i whose event time reaches it
-        before = np.maximum(np.searchsorted(pay_us, due_us, side="left"), np.arange(1, n + 1))
-        keep = before < n if not include_tail else np.ones(n, dtype=bool)
-        labelled = np.flatnonzero(keep)
-        before = before[keep]
+        before = np.maximum(np.searchsorted(pay_us, due_us, side="left"), rows + 1)
+        keep = before < n if not include_tail else np.ones(len(rows), dtype=bool)
+        labelled, before = rows[keep], before[keep]
+        # stable: labels due before the same payment keep their report order
+        sort = np.argsort(before, kind="stable")
+        labelled, before = labelled[sort], before[sort]
         order = np.empty(n + len(labelled), dtype=np.int64)
         payment_slot = np.arange(n) + np.searchsorted(before, np.arange(n), side="right")
         order[payment_slot] = np.arange(n)
         order[before + np.arange(len(labelled))] = -1 - labelled
         return order
+
+    def _payments_us(self) -> IntArray:
+        pay_us = self._start_us() + np.rint((self.event_time - self.event_time_origin) * 1e6)
+        return pay_us.astype(np.int64)
+
+    def _due_us(self, mode: str, label_delay: timedelta | None) -> IntArray:
+        """Each transaction's report time in microseconds (a legitimate one's is never used in
+        :data:`FRAUDS_ONLY_MODE`)."""
+        if mode == EVERY_PAYMENT:
+            return self._payments_us() + self._delay(label_delay) // _MICROSECOND
+        if mode == FRAUDS_ONLY_MODE:
+            reported = np.where(np.isnan(self.fraud_reported), self.event_time, self.fraud_reported)
+            return self._payments_us() + np.rint((reported - self.event_time) * 1e6).astype(
+                np.int64
+            )
+        raise ValueError(f"unknown label mode {mode!r}; choose one of {', '.join(LABEL_MODES)}")
+
+    def _reports(self, label_delay: timedelta, mode: str) -> tuple[IntArray, IntArray]:
+        """The transactions labelled in ``mode`` and their report times (microseconds)."""
+        due_us = self._due_us(mode, label_delay)
+        if mode == EVERY_PAYMENT:
+            return np.arange(len(self), dtype=np.int64), due_us
+        rows = np.flatnonzero(self.is_fraud).astype(np.int64)
+        return rows, due_us[rows]
 
     # -- helpers ------------------------------------------------------------------------------
     @property
@@ -377,20 +484,21 @@ class HandbookStream:
             )
         ]
 
-    def _labels(self, rows: IntArray, delay: timedelta) -> list[FraudLabel]:
-        start = self._start_utc() + delay
+    def _labels(self, rows: IntArray, *, due_us_of: IntArray) -> list[FraudLabel]:
+        start = self._start_utc()
+        offset = (due_us_of[rows] - self._start_us()).tolist()
         return [
             FraudLabel(
                 transaction_id=self.transaction_id(row),
                 card_id=self.card_id(customer),
                 is_fraud=fraud,
-                reported_at=start + timedelta(seconds=seconds),
+                reported_at=start + timedelta(microseconds=us),
             )
-            for row, customer, fraud, seconds in zip(
+            for row, customer, fraud, us in zip(
                 rows.tolist(),
                 self.customer[rows].tolist(),
                 self.is_fraud[rows].tolist(),
-                self._seconds(rows),
+                offset,
                 strict=True,
             )
         ]
@@ -439,10 +547,17 @@ def _rows_in_days(
 
 
 def simulate_handbook(spec: HandbookSpec) -> HandbookStream:
-    """Simulate ``spec`` as the handbook's chapter 3.2 does; deterministic for ``spec.seed``."""
+    """Simulate ``spec`` as the handbook's chapter 3.2 does; deterministic for ``spec.seed``.
+
+    The fraud report times (``spec.fraud_reports``) and the drift scenario (``spec.drift``) draw
+    from random streams of their own: a spec without drift gives the same payments whatever its
+    report-time law, and the handbook's streams are those it gave before either existed.
+    """
+    streams = np.random.SeedSequence(spec.seed).spawn(7)
     customer_rng, terminal_rng, tx_rng, terminal_fraud_rng, customer_fraud_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(5)
+        np.random.default_rng(s) for s in streams[:5]
     )
+    report_rng, drift_rng = (np.random.default_rng(s) for s in streams[5:])
     n_c, n_t, days = spec.n_customers, spec.n_terminals, spec.days
 
     # 1. customer profiles: x, y, mean amount, transactions per day
@@ -478,37 +593,52 @@ def simulate_handbook(spec: HandbookSpec) -> HandbookStream:
     terminal = available[offsets[customer] + slot]
     amount_minor = np.maximum(np.rint(amount * 100.0).astype(np.int64), 1)
     seconds = day * DAY_SECONDS + time_of_day.astype(np.int64)
+    burst = np.full(len(customer), -1, dtype=np.int64)  # the drift scenario's burst, or -1
+    if spec.drift is not None:
+        extra = _bursts(spec.drift, days, offsets, available, drift_rng)
+        customer, terminal, seconds, amount_minor, burst = (
+            np.concatenate([a, b])
+            for a, b in zip((customer, terminal, seconds, amount_minor, burst), extra, strict=True)
+        )
     order = np.lexsort((customer, seconds))  # time order; ties by customer, then draw order
-    customer, terminal, seconds, amount_minor = (
-        a[order] for a in (customer, terminal, seconds, amount_minor)
+    customer, terminal, seconds, amount_minor, burst = (
+        a[order] for a in (customer, terminal, seconds, amount_minor, burst)
     )
     day = seconds // DAY_SECONDS
     n = len(customer)
+    normal = burst < 0
 
-    # 5. fraud scenarios
+    # 5. fraud scenarios (the handbook's three on everyday payments, then the drift scenario)
     scenario = np.zeros(n, dtype=np.int8)
     is_fraud = np.zeros(n, dtype=bool)
-    over = amount_minor > FRAUD_AMOUNT_MINOR
+    over = (amount_minor > round(spec.fraud_amount_eur * 100)) & normal
     is_fraud[over] = True
     scenario[over] = 1
     draw_days = int(day.max()) if n else 0  # the handbook's range(TX_TIME_DAYS.max())
 
-    compromised_terminals = np.zeros((draw_days, TERMINALS_PER_DAY), dtype=np.int64)
-    compromised_customers = np.zeros((draw_days, CUSTOMERS_PER_DAY), dtype=np.int64)
-    by_terminal, terminal_offsets = _grouped(terminal, n_t)
+    compromised_terminals = np.zeros((draw_days, spec.terminals_per_day), dtype=np.int64)
+    compromised_customers = np.zeros((draw_days, spec.customers_per_day), dtype=np.int64)
+    by_terminal, terminal_offsets = _grouped(np.where(normal, terminal, n_t), n_t + 1)
     for d in range(draw_days):
-        compromised_terminals[d] = terminal_fraud_rng.choice(n_t, TERMINALS_PER_DAY, replace=False)
+        compromised_terminals[d] = terminal_fraud_rng.choice(
+            n_t, spec.terminals_per_day, replace=False
+        )
         for t in compromised_terminals[d].tolist():
-            rows = _rows_in_days(by_terminal, terminal_offsets, day, t, d, d + TERMINAL_DAYS)
+            rows = _rows_in_days(by_terminal, terminal_offsets, day, t, d, d + spec.terminal_days)
             is_fraud[rows] = True
             scenario[rows] = 2
 
-    by_customer, customer_offsets = _grouped(customer, n_c)
+    hit_day = np.full(n, -1, dtype=np.int64)  # the day a scenario-3 fraud's customer was drawn
+    by_customer, customer_offsets = _grouped(np.where(normal, customer, n_c), n_c + 1)
     for d in range(draw_days):
-        compromised_customers[d] = customer_fraud_rng.choice(n_c, CUSTOMERS_PER_DAY, replace=False)
+        compromised_customers[d] = customer_fraud_rng.choice(
+            n_c, spec.customers_per_day, replace=False
+        )
+        if spec.customers_per_day == 0:
+            continue
         rows = np.concatenate(
             [
-                _rows_in_days(by_customer, customer_offsets, day, c, d, d + CUSTOMER_DAYS)
+                _rows_in_days(by_customer, customer_offsets, day, c, d, d + spec.customer_days)
                 for c in compromised_customers[d].tolist()
             ]
         )
@@ -516,13 +646,21 @@ def simulate_handbook(spec: HandbookSpec) -> HandbookStream:
         if k == 0:
             continue
         hit = customer_fraud_rng.choice(rows, size=k, replace=False)
-        amount_minor[hit] *= CUSTOMER_AMOUNT_FACTOR
+        amount_minor[hit] = np.rint(amount_minor[hit] * spec.amount_factor).astype(np.int64)
         is_fraud[hit] = True
         scenario[hit] = 3
+        hit_day[hit] = d
+
+    is_fraud[~normal] = True
+    scenario[~normal] = NEW_PATTERN_SCENARIO
+    event_time = spec.start.timestamp() + seconds.astype(np.float64)
+    fraud_reported = _fraud_reports(
+        spec.fraud_reports, event_time, scenario, customer, terminal, hit_day, burst, report_rng
+    )
 
     return HandbookStream(
         spec=spec,
-        event_time=spec.start.timestamp() + seconds.astype(np.float64),
+        event_time=event_time,
         customer=customer,
         terminal=terminal,
         amount_minor=amount_minor,
@@ -530,11 +668,76 @@ def simulate_handbook(spec: HandbookSpec) -> HandbookStream:
         scenario=scenario,
         compromised_terminals=compromised_terminals,
         compromised_customers=compromised_customers,
+        fraud_reported=fraud_reported,
         customer_x=cx,
         customer_y=cy,
         terminal_x=tx_,
         terminal_y=ty_,
     )
+
+
+def _bursts(
+    drift: DriftSpec,
+    days: int,
+    offsets: IntArray,
+    available: IntArray,
+    rng: np.random.Generator,
+) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray]:
+    """The drift scenario's payments (:mod:`test_data.drift`) as customer, terminal, second,
+    amount and burst columns: each burst at as many of the customer's own terminals (those
+    within the radius) as it has, in turn from a random one."""
+    n_available = np.diff(offsets)
+    eligible = np.flatnonzero(n_available >= 2).astype(np.int64)
+    plan = bursts(drift, days=days, cards=eligible, rng=rng)
+    first = rng.integers(0, 1 << 30, len(np.unique(plan.burst)))[plan.burst]
+    own = n_available[plan.card]
+    terminal = available[offsets[plan.card] + (first + plan.rank) % own]
+    amount = np.rint(plan.amount_eur * 100.0).astype(np.int64)
+    return plan.card, terminal, plan.day * DAY_SECONDS + plan.second, amount, plan.burst
+
+
+def _fraud_reports(
+    law: LabelDelays,
+    event_time: FloatArray,
+    scenario: npt.NDArray[np.int8],
+    customer: IntArray,
+    terminal: IntArray,
+    hit_day: IntArray,
+    burst: IntArray,
+    rng: np.random.Generator,
+) -> FloatArray:
+    """When each fraud is reported (POSIX seconds, whole; NaN for a legitimate payment).
+
+    A cardholder disputes what one incident took from the card at once, ``law``'s delay after
+    the incident's last payment (but within ``fraud_min_days`` to ``fraud_max_days`` of each
+    payment): an amount over the threshold alone; a compromised terminal's payments per card and
+    terminal; a compromised customer's per day it was drawn; a burst together."""
+    out = np.full(len(event_time), np.nan)
+    fraud = np.flatnonzero(scenario > 0)
+    if not len(fraud):
+        return out
+    s = scenario[fraud].astype(np.int64)
+    key = np.select(
+        [s == 1, s == 2, s == 3],
+        [fraud, customer[fraud] * (int(terminal.max()) + 1) + terminal[fraud],
+         customer[fraud] * (int(hit_day.max()) + 2) + hit_day[fraud] + 1],
+        burst[fraud],
+    )  # fmt: skip
+    _, group = np.unique(np.stack([s, key]), axis=1, return_inverse=True)
+    group = group.ravel()
+    last = np.full(group.max() + 1, -np.inf)
+    np.maximum.at(last, group, event_time[fraud])
+    days = law.fraud_median_days * np.exp(rng.normal(0.0, law.fraud_sigma, len(last)))
+    delay = np.clip(days, law.fraud_min_days, law.fraud_max_days) * DAY_SECONDS
+    # ... but each within fraud_min_days to fraud_max_days of its own payment
+    t = event_time[fraud]
+    reported = np.clip(
+        last[group] + delay[group],
+        t + law.fraud_min_days * DAY_SECONDS,
+        t + law.fraud_max_days * DAY_SECONDS,
+    )
+    out[fraud] = np.rint(reported)
+    return out
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -568,6 +771,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="first day, YYYY-MM-DD, midnight UTC (%(default)s)",
     )
     parser.add_argument("--label-delay-days", type=float, default=default.label_delay_days)
+    parser.add_argument(
+        "--fraud-amount",
+        type=float,
+        default=default.fraud_amount_eur,
+        help="scenario 1: every amount above this (EUR) is fraud (%(default)s)",
+    )
+    parser.add_argument("--terminals-per-day", type=int, default=default.terminals_per_day)
+    parser.add_argument("--terminal-days", type=int, default=default.terminal_days)
+    parser.add_argument("--customers-per-day", type=int, default=default.customers_per_day)
+    parser.add_argument("--customer-days", type=int, default=default.customer_days)
+    parser.add_argument(
+        "--amount-factor",
+        type=float,
+        default=default.amount_factor,
+        help="scenario 3 multiplies the amount by this (%(default)s)",
+    )
+    parser.add_argument(
+        "--labels",
+        choices=LABEL_MODES,
+        default=EVERY_PAYMENT,
+        help="every: every payment labelled --label-delay-days after it (the handbook's); "
+        "frauds: only frauds, each when reported (1 to 60 days after)",
+    )
+    parser.add_argument(
+        "--drift-start-day",
+        type=int,
+        default=None,
+        help="add the drift scenario (test_data.drift: cash-out bursts) from this day on",
+    )
     parser.add_argument("--out", required=True, type=Path, help="directory to write into")
     parser.add_argument(
         "--history",
@@ -584,6 +816,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             start=datetime.combine(args.start, datetime.min.time(), tzinfo=UTC),
             radius=args.radius,
             label_delay_days=args.label_delay_days,
+            fraud_amount_eur=args.fraud_amount,
+            terminals_per_day=args.terminals_per_day,
+            terminal_days=args.terminal_days,
+            customers_per_day=args.customers_per_day,
+            customer_days=args.customer_days,
+            amount_factor=args.amount_factor,
+            drift=None
+            if args.drift_start_day is None
+            else DriftSpec(start_day=args.drift_start_day),
         )
     except ValueError as exc:
         print(f"handbook: {exc}", file=sys.stderr)
@@ -591,7 +832,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     hb = simulate_handbook(spec)
     simulated = time.perf_counter() - started
-    names: list[str | None] = [None, *HANDBOOK_SCENARIOS]
+    names: list[str | None] = [None, *hb.scenario_names]
     scenario = hb.scenario.tolist()
     try:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -602,7 +843,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for p, s in zip(hb.payments(), scenario, strict=True)
             ),
         )
-        n_lab = _write(args.out / "labels.jsonl", (dump_line(from_event(lb)) for lb in hb.labels()))
+        n_lab = _write(
+            args.out / "labels.jsonl",
+            (dump_line(from_event(lb)) for lb in hb.labels(mode=args.labels)),
+        )
         if args.history:
             truth = hb.truth()
             _write(
@@ -613,7 +857,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         if isinstance(e, Payment)
                         else from_event(e)
                     )
-                    for e in hb.stream()
+                    for e in hb.stream(mode=args.labels)
                 ),
             )
     except OSError as exc:

@@ -2,7 +2,8 @@
 
 A bank learns of fraud when the cardholder disputes it. All fraudulent payments of one incident on
 one card are reported together, a lognormal delay (see :class:`~test_data.spec.LabelDelays`)
-after the last of them. Legitimate payments are confirmed in the nightly batch at 02:00 UTC once
+after the last of them, but each within ``fraud_min_days`` to ``fraud_max_days`` of its own
+payment. Legitimate payments are confirmed in the nightly batch at 02:00 UTC once
 they have matured; a ``legit_fraction`` of them is labelled at all. A label never reaches Kafka
 before its payment does.
 
@@ -73,8 +74,18 @@ def report_labels(
     last_ms = _group_last(group, payments.at_ms[fraud])
     unique, inverse = np.unique(group, return_inverse=True)
     days = delays.fraud_median_days * np.exp(rng.normal(0.0, delays.fraud_sigma, len(unique)))
-    delay_ms = (np.minimum(days, delays.fraud_max_days) * DAY_MS).astype(np.int64)[inverse]
-    fraud_ms = last_ms + delay_ms
+    delay_ms = (np.clip(days, delays.fraud_min_days, delays.fraud_max_days) * DAY_MS).astype(
+        np.int64
+    )[inverse]
+    # ... but never later than ``fraud_max_days`` after any of its payments (nor sooner than
+    # ``fraud_min_days``): an incident drawn out over weeks is reported in parts.
+    at_ms = payments.at_ms[fraud]
+    day_ms = float(DAY_MS)
+    fraud_ms = np.clip(
+        last_ms + delay_ms,
+        at_ms + int(delays.fraud_min_days * day_ms),
+        at_ms + int(delays.fraud_max_days * day_ms),
+    )
 
     legit = np.flatnonzero(payments.scenario == LEGITIMATE)
     legit = legit[rng.random(len(legit)) < delays.legit_fraction]
