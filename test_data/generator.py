@@ -30,15 +30,18 @@ import numpy as np
 from features.contract import FraudLabel, Payment
 from test_data import catalogue, geography
 from test_data.columns import LEGITIMATE, NO_DEVICE, BoolArray, IntArray, Payments
+from test_data.drift import NEW_PATTERN, DriftSpec, bursts
 from test_data.labels import Labels, arrival_order, arrival_times, report_labels
 from test_data.population import World, build_world, ids
 from test_data.scenarios import inject_fraud
-from test_data.spec import SCENARIOS, LabelDelays, ScenarioMix, SimulationSpec
+from test_data.spec import FRAUDS_ONLY, SCENARIOS, LabelDelays, ScenarioMix, SimulationSpec
 from test_data.timeline import Timeline
-from test_data.traffic import everyday_payments
+from test_data.traffic import everyday_payments, to_minor
 
 __all__ = [
+    "FRAUDS_ONLY",
     "SCENARIOS",
+    "DriftSpec",
     "LabelDelays",
     "ScenarioMix",
     "Simulation",
@@ -100,10 +103,17 @@ class Simulation:
     def n_fraud(self) -> int:
         return int(np.count_nonzero(self.table.scenario != LEGITIMATE))
 
+    @property
+    def scenario_names(self) -> tuple[str, ...]:
+        """The scenarios this simulation may hold: :data:`SCENARIOS`, and the drift scenario's
+        when the spec has one."""
+        return (*SCENARIOS, NEW_PATTERN) if self.spec.drift else SCENARIOS
+
     def scenario_counts(self) -> dict[str, int]:
         """Fraudulent payments per scenario (scenarios with none included, as 0)."""
-        counts = np.bincount(self.table.scenario, minlength=len(SCENARIOS) + 1)
-        return {name: int(counts[i + 1]) for i, name in enumerate(SCENARIOS)}
+        names = self.scenario_names
+        counts = np.bincount(self.table.scenario, minlength=len(names) + 1)
+        return {name: int(counts[i + 1]) for i, name in enumerate(names)}
 
     # -- events -----------------------------------------------------------------------------
     @property
@@ -126,7 +136,7 @@ class Simulation:
 
     @cached_property
     def truth(self) -> dict[str, str | None]:
-        names: list[str | None] = [None, *SCENARIOS]
+        names: list[str | None] = [None, *self.scenario_names]
         return {
             self._ids.transaction(i): names[s] for i, s in enumerate(self.table.scenario.tolist())
         }
@@ -204,16 +214,53 @@ class Simulation:
         ]
 
 
+def cash_out_bursts(
+    drift: DriftSpec,
+    world: World,
+    timeline: Timeline,
+    first_incident: int,
+    rng: np.random.Generator,
+) -> Payments:
+    """The drift scenario's payments (:mod:`test_data.drift`): each burst in person at shops of
+    the card's home city, at local times of day, one incident each (numbered from
+    ``first_incident``)."""
+    plan = bursts(drift, days=timeline.days, cards=np.arange(world.cards), rng=rng)
+    city = world.card_city[plan.card]
+    merchant = world.random_shop_in(city, rng.random(len(plan)))
+    terminal = world.random_terminal_of(merchant, rng.random(len(plan)))
+    merchant_city = world.merchant_city[merchant]
+    n = len(plan)
+    return Payments(
+        card=plan.card,
+        merchant=merchant,
+        terminal=terminal,
+        place=merchant_city,
+        at_ms=timeline.midnight_ms[city, plan.day] + plan.second * 1000,
+        amount_minor=to_minor(plan.amount_eur, merchant_city),
+        channel=np.full(n, catalogue.POS, dtype=np.int64),
+        device=np.full(n, NO_DEVICE, dtype=np.int64),
+        latitude=world.terminal_lat[terminal],
+        longitude=world.terminal_lon[terminal],
+        scenario=np.full(n, len(SCENARIOS) + 1, dtype=np.int64),
+        incident=first_incident + plan.burst,
+    )
+
+
 def simulate(spec: SimulationSpec) -> Simulation:
-    """Simulate ``spec``: deterministic for its seed."""
-    world_rng, traffic_rng, fraud_rng, label_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(4)
+    """Simulate ``spec``: deterministic for its seed. The drift scenario draws from a random
+    stream of its own: without it, a spec gives the payments it gave before it existed."""
+    world_rng, traffic_rng, fraud_rng, label_rng, drift_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(5)
     )
     world = build_world(spec, world_rng)
     timeline = Timeline.build(spec.start, spec.days)
     everyday = everyday_payments(world, timeline, traffic_rng)
     fraud = inject_fraud(spec, world, timeline, everyday, fraud_rng)
-    table = Payments.concat([everyday, fraud])
+    parts = [everyday, fraud]
+    if spec.drift is not None:
+        first = int(fraud.incident.max(initial=0)) + 1
+        parts.append(cash_out_bursts(spec.drift, world, timeline, first, drift_rng))
+    table = Payments.concat(parts)
     table = table.take(np.lexsort((table.card, table.at_ms)))
     arrival_ms, late = arrival_times(spec, table.at_ms, label_rng)
     labels = report_labels(spec, table, arrival_ms, timeline.end_ms, label_rng)

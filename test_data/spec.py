@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 
+from test_data.drift import DriftSpec
+
 _EARLIEST = date(2000, 1, 2)
 _LATEST = date(2100, 1, 1)
 
@@ -124,7 +126,8 @@ class SimulationSpec:
     Sundays). ``fraud_rate`` is the fraudulent share of all payments, split over the scenarios by
     ``scenario_mix``. A ``late_fraction`` of payments reaches Kafka up to ``late_max_minutes``
     after its event time. Labels whose report time lies more than ``label_horizon_days`` after the
-    last simulated day are left out (``None``: keep every label).
+    last simulated day are left out (``None``: keep every label). ``drift`` adds a new attack
+    pattern from its ``start_day`` on (:mod:`test_data.drift`), outside ``fraud_rate``.
     """
 
     seed: int = 0
@@ -140,6 +143,7 @@ class SimulationSpec:
     late_fraction: float = 0.01
     late_max_minutes: float = 10.0
     label_horizon_days: float | None = None
+    drift: DriftSpec | None = None
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, str]] = [

@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 
 from features.contract import FraudLabel, Payment, PaymentDecoder
 from test_data import geography
-from test_data.generator import SCENARIOS, LabelDelays, ScenarioMix, SimulationSpec, simulate
+from test_data.drift import NEW_PATTERN, DriftSpec
+from test_data.generator import (
+    FRAUDS_ONLY,
+    SCENARIOS,
+    LabelDelays,
+    ScenarioMix,
+    SimulationSpec,
+    simulate,
+)
 from test_data.spec import SimulationSpec as SpecFromSpecModule
 
 SMALL = SimulationSpec(seed=11, days=3, cards=400, merchants=80, fraud_rate=0.01)
@@ -343,9 +351,12 @@ small_specs = st.builds(
         LabelDelays,
         fraud_median_days=st.floats(0.01, 30.0),
         fraud_sigma=st.floats(0.0, 2.0),
+        fraud_min_days=st.floats(0.0, 0.01),
         legit_maturity_days=st.floats(0.01, 60.0),
         legit_fraction=st.floats(0.0, 1.0),
     ),
+    drift=st.none()
+    | st.builds(DriftSpec, start_day=st.integers(0, 3), cards_per_day=st.integers(1, 4)),
 )
 
 
@@ -368,5 +379,81 @@ def test_invariants_hold_for_any_small_spec(spec):
             assert e.reported_at > payment.event_time
             assert e.card_id == payment.card_id
             assert e.is_fraud == (sim.truth[e.transaction_id] is not None)
+            if e.is_fraud:  # within the law's bounds of its own payment (plus lateness)
+                days = (e.reported_at - payment.event_time).total_seconds() / 86_400
+                assert days <= spec.label_delays.fraud_max_days + 1.0
+                assert days >= spec.label_delays.fraud_min_days - 1e-6
     assert len(seen) == sim.n_payments == len(sim.truth)
     assert sim.n_fraud <= sim.n_payments
+
+
+# -- labels as banks send them, and the drift scenario ------------------------------------------
+
+DRIFTING = SimulationSpec(
+    seed=8, days=12, cards=1500, merchants=300, drift=DriftSpec(start_day=6, cards_per_day=4)
+)
+
+
+@pytest.fixture(scope="module")
+def drifting():
+    return simulate(DRIFTING)
+
+
+def test_frauds_only_labels_every_fraud_within_1_to_60_days_and_nothing_else():
+    sim = simulate(
+        SimulationSpec(seed=3, days=20, cards=2000, merchants=400, label_delays=FRAUDS_ONLY)
+    )
+    events = list(sim.stream)
+    when = {e.transaction_id: e.event_time for e in events if isinstance(e, Payment)}
+    labels = [e for e in events if isinstance(e, FraudLabel)]
+    assert labels and all(label.is_fraud for label in labels)
+    assert len(labels) == sim.n_fraud
+    days = np.array(
+        [
+            (label.reported_at - when[label.transaction_id]).total_seconds() / 86_400
+            for label in labels
+        ]
+    )
+    assert days.min() >= 1.0 and days.max() <= 60.0
+    assert 5.0 < np.median(days) < 14.0  # lognormal, median 7 days after the incident's end
+
+
+def test_the_drift_scenario_starts_on_its_day_in_person_at_home_in_bursts(drifting):
+    sim = drifting
+    assert sim.scenario_names == (*SCENARIOS, NEW_PATTERN)
+    table, world = sim.table, sim.world
+    burst = table.scenario == len(SCENARIOS) + 1
+    assert sim.scenario_counts()[NEW_PATTERN] == int(burst.sum()) > 0
+    start_ms = sim.timeline.midnight_ms[
+        world.card_city[table.card[burst]], DRIFTING.drift.start_day
+    ]
+    assert np.all(table.at_ms[burst] >= start_ms)
+    assert np.all(table.channel[burst] == 0)  # in person (POS)
+    assert np.all(world.merchant_city[table.merchant[burst]] == world.card_city[table.card[burst]])
+    for incident in np.unique(table.incident[burst]).tolist():
+        rows = np.flatnonzero(burst & (table.incident == incident))
+        assert 4 <= len(rows) <= 8
+        assert len(np.unique(table.card[rows])) == 1
+        gaps = np.diff(np.sort(table.at_ms[rows])) / 60_000
+        assert np.all((gaps >= 2.0 - 1e-3) & (gaps <= 10.0 + 1e-3))
+    truth = sim.truth
+    names = {truth[sim.transaction_id(int(i))] for i in np.flatnonzero(burst)}
+    assert names == {NEW_PATTERN}
+
+
+def test_the_drift_scenario_leaves_every_other_payment_as_it_was(drifting):
+    plain = simulate(SimulationSpec(**{**DRIFTING.__dict__, "drift": None}))
+    burst = drifting.table.scenario == len(SCENARIOS) + 1
+    other = drifting.table.take(~burst)
+    for name in ("card", "merchant", "at_ms", "amount_minor", "scenario"):
+        np.testing.assert_array_equal(getattr(other, name), getattr(plain.table, name))
+    assert NEW_PATTERN not in plain.scenario_counts()
+
+
+def test_a_bad_drift_spec_fails_early():
+    with pytest.raises(ValueError, match="cards_per_day must be >= 1"):
+        DriftSpec(cards_per_day=0)
+    with pytest.raises(ValueError, match="a burst needs at least 2 payments"):
+        DriftSpec(payments=(1, 3))
+    with pytest.raises(ValueError, match="fraud_min_days must lie in"):
+        LabelDelays(fraud_min_days=9.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import msgspec
@@ -26,6 +27,7 @@ from model_state.offline.handbook_reference import (
     handbook_features,
     payment_columns,
 )
+from test_data.drift import NEW_PATTERN, DriftSpec
 from test_data.handbook import (
     HANDBOOK_SCENARIOS,
     HandbookSpec,
@@ -33,6 +35,7 @@ from test_data.handbook import (
     simulate_handbook,
 )
 from test_data.samples import iter_samples
+from test_data.spec import LabelDelays
 
 TINY = HandbookSpec(seed=5, n_customers=120, n_terminals=240, days=12)
 SMALL = HandbookSpec(seed=3, n_customers=400, n_terminals=800, days=40)
@@ -510,3 +513,176 @@ def test_fitting_needs_both_classes():
         fit_random_forest(np.zeros((5, 15)), np.zeros(5), seed=0)
     with pytest.raises(ValueError, match=r"expected x of shape \(n, features\)"):
         fit_logistic_regression(np.zeros(5), np.array([0, 1, 0, 1, 0]), seed=0)
+
+
+# -- the independent tester's parameters, labels as banks send them, the drift scenario ---------
+
+OTHER = HandbookSpec(
+    seed=9,
+    n_customers=400,
+    n_terminals=800,
+    days=40,
+    radius=4.0,
+    fraud_amount_eur=180.0,
+    terminals_per_day=3,
+    terminal_days=21,
+    customers_per_day=5,
+    customer_days=10,
+    amount_factor=3.0,
+)
+
+
+@pytest.fixture(scope="module")
+def other():
+    return simulate_handbook(OTHER)
+
+
+def test_other_parameters_steer_every_scenario(other):
+    assert np.all(other.is_fraud[other.amount_minor > 18_000])
+    np.testing.assert_array_equal(
+        other.scenario == 1, (other.amount_minor > 18_000) & ~np.isin(other.scenario, (2, 3))
+    )
+    assert other.compromised_terminals.shape == (OTHER.days - 1, 3)
+    hit = exposed(other.day, other.terminal, other.compromised_terminals, 21)
+    assert np.all(other.is_fraud[hit])
+    np.testing.assert_array_equal(other.scenario == 2, hit & (other.scenario != 3))
+    assert other.compromised_customers.shape == (OTHER.days - 1, 5)
+    s3 = other.scenario == 3
+    assert np.all(exposed(other.day, other.customer, other.compromised_customers, 10)[s3])
+    assert np.all(other.amount_minor[s3] % 3 == 0)  # whole cents times 3
+    c = int(np.bincount(other.customer).argmax())
+    near = np.hypot(other.customer_x[c] - other.terminal_x, other.customer_y[c] - other.terminal_y)
+    assert set(other.terminal[other.customer == c].tolist()) <= set(np.flatnonzero(near < 4.0))
+
+
+def test_a_fractional_amount_factor_rounds_to_cents():
+    spec = HandbookSpec(seed=2, n_customers=200, n_terminals=400, days=20, fraud_amount_eur=1e6)
+    base = simulate_handbook(replace(spec, amount_factor=1.0))
+    hb = simulate_handbook(replace(spec, amount_factor=2.5))
+    s3 = hb.scenario == 3
+    assert s3.any()
+    np.testing.assert_array_equal(hb.scenario, base.scenario)
+    np.testing.assert_array_equal(hb.amount_minor[s3], np.rint(base.amount_minor[s3] * 2.5))
+    np.testing.assert_array_equal(hb.amount_minor[~s3], base.amount_minor[~s3])
+
+
+def test_frauds_only_labels_each_fraud_once_within_1_to_60_days(other):
+    events = list(other.stream(mode="frauds", include_tail=True))
+    labels = [e for e in events if isinstance(e, FraudLabel)]
+    assert sorted(e.transaction_id for e in labels) == sorted(
+        other.transaction_id(i) for i in np.flatnonzero(other.is_fraud)
+    )
+    assert all(e.is_fraud for e in labels)
+    row = {other.transaction_id(i): i for i in range(len(other))}
+    days = np.array(
+        [
+            (e.reported_at.timestamp() - other.event_time[row[e.transaction_id]]) / DAY
+            for e in labels
+        ]
+    )
+    assert days.min() >= 1.0 - 1e-9 and days.max() <= 60.0 + 1e-9
+    assert [e.reported_at.timestamp() for e in labels] == [
+        other.fraud_reported[row[e.transaction_id]] for e in labels
+    ]
+    # the payments are those of the every-payment mode, in the same order
+    assert encoded(e for e in events if isinstance(e, Payment)) == encoded(other.payments())
+
+
+def test_frauds_only_labels_come_in_arrival_order(other):
+    events = list(other.stream(mode="frauds"))
+    last = None
+    for k, e in enumerate(events):
+        if isinstance(e, Payment):
+            last = e.event_time
+            continue
+        assert last is not None and last < e.reported_at, f"event {k}: label released late"
+        nxt = next(x for x in events[k + 1 :] if isinstance(x, Payment))
+        assert nxt.event_time >= e.reported_at, f"event {k}: label released early"
+    assert encoded(e for e in events if isinstance(e, FraudLabel)) == encoded(
+        e for e in other.labels(mode="frauds") if e.reported_at <= last
+    )
+
+
+def test_a_compromised_customers_frauds_of_one_draw_are_reported_together(other):
+    s3 = np.flatnonzero(other.scenario == 3)
+    by_customer: dict[int, set[float]] = {}
+    for i in s3.tolist():
+        by_customer.setdefault(int(other.customer[i]), set()).add(float(other.fraud_reported[i]))
+    assert any(len(times) == 1 for times in by_customer.values() if times)
+    assert np.isnan(other.fraud_reported[~other.is_fraud]).all()
+
+
+def test_an_unknown_label_mode_is_refused(tiny):
+    with pytest.raises(ValueError, match="unknown label mode 'some'"):
+        list(tiny.stream(mode="some"))
+
+
+DRIFT = HandbookSpec(
+    seed=4, n_customers=300, n_terminals=600, days=20, drift=DriftSpec(start_day=12)
+)
+
+
+def test_the_drift_scenario_is_bursts_at_the_customers_own_terminals_from_its_day():
+    hb = simulate_handbook(DRIFT)
+    new = hb.scenario == 4
+    assert hb.scenario_names[-1] == NEW_PATTERN
+    assert hb.scenario_counts()[NEW_PATTERN] == int(new.sum()) > 0
+    assert np.all(hb.day[new] >= 12) and np.all(hb.is_fraud[new])
+    assert np.all((hb.amount_minor[new] >= 4_000) & (hb.amount_minor[new] <= 12_000))
+    for c in np.unique(hb.customer[new]).tolist():
+        mine = new & (hb.customer == c)
+        near = np.hypot(hb.customer_x[c] - hb.terminal_x, hb.customer_y[c] - hb.terminal_y)
+        assert set(hb.terminal[mine].tolist()) <= set(np.flatnonzero(near < DRIFT.radius).tolist())
+    assert hb.truth()[hb.transaction_id(int(np.flatnonzero(new)[0]))] == NEW_PATTERN
+
+
+def test_the_drift_scenario_leaves_the_other_payments_as_they_were():
+    plain = simulate_handbook(replace(DRIFT, drift=None))
+    hb = simulate_handbook(DRIFT)
+    other = hb.scenario != 4
+    np.testing.assert_array_equal(hb.event_time[other], plain.event_time)
+    np.testing.assert_array_equal(hb.customer[other], plain.customer)
+    np.testing.assert_array_equal(hb.terminal[other], plain.terminal)
+    np.testing.assert_array_equal(hb.compromised_terminals, plain.compromised_terminals)
+    # (scenario 3 draws among a customer's own payments: those are the same, so are its draws)
+    np.testing.assert_array_equal(hb.scenario[other], plain.scenario)
+
+
+def test_the_report_law_changes_no_payment():
+    law = LabelDelays(
+        fraud_median_days=20.0, fraud_sigma=0.1, fraud_min_days=1.0, fraud_max_days=60.0
+    )
+    a = simulate_handbook(TINY)
+    b = simulate_handbook(replace(TINY, fraud_reports=law))
+    assert encoded(a.payments()) == encoded(b.payments())
+    assert not np.array_equal(a.fraud_reported, b.fraud_reported, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"terminals_per_day": -1}, "terminals_per_day must be >= 0"),
+        ({"customer_days": 0}, "customer_days and terminal_days must be >= 1"),
+        ({"fraud_amount_eur": 0.0}, "fraud_amount_eur must be a finite number > 0"),
+        ({"amount_factor": 0.5}, "amount_factor must be a finite number >= 1"),
+        ({"n_customers": 4, "customers_per_day": 6}, "n_customers must be >= 6"),
+    ],
+)
+def test_parameters_say_what_is_wrong(change, message):
+    with pytest.raises(ValueError, match=message):
+        HandbookSpec(**{"seed": 1, **change})
+
+
+def test_command_line_takes_the_parameters_and_the_label_mode(tmp_path, capsys):
+    args = ["--seed", "4", "--days", "8", "--customers", "60", "--terminals", "120"]
+    args += ["--fraud-amount", "150", "--terminals-per-day", "1", "--customer-days", "5"]
+    args += ["--amount-factor", "3", "--labels", "frauds", "--drift-start-day", "4"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    spec = HandbookSpec(
+        seed=4, n_customers=60, n_terminals=120, days=8, fraud_amount_eur=150.0,
+        terminals_per_day=1, customer_days=5, amount_factor=3.0, drift=DriftSpec(start_day=4),
+    )  # fmt: skip
+    hb = simulate_handbook(spec)
+    labels = list(iter_samples(tmp_path / "labels.jsonl"))
+    assert [m.value for m in labels] == encoded(hb.labels(mode="frauds"))
+    assert NEW_PATTERN in capsys.readouterr().out
