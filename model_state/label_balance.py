@@ -72,21 +72,25 @@ class LabelBalance:
         legit = self.legit + self._prior_legit
         return frauds / legit / self.expected_odds
 
-    def weight(self, *, is_fraud: bool, reported_at: float) -> float:
-        """The weight in (0, 1] to learn this label with; it is counted at that weight."""
+    def weight(self, *, is_fraud: bool, reported_at: float, count: float = 1.0) -> float:
+        """The factor in (0, 1] to learn this label with; it is counted at ``count`` times that
+        factor. ``count`` is how many labels it stands for (``1 / rate`` for a legitimate label
+        kept by negative downsampling, :mod:`model_state.label_kinds`)."""
+        if not count > 0:
+            raise ValueError(f"a label stands for count > 0 labels; got {count}")
         self._decay_to(reported_at)
         frauds = self.frauds + self._prior_frauds
         legit = self.legit + self._prior_legit
         high = self._tolerance * self.expected_odds
         low = self.expected_odds / self._tolerance
         if is_fraud:
-            # Largest w <= 1 with (frauds + w) / legit <= high; never quite 0.
-            w = max(min(1.0, high * legit - frauds), MIN_WEIGHT)
-            self.frauds += w
+            # Largest w <= 1 with (frauds + w count) / legit <= high; never quite 0.
+            w = max(min(1.0, (high * legit - frauds) / count), MIN_WEIGHT)
+            self.frauds += w * count
         else:
-            # Largest w <= 1 with frauds / (legit + w) >= low; never quite 0.
-            w = max(min(1.0, frauds / low - legit), MIN_WEIGHT)
-            self.legit += w
+            # Largest w <= 1 with frauds / (legit + w count) >= low; never quite 0.
+            w = max(min(1.0, (frauds / low - legit) / count), MIN_WEIGHT)
+            self.legit += w * count
         return w
 
     def _decay_to(self, t: float) -> None:

@@ -7,6 +7,13 @@ arrive in another mix than payments happen in (frauds within days, confirmations
 payments after weeks), so each label's weight is also capped by a
 :class:`~model_state.label_balance.LabelBalance` set to the pre-training's fraud share.
 
+A label comes as one of three kinds (:class:`~model_state.label_kinds.LabelKind`): ``explicit``
+(a label message), ``implicit`` (a payment nobody reported within the label delay, learned as
+legitimate) or ``correction`` (a fraud reported after its payment was learned as an implicit
+negative: learned as a fraud, counted apart). ``weight`` is the sampling weight
+(:func:`model_state.label_kinds.learn_weight`: ``1 / rate`` for a legitimate label kept by
+negative downsampling); the learner counts each kind and keeps the counts in every version.
+
 Every ``publish_every`` labels (or when the flow asks, e.g. on a timer) it publishes a new
 version named after its lineage: ``v00001.000001``, ``v00001.000002``, ... ordered as numbers
 (:mod:`storage.versions`). A version records the learner's whole state in its metadata (counts,
@@ -42,8 +49,18 @@ from model_state.artifact import (
     root_of,
 )
 from model_state.label_balance import LabelBalance
+from model_state.label_kinds import LabelKind
 from storage.labels import LabelledPayment
 from storage.versions import version_key
+
+KIND_COUNTS = ("explicit_fraud", "explicit_legit", "implicit", "correction")
+"""The learner's counts of labels learned, by kind (explicit ones by class)."""
+
+
+def _kind_count(kind: LabelKind, is_fraud: bool) -> str:
+    if kind is LabelKind.EXPLICIT:
+        return "explicit_fraud" if is_fraud else "explicit_legit"
+    return kind.value
 
 
 class OnlineLearner:
@@ -86,6 +103,8 @@ class OnlineLearner:
             self.balance.legit = state["balance_legit"]
             self.balance.clock = state.get("balance_clock")
         self.unpublished: list[tuple[int, int]] = []  # labels learned since the last version
+        # Labels learned by kind since the lineage's root (explicit ones split by class).
+        self.kinds: dict[str, int] = {name: int(state.get(name, 0)) for name in KIND_COUNTS}
 
     @property
     def _last_step(self) -> Any:
@@ -113,16 +132,48 @@ class OnlineLearner:
             return None
         return expand([example.features for example in examples])
 
-    def learn(self, example: LabelledPayment, prepared: dict[str, float] | None = None) -> None:
-        """Learn one labelled payment; ``prepared``: its columns from :meth:`prepare`."""
+    def learn(
+        self,
+        example: LabelledPayment,
+        prepared: dict[str, float] | None = None,
+        *,
+        kind: LabelKind = LabelKind.EXPLICIT,
+        weight: float = 1.0,
+    ) -> None:
+        """Learn one labelled payment; ``prepared``: its columns from :meth:`prepare`.
+
+        ``kind``: an ``implicit`` label must be legitimate, a ``correction`` a fraud. ``weight``:
+        the sampling weight (``1 / rate`` for a legitimate label kept by negative downsampling);
+        the label counts as that many in the label-balance guard.
+        """
+        if kind is LabelKind.IMPLICIT and example.is_fraud:
+            raise ValueError(
+                f"label of transaction {example.transaction_id}: an implicit label is a "
+                "legitimate payment nobody reported; got is_fraud=True"
+            )
+        if kind is LabelKind.CORRECTION and not example.is_fraud:
+            raise ValueError(
+                f"label of transaction {example.transaction_id}: a correction is a fraud "
+                "reported after its payment was learned as legitimate; got is_fraud=False"
+            )
+        if not (weight > 0 and weight < float("inf")):
+            raise ValueError(
+                f"label of transaction {example.transaction_id}: weight must be a finite number "
+                f"> 0; got {weight}"
+            )
         if example.is_fraud:
             self.frauds += 1
         else:
             self.legit += 1
-        weight = self.positive_weight if example.is_fraud else 1.0
+        counts = getattr(self, "kinds", None)  # a learner pickled before kinds were counted
+        if counts is None:
+            counts = self.kinds = dict.fromkeys(KIND_COUNTS, 0)
+        counts[_kind_count(kind, example.is_fraud)] += 1
+        sample = weight
+        weight = sample * (self.positive_weight if example.is_fraud else 1.0)
         if self.balanced:
             weight *= self.balance.weight(
-                is_fraud=example.is_fraud, reported_at=example.reported_at
+                is_fraud=example.is_fraud, reported_at=example.reported_at, count=sample
             )
         if prepared is None:
             self.model.learn_one(example.features, example.is_fraud, w=weight)
@@ -151,6 +202,7 @@ class OnlineLearner:
         }
         if self.balance.clock is not None:
             state["balance_clock"] = self.balance.clock
+        state |= {name: float(n) for name, n in getattr(self, "kinds", {}).items()}
         metadata = ModelMetadata(
             version=self.version,
             parent_version=parent,

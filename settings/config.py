@@ -69,6 +69,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # A label whose payment is not stored yet is retried this often, for this long.
     label_retry_seconds: Annotated[float, Meta(gt=0)] = 5.0
     label_wait_seconds: Annotated[float, Meta(ge=0)] = 600.0
+    # A payment with no fraud report this many days after it is learned as legitimate (an
+    # implicit negative), and its label is final: the retrain's gate compares on such payments.
+    label_delay_days: Annotated[float, Meta(gt=0)] = 30.0
+    # Negative downsampling: the share of legitimate labels learned (each at weight 1 / rate),
+    # kept by a hash of the transaction id (model_state.label_kinds).
+    legit_sample_rate: Annotated[float, Meta(gt=0, le=1)] = 1.0
     # Logs: the lowest level shown, and text or JSON lines (dataflows.logs).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"

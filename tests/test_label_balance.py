@@ -19,13 +19,19 @@ labels = st.lists(
 
 
 @settings(max_examples=200, deadline=None)
-@given(arrivals=labels, tolerance=st.sampled_from([1.0, 1.5, 3.0]))
+@given(
+    arrivals=labels,
+    tolerance=st.sampled_from([1.0, 1.5, 3.0]),
+    count=st.sampled_from([1.0, 2.0, 10.0]),
+)
 def test_weights_lie_in_0_1_and_the_learned_odds_stay_in_the_band(
-    arrivals: list[tuple[bool, float]], tolerance: float
+    arrivals: list[tuple[bool, float]], tolerance: float, count: float
 ) -> None:
+    """Whatever the labels stand for: ``count`` legitimate labels each (a sample kept at rate
+    1 / count, :mod:`model_state.label_kinds`)."""
     balance = LabelBalance(SHARE, tolerance=tolerance)
     for is_fraud, t in arrivals:
-        w = balance.weight(is_fraud=is_fraud, reported_at=t)
+        w = balance.weight(is_fraud=is_fraud, reported_at=t, count=1.0 if is_fraud else count)
         assert 0.0 < w <= 1.0
         # Decay pulls towards the prior (odds ratio 1); a label is weighed to stay in the band.
         assert 1 / tolerance - 1e-3 <= balance.odds_ratio() <= tolerance + 1e-3
@@ -76,3 +82,14 @@ def test_time_only_moves_forward_and_the_guard_pickles() -> None:
 def test_bad_settings_are_refused(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         LabelBalance(**kwargs)
+
+
+def test_a_sampled_legitimate_label_counts_for_the_labels_it_stands_for() -> None:
+    one, sampled = LabelBalance(SHARE), LabelBalance(SHARE)
+    for i in range(400):
+        one.weight(is_fraud=False, reported_at=float(i))
+    for i in range(100):
+        sampled.weight(is_fraud=False, reported_at=float(4 * i), count=4.0)
+    assert sampled.legit == pytest.approx(one.legit, rel=1e-3)
+    with pytest.raises(ValueError, match="count > 0"):
+        one.weight(is_fraud=False, reported_at=1.0, count=0.0)

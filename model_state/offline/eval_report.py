@@ -112,6 +112,76 @@ def plot_over_time(evaluation: Evaluation, path: Path, k: int) -> None:
     plt.close(fig)
 
 
+def weekly_table(evaluation: Evaluation) -> str:
+    """Average precision per test week, per model, and whether the online model ranked at
+    least as well as the frozen one in every week after the first."""
+    weeks = max((len(v) for v in evaluation.weekly.values()), default=0)
+    lines = [
+        "| model | " + " | ".join(f"week {w + 1}" for w in range(weeks)) + " |",
+        "|---|" + "---:|" * weeks,
+    ]
+    for name, values in evaluation.weekly.items():
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+    online, frozen = evaluation.weekly.get("online"), evaluation.weekly.get("frozen")
+    if online and frozen and len(online) > 1:
+        worst = min(o - f for o, f in zip(online[1:], frozen[1:], strict=True))
+        verdict = "yes" if worst >= 0 else "no"
+        lines.append(
+            f"\nonline >= frozen in every week after the first: {verdict} (smallest difference "
+            f"{worst:+.3f})"
+        )
+    return "\n".join(lines)
+
+
+def labels_text(evaluation: Evaluation) -> str:
+    """Labels each online run learned, by kind, and when."""
+    out = []
+    for name, run in evaluation.runs.items():
+        kinds = ", ".join(f"{count:,} {kind}" for kind, count in sorted(run.kinds.items()))
+        out.append(
+            f"- {name}: {run.labels_learned:,} labels learned ({kinds or 'none'}); "
+            f"{run.labels_learned - run.learned_after_last_payment:,} in time to matter, "
+            f"{run.learned_after_last_payment:,} after the last payment was scored; "
+            f"{run.sampled_out:,} legitimate labels left out by sampling, "
+            f"{run.duplicates:,} duplicates of implicit negatives; "
+            f"{run.versions_published:,} versions, {run.retrained} retrains "
+            f"({run.refused} refused) at {run.labels_per_second:,.0f} labels/s"
+        )
+        for verdict in evaluation.gates.get(name, []):
+            accepted = verdict["challenger_ap"] >= verdict["champion_ap"] - verdict["tolerance"]
+            out.append(
+                f"  - gate on {verdict['rows']:,} mature payments ({verdict['frauds']} frauds): "
+                f"challenger {verdict['challenger_ap']:.4f}, champion {verdict['champion']} "
+                f"{verdict['champion_ap']:.4f}: {'accepted' if accepted else 'refused'}"
+            )
+    return "\n".join(out)
+
+
+def drift_text(evaluation: Evaluation, k: int) -> str:
+    """The new pattern, per model: days until half of its payments are in the daily top k
+    cards, then recall and AP per day since it started."""
+    if not evaluation.drift:
+        return ""
+    days = max(len(d["day"]) for d in evaluation.drift.values())
+    first = next(iter(evaluation.drift.values()))
+    lines = [
+        f"| model | days to half in top {k} | AP elsewhere | "
+        + " | ".join(f"day {d}" for d in first["day"][:days])
+        + " |",
+        "|---|---:|---:|" + "---:|" * days,
+    ]
+    for name, d in evaluation.drift.items():
+        half = "never" if d["days_to_half"] is None else str(d["days_to_half"])
+        other = evaluation.table[name].get("average_precision_other", float("nan"))
+        cells = [f"{r:.2f} / {a:.2f}" for r, a in zip(d["recall"], d["ap"], strict=True)]
+        lines.append(f"| {name} | {half} | {other:.3f} | " + " | ".join(cells) + " |")
+    return (
+        f"New pattern ({sum(first['payments']):,} payments from its first day): per day, the "
+        f"share of its payments whose card is in the day's top {k} cards / the AP of its "
+        "payments against the day's legitimate ones.\n\n" + "\n".join(lines)
+    )
+
+
 def write_report(evaluations: list[Evaluation], out: Path, command: str, seconds: float) -> Path:
     """Write the report into ``out`` (created if needed); return the path of ``report.md``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -137,6 +207,9 @@ def write_report(evaluations: list[Evaluation], out: Path, command: str, seconds
                     "labels_skipped": r.skipped_labels,
                 },
                 "metrics": e.table,
+                "weekly_average_precision": e.weekly,
+                "drift": e.drift,
+                "gates": e.gates,
                 "seconds": e.seconds,
                 "learner_pickled_bytes": {n: run.learner_bytes for n, run in e.runs.items()},
             }
@@ -157,13 +230,8 @@ def write_report(evaluations: list[Evaluation], out: Path, command: str, seconds
     sections = []
     for e, run in zip(evaluations, runs, strict=True):
         s, stream = e.settings, run["stream"]
-        learning = "; ".join(
-            f"{name}: {t['labels_learned']:,.0f} labels learned at {t['labels_per_second']:,.0f}"
-            f"/s, {t['versions_published']:.0f} versions, {t['retrained']:.0f} retrains "
-            f"({t['retrains_refused']:.0f} refused)"
-            for name, t in e.table.items()
-            if "labels_learned" in t
-        )
+        learning = labels_text(e)
+        drift = drift_text(e, k)
         timing = ", ".join(f"{name} {sec:.0f} s" for name, sec in e.seconds.items())
         sections.append(
             f"""### {s["stream"]}
@@ -172,10 +240,19 @@ def write_report(evaluations: list[Evaluation], out: Path, command: str, seconds
 after their payment; pre-trained on {s["start_rows"]:,} payments
 - from go-live: {stream["payments_from_go_live"]:,} payments, \
 {stream["frauds_from_go_live"]:,} fraudulent
-- {learning}
 - time: {timing}
 
 {format_table(e.table, k)}
+
+Average precision per test week:
+
+{weekly_table(e)}
+
+Labels:
+
+{learning}
+
+{drift}
 """
         )
     text = f"""# Prequential evaluation

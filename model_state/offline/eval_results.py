@@ -25,6 +25,10 @@ class OnlineRun:
     refused: int = 0  # retrains whose challenger ranked below the champion
     learner_bytes: int = 0
     versions: list[str] = field(default_factory=list)
+    kinds: dict[str, int] = field(default_factory=dict)  # labels learned by kind
+    sampled_out: int = 0  # legitimate labels negative downsampling left out
+    duplicates: int = 0  # legitimate labels of payments learned as implicit negatives already
+    learned_after_last_payment: int = 0  # learned after the last payment was scored
 
     @property
     def labels_per_second(self) -> float:
@@ -42,3 +46,6 @@ class Evaluation:
     table: dict[str, dict[str, float]]
     runs: dict[str, OnlineRun]
     seconds: dict[str, float]
+    weekly: dict[str, list[float]] = field(default_factory=dict)  # AP per test week
+    drift: dict[str, Any] = field(default_factory=dict)  # per model: the new pattern's figures
+    gates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # each retrain's verdict

@@ -52,6 +52,7 @@ __all__ = [
     "Replayed",
     "Rows",
     "learn_slot",
+    "learning_schedule",
     "replay_stream",
     "training_rows",
     "usable",
@@ -85,6 +86,8 @@ class Replayed:
     reported_at: np.ndarray  # float64 POSIX seconds, NaN without a label
     schedule: np.ndarray  # int64
     skipped_labels: int = 0
+    scenario: np.ndarray | None = None  # int16: 0 legitimate, k: scenario_names[k - 1]
+    scenario_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.is_fraud)
@@ -102,6 +105,12 @@ class Replayed:
         first = np.floor(self.event_time.min() / DAY)
         return (np.floor(self.event_time / DAY) - first).astype(np.int64)
 
+    def rows_of(self, scenario: str) -> np.ndarray:
+        """Whether each payment is of fraud scenario ``scenario`` (bool; none if unknown)."""
+        if self.scenario is None or scenario not in self.scenario_names:
+            return np.zeros(len(self), dtype=bool)
+        return self.scenario == 1 + self.scenario_names.index(scenario)
+
     def feature_dict(self, row: int) -> dict[str, float]:
         """Payment ``row``'s features as the flow stored them: names to floats."""
         return dict(zip(FEATURE_NAMES, self.features[row].tolist(), strict=True))
@@ -110,6 +119,48 @@ class Replayed:
 def learn_slot(entry: int) -> int | None:
     """The payment row whose label a schedule entry makes learnable, or None for a scoring one."""
     return -1 - entry if entry < 0 else None
+
+
+def learning_schedule(replayed: Replayed, implicit_after: float | None) -> np.ndarray:
+    """:attr:`Replayed.schedule` with **implicit negatives**: every payment with no label
+    reported within ``implicit_after`` seconds of its event time (None: none) gets an entry
+    ``-1 - n - i`` (``n`` payments) that makes it learnable as legitimate then, just before the
+    first later payment whose event time (the stream's clock, the latest event time seen)
+    reaches ``event_time + implicit_after``, as :func:`with_label_delay` releases labels. A fraud
+    reported later stays in the schedule: it is then learned as a correction. Implicit negatives
+    not due by the last payment never come.
+
+    >>> from datetime import UTC, datetime
+    >>> from features.contract import Payment
+    >>> t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    >>> pay = [Payment(transaction_id=f"t-{i}", card_id="c", merchant_id="m", terminal_id="p",
+    ...                amount_minor=2000, currency="EUR", mcc="5411", channel="pos", country="FR",
+    ...                event_time=t0 + timedelta(days=i)) for i in range(4)]
+    >>> stream = with_label_delay(pay, {"t-0": True}, timedelta(days=1))  # t-0: fraud, day 1
+    >>> replayed = replay_stream(stream, {"t-0": "card_testing"})
+    >>> learning_schedule(replayed, 2 * DAY).tolist()  # implicit: t-1 at day 3
+    [0, -1, 1, 2, -6, 3]
+    """
+    schedule = replayed.schedule
+    if implicit_after is None:
+        return schedule
+    n = len(replayed)
+    due = replayed.event_time + implicit_after
+    rows = np.flatnonzero(~(replayed.reported_at <= due))  # NaN (no label) compares False
+    paying = schedule >= 0
+    payment_rows = schedule[paying]
+    clock = np.maximum.accumulate(replayed.event_time[payment_rows]) if n else np.zeros(0)
+    # the k-th payment entry (in schedule order) is the first whose clock reaches the due time,
+    # and it comes after the row's own payment
+    position = np.empty(n, dtype=np.int64)
+    position[payment_rows] = np.arange(len(payment_rows))
+    k = np.maximum(np.searchsorted(clock, due[rows], side="left"), position[rows] + 1)
+    keep = k < len(payment_rows)
+    rows, k = rows[keep], k[keep]
+    slot = np.flatnonzero(paying)[k]  # insert before this schedule index
+    order = np.lexsort((rows, due[rows], slot))
+    rows, slot = rows[order], slot[order]
+    return np.insert(schedule, slot, -1 - n - rows)
 
 
 def with_label_delay(
@@ -180,6 +231,8 @@ def replay_stream(
     schedule = array("q")
     first_row: dict[str, int] = {}  # transaction id -> row of its first payment
     skipped = 0
+    scenario = array("h")
+    scenario_code: dict[str, int] = {}
 
     def join_labels(events: Iterable[Payment | FraudLabel]) -> Iterator[Payment | FraudLabel]:
         nonlocal skipped
@@ -203,7 +256,11 @@ def replay_stream(
         row = len(transaction_ids)
         features.extend(values.values())
         event_time.append(payment.event_timestamp)
-        is_fraud.append(truth.get(payment.transaction_id) is not None)
+        name = truth.get(payment.transaction_id)
+        is_fraud.append(name is not None)
+        scenario.append(
+            0 if name is None else scenario_code.setdefault(name, len(scenario_code) + 1)
+        )
         card.append(cards.setdefault(payment.card_id, len(cards)))
         terminal.append(terminals.setdefault(payment.terminal_id, len(terminals)))
         transaction_ids.append(payment.transaction_id)
@@ -224,6 +281,8 @@ def replay_stream(
         reported_at=np.frombuffer(reported_at, dtype=np.float64).copy(),
         schedule=np.frombuffer(schedule, dtype=np.int64).copy(),
         skipped_labels=skipped,
+        scenario=np.frombuffer(scenario, dtype=np.int16).copy(),
+        scenario_names=tuple(scenario_code),
     )
 
 

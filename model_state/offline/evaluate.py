@@ -1,62 +1,84 @@
 """Prequential evaluation on one stream: pre-train on its first weeks, then score and learn.
 
     python -m model_state.evaluate --stream handbook [--seeds 1 2 3] [--days 70]
-        [--go-live-day 42] [--size 5000] [--label-delay-days 7]
+        [--go-live-day 42] [--size 5000] [--labels every|frauds|own]
+        [--label-delay-days 7] [--implicit-days 30] [--drift [DAY]]
         [--online | --no-online] [--retrain | --no-retrain] [--balance | --no-balance]
-        [--ablation] [--publish-every 500] [--retrain-days 7] [--top-k 100]
-        [--out reports/evaluation]
+        [--ablation] [--legit-sample-rate 1] [--publish-every 500] [--retrain-days 7]
+        [--top-k 100] [--out reports/evaluation] [--cache reports/cache | --no-cache]
+    python -m model_state.evaluate --streams evaluations/handbook-streams.json [--only NAME ...]
     python -m model_state.evaluate --stream generator ...
     python -m model_state.evaluate --history PATH [PATH ...] [--go-live-day 42] ...
 
 The protocol, the same for every stream:
 
-1. **The stream.** ``handbook``: the Fraud Detection Handbook's simulator
-   (:mod:`test_data.handbook`; ``--size`` customers, twice as many terminals); ``generator``:
-   this project's own (:mod:`test_data.generator`; ``--size`` cards). Each labels every payment
-   ``--label-delay-days`` after it (the handbook's protocol: 7). ``--history``: a bank's own
-   payments and labels (:mod:`model_state.offline.history`), labels as they were reported.
+1. **The stream** (:mod:`model_state.offline.eval_streams`). ``handbook``: the Fraud Detection
+   Handbook's simulator (:mod:`test_data.handbook`; ``--size`` customers, twice as many
+   terminals; ``--streams FILE`` runs each stream of a file of drawn parameters,
+   :mod:`test_data.handbook_draws`); ``generator``: this project's own
+   (:mod:`test_data.generator`; ``--size`` cards). ``--labels every`` (default) labels every
+   payment ``--label-delay-days`` after it (the handbook's protocol: 7); ``--labels frauds``
+   as banks do, only frauds, each reported 1 to 60 days after; ``--labels own`` keeps the
+   generator's own delays. ``--drift [DAY]`` adds the drift scenario, a new attack pattern from
+   day ``DAY`` (default: go-live + 4) that the pre-trained model never saw
+   (:mod:`test_data.drift`). ``--history``: a bank's own payments and labels
+   (:mod:`model_state.offline.history`), labels as they were reported.
 2. **Replay** payments and labels in arrival order through the live feature code
-   (:mod:`model_state.offline.eval_stream`): every payment's features as the flow would have scored
-   it.
-3. **Go live** on day ``--go-live-day``. A model trained at time ``T`` may learn a payment made
+   (:mod:`model_state.offline.eval_stream`): every payment's features as the flow would have
+   scored it. Kept in ``--cache`` (the same arrays, read back).
+3. **Labels become learnable** when reported; and a payment with no label by
+   ``--implicit-days`` (the label delay, ``PAYSCORE_LABEL_DELAY_DAYS``; in ``every`` mode the
+   ``--label-delay-days``) after it is learned as legitimate, an **implicit negative**
+   (:func:`~model_state.offline.eval_stream.learning_schedule`); a fraud reported after its
+   payment was learned so is a **correction** (:mod:`model_state.label_kinds`). With
+   ``--legit-sample-rate`` below 1, legitimate labels are learned as a weighted sample.
+4. **Go live** on day ``--go-live-day``. A model trained at time ``T`` may learn a payment made
    before ``T`` whose label was reported by ``T``, or, with no label by then, a payment older
-   than the label delay (taken as legitimate, as a bank takes a payment nobody disputed). The
-   pre-trained version is fitted that way at go-live (:func:`model_state.offline.train.train_rows`:
-   validation on its last 7 days first, then every usable day).
-4. **Score, then learn**, from go-live on, with:
+   than the label delay (taken as legitimate, as a bank takes a payment nobody disputed); which
+   of them it learns is the training's own rule (:func:`model_state.offline.train.training_set`).
+   The pre-trained version is fitted that way at go-live
+   (:func:`model_state.offline.train.train_rows`: validation on its last 7 days first, then
+   every usable day).
+5. **Score, then learn**, from go-live on, with:
    - ``online``: the live learner (:class:`~model_state.learner.OnlineLearner`, a version every
      ``--publish-every`` labels, scoring with the newest), retrained every ``--retrain-days``
-     on every usable label behind the champion/challenger gate of
-     :mod:`model_state.offline.retrain`; ``--no-online``, ``--no-retrain`` and ``--no-balance``
-     switch its online SGD steps, its retraining and its label-balance guard off;
+     behind the champion/challenger gate of ``python -m model_state.retrain``, by its own
+     functions (:mod:`model_state.offline.retrain`: the training set, the mature hold-out, the
+     gate); ``--no-online``, ``--no-retrain`` and ``--no-balance`` switch its online SGD steps
+     ("weekly retrain only"), its retraining ("SGD only") and its label-balance guard off;
    - ``frozen``: the pre-trained version, never updated;
-   - ``RF (handbook features)`` and ``LR (handbook features)``: the handbook's own baselines
-     on its own 15 published features (:mod:`model_state.offline.handbook_reference`), fitted at
-     go-live and retrained on the same schedule on the same usable labels.
+   - ``RF (handbook features)`` and ``LR (handbook features)``: the handbook's own baselines on
+     its own 15 published features (:mod:`model_state.offline.handbook_reference`), fitted at
+     go-live and retrained on the same schedule on the same training set; their terminal risk
+     counts a fraud only once it was reported (with every payment labelled 7 days after, that
+     is the handbook's own definition).
    ``--ablation`` adds the online model with each of its three moving parts switched off.
-   The references' terminal risk is the handbook's: it counts every fraud exactly the label delay
-   after its payment. On the handbook's stream and with ``--label-delay-days`` that is when its
-   label is reported, the same information the online model has; with ``--generator-delays`` or
-   a ``--history`` whose labels come later, it gives the references frauds not reported yet.
-5. **Report** over the payments from go-live on (:mod:`model_state.offline.eval_report`): ROC AUC,
-   average precision, card precision@k per day, Brier score and expected calibration error,
-   per seed and their mean; labels learned per second; plots of precision-recall and
-   reliability.
+6. **Report** over the payments from go-live on (:mod:`model_state.offline.eval_report`): ROC
+   AUC, average precision, card precision@k per day, Brier score and expected calibration error,
+   per seed and their mean; average precision per test week; labels learned by kind, and how
+   many came after the last payment was scored (they could change no score); with the drift
+   scenario, recall and AP on the new pattern per day since it started and the days until half
+   of its payments are in the daily top ``--top-k`` cards; plots.
 
 Retrained forests are fitted once per seed and retrain time and shared by every variant that
-retrains (a challenger depends on the labels, not on the champion; only the gate does).
+retrains (a challenger depends on the labels, not on the champion; only the gate does); with
+``--cache`` the pre-trained model, the challengers and the references' scores are kept too, so
+that a second run (another variant, another report) fits nothing again. A cached run prints the
+same figures as a fresh one (``tests/test_evaluate.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import pickle
 import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,41 +86,85 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from sklearn.metrics import average_precision_score
 from tqdm import tqdm
 
 from features.catalog import DAY
-from features.contract import FraudLabel, Payment
 from model_state import artifact, signing
 from model_state.artifact import ModelArtifact
+from model_state.boosted import FOREST
+from model_state.label_kinds import LabelKind, learn_weight
 from model_state.learner import OnlineLearner
-from model_state.offline import handbook_reference, retrain, train
+from model_state.offline import retrain, train
 from model_state.offline.eval_metrics import (
     calibration_metrics,
     card_precision_at_k,
+    drift_metrics,
     format_table,
     handbook_card_precision_at_k,
     mean_table,
     ranking_metrics,
+    test_weeks,
 )
+from model_state.offline.eval_references import LOGISTIC, RANDOM_FOREST, reference_scores
 from model_state.offline.eval_results import Evaluation, OnlineRun
 from model_state.offline.eval_stream import (
     Replayed,
+    learning_schedule,
     replay_stream,
     training_rows,
     usable,
     with_label_delay,
 )
+from model_state.offline.eval_streams import (
+    DRIFT_CARDS_PER_DAY,
+    LABEL_MODES,
+    STREAMS,
+    StreamSpec,
+    code_digest,
+    replayed,
+    verdicts,
+)
 from model_state.scorer import Scorer
+from settings.config import Config
 from storage.labels import LabelledPayment
-from test_data.generator import Simulation, SimulationSpec, simulate
+from test_data.drift import NEW_PATTERN
+from test_data.generator import SimulationSpec
 
-STREAMS = ("handbook", "generator")
+__all__ = [
+    "FROZEN",
+    "LOGISTIC",
+    "ONLINE",
+    "RANDOM_FOREST",
+    "STREAMS",
+    "Variant",
+    "cards_spec",
+    "evaluate",
+    "main",
+    "metrics_table",
+    "run_online",
+    "score_frozen",
+    "usable",
+    "verdicts",
+    "with_label_delay",
+]
+
 ONLINE = "online"
 FROZEN = "frozen"
-RANDOM_FOREST = "RF (handbook features)"
-LOGISTIC = "LR (handbook features)"
 VALIDATION_DAYS = 7  # the pre-training's held-out last days, as `python -m model_state.train`
+DEFAULT_IMPLICIT_DAYS = Config().label_delay_days
+_FIT_CODE = (
+    "model_state/boosted.py",
+    "model_state/basis.py",
+    "model_state/forest_walk.py",
+    "model_state/scorer.py",
+    "model_state/offline/train.py",
+    "model_state/offline/forests.py",
+    "model_state/offline/retrain.py",
+    "model_state/offline/handbook_reference.py",
+    "model_state/offline/eval_references.py",
+    "model_state/offline/eval_stream.py",
+)
+"""The code a fit or a reference's scores depend on: a change to any of it fits again."""
 
 
 @dataclass(frozen=True)
@@ -126,67 +192,37 @@ def ablations(shipped: Variant) -> list[Variant]:
     return out
 
 
-# ---------------------------------------------------------------------------------- streams
-
-
 def cards_spec(seed: int, days: int, cards: int) -> SimulationSpec:
     """A generator spec with its default shape: one merchant for every five cards."""
     return SimulationSpec(seed=seed, days=days, cards=cards, merchants=max(cards // 5, 2))
 
 
-def verdicts(simulation: Simulation) -> dict[str, bool]:
-    """Transaction id to is_fraud for every payment the generator labels."""
-    labels = simulation.label_table
-    return {
-        simulation.transaction_id(int(row)): bool(fraud)
-        for row, fraud in zip(labels.payment.tolist(), labels.is_fraud.tolist(), strict=True)
-    }
+# ---------------------------------------------------------------------------------- caching
 
 
-Events = Iterable[Payment | FraudLabel]
+class FitCache:
+    """Fitted models and reference scores of one stream, on disk: keyed by the stream, what was
+    fitted (its settings and time) and a digest of the code that fits. ``folder`` None keeps
+    nothing."""
 
+    def __init__(self, folder: Path | None, stream_key: str) -> None:
+        self._folder = folder
+        self._stream = stream_key
+        self._code = code_digest(_FIT_CODE) + json.dumps(FOREST, sort_keys=True)
 
-def named_stream(
-    name: str, seed: int, days: int, size: int, label_delay: timedelta, *, own_delays: bool = False
-) -> tuple[Events, dict[str, str | None], str]:
-    """Events in arrival order, transaction id to fraud scenario, and a description.
-    ``own_delays`` keeps the generator's own label delays (frauds about a week after the
-    incident, legitimate payments confirmed after 30 days) instead of ``label_delay``."""
-    if name == "generator":
-        simulation = simulate(cards_spec(seed, days, size))
-        if own_delays:
-            events: Events = simulation.stream
-            text = f"generator, seed {seed}, {days} days, {size} cards, its own label delays"
-        else:
-            events = with_label_delay(simulation.stream, verdicts(simulation), label_delay)
-            text = f"generator, seed {seed}, {days} days, {size} cards"
-        return events, simulation.truth, text
-    if name == "handbook":
-        from test_data.handbook import HandbookSpec, simulate_handbook
-
-        spec = HandbookSpec(
-            seed=seed,
-            days=days,
-            n_customers=size,
-            n_terminals=2 * size,
-            label_delay_days=label_delay.total_seconds() / DAY,
-        )
-        stream = simulate_handbook(spec)
-        text = f"handbook, seed {seed}, {days} days, {size} customers, {2 * size} terminals"
-        return stream.stream(label_delay), stream.truth(), text
-    raise ValueError(f"unknown stream {name!r}; choose one of {', '.join(STREAMS)} or --history")
-
-
-def history_stream(paths: list[Path]) -> tuple[Events, dict[str, str | None], str]:
-    """A bank's own history: its events, and its fraud labels as the truth."""
-    from model_state.offline.history import load_history
-
-    history = load_history(paths)
-    truth: dict[str, str | None] = {
-        label.transaction_id: "labelled fraud" for label in history.labels if label.is_fraud
-    }
-    text = f"history {', '.join(str(p) for p in paths)}: {history.summary().splitlines()[0]}"
-    return history.stream(), truth, text
+    def get(self, what: dict[str, Any], make: Callable[[], Any]) -> Any:
+        if self._folder is None:
+            return make()
+        text = json.dumps({"stream": self._stream, "code": self._code, **what}, sort_keys=True)
+        path = self._folder / f"fit-{hashlib.sha256(text.encode()).hexdigest()[:24]}.pickle"
+        if path.exists():
+            return pickle.loads(path.read_bytes())
+        value = make()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        partial.replace(path)
+        return value
 
 
 # --------------------------------------------------------------------------------- online
@@ -240,9 +276,11 @@ def run_online(
     publish_every: int,
     *,
     schedule: np.ndarray | None = None,
+    implicit_after: float | None = None,
     learner: OnlineLearner | None = None,
     learn: bool = True,
     balanced: bool = True,
+    sample_rate: float = 1.0,
     retrain: Retrain | None = None,
     retrain_every: timedelta = timedelta(days=7),
     progress: bool = False,
@@ -252,24 +290,34 @@ def run_online(
 
     As in the flow (:mod:`dataflows.learning`), one :class:`OnlineLearner` learns each label
     from the features its payment was scored with and publishes a version every
-    ``publish_every`` labels; scoring picks a version up as soon as it is published. With
-    ``retrain``, every ``retrain_every`` of event time from the first payment scored, a
+    ``publish_every`` labels; scoring picks a version up as soon as it is published. A schedule
+    of :func:`~model_state.offline.eval_stream.learning_schedule` also holds implicit negatives
+    (``implicit_after`` seconds after their payment): each is learned as legitimate, once; a
+    fraud reported later is learned as a correction, a legitimate label reported later is a
+    duplicate (not learned again). With ``sample_rate`` below 1 a legitimate label is learned
+    only when :func:`~model_state.label_kinds.learn_weight` keeps it, at weight ``1 / rate``.
+    With ``retrain``, every ``retrain_every`` of event time from the first payment scored, a
     challenger is fitted (as ``python -m model_state.retrain`` on a schedule); if accepted,
     scoring and the learner go on from it. ``learn=False`` scores without online steps;
     ``learner`` replaces the first learner (tests).
     """
     events = (replayed.schedule if schedule is None else schedule).tolist()
+    n = len(replayed)
     learner = learner or OnlineLearner(start, publish_every, balanced=balanced)
-    scores = np.zeros(len(replayed))
-    learned_before = np.zeros(len(replayed), dtype=np.int64)
+    scores = np.zeros(n)
+    learned_before = np.zeros(n, dtype=np.int64)
     run = OnlineRun(scores, learned_before, versions=[start.version])
     scoring = _Scoring(replayed, scores, scorer_for(start))
     current = start
     roots = {start.version: start}  # lineage roots the learner's versions refer to
     learned = 0
+    implicit_learned = np.zeros(n, dtype=bool)
+    last_payment = max((k for k, e in enumerate(events) if e >= 0), default=-1)
     first = next((float(replayed.event_time[e]) for e in events if e >= 0), 0.0)
     next_retrain = first + retrain_every.total_seconds()
-    for entry in tqdm(events, desc="online", unit=" events", disable=not progress):
+    for position, entry in enumerate(
+        tqdm(events, desc="online", unit=" events", disable=not progress)
+    ):
         if entry >= 0:
             now = float(replayed.event_time[entry])
             if retrain is not None and now >= next_retrain:
@@ -289,9 +337,29 @@ def run_online(
             scoring.add(entry)
             learned_before[entry] = learned
             continue
+        implicit = entry < -n
+        row = -1 - n - entry if implicit else -1 - entry
+        if implicit:
+            kind, fraud = LabelKind.IMPLICIT, False
+            reported = float(replayed.event_time[row]) + (implicit_after or 0.0)
+            implicit_learned[row] = True
+        else:
+            fraud = bool(replayed.verdict[row])
+            reported = float(replayed.reported_at[row])
+            kind = LabelKind.EXPLICIT
+            if implicit_learned[row]:
+                if not fraud:
+                    run.duplicates += 1  # learned as legitimate already
+                    continue
+                kind = LabelKind.CORRECTION
         if not learn:
             continue
-        row = -1 - entry
+        weight = learn_weight(
+            is_fraud=fraud, transaction_id=replayed.transaction_ids[row], rate=sample_rate
+        )
+        if weight is None:
+            run.sampled_out += 1
+            continue
         started = time.perf_counter()
         learner.learn(
             LabelledPayment(
@@ -300,15 +368,20 @@ def run_online(
                 merchant_id="",
                 terminal_id="",
                 payment_time=float(replayed.event_time[row]),
-                reported_at=float(replayed.reported_at[row]),
-                is_fraud=bool(replayed.verdict[row]),
+                reported_at=reported,
+                is_fraud=fraud,
                 features=replayed.feature_dict(row),
                 scored_by=run.versions[-1],
-            )
+            ),
+            kind=kind,
+            weight=weight,
         )
         learned += 1
+        run.kinds[kind.value] = run.kinds.get(kind.value, 0) + 1
+        if position > last_payment:
+            run.learned_after_last_payment += 1
         if learner.due:
-            record = learner.publish(datetime.fromtimestamp(replayed.reported_at[row], UTC))
+            record = learner.publish(datetime.fromtimestamp(reported, UTC))
             model = artifact.loads(
                 record.payload, record.metadata, roots.__getitem__, where="learner"
             )
@@ -336,11 +409,23 @@ def score_frozen(
     return scores
 
 
+def training_set(replayed: Replayed, at: float, delay: float) -> train.Rows:
+    """What a model trained at ``at`` learns: the usable payments
+    (:func:`~model_state.offline.eval_stream.usable`) as the training's own rule selects them
+    (:func:`model_state.offline.train.training_set`)."""
+    rows = training_rows(replayed, *usable(replayed, at, delay))
+    return train.training_set(
+        rows, now=datetime.fromtimestamp(at, UTC), maturity=timedelta(seconds=delay)
+    )
+
+
 class Retrainer:
-    """What ``python -m model_state.retrain`` would do at a time: a challenger fitted on every
-    usable label (validated on its last days, then fitted on all of them), against the
-    champion on those last days (:class:`model_state.offline.retrain.Verdict`). Challengers are
-    fitted once per time and shared by every run that retrains."""
+    """What ``python -m model_state.retrain`` does at a time, by its own functions: the training
+    set, a challenger validated on the most recent mature labels
+    (:func:`model_state.offline.retrain.validate`), the gate against the champion
+    (:func:`~model_state.offline.retrain.judge`), and the version fitted on every row
+    (:func:`~model_state.offline.retrain.fit_final`). Challengers are fitted once per time
+    and shared by every run that retrains; the gate is judged per champion."""
 
     def __init__(
         self,
@@ -350,90 +435,77 @@ class Retrainer:
         key: bytes,
         family: train.Family,
         seed: int,
+        cache: FitCache,
+        tolerance: float = retrain.DEFAULT_TOLERANCE,
     ) -> None:
         self._replayed, self._delay = replayed, delay
         self._model_dir, self._key = model_dir, key
         self._family, self._seed = family, seed
-        self._fitted: dict[float, tuple[float, train.Rows, ModelArtifact] | None] = {}
+        self._cache = cache
+        self._tolerance = tolerance
+        self._validations: dict[float, retrain.Validation] = {}
+        self._fitted: dict[float, tuple[Any, artifact.ModelMetadata]] = {}
+        self.verdicts: list[retrain.Verdict] = []
 
-    def challenger(self, at: float) -> tuple[float, train.Rows, ModelArtifact] | None:
+    def _rows(self, at: float) -> train.Rows:
+        return training_set(self._replayed, at, self._delay)
+
+    def validation(self, at: float) -> retrain.Validation:
+        if at not in self._validations:
+            what = {"fit": "validation", "at": at, "delay": self._delay,
+                    "family": self._family, "seed": self._seed}  # fmt: skip
+            self._validations[at] = self._cache.get(
+                what,
+                lambda: retrain.validate(
+                    self._rows(at),
+                    self._model_dir,
+                    now=datetime.fromtimestamp(at, UTC),
+                    maturity=timedelta(seconds=self._delay),
+                    validation_days=VALIDATION_DAYS,
+                    family=self._family,
+                    seed=self._seed,
+                ),
+            )
+        return self._validations[at]
+
+    def fitted(self, at: float, parent: str, metrics: dict[str, float]) -> ModelArtifact:
+        """The version fitted on every row at ``at`` (fitted once), recorded as a new version
+        after ``parent``."""
         if at not in self._fitted:
-            rows = training_rows(self._replayed, *usable(self._replayed, at, self._delay))
-            options: dict[str, Any] = {"seed": self._seed, "family": self._family}
-            options["origin"] = "retrained"
-            _, metadata, hold_out = train.fit_version(
-                rows, self._model_dir, validation_days=VALIDATION_DAYS, **options
+            what = {"fit": "retrained", "at": at, "delay": self._delay,
+                    "family": self._family, "seed": self._seed}  # fmt: skip
+            self._fitted[at] = self._cache.get(
+                what,
+                lambda: retrain.fit_final(
+                    self._rows(at),
+                    self._model_dir,
+                    version="-",
+                    parent_version=None,
+                    metrics={},
+                    family=self._family,
+                    seed=self._seed,
+                ),
             )
-            ap = metadata.metrics.get("average_precision")
-            if ap is None:  # no fraud, or nothing but fraud, in the last days
-                self._fitted[at] = None
-                return None
-            version = artifact.next_version(self._model_dir)
-            model, final, _ = train.fit_version(
-                rows, self._model_dir, validation_days=0, version=version, **options
-            )
-            final = msgspec.structs.replace(final, metrics=metadata.metrics)
-            fitted = artifact.make(model, final, key=self._key)
-            artifact.write(fitted.payload, fitted.metadata, self._model_dir)
-            self._fitted[at] = (ap, hold_out, fitted)
-        return self._fitted[at]
+        model, metadata = self._fitted[at]
+        metadata = msgspec.structs.replace(
+            metadata,
+            version=artifact.next_version(self._model_dir),
+            parent_version=parent,
+            metrics=metrics,
+        )
+        return artifact.save(model, metadata, self._model_dir, key=self._key)
 
     def __call__(self, now: datetime, champion: ModelArtifact) -> ModelArtifact | None:
-        fitted = self.challenger(now.timestamp())
-        if fitted is None:
+        at = now.timestamp()
+        validation = self.validation(at)
+        try:
+            verdict = retrain.judge(validation, champion, self._tolerance)
+        except retrain.NotEnoughLabelsError:
             return None
-        challenger_ap, hold_out, version = fitted
-        scores = [s.probability for s in scorer_for(champion).score_batch([r[1] for r in hold_out])]
-        verdict = retrain.Verdict(
-            champion=champion.version,
-            challenger_ap=challenger_ap,
-            champion_ap=float(average_precision_score([r[2] for r in hold_out], scores)),
-            tolerance=retrain.DEFAULT_TOLERANCE,
-            rows=len(hold_out),
-            frauds=sum(r[2] for r in hold_out),
-        )
-        return version if verdict.accepted else None
-
-
-# ------------------------------------------------------------------------------ reference
-
-
-def reference_scores(
-    replayed: Replayed,
-    test: np.ndarray,
-    go_live: float,
-    delay: float,
-    retrain_every: float | None,
-    seed: int,
-) -> dict[str, np.ndarray]:
-    """The handbook's random forest and logistic regression on its own 15 features, fitted at
-    go-live and every ``retrain_every`` seconds after on the usable labels, each scoring the
-    payments until the next fit."""
-    x = handbook_reference.handbook_features(
-        replayed.event_time,
-        replayed.card,
-        replayed.terminal,
-        replayed.features[:, Replayed.column("amount_eur")],
-        replayed.is_fraud,
-        delay_days=delay / DAY,
-    )
-    out = {RANDOM_FOREST: np.zeros(len(replayed)), LOGISTIC: np.zeros(len(replayed))}
-    fits = {
-        RANDOM_FOREST: handbook_reference.fit_random_forest,
-        LOGISTIC: handbook_reference.fit_logistic_regression,
-    }
-    times = replayed.event_time[test]
-    end = float(times.max()) + 1.0 if len(times) else go_live
-    at = go_live
-    while at < end:
-        until = at + retrain_every if retrain_every else end
-        scoring = test[(times >= at) & (times < until)]
-        rows, y = usable(replayed, at, delay)
-        if len(scoring) and 0 < y.sum() < len(y):
-            for name, fit in fits.items():
-                out[name][scoring] = fit(x[rows], y, seed).predict_proba(x[scoring])[:, 1]
-        at = until
-    return out
+        self.verdicts.append(verdict)
+        if not verdict.accepted:
+            return None
+        return self.fitted(at, champion.version, validation.metrics)
 
 
 # -------------------------------------------------------------------------------- metrics
@@ -466,23 +538,34 @@ def metrics_table(
 
 
 def evaluate(
-    events: Events,
-    truth: dict[str, str | None],
+    stream: Replayed,
     description: str,
     *,
     seed: int,
     go_live_day: int,
     label_delay: timedelta = timedelta(days=7),
+    implicit: bool = False,
     variants: list[Variant] | None = None,
     shipped: Variant = Variant(),
     family: train.Family = train.DEFAULT_FAMILY,
     publish_every: int = 500,
     retrain_every: timedelta | None = timedelta(days=7),
+    sample_rate: float = 1.0,
     k: int = 100,
     references: bool = True,
+    drift_start: float | None = None,
+    cache: Path | None = None,
+    stream_key: str = "",
     progress: bool = False,
 ) -> Evaluation:
-    """Steps 2 to 5 of the module docstring on one stream."""
+    """Steps 3 to 6 of the module docstring on one replayed stream.
+
+    ``label_delay``: a payment with no label this long after it is legitimate for training,
+    and (with ``implicit``) learned online as an implicit negative. ``drift_start``: when the
+    drift scenario's new pattern starts (POSIX seconds), to measure how fast each model catches
+    it. ``cache`` with ``stream_key`` (the stream's :meth:`StreamSpec.key`) keeps the fits.
+    """
+    replayed = stream
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
 
@@ -492,10 +575,8 @@ def evaluate(
         seconds[name] = seconds.get(name, 0.0) + now - clock
         clock = now
 
-    replayed = replay_stream(events, truth, progress=progress)
     if not len(replayed):
         raise ValueError(f"evaluate: the stream {description} has no payments")
-    lap("replay")
     delay = label_delay.total_seconds()
     go_live = (np.floor(replayed.event_time.min() / DAY) + go_live_day) * DAY
     test = np.flatnonzero(replayed.event_time >= go_live)
@@ -504,47 +585,70 @@ def evaluate(
             f"evaluate: no payment on or after go-live day {go_live_day} in {description}; "
             "give a smaller --go-live-day or a longer stream"
         )
-    # From go-live on: every payment scored, every label reported after go-live learned.
-    schedule = replayed.schedule
-    label_row = -1 - schedule
+    # From go-live on: every payment scored, every label learnable after go-live learned.
+    schedule = learning_schedule(replayed, delay if implicit else None)
+    n = len(replayed)
+    label_row = np.where(schedule < -n, -1 - n - schedule, -1 - schedule)
+    safe = np.clip(label_row, 0, max(n - 1, 0))
+    learnable_at = np.where(
+        schedule < -n, replayed.event_time[safe] + delay, replayed.reported_at[safe]
+    )
     keep = np.where(
         schedule >= 0,
         replayed.event_time[np.maximum(schedule, 0)] >= go_live,
-        replayed.reported_at[np.maximum(label_row, 0)] > go_live,
+        learnable_at > go_live,
     )
     schedule = schedule[keep]
+    fits = FitCache(cache, stream_key) if stream_key else FitCache(None, "")
     scores: dict[str, np.ndarray] = {}
     runs: dict[str, OnlineRun] = {}
+    gates: dict[str, list[retrain.Verdict]] = {}
     with tempfile.TemporaryDirectory(prefix="payscore-eval-") as folder:
         model_dir = Path(folder)
         key = secrets.token_bytes(signing.KEY_BYTES)  # versions live and die in this folder
-        rows = training_rows(replayed, *usable(replayed, go_live, delay))
-        start = train.train_rows(
-            rows, model_dir, key=key, seed=seed, validation_days=VALIDATION_DAYS, family=family
-        )
-        del rows
+
+        def pretrain() -> tuple[Any, artifact.ModelMetadata]:
+            rows = training_set(replayed, go_live, delay)
+            fitted = train.train_rows(
+                rows, model_dir, key=key, seed=seed, validation_days=VALIDATION_DAYS,
+                family=family,
+            )  # fmt: skip
+            return fitted.model, fitted.metadata
+
+        what = {"fit": "pretrained", "at": go_live, "delay": delay, "family": family, "seed": seed}
+        model, metadata = fits.get(what, pretrain)
+        metadata = msgspec.structs.replace(metadata, version=artifact.next_version(model_dir))
+        start = artifact.save(model, metadata, model_dir, key=key)
         lap("pre-training")
-        retrainer = Retrainer(replayed, delay, model_dir, key, family, seed)
+        retrainer = Retrainer(replayed, delay, model_dir, key, family, seed, fits)
         for variant in variants or [shipped]:
             name = variant.name(shipped)
+            retrainer.verdicts = []
             run = run_online(
                 replayed,
                 start,
                 publish_every,
                 schedule=schedule,
+                implicit_after=delay,
                 learn=variant.online,
                 balanced=variant.balance,
+                sample_rate=sample_rate,
                 retrain=retrainer if variant.retrain and retrain_every else None,
                 retrain_every=retrain_every or timedelta(days=7),
                 progress=progress,
             )
             scores[name], runs[name] = run.scores, run
+            gates[name] = list(retrainer.verdicts)
             lap(name)
     scores[FROZEN] = score_frozen(replayed, start, test, progress=progress)
     lap(FROZEN)
     if references:
         every = retrain_every.total_seconds() if retrain_every else None
-        scores |= reference_scores(replayed, test, go_live, delay, every, seed)
+        what = {"fit": "references", "go_live": go_live, "delay": delay, "every": every,
+                "seed": seed, "test": len(test)}  # fmt: skip
+        scores |= fits.get(
+            what, lambda: reference_scores(replayed, test, go_live, delay, every, seed)
+        )
         lap("references")
     settings = {
         "stream": description,
@@ -552,6 +656,8 @@ def evaluate(
         "go_live": datetime.fromtimestamp(go_live, UTC).isoformat(),
         "go_live_day": go_live_day,
         "label_delay_days": delay / DAY,
+        "implicit_negatives": implicit,
+        "legit_sample_rate": sample_rate,
         "family": family,
         "publish_every": publish_every,
         "retrain": "never"
@@ -565,13 +671,95 @@ def evaluate(
     for name, run in runs.items():
         table[name] |= {
             "labels_learned": float(run.labels_learned),
+            "labels_learned_in_time": float(run.labels_learned - run.learned_after_last_payment),
+            "labels_after_last_payment": float(run.learned_after_last_payment),
             "labels_per_second": run.labels_per_second,
             "versions_published": float(run.versions_published),
             "retrained": float(run.retrained),
             "retrains_refused": float(run.refused),
+            "sampled_out": float(run.sampled_out),
+            "duplicates": float(run.duplicates),
+            **{f"learned_{kind}": float(count) for kind, count in run.kinds.items()},
         }
+    weeks = test_weeks(replayed.event_time[test], go_live)
+    weekly = {
+        name: [
+            ranking_metrics(replayed.is_fraud[test][w], s[test][w])["average_precision"]
+            for w in weeks
+        ]
+        for name, s in scores.items()
+    }
+    drift: dict[str, Any] = {}
+    pattern = replayed.rows_of(NEW_PATTERN)
+    if drift_start is not None and pattern[test].any():
+        drift = {
+            name: drift_metrics(
+                day=replayed.day[test],
+                card=replayed.card[test],
+                score=s[test],
+                is_fraud=replayed.is_fraud[test],
+                pattern=pattern[test],
+                start_day=int(
+                    np.floor((drift_start - np.floor(replayed.event_time.min() / DAY) * DAY) / DAY)
+                ),
+                k=k,
+            )
+            for name, s in scores.items()
+        }
+        other = test[~pattern[test]]
+        for name, s in scores.items():
+            table[name]["average_precision_other"] = ranking_metrics(
+                replayed.is_fraud[other], s[other]
+            )["average_precision"]
     lap("metrics")
-    return Evaluation(settings, replayed, test, scores, table, runs, seconds)
+    return Evaluation(
+        settings, replayed, test, scores, table, runs, seconds, weekly=weekly, drift=drift,
+        gates={name: [msgspec.to_builtins(v) for v in vs] for name, vs in gates.items()},
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def history_stream(paths: list[Path]) -> tuple[Replayed, str]:
+    """A bank's own history, replayed: its events, and its fraud labels as the truth. The
+    loader's whole summary (rejections by reason with examples) is printed."""
+    from model_state.offline.history import load_history
+
+    history = load_history(paths)
+    summary = history.summary()
+    print(summary, flush=True)
+    truth: dict[str, str | None] = {
+        label.transaction_id: "labelled fraud" for label in history.labels if label.is_fraud
+    }
+    text = f"history {', '.join(str(p) for p in paths)}: {summary.splitlines()[0]}"
+    return replay_stream(history.stream(), truth, progress=True), text
+
+
+def _specs(args: argparse.Namespace, go_live_day: int) -> list[StreamSpec]:
+    drift = args.drift if args.drift is None or args.drift >= 0 else go_live_day + 4
+    common = {"days": args.days, "size": args.size, "labels": args.labels,
+              "label_delay_days": args.label_delay_days, "drift_start_day": drift}  # fmt: skip
+    if args.streams:
+        from test_data.handbook_draws import load
+
+        entries = load(args.streams)
+        if args.only:
+            unknown = set(args.only) - {e["name"] for e in entries}
+            if unknown:
+                raise SystemExit(f"--only {sorted(unknown)}: not in {args.streams}")
+            entries = [e for e in entries if e["name"] in args.only]
+        return [
+            StreamSpec(
+                "handbook",
+                int(e["seed"]),
+                params=tuple(sorted(e["params"].items())),
+                name=e["name"],
+                **common,
+            )
+            for e in entries
+        ]
+    return [StreamSpec(args.stream, seed, **common) for seed in args.seeds]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -583,6 +771,10 @@ def main(argv: list[str] | None = None) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--stream", choices=STREAMS, default="handbook")
     source.add_argument("--history", type=Path, nargs="+", help="files or folders of history")
+    source.add_argument(
+        "--streams", type=Path, help="handbook streams with drawn parameters (a JSON file)"
+    )
+    parser.add_argument("--only", nargs="+", help="with --streams: only these names")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="one run per seed")
     parser.add_argument("--days", type=int, default=70, help="days of simulated stream")
     parser.add_argument(
@@ -593,16 +785,38 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--go-live-day", type=int, default=42)
     parser.add_argument(
+        "--labels",
+        choices=LABEL_MODES,
+        default="every",
+        help="every: every payment labelled --label-delay-days after it; frauds: only frauds, "
+        "reported 1 to 60 days after (then implicit negatives); own: the generator's delays",
+    )
+    parser.add_argument(
         "--label-delay-days",
         type=float,
         default=7.0,
-        help="labels this long after their payment; also: an unlabelled payment this old counts "
-        "as legitimate for training",
+        help="with --labels every: labels this long after their payment (and an unlabelled "
+        "payment this old counts as legitimate)",
+    )
+    parser.add_argument(
+        "--implicit-days",
+        type=float,
+        default=DEFAULT_IMPLICIT_DAYS,
+        help="with --labels frauds or own, or --history: a payment with no label this long "
+        "after it is learned as legitimate (PAYSCORE_LABEL_DELAY_DAYS's default)",
     )
     parser.add_argument(
         "--generator-delays",
         action="store_true",
-        help="with --stream generator: keep the generator's own label delays",
+        help="the same as --stream generator --labels own (kept for older commands)",
+    )
+    parser.add_argument(
+        "--drift",
+        type=int,
+        nargs="?",
+        const=-1,
+        default=None,
+        help="add the drift scenario's new pattern from this day (default: go-live + 4)",
     )
     parser.add_argument("--online", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--retrain", action=argparse.BooleanOptionalAction, default=True)
@@ -610,54 +824,85 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--ablation", action="store_true", help="also run with each moving part switched off"
     )
+    parser.add_argument(
+        "--legit-sample-rate",
+        type=float,
+        default=Config().legit_sample_rate,
+        help="negative downsampling: the share of legitimate labels learned, at weight 1/rate",
+    )
     parser.add_argument("--family", choices=train.FAMILIES, default=train.DEFAULT_FAMILY)
     parser.add_argument("--publish-every", type=int, default=500, help="labels per version")
     parser.add_argument("--retrain-days", type=float, default=7.0, help="0: never")
     parser.add_argument("--top-k", type=int, default=100, help="cards checked a day")
+    parser.add_argument(
+        "--references", action=argparse.BooleanOptionalAction, default=True,
+        help="also fit the handbook's RF and LR",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("reports/evaluation"))
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("reports/cache"),
+        help="keep replays, fits and reference scores here (the same figures, fitted once)",
+    )
+    parser.add_argument("--no-cache", dest="cache", action="store_const", const=None)
     args = parser.parse_args(argv)
-    if args.label_delay_days < 0:
-        parser.error(f"--label-delay-days must be >= 0; got {args.label_delay_days}")
+    if args.generator_delays:
+        args.stream, args.labels = "generator", "own"
+    if args.label_delay_days < 0 or args.implicit_days <= 0:
+        parser.error("--label-delay-days must be >= 0 and --implicit-days > 0")
+    if not 0 < args.legit_sample_rate <= 1:
+        parser.error(f"--legit-sample-rate must lie in (0, 1]; got {args.legit_sample_rate}")
     from model_state.offline.eval_report import write_report  # matplotlib: the `eval` extra
 
     shipped = Variant(online=args.online, retrain=args.retrain, balance=args.balance)
     variants = ablations(shipped) if args.ablation else [shipped]
-    delay = timedelta(days=args.label_delay_days)
     started = time.perf_counter()
     evaluations = []
-    for seed in args.seeds if not args.history else args.seeds[:1]:
-        if args.history:
-            events, truth, text = history_stream(args.history)
-        else:
-            size = args.size or (5000 if args.stream == "handbook" else 3000)
-            events, truth, text = named_stream(
-                args.stream, seed, args.days, size, delay, own_delays=args.generator_delays
-            )
+    common: dict[str, Any] = {
+        "go_live_day": args.go_live_day,
+        "variants": variants,
+        "shipped": shipped,
+        "family": args.family,
+        "publish_every": args.publish_every,
+        "retrain_every": timedelta(days=args.retrain_days) if args.retrain_days > 0 else None,
+        "sample_rate": args.legit_sample_rate,
+        "k": args.top_k,
+        "references": args.references,
+        "cache": args.cache,
+        "progress": True,
+    }
+    if args.history:
+        stream, text = history_stream(args.history)
         evaluation = evaluate(
-            events,
-            truth,
-            text,
-            seed=seed,
-            go_live_day=args.go_live_day,
-            label_delay=delay,
-            variants=variants,
-            shipped=shipped,
-            family=args.family,
-            publish_every=args.publish_every,
-            retrain_every=timedelta(days=args.retrain_days) if args.retrain_days > 0 else None,
-            k=args.top_k,
-            progress=True,
-        )
+            stream, text, seed=args.seeds[0], label_delay=timedelta(days=args.implicit_days),
+            implicit=True, **common,
+        )  # fmt: skip
         print(f"\n{text}\n{format_table(evaluation.table, args.top_k)}", flush=True)
+        evaluations.append(evaluation)
+    for spec in [] if args.history else _specs(args, args.go_live_day):
+        stream = replayed(spec, args.cache, progress=True)
+        every = spec.labels == "every"
+        delay_days = spec.label_delay_days if every else args.implicit_days
+        first = np.floor(stream.event_time.min() / DAY) * DAY
+        drift = None if spec.drift_start_day is None else first + spec.drift_start_day * DAY
+        evaluation = evaluate(
+            stream, spec.describe(), seed=spec.seed, label_delay=timedelta(days=delay_days),
+            implicit=not every, drift_start=drift,
+            stream_key=spec.key() if args.cache else "", **common,
+        )  # fmt: skip
+        print(f"\n{spec.describe()}\n{format_table(evaluation.table, args.top_k)}", flush=True)
         evaluations.append(evaluation)
     command = " ".join(["python -m model_state.evaluate", *sys.argv[1:]] if argv is None else
                        ["python -m model_state.evaluate", *argv])  # fmt: skip
     report = write_report(evaluations, args.out, command, time.perf_counter() - started)
     if len(evaluations) > 1:
         mean = mean_table([e.table for e in evaluations])
-        print(f"\nmean over seeds {args.seeds}\n{format_table(mean, args.top_k)}")
+        print(f"\nmean over {len(evaluations)} streams\n{format_table(mean, args.top_k)}")
     print(f"\nreport: {report} ({time.perf_counter() - started:.0f} s)")
 
+
+__all__ += ["DRIFT_CARDS_PER_DAY"]
 
 if __name__ == "__main__":
     main()

@@ -161,6 +161,7 @@ def handbook_features(
     delay_days: float = 7.0,
     *,
     utc_offset_seconds: np.ndarray | float = 0.0,
+    known_at: np.ndarray | None = None,
 ) -> np.ndarray:
     """The handbook's 15 features for every transaction, rows in the input order.
 
@@ -178,6 +179,12 @@ def handbook_features(
         The handbook's delay period for the terminal windows.
     utc_offset_seconds
         Added to ``event_time`` for the weekend and night features (scalar or per row).
+    known_at
+        When each fraud became known (POSIX seconds; ``inf``: never), or None for the
+        handbook's rule that every label is known exactly ``delay_days`` after its transaction.
+        Given, a fraud counts in a terminal's risk at ``t`` only if known by ``t``: a fair
+        reference for a stream whose frauds are reported late or not at all. With
+        ``known_at = event_time + delay`` for every fraud the two rules agree.
 
     Returns
     -------
@@ -215,15 +222,57 @@ def handbook_features(
     by_card = _Windows(cards, t, (amounts,))
     by_terminal = _Windows(terminals, t, (fraud,))
     delay = delay_days * DAY_SECONDS
+    if known_at is not None:
+        known = _column("known_at", known_at, n).astype(np.float64)
     for k, w in enumerate(WINDOW_DAYS):
         width = w * DAY_SECONDS
         count, (total,) = by_card.sums(t - width, t, (amounts,))
         out[:, 3 + 2 * k] = count
         out[:, 4 + 2 * k] = total / count  # count >= 1: the window holds the transaction itself
         count, (frauds,) = by_terminal.sums(t - delay - width, t - delay, (fraud,))
+        if known_at is not None:
+            frauds = _known_frauds(terminals, t, fraud.astype(bool), known, delay, width)
         out[:, 9 + 2 * k] = count
         out[:, 10 + 2 * k] = np.divide(frauds, count, out=np.zeros(n), where=count > 0)
     return out
+
+
+def _known_frauds(
+    terminal: np.ndarray,
+    t: np.ndarray,
+    fraud: np.ndarray,
+    known: np.ndarray,
+    delay: float,
+    width: float,
+) -> np.ndarray:
+    """For every row ``i``: frauds ``j`` of its terminal with ``t_j`` in
+    ``(t_i - delay - width, t_i - delay]`` and ``known_j <= t_i``.
+
+    Fraud ``j`` counts for the rows of its terminal with ``t_i`` in ``[a_j, b_j)``,
+    ``a_j = max(t_j + delay, known_j)`` and ``b_j = t_j + delay + width``; so the count is
+    ``#{a_j <= t_i} - #{b_j <= t_i}`` over the terminal's frauds with ``a_j < b_j``. Times are
+    ranked together first, so that the comparisons are exact.
+    """
+    n = len(t)
+    code = np.unique(terminal, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    j = np.flatnonzero(fraud & np.isfinite(known))
+    a = np.maximum(t[j] + delay, known[j])
+    b = t[j] + delay + width
+    live = a < b
+    j, a, b = j[live], a[live], b[live]
+    points, rank = np.unique(np.concatenate((t, a, b)), return_inverse=True)
+    rank = rank.reshape(-1).astype(np.int64)
+    width_rank = len(points)
+    row_key = code * width_rank + rank[:n]
+    start_key = np.sort(code[j] * width_rank + rank[n : n + len(j)])
+    end_key = np.sort(code[j] * width_rank + rank[n + len(j) :])
+    # within the row's terminal: starts at or before t_i, minus ends at or before t_i
+    floor = code * width_rank
+    started = np.searchsorted(start_key, row_key, "right") - np.searchsorted(
+        start_key, floor, "left"
+    )
+    ended = np.searchsorted(end_key, row_key, "right") - np.searchsorted(end_key, floor, "left")
+    return (started - ended).astype(np.float64)
 
 
 class PaymentColumns(NamedTuple):

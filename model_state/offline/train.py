@@ -154,6 +154,31 @@ def split(rows: Rows, validation_days: int) -> tuple[Rows, Rows]:
     return [r for r in rows if r[0] < cutoff], [r for r in rows if r[0] >= cutoff]
 
 
+def training_mask(
+    event_time: np.ndarray, is_fraud: np.ndarray, *, now: float, maturity: float
+) -> np.ndarray:
+    """Which of the labelled payments known at ``now`` (POSIX seconds) a model fitted then
+    learns: every one. (Where the weekly retrain's losses came from, and what changes here,
+    is issue 22's first item; see :func:`training_set`.)"""
+    return np.ones(len(event_time), dtype=bool)
+
+
+def training_set(rows: Rows, *, now: datetime, maturity: timedelta) -> Rows:
+    """The rows of ``rows`` (labelled payments known at ``now``; a payment's label is final
+    once it is ``maturity`` old) that a model fitted at ``now`` learns
+    (:func:`training_mask`). The pre-training, the retrain command and the evaluation all
+    select with this."""
+    if not rows:
+        return []
+    keep = training_mask(
+        np.array([r[0].timestamp() for r in rows]),
+        np.array([r[2] for r in rows], dtype=bool),
+        now=now.timestamp(),
+        maturity=maturity.total_seconds(),
+    )
+    return [r for r, k in zip(rows, keep.tolist(), strict=True) if k]
+
+
 def matrix(rows: Rows) -> tuple[np.ndarray, np.ndarray]:
     """Features as a float matrix (columns in FEATURE_NAMES order) and the truth as booleans."""
     x = np.array([[r[1][name] for name in FEATURE_NAMES] for r in rows], dtype=np.float64)
