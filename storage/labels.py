@@ -356,6 +356,7 @@ class StoredExample(msgspec.Struct, frozen=True):
     event_time: datetime  # naive UTC, as stored
     features: dict[str, float]
     is_fraud: bool
+    probability: float | None = None  # what the flow scored it (the champion of the day)
 
 
 def labelled_since(connection: Connection, since: datetime) -> list[StoredExample]:
@@ -366,8 +367,11 @@ def labelled_since(connection: Connection, since: datetime) -> list[StoredExampl
     """
     sp = scored_payments
     rows = connection.execute(
-        select(sp.c.event_time, sp.c.features, sp.c.label_is_fraud)
+        select(sp.c.event_time, sp.c.features, sp.c.label_is_fraud, sp.c.fraud_probability)
         .where(sp.c.label_is_fraud.is_not(None), sp.c.event_time >= utc_naive(since))
         .order_by(sp.c.event_time, sp.c.transaction_id)
     )
-    return [StoredExample(r.event_time, r.features, bool(r.label_is_fraud)) for r in rows]
+    return [
+        StoredExample(r.event_time, r.features, bool(r.label_is_fraud), r.fraud_probability)
+        for r in rows
+    ]

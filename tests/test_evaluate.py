@@ -293,7 +293,9 @@ def test_a_retrain_learns_only_labels_learnable_before_it_and_scoring_goes_on_fr
     calls: list[datetime] = []
     champions: list[str] = []
 
-    def retrain(now: datetime, champion: artifact.ModelArtifact) -> artifact.ModelArtifact:
+    def retrain(
+        now: datetime, champion: artifact.ModelArtifact, *live: np.ndarray
+    ) -> artifact.ModelArtifact:
         calls.append(now)
         champions.append(champion.version)
         untrained = new_model()  # scores 0.5 whatever the payment

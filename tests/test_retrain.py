@@ -8,18 +8,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from dataflows.learning import LearnStep, Lineages, learn_step
 from features.catalog import FEATURE_NAMES
 from model_state import artifact
 from model_state.learner import OnlineLearner
+from model_state.offline import train
 from model_state.offline.retrain import (
+    DEFAULT_TOLERANCE,
     REFUSED_EXIT_STATUS,
     NotEnoughLabelsError,
+    Validation,
     Verdict,
+    judge,
     main,
+    mature_split,
     retrain,
+    validate,
 )
 from model_state.offline.retrain import record as record_version
 from model_state.offline.train import fit, new_model
@@ -35,9 +43,21 @@ X, Y = synthetic(2500, seed=9)
 EVERY = timedelta(minutes=10)  # 2,500 payments over about 17 days
 
 
-def store(engine: Engine, *, labelled: int = 2000, noisy_before: int = 0) -> None:
-    """X's rows as scored payments, one every 10 minutes up to BASE; the first ``labelled``
-    labelled with Y (those before ``noisy_before`` with coin flips instead)."""
+def scored_by(model: object) -> np.ndarray:
+    """What the flow stored when ``model`` scored X's rows (the scorer's probability)."""
+    return np.array(
+        train.probabilities(
+            model, [dict(zip(FEATURE_NAMES, x, strict=True)) for x in X.tolist()], 1.0
+        )
+    )
+
+
+def store(
+    engine: Engine, *, labelled: int = 2000, noisy_before: int = 0, scores: np.ndarray | None = None
+) -> None:
+    """X's rows as scored payments, one every 10 minutes up to BASE, with ``scores`` as the
+    probability the flow stored (default 0.1); the first ``labelled`` labelled with Y (those
+    before ``noisy_before`` with coin flips instead)."""
     coins = np.random.default_rng(1).random(len(X)) < Y.mean()
     rows = []
     for i, (x, y) in enumerate(zip(X.tolist(), Y.tolist(), strict=True)):
@@ -46,7 +66,8 @@ def store(engine: Engine, *, labelled: int = 2000, noisy_before: int = 0) -> Non
         if i == 7:
             del features["amount_eur"]  # stored by a build with another catalogue
         row = scored_payment_row(
-            p, partition=0, offset=i, features=features, probability=0.1, decision="approve",
+            p, partition=0, offset=i, features=features,
+            probability=0.1 if scores is None else float(scores[i]), decision="approve",
             reasons=(), model_version="v00001.000003", scored_at=BASE,
         )  # fmt: skip
         known = i < labelled
@@ -75,19 +96,24 @@ def trained_linear() -> object:
 def test_a_challenger_better_than_the_champion_starts_a_new_lineage(
     engine: Engine, tmp_path: Path
 ) -> None:
-    store(engine)
-    record(engine, tmp_path, "v00001.000003", new_model())  # untrained: a coin for a champion
+    champion = new_model()  # untrained: a coin for a champion
+    store(engine, scores=scored_by(champion))
+    record(engine, tmp_path, "v00001.000003", champion)
     fitted, verdict = retrain(
-        engine, tmp_path / "models", key=TEST_KEY, min_frauds=10, family="linear"
-    )
+        engine, tmp_path / "models", key=TEST_KEY, min_frauds=10, family="linear",
+        maturity=timedelta(days=7),
+    )  # fmt: skip
     assert fitted is not None and verdict.accepted
     assert verdict.challenger_ap > verdict.champion_ap
     m = fitted.metadata
     assert (m.version, m.parent_version, m.origin) == ("v00002", "v00001.000003", "retrained")
-    # Compared on the labelled rows of their last 7 days, then learned from every labelled row
-    # but the one lacking a feature.
-    times = [BASE - EVERY * (len(X) - i) for i in range(2000)]
-    assert verdict.rows == sum(1 for t in times if t >= times[-1] - timedelta(days=7))
+    # Compared on the most recent mature labels: the 7 days that end 7 days (the label delay)
+    # before the newest stored payment; then learned from every labelled row but the one
+    # lacking a feature.
+    newest = BASE - EVERY
+    times = [BASE - EVERY * (len(X) - i) for i in range(2000) if i != 7]
+    stop = newest - timedelta(days=7)
+    assert verdict.rows == sum(1 for t in times if stop - timedelta(days=7) <= t < stop)
     learned = [i for i in range(2000) if i != 7]
     assert (m.rows, m.frauds) == (len(learned), int(Y[learned].sum()))
     assert m.metrics["average_precision"] == verdict.challenger_ap
@@ -110,8 +136,10 @@ def a_worse_challenger(
 ) -> Path:
     """Stored rows a retrain can only fit badly, a champion that learned the truth, and the
     retrain command's settings; the model folder it writes to."""
-    store(engine, noisy_before=1400)  # it learns from coin flips; the champion from the truth
-    record(engine, tmp_path, "v00001.000003", trained_linear())
+    champion = trained_linear()
+    # it learns from coin flips; the champion from the truth, and the flow stored its scores
+    store(engine, noisy_before=1400, scores=scored_by(champion))
+    record(engine, tmp_path, "v00001.000003", champion)
     key_file = tmp_path / "model.key"
     key_file.write_text(TEST_KEY.hex())
     key_file.chmod(0o600)
@@ -127,7 +155,8 @@ def test_a_challenger_worse_than_the_champion_changes_nothing(
 ) -> None:  # fmt: skip
     models = a_worse_challenger(engine, tmp_path, mysql_url, monkeypatch)
     with pytest.raises(SystemExit) as refused:
-        main(["--min-frauds", "10", "--family", "linear", "--model-dir", str(models)])
+        main(["--min-frauds", "10", "--family", "linear", "--model-dir", str(models),
+              "--label-delay-days", "7"])  # fmt: skip
     assert refused.value.code == REFUSED_EXIT_STATUS
     out = capsys.readouterr().out
     assert "retrain refused, the champion stays: average precision on the last" in out
@@ -144,7 +173,8 @@ def test_a_refused_challenger_kept_as_a_candidate_changes_no_version(
     """--candidate keeps the retrain, refused by the gate here, where it may shadow the
     champion (model_candidates) and publishes nothing."""
     models = a_worse_challenger(engine, tmp_path, mysql_url, monkeypatch)
-    main(["--min-frauds", "10", "--family", "linear", "--model-dir", str(models), "--candidate"])
+    main(["--min-frauds", "10", "--family", "linear", "--model-dir", str(models), "--candidate",
+          "--label-delay-days", "7"])  # fmt: skip
     out = capsys.readouterr().out
     assert "kept v00002 as a candidate" in out and "average precision on the last" in out
     assert artifact.list_versions(models) == []
@@ -258,3 +288,93 @@ def test_a_challenger_may_rank_below_the_champion_by_the_tolerance(
         rows=100, frauds=10,
     )  # fmt: skip
     assert verdict.accepted is accepted
+
+
+# -- the gate: the most recent mature labels, ranked as the flow ranked them ---------------------
+
+
+def _validated(rows: int = 600, seed: int = 2) -> tuple[train.Rows, Validation]:
+    """A validation of a linear challenger on synthetic rows, one every 10 minutes."""
+    x, y = synthetic(rows, seed=seed)
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    data = [
+        (t0 + EVERY * i, dict(zip(FEATURE_NAMES, xi, strict=True)), bool(yi))
+        for i, (xi, yi) in enumerate(zip(x.tolist(), y.tolist(), strict=True))
+    ]
+    now = data[-1][0] + timedelta(hours=12)
+    validation = validate(
+        data, Path("-"), now=now, maturity=timedelta(hours=12), validation_days=1, family="linear"
+    )
+    return data, validation
+
+
+def test_the_hold_out_is_the_most_recent_mature_days() -> None:
+    data, validation = _validated()
+    now = data[-1][0] + timedelta(hours=12)
+    stop = now - timedelta(hours=12)
+    expected = [i for i, r in enumerate(data) if stop - timedelta(days=1) <= r[0] < stop]
+    assert validation.hold_out_index == expected
+    learn, hold_out = mature_split(data, now=now, maturity=timedelta(hours=12), validation_days=1)
+    assert hold_out == expected and learn == list(range(expected[0]))
+
+
+def test_the_champion_is_judged_by_what_the_flow_scored_not_by_what_it_knows_now() -> None:
+    """The champion as it is has learned the hold-out's labels since (here: a perfect model, by
+    name); what the flow stored when it scored those payments is what it knew then."""
+    data, validation = _validated()
+    truth = np.array([r[2] for r in data], dtype=float)
+    knows_now = np.where(truth > 0, 0.99, 0.01)
+    champion = artifact.ModelArtifact(new_model(), model_metadata("v00001.000009"), b"")
+    coin = np.random.default_rng(5).random(len(data))
+    then = judge(validation, champion, 0.0, live=coin.tolist())
+    assert then.champion_ap < validation.average_precision and then.accepted
+    better_then = judge(validation, champion, 0.0, live=knows_now.tolist())
+    assert better_then.champion_ap == 1.0 and not better_then.accepted
+    # a payment scored before the flow went live: the champion scores it as it is
+    partial = [None] * len(data)
+    assert (
+        judge(validation, champion, 0.0, live=partial).champion_ap
+        == judge(validation, champion, 0.0).champion_ap
+    )
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "accepted"),
+    [(0.80, 0.80, True), (0.8001, 0.80, True), (0.7999, 0.80, False)],
+)
+def test_by_default_a_challenger_ranking_worse_is_refused(
+    challenger: float, champion: float, accepted: bool
+) -> None:
+    verdict = Verdict(
+        champion="v1", challenger_ap=challenger, champion_ap=champion,
+        tolerance=DEFAULT_TOLERANCE, rows=100, frauds=10,
+    )  # fmt: skip
+    assert verdict.accepted is accepted
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    days=st.lists(st.floats(0.0, 80.0), min_size=1, max_size=200),
+    frauds=st.lists(st.booleans(), min_size=200, max_size=200),
+)
+def test_the_warm_up_is_left_out_only_when_enough_frauds_come_after_it(
+    days: list[float], frauds: list[bool]
+) -> None:
+    t = np.array(days) * 86_400.0
+    y = np.array(frauds[: len(days)], dtype=bool)
+    keep = train.training_mask(t, y, first=0.0)
+    after = t >= train.WARM_UP_DAYS * 86_400.0
+    if int(y[after].sum()) >= train.WARM_UP_MIN_FRAUDS:
+        np.testing.assert_array_equal(keep, after)
+    else:
+        assert keep.all()
+
+
+def test_a_retrain_leaves_out_the_warm_up_of_a_long_history() -> None:
+    """60 days of rows, frauds every day: the training set starts 30 days after the first."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [(t0 + timedelta(hours=h), {}, h % 3 == 0) for h in range(60 * 24)]
+    kept = train.training_set(rows, first=t0)
+    assert kept[0][0] == t0 + timedelta(days=30) and len(kept) == 30 * 24
+    young = rows[: 31 * 24]  # 24 hours after the warm-up: 8 frauds, too few
+    assert train.training_set(young, first=t0) == young

@@ -46,6 +46,7 @@ def reference_scores(
         RANDOM_FOREST: handbook_reference.fit_random_forest,
         LOGISTIC: handbook_reference.fit_logistic_regression,
     }
+    first = float(replayed.event_time.min())
     times = replayed.event_time[test]
     end = float(times.max()) + 1.0 if len(times) else go_live
     at = go_live
@@ -53,7 +54,7 @@ def reference_scores(
         until = at + retrain_every if retrain_every else end
         scoring = test[(times >= at) & (times < until)]
         rows, y = usable(replayed, at, delay)
-        keep = train.training_mask(replayed.event_time[rows], y, now=at, maturity=delay)
+        keep = train.training_mask(replayed.event_time[rows], y, first=first)
         rows, y = rows[keep], y[keep]
         if len(scoring) and 0 < y.sum() < len(y):
             for name, fit in fits.items():

@@ -239,8 +239,9 @@ def scorer_for(version: ModelArtifact) -> Scorer:
     )
 
 
-Retrain = Callable[[datetime, ModelArtifact], ModelArtifact | None]
-"""Given the time and the champion: a new version to go on from, or None (refused)."""
+Retrain = Callable[[datetime, ModelArtifact, np.ndarray, np.ndarray], ModelArtifact | None]
+"""Given the time, the champion, every payment's score so far and which payments were scored:
+a new version to go on from, or None (refused)."""
 
 
 class _Scoring:
@@ -312,6 +313,7 @@ def run_online(
     roots = {start.version: start}  # lineage roots the learner's versions refer to
     learned = 0
     implicit_learned = np.zeros(n, dtype=bool)
+    scored = np.zeros(n, dtype=bool)
     last_payment = max((k for k, e in enumerate(events) if e >= 0), default=-1)
     first = next((float(replayed.event_time[e]) for e in events if e >= 0), 0.0)
     next_retrain = first + retrain_every.total_seconds()
@@ -324,7 +326,7 @@ def run_online(
                 while next_retrain <= now:
                     next_retrain += retrain_every.total_seconds()
                 scoring.flush()
-                fitted = retrain(datetime.fromtimestamp(now, UTC), current)
+                fitted = retrain(datetime.fromtimestamp(now, UTC), current, scores, scored)
                 if fitted is not None:
                     roots[fitted.version] = fitted
                     learner = OnlineLearner(fitted, publish_every, balanced=balanced)
@@ -335,6 +337,7 @@ def run_online(
                 else:
                     run.refused += 1
             scoring.add(entry)
+            scored[entry] = True
             learned_before[entry] = learned
             continue
         implicit = entry < -n
@@ -409,14 +412,19 @@ def score_frozen(
     return scores
 
 
-def training_set(replayed: Replayed, at: float, delay: float) -> train.Rows:
-    """What a model trained at ``at`` learns: the usable payments
+def training_index(replayed: Replayed, at: float, delay: float) -> tuple[np.ndarray, np.ndarray]:
+    """The payments (rows) a model trained at ``at`` learns, and their class: the usable ones
     (:func:`~model_state.offline.eval_stream.usable`) as the training's own rule selects them
-    (:func:`model_state.offline.train.training_set`)."""
-    rows = training_rows(replayed, *usable(replayed, at, delay))
-    return train.training_set(
-        rows, now=datetime.fromtimestamp(at, UTC), maturity=timedelta(seconds=delay)
-    )
+    (:func:`model_state.offline.train.training_mask`; the history begins with the stream)."""
+    rows, y = usable(replayed, at, delay)
+    first = float(replayed.event_time.min()) if len(replayed) else 0.0
+    keep = train.training_mask(replayed.event_time[rows], y, first=first)
+    return rows[keep], y[keep]
+
+
+def training_set(replayed: Replayed, at: float, delay: float) -> train.Rows:
+    """:func:`training_index` as training rows."""
+    return training_rows(replayed, *training_index(replayed, at, delay))
 
 
 class Retrainer:
@@ -437,18 +445,23 @@ class Retrainer:
         seed: int,
         cache: FitCache,
         tolerance: float = retrain.DEFAULT_TOLERANCE,
+        online_optimizer: str | None = None,
     ) -> None:
         self._replayed, self._delay = replayed, delay
         self._model_dir, self._key = model_dir, key
         self._family, self._seed = family, seed
         self._cache = cache
         self._tolerance = tolerance
+        self._online_optimizer = online_optimizer
         self._validations: dict[float, retrain.Validation] = {}
         self._fitted: dict[float, tuple[Any, artifact.ModelMetadata]] = {}
         self.verdicts: list[retrain.Verdict] = []
 
     def _rows(self, at: float) -> train.Rows:
         return training_set(self._replayed, at, self._delay)
+
+    def _index(self, at: float) -> np.ndarray:
+        return training_index(self._replayed, at, self._delay)[0]
 
     def validation(self, at: float) -> retrain.Validation:
         if at not in self._validations:
@@ -487,6 +500,8 @@ class Retrainer:
                 ),
             )
         model, metadata = self._fitted[at]
+        if self._online_optimizer:
+            model = train.with_online_optimizer(model, self._online_optimizer)
         metadata = msgspec.structs.replace(
             metadata,
             version=artifact.next_version(self._model_dir),
@@ -495,11 +510,16 @@ class Retrainer:
         )
         return artifact.save(model, metadata, self._model_dir, key=self._key)
 
-    def __call__(self, now: datetime, champion: ModelArtifact) -> ModelArtifact | None:
+    def __call__(
+        self, now: datetime, champion: ModelArtifact, scores: np.ndarray, scored: np.ndarray
+    ) -> ModelArtifact | None:
         at = now.timestamp()
         validation = self.validation(at)
+        index = self._index(at)
+        live = np.where(scored[index], scores[index], np.nan).tolist()
+        live = [None if p != p else p for p in live]  # NaN: not scored live
         try:
-            verdict = retrain.judge(validation, champion, self._tolerance)
+            verdict = retrain.judge(validation, champion, self._tolerance, live)
         except retrain.NotEnoughLabelsError:
             return None
         self.verdicts.append(verdict)
@@ -554,6 +574,7 @@ def evaluate(
     k: int = 100,
     references: bool = True,
     drift_start: float | None = None,
+    online_optimizer: str | None = None,
     cache: Path | None = None,
     stream_key: str = "",
     progress: bool = False,
@@ -617,10 +638,14 @@ def evaluate(
 
         what = {"fit": "pretrained", "at": go_live, "delay": delay, "family": family, "seed": seed}
         model, metadata = fits.get(what, pretrain)
+        if online_optimizer:
+            model = train.with_online_optimizer(model, online_optimizer)
         metadata = msgspec.structs.replace(metadata, version=artifact.next_version(model_dir))
         start = artifact.save(model, metadata, model_dir, key=key)
         lap("pre-training")
-        retrainer = Retrainer(replayed, delay, model_dir, key, family, seed, fits)
+        retrainer = Retrainer(
+            replayed, delay, model_dir, key, family, seed, fits, online_optimizer=online_optimizer
+        )
         for variant in variants or [shipped]:
             name = variant.name(shipped)
             retrainer.verdicts = []
@@ -658,6 +683,7 @@ def evaluate(
         "label_delay_days": delay / DAY,
         "implicit_negatives": implicit,
         "legit_sample_rate": sample_rate,
+        "online_optimizer": online_optimizer or "as trained",
         "family": family,
         "publish_every": publish_every,
         "retrain": "never"
@@ -831,6 +857,12 @@ def main(argv: list[str] | None = None) -> None:
         help="negative downsampling: the share of legitimate labels learned, at weight 1/rate",
     )
     parser.add_argument("--family", choices=train.FAMILIES, default=train.DEFAULT_FAMILY)
+    parser.add_argument(
+        "--online-optimizer",
+        default=None,
+        help="what the online model learns with, e.g. adagrad:0.05 (default: what the "
+        "training gives it, as the flow runs it)",
+    )
     parser.add_argument("--publish-every", type=int, default=500, help="labels per version")
     parser.add_argument("--retrain-days", type=float, default=7.0, help="0: never")
     parser.add_argument("--top-k", type=int, default=100, help="cards checked a day")
@@ -867,6 +899,7 @@ def main(argv: list[str] | None = None) -> None:
         "publish_every": args.publish_every,
         "retrain_every": timedelta(days=args.retrain_days) if args.retrain_days > 0 else None,
         "sample_rate": args.legit_sample_rate,
+        "online_optimizer": args.online_optimizer,
         "k": args.top_k,
         "references": args.references,
         "cache": args.cache,

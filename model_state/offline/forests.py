@@ -8,6 +8,8 @@ scikit-learn.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
@@ -18,15 +20,19 @@ from model_state.boosted import FOREST, TAIL_FEATURES, TAIL_QUANTILE, Boosted, w
 
 
 def fit_forest(
-    x: np.ndarray, y: np.ndarray, seed: int, sample_weight: np.ndarray | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    sample_weight: np.ndarray | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> HistGradientBoostingClassifier:
-    """The forest with :data:`FOREST`, fitted on one thread.
+    """The forest with ``settings`` (default :data:`FOREST`), fitted on one thread.
 
     scikit-learn's OpenMP threads spin-wait when another process wants a core: on this two-core
     machine with one busy process beside it a fit took 42 s on two threads and 22 s on one.
     """
     with threadpool_limits(limits=1):
-        forest = HistGradientBoostingClassifier(random_state=seed, **FOREST)
+        forest = HistGradientBoostingClassifier(random_state=seed, **(settings or FOREST))
         return forest.fit(x, y, sample_weight=sample_weight)
 
 
@@ -37,16 +43,17 @@ def fit_boosted(
     seed: int,
     fraud_weight: float = 1.0,
     names: tuple[str, ...] = FEATURE_NAMES,
+    settings: dict[str, Any] | None = None,
 ) -> Boosted:
-    """Fit the forest on ``x`` (columns in ``names`` order) and ``y``, a fraud weighing
-    ``fraud_weight``; measure the hats."""
+    """Fit the forest (``settings``, default :data:`FOREST`) on ``x`` (columns in ``names``
+    order) and ``y``, a fraud weighing ``fraud_weight``; measure the hats."""
     weight = np.where(y, fraud_weight, 1.0) if fraud_weight != 1.0 else None
     tails = tuple(
         (names.index(n), float(np.quantile(x[:, names.index(n)], TAIL_QUANTILE)))
         for n in TAIL_FEATURES
         if n in names and len(x)
     )
-    model = fit_forest(widen(x, tails), y, seed, weight)
+    model = fit_forest(widen(x, tails), y, seed, weight, settings)
     trees, counts, base = export_trees(model)
     nan_left = [np.asarray(p.nodes["missing_go_to_left"], dtype=bool) for (p,) in model._predictors]
     sizes = [len(t[0]) for t in trees]

@@ -44,11 +44,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 from sklearn.metrics import average_precision_score
 from sqlalchemy import Engine, func, select
 
@@ -108,21 +110,24 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
 class Validation(msgspec.Struct, frozen=True, kw_only=True):
     """A challenger fitted on the rows before the hold-out and measured on it."""
 
-    average_precision: float | None  # None: the hold-out lacks a class
+    average_precision: float | None  # None: no hold-out, or it lacks a class
     hold_out: list[tuple[datetime, dict[str, float], bool]]
+    hold_out_index: list[int]  # where each hold-out row is in the rows validated
     metrics: dict[str, float]
 
 
 def mature_split(
     rows: train.Rows, *, now: datetime, maturity: timedelta, validation_days: int
-) -> tuple[train.Rows, train.Rows]:
-    """The gate's hold-out, the **most recent mature labels**: the rows of the
-    ``validation_days`` that end ``maturity`` before ``now`` (older payments' labels are final:
-    a fraud is reported within the label delay, or the payment was learned as legitimate), and
-    the rows before them to fit the challenger it is measured with."""
+) -> tuple[list[int], list[int]]:
+    """The gate's hold-out, the **most recent mature labels**: the rows (indices into ``rows``)
+    of the ``validation_days`` that end ``maturity`` before ``now`` (older payments' labels are
+    final: a fraud is reported within the label delay, or the payment was learned as
+    legitimate); and the rows before them, that the challenger it is measured with learns."""
     stop = now - maturity
     begin = stop - timedelta(days=validation_days)
-    return [r for r in rows if r[0] < begin], [r for r in rows if begin <= r[0] < stop]
+    learn = [i for i, r in enumerate(rows) if r[0] < begin]
+    hold_out = [i for i, r in enumerate(rows) if begin <= r[0] < stop]
+    return learn, hold_out
 
 
 def validate(
@@ -140,21 +145,33 @@ def validate(
     learn, hold_out = mature_split(
         rows, now=now, maturity=maturity, validation_days=validation_days
     )
+    held = [rows[i] for i in hold_out]
     if not learn or not hold_out:
-        return Validation(average_precision=None, hold_out=hold_out, metrics={})
+        return Validation(
+            average_precision=None, hold_out=held, hold_out_index=hold_out, metrics={}
+        )
     model, _, _ = train.fit_version(
-        learn, model_dir, validation_days=0, seed=seed, family=family, version="-"
-    )
-    metrics = train.evaluate(model, hold_out, 1.0)
+        [rows[i] for i in learn], model_dir, validation_days=0, seed=seed, family=family,
+        version="-",
+    )  # fmt: skip
+    metrics = train.evaluate(model, held, 1.0)
     ap = metrics.get("average_precision")
-    return Validation(average_precision=ap, hold_out=hold_out, metrics=metrics)
+    return Validation(average_precision=ap, hold_out=held, hold_out_index=hold_out, metrics=metrics)
 
 
 def judge(
-    validation: Validation, champion: artifact.ModelArtifact | None, tolerance: float
+    validation: Validation,
+    champion: artifact.ModelArtifact | None,
+    tolerance: float,
+    live: Sequence[float | None] | None = None,
 ) -> Verdict:
-    """Challenger against champion on the hold-out: the champion scores it as it would have
-    scored those payments (the scorer's probability; ranking is what counts)."""
+    """Challenger against champion on the hold-out. The champion's ranking is what the flow
+    actually gave those payments when it scored them (``live``: the stored probability of each
+    row validated, None where there is none): the versions of that day, which had not learned
+    those payments' labels yet. A payment with none (scored before the flow went live) is
+    scored by the champion as it is. (Scoring every row with today's champion instead would
+    let it be judged on labels it has learned online since, and the previous refit, fitted on
+    the same rows as the challenger, would meet its twin: the gate could not refuse.)"""
     truth = [r[2] for r in validation.hold_out]
     frauds = sum(truth)
     if validation.average_precision is None or not 0 < frauds < len(truth):
@@ -163,7 +180,12 @@ def judge(
             "them frauds: nothing to compare challenger and champion on"
         )
     champion_ap = float("-inf")
-    if champion is not None:
+    scores: list[float | None] = (
+        [live[i] for i in validation.hold_out_index] if live is not None
+        else [None] * len(truth)
+    )  # fmt: skip
+    missing = [k for k, p in enumerate(scores) if p is None]
+    if missing and champion is not None:
         scorer = Scorer(
             champion.model,
             champion.version,
@@ -171,7 +193,10 @@ def judge(
             decline=1.0,
             positive_weight=champion.metadata.positive_weight,
         )
-        scores = [s.probability for s in scorer.score_batch([r[1] for r in validation.hold_out])]
+        batch = scorer.score_batch([validation.hold_out[k][1] for k in missing])
+        for k, s in zip(missing, batch, strict=True):
+            scores[k] = s.probability
+    if champion is not None or not missing:
         champion_ap = float(average_precision_score(truth, scores))
     return Verdict(
         champion=champion.version if champion else None,
@@ -223,10 +248,13 @@ def challenge(
     family: train.Family = train.DEFAULT_FAMILY,
     seed: int = 7,
     force: bool = False,
+    live: Sequence[float | None] | None = None,
 ) -> tuple[artifact.ModelArtifact | None, Verdict]:
     """Steps 3 to 5: the new version ``version`` (signed, not written yet), or None if the
     challenger ranks below the champion on the most recent mature labels by more than
-    ``tolerance``; and the verdict.
+    ``tolerance``; and the verdict. ``rows`` is the training set
+    (:func:`model_state.offline.train.training_set`), ``live`` what the flow scored each of
+    them (:func:`judge`).
 
     ``force`` (an operator's override) learns from every row without comparing.
     """
@@ -245,7 +273,7 @@ def challenge(
             family=family,
             seed=seed,
         )
-        verdict = judge(validation, champion, tolerance)
+        verdict = judge(validation, champion, tolerance, live)
         if not verdict.accepted:
             return None, verdict
         metrics = validation.metrics | {"champion_average_precision": verdict.champion_ap}
@@ -261,24 +289,37 @@ def challenge(
     return artifact.make(model, metadata, key=key), verdict
 
 
-def stored_rows(engine: Engine, window: timedelta) -> tuple[train.Rows, int, datetime | None]:
-    """Labelled payments of the last ``window`` before the newest stored payment, how many rows
-    were skipped because their stored features miss a catalogue feature, and the newest stored
-    payment's event time (None: nothing stored)."""
+class Stored(msgspec.Struct, frozen=True, kw_only=True):
+    """What a retrain reads: labelled payments of its window, what the flow scored each of
+    them, and the history's first payment (where its warm-up began)."""
+
+    rows: list[tuple[datetime, dict[str, float], bool]]
+    live: list[float | None]
+    skipped: int  # rows whose stored features miss a catalogue feature
+    newest: datetime | None  # the newest stored payment's event time (None: nothing stored)
+    first: datetime | None  # the oldest stored payment's
+
+
+def stored_rows(engine: Engine, window: timedelta) -> Stored:
+    """Labelled payments of the last ``window`` before the newest stored payment."""
     with engine.connect() as connection:
-        newest = connection.execute(select(func.max(scored_payments.c.event_time))).scalar()
+        newest, first = connection.execute(
+            select(func.max(scored_payments.c.event_time), func.min(scored_payments.c.event_time))
+        ).one()
         if newest is None:
-            return [], 0, None
-        newest = newest.replace(tzinfo=UTC)
+            return Stored(rows=[], live=[], skipped=0, newest=None, first=None)
+        newest, first = newest.replace(tzinfo=UTC), first.replace(tzinfo=UTC)
         examples = labelled_since(connection, newest - window)
     rows: train.Rows = []
+    live: list[float | None] = []
     skipped = 0
     for e in examples:
         if all(name in e.features for name in FEATURE_NAMES):
             rows.append((e.event_time.replace(tzinfo=UTC), e.features, e.is_fraud))
+            live.append(e.probability)
         else:
             skipped += 1
-    return rows, skipped, newest
+    return Stored(rows=rows, live=live, skipped=skipped, newest=newest, first=first)
 
 
 def retrain(
@@ -302,14 +343,22 @@ def retrain(
     (fitted on every row, accepted by the gate or not) is kept in ``model_candidates`` with the
     verdict instead: it may shadow the champion and be promoted, but never scores by itself.
     """
-    rows, skipped, newest = stored_rows(engine, window)
-    frauds = sum(1 for r in rows if r[2])
+    stored = stored_rows(engine, window)
+    frauds = sum(1 for r in stored.rows if r[2])
     if frauds < min_frauds:
         raise NotEnoughLabelsError(
-            f"retrain: {len(rows)} labelled payments stored in the last {window.days} days, "
-            f"{frauds} of them frauds; at least {min_frauds} frauds are needed "
-            f"({skipped} rows skipped for missing features)"
+            f"retrain: {len(stored.rows)} labelled payments stored in the last {window.days} "
+            f"days, {frauds} of them frauds; at least {min_frauds} frauds are needed "
+            f"({stored.skipped} rows skipped for missing features)"
         )
+    assert stored.first is not None and stored.newest is not None
+    keep = train.training_mask(
+        np.array([r[0].timestamp() for r in stored.rows]),
+        np.array([r[2] for r in stored.rows], dtype=bool),
+        first=stored.first.timestamp(),
+    ).tolist()
+    rows = [r for r, k in zip(stored.rows, keep, strict=True) if k]
+    live = [p for p, k in zip(stored.live, keep, strict=True) if k]
     url = engine.url.render_as_string(hide_password=False)
     champion = NewerVersionsInMySQL(url, engine, key=key)(None)  # the newest version recorded
     # A new lineage, after every version on disk and every one the flow has recorded.
@@ -326,13 +375,14 @@ def retrain(
             model_dir,
             key=key,
             version=artifact.version_name(max(lineages)),
-            now=newest or datetime.now(UTC),
+            now=stored.newest,
             maturity=maturity,
             validation_days=validation_days,
             tolerance=tolerance,
             family=family,
             seed=seed,
             force=force,
+            live=live,
         )
 
     fitted, verdict = fit(force=force)
