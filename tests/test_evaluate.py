@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel, Payment
 from model_state import artifact
+from model_state.label_kinds import LabelKind, sampled
 from model_state.learner import OnlineLearner
 from model_state.offline.eval_metrics import (
     card_precision_at_k,
@@ -25,10 +26,17 @@ from model_state.offline.eval_metrics import (
     ranking_metrics,
     weekly_average_precision,
 )
-from model_state.offline.eval_stream import Replayed, replay_stream, with_label_delay
+from model_state.offline.eval_stream import (
+    Replayed,
+    learning_schedule,
+    replay_stream,
+    with_label_delay,
+)
+from model_state.offline.eval_streams import StreamSpec, replayed
 from model_state.offline.evaluate import main, metrics_table, run_online, usable
 from model_state.offline.train import new_model
 from storage.labels import LabelledPayment
+from test_data.drift import NEW_PATTERN
 from tests.builders import model_metadata
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -497,3 +505,148 @@ def test_handbook_card_precision_is_the_handbooks_definition_in_any_row_order(
     got = handbook_card_precision_at_k(day, card, score, fraud.astype(bool), k)
     assert got.tolist() == pytest.approx(_handbook_cp_brute(rows, k))
     assert ((got >= 0) & (got <= 1)).all()
+
+
+# ---------------------------------------------------------------- labels as banks send them
+
+
+class KindSpy(OnlineLearner):
+    """Records every label it learns with its kind and weight."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.seen: list[tuple[str, str, float, float]] = []
+
+    def learn(self, example: LabelledPayment, *args: Any, **kwargs: Any) -> None:
+        kind = kwargs.get("kind", LabelKind.EXPLICIT)
+        self.seen.append((example.transaction_id, kind.value, kwargs.get("weight", 1.0),
+                          example.reported_at))  # fmt: skip
+        super().learn(example, *args, **kwargs)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    specs=payment_specs,
+    report_minutes=st.integers(0, 20 * 24 * 60),
+    implicit_minutes=st.integers(1, 12 * 24 * 60),
+    rate=st.sampled_from([1.0, 0.5, 0.2]),
+)
+def test_implicit_negatives_are_learned_once_and_late_frauds_as_corrections(
+    specs: list[tuple[int, int, int, bool | None]],
+    report_minutes: int,
+    implicit_minutes: int,
+    rate: float,
+) -> None:
+    """Frauds only, reported a while after their payment; a payment with no report within the
+    label delay is learned as legitimate once; a fraud reported later is a correction."""
+    payments = _arrival_ordered(specs)
+    frauds = {f"t-{i}": True for i, (_, _, _, v) in enumerate(specs) if v}
+    replayed = replay_stream(
+        with_label_delay(payments, frauds, timedelta(minutes=report_minutes)), {}
+    )
+    delay = implicit_minutes * 60.0
+    schedule = learning_schedule(replayed, delay)
+    spy = KindSpy(START, 3)
+    run = run_online(
+        replayed, START, 3, schedule=schedule, implicit_after=delay, learner=spy, sample_rate=rate
+    )
+    clock = _clock(replayed)
+    last = max(clock.values())
+    seen = {}
+    for txn, kind, weight, reported in spy.seen:
+        assert (txn, kind) not in seen, "a label of a kind is learned once"
+        seen[txn, kind] = (weight, reported)
+    for row, txn in enumerate(replayed.transaction_ids):
+        due = replayed.event_time[row] + delay
+        reported = replayed.reported_at[row]  # NaN: no report came
+        in_time = reported <= due
+        implicit_due = not in_time and due <= last and row != len(clock) - 1
+        kept = sampled(txn, rate)
+        # implicit: exactly the payments with no report by the label delay (if kept)
+        assert ((txn, "implicit") in seen) == (implicit_due and kept)
+        if (txn, "implicit") in seen:
+            assert seen[txn, "implicit"] == (pytest.approx(1 / rate), pytest.approx(due))
+        # a fraud reported after it was learned as legitimate is a correction, every one
+        if replayed.verdict[row] == 1:
+            assert ((txn, "correction") in seen) == implicit_due
+            assert ((txn, "explicit") in seen) == (not implicit_due)
+            assert all(
+                w == 1.0 for (t, k), (w, _) in seen.items() if t == txn and k != "implicit"
+            )
+    assert run.kinds.get("correction", 0) == sum(1 for _, k in seen if k == "correction")
+    assert run.labels_learned == len(spy.seen)
+    assert run.learned_after_last_payment == 0  # nothing comes after the last payment here
+
+
+def test_a_legitimate_label_after_an_implicit_negative_is_a_duplicate() -> None:
+    payments = [_payment(i, 0, i * 24 * 60) for i in range(6)]
+    stream = list(with_label_delay(payments, {"t-0": False}, timedelta(days=3)))
+    replayed = replay_stream(stream, {})
+    schedule = learning_schedule(replayed, 1 * 86_400.0)
+    spy = KindSpy(START, 100)
+    run = run_online(replayed, START, 100, schedule=schedule, implicit_after=86_400.0, learner=spy)
+    assert [(t, k) for t, k, _, _ in spy.seen if t == "t-0"] == [("t-0", "implicit")]
+    assert run.duplicates == 1
+
+
+def _tiny(tmp_path: Path, name: str, *extra: str) -> dict[str, Any]:
+    out = tmp_path / name
+    main(
+        [
+            "--stream", "handbook", "--size", "150", "--days", "30", "--go-live-day", "18",
+            "--seeds", "5", "--publish-every", "60", "--retrain-days", "4", "--top-k", "10",
+            "--out", str(out), *extra,
+        ]
+    )  # fmt: skip
+    scores = np.load(out / "scores-0.npz")
+    return {
+        "metrics": json.loads((out / "metrics.json").read_text())["runs"][0]["metrics"],
+        "scores": {k: scores[k] for k in scores.files},
+    }
+
+
+def test_a_cached_evaluation_prints_the_figures_of_a_fresh_one(tmp_path: Path) -> None:
+    """The replay, the fits and the references' scores read back from the cache give every
+    score bit for bit (timings and rates aside)."""
+    cache = tmp_path / "cache"
+    fresh = _tiny(tmp_path, "fresh", "--no-cache")
+    cold = _tiny(tmp_path, "cold", "--cache", str(cache))
+    assert len(list(cache.glob("replay-*.npz"))) == 1 and list(cache.glob("fit-*.pickle"))
+    warm = _tiny(tmp_path, "warm", "--cache", str(cache))
+    timing = {"labels_per_second"}
+    for run in (cold, warm):
+        assert run["scores"].keys() == fresh["scores"].keys()
+        for name, values in fresh["scores"].items():
+            np.testing.assert_array_equal(run["scores"][name], values, err_msg=name)
+        for model, row in fresh["metrics"].items():
+            assert {k: v for k, v in run["metrics"][model].items() if k not in timing} == {
+                k: v for k, v in row.items() if k not in timing
+            }
+
+
+def test_a_replay_read_from_the_cache_is_the_fresh_replay(tmp_path: Path) -> None:
+    spec = StreamSpec("handbook", 2, days=10, size=80, labels="frauds", drift_start_day=6)
+    fresh = replayed(spec, None)
+    replayed(spec, tmp_path)
+    again = replayed(spec, tmp_path)
+    for name in ("features", "is_fraud", "event_time", "card", "terminal", "verdict",
+                 "reported_at", "schedule", "scenario"):  # fmt: skip
+        np.testing.assert_array_equal(getattr(again, name), getattr(fresh, name), err_msg=name)
+    assert again.transaction_ids == fresh.transaction_ids and again.card_ids == fresh.card_ids
+    assert again.scenario_names == fresh.scenario_names and NEW_PATTERN in fresh.scenario_names
+    assert (fresh.verdict != 0).all()  # frauds only: no legitimate label
+
+
+def test_frauds_only_with_drift_reports_the_new_pattern_and_the_labels_by_kind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _tiny(tmp_path, "frauds", "--labels", "frauds", "--implicit-days", "3", "--drift", "20",
+          "--no-references", "--no-cache")  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "frauds only, reported 1 to 60 days after" in printed
+    assert "implicit" in printed and "in time to matter" in printed
+    assert "days to half in top 10" in printed
+    saved = json.loads((tmp_path / "frauds" / "metrics.json").read_text())["runs"][0]
+    assert saved["metrics"]["online"]["learned_implicit"] > 0
+    assert set(saved["drift"]) >= {"online", "frozen"}
+    assert len(saved["weekly_average_precision"]["online"]) == 2  # days 18-24 and 25-29

@@ -157,10 +157,17 @@ def learning_schedule(replayed: Replayed, implicit_after: float | None) -> np.nd
     k = np.maximum(np.searchsorted(clock, due[rows], side="left"), position[rows] + 1)
     keep = k < len(payment_rows)
     rows, k = rows[keep], k[keep]
-    slot = np.flatnonzero(paying)[k]  # insert before this schedule index
-    order = np.lexsort((rows, due[rows], slot))
-    rows, slot = rows[order], slot[order]
-    return np.insert(schedule, slot, -1 - n - rows)
+    # Every entry sorts by the payment it comes before (its gap), then by its time within the
+    # gap (a payment last): an implicit negative goes among the labels released with it in the
+    # order of their times, so a fraud reported after it comes after it.
+    before = np.cumsum(paying)  # payments up to and including each entry
+    gap = np.where(paying, before - 1, before)
+    label_row = np.where(paying, 0, -1 - schedule)
+    when = np.where(paying, np.inf, replayed.reported_at[label_row])
+    keys_gap = np.concatenate([gap, k])
+    keys_time = np.concatenate([when, due[rows]])
+    order = np.lexsort((np.arange(len(keys_gap)), keys_time, keys_gap))
+    return np.concatenate([schedule, -1 - n - rows])[order]
 
 
 def with_label_delay(

@@ -747,6 +747,21 @@ def evaluate(
 # ---------------------------------------------------------------------------- the command
 
 
+def summary(evaluation: Evaluation, k: int) -> str:
+    """What the command prints for one stream: the metrics, AP per test week, the labels
+    learned and the new pattern's figures (the report has the same)."""
+    from model_state.offline.eval_report import drift_text, labels_text, weekly_table
+
+    parts = [
+        format_table(evaluation.table, k),
+        "average precision per test week:\n" + weekly_table(evaluation),
+        labels_text(evaluation),
+    ]
+    if evaluation.drift:
+        parts.append(drift_text(evaluation, k))
+    return "\n\n".join(parts)
+
+
 def history_stream(paths: list[Path]) -> tuple[Replayed, str]:
     """A bank's own history, replayed: its events, and its fraud labels as the truth. The
     loader's whole summary (rejections by reason with examples) is printed."""
@@ -911,7 +926,7 @@ def main(argv: list[str] | None = None) -> None:
             stream, text, seed=args.seeds[0], label_delay=timedelta(days=args.implicit_days),
             implicit=True, **common,
         )  # fmt: skip
-        print(f"\n{text}\n{format_table(evaluation.table, args.top_k)}", flush=True)
+        print(f"\n{text}\n{summary(evaluation, args.top_k)}", flush=True)
         evaluations.append(evaluation)
     for spec in [] if args.history else _specs(args, args.go_live_day):
         stream = replayed(spec, args.cache, progress=True)
@@ -924,7 +939,7 @@ def main(argv: list[str] | None = None) -> None:
             implicit=not every, drift_start=drift,
             stream_key=spec.key() if args.cache else "", **common,
         )  # fmt: skip
-        print(f"\n{spec.describe()}\n{format_table(evaluation.table, args.top_k)}", flush=True)
+        print(f"\n{spec.describe()}\n{summary(evaluation, args.top_k)}", flush=True)
         evaluations.append(evaluation)
     command = " ".join(["python -m model_state.evaluate", *sys.argv[1:]] if argv is None else
                        ["python -m model_state.evaluate", *argv])  # fmt: skip
