@@ -570,9 +570,7 @@ def test_implicit_negatives_are_learned_once_and_late_frauds_as_corrections(
         if replayed.verdict[row] == 1:
             assert ((txn, "correction") in seen) == implicit_due
             assert ((txn, "explicit") in seen) == (not implicit_due)
-            assert all(
-                w == 1.0 for (t, k), (w, _) in seen.items() if t == txn and k != "implicit"
-            )
+            assert all(w == 1.0 for (t, k), (w, _) in seen.items() if t == txn and k != "implicit")
     assert run.kinds.get("correction", 0) == sum(1 for _, k in seen if k == "correction")
     assert run.labels_learned == len(spy.seen)
     assert run.learned_after_last_payment == 0  # nothing comes after the last payment here
