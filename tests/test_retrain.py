@@ -80,6 +80,11 @@ def store(
         c.execute(scored_payments.insert(), rows)
 
 
+def times_of(i: int) -> datetime:
+    """When :func:`store` says payment ``i`` was made."""
+    return BASE - EVERY * (len(X) - i)
+
+
 def record(engine: Engine, tmp_path: Path, version: str, model: object) -> None:
     """``model`` as the newest version the flow recorded: the champion."""
     saved = artifact.save(
@@ -114,8 +119,8 @@ def test_a_challenger_better_than_the_champion_starts_a_new_lineage(
     times = [BASE - EVERY * (len(X) - i) for i in range(2000) if i != 7]
     stop = newest - timedelta(days=7)
     assert verdict.rows == sum(1 for t in times if stop - timedelta(days=7) <= t < stop)
-    learned = [i for i in range(2000) if i != 7]
-    assert (m.rows, m.frauds) == (len(learned), int(Y[learned].sum()))
+    learned = [i for i in range(2000) if i != 7 and times_of(i) <= newest - timedelta(days=7)]
+    assert (m.rows, m.frauds) == (len(learned), int(Y[learned].sum()))  # mature ones only
     assert m.metrics["average_precision"] == verdict.challenger_ap
     assert m.metrics["champion_average_precision"] == verdict.champion_ap
     assert (
@@ -193,9 +198,15 @@ def test_a_forced_retrain_learns_every_row_of_its_window(engine: Engine, tmp_pat
             engine, tmp_path, key=TEST_KEY, window=timedelta(hours=0), min_frauds=1, family="linear"
         )
     window = timedelta(minutes=10_000)
+    with pytest.raises(NotEnoughLabelsError, match=r"0 of the 501 labelled payments are mature"):
+        retrain(
+            engine, tmp_path, key=TEST_KEY, window=window, min_frauds=1, family="linear",
+            force=True,
+        )  # fmt: skip
     fitted, verdict = retrain(
-        engine, tmp_path, key=TEST_KEY, window=window, min_frauds=1, family="linear", force=True
-    )
+        engine, tmp_path, key=TEST_KEY, window=window, min_frauds=1, family="linear", force=True,
+        maturity=timedelta(0),
+    )  # fmt: skip
     assert fitted is not None and str(verdict) == "not compared with the champion (forced)"
     # The newest payment, t-2499, is 10 minutes before BASE: the window starts at t-1499.
     assert fitted.metadata.rows == 2000 - 1499
@@ -362,19 +373,27 @@ def test_the_warm_up_is_left_out_only_when_enough_frauds_come_after_it(
 ) -> None:
     t = np.array(days) * 86_400.0
     y = np.array(frauds[: len(days)], dtype=bool)
-    keep = train.training_mask(t, y, first=0.0)
-    after = t >= train.WARM_UP_DAYS * 86_400.0
-    if int(y[after].sum()) >= train.WARM_UP_MIN_FRAUDS:
+    now, maturity = 70 * 86_400.0, 7 * 86_400.0
+    keep = train.training_mask(t, y, first=0.0, now=now, maturity=maturity)
+    mature = t <= now - maturity
+    after = mature & (t >= train.WARM_UP_DAYS * 86_400.0)
+    if int(y[after].sum()) >= train.WARM_UP_MIN_FRAUDS and not y[after].all():
         np.testing.assert_array_equal(keep, after)
     else:
-        assert keep.all()
+        np.testing.assert_array_equal(keep, mature)  # never a payment younger than the delay
 
 
 def test_a_retrain_leaves_out_the_warm_up_of_a_long_history() -> None:
     """60 days of rows, frauds every day: the training set starts 30 days after the first."""
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [(t0 + timedelta(hours=h), {}, h % 3 == 0) for h in range(60 * 24)]
-    kept = train.training_set(rows, first=t0)
+    long = [(t0 + timedelta(hours=h), {}, h % 3 == 0) for h in range(70 * 24)]
+    end, zero = rows[-1][0], timedelta(0)
+    kept = train.training_set(rows, first=t0, now=end, maturity=zero)
     assert kept[0][0] == t0 + timedelta(days=30) and len(kept) == 30 * 24
     young = rows[: 31 * 24]  # 24 hours after the warm-up: 8 frauds, too few
-    assert train.training_set(young, first=t0) == young
+    assert train.training_set(young, first=t0, now=end, maturity=zero) == young
+    # a week's label delay: the last week's payments are not mature yet
+    late = long[-1][0]
+    recent = train.training_set(long, first=t0, now=late, maturity=timedelta(days=7))
+    assert recent[-1][0] <= late - timedelta(days=7) and recent[0][0] == t0 + timedelta(days=30)

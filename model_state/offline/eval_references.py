@@ -54,7 +54,9 @@ def reference_scores(
         until = at + retrain_every if retrain_every else end
         scoring = test[(times >= at) & (times < until)]
         rows, y = usable(replayed, at, delay)
-        keep = train.training_mask(replayed.event_time[rows], y, first=first)
+        keep = train.training_mask(
+            replayed.event_time[rows], y, first=first, now=at, maturity=delay
+        )
         rows, y = rows[keep], y[keep]
         if len(scoring) and 0 < y.sum() < len(y):
             for name, fit in fits.items():

@@ -418,7 +418,7 @@ def training_index(replayed: Replayed, at: float, delay: float) -> tuple[np.ndar
     (:func:`model_state.offline.train.training_mask`; the history begins with the stream)."""
     rows, y = usable(replayed, at, delay)
     first = float(replayed.event_time.min()) if len(replayed) else 0.0
-    keep = train.training_mask(replayed.event_time[rows], y, first=first)
+    keep = train.training_mask(replayed.event_time[rows], y, first=first, now=at, maturity=delay)
     return rows[keep], y[keep]
 
 

@@ -356,9 +356,19 @@ def retrain(
         np.array([r[0].timestamp() for r in stored.rows]),
         np.array([r[2] for r in stored.rows], dtype=bool),
         first=stored.first.timestamp(),
+        now=stored.newest.timestamp(),
+        maturity=maturity.total_seconds(),
     ).tolist()
     rows = [r for r, k in zip(stored.rows, keep, strict=True) if k]
     live = [p for p, k in zip(stored.live, keep, strict=True) if k]
+    mature_frauds = sum(1 for r in rows if r[2])
+    if mature_frauds < min_frauds or mature_frauds == len(rows):
+        raise NotEnoughLabelsError(
+            f"retrain: {len(rows)} of the {len(stored.rows)} labelled payments are mature (made "
+            f"at least {maturity.total_seconds() / 86_400:g} days, the label delay, before the "
+            f"newest stored payment) and past the history's warm-up, {mature_frauds} of them "
+            f"frauds; at least {min_frauds} frauds and some legitimate payments are needed"
+        )
     url = engine.url.render_as_string(hide_password=False)
     champion = NewerVersionsInMySQL(url, engine, key=key)(None)  # the newest version recorded
     # A new lineage, after every version on disk and every one the flow has recorded.

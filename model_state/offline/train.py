@@ -193,30 +193,45 @@ is 30 days) starts empty when the replay or the flow starts, and so do the termi
 merchants' fraud rates. Models learn them differently from what they score later (issue 22:
 forests refitted with them ranked the handbook stream's later weeks lower; without them, not)."""
 WARM_UP_MIN_FRAUDS = 200
-"""The warm-up is left out only when the payments after it hold at least this many frauds: a
-young history keeps it rather than learn from a handful of frauds."""
+"""The warm-up is left out only when the mature payments after it hold at least this many
+frauds (and legitimate ones): a young history keeps it rather than learn from a handful."""
 
 
-def training_mask(event_time: np.ndarray, is_fraud: np.ndarray, *, first: float) -> np.ndarray:
-    """Which labelled payments a model learns: those after the history's warm-up
-    (:data:`WARM_UP_DAYS` from ``first``, the first payment whose features the history holds),
-    when they hold at least :data:`WARM_UP_MIN_FRAUDS` frauds; else every one."""
-    after = np.asarray(event_time) >= first + WARM_UP_DAYS * 86_400.0
-    if int(np.count_nonzero(np.asarray(is_fraud)[after])) >= WARM_UP_MIN_FRAUDS:
+def training_mask(
+    event_time: np.ndarray, is_fraud: np.ndarray, *, first: float, now: float, maturity: float
+) -> np.ndarray:
+    """Which labelled payments known at ``now`` (POSIX seconds) a model fitted then learns.
+
+    - Only **mature** ones, made at least ``maturity`` (the label delay) before ``now``: their
+      label is final, a fraud reported or the payment taken as legitimate. A fraud reported
+      sooner is left to the online learner (:mod:`model_state.learner`): learned with no
+      legitimate payment of its days beside it, it would teach a forest that recent means
+      fraud.
+    - Not the history's **warm-up** (:data:`WARM_UP_DAYS` from ``first``, the first payment
+      whose features the history holds), when the mature payments after it hold at least
+      :data:`WARM_UP_MIN_FRAUDS` frauds and some legitimate ones.
+    """
+    t = np.asarray(event_time, dtype=np.float64)
+    y = np.asarray(is_fraud, dtype=bool)
+    mature = t <= now - maturity
+    after = mature & (t >= first + WARM_UP_DAYS * 86_400.0)
+    if int(np.count_nonzero(y[after])) >= WARM_UP_MIN_FRAUDS and not y[after].all():
         return after
-    return np.ones(len(after), dtype=bool)
+    return mature
 
 
-def training_set(rows: Rows, *, first: datetime) -> Rows:
-    """The rows of ``rows`` (labelled payments, arrival order) a model learns
-    (:func:`training_mask`); ``first``: the history's first payment. The pre-training, the
-    retrain command and the evaluation all select with this."""
+def training_set(rows: Rows, *, first: datetime, now: datetime, maturity: timedelta) -> Rows:
+    """The rows of ``rows`` (labelled payments known at ``now``, arrival order) a model
+    learns (:func:`training_mask`); ``first``: the history's first payment. The pre-training,
+    the retrain command and the evaluation all select with this."""
     if not rows:
         return []
     keep = training_mask(
         np.array([r[0].timestamp() for r in rows]),
         np.array([r[2] for r in rows], dtype=bool),
         first=first.timestamp(),
+        now=now.timestamp(),
+        maturity=maturity.total_seconds(),
     )
     return [r for r, k in zip(rows, keep.tolist(), strict=True) if k]
 
@@ -459,7 +474,9 @@ def train(
     rows = examples(simulation.stream, simulation.truth)
     if not rows:
         raise ValueError(f"the simulated history {spec} has no payments to learn from")
-    rows = training_set(rows, first=min(r[0] for r in rows))
+    # The simulation's truth labels every payment: every one is mature.
+    end = max(r[0] for r in rows)
+    rows = training_set(rows, first=min(r[0] for r in rows), now=end, maturity=timedelta(days=0))
     return train_rows(rows, model_dir, key=key, seed=spec.seed, **options)
 
 
@@ -539,7 +556,11 @@ def train_history(
     replayed, end = replay_history(events, now=now or datetime.now(UTC))
     delay = label_delay.total_seconds()
     first = datetime.fromtimestamp(float(replayed.event_time.min()), UTC)
-    rows = training_set(training_rows(replayed, *usable(replayed, end, delay)), first=first)
+    now_ = datetime.fromtimestamp(end, UTC)
+    rows = training_set(
+        training_rows(replayed, *usable(replayed, end, delay)), first=first, now=now_,
+        maturity=label_delay,
+    )  # fmt: skip
     frauds = sum(1 for r in rows if r[2])
     if not 0 < frauds < len(rows):
         raise ValueError(
@@ -551,7 +572,10 @@ def train_history(
     if validation_days > 0:
         stop = end - delay
         begin = stop - validation_days * 86_400.0
-        learn = training_set(training_rows(replayed, *usable(replayed, begin, delay)), first=first)
+        learn = training_set(
+            training_rows(replayed, *usable(replayed, begin, delay)), first=first,
+            now=datetime.fromtimestamp(begin, UTC), maturity=label_delay,
+        )  # fmt: skip
         known, classes = usable(replayed, end, delay)
         when = replayed.event_time[known]
         window = (when >= begin) & (when < stop)
