@@ -471,6 +471,30 @@ def test_features_are_the_definitions_in_any_row_order(data):
     assert np.all(nb >= 1) and np.all(np.diff(nb, axis=1) >= 0)
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=transactions(), report=st.lists(st.sampled_from([0.0, 0.5, 3.0, 9.0, np.inf]),
+                                            min_size=40, max_size=40))  # fmt: skip
+def test_a_terminals_risk_counts_a_fraud_once_it_was_reported(data, report):
+    """``known_at``: a fraud counts in a terminal's risk at ``t`` only if reported by ``t``;
+    with every fraud known ``delay`` after it, the handbook's own rule."""
+    t, card, term, amount, fraud, delay, _ = data
+    known = np.where(fraud, t + np.array(report[: len(t)]) * DAY, np.inf)
+    x = handbook_features(t, card, term, amount, fraud, delay, known_at=known)
+    want = brute_force(t, card, term, amount, fraud, delay)
+    for i in range(len(t)):
+        for k, w in enumerate((1, 7, 30)):
+            lo, hi = t[i] - delay * DAY - w * DAY, t[i] - delay * DAY
+            there = (term == term[i]) & (t > lo) & (t <= hi)
+            told = there & fraud & (known <= t[i])
+            want[i, 10 + 2 * k] = told.sum() / there.sum() if there.any() else 0.0
+    np.testing.assert_allclose(x, want, rtol=1e-12)
+    handbook = handbook_features(t, card, term, amount, fraud, delay)
+    as_reported = handbook_features(
+        t, card, term, amount, fraud, delay, known_at=np.where(fraud, t + delay * DAY, np.inf)
+    )
+    np.testing.assert_array_equal(as_reported, handbook)
+
+
 # -- the reference models ----------------------------------------------------------------------
 
 

@@ -1,8 +1,8 @@
 """Retrain on every labelled payment stored in MySQL: a new version the flow goes on from.
 
     python -m model_state.retrain [--window-days 90] [--min-frauds 50] [--validation-days 7]
-        [--tolerance 0.01] [--family boosted] [--seed 7] [--model-dir DIR] [--force]
-        [--candidate]
+        [--label-delay-days D] [--tolerance 0] [--family boosted] [--seed 7]
+        [--model-dir DIR] [--force] [--candidate]
 
 Online learning moves only the logistic regression's weights; the forest under them
 (:mod:`model_state.boosted`) stays as pre-training fitted it. Run this on a schedule (weekly,
@@ -10,19 +10,33 @@ from cron or a systemd timer) to fit a new forest on everything labelled since:
 
 1. Read every stored payment whose label has been learned and whose event time falls in the
    last ``--window-days`` (before the newest stored payment), with the features it was scored
-   with (:func:`storage.labels.labelled_since`): point in time, never recomputed.
-2. Refuse with a clear error when fewer than ``--min-frauds`` of them are frauds.
-3. Fit a **challenger** of ``--family`` on all of them but the last ``--validation-days`` (7)
-   (:func:`model_state.offline.train.fit_version`, origin ``retrained``, its parent the newest
-   version in ``model_versions``, the **champion**).
-4. Score those last days with both. A challenger whose average precision on them falls below
-   the champion's by more than ``--tolerance`` (0.01, :data:`DEFAULT_TOLERANCE`) is refused:
-   nothing changes and the command says why (exit status 3). So a store that lacks the history
-   the champion learned from cannot make scoring worse.
-5. Otherwise fit the new version again on every row, the last days included, write it under
-   ``--model-dir`` (its metadata keeps the validation figures and the drift reference of every
-   row, :func:`model_state.offline.train.with_drift_reference`) and record it in
-   ``model_versions``.
+   with (:func:`storage.labels.labelled_since`): point in time, never recomputed; and the
+   probability the flow gave it then.
+2. Keep the **training set** (:func:`model_state.offline.train.training_mask`): mature
+   payments only, made at least ``--label-delay-days`` (``PAYSCORE_LABEL_DELAY_DAYS``) before
+   the newest stored payment (their labels are final; a fraud reported sooner is the online
+   learner's), and none of the history's first 30 days (its warm-up, when every feature window
+   was filling) once enough mature frauds come after them. Refuse with a clear error when fewer
+   than ``--min-frauds`` of them are frauds.
+3. Fit a **challenger** of ``--family`` on those made before the **most recent mature labels**,
+   the ``--validation-days`` (7) that end ``--label-delay-days`` before the newest payment
+   (:func:`validate`).
+4. Compare it there with the **champion** (the newest version in ``model_versions``) as the
+   flow actually ranked those payments: the probability it stored when it scored them
+   (:func:`judge`). A challenger whose average precision on them falls below the champion's by
+   more than ``--tolerance`` (0, :data:`DEFAULT_TOLERANCE`: any worse ranking) is refused:
+   nothing changes and the command says why (exit status 3).
+5. Otherwise fit the new version again on the whole training set, the most recent mature days
+   included, write it under ``--model-dir`` (its metadata keeps the validation figures and the
+   drift reference of every row, :func:`model_state.offline.train.with_drift_reference`) and
+   record it in ``model_versions``.
+
+Why the champion is judged by its stored scores (issue 22): scored anew, today's champion has
+learned those payments' labels online since, and the previous retrain, fitted on the very rows
+the challenger is fitted on, meets its own twin; the gate then accepted every retrain, and the
+refits it let through ranked later weeks worse (their training sets held the stream's warm-up).
+The stored scores are what the versions of those days knew: the challenger must rank better
+than the flow did, on payments neither had learned.
 
 ``--force`` (an operator's override, e.g. when the champion's features changed) skips steps 3
 and 4. ``--candidate`` keeps the new version (accepted or refused by steps 3 and 4, fitted on
@@ -35,9 +49,8 @@ and the flow's learner adopts it at its next batch of labels (:mod:`dataflows.le
 publishes ``v00002.000001`` and on from it. Labels the learner learns while the retrain runs
 are in the old lineage only.
 
-The evaluation (``python -m model_state.evaluate --retrain-days 7``) runs :func:`challenge`
-weekly over the held-out stream; retraining is what lifts the online model above the offline
-reference there.
+The evaluation (``python -m model_state.evaluate --retrain-days 7``) runs the same steps, by
+these functions, weekly over the held-out stream.
 """
 
 from __future__ import annotations
