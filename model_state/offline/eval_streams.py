@@ -24,6 +24,7 @@ array for array (``tests/test_evaluate.py``).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -47,8 +48,7 @@ stream's others (the handbook's 5,000 customers make about 70 frauds a day, the 
 
 Events = Iterable[Payment | FraudLabel]
 _ROOT = Path(__file__).resolve().parents[2]
-_REPLAY_CODE = ("features", "test_data", "model_state/offline/eval_stream.py",
-                "model_state/offline/eval_streams.py")  # fmt: skip
+_REPLAY_CODE = ("features", "test_data")
 
 
 @dataclass(frozen=True)
@@ -141,8 +141,15 @@ class StreamSpec:
         return hb.stream(delay, mode=self.labels), hb.truth()
 
     def key(self) -> str:
-        """What the replay depends on: the spec and the code that makes it."""
-        text = json.dumps({"spec": asdict(self) | {"name": ""}, "code": code_digest(_REPLAY_CODE)})
+        """What the replay depends on: the spec and the code that makes it (the feature code,
+        the simulators, and the replay's own functions)."""
+        own = "".join(
+            inspect.getsource(f)
+            for f in (Replayed, replay_stream, with_label_delay, StreamSpec.build, verdicts)
+        )
+        text = json.dumps(
+            {"spec": asdict(self) | {"name": ""}, "code": code_digest(_REPLAY_CODE), "own": own}
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -124,6 +124,7 @@ from model_state.offline.eval_streams import (
     replayed,
     verdicts,
 )
+from model_state.offline.online_optimizer import BOOSTED_ONLINE, with_online_optimizer
 from model_state.scorer import Scorer
 from settings.config import Config
 from storage.labels import LabelledPayment
@@ -226,6 +227,14 @@ class FitCache:
 
 
 # --------------------------------------------------------------------------------- online
+
+
+def online_as(model: Any, family: train.Family, spec: str | None) -> Any:
+    """``model`` learning online with ``spec``, or with what its family's training gives it
+    today (a cached fit may have been pickled with another)."""
+    if spec is None and family != "boosted":
+        return model
+    return with_online_optimizer(model, spec or BOOSTED_ONLINE)
 
 
 def scorer_for(version: ModelArtifact) -> Scorer:
@@ -500,8 +509,7 @@ class Retrainer:
                 ),
             )
         model, metadata = self._fitted[at]
-        if self._online_optimizer:
-            model = train.with_online_optimizer(model, self._online_optimizer)
+        model = online_as(model, self._family, self._online_optimizer)
         metadata = msgspec.structs.replace(
             metadata,
             version=artifact.next_version(self._model_dir),
@@ -638,8 +646,7 @@ def evaluate(
 
         what = {"fit": "pretrained", "at": go_live, "delay": delay, "family": family, "seed": seed}
         model, metadata = fits.get(what, pretrain)
-        if online_optimizer:
-            model = train.with_online_optimizer(model, online_optimizer)
+        model = online_as(model, family, online_optimizer)
         metadata = msgspec.structs.replace(metadata, version=artifact.next_version(model_dir))
         start = artifact.save(model, metadata, model_dir, key=key)
         lap("pre-training")

@@ -85,6 +85,7 @@ from model_state.basis import Basis
 from model_state.boosted import Boosted
 from model_state.offline.eval_stream import Replayed, Rows, replay_stream, training_rows, usable
 from model_state.offline.forests import fit_basis, fit_boosted
+from model_state.offline.online_optimizer import BOOSTED_ONLINE, online_optimizer
 from model_state.scorer import Scorer
 from settings.config import Config
 from test_data.generator import SimulationSpec, simulate
@@ -97,11 +98,9 @@ DEFAULT_FAMILY: Family = "boosted"
 # for ``basis``, a small SGD step (0.003 to 0.01; 0.03 and Adam lose ground, AdaGrad ties).
 BASIS_LEARNING_RATE = 0.02  # SGD step when pre-training the basis family
 BASIS_ONLINE_LEARNING_RATE = 0.003
-# For ``boosted``, every weight and the intercept move by SGD 0.0003 a label. On held-out seed 202
-# with weekly retraining, steps of 0.003 and 0.001 cost card precision@100 (0.0923 and 0.0926
-# against 0.0929 for 0.0003 and for not learning between retrains; reference 0.0927): between
-# retrains of a strong forest, a stationary stream leaves online learning little to correct.
-BOOSTED_ONLINE_LEARNING_RATE = 0.0003
+# For ``boosted``: model_state.offline.online_optimizer.BOOSTED_ONLINE (the intercept moves by
+# SGD at BOOSTED_INTERCEPT_RATE).
+BOOSTED_INTERCEPT_RATE = 0.0003
 COMPARE_LEGIT_SHARE = 0.1
 # A drift reference is taken from at most this many training rows, evenly spaced: a bin's share
 # of 0.1 is then known to about 0.0013 (one standard error), and the ``boosted`` forest scores
@@ -128,48 +127,14 @@ def new_basis_model(basis: Basis, learning_rate: float = BASIS_LEARNING_RATE) ->
     )
 
 
-def new_boosted_model(
-    boosted: Boosted, learning_rate: float = BOOSTED_ONLINE_LEARNING_RATE
-) -> compose.Pipeline:
-    """The ``boosted`` family over ``boosted``: the forest alone until labels correct it."""
+def new_boosted_model(boosted: Boosted, optimizer: str = BOOSTED_ONLINE) -> compose.Pipeline:
+    """The ``boosted`` family over ``boosted``: the forest alone until labels correct it, then
+    learning online with ``optimizer`` (:mod:`model_state.offline.online_optimizer`)."""
     linear = linear_model.LogisticRegression(
-        optimizer=optim.SGD(learning_rate), l2=0.0, intercept_lr=learning_rate
+        optimizer=online_optimizer(optimizer), l2=0.0, intercept_lr=BOOSTED_INTERCEPT_RATE
     )
     linear._weights["forest"] = 1.0  # River exposes no initial weights but the initializer
     return compose.FuncTransformer(boosted) | linear
-
-
-ONLINE_OPTIMIZERS = ("sgd", "adagrad", "adam")
-
-
-def online_optimizer(spec: str) -> optim.base.Optimizer:
-    """An optimizer from ``"<name>:<learning rate>"`` (``sgd``, ``adagrad`` or ``adam``), e.g.
-    ``"adagrad:0.05"``: what a model learns online with (:func:`with_online_optimizer`)."""
-    name, _, rate = spec.partition(":")
-    try:
-        lr = float(rate)
-    except ValueError:
-        lr = float("nan")
-    if name not in ONLINE_OPTIMIZERS or not lr > 0:
-        raise ValueError(
-            f"online optimizer {spec!r}: expected <name>:<learning rate> with a name among "
-            f"{', '.join(ONLINE_OPTIMIZERS)} and a rate > 0, e.g. adagrad:0.05"
-        )
-    return {"sgd": optim.SGD, "adagrad": optim.AdaGrad, "adam": optim.Adam}[name](lr)
-
-
-def with_online_optimizer(model: Any, spec: str) -> Any:
-    """A copy of ``model`` (a River pipeline ending in a logistic regression) that learns
-    online with ``spec`` (:func:`online_optimizer`); its weights are kept, the optimizer starts
-    afresh. The frozen expansion is shared, not copied."""
-    import copy
-
-    expansion = next(iter(model.steps.values()))
-    memo = {id(expansion): expansion} if len(model.steps) > 1 else {}
-    clone = copy.deepcopy(model, memo)
-    last = list(clone.steps.values())[-1]
-    last.optimizer = online_optimizer(spec)
-    return clone
 
 
 def examples(stream: Iterable[object], truth: dict[str, str | None]) -> Rows:
@@ -192,7 +157,7 @@ WARM_UP_DAYS = 30.0
 is 30 days) starts empty when the replay or the flow starts, and so do the terminals' and
 merchants' fraud rates. Models learn them differently from what they score later (issue 22:
 forests refitted with them ranked the handbook stream's later weeks lower; without them, not)."""
-WARM_UP_MIN_FRAUDS = 200
+WARM_UP_MIN_FRAUDS = 1000
 """The warm-up is left out only when the mature payments after it hold at least this many
 frauds (and legitimate ones): a young history keeps it rather than learn from a handful."""
 
