@@ -33,7 +33,7 @@ from model_state.offline.eval_stream import (
     with_label_delay,
 )
 from model_state.offline.eval_streams import StreamSpec, replayed
-from model_state.offline.evaluate import main, metrics_table, run_online, usable
+from model_state.offline.evaluate import evaluate, main, metrics_table, run_online, usable
 from model_state.offline.train import new_model
 from storage.labels import LabelledPayment
 from test_data.drift import NEW_PATTERN
@@ -587,37 +587,32 @@ def test_a_legitimate_label_after_an_implicit_negative_is_a_duplicate() -> None:
     assert run.duplicates == 1
 
 
-def _tiny(tmp_path: Path, name: str, *extra: str) -> dict[str, Any]:
-    out = tmp_path / name
-    main(
-        [
-            "--stream", "handbook", "--size", "150", "--days", "30", "--go-live-day", "18",
-            "--seeds", "5", "--publish-every", "60", "--retrain-days", "4", "--top-k", "10",
-            "--out", str(out), *extra,
-        ]
+def _evaluated(cache: Path | None) -> tuple[dict[str, np.ndarray], dict[str, dict[str, float]]]:
+    spec = StreamSpec("handbook", 5, days=30, size=150)
+    stream = replayed(spec, cache)
+    result = evaluate(
+        stream, spec.describe(), seed=5, go_live_day=18, publish_every=60,
+        retrain_every=timedelta(days=4), k=10, cache=cache,
+        stream_key=spec.key() if cache else "",
     )  # fmt: skip
-    scores = np.load(out / "scores-0.npz")
-    return {
-        "metrics": json.loads((out / "metrics.json").read_text())["runs"][0]["metrics"],
-        "scores": {k: scores[k] for k in scores.files},
-    }
+    return result.scores, result.table
 
 
-def test_a_cached_evaluation_prints_the_figures_of_a_fresh_one(tmp_path: Path) -> None:
+def test_a_cached_evaluation_gives_the_figures_of_a_fresh_one(tmp_path: Path) -> None:
     """The replay, the fits and the references' scores read back from the cache give every
     score bit for bit (timings and rates aside)."""
     cache = tmp_path / "cache"
-    fresh = _tiny(tmp_path, "fresh", "--no-cache")
-    cold = _tiny(tmp_path, "cold", "--cache", str(cache))
+    fresh = _evaluated(None)
+    cold = _evaluated(cache)
     assert len(list(cache.glob("replay-*.npz"))) == 1 and list(cache.glob("fit-*.pickle"))
-    warm = _tiny(tmp_path, "warm", "--cache", str(cache))
+    warm = _evaluated(cache)
     timing = {"labels_per_second"}
-    for run in (cold, warm):
-        assert run["scores"].keys() == fresh["scores"].keys()
-        for name, values in fresh["scores"].items():
-            np.testing.assert_array_equal(run["scores"][name], values, err_msg=name)
-        for model, row in fresh["metrics"].items():
-            assert {k: v for k, v in run["metrics"][model].items() if k not in timing} == {
+    for scores, table in (cold, warm):
+        assert scores.keys() == fresh[0].keys()
+        for name, values in fresh[0].items():
+            np.testing.assert_array_equal(scores[name], values, err_msg=name)
+        for model, row in fresh[1].items():
+            assert {k: v for k, v in table[model].items() if k not in timing} == {
                 k: v for k, v in row.items() if k not in timing
             }
 
@@ -638,8 +633,14 @@ def test_a_replay_read_from_the_cache_is_the_fresh_replay(tmp_path: Path) -> Non
 def test_frauds_only_with_drift_reports_the_new_pattern_and_the_labels_by_kind(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _tiny(tmp_path, "frauds", "--labels", "frauds", "--implicit-days", "3", "--drift", "20",
-          "--no-references", "--no-cache")  # fmt: skip
+    main(
+        [
+            "--stream", "handbook", "--size", "150", "--days", "30", "--go-live-day", "18",
+            "--seeds", "5", "--publish-every", "60", "--retrain-days", "4", "--top-k", "10",
+            "--labels", "frauds", "--implicit-days", "3", "--drift", "20", "--no-references",
+            "--no-cache", "--out", str(tmp_path / "frauds"),
+        ]
+    )  # fmt: skip
     printed = capsys.readouterr().out
     assert "frauds only, reported 1 to 60 days after" in printed
     assert "implicit" in printed and "in time to matter" in printed

@@ -235,3 +235,22 @@ def test_pretrained_models_go_on_learning_with_the_online_optimizer(
     online = model["LogisticRegression"].optimizer
     assert type(online).__name__ == optimizer
     assert online.learning_rate == step
+
+
+def test_an_online_optimizer_is_named_with_its_rate_and_shares_the_forest() -> None:
+    from model_state.boosted import Boosted
+    from model_state.offline.online_optimizer import online_optimizer, with_online_optimizer
+
+    with pytest.raises(ValueError, match="expected <name>:<learning rate>"):
+        online_optimizer("adagrad")
+    with pytest.raises(ValueError, match="a name among sgd, adagrad, adam"):
+        online_optimizer("rmsprop:0.1")
+    model = pretrain(
+        as_rows(X[:600], Y[:600]), family="boosted", epochs=1, fraud_weight=1.0, seed=1
+    )
+    other = with_online_optimizer(model, "adagrad:0.05")
+    assert type(other["LogisticRegression"].optimizer).__name__ == "AdaGrad"
+    assert type(model["LogisticRegression"].optimizer).__name__ == "SGD"  # the original stays
+    assert other["LogisticRegression"].weights == model["LogisticRegression"].weights
+    forest = next(iter(other.steps.values())).func
+    assert isinstance(forest, Boosted) and forest is next(iter(model.steps.values())).func
