@@ -384,16 +384,21 @@ def test_the_warm_up_is_left_out_only_when_enough_frauds_come_after_it(
 
 
 def test_a_retrain_leaves_out_the_warm_up_of_a_long_history() -> None:
-    """60 days of rows, frauds every day: the training set starts 30 days after the first."""
+    """60 days of payments, 48 frauds a day: the training set starts 30 days after the first."""
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    rows = [(t0 + timedelta(hours=h), {}, h % 3 == 0) for h in range(60 * 24)]
-    long = [(t0 + timedelta(hours=h), {}, h % 3 == 0) for h in range(70 * 24)]
-    end, zero = rows[-1][0], timedelta(0)
+    step = timedelta(minutes=10)
+
+    def history(days: int) -> train.Rows:
+        return [(t0 + step * i, {}, i % 3 == 0) for i in range(days * 144)]
+
+    rows, zero = history(60), timedelta(0)
+    end = rows[-1][0]
     kept = train.training_set(rows, first=t0, now=end, maturity=zero)
-    assert kept[0][0] == t0 + timedelta(days=30) and len(kept) == 30 * 24
-    young = rows[: 31 * 24]  # 24 hours after the warm-up: 8 frauds, too few
-    assert train.training_set(young, first=t0, now=end, maturity=zero) == young
+    assert kept[0][0] == t0 + timedelta(days=30) and len(kept) == 30 * 144
+    young = history(50)  # 20 days after the warm-up: 960 frauds, too few
+    assert train.training_set(young, first=t0, now=young[-1][0], maturity=zero) == young
     # a week's label delay: the last week's payments are not mature yet
+    long = history(70)
     late = long[-1][0]
     recent = train.training_set(long, first=t0, now=late, maturity=timedelta(days=7))
     assert recent[-1][0] <= late - timedelta(days=7) and recent[0][0] == t0 + timedelta(days=30)

@@ -148,11 +148,14 @@ def labels_text(evaluation: Evaluation) -> str:
             f"({run.refused} refused) at {run.labels_per_second:,.0f} labels/s"
         )
         for verdict in evaluation.gates.get(name, []):
-            accepted = verdict["challenger_ap"] >= verdict["champion_ap"] - verdict["tolerance"]
+            gain = verdict["challenger_ap"] - verdict["champion_ap"]
+            need = verdict.get("min_gain", 0.0) * verdict.get("standard_error", 0.0)
+            accepted = gain >= need - verdict["tolerance"]
             out.append(
                 f"  - gate on {verdict['rows']:,} mature payments ({verdict['frauds']} frauds): "
                 f"challenger {verdict['challenger_ap']:.4f}, champion {verdict['champion']} "
-                f"{verdict['champion_ap']:.4f}: {'accepted' if accepted else 'refused'}"
+                f"{verdict['champion_ap']:.4f} (gain {gain:+.4f}, needed {need:.4f}): "
+                f"{'accepted' if accepted else 'refused'}"
             )
     return "\n".join(out)
 

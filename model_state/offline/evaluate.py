@@ -455,6 +455,7 @@ class Retrainer:
         cache: FitCache,
         tolerance: float = retrain.DEFAULT_TOLERANCE,
         online_optimizer: str | None = None,
+        min_gain: float = retrain.DEFAULT_MIN_GAIN,
     ) -> None:
         self._replayed, self._delay = replayed, delay
         self._model_dir, self._key = model_dir, key
@@ -462,6 +463,7 @@ class Retrainer:
         self._cache = cache
         self._tolerance = tolerance
         self._online_optimizer = online_optimizer
+        self._min_gain = min_gain
         self._validations: dict[float, retrain.Validation] = {}
         self._fitted: dict[float, tuple[Any, artifact.ModelMetadata]] = {}
         self.verdicts: list[retrain.Verdict] = []
@@ -527,7 +529,9 @@ class Retrainer:
         live = np.where(scored[index], scores[index], np.nan).tolist()
         live = [None if p != p else p for p in live]  # NaN: not scored live
         try:
-            verdict = retrain.judge(validation, champion, self._tolerance, live)
+            verdict = retrain.judge(
+                validation, champion, self._tolerance, live, min_gain=self._min_gain
+            )
         except retrain.NotEnoughLabelsError:
             return None
         self.verdicts.append(verdict)
@@ -583,6 +587,7 @@ def evaluate(
     references: bool = True,
     drift_start: float | None = None,
     online_optimizer: str | None = None,
+    min_gain: float = retrain.DEFAULT_MIN_GAIN,
     cache: Path | None = None,
     stream_key: str = "",
     progress: bool = False,
@@ -651,8 +656,9 @@ def evaluate(
         start = artifact.save(model, metadata, model_dir, key=key)
         lap("pre-training")
         retrainer = Retrainer(
-            replayed, delay, model_dir, key, family, seed, fits, online_optimizer=online_optimizer
-        )
+            replayed, delay, model_dir, key, family, seed, fits,
+            online_optimizer=online_optimizer, min_gain=min_gain,
+        )  # fmt: skip
         for variant in variants or [shipped]:
             name = variant.name(shipped)
             retrainer.verdicts = []
@@ -691,6 +697,7 @@ def evaluate(
         "implicit_negatives": implicit,
         "legit_sample_rate": sample_rate,
         "online_optimizer": online_optimizer or "as trained",
+        "gate_min_gain": min_gain,
         "family": family,
         "publish_every": publish_every,
         "retrain": "never"
@@ -885,6 +892,13 @@ def main(argv: list[str] | None = None) -> None:
         help="what the online model learns with, e.g. adagrad:0.05 (default: what the "
         "training gives it, as the flow runs it)",
     )
+    parser.add_argument(
+        "--min-gain",
+        type=float,
+        default=retrain.DEFAULT_MIN_GAIN,
+        help="the retrain gate: a challenger must beat the champion by this many standard "
+        "errors of the AP difference (python -m model_state.retrain --min-gain)",
+    )
     parser.add_argument("--publish-every", type=int, default=500, help="labels per version")
     parser.add_argument("--retrain-days", type=float, default=7.0, help="0: never")
     parser.add_argument("--top-k", type=int, default=100, help="cards checked a day")
@@ -922,6 +936,7 @@ def main(argv: list[str] | None = None) -> None:
         "retrain_every": timedelta(days=args.retrain_days) if args.retrain_days > 0 else None,
         "sample_rate": args.legit_sample_rate,
         "online_optimizer": args.online_optimizer,
+        "min_gain": args.min_gain,
         "k": args.top_k,
         "references": args.references,
         "cache": args.cache,

@@ -1,7 +1,7 @@
 """Retrain on every labelled payment stored in MySQL: a new version the flow goes on from.
 
     python -m model_state.retrain [--window-days 90] [--min-frauds 50] [--validation-days 7]
-        [--label-delay-days D] [--tolerance 0] [--family boosted] [--seed 7]
+        [--label-delay-days D] [--min-gain 1] [--tolerance 0] [--family boosted] [--seed 7]
         [--model-dir DIR] [--force] [--candidate]
 
 Online learning moves only the logistic regression's weights; the forest under them
@@ -23,9 +23,10 @@ from cron or a systemd timer) to fit a new forest on everything labelled since:
    (:func:`validate`).
 4. Compare it there with the **champion** (the newest version in ``model_versions``) as the
    flow actually ranked those payments: the probability it stored when it scored them
-   (:func:`judge`). A challenger whose average precision on them falls below the champion's by
-   more than ``--tolerance`` (0, :data:`DEFAULT_TOLERANCE`: any worse ranking) is refused:
-   nothing changes and the command says why (exit status 3).
+   (:mod:`model_state.offline.gate`). A challenger whose average precision on them does not
+   beat the champion's by ``--min-gain`` (1) standard errors of the difference (a paired
+   bootstrap), less ``--tolerance`` (0), is refused: nothing changes and the command says why
+   (exit status 3).
 5. Otherwise fit the new version again on the whole training set, the most recent mature days
    included, write it under ``--model-dir`` (its metadata keeps the validation figures and the
    drift reference of every row, :func:`model_state.offline.train.with_drift_reference`) and
@@ -64,13 +65,18 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from sklearn.metrics import average_precision_score
 from sqlalchemy import Engine, func, select
 
 from features.catalog import FEATURE_NAMES
 from model_state import artifact, signing
 from model_state.offline import train
-from model_state.scorer import Scorer
+from model_state.offline.gate import (
+    DEFAULT_MIN_GAIN,
+    DEFAULT_TOLERANCE,
+    NotEnoughLabelsError,
+    Verdict,
+    judge,
+)
 from model_state.stored_versions import NewerVersionsInMySQL
 from settings.config import Config
 from storage import shadow
@@ -82,42 +88,10 @@ from storage.tables import model_versions, scored_payments
 DEFAULT_WINDOW_DAYS = 90
 DEFAULT_MIN_FRAUDS = 50
 DEFAULT_VALIDATION_DAYS = 7
-DEFAULT_TOLERANCE = 0.0
-"""A challenger that ranks below the champion (average precision on the most recent mature
-labels) by more than this is refused. 0: a challenger must rank at least as well (issue 22: with
-0.01 the gate let through every retrain, and the retrained models ranked later weeks worse)."""
 DEFAULT_MATURITY_DAYS = 7.0
 """With ``--label-delay-days``: a payment's label is final (mature) once it is this old; the
 gate's hold-out ends here. The command's default is ``PAYSCORE_LABEL_DELAY_DAYS``."""
 REFUSED_EXIT_STATUS = 3
-
-
-class NotEnoughLabelsError(ValueError):
-    """Too few labelled frauds stored to fit a model worth scoring with."""
-
-
-class Verdict(msgspec.Struct, frozen=True, kw_only=True):
-    """Challenger against champion on the newest labelled days."""
-
-    champion: str | None
-    challenger_ap: float
-    champion_ap: float
-    tolerance: float
-    rows: int
-    frauds: int
-
-    @property
-    def accepted(self) -> bool:
-        return self.challenger_ap >= self.champion_ap - self.tolerance
-
-    def __str__(self) -> str:
-        if self.rows == 0:
-            return "not compared with the champion (forced)"
-        return (
-            f"average precision on the last {self.rows} labelled payments ({self.frauds} frauds):"
-            f" challenger {self.challenger_ap:.4f}, champion {self.champion or '-'}"
-            f" {self.champion_ap:.4f} (tolerance {self.tolerance:g})"
-        )
 
 
 class Validation(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,6 +100,7 @@ class Validation(msgspec.Struct, frozen=True, kw_only=True):
     average_precision: float | None  # None: no hold-out, or it lacks a class
     hold_out: list[tuple[datetime, dict[str, float], bool]]
     hold_out_index: list[int]  # where each hold-out row is in the rows validated
+    scores: list[float]  # the challenger's probability of each hold-out row
     metrics: dict[str, float]
 
 
@@ -161,64 +136,18 @@ def validate(
     held = [rows[i] for i in hold_out]
     if not learn or not hold_out:
         return Validation(
-            average_precision=None, hold_out=held, hold_out_index=hold_out, metrics={}
+            average_precision=None, hold_out=held, hold_out_index=hold_out, scores=[], metrics={}
         )
     model, _, _ = train.fit_version(
         [rows[i] for i in learn], model_dir, validation_days=0, seed=seed, family=family,
         version="-",
     )  # fmt: skip
     metrics = train.evaluate(model, held, 1.0)
-    ap = metrics.get("average_precision")
-    return Validation(average_precision=ap, hold_out=held, hold_out_index=hold_out, metrics=metrics)
-
-
-def judge(
-    validation: Validation,
-    champion: artifact.ModelArtifact | None,
-    tolerance: float,
-    live: Sequence[float | None] | None = None,
-) -> Verdict:
-    """Challenger against champion on the hold-out. The champion's ranking is what the flow
-    actually gave those payments when it scored them (``live``: the stored probability of each
-    row validated, None where there is none): the versions of that day, which had not learned
-    those payments' labels yet. A payment with none (scored before the flow went live) is
-    scored by the champion as it is. (Scoring every row with today's champion instead would
-    let it be judged on labels it has learned online since, and the previous refit, fitted on
-    the same rows as the challenger, would meet its twin: the gate could not refuse.)"""
-    truth = [r[2] for r in validation.hold_out]
-    frauds = sum(truth)
-    if validation.average_precision is None or not 0 < frauds < len(truth):
-        raise NotEnoughLabelsError(
-            f"retrain: the mature hold-out holds {len(truth)} labelled payments, {frauds} of "
-            "them frauds: nothing to compare challenger and champion on"
-        )
-    champion_ap = float("-inf")
-    scores: list[float | None] = (
-        [live[i] for i in validation.hold_out_index] if live is not None
-        else [None] * len(truth)
+    scores = train.probabilities(model, [r[1] for r in held], 1.0)
+    return Validation(
+        average_precision=metrics.get("average_precision"), hold_out=held,
+        hold_out_index=hold_out, scores=scores, metrics=metrics,
     )  # fmt: skip
-    missing = [k for k, p in enumerate(scores) if p is None]
-    if missing and champion is not None:
-        scorer = Scorer(
-            champion.model,
-            champion.version,
-            review=1.0,
-            decline=1.0,
-            positive_weight=champion.metadata.positive_weight,
-        )
-        batch = scorer.score_batch([validation.hold_out[k][1] for k in missing])
-        for k, s in zip(missing, batch, strict=True):
-            scores[k] = s.probability
-    if champion is not None or not missing:
-        champion_ap = float(average_precision_score(truth, scores))
-    return Verdict(
-        champion=champion.version if champion else None,
-        challenger_ap=validation.average_precision,
-        champion_ap=champion_ap,
-        tolerance=tolerance,
-        rows=len(truth),
-        frauds=frauds,
-    )
 
 
 def fit_final(
@@ -262,6 +191,7 @@ def challenge(
     seed: int = 7,
     force: bool = False,
     live: Sequence[float | None] | None = None,
+    min_gain: float = DEFAULT_MIN_GAIN,
 ) -> tuple[artifact.ModelArtifact | None, Verdict]:
     """Steps 3 to 5: the new version ``version`` (signed, not written yet), or None if the
     challenger ranks below the champion on the most recent mature labels by more than
@@ -286,7 +216,7 @@ def challenge(
             family=family,
             seed=seed,
         )
-        verdict = judge(validation, champion, tolerance, live)
+        verdict = judge(validation, champion, tolerance, live, min_gain=min_gain)
         if not verdict.accepted:
             return None, verdict
         metrics = validation.metrics | {"champion_average_precision": verdict.champion_ap}
@@ -346,6 +276,7 @@ def retrain(
     maturity: timedelta = timedelta(days=DEFAULT_MATURITY_DAYS),
     family: train.Family = train.DEFAULT_FAMILY,
     tolerance: float = DEFAULT_TOLERANCE,
+    min_gain: float = DEFAULT_MIN_GAIN,
     seed: int = 7,
     force: bool = False,
     candidate: bool = False,
@@ -406,6 +337,7 @@ def retrain(
             seed=seed,
             force=force,
             live=live,
+            min_gain=min_gain,
         )
 
     fitted, verdict = fit(force=force)
@@ -447,6 +379,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--validation-days", type=int, default=DEFAULT_VALIDATION_DAYS)
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
     parser.add_argument(
+        "--min-gain",
+        type=float,
+        default=DEFAULT_MIN_GAIN,
+        help="the challenger must beat the champion by this many standard errors of the AP "
+        "difference (paired bootstrap over the hold-out; 0: any gain)",
+    )
+    parser.add_argument(
         "--label-delay-days",
         type=float,
         default=None,
@@ -484,6 +423,7 @@ def main(argv: list[str] | None = None) -> None:
                 else args.label_delay_days
             ),
             tolerance=args.tolerance,
+            min_gain=args.min_gain,
             family=args.family,
             seed=args.seed,
             force=args.force,
