@@ -267,6 +267,13 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
     _dead("unknown_currency", _json(currency="XYZ"), "ISO 4217", "unknown currency XYZ"),
     _dead("non_payment_currency", _json(currency="XAU"), "ISO 4217", "gold is not money here"),
     _dead(
+        "fund_currency",
+        _json(currency="USN"),
+        "fund or special code",
+        "US dollar next day: an ISO 4217 fund code, not legal tender",
+    ),
+    _dead("test_currency", _json(currency="XTS"), "fund or special code", "the ISO test code"),
+    _dead(
         "lowercase_currency",
         _json(currency="eur"),
         "at `$.currency`",
@@ -402,10 +409,23 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
         _json(transaction_id="hostile-tx-nanos", event_time="2026-03-02T09:30:00.123456789+01:00"),
         "nanoseconds are truncated to microseconds",
     ),
-    _scored(
+    _dead(
         "duplicate_json_key",
         _json(transaction_id="hostile-tx-dup-key")[:-1] + b', "amount_minor": 7}',
-        "a key twice: msgspec keeps the last value (7)",
+        "duplicate field `amount_minor`",
+        "a key twice (msgspec alone would keep the last value, 7)",
+    ),
+    _dead(
+        "duplicate_json_key_escaped",
+        _json(transaction_id="hostile-tx-dup-key-escaped")[:-1] + b', "\\u0061mount_minor": 7}',
+        "duplicate field `amount_minor`",
+        "a key twice, once spelled with a JSON escape",
+    ),
+    _dead(
+        "duplicate_transaction_id_key",
+        b'{"transaction_id": "hostile-tx-first", ' + _json(transaction_id="hostile-tx-second")[1:],
+        "duplicate field `transaction_id`",
+        "two transaction ids in one message: which one is it?",
     ),
     _dead(
         "duplicate_json_key_invalid_first",
@@ -527,6 +547,18 @@ LABEL_CASES: tuple[HostileCase, ...] = (
         "report time in 1970",
     ),
     _dead("payment_on_label_topic", _BASE, "unknown field `merchant_id`", "a payment, not a label"),
+    _dead(
+        "label_duplicate_key",
+        _label(is_fraud=False)[:-1] + b', "is_fraud": true}',
+        "duplicate field `is_fraud`",
+        "the verdict twice, both ways",
+    ),
+    _dead(
+        "label_duplicate_key_with_note",
+        _label(note='a note, with commas, and "quotes"')[:-1] + b', "card_id": "hostile-c-2"}',
+        "duplicate field `card_id`",
+        "a key twice in a label whose free text holds commas",
+    ),
     _dead(
         "label_id_with_final_newline",
         _label(transaction_id="hostile-tx-valid\n"),
