@@ -26,7 +26,8 @@ Every message ends somewhere one can query: a scored payment, a label row in ``f
 (claimed and learned, or rejected with its reason), or a dead letter. Labels take effect exactly
 once through crashes and restarts (see ``dataflows/label_join.py`` and ``learning.py``);
 SIGTERM or SIGINT stop the flow gracefully (``dataflows/stopping.py``); MySQL outages are ridden
-out for ``PAYSCORE_MYSQL_OUTAGE_SECONDS`` (``storage/engine.py``).
+out for ``PAYSCORE_MYSQL_OUTAGE_SECONDS`` (``storage/engine.py``). Whatever stops the flow is
+logged with its Python cause first (``dataflows/failures.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from confluent_kafka import OFFSET_BEGINNING
 from dataflows import logs, metrics, stopping
 from dataflows.dead_letter_topic import DeadLetterSink
 from dataflows.drift_watch import DriftWatch
+from dataflows.failures import log_failures
 from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
@@ -162,7 +164,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
             key=key,
         ),
     )
-    return flow
+    return log_failures(flow)
 
 
 # ---------------------------------------------------------------------------- steps
