@@ -6,14 +6,18 @@ payments sink (two workers' partitions) and dead-letter topic publisher."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,6 +29,8 @@ from storage.payments import kafka_order, settle_reused_ids
 from storage.rows import refused_row_letter
 from storage.sink import MySQLSink, MySQLSinkPartition, Writing
 from storage.tables import dead_letters, scored_payments
+from test_data.hostile import valid_payment
+from tests.flowrun import flow_env, run_flow
 from tests.test_dead_letters_integration import topic_keys
 
 pytestmark = pytest.mark.integration
@@ -254,3 +260,87 @@ def test_any_arrival_order_and_replays_settle_on_the_first_message_in_kafka_orde
     assert {k.decode() for k in topic_keys(letter_topic)} == {
         f"{SOURCE}/{p}/{o}" for p, o in letters
     }
+
+
+# -- the whole flow: several processes, commits in either order, replays ---------------------
+
+
+def produce_at(topic: str, messages: list[tuple[int, int | None, bytes, bytes]]) -> None:
+    """(partition, create time in ms or None, key, value), each delivered before the next."""
+    producer = Producer({"bootstrap.servers": BROKERS, "linger.ms": 0})
+    failures: list[str] = []
+    for partition, millis, key, value in messages:
+        producer.produce(
+            topic,
+            value=value,
+            key=key,
+            partition=partition,
+            on_delivery=lambda err, _: failures.append(str(err)) if err else None,
+            **({"timestamp": millis} if millis is not None else {}),
+        )
+        producer.flush(30)
+    assert not failures, failures
+
+
+def payment(txn: str, card: str, amount: int = 9_900) -> bytes:
+    return json.dumps(valid_payment(transaction_id=txn, card_id=card, amount_minor=amount)).encode()
+
+
+def test_on_the_flow_the_first_message_keeps_the_id_and_every_dead_letter_is_also_on_the_topic(
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
+) -> None:
+    """Run 1: 40 pairs, card A then card B in one partition (the review's offsets 377 and
+    378), racing through two processes of two workers; and the later message of two forced
+    pairs alone. Run 2: the earlier messages of the forced pairs (on another partition, with an
+    earlier record time): X's earlier message arrives after its later one is stored and must
+    replace it; Y's later message arrives after its earlier one is stored. Run 3 replays all."""
+    now = int(time.time() * 1000)
+    pay = topics["payments_topic"]
+    run_1 = []
+    for i in range(40):
+        p = i % 4
+        run_1 += [
+            (p, None, b"card-A", payment(f"tx-pair-{i}", f"card-A-{i}")),
+            (p, None, b"card-B", payment(f"tx-pair-{i}", f"card-B-{i}", 99)),
+        ]
+    run_1 += [
+        (0, now + 60_000, b"x", payment("tx-X", "card-X-later")),  # later in Kafka order
+        (1, now, b"y", payment("tx-Y", "card-Y-earlier")),
+        (2, None, b"bad", b'{"transaction_id": "tx-bad"}'),  # and a decode dead letter
+    ]
+    produce_at(pay, run_1)
+    env = flow_env(topics, mysql_url, models, label_wait_seconds="5", label_retry_seconds="1")
+    run_flow(env, processes=2, workers=2)
+    assert stored(engine, "tx-X")[0] == "card-X-later"  # stored first: its rival is not read yet
+    produce_at(
+        pay,
+        [
+            (1, now, b"x", payment("tx-X", "card-X-earlier")),
+            (0, now + 60_000, b"y", payment("tx-Y", "card-Y-later")),
+        ],
+    )
+    run_flow(env, processes=2, workers=2)
+
+    sp = scored_payments
+    with engine.connect() as c:
+        cards = dict(c.execute(select(sp.c.transaction_id, sp.c.card_id)).all())
+        letters = c.execute(select(dead_letters)).all()
+    assert {t: c for t, c in cards.items() if t.startswith("tx-pair-")} == {
+        f"tx-pair-{i}": f"card-A-{i}" for i in range(40)
+    }
+    assert cards["tx-X"] == "card-X-earlier" and cards["tx-Y"] == "card-Y-earlier"
+    reused = [d for d in letters if "reused" in d.error]
+    assert len(reused) == 42  # 40 card-B, X's later (replaced) and Y's later
+    assert len(letters) == 43  # and the decode dead letter
+    keys = topic_keys(topics["dead_letters_topic"])
+    table_keys = {f"{pay}/{d.kafka_partition}/{d.kafka_offset}".encode() for d in letters}
+    assert set(keys) == table_keys  # table rows == topic messages (distinct keys), every kind
+
+    before = (cards, sorted((d.topic, d.kafka_partition, d.kafka_offset, d.error) for d in letters))
+    run_flow(env, processes=2, workers=2)  # a replay of everything changes nothing
+    with engine.connect() as c:
+        cards_again = dict(c.execute(select(sp.c.transaction_id, sp.c.card_id)).all())
+        letters_again = c.execute(select(dead_letters)).all()
+    again = sorted((d.topic, d.kafka_partition, d.kafka_offset, d.error) for d in letters_again)
+    assert (cards_again, again) == before
+    assert set(topic_keys(topics["dead_letters_topic"])) == table_keys
