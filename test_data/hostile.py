@@ -343,6 +343,44 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
         "unknown field `note`",
         "900 kB extra field",
     ),
+    # -- monsters: what the error would quote is huge (bounded), the key is huge, the bytes odd
+    _dead(
+        "unknown_field_name_70k",
+        _json(**{"A" * 70_000: 1}),
+        "unknown field `AAAA",
+        "a field name of 70,000 characters: msgspec quotes it in its error",
+    ),
+    _dead(
+        "unknown_field_name_70k_odd_characters",
+        _json(**{"\x00\n`\u2028\U0001f4a5\"\\é" * 7_000: 1}),
+        "unknown field `\\x00\\n`",
+        "a 70,000-character field name of NUL, line breaks, quotes and emoji",
+    ),
+    _dead(
+        "unknown_field_name_300k",
+        _json(**{"B" * 300_000: 1}),
+        "characters cut]",
+        "a field name of 300,000 characters",
+    ),
+    _dead(
+        "bad_enum_value_70k",
+        _json(channel="telepathy" * 8_000),
+        "Invalid enum value 'telepathy",
+        "an unknown channel of 72,000 characters: msgspec quotes it too",
+    ),
+    _dead(
+        "field_name_not_utf8",
+        _BASE[:-1] + b', "\xff\xfe' + b"X" * 70_000 + b'": 1}',
+        "Invalid UTF-8",
+        "a long field name that is not UTF-8",
+    ),
+    _dead(
+        "huge_key_small_value",
+        b'{"transaction_id": ',
+        "truncated",
+        "a key of 500,000 bytes with a broken message",
+        key=b"\x00\xffK" * 166_667,
+    ),
     _dead(
         "identifier_too_long",
         _json(terminal_id="T" * 65),
