@@ -352,7 +352,7 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
     ),
     _dead(
         "unknown_field_name_70k_odd_characters",
-        _json(**{"\x00\n`\u2028\U0001f4a5\"\\é" * 7_000: 1}),
+        _json(**{'\x00\n`\u2028\U0001f4a5"\\é' * 7_000: 1}),
         "unknown field `\\x00\\n`",
         "a 70,000-character field name of NUL, line breaks, quotes and emoji",
     ),
