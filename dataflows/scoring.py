@@ -11,7 +11,9 @@ Payments
        id, add their point-in-time features; calendar features come last. A card's exact repeat
        of a recent payment is skipped; a recent id reused for other content is a dead letter.
     3. **Score** each batch with the newest model version: probability, decision, reason codes.
-    4. **Store** the scored payment in MySQL (first write wins, so a replay changes nothing).
+    4. **Store** the scored payment in MySQL (first write wins, so a replay changes nothing;
+       a transaction id belongs to the first message in Kafka order, any other carrying it is
+       a dead letter).
 
 Labels
     5. **Decode** each label the same way (bad ones are dead letters too).

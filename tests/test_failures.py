@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 from bytewax.testing import run_main
+from confluent_kafka import Producer
+from sqlalchemy import Engine, text
 
 from dataflows.failures import log_failures
 from tests import failing_flow
+from tests.flowrun import flow_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,3 +88,32 @@ def test_with_two_processes_the_cause_is_logged_before_bytewax_s_panic(where: st
     for err in failed:  # the process that failed logged the cause, before Bytewax's panic
         assert "CRITICAL dataflows.failures: failing." in err
         assert err.index(f"ValueError: {where} broke") < err.index("PanicException")
+
+
+@pytest.mark.integration
+def test_the_scoring_flow_logs_why_it_stops_before_bytewax_s_panic(
+    topics: dict[str, str], mysql_url: str, admin_engine: Engine, models: Path
+) -> None:
+    """A deployment error (the dead-letter table is gone) under two processes: each process
+    that met it logs the MySQL error, bounded, with the step, before Bytewax's panic."""
+    with admin_engine.begin() as c:
+        c.execute(text("DROP TABLE dead_letters"))
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9092"})
+    for partition in range(4):
+        producer.produce(topics["payments_topic"], value=b"not json", partition=partition)
+    assert producer.flush(30) == 0
+    env = {"FLOW_METRICS": "0", "FLOW_BASE_PORT": str(2900 + os.getpid() % 200)}
+    done = subprocess.run(
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "2"],
+        env=flow_env(topics, mysql_url, models) | env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode != 0
+    cause = done.stderr.find("CRITICAL dataflows.failures: payscore.store_payments_dead_letters")
+    assert cause >= 0, done.stderr[-3000:]
+    assert "dead_letters' doesn't exist" in done.stderr[cause:]
+    panic = done.stderr.find("PanicException")
+    assert panic == -1 or cause < panic
