@@ -344,3 +344,17 @@ def test_on_the_flow_the_first_message_keeps_the_id_and_every_dead_letter_is_als
     again = sorted((d.topic, d.kafka_partition, d.kafka_offset, d.error) for d in letters_again)
     assert (cards_again, again) == before
     assert set(topic_keys(topics["dead_letters_topic"])) == table_keys
+
+
+def test_a_row_mysql_refuses_is_a_dead_letter_in_the_table_and_on_the_topic(
+    mysql_url: str, engine: Engine, letter_topic: str
+) -> None:
+    """The last kind of dead letter the payments sink makes: MySQL refuses the row's data."""
+    (one,) = workers(mysql_url, letter_topic, 1)
+    bad = row("tx-refused", "card-A", 2, 7, T0) | {"currency": "EURO"}  # too long: strict mode
+    one.write_batch([row("tx-fine", "card-A", 2, 6, T0), bad, row("tx-fine-2", "card-A", 2, 8, T0)])
+    letters = lettered(engine)
+    assert (
+        list(letters) == [(2, 7)] and "MySQL refused the row for scored_payments" in letters[(2, 7)]
+    )
+    assert set(topic_keys(letter_topic)) == {f"{SOURCE}/2/7".encode()}
