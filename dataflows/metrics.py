@@ -109,6 +109,7 @@ _REASONS = (
     ("future_time", ("after the record reached Kafka",)),
     ("malformed_json", ("malformed", "truncated", "Invalid", "JSON")),
     ("missing_field", ("missing required field",)),
+    ("duplicate_field", ("duplicate field",)),
     ("unknown_field", ("unknown field",)),
     ("wrong_type", ("Expected",)),
 )

@@ -11,7 +11,9 @@ Payments
        id, add their point-in-time features; calendar features come last. A card's exact repeat
        of a recent payment is skipped; a recent id reused for other content is a dead letter.
     3. **Score** each batch with the newest model version: probability, decision, reason codes.
-    4. **Store** the scored payment in MySQL (first write wins, so a replay changes nothing).
+    4. **Store** the scored payment in MySQL (first write wins, so a replay changes nothing;
+       a transaction id belongs to the first message in Kafka order, any other carrying it is
+       a dead letter).
 
 Labels
     5. **Decode** each label the same way (bad ones are dead letters too).
@@ -26,7 +28,8 @@ Every message ends somewhere one can query: a scored payment, a label row in ``f
 (claimed and learned, or rejected with its reason), or a dead letter. Labels take effect exactly
 once through crashes and restarts (see ``dataflows/label_join.py`` and ``learning.py``);
 SIGTERM or SIGINT stop the flow gracefully (``dataflows/stopping.py``); MySQL outages are ridden
-out for ``PAYSCORE_MYSQL_OUTAGE_SECONDS`` (``storage/engine.py``).
+out for ``PAYSCORE_MYSQL_OUTAGE_SECONDS`` (``storage/engine.py``). Whatever stops the flow is
+logged with its Python cause first (``dataflows/failures.py``).
 """
 
 from __future__ import annotations
@@ -41,16 +44,17 @@ from pathlib import Path
 
 import bytewax.operators as op
 import msgspec
-from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
 from dataflows import logs, metrics, stopping
+from dataflows.dead_letter_topic import DeadLetterSink
 from dataflows.drift_watch import DriftWatch
+from dataflows.failures import log_failures
 from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
-from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter, to_kafka
+from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter
 from dataflows.model_registry import ModelRegistry
 from dataflows.sources import DrainCheck, FlowKafkaSource, LabelsAccountedFor
 from features.calendar import calendar_features
@@ -65,7 +69,7 @@ from model_state.scorer import Scorer
 from model_state.stored_versions import NewerVersionsInMySQL
 from settings.config import Config
 from storage.labels import FraudNote, LabelledPayment
-from storage.payments import reused_ids
+from storage.payments import settle_reused_ids
 from storage.rows import dead_letter_row, refused_row_letter, scored_payment_row
 from storage.sink import MySQLSink, Writing
 from storage.tables import dead_letters, scored_payments
@@ -162,7 +166,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
             key=key,
         ),
     )
-    return flow
+    return log_failures(flow)
 
 
 # ---------------------------------------------------------------------------- steps
@@ -213,30 +217,23 @@ def split_off_reused_ids(payments: Stream, config: Config) -> Stream:
 
 
 def publish_dead_letters(name: str, letters: Stream[DeadLetter], config: Config) -> None:
-    """To the dead-letter topic (what fits) and the ``dead_letters`` table (whole)."""
-    op.output(
-        f"publish_{name}_dead_letters",
-        op.map(
-            f"{name}_dead_letters_to_kafka",
-            letters,
-            lambda d: to_kafka(d, config.dead_letter_max_bytes),
-        ),
-        KafkaSink(config.brokers, config.dead_letters_topic, add_config=config.kafka_settings),
-    )
+    """To the ``dead_letters`` table (whole) and the dead-letter topic (what fits)."""
     op.output(
         f"store_{name}_dead_letters",
-        op.map(
-            f"{name}_dead_letter_rows",
-            letters,
-            lambda d: counted_dead_letter_row(name, d),
-        ),
-        MySQLSink.for_dead_letters(
-            config.mysql_dsn,
-            dead_letters,
-            patience=config.mysql_outage_seconds,
-            on_retry=metrics.SINK_RETRIES.labels(dead_letters.name).inc,
-            on_failure=metrics.SINK_FAILURES.labels(dead_letters.name).inc,
-        ),
+        op.map(f"{name}_dead_letter_rows", letters, lambda d: counted_dead_letter_row(name, d)),
+        dead_letter_sink(config),
+    )
+
+
+def dead_letter_sink(config: Config) -> DeadLetterSink:
+    return DeadLetterSink(
+        config.mysql_dsn,
+        config.kafka_client(),
+        config.dead_letters_topic,
+        config.dead_letter_max_bytes,
+        patience=config.mysql_outage_seconds,
+        on_retry=metrics.SINK_RETRIES.labels(dead_letters.name).inc,
+        on_failure=metrics.SINK_FAILURES.labels(dead_letters.name).inc,
     )
 
 
@@ -247,8 +244,9 @@ def counted_dead_letter_row(source: str, letter: DeadLetter) -> dict[str, object
 
 
 def scored_payments_sink(config: Config) -> MySQLSink:
-    """First write wins; a row MySQL refuses, or whose id is stored for another payment,
-    becomes a dead letter of its payment."""
+    """First write wins; the first message in Kafka order keeps a transaction id; a row MySQL
+    refuses, or whose id belongs to a payment read earlier, becomes a dead letter of its
+    payment (table and topic)."""
     return MySQLSink(
         config.mysql_dsn,
         scored_payments,
@@ -256,11 +254,12 @@ def scored_payments_sink(config: Config) -> MySQLSink:
             refused=refused_row_letter(config.payments_topic),
             refused_table=dead_letters,
             patience=config.mysql_outage_seconds,
-            conflicts=reused_ids,
+            conflicts=settle_reused_ids,
             after_commit=metrics.stored_payments,
             on_retry=metrics.SINK_RETRIES.labels(scored_payments.name).inc,
             on_failure=metrics.SINK_FAILURES.labels(scored_payments.name).inc,
             on_refused=lambda reason: metrics.dead_letter("refused_rows", reason),
+            letters_out=lambda: dead_letter_sink(config).topic().publish,
         ),
     )
 

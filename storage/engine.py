@@ -36,6 +36,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from features.bounded import bounded
+
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder()
 
@@ -62,6 +64,8 @@ UNAVAILABLE = {
     4031,  # disconnected by the server for inactivity
 }  # fmt: skip
 TRANSIENT = {DEADLOCK, LOCK_WAIT_TIMEOUT} | UNAVAILABLE
+# MySQL refuses the data of a row, not the statement: too long, out of range, a bad date, ...
+ROW_ERRORS = {1048, 1153, 1263, 1264, 1265, 1292, 1300, 1366, 1367, 1406, 1411, 1690, 3140, 4025}
 
 
 class ConcurrentChangeError(RuntimeError):
@@ -94,10 +98,16 @@ def is_transient(exc: BaseException) -> bool:
     return error_code(exc) in TRANSIENT
 
 
+def is_row_error(exc: BaseException) -> bool:
+    """True when ``exc`` is MySQL refusing a row's data (as opposed to the server or schema)."""
+    return error_code(exc) in ROW_ERRORS
+
+
 def describe(exc: BaseException) -> str:
-    """The driver's own words for ``exc``, without SQLAlchemy's statement and parameters."""
+    """The driver's own words for ``exc``, without SQLAlchemy's statement and parameters, bounded
+    (MySQL may quote the value it refused)."""
     inner = exc.orig if isinstance(exc, DBAPIError) else exc
-    return f"{type(inner).__name__}: {inner}"
+    return bounded(f"{type(inner).__name__}: {inner}")
 
 
 def retry_transient(

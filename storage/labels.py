@@ -34,6 +34,7 @@ from typing import Any, NamedTuple, Protocol
 import msgspec
 from sqlalchemy import Connection, select
 
+from features.bounded import bounded
 from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel
 from storage.engine import ConcurrentChangeError
@@ -162,10 +163,10 @@ def claim_labels(
     }
     ids = sorted({r.label.transaction_id for r in reads})
     payments = {
-        row[0]: _Payment(*row[:5], _features(row[5]), row[6], row[7])
+        row[0]: _Payment(*row[:5], _features(row[5]), *row[6:])
         for row in sql(
             "SELECT transaction_id, card_id, merchant_id, terminal_id, event_time, features, "
-            f"model_version, label_is_fraud FROM {_SP} "
+            f"model_version, label_is_fraud, kafka_partition, kafka_offset FROM {_SP} "
             f"WHERE transaction_id IN ({_marks(len(ids))})",
             tuple(ids),
         )
@@ -173,21 +174,30 @@ def claim_labels(
     outcome, record, claims = resolve(topic, reads, ledger, payments, expired, moment)
     if claims:
         # One statement for the batch (an executemany of UPDATEs is one round trip per row).
+        # Only the very rows the labels were joined with: a row replaced meanwhile by a
+        # message read earlier in Kafka order (storage.payments) is another payment.
         whens = " ".join(["WHEN %s THEN %s"] * len(claims))
+        triples = ", ".join(["(%s, %s, %s)"] * len(claims))
         marked = sql(
             f"UPDATE {_SP} SET label_is_fraud = CASE transaction_id {whens} END, "
             f"label_reported_at = CASE transaction_id {whens} END "
-            f"WHERE transaction_id IN ({_marks(len(claims))}) AND label_is_fraud IS NULL",
+            f"WHERE transaction_id IN ({_marks(len(claims))}) AND label_is_fraud IS NULL "
+            f"AND (transaction_id, kafka_partition, kafka_offset) IN ({triples})",
             (
                 *(x for t, c in claims.items() for x in (t, c.is_fraud)),
                 *(x for t, c in claims.items() for x in (t, utc_naive(c.reported_at))),
                 *claims,
+                *(
+                    x
+                    for t in claims
+                    for x in (t, payments[t].kafka_partition, payments[t].kafka_offset)
+                ),
             ),
         )
-        if marked.rowcount != len(claims):  # another claim got there first: run again
+        if marked.rowcount != len(claims):  # another claim or a replacement came first: again
             raise ConcurrentChangeError(
-                f"{len(claims) - marked.rowcount} of {len(claims)} payments were labelled by "
-                "another transaction during this claim"
+                f"{len(claims) - marked.rowcount} of {len(claims)} payments were labelled or "
+                "replaced by another transaction during this claim"
             )
     if record:
         row = f"({_marks(len(_LEDGER_COLUMNS))})"
@@ -228,6 +238,8 @@ class _Payment(NamedTuple):
     features: dict[str, float]
     model_version: str
     label_is_fraud: bool | None
+    kafka_partition: int
+    kafka_offset: int
 
 
 class Stored(Protocol):
@@ -298,6 +310,7 @@ def resolve(
                 kind = "duplicate" if bool(stored) == label.is_fraud else "contradicts"
                 reason = f"{kind}: the payment is labelled is_fraud={bool(stored)} already"
         if reason is not None:
+            reason = bounded(reason)
             rejected.append(Rejected(read, reason))
             record.append(_ledger_row(topic, read, REJECTED, reason, moment))
             continue

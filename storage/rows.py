@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from features.bounded import bounded
 from features.contract import Payment
 from storage.versions import version_key
 
@@ -83,7 +84,7 @@ def dead_letter_row(
         "kafka_offset": offset,
         "message_key": key,
         "raw_value": value,
-        "error": error,
+        "error": bounded(error),
         "received_at": utc_naive(received_at) if received_at else None,
         "dead_lettered_at": utc_naive(dead_lettered_at),
     }

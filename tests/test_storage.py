@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.dialects import mysql
 
-from storage.payments import reused_ids
+from storage.payments import settle_reused_ids
 from storage.rows import refused_row_letter
 from storage.schema import (
     DATABASE_OPTIONS,
@@ -241,7 +241,7 @@ def test_an_id_reused_for_another_payment_is_a_dead_letter_and_repeats_are_not(
             method,  # type: ignore[arg-type]
             refused=refused_row_letter("payments"),
             refused_table=dead_letters,
-            conflicts=reused_ids,
+            conflicts=settle_reused_ids,
         ),
     )
     first = _row("t-1", 0.1) | {"kafka_offset": 1}
