@@ -94,8 +94,9 @@ def token(page: str) -> str:
     return found[1]
 
 
-def signed_in(app: Any, name: str) -> TestClient:
-    client = TestClient(app)
+def signed_in(app: Any, name: str, **options: Any) -> TestClient:
+    """A client signed in as ``name`` (``options`` go to the ``TestClient``)."""
+    client = TestClient(app, **options)
     login = client.get("/login")
     response = client.post(
         "/login", data={"name": name, "password": PASSWORD, "csrf_token": token(login.text)}
