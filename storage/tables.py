@@ -126,7 +126,19 @@ fraud_labels = Table(
     Column("learned_version", Id(), nullable=True, comment="the first version that learned it"),
     Column("first_seen_at", Timestamp, nullable=False, comment="UTC"),
     Column("resolved_at", Timestamp, nullable=True, comment="UTC"),
-    Column("analyst", Id(), nullable=True, comment="who gave it in the review queue, if anyone"),
+    Column(
+        "analyst",
+        Id(),
+        nullable=True,
+        comment="who gave it in the review queue: only when a review_verdicts row confirms it",
+    ),
+    Column(
+        "unverified_analyst",
+        Id(),
+        nullable=True,
+        comment="an analyst the message named that no review_verdicts row confirms: a claim, "
+        "never shown as that analyst's verdict",
+    ),
     Index("ix_fraud_labels_transaction", "transaction_id"),
     Index("ix_fraud_labels_status", "status", "topic", "kafka_partition"),
     comment="Every fraud label read, keyed by where it was read: what became of it.",

@@ -26,7 +26,8 @@ CREATE TABLE fraud_labels (
 	learned_version VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'the first version that learned it', 
 	first_seen_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	resolved_at DATETIME(6) COMMENT 'UTC', 
-	analyst VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'who gave it in the review queue, if anyone', 
+	analyst VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'who gave it in the review queue: only when a review_verdicts row confirms it', 
+	unverified_analyst VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'an analyst the message named that no review_verdicts row confirms: a claim, never shown as that analyst''s verdict', 
 	PRIMARY KEY (topic, kafka_partition, kafka_offset)
 )COMMENT='Every fraud label read, keyed by where it was read: what became of it.';
 
