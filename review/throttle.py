@@ -19,8 +19,9 @@ The policy (:data:`POLICY`) and why:
 
 - **account**: 5 failures, each within 15 minutes of the one before, lock the name for 30
   minutes. PCI DSS v4.0 (8.3.4) asks for a lock after at most 10 failures, for at least 30
-  minutes; 5 is what most banks' own staff systems use. A guesser gets at most 5 guesses per
-  name per 30 minutes (240 a day), against passwords of at least 10 characters.
+  minutes; 5 is what many banks' staff systems use. A guesser gets at most 5 guesses at a name
+  in any 15 minutes; one slow enough never to lock it (4 every 15 minutes) at most 384 a day,
+  against passwords of at least 10 characters, each one audited.
 - **address**: 20 failures from one client address, whatever the names, lock the address for
   30 minutes: password spraying (one guess at many names) and the cheap way to lock many
   accounts both need many addresses.
