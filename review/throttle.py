@@ -1,5 +1,10 @@
 """How failed sign-ins lock an account, a client address or a trusted device: pure rules, no I/O.
 
+No library fits: ``limits`` (behind slowapi) counts requests in memory, Redis, Memcached or
+MongoDB, not MySQL, and knows rate limits, not lockouts with an audit; so the rules are these
+few pure functions, property-tested (``tests/test_review_throttle.py``), and their storage is
+:mod:`review.login_records`.
+
 Each of them keeps a :class:`Count` (in ``review_login_limits``, :mod:`review.signin`) under a
 :class:`Limit` of three numbers, the three knobs of Windows' account lockout policy that bank
 security teams know: a *threshold* of failed sign-ins, each within *reset_after* of the one

@@ -6,8 +6,8 @@ stored and shown as unverified. A session cookie saved before signing out opens 
 
 Headless Chromium through chromedriver (``ops/tools.sh`` installs both); the application runs as
 ``python -m review`` in a subprocess on a free port, the flow as ``ops/run_flow.sh``. The page
-must log no error to the browser console; a screenshot goes to
-``reports/test-artifacts/review.png``.
+must log no error to the browser console; screenshots go to
+``reports/test-artifacts/review.png`` (the verdict) and ``review-unverified.png`` (the forgery).
 """
 
 from __future__ import annotations
@@ -167,6 +167,7 @@ def test_an_analyst_marks_a_payment_fraud_and_the_flow_learns_it(
             assert cell.text == "unverified: the message names alice"
             assert cell.find_element(By.CSS_SELECTOR, "span.unverified")
             assert browser.find_element(By.CSS_SELECTOR, "#labels td.status").text == "claimed"
+            browser.save_screenshot(str(SCREENSHOT.with_name("review-unverified.png")))
             severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
             assert severe == [], severe
     finally:
