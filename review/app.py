@@ -152,9 +152,8 @@ class Review:
     async def login(self, request: Request) -> Response:
         form = await request.form()
         check_csrf(request, form)
+        # Every attempt counts and is audited, an empty one too (no account has an empty name).
         name, password = str(form.get("name", "")), str(form.get("password", ""))
-        if not name or not password:
-            return self.page(request, "login.html", 401, error="Name and password are needed.")
         device = self.devices.trusted(request, name)
         now = self.clock()
         attempt = await run_in_threadpool(

@@ -104,6 +104,4 @@ def _attempt(
                 f"{kind} {who} locked until {after.locked_until:%Y-%m-%d %H:%M:%S} UTC after "
                 f"{limit.threshold} failed sign-ins, each within {limit.reset_after} of the last",
             )
-    if user is None or token is None:
-        return Attempt()
-    return Attempt(user=user, token=token)
+    return Attempt() if token is None else Attempt(user=user, token=token)
