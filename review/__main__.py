@@ -1,5 +1,6 @@
 """``python -m review``: serve the review queue on ``PAYSCORE_REVIEW_HOST``:``PAYSCORE_REVIEW_PORT``
-(127.0.0.1:8321), with the flow's MySQL, Kafka and model settings (:mod:`settings.config`)."""
+(127.0.0.1:8321), with the flow's MySQL, Kafka and model settings (:mod:`settings.config`);
+client addresses from ``X-Forwarded-For`` of ``PAYSCORE_REVIEW_FORWARDED_ALLOW_IPS`` only."""
 
 from __future__ import annotations
 
@@ -48,7 +49,10 @@ def main() -> int:
             app,
             host=config.review_host,
             port=config.review_port,
-            proxy_headers=False,
+            # Behind a TLS proxy the client's address is in its X-Forwarded-For header:
+            # trusted from the configured proxies only (sign-ins are limited per address).
+            proxy_headers=bool(config.review_forwarded_allow_ips),
+            forwarded_allow_ips=config.review_forwarded_allow_ips or None,
             server_header=False,
             log_level="info",
         )

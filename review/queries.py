@@ -12,6 +12,7 @@ decisions are two such reads, merged here. :func:`explain_queue` shows the plan.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,12 @@ CARD_HISTORY = 20
 
 
 class Cursor(msgspec.Struct, frozen=True):
-    """Where a page starts: after this row (the last of the page before)."""
+    """Where a page starts: after this row (the last of the page before).
+
+    Its text, ``PROBABILITY~TRANSACTION_ID``, comes back from the client: :meth:`decode` takes
+    only a decimal probability from 0 to 1 and a transaction id of the contract, so nothing
+    else (``nan``, ``inf``, ``1e309``, a 10 kB id) reaches MySQL.
+    """
 
     probability: float
     transaction_id: str
@@ -36,15 +42,25 @@ class Cursor(msgspec.Struct, frozen=True):
 
     @classmethod
     def decode(cls, text_: str) -> Cursor:
+        """The cursor ``text_`` encodes, or ``ValueError`` saying what was expected."""
         probability, sep, transaction_id = text_.partition("~")
-        try:
-            if not sep or not transaction_id:
-                raise ValueError
-            return cls(float(probability), transaction_id)
-        except ValueError:
+        if not sep or not _DECIMAL.match(probability) or not _IDENTIFIER.match(transaction_id):
             raise ValueError(
-                f"page cursor {text_[:80]!r}: expected 'PROBABILITY~TRANSACTION_ID'"
-            ) from None
+                f"page cursor {text_[:80]!r}: expected 'PROBABILITY~TRANSACTION_ID', a decimal "
+                "number and a transaction id of 1-64 characters of A-Za-z0-9_.:-"
+            )
+        value = float(probability)
+        if not 0.0 <= value <= 1.0:  # 1e309 is a decimal too, and inf as a float
+            raise ValueError(
+                f"page cursor {text_[:80]!r}: expected a probability from 0 to 1, "
+                f"got {probability[:40]}"
+            )
+        return cls(value, transaction_id)
+
+
+# What Cursor.encode writes: repr() of a float from 0 to 1 (0.25, 1e-05, 5e-324), and an id.
+_DECIMAL = re.compile(r"\A[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?\Z")
+_IDENTIFIER = re.compile(r"\A[A-Za-z0-9_.:\-]{1,64}\Z")
 
 
 class QueueFilter(msgspec.Struct, frozen=True, kw_only=True):

@@ -80,6 +80,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     review_port: Annotated[int, Meta(ge=1, le=65535)] = 8321
     review_session_key_file: str = "review/session.key"
     review_https_only: bool = False
+    # Proxies (comma-separated addresses or networks) whose X-Forwarded-For names the client:
+    # sign-in limits count per client address. Empty: the socket's address counts.
+    review_forwarded_allow_ips: str = ""
 
     def __post_init__(self) -> None:
         if self.review_threshold >= self.decline_threshold:

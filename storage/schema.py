@@ -3,7 +3,9 @@
 ``python -m storage.schema``          print the DDL (what ``test_data/schema.sql`` holds)
 ``python -m storage.schema --write``  rewrite ``test_data/schema.sql``
 ``python -m storage.schema --create`` create missing tables, indexes and (empty) columns, as
-                                      ``PAYSCORE_MYSQL_ADMIN_URL``
+                                      ``PAYSCORE_MYSQL_ADMIN_URL``; then re-check the
+                                      analysts of stored labels
+                                      (:func:`storage.labels.recheck_analysts`)
 """
 
 from __future__ import annotations
@@ -96,10 +98,15 @@ def main() -> None:
     elif args.create:
         from settings.config import Config
         from storage.engine import make_engine
+        from storage.labels import recheck_analysts
 
         engine = make_engine(Config.from_env(os.environ).mysql_admin_url)
         create_schema(engine)
+        with engine.begin() as connection:
+            moved = recheck_analysts(connection)
         print(f"tables ready in {engine.url.render_as_string(hide_password=True)}")
+        if moved:
+            print(f"{moved} labels named an analyst no recorded verdict confirms: now unverified")
     else:
         print(render_ddl(), end="")
 

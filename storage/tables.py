@@ -1,5 +1,5 @@
 """The MySQL schema as SQLAlchemy Core tables: scored payments, fraud labels, dead letters,
-model versions, and the review queue's users and verdicts.
+model versions, and the review queue's users, verdicts, sessions and sign-in records.
 
 This module is the single source of the schema; ``test_data/schema.sql`` is rendered from it
 (``python -m storage.schema``) and a test fails when the two differ. Times are stored in UTC as
@@ -126,7 +126,19 @@ fraud_labels = Table(
     Column("learned_version", Id(), nullable=True, comment="the first version that learned it"),
     Column("first_seen_at", Timestamp, nullable=False, comment="UTC"),
     Column("resolved_at", Timestamp, nullable=True, comment="UTC"),
-    Column("analyst", Id(), nullable=True, comment="who gave it in the review queue, if anyone"),
+    Column(
+        "analyst",
+        Id(),
+        nullable=True,
+        comment="who gave it in the review queue: only when a review_verdicts row confirms it",
+    ),
+    Column(
+        "unverified_analyst",
+        Id(),
+        nullable=True,
+        comment="an analyst the message named that no review_verdicts row confirms: a claim, "
+        "never shown as that analyst's verdict",
+    ),
     Index("ix_fraud_labels_transaction", "transaction_id"),
     Index("ix_fraud_labels_status", "status", "topic", "kafka_partition"),
     comment="Every fraud label read, keyed by where it was read: what became of it.",
@@ -185,7 +197,8 @@ review_users = Table(
     Column("role", String(8), nullable=False, comment="analyst or viewer"),
     Column("password_hash", String(255), nullable=False, comment="scrypt (review.passwords)"),
     Column("created_at", Timestamp, nullable=False, comment="UTC"),
-    comment="Who may sign in to the review queue (python -m review.users).",
+    comment="Who may sign in to the review queue (python -m review.users). Review app: SELECT. "
+    "Admin tool: SELECT, INSERT, UPDATE (role, password_hash).",
 )
 
 review_verdicts = Table(
@@ -208,5 +221,91 @@ review_verdicts = Table(
     Column("kafka_offset", BigInteger, nullable=True, comment="NULL: not delivered"),
     Column("delivery_error", Text, nullable=True),
     Index("ix_review_verdicts_transaction", "transaction_id"),
-    comment="Every verdict given in the review queue, and the label message it became.",
+    comment="Every verdict given in the review queue, and the label message it became. Review "
+    "app: SELECT, INSERT, UPDATE (kafka_partition, kafka_offset, delivery_error). The flow: "
+    "SELECT (transaction_id, card_id, analyst, is_fraud, decided_at), to confirm a label's "
+    "analyst (storage.labels).",
+)
+
+
+# -- The review application's sign-in state ------------------------------------------------------
+# Who may do what (the grants of each job's MySQL account):
+#   review app (python -m review)       the three tables below, as each comment says
+#   admin tool (python -m review.users) review_login_limits: SELECT, UPDATE (unlock);
+#                                       review_login_audit: INSERT (the unlock)
+#   the flow                            none of them
+# Sessions and limits are mutable state; the audit is insert-only: no job UPDATEs or DELETEs it.
+
+review_sessions = Table(
+    "review_sessions",
+    metadata,
+    Column(
+        "id",
+        Id(),
+        primary_key=True,
+        comment="SHA-256 (hex) of the session token in the cookie (the token is never stored)",
+    ),
+    Column("user_name", Id(), nullable=False),
+    Column(
+        "credentials",
+        Id(),
+        nullable=False,
+        comment="SHA-256 (hex) of the user's role and password hash at sign-in: "
+        "a changed role or password ends the session",
+    ),
+    Column("client_address", String(64), nullable=False, comment="where the sign-in came from"),
+    Column("created_at", Timestamp, nullable=False, comment="UTC"),
+    Column("last_seen_at", Timestamp, nullable=False, comment="UTC: the last request"),
+    Column("ended_at", Timestamp, nullable=True, comment="UTC, NULL while live"),
+    Column(
+        "end_reason",
+        String(16),
+        nullable=True,
+        comment="logout, replaced, idle, expired, credentials or removed",
+    ),
+    Index("ix_review_sessions_user", "user_name", "created_at"),
+    comment="Sessions of the review application, checked on every request (review.sessions). "
+    "Review app: SELECT, INSERT, UPDATE (last_seen_at, ended_at, end_reason).",
+)
+
+review_login_limits = Table(
+    "review_login_limits",
+    metadata,
+    Column("kind", String(8), primary_key=True, comment="account, address or device"),
+    Column(
+        "subject",
+        Id(),
+        primary_key=True,
+        comment="the user name, the client address or the trusted device's id",
+    ),
+    Column("failures", Integer, nullable=False, comment="failed sign-ins in the current run"),
+    Column("last_failure_at", Timestamp, nullable=True, comment="UTC"),
+    Column("locked_until", Timestamp, nullable=True, comment="UTC: sign-ins are refused before"),
+    comment="Failed sign-ins and locks per account, client address and trusted device "
+    "(review.throttle, review.signin). Review app: SELECT, INSERT, UPDATE (failures, "
+    "last_failure_at, locked_until). Admin tool: SELECT, UPDATE (failures, locked_until).",
+)
+
+review_login_audit = Table(
+    "review_login_audit",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("at", Timestamp, nullable=False, comment="UTC"),
+    Column(
+        "outcome",
+        String(8),
+        nullable=False,
+        comment="success, failure, refused (locked), lockout (a lock began) or unlock",
+    ),
+    Column(
+        "name", String(64, collation=BINARY), nullable=False, comment="the name typed, cut to 64"
+    ),
+    Column("client_address", String(64), nullable=False),
+    Column("device", Id(), nullable=True, comment="a trusted device's id, if one was shown"),
+    Column("session_id", Id(), nullable=True, comment="success: the review_sessions.id"),
+    Column("detail", String(255), nullable=True, comment="why: which lock, until when"),
+    Index("ix_review_login_audit_name", "name", "at"),
+    Index("ix_review_login_audit_at", "at"),
+    comment="Every sign-in attempt, lockout and unlock of the review application. Insert-only: "
+    "review app and admin tool INSERT, nobody UPDATEs or DELETEs, auditors SELECT.",
 )

@@ -26,7 +26,8 @@ CREATE TABLE fraud_labels (
 	learned_version VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'the first version that learned it', 
 	first_seen_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	resolved_at DATETIME(6) COMMENT 'UTC', 
-	analyst VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'who gave it in the review queue, if anyone', 
+	analyst VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'who gave it in the review queue: only when a review_verdicts row confirms it', 
+	unverified_analyst VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'an analyst the message named that no review_verdicts row confirms: a claim, never shown as that analyst''s verdict', 
 	PRIMARY KEY (topic, kafka_partition, kafka_offset)
 )COMMENT='Every fraud label read, keyed by where it was read: what became of it.';
 
@@ -73,13 +74,52 @@ CREATE TABLE model_versions (
 
 CREATE UNIQUE INDEX ix_model_versions_order ON model_versions (lineage, sequence);
 
+CREATE TABLE review_login_audit (
+	id BIGINT NOT NULL AUTO_INCREMENT, 
+	at DATETIME(6) NOT NULL COMMENT 'UTC', 
+	outcome VARCHAR(8) NOT NULL COMMENT 'success, failure, refused (locked), lockout (a lock began) or unlock', 
+	name VARCHAR(64) COLLATE utf8mb4_bin NOT NULL COMMENT 'the name typed, cut to 64', 
+	client_address VARCHAR(64) NOT NULL, 
+	device VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'a trusted device''s id, if one was shown', 
+	session_id VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'success: the review_sessions.id', 
+	detail VARCHAR(255) COMMENT 'why: which lock, until when', 
+	PRIMARY KEY (id)
+)COMMENT='Every sign-in attempt, lockout and unlock of the review application. Insert-only: review app and admin tool INSERT, nobody UPDATEs or DELETEs, auditors SELECT.';
+
+CREATE INDEX ix_review_login_audit_at ON review_login_audit (at);
+
+CREATE INDEX ix_review_login_audit_name ON review_login_audit (name, at);
+
+CREATE TABLE review_login_limits (
+	kind VARCHAR(8) NOT NULL COMMENT 'account, address or device', 
+	subject VARCHAR(64) COLLATE utf8mb4_bin NOT NULL COMMENT 'the user name, the client address or the trusted device''s id', 
+	failures INTEGER NOT NULL COMMENT 'failed sign-ins in the current run', 
+	last_failure_at DATETIME(6) COMMENT 'UTC', 
+	locked_until DATETIME(6) COMMENT 'UTC: sign-ins are refused before', 
+	PRIMARY KEY (kind, subject)
+)COMMENT='Failed sign-ins and locks per account, client address and trusted device (review.throttle, review.signin). Review app: SELECT, INSERT, UPDATE (failures, last_failure_at, locked_until). Admin tool: SELECT, UPDATE (failures, locked_until).';
+
+CREATE TABLE review_sessions (
+	id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL COMMENT 'SHA-256 (hex) of the session token in the cookie (the token is never stored)', 
+	user_name VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	credentials VARCHAR(64) COLLATE utf8mb4_bin NOT NULL COMMENT 'SHA-256 (hex) of the user''s role and password hash at sign-in: a changed role or password ends the session', 
+	client_address VARCHAR(64) NOT NULL COMMENT 'where the sign-in came from', 
+	created_at DATETIME(6) NOT NULL COMMENT 'UTC', 
+	last_seen_at DATETIME(6) NOT NULL COMMENT 'UTC: the last request', 
+	ended_at DATETIME(6) COMMENT 'UTC, NULL while live', 
+	end_reason VARCHAR(16) COMMENT 'logout, replaced, idle, expired, credentials or removed', 
+	PRIMARY KEY (id)
+)COMMENT='Sessions of the review application, checked on every request (review.sessions). Review app: SELECT, INSERT, UPDATE (last_seen_at, ended_at, end_reason).';
+
+CREATE INDEX ix_review_sessions_user ON review_sessions (user_name, created_at);
+
 CREATE TABLE review_users (
 	name VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
 	`role` VARCHAR(8) NOT NULL COMMENT 'analyst or viewer', 
 	password_hash VARCHAR(255) NOT NULL COMMENT 'scrypt (review.passwords)', 
 	created_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	PRIMARY KEY (name)
-)COMMENT='Who may sign in to the review queue (python -m review.users).';
+)COMMENT='Who may sign in to the review queue (python -m review.users). Review app: SELECT. Admin tool: SELECT, INSERT, UPDATE (role, password_hash).';
 
 CREATE TABLE review_verdicts (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
@@ -99,7 +139,7 @@ CREATE TABLE review_verdicts (
 	kafka_offset BIGINT COMMENT 'NULL: not delivered', 
 	delivery_error TEXT, 
 	PRIMARY KEY (id)
-)COMMENT='Every verdict given in the review queue, and the label message it became.';
+)COMMENT='Every verdict given in the review queue, and the label message it became. Review app: SELECT, INSERT, UPDATE (kafka_partition, kafka_offset, delivery_error). The flow: SELECT (transaction_id, card_id, analyst, is_fraud, decided_at), to confirm a label''s analyst (storage.labels).';
 
 CREATE INDEX ix_review_verdicts_transaction ON review_verdicts (transaction_id);
 

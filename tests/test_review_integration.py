@@ -230,3 +230,61 @@ def test_a_verdict_given_twice_or_replayed_is_learned_once(
     assert audits[0].earlier is None
     assert audits[1].earlier == "verdict #1 by alice: fraud"
     assert isinstance(reads[0].label, FraudLabel)
+
+
+def test_a_label_naming_an_analyst_without_her_verdict_is_stored_and_shown_unverified(
+    engine: Engine, topics: dict[str, str], models: Path
+) -> None:
+    """Issue 20, item 8c: anyone who may write to the labels topic could credit a label to an
+    analyst. Only a label that matches a recorded verdict names her; any other keeps the name as
+    an unverified claim, is learned all the same, and is never shown as her verdict."""
+    store(engine, [payment_row("tx-1", 0.7), payment_row("tx-2", 0.8), payment_row("tx-3", 0.9)])
+    add_users(engine)
+    topic = topics["labels_topic"]
+    client = signed_in(app_for(engine, topic, models), "alice")
+    page = client.get("/payments/tx-1")
+    given = client.post(
+        "/payments/tx-1/verdict", data={"verdict": "fraud", "csrf_token": token(page.text)}
+    )
+    assert given.status_code == 200, given.text
+    (message,) = read_topic(topic, 1)
+    genuine = LabelDecoder().decode(message.value())
+    forged = [  # alice gave no verdict on tx-2; her verdict on tx-1 said fraud, at another time
+        msgspec.structs.replace(genuine, transaction_id="tx-2", note="in alice's name"),
+        msgspec.structs.replace(genuine, is_fraud=False),
+        msgspec.structs.replace(genuine, reported_at=genuine.reported_at + timedelta(seconds=1)),
+    ]
+    reads = [ReadLabel(genuine, message.partition(), message.offset())] + [
+        ReadLabel(label, 99, offset) for offset, label in enumerate(forged)
+    ]
+    with engine.begin() as c:
+        outcome = claim_labels(c, topic, reads)
+    assert sorted(p.transaction_id for p in outcome.learnable) == ["tx-1", "tx-2"]
+    with engine.connect() as c:
+        rows = c.execute(
+            select(
+                fraud_labels.c.transaction_id,
+                fraud_labels.c.is_fraud,
+                fraud_labels.c.analyst,
+                fraud_labels.c.unverified_analyst,
+            ).order_by(fraud_labels.c.kafka_partition, fraud_labels.c.kafka_offset)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("tx-1", True, "alice", None),
+        ("tx-2", True, None, "alice"),
+        ("tx-1", False, None, "alice"),
+        ("tx-1", True, None, "alice"),
+    ]
+    shown = client.get("/payments/tx-2").text
+    assert "unverified: the message names alice" in shown
+    assert '<td class="analyst">alice</td>' not in shown
+    assert '<td class="analyst">alice</td>' in client.get("/payments/tx-1").text
+    # A later verdict's record of what was known names the claim as a claim.
+    page = client.get("/payments/tx-2")
+    client.post("/payments/tx-2/verdict", data={"verdict": "fraud", "csrf_token": token(page.text)})
+    with engine.connect() as c:
+        earlier = c.execute(
+            select(review_verdicts.c.earlier).where(review_verdicts.c.transaction_id == "tx-2")
+        ).scalar_one()
+    assert earlier.endswith("fraud, claimed (names alice, unverified)")
+    assert " by alice" not in earlier
