@@ -6,8 +6,9 @@
 The password comes from ``--password-file`` (its first line) or is asked twice at a prompt; it
 is never a command-line argument (those show in process listings and shell history). An
 ``analyst`` may give verdicts; a ``viewer`` may only read. Adding a name that exists replaces
-its role and password. Users are rows of ``review_users`` in the flow's database
-(``PAYSCORE_MYSQL_URL``); the password is stored as a salted scrypt hash.
+its role and password. Users are rows of ``review_users`` in the flow's database, managed as
+the admin account (``PAYSCORE_MYSQL_ADMIN_URL``): neither the flow's nor the review queue's
+account may add or change one. The password is stored as a salted scrypt hash.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from settings.config import Config
     from storage.engine import make_engine
 
-    engine = make_engine(Config.from_env(os.environ).mysql_dsn, pool_size=1)
+    engine = make_engine(Config.from_env(os.environ).mysql_admin_dsn, pool_size=1)
     try:
         if args.command == "add":
             try:
