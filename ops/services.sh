@@ -11,8 +11,9 @@
 #   bash ops/services.sh restart-mysql|restart-kafka [SECONDS]
 #                                 stop one service, keep it down SECONDS (default 0), start it
 #                                 again (outage drills; the chaos tests use them)
-#   bash ops/services.sh accounts make the MySQL accounts (part of up and mysql-up; their rights per
-#                                 table come with `python -m storage.schema --create`, part of up)
+#   bash ops/services.sh accounts make the MySQL accounts (part of up and mysql-up)
+#   bash ops/services.sh tables   the tables, and the accounts' rights on them (part of up:
+#                                 python -m storage.schema --create as the admin account)
 #   bash ops/services.sh kafka-install   resolve the broker's jars only
 #
 # Idempotent: `up` on running services only checks them, and brings the accounts and their rights
@@ -250,6 +251,7 @@ mysql_accounts() {
       "$MODELS_USER:$MODELS_PASSWORD"; do
       for host in "${hosts[@]}"; do
         echo "CREATE USER IF NOT EXISTS '${pair%%:*}'@'$host' IDENTIFIED BY '${pair#*:}';"
+        echo "ALTER USER '${pair%%:*}'@'$host' IDENTIFIED BY '${pair#*:}';"  # the password set here
       done
     done
   } | mysql_root
@@ -258,10 +260,10 @@ mysql_accounts() {
   local quoted=""
   for user in $job_users; do quoted+="${quoted:+,}'$user'"; done
   # Rights on a whole database (an earlier payscore gave the flow's account every row of it).
-  [ -n "$quoted" ] && mysql_root -N -r -e "SELECT User, Host, Db FROM mysql.db WHERE User IN ($quoted)" |
-    while IFS=$'\t' read -r user host db; do
+  [ -n "$quoted" ] && mysql_root -N -r -e "SELECT User, Host, Db, Grant_priv FROM mysql.db WHERE User IN ($quoted)" |
+    while IFS=$'\t' read -r user host db grant; do
+      [ "$grant" = Y ] && printf 'REVOKE GRANT OPTION ON `%s`.* FROM '"'%s'@'%s'"';\n' "$db" "$user" "$host"
       printf 'REVOKE ALL PRIVILEGES ON `%s`.* FROM '"'%s'@'%s'"';\n' "$db" "$user" "$host"
-      printf 'REVOKE GRANT OPTION ON `%s`.* FROM '"'%s'@'%s'"';\n' "$db" "$user" "$host"
     done | mysql_root
   local retire=()
   for user in $RETIRED_USERS; do retire+=(--retire "$user"); done
@@ -314,6 +316,7 @@ case "${1:-}" in
   down) kafka_down; mysql_down ;;
   status) status ;;
   accounts) mysql_accounts ;;
+  tables) tables_up ;;
   restart-mysql) mysql_down; sleep "${2:-0}"; mysql_up ;;
   mysql-down) mysql_down ;;
   mysql-up) mysql_up ;;
@@ -321,5 +324,5 @@ case "${1:-}" in
   kafka-down) kafka_down ;;
   kafka-install) kafka_install ;;
   restart-kafka) kafka_down; sleep "${2:-0}"; kafka_up ;;
-  *) echo "usage: bash ops/services.sh up|down|status|accounts|mysql-down|mysql-up|kafka-down|kafka-up|kafka-install|restart-mysql|restart-kafka [SECONDS]" >&2; exit 2 ;;
+  *) echo "usage: bash ops/services.sh up|down|status|accounts|tables|mysql-down|mysql-up|kafka-down|kafka-up|kafka-install|restart-mysql|restart-kafka [SECONDS]" >&2; exit 2 ;;
 esac
