@@ -334,13 +334,34 @@ def _privileges(value: str | set[str] | None) -> set[str]:
 
 def apply_grants(connection: Connection, database: str, accounts: Accounts) -> list[str]:
     """Give every job account of ``accounts`` exactly its rights on the tables of ``database``
-    (``GRANTS``), and take away any other table right they hold there; run as the admin account.
-    Returns the statements run (none when all is as it should be). Checks the outcome."""
+    (``GRANTS``), and take away any other table right they hold there (at any host); run as the
+    admin account. Returns the statements run (none when all is as it should be). Checks the
+    outcome."""
+    return _converge(connection, database, accounts.wanted(), accounts.job_users)
+
+
+def grant_as(connection: Connection, database: str, role: Role, account: Account) -> list[str]:
+    """Give one more account exactly ``role``'s rights on ``database`` (another flow's account,
+    with a name or a host of its own); run as the admin account."""
+    wanted = {account: {table: rights(table, role) for table in GRANTS}}
+    return _converge(connection, database, wanted, [account.user], only=account)
+
+
+def _converge(
+    connection: Connection,
+    database: str,
+    wanted: Mapping[Account, Mapping[str, Rights]],
+    users: Sequence[str],
+    only: Account | None = None,
+) -> list[str]:
     check_complete()
     _check_database(database)
-    wanted = accounts.wanted()
-    users = accounts.job_users
-    held = held_rights(connection, database, users)
+
+    def mine() -> dict[tuple[Account, str], Held]:
+        found = held_rights(connection, database, users)
+        return {k: v for k, v in found.items() if only is None or k[0] == only}
+
+    held = mine()
     statements = []
     for (account, table), have in sorted(held.items()):
         if table not in GRANTS or account not in wanted:  # a table or host no job has now
@@ -350,7 +371,7 @@ def apply_grants(connection: Connection, database: str, accounts: Accounts) -> l
             statements += plan(database, table, account, held.get((account, table), Held()), want)
     for statement in statements:
         _execute(connection, statement)
-    after = held_rights(connection, database, users)
+    after = mine()
     wrong = [
         f"{account.sql()} on {table}: {_describe(after.get((account, table), Held()))}, "
         f"expected {_describe(_as_held(want))}"

@@ -57,7 +57,7 @@ def run_flow(
     started = time.perf_counter()
     done = subprocess.run(
         ["bash", str(ROOT / "ops" / "run_flow.sh"), str(processes), str(workers), *(extra or [])],
-        env={"FLOW_METRICS": "0"} | env | {"FLOW_BASE_PORT": str(2200 + os.getpid() % 500)},
+        env=env | {"FLOW_BASE_PORT": str(2200 + os.getpid() % 500)},
         capture_output=True,
         text=True,
         timeout=300,

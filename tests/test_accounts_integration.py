@@ -21,10 +21,12 @@ from settings.config import Config
 from storage.accounts import (
     GRANTS,
     ROLES,
+    Account,
     Accounts,
-    Held,
+    Rights,
     Role,
     apply_grants,
+    grant_as,
     held_rights,
     rights,
 )
@@ -277,38 +279,29 @@ def test_the_schema_command_takes_away_what_an_account_should_not_have(
     assert not any(table == "leftover" for _, table in held)
 
 
-def test_a_password_file_account_gets_the_flow_s_rights_like_any_other(
+def test_another_flow_account_gets_the_flow_s_rights_and_no_other(
     admin_engine: Engine, database_config: Config
 ) -> None:
-    """The accounts are named by the settings: another flow account (another name, a password
-    file) gets exactly the flow's rights from the schema command."""
+    """A second flow account (a name or host of its own, e.g. one that logs in with a password
+    file or over TLS) gets exactly the flow's rights; the configured accounts keep theirs."""
     database = make_url(database_config.mysql_url).database
     assert database
     user, password = f"psf_{secrets.token_hex(4)}", secrets.token_hex(16)
     root_sql(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'")
+    accounts = Accounts.of(database_config)
     try:
-        other = Config.from_env(
-            {
-                "PAYSCORE_MYSQL_URL": f"mysql+pymysql://{user}@127.0.0.1:3306/{database}",
-                "PAYSCORE_MYSQL_ACCOUNT_HOSTS": "127.0.0.1",
-            }
-        )
         with admin_engine.begin() as c:
-            apply_grants(c, database, Accounts.of(other))
+            before = held_rights(c, database, accounts.job_users)
+            assert grant_as(c, database, "flow", Account(user, "127.0.0.1"))
             held = held_rights(c, database, [user])
+            assert held_rights(c, database, accounts.job_users) == before
         role: Role = "flow"
-        assert {t for (_, t), h in held.items() if h != Held()} == {
-            t for t in GRANTS if rights(t, role) != rights("review_users", role)
-        }
+        assert {t for (_, t) in held} == {t for t in GRANTS if rights(t, role) != Rights()}
         engine = make_engine(f"mysql+pymysql://{user}:{password}@127.0.0.1:3306/{database}")
         with engine.connect() as c:
             c.execute(text("SELECT COUNT(*) FROM scored_payments"))
             with pytest.raises(Exception, match="1142"):
                 c.execute(text("SELECT COUNT(*) FROM review_users"))
         engine.dispose()
-        with admin_engine.begin() as c:
-            for (account, table), _ in held.items():
-                c.execute(text(f"REVOKE ALL PRIVILEGES ON `{database}`.`{table}` FROM "
-                               f"'{account.user}'@'{account.host}'"))  # fmt: skip
     finally:
-        root_sql(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+        root_sql(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")  # its rights go with it
