@@ -51,8 +51,8 @@ from dataflows.drift_watch import DriftWatch
 from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
-from dataflows.metrics_server import process_id, refuse_bytewax_api, serve_metrics
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter, to_kafka
+from dataflows.metrics_server import process_id, refuse_bytewax_api, serve_metrics
 from dataflows.model_registry import ModelRegistry
 from dataflows.sources import DrainCheck, FlowKafkaSource, LabelsAccountedFor
 from features.calendar import calendar_features

@@ -43,7 +43,7 @@ def test_port_zero_serves_nothing_and_ports_end_at_65535() -> None:
 
 
 def test_bytewax_s_api_server_is_refused() -> None:
-    with pytest.raises(MetricsServerError, match="0.0.0.0.*unset BYTEWAX_DATAFLOW_API_ENABLED"):
+    with pytest.raises(MetricsServerError, match=r"0\.0\.0\.0.*unset BYTEWAX_DATAFLOW_API_ENABLED"):
         refuse_bytewax_api({"BYTEWAX_DATAFLOW_API_ENABLED": "true"})
     refuse_bytewax_api({"BYTEWAX_DATAFLOW_API_ENABLED": "false"})  # Bytewax reads only "true"
     refuse_bytewax_api({})
