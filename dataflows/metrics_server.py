@@ -10,7 +10,8 @@ Bytewax's own API server (``BYTEWAX_DATAFLOW_API_ENABLED=true``) is not used, an
 refuses to start with it: it binds every interface (0.0.0.0) with no setting to say otherwise,
 and writes the flow's graph to ``dataflow.json`` in a folder named by a setting, following a
 link planted there. What it showed besides is left out: its ``/dataflow`` graph
-(``python -m bytewax.visualize dataflows.scoring:flow`` draws it offline) and Bytewax's
+(``PAYSCORE_METRICS_PORT=0 python -m bytewax.visualize
+dataflows.scoring:flow`` draws it offline) and Bytewax's
 per-step series (``bytewax_item_inp_count``, ``bytewax_*_duration_seconds``, kept in Bytewax's
 Rust registry, which only that server reads); the dashboard, the alerts and the health probe
 use neither.

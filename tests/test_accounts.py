@@ -58,6 +58,7 @@ def test_the_issue_s_facts_as_stated() -> None:
         "delivery_error",
     }
     assert all(not rights("model_actions", role).update for role in ROLES)
+    assert not any(r.delete for by_role in GRANTS.values() for r in by_role.values())
 
 
 def test_the_accounts_come_from_the_settings() -> None:
