@@ -22,6 +22,9 @@ deleted. The one exception is the outcome of a verdict's label message, which th
 learns only after the broker answers: it may set ``kafka_partition``, ``kafka_offset`` and
 ``delivery_error`` of a verdict (column rights), and nothing else of it.
 
+The learner's version sink has no account of its own: it runs in the flow's processes, with
+the flow's secrets, and records a version in one transaction with the labels it learned.
+
 ``GRANTS`` is the one statement of the rights: table -> account -> :class:`Rights`. A table of
 :mod:`storage.tables` without a line here stops ``storage.schema --create`` (and fails
 ``tests/test_accounts_integration.py``): a new table gets its line, one for each account that
