@@ -1,12 +1,11 @@
 """The flow's Prometheus metrics, in one place, and what updates them.
 
-Each flow process serves them on Bytewax's API server (``BYTEWAX_DATAFLOW_API_ENABLED``,
-``BYTEWAX_DATAFLOW_API_PORT``; ``ops/run_flow.sh`` gives process ``i`` the port
-``FLOW_METRICS_BASE_PORT + i``, 3030 by default) at ``/metrics``, together with Bytewax's own
-series, among them ``bytewax_kafka_consumer_lag{step_id, topic, partition}``: the messages between
-what a partition reader consumed and the end of the partition (librdkafka statistics, every
-second). A counter ``x`` is exposed as ``x_total``. ``ops/prometheus/alerts.yml`` alerts on
-them and ``ops/grafana/payscore.json`` shows them.
+Each flow process serves them at ``/metrics`` on ``PAYSCORE_METRICS_HOST`` (127.0.0.1) and port
+``PAYSCORE_METRICS_PORT`` + its process id (3030 + i; :mod:`dataflows.metrics_server`),
+together with Bytewax's Kafka consumer lag, ``bytewax_kafka_consumer_lag{step_id, topic,
+partition}``: the messages between what a partition reader consumed and the end of the partition
+(librdkafka statistics, every second). A counter ``x`` is exposed as ``x_total``.
+``ops/prometheus/alerts.yml`` alerts on them and ``ops/grafana/payscore.json`` shows them.
 
 What lands in MySQL is counted after its transaction commits (:func:`stored_payments`), so the
 payment counters equal the rows stored by this process since it started, rows made dead letters

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import zlib
 from collections.abc import Callable
@@ -55,6 +56,7 @@ from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter
+from dataflows.metrics_server import process_id, refuse_bytewax_api, serve_metrics
 from dataflows.model_registry import ModelRegistry
 from dataflows.sources import DrainCheck, FlowKafkaSource, LabelsAccountedFor
 from features.calendar import calendar_features
@@ -83,10 +85,13 @@ LABEL_GROUPS = 16  # keys of the label join (cards hashed into groups); fewer: l
 
 
 def flow() -> Dataflow:
-    """The entry point: reads the configuration from the environment, routes SIGTERM and
-    SIGINT to a graceful stop, and builds the flow."""
+    """The entry point: reads the configuration from the environment, serves this process's
+    metrics (``dataflows/metrics_server.py``), routes SIGTERM and SIGINT to a graceful stop, and
+    builds the flow."""
     config = Config.from_env(os.environ)
     logs.configure(config.log_level, config.log_format)
+    refuse_bytewax_api(os.environ)
+    serve_metrics(config.metrics_host, config.metrics_port, process_id(sys.argv, os.environ))
     stop = threading.Event()
     stopping.install(stop)
     return build(config, stop)

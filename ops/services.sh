@@ -2,28 +2,55 @@
 # Local services for payscore, without Docker: an Apache Kafka broker (KRaft, one node) from Maven
 # Central jars and MariaDB from Debian's packages, both on 127.0.0.1.
 #
-#   bash ops/services.sh up       install what is missing, start both, create the database, user and topics
+#   bash ops/services.sh up       install what is missing, start both, create the database, the
+#                                 accounts, the topics and the tables
 #   bash ops/services.sh down     stop both (data is kept under .services/)
 #   bash ops/services.sh status   say what runs
 #   bash ops/services.sh mysql-down|mysql-up   stop or start MariaDB alone
+#   bash ops/services.sh kafka-down|kafka-up   stop or start the broker alone
 #   bash ops/services.sh restart-mysql|restart-kafka [SECONDS]
 #                                 stop one service, keep it down SECONDS (default 0), start it
 #                                 again (outage drills; the chaos tests use them)
+#   bash ops/services.sh accounts make the MySQL accounts (part of up and mysql-up)
+#   bash ops/services.sh tables   the tables, and the accounts' rights on them (part of up:
+#                                 python -m storage.schema --create as the admin account)
+#   bash ops/services.sh kafka-install   resolve the broker's jars only
 #
-# Idempotent: `up` on running services only checks them. Settings come from the environment with the
-# defaults below (the same defaults the application's config uses).
+# Idempotent: `up` on running services only checks them, and brings the accounts and their rights
+# to what storage/accounts.py states (taking away what an account should no longer have).
+# Settings come from the environment with the defaults below (the same defaults the application's
+# config uses). A second broker (its own state folder and ports, e.g. for a test) is
+#   SERVICES_STATE_DIR=/tmp/b2 SERVICES_KAFKA_PORT=19092 SERVICES_KAFKA_CONTROLLER_PORT=19093 \
+#   SERVICES_KAFKA_SASL_PORT=19094 SERVICES_KAFKA_HEAP=256m bash ops/services.sh kafka-up
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-STATE="$ROOT/.services"
+STATE=${SERVICES_STATE_DIR:-$ROOT/.services}
 KAFKA_HOME="$STATE/kafka"
-KAFKA_PORT=9092
+KAFKA_LIB=${SERVICES_KAFKA_LIB:-$KAFKA_HOME/lib}
+KAFKA_PORT=${SERVICES_KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${SERVICES_KAFKA_CONTROLLER_PORT:-9093}
+KAFKA_SASL_PORT=${SERVICES_KAFKA_SASL_PORT:-9094}
+KAFKA_HEAP=${SERVICES_KAFKA_HEAP:-1G}
+# 1: every listener (clients' and the controller's) takes SASL logins only; no PLAINTEXT port.
+KAFKA_AUTH_ONLY=${SERVICES_KAFKA_AUTH_ONLY:-0}
 MYSQL_PORT=${SERVICES_MYSQL_PORT:-3306}
+MYSQL_SOCKET=${SERVICES_MYSQL_SOCKET:-}  # root's socket; empty: the client's default
 DB_NAME=${SERVICES_MYSQL_DATABASE:-payscore}
-DB_USER=${SERVICES_MYSQL_USER:-payscore}
-DB_PASSWORD=${SERVICES_MYSQL_PASSWORD:-payscore}
+# One account per job (storage/accounts.py states their rights), each at every host of
+# SERVICES_MYSQL_HOSTS. The flow's:
+DB_USER=${SERVICES_MYSQL_USER:-payscore_flow}
+DB_PASSWORD=${SERVICES_MYSQL_PASSWORD:-payscore_flow}
+REVIEW_USER=${SERVICES_MYSQL_REVIEW_USER:-payscore_review}
+REVIEW_PASSWORD=${SERVICES_MYSQL_REVIEW_PASSWORD:-payscore_review}
+MODELS_USER=${SERVICES_MYSQL_MODELS_USER:-payscore_models}
+MODELS_PASSWORD=${SERVICES_MYSQL_MODELS_PASSWORD:-payscore_models}
 ADMIN_USER=${SERVICES_MYSQL_ADMIN_USER:-payscore_admin}
 ADMIN_PASSWORD=${SERVICES_MYSQL_ADMIN_PASSWORD:-payscore_admin}
+MYSQL_HOSTS=${SERVICES_MYSQL_HOSTS:-127.0.0.1,localhost}
+# Accounts an earlier payscore made that no job uses any more: dropped (payscore was the flow's
+# and the review queue's, with every row right on the database).
+RETIRED_USERS=${SERVICES_MYSQL_RETIRED_USERS-payscore}
 PYTHON=${SERVICES_PYTHON:-$ROOT/.venv/bin/python}
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -46,26 +73,76 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # ---------------------------------------------------------------- Kafka
 kafka_install() {
-  if [ -f "$KAFKA_HOME/lib/.complete" ]; then return; fi
+  if [ -f "$KAFKA_LIB/.complete" ]; then return; fi
   command -v java >/dev/null || die "java not found: install a JDK 17 or newer (Debian: apt-get install openjdk-17-jdk-headless)"
   command -v mvn >/dev/null || die "mvn not found: install Maven (Debian: apt-get install maven)"
-  log "resolving the Kafka broker from Maven Central into $KAFKA_HOME/lib"
-  rm -rf "$KAFKA_HOME/lib"
+  log "resolving the Kafka broker from Maven Central into $KAFKA_LIB"
+  rm -rf "$KAFKA_LIB"
   mvn -q -B -U -f "$ROOT/ops/kafka/pom.xml" \
     org.apache.maven.plugins:maven-dependency-plugin:3.11.0:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/lib"
-  touch "$KAFKA_HOME/lib/.complete"
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIB"
+  touch "$KAFKA_LIB/.complete"
 }
 
 kafka_pid() { [ -f "$KAFKA_HOME/kafka.pid" ] && kill -0 "$(cat "$KAFKA_HOME/kafka.pid")" 2>/dev/null && cat "$KAFKA_HOME/kafka.pid"; }
 
+# The port clients bootstrap from: the SASL listener when it is the only one.
+kafka_client_port() { if [ "$KAFKA_AUTH_ONLY" = 1 ]; then echo "$KAFKA_SASL_PORT"; else echo "$KAFKA_PORT"; fi; }
+
+# With SERVICES_KAFKA_AUTH_ONLY=1 the broker's own logins (PLAIN, on the SASL and controller
+# listeners) use one generated admin password, kept in admin.properties (mode 0600): librdkafka
+# settings with which the tools, and whoever adds SCRAM users for the applications, log in.
+kafka_admin_properties() {
+  local file="$KAFKA_HOME/admin.properties"
+  if [ ! -f "$file" ]; then
+    (umask 077 && printf 'security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\nsasl.username=admin\nsasl.password=%s\n' \
+      "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$file")
+  fi
+  echo "$file"
+}
+
+# The broker's configuration: ops/kafka/server.properties, then its listeners for these ports
+# and mode, then its log folder.
+kafka_config() {
+  cat "$ROOT/ops/kafka/server.properties"
+  echo "controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT"
+  echo "controller.listener.names=CONTROLLER"
+  echo "sasl.enabled.mechanisms=SCRAM-SHA-256"
+  echo "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  if [ "$KAFKA_AUTH_ONLY" = 1 ]; then
+    local password login
+    password=$(sed -n 's/^sasl.password=//p' "$(kafka_admin_properties)")
+    login="org.apache.kafka.common.security.plain.PlainLoginModule required username=\"admin\" password=\"$password\" user_admin=\"$password\";"
+    echo "listeners=SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT"
+    echo "advertised.listeners=SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT"
+    echo "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    echo "inter.broker.listener.name=SASL_PLAINTEXT"
+    echo "sasl.mechanism.inter.broker.protocol=PLAIN"
+    echo "sasl.mechanism.controller.protocol=PLAIN"
+    echo "listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-256,PLAIN"
+    echo "listener.name.sasl_plaintext.plain.sasl.jaas.config=$login"
+    echo "listener.name.controller.sasl.enabled.mechanisms=PLAIN"
+    echo "listener.name.controller.plain.sasl.jaas.config=$login"
+  else
+    echo "listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT"
+    echo "advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT"
+    echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    echo "inter.broker.listener.name=PLAINTEXT"
+  fi
+  echo "log.dirs=$KAFKA_HOME/data"
+}
+
 kafka_up() {
-  if kafka_pid >/dev/null && port_open $KAFKA_PORT; then log "kafka already running"; return; fi
-  port_open $KAFKA_PORT && die "127.0.0.1:$KAFKA_PORT is taken by a process this script did not start"
+  local port
+  port=$(kafka_client_port)
+  if kafka_pid >/dev/null && port_open "$port"; then log "kafka already running"; return; fi
+  for p in "$port" "$KAFKA_CONTROLLER_PORT"; do
+    port_open "$p" && die "127.0.0.1:$p is taken by a process this script did not start"
+  done
   kafka_install
   mkdir -p "$KAFKA_HOME/data" "$KAFKA_HOME/logs"
-  { cat "$ROOT/ops/kafka/server.properties"; echo "log.dirs=$KAFKA_HOME/data"; } > "$KAFKA_HOME/server.properties"
-  local cp="$KAFKA_HOME/lib/*"
+  (umask 077 && kafka_config >"$KAFKA_HOME/server.properties")  # may hold the admin password
+  local cp="$KAFKA_LIB/*"
   if [ ! -f "$KAFKA_HOME/data/meta.properties" ]; then
     local cluster_id
     cluster_id=$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
@@ -74,16 +151,16 @@ kafka_up() {
       -c "$KAFKA_HOME/server.properties" >"$KAFKA_HOME/logs/format.log" 2>&1 \
       || { cat "$KAFKA_HOME/logs/format.log" >&2; die "formatting the Kafka log folder failed"; }
   fi
-  log "starting kafka"
-  setsid nohup java -Xms1G -Xmx1G -XX:+UseG1GC \
+  log "starting kafka$([ "$KAFKA_AUTH_ONLY" = 1 ] && echo ' (SASL logins only)')"
+  setsid nohup java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC \
     -Dlog4j2.configurationFile="$ROOT/ops/kafka/log4j2.properties" \
     -Dkafka.logs.dir="$KAFKA_HOME/logs" \
     -cp "$cp" kafka.Kafka "$KAFKA_HOME/server.properties" \
     >"$KAFKA_HOME/logs/stdout.log" 2>&1 &
   echo $! >"$KAFKA_HOME/kafka.pid"
   # The client port opens only once the broker can serve.
-  wait_for_port $KAFKA_PORT kafka 120 "$KAFKA_HOME/logs/server.log"
-  log "kafka ready on 127.0.0.1:$KAFKA_PORT"
+  wait_for_port "$port" kafka 120 "$KAFKA_HOME/logs/server.log"
+  log "kafka ready on 127.0.0.1:$port"
 }
 
 kafka_down() {
@@ -105,7 +182,7 @@ mysql_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server mariadb-client >/dev/null
 }
 
-mysql_root() { as_root mariadb --protocol=socket -uroot "$@"; }
+mysql_root() { as_root mariadb --protocol=socket ${MYSQL_SOCKET:+--socket="$MYSQL_SOCKET"} -uroot "$@"; }
 
 # A throwaway CA and a server certificate for 127.0.0.1, so that clients can use (and the tests
 # check) TLS with a verified server; real deployments bring their own. They live outside the
@@ -147,22 +224,61 @@ mysql_up() {
     wait_for_port "$MYSQL_PORT" mariadb 60 /var/log/mysql/error.log
     for _ in $(seq 1 60); do mysql_root -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
   fi
-  # Two accounts: the admin creates and alters tables (storage.schema --create, the tests'
-  # databases payscore_*); the flow's user only reads and writes rows.
-  mysql_root <<SQL
-CREATE DATABASE IF NOT EXISTS \`$DB_NAME\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
-CREATE USER IF NOT EXISTS '$ADMIN_USER'@'127.0.0.1' IDENTIFIED BY '$ADMIN_PASSWORD';
-CREATE USER IF NOT EXISTS '$ADMIN_USER'@'localhost' IDENTIFIED BY '$ADMIN_PASSWORD';
-GRANT ALL PRIVILEGES ON \`$DB_NAME\`.* TO '$ADMIN_USER'@'127.0.0.1', '$ADMIN_USER'@'localhost';
-GRANT ALL PRIVILEGES ON \`payscore\\_%\`.* TO '$ADMIN_USER'@'127.0.0.1', '$ADMIN_USER'@'localhost';
-CREATE USER IF NOT EXISTS '$DB_USER'@'127.0.0.1' IDENTIFIED BY '$DB_PASSWORD';
-CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASSWORD';
-REVOKE ALL PRIVILEGES, GRANT OPTION FROM '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
-GRANT SELECT, INSERT, UPDATE, DELETE ON \`$DB_NAME\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
-GRANT SELECT, INSERT, UPDATE, DELETE ON \`payscore\\_%\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
-FLUSH PRIVILEGES;
-SQL
-  log "mariadb ready on 127.0.0.1:$MYSQL_PORT (database $DB_NAME; flow user $DB_USER, admin $ADMIN_USER)"
+  mysql_accounts
+}
+
+# The application's settings for these services' accounts (no passwords: the names and hosts
+# are what storage.accounts needs).
+export_account_settings() {
+  export PAYSCORE_MYSQL_URL="mysql+pymysql://$DB_USER@127.0.0.1:$MYSQL_PORT/$DB_NAME"
+  export PAYSCORE_REVIEW_MYSQL_URL="mysql+pymysql://$REVIEW_USER@127.0.0.1:$MYSQL_PORT/$DB_NAME"
+  export PAYSCORE_MODELS_MYSQL_URL="mysql+pymysql://$MODELS_USER@127.0.0.1:$MYSQL_PORT/$DB_NAME"
+  export PAYSCORE_MYSQL_ADMIN_URL="mysql+pymysql://$ADMIN_USER@127.0.0.1:$MYSQL_PORT/$DB_NAME"
+  export PAYSCORE_MYSQL_ACCOUNT_HOSTS="$MYSQL_HOSTS"
+}
+
+# The database, one account per job at every host, and their rights: the admin owns the payscore
+# databases (with the grant option: the schema command grants the job accounts their rights per
+# table, storage/accounts.py); a job account has no right on a whole database or the server;
+# retired accounts are dropped. Run again, it takes away what an account should no longer have.
+mysql_accounts() {
+  [ -x "$PYTHON" ] || die "$PYTHON not found: run 'bash ops/bootstrap.sh' first to create the virtualenv"
+  local hosts user host
+  IFS=, read -r -a hosts <<<"$MYSQL_HOSTS"
+  {
+    echo "CREATE DATABASE IF NOT EXISTS \`$DB_NAME\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
+    for pair in "$ADMIN_USER:$ADMIN_PASSWORD" "$DB_USER:$DB_PASSWORD" "$REVIEW_USER:$REVIEW_PASSWORD" \
+      "$MODELS_USER:$MODELS_PASSWORD"; do
+      for host in "${hosts[@]}"; do
+        echo "CREATE USER IF NOT EXISTS '${pair%%:*}'@'$host' IDENTIFIED BY '${pair#*:}';"
+        echo "ALTER USER '${pair%%:*}'@'$host' IDENTIFIED BY '${pair#*:}';"  # the password set here
+      done
+    done
+  } | mysql_root
+  local job_users
+  job_users=$(export_account_settings && cd "$ROOT" && "$PYTHON" -m storage.accounts --job-users)
+  local quoted=""
+  for user in $job_users; do quoted+="${quoted:+,}'$user'"; done
+  # Rights on a whole database (an earlier payscore gave the flow's account every row of it).
+  [ -n "$quoted" ] && mysql_root -N -r -e "SELECT User, Host, Db, Grant_priv FROM mysql.db WHERE User IN ($quoted)" |
+    while IFS=$'\t' read -r user host db grant; do
+      [ "$grant" = Y ] && printf 'REVOKE GRANT OPTION ON `%s`.* FROM '"'%s'@'%s'"';\n' "$db" "$user" "$host"
+      printf 'REVOKE ALL PRIVILEGES ON `%s`.* FROM '"'%s'@'%s'"';\n' "$db" "$user" "$host"
+    done | mysql_root
+  local retire=()
+  for user in $RETIRED_USERS; do retire+=(--retire "$user"); done
+  (export_account_settings && cd "$ROOT" && "$PYTHON" -m storage.accounts "${retire[@]}") | mysql_root
+  log "mariadb ready on 127.0.0.1:$MYSQL_PORT (database $DB_NAME; accounts: flow $DB_USER, review $REVIEW_USER, models $MODELS_USER, admin $ADMIN_USER)"
+}
+
+# The tables, and the job accounts' rights on them (as the admin account).
+tables_up() {
+  (
+    export_account_settings
+    export PAYSCORE_MYSQL_ADMIN_URL="mysql+pymysql://$ADMIN_USER:$ADMIN_PASSWORD@127.0.0.1:$MYSQL_PORT/$DB_NAME"
+    unset PAYSCORE_MYSQL_ADMIN_PASSWORD_FILE
+    cd "$ROOT" && "$PYTHON" -m storage.schema --create
+  )
 }
 
 mysql_down() {
@@ -177,21 +293,36 @@ mysql_down() {
 # ---------------------------------------------------------------- topics
 topics_up() {
   [ -x "$PYTHON" ] || die "$PYTHON not found: run 'bash ops/bootstrap.sh' first to create the virtualenv"
-  (cd "$ROOT" && "$PYTHON" ops/create_topics.py)
+  (
+    export PAYSCORE_KAFKA_BROKERS="127.0.0.1:$(kafka_client_port)"
+    if [ "$KAFKA_AUTH_ONLY" = 1 ]; then export PAYSCORE_KAFKA_CONFIG_FILE="$KAFKA_HOME/admin.properties"; fi
+    cd "$ROOT" && "$PYTHON" ops/create_topics.py
+  )
 }
 
 status() {
-  if kafka_pid >/dev/null && port_open $KAFKA_PORT; then echo "kafka: running (pid $(kafka_pid), 127.0.0.1:$KAFKA_PORT)"; else echo "kafka: stopped"; fi
+  local port
+  port=$(kafka_client_port)
+  if kafka_pid >/dev/null && port_open "$port"; then
+    echo "kafka: running (pid $(kafka_pid), 127.0.0.1:$port$([ "$KAFKA_AUTH_ONLY" = 1 ] && echo ', SASL logins only'))"
+  else
+    echo "kafka: stopped"
+  fi
   if port_open "$MYSQL_PORT"; then echo "mariadb: running (127.0.0.1:$MYSQL_PORT)"; else echo "mariadb: stopped"; fi
 }
 
 case "${1:-}" in
-  up) mysql_up; kafka_up; topics_up ;;
+  up) mysql_up; kafka_up; topics_up; tables_up ;;
   down) kafka_down; mysql_down ;;
   status) status ;;
+  accounts) mysql_accounts ;;
+  tables) tables_up ;;
   restart-mysql) mysql_down; sleep "${2:-0}"; mysql_up ;;
   mysql-down) mysql_down ;;
   mysql-up) mysql_up ;;
+  kafka-up) kafka_up ;;
+  kafka-down) kafka_down ;;
+  kafka-install) kafka_install ;;
   restart-kafka) kafka_down; sleep "${2:-0}"; kafka_up ;;
-  *) echo "usage: bash ops/services.sh up|down|status|mysql-down|mysql-up|restart-mysql|restart-kafka [SECONDS]" >&2; exit 2 ;;
+  *) echo "usage: bash ops/services.sh up|down|status|accounts|tables|mysql-down|mysql-up|kafka-down|kafka-up|kafka-install|restart-mysql|restart-kafka [SECONDS]" >&2; exit 2 ;;
 esac

@@ -10,8 +10,9 @@ is never a command-line argument (those show in process listings and shell histo
 its role and password, and ends every session the user has (:mod:`review.sessions`). ``unlock``
 ends the lock of a name, or of a client address, that failed sign-ins started
 (:mod:`review.throttle`); it is audited in ``review_login_audit``. Users are rows of
-``review_users`` in the flow's database (``PAYSCORE_MYSQL_URL``); the password is stored as a
-salted scrypt hash.
+``review_users`` in the flow's database, managed as the admin account
+(``PAYSCORE_MYSQL_ADMIN_URL``): neither the flow's nor the review queue's account may add or
+change one. The password is stored as a salted scrypt hash.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from settings.config import Config
     from storage.engine import make_engine
 
-    engine = make_engine(Config.from_env(os.environ).mysql_dsn, pool_size=1)
+    engine = make_engine(Config.from_env(os.environ).mysql_admin_dsn, pool_size=1)
     try:
         if args.command == "add":
             try:

@@ -13,9 +13,13 @@ Two ways to write a batch, with the same effect:
   ``IGNORE`` never hides bad data. About twice as fast as ``insert`` here (see
   ``benchmarks/bench_sink.py``). The server must allow ``local_infile`` (MariaDB's default; on
   MySQL 8 start it with ``--local-infile=1``).
-- ``insert``: ``INSERT ... ON DUPLICATE KEY UPDATE <key> = <key>`` with PyMySQL's multi-row
-  ``executemany``. It needs no ``local_infile``: choose it where the client must not grant the
-  server file reads (see :mod:`storage.engine`).
+- ``insert``: ``INSERT IGNORE`` of many rows a statement, with the same check of warnings as
+  ``load``. It needs no ``local_infile``: choose it where the client must not grant the server
+  file reads (see :mod:`storage.engine`).
+
+Both need only the right to insert rows: an upsert (``ON DUPLICATE KEY UPDATE``) would need the
+right to update every column it inserts (MariaDB's rule), and the flow's account may not change
+a stored dead letter or payment (``storage/accounts.py``).
 
 **What MySQL cannot take.** A batch that fails because the server is unavailable is retried as
 a whole, for up to ``patience`` seconds (:func:`storage.engine.retry_transient`). A batch that
@@ -87,10 +91,29 @@ def refused_by_mysql(exc: BaseException) -> bool:
     return isinstance(exc, SinkWriteError) or is_row_error(exc)
 
 
-def first_write_wins(table: Table) -> Insert:
-    """``INSERT`` into ``table`` that leaves an existing row with the same primary key untouched."""
-    key = table.primary_key.columns.values()[0]
-    return insert(table).on_duplicate_key_update({key.name: key})
+def first_write_wins(table: Table, rows: Sequence[Row]) -> Insert:
+    """One ``INSERT IGNORE`` of ``rows`` into ``table``: a row whose primary key is stored
+    already is skipped (warning 1062); any other warning means a row was stored altered."""
+    return insert(table).prefix_with("IGNORE").values(list(rows))
+
+
+# Rows of one INSERT statement: at most this many, and about this many bytes of values (well
+# below max_allowed_packet, 16 MiB on MariaDB and 64 MiB on MySQL 8, whatever the rows hold).
+INSERT_ROWS, INSERT_BYTES = 1000, 1 << 20
+
+
+def statement_chunks(items: Sequence[Row]) -> list[Sequence[Row]]:
+    """``items`` cut into the rows of successive statements, each at least one row."""
+    chunks, start, size = [], 0, 0
+    for i, row in enumerate(items):
+        row_size = sum(len(v) for v in row.values() if isinstance(v, str | bytes)) + 64
+        if i > start and (i - start >= INSERT_ROWS or size + row_size > INSERT_BYTES):
+            chunks.append(items[start:i])
+            start, size = i, 0
+        size += row_size
+    if start < len(items):
+        chunks.append(items[start:])
+    return chunks
 
 
 def load_data_statement(table: Table, columns: Sequence[str], path: str) -> str:
@@ -211,7 +234,6 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
         self._table = table
         self._writing = writing
         self._publish = publish
-        self._statement = first_write_wins(table)
         self._max_packet: int | None = None
 
     def write_batch(self, items: list[Row]) -> None:
@@ -297,23 +319,34 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
             self._publish(letters)
 
     def _insert(self, items: list[Row]) -> int:
-        """Insert; how many rows may have been skipped as stored already (all of them: with
-        the FOUND_ROWS flag SQLAlchemy sets, MySQL counts a skipped row as affected). A row
+        """Insert (``INSERT IGNORE``); the number of rows skipped as stored already. A row
         whose bytes an INSERT cannot carry is refused before it is sent (the server would
         drop the connection, which reads as an outage)."""
+        skipped = 0
         with self._engine.begin() as connection:
             if self._max_packet is None:
                 self._max_packet = int(
                     connection.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one()
                 )
-            size = sum(_bytes_in(row) for row in items)
-            if 2 * size + 65_536 > self._max_packet:
-                raise SinkWriteError(
-                    f"{len(items)} rows with {size:,} bytes of binary values are more than an "
-                    f"INSERT may carry (max_allowed_packet {self._max_packet:,})"
-                )
-            connection.execute(self._statement, items)
-        return len(items)
+            for chunk in statement_chunks(items):
+                size = sum(_bytes_in(row) for row in chunk)
+                if 2 * size + 65_536 > self._max_packet:
+                    raise SinkWriteError(
+                        f"{len(chunk)} rows with {size:,} bytes of binary values are more than "
+                        f"an INSERT may carry (max_allowed_packet {self._max_packet:,})"
+                    )
+                inserted = connection.execute(first_write_wins(self._table, chunk)).rowcount
+                warnings = connection.exec_driver_sql("SHOW COUNT(*) WARNINGS").scalar_one()
+                if warnings > len(chunk) - inserted:
+                    # More warnings than skipped duplicates: something was stored altered.
+                    shown = connection.exec_driver_sql("SHOW WARNINGS").all()
+                    problems = [w for w in shown if w[1] != DUPLICATE_KEY][:5]
+                    raise SinkWriteError(
+                        f"MySQL refused a batch of {len(items)} rows for {self._table.name}: "
+                        + "; ".join(f"{code} {message}" for _, code, message in problems)
+                    )
+                skipped += len(chunk) - inserted
+        return skipped
 
     def _load(self, items: list[Row]) -> int:
         """Bulk-load; the number of rows skipped as stored already."""

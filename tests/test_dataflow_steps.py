@@ -70,6 +70,48 @@ def test_the_mysql_password_comes_from_a_file_and_never_twice(tmp_path: Path) ->
         _ = missing.mysql_dsn
 
 
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("REVIEW_MYSQL", "review_mysql_dsn"),
+        ("MODELS_MYSQL", "models_mysql_dsn"),
+        ("MYSQL_ADMIN", "mysql_admin_dsn"),
+    ],
+)
+def test_every_account_s_password_may_come_from_a_file(
+    tmp_path: Path, name: str, field: str
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("an0ther\n")
+    base = "mysql+pymysql://someone@db:3306/payscore"
+    config = Config.from_env(
+        {f"PAYSCORE_{name}_URL": base, f"PAYSCORE_{name}_PASSWORD_FILE": str(secret)}
+    )
+    assert make_url(getattr(config, field)).password == "an0ther"
+    twice = Config.from_env({f"PAYSCORE_{name}_PASSWORD_FILE": str(secret)})
+    with pytest.raises(ValueError, match=f"PAYSCORE_{name}_PASSWORD_FILE is set and "
+                       f"PAYSCORE_{name}_URL carries a password too"):  # fmt: skip
+        _ = getattr(twice, field)
+
+
+def test_each_job_has_its_own_account_and_a_database_moves_them_all() -> None:
+    config = Config.from_env({})
+    users = {
+        make_url(u).username
+        for u in (
+            config.mysql_url, config.review_mysql_url, config.models_mysql_url,
+            config.mysql_admin_url,
+        )
+    }  # fmt: skip
+    assert users == {"payscore_flow", "payscore_review", "payscore_models", "payscore_admin"}
+    moved = config.on_database("payscore_test_x")
+    for dsn in (
+        moved.mysql_dsn, moved.review_mysql_dsn, moved.models_mysql_dsn, moved.mysql_admin_dsn
+    ):  # fmt: skip
+        assert make_url(dsn).database == "payscore_test_x"
+        assert make_url(dsn).password  # the default URLs' passwords are kept
+
+
 def test_kafka_settings_from_a_file_reach_every_client(tmp_path: Path) -> None:
     settings = tmp_path / "kafka.properties"
     settings.write_text(

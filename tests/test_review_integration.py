@@ -93,11 +93,15 @@ def test_the_queue_reads_its_index_in_order(engine: Engine) -> None:
 
 
 def test_a_viewer_reads_but_has_no_verdict_form_and_a_verdict_post_is_refused(
-    engine: Engine, topics: dict[str, str], models: Path
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
 ) -> None:
     store(engine, [payment_row("tx-1", 0.7)])
-    add_users(engine)
-    client = signed_in(app_for(engine, topics["labels_topic"], models), "victor")
+    add_users(admin_engine)
+    client = signed_in(app_for(review_engine, topics["labels_topic"], models), "victor")
     assert "tx-1" in client.get("/queue").text
     page = client.get("/payments/tx-1")
     assert page.status_code == 200
@@ -107,17 +111,21 @@ def test_a_viewer_reads_but_has_no_verdict_form_and_a_verdict_post_is_refused(
     )
     assert refused.status_code == 403
     assert "victor is a viewer" in refused.text
-    with engine.connect() as c:
+    with review_engine.connect() as c:
         assert c.execute(select(review_verdicts)).all() == []
     assert read_topic(topics["labels_topic"], 1, timeout=3) == []
 
 
 def test_a_post_without_the_sessions_csrf_token_is_refused(
-    engine: Engine, topics: dict[str, str], models: Path
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
 ) -> None:
     store(engine, [payment_row("tx-1", 0.7)])
-    add_users(engine)
-    app = app_for(engine, topics["labels_topic"], models)
+    add_users(admin_engine)
+    app = app_for(review_engine, topics["labels_topic"], models)
     client = signed_in(app, "alice")
     page = client.get("/payments/tx-1")
     assert 'id="verdict-form"' in page.text
@@ -129,16 +137,20 @@ def test_a_post_without_the_sessions_csrf_token_is_refused(
     stranger = TestClient(app)
     login = stranger.post("/login", data={"name": "alice", "password": PASSWORD})
     assert login.status_code == 403
-    with engine.connect() as c:
+    with review_engine.connect() as c:
         assert c.execute(select(review_verdicts)).all() == []
     assert read_topic(topics["labels_topic"], 1, timeout=3) == []
 
 
 def test_a_wrong_password_signs_nobody_in(
-    engine: Engine, topics: dict[str, str], models: Path
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
 ) -> None:
-    add_users(engine)
-    client = TestClient(app_for(engine, topics["labels_topic"], models))
+    add_users(admin_engine)
+    client = TestClient(app_for(review_engine, topics["labels_topic"], models))
     login = client.get("/login")
     response = client.post(
         "/login", data={"name": "alice", "password": "wrong one!", "csrf_token": token(login.text)}
@@ -148,7 +160,11 @@ def test_a_wrong_password_signs_nobody_in(
 
 
 def test_a_verdict_is_one_label_message_with_the_analyst_and_an_audit_row(
-    engine: Engine, topics: dict[str, str], models: Path
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
 ) -> None:
     version = artifact.list_versions(models)[-1]
     missing = "v00042"  # a version neither on disk nor in model_versions
@@ -156,8 +172,8 @@ def test_a_verdict_is_one_label_message_with_the_analyst_and_an_audit_row(
         engine,
         [payment_row("tx-1", 0.7, version=version), payment_row("tx-2", 0.6, version=missing)],
     )
-    add_users(engine)
-    client = signed_in(app_for(engine, topics["labels_topic"], models), "alice")
+    add_users(admin_engine)
+    client = signed_in(app_for(review_engine, topics["labels_topic"], models), "alice")
     page = client.get("/payments/tx-1")
     assert 'id="contributions"' in page.text  # recomputed with the version that scored it
     given = client.post(
@@ -173,7 +189,7 @@ def test_a_verdict_is_one_label_message_with_the_analyst_and_an_audit_row(
     assert (label.transaction_id, label.card_id, label.is_fraud) == ("tx-1", "card-1", True)
     assert (label.analyst, label.note) == ("alice", "card holder denies it")
     assert messages[0].key() == b"card-1"
-    with engine.connect() as c:
+    with review_engine.connect() as c:
         (audit,) = c.execute(select(review_verdicts)).all()
     assert (audit.analyst, audit.is_fraud, audit.model_decision) == ("alice", True, "review")
     assert audit.model_probability == 0.7
@@ -191,11 +207,15 @@ def test_a_verdict_is_one_label_message_with_the_analyst_and_an_audit_row(
 
 
 def test_a_verdict_given_twice_or_replayed_is_learned_once(
-    engine: Engine, topics: dict[str, str], models: Path
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
 ) -> None:
     store(engine, [payment_row("tx-1", 0.7)])
-    add_users(engine)
-    client = signed_in(app_for(engine, topics["labels_topic"], models), "alice")
+    add_users(admin_engine)
+    client = signed_in(app_for(review_engine, topics["labels_topic"], models), "alice")
     for note in ("first look", "second look"):
         page = client.get("/payments/tx-1")
         response = client.post(
@@ -218,7 +238,7 @@ def test_a_verdict_given_twice_or_replayed_is_learned_once(
     assert again.replayed == 1
     assert len(again.learnable) == 1
     assert again.rejected == []
-    with engine.connect() as c:
+    with review_engine.connect() as c:
         ledger = c.execute(
             select(fraud_labels.c.status, fraud_labels.c.analyst).order_by(
                 fraud_labels.c.kafka_partition, fraud_labels.c.kafka_offset

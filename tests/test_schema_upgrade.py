@@ -13,8 +13,10 @@ from sqlalchemy import Engine, insert, inspect, text
 from sqlalchemy.engine import make_url
 
 from settings.config import Config
+from storage.accounts import Accounts
 from storage.schema import create_schema
 from storage.tables import review_verdicts
+from tests.conftest import BASE
 
 pytestmark = pytest.mark.integration
 
@@ -29,8 +31,8 @@ def test_an_older_database_gets_the_review_indexes_and_the_analyst_column(
     before = {i["name"] for i in inspect(admin_engine).get_indexes("scored_payments")}
     assert "ix_scored_payments_queue" not in before
 
-    create_schema(admin_engine)
-    create_schema(admin_engine)  # a second run changes nothing and does not fail
+    create_schema(admin_engine, Accounts.of(BASE))
+    create_schema(admin_engine, Accounts.of(BASE))  # a second run changes nothing and does not fail
 
     inspector = inspect(admin_engine)
     indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("scored_payments")}

@@ -258,7 +258,7 @@ def test_the_flows_registry_watches_without_waiting_for_payments() -> None:
 
 @pytest.mark.integration
 def test_rolling_back_to_an_online_version_is_a_lineage_that_loads_and_learns_on(
-    engine, tmp_path: Path
+    engine, models_engine, tmp_path: Path
 ) -> None:
     """``python -m model_state.shadow promote`` of an online version (a delta on its root): the
     new lineage loads from MySQL (as every process's registry finds it) and from the model
@@ -278,7 +278,9 @@ def test_rolling_back_to_an_online_version_is_a_lineage_that_loads_and_learns_on
     later = published(artifact.load(folder, key=TEST_KEY), labels=80)  # v00001.000002
     record(engine, artifact.ModelArtifact(None, sign(later.metadata, TEST_KEY), later.payload), "-")
 
-    made = promote(engine, folder, "v00001.000001", key=TEST_KEY, by="test", note="rollback")
+    made = promote(  # as python -m model_state.shadow promote does
+        models_engine, folder, "v00001.000001", key=TEST_KEY, by="test", note="rollback"
+    )
     assert made.version == "v00002"
     from_mysql = NewerVersionsInMySQL("unused", engine, key=TEST_KEY)("v00001.000002")
     from_disk = artifact.load(folder, key=TEST_KEY)

@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         sub.add_argument("--note", default=None)
     args = parser.parse_args(argv)
     config = Config.from_env(os.environ)
-    engine = make_engine(config.mysql_dsn)
+    engine = make_engine(config.models_mysql_dsn)
     try:
         run(args, config, engine)
     finally:
