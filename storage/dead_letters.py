@@ -16,7 +16,12 @@ each row and in the caller's transaction, until one is stored:
 Every level is queryable by (topic, partition, offset). Only a server that refuses even the
 third (a missing table, no privilege: the deployment's to fix) raises
 :class:`UnstorableLetterError`, and the flow stops without losing the message. First write
-wins, as everywhere: a replayed letter changes nothing.
+wins, as everywhere: a replayed letter changes nothing. Each try is a plain ``INSERT``, and a
+letter whose position is stored already (MySQL's duplicate-key error, which undoes only that
+statement) counts as stored. Neither ``INSERT IGNORE`` (strict mode then stores a value too
+long cut, with a warning, instead of refusing it) nor an upsert (``ON DUPLICATE KEY UPDATE``
+needs the right to update every column it inserts, on MariaDB) would do: the flow's account
+may add dead letters, never change one (``storage/accounts.py``).
 """
 
 from __future__ import annotations
@@ -24,11 +29,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection
-from sqlalchemy.dialects.mysql import insert
+from sqlalchemy import Connection, insert
 
 from features.bounded import bounded
-from storage.engine import describe, is_row_error
+from storage.engine import DUPLICATE_KEY, describe, error_code, is_row_error
 from storage.tables import dead_letters
 
 Row = Mapping[str, Any]
@@ -37,7 +41,7 @@ _ROW_OVERHEAD = 64 * 1024
 BARE_REASON = (
     "dead letter kept without its bytes and its reason: MySQL refused both (see the flow's log)"
 )
-_INSERT = insert(dead_letters).on_duplicate_key_update(topic=dead_letters.c.topic)
+_INSERT = insert(dead_letters)
 
 
 class UnstorableLetterError(RuntimeError):
@@ -72,7 +76,8 @@ def payload_bytes(row: Row) -> int:
 
 def store_letters(connection: Connection, rows: Sequence[Row]) -> list[dict[str, Any]]:
     """Store each dead-letter row in ``connection``'s transaction, in the first form MySQL takes
-    (see the module docstring); the rows as stored. Raises only for a server that takes none."""
+    (see the module docstring); the rows as stored (as tried, for one stored before). Raises
+    only for a server that takes none."""
     if not rows:
         return []
     packet = int(connection.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one())
@@ -102,6 +107,8 @@ def _first_taken(connection: Connection, tries: list[dict[str, Any]], row: Row) 
             connection.execute(_INSERT, attempt)
             return attempt
         except Exception as exc:
+            if error_code(exc) == DUPLICATE_KEY:  # stored before (a replay): first write wins
+                return attempt
             if not is_row_error(exc):
                 raise
             problems.append(describe(exc))

@@ -64,6 +64,8 @@ UNAVAILABLE = {
     4031,  # disconnected by the server for inactivity
 }  # fmt: skip
 TRANSIENT = {DEADLOCK, LOCK_WAIT_TIMEOUT} | UNAVAILABLE
+# A row with this primary key is stored already (an error for INSERT, a warning for IGNORE).
+DUPLICATE_KEY = 1062
 # MySQL refuses the data of a row, not the statement: too long, out of range, a bad date, ...
 ROW_ERRORS = {1048, 1153, 1263, 1264, 1265, 1292, 1300, 1366, 1367, 1406, 1411, 1690, 3140, 4025}
 

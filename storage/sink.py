@@ -59,6 +59,7 @@ from features.bounded import bounded
 from storage.dead_letters import store_letters, without_raw_bytes
 from storage.engine import (
     DEFAULT_PATIENCE_SECONDS,
+    DUPLICATE_KEY,
     describe,
     is_row_error,
     make_engine,
@@ -75,7 +76,6 @@ Conflicts = Callable[[Connection, Sequence[Row]], Sequence[tuple[Row, str]]]
 # Hands dead-letter rows on (to the dead-letter topic); raises if it cannot.
 Publish = Callable[[Sequence[Row]], None]
 
-DUPLICATE_KEY = 1062
 log = logging.getLogger(__name__)
 _TMP_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})

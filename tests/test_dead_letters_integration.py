@@ -35,7 +35,7 @@ from dataflows.messages import DeadLetter, MessageDecoder
 from features.bounded import TEXT_CHARS
 from features.contract import LabelDecoder, PaymentDecoder
 from settings.config import Config
-from storage.dead_letters import BARE_REASON
+from storage.dead_letters import BARE_REASON, store_letters
 from storage.rows import dead_letter_row
 from storage.tables import dead_letters
 from test_data.hostile import valid_payment
@@ -296,3 +296,33 @@ def test_a_letter_mysql_refuses_whole_is_kept_without_its_bytes_and_then_bare(
     )
     assert bytes(stored[1].raw_value) == rows[1]["raw_value"]  # LOAD DATA takes 18 MB rows
     assert bytes(stored[2].raw_value) == rows[2]["raw_value"]
+
+
+def test_a_letter_stored_again_as_the_flow_keeps_the_first_and_changes_nothing(
+    engine: Engine,
+) -> None:
+    """A replay makes the same letter again (the settlement of a reused id, a refused row): the
+    flow's account, which may add dead letters but never change one, stores it without error,
+    and the first stays as it was, in every form the path tries."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    first = {
+        "topic": SOURCE,
+        "kafka_partition": 3,
+        "kafka_offset": 2 * 10**12,
+        "message_key": b"card-1",
+        "raw_value": b'{"transaction_id": "tx-1"}',
+        "error": "the first reason",
+        "received_at": None,
+        "dead_lettered_at": now,
+    }
+    refused_whole = {**first, "error": "x" * 70_000}  # MySQL refuses it: tried without bytes
+    for letters in ([first], [first], [{**first, "error": "a later reason"}], [refused_whole]):
+        with engine.begin() as c:
+            assert store_letters(c, letters) != []
+    with engine.connect() as c:
+        stored = c.execute(
+            select(dead_letters).where(dead_letters.c.kafka_offset == 2 * 10**12)
+        ).all()
+    assert [(r.error, bytes(r.raw_value)) for r in stored] == [
+        ("the first reason", first["raw_value"])
+    ]
