@@ -9,27 +9,42 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.dialects.mysql import insert as upsert
 
 from review.throttle import Count, Kind
+from storage.engine import ConcurrentChangeError
 from storage.tables import review_login_audit, review_login_limits
 
 SUCCESS, FAILURE, REFUSED, LOCKOUT, UNLOCK = "success", "failure", "refused", "lockout", "unlock"
 
 
 def hold(c: Connection, kind: Kind, subject: str) -> Count:
-    """The count of ``(kind, subject)``, its row created if missing and locked till commit."""
+    """The count of ``(kind, subject)``, its row created if missing and locked till commit.
+
+    The row is locked exclusively at once (``SELECT ... FOR UPDATE``): an ``INSERT IGNORE``
+    of an existing row would take a shared lock that two attempts then both try to raise (a
+    deadlock every time). Only a missing row is added (``INSERT IGNORE``, then locked): two
+    attempts that both find it missing may deadlock once, and the loser's transaction runs
+    again (:func:`review.signin.attempt`) and finds it. No upsert: ``ON DUPLICATE KEY UPDATE``
+    needs the right to update every column it inserts (MariaDB), the key columns included,
+    which the review account has not (``storage/accounts.py``)."""
+    found = _locked(c, kind, subject)
+    if found is None:
+        rl = review_login_limits
+        c.execute(insert(rl).prefix_with("IGNORE").values(kind=kind, subject=subject, failures=0))
+        found = _locked(c, kind, subject)
+    if found is None:  # deleted meanwhile (by the admin): the attempt runs again
+        raise ConcurrentChangeError(f"the sign-in limit of {kind} {subject!r} vanished")
+    return found
+
+
+def _locked(c: Connection, kind: Kind, subject: str) -> Count | None:
     rl = review_login_limits
-    statement = upsert(rl).values(kind=kind, subject=subject, failures=0)
-    # A write, so that the existing row is locked exclusively at once (INSERT IGNORE would take
-    # a shared lock that two attempts then both try to raise: a deadlock).
-    c.execute(statement.on_duplicate_key_update(failures=rl.c.failures))
     row = c.execute(
         select(rl.c.failures, rl.c.last_failure_at, rl.c.locked_until)
         .where(rl.c.kind == kind, rl.c.subject == subject)
         .with_for_update()
-    ).one()
-    return Count(row.failures, row.last_failure_at, row.locked_until)
+    ).first()
+    return None if row is None else Count(row.failures, row.last_failure_at, row.locked_until)
 
 
 def write(c: Connection, kind: Kind, subject: str, count: Count) -> None:

@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from review.security import DEVICE_COOKIE
 from review.throttle import POLICY
 from review.users import main as users_main
+from settings.config import Config
 from storage.tables import review_login_audit, review_login_limits, review_sessions
 from tests.flowrun import flow_env
 from tests.reviewkit import PASSWORD, add_users, app_for, review_server, sign_in
@@ -43,10 +44,10 @@ def browser(app: object, address: str = "198.51.100.1") -> TestClient:
 
 
 def test_five_wrong_passwords_lock_the_name_for_thirty_minutes_and_every_attempt_is_audited(
-    engine: Engine, topics: dict[str, str], models: Path
+    admin_engine: Engine, review_engine: Engine, topics: dict[str, str], models: Path
 ) -> None:
-    add_users(engine)
-    app = app_for(engine, topics["labels_topic"], models)
+    add_users(admin_engine)
+    app = app_for(review_engine, topics["labels_topic"], models)
     guesser = browser(app)
     for _ in range(POLICY.account.threshold):
         assert sign_in(guesser, "alice", WRONG).status_code == 401
@@ -59,7 +60,7 @@ def test_five_wrong_passwords_lock_the_name_for_thirty_minutes_and_every_attempt
         assert sign_in(guesser, "nobody", WRONG).status_code == 401
     assert sign_in(guesser, "nobody", WRONG).status_code == 429
 
-    rows = audit(engine)
+    rows = audit(review_engine)
     assert [r[0] for r in rows] == (
         ["failure"] * 5 + ["lockout", "refused"] + ["failure"] * 5 + ["lockout", "refused"]
     )
@@ -69,42 +70,43 @@ def test_five_wrong_passwords_lock_the_name_for_thirty_minutes_and_every_attempt
     assert rows[5][3].startswith("account alice locked until ")
     assert "after 5 failed sign-ins, each within 0:15:00 of the last" in rows[5][3]
     assert rows[6][3].startswith("account alice locked until ")
-    with engine.connect() as c:
+    with review_engine.connect() as c:
         assert c.execute(select(review_sessions)).all() == []
 
     # The lock ends by itself: thirty minutes later the right password signs in.
-    with engine.begin() as c:
+    with admin_engine.begin() as c:
         c.execute(
             text("UPDATE review_login_limits SET locked_until = locked_until - INTERVAL 30 MINUTE")
         )
     assert sign_in(guesser, "alice", PASSWORD).status_code == 200
-    assert audit(engine)[-1][0] == "success"
+    assert audit(review_engine)[-1][0] == "success"
 
 
 def test_an_address_that_fails_at_many_names_is_throttled_but_not_the_others(
-    engine: Engine, topics: dict[str, str], models: Path
+    admin_engine: Engine, review_engine: Engine, topics: dict[str, str], models: Path
 ) -> None:
-    add_users(engine)
-    app = app_for(engine, topics["labels_topic"], models)
+    add_users(admin_engine)
+    app = app_for(review_engine, topics["labels_topic"], models)
     sprayer = browser(app, "203.0.113.9")
     for i in range(POLICY.address.threshold):  # one guess at each of twenty names
         assert sign_in(sprayer, f"user-{i}", WRONG).status_code == 401
     assert sign_in(sprayer, "alice", PASSWORD).status_code == 429
     assert sign_in(browser(app, "203.0.113.10"), "alice", PASSWORD).status_code == 200
-    counted = outcomes(engine)
+    counted = outcomes(review_engine)
     assert counted == Counter(failure=20, lockout=1, refused=1, success=1)
-    lockout = next(r for r in audit(engine) if r[0] == "lockout")
+    lockout = next(r for r in audit(review_engine) if r[0] == "lockout")
     assert lockout[3].startswith("address 203.0.113.9 locked until ")
-    with engine.connect() as c:  # a name tried while the address was locked gets no row at all
+    # a name tried while the address was locked gets no row at all
+    with review_engine.connect() as c:
         subjects = set(c.execute(select(review_login_limits.c.subject)).scalars())
     assert "user-0" in subjects
 
 
 def test_the_analysts_own_browser_signs_in_while_an_attacker_keeps_the_name_locked(
-    engine: Engine, topics: dict[str, str], models: Path
+    admin_engine: Engine, review_engine: Engine, topics: dict[str, str], models: Path
 ) -> None:
-    add_users(engine)
-    app = app_for(engine, topics["labels_topic"], models)
+    add_users(admin_engine)
+    app = app_for(review_engine, topics["labels_topic"], models)
     analyst = browser(app, "192.0.2.5")
     assert sign_in(analyst, "alice").status_code == 200
     assert DEVICE_COOKIE in analyst.cookies
@@ -129,51 +131,54 @@ def test_the_analysts_own_browser_signs_in_while_an_attacker_keeps_the_name_lock
         assert sign_in(thief, "alice", WRONG).status_code == 401
     assert sign_in(thief, "alice", PASSWORD).status_code == 429
     assert sign_in(analyst, "alice").status_code == 429  # the device is locked, as it should be
-    devices = [r for r in audit(engine) if r[0] == "lockout" and r[3].startswith("device ")]
+    devices = [r for r in audit(review_engine) if r[0] == "lockout" and r[3].startswith("device ")]
     assert len(devices) == 1
 
 
 def test_an_administrator_unlocks_a_name_and_it_is_audited(
-    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    database_config: Config,
     topics: dict[str, str],
     models: Path,
-    mysql_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    add_users(engine)
-    app = app_for(engine, topics["labels_topic"], models)
+    add_users(admin_engine)
+    app = app_for(review_engine, topics["labels_topic"], models)
     guesser = browser(app)
     for _ in range(POLICY.account.threshold):
         sign_in(guesser, "alice", WRONG)
     assert sign_in(browser(app, "192.0.2.1"), "alice").status_code == 429
-    monkeypatch.setenv("PAYSCORE_MYSQL_URL", mysql_url)
+    # python -m review.users unlock: the admin account's tool
+    monkeypatch.setenv("PAYSCORE_MYSQL_ADMIN_URL", database_config.mysql_admin_dsn)
+    monkeypatch.delenv("PAYSCORE_MYSQL_ADMIN_PASSWORD_FILE", raising=False)
     assert users_main(["unlock", "alice"]) == 0
     assert "account alice: unlocked" in capsys.readouterr().out
     assert users_main(["unlock", "alice"]) == 0
     assert "account alice: was not locked" in capsys.readouterr().out
     assert sign_in(browser(app, "192.0.2.1"), "alice").status_code == 200
-    unlocks = [r for r in audit(engine) if r[0] == "unlock"]
+    unlocks = [r for r in audit(review_engine) if r[0] == "unlock"]
     assert len(unlocks) == 1
     assert unlocks[0][1] == "alice"
     assert "unlocked by " in unlocks[0][3]
 
 
 def test_a_name_no_account_can_have_counts_for_the_address_only_and_is_stored_bounded(
-    engine: Engine, topics: dict[str, str], models: Path
+    review_engine: Engine, topics: dict[str, str], models: Path
 ) -> None:
-    app = app_for(engine, topics["labels_topic"], models)
+    app = app_for(review_engine, topics["labels_topic"], models)
     client = browser(app)
     typed = "ü" * 300 + "\n'; DROP TABLE review_users; --"
     assert sign_in(client, typed, WRONG).status_code == 401
-    ((outcome, name, _, detail),) = audit(engine)
+    ((outcome, name, _, detail),) = audit(review_engine)
     assert (outcome, detail) == ("failure", "not a user name")
     assert name == "ü" * 64
-    with engine.connect() as c:
+    with review_engine.connect() as c:
         kinds = set(c.execute(select(review_login_limits.c.kind)).scalars())
     assert kinds == {"address"}
     assert sign_in(client, "", "").status_code == 401  # an empty form is an attempt too
-    assert audit(engine)[-1][:2] == ("failure", "")
+    assert audit(review_engine)[-1][:2] == ("failure", "")
 
 
 def _csrf(client: TestClient) -> str:
@@ -183,11 +188,16 @@ def _csrf(client: TestClient) -> str:
 
 
 def test_forty_wrong_passwords_at_once_on_two_processes_give_five_guesses_then_a_lock(
-    engine: Engine, topics: dict[str, str], mysql_url: str, models: Path, tmp_path: Path
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    mysql_url: str,
+    models: Path,
+    tmp_path: Path,
 ) -> None:
     """The attacker test of issue 20 on two ``python -m review`` processes behind a proxy (the
     client address comes from X-Forwarded-For): the state they share is MySQL's."""
-    add_users(engine)
+    add_users(admin_engine)
     env = flow_env(topics, mysql_url, models) | {
         "PAYSCORE_REVIEW_SESSION_KEY_FILE": str(tmp_path / "session.key"),
         "PAYSCORE_REVIEW_FORWARDED_ALLOW_IPS": "127.0.0.1",
@@ -213,6 +223,6 @@ def test_forty_wrong_passwords_at_once_on_two_processes_give_five_guesses_then_a
     assert answered == Counter({401: 5, 429: 35}), (answered, took)
     assert right.status_code == 429
     assert elsewhere.status_code == 429  # the account lock holds for every address...
-    counted = outcomes(engine)
+    counted = outcomes(review_engine)
     assert counted == Counter(failure=5, lockout=1, refused=37)
-    assert {r[2] for r in audit(engine)} == {"203.0.113.50", "192.0.2.8"}
+    assert {r[2] for r in audit(review_engine)} == {"203.0.113.50", "192.0.2.8"}
