@@ -229,6 +229,7 @@ def test_a_session_cookie_saved_before_sign_out_opens_nothing_after_it(
     topics: dict[str, str],
     mysql_url: str,
     engine: Engine,
+    review_engine: Engine,
     models: Path,
     tmp_path: Path,
 ) -> None:
@@ -264,7 +265,7 @@ def test_a_session_cookie_saved_before_sign_out_opens_nothing_after_it(
         )
         assert posted.status_code == 403
         assert "not signed in" in posted.text
-    with engine.connect() as c:
+    with review_engine.connect() as c:
         assert c.execute(select(review_verdicts)).all() == []
         (session,) = c.execute(select(review_sessions)).all()
     assert (session.user_name, session.end_reason) == ("alice", "logout")

@@ -253,15 +253,19 @@ def test_a_verdict_given_twice_or_replayed_is_learned_once(
 
 
 def test_a_label_naming_an_analyst_without_her_verdict_is_stored_and_shown_unverified(
-    engine: Engine, topics: dict[str, str], models: Path
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
 ) -> None:
     """Issue 20, item 8c: anyone who may write to the labels topic could credit a label to an
     analyst. Only a label that matches a recorded verdict names her; any other keeps the name as
     an unverified claim, is learned all the same, and is never shown as her verdict."""
     store(engine, [payment_row("tx-1", 0.7), payment_row("tx-2", 0.8), payment_row("tx-3", 0.9)])
-    add_users(engine)
+    add_users(admin_engine)
     topic = topics["labels_topic"]
-    client = signed_in(app_for(engine, topic, models), "alice")
+    client = signed_in(app_for(review_engine, topic, models), "alice")
     page = client.get("/payments/tx-1")
     given = client.post(
         "/payments/tx-1/verdict", data={"verdict": "fraud", "csrf_token": token(page.text)}
@@ -277,7 +281,7 @@ def test_a_label_naming_an_analyst_without_her_verdict_is_stored_and_shown_unver
     reads = [ReadLabel(genuine, message.partition(), message.offset())] + [
         ReadLabel(label, 99, offset) for offset, label in enumerate(forged)
     ]
-    with engine.begin() as c:
+    with engine.begin() as c:  # the flow's label join: it reads the recorded verdicts
         outcome = claim_labels(c, topic, reads)
     assert sorted(p.transaction_id for p in outcome.learnable) == ["tx-1", "tx-2"]
     with engine.connect() as c:

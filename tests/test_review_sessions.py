@@ -54,11 +54,15 @@ def ended(engine: Engine) -> list[tuple[str, str | None]]:
 
 @pytest.mark.integration
 def test_a_cookie_saved_before_logout_reads_and_posts_nothing_after(
-    engine: Engine, topics: dict[str, str], models: Path
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
 ) -> None:
     store(engine, [payment_row("tx-1", 0.7)])
-    add_users(engine)
-    app = app_for(engine, topics["labels_topic"], models)
+    add_users(admin_engine)
+    app = app_for(review_engine, topics["labels_topic"], models)
     client = signed_in(app, "alice")
     page = client.get("/payments/tx-1")
     csrf = token(page.text)
@@ -74,10 +78,10 @@ def test_a_cookie_saved_before_logout_reads_and_posts_nothing_after(
     refused = thief.post("/payments/tx-1/verdict", data={"verdict": "fraud", "csrf_token": csrf})
     assert refused.status_code == 403
     assert "not signed in" in refused.text
-    with engine.connect() as c:
+    with review_engine.connect() as c:
         assert c.execute(select(review_verdicts)).all() == []
     assert read_topic(topics["labels_topic"], 1, timeout=3) == []
-    assert ended(engine) == [("alice", "logout")]
+    assert ended(review_engine) == [("alice", "logout")]
 
 
 @pytest.mark.integration
@@ -92,13 +96,18 @@ def test_a_cookie_saved_before_logout_reads_and_posts_nothing_after(
     ],
 )
 def test_a_session_ends_with_a_changed_password_or_role_a_removal_or_a_time_out(
-    engine: Engine, topics: dict[str, str], models: Path, change: str, reason: str
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
+    change: str,
+    reason: str,
 ) -> None:
-    add_users(engine)
-    app = app_for(engine, topics["labels_topic"], models)
+    add_users(admin_engine)
+    app = app_for(review_engine, topics["labels_topic"], models)
     client = signed_in(app, "alice")
     saved = dict(client.cookies)
-    with engine.begin() as c:
+    with admin_engine.begin() as c:  # python -m review.users, or the clock
         if change == "password":
             add_user(c, "alice", "analyst", "another long password")
         elif change == "role":
@@ -111,20 +120,20 @@ def test_a_session_ends_with_a_changed_password_or_role_a_removal_or_a_time_out(
             age(c, "created_at", SESSION.absolute)
     assert replay(app, saved).get("/queue").headers["location"] == "/login"
     assert client.get("/queue").url.path == "/login"
-    assert ended(engine) == [("alice", reason)]
+    assert ended(review_engine) == [("alice", reason)]
 
 
 @pytest.mark.integration
 def test_every_request_keeps_its_session_alive_and_signing_in_again_ends_the_old_one(
-    engine: Engine, topics: dict[str, str], models: Path
+    admin_engine: Engine, review_engine: Engine, topics: dict[str, str], models: Path
 ) -> None:
-    add_users(engine)
-    app = app_for(engine, topics["labels_topic"], models)
+    add_users(admin_engine)
+    app = app_for(review_engine, topics["labels_topic"], models)
     client = signed_in(app, "alice")
-    with engine.begin() as c:  # fourteen minutes idle: still live, and a request renews it
+    with admin_engine.begin() as c:  # fourteen minutes idle: still live, and a request renews it
         age(c, "last_seen_at", timedelta(minutes=14))
     assert client.get("/queue").status_code == 200
-    with engine.begin() as c:
+    with admin_engine.begin() as c:
         age(c, "last_seen_at", timedelta(minutes=14))
     assert client.get("/queue").status_code == 200
     first = dict(client.cookies)
@@ -135,7 +144,7 @@ def test_every_request_keeps_its_session_alive_and_signing_in_again_ends_the_old
     assert again.status_code == 200
     assert replay(app, first).get("/queue").headers["location"] == "/login"
     assert client.get("/queue").status_code == 200
-    assert ended(engine) == [("alice", "replaced"), ("alice", None)]
+    assert ended(review_engine) == [("alice", "replaced"), ("alice", None)]
 
 
 class Row:
