@@ -81,12 +81,15 @@ def store(engine: Engine, rows: list[dict[str, Any]]) -> None:
 
 
 def add_users(engine: Engine) -> None:
+    """alice (analyst) and victor (viewer), as ``python -m review.users`` adds them: ``engine``
+    is the admin account's (no job account may add a user)."""
     with engine.begin() as c:
         add_user(c, "alice", "analyst", PASSWORD)
         add_user(c, "victor", "viewer", PASSWORD)
 
 
 def app_for(engine: Engine, labels_topic: str, models: Path) -> Any:
+    """The review application on ``engine``, the review account's (``review_engine``)."""
     return create_app(
         engine,
         KafkaLabels({"bootstrap.servers": BROKERS}, labels_topic),

@@ -86,11 +86,15 @@ def test_any_text_decodes_to_a_cursor_in_range_or_is_refused(text: str) -> None:
 
 @pytest.mark.integration
 def test_the_queue_answers_any_cursor_or_filter_with_a_page_or_a_400(
-    engine: Engine, topics: dict[str, str], models: Path
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
 ) -> None:
     store(engine, [payment_row(f"tx-{i}", i / 10, minutes=i) for i in range(1, 9)])
-    add_users(engine)
-    app = app_for(engine, topics["labels_topic"], models)
+    add_users(admin_engine)
+    app = app_for(review_engine, topics["labels_topic"], models)
     client = signed_in(app, "alice", raise_server_exceptions=False)
     seen: set[int] = set()
 
