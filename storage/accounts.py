@@ -2,8 +2,10 @@
 
 Each job connects as its own account, with the least rights it needs:
 
-- ``flow`` (``PAYSCORE_MYSQL_URL``): the scoring flow. Stores payments, dead letters and label
-  outcomes, records the learner's versions; reads the challenger and the operators' decisions.
+- ``flow`` (``PAYSCORE_MYSQL_URL``): the scoring flow. Stores payments (and replaces one stored
+  from a later message of its transaction id), dead letters and label outcomes, records the
+  learner's versions; reads the challenger, the operators' decisions and the review queue's
+  verdicts (to believe a label's analyst).
 - ``review`` (``PAYSCORE_REVIEW_MYSQL_URL``): the review queue (``python -m review``). Reads
   payments, labels, versions and users; records verdicts.
 - ``models`` (``PAYSCORE_MODELS_MYSQL_URL``): the operators' model tools (``python -m
@@ -47,7 +49,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
 from settings.config import Config
-from storage.tables import metadata
+from storage.tables import metadata, scored_payments
 
 Role = Literal["flow", "review", "models"]
 ROLES: tuple[Role, ...] = ("flow", "review", "models")
@@ -110,13 +112,19 @@ def updates(*columns: str) -> Rights:
     return Rights(select=True, insert=True, update=columns)
 
 
+# Every column of a stored payment but its id: what replacing a payment changes.
+PAYMENT_COLUMNS = tuple(c.name for c in scored_payments.columns if not c.primary_key)
+
 GRANTS: dict[str, dict[Role, Rights]] = {
-    # The label claim marks a payment; first write wins (INSERT IGNORE); and the first message
+    # The flow adds payments first write wins (INSERT IGNORE) and marks a payment with its
+    # label (label_is_fraud, label_reported_at). Widened for issue 20 item 5, the first message
     # in Kafka order keeps a transaction id: an unlabelled row stored from a later message is
-    # replaced by the earlier one (storage.payments.settle_reused_ids), so the flow may change
-    # every column of its own rows (never delete one).
+    # replaced by the earlier one, in place (storage.payments.settle_reused_ids), so the flow
+    # may change every column of a payment but its id. A delete and insert would need DELETE,
+    # and a replacement kept elsewhere would leave the wrong payment where everything reads.
+    # The flow deletes nothing and re-keys nothing.
     "scored_payments": {
-        "flow": Rights(select=True, insert=True, update_all=True),
+        "flow": updates(*PAYMENT_COLUMNS),
         "review": READ,
         "models": READ,
     },

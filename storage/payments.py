@@ -110,8 +110,10 @@ def settle_reused_ids(connection: Connection, rows: Sequence[Row]) -> list[Refus
 
 
 def _replace(connection: Connection, first: Row, row: Row) -> None:
+    """Replace the stored payment ``first`` by ``row`` in place: every column but the id (the
+    flow's account may change no other, ``storage/accounts.py``)."""
     sp = scored_payments
-    values = {name: row[name] for name in row if name in sp.c}
+    values = {name: row[name] for name in row if name in sp.c and not sp.c[name].primary_key}
     done = connection.execute(
         update(sp)
         .where(

@@ -19,7 +19,8 @@ Two ways to write a batch, with the same effect:
 
 Both need only the right to insert rows: an upsert (``ON DUPLICATE KEY UPDATE``) would need the
 right to update every column it inserts (MariaDB's rule), and the flow's account may not change
-a stored dead letter or payment (``storage/accounts.py``).
+a stored dead letter (``storage/accounts.py``); it changes a stored payment only to settle a
+reused transaction id (below).
 
 **What MySQL cannot take.** A batch that fails because the server is unavailable is retried as
 a whole, for up to ``patience`` seconds (:func:`storage.engine.retry_transient`). A batch that

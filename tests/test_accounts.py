@@ -46,9 +46,12 @@ def test_the_issue_s_facts_as_stated() -> None:
     """Issue 20: the flow's account inserted a review user and gave a verdict with it; audit rows
     could be rewritten."""
     assert rights("review_users", "flow") == Rights()
-    assert rights("review_verdicts", "flow") == Rights()
+    # The flow reads verdicts to believe a label's analyst (storage.labels), and adds none.
+    assert rights("review_verdicts", "flow") == Rights(select=True)
+    for review_table in ("review_sessions", "review_login_limits", "review_login_audit"):
+        assert rights(review_table, "flow") == Rights(), review_table
     assert not rights("review_users", "review").insert
-    for audit in ("review_verdicts", "model_actions", "model_versions"):
+    for audit in ("review_verdicts", "model_actions", "model_versions", "review_login_audit"):
         for role in ROLES:
             granted = rights(audit, role)
             assert not granted.delete and not granted.update_all, (audit, role)
@@ -58,7 +61,26 @@ def test_the_issue_s_facts_as_stated() -> None:
         "delivery_error",
     }
     assert all(not rights("model_actions", role).update for role in ROLES)
+    assert all(not rights("review_login_audit", role).update for role in ROLES)
     assert not any(r.delete for by_role in GRANTS.values() for r in by_role.values())
+
+
+def test_the_flow_may_replace_a_payment_but_never_re_key_one_or_change_a_dead_letter() -> None:
+    """Issue 20 item 5: the first message in Kafka order keeps a transaction id, so the flow
+    replaces a payment stored from a later message in place (every column but the id)."""
+    payments = rights("scored_payments", "flow")
+    assert not payments.update_all and not payments.delete
+    assert not payments.may_update("transaction_id")
+    others = set(metadata.tables["scored_payments"].columns.keys()) - {"transaction_id"}
+    assert all(payments.may_update(column) for column in others)
+    assert rights("dead_letters", "flow") == Rights(select=True, insert=True)
+    # Sign-in limits: the counts, never the key (the review app adds a missing row with
+    # INSERT IGNORE, not an upsert, which would need the right to update the key).
+    assert set(rights("review_login_limits", "review").update) == {
+        "failures",
+        "last_failure_at",
+        "locked_until",
+    }
 
 
 def test_the_accounts_come_from_the_settings() -> None:
