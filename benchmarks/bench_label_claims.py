@@ -5,8 +5,9 @@ that none confirms (forged).
     python benchmarks/bench_label_claims.py [--labels 6000] [--batch 500]
 
 Fills a throwaway database ``payscore_bench_<random>`` (created and dropped) on the server of
-``PAYSCORE_MYSQL_URL`` with ``3 * --labels`` scored payments (real feature rows) and a
-``review_verdicts`` row for each payment of the second kind, then claims ``--labels`` labels of
+``PAYSCORE_MYSQL_URL`` with ``3 * --labels`` scored payments (real feature rows, as the flow's
+account) and a ``review_verdicts`` row for each payment of the second kind (as the review
+queue's), then claims ``--labels`` labels of
 each kind in batches of ``--batch`` (:func:`storage.labels.claim_labels`, one transaction per
 batch, as the flow's label step does; the kinds take turns batch by batch) and prints µs per
 label and labels/s of each kind, and the rows by analyst column at the end.
@@ -20,6 +21,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, insert, select
+from sqlalchemy.engine import make_url
 
 from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel
@@ -75,12 +77,17 @@ def main() -> None:
         parser.error(f"--labels {args.labels}, --batch {args.batch}: expected >= 1 and 1-5000")
     config = Config.from_env(os.environ)
     n = args.labels
-    with scratch_database(config.mysql_dsn, config.mysql_admin_url, "payscore_bench") as url:
+    with scratch_database(config, "payscore_bench") as url:
+        # The flow's account stores payments and claims labels; the verdicts are the review
+        # queue's (the flow may only read what a label of one says).
         engine = make_engine(url, isolation_level="READ COMMITTED", local_infile=True)
+        database = make_url(url).database
+        assert database, url
+        review = make_engine(config.on_database(database).review_mysql_dsn)
         sink = MySQLSinkPartition(engine, scored_payments)
         for low in range(0, 3 * n, 2000):
             sink.write_batch([payment(i) for i in range(low, min(low + 2000, 3 * n))])
-        with engine.begin() as c:
+        with review.begin() as c:
             c.execute(
                 insert(review_verdicts),
                 [
@@ -129,6 +136,7 @@ def main() -> None:
             f"{named.get((False, True), 0):,} with an unverified one"
         )
         engine.dispose()
+        review.dispose()
 
 
 if __name__ == "__main__":

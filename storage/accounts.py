@@ -33,7 +33,8 @@ the flow's secrets, and records a version in one transaction with the labels it 
 uses it. MySQL and MariaDB refuse table rights on a table that does not exist, so the schema
 command applies them, as admin, right after it creates the tables (:func:`apply_grants`); the
 accounts themselves are made by root (``ops/services.sh``). Only statements MySQL 8 and
-MariaDB both accept are used (``GRANT UPDATE (a, b) ON db.t TO 'user'@'host'``).
+MariaDB both accept are used (``GRANT UPDATE (a, b) ON db.t TO 'user'@'host'``, the same with
+``SELECT``).
 """
 
 from __future__ import annotations
@@ -61,14 +62,16 @@ ROW_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
 @dataclass(frozen=True)
 class Rights:
-    """What one account may do to one table: read its rows, add rows, delete rows, and change
-    the ``update`` columns of a row (column rights), or every column (``update_all``)."""
+    """What one account may do to one table: read its rows (every column, ``select``, or only
+    the ``read`` columns: column rights), add rows, delete rows, and change the ``update``
+    columns of a row (column rights), or every column (``update_all``)."""
 
     select: bool = False
     insert: bool = False
     delete: bool = False
     update: tuple[str, ...] = ()
     update_all: bool = False
+    read: tuple[str, ...] = ()
 
     @property
     def table_privileges(self) -> frozenset[str]:
@@ -85,20 +88,36 @@ class Rights:
         """The columns granted one by one (none when every column may be changed)."""
         return frozenset() if self.update_all else frozenset(self.update)
 
+    @property
+    def read_columns(self) -> frozenset[str]:
+        """The columns that may be read, granted one by one (none when every one may be)."""
+        return frozenset() if self.select else frozenset(self.read)
+
+    def columns(self, privilege: str) -> frozenset[str]:
+        """The columns granted ``privilege`` (``SELECT`` or ``UPDATE``) one by one."""
+        return {"SELECT": self.read_columns, "UPDATE": self.update_columns}[privilege]
+
     def may_update(self, column: str) -> bool:
         return self.update_all or column in self.update
 
+    def may_read(self, column: str) -> bool:
+        return self.select or column in self.read
+
     def __or__(self, other: Rights) -> Rights:
         every = self.update_all or other.update_all
+        whole = self.select or other.select
         return Rights(
-            self.select or other.select,
+            whole,
             self.insert or other.insert,
             self.delete or other.delete,
             () if every else tuple(sorted(set(self.update) | set(other.update))),
             every,
+            () if whole else tuple(sorted(set(self.read) | set(other.read))),
         )
 
 
+# The privileges MySQL grants per column that a job account may hold.
+COLUMN_PRIVILEGES = ("SELECT", "UPDATE")
 NONE = Rights()
 READ = Rights(select=True)
 APPEND = Rights(select=True, insert=True)  # read and add rows: nothing stored is ever changed
@@ -110,6 +129,11 @@ UPSERT = Rights(select=True, insert=True, update_all=True)
 def updates(*columns: str) -> Rights:
     """Read, add rows, and change only these columns of a row."""
     return Rights(select=True, insert=True, update=columns)
+
+
+def reads(*columns: str) -> Rights:
+    """Read only these columns."""
+    return Rights(read=columns)
 
 
 # Every column of a stored payment but its id: what replacing a payment changes.
@@ -136,10 +160,11 @@ GRANTS: dict[str, dict[Role, Rights]] = {
     "model_actions": {"flow": READ, "review": READ, "models": APPEND},
     "review_users": {"review": READ},
     # The outcome of a verdict's label message comes after the broker answers. The flow reads
-    # verdicts to believe a label's analyst only when a verdict matches it (storage.labels).
+    # what a label of a verdict says, to believe a label's analyst only when a verdict matches
+    # it (storage.labels), and nothing else of it (not the analyst's note).
     "review_verdicts": {
         "review": updates("kafka_partition", "kafka_offset", "delivery_error"),
-        "flow": READ,
+        "flow": reads("transaction_id", "card_id", "analyst", "is_fraud", "decided_at"),
     },
     # Review sessions (review.sessions): ended on sign-out, refused when idle or old.
     "review_sessions": {"review": updates("last_seen_at", "ended_at", "end_reason")},
@@ -182,6 +207,9 @@ def check_complete(tables: Iterable[str] | None = None) -> None:
             wrong = sorted(set(granted.update) - columns)
             if wrong:
                 problems.append(f"GRANTS[{table!r}][{role!r}] updates unknown columns {wrong}")
+            wrong = sorted(set(granted.read) - columns)
+            if wrong:
+                problems.append(f"GRANTS[{table!r}][{role!r}] reads unknown columns {wrong}")
     if problems:
         raise GrantsError("; ".join(problems))
 
@@ -274,7 +302,14 @@ class Held:
     columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def updatable(self) -> frozenset[str]:
-        return frozenset(c for c, privileges in self.columns.items() if "UPDATE" in privileges)
+        return self.granted("UPDATE")
+
+    def readable(self) -> frozenset[str]:
+        return self.granted("SELECT")
+
+    def granted(self, privilege: str) -> frozenset[str]:
+        """The columns granted ``privilege`` one by one."""
+        return frozenset(c for c, privileges in self.columns.items() if privilege in privileges)
 
 
 def plan(database: str, table: str, account: Account, held: Held, want: Rights) -> list[str]:
@@ -285,33 +320,35 @@ def plan(database: str, table: str, account: Account, held: Held, want: Rights) 
     to = account.sql()
     statements = []
     foreign_table = held.table - set(ROW_PRIVILEGES)
-    foreign_columns = any(p - {"UPDATE"} for p in held.columns.values())
+    foreign_columns = any(p - set(COLUMN_PRIVILEGES) for p in held.columns.values())
     if foreign_table or foreign_columns:
-        # Rights no job is ever given (ALTER, a column's SELECT, ...): start again from none.
+        # Rights no job is ever given (ALTER, a column's INSERT, ...): start again from none.
         statements.append(f"REVOKE ALL PRIVILEGES ON {target} FROM {to}")
         if "GRANT OPTION" in held.table:
             statements.append(f"REVOKE GRANT OPTION ON {target} FROM {to}")
         held = Held()
-    wanted_table, wanted_columns = want.table_privileges, want.update_columns
+    wanted_table = want.table_privileges
     add = sorted(wanted_table - held.table)
     extra = sorted(held.table - wanted_table)
-    have_columns = held.updatable()
+    have = {p: held.granted(p) for p in COLUMN_PRIVILEGES}
     if add:
         statements.append(f"GRANT {', '.join(add)} ON {target} TO {to}")
-    new_columns = sorted(wanted_columns - have_columns)
-    if new_columns and "UPDATE" not in extra:
-        statements.append(f"GRANT UPDATE ({', '.join(new_columns)}) ON {target} TO {to}")
+    for p in COLUMN_PRIVILEGES:
+        new_columns = sorted(want.columns(p) - have[p])
+        if new_columns and p not in extra:
+            statements.append(f"GRANT {p} ({', '.join(new_columns)}) ON {target} TO {to}")
     if extra:
         statements.append(f"REVOKE {', '.join(extra)} ON {target} FROM {to}")
-        if "UPDATE" in extra:
-            have_columns = frozenset()
-            if wanted_columns:
-                statements.append(
-                    f"GRANT UPDATE ({', '.join(sorted(wanted_columns))}) ON {target} TO {to}"
-                )
-    gone = sorted(have_columns - wanted_columns)
-    if gone:
-        statements.append(f"REVOKE UPDATE ({', '.join(gone)}) ON {target} FROM {to}")
+        for p in COLUMN_PRIVILEGES:
+            if p in extra:
+                have[p] = frozenset()
+                if want.columns(p):
+                    columns = ", ".join(sorted(want.columns(p)))
+                    statements.append(f"GRANT {p} ({columns}) ON {target} TO {to}")
+    for p in COLUMN_PRIVILEGES:
+        gone = sorted(have[p] - want.columns(p))
+        if gone:
+            statements.append(f"REVOKE {p} ({', '.join(gone)}) ON {target} FROM {to}")
     return statements
 
 
@@ -427,7 +464,12 @@ def revoke_all(connection: Connection, database: str, accounts: Accounts) -> Non
 
 
 def _as_held(want: Rights) -> Held:
-    return Held(want.table_privileges, {c: frozenset({"UPDATE"}) for c in want.update_columns})
+    """What MySQL shows an account holding ``want``."""
+    columns: dict[str, set[str]] = {}
+    for p in COLUMN_PRIVILEGES:
+        for column in want.columns(p):
+            columns.setdefault(column, set()).add(p)
+    return Held(want.table_privileges, {c: frozenset(p) for c, p in columns.items()})
 
 
 def _normal(held: Held) -> tuple[frozenset[str], frozenset[tuple[str, frozenset[str]]]]:
@@ -436,8 +478,9 @@ def _normal(held: Held) -> tuple[frozenset[str], frozenset[tuple[str, frozenset[
 
 def _describe(held: Held) -> str:
     parts = sorted(held.table)
-    if held.updatable():
-        parts.append(f"UPDATE ({', '.join(sorted(held.updatable()))})")
+    for p in COLUMN_PRIVILEGES:
+        if held.granted(p):
+            parts.append(f"{p} ({', '.join(sorted(held.granted(p)))})")
     return ", ".join(parts) or "nothing"
 
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storage.accounts import (
+    COLUMN_PRIVILEGES,
     GRANTS,
     ROLES,
     Account,
@@ -46,8 +47,11 @@ def test_the_issue_s_facts_as_stated() -> None:
     """Issue 20: the flow's account inserted a review user and gave a verdict with it; audit rows
     could be rewritten."""
     assert rights("review_users", "flow") == Rights()
-    # The flow reads verdicts to believe a label's analyst (storage.labels), and adds none.
-    assert rights("review_verdicts", "flow") == Rights(select=True)
+    # The flow reads what a verdict's label says, to believe a label's analyst (storage.labels);
+    # not the analyst's note, and it adds none.
+    assert rights("review_verdicts", "flow") == Rights(
+        read=("transaction_id", "card_id", "analyst", "is_fraud", "decided_at")
+    )
     for review_table in ("review_sessions", "review_login_limits", "review_login_audit"):
         assert rights(review_table, "flow") == Rights(), review_table
     assert not rights("review_users", "review").insert
@@ -125,13 +129,14 @@ class Server:
     def run(self, statement: str) -> None:
         verb, privileges, columns = _parse(statement)
         if columns is not None:
+            (privilege,) = privileges
             for column in columns:
                 mine = self.columns.setdefault(column, set())
                 if verb == "GRANT":
-                    mine.add("UPDATE")
+                    mine.add(privilege)
                 else:
-                    assert "UPDATE" in mine, f"{statement}: no such grant"
-                    mine.discard("UPDATE")
+                    assert privilege in mine, f"{statement}: no such grant"
+                    mine.discard(privilege)
         elif verb == "GRANT":
             self.table |= privileges
         elif privileges == {"ALL PRIVILEGES"}:
@@ -150,8 +155,8 @@ def _parse(statement: str) -> tuple[str, set[str], list[str] | None]:
     assert found, statement
     verb, privileges, columns = found.groups()
     if columns is not None:
-        assert privileges == "UPDATE", statement
-        return verb, {"UPDATE"}, columns.split(", ")
+        assert privileges in COLUMN_PRIVILEGES, statement
+        return verb, {privileges}, columns.split(", ")
     return verb, set(privileges.split(", ")), None
 
 
@@ -170,6 +175,7 @@ wants = st.builds(
     st.booleans(),
     st.lists(st.sampled_from(COLUMNS), unique=True).map(tuple),
     st.booleans(),
+    st.lists(st.sampled_from(COLUMNS), unique=True).map(tuple),
 )
 
 
@@ -183,8 +189,11 @@ def test_the_plan_reaches_exactly_the_stated_rights(held: Held, want: Rights) ->
     server = Server(held)
     for statement in plan("d", "t", ACCOUNT, held, want):
         server.run(statement)
-    expected = Held(want.table_privileges, {c: frozenset({"UPDATE"}) for c in want.update_columns})
-    assert _normal(server.held()) == _normal(expected)
+    expected = {
+        c: frozenset(p for p in COLUMN_PRIVILEGES if c in want.columns(p))
+        for c in want.read_columns | want.update_columns
+    }
+    assert _normal(server.held()) == _normal(Held(want.table_privileges, expected))
     # Run again on what it made: nothing to do.
     assert plan("d", "t", ACCOUNT, server.held(), want) == []
 
@@ -196,16 +205,21 @@ def test_an_account_in_use_keeps_what_it_keeps_while_the_plan_runs(
 ) -> None:
     """Additions come first: a running flow never loses, even for a moment, a right it still
     has afterwards. (Two cases start again from nothing: rights no job is ever given, and a
-    whole-table UPDATE becoming column rights.)"""
-    foreign = held.table - set(ROW) or any(p - {"UPDATE"} for p in held.columns.values())
-    narrowing = "UPDATE" in held.table and not want.update_all
+    whole-table SELECT or UPDATE becoming column rights.)"""
+    foreign = held.table - set(ROW) or any(
+        p - set(COLUMN_PRIVILEGES) for p in held.columns.values()
+    )
+    narrowing = ("UPDATE" in held.table and not want.update_all) or (
+        "SELECT" in held.table and not want.select
+    )
     if foreign or narrowing:
         return
     kept_table = held.table & want.table_privileges
-    kept_columns = held.updatable() & want.update_columns
+    kept = {p: held.granted(p) & want.columns(p) for p in COLUMN_PRIVILEGES}
     server = Server(held)
     for statement in plan("d", "t", ACCOUNT, held, want):
         server.run(statement)
         now = server.held()
         assert kept_table <= now.table, statement
-        assert kept_columns <= now.updatable() or "UPDATE" in now.table, statement
+        for p in COLUMN_PRIVILEGES:
+            assert kept[p] <= now.granted(p) or p in now.table, statement

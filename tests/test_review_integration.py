@@ -306,7 +306,7 @@ def test_a_label_naming_an_analyst_without_her_verdict_is_stored_and_shown_unver
     # A later verdict's record of what was known names the claim as a claim.
     page = client.get("/payments/tx-2")
     client.post("/payments/tx-2/verdict", data={"verdict": "fraud", "csrf_token": token(page.text)})
-    with engine.connect() as c:
+    with review_engine.connect() as c:
         earlier = c.execute(
             select(review_verdicts.c.earlier).where(review_verdicts.c.transaction_id == "tx-2")
         ).scalar_one()
