@@ -10,6 +10,13 @@
 #                                 stop one service, keep it down SECONDS (default 0), start it
 #                                 again (outage drills; the chaos tests use them)
 #
+# A private MariaDB beside the shared one (for drills that stop and start it):
+#   SERVICES_MYSQL_DATADIR=/work/drill-mysql/data SERVICES_MYSQL_PORT=3310 bash ops/services.sh mysql-up
+# runs a second server with that data folder (initialised if it is new), that port, and its socket,
+# pid file and error log beside the data folder (SERVICES_MYSQL_SOCKET, SERVICES_MYSQL_PIDFILE
+# choose others); the same server settings, TLS, accounts and database as the default one.
+# mysql-down, mysql-up and restart-mysql then stop and start that server alone.
+#
 # Idempotent: `up` on running services only checks them. Settings come from the environment with the
 # defaults below (the same defaults the application's config uses).
 set -euo pipefail
@@ -28,6 +35,24 @@ PYTHON=${SERVICES_PYTHON:-$ROOT/.venv/bin/python}
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
+
+# The MariaDB server this script starts and stops: the system's (default), or a private one.
+MYSQL_DATADIR=${SERVICES_MYSQL_DATADIR:-}
+MYSQL_SERVER_ARGS=()
+if [ -n "$MYSQL_DATADIR" ]; then
+  [ "$MYSQL_PORT" = 3306 ] && die "SERVICES_MYSQL_DATADIR needs a port of its own (SERVICES_MYSQL_PORT), not 3306"
+  case "$MYSQL_DATADIR" in /*) ;; *) die "SERVICES_MYSQL_DATADIR must be an absolute path; got $MYSQL_DATADIR" ;; esac
+  MYSQL_HOME=$(dirname "$MYSQL_DATADIR")
+  MYSQL_SOCKET=${SERVICES_MYSQL_SOCKET:-$MYSQL_HOME/mysqld.sock}
+  MYSQL_PIDFILE=${SERVICES_MYSQL_PIDFILE:-$MYSQL_HOME/mysqld.pid}
+  MYSQL_ERROR_LOG=$MYSQL_HOME/error.log
+  MYSQL_SERVER_ARGS=(--datadir="$MYSQL_DATADIR" --port="$MYSQL_PORT" --socket="$MYSQL_SOCKET"
+    --pid-file="$MYSQL_HOME/mariadbd.pid" --log-error="$MYSQL_ERROR_LOG")
+else
+  MYSQL_SOCKET=${SERVICES_MYSQL_SOCKET:-}
+  MYSQL_PIDFILE=${SERVICES_MYSQL_PIDFILE:-/run/mysqld/payscore.pid}
+  MYSQL_ERROR_LOG=/var/log/mysql/error.log
+fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -105,7 +130,17 @@ mysql_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server mariadb-client >/dev/null
 }
 
-mysql_root() { as_root mariadb --protocol=socket -uroot "$@"; }
+mysql_root() { as_root mariadb --protocol=socket ${MYSQL_SOCKET:+--socket="$MYSQL_SOCKET"} -uroot "$@"; }
+
+mysql_datadir() {  # a private server's data folder, initialised once
+  [ -n "$MYSQL_DATADIR" ] || return 0
+  as_root test -d "$MYSQL_DATADIR/mysql" && return 0
+  log "initialising a private MariaDB data folder in $MYSQL_DATADIR"
+  as_root install -d -o mysql -g mysql -m 750 "$MYSQL_HOME" "$MYSQL_DATADIR"
+  as_root mariadb-install-db --user=mysql --datadir="$MYSQL_DATADIR" --skip-test-db \
+    --auth-root-authentication-method=socket >"$MYSQL_HOME/install.log" 2>&1 \
+    || { cat "$MYSQL_HOME/install.log" >&2; die "mariadb-install-db failed for $MYSQL_DATADIR"; }
+}
 
 # A throwaway CA and a server certificate for 127.0.0.1, so that clients can use (and the tests
 # check) TLS with a verified server; real deployments bring their own. They live outside the
@@ -137,14 +172,16 @@ mysql_up() {
   else
     mysql_install
     mysql_tls
+    mysql_datadir
     as_root mkdir -p /run/mysqld
     as_root chown mysql:mysql /run/mysqld
     log "starting mariadb"
-    as_root start-stop-daemon --start --oknodo --background --pidfile /run/mysqld/payscore.pid \
+    as_root start-stop-daemon --start --oknodo --background --pidfile "$MYSQL_PIDFILE" \
       --make-pidfile --exec /usr/sbin/mariadbd -- \
       --defaults-extra-file="$ROOT/ops/mariadb/payscore.cnf" --user=mysql \
-      --ssl-ca="$TLS/ca.pem" --ssl-cert="$TLS/server.pem" --ssl-key="$TLS/server.key"
-    wait_for_port "$MYSQL_PORT" mariadb 60 /var/log/mysql/error.log
+      --ssl-ca="$TLS/ca.pem" --ssl-cert="$TLS/server.pem" --ssl-key="$TLS/server.key" \
+      "${MYSQL_SERVER_ARGS[@]}"
+    wait_for_port "$MYSQL_PORT" mariadb 60 "$MYSQL_ERROR_LOG"
     for _ in $(seq 1 60); do mysql_root -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
   fi
   # Two accounts: the admin creates and alters tables (storage.schema --create, the tests'
@@ -166,11 +203,11 @@ SQL
 }
 
 mysql_down() {
-  if [ -f /run/mysqld/payscore.pid ] || port_open "$MYSQL_PORT"; then
+  if [ -f "$MYSQL_PIDFILE" ] || port_open "$MYSQL_PORT"; then
     log "stopping mariadb"
-    as_root start-stop-daemon --stop --oknodo --retry 30 --pidfile /run/mysqld/payscore.pid \
+    as_root start-stop-daemon --stop --oknodo --retry 30 --pidfile "$MYSQL_PIDFILE" \
       --exec /usr/sbin/mariadbd >/dev/null || true
-    as_root rm -f /run/mysqld/payscore.pid
+    as_root rm -f "$MYSQL_PIDFILE"
   fi
 }
 
