@@ -62,7 +62,7 @@ from model_state import artifact, signing
 from model_state.artifact import VersionRecord
 from model_state.checkpoints import ModelVersionSink
 from model_state.scorer import Scorer
-from model_state.stored_versions import NewerVersionsInMySQL
+from model_state.stored_versions import NewerVersionsInMySQL, RefusedRows
 from settings.config import Config
 from storage.labels import FraudNote, LabelledPayment
 from storage.payments import reused_ids
@@ -93,7 +93,10 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     model_dir = Path(config.model_dir)
     key = signing.read_key(Path(config.model_key_file))
     start = artifact.load(model_dir, key=key)
-    versions = NewerVersionsInMySQL(config.mysql_dsn, key=key, skip_unloadable=True)
+    refused = RefusedRows(metrics.version_refused)  # logged once per process
+    versions = NewerVersionsInMySQL(
+        config.mysql_dsn, key=key, skip_unloadable=True, refused=refused
+    )
     models = ModelRegistry(
         start,
         versions,
@@ -102,6 +105,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
         review=config.review_threshold,
         decline=config.decline_threshold,
         fetch_challenger=versions.challenger if config.shadow else None,
+        newest_seen=versions.newest_seen,
     )
     drift = DriftWatch()
     log.info(
@@ -150,7 +154,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     op.output("store_scored_payments", rows, scored_payments_sink(config))
 
     # Learning: one learner owns the model; its versions are recorded and checkpointed.
-    versions = learn_from_labels(labelled, start, config, key)
+    versions = learn_from_labels(labelled, start, config, key, refused)
     op.output(
         "record_model_versions",
         versions,
@@ -384,7 +388,11 @@ def join_labels_with_scored_payments(labels: Stream, config: Config) -> Stream[L
 
 
 def learn_from_labels(
-    labelled: Stream[LabelledPayment], start: artifact.ModelArtifact, config: Config, key: bytes
+    labelled: Stream[LabelledPayment],
+    start: artifact.ModelArtifact,
+    config: Config,
+    key: bytes,
+    refused: RefusedRows,
 ) -> Stream[VersionRecord]:
     keyed = op.key_on("key_learner", labelled, lambda _: LEARNER_KEY)
     versions = op.stateful_batch(
@@ -401,7 +409,10 @@ def learn_from_labels(
             publish_seconds=config.publish_seconds,
             lineages=Lineages(
                 NewerVersionsInMySQL(
-                    config.mysql_dsn, key=key, patience=config.mysql_outage_seconds
+                    config.mysql_dsn,
+                    key=key,
+                    patience=config.mysql_outage_seconds,
+                    refused=refused,
                 ),
                 config.model_refresh_seconds,
             ),

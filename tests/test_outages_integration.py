@@ -22,7 +22,7 @@ from sqlalchemy import Engine, func, insert, select, text
 
 from storage.rows import model_version_row
 from storage.tables import dead_letters, fraud_labels, model_versions, scored_payments
-from storage.versions import newest_after
+from storage.versions import newer_rows
 from test_data.chaos import FlowProcess, services, wait_for
 from test_data.generator import simulate
 from test_data.hostile import valid_payment
@@ -179,7 +179,7 @@ def test_versions_are_ordered_as_numbers_under_the_shipped_collation(engine: Eng
             text("SELECT 'v00001.000123' > 'v00001.~' COLLATE utf8mb4_unicode_ci")
         ).scalar_one()
         newest = {
-            after: (row.metadata["version"] if (row := newest_after(c, after)) else None)
+            after: (rows[0].metadata["version"] if (rows := newer_rows(c, after)) else None)
             for after in ["v00001", "v00001.000123", "v00001.1000000", "v00002", None]
         }
     assert newest == {
