@@ -45,7 +45,7 @@ from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
-from dataflows import logs, metrics, stopping
+from dataflows import exiting, logs, metrics, stopping
 from dataflows.drift_watch import DriftWatch
 from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
@@ -80,11 +80,13 @@ LABEL_GROUPS = 16  # keys of the label join (cards hashed into groups); fewer: l
 
 def flow() -> Dataflow:
     """The entry point: reads the configuration from the environment, routes SIGTERM and
-    SIGINT to a graceful stop, and builds the flow."""
+    SIGINT to a graceful stop, makes a failure exit at once (``dataflows/exiting.py``), and
+    builds the flow."""
     config = Config.from_env(os.environ)
     logs.configure(config.log_level, config.log_format)
     stop = threading.Event()
     stopping.install(stop)
+    exiting.install()
     return build(config, stop)
 
 

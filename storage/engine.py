@@ -6,11 +6,20 @@ feature dicts the sink writes). Nothing connects until the engine is first used.
 
 **Outages.** :func:`retry_transient` runs one whole transaction again while the error says the
 server could not do it *now*: a deadlock or lock wait (InnoDB rolled the transaction back), a
-refused or lost connection, a server shutting down or gone away. It backs off (jittered,
-exponential, at most 10 s between tries) for up to ``patience`` seconds of wall-clock time
-(``PAYSCORE_MYSQL_OUTAGE_SECONDS``, default 300), then raises :class:`MySQLUnavailableError`,
-which stops the flow with a non-zero exit for a supervisor to restart it. Any other error goes
-up at once: it is about the data or the schema, not the server's health.
+refused or lost connection, a server shutting down or gone away, read-only (a failover). It
+backs off (jittered, exponential, at most 10 s between tries) for up to ``patience`` seconds of
+wall-clock time (``PAYSCORE_MYSQL_OUTAGE_SECONDS``, default 300), then raises
+:class:`MySQLUnavailableError`, which stops the flow with a non-zero exit for a supervisor to
+restart it. Any other error goes up at once (and, where it stops the flow, is logged first: a
+two-process Bytewax flow may print only ``Send thread panic`` for it): it is about the data or
+the schema, not the server's health.
+
+**Access denied after access granted.** Grants are often applied again on a running server: a
+``REVOKE ALL`` and then the ``GRANT`` (``ops/services.sh mysql-up`` did so after every start,
+and so do DBAs' tools). Between the two, a new connection of the account is refused (1044) and
+its statements too (1142), for milliseconds: right after an outage, when every connection is
+new. Once MySQL has let this process in (one transaction succeeded), such a refusal is retried
+like an outage; before that, it is a wrong configuration and stops the flow at once.
 
 **``local_infile``** is off unless a caller asks for it: with it on, a hostile or impersonated
 server may read any file the client can. Only the bulk ``load`` sink needs it.
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -47,6 +57,7 @@ def _to_json(value: object) -> str:
 T = TypeVar("T")
 
 DEFAULT_PATIENCE_SECONDS = 300.0
+LOGGED_CHARS = 1000  # of an error quoted in the log
 
 # InnoDB asks the client to retry these: the transaction was rolled back as a whole.
 DEADLOCK, LOCK_WAIT_TIMEOUT = 1213, 1205
@@ -61,7 +72,37 @@ UNAVAILABLE = {
     2002, 2003, 2005, 2006, 2013, 2014, 2055,  # can't connect, gone away, lost connection
     4031,  # disconnected by the server for inactivity
 }  # fmt: skip
-TRANSIENT = {DEADLOCK, LOCK_WAIT_TIMEOUT} | UNAVAILABLE
+# The server refuses writes for now: read-only (a replica during a failover).
+READ_ONLY = {1290, 1836}
+TRANSIENT = {DEADLOCK, LOCK_WAIT_TIMEOUT} | UNAVAILABLE | READ_ONLY
+# The account is refused what it may do: transient only once the process was let in (above).
+ACCESS_DENIED = {
+    1044,  # access denied to a database (connecting)
+    1045,  # access denied (logging in)
+    1142,  # command denied on a table
+    1143,  # command denied on a column
+}
+
+
+class _LetIn:
+    """Whether MySQL has let this process in: one transaction of :func:`retry_transient`
+    succeeded (a process-wide fact, as the account and its grants are)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def mark(self) -> None:
+        self._event.set()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+    def forget(self) -> None:
+        """For tests: as a process that has not reached MySQL yet."""
+        self._event.clear()
+
+
+LET_IN = _LetIn()
 
 
 class ConcurrentChangeError(RuntimeError):
@@ -82,8 +123,9 @@ def error_code(exc: BaseException) -> int | None:
     return None
 
 
-def is_transient(exc: BaseException) -> bool:
-    """True when running the same transaction again later may succeed."""
+def is_transient(exc: BaseException, *, let_in: bool = False) -> bool:
+    """True when running the same transaction again later may succeed; with ``let_in`` (MySQL
+    let this process in before), an access refusal too (see the module docstring)."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     inner = exc.orig if isinstance(exc, DBAPIError) else exc
@@ -91,7 +133,8 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(inner, ConnectionError | TimeoutError | ConcurrentChangeError):
         return True
-    return error_code(exc) in TRANSIENT
+    code = error_code(exc)
+    return code in TRANSIENT or (let_in and code in ACCESS_DENIED)
 
 
 def describe(exc: BaseException) -> str:
@@ -106,11 +149,14 @@ def retry_transient(
     patience: float = DEFAULT_PATIENCE_SECONDS,
     what: str = "a write",
     on_retry: Callable[[], None] | None = None,
+    handled: Callable[[BaseException], bool] | None = None,
 ) -> T:
     """Run ``work`` (one whole transaction) until it succeeds or fails for another reason than
     the server's availability; after ``patience`` seconds of transient failures raise
     :class:`MySQLUnavailableError` naming ``what`` was being done. ``on_retry`` is called before
-    each new try (a metric)."""
+    each new try (a metric). With ``patience`` any other error is logged as it goes up (the flow
+    stops on it, or its caller logs what it does instead), unless ``handled`` says the caller
+    deals with it (a row MySQL refuses)."""
 
     def warn(state: RetryCallState) -> None:
         if on_retry is not None:
@@ -126,13 +172,13 @@ def retry_transient(
         )
 
     retrying = Retrying(
-        retry=retry_if_exception(is_transient),
+        retry=retry_if_exception(lambda exc: is_transient(exc, let_in=bool(LET_IN))),
         stop=stop_after_delay(patience),
         wait=wait_random_exponential(multiplier=0.1, max=10),
         before_sleep=warn,
     )
     try:
-        return retrying(work)
+        done = retrying(work)
     except RetryError as exc:
         last = exc.last_attempt.exception()
         bound = (
@@ -146,6 +192,17 @@ def retry_transient(
                 "%s; stopping the flow", error, extra={"event": "mysql_unavailable", "reason": what}
             )
         raise error from last
+    except Exception as exc:
+        if patience and not (handled is not None and handled(exc)):
+            log.error(
+                "MySQL refused %s: %s (not an outage: not retried)",
+                what,
+                describe(exc)[:LOGGED_CHARS],
+                extra={"event": "mysql_refused", "reason": what},
+            )
+        raise
+    LET_IN.mark()
+    return done
 
 
 @functools.cache

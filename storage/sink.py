@@ -199,6 +199,7 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
                 patience=writing.patience,
                 what=f"writing {len(items)} rows to {self._table.name}",
                 on_retry=writing.on_retry,
+                handled=refused_by_mysql,
             )
         except Exception as exc:
             if not refused_by_mysql(exc):
