@@ -30,7 +30,6 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -66,6 +65,10 @@ _COPIED: dict[str, Callable[[ModelMetadata], object]] = {
     "content_hash": lambda m: m.content_hash,
     "created_at": lambda m: utc_naive(m.created_at),
 }
+
+
+class NotWhatItSaysError(ModelMismatchError):
+    """A stored row whose columns differ from its signed metadata."""
 
 
 def short(value: object, limit: int = QUOTED_CHARS) -> str:
@@ -127,7 +130,7 @@ def from_row(row: Any, *, key: bytes, bases: Bases | None) -> ModelArtifact:
         raise UntrustedModelError(short(str(exc), REASON_CHARS), row.version) from None
     problems = identity_problems(row, metadata)
     if problems:
-        raise ModelMismatchError(
+        raise NotWhatItSaysError(
             f"{where} is not what its signed metadata says: {'; '.join(problems)}. Rows are "
             "written from their version's metadata: this one was written or changed by "
             "other means",
@@ -159,11 +162,7 @@ def fingerprint(row: Any) -> str:
     blob = fields.pop("artifact", None)
     if "artifact_md5" not in fields:
         fields["artifact_md5"] = hashlib.md5(blob or b"", usedforsecurity=False).hexdigest()
-    return hashlib.sha256(msgspec.json.encode(fields, order="sorted", enc_hook=_encode)).hexdigest()
-
-
-def _encode(value: object) -> object:
-    return value.isoformat() if isinstance(value, datetime) else repr(value)
+    return hashlib.sha256(msgspec.json.encode(fields, order="sorted", enc_hook=repr)).hexdigest()
 
 
 def reason_class(exc: BaseException) -> str:
@@ -173,7 +172,7 @@ def reason_class(exc: BaseException) -> str:
         return "signature"
     if isinstance(exc, ModelNotFoundError):
         return "missing"
-    return "identity" if "not what its signed metadata says" in str(exc) else "mismatch"
+    return "identity" if isinstance(exc, NotWhatItSaysError) else "mismatch"
 
 
 class RefusedRows:

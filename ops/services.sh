@@ -9,6 +9,10 @@
 #   bash ops/services.sh restart-mysql|restart-kafka [SECONDS]
 #                                 stop one service, keep it down SECONDS (default 0), start it
 #                                 again (outage drills; the chaos tests use them)
+#   bash ops/services.sh reset-grants [SECONDS]
+#                                 revoke the flow user's grants, drop its connections (as a
+#                                 restart does) and grant them again SECONDS later (a drill of
+#                                 grants re-applied by a DBA's tool; 0: no drop, no wait)
 #
 # A private MariaDB beside the shared one (for drills that stop and start it):
 #   SERVICES_MYSQL_DATADIR=/work/drill-mysql/data SERVICES_MYSQL_PORT=3310 bash ops/services.sh mysql-up
@@ -199,15 +203,23 @@ SQL
   # between the two statements the flow's new connections are refused (1044), and a flow
   # reconnecting right after a restart met that window (issue 20, benchmarks/outage_drill.py).
   if [ "$(flow_grants_wrong)" != 0 ]; then
-    log "resetting the grants of $DB_USER"
-    mysql_root <<SQL
-REVOKE ALL PRIVILEGES, GRANT OPTION FROM '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
-GRANT SELECT, INSERT, UPDATE, DELETE ON \`$DB_NAME\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
-GRANT SELECT, INSERT, UPDATE, DELETE ON \`payscore\\_%\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
-SQL
+    reset_flow_grants 0
   fi
   mysql_root -e 'FLUSH PRIVILEGES'
   log "mariadb ready on 127.0.0.1:$MYSQL_PORT (database $DB_NAME; flow user $DB_USER, admin $ADMIN_USER)"
+}
+
+reset_flow_grants() {  # REVOKE ALL, then (SECONDS later) the flow's GRANTs, as DBAs' tools do
+  log "resetting the grants of $DB_USER$( (($1 > 0)) && echo " (for $1 s without them)")"
+  mysql_root -e "REVOKE ALL PRIVILEGES, GRANT OPTION FROM '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost'"
+  # A drill (SECONDS > 0) drops the account's connections too, as a restart does: a connection
+  # keeps the database access it had, a new one is refused (1044).
+  (($1 > 0)) && mysql_root -e "KILL CONNECTION USER '$DB_USER'@'127.0.0.1'; KILL CONNECTION USER '$DB_USER'@'localhost'"
+  sleep "$1"
+  mysql_root <<SQL
+GRANT SELECT, INSERT, UPDATE, DELETE ON \`$DB_NAME\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
+GRANT SELECT, INSERT, UPDATE, DELETE ON \`payscore\\_%\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
+SQL
 }
 
 flow_grants_wrong() {  # 0 when the flow's user holds exactly its grants, else how far off
@@ -258,5 +270,6 @@ case "${1:-}" in
   mysql-down) mysql_down ;;
   mysql-up) mysql_up ;;
   restart-kafka) kafka_down; sleep "${2:-0}"; kafka_up ;;
-  *) echo "usage: bash ops/services.sh up|down|status|mysql-down|mysql-up|restart-mysql|restart-kafka [SECONDS]" >&2; exit 2 ;;
+  reset-grants) reset_flow_grants "${2:-0}"; mysql_root -e 'FLUSH PRIVILEGES' ;;
+  *) echo "usage: bash ops/services.sh up|down|status|mysql-down|mysql-up|restart-mysql|restart-kafka|reset-grants [SECONDS]" >&2; exit 2 ;;
 esac
