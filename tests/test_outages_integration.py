@@ -151,13 +151,14 @@ def test_a_grant_reset_right_after_mysql_comes_back_is_ridden_out(
         finally:
             services("mysql-up")
         services("reset-grants", "10")
-        wait_for("every payment", lambda: count(engine) == len(payments), 120)
-        wait_for(
-            "every label",
-            lambda: count(engine, fraud_labels, fraud_labels.c.status != "waiting") == len(labels),
-            120,
-        )
-        assert flow.running, log.read_text()[-3000:]
+
+        def stored(table, where, expected: int) -> bool:
+            assert flow.running, f"the flow exited:\n{log.read_text()[-3000:]}"
+            return count(engine, table, where) == expected
+
+        wait_for("every payment", lambda: stored(scored_payments, None, len(payments)), 120)
+        resolved = fraud_labels.c.status != "waiting"
+        wait_for("every label", lambda: stored(fraud_labels, resolved, len(labels)), 120)
         assert flow.stop() == 0
     finally:
         if flow.running:
