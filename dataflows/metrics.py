@@ -53,6 +53,22 @@ MODEL_INFO = Gauge("payscore_model_info", "The model version scoring in this pro
 MODEL_PUBLISHED = Gauge(
     "payscore_model_published_timestamp_seconds", "When the version scoring here was created"
 )
+MODEL_CHECKED = Gauge(
+    "payscore_model_checked_timestamp_seconds",
+    "When this process last looked in model_versions for a newer version (successfully)",
+)
+MODEL_BEHIND_SINCE = Gauge(
+    "payscore_model_behind_since_timestamp_seconds",
+    "Since when model_versions holds a version newer (by lineage and sequence) than the one "
+    "scoring here that this process has not adopted; 0 while it scores with the newest",
+)
+VERSIONS_REFUSED = Counter(
+    "payscore_model_versions_refused",
+    "model_versions rows this process refused to load (each once), by why",
+    ["reason"],
+)
+for _reason in ("identity", "signature", "missing", "mismatch"):  # shown at 0, so increase() works
+    VERSIONS_REFUSED.labels(_reason)
 LEARNER_BACKLOG = Gauge(
     "payscore_learner_backlog", "Labels learned but not yet published in a model version"
 )
@@ -98,6 +114,19 @@ def scoring_with(version: str, created_at: datetime) -> None:
     MODEL_INFO.clear()
     MODEL_INFO.labels(version).set(1)
     MODEL_PUBLISHED.set(created_at.timestamp())
+
+
+def model_checked(at: float, behind_since: float | None) -> None:
+    """The registry looked for a newer version at ``at``; since ``behind_since`` (or not at
+    all) a newer recorded version waits to be adopted."""
+    MODEL_CHECKED.set(at)
+    MODEL_BEHIND_SINCE.set(behind_since or 0.0)
+
+
+def version_refused(version: str, reason: str) -> None:
+    """A ``model_versions`` row was refused (``reason``: identity, signature, missing or
+    mismatch); ``version`` is for the log, not a label."""
+    VERSIONS_REFUSED.labels(reason).inc()
 
 
 # Dead-letter reasons, grouped so that the label has few values: (class, words that mark it).

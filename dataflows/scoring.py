@@ -29,7 +29,8 @@ Every message ends somewhere one can query: a scored payment, a label row in ``f
 once through crashes and restarts (see ``dataflows/label_join.py`` and ``learning.py``);
 SIGTERM or SIGINT stop the flow gracefully (``dataflows/stopping.py``); MySQL outages are ridden
 out for ``PAYSCORE_MYSQL_OUTAGE_SECONDS`` (``storage/engine.py``). Whatever stops the flow is
-logged with its Python cause first (``dataflows/failures.py``).
+logged with its Python cause and its step first (``dataflows/failures.py``); the process then
+exits at once with status 1 (``dataflows/exiting.py``), for a supervisor to restart it.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ import msgspec
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
-from dataflows import logs, metrics, stopping
+from dataflows import exiting, logs, metrics, stopping
 from dataflows.dead_letter_topic import DeadLetterSink
 from dataflows.drift_watch import DriftWatch
 from dataflows.failures import log_failures
@@ -68,7 +69,7 @@ from model_state import artifact, signing
 from model_state.artifact import VersionRecord
 from model_state.checkpoints import ModelVersionSink
 from model_state.scorer import Scorer
-from model_state.stored_versions import NewerVersionsInMySQL
+from model_state.stored_versions import NewerVersionsInMySQL, RefusedRows
 from settings.config import Config
 from storage.labels import FraudNote, LabelledPayment
 from storage.payments import settle_reused_ids
@@ -86,14 +87,15 @@ LABEL_GROUPS = 16  # keys of the label join (cards hashed into groups); fewer: l
 
 def flow() -> Dataflow:
     """The entry point: reads the configuration from the environment, serves this process's
-    metrics (``dataflows/metrics_server.py``), routes SIGTERM and SIGINT to a graceful stop, and
-    builds the flow."""
+    metrics (``dataflows/metrics_server.py``), routes SIGTERM and SIGINT to a graceful stop,
+    makes a failing process exit at once (``dataflows/exiting.py``), and builds the flow."""
     config = Config.from_env(os.environ)
     logs.configure(config.log_level, config.log_format)
     refuse_bytewax_api(os.environ)
     serve_metrics(config.metrics_host, config.metrics_port, process_id(sys.argv, os.environ))
     stop = threading.Event()
     stopping.install(stop)
+    exiting.install()
     return build(config, stop)
 
 
@@ -102,7 +104,10 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     model_dir = Path(config.model_dir)
     key = signing.read_key(Path(config.model_key_file))
     start = artifact.load(model_dir, key=key)
-    versions = NewerVersionsInMySQL(config.mysql_dsn, key=key, skip_unloadable=True)
+    refused = RefusedRows(metrics.version_refused)  # logged once per process
+    versions = NewerVersionsInMySQL(
+        config.mysql_dsn, key=key, skip_unloadable=True, refused=refused
+    )
     models = ModelRegistry(
         start,
         versions,
@@ -111,6 +116,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
         review=config.review_threshold,
         decline=config.decline_threshold,
         fetch_challenger=versions.challenger if config.shadow else None,
+        newest_seen=versions.newest_seen,
     )
     drift = DriftWatch()
     log.info(
@@ -159,7 +165,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     op.output("store_scored_payments", rows, scored_payments_sink(config))
 
     # Learning: one learner owns the model; its versions are recorded and checkpointed.
-    versions = learn_from_labels(labelled, start, config, key)
+    versions = learn_from_labels(labelled, start, config, key, refused)
     op.output(
         "record_model_versions",
         versions,
@@ -388,7 +394,11 @@ def join_labels_with_scored_payments(labels: Stream, config: Config) -> Stream[L
 
 
 def learn_from_labels(
-    labelled: Stream[LabelledPayment], start: artifact.ModelArtifact, config: Config, key: bytes
+    labelled: Stream[LabelledPayment],
+    start: artifact.ModelArtifact,
+    config: Config,
+    key: bytes,
+    refused: RefusedRows,
 ) -> Stream[VersionRecord]:
     keyed = op.key_on("key_learner", labelled, lambda _: LEARNER_KEY)
     versions = op.stateful_batch(
@@ -405,7 +415,10 @@ def learn_from_labels(
             publish_seconds=config.publish_seconds,
             lineages=Lineages(
                 NewerVersionsInMySQL(
-                    config.mysql_dsn, key=key, patience=config.mysql_outage_seconds
+                    config.mysql_dsn,
+                    key=key,
+                    patience=config.mysql_outage_seconds,
+                    refused=refused,
                 ),
                 config.model_refresh_seconds,
             ),

@@ -35,6 +35,8 @@ fi
 unset BYTEWAX_DATAFLOW_API_ENABLED BYTEWAX_DATAFLOW_API_PORT BYTEWAX_DATAFLOW_API_CACHE_PATH
 
 log() { printf '[run_flow] %s\n' "$*" >&2; }
+# " (SIGABRT)" for an exit status of 134, and so on; nothing for a plain exit status.
+signal_name() { (($1 > 128)) && printf ' (SIG%s)' "$(kill -l $(($1 - 128)) 2>/dev/null || echo $(($1 - 128)))"; }
 
 addresses=""
 for ((i = 0; i < PROCESSES; i++)); do
@@ -81,8 +83,10 @@ run_once() {  # starts the processes, waits for all; returns the first non-zero 
     unset "live[$done_pid]"
     if ((rc != 0 && status == 0)); then
       status=$rc
-      log "process $done_pid exited with status $rc; stopping the others"
+      log "process $done_pid exited with status $rc$(signal_name "$rc"); stopping the others"
       ((${#live[@]})) && kill -TERM "${!live[@]}" 2>/dev/null
+    elif ((rc != 0)); then
+      log "process $done_pid exited with status $rc$(signal_name "$rc")"
     fi
   done
   return $status

@@ -23,8 +23,9 @@ import msgspec
 from sqlalchemy import Engine
 
 from model_state import artifact
-from model_state.artifact import ModelArtifact, ModelMetadata
+from model_state.artifact import ModelArtifact
 from model_state.scorer import explainer_for
+from model_state.stored_versions import from_row
 from storage.versions import fetch_version
 
 log = logging.getLogger(__name__)
@@ -90,15 +91,8 @@ class Explainers:
             raise artifact.ModelNotFoundError(
                 f"model version {version} is neither under {self._model_dir} nor in model_versions"
             )
-        metadata = msgspec.convert(row.metadata, ModelMetadata, strict=False)
         bases: Callable[[str], ModelArtifact] = self._version
-        return artifact.from_bytes(
-            row.artifact,
-            metadata,
-            where=f"model_versions[{version}]",
-            key=self._key,
-            bases=bases,
-        )
+        return from_row(row, key=self._key, bases=bases)
 
 
 def feature_values(features: dict[str, Any]) -> list[tuple[str, float]]:
