@@ -10,7 +10,9 @@ Payments
     2. **Features**: the card's, the terminal's and the merchant's histories, each keyed by its
        id, add their point-in-time features; calendar features come last. A card's exact repeat
        of a recent payment is skipped; a recent id reused for other content is a dead letter.
-    3. **Score** each batch with the newest model version: probability, decision, reason codes.
+    3. **Score** each batch with the newest model version: probability, decision, and reason
+       codes for the payments an analyst reads (all but approvals; an approval's are computed
+       on demand from its stored features and version, ``python -m review.explain``).
     4. **Store** the scored payment in MySQL (first write wins, so a replay changes nothing;
        a transaction id belongs to the first message in Kafka order, any other carrying it is
        a dead letter).
@@ -40,7 +42,7 @@ import os
 import sys
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -340,15 +342,18 @@ def score(
     scorer: Scorer,
     batch: list[Positioned[Payment]],
     *,
+    explain: bool | Sequence[bool] = False,
     shadow: Scorer | None = None,
     drift: DriftWatch | None = None,
 ) -> list[dict[str, object]]:
-    """The rows to store for a batch of payments, all scored by one model version at once; a
-    challenger ``shadow`` scores them too (its probability is stored, its decision is not
-    used); ``drift`` watches what was scored."""
+    """The rows to store for a batch of payments, all scored by one model version at once, with
+    the reason codes of every payment not approved and of those ``explain`` marks (one flag a
+    payment, ``True``: all); an approval's are computed on demand. A challenger ``shadow``
+    scores them too (its probability is stored, nothing else of it); ``drift`` watches what
+    was scored."""
     features = [p.features for p in batch]
-    results = scorer.score_batch(features)
-    shadowed = shadow.score_batch(features) if shadow is not None else [None] * len(batch)
+    results = scorer.score_batch(features, explain=explain)
+    shadowed = shadow.probabilities(features) if shadow is not None else [None] * len(batch)
     if drift is not None:
         drift.observe(scorer, features, [r.probability for r in results])
     scored_at = datetime.now(UTC)
@@ -365,7 +370,7 @@ def score(
             scored_at=scored_at,
             appended_at=p.appended_at,
             shadow_version=shadow.version if shadow is not None else None,
-            shadow_probability=other.probability if other is not None else None,
+            shadow_probability=other,
         )
         for p, result, other in zip(batch, results, shadowed, strict=True)
     ]

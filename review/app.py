@@ -5,7 +5,8 @@
 ``POST /logout``            sign out (ends the session in MySQL)
 ``GET /queue``              the queue: ``decision`` (repeatable), ``since``, ``until``
                             (event time, UTC), ``merchant``, ``after`` (page cursor)
-``GET /payments/{id}``      one payment: features and contributions, card, labels
+``GET /payments/{id}``      one payment: features, contributions and reason codes (an
+                            approval's computed on demand), card, labels
 ``POST /payments/{id}/verdict``  an analyst's verdict (``verdict`` fraud|legitimate, ``note``)
 ==========================  ======================================================
 
@@ -41,7 +42,7 @@ from starlette.templating import Jinja2Templates
 from features.contract import minor_unit_digits
 from model_state.offline.shadow import Comparison, compare
 from review import queries, sessions, signin, throttle
-from review.explain import Explainers, Explanation, feature_values
+from review.explain import Explainers, Explanation, feature_values, reasons_shown
 from review.publish import LabelPublisher
 from review.security import (
     CSRF_FIELD,
@@ -55,7 +56,7 @@ from review.security import (
 from review.sessions import SessionPolicy
 from review.users import User
 from review.verdicts import PaymentNotFoundError, give_verdict
-from storage.rows import utc_naive
+from storage.rows import reasons_on_demand, utc_naive
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SECURITY_HEADERS = {
@@ -235,11 +236,23 @@ class Review:
         except ValueError as exc:
             raise HTTPException(400, f"queue filter: {exc}") from None
 
-        def read() -> queries.QueuePage:
+        def read() -> tuple[queries.QueuePage, dict[str, Any]]:
             with self.engine.connect() as connection:
-                return queries.queue(connection, where)
+                page = queries.queue(connection, where)
+                on_demand = [
+                    r.transaction_id
+                    for r in page.rows
+                    if reasons_on_demand(r.decision, r.reason_codes)
+                ]
+                return page, queries.stored_reasons(connection, on_demand)
 
-        page = await run_in_threadpool(read)
+        page, stored = await run_in_threadpool(read)
+        reasons = await run_in_threadpool(
+            reasons_shown,
+            self.explainers,
+            page.rows,
+            {txid: row.features for txid, row in stored.items()},
+        )
         next_url = None
         if page.next is not None:
             kept = [(k, v) for k, v in args.multi_items() if k != "after"]
@@ -250,6 +263,7 @@ class Review:
             user=user,
             where=where,
             rows=page.rows,
+            reasons=reasons,
             next_url=next_url,
             decisions=queries.DECISIONS,
             args=args,
@@ -277,6 +291,9 @@ class Review:
         explanation = await run_in_threadpool(
             self.explainers.explain, row.model_version, dict(row.features)
         )
+        reasons = await run_in_threadpool(
+            reasons_shown, self.explainers, [row], {row.transaction_id: row.features}
+        )
         return self.page(
             request,
             "payment.html",
@@ -284,6 +301,7 @@ class Review:
             explanation=explanation if isinstance(explanation, Explanation) else None,
             unexplained=None if isinstance(explanation, Explanation) else explanation.why,
             features=feature_values(row.features),
+            reasons=reasons[row.transaction_id],
             given=request.query_params.get("given"),
             **found,
         )

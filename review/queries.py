@@ -13,6 +13,7 @@ decisions are two such reads, merged here. :func:`explain_queue` shows the plan.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -181,3 +182,18 @@ def verdicts_of(connection: Connection, transaction_id: str) -> list[Any]:
     return connection.execute(
         select(rv).where(rv.c.transaction_id == transaction_id).order_by(rv.c.id)
     ).all()
+
+
+def stored_reasons(connection: Connection, transaction_ids: Sequence[str]) -> dict[str, Any]:
+    """Of the payments ``transaction_ids``, what their reason codes are read or computed from:
+    decision, stored reason codes, model version and features, by transaction id (those not
+    stored are left out)."""
+    sp = scored_payments
+    if not transaction_ids:
+        return {}
+    rows = connection.execute(
+        select(
+            sp.c.transaction_id, sp.c.decision, sp.c.reason_codes, sp.c.model_version, sp.c.features
+        ).where(sp.c.transaction_id.in_(sorted(set(transaction_ids))))
+    )
+    return {r.transaction_id: r for r in rows}

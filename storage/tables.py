@@ -59,7 +59,12 @@ scored_payments = Table(
     Column("utc_offset_minutes", SmallInteger, nullable=False),
     Column("fraud_probability", Double, nullable=False),
     Column("decision", String(8), nullable=False, comment="approve, review or decline"),
-    Column("reason_codes", JSON, nullable=False, comment="up to three feature names"),
+    Column(
+        "reason_codes",
+        JSON,
+        nullable=False,
+        comment="up to three feature names, empty for an approval (computed on demand)",
+    ),
     Column("model_version", Id(), nullable=False),
     Column("features", JSON, nullable=False, comment="feature name -> value used to score"),
     Column("kafka_partition", Integer, nullable=False),

@@ -154,7 +154,7 @@ CREATE TABLE scored_payments (
 	utc_offset_minutes SMALLINT NOT NULL, 
 	fraud_probability DOUBLE NOT NULL, 
 	decision VARCHAR(8) NOT NULL COMMENT 'approve, review or decline', 
-	reason_codes JSON NOT NULL COMMENT 'up to three feature names', 
+	reason_codes JSON NOT NULL COMMENT 'up to three feature names, empty for an approval (computed on demand)', 
 	model_version VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
 	features JSON NOT NULL COMMENT 'feature name -> value used to score', 
 	kafka_partition INTEGER NOT NULL, 

@@ -66,7 +66,7 @@ def payment_row(
         "utc_offset_minutes": 60,
         "fraud_probability": probability,
         "decision": decision,
-        "reason_codes": ["amount_eur"],
+        "reason_codes": [] if decision == "approve" else ["amount_eur"],  # as the flow stores
         "model_version": version,
         "features": features(123.45),
         "kafka_partition": 0,

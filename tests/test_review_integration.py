@@ -3,6 +3,7 @@ detail page; access (viewer, CSRF); a verdict as one label message, learned once
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,14 +14,17 @@ from starlette.testclient import TestClient
 
 from features.contract import FraudLabel, LabelDecoder
 from model_state import artifact
+from model_state.scorer import Scorer
 from review import queries
 from storage.labels import CLAIMED, REJECTED, ReadLabel, claim_labels
 from storage.tables import fraud_labels, review_verdicts
+from tests.flowrun import key_for_tests
 from tests.reviewkit import (
     PASSWORD,
     START,
     add_users,
     app_for,
+    features,
     payment_row,
     read_topic,
     signed_in,
@@ -312,3 +316,49 @@ def test_a_label_naming_an_analyst_without_her_verdict_is_stored_and_shown_unver
         ).scalar_one()
     assert earlier.endswith("fraud, claimed (names alice, unverified)")
     assert " by alice" not in earlier
+
+
+def test_an_approvals_reasons_are_computed_on_demand_on_its_page_and_in_the_queue(
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
+) -> None:
+    """Approvals are stored without reason codes; the pages compute them with the version that
+    scored the payment, exactly as the scorer gives them, and say so."""
+    version = artifact.list_versions(models)[-1]
+    loaded = artifact.load(models, version, key=key_for_tests())
+    expected = Scorer(
+        loaded.model, version, review=1.0, decline=1.0,
+        positive_weight=loaded.metadata.positive_weight,
+    ).reasons([features(123.45)])[0]  # fmt: skip
+    assert expected, "the test payment must have some reason to show"
+    store(
+        engine,
+        [
+            payment_row("tx-a", 0.1, "approve", version=version),
+            payment_row("tx-b", 0.05, "approve", version="v00042", minutes=1),  # nowhere
+            payment_row("tx-r", 0.7, "review", version=version, minutes=2),
+        ],
+    )
+    add_users(admin_engine)
+    client = signed_in(app_for(review_engine, topics["labels_topic"], models), "victor")
+    page = client.get("/payments/tx-a").text
+    shown = (
+        f'<td id="reasons">{", ".join(expected)} <span class="on-demand" id="reasons-on-demand">'
+    )
+    assert shown in page
+    assert f"computed on demand with model version {version}" in page
+    stored = client.get("/payments/tx-r").text
+    assert '<td id="reasons">amount_eur</td>' in stored  # stored, shown as stored
+    missing = client.get("/payments/tx-b").text
+    assert 'id="reasons-unavailable"' in missing
+    assert "model version v00042 could not compute them" in missing
+
+    queue = client.get("/queue?decision=approve&decision=review").text
+    cells = re.findall(r'<td class="reasons">(.*?)</td>', queue)
+    assert cells[0] == "amount_eur"  # tx-r, highest probability first
+    assert cells[1].startswith(f'{", ".join(expected)} <span class="on-demand"')
+    assert "(on demand)" in cells[1]
+    assert "not computed" in cells[2]
