@@ -245,7 +245,8 @@ def read_csv(text: str, kind: str) -> CsvRead:
     if "value" not in columns or unknown or len(set(columns)) != len(columns):
         bad(
             1,
-            f"expected a header naming value and optionally expires_at, reason; got {','.join(columns)[:80]!r}",
+            "expected a header naming value and optionally expires_at, reason; got "
+            f"{','.join(columns)[:80]!r}",
         )
         return result
     at = {name: columns.index(name) for name in columns}

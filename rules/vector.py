@@ -5,7 +5,8 @@ reference interpreter): numbers are ``float64`` columns where NaN marks a missin
 
 >>> import numpy as np
 >>> from rules.syntax import parse
->>> cols = Columns(2, {"amount_eur": np.array([5.0, 500.0]), "country": np.array(["FR", None], object)})
+>>> amounts, countries = np.array([5.0, 500.0]), np.array(["FR", None], object)
+>>> cols = Columns(2, {"amount_eur": amounts, "country": countries})
 >>> evaluate(parse("review if amount_eur > 100 or country == 'FR'").condition, cols, {}).tolist()
 [True, True]
 """
