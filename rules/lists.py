@@ -194,6 +194,15 @@ def unpack(name: str, parts: Iterable[bytes]) -> ListIndex:
     return ListIndex.from_values(name, packed.kind, packed.values, packed.expires)
 
 
+def unpack_entries(parts: Iterable[bytes]) -> dict[str, float | None]:
+    """A list's packed form back as value -> expiry (POSIX seconds) or None."""
+    packed = msgspec.msgpack.decode(zlib.decompress(b"".join(parts)), type=_Packed)
+    entries: dict[str, float | None] = dict.fromkeys(packed.values)
+    for i, e in packed.expires:
+        entries[packed.values[i]] = e
+    return entries
+
+
 # ---------------------------------------------------------------------------- CSV
 
 
