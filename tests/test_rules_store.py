@@ -218,3 +218,51 @@ def test_the_loader_applies_the_newest_version_and_keeps_the_last_good_one(store
     assert watch.refresh() is True
     assert watch.current().version == 5
     watch.stop()
+
+
+def test_the_command_line(mysql_url, engine, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PAYSCORE_MYSQL_URL": mysql_url}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rules", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert (
+        cli("list-create", "high_risk_countries", "country", "--by", "ana").stdout == "version 1\n"
+    )
+    bad = cli(
+        "add", "geo", "review if country in @high_risk_countries and amount_eur >", "--by", "ana"
+    )
+    assert bad.returncode == 2
+    assert "refused: line 1, column 59: expected a number, a string, a name or `(`" in bad.stderr
+    file = tmp_path / "countries.csv"
+    file.write_text("value,reason\nNG,fraud ring\nXX,typo\nRU,\n")
+    refused = cli("import", "high_risk_countries", str(file), "--by", "ana")
+    assert refused.returncode == 2
+    assert "line 3: expected an ISO 3166-1 alpha-2 country code; got 'XX'" in refused.stderr
+    done = cli("import", "high_risk_countries", str(file), "--by", "ana", "--skip-bad")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("imported 2 entries as version 2\n1 bad rows skipped:\nline 3:")
+    ok = cli(
+        "add", "geo", "review if country in @high_risk_countries and amount_eur>500", "--by", "ana"
+    )
+    assert ok.stdout == "version 3\n", ok.stderr
+    assert cli("status", "geo", "active", "--by", "bo").stdout == "version 4\n"
+    shown = cli("show").stdout
+    assert shown.startswith(
+        "geo\tactive\tv4\treview if country in @high_risk_countries and amount_eur > 500"
+    )
+    assert "~ rule geo:\n    status shadow -> active" in cli("diff", "3", "4").stdout
+    assert cli("rollback", "2", "--by", "carl").stdout == "version 5\n"
+    assert cli("show").stdout == ""
+    assert cli("versions").stdout.splitlines()[0].endswith("carl\trollback to version 2")
+    assert counts(engine)[0] == 5
