@@ -109,9 +109,8 @@ def run(args: argparse.Namespace, store: RulesStore) -> None:
         for name, ref in sorted(store.snapshot().lists.items()):
             print(f"@{name}\t{ref.kind}\t{ref.entries} entries")
     elif c == "list-create":
-        print(
-            f"version {store.create_list(args.name, args.kind, by=args.by, description=args.description)}"
-        )
+        version = store.create_list(args.name, args.kind, by=args.by, description=args.description)
+        print(f"version {version}")
     elif c == "list-add":
         expires = parse_expiry(args.expires)
         entries = [NewEntry(v, expires, args.reason) for v in args.values]
@@ -141,9 +140,8 @@ def run(args: argparse.Namespace, store: RulesStore) -> None:
         print(f"version {store.rollback(args.version, by=args.by)}")
     elif c == "audit":
         for a in store.audit(args.limit):
-            print(
-                f"{a.version}\t{a.at:%Y-%m-%d %H:%M:%S}Z\t{a.actor}\t{a.action}\t{a.target}\t{a.diff}"
-            )
+            when = f"{a.at:%Y-%m-%d %H:%M:%S}Z"
+            print(f"{a.version}\t{when}\t{a.actor}\t{a.action}\t{a.target}\t{a.diff}")
 
 
 def main(argv: list[str] | None = None) -> int:

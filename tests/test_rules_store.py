@@ -103,7 +103,10 @@ def test_entries_import_remove_diff_rollback_and_load(store, engine):
     with pytest.raises(ValueError, match="there is no list @nope"):
         store.add_entries("nope", [NewEntry("c-1")], by="ana")
 
-    csv_text = "value,expires_at,reason\nc-3,,ok\nbad value,,x\nc-4,2031-01-01,ok\nc-5,tomorrow,x\nc-3,,again\n"
+    csv_text = (
+        "value,expires_at,reason\nc-3,,ok\nbad value,,x\nc-4,2031-01-01,ok\nc-5,tomorrow,x\n"
+        "c-3,,again\n"
+    )
     before = counts(engine)
     with pytest.raises(ImportRefusedError) as refused:
         store.import_csv("blocked_cards", csv_text, by="ana")
@@ -199,7 +202,8 @@ def test_the_loader_applies_the_newest_version_and_keeps_the_last_good_one(store
     with engine.begin() as c:
         c.execute(
             text(
-                "INSERT INTO ruleset_versions (version, created_at, created_by, `change`, rules, lists) "
+                "INSERT INTO ruleset_versions "
+                "(version, created_at, created_by, `change`, rules, lists) "
                 "SELECT 4, created_at, 'x', 'broken', JSON_ARRAY(JSON_OBJECT('rule_id', 'r', "
                 "'text', 'decline if no_such_feature > 1', 'status', 'active')), lists "
                 "FROM ruleset_versions WHERE version = 3"
