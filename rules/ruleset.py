@@ -1,17 +1,19 @@
 """A whole ruleset compiled for the flow: which rules fire for a payment, and its final decision.
 
 Fifty rules cost a few microseconds a payment (``benchmarks/bench_rules.py``) because most rules
-are not evaluated at all. Each rule's condition is split into its top-level ``and`` terms; one of
-them becomes the rule's **guard**, indexed, and the rest its residual, a compiled closure
-(:mod:`rules.compile`). Guards, by preference:
+are not evaluated at all. Each rule's condition is split into its top-level ``and`` terms and one
+of them becomes the rule's **guard**, a necessary condition tested for all rules at once:
 
-- ``field in @list``: the list is looked up once per payment for every rule it guards;
-- ``name == "text"``, ``name == 3``, ``name in (...)``: one dict look-up per name;
-- ``name > 100`` (``>=``, ``<``, ``<=``): per name, the thresholds sorted, so one comparison with
-  the smallest (or largest) says whether any rule's guard holds and a bisection which ones.
-  (On floats ``v >= c`` is ``v > c'`` with ``c'`` the float just below ``c``.)
+- ``field in @list`` (preferred): one hash look-up per list for every rule it guards;
+- ``name > 100`` (``>=``, ``<``, ``<=``; on floats ``v >= c`` is ``v > c'`` with ``c'`` the
+  float just below ``c``): every such threshold is compared in one C-level ``map``;
+- ``name == "text"``, ``name == 3``, ``name in (...)``: set membership, in one ``map`` too.
 
-A rule whose condition has no such term (a top-level ``or``, a ``not``) is evaluated whole.
+The guard values of a payment are read in one C-level call (``operator.itemgetter`` over the
+feature dict, ``attrgetter`` over the payment). Only a rule whose guard holds is then evaluated
+whole (its compiled closure, :mod:`rules.compile`), which also applies the missing-value
+semantics and the lists' expiries. A rule with no such term (a top-level ``or``, a ``not``,
+``latitude > x``) is evaluated whole for every payment.
 The indexed evaluation is property-tested against evaluating every rule whole and against the
 reference interpreter (``tests/test_rules_eval.py``).
 
@@ -27,16 +29,17 @@ reference interpreter (``tests/test_rules_eval.py``).
 from __future__ import annotations
 
 import math
+import operator
 import re
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import contains, gt, lt
 from typing import Any, Final
 
-from rules.compile import Condition, Value, compile_condition, getter
+from rules.compile import Condition, compile_condition
 from rules.decisions import STATUSES, Decision, Fired, Outcome, decide, model_alone
 from rules.lists import ListIndex
-from rules.names import NUMBER, TYPES
+from rules.names import CONTRACT_FIELDS, NUMBER, OPTIONAL, PROBABILITY, TYPES
 from rules.syntax import (
     BoolOp,
     Compare,
@@ -93,7 +96,6 @@ class CompiledRule:
     rule: Rule
     status: str
     condition: Condition  # the whole condition
-    residual: Condition | None = None  # what remains besides the guard
     fired: Fired = field(init=False)
 
     def __post_init__(self) -> None:
@@ -106,40 +108,48 @@ def conjuncts(node: Expr) -> list[Expr]:
     return [node]
 
 
-def _and(terms: list[Expr]) -> Expr | None:
-    if not terms:
-        return None
-    node = terms[0]
-    for t in terms[1:]:
-        node = BoolOp("and", node, t)
-    return node
+# Names with a few common values (flags, the hour, the channel, the currency): a term on them
+# holds for many payments, so it is a guard only when a rule has no other.
+POOR_GUARDS: Final = frozenset(
+    {"is_night", "is_weekend", "hour_of_day", "card_merchant_new_30d", "card_country_unusual",
+     "channel", "currency"}
+)  # fmt: skip
 
 
 def _guard(term: Expr) -> tuple[int, tuple[Any, ...]] | None:
-    """(preference, key) if ``term`` can be indexed; lower preference is better."""
+    """(preference, key) if ``term`` can be a guard; lower preference is better: a list, then
+    an upper threshold (large amounts, high counts are rare), a lower one, a string equality or
+    set, a number equality; any of them on a name of :data:`POOR_GUARDS` last."""
+    found: tuple[int, tuple[Any, ...]] | None = None
     if isinstance(term, InList) and isinstance(term.operand, Name):
-        return 0, ("list", term.operand.name, term.list_name)
-    if isinstance(term, InValues) and isinstance(term.operand, Name):
-        return 1, ("eq", term.operand.name, tuple(v.value for v in term.values))
-    if isinstance(term, Compare):
+        found = 0, ("list", term.operand.name, term.list_name)
+    elif isinstance(term, InValues) and isinstance(term.operand, Name):
+        rank = 3 if TYPES[term.operand.name] != NUMBER else 4
+        found = rank, ("eq", term.operand.name, tuple(v.value for v in term.values))
+    elif isinstance(term, Compare):
         left, right, op = term.left, term.right, term.op
         if isinstance(left, Num | Str) and isinstance(right, Name):
             left, right, op = right, left, _FLIP.get(op, op)
         if isinstance(left, Name) and isinstance(right, Num | Str):
             if op == "==":
-                return 1, ("eq", left.name, (right.value,))
-            if op != "!=" and TYPES[left.name] == NUMBER:
-                return 2, ("cmp", left.name, op, float(right.value))  # type: ignore[arg-type]
-    return None
+                rank = 3 if isinstance(right, Str) else 4
+                found = rank, ("eq", left.name, (right.value,))
+            elif op != "!=" and TYPES[left.name] == NUMBER:
+                rank = 1 if op in (">", ">=") else 2
+                found = rank, ("cmp", left.name, op, float(right.value))  # type: ignore[arg-type]
+    if found is not None and found[1][1] in POOR_GUARDS:
+        return found[0] + 10, found[1]
+    return found
 
 
-@dataclass(slots=True)
-class _NumberIndex:
-    read: Value
-    above: list[float] = field(default_factory=list)  # guard: value > key
-    above_rules: list[CompiledRule] = field(default_factory=list)
-    below: list[float] = field(default_factory=list)  # guard: value < key
-    below_rules: list[CompiledRule] = field(default_factory=list)
+def _picker(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """A C-level getter of ``keys`` that always returns a tuple."""
+    if not keys:
+        return lambda _: ()
+    if len(keys) == 1:
+        key = keys[0]
+        return lambda d: (d[key],)
+    return operator.itemgetter(*keys)
 
 
 class Ruleset:
@@ -152,89 +162,125 @@ class Ruleset:
         self.rules = tuple(rules)
         self.lists = dict(lists)
         self.names = frozenset(n for r in rules for n in names_in(r.rule.condition))
-        self._numbers: list[_NumberIndex] = []
-        self._equals: list[tuple[Value, dict[Any, list[CompiledRule]]]] = []
-        self._lists: list[tuple[Value, Callable[[Any, float], bool], list[CompiledRule]]] = []
         self._whole: list[CompiledRule] = []
         self._index(rules)
 
     def _index(self, rules: Sequence[CompiledRule]) -> None:
-        numbers: dict[str, _NumberIndex] = {}
-        above: dict[str, list[tuple[float, CompiledRule]]] = {}
-        below: dict[str, list[tuple[float, CompiledRule]]] = {}
-        equals: dict[str, dict[Any, list[CompiledRule]]] = {}
-        lists: dict[tuple[str, str], list[CompiledRule]] = {}
+        """Every payment's guard values are read in one C-level call into one tuple, ``vals``:
+        the features, then the contract fields, then the probability. Guards are tested with
+        ``map`` over that tuple; a rule whose guard may hold is then evaluated whole."""
+        guards: list[tuple[CompiledRule, tuple[Any, ...]]] = []
         for r in rules:
             terms = conjuncts(r.rule.condition)
             best = min(
                 ((g[0], i, g[1]) for i, t in enumerate(terms) if (g := _guard(t)) is not None),
                 default=None,
             )
-            if best is None:
-                self._whole.append(r)
-                continue
-            _, at, key = best
-            rest = _and(terms[:at] + terms[at + 1 :])
-            r.residual = compile_condition(rest, self.lists) if rest is not None else None
+            if best is None or (best[2][1] in OPTIONAL and best[2][0] == "cmp"):
+                self._whole.append(r)  # e.g. a top-level `or`, or latitude > x (may be None)
+            else:
+                guards.append((r, best[2]))
+        names = sorted({key[1] for _, key in guards})
+        features = [n for n in names if n not in CONTRACT_FIELDS and n != PROBABILITY]
+        fields = [n for n in names if n in CONTRACT_FIELDS]
+        slot = {n: i for i, n in enumerate([*features, *fields, PROBABILITY])}
+        self._features = _picker(features)
+        if len(fields) > 1:
+            self._fields: Callable[[Any], tuple[Any, ...]] = operator.attrgetter(*fields)
+        elif fields:
+            only = fields[0]
+            self._fields = lambda p: (getattr(p, only),)
+        else:
+            self._fields = lambda p: ()
+        above: list[tuple[int, float, CompiledRule]] = []
+        below: list[tuple[int, float, CompiledRule]] = []
+        within: list[tuple[int, frozenset[Any], CompiledRule]] = []
+        exact: list[tuple[int, set[int], list[CompiledRule]]] = []
+        self._prefix_lists: list[
+            tuple[int, tuple[tuple[int, set[int]], ...], list[CompiledRule]]
+        ] = []
+        by_list: dict[tuple[str, str], list[CompiledRule]] = {}
+        for r, key in guards:
             if key[0] == "list":
-                lists.setdefault((key[1], key[2]), []).append(r)
+                by_list.setdefault((key[1], key[2]), []).append(r)
             elif key[0] == "eq":
-                table = equals.setdefault(key[1], {})
-                for value in dict.fromkeys(key[2]):
-                    table.setdefault(value, []).append(r)
+                within.append((slot[key[1]], frozenset(key[2]), r))
             else:
                 _, name, op, c = key
-                numbers.setdefault(name, _NumberIndex(getter(name)))
                 if op in (">", ">="):
-                    above.setdefault(name, []).append(
-                        (c if op == ">" else math.nextafter(c, -math.inf), r)
-                    )
+                    above.append((slot[name], c if op == ">" else math.nextafter(c, -math.inf), r))
                 else:
-                    below.setdefault(name, []).append(
-                        (c if op == "<" else math.nextafter(c, math.inf), r)
-                    )
-        for name, index in numbers.items():
-            for key_list, rule_list, found in (
-                (index.above, index.above_rules, above.get(name, [])),
-                (index.below, index.below_rules, below.get(name, [])),
-            ):
-                for c, r in sorted(found, key=lambda cr: cr[0]):
-                    key_list.append(c)
-                    rule_list.append(r)
-            self._numbers.append(index)
-        self._equals = [(getter(name), table) for name, table in equals.items()]
-        for (name, list_name), guarded in lists.items():
-            self._lists.append((getter(name), self.lists[list_name].contains, guarded))
+                    below.append((slot[name], c if op == "<" else math.nextafter(c, math.inf), r))
+        for (name, list_name), guarded in by_list.items():
+            index = self.lists[list_name]
+            if index.by_length:
+                self._prefix_lists.append((slot[name], index.by_length, guarded))
+            else:
+                exact.append((slot[name], index.hashes, guarded))
+        self._exact_lists = (
+            _picker([e[0] for e in exact]),
+            tuple(e[1] for e in exact),
+            [e[2] for e in exact],
+        )
+        self._above = (
+            _picker([a[0] for a in above]),
+            tuple(a[1] for a in above),
+            [a[2] for a in above],
+        )
+        self._below = (
+            _picker([b[0] for b in below]),
+            tuple(b[1] for b in below),
+            [b[2] for b in below],
+        )
+        self._within = (
+            _picker([w[0] for w in within]),
+            tuple(w[1] for w in within),
+            [w[2] for w in within],
+        )
 
     def fired(self, payment: Any, features: Mapping[str, float], probability: float) -> list[Fired]:
         """The rules (active and shadow) whose condition holds for this payment."""
-        p, f, q = payment, features, probability
-        hits: list[Fired] = []
-        for index in self._numbers:
-            v = index.read(p, f, q)
+        try:
+            return self._fired(payment, features, probability)
+        except (KeyError, TypeError):  # a feature absent or not a number: every rule whole
+            return self.fired_whole(payment, features, probability)
+
+    def _fired(self, p: Any, f: Mapping[str, float], q: float) -> list[Fired]:
+        vals = self._features(f) + self._fields(p) + (q,)
+        candidates: list[CompiledRule] = []
+        pick, consts, guarded = self._above
+        picked = pick(vals)
+        if any(map(gt, picked, consts)):
+            candidates += [
+                r for r, hit in zip(guarded, map(gt, picked, consts), strict=True) if hit
+            ]
+        pick, consts, guarded = self._below
+        picked = pick(vals)
+        if any(map(lt, picked, consts)):
+            candidates += [
+                r for r, hit in zip(guarded, map(lt, picked, consts), strict=True) if hit
+            ]
+        pick, sets, guarded = self._within
+        picked = pick(vals)
+        if any(map(contains, sets, picked)):
+            candidates += [
+                r for r, hit in zip(guarded, map(contains, sets, picked), strict=True) if hit
+            ]
+        pick, sets, guarded_lists = self._exact_lists
+        picked = pick(vals)
+        if any(map(contains, sets, map(hash, picked))):
+            for hashes, v, guarded in zip(sets, picked, guarded_lists, strict=True):
+                if hash(v) in hashes:
+                    candidates += guarded
+        for at, by_length, guarded in self._prefix_lists:
+            v = vals[at]
             if v is None:
                 continue
-            keys = index.above
-            if keys and v > keys[0]:
-                for r in index.above_rules[: bisect_left(keys, v)]:
-                    if r.residual is None or r.residual(p, f, q):
-                        hits.append(r.fired)
-            keys = index.below
-            if keys and v < keys[-1]:
-                for r in index.below_rules[bisect_right(keys, v) :]:
-                    if r.residual is None or r.residual(p, f, q):
-                        hits.append(r.fired)
-        for read, table in self._equals:
-            guarded = table.get(read(p, f, q))
-            if guarded:
-                for r in guarded:
-                    if r.residual is None or r.residual(p, f, q):
-                        hits.append(r.fired)
-        for read, contains, guarded in self._lists:
-            if contains(read(p, f, q), p.event_timestamp):
-                for r in guarded:
-                    if r.residual is None or r.residual(p, f, q):
-                        hits.append(r.fired)
+            for n, hashes in by_length:
+                if n <= len(v) and hash(v[:n]) in hashes:
+                    candidates += guarded
+                    break
+        hits = [r.fired for r in candidates if r.condition(p, f, q)]
         for r in self._whole:
             if r.condition(p, f, q):
                 hits.append(r.fired)
@@ -268,10 +314,11 @@ class Ruleset:
     ) -> list[Outcome]:
         """:meth:`decide` for each payment of a scored batch (the flow's call)."""
         fired = self.fired
+        alone = _ALONE
         out = []
         for p, f, q, d in zip(payments, features, probabilities, model_decisions, strict=True):
             hits = fired(p, f, q)
-            out.append(decide(d, q, hits) if hits else _ALONE[d])
+            out.append(decide(d, q, hits) if hits else alone[d])
         return out
 
 
