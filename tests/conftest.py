@@ -3,6 +3,10 @@ each test gets its own MySQL database and its own Kafka topics, dropped afterwar
 
 from __future__ import annotations
 
+# First: mysql-connector's C extension (the backtest's reader) links libstdc++, which cannot be
+# loaded once numba and scikit-learn have taken glibc's static TLS block.
+import mysql.connector  # noqa: F401  isort: skip
+
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
