@@ -360,16 +360,27 @@ def backtest(
             if len(examples) < EXAMPLES:
                 ids = fixed["transaction_id"][moved][: EXAMPLES - len(examples)]
                 examples += [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
-        for d in np.unique(day).tolist():
-            on = day == d
-            entry = days.setdefault(d, {"payments": 0, "hits": {}, "frauds": {}, "changed": 0})
-            entry["payments"] += int(on.sum())
-            entry["changed"] += int((moved & on).sum())
-            for rule_id, mask in masks.items():
-                hit = mask & on
-                entry["hits"][rule_id] = entry["hits"].get(rule_id, 0) + int(hit.sum())
-                entry["frauds"][rule_id] = entry["frauds"].get(rule_id, 0) + int(
-                    (hit & is_fraud).sum()
+        first = int(day.min())
+        at = day - first
+        span = int(at.max()) + 1
+        per_day = np.bincount(at, minlength=span).tolist()
+        moved_per_day = np.bincount(at[moved], minlength=span).tolist()
+        hits_per_day = {i: np.bincount(at[m], minlength=span).tolist() for i, m in masks.items()}
+        frauds_per_day = {
+            i: np.bincount(at[m & is_fraud], minlength=span).tolist() for i, m in masks.items()
+        }
+        for k in range(span):
+            if not per_day[k]:
+                continue
+            entry = days.setdefault(
+                first + k, {"payments": 0, "hits": {}, "frauds": {}, "changed": 0}
+            )
+            entry["payments"] += per_day[k]
+            entry["changed"] += moved_per_day[k]
+            for rule_id in masks:
+                entry["hits"][rule_id] = entry["hits"].get(rule_id, 0) + hits_per_day[rule_id][k]
+                entry["frauds"][rule_id] = (
+                    entry["frauds"].get(rule_id, 0) + frauds_per_day[rule_id][k]
                 )
     for t in tallies:
         f = t.figures
