@@ -193,3 +193,17 @@ def test_canonical_text_is_stable_and_readable():
 def test_parentheses_are_kept_where_they_matter(text):
     rule = parse(text, LISTS)
     assert parse(to_text(rule), LISTS) == rule
+
+
+def test_the_readme_examples_parse_and_print_back():
+    from pathlib import Path
+
+    from test_data.rule_examples import LIST_KINDS, RULES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```rules\n", 1)[1].split("```", 1)[0]
+    examples = [line for line in block.splitlines() if line.strip()]
+    assert len(examples) >= 10
+    for text in examples + [rule for _, rule in RULES]:
+        rule = parse(text, LIST_KINDS)
+        assert parse(to_text(rule), LIST_KINDS) == rule
