@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
@@ -49,7 +50,7 @@ from sqlalchemy.engine import make_url
 
 from rules.decisions import ACTION_RANK
 from rules.lists import ListIndex
-from rules.names import CONTRACT_FIELDS, NUMBER, PROBABILITY, TYPES
+from rules.names import CONTRACT_FIELDS, NUMBER, OPTIONAL, PROBABILITY, TYPES
 from rules.ruleset import CompiledRule, Ruleset, RuleSpec, compile_ruleset
 from rules.store import RulesStore
 from rules.syntax import to_text
@@ -66,6 +67,7 @@ _CODE = {b"approve": 0, b"review": 1, b"decline": 2}
 _LABEL = {None: -1, b"0": 0, b"1": 1}
 # Kept in scored_payments only since the rules came; NULL (with country) in older rows.
 LATE_FIELDS = frozenset({"mcc", "channel", "country", "device_id", "latitude", "longitude"})
+NULLABLE_STRINGS = frozenset({"mcc", "channel", "country", "device_id"})
 EARLIEST = datetime(2000, 1, 1)
 LATEST = datetime(2100, 1, 1)
 
@@ -206,8 +208,9 @@ def _stream(
     url: str, since: datetime, until: datetime, fields: list[str], features: list[str]
 ) -> Iterator[tuple[list[tuple[Any, ...]], list[Any]]]:
     """Chunks of (rows, decoded features) of the payments stored in [since, until)."""
+    # An absent feature is NaN, missing (the flow writes every feature, never null).
     feature_type = msgspec.defstruct(
-        "StoredFeatures", [(name, float | None, None) for name in features]
+        "StoredFeatures", [(name, float, math.nan) for name in features]
     )
     decode = msgspec.json.Decoder(list[feature_type])  # type: ignore[valid-type]
     columns = [
@@ -216,7 +219,7 @@ def _stream(
         "fraud_probability",
         "label_is_fraud",
         "UNIX_TIMESTAMP(event_time)",
-        *fields,
+        *(f"COALESCE({f}, '')" if f in NULLABLE_STRINGS else f for f in fields),
         *(["features"] if features else []),
     ]
     sql = (
@@ -248,20 +251,25 @@ def _columns(
     size = len(rows)
     fixed = {
         "transaction_id": np.array(cols[0], dtype=object),
-        "model": np.fromiter((_CODE[d] for d in cols[1]), dtype=np.int8, count=size),
-        "label": np.fromiter((_LABEL[x] for x in cols[3]), dtype=np.int8, count=size),
+        "model": np.fromiter(map(_CODE.__getitem__, cols[1]), dtype=np.int8, count=size),
+        "label": np.fromiter(map(_LABEL.__getitem__, cols[3]), dtype=np.int8, count=size),
     }
     probability = np.fromiter(map(float, cols[2]), dtype=float, count=size)
     ts = np.fromiter(map(float, cols[4]), dtype=float, count=size)
     values: dict[str, np.ndarray] = {PROBABILITY: probability}
     for i, name in enumerate(fields, start=5):
         raw = cols[i]
-        if TYPES[name] == NUMBER:
-            values[name] = np.array([None if v is None else float(v) for v in raw], dtype=float)
+        if TYPES[name] != NUMBER:  # NULL came as '' (never a valid value): missing
+            column = np.array(list(map(bytes.decode, raw)), dtype=object)
+            if name in NULLABLE_STRINGS:
+                column[column == ""] = None
+            values[name] = column
+        elif name in OPTIONAL:
+            values[name] = np.array([np.nan if v is None else float(v) for v in raw], dtype=float)
         else:
-            values[name] = np.array([None if v is None else v.decode() for v in raw], dtype=object)
-    for name in features:  # None (absent) becomes NaN: missing
-        values[name] = np.array(list(map(attrgetter(name), decoded)), dtype=float)
+            values[name] = np.fromiter(map(float, raw), dtype=float, count=size)
+    for name in features:
+        values[name] = np.fromiter(map(attrgetter(name), decoded), dtype=float, count=size)
     present = np.ones(size, dtype=bool)
     if LATE_FIELDS & set(fields):
         present = np.not_equal(values["country"], None) if "country" in values else present

@@ -13,6 +13,7 @@ reference interpreter): numbers are ``float64`` columns where NaN marks a missin
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -84,6 +85,27 @@ def _present(values: np.ndarray) -> np.ndarray:
     return ~np.isnan(values)
 
 
+def _look_up(index: ListIndex, values: np.ndarray, cols: Columns) -> np.ndarray:
+    """``index.contains`` for every value: the hash tests in C-level maps, the expiries (and
+    a prefix list's candidates) checked for the hits only."""
+    text = [v if isinstance(v, str) else "" for v in values.tolist()]  # "" is on no list
+    if index.by_length:
+        maybe = np.zeros(cols.size, dtype=bool)
+        for length, hashes in index.by_length:
+            cut = map(operator.itemgetter(slice(0, length)), text)
+            maybe |= np.fromiter(map(hashes.__contains__, map(hash, cut)), bool, cols.size)
+    else:
+        maybe = np.fromiter(map(index.hashes.__contains__, map(hash, text)), bool, cols.size)
+    hits = np.flatnonzero(maybe)
+    if hits.size:
+        ts = cols.event_ts if cols.event_ts is not None else np.zeros(cols.size)
+        contains = index.contains
+        maybe[hits] = [
+            contains(text[i], t) for i, t in zip(hits.tolist(), ts[hits].tolist(), strict=True)
+        ]
+    return maybe
+
+
 def evaluate(node: Expr, cols: Columns, lists: Mapping[str, ListIndex]) -> np.ndarray:
     """A boolean array: whether the condition holds for each payment."""
     if isinstance(node, BoolOp):
@@ -122,14 +144,7 @@ def evaluate(node: Expr, cols: Columns, lists: Mapping[str, ListIndex]) -> np.nd
             raise CompileError(f"the rule names the list @{node.list_name}, which is not loaded")
         key = (node.list_name, repr(node.operand))
         if key not in cols._lookups:  # one pass per list and field, shared by every rule
-            v = _value(node.operand, cols)
-            ts = cols.event_ts if cols.event_ts is not None else np.zeros(cols.size)
-            contains = index.contains
-            cols._lookups[key] = np.fromiter(
-                (contains(x, t) for x, t in zip(v.tolist(), ts.tolist(), strict=True)),
-                dtype=bool,
-                count=cols.size,
-            )
+            cols._lookups[key] = _look_up(index, _value(node.operand, cols), cols)
         return cols._lookups[key]
     if isinstance(node, IsMissing):
         return ~_present(_value(node.operand, cols))
