@@ -268,8 +268,13 @@ def _columns(
             values[name] = np.array([np.nan if v is None else float(v) for v in raw], dtype=float)
         else:
             values[name] = np.fromiter(map(float, raw), dtype=float, count=size)
-    for name in features:
-        values[name] = np.fromiter(map(attrgetter(name), decoded), dtype=float, count=size)
+    if features:  # one C-level pass: a tuple per payment, then a 2-D array
+        read = (
+            attrgetter(*features) if len(features) > 1 else (lambda d: (getattr(d, features[0]),))
+        )
+        table = np.array(list(map(read, decoded)), dtype=float).reshape(size, len(features))
+        for j, name in enumerate(features):
+            values[name] = table[:, j]
     present = np.ones(size, dtype=bool)
     if LATE_FIELDS & set(fields):
         present = np.not_equal(values["country"], None) if "country" in values else present

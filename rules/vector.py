@@ -48,6 +48,7 @@ class Columns:
     columns: dict[str, np.ndarray]
     event_ts: np.ndarray | None = None
     _lookups: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    _texts: dict[int, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
 
 
 def _value(node: Expr, cols: Columns) -> np.ndarray:
@@ -88,7 +89,10 @@ def _present(values: np.ndarray) -> np.ndarray:
 def _look_up(index: ListIndex, values: np.ndarray, cols: Columns) -> np.ndarray:
     """``index.contains`` for every value: the hash tests in C-level maps, the expiries (and
     a prefix list's candidates) checked for the hits only."""
-    text = [v if isinstance(v, str) else "" for v in values.tolist()]  # "" is on no list
+    key = id(values)
+    if key not in cols._texts:  # "" is on no list
+        cols._texts[key] = (values, [v if isinstance(v, str) else "" for v in values.tolist()])
+    text = cols._texts[key][1]
     if index.by_length:
         maybe = np.zeros(cols.size, dtype=bool)
         for length, hashes in index.by_length:
