@@ -240,7 +240,7 @@ fraud_rules = Table(
     Column("updated_at", Timestamp, nullable=False, comment="UTC"),
     Column("version", BigInteger, nullable=False, comment="the ruleset version of the last change"),
     comment="The rules as they are now (written by the review app and python -m rules through "
-    "rules.store; read by the flow). Every change is also a ruleset_versions row.",
+    "rules.store, read by the flow). Every change is also a ruleset_versions row.",
 )
 
 rule_lists = Table(
@@ -253,7 +253,7 @@ rule_lists = Table(
     Column("description", Text, nullable=True),
     Column("created_by", Id(), nullable=False),
     Column("created_at", Timestamp, nullable=False, comment="UTC"),
-    comment="Named lists (written by the review app and python -m rules; read by the flow).",
+    comment="Named lists (written by the review app and python -m rules, read by the flow).",
 )
 
 rule_list_entries = Table(
@@ -262,13 +262,13 @@ rule_list_entries = Table(
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("list_name", Id(), nullable=False),
     Column("value", Id(), nullable=False),
-    Column("expires_at", Timestamp, nullable=True, comment="UTC; applies to payments before it"),
+    Column("expires_at", Timestamp, nullable=True, comment="UTC, applies to payments before it"),
     Column("reason", String(500), nullable=True),
     Column("added_by", Id(), nullable=False),
     Column("added_at", Timestamp, nullable=False, comment="UTC"),
     Column("added_in", BigInteger, nullable=False, comment="the ruleset version that added it"),
     Column(
-        "removed_in", BigInteger, nullable=True, comment="the version that removed it; NULL: on"
+        "removed_in", BigInteger, nullable=True, comment="the version that removed it, NULL: on"
     ),
     Column("removed_by", Id(), nullable=True),
     Column("removed_at", Timestamp, nullable=True, comment="UTC"),
@@ -276,7 +276,7 @@ rule_list_entries = Table(
     Index("ix_rule_list_entries_added", "list_name", "added_in"),
     comment="Every list entry ever, with the versions that added and removed it: a list at "
     "version V holds the rows with added_in <= V < removed_in (written by the review app and "
-    "python -m rules; the flow reads rule_list_blobs instead).",
+    "python -m rules, the flow reads rule_list_blobs instead).",
 )
 
 rule_list_blobs = Table(
@@ -286,8 +286,8 @@ rule_list_blobs = Table(
     Column("version", BigInteger, primary_key=True, autoincrement=False),
     Column("part", Integer, primary_key=True, autoincrement=False),
     Column("data", Blob, nullable=False, comment="rules.lists.pack: zlib(MessagePack), in parts"),
-    comment="A list's packed form, written once by the change that made it (ruleset version); "
-    "what the flow loads (written by the review app and python -m rules; read by the flow).",
+    comment="A list's packed form, written once by the change that made it (ruleset version), "
+    "what the flow loads (written by the review app and python -m rules, read by the flow).",
 )
 
 ruleset_versions = Table(
@@ -299,8 +299,8 @@ ruleset_versions = Table(
     Column("change", String(255), nullable=False, comment="what changed, in words"),
     Column("rules", JSON, nullable=False, comment="every rule: rule_id, text, status"),
     Column("lists", JSON, nullable=False, comment="list name -> kind, blob version, entries"),
-    comment="Every ruleset version, whole (a rollback is a new version); the flow applies the "
-    "newest (written by the review app and python -m rules; read by the flow).",
+    comment="Every ruleset version, whole (a rollback is a new version), the flow applies the "
+    "newest (written by the review app and python -m rules, read by the flow).",
 )
 
 ruleset_audit = Table(

@@ -46,7 +46,7 @@ CREATE TABLE fraud_rules (
 	updated_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	version BIGINT NOT NULL COMMENT 'the ruleset version of the last change', 
 	PRIMARY KEY (rule_id)
-)COMMENT='The rules as they are now (written by the review app and python -m rules through rules.store; read by the flow). Every change is also a ruleset_versions row.';
+)COMMENT='The rules as they are now (written by the review app and python -m rules through rules.store, read by the flow). Every change is also a ruleset_versions row.';
 
 CREATE TABLE model_actions (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
@@ -123,22 +123,22 @@ CREATE TABLE rule_list_blobs (
 	part INTEGER NOT NULL, 
 	data MEDIUMBLOB NOT NULL COMMENT 'rules.lists.pack: zlib(MessagePack), in parts', 
 	PRIMARY KEY (list_name, version, part)
-)COMMENT='A list''s packed form, written once by the change that made it (ruleset version); what the flow loads (written by the review app and python -m rules; read by the flow).';
+)COMMENT='A list''s packed form, written once by the change that made it (ruleset version), what the flow loads (written by the review app and python -m rules, read by the flow).';
 
 CREATE TABLE rule_list_entries (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
 	list_name VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
 	value VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
-	expires_at DATETIME(6) COMMENT 'UTC; applies to payments before it', 
+	expires_at DATETIME(6) COMMENT 'UTC, applies to payments before it', 
 	reason VARCHAR(500), 
 	added_by VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
 	added_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	added_in BIGINT NOT NULL COMMENT 'the ruleset version that added it', 
-	removed_in BIGINT COMMENT 'the version that removed it; NULL: on', 
+	removed_in BIGINT COMMENT 'the version that removed it, NULL: on', 
 	removed_by VARCHAR(64) COLLATE utf8mb4_bin, 
 	removed_at DATETIME(6) COMMENT 'UTC', 
 	PRIMARY KEY (id)
-)COMMENT='Every list entry ever, with the versions that added and removed it: a list at version V holds the rows with added_in <= V < removed_in (written by the review app and python -m rules; the flow reads rule_list_blobs instead).';
+)COMMENT='Every list entry ever, with the versions that added and removed it: a list at version V holds the rows with added_in <= V < removed_in (written by the review app and python -m rules, the flow reads rule_list_blobs instead).';
 
 CREATE INDEX ix_rule_list_entries_added ON rule_list_entries (list_name, added_in);
 
@@ -151,7 +151,7 @@ CREATE TABLE rule_lists (
 	created_by VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
 	created_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	PRIMARY KEY (name)
-)COMMENT='Named lists (written by the review app and python -m rules; read by the flow).';
+)COMMENT='Named lists (written by the review app and python -m rules, read by the flow).';
 
 CREATE TABLE ruleset_audit (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
@@ -174,7 +174,7 @@ CREATE TABLE ruleset_versions (
 	rules JSON NOT NULL COMMENT 'every rule: rule_id, text, status', 
 	lists JSON NOT NULL COMMENT 'list name -> kind, blob version, entries', 
 	PRIMARY KEY (version)
-)COMMENT='Every ruleset version, whole (a rollback is a new version); the flow applies the newest (written by the review app and python -m rules; read by the flow).';
+)COMMENT='Every ruleset version, whole (a rollback is a new version), the flow applies the newest (written by the review app and python -m rules, read by the flow).';
 
 CREATE TABLE scored_payments (
 	transaction_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
