@@ -15,10 +15,11 @@ look-ups), and the random key means nobody can craft a colliding id. Expiries ar
 a dict of the entries that have one, read only on a hit. A BIN-prefix list keeps one set per
 prefix length, so a look-up costs one hash per distinct length (usually 6 and 8).
 
-**Packed form** (:func:`pack` / :func:`unpack`): a list's values and expiries, sorted, encoded
-with MessagePack and compressed with zlib, written once per change of the list (in parts of at
-most :data:`PART_BYTES`, below MySQL's default ``max_allowed_packet``). Loading a list is a few
-reads of large blobs, not a million rows (``benchmarks/bench_rules.py`` measures it).
+**Packed form** (:func:`pack` / :func:`unpack`): one zlib stream of a JSON header (kind, size,
+the expiries) and the values, sorted, one a line; written once per change of the list, in parts
+of at most :data:`PART_BYTES` (below MySQL's default ``max_allowed_packet``). Loading a list is a
+few reads of large blobs, not a million rows, decompressed a megabyte at a time straight into
+the hash set (``benchmarks/bench_rules.py`` measures it).
 
 **CSV import** (:func:`read_csv`): a header line naming ``value`` and optionally ``expires_at``
 (ISO 8601 with a UTC offset, or a date: midnight UTC) and ``reason``. Every bad row is reported
@@ -40,7 +41,7 @@ import io
 import math
 import re
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Final
@@ -92,8 +93,8 @@ def check_value(kind: str, value: str) -> str:
 def check_reason(reason: str) -> str:
     if len(reason) > MAX_REASON_CHARS or any(not c.isprintable() for c in reason):
         raise ValueError(
-            f"a reason is at most {MAX_REASON_CHARS} printable characters; got "
-            f"{len(reason)} characters"
+            f"a reason is at most {MAX_REASON_CHARS} printable characters (no line break or "
+            f"control character); got {len(reason)} characters"
         )
     return reason
 
@@ -174,32 +175,88 @@ class ListIndex:
 # ---------------------------------------------------------------------------- packed
 
 
-class _Packed(msgspec.Struct, array_like=True):
+class _Header(msgspec.Struct):
     kind: str
-    values: list[str]
-    expires: list[tuple[int, float]]  # (index into values, POSIX expiry)
+    count: int
+    expires: list[tuple[str, float]]  # (value, POSIX expiry), only entries that have one
 
 
 def pack(kind: str, entries: Mapping[str, float | None]) -> list[bytes]:
-    """The parts of a list's packed form (values sorted; expiries kept apart)."""
+    """The parts of a list's packed form: one zlib stream of a JSON header line (kind, size,
+    expiries) and the values, sorted, one a line (no value holds a line break)."""
     values = sorted(entries)
-    expires = [(i, float(entries[v])) for i, v in enumerate(values) if entries[v] is not None]  # type: ignore[arg-type]
-    blob = zlib.compress(msgspec.msgpack.encode(_Packed(kind, values, expires)), 6)
+    expires = [(v, float(e)) for v in values if (e := entries[v]) is not None]
+    header = msgspec.json.encode(_Header(kind, len(values), expires))
+    blob = zlib.compress(header + b"\n" + "\n".join(values).encode(), 6)
     return [blob[i : i + PART_BYTES] for i in range(0, len(blob), PART_BYTES)] or [blob]
+
+
+def _line_batches(parts: Iterable[bytes]) -> Iterator[list[str]]:
+    """The lines of a packed form, a megabyte at a time: a process never holds the whole list
+    as text, only its hashes."""
+    stream = zlib.decompressobj()
+    carry = b""
+
+    def pieces() -> Iterator[bytes]:
+        for part in parts:
+            data = part
+            while data:
+                yield stream.decompress(data, 1 << 20)
+                data = stream.unconsumed_tail
+        yield stream.flush()
+
+    for piece in pieces():
+        chunk = carry + piece
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            carry = chunk
+            continue
+        yield chunk[:cut].decode().split("\n")
+        carry = chunk[cut + 1 :]
+    if carry:
+        yield [carry.decode()]
+
+
+def _read(parts: Iterable[bytes]) -> tuple[_Header, Iterator[list[str]]]:
+    batches = _line_batches(parts)
+    first = next(batches)
+    header = msgspec.json.decode(first[0], type=_Header)
+    rest = first[1:]
+
+    def values() -> Iterator[list[str]]:
+        if rest:
+            yield rest
+        yield from batches
+
+    return header, values()
 
 
 def unpack(name: str, parts: Iterable[bytes]) -> ListIndex:
     """A list's in-process form from the parts :func:`pack` wrote, in order."""
-    packed = msgspec.msgpack.decode(zlib.decompress(b"".join(parts)), type=_Packed)
-    return ListIndex.from_values(name, packed.kind, packed.values, packed.expires)
+    header, batches = _read(parts)
+    index = ListIndex(name, header.kind, header.count)
+    if header.kind in PREFIX_KINDS:
+        lengths: dict[int, set[int]] = {}
+        for batch in batches:
+            for v in batch:
+                if v:
+                    lengths.setdefault(len(v), set()).add(hash(v))
+        index.by_length = tuple(sorted(lengths.items()))
+    else:
+        for batch in batches:
+            index.hashes.update(map(hash, batch))
+        index.hashes.discard(hash(""))
+    index.expiries = {hash(v): e for v, e in header.expires}
+    return index
 
 
 def unpack_entries(parts: Iterable[bytes]) -> dict[str, float | None]:
     """A list's packed form back as value -> expiry (POSIX seconds) or None."""
-    packed = msgspec.msgpack.decode(zlib.decompress(b"".join(parts)), type=_Packed)
-    entries: dict[str, float | None] = dict.fromkeys(packed.values)
-    for i, e in packed.expires:
-        entries[packed.values[i]] = e
+    header, batches = _read(parts)
+    entries: dict[str, float | None] = {}
+    for batch in batches:
+        entries.update(dict.fromkeys(v for v in batch if v))
+    entries.update(header.expires)
     return entries
 
 
