@@ -51,7 +51,7 @@ def test_csv_rows_are_reported_with_their_line_numbers():
         "value,expires_at,reason\n"
         "NG,,ring\n"
         'FR,2027-01-01,"two\nlines"\n'  # spans lines 3-4: a reason has no line break
-        "IT,2027-01-01,\"a, b\"\n"
+        'IT,2027-01-01,"a, b"\n'
         "XX,,bad\n"
         "DE,yesterday,x\n"
         "NG,,again\n"
