@@ -4,20 +4,20 @@ Fifty rules cost a few microseconds a payment (``benchmarks/bench_rules.py``) be
 are not evaluated at all. Each rule's condition is split into its top-level ``and`` terms and one
 of them becomes the rule's **guard**, a necessary condition tested for all rules at once:
 
-- ``field in @list`` (preferred): one hash look-up per list for every rule it guards;
+- ``field in @list``, ``card_id starts with @list`` (preferred): one hash look-up per list;
 - ``name > 100`` (``>=``, ``<``, ``<=``; on floats ``v >= c`` is ``v > c'`` with ``c'`` the
-  float just below ``c``): every such threshold is compared in one C-level ``map``;
-- ``name == "text"``, ``name == 3``, ``name in (...)``: set membership, in one ``map`` too.
+  float just below ``c``): per name, only the smallest threshold (the largest for ``<``) is
+  compared, all names in one C-level ``map``, and a bisection finds the rules when one holds;
+- ``name == "text"``, ``name == 3``, ``name in (...)``: one dict per name, tested in one ``map``.
 
-The guard values of a payment are read in one C-level call (``operator.itemgetter`` over the
-feature dict, ``attrgetter`` over the payment). Only a rule whose guard holds is then evaluated
+Each group's values are read in one C-level call (``operator.itemgetter`` over the feature dict,
+``attrgetter`` over the payment). Only a rule whose guard holds is then evaluated
 whole (its compiled closure, :mod:`rules.compile`), which also applies the missing-value
 semantics and the lists' expiries. A rule with no such term (a top-level ``or``, a ``not``,
 ``latitude > x``) is evaluated whole for every payment.
 The indexed evaluation is property-tested against evaluating every rule whole and against the
 reference interpreter (``tests/test_rules_eval.py``).
 
->>> from datetime import UTC, datetime
 >>> rules = [RuleSpec("burst", "decline if card_count_1h >= 5 priority 10", "active")]
 >>> ruleset = compile_ruleset(rules, {}, version=3)
 >>> ruleset.decide(None, {"card_count_1h": 7.0}, 0.1, "approve").decided_by
@@ -31,12 +31,13 @@ from __future__ import annotations
 import math
 import operator
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import contains, gt, lt
 from typing import Any, Final
 
-from rules.compile import Condition, compile_condition
+from rules.compile import Condition, Value, compile_condition, getter
 from rules.decisions import STATUSES, Decision, Fired, Outcome, decide, model_alone
 from rules.lists import ListIndex
 from rules.names import CONTRACT_FIELDS, NUMBER, OPTIONAL, PROBABILITY, TYPES
@@ -50,6 +51,7 @@ from rules.syntax import (
     Num,
     Rule,
     RuleSyntaxError,
+    StartsWithList,
     Str,
     lists_in,
     names_in,
@@ -121,7 +123,7 @@ def _guard(term: Expr) -> tuple[int, tuple[Any, ...]] | None:
     an upper threshold (large amounts, high counts are rare), a lower one, a string equality or
     set, a number equality; any of them on a name of :data:`POOR_GUARDS` last."""
     found: tuple[int, tuple[Any, ...]] | None = None
-    if isinstance(term, InList) and isinstance(term.operand, Name):
+    if isinstance(term, InList | StartsWithList) and isinstance(term.operand, Name):
         found = 0, ("list", term.operand.name, term.list_name)
     elif isinstance(term, InValues) and isinstance(term.operand, Name):
         rank = 3 if TYPES[term.operand.name] != NUMBER else 4
@@ -142,14 +144,65 @@ def _guard(term: Expr) -> tuple[int, tuple[Any, ...]] | None:
     return found
 
 
-def _picker(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
-    """A C-level getter of ``keys`` that always returns a tuple."""
-    if not keys:
-        return lambda _: ()
+Reader = Callable[[Any, Mapping[str, float], float], tuple[Any, ...]]
+
+
+def _getter(keys: Sequence[str], how: Callable[..., Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """A C-level getter of ``keys`` (``operator.itemgetter`` or ``attrgetter``), always a tuple."""
     if len(keys) == 1:
-        key = keys[0]
-        return lambda d: (d[key],)
-    return operator.itemgetter(*keys)
+        one = how(keys[0])
+        return lambda x: (one(x),)
+    return how(*keys)
+
+
+def _reader(names: Sequence[str]) -> tuple[list[str], Reader]:
+    """``names`` in the order one call reads their values from (payment, features, probability):
+    the features (``itemgetter``), then the fields (``attrgetter``), then the probability."""
+    features = [n for n in names if n not in CONTRACT_FIELDS and n != PROBABILITY]
+    fields = [n for n in names if n in CONTRACT_FIELDS]
+    probability = PROBABILITY in names
+    order = [*features, *fields, *([PROBABILITY] if probability else [])]
+    f_get = _getter(features, operator.itemgetter) if features else None
+    p_get = _getter(fields, operator.attrgetter) if fields else None
+    if not order:
+        return order, lambda p, f, q: ()
+    if f_get is not None and p_get is None and not probability:
+        return order, lambda p, f, q: f_get(f)
+    if p_get is not None and f_get is None and not probability:
+        return order, lambda p, f, q: p_get(p)
+
+    def read(p: Any, f: Mapping[str, float], q: float) -> tuple[Any, ...]:
+        return (
+            (f_get(f) if f_get is not None else ())
+            + (p_get(p) if p_get is not None else ())
+            + ((q,) if probability else ())
+        )
+
+    return order, read
+
+
+def _getter_each(
+    order: list[str], exact: dict[str, list[tuple[set[int], list[Any]]]], read: Reader
+) -> Reader:
+    """``read`` (one value per field) repeated for each list on that field."""
+    repeats = [len(exact[n]) for n in order]
+    if all(r == 1 for r in repeats):
+        return read
+    spread = [i for i, r in enumerate(repeats) for _ in range(r)]
+    pick = operator.itemgetter(*spread) if len(spread) > 1 else (lambda t: (t[spread[0]],))
+    return lambda p, f, q: pick(read(p, f, q))
+
+
+Thresholds = tuple[Reader, tuple[float, ...], list[tuple[list[float], list["CompiledRule"]]]]
+
+
+def _thresholds(found: dict[str, list[tuple[float, CompiledRule]]], *, lowest: bool) -> Thresholds:
+    """Per name, its thresholds sorted: one comparison with the smallest (or largest) says
+    whether any guard on that name holds, a bisection which ones."""
+    order, read = _reader(list(found))
+    groups = [sorted(found[name], key=lambda cr: cr[0]) for name in order]
+    bounds = tuple(g[0][0] if lowest else g[-1][0] for g in groups)
+    return read, bounds, [([c for c, _ in g], [r for _, r in g]) for g in groups]
 
 
 class Ruleset:
@@ -166,10 +219,12 @@ class Ruleset:
         self._index(rules)
 
     def _index(self, rules: Sequence[CompiledRule]) -> None:
-        """Every payment's guard values are read in one C-level call into one tuple, ``vals``:
-        the features, then the contract fields, then the probability. Guards are tested with
-        ``map`` over that tuple; a rule whose guard may hold is then evaluated whole."""
-        guards: list[tuple[CompiledRule, tuple[Any, ...]]] = []
+        """Each group of guards reads its values in one C-level call and tests them in one
+        ``map``; a rule whose guard may hold is then evaluated whole."""
+        above: dict[str, list[tuple[float, CompiledRule]]] = {}  # name -> (threshold, rule)
+        below: dict[str, list[tuple[float, CompiledRule]]] = {}
+        within: dict[str, dict[Any, list[CompiledRule]]] = {}  # name -> value -> rules
+        by_list: dict[tuple[str, str], list[CompiledRule]] = {}
         for r in rules:
             terms = conjuncts(r.rule.condition)
             best = min(
@@ -178,64 +233,43 @@ class Ruleset:
             )
             if best is None or (best[2][1] in OPTIONAL and best[2][0] == "cmp"):
                 self._whole.append(r)  # e.g. a top-level `or`, or latitude > x (may be None)
-            else:
-                guards.append((r, best[2]))
-        names = sorted({key[1] for _, key in guards})
-        features = [n for n in names if n not in CONTRACT_FIELDS and n != PROBABILITY]
-        fields = [n for n in names if n in CONTRACT_FIELDS]
-        slot = {n: i for i, n in enumerate([*features, *fields, PROBABILITY])}
-        self._features = _picker(features)
-        if len(fields) > 1:
-            self._fields: Callable[[Any], tuple[Any, ...]] = operator.attrgetter(*fields)
-        elif fields:
-            only = fields[0]
-            self._fields = lambda p: (getattr(p, only),)
-        else:
-            self._fields = lambda p: ()
-        above: list[tuple[int, float, CompiledRule]] = []
-        below: list[tuple[int, float, CompiledRule]] = []
-        within: list[tuple[int, frozenset[Any], CompiledRule]] = []
-        exact: list[tuple[int, set[int], list[CompiledRule]]] = []
-        self._prefix_lists: list[
-            tuple[int, tuple[tuple[int, set[int]], ...], list[CompiledRule]]
-        ] = []
-        by_list: dict[tuple[str, str], list[CompiledRule]] = {}
-        for r, key in guards:
+                continue
+            key = best[2]
             if key[0] == "list":
                 by_list.setdefault((key[1], key[2]), []).append(r)
             elif key[0] == "eq":
-                within.append((slot[key[1]], frozenset(key[2]), r))
+                table = within.setdefault(key[1], {})
+                for value in dict.fromkeys(key[2]):
+                    table.setdefault(value, []).append(r)
             else:
                 _, name, op, c = key
                 if op in (">", ">="):
-                    above.append((slot[name], c if op == ">" else math.nextafter(c, -math.inf), r))
+                    c = c if op == ">" else math.nextafter(c, -math.inf)
+                    above.setdefault(name, []).append((c, r))
                 else:
-                    below.append((slot[name], c if op == "<" else math.nextafter(c, math.inf), r))
+                    c = c if op == "<" else math.nextafter(c, math.inf)
+                    below.setdefault(name, []).append((c, r))
+        self._above = _thresholds(above, lowest=True)
+        self._below = _thresholds(below, lowest=False)
+        order, read = _reader(list(within))
+        self._within = (read, tuple(within[n] for n in order))
+        exact: dict[str, list[tuple[set[int], list[CompiledRule]]]] = {}
+        self._prefix_lists: list[
+            tuple[Value, tuple[tuple[int, set[int]], ...], list[CompiledRule]]
+        ] = []
         for (name, list_name), guarded in by_list.items():
             index = self.lists[list_name]
             if index.by_length:
-                self._prefix_lists.append((slot[name], index.by_length, guarded))
+                self._prefix_lists.append((getter(name), index.by_length, guarded))
             else:
-                exact.append((slot[name], index.hashes, guarded))
+                exact.setdefault(name, []).append((index.hashes, guarded))
+        order, read = _reader(list(exact))
+        fields = [n for n in order for _ in exact[n]]  # a field once per list on it
+
         self._exact_lists = (
-            _picker([e[0] for e in exact]),
-            tuple(e[1] for e in exact),
-            [e[2] for e in exact],
-        )
-        self._above = (
-            _picker([a[0] for a in above]),
-            tuple(a[1] for a in above),
-            [a[2] for a in above],
-        )
-        self._below = (
-            _picker([b[0] for b in below]),
-            tuple(b[1] for b in below),
-            [b[2] for b in below],
-        )
-        self._within = (
-            _picker([w[0] for w in within]),
-            tuple(w[1] for w in within),
-            [w[2] for w in within],
+            _getter_each(order, exact, read) if fields else read,
+            tuple(h for n in order for h, _ in exact[n]),
+            [g for n in order for _, g in exact[n]],
         )
 
     def fired(self, payment: Any, features: Mapping[str, float], probability: float) -> list[Fired]:
@@ -246,34 +280,32 @@ class Ruleset:
             return self.fired_whole(payment, features, probability)
 
     def _fired(self, p: Any, f: Mapping[str, float], q: float) -> list[Fired]:
-        vals = self._features(f) + self._fields(p) + (q,)
         candidates: list[CompiledRule] = []
-        pick, consts, guarded = self._above
-        picked = pick(vals)
-        if any(map(gt, picked, consts)):
-            candidates += [
-                r for r, hit in zip(guarded, map(gt, picked, consts), strict=True) if hit
-            ]
-        pick, consts, guarded = self._below
-        picked = pick(vals)
-        if any(map(lt, picked, consts)):
-            candidates += [
-                r for r, hit in zip(guarded, map(lt, picked, consts), strict=True) if hit
-            ]
-        pick, sets, guarded = self._within
-        picked = pick(vals)
-        if any(map(contains, sets, picked)):
-            candidates += [
-                r for r, hit in zip(guarded, map(contains, sets, picked), strict=True) if hit
-            ]
-        pick, sets, guarded_lists = self._exact_lists
-        picked = pick(vals)
+        read, bounds, groups = self._above
+        picked = read(p, f, q)
+        if any(map(gt, picked, bounds)):
+            for v, bound, (keys, rules) in zip(picked, bounds, groups, strict=True):
+                if v > bound:
+                    candidates += rules[: bisect_left(keys, v)]
+        read, bounds, groups = self._below
+        picked = read(p, f, q)
+        if any(map(lt, picked, bounds)):
+            for v, bound, (keys, rules) in zip(picked, bounds, groups, strict=True):
+                if v < bound:
+                    candidates += rules[bisect_right(keys, v) :]
+        read, tables = self._within
+        picked = read(p, f, q)
+        if any(map(contains, tables, picked)):
+            for v, table in zip(picked, tables, strict=True):
+                candidates += table.get(v, ())
+        read, sets, guarded_lists = self._exact_lists
+        picked = read(p, f, q)
         if any(map(contains, sets, map(hash, picked))):
             for hashes, v, guarded in zip(sets, picked, guarded_lists, strict=True):
                 if hash(v) in hashes:
                     candidates += guarded
-        for at, by_length, guarded in self._prefix_lists:
-            v = vals[at]
+        for value, by_length, guarded in self._prefix_lists:
+            v = value(p, f, q)
             if v is None:
                 continue
             for n, hashes in by_length:
