@@ -51,6 +51,8 @@ def _feature(i: int, name: str) -> str:
         return f"FLOOR({r} * 24)"
     if name == "card_seconds_since_prev":
         return f"ROUND(POW({r}, 3) * 2592000, 1)"
+    if name == "card_distinct_merchants_24h":
+        return f"FLOOR(POW({r}, 6) * 12)"
     if name == "card_speed_kmh":
         return f"ROUND(POW({r}, 20) * 3000, 2)"
     if name == "card_amount_to_mean_30d":
