@@ -345,11 +345,14 @@ class Ruleset:
         model_decisions: Sequence[Decision],
     ) -> list[Outcome]:
         """:meth:`decide` for each payment of a scored batch (the flow's call)."""
-        fired = self.fired
+        indexed, whole = self._fired, self.fired_whole
         alone = _ALONE
         out = []
         for p, f, q, d in zip(payments, features, probabilities, model_decisions, strict=True):
-            hits = fired(p, f, q)
+            try:
+                hits = indexed(p, f, q)
+            except (KeyError, TypeError):  # as in fired()
+                hits = whole(p, f, q)
             out.append(decide(d, q, hits) if hits else alone[d])
         return out
 
