@@ -164,7 +164,7 @@ def draft_ruleset(
     """The draft's rules over the live ones (or alone), compiled; RulesetError if one is refused."""
     specs = {r.rule_id: r for r in ([] if replace else live)}
     specs.update((r.rule_id, r) for r in draft)
-    return compile_ruleset(specs.values(), lists, version=-1)
+    return compile_ruleset(specs.values(), lists, version=-1, what="the draft")
 
 
 def final_codes(model: np.ndarray, ruleset_masks: Sequence[tuple[str, np.ndarray]]) -> np.ndarray:

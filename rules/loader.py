@@ -1,7 +1,8 @@
 """The flow's view of the rules: the newest ruleset version, compiled, with its lists.
 
 One :class:`RulesWatch` per process, shared by its worker threads. :meth:`RulesWatch.start` loads
-the newest version in line (so a restarted flow applies the newest version, never a stale one),
+the newest version in line (so a restarted flow applies the newest version, never a stale one;
+if MySQL cannot be asked for ``patience`` seconds it raises rather than decide without rules),
 then a daemon thread looks every ``refresh_seconds``: first one primary-key look-up of the newest
 version number; only when it moved, the version's rules and the packed form of each list that
 changed (lists that did not change are kept). The new :class:`~rules.ruleset.Ruleset` is compiled
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from rules.lists import ListIndex
@@ -35,6 +37,10 @@ Load = Callable[
 MAX_LOGGED_CHARS = 500
 
 
+class RulesUnavailableError(RuntimeError):
+    """The rules could not be looked up at start."""
+
+
 class RulesWatch:
     def __init__(self, newest: NewestVersion, load: Load, *, refresh_seconds: float) -> None:
         if refresh_seconds <= 0:
@@ -48,6 +54,7 @@ class RulesWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._last_failure = ""
 
     @classmethod
     def from_store(cls, store: RulesStore, *, refresh_seconds: float) -> RulesWatch:
@@ -61,9 +68,18 @@ class RulesWatch:
         """The ruleset to decide with now (never blocks)."""
         return self._ruleset
 
-    def start(self) -> RulesWatch:
-        """Load the newest version now, then keep looking on a daemon thread."""
-        self.refresh()
+    def start(self, patience: float = 30.0) -> RulesWatch:
+        """Load the newest version now, then keep looking on a daemon thread. While MySQL cannot
+        be asked, the first look-up is tried again every second for ``patience`` seconds, then
+        :class:`RulesUnavailableError`: a flow must not start deciding without its block lists."""
+        deadline = time.monotonic() + patience
+        while not self._look_up_once():
+            if time.monotonic() >= deadline:
+                raise RulesUnavailableError(
+                    f"could not look up the ruleset for {patience:.0f} s: "
+                    f"{self._last_failure[:MAX_LOGGED_CHARS]}"
+                )
+            time.sleep(1.0)
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._watch, name="payscore-rules-watch", daemon=True
@@ -78,6 +94,12 @@ class RulesWatch:
         while not self._stop.wait(self._refresh_seconds):
             self.refresh()
 
+    def _look_up_once(self) -> bool:
+        """One look; False only when MySQL could not be asked."""
+        self._last_failure = ""
+        self.refresh()
+        return not self._last_failure
+
     def refresh(self) -> bool:
         """One look: True when a newer version was adopted."""
         with self._lock:
@@ -85,6 +107,7 @@ class RulesWatch:
             try:
                 newest = self._newest()
             except Exception as exc:
+                self._last_failure = str(exc) or type(exc).__name__
                 log.warning(
                     "could not look for a ruleset version newer than %d: %s",
                     current,

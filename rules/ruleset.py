@@ -369,15 +369,20 @@ def compile_rule(spec: RuleSpec, lists: Mapping[str, ListIndex]) -> CompiledRule
 
 
 def compile_ruleset(
-    specs: Iterable[RuleSpec], lists: Mapping[str, ListIndex], *, version: int
+    specs: Iterable[RuleSpec],
+    lists: Mapping[str, ListIndex],
+    *,
+    version: int,
+    what: str = "",
 ) -> Ruleset:
     """Every rule that is not disabled, compiled; :class:`RulesetError` names the first rule that
     cannot be (with the parser's bounded message)."""
+    what = what or f"ruleset version {version}"
     compiled = []
     seen: set[str] = set()
     for spec in specs:
         if spec.rule_id in seen:
-            raise RulesetError(f"ruleset version {version}: rule id {spec.rule_id[:64]!r} twice")
+            raise RulesetError(f"{what}: rule id {spec.rule_id[:64]!r} twice")
         seen.add(spec.rule_id)
         if spec.status == "disabled":
             continue
@@ -385,8 +390,7 @@ def compile_ruleset(
             compiled.append(compile_rule(spec, lists))
         except (RuleSyntaxError, ValueError) as exc:
             raise RulesetError(
-                f"ruleset version {version}: rule {spec.rule_id[:64]!r} does not compile: "
-                f"{str(exc)[:300]}"
+                f"{what}: rule {spec.rule_id[:64]!r} does not compile: {str(exc)[:300]}"
             ) from None
     return Ruleset(version, compiled, lists)
 
