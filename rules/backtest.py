@@ -31,13 +31,15 @@ NumPy: ``benchmarks/bench_backtest.py`` measures a million.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import math
+import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from operator import attrgetter
 from pathlib import Path
@@ -146,12 +148,6 @@ class BacktestReport(msgspec.Struct):
 
 def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
-
-
-@dataclass
-class _Tally:
-    rule: CompiledRule
-    figures: RuleFigures
 
 
 def draft_ruleset(
@@ -281,6 +277,58 @@ def _columns(
     return Columns(size, values, ts), fixed, present
 
 
+@dataclass
+class _Partial:
+    """What one scan of a time range counted; partials of ranges add up."""
+
+    rules: dict[str, RuleFigures]
+    evaluated: int = 0
+    skipped: int = 0
+    frauds: int = 0
+    legit: int = 0
+    changed: int = 0
+    changed_frauds: int = 0
+    changed_legit: int = 0
+    changes: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+    days: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, other: _Partial) -> None:
+        for name in ("evaluated", "skipped", "frauds", "legit", "changed", "changed_frauds",
+                     "changed_legit"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for rule_id, theirs in other.rules.items():
+            mine = self.rules[rule_id]
+            for name in ("hits", "frauds_caught", "legit_hit", "unlabelled_hit", "amount_eur_hit",
+                         "amount_eur_frauds_caught", "frauds_model_approved"):  # fmt: skip
+                setattr(mine, name, getattr(mine, name) + getattr(theirs, name))
+        for key, n in other.changes.items():
+            self.changes[key] = self.changes.get(key, 0) + n
+        self.examples = (self.examples + other.examples)[:EXAMPLES]
+        for d, theirs_day in other.days.items():
+            entry = self.days.setdefault(d, {"payments": 0, "hits": {}, "frauds": {}, "changed": 0})
+            entry["payments"] += theirs_day["payments"]
+            entry["changed"] += theirs_day["changed"]
+            for key in ("hits", "frauds"):
+                for rule_id, n in theirs_day[key].items():
+                    entry[key][rule_id] = entry[key].get(rule_id, 0) + n
+
+
+@dataclass
+class _Plan:
+    """What every scan needs: both rulesets compiled, the lists, the columns to read."""
+
+    url: str
+    live: Ruleset
+    proposed: Ruleset
+    lists: dict[str, ListIndex]
+    fields: list[str]
+    features: list[str]
+
+
+_PLAN: _Plan | None = None  # for the worker processes of a parallel backtest (forked)
+
+
 def backtest(
     url: str,
     draft: Sequence[RuleSpec],
@@ -289,8 +337,14 @@ def backtest(
     until: datetime = LATEST,
     replace: bool = False,
     store: RulesStore | None = None,
+    jobs: int = 1,
 ) -> BacktestReport:
-    """Run ``draft`` over the payments stored in [since, until) (naive UTC or aware)."""
+    """Run ``draft`` over the payments stored in [since, until) (naive UTC or aware).
+
+    ``jobs`` > 1 splits the range into that many spans of equal time, each read and evaluated
+    by a forked process (a command line's choice: do not fork a threaded server).
+    """
+    global _PLAN
     started = time.perf_counter()
     since, until = _utc(since), _utc(until)
     engine = make_engine(url) if store is None else None
@@ -307,17 +361,99 @@ def backtest(
     if LATE_FIELDS & set(fields) and "country" not in fields:
         fields.append("country")
     features = sorted(n for n in names if n not in CONTRACT_FIELDS and n != PROBABILITY)
-    tallies = [
-        _Tally(r, RuleFigures(r.rule_id, r.rule.action, r.status, _text(r))) for r in proposed.rules
+    plan = _Plan(url, live, proposed, lists, fields, features)
+    spans = _spans(url, since, until, jobs)
+    if len(spans) <= 1:
+        total = _scan(plan, since, until)
+    else:
+        _PLAN = plan
+        try:
+            with multiprocessing.get_context("fork").Pool(len(spans)) as pool:
+                partials = pool.starmap(_scan_planned, spans)
+        finally:
+            _PLAN = None
+        total = partials[0]
+        for other in partials[1:]:
+            total.add(other)
+    figures = [total.rules[r.rule_id] for r in proposed.rules]
+    for f in figures:
+        labelled = f.frauds_caught + f.legit_hit
+        f.precision = f.frauds_caught / labelled if labelled else None
+        f.recall = f.frauds_caught / total.frauds if total.frauds else None
+    daily = [
+        DayFigures(
+            (date(1970, 1, 1) + timedelta(days=d)).isoformat(),
+            e["payments"],
+            e["hits"],
+            e["frauds"],
+            e["changed"],
+        )
+        for d, e in sorted(total.days.items())
     ]
-    evaluated = skipped = frauds = legit = changed = changed_frauds = changed_legit = 0
-    changes: dict[str, int] = {}
-    examples: list[str] = []
-    days: dict[int, dict[str, Any]] = {}
-    for rows, decoded in _stream(url, since, until, fields, features):
-        cols, fixed, present = _columns(rows, decoded, fields, features)
+    return BacktestReport(
+        since.isoformat(sep=" "),
+        until.isoformat(sep=" "),
+        snapshot.version,
+        total.evaluated,
+        total.skipped,
+        total.frauds,
+        total.legit,
+        figures,
+        dict(sorted(total.changes.items())),
+        total.changed,
+        total.changed_frauds,
+        total.changed_legit,
+        total.examples,
+        daily,
+        time.perf_counter() - started,
+    )
+
+
+def _spans(
+    url: str, since: datetime, until: datetime, jobs: int
+) -> list[tuple[datetime, datetime]]:
+    """[since, until) cut into ``jobs`` spans of equal time between the first and the last
+    payment stored in it."""
+    if jobs <= 1:
+        return [(since, until)]
+    connection = connect(url)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(
+            "SELECT MIN(event_time), MAX(event_time) FROM scored_payments "
+            "WHERE event_time >= %s AND event_time < %s",
+            (since, until),
+        )
+        first, last = cursor.fetchone()
+        cursor.close()
+    finally:
+        connection.close()
+    if first is None or first == last:
+        return [(since, until)]
+    step = (last - first) / jobs
+    cuts = [first + step * i for i in range(1, jobs)]
+    bounds = [since, *cuts, until]
+    return list(itertools.pairwise(bounds))
+
+
+def _scan_planned(since: datetime, until: datetime) -> _Partial:
+    assert _PLAN is not None, "a worker of a parallel backtest runs in a forked process"
+    return _scan(_PLAN, since, until)
+
+
+def _scan(plan: _Plan, since: datetime, until: datetime) -> _Partial:
+    """Read and evaluate the payments stored in [since, until)."""
+    live, proposed, lists = plan.live, plan.proposed, plan.lists
+    total = _Partial(
+        {
+            r.rule_id: RuleFigures(r.rule_id, r.rule.action, r.status, _text(r))
+            for r in proposed.rules
+        }
+    )
+    for rows, decoded in _stream(plan.url, since, until, plan.fields, plan.features):
+        cols, fixed, present = _columns(rows, decoded, plan.fields, plan.features)
         if not present.all():
-            skipped += int((~present).sum())
+            total.skipped += int((~present).sum())
             keep = np.flatnonzero(present)
             cols = Columns(
                 keep.size,
@@ -327,18 +463,18 @@ def backtest(
             fixed = {k: v[keep] for k, v in fixed.items()}
         if cols.size == 0:
             continue
-        evaluated += cols.size
+        total.evaluated += cols.size
         label, model = fixed["label"], fixed["model"]
         is_fraud, is_legit = label == 1, label == 0
-        frauds += int(is_fraud.sum())
-        legit += int(is_legit.sum())
+        total.frauds += int(is_fraud.sum())
+        total.legit += int(is_legit.sum())
         amount = np.nan_to_num(cols.columns["amount_eur"])
         day = (cols.event_ts // DAY).astype(np.int64)  # type: ignore[operator]
         masks = {}
-        for t in tallies:
-            mask = evaluate(t.rule.rule.condition, cols, lists)
-            masks[t.rule.rule_id] = mask
-            f = t.figures
+        for r in proposed.rules:
+            mask = evaluate(r.rule.condition, cols, lists)
+            masks[r.rule_id] = mask
+            f = total.rules[r.rule_id]
             f.hits += int(mask.sum())
             caught = mask & is_fraud
             f.frauds_caught += int(caught.sum())
@@ -356,77 +492,50 @@ def backtest(
             if r.status == "active"
         ]
         draft_masks = [
-            (t.rule.rule.action, masks[t.rule.rule_id])
-            for t in tallies
-            if t.rule.status == "active"
+            (r.rule.action, masks[r.rule_id]) for r in proposed.rules if r.status == "active"
         ]
         before, after = final_codes(model, live_masks), final_codes(model, draft_masks)
         moved = before != after
-        changed += int(moved.sum())
-        changed_frauds += int((moved & is_fraud).sum())
-        changed_legit += int((moved & is_legit).sum())
+        total.changed += int(moved.sum())
+        total.changed_frauds += int((moved & is_fraud).sum())
+        total.changed_legit += int((moved & is_legit).sum())
         if moved.any():
             pairs = before[moved].astype(np.int64) * 3 + after[moved]
             for code, n in zip(*np.unique(pairs, return_counts=True), strict=True):
                 key = f"{CODES[code // 3]} -> {CODES[code % 3]}"
-                changes[key] = changes.get(key, 0) + int(n)
-            if len(examples) < EXAMPLES:
-                ids = fixed["transaction_id"][moved][: EXAMPLES - len(examples)]
-                examples += [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
-        first = int(day.min())
-        at = day - first
-        span = int(at.max()) + 1
-        per_day = np.bincount(at, minlength=span).tolist()
-        moved_per_day = np.bincount(at[moved], minlength=span).tolist()
-        hits_per_day = {i: np.bincount(at[m], minlength=span).tolist() for i, m in masks.items()}
-        frauds_per_day = {
-            i: np.bincount(at[m & is_fraud], minlength=span).tolist() for i, m in masks.items()
-        }
-        for k in range(span):
-            if not per_day[k]:
-                continue
-            entry = days.setdefault(
-                first + k, {"payments": 0, "hits": {}, "frauds": {}, "changed": 0}
-            )
-            entry["payments"] += per_day[k]
-            entry["changed"] += moved_per_day[k]
-            for rule_id in masks:
-                entry["hits"][rule_id] = entry["hits"].get(rule_id, 0) + hits_per_day[rule_id][k]
-                entry["frauds"][rule_id] = (
-                    entry["frauds"].get(rule_id, 0) + frauds_per_day[rule_id][k]
-                )
-    for t in tallies:
-        f = t.figures
-        labelled = f.frauds_caught + f.legit_hit
-        f.precision = f.frauds_caught / labelled if labelled else None
-        f.recall = f.frauds_caught / frauds if frauds else None
-    daily = [
-        DayFigures(
-            (date(1970, 1, 1) + timedelta(days=d)).isoformat(),
-            e["payments"],
-            e["hits"],
-            e["frauds"],
-            e["changed"],
-        )
-        for d, e in sorted(days.items())
-    ]
-    return BacktestReport(
-        since.isoformat(sep=" "),
-        until.isoformat(sep=" "),
-        snapshot.version,
-        evaluated,
-        skipped,
-        frauds,
-        legit,
-        [t.figures for t in tallies],
-        changes,
-        changed,
-        changed_frauds,
-        changed_legit,
-        examples,
-        daily,
-        time.perf_counter() - started,
-    )
+                total.changes[key] = total.changes.get(key, 0) + int(n)
+            if len(total.examples) < EXAMPLES:
+                ids = fixed["transaction_id"][moved][: EXAMPLES - len(total.examples)]
+                total.examples += [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        _count_days(total.days, day, moved, masks, is_fraud)
+    return total
+
+
+def _count_days(
+    days: dict[int, dict[str, Any]],
+    day: np.ndarray,
+    moved: np.ndarray,
+    masks: dict[str, np.ndarray],
+    is_fraud: np.ndarray,
+) -> None:
+    first = int(day.min())
+    at = day - first
+    span = int(at.max()) + 1
+    per_day = np.bincount(at, minlength=span).tolist()
+    moved_per_day = np.bincount(at[moved], minlength=span).tolist()
+    hits_per_day = {i: np.bincount(at[m], minlength=span).tolist() for i, m in masks.items()}
+    frauds_per_day = {
+        i: np.bincount(at[m & is_fraud], minlength=span).tolist() for i, m in masks.items()
+    }
+    for k in range(span):
+        if not per_day[k]:
+            continue
+        entry = days.setdefault(first + k, {"payments": 0, "hits": {}, "frauds": {}, "changed": 0})
+        entry["payments"] += per_day[k]
+        entry["changed"] += moved_per_day[k]
+        for rule_id in masks:
+            entry["hits"][rule_id] = entry["hits"].get(rule_id, 0) + hits_per_day[rule_id][k]
+            entry["frauds"][rule_id] = entry["frauds"].get(rule_id, 0) + frauds_per_day[rule_id][k]
 
 
 def _same(rule: CompiledRule, proposed: Ruleset) -> bool:
@@ -469,6 +578,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until", type=_moment, default=LATEST)
     parser.add_argument("--replace", action="store_true", help="the draft is the whole ruleset")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="processes, each reading a span of the range (2)"
+    )
     args = parser.parse_args(argv)
     draft = [RuleSpec(rule_id, text, args.status) for rule_id, text in args.rule]
     try:
@@ -483,7 +595,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give a draft: --rule ID RULE (repeatable) or --file draft.json")
         config = Config.from_env(os.environ)
         report = backtest(
-            config.mysql_dsn, draft, since=args.since, until=args.until, replace=args.replace
+            config.mysql_dsn,
+            draft,
+            since=args.since,
+            until=args.until,
+            replace=args.replace,
+            jobs=args.jobs,
         )
     except (ValueError, KeyError, OSError, msgspec.DecodeError) as exc:
         print(f"refused: {str(exc)[:2000]}", file=sys.stderr)
