@@ -13,8 +13,7 @@ ruleset is the fifty rules of ``test_data/rule_examples.py`` with their lists; t
 five rules. Prints the fill time, the backtest's wall time (best of 3, as ``python -m
 rules.backtest`` runs it: read from MySQL, decode, evaluate the 55 rules, compare decisions) in
 one process, with its CPU time (what the backtest costs when other processes share the cores;
-MariaDB's own work apart), then in two processes (``--jobs 2``, the command's default), and the
-table.
+MariaDB's own work apart), then in two processes (``--jobs 2``), and the table.
 """
 
 from __future__ import annotations

@@ -579,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replace", action="store_true", help="the draft is the whole ruleset")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
-        "--jobs", type=int, default=2, help="processes, each reading a span of the range (2)"
+        "--jobs", type=int, default=1, help="processes, each reading a span of the range (1)"
     )
     args = parser.parse_args(argv)
     draft = [RuleSpec(rule_id, text, args.status) for rule_id, text in args.rule]
