@@ -77,6 +77,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     decline_threshold: Probability = 0.9
     # Scorers look for a newer model version at most this often.
     model_refresh_seconds: Annotated[float, Meta(gt=0)] = 5.0
+    # Processes look for a newer ruleset version (rules.loader) at most this often.
+    rules_refresh_seconds: Annotated[float, Meta(gt=0)] = 5.0
     # A challenger set with `python -m model_state.shadow start` scores beside the champion.
     shadow: bool = True
     # The learner publishes a version every N labels, or this long after the first unpublished one.

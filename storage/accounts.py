@@ -4,10 +4,12 @@ Each job connects as its own account, with the least rights it needs:
 
 - ``flow`` (``PAYSCORE_MYSQL_URL``): the scoring flow. Stores payments (and replaces one stored
   from a later message of its transaction id), dead letters and label outcomes, records the
-  learner's versions; reads the challenger, the operators' decisions and the review queue's
-  verdicts (to believe a label's analyst).
-- ``review`` (``PAYSCORE_REVIEW_MYSQL_URL``): the review queue (``python -m review``). Reads
-  payments, labels, versions and users; records verdicts.
+  learner's versions; reads the challenger, the operators' decisions, the review queue's
+  verdicts (to believe a label's analyst) and the newest ruleset version with its lists.
+- ``review`` (``PAYSCORE_REVIEW_MYSQL_URL``): the review queue (``python -m review``), and the
+  analysts' command lines ``python -m rules``, ``python -m rules.backtest`` and ``python -m
+  review.explain``. Reads payments, labels, versions and users; records verdicts; changes the
+  rules and lists.
 - ``models`` (``PAYSCORE_MODELS_MYSQL_URL``): the operators' model tools (``python -m
   model_state.retrain``, ``.shadow``, ``.train --from-mysql``). Reads what the flow stored;
   records versions, candidates and the operators' actions.
@@ -18,11 +20,13 @@ Each job connects as its own account, with the least rights it needs:
   granted); :func:`root_sql` states it, ``ops/services.sh`` applies it as root. No job uses it.
 
 **Audit rows are insert-only** for every account but admin: ``review_verdicts`` (who decided
-what, when, and what it overrode), ``model_actions`` (shadows and promotions) and
-``model_versions`` (every version that scored) may be read and added to, never changed or
-deleted. The one exception is the outcome of a verdict's label message, which the review queue
-learns only after the broker answers: it may set ``kafka_partition``, ``kafka_offset`` and
-``delivery_error`` of a verdict (column rights), and nothing else of it.
+what, when, and what it overrode), ``model_actions`` (shadows and promotions),
+``model_versions`` (every version that scored), ``review_login_audit`` (sign-ins),
+``ruleset_versions`` and ``ruleset_audit`` (every ruleset, who changed what) may be read and
+added to, never changed or deleted. The one exception is the outcome of a verdict's label
+message, which the review queue learns only after the broker answers: it may set
+``kafka_partition``, ``kafka_offset`` and ``delivery_error`` of a verdict (column rights), and
+nothing else of it.
 
 The learner's version sink has no account of its own: it runs in the flow's processes, with
 the flow's secrets, and records a version in one transaction with the labels it learned.
@@ -172,6 +176,28 @@ GRANTS: dict[str, dict[Role, Rights]] = {
     "review_login_limits": {"review": updates("failures", "last_failure_at", "locked_until")},
     # Every sign-in, failure, lockout and unlock: insert-only (an audit trail).
     "review_login_audit": {"review": APPEND},
+    # Rules and lists (rules/, issue 21). Analysts change them through rules.store, with the
+    # review queue and with python -m rules, both as the review account; python -m
+    # rules.backtest reads them as it too. Every change adds a whole ruleset version and an
+    # audit row, so the current rules may be rewritten and a rollback deletes the rules added
+    # since (fraud_rules: the one table a job account may delete from; its history is in
+    # ruleset_versions and ruleset_audit, which no job account changes). A list entry is never
+    # deleted: its removal is recorded in it. The flow's loader (rules.loader) reads the newest
+    # version and the packed lists it names, nothing else.
+    "fraud_rules": {
+        "review": Rights(
+            select=True,
+            insert=True,
+            delete=True,
+            update=("text", "action", "priority", "status", "updated_by", "updated_at", "version"),
+        )
+    },
+    "rule_lists": {"review": APPEND},
+    "rule_list_entries": {"review": updates("removed_in", "removed_by", "removed_at")},
+    "rule_list_blobs": {"review": APPEND, "flow": READ},
+    "ruleset_versions": {"review": APPEND, "flow": READ},
+    # Who changed which rule or list, when, and the diff: insert-only (an audit trail).
+    "ruleset_audit": {"review": APPEND},
 }
 
 

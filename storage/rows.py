@@ -66,6 +66,12 @@ def scored_payment_row(
         ),
         "shadow_version": shadow_version,
         "shadow_probability": shadow_probability,
+        "mcc": payment.mcc,
+        "channel": payment.channel,
+        "country": payment.country,
+        "device_id": payment.device_id,
+        "latitude": payment.latitude,
+        "longitude": payment.longitude,
     }
 
 

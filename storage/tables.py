@@ -1,5 +1,6 @@
 """The MySQL schema as SQLAlchemy Core tables: scored payments, fraud labels, dead letters,
-model versions, and the review queue's users, verdicts, sessions and sign-in records.
+model versions, the review queue's users, verdicts, sessions and sign-in records, and the rules
+and lists analysts write.
 
 This module is the single source of the schema; ``test_data/schema.sql`` is rendered from it
 (``python -m storage.schema``) and a test fails when the two differ. Times are stored in UTC as
@@ -80,6 +81,14 @@ scored_payments = Table(
     ),
     Column("shadow_version", Id(), nullable=True, comment="the challenger shadowing, if any"),
     Column("shadow_probability", Double, nullable=True, comment="the challenger's probability"),
+    # The payment's other contract fields, for rules and their backtest (rules.backtest); NULL in
+    # rows stored before they were kept (country is then NULL too).
+    Column("mcc", String(4), nullable=True),
+    Column("channel", String(16), nullable=True),
+    Column("country", String(2), nullable=True),
+    Column("device_id", Id(), nullable=True),
+    Column("latitude", Double, nullable=True),
+    Column("longitude", Double, nullable=True),
     Column(
         "stored_at",
         Timestamp,
@@ -313,4 +322,103 @@ review_login_audit = Table(
     Index("ix_review_login_audit_at", "at"),
     comment="Every sign-in attempt, lockout and unlock of the review application. Insert-only: "
     "review app and admin tool INSERT, nobody UPDATEs or DELETEs, auditors SELECT.",
+)
+
+# ---------------------------------------------------------------------------- rules and lists
+# Rules and lists analysts write (rules/, issue 21). Who writes what:
+# - the review app and `python -m rules` write every table below, through rules.store only, one
+#   transaction per change, which adds one ruleset_versions row and one ruleset_audit row;
+# - the flow (rules.loader) and the backtest (rules.backtest) only read them;
+# - ruleset_audit is insert-only for every account but admin.
+
+fraud_rules = Table(
+    "fraud_rules",
+    metadata,
+    Column("rule_id", Id(), primary_key=True),
+    Column("text", Text, nullable=False, comment="canonical text (rules.syntax.to_text)"),
+    Column("action", String(8), nullable=False, comment="decline, review or allow"),
+    Column("priority", Integer, nullable=False, comment="lower first among one action"),
+    Column("status", String(8), nullable=False, comment="active, shadow or disabled"),
+    Column("created_by", Id(), nullable=False),
+    Column("created_at", Timestamp, nullable=False, comment="UTC"),
+    Column("updated_by", Id(), nullable=False),
+    Column("updated_at", Timestamp, nullable=False, comment="UTC"),
+    Column("version", BigInteger, nullable=False, comment="the ruleset version of the last change"),
+    comment="The rules as they are now (written by the review app and python -m rules through "
+    "rules.store, read by the flow). Every change is also a ruleset_versions row.",
+)
+
+rule_lists = Table(
+    "rule_lists",
+    metadata,
+    Column("name", Id(), primary_key=True, comment="written @name in rules"),
+    Column(
+        "kind", String(8), nullable=False, comment="card, merchant, terminal, country, device, bin"
+    ),
+    Column("description", Text, nullable=True),
+    Column("created_by", Id(), nullable=False),
+    Column("created_at", Timestamp, nullable=False, comment="UTC"),
+    comment="Named lists (written by the review app and python -m rules, read by the flow).",
+)
+
+rule_list_entries = Table(
+    "rule_list_entries",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("list_name", Id(), nullable=False),
+    Column("value", Id(), nullable=False),
+    Column("expires_at", Timestamp, nullable=True, comment="UTC, applies to payments before it"),
+    Column("reason", String(500), nullable=True),
+    Column("added_by", Id(), nullable=False),
+    Column("added_at", Timestamp, nullable=False, comment="UTC"),
+    Column("added_in", BigInteger, nullable=False, comment="the ruleset version that added it"),
+    Column(
+        "removed_in", BigInteger, nullable=True, comment="the version that removed it, NULL: on"
+    ),
+    Column("removed_by", Id(), nullable=True),
+    Column("removed_at", Timestamp, nullable=True, comment="UTC"),
+    Index("ix_rule_list_entries_current", "list_name", "removed_in", "value"),
+    Index("ix_rule_list_entries_added", "list_name", "added_in"),
+    comment="Every list entry ever, with the versions that added and removed it: a list at "
+    "version V holds the rows with added_in <= V < removed_in (written by the review app and "
+    "python -m rules, the flow reads rule_list_blobs instead).",
+)
+
+rule_list_blobs = Table(
+    "rule_list_blobs",
+    metadata,
+    Column("list_name", Id(), primary_key=True),
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("part", Integer, primary_key=True, autoincrement=False),
+    Column("data", Blob, nullable=False, comment="rules.lists.pack: zlib(MessagePack), in parts"),
+    comment="A list's packed form, written once by the change that made it (ruleset version), "
+    "what the flow loads (written by the review app and python -m rules, read by the flow).",
+)
+
+ruleset_versions = Table(
+    "ruleset_versions",
+    metadata,
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("created_at", Timestamp, nullable=False, comment="UTC"),
+    Column("created_by", Id(), nullable=False),
+    Column("change", String(255), nullable=False, comment="what changed, in words"),
+    Column("rules", JSON, nullable=False, comment="every rule: rule_id, text, status"),
+    Column("lists", JSON, nullable=False, comment="list name -> kind, blob version, entries"),
+    comment="Every ruleset version, whole (a rollback is a new version), the flow applies the "
+    "newest (written by the review app and python -m rules, read by the flow).",
+)
+
+ruleset_audit = Table(
+    "ruleset_audit",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("version", BigInteger, nullable=False, comment="the ruleset version it made"),
+    Column("at", Timestamp, nullable=False, comment="UTC"),
+    Column("actor", Id(), nullable=False, comment="who"),
+    Column("action", String(32), nullable=False, comment="add_rule, edit_rule, set_status, ..."),
+    Column("target", String(128), nullable=False, comment="the rule or list"),
+    Column("diff", JSON, nullable=False, comment="what changed: before and after"),
+    Index("ix_ruleset_audit_version", "version"),
+    comment="Who changed which rule or list, when, and the diff. Insert-only for every account "
+    "but admin (written by the review app and python -m rules).",
 )

@@ -35,6 +35,20 @@ CREATE INDEX ix_fraud_labels_status ON fraud_labels (status, topic, kafka_partit
 
 CREATE INDEX ix_fraud_labels_transaction ON fraud_labels (transaction_id);
 
+CREATE TABLE fraud_rules (
+	rule_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	text TEXT NOT NULL COMMENT 'canonical text (rules.syntax.to_text)', 
+	action VARCHAR(8) NOT NULL COMMENT 'decline, review or allow', 
+	priority INTEGER NOT NULL COMMENT 'lower first among one action', 
+	status VARCHAR(8) NOT NULL COMMENT 'active, shadow or disabled', 
+	created_by VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	created_at DATETIME(6) NOT NULL COMMENT 'UTC', 
+	updated_by VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	updated_at DATETIME(6) NOT NULL COMMENT 'UTC', 
+	version BIGINT NOT NULL COMMENT 'the ruleset version of the last change', 
+	PRIMARY KEY (rule_id)
+)COMMENT='The rules as they are now (written by the review app and python -m rules through rules.store, read by the flow). Every change is also a ruleset_versions row.';
+
 CREATE TABLE model_actions (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
 	action VARCHAR(8) NOT NULL COMMENT 'shadow, unshadow or promote', 
@@ -143,6 +157,65 @@ CREATE TABLE review_verdicts (
 
 CREATE INDEX ix_review_verdicts_transaction ON review_verdicts (transaction_id);
 
+CREATE TABLE rule_list_blobs (
+	list_name VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	version BIGINT NOT NULL, 
+	part INTEGER NOT NULL, 
+	data MEDIUMBLOB NOT NULL COMMENT 'rules.lists.pack: zlib(MessagePack), in parts', 
+	PRIMARY KEY (list_name, version, part)
+)COMMENT='A list''s packed form, written once by the change that made it (ruleset version), what the flow loads (written by the review app and python -m rules, read by the flow).';
+
+CREATE TABLE rule_list_entries (
+	id BIGINT NOT NULL AUTO_INCREMENT, 
+	list_name VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	value VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	expires_at DATETIME(6) COMMENT 'UTC, applies to payments before it', 
+	reason VARCHAR(500), 
+	added_by VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	added_at DATETIME(6) NOT NULL COMMENT 'UTC', 
+	added_in BIGINT NOT NULL COMMENT 'the ruleset version that added it', 
+	removed_in BIGINT COMMENT 'the version that removed it, NULL: on', 
+	removed_by VARCHAR(64) COLLATE utf8mb4_bin, 
+	removed_at DATETIME(6) COMMENT 'UTC', 
+	PRIMARY KEY (id)
+)COMMENT='Every list entry ever, with the versions that added and removed it: a list at version V holds the rows with added_in <= V < removed_in (written by the review app and python -m rules, the flow reads rule_list_blobs instead).';
+
+CREATE INDEX ix_rule_list_entries_added ON rule_list_entries (list_name, added_in);
+
+CREATE INDEX ix_rule_list_entries_current ON rule_list_entries (list_name, removed_in, value);
+
+CREATE TABLE rule_lists (
+	name VARCHAR(64) COLLATE utf8mb4_bin NOT NULL COMMENT 'written @name in rules', 
+	kind VARCHAR(8) NOT NULL COMMENT 'card, merchant, terminal, country, device, bin', 
+	description TEXT, 
+	created_by VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	created_at DATETIME(6) NOT NULL COMMENT 'UTC', 
+	PRIMARY KEY (name)
+)COMMENT='Named lists (written by the review app and python -m rules, read by the flow).';
+
+CREATE TABLE ruleset_audit (
+	id BIGINT NOT NULL AUTO_INCREMENT, 
+	version BIGINT NOT NULL COMMENT 'the ruleset version it made', 
+	at DATETIME(6) NOT NULL COMMENT 'UTC', 
+	actor VARCHAR(64) COLLATE utf8mb4_bin NOT NULL COMMENT 'who', 
+	action VARCHAR(32) NOT NULL COMMENT 'add_rule, edit_rule, set_status, ...', 
+	target VARCHAR(128) NOT NULL COMMENT 'the rule or list', 
+	diff JSON NOT NULL COMMENT 'what changed: before and after', 
+	PRIMARY KEY (id)
+)COMMENT='Who changed which rule or list, when, and the diff. Insert-only for every account but admin (written by the review app and python -m rules).';
+
+CREATE INDEX ix_ruleset_audit_version ON ruleset_audit (version);
+
+CREATE TABLE ruleset_versions (
+	version BIGINT NOT NULL, 
+	created_at DATETIME(6) NOT NULL COMMENT 'UTC', 
+	created_by VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	`change` VARCHAR(255) NOT NULL COMMENT 'what changed, in words', 
+	rules JSON NOT NULL COMMENT 'every rule: rule_id, text, status', 
+	lists JSON NOT NULL COMMENT 'list name -> kind, blob version, entries', 
+	PRIMARY KEY (version)
+)COMMENT='Every ruleset version, whole (a rollback is a new version), the flow applies the newest (written by the review app and python -m rules, read by the flow).';
+
 CREATE TABLE scored_payments (
 	transaction_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
 	card_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
@@ -165,6 +238,12 @@ CREATE TABLE scored_payments (
 	appended_at DATETIME(6) COMMENT 'UTC: the Kafka record timestamp (log-append time, or the producer time)', 
 	shadow_version VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'the challenger shadowing, if any', 
 	shadow_probability DOUBLE COMMENT 'the challenger''s probability', 
+	mcc VARCHAR(4), 
+	channel VARCHAR(16), 
+	country VARCHAR(2), 
+	device_id VARCHAR(64) COLLATE utf8mb4_bin, 
+	latitude DOUBLE, 
+	longitude DOUBLE, 
 	stored_at DATETIME(6) COMMENT 'UTC: when MySQL wrote the row, inside the transaction of its batch' DEFAULT CURRENT_TIMESTAMP(6), 
 	PRIMARY KEY (transaction_id)
 )COMMENT='One row per payment, first write wins: a replayed payment changes nothing.';

@@ -55,10 +55,20 @@ def test_the_issue_s_facts_as_stated() -> None:
     for review_table in ("review_sessions", "review_login_limits", "review_login_audit"):
         assert rights(review_table, "flow") == Rights(), review_table
     assert not rights("review_users", "review").insert
-    for audit in ("review_verdicts", "model_actions", "model_versions", "review_login_audit"):
+    audits = (
+        "review_verdicts",
+        "model_actions",
+        "model_versions",
+        "review_login_audit",
+        "ruleset_versions",
+        "ruleset_audit",
+    )
+    for audit in audits:
         for role in ROLES:
             granted = rights(audit, role)
             assert not granted.delete and not granted.update_all, (audit, role)
+            if audit != "review_verdicts":
+                assert not granted.update, (audit, role)
     assert set(rights("review_verdicts", "review").update) == {
         "kafka_partition",
         "kafka_offset",
@@ -66,7 +76,42 @@ def test_the_issue_s_facts_as_stated() -> None:
     }
     assert all(not rights("model_actions", role).update for role in ROLES)
     assert all(not rights("review_login_audit", role).update for role in ROLES)
-    assert not any(r.delete for by_role in GRANTS.values() for r in by_role.values())
+    # No job account deletes a row, but the rules' writers the current rules (a rollback
+    # deletes the rules added since; the versions and the audit keep every one).
+    deleters = {
+        (t, role) for t, by_role in GRANTS.items() for role, r in by_role.items() if r.delete
+    }
+    assert deleters == {("fraud_rules", "review")}
+
+
+def test_rules_and_lists_are_the_review_account_s_to_change_and_the_flow_s_to_read() -> None:
+    """Issue 21: analysts change rules and lists (the review queue, python -m rules, both as the
+    review account); the flow's loader reads the newest version and its packed lists only; a
+    list entry is never deleted nor re-keyed, only marked removed."""
+    writer_tables = (
+        "fraud_rules",
+        "rule_lists",
+        "rule_list_entries",
+        "rule_list_blobs",
+        "ruleset_versions",
+        "ruleset_audit",
+    )
+    for table in writer_tables:
+        assert rights(table, "review").insert and rights(table, "review").select, table
+        assert rights(table, "models") == Rights(), table
+    assert {t for t in writer_tables if rights(t, "flow") != Rights()} == {
+        "ruleset_versions",
+        "rule_list_blobs",
+    }
+    assert (
+        rights("ruleset_versions", "flow")
+        == rights("rule_list_blobs", "flow")
+        == Rights(select=True)
+    )
+    entries = rights("rule_list_entries", "review")
+    assert set(entries.update) == {"removed_in", "removed_by", "removed_at"}
+    assert not entries.delete and not entries.update_all
+    assert not rights("fraud_rules", "review").may_update("rule_id")
 
 
 def test_the_flow_may_replace_a_payment_but_never_re_key_one_or_change_a_dead_letter() -> None:

@@ -125,12 +125,12 @@ def test_every_account_may_do_on_every_table_what_storage_accounts_states_and_no
 
     for account in ACCOUNTS:
         for name, table in metadata.tables.items():
-            columns = [c.name for c in table.columns]
+            columns = [f"`{c.name}`" for c in table.columns]  # quoted: `change` is a keyword
             check(account, name, "SELECT", f"SELECT * FROM {name} WHERE FALSE")
             for column in table.columns:
                 check(
                     account, name, "SELECT",
-                    f"SELECT {column.name} FROM {name} WHERE FALSE", column.name,
+                    f"SELECT `{column.name}` FROM {name} WHERE FALSE", column.name,
                 )  # fmt: skip
             check(
                 account, name, "INSERT",
@@ -140,7 +140,7 @@ def test_every_account_may_do_on_every_table_what_storage_accounts_states_and_no
             for column in table.columns:
                 check(
                     account, name, "UPDATE",
-                    f"UPDATE {name} SET {column.name} = NULL WHERE FALSE", column.name,
+                    f"UPDATE {name} SET `{column.name}` = NULL WHERE FALSE", column.name,
                 )  # fmt: skip
             check(account, name, "DELETE", f"DELETE FROM {name} WHERE FALSE")
             comment = (table.comment or "").replace("'", "''")

@@ -28,6 +28,8 @@ def test_an_older_database_gets_the_review_indexes_and_the_analyst_column(
         c.execute(text("DROP INDEX ix_scored_payments_queue ON scored_payments"))
         c.execute(text("DROP INDEX ix_scored_payments_merchant_queue ON scored_payments"))
         c.execute(text("ALTER TABLE fraud_labels DROP COLUMN analyst"))
+        c.execute(text("ALTER TABLE scored_payments DROP COLUMN country, DROP COLUMN device_id"))
+        c.execute(text("DROP TABLE ruleset_audit, fraud_rules"))
     before = {i["name"] for i in inspect(admin_engine).get_indexes("scored_payments")}
     assert "ix_scored_payments_queue" not in before
 
@@ -44,6 +46,10 @@ def test_an_older_database_gets_the_review_indexes_and_the_analyst_column(
     assert "ix_scored_payments_merchant_queue" in indexes
     analyst = {c["name"]: c for c in inspector.get_columns("fraud_labels")}["analyst"]
     assert analyst["nullable"] is True
+    payments = {c["name"]: c for c in inspector.get_columns("scored_payments")}
+    assert payments["country"]["nullable"] is True
+    assert payments["device_id"]["nullable"] is True
+    assert {"fraud_rules", "ruleset_audit"} <= set(inspector.get_table_names())
 
 
 def test_the_create_command_adds_the_sign_in_tables_and_rechecks_stored_analysts(
