@@ -340,22 +340,24 @@ class Held:
 
 def plan(database: str, table: str, account: Account, held: Held, want: Rights) -> list[str]:
     """The statements that turn ``held`` into ``want``, additions first, so that an account in
-    use never loses a right it keeps (MySQL's revoke of a table privilege also revokes it from
-    every column, so such a column right is granted again after it)."""
+    use never loses a right it keeps: rights no job is given (``ALTER``, the grant option, a
+    column's ``INSERT``, ...) are revoked one by one, never with ``REVOKE ALL`` and a grant
+    again. One change cannot be made without a moment between two statements: a whole-table
+    ``SELECT`` or ``UPDATE`` narrowed to column rights, since MySQL's revoke of a table privilege
+    takes it from every column too; the columns are granted again by the very next statement
+    (a flow that meets that moment retries, ``storage/engine.py``)."""
     target = f"`{database}`.`{table}`"
     to = account.sql()
     statements = []
     foreign_table = held.table - set(ROW_PRIVILEGES)
-    foreign_columns = any(p - set(COLUMN_PRIVILEGES) for p in held.columns.values())
-    if foreign_table or foreign_columns:
-        # Rights no job is ever given (ALTER, a column's INSERT, ...): start again from none.
-        statements.append(f"REVOKE ALL PRIVILEGES ON {target} FROM {to}")
-        if "GRANT OPTION" in held.table:
-            statements.append(f"REVOKE GRANT OPTION ON {target} FROM {to}")
-        held = Held()
+    foreign_columns: dict[str, list[str]] = {}
+    for column, privileges in sorted(held.columns.items()):
+        for p in sorted(privileges - set(COLUMN_PRIVILEGES) - foreign_table):
+            foreign_columns.setdefault(p, []).append(column)
+    rows = held.table & set(ROW_PRIVILEGES)
     wanted_table = want.table_privileges
-    add = sorted(wanted_table - held.table)
-    extra = sorted(held.table - wanted_table)
+    add = sorted(wanted_table - rows)
+    extra = sorted(rows - wanted_table)
     have = {p: held.granted(p) for p in COLUMN_PRIVILEGES}
     if add:
         statements.append(f"GRANT {', '.join(add)} ON {target} TO {to}")
@@ -363,6 +365,15 @@ def plan(database: str, table: str, account: Account, held: Held, want: Rights) 
         new_columns = sorted(want.columns(p) - have[p])
         if new_columns and p not in extra:
             statements.append(f"GRANT {p} ({', '.join(new_columns)}) ON {target} TO {to}")
+    for p, columns in sorted(foreign_columns.items()):
+        statements.append(f"REVOKE {p} ({', '.join(columns)}) ON {target} FROM {to}")
+    if foreign_table - {"GRANT OPTION"}:
+        names = ", ".join(
+            _STATEMENT_NAMES.get(p, p) for p in sorted(foreign_table - {"GRANT OPTION"})
+        )
+        statements.append(f"REVOKE {names} ON {target} FROM {to}")
+    if "GRANT OPTION" in foreign_table:
+        statements.append(f"REVOKE GRANT OPTION ON {target} FROM {to}")
     if extra:
         statements.append(f"REVOKE {', '.join(extra)} ON {target} FROM {to}")
         for p in COLUMN_PRIVILEGES:
@@ -376,6 +387,10 @@ def plan(database: str, table: str, account: Account, held: Held, want: Rights) 
         if gone:
             statements.append(f"REVOKE {p} ({', '.join(gone)}) ON {target} FROM {to}")
     return statements
+
+
+# MariaDB's name in mysql.tables_priv of a privilege whose statement name differs.
+_STATEMENT_NAMES = {"DELETE VERSIONING ROWS": "DELETE HISTORY"}
 
 
 # ----------------------------------------------------------------------------- applying
