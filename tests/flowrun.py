@@ -20,6 +20,9 @@ from test_data.samples import SampleMessage
 ROOT = Path(__file__).resolve().parent.parent
 # The key that signs the versions integration tests train, and that their flows trust.
 KEY_FILE = ROOT / ".services" / "test-model.key"
+# The broker the tests use: PAYSCORE_KAFKA_BROKERS (the shared one by default; a private one for
+# the drills that restart it).
+BROKERS = Config.from_env(os.environ).kafka_brokers
 
 
 def key_for_tests() -> bytes:
@@ -29,15 +32,16 @@ def key_for_tests() -> bytes:
 def flow_env(
     topics: dict[str, str], mysql_url: str, model_dir: Path, **extra: str
 ) -> dict[str, str]:
-    """The settings of a flow (and of the tools: review queue, model tools) on these topics and
-    the database of ``mysql_url`` (the flow's account; the others' as configured), serving no
-    metrics unless ``metrics_port`` is given."""
+    """The settings of a flow (and of the tools: review queue, model tools) on these topics (of
+    the configured broker) and the database of ``mysql_url`` (the flow's account; the others' as
+    configured), serving no metrics unless ``metrics_port`` is given."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSCORE_")}
     env.update({f"PAYSCORE_{k.upper()}": v for k, v in topics.items()})
     database = make_url(mysql_url).database
     assert database, mysql_url
     on_it = Config.from_env(os.environ).on_database(database)
     env.update(
+        PAYSCORE_KAFKA_BROKERS=on_it.kafka_brokers,
         PAYSCORE_MYSQL_URL=mysql_url,
         PAYSCORE_REVIEW_MYSQL_URL=on_it.review_mysql_dsn,
         PAYSCORE_MODELS_MYSQL_URL=on_it.models_mysql_dsn,
@@ -76,6 +80,6 @@ def produce(topics: dict[str, str], events: Iterable[Payment | FraudLabel | Samp
         if events and isinstance(events[0], SampleMessage)
         else from_simulation(events, *to)  # type: ignore[arg-type]
     )
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": BROKERS, "linger.ms": 5})
     report = send(records, producer, progress=False)
     assert report.ok, report.errors

@@ -10,6 +10,10 @@
 - A bad message larger than the dead-letter topic takes is one dead letter: whole in MySQL, cut
   (and marked) on the topic; the flow goes on with the rest of its partition.
 - Model versions are ordered as numbers under the collation the project ships.
+
+The drills stop and start MariaDB and reset grants (``ops/services.sh``): run them against
+private services, whose ``SERVICES_*`` settings and ``PAYSCORE_*`` URLs and broker the tests
+pass on (the README's *Outages*), never against shared ones.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from test_data.generator import simulate
 from test_data.hostile import valid_payment
 from test_data.spec import LabelDelays, SimulationSpec
 from tests.builders import model_metadata
-from tests.flowrun import flow_env, produce, run_flow
+from tests.flowrun import BROKERS, flow_env, produce, run_flow
 
 pytestmark = pytest.mark.integration
 
@@ -174,7 +178,7 @@ def test_a_dead_letter_larger_than_its_topic_takes_is_stored_whole_and_cut_on_th
 ) -> None:
     huge = b'{"transaction_id": "' + b"x" * 1_040_200 + b'"}'  # the size the review sent
     after = msgspec.json.encode(valid_payment(transaction_id="after-the-huge-one"))
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "message.max.bytes": 2_000_000})
+    producer = Producer({"bootstrap.servers": BROKERS, "message.max.bytes": 2_000_000})
     for value in (huge, after):
         producer.produce(topics["payments_topic"], value=value, key=b"card", partition=0)
     assert producer.flush(30) == 0
@@ -187,7 +191,7 @@ def test_a_dead_letter_larger_than_its_topic_takes_is_stored_whole_and_cut_on_th
         stored = c.execute(select(scored_payments.c.transaction_id)).scalars().all()
     assert len(letters) == 1 and bytes(letters[0].raw_value) == huge
     assert stored == ["after-the-huge-one"]
-    consumer = Consumer({"bootstrap.servers": "127.0.0.1:9092", "group.id": "t"})
+    consumer = Consumer({"bootstrap.servers": BROKERS, "group.id": "t"})
     consumer.assign([TopicPartition(topics["dead_letters_topic"], p, 0) for p in range(4)])
     messages = []
     deadline = time.monotonic() + 20
