@@ -61,9 +61,7 @@ def main() -> None:
     print(f"produced {report.payments:,} payments")
     try:
         for processes in args.processes:
-            with scratch_database(
-                config.mysql_url, config.mysql_admin_url, "payscore_bench"
-            ) as db_url:
+            with scratch_database(config, "payscore_bench") as db_url:
                 measure(db_url, topics, processes, args.workers)
     finally:
         for f in admin.delete_topics(list(topics.values())).values():

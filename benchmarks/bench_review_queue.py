@@ -58,7 +58,7 @@ def main() -> None:
     if not 1 <= args.rows <= 1_000_000:
         parser.error(f"--rows {args.rows}: expected 1 to 1,000,000")
     config = Config.from_env(os.environ)
-    with scratch_database(config.mysql_dsn, config.mysql_admin_url, "payscore_bench") as url:
+    with scratch_database(config, "payscore_bench") as url:
         engine = make_engine(url)
         started = time.perf_counter()
         step = 100_000

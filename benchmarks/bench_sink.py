@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--method", choices=["load", "insert"], default="load")
     args = parser.parse_args()
     config = Config.from_env(os.environ)
-    with scratch_database(config.mysql_url, config.mysql_admin_url, "payscore_bench") as url:
+    with scratch_database(config, "payscore_bench") as url:
         run(url, args)
 
 

@@ -145,9 +145,7 @@ class Bench:
 
     def scratch_db(self, stack: ExitStack) -> str:
         """A fresh database with the schema, dropped when ``stack`` closes; the flow's URL."""
-        return stack.enter_context(
-            scratch_database(self.config.mysql_url, self.config.mysql_admin_url, DB_PREFIX)
-        )
+        return stack.enter_context(scratch_database(self.config, DB_PREFIX))
 
     def topics(self, stack: ExitStack, label: str) -> dict[str, str]:
         """Fresh payments (LogAppendTime), labels and dead-letter topics of 4 partitions each,

@@ -74,7 +74,7 @@ def main() -> int:
     size = -(-len(payments) // chunks)
     outage_at, stop_at, broker_at = 1, 2, 3
     with (
-        scratch_database(config.mysql_url, config.mysql_admin_url, "payscore_soak") as url,
+        scratch_database(config, "payscore_soak") as url,
         scratch_topics(config.kafka_brokers, config.topic_partitions, "soak") as topics,
         tempfile.TemporaryDirectory(prefix="payscore-soak-") as work,
     ):

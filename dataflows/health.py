@@ -2,8 +2,10 @@
 
     python -m dataflows.health PORT [--live] [--host 127.0.0.1] [--max-lag N]
 
-- **live**: the process answers ``/metrics`` within 5 s (Bytewax's API server runs in the
-  flow's process, so a hung or dead process fails it).
+- **live**: the process answers ``/metrics`` within 5 s (its metrics server,
+  :mod:`dataflows.metrics_server`, is a thread of the flow's process, so a dead process, or one
+  that holds Python's interpreter, fails it). ``--host`` is the process's
+  ``PAYSCORE_METRICS_HOST`` (127.0.0.1 unless set).
 - **ready** (the default): live, a model version is loaded (``payscore_model_info``), and, with
   ``--max-lag N``, no partition it reads is more than N messages behind.
 

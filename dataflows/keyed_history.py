@@ -39,6 +39,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows.messages import Positioned
 from dataflows.metrics import DUPLICATES
+from features.bounded import bounded
 from features.contract import Payment
 
 
@@ -107,7 +108,7 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
                         DUPLICATES.inc()
                         continue
                     if seen is not None:
-                        value.rejected = (
+                        value.rejected = bounded(
                             f"transaction id {txn!r} reused: this card sent another payment "
                             "with this id and other content (kept: the first one)"
                         )

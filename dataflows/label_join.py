@@ -48,6 +48,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows.messages import Positioned
 from dataflows.metrics import LABELS, SINK_RETRIES
+from features.bounded import bounded
 from features.contract import FraudLabel
 from storage.engine import retry_transient, shared_engine
 from storage.labels import Claimed, LabelledPayment, ReadLabel, claim_labels
@@ -131,7 +132,7 @@ def _count(outcome: Claimed, started_waiting: int) -> None:
         LABELS.labels(f"rejected_{kind}").inc()
         log.warning(
             "label for transaction %r (labels partition %d, offset %d) rejected: %s",
-            rejected.read.label.transaction_id,
+            bounded(rejected.read.label.transaction_id, 100),
             rejected.read.partition,
             rejected.read.offset,
             rejected.reason,

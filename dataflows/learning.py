@@ -36,7 +36,12 @@ from bytewax.operators import StatefulBatchLogic
 from dataflows.metrics import LEARNED, LEARNER_BACKLOG, OUTDATED, SKIPPED
 from dataflows.model_registry import Fetch
 from features.catalog import FEATURE_NAMES
-from model_state.artifact import ModelArtifact, ModelMismatchError, VersionRecord
+from model_state.artifact import (
+    ModelArtifact,
+    ModelMismatchError,
+    ModelNotFoundError,
+    VersionRecord,
+)
 from model_state.learner import OnlineLearner
 from model_state.signing import UntrustedModelError
 from storage.labels import LabelledPayment
@@ -63,33 +68,41 @@ class Lineages:
         self._refresh_seconds = refresh_seconds
         self._clock = clock
         self._next_check = clock()
+        self._held: set[str] = set()  # versions that held the learner up, logged once
 
     def newer_than(self, version: str, *, now: bool = False) -> ModelArtifact | None:
-        """The newest version after ``version``, or None. A newer version of ``version``'s own
-        lineage that cannot be trusted or loaded stops the learner when ``now`` (when it is
-        built): it holds labels the learner would otherwise learn twice. A new lineage that
-        cannot be loaded is logged as an error and left alone."""
+        """The newest version after ``version`` that loads, or None. The look-up passes over a
+        row it refuses (:mod:`model_state.stored_versions`), except a newer version of
+        ``version``'s own lineage that labels name as learned by it: that one stops the learner
+        when ``now`` (when it is built), for going on without it would learn those labels
+        twice; later it is logged once as an error and learning goes on from ``version``."""
         if not now and self._clock() < self._next_check:
             return None
         self._next_check = self._clock() + self._refresh_seconds
         try:
             return self._fetch_newer(version)
-        except (UntrustedModelError, ModelMismatchError) as exc:
-            same_lineage = not exc.version or version_key(exc.version)[0] == version_key(version)[0]
-            if now and same_lineage:
+        except (UntrustedModelError, ModelMismatchError, ModelNotFoundError) as exc:
+            if now:
                 raise
-            log.error(
-                "not going on from model version %s: %s",
-                exc.version,
-                exc,
-                extra={"event": "version_refused", "version": exc.version},
-            )
+            if exc_version(exc) not in self._held:
+                self._held.add(exc_version(exc))
+                log.error(
+                    "not going on from model version %s: %s",
+                    exc_version(exc),
+                    exc,
+                    extra={"event": "version_refused", "version": exc_version(exc)},
+                )
             return None
         except Exception as exc:
             if now:
                 raise
             log.warning("could not look for a model version newer than %s: %s", version, exc)
             return None
+
+
+def exc_version(exc: BaseException) -> str:
+    """The version a refusal names (its row's name), or ``?``."""
+    return str(getattr(exc, "version", "") or "?")
 
 
 class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):

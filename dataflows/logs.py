@@ -25,6 +25,7 @@ EVENTS = (
     "dead_letter",  # a stored row MySQL refused became a dead letter
     "sink_retry",  # MySQL was unavailable; the write is tried again
     "mysql_unavailable",  # past the outage bound: the flow stops
+    "step_failed",  # an exception stops the flow: the step and its traceback (dataflows.failures)
     "stopping",  # a stop signal or the end of the input: the flow stops, and why
 )
 

@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 import msgspec
-from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSourceMessage
 
+from features.bounded import bounded
 from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel, InvalidMessageError, LabelDecoder, Payment, PaymentDecoder
 
@@ -90,7 +91,10 @@ def record_time(message: RawMessage) -> datetime | None:
     kind, millis = message.timestamp
     if kind == 0 or millis < 0:  # TIMESTAMP_NOT_AVAILABLE
         return None
-    return datetime.fromtimestamp(millis / 1000, tz=UTC)
+    try:  # a producer may set any 64-bit create time; past year 9999 there is no datetime
+        return datetime.fromtimestamp(millis / 1000, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def _decode(decoder: PaymentDecoder | LabelDecoder, message: RawMessage) -> Positioned | DeadLetter:
@@ -130,9 +134,6 @@ class MessageDecoder:
         return _decode(self._labels, message)
 
 
-ERROR_HEADER_BYTES = 4_000  # at most this much of the reason travels in a header
-
-
 _json = msgspec.json.Encoder()
 
 
@@ -145,39 +146,7 @@ def rejected_letter(positioned: Positioned, topic: str) -> DeadLetter:
         offset=positioned.offset,
         key=positioned.event.card_id.encode(),
         value=_json.encode(positioned.event),
-        error=positioned.rejected,
+        error=bounded(positioned.rejected),
         received_at=None,
         dead_lettered_at=datetime.now(UTC),
     )
-
-
-def dead_letter_key(letter: DeadLetter) -> bytes:
-    """``topic/partition/offset``: the same for every replay of one message, so that a consumer
-    of the dead-letter topic can drop repeats (the topic is at-least-once)."""
-    return f"{letter.topic}/{letter.partition}/{letter.offset}".encode()
-
-
-def to_kafka(letter: DeadLetter, max_bytes: int) -> KafkaSinkMessage[bytes | None, bytes | None]:
-    """The dead letter as a message for the dead-letter topic, keyed by where it was read.
-
-    The original key and value travel whole when they fit in ``max_bytes`` together; otherwise
-    the value is cut to what fits and the header ``truncated`` gives its original size (the
-    whole bytes are in MySQL's ``dead_letters``). Headers say why and where from."""
-    key, value = letter.key, letter.value
-    headers = [
-        ("error", letter.error.encode()[: min(ERROR_HEADER_BYTES, max_bytes // 4)]),
-        ("source_topic", letter.topic.encode()),
-        ("source_partition", str(letter.partition).encode()),
-        ("source_offset", str(letter.offset).encode()),
-    ]
-    room = max(max_bytes - sum(len(n) + len(v) for n, v in headers) - 64, 0)
-    if key is not None and len(key) > room // 2:
-        headers.append(("source_key_truncated", str(len(key)).encode()))
-        key = key[: room // 2]
-    if key is not None:
-        headers.append(("source_key", key))
-        room -= len(key)
-    if value is not None and len(value) > room:
-        headers.append(("truncated", str(len(value)).encode()))
-        value = value[:room]
-    return KafkaSinkMessage(key=dead_letter_key(letter), value=value, headers=headers)

@@ -1,12 +1,11 @@
 """The flow's Prometheus metrics, in one place, and what updates them.
 
-Each flow process serves them on Bytewax's API server (``BYTEWAX_DATAFLOW_API_ENABLED``,
-``BYTEWAX_DATAFLOW_API_PORT``; ``ops/run_flow.sh`` gives process ``i`` the port
-``FLOW_METRICS_BASE_PORT + i``, 3030 by default) at ``/metrics``, together with Bytewax's own
-series, among them ``bytewax_kafka_consumer_lag{step_id, topic, partition}``: the messages between
-what a partition reader consumed and the end of the partition (librdkafka statistics, every
-second). A counter ``x`` is exposed as ``x_total``. ``ops/prometheus/alerts.yml`` alerts on
-them and ``ops/grafana/payscore.json`` shows them.
+Each flow process serves them at ``/metrics`` on ``PAYSCORE_METRICS_HOST`` (127.0.0.1) and port
+``PAYSCORE_METRICS_PORT`` + its process id (3030 + i; :mod:`dataflows.metrics_server`),
+together with Bytewax's Kafka consumer lag, ``bytewax_kafka_consumer_lag{step_id, topic,
+partition}``: the messages between what a partition reader consumed and the end of the partition
+(librdkafka statistics, every second). A counter ``x`` is exposed as ``x_total``.
+``ops/prometheus/alerts.yml`` alerts on them and ``ops/grafana/payscore.json`` shows them.
 
 What lands in MySQL is counted after its transaction commits (:func:`stored_payments`), so the
 payment counters equal the rows stored by this process since it started, rows made dead letters
@@ -54,6 +53,22 @@ MODEL_INFO = Gauge("payscore_model_info", "The model version scoring in this pro
 MODEL_PUBLISHED = Gauge(
     "payscore_model_published_timestamp_seconds", "When the version scoring here was created"
 )
+MODEL_CHECKED = Gauge(
+    "payscore_model_checked_timestamp_seconds",
+    "When this process last looked in model_versions for a newer version (successfully)",
+)
+MODEL_BEHIND_SINCE = Gauge(
+    "payscore_model_behind_since_timestamp_seconds",
+    "Since when model_versions holds a version newer (by lineage and sequence) than the one "
+    "scoring here that this process has not adopted; 0 while it scores with the newest",
+)
+VERSIONS_REFUSED = Counter(
+    "payscore_model_versions_refused",
+    "model_versions rows this process refused to load (each once), by why",
+    ["reason"],
+)
+for _reason in ("identity", "signature", "missing", "mismatch"):  # shown at 0, so increase() works
+    VERSIONS_REFUSED.labels(_reason)
 LEARNER_BACKLOG = Gauge(
     "payscore_learner_backlog", "Labels learned but not yet published in a model version"
 )
@@ -101,6 +116,19 @@ def scoring_with(version: str, created_at: datetime) -> None:
     MODEL_PUBLISHED.set(created_at.timestamp())
 
 
+def model_checked(at: float, behind_since: float | None) -> None:
+    """The registry looked for a newer version at ``at``; since ``behind_since`` (or not at
+    all) a newer recorded version waits to be adopted."""
+    MODEL_CHECKED.set(at)
+    MODEL_BEHIND_SINCE.set(behind_since or 0.0)
+
+
+def version_refused(version: str, reason: str) -> None:
+    """A ``model_versions`` row was refused (``reason``: identity, signature, missing or
+    mismatch); ``version`` is for the log, not a label."""
+    VERSIONS_REFUSED.labels(reason).inc()
+
+
 # Dead-letter reasons, grouped so that the label has few values: (class, words that mark it).
 _REASONS = (
     ("reused_id", ("transaction id",)),
@@ -109,6 +137,7 @@ _REASONS = (
     ("future_time", ("after the record reached Kafka",)),
     ("malformed_json", ("malformed", "truncated", "Invalid", "JSON")),
     ("missing_field", ("missing required field",)),
+    ("duplicate_field", ("duplicate field",)),
     ("unknown_field", ("unknown field",)),
     ("wrong_type", ("Expected",)),
 )

@@ -18,7 +18,13 @@ Bound: a version the learner publishes scores every worker's payments at most
 published).
 A worker never goes back to an older version: versions only move forward, in the numeric order
 of :func:`storage.versions.version_key`. While MySQL is unavailable the look-up fails, is logged,
-and scoring goes on with the version it has.
+and scoring goes on with the version it has. A recorded row that cannot be loaded is passed
+over (and logged once) by the look-up (:mod:`model_state.stored_versions`).
+
+**Watched.** After every look-up the registry sets ``payscore_model_checked_timestamp_seconds``
+and, when the newest recorded row (by lineage and sequence, loadable or not) is newer than the
+version it scores with, ``payscore_model_behind_since_timestamp_seconds`` to when it first saw
+it so (0 otherwise); the alert ``PayscoreModelNotAdopted`` fires when that lasts.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from storage.versions import version_key
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str | None], ModelArtifact | None]
+# After a look-up: (lineage, sequence) of the newest recorded row after the version asked about.
+NewestSeen = Callable[[], tuple[int, int] | None]
 # Given the challenger shadowing now (or None): the one that should (the same, another or None).
 FetchChallenger = Callable[[str | None], ModelArtifact | None]
 
@@ -52,17 +60,24 @@ class ModelRegistry:
         clock: Callable[[], float] = time.monotonic,
         watch: bool = False,
         fetch_challenger: FetchChallenger | None = None,
+        newest_seen: NewestSeen | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """``watch``: after the first look-up, one background thread looks every
         ``refresh_seconds`` of real time, whether payments come or not (the flow); otherwise a
         look-up is started by a call to :meth:`current` when one is due (``clock``, tests).
         ``fetch_challenger``: the version shadowing the champion, if any, looked up with the
-        champion (shadow scoring, :mod:`storage.shadow`)."""
+        champion (shadow scoring, :mod:`storage.shadow`). ``newest_seen``: what the last
+        look-up found newest, for the metric of the module docstring (``wall_clock``)."""
         self._watch = watch
         self._fetch_challenger = fetch_challenger
         self._challenger: Scorer | None = None
         self._refused_challengers: set[str] = set()  # logged once, not tried again
+        self._unscorable: set[str] = set()  # loaded, but no scorer takes it: logged once
         self._fetch_newer = fetch_newer
+        self._newest_seen = newest_seen
+        self._wall_clock = wall_clock
+        self._behind_since: float | None = None
         self._refresh_seconds = refresh_seconds
         self._review = review
         self._decline = decline
@@ -154,10 +169,29 @@ class ModelRegistry:
         except Exception as exc:
             log.warning("could not look for a model version newer than %s: %s", current, exc)
             return
+        try:
+            self._adopt(current, newer)
+        finally:
+            self._watch_adoption()
+
+    def _watch_adoption(self) -> None:
+        now = self._wall_clock()
+        newest = self._newest_seen() if self._newest_seen is not None else None
+        if newest is not None and newest > version_key(self._scorer.version):
+            if self._behind_since is None:
+                self._behind_since = now
+        else:
+            self._behind_since = None
+        metrics.model_checked(now, self._behind_since)
+
+    def _adopt(self, current: str, newer: ModelArtifact | None) -> None:
         if newer is not None and version_key(newer.version) > version_key(current):
+            if newer.version in self._unscorable:
+                return
             try:
                 scorer = self._scorer_for(newer)
             except Exception as exc:  # a version this scorer cannot explain: keep the current one
+                self._unscorable.add(newer.version)
                 log.error(
                     "cannot score with model version %s: %s",
                     newer.version,

@@ -10,8 +10,12 @@ Payments
     2. **Features**: the card's, the terminal's and the merchant's histories, each keyed by its
        id, add their point-in-time features; calendar features come last. A card's exact repeat
        of a recent payment is skipped; a recent id reused for other content is a dead letter.
-    3. **Score** each batch with the newest model version: probability, decision, reason codes.
-    4. **Store** the scored payment in MySQL (first write wins, so a replay changes nothing).
+    3. **Score** each batch with the newest model version: probability, decision, and reason
+       codes for the payments an analyst reads (all but approvals; an approval's are computed
+       on demand from its stored features and version, ``python -m review.explain``).
+    4. **Store** the scored payment in MySQL (first write wins, so a replay changes nothing;
+       a transaction id belongs to the first message in Kafka order, any other carrying it is
+       a dead letter).
 
 Labels
     5. **Decode** each label the same way (bad ones are dead letters too).
@@ -26,31 +30,36 @@ Every message ends somewhere one can query: a scored payment, a label row in ``f
 (claimed and learned, or rejected with its reason), or a dead letter. Labels take effect exactly
 once through crashes and restarts (see ``dataflows/label_join.py`` and ``learning.py``);
 SIGTERM or SIGINT stop the flow gracefully (``dataflows/stopping.py``); MySQL outages are ridden
-out for ``PAYSCORE_MYSQL_OUTAGE_SECONDS`` (``storage/engine.py``).
+out for ``PAYSCORE_MYSQL_OUTAGE_SECONDS`` (``storage/engine.py``). Whatever stops the flow is
+logged with its Python cause and its step first (``dataflows/failures.py``); the process then
+exits at once with status 1 (``dataflows/exiting.py``), for a supervisor to restart it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import bytewax.operators as op
 import msgspec
-from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
-from dataflows import logs, metrics, stopping
+from dataflows import exiting, logs, metrics, stopping
+from dataflows.dead_letter_topic import DeadLetterSink
 from dataflows.drift_watch import DriftWatch
+from dataflows.failures import log_failures
 from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
-from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter, to_kafka
+from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter
+from dataflows.metrics_server import process_id, refuse_bytewax_api, serve_metrics
 from dataflows.model_registry import ModelRegistry
 from dataflows.sources import DrainCheck, FlowKafkaSource, LabelsAccountedFor
 from features.calendar import calendar_features
@@ -62,10 +71,10 @@ from model_state import artifact, signing
 from model_state.artifact import VersionRecord
 from model_state.checkpoints import ModelVersionSink
 from model_state.scorer import Scorer
-from model_state.stored_versions import NewerVersionsInMySQL
+from model_state.stored_versions import NewerVersionsInMySQL, RefusedRows
 from settings.config import Config
 from storage.labels import FraudNote, LabelledPayment
-from storage.payments import reused_ids
+from storage.payments import settle_reused_ids
 from storage.rows import dead_letter_row, refused_row_letter, scored_payment_row
 from storage.sink import MySQLSink, Writing
 from storage.tables import dead_letters, scored_payments
@@ -79,12 +88,16 @@ LABEL_GROUPS = 16  # keys of the label join (cards hashed into groups); fewer: l
 
 
 def flow() -> Dataflow:
-    """The entry point: reads the configuration from the environment, routes SIGTERM and
-    SIGINT to a graceful stop, and builds the flow."""
+    """The entry point: reads the configuration from the environment, serves this process's
+    metrics (``dataflows/metrics_server.py``), routes SIGTERM and SIGINT to a graceful stop,
+    makes a failing process exit at once (``dataflows/exiting.py``), and builds the flow."""
     config = Config.from_env(os.environ)
     logs.configure(config.log_level, config.log_format)
+    refuse_bytewax_api(os.environ)
+    serve_metrics(config.metrics_host, config.metrics_port, process_id(sys.argv, os.environ))
     stop = threading.Event()
     stopping.install(stop)
+    exiting.install()
     return build(config, stop)
 
 
@@ -93,7 +106,10 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     model_dir = Path(config.model_dir)
     key = signing.read_key(Path(config.model_key_file))
     start = artifact.load(model_dir, key=key)
-    versions = NewerVersionsInMySQL(config.mysql_dsn, key=key, skip_unloadable=True)
+    refused = RefusedRows(metrics.version_refused)  # logged once per process
+    versions = NewerVersionsInMySQL(
+        config.mysql_dsn, key=key, skip_unloadable=True, refused=refused
+    )
     models = ModelRegistry(
         start,
         versions,
@@ -102,6 +118,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
         review=config.review_threshold,
         decline=config.decline_threshold,
         fetch_challenger=versions.challenger if config.shadow else None,
+        newest_seen=versions.newest_seen,
     )
     drift = DriftWatch()
     log.info(
@@ -150,7 +167,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     op.output("store_scored_payments", rows, scored_payments_sink(config))
 
     # Learning: one learner owns the model; its versions are recorded and checkpointed.
-    versions = learn_from_labels(labelled, start, config, key)
+    versions = learn_from_labels(labelled, start, config, key, refused)
     op.output(
         "record_model_versions",
         versions,
@@ -162,7 +179,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
             key=key,
         ),
     )
-    return flow
+    return log_failures(flow)
 
 
 # ---------------------------------------------------------------------------- steps
@@ -213,30 +230,23 @@ def split_off_reused_ids(payments: Stream, config: Config) -> Stream:
 
 
 def publish_dead_letters(name: str, letters: Stream[DeadLetter], config: Config) -> None:
-    """To the dead-letter topic (what fits) and the ``dead_letters`` table (whole)."""
-    op.output(
-        f"publish_{name}_dead_letters",
-        op.map(
-            f"{name}_dead_letters_to_kafka",
-            letters,
-            lambda d: to_kafka(d, config.dead_letter_max_bytes),
-        ),
-        KafkaSink(config.brokers, config.dead_letters_topic, add_config=config.kafka_settings),
-    )
+    """To the ``dead_letters`` table (whole) and the dead-letter topic (what fits)."""
     op.output(
         f"store_{name}_dead_letters",
-        op.map(
-            f"{name}_dead_letter_rows",
-            letters,
-            lambda d: counted_dead_letter_row(name, d),
-        ),
-        MySQLSink.for_dead_letters(
-            config.mysql_dsn,
-            dead_letters,
-            patience=config.mysql_outage_seconds,
-            on_retry=metrics.SINK_RETRIES.labels(dead_letters.name).inc,
-            on_failure=metrics.SINK_FAILURES.labels(dead_letters.name).inc,
-        ),
+        op.map(f"{name}_dead_letter_rows", letters, lambda d: counted_dead_letter_row(name, d)),
+        dead_letter_sink(config),
+    )
+
+
+def dead_letter_sink(config: Config) -> DeadLetterSink:
+    return DeadLetterSink(
+        config.mysql_dsn,
+        config.kafka_client(),
+        config.dead_letters_topic,
+        config.dead_letter_max_bytes,
+        patience=config.mysql_outage_seconds,
+        on_retry=metrics.SINK_RETRIES.labels(dead_letters.name).inc,
+        on_failure=metrics.SINK_FAILURES.labels(dead_letters.name).inc,
     )
 
 
@@ -247,8 +257,9 @@ def counted_dead_letter_row(source: str, letter: DeadLetter) -> dict[str, object
 
 
 def scored_payments_sink(config: Config) -> MySQLSink:
-    """First write wins; a row MySQL refuses, or whose id is stored for another payment,
-    becomes a dead letter of its payment."""
+    """First write wins; the first message in Kafka order keeps a transaction id; a row MySQL
+    refuses, or whose id belongs to a payment read earlier, becomes a dead letter of its
+    payment (table and topic)."""
     return MySQLSink(
         config.mysql_dsn,
         scored_payments,
@@ -256,11 +267,12 @@ def scored_payments_sink(config: Config) -> MySQLSink:
             refused=refused_row_letter(config.payments_topic),
             refused_table=dead_letters,
             patience=config.mysql_outage_seconds,
-            conflicts=reused_ids,
+            conflicts=settle_reused_ids,
             after_commit=metrics.stored_payments,
             on_retry=metrics.SINK_RETRIES.labels(scored_payments.name).inc,
             on_failure=metrics.SINK_FAILURES.labels(scored_payments.name).inc,
             on_refused=lambda reason: metrics.dead_letter("refused_rows", reason),
+            letters_out=lambda: dead_letter_sink(config).topic().publish,
         ),
     )
 
@@ -330,15 +342,18 @@ def score(
     scorer: Scorer,
     batch: list[Positioned[Payment]],
     *,
+    explain: bool | Sequence[bool] = False,
     shadow: Scorer | None = None,
     drift: DriftWatch | None = None,
 ) -> list[dict[str, object]]:
-    """The rows to store for a batch of payments, all scored by one model version at once; a
-    challenger ``shadow`` scores them too (its probability is stored, its decision is not
-    used); ``drift`` watches what was scored."""
+    """The rows to store for a batch of payments, all scored by one model version at once, with
+    the reason codes of every payment not approved and of those ``explain`` marks (one flag a
+    payment, ``True``: all); an approval's are computed on demand. A challenger ``shadow``
+    scores them too (its probability is stored, nothing else of it); ``drift`` watches what
+    was scored."""
     features = [p.features for p in batch]
-    results = scorer.score_batch(features)
-    shadowed = shadow.score_batch(features) if shadow is not None else [None] * len(batch)
+    results = scorer.score_batch(features, explain=explain)
+    shadowed = shadow.probabilities(features) if shadow is not None else [None] * len(batch)
     if drift is not None:
         drift.observe(scorer, features, [r.probability for r in results])
     scored_at = datetime.now(UTC)
@@ -355,7 +370,7 @@ def score(
             scored_at=scored_at,
             appended_at=p.appended_at,
             shadow_version=shadow.version if shadow is not None else None,
-            shadow_probability=other.probability if other is not None else None,
+            shadow_probability=other,
         )
         for p, result, other in zip(batch, results, shadowed, strict=True)
     ]
@@ -384,7 +399,11 @@ def join_labels_with_scored_payments(labels: Stream, config: Config) -> Stream[L
 
 
 def learn_from_labels(
-    labelled: Stream[LabelledPayment], start: artifact.ModelArtifact, config: Config, key: bytes
+    labelled: Stream[LabelledPayment],
+    start: artifact.ModelArtifact,
+    config: Config,
+    key: bytes,
+    refused: RefusedRows,
 ) -> Stream[VersionRecord]:
     keyed = op.key_on("key_learner", labelled, lambda _: LEARNER_KEY)
     versions = op.stateful_batch(
@@ -401,7 +420,10 @@ def learn_from_labels(
             publish_seconds=config.publish_seconds,
             lineages=Lineages(
                 NewerVersionsInMySQL(
-                    config.mysql_dsn, key=key, patience=config.mysql_outage_seconds
+                    config.mysql_dsn,
+                    key=key,
+                    patience=config.mysql_outage_seconds,
+                    refused=refused,
                 ),
                 config.model_refresh_seconds,
             ),

@@ -7,10 +7,11 @@ type and range rules live on the fields (so errors carry the JSON path, e.g.
 Rules a bank expects of an authorisation record:
 
 - ``amount_minor`` is a whole number of the currency's minor unit (cents, yen, fils), from 0
-  to 10**12; ``currency`` is an active ISO 4217 code meant for payments. An amount of 0 is a
-  card verification (an account-status check with no money), which is real traffic and what card
-  testers probe with; :attr:`Payment.is_verification` says so, and the card features keep it
-  apart from the money (:mod:`features.card`).
+  to 10**12; ``currency`` is an active ISO 4217 code that is legal tender somewhere (funds,
+  metals, units of account and test codes are refused: :data:`NOT_FOR_PAYMENTS`). An amount of
+  0 is a card verification (an account-status check with no money), which is real traffic and
+  what card testers probe with; :attr:`Payment.is_verification` says so, and the card features
+  keep it apart from the money (:mod:`features.card`).
 - ``event_time`` carries its own UTC offset (a naive time is rejected: the offset is what makes
   calendar features local to the payer) and lies between 2000-01-01 and 2100-01-01 UTC.
   Whether it is too far ahead of the moment the message reached Kafka is the decoder's check
@@ -19,6 +20,9 @@ Rules a bank expects of an authorisation record:
 - coordinates come as a pair or not at all.
 - Unknown fields are an error: under a given ``schema_version`` the producer and this decoder
   agree on every field. A new field is added with a default so older producers keep working.
+- A key named twice is an error (:mod:`features.json_keys`): msgspec would keep the last value.
+- Error texts are bounded (:func:`features.bounded.bounded`): msgspec quotes what it refuses,
+  an unknown field's name of any length among it.
 
 >>> raw = (b'{"transaction_id": "t-1", "card_id": "c-1", "merchant_id": "m-1", '
 ...        b'"terminal_id": "p-1", "amount_minor": 1250, "currency": "EUR", '
@@ -37,27 +41,43 @@ True
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Generic, Literal, TypeVar
 
 import msgspec
 import pycountry
-from babel.numbers import get_currency_precision
+from babel.core import get_global
+from babel.numbers import get_currency_precision, get_territory_currencies
 from msgspec import Meta
+
+from features.bounded import bounded
+from features.json_keys import repeated_key
 
 SCHEMA_VERSION = 1
 
 EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 
-# ISO 4217 codes that are not money a card pays with: test, "no currency", precious metals,
-# special drawing rights and bond-market units.
-_NON_PAYMENT_CURRENCIES = frozenset(
-    {"XTS", "XXX", "XAU", "XAG", "XPD", "XPT", "XDR", "XBA", "XBB", "XBC", "XBD", "XSU", "XUA"}
-)
-CURRENCIES: frozenset[str] = frozenset(
-    c.alpha_3 for c in pycountry.currencies if c.alpha_3 not in _NON_PAYMENT_CURRENCIES
-)
+
+def _not_legal_tender() -> frozenset[str]:
+    """Every code that CLDR (through Babel) marks as not legal tender in some territory, at any
+    time: ISO 4217's funds (``USN``, ``BOV``, ``CHE``, ``CHW``, ``CLF``, ``COU``, ``MXV``, ``UYI``,
+    ``UYW``), units of account and special codes (``XDR``, ``XSU``, ``XUA``, ``XAD``), precious
+    metals (``XAU``, ``XAG``, ``XPD``, ``XPT``), bond-market units (``XBA`` to ``XBD``), the test
+    code ``XTS``, "no currency" ``XXX``, and ``VED`` (the digital bolívar). Derived, not
+    hand-listed, so a new fund code comes with a Babel upgrade."""
+    everything = (date.min, date.max)
+    return frozenset(
+        code
+        for territory in get_global("territory_currencies")
+        for code in get_territory_currencies(territory, *everything, tender=False, non_tender=True)
+    )
+
+
+_ISO_4217: frozenset[str] = frozenset(c.alpha_3 for c in pycountry.currencies)
+# ISO 4217 codes a card never pays with (see _not_legal_tender).
+NOT_FOR_PAYMENTS: frozenset[str] = _ISO_4217 & _not_legal_tender()
+CURRENCIES: frozenset[str] = _ISO_4217 - NOT_FOR_PAYMENTS
 COUNTRIES: frozenset[str] = frozenset(c.alpha_2 for c in pycountry.countries)
 _MINOR_UNIT_DIGITS: dict[str, int] = {code: get_currency_precision(code) for code in CURRENCIES}
 
@@ -102,8 +122,13 @@ class Payment(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
     def __post_init__(self) -> None:
         if self.currency not in CURRENCIES:
+            what = (
+                " (an ISO 4217 fund or special code: legal tender nowhere)"
+                if self.currency in NOT_FOR_PAYMENTS
+                else ""
+            )
             raise ValueError(
-                f"`currency` must be an ISO 4217 code for payments; got {self.currency!r}"
+                f"`currency` must be an ISO 4217 code for payments; got {self.currency!r}{what}"
                 " - at `$.currency`"
             )
         if self.country not in COUNTRIES:
@@ -177,6 +202,8 @@ class _Decoder(Generic[T]):
         self._decoder = msgspec.json.Decoder(kind)
         self._time_field = time_field
         self._max_future_skew = max_future_skew
+        # A field of free text, whose value may hold commas (see features.json_keys).
+        self._free_text = "note" if "note" in kind.__struct_fields__ else None
 
     def decode(self, raw: bytes | None, received_at: datetime | None = None) -> T:
         """Decode one Kafka message value, or raise :class:`InvalidMessageError` saying why not.
@@ -189,7 +216,13 @@ class _Decoder(Generic[T]):
         try:
             event = self._decoder.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise InvalidMessageError(str(exc)) from None
+            raise InvalidMessageError(bounded(str(exc))) from None
+        free_text = self._free_text is not None and getattr(event, self._free_text) is not None
+        twice = repeated_key(raw, free_text=free_text)
+        if twice is not None:
+            raise InvalidMessageError(
+                f"Object contains duplicate field `{bounded(twice, 100)}` (each key once) - at `$`"
+            )
         if received_at is not None:
             when: datetime = getattr(event, self._time_field)
             if when - received_at > self._max_future_skew:

@@ -28,6 +28,15 @@ forest for the whole batch with NumPy (about 11,000 payments/s in batches of 500
 one at a time, ``benchmarks/bench_models.py --speed --seeds``); the others score one payment
 after another.
 
+**Reasons only where someone reads them.** Every row is split (the probability is summed from
+the split, so skipping it would change the probability's last bits), but the ranking into
+reason codes is done only for the rows an analyst reads: every decision but ``approve``, and
+the rows the caller marks with ``explain`` (a rule fired on them). An approved payment's reasons
+are computed on demand from its stored features and version with :meth:`Scorer.reasons`, which
+is :meth:`Scorer.score_batch` with every row marked: the very values the flow would have stored
+(``tests/test_reasons_on_demand.py``). :meth:`Scorer.probabilities` ranks none (for a
+shadowing challenger, whose reasons nobody reads).
+
 >>> decide(0.2, review=0.5, decline=0.9), decide(0.5, review=0.5, decline=0.9)
 ('approve', 'review')
 >>> decide(0.95, review=0.5, decline=0.9)
@@ -67,7 +76,9 @@ def decide(probability: float, *, review: float, decline: float) -> Decision:
 class Score(msgspec.Struct, frozen=True):
     probability: float
     decision: Decision
-    reasons: tuple[str, ...]
+    reasons: tuple[str, ...] | None
+    """Up to three features, largest push first; ``None``: not ranked (an approval nobody
+    marked to explain; :meth:`Scorer.reasons` gives them on demand)."""
 
 
 class LinearExplainer:
@@ -142,28 +153,75 @@ class Scorer:
         self.drift_reference = drift_reference or {}
 
     def score(self, features: dict[str, float]) -> Score:
-        """Probability, decision and reasons, from one split of the log-odds.
+        """Probability, decision and reasons of one payment, from one split of the log-odds.
 
         With ``positive_weight`` 1 the probability equals ``model.predict_proba_one`` (tested).
         """
+        return self._score_one(features, explain=True)
+
+    def score_batch(
+        self, rows: Sequence[dict[str, float]], *, explain: bool | Sequence[bool] = False
+    ) -> list[Score]:
+        """Probability and decision of each of ``rows``, at once for the ``boosted`` family; the
+        reasons of every row not approved and of every row ``explain`` marks (one flag a row,
+        or ``True`` for all), ``None`` for the others. The probability is the same, bit for
+        bit, whichever rows are explained."""
+        marked = explained_rows(explain, len(rows))
+        batch = getattr(self._explain, "batch", None)
+        if batch is None or not rows:
+            return [self._score_one(x, explain=m) for x, m in zip(rows, marked, strict=True)]
+        push, probabilities = self._split_batch(batch, rows)
+        review, decline = self._review, self._decline
+        decisions = [decide(p, review=review, decline=decline) for p in probabilities]
+        wanted = [
+            i for i, (d, m) in enumerate(zip(decisions, marked, strict=True)) if m or d != "approve"
+        ]
+        reasons: list[tuple[str, ...] | None] = [None] * len(rows)
+        if wanted:
+            # top_reasons for the wanted rows at once (compiled), ties in catalogue order.
+            names = self._explain.names  # type: ignore[attr-defined]
+            chosen = push if len(wanted) == len(rows) else push[wanted]
+            for i, top in zip(wanted, top_positive(chosen, MAX_REASONS).tolist(), strict=True):
+                reasons[i] = tuple(names[j] for j in top if j >= 0)
+        return [Score(p, d, r) for p, d, r in zip(probabilities, decisions, reasons, strict=True)]
+
+    def probabilities(self, rows: Sequence[dict[str, float]]) -> list[float]:
+        """The probability of each of ``rows``, as :meth:`score_batch` gives it (bit for bit),
+        without decisions or reasons (a shadowing challenger's)."""
+        batch = getattr(self._explain, "batch", None)
+        if batch is None or not rows:
+            return [self._log_odds_and_probability(x)[2] for x in rows]
+        return self._split_batch(batch, rows)[1]
+
+    def reasons(self, rows: Sequence[dict[str, float]]) -> list[tuple[str, ...]]:
+        """The reason codes of each of ``rows``: :meth:`score_batch` with every row explained,
+        so exactly what the flow stores for a payment it explains (an approval's on demand)."""
+        return [s.reasons or () for s in self.score_batch(rows, explain=True)]
+
+    def _score_one(self, features: dict[str, float], *, explain: bool) -> Score:
+        contributions, _, probability = self._log_odds_and_probability(features)
+        decision = decide(probability, review=self._review, decline=self._decline)
+        explained = explain or decision != "approve"
+        return Score(probability, decision, top_reasons(contributions) if explained else None)
+
+    def _log_odds_and_probability(
+        self, features: dict[str, float]
+    ) -> tuple[dict[str, float], float, float]:
+        """One payment's split, its log-odds summed from it, and the probability."""
         contributions, offset = self._explain(features)
         log_odds = sum(contributions.values()) + offset - self._log_weight
         if not math.isfinite(log_odds):
             raise ValueError(
                 f"model {self.version} returned log-odds {log_odds} for features {features}"
             )
-        probability = float(sigmoid(log_odds))  # River's, as LogisticRegression's own
-        return Score(
-            probability,
-            decide(probability, review=self._review, decline=self._decline),
-            top_reasons(contributions),
-        )
+        return contributions, log_odds, float(sigmoid(log_odds))  # River's, as the model's own
 
-    def score_batch(self, rows: Sequence[dict[str, float]]) -> list[Score]:
-        """:meth:`score` for each of ``rows``; at once for the ``boosted`` family."""
-        batch = getattr(self._explain, "batch", None)
-        if batch is None or not rows:
-            return [self.score(x) for x in rows]
+    def _split_batch(
+        self,
+        batch: Callable[[Sequence[dict[str, float]]], np.ndarray],
+        rows: Sequence[dict[str, float]],
+    ) -> tuple[np.ndarray, list[float]]:
+        """The batch's split (rows, features) and each row's probability summed from it."""
         push = batch(rows)
         log_odds = push.sum(axis=1) + (self._explain.offset - self._log_weight)  # type: ignore[attr-defined]
         bad = np.flatnonzero(~np.isfinite(log_odds))
@@ -177,16 +235,16 @@ class Scorer:
             probabilities = np.where(
                 log_odds < -30, 0.0, np.where(log_odds > 30, 1.0, 1.0 / (1.0 + np.exp(-log_odds)))
             )
-        # top_reasons for every row at once (compiled), ties in catalogue order as in sorted().
-        names = self._explain.names  # type: ignore[attr-defined]
-        top = top_positive(push, MAX_REASONS).tolist()
-        review, decline = self._review, self._decline
-        return [
-            Score(
-                p, decide(p, review=review, decline=decline), tuple(names[j] for j in t if j >= 0)
-            )
-            for p, t in zip(probabilities.tolist(), top, strict=True)
-        ]
+        return push, probabilities.tolist()
+
+
+def explained_rows(explain: bool | Sequence[bool], n: int) -> Sequence[bool]:
+    """``explain`` as one flag per row of a batch of ``n``."""
+    if isinstance(explain, bool):
+        return [explain] * n
+    if len(explain) != n:
+        raise ValueError(f"explain: expected one flag for each of the {n} rows, got {len(explain)}")
+    return explain
 
 
 @njit(cache=True, nogil=True)

@@ -13,8 +13,11 @@
 # restart resumes from the last snapshot instead of reading the topics from the beginning.
 # Recovery: a -r DIR that does not exist yet is created (mode 0700) with one partition per worker.
 # Ports come from FLOW_BASE_PORT (default 2101).
-# Metrics: process i serves Prometheus metrics at http://127.0.0.1:$((FLOW_METRICS_BASE_PORT + i))/metrics
-# (Bytewax's API server; FLOW_METRICS_BASE_PORT defaults to 3030; FLOW_METRICS=0 turns it off).
+# Metrics: process i serves Prometheus metrics at
+# http://$PAYSCORE_METRICS_HOST:$((PAYSCORE_METRICS_PORT + i))/metrics (127.0.0.1 and 3030 by
+# default; PAYSCORE_METRICS_PORT=0 serves none), from the flow itself (dataflows/metrics_server.py).
+# FLOW_METRICS=0 and FLOW_METRICS_BASE_PORT, the earlier names, still set PAYSCORE_METRICS_PORT.
+# Bytewax's own API server (0.0.0.0, and a file it writes) is never turned on.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SUPERVISE=${FLOW_SUPERVISE:-0}
@@ -24,10 +27,16 @@ WORKERS=${2:-2}
 shift $(( $# < 2 ? $# : 2 ))
 PY=${FLOW_PYTHON:-$ROOT/.venv/bin/python}
 BASE=${FLOW_BASE_PORT:-2101}
-METRICS=${FLOW_METRICS:-1}
-METRICS_BASE=${FLOW_METRICS_BASE_PORT:-3030}
+if [ "${FLOW_METRICS:-1}" = 0 ]; then
+  export PAYSCORE_METRICS_PORT=0
+elif [ -n "${FLOW_METRICS_BASE_PORT:-}" ]; then
+  export PAYSCORE_METRICS_PORT=$FLOW_METRICS_BASE_PORT
+fi
+unset BYTEWAX_DATAFLOW_API_ENABLED BYTEWAX_DATAFLOW_API_PORT BYTEWAX_DATAFLOW_API_CACHE_PATH
 
 log() { printf '[run_flow] %s\n' "$*" >&2; }
+# " (SIGABRT)" for an exit status of 134, and so on; nothing for a plain exit status.
+signal_name() { (($1 > 128)) && printf ' (SIG%s)' "$(kill -l $(($1 - 128)) 2>/dev/null || echo $(($1 - 128)))"; }
 
 addresses=""
 for ((i = 0; i < PROCESSES; i++)); do
@@ -58,14 +67,6 @@ trap on_signal INT TERM
 run_once() {  # starts the processes, waits for all; returns the first non-zero exit code
   live=()
   for ((i = 0; i < PROCESSES; i++)); do
-    if [ "$METRICS" != 0 ]; then
-      export BYTEWAX_DATAFLOW_API_ENABLED=true BYTEWAX_DATAFLOW_API_PORT=$((METRICS_BASE + i))
-      # The API server writes the flow's graph (dataflow.json) into this folder, not the current one.
-      export BYTEWAX_DATAFLOW_API_CACHE_PATH=${TMPDIR:-/tmp}/payscore-api-$((METRICS_BASE + i))
-      mkdir -p "$BYTEWAX_DATAFLOW_API_CACHE_PATH"
-    else
-      unset BYTEWAX_DATAFLOW_API_ENABLED
-    fi
     if ((PROCESSES == 1)); then
       (cd "$ROOT" && exec "$PY" -m bytewax.run dataflows.scoring:flow -w "$WORKERS" "$@") &
     else
@@ -82,8 +83,10 @@ run_once() {  # starts the processes, waits for all; returns the first non-zero 
     unset "live[$done_pid]"
     if ((rc != 0 && status == 0)); then
       status=$rc
-      log "process $done_pid exited with status $rc; stopping the others"
+      log "process $done_pid exited with status $rc$(signal_name "$rc"); stopping the others"
       ((${#live[@]})) && kill -TERM "${!live[@]}" 2>/dev/null
+    elif ((rc != 0)); then
+      log "process $done_pid exited with status $rc$(signal_name "$rc")"
     fi
   done
   return $status

@@ -1,5 +1,7 @@
 """``python -m review``: serve the review queue on ``PAYSCORE_REVIEW_HOST``:``PAYSCORE_REVIEW_PORT``
-(127.0.0.1:8321), with the flow's MySQL, Kafka and model settings (:mod:`settings.config`)."""
+(127.0.0.1:8321), as its own MySQL account (``PAYSCORE_REVIEW_MYSQL_URL``) and with the flow's
+Kafka and model settings (:mod:`settings.config`); client addresses from ``X-Forwarded-For`` of
+``PAYSCORE_REVIEW_FORWARDED_ALLOW_IPS`` only."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def main() -> int:
     try:
         config = Config.from_env(os.environ)
         key = session_key(Path(config.review_session_key_file))
-        engine = make_engine(config.mysql_dsn, pool_size=4)
+        engine = make_engine(config.review_mysql_dsn, pool_size=4)
         model_key = read_key(Path(config.model_key_file))
     except (ValueError, OSError) as exc:
         print(f"review: cannot start: {exc}", file=sys.stderr)
@@ -48,7 +50,10 @@ def main() -> int:
             app,
             host=config.review_host,
             port=config.review_port,
-            proxy_headers=False,
+            # Behind a TLS proxy the client's address is in its X-Forwarded-For header:
+            # trusted from the configured proxies only (sign-ins are limited per address).
+            proxy_headers=bool(config.review_forwarded_allow_ips),
+            forwarded_allow_ips=config.review_forwarded_allow_ips or None,
             server_header=False,
             log_level="info",
         )

@@ -1,24 +1,27 @@
 """The review application: Starlette routes rendering Jinja2 templates.
 
 ==========================  ======================================================
-``GET /login``, ``POST``    sign in (name and password)
-``POST /logout``            sign out
+``GET /login``, ``POST``    sign in (name and password; 429 while locked out)
+``POST /logout``            sign out (ends the session in MySQL)
 ``GET /queue``              the queue: ``decision`` (repeatable), ``since``, ``until``
                             (event time, UTC), ``merchant``, ``after`` (page cursor)
-``GET /payments/{id}``      one payment: features and contributions, card, labels
+``GET /payments/{id}``      one payment: features, contributions and reason codes (an
+                            approval's computed on demand), card, labels
 ``POST /payments/{id}/verdict``  an analyst's verdict (``verdict`` fraud|legitimate, ``note``)
 ==========================  ======================================================
 
-Every page but the sign-in needs a signed-in user; every POST needs the session's CSRF token
-(:mod:`review.security`); a verdict needs the ``analyst`` role (a viewer gets 403). Database
-work runs in Starlette's thread pool, with the engine of :func:`create_app`.
+Every page but the sign-in needs a live session (:mod:`review.sessions`, checked in MySQL on
+every request); every POST needs the session's CSRF token (:mod:`review.security`); a verdict
+needs the ``analyst`` role (a viewer gets 403). Sign-ins are limited per account, client
+address and device, and audited (:mod:`review.signin`). Database work runs in Starlette's
+thread pool, with the engine of :func:`create_app`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -38,12 +41,22 @@ from starlette.templating import Jinja2Templates
 
 from features.contract import minor_unit_digits
 from model_state.offline.shadow import Comparison, compare
-from review import queries
-from review.explain import Explainers, Explanation, feature_values
+from review import queries, sessions, signin, throttle
+from review.explain import Explainers, Explanation, feature_values, reasons_shown
 from review.publish import LabelPublisher
-from review.security import CSRF_FIELD, SESSION_HOURS, check_csrf, csrf_token, sign_in
-from review.users import User, authenticate, find_user
+from review.security import (
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    Devices,
+    check_csrf,
+    csrf_token,
+    session_token,
+    sign_in,
+)
+from review.sessions import SessionPolicy
+from review.users import User
 from review.verdicts import PaymentNotFoundError, give_verdict
+from storage.rows import reasons_on_demand, utc_naive
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SECURITY_HEADERS = {
@@ -67,6 +80,17 @@ def money(amount_minor: int, currency: str) -> str:
     return f"{amount_minor / 10**digits:,.{digits}f} {currency}"
 
 
+def utc_now() -> datetime:
+    """Now, as MySQL keeps times: naive UTC."""
+    return utc_naive(datetime.now(UTC))
+
+
+def client_address(request: Request) -> str:
+    """The client's address: the socket's, or a trusted proxy's ``X-Forwarded-For`` (uvicorn's
+    ``forwarded_allow_ips``, ``PAYSCORE_REVIEW_FORWARDED_ALLOW_IPS``)."""
+    return request.client.host[:64] if request.client else "unknown"
+
+
 class Review:
     """The application's parts, shared by its routes."""
 
@@ -75,12 +99,21 @@ class Review:
         engine: Engine,
         publisher: LabelPublisher,
         explainers: Explainers,
+        devices: Devices,
         thresholds: tuple[float, float] = (0.5, 0.9),
+        *,
+        login_policy: throttle.Policy = throttle.POLICY,
+        session_policy: SessionPolicy = sessions.SESSION,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.thresholds = thresholds  # review, decline: the flow's
         self.engine = engine
         self.publisher = publisher
         self.explainers = explainers
+        self.devices = devices
+        self.login_policy = login_policy
+        self.session_policy = session_policy
+        self.clock = clock
         self.templates = Jinja2Templates(
             env=jinja2.Environment(
                 loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -98,15 +131,19 @@ class Review:
         return response
 
     async def user(self, request: Request) -> User | None:
-        name = request.session.get("user")
-        if not name:
+        """The user of the request's session if it is live (its last request now)."""
+        token = session_token(request)
+        if token is None:
             return None
 
         def look_up() -> User | None:
-            with self.engine.connect() as connection:
-                return find_user(connection, str(name))
+            with self.engine.begin() as connection:
+                return sessions.current(connection, token, self.clock(), self.session_policy)
 
-        return await run_in_threadpool(look_up)
+        user = await run_in_threadpool(look_up)
+        if user is None:
+            request.session.pop("sid", None)
+        return user
 
     # -- routes --------------------------------------------------------------------------------
 
@@ -116,22 +153,57 @@ class Review:
     async def login(self, request: Request) -> Response:
         form = await request.form()
         check_csrf(request, form)
+        # Every attempt counts and is audited, an empty one too (no account has an empty name).
         name, password = str(form.get("name", "")), str(form.get("password", ""))
-
-        def check() -> User | None:
-            with self.engine.connect() as connection:
-                return authenticate(connection, name, password)
-
-        user = await run_in_threadpool(check) if name and password else None
-        if user is None:
+        device = self.devices.trusted(request, name)
+        now = self.clock()
+        attempt = await run_in_threadpool(
+            lambda: signin.attempt(
+                self.engine,
+                name,
+                password,
+                address=client_address(request),
+                device=device,
+                now=now,
+                policy=self.login_policy,
+            )
+        )
+        if attempt.locked_until is not None:
+            wait = max(1, math.ceil((attempt.locked_until - now).total_seconds()))
+            response = self.page(
+                request,
+                "login.html",
+                429,
+                error="Too many failed sign-ins for this name or from this address: try again "
+                f"after {attempt.locked_until:%H:%M} UTC, or ask an administrator to unlock it.",
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
+        if attempt.user is None or attempt.token is None:
             return self.page(request, "login.html", 401, error="Unknown name or wrong password.")
-        sign_in(request, user.name)
-        return RedirectResponse("/queue", status_code=303)
+        await self._end_session(request, "replaced")
+        sign_in(request, attempt.token)
+        redirect = RedirectResponse("/queue", status_code=303)
+        if device is None:
+            self.devices.give(redirect, attempt.user.name)
+        return redirect
 
     async def logout(self, request: Request) -> Response:
         check_csrf(request, await request.form())
+        await self._end_session(request, "logout")
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
+
+    async def _end_session(self, request: Request, reason: str) -> None:
+        token = session_token(request)
+        if token is None:
+            return
+
+        def end() -> None:
+            with self.engine.begin() as connection:
+                sessions.end(connection, token, self.clock(), reason)
+
+        await run_in_threadpool(end)
 
     async def shadow(self, request: Request, user: User) -> Response:
         """Champion and challenger side by side (``python -m model_state.shadow compare``)."""
@@ -164,11 +236,23 @@ class Review:
         except ValueError as exc:
             raise HTTPException(400, f"queue filter: {exc}") from None
 
-        def read() -> queries.QueuePage:
+        def read() -> tuple[queries.QueuePage, dict[str, Any]]:
             with self.engine.connect() as connection:
-                return queries.queue(connection, where)
+                page = queries.queue(connection, where)
+                on_demand = [
+                    r.transaction_id
+                    for r in page.rows
+                    if reasons_on_demand(r.decision, r.reason_codes)
+                ]
+                return page, queries.stored_reasons(connection, on_demand)
 
-        page = await run_in_threadpool(read)
+        page, stored = await run_in_threadpool(read)
+        reasons = await run_in_threadpool(
+            reasons_shown,
+            self.explainers,
+            page.rows,
+            {txid: row.features for txid, row in stored.items()},
+        )
         next_url = None
         if page.next is not None:
             kept = [(k, v) for k, v in args.multi_items() if k != "after"]
@@ -179,6 +263,7 @@ class Review:
             user=user,
             where=where,
             rows=page.rows,
+            reasons=reasons,
             next_url=next_url,
             decisions=queries.DECISIONS,
             args=args,
@@ -206,6 +291,9 @@ class Review:
         explanation = await run_in_threadpool(
             self.explainers.explain, row.model_version, dict(row.features)
         )
+        reasons = await run_in_threadpool(
+            reasons_shown, self.explainers, [row], {row.transaction_id: row.features}
+        )
         return self.page(
             request,
             "payment.html",
@@ -213,6 +301,7 @@ class Review:
             explanation=explanation if isinstance(explanation, Explanation) else None,
             unexplained=None if isinstance(explanation, Explanation) else explanation.why,
             features=feature_values(row.features),
+            reasons=reasons[row.transaction_id],
             given=request.query_params.get("given"),
             **found,
         )
@@ -283,8 +372,20 @@ def create_app(
     session_key: str,
     https_only: bool = False,
     thresholds: tuple[float, float] = (0.5, 0.9),
+    login_policy: throttle.Policy = throttle.POLICY,
+    session_policy: SessionPolicy = sessions.SESSION,
+    clock: Callable[[], datetime] = utc_now,
 ) -> Starlette:
-    review = Review(engine, publisher, explainers, thresholds)
+    review = Review(
+        engine,
+        publisher,
+        explainers,
+        Devices(session_key, https_only=https_only),
+        thresholds,
+        login_policy=login_policy,
+        session_policy=session_policy,
+        clock=clock,
+    )
 
     async def error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -315,8 +416,8 @@ def create_app(
             Middleware(
                 SessionMiddleware,
                 secret_key=session_key,
-                session_cookie="payscore_review",
-                max_age=SESSION_HOURS * 3600,
+                session_cookie=SESSION_COOKIE,
+                max_age=int(session_policy.absolute.total_seconds()),
                 same_site="strict",
                 https_only=https_only,
             )

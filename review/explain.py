@@ -1,30 +1,51 @@
-"""Why a payment scored as it did: each feature's contribution, recomputed with the very model
-version that scored it.
+"""Why a payment scored as it did: each feature's contribution and its reason codes, recomputed
+with the very model version that scored it.
 
-The version is loaded from ``PAYSCORE_MODEL_DIR`` and, if it is not there, from
-``model_versions`` in MySQL; its signature is checked first (:mod:`model_state.artifact`). The
-contributions come from the explainer the scorer uses (:func:`model_state.scorer.explainer_for`),
-so they add up to the stored probability. A few versions are kept loaded. When the version
-cannot be loaded, :func:`explain` says why and the page shows the stored features and reason
-codes only.
+    python -m review.explain TXID [TXID ...] [--contributions] [--recompute]
+
+The command reads MySQL as the review queue's account (``PAYSCORE_REVIEW_MYSQL_URL``: payments
+and versions, read only). The version is loaded from ``PAYSCORE_MODEL_DIR`` and, if it is not
+there, from ``model_versions`` in MySQL; its signature is checked first
+(:mod:`model_state.artifact`), and a row is what its signed metadata says or nothing
+(:func:`model_state.stored_versions.from_row`). The contributions come from the explainer the
+scorer uses (:func:`model_state.scorer.explainer_for`), so they add up to the stored
+probability. A few versions are kept loaded. When the version cannot be loaded,
+:func:`explain` says why and the page shows the stored features and reason codes only.
+
+**Reasons on demand.** The flow ranks reason codes only for the payments an analyst reads; an
+approval is stored with none (:func:`storage.rows.reasons_on_demand`). :meth:`Explainers.reasons`
+computes them from the stored features with :meth:`model_state.scorer.Scorer.reasons`, the
+flow's own code with every row explained, so they are exactly what the flow would have stored
+(``tests/test_reasons_on_demand.py``). The payment page, the queue and the command above show
+them, marked as computed on demand.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
+import os
+import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from sqlalchemy import Engine
 
+from features.bounded import bounded
 from model_state import artifact
-from model_state.artifact import ModelArtifact, ModelMetadata
-from model_state.scorer import explainer_for
+from model_state.artifact import ModelArtifact
+from model_state.scorer import Scorer, explainer_for
+from model_state.signing import read_key
+from model_state.stored_versions import from_row
+from review import queries
+from settings.config import Config
+from storage.engine import make_engine
+from storage.rows import reasons_on_demand
 from storage.versions import fetch_version
 
 log = logging.getLogger(__name__)
@@ -39,6 +60,14 @@ class Explanation(msgspec.Struct, frozen=True):
 
 class Unexplained(msgspec.Struct, frozen=True):
     why: str
+
+
+class ShownReasons(msgspec.Struct, frozen=True):
+    """A payment's reason codes as a page or the command shows them."""
+
+    codes: tuple[str, ...]
+    on_demand: bool  # computed now from the stored features (an approval stores none)
+    why: str | None = None  # on demand, but the version could not compute them: why
 
 
 class Explainers:
@@ -68,6 +97,26 @@ class Explainers:
             1.0 / (1.0 + math.exp(-max(min(log_odds, 700.0), -700.0))),
         )
 
+    def reasons(
+        self, version: str, rows: Sequence[Mapping[str, float]]
+    ) -> list[tuple[str, ...]] | Unexplained:
+        """The reason codes of payments ``version`` scored, from their stored features: what
+        the flow stores for a payment it explains (:meth:`Scorer.reasons`), computed now."""
+        try:
+            model = self._version(version)
+            # The thresholds decide nothing here: every row is explained.
+            scorer = Scorer(
+                model.model,
+                version,
+                review=1.0,
+                decline=1.0,
+                positive_weight=model.metadata.positive_weight,
+            )
+            return scorer.reasons([dict(features) for features in rows])
+        except Exception as exc:  # any reason the version cannot explain: say it
+            log.warning("cannot compute reasons with model version %s: %s", version, exc)
+            return Unexplained(bounded(f"model version {version} could not compute them: {exc}"))
+
     def _version(self, version: str) -> ModelArtifact:
         with self._lock:
             if version in self._loaded:
@@ -90,17 +139,143 @@ class Explainers:
             raise artifact.ModelNotFoundError(
                 f"model version {version} is neither under {self._model_dir} nor in model_versions"
             )
-        metadata = msgspec.convert(row.metadata, ModelMetadata, strict=False)
         bases: Callable[[str], ModelArtifact] = self._version
-        return artifact.from_bytes(
-            row.artifact,
-            metadata,
-            where=f"model_versions[{version}]",
-            key=self._key,
-            bases=bases,
-        )
+        return from_row(row, key=self._key, bases=bases)
 
 
 def feature_values(features: dict[str, Any]) -> list[tuple[str, float]]:
     """The stored features in name order (when contributions cannot be recomputed)."""
     return sorted((name, float(value)) for name, value in features.items())
+
+
+def reasons_shown(
+    explainers: Explainers, rows: Iterable[Any], features: Mapping[str, Mapping[str, float]]
+) -> dict[str, ShownReasons]:
+    """Each stored row's reason codes by transaction id (``rows`` have ``transaction_id``,
+    ``decision``, ``reason_codes`` and ``model_version``): the stored ones, or, for an approval
+    stored without any, computed on demand from ``features[transaction_id]``, one batch per
+    model version."""
+    shown: dict[str, ShownReasons] = {}
+    wanted: dict[str, list[str]] = {}
+    for row in rows:
+        if reasons_on_demand(row.decision, row.reason_codes):
+            wanted.setdefault(row.model_version, []).append(row.transaction_id)
+        else:
+            shown[row.transaction_id] = ShownReasons(tuple(row.reason_codes), on_demand=False)
+    for version, listed in wanted.items():
+        for txid in (t for t in listed if t not in features):  # gone since the page was read
+            shown[txid] = ShownReasons((), on_demand=True, why="its stored features were not found")
+        ids = [t for t in listed if t in features]
+        computed = explainers.reasons(version, [features[t] for t in ids]) if ids else []
+        for i, txid in enumerate(ids):
+            shown[txid] = (
+                ShownReasons((), on_demand=True, why=computed.why)
+                if isinstance(computed, Unexplained)
+                else ShownReasons(computed[i], on_demand=True)
+            )
+    return shown
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m review.explain``: the reason codes of stored payments, by transaction id."""
+    parser = argparse.ArgumentParser(
+        prog="python -m review.explain",
+        description=(
+            "Print the reason codes of stored payments: stored ones, or for an approval (stored "
+            "without any) computed on demand with the model version that scored it."
+        ),
+    )
+    parser.add_argument("transaction_ids", nargs="+", metavar="TXID")
+    parser.add_argument(
+        "--contributions", action="store_true", help="also every feature's contribution"
+    )
+    parser.add_argument(
+        "--recompute",
+        action="store_true",
+        help="compute the reasons of every payment named, stored or not (they must agree)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = Config.from_env(os.environ)
+        key = read_key(Path(config.model_key_file))
+        engine = make_engine(config.review_mysql_dsn)  # it reads what the review queue reads
+    except (ValueError, OSError) as exc:
+        print(f"review.explain: cannot start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return explain_command(
+            Explainers(Path(config.model_dir), key, engine),
+            engine,
+            args.transaction_ids,
+            contributions=args.contributions,
+            recompute=args.recompute,
+        )
+    finally:
+        engine.dispose()
+
+
+def explain_command(
+    explainers: Explainers,
+    engine: Engine,
+    transaction_ids: Sequence[str],
+    *,
+    contributions: bool = False,
+    recompute: bool = False,
+    out: Any = None,
+    err: Any = None,
+) -> int:
+    """What ``main`` prints, on ``out`` (standard output) and ``err`` (standard error): one line
+    per payment, ``TXID  DECISION  VERSION  reasons: A, B, C  (stored|on demand)``. Returns 1
+    if a payment is not stored, its reasons cannot be computed, or (``recompute``) they differ
+    from the stored ones; else 0."""
+    out, err = out or sys.stdout, err or sys.stderr
+    with engine.connect() as connection:
+        found = queries.stored_reasons(connection, transaction_ids)
+    status = 0
+    for txid in transaction_ids:
+        row = found.get(txid)
+        if row is None:
+            print(f"{bounded(txid, 200)}: no scored payment with this transaction id", file=err)
+            status = 1
+            continue
+        if recompute:
+            computed = explainers.reasons(row.model_version, [dict(row.features)])
+            shown = (
+                ShownReasons((), on_demand=True, why=computed.why)
+                if isinstance(computed, Unexplained)
+                else ShownReasons(computed[0], on_demand=True)
+            )
+        else:
+            shown = reasons_shown(explainers, [row], {txid: row.features})[txid]
+        if shown.why is not None:
+            print(f"{bounded(txid, 200)}: {shown.why}", file=err)
+            status = 1
+            continue
+        how = "on demand" if shown.on_demand else "stored"
+        stored = list(row.reason_codes)
+        if recompute and not reasons_on_demand(row.decision, stored):
+            how = "recomputed, as stored"
+            if list(shown.codes) != stored:
+                how = f"recomputed; stored differ: {', '.join(stored) or 'none'}"
+                status = 1
+        print(
+            f"{txid}  {row.decision}  {row.model_version}  "
+            f"reasons: {', '.join(shown.codes) or 'none'}  ({how})",
+            file=out,
+        )
+        if contributions:
+            explained = explainers.explain(row.model_version, dict(row.features))
+            if isinstance(explained, Explanation):
+                for name, value, push in explained.contributions:
+                    print(f"    {name:<32} {value:>14.6g} {push:+.4f}", file=out)
+            else:
+                print(f"{txid}: contributions not shown: {explained.why}", file=err)
+                status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,6 +12,8 @@ decisions are two such reads, merged here. :func:`explain_queue` shows the plan.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +28,12 @@ CARD_HISTORY = 20
 
 
 class Cursor(msgspec.Struct, frozen=True):
-    """Where a page starts: after this row (the last of the page before)."""
+    """Where a page starts: after this row (the last of the page before).
+
+    Its text, ``PROBABILITY~TRANSACTION_ID``, comes back from the client: :meth:`decode` takes
+    only a decimal probability from 0 to 1 and a transaction id of the contract, so nothing
+    else (``nan``, ``inf``, ``1e309``, a 10 kB id) reaches MySQL.
+    """
 
     probability: float
     transaction_id: str
@@ -36,15 +43,25 @@ class Cursor(msgspec.Struct, frozen=True):
 
     @classmethod
     def decode(cls, text_: str) -> Cursor:
+        """The cursor ``text_`` encodes, or ``ValueError`` saying what was expected."""
         probability, sep, transaction_id = text_.partition("~")
-        try:
-            if not sep or not transaction_id:
-                raise ValueError
-            return cls(float(probability), transaction_id)
-        except ValueError:
+        if not sep or not _DECIMAL.match(probability) or not _IDENTIFIER.match(transaction_id):
             raise ValueError(
-                f"page cursor {text_[:80]!r}: expected 'PROBABILITY~TRANSACTION_ID'"
-            ) from None
+                f"page cursor {text_[:80]!r}: expected 'PROBABILITY~TRANSACTION_ID', a decimal "
+                "number and a transaction id of 1-64 characters of A-Za-z0-9_.:-"
+            )
+        value = float(probability)
+        if not 0.0 <= value <= 1.0:  # 1e309 is a decimal too, and inf as a float
+            raise ValueError(
+                f"page cursor {text_[:80]!r}: expected a probability from 0 to 1, "
+                f"got {probability[:40]}"
+            )
+        return cls(value, transaction_id)
+
+
+# What Cursor.encode writes: repr() of a float from 0 to 1 (0.25, 1e-05, 5e-324), and an id.
+_DECIMAL = re.compile(r"\A[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?\Z")
+_IDENTIFIER = re.compile(r"\A[A-Za-z0-9_.:\-]{1,64}\Z")
 
 
 class QueueFilter(msgspec.Struct, frozen=True, kw_only=True):
@@ -165,3 +182,18 @@ def verdicts_of(connection: Connection, transaction_id: str) -> list[Any]:
     return connection.execute(
         select(rv).where(rv.c.transaction_id == transaction_id).order_by(rv.c.id)
     ).all()
+
+
+def stored_reasons(connection: Connection, transaction_ids: Sequence[str]) -> dict[str, Any]:
+    """Of the payments ``transaction_ids``, what their reason codes are read or computed from:
+    decision, stored reason codes, model version and features, by transaction id (those not
+    stored are left out)."""
+    sp = scored_payments
+    if not transaction_ids:
+        return {}
+    rows = connection.execute(
+        select(
+            sp.c.transaction_id, sp.c.decision, sp.c.reason_codes, sp.c.model_version, sp.c.features
+        ).where(sp.c.transaction_id.in_(sorted(set(transaction_ids))))
+    )
+    return {r.transaction_id: r for r in rows}

@@ -1,11 +1,19 @@
-"""Sessions, sign-in state and CSRF tokens of the review application.
+"""Cookies and CSRF tokens of the review application.
 
-Sessions are signed cookies (Starlette's ``SessionMiddleware``, itsdangerous) under a key read
-from ``PAYSCORE_REVIEW_SESSION_KEY_FILE``; the file is created at first start (mode 0600). A
-session holds the user's name and a CSRF token; the user's role is read from MySQL on every
-request, so a removed user or a changed role counts at once. Every form carries the token and
-every POST without the session's token is refused with 403 (:func:`check_csrf`). Signing in
-starts a new session (a token given before it is not kept).
+**The session cookie** is signed (Starlette's ``SessionMiddleware``, itsdangerous) under a key
+read from ``PAYSCORE_REVIEW_SESSION_KEY_FILE``; the file is created at first start (mode 0600).
+It holds a CSRF token and, once signed in, a session token; the session itself lives in MySQL
+and is checked on every request (:mod:`review.sessions`), so the cookie alone opens nothing once
+its session ended. Every form carries the CSRF token and every POST without the session's token
+is refused with 403 (:func:`check_csrf`). Signing in starts a new session (a token given before
+it is not kept).
+
+**The device cookie** (``payscore_review_device``, 90 days) is given to a browser when it signs
+in: it names the user and a random device id, signed under the same key with its own salt. A
+sign-in as that user from that browser counts against the device's limit instead of the
+account's and the address's (:mod:`review.throttle`), so a locked-out attacker does not lock
+the analysts out of their own browsers. It proves nothing about the password: it only changes
+which limit counts.
 """
 
 from __future__ import annotations
@@ -17,15 +25,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import itsdangerous
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response
 
 CSRF_FIELD = "csrf_token"
-SESSION_HOURS = 8
+SESSION_COOKIE = "payscore_review"
+DEVICE_COOKIE = "payscore_review_device"
+DEVICE_DAYS = 90
+_DEVICE_SALT = "payscore-review-device"
 
 
 def session_key(path: Path) -> str:
-    """The session signing key in ``path``, created (mode 0600) if the file does not exist."""
+    """The cookie signing key in ``path``, created (mode 0600) if the file does not exist."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -56,7 +69,44 @@ def check_csrf(request: Request, form: Mapping[str, Any]) -> None:
         raise HTTPException(403, "the form's CSRF token is missing or not this session's")
 
 
-def sign_in(request: Request, name: str) -> None:
+def session_token(request: Request) -> str | None:
+    """The token of the session the cookie names, if any (live or not: MySQL says)."""
+    token = request.session.get("sid")
+    return token if isinstance(token, str) and token else None
+
+
+def sign_in(request: Request, token: str) -> None:
+    """Make the cookie carry the new session ``token`` and a new CSRF token, nothing else."""
     request.session.clear()
-    request.session["user"] = name
+    request.session["sid"] = token
     request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+class Devices:
+    """Device cookies, signed under the application's cookie key."""
+
+    def __init__(self, key: str, *, https_only: bool = False) -> None:
+        self._serializer = itsdangerous.URLSafeTimedSerializer(key, salt=_DEVICE_SALT)
+        self._https_only = https_only
+
+    def trusted(self, request: Request, name: str) -> str | None:
+        """The device id of the request's device cookie if it was given to ``name``."""
+        cookie = request.cookies.get(DEVICE_COOKIE)
+        if not cookie or len(cookie) > 512:
+            return None
+        try:
+            user, device = self._serializer.loads(cookie, max_age=DEVICE_DAYS * 86400)
+        except (itsdangerous.BadData, TypeError, ValueError):
+            return None
+        return device if user == name and isinstance(device, str) else None
+
+    def give(self, response: Response, name: str) -> None:
+        """Set a new device cookie for ``name`` on ``response``."""
+        response.set_cookie(
+            DEVICE_COOKIE,
+            self._serializer.dumps([name, secrets.token_hex(16)]),
+            max_age=DEVICE_DAYS * 86400,
+            httponly=True,
+            samesite="strict",
+            secure=self._https_only,
+        )

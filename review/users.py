@@ -2,12 +2,17 @@
 
     python -m review.users add NAME --role analyst|viewer [--password-file FILE]
     python -m review.users list
+    python -m review.users unlock NAME | --address ADDRESS
 
 The password comes from ``--password-file`` (its first line) or is asked twice at a prompt; it
 is never a command-line argument (those show in process listings and shell history). An
 ``analyst`` may give verdicts; a ``viewer`` may only read. Adding a name that exists replaces
-its role and password. Users are rows of ``review_users`` in the flow's database
-(``PAYSCORE_MYSQL_URL``); the password is stored as a salted scrypt hash.
+its role and password, and ends every session the user has (:mod:`review.sessions`). ``unlock``
+ends the lock of a name, or of a client address, that failed sign-ins started
+(:mod:`review.throttle`); it is audited in ``review_login_audit``. Users are rows of
+``review_users`` in the flow's database, managed as the admin account
+(``PAYSCORE_MYSQL_ADMIN_URL``): neither the flow's nor the review queue's account may add or
+change one. The password is stored as a salted scrypt hash.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import msgspec
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects.mysql import insert
 
+from review.login_records import unlock
 from review.passwords import check_new_password, hash_password, verify_password
 from storage.rows import utc_naive
 from storage.tables import review_users
@@ -67,21 +73,25 @@ def add_user(connection: Connection, name: str, role: Role, password: str) -> No
     )
 
 
-def authenticate(connection: Connection, name: str, password: str) -> User | None:
-    """The user ``name`` if ``password`` is theirs; None otherwise (unknown name included)."""
-    row = connection.execute(
-        select(review_users.c.role, review_users.c.password_hash).where(review_users.c.name == name)
-    ).first()
+def authenticate(
+    connection: Connection, name: str, password: str
+) -> tuple[User | None, str | None, str]:
+    """The user ``name``, their stored password hash and "right password" if ``password`` is
+    theirs; else None, None and why not, in words for the audit. The same scrypt work is done
+    whatever the case, so the time taken tells nothing."""
+    row = None
+    if NAME.match(name):
+        row = connection.execute(
+            select(review_users.c.role, review_users.c.password_hash).where(
+                review_users.c.name == name
+            )
+        ).first()
     if row is None:
         verify_password(password, _dummy())  # the same work either way: no timing hint
-        return None
-    return User(name, row.role) if verify_password(password, row.password_hash) else None
-
-
-def find_user(connection: Connection, name: str) -> User | None:
-    """The user ``name`` as stored now (a removed user or a changed role counts at once)."""
-    row = connection.execute(select(review_users.c.role).where(review_users.c.name == name)).first()
-    return None if row is None else User(name, row.role)
+        return None, None, "unknown name" if NAME.match(name) else "not a user name"
+    if not verify_password(password, row.password_hash):
+        return None, None, "wrong password"
+    return User(name, row.role), row.password_hash, "right password"
 
 
 def list_users(connection: Connection) -> list[User]:
@@ -121,12 +131,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     add.add_argument("--role", choices=ROLES, required=True)
     add.add_argument("--password-file", help="read the password from this file's first line")
     commands.add_parser("list", help="list users and their roles")
+    unlocking = commands.add_parser(
+        "unlock", help="end the lock of a name or a client address now", allow_abbrev=False
+    )
+    which = unlocking.add_mutually_exclusive_group(required=True)
+    which.add_argument("name", nargs="?")
+    which.add_argument("--address", help="a client address, as review_login_audit shows it")
     args = parser.parse_args(argv)
 
     from settings.config import Config
     from storage.engine import make_engine
 
-    engine = make_engine(Config.from_env(os.environ).mysql_dsn, pool_size=1)
+    engine = make_engine(Config.from_env(os.environ).mysql_admin_dsn, pool_size=1)
     try:
         if args.command == "add":
             try:
@@ -138,6 +154,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"review.users: {exc}", file=sys.stderr)
                 return 2
             print(f"user {args.name} ({args.role}) stored")
+        elif args.command == "unlock":
+            kind, subject = ("address", args.address) if args.address else ("account", args.name)
+            with engine.begin() as connection:
+                ended = unlock(
+                    connection,
+                    kind,
+                    subject,
+                    by=f"{getpass.getuser()} (python -m review.users)",
+                    now=utc_naive(datetime.now(UTC)),
+                )
+            print(f"{kind} {subject}: {'unlocked' if ended else 'was not locked'}")
         else:
             with engine.connect() as connection:
                 for user in list_users(connection):

@@ -50,6 +50,7 @@ def earlier(labels: list[Any], verdicts: list[Any]) -> str | None:
         f"{'fraud' if r.is_fraud else 'legitimate'}, {r.status}"
         + (f" ({r.reason.partition(':')[0]})" if r.reason else "")
         + (f" by {r.analyst}" if r.analyst else "")
+        + (f" (names {r.unverified_analyst}, unverified)" if r.unverified_analyst else "")
         for r in labels
     ] + [
         f"verdict #{r.id} by {r.analyst}: {'fraud' if r.is_fraud else 'legitimate'}"

@@ -45,12 +45,28 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # Bytes of a dead letter's key and value that go to the dead-letter topic at most; the rest
     # is cut (marked in a header). Keep it below the topic's max.message.bytes.
     dead_letter_max_bytes: Annotated[int, Meta(ge=1024)] = 900_000
-    # MySQL
-    mysql_url: str = "mysql+pymysql://payscore:payscore@127.0.0.1:3306/payscore"
+    # MySQL: one account per job, each with its own rights per table (storage/accounts.py).
+    # The flow's account.
+    mysql_url: str = "mysql+pymysql://payscore_flow:payscore_flow@127.0.0.1:3306/payscore"
     # The password, read from this file instead of the URL (which then carries none).
     mysql_password_file: str = ""
-    # The account that creates and alters tables (storage.schema --create); the flow never uses it.
+    # The review queue's account (python -m review): reads payments, records verdicts.
+    review_mysql_url: str = (
+        "mysql+pymysql://payscore_review:payscore_review@127.0.0.1:3306/payscore"
+    )
+    review_mysql_password_file: str = ""
+    # The operators' model tools' account (model_state.retrain, .shadow, .train --from-mysql).
+    models_mysql_url: str = (
+        "mysql+pymysql://payscore_models:payscore_models@127.0.0.1:3306/payscore"
+    )
+    models_mysql_password_file: str = ""
+    # The account that creates and alters tables, grants the others their rights
+    # (storage.schema --create) and manages review users (review.users); no job uses it.
     mysql_admin_url: str = "mysql+pymysql://payscore_admin:payscore_admin@127.0.0.1:3306/payscore"
+    mysql_admin_password_file: str = ""
+    # The host part of every job account above ('user'@'host'), comma-separated: the schema
+    # command grants each account's rights at each of these hosts.
+    mysql_account_hosts: str = "127.0.0.1,localhost"
     # How long writes and label claims retry while MySQL is unavailable before the flow stops.
     mysql_outage_seconds: Annotated[float, Meta(ge=0)] = 300.0
     # Model
@@ -61,6 +77,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     decline_threshold: Probability = 0.9
     # Scorers look for a newer model version at most this often.
     model_refresh_seconds: Annotated[float, Meta(gt=0)] = 5.0
+    # Processes look for a newer ruleset version (rules.loader) at most this often.
+    rules_refresh_seconds: Annotated[float, Meta(gt=0)] = 5.0
     # A challenger set with `python -m model_state.shadow start` scores beside the champion.
     shadow: bool = True
     # The learner publishes a version every N labels, or this long after the first unpublished one.
@@ -86,6 +104,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     review_port: Annotated[int, Meta(ge=1, le=65535)] = 8321
     review_session_key_file: str = "review/session.key"
     review_https_only: bool = False
+    # Proxies (comma-separated addresses or networks) whose X-Forwarded-For names the client:
+    # sign-in limits count per client address. Empty: the socket's address counts.
+    review_forwarded_allow_ips: str = ""
+    # Metrics (Prometheus text at /metrics): process i of the flow listens on
+    # metrics_host:metrics_port + i; port 0 serves none. 127.0.0.1 unless scraped from elsewhere.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 3030
 
     def __post_init__(self) -> None:
         if self.review_threshold >= self.decline_threshold:
@@ -111,18 +136,46 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     @property
     def mysql_dsn(self) -> str:
-        """The SQLAlchemy URL to connect with: ``mysql_url``, with the password from
+        """The SQLAlchemy URL the flow connects with: ``mysql_url``, with the password from
         ``mysql_password_file`` if one is set. Never log it."""
-        if not self.mysql_password_file:
-            return self.mysql_url
-        url = make_url(self.mysql_url)
-        if url.password:
-            raise ValueError(
-                f"invalid configuration: {PREFIX}MYSQL_PASSWORD_FILE is set and "
-                f"{PREFIX}MYSQL_URL carries a password too; keep it in one place"
-            )
-        password = _read_secret(self.mysql_password_file, f"{PREFIX}MYSQL_PASSWORD_FILE")
-        return url.set(password=password).render_as_string(hide_password=False)
+        return _dsn(self.mysql_url, self.mysql_password_file, "MYSQL")
+
+    @property
+    def review_mysql_dsn(self) -> str:
+        """The review queue's URL, as :attr:`mysql_dsn` is the flow's."""
+        return _dsn(self.review_mysql_url, self.review_mysql_password_file, "REVIEW_MYSQL")
+
+    @property
+    def models_mysql_dsn(self) -> str:
+        """The model tools' URL, as :attr:`mysql_dsn` is the flow's."""
+        return _dsn(self.models_mysql_url, self.models_mysql_password_file, "MODELS_MYSQL")
+
+    @property
+    def mysql_admin_dsn(self) -> str:
+        """The admin account's URL, as :attr:`mysql_dsn` is the flow's."""
+        return _dsn(self.mysql_admin_url, self.mysql_admin_password_file, "MYSQL_ADMIN")
+
+    @property
+    def account_hosts(self) -> list[str]:
+        return [h.strip() for h in self.mysql_account_hosts.split(",") if h.strip()]
+
+    def on_database(self, name: str) -> Config:
+        """The same settings with every MySQL URL naming the database ``name`` (the tests'
+        scratch databases)."""
+        return msgspec.structs.replace(
+            self,
+            **{
+                field: make_url(getattr(self, field))
+                .set(database=name)
+                .render_as_string(hide_password=False)
+                for field in (
+                    "mysql_url",
+                    "review_mysql_url",
+                    "models_mysql_url",
+                    "mysql_admin_url",
+                )
+            },
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Config:
@@ -149,6 +202,21 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 field = path.rstrip("`").split(".")[0]
                 text = f"{PREFIX}{field.upper()}={values.get(field)!r}: {message}"
             raise ValueError(f"invalid configuration: {text}") from None
+
+
+def _dsn(url: str, password_file: str, name: str) -> str:
+    """``url`` with the password read from ``password_file`` if one is set (the settings
+    ``PAYSCORE_<name>_URL`` and ``PAYSCORE_<name>_PASSWORD_FILE``)."""
+    if not password_file:
+        return url
+    parsed = make_url(url)
+    if parsed.password:
+        raise ValueError(
+            f"invalid configuration: {PREFIX}{name}_PASSWORD_FILE is set and "
+            f"{PREFIX}{name}_URL carries a password too; keep it in one place"
+        )
+    password = _read_secret(password_file, f"{PREFIX}{name}_PASSWORD_FILE")
+    return parsed.set(password=password).render_as_string(hide_password=False)
 
 
 def _read(path: str, variable: str) -> str:

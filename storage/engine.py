@@ -6,11 +6,24 @@ feature dicts the sink writes). Nothing connects until the engine is first used.
 
 **Outages.** :func:`retry_transient` runs one whole transaction again while the error says the
 server could not do it *now*: a deadlock or lock wait (InnoDB rolled the transaction back), a
-refused or lost connection, a server shutting down or gone away. It backs off (jittered,
-exponential, at most 10 s between tries) for up to ``patience`` seconds of wall-clock time
-(``PAYSCORE_MYSQL_OUTAGE_SECONDS``, default 300), then raises :class:`MySQLUnavailableError`,
-which stops the flow with a non-zero exit for a supervisor to restart it. Any other error goes
-up at once: it is about the data or the schema, not the server's health.
+refused or lost connection, a server shutting down or gone away, read-only (a failover). It
+backs off (jittered, exponential, at most 10 s between tries) for up to ``patience`` seconds of
+wall-clock time (``PAYSCORE_MYSQL_OUTAGE_SECONDS``, default 300), then raises
+:class:`MySQLUnavailableError`, which stops the flow with a non-zero exit for a supervisor to
+restart it. Any other error goes up at once: it is about the data or the schema, not the
+server's health. Where it stops the flow, the guard of the step it came from logs it with its
+cause (``dataflows/failures.py``: a two-process Bytewax flow may print only ``Send thread
+panic`` for it), and the process exits at once (``dataflows/exiting.py``).
+
+**Access denied after access granted.** Grants are applied again on running servers: DBAs'
+tools often do it with a ``REVOKE ALL`` and then the ``GRANT`` (``ops/services.sh mysql-up``
+did so after every start, issue 20), and narrowing a whole-table right to column rights takes
+two statements, between which the columns are not granted (``storage/accounts.py``). Meanwhile
+a new connection of the account is refused (1044) and its statements too (1142, 1143): right
+after an outage, when every connection is new. Once MySQL has let this process in (one
+transaction succeeded), such a refusal is retried like an outage; before that, it is a wrong
+configuration and stops the flow at once. A right the account really lacks is therefore
+reported after the patience, by an error that says access was refused and quotes MySQL.
 
 **``local_infile``** is off unless a caller asks for it: with it on, a hostile or impersonated
 server may read any file the client can. Only the bulk ``load`` sink needs it.
@@ -20,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -35,6 +49,8 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
+
+from features.bounded import bounded
 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder()
@@ -61,7 +77,42 @@ UNAVAILABLE = {
     2002, 2003, 2005, 2006, 2013, 2014, 2055,  # can't connect, gone away, lost connection
     4031,  # disconnected by the server for inactivity
 }  # fmt: skip
-TRANSIENT = {DEADLOCK, LOCK_WAIT_TIMEOUT} | UNAVAILABLE
+# The server refuses writes for now: read-only (a replica during a failover).
+READ_ONLY = {1290, 1836}
+TRANSIENT = {DEADLOCK, LOCK_WAIT_TIMEOUT} | UNAVAILABLE | READ_ONLY
+# The account is refused what it may do: transient only once the process was let in (above).
+ACCESS_DENIED = {
+    1044,  # access denied to a database (connecting)
+    1045,  # access denied (logging in)
+    1142,  # command denied on a table
+    1143,  # command denied on a column
+}
+
+# A row with this primary key is stored already (an error for INSERT, a warning for IGNORE).
+DUPLICATE_KEY = 1062
+# MySQL refuses the data of a row, not the statement: too long, out of range, a bad date, ...
+ROW_ERRORS = {1048, 1153, 1263, 1264, 1265, 1292, 1300, 1366, 1367, 1406, 1411, 1690, 3140, 4025}
+
+
+class _LetIn:
+    """Whether MySQL has let this process in: one transaction of :func:`retry_transient`
+    succeeded (a process-wide fact, as the account and its grants are)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def mark(self) -> None:
+        self._event.set()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+    def forget(self) -> None:
+        """For tests: as a process that has not reached MySQL yet."""
+        self._event.clear()
+
+
+LET_IN = _LetIn()
 
 
 class ConcurrentChangeError(RuntimeError):
@@ -82,8 +133,9 @@ def error_code(exc: BaseException) -> int | None:
     return None
 
 
-def is_transient(exc: BaseException) -> bool:
-    """True when running the same transaction again later may succeed."""
+def is_transient(exc: BaseException, *, let_in: bool = False) -> bool:
+    """True when running the same transaction again later may succeed; with ``let_in`` (MySQL
+    let this process in before), an access refusal too (see the module docstring)."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     inner = exc.orig if isinstance(exc, DBAPIError) else exc
@@ -91,13 +143,20 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(inner, ConnectionError | TimeoutError | ConcurrentChangeError):
         return True
-    return error_code(exc) in TRANSIENT
+    code = error_code(exc)
+    return code in TRANSIENT or (let_in and code in ACCESS_DENIED)
+
+
+def is_row_error(exc: BaseException) -> bool:
+    """True when ``exc`` is MySQL refusing a row's data (as opposed to the server or schema)."""
+    return error_code(exc) in ROW_ERRORS
 
 
 def describe(exc: BaseException) -> str:
-    """The driver's own words for ``exc``, without SQLAlchemy's statement and parameters."""
+    """The driver's own words for ``exc``, without SQLAlchemy's statement and parameters, bounded
+    (MySQL may quote the value it refused)."""
     inner = exc.orig if isinstance(exc, DBAPIError) else exc
-    return f"{type(inner).__name__}: {inner}"
+    return bounded(f"{type(inner).__name__}: {inner}")
 
 
 def retry_transient(
@@ -110,14 +169,15 @@ def retry_transient(
     """Run ``work`` (one whole transaction) until it succeeds or fails for another reason than
     the server's availability; after ``patience`` seconds of transient failures raise
     :class:`MySQLUnavailableError` naming ``what`` was being done. ``on_retry`` is called before
-    each new try (a metric)."""
+    each new try (a metric). Any other error goes up as it is (see the module docstring)."""
 
     def warn(state: RetryCallState) -> None:
         if on_retry is not None:
             on_retry()
         exc = state.outcome.exception() if state.outcome else None
         log.warning(
-            "MySQL unavailable while %s (try %d, %.0f s so far): %s; retrying",
+            "MySQL %s while %s (try %d, %.0f s so far): %s; retrying",
+            _what_failed(exc),
             what,
             state.attempt_number,
             state.seconds_since_start or 0.0,
@@ -126,26 +186,37 @@ def retry_transient(
         )
 
     retrying = Retrying(
-        retry=retry_if_exception(is_transient),
+        retry=retry_if_exception(lambda exc: is_transient(exc, let_in=bool(LET_IN))),
         stop=stop_after_delay(patience),
         wait=wait_random_exponential(multiplier=0.1, max=10),
         before_sleep=warn,
     )
     try:
-        return retrying(work)
+        done = retrying(work)
     except RetryError as exc:
         last = exc.last_attempt.exception()
         bound = (
             f" for more than {patience:.0f} s (PAYSCORE_MYSQL_OUTAGE_SECONDS)" if patience else ""
         )
         error = MySQLUnavailableError(
-            f"MySQL unavailable{bound} while {what}: {describe(last) if last else 'no answer'}"
+            f"MySQL {_what_failed(last)}{bound} while {what}: "
+            f"{describe(last) if last else 'no answer'}"
         )
         if patience:  # the flow stops on it: say so where operators look, whatever Bytewax prints
             log.error(
                 "%s; stopping the flow", error, extra={"event": "mysql_unavailable", "reason": what}
             )
         raise error from last
+    LET_IN.mark()
+    return done
+
+
+def _what_failed(exc: BaseException | None) -> str:
+    """``unavailable``, or, for an access refusal, what it says: the account lacks a right or
+    its grants are being applied again (see the module docstring)."""
+    if exc is not None and error_code(exc) in ACCESS_DENIED:
+        return "refused access (a right the account lacks, or its grants being applied again)"
+    return "unavailable"
 
 
 @functools.cache

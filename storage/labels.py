@@ -16,6 +16,17 @@ partition, offset), that says what became of it:
   ``card_mismatch``, ``reported_before_payment``, or ``not_found`` (no payment stored within the
   wait).
 
+**Who gave it.** A label may name the ``analyst`` who gave it in the review queue. Anyone who
+can write to the labels topic can write that name too, so it is believed only when the review
+application recorded that very verdict: a ``review_verdicts`` row with the same transaction,
+card, analyst, verdict and time (``decided_at`` is the label's ``reported_at``, to the
+microsecond). Then ``fraud_labels.analyst`` names the analyst; otherwise the name goes to
+``unverified_analyst``, a claim that pages show as unverified and never as that analyst's
+verdict. The label itself is claimed and learned either way, as any label of the bank's feed:
+the check is about whom the verdict is credited to. Matching costs one indexed read per batch
+that holds labels naming an analyst (none for the bank's feed); a copied genuine message
+matches, and says only what the analyst said.
+
 :func:`claim_labels` does this for a batch in one transaction. **Replays.** The flow's state
 (the learner, the fraud rates) is restored from its last snapshot after a crash, and the labels
 read since are read again. A label whose own row says ``claimed`` is therefore handed on again,
@@ -27,18 +38,19 @@ this exact: another message about the same payment is a ``duplicate``, never a r
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
 import msgspec
 from sqlalchemy import Connection, select
 
+from features.bounded import bounded
 from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel
 from storage.engine import ConcurrentChangeError
 from storage.rows import utc_naive
-from storage.tables import fraud_labels, scored_payments
+from storage.tables import fraud_labels, review_verdicts, scored_payments
 
 WAITING, CLAIMED, REJECTED = "waiting", "claimed", "rejected"
 
@@ -162,32 +174,57 @@ def claim_labels(
     }
     ids = sorted({r.label.transaction_id for r in reads})
     payments = {
-        row[0]: _Payment(*row[:5], _features(row[5]), row[6], row[7])
+        row[0]: _Payment(*row[:5], _features(row[5]), *row[6:])
         for row in sql(
             "SELECT transaction_id, card_id, merchant_id, terminal_id, event_time, features, "
-            f"model_version, label_is_fraud FROM {_SP} "
+            f"model_version, label_is_fraud, kafka_partition, kafka_offset FROM {_SP} "
             f"WHERE transaction_id IN ({_marks(len(ids))})",
             tuple(ids),
         )
     }
-    outcome, record, claims = resolve(topic, reads, ledger, payments, expired, moment)
+    # Labels new here that name an analyst: the recorded verdicts that would confirm them.
+    claimants = sorted(
+        {r.label.transaction_id for r in reads if r.label.analyst and r.position not in ledger}
+    )
+    confirmed: set[_Confirmation] = set()
+    if claimants:
+        confirmed = {
+            _Confirmation(t, c, a, bool(f), d)
+            for t, c, a, f, d in sql(
+                "SELECT transaction_id, card_id, analyst, is_fraud, decided_at "
+                f"FROM {_RV} WHERE transaction_id IN ({_marks(len(claimants))})",
+                tuple(claimants),
+            )
+        }
+    outcome, record, claims = resolve(
+        topic, reads, ledger, payments, expired, moment, confirmed=confirmed
+    )
     if claims:
         # One statement for the batch (an executemany of UPDATEs is one round trip per row).
+        # Only the very rows the labels were joined with: a row replaced meanwhile by a
+        # message read earlier in Kafka order (storage.payments) is another payment.
         whens = " ".join(["WHEN %s THEN %s"] * len(claims))
+        triples = ", ".join(["(%s, %s, %s)"] * len(claims))
         marked = sql(
             f"UPDATE {_SP} SET label_is_fraud = CASE transaction_id {whens} END, "
             f"label_reported_at = CASE transaction_id {whens} END "
-            f"WHERE transaction_id IN ({_marks(len(claims))}) AND label_is_fraud IS NULL",
+            f"WHERE transaction_id IN ({_marks(len(claims))}) AND label_is_fraud IS NULL "
+            f"AND (transaction_id, kafka_partition, kafka_offset) IN ({triples})",
             (
                 *(x for t, c in claims.items() for x in (t, c.is_fraud)),
                 *(x for t, c in claims.items() for x in (t, utc_naive(c.reported_at))),
                 *claims,
+                *(
+                    x
+                    for t in claims
+                    for x in (t, payments[t].kafka_partition, payments[t].kafka_offset)
+                ),
             ),
         )
-        if marked.rowcount != len(claims):  # another claim got there first: run again
+        if marked.rowcount != len(claims):  # another claim or a replacement came first: again
             raise ConcurrentChangeError(
-                f"{len(claims) - marked.rowcount} of {len(claims)} payments were labelled by "
-                "another transaction during this claim"
+                f"{len(claims) - marked.rowcount} of {len(claims)} payments were labelled or "
+                "replaced by another transaction during this claim"
             )
     if record:
         row = f"({_marks(len(_LEDGER_COLUMNS))})"
@@ -201,7 +238,7 @@ def claim_labels(
     return outcome
 
 
-_FL, _SP = fraud_labels.name, scored_payments.name
+_FL, _SP, _RV = fraud_labels.name, scored_payments.name, review_verdicts.name
 _LEDGER_COLUMNS = tuple(c.name for c in fraud_labels.columns)
 _features = msgspec.json.Decoder(dict[str, float]).decode
 
@@ -212,6 +249,29 @@ def _marks(n: int) -> str:
 
 def _pairs(n: int) -> str:
     return ", ".join(["(%s, %s)"] * n)
+
+
+class _Confirmation(NamedTuple):
+    """A verdict recorded by the review application, as a label of it reads."""
+
+    transaction_id: str
+    card_id: str
+    analyst: str
+    is_fraud: bool
+    at: datetime  # naive UTC
+
+
+def confirmation(label: FraudLabel) -> _Confirmation | None:
+    """The ``review_verdicts`` row that would confirm ``label``'s analyst (None: it names none)."""
+    if label.analyst is None:
+        return None
+    return _Confirmation(
+        label.transaction_id,
+        label.card_id,
+        label.analyst,
+        label.is_fraud,
+        utc_naive(label.reported_at),
+    )
 
 
 class _Recorded(NamedTuple):
@@ -228,6 +288,8 @@ class _Payment(NamedTuple):
     features: dict[str, float]
     model_version: str
     label_is_fraud: bool | None
+    kafka_partition: int
+    kafka_offset: int
 
 
 class Stored(Protocol):
@@ -257,9 +319,13 @@ def resolve(
     payments: Mapping[str, Stored],
     expired: Callable[[ReadLabel], bool],
     moment: datetime,
+    *,
+    confirmed: Collection[tuple[str, str, str, bool, datetime]] = frozenset(),
 ) -> tuple[Claimed, list[dict[str, Any]], dict[str, FraudLabel]]:
     """The decisions of :func:`claim_labels`, without I/O: the outcome, the ``fraud_labels``
-    rows to upsert, and the payments to mark (transaction id -> the claiming label)."""
+    rows to upsert, and the payments to mark (transaction id -> the claiming label).
+    ``confirmed`` holds the recorded verdicts (:func:`confirmation`) that confirm a label's
+    analyst; a label naming one not in it is stored with an unverified analyst."""
     claims: dict[str, FraudLabel] = {}  # claimed in this batch
     learnable: list[LabelledPayment] = []
     waiting: list[ReadLabel] = []
@@ -281,7 +347,7 @@ def resolve(
             if not expired(read):
                 waiting.append(read)
                 if known is None:
-                    record.append(_ledger_row(topic, read, WAITING, None, moment))
+                    record.append(_ledger_row(topic, read, WAITING, None, moment, confirmed))
                 continue
             reason = "not_found: no payment with this transaction id was stored within the wait"
         elif row.card_id != label.card_id:
@@ -298,12 +364,13 @@ def resolve(
                 kind = "duplicate" if bool(stored) == label.is_fraud else "contradicts"
                 reason = f"{kind}: the payment is labelled is_fraud={bool(stored)} already"
         if reason is not None:
+            reason = bounded(reason)
             rejected.append(Rejected(read, reason))
-            record.append(_ledger_row(topic, read, REJECTED, reason, moment))
+            record.append(_ledger_row(topic, read, REJECTED, reason, moment, confirmed))
             continue
         claims[label.transaction_id] = label
         learnable.append(_joined(read, row, None))
-        record.append(_ledger_row(topic, read, CLAIMED, None, moment))
+        record.append(_ledger_row(topic, read, CLAIMED, None, moment, confirmed))
     return Claimed(learnable, waiting, rejected, replayed), record, claims
 
 
@@ -325,9 +392,15 @@ def _joined(read: ReadLabel, row: Any, learned_version: str | None) -> LabelledP
 
 
 def _ledger_row(
-    topic: str, read: ReadLabel, status: str, reason: str | None, moment: datetime
+    topic: str,
+    read: ReadLabel,
+    status: str,
+    reason: str | None,
+    moment: datetime,
+    confirmed: Collection[tuple[str, str, str, bool, datetime]],
 ) -> dict[str, Any]:
     label = read.label
+    verified = confirmation(label) in confirmed
     return {
         "topic": topic,
         "kafka_partition": read.partition,
@@ -341,12 +414,30 @@ def _ledger_row(
         "learned_version": None,
         "first_seen_at": moment,
         "resolved_at": None if status == WAITING else moment,
-        "analyst": label.analyst,
+        "analyst": label.analyst if verified else None,
+        "unverified_analyst": None if verified else label.analyst,
     }
 
 
 def _posix(naive_utc: datetime) -> float:
     return (naive_utc - datetime(1970, 1, 1)).total_seconds()
+
+
+def recheck_analysts(connection: Connection) -> int:
+    """Move every ``fraud_labels.analyst`` that no ``review_verdicts`` row confirms to
+    ``unverified_analyst``: labels stored before analysts were checked
+    (``python -m storage.schema --create`` runs it; a second run changes nothing). Returns how
+    many rows moved."""
+    fl, rv = _FL, _RV
+    return int(
+        connection.exec_driver_sql(
+            f"UPDATE {fl} SET unverified_analyst = analyst, analyst = NULL "
+            "WHERE analyst IS NOT NULL AND NOT EXISTS ("
+            f"SELECT 1 FROM {rv} WHERE {rv}.transaction_id = {fl}.transaction_id "
+            f"AND {rv}.card_id = {fl}.card_id AND {rv}.analyst = {fl}.analyst "
+            f"AND {rv}.is_fraud = {fl}.is_fraud AND {rv}.decided_at = {fl}.reported_at)"
+        ).rowcount
+    )
 
 
 class StoredExample(msgspec.Struct, frozen=True):

@@ -1,69 +1,157 @@
 """Transaction ids used twice: what the payments sink finds when a row's id is stored already.
 
-The sink keeps the first row of a transaction id (first write wins). A later row with that id is
-one of three things, told apart by the stored row:
+A transaction id names one payment. When two messages carry one id, the stored row belongs to
+the **first in Kafka order** (:func:`kafka_order`): within a partition the lower offset; across
+partitions the earlier record timestamp (the broker's append time on the payments topic, which
+``ops/create_topics.py`` creates with ``LogAppendTime``), then the lower partition, then the
+offset. The other message is a dead letter.
 
-- the same Kafka message (same partition and offset): a replay after a crash; nothing to say;
-- another message with the same payment (card, merchant, terminal, amount, currency and event
-  time): a harmless repeat, counted in ``payscore_duplicate_payments_total``;
-- another payment: the id was reused. :func:`reused_ids` returns it with a reason, and the sink
-  makes it a dead letter, so that it ends somewhere one can query.
+The sinks of several workers write concurrently, and the card step sends two cards' payments to
+different workers, so the later message may be stored first. A row MySQL skipped as stored
+already is therefore settled here, in one transaction that locks the stored rows
+(:func:`settle_reused_ids`). The stored row is one of:
 
-This is checked only for batches in which MySQL skipped a row, so it costs nothing otherwise.
-It sees every reuse whose first payment is stored; the card step sees a reuse within a card's
-last 64 payments earlier, before the copy is folded into any feature
-(:mod:`dataflows.keyed_history`).
+- the same Kafka message (same partition and offset): a replay after a crash; nothing to do;
+- the same payment from another message (card, merchant, terminal, amount, currency and event
+  time): a harmless repeat, counted in ``payscore_repeated_payments_total``;
+- another payment read *earlier*: this row is the dead letter;
+- another payment read *later*: this row replaces it, and the stored one becomes the dead
+  letter, in the same transaction. Unless a fraud label was claimed against the stored row
+  already: a claimed label has been learned and fed into fraud rates, so the stored row stays
+  and this row is the dead letter (the reason says so).
+
+Whichever worker commits first and however often a batch is replayed, the rows settle on the
+first message in Kafka order (replays change nothing: a replayed row finds itself or the winner).
+The window: between the later message's commit and the earlier one's, the later payment is the
+stored row, for as long as the sinks are apart (milliseconds; an epoch at most). What reads the
+row in that window sees it: a label claimed then (then the stored row stays, as above), a
+label of the earlier card rejected as ``card_mismatch``, and anything that reacts to a stored
+row. The README's *Delivery and recovery* says what that means downstream.
+
+The card step sees a reuse within a card's last 64 payments earlier, before the copy is folded
+into any feature (:mod:`dataflows.keyed_history`); this module sees every other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from prometheus_client import Counter
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select, update
 
+from features.bounded import bounded
+from storage.engine import ConcurrentChangeError
 from storage.tables import scored_payments
 
+Row = Mapping[str, Any]
 SAME_PAYMENT = ("card_id", "merchant_id", "terminal_id", "amount_minor", "currency", "event_time")
 REPEATS = Counter(
     "payscore_repeated_payments", "Payments stored already from another message, same content"
 )
 
 
-def reused_ids(
-    connection: Connection, rows: Sequence[Mapping[str, Any]]
-) -> list[tuple[Mapping[str, Any], str]]:
-    """The rows whose transaction id is stored for another payment, each with the reason."""
+class Refusal(NamedTuple):
+    """A row that becomes a dead letter, and why."""
+
+    row: Row
+    reason: str
+
+
+def kafka_order(row: Row) -> tuple[bool, datetime, int, int]:
+    """Sorts messages of one topic in the order this module calls Kafka's: record timestamp
+    (none last), partition, offset. Within a partition whose timestamps follow its offsets (the
+    broker's append time) that is offset order; :func:`read_before` makes it so in any case."""
+    appended = row.get("appended_at")
+    return appended is None, appended or datetime.min, row["kafka_partition"], row["kafka_offset"]
+
+
+def read_before(a: Row, b: Row) -> bool:
+    """Whether message ``a`` comes before ``b`` in Kafka order: offsets within a partition,
+    :func:`kafka_order` across partitions."""
+    if a["kafka_partition"] == b["kafka_partition"]:
+        return a["kafka_offset"] < b["kafka_offset"]
+    return kafka_order(a) < kafka_order(b)
+
+
+def settle_reused_ids(connection: Connection, rows: Sequence[Row]) -> list[Refusal]:
+    """In ``connection``'s transaction: the rows of ``rows`` (a batch in which MySQL skipped
+    some as stored) whose id is stored for another payment, each settled by Kafka order (see
+    the module docstring); stored rows replaced here. Returns the rows that become dead
+    letters (of ``rows``, or stored ones they displaced), with the reason."""
     sp = scored_payments
-    columns = [sp.c[name] for name in ("transaction_id", *SAME_PAYMENT)]
+    ids = sorted({row["transaction_id"] for row in rows})
     stored = {
-        r.transaction_id: r
+        r["transaction_id"]: dict(r)
         for r in connection.execute(
-            select(*columns, sp.c.kafka_partition, sp.c.kafka_offset).where(
-                sp.c.transaction_id.in_([row["transaction_id"] for row in rows])
-            )
-        )
+            select(sp).where(sp.c.transaction_id.in_(ids)).with_for_update()
+        ).mappings()
     }
-    reused = []
-    for row in rows:
+    refused: list[Refusal] = []
+    for row in sorted(rows, key=kafka_order):
         first = stored.get(row["transaction_id"])
-        if first is None or (first.kafka_partition, first.kafka_offset) == (
-            row["kafka_partition"],
-            row["kafka_offset"],
-        ):
+        if first is None or _position(first) == _position(row):
             continue
-        if all(getattr(first, name) == row[name] for name in SAME_PAYMENT):
+        if all(first[name] == row[name] for name in SAME_PAYMENT):
             REPEATS.inc()
             continue
-        reused.append(
-            (
-                row,
-                f"transaction id {row['transaction_id']!r} reused: stored for card "
-                f"{first.card_id!r}, {first.amount_minor} {first.currency} at "
-                f"{first.event_time.isoformat()} UTC (partition {first.kafka_partition}, offset "
-                f"{first.kafka_offset}); this message: card {row['card_id']!r}, "
-                f"{row['amount_minor']} {row['currency']} at {row['event_time'].isoformat()} UTC",
-            )
+        if not read_before(row, first):
+            refused.append(Refusal(row, _reason(row, first, "read later in Kafka order")))
+            continue
+        if first["label_is_fraud"] is not None:
+            why = "read earlier in Kafka order, but a label was claimed for the stored one"
+            refused.append(Refusal(row, _reason(row, first, why)))
+            continue
+        _replace(connection, first, row)
+        refused.append(Refusal(first, _displaced(first, row)))
+        stored[row["transaction_id"]] = {**row, "label_is_fraud": None}
+    return refused
+
+
+def _replace(connection: Connection, first: Row, row: Row) -> None:
+    """Replace the stored payment ``first`` by ``row`` in place: every column but the id (the
+    flow's account may change no other, ``storage/accounts.py``)."""
+    sp = scored_payments
+    values = {name: row[name] for name in row if name in sp.c and not sp.c[name].primary_key}
+    done = connection.execute(
+        update(sp)
+        .where(
+            sp.c.transaction_id == first["transaction_id"],
+            sp.c.kafka_partition == first["kafka_partition"],
+            sp.c.kafka_offset == first["kafka_offset"],
+            sp.c.label_is_fraud.is_(None),
         )
-    return reused
+        .values(**values, stored_at=func.sysdate(6))
+    )
+    if done.rowcount != 1:  # the row is locked: only a bug gets here, but never replace blind
+        raise ConcurrentChangeError(
+            f"the stored payment {first['transaction_id']!r} changed while it was replaced"
+        )
+
+
+def _position(row: Row) -> tuple[int, int]:
+    return row["kafka_partition"], row["kafka_offset"]
+
+
+def _described(row: Row) -> str:
+    return (
+        f"card {row['card_id']!r}, {row['amount_minor']} {row['currency']} at "
+        f"{row['event_time'].isoformat()} UTC (partition {row['kafka_partition']}, offset "
+        f"{row['kafka_offset']})"
+    )
+
+
+def _reason(row: Row, first: Row, why: str) -> str:
+    return bounded(
+        f"transaction id {row['transaction_id']!r} reused: stored for {_described(first)}; "
+        f"this message, {why}: {_described(row)}"
+    )
+
+
+def _displaced(first: Row, row: Row) -> str:
+    return bounded(
+        f"transaction id {first['transaction_id']!r} reused: this payment, {_described(first)}, "
+        f"was stored until the message read earlier in Kafka order, {_described(row)}, "
+        "replaced it"
+    )

@@ -17,6 +17,7 @@ from settings.config import Config
 from storage.engine import make_engine
 from storage.report_data import read_report
 from storage.report_html import render
+from storage.rows import reasons_on_demand
 from storage.tables import dead_letters, fraud_labels, model_versions, scored_payments
 
 
@@ -36,13 +37,24 @@ def report(engine: Engine) -> str:
         for version, decision, n, mean in by:
             lines.append(f"  model {version}  {decision:<8} {n:>8}  mean probability {mean:.4f}")
         top = c.execute(
-            select(sp.c.transaction_id, sp.c.card_id, sp.c.fraud_probability, sp.c.reason_codes)
+            select(
+                sp.c.transaction_id,
+                sp.c.card_id,
+                sp.c.fraud_probability,
+                sp.c.decision,
+                sp.c.reason_codes,
+            )
             .order_by(sp.c.fraud_probability.desc())
             .limit(5)
         )
         lines.append("  highest scores:")
-        for txn, card, p, reasons in top:
-            lines.append(f"    {txn:<28} card {card:<16} p={p:.4f}  reasons {', '.join(reasons)}")
+        for txn, card, p, decision, reasons in top:
+            why = (
+                f"on demand (python -m review.explain {txn})"
+                if reasons_on_demand(decision, reasons)
+                else ", ".join(reasons)
+            )
+            lines.append(f"    {txn:<28} card {card:<16} p={p:.4f}  reasons {why}")
         labelled = c.execute(
             select(func.count(), func.sum(cast(sp.c.label_is_fraud, Integer))).where(
                 sp.c.label_is_fraud.is_not(None)

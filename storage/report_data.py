@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Integer, cast, func, inspect, select, text
 
+from storage.rows import reasons_on_demand
 from storage.tables import dead_letters, fraud_labels, model_versions, scored_payments
 
 PROBABILITY_BINS = 20  # fraud probability in bins of 0.05
@@ -47,6 +48,11 @@ class TopScore:
     fraud_probability: float
     decision: str
     reason_codes: list[str]
+
+    @property
+    def reasons_on_demand(self) -> bool:
+        """An approval stored without reason codes: ``python -m review.explain`` computes them."""
+        return reasons_on_demand(self.decision, self.reason_codes)
 
 
 @dataclass(frozen=True)

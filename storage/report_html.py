@@ -169,7 +169,11 @@ def _top_scores(data: ReportData) -> str:
             escape(s.card_id),
             f"{s.fraud_probability:.4f}",
             escape(s.decision),
-            escape(", ".join(s.reason_codes)),
+            (
+                f"on demand: python -m review.explain {escape(s.transaction_id)}"
+                if s.reasons_on_demand
+                else escape(", ".join(s.reason_codes))
+            ),
         )
         for s in data.top_scores
     ]

@@ -6,12 +6,13 @@ kept in ``utc_offset_minutes``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
+from features.bounded import bounded
 from features.contract import Payment
 from storage.versions import version_key
 
@@ -29,15 +30,17 @@ def scored_payment_row(
     features: dict[str, float],
     probability: float,
     decision: str,
-    reasons: tuple[str, ...],
+    reasons: tuple[str, ...] | None,
     model_version: str,
     scored_at: datetime,
     appended_at: float | None = None,
     shadow_version: str | None = None,
     shadow_probability: float | None = None,
 ) -> dict[str, Any]:
-    """``appended_at``: the payment's Kafka record timestamp (POSIX seconds), if it had one;
-    ``shadow_*``: the challenger shadowing the champion and its probability, if one did."""
+    """``reasons``: ``None`` when the scorer did not rank them (an approval: stored as an empty
+    list, computed on demand, :func:`reasons_on_demand`); ``appended_at``: the payment's Kafka
+    record timestamp (POSIX seconds), if it had one; ``shadow_*``: the challenger shadowing the
+    champion and its probability, if one did."""
     offset_delta = payment.event_time.utcoffset()
     return {
         "transaction_id": payment.transaction_id,
@@ -50,7 +53,7 @@ def scored_payment_row(
         "utc_offset_minutes": int(offset_delta.total_seconds() // 60) if offset_delta else 0,
         "fraud_probability": probability,
         "decision": decision,
-        "reason_codes": list(reasons),
+        "reason_codes": list(reasons) if reasons is not None else [],
         "model_version": model_version,
         "features": features,
         "kafka_partition": partition,
@@ -63,7 +66,21 @@ def scored_payment_row(
         ),
         "shadow_version": shadow_version,
         "shadow_probability": shadow_probability,
+        "mcc": payment.mcc,
+        "channel": payment.channel,
+        "country": payment.country,
+        "device_id": payment.device_id,
+        "latitude": payment.latitude,
+        "longitude": payment.longitude,
     }
+
+
+def reasons_on_demand(decision: str, reason_codes: Sequence[str]) -> bool:
+    """Whether a stored row's reason codes are left to be computed on demand: an approval stores
+    none (nobody reads them as it is scored), ``python -m review.explain`` and the review pages
+    compute them from its stored features and model version. An approval stored with reasons (a
+    rule fired on it) shows them; one whose payment had none computes an empty list again."""
+    return decision == "approve" and not reason_codes
 
 
 def dead_letter_row(
@@ -83,7 +100,7 @@ def dead_letter_row(
         "kafka_offset": offset,
         "message_key": key,
         "raw_value": value,
-        "error": error,
+        "error": bounded(error),
         "received_at": utc_naive(received_at) if received_at else None,
         "dead_lettered_at": utc_naive(dead_lettered_at),
     }

@@ -2,8 +2,11 @@
 
 ``python -m storage.schema``          print the DDL (what ``test_data/schema.sql`` holds)
 ``python -m storage.schema --write``  rewrite ``test_data/schema.sql``
-``python -m storage.schema --create`` create missing tables, indexes and (empty) columns, as
-                                      ``PAYSCORE_MYSQL_ADMIN_URL``
+``python -m storage.schema --create`` create missing tables, indexes and (empty) columns, and
+                                      give every job account its rights on them
+                                      (:mod:`storage.accounts`), as ``PAYSCORE_MYSQL_ADMIN_URL``;
+                                      then re-check the analysts of stored labels
+                                      (:func:`storage.labels.recheck_analysts`)
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
+from storage.accounts import Accounts, apply_grants, check_complete
 from storage.tables import metadata
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "test_data" / "schema.sql"
@@ -45,13 +49,16 @@ class SchemaMismatchError(RuntimeError):
     """The database holds tables of an older (or other) payscore schema."""
 
 
-def create_schema(engine: Engine) -> None:
+def create_schema(engine: Engine, accounts: Accounts) -> list[str]:
     """Create every table and index that does not exist yet, and add the columns a newer payscore
     added to an existing table when they may be empty (nullable or with a default): a running
     install upgrades in place. (A column with a default, ``scored_payments.stored_at``, gets it
     in the rows stored before: the time of the upgrade; those rows have no ``appended_at``, so
     no latency is read from them.) Never alters or drops anything else; a missing column that must
-    be filled is an error that says what to do."""
+    be filled is an error that says what to do. Then gives each of ``accounts`` exactly its
+    rights on the tables (:func:`storage.accounts.apply_grants`; ``engine`` is the admin's):
+    the grant statements it ran."""
+    check_complete()
     metadata.create_all(engine, checkfirst=True)
     dialect = mysql.dialect()
     inspector = inspect(engine)
@@ -82,6 +89,11 @@ def create_schema(engine: Engine) -> None:
             + ". Point PAYSCORE_MYSQL_URL at a new database, or migrate this one to "
             "test_data/schema.sql (python -m storage.schema prints it)"
         )
+    database = engine.url.database
+    if not database:
+        raise ValueError("PAYSCORE_MYSQL_ADMIN_URL names no database")
+    with engine.begin() as connection:
+        return apply_grants(connection, database, accounts)
 
 
 def main() -> None:
@@ -96,10 +108,19 @@ def main() -> None:
     elif args.create:
         from settings.config import Config
         from storage.engine import make_engine
+        from storage.labels import recheck_analysts
 
-        engine = make_engine(Config.from_env(os.environ).mysql_admin_url)
-        create_schema(engine)
-        print(f"tables ready in {engine.url.render_as_string(hide_password=True)}")
+        config = Config.from_env(os.environ)
+        engine = make_engine(config.mysql_admin_dsn)
+        granted = create_schema(engine, Accounts.of(config))
+        with engine.begin() as connection:
+            moved = recheck_analysts(connection)
+        print(
+            f"tables ready in {engine.url.render_as_string(hide_password=True)}; "
+            f"{len(granted)} grant statements to match storage/accounts.py"
+        )
+        if moved:
+            print(f"{moved} labels named an analyst no recorded verdict confirms: now unverified")
     else:
         print(render_ddl(), end="")
 

@@ -60,11 +60,10 @@ def record_action(
 
 
 def fetch_any(connection: Connection, version: str) -> Row[Any] | None:
-    """A recorded version or a candidate: its metadata and pickled artifact, or None."""
+    """A recorded version or a candidate: its row (name, metadata, pickled artifact and the
+    other columns), or None."""
     for table in (model_versions, model_candidates):
-        row = connection.execute(
-            select(table.c.metadata, table.c.artifact).where(table.c.version == version)
-        ).first()
+        row = connection.execute(select(table).where(table.c.version == version)).first()
         if row is not None:
             return row
     return None

@@ -13,17 +13,31 @@ Two ways to write a batch, with the same effect:
   ``IGNORE`` never hides bad data. About twice as fast as ``insert`` here (see
   ``benchmarks/bench_sink.py``). The server must allow ``local_infile`` (MariaDB's default; on
   MySQL 8 start it with ``--local-infile=1``).
-- ``insert``: ``INSERT ... ON DUPLICATE KEY UPDATE <key> = <key>`` with PyMySQL's multi-row
-  ``executemany``. It needs no ``local_infile``: choose it where the client must not grant the
-  server file reads (see :mod:`storage.engine`).
+- ``insert``: ``INSERT IGNORE`` of many rows a statement, with the same check of warnings as
+  ``load``. It needs no ``local_infile``: choose it where the client must not grant the server
+  file reads (see :mod:`storage.engine`).
+
+Both need only the right to insert rows: an upsert (``ON DUPLICATE KEY UPDATE``) would need the
+right to update every column it inserts (MariaDB's rule), and the flow's account may not change
+a stored dead letter (``storage/accounts.py``); it changes a stored payment only to settle a
+reused transaction id (below).
 
 **What MySQL cannot take.** A batch that fails because the server is unavailable is retried as
 a whole, for up to ``patience`` seconds (:func:`storage.engine.retry_transient`). A batch that
 fails because of its data (a value too long, a bad date, a number out of range: MySQL's own
 refusal) is split in halves until the refused rows stand alone; every other row is stored, and
-each refused row is handed to ``refused``, which makes it a dead letter with MySQL's reason
-(stored in ``dead_letters`` by the same worker). Any other error (a missing table, no
-privilege) stops the flow: it is the deployment's to fix, and no row is lost meanwhile.
+each refused row is handed to ``refused``, which makes it a dead letter with MySQL's reason:
+stored in ``dead_letters`` by the same worker, in whatever form MySQL takes
+(:mod:`storage.dead_letters`), and handed to the worker's ``letters_out`` (the dead-letter
+topic). Any other error (a missing table, no privilege) stops the flow: it is the deployment's
+to fix, and no row is lost meanwhile.
+
+**Rows that conflict.** When MySQL skipped rows as stored already, ``conflicts`` settles them
+in one transaction (for scored payments, :func:`storage.payments.settle_reused_ids`: the first
+message in Kafka order keeps a transaction id). The dead letters it makes are stored and
+published *in* that transaction, before it commits: a letter for a stored row it displaced
+exists nowhere else, and a crash after the commit would not make it again. A crash before the
+commit makes it again on replay (the topic is at-least-once).
 """
 
 from __future__ import annotations
@@ -42,18 +56,27 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from sqlalchemy import JSON, Connection, Engine, LargeBinary, Table
 from sqlalchemy.dialects.mysql import Insert, insert
 
-from storage.engine import DEFAULT_PATIENCE_SECONDS, error_code, make_engine, retry_transient
+from features.bounded import bounded
+from storage.dead_letters import store_letters, without_raw_bytes
+from storage.engine import (
+    DEFAULT_PATIENCE_SECONDS,
+    DUPLICATE_KEY,
+    describe,
+    is_row_error,
+    make_engine,
+    retry_transient,
+)
 
 Row = Mapping[str, Any]
 Method = Literal["load", "insert"]
 # Makes the dead-letter row for a row MySQL refused, from the row and MySQL's reason.
 Refused = Callable[[Row, str], Row]
-# For a batch in which rows were skipped as stored already: those that conflict, with why.
-Conflicts = Callable[[Connection, Sequence[Row]], list[tuple[Row, str]]]
+# For a batch in which rows were skipped as stored already, in a transaction: the rows (of the
+# batch, or stored ones it displaced) that become dead letters, with why.
+Conflicts = Callable[[Connection, Sequence[Row]], Sequence[tuple[Row, str]]]
+# Hands dead-letter rows on (to the dead-letter topic); raises if it cannot.
+Publish = Callable[[Sequence[Row]], None]
 
-DUPLICATE_KEY = 1062
-# MySQL refuses the data of a row, not the statement: too long, out of range, a bad date, ...
-ROW_ERRORS = {1048, 1153, 1263, 1264, 1265, 1292, 1300, 1366, 1367, 1406, 1411, 1690, 3140, 4025}
 log = logging.getLogger(__name__)
 _TMP_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
@@ -66,13 +89,32 @@ class SinkWriteError(RuntimeError):
 
 def refused_by_mysql(exc: BaseException) -> bool:
     """True when ``exc`` is MySQL refusing a row's data (as opposed to the server or schema)."""
-    return isinstance(exc, SinkWriteError) or error_code(exc) in ROW_ERRORS
+    return isinstance(exc, SinkWriteError) or is_row_error(exc)
 
 
-def first_write_wins(table: Table) -> Insert:
-    """``INSERT`` into ``table`` that leaves an existing row with the same primary key untouched."""
-    key = table.primary_key.columns.values()[0]
-    return insert(table).on_duplicate_key_update({key.name: key})
+def first_write_wins(table: Table, rows: Sequence[Row]) -> Insert:
+    """One ``INSERT IGNORE`` of ``rows`` into ``table``: a row whose primary key is stored
+    already is skipped (warning 1062); any other warning means a row was stored altered."""
+    return insert(table).prefix_with("IGNORE").values(list(rows))
+
+
+# Rows of one INSERT statement: at most this many, and about this many bytes of values (well
+# below max_allowed_packet, 16 MiB on MariaDB and 64 MiB on MySQL 8, whatever the rows hold).
+INSERT_ROWS, INSERT_BYTES = 1000, 1 << 20
+
+
+def statement_chunks(items: Sequence[Row]) -> list[Sequence[Row]]:
+    """``items`` cut into the rows of successive statements, each at least one row."""
+    chunks, start, size = [], 0, 0
+    for i, row in enumerate(items):
+        row_size = sum(len(v) for v in row.values() if isinstance(v, str | bytes)) + 64
+        if i > start and (i - start >= INSERT_ROWS or size + row_size > INSERT_BYTES):
+            chunks.append(items[start:i])
+            start, size = i, 0
+        size += row_size
+    if start < len(items):
+        chunks.append(items[start:])
+    return chunks
 
 
 def load_data_statement(table: Table, columns: Sequence[str], path: str) -> str:
@@ -175,22 +217,34 @@ class Writing:
     on_retry: Callable[[], None] | None = None
     on_failure: Callable[[], None] | None = None
     on_refused: Callable[[str], None] | None = None  # a row became a dead letter, and why
+    # Makes, for each worker, what publishes the dead letters this sink makes (the topic).
+    letters_out: Callable[[], Publish] | None = None
 
 
 class MySQLSinkPartition(StatelessSinkPartition[Row]):
     """One worker's writer: each batch is one transaction (see the module docstring)."""
 
-    def __init__(self, engine: Engine, table: Table, writing: Writing = Writing()) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        table: Table,
+        writing: Writing = Writing(),
+        publish: Publish | None = None,
+    ) -> None:
         self._engine = engine
         self._table = table
         self._writing = writing
-        self._statement = first_write_wins(table)
+        self._publish = publish
+        self._max_packet: int | None = None
 
     def write_batch(self, items: list[Row]) -> None:
         if items:
-            self._write(items)
+            refused = self._write(items)
+            if refused:
+                self._dead_letters(refused, within=None)
 
-    def _write(self, items: list[Row]) -> None:
+    def _write(self, items: list[Row]) -> list[tuple[Row, str]]:
+        """Store ``items``; the rows MySQL refused, with its reason (dead letters to make)."""
         writing = self._writing
         write = self._insert if writing.method == "insert" else self._load
         try:
@@ -207,61 +261,93 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
                 raise
             if len(items) > 1:
                 half = len(items) // 2
-                self._write(items[:half])
-                self._write(items[half:])
-            else:
-                why = exc.orig if hasattr(exc, "orig") else exc
-                self._refuse(items[0], f"MySQL refused the row for {self._table.name}: {why}")
-            return
-        refused: set[int] = set()
+                return self._write(items[:half]) + self._write(items[half:])
+            why = describe(exc) if not isinstance(exc, SinkWriteError) else str(exc)
+            return [(items[0], bounded(f"MySQL refused the row for {self._table.name}: {why}"))]
+        settled: Sequence[tuple[Row, str]] = ()
         if skipped and writing.conflicts is not None:
             check = writing.conflicts
 
-            def conflicts() -> list[tuple[Row, str]]:
-                with self._engine.connect() as connection:
-                    return check(connection, items)
+            def settle() -> Sequence[tuple[Row, str]]:
+                with self._engine.begin() as connection:
+                    found = check(connection, items)
+                    if found:
+                        self._dead_letters(found, within=connection)
+                    return found
 
-            found = retry_transient(
-                conflicts, patience=writing.patience, what=f"checking {skipped} repeated rows"
+            settled = retry_transient(
+                settle, patience=writing.patience, what=f"checking {skipped} repeated rows"
             )
-            for row, reason in found:
-                refused.add(id(row))
-                self._refuse(row, reason)
         if writing.after_commit is not None:
-            stored = [row for row in items if id(row) not in refused] if refused else items
-            writing.after_commit(stored, bool(skipped))
+            lettered = {_position(row) for row, _ in settled}
+            stored = [row for row in items if _position(row) not in lettered]
+            writing.after_commit(stored if settled else items, bool(skipped))
+        return []
 
-    def _refuse(self, row: Row, reason: str) -> None:
+    def _dead_letters(
+        self, refused: Sequence[tuple[Row, str]], *, within: Connection | None
+    ) -> None:
+        """Make dead letters of ``refused`` rows: store them (in ``within``'s transaction, or in
+        one of their own) and publish them."""
         writing = self._writing
         if writing.refused is None or writing.refused_table is None:
-            raise SinkWriteError(reason)
-        letter = writing.refused(row, reason)
-        if writing.on_refused is not None:
-            writing.on_refused(reason)
-        log.warning(
-            "row for %s stored as a dead letter at %s[%s]@%s: %s",
-            self._table.name,
-            letter.get("topic"),
-            letter.get("kafka_partition"),
-            letter.get("kafka_offset"),
-            reason,
-            extra={"event": "dead_letter", "table": self._table.name, "reason": reason},
-        )
-        last_resort = writing.refused is not _without_raw_bytes
-        letters = Writing(
-            "insert",
-            refused=_without_raw_bytes if last_resort else None,
-            refused_table=writing.refused_table,
-            patience=writing.patience,
-        )
-        MySQLSinkPartition(self._engine, writing.refused_table, letters)._write([letter])
+            raise SinkWriteError(refused[0][1])
+        letters = [writing.refused(row, reason) for row, reason in refused]
+        for letter, (_, reason) in zip(letters, refused, strict=True):
+            if writing.on_refused is not None:
+                writing.on_refused(reason)
+            log.warning(
+                "row for %s stored as a dead letter at %s[%s]@%s: %s",
+                self._table.name,
+                letter.get("topic"),
+                letter.get("kafka_partition"),
+                letter.get("kafka_offset"),
+                reason,
+                extra={"event": "dead_letter", "table": self._table.name, "reason": reason},
+            )
+        if within is not None:
+            store_letters(within, letters)
+        else:
+
+            def store() -> None:
+                with self._engine.begin() as connection:
+                    store_letters(connection, letters)
+
+            retry_transient(
+                store, patience=writing.patience, what=f"storing {len(letters)} dead letters"
+            )
+        if self._publish is not None:
+            self._publish(letters)
 
     def _insert(self, items: list[Row]) -> int:
-        """Insert; how many rows may have been skipped as stored already (all of them: with
-        the FOUND_ROWS flag SQLAlchemy sets, MySQL counts a skipped row as affected)."""
+        """Insert (``INSERT IGNORE``); the number of rows skipped as stored already. A row
+        whose bytes an INSERT cannot carry is refused before it is sent (the server would
+        drop the connection, which reads as an outage)."""
+        skipped = 0
         with self._engine.begin() as connection:
-            connection.execute(self._statement, items)
-        return len(items)
+            if self._max_packet is None:
+                self._max_packet = int(
+                    connection.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one()
+                )
+            for chunk in statement_chunks(items):
+                size = sum(_bytes_in(row) for row in chunk)
+                if 2 * size + 65_536 > self._max_packet:
+                    raise SinkWriteError(
+                        f"{len(chunk)} rows with {size:,} bytes of binary values are more than "
+                        f"an INSERT may carry (max_allowed_packet {self._max_packet:,})"
+                    )
+                inserted = connection.execute(first_write_wins(self._table, chunk)).rowcount
+                warnings = connection.exec_driver_sql("SHOW COUNT(*) WARNINGS").scalar_one()
+                if warnings > len(chunk) - inserted:
+                    # More warnings than skipped duplicates: something was stored altered.
+                    shown = connection.exec_driver_sql("SHOW WARNINGS").all()
+                    problems = [w for w in shown if w[1] != DUPLICATE_KEY][:5]
+                    raise SinkWriteError(
+                        f"MySQL refused a batch of {len(items)} rows for {self._table.name}: "
+                        + "; ".join(f"{code} {message}" for _, code, message in problems)
+                    )
+                skipped += len(chunk) - inserted
+        return skipped
 
     def _load(self, items: list[Row]) -> int:
         """Bulk-load; the number of rows skipped as stored already."""
@@ -298,9 +384,12 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
         self._engine.dispose()
 
 
-def _without_raw_bytes(row: Row, reason: str) -> Row:
-    """A dead letter MySQL refused, kept without its raw bytes and with the reason why."""
-    return {**row, "message_key": None, "raw_value": None, "error": f"{row['error']}; {reason}"}
+def _position(row: Row) -> tuple[object, object, object]:
+    return row.get("topic"), row.get("kafka_partition"), row.get("kafka_offset")
+
+
+def _bytes_in(row: Row) -> int:
+    return sum(len(v) for v in row.values() if isinstance(v, bytes | bytearray | memoryview))
 
 
 class MySQLSink(DynamicSink[Row]):
@@ -324,12 +413,13 @@ class MySQLSink(DynamicSink[Row]):
         on_retry: Callable[[], None] | None = None,
         on_failure: Callable[[], None] | None = None,
     ) -> MySQLSink:
-        """The sink of the dead letters themselves: a letter MySQL refuses loses its bytes."""
+        """The sink of the dead letters themselves: a letter MySQL refuses is kept without its
+        bytes, or bare (:mod:`storage.dead_letters`); it publishes nothing itself."""
         return cls(
             url,
             table,
             Writing(
-                refused=_without_raw_bytes,
+                refused=without_raw_bytes,
                 refused_table=table,
                 patience=patience,
                 on_retry=on_retry,
@@ -340,4 +430,7 @@ class MySQLSink(DynamicSink[Row]):
     def build(self, step_id: str, worker_index: int, worker_count: int) -> MySQLSinkPartition:
         local_infile = self._writing.method == "load"
         engine = make_engine(self._url, pool_size=1, local_infile=local_infile)
-        return MySQLSinkPartition(engine, self._table, self._writing)
+        out = self._writing.letters_out
+        return MySQLSinkPartition(
+            engine, self._table, self._writing, out() if out is not None else None
+        )

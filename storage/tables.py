@@ -1,5 +1,6 @@
 """The MySQL schema as SQLAlchemy Core tables: scored payments, fraud labels, dead letters,
-model versions, and the review queue's users and verdicts.
+model versions, the review queue's users, verdicts, sessions and sign-in records, and the rules
+and lists analysts write.
 
 This module is the single source of the schema; ``test_data/schema.sql`` is rendered from it
 (``python -m storage.schema``) and a test fails when the two differ. Times are stored in UTC as
@@ -59,7 +60,12 @@ scored_payments = Table(
     Column("utc_offset_minutes", SmallInteger, nullable=False),
     Column("fraud_probability", Double, nullable=False),
     Column("decision", String(8), nullable=False, comment="approve, review or decline"),
-    Column("reason_codes", JSON, nullable=False, comment="up to three feature names"),
+    Column(
+        "reason_codes",
+        JSON,
+        nullable=False,
+        comment="up to three feature names, empty for an approval (computed on demand)",
+    ),
     Column("model_version", Id(), nullable=False),
     Column("features", JSON, nullable=False, comment="feature name -> value used to score"),
     Column("kafka_partition", Integer, nullable=False),
@@ -75,6 +81,14 @@ scored_payments = Table(
     ),
     Column("shadow_version", Id(), nullable=True, comment="the challenger shadowing, if any"),
     Column("shadow_probability", Double, nullable=True, comment="the challenger's probability"),
+    # The payment's other contract fields, for rules and their backtest (rules.backtest); NULL in
+    # rows stored before they were kept (country is then NULL too).
+    Column("mcc", String(4), nullable=True),
+    Column("channel", String(16), nullable=True),
+    Column("country", String(2), nullable=True),
+    Column("device_id", Id(), nullable=True),
+    Column("latitude", Double, nullable=True),
+    Column("longitude", Double, nullable=True),
     Column(
         "stored_at",
         Timestamp,
@@ -126,7 +140,19 @@ fraud_labels = Table(
     Column("learned_version", Id(), nullable=True, comment="the first version that learned it"),
     Column("first_seen_at", Timestamp, nullable=False, comment="UTC"),
     Column("resolved_at", Timestamp, nullable=True, comment="UTC"),
-    Column("analyst", Id(), nullable=True, comment="who gave it in the review queue, if anyone"),
+    Column(
+        "analyst",
+        Id(),
+        nullable=True,
+        comment="who gave it in the review queue: only when a review_verdicts row confirms it",
+    ),
+    Column(
+        "unverified_analyst",
+        Id(),
+        nullable=True,
+        comment="an analyst the message named that no review_verdicts row confirms: a claim, "
+        "never shown as that analyst's verdict",
+    ),
     Index("ix_fraud_labels_transaction", "transaction_id"),
     Index("ix_fraud_labels_status", "status", "topic", "kafka_partition"),
     comment="Every fraud label read, keyed by where it was read: what became of it.",
@@ -185,7 +211,8 @@ review_users = Table(
     Column("role", String(8), nullable=False, comment="analyst or viewer"),
     Column("password_hash", String(255), nullable=False, comment="scrypt (review.passwords)"),
     Column("created_at", Timestamp, nullable=False, comment="UTC"),
-    comment="Who may sign in to the review queue (python -m review.users).",
+    comment="Who may sign in to the review queue (python -m review.users). Review app: SELECT. "
+    "Admin tool: SELECT, INSERT, UPDATE (role, password_hash).",
 )
 
 review_verdicts = Table(
@@ -208,5 +235,190 @@ review_verdicts = Table(
     Column("kafka_offset", BigInteger, nullable=True, comment="NULL: not delivered"),
     Column("delivery_error", Text, nullable=True),
     Index("ix_review_verdicts_transaction", "transaction_id"),
-    comment="Every verdict given in the review queue, and the label message it became.",
+    comment="Every verdict given in the review queue, and the label message it became. Review "
+    "app: SELECT, INSERT, UPDATE (kafka_partition, kafka_offset, delivery_error). The flow: "
+    "SELECT (transaction_id, card_id, analyst, is_fraud, decided_at), to confirm a label's "
+    "analyst (storage.labels).",
+)
+
+
+# -- The review application's sign-in state ------------------------------------------------------
+# Who may do what (the grants of each job's MySQL account):
+#   review app (python -m review)       the three tables below, as each comment says
+#   admin tool (python -m review.users) review_login_limits: SELECT, UPDATE (unlock);
+#                                       review_login_audit: INSERT (the unlock)
+#   the flow                            none of them
+# Sessions and limits are mutable state; the audit is insert-only: no job UPDATEs or DELETEs it.
+
+review_sessions = Table(
+    "review_sessions",
+    metadata,
+    Column(
+        "id",
+        Id(),
+        primary_key=True,
+        comment="SHA-256 (hex) of the session token in the cookie (the token is never stored)",
+    ),
+    Column("user_name", Id(), nullable=False),
+    Column(
+        "credentials",
+        Id(),
+        nullable=False,
+        comment="SHA-256 (hex) of the user's role and password hash at sign-in: "
+        "a changed role or password ends the session",
+    ),
+    Column("client_address", String(64), nullable=False, comment="where the sign-in came from"),
+    Column("created_at", Timestamp, nullable=False, comment="UTC"),
+    Column("last_seen_at", Timestamp, nullable=False, comment="UTC: the last request"),
+    Column("ended_at", Timestamp, nullable=True, comment="UTC, NULL while live"),
+    Column(
+        "end_reason",
+        String(16),
+        nullable=True,
+        comment="logout, replaced, idle, expired, credentials or removed",
+    ),
+    Index("ix_review_sessions_user", "user_name", "created_at"),
+    comment="Sessions of the review application, checked on every request (review.sessions). "
+    "Review app: SELECT, INSERT, UPDATE (last_seen_at, ended_at, end_reason).",
+)
+
+review_login_limits = Table(
+    "review_login_limits",
+    metadata,
+    Column("kind", String(8), primary_key=True, comment="account, address or device"),
+    Column(
+        "subject",
+        Id(),
+        primary_key=True,
+        comment="the user name, the client address or the trusted device's id",
+    ),
+    Column("failures", Integer, nullable=False, comment="failed sign-ins in the current run"),
+    Column("last_failure_at", Timestamp, nullable=True, comment="UTC"),
+    Column("locked_until", Timestamp, nullable=True, comment="UTC: sign-ins are refused before"),
+    comment="Failed sign-ins and locks per account, client address and trusted device "
+    "(review.throttle, review.signin). Review app: SELECT, INSERT, UPDATE (failures, "
+    "last_failure_at, locked_until). Admin tool: SELECT, UPDATE (failures, locked_until).",
+)
+
+review_login_audit = Table(
+    "review_login_audit",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("at", Timestamp, nullable=False, comment="UTC"),
+    Column(
+        "outcome",
+        String(8),
+        nullable=False,
+        comment="success, failure, refused (locked), lockout (a lock began) or unlock",
+    ),
+    Column(
+        "name", String(64, collation=BINARY), nullable=False, comment="the name typed, cut to 64"
+    ),
+    Column("client_address", String(64), nullable=False),
+    Column("device", Id(), nullable=True, comment="a trusted device's id, if one was shown"),
+    Column("session_id", Id(), nullable=True, comment="success: the review_sessions.id"),
+    Column("detail", String(255), nullable=True, comment="why: which lock, until when"),
+    Index("ix_review_login_audit_name", "name", "at"),
+    Index("ix_review_login_audit_at", "at"),
+    comment="Every sign-in attempt, lockout and unlock of the review application. Insert-only: "
+    "review app and admin tool INSERT, nobody UPDATEs or DELETEs, auditors SELECT.",
+)
+
+# ---------------------------------------------------------------------------- rules and lists
+# Rules and lists analysts write (rules/, issue 21). Who writes what:
+# - the review app and `python -m rules` write every table below, through rules.store only, one
+#   transaction per change, which adds one ruleset_versions row and one ruleset_audit row;
+# - the flow (rules.loader) and the backtest (rules.backtest) only read them;
+# - ruleset_audit is insert-only for every account but admin.
+
+fraud_rules = Table(
+    "fraud_rules",
+    metadata,
+    Column("rule_id", Id(), primary_key=True),
+    Column("text", Text, nullable=False, comment="canonical text (rules.syntax.to_text)"),
+    Column("action", String(8), nullable=False, comment="decline, review or allow"),
+    Column("priority", Integer, nullable=False, comment="lower first among one action"),
+    Column("status", String(8), nullable=False, comment="active, shadow or disabled"),
+    Column("created_by", Id(), nullable=False),
+    Column("created_at", Timestamp, nullable=False, comment="UTC"),
+    Column("updated_by", Id(), nullable=False),
+    Column("updated_at", Timestamp, nullable=False, comment="UTC"),
+    Column("version", BigInteger, nullable=False, comment="the ruleset version of the last change"),
+    comment="The rules as they are now (written by the review app and python -m rules through "
+    "rules.store, read by the flow). Every change is also a ruleset_versions row.",
+)
+
+rule_lists = Table(
+    "rule_lists",
+    metadata,
+    Column("name", Id(), primary_key=True, comment="written @name in rules"),
+    Column(
+        "kind", String(8), nullable=False, comment="card, merchant, terminal, country, device, bin"
+    ),
+    Column("description", Text, nullable=True),
+    Column("created_by", Id(), nullable=False),
+    Column("created_at", Timestamp, nullable=False, comment="UTC"),
+    comment="Named lists (written by the review app and python -m rules, read by the flow).",
+)
+
+rule_list_entries = Table(
+    "rule_list_entries",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("list_name", Id(), nullable=False),
+    Column("value", Id(), nullable=False),
+    Column("expires_at", Timestamp, nullable=True, comment="UTC, applies to payments before it"),
+    Column("reason", String(500), nullable=True),
+    Column("added_by", Id(), nullable=False),
+    Column("added_at", Timestamp, nullable=False, comment="UTC"),
+    Column("added_in", BigInteger, nullable=False, comment="the ruleset version that added it"),
+    Column(
+        "removed_in", BigInteger, nullable=True, comment="the version that removed it, NULL: on"
+    ),
+    Column("removed_by", Id(), nullable=True),
+    Column("removed_at", Timestamp, nullable=True, comment="UTC"),
+    Index("ix_rule_list_entries_current", "list_name", "removed_in", "value"),
+    Index("ix_rule_list_entries_added", "list_name", "added_in"),
+    comment="Every list entry ever, with the versions that added and removed it: a list at "
+    "version V holds the rows with added_in <= V < removed_in (written by the review app and "
+    "python -m rules, the flow reads rule_list_blobs instead).",
+)
+
+rule_list_blobs = Table(
+    "rule_list_blobs",
+    metadata,
+    Column("list_name", Id(), primary_key=True),
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("part", Integer, primary_key=True, autoincrement=False),
+    Column("data", Blob, nullable=False, comment="rules.lists.pack: zlib(MessagePack), in parts"),
+    comment="A list's packed form, written once by the change that made it (ruleset version), "
+    "what the flow loads (written by the review app and python -m rules, read by the flow).",
+)
+
+ruleset_versions = Table(
+    "ruleset_versions",
+    metadata,
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("created_at", Timestamp, nullable=False, comment="UTC"),
+    Column("created_by", Id(), nullable=False),
+    Column("change", String(255), nullable=False, comment="what changed, in words"),
+    Column("rules", JSON, nullable=False, comment="every rule: rule_id, text, status"),
+    Column("lists", JSON, nullable=False, comment="list name -> kind, blob version, entries"),
+    comment="Every ruleset version, whole (a rollback is a new version), the flow applies the "
+    "newest (written by the review app and python -m rules, read by the flow).",
+)
+
+ruleset_audit = Table(
+    "ruleset_audit",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("version", BigInteger, nullable=False, comment="the ruleset version it made"),
+    Column("at", Timestamp, nullable=False, comment="UTC"),
+    Column("actor", Id(), nullable=False, comment="who"),
+    Column("action", String(32), nullable=False, comment="add_rule, edit_rule, set_status, ..."),
+    Column("target", String(128), nullable=False, comment="the rule or list"),
+    Column("diff", JSON, nullable=False, comment="what changed: before and after"),
+    Index("ix_ruleset_audit_version", "version"),
+    comment="Who changed which rule or list, when, and the diff. Insert-only for every account "
+    "but admin (written by the review app and python -m rules).",
 )

@@ -16,10 +16,10 @@ columns of ``model_versions``; a number that outgrows its padding still sorts ri
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, or_, select, tuple_, update
+from sqlalchemy import Connection, Row, and_, func, or_, select, tuple_, update
 
 from storage.tables import fraud_labels, model_versions
 
@@ -37,30 +37,40 @@ def version_key(version: str) -> tuple[int, int]:
 
 
 def fetch_version(connection: Connection, version: str) -> Row[Any] | None:
-    """One recorded version's metadata and pickled artifact, or None."""
-    mv = model_versions
+    """One recorded version's row: its name, lineage, sequence, metadata and pickled artifact
+    (and the other columns), or None."""
     return connection.execute(
-        select(mv.c.metadata, mv.c.artifact).where(mv.c.version == version)
+        select(model_versions).where(model_versions.c.version == version)
     ).first()
 
 
-def newest_after(
-    connection: Connection, after: str | None, *, exclude: Collection[str] = ()
-) -> Row[Any] | None:
-    """The newest recorded version after ``after`` (any version if None), leaving out the
-    versions in ``exclude``: its name, metadata and pickled artifact, or None."""
+def newer_rows(
+    connection: Connection,
+    after: str | None,
+    *,
+    below: tuple[int, int] | None = None,
+    limit: int = 16,
+) -> list[Row[Any]]:
+    """The versions recorded after ``after`` (all if None) and, with ``below``, before that
+    ``(lineage, sequence)``: newest first, at most ``limit``. Each row has every column but the
+    artifact, whose MD5 comes instead (``artifact_md5``), so that a page is light to read."""
     mv = model_versions
-    query = select(mv.c.version, mv.c.metadata, mv.c.artifact)
-    if exclude:
-        query = query.where(mv.c.version.not_in(sorted(exclude)))
+    columns = [c for c in mv.columns if c.name != "artifact"]
+    query = select(*columns, func.md5(mv.c.artifact).label("artifact_md5"))
     if after is not None:
         lineage, sequence = version_key(after)
-        query = query.where(
-            or_(mv.c.lineage > lineage, and_(mv.c.lineage == lineage, mv.c.sequence > sequence))
-        )
-    return connection.execute(
-        query.order_by(mv.c.lineage.desc(), mv.c.sequence.desc()).limit(1)
-    ).first()
+        query = query.where(tuple_(mv.c.lineage, mv.c.sequence) > tuple_(lineage, sequence))
+    if below is not None:
+        query = query.where(tuple_(mv.c.lineage, mv.c.sequence) < tuple_(*below))
+    order = (mv.c.lineage.desc(), mv.c.sequence.desc())
+    return list(connection.execute(query.order_by(*order).limit(limit)).all())
+
+
+def labels_name(connection: Connection, version: str) -> bool:
+    """True when some label is marked as learned by ``version`` (``learned_version``)."""
+    fl = fraud_labels
+    found = connection.execute(select(fl.c.topic).where(fl.c.learned_version == version).limit(1))
+    return found.first() is not None
 
 
 def record_version(
@@ -69,13 +79,34 @@ def record_version(
     *,
     labels_topic: str,
     learned: Sequence[tuple[int, int]],
-) -> None:
+    untrusted: Callable[[Row[Any]], str | None] | None = None,
+) -> list[tuple[str, str]]:
     """Store a version's row (first write wins) and mark the labels it learned since its parent
     (``(partition, offset)`` on ``labels_topic``) as learned by it; call in a transaction, so
-    that a version is recorded together with what it learned, or not at all."""
+    that a version is recorded together with what it learned, or not at all.
+
+    A row holding the version's name or its place in the order (lineage, sequence) that
+    ``untrusted`` finds fault with (it returns why, or None for a trusted row) is not this
+    version but a row written in its stead (forged, or a copy of another version). It blocks
+    the version: ``model_versions`` is insert-only for the flow's account (an audit of every
+    version that scored, ``storage/accounts.py``), so the row stays for the admin account to
+    remove, and the version is not stored. Its labels are marked as learned by it all the same
+    (they were: a replay must not learn them again); the learner's next version is recorded
+    as usual. Returns the blocking rows' names and what is wrong with them."""
     mv = model_versions
-    exists = connection.execute(select(mv.c.version).where(mv.c.version == row["version"])).first()
-    if exists is None:
+    same = or_(
+        mv.c.version == row["version"],
+        and_(mv.c.lineage == row["lineage"], mv.c.sequence == row["sequence"]),
+    )
+    stored = False
+    blocking: list[tuple[str, str]] = []
+    for existing in connection.execute(select(mv).where(same)).all():
+        why = untrusted(existing) if untrusted is not None else None
+        if why is None:
+            stored = stored or existing.version == row["version"]
+        else:
+            blocking.append((existing.version, why))
+    if not stored and not blocking:
         connection.execute(mv.insert(), [row])
     if learned:
         fl = fraud_labels
@@ -88,3 +119,4 @@ def record_version(
             )
             .values(learned_version=row["version"])
         )
+    return blocking

@@ -40,6 +40,8 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from features.contract import FraudLabel, Payment
+from settings.config import Config
+from storage.accounts import Accounts, revoke_all
 from storage.engine import make_engine
 from storage.parity import check as parity_check
 from storage.schema import DATABASE_OPTIONS, create_schema
@@ -51,22 +53,28 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def scratch_database(flow_url: str, admin_url: str, prefix: str) -> Iterator[str]:
+def scratch_database(config: Config, prefix: str) -> Iterator[str]:
     """A new database ``<prefix>_<random>``, created by the admin account as ``ops/services.sh``
-    creates the product's and holding the schema; the flow's URL for it (``flow_url``'s account,
-    which may only read and write rows). Dropped afterwards."""
+    creates the product's, holding the schema, with every job account's rights on it as
+    ``python -m storage.schema --create`` gives them in the product (``storage/accounts.py``);
+    the flow's URL for it (``config.on_database(name)`` has every account's). Afterwards the
+    rights are taken back (MySQL keeps them past a ``DROP``) and the database is dropped."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin_base = make_url(admin_url)
+    accounts = Accounts.of(config)
+    admin_base = make_url(config.mysql_admin_dsn)
     admin = make_engine(admin_base.set(database=None).render_as_string(hide_password=False))
     with admin.begin() as c:
         c.execute(text(f"CREATE DATABASE {name} {DATABASE_OPTIONS}"))
-    engine = make_engine(admin_base.set(database=name).render_as_string(hide_password=False))
-    create_schema(engine)
-    engine.dispose()
     try:
-        yield make_url(flow_url).set(database=name).render_as_string(hide_password=False)
+        engine = make_engine(admin_base.set(database=name).render_as_string(hide_password=False))
+        try:
+            create_schema(engine, accounts)
+        finally:
+            engine.dispose()
+        yield config.on_database(name).mysql_dsn
     finally:
         with admin.begin() as c:
+            revoke_all(c, name, accounts)
             c.execute(text(f"DROP DATABASE IF EXISTS {name}"))
         admin.dispose()
 

@@ -267,6 +267,13 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
     _dead("unknown_currency", _json(currency="XYZ"), "ISO 4217", "unknown currency XYZ"),
     _dead("non_payment_currency", _json(currency="XAU"), "ISO 4217", "gold is not money here"),
     _dead(
+        "fund_currency",
+        _json(currency="USN"),
+        "fund or special code",
+        "US dollar next day: an ISO 4217 fund code, not legal tender",
+    ),
+    _dead("test_currency", _json(currency="XTS"), "fund or special code", "the ISO test code"),
+    _dead(
         "lowercase_currency",
         _json(currency="eur"),
         "at `$.currency`",
@@ -336,6 +343,44 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
         "unknown field `note`",
         "900 kB extra field",
     ),
+    # -- monsters: what the error would quote is huge (bounded), the key is huge, the bytes odd
+    _dead(
+        "unknown_field_name_70k",
+        _json(**{"A" * 70_000: 1}),
+        "unknown field `AAAA",
+        "a field name of 70,000 characters: msgspec quotes it in its error",
+    ),
+    _dead(
+        "unknown_field_name_70k_odd_characters",
+        _json(**{'\x00\n`\u2028\U0001f4a5"\\é' * 7_000: 1}),
+        "unknown field `\\x00\\n`",
+        "a 70,000-character field name of NUL, line breaks, quotes and emoji",
+    ),
+    _dead(
+        "unknown_field_name_300k",
+        _json(**{"B" * 300_000: 1}),
+        "characters cut]",
+        "a field name of 300,000 characters",
+    ),
+    _dead(
+        "bad_enum_value_70k",
+        _json(channel="telepathy" * 8_000),
+        "Invalid enum value 'telepathy",
+        "an unknown channel of 72,000 characters: msgspec quotes it too",
+    ),
+    _dead(
+        "field_name_not_utf8",
+        _BASE[:-1] + b', "\xff\xfe' + b"X" * 70_000 + b'": 1}',
+        "Invalid UTF-8",
+        "a long field name that is not UTF-8",
+    ),
+    _dead(
+        "huge_key_small_value",
+        b'{"transaction_id": ',
+        "truncated",
+        "a key of 500,000 bytes with a broken message",
+        key=b"\x00\xffK" * 166_667,
+    ),
     _dead(
         "identifier_too_long",
         _json(terminal_id="T" * 65),
@@ -402,10 +447,23 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
         _json(transaction_id="hostile-tx-nanos", event_time="2026-03-02T09:30:00.123456789+01:00"),
         "nanoseconds are truncated to microseconds",
     ),
-    _scored(
+    _dead(
         "duplicate_json_key",
         _json(transaction_id="hostile-tx-dup-key")[:-1] + b', "amount_minor": 7}',
-        "a key twice: msgspec keeps the last value (7)",
+        "duplicate field `amount_minor`",
+        "a key twice (msgspec alone would keep the last value, 7)",
+    ),
+    _dead(
+        "duplicate_json_key_escaped",
+        _json(transaction_id="hostile-tx-dup-key-escaped")[:-1] + b', "\\u0061mount_minor": 7}',
+        "duplicate field `amount_minor`",
+        "a key twice, once spelled with a JSON escape",
+    ),
+    _dead(
+        "duplicate_transaction_id_key",
+        b'{"transaction_id": "hostile-tx-first", ' + _json(transaction_id="hostile-tx-second")[1:],
+        "duplicate field `transaction_id`",
+        "two transaction ids in one message: which one is it?",
     ),
     _dead(
         "duplicate_json_key_invalid_first",
@@ -527,6 +585,18 @@ LABEL_CASES: tuple[HostileCase, ...] = (
         "report time in 1970",
     ),
     _dead("payment_on_label_topic", _BASE, "unknown field `merchant_id`", "a payment, not a label"),
+    _dead(
+        "label_duplicate_key",
+        _label(is_fraud=False)[:-1] + b', "is_fraud": true}',
+        "duplicate field `is_fraud`",
+        "the verdict twice, both ways",
+    ),
+    _dead(
+        "label_duplicate_key_with_note",
+        _label(note='a note, with commas, and "quotes"')[:-1] + b', "card_id": "hostile-c-2"}',
+        "duplicate field `card_id`",
+        "a key twice in a label whose free text holds commas",
+    ),
     _dead(
         "label_id_with_final_newline",
         _label(transaction_id="hostile-tx-valid\n"),

@@ -27,29 +27,50 @@ BASE = Config.from_env(os.environ)
 @pytest.fixture
 def mysql_url() -> Iterator[str]:
     """A fresh database ``payscore_test_<random>`` with the schema, created as
-    ``ops/services.sh`` creates the product's (same character set and collation), dropped after
-    the test."""
-    with scratch_database(BASE.mysql_url, BASE.mysql_admin_url, "payscore_test") as url:
+    ``ops/services.sh`` creates the product's (same character set and collation), every account
+    with the product's rights on it (``storage/accounts.py``); the flow's URL. Dropped after the
+    test."""
+    with scratch_database(BASE, "payscore_test") as url:
         yield url
 
 
 @pytest.fixture
-def admin_engine(mysql_url: str) -> Iterator[Engine]:
-    """The test's database as the admin account (tables may be dropped and created)."""
+def database_config(mysql_url: str) -> Config:
+    """The settings with every account's URL on the test's database."""
     database = make_url(mysql_url).database
-    e = make_engine(
-        make_url(BASE.mysql_admin_url).set(database=database).render_as_string(hide_password=False)
-    )
+    assert database
+    return BASE.on_database(database)
+
+
+def _engine(url: str, **options: bool) -> Iterator[Engine]:
+    e = make_engine(url, **options)
     yield e
     e.dispose()
 
 
 @pytest.fixture
+def admin_engine(database_config: Config) -> Iterator[Engine]:
+    """The test's database as the admin account (tables may be dropped and created)."""
+    yield from _engine(database_config.mysql_admin_dsn)
+
+
+@pytest.fixture
 def engine(mysql_url: str) -> Iterator[Engine]:
-    """An engine on the test's database, as the bulk sink has it (``local_infile`` on)."""
-    e = make_engine(mysql_url, local_infile=True)
-    yield e
-    e.dispose()
+    """An engine on the test's database as the flow's account, as the bulk sink has it
+    (``local_infile`` on)."""
+    yield from _engine(mysql_url, local_infile=True)
+
+
+@pytest.fixture
+def review_engine(database_config: Config) -> Iterator[Engine]:
+    """The test's database as the review queue's account."""
+    yield from _engine(database_config.review_mysql_dsn)
+
+
+@pytest.fixture
+def models_engine(database_config: Config) -> Iterator[Engine]:
+    """The test's database as the model tools' account."""
+    yield from _engine(database_config.models_mysql_dsn)
 
 
 def fresh_topics(partitions: int) -> AbstractContextManager[dict[str, str]]:

@@ -9,15 +9,20 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from confluent_kafka import Producer
+from sqlalchemy.engine import make_url
 
 from features.contract import FraudLabel, Payment
 from model_state.signing import read_key
+from settings.config import Config
 from test_data.produce import from_samples, from_simulation, send
 from test_data.samples import SampleMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 # The key that signs the versions integration tests train, and that their flows trust.
 KEY_FILE = ROOT / ".services" / "test-model.key"
+# The broker the tests use: PAYSCORE_KAFKA_BROKERS (the shared one by default; a private one for
+# the drills that restart it).
+BROKERS = Config.from_env(os.environ).kafka_brokers
 
 
 def key_for_tests() -> bytes:
@@ -27,13 +32,24 @@ def key_for_tests() -> bytes:
 def flow_env(
     topics: dict[str, str], mysql_url: str, model_dir: Path, **extra: str
 ) -> dict[str, str]:
+    """The settings of a flow (and of the tools: review queue, model tools) on these topics (of
+    the configured broker) and the database of ``mysql_url`` (the flow's account; the others' as
+    configured), serving no metrics unless ``metrics_port`` is given."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSCORE_")}
     env.update({f"PAYSCORE_{k.upper()}": v for k, v in topics.items()})
+    database = make_url(mysql_url).database
+    assert database, mysql_url
+    on_it = Config.from_env(os.environ).on_database(database)
     env.update(
+        PAYSCORE_KAFKA_BROKERS=on_it.kafka_brokers,
         PAYSCORE_MYSQL_URL=mysql_url,
+        PAYSCORE_REVIEW_MYSQL_URL=on_it.review_mysql_dsn,
+        PAYSCORE_MODELS_MYSQL_URL=on_it.models_mysql_dsn,
+        PAYSCORE_MYSQL_ADMIN_URL=on_it.mysql_admin_dsn,
         PAYSCORE_MODEL_DIR=str(model_dir),
         PAYSCORE_MODEL_KEY_FILE=str(KEY_FILE),
         PAYSCORE_TAIL="false",
+        PAYSCORE_METRICS_PORT="0",
     )
     env.update({f"PAYSCORE_{k.upper()}": v for k, v in extra.items()})
     return env
@@ -45,7 +61,7 @@ def run_flow(
     started = time.perf_counter()
     done = subprocess.run(
         ["bash", str(ROOT / "ops" / "run_flow.sh"), str(processes), str(workers), *(extra or [])],
-        env={"FLOW_METRICS": "0"} | env | {"FLOW_BASE_PORT": str(2200 + os.getpid() % 500)},
+        env=env | {"FLOW_BASE_PORT": str(2200 + os.getpid() % 500)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -64,6 +80,6 @@ def produce(topics: dict[str, str], events: Iterable[Payment | FraudLabel | Samp
         if events and isinstance(events[0], SampleMessage)
         else from_simulation(events, *to)  # type: ignore[arg-type]
     )
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": BROKERS, "linger.ms": 5})
     report = send(records, producer, progress=False)
     assert report.ok, report.errors

@@ -50,6 +50,11 @@ METRICS: dict[str, Metric] = {
     ),
     "payscore_model_info": Metric("gauge", {"version": None}),
     "payscore_model_published_timestamp_seconds": Metric("gauge"),
+    "payscore_model_checked_timestamp_seconds": Metric("gauge"),
+    "payscore_model_behind_since_timestamp_seconds": Metric("gauge"),
+    "payscore_model_versions_refused_total": Metric(
+        "counter", {"reason": frozenset({"identity", "signature", "missing", "mismatch"})}
+    ),
     "payscore_labels_learned_total": Metric("counter"),
     "payscore_learner_backlog": Metric("gauge"),
     "payscore_psi": Metric("gauge", {"subject": None}),

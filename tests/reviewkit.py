@@ -3,9 +3,16 @@ the labels topic back."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
+import subprocess
 import time
+import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +27,7 @@ from review.explain import Explainers
 from review.publish import KafkaLabels
 from review.users import add_user
 from storage.tables import scored_payments
-from tests.flowrun import key_for_tests
+from tests.flowrun import ROOT, key_for_tests
 
 BROKERS = "127.0.0.1:9092"
 PASSWORD = "a long enough password"
@@ -59,7 +66,7 @@ def payment_row(
         "utc_offset_minutes": 60,
         "fraud_probability": probability,
         "decision": decision,
-        "reason_codes": ["amount_eur"],
+        "reason_codes": [] if decision == "approve" else ["amount_eur"],  # as the flow stores
         "model_version": version,
         "features": features(123.45),
         "kafka_partition": 0,
@@ -74,12 +81,15 @@ def store(engine: Engine, rows: list[dict[str, Any]]) -> None:
 
 
 def add_users(engine: Engine) -> None:
+    """alice (analyst) and victor (viewer), as ``python -m review.users`` adds them: ``engine``
+    is the admin account's (no job account may add a user)."""
     with engine.begin() as c:
         add_user(c, "alice", "analyst", PASSWORD)
         add_user(c, "victor", "viewer", PASSWORD)
 
 
 def app_for(engine: Engine, labels_topic: str, models: Path) -> Any:
+    """The review application on ``engine``, the review account's (``review_engine``)."""
     return create_app(
         engine,
         KafkaLabels({"bootstrap.servers": BROKERS}, labels_topic),
@@ -94,12 +104,20 @@ def token(page: str) -> str:
     return found[1]
 
 
-def signed_in(app: Any, name: str) -> TestClient:
-    client = TestClient(app)
-    login = client.get("/login")
-    response = client.post(
-        "/login", data={"name": name, "password": PASSWORD, "csrf_token": token(login.text)}
+def sign_in(client: Any, name: str, password: str = PASSWORD, **headers: str) -> Any:
+    """One sign-in attempt as a browser makes it: the form (for its CSRF token), then the POST."""
+    form = client.get("/login", headers=headers)
+    return client.post(
+        "/login",
+        data={"name": name, "password": password, "csrf_token": token(form.text)},
+        headers=headers,
     )
+
+
+def signed_in(app: Any, name: str, **options: Any) -> TestClient:
+    """A client signed in as ``name`` (``options`` go to the ``TestClient``)."""
+    client = TestClient(app, **options)
+    response = sign_in(client, name)
     assert response.status_code == 200, response.text
     assert f'<span id="user">{name}</span>' in response.text
     return client
@@ -136,3 +154,59 @@ def read_topic(
     finally:
         consumer.close()
     return messages
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status) == 200
+    except OSError:
+        return False
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextmanager
+def review_server(env: dict[str, str], log: Path) -> Iterator[str]:
+    """``python -m review`` in a subprocess with ``env`` on a free port: its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(ROOT / ".venv/bin/python"), "-m", "review"],
+        cwd=ROOT,
+        env=env | {"PAYSCORE_REVIEW_PORT": str(port)},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(
+            "the review application to answer",
+            lambda: answers(f"{base}/login") or process.poll() is not None,
+            30,
+        )
+        assert process.poll() is None, log.read_text()[-3000:]
+        yield base
+    finally:
+        stop(process)

@@ -31,6 +31,9 @@ ALERTED_ON = {
     "payscore_sink_retries_total",
     "payscore_learner_backlog",
     "payscore_model_published_timestamp_seconds",
+    "payscore_model_behind_since_timestamp_seconds",  # issue 20: scoring adopts the newest
+    "payscore_model_checked_timestamp_seconds",
+    "payscore_model_versions_refused_total",
 }
 
 

@@ -109,14 +109,17 @@ def test_scoring_a_batch_is_scoring_each_payment(family: str, weight: float) -> 
     }[family]  # fmt: skip
     scorer = Scorer(model, "v1", review=0.2, decline=0.6, positive_weight=weight)
     rows = [as_dict(r) for r in X[:300].tolist()]
-    batch = scorer.score_batch(rows)
+    batch = scorer.score_batch(rows, explain=True)
+    flow = scorer.score_batch(rows)  # as the flow scores: reasons only for those not approved
     assert len(batch) == len(rows)
-    for x, together in zip(rows, batch, strict=True):
+    for x, together, stored in zip(rows, batch, flow, strict=True):
         alone = scorer.score(x)
         assert together.probability == pytest.approx(alone.probability, rel=1e-9, abs=1e-15)
         assert together.decision == alone.decision
         assert together.reasons == alone.reasons
-    assert {s.decision for s in batch} >= {"approve"}
+        assert stored.probability == together.probability
+        assert stored.reasons == (None if stored.decision == "approve" else together.reasons)
+    assert "approve" in {s.decision for s in batch} and len({s.decision for s in batch}) > 1
     assert scorer.score_batch([]) == []
 
 

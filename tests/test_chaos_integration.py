@@ -1,6 +1,9 @@
 """A bounded chaos drill on the real broker and server: payments and labels flow while the flow is
 killed with ``kill -9`` at random moments (one right after a snapshot, one right after a
-restart), stopped once with SIGTERM, and MariaDB and the broker are each restarted under it.
+restart), stopped once with SIGTERM, and MariaDB and the broker are each restarted under it
+(``ops/services.sh restart-mysql|restart-kafka``: run it against private services, whose
+``SERVICES_*`` settings and ``PAYSCORE_*`` URLs and broker the test passes on; see the README's
+*Outages*).
 
 Afterwards, from MySQL alone (:mod:`test_data.chaos`): every payment is stored once with card
 features equal to the offline replay; every label message is accounted for and every claimed
@@ -33,11 +36,9 @@ from test_data.chaos import (
 )
 from test_data.generator import simulate
 from test_data.spec import LabelDelays, SimulationSpec
-from tests.flowrun import flow_env
+from tests.flowrun import BROKERS, flow_env
 
 pytestmark = pytest.mark.integration
-
-BROKERS = "127.0.0.1:9092"
 
 
 def stored(engine: Engine) -> int:

@@ -15,13 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
+from dataflows.dead_letter_topic import to_kafka
 from dataflows.keyed_history import fingerprint, keyed_history
-from dataflows.messages import DeadLetter, MessageDecoder, Positioned, to_kafka
+from dataflows.messages import DeadLetter, MessageDecoder, Positioned
 from features.card import CardHistory
 from features.catalog import FEATURE_NAMES
 from features.contract import LabelDecoder, Payment, PaymentDecoder
 from settings.config import Config
 from storage.labels import LabelledPayment
+from storage.rows import dead_letter_row
 from test_data.hostile import valid_payment
 
 DECODE = MessageDecoder(PaymentDecoder(), LabelDecoder())
@@ -66,6 +68,48 @@ def test_the_mysql_password_comes_from_a_file_and_never_twice(tmp_path: Path) ->
     )
     with pytest.raises(ValueError, match=r"PAYSCORE_MYSQL_PASSWORD_FILE=.* cannot be read"):
         _ = missing.mysql_dsn
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("REVIEW_MYSQL", "review_mysql_dsn"),
+        ("MODELS_MYSQL", "models_mysql_dsn"),
+        ("MYSQL_ADMIN", "mysql_admin_dsn"),
+    ],
+)
+def test_every_account_s_password_may_come_from_a_file(
+    tmp_path: Path, name: str, field: str
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("an0ther\n")
+    base = "mysql+pymysql://someone@db:3306/payscore"
+    config = Config.from_env(
+        {f"PAYSCORE_{name}_URL": base, f"PAYSCORE_{name}_PASSWORD_FILE": str(secret)}
+    )
+    assert make_url(getattr(config, field)).password == "an0ther"
+    twice = Config.from_env({f"PAYSCORE_{name}_PASSWORD_FILE": str(secret)})
+    with pytest.raises(ValueError, match=f"PAYSCORE_{name}_PASSWORD_FILE is set and "
+                       f"PAYSCORE_{name}_URL carries a password too"):  # fmt: skip
+        _ = getattr(twice, field)
+
+
+def test_each_job_has_its_own_account_and_a_database_moves_them_all() -> None:
+    config = Config.from_env({})
+    users = {
+        make_url(u).username
+        for u in (
+            config.mysql_url, config.review_mysql_url, config.models_mysql_url,
+            config.mysql_admin_url,
+        )
+    }  # fmt: skip
+    assert users == {"payscore_flow", "payscore_review", "payscore_models", "payscore_admin"}
+    moved = config.on_database("payscore_test_x")
+    for dsn in (
+        moved.mysql_dsn, moved.review_mysql_dsn, moved.models_mysql_dsn, moved.mysql_admin_dsn
+    ):  # fmt: skip
+        assert make_url(dsn).database == "payscore_test_x"
+        assert make_url(dsn).password  # the default URLs' passwords are kept
 
 
 def test_kafka_settings_from_a_file_reach_every_client(tmp_path: Path) -> None:
@@ -115,11 +159,11 @@ def test_a_bad_message_becomes_a_dead_letter_with_reason_and_position() -> None:
     assert (out.topic, out.partition, out.offset) == ("payments", 2, 7)
     assert out.error == "Expected `int` >= 0 - at `$.amount_minor`"
     assert out.received_at == datetime.fromtimestamp(1_777_000_000, UTC)
-    kafka = to_kafka(out, max_bytes=900_000)
-    assert kafka.value == out.value
-    assert kafka.key == b"payments/2/7"  # the same for every replay of the message
-    assert dict(kafka.headers)["source_offset"] == b"7"
-    assert "truncated" not in dict(kafka.headers)
+    key, value, headers = to_kafka(row_of(out), max_bytes=900_000)
+    assert value == out.value
+    assert key == b"payments/2/7"  # the same for every replay of the message
+    assert dict(headers)["source_offset"] == b"7"
+    assert "truncated" not in dict(headers)
 
 
 @given(
@@ -141,16 +185,20 @@ def test_a_dead_letter_of_any_size_fits_the_topic_and_says_what_was_cut(
         received_at=None,
         dead_lettered_at=datetime.now(UTC),
     )
-    kafka = to_kafka(letter, max_bytes)
-    headers = dict(kafka.headers)
-    total = len(kafka.key or b"") + len(kafka.value or b"")
-    total += sum(len(name) + len(value) for name, value in kafka.headers)
+    key, value, listed = to_kafka(row_of(letter), max_bytes)
+    headers = dict(listed)
+    total = len(key) + len(value or b"")
+    total += sum(len(name) + len(v) for name, v in listed)
     assert total <= max_bytes
-    assert letter.value is not None and kafka.value is not None
-    assert letter.value.startswith(kafka.value)
-    assert ("truncated" in headers) == (len(kafka.value) < size)
+    assert letter.value is not None and value is not None
+    assert letter.value.startswith(value)
+    assert ("truncated" in headers) == (len(value) < size)
     if "truncated" in headers:
         assert int(headers["truncated"]) == size
+
+
+def row_of(letter: DeadLetter) -> dict[str, object]:
+    return dead_letter_row(**msgspec.structs.asdict(letter))
 
 
 def test_an_event_far_ahead_of_its_record_time_is_dead() -> None:

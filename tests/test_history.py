@@ -569,7 +569,9 @@ def test_fillers_that_break_the_contract_are_refused_before_any_query() -> None:
 
 
 @pytest.mark.integration
-def test_load_from_mysql_rebuilds_what_the_flow_stored(engine: Engine) -> None:
+def test_load_from_mysql_rebuilds_what_the_flow_stored(
+    engine: Engine, models_engine: Engine
+) -> None:
     tokyo = timezone(timedelta(hours=9))
     made = [
         pay("t-1", at=T0 + timedelta(microseconds=123_456)),
@@ -616,7 +618,7 @@ def test_load_from_mysql_rebuilds_what_the_flow_stored(engine: Engine) -> None:
     )
     MySQLSinkPartition(engine, dead_letters).write_batch([letter])
 
-    history = load_from_mysql(engine, chunk_rows=2)
+    history = load_from_mysql(models_engine, chunk_rows=2)  # as train --from-mysql reads
 
     filled = {"mcc": "0000", "channel": "pos", "country": "AQ"}
     unknown = {"device_id": None, "latitude": None, "longitude": None}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import msgspec
 import pytest
+from babel.core import get_global
+from babel.numbers import get_territory_currencies
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,11 +17,13 @@ from features.contract import (
     COUNTRIES,
     CURRENCIES,
     MAX_AMOUNT_MINOR,
+    NOT_FOR_PAYMENTS,
     InvalidMessageError,
     LabelDecoder,
     Payment,
     PaymentDecoder,
 )
+from features.json_keys import repeated_key
 from test_data.hostile import (
     LABEL_CASES,
     PAYMENT_CASES,
@@ -100,9 +104,122 @@ def test_huge_payloads_are_flagged_for_kafka_limits():
     assert by_name["huge_payload_900kb_unknown_field"].fits_kafka_default
 
 
-def test_duplicate_json_keys_keep_the_last_value():
+def test_a_key_named_twice_is_refused_whichever_value_would_win():
     by_name = {c.name: c for c in PAYMENT_CASES}
-    assert PAYMENTS.decode(by_name["duplicate_json_key"].raw).amount_minor == 7
+    for name in ("duplicate_json_key", "duplicate_json_key_escaped"):
+        with pytest.raises(InvalidMessageError, match=r"duplicate field `amount_minor` .* at `\$`"):
+            PAYMENTS.decode(by_name[name].raw)
+    with pytest.raises(InvalidMessageError, match="duplicate field `transaction_id`"):
+        PAYMENTS.decode(by_name["duplicate_transaction_id_key"].raw)
+
+
+# -- currencies: every ISO 4217 fund and special code is refused, every legal tender taken ------
+
+# The codes the review named (ISO 4217's funds, metals, units of account, bond units, test and
+# "no currency"); NOT_FOR_PAYMENTS is derived from CLDR and must hold every one of them.
+ISO_FUNDS_AND_SPECIALS = (
+    *("USN", "BOV", "CHE", "CHW", "CLF", "COU", "MXV", "UYI", "UYW"),  # funds
+    *("XTS", "XXX", "XAU", "XAG", "XPD", "XPT", "XDR", "XBA", "XBB", "XBC", "XBD", "XSU", "XUA"),
+)  # fmt: skip
+
+
+def test_the_refused_currencies_hold_every_iso_fund_and_special_code() -> None:
+    assert set(ISO_FUNDS_AND_SPECIALS) <= NOT_FOR_PAYMENTS
+    assert not NOT_FOR_PAYMENTS & CURRENCIES
+    # Real money keeps going, the CFA and CFP francs and the East Caribbean dollar among it.
+    assert {"EUR", "USD", "CHF", "CLP", "MXN", "UYU", "BOB", "COP", "XOF", "XAF", "XPF", "XCD"} <= (
+        CURRENCIES
+    )
+
+
+@pytest.mark.parametrize("code", sorted(NOT_FOR_PAYMENTS | set(ISO_FUNDS_AND_SPECIALS)))
+def test_every_fund_and_special_code_is_refused_as_a_payment_currency(code: str) -> None:
+    raw = json.dumps(valid_payment(currency=code)).encode()
+    with pytest.raises(InvalidMessageError, match=rf"got '{code}' \(an ISO 4217 fund or special"):
+        PAYMENTS.decode(raw, received_at=RECEIVED_AT)
+
+
+@pytest.mark.parametrize("code", sorted(CURRENCIES))
+def test_every_payment_currency_is_legal_tender_somewhere_and_accepted(code: str) -> None:
+    tender = {
+        c
+        for territory in get_global("territory_currencies")
+        for c in get_territory_currencies(territory, date.min, date.max, tender=True)
+    }
+    assert code in tender
+    raw = json.dumps(valid_payment(currency=code)).encode()
+    assert PAYMENTS.decode(raw, received_at=RECEIVED_AT).currency == code
+
+
+# -- duplicate keys: any object that names a key twice is refused; any valid message is not ----
+
+
+def escaped_key(draw: Any, key: str) -> str:
+    """``key`` as JSON text, each character spelled plainly or as a \\u escape at random."""
+    spelled = "".join(f"\\u{ord(c):04x}" if draw(st.booleans()) else c for c in key)
+    return f'"{spelled}"'
+
+
+@st.composite
+def encoded(draw: Any, message: dict[str, Any], repeat: bool) -> bytes:
+    """``message`` as one JSON object in any key order, keys spelled any way, any whitespace;
+    with ``repeat``, one key (any) named a second time, its value the same or another valid
+    one, before or after the first."""
+    members = [(k, json.dumps(v)) for k, v in message.items()]
+    members = draw(st.permutations(members))
+    if repeat:
+        key, value = draw(st.sampled_from(members))
+        other = draw(st.sampled_from([value, *ALTERNATIVES.get(key, [])]))
+        members.insert(draw(st.integers(0, len(members))), (key, other))
+    space = st.sampled_from(["", " ", "\n", "\t ", "  "])
+    parts = [
+        f"{draw(space)}{escaped_key(draw, k)}{draw(space)}:{draw(space)}{v}{draw(space)}"
+        for k, v in members
+    ]
+    return ("{" + ",".join(parts) + "}").encode()
+
+
+ALTERNATIVES = {  # another valid value of each field, to repeat a key with
+    "transaction_id": ['"tx-other"'],
+    "card_id": ['"card-other"'],
+    "amount_minor": ["7", "0"],
+    "currency": ['"USD"'],
+    "is_fraud": ["false", "true"],
+    "note": ['"another, note"', "null"],
+    "latitude": ["1.5"],
+}
+PAYMENT_FIELDS = {**valid_payment(), "device_id": "dev-1", "schema_version": 1}
+LABEL = {
+    "transaction_id": "t-1",
+    "card_id": "c-1",
+    "is_fraud": True,
+    "reported_at": "2026-03-09T02:00:00Z",
+}
+notes = st.text(alphabet=st.characters(codec="utf-8"), max_size=40).map(lambda t: t + ', "x", y')
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), repeat=st.booleans(), label=st.booleans(), note=st.none() | notes)
+def test_a_repeated_key_is_refused_however_spelled_and_a_valid_message_is_not(
+    data: st.DataObject, repeat: bool, label: bool, note: str | None
+) -> None:
+    message: dict[str, Any] = dict(LABEL) if label else dict(PAYMENT_FIELDS)
+    if label and note is not None:
+        message["note"] = note
+    raw = data.draw(encoded(message, repeat))
+    decoder = LABELS if label else PAYMENTS
+    if repeat:
+        with pytest.raises(InvalidMessageError, match="duplicate field `"):
+            decoder.decode(raw, received_at=RECEIVED_AT)
+    else:
+        decoder.decode(raw, received_at=RECEIVED_AT)
+
+
+def test_repeated_key_names_the_key_and_sees_commas_in_free_text() -> None:
+    assert repeated_key(b'{"a": 1, "b": 2}') is None
+    assert repeated_key(b'{"a": 1, "\\u0061": 2}') == "a"
+    assert repeated_key(b'{"n": "x, y", "a": 1}', free_text=True) is None
+    assert repeated_key(b'{"n": "x, y", "n": "z"}', free_text=True) == "n"
 
 
 # -- properties: the decoder returns a valid payment or raises InvalidMessageError, nothing else --

@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import msgspec
 import pytest
 from confluent_kafka import Producer
 from sqlalchemy import Engine, func, select, text
 
+from features.bounded import TEXT_CHARS
 from storage.tables import dead_letters, fraud_labels, metadata, scored_payments
-from test_data.hostile import LABEL_CASES, PAYMENT_CASES, scored_transaction_ids
+from test_data.hostile import LABEL_CASES, PAYMENT_CASES, scored_transaction_ids, valid_payment
+from tests.test_dead_letters_integration import topic_keys
 from tests.test_flow_integration import flow_env, run_flow
 
 pytestmark = pytest.mark.integration
@@ -38,7 +41,7 @@ def produce(topic: str, cases: list) -> None:
 
 
 def test_every_hostile_message_ends_in_one_row_and_the_flow_keeps_going(
-    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
+    topics: dict[str, str], mysql_url: str, engine: Engine, admin_engine: Engine, models: Path
 ) -> None:
     payments = [c for c in PAYMENT_CASES if c.fits_kafka_default]
     labels = [c for c in LABEL_CASES if c.fits_kafka_default]
@@ -51,7 +54,6 @@ def test_every_hostile_message_ends_in_one_row_and_the_flow_keeps_going(
     with engine.connect() as c:
         letters = c.execute(select(dead_letters)).mappings().all()
         scored = c.execute(select(scored_payments.c.transaction_id)).scalars().all()
-        tables = {r[0] for r in c.execute(text("SHOW TABLES"))}
         dead_count = c.execute(select(func.count()).select_from(dead_letters)).scalar_one()
 
     expected_dead = [c for c in payments + labels if c.expected == "dead_letter"]
@@ -75,7 +77,15 @@ def test_every_hostile_message_ends_in_one_row_and_the_flow_keeps_going(
         topics["labels_topic"],
     }
 
+    # Every dead letter is on the topic too, under its key (table rows == topic messages).
+    assert set(topic_keys(topics["dead_letters_topic"])) == {
+        f"{d['topic']}/{d['kafka_partition']}/{d['kafka_offset']}".encode() for d in letters
+    }
+    assert all(len(d["error"]) <= TEXT_CHARS and d["error"].isprintable() for d in letters)
+
     assert sorted(scored) == sorted(scored_transaction_ids(tuple(payments)))
+    with admin_engine.connect() as c:  # the flow's account sees only the tables it may use
+        tables = {r[0] for r in c.execute(text("SHOW TABLES"))}
     assert tables == set(metadata.tables)  # the schema's tables and no other
     # Every label message ends in exactly one place: its fraud_labels row, or a dead letter.
     with engine.connect() as c:
@@ -92,3 +102,47 @@ def test_every_hostile_message_ends_in_one_row_and_the_flow_keeps_going(
         ).scalars()
         rejected = Counter(reason.split(":")[0] for reason in reasons)
     assert rejected == Counter(case.rejected for case in labels if case.rejected)
+
+
+MONSTERS = [
+    c
+    for c in PAYMENT_CASES
+    if c.name.startswith(("unknown_field_name", "bad_enum_value", "field_name_not", "huge_key"))
+]
+
+
+def test_monsters_stop_nothing_each_is_one_dead_letter_and_the_next_payments_are_stored(
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
+) -> None:
+    """The review's 70,000-character field name (which stopped the flow for good) and other
+    monsters on every partition, each followed by ordinary payments on every partition."""
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 5})
+    ordinary = []
+    for round_ in range(2):
+        for partition in range(4):
+            for case in MONSTERS:
+                producer.produce(
+                    topics["payments_topic"], value=case.raw, key=case.key, partition=partition
+                )
+            txn = f"after-monsters-{round_}-{partition}"
+            ordinary.append(txn)
+            value = msgspec.json.encode(valid_payment(transaction_id=txn, card_id=f"c-{txn}"))
+            producer.produce(topics["payments_topic"], value=value, key=b"c", partition=partition)
+    assert producer.flush(60) == 0
+    run_flow(flow_env(topics, mysql_url, models), processes=2, workers=2)
+
+    with engine.connect() as c:
+        letters = c.execute(select(dead_letters)).mappings().all()
+        scored = c.execute(select(scored_payments.c.transaction_id)).scalars().all()
+    assert sorted(scored) == sorted(ordinary)  # the flow went on storing after every monster
+    assert len(letters) == 2 * 4 * len(MONSTERS)  # each monster once
+    by_value = Counter(bytes(d["raw_value"]) for d in letters)
+    assert by_value == Counter({c.raw: 8 for c in MONSTERS})  # whole in MySQL
+    for letter in letters:
+        case = next(c for c in MONSTERS if c.raw == bytes(letter["raw_value"]))
+        assert case.says in letter["error"] and len(letter["error"]) <= TEXT_CHARS
+        assert bytes(letter["message_key"]) == case.key
+    keys = topic_keys(topics["dead_letters_topic"])
+    assert set(keys) == {
+        f"{d['topic']}/{d['kafka_partition']}/{d['kafka_offset']}".encode() for d in letters
+    }

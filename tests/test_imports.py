@@ -4,6 +4,8 @@
 - ``settings`` (the configuration) imports nothing of payscore, and every room may import it;
 - ``features`` imports only ``settings``: pure feature code;
 - nothing outside ``dataflows`` imports the flow;
+- ``rules`` imports ``settings``, ``features`` (the catalogue, the contract) and, in its I/O
+  modules only (:data:`RULES_IO`), ``storage``; its pure modules import nothing else;
 - no module imports itself back through others (no import circles).
 """
 
@@ -72,6 +74,23 @@ def test_features_import_only_settings() -> None:
         if room(m) == "features"
     }
     assert {m: d for m, d in bad.items() if d} == {}
+
+
+RULES_IO = {"rules.store", "rules.loader", "rules.backtest", "rules.__main__"}
+
+
+def test_rules_import_settings_features_and_storage_only_for_io() -> None:
+    graph = project_imports()
+    assert "rules.syntax" in graph
+    bad = {}
+    for module, deps in graph.items():
+        if room(module) != "rules":
+            continue
+        allowed = {"rules", "settings", "features"} | ({"storage"} if module in RULES_IO else set())
+        wrong = sorted(d for d in deps if room(d) not in allowed)
+        if wrong:
+            bad[module] = wrong
+    assert bad == {}
 
 
 def test_nothing_outside_the_flow_imports_it() -> None:

@@ -355,8 +355,10 @@ def _row(txn: str, card: str) -> dict[str, object]:
         max_size=5,
     )
 )
-def test_claims_in_mysql_learn_each_stored_payment_once(engine: Engine, batches) -> None:
-    with engine.begin() as c:
+def test_claims_in_mysql_learn_each_stored_payment_once(
+    engine: Engine, admin_engine: Engine, batches
+) -> None:
+    with admin_engine.begin() as c:  # the flow's account may delete nothing
         c.execute(text("DELETE FROM scored_payments"))
         c.execute(fraud_labels.delete())
     MySQLSinkPartition(engine, scored_payments).write_batch(
@@ -432,3 +434,55 @@ def test_a_resumed_join_tries_its_waiting_labels_with_the_first_batch() -> None:
     out, _ = resumed.on_batch([positioned(label("t2"), 1)])  # any batch, long before the timer
     assert [x.transaction_id for x in out] == ["t1"]  # replayed: its own row says claimed
     assert resumed.notify_at() is not None  # t2 waits for its payment
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    named=st.lists(
+        st.tuples(
+            st.sampled_from(["t1", "t2"]),
+            st.sampled_from(["c-1", "c-2"]),
+            st.sampled_from(["alice", "bob", None]),
+            st.booleans(),
+            st.sampled_from([7, 8]),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    recorded=st.sets(
+        st.tuples(
+            st.sampled_from(["t1", "t2"]),
+            st.sampled_from(["c-1", "c-2"]),
+            st.sampled_from(["alice", "bob"]),
+            st.booleans(),
+            st.sampled_from([7, 8]),
+        ),
+        max_size=4,
+    ),
+)
+def test_a_labels_analyst_is_believed_only_when_a_recorded_verdict_says_exactly_that(
+    named: list[tuple[str, str, str | None, bool, int]],
+    recorded: set[tuple[str, str, str, bool, int]],
+) -> None:
+    reads = [
+        ReadLabel(msgspec.structs.replace(label(t, card=c, fraud=f, days=d), analyst=a), 0, offset)
+        for offset, (t, c, a, f, d) in enumerate(named)
+    ]
+    confirmed = {
+        (t, c, a, f, (T0 + timedelta(days=d)).replace(tzinfo=None)) for t, c, a, f, d in recorded
+    }
+    store = FakeStore({"t1": "c-1", "t2": "c-1"})
+    _, rows, _ = resolve(
+        "labels",
+        reads,
+        {},
+        store.payments,
+        lambda _: False,
+        T0.replace(tzinfo=None),
+        confirmed=confirmed,
+    )
+    assert len(rows) == len(reads)  # every message has its row, whoever it names
+    for (t, c, a, f, d), row in zip(named, rows, strict=True):
+        verified = a is not None and (t, c, a, f, d) in recorded
+        assert row["analyst"] == (a if verified else None)
+        assert row["unverified_analyst"] == (None if verified or a is None else a)

@@ -115,8 +115,23 @@ def test_labels_from_kafka_change_the_version_that_scores_later_payments(
 
         wait_for("the learner to publish a version", lambda: len(online_versions()) > 0)
         wait_for(
-            "every label to be learned",
+            "every label to be claimed",
             lambda: count(engine, scored_payments.c.label_is_fraud.is_not(None)) == len(labels),
+        )
+
+        def learned_in_a_recorded_version() -> int:
+            mv = model_versions
+            with engine.connect() as c:
+                return c.execute(
+                    select(mv.c.labels_learned)
+                    .order_by(mv.c.lineage.desc(), mv.c.sequence.desc())
+                    .limit(1)
+                ).scalar_one()
+
+        # The last version comes up to PAYSCORE_PUBLISH_SECONDS after the last label is learned.
+        wait_for(
+            "every label to be learned in a recorded version",
+            lambda: learned_in_a_recorded_version() == len(labels),
         )
         time.sleep(3)  # > model_refresh_seconds: every worker has looked for the newest version
         published = online_versions()[-1]

@@ -1,11 +1,13 @@
 """The flow's Prometheus metrics, scraped from every process during a real run, add up to what
 landed in MySQL: payments by decision, labels by outcome, dead letters; the model in use and the
-consumer lag are there; the health probe says ready."""
+consumer lag are there; the health probe says ready. They are served on 127.0.0.1 only unless
+PAYSCORE_METRICS_HOST says otherwise, and the flow writes no file for them (issue 20, item 7)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -55,9 +57,8 @@ def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
     for bad in (b"not json", b'{"transaction_id": 5}', b"{}"):
         producer.produce(topics["payments_topic"], bad, key=b"bad")
     producer.flush(30)
-    env = flow_env(topics, mysql_url, models, tail="true") | {
+    env = flow_env(topics, mysql_url, models, tail="true", metrics_port=str(base)) | {
         "FLOW_BASE_PORT": str(base + 50),
-        "FLOW_METRICS_BASE_PORT": str(base),
     }
     flow = subprocess.Popen(
         ["bash", str(ROOT / "ops" / "run_flow.sh"), str(PROCESSES), "1"],
@@ -135,3 +136,93 @@ def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
     }
     assert probe.returncode == 0, probe.stdout + probe.stderr
     print(f"scraped {PROCESSES} processes: {decisions}, labels {dict(outcomes)}, {letters} letters")
+
+
+def non_loopback_address() -> str | None:
+    """An IPv4 address of this machine other than 127.x (``hostname -I``), or None."""
+    try:
+        listed = subprocess.run(
+            ["hostname", "-I"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout.split()
+    except OSError:
+        listed = []
+    return next((a for a in listed if "." in a and not a.startswith("127.")), None)
+
+
+def refused(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_the_metrics_answer_on_loopback_only_and_no_file_is_written_for_them(
+    topics: dict[str, str], mysql_url: str, models: Path, tmp_path: Path
+) -> None:
+    """Bytewax's API server listened on 0.0.0.0 and wrote its graph to
+    /tmp/payscore-api-PORT/dataflow.json, following a link a local user planted there."""
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no IPv4 address besides 127.x (hostname -I)")
+    base = 3700 + os.getpid() % 250
+    precious = tmp_path / "root-only"
+    precious.write_text("nobody may write here\n")
+    precious.chmod(0o600)
+    planted = []
+    for port in (base, base + 1):  # the folder the earlier run_flow.sh named for each process
+        folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"payscore-api-{port}"
+        folder.mkdir(exist_ok=True)
+        link = folder / "dataflow.json"
+        link.unlink(missing_ok=True)
+        link.symlink_to(precious)
+        planted.append(link)
+    env = flow_env(topics, mysql_url, models, tail="true", metrics_port=str(base)) | {
+        "FLOW_BASE_PORT": str(base + 50)
+    }
+    flow = subprocess.Popen(
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "1"],
+        env=env | {"BYTEWAX_DATAFLOW_API_ENABLED": "true"},  # an operator's leftover: ignored
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                bodies = [scrape(base + i) for i in range(2)]
+                break
+            except OSError:
+                assert flow.poll() is None, "the flow stopped"
+                assert time.monotonic() < deadline, "no metrics on 127.0.0.1 within 120 s"
+                time.sleep(0.5)
+        assert all(any(n == "python_info" for n, _ in b) for b in bodies)
+        for i in range(2):
+            assert refused(address, base + i), f"{address}:{base + i} answered"
+    finally:
+        os.killpg(flow.pid, signal.SIGTERM)
+        output, _ = flow.communicate(timeout=60)
+    assert flow.returncode == 0, output[-3000:]
+    assert precious.read_text() == "nobody may write here\n"
+    for link in planted:
+        assert link.is_symlink() and link.readlink() == precious
+        link.unlink()
+        link.parent.rmdir()
+
+
+def test_a_metrics_host_setting_serves_on_that_address(tmp_path: Path) -> None:
+    """For scraping from elsewhere: PAYSCORE_METRICS_HOST names the address to listen on."""
+    from dataflows.metrics_server import serve_metrics
+
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no IPv4 address besides 127.x (hostname -I)")
+    with socket.socket() as s:
+        s.bind((address, 0))
+        port = s.getsockname()[1]
+    assert serve_metrics(address, port - 2, 2) == port
+    body = urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=5).read()
+    assert b"python_info" in body
+    assert refused("127.0.0.1", port)

@@ -5,9 +5,15 @@
 - MySQL down for longer than ``PAYSCORE_MYSQL_OUTAGE_SECONDS``: the flow exits non-zero with a
   message that says so; under ``ops/run_flow.sh --supervise`` it is started again and, once
   MySQL is back, stores everything with nothing lost.
+- The flow account's grants reset (revoked, granted again) right after MySQL comes back: the
+  refusals meanwhile are ridden out like an outage.
 - A bad message larger than the dead-letter topic takes is one dead letter: whole in MySQL, cut
   (and marked) on the topic; the flow goes on with the rest of its partition.
 - Model versions are ordered as numbers under the collation the project ships.
+
+The drills stop and start MariaDB and reset grants (``ops/services.sh``): run them against
+private services, whose ``SERVICES_*`` settings and ``PAYSCORE_*`` URLs and broker the tests
+pass on (the README's *Outages*), never against shared ones.
 """
 
 from __future__ import annotations
@@ -22,13 +28,13 @@ from sqlalchemy import Engine, func, insert, select, text
 
 from storage.rows import model_version_row
 from storage.tables import dead_letters, fraud_labels, model_versions, scored_payments
-from storage.versions import newest_after
+from storage.versions import newer_rows
 from test_data.chaos import FlowProcess, services, wait_for
 from test_data.generator import simulate
 from test_data.hostile import valid_payment
 from test_data.spec import LabelDelays, SimulationSpec
 from tests.builders import model_metadata
-from tests.flowrun import flow_env, produce, run_flow
+from tests.flowrun import BROKERS, flow_env, produce, run_flow
 
 pytestmark = pytest.mark.integration
 
@@ -122,12 +128,57 @@ def test_mysql_down_past_the_bound_stops_the_flow_and_the_supervisor_brings_it_b
     assert newest == claimed
 
 
+def test_a_grant_reset_right_after_mysql_comes_back_is_ridden_out(
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path, tmp_path: Path
+) -> None:
+    """MySQL restarts, and the flow account's grants are applied again the way DBAs' tools do
+    it (and ``ops/services.sh mysql-up`` did after every start): REVOKE ALL, GRANT 10 s later.
+    Every connection is new after the restart, and is refused meanwhile (1044). A flow MySQL
+    let in before rides it out like an outage: not supervised, it never exits, and stores
+    everything once (issue 20: it stopped, and one process aborted)."""
+    payments, labels = small_stream()
+    env = flow_env(
+        topics, mysql_url, models, tail="true", label_retry_seconds="1", model_refresh_seconds="1"
+    )
+    log = tmp_path / "flow.log"
+    flow = FlowProcess(env, tmp_path / "recovery", log, base_port=2670)
+    flow.start()
+    try:
+        half = len(payments) // 2
+        produce(topics, payments[:half])
+        wait_for("the first half", lambda: count(engine) == half, 90)
+        services("mysql-down")
+        try:
+            produce(topics, payments[half:])
+            produce(topics, labels)
+            time.sleep(5)  # the sinks retry, with new connections
+        finally:
+            services("mysql-up")
+        services("reset-grants", "10")
+
+        def stored(table, where, expected: int) -> bool:
+            assert flow.running, f"the flow exited:\n{log.read_text()[-3000:]}"
+            return count(engine, table, where) == expected
+
+        wait_for("every payment", lambda: stored(scored_payments, None, len(payments)), 120)
+        resolved = fraud_labels.c.status != "waiting"
+        wait_for("every label", lambda: stored(fraud_labels, resolved, len(labels)), 120)
+        assert flow.stop() == 0
+    finally:
+        if flow.running:
+            flow.kill9()
+    retried = [line for line in log.read_text().splitlines() if "retrying" in line]
+    assert any("(1044" in line or "(1142" in line for line in retried), "never refused"
+    claimed = count(engine, fraud_labels, fraud_labels.c.status == "claimed")
+    assert claimed == len({label.transaction_id for label in labels})
+
+
 def test_a_dead_letter_larger_than_its_topic_takes_is_stored_whole_and_cut_on_the_topic(
     topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
 ) -> None:
     huge = b'{"transaction_id": "' + b"x" * 1_040_200 + b'"}'  # the size the review sent
     after = msgspec.json.encode(valid_payment(transaction_id="after-the-huge-one"))
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "message.max.bytes": 2_000_000})
+    producer = Producer({"bootstrap.servers": BROKERS, "message.max.bytes": 2_000_000})
     for value in (huge, after):
         producer.produce(topics["payments_topic"], value=value, key=b"card", partition=0)
     assert producer.flush(30) == 0
@@ -140,7 +191,7 @@ def test_a_dead_letter_larger_than_its_topic_takes_is_stored_whole_and_cut_on_th
         stored = c.execute(select(scored_payments.c.transaction_id)).scalars().all()
     assert len(letters) == 1 and bytes(letters[0].raw_value) == huge
     assert stored == ["after-the-huge-one"]
-    consumer = Consumer({"bootstrap.servers": "127.0.0.1:9092", "group.id": "t"})
+    consumer = Consumer({"bootstrap.servers": BROKERS, "group.id": "t"})
     consumer.assign([TopicPartition(topics["dead_letters_topic"], p, 0) for p in range(4)])
     messages = []
     deadline = time.monotonic() + 20
@@ -179,7 +230,7 @@ def test_versions_are_ordered_as_numbers_under_the_shipped_collation(engine: Eng
             text("SELECT 'v00001.000123' > 'v00001.~' COLLATE utf8mb4_unicode_ci")
         ).scalar_one()
         newest = {
-            after: (row.metadata["version"] if (row := newest_after(c, after)) else None)
+            after: (rows[0].metadata["version"] if (rows := newer_rows(c, after)) else None)
             for after in ["v00001", "v00001.000123", "v00001.1000000", "v00002", None]
         }
     assert newest == {

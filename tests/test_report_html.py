@@ -17,6 +17,7 @@ from sqlalchemy import Engine, func, insert, select, text
 
 from features.contract import FraudLabel
 from storage.labels import ReadLabel, claim_labels
+from storage.report import report
 from storage.report_data import read_report
 from storage.report_html import render
 from storage.rows import dead_letter_row, model_version_row, scored_payment_row
@@ -52,7 +53,7 @@ def _fill(engine: Engine) -> None:
                 features={"amount_eur": 10.0},
                 probability=p,
                 decision=decision,
-                reasons=("amount_eur",),
+                reasons=None if decision == "approve" else ("amount_eur",),  # as the flow
                 model_version="v00001" if i < 6 else "v00001.000001",
                 scored_at=BASE + timedelta(hours=i % 3, seconds=1),
             )
@@ -224,8 +225,22 @@ def test_the_html_report_shows_what_mysql_holds_in_chromium(
         ]
         hourly = driver.find_elements(By.CSS_SELECTOR, '[data-testid="hourly-chart"] svg rect')
         assert len(hourly) == hour_decisions, "one bar per hour and decision with payments"
+        # Approvals are stored without reason codes: the report says where to get them.
+        top = _rows(driver, "top-score")
+        assert [(t, d, r) for t, _, _, d, r in top[1:]] == [
+            (
+                f"t-{i:02d}",
+                decision,
+                f"on demand: python -m review.explain t-{i:02d}"
+                if decision == "approve"
+                else "amount_eur",
+            )
+            for i, decision in zip(
+                range(10, 1, -1), ["decline"] + ["review"] * 3 + ["approve"] * 5, strict=True
+            )
+        ]
         # Values from the database are text, never markup.
-        assert _rows(driver, "top-score")[0][0] == HOSTILE_TXN
+        assert top[0][0] == HOSTILE_TXN
         body = driver.find_element(By.TAG_NAME, "body").get_attribute("textContent")
         assert HOSTILE_ERROR in body
         assert driver.find_elements(By.TAG_NAME, "script") == []
@@ -245,7 +260,7 @@ def test_the_latency_is_shown_when_the_columns_exist(engine: Engine, admin_engin
     _fill(engine)
     assert read_report(engine).latency is None
     assert 'data-testid="latency-missing"' in render(read_report(engine))
-    with engine.begin() as c:
+    with admin_engine.begin() as c:  # times the flow's account may not change
         # offsets 0-9: 3 ms; 10: 0.2 s; 11: 45 s
         c.execute(
             text(
@@ -261,3 +276,33 @@ def test_the_latency_is_shown_when_the_columns_exist(engine: Engine, admin_engin
     assert (latency.p50, latency.p99) == (0.005, 60)
     page = render(read_report(engine))
     assert '<span data-testid="latency-p99">≤ 60 s</span>' in page
+
+
+def test_the_text_report_says_where_an_approvals_reasons_are(engine: Engine) -> None:
+    """An approval stored without reason codes (as the flow stores it) is shown with the command
+    that computes them; stored reasons, an approval's too (a rule fired on it), as stored."""
+    cases = [
+        ("t-a", 0.3, "approve", None),
+        ("t-r", 0.6, "review", ("amount_eur", "card_count_24h")),
+        ("t-s", 0.2, "approve", ("amount_eur",)),
+    ]
+    MySQLSinkPartition(engine, scored_payments).write_batch(
+        [
+            scored_payment_row(
+                payment(transaction_id=txn), partition=0, offset=i,
+                features={"amount_eur": 10.0}, probability=p, decision=decision,
+                reasons=reasons, model_version="v00001", scored_at=BASE,
+            )
+            for i, (txn, p, decision, reasons) in enumerate(cases)
+        ]
+    )  # fmt: skip
+    shown = {
+        line.split()[0]: line.split("  reasons ")[1]
+        for line in report(engine).splitlines()
+        if "  reasons " in line
+    }
+    assert shown == {
+        "t-a": "on demand (python -m review.explain t-a)",
+        "t-r": "amount_eur, card_count_24h",
+        "t-s": "amount_eur",
+    }

@@ -31,6 +31,7 @@ from model_state.offline.retrain import (
 )
 from model_state.offline.retrain import record as record_version
 from model_state.offline.train import fit, new_model
+from settings.config import Config
 from storage import shadow
 from storage.labels import LabelledPayment
 from storage.rows import scored_payment_row
@@ -99,13 +100,13 @@ def trained_linear() -> object:
 
 @pytest.mark.integration
 def test_a_challenger_better_than_the_champion_starts_a_new_lineage(
-    engine: Engine, tmp_path: Path
+    engine: Engine, models_engine: Engine, tmp_path: Path
 ) -> None:
     champion = new_model()  # untrained: a coin for a champion
     store(engine, scores=scored_by(champion))
     record(engine, tmp_path, "v00001.000003", champion)
     fitted, verdict = retrain(
-        engine, tmp_path / "models", key=TEST_KEY, min_frauds=10, family="linear",
+        models_engine, tmp_path / "models", key=TEST_KEY, min_frauds=10, family="linear",
         maturity=timedelta(days=7),
     )  # fmt: skip
     assert fitted is not None and verdict.accepted
@@ -137,7 +138,7 @@ def test_a_challenger_better_than_the_champion_starts_a_new_lineage(
 
 
 def a_worse_challenger(
-    engine: Engine, tmp_path: Path, mysql_url: str, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, tmp_path: Path, database_config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
     """Stored rows a retrain can only fit badly, a champion that learned the truth, and the
     retrain command's settings; the model folder it writes to."""
@@ -148,17 +149,17 @@ def a_worse_challenger(
     key_file = tmp_path / "model.key"
     key_file.write_text(TEST_KEY.hex())
     key_file.chmod(0o600)
-    monkeypatch.setenv("PAYSCORE_MYSQL_URL", mysql_url)
+    monkeypatch.setenv("PAYSCORE_MODELS_MYSQL_URL", database_config.models_mysql_dsn)
     monkeypatch.setenv("PAYSCORE_MODEL_KEY_FILE", str(key_file))
     return tmp_path / "models"
 
 
 @pytest.mark.integration
 def test_a_challenger_worse_than_the_champion_changes_nothing(
-    engine: Engine, tmp_path: Path, mysql_url: str, monkeypatch: pytest.MonkeyPatch,
+    engine: Engine, tmp_path: Path, database_config: Config, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    models = a_worse_challenger(engine, tmp_path, mysql_url, monkeypatch)
+    models = a_worse_challenger(engine, tmp_path, database_config, monkeypatch)
     with pytest.raises(SystemExit) as refused:
         main(["--min-frauds", "10", "--family", "linear", "--model-dir", str(models),
               "--label-delay-days", "7"])  # fmt: skip
@@ -172,12 +173,12 @@ def test_a_challenger_worse_than_the_champion_changes_nothing(
 
 @pytest.mark.integration
 def test_a_refused_challenger_kept_as_a_candidate_changes_no_version(
-    engine: Engine, tmp_path: Path, mysql_url: str, monkeypatch: pytest.MonkeyPatch,
+    engine: Engine, tmp_path: Path, database_config: Config, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     """--candidate keeps the retrain, refused by the gate here, where it may shadow the
     champion (model_candidates) and publishes nothing."""
-    models = a_worse_challenger(engine, tmp_path, mysql_url, monkeypatch)
+    models = a_worse_challenger(engine, tmp_path, database_config, monkeypatch)
     main(["--min-frauds", "10", "--family", "linear", "--model-dir", str(models), "--candidate",
           "--label-delay-days", "7"])  # fmt: skip
     out = capsys.readouterr().out
@@ -191,21 +192,24 @@ def test_a_refused_challenger_kept_as_a_candidate_changes_no_version(
 
 
 @pytest.mark.integration
-def test_a_forced_retrain_learns_every_row_of_its_window(engine: Engine, tmp_path: Path) -> None:
+def test_a_forced_retrain_learns_every_row_of_its_window(
+    engine: Engine, models_engine: Engine, tmp_path: Path
+) -> None:
     store(engine)
     with pytest.raises(NotEnoughLabelsError, match=r"0 labelled payments stored in the last 0"):
         retrain(
-            engine, tmp_path, key=TEST_KEY, window=timedelta(hours=0), min_frauds=1, family="linear"
-        )
+            models_engine, tmp_path, key=TEST_KEY, window=timedelta(hours=0), min_frauds=1,
+            family="linear",
+        )  # fmt: skip
     window = timedelta(minutes=10_000)
     with pytest.raises(NotEnoughLabelsError, match=r"0 of the 501 labelled payments are mature"):
         retrain(
-            engine, tmp_path, key=TEST_KEY, window=window, min_frauds=1, family="linear",
+            models_engine, tmp_path, key=TEST_KEY, window=window, min_frauds=1, family="linear",
             force=True,
         )  # fmt: skip
     fitted, verdict = retrain(
-        engine, tmp_path, key=TEST_KEY, window=window, min_frauds=1, family="linear", force=True,
-        maturity=timedelta(0),
+        models_engine, tmp_path, key=TEST_KEY, window=window, min_frauds=1, family="linear",
+        force=True, maturity=timedelta(0),
     )  # fmt: skip
     assert fitted is not None and str(verdict) == "not compared with the champion (forced)"
     # The newest payment, t-2499, is 10 minutes before BASE: the window starts at t-1499.
@@ -214,11 +218,13 @@ def test_a_forced_retrain_learns_every_row_of_its_window(engine: Engine, tmp_pat
 
 
 @pytest.mark.integration
-def test_a_retrain_refuses_too_few_frauds(engine: Engine, tmp_path: Path) -> None:
+def test_a_retrain_refuses_too_few_frauds(
+    engine: Engine, models_engine: Engine, tmp_path: Path
+) -> None:
     store(engine)
     frauds = int(Y[:2000].sum()) - int(Y[7])
     with pytest.raises(NotEnoughLabelsError, match=rf"{frauds} of them frauds; at least 5000"):
-        retrain(engine, tmp_path, key=TEST_KEY, min_frauds=5000, family="linear")
+        retrain(models_engine, tmp_path, key=TEST_KEY, min_frauds=5000, family="linear")
     assert artifact.list_versions(tmp_path) == []
 
 

@@ -3,6 +3,7 @@ detail page; access (viewer, CSRF); a verdict as one label message, learned once
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,14 +14,17 @@ from starlette.testclient import TestClient
 
 from features.contract import FraudLabel, LabelDecoder
 from model_state import artifact
+from model_state.scorer import Scorer
 from review import queries
 from storage.labels import CLAIMED, REJECTED, ReadLabel, claim_labels
 from storage.tables import fraud_labels, review_verdicts
+from tests.flowrun import key_for_tests
 from tests.reviewkit import (
     PASSWORD,
     START,
     add_users,
     app_for,
+    features,
     payment_row,
     read_topic,
     signed_in,
@@ -93,11 +97,15 @@ def test_the_queue_reads_its_index_in_order(engine: Engine) -> None:
 
 
 def test_a_viewer_reads_but_has_no_verdict_form_and_a_verdict_post_is_refused(
-    engine: Engine, topics: dict[str, str], models: Path
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
 ) -> None:
     store(engine, [payment_row("tx-1", 0.7)])
-    add_users(engine)
-    client = signed_in(app_for(engine, topics["labels_topic"], models), "victor")
+    add_users(admin_engine)
+    client = signed_in(app_for(review_engine, topics["labels_topic"], models), "victor")
     assert "tx-1" in client.get("/queue").text
     page = client.get("/payments/tx-1")
     assert page.status_code == 200
@@ -107,17 +115,21 @@ def test_a_viewer_reads_but_has_no_verdict_form_and_a_verdict_post_is_refused(
     )
     assert refused.status_code == 403
     assert "victor is a viewer" in refused.text
-    with engine.connect() as c:
+    with review_engine.connect() as c:
         assert c.execute(select(review_verdicts)).all() == []
     assert read_topic(topics["labels_topic"], 1, timeout=3) == []
 
 
 def test_a_post_without_the_sessions_csrf_token_is_refused(
-    engine: Engine, topics: dict[str, str], models: Path
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
 ) -> None:
     store(engine, [payment_row("tx-1", 0.7)])
-    add_users(engine)
-    app = app_for(engine, topics["labels_topic"], models)
+    add_users(admin_engine)
+    app = app_for(review_engine, topics["labels_topic"], models)
     client = signed_in(app, "alice")
     page = client.get("/payments/tx-1")
     assert 'id="verdict-form"' in page.text
@@ -129,16 +141,20 @@ def test_a_post_without_the_sessions_csrf_token_is_refused(
     stranger = TestClient(app)
     login = stranger.post("/login", data={"name": "alice", "password": PASSWORD})
     assert login.status_code == 403
-    with engine.connect() as c:
+    with review_engine.connect() as c:
         assert c.execute(select(review_verdicts)).all() == []
     assert read_topic(topics["labels_topic"], 1, timeout=3) == []
 
 
 def test_a_wrong_password_signs_nobody_in(
-    engine: Engine, topics: dict[str, str], models: Path
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
 ) -> None:
-    add_users(engine)
-    client = TestClient(app_for(engine, topics["labels_topic"], models))
+    add_users(admin_engine)
+    client = TestClient(app_for(review_engine, topics["labels_topic"], models))
     login = client.get("/login")
     response = client.post(
         "/login", data={"name": "alice", "password": "wrong one!", "csrf_token": token(login.text)}
@@ -148,7 +164,11 @@ def test_a_wrong_password_signs_nobody_in(
 
 
 def test_a_verdict_is_one_label_message_with_the_analyst_and_an_audit_row(
-    engine: Engine, topics: dict[str, str], models: Path
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
 ) -> None:
     version = artifact.list_versions(models)[-1]
     missing = "v00042"  # a version neither on disk nor in model_versions
@@ -156,8 +176,8 @@ def test_a_verdict_is_one_label_message_with_the_analyst_and_an_audit_row(
         engine,
         [payment_row("tx-1", 0.7, version=version), payment_row("tx-2", 0.6, version=missing)],
     )
-    add_users(engine)
-    client = signed_in(app_for(engine, topics["labels_topic"], models), "alice")
+    add_users(admin_engine)
+    client = signed_in(app_for(review_engine, topics["labels_topic"], models), "alice")
     page = client.get("/payments/tx-1")
     assert 'id="contributions"' in page.text  # recomputed with the version that scored it
     given = client.post(
@@ -173,7 +193,7 @@ def test_a_verdict_is_one_label_message_with_the_analyst_and_an_audit_row(
     assert (label.transaction_id, label.card_id, label.is_fraud) == ("tx-1", "card-1", True)
     assert (label.analyst, label.note) == ("alice", "card holder denies it")
     assert messages[0].key() == b"card-1"
-    with engine.connect() as c:
+    with review_engine.connect() as c:
         (audit,) = c.execute(select(review_verdicts)).all()
     assert (audit.analyst, audit.is_fraud, audit.model_decision) == ("alice", True, "review")
     assert audit.model_probability == 0.7
@@ -191,11 +211,15 @@ def test_a_verdict_is_one_label_message_with_the_analyst_and_an_audit_row(
 
 
 def test_a_verdict_given_twice_or_replayed_is_learned_once(
-    engine: Engine, topics: dict[str, str], models: Path
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
 ) -> None:
     store(engine, [payment_row("tx-1", 0.7)])
-    add_users(engine)
-    client = signed_in(app_for(engine, topics["labels_topic"], models), "alice")
+    add_users(admin_engine)
+    client = signed_in(app_for(review_engine, topics["labels_topic"], models), "alice")
     for note in ("first look", "second look"):
         page = client.get("/payments/tx-1")
         response = client.post(
@@ -218,7 +242,7 @@ def test_a_verdict_given_twice_or_replayed_is_learned_once(
     assert again.replayed == 1
     assert len(again.learnable) == 1
     assert again.rejected == []
-    with engine.connect() as c:
+    with review_engine.connect() as c:
         ledger = c.execute(
             select(fraud_labels.c.status, fraud_labels.c.analyst).order_by(
                 fraud_labels.c.kafka_partition, fraud_labels.c.kafka_offset
@@ -230,3 +254,111 @@ def test_a_verdict_given_twice_or_replayed_is_learned_once(
     assert audits[0].earlier is None
     assert audits[1].earlier == "verdict #1 by alice: fraud"
     assert isinstance(reads[0].label, FraudLabel)
+
+
+def test_a_label_naming_an_analyst_without_her_verdict_is_stored_and_shown_unverified(
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
+) -> None:
+    """Issue 20, item 8c: anyone who may write to the labels topic could credit a label to an
+    analyst. Only a label that matches a recorded verdict names her; any other keeps the name as
+    an unverified claim, is learned all the same, and is never shown as her verdict."""
+    store(engine, [payment_row("tx-1", 0.7), payment_row("tx-2", 0.8), payment_row("tx-3", 0.9)])
+    add_users(admin_engine)
+    topic = topics["labels_topic"]
+    client = signed_in(app_for(review_engine, topic, models), "alice")
+    page = client.get("/payments/tx-1")
+    given = client.post(
+        "/payments/tx-1/verdict", data={"verdict": "fraud", "csrf_token": token(page.text)}
+    )
+    assert given.status_code == 200, given.text
+    (message,) = read_topic(topic, 1)
+    genuine = LabelDecoder().decode(message.value())
+    forged = [  # alice gave no verdict on tx-2; her verdict on tx-1 said fraud, at another time
+        msgspec.structs.replace(genuine, transaction_id="tx-2", note="in alice's name"),
+        msgspec.structs.replace(genuine, is_fraud=False),
+        msgspec.structs.replace(genuine, reported_at=genuine.reported_at + timedelta(seconds=1)),
+    ]
+    reads = [ReadLabel(genuine, message.partition(), message.offset())] + [
+        ReadLabel(label, 99, offset) for offset, label in enumerate(forged)
+    ]
+    with engine.begin() as c:  # the flow's label join: it reads the recorded verdicts
+        outcome = claim_labels(c, topic, reads)
+    assert sorted(p.transaction_id for p in outcome.learnable) == ["tx-1", "tx-2"]
+    with engine.connect() as c:
+        rows = c.execute(
+            select(
+                fraud_labels.c.transaction_id,
+                fraud_labels.c.is_fraud,
+                fraud_labels.c.analyst,
+                fraud_labels.c.unverified_analyst,
+            ).order_by(fraud_labels.c.kafka_partition, fraud_labels.c.kafka_offset)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("tx-1", True, "alice", None),
+        ("tx-2", True, None, "alice"),
+        ("tx-1", False, None, "alice"),
+        ("tx-1", True, None, "alice"),
+    ]
+    shown = client.get("/payments/tx-2").text
+    assert "unverified: the message names alice" in shown
+    assert '<td class="analyst">alice</td>' not in shown
+    assert '<td class="analyst">alice</td>' in client.get("/payments/tx-1").text
+    # A later verdict's record of what was known names the claim as a claim.
+    page = client.get("/payments/tx-2")
+    client.post("/payments/tx-2/verdict", data={"verdict": "fraud", "csrf_token": token(page.text)})
+    with review_engine.connect() as c:
+        earlier = c.execute(
+            select(review_verdicts.c.earlier).where(review_verdicts.c.transaction_id == "tx-2")
+        ).scalar_one()
+    assert earlier.endswith("fraud, claimed (names alice, unverified)")
+    assert " by alice" not in earlier
+
+
+def test_an_approvals_reasons_are_computed_on_demand_on_its_page_and_in_the_queue(
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
+) -> None:
+    """Approvals are stored without reason codes; the pages compute them with the version that
+    scored the payment, exactly as the scorer gives them, and say so."""
+    version = artifact.list_versions(models)[-1]
+    loaded = artifact.load(models, version, key=key_for_tests())
+    expected = Scorer(
+        loaded.model, version, review=1.0, decline=1.0,
+        positive_weight=loaded.metadata.positive_weight,
+    ).reasons([features(123.45)])[0]  # fmt: skip
+    assert expected, "the test payment must have some reason to show"
+    store(
+        engine,
+        [
+            payment_row("tx-a", 0.1, "approve", version=version),
+            payment_row("tx-b", 0.05, "approve", version="v00042", minutes=1),  # nowhere
+            payment_row("tx-r", 0.7, "review", version=version, minutes=2),
+        ],
+    )
+    add_users(admin_engine)
+    client = signed_in(app_for(review_engine, topics["labels_topic"], models), "victor")
+    page = client.get("/payments/tx-a").text
+    shown = (
+        f'<td id="reasons">{", ".join(expected)} <span class="on-demand" id="reasons-on-demand">'
+    )
+    assert shown in page
+    assert f"computed on demand with model version {version}" in page
+    stored = client.get("/payments/tx-r").text
+    assert '<td id="reasons">amount_eur</td>' in stored  # stored, shown as stored
+    missing = client.get("/payments/tx-b").text
+    assert 'id="reasons-unavailable"' in missing
+    assert "model version v00042 could not compute them" in missing
+
+    queue = client.get("/queue?decision=approve&decision=review").text
+    cells = re.findall(r'<td class="reasons">(.*?)</td>', queue)
+    assert cells[0] == "amount_eur"  # tx-r, highest probability first
+    assert cells[1].startswith(f'{", ".join(expected)} <span class="on-demand"')
+    assert "(on demand)" in cells[1]
+    assert "not computed" in cells[2]

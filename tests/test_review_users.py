@@ -21,7 +21,7 @@ def test_a_short_password_is_refused_before_anything_is_stored(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An unreachable database: the refusal must come before any connection.
-    monkeypatch.setenv("PAYSCORE_MYSQL_URL", "mysql+pymysql://nobody:x@127.0.0.1:1/none")
+    monkeypatch.setenv("PAYSCORE_MYSQL_ADMIN_URL", "mysql+pymysql://nobody:x@127.0.0.1:1/none")
     secret = tmp_path / "password"
     secret.write_text("short\n")
     assert main(["add", "alice", "--role", "analyst", "--password-file", str(secret)]) == 2

@@ -1,11 +1,22 @@
-"""An existing database gets what later code added: missing indexes and nullable columns."""
+"""An existing database gets what later code added: missing tables, indexes and nullable
+columns, and the analysts of its stored labels checked."""
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import Engine, inspect, text
+import os
+import subprocess
+import sys
+from datetime import datetime
 
+import pytest
+from sqlalchemy import Engine, insert, inspect, text
+from sqlalchemy.engine import make_url
+
+from settings.config import Config
+from storage.accounts import Accounts
 from storage.schema import create_schema
+from storage.tables import review_verdicts
+from tests.conftest import BASE
 
 pytestmark = pytest.mark.integration
 
@@ -17,11 +28,13 @@ def test_an_older_database_gets_the_review_indexes_and_the_analyst_column(
         c.execute(text("DROP INDEX ix_scored_payments_queue ON scored_payments"))
         c.execute(text("DROP INDEX ix_scored_payments_merchant_queue ON scored_payments"))
         c.execute(text("ALTER TABLE fraud_labels DROP COLUMN analyst"))
+        c.execute(text("ALTER TABLE scored_payments DROP COLUMN country, DROP COLUMN device_id"))
+        c.execute(text("DROP TABLE ruleset_audit, fraud_rules"))
     before = {i["name"] for i in inspect(admin_engine).get_indexes("scored_payments")}
     assert "ix_scored_payments_queue" not in before
 
-    create_schema(admin_engine)
-    create_schema(admin_engine)  # a second run changes nothing and does not fail
+    create_schema(admin_engine, Accounts.of(BASE))
+    create_schema(admin_engine, Accounts.of(BASE))  # a second run changes nothing and does not fail
 
     inspector = inspect(admin_engine)
     indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("scored_payments")}
@@ -33,3 +46,75 @@ def test_an_older_database_gets_the_review_indexes_and_the_analyst_column(
     assert "ix_scored_payments_merchant_queue" in indexes
     analyst = {c["name"]: c for c in inspector.get_columns("fraud_labels")}["analyst"]
     assert analyst["nullable"] is True
+    payments = {c["name"]: c for c in inspector.get_columns("scored_payments")}
+    assert payments["country"]["nullable"] is True
+    assert payments["device_id"]["nullable"] is True
+    assert {"fraud_rules", "ruleset_audit"} <= set(inspector.get_table_names())
+
+
+def test_the_create_command_adds_the_sign_in_tables_and_rechecks_stored_analysts(
+    admin_engine: Engine, mysql_url: str
+) -> None:
+    """An install from before issue 20: no session, limit or audit tables, no
+    ``fraud_labels.unverified_analyst``, and labels whose analyst nobody checked. ``python -m
+    storage.schema --create`` (the admin's command) adds what is missing and moves every analyst
+    that no recorded verdict confirms to ``unverified_analyst``."""
+    decided = datetime(2026, 3, 9, 10, 0, 0, 123456)
+    with admin_engine.begin() as c:
+        for table in ("review_sessions", "review_login_limits", "review_login_audit"):
+            c.execute(text(f"DROP TABLE {table}"))
+        c.execute(text("ALTER TABLE fraud_labels DROP COLUMN unverified_analyst"))
+        c.execute(
+            insert(review_verdicts).values(
+                transaction_id="tx-1", card_id="card-1", analyst="alice", is_fraud=True,
+                decided_at=decided, model_version="v00001", model_decision="review",
+                model_probability=0.7, labels_topic="labels",
+            )
+        )  # fmt: skip
+        for offset, (txn, fraud, at) in enumerate(
+            [("tx-1", True, decided), ("tx-2", True, decided), ("tx-1", False, decided)]
+        ):
+            c.execute(
+                text(
+                    "INSERT INTO fraud_labels (topic, kafka_partition, kafka_offset, "
+                    "transaction_id, card_id, is_fraud, reported_at, status, first_seen_at, "
+                    "analyst) VALUES ('labels', 0, :o, :t, 'card-1', :f, :at, 'claimed', :at, "
+                    "'alice')"
+                ),
+                {"o": offset, "t": txn, "f": fraud, "at": at},
+            )
+    admin_url = (
+        make_url(Config.from_env({}).mysql_admin_url)
+        .set(database=make_url(mysql_url).database)
+        .render_as_string(hide_password=False)
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSCORE_")}
+    for run in range(2):  # a second run changes nothing
+        done = subprocess.run(
+            [sys.executable, "-m", "storage.schema", "--create"],
+            env=env | {"PAYSCORE_MYSQL_ADMIN_URL": admin_url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        moved = "2 labels named an analyst no recorded verdict confirms: now unverified"
+        assert (moved in done.stdout) == (run == 0), done.stdout
+
+    inspector = inspect(admin_engine)
+    assert {"review_sessions", "review_login_limits", "review_login_audit"} <= set(
+        inspector.get_table_names()
+    )
+    with admin_engine.connect() as c:
+        rows = c.execute(
+            text(
+                "SELECT transaction_id, is_fraud, analyst, unverified_analyst FROM fraud_labels "
+                "ORDER BY kafka_offset"
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("tx-1", 1, "alice", None),
+        ("tx-2", 1, None, "alice"),
+        ("tx-1", 0, None, "alice"),
+    ]

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from storage.accounts import Account, grant_as
 from storage.engine import make_engine
 from test_data.hostile import valid_payment
 from tests.flowrun import ROOT, flow_env
@@ -43,19 +44,25 @@ def run_flow_logs(env: dict[str, str]) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
+def flow_account(admin_engine: Engine, database: str, user: str) -> None:
+    """``user`` gets the flow's rights on the test's database, as the schema command gives the
+    configured flow account its own (storage/accounts.py)."""
+    with admin_engine.begin() as c:
+        grant_as(c, database, "flow", Account(user, "127.0.0.1"))
+
+
 def test_no_log_line_holds_the_mysql_password(
-    topics: dict[str, str], mysql_url: str, models: Path, tmp_path: Path
+    topics: dict[str, str], mysql_url: str, admin_engine: Engine, models: Path, tmp_path: Path
 ) -> None:
     from confluent_kafka import Producer
 
     database = make_url(mysql_url).database
+    assert database
     user = f"psk_{secrets.token_hex(4)}"
     password = secrets.token_hex(16)
-    root_sql(
-        f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'; "
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{database}`.* TO '{user}'@'127.0.0.1'"
-    )
+    root_sql(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'")
     try:
+        flow_account(admin_engine, database, user)
         secret = tmp_path / "mysql.password"
         secret.write_text(password + "\n")
         secret.chmod(0o600)
@@ -96,7 +103,7 @@ def test_no_log_line_holds_the_mysql_password(
 
 
 def test_the_flow_talks_to_a_mysql_that_requires_tls_and_checks_its_certificate(
-    topics: dict[str, str], mysql_url: str, models: Path, engine: Engine
+    topics: dict[str, str], mysql_url: str, models: Path, engine: Engine, admin_engine: Engine
 ) -> None:
     """``ops/services.sh`` starts MariaDB with a throwaway CA's certificate for 127.0.0.1; an
     account that requires TLS is reached with the URL's ``ssl_ca`` (server verified), refused
@@ -106,13 +113,12 @@ def test_the_flow_talks_to_a_mysql_that_requires_tls_and_checks_its_certificate(
 
     ca = Path("/etc/mysql/payscore-tls/ca.pem")  # as ops/services.sh installs it
     database = make_url(mysql_url).database
+    assert database
     user = f"pst_{secrets.token_hex(4)}"
     password = secrets.token_hex(16)
-    root_sql(
-        f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}' REQUIRE SSL; "
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{database}`.* TO '{user}'@'127.0.0.1'"
-    )
+    root_sql(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}' REQUIRE SSL")
     try:
+        flow_account(admin_engine, database, user)
         plain = make_url(mysql_url)._replace(username=user, password=password)
         tls = plain.update_query_dict({"ssl_ca": str(ca)})
         with pytest.raises(pymysql.err.OperationalError, match="1045"):  # no TLS: refused

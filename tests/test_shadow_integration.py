@@ -48,6 +48,9 @@ def test_a_candidate_shadows_then_is_promoted_in_every_process(
     topics: dict[str, str],
     mysql_url: str,
     engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    models_engine: Engine,
     models: Path,
     model_dir: Path,
     tmp_path: Path,
@@ -59,7 +62,7 @@ def test_a_candidate_shadows_then_is_promoted_in_every_process(
     (elsewhere / champion).symlink_to(model_dir / champion)
     spec = SimulationSpec(seed=44, days=10, cards=500, merchants=100)
     candidate = train(spec, elsewhere, key=key_for_tests(), validation_days=2, epochs=1)
-    with engine.begin() as c:
+    with models_engine.begin() as c:  # as python -m model_state.retrain --candidate does
         shadow.record_candidate(
             c, msgspec.to_builtins(candidate.metadata), candidate.payload, "test candidate"
         )
@@ -125,8 +128,9 @@ def test_a_candidate_shadows_then_is_promoted_in_every_process(
         assert f"{len(shadowed)} payments scored by both, {len(labels)} labelled" in comparison
         assert "average precision" in comparison and "decline rate" in comparison
         # The same comparison, as a page of the review queue, for a viewer.
-        add_users(engine)
-        page = signed_in(app_for(engine, topics["labels_topic"], models), "victor").get("/shadow")
+        add_users(admin_engine)
+        page = signed_in(app_for(review_engine, topics["labels_topic"], models), "victor")
+        page = page.get("/shadow")
         assert page.status_code == 200, page.text
         assert f'<strong id="challenger">{candidate.version}</strong>' in page.text
         assert f'<span id="labelled">{len(labels)}</span>' in page.text

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.dialects import mysql
 
-from storage.payments import reused_ids
+from storage.accounts import Accounts
+from storage.payments import settle_reused_ids
 from storage.rows import refused_row_letter
 from storage.schema import (
     DATABASE_OPTIONS,
@@ -21,16 +22,21 @@ from storage.schema import (
     render_ddl,
 )
 from storage.sink import (
+    INSERT_BYTES,
+    INSERT_ROWS,
     MySQLSinkPartition,
     SinkWriteError,
     Writing,
     first_write_wins,
     load_data_statement,
+    statement_chunks,
     tsv_field,
 )
 from storage.tables import dead_letters, metadata, scored_payments
+from tests.conftest import BASE
 
 TABLES = {table.name for table in metadata.sorted_tables}
+ACCOUNTS = Accounts.of(BASE)
 
 
 def test_schema_file_matches_the_table_definitions() -> None:
@@ -39,15 +45,24 @@ def test_schema_file_matches_the_table_definitions() -> None:
     )
 
 
-def test_first_write_wins_sql_updates_only_the_key_to_itself() -> None:
-    sql = str(first_write_wins(scored_payments).compile(dialect=mysql.dialect()))
-    assert sql.startswith("INSERT INTO scored_payments (transaction_id, card_id,")
-    assert sql.endswith("ON DUPLICATE KEY UPDATE transaction_id = scored_payments.transaction_id")
+def test_first_write_wins_sql_inserts_and_ignores_without_updating() -> None:
+    """An upsert would need the right to update every column it inserts (MariaDB), which the
+    flow's account has not: the sink inserts and skips what is stored (storage/accounts.py)."""
+    rows = [_row("a", 0.1), _row("b", 0.2)]
+    sql = str(first_write_wins(scored_payments, rows).compile(dialect=mysql.dialect()))
+    assert sql.startswith("INSERT IGNORE INTO scored_payments (transaction_id, card_id,")
+    assert "UPDATE" not in sql and sql.count("), (") == 1
 
 
-def test_first_write_wins_uses_the_composite_key_of_dead_letters() -> None:
-    sql = str(first_write_wins(dead_letters).compile(dialect=mysql.dialect()))
-    assert sql.endswith("ON DUPLICATE KEY UPDATE topic = dead_letters.topic")
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 600_000) | st.integers(0, 50), max_size=1500))
+def test_statement_chunks_keep_every_row_in_order_and_within_bounds(sizes: list[int]) -> None:
+    rows = [{"raw_value": b"x" * n} for n in sizes]
+    chunks = statement_chunks(rows)
+    assert [r for chunk in chunks for r in chunk] == rows
+    for chunk in chunks:
+        size = sum(len(r["raw_value"]) + 64 for r in chunk)
+        assert chunk and (len(chunk) == 1 or (len(chunk) <= INSERT_ROWS and size <= INSERT_BYTES))
 
 
 def _row(txn: str, probability: float) -> dict[str, object]:
@@ -199,8 +214,10 @@ def test_load_statement_decodes_binary_columns_from_hex() -> None:
         max_size=20,
     )
 )
-def test_any_text_and_bytes_round_trip_through_the_bulk_load(engine: Engine, letters) -> None:
-    with engine.begin() as c:
+def test_any_text_and_bytes_round_trip_through_the_bulk_load(
+    engine: Engine, admin_engine: Engine, letters
+) -> None:
+    with admin_engine.begin() as c:  # the flow's account may not delete a dead letter
         c.execute(text("DELETE FROM dead_letters"))
     now = datetime(2026, 11, 2, 8, 30)
     rows = [
@@ -241,7 +258,7 @@ def test_an_id_reused_for_another_payment_is_a_dead_letter_and_repeats_are_not(
             method,  # type: ignore[arg-type]
             refused=refused_row_letter("payments"),
             refused_table=dead_letters,
-            conflicts=reused_ids,
+            conflicts=settle_reused_ids,
         ),
     )
     first = _row("t-1", 0.1) | {"kafka_offset": 1}
@@ -264,7 +281,7 @@ def test_tables_of_an_older_schema_are_named_not_used(admin_engine: Engine) -> N
         c.execute(text("DROP TABLE model_versions"))
         c.execute(text("CREATE TABLE model_versions (version VARCHAR(64) PRIMARY KEY)"))
     with pytest.raises(SchemaMismatchError, match="model_versions lacks lineage, sequence"):
-        create_schema(admin_engine)
+        create_schema(admin_engine, ACCOUNTS)
 
 
 @pytest.mark.integration
@@ -298,7 +315,7 @@ def test_a_running_install_gains_the_columns_and_indexes_a_newer_payscore_added(
             text("ALTER TABLE scored_payments DROP COLUMN appended_at, DROP COLUMN stored_at")
         )
         c.execute(text("DROP INDEX ix_scored_payments_event_time ON scored_payments"))
-    create_schema(admin_engine)
+    create_schema(admin_engine, ACCOUNTS)
     with admin_engine.connect() as c:
         columns = {r[0] for r in c.execute(text("SHOW COLUMNS FROM scored_payments"))}
         indexes = {r[2] for r in c.execute(text("SHOW INDEX FROM scored_payments"))}

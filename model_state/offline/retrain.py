@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     config = Config.from_env(os.environ)
-    engine = make_engine(config.mysql_dsn)
+    engine = make_engine(config.models_mysql_dsn)
     try:
         fitted, verdict = retrain(
             engine,

@@ -46,6 +46,7 @@ from model_state import artifact, signing
 from model_state.offline.eval_metrics import card_precision_at_k, ranking_metrics
 from model_state.offline.retrain import record
 from model_state.scorer import decide
+from model_state.stored_versions import identity_problems
 from settings.config import Config
 from storage import shadow
 from storage.engine import make_engine
@@ -202,6 +203,9 @@ def promote(
     metadata = msgspec.convert(row.metadata, artifact.ModelMetadata, strict=False)
     # Refuse what the key does not vouch for, before anything is recorded.
     signing.verify(metadata, key, where=f"model version {version}")
+    problems = identity_problems(row, metadata)
+    if problems:
+        raise SystemExit(f"{version}: {'; '.join(problems)}; refusing to promote it")
     if hashlib.sha256(row.artifact).hexdigest() != metadata.content_hash:
         raise SystemExit(f"{version}: its stored artifact does not match its signed content hash")
     on_disk = artifact.version_number(artifact.next_version(model_dir)) if model_dir.exists() else 1
@@ -248,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         sub.add_argument("--note", default=None)
     args = parser.parse_args(argv)
     config = Config.from_env(os.environ)
-    engine = make_engine(config.mysql_dsn)
+    engine = make_engine(config.models_mysql_dsn)
     try:
         run(args, config, engine)
     finally:

@@ -656,7 +656,7 @@ def _main() -> None:
         else:
             from storage.engine import make_engine
 
-            loaded = history.load_from_mysql(make_engine(config.mysql_dsn))
+            loaded = history.load_from_mysql(make_engine(config.models_mysql_dsn))
         print(loaded.summary())
         result = train_history(
             loaded.stream(),

@@ -1,0 +1,62 @@
+"""A flow process that fails exits at once with status 1, without Python's finalization.
+
+How a failure ends a flow process, in order: the step it came from logs it with its Python
+cause, the step's id and a bounded traceback (:mod:`dataflows.failures`, event
+``step_failed``); Bytewax turns it into a panic and raises in the main thread (with several
+processes only ``PanicException: Send thread panic``); this module's hook prints that, logs
+that the process stops (event ``flow_failed``) and ends the process.
+
+Why: when a flow of several processes fails (one process's step raises; MySQL refused a write),
+Bytewax 0.21 ends each process with ``PanicException: Send thread panic``: timely's
+communication guard stops joining its threads at the first one that panicked, so the others are
+left running. One of them panics in turn when the other process closes its socket, and
+Bytewax's panic hook then takes the GIL. If Python is finalizing by then (a large heap takes a
+while), that thread is ended by ``pthread_exit``, whose forced unwind Rust's ``catch_unwind``
+catches: glibc aborts the process with ``FATAL: exception not rethrown`` (exit 134), the abort
+of issue 20. ``tests/test_exiting.py`` reproduces it with two Bytewax processes.
+
+:func:`install` sets :data:`sys.excepthook`: the error that ends the main thread is printed as
+Python prints it and logged, the log handlers and standard streams are flushed, and the process
+ends with ``os._exit(1)``. Nothing runs after it that a thread could race. What the flow wrote
+is in MySQL (every batch is a transaction) and in its recovery snapshots, as after the
+``kill -9`` it is built to survive; a supervisor restarts it (``ops/run_flow.sh --supervise``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from types import TracebackType
+
+from features.bounded import bounded
+
+log = logging.getLogger(__name__)
+
+FAILED = 1
+
+
+def install() -> None:
+    """Route the main thread's uncaught error to :func:`exit_at_once`; call at the entry
+    point."""
+    sys.excepthook = exit_at_once
+
+
+def exit_at_once(
+    kind: type[BaseException], error: BaseException, trace: TracebackType | None
+) -> None:
+    try:
+        sys.__excepthook__(kind, error, trace)
+        log.critical(
+            "the flow process stops: %s: %s (exit %d at once; what failed is logged before, "
+            "event step_failed)",
+            kind.__name__,
+            bounded(str(error), 1000),
+            FAILED,
+            extra={"event": "flow_failed", "reason": kind.__name__},
+        )
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+    finally:
+        os._exit(FAILED)

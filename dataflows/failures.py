@@ -1,0 +1,250 @@
+"""Whatever stops the flow is logged with its Python cause first.
+
+Bytewax (0.21.1) turns a Python exception raised in a step, a source or a sink into a Rust
+panic. Run as one process it raises the exception again with its traceback. Run as several
+(``-i``/``-a``, as ``ops/run_flow.sh`` runs them) the worker's panic hook hands the error to the
+main thread, but the timely communication thread panics too when the worker goes, and what the
+process prints is ``pyo3_runtime.PanicException: Send thread panic: Any { .. }`` and nothing of
+the cause (``src/run.rs``: ``cluster_main``'s panic hook and ``guards.join``).
+
+So :func:`log_failures` wraps every Python object the built flow hands to Bytewax (each core
+step's mapper, predicate, inspector and stateful logic, each source and sink and their
+partitions) in a guard that logs an exception at CRITICAL (event ``step_failed``), with the
+step's id and the bounded traceback (:data:`features.bounded.TRACEBACK_CHARS`), and raises it on
+unchanged. Each exception is logged once, by the innermost guard it passes. A source's
+``StopIteration`` (the end of its input) is not a failure. What a mapper or a stateful logic
+emits is made into a list inside the guard: Bytewax's ``op.map`` returns a generator, whose
+exception would otherwise come out later, in Bytewax's hands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from bytewax.dataflow import Dataflow, Operator
+from bytewax.inputs import (
+    DynamicSource,
+    FixedPartitionedSource,
+    StatefulSourcePartition,
+    StatelessSourcePartition,
+)
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import (
+    DynamicSink,
+    FixedPartitionedSink,
+    StatefulSinkPartition,
+    StatelessSinkPartition,
+)
+
+from features.bounded import TRACEBACK_CHARS, bounded
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+_LOGGED = "_payscore_logged"
+
+
+def log_failures(flow: Dataflow) -> Dataflow:
+    """``flow`` with every Python object Bytewax calls guarded (see the module docstring)."""
+    _guard_steps(flow.substeps)
+    return flow
+
+
+def failed(where: str, exc: BaseException) -> None:
+    """Log ``exc`` (once) as what stops the flow at ``where``."""
+    if getattr(exc, _LOGGED, False):
+        return
+    with contextlib.suppress(AttributeError, TypeError):  # else it may be logged twice
+        setattr(exc, _LOGGED, True)
+    text = "".join(traceback.format_exception(exc))
+    log.critical(
+        "%s failed, the flow stops: %s",
+        where,
+        bounded(text, TRACEBACK_CHARS, lines=True),
+        extra={"event": "step_failed", "reason": where},
+    )
+
+
+def guarded(where: str, function: F) -> F:
+    """``function``, logging what it raises (see :func:`failed`)."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except StopIteration:
+            raise
+        except Exception as exc:
+            failed(where, exc)
+            raise
+
+    return call  # type: ignore[return-value]
+
+
+def _guard_mapper(where: str, mapper: Callable[[list[Any]], Any]) -> Callable:
+    """A batch mapper, its items made inside the guard (``op.map`` returns a generator, which
+    would raise later, in Bytewax's hands)."""
+    return guarded(where, lambda batch: list(mapper(batch)))
+
+
+def _emitting(method: Callable[..., tuple[Any, bool]]) -> Callable[..., tuple[list[Any], bool]]:
+    def call(*args: Any) -> tuple[list[Any], bool]:
+        values, discard = method(*args)
+        return list(values), discard
+
+    return call
+
+
+def _guard_steps(steps: list[Operator]) -> None:
+    for index, step in enumerate(steps):
+        if step.substeps:
+            _guard_steps(step.substeps)
+            continue
+        changes = {
+            name: _GUARDS[name](step.step_id, getattr(step, name))
+            for name in _GUARDS
+            if hasattr(step, name)
+        }
+        if changes:
+            steps[index] = dataclasses.replace(step, **changes)  # type: ignore[type-var]
+
+
+def _guard_builder(where: str, builder: Callable[[Any], StatefulBatchLogic]) -> Callable:
+    def build(resume: Any) -> StatefulBatchLogic:
+        return _Logic(where, guarded(where, builder)(resume))
+
+    return build
+
+
+def _guard_source(where: str, source: object) -> object:
+    if isinstance(source, FixedPartitionedSource):
+        return _FixedSource(where, source)
+    if isinstance(source, DynamicSource):
+        return _DynamicSource(where, source)
+    return source
+
+
+def _guard_sink(where: str, sink: object) -> object:
+    if isinstance(sink, FixedPartitionedSink):
+        return _FixedSink(where, sink)
+    if isinstance(sink, DynamicSink):
+        return _DynamicSink(where, sink)
+    return sink
+
+
+_GUARDS: dict[str, Callable[[str, Any], Any]] = {
+    "mapper": _guard_mapper,
+    "predicate": guarded,
+    "inspector": guarded,
+    "builder": _guard_builder,
+    "source": _guard_source,
+    "sink": _guard_sink,
+}
+
+
+class _Logic(StatefulBatchLogic):
+    def __init__(self, where: str, inner: StatefulBatchLogic) -> None:
+        self.on_batch = guarded(where, _emitting(inner.on_batch))  # type: ignore[method-assign]
+        self.on_notify = guarded(where, _emitting(inner.on_notify))  # type: ignore[method-assign]
+        self.on_eof = guarded(where, _emitting(inner.on_eof))  # type: ignore[method-assign]
+        self.notify_at = guarded(where, inner.notify_at)  # type: ignore[method-assign]
+        self.snapshot = guarded(where, inner.snapshot)  # type: ignore[method-assign]
+
+    def on_batch(self, values: list[Any]) -> tuple[Any, bool]: ...  # replaced in __init__
+
+    def snapshot(self) -> Any: ...  # replaced in __init__
+
+
+class _StatefulSourcePart(StatefulSourcePartition):
+    def __init__(self, where: str, inner: StatefulSourcePartition) -> None:
+        self.next_batch = guarded(where, inner.next_batch)  # type: ignore[method-assign]
+        self.next_awake = guarded(where, inner.next_awake)  # type: ignore[method-assign]
+        self.snapshot = guarded(where, inner.snapshot)  # type: ignore[method-assign]
+        self.close = guarded(where, inner.close)  # type: ignore[method-assign]
+
+    def next_batch(self) -> list[Any]: ...  # replaced in __init__
+
+    def snapshot(self) -> Any: ...  # replaced in __init__
+
+
+class _StatelessSourcePart(StatelessSourcePartition):
+    def __init__(self, where: str, inner: StatelessSourcePartition) -> None:
+        self.next_batch = guarded(where, inner.next_batch)  # type: ignore[method-assign]
+        self.next_awake = guarded(where, inner.next_awake)  # type: ignore[method-assign]
+        self.close = guarded(where, inner.close)  # type: ignore[method-assign]
+
+    def next_batch(self) -> list[Any]: ...  # replaced in __init__
+
+
+class _FixedSource(FixedPartitionedSource):
+    def __init__(self, where: str, inner: FixedPartitionedSource) -> None:
+        self._where = where
+        self._inner = inner
+
+    def list_parts(self) -> list[str]:
+        return guarded(self._where, self._inner.list_parts)()
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> StatefulSourcePartition:
+        where = f"{self._where} (partition {for_part})"
+        inner = guarded(where, self._inner.build_part)(step_id, for_part, resume_state)
+        return _StatefulSourcePart(where, inner)
+
+
+class _DynamicSource(DynamicSource):
+    def __init__(self, where: str, inner: DynamicSource) -> None:
+        self._where = where
+        self._inner = inner
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> StatelessSourcePartition:
+        inner = guarded(self._where, self._inner.build)(step_id, worker_index, worker_count)
+        return _StatelessSourcePart(self._where, inner)
+
+
+class _StatelessSinkPart(StatelessSinkPartition):
+    def __init__(self, where: str, inner: StatelessSinkPartition) -> None:
+        self.write_batch = guarded(where, inner.write_batch)  # type: ignore[method-assign]
+        self.close = guarded(where, inner.close)  # type: ignore[method-assign]
+
+    def write_batch(self, items: list[Any]) -> None: ...  # replaced in __init__
+
+
+class _StatefulSinkPart(StatefulSinkPartition):
+    def __init__(self, where: str, inner: StatefulSinkPartition) -> None:
+        self.write_batch = guarded(where, inner.write_batch)  # type: ignore[method-assign]
+        self.snapshot = guarded(where, inner.snapshot)  # type: ignore[method-assign]
+        self.close = guarded(where, inner.close)  # type: ignore[method-assign]
+
+    def write_batch(self, values: list[Any]) -> None: ...  # replaced in __init__
+
+    def snapshot(self) -> Any: ...  # replaced in __init__
+
+
+class _DynamicSink(DynamicSink):
+    def __init__(self, where: str, inner: DynamicSink) -> None:
+        self._where = where
+        self._inner = inner
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> StatelessSinkPartition:
+        inner = guarded(self._where, self._inner.build)(step_id, worker_index, worker_count)
+        return _StatelessSinkPart(self._where, inner)
+
+
+class _FixedSink(FixedPartitionedSink):
+    def __init__(self, where: str, inner: FixedPartitionedSink) -> None:
+        self._where = where
+        self._inner = inner
+
+    def list_parts(self) -> list[str]:
+        return guarded(self._where, self._inner.list_parts)()
+
+    def part_fn(self, item_key: str) -> int:
+        return self._inner.part_fn(item_key)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> StatefulSinkPartition:
+        inner = guarded(self._where, self._inner.build_part)(step_id, for_part, resume_state)
+        return _StatefulSinkPart(self._where, inner)

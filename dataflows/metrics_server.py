@@ -1,0 +1,90 @@
+"""Each flow process serves its Prometheus metrics itself, at ``/metrics`` on
+``PAYSCORE_METRICS_HOST`` (127.0.0.1) and port ``PAYSCORE_METRICS_PORT`` + its process id.
+
+It serves prometheus_client's default registry: the ``payscore_*`` series
+(:mod:`dataflows.metrics`), Bytewax's Kafka consumer lag (``bytewax_kafka_consumer_lag``, a
+prometheus_client gauge of ``bytewax.connectors.kafka``), and the client's ``process_*`` and
+``python_*`` collectors. It writes no file.
+
+Bytewax's own API server (``BYTEWAX_DATAFLOW_API_ENABLED=true``) is not used, and the flow
+refuses to start with it: it binds every interface (0.0.0.0) with no setting to say otherwise,
+and writes the flow's graph to ``dataflow.json`` in a folder named by a setting, following a
+link planted there. What it showed besides is left out: its ``/dataflow`` graph
+(``PAYSCORE_METRICS_PORT=0 python -m bytewax.visualize
+dataflows.scoring:flow`` draws it offline) and Bytewax's
+per-step series (``bytewax_item_inp_count``, ``bytewax_*_duration_seconds``, kept in Bytewax's
+Rust registry, which only that server reads); the dashboard, the alerts and the health probe
+use neither.
+
+>>> process_id(["run.py", "dataflows.scoring:flow", "-w", "2", "-i", "1", "-a", "h:1;h:2"], {})
+1
+>>> process_id(["run.py", "dataflows.scoring:flow", "--process-id=3"], {})
+3
+>>> process_id(["run.py", "dataflows.scoring:flow"], {"BYTEWAX_PROCESS_ID": "2"})
+2
+>>> process_id(["run.py", "dataflows.scoring:flow", "-w", "2"], {})
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping, Sequence
+
+from prometheus_client import start_http_server
+
+log = logging.getLogger(__name__)
+
+BYTEWAX_API = "BYTEWAX_DATAFLOW_API_ENABLED"
+
+
+class MetricsServerError(RuntimeError):
+    """The metrics cannot be served as configured."""
+
+
+def process_id(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    """This process's id as ``python -m bytewax.run`` takes it: ``-i/--process-id``, else
+    ``BYTEWAX_PROCESS_ID``, else the pod's ordinal (Bytewax's Helm chart), else 0."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("-i", "--process-id", type=int)
+    known, _ = parser.parse_known_args(list(argv[1:]))
+    if known.process_id is not None:
+        return int(known.process_id)
+    if environ.get("BYTEWAX_PROCESS_ID"):
+        return int(environ["BYTEWAX_PROCESS_ID"])
+    pod, statefulset = environ.get("BYTEWAX_POD_NAME"), environ.get("BYTEWAX_STATEFULSET_NAME")
+    if pod and statefulset:
+        return int(pod.replace(statefulset + "-", ""))
+    return 0
+
+
+def refuse_bytewax_api(environ: Mapping[str, str]) -> None:
+    """Bytewax's API server is on: stop with what to do instead."""
+    if environ.get(BYTEWAX_API) == "true":
+        raise MetricsServerError(
+            f"{BYTEWAX_API}=true turns on Bytewax's API server, which listens on every interface "
+            "(0.0.0.0) and writes the flow's graph to a file of a predictable path; payscore "
+            "serves /metrics itself (PAYSCORE_METRICS_HOST, PAYSCORE_METRICS_PORT): unset "
+            f"{BYTEWAX_API}"
+        )
+
+
+def serve_metrics(host: str, base_port: int, process: int) -> int | None:
+    """Serve ``/metrics`` on ``host``:``base_port`` + ``process`` from a daemon thread; the port,
+    or None when ``base_port`` is 0 (no metrics)."""
+    if base_port == 0:
+        return None
+    port = base_port + process
+    where = f"PAYSCORE_METRICS_HOST={host}, PAYSCORE_METRICS_PORT={base_port} + process {process}"
+    if port > 65535:
+        raise MetricsServerError(f"no metrics port {port} ({where}): ports end at 65535")
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        raise MetricsServerError(
+            f"cannot serve metrics on {host}:{port} ({where}): {exc.strerror or exc}; give each "
+            "process a free port, or PAYSCORE_METRICS_PORT=0 for none"
+        ) from None
+    log.info("metrics on http://%s:%d/metrics", host, port, extra={"event": "metrics_served"})
+    return port

@@ -1,0 +1,167 @@
+"""``python -m rules``: read and change rules and lists (every change a new ruleset version).
+
+    python -m rules show                                   the rules now
+    python -m rules check "decline if amount_eur > 5000"   parse against the lists, store nothing
+    python -m rules add ID "RULE" --by NAME [--status shadow|active|disabled]
+    python -m rules edit ID "RULE" --by NAME
+    python -m rules status ID active|shadow|disabled --by NAME
+    python -m rules lists                                  the lists and their sizes
+    python -m rules list-create NAME KIND --by NAME [--description TEXT]
+    python -m rules list-add NAME VALUE... --by NAME [--expires WHEN] [--reason TEXT]
+    python -m rules list-remove NAME VALUE... --by NAME
+    python -m rules list-show NAME [--after VALUE] [--limit N]
+    python -m rules import NAME FILE.csv --by NAME [--skip-bad]
+    python -m rules versions [--limit N]
+    python -m rules diff FROM [TO]
+    python -m rules rollback VERSION --by NAME
+    python -m rules audit [--limit N]
+
+Connects as the review queue's account (``PAYSCORE_REVIEW_MYSQL_URL``): analysts change rules and
+lists, in the review queue or here, with the same rights (``storage/accounts.py``). A refused
+change prints why and exits with status 2, storing nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from rules.lists import parse_expiry
+from rules.store import ImportRefusedError, NewEntry, RulesStore
+from rules.syntax import parse, to_text
+from settings.config import Config
+from storage.engine import make_engine
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rules",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("show")
+    p = sub.add_parser("check")
+    p.add_argument("rule")
+    for name in ("add", "edit"):
+        p = sub.add_parser(name)
+        p.add_argument("rule_id")
+        p.add_argument("rule")
+        p.add_argument("--by", required=True)
+        if name == "add":
+            p.add_argument("--status", default="shadow", choices=("active", "shadow", "disabled"))
+    p = sub.add_parser("status")
+    p.add_argument("rule_id")
+    p.add_argument("status", choices=("active", "shadow", "disabled"))
+    p.add_argument("--by", required=True)
+    sub.add_parser("lists")
+    p = sub.add_parser("list-create")
+    p.add_argument("name")
+    p.add_argument("kind")
+    p.add_argument("--by", required=True)
+    p.add_argument("--description", default="")
+    p = sub.add_parser("list-add")
+    p.add_argument("name")
+    p.add_argument("values", nargs="+")
+    p.add_argument("--by", required=True)
+    p.add_argument("--expires", default="")
+    p.add_argument("--reason", default="")
+    p = sub.add_parser("list-remove")
+    p.add_argument("name")
+    p.add_argument("values", nargs="+")
+    p.add_argument("--by", required=True)
+    p = sub.add_parser("list-show")
+    p.add_argument("name")
+    p.add_argument("--after")
+    p.add_argument("--limit", type=int, default=100)
+    p = sub.add_parser("import")
+    p.add_argument("name")
+    p.add_argument("file", type=Path)
+    p.add_argument("--by", required=True)
+    p.add_argument("--skip-bad", action="store_true", help="import the good rows, report the bad")
+    p = sub.add_parser("versions")
+    p.add_argument("--limit", type=int, default=20)
+    p = sub.add_parser("diff")
+    p.add_argument("since", type=int)
+    p.add_argument("until", type=int, nargs="?")
+    p = sub.add_parser("rollback")
+    p.add_argument("version", type=int)
+    p.add_argument("--by", required=True)
+    p = sub.add_parser("audit")
+    p.add_argument("--limit", type=int, default=20)
+    return parser
+
+
+def run(args: argparse.Namespace, store: RulesStore) -> None:
+    c = args.command
+    if c == "show":
+        for r in store.rules():
+            print(f"{r.rule_id}\t{r.status}\tv{r.version}\t{r.text}")
+    elif c == "check":
+        print(to_text(parse(args.rule, store.snapshot().kinds())))
+    elif c == "add":
+        print(f"version {store.add_rule(args.rule_id, args.rule, by=args.by, status=args.status)}")
+    elif c == "edit":
+        print(f"version {store.edit_rule(args.rule_id, args.rule, by=args.by)}")
+    elif c == "status":
+        print(f"version {store.set_status(args.rule_id, args.status, by=args.by)}")
+    elif c == "lists":
+        for name, ref in sorted(store.snapshot().lists.items()):
+            print(f"@{name}\t{ref.kind}\t{ref.entries} entries")
+    elif c == "list-create":
+        version = store.create_list(args.name, args.kind, by=args.by, description=args.description)
+        print(f"version {version}")
+    elif c == "list-add":
+        expires = parse_expiry(args.expires)
+        entries = [NewEntry(v, expires, args.reason) for v in args.values]
+        print(f"version {store.add_entries(args.name, entries, by=args.by)}")
+    elif c == "list-remove":
+        print(f"version {store.remove_entries(args.name, args.values, by=args.by)}")
+    elif c == "list-show":
+        for e in store.entries(args.name, limit=args.limit, after=args.after):
+            expires = e.expires_at.isoformat() + "Z" if e.expires_at else "-"
+            print(f"{e.value}\t{expires}\t{e.added_by}\tv{e.added_in}\t{e.reason}")
+    elif c == "import":
+        result = store.import_csv(
+            args.name, args.file.read_text(encoding="utf-8"), by=args.by, skip_bad=args.skip_bad
+        )
+        print(
+            f"imported {result.imported} entries"
+            + (f" as version {result.version}" if result.version else "")
+        )
+        if result.bad_count:
+            print(f"{result.bad_count} bad rows skipped:\n{result.report}")
+    elif c == "versions":
+        for v in store.versions(args.limit):
+            print(f"{v.version}\t{v.created_at:%Y-%m-%d %H:%M:%S}Z\t{v.created_by}\t{v.change}")
+    elif c == "diff":
+        print("\n".join(store.diff(args.since, args.until).lines()))
+    elif c == "rollback":
+        print(f"version {store.rollback(args.version, by=args.by)}")
+    elif c == "audit":
+        for a in store.audit(args.limit):
+            when = f"{a.at:%Y-%m-%d %H:%M:%S}Z"
+            print(f"{a.version}\t{when}\t{a.actor}\t{a.action}\t{a.target}\t{a.diff}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    config = Config.from_env(os.environ)
+    engine = make_engine(config.review_mysql_dsn)  # the analysts' account (storage/accounts.py)
+    try:
+        run(args, RulesStore(engine, patience=config.mysql_outage_seconds))
+    except ImportRefusedError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        print(f"refused: {str(exc)[:2000]}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,689 @@
+"""Backtest: a draft rule, or a whole draft ruleset, run over the payments stored in
+``scored_payments``, compared with the live ruleset and the model.
+
+    python -m rules.backtest --rule ID "RULE" [--rule ID2 "RULE2" ...] [--since 2026-01-01]
+                             [--until 2026-02-01] [--status active|shadow] [--replace] [--json]
+    python -m rules.backtest --file draft.json   # [{"rule_id": ..., "text": ..., "status": ...}]
+
+The draft is the live ruleset (the newest version, with its lists) with the draft's rules added or
+replacing those of the same id; ``--replace`` makes the draft the whole ruleset. Each rule is
+evaluated over every payment stored with an event time in [since, until) with the
+same semantics as in the flow (:mod:`rules.vector`, property-tested against the flow's closures).
+**It is exact for velocity rules**: the features are those stored with each payment
+(``scored_payments.features``), what the flow computed when it scored it. The lists are the live
+ones, each entry applied to payments before its expiry, whenever it was added.
+
+It reports, per rule of the draft: payments hit, frauds caught and legitimate payments hit (the
+claimed labels, ``label_is_fraud``; unlabelled hits apart), their amount in euros, precision over
+the labelled hits, recall over the labelled frauds of the range, and the overlap with the model
+(frauds caught that the model approved); for the whole draft: the payments whose final decision
+(:mod:`rules.decisions`) changes against the live ruleset, by change, with examples; and per day,
+hits and frauds caught for a chart. :class:`BacktestReport` is what the review UI shows (a table
+and a chart; ``msgspec.json.encode`` it), and what the command prints.
+
+Rows stored before ``scored_payments`` kept the payment's ``country``, ``channel``, ``mcc``,
+``device_id`` and coordinates hold NULL there; a draft that reads one of them skips those rows
+and says how many it skipped. Payments are read from MySQL with the C extension of
+mysql-connector, features decoded with msgspec in batches, rules evaluated over columns with
+NumPy: ``benchmarks/bench_backtest.py`` measures a million.
+
+**Where it runs.** The C extension links libstdc++, which glibc cannot load into a process whose
+libraries (numba's, scikit-learn's) have taken its static TLS block: the review queue's process,
+or a test run's. :func:`backtest` therefore runs in the calling process when the extension loads
+there (``python -m rules.backtest``, which loads it before anything else) and otherwise in a new
+interpreter (this command, with ``--json``), at the cost of its start; the report is the same.
+Nothing is loaded when this module is imported. The command reads MySQL as the review queue's
+account (``PAYSCORE_REVIEW_MYSQL_URL``: payments, labels, rules and lists; it writes nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import math
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+from sqlalchemy.engine import make_url
+
+from rules.decisions import ACTION_RANK
+from rules.lists import ListIndex
+from rules.names import CONTRACT_FIELDS, NUMBER, OPTIONAL, PROBABILITY, TYPES
+from rules.ruleset import CompiledRule, Ruleset, RuleSpec, compile_ruleset
+from rules.store import RulesStore
+from rules.syntax import to_text
+from rules.vector import Columns, evaluate
+from settings.config import Config
+from storage.engine import make_engine
+
+log = logging.getLogger(__name__)
+CHUNK = 50_000
+EXAMPLES = 50
+DAY = 86_400
+CODES = ("approve", "review", "decline")
+_CODE = {b"approve": 0, b"review": 1, b"decline": 2}
+_LABEL = {None: -1, b"0": 0, b"1": 1}
+# Kept in scored_payments only since the rules came; NULL (with country) in older rows.
+LATE_FIELDS = frozenset({"mcc", "channel", "country", "device_id", "latitude", "longitude"})
+NULLABLE_STRINGS = frozenset({"mcc", "channel", "country", "device_id"})
+EARLIEST = datetime(2000, 1, 1)
+LATEST = datetime(2100, 1, 1)
+
+
+class RuleFigures(msgspec.Struct):
+    rule_id: str
+    action: str
+    status: str
+    text: str
+    hits: int = 0
+    frauds_caught: int = 0
+    legit_hit: int = 0
+    unlabelled_hit: int = 0
+    amount_eur_hit: float = 0.0
+    amount_eur_frauds_caught: float = 0.0
+    frauds_model_approved: int = 0  # frauds this rule catches that the model approved
+    precision: float | None = None  # frauds caught / labelled hits
+    recall: float | None = None  # frauds caught / labelled frauds of the range
+
+
+class DayFigures(msgspec.Struct):
+    day: str  # YYYY-MM-DD, UTC
+    payments: int
+    hits: dict[str, int]  # rule id -> payments hit that day
+    frauds_caught: dict[str, int]
+    changed: int  # payments whose final decision changes
+
+
+class BacktestReport(msgspec.Struct):
+    since: str
+    until: str
+    live_version: int
+    payments: int  # evaluated
+    skipped: int  # stored before the fields the draft reads were kept
+    labelled_frauds: int
+    labelled_legit: int
+    rules: list[RuleFigures]
+    changes: dict[str, int]  # "approve -> decline": payments
+    changed: int
+    changed_frauds: int
+    changed_legit: int
+    changed_examples: list[str]  # transaction ids, at most EXAMPLES
+    daily: list[DayFigures]
+    seconds: float = 0.0
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per rule, as the UI's table shows it."""
+        return [msgspec.structs.asdict(r) for r in self.rules]
+
+    def lines(self) -> list[str]:
+        out = [
+            f"backtest of {self.payments:,} payments from {self.since} to {self.until} against "
+            f"live ruleset version {self.live_version} ({self.labelled_frauds:,} labelled frauds, "
+            f"{self.labelled_legit:,} labelled legitimate) in {self.seconds:.1f} s"
+            + (f"; {self.skipped:,} older payments skipped" if self.skipped else ""),
+            "",
+            f"{'rule':<24} {'action':<8} {'status':<8} {'hits':>9} {'frauds':>7} {'legit':>7} "
+            f"{'amount EUR':>13} {'precision':>9} {'recall':>7} {'model ok':>8}",
+        ]
+        for r in self.rules:
+            out.append(
+                f"{r.rule_id[:24]:<24} {r.action:<8} {r.status:<8} {r.hits:>9,} "
+                f"{r.frauds_caught:>7,} {r.legit_hit:>7,} {r.amount_eur_hit:>13,.2f} "
+                f"{_share(r.precision):>9} {_share(r.recall):>7} {r.frauds_model_approved:>8,}"
+            )
+        out += [
+            "",
+            f"final decision changes against the live ruleset: {self.changed:,} payments "
+            f"({self.changed_frauds:,} frauds, {self.changed_legit:,} legitimate)",
+        ]
+        out += [f"  {change}: {n:,}" for change, n in sorted(self.changes.items())]
+        if self.changed_examples:
+            out.append("  e.g. " + ", ".join(self.changed_examples[:10]))
+        return out
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def draft_ruleset(
+    live: Sequence[RuleSpec],
+    draft: Sequence[RuleSpec],
+    lists: dict[str, ListIndex],
+    *,
+    replace: bool,
+) -> Ruleset:
+    """The draft's rules over the live ones (or alone), compiled; RulesetError if one is refused."""
+    specs = {r.rule_id: r for r in ([] if replace else live)}
+    specs.update((r.rule_id, r) for r in draft)
+    return compile_ruleset(specs.values(), lists, version=-1, what="the draft")
+
+
+def final_codes(model: np.ndarray, ruleset_masks: Sequence[tuple[str, np.ndarray]]) -> np.ndarray:
+    """The final decision of every payment (0 approve, 1 review, 2 decline) from the model's and
+    the active rules' masks, by the precedence of :func:`rules.decisions.decide`."""
+    size = model.shape[0]
+    fired = {action: np.zeros(size, dtype=bool) for action in ACTION_RANK}
+    for action, mask in ruleset_masks:
+        fired[action] |= mask
+    out = model.copy()
+    out = np.where(fired["review"], np.maximum(out, 1), out)  # never lowers a model decline
+    out = np.where(fired["decline"], 2, out)
+    return np.where(fired["allow"], 0, out)
+
+
+def c_extension_loads() -> bool:
+    """True when mysql-connector's C extension is (or can be) loaded into this process (see
+    the module docstring)."""
+    try:
+        import _mysql_connector  # noqa: F401  (what its C connection is made of)
+    except ImportError:
+        return False
+    return True
+
+
+def connect(url: str) -> Any:
+    """A mysql-connector connection (C extension) for a ``mysql+pymysql://`` URL."""
+    import mysql.connector  # here, not at import: see c_extension_loads
+
+    u = make_url(url)
+    options = {
+        "user": u.username,
+        "password": u.password or "",
+        "host": u.host or "127.0.0.1",
+        "port": u.port or 3306,
+        "database": u.database,
+        "charset": "utf8mb4",
+        "init_command": "SET time_zone = '+00:00'",
+    }
+    try:
+        return mysql.connector.connect(**options, use_pure=False)
+    except ImportError as exc:
+        # No C extension for this platform (backtest() runs elsewhere a process that cannot
+        # load it): the pure-Python driver reads the same rows.
+        log.warning(
+            "the backtest reads with mysql-connector's pure-Python driver (slower): %s",
+            str(exc)[:200],
+        )
+        return mysql.connector.connect(**options, use_pure=True)
+
+
+def _stream(
+    url: str, since: datetime, until: datetime, fields: list[str], features: list[str]
+) -> Iterator[tuple[list[tuple[Any, ...]], list[Any]]]:
+    """Chunks of (rows, decoded features) of the payments stored in [since, until)."""
+    # An absent feature is NaN, missing (the flow writes every feature, never null).
+    feature_type = msgspec.defstruct(
+        "StoredFeatures", [(name, float, math.nan) for name in features]
+    )
+    decode = msgspec.json.Decoder(list[feature_type])  # type: ignore[valid-type]
+    columns = [
+        "transaction_id",
+        "decision",
+        "fraud_probability",
+        "label_is_fraud",
+        "UNIX_TIMESTAMP(event_time)",
+        *(f"COALESCE({f}, '')" if f in NULLABLE_STRINGS else f for f in fields),
+        *(["features"] if features else []),
+    ]
+    sql = (
+        f"SELECT {', '.join(columns)} FROM scored_payments "
+        "WHERE event_time >= %s AND event_time < %s"
+    )
+    connection = connect(url)
+    try:
+        cursor = connection.cursor(raw=True)
+        cursor.execute(sql, (since, until))
+        while True:
+            rows = cursor.fetchmany(CHUNK)
+            if not rows:
+                break
+            if features:
+                decoded = decode.decode(b"[" + b",".join(r[-1] for r in rows) + b"]")
+            else:
+                decoded = []
+            yield rows, decoded
+        cursor.close()
+    finally:
+        connection.close()
+
+
+def _columns(
+    rows: list[tuple[Any, ...]], decoded: list[Any], fields: list[str], features: list[str]
+) -> tuple[Columns, dict[str, np.ndarray], np.ndarray]:
+    cols = list(zip(*rows, strict=True))
+    size = len(rows)
+    fixed = {
+        "transaction_id": np.array(cols[0], dtype=object),
+        "model": np.fromiter(map(_CODE.__getitem__, cols[1]), dtype=np.int8, count=size),
+        "label": np.fromiter(map(_LABEL.__getitem__, cols[3]), dtype=np.int8, count=size),
+    }
+    probability = np.fromiter(map(float, cols[2]), dtype=float, count=size)
+    ts = np.fromiter(map(float, cols[4]), dtype=float, count=size)
+    values: dict[str, np.ndarray] = {PROBABILITY: probability}
+    for i, name in enumerate(fields, start=5):
+        raw = cols[i]
+        if TYPES[name] != NUMBER:  # NULL came as '' (never a valid value): missing
+            column = np.array(list(map(bytes.decode, raw)), dtype=object)
+            if name in NULLABLE_STRINGS:
+                column[column == ""] = None
+            values[name] = column
+        elif name in OPTIONAL:
+            values[name] = np.array([np.nan if v is None else float(v) for v in raw], dtype=float)
+        else:
+            values[name] = np.fromiter(map(float, raw), dtype=float, count=size)
+    if features:  # one C-level pass: a tuple per payment, then a 2-D array
+        read = (
+            attrgetter(*features) if len(features) > 1 else (lambda d: (getattr(d, features[0]),))
+        )
+        table = np.array(list(map(read, decoded)), dtype=float).reshape(size, len(features))
+        for j, name in enumerate(features):
+            values[name] = table[:, j]
+    present = np.ones(size, dtype=bool)
+    if LATE_FIELDS & set(fields):
+        present = np.not_equal(values["country"], None) if "country" in values else present
+    return Columns(size, values, ts), fixed, present
+
+
+@dataclass
+class _Partial:
+    """What one scan of a time range counted; partials of ranges add up."""
+
+    rules: dict[str, RuleFigures]
+    evaluated: int = 0
+    skipped: int = 0
+    frauds: int = 0
+    legit: int = 0
+    changed: int = 0
+    changed_frauds: int = 0
+    changed_legit: int = 0
+    changes: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+    days: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, other: _Partial) -> None:
+        for name in ("evaluated", "skipped", "frauds", "legit", "changed", "changed_frauds",
+                     "changed_legit"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for rule_id, theirs in other.rules.items():
+            mine = self.rules[rule_id]
+            for name in ("hits", "frauds_caught", "legit_hit", "unlabelled_hit", "amount_eur_hit",
+                         "amount_eur_frauds_caught", "frauds_model_approved"):  # fmt: skip
+                setattr(mine, name, getattr(mine, name) + getattr(theirs, name))
+        for key, n in other.changes.items():
+            self.changes[key] = self.changes.get(key, 0) + n
+        self.examples = (self.examples + other.examples)[:EXAMPLES]
+        for d, theirs_day in other.days.items():
+            entry = self.days.setdefault(d, {"payments": 0, "hits": {}, "frauds": {}, "changed": 0})
+            entry["payments"] += theirs_day["payments"]
+            entry["changed"] += theirs_day["changed"]
+            for key in ("hits", "frauds"):
+                for rule_id, n in theirs_day[key].items():
+                    entry[key][rule_id] = entry[key].get(rule_id, 0) + n
+
+
+@dataclass
+class _Plan:
+    """What every scan needs: both rulesets compiled, the lists, the columns to read."""
+
+    url: str
+    live: Ruleset
+    proposed: Ruleset
+    lists: dict[str, ListIndex]
+    fields: list[str]
+    features: list[str]
+
+
+_PLAN: _Plan | None = None  # for the worker processes of a parallel backtest (forked)
+
+
+def backtest(
+    url: str,
+    draft: Sequence[RuleSpec],
+    *,
+    since: datetime = EARLIEST,
+    until: datetime = LATEST,
+    replace: bool = False,
+    store: RulesStore | None = None,
+    jobs: int = 1,
+) -> BacktestReport:
+    """Run ``draft`` over the payments stored in [since, until) (naive UTC or aware), reading the
+    database of ``url`` (the rules and lists through ``store`` if given).
+
+    ``jobs`` > 1 splits the range into that many spans of equal time, each read and evaluated
+    by a forked process (a command line's choice: do not fork a threaded server). Where the
+    MySQL reader's C extension cannot load, it all runs in a new interpreter (module docstring).
+    """
+    if c_extension_loads():
+        return backtest_here(
+            url, draft, since=since, until=until, replace=replace, store=store, jobs=jobs
+        )
+    return _in_a_new_interpreter(url, draft, since, until, replace=replace, jobs=jobs)
+
+
+def _in_a_new_interpreter(
+    url: str,
+    draft: Sequence[RuleSpec],
+    since: datetime,
+    until: datetime,
+    *,
+    replace: bool,
+    jobs: int,
+) -> BacktestReport:
+    """:func:`backtest` run by ``python -m rules.backtest --json`` (the draft in a file, the URL
+    in its environment: never on a command line)."""
+    started = time.perf_counter()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSCORE_")}
+    env["PAYSCORE_REVIEW_MYSQL_URL"] = url
+    with tempfile.TemporaryDirectory(prefix="payscore-backtest-") as work:
+        drafted = Path(work) / "draft.json"
+        drafted.write_bytes(msgspec.json.encode(msgspec.to_builtins(list(draft))))
+        command = [sys.executable, "-m", "rules.backtest", "--file", str(drafted), "--json"]
+        command += ["--since", _utc(since).isoformat(), "--until", _utc(until).isoformat()]
+        command += ["--jobs", str(jobs), *(["--replace"] if replace else [])]
+        done = subprocess.run(command, env=env, capture_output=True, check=False)
+    said = done.stderr.decode(errors="replace").strip()
+    if done.returncode == 2 and said.startswith("refused: "):
+        raise ValueError(said.removeprefix("refused: ")[:2000])
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"python -m rules.backtest exited with status {done.returncode}: {said[-2000:]}"
+        )
+    report = msgspec.json.decode(done.stdout, type=BacktestReport)
+    return msgspec.structs.replace(report, seconds=time.perf_counter() - started)
+
+
+def backtest_here(
+    url: str,
+    draft: Sequence[RuleSpec],
+    *,
+    since: datetime = EARLIEST,
+    until: datetime = LATEST,
+    replace: bool = False,
+    store: RulesStore | None = None,
+    jobs: int = 1,
+) -> BacktestReport:
+    """:func:`backtest` in this process (see there)."""
+    global _PLAN
+    started = time.perf_counter()
+    since, until = _utc(since), _utc(until)
+    engine = make_engine(url) if store is None else None
+    store = store or RulesStore(engine)  # type: ignore[arg-type]
+    try:
+        snapshot, lists = store.load()
+    finally:
+        if engine is not None:
+            engine.dispose()
+    live = compile_ruleset(snapshot.rules, lists, version=snapshot.version)
+    proposed = draft_ruleset(snapshot.rules, draft, lists, replace=replace)
+    names = set(live.names) | set(proposed.names) | {"amount_eur"}
+    fields = sorted(n for n in names if n in CONTRACT_FIELDS)
+    if LATE_FIELDS & set(fields) and "country" not in fields:
+        fields.append("country")
+    features = sorted(n for n in names if n not in CONTRACT_FIELDS and n != PROBABILITY)
+    plan = _Plan(url, live, proposed, lists, fields, features)
+    spans = _spans(url, since, until, jobs)
+    if len(spans) <= 1:
+        total = _scan(plan, since, until)
+    else:
+        _PLAN = plan
+        try:
+            with multiprocessing.get_context("fork").Pool(len(spans)) as pool:
+                partials = pool.starmap(_scan_planned, spans)
+        finally:
+            _PLAN = None
+        total = partials[0]
+        for other in partials[1:]:
+            total.add(other)
+    figures = [total.rules[r.rule_id] for r in proposed.rules]
+    for f in figures:
+        labelled = f.frauds_caught + f.legit_hit
+        f.precision = f.frauds_caught / labelled if labelled else None
+        f.recall = f.frauds_caught / total.frauds if total.frauds else None
+    daily = [
+        DayFigures(
+            (date(1970, 1, 1) + timedelta(days=d)).isoformat(),
+            e["payments"],
+            e["hits"],
+            e["frauds"],
+            e["changed"],
+        )
+        for d, e in sorted(total.days.items())
+    ]
+    return BacktestReport(
+        since.isoformat(sep=" "),
+        until.isoformat(sep=" "),
+        snapshot.version,
+        total.evaluated,
+        total.skipped,
+        total.frauds,
+        total.legit,
+        figures,
+        dict(sorted(total.changes.items())),
+        total.changed,
+        total.changed_frauds,
+        total.changed_legit,
+        total.examples,
+        daily,
+        time.perf_counter() - started,
+    )
+
+
+def _spans(
+    url: str, since: datetime, until: datetime, jobs: int
+) -> list[tuple[datetime, datetime]]:
+    """[since, until) cut into ``jobs`` spans of equal time between the first and the last
+    payment stored in it."""
+    if jobs <= 1:
+        return [(since, until)]
+    connection = connect(url)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(
+            "SELECT MIN(event_time), MAX(event_time) FROM scored_payments "
+            "WHERE event_time >= %s AND event_time < %s",
+            (since, until),
+        )
+        first, last = cursor.fetchone()
+        cursor.close()
+    finally:
+        connection.close()
+    if first is None or first == last:
+        return [(since, until)]
+    step = (last - first) / jobs
+    cuts = [first + step * i for i in range(1, jobs)]
+    bounds = [since, *cuts, until]
+    return list(itertools.pairwise(bounds))
+
+
+def _scan_planned(since: datetime, until: datetime) -> _Partial:
+    assert _PLAN is not None, "a worker of a parallel backtest runs in a forked process"
+    return _scan(_PLAN, since, until)
+
+
+def _scan(plan: _Plan, since: datetime, until: datetime) -> _Partial:
+    """Read and evaluate the payments stored in [since, until)."""
+    live, proposed, lists = plan.live, plan.proposed, plan.lists
+    total = _Partial(
+        {
+            r.rule_id: RuleFigures(r.rule_id, r.rule.action, r.status, _text(r))
+            for r in proposed.rules
+        }
+    )
+    for rows, decoded in _stream(plan.url, since, until, plan.fields, plan.features):
+        cols, fixed, present = _columns(rows, decoded, plan.fields, plan.features)
+        if not present.all():
+            total.skipped += int((~present).sum())
+            keep = np.flatnonzero(present)
+            cols = Columns(
+                keep.size,
+                {k: v[keep] for k, v in cols.columns.items()},
+                cols.event_ts[keep] if cols.event_ts is not None else None,
+            )
+            fixed = {k: v[keep] for k, v in fixed.items()}
+        if cols.size == 0:
+            continue
+        total.evaluated += cols.size
+        label, model = fixed["label"], fixed["model"]
+        is_fraud, is_legit = label == 1, label == 0
+        total.frauds += int(is_fraud.sum())
+        total.legit += int(is_legit.sum())
+        amount = np.nan_to_num(cols.columns["amount_eur"])
+        day = (cols.event_ts // DAY).astype(np.int64)  # type: ignore[operator]
+        masks = {}
+        for r in proposed.rules:
+            mask = evaluate(r.rule.condition, cols, lists)
+            masks[r.rule_id] = mask
+            f = total.rules[r.rule_id]
+            f.hits += int(mask.sum())
+            caught = mask & is_fraud
+            f.frauds_caught += int(caught.sum())
+            f.legit_hit += int((mask & is_legit).sum())
+            f.unlabelled_hit += int((mask & (label < 0)).sum())
+            f.amount_eur_hit += float(amount[mask].sum())
+            f.amount_eur_frauds_caught += float(amount[caught].sum())
+            f.frauds_model_approved += int((caught & (model == 0)).sum())
+        live_masks = [
+            (
+                r.rule.action,
+                masks[r.rule_id] if _same(r, proposed) else evaluate(r.rule.condition, cols, lists),
+            )
+            for r in live.rules
+            if r.status == "active"
+        ]
+        draft_masks = [
+            (r.rule.action, masks[r.rule_id]) for r in proposed.rules if r.status == "active"
+        ]
+        before, after = final_codes(model, live_masks), final_codes(model, draft_masks)
+        moved = before != after
+        total.changed += int(moved.sum())
+        total.changed_frauds += int((moved & is_fraud).sum())
+        total.changed_legit += int((moved & is_legit).sum())
+        if moved.any():
+            pairs = before[moved].astype(np.int64) * 3 + after[moved]
+            for code, n in zip(*np.unique(pairs, return_counts=True), strict=True):
+                key = f"{CODES[code // 3]} -> {CODES[code % 3]}"
+                total.changes[key] = total.changes.get(key, 0) + int(n)
+            if len(total.examples) < EXAMPLES:
+                ids = fixed["transaction_id"][moved][: EXAMPLES - len(total.examples)]
+                total.examples += [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        _count_days(total.days, day, moved, masks, is_fraud)
+    return total
+
+
+def _count_days(
+    days: dict[int, dict[str, Any]],
+    day: np.ndarray,
+    moved: np.ndarray,
+    masks: dict[str, np.ndarray],
+    is_fraud: np.ndarray,
+) -> None:
+    first = int(day.min())
+    at = day - first
+    span = int(at.max()) + 1
+    per_day = np.bincount(at, minlength=span).tolist()
+    moved_per_day = np.bincount(at[moved], minlength=span).tolist()
+    hits_per_day = {i: np.bincount(at[m], minlength=span).tolist() for i, m in masks.items()}
+    frauds_per_day = {
+        i: np.bincount(at[m & is_fraud], minlength=span).tolist() for i, m in masks.items()
+    }
+    for k in range(span):
+        if not per_day[k]:
+            continue
+        entry = days.setdefault(first + k, {"payments": 0, "hits": {}, "frauds": {}, "changed": 0})
+        entry["payments"] += per_day[k]
+        entry["changed"] += moved_per_day[k]
+        for rule_id in masks:
+            entry["hits"][rule_id] = entry["hits"].get(rule_id, 0) + hits_per_day[rule_id][k]
+            entry["frauds"][rule_id] = entry["frauds"].get(rule_id, 0) + frauds_per_day[rule_id][k]
+
+
+def _same(rule: CompiledRule, proposed: Ruleset) -> bool:
+    other = next((r for r in proposed.rules if r.rule_id == rule.rule_id), None)
+    return other is not None and other.rule == rule.rule
+
+
+def _text(rule: CompiledRule) -> str:
+    return to_text(rule.rule)
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 date or time (UTC unless it has an offset); got {text[:40]!r}"
+        ) from None
+    return _utc(moment)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m rules.backtest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--rule", nargs=2, action="append", default=[], metavar=("ID", "RULE"))
+    parser.add_argument("--file", type=Path, help="a JSON list of {rule_id, text, status}")
+    parser.add_argument(
+        "--status", default="active", choices=("active", "shadow"), help="of --rule drafts"
+    )
+    parser.add_argument("--since", type=_moment, default=EARLIEST)
+    parser.add_argument("--until", type=_moment, default=LATEST)
+    parser.add_argument("--replace", action="store_true", help="the draft is the whole ruleset")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="processes, each reading a span of the range (1)"
+    )
+    args = parser.parse_args(argv)
+    draft = [RuleSpec(rule_id, text, args.status) for rule_id, text in args.rule]
+    try:
+        if args.file:
+            for item in msgspec.json.decode(args.file.read_bytes()):
+                draft.append(
+                    RuleSpec(
+                        str(item["rule_id"]), str(item["text"]), str(item.get("status", "active"))
+                    )
+                )
+        if not draft and not args.replace:
+            parser.error("give a draft: --rule ID RULE (repeatable) or --file draft.json")
+        config = Config.from_env(os.environ)
+        report = backtest_here(
+            config.review_mysql_dsn,
+            draft,
+            since=args.since,
+            until=args.until,
+            replace=args.replace,
+            jobs=args.jobs,
+        )
+    except (ValueError, KeyError, OSError, msgspec.DecodeError) as exc:
+        print(f"refused: {str(exc)[:2000]}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(msgspec.json.encode(report).decode())
+    else:
+        print("\n".join(report.lines()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

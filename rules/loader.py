@@ -1,0 +1,147 @@
+"""The flow's view of the rules: the newest ruleset version, compiled, with its lists.
+
+One :class:`RulesWatch` per process, shared by its worker threads. :meth:`RulesWatch.start` loads
+the newest version in line (so a restarted flow applies the newest version, never a stale one;
+if MySQL cannot be asked for ``patience`` seconds it raises rather than decide without rules),
+then a daemon thread looks every ``refresh_seconds``: first one primary-key look-up of the newest
+version number; only when it moved, the version's rules and the packed form of each list that
+changed (lists that did not change are kept). The new :class:`~rules.ruleset.Ruleset` is compiled
+beside the current one and replaces it in one assignment, so scoring never waits for a load.
+
+A version that fails to load or compile (a rule this code cannot run, a list missing) is logged
+once, at ERROR, with a bounded message, and skipped: the last good version stays until a newer one
+loads. A failed look-up (MySQL unavailable) is logged and retried at the next tick.
+
+>>> watch = RulesWatch(lambda: 0, lambda version, cache: None, refresh_seconds=5)
+>>> watch.current().version, len(watch.current().rules)
+(0, 0)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from rules.lists import ListIndex
+from rules.ruleset import Ruleset, compile_ruleset
+from rules.store import RulesStore, Snapshot
+
+log = logging.getLogger(__name__)
+
+NewestVersion = Callable[[], int]
+Load = Callable[
+    [int, dict[tuple[str, int], ListIndex]], tuple[Snapshot, dict[str, ListIndex]] | None
+]
+MAX_LOGGED_CHARS = 500
+
+
+class RulesUnavailableError(RuntimeError):
+    """The rules could not be looked up at start."""
+
+
+class RulesWatch:
+    def __init__(self, newest: NewestVersion, load: Load, *, refresh_seconds: float) -> None:
+        if refresh_seconds <= 0:
+            raise ValueError(f"refresh_seconds must be > 0; got {refresh_seconds}")
+        self._newest = newest
+        self._load = load
+        self._refresh_seconds = refresh_seconds
+        self._ruleset = Ruleset(0, (), {})
+        self._cache: dict[tuple[str, int], ListIndex] = {}
+        self._refused: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._last_failure = ""
+
+    @classmethod
+    def from_store(cls, store: RulesStore, *, refresh_seconds: float) -> RulesWatch:
+        return cls(
+            store.newest_version,
+            lambda v, cache: store.load(v, cache),
+            refresh_seconds=refresh_seconds,
+        )
+
+    def current(self) -> Ruleset:
+        """The ruleset to decide with now (never blocks)."""
+        return self._ruleset
+
+    def start(self, patience: float = 30.0) -> RulesWatch:
+        """Load the newest version now, then keep looking on a daemon thread. While MySQL cannot
+        be asked, the first look-up is tried again every second for ``patience`` seconds, then
+        :class:`RulesUnavailableError`: a flow must not start deciding without its block lists."""
+        deadline = time.monotonic() + patience
+        while not self._look_up_once():
+            if time.monotonic() >= deadline:
+                raise RulesUnavailableError(
+                    f"could not look up the ruleset for {patience:.0f} s: "
+                    f"{self._last_failure[:MAX_LOGGED_CHARS]}"
+                )
+            time.sleep(1.0)
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._watch, name="payscore-rules-watch", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._refresh_seconds):
+            self.refresh()
+
+    def _look_up_once(self) -> bool:
+        """One look; False only when MySQL could not be asked."""
+        self._last_failure = ""
+        self.refresh()
+        return not self._last_failure
+
+    def refresh(self) -> bool:
+        """One look: True when a newer version was adopted."""
+        with self._lock:
+            current = self._ruleset.version
+            try:
+                newest = self._newest()
+            except Exception as exc:
+                self._last_failure = str(exc) or type(exc).__name__
+                log.warning(
+                    "could not look for a ruleset version newer than %d: %s",
+                    current,
+                    str(exc)[:MAX_LOGGED_CHARS],
+                    extra={"event": "ruleset_lookup_failed"},
+                )
+                return False
+            if newest <= current or newest in self._refused:
+                return False
+            try:
+                loaded = self._load(newest, self._cache)
+                if loaded is None:
+                    return False
+                snapshot, lists = loaded
+                ruleset = compile_ruleset(snapshot.rules, lists, version=snapshot.version)
+            except Exception as exc:
+                self._refused.add(newest)
+                log.error(
+                    "ruleset version %d refused, still deciding with version %d: %s",
+                    newest,
+                    current,
+                    str(exc)[:MAX_LOGGED_CHARS],
+                    extra={"event": "ruleset_refused", "version": newest},
+                )
+                return False
+            self._ruleset = ruleset
+            keep = {(name, ref.blob) for name, ref in snapshot.lists.items()}
+            self._cache = {k: v for k, v in self._cache.items() if k in keep}
+            log.warning(
+                "deciding with ruleset version %d (was %d): %d rules, %d lists",
+                ruleset.version,
+                current,
+                len(ruleset.rules),
+                len(lists),
+                extra={"event": "ruleset_adopted", "version": ruleset.version},
+            )
+            return True

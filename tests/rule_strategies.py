@@ -1,0 +1,193 @@
+"""Hypothesis strategies for the rule language: well-typed canonical ASTs, rule-like text, and
+payments drawn from small pools (so that equalities and list hits happen)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+from hypothesis import strategies as st
+
+from features.catalog import FEATURE_NAMES
+from rules.names import CONTRACT_FIELDS, LIST_FIELDS, NUMBER, PROBABILITY, STRING
+from rules.syntax import (
+    ACTIONS,
+    Arith,
+    BoolOp,
+    Compare,
+    InList,
+    InValues,
+    IsMissing,
+    Name,
+    Neg,
+    Not,
+    Num,
+    Rule,
+    StartsWith,
+    StartsWithList,
+    Str,
+)
+
+LISTS = {
+    "blocked_cards": "card",
+    "risky_bins": "bin",
+    "high_risk_countries": "country",
+    "bad_devices": "device",
+    "bad_merchants": "merchant",
+    "bad_terminals": "terminal",
+}
+NUMBER_NAMES = sorted(
+    [n for n, t in CONTRACT_FIELDS.items() if t == NUMBER]
+    + [*FEATURE_NAMES[:6], "hour_of_day", PROBABILITY]
+)
+STRING_NAMES = sorted(n for n, t in CONTRACT_FIELDS.items() if t == STRING)
+STRING_POOL = [
+    "c-1",
+    "c-2",
+    "4111",
+    "411111-9",
+    "NG",
+    "FR",
+    "US",
+    "pos",
+    "ecom",
+    "7995",
+    "d-1",
+    "",
+    'é"\\',
+]
+NUMBER_POOL = [0.0, 1.0, 3.0, 5.5, 100.0, 1e15, 1e-300]
+
+
+def numbers(pool: bool) -> st.SearchStrategy[Num]:
+    if pool:
+        return st.sampled_from(NUMBER_POOL).map(Num)
+    return st.floats(min_value=0.0, max_value=1e15, allow_nan=False).map(lambda v: Num(abs(v)))
+
+
+def strings(pool: bool) -> st.SearchStrategy[Str]:
+    if pool:
+        return st.sampled_from(STRING_POOL).map(Str)
+    return (
+        st.text(
+            st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Cf", "Co", "Cn")),
+            max_size=12,
+        )
+        .filter(str.isprintable)
+        .map(Str)
+    )
+
+
+def number_exprs(pool: bool) -> st.SearchStrategy[Any]:
+    leaves = st.one_of(numbers(pool), st.sampled_from(NUMBER_NAMES).map(Name))
+    return st.recursive(
+        leaves,
+        lambda inner: st.one_of(
+            inner.map(Neg),
+            st.builds(Arith, st.sampled_from(["+", "-", "*", "/"]), inner, inner),
+        ),
+        max_leaves=4,
+    )
+
+
+def string_exprs(pool: bool) -> st.SearchStrategy[Any]:
+    return st.one_of(strings(pool), st.sampled_from(STRING_NAMES).map(Name))
+
+
+def tests(pool: bool) -> st.SearchStrategy[Any]:
+    n, s = number_exprs(pool), string_exprs(pool)
+    list_tests = st.sampled_from(sorted(LISTS)).map(
+        lambda name: (
+            StartsWithList(Name("card_id"), name)
+            if LISTS[name] == "bin"
+            else InList(Name(LIST_FIELDS[LISTS[name]]), name)
+        )
+    )
+    return st.one_of(
+        st.builds(Compare, st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), n, n),
+        st.builds(Compare, st.sampled_from(["==", "!="]), s, s),
+        list_tests,
+        st.builds(InValues, n, st.lists(numbers(pool), min_size=1, max_size=3).map(tuple)),
+        st.builds(InValues, s, st.lists(strings(pool), min_size=1, max_size=3).map(tuple)),
+        st.builds(StartsWith, s, strings(pool).map(lambda x: x.value)),
+        st.builds(IsMissing, st.one_of(n, s)),
+    )
+
+
+def conditions(pool: bool = False) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        tests(pool),
+        lambda inner: st.one_of(
+            inner.map(Not), st.builds(BoolOp, st.sampled_from(["and", "or"]), inner, inner)
+        ),
+        max_leaves=6,
+    )
+
+
+def rules(pool: bool = False) -> st.SearchStrategy[Rule]:
+    return st.builds(Rule, st.sampled_from(ACTIONS), conditions(pool), st.integers(0, 1_000_000))
+
+
+TOKENS = [
+    "decline", "review", "allow", "if", "and", "or", "not", "in", "starts", "with", "is",
+    "missing", "priority", "amount_eur", "card_id", "country", "device_id", "latitude",
+    "fraud_probability", "card_count_1h", "@blocked_cards", "@risky_bins", "@nope", "==", "!=",
+    "<", "<=", ">", ">=", "+", "-", "*", "/", "(", ")", ",", "5", "1.5e3", "'FR'", '"x\\"y"',
+    "\"", "'", "\\", "1e999", "#", "é", "\n", "__import__", "open", "=",
+]  # fmt: skip
+rule_like_text = st.lists(st.sampled_from(TOKENS), max_size=25).map(" ".join)
+
+
+def payments() -> st.SearchStrategy[
+    tuple[SimpleNamespace, dict[str, float], float, dict[str, Any]]
+]:
+    """(payment, features, probability, row): the row is every name -> value, for the reference."""
+    number = st.sampled_from([0.0, 1.0, 3.0, 5.5, 100.0, -2.0, 1e300, math.nan, math.inf, None])
+    strings_ = st.sampled_from(STRING_POOL[:-2])
+
+    @st.composite
+    def build(draw: st.DrawFn) -> tuple[SimpleNamespace, dict[str, float], float, dict[str, Any]]:
+        fields: dict[str, Any] = {}
+        for name in STRING_NAMES:
+            fields[name] = draw(st.none() if False else strings_)
+        fields["device_id"] = draw(st.one_of(st.none(), strings_))
+        fields["amount_minor"] = draw(st.sampled_from([0, 1, 3, 100, 10**12]))
+        located = draw(st.booleans())
+        fields["latitude"] = draw(st.sampled_from([0.0, 3.0, -2.0])) if located else None
+        fields["longitude"] = draw(st.sampled_from([0.0, 5.5])) if located else None
+        features = {}
+        for name in NUMBER_NAMES:
+            if name in CONTRACT_FIELDS or name == PROBABILITY:
+                continue
+            v = draw(number)
+            if v is not None:
+                features[name] = v
+        probability = draw(st.sampled_from([0.0, 0.5, 0.97]))
+        at = draw(st.sampled_from([1.0e9, 1.7e9, 2.0e9]))
+        payment = SimpleNamespace(**fields, event_timestamp=at)
+        row = {**fields, **features, PROBABILITY: probability}
+        return payment, features, probability, row
+
+    return build()
+
+
+@st.composite
+def raw_lists(draw: st.DrawFn) -> dict[str, tuple[str, dict[str, float | None]]]:
+    """name -> (kind, value -> expiry): values from the pools, some expired at some times."""
+    values = {
+        "card": ["c-1", "c-2"],
+        "bin": ["4111", "411111", "41", "c-"],
+        "country": ["NG", "FR", "US"],
+        "device": ["d-1"],
+        "merchant": ["c-1", "NG"],
+        "terminal": ["c-2", "pos"],
+    }
+    out = {}
+    for name, kind in LISTS.items():
+        chosen = draw(st.lists(st.sampled_from(values[kind]), unique=True, max_size=3))
+        out[name] = (
+            kind,
+            {v: draw(st.sampled_from([None, 1.5e9, 3.0e9])) for v in chosen},
+        )
+    return out

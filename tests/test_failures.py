@@ -1,0 +1,119 @@
+"""Whatever stops the flow is logged with its Python cause first, also where Bytewax prints only
+``PanicException: Send thread panic`` (several processes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bytewax.testing import run_main
+from confluent_kafka import Producer
+from sqlalchemy import Engine, text
+
+from dataflows.failures import log_failures
+from tests import failing_flow
+from tests.flowrun import flow_env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("where", ["mapper", "logic", "source", "sink"])
+def test_a_failure_anywhere_is_logged_once_with_its_step_and_bounded_traceback(
+    where: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(failing_flow, "FAIL_AT", where)
+    flow = failing_flow.build(configure_logs=False)
+    with pytest.raises(Exception, match="error"):  # Bytewax's own error, ours its cause
+        run_main(flow)
+    failures = [r for r in caplog.records if getattr(r, "event", "") == "step_failed"]
+    assert len(failures) == 1, [r.getMessage()[:200] for r in failures]
+    text = failures[0].getMessage()
+    assert f"ValueError: {where} broke: the cause is xxx" in text
+    assert "Traceback (most recent call last)" in text and "failing_flow.py" in text
+    assert "characters cut]" in text and len(text) < 9_000  # bounded, whatever the message
+    assert "\x00" not in text and "\\x00" in text
+    assert failures[0].reason.startswith("failing.")  # the step's id
+
+
+def test_every_step_of_a_built_flow_is_guarded_once() -> None:
+    flow = failing_flow.build(configure_logs=False)
+    names = [step.step_id for step in _core_steps(flow.substeps)]
+    assert "failing.check.flat_map_batch" in names and "failing.out" in names
+    again = log_failures(flow)  # guarding twice must not log twice either: see above
+    assert [step.step_id for step in _core_steps(again.substeps)] == names
+
+
+def _core_steps(steps: list) -> list:
+    out = []
+    for step in steps:
+        out += _core_steps(step.substeps) if step.substeps else [step]
+    return out
+
+
+@pytest.mark.parametrize("where", ["mapper", "sink"])
+def test_with_two_processes_the_cause_is_logged_before_bytewax_s_panic(where: str) -> None:
+    port = 2600 + os.getpid() % 300
+    addresses = f"127.0.0.1:{port};127.0.0.1:{port + 1}"
+    env = os.environ | {"FAIL_AT": where, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bytewax.run",
+                "tests.failing_flow:flow",
+                "-w",
+                "1",
+                "-i",
+                str(i),
+                "-a",
+                addresses,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode != 0 for p in procs)
+    assert all("PanicException: Send thread panic" in err for err in errors)  # all Bytewax says
+    failed = [err for err in errors if f"ValueError: {where} broke" in err]
+    assert failed, errors
+    for err in failed:  # the process that failed logged the cause, before Bytewax's panic
+        assert "CRITICAL dataflows.failures: failing." in err
+        assert err.index(f"ValueError: {where} broke") < err.index("PanicException")
+
+
+@pytest.mark.integration
+def test_the_scoring_flow_logs_why_it_stops_before_bytewax_s_panic(
+    topics: dict[str, str], mysql_url: str, admin_engine: Engine, models: Path
+) -> None:
+    """A deployment error (the dead-letter table is gone) under two processes: each process
+    that met it logs the MySQL error, bounded, with the step, before Bytewax's panic."""
+    with admin_engine.begin() as c:
+        c.execute(text("DROP TABLE dead_letters"))
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9092"})
+    for partition in range(4):
+        producer.produce(topics["payments_topic"], value=b"not json", partition=partition)
+    assert producer.flush(30) == 0
+    env = {"FLOW_METRICS": "0", "FLOW_BASE_PORT": str(2900 + os.getpid() % 200)}
+    done = subprocess.run(
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "2"],
+        env=flow_env(topics, mysql_url, models) | env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode != 0
+    cause = done.stderr.find("CRITICAL dataflows.failures: payscore.store_payments_dead_letters")
+    assert cause >= 0, done.stderr[-3000:]
+    assert "dead_letters' doesn't exist" in done.stderr[cause:]
+    panic = done.stderr.find("PanicException")
+    assert panic == -1 or cause < panic

@@ -1,0 +1,91 @@
+"""Lists: the packed form round-trips, look-ups agree with plain membership, CSV rows are
+reported with their line numbers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rules import lists
+from rules.lists import ListIndex, pack, read_csv, unpack, unpack_entries
+
+ids = st.text("abcXYZ019_.:-", min_size=1, max_size=12)
+expiries = st.one_of(st.none(), st.sampled_from([1.0e9, 1.7e9, 2.0e9]))
+
+
+@given(st.dictionaries(ids, expiries, max_size=300), st.sampled_from(["card", "bin", "device"]))
+def test_the_packed_form_round_trips_in_small_parts(entries, kind):
+    original = lists.PART_BYTES
+    lists.PART_BYTES = 64  # many parts, lines cut across them
+    try:
+        parts = pack(kind, entries)
+    finally:
+        lists.PART_BYTES = original
+    assert unpack_entries(parts) == entries
+    index = unpack("l", parts)
+    assert index.size == len(entries)
+    for value in [*entries, "nope", "a", "abc0"]:
+        for at in (1.5e9, 1.8e9):
+            if kind == "bin":
+                expected = any(
+                    value.startswith(p) and (e is None or at < e) for p, e in entries.items()
+                )
+            else:
+                e = entries.get(value, 0.0)
+                expected = value in entries and (e is None or at < e)
+            assert index.contains(value, at) is expected
+    assert index.contains(None, 1.0) is False
+
+
+def test_build_equals_unpack():
+    entries = {"c-1": None, "c-2": 1.8e9}
+    built, loaded = ListIndex.build("x", "card", entries), unpack("x", pack("card", entries))
+    assert (built.hashes, built.expiries) == (loaded.hashes, loaded.expiries)
+
+
+def test_csv_rows_are_reported_with_their_line_numbers():
+    text = (
+        "value,expires_at,reason\n"
+        "NG,,ring\n"
+        'FR,2027-01-01,"two\nlines"\n'  # spans lines 3-4: a reason has no line break
+        'IT,2027-01-01,"a, b"\n'
+        "XX,,bad\n"
+        "DE,yesterday,x\n"
+        "NG,,again\n"
+        "US\n"
+        "\n"
+        "BR,2027-01-01T00:00:00,no offset\n"
+    )
+    read = read_csv(text, "country")
+    assert [(e.line, e.value) for e in read.entries] == [(2, "NG"), (5, "IT")]
+    assert read.entries[1].expires_at == datetime(2027, 1, 1, tzinfo=UTC)
+    assert read.entries[1].reason == "a, b"
+    assert [line for line, _ in read.bad] == [3, 6, 7, 8, 9, 11]
+    why = dict(read.bad)
+    assert "no line break" in why[3]
+    assert "ISO 3166-1 alpha-2" in why[6]
+    assert "expected an expiry" in why[7]
+    assert "'NG' is already on line 2" in why[8]
+    assert "expected 3 fields" in why[9]
+    assert "needs a UTC offset" in why[11]
+    assert read.bad_count == 6
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("", "the file is empty"), ("card,reason\nx,y\n", "expected a header naming value")],
+)
+def test_a_bad_header_is_refused(text, why):
+    read = read_csv(text, "card")
+    assert read.entries == [] and why in read.bad[0][1]
+
+
+def test_many_bad_rows_are_counted_and_the_report_is_bounded():
+    text = "value\n" + "bad value\n" * 10_000
+    read = read_csv(text, "card")
+    assert read.bad_count == 10_000 and len(read.bad) == lists.MAX_REPORTED_ROWS
+    assert read.report().endswith(f"... and {10_000 - lists.MAX_REPORTED_ROWS} more bad rows")
+    assert len(read.report()) < 20_000

@@ -1,0 +1,279 @@
+"""Rules and lists in the real MySQL: versions, audit, refusals that write nothing, CSV import,
+rollback, and the flow's loader keeping the last good version."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+
+from rules.loader import RulesWatch
+from rules.store import ImportRefusedError, NewEntry, RulesStore
+from rules.syntax import RuleSyntaxError
+from storage.tables import fraud_rules, rule_list_entries, ruleset_audit, ruleset_versions
+
+pytestmark = pytest.mark.integration
+
+
+def counts(engine: Engine) -> tuple[int, int, int, int]:
+    with engine.connect() as c:
+        return tuple(  # type: ignore[return-value]
+            c.execute(select(func.count()).select_from(t)).scalar()
+            for t in (ruleset_versions, ruleset_audit, fraud_rules, rule_list_entries)
+        )
+
+
+@pytest.fixture
+def store(review_engine: Engine) -> RulesStore:
+    """The store as analysts use it: the review account's (storage/accounts.py)."""
+    return RulesStore(review_engine, patience=5)
+
+
+def test_every_change_is_a_version_with_its_audit_and_a_malformed_rule_is_never_stored(
+    store, review_engine
+):
+    engine = review_engine
+    assert store.newest_version() == 0
+    assert store.create_list("blocked_cards", "card", by="ana") == 1
+    v = store.add_rule("blocked", "decline if card_id in @blocked_cards priority 1", by="ana")
+    assert v == 2
+    before = counts(engine)
+    for bad in (
+        "decline if card_id in @nope",
+        "decline if amount_eur > 'x'",
+        "decline if country in @blocked_cards",
+        "decline when amount_eur > 1",
+    ):
+        with pytest.raises(RuleSyntaxError):
+            store.add_rule("bad", bad, by="ana")
+        with pytest.raises(RuleSyntaxError):
+            store.edit_rule("blocked", bad, by="ana")
+    with pytest.raises(ValueError, match="rule id"):
+        store.add_rule("bad id with spaces", "decline if amount_eur > 1", by="ana")
+    with pytest.raises(ValueError, match="status"):
+        store.set_status("blocked", "on", by="ana")
+    with pytest.raises(ValueError, match="exists already"):
+        store.add_rule("blocked", "decline if amount_eur > 1", by="ana")
+    with pytest.raises(ValueError, match="who makes a change"):
+        store.add_rule("ok", "decline if amount_eur > 1", by="ana; drop table")
+    assert counts(engine) == before  # nothing written by any refusal
+
+    assert (
+        store.edit_rule("blocked", "decline if card_id in @blocked_cards and amount_eur>0", by="bo")
+        == 3
+    )
+    assert store.set_status("blocked", "active", by="bo") == 4
+    [rule] = store.rules()
+    assert rule.text == "decline if card_id in @blocked_cards and amount_eur > 0 priority 100"
+    assert (rule.status, rule.action, rule.priority, rule.version) == ("active", "decline", 100, 4)
+    audit = store.audit()
+    assert [(a.version, a.actor, a.action) for a in audit] == [
+        (4, "bo", "set_status"),
+        (3, "bo", "edit_rule"),
+        (2, "ana", "add_rule"),
+        (1, "ana", "create_list"),
+    ]
+    assert (
+        audit[1]
+        .diff["before"]["text"]
+        .startswith("decline if card_id in @blocked_cards priority 1")
+    )
+    assert audit[0].diff == {
+        "rule": "blocked",
+        "before": {"text": rule.text, "status": "shadow"},
+        "after": {"text": rule.text, "status": "active"},
+    }
+
+
+def test_entries_import_remove_diff_rollback_and_load(store, review_engine):
+    engine = review_engine
+    store.create_list("blocked_cards", "card", by="ana")
+    store.create_list("risky_bins", "bin", by="ana")
+    v_rules = store.add_rule(
+        "bins", "review if card_id starts with @risky_bins", by="ana", status="active"
+    )
+    expiry = datetime(2030, 1, 1, tzinfo=UTC)
+    v1 = store.add_entries(
+        "blocked_cards",
+        [NewEntry("c-1", None, "chargeback"), NewEntry("c-2", expiry, "stolen")],
+        by="ana",
+    )
+    with pytest.raises(ValueError, match="a card id"):
+        store.add_entries("blocked_cards", [NewEntry("bad value")], by="ana")
+    with pytest.raises(ValueError, match="there is no list @nope"):
+        store.add_entries("nope", [NewEntry("c-1")], by="ana")
+
+    csv_text = (
+        "value,expires_at,reason\nc-3,,ok\nbad value,,x\nc-4,2031-01-01,ok\nc-5,tomorrow,x\n"
+        "c-3,,again\n"
+    )
+    before = counts(engine)
+    with pytest.raises(ImportRefusedError) as refused:
+        store.import_csv("blocked_cards", csv_text, by="ana")
+    message = str(refused.value)
+    assert "3 bad rows, nothing imported" in message
+    assert "line 3: expected a card id" in message
+    assert "line 5: expected an expiry" in message
+    assert "line 6: 'c-3' is already on line 2" in message
+    assert counts(engine) == before
+    result = store.import_csv("blocked_cards", csv_text, by="ana", skip_bad=True)
+    assert (result.imported, result.bad_count) == (2, 3)
+    v2 = result.version
+    assert [e.value for e in store.entries("blocked_cards")] == ["c-1", "c-2", "c-3", "c-4"]
+    assert store.entries("blocked_cards", after="c-3")[0].expires_at == datetime(2031, 1, 1)
+
+    v3 = store.remove_entries("blocked_cards", ["c-1"], by="bo")
+    with pytest.raises(ValueError, match="not on @blocked_cards: 'c-9'"):
+        store.remove_entries("blocked_cards", ["c-9"], by="bo")
+    v4 = store.add_entries(
+        "blocked_cards", [NewEntry("c-2", None, "for good")], by="bo"
+    )  # replaces
+    v5 = store.add_rule("cards", "decline if card_id in @blocked_cards", by="bo")
+    assert [e.value for e in store.entries("blocked_cards")] == ["c-2", "c-3", "c-4"]
+
+    snap, lists = store.load()
+    assert snap.version == v5
+    cards = lists["blocked_cards"]
+    assert cards.size == 3
+    assert cards.contains("c-2", 2e9) and not cards.contains("c-1", 0.0)  # c-2 replaced: no expiry
+    assert cards.contains("c-4", 1.9e9) and not cards.contains("c-4", 1.93e9)
+
+    diff = store.diff(v1, v5)
+    assert diff.lists["blocked_cards"] == {
+        "added": 2,
+        "removed": 1,
+        "replaced": 1,
+        "examples": ["c-2", "c-3", "c-4"],
+    }
+    assert [r.rule_id for r in diff.rules_added] == ["cards"]
+    assert any("+ rule cards" in line for line in diff.lines())
+
+    v6 = store.rollback(v1, by="carl")
+    assert v6 == v5 + 1
+    assert [e.value for e in store.entries("blocked_cards")] == ["c-1", "c-2"]
+    assert [r.rule_id for r in store.rules()] == ["bins"]
+    snap, lists = store.load()
+    assert lists["blocked_cards"].contains("c-1", 0.0)
+    assert lists["blocked_cards"].contains("c-2", 1.8e9) and not lists["blocked_cards"].contains(
+        "c-2", 1.9e9
+    )
+    assert store.audit(1)[0].diff["rules_removed"] == ["cards"]
+    # a rollback of the rollback: back to v5's state, as a new version again
+    store.rollback(v5, by="carl")
+    assert [e.value for e in store.entries("blocked_cards")] == ["c-2", "c-3", "c-4"]
+    assert [r.rule_id for r in store.rules()] == ["bins", "cards"]
+    assert v_rules < v1 < v2 < v3 < v4
+
+
+def test_concurrent_changes_get_distinct_versions(store):
+    errors = []
+
+    def add(i: int) -> None:
+        try:
+            store.add_rule(f"r{i}", f"review if amount_eur > {i}", by="ana")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [v.version for v in store.versions()] == [6, 5, 4, 3, 2, 1]
+    assert len(store.rules()) == 6
+
+
+def test_the_loader_applies_the_newest_version_and_keeps_the_last_good_one(
+    store, engine, admin_engine, caplog
+):
+    # The flow's loader reads as the flow's account: the newest version and its packed lists.
+    watch = RulesWatch.from_store(RulesStore(engine, patience=5), refresh_seconds=60)
+    watch.start()
+    assert watch.current().version == 0
+    store.create_list("blocked_cards", "card", by="ana")
+    store.add_rule("cards", "decline if card_id in @blocked_cards", by="ana", status="active")
+    store.add_entries("blocked_cards", [NewEntry("c-1")], by="ana")
+    assert watch.refresh() is True
+    good = watch.current()
+    assert good.version == 3 and [r.rule_id for r in good.rules] == ["cards"]
+    assert good.lists["blocked_cards"].contains("c-1", 0.0)
+    assert watch.refresh() is False  # nothing new: one look-up
+
+    # A version this code cannot run (written behind the store's back, as an older or newer
+    # payscore might; only the admin account may): refused, logged once, the last good one stays.
+    with admin_engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO ruleset_versions "
+                "(version, created_at, created_by, `change`, rules, lists) "
+                "SELECT 4, created_at, 'x', 'broken', JSON_ARRAY(JSON_OBJECT('rule_id', 'r', "
+                "'text', 'decline if no_such_feature > 1', 'status', 'active')), lists "
+                "FROM ruleset_versions WHERE version = 3"
+            )
+        )
+    with caplog.at_level(logging.ERROR, logger="rules.loader"):
+        assert watch.refresh() is False
+        assert watch.refresh() is False
+    refused = [r for r in caplog.records if getattr(r, "event", "") == "ruleset_refused"]
+    assert len(refused) == 1
+    assert "ruleset version 4 refused, still deciding with version 3" in refused[0].getMessage()
+    assert "no_such_feature" in refused[0].getMessage()
+    assert len(refused[0].getMessage()) < 700
+    assert watch.current() is good
+    store.rollback(3, by="ana")  # version 5: version 3 again, good
+    assert watch.refresh() is True
+    assert watch.current().version == 5
+    watch.stop()
+
+
+def test_the_command_line(database_config, review_engine, tmp_path):
+    """python -m rules, as the review account (PAYSCORE_REVIEW_MYSQL_URL)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PAYSCORE_REVIEW_MYSQL_URL": database_config.review_mysql_dsn}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rules", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert (
+        cli("list-create", "high_risk_countries", "country", "--by", "ana").stdout == "version 1\n"
+    )
+    bad = cli(
+        "add", "geo", "review if country in @high_risk_countries and amount_eur >", "--by", "ana"
+    )
+    assert bad.returncode == 2
+    assert "refused: line 1, column 59: expected a number, a string, a name or `(`" in bad.stderr
+    file = tmp_path / "countries.csv"
+    file.write_text("value,reason\nNG,fraud ring\nXX,typo\nRU,\n")
+    refused = cli("import", "high_risk_countries", str(file), "--by", "ana")
+    assert refused.returncode == 2
+    assert "line 3: expected an ISO 3166-1 alpha-2 country code; got 'XX'" in refused.stderr
+    done = cli("import", "high_risk_countries", str(file), "--by", "ana", "--skip-bad")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("imported 2 entries as version 2\n1 bad rows skipped:\nline 3:")
+    ok = cli(
+        "add", "geo", "review if country in @high_risk_countries and amount_eur>500", "--by", "ana"
+    )
+    assert ok.stdout == "version 3\n", ok.stderr
+    assert cli("status", "geo", "active", "--by", "bo").stdout == "version 4\n"
+    shown = cli("show").stdout
+    assert shown.startswith(
+        "geo\tactive\tv4\treview if country in @high_risk_countries and amount_eur > 500"
+    )
+    assert "~ rule geo:\n    status shadow -> active" in cli("diff", "3", "4").stdout
+    assert cli("rollback", "2", "--by", "carl").stdout == "version 5\n"
+    assert cli("show").stdout == ""
+    assert cli("versions").stdout.splitlines()[0].endswith("carl\trollback to version 2")
+    assert counts(review_engine)[0] == 5
