@@ -29,7 +29,9 @@ its id (:func:`sampled`): a replay after a crash keeps the same ones, and every 
 >>> kept = sum(sampled(f"tx-{i}", 0.25) for i in range(100_000))
 >>> 24_000 < kept < 26_000
 True
->>> learn_weight(is_fraud=False, transaction_id="tx-3", rate=0.25)  # not kept: not learned
+>>> learn_weight(is_fraud=False, transaction_id="tx-0", rate=0.25)  # not kept: not learned
+>>> learn_weight(is_fraud=False, transaction_id="tx-3", rate=0.25)  # kept: it stands for 4
+4.0
 >>> learn_weight(is_fraud=True, transaction_id="tx-3", rate=0.25)
 1.0
 """

@@ -198,8 +198,18 @@ def test_a_retrain_starts_a_lineage_that_scoring_and_the_learner_go_on_from(
             ),
         )
         retrained = subprocess.run(
-            # Three days of labels are too few to hold a week out: the operator forces it.
-            [".venv/bin/python", "-m", "model_state.retrain", "--min-frauds", "1", "--force"],
+            # Three days of labels are too few to hold a week out: the operator forces it, and
+            # takes every label as final (the stream is shorter than the default label delay).
+            [
+                ".venv/bin/python",
+                "-m",
+                "model_state.retrain",
+                "--min-frauds",
+                "1",
+                "--force",
+                "--label-delay-days",
+                "0",
+            ],
             cwd=ROOT,
             env=env,
             capture_output=True,
