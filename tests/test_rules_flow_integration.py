@@ -19,9 +19,10 @@ from sqlalchemy import Engine, func, select
 
 from rules.store import NewEntry, RulesStore
 from storage.tables import scored_payments
+from test_data.chaos import check_decisions, latest_decisions
 from test_data.generator import simulate
 from test_data.spec import SimulationSpec
-from tests.flowrun import ROOT, flow_env, produce
+from tests.flowrun import BROKERS, ROOT, flow_env, produce
 
 pytestmark = pytest.mark.integration
 
@@ -174,3 +175,7 @@ def test_a_rule_activated_mid_stream_applies_on_every_partition_within_the_bound
     # Every payment was decided with one of the two versions, none with a stale or empty one.
     everything = rows(engine, {p.transaction_id for p in payments})
     assert {r["ruleset_version"] for r in everything} <= {shadowed, activated}
+    # And each one's stored decision is the last on the decisions topic.
+    latest, _ = latest_decisions(BROKERS, topics["decisions_topic"])
+    assert len(latest) == len(payments)
+    assert check_decisions(engine, latest) == []
