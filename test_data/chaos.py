@@ -203,9 +203,21 @@ class FlowProcess:
             time.sleep(0.05)
         raise AssertionError(f"processes of the flow's group {self.proc.pid} outlived kill -9")
 
+    def built(self) -> int:
+        """How many processes of the latest start have built the flow (their stop handler is
+        installed first: before that, a SIGTERM ends a process during Python's start)."""
+        text = self.log.read_text(errors="replace")
+        return text[text.rfind("\n==== start ") :].count("flow built:")
+
     def stop(self, timeout: float = 90) -> int:
-        """SIGTERM to ``run_flow.sh`` (as a supervisor sends it); its exit status."""
+        """SIGTERM to ``run_flow.sh`` (as a supervisor sends it), once every process has built
+        the flow (on a loaded machine a fresh start may still be importing); its exit status."""
         assert self.proc is not None
+        wait_for(
+            "every process to build the flow",
+            lambda: self.built() >= self.processes or not self.running,
+            timeout,
+        )
         self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout=timeout)
