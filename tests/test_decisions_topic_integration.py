@@ -7,6 +7,7 @@ takes nothing (the batch rolls back)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,7 +28,10 @@ from storage.rows import refused_row_letter, scored_payment_row
 from storage.sink import MySQLSink, MySQLSinkPartition, Writing
 from storage.tables import dead_letters, scored_payments
 from test_data.chaos import check_decisions, latest_decisions
+from test_data.generator import simulate
+from test_data.spec import SimulationSpec
 from tests.builders import payment
+from tests.flowrun import ROOT, flow_env, produce, run_flow
 
 pytestmark = pytest.mark.integration
 
@@ -182,3 +186,36 @@ def test_concurrent_workers_leave_exactly_the_stored_decisions_last(
     assert check_decisions(engine, latest) == []
     for w in workers_:
         w.close()
+
+
+def test_a_flow_whose_decisions_cannot_go_out_stops_and_a_rerun_loses_nothing(
+    topics: dict[str, str], mysql_url: str, engine: Engine, models, tmp_path
+) -> None:
+    """The flow (2 processes, 4 partitions) with its decisions topic missing: every batch rolls
+    back after PAYSCORE_MYSQL_OUTAGE_SECONDS and the flow exits non-zero with nothing stored;
+    once the topic exists, a rerun stores every payment and publishes its decision."""
+    sim = simulate(SimulationSpec(seed=45, days=1, cards=100, merchants=20))
+    payments = list(sim.payments())
+    produce(topics, payments)
+    missing = f"{topics['decisions_topic']}-later"
+    env = flow_env(topics, mysql_url, models, decisions_topic=missing, mysql_outage_seconds="5") | {
+        "FLOW_BASE_PORT": str(3300 + os.getpid() % 200)
+    }
+    done = subprocess.run(
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "2"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "DecisionsTopicError" in done.stderr and "rolled back" in done.stderr
+    assert stored_count(engine) == 0
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    new = NewTopic(missing, num_partitions=4, config=DECISIONS_TOPIC_SETTINGS)
+    admin.create_topics([new])[missing].result(timeout=30)
+    try:
+        run_flow(env, processes=2, workers=2)
+        latest, _ = latest_decisions(BROKERS, missing)
+    finally:
+        admin.delete_topics([missing])[missing].result(timeout=30)
+    assert stored_count(engine) == len(payments)
+    assert len(latest) == len(payments)
+    assert check_decisions(engine, latest) == []
