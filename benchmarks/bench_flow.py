@@ -21,7 +21,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import func, select
 
-from settings.config import Config
+from settings.config import DECISIONS_TOPIC_SETTINGS, Config
 from storage.engine import make_engine
 from storage.tables import scored_payments
 from test_data.chaos import scratch_database
@@ -41,9 +41,11 @@ def main() -> None:
     args = parser.parse_args()
     config = Config.from_env(os.environ)
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
-    topics = {k: f"{prefix}-{k}" for k in ("payments", "labels", "dead")}
+    topics = {k: f"{prefix}-{k}" for k in ("payments", "labels", "dead", "decisions")}
     admin = AdminClient({"bootstrap.servers": config.kafka_brokers})
-    for f in admin.create_topics([NewTopic(t, num_partitions=4) for t in topics.values()]).values():
+    settings = {topics["decisions"]: DECISIONS_TOPIC_SETTINGS}
+    wanted = [NewTopic(t, num_partitions=4, config=settings.get(t, {})) for t in topics.values()]
+    for f in admin.create_topics(wanted).values():
         f.result()
     sim = simulate(
         SimulationSpec(seed=99, days=args.days, cards=args.cards, merchants=max(args.cards // 5, 2))
@@ -75,6 +77,7 @@ def measure(db_url: str, topics: dict[str, str], processes: int, workers: int) -
         PAYSCORE_PAYMENTS_TOPIC=topics["payments"],
         PAYSCORE_LABELS_TOPIC=topics["labels"],
         PAYSCORE_DEAD_LETTERS_TOPIC=topics["dead"],
+        PAYSCORE_DECISIONS_TOPIC=topics["decisions"],
         PAYSCORE_MYSQL_URL=db_url,
         PAYSCORE_TAIL="false",
     )

@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import ColumnElement, Table, func, select
+from sqlalchemy.engine import make_url
 
 from settings.config import Config
 from storage.engine import make_engine
@@ -86,7 +87,13 @@ def main() -> int:
                 (models / version.name).symlink_to(version.resolve())
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSCORE_")}
         env |= {f"PAYSCORE_{k.upper()}": v for k, v in topics.items()}
+        on_it = config.on_database(str(make_url(url).database))
         env |= {
+            # The configured broker and server (private ones for a drill, README *Outages*).
+            "PAYSCORE_KAFKA_BROKERS": config.kafka_brokers,
+            "PAYSCORE_REVIEW_MYSQL_URL": on_it.review_mysql_dsn,
+            "PAYSCORE_MODELS_MYSQL_URL": on_it.models_mysql_dsn,
+            "PAYSCORE_MYSQL_ADMIN_URL": on_it.mysql_admin_dsn,
             "PAYSCORE_MYSQL_URL": url,
             "PAYSCORE_MODEL_DIR": str(models),
             "PAYSCORE_TAIL": "true",
@@ -159,7 +166,13 @@ def main() -> int:
             if flow.running:
                 flow.kill9()
         seconds = time.monotonic() - started
-        result = account(engine, payments + probe, labels, topics["labels_topic"])
+        result = account(
+            engine,
+            payments + probe,
+            labels,
+            topics["labels_topic"],
+            decisions=(config.kafka_brokers, topics["decisions_topic"]),
+        )
         rates = check_fraud_rates(engine, [p.transaction_id for p in probe])
         print(result.summary())
         print(
