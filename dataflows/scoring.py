@@ -10,17 +10,24 @@ Payments
     2. **Features**: the card's, the terminal's and the merchant's histories, each keyed by its
        id, add their point-in-time features; calendar features come last. A card's exact repeat
        of a recent payment is skipped; a recent id reused for other content is a dead letter.
-    3. **Score** each batch with the newest model version: probability, decision, and reason
-       codes for the payments an analyst reads (all but approvals; an approval's are computed
-       on demand from its stored features and version, ``python -m review.explain``).
-    4. **Store** the scored payment in MySQL (first write wins, so a replay changes nothing;
-       a transaction id belongs to the first message in Kafka order, any other carrying it is
-       a dead letter).
+    3. **Score** each batch with the newest model version: probability and the model's
+       decision.
+    4. **Apply the analysts' rules** (the newest ruleset version, ``rules/``): the final
+       decision by the precedence allow rule > decline rule > review rule > model
+       (``rules/decisions.py``), the rules that fired and the shadow rules that would have, and
+       reason codes for the payments an analyst reads (all but approvals, and every payment a
+       rule fired on; an approval's are computed on demand from its stored features and
+       version, ``python -m review.explain``). Every process applies a new ruleset version
+       within ``PAYSCORE_RULES_REFRESH_SECONDS`` without a restart (``rules/loader.py``).
+    5. **Store and publish** the decided payment: in MySQL (first write wins, so a replay
+       changes nothing; a transaction id belongs to the first message in Kafka order, any other
+       carrying it is a dead letter), and its stored decision on the decisions topic, inside
+       the same transaction (``storage/sink.py``).
 
 Labels
-    5. **Decode** each label the same way (bad ones are dead letters too).
-    6. **Join** it with its stored payment: the features that payment was scored with.
-    7. **Feed back**: the label updates its terminal's and merchant's fraud rates (from its
+    6. **Decode** each label the same way (bad ones are dead letters too).
+    7. **Join** it with its stored payment: the features that payment was scored with.
+    8. **Feed back**: the label updates its terminal's and merchant's fraud rates (from its
        report time on) and **learns**: one learner owns the model and publishes new versions,
        which step 3 picks up. Each version is recorded in MySQL and checkpointed on disk.
        A scheduled retrain (``python -m model_state.retrain``) starts a new lineage, which
@@ -72,7 +79,11 @@ from model_state.artifact import VersionRecord
 from model_state.checkpoints import ModelVersionSink
 from model_state.scorer import Scorer
 from model_state.stored_versions import NewerVersionsInMySQL, RefusedRows
+from rules.loader import RulesWatch
+from rules.ruleset import Ruleset
+from rules.store import RulesStore
 from settings.config import Config
+from storage.engine import make_engine
 from storage.labels import FraudNote, LabelledPayment
 from storage.payments import settle_reused_ids
 from storage.rows import dead_letter_row, refused_row_letter, scored_payment_row
@@ -85,6 +96,7 @@ log = logging.getLogger(__name__)
 IDLE_KEY_SECONDS = HISTORY_REACH + timedelta(days=1).total_seconds()
 CARD_IDS_KEPT = 64  # a card's last transaction ids, to skip a redelivered payment
 LABEL_GROUPS = 16  # keys of the label join (cards hashed into groups); fewer: larger claims
+NO_RULES = Ruleset(0, (), {})  # version 0: no rule yet
 
 
 def flow() -> Dataflow:
@@ -121,6 +133,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
         newest_seen=versions.newest_seen,
     )
     drift = DriftWatch()
+    rules = analysts_rules(config)
     log.info(
         "flow built: payments from %s, labels from %s, scoring with %s, %s",
         config.payments_topic,
@@ -160,9 +173,15 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     )
     payments = op.map("calendar_features", payments, add_calendar_features)
     rows = op.flat_map_batch(
-        "score",
+        "score_and_apply_rules",
         payments,
-        lambda batch: score(models.current(), batch, shadow=models.challenger(), drift=drift),
+        lambda batch: score(
+            models.current(),
+            batch,
+            rules=rules.current(),
+            shadow=models.challenger(),
+            drift=drift,
+        ),
     )
     op.output("store_scored_payments", rows, scored_payments_sink(config))
 
@@ -183,6 +202,16 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
 
 
 # ---------------------------------------------------------------------------- steps
+
+
+def analysts_rules(config: Config) -> RulesWatch:
+    """The process's view of the analysts' rules: the newest ruleset version now (a flow never
+    starts deciding without its block lists, nor with a stale version after a restart), then
+    refreshed every ``PAYSCORE_RULES_REFRESH_SECONDS`` on a background thread. Nothing about
+    rules is in Bytewax's snapshots."""
+    store = RulesStore(make_engine(config.mysql_dsn, pool_size=1))
+    watch = RulesWatch.from_store(store, refresh_seconds=config.rules_refresh_seconds)
+    return watch.start(patience=config.mysql_outage_seconds)
 
 
 def kafka_source(
@@ -342,17 +371,32 @@ def score(
     scorer: Scorer,
     batch: list[Positioned[Payment]],
     *,
+    rules: Ruleset = NO_RULES,
     explain: bool | Sequence[bool] = False,
     shadow: Scorer | None = None,
     drift: DriftWatch | None = None,
 ) -> list[dict[str, object]]:
-    """The rows to store for a batch of payments, all scored by one model version at once, with
-    the reason codes of every payment not approved and of those ``explain`` marks (one flag a
-    payment, ``True``: all); an approval's are computed on demand. A challenger ``shadow``
-    scores them too (its probability is stored, nothing else of it); ``drift`` watches what
-    was scored."""
+    """The rows to store for a batch of payments, all scored by one model version and decided
+    with one ruleset version (``rules``) at once, with the reason codes of every payment not
+    approved by the model, of every payment an active rule fired on, and of those ``explain``
+    marks (one flag a payment, ``True``: all); an approval's are computed on demand. A
+    challenger ``shadow`` scores them too (its probability is stored, nothing else of it);
+    ``drift`` watches what was scored."""
     features = [p.features for p in batch]
     results = scorer.score_batch(features, explain=explain)
+    outcomes = rules.decide_batch(
+        [p.event for p in batch],
+        features,
+        [r.probability for r in results],
+        [r.decision for r in results],
+    )
+    reasons = [r.reasons for r in results]
+    unexplained = [i for i, o in enumerate(outcomes) if o.rules_fired and reasons[i] is None]
+    if unexplained:  # a rule decided (or was overruled): an analyst reads why the model said so
+        for i, found in zip(
+            unexplained, scorer.reasons([features[i] for i in unexplained]), strict=True
+        ):
+            reasons[i] = found
     shadowed = shadow.probabilities(features) if shadow is not None else [None] * len(batch)
     if drift is not None:
         drift.observe(scorer, features, [r.probability for r in results])
@@ -365,14 +409,18 @@ def score(
             features=p.features,
             probability=result.probability,
             decision=result.decision,
-            reasons=result.reasons,
+            reasons=why,
             model_version=scorer.version,
             scored_at=scored_at,
             appended_at=p.appended_at,
             shadow_version=shadow.version if shadow is not None else None,
             shadow_probability=other,
+            outcome=outcome,
+            ruleset_version=rules.version,
         )
-        for p, result, other in zip(batch, results, shadowed, strict=True)
+        for p, result, why, outcome, other in zip(
+            batch, results, reasons, outcomes, shadowed, strict=True
+        )
     ]
 
 

@@ -94,7 +94,7 @@ def give_verdict(
                 note=label.note,
                 decided_at=utc_naive(moment),
                 model_version=payment.model_version,
-                model_decision=payment.decision,
+                model_decision=payment.model_decision or payment.decision,  # older rows: one
                 model_probability=payment.fraud_probability,
                 earlier_label_is_fraud=payment.label_is_fraud,
                 earlier=earlier(

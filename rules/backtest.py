@@ -232,7 +232,7 @@ def _stream(
     decode = msgspec.json.Decoder(list[feature_type])  # type: ignore[valid-type]
     columns = [
         "transaction_id",
-        "decision",
+        "COALESCE(model_decision, decision)",  # the model's own (older rows: decision)
         "fraud_probability",
         "label_is_fraud",
         "UNIX_TIMESTAMP(event_time)",

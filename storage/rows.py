@@ -14,6 +14,7 @@ import msgspec
 
 from features.bounded import bounded
 from features.contract import Payment
+from rules.decisions import Outcome, model_alone
 from storage.versions import version_key
 
 
@@ -36,11 +37,17 @@ def scored_payment_row(
     appended_at: float | None = None,
     shadow_version: str | None = None,
     shadow_probability: float | None = None,
+    outcome: Outcome | None = None,
+    ruleset_version: int | None = None,
 ) -> dict[str, Any]:
     """``reasons``: ``None`` when the scorer did not rank them (an approval: stored as an empty
     list, computed on demand, :func:`reasons_on_demand`); ``appended_at``: the payment's Kafka
     record timestamp (POSIX seconds), if it had one; ``shadow_*``: the challenger shadowing the
-    champion and its probability, if one did."""
+    champion and its probability, if one did; ``outcome``: what the analysts' rules made of the
+    model's ``decision`` with ``ruleset_version`` (:mod:`rules.decisions`): ``decision`` is then
+    stored as ``model_decision`` and the outcome's decision as the final ``decision``."""
+    if outcome is None:
+        outcome = model_alone(decision)  # type: ignore[arg-type]
     offset_delta = payment.event_time.utcoffset()
     return {
         "transaction_id": payment.transaction_id,
@@ -52,7 +59,13 @@ def scored_payment_row(
         "event_time": utc_naive(payment.event_time),
         "utc_offset_minutes": int(offset_delta.total_seconds() // 60) if offset_delta else 0,
         "fraud_probability": probability,
-        "decision": decision,
+        "decision": outcome.decision,
+        "model_decision": decision,
+        "decided_by": outcome.decided_by,
+        "rules_fired": list(outcome.rules_fired),
+        "shadow_hits": list(outcome.shadow_hits),
+        "rule_reasons": list(outcome.reasons),
+        "ruleset_version": ruleset_version,
         "reason_codes": list(reasons) if reasons is not None else [],
         "model_version": model_version,
         "features": features,

@@ -59,7 +59,13 @@ scored_payments = Table(
     Column("event_time", Timestamp, nullable=False, comment="UTC"),
     Column("utc_offset_minutes", SmallInteger, nullable=False),
     Column("fraud_probability", Double, nullable=False),
-    Column("decision", String(8), nullable=False, comment="approve, review or decline"),
+    Column(
+        "decision",
+        String(8),
+        nullable=False,
+        comment="the final decision (rules over the model, rules.decisions): approve, review "
+        "or decline",
+    ),
     Column(
         "reason_codes",
         JSON,
@@ -89,6 +95,38 @@ scored_payments = Table(
     Column("device_id", Id(), nullable=True),
     Column("latitude", Double, nullable=True),
     Column("longitude", Double, nullable=True),
+    # The analysts' rules (rules/, issue 21): NULL in rows stored before the flow applied them.
+    Column(
+        "model_decision",
+        String(8),
+        nullable=True,
+        comment="the model's own decision (its probability against the thresholds)",
+    ),
+    Column(
+        "decided_by",
+        Id(),
+        nullable=True,
+        comment="the rule id that decided, or 'model'",
+    ),
+    Column(
+        "rules_fired",
+        JSON,
+        nullable=True,
+        comment="ids of the active rules that fired, in precedence order, the deciding one first",
+    ),
+    Column(
+        "shadow_hits",
+        JSON,
+        nullable=True,
+        comment="ids of the shadow rules that would have fired (never deciding)",
+    ),
+    Column(
+        "rule_reasons",
+        JSON,
+        nullable=True,
+        comment="words naming the rules that decided (rules.decisions), empty: the model alone",
+    ),
+    Column("ruleset_version", BigInteger, nullable=True, comment="the ruleset decided with"),
     Column(
         "stored_at",
         Timestamp,

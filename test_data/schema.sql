@@ -226,7 +226,7 @@ CREATE TABLE scored_payments (
 	event_time DATETIME(6) NOT NULL COMMENT 'UTC', 
 	utc_offset_minutes SMALLINT NOT NULL, 
 	fraud_probability DOUBLE NOT NULL, 
-	decision VARCHAR(8) NOT NULL COMMENT 'approve, review or decline', 
+	decision VARCHAR(8) NOT NULL COMMENT 'the final decision (rules over the model, rules.decisions): approve, review or decline', 
 	reason_codes JSON NOT NULL COMMENT 'up to three feature names, empty for an approval (computed on demand)', 
 	model_version VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
 	features JSON NOT NULL COMMENT 'feature name -> value used to score', 
@@ -244,6 +244,12 @@ CREATE TABLE scored_payments (
 	device_id VARCHAR(64) COLLATE utf8mb4_bin, 
 	latitude DOUBLE, 
 	longitude DOUBLE, 
+	model_decision VARCHAR(8) COMMENT 'the model''s own decision (its probability against the thresholds)', 
+	decided_by VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'the rule id that decided, or ''model''', 
+	rules_fired JSON COMMENT 'ids of the active rules that fired, in precedence order, the deciding one first', 
+	shadow_hits JSON COMMENT 'ids of the shadow rules that would have fired (never deciding)', 
+	rule_reasons JSON COMMENT 'words naming the rules that decided (rules.decisions), empty: the model alone', 
+	ruleset_version BIGINT COMMENT 'the ruleset decided with', 
 	stored_at DATETIME(6) COMMENT 'UTC: when MySQL wrote the row, inside the transaction of its batch' DEFAULT CURRENT_TIMESTAMP(6), 
 	PRIMARY KEY (transaction_id)
 )COMMENT='One row per payment, first write wins: a replayed payment changes nothing.';

@@ -1,0 +1,176 @@
+"""The analysts' rules in the running flow (issue 21 items 3, 4, 10), on the real services: the
+flow as two processes of two workers on topics of four partitions, following the topics
+(``PAYSCORE_TAIL=true``), rules changed through ``rules.store.RulesStore`` as the review account
+while it runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from rules.store import NewEntry, RulesStore
+from storage.tables import scored_payments
+from test_data.generator import simulate
+from test_data.spec import SimulationSpec
+from tests.flowrun import ROOT, flow_env, produce
+
+pytestmark = pytest.mark.integration
+
+REFRESH_SECONDS = 1.0
+# The bound: a process looks every PAYSCORE_RULES_REFRESH_SECONDS; loading and compiling a small
+# ruleset takes milliseconds, given a second here for a loaded machine.
+BOUND = timedelta(seconds=REFRESH_SECONDS + 1.0)
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.5)
+
+
+def stored(engine: Engine) -> int:
+    with engine.connect() as c:
+        return int(c.execute(select(func.count()).select_from(scored_payments)).scalar_one())
+
+
+def start_flow(env: dict[str, str], base_port: int) -> subprocess.Popen[str]:
+    """The flow as two processes of two workers each, in its own process group."""
+    return subprocess.Popen(
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "2"],
+        env=env | {"FLOW_BASE_PORT": str(base_port + os.getpid() % 200)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def stop(flow: subprocess.Popen[str]) -> str:
+    os.killpg(flow.pid, signal.SIGTERM)
+    try:
+        out, _ = flow.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(flow.pid, signal.SIGKILL)
+        out, _ = flow.communicate()
+    return out or ""
+
+
+def rows(engine: Engine, ids: set[str]) -> list[dict]:
+    sp = scored_payments
+    with engine.connect() as c:
+        found = c.execute(
+            select(
+                sp.c.transaction_id,
+                sp.c.card_id,
+                sp.c.kafka_partition,
+                sp.c.decision,
+                sp.c.model_decision,
+                sp.c.decided_by,
+                sp.c.rules_fired,
+                sp.c.shadow_hits,
+                sp.c.rule_reasons,
+                sp.c.reason_codes,
+                sp.c.ruleset_version,
+                sp.c.scored_at,
+            )
+        ).mappings()
+        return [dict(r) for r in found if r["transaction_id"] in ids]
+
+
+def test_a_rule_activated_mid_stream_applies_on_every_partition_within_the_bound(
+    topics: dict[str, str],
+    mysql_url: str,
+    engine: Engine,
+    review_engine: Engine,
+    models: Path,
+) -> None:
+    sim = simulate(SimulationSpec(seed=41, days=4, cards=200, merchants=40))
+    payments = list(sim.payments())
+    third = len(payments) // 3
+    first, during, after = payments[:third], payments[third : 2 * third], payments[2 * third :]
+    # An allow-listed card (its payments are approved whatever fires), one that pays throughout.
+    in_first = {p.card_id for p in first}
+    vip = Counter(p.card_id for p in after if p.card_id in in_first).most_common(1)[0][0]
+    store = RulesStore(review_engine)
+    store.create_list("vip", "card", by="ana")
+    store.add_entries("vip", [NewEntry(vip, reason="the bank's own card")], by="ana")
+    store.add_rule("vip-in", "allow if card_id in @vip priority 50", by="ana", status="active")
+    shadowed = store.add_rule("all-out", "decline if amount_eur >= 0 priority 5", by="ana")
+    env = flow_env(topics, mysql_url, models, tail="true", rules_refresh_seconds="1")
+    flow = start_flow(env, 2900)
+    try:
+        produce(topics, first)
+        wait_for("the first third to be stored", lambda: stored(engine) == len(first))
+        before = rows(engine, {p.transaction_id for p in first})
+        activated = store.set_status("all-out", "active", by="ana")
+        changed_at = datetime.now(UTC).replace(tzinfo=None)
+        produce(topics, during)
+        time.sleep(BOUND.total_seconds() + 1)
+        produce(topics, after)
+        wait_for("every payment to be stored", lambda: stored(engine) == len(payments))
+    finally:
+        out = stop(flow)
+    assert "ruleset_refused" not in out
+
+    # Before: the decline rule in shadow recorded its hits and changed nothing; the allow rule
+    # approved the vip card's payments.
+    assert {r["ruleset_version"] for r in before} == {shadowed}
+    for r in before:
+        assert r["shadow_hits"] == ["all-out"]
+        if r["card_id"] == vip:
+            assert (r["decision"], r["decided_by"], r["rules_fired"]) == (
+                "approve",
+                "vip-in",
+                ["vip-in"],
+            )
+            assert r["rule_reasons"][0] == "allow by rule vip-in (priority 50)"
+        else:
+            assert (r["decision"], r["decided_by"], r["rules_fired"]) == (
+                r["model_decision"],
+                "model",
+                [],
+            )
+    assert any(r["card_id"] == vip for r in before)
+
+    # After the bound, on every partition: the allow-list beats the decline rule, which beats
+    # the model, and the reasons name the rule.
+    late = [
+        r
+        for r in rows(engine, {p.transaction_id for p in during + after})
+        if r["scored_at"] > changed_at + BOUND
+    ]
+    assert {r["kafka_partition"] for r in late} == {0, 1, 2, 3}
+    assert {r["ruleset_version"] for r in late} == {activated}
+    vip_late = [r for r in late if r["card_id"] == vip]
+    others = [r for r in late if r["card_id"] != vip]
+    assert vip_late and others
+    for r in vip_late:
+        assert (r["decision"], r["decided_by"], r["rules_fired"]) == (
+            "approve",
+            "vip-in",
+            ["vip-in", "all-out"],
+        )
+    for r in others:
+        assert (r["decision"], r["decided_by"], r["rules_fired"], r["shadow_hits"]) == (
+            "decline",
+            "all-out",
+            ["all-out"],
+            [],
+        )
+        assert r["rule_reasons"] == ["decline by rule all-out (priority 5)"]
+        assert r["reason_codes"] or r["model_decision"] == "approve"  # computed, maybe none
+    assert any(r["model_decision"] == "approve" for r in others)  # the rule overruled the model
+    # Every payment was decided with one of the two versions, none with a stale or empty one.
+    everything = rows(engine, {p.transaction_id for p in payments})
+    assert {r["ruleset_version"] for r in everything} <= {shadowed, activated}
