@@ -433,6 +433,7 @@ def create_app(
             Route("/lists/{name}/entries", signed(rules.add_entry), methods=["POST"]),
             Route("/lists/{name}/remove", signed(rules.remove_entries), methods=["POST"]),
             Route("/lists/{name}/import", signed(rules.import_csv), methods=["POST"]),
+            Route("/rule-hits", signed(rules.rule_hits), methods=["GET"]),
             Route("/versions", signed(rules.versions), methods=["GET"]),
             Route("/versions/{version:int}", signed(rules.version), methods=["GET"]),
             Route("/versions/{version:int}/rollback", signed(rules.rollback), methods=["POST"]),

@@ -18,6 +18,10 @@
 ``GET /versions``                   the newest ruleset versions and their audit rows
 ``GET /versions/{v}``               version ``v``: its rules, the diff from ``v - 1``, who, when
 ``POST /versions/{v}/rollback``     a new version equal to ``v``
+``GET /rule-hits``                  hits per rule per day and precision on labelled payments:
+                                    ``kind`` shadow (would have fired) or active (fired),
+                                    ``since``/``until`` (UTC; default the 30 days up to the
+                                    newest stored payment) (:mod:`rules.shadow_hits`)
 ==================================  =========================================================
 
 Every page needs a live session; every POST the session's CSRF token; every change the
@@ -31,10 +35,12 @@ message, which names the line and column. Every text from input is bounded when 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection, func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -46,17 +52,22 @@ from review.backtests import BacktestBusyError, Backtests
 from review.security import check_csrf
 from review.users import User
 from rules import backtest as backtests
+from rules import shadow_hits
 from rules.lists import MAX_REASON_CHARS
 from rules.names import LIST_KINDS
 from rules.ruleset import STATUSES, RuleSpec, check_rule_id
 from rules.store import ImportRefusedError, NewEntry, RulesStore
 from rules.syntax import MAX_RULE_CHARS, RuleSyntaxError, parse
 from storage.svg_charts import line_chart
+from storage.tables import scored_payments
 
 ID_CHARS = 64
 MAX_CSV_BYTES = 32 * 1024 * 1024  # a list of a million card ids is about 20 MB
 MAX_REMOVED = 1000  # values removed by one form
 CHART_RULES = 3  # rules drawn in a backtest's chart (most hits first), with the changes
+HITS_CHART_RULES = 4  # rules drawn in the hits chart (most hits first)
+HITS_DAYS = 30  # the hits pages' default range, up to the newest stored payment
+DAY = timedelta(days=1)
 COLORS = ("#1f5fa8", "#a40000", "#1d6b1d", "#8a5a00")
 
 Page = Callable[..., Response]
@@ -146,12 +157,17 @@ class RulesPages:
     ) -> Response:
         rule_id = request.path_params["rule_id"]
 
-        def read() -> tuple[Any, list[Any]]:
+        def read() -> tuple[Any, list[Any], dict[str, Any]]:
             found = next((r for r in self.store.rules() if r.rule_id == rule_id), None)
             with self.store.engine.connect() as c:
-                return found, rules_queries.audit_of(c, target=rule_id)
+                since, until = default_range(c)
+                hits = {
+                    kind: hits_view(c, since, until, kind, [rule_id])
+                    for kind in ("active", "shadow")
+                }
+                return found, rules_queries.audit_of(c, target=rule_id), hits
 
-        found, history = await run_in_threadpool(read)
+        found, history, hits = await run_in_threadpool(read)
         if found is None:
             raise HTTPException(404, f"there is no rule {rule_id[:ID_CHARS]!r}")
         return self.page(
@@ -162,10 +178,30 @@ class RulesPages:
             rule=found,
             text=found.text if text is None else text,
             history=history,
+            hits=hits,
             statuses=STATUSES,
             error=error,
             saved=forms.number(request.query_params, "saved"),
             max_rule_chars=MAX_RULE_CHARS,
+        )
+
+    async def rule_hits(self, request: Request, user: User) -> Response:
+        args = request.query_params
+        kind = forms.choice({"kind": args.get("kind") or "shadow"}, "kind", ("shadow", "active"))
+        since, until = forms.when(args, "since"), forms.when(args, "until")
+
+        def read() -> tuple[HitsView, dict[str, str]]:
+            with self.store.engine.connect() as c:
+                start, end = default_range(c)
+                view = hits_view(c, since or start, until or end, kind, None)
+            return view, {r.rule_id: r.status for r in self.store.rules()}
+
+        try:
+            view, statuses = await run_in_threadpool(read)
+        except ValueError as exc:  # a reversed range, or too many days
+            raise HTTPException(400, str(exc)[:500]) from None
+        return self.page(
+            request, "rule_hits.html", user=user, view=view, kind=kind, status_now=statuses
         )
 
     async def edit_rule(self, request: Request, user: User) -> Response:
@@ -404,6 +440,61 @@ def _version(request: Request) -> int:
     if number < 1:
         raise HTTPException(404, f"there is no ruleset version {number}")
     return number
+
+
+@dataclass(frozen=True)
+class HitsView:
+    """Rules' hits over a range, per rule (totals) and per day (a chart)."""
+
+    since: datetime
+    until: datetime
+    totals: list[shadow_hits.RuleHits]
+    chart: str | None
+
+
+def default_range(connection: Connection) -> tuple[datetime, datetime]:
+    """The :data:`HITS_DAYS` days (UTC) up to the day of the newest stored payment (an index
+    look-up), or up to today when none is stored."""
+    newest = connection.execute(select(func.max(scored_payments.c.event_time))).scalar()
+    last = newest or datetime.now(UTC).replace(tzinfo=None)
+    until = datetime(last.year, last.month, last.day) + DAY
+    return until - HITS_DAYS * DAY, until
+
+
+def hits_view(
+    connection: Connection,
+    since: datetime,
+    until: datetime,
+    kind: shadow_hits.Kind,
+    rule_ids: Sequence[str] | None,
+) -> HitsView:
+    """Hits of ``kind`` per rule and day in [since, until) (naive UTC), for the pages."""
+    rows = shadow_hits.hits_over_time(
+        connection,
+        since=since.replace(tzinfo=UTC),
+        until=until.replace(tzinfo=UTC),
+        kind=kind,
+        rule_ids=rule_ids,
+    )
+    totals = shadow_hits.totals(rows, since=since.replace(tzinfo=UTC))
+    if not rows:
+        return HitsView(since, until, totals, None)
+    first = datetime(since.year, since.month, since.day)
+    days = [first + i * DAY for i in range(-(-(until - first) // DAY))]
+    index = {day: i for i, day in enumerate(days)}
+    ranked = sorted(totals, key=lambda t: (-t.hits, t.rule_id))[:HITS_CHART_RULES]
+    series: dict[str, list[float]] = {t.rule_id: [0.0] * len(days) for t in ranked}
+    for row in rows:
+        if row.rule_id in series:
+            day = row.period_start.replace(tzinfo=None)
+            series[row.rule_id][index[day]] = row.hits
+    chart = line_chart(
+        [d.strftime("%Y-%m-%d") for d in days],
+        series,
+        COLORS,
+        title=f"{'Shadow hits' if kind == 'shadow' else 'Payments decided'} per rule and day (UTC)",
+    )
+    return HitsView(since, until, totals, chart)
 
 
 def backtest_chart(report: backtests.BacktestReport) -> str | None:

@@ -27,7 +27,8 @@ from storage.tables import (
     scored_payments,
 )
 from tests.flowrun import key_for_tests
-from tests.reviewkit import BROKERS, PASSWORD, add_users, sign_in, signed_in, token
+from tests.reviewkit import BROKERS, PASSWORD, add_users, payment_row, sign_in, signed_in, token
+from tests.reviewkit import store as store_rows
 from tests.test_rules_backtest import stored_rows
 
 pytestmark = pytest.mark.integration
@@ -492,3 +493,85 @@ def test_a_sign_in_reaches_the_rules_pages(
     signed = sign_in(client, "victor", PASSWORD)
     for link in ('href="/rules"', 'href="/lists"', 'href="/versions"'):
         assert link in signed.text
+
+
+def test_shadow_hits_per_rule_and_precision_and_the_payments_rules(
+    admin_engine: Engine, engine: Engine, review_engine: Engine, models: Path
+) -> None:
+    """What the flow stored with each payment (rules-flow's columns), shown: hits per rule over
+    the 30 days up to the newest payment, precision on the labelled ones; and on a payment's
+    page the final decision, the model's own, the rules fired (linked), shadow hits, version."""
+    store = RulesStore(review_engine)
+    store.add_rule("watch-big", "review if amount_eur > 100", by="alice")
+    store.add_rule("block", "decline if amount_eur > 120", by="alice", status="active")
+    rows = []
+    labels = [None, True, False, True, None, False, True, None]
+    for i, label in enumerate(labels * 3):
+        row = payment_row(f"tx-{i:03d}", 0.2, "approve", minutes=i * 600)  # 10 hours apart
+        fired = i % 2 == 0
+        row |= {
+            "decision": "decline" if fired else "approve",
+            "model_decision": "approve",
+            "decided_by": "block" if fired else "model",
+            "rules_fired": ["block"] if fired else [],
+            "shadow_hits": ["watch-big"] if i % 3 else [],
+            "rule_reasons": ["rule block: <b>declined</b>"] if fired else [],
+            "ruleset_version": 2,
+            "label_is_fraud": label,
+        }
+        rows.append(row)
+    store_rows(engine, rows)
+    store_rows(engine, [payment_row("tx-old", 0.7, "review", minutes=5)])  # before the rules
+    add_users(admin_engine)
+    client = signed_in(app_on(review_engine, models), "victor")
+
+    def expected(rule: str, column: str) -> tuple[int, int, int, int]:
+        hit = [r for r in rows if rule in (r.get(column) or [])]
+        frauds = sum(r["label_is_fraud"] is True for r in hit)
+        legit = sum(r["label_is_fraud"] is False for r in hit)
+        return len(hit), frauds + legit, frauds, legit
+
+    def shown(page: str, table: str) -> dict[str, tuple[int, ...]]:
+        body = re.search(rf'<table class="hits" id="{table}">(.*?)</table>', page, re.S)
+        assert body is not None, page[:3000]
+        found = re.findall(
+            r'<a class="rule"[^>]*>([^<]+)</a>.*?<td class="num hits">(\d+)</td>\s*'
+            r'<td class="num labelled">(\d+)</td>\s*<td class="num frauds">(\d+)</td>\s*'
+            r'<td class="num legit">(\d+)</td>',
+            body[1],
+            re.S,
+        )
+        return {rule: tuple(int(x) for x in figures) for rule, *figures in found}
+
+    hits = client.get("/rule-hits")
+    assert hits.status_code == 200, hits.text
+    assert shown(hits.text, "hits-shadow") == {"watch-big": expected("watch-big", "shadow_hits")}
+    assert '<td class="status-shadow">shadow</td>' in hits.text
+    assert hits.text.count("<polyline") == 1
+    fired = client.get("/rule-hits", params={"kind": "active"}).text
+    assert shown(fired, "hits-active") == {"block": expected("block", "rules_fired")}
+    precision = re.search(r'<td class="num precision">([0-9.]+)</td>', fired)
+    _, labelled, frauds, _ = expected("block", "rules_fired")
+    assert precision is not None and float(precision[1]) == round(frauds / labelled, 3)
+    rule_page = client.get("/rules/block").text
+    assert shown(rule_page, "hits-active") == {"block": expected("block", "rules_fired")}
+    assert shown(rule_page, "hits-shadow") == {}
+    assert client.get("/rule-hits", params={"kind": "nope"}).status_code == 400
+    reversed_range = client.get(
+        "/rule-hits", params={"since": "2026-03-02T00:00", "until": "2026-03-01T00:00"}
+    )
+    assert reversed_range.status_code == 400
+
+    payment = client.get("/payments/tx-000").text
+    assert '<td id="decision">decline</td>' in payment
+    assert '<td id="model-decision">approve</td>' in payment
+    assert 'rule <a class="rule" href="/rules/block">block</a>' in payment
+    assert '<td id="rules-fired"><a class="rule" href="/rules/block">block</a></td>' in payment
+    assert "rule block: &lt;b&gt;declined&lt;/b&gt;" in payment
+    assert '<td id="ruleset-version"><a href="/versions/2">2</a></td>' in payment
+    assert '<td id="shadow-hits">none' in payment
+    other = client.get("/payments/tx-001").text
+    assert '<td id="decided-by">the model</td>' in other
+    assert 'href="/rules/watch-big">watch-big</a>' in other
+    old = client.get("/payments/tx-old").text
+    assert 'id="rules-not-recorded"' in old
