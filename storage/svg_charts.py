@@ -127,9 +127,10 @@ def line_chart(
         )
     every = max(1, len(columns) // 8)
     for i in range(0, len(columns), every):
+        anchor = "start" if i == 0 else "end" if i == len(columns) - 1 else "middle"
         parts.append(
             f'<text x="{LEFT + i * step:.1f}" y="{HEIGHT - BOTTOM + 14}" font-size="10" '
-            f'text-anchor="middle">{_text(columns[i])}</text>'
+            f'text-anchor="{anchor}">{_text(columns[i])}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -155,7 +156,7 @@ def _axis(top: float, plot_h: float, *, percent: bool = False) -> str:
     ]
     for fraction in (0.0, 0.5, 1.0):
         value = top * fraction
-        label = f"{value:.0%}" if percent else f"{value:,.0f}"
+        label = f"{value:.0%}" if percent else f"{value:,.0f}" if top >= 10 else f"{value:g}"
         y = TOP + plot_h * (1 - fraction)
         parts.append(
             f'<text x="{LEFT - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{label}</text>'

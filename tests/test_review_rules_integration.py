@@ -426,7 +426,7 @@ def test_a_backtest_from_the_rule_page_equals_a_count_in_sql_and_draws_a_chart(
     assert hits > 0
     row = re.search(
         r'<td class="rule">big</td>.*?<td class="num hits">(\d+)</td>\s*'
-        r'<td class="num frauds">(\d+)</td>\s*<td class="num legit">(\d+)</td>',
+        r'<td class="num frauds">(\d+)</td>\s*<td class="num legit-hit">(\d+)</td>',
         response.text,
         re.S,
     )
@@ -537,7 +537,7 @@ def test_shadow_hits_per_rule_and_precision_and_the_payments_rules(
         found = re.findall(
             r'<a class="rule"[^>]*>([^<]+)</a>.*?<td class="num hits">(\d+)</td>\s*'
             r'<td class="num labelled">(\d+)</td>\s*<td class="num frauds">(\d+)</td>\s*'
-            r'<td class="num legit">(\d+)</td>',
+            r'<td class="num legit-hit">(\d+)</td>',
             body[1],
             re.S,
         )
