@@ -63,6 +63,7 @@ from storage.tables import scored_payments
 
 ID_CHARS = 64
 MAX_CSV_BYTES = 32 * 1024 * 1024  # a list of a million card ids is about 20 MB
+MAX_FORM_BYTES = 256 * 1024  # any other change's form (a removal of 1,000 entries fits)
 MAX_REMOVED = 1000  # values removed by one form
 CHART_RULES = 3  # rules drawn in a backtest's chart (most hits first), with the changes
 HITS_CHART_RULES = 4  # rules drawn in the hits chart (most hits first)
@@ -83,8 +84,18 @@ class RulesPages:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _change_form(self, request: Request, user: User) -> Any:
-        form = await request.form(max_part_size=MAX_CSV_BYTES)
+    async def _change_form(
+        self, request: Request, user: User, *, at_most: int = MAX_FORM_BYTES
+    ) -> Any:
+        """The form of a change, once its size, its CSRF token and the user's role allow it."""
+        length = request.headers.get("content-length", "")
+        if not length.isdigit():
+            raise HTTPException(411, "a change must state its Content-Length")
+        if int(length) > at_most:
+            raise HTTPException(
+                413, f"the form has {int(length):,} bytes; expected at most {at_most:,}"
+            )
+        form = await request.form(max_part_size=at_most)
         check_csrf(request, form)
         if not user.may_decide:
             raise HTTPException(
@@ -371,7 +382,7 @@ class RulesPages:
         return RedirectResponse(f"/lists/{name}?saved={version}", status_code=303)
 
     async def import_csv(self, request: Request, user: User) -> Response:
-        form = await self._change_form(request, user)
+        form = await self._change_form(request, user, at_most=MAX_CSV_BYTES + MAX_FORM_BYTES)
         name = request.path_params["name"]
         upload = form.get("csv")
         if not isinstance(upload, UploadFile):

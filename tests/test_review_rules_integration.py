@@ -193,6 +193,20 @@ def test_text_from_input_is_bounded(admin_engine: Engine, review_engine: Engine,
     assert "<script>" not in bad_value.text.split("<main>")[1]
     search = client.get("/lists/cards", params={"q": "q" * 65})
     assert search.status_code == 400
+    # A form larger than any change needs is refused before it is read; a CSV file too.
+    page = client.get("/lists/cards")
+    huge = client.post(
+        "/lists/cards/entries",
+        data={"csrf_token": token(page.text), "value": "c-1", "reason": "z" * 300_000},
+    )
+    assert huge.status_code == 413
+    assert "expected at most 262,144" in huge.text
+    huge_csv = client.post(
+        "/lists/cards/import",
+        data={"csrf_token": token(page.text)},
+        files={"csv": ("big.csv", b"value\n" + b"c-1\n" * (8 * 1024 * 1024 + 1), "text/csv")},
+    )
+    assert huge_csv.status_code == 413
     assert versions(review_engine) == 1
 
 
