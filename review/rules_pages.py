@@ -281,9 +281,12 @@ class RulesPages:
             raise HTTPException(504, str(exc)[:2000]) from None
         except ValueError as exc:
             raise HTTPException(400, str(exc)[:2000]) from None
+        drafted = {r.rule_id for r in draft}
+        report.rules.sort(key=lambda r: r.rule_id not in drafted)  # the draft's rules first
         return self.page(
             request, "backtest.html", user=user, report=report, error=None, scope=scope,
             rule_id=rule_id, text=text, since=since, until=until, chart=backtest_chart(report),
+            drafted=drafted,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ lists
