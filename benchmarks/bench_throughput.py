@@ -3,7 +3,10 @@
     python benchmarks/bench_throughput.py [--days 4] [--cards 20000] [--processes 1 2]
         [--latency-rates R ...] [--latency-seconds 30] [--state-cards 3000] [--out DIR]
         [--skip-flow] [--skip-shadow] [--skip-loop] [--skip-raw] [--skip-latency]
-        [--skip-profile] [--skip-state]
+        [--skip-profile] [--skip-state] [--skip-rules] [--short]
+
+``--short`` checks that it runs in a few minutes (1 day, 2,000 cards, 1 process with and
+without the rules, latency at 300 payments/s for 10 s; no shadow, loop, raw, profile or state).
 
 Prints every figure below, ends with one summary table, and writes the figures as JSON to
 ``OUT/bench-throughput.json`` (``--out``, default ``reports/bench-throughput/``) beside the
@@ -18,7 +21,9 @@ artifacts: the flows' logs (``logs/``), the py-spy recording and its table.
    start to exit, payments/s and labels/s on wall time, and the steady payment rate between the
    first and last ``stored_at`` ((rows - 1) / (last - first)). Unless ``--skip-shadow``, one more
    1-process run with a challenger shadowing (the start version shadows itself): the cost of
-   shadow scoring.
+   shadow scoring. Unless ``--skip-rules``, one more 1-process run with the fifty rules of
+   ``test_data/rule_examples.py`` all active and their lists (made for this stream) stored
+   in its database as analysts store them: the cost of the rules against none.
 2. **The hand-written loop** (``--skip-loop``): ``benchmarks/reference_loop.py`` as a process
    over the same topics, with the same figures, and the ratios flow(1)/loop and flow(2)/flow(1).
 3. **Raw limits** (``--skip-raw``): one confluent-kafka consumer reading both topics from the
@@ -36,7 +41,9 @@ artifacts: the flows' logs (``logs/``), the py-spy recording and its table.
    expected). Percentiles p50, p99 and p99.9 (nearest rank, exact over every row) of
    ``stored_at - appended_at`` for the payments of the paced part. ``appended_at`` is the
    broker's append time; ``stored_at`` is when MySQL wrote the row (SYSDATE, per row) inside
-   its batch's transaction: the commit follows within the batch's load.
+   its batch's transaction: the commit follows within the batch's load. Beside it,
+   **append-to-decision**: each payment's first record on the decisions topic (compacted,
+   ``LogAppendTime``), its broker time minus the payment's ``appended_at`` (whole milliseconds).
 5. **Per-stage profile** (``--skip-profile``): ``benchmarks/profile_stages.py --days
    --profile-days`` (4; ``--cards`` cards) and its stage table, timed without a profiler; and
    one more 1-process run of part 1, recorded by py-spy (``--nonblocking``, 50 Hz,
@@ -85,6 +92,7 @@ import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.engine import make_url
 
 from dataflows.keyed_history import KeyedHistory, keyed_history
 from dataflows.messages import Positioned
@@ -92,8 +100,10 @@ from dataflows.scoring import CARD_IDS_KEPT, IDLE_KEY_SECONDS, terminal_history
 from features.card import CardHistory
 from features.contract import FraudLabel, Payment
 from model_state import artifact, signing
-from settings.config import Config
+from rules.store import NewEntry, RulesStore
+from settings.config import DECISIONS_TOPIC_SETTINGS, Config
 from storage import shadow
+from storage.decision_records import decode as decode_decision
 from storage.engine import make_engine
 from storage.sink import load_data_statement, tsv_lines
 from storage.tables import fraud_labels, scored_payments
@@ -101,6 +111,7 @@ from test_data.chaos import scratch_database
 from test_data.delivery import Outgoing, ProduceReport
 from test_data.generator import simulate
 from test_data.produce import from_simulation, send
+from test_data.rule_examples import RULES, example_lists
 from test_data.spec import SimulationSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,10 +159,10 @@ class Bench:
         return stack.enter_context(scratch_database(self.config, DB_PREFIX))
 
     def topics(self, stack: ExitStack, label: str) -> dict[str, str]:
-        """Fresh payments (LogAppendTime), labels and dead-letter topics of 4 partitions each,
-        deleted when ``stack`` closes."""
+        """Fresh payments (LogAppendTime), labels, dead-letter and decisions (compacted,
+        LogAppendTime) topics of 4 partitions each, deleted when ``stack`` closes."""
         stem = f"tput-{label}-{uuid.uuid4().hex[:6]}"
-        names = {k: f"{stem}-{k}" for k in ("payments", "labels", "dead")}
+        names = {k: f"{stem}-{k}" for k in ("payments", "labels", "dead", "decisions")}
         wanted = [
             NewTopic(
                 names["payments"],
@@ -160,6 +171,9 @@ class Bench:
             ),
             NewTopic(names["labels"], num_partitions=PARTITIONS),
             NewTopic(names["dead"], num_partitions=PARTITIONS),
+            NewTopic(
+                names["decisions"], num_partitions=PARTITIONS, config=DECISIONS_TOPIC_SETTINGS
+            ),
         ]
         created = []
         try:
@@ -195,6 +209,7 @@ class Bench:
             PAYSCORE_PAYMENTS_TOPIC=topics["payments"],
             PAYSCORE_LABELS_TOPIC=topics["labels"],
             PAYSCORE_DEAD_LETTERS_TOPIC=topics["dead"],
+            PAYSCORE_DECISIONS_TOPIC=topics["decisions"],
             PAYSCORE_MYSQL_URL=db_url,
             PAYSCORE_MODEL_DIR=str(model_dir),
             PAYSCORE_TAIL="true" if tail else "false",
@@ -334,6 +349,8 @@ def flow_runs(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
     plans: list[tuple[str, int, str]] = [(str(p), p, "") for p in args.processes]
     if not args.skip_shadow:
         plans.append(("1-shadow", 1, "shadow"))  # the cost of one challenger shadowing
+    if not args.skip_rules:
+        plans.append(("1-rules", 1, "rules"))  # the cost of the fifty example rules, all active
     if not args.skip_profile:
         plans.append(("1-profiled", 1, "profile"))  # a separate run, so figures above are clean
     for key, processes, kind in plans:
@@ -356,6 +373,8 @@ def flow_runs(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
             env = bench.env(topics, db_url, models, tail=False)
             if kind == "shadow":
                 note = shadow_itself(bench.dsn(db_url), models, env)
+            if kind == "rules":
+                note = fifty_rules(bench, db_url)
             name = f"flow-{key}p"
             figures = drain_run(bench, name, command, env, bench.dsn(db_url), args.run_timeout)
             if note:
@@ -376,6 +395,17 @@ def flow_runs(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
         runs["shadow_cost"] = {"wall": cost, "steady": None if steady is None else 1 - steady}
         bench.add(
             "shadow cost (1 process)",
+            f"{cost:.1%} fewer payments/s on wall time"
+            + (f", {1 - steady:.1%} steady" if steady is not None else ""),
+        )
+    if "1" in runs and "1-rules" in runs:
+        cost = 1 - runs["1-rules"]["payments_per_s"] / runs["1"]["payments_per_s"]
+        steady = _ratio(
+            runs["1-rules"]["steady_payments_per_s"], runs["1"]["steady_payments_per_s"]
+        )
+        runs["rules_cost"] = {"wall": cost, "steady": None if steady is None else 1 - steady}
+        bench.add(
+            "50 active rules' cost (1 process)",
             f"{cost:.1%} fewer payments/s on wall time"
             + (f", {1 - steady:.1%} steady" if steady is not None else ""),
         )
@@ -402,6 +432,31 @@ def shadow_itself(dsn: str, models: Path, env: dict[str, str]) -> str:
     finally:
         engine.dispose()
     return f"{start.version} shadowing itself"
+
+
+def fifty_rules(bench: Bench, db_url: str) -> str:
+    """The fifty rules of ``test_data/rule_examples.py``, all active, and their lists (made for
+    the end-to-end stream, seed 99), stored in the run's database as analysts store them."""
+    args = bench.args
+    sim = simulate(
+        SimulationSpec(seed=99, days=args.days, cards=args.cards, merchants=max(args.cards // 5, 2))
+    )
+    lists = example_lists(list(sim.payments()))
+    database = make_url(db_url).database
+    assert database, db_url
+    engine = make_engine(bench.config.on_database(database).review_mysql_dsn)
+    try:
+        store = RulesStore(engine)
+        for name, (kind, entries) in lists.items():
+            store.create_list(name, kind, by="benchmark")
+            store.add_entries(name, [NewEntry(v) for v in entries], by="benchmark")
+        for rule_id, rule in RULES:
+            store.add_rule(rule_id, rule, by="benchmark", status="active")
+        version = store.newest_version()
+    finally:
+        engine.dispose()
+    sizes = ", ".join(f"@{n} {len(e):,}" for n, (_, e) in lists.items())
+    return f"{len(RULES)} active rules (ruleset version {version}; lists: {sizes})"
 
 
 def drain_run(
@@ -672,6 +727,11 @@ def latency_runs(bench: Bench) -> dict[str, Any]:
             f"latency at {rate:,.0f} pay/s (achieved {figures['achieved_payments_per_s']:,.0f})",
             f"p50 {p['p50']:.1f} ms, p99 {p['p99']:.1f} ms, p99.9 {p['p99.9']:.1f} ms",
         )
+        d = figures["decision_on_topic_percentiles_ms"]
+        bench.add(
+            f"append-to-decision on topic at {rate:,.0f} pay/s",
+            f"p50 {d['p50']:.0f} ms, p99 {d['p99']:.0f} ms, p99.9 {d['p99.9']:.0f} ms",
+        )
     return runs
 
 
@@ -772,12 +832,19 @@ def latency_run(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
             first, last = c.execute(
                 select(func.min(appended), func.max(appended)).where(appended >= steady_start)
             ).one()
+        decided = first_decisions_ms(bench.config, topics["decisions"], steady_start)
     if len(micros) != report.payments:
         raise RuntimeError(
             f"{len(micros):,} payments appended since the paced part began; expected "
             f"{report.payments:,} (its payments only)"
         )
+    if len(decided) != report.payments:
+        raise RuntimeError(
+            f"{len(decided):,} decisions on the topic for payments appended since the paced part "
+            f"began; expected {report.payments:,}"
+        )
     percentiles = {name: nearest_rank(micros, q) / 1000 for name, q in _QUANTILES}
+    on_topic = {name: nearest_rank(decided, q) for name, q in _QUANTILES}
     span = (last - first).total_seconds() if len(micros) > 1 else 0.0
     appended_rate = (len(micros) - 1) / span if span > 0 else None
     achieved = report.payments / report.seconds if report.seconds > 0 else 0.0
@@ -791,6 +858,8 @@ def latency_run(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
         "appended_payments_per_s": appended_rate,
         "percentiles_ms": percentiles,
         "max_ms": micros[-1] / 1000,
+        "decision_on_topic_percentiles_ms": on_topic,
+        "decision_on_topic_max_ms": decided[-1],
         "exit_status_after_sigterm": status,
         "warmup_payments": warm_payments,
     }
@@ -801,13 +870,59 @@ def latency_run(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
         f"({_fmt(appended_rate, ',.0f')}/s by append time)\n"
         f"  stored_at - appended_at: p50 {p['p50']:.1f} ms, p99 {p['p99']:.1f} ms, "
         f"p99.9 {p['p99.9']:.1f} ms, max {micros[-1] / 1000:.1f} ms; "
-        f"flow exit status {status}",
+        f"flow exit status {status}\n"
+        f"  decision on topic - appended_at: p50 {on_topic['p50']:.0f} ms, p99 "
+        f"{on_topic['p99']:.0f} ms, p99.9 {on_topic['p99.9']:.0f} ms, max {decided[-1]:.0f} ms "
+        "(broker times, whole milliseconds)",
         flush=True,
     )
     return figures
 
 
 _QUANTILES = (("p50", 0.50), ("p99", 0.99), ("p99.9", 0.999))
+
+
+def first_decisions_ms(config: Config, topic: str, since: datetime) -> list[float]:
+    """Append-to-decision, sorted: for each payment appended at or after ``since`` (naive UTC),
+    its first record on the decisions topic, the record's broker time (LogAppendTime, whole
+    milliseconds) minus the payment's ``appended_at``, in milliseconds."""
+    consumer = Consumer(
+        {
+            **config.kafka_client(),
+            "group.id": f"bench-decisions-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": "false",
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        ends = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        first: dict[str, float] = {}
+        start = since.replace(tzinfo=UTC)
+        deadline = time.monotonic() + 300
+        while ends and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=1.0):
+                if message.error():
+                    raise RuntimeError(f"reading {topic}: {message.error()}")
+                if message.offset() + 1 >= ends.get(message.partition(), -1):
+                    ends.pop(message.partition(), None)
+                record = decode_decision(message.value())
+                if record.appended_at is None or record.transaction_id in first:
+                    continue
+                appended = datetime.fromisoformat(record.appended_at)
+                if appended < start:
+                    continue
+                _, broker_ms = message.timestamp()
+                first[record.transaction_id] = broker_ms - appended.timestamp() * 1000
+        if ends:
+            raise RuntimeError(f"could not read {topic} to its end in 300 s")
+        return sorted(first.values())
+    finally:
+        consumer.close()
 
 
 def nearest_rank(ordered: Sequence[float], q: float) -> float:
@@ -1124,9 +1239,21 @@ def parse_arguments(argv: Iterable[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="run the flow of another checkout (e.g. a git worktree of an earlier commit)",
     )
-    for part in ("flow", "shadow", "loop", "raw", "latency", "profile", "state"):
+    for part in ("flow", "shadow", "rules", "loop", "raw", "latency", "profile", "state"):
         parser.add_argument(f"--skip-{part}", action="store_true")
+    parser.add_argument(
+        "--short",
+        action="store_true",
+        help="a quick check that it runs (1 day, 2,000 cards, 1 process with and without the "
+        "rules, latency at 300 payments/s for 10 s; no shadow, loop, raw, profile or state)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.short:
+        args.days, args.cards, args.processes = 1, 2000, [1]
+        args.latency_rates = args.latency_rates or [300.0]
+        args.latency_seconds, args.warmup_payments = 10.0, 500
+        for part in ("shadow", "loop", "raw", "profile", "state"):
+            setattr(args, f"skip_{part}", True)
     if args.days < 1 or args.cards < 10 or args.state_cards < 10:
         parser.error("--days must be >= 1, --cards and --state-cards >= 10")
     if any(p < 1 for p in args.processes):

@@ -159,7 +159,13 @@ def main() -> int:
             if flow.running:
                 flow.kill9()
         seconds = time.monotonic() - started
-        result = account(engine, payments + probe, labels, topics["labels_topic"])
+        result = account(
+            engine,
+            payments + probe,
+            labels,
+            topics["labels_topic"],
+            decisions=(config.kafka_brokers, topics["decisions_topic"]),
+        )
         rates = check_fraud_rates(engine, [p.transaction_id for p in probe])
         print(result.summary())
         print(

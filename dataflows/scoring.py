@@ -60,6 +60,7 @@ from confluent_kafka import OFFSET_BEGINNING
 
 from dataflows import exiting, logs, metrics, stopping
 from dataflows.dead_letter_topic import DeadLetterSink
+from dataflows.decisions_topic import DecisionsTopic
 from dataflows.drift_watch import DriftWatch
 from dataflows.failures import log_failures
 from dataflows.keyed_history import History, keyed_history
@@ -288,7 +289,8 @@ def counted_dead_letter_row(source: str, letter: DeadLetter) -> dict[str, object
 def scored_payments_sink(config: Config) -> MySQLSink:
     """First write wins; the first message in Kafka order keeps a transaction id; a row MySQL
     refuses, or whose id belongs to a payment read earlier, becomes a dead letter of its
-    payment (table and topic)."""
+    payment (table and topic); every batch publishes its stored decisions on the decisions
+    topic before it commits (``dataflows/decisions_topic.py``)."""
     return MySQLSink(
         config.mysql_dsn,
         scored_payments,
@@ -302,6 +304,9 @@ def scored_payments_sink(config: Config) -> MySQLSink:
             on_failure=metrics.SINK_FAILURES.labels(scored_payments.name).inc,
             on_refused=lambda reason: metrics.dead_letter("refused_rows", reason),
             letters_out=lambda: dead_letter_sink(config).topic().publish,
+            before_commit=lambda: DecisionsTopic(
+                config.kafka_client(), config.decisions_topic, patience=config.mysql_outage_seconds
+            ),
         ),
     )
 

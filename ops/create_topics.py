@@ -1,4 +1,5 @@
-"""Creates the payments, labels and dead-letter topics with PAYSCORE_TOPIC_PARTITIONS partitions.
+"""Creates the payments, labels, dead-letter and decisions topics with PAYSCORE_TOPIC_PARTITIONS
+partitions (the decisions topic compacted: the last decision of each transaction id is kept).
 
 Run by ``ops/services.sh up``; an existing topic counts as success (its partition count is kept and
 reported when it differs).
@@ -12,14 +13,23 @@ import sys
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from settings.config import Config
+from settings.config import DECISIONS_TOPIC_SETTINGS, Config
 
 
 def create_topics(config: Config) -> None:
     admin = AdminClient(config.kafka_client())
-    names = [config.payments_topic, config.labels_topic, config.dead_letters_topic]
-    # Payments carry the broker's append time, from which the flow measures append-to-commit.
-    settings = {config.payments_topic: {"message.timestamp.type": "LogAppendTime"}}
+    names = [
+        config.payments_topic,
+        config.labels_topic,
+        config.dead_letters_topic,
+        config.decisions_topic,
+    ]
+    # Payments carry the broker's append time, from which the flow measures append-to-commit;
+    # decisions too (append-to-decision), and compaction keeps each transaction's last one.
+    settings = {
+        config.payments_topic: {"message.timestamp.type": "LogAppendTime"},
+        config.decisions_topic: DECISIONS_TOPIC_SETTINGS,
+    }
     wanted = [
         NewTopic(name, num_partitions=config.topic_partitions, config=settings.get(name, {}))
         for name in names

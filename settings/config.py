@@ -25,6 +25,9 @@ PREFIX = "PAYSCORE_"
 
 Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
 Positive = Annotated[int, Meta(ge=1)]
+# The decisions topic (ops/create_topics.py, the tests' scratch topics): compaction keeps the last
+# decision of each transaction id; the broker's append time gives append-to-decision latency.
+DECISIONS_TOPIC_SETTINGS = {"cleanup.policy": "compact", "message.timestamp.type": "LogAppendTime"}
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -37,6 +40,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     payments_topic: str = "payments"
     labels_topic: str = "fraud-labels"
     dead_letters_topic: str = "payments-dead-letters"
+    # Every stored payment's final decision, keyed by transaction id (compacted).
+    decisions_topic: str = "payscore-decisions"
     topic_partitions: Positive = 4
     # True: keep waiting for new messages (production). False: stop at the end of the topics.
     tail: bool = True

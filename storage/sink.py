@@ -38,6 +38,13 @@ message in Kafka order keeps a transaction id). The dead letters it makes are st
 published *in* that transaction, before it commits: a letter for a stored row it displaced
 exists nowhere else, and a crash after the commit would not make it again. A crash before the
 commit makes it again on replay (the topic is at-least-once).
+
+**Before each commit** (``Writing.before_commit``, one per worker): in the transaction of every
+batch that stores rows (after MySQL took them and no row was refused), and again in the
+transaction that settles conflicting rows, the hook reads what is stored for the batch's rows
+and hands it on; if it raises, the transaction rolls back and the flow stops (nothing stored,
+nothing lost: the batch is replayed). For scored payments it publishes their stored decisions on
+the decisions topic (``dataflows/decisions_topic.py`` says what that guarantees).
 """
 
 from __future__ import annotations
@@ -76,6 +83,11 @@ Refused = Callable[[Row, str], Row]
 Conflicts = Callable[[Connection, Sequence[Row]], Sequence[tuple[Row, str]]]
 # Hands dead-letter rows on (to the dead-letter topic); raises if it cannot.
 Publish = Callable[[Sequence[Row]], None]
+# Reads in a batch's transaction: SQL with %s placeholders and its parameters -> the rows.
+Read = Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]]
+# In a batch's transaction, after its rows are written and checked, before it commits: hands on
+# what is stored now for the batch's rows (read with ``Read``); raising rolls the batch back.
+BeforeCommit = Callable[[Read, Sequence[Row]], None]
 
 log = logging.getLogger(__name__)
 _TMP_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -219,6 +231,8 @@ class Writing:
     on_refused: Callable[[str], None] | None = None  # a row became a dead letter, and why
     # Makes, for each worker, what publishes the dead letters this sink makes (the topic).
     letters_out: Callable[[], Publish] | None = None
+    # Makes, for each worker, what runs in each batch's transaction before it commits.
+    before_commit: Callable[[], BeforeCommit] | None = None
 
 
 class MySQLSinkPartition(StatelessSinkPartition[Row]):
@@ -230,11 +244,13 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
         table: Table,
         writing: Writing = Writing(),
         publish: Publish | None = None,
+        before_commit: BeforeCommit | None = None,
     ) -> None:
         self._engine = engine
         self._table = table
         self._writing = writing
         self._publish = publish
+        self._before_commit = before_commit
         self._max_packet: int | None = None
 
     def write_batch(self, items: list[Row]) -> None:
@@ -273,6 +289,8 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
                     found = check(connection, items)
                     if found:
                         self._dead_letters(found, within=connection)
+                    if self._before_commit is not None:  # what is stored now, settled
+                        self._before_commit(_reader(connection), items)
                     return found
 
             settled = retry_transient(
@@ -347,6 +365,8 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
                         + "; ".join(f"{code} {message}" for _, code, message in problems)
                     )
                 skipped += len(chunk) - inserted
+            if self._before_commit is not None:
+                self._before_commit(_reader(connection), items)
         return skipped
 
     def _load(self, items: list[Row]) -> int:
@@ -372,6 +392,8 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
                         f"MySQL refused a batch of {len(items)} rows for {self._table.name}: "
                         + "; ".join(f"{code} {message}" for _, code, message in problems)
                     )
+                if self._before_commit is not None:
+                    self._before_commit(_cursor_reader(cursor), items)
                 raw.commit()
                 return skipped
             except BaseException:
@@ -382,6 +404,18 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _reader(connection: Connection) -> Read:
+    return lambda sql, params: connection.exec_driver_sql(sql, tuple(params)).all()
+
+
+def _cursor_reader(cursor: Any) -> Read:
+    def read(sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        cursor.execute(sql, tuple(params))
+        return cursor.fetchall()
+
+    return read
 
 
 def _position(row: Row) -> tuple[object, object, object]:
@@ -431,6 +465,11 @@ class MySQLSink(DynamicSink[Row]):
         local_infile = self._writing.method == "load"
         engine = make_engine(self._url, pool_size=1, local_infile=local_infile)
         out = self._writing.letters_out
+        before = self._writing.before_commit
         return MySQLSinkPartition(
-            engine, self._table, self._writing, out() if out is not None else None
+            engine,
+            self._table,
+            self._writing,
+            out() if out is not None else None,
+            before() if before is not None else None,
         )

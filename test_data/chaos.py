@@ -15,6 +15,10 @@ MySQL server of ``ops/services.sh``, on this machine.
   claimed labels, every claimed label names the version that learned it, and each version's
   count is its parent's plus the labels marked with it;
 
+- (with the decisions topic) every stored payment has its decision on the topic, and the last
+  record of each key is exactly the stored decision (:func:`check_decisions`; records of ids
+  never stored count as a problem too);
+
 and :func:`check_fraud_rates` whether the terminals' and merchants' fraud rates count every
 claimed fraud exactly once, through probe payments scored after everything else.
 """
@@ -34,14 +38,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import msgspec
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from features.contract import FraudLabel, Payment
-from settings.config import Config
+from settings.config import DECISIONS_TOPIC_SETTINGS, Config
 from storage.accounts import Accounts, revoke_all
+from storage.decision_records import DecisionRecord, stored_decisions
+from storage.decision_records import decode as decode_decision
 from storage.engine import make_engine
 from storage.parity import check as parity_check
 from storage.schema import DATABASE_OPTIONS, create_schema
@@ -81,16 +87,21 @@ def scratch_database(config: Config, prefix: str) -> Iterator[str]:
 
 @contextmanager
 def scratch_topics(brokers: str, partitions: int, prefix: str) -> Iterator[dict[str, str]]:
-    """Payments, labels and dead-letter topics of ``partitions`` each, deleted afterwards; named
-    by their Config field (``payments_topic``, ...)."""
+    """Payments, labels, dead-letter and decisions topics of ``partitions`` each (decisions
+    compacted, as ``ops/create_topics.py`` makes it), deleted afterwards; named by their Config
+    field (``payments_topic``, ...)."""
     stem = f"{prefix}-{uuid.uuid4().hex[:8]}"
     names = {
         "payments_topic": f"{stem}-payments",
         "labels_topic": f"{stem}-labels",
         "dead_letters_topic": f"{stem}-dead-letters",
+        "decisions_topic": f"{stem}-decisions",
     }
     admin = AdminClient({"bootstrap.servers": brokers})
-    futures = admin.create_topics([NewTopic(n, num_partitions=partitions) for n in names.values()])
+    settings = {names["decisions_topic"]: DECISIONS_TOPIC_SETTINGS}
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=partitions, config=settings.get(n, {})) for n in names.values()]
+    )
     for f in futures.values():
         f.result(timeout=30)
     try:
@@ -229,6 +240,8 @@ class Accounting(msgspec.Struct, kw_only=True):
     newest_version: str
     newest_labels_learned: int
     versions: int
+    decision_records: int = 0  # records read from the decisions topic (repeats included)
+    decision_keys: int = 0  # distinct keys among them
     problems: list[str]
 
     def summary(self) -> str:
@@ -242,6 +255,7 @@ class Accounting(msgspec.Struct, kw_only=True):
                 f"marked learned {self.learned_marked}",
                 f"newest version {self.newest_version}: labels_learned "
                 f"{self.newest_labels_learned}; versions recorded {self.versions}",
+                f"decisions topic: {self.decision_records} records, {self.decision_keys} keys",
                 "problems: " + ("; ".join(self.problems) if self.problems else "none"),
             ]
         )
@@ -252,9 +266,16 @@ def account(
     payments: Sequence[Payment],
     labels: Sequence[FraudLabel],
     labels_topic: str,
+    decisions: tuple[str, str] | None = None,
 ) -> Accounting:
-    """Check the stored outcome of a run (see the module docstring)."""
+    """Check the stored outcome of a run (see the module docstring); ``decisions``: the broker
+    and the decisions topic, to check it against the stored decisions."""
     problems: list[str] = []
+    records = keys = 0
+    if decisions is not None:
+        latest, records = latest_decisions(*decisions)
+        keys = len(latest)
+        problems += check_decisions(engine, latest)
     sp, fl, mv = scored_payments, fraud_labels, model_versions
     with engine.connect() as c:
         stored_ids = c.execute(select(sp.c.transaction_id)).scalars().all()
@@ -334,8 +355,81 @@ def account(
         newest_version=newest,
         newest_labels_learned=by_name[newest].labels_learned,
         versions=len(versions),
+        decision_records=records,
+        decision_keys=keys,
         problems=problems,
     )
+
+
+def latest_decisions(brokers: str, topic: str) -> tuple[dict[str, DecisionRecord], int]:
+    """The decisions topic read whole, as a consumer that keeps the last value per key: that
+    value by transaction id, and the number of records read."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": brokers,
+            "group.id": f"decisions-check-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": "false",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        ends = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        latest: dict[str, DecisionRecord] = {}
+        records = 0
+        deadline = time.monotonic() + 120
+        while ends:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end in 120 s: {ends}")
+            for message in consumer.consume(1000, timeout=1.0):
+                if message.error():
+                    raise RuntimeError(f"reading {topic}: {message.error()}")
+                records += 1
+                key = (message.key() or b"").decode()
+                value = message.value()
+                if value is None:
+                    latest.pop(key, None)  # a tombstone
+                else:
+                    latest[key] = decode_decision(value)
+                if message.offset() + 1 >= ends.get(message.partition(), -1):
+                    ends.pop(message.partition(), None)
+        return latest, records
+    finally:
+        consumer.close()
+
+
+def check_decisions(engine: Engine, latest: dict[str, DecisionRecord]) -> list[str]:
+    """Problems: a stored payment whose last record on the decisions topic is missing or not its
+    stored decision, or a key on the topic for no stored payment."""
+    with engine.begin() as c:
+        ids = c.execute(select(scored_payments.c.transaction_id)).scalars().all()
+        stored = {
+            r.transaction_id: r
+            for r in stored_decisions(lambda sql, ps: c.exec_driver_sql(sql, tuple(ps)).all(), ids)
+        }
+    problems = []
+    missing = sorted(set(stored) - set(latest))
+    extra = sorted(set(latest) - set(stored))
+    differ = sorted(t for t in set(stored) & set(latest) if stored[t] != latest[t])
+    if missing:
+        problems.append(
+            f"{len(missing)} stored payments have no decision on the topic: {missing[:3]}"
+        )
+    if extra:
+        problems.append(f"{len(extra)} decisions on the topic for no stored payment: {extra[:3]}")
+    if differ:
+        t = differ[0]
+        problems.append(
+            f"{len(differ)} last decisions on the topic differ from the stored ones, e.g. {t}: "
+            f"topic {latest[t]}, stored {stored[t]}"
+        )
+    return problems
 
 
 def probes(engine: Engine, after: datetime) -> list[Payment]:

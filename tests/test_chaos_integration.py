@@ -9,7 +9,9 @@ Afterwards, from MySQL alone (:mod:`test_data.chaos`): every payment is stored o
 features equal to the offline replay; every label message is accounted for and every claimed
 label was learned exactly once (the newest version's ``labels_learned``, and the chain of
 versions); and probe payments scored last show fraud rates that count every claimed fraud of
-their terminal and merchant exactly once. Runs in about three minutes.
+their terminal and merchant exactly once; and on the decisions topic, the last record of every
+key is exactly its stored decision (a consumer that keeps the last value per key sees the stored
+decisions, none missing, none extra). Runs in about three minutes.
 """
 
 from __future__ import annotations
@@ -138,7 +140,13 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
         if flow.running:
             flow.kill9()
 
-    result = account(engine, payments + probe, labels, topics["labels_topic"])
+    result = account(
+        engine,
+        payments + probe,
+        labels,
+        topics["labels_topic"],
+        decisions=(BROKERS, topics["decisions_topic"]),
+    )
     rates = check_fraud_rates(engine, [p.transaction_id for p in probe])
     print(result.summary(), f"\nflow starts: {flow.starts}; probes: {len(probe)}")
     log_tail = (tmp_path / "flow.log").read_text()[-3000:]
@@ -147,3 +155,4 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
     assert stat.S_IMODE((tmp_path / "recovery").stat().st_mode) == 0o700
     assert rates == [], rates[:10]
     assert result.claimed > 100 and result.versions > 5, result.summary()
+    assert result.decision_keys == len(payments) + len(probe), result.summary()
