@@ -125,7 +125,7 @@ def line_chart(
             f'<text x="{LEFT + 8 + n * 150}" y="{HEIGHT - 6}" font-size="10" fill="{color}">'
             f"{_text(name[:24])}</text>"
         )
-    every = max(1, len(columns) // 8)
+    every = max(1, -(-len(columns) // 6))  # at most 6 labels, about 100 px apart
     for i in range(0, len(columns), every):
         anchor = "start" if i == 0 else "end" if i == len(columns) - 1 else "middle"
         parts.append(

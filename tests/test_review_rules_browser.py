@@ -1,13 +1,15 @@
 """Rules and lists in a real browser, with the real flow (issue 21 item 7): an analyst adds a
-card to a new list, adds a rule on that list in shadow, backtests it (its table and chart),
-activates it; the running flow then declines the card's next payment by that rule, and the
-payment's page names the rule.
+card to a new list, adds a rule on that list in shadow (the flow records its hits and decides
+as before), backtests it (its table and chart), activates it; the running flow then declines
+the card's next payment by that rule, the payment's page names the rule, and the rule's page
+counts its shadow hits and the payments it decided.
 
 Headless Chromium through chromedriver (``ops/tools.sh``); the application runs as ``python -m
 review`` in a subprocess, the flow as ``ops/run_flow.sh`` (one process, following its topics,
 looking for a new ruleset every second). The pages must log no error to the browser console.
-Screenshots: ``reports/test-artifacts/rules-backtest.png`` (the backtest) and
-``rules-payment.png`` (the payment declined by the rule).
+Screenshots: ``reports/test-artifacts/rules-backtest.png`` (the backtest),
+``rules-payment.png`` (the payment declined by the rule) and ``rules-rule.png`` (the rule's
+hits, in shadow and active).
 """
 
 from __future__ import annotations
@@ -52,15 +54,14 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
     models: Path,
     tmp_path: Path,
 ) -> None:
-    payments = list(simulate(SimulationSpec(seed=31, days=2, cards=150, merchants=30)).payments())
-    half = len(payments) // 2
-    before, after = payments[:half], payments[half:]
-    # The card to block: one that pays in both halves, as often as can be in each.
-    in_before = Counter(p.card_id for p in before)
-    in_after = Counter(p.card_id for p in after)
-    card = max(
-        in_before.keys() & in_after.keys(), key=lambda c: (min(in_before[c], in_after[c]), c)
-    )
+    payments = list(simulate(SimulationSpec(seed=31, days=3, cards=150, merchants=30)).payments())
+    third = len(payments) // 3
+    # Scored before the rule exists, while it is in shadow, after it is activated.
+    before, shadowed, after = payments[:third], payments[third : 2 * third], payments[2 * third :]
+    # The card to block: one that pays in all three, as often as can be in each.
+    counts = [Counter(p.card_id for p in part) for part in (before, shadowed, after)]
+    both = counts[0].keys() & counts[1].keys() & counts[2].keys()
+    card = max(both, key=lambda c: (min(n[c] for n in counts), c))
     env = flow_env(
         topics, mysql_url, models, tail="true", rules_refresh_seconds=str(REFRESH_SECONDS)
     )
@@ -74,7 +75,7 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
     app_env = env | {"PAYSCORE_REVIEW_SESSION_KEY_FILE": str(tmp_path / "session.key")}
     try:
         produce(topics, before)
-        wait_for("the first half to be scored", lambda: stored(engine) == len(before), 180)
+        wait_for("the first third to be scored", lambda: stored(engine) == len(before), 180)
         add_alice(app_env, tmp_path)
         with review_server(app_env, tmp_path / "review.log") as base:
             browser.get(f"{base}/login")
@@ -106,13 +107,26 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
             browser.find_element(By.ID, "add-rule").click()
             assert browser.current_url == f"{base}/rules/stolen?saved=3"
             assert browser.find_element(By.ID, "status").text == "shadow"
+            # In shadow, the flow records its hits and decides as before.
+            time.sleep(REFRESH_SECONDS + 2)
+            produce(topics, shadowed)
+            wait_for(
+                "the second third to be scored",
+                lambda: stored(engine) == len(before) + len(shadowed),
+                180,
+            )
+            browser.refresh()
+
+            shadow_hits = browser.find_element(By.CSS_SELECTOR, "#hits-shadow td.hits")
+            assert int(shadow_hits.text) == counts[1][card]
 
             # Backtested over every stored payment: it hits exactly the card's.
             browser.find_element(By.ID, "backtest").click()
             row = browser.find_element(By.CSS_SELECTOR, "#backtest-rules tbody tr")
             assert row.find_element(By.CSS_SELECTOR, "td.rule").text == "stolen"
-            assert int(row.find_element(By.CSS_SELECTOR, "td.hits").text) == in_before[card]
-            assert int(browser.find_element(By.ID, "payments").text) == len(before)
+            hits = int(row.find_element(By.CSS_SELECTOR, "td.hits").text)
+            assert hits == counts[0][card] + counts[1][card]
+            assert int(browser.find_element(By.ID, "payments").text) == len(before) + len(shadowed)
             assert browser.find_elements(By.CSS_SELECTOR, "#chart svg polyline")
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             browser.save_screenshot(str(ARTIFACTS / "rules-backtest.png"))
@@ -160,6 +174,10 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
             browser.save_screenshot(str(ARTIFACTS / "rules-payment.png"))
             link.click()
             assert browser.find_element(By.ID, "status").text == "active"
+            fired = browser.find_element(By.CSS_SELECTOR, "#hits-active td.hits")
+            assert int(fired.text) == len(blocked)
+            assert browser.find_elements(By.CSS_SELECTOR, "#chart-active svg polyline")
+            browser.save_screenshot(str(ARTIFACTS / "rules-rule.png"))
             severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
             assert severe == [], severe
     finally:
