@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from starlette.exceptions import HTTPException
 
-SHOWN = 40  # characters of a refused value quoted back
+SHOWN = 40  # characters of a refused value quoted back (repr: at most 10 bytes each)
+_DIGITS = re.compile(r"\A[0-9]{1,18}\Z")
 
 
 def moment(text: str | None) -> datetime | None:
@@ -63,7 +65,7 @@ def number(args: Mapping[str, Any], name: str, *, at_least: int = 0) -> int | No
     value = args.get(name)
     if not value:
         return None
-    if not isinstance(value, str) or not value.isdigit() or len(value) > 18:
+    if not isinstance(value, str) or not _DIGITS.match(value):
         raise HTTPException(400, f"{name}: expected a whole number, got {str(value)[:SHOWN]!r}")
     if int(value) < at_least:
         raise HTTPException(400, f"{name}: expected at least {at_least}, got {value}")
