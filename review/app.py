@@ -44,7 +44,7 @@ from starlette.templating import Jinja2Templates
 from features.contract import minor_unit_digits
 from model_state.offline.shadow import Comparison, compare
 from review import queries, sessions, signin, throttle
-from review.backtests import Backtests
+from review.backtests import Backtests, Runner
 from review.explain import Explainers, Explanation, feature_values, reasons_shown
 from review.forms import moment
 from review.publish import LabelPublisher
@@ -61,6 +61,7 @@ from review.security import (
 from review.sessions import SessionPolicy
 from review.users import User
 from review.verdicts import PaymentNotFoundError, give_verdict
+from rules.backtest import backtest
 from rules.store import RulesStore
 from storage.rows import reasons_on_demand, utc_naive
 
@@ -370,6 +371,7 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
     backtest_seconds: float = 60.0,
     backtests_at_once: int = 2,
+    backtest_runner: Runner = backtest,
 ) -> Starlette:
     """The application on ``engine`` (the review account's); backtests read the same database
     as the same account, each in a new interpreter stopped after ``backtest_seconds``."""
@@ -390,6 +392,7 @@ def create_app(
             engine.url.render_as_string(hide_password=False),
             timeout=backtest_seconds,
             at_once=backtests_at_once,
+            runner=backtest_runner,
         ),
         review.page,
     )

@@ -8,16 +8,21 @@ count in SQL, and its chart is inline SVG."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from sqlalchemy import Engine, func, insert, select, text
 from starlette.testclient import TestClient
 
 from review.app import create_app
 from review.explain import Explainers
 from review.publish import KafkaLabels
+from rules.backtest import BacktestReport
 from rules.store import NewEntry, RulesStore
 from storage.tables import (
     fraud_rules,
@@ -27,7 +32,18 @@ from storage.tables import (
     scored_payments,
 )
 from tests.flowrun import key_for_tests
-from tests.reviewkit import BROKERS, PASSWORD, add_users, payment_row, sign_in, signed_in, token
+from tests.reviewkit import (
+    BROKERS,
+    PASSWORD,
+    add_users,
+    answers,
+    free_port,
+    payment_row,
+    sign_in,
+    signed_in,
+    token,
+    wait_for,
+)
 from tests.reviewkit import store as store_rows
 from tests.test_rules_backtest import stored_rows
 
@@ -590,3 +606,70 @@ def test_shadow_hits_per_rule_and_precision_and_the_payments_rules(
     assert 'href="/rules/watch-big">watch-big</a>' in other
     old = client.get("/payments/tx-old").text
     assert 'id="rules-not-recorded"' in old
+
+
+def test_a_backtest_waits_off_the_event_loop_and_a_user_runs_one_at_a_time(
+    admin_engine: Engine, review_engine: Engine, models: Path
+) -> None:
+    """The application under uvicorn, its backtest held open: the server still answers at
+    once, the same user's second backtest (another tab) and a backtest beyond the limit are
+    refused with 429, and the held one completes when let go."""
+    add_users(admin_engine)
+    RulesStore(review_engine).add_rule("s1", "review if amount_eur > 1", by="alice")
+    gate, started = threading.Event(), threading.Event()
+
+    def held(url: str, draft: list[Any], **options: Any) -> BacktestReport:
+        started.set()
+        assert gate.wait(60)
+        return BacktestReport("2000-01-01", "2100-01-01", 1, 0, 0, 0, 0, [], {}, 0, 0, 0, [], [])
+
+    app = app_on(review_engine, models, backtests_at_once=1, backtest_runner=held)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    wait_for("the server to answer", lambda: answers(f"{base}/login"), 30)
+    clients = {name: httpx.Client(base_url=base, timeout=60) for name in ("tab1", "tab2", "v")}
+    try:
+        for name, client in clients.items():
+            form = client.get("/login")
+            user = "victor" if name == "v" else "alice"
+            signed = client.post(
+                "/login",
+                data={"name": user, "password": PASSWORD, "csrf_token": token(form.text)},
+                follow_redirects=True,
+            )
+            assert f'<span id="user">{user}</span>' in signed.text
+
+        def backtest(name: str) -> httpx.Response:
+            client = clients[name]
+            page = client.get("/rules")
+            return client.post(
+                "/backtest", data={"csrf_token": token(page.text), "scope": "shadow"}
+            )
+
+        first: list[httpx.Response] = []
+        running = threading.Thread(target=lambda: first.append(backtest("tab1")))
+        running.start()
+        assert started.wait(30)
+        began = time.monotonic()
+        assert clients["tab2"].get("/rules").status_code == 200
+        assert time.monotonic() - began < 5  # the event loop is free
+        again = backtest("tab2")
+        assert again.status_code == 429
+        assert "alice has a backtest running" in again.text
+        assert again.headers["Retry-After"] == "5"
+        other = backtest("v")
+        assert other.status_code == 429
+        assert "1 backtests are running (at most 1 at once)" in other.text
+        gate.set()
+        running.join(60)
+        assert first[0].status_code == 200, first[0].text
+        assert backtest("tab2").status_code == 200  # the slot is free again
+    finally:
+        gate.set()
+        for client in clients.values():
+            client.close()
+        server.should_exit = True
+        thread.join(30)
