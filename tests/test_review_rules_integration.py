@@ -606,6 +606,10 @@ def test_shadow_hits_per_rule_and_precision_and_the_payments_rules(
     assert 'href="/rules/watch-big">watch-big</a>' in other
     old = client.get("/payments/tx-old").text
     assert 'id="rules-not-recorded"' in old
+    queue = client.get("/queue", params={"decision": ["decline", "review"]}).text
+    decided = re.findall(r'<td class="decided-by">(.*?)</td>', queue)
+    assert decided.count('<a class="rule" href="/rules/block">block</a>') == 12
+    assert decided.count("model") == 1  # tx-old, stored before the rules
 
 
 def test_a_backtest_waits_off_the_event_loop_and_a_user_runs_one_at_a_time(
