@@ -25,6 +25,14 @@ from prometheus_client import Counter, Gauge, Histogram
 PAYMENTS_SCORED = Counter(
     "payscore_payments_scored", "Scored payments stored in MySQL, by decision", ["decision"]
 )
+RULE_DECISIONS = Counter(
+    "payscore_rule_decisions",
+    "Stored payments whose final decision an analyst's rule made, by rule and decision",
+    ["rule", "decision"],
+)
+RULESET_VERSION = Gauge(
+    "payscore_ruleset_version", "The ruleset version this process decided its last batch with"
+)
 APPEND_TO_COMMIT = Histogram(
     "payscore_append_to_commit_seconds",
     "From a payment's Kafka record time (the broker's append time) to its MySQL commit",
@@ -100,6 +108,13 @@ def stored_payments(rows: Sequence[Mapping[str, Any]], replayed: bool = False) -
     now = time.time()
     for decision, n in collections.Counter(row["decision"] for row in rows).items():
         PAYMENTS_SCORED.labels(decision).inc(n)
+    by_rule = collections.Counter(
+        (row["decided_by"], row["decision"])
+        for row in rows
+        if row.get("decided_by") not in (None, "model")
+    )
+    for (rule, decision), n in by_rule.items():
+        RULE_DECISIONS.labels(rule, decision).inc(n)
     for row in rows:
         FRAUD_PROBABILITY.observe(row["fraud_probability"])
         appended = row.get("appended_at")

@@ -389,6 +389,7 @@ def score(
     ``drift`` watches what was scored."""
     features = [p.features for p in batch]
     results = scorer.score_batch(features, explain=explain)
+    metrics.RULESET_VERSION.set(rules.version)
     outcomes = rules.decide_batch(
         [p.event for p in batch],
         features,

@@ -59,6 +59,8 @@ METRICS: dict[str, Metric] = {
     "payscore_learner_backlog": Metric("gauge"),
     "payscore_psi": Metric("gauge", {"subject": None}),
     "payscore_last_scored_timestamp_seconds": Metric("gauge"),
+    "payscore_rule_decisions_total": Metric("counter", {"rule": None, "decision": DECISIONS}),
+    "payscore_ruleset_version": Metric("gauge"),
 }
 TARGET_LABELS = ("job", "instance")
 

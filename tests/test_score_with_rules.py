@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
+from dataflows import metrics
 from dataflows.messages import Positioned
 from dataflows.scoring import score
 from features.replay import replay
@@ -113,3 +115,19 @@ def test_precedence_in_the_step_allow_beats_decline_beats_model(
     assert rows[0]["rules_fired"] == ["vip-in", "all-out"]
     assert rows[0]["reason_codes"] == list(scorer.reasons([p.features])[0])
     assert rows[0]["ruleset_version"] == 3
+
+
+def test_rule_decisions_are_counted_by_rule_and_decision_once_stored(
+    scorer: Scorer, stream: list[Positioned[Any]]
+) -> None:
+    rule = RuleSpec("count-me", "decline if amount_eur >= 0 priority 5")
+    rows = score(scorer, stream[:7], rules=compile_ruleset([rule], {}, version=9))
+    assert metrics.RULESET_VERSION._value.get() == 9
+    before = REGISTRY.get_sample_value(
+        "payscore_rule_decisions_total", {"rule": "count-me", "decision": "decline"}
+    )
+    metrics.stored_payments(rows)
+    after = REGISTRY.get_sample_value(
+        "payscore_rule_decisions_total", {"rule": "count-me", "decision": "decline"}
+    )
+    assert (after or 0) - (before or 0) == 7
