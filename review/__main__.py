@@ -43,6 +43,8 @@ def main() -> int:
         session_key=key,
         https_only=config.review_https_only,
         thresholds=(config.review_threshold, config.decline_threshold),
+        backtest_seconds=config.review_backtest_seconds,
+        backtests_at_once=config.review_backtests_at_once,
     )
     log.info("review queue on http://%s:%d/", config.review_host, config.review_port)
     try:

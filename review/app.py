@@ -8,6 +8,8 @@
 ``GET /payments/{id}``      one payment: features, contributions and reason codes (an
                             approval's computed on demand), card, labels
 ``POST /payments/{id}/verdict``  an analyst's verdict (``verdict`` fraud|legitimate, ``note``)
+``/rules``, ``/lists``, ``/versions``, ``/backtest``  rules, lists, ruleset versions and
+                            backtests (:mod:`review.rules_pages`)
 ==========================  ======================================================
 
 Every page but the sign-in needs a live session (:mod:`review.sessions`, checked in MySQL on
@@ -42,8 +44,11 @@ from starlette.templating import Jinja2Templates
 from features.contract import minor_unit_digits
 from model_state.offline.shadow import Comparison, compare
 from review import queries, sessions, signin, throttle
+from review.backtests import Backtests, Runner
 from review.explain import Explainers, Explanation, feature_values, reasons_shown
+from review.forms import moment
 from review.publish import LabelPublisher
+from review.rules_pages import RulesPages, range_text
 from review.security import (
     CSRF_FIELD,
     SESSION_COOKIE,
@@ -56,6 +61,8 @@ from review.security import (
 from review.sessions import SessionPolicy
 from review.users import User
 from review.verdicts import PaymentNotFoundError, give_verdict
+from rules.backtest import backtest
+from rules.store import RulesStore
 from storage.rows import reasons_on_demand, utc_naive
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -121,7 +128,7 @@ class Review:
                 undefined=StrictUndefined,
             )
         )
-        self.templates.env.filters.update(percent=percent, money=money)
+        self.templates.env.filters.update(percent=percent, money=money, range_text=range_text)
 
     def page(self, request: Request, name: str, http_status: int = 200, **context: Any) -> Response:
         context = {"user": None, "error": None, **context}
@@ -228,8 +235,8 @@ class Review:
         try:
             where = queries.QueueFilter(
                 decisions=tuple(args.getlist("decision")) or ("review",),
-                since=_moment(args.get("since")),
-                until=_moment(args.get("until")),
+                since=moment(args.get("since")),
+                until=moment(args.get("until")),
                 merchant_id=args.get("merchant") or None,
                 after=queries.Cursor.decode(args["after"]) if args.get("after") else None,
             )
@@ -336,19 +343,6 @@ class Review:
         return RedirectResponse(f"/payments/{transaction_id}?given={given.id}", status_code=303)
 
 
-def _moment(text: str | None) -> datetime | None:
-    """A time from a ``datetime-local`` field, read as UTC (naive, as stored)."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"time {text[:40]!r}: expected YYYY-MM-DDTHH:MM (UTC)") from None
-    if moment.tzinfo is not None:
-        raise ValueError(f"time {text[:40]!r}: expected no UTC offset (times are UTC)")
-    return moment
-
-
 Handler = Callable[[Request, User], Awaitable[Response]]
 
 
@@ -375,7 +369,12 @@ def create_app(
     login_policy: throttle.Policy = throttle.POLICY,
     session_policy: SessionPolicy = sessions.SESSION,
     clock: Callable[[], datetime] = utc_now,
+    backtest_seconds: float = 60.0,
+    backtests_at_once: int = 2,
+    backtest_runner: Runner = backtest,
 ) -> Starlette:
+    """The application on ``engine`` (the review account's); backtests read the same database
+    as the same account, each in a new interpreter stopped after ``backtest_seconds``."""
     review = Review(
         engine,
         publisher,
@@ -386,6 +385,20 @@ def create_app(
         session_policy=session_policy,
         clock=clock,
     )
+
+    rules = RulesPages(
+        RulesStore(engine),
+        Backtests(
+            engine.url.render_as_string(hide_password=False),
+            timeout=backtest_seconds,
+            at_once=backtests_at_once,
+            runner=backtest_runner,
+        ),
+        review.page,
+    )
+
+    def signed(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        return _signed_in(review, handler)
 
     async def error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -411,6 +424,22 @@ def create_app(
                 _signed_in(review, review.verdict),
                 methods=["POST"],
             ),
+            Route("/rules", signed(rules.rules), methods=["GET"]),
+            Route("/rules", signed(rules.add_rule), methods=["POST"]),
+            Route("/rules/{rule_id}", signed(rules.rule), methods=["GET"]),
+            Route("/rules/{rule_id}/text", signed(rules.edit_rule), methods=["POST"]),
+            Route("/rules/{rule_id}/status", signed(rules.set_status), methods=["POST"]),
+            Route("/backtest", signed(rules.backtest), methods=["POST"]),
+            Route("/lists", signed(rules.lists), methods=["GET"]),
+            Route("/lists", signed(rules.create_list), methods=["POST"]),
+            Route("/lists/{name}", signed(rules.list_view), methods=["GET"]),
+            Route("/lists/{name}/entries", signed(rules.add_entry), methods=["POST"]),
+            Route("/lists/{name}/remove", signed(rules.remove_entries), methods=["POST"]),
+            Route("/lists/{name}/import", signed(rules.import_csv), methods=["POST"]),
+            Route("/rule-hits", signed(rules.rule_hits), methods=["GET"]),
+            Route("/versions", signed(rules.versions), methods=["GET"]),
+            Route("/versions/{version:int}", signed(rules.version), methods=["GET"]),
+            Route("/versions/{version:int}/rollback", signed(rules.rollback), methods=["POST"]),
         ],
         middleware=[
             Middleware(

@@ -94,6 +94,7 @@ _QUEUE_COLUMNS = (
     scored_payments.c.event_time,
     scored_payments.c.fraud_probability,
     scored_payments.c.decision,
+    scored_payments.c.decided_by,  # a rule id, "model", or NULL (stored before the rules)
     scored_payments.c.reason_codes,
     scored_payments.c.model_version,
     scored_payments.c.label_is_fraud,

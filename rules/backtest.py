@@ -359,6 +359,7 @@ def backtest(
     replace: bool = False,
     store: RulesStore | None = None,
     jobs: int = 1,
+    timeout: float | None = None,
 ) -> BacktestReport:
     """Run ``draft`` over the payments stored in [since, until) (naive UTC or aware), reading the
     database of ``url`` (the rules and lists through ``store`` if given).
@@ -366,12 +367,20 @@ def backtest(
     ``jobs`` > 1 splits the range into that many spans of equal time, each read and evaluated
     by a forked process (a command line's choice: do not fork a threaded server). Where the
     MySQL reader's C extension cannot load, it all runs in a new interpreter (module docstring).
+    With a ``timeout`` (seconds) it always runs in a new interpreter, killed when the time is up
+    (:class:`BacktestTimeoutError`): what a server does, whose threads cannot be stopped.
     """
-    if c_extension_loads():
+    if timeout is None and c_extension_loads():
         return backtest_here(
             url, draft, since=since, until=until, replace=replace, store=store, jobs=jobs
         )
-    return _in_a_new_interpreter(url, draft, since, until, replace=replace, jobs=jobs)
+    return _in_a_new_interpreter(
+        url, draft, since, until, replace=replace, jobs=jobs, timeout=timeout
+    )
+
+
+class BacktestTimeoutError(TimeoutError):
+    """A backtest that did not finish in its time (its process was killed)."""
 
 
 def _in_a_new_interpreter(
@@ -382,6 +391,7 @@ def _in_a_new_interpreter(
     *,
     replace: bool,
     jobs: int,
+    timeout: float | None = None,
 ) -> BacktestReport:
     """:func:`backtest` run by ``python -m rules.backtest --json`` (the draft in a file, the URL
     in its environment: never on a command line)."""
@@ -394,7 +404,15 @@ def _in_a_new_interpreter(
         command = [sys.executable, "-m", "rules.backtest", "--file", str(drafted), "--json"]
         command += ["--since", _utc(since).isoformat(), "--until", _utc(until).isoformat()]
         command += ["--jobs", str(jobs), *(["--replace"] if replace else [])]
-        done = subprocess.run(command, env=env, capture_output=True, check=False)
+        try:
+            done = subprocess.run(
+                command, env=env, capture_output=True, check=False, timeout=timeout
+            )
+        except subprocess.TimeoutExpired:  # run() killed it
+            raise BacktestTimeoutError(
+                f"the backtest from {_utc(since):%Y-%m-%d %H:%M} to {_utc(until):%Y-%m-%d %H:%M} "
+                f"did not finish in {timeout:g} s and was stopped: backtest a shorter range"
+            ) from None
     said = done.stderr.decode(errors="replace").strip()
     if done.returncode == 2 and said.startswith("refused: "):
         raise ValueError(said.removeprefix("refused: ")[:2000])

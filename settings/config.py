@@ -112,6 +112,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # Proxies (comma-separated addresses or networks) whose X-Forwarded-For names the client:
     # sign-in limits count per client address. Empty: the socket's address counts.
     review_forwarded_allow_ips: str = ""
+    # A backtest started from the review queue's pages is stopped after this many seconds;
+    # each user runs one at a time, and at most review_backtests_at_once run together.
+    review_backtest_seconds: Annotated[float, Meta(gt=0, le=3600)] = 60.0
+    review_backtests_at_once: Annotated[int, Meta(ge=1, le=16)] = 2
     # Metrics (Prometheus text at /metrics): process i of the flow listens on
     # metrics_host:metrics_port + i; port 0 serves none. 127.0.0.1 unless scraped from elsewhere.
     metrics_host: str = "127.0.0.1"

@@ -1,0 +1,72 @@
+"""Reading the review pages' form fields and query parameters: each one bounded, each refusal a
+400 that names the field, what was expected and what came (quoted, shortened)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from starlette.exceptions import HTTPException
+
+SHOWN = 40  # characters of a refused value quoted back (repr: at most 10 bytes each)
+_DIGITS = re.compile(r"\A[0-9]{1,18}\Z")
+
+
+def moment(text: str | None) -> datetime | None:
+    """A time from a ``datetime-local`` field, read as UTC (naive, as stored)."""
+    if not text:
+        return None
+    try:
+        found = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"time {text[:SHOWN]!r}: expected YYYY-MM-DDTHH:MM (UTC)") from None
+    if found.tzinfo is not None:
+        raise ValueError(f"time {text[:SHOWN]!r}: expected no UTC offset (times are UTC)")
+    return found
+
+
+def text(form: Mapping[str, Any], name: str, *, at_most: int, required: bool = False) -> str:
+    """Field ``name`` as text, stripped: at most ``at_most`` characters (400 otherwise)."""
+    value = form.get(name)
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise HTTPException(400, f"{name}: expected text, got a file")
+    value = value.strip()
+    if len(value) > at_most:
+        raise HTTPException(
+            400, f"{name}: expected at most {at_most:,} characters, got {len(value):,}"
+        )
+    if required and not value:
+        raise HTTPException(400, f"{name}: expected a value, got none")
+    return value
+
+
+def choice(form: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> str:
+    value = form.get(name)
+    if value not in allowed:
+        shown = str(value)[:SHOWN] if isinstance(value, str) else type(value).__name__
+        raise HTTPException(400, f"{name}: expected one of {', '.join(allowed)}, got {shown!r}")
+    return str(value)
+
+
+def when(form: Mapping[str, Any], name: str) -> datetime | None:
+    """Field ``name`` as a UTC time (``datetime-local``), or None when empty."""
+    try:
+        return moment(text(form, name, at_most=SHOWN))
+    except ValueError as exc:
+        raise HTTPException(400, f"{name}: {exc}") from None
+
+
+def number(args: Mapping[str, Any], name: str, *, at_least: int = 0) -> int | None:
+    """Parameter ``name`` as a whole number, or None when absent or empty."""
+    value = args.get(name)
+    if not value:
+        return None
+    if not isinstance(value, str) or not _DIGITS.match(value):
+        raise HTTPException(400, f"{name}: expected a whole number, got {str(value)[:SHOWN]!r}")
+    if int(value) < at_least:
+        raise HTTPException(400, f"{name}: expected at least {at_least}, got {value}")
+    return int(value)
