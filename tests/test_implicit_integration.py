@@ -14,19 +14,25 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, inspect, select, text
 
 from features.contract import FraudLabel
 from model_state.label_kinds import sampled
+from storage.accounts import Accounts
 from storage.implicit import claim_implicit, claims_after
 from storage.labels import ReadLabel, claim_labels
+from storage.rows import model_version_row
+from storage.schema import create_schema
 from storage.sink import MySQLSinkPartition
 from storage.tables import fraud_labels, implicit_labels, model_versions, scored_payments
-from storage.versions import version_key
+from storage.versions import record_version, version_key
 from test_data.chaos import account
 from test_data.generator import simulate
 from test_data.spec import FRAUDS_ONLY, SimulationSpec
+from tests.builders import model_metadata
+from tests.conftest import BASE
 from tests.flowrun import flow_env, produce, run_flow
 from tests.test_labels import T0, _row
 
@@ -179,3 +185,41 @@ def test_the_flow_learns_implicit_negatives_once_and_a_late_fraud_as_a_correctio
     assert after["labels_learned"] == counts["labels_learned"] + 2
     assert after["correction"] == counts.get("correction", 0) + 2
     assert after["implicit"] == counts["implicit"]
+
+
+def test_an_install_from_before_implicit_negatives_is_upgraded_by_the_schema_command(
+    admin_engine: Engine, engine: Engine
+) -> None:
+    """``python -m storage.schema --create`` on an install without ``label_kind``, the index of
+    unlabelled payments and ``implicit_labels``: it adds them and gives the flow its rights, and
+    the flow's account then claims implicit negatives and corrections there."""
+    with admin_engine.begin() as c:
+        c.execute(text("DROP TABLE implicit_labels"))
+        c.execute(text("DROP INDEX ix_scored_payments_unlabelled ON scored_payments"))
+        c.execute(text("ALTER TABLE scored_payments DROP COLUMN label_kind"))
+    _stored(engine, {"old": 0.0})  # stored before the upgrade
+    create_schema(admin_engine, Accounts.of(BASE))
+    inspector = inspect(admin_engine)
+    assert "implicit_labels" in inspector.get_table_names()
+    indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("scored_payments")}
+    assert indexes["ix_scored_payments_unlabelled"] == ["label_is_fraud", "event_time"]
+    kind = {c["name"]: c for c in inspector.get_columns("scored_payments")}["label_kind"]
+    assert kind["nullable"] is True
+    with engine.begin() as c:  # as the flow's account
+        claimed = claim_implicit(
+            c, claim=1, cutoff=T0 + timedelta(days=3), delay=timedelta(days=2), sample_rate=1.0,
+            limit=10, now=datetime.now(UTC),
+        )  # fmt: skip
+        assert [x.transaction_id for x in claimed.learnable] == ["old"]
+        record_version(
+            c,
+            model_version_row(
+                metadata=msgspec.to_builtins(model_metadata("v00001")), payload=b"x",
+                artifact_path="v00001",
+            ),
+            labels_topic="labels",
+            learned=[],
+            learned_implicit=["old"],
+        )  # fmt: skip
+        learned = c.execute(select(implicit_labels.c.learned_version)).scalar_one()
+    assert learned == "v00001"
