@@ -217,6 +217,18 @@ class FlowProcess:
             self.kill9()
             raise AssertionError(f"the flow did not stop within {timeout} s of SIGTERM") from None
 
+    def wait_built(self, timeout: float = 120) -> None:
+        """Until every process of the current start has logged that its flow is built (its
+        signal handlers are installed then: a SIGTERM before would kill it, status 143). On a
+        loaded machine importing the flow alone takes seconds."""
+
+        def built() -> bool:
+            text = self.log.read_text(errors="replace")
+            since = text.rsplit(f"==== start {self.starts} at", 1)[-1]
+            return since.count("flow built:") >= self.processes
+
+        wait_for("the flow to be built", built, timeout)
+
     def snapshots_written(self) -> float:
         """The newest modification time of the recovery partitions."""
         times = [p.stat().st_mtime for p in self.recovery.glob("*.sqlite3*")]
@@ -483,6 +495,23 @@ def account_implicit(
         if due:
             problems.append(f"{len(due)} payments due as implicit negatives unlabelled: {due[:3]}")
     return problems
+
+
+def implicit_settled(engine: Engine, delay: timedelta) -> bool:
+    """Every stored payment made ``delay`` before the newest one is labelled."""
+    with engine.connect() as c:
+        newest = c.execute(select(func.max(scored_payments.c.event_time))).scalar_one()
+        if newest is None:
+            return True
+        due = c.execute(
+            select(func.count())
+            .select_from(scored_payments)
+            .where(
+                scored_payments.c.label_is_fraud.is_(None),
+                scored_payments.c.event_time <= newest - delay,
+            )
+        ).scalar_one()
+    return due == 0
 
 
 def probes(engine: Engine, after: datetime) -> list[Payment]:

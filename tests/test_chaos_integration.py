@@ -9,7 +9,11 @@ Afterwards, from MySQL alone (:mod:`test_data.chaos`): every payment is stored o
 features equal to the offline replay; every label message is accounted for and every claimed
 label was learned exactly once (the newest version's ``labels_learned``, and the chain of
 versions); and probe payments scored last show fraud rates that count every claimed fraud of
-their terminal and merchant exactly once. Runs in about three minutes.
+their terminal and merchant exactly once. Labels come as banks send them: a payment nobody
+reported within a day (``PAYSCORE_LABEL_DELAY_DAYS=1``) is an implicit negative, claimed and
+learned once through the crashes, a fraud reported after it is a correction, and legitimate
+labels are learned as a half sample (``PAYSCORE_LEGIT_SAMPLE_RATE=0.5``), chosen by transaction
+id. Runs in about three minutes.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from test_data.chaos import (
     FlowProcess,
     account,
     check_fraud_rates,
+    implicit_settled,
     probe_time,
     probes,
     produce,
@@ -39,6 +44,7 @@ from test_data.spec import LabelDelays, SimulationSpec
 from tests.flowrun import BROKERS, flow_env
 
 pytestmark = pytest.mark.integration
+DELAY = timedelta(days=1)
 
 
 def stored(engine: Engine) -> int:
@@ -88,6 +94,8 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
         publish_seconds="2",
         model_refresh_seconds="1",
         mysql_outage_seconds="120",
+        label_delay_days="1",
+        legit_sample_rate="0.5",
     )
     flow = FlowProcess(env, tmp_path / "recovery", tmp_path / "flow.log", base_port=2600)
     flow.start()
@@ -111,6 +119,7 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
                 services("restart-mysql", "3")
                 assert flow.running, "the flow stopped during a short MySQL outage"
             elif i == 3:
+                flow.wait_built()  # a SIGTERM before the handlers are installed kills it
                 assert flow.stop() == 0, "SIGTERM did not stop the flow cleanly"
                 flow.start()
             elif i == 4:
@@ -133,12 +142,20 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
         probe = probes(engine, probe_time(payments, labels))
         produce(BROKERS, topics, probe)
         wait_for("the probes", lambda: stored(engine) == len(payments) + len(probe), 60)
+        wait_for("the implicit negatives due", lambda: implicit_settled(engine, DELAY), 60)
         assert flow.stop() == 0
     finally:
         if flow.running:
             flow.kill9()
 
-    result = account(engine, payments + probe, labels, topics["labels_topic"])
+    result = account(
+        engine,
+        payments + probe,
+        labels,
+        topics["labels_topic"],
+        label_delay=DELAY,
+        sample_rate=0.5,
+    )
     rates = check_fraud_rates(engine, [p.transaction_id for p in probe])
     print(result.summary(), f"\nflow starts: {flow.starts}; probes: {len(probe)}")
     log_tail = (tmp_path / "flow.log").read_text()[-3000:]
@@ -147,3 +164,4 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
     assert stat.S_IMODE((tmp_path / "recovery").stat().st_mode) == 0o700
     assert rates == [], rates[:10]
     assert result.claimed > 100 and result.versions > 5, result.summary()
+    assert result.implicit_learned > 1000 and result.corrections > 0, result.summary()
