@@ -103,6 +103,7 @@ class OnlineLearner:
             self.balance.legit = state["balance_legit"]
             self.balance.clock = state.get("balance_clock")
         self.unpublished: list[tuple[int, int]] = []  # labels learned since the last version
+        self.implicit_unpublished: list[str] = []  # implicit negatives since then (their ids)
         # Labels learned by kind since the lineage's root (explicit ones split by class).
         self.kinds: dict[str, int] = {name: int(state.get(name, 0)) for name in KIND_COUNTS}
 
@@ -115,7 +116,7 @@ class OnlineLearner:
         """Implicit negatives learned since the last published version (a learner pickled
         before they existed has none)."""
         if "implicit_unpublished" not in self.__dict__:
-            self.implicit_unpublished: list[str] = []
+            self.implicit_unpublished = []
         return self.implicit_unpublished
 
     @property

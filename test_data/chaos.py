@@ -234,7 +234,7 @@ class FlowProcess:
         times = [p.stat().st_mtime for p in self.recovery.glob("*.sqlite3*")]
         return max(times, default=0.0)
 
-    def kill9_after_snapshot(self, timeout: float = 20) -> None:
+    def kill9_after_snapshot(self, timeout: float = 60) -> None:
         """Wait until a snapshot is written, then ``kill -9`` at once."""
         before = self.snapshots_written()
         wait_for("a snapshot", lambda: self.snapshots_written() > before, timeout)
@@ -512,6 +512,33 @@ def implicit_settled(engine: Engine, delay: timedelta) -> bool:
             )
         ).scalar_one()
     return due == 0
+
+
+def late_frauds(
+    engine: Engine, payments: Sequence[Payment], n: int, *, after: timedelta
+) -> list[FraudLabel]:
+    """Fraud labels, reported ``after`` their payments, for ``n`` payments stored as implicit
+    negatives (the first by transaction id): each must be learned as a correction."""
+    with engine.connect() as c:
+        ids = (
+            c.execute(
+                select(implicit_labels.c.transaction_id)
+                .order_by(implicit_labels.c.transaction_id)
+                .limit(n)
+            )
+            .scalars()
+            .all()
+        )
+    by_id = {p.transaction_id: p for p in payments}
+    return [
+        FraudLabel(
+            transaction_id=t,
+            card_id=by_id[t].card_id,
+            is_fraud=True,
+            reported_at=by_id[t].event_time + after,
+        )
+        for t in ids
+    ]
 
 
 def probes(engine: Engine, after: datetime) -> list[Payment]:
