@@ -13,7 +13,8 @@ their terminal and merchant exactly once. Labels come as banks send them: a paym
 reported within a day (``PAYSCORE_LABEL_DELAY_DAYS=1``) is an implicit negative, claimed and
 learned once through the crashes, a fraud reported after it is a correction, and legitimate
 labels are learned as a half sample (``PAYSCORE_LEGIT_SAMPLE_RATE=0.5``), chosen by transaction
-id. Runs in about three minutes.
+id; then 20 frauds reported five days after payments learned as legitimate are corrections,
+through one more ``kill -9``. Runs in about four minutes on a loaded machine.
 """
 
 from __future__ import annotations
