@@ -9,9 +9,11 @@ key, exactly as the flow's stateful steps hold them), calendar, ``score`` with t
 current version, ``MySQLSinkPartition.write_batch``; labels: decode, the label join
 (``LabelJoin`` per card group, claiming in MySQL), the fraud rates (``learn_label`` through
 the terminal's and merchant's ``KeyedHistory``), the learner (``LearnStep``) and the version
-sink. It ends when both topics are read and no label is waiting, and prints one JSON line:
-payments stored, labels handed to the learner, and seconds since its imports ended (the
-benchmark times the whole process from outside, as it times the flow). No recovery snapshots
+sink; the implicit negatives (``ImplicitNegatives`` ticked by each batch's newest event time,
+claiming in MySQL) go to the learner too. It ends when both topics are read and no label is
+waiting, and prints one JSON line: payments stored, labels handed to the learner, and seconds
+since its imports ended (the benchmark times the whole process from outside, as it times the
+flow). No recovery snapshots
 are taken (the flow in the benchmark runs without recovery too).
 """
 
@@ -22,6 +24,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ import msgspec
 from bytewax.connectors.kafka import KafkaSourceMessage
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from dataflows.implicit_negatives import MySQLImplicitClaims, implicit_negatives, newest_event_time
 from dataflows.keyed_history import keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
 from dataflows.learning import Lineages, learn_step
@@ -103,12 +107,26 @@ def run(config: Config) -> dict[str, Any]:
     joins = Keyed(
         label_join(
             MySQLLabelClaims(
-                config.mysql_dsn, config.labels_topic, patience=config.mysql_outage_seconds
+                config.mysql_dsn,
+                config.labels_topic,
+                patience=config.mysql_outage_seconds,
+                sample_rate=config.legit_sample_rate,
             ),
             retry_seconds=config.label_retry_seconds,
             wait_seconds=config.label_wait_seconds,
         )
     )
+    delay = timedelta(days=config.label_delay_days)
+    claimer = implicit_negatives(
+        MySQLImplicitClaims(
+            config.mysql_dsn,
+            delay=delay,
+            sample_rate=config.legit_sample_rate,
+            patience=config.mysql_outage_seconds,
+        ),
+        delay=delay,
+        retry_seconds=config.label_retry_seconds,
+    )(None)
     root = (
         artifact.load(model_dir, start.metadata.base_version, key=key)
         if start.metadata.base_version
@@ -195,6 +213,10 @@ def run(config: Config) -> dict[str, Any]:
         store_letters([d for d in decoded if isinstance(d, DeadLetter)])
         valid = [d for d in decoded if isinstance(d, Positioned)]
         learn(joins.feed(valid, lambda p: card_group(p.event.card_id)))
+        learn(claimer.on_batch(newest_event_time(fresh))[0] if fresh else [])
+        due = claimer.notify_at()
+        if due is not None and due <= datetime.now(UTC):
+            learn(claimer.on_notify()[0])
         waiting = [j for j in joins.logic.values() if j.notify_at() is not None]
         if waiting and time.monotonic() - last_retry >= config.label_retry_seconds:
             last_retry = time.monotonic()
@@ -202,6 +224,7 @@ def run(config: Config) -> dict[str, Any]:
                 learn(join.on_notify()[0])
         if not messages and all(read[k] >= end for k, end in ends.items()) and not waiting:
             break
+    learn(claimer.on_eof()[0])
     versions, _ = learner.on_eof()
     versions_sink.write_batch(versions)
     consumer.close()

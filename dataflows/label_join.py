@@ -33,7 +33,10 @@ bound of a drain run, never gives up a label early.
 
 Every outcome is counted in ``payscore_labels_total{outcome=...}``: ``claimed``, ``replayed``,
 ``waiting`` (each time a label starts waiting), and ``rejected_<reason>``. Each rejection is also
-logged at WARNING with its transaction id and position.
+logged at WARNING with its transaction id and position. A claimed label is also counted by kind
+(``explicit`` or ``correction``: a fraud for a payment learned as an implicit negative) and
+whether the learner gets it or negative downsampling leaves it out, in
+``payscore_labels_claimed_total{kind, learner}``.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.messages import Positioned
-from dataflows.metrics import LABELS, SINK_RETRIES
+from dataflows.metrics import CLAIMED_KINDS, LABELS, SINK_RETRIES
 from features.bounded import bounded
 from features.contract import FraudLabel
 from storage.engine import retry_transient, shared_engine
@@ -124,7 +127,11 @@ class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel], LabelledPayment, byte
 
 
 def _count(outcome: Claimed, started_waiting: int) -> None:
-    LABELS.labels("claimed").inc(len(outcome.learnable) - outcome.replayed)
+    claimed = len(outcome.learnable) - outcome.replayed
+    LABELS.labels("claimed").inc(claimed + outcome.sampled_out)
+    CLAIMED_KINDS.labels("explicit", "yes").inc(claimed - outcome.corrections)
+    CLAIMED_KINDS.labels("correction", "yes").inc(outcome.corrections)
+    CLAIMED_KINDS.labels("explicit", "sampled_out").inc(outcome.sampled_out)
     LABELS.labels("replayed").inc(outcome.replayed)
     LABELS.labels("waiting").inc(started_waiting)
     for rejected in outcome.rejected:
@@ -149,16 +156,19 @@ def _count(outcome: Claimed, started_waiting: int) -> None:
 class MySQLLabelClaims:
     """``claim_labels`` against one database; one engine per process, made at first use."""
 
-    def __init__(self, url: str, topic: str, *, patience: float) -> None:
+    def __init__(self, url: str, topic: str, *, patience: float, sample_rate: float = 1.0) -> None:
         self._url = url
         self._topic = topic
         self._patience = patience
+        self._sample_rate = sample_rate
 
     def __call__(self, reads: list[ReadLabel], expired: Callable[[ReadLabel], bool]) -> Claimed:
         def claim() -> Claimed:
             engine = shared_engine(self._url, pool_size=4, isolation_level="READ COMMITTED")
             with engine.begin() as connection:
-                return claim_labels(connection, self._topic, reads, expired=expired)
+                return claim_labels(
+                    connection, self._topic, reads, expired=expired, sample_rate=self._sample_rate
+                )
 
         return retry_transient(
             claim,

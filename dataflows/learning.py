@@ -1,5 +1,11 @@
 """The step that owns the model: it learns from labelled payments and publishes versions.
 
+A labelled payment comes as one of three kinds (:class:`~model_state.label_kinds.LabelKind`,
+``LabelledPayment.kind``): a label message (``explicit``), an implicit negative
+(:mod:`dataflows.implicit_negatives`) or a fraud correcting one (``correction``), each with the
+sampling weight negative downsampling gave it (``LabelledPayment.weight``); it is learned as
+that kind with that weight, and counted in ``payscore_labels_learned_total{kind=...}``.
+
 All labelled payments are keyed to one key, so one worker holds the one
 :class:`~model_state.learner.OnlineLearner`. A version is published every ``publish_every``
 labels, at the latest ``publish_seconds`` (wall clock) after the first label it has not
@@ -152,8 +158,8 @@ class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
                     missing[0],
                 )
                 continue
-            learner.learn(example, columns)
-            LEARNED.inc()
+            learner.learn(example, columns, kind=example.kind, weight=example.weight)
+            LEARNED.labels(example.kind.value).inc()
             if learner.due:
                 out.append(self._publish())
         LEARNER_BACKLOG.set(learner.pending)

@@ -88,7 +88,27 @@ PSI = Gauge(
 
 DUPLICATES = Counter("payscore_duplicate_payments", "Payments skipped as repeats of a recent id")
 LABELS = Counter("payscore_labels", "Fraud labels by what became of them", ["outcome"])
-LEARNED = Counter("payscore_labels_learned", "Labels the learner learned, or skipped as known")
+LEARNED = Counter(
+    "payscore_labels_learned",
+    "Labels the learner learned, by kind (explicit, implicit, correction)",
+    ["kind"],
+)
+CLAIMED_KINDS = Counter(
+    "payscore_labels_claimed",
+    "Labels claimed (label messages and implicit negatives; replays not counted), by kind "
+    "(explicit, implicit, correction) and whether the learner was given them (learner: yes, or "
+    "sampled_out by negative downsampling)",
+    ["kind", "learner"],
+)
+IMPLICIT_REPLAYED = Counter(
+    "payscore_implicit_labels_replayed",
+    "Implicit negatives handed to the learner again after a restart (claimed after the snapshot)",
+)
+for _kind in ("explicit", "implicit", "correction"):  # shown at 0, so increase() works
+    LEARNED.labels(_kind)
+    CLAIMED_KINDS.labels(_kind, "yes")
+    if _kind != "correction":  # every correction is learned
+        CLAIMED_KINDS.labels(_kind, "sampled_out")
 SKIPPED = Counter(
     "payscore_labels_known", "Replayed labels skipped: the version resumed from learned them"
 )

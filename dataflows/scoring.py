@@ -30,6 +30,10 @@ Labels
     8. **Feed back**: the label updates its terminal's and merchant's fraud rates (from its
        report time on) and **learns**: one learner owns the model and publishes new versions,
        which step 3 picks up. Each version is recorded in MySQL and checkpointed on disk.
+    8. **Implicit negatives**: a stored payment nobody reported within the label delay (on the
+       payments' event-time clock) is claimed once as legitimate and learned as such; a fraud
+       reported after that is a correction (step 6). Legitimate labels are learned as a
+       weighted sample (negative downsampling), every fraud is learned.
        A scheduled retrain (``python -m model_state.retrain``) starts a new lineage, which
        scoring and the learner both go on from.
 
@@ -63,6 +67,12 @@ from dataflows.dead_letter_topic import DeadLetterSink
 from dataflows.decisions_topic import DecisionsTopic
 from dataflows.drift_watch import DriftWatch
 from dataflows.failures import log_failures
+from dataflows.implicit_negatives import (
+    CLAIMER_KEY,
+    MySQLImplicitClaims,
+    implicit_negatives,
+    newest_event_time,
+)
 from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
@@ -164,6 +174,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     payments = split_off_dead_letters(
         "payments", op.map("decode_payments", messages, decode.payment), config
     )
+    implicit = claim_implicit_negatives(payments, config)
     payments = add_features("card_features", payments, card_id, CardHistory, remember=CARD_IDS_KEPT)
     payments = split_off_reused_ids(payments, config)
     payments = add_features(
@@ -187,7 +198,9 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     op.output("store_scored_payments", rows, scored_payments_sink(config))
 
     # Learning: one learner owns the model; its versions are recorded and checkpointed.
-    versions = learn_from_labels(labelled, start, config, key, refused)
+    versions = learn_from_labels(
+        op.merge("labels_and_implicit_negatives", labelled, implicit), start, config, key, refused
+    )
     op.output(
         "record_model_versions",
         versions,
@@ -443,13 +456,41 @@ def join_labels_with_scored_payments(labels: Stream, config: Config) -> Stream[L
         keyed,
         label_join(
             MySQLLabelClaims(
-                config.mysql_dsn, config.labels_topic, patience=config.mysql_outage_seconds
+                config.mysql_dsn,
+                config.labels_topic,
+                patience=config.mysql_outage_seconds,
+                sample_rate=config.legit_sample_rate,
             ),
             retry_seconds=config.label_retry_seconds,
             wait_seconds=config.label_wait_seconds,
         ),
     )
     return op.key_rm("unkey_labelled_payments", joined)
+
+
+def claim_implicit_negatives(
+    payments: Stream[Positioned[Payment]], config: Config
+) -> Stream[LabelledPayment]:
+    """The payments' event-time clock, one tick a batch, drives one claimer of the payments
+    nobody reported within ``PAYSCORE_LABEL_DELAY_DAYS`` (``dataflows/implicit_negatives.py``)."""
+    ticks = op.flat_map_batch("event_time_clock", payments, newest_event_time)
+    keyed = op.key_on("key_implicit_claimer", ticks, lambda _: CLAIMER_KEY)
+    delay = timedelta(days=config.label_delay_days)
+    claimed = op.stateful_batch(
+        "claim_implicit_negatives",
+        keyed,
+        implicit_negatives(
+            MySQLImplicitClaims(
+                config.mysql_dsn,
+                delay=delay,
+                sample_rate=config.legit_sample_rate,
+                patience=config.mysql_outage_seconds,
+            ),
+            delay=delay,
+            retry_seconds=config.label_retry_seconds,
+        ),
+    )
+    return op.key_rm("unkey_implicit_negatives", claimed)
 
 
 def learn_from_labels(

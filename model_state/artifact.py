@@ -135,11 +135,13 @@ def next_version(model_dir: Path) -> str:
 
 class VersionRecord(msgspec.Struct, frozen=True):
     """A version as it is stored: its metadata, the pickled model and, for an online version,
-    the labels it learned since its parent (``(partition, offset)`` on the labels topic)."""
+    the labels it learned since its parent (``(partition, offset)`` on the labels topic) and
+    the implicit negatives it learned since its parent (their transaction ids)."""
 
     metadata: ModelMetadata
     payload: bytes
     learned: tuple[tuple[int, int], ...] = ()
+    learned_implicit: tuple[str, ...] = ()
 
 
 class ModelArtifact(msgspec.Struct, frozen=True):

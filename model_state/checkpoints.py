@@ -66,6 +66,7 @@ class _VersionPartition(StatelessSinkPartition[VersionRecord]):
                         row,
                         labels_topic=self._labels_topic,
                         learned=record.learned,
+                        learned_implicit=record.learned_implicit,
                         untrusted=self._untrusted,
                     )
 

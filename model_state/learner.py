@@ -103,6 +103,7 @@ class OnlineLearner:
             self.balance.legit = state["balance_legit"]
             self.balance.clock = state.get("balance_clock")
         self.unpublished: list[tuple[int, int]] = []  # labels learned since the last version
+        self.implicit_unpublished: list[str] = []  # implicit negatives since then (their ids)
         # Labels learned by kind since the lineage's root (explicit ones split by class).
         self.kinds: dict[str, int] = {name: int(state.get(name, 0)) for name in KIND_COUNTS}
 
@@ -111,9 +112,17 @@ class OnlineLearner:
         return next(reversed(self.model.steps.values()))
 
     @property
+    def _implicit_unpublished(self) -> list[str]:
+        """Implicit negatives learned since the last published version (a learner pickled
+        before they existed has none)."""
+        if "implicit_unpublished" not in self.__dict__:
+            self.implicit_unpublished = []
+        return self.implicit_unpublished
+
+    @property
     def pending(self) -> int:
-        """Labels learned since the last published version."""
-        return len(self.unpublished)
+        """Labels learned since the last published version (implicit negatives included)."""
+        return len(self.unpublished) + len(self._implicit_unpublished)
 
     def knows(self, example: LabelledPayment) -> bool:
         """True if the model already holds ``example``: a version at or before this learner's
@@ -180,7 +189,10 @@ class OnlineLearner:
         else:  # the pipeline's learn_one, with its (stateless) expansion done already
             self._last_step.learn_one(prepared, example.is_fraud, w=weight)
         self.learned_total += 1
-        self.unpublished.append((example.label_partition, example.label_offset))
+        if kind is LabelKind.IMPLICIT:  # no label message: its ledger row is its transaction's
+            self._implicit_unpublished.append(example.transaction_id)
+        else:
+            self.unpublished.append((example.label_partition, example.label_offset))
 
     @property
     def due(self) -> bool:
@@ -223,4 +235,5 @@ class OnlineLearner:
             drift_reference=getattr(self, "drift_reference", {}),
         )
         learned, self.unpublished = tuple(self.unpublished), []
-        return VersionRecord(metadata, payload, learned)
+        implicit, self.implicit_unpublished = tuple(self._implicit_unpublished), []
+        return VersionRecord(metadata, payload, learned, implicit)

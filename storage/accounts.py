@@ -159,6 +159,8 @@ GRANTS: dict[str, dict[Role, Rights]] = {
     "dead_letters": {"flow": APPEND, "models": READ},
     # Every label's outcome: the label join upserts it.
     "fraud_labels": {"flow": UPSERT, "review": READ, "models": READ},
+    # Implicit negatives (storage.implicit): the flow adds each once and marks it learned.
+    "implicit_labels": {"flow": updates("learned_version"), "review": READ, "models": READ},
     "model_versions": {"flow": APPEND, "review": READ, "models": APPEND},
     "model_candidates": {"flow": READ, "models": APPEND},
     "model_actions": {"flow": READ, "review": READ, "models": APPEND},

@@ -9,12 +9,22 @@ partition, offset), that says what became of it:
 
 - ``waiting``: its payment is not stored yet; the flow tries again;
 - ``claimed``: it was joined with its payment, which now carries the verdict
-  (``scored_payments.label_is_fraud``); ``learned_version`` names the first model version that
-  learned it, once one is recorded;
+  (``scored_payments.label_is_fraud``) and how it came (``label_kind``: ``explicit``, or
+  ``correction``); ``learned_version`` names the first model version that learned it, once one
+  is recorded. A claimed label the learner is not given says why in ``reason``:
+  ``sampled_out`` (negative downsampling, below). A fraud whose payment was learned as an
+  implicit negative (:mod:`storage.implicit`) is claimed as a ``correction``, with that
+  ``reason``: the implicit negative was a presumption, the report is the fact;
 - ``rejected``, with the ``reason``: ``duplicate`` (the payment has this verdict already, from
-  another message), ``contradicts`` (the payment has the other verdict already),
-  ``card_mismatch``, ``reported_before_payment``, or ``not_found`` (no payment stored within the
-  wait).
+  another message or as an implicit negative), ``contradicts`` (the payment has the other
+  verdict already, from a message), ``card_mismatch``, ``reported_before_payment``, or
+  ``not_found`` (no payment stored within the wait).
+
+**Negative downsampling** (:mod:`model_state.label_kinds`): a legitimate label that
+:func:`~model_state.label_kinds.sampled` does not keep at the configured rate is claimed and
+recorded as any other (the payment carries its verdict, a retrain learns it), but not handed to
+the learner; its row says ``sampled_out``. The decision is made once, at the claim, and kept in
+the row: a replay hands on exactly what the first claim handed on, whatever the rate is then.
 
 **Who gave it.** A label may name the ``analyst`` who gave it in the review queue. Anyone who
 can write to the labels topic can write that name too, so it is believed only when the review
@@ -48,11 +58,14 @@ from sqlalchemy import Connection, select
 from features.bounded import bounded
 from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel
+from model_state.label_kinds import LabelKind, learn_weight
 from storage.engine import ConcurrentChangeError
 from storage.rows import utc_naive
 from storage.tables import fraud_labels, review_verdicts, scored_payments
 
 WAITING, CLAIMED, REJECTED = "waiting", "claimed", "rejected"
+SAMPLED_OUT = "sampled_out"  # the reason of a claimed label the learner is not given
+CORRECTION = "correction"  # the reason of a claimed fraud that corrects an implicit negative
 
 
 class ReadLabel(msgspec.Struct, frozen=True):
@@ -79,9 +92,11 @@ class LabelledPayment(msgspec.Struct, frozen=True, kw_only=True):
     is_fraud: bool
     features: dict[str, float]
     scored_by: str  # the model version that scored the payment
-    label_partition: int = -1  # where the label was read (its fraud_labels row)
+    label_partition: int = -1  # where the label was read (its fraud_labels row); -1: implicit
     label_offset: int = -1
     learned_version: str | None = None  # a version that learned it already (a replay)
+    kind: LabelKind = LabelKind.EXPLICIT
+    weight: float = 1.0  # the sampling weight (model_state.label_kinds.learn_weight)
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         """Compact pickling (the flow sends every labelled payment to the learner's process):
@@ -139,6 +154,8 @@ class Claimed(msgspec.Struct, frozen=True):
     waiting: list[ReadLabel]
     rejected: list[Rejected]  # rejected now
     replayed: int = 0  # of learnable, claimed before by the same message
+    sampled_out: int = 0  # claimed now, not for the learner (negative downsampling)
+    corrections: int = 0  # of learnable, claimed now as corrections of implicit negatives
 
 
 def claim_labels(
@@ -148,6 +165,7 @@ def claim_labels(
     *,
     expired: Callable[[ReadLabel], bool] = lambda _: False,
     now: datetime | None = None,
+    sample_rate: float = 1.0,
 ) -> Claimed:
     """Join ``reads`` with their stored payments, claim them and record every outcome in
     ``fraud_labels``; call in a transaction. A label whose payment is not stored waits, unless
@@ -155,7 +173,10 @@ def claim_labels(
 
     Labels of one payment within the batch: the first claims it, the later ones are duplicates
     or contradictions. The caller must not claim labels of one card concurrently (the flow keys
-    this step by groups of cards); then no lock is needed for the reads.
+    this step by groups of cards); then no lock is needed for the reads. The implicit negatives
+    (:mod:`storage.implicit`) are claimed concurrently: each payment is marked only if it is
+    still as it was read (unlabelled, or implicit for a correction), else the transaction rolls
+    back and runs again. ``sample_rate``: negative downsampling's.
     """
     moment = utc_naive(now or datetime.now(UTC))
     if not reads:
@@ -165,9 +186,9 @@ def claim_labels(
     sql = connection.exec_driver_sql
     positions = sorted({r.position for r in reads})
     ledger = {
-        (p, o): _Recorded(status, learned)
-        for p, o, status, learned in sql(
-            f"SELECT kafka_partition, kafka_offset, status, learned_version FROM {_FL} "
+        (p, o): _Recorded(status, learned, reason)
+        for p, o, status, learned, reason in sql(
+            f"SELECT kafka_partition, kafka_offset, status, learned_version, reason FROM {_FL} "
             f"WHERE topic = %s AND (kafka_partition, kafka_offset) IN ({_pairs(len(positions))})",
             (topic, *(x for pair in positions for x in pair)),
         )
@@ -177,7 +198,7 @@ def claim_labels(
         row[0]: _Payment(*row[:5], _features(row[5]), *row[6:])
         for row in sql(
             "SELECT transaction_id, card_id, merchant_id, terminal_id, event_time, features, "
-            f"model_version, label_is_fraud, kafka_partition, kafka_offset FROM {_SP} "
+            f"model_version, label_is_fraud, kafka_partition, kafka_offset, label_kind FROM {_SP} "
             f"WHERE transaction_id IN ({_marks(len(ids))})",
             tuple(ids),
         )
@@ -197,27 +218,45 @@ def claim_labels(
             )
         }
     outcome, record, claims = resolve(
-        topic, reads, ledger, payments, expired, moment, confirmed=confirmed
+        topic,
+        reads,
+        ledger,
+        payments,
+        expired,
+        moment,
+        confirmed=confirmed,
+        sample_rate=sample_rate,
     )
     if claims:
         # One statement for the batch (an executemany of UPDATEs is one round trip per row).
-        # Only the very rows the labels were joined with: a row replaced meanwhile by a
-        # message read earlier in Kafka order (storage.payments) is another payment.
+        # Only the very rows the labels were joined with, as they were read (unlabelled, or
+        # implicit for a correction): a row replaced meanwhile by a message read earlier in
+        # Kafka order (storage.payments), or claimed meanwhile as an implicit negative, is not
+        # what was decided on.
         whens = " ".join(["WHEN %s THEN %s"] * len(claims))
-        triples = ", ".join(["(%s, %s, %s)"] * len(claims))
+        rows = ", ".join(["(%s, %s, %s, %s)"] * len(claims))
         marked = sql(
             f"UPDATE {_SP} SET label_is_fraud = CASE transaction_id {whens} END, "
-            f"label_reported_at = CASE transaction_id {whens} END "
-            f"WHERE transaction_id IN ({_marks(len(claims))}) AND label_is_fraud IS NULL "
-            f"AND (transaction_id, kafka_partition, kafka_offset) IN ({triples})",
+            f"label_reported_at = CASE transaction_id {whens} END, "
+            f"label_kind = CASE transaction_id {whens} END "
+            f"WHERE transaction_id IN ({_marks(len(claims))}) "
+            "AND (label_is_fraud IS NULL OR label_kind = 'implicit') "
+            "AND (transaction_id, kafka_partition, kafka_offset, COALESCE(label_kind, '')) "
+            f"IN ({rows})",
             (
                 *(x for t, c in claims.items() for x in (t, c.is_fraud)),
                 *(x for t, c in claims.items() for x in (t, utc_naive(c.reported_at))),
+                *(x for t in claims for x in (t, _kind_of(claims[t], payments[t]).value)),
                 *claims,
                 *(
                     x
                     for t in claims
-                    for x in (t, payments[t].kafka_partition, payments[t].kafka_offset)
+                    for x in (
+                        t,
+                        payments[t].kafka_partition,
+                        payments[t].kafka_offset,
+                        payments[t].label_kind or "",
+                    )
                 ),
             ),
         )
@@ -239,6 +278,16 @@ def claim_labels(
 
 
 _FL, _SP, _RV = fraud_labels.name, scored_payments.name, review_verdicts.name
+
+
+def _kind_of(label: FraudLabel, row: Stored) -> LabelKind:
+    """How a label claimed against ``row`` comes to the learner: a fraud for a payment learned
+    as an implicit negative is a correction, any other an explicit label."""
+    if label.is_fraud and row.label_kind == LabelKind.IMPLICIT:
+        return LabelKind.CORRECTION
+    return LabelKind.EXPLICIT
+
+
 _LEDGER_COLUMNS = tuple(c.name for c in fraud_labels.columns)
 _features = msgspec.json.Decoder(dict[str, float]).decode
 
@@ -277,6 +326,7 @@ def confirmation(label: FraudLabel) -> _Confirmation | None:
 class _Recorded(NamedTuple):
     status: str
     learned_version: str | None
+    reason: str | None = None
 
 
 class _Payment(NamedTuple):
@@ -290,6 +340,7 @@ class _Payment(NamedTuple):
     label_is_fraud: bool | None
     kafka_partition: int
     kafka_offset: int
+    label_kind: str | None = None
 
 
 class Stored(Protocol):
@@ -303,6 +354,8 @@ class Stored(Protocol):
     features: dict[str, float]
     model_version: str
     label_is_fraud: bool | None
+    label_kind: str | None  # explicit, implicit, correction; None: unlabelled (or labelled
+    # before kinds were recorded)
 
 
 class Recorded(Protocol):
@@ -310,6 +363,7 @@ class Recorded(Protocol):
 
     status: str
     learned_version: str | None
+    reason: str | None
 
 
 def resolve(
@@ -321,16 +375,19 @@ def resolve(
     moment: datetime,
     *,
     confirmed: Collection[tuple[str, str, str, bool, datetime]] = frozenset(),
+    sample_rate: float = 1.0,
 ) -> tuple[Claimed, list[dict[str, Any]], dict[str, FraudLabel]]:
     """The decisions of :func:`claim_labels`, without I/O: the outcome, the ``fraud_labels``
     rows to upsert, and the payments to mark (transaction id -> the claiming label).
     ``confirmed`` holds the recorded verdicts (:func:`confirmation`) that confirm a label's
-    analyst; a label naming one not in it is stored with an unverified analyst."""
+    analyst; a label naming one not in it is stored with an unverified analyst.
+    ``sample_rate``: negative downsampling's (a legitimate label it does not keep is claimed
+    but not learnable; a replay of a kept one is learned at ``1 / sample_rate``)."""
     claims: dict[str, FraudLabel] = {}  # claimed in this batch
     learnable: list[LabelledPayment] = []
     waiting: list[ReadLabel] = []
     rejected: list[Rejected] = []
-    replayed = 0
+    replayed = sampled_out = corrections = 0
     record: list[dict[str, Any]] = []
     for read in reads:
         label = read.label
@@ -339,10 +396,16 @@ def resolve(
             continue  # a replay of a rejection: recorded already
         row = payments.get(label.transaction_id)
         if known is not None and known.status == CLAIMED and row is not None:
+            why = _reason_class(known.reason)
+            if why == SAMPLED_OUT:
+                continue  # claimed, and never for the learner
             replayed += 1
-            learnable.append(_joined(read, row, known.learned_version))
+            kind = LabelKind.CORRECTION if why == CORRECTION else LabelKind.EXPLICIT
+            weight = 1.0 if label.is_fraud else 1.0 / sample_rate
+            learnable.append(_joined(read, row, known.learned_version, kind, weight))
             continue
         reason = None
+        correction = False
         if row is None:
             if not expired(read):
                 waiting.append(read)
@@ -360,27 +423,55 @@ def resolve(
         else:
             claim = claims.get(label.transaction_id)
             stored = claim.is_fraud if claim is not None else row.label_is_fraud
-            if stored is not None:
+            implicit = claim is None and row.label_kind == LabelKind.IMPLICIT
+            correction = implicit and label.is_fraud
+            if stored is not None and not correction:
                 kind = "duplicate" if bool(stored) == label.is_fraud else "contradicts"
-                reason = f"{kind}: the payment is labelled is_fraud={bool(stored)} already"
+                how = " (an implicit negative)" if implicit else ""
+                reason = f"{kind}: the payment is labelled is_fraud={bool(stored)} already{how}"
         if reason is not None:
             reason = bounded(reason)
             rejected.append(Rejected(read, reason))
             record.append(_ledger_row(topic, read, REJECTED, reason, moment, confirmed))
             continue
         claims[label.transaction_id] = label
-        learnable.append(_joined(read, row, None))
-        record.append(_ledger_row(topic, read, CLAIMED, None, moment, confirmed))
-    return Claimed(learnable, waiting, rejected, replayed), record, claims
+        weight = learn_weight(
+            is_fraud=label.is_fraud, transaction_id=label.transaction_id, rate=sample_rate
+        )
+        if weight is None:
+            sampled_out += 1
+            why = f"{SAMPLED_OUT}: negative downsampling at rate {sample_rate:g} does not keep it"
+            record.append(_ledger_row(topic, read, CLAIMED, why, moment, confirmed))
+            continue
+        kind = LabelKind.CORRECTION if correction else LabelKind.EXPLICIT
+        corrections += correction
+        learnable.append(_joined(read, row, None, kind, weight))
+        why = f"{CORRECTION}: of an implicit negative" if correction else None
+        record.append(_ledger_row(topic, read, CLAIMED, why, moment, confirmed))
+    return (
+        Claimed(learnable, waiting, rejected, replayed, sampled_out, corrections),
+        record,
+        claims,
+    )
 
 
-def _joined(read: ReadLabel, row: Any, learned_version: str | None) -> LabelledPayment:
+def _reason_class(reason: str | None) -> str:
+    return (reason or "").partition(":")[0]
+
+
+def _joined(
+    read: ReadLabel,
+    row: Any,
+    learned_version: str | None,
+    kind: LabelKind = LabelKind.EXPLICIT,
+    weight: float = 1.0,
+) -> LabelledPayment:
     return LabelledPayment(
         transaction_id=row.transaction_id,
         card_id=row.card_id,
         merchant_id=row.merchant_id,
         terminal_id=row.terminal_id,
-        payment_time=_posix(row.event_time),
+        payment_time=posix(row.event_time),
         reported_at=read.label.reported_at.timestamp(),
         is_fraud=read.label.is_fraud,
         features=row.features,
@@ -388,6 +479,8 @@ def _joined(read: ReadLabel, row: Any, learned_version: str | None) -> LabelledP
         label_partition=read.partition,
         label_offset=read.offset,
         learned_version=learned_version,
+        kind=kind,
+        weight=weight,
     )
 
 
@@ -419,7 +512,7 @@ def _ledger_row(
     }
 
 
-def _posix(naive_utc: datetime) -> float:
+def posix(naive_utc: datetime) -> float:
     return (naive_utc - datetime(1970, 1, 1)).total_seconds()
 
 

@@ -79,6 +79,14 @@ scored_payments = Table(
     Column("scored_at", Timestamp, nullable=False, comment="UTC"),
     Column("label_is_fraud", Boolean, nullable=True, comment="set once, when the label is learned"),
     Column("label_reported_at", Timestamp, nullable=True, comment="UTC"),
+    # Labels as banks send them (issue 22 item 2): how the label came (storage.labels).
+    Column(
+        "label_kind",
+        String(10),
+        nullable=True,
+        comment="explicit (a label message), implicit (nobody reported it within the label "
+        "delay: legitimate) or correction (a fraud reported after an implicit label)",
+    ),
     Column(
         "appended_at",
         Timestamp,
@@ -137,6 +145,8 @@ scored_payments = Table(
     ),
     Index("ix_scored_payments_card_time", "card_id", "event_time"),
     Index("ix_scored_payments_event_time", "event_time"),
+    # Payments still unlabelled, oldest first: the implicit negatives due (storage.implicit).
+    Index("ix_scored_payments_unlabelled", "label_is_fraud", "event_time"),
     # The review queue (review.queries): by decision, most likely fraud first, and by merchant.
     Index("ix_scored_payments_queue", "decision", "fraud_probability", "transaction_id"),
     Index(
@@ -194,6 +204,28 @@ fraud_labels = Table(
     Index("ix_fraud_labels_transaction", "transaction_id"),
     Index("ix_fraud_labels_status", "status", "topic", "kafka_partition"),
     comment="Every fraud label read, keyed by where it was read: what became of it.",
+)
+
+implicit_labels = Table(
+    "implicit_labels",
+    metadata,
+    Column("transaction_id", Id(), primary_key=True),
+    Column("kind", String(10), primary_key=True, comment="implicit"),
+    Column("card_id", Id(), nullable=False),
+    Column("event_time", Timestamp, nullable=False, comment="UTC, the payment's"),
+    Column(
+        "claim",
+        BigInteger,
+        nullable=False,
+        comment="the claim that made it, numbered from 1: a replay hands on the newer ones",
+    ),
+    Column("claimed_through", Timestamp, nullable=False, comment="UTC: the event-time cutoff"),
+    Column("claimed_at", Timestamp, nullable=False, comment="UTC"),
+    Column("reason", Text, nullable=True, comment="why it is not learned (sampled_out)"),
+    Column("learned_version", Id(), nullable=True, comment="the first version that learned it"),
+    Index("ix_implicit_labels_claim", "claim"),
+    comment="Every implicit negative, once: a payment nobody reported within the label delay, "
+    "claimed as legitimate by the flow (storage.implicit).",
 )
 
 model_versions = Table(

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, or_, select, tuple_, update
 
-from storage.tables import fraud_labels, model_versions
+from storage.tables import fraud_labels, implicit_labels, model_versions
 
 _NAME = re.compile(r"v([0-9]{1,18})(?:\.([0-9]{1,18}))?")
 
@@ -68,9 +68,14 @@ def newer_rows(
 
 def labels_name(connection: Connection, version: str) -> bool:
     """True when some label is marked as learned by ``version`` (``learned_version``)."""
-    fl = fraud_labels
+    fl, il = fraud_labels, implicit_labels
     found = connection.execute(select(fl.c.topic).where(fl.c.learned_version == version).limit(1))
-    return found.first() is not None
+    if found.first() is not None:
+        return True
+    implicit = connection.execute(
+        select(il.c.transaction_id).where(il.c.learned_version == version).limit(1)
+    )
+    return implicit.first() is not None
 
 
 def record_version(
@@ -79,10 +84,12 @@ def record_version(
     *,
     labels_topic: str,
     learned: Sequence[tuple[int, int]],
+    learned_implicit: Sequence[str] = (),
     untrusted: Callable[[Row[Any]], str | None] | None = None,
 ) -> list[tuple[str, str]]:
     """Store a version's row (first write wins) and mark the labels it learned since its parent
-    (``(partition, offset)`` on ``labels_topic``) as learned by it; call in a transaction, so
+    (``(partition, offset)`` on ``labels_topic``, and the implicit negatives
+    ``learned_implicit`` by transaction id) as learned by it; call in a transaction, so
     that a version is recorded together with what it learned, or not at all.
 
     A row holding the version's name or its place in the order (lineage, sequence) that
@@ -116,6 +123,17 @@ def record_version(
                 fl.c.topic == labels_topic,
                 tuple_(fl.c.kafka_partition, fl.c.kafka_offset).in_(list(learned)),
                 fl.c.learned_version.is_(None),
+            )
+            .values(learned_version=row["version"])
+        )
+    if learned_implicit:
+        il = implicit_labels
+        connection.execute(
+            update(il)
+            .where(
+                il.c.kind == "implicit",
+                il.c.transaction_id.in_(list(learned_implicit)),
+                il.c.learned_version.is_(None),
             )
             .values(learned_version=row["version"])
         )

@@ -10,10 +10,17 @@ MySQL server of ``ops/services.sh``, on this machine.
 
 - every valid payment is stored once and its card features equal the offline replay;
 - every label message is accounted for (a ``fraud_labels`` row or a dead letter), none waits,
-  and the claimed ones are exactly the labels whose payments exist;
+  and the claimed ones are exactly the labels whose payments exist (with implicit negatives,
+  :func:`account_implicit`: at most one claimed message a payment, and every labelled payment
+  has one or an implicit negative that its legitimate labels duplicate);
 - the newest model version learned every claimed label once: its ``labels_learned`` equals the
-  claimed labels, every claimed label names the version that learned it, and each version's
-  count is its parent's plus the labels marked with it;
+  claimed labels (implicit negatives included, those negative downsampling left out excluded),
+  every one names the version that learned it, and each version's count is its parent's plus
+  the labels marked with it;
+- with implicit negatives (``label_delay``): every stored payment made ``label_delay`` before
+  the newest one is labelled, each has at most one ``implicit_labels`` row, a fraud claimed after
+  one is a correction (ledger, payment and the learner's counts agree), and a legitimate label
+  is sampled out exactly when :func:`~model_state.label_kinds.sampled` says so;
 
 - (with the decisions topic) every stored payment has its decision on the topic, and the last
   record of each key is exactly the stored decision (:func:`check_decisions`; records of ids
@@ -36,6 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -44,6 +52,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from features.contract import FraudLabel, Payment
+from model_state.label_kinds import sampled
 from settings.config import DECISIONS_TOPIC_SETTINGS, Config
 from storage.accounts import Accounts, revoke_all
 from storage.decision_records import DecisionRecord, stored_decisions
@@ -51,7 +60,13 @@ from storage.decision_records import decode as decode_decision
 from storage.engine import make_engine
 from storage.parity import check as parity_check
 from storage.schema import DATABASE_OPTIONS, create_schema
-from storage.tables import dead_letters, fraud_labels, model_versions, scored_payments
+from storage.tables import (
+    dead_letters,
+    fraud_labels,
+    implicit_labels,
+    model_versions,
+    scored_payments,
+)
 from storage.versions import version_key
 from test_data.produce import from_simulation, send
 
@@ -225,12 +240,24 @@ class FlowProcess:
             self.kill9()
             raise AssertionError(f"the flow did not stop within {timeout} s of SIGTERM") from None
 
+    def wait_built(self, timeout: float = 120) -> None:
+        """Until every process of the current start has logged that its flow is built (its
+        signal handlers are installed then: a SIGTERM before would kill it, status 143). On a
+        loaded machine importing the flow alone takes seconds."""
+
+        def built() -> bool:
+            text = self.log.read_text(errors="replace")
+            since = text.rsplit(f"==== start {self.starts} at", 1)[-1]
+            return since.count("flow built:") >= self.processes
+
+        wait_for("the flow to be built", built, timeout)
+
     def snapshots_written(self) -> float:
         """The newest modification time of the recovery partitions."""
         times = [p.stat().st_mtime for p in self.recovery.glob("*.sqlite3*")]
         return max(times, default=0.0)
 
-    def kill9_after_snapshot(self, timeout: float = 20) -> None:
+    def kill9_after_snapshot(self, timeout: float = 60) -> None:
         """Wait until a snapshot is written, then ``kill -9`` at once."""
         before = self.snapshots_written()
         wait_for("a snapshot", lambda: self.snapshots_written() > before, timeout)
@@ -255,6 +282,10 @@ class Accounting(msgspec.Struct, kw_only=True):
     decision_records: int = 0  # records read from the decisions topic (repeats included)
     decision_keys: int = 0  # distinct keys among them
     problems: list[str]
+    implicit: int = 0  # implicit negatives claimed
+    implicit_learned: int = 0  # of them, kept by negative downsampling (learned)
+    corrections: int = 0
+    sampled_out: int = 0  # label messages claimed but not learned
 
     def summary(self) -> str:
         return "\n".join(
@@ -268,6 +299,8 @@ class Accounting(msgspec.Struct, kw_only=True):
                 f"newest version {self.newest_version}: labels_learned "
                 f"{self.newest_labels_learned}; versions recorded {self.versions}",
                 f"decisions topic: {self.decision_records} records, {self.decision_keys} keys",
+                f"implicit negatives {self.implicit} ({self.implicit_learned} learned); "
+                f"corrections {self.corrections}; label messages sampled out {self.sampled_out}",
                 "problems: " + ("; ".join(self.problems) if self.problems else "none"),
             ]
         )
@@ -279,16 +312,20 @@ def account(
     labels: Sequence[FraudLabel],
     labels_topic: str,
     decisions: tuple[str, str] | None = None,
+    *,
+    label_delay: timedelta | None = None,
+    sample_rate: float = 1.0,
 ) -> Accounting:
     """Check the stored outcome of a run (see the module docstring); ``decisions``: the broker
-    and the decisions topic, to check it against the stored decisions."""
+    and the decisions topic, to check it against the stored decisions; ``label_delay``: the run
+    claimed implicit negatives with this delay, and downsampled at ``sample_rate``."""
     problems: list[str] = []
     records = keys = 0
     if decisions is not None:
         latest, records = latest_decisions(*decisions)
         keys = len(latest)
         problems += check_decisions(engine, latest)
-    sp, fl, mv = scored_payments, fraud_labels, model_versions
+    sp, fl, mv, il = scored_payments, fraud_labels, model_versions, implicit_labels
     with engine.connect() as c:
         stored_ids = c.execute(select(sp.c.transaction_id)).scalars().all()
         rows = dict(
@@ -299,11 +336,15 @@ def account(
             .select_from(dead_letters)
             .where(dead_letters.c.topic == labels_topic)
         ).scalar_one()
-        claimed = c.execute(
-            select(fl.c.transaction_id, fl.c.learned_version).where(fl.c.status == "claimed")
+        claimed_rows = c.execute(
+            select(fl.c.transaction_id, fl.c.learned_version, fl.c.is_fraud, fl.c.reason).where(
+                fl.c.status == "claimed"
+            )
         ).all()
         versions = c.execute(
-            select(mv.c.version, mv.c.parent_version, mv.c.labels_learned, mv.c.origin)
+            select(
+                mv.c.version, mv.c.parent_version, mv.c.labels_learned, mv.c.origin, mv.c.metadata
+            )
         ).all()
         marked = Counter(
             dict(
@@ -314,6 +355,28 @@ def account(
                 ).all()  # type: ignore[arg-type]
             )
         )
+        marked.update(
+            dict(
+                c.execute(
+                    select(il.c.learned_version, func.count())
+                    .where(il.c.learned_version.is_not(None))
+                    .group_by(il.c.learned_version)
+                ).all()  # type: ignore[arg-type]
+            )
+        )
+        implicit_rows = c.execute(
+            select(il.c.transaction_id, il.c.learned_version, il.c.reason)
+        ).all()
+        payment_labels = {
+            r.transaction_id: r
+            for r in c.execute(
+                select(sp.c.transaction_id, sp.c.event_time, sp.c.label_is_fraud, sp.c.label_kind)
+            )
+        }
+    claimed = [r for r in claimed_rows if not _sampled_out(r.reason)]
+    learned_rows = [(r.transaction_id, r.learned_version) for r in claimed] + [
+        (r.transaction_id, r.learned_version) for r in implicit_rows if not _sampled_out(r.reason)
+    ]
     sent_ids = {p.transaction_id for p in payments}
     if sorted(stored_ids) != sorted(sent_ids):
         missing = sent_ids - set(stored_ids)
@@ -332,18 +395,38 @@ def account(
     for label in labels:
         first_label.setdefault(label.transaction_id, label)
     expected = sum(1 for t in first_label if t in sent_ids)
-    if len(claimed) != expected:
-        problems.append(f"{len(claimed)} labels claimed, {expected} expected")
-    unlearned = [t for t, v in claimed if v is None]
+    if label_delay is None and len(claimed_rows) != expected:
+        problems.append(f"{len(claimed_rows)} labels claimed, {expected} expected")
+    if label_delay is not None:
+        problems += account_implicit(
+            labels,
+            sent_ids,
+            claimed_rows,
+            implicit_rows,
+            payment_labels,
+            label_delay=label_delay,
+            sample_rate=sample_rate,
+        )
+    unlearned = [t for t, v in learned_rows if v is None]
     if unlearned:
         problems.append(f"{len(unlearned)} claimed labels in no version, e.g. {unlearned[:3]}")
     by_name = {v.version: v for v in versions}
     newest = max(by_name, key=version_key)
-    if by_name[newest].labels_learned != len(claimed):
+    if by_name[newest].labels_learned != len(learned_rows):
         problems.append(
             f"newest version {newest} learned {by_name[newest].labels_learned} labels, "
-            f"{len(claimed)} claimed"
+            f"{len(learned_rows)} claimed for the learner"
         )
+    corrections = sum(1 for r in claimed if (r.reason or "").startswith("correction"))
+    kept_implicit = len(learned_rows) - len(claimed)
+    counts = (by_name[newest].metadata or {}).get("learner") or {}
+    if label_delay is not None and by_name[newest].origin == "online":
+        for kind, want in (("implicit", kept_implicit), ("correction", corrections)):
+            if round(counts.get(kind, 0)) != want:
+                problems.append(
+                    f"newest version {newest} counts {counts.get(kind, 0):g} {kind} labels, "
+                    f"the ledgers {want}"
+                )
     for v in versions:
         if v.origin != "online":
             continue
@@ -370,6 +453,10 @@ def account(
         decision_records=records,
         decision_keys=keys,
         problems=problems,
+        implicit=len(implicit_rows),
+        implicit_learned=kept_implicit,
+        corrections=corrections,
+        sampled_out=len(claimed_rows) - len(claimed),
     )
 
 
@@ -442,6 +529,122 @@ def check_decisions(engine: Engine, latest: dict[str, DecisionRecord]) -> list[s
             f"topic {latest[t]}, stored {stored[t]}"
         )
     return problems
+
+
+def _sampled_out(reason: str | None) -> bool:
+    return (reason or "").startswith("sampled_out")
+
+
+def account_implicit(
+    labels: Sequence[FraudLabel],
+    sent_ids: set[str],
+    claimed: Sequence[Any],
+    implicit: Sequence[Any],
+    payments: dict[str, Any],
+    *,
+    label_delay: timedelta,
+    sample_rate: float,
+) -> list[str]:
+    """Problems with the labels of a run that claimed implicit negatives (module docstring):
+    ``claimed`` are the claimed ``fraud_labels`` rows (transaction_id, is_fraud, reason),
+    ``implicit`` the ``implicit_labels`` rows (transaction_id, reason), ``payments`` the stored
+    payments' (event_time, label_is_fraud, label_kind) by transaction id."""
+    problems: list[str] = []
+    by_txn = Counter(r.transaction_id for r in claimed)
+    twice = [t for t, n in by_txn.items() if n > 1]
+    if twice:
+        problems.append(f"{len(twice)} payments with two claimed label messages, e.g. {twice[:3]}")
+    implicit_ids = {r.transaction_id for r in implicit}
+    claimed_by = {r.transaction_id: r for r in claimed}
+    frauds_sent: dict[str, bool] = {}
+    for label in labels:
+        frauds_sent[label.transaction_id] = frauds_sent.get(label.transaction_id, False) or (
+            label.is_fraud
+        )
+    for t, any_fraud in frauds_sent.items():
+        if t not in sent_ids or t in claimed_by:
+            continue
+        if t not in implicit_ids or any_fraud:
+            problems.append(f"labels of {t} neither claimed nor duplicates of an implicit negative")
+    for t, row in claimed_by.items():
+        correction = (row.reason or "").startswith("correction")
+        if correction != (t in implicit_ids):
+            problems.append(f"{t}: claimed label says correction={correction}, implicit row "
+                            f"{t in implicit_ids}")  # fmt: skip
+        elif correction and not row.is_fraud:
+            problems.append(f"{t}: a legitimate correction")
+        stored = payments.get(t)
+        want = ("correction" if correction else "explicit", bool(row.is_fraud))
+        if stored is not None and (stored.label_kind, bool(stored.label_is_fraud)) != want:
+            problems.append(f"{t}: payment labelled {stored.label_kind}, ledger says {want}")
+        if not row.is_fraud and _sampled_out(row.reason) == sampled(t, sample_rate):
+            problems.append(f"{t}: sampled_out={_sampled_out(row.reason)} against the id's hash")
+    for row in implicit:
+        t = row.transaction_id
+        stored = payments.get(t)
+        if stored is None:
+            problems.append(f"implicit negative {t} of no stored payment")
+            continue
+        if t not in claimed_by and (stored.label_kind, stored.label_is_fraud) != ("implicit", 0):
+            problems.append(f"{t}: implicit row, payment labelled {stored.label_kind}")
+        if _sampled_out(row.reason) == sampled(t, sample_rate):
+            problems.append(
+                f"implicit {t}: sampled_out={_sampled_out(row.reason)} against the hash"
+            )
+    if payments:
+        newest = max(p.event_time for p in payments.values())
+        due = [
+            t
+            for t, p in payments.items()
+            if p.event_time + label_delay <= newest and p.label_is_fraud is None
+        ]
+        if due:
+            problems.append(f"{len(due)} payments due as implicit negatives unlabelled: {due[:3]}")
+    return problems
+
+
+def implicit_settled(engine: Engine, delay: timedelta) -> bool:
+    """Every stored payment made ``delay`` before the newest one is labelled."""
+    with engine.connect() as c:
+        newest = c.execute(select(func.max(scored_payments.c.event_time))).scalar_one()
+        if newest is None:
+            return True
+        due = c.execute(
+            select(func.count())
+            .select_from(scored_payments)
+            .where(
+                scored_payments.c.label_is_fraud.is_(None),
+                scored_payments.c.event_time <= newest - delay,
+            )
+        ).scalar_one()
+    return due == 0
+
+
+def late_frauds(
+    engine: Engine, payments: Sequence[Payment], n: int, *, after: timedelta
+) -> list[FraudLabel]:
+    """Fraud labels, reported ``after`` their payments, for ``n`` payments stored as implicit
+    negatives (the first by transaction id): each must be learned as a correction."""
+    with engine.connect() as c:
+        ids = (
+            c.execute(
+                select(implicit_labels.c.transaction_id)
+                .order_by(implicit_labels.c.transaction_id)
+                .limit(n)
+            )
+            .scalars()
+            .all()
+        )
+    by_id = {p.transaction_id: p for p in payments}
+    return [
+        FraudLabel(
+            transaction_id=t,
+            card_id=by_id[t].card_id,
+            is_fraud=True,
+            reported_at=by_id[t].event_time + after,
+        )
+        for t in ids
+    ]
 
 
 def probes(engine: Engine, after: datetime) -> list[Payment]:

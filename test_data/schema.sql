@@ -49,6 +49,21 @@ CREATE TABLE fraud_rules (
 	PRIMARY KEY (rule_id)
 )COMMENT='The rules as they are now (written by the review app and python -m rules through rules.store, read by the flow). Every change is also a ruleset_versions row.';
 
+CREATE TABLE implicit_labels (
+	transaction_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	kind VARCHAR(10) NOT NULL COMMENT 'implicit', 
+	card_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
+	event_time DATETIME(6) NOT NULL COMMENT 'UTC, the payment''s', 
+	claim BIGINT NOT NULL COMMENT 'the claim that made it, numbered from 1: a replay hands on the newer ones', 
+	claimed_through DATETIME(6) NOT NULL COMMENT 'UTC: the event-time cutoff', 
+	claimed_at DATETIME(6) NOT NULL COMMENT 'UTC', 
+	reason TEXT COMMENT 'why it is not learned (sampled_out)', 
+	learned_version VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'the first version that learned it', 
+	PRIMARY KEY (transaction_id, kind)
+)COMMENT='Every implicit negative, once: a payment nobody reported within the label delay, claimed as legitimate by the flow (storage.implicit).';
+
+CREATE INDEX ix_implicit_labels_claim ON implicit_labels (claim);
+
 CREATE TABLE model_actions (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
 	action VARCHAR(8) NOT NULL COMMENT 'shadow, unshadow or promote', 
@@ -235,6 +250,7 @@ CREATE TABLE scored_payments (
 	scored_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	label_is_fraud BOOL COMMENT 'set once, when the label is learned', 
 	label_reported_at DATETIME(6) COMMENT 'UTC', 
+	label_kind VARCHAR(10) COMMENT 'explicit (a label message), implicit (nobody reported it within the label delay: legitimate) or correction (a fraud reported after an implicit label)', 
 	appended_at DATETIME(6) COMMENT 'UTC: the Kafka record timestamp (log-append time, or the producer time)', 
 	shadow_version VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'the challenger shadowing, if any', 
 	shadow_probability DOUBLE COMMENT 'the challenger''s probability', 
@@ -261,3 +277,5 @@ CREATE INDEX ix_scored_payments_event_time ON scored_payments (event_time);
 CREATE INDEX ix_scored_payments_merchant_queue ON scored_payments (merchant_id, decision, fraud_probability, transaction_id);
 
 CREATE INDEX ix_scored_payments_queue ON scored_payments (decision, fraud_probability, transaction_id);
+
+CREATE INDEX ix_scored_payments_unlabelled ON scored_payments (label_is_fraud, event_time);

@@ -11,7 +11,12 @@ label was learned exactly once (the newest version's ``labels_learned``, and the
 versions); and probe payments scored last show fraud rates that count every claimed fraud of
 their terminal and merchant exactly once; and on the decisions topic, the last record of every
 key is exactly its stored decision (a consumer that keeps the last value per key sees the stored
-decisions, none missing, none extra). Runs in about three minutes.
+decisions, none missing, none extra). Labels come as banks send them: a payment nobody
+reported within a day (``PAYSCORE_LABEL_DELAY_DAYS=1``) is an implicit negative, claimed and
+learned once through the crashes, a fraud reported after it is a correction, and legitimate
+labels are learned as a half sample (``PAYSCORE_LEGIT_SAMPLE_RATE=0.5``), chosen by transaction
+id; then 20 frauds reported five days after payments learned as legitimate are corrections,
+through one more ``kill -9``. Runs in about four minutes on a loaded machine.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from test_data.chaos import (
     FlowProcess,
     account,
     check_fraud_rates,
+    implicit_settled,
+    late_frauds,
     probe_time,
     probes,
     produce,
@@ -41,6 +48,7 @@ from test_data.spec import LabelDelays, SimulationSpec
 from tests.flowrun import BROKERS, flow_env
 
 pytestmark = pytest.mark.integration
+DELAY = timedelta(days=1)
 
 
 def stored(engine: Engine) -> int:
@@ -70,7 +78,12 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
         cards=2000,
         merchants=150,
         fraud_rate=0.02,
-        label_delays=LabelDelays(fraud_median_days=1.0, legit_maturity_days=3.0),
+        # Most legitimate payments are never reported (implicit negatives); some are, after the
+        # delay (duplicates of an implicit negative, or claimed first: the flow reads both
+        # topics at once after a restart).
+        label_delays=LabelDelays(
+            fraud_median_days=1.0, legit_maturity_days=3.0, legit_fraction=0.3
+        ),
     )
     sim = simulate(spec)
     payments = list(sim.payments())
@@ -90,6 +103,8 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
         publish_seconds="2",
         model_refresh_seconds="1",
         mysql_outage_seconds="120",
+        label_delay_days="1",
+        legit_sample_rate="0.5",
     )
     flow = FlowProcess(env, tmp_path / "recovery", tmp_path / "flow.log", base_port=2600)
     flow.start()
@@ -113,6 +128,7 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
                 services("restart-mysql", "3")
                 assert flow.running, "the flow stopped during a short MySQL outage"
             elif i == 3:
+                flow.wait_built()  # a SIGTERM before the handlers are installed kills it
                 assert flow.stop() == 0, "SIGTERM did not stop the flow cleanly"
                 flow.start()
             elif i == 4:
@@ -131,10 +147,22 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
             lambda: labels_settled(engine, topics["labels_topic"], len(labels)),
             150,
         )
+        # Frauds reported days after payments the flow learned as legitimate: corrections.
+        late = late_frauds(engine, payments, 20, after=timedelta(days=5))
+        labels += late
+        produce(BROKERS, topics, late)
+        flow.kill9()  # while they are claimed
+        flow.start()
+        wait_for(
+            "the late frauds to be settled",
+            lambda: labels_settled(engine, topics["labels_topic"], len(labels)),
+            150,
+        )
         time.sleep(2)  # the last claims reach the fraud rates
         probe = probes(engine, probe_time(payments, labels))
         produce(BROKERS, topics, probe)
         wait_for("the probes", lambda: stored(engine) == len(payments) + len(probe), 60)
+        wait_for("the implicit negatives due", lambda: implicit_settled(engine, DELAY), 60)
         assert flow.stop() == 0
     finally:
         if flow.running:
@@ -146,6 +174,8 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
         labels,
         topics["labels_topic"],
         decisions=(BROKERS, topics["decisions_topic"]),
+        label_delay=DELAY,
+        sample_rate=0.5,
     )
     rates = check_fraud_rates(engine, [p.transaction_id for p in probe])
     print(result.summary(), f"\nflow starts: {flow.starts}; probes: {len(probe)}")
@@ -156,3 +186,4 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
     assert rates == [], rates[:10]
     assert result.claimed > 100 and result.versions > 5, result.summary()
     assert result.decision_keys == len(payments) + len(probe), result.summary()
+    assert result.implicit_learned > 1000 and result.corrections >= len(late), result.summary()

@@ -21,7 +21,15 @@ from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel
 from model_state.artifact import ModelArtifact, VersionRecord
 from model_state.learner import OnlineLearner
-from storage.labels import CLAIMED, Claimed, LabelledPayment, ReadLabel, claim_labels, resolve
+from storage.labels import (
+    CLAIMED,
+    Claimed,
+    LabelledPayment,
+    ReadLabel,
+    _kind_of,
+    claim_labels,
+    resolve,
+)
 from storage.sink import MySQLSinkPartition
 from storage.tables import fraud_labels, scored_payments
 from storage.versions import version_key
@@ -55,6 +63,7 @@ class FakeStore:
             features={},
             model_version="v00001",
             label_is_fraud=None,
+            label_kind=None,
         )
 
     def store(self, txn: str, card: str = "c-1") -> None:
@@ -62,17 +71,37 @@ class FakeStore:
 
     def __call__(self, reads: list[ReadLabel], expired=lambda _: False) -> Claimed:
         outcome, record, claims = resolve(
-            "labels", reads, self.ledger, self.payments, expired, T0.replace(tzinfo=None)
+            "labels",
+            reads,
+            self.ledger,
+            self.payments,
+            expired,
+            T0.replace(tzinfo=None),
+            sample_rate=self.sample_rate,
         )
         for txn, claim in claims.items():
+            kind = _kind_of(claim, self.payments[txn])
             self.payments[txn].label_is_fraud = claim.is_fraud
+            self.payments[txn].label_kind = kind.value
         for row in record:
             position = (row["kafka_partition"], row["kafka_offset"])
             known = self.ledger.get(position)
             self.ledger[position] = SimpleNamespace(
-                status=row["status"], learned_version=known.learned_version if known else None
+                status=row["status"],
+                learned_version=known.learned_version if known else None,
+                reason=row["reason"],
             )
         return outcome
+
+    sample_rate = 1.0
+
+    def claim_implicit(self, txn: str) -> bool:
+        """As storage.implicit does for a due payment: True if it was unlabelled."""
+        payment = self.payments.get(txn)
+        if payment is None or payment.label_is_fraud is not None:
+            return False
+        payment.label_is_fraud, payment.label_kind = False, "implicit"
+        return True
 
     def mark_learned(self, record: VersionRecord) -> None:
         for position in record.learned:
