@@ -23,6 +23,11 @@ Client CPU is this process's (``process_time``); server CPU is the MariaDB threa
 connection (``information_schema.PROCESSLIST.TID`` -> ``/proc/<mysqld>/task/<tid>/stat``, 10 ms
 ticks), so neither includes the other developers' load; InnoDB's background threads (flushing,
 purge) are not in it. Figures: µs per payment (sink) and per label (claims), median and spread.
+
+``--extra`` measures instead, over TCP as today and over the unix socket without TLS: the claims
+at several batch sizes (``--claim-batches``; the flow's label join claims what one activation
+brought to each of its 16 card groups), and the sink into ``scored_payments`` with and without
+its four secondary indexes (the review queue's and the card/time ones).
 """
 
 from __future__ import annotations
@@ -318,11 +323,82 @@ def one_repeat(
     return out
 
 
+SECONDARY = (
+    "ix_scored_payments_card_time",
+    "ix_scored_payments_event_time",
+    "ix_scored_payments_queue",
+    "ix_scored_payments_merchant_queue",
+)
+
+
+def extra(
+    config: Config, transport: str, url: str, admin: str, args: Any, rows: list[dict[str, Any]],
+    reads: list[ReadLabel],
+) -> None:  # fmt: skip
+    """Claims today at several batch sizes, and the sink into a table without its four
+    secondary indexes (dropped by the admin): where the server's time goes."""
+    print(f"\n{transport}, extra parts:")
+    at = {db: make_url(u) for db, u in (("flow", url), ("admin", admin))}
+
+    def on(kind: str, name: str) -> str:
+        return at[kind].set(database=name).render_as_string(hide_password=False)
+
+    for batch in args.claim_batches:
+        server, client = [], []
+        for _ in range(args.repeats):
+            with scratch_database(config, "payscore_mycpu") as db_url:
+                name = make_url(db_url).database or ""
+                sink_engine = make_engine(on("flow", name), pool_size=1, local_infile=True)
+                part = MySQLSinkPartition(sink_engine, scored_payments)
+                for i in range(0, len(rows), 2000):
+                    part.write_batch(rows[i : i + 2000])
+                sink_engine.dispose()
+                engine = make_engine(
+                    on("flow", name), pool_size=1, isolation_level="READ COMMITTED"
+                )
+                m = claims_today(engine, reads, batch, {})
+                engine.dispose()
+            client.append(m["client"] * 1e6 / len(reads))
+            server.append(m["server"] * 1e6 / len(reads))
+        print(f"  claims today in batches of {batch:>5}: client "
+              f"{cpu_meter.fmt_spread(cpu_meter.spread(client), '.1f')} µs, server "
+              f"{cpu_meter.fmt_spread(cpu_meter.spread(server), '.1f')} µs per label")  # fmt: skip
+    for dropped in (False, True):
+        server, client = [], []
+        for _ in range(args.repeats):
+            with scratch_database(config, "payscore_mycpu") as db_url:
+                name = make_url(db_url).database or ""
+                if dropped:
+                    a = make_engine(on("admin", name), pool_size=1)
+                    with a.begin() as c:
+                        for index in SECONDARY:
+                            c.exec_driver_sql(f"DROP INDEX {index} ON scored_payments")
+                    a.dispose()
+                sink_engine = make_engine(on("flow", name), pool_size=1, local_infile=True)
+                with measured(sink_engine) as m:
+                    part = MySQLSinkPartition(sink_engine, scored_payments)
+                    for i in range(0, len(rows), args.batch):
+                        part.write_batch(rows[i : i + args.batch])
+                sink_engine.dispose()
+            client.append(m["client"] * 1e6 / len(rows))
+            server.append(m["server"] * 1e6 / len(rows))
+        what = "without its 4 secondary indexes" if dropped else "as it is"
+        c_text = cpu_meter.fmt_spread(cpu_meter.spread(client), ".1f")
+        s_text = cpu_meter.fmt_spread(cpu_meter.spread(server), ".1f")
+        print(f"  sink, scored_payments {what}: client {c_text} µs, server {s_text} µs per payment")
+
+
 def main(argv: Iterable[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--payments", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--extra",
+        action="store_true",
+        help="only the extra parts: claims at --claim-batches sizes, the sink without indexes",
+    )
+    parser.add_argument("--claim-batches", type=int, nargs="+", default=[20, 60, 500, 2000])
     args = parser.parse_args(list(argv) if argv is not None else None)
     config = Config.from_env(os.environ)
     rows, reads = rows_and_labels(args.payments)
@@ -333,6 +409,12 @@ def main(argv: Iterable[str] | None = None) -> None:
     )
     flow_urls = transports(config.mysql_dsn)
     admin_urls = transports(config.mysql_admin_dsn)
+    if args.extra:
+        for transport in ("TCP, TLS preferred (today)", "unix socket, no TLS"):
+            if transport in flow_urls:
+                extra(config, transport, flow_urls[transport], admin_urls[transport], args, rows,
+                      reads)  # fmt: skip
+        return
     for transport in flow_urls:
         results = []
         for _ in range(args.repeats):

@@ -3,7 +3,7 @@
     python benchmarks/bench_operators.py [--items 200000] [--chain 20] [--batch 1000 20]
         [--repeats 5] [--callgrind]
 
-Each variant is a flow of its own, run in a fresh process (``run_main``) over ``--items``
+Each variant is a flow of its own, run in a fresh process over ``--items``
 small items (a tuple of a card id, as the stream's cards repeat, and a number), read from a
 source of 4 partitions in batches of ``--batch`` items (1,000 is what a drained Kafka partition
 gives; a tailing flow at a few thousand payments per second gets batches of a few items):
@@ -17,12 +17,16 @@ gives; a tailing flow at a few thousand payments per second gets batches of a fe
 - ``stateful per group``: the same with 16 keys (cards hashed into groups), as the label join;
 - ``stateful one key``: the same with one key, as the learner.
 
-Each variant runs twice: as is, and with a Python thread state pinned in the worker thread
-(``cpu_meter.pin_thread_state``; every activation of an operator otherwise creates and deletes
-one). Figure: (CPU of the variant - CPU of ``base``) / items / operators, in µs per item per
-operator (a stateful step counted as its three operators), median and spread of ``--repeats``
-runs. ``--callgrind`` also counts instructions (valgrind): the same difference between runs
-of two sizes, in instructions per item per operator -- immune to the machine's load.
+The worker is a Bytewax worker thread (``cluster_main`` with one worker), as in each process of a
+multi-process flow. Each variant runs twice: as is, and with a Python thread state pinned in
+the worker thread (``cpu_meter.pin_thread_state``; every activation of an operator otherwise
+creates and deletes one). (``bytewax.run -w 1`` without addresses runs its one worker on the
+main thread instead, which keeps its thread state.)
+
+Figure: (CPU of the variant - CPU of ``base``) / items / operators, in µs per item per operator
+(a stateful step counted as its three operators), median and spread of ``--repeats`` runs.
+``--callgrind`` also counts instructions (valgrind): the same difference between runs of two
+sizes, in instructions per item per operator -- immune to the machine's load.
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ def child(variant: str, items: int, chain: int, batch: int, pinned: bool) -> Non
     from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
     from bytewax.operators import StatefulBatchLogic
     from bytewax.outputs import DynamicSink, StatelessSinkPartition
-    from bytewax.testing import run_main
+    from bytewax.testing import cluster_main
 
     cards = max(items // 6, 1)
     data = [(f"card-{(i * 7919) % cards:07d}", i) for i in range(items)]
@@ -140,7 +144,9 @@ def child(variant: str, items: int, chain: int, batch: int, pinned: bool) -> Non
             s = stateful(f"s{i}", s, key)
     op.output("out", s, Sink())
     started = cpu_meter.process_cpu()
-    run_main(flow)
+    # A worker thread, as each process of a multi-process flow runs (run_main would run the
+    # worker on the main thread, which keeps its Python thread state).
+    cluster_main(flow, None, 0, worker_count_per_proc=1)
     cpu = cpu_meter.process_cpu() - started
     if sunk[0] != items:
         raise RuntimeError(f"{variant}: {sunk[0]} items came out; expected {items}")

@@ -24,8 +24,10 @@ no wall-time figure is used for a cost):
 The py-spy recording is cut into the flow's parts by the frames of each sample
 (:func:`classify`: the Kafka client, decoding, each keyed step's Python logic and Bytewax's
 stateful framework around it, snapshots, scoring, the label claims, the sinks, the learner,
-Bytewax's per-item Python shims, the rest), and each part's share of the samples is applied to
-the clean runs' median flow CPU: µs per payment (each with its label). ``--classify FILE`` only
+Bytewax's per-item Python shims, the rest). Samples of startup and samples whose innermost frame
+is a wait (py-spy records a thread sleeping, polling a socket for MySQL's answer or waiting for
+the GIL as if it ran) are left out, and each part's share of the rest is applied to the clean
+runs' median flow CPU: µs per payment (each with its label). ``--classify FILE`` only
 classifies a recording made before.
 """
 
@@ -104,8 +106,30 @@ RULES: tuple[tuple[str, str], ...] = (
     ("Bytewax timely runtime (Rust)", r"timely::|timely_communication|bytewax::"),
 )
 _COMPILED = tuple((part, re.compile(pattern)) for part, pattern in RULES)
-OTHER = "other (the interpreter, the main thread's signal checks, idle)"
+OTHER = "other (the interpreter, the main thread's signal checks)"
 STARTUP = RULES[0][0]
+# py-spy pauses the process to sample it and cannot always tell a waiting thread from a running
+# one: a sample whose innermost frame is a wait (a sleep, a poll on a socket, a condition
+# variable, a lock -- waiting for MySQL's answer or for the GIL) is time, not CPU.
+WAITING = "waiting (not CPU: sleeps, socket polls, the GIL)"
+_WAIT_LEAF = re.compile(
+    r"^(?:clock_nanosleep|nanosleep|poll|ppoll|__poll|select|epoll_wait|pthread_cond_timedwait"
+    r"|pthread_cond_wait|__futex\w*|futex\w*|sem_wait|sem_timedwait|recv|recvfrom|__libc_recv"
+    r"|accept|do_futex_wait\w*|PySSL_select) "
+)
+_UNRESOLVED_LIBC = re.compile(r"^0x[0-9a-f]+ \(libc\.so")
+_WAITS_ABOVE = re.compile(
+    r"GILGuard::acquire|take_gil|PyThread_acquire_lock|PyEval_RestoreThread|PyGILState_Ensure"
+    r"|pthread_cond|Thread::sleep|park"
+)
+
+
+def waiting(frames: list[str]) -> bool:
+    """Whether a sample's innermost frame is a wait (see ``WAITING``)."""
+    leaf = frames[-1] if frames else ""
+    if _WAIT_LEAF.search(leaf):
+        return True
+    return bool(_UNRESOLVED_LIBC.search(leaf)) and any(_WAITS_ABOVE.search(f) for f in frames)
 
 
 def classify(path: Path) -> tuple[Counter[str], int]:
@@ -119,6 +143,9 @@ def classify(path: Path) -> tuple[Counter[str], int]:
         n = int(count)
         total += n
         frames = [f for f in stack.split(";") if not f.startswith("process ")]
+        if waiting(frames):
+            parts[WAITING] += n
+            continue
         part = next((p for p, rx in _COMPILED if any(rx.search(f) for f in frames)), OTHER)
         parts[part] += n
     return parts, total
@@ -346,12 +373,16 @@ def _payscore_env() -> dict[str, str]:
 
 
 def print_parts(parts: Counter[str], total: int, flow_us: float | None) -> dict[str, Any]:
-    """Each part's share of the samples after startup, and ``flow_us`` (the flow's CPU per
-    payment after startup) shared out by them."""
+    """Each part's share of the samples after startup that are not waits, and ``flow_us`` (the
+    flow's CPU per payment after startup) shared out by them."""
     rows: dict[str, Any] = {}
     startup = parts.pop(STARTUP, 0)
-    steady = total - startup
-    print(f"py-spy: {total:,} samples, {startup:,} of them startup (left out below)")
+    waits = parts.pop(WAITING, 0)
+    steady = total - startup - waits
+    print(
+        f"py-spy: {total:,} samples; left out below: {startup:,} of startup, {waits:,} waiting "
+        "(sleeps, socket polls, the GIL)"
+    )
     for part, n in parts.most_common():
         share = n / steady
         rows[part] = {"samples": n, "share": share}
@@ -388,8 +419,8 @@ def main(argv: Iterable[str] | None = None) -> None:
         "--variants",
         nargs="+",
         default=["plain"],
-        choices=["plain", "gc", "pin", "gc+pin"],
-        help="plain: the flow as it is; gc, pin: with benchmarks/flow_tweaks.py's tweaks",
+        choices=["plain", "gc", "pin", "nospin", "gc+pin", "gc+pin+nospin"],
+        help="plain: the flow as it is; others: with benchmarks/flow_tweaks.py's tweaks",
     )
     parser.add_argument("--no-pyspy", action="store_true")
     parser.add_argument(
