@@ -49,7 +49,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
 from features.contract import FraudLabel, Payment
-from settings.config import Config
+from settings.config import Config, over_socket
 from storage.engine import make_engine
 from storage.labels import ReadLabel, claim_labels, resolve
 from storage.rows import scored_payment_row, utc_naive
@@ -68,7 +68,8 @@ _features = msgspec.json.Decoder(dict[str, float]).decode
 def transports(dsn: str) -> dict[str, str]:
     """The URL of ``dsn`` for each way of reaching the local server. PyMySQL 1.2 negotiates TLS
     whenever the server offers it ("preferred", unverified) unless told ``ssl_disabled``, over
-    the unix socket too: that is how the flow connects today."""
+    the unix socket too: that is how the flow connects by default. "unix socket, no TLS" is the
+    URL the flow connects with when ``PAYSCORE_MYSQL_SOCKET`` names the socket."""
     url = make_url(dsn)
     socket = url.set(host="localhost", port=None).update_query_dict({"unix_socket": str(SOCKET)})
     out = {
@@ -76,8 +77,9 @@ def transports(dsn: str) -> dict[str, str]:
         "TCP, TLS verified": url.update_query_dict({"ssl_ca": str(CA)}) if CA.exists() else None,
         "TCP, no TLS": url.update_query_dict({"ssl_disabled": "true"}),
         "unix socket, TLS preferred": socket if SOCKET.exists() else None,
+        # As the product connects with PAYSCORE_MYSQL_SOCKET set (settings.config.over_socket).
         "unix socket, no TLS": (
-            socket.update_query_dict({"ssl_disabled": "true"}) if SOCKET.exists() else None
+            make_url(over_socket(dsn, str(SOCKET))) if SOCKET.exists() else None
         ),
     }
     return {k: v.render_as_string(hide_password=False) for k, v in out.items() if v is not None}
@@ -399,6 +401,13 @@ def main(argv: Iterable[str] | None = None) -> None:
         help="only the extra parts: claims at --claim-batches sizes, the sink without indexes",
     )
     parser.add_argument("--claim-batches", type=int, nargs="+", default=[20, 60, 500, 2000])
+    parser.add_argument(
+        "--transports",
+        nargs="+",
+        metavar="NAME",
+        help="only these transports (their names as printed, e.g. 'TCP, TLS preferred (today)' "
+        "'unix socket, no TLS'); all by default",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     config = Config.from_env(os.environ)
     rows, reads = rows_and_labels(args.payments)
@@ -415,7 +424,12 @@ def main(argv: Iterable[str] | None = None) -> None:
                 extra(config, transport, flow_urls[transport], admin_urls[transport], args, rows,
                       reads)  # fmt: skip
         return
+    unknown = set(args.transports or ()) - set(flow_urls)
+    if unknown:
+        parser.error(f"unknown transports {sorted(unknown)}; known: {sorted(flow_urls)}")
     for transport in flow_urls:
+        if args.transports and transport not in args.transports:
+            continue
         results = []
         for _ in range(args.repeats):
             results.append(
