@@ -117,6 +117,26 @@ def test_the_flow_account_connects_over_the_socket_and_writes(database_config: C
 
 
 @pytest.mark.integration
+def test_a_url_that_asks_for_tls_gets_verified_tls_over_the_socket(
+    database_config: Config,
+) -> None:
+    """``ops/services.sh`` gives the server a throwaway CA's certificate for 127.0.0.1; the URL's
+    ``ssl_ca`` is kept over the socket, and the server is verified under the URL's host."""
+    ca = Path("/etc/mysql/payscore-tls/ca.pem")
+    asked = make_url(database_config.mysql_dsn).update_query_dict({"ssl_ca": str(ca)})
+    config = msgspec.structs.replace(
+        database_config, mysql_url=asked.render_as_string(hide_password=False),
+        mysql_socket=SOCKET,
+    )  # fmt: skip
+    engine = make_engine(config.mysql_dsn)
+    try:
+        host, cipher = connection_host(engine)
+    finally:
+        engine.dispose()
+    assert host == "localhost" and cipher, (host, cipher)
+
+
+@pytest.mark.integration
 def test_a_socket_of_another_server_than_the_url_names_is_refused(
     database_config: Config,
 ) -> None:
