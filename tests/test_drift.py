@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -368,8 +368,9 @@ def test_a_retrained_version_records_its_rows_reference(
 ) -> None:
     _, rows = trained
     fitted, _ = challenge(
-        rows, None, tmp_path, key=TEST_KEY, version="v00002", family="linear", force=True
-    )
+        rows, None, tmp_path, key=TEST_KEY, version="v00002", family="linear", force=True,
+        now=max(row[0] for row in rows), maturity=timedelta(0),
+    )  # fmt: skip
     assert fitted is not None
     assert tuple(fitted.metadata.drift_reference) == SUBJECTS
     verify(fitted.metadata, TEST_KEY, where="x")
