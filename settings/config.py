@@ -72,6 +72,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # The host part of every job account above ('user'@'host'), comma-separated: the schema
     # command grants each account's rights at each of these hosts.
     mysql_account_hosts: str = "127.0.0.1,localhost"
+    # The server's unix socket: every URL above whose host is this host (127.0.0.1, localhost,
+    # ::1) connects through it, without TLS unless the URL asks for TLS (ssl_ca, ...); a URL of
+    # another host is used as it is. Empty: TCP as the URLs say.
+    mysql_socket: str = ""
     # How long writes and label claims retry while MySQL is unavailable before the flow stops.
     mysql_outage_seconds: Annotated[float, Meta(ge=0)] = 300.0
     # Model
@@ -147,22 +151,32 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     def mysql_dsn(self) -> str:
         """The SQLAlchemy URL the flow connects with: ``mysql_url``, with the password from
         ``mysql_password_file`` if one is set. Never log it."""
-        return _dsn(self.mysql_url, self.mysql_password_file, "MYSQL")
+        return self._local(_dsn(self.mysql_url, self.mysql_password_file, "MYSQL"))
 
     @property
     def review_mysql_dsn(self) -> str:
         """The review queue's URL, as :attr:`mysql_dsn` is the flow's."""
-        return _dsn(self.review_mysql_url, self.review_mysql_password_file, "REVIEW_MYSQL")
+        return self._local(
+            _dsn(self.review_mysql_url, self.review_mysql_password_file, "REVIEW_MYSQL")
+        )
 
     @property
     def models_mysql_dsn(self) -> str:
         """The model tools' URL, as :attr:`mysql_dsn` is the flow's."""
-        return _dsn(self.models_mysql_url, self.models_mysql_password_file, "MODELS_MYSQL")
+        return self._local(
+            _dsn(self.models_mysql_url, self.models_mysql_password_file, "MODELS_MYSQL")
+        )
 
     @property
     def mysql_admin_dsn(self) -> str:
         """The admin account's URL, as :attr:`mysql_dsn` is the flow's."""
-        return _dsn(self.mysql_admin_url, self.mysql_admin_password_file, "MYSQL_ADMIN")
+        return self._local(
+            _dsn(self.mysql_admin_url, self.mysql_admin_password_file, "MYSQL_ADMIN")
+        )
+
+    def _local(self, url: str) -> str:
+        """``url`` through :attr:`mysql_socket` when one is set and the URL names this host."""
+        return over_socket(url, self.mysql_socket) if self.mysql_socket else url
 
     @property
     def account_hosts(self) -> list[str]:
@@ -211,6 +225,34 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 field = path.rstrip("`").split(".")[0]
                 text = f"{PREFIX}{field.upper()}={values.get(field)!r}: {message}"
             raise ValueError(f"invalid configuration: {text}") from None
+
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# PyMySQL's options that ask for TLS; a URL with one of them keeps TLS over the socket too.
+TLS_OPTIONS = frozenset(
+    {"ssl_ca", "ssl_capath", "ssl_cert", "ssl_key", "ssl_verify_cert", "ssl_verify_identity"}
+)
+
+
+def over_socket(url: str, socket: str) -> str:
+    """``url`` connecting through the unix ``socket`` if its host is this host; else unchanged.
+
+    The host and port stay in the URL (``storage.engine`` checks that the server behind the
+    socket listens on that port, so a socket of another server on this host is refused). TLS is
+    turned off (PyMySQL would negotiate it unverified: "preferred") unless the URL asks for it.
+
+    >>> over_socket("mysql+pymysql://u:p@127.0.0.1:3306/db", "/run/mysqld/mysqld.sock")
+    'mysql+pymysql://u:p@127.0.0.1:3306/db?ssl_disabled=true&unix_socket=%2Frun%2Fmysqld%2Fmysqld.sock'
+    >>> over_socket("mysql+pymysql://u:p@db.example:3306/db?ssl_ca=/ca.pem", "/s.sock")
+    'mysql+pymysql://u:p@db.example:3306/db?ssl_ca=/ca.pem'
+    """
+    parsed = make_url(url)
+    if parsed.host not in LOCAL_HOSTS or "unix_socket" in parsed.query:
+        return url
+    query = {"unix_socket": socket}
+    if not TLS_OPTIONS & set(parsed.query) and "ssl_disabled" not in parsed.query:
+        query["ssl_disabled"] = "true"
+    return parsed.update_query_dict(query).render_as_string(hide_password=False)
 
 
 def _dsn(url: str, password_file: str, name: str) -> str:

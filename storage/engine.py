@@ -25,6 +25,12 @@ transaction succeeded), such a refusal is retried like an outage; before that, i
 configuration and stops the flow at once. A right the account really lacks is therefore
 reported after the patience, by an error that says access was refused and quotes MySQL.
 
+**Over the local unix socket.** With ``PAYSCORE_MYSQL_SOCKET`` set, a URL naming this host
+carries ``unix_socket`` (``settings.config.over_socket``): no TCP and no TLS on the way to a
+server on the same host. Each new connection then asks the server for its port: a socket that
+leads to another server than the URL's port names (a drill's private server beside the shared
+one) is refused with :class:`SocketMismatchError`, which is no outage and stops the flow at once.
+
 **``local_infile``** is off unless a caller asks for it: with it on, a hostile or impersonated
 server may read any file the client can. Only the bulk ``load`` sink needs it.
 """
@@ -39,7 +45,8 @@ from typing import TypeVar
 
 import msgspec
 import pymysql
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from tenacity import (
     RetryCallState,
@@ -122,6 +129,10 @@ class ConcurrentChangeError(RuntimeError):
 
 class MySQLUnavailableError(RuntimeError):
     """MySQL could not be reached (or kept rolling back) for longer than the patience allows."""
+
+
+class SocketMismatchError(RuntimeError):
+    """The server behind the configured unix socket is not the one the URL names (its port)."""
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -238,7 +249,7 @@ def make_engine(
         raise ValueError(
             f"PAYSCORE_MYSQL_URL must start with 'mysql+pymysql://'; got {url.split('@')[-1]!r}"
         )
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         pool_pre_ping=True,
@@ -257,3 +268,29 @@ def make_engine(
         },
         **({"isolation_level": isolation_level} if isolation_level else {}),
     )
+    parsed = make_url(url)
+    socket = parsed.query.get("unix_socket")
+    if isinstance(socket, str) and parsed.port is not None:
+        event.listen(engine, "connect", _same_server(socket, parsed.port))
+    return engine
+
+
+def _same_server(socket: str, port: int) -> Callable[[object, object], None]:
+    """A ``connect`` hook: the server reached through ``socket`` must listen on ``port`` (0: it
+    listens on no TCP port, nothing to compare)."""
+
+    def check(connection: object, _record: object) -> None:
+        cursor = connection.cursor()  # type: ignore[attr-defined]
+        try:
+            cursor.execute("SELECT @@port")
+            (served,) = cursor.fetchone()
+        finally:
+            cursor.close()
+        if served not in (0, port):
+            raise SocketMismatchError(
+                f"MySQL through unix socket {bounded(socket)!r} (PAYSCORE_MYSQL_SOCKET) is a "
+                f"server on port {served}, but the URL names port {port}: another server on "
+                "this host; set PAYSCORE_MYSQL_SOCKET to that server's socket, or empty for TCP"
+            )
+
+    return check
