@@ -647,9 +647,11 @@ def late_frauds(
     ]
 
 
-def probes(engine: Engine, after: datetime) -> list[Payment]:
+def probes(engine: Engine, after: datetime, round_: int = 0) -> list[Payment]:
     """One payment per stored terminal at ``after``, each from a new card: scored after
-    everything else, its fraud-rate features show what the terminal's and merchant's state hold."""
+    everything else, its fraud-rate features show what the terminal's and merchant's state hold.
+    ``round_`` > 0 names a later round of probes apart from the first."""
+    tag = f"probe{round_}" if round_ else "probe"
     sp = scored_payments
     with engine.connect() as c:
         rows = c.execute(
@@ -657,8 +659,8 @@ def probes(engine: Engine, after: datetime) -> list[Payment]:
         ).all()
     return [
         Payment(
-            transaction_id=f"probe-{terminal}",
-            card_id=f"probe-card-{terminal}",
+            transaction_id=f"{tag}-{terminal}",
+            card_id=f"{tag}-card-{terminal}",
             merchant_id=merchant,
             terminal_id=terminal,
             amount_minor=1000,
