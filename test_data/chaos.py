@@ -48,7 +48,7 @@ from typing import Any
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select, text, true
 from sqlalchemy.engine import make_url
 
 from features.contract import FraudLabel, Payment
@@ -601,6 +601,26 @@ def account_implicit(
         if due:
             problems.append(f"{len(due)} payments due as implicit negatives unlabelled: {due[:3]}")
     return problems
+
+
+def all_in_versions(engine: Engine) -> bool:
+    """Every label claimed for the learner (explicit, correction or implicit; not those negative
+    downsampling left out) names the version that learned it: the learner has published what it
+    learned (it publishes within ``PAYSCORE_PUBLISH_SECONDS``)."""
+    fl, il = fraud_labels, implicit_labels
+    waiting = 0
+    with engine.connect() as c:
+        for table, claimed in ((fl, fl.c.status == "claimed"), (il, true())):
+            waiting += c.execute(
+                select(func.count())
+                .select_from(table)
+                .where(
+                    claimed,
+                    table.c.learned_version.is_(None),
+                    func.coalesce(table.c.reason, "").not_like("sampled_out%"),
+                )
+            ).scalar_one()
+    return waiting == 0
 
 
 def implicit_settled(engine: Engine, delay: timedelta) -> bool:
