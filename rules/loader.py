@@ -76,7 +76,7 @@ class RulesWatch:
         while not self._look_up_once():
             if time.monotonic() >= deadline:
                 raise RulesUnavailableError(
-                    f"could not look up the ruleset for {patience:.0f} s: "
+                    f"MySQL unavailable: could not look up the ruleset for {patience:.0f} s: "
                     f"{self._last_failure[:MAX_LOGGED_CHARS]}"
                 )
             time.sleep(1.0)

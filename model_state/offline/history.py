@@ -295,6 +295,7 @@ class _Stored:
         "event_time",
         "features",
         "label_is_fraud",
+        "label_kind",
         "merchant_id",
         "model_version",
         "terminal_id",
@@ -310,6 +311,7 @@ class _Stored:
         self.features = _NO_FEATURES
         self.model_version = ""
         self.label_is_fraud = verdict
+        self.label_kind = None  # a history's labels are its own; no implicit negative here
 
 
 class _StoredPayments(Mapping[str, _Stored]):
