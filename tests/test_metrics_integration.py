@@ -23,7 +23,7 @@ from sqlalchemy import Engine, func, select
 from storage.tables import dead_letters, fraud_labels, scored_payments
 from test_data.generator import simulate
 from test_data.spec import SimulationSpec
-from tests.flowrun import ROOT, flow_env, produce
+from tests.flowrun import BROKERS, ROOT, flow_env, produce
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
     base = 3400 + os.getpid() % 300
     sim = simulate(SimulationSpec(seed=31, days=2, cards=400, merchants=80))
     produce(topics, sim.stream)
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9092"})
+    producer = Producer({"bootstrap.servers": BROKERS})
     for bad in (b"not json", b'{"transaction_id": 5}', b"{}"):
         producer.produce(topics["payments_topic"], bad, key=b"bad")
     producer.flush(30)
