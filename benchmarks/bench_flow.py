@@ -21,7 +21,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import func, select
 
-from settings.config import DECISIONS_TOPIC_SETTINGS, Config
+from settings.config import DECISIONS_TOPIC_SETTINGS, PAYMENTS_TOPIC_SETTINGS, Config
 from storage.engine import make_engine
 from storage.tables import scored_payments
 from test_data.chaos import scratch_database
@@ -43,7 +43,10 @@ def main() -> None:
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
     topics = {k: f"{prefix}-{k}" for k in ("payments", "labels", "dead", "decisions")}
     admin = AdminClient({"bootstrap.servers": config.kafka_brokers})
-    settings = {topics["decisions"]: DECISIONS_TOPIC_SETTINGS}
+    settings = {
+        topics["payments"]: PAYMENTS_TOPIC_SETTINGS,
+        topics["decisions"]: DECISIONS_TOPIC_SETTINGS,
+    }
     wanted = [NewTopic(t, num_partitions=4, config=settings.get(t, {})) for t in topics.values()]
     for f in admin.create_topics(wanted).values():
         f.result()

@@ -6,15 +6,14 @@ It serves prometheus_client's default registry: the ``payscore_*`` series
 prometheus_client gauge of ``bytewax.connectors.kafka``), and the client's ``process_*`` and
 ``python_*`` collectors. It writes no file.
 
-Bytewax's own API server (``BYTEWAX_DATAFLOW_API_ENABLED=true``) is not used, and the flow
-refuses to start with it: it binds every interface (0.0.0.0) with no setting to say otherwise,
-and writes the flow's graph to ``dataflow.json`` in a folder named by a setting, following a
-link planted there. What it showed besides is left out: its ``/dataflow`` graph
-(``PAYSCORE_METRICS_PORT=0 python -m bytewax.visualize
-dataflows.scoring:flow`` draws it offline) and Bytewax's
-per-step series (``bytewax_item_inp_count``, ``bytewax_*_duration_seconds``, kept in Bytewax's
-Rust registry, which only that server reads); the dashboard, the alerts and the health probe
-use neither.
+Bytewax's own API server (on whenever ``BYTEWAX_DATAFLOW_API_ENABLED`` is set, to any value,
+"0" and "false" included) is not used, and the flow refuses to start while the variable is set:
+it binds every interface (0.0.0.0) with no setting to say otherwise, and writes the flow's graph
+to ``dataflow.json`` in a folder named by a setting, following a link planted there. What it
+showed besides is left out: its ``/dataflow`` graph (``PAYSCORE_METRICS_PORT=0 python -m
+bytewax.visualize dataflows.scoring:flow`` draws it offline) and Bytewax's per-step series
+(``bytewax_item_inp_count``, ``bytewax_*_duration_seconds``, kept in Bytewax's Rust registry,
+which only that server reads); the dashboard, the alerts and the health probe use neither.
 
 >>> process_id(["run.py", "dataflows.scoring:flow", "-w", "2", "-i", "1", "-a", "h:1;h:2"], {})
 1
@@ -33,6 +32,8 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from prometheus_client import start_http_server
+
+from features.bounded import bounded
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,15 @@ def process_id(argv: Sequence[str], environ: Mapping[str, str]) -> int:
 
 
 def refuse_bytewax_api(environ: Mapping[str, str]) -> None:
-    """Bytewax's API server is on: stop with what to do instead."""
-    if environ.get(BYTEWAX_API) == "true":
+    """Bytewax's API server is on: stop with what to do instead. Bytewax 0.21.1 turns it on
+    whenever the variable is set, whatever its value ("0", "false" and "" included)."""
+    if BYTEWAX_API in environ:
+        value = bounded(environ[BYTEWAX_API], 64)
         raise MetricsServerError(
-            f"{BYTEWAX_API}=true turns on Bytewax's API server, which listens on every interface "
-            "(0.0.0.0) and writes the flow's graph to a file of a predictable path; payscore "
-            "serves /metrics itself (PAYSCORE_METRICS_HOST, PAYSCORE_METRICS_PORT): unset "
-            f"{BYTEWAX_API}"
+            f"{BYTEWAX_API} is set to '{value}': Bytewax turns its API server on for any value "
+            "of it, and that server listens on every interface (0.0.0.0) and writes the flow's "
+            "graph to a file of a predictable path; payscore serves /metrics itself "
+            f"(PAYSCORE_METRICS_HOST, PAYSCORE_METRICS_PORT): unset {BYTEWAX_API}"
         )
 
 

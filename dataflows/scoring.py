@@ -79,6 +79,7 @@ from dataflows.learning import LEARNER_KEY, Lineages, learn_step
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter
 from dataflows.metrics_server import process_id, refuse_bytewax_api, serve_metrics
 from dataflows.model_registry import ModelRegistry
+from dataflows.payments_topic import require_append_time
 from dataflows.sources import DrainCheck, FlowKafkaSource, LabelsAccountedFor
 from features.calendar import calendar_features
 from features.card import CardHistory
@@ -117,6 +118,7 @@ def flow() -> Dataflow:
     config = Config.from_env(os.environ)
     logs.configure(config.log_level, config.log_format)
     refuse_bytewax_api(os.environ)
+    require_append_time(config)
     serve_metrics(config.metrics_host, config.metrics_port, process_id(sys.argv, os.environ))
     stop = threading.Event()
     stopping.install(stop)

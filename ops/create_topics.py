@@ -2,7 +2,9 @@
 partitions (the decisions topic compacted: the last decision of each transaction id is kept).
 
 Run by ``ops/services.sh up``; an existing topic counts as success (its partition count is kept and
-reported when it differs).
+reported when it differs). An existing payments topic whose ``message.timestamp.type`` is not
+``LogAppendTime`` is altered to it, and that is said (``dataflows/payments_topic.py``: the flow
+refuses a ``CreateTime`` payments topic).
 """
 
 from __future__ import annotations
@@ -11,9 +13,39 @@ import os
 import sys
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
 
-from settings.config import DECISIONS_TOPIC_SETTINGS, Config
+from settings.config import DECISIONS_TOPIC_SETTINGS, PAYMENTS_TOPIC_SETTINGS, Config
+
+((TIMESTAMP_TYPE, APPEND_TIME),) = PAYMENTS_TOPIC_SETTINGS.items()
+
+
+def append_time_on(admin: AdminClient, topic: str) -> None:
+    """Make the existing ``topic`` carry the broker's append times, saying so if it did not."""
+    resource = ConfigResource("topic", topic)
+    found = admin.describe_configs([resource])[resource].result(timeout=30)[TIMESTAMP_TYPE].value
+    if found == APPEND_TIME:
+        return
+    entry = ConfigEntry(TIMESTAMP_TYPE, APPEND_TIME, incremental_operation=AlterConfigOpType.SET)
+    altered = ConfigResource("topic", topic, incremental_configs=[entry])
+    try:
+        admin.incremental_alter_configs([altered])[altered].result(timeout=30)
+    except KafkaException as exc:
+        raise RuntimeError(
+            f"altering {TIMESTAMP_TYPE} of Kafka topic {topic!r} from {found} to {APPEND_TIME} "
+            f"failed: {exc}"
+        ) from None
+    print(
+        f"[topics] {topic}: {TIMESTAMP_TYPE} altered from {found} to {APPEND_TIME} (the flow "
+        "refuses producers' times on the payments topic)",
+        file=sys.stderr,
+    )
 
 
 def create_topics(config: Config) -> None:
@@ -27,7 +59,7 @@ def create_topics(config: Config) -> None:
     # Payments carry the broker's append time, from which the flow measures append-to-commit;
     # decisions too (append-to-decision), and compaction keeps each transaction's last one.
     settings = {
-        config.payments_topic: {"message.timestamp.type": "LogAppendTime"},
+        config.payments_topic: PAYMENTS_TOPIC_SETTINGS,
         config.decisions_topic: DECISIONS_TOPIC_SETTINGS,
     }
     wanted = [
@@ -47,6 +79,8 @@ def create_topics(config: Config) -> None:
             have = len(admin.list_topics(name, timeout=10).topics[name].partitions)
             note = "" if have == config.topic_partitions else f" (not {config.topic_partitions})"
             print(f"[topics] {name} exists with {have} partitions{note}", file=sys.stderr)
+            if name == config.payments_topic:
+                append_time_on(admin, name)
 
 
 if __name__ == "__main__":

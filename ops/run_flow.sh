@@ -74,22 +74,39 @@ run_once() {  # starts the processes, waits for all; returns the first non-zero 
     fi
     live[$!]=1
   done
-  local status=0 rc done_pid
+  local status=0 rc done_pid pid collected
   while ((${#live[@]})); do
     done_pid=""
-    wait -n -p done_pid "${!live[@]}"
+    wait -n -p done_pid "${!live[@]}" 2>/dev/null
     rc=$?
-    [ -z "${done_pid:-}" ] && continue  # a trapped signal interrupted the wait
-    unset "live[$done_pid]"
-    if ((rc != 0 && status == 0)); then
-      status=$rc
-      log "process $done_pid exited with status $rc$(signal_name "$rc"); stopping the others"
-      ((${#live[@]})) && kill -TERM "${!live[@]}" 2>/dev/null
-    elif ((rc != 0)); then
-      log "process $done_pid exited with status $rc$(signal_name "$rc")"
+    if [ -n "${done_pid:-}" ]; then
+      ended "$done_pid" "$rc"
+      continue
     fi
+    # A trapped signal interrupted the wait, or bash no longer knows an ended process as a job
+    # (it filed the status away when it started another process; wait -n then answers "no such
+    # job" at once, forever): collect each listed process that has ended by its own pid.
+    collected=0
+    for pid in "${!live[@]}"; do
+      kill -0 "$pid" 2>/dev/null && continue
+      wait "$pid" 2>/dev/null
+      ended "$pid" $?
+      collected=1
+    done
+    ((collected || rc != 127)) || sleep 0.1  # ended, not yet reaped: look again shortly
   done
   return $status
+}
+
+ended() {  # a process of run_once ended with status $2: forget it; the first failure stops the rest
+  unset "live[$1]"
+  if (($2 != 0 && status == 0)); then
+    status=$2
+    log "process $1 exited with status $2$(signal_name "$2"); stopping the others"
+    ((${#live[@]})) && kill -TERM "${!live[@]}" 2>/dev/null
+  elif (($2 != 0)); then
+    log "process $1 exited with status $2$(signal_name "$2")"
+  fi
 }
 
 delay=5

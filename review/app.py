@@ -41,12 +41,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from features.bounded import bounded
 from features.contract import minor_unit_digits
 from model_state.offline.shadow import Comparison, compare
 from review import queries, sessions, signin, throttle
 from review.backtests import Backtests, Runner
 from review.explain import Explainers, Explanation, feature_values, reasons_shown
-from review.forms import moment
+from review.forms import moment, quoted
 from review.publish import LabelPublisher
 from review.rules_pages import RulesPages, range_text
 from review.security import (
@@ -293,7 +294,9 @@ class Review:
 
         found = await run_in_threadpool(read)
         if found is None:
-            raise HTTPException(404, f"no scored payment with transaction id {transaction_id!r}")
+            raise HTTPException(
+                404, f"no scored payment with transaction id {quoted(transaction_id)}"
+            )
         row = found["payment"]
         explanation = await run_in_threadpool(
             self.explainers.explain, row.model_version, dict(row.features)
@@ -320,7 +323,9 @@ class Review:
             raise HTTPException(403, f"user {user.name} is a {user.role}: may not give verdicts")
         choice = form.get("verdict")
         if choice not in ("fraud", "legitimate"):
-            raise HTTPException(400, f"verdict: expected 'fraud' or 'legitimate', got {choice!r}")
+            raise HTTPException(
+                400, f"verdict: expected 'fraud' or 'legitimate', got {quoted(choice)}"
+            )
         note = str(form.get("note", "")).strip()
         if len(note) > 2000:
             raise HTTPException(400, f"note: expected at most 2000 characters, got {len(note)}")
@@ -402,8 +407,10 @@ def create_app(
 
     async def error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        # Every error page's text is bounded, whatever a handler put in it (review of issue 20).
+        detail = bounded(str(exc.detail))
         return review.page(
-            request, "error.html", exc.status_code, status=exc.status_code, detail=exc.detail
+            request, "error.html", exc.status_code, status=exc.status_code, detail=detail
         )
 
     app = Starlette(

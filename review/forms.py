@@ -10,8 +10,25 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
+from features.bounded import bounded
+
 SHOWN = 40  # characters of a refused value quoted back (repr: at most 10 bytes each)
+QUOTED = 64  # characters of an input quoted back in an error page (features.bounded's marker)
 _DIGITS = re.compile(r"\A[0-9]{1,18}\Z")
+
+
+def quoted(value: object) -> str:
+    """``value`` quoted for an error page: at most :data:`QUOTED` characters, marked where cut,
+    printable (``features.bounded``); a value that is not text is named by its type.
+
+    >>> quoted("Z" * 100)
+    "'ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ …[60 characters cut]… ZZZZZZZZZZ'"
+    >>> quoted(None)
+    'NoneType'
+    """
+    if not isinstance(value, str):
+        return type(value).__name__
+    return f"'{bounded(value, QUOTED)}'"
 
 
 def moment(text: str | None) -> datetime | None:

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Select, and_, or_, select, text
 
+from features.bounded import bounded
 from storage.tables import fraud_labels, review_verdicts, scored_payments
 
 DECISIONS = ("review", "decline", "approve")
@@ -75,7 +76,9 @@ class QueueFilter(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         unknown = [d for d in self.decisions if d not in DECISIONS]
         if unknown or not self.decisions:
-            raise ValueError(f"decision {unknown or 'none'}: expected some of {DECISIONS}")
+            shown = ", ".join(bounded(d, 64) for d in unknown[:3]) if unknown else "none"
+            more = f" and {len(unknown) - 3:,} more" if len(unknown) > 3 else ""
+            raise ValueError(f"decision {shown}{more}: expected some of {DECISIONS}")
         if not 1 <= self.limit <= 500:
             raise ValueError(f"page size {self.limit}: expected 1 to 500")
 

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, insert, update
 
 from features.contract import FraudLabel
 from review import queries
+from review.forms import quoted
 from review.publish import LabelPublisher
 from review.users import User
 from storage.rows import utc_naive
@@ -76,7 +77,9 @@ def give_verdict(
     with engine.begin() as connection:
         payment = queries.payment(connection, transaction_id)
         if payment is None:
-            raise PaymentNotFoundError(f"no scored payment with transaction id {transaction_id!r}")
+            raise PaymentNotFoundError(
+                f"no scored payment with transaction id {quoted(transaction_id)}"
+            )
         label = FraudLabel(
             transaction_id=payment.transaction_id,
             card_id=payment.card_id,

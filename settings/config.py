@@ -28,6 +28,9 @@ Positive = Annotated[int, Meta(ge=1)]
 # The decisions topic (ops/create_topics.py, the tests' scratch topics): compaction keeps the last
 # decision of each transaction id; the broker's append time gives append-to-decision latency.
 DECISIONS_TOPIC_SETTINGS = {"cleanup.policy": "compact", "message.timestamp.type": "LogAppendTime"}
+# The payments topic (the same, and dataflows/payments_topic.py checks it at the flow's start):
+# record times are the broker's, so producers cannot choose which payment of an id came first.
+PAYMENTS_TOPIC_SETTINGS = {"message.timestamp.type": "LogAppendTime"}
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -45,6 +48,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     topic_partitions: Positive = 4
     # True: keep waiting for new messages (production). False: stop at the end of the topics.
     tail: bool = True
+    # True: accept a CreateTime payments topic (its producers' clocks settle reused transaction
+    # ids; dataflows/payments_topic.py). False: the flow refuses it at start.
+    trust_producer_timestamps: bool = False
     # Messages one poll of one partition returns at most (see the README on event order).
     kafka_batch_size: Positive = 1000
     # Bytes of a dead letter's key and value that go to the dead-letter topic at most; the rest

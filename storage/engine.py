@@ -187,7 +187,7 @@ def retry_transient(
             on_retry()
         exc = state.outcome.exception() if state.outcome else None
         log.warning(
-            "MySQL %s while %s (try %d, %.0f s so far): %s; retrying",
+            "%s while %s (try %d, %.0f s so far): %s; retrying",
             _what_failed(exc),
             what,
             state.attempt_number,
@@ -210,8 +210,7 @@ def retry_transient(
             f" for more than {patience:.0f} s (PAYSCORE_MYSQL_OUTAGE_SECONDS)" if patience else ""
         )
         error = MySQLUnavailableError(
-            f"MySQL {_what_failed(last)}{bound} while {what}: "
-            f"{describe(last) if last else 'no answer'}"
+            f"{_what_failed(last)}{bound} while {what}: {describe(last) if last else 'no answer'}"
         )
         if patience:  # the flow stops on it: say so where operators look, whatever Bytewax prints
             log.error(
@@ -223,11 +222,28 @@ def retry_transient(
 
 
 def _what_failed(exc: BaseException | None) -> str:
-    """``unavailable``, or, for an access refusal, what it says: the account lacks a right or
-    its grants are being applied again (see the module docstring)."""
-    if exc is not None and error_code(exc) in ACCESS_DENIED:
-        return "refused access (a right the account lacks, or its grants being applied again)"
-    return "unavailable"
+    """What a transient failure was, in words: MySQL unavailable; an access refusal (the account
+    lacks a right or its grants are being applied again, see the module docstring); or a
+    conflict with another transaction (a deadlock, a lock wait, rows changed under it), which is
+    no outage and is not called one.
+
+    >>> _what_failed(ConcurrentChangeError("x"))
+    'a concurrent transaction changed the rows (a conflict, not an outage)'
+    >>> _what_failed(pymysql.err.OperationalError(1213, "Deadlock found"))
+    'MySQL deadlock with a concurrent transaction (a conflict, not an outage)'
+    >>> _what_failed(pymysql.err.OperationalError(2003, "Can't connect"))
+    'MySQL unavailable'
+    """
+    if isinstance(exc, ConcurrentChangeError):
+        return "a concurrent transaction changed the rows (a conflict, not an outage)"
+    code = error_code(exc) if exc is not None else None
+    if code in ACCESS_DENIED:
+        return "MySQL refused access (a right the account lacks, or its grants being applied again)"
+    if code == DEADLOCK:
+        return "MySQL deadlock with a concurrent transaction (a conflict, not an outage)"
+    if code == LOCK_WAIT_TIMEOUT:
+        return "MySQL lock wait timeout behind a concurrent transaction (a conflict, not an outage)"
+    return "MySQL unavailable"
 
 
 @functools.cache

@@ -3,8 +3,9 @@
 A transaction id names one payment. When two messages carry one id, the stored row belongs to
 the **first in Kafka order** (:func:`kafka_order`): within a partition the lower offset; across
 partitions the earlier record timestamp (the broker's append time on the payments topic, which
-``ops/create_topics.py`` creates with ``LogAppendTime``), then the lower partition, then the
-offset. The other message is a dead letter.
+``ops/create_topics.py`` makes ``LogAppendTime`` and the flow requires at start:
+``dataflows/payments_topic.py``), then the lower partition, then the offset. The other message
+is a dead letter.
 
 The sinks of several workers write concurrently, and the card step sends two cards' payments to
 different workers, so the later message may be stored first. A row MySQL skipped as stored

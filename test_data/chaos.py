@@ -53,7 +53,7 @@ from sqlalchemy.engine import make_url
 
 from features.contract import FraudLabel, Payment
 from model_state.label_kinds import sampled
-from settings.config import DECISIONS_TOPIC_SETTINGS, Config
+from settings.config import DECISIONS_TOPIC_SETTINGS, PAYMENTS_TOPIC_SETTINGS, Config
 from storage.accounts import Accounts, revoke_all
 from storage.decision_records import DecisionRecord, stored_decisions
 from storage.decision_records import decode as decode_decision
@@ -102,9 +102,9 @@ def scratch_database(config: Config, prefix: str) -> Iterator[str]:
 
 @contextmanager
 def scratch_topics(brokers: str, partitions: int, prefix: str) -> Iterator[dict[str, str]]:
-    """Payments, labels, dead-letter and decisions topics of ``partitions`` each (decisions
-    compacted, as ``ops/create_topics.py`` makes it), deleted afterwards; named by their Config
-    field (``payments_topic``, ...)."""
+    """Payments, labels, dead-letter and decisions topics of ``partitions`` each (payments with
+    ``LogAppendTime``, decisions compacted, as ``ops/create_topics.py`` makes them), deleted
+    afterwards; named by their Config field (``payments_topic``, ...)."""
     stem = f"{prefix}-{uuid.uuid4().hex[:8]}"
     names = {
         "payments_topic": f"{stem}-payments",
@@ -113,7 +113,10 @@ def scratch_topics(brokers: str, partitions: int, prefix: str) -> Iterator[dict[
         "decisions_topic": f"{stem}-decisions",
     }
     admin = AdminClient({"bootstrap.servers": brokers})
-    settings = {names["decisions_topic"]: DECISIONS_TOPIC_SETTINGS}
+    settings = {
+        names["payments_topic"]: PAYMENTS_TOPIC_SETTINGS,  # as the flow requires
+        names["decisions_topic"]: DECISIONS_TOPIC_SETTINGS,
+    }
     futures = admin.create_topics(
         [NewTopic(n, num_partitions=partitions, config=settings.get(n, {})) for n in names.values()]
     )

@@ -27,9 +27,8 @@ from review.explain import Explainers
 from review.publish import KafkaLabels
 from review.users import add_user
 from storage.tables import scored_payments
-from tests.flowrun import ROOT, key_for_tests
+from tests.flowrun import BROKERS, ROOT, key_for_tests
 
-BROKERS = "127.0.0.1:9092"
 PASSWORD = "a long enough password"
 START = datetime(2026, 3, 2, 9, 0)
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

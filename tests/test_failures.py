@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 
 from dataflows.failures import log_failures
 from tests import failing_flow
-from tests.flowrun import flow_env
+from tests.flowrun import BROKERS, flow_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,7 +98,7 @@ def test_the_scoring_flow_logs_why_it_stops_before_bytewax_s_panic(
     that met it logs the MySQL error, bounded, with the step, before Bytewax's panic."""
     with admin_engine.begin() as c:
         c.execute(text("DROP TABLE dead_letters"))
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9092"})
+    producer = Producer({"bootstrap.servers": BROKERS})
     for partition in range(4):
         producer.produce(topics["payments_topic"], value=b"not json", partition=partition)
     assert producer.flush(30) == 0

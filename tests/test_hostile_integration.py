@@ -20,6 +20,7 @@ from sqlalchemy import Engine, func, select, text
 from features.bounded import TEXT_CHARS
 from storage.tables import dead_letters, fraud_labels, metadata, scored_payments
 from test_data.hostile import LABEL_CASES, PAYMENT_CASES, scored_transaction_ids, valid_payment
+from tests.flowrun import BROKERS
 from tests.test_dead_letters_integration import topic_keys
 from tests.test_flow_integration import flow_env, run_flow
 
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 
 def produce(topic: str, cases: list) -> None:
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": BROKERS, "linger.ms": 5})
     failures: list[str] = []
 
     def delivered(err: object, msg: object) -> None:
@@ -116,7 +117,7 @@ def test_monsters_stop_nothing_each_is_one_dead_letter_and_the_next_payments_are
 ) -> None:
     """The review's 70,000-character field name (which stopped the flow for good) and other
     monsters on every partition, each followed by ordinary payments on every partition."""
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": BROKERS, "linger.ms": 5})
     ordinary = []
     for round_ in range(2):
         for partition in range(4):

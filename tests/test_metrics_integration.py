@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, func, select
 from storage.tables import dead_letters, fraud_labels, scored_payments
 from test_data.generator import simulate
 from test_data.spec import SimulationSpec
-from tests.flowrun import ROOT, flow_env, produce
+from tests.flowrun import BROKERS, ROOT, flow_env, produce
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +54,7 @@ def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
     base = 3400 + os.getpid() % 300
     sim = simulate(SimulationSpec(seed=31, days=2, cards=400, merchants=80))
     produce(topics, sim.stream)
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9092"})
+    producer = Producer({"bootstrap.servers": BROKERS})
     for bad in (b"not json", b'{"transaction_id": 5}', b"{}"):
         producer.produce(topics["payments_topic"], bad, key=b"bad")
     producer.flush(30)
@@ -226,3 +227,28 @@ def test_a_metrics_host_setting_serves_on_that_address(tmp_path: Path) -> None:
     body = urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=5).read()
     assert b"python_info" in body
     assert refused("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("value", ["1", "false"])
+def test_the_readme_s_plain_command_refuses_bytewax_s_api_server_for_any_value(
+    topics: dict[str, str], mysql_url: str, models: Path, tmp_path: Path, value: str
+) -> None:
+    """Bytewax 0.21.1 turns its API server on (0.0.0.0, dataflow.json in the working folder)
+    whenever BYTEWAX_DATAFLOW_API_ENABLED is set, whatever its value: the README's plain
+    ``python -m bytewax.run`` stops before Bytewax starts it, naming the variable (review of
+    issue 20, finding 6)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = flow_env(topics, mysql_url, models, tail="true", metrics_port="0") | {
+        "BYTEWAX_DATAFLOW_API_ENABLED": value,
+        "BYTEWAX_DATAFLOW_API_PORT": str(port),
+    }
+    flow = subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "dataflows.scoring:flow"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert flow.returncode != 0, flow.stderr[-3000:]
+    assert "BYTEWAX_DATAFLOW_API_ENABLED is set to" in flow.stderr, flow.stderr[-3000:]
+    assert refused("127.0.0.1", port)
+    assert not (tmp_path / "dataflow.json").exists()

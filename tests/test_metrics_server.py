@@ -42,8 +42,16 @@ def test_port_zero_serves_nothing_and_ports_end_at_65535() -> None:
         serve_metrics("127.0.0.1", 65535, 1)
 
 
-def test_bytewax_s_api_server_is_refused() -> None:
+@pytest.mark.parametrize("value", ["true", "1", "True", "yes", "false", "0", ""])
+def test_bytewax_s_api_server_is_refused_for_any_value(value: str) -> None:
+    # Bytewax 0.21.1 turns its API server on whenever the variable is set (review of issue 20).
     with pytest.raises(MetricsServerError, match=r"0\.0\.0\.0.*unset BYTEWAX_DATAFLOW_API_ENABLED"):
-        refuse_bytewax_api({"BYTEWAX_DATAFLOW_API_ENABLED": "true"})
-    refuse_bytewax_api({"BYTEWAX_DATAFLOW_API_ENABLED": "false"})  # Bytewax reads only "true"
+        refuse_bytewax_api({"BYTEWAX_DATAFLOW_API_ENABLED": value})
+
+
+def test_bytewax_s_api_server_unset_is_fine_and_a_long_value_is_quoted_bounded() -> None:
+    refuse_bytewax_api({"BYTEWAX_DATAFLOW_API_PORT": "3872"})  # only the switch counts
     refuse_bytewax_api({})
+    with pytest.raises(MetricsServerError) as caught:
+        refuse_bytewax_api({"BYTEWAX_DATAFLOW_API_ENABLED": "Z" * 100_000})
+    assert str(caught.value).count("Z") <= 64 and "characters cut" in str(caught.value)

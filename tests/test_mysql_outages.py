@@ -18,7 +18,13 @@ import pytest
 from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 
 from dataflows.failures import guarded
-from storage.engine import LET_IN, MySQLUnavailableError, is_transient, retry_transient
+from storage.engine import (
+    LET_IN,
+    ConcurrentChangeError,
+    MySQLUnavailableError,
+    is_transient,
+    retry_transient,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +120,34 @@ def test_access_refused_for_longer_than_the_patience_stops_the_flow() -> None:
         "for more than 1 s (PAYSCORE_MYSQL_OUTAGE_SECONDS) while claiming 4 fraud labels: "
     )
     assert "1142" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (ConcurrentChangeError("label rows changed"), "a concurrent transaction changed the rows"),
+        (refused(1213, "Deadlock found"), "MySQL deadlock with a concurrent transaction"),
+        (refused(1205, "Lock wait timeout exceeded"), "MySQL lock wait timeout behind"),
+        (refused(2013, "Lost connection"), "MySQL unavailable"),
+    ],
+)
+def test_a_retried_conflict_is_logged_as_a_conflict_not_an_outage(
+    caplog: pytest.LogCaptureFixture, error: Exception, said: str
+) -> None:
+    """A label claim that met a conflicting one was logged "MySQL unavailable while claiming …"
+    (review of issue 20): the retry's warning says what happened."""
+    answers = iter([error, None])
+
+    def work() -> str:
+        failure = next(answers)
+        if failure is not None:
+            raise failure
+        return "claimed"
+
+    with caplog.at_level(logging.WARNING):
+        assert retry_transient(work, patience=30, what="claiming 4 fraud labels") == "claimed"
+    (record,) = caplog.records
+    assert record.getMessage().startswith(f"{said}"), record.getMessage()
+    assert " while claiming 4 fraud labels (try 1" in record.getMessage()
+    if "unavailable" not in said:
+        assert "unavailable" not in record.getMessage()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -18,7 +20,13 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select, text
@@ -30,7 +38,7 @@ from storage.rows import refused_row_letter
 from storage.sink import MySQLSink, MySQLSinkPartition, Writing
 from storage.tables import dead_letters, scored_payments
 from test_data.hostile import valid_payment
-from tests.flowrun import flow_env, run_flow
+from tests.flowrun import ROOT, flow_env, run_flow
 from tests.test_dead_letters_integration import topic_keys
 
 pytestmark = pytest.mark.integration
@@ -282,6 +290,20 @@ def produce_at(topic: str, messages: list[tuple[int, int | None, bytes, bytes]])
     assert not failures, failures
 
 
+def timestamp_type(topic: str) -> str:
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    resource = ConfigResource("topic", topic)
+    return admin.describe_configs([resource])[resource].result()["message.timestamp.type"].value
+
+
+def set_timestamp_type(topic: str, kind: str) -> None:
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    entry = ConfigEntry("message.timestamp.type", kind, incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource("topic", topic, incremental_configs=[entry])
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+    assert timestamp_type(topic) == kind
+
+
 def payment(txn: str, card: str, amount: int = 9_900) -> bytes:
     return json.dumps(valid_payment(transaction_id=txn, card_id=card, amount_minor=amount)).encode()
 
@@ -296,6 +318,7 @@ def test_on_the_flow_the_first_message_keeps_the_id_and_every_dead_letter_is_als
     replace it; Y's later message arrives after its earlier one is stored. Run 3 replays all."""
     now = int(time.time() * 1000)
     pay = topics["payments_topic"]
+    set_timestamp_type(pay, "CreateTime")  # to force the order across runs: producers' times
     run_1 = []
     for i in range(40):
         p = i % 4
@@ -309,7 +332,14 @@ def test_on_the_flow_the_first_message_keeps_the_id_and_every_dead_letter_is_als
         (2, None, b"bad", b'{"transaction_id": "tx-bad"}'),  # and a decode dead letter
     ]
     produce_at(pay, run_1)
-    env = flow_env(topics, mysql_url, models, label_wait_seconds="5", label_retry_seconds="1")
+    env = flow_env(
+        topics,
+        mysql_url,
+        models,
+        label_wait_seconds="5",
+        label_retry_seconds="1",
+        trust_producer_timestamps="true",  # the flow refuses a CreateTime topic otherwise
+    )
     run_flow(env, processes=2, workers=2)
     assert stored(engine, "tx-X")[0] == "card-X-later"  # stored first: its rival is not read yet
     produce_at(
@@ -358,3 +388,60 @@ def test_a_row_mysql_refuses_is_a_dead_letter_in_the_table_and_on_the_topic(
         list(letters) == [(2, 7)] and "MySQL refused the row for scored_payments" in letters[(2, 7)]
     )
     assert set(topic_keys(letter_topic)) == {f"{SOURCE}/2/7".encode()}
+
+
+def test_create_topics_makes_an_existing_create_time_payments_topic_append_time_and_says_so(
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
+) -> None:
+    """Review of issue 20, finding 5: a back-dated forgery for another card, produced after the
+    genuine payment into another partition, took the transaction id on a CreateTime topic, which
+    ops/create_topics.py left as it was. It now alters the topic, and the broker's times decide."""
+    pay = topics["payments_topic"]
+    set_timestamp_type(pay, "CreateTime")
+    env = flow_env(topics, mysql_url, models, label_wait_seconds="5", label_retry_seconds="1")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "ops" / "create_topics.py")],
+        env=env, capture_output=True, text=True, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"{pay}: message.timestamp.type altered from CreateTime to LogAppendTime" in done.stderr
+    assert timestamp_type(pay) == "LogAppendTime"
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "ops" / "create_topics.py")],
+        env=env, capture_output=True, text=True, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert again.returncode == 0 and "altered" not in again.stderr, again.stderr
+
+    now = int(time.time() * 1000)
+    produce_at(pay, [(0, None, b"card-A", payment("tx-genuine", "card-A"))])
+    time.sleep(1.0)
+    produce_at(pay, [(1, now - 86_400_000, b"card-B", payment("tx-genuine", "card-B", 99))])
+    run_flow(env, processes=1, workers=2)
+    with engine.connect() as c:
+        card = c.execute(
+            select(scored_payments.c.card_id).where(
+                scored_payments.c.transaction_id == "tx-genuine"
+            )
+        ).scalar_one()
+        lettered = c.execute(select(dead_letters.c.kafka_partition)).scalars().all()
+    assert (card, lettered) == ("card-A", [1])
+
+
+def test_the_flow_refuses_a_create_time_payments_topic_naming_the_setting(
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
+) -> None:
+    pay = topics["payments_topic"]
+    set_timestamp_type(pay, "CreateTime")
+    produce_at(pay, [(0, None, b"card-A", payment("tx-1", "card-A"))])
+    env = flow_env(topics, mysql_url, models)
+    done = subprocess.run(
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), "1", "1"],
+        env=env | {"FLOW_BASE_PORT": str(2700 + os.getpid() % 200)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "PaymentsTopicError" in done.stderr, done.stderr[-3000:]
+    assert f"payments topic '{pay}' has message.timestamp.type=CreateTime" in done.stderr
+    assert "PAYSCORE_TRUST_PRODUCER_TIMESTAMPS=true" in done.stderr
+    with engine.connect() as c:
+        assert c.execute(select(scored_payments.c.transaction_id)).all() == []

@@ -362,3 +362,34 @@ def test_an_approvals_reasons_are_computed_on_demand_on_its_page_and_in_the_queu
     assert cells[1].startswith(f'{", ".join(expected)} <span class="on-demand"')
     assert "(on demand)" in cells[1]
     assert "not computed" in cells[2]
+
+
+def test_error_pages_quote_input_only_bounded(
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
+) -> None:
+    """A 12,000-character decision filter or transaction id and a 500,000-character verdict come
+    back in the 400/404 pages cut, with features.bounded's marker (review 20, finding 8)."""
+    store(engine, [payment_row("tx-1", 0.7)])
+    add_users(admin_engine)
+    app = app_for(review_engine, topics["labels_topic"], models)
+    alice = signed_in(app, "alice")
+    csrf = token(alice.get("/payments/tx-1").text)
+    huge = "Z" * 12_000  # fits uvicorn's request line (h11: 16 KiB)
+    pages = {
+        "decision": alice.get(f"/queue?decision={huge}"),
+        "path": alice.get(f"/payments/{huge}"),
+        "verdict": alice.post(
+            "/payments/tx-1/verdict", data={"verdict": "Z" * 500_000, "csrf_token": csrf}
+        ),
+        "decisions": alice.get("/queue?" + "&".join(f"decision=Z{i}" for i in range(2_000))),
+    }
+    statuses = {k: r.status_code for k, r in pages.items()}
+    assert statuses == {"decision": 400, "path": 404, "verdict": 400, "decisions": 400}, statuses
+    quoted = {k: r.text.count("Z") for k, r in pages.items()}
+    assert all(n <= 64 for n in quoted.values()), quoted
+    assert all("characters cut" in pages[k].text for k in ("decision", "path", "verdict"))
+    assert "1,997 more" in pages["decisions"].text
