@@ -127,7 +127,7 @@ def main() -> None:
     with scratch_database(config, "payscore_bench") as url:
         engine = make_engine(url)  # the flow's account stores the payments
         on_it = config.on_database(str(make_url(url).database))
-        analysts = make_engine(on_it.review_mysql_dsn)  # rules, lists and the backtest's reads
+        analysts = make_engine(on_it.analyst_mysql_dsn)  # rules, lists and the backtest's reads
         started = time.perf_counter()
         for low in range(0, args.rows, 100_000):
             with engine.begin() as c:
@@ -155,7 +155,7 @@ def main() -> None:
             best, cpu = None, float("inf")
             for _ in range(3):
                 started_cpu = time.process_time()
-                report = backtest(on_it.review_mysql_dsn, DRAFT, store=store, jobs=jobs)
+                report = backtest(on_it.analyst_mysql_dsn, DRAFT, store=store, jobs=jobs)
                 cpu = min(cpu, time.process_time() - started_cpu)
                 best = report if best is None or report.seconds < best.seconds else best
             assert best is not None

@@ -26,6 +26,7 @@ accounts their rights in it, as ``python -m storage.schema --create`` does)::
     export PAYSCORE_MYSQL_URL=mysql+pymysql://payscore_flow:payscore_flow@127.0.0.1:3310/payscore
     export PAYSCORE_REVIEW_MYSQL_URL=mysql+pymysql://payscore_review:payscore_review@127.0.0.1:3310/payscore
     export PAYSCORE_MODELS_MYSQL_URL=mysql+pymysql://payscore_models:payscore_models@127.0.0.1:3310/payscore
+    export PAYSCORE_ANALYST_MYSQL_URL=mysql+pymysql://payscore_analyst:payscore_analyst@127.0.0.1:3310/payscore
     export PAYSCORE_MYSQL_ADMIN_URL=mysql+pymysql://payscore_admin:payscore_admin@127.0.0.1:3310/payscore
     bash ops/services.sh mysql-up
     .venv/bin/python benchmarks/outage_drill.py

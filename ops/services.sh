@@ -56,6 +56,9 @@ REVIEW_USER=${SERVICES_MYSQL_REVIEW_USER:-payscore_review}
 REVIEW_PASSWORD=${SERVICES_MYSQL_REVIEW_PASSWORD:-payscore_review}
 MODELS_USER=${SERVICES_MYSQL_MODELS_USER:-payscore_models}
 MODELS_PASSWORD=${SERVICES_MYSQL_MODELS_PASSWORD:-payscore_models}
+# The analysts' command lines' (python -m rules, rules.backtest, review.explain).
+ANALYST_USER=${SERVICES_MYSQL_ANALYST_USER:-payscore_analyst}
+ANALYST_PASSWORD=${SERVICES_MYSQL_ANALYST_PASSWORD:-payscore_analyst}
 ADMIN_USER=${SERVICES_MYSQL_ADMIN_USER:-payscore_admin}
 ADMIN_PASSWORD=${SERVICES_MYSQL_ADMIN_PASSWORD:-payscore_admin}
 MYSQL_HOSTS=${SERVICES_MYSQL_HOSTS:-127.0.0.1,localhost}
@@ -274,6 +277,7 @@ export_account_settings() {
   export PAYSCORE_MYSQL_URL="mysql+pymysql://$DB_USER@127.0.0.1:$MYSQL_PORT/$DB_NAME"
   export PAYSCORE_REVIEW_MYSQL_URL="mysql+pymysql://$REVIEW_USER@127.0.0.1:$MYSQL_PORT/$DB_NAME"
   export PAYSCORE_MODELS_MYSQL_URL="mysql+pymysql://$MODELS_USER@127.0.0.1:$MYSQL_PORT/$DB_NAME"
+  export PAYSCORE_ANALYST_MYSQL_URL="mysql+pymysql://$ANALYST_USER@127.0.0.1:$MYSQL_PORT/$DB_NAME"
   export PAYSCORE_MYSQL_ADMIN_URL="mysql+pymysql://$ADMIN_USER@127.0.0.1:$MYSQL_PORT/$DB_NAME"
   export PAYSCORE_MYSQL_ACCOUNT_HOSTS="$MYSQL_HOSTS"
 }
@@ -294,7 +298,7 @@ mysql_accounts() {
   {
     echo "CREATE DATABASE IF NOT EXISTS \`$DB_NAME\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
     for pair in "$ADMIN_USER:$ADMIN_PASSWORD" "$DB_USER:$DB_PASSWORD" "$REVIEW_USER:$REVIEW_PASSWORD" \
-      "$MODELS_USER:$MODELS_PASSWORD"; do
+      "$MODELS_USER:$MODELS_PASSWORD" "$ANALYST_USER:$ANALYST_PASSWORD"; do
       for host in "${hosts[@]}"; do
         echo "CREATE USER IF NOT EXISTS '${pair%%:*}'@'$host' IDENTIFIED BY '${pair#*:}';"
         echo "ALTER USER '${pair%%:*}'@'$host' IDENTIFIED BY '${pair#*:}';"  # the password set here
@@ -304,7 +308,7 @@ mysql_accounts() {
   local retire=()
   for user in $RETIRED_USERS; do retire+=(--retire "$user"); done
   (export_account_settings && cd "$ROOT" && "$PYTHON" -m storage.accounts "${retire[@]}") | mysql_root
-  log "mariadb ready on 127.0.0.1:$MYSQL_PORT (database $DB_NAME; accounts: flow $DB_USER, review $REVIEW_USER, models $MODELS_USER, admin $ADMIN_USER)"
+  log "mariadb ready on 127.0.0.1:$MYSQL_PORT (database $DB_NAME; accounts: flow $DB_USER, review $REVIEW_USER, models $MODELS_USER, analyst $ANALYST_USER, admin $ADMIN_USER)"
 }
 
 # The tables, and the job accounts' rights on them (as the admin account); then no job account

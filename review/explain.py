@@ -3,9 +3,10 @@ with the very model version that scored it.
 
     python -m review.explain TXID [TXID ...] [--contributions] [--recompute]
 
-The command reads MySQL as the review queue's account (``PAYSCORE_REVIEW_MYSQL_URL``: payments
-and versions, read only). The version is loaded from ``PAYSCORE_MODEL_DIR`` and, if it is not
-there, from ``model_versions`` in MySQL; its signature is checked first
+The command reads MySQL as the analysts' account (``PAYSCORE_ANALYST_MYSQL_URL``: payments
+and versions, read only), never the review queue's. The version is loaded from
+``PAYSCORE_MODEL_DIR`` and, if it is not there, from ``model_versions`` in MySQL; its signature
+is checked first
 (:mod:`model_state.artifact`), and a row is what its signed metadata says or nothing
 (:func:`model_state.stored_versions.from_row`). The contributions come from the explainer the
 scorer uses (:func:`model_state.scorer.explainer_for`), so they add up to the stored
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = Config.from_env(os.environ)
         key = read_key(Path(config.model_key_file))
-        engine = make_engine(config.review_mysql_dsn)  # it reads what the review queue reads
+        engine = make_engine(config.analyst_mysql_dsn)  # storage/accounts.py: analyst
     except (ValueError, OSError) as exc:
         print(f"review.explain: cannot start: {exc}", file=sys.stderr)
         return 2

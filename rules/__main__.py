@@ -2,29 +2,37 @@
 
     python -m rules show                                   the rules now
     python -m rules check "decline if amount_eur > 5000"   parse against the lists, store nothing
-    python -m rules add ID "RULE" --by NAME [--status shadow|active|disabled]
-    python -m rules edit ID "RULE" --by NAME
-    python -m rules status ID active|shadow|disabled --by NAME
+    python -m rules add ID "RULE" [--by NAME] [--status shadow|active|disabled]
+    python -m rules edit ID "RULE" [--by NAME]
+    python -m rules status ID active|shadow|disabled [--by NAME]
     python -m rules lists                                  the lists and their sizes
-    python -m rules list-create NAME KIND --by NAME [--description TEXT]
-    python -m rules list-add NAME VALUE... --by NAME [--expires WHEN] [--reason TEXT]
-    python -m rules list-remove NAME VALUE... --by NAME
+    python -m rules list-create NAME KIND [--by NAME] [--description TEXT]
+    python -m rules list-add NAME VALUE... [--by NAME] [--expires WHEN] [--reason TEXT]
+    python -m rules list-remove NAME VALUE... [--by NAME]
     python -m rules list-show NAME [--after VALUE] [--limit N]
-    python -m rules import NAME FILE.csv --by NAME [--skip-bad]
+    python -m rules import NAME FILE.csv [--by NAME] [--skip-bad]
     python -m rules versions [--limit N]
     python -m rules diff FROM [TO]
-    python -m rules rollback VERSION --by NAME
+    python -m rules rollback VERSION [--by NAME]
     python -m rules audit [--limit N]
 
-Connects as the review queue's account (``PAYSCORE_REVIEW_MYSQL_URL``): analysts change rules and
-lists, in the review queue or here, with the same rights (``storage/accounts.py``). A refused
-change prints why and exits with status 2, storing nothing.
+Connects as the analysts' account (``PAYSCORE_ANALYST_MYSQL_URL``), never the review queue's:
+it may change rules and lists as the review queue does, and nothing of the review queue's
+sign-ins, sessions or verdicts (``storage/accounts.py``). A refused change prints why and exits
+with status 2, storing nothing.
+
+**Who made a change** is the operating system's user running the command (the login name of
+the process's real user id, not ``$USER``, which anyone sets), as ``os:NAME``; ``--by ana``
+adds the name the analyst gives, as ``ana@os:NAME``: the audit (``ruleset_audit.actor``, and
+``created_by`` ... of the rows) names who typed it and who really ran it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pwd
+import re
 import sys
 from pathlib import Path
 
@@ -33,6 +41,38 @@ from rules.store import ImportRefusedError, NewEntry, RulesStore
 from rules.syntax import parse, to_text
 from settings.config import Config
 from storage.engine import make_engine
+
+# A name given with --by: no ':' or '@', which separate it from the OS user in the actor.
+GIVEN_NAME = re.compile(r"\A[A-Za-z0-9_.\-]{1,40}\Z")
+OS_USER_CHARS = re.compile(r"[^A-Za-z0-9_.\-]")
+OS_USER_LENGTH = 20
+
+
+def os_user(uid: int | None = None) -> str:
+    """The login name of ``uid`` (default: this process's real user id), from the user database;
+    ``uidN`` when it has none. Characters an actor may not hold become ``_``; cut to 20."""
+    uid = os.getuid() if uid is None else uid
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = f"uid{uid}"
+    return OS_USER_CHARS.sub("_", name)[:OS_USER_LENGTH] or f"uid{uid}"
+
+
+def actor(by: str | None, user: str) -> str:
+    """Who a change is recorded as: ``os:USER``, or ``BY@os:USER`` when a name is given.
+
+    >>> actor(None, "bob"), actor("ana", "bob")
+    ('os:bob', 'ana@os:bob')
+    """
+    if by is None:
+        return f"os:{user}"
+    if not GIVEN_NAME.match(by):
+        raise ValueError(f"--by: expected 1 to 40 characters of A-Z a-z 0-9 _ . -; got {by[:50]!r}")
+    return f"{by}@os:{user}"
+
+
+BY_HELP = "your name, recorded beside the OS user running the command"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,29 +89,29 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name)
         p.add_argument("rule_id")
         p.add_argument("rule")
-        p.add_argument("--by", required=True)
+        p.add_argument("--by", help=BY_HELP)
         if name == "add":
             p.add_argument("--status", default="shadow", choices=("active", "shadow", "disabled"))
     p = sub.add_parser("status")
     p.add_argument("rule_id")
     p.add_argument("status", choices=("active", "shadow", "disabled"))
-    p.add_argument("--by", required=True)
+    p.add_argument("--by", help=BY_HELP)
     sub.add_parser("lists")
     p = sub.add_parser("list-create")
     p.add_argument("name")
     p.add_argument("kind")
-    p.add_argument("--by", required=True)
+    p.add_argument("--by", help=BY_HELP)
     p.add_argument("--description", default="")
     p = sub.add_parser("list-add")
     p.add_argument("name")
     p.add_argument("values", nargs="+")
-    p.add_argument("--by", required=True)
+    p.add_argument("--by", help=BY_HELP)
     p.add_argument("--expires", default="")
     p.add_argument("--reason", default="")
     p = sub.add_parser("list-remove")
     p.add_argument("name")
     p.add_argument("values", nargs="+")
-    p.add_argument("--by", required=True)
+    p.add_argument("--by", help=BY_HELP)
     p = sub.add_parser("list-show")
     p.add_argument("name")
     p.add_argument("--after")
@@ -79,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import")
     p.add_argument("name")
     p.add_argument("file", type=Path)
-    p.add_argument("--by", required=True)
+    p.add_argument("--by", help=BY_HELP)
     p.add_argument("--skip-bad", action="store_true", help="import the good rows, report the bad")
     p = sub.add_parser("versions")
     p.add_argument("--limit", type=int, default=20)
@@ -88,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("until", type=int, nargs="?")
     p = sub.add_parser("rollback")
     p.add_argument("version", type=int)
-    p.add_argument("--by", required=True)
+    p.add_argument("--by", help=BY_HELP)
     p = sub.add_parser("audit")
     p.add_argument("--limit", type=int, default=20)
     return parser
@@ -148,8 +188,14 @@ def run(args: argparse.Namespace, store: RulesStore) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config = Config.from_env(os.environ)
-    engine = make_engine(config.review_mysql_dsn)  # the analysts' account (storage/accounts.py)
+    try:
+        if "by" in args:
+            args.by = actor(args.by, os_user())
+        config = Config.from_env(os.environ)
+    except ValueError as exc:
+        print(f"refused: {str(exc)[:2000]}", file=sys.stderr)
+        return 2
+    engine = make_engine(config.analyst_mysql_dsn)  # the analysts' account (storage/accounts.py)
     try:
         run(args, RulesStore(engine, patience=config.mysql_outage_seconds))
     except ImportRefusedError as exc:

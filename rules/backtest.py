@@ -32,8 +32,9 @@ libraries (numba's, scikit-learn's) have taken its static TLS block: the review 
 or a test run's. :func:`backtest` therefore runs in the calling process when the extension loads
 there (``python -m rules.backtest``, which loads it before anything else) and otherwise in a new
 interpreter (this command, with ``--json``), at the cost of its start; the report is the same.
-Nothing is loaded when this module is imported. The command reads MySQL as the review queue's
-account (``PAYSCORE_REVIEW_MYSQL_URL``: payments, labels, rules and lists; it writes nothing).
+Nothing is loaded when this module is imported. The command reads MySQL as the analysts'
+account (``PAYSCORE_ANALYST_MYSQL_URL``: payments, rules and lists; it writes nothing); the review
+queue runs it with its own account's URL.
 """
 
 from __future__ import annotations
@@ -397,7 +398,7 @@ def _in_a_new_interpreter(
     in its environment: never on a command line)."""
     started = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSCORE_")}
-    env["PAYSCORE_REVIEW_MYSQL_URL"] = url
+    env["PAYSCORE_ANALYST_MYSQL_URL"] = url  # the URL it was given (the review queue's, its own)
     with tempfile.TemporaryDirectory(prefix="payscore-backtest-") as work:
         drafted = Path(work) / "draft.json"
         drafted.write_bytes(msgspec.json.encode(msgspec.to_builtins(list(draft))))
@@ -686,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give a draft: --rule ID RULE (repeatable) or --file draft.json")
         config = Config.from_env(os.environ)
         report = backtest_here(
-            config.review_mysql_dsn,
+            config.analyst_mysql_dsn,
             draft,
             since=args.since,
             until=args.until,

@@ -71,6 +71,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         "mysql+pymysql://payscore_models:payscore_models@127.0.0.1:3306/payscore"
     )
     models_mysql_password_file: str = ""
+    # The analysts' command lines' account (python -m rules, rules.backtest, review.explain):
+    # rules and lists, reads of payments and versions; nothing of the review queue's sign-ins.
+    analyst_mysql_url: str = (
+        "mysql+pymysql://payscore_analyst:payscore_analyst@127.0.0.1:3306/payscore"
+    )
+    analyst_mysql_password_file: str = ""
     # The account that creates and alters tables, grants the others their rights
     # (storage.schema --create) and manages review users (review.users); no job uses it.
     mysql_admin_url: str = "mysql+pymysql://payscore_admin:payscore_admin@127.0.0.1:3306/payscore"
@@ -174,6 +180,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         )
 
     @property
+    def analyst_mysql_dsn(self) -> str:
+        """The analysts' command lines' URL, as :attr:`mysql_dsn` is the flow's."""
+        return self._local(
+            _dsn(self.analyst_mysql_url, self.analyst_mysql_password_file, "ANALYST_MYSQL")
+        )
+
+    @property
     def mysql_admin_dsn(self) -> str:
         """The admin account's URL, as :attr:`mysql_dsn` is the flow's."""
         return self._local(
@@ -201,6 +214,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                     "mysql_url",
                     "review_mysql_url",
                     "models_mysql_url",
+                    "analyst_mysql_url",
                     "mysql_admin_url",
                 )
             },

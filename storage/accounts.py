@@ -6,10 +6,15 @@ Each job connects as its own account, with the least rights it needs:
   from a later message of its transaction id), dead letters and label outcomes, records the
   learner's versions; reads the challenger, the operators' decisions, the review queue's
   verdicts (to believe a label's analyst) and the newest ruleset version with its lists.
-- ``review`` (``PAYSCORE_REVIEW_MYSQL_URL``): the review queue (``python -m review``), and the
-  analysts' command lines ``python -m rules``, ``python -m rules.backtest`` and ``python -m
-  review.explain``. Reads payments, labels, versions and users; records verdicts; changes the
-  rules and lists.
+- ``review`` (``PAYSCORE_REVIEW_MYSQL_URL``): the review queue (``python -m review``). Reads
+  payments, labels, versions and users; records verdicts, sessions and sign-ins; changes the
+  rules and lists. No command line an analyst runs holds it.
+- ``analyst`` (``PAYSCORE_ANALYST_MYSQL_URL``): the analysts' command lines ``python -m
+  rules``, ``python -m rules.backtest`` and ``python -m review.explain``. Changes the rules and
+  lists (their audit insert-only), reads payments and model versions; no right on the review
+  queue's users, sessions, sign-in limits and records, or verdicts (an analyst at a shell must
+  not revive a session, lift a lockout, read password hashes or give a verdict in another's
+  name: review of issue 20, item 3).
 - ``models`` (``PAYSCORE_MODELS_MYSQL_URL``): the operators' model tools (``python -m
   model_state.retrain``, ``.shadow``, ``.train --from-mysql``). Reads what the flow stored;
   records versions, candidates and the operators' actions.
@@ -56,8 +61,8 @@ from sqlalchemy.engine import make_url
 from settings.config import Config
 from storage.tables import metadata, scored_payments
 
-Role = Literal["flow", "review", "models"]
-ROLES: tuple[Role, ...] = ("flow", "review", "models")
+Role = Literal["flow", "review", "models", "analyst"]
+ROLES: tuple[Role, ...] = ("flow", "review", "models", "analyst")
 # The tests' and benchmarks' scratch databases (payscore_test_..., payscore_bench_...): the
 # admin account creates them and grants in them as in the product's.
 SCRATCH_DATABASES = "payscore\\_%"
@@ -140,6 +145,16 @@ def reads(*columns: str) -> Rights:
     return Rights(read=columns)
 
 
+# What the rules' writers (rules.store) do to the current rules: add, rewrite, delete (rollback).
+RULE_WRITER = Rights(
+    select=True,
+    insert=True,
+    delete=True,
+    update=("text", "action", "priority", "status", "updated_by", "updated_at", "version"),
+)
+# A list entry's removal, recorded in it (an entry is never deleted).
+ENTRY_REMOVAL = ("removed_in", "removed_by", "removed_at")
+
 # Every column of a stored payment but its id: what replacing a payment changes.
 PAYMENT_COLUMNS = tuple(c.name for c in scored_payments.columns if not c.primary_key)
 
@@ -155,13 +170,14 @@ GRANTS: dict[str, dict[Role, Rights]] = {
         "flow": updates(*PAYMENT_COLUMNS),
         "review": READ,
         "models": READ,
+        "analyst": READ,  # the backtest's payments, the explain command's features
     },
     "dead_letters": {"flow": APPEND, "models": READ},
     # Every label's outcome: the label join upserts it.
     "fraud_labels": {"flow": UPSERT, "review": READ, "models": READ},
     # Implicit negatives (storage.implicit): the flow adds each once and marks it learned.
     "implicit_labels": {"flow": updates("learned_version"), "review": READ, "models": READ},
-    "model_versions": {"flow": APPEND, "review": READ, "models": APPEND},
+    "model_versions": {"flow": APPEND, "review": READ, "models": APPEND, "analyst": READ},
     "model_candidates": {"flow": READ, "models": APPEND},
     "model_actions": {"flow": READ, "review": READ, "models": APPEND},
     "review_users": {"review": READ},
@@ -178,28 +194,25 @@ GRANTS: dict[str, dict[Role, Rights]] = {
     "review_login_limits": {"review": updates("failures", "last_failure_at", "locked_until")},
     # Every sign-in, failure, lockout and unlock: insert-only (an audit trail).
     "review_login_audit": {"review": APPEND},
-    # Rules and lists (rules/, issue 21). Analysts change them through rules.store, with the
-    # review queue and with python -m rules, both as the review account; python -m
-    # rules.backtest reads them as it too. Every change adds a whole ruleset version and an
+    # Rules and lists (rules/, issue 21). Analysts change them through rules.store, in the
+    # review queue (the review account) and with python -m rules (the analyst account: the same
+    # rights on these tables, and none on the review queue's own); python -m rules.backtest
+    # reads them as the analyst account too. Every change adds a whole ruleset version and an
     # audit row, so the current rules may be rewritten and a rollback deletes the rules added
     # since (fraud_rules: the one table a job account may delete from; its history is in
     # ruleset_versions and ruleset_audit, which no job account changes). A list entry is never
     # deleted: its removal is recorded in it. The flow's loader (rules.loader) reads the newest
     # version and the packed lists it names, nothing else.
-    "fraud_rules": {
-        "review": Rights(
-            select=True,
-            insert=True,
-            delete=True,
-            update=("text", "action", "priority", "status", "updated_by", "updated_at", "version"),
-        )
+    "fraud_rules": {"review": RULE_WRITER, "analyst": RULE_WRITER},
+    "rule_lists": {"review": APPEND, "analyst": APPEND},
+    "rule_list_entries": {
+        "review": updates(*ENTRY_REMOVAL),
+        "analyst": updates(*ENTRY_REMOVAL),
     },
-    "rule_lists": {"review": APPEND},
-    "rule_list_entries": {"review": updates("removed_in", "removed_by", "removed_at")},
-    "rule_list_blobs": {"review": APPEND, "flow": READ},
-    "ruleset_versions": {"review": APPEND, "flow": READ},
+    "rule_list_blobs": {"review": APPEND, "analyst": APPEND, "flow": READ},
+    "ruleset_versions": {"review": APPEND, "analyst": APPEND, "flow": READ},
     # Who changed which rule or list, when, and the diff: insert-only (an audit trail).
-    "ruleset_audit": {"review": APPEND},
+    "ruleset_audit": {"review": APPEND, "analyst": APPEND},
 }
 
 
@@ -283,6 +296,7 @@ class Accounts:
             "flow": _user(config.mysql_url, "PAYSCORE_MYSQL_URL"),
             "review": _user(config.review_mysql_url, "PAYSCORE_REVIEW_MYSQL_URL"),
             "models": _user(config.models_mysql_url, "PAYSCORE_MODELS_MYSQL_URL"),
+            "analyst": _user(config.analyst_mysql_url, "PAYSCORE_ANALYST_MYSQL_URL"),
         }
         admin = _user(config.mysql_admin_url, "PAYSCORE_MYSQL_ADMIN_URL")
         if not config.account_hosts:

@@ -68,6 +68,12 @@ def review_engine(database_config: Config) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def analyst_engine(database_config: Config) -> Iterator[Engine]:
+    """The test's database as the analysts' command lines' account."""
+    yield from _engine(database_config.analyst_mysql_dsn)
+
+
+@pytest.fixture
 def models_engine(database_config: Config) -> Iterator[Engine]:
     """The test's database as the model tools' account."""
     yield from _engine(database_config.models_mysql_dsn)

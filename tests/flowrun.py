@@ -45,6 +45,7 @@ def flow_env(
         PAYSCORE_MYSQL_URL=mysql_url,
         PAYSCORE_REVIEW_MYSQL_URL=on_it.review_mysql_dsn,
         PAYSCORE_MODELS_MYSQL_URL=on_it.models_mysql_dsn,
+        PAYSCORE_ANALYST_MYSQL_URL=on_it.analyst_mysql_dsn,
         PAYSCORE_MYSQL_ADMIN_URL=on_it.mysql_admin_dsn,
         PAYSCORE_MODEL_DIR=str(model_dir),
         PAYSCORE_MODEL_KEY_FILE=str(KEY_FILE),

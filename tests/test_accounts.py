@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from storage.accounts import (
     COLUMN_PRIVILEGES,
     GRANTS,
+    READ,
     ROLES,
     Account,
     Accounts,
@@ -83,13 +84,13 @@ def test_the_issue_s_facts_as_stated() -> None:
     deleters = {
         (t, role) for t, by_role in GRANTS.items() for role, r in by_role.items() if r.delete
     }
-    assert deleters == {("fraud_rules", "review")}
+    assert deleters == {("fraud_rules", "review"), ("fraud_rules", "analyst")}
 
 
 def test_rules_and_lists_are_the_review_account_s_to_change_and_the_flow_s_to_read() -> None:
-    """Issue 21: analysts change rules and lists (the review queue, python -m rules, both as the
-    review account); the flow's loader reads the newest version and its packed lists only; a
-    list entry is never deleted nor re-keyed, only marked removed."""
+    """Issue 21: analysts change rules and lists (the review queue as the review account,
+    python -m rules as the analyst account); the flow's loader reads the newest version and its
+    packed lists only; a list entry is never deleted nor re-keyed, only marked removed."""
     writer_tables = (
         "fraud_rules",
         "rule_lists",
@@ -114,6 +115,25 @@ def test_rules_and_lists_are_the_review_account_s_to_change_and_the_flow_s_to_re
     assert set(entries.update) == {"removed_in", "removed_by", "removed_at"}
     assert not entries.delete and not entries.update_all
     assert not rights("fraud_rules", "review").may_update("rule_id")
+
+
+def test_the_analysts_command_lines_change_rules_and_read_payments_and_nothing_else() -> None:
+    """Review of issue 20, item 3: python -m rules, rules.backtest and review.explain held the
+    review queue's account, and with it could revive sessions, lift lockouts, read password
+    hashes and add verdicts. Their own account changes rules and lists as the review queue does
+    (the audit insert-only), reads payments and model versions, and nothing else."""
+    writers = ("fraud_rules", "rule_lists", "rule_list_entries", "rule_list_blobs",
+               "ruleset_versions", "ruleset_audit")  # fmt: skip
+    for table in writers:
+        assert rights(table, "analyst") == rights(table, "review"), table
+    for audit in ("ruleset_versions", "ruleset_audit"):
+        assert rights(audit, "analyst") == Rights(select=True, insert=True), audit
+    assert rights("scored_payments", "analyst") == rights("model_versions", "analyst") == READ
+    granted = {t for t in GRANTS if rights(t, "analyst") != Rights()}
+    assert granted == {*writers, "scored_payments", "model_versions"}
+    for table in ("review_users", "review_sessions", "review_login_limits",
+                  "review_login_audit", "review_verdicts"):  # fmt: skip
+        assert table not in granted
 
 
 def test_the_flow_may_replace_a_payment_but_never_re_key_one_or_change_a_dead_letter() -> None:
@@ -142,7 +162,9 @@ def test_the_accounts_come_from_the_settings() -> None:
 
 
 def test_root_s_part_gives_the_admin_the_grant_option_and_retires_old_users() -> None:
-    accounts = Accounts({"flow": "f", "review": "r", "models": "m"}, "adm", ("127.0.0.1",))
+    accounts = Accounts(
+        {"flow": "f", "review": "r", "models": "m", "analyst": "a"}, "adm", ("127.0.0.1",)
+    )
     sql = root_sql(accounts, ["payscore", "payscore\\_%"], retired=["payscore", "f"])
     assert "GRANT ALL PRIVILEGES ON `payscore\\_%`.* TO 'adm'@'127.0.0.1' WITH GRANT OPTION;" in sql
     assert "GRANT SELECT ON mysql.tables_priv TO 'adm'@'127.0.0.1';" in sql

@@ -56,6 +56,7 @@ def connections(database_config: Config) -> Iterator[dict[str, pymysql.Connectio
         "flow": database_config.mysql_dsn,
         "review": database_config.review_mysql_dsn,
         "models": database_config.models_mysql_dsn,
+        "analyst": database_config.analyst_mysql_dsn,
         ADMIN: database_config.mysql_admin_dsn,
     }
     opened = {}

@@ -75,6 +75,7 @@ def test_the_mysql_password_comes_from_a_file_and_never_twice(tmp_path: Path) ->
     [
         ("REVIEW_MYSQL", "review_mysql_dsn"),
         ("MODELS_MYSQL", "models_mysql_dsn"),
+        ("ANALYST_MYSQL", "analyst_mysql_dsn"),
         ("MYSQL_ADMIN", "mysql_admin_dsn"),
     ],
 )
@@ -100,13 +101,16 @@ def test_each_job_has_its_own_account_and_a_database_moves_them_all() -> None:
         make_url(u).username
         for u in (
             config.mysql_url, config.review_mysql_url, config.models_mysql_url,
-            config.mysql_admin_url,
+            config.analyst_mysql_url, config.mysql_admin_url,
         )
     }  # fmt: skip
-    assert users == {"payscore_flow", "payscore_review", "payscore_models", "payscore_admin"}
+    assert users == {
+        "payscore_flow", "payscore_review", "payscore_models", "payscore_analyst", "payscore_admin"
+    }  # fmt: skip
     moved = config.on_database("payscore_test_x")
     for dsn in (
-        moved.mysql_dsn, moved.review_mysql_dsn, moved.models_mysql_dsn, moved.mysql_admin_dsn
+        moved.mysql_dsn, moved.review_mysql_dsn, moved.models_mysql_dsn, moved.analyst_mysql_dsn,
+        moved.mysql_admin_dsn,
     ):  # fmt: skip
         assert make_url(dsn).database == "payscore_test_x"
         assert make_url(dsn).password  # the default URLs' passwords are kept

@@ -326,7 +326,7 @@ def test_the_command_prints_an_approvals_reasons_from_a_version_in_mysql(
     flagged = next(t for t, s in expected.items() if s.decision != "approve")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSCORE_")}
     env |= {
-        "PAYSCORE_REVIEW_MYSQL_URL": database_config.review_mysql_dsn,
+        "PAYSCORE_ANALYST_MYSQL_URL": database_config.analyst_mysql_dsn,
         "PAYSCORE_MODEL_DIR": str(empty),
         "PAYSCORE_MODEL_KEY_FILE": str(KEY_FILE),
     }

@@ -66,10 +66,10 @@ def stored_rows(count_days: int = 3):
 
 
 @pytest.mark.integration
-def test_figures_equal_a_brute_force_count_in_sql(database_config, engine, review_engine):
-    """As analysts run it: the review account's URL and store. (In this test process numba is
+def test_figures_equal_a_brute_force_count_in_sql(database_config, engine, analyst_engine):
+    """As analysts run it: the analysts' account's URL and store. (In this test process numba is
     loaded, so backtest() runs in a new interpreter: see rules.backtest.)"""
-    url = database_config.review_mysql_dsn
+    url = database_config.analyst_mysql_dsn
     rows = stored_rows()
     # ten rows as stored before the payment's other fields were kept
     for row in rows[:10]:
@@ -77,7 +77,7 @@ def test_figures_equal_a_brute_force_count_in_sql(database_config, engine, revie
             row[name] = None
     with engine.begin() as c:
         c.execute(insert(scored_payments), rows)
-    store = RulesStore(review_engine, patience=5)
+    store = RulesStore(analyst_engine, patience=5)
     countries = sorted({r["country"] for r in rows if r["country"]})[:2]
     cards = sorted({r["card_id"] for r in rows})[::7]
     store.create_list("high_risk_countries", "country", by="t")
@@ -263,7 +263,7 @@ def test_the_command_prints_the_figures_and_refuses_a_bad_draft(database_config,
     rows = stored_rows(1)
     with engine.begin() as c:
         c.execute(insert(scored_payments), rows)
-    env_url = {"PAYSCORE_REVIEW_MYSQL_URL": database_config.review_mysql_dsn}
+    env_url = {"PAYSCORE_ANALYST_MYSQL_URL": database_config.analyst_mysql_dsn}
     import os
 
     env = {**os.environ, **env_url}

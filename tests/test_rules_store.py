@@ -231,12 +231,15 @@ def test_the_loader_applies_the_newest_version_and_keeps_the_last_good_one(
 
 
 def test_the_command_line(database_config, review_engine, tmp_path):
-    """python -m rules, as the review account (PAYSCORE_REVIEW_MYSQL_URL)."""
+    """python -m rules, as the analysts' account (PAYSCORE_ANALYST_MYSQL_URL); every change
+    recorded as the name given and the OS user who ran it."""
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "PAYSCORE_REVIEW_MYSQL_URL": database_config.review_mysql_dsn}
+    from rules.__main__ import os_user
+
+    env = {**os.environ, "PAYSCORE_ANALYST_MYSQL_URL": database_config.analyst_mysql_dsn}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -275,5 +278,13 @@ def test_the_command_line(database_config, review_engine, tmp_path):
     assert "~ rule geo:\n    status shadow -> active" in cli("diff", "3", "4").stdout
     assert cli("rollback", "2", "--by", "carl").stdout == "version 5\n"
     assert cli("show").stdout == ""
-    assert cli("versions").stdout.splitlines()[0].endswith("carl\trollback to version 2")
-    assert counts(review_engine)[0] == 5
+    me = os_user()
+    assert cli("versions").stdout.splitlines()[0].endswith(f"carl@os:{me}\trollback to version 2")
+    # Without --by, the OS user alone; a --by that would pass for another OS user is refused.
+    assert cli("list-add", "high_risk_countries", "FR").stdout == "version 6\n"
+    forged = cli("list-add", "high_risk_countries", "DE", "--by", "carl@os:carl")
+    assert forged.returncode == 2 and "--by: expected 1 to 40 characters" in forged.stderr
+    with review_engine.connect() as c:
+        actors = c.execute(text("SELECT actor FROM ruleset_audit ORDER BY id")).scalars().all()
+    assert actors == [f"ana@os:{me}"] * 3 + [f"bo@os:{me}", f"carl@os:{me}", f"os:{me}"]
+    assert counts(review_engine)[0] == 6

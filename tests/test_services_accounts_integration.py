@@ -131,7 +131,7 @@ def test_the_accounts_of_an_earlier_install_converge_to_one_per_job(
 
     users = {tuple(row) for row in query(sock, "SELECT User, Host FROM mysql.user")}
     assert not {u for u in users if u[0] == "payscore"}, "the shared account is still there"
-    jobs = ("payscore_flow", "payscore_review", "payscore_models")
+    jobs = ("payscore_flow", "payscore_review", "payscore_models", "payscore_analyst")
     for user in (*jobs, "payscore_admin"):
         assert {(user, "127.0.0.1"), (user, "localhost")} <= users
     wide = query(sock, "SELECT User, Host, Db, Grant_priv FROM mysql.db")
