@@ -60,8 +60,8 @@ from storage.versions import fetch_version, light_rows, version_key
 
 log = logging.getLogger(__name__)
 
-PAGE = 256  # light rows read at a time while walking down past refused ones
-SCAN_BUDGET = 4_096  # light rows a look-up reads at most (after a loader's first)
+PAGE = 1_024  # light rows read at a time while walking down past refused ones
+SCAN_BUDGET = 65_536  # light rows a look-up reads at most (after a loader's first)
 VERIFY_BUDGET = 64  # rows a look-up verifies at most (after a loader's first)
 QUOTED_CHARS = 80  # of a value quoted from a row
 REASON_CHARS = 600  # of a refusal's reason

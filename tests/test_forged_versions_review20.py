@@ -252,7 +252,7 @@ def test_a_look_up_over_a_flood_of_forged_rows_does_bounded_work(
         assert again is not None and again.version == "v00001.000007"
         # light pages down to the valid version, then its metadata and its row: no forged row
         # fetched again
-        assert len(statements) <= 3 + 2, statements  # 600 rows: 3 pages
+        assert len(statements) <= 1 + 2, statements  # 600 rows: one page
         assert fetch.work.verified == 1
 
         flood(models_engine, template, 5_000, 200)  # 200 more, unknown, above all
@@ -262,11 +262,24 @@ def test_a_look_up_over_a_flood_of_forged_rows_does_bounded_work(
             assert looks <= math.ceil(200 / VERIFY_BUDGET) + 1
             with counting(engine) as statements:
                 found = fetch("v00001.000001")
-            assert len(statements) <= 4 + 2 * VERIFY_BUDGET + 2, len(statements)  # 800: 4 pages
+            assert len(statements) <= 1 + 2 * VERIFY_BUDGET + 2, len(statements)  # 800: 1 page
             assert fetch.work.verified <= VERIFY_BUDGET
         assert found.version == "v00001.000007" and looks > 1
         assert len(refusals(caplog)) == 800  # each once
     assert fetch.newest_seen() == (5_199, 0)
+
+    # The light rows a look-up reads are bounded too: with a budget of 100, the 800 known rows
+    # take 8 look-ups, each going on where the last stopped, the ninth finds the version.
+    shared = RefusedRows()
+    small = NewerVersionsInMySQL("-", engine, key=TEST_KEY, refused=shared, scan_budget=100)
+    assert small("v00001.000001") is not None  # the first, at start: every row
+    looks, found = 0, None
+    while found is None:
+        looks += 1
+        assert looks <= 9
+        found = small("v00001.000001")
+        assert small.work.scanned <= 100 and small.work.verified <= 1
+    assert found.version == "v00001.000007" and looks == 9
 
 
 def test_the_flow_restarts_after_forged_rows_stood_at_its_next_names(
