@@ -94,7 +94,7 @@ def run(config: Config) -> dict[str, Any]:
     start = artifact.load(model_dir, key=key)
     models = ModelRegistry(
         start,
-        NewerVersionsInMySQL(config.mysql_dsn, key=key, skip_unloadable=True),
+        NewerVersionsInMySQL(config.mysql_dsn, key=key),
         refresh_seconds=config.model_refresh_seconds,
         watch=True,
         review=config.review_threshold,

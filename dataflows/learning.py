@@ -21,6 +21,11 @@ A label replayed after the crash is then skipped if that version learned it
 (:meth:`~model_state.learner.OnlineLearner.knows`), and learned otherwise. So every label
 claimed is learned once, and a version's parent is always the state it was learned from.
 
+A version is recorded under the name the learner gave it, or, when a row the key does not vouch
+for stands there, under the next free name of its lineage (:mod:`model_state.checkpoints`), and
+its labels are marked as learned by the name it was recorded under. A forged row never stops the
+learner: when it is built, the look-up passes over every refused row.
+
 When a retrain (:mod:`model_state.offline.retrain`) has recorded a version of a newer lineage, the
 learner goes on from it at its next batch of labels (it asks at most every
 ``refresh_seconds``): ``v00002`` is followed by ``v00002.000001``. Labels learned but not yet
@@ -77,11 +82,11 @@ class Lineages:
         self._held: set[str] = set()  # versions that held the learner up, logged once
 
     def newer_than(self, version: str, *, now: bool = False) -> ModelArtifact | None:
-        """The newest version after ``version`` that loads, or None. The look-up passes over a
-        row it refuses (:mod:`model_state.stored_versions`), except a newer version of
-        ``version``'s own lineage that labels name as learned by it: that one stops the learner
-        when ``now`` (when it is built), for going on without it would learn those labels
-        twice; later it is logged once as an error and learning goes on from ``version``."""
+        """The newest version after ``version`` that loads, or None. The look-up passes over
+        every row it refuses (:mod:`model_state.stored_versions`): a forged row may hold the
+        learner up, never stop it. A look-up that raises a refusal anyway (a loader of another
+        kind) stops the learner when ``now`` (when it is built); later it is logged once as an
+        error and learning goes on from ``version``."""
         if not now and self._clock() < self._next_check:
             return None
         self._next_check = self._clock() + self._refresh_seconds
@@ -189,6 +194,18 @@ class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
         current = self._learner.version
         newer = self._lineages.newer_than(current, now=now)
         if newer is None or version_key(newer.version) <= version_key(current):
+            return
+        if not now and version_key(newer.version)[0] == version_key(current)[0]:
+            # Once built, the learner is the only writer of its lineage: a newer version of it
+            # is one of its own, recorded under the next free name (model_state.checkpoints),
+            # and holds nothing the learner lacks; going on from it would drop what is pending.
+            # Its next versions are named after it.
+            self._learner.recorded_as(newer.version)
+            log.warning(
+                "learner's versions go on after %s, the name its last one was recorded under",
+                newer.version,
+                extra={"event": "version_renamed", "version": newer.version},
+            )
             return
         log.warning(
             "learner goes on from version %s (was at %s with %d labels unpublished)",

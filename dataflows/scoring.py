@@ -132,9 +132,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     key = signing.read_key(Path(config.model_key_file))
     start = artifact.load(model_dir, key=key)
     refused = RefusedRows(metrics.version_refused)  # logged once per process
-    versions = NewerVersionsInMySQL(
-        config.mysql_dsn, key=key, skip_unloadable=True, refused=refused
-    )
+    versions = NewerVersionsInMySQL(config.mysql_dsn, key=key, refused=refused)
     models = ModelRegistry(
         start,
         versions,

@@ -8,15 +8,18 @@ that the key never sits in the learner's state or its snapshots. Then MySQL, in 
 process's registry finds it. Then the folder ``<model_dir>/<version>/`` with ``model.pkl`` and
 ``metadata.json`` (see :mod:`model_state.artifact`): disk never holds a version that MySQL lacks.
 
-Delivery is at-least-once: a version written again after a resume is the same version, and both
-writes keep what is there (first write wins). A row found in a version's place (its name, or its
+Delivery is at-least-once: a version written again after a resume is the same version (the same
+name and content hash), kept as it is. A row found in a version's place (its name, or its
 lineage and sequence) that the key does not vouch for — forged, or a copy of another version —
-is not a first write: it blocks the version, which is not stored (the flow's account may add to
-``model_versions``, never change or delete a row of it: :func:`storage.versions.record_version`),
-and is logged as an error that names it and says why
-(:func:`model_state.stored_versions.row_fault`), for the admin account to remove it; the
-learner's next version is recorded and scores as usual. MySQL outages are ridden out for up to
-``patience`` seconds (:mod:`storage.engine`).
+or another version under its name does not stop it: the version is signed anew under the next
+free name of its lineage and recorded there, and its labels are marked as learned by that name
+(checked by reading back the row's content hash), never by the row in the way, which stays (the
+flow's account may add to ``model_versions``, never change or delete a row of it:
+:func:`storage.versions.record_version`) and is logged as an error that names it and says why
+(:func:`model_state.stored_versions.row_fault`), for the admin account to remove it. A later
+version whose parent was renamed names the name it was recorded under. A lineage's root in the
+way is not renamed (its deltas name it): it is logged and the flow goes on. MySQL outages are
+ridden out for up to ``patience`` seconds (:mod:`storage.engine`).
 """
 
 from __future__ import annotations
@@ -31,12 +34,19 @@ from sqlalchemy import Engine
 
 from model_state.artifact import VersionRecord, write
 from model_state.signing import sign
-from model_state.stored_versions import row_fault, short
+from model_state.stored_versions import REASON_CHARS, row_fault, short
 from storage.engine import make_engine, retry_transient
 from storage.rows import model_version_row
-from storage.versions import record_version
+from storage.versions import (
+    ANOTHER_VERSION,
+    Recorded,
+    VersionNotRecordedError,
+    record_version,
+)
 
 log = logging.getLogger(__name__)
+
+LOGGED_KEPT = 4_096  # names of rows in the way remembered as logged
 
 
 class _VersionPartition(StatelessSinkPartition[VersionRecord]):
@@ -48,45 +58,101 @@ class _VersionPartition(StatelessSinkPartition[VersionRecord]):
         self._model_dir = model_dir
         self._labels_topic = labels_topic
         self._patience = patience
+        self._stored_as: dict[str, str] = {}  # a published name -> the one it was recorded as
+        self._logged: dict[str, None] = {}  # rows in the way, logged once (the last ones kept)
 
     def write_batch(self, items: list[VersionRecord]) -> None:
         for unsigned in items:
+            parent = unsigned.metadata.parent_version
+            if parent in self._stored_as:  # its parent was recorded under another name
+                unsigned = msgspec.structs.replace(
+                    unsigned,
+                    metadata=msgspec.structs.replace(
+                        unsigned.metadata, parent_version=self._stored_as[parent]
+                    ),
+                )
             record = msgspec.structs.replace(unsigned, metadata=sign(unsigned.metadata, self._key))
-            version = record.metadata.version
-            row = model_version_row(
-                metadata=msgspec.to_builtins(record.metadata),
-                payload=record.payload,
-                artifact_path=str(self._model_dir / version),
-            )
+            published = record.metadata.version
+            renamed: list[VersionRecord] = [record]
 
-            def store(row: dict = row, record: VersionRecord = record) -> list[tuple[str, str]]:
+            def named(
+                name: str,
+                record: VersionRecord = record,
+                renamed: list[VersionRecord] = renamed,
+            ) -> dict[str, Any]:
+                """The version's row under another name, signed anew."""
+                metadata = sign(
+                    msgspec.structs.replace(record.metadata, version=name, signature=""),
+                    self._key,
+                )
+                renamed[0] = msgspec.structs.replace(record, metadata=metadata)
+                return self._row(renamed[0])
+
+            def store(
+                record: VersionRecord = record, renamed: list[VersionRecord] = renamed
+            ) -> Recorded:
+                renamed[0] = record
                 with self._engine.begin() as connection:
                     return record_version(
                         connection,
-                        row,
+                        self._row(record),
                         labels_topic=self._labels_topic,
                         learned=record.learned,
                         learned_implicit=record.learned_implicit,
                         untrusted=self._untrusted,
+                        rename=named,
                     )
 
-            blocking = retry_transient(
-                store, patience=self._patience, what=f"recording version {version}"
-            )
-            for name, why in blocking:
+            try:
+                recorded = retry_transient(
+                    store, patience=self._patience, what=f"recording version {published}"
+                )
+            except VersionNotRecordedError as exc:  # a root in the way: the flow goes on
                 log.error(
-                    "model_versions row %s stands where version %s goes and is no version the "
-                    "key vouches for (%s): %s is not recorded (its labels are marked learned by "
-                    "it). The flow's account may not remove a row of model_versions; the admin "
+                    "%s; the admin account may remove the row in its way",
+                    short(str(exc), REASON_CHARS),
+                    extra={"event": "version_blocked", "version": published},
+                )
+                continue
+            for name, why in recorded.blocking:
+                if why == ANOTHER_VERSION:  # one of the learner's own, recorded under this name
+                    log.info(
+                        "version %s is recorded as %s: %s holds another of its versions",
+                        published,
+                        recorded.version,
+                        name,
+                        extra={"event": "version_renamed", "version": recorded.version},
+                    )
+                    continue
+                if name in self._logged:
+                    continue
+                self._logged[name] = None
+                while len(self._logged) > LOGGED_KEPT:
+                    self._logged.pop(next(iter(self._logged)))
+                log.error(
+                    "model_versions row %s stands where version %s goes and is not it (%s): "
+                    "the version is recorded as %s instead, its labels marked learned by that "
+                    "name. The flow's account may not remove a row of model_versions; the admin "
                     "account may",
                     short(name),
-                    version,
-                    why,
-                    version,
+                    published,
+                    short(why, REASON_CHARS),
+                    recorded.version,
                     extra={"event": "version_blocked", "version": short(name)},
                 )
-            if not blocking:
-                write(record.payload, record.metadata, self._model_dir)
+            if recorded.version != published:
+                self._stored_as[published] = recorded.version
+                while len(self._stored_as) > 64:
+                    self._stored_as.pop(next(iter(self._stored_as)))
+            stored = renamed[0]
+            write(stored.payload, stored.metadata, self._model_dir)
+
+    def _row(self, record: VersionRecord) -> dict[str, Any]:
+        return model_version_row(
+            metadata=msgspec.to_builtins(record.metadata),
+            payload=record.payload,
+            artifact_path=str(self._model_dir / record.metadata.version),
+        )
 
     def _untrusted(self, row: Any) -> str | None:
         return row_fault(row, key=self._key)

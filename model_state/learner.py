@@ -194,6 +194,18 @@ class OnlineLearner:
         else:
             self.unpublished.append((example.label_partition, example.label_offset))
 
+    def recorded_as(self, version: str) -> None:
+        """This learner's last published version was recorded under the name ``version`` (the
+        next free one of its lineage, :mod:`model_state.checkpoints`): its next versions are
+        named after it, and a label learned by it is one this learner knows."""
+        lineage, sequence = version_key(version)
+        if lineage != version_key(self.version)[0] or sequence <= self.sequence:
+            raise ValueError(
+                f"version {version} is no later name of this learner's lineage; it is at "
+                f"{self.version}"
+            )
+        self.version, self.sequence = version, sequence
+
     @property
     def due(self) -> bool:
         return self.pending >= self.publish_every

@@ -9,19 +9,27 @@ columns say something else — named ``v00001.000008`` while holding a validly s
 ``v00001.000005``, or with a sequence that sorts it above every version — is refused
 (:func:`identity_problems`), as is a row whose signature, artifact or root does not check out.
 
-**A refused row hides nothing.** A look-up walks the versions recorded after the one asked
-about, newest first, and returns the first it can load: a refused row is passed over wherever
-it sorts, above, between or below the valid ones. Each refused row is logged once per process,
-with its own name as stored (every quoted value bounded), and remembered by its content (every
-column, the artifact's MD5), so it is not loaded again while it stays as it is; a row rewritten
-in its place is tried afresh. A version whose root is missing is tried again at each look-up
-(the root may come), but logged once too.
+**A refused row hides nothing and stops nothing.** A look-up walks the versions recorded after
+the one asked about, newest first, and returns the first it can load: a refused row is passed
+over wherever it sorts, above, between or below the valid ones, by the scoring registry and the
+learner alike (a refused row is no state anyone can go on from; labels it is said to hold are
+in no version that loads, and are learned again on the version that does). Each refused row is
+logged once per process (event ``version_refused``, counted in
+``payscore_model_versions_refused_total``), with its own name and table as stored (every quoted
+value bounded), and remembered by its name, place and content hash (:func:`mark`), so it is not
+verified again while it stays as it is; a row rewritten in another place or with other content
+is tried afresh. A version whose root is missing is tried again at each look-up (the root may
+come), but logged once too.
 
-**The learner does not pass over its own versions.** Without ``skip_unloadable`` (the learner,
-the retrain) a refused row newer than the version asked about, of the same lineage, that labels
-name as learned by it (``fraud_labels.learned_version``) stops the look-up with the error: going
-on without it would learn its labels twice (:class:`dataflows.learning.Lineages`). A refused row
-no label names holds nothing to lose, and is passed over.
+**A look-up's work is bounded.** Rows are read in light pages (name, place and content hash:
+no metadata, no artifact); only a row not yet known is verified, its metadata fetched and
+checked first, and its artifact only when the metadata is a version the key vouches for. The
+first look-up of a loader (at start) walks every row; each later one reads at most
+``scan_budget`` rows and verifies at most ``verify_budget``, and when either runs out it stops
+there and the next look-up goes on from that place (down to the version asked about, then from
+the top again). So however many rows are forged, a look-up costs at most a few light queries and
+a bounded number of verifications; a forged flood delays the adoption of a newer version by at
+most a few look-ups, and never stops it.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -47,11 +56,13 @@ from model_state.signing import UntrustedModelError, verify
 from storage import shadow
 from storage.engine import make_engine, retry_transient
 from storage.rows import utc_naive
-from storage.versions import fetch_version, labels_name, newer_rows, version_key
+from storage.versions import fetch_version, light_rows, version_key
 
 log = logging.getLogger(__name__)
 
-PAGE = 16  # rows read at a time while walking down past refused ones
+PAGE = 1_024  # light rows read at a time while walking down past refused ones
+SCAN_BUDGET = 65_536  # light rows a look-up reads at most (after a loader's first)
+VERIFY_BUDGET = 64  # rows a look-up verifies at most (after a loader's first)
 QUOTED_CHARS = 80  # of a value quoted from a row
 REASON_CHARS = 600  # of a refusal's reason
 Refusal = UntrustedModelError | ModelMismatchError | ModelNotFoundError
@@ -113,11 +124,11 @@ def identity_problems(row: Any, metadata: ModelMetadata) -> list[str]:
     return problems
 
 
-def from_row(row: Any, *, key: bytes, bases: Bases | None) -> ModelArtifact:
-    """The version a stored row holds, after checking its signature under ``key``, that its
-    columns are what its signed metadata says (:func:`identity_problems`), and that its
-    artifact fits it and this code; a delta's root is looked up through ``bases``."""
-    where = f"model_versions[{short(row.version)}]"
+def vouched(row: Any, *, key: bytes, table: str = "model_versions") -> ModelMetadata:
+    """The signed metadata of a stored row (of ``table``), after checking its signature under
+    ``key`` and that its columns are what that metadata says (:func:`identity_problems`); its
+    artifact is not needed (nor read)."""
+    where = f"{table}[{short(row.version)}]"
     try:
         metadata = msgspec.convert(row.metadata, ModelMetadata, strict=False)
     except (msgspec.ValidationError, TypeError) as exc:
@@ -136,6 +147,16 @@ def from_row(row: Any, *, key: bytes, bases: Bases | None) -> ModelArtifact:
             "other means",
             row.version,
         )
+    return metadata
+
+
+def from_row(
+    row: Any, *, key: bytes, bases: Bases | None, table: str = "model_versions"
+) -> ModelArtifact:
+    """The version a stored row holds, after :func:`vouched` and checking that its artifact
+    fits it and this code; a delta's root is looked up through ``bases``."""
+    metadata = vouched(row, key=key, table=table)
+    where = f"{table}[{short(row.version)}]"
     return from_bytes(row.artifact, metadata, where=where, key=key, bases=bases)
 
 
@@ -143,26 +164,29 @@ def row_fault(row: Any, *, key: bytes) -> str | None:
     """Why a stored row is not a version ``key`` vouches for (unreadable or unsigned metadata,
     another key's signature, columns that differ from its signed metadata, an artifact other
     than the signed one), or None; nothing is unpickled."""
-    where = f"model_versions[{short(row.version)}]"
     try:
-        metadata = msgspec.convert(row.metadata, ModelMetadata, strict=False)
-        verify(metadata, key, where=where)
-    except (msgspec.ValidationError, TypeError, UntrustedModelError) as exc:
+        metadata = vouched(row, key=key)
+    except (ModelMismatchError, UntrustedModelError) as exc:
         return short(str(exc), REASON_CHARS)
-    problems = identity_problems(row, metadata)
     if hashlib.sha256(row.artifact).hexdigest() != metadata.content_hash:
-        problems.append("its artifact is not the one its signed metadata names")
-    return short("; ".join(problems), REASON_CHARS) if problems else None
+        return "its artifact is not the one its signed metadata names"
+    return None
 
 
-def fingerprint(row: Any) -> str:
-    """A row's content: every column, the artifact by its MD5 (``artifact_md5`` of a row read
-    by :func:`storage.versions.newer_rows`, or computed from ``artifact``)."""
-    fields = row._asdict()
-    blob = fields.pop("artifact", None)
-    if "artifact_md5" not in fields:
-        fields["artifact_md5"] = hashlib.md5(blob or b"", usedforsecurity=False).hexdigest()
-    return hashlib.sha256(msgspec.json.encode(fields, order="sorted", enc_hook=repr)).hexdigest()
+Mark = tuple[str, str, int, int, str]
+
+
+def mark(row: Any, table: str = "model_versions") -> Mark:
+    """What a refused row is remembered by: its table, name, place (lineage and sequence; a
+    candidate has none) and content hash, all read with a light page
+    (:func:`storage.versions.light_rows`)."""
+    return (
+        table,
+        row.version,
+        getattr(row, "lineage", -1),
+        getattr(row, "sequence", -1),
+        row.content_hash,
+    )
 
 
 def reason_class(exc: BaseException) -> str:
@@ -176,23 +200,32 @@ def reason_class(exc: BaseException) -> str:
 
 
 class RefusedRows:
-    """The refused rows a process has logged, each once (by :func:`fingerprint`); its loaders
-    share one. ``on_refused`` is told each one too (its name and :func:`reason_class`), for a
-    metric."""
+    """The refused rows of a process, by :func:`mark`: each logged once (event
+    ``version_refused``) and not verified again by any of its loaders, which share one.
+    ``on_refused`` is told each one too (its name and :func:`reason_class`), for a metric. A
+    version whose root is missing is logged once but not remembered (the root may come)."""
 
     def __init__(self, on_refused: Callable[[str, str], None] | None = None) -> None:
         self._on_refused = on_refused
-        self._logged: set[str] = set()
+        self._logged: set[Mark] = set()
+        self._refused: set[Mark] = set()
         self._lock = threading.Lock()
 
-    def note(self, row: Any, mark: str, exc: Refusal) -> None:
+    def __contains__(self, marked: Mark) -> bool:
+        return marked in self._refused
+
+    def note(self, row: Any, exc: Refusal, table: str = "model_versions") -> None:
+        marked = mark(row, table)
         with self._lock:
-            if mark in self._logged:
+            if not isinstance(exc, ModelNotFoundError):
+                self._refused.add(marked)
+            if marked in self._logged:
                 return
-            self._logged.add(mark)
+            self._logged.add(marked)
         name = short(row.version)
         log.error(
-            "model_versions row %s refused, passed over: %s",
+            "%s row %s refused, passed over: %s",
+            table,
             name,
             short(str(exc), REASON_CHARS),
             extra={"event": "version_refused", "version": name},
@@ -201,15 +234,22 @@ class RefusedRows:
             self._on_refused(name, reason_class(exc))
 
 
+@dataclass
+class Work:
+    """What one look-up did: light rows read, rows verified (their metadata fetched)."""
+
+    scanned: int = 0
+    verified: int = 0
+
+
 class NewerVersionsInMySQL:
     """Fetches the newest loadable version recorded after a given one (any, for None) from
-    ``model_versions``, refusing rows as the module docstring says; connects lazily, and rides
-    out an outage for up to ``patience`` seconds (0: one try).
+    ``model_versions``, passing over refused rows as the module docstring says; connects lazily,
+    and rides out an outage for up to ``patience`` seconds (0: one try).
 
-    ``skip_unloadable`` (the scoring registry): every refused row is passed over. Otherwise
-    (the learner, the retrain) a refused row of the lineage asked about, newer and holding
-    labels, raises its error. ``refused``: where refused rows are logged once (the loaders of
-    a process share one)."""
+    ``refused``: where refused rows are logged once and remembered (the loaders of a process
+    share one). ``scan_budget`` and ``verify_budget``: the work of a look-up after the first
+    (None: unbounded, for one-shot commands)."""
 
     def __init__(
         self,
@@ -218,125 +258,114 @@ class NewerVersionsInMySQL:
         *,
         key: bytes,
         patience: float = 0.0,
-        skip_unloadable: bool = False,
         refused: RefusedRows | None = None,
+        scan_budget: int | None = SCAN_BUDGET,
+        verify_budget: int | None = VERIFY_BUDGET,
     ) -> None:
         self._url = url
         self._engine = engine
         self._key = key
         self._patience = patience
         self._roots: dict[str, ModelArtifact] = {}
-        self._skip = skip_unloadable
-        self._log = refused or RefusedRows()
-        self._refused: dict[str, Refusal] = {}  # by fingerprint; never loaded again as it is
-        self._holds_labels: dict[str, bool] = {}
+        self._refused = refused or RefusedRows()
+        self._scan_budget = scan_budget
+        self._verify_budget = verify_budget
         self._newest: tuple[int, int] | None = None
         self._shadow: ModelArtifact | None = None
+        self._cursor: tuple[int, int] | None = None  # where the next look-up goes on, exclusive
+        self._looked = False
+        self.work = Work()  # of the last look-up
 
     def newest_seen(self) -> tuple[int, int] | None:
-        """``(lineage, sequence)`` of the newest row the last look-up found after the version
-        it was asked about, loadable or not; None when there was none."""
+        """``(lineage, sequence)`` of the newest row the last look-up that started from the top
+        found after the version it was asked about, loadable or not; None when there was
+        none."""
         return self._newest
 
     def __call__(self, after: str | None) -> ModelArtifact | None:
         engine = self._connect()
-        below: tuple[int, int] | None = None
-        first = True
+        bounded = self._looked
+        self._looked = True
+        scan = self._scan_budget if bounded else None
+        verify_left = self._verify_budget if bounded else None
+        work = self.work = Work()
+        since = version_key(after) if after is not None else None
+        below = self._cursor
+        if below is not None and since is not None and below <= since:
+            below = None
+        from_top = below is None
         while True:
+            limit = PAGE if scan is None else max(1, min(PAGE, scan - work.scanned))
 
-            def page(below: tuple[int, int] | None = below) -> list[Any]:
+            def page(below: tuple[int, int] | None = below, limit: int = limit) -> list[Any]:
                 with engine.connect() as connection:
-                    return newer_rows(connection, after, below=below, limit=PAGE)
+                    return light_rows(connection, since, below=below, limit=limit)
 
             rows = retry_transient(
                 page, patience=self._patience, what=f"looking for a model version after {after}"
             )
-            if first:
+            if from_top:
                 self._newest = (rows[0].lineage, rows[0].sequence) if rows else None
-                first = False
+                from_top = False
             for light in rows:
-                known = self._refused.get(fingerprint(light))
-                if known is not None:
-                    self._stop_or_pass(light, after, known)
+                work.scanned += 1
+                if mark(light) in self._refused:
                     continue
-                found = self._try(light.version, after)
+                if verify_left is not None and work.verified >= verify_left:
+                    self._cursor = (light.lineage, light.sequence + 1)  # goes on from this row
+                    return None
+                work.verified += 1
+                found = self._try(light.version)
                 if found is not None:
+                    self._cursor = None
                     return found
-            if len(rows) < PAGE:
+            if len(rows) < limit:
+                self._cursor = None  # down to the version asked about: next, from the top
                 return None
             below = (rows[-1].lineage, rows[-1].sequence)
+            if scan is not None and work.scanned >= scan:
+                self._cursor = below
+                return None
 
-    def _try(self, version: str, after: str | None) -> ModelArtifact | None:
+    def _try(self, version: str) -> ModelArtifact | None:
         """The version of the row named ``version`` if it loads; None if it is refused (and
-        passed over) or gone."""
+        logged, remembered) or gone. Its artifact is fetched only if its metadata is vouched
+        for."""
         engine = self._connect()
 
-        def fetch() -> Any:
+        def fetch(artifact: bool) -> Any:
             with engine.connect() as connection:
-                return fetch_version(connection, version)
+                return fetch_version(connection, version, artifact=artifact)
 
-        row = retry_transient(
-            fetch, patience=self._patience, what=f"loading model version {short(version)}"
-        )
-        if row is None:
+        what = f"loading model version {short(version)}"
+        head = retry_transient(lambda: fetch(False), patience=self._patience, what=what)
+        if head is None:
             return None
-        mark = fingerprint(row)
-        known = self._refused.get(mark)
-        if known is None:
-            try:
-                return from_row(row, key=self._key, bases=self._root)
-            except REFUSALS as exc:
-                known = exc
-                self._note(row, mark, exc)
-        self._stop_or_pass(row, after, known)
-        return None
-
-    def _note(self, row: Any, mark: str, exc: Refusal) -> None:
-        if not isinstance(exc, ModelNotFoundError):  # a missing root may come: try again later
-            self._refused[mark] = exc
-        self._log.note(row, mark, exc)
-
-    def _stop_or_pass(self, row: Any, after: str | None, exc: Refusal) -> None:
-        """Raise ``exc`` when the learner must not go on past this refused row."""
-        if self._skip:
-            return
         try:
-            named = version_key(row.version)
-        except ValueError:
-            return  # no version's name: no label names it
-        if after is not None and (named[0] != version_key(after)[0] or named <= version_key(after)):
-            return  # another lineage's, or one the learner holds already
-        mark = fingerprint(row)
-        holds = self._holds_labels.get(mark)
-        if holds is None:
-            engine = self._connect()
-
-            def learned() -> bool:
-                with engine.connect() as connection:
-                    return labels_name(connection, row.version)
-
-            holds = retry_transient(
-                learned,
-                patience=self._patience,
-                what=f"reading which labels {short(row.version)} learned",
-            )
-            self._holds_labels[mark] = holds
-        if holds:
-            raise exc
+            vouched(head, key=self._key)
+            row = retry_transient(lambda: fetch(True), patience=self._patience, what=what)
+            if row is None:
+                return None
+            return from_row(row, key=self._key, bases=self._root)
+        except REFUSALS as exc:
+            self._refused.note(head, exc)
+            return None
 
     def challenger(self, current: str | None) -> ModelArtifact | None:
         """The version that should shadow the champion now (``current`` is kept as it is
-        loaded), or None; a :data:`FetchChallenger`."""
+        loaded), or None; a :data:`FetchChallenger`. A challenger that is refused is logged
+        once (as a refused row is) and shadows nothing; it is not verified again while it
+        stays as it is."""
         engine = self._connect()
 
-        def fetch() -> tuple[str | None, Any]:
+        def fetch() -> tuple[str | None, Any, str]:
             with engine.connect() as connection:
                 active = shadow.challenger(connection)
                 if active is None or active[0] == current:
-                    return (active[0] if active else None), None
-                return active[0], shadow.fetch_any(connection, active[0])
+                    return (active[0] if active else None), None, ""
+                return active[0], *shadow.fetch_any_of(connection, active[0])
 
-        version, row = retry_transient(
+        version, row, table = retry_transient(
             fetch, patience=self._patience, what="looking for a challenger"
         )
         if version is None:
@@ -346,7 +375,13 @@ class NewerVersionsInMySQL:
                 raise ModelNotFoundError(
                     f"the challenger {short(version)} is in no table of versions"
                 )
-            self._shadow = from_row(row, key=self._key, bases=self._root)
+            if mark(row, table) in self._refused:
+                return None
+            try:
+                self._shadow = from_row(row, key=self._key, bases=self._root, table=table)
+            except REFUSALS as exc:
+                self._refused.note(row, exc, table)
+                return None
         return self._shadow
 
     def _connect(self) -> Engine:

@@ -12,14 +12,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Row, or_, select, tuple_
 
 from storage.rows import utc_naive
 from storage.tables import model_actions, model_candidates, model_versions
-from storage.versions import version_key
+from storage.versions import fetch_version, version_key
 
 Action = Literal["shadow", "unshadow", "promote"]
 
@@ -62,11 +63,16 @@ def record_action(
 def fetch_any(connection: Connection, version: str) -> Row[Any] | None:
     """A recorded version or a candidate: its row (name, metadata, pickled artifact and the
     other columns), or None."""
+    return fetch_any_of(connection, version)[0]
+
+
+def fetch_any_of(connection: Connection, version: str) -> tuple[Row[Any] | None, str]:
+    """:func:`fetch_any`, and the name of the table the row is in (empty when none is)."""
     for table in (model_versions, model_candidates):
         row = connection.execute(select(table).where(table.c.version == version)).first()
         if row is not None:
-            return row
-    return None
+            return row, table.name
+    return None, ""
 
 
 def record_candidate(
@@ -89,8 +95,62 @@ def record_candidate(
     )
 
 
-def newest_lineage(connection: Connection) -> int:
-    """The highest lineage number of any recorded version or candidate (0 when none)."""
-    recorded = connection.execute(select(func.max(model_versions.c.lineage))).scalar_one()
-    names = connection.execute(select(model_candidates.c.version)).scalars().all()
-    return max([recorded or 0, *(version_key(n)[0] for n in names)])
+def newest_lineage(connection: Connection, untrusted: Callable[[Row[Any]], str | None]) -> int:
+    """The highest lineage number of any recorded version or candidate that ``untrusted``
+    finds no fault with (it returns why a row is not a version the key vouches for, or None);
+    0 when none. A refused row, however high its ``lineage`` or name, names nothing: the rows
+    are walked from the highest lineage down to the first trusted one (an operator's command,
+    not the flow: the walk is not bounded)."""
+    mv = model_versions
+    best = 0
+    below: tuple[int, int] | None = None
+    while True:
+        query = select(mv.c.version, mv.c.lineage, mv.c.sequence)
+        if below is not None:
+            query = query.where(tuple_(mv.c.lineage, mv.c.sequence) < tuple_(*below))
+        page = connection.execute(
+            query.order_by(mv.c.lineage.desc(), mv.c.sequence.desc()).limit(256)
+        ).all()
+        found = next(
+            (
+                light.lineage
+                for light in page
+                if (row := fetch_version(connection, light.version)) is not None
+                and untrusted(row) is None
+            ),
+            None,
+        )
+        if found is not None:
+            best = found
+            break
+        if len(page) < 256:
+            break
+        below = (page[-1].lineage, page[-1].sequence)
+    for row in connection.execute(select(model_candidates)).all():
+        try:
+            lineage = version_key(row.version)[0]
+        except ValueError:
+            continue  # no version's name: refused below anyway
+        if lineage > best and untrusted(row) is None:
+            best = lineage
+    return best
+
+
+def free_lineage(connection: Connection, lineage: int) -> int:
+    """The lowest lineage number from ``lineage`` up that no row of ``model_versions`` holds
+    (by its lineage or its name) and no candidate is named after: where a new root may be
+    recorded, whatever rows were forged at the next numbers."""
+    mv, mc = model_versions, model_candidates
+    while True:
+        name = f"v{lineage:05d}"
+        taken = (
+            connection.execute(
+                select(mv.c.version)
+                .where(or_(mv.c.lineage == lineage, mv.c.version == name))
+                .limit(1)
+            ).first()
+            or connection.execute(select(mc.c.version).where(mc.c.version == name)).first()
+        )
+        if taken is None:
+            return lineage
+        lineage += 1

@@ -273,7 +273,7 @@ class Looking:
     """A scoring registry on the test's database, whose look-ups the test starts."""
 
     def __init__(self, engine: Engine, start: ModelArtifact) -> None:
-        self.fetch = NewerVersionsInMySQL("-", engine, key=TEST_KEY, skip_unloadable=True)
+        self.fetch = NewerVersionsInMySQL("-", engine, key=TEST_KEY)
         self.now = [0.0]
         self.registry = ModelRegistry(
             start, self.fetch, refresh_seconds=1, review=0.5, decline=0.9,
@@ -298,9 +298,11 @@ def test_the_issues_three_forged_rows_no_longer_freeze_scoring(
     name), a copy of .000007 named .999999 and a copy of the root named v00099. Before the fix
     the look-up found the .999999 row, loaded .000007 from it and scored on with .000007 in
     silence. Now each forged row is refused and logged once, the metric says scoring is behind
-    the newest recorded row, the learner's .000008 is blocked by the forged row in its place
-    (which the flow's account may not remove: model_versions is insert-only for it) and said
-    so, and .000009 scores within one look-up."""
+    the newest recorded row, the learner's .000008 finds the forged row in its place (which the
+    flow's account may not remove: model_versions is insert-only for it), says so, and is
+    recorded under the next free name, .000009, with its labels (review 20, item 1: never
+    credited to the forged row); the learner's .000009 then goes to .000010, which scores within
+    one look-up."""
     chain = recorded.chain
     store(engine, row(recorded.root), *(row(v) for v in chain))
     store(
@@ -333,10 +335,10 @@ def test_the_issues_three_forged_rows_no_longer_freeze_scoring(
     with caplog.at_level(logging.ERROR):
         sink.write_batch(published)
         adopted = looking.look()
-    assert adopted == "v00001.000009"
+    assert adopted == "v00001.000010"
     blocked = [r for r in caplog.records if getattr(r, "event", "") == "version_blocked"]
     assert [r.version for r in blocked] == ["v00001.000008"]  # type: ignore[attr-defined]
-    assert "v00001.000008 is not recorded" in blocked[0].getMessage()
+    assert "recorded as v00001.000009 instead" in blocked[0].getMessage()
     assert refusals(caplog) == []  # logged once: not again at the later look-ups
     with engine.connect() as c:  # the forged row stays (an audit row); the labels say who learned
         still = fetch_version(c, "v00001.000008")
@@ -344,9 +346,9 @@ def test_the_issues_three_forged_rows_no_longer_freeze_scoring(
             c.execute(select(fraud_labels.c.kafka_offset, fraud_labels.c.learned_version)).all()
         )
     assert still is not None and still.metadata["version"] == "v00001.000005"
-    assert marked == {o: "v00001.000008" if o < 10 else "v00001.000009" for o in range(20)}
+    assert marked == {o: "v00001.000009" if o < 10 else "v00001.000010" for o in range(20)}
     assert not (tmp_path / "v00001.000008").exists()  # disk holds no version MySQL lacks
-    assert (tmp_path / "v00001.000009").is_dir()
+    assert (tmp_path / "v00001.000009").is_dir() and (tmp_path / "v00001.000010").is_dir()
     learners = NewerVersionsInMySQL("-", engine, key=TEST_KEY)
     assert learners("v00001.000007") is not None  # loads; the forged rows are passed over
 
@@ -474,7 +476,7 @@ def test_the_scoring_registry_adopts_the_newest_valid_version_within_its_refresh
     engine = all_recorded
     _forge_above(engine, recorded)
     _forge_between(engine, recorded)
-    fetch = NewerVersionsInMySQL("-", engine, key=TEST_KEY, skip_unloadable=True)
+    fetch = NewerVersionsInMySQL("-", engine, key=TEST_KEY)
     registry = ModelRegistry(
         recorded.chain[0], fetch, refresh_seconds=0.5, review=0.5, decline=0.9, watch=True,
         newest_seen=fetch.newest_seen,
@@ -511,24 +513,25 @@ def mark_learned(engine: Engine, version: str) -> None:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("labelled", [False, True])
-def test_the_learner_passes_over_a_refused_row_unless_labels_name_it(
+def test_the_learner_passes_over_a_refused_row_even_if_labels_name_it(
     all_recorded: Engine, admin_engine: Engine, recorded: Recorded, labelled: bool
 ) -> None:
-    """A learner resumed at v00003 finds v00003.000001 with a lying sequence. If labels name
-    it, going on from v00003 would learn them twice: the learner stops as it is built (and
-    goes on logging once afterwards). If none does, it is passed over."""
+    """A learner resumed at v00003 finds v00003.000001 with a lying sequence. Whether labels
+    name it or not, it is passed over (review 20, item 1: before, labels naming it stopped the
+    learner, so that a forged row credited with labels kept the flow from starting): it is no
+    state to go on from, and the labels it is said to hold are in no version that loads, so
+    the learner learns them again on v00003 (knows() does not skip them)."""
     engine = all_recorded
     _lie_in_the_columns(admin_engine, recorded)
     _forge_above(engine, recorded)  # refused too, and of another lineage: passed over
     if labelled:
         mark_learned(engine, "v00003.000001")
     lineages = Lineages(NewerVersionsInMySQL("-", engine, key=TEST_KEY), refresh_seconds=0)
-    if labelled:
-        with pytest.raises(ModelMismatchError, match=r"v00003\.000001.*lineage and sequence"):
-            lineages.newer_than("v00003", now=True)
-        assert lineages.newer_than("v00003") is None
-    else:
-        assert lineages.newer_than("v00003", now=True) is None  # nothing newer that loads
+    assert lineages.newer_than("v00003", now=True) is None  # nothing newer that loads
+    assert lineages.newer_than("v00003") is None
+    learner = OnlineLearner(recorded.retrain, publish_every=10)
+    replayed = msgspec.structs.replace(example(1, True), learned_version="v00003.000001")
+    assert not learner.knows(replayed)
     older = Lineages(NewerVersionsInMySQL("-", engine, key=TEST_KEY), refresh_seconds=0)
     found = older.newer_than("v00001.000002", now=True)  # of lineage 1: v00003.000001's are not
     assert found is not None and found.version == "v00003"
@@ -565,7 +568,7 @@ def test_refused_rows_are_logged_once_per_process_by_all_its_loaders(
     _forge_above(engine, recorded)
     counted: list[tuple[str, str]] = []
     shared = RefusedRows(lambda name, why: counted.append((name, why)))
-    scoring = NewerVersionsInMySQL("-", engine, key=TEST_KEY, skip_unloadable=True, refused=shared)
+    scoring = NewerVersionsInMySQL("-", engine, key=TEST_KEY, refused=shared)
     learning = NewerVersionsInMySQL("-", engine, key=TEST_KEY, refused=shared)
     with caplog.at_level(logging.ERROR):
         for _ in range(3):

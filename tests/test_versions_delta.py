@@ -21,7 +21,7 @@ from model_state.learner import OnlineLearner
 from model_state.offline.train import new_boosted_model
 from model_state.signing import sign
 from storage.labels import LabelledPayment
-from storage.versions import version_key
+from storage.versions import Recorded, version_key
 from tests.builders import TEST_KEY, model_metadata
 from tests.test_boosted import BOOSTED, X
 
@@ -115,7 +115,9 @@ def test_the_version_sink_writes_a_delta_that_loads_from_disk(tmp_path: Path) ->
     import model_state.checkpoints as checkpoints
 
     original = checkpoints.record_version
-    checkpoints.record_version = lambda connection, row, **kw: recorded.append(row) or []  # type: ignore[assignment]
+    checkpoints.record_version = lambda connection, row, **kw: (  # type: ignore[assignment]
+        recorded.append(row) or Recorded(row["version"], [])
+    )
     try:
         _VersionPartition(Engine(), tmp_path, "labels", 0.0, TEST_KEY).write_batch([record])  # type: ignore[arg-type]
     finally:
@@ -229,7 +231,7 @@ def test_the_scoring_registry_passes_over_a_version_it_cannot_load(engine, tmp_p
     record(engine, artifact.ModelArtifact(None, sign(delta.metadata, TEST_KEY), delta.payload), "-")
     bad = artifact.make(new_boosted_model(BOOSTED), model_metadata("v00002"), key=b"k" * 32)
     record(engine, bad, "-")
-    fetch = NewerVersionsInMySQL("unused", engine, key=TEST_KEY, skip_unloadable=True)
+    fetch = NewerVersionsInMySQL("unused", engine, key=TEST_KEY)
     found = fetch("v00001")  # v00002 passed over: the delta, loaded with its root from MySQL
     assert found is not None and found.version == "v00001.000001"
     x = dict(zip(FEATURE_NAMES, X[0].tolist(), strict=True))

@@ -77,7 +77,7 @@ from model_state.offline.gate import (
     Verdict,
     judge,
 )
-from model_state.stored_versions import NewerVersionsInMySQL
+from model_state.stored_versions import NewerVersionsInMySQL, row_fault
 from settings.config import Config
 from storage import shadow
 from storage.engine import make_engine
@@ -319,8 +319,9 @@ def retrain(
     lineages = [artifact.version_number(artifact.next_version(model_dir))]
     if champion is not None:
         lineages.append(artifact.version_number(champion.version.partition(".")[0]) + 1)
-    with engine.connect() as connection:  # candidates hold lineage numbers too
-        lineages.append(shadow.newest_lineage(connection) + 1)
+    with engine.connect() as connection:  # candidates hold lineage numbers too; refused rows none
+        lineages.append(shadow.newest_lineage(connection, lambda r: row_fault(r, key=key)) + 1)
+        lineages.append(shadow.free_lineage(connection, max(lineages)))
 
     def fit(*, force: bool) -> tuple[artifact.ModelArtifact | None, Verdict]:
         return challenge(

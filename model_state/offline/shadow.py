@@ -46,7 +46,7 @@ from model_state import artifact, signing
 from model_state.offline.eval_metrics import card_precision_at_k, ranking_metrics
 from model_state.offline.retrain import record
 from model_state.scorer import decide
-from model_state.stored_versions import identity_problems
+from model_state.stored_versions import identity_problems, row_fault
 from settings.config import Config
 from storage import shadow
 from storage.engine import make_engine
@@ -197,7 +197,7 @@ def promote(
     """Record ``version`` again as the next lineage (see the module docstring)."""
     with engine.connect() as connection:
         row = shadow.fetch_any(connection, version)
-        lineage = shadow.newest_lineage(connection)
+        lineage = shadow.newest_lineage(connection, lambda r: row_fault(r, key=key))
     if row is None:
         raise SystemExit(f"no recorded version or candidate is named {version}")
     metadata = msgspec.convert(row.metadata, artifact.ModelMetadata, strict=False)
@@ -209,7 +209,8 @@ def promote(
     if hashlib.sha256(row.artifact).hexdigest() != metadata.content_hash:
         raise SystemExit(f"{version}: its stored artifact does not match its signed content hash")
     on_disk = artifact.version_number(artifact.next_version(model_dir)) if model_dir.exists() else 1
-    name = artifact.version_name(max(lineage + 1, on_disk))
+    with engine.connect() as connection:  # past rows forged at the next numbers
+        name = artifact.version_name(shadow.free_lineage(connection, max(lineage + 1, on_disk)))
     promoted = signing.sign(
         msgspec.structs.replace(
             metadata,
