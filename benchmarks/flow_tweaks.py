@@ -16,7 +16,8 @@ two changes outside the flow's logic would save, before anyone builds them:
   non-empty batch (``src/inputs.rs`` 537-550), also while backpressure keeps it from reading
   (``src/inputs.rs`` 433-438): a worker waiting for another process spins on its input.
 
-Nothing here changes what the flow computes or stores.
+Nothing here changes what the flow computes or stores. The flow now does ``gc`` itself
+(``dataflows/collector.py``); the tweak stays for measuring checkouts from before.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ import msgspec
 from bytewax.connectors.kafka import KafkaSourceMessage
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from dataflows import collector
 from dataflows.implicit_negatives import MySQLImplicitClaims, implicit_negatives, newest_event_time
 from dataflows.keyed_history import keyed_history
 from dataflows.label_join import MySQLLabelClaims, label_join
@@ -152,6 +153,7 @@ def run(config: Config) -> dict[str, Any]:
         key=key,
     ).build("loop", 0, 1)
 
+    collector.settle()  # as the flow's entry point does once it is built
     consumer = Consumer(config.kafka_client(**{"group.id": "reference-loop"}))
     ends: dict[tuple[str, int], int] = {}
     assignment = []

@@ -62,7 +62,7 @@ import msgspec
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
-from dataflows import exiting, logs, metrics, stopping
+from dataflows import collector, exiting, logs, metrics, stopping
 from dataflows.dead_letter_topic import DeadLetterSink
 from dataflows.decisions_topic import DecisionsTopic
 from dataflows.drift_watch import DriftWatch
@@ -114,7 +114,8 @@ NO_RULES = Ruleset(0, (), {})  # version 0: no rule yet
 def flow() -> Dataflow:
     """The entry point: reads the configuration from the environment, serves this process's
     metrics (``dataflows/metrics_server.py``), routes SIGTERM and SIGINT to a graceful stop,
-    makes a failing process exit at once (``dataflows/exiting.py``), and builds the flow."""
+    makes a failing process exit at once (``dataflows/exiting.py``), builds the flow and sets the
+    garbage collector for it (``dataflows/collector.py``)."""
     config = Config.from_env(os.environ)
     logs.configure(config.log_level, config.log_format)
     refuse_bytewax_api(os.environ)
@@ -123,7 +124,9 @@ def flow() -> Dataflow:
     stop = threading.Event()
     stopping.install(stop)
     exiting.install()
-    return build(config, stop)
+    built = build(config, stop)
+    collector.settle()  # what exists now (the model, the modules) is never scanned again
+    return built
 
 
 def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
