@@ -1,0 +1,105 @@
+"""Issue 22's targets, checked on the reports ``python -m model_state.evaluate`` wrote.
+
+    .venv/bin/python benchmarks/evaluation_targets.py evaluations/drawn-every-size500
+        [evaluations/drawn-frauds-size500 ...] [--margin 0.02]
+
+For each report folder (its ``metrics.json``) and each stream in it, one row: the online
+model's, the frozen model's and the random forest's (handbook features) average precision, the
+online model's lead over the forest in AP, ROC AUC and card precision@100 (ours and the
+handbook's), and the smallest weekly difference online − frozen over the test weeks after the
+first; then the mean and the worst case over the streams. A target met is marked ``yes``:
+
+- online AP at least ``--margin`` (0.02) above the forest, with ROC AUC and both card
+  precisions not lower;
+- online AP at or above the frozen model's in every test week after the first.
+
+It reads only what the evaluation wrote; it computes no metric of its own but differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RF = "RF (handbook features)"
+
+
+def rows_of(folder: Path) -> list[dict[str, Any]]:
+    report = json.loads((folder / "metrics.json").read_text())
+    out = []
+    for run in report["runs"]:
+        m, weekly = run["metrics"], run["weekly_average_precision"]
+        online, frozen, rf = m["online"], m["frozen"], m[RF]
+        after_first = [
+            a - b for a, b in zip(weekly["online"][1:], weekly["frozen"][1:], strict=True)
+        ]
+        out.append(
+            {
+                "stream": run["settings"]["stream"].split(",")[0],
+                "seed": run["settings"]["seed"],
+                "online": online["average_precision"],
+                "frozen": frozen["average_precision"],
+                "rf": rf["average_precision"],
+                "ap_lead": online["average_precision"] - rf["average_precision"],
+                "auc_lead": online["roc_auc"] - rf["roc_auc"],
+                "cp_lead": online["card_precision_at_100"] - rf["card_precision_at_100"],
+                "hb_cp_lead": online["handbook_card_precision_at_100"]
+                - rf["handbook_card_precision_at_100"],
+                "weekly_min": min(after_first) if after_first else float("nan"),
+                "weekly": after_first,
+                "retrained": online.get("retrained", float("nan")),
+                "refused": online.get("retrains_refused", float("nan")),
+            }
+        )
+    return out
+
+
+def yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", type=Path, nargs="+")
+    parser.add_argument("--margin", type=float, default=0.02)
+    args = parser.parse_args()
+    for folder in args.folders:
+        rows = rows_of(folder)
+        print(f"\n{folder} ({len(rows)} streams)")
+        print(
+            "| stream | seed | online AP | frozen AP | RF AP | online − RF: AP / AUC / CP@100 / "
+            "CP@100 hb | lead target | online − frozen, weeks 2–4 | weeks target | retrains "
+            "(refused) |"
+        )
+        print("|---|---:|---:|---:|---:|---|---|---|---|---:|")
+        for r in rows:
+            lead_ok = (
+                r["ap_lead"] >= args.margin
+                and r["auc_lead"] >= 0
+                and r["cp_lead"] >= 0
+                and r["hb_cp_lead"] >= 0
+            )
+            print(
+                f"| {r['stream']} | {r['seed']} | {r['online']:.3f} | {r['frozen']:.3f} "
+                f"| {r['rf']:.3f} | {r['ap_lead']:+.3f} / {r['auc_lead']:+.3f} / "
+                f"{r['cp_lead']:+.3f} / {r['hb_cp_lead']:+.3f} | {yes(lead_ok)} | "
+                + " ".join(f"{w:+.3f}" for w in r["weekly"])
+                + f" | {yes(r['weekly_min'] >= 0)} | {r['retrained']:.0f} ({r['refused']:.0f}) |"
+            )
+        for what, pick in (("mean", np.mean), ("worst", np.min)):
+            cells = {k: float(pick([r[k] for r in rows])) for k in (
+                "online", "frozen", "rf", "ap_lead", "auc_lead", "cp_lead", "hb_cp_lead",
+                "weekly_min")}  # fmt: skip
+            print(
+                f"| {what} | | {cells['online']:.3f} | {cells['frozen']:.3f} | {cells['rf']:.3f} "
+                f"| {cells['ap_lead']:+.3f} / {cells['auc_lead']:+.3f} / {cells['cp_lead']:+.3f} "
+                f"/ {cells['hb_cp_lead']:+.3f} | | {what} smallest {cells['weekly_min']:+.3f} | | |"
+            )
+
+
+if __name__ == "__main__":
+    main()
