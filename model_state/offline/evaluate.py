@@ -469,8 +469,10 @@ class Retrainer:
         tolerance: float = retrain.DEFAULT_TOLERANCE,
         online_optimizer: str | None = None,
         min_gain: float = retrain.DEFAULT_MIN_GAIN,
+        went_live: ModelArtifact | None = None,
     ) -> None:
         self._replayed, self._delay = replayed, delay
+        self._went_live = went_live  # scores the hold-out's payments made before go-live
         self._model_dir, self._key = model_dir, key
         self._family, self._seed = family, seed
         self._cache = cache
@@ -543,8 +545,9 @@ class Retrainer:
         live = [None if p != p else p for p in live]  # NaN: not scored live
         try:
             verdict = retrain.judge(
-                validation, champion, self._tolerance, live, min_gain=self._min_gain
-            )
+                validation, champion, self._tolerance, live, min_gain=self._min_gain,
+                unscored=self._went_live,
+            )  # fmt: skip
         except retrain.NotEnoughLabelsError:
             return None
         self.verdicts.append(verdict)
@@ -670,7 +673,7 @@ def evaluate(
         lap("pre-training")
         retrainer = Retrainer(
             replayed, delay, model_dir, key, family, seed, fits,
-            online_optimizer=online_optimizer, min_gain=min_gain,
+            online_optimizer=online_optimizer, min_gain=min_gain, went_live=start,
         )  # fmt: skip
         for variant in variants or [shipped]:
             name = variant.name(shipped)
