@@ -355,7 +355,7 @@ def test_the_champion_is_judged_by_what_the_flow_scored_not_by_what_it_knows_now
     )
 
 
-def test_payments_made_before_go_live_are_scored_by_the_version_that_went_live() -> None:
+def test_payments_made_before_go_live_are_scored_by_a_version_that_learned_none_of_them() -> None:
     """The first retrain after go-live holds out the last mature week before go-live, whose
     labels the champion learned online since: scored by the champion as it is, it would be
     judged on what it learned there (issue 22). ``unscored`` scores those rows instead; rows

@@ -472,7 +472,9 @@ class Retrainer:
         went_live: ModelArtifact | None = None,
     ) -> None:
         self._replayed, self._delay = replayed, delay
-        self._went_live = went_live  # scores the hold-out's payments made before go-live
+        # Lineage roots by version (the version that went live, then every retrained one): a
+        # champion's root scores the hold-out's payments made before go-live (no stored score).
+        self._roots = {went_live.version: went_live} if went_live is not None else {}
         self._model_dir, self._key = model_dir, key
         self._family, self._seed = family, seed
         self._cache = cache
@@ -533,7 +535,13 @@ class Retrainer:
             parent_version=parent,
             metrics=metrics,
         )
-        return artifact.save(model, metadata, self._model_dir, key=self._key)
+        saved = artifact.save(model, metadata, self._model_dir, key=self._key)
+        self._roots[saved.version] = saved
+        return saved
+
+    def root_of(self, champion: ModelArtifact) -> ModelArtifact | None:
+        """``champion``'s lineage root: its forest and regression before any online step."""
+        return self._roots.get(artifact.root_of(champion)[0])
 
     def __call__(
         self, now: datetime, champion: ModelArtifact, scores: np.ndarray, scored: np.ndarray
@@ -546,7 +554,7 @@ class Retrainer:
         try:
             verdict = retrain.judge(
                 validation, champion, self._tolerance, live, min_gain=self._min_gain,
-                unscored=self._went_live,
+                unscored=self.root_of(champion),
             )  # fmt: skip
         except retrain.NotEnoughLabelsError:
             return None

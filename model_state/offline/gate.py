@@ -146,11 +146,13 @@ def judge(
     fitted on, would meet its own twin: the gate could not refuse.)
 
     A row with no stored probability (a payment made before the flow went live) is scored by
-    ``unscored`` when given: a version that has learned none of the hold-out's labels, such as
-    the one that went live. Otherwise by the champion as it is, which may have learned those
-    very labels online since go-live (the first retrain after go-live: its hold-out is the last
-    mature week before go-live, whose labels the learner learned in the week after), and so
-    beats its own twin by what it learned there (issue 22, README "Evaluation")."""
+    ``unscored`` when given: the champion's lineage root (its forest and regression before any
+    online step; fitted on payments before the hold-out, as each hold-out starts where the
+    previous retrain's training set ended). Otherwise by the champion as it is, which may have
+    learned those very labels online since go-live (the first retrain after go-live: its
+    hold-out is the last mature week before go-live, whose labels the learner learned in the
+    week after), and so beats its own twin by what it learned there (issue 22, README
+    "Evaluation"). Rows the flow scored keep their stored probability."""
     hold_out = validation.hold_out  # type: ignore[attr-defined]
     truth = np.array([r[2] for r in hold_out], dtype=bool)
     frauds = int(truth.sum())
