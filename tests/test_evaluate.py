@@ -649,3 +649,31 @@ def test_frauds_only_with_drift_reports_the_new_pattern_and_the_labels_by_kind(
     assert saved["metrics"]["online"]["learned_implicit"] > 0
     assert set(saved["drift"]) >= {"online", "frozen"}
     assert len(saved["weekly_average_precision"]["online"]) == 2  # days 18-24 and 25-29
+
+
+def test_the_gate_scores_a_payment_made_before_go_live_by_the_champions_lineage_root(
+    tmp_path: Path,
+) -> None:
+    """A champion published by the learner (a delta on its root) is judged on the hold-out's
+    unscored payments by its root, the version before any online step; a root by itself."""
+    import msgspec
+
+    from model_state.offline.evaluate import FitCache, Retrainer
+
+    went_live = artifact.ModelArtifact(new_model(), model_metadata("v00001"), b"")
+    stream = replayed(StreamSpec("handbook", 7, days=2, size=20), None)
+    retrainer = Retrainer(
+        stream, 7 * 86_400.0, tmp_path, b"k" * 32, "linear", 7, FitCache(None, ""),
+        went_live=went_live,
+    )  # fmt: skip
+    online = artifact.ModelArtifact(
+        new_model(),
+        msgspec.structs.replace(
+            model_metadata("v00001.000004"), base_version="v00001", origin="online"
+        ),
+        b"",
+    )
+    assert retrainer.root_of(online) is went_live
+    assert retrainer.root_of(went_live) is went_live
+    other = artifact.ModelArtifact(new_model(), model_metadata("v00009"), b"")
+    assert retrainer.root_of(other) is None  # not a version this evaluation made

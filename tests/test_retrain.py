@@ -355,6 +355,28 @@ def test_the_champion_is_judged_by_what_the_flow_scored_not_by_what_it_knows_now
     )
 
 
+def test_payments_made_before_go_live_are_scored_by_a_version_that_learned_none_of_them() -> None:
+    """The first retrain after go-live holds out the last mature week before go-live, whose
+    labels the champion learned online since: scored by the champion as it is, it would be
+    judged on what it learned there (issue 22). ``unscored`` scores those rows instead; rows
+    with a stored probability keep it."""
+    data, validation = _validated()
+    learned_since = fit(data, new_model(), weight=1.0, epochs=1, seed=0)  # knows the labels
+    champion = artifact.ModelArtifact(learned_since, model_metadata("v00001.000009"), b"")
+    went_live = artifact.ModelArtifact(new_model(), model_metadata("v00001"), b"")
+    before_go_live = [None] * len(data)
+    as_it_is = judge(validation, champion, 0.0, live=before_go_live)
+    fair = judge(validation, champion, 0.0, live=before_go_live, unscored=went_live)
+    assert fair.champion_ap == judge(validation, went_live, 0.0, live=before_go_live).champion_ap
+    assert fair.champion_ap < as_it_is.champion_ap
+    assert fair.champion == "v00001.000009"  # still the champion's verdict
+    stored = np.random.default_rng(5).random(len(data)).tolist()
+    assert (
+        judge(validation, champion, 0.0, live=stored, unscored=went_live).champion_ap
+        == judge(validation, champion, 0.0, live=stored).champion_ap
+    )
+
+
 @pytest.mark.parametrize(
     ("challenger", "champion", "accepted"),
     [(0.80, 0.80, True), (0.8001, 0.80, True), (0.7999, 0.80, False)],

@@ -469,8 +469,12 @@ class Retrainer:
         tolerance: float = retrain.DEFAULT_TOLERANCE,
         online_optimizer: str | None = None,
         min_gain: float = retrain.DEFAULT_MIN_GAIN,
+        went_live: ModelArtifact | None = None,
     ) -> None:
         self._replayed, self._delay = replayed, delay
+        # Lineage roots by version (the version that went live, then every retrained one): a
+        # champion's root scores the hold-out's payments made before go-live (no stored score).
+        self._roots = {went_live.version: went_live} if went_live is not None else {}
         self._model_dir, self._key = model_dir, key
         self._family, self._seed = family, seed
         self._cache = cache
@@ -531,7 +535,13 @@ class Retrainer:
             parent_version=parent,
             metrics=metrics,
         )
-        return artifact.save(model, metadata, self._model_dir, key=self._key)
+        saved = artifact.save(model, metadata, self._model_dir, key=self._key)
+        self._roots[saved.version] = saved
+        return saved
+
+    def root_of(self, champion: ModelArtifact) -> ModelArtifact | None:
+        """``champion``'s lineage root: its forest and regression before any online step."""
+        return self._roots.get(artifact.root_of(champion)[0])
 
     def __call__(
         self, now: datetime, champion: ModelArtifact, scores: np.ndarray, scored: np.ndarray
@@ -543,8 +553,9 @@ class Retrainer:
         live = [None if p != p else p for p in live]  # NaN: not scored live
         try:
             verdict = retrain.judge(
-                validation, champion, self._tolerance, live, min_gain=self._min_gain
-            )
+                validation, champion, self._tolerance, live, min_gain=self._min_gain,
+                unscored=self.root_of(champion),
+            )  # fmt: skip
         except retrain.NotEnoughLabelsError:
             return None
         self.verdicts.append(verdict)
@@ -670,7 +681,7 @@ def evaluate(
         lap("pre-training")
         retrainer = Retrainer(
             replayed, delay, model_dir, key, family, seed, fits,
-            online_optimizer=online_optimizer, min_gain=min_gain,
+            online_optimizer=online_optimizer, min_gain=min_gain, went_live=start,
         )  # fmt: skip
         for variant in variants or [shipped]:
             name = variant.name(shipped)

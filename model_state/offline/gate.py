@@ -137,12 +137,22 @@ def judge(
     live: Sequence[float | None] | None = None,
     *,
     min_gain: float = DEFAULT_MIN_GAIN,
+    unscored: artifact.ModelArtifact | None = None,
 ) -> Verdict:
     """The verdict on a :class:`model_state.offline.retrain.Validation` (see the module
     docstring). ``live``: the stored probability of each row validated, None where there is
     none. (Scoring every row with today's champion instead would judge it on labels it has
     learned online since, and the previous refit, fitted on the very rows the challenger is
-    fitted on, would meet its own twin: the gate could not refuse.)"""
+    fitted on, would meet its own twin: the gate could not refuse.)
+
+    A row with no stored probability (a payment made before the flow went live) is scored by
+    ``unscored`` when given: the champion's lineage root (its forest and regression before any
+    online step; fitted on payments before the hold-out, as each hold-out starts where the
+    previous retrain's training set ended). Otherwise by the champion as it is, which may have
+    learned those very labels online since go-live (the first retrain after go-live: its
+    hold-out is the last mature week before go-live, whose labels the learner learned in the
+    week after), and so beats its own twin by what it learned there (issue 22, README
+    "Evaluation"). Rows the flow scored keep their stored probability."""
     hold_out = validation.hold_out  # type: ignore[attr-defined]
     truth = np.array([r[2] for r in hold_out], dtype=bool)
     frauds = int(truth.sum())
@@ -164,12 +174,13 @@ def judge(
         )  # fmt: skip
     if missing:
         assert champion is not None
+        by = unscored or champion
         scorer = Scorer(
-            champion.model,
-            champion.version,
+            by.model,
+            by.version,
             review=1.0,
             decline=1.0,
-            positive_weight=champion.metadata.positive_weight,
+            positive_weight=by.metadata.positive_weight,
         )
         batch = scorer.score_batch([hold_out[k][1] for k in missing])
         for k, s in zip(missing, batch, strict=True):
