@@ -372,7 +372,7 @@ def flow_runs(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
             models = bench.model_copy(run)
             env = bench.env(topics, db_url, models, tail=False)
             if kind == "shadow":
-                note = shadow_itself(bench.dsn(db_url), models, env)
+                note = shadow_itself(bench, db_url, models, env)
             if kind == "rules":
                 note = fifty_rules(bench, db_url)
             name = f"flow-{key}p"
@@ -418,11 +418,15 @@ def flow_runs(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
     return runs
 
 
-def shadow_itself(dsn: str, models: Path, env: dict[str, str]) -> str:
-    """Make the run's start version shadow itself (as a candidate): the cost of one challenger."""
+def shadow_itself(bench: Bench, db_url: str, models: Path, env: dict[str, str]) -> str:
+    """Make the run's start version shadow itself (as a candidate): the cost of one challenger.
+    Recorded as the retrain records one, with the model registry's account (the flow's may
+    not write candidates)."""
     config = Config.from_env({k: v for k, v in env.items() if k.startswith("PAYSCORE_")})
     start = artifact.load(models, key=signing.read_key(Path(config.model_key_file)))
-    engine = make_engine(dsn)
+    database = make_url(db_url).database
+    assert database, db_url
+    engine = make_engine(bench.config.on_database(database).models_mysql_dsn)
     try:
         with engine.begin() as connection:
             shadow.record_candidate(
