@@ -60,6 +60,17 @@ def as_columns(drawn):
     return Columns(len(rows), cols, ts)
 
 
+def decide_drawn(ruleset, drawn, models, vector_from):
+    """``decide_batch`` over drawn (payment, features, probability, row) tuples."""
+    return ruleset.decide_batch(
+        [p for p, *_ in drawn],
+        [f for _, f, _, _ in drawn],
+        [q for *_, q, _ in drawn],
+        models,
+        vector_from=vector_from,
+    )
+
+
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(conditions(pool=True), st.lists(payments(), min_size=1, max_size=8), raw_lists())
 def test_closures_and_columns_agree_with_the_reference(condition, drawn, raw):
@@ -87,13 +98,7 @@ def test_the_indexed_ruleset_fires_exactly_the_rules_whose_condition_holds(
         version=1,
     )
     models = [("approve", "review", "decline")[i % 3] for i in range(len(drawn))]
-    outcomes = ruleset.decide_batch(
-        [p for p, *_ in drawn],
-        [f for _, f, _, _ in drawn],
-        [q for *_, q, _ in drawn],
-        models,
-        vector_from=vector_from,
-    )
+    outcomes = decide_drawn(ruleset, drawn, models, vector_from)
     for (p, f, q, row), model, outcome in zip(drawn, models, outcomes, strict=True):
         got = sorted(x.rule_id for x in ruleset.fired(p, f, q))
         whole = sorted(x.rule_id for x in ruleset.fired_whole(p, f, q))
@@ -154,13 +159,7 @@ def test_the_fifty_example_rules_decide_as_the_reference_says(statuses, raw, vec
             max_size=len(drawn),
         )
     )
-    outcomes = ruleset.decide_batch(
-        [p for p, *_ in drawn],
-        [f for _, f, _, _ in drawn],
-        [q for *_, q, _ in drawn],
-        models,
-        vector_from=vector_from,
-    )
+    outcomes = decide_drawn(ruleset, drawn, models, vector_from)
     for (p, _, q, row), model, outcome in zip(drawn, models, outcomes, strict=True):
         holding = [
             Fired(rule_id, rule.action, rule.priority, status)
