@@ -6,9 +6,9 @@ and 16-32 bytes of a table kept at most 60 % full): 65 MB for a million-entry li
 process. :class:`SortedHashes` keeps the hashes sorted in one array (8 bytes each) and, per
 **bucket** of hashes sharing their top bits (one bucket for one to two entries), where its
 hashes start (4 bytes a bucket). A look-up reads the two bounds of the hash's bucket and bisects
-the hashes between them (one or two on average, a handful at worst): constant time, about 0.3 µs in
-Python against 0.05 µs for a ``set``, which is why :func:`hash_set` keeps a ``set`` for lists
-up to :data:`COMPACT_FROM` entries (at most a few MB).
+the hashes between them (one or two on average, a handful at worst): constant time, but in
+Python, slower than a ``set``'s look-up in C, which is why
+:func:`hash_set` keeps a ``set`` for lists up to :data:`COMPACT_FROM` entries (a few MB).
 
 It is built from NumPy arrays of hashes, one a batch of decoded values, sorted in place: the
 values are never held as Python objects all at once (``rules.lists.unpack``).
