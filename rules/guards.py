@@ -28,8 +28,18 @@ Flags, the hour, the channel and the currency are poor guards (true for many pay
 used only when a rule has no other term. So is the model's probability, which is above a
 rule's threshold for many more payments than an amount or a count is above its.
 
-A feature absent from the dict or a value of the wrong type (``KeyError``, ``TypeError``) makes
-the caller evaluate every rule whole (:meth:`rules.ruleset.Ruleset.fired`). The indexed
+**What a batch costs** (:meth:`Guards.candidates`, for ``Ruleset.decide_batch``): the same
+guards tested in NumPy over the whole batch. Per source, one C-level read a payment into one
+matrix (the features' values, the fields' values, the fields' hashes); per threshold, one
+comparison over its column and a ``searchsorted`` of the payments that pass; per list field, its
+bitmap indexed by the column of hashes. Only the payments with a rule whose guard holds are then
+visited, one by one, and only those rules evaluated whole. Values are compared as floats, exact
+for integers below 2**53 (an amount is at most 10**12); a payment with a larger number has every
+rule evaluated whole.
+
+A feature absent from the dict or a value of the wrong type (``KeyError``, ``TypeError``;
+``ValueError`` from NumPy) makes the caller go payment by payment, and for that payment evaluate
+every rule whole (:meth:`rules.ruleset.Ruleset.fired`). The indexed
 evaluation is property-tested against every rule evaluated whole and against the reference
 interpreter (``tests/test_rules_eval.py``).
 """
@@ -405,9 +415,9 @@ class Guards:
         if self.on_q.names:
             q = np.fromiter(probabilities, dtype=float, count=n)
             inexact |= np.abs(q) >= INEXACT
-            for (keys, rules), side in ((g, "right") for g in self.on_q.below):
+            for keys, rules in self.on_q.below:
                 hit = np.flatnonzero(q < keys[-1])
-                cuts = np.searchsorted(keys, q[hit], side=side).tolist()
+                cuts = np.searchsorted(keys, q[hit], side="right").tolist()
                 add(hit, lambda k, i, rules=rules, cuts=cuts: rules[cuts[k] :])
             for keys, rules in self.on_q.above:
                 hit = np.flatnonzero(q > keys[0])

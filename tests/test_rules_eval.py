@@ -238,3 +238,9 @@ def _one(text, features=None, **fields):
 )
 def test_missing_values_division_by_zero_nan_and_lists(text, features, fields, expected):
     assert _one(text, features, **fields) is expected
+
+
+def test_a_batch_of_unequal_lengths_is_refused_with_the_counts():
+    ruleset = compile_ruleset([RuleSpec("big", "review if amount_eur > 10")], {}, version=1)
+    with pytest.raises(ValueError, match=r"as many features \(1\), probabilities \(2\)"):
+        ruleset.decide_batch([None, None], [{}], [0.1, 0.2], ["approve", "approve"])
