@@ -5,9 +5,12 @@
 1. **A list of ``--entries`` card ids** is stored in a throwaway database
    ``payscore_bench_<random>`` (created and dropped) on the server of ``PAYSCORE_MYSQL_URL``
    through :class:`rules.store.RulesStore` (rows and packed form, as ``python -m rules import``
-   does), then loaded as the flow's loader does (:meth:`RulesStore.load`): wall time of the
-   load, and the memory it keeps (``tracemalloc``: every byte Python allocated and still holds,
-   in a second load; and the process's RSS growth in the first), and the time of one look-up.
+   does), with a rule naming it, then loaded and compiled as the flow's loader does
+   (:meth:`RulesStore.load`, :func:`compile_ruleset`) in a fresh process (this script again,
+   everything imported and connected first): wall and CPU time of the load and compilation;
+   the process's RSS growth by the load's end and after a full collection, and its peak during
+   the load (``VmHWM``, reset just before); what ``tracemalloc`` counts as held (every byte
+   Python and NumPy allocated and still hold, in a second load); and the time of one look-up.
 2. **50 active rules** (``test_data/rule_examples.py``: velocity, amounts, lists with the
    million-entry card list, BIN prefixes, countries, MCCs, night) decide a simulated stream
    (``--days`` days of ``--cards`` cards, features from the flow's own feature code; the model's
@@ -21,10 +24,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import random
+import subprocess
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
@@ -38,6 +45,8 @@ from test_data.chaos import scratch_database
 from test_data.generator import simulate
 from test_data.rule_examples import RULES, example_lists
 from test_data.spec import SimulationSpec
+
+LOAD_URL = "BENCH_RULES_LOAD_URL"
 
 
 def python_speed() -> str:
@@ -57,6 +66,66 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def peak_rss_bytes() -> int:
+    """The process's peak RSS (``VmHWM``) since it started or since :func:`reset_peak_rss`."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def reset_peak_rss() -> bool:
+    """Reset ``VmHWM`` to the current RSS (Linux: ``5`` into ``/proc/self/clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def load_in_fresh_process(url: str) -> dict[str, float]:
+    """Run in a fresh interpreter (``--load-fresh``, the URL in ``$BENCH_RULES_LOAD_URL``):
+    what loading the newest ruleset version costs a process that has nothing yet: the RSS
+    before (everything imported, the connection made), right after the load, and after a full
+    collection; the peak during the load; the load's wall and CPU time; then what
+    ``tracemalloc`` counts as held by a second load."""
+    engine = make_engine(url)
+    store = RulesStore(engine, patience=30)
+    store.newest_version()  # the connection and the driver's first buffers are no part of it
+    gc.collect()
+    before = rss_bytes()
+    reset = reset_peak_rss()
+    started, started_cpu = time.perf_counter(), time.process_time()
+    snapshot, lists = store.load()  # as RulesWatch.refresh does: load, then compile
+    ruleset = compile_ruleset(snapshot.rules, lists, version=snapshot.version)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+    after, peak = rss_bytes(), peak_rss_bytes()
+    gc.collect()
+    settled = rss_bytes()
+    sizes = {name: float(index.size) for name, index in lists.items()}
+    sizes["rules"] = float(len(ruleset.rules))
+    del lists, ruleset
+    gc.collect()
+    tracemalloc.start()
+    snapshot, kept = store.load()  # held while tracemalloc counts
+    _ruleset = compile_ruleset(snapshot.rules, kept, version=snapshot.version)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    engine.dispose()
+    return {
+        "seconds": seconds,
+        "cpu": cpu,
+        "before": before,
+        "after": after,
+        "settled": settled,
+        "peak": peak if reset else float("nan"),
+        "held": held,
+        **{f"size:{name}": size for name, size in sizes.items()},
+    }
+
+
 def bench_list(entries: int) -> None:
     config = Config.from_env(os.environ)
     with scratch_database(config, "payscore_bench") as url:
@@ -74,30 +143,41 @@ def bench_list(entries: int) -> None:
         )
         stored = time.perf_counter() - started
         print(f"stored {entries:,} entries (rows and packed form) in {stored:.1f} s")
-        gc.collect()
-        before = rss_bytes()
-        started = time.perf_counter()
-        loader = RulesStore(engine, patience=30)  # as the flow's loader reads it
-        _, lists = loader.load()
-        seconds = time.perf_counter() - started
-        grown = rss_bytes() - before
+        store.add_rule(  # compiled with the list in the fresh process, as the flow does
+            "compromised", "decline if card_id in @compromised_cards", by="bench", status="active"
+        )
+        ran = subprocess.run(
+            [sys.executable, __file__, "--load-fresh"],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+                LOAD_URL: url,  # not in the command line, which anyone on the host can read
+            },
+        )
+        m = json.loads(ran.stdout.strip().splitlines()[-1])
+        assert m["size:compromised_cards"] == entries and m["size:rules"] == 1
+        _, lists = RulesStore(engine, patience=30).load()
         index = lists["compromised_cards"]
-        assert index.size == entries and index.contains(values[12345], 0.0)
+        assert index.contains(values[12345], 0.0)
         probes = [f"c-{rng.getrandbits(64):016x}" for _ in range(100_000)] + values[:100_000]
-        started = time.perf_counter()
+        started = time.process_time()
         hits = sum(index.contains(v, 0.0) for v in probes)
-        per_lookup = (time.perf_counter() - started) / len(probes)
+        per_lookup = (time.process_time() - started) / len(probes)
         assert hits == 100_000
-        del lists, index
-        gc.collect()
-        tracemalloc.start()
-        _, _lists = loader.load()
-        held, _ = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+        mb = 1e6
         print(
-            f"list of {entries:,} card ids: loaded from MySQL in {seconds:.2f} s; "
-            f"held {held / 1e6:.1f} MB (tracemalloc), RSS grew {grown / 1e6:.1f} MB; "
-            f"look-up {per_lookup * 1e9:.0f} ns"
+            f"list of {entries:,} card ids and a rule naming it, loaded from MySQL and compiled "
+            "in a fresh process: "
+            f"{m['seconds']:.2f} s (CPU {m['cpu']:.2f} s); RSS {m['before'] / mb:.0f} MB before, "
+            f"grew {(m['after'] - m['before']) / mb:.1f} MB by the load's end, "
+            f"{(m['settled'] - m['before']) / mb:.1f} MB after a collection, "
+            f"peak {(m['peak'] - m['before']) / mb:.1f} MB above before; "
+            f"held {m['held'] / mb:.1f} MB (tracemalloc); ListIndex.contains "
+            f"{per_lookup * 1e9:.0f} ns of CPU ({type(index.hashes).__name__}); "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         )
         engine.dispose()
         writer.dispose()
@@ -162,7 +242,11 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=4)
     parser.add_argument("--cards", type=int, default=5000)
     parser.add_argument("--skip-list", action="store_true", help="only the rules' cost")
+    parser.add_argument("--load-fresh", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.load_fresh:  # the fresh process of part 1
+        print(json.dumps(load_in_fresh_process(os.environ[LOAD_URL])))
+        return
     bench_rules(args.days, args.cards, padding=args.entries)
     if not args.skip_list:
         bench_list(args.entries)

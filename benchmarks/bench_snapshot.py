@@ -43,20 +43,19 @@ import struct
 import tempfile
 import time
 from array import array
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import cpu_meter
 import msgspec
+from key_replay import KeyReplay
 from msgspec.structs import replace
 
 from dataflows.keyed_history import KeyedHistory, keyed_history
-from dataflows.messages import Positioned
-from dataflows.scoring import CARD_IDS_KEPT, IDLE_KEY_SECONDS, terminal_history
+from dataflows.scoring import CARD_IDS_KEPT, IDLE_KEY_SECONDS
 from features.card import CardHistory
-from features.contract import FraudLabel, Payment
+from features.contract import Payment
 from test_data.generator import simulate
 from test_data.spec import SimulationSpec
 
@@ -178,60 +177,17 @@ def kept_columns(blob: bytes) -> list[array]:
 
 def build_state(cards: int, days: int) -> tuple[dict[str, KeyedHistory], dict, list[str], dict]:
     """Feed the stream through the card and terminal steps' key logic, as the state-bytes part of
-    ``bench_throughput.py`` does; the active cards and each card's next payment (a probe)."""
+    ``bench_throughput.py`` does (``key_replay.py``); the active cards and each card's next
+    payment (a probe)."""
     sim = simulate(SimulationSpec(seed=97, days=days, cards=cards, merchants=max(cards // 5, 2)))
-    new_card = keyed_history(CardHistory, IDLE_KEY_SECONDS, CARD_IDS_KEPT)
-    new_terminal = keyed_history(terminal_history, IDLE_KEY_SECONDS)
-    card_keys: dict[str, KeyedHistory] = {}
-    terminal_keys: dict[str, KeyedHistory] = {}
-    payment_of: dict[str, tuple[str, float]] = {}
+    keys = KeyReplay()
     last: dict[str, Payment] = {}
-    chunk: list[Payment | FraudLabel] = []
-
-    class Note:
-        __slots__ = ("is_fraud", "payment_time", "reported_at")
-
-        def __init__(self, payment_time: float, reported_at: float, is_fraud: bool) -> None:
-            self.payment_time, self.reported_at, self.is_fraud = payment_time, reported_at, is_fraud
-
-    def feed(events: list[Payment | FraudLabel]) -> None:
-        by_card: dict[str, list[Any]] = defaultdict(list)
-        by_terminal: dict[str, list[Any]] = defaultdict(list)
-        for event in events:
-            if isinstance(event, Payment):
-                by_card[event.card_id].append(Positioned(event, 0, 0))
-            else:
-                terminal, when = payment_of[event.transaction_id]
-                note = Note(when, event.reported_at.timestamp(), event.is_fraud)
-                by_terminal[terminal].append(note)
-        for card, values in by_card.items():
-            logic = card_keys.get(card) or card_keys.setdefault(card, new_card(None))
-            for p in logic.on_batch(values)[0]:
-                by_terminal[p.event.terminal_id].append(p)
-        for terminal, values in by_terminal.items():
-            logic = terminal_keys.get(terminal) or terminal_keys.setdefault(
-                terminal, new_terminal(None)
-            )
-            logic.on_batch(values)
-
-    payments = 0
-    for event in sim.stream:
+    for event in keys.replay(sim.stream, sim.n_payments):
         if isinstance(event, Payment):
-            payments += 1
-            payment_of[event.transaction_id] = (event.terminal_id, event.event_timestamp)
             last[event.card_id] = event
-        elif event.transaction_id not in payment_of:
-            continue
-        chunk.append(event)
-        if len(chunk) >= 1000:
-            feed(chunk)
-            chunk = []
-        if payments == sim.n_payments:
-            break
-    feed(chunk)
     now = max(p.event_timestamp for p in last.values())
     active = [k for k, p in last.items() if p.event_timestamp >= now - 30 * DAY]
-    return card_keys, terminal_keys, active, last
+    return keys.card_keys, keys.terminal_keys, active, last
 
 
 def sqlite_write(blobs: list[bytes], repeats: int) -> float:

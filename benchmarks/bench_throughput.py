@@ -80,7 +80,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -91,14 +91,11 @@ from typing import Any
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from key_replay import KeyReplay
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from dataflows.keyed_history import KeyedHistory, keyed_history
-from dataflows.messages import Positioned
-from dataflows.scoring import CARD_IDS_KEPT, IDLE_KEY_SECONDS, terminal_history
-from features.card import CardHistory
-from features.contract import FraudLabel, Payment
+from features.contract import Payment
 from model_state import artifact, signing
 from rules.store import NewEntry, RulesStore
 from settings.config import DECISIONS_TOPIC_SETTINGS, Config
@@ -1031,68 +1028,22 @@ def pyspy_table(bench: Bench, top: int = 25) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------- 6. state bytes
 
 
-class _LabelNote:
-    """A label as the terminal step gets it: its payment's event time, its report, its verdict."""
-
-    __slots__ = ("is_fraud", "payment_time", "reported_at")
-
-    def __init__(self, payment_time: float, reported_at: float, is_fraud: bool) -> None:
-        self.payment_time = payment_time
-        self.reported_at = reported_at
-        self.is_fraud = is_fraud
-
-
 def state_bytes(bench: Bench) -> dict[str, Any]:
-    """Part 6: snapshot bytes per key after 30 days of traffic through the flow's key logic."""
+    """Part 6: snapshot bytes per key after 30 days of traffic through the flow's key logic
+    (``key_replay.py``)."""
     cards = bench.args.state_cards
     sim = simulate(SimulationSpec(seed=97, days=30, cards=cards, merchants=max(cards // 5, 2)))
-    card_keys: dict[str, KeyedHistory] = {}
-    terminal_keys: dict[str, KeyedHistory] = {}
-    new_card = keyed_history(CardHistory, IDLE_KEY_SECONDS, CARD_IDS_KEPT)
-    new_terminal = keyed_history(terminal_history, IDLE_KEY_SECONDS)
-    payment_of: dict[str, tuple[str, float]] = {}  # transaction -> (terminal, event time)
+    keys = KeyReplay()
     last_paid: dict[str, float] = {}
     payments = labels = 0
-    chunk: list[Payment | FraudLabel] = []
-
-    def feed(events: list[Payment | FraudLabel]) -> None:
-        # Each key gets its values of the chunk in stream order, as a stateful step gets a batch.
-        by_card: dict[str, list[Any]] = defaultdict(list)
-        by_terminal: dict[str, list[Any]] = defaultdict(list)
-        for event in events:
-            if isinstance(event, Payment):
-                by_card[event.card_id].append(Positioned(event, 0, 0))
-            else:
-                terminal, when = payment_of[event.transaction_id]
-                note = _LabelNote(when, event.reported_at.timestamp(), event.is_fraud)
-                by_terminal[terminal].append(note)
-        for card, values in by_card.items():
-            logic = card_keys.get(card) or card_keys.setdefault(card, new_card(None))
-            for p in logic.on_batch(values)[0]:
-                by_terminal[p.event.terminal_id].append(p)
-        for terminal, values in by_terminal.items():
-            logic = terminal_keys.get(terminal) or terminal_keys.setdefault(
-                terminal, new_terminal(None)
-            )
-            logic.on_batch(values)
-
     # Stop after the last payment: the labels reported later have not arrived at day 30.
-    for event in sim.stream:
+    for event in keys.replay(sim.stream, sim.n_payments):
         if isinstance(event, Payment):
             payments += 1
-            payment_of[event.transaction_id] = (event.terminal_id, event.event_timestamp)
             last_paid[event.card_id] = max(last_paid.get(event.card_id, 0.0), event.event_timestamp)
-        elif event.transaction_id in payment_of:
-            labels += 1
         else:
-            continue
-        chunk.append(event)
-        if len(chunk) >= 1000:
-            feed(chunk)
-            chunk = []
-        if payments == sim.n_payments:
-            break
-    feed(chunk)
+            labels += 1
+    card_keys, terminal_keys = keys.card_keys, keys.terminal_keys
     now = max(last_paid.values())
     active = [k for k, t in last_paid.items() if t >= now - 30 * DAY]
     card_bytes = sorted(len(card_keys[k].snapshot()) for k in active)

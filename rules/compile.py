@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from rules.decisions import Fired
 from rules.lists import ListIndex
 from rules.names import CONTRACT_FIELDS, PROBABILITY
 from rules.syntax import (
@@ -37,6 +39,7 @@ from rules.syntax import (
     Neg,
     Not,
     Num,
+    Rule,
     StartsWith,
     StartsWithList,
     Str,
@@ -58,6 +61,20 @@ ARITH: dict[str, Callable[[float, float], float]] = {
     "-": operator.sub,
     "*": operator.mul,
 }
+
+
+@dataclass(slots=True)
+class CompiledRule:
+    """A rule with its condition compiled, and what it reports when it fires."""
+
+    rule_id: str
+    rule: Rule
+    status: str
+    condition: Condition  # the whole condition
+    fired: Fired = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fired = Fired(self.rule_id, self.rule.action, self.rule.priority, self.status)
 
 
 class CompileError(ValueError):

@@ -6,20 +6,22 @@ A list has a kind (:data:`rules.names.LIST_KINDS`): ``card``, ``merchant``, ``te
 prefix of ``card_id``, matched with ``card_id starts with @list``). An entry carries an optional
 expiry, a reason and who added it; it applies to a payment whose event time is before its expiry.
 
-**In a process** (:class:`ListIndex`) a list is a ``set`` of the process's own 64-bit string
+**In a process** (:class:`ListIndex`) a list is a set of the process's own 64-bit string
 hashes (``hash(value)``: SipHash-1-3 under a key random per process), built at load time from
-the packed values. A look-up hashes the payment's value (cached on the string) and tests the set:
-constant time, no string kept. A value that is not in the list is taken for one with probability
-at most n / 2**64 per look-up (5.4e-14 for a million entries: one false hit in about 2e13
-look-ups), and the random key means nobody can craft a colliding id. Expiries are kept apart, in
-a dict of the entries that have one, read only on a hit. A BIN-prefix list keeps one set per
-prefix length, so a look-up costs one hash per distinct length (usually 6 and 8).
+the packed values: a Python ``set`` for a list of fewer than :data:`rules.hashes.COMPACT_FROM`
+entries, a :class:`rules.hashes.SortedHashes` (12 bytes an entry instead of about 64) for a
+larger one. A look-up hashes the payment's value (cached on the string) and tests the set:
+constant time, no string kept. A value that is not in the list is taken for one with
+probability at most n / 2**64 per look-up (5.4e-14 for a million entries: one false hit in
+about 2e13 look-ups), and the random key means nobody can craft a colliding id. Expiries are
+kept apart, in a dict of the entries that have one, read only on a hit. A BIN-prefix list keeps
+one set per prefix length, so a look-up costs one hash per distinct length (usually 6 and 8).
 
 **Packed form** (:func:`pack` / :func:`unpack`): one zlib stream of a JSON header (kind, size,
 the expiries) and the values, sorted, one a line; written once per change of the list, in parts
 of at most :data:`PART_BYTES` (below MySQL's default ``max_allowed_packet``). Loading a list is a
-few reads of large blobs, not a million rows, decompressed a megabyte at a time straight into
-the hash set (``benchmarks/bench_rules.py`` measures it).
+few reads of large blobs, one at a time, not a million rows, decompressed a megabyte at a time
+straight into arrays of hashes (``benchmarks/bench_rules.py`` measures it).
 
 **CSV import** (:func:`read_csv`): a header line naming ``value`` and optionally ``expires_at``
 (ISO 8601 with a UTC offset, or a date: midnight UTC) and ``reason``. Every bad row is reported
@@ -41,14 +43,16 @@ import io
 import math
 import re
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Final
 
 import msgspec
+import numpy as np
 
 from features.contract import COUNTRIES
+from rules.hashes import hash_set, hashes_of
 from rules.names import LIST_KINDS, PREFIX_KINDS
 
 PART_BYTES: Final = 4 * 1024 * 1024
@@ -129,30 +133,70 @@ class ListIndex:
     name: str
     kind: str
     size: int
-    hashes: set[int] = field(default_factory=set)  # exact kinds
-    by_length: tuple[tuple[int, set[int]], ...] = ()  # prefix kinds: (length, hashes)
+    hashes: Collection[int] = frozenset()  # exact kinds
+    by_length: tuple[tuple[int, Collection[int]], ...] = ()  # prefix kinds: (length, hashes)
     expiries: dict[int, float] = field(default_factory=dict)  # hash -> POSIX expiry
 
     @classmethod
-    def build(cls, name: str, kind: str, entries: Mapping[str, float | None]) -> ListIndex:
+    def build(
+        cls,
+        name: str,
+        kind: str,
+        entries: Mapping[str, float | None],
+        *,
+        compact_from: int | None = None,
+    ) -> ListIndex:
         """From value -> expiry (POSIX seconds) or None."""
         values = list(entries)
         expires = [(i, e) for i, e in enumerate(entries.values()) if e is not None]
-        return cls.from_values(name, kind, values, expires)
+        return cls.from_values(name, kind, values, expires, compact_from=compact_from)
 
     @classmethod
     def from_values(
-        cls, name: str, kind: str, values: list[str], expires: Iterable[tuple[int, float]]
+        cls,
+        name: str,
+        kind: str,
+        values: list[str],
+        expires: Iterable[tuple[int, float]],
+        *,
+        compact_from: int | None = None,
     ) -> ListIndex:
-        index = cls(name, kind, len(values))
+        expiries = {hash(values[i]): float(e) for i, e in expires}
+        return cls.from_batches(name, kind, len(values), [values], expiries, compact_from)
+
+    @classmethod
+    def from_batches(
+        cls,
+        name: str,
+        kind: str,
+        size: int,
+        batches: Iterable[list[str]],
+        expiries: dict[int, float],
+        compact_from: int | None = None,
+    ) -> ListIndex:
+        """From the values a batch at a time (each batch's hashes kept as 8 bytes each, the
+        strings freed); a set of hashes, or :class:`~rules.hashes.SortedHashes` for
+        ``compact_from`` entries or more (:func:`rules.hashes.hash_set`; None: its default).
+        "" is no entry."""
+        index = cls(name, kind, size, expiries=expiries)
         if kind in PREFIX_KINDS:
-            lengths: dict[int, set[int]] = {}
-            for v in values:
-                lengths.setdefault(len(v), set()).add(hash(v))
-            index.by_length = tuple(sorted(lengths.items()))
+            lengths: dict[int, list[np.ndarray]] = {}
+            for batch in batches:
+                by_length: dict[int, list[str]] = {}
+                for v in batch:
+                    if v:
+                        by_length.setdefault(len(v), []).append(v)
+                for length, values in by_length.items():
+                    lengths.setdefault(length, []).append(hashes_of(values))
+            index.by_length = tuple(
+                (length, hash_set(chunks, compact_from=compact_from))
+                for length, chunks in sorted(lengths.items())
+            )
         else:
-            index.hashes = set(map(hash, values))
-        index.expiries = {hash(values[i]): float(e) for i, e in expires}
+            index.hashes = hash_set(
+                (hashes_of([v for v in batch if v] if "" in batch else batch) for batch in batches),
+                compact_from=compact_from,
+            )
         return index
 
     def contains(self, value: str | None, at: float) -> bool:
@@ -231,23 +275,12 @@ def _read(parts: Iterable[bytes]) -> tuple[_Header, Iterator[list[str]]]:
     return header, values()
 
 
-def unpack(name: str, parts: Iterable[bytes]) -> ListIndex:
-    """A list's in-process form from the parts :func:`pack` wrote, in order."""
+def unpack(name: str, parts: Iterable[bytes], *, compact_from: int | None = None) -> ListIndex:
+    """A list's in-process form from the parts :func:`pack` wrote, in order (an iterator of them
+    is read one part at a time)."""
     header, batches = _read(parts)
-    index = ListIndex(name, header.kind, header.count)
-    if header.kind in PREFIX_KINDS:
-        lengths: dict[int, set[int]] = {}
-        for batch in batches:
-            for v in batch:
-                if v:
-                    lengths.setdefault(len(v), set()).add(hash(v))
-        index.by_length = tuple(sorted(lengths.items()))
-    else:
-        for batch in batches:
-            index.hashes.update(map(hash, batch))
-        index.hashes.discard(hash(""))
-    index.expiries = {hash(v): e for v, e in header.expires}
-    return index
+    expiries = {hash(v): e for v, e in header.expires}
+    return ListIndex.from_batches(name, header.kind, header.count, batches, expiries, compact_from)
 
 
 def unpack_entries(parts: Iterable[bytes]) -> dict[str, float | None]:

@@ -25,7 +25,7 @@ names them). Its diff is in the audit as any other change.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -296,6 +296,34 @@ class RulesStore:
             raise ValueError(f"list @{name}: no packed form stored for version {version}")
         return found
 
+    def stream_parts(self, connection: Connection, name: str, version: int) -> Iterator[bytes]:
+        """The parts of a list's packed form, fetched one at a time (one primary-key read each):
+        a process loading a large list holds one part (at most 4 MB) of it at once."""
+        b = rule_list_blobs
+        numbers = (
+            connection.execute(
+                select(b.c.part)
+                .where(b.c.list_name == name, b.c.version == version)
+                .order_by(b.c.part)
+            )
+            .scalars()
+            .all()
+        )
+        if not numbers:
+            raise ValueError(f"list @{name}: no packed form stored for version {version}")
+
+        def parts() -> Iterator[bytes]:
+            for number in numbers:
+                data = connection.execute(
+                    select(b.c.data).where(
+                        b.c.list_name == name, b.c.version == version, b.c.part == number
+                    )
+                ).scalar_one()
+                yield data if isinstance(data, bytes) else bytes(data)
+                del data
+
+        return parts()
+
     def load(
         self, version: int | None = None, cache: dict[tuple[str, int], ListIndex] | None = None
     ) -> tuple[Snapshot, dict[str, ListIndex]]:
@@ -308,7 +336,7 @@ class RulesStore:
             for name, ref in snap.lists.items():
                 key = (name, ref.blob)
                 if key not in cache:
-                    cache[key] = unpack(name, self.list_parts(c, name, ref.blob))
+                    cache[key] = unpack(name, self.stream_parts(c, name, ref.blob))
                 lists[name] = cache[key]
         return snap, lists
 

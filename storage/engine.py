@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -54,7 +55,7 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_delay,
-    wait_random_exponential,
+    wait_exponential,
 )
 
 from features.bounded import bounded
@@ -199,7 +200,7 @@ def retry_transient(
     retrying = Retrying(
         retry=retry_if_exception(lambda exc: is_transient(exc, let_in=bool(LET_IN))),
         stop=stop_after_delay(patience),
-        wait=wait_random_exponential(multiplier=0.1, max=10),
+        wait=_Jitter(multiplier=0.1, max=10),
         before_sleep=warn,
     )
     try:
@@ -219,6 +220,20 @@ def retry_transient(
         raise error from last
     LET_IN.mark()
     return done
+
+
+class _Jitter(wait_exponential):
+    """tenacity's ``wait_random_exponential`` (a uniform draw below the exponential bound), from
+    a generator of its own: a retry never moves the ``random`` module's global state, which
+    belongs to the program (hypothesis warns when something moves it while it draws data, as a
+    retry in another thread of the same process would)."""
+
+    def __init__(self, *, multiplier: float, max: float) -> None:
+        super().__init__(multiplier=multiplier, max=max)
+        self._random = random.Random()
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        return self._random.uniform(0.0, super().__call__(retry_state))
 
 
 def _what_failed(exc: BaseException | None) -> str:

@@ -11,6 +11,7 @@ step."""
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections.abc import Iterator
 
@@ -81,6 +82,23 @@ def test_access_refused_after_access_granted_is_ridden_out(code: int, message: s
         return "stored"
 
     assert retry_transient(work, patience=30, what="writing 3 rows") == "stored"
+
+
+def test_a_retry_leaves_the_global_random_state_alone() -> None:
+    """The back-off's jitter has a generator of its own: a retry in a background thread cannot
+    move the state that the program, or hypothesis while it draws, owns."""
+    answers = iter([refused(2003), refused(2013, "lost"), None])
+
+    def work() -> str:
+        error = next(answers)
+        if error is not None:
+            raise error
+        return "done"
+
+    random.seed(7)
+    before = random.getstate()
+    assert retry_transient(work, patience=30, what="a test") == "done"
+    assert random.getstate() == before
 
 
 def test_access_refused_at_start_stops_at_once_and_the_step_says_why(

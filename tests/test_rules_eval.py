@@ -12,13 +12,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rules.compile import compile_condition
+from rules.decisions import Fired, decide
 from rules.lists import ListIndex
 from rules.names import CONTRACT_FIELDS, NUMBER, PROBABILITY, TYPES
 from rules.reference import holds
 from rules.ruleset import RuleSpec, compile_ruleset
 from rules.syntax import parse, to_text
 from rules.vector import Columns, evaluate
-from tests.rule_strategies import LISTS, conditions, payments, raw_lists, rules
+from test_data.rule_examples import LIST_KINDS, RULES
+from tests.rule_strategies import (
+    LISTS,
+    conditions,
+    example_payments,
+    near,
+    payments,
+    raw_lists,
+    rules,
+)
 
 
 def indexes(raw):
@@ -50,6 +60,17 @@ def as_columns(drawn):
     return Columns(len(rows), cols, ts)
 
 
+def decide_drawn(ruleset, drawn, models, vector_from):
+    """``decide_batch`` over drawn (payment, features, probability, row) tuples."""
+    return ruleset.decide_batch(
+        [p for p, *_ in drawn],
+        [f for _, f, _, _ in drawn],
+        [q for *_, q, _ in drawn],
+        models,
+        vector_from=vector_from,
+    )
+
+
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(conditions(pool=True), st.lists(payments(), min_size=1, max_size=8), raw_lists())
 def test_closures_and_columns_agree_with_the_reference(condition, drawn, raw):
@@ -65,23 +86,87 @@ def test_closures_and_columns_agree_with_the_reference(condition, drawn, raw):
     st.lists(st.tuples(rules(pool=True), st.sampled_from(["active", "shadow"])), max_size=12),
     st.lists(payments(), min_size=1, max_size=6),
     raw_lists(),
+    st.sampled_from([1, 10**9]),  # guards over the batch in NumPy, or payment by payment
 )
-def test_the_indexed_ruleset_fires_exactly_the_rules_whose_condition_holds(specs, drawn, raw):
+def test_the_indexed_ruleset_fires_exactly_the_rules_whose_condition_holds(
+    specs, drawn, raw, vector_from
+):
     lists = indexes(raw)
     ruleset = compile_ruleset(
         [RuleSpec(f"r{i}", to_text(rule), status) for i, (rule, status) in enumerate(specs)],
         lists,
         version=1,
     )
-    for p, f, q, row in drawn:
+    models = [("approve", "review", "decline")[i % 3] for i in range(len(drawn))]
+    outcomes = decide_drawn(ruleset, drawn, models, vector_from)
+    for (p, f, q, row), model, outcome in zip(drawn, models, outcomes, strict=True):
         got = sorted(x.rule_id for x in ruleset.fired(p, f, q))
         whole = sorted(x.rule_id for x in ruleset.fired_whole(p, f, q))
-        reference = sorted(
-            f"r{i}"
-            for i, (rule, _) in enumerate(specs)
+        holding = [
+            Fired(f"r{i}", rule.action, rule.priority, status)
+            for i, (rule, status) in enumerate(specs)
             if holds(rule.condition, row, raw, p.event_timestamp)
+        ]
+        assert got == whole == sorted(x.rule_id for x in holding)
+        assert outcome == decide(model, q, holding)
+
+
+EXAMPLES = [(rule_id, parse(text, LIST_KINDS)) for rule_id, text in RULES]
+NEAR = near([rule.condition for _, rule in EXAMPLES])
+LISTED = {  # kind -> values a list of the examples may hold (the payments draw them too)
+    "card": ["c-1", "c-2"],
+    "bin": ["4111", "411100", "5500-", "c-"],
+    "country": ["NG", "RU", "FR"],
+    "merchant": ["m-1", "m-2"],
+    "terminal": ["t-1"],
+    "device": ["d-1"],
+}
+
+
+@st.composite
+def example_lists(draw):
+    """The examples' lists, each holding a few of :data:`LISTED`, some expiring."""
+    out = {}
+    for name, kind in LIST_KINDS.items():
+        chosen = draw(st.lists(st.sampled_from(LISTED[kind]), unique=True, max_size=3))
+        out[name] = (kind, {v: draw(st.sampled_from([None, 1.5e9, 3.0e9])) for v in chosen})
+    return out
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(["active", "shadow", "disabled"]), min_size=50, max_size=50),
+    example_lists(),
+    st.sampled_from([1, 10**9]),  # guards over the batch in NumPy, or payment by payment
+    st.data(),
+)
+def test_the_fifty_example_rules_decide_as_the_reference_says(statuses, raw, vector_from, data):
+    """decide_batch over the benchmark's rules, with any statuses, on payments whose features sit
+    on either side of every threshold (and NaN, inf, absent): the outcome (decision, deciding
+    rule, rules fired, shadow hits, reasons) is :func:`decide` over the rules the reference
+    interpreter says hold."""
+    lists = indexes(raw)
+    ruleset = compile_ruleset(
+        [RuleSpec(i, t, s) for (i, t), s in zip(RULES, statuses, strict=True)], lists, version=1
+    )
+    fields = {"card_id": LISTED["card"] + ["4111000011"], "merchant_id": LISTED["merchant"]}
+    fields |= {"terminal_id": LISTED["terminal"], "country": LISTED["country"]}
+    drawn = data.draw(st.lists(example_payments(NEAR, fields), min_size=1, max_size=20))
+    models = data.draw(
+        st.lists(
+            st.sampled_from(["approve", "review", "decline"]),
+            min_size=len(drawn),
+            max_size=len(drawn),
         )
-        assert got == whole == reference
+    )
+    outcomes = decide_drawn(ruleset, drawn, models, vector_from)
+    for (p, _, q, row), model, outcome in zip(drawn, models, outcomes, strict=True):
+        holding = [
+            Fired(rule_id, rule.action, rule.priority, status)
+            for (rule_id, rule), status in zip(EXAMPLES, statuses, strict=True)
+            if status != "disabled" and holds(rule.condition, row, raw, p.event_timestamp)
+        ]
+        assert outcome == decide(model, q, holding)
 
 
 def _one(text, features=None, **fields):
@@ -153,3 +238,9 @@ def _one(text, features=None, **fields):
 )
 def test_missing_values_division_by_zero_nan_and_lists(text, features, fields, expected):
     assert _one(text, features, **fields) is expected
+
+
+def test_a_batch_of_unequal_lengths_is_refused_with_the_counts():
+    ruleset = compile_ruleset([RuleSpec("big", "review if amount_eur > 10")], {}, version=1)
+    with pytest.raises(ValueError, match=r"as many features \(1\), probabilities \(2\)"):
+        ruleset.decide_batch([None, None], [{}], [0.1, 0.2], ["approve", "approve"])

@@ -5,19 +5,25 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rules import lists
+from rules.hashes import SortedHashes, hash_set
 from rules.lists import ListIndex, pack, read_csv, unpack, unpack_entries
 
 ids = st.text("abcXYZ019_.:-", min_size=1, max_size=12)
 expiries = st.one_of(st.none(), st.sampled_from([1.0e9, 1.7e9, 2.0e9]))
 
 
-@given(st.dictionaries(ids, expiries, max_size=300), st.sampled_from(["card", "bin", "device"]))
-def test_the_packed_form_round_trips_in_small_parts(entries, kind):
+@given(
+    st.dictionaries(ids, expiries, max_size=300),
+    st.sampled_from(["card", "bin", "device"]),
+    st.sampled_from([0, 1, 50, None]),  # every list compact, the large ones, none
+)
+def test_the_packed_form_round_trips_in_small_parts(entries, kind, compact_from):
     original = lists.PART_BYTES
     lists.PART_BYTES = 64  # many parts, lines cut across them
     try:
@@ -25,8 +31,10 @@ def test_the_packed_form_round_trips_in_small_parts(entries, kind):
     finally:
         lists.PART_BYTES = original
     assert unpack_entries(parts) == entries
-    index = unpack("l", parts)
+    index = unpack("l", iter(parts), compact_from=compact_from)
     assert index.size == len(entries)
+    if compact_from == 0 and kind != "bin":
+        assert isinstance(index.hashes, SortedHashes)
     for value in [*entries, "nope", "a", "abc0"]:
         for at in (1.5e9, 1.8e9):
             if kind == "bin":
@@ -40,10 +48,43 @@ def test_the_packed_form_round_trips_in_small_parts(entries, kind):
     assert index.contains(None, 1.0) is False
 
 
-def test_build_equals_unpack():
+@pytest.mark.parametrize("compact_from", [0, None])
+def test_build_equals_unpack(compact_from):
     entries = {"c-1": None, "c-2": 1.8e9}
-    built, loaded = ListIndex.build("x", "card", entries), unpack("x", pack("card", entries))
-    assert (built.hashes, built.expiries) == (loaded.hashes, loaded.expiries)
+    built = ListIndex.build("x", "card", entries, compact_from=compact_from)
+    loaded = unpack("x", pack("card", entries), compact_from=compact_from)
+    assert type(built.hashes) is type(loaded.hashes)
+    assert (set(built.hashes), built.expiries) == (set(loaded.hashes), loaded.expiries)
+    assert set(built.hashes) == {hash("c-1"), hash("c-2")}
+
+
+EDGES = [-(2**63), -(2**63) + 1, -2, -1, 0, 1, 2**62, 2**63 - 2, 2**63 - 1]
+int64s = st.one_of(st.integers(-(2**63), 2**63 - 1), st.sampled_from(EDGES))
+
+
+@given(
+    st.lists(st.lists(int64s, max_size=40), max_size=5),
+    st.lists(int64s, max_size=40),
+)
+def test_sorted_hashes_are_the_set_of_their_hashes(batches, probes):
+    chunks = [np.array(b, dtype=np.int64) for b in batches]
+    expected = {h for b in batches for h in b}
+    compact = SortedHashes.from_batches(chunks)
+    assert len(compact) == len(expected)
+    assert list(compact) == sorted(expected)
+    for h in [*expected, *probes, *EDGES]:
+        assert (h in compact) is (h in expected)
+    small = hash_set(iter(chunks), compact_from=10**9)
+    assert isinstance(small, set) and small == expected
+
+
+def test_a_large_list_keeps_12_bytes_an_entry_and_finds_each_of_them():
+    values = [f"c-{i:016x}" for i in range(200_000)]
+    index = ListIndex.build("big", "card", dict.fromkeys(values))
+    assert isinstance(index.hashes, SortedHashes)
+    assert index.hashes.nbytes() <= 12 * len(values)
+    assert all(index.contains(v, 0.0) for v in values[::97])
+    assert not any(index.contains(f"x-{i}", 0.0) for i in range(2000))
 
 
 def test_csv_rows_are_reported_with_their_line_numbers():

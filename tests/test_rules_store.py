@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, func, select, text
 
+from rules import hashes, lists
 from rules.loader import RulesWatch
 from rules.store import ImportRefusedError, NewEntry, RulesStore
 from rules.syntax import RuleSyntaxError
@@ -288,3 +289,28 @@ def test_the_command_line(database_config, review_engine, tmp_path):
         actors = c.execute(text("SELECT actor FROM ruleset_audit ORDER BY id")).scalars().all()
     assert actors == [f"ana@os:{me}"] * 3 + [f"bo@os:{me}", f"carl@os:{me}", f"os:{me}"]
     assert counts(review_engine)[0] == 6
+
+
+def test_a_list_loads_one_part_at_a_time_into_its_compact_form(store, monkeypatch):
+    monkeypatch.setattr(lists, "PART_BYTES", 256)  # several parts, values cut across them
+    monkeypatch.setattr(hashes, "COMPACT_FROM", 100)  # the form of a million-entry list
+    store.create_list("blocked_cards", "card", by="ana")
+    values = [f"c-{i:05d}" for i in range(500)]
+    expiry = datetime(2030, 1, 1, tzinfo=UTC)  # 1.893e9
+    store.add_entries(
+        "blocked_cards",
+        [NewEntry(v, expiry if i % 7 == 0 else None, "feed") for i, v in enumerate(values)],
+        by="ana",
+    )
+    snap, loaded = store.load()
+    with store.engine.connect() as c:
+        parts = list(store.stream_parts(c, "blocked_cards", snap.lists["blocked_cards"].blob))
+        with pytest.raises(ValueError, match="no packed form stored for version 999"):
+            store.stream_parts(c, "blocked_cards", 999)
+    assert len(parts) > 3
+    cards = loaded["blocked_cards"]
+    assert isinstance(cards.hashes, hashes.SortedHashes) and cards.size == len(values)
+    for i, v in enumerate(values):
+        assert cards.contains(v, 1.8e9)
+        assert cards.contains(v, 1.9e9) is (i % 7 != 0)
+    assert not any(cards.contains(f"c-{i:05d}", 0.0) for i in range(500, 700))
