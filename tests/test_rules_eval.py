@@ -84,7 +84,7 @@ def test_closures_and_columns_agree_with_the_reference(condition, drawn, raw):
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(st.tuples(rules(pool=True), st.sampled_from(["active", "shadow"])), max_size=12),
-    st.lists(payments(), min_size=1, max_size=6),
+    st.booleans().flatmap(lambda complete: st.lists(payments(complete), min_size=1, max_size=6)),
     raw_lists(),
     st.sampled_from([1, 10**9]),  # guards over the batch in NumPy, or payment by payment
 )
