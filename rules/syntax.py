@@ -30,7 +30,9 @@ numbers or two strings; ``and``/``or``/``not`` take conditions; ``in @list`` tak
 list's kind (``card_id in @blocked_cards``, ``country in @high_risk_countries``) and
 ``starts with @list`` a BIN-prefix list (``card_id starts with @risky_bins``). A refused rule
 raises :class:`RuleSyntaxError`, which names the line, the column, what was expected and what came,
-quoting at most a short excerpt.
+quoting at most a short excerpt. A rule is at most :data:`MAX_RULE_CHARS` characters both as
+typed and in its canonical text (:func:`to_text`, what is stored), so every stored rule parses
+again.
 
 **Semantics of missing values** (one definition, shared by every evaluator and tested against the
 reference interpreter, :mod:`rules.reference`): a value is *missing* when an optional field is
@@ -353,7 +355,20 @@ def parse(source: str, lists: Mapping[str, str] | None = None) -> Rule:
             f"a rule of at most {MAX_RULE_CHARS} characters",
             f"{len(source)} characters",
         )
-    return _Parser(source, tokenize(source), lists or {}).rule()
+    rule = _Parser(source, tokenize(source), lists or {}).rule()
+    # What is stored and loaded is the canonical text: it must parse again. It can be longer
+    # than what was typed (1e15 is 1000000000000000; a quote in a string is escaped; the
+    # priority is always written), so its length is what the limit bounds.
+    canonical = len(to_text(rule))
+    if canonical > MAX_RULE_CHARS:
+        raise RuleSyntaxError(
+            source,
+            len(source),
+            f"a rule of at most {MAX_RULE_CHARS} characters as stored (its canonical text: "
+            "numbers written out in full, `priority` included)",
+            f"{canonical} characters",
+        )
+    return rule
 
 
 def parse_condition(source: str, lists: Mapping[str, str] | None = None) -> Expr:

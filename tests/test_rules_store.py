@@ -288,3 +288,23 @@ def test_the_command_line(database_config, review_engine, tmp_path):
         actors = c.execute(text("SELECT actor FROM ruleset_audit ORDER BY id")).scalars().all()
     assert actors == [f"ana@os:{me}"] * 3 + [f"bo@os:{me}", f"carl@os:{me}", f"os:{me}"]
     assert counts(review_engine)[0] == 6
+
+
+def test_a_rule_too_long_once_canonical_is_never_stored_and_the_flow_keeps_loading(
+    store, review_engine, engine
+):
+    """Review of issue 21: a rule within 4,000 characters as typed but longer in its canonical
+    text (what is stored) was stored, then refused by every flow process at load, and so was
+    every later version: no change applied any more. It is refused at once, storing nothing."""
+    watch = RulesWatch.from_store(RulesStore(engine, patience=5), refresh_seconds=60)
+    store.add_rule("big", "decline if amount_eur > 5000", by="ana", status="active")
+    text = "review if amount_eur in (" + ",".join(["1e15"] * 790) + ")"
+    assert len(text) <= 4000
+    before = counts(review_engine)
+    with pytest.raises(RuleSyntaxError, match="as stored"):
+        store.add_rule("long", text, by="ana", status="active")
+    with pytest.raises(RuleSyntaxError, match="as stored"):
+        store.edit_rule("big", text, by="ana")
+    assert counts(review_engine) == before
+    store.set_status("big", "shadow", by="ana")
+    assert watch.refresh() is True and watch.current().version == 2

@@ -16,6 +16,7 @@ from rules.compile import compile_condition
 from rules.lists import ListIndex
 from rules.syntax import (
     MAX_DEPTH,
+    MAX_RULE_CHARS,
     BoolOp,
     Compare,
     Name,
@@ -207,3 +208,42 @@ def test_the_readme_examples_parse_and_print_back():
     for text in examples + [rule for _, rule in RULES]:
         rule = parse(text, LIST_KINDS)
         assert parse(to_text(rule), LIST_KINDS) == rule
+
+
+# Review of issue 21: a rule may be longer as stored than as typed (1e15 is written out as
+# 1000000000000000, a quote in a string is escaped, the priority is always written). A rule whose
+# canonical text passed the limit was stored and then refused by every flow process at load,
+# with every later version (they all hold it): the whole fleet kept an old ruleset.
+LONGER_WHEN_STORED = [
+    "review if amount_eur in (" + ",".join(["1e15"] * 790) + ")",
+    "review if " + " or ".join(["country == '" + '"' * 190 + "'"] * 19),
+]
+
+
+@pytest.mark.parametrize("text", LONGER_WHEN_STORED)
+def test_a_rule_longer_than_the_limit_once_canonical_is_refused(text):
+    assert len(text) <= MAX_RULE_CHARS
+    with pytest.raises(RuleSyntaxError, match="as stored") as caught:
+        parse(text, LISTS)
+    _check_refusal(text, caught.value)
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from([1, 10, 300, 600, 790, 900]).flatmap(
+        lambda n: st.lists(
+            st.sampled_from(["1e15", "9E14", "1.5e-7", "25e3", "0.5e1", "7"]),
+            min_size=n,
+            max_size=n,
+        )
+    )
+)
+def test_long_rules_print_back_to_a_text_that_parses_or_are_refused(values):
+    text = "review if amount_eur in (" + ",".join(values) + ")"
+    try:
+        rule = parse(text, LISTS)
+    except RuleSyntaxError as exc:
+        _check_refusal(text, exc)
+        return
+    assert len(to_text(rule)) <= MAX_RULE_CHARS
+    assert parse(to_text(rule), LISTS) == rule
