@@ -10,7 +10,10 @@ beside the current one and replaces it in one assignment, so scoring never waits
 
 A version that fails to load or compile (a rule this code cannot run, a list missing) is logged
 once, at ERROR, with a bounded message, and skipped: the last good version stays until a newer one
-loads. A failed look-up (MySQL unavailable) is logged and retried at the next tick.
+loads. A failed look-up or load because MySQL could not be asked (a driver error, a socket error:
+:data:`UNREACHABLE`) refuses nothing: it is logged and tried again at the next tick (at start,
+every second for ``patience`` seconds), so an outage while a version loads never makes a process
+skip that version, nor start deciding without it.
 
 >>> watch = RulesWatch(lambda: 0, lambda version, cache: None, refresh_seconds=5)
 >>> watch.current().version, len(watch.current().rules)
@@ -24,6 +27,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy.exc import DBAPIError
+
 from rules.lists import ListIndex
 from rules.ruleset import Ruleset, compile_ruleset
 from rules.store import RulesStore, Snapshot
@@ -35,6 +40,9 @@ Load = Callable[
     [int, dict[tuple[str, int], ListIndex]], tuple[Snapshot, dict[str, ListIndex]] | None
 ]
 MAX_LOGGED_CHARS = 500
+# Failures that say MySQL could not be asked, not that the version is bad: tried again, never
+# refused.
+UNREACHABLE: tuple[type[BaseException], ...] = (DBAPIError, OSError)
 
 
 class RulesUnavailableError(RuntimeError):
@@ -95,7 +103,8 @@ class RulesWatch:
             self.refresh()
 
     def _look_up_once(self) -> bool:
-        """One look; False only when MySQL could not be asked."""
+        """One look; False only when MySQL could not be asked (for the newest version number or
+        for the version itself)."""
         self._last_failure = ""
         self.refresh()
         return not self._last_failure
@@ -123,6 +132,17 @@ class RulesWatch:
                     return False
                 snapshot, lists = loaded
                 ruleset = compile_ruleset(snapshot.rules, lists, version=snapshot.version)
+            except UNREACHABLE as exc:
+                self._last_failure = str(exc) or type(exc).__name__
+                log.warning(
+                    "could not load ruleset version %d (MySQL unavailable), still deciding with "
+                    "version %d, trying again: %s",
+                    newest,
+                    current,
+                    str(exc)[:MAX_LOGGED_CHARS],
+                    extra={"event": "ruleset_load_failed", "version": newest},
+                )
+                return False
             except Exception as exc:
                 self._refused.add(newest)
                 log.error(

@@ -308,3 +308,38 @@ def test_a_rule_too_long_once_canonical_is_never_stored_and_the_flow_keeps_loadi
     assert counts(review_engine) == before
     store.set_status("big", "shadow", by="ana")
     assert watch.refresh() is True and watch.current().version == 2
+
+
+def test_mysql_unreachable_while_a_version_loads_refuses_nothing(store, engine, caplog):
+    """Review of issue 21: the newest version looked up, then MySQL unreachable while it loads (a
+    real driver error: nothing listens on the port). That version was refused for good, and a
+    flow starting then decided with no rule and no block list. Now it is tried again."""
+    from storage.engine import make_engine
+
+    store.create_list("blocked_cards", "card", by="ana")
+    store.add_rule("cards", "decline if card_id in @blocked_cards", by="ana", status="active")
+    store.add_entries("blocked_cards", [NewEntry("c-1")], by="ana")  # version 3
+    flows = RulesStore(engine, patience=5)
+    nowhere = make_engine("mysql+pymysql://payscore:x@127.0.0.1:1/payscore")
+    unreachable = RulesStore(nowhere, patience=1)
+    outages = [1]
+
+    def load(version, cache):
+        if outages[0]:
+            outages[0] -= 1
+            return unreachable.load(version, cache)
+        return flows.load(version, cache)
+
+    watch = RulesWatch(flows.newest_version, load, refresh_seconds=60)
+    with caplog.at_level(logging.WARNING, logger="rules.loader"):
+        watch.start(patience=20)
+        assert watch.current().version == 3
+        assert watch.current().lists["blocked_cards"].contains("c-1", 0.0)
+        store.add_entries("blocked_cards", [NewEntry("c-2")], by="ana")  # version 4
+        outages[0] = 1
+        assert watch.refresh() is False and watch.current().version == 3
+        assert watch.refresh() is True and watch.current().version == 4
+    events = [getattr(r, "event", "") for r in caplog.records]
+    assert "ruleset_refused" not in events and events.count("ruleset_load_failed") == 2
+    watch.stop()
+    nowhere.dispose()
