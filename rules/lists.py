@@ -116,7 +116,12 @@ def parse_expiry(text: str) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         raise ValueError(f"an expiry needs a UTC offset (…+00:00); got {text[:40]!r}")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00, 9999-12-31T23:00-05:00: no year in UTC
+        raise ValueError(
+            f"expected an expiry within the years 1 to 9999 in UTC; got {text[:40]!r}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------- in a process

@@ -89,3 +89,23 @@ def test_many_bad_rows_are_counted_and_the_report_is_bounded():
     assert read.bad_count == 10_000 and len(read.bad) == lists.MAX_REPORTED_ROWS
     assert read.report().endswith(f"... and {10_000 - lists.MAX_REPORTED_ROWS} more bad rows")
     assert len(read.report()) < 20_000
+
+
+# Review of issue 21: hostile CSV files.
+
+
+def test_an_expiry_with_no_year_in_utc_is_a_bad_row_not_a_crash():
+    """An offset that moves an expiry out of the years 1-9999 raised OverflowError out of the
+    import (a traceback from ``python -m rules import``, nothing reported)."""
+    text = (
+        "value,expires_at\n"
+        "c-1,9999-12-31T23:00:00-05:00\n"
+        "c-2,0001-01-01T00:00:00+01:00\n"
+        "c-3,9999-12-31T23:59:59+00:00\n"
+    )
+    read = read_csv(text, "card")
+    assert [e.value for e in read.entries] == ["c-3"]
+    assert [line for line, _ in read.bad] == [2, 3]
+    assert all("within the years 1 to 9999" in why for _, why in read.bad)
+    with pytest.raises(ValueError, match="within the years 1 to 9999"):
+        lists.parse_expiry("9999-12-31T23:00:00-05:00")
