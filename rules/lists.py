@@ -295,7 +295,8 @@ class CsvRead:
 def read_csv(text: str, kind: str) -> CsvRead:
     """Entries of a ``kind`` list from CSV ``text`` (see the module)."""
     check_kind(kind)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # A byte-order mark (spreadsheets write one in "CSV UTF-8") is not part of the header.
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     result = CsvRead([], [], 0)
 
     def bad(line: int, why: str) -> None:

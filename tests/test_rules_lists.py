@@ -94,6 +94,16 @@ def test_many_bad_rows_are_counted_and_the_report_is_bounded():
 # Review of issue 21: hostile CSV files.
 
 
+def test_a_byte_order_mark_is_not_part_of_the_header():
+    """Spreadsheets save "CSV UTF-8" with a byte-order mark; such a file was refused whole
+    (``expected a header naming value ...; got '\\ufeffvalue'``) by ``python -m rules import``."""
+    read = read_csv("\ufeffvalue,reason\r\nc-1,stolen\r\nc-2,\r\n", "card")
+    assert read.bad == [] and [(e.line, e.value, e.reason) for e in read.entries] == [
+        (2, "c-1", "stolen"),
+        (3, "c-2", ""),
+    ]
+
+
 def test_an_expiry_with_no_year_in_utc_is_a_bad_row_not_a_crash():
     """An offset that moves an expiry out of the years 1-9999 raised OverflowError out of the
     import (a traceback from ``python -m rules import``, nothing reported)."""
