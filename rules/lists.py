@@ -22,9 +22,11 @@ few reads of large blobs, not a million rows, decompressed a megabyte at a time 
 the hash set (``benchmarks/bench_rules.py`` measures it).
 
 **CSV import** (:func:`read_csv`): a header line naming ``value`` and optionally ``expires_at``
-(ISO 8601 with a UTC offset, or a date: midnight UTC) and ``reason``. Every bad row is reported
-with its line number and why; the caller refuses the whole file when any row is bad unless asked
-to import the good ones (``python -m rules import --skip-bad``).
+(ISO 8601 with a UTC offset, or a date: midnight UTC) and ``reason``; a leading byte-order mark
+is ignored. Every bad row is reported with its line number and why (a record csv itself cannot
+read, such as a field past its size limit, too: the rows after it are still read); the caller
+refuses the whole file when any row is bad unless asked to import the good ones
+(``python -m rules import --skip-bad``).
 
 >>> index = ListIndex.build("blocked_cards", "card", {"c-1": None, "c-2": 1_800_000_000.0})
 >>> index.contains("c-1", 0.0), index.contains("c-2", 1_700_000_000.0), index.contains("c-2", 1.9e9)
@@ -325,14 +327,18 @@ def read_csv(text: str, kind: str) -> CsvRead:
     seen: dict[str, int] = {}
     line = reader.line_num
     while True:
+        start = line + 1
         try:
             row = next(reader)
         except StopIteration:
             break
-        except csv.Error as exc:
-            bad(reader.line_num, f"not CSV: {exc}")
-            break
-        line, start = reader.line_num, line + 1
+        except csv.Error as exc:  # a field past csv's limit: that record is bad, not the rest
+            bad(start, f"not CSV: {exc}")
+            if reader.line_num == line:
+                break
+            line = reader.line_num
+            continue
+        line = reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) != len(columns):

@@ -119,3 +119,15 @@ def test_an_expiry_with_no_year_in_utc_is_a_bad_row_not_a_crash():
     assert all("within the years 1 to 9999" in why for _, why in read.bad)
     with pytest.raises(ValueError, match="within the years 1 to 9999"):
         lists.parse_expiry("9999-12-31T23:00:00-05:00")
+
+
+def test_a_record_csv_cannot_read_is_reported_and_the_rows_after_it_are_read():
+    """A field past csv's size limit stopped the reading there: with ``--skip-bad`` every good
+    row after it was silently left out (neither imported nor reported)."""
+    huge = "x" * 200_000
+    text = f"value,reason\nc-1,a\nc-2,{huge}\nc-3,b\n\nc-4,\n"
+    read = read_csv(text, "card")
+    assert [(e.line, e.value) for e in read.entries] == [(2, "c-1"), (4, "c-3"), (6, "c-4")]
+    assert [line for line, _ in read.bad] == [3]
+    assert "not CSV: field larger than field limit" in read.bad[0][1]
+    assert len(read.report()) < 300

@@ -343,3 +343,37 @@ def test_mysql_unreachable_while_a_version_loads_refuses_nothing(store, engine, 
     assert "ruleset_refused" not in events and events.count("ruleset_load_failed") == 2
     watch.stop()
     nowhere.dispose()
+
+
+def test_the_command_line_imports_a_hostile_csv_file_row_by_row(
+    database_config, store, tmp_path, monkeypatch, capsys
+):
+    """Review of issue 21, ``python -m rules`` as the analysts' account on the real server: a
+    spreadsheet's "CSV UTF-8" file (byte-order mark, CRLF) was refused whole; an expiry with no
+    year in UTC was a traceback; a field past csv's size limit silently dropped every row after
+    it under --skip-bad."""
+    from rules.__main__ import main
+
+    monkeypatch.setenv("PAYSCORE_ANALYST_MYSQL_URL", database_config.analyst_mysql_dsn)
+    assert main(["list-create", "blocked_cards", "card", "--by", "ana"]) == 0
+    file = tmp_path / "feed.csv"
+    rows = [
+        "\ufeffvalue,expires_at,reason",
+        "c-1,,first",
+        "c-2,9999-12-31T23:00:00-05:00,no year in UTC",
+        "c-3,," + "x" * 200_000,
+        "c-4,2027-01-01,last",
+    ]
+    file.write_bytes("\r\n".join(rows).encode("utf-8") + b"\r\n")
+    capsys.readouterr()
+    assert main(["import", "blocked_cards", str(file), "--by", "ana", "--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("imported 2 entries as version 2\n2 bad rows skipped:\n"), out[:300]
+    assert "line 3: expected an expiry within the years 1 to 9999" in out
+    assert "line 4: not CSV: field larger than field limit" in out
+    entries = {e.value: e.expires_at for e in store.entries("blocked_cards")}
+    assert entries == {"c-1": None, "c-4": datetime(2027, 1, 1)}
+    code = main(["list-add", "blocked_cards", "c-9", "--expires", "0001-01-01T00:00:00+01:00"])
+    assert code == 2
+    assert "refused: expected an expiry within the years 1 to 9999" in capsys.readouterr().err
+    assert store.newest_version() == 2
