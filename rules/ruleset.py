@@ -38,7 +38,7 @@ from operator import contains, gt, lt
 from typing import Any, Final
 
 from rules.compile import Condition, Value, compile_condition, getter
-from rules.decisions import STATUSES, Decision, Fired, Outcome, decide, model_alone
+from rules.decisions import MODEL, STATUSES, Decision, Fired, Outcome, decide, model_alone
 from rules.lists import ListIndex
 from rules.names import CONTRACT_FIELDS, NUMBER, OPTIONAL, PROBABILITY, TYPES
 from rules.syntax import (
@@ -80,6 +80,28 @@ def check_rule_id(rule_id: str) -> str:
         raise ValueError(
             "a rule id is 1 to 64 characters of A-Z a-z 0-9 _ . : - (it names the rule in "
             f"reasons); got {str(rule_id)[:70]!r}"
+        )
+    return rule_id
+
+
+# Ids a new rule may not take: "model" is what ``decided_by`` says when the model decided (a rule
+# of that name would pass for the model on every stored payment and on the decisions topic);
+# "." and ".." are path segments a browser folds away, so /rules/.. never reaches that rule.
+RESERVED_RULE_IDS: Final = frozenset({MODEL, ".", ".."})
+
+
+def check_new_rule_id(rule_id: str) -> str:
+    """:func:`check_rule_id`, and not one of :data:`RESERVED_RULE_IDS` (checked when a rule is
+    added; a stored rule is loaded whatever its id)."""
+    check_rule_id(rule_id)
+    if rule_id in RESERVED_RULE_IDS:
+        raise ValueError(
+            f"a rule id may not be {rule_id!r}: "
+            + (
+                "decided_by says 'model' when the model decided"
+                if rule_id == MODEL
+                else "it is a path segment, so the rule's page could not be opened"
+            )
         )
     return rule_id
 

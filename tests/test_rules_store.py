@@ -377,3 +377,15 @@ def test_the_command_line_imports_a_hostile_csv_file_row_by_row(
     assert code == 2
     assert "refused: expected an expiry within the years 1 to 9999" in capsys.readouterr().err
     assert store.newest_version() == 2
+
+
+@pytest.mark.parametrize("rule_id", ["model", ".", ".."])
+def test_a_rule_may_not_take_a_reserved_id(store, review_engine, rule_id):
+    """Review of issue 21: a rule named ``model`` that declined stored ``decided_by = 'model'``
+    (and published it on the decisions topic): the payment read as the model's decision. A rule
+    named ``..`` had a page no browser reaches (``/rules/..`` is ``/``)."""
+    before = counts(review_engine)
+    with pytest.raises(ValueError, match=f"a rule id may not be {rule_id!r}"):
+        store.add_rule(rule_id, "decline if amount_eur > 1", by="ana", status="active")
+    assert counts(review_engine) == before
+    assert store.add_rule("model-1", "decline if amount_eur > 1", by="ana") == 1
