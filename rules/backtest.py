@@ -647,12 +647,20 @@ def _utc(moment: datetime) -> datetime:
 
 def _moment(text: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
+        return _utc(datetime.fromisoformat(text))
+    except (ValueError, OverflowError):  # OverflowError: an offset that leaves the years 1-9999
         raise argparse.ArgumentTypeError(
-            f"expected an ISO 8601 date or time (UTC unless it has an offset); got {text[:40]!r}"
+            f"expected an ISO 8601 date or time (UTC unless it has an offset) within the years 1 "
+            f"to 9999; got {text[:40]!r}"
         ) from None
-    return _utc(moment)
+
+
+class DraftRule(msgspec.Struct, forbid_unknown_fields=True):
+    """One rule of a ``--file`` draft."""
+
+    rule_id: str
+    text: str
+    status: str = "active"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -677,12 +685,14 @@ def main(argv: list[str] | None = None) -> int:
     draft = [RuleSpec(rule_id, text, args.status) for rule_id, text in args.rule]
     try:
         if args.file:
-            for item in msgspec.json.decode(args.file.read_bytes()):
-                draft.append(
-                    RuleSpec(
-                        str(item["rule_id"]), str(item["text"]), str(item.get("status", "active"))
-                    )
-                )
+            try:
+                drafted = msgspec.json.decode(args.file.read_bytes(), type=list[DraftRule])
+            except msgspec.DecodeError as exc:  # the wrong shape said where, not a traceback
+                raise ValueError(
+                    f"--file {str(args.file)[:200]}: expected a JSON list of "
+                    f'{{"rule_id": ..., "text": ..., "status": ...}}: {str(exc)[:300]}'
+                ) from None
+            draft += [RuleSpec(d.rule_id, d.text, d.status) for d in drafted]
         if not draft and not args.replace:
             parser.error("give a draft: --rule ID RULE (repeatable) or --file draft.json")
         config = Config.from_env(os.environ)

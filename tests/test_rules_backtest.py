@@ -287,3 +287,40 @@ def test_the_command_prints_the_figures_and_refuses_a_bad_draft(database_config,
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert msgspec.json.decode(empty.stdout)["payments"] == 0
+
+
+# Review of issue 21: the command's errors. Each of these was a Python traceback.
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--since", "0001-01-01T00:00:00+01:00"], "within the years 1 to 9999"),
+        (["--until", "9999-12-31T23:00:00-05:00"], "within the years 1 to 9999"),
+    ],
+)
+def test_a_time_with_no_year_in_utc_is_a_usage_error(argv, said, capsys):
+    from rules.backtest import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--rule", "x", "decline if amount_eur > 1", *argv])
+    assert done.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ('{"rule_id": "x", "text": "decline if amount_eur > 1"}', "Expected `array`, got `object`"),
+        ("[1, 2]", "Expected `object`, got `int` - at `$[0]`"),
+        ('[{"rule_id": "x"}]', "missing required field `text` - at `$[0]`"),
+        ('[{"rule_id": "x", "text": "decline if amount_eur > 1", "rank": 1}]', "unknown field"),
+    ],
+)
+def test_a_draft_file_of_the_wrong_shape_is_refused_with_where(content, said, tmp_path, capsys):
+    from rules.backtest import main
+
+    file = tmp_path / "draft.json"
+    file.write_text(content)
+    assert main(["--file", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"refused: --file {file}: expected a JSON list of"), err
+    assert said in err and len(err) < 800
