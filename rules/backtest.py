@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import numpy as np
@@ -68,7 +68,7 @@ from rules.store import RulesStore
 from rules.syntax import to_text
 from rules.vector import Columns, evaluate
 from settings.config import Config
-from storage.engine import make_engine
+from storage.engine import make_engine, same_server
 
 log = logging.getLogger(__name__)
 CHUNK = 50_000
@@ -196,12 +196,21 @@ def c_extension_loads() -> bool:
     return True
 
 
-def connect(url: str) -> Any:
-    """A mysql-connector connection (C extension) for a ``mysql+pymysql://`` URL."""
-    import mysql.connector  # here, not at import: see c_extension_loads
+# The URL's PyMySQL options (settings.config.over_socket, the README's MySQL TLS) as
+# mysql-connector names them; any other TLS option is refused rather than dropped.
+_TEXT_OPTIONS: Final = {"unix_socket": "unix_socket", "ssl_ca": "ssl_ca", "ssl_cert": "ssl_cert",
+                        "ssl_key": "ssl_key"}  # fmt: skip
+_FLAG_OPTIONS: Final = {"ssl_disabled": "ssl_disabled", "ssl_verify_cert": "ssl_verify_cert",
+                        "ssl_verify_identity": "ssl_verify_identity",
+                        "ssl_check_hostname": "ssl_verify_identity"}  # fmt: skip
 
+
+def connection_options(url: str) -> dict[str, Any]:
+    """mysql-connector's options for a ``mysql+pymysql://`` URL, with the URL's socket and TLS
+    options: as PyMySQL does, a CA (``ssl_ca``) means the server's certificate and name are
+    verified; ``unix_socket`` connects through the socket."""
     u = make_url(url)
-    options = {
+    options: dict[str, Any] = {
         "user": u.username,
         "password": u.password or "",
         "host": u.host or "127.0.0.1",
@@ -210,8 +219,33 @@ def connect(url: str) -> Any:
         "charset": "utf8mb4",
         "init_command": "SET time_zone = '+00:00'",
     }
+    for name, value in u.query.items():
+        if not isinstance(value, str):
+            raise ValueError(f"the MySQL URL gives option {name!r} more than once")
+        if name in _TEXT_OPTIONS:
+            options[_TEXT_OPTIONS[name]] = value
+        elif name in _FLAG_OPTIONS:
+            options[_FLAG_OPTIONS[name]] = value.strip().lower() in ("1", "true", "yes", "on")
+        elif name.startswith("ssl"):
+            raise ValueError(
+                f"the backtest's MySQL reader does not know the URL's TLS option {name[:40]!r} "
+                f"(known: {', '.join(sorted({*_TEXT_OPTIONS, *_FLAG_OPTIONS}))})"
+            )
+    if "ssl_ca" in options and not options.get("ssl_disabled"):
+        options.setdefault("ssl_verify_cert", True)
+        options.setdefault("ssl_verify_identity", True)
+    return options
+
+
+def connect(url: str) -> Any:
+    """A mysql-connector connection (C extension) for a ``mysql+pymysql://`` URL, with its
+    socket and TLS options (:func:`connection_options`); through a socket, the server must
+    listen on the URL's port, as :func:`storage.engine.make_engine` checks."""
+    import mysql.connector  # here, not at import: see c_extension_loads
+
+    options = connection_options(url)
     try:
-        return mysql.connector.connect(**options, use_pure=False)
+        connection = mysql.connector.connect(**options, use_pure=False)
     except ImportError as exc:
         # No C extension for this platform (backtest() runs elsewhere a process that cannot
         # load it): the pure-Python driver reads the same rows.
@@ -219,7 +253,14 @@ def connect(url: str) -> Any:
             "the backtest reads with mysql-connector's pure-Python driver (slower): %s",
             str(exc)[:200],
         )
-        return mysql.connector.connect(**options, use_pure=True)
+        connection = mysql.connector.connect(**options, use_pure=True)
+    if "unix_socket" in options:
+        try:
+            same_server(options["unix_socket"], options["port"])(connection, None)
+        except BaseException:
+            connection.close()
+            raise
+    return connection
 
 
 def _stream(
