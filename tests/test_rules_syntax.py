@@ -187,7 +187,8 @@ def test_canonical_text_is_stable_and_readable():
         "decline if amount_eur > 1 and (card_count_1h > 1 or card_count_24h > 1)",
         "decline if (amount_eur > 1 and card_count_1h > 1) or card_count_24h > 1",
         "decline if amount_eur > 1 and (card_count_1h > 1 and card_count_24h > 1)",
-        'decline if amount_eur in (1, 2.5, 1e-07) and country not in (\'FR\', "N\\"G")',
+        "decline if amount_eur in (1, 2.5, 1e-07) and country not in ('FR', \"NG\")",
+        "decline if \"N\\\"G\" != 'a\\'b\\\\'",  # escapes (literals of no field)
         "decline if device_id is not missing and latitude / 0 is missing",
     ],
 )
@@ -216,7 +217,7 @@ def test_the_readme_examples_parse_and_print_back():
 # with every later version (they all hold it): the whole fleet kept an old ruleset.
 LONGER_WHEN_STORED = [
     "review if amount_eur in (" + ",".join(["1e15"] * 790) + ")",
-    "review if " + " or ".join(["country == '" + '"' * 190 + "'"] * 19),
+    "review if amount_minor in (" + ",".join(["25e3"] * 790) + ")",
 ]
 
 
@@ -246,4 +247,41 @@ def test_long_rules_print_back_to_a_text_that_parses_or_are_refused(values):
         _check_refusal(text, exc)
         return
     assert len(to_text(rule)) <= MAX_RULE_CHARS
+    assert parse(to_text(rule), LISTS) == rule
+
+
+# Review of issue 21: a literal a field can never hold made a rule that never fires, stored
+# silently (a block rule on `country == "ng"` blocks nothing).
+@pytest.mark.parametrize(
+    ("text", "column", "expected"),
+    [
+        ("decline if country == 'ng'", 23, 'an ISO 3166-1 alpha-2 code such as "FR"'),
+        ("decline if 'ng' == country", 12, "a value `country` can hold"),
+        ("decline if country != 'XX'", 23, "a value `country` can hold"),
+        ("decline if country in ('NG', 'gh')", 30, "a value `country` can hold"),
+        ("decline if channel == 'web'", 23, "one of atm, contactless, ecom, moto, pos"),
+        ("decline if currency == 'eur'", 24, 'an ISO 4217 currency code such as "EUR"'),
+        ("decline if mcc == '54111'", 19, "a four-digit MCC"),
+        ("decline if mcc starts with '5x'", 28, 'the start of a four-digit MCC such as "5411"'),
+        ("decline if card_id == '4111 1111'", 23, "an id: 1 to 64 characters"),
+        ("decline if device_id not in ('d-1', '')", 37, "a value `device_id` can hold"),
+    ],
+)
+def test_a_literal_the_field_can_never_hold_is_refused(text, column, expected):
+    with pytest.raises(RuleSyntaxError) as caught:
+        parse(text, LISTS)
+    assert expected in str(caught.value) and caught.value.column == column, str(caught.value)
+    _check_refusal(text, caught.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "decline if country == 'NG' and channel in ('ecom', 'moto') and currency != 'EUR'",
+        "decline if mcc starts with '54' and country starts with 'Z' and card_id starts with ''",
+        "decline if card_id == 'c-1:2.3_x' and mcc in ('7995', '6051')",
+    ],
+)
+def test_literals_the_fields_can_hold_are_kept(text):
+    rule = parse(text, LISTS)
     assert parse(to_text(rule), LISTS) == rule
