@@ -341,8 +341,15 @@ def read_csv(text: str, kind: str) -> CsvRead:
         line = reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
+        if line > start:  # a quoted field with line breaks: say which lines it swallowed
+            spans = f" (this record runs over lines {start} to {line}: a quote opened there)"
+        else:
+            spans = ""
         if len(row) != len(columns):
-            bad(start, f"expected {len(columns)} fields ({','.join(columns)}); got {len(row)}")
+            bad(
+                start,
+                f"expected {len(columns)} fields ({','.join(columns)}); got {len(row)}{spans}",
+            )
             continue
         value = row[at["value"]].strip()
         try:
@@ -350,7 +357,7 @@ def read_csv(text: str, kind: str) -> CsvRead:
             expires = parse_expiry(row[at["expires_at"]]) if "expires_at" in at else None
             reason = check_reason(row[at["reason"]].strip()) if "reason" in at else ""
         except ValueError as exc:
-            bad(start, str(exc))
+            bad(start, f"{str(exc)[:120]}{spans}")
             continue
         if value in seen:
             bad(start, f"{value!r} is already on line {seen[value]}")

@@ -131,3 +131,14 @@ def test_a_record_csv_cannot_read_is_reported_and_the_rows_after_it_are_read():
     assert [line for line, _ in read.bad] == [3]
     assert "not CSV: field larger than field limit" in read.bad[0][1]
     assert len(read.report()) < 300
+
+
+def test_rows_an_unclosed_quote_swallows_are_named_in_the_report():
+    """A quote opened and never closed makes one record of the rest of the file: the report said
+    only "line 2: a reason is ...", and with --skip-bad the rows after it went unmentioned."""
+    text = 'value,reason\nc-1,"stolen\nc-2,b\nc-3,c\n'
+    read = read_csv(text, "card")
+    assert read.entries == [] and read.bad_count == 1
+    [(line, why)] = read.bad
+    assert line == 2 and why.endswith("(this record runs over lines 2 to 4: a quote opened there)")
+    assert len(why) <= 200
