@@ -73,6 +73,7 @@ from storage.engine import make_engine, same_server
 log = logging.getLogger(__name__)
 CHUNK = 50_000
 EXAMPLES = 50
+MAX_JOBS = 32  # processes of one backtest (each forked, each a MySQL connection)
 DAY = 86_400
 CODES = ("approve", "review", "decline")
 _CODE = {b"approve": 0, b"review": 1, b"decline": 2}
@@ -478,6 +479,8 @@ def backtest_here(
 ) -> BacktestReport:
     """:func:`backtest` in this process (see there)."""
     global _PLAN
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ValueError(f"jobs: expected 1 to {MAX_JOBS} processes; got {jobs}")
     started = time.perf_counter()
     since, until = _utc(since), _utc(until)
     engine = make_engine(url) if store is None else None
@@ -696,6 +699,18 @@ def _moment(text: str) -> datetime:
         ) from None
 
 
+def _jobs(text: str) -> int:
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if not 1 <= jobs <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of processes from 1 to {MAX_JOBS}; got {text[:20]!r}"
+        )
+    return jobs
+
+
 class DraftRule(msgspec.Struct, forbid_unknown_fields=True):
     """One rule of a ``--file`` draft."""
 
@@ -720,7 +735,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replace", action="store_true", help="the draft is the whole ruleset")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
-        "--jobs", type=int, default=1, help="processes, each reading a span of the range (1)"
+        "--jobs",
+        type=_jobs,
+        default=1,
+        help=f"processes, each reading a span of the range (1; at most {MAX_JOBS})",
     )
     args = parser.parse_args(argv)
     draft = [RuleSpec(rule_id, text, args.status) for rule_id, text in args.rule]

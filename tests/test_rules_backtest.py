@@ -396,3 +396,18 @@ def test_the_backtests_reader_keeps_the_urls_tls_and_socket(database_config):
 
     with pytest.raises(ValueError, match="TLS option 'ssl_capath'"):
         connection_options(render(ssl_capath="/etc/ssl/certs"))
+
+
+@pytest.mark.parametrize("jobs", ["0", "-5", "10000", "two"])
+def test_the_number_of_processes_is_bounded(jobs, capsys, monkeypatch):
+    """Review of issue 21: ``--jobs 10000`` forked ten thousand processes (each a MySQL
+    connection); 0 or -5 ran as one, silently. (MySQL is unreachable here: nothing may run.)"""
+    from rules.backtest import MAX_JOBS, backtest_here, main
+
+    monkeypatch.setenv("PAYSCORE_ANALYST_MYSQL_URL", "mysql+pymysql://u:p@127.0.0.1:1/none")
+    with pytest.raises(SystemExit) as done:
+        main(["--rule", "x", "decline if amount_eur > 1", "--jobs", jobs])
+    assert done.value.code == 2
+    assert f"expected a whole number of processes from 1 to {MAX_JOBS}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=f"jobs: expected 1 to {MAX_JOBS} processes"):
+        backtest_here("mysql+pymysql://u:p@127.0.0.1:1/none", [], jobs=MAX_JOBS + 1)
