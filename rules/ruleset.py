@@ -383,10 +383,11 @@ _ALONE: Final[dict[str, Outcome]] = {d: model_alone(d) for d in ("approve", "rev
 
 
 def compile_rule(spec: RuleSpec, lists: Mapping[str, ListIndex]) -> CompiledRule:
-    """One rule, parsed against the lists' kinds and compiled; RuleSyntaxError if refused."""
+    """One rule, parsed against the lists' kinds (as stored: ``rules.syntax.parse``) and
+    compiled; RuleSyntaxError if refused."""
     check_rule_id(spec.rule_id)
     check_status(spec.status)
-    rule = parse(spec.text, {name: index.kind for name, index in lists.items()})
+    rule = parse(spec.text, {name: index.kind for name, index in lists.items()}, stored=True)
     return CompiledRule(spec.rule_id, rule, spec.status, compile_condition(rule.condition, lists))
 
 

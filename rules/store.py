@@ -662,7 +662,7 @@ class RulesStore:
             now = utc_now()
             c.execute(delete(fraud_rules))
             for spec in target.rules:
-                rule = parse(spec.text, target.kinds())
+                rule = parse(spec.text, target.kinds(), stored=True)
                 c.execute(
                     insert(fraud_rules).values(
                         rule_id=spec.rule_id,

@@ -342,8 +342,11 @@ class _Typed:
     offset: int
 
 
-def parse(source: str, lists: Mapping[str, str] | None = None) -> Rule:
+def parse(source: str, lists: Mapping[str, str] | None = None, *, stored: bool = False) -> Rule:
     """The rule ``source`` as a typed AST; ``lists``: every list a rule may name -> its kind.
+    ``stored``: a rule read back from storage (the flow's loader, a rollback), which skips the
+    check that only guards new text (a literal its field can never hold), so a rule stored
+    before that check still loads.
 
     Raises :class:`RuleSyntaxError` for anything else.
     """
@@ -356,7 +359,7 @@ def parse(source: str, lists: Mapping[str, str] | None = None) -> Rule:
             f"a rule of at most {MAX_RULE_CHARS} characters",
             f"{len(source)} characters",
         )
-    rule = _Parser(source, tokenize(source), lists or {}).rule()
+    rule = _Parser(source, tokenize(source), lists or {}, literals=not stored).rule()
     # What is stored and loaded is the canonical text: it must parse again. It can be longer
     # than what was typed (1e15 is 1000000000000000; a quote in a string is escaped; the
     # priority is always written), so its length is what the limit bounds.
@@ -382,11 +385,19 @@ def parse_condition(source: str, lists: Mapping[str, str] | None = None) -> Expr
 
 
 class _Parser:
-    def __init__(self, source: str, tokens: list[Token], lists: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        source: str,
+        tokens: list[Token],
+        lists: Mapping[str, str],
+        *,
+        literals: bool = True,
+    ) -> None:
         self.source = source
         self.tokens = tokens
         self.at = 0
         self.lists = lists
+        self.literals = literals  # refuse a literal its field can never hold
         self.nest = 0  # open parentheses, `not`s and unary minuses around the current token
 
     # -- helpers
@@ -575,7 +586,7 @@ class _Parser:
     def possible(self, field: _Typed, literal: _Typed | Token, *, prefix: bool = False) -> None:
         """Refuse a string literal the field compared with can never hold (it never matches:
         ``country == "fr"``, ``channel == "web"``); ``prefix``: after ``starts with``."""
-        if not isinstance(field.node, Name) or field.node.name not in DOMAINS:
+        if not self.literals or not isinstance(field.node, Name) or field.node.name not in DOMAINS:
             return
         if isinstance(literal, Token):
             value, offset = str(literal.value), literal.offset

@@ -389,3 +389,32 @@ def test_a_rule_may_not_take_a_reserved_id(store, review_engine, rule_id):
         store.add_rule(rule_id, "decline if amount_eur > 1", by="ana", status="active")
     assert counts(review_engine) == before
     assert store.add_rule("model-1", "decline if amount_eur > 1", by="ana") == 1
+
+
+def test_a_rule_stored_before_the_literal_check_still_loads_and_rolls_back(
+    store, engine, admin_engine
+):
+    """The parser now refuses a literal its field can never hold (``country == "fr"``) in new
+    text only: a version stored before that check (as an older payscore wrote it) still loads in
+    the flow, where refusing it would leave a restarted flow with no rule at all, and a rollback
+    to it works."""
+    store.add_rule("fr", "review if amount_eur > 1", by="ana", status="active")  # version 1
+    with admin_engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO ruleset_versions (version, created_at, created_by, `change`, rules, "
+                "lists) SELECT 2, created_at, 'old', 'older payscore', JSON_ARRAY(JSON_OBJECT("
+                "'rule_id', 'fr', 'text', 'review if country == \"fr\" priority 100', 'status', "
+                "'active')), lists FROM ruleset_versions WHERE version = 1"
+            )
+        )
+    with pytest.raises(RuleSyntaxError, match="a value `country` can hold"):
+        store.edit_rule("fr", 'review if country == "fr"', by="ana")
+    watch = RulesWatch.from_store(RulesStore(engine, patience=5), refresh_seconds=60)
+    watch.start()
+    assert watch.current().version == 2 and [r.rule_id for r in watch.current().rules] == ["fr"]
+    assert store.set_status("fr", "shadow", by="ana") == 3
+    assert store.rollback(2, by="ana") == 4
+    assert store.snapshot().rules[0].text == 'review if country == "fr" priority 100'
+    assert watch.refresh() is True and watch.current().version == 4
+    watch.stop()
