@@ -117,3 +117,30 @@ def test_start_gives_up_when_versions_cannot_be_loaded(monkeypatch):
     store.load_failures = 10**6
     with pytest.raises(RulesUnavailableError, match="went away while the version loaded"):
         watch(store).start(patience=30)
+
+
+def test_at_start_a_refused_newest_version_falls_back_on_the_newest_that_loads(caplog):
+    """Review of issue 21: a running process keeps its last good version when a newer one is
+    refused; a restarted one had none and decided with no rule at all (version 0)."""
+    store = FakeStore()
+    store.add(1, ("a", "decline if card_id in @blocked_cards"))
+    store.add(2, ("a", "decline if card_id in @blocked_cards"), ("b", "review if amount_eur > 1"))
+    store.add(3, ("a", "decline if amount_eur >"))
+    store.add(4, ("a", "decline if no_such_feature > 1"))  # two refused in a row: 4, then 3
+    w = watch(store).start()
+    assert w.current().version == 2 and [r.rule_id for r in w.current().rules] == ["a", "b"]
+    assert store.loads == [4, 3, 2]
+    fell = [r for r in caplog.records if getattr(r, "event", "") == "ruleset_fell_back"]
+    assert len(fell) == 1 and "version 4 refused at start" in fell[0].getMessage()
+    assert w.refresh() is False and w.current().version == 2  # 4 stays refused, tried once
+    store.add(5, ("a", "decline if amount_eur > 2"))
+    assert w.refresh() is True and w.current().version == 5
+    w.stop()
+
+
+def test_at_start_with_no_version_that_loads_it_says_so():
+    store = FakeStore()
+    store.add(1, ("a", "decline if amount_eur >"))
+    w = watch(store).start()
+    assert w.current().version == 0 and store.loads == [1]
+    w.stop()

@@ -418,3 +418,32 @@ def test_a_rule_stored_before_the_literal_check_still_loads_and_rolls_back(
     assert store.snapshot().rules[0].text == 'review if country == "fr" priority 100'
     assert watch.refresh() is True and watch.current().version == 4
     watch.stop()
+
+
+def test_a_flow_starting_when_the_newest_version_is_refused_applies_the_last_good_one(
+    store, engine, admin_engine, caplog
+):
+    """Review of issue 21: a running flow keeps its last good version when a newer one cannot
+    be compiled; a flow (re)started then had none in memory and decided with no rule and no
+    block list at all. It now starts with the newest version before it that loads."""
+    store.create_list("blocked_cards", "card", by="ana")
+    store.add_rule("cards", "decline if card_id in @blocked_cards", by="ana", status="active")
+    store.add_entries("blocked_cards", [NewEntry("c-1")], by="ana")  # version 3
+    with admin_engine.begin() as c:  # as an older or newer payscore might write it
+        c.execute(
+            text(
+                "INSERT INTO ruleset_versions "
+                "(version, created_at, created_by, `change`, rules, lists) "
+                "SELECT 4, created_at, 'x', 'broken', JSON_ARRAY(JSON_OBJECT('rule_id', 'r', "
+                "'text', 'decline if no_such_feature > 1', 'status', 'active')), lists "
+                "FROM ruleset_versions WHERE version = 3"
+            )
+        )
+    with caplog.at_level(logging.WARNING, logger="rules.loader"):
+        watch = RulesWatch.from_store(RulesStore(engine, patience=5), refresh_seconds=60)
+        watch.start()
+    assert watch.current().version == 3
+    assert watch.current().lists["blocked_cards"].contains("c-1", 0.0)
+    events = [getattr(r, "event", "") for r in caplog.records]
+    assert events.count("ruleset_refused") == 1 and events.count("ruleset_fell_back") == 1
+    watch.stop()
