@@ -84,19 +84,25 @@ class RulesPages:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _change_form(
-        self, request: Request, user: User, *, at_most: int = MAX_FORM_BYTES
-    ) -> Any:
-        """The form of a change, once its size, its CSRF token and the user's role allow it."""
+    async def _bounded_form(self, request: Request, *, at_most: int = MAX_FORM_BYTES) -> Any:
+        """The form, once its stated size allows it (refused before it is read), and its CSRF
+        token checked."""
         length = request.headers.get("content-length", "")
         if not length.isdigit():
-            raise HTTPException(411, "a change must state its Content-Length")
+            raise HTTPException(411, "a form must state its Content-Length")
         if int(length) > at_most:
             raise HTTPException(
                 413, f"the form has {int(length):,} bytes; expected at most {at_most:,}"
             )
         form = await request.form(max_part_size=at_most)
         check_csrf(request, form)
+        return form
+
+    async def _change_form(
+        self, request: Request, user: User, *, at_most: int = MAX_FORM_BYTES
+    ) -> Any:
+        """The form of a change, once its size, its CSRF token and the user's role allow it."""
+        form = await self._bounded_form(request, at_most=at_most)
         if not user.may_decide:
             raise HTTPException(
                 403, f"user {user.name} is a {user.role}: may not change rules or lists"
@@ -239,9 +245,9 @@ class RulesPages:
     # ------------------------------------------------------------------ backtest
 
     async def backtest(self, request: Request, user: User) -> Response:
-        """A backtest of a draft (any signed-in user: it writes nothing)."""
-        form = await request.form()
-        check_csrf(request, form)
+        """A backtest of a draft (any signed-in user: it writes nothing); its form bounded as a
+        change's."""
+        form = await self._bounded_form(request)
         scope = forms.choice(form, "scope", ("rule", "shadow"))
         since = forms.when(form, "since") or backtests.EARLIEST
         until = forms.when(form, "until") or backtests.LATEST

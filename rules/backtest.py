@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import numpy as np
@@ -68,11 +68,12 @@ from rules.store import RulesStore
 from rules.syntax import to_text
 from rules.vector import Columns, evaluate
 from settings.config import Config
-from storage.engine import make_engine
+from storage.engine import make_engine, same_server
 
 log = logging.getLogger(__name__)
 CHUNK = 50_000
 EXAMPLES = 50
+MAX_JOBS = 32  # processes of one backtest (each forked, each a MySQL connection)
 DAY = 86_400
 CODES = ("approve", "review", "decline")
 _CODE = {b"approve": 0, b"review": 1, b"decline": 2}
@@ -196,12 +197,21 @@ def c_extension_loads() -> bool:
     return True
 
 
-def connect(url: str) -> Any:
-    """A mysql-connector connection (C extension) for a ``mysql+pymysql://`` URL."""
-    import mysql.connector  # here, not at import: see c_extension_loads
+# The URL's PyMySQL options (settings.config.over_socket, the README's MySQL TLS) as
+# mysql-connector names them; any other TLS option is refused rather than dropped.
+_TEXT_OPTIONS: Final = {"unix_socket": "unix_socket", "ssl_ca": "ssl_ca", "ssl_cert": "ssl_cert",
+                        "ssl_key": "ssl_key"}  # fmt: skip
+_FLAG_OPTIONS: Final = {"ssl_disabled": "ssl_disabled", "ssl_verify_cert": "ssl_verify_cert",
+                        "ssl_verify_identity": "ssl_verify_identity",
+                        "ssl_check_hostname": "ssl_verify_identity"}  # fmt: skip
 
+
+def connection_options(url: str) -> dict[str, Any]:
+    """mysql-connector's options for a ``mysql+pymysql://`` URL, with the URL's socket and TLS
+    options: as PyMySQL does, a CA (``ssl_ca``) means the server's certificate and name are
+    verified; ``unix_socket`` connects through the socket."""
     u = make_url(url)
-    options = {
+    options: dict[str, Any] = {
         "user": u.username,
         "password": u.password or "",
         "host": u.host or "127.0.0.1",
@@ -210,8 +220,33 @@ def connect(url: str) -> Any:
         "charset": "utf8mb4",
         "init_command": "SET time_zone = '+00:00'",
     }
+    for name, value in u.query.items():
+        if not isinstance(value, str):
+            raise ValueError(f"the MySQL URL gives option {name!r} more than once")
+        if name in _TEXT_OPTIONS:
+            options[_TEXT_OPTIONS[name]] = value
+        elif name in _FLAG_OPTIONS:
+            options[_FLAG_OPTIONS[name]] = value.strip().lower() in ("1", "true", "yes", "on")
+        elif name.startswith("ssl"):
+            raise ValueError(
+                f"the backtest's MySQL reader does not know the URL's TLS option {name[:40]!r} "
+                f"(known: {', '.join(sorted({*_TEXT_OPTIONS, *_FLAG_OPTIONS}))})"
+            )
+    if "ssl_ca" in options and not options.get("ssl_disabled"):
+        options.setdefault("ssl_verify_cert", True)
+        options.setdefault("ssl_verify_identity", True)
+    return options
+
+
+def connect(url: str) -> Any:
+    """A mysql-connector connection (C extension) for a ``mysql+pymysql://`` URL, with its
+    socket and TLS options (:func:`connection_options`); through a socket, the server must
+    listen on the URL's port, as :func:`storage.engine.make_engine` checks."""
+    import mysql.connector  # here, not at import: see c_extension_loads
+
+    options = connection_options(url)
     try:
-        return mysql.connector.connect(**options, use_pure=False)
+        connection = mysql.connector.connect(**options, use_pure=False)
     except ImportError as exc:
         # No C extension for this platform (backtest() runs elsewhere a process that cannot
         # load it): the pure-Python driver reads the same rows.
@@ -219,7 +254,14 @@ def connect(url: str) -> Any:
             "the backtest reads with mysql-connector's pure-Python driver (slower): %s",
             str(exc)[:200],
         )
-        return mysql.connector.connect(**options, use_pure=True)
+        connection = mysql.connector.connect(**options, use_pure=True)
+    if "unix_socket" in options:
+        try:
+            same_server(options["unix_socket"], options["port"])(connection, None)
+        except BaseException:
+            connection.close()
+            raise
+    return connection
 
 
 def _stream(
@@ -437,6 +479,8 @@ def backtest_here(
 ) -> BacktestReport:
     """:func:`backtest` in this process (see there)."""
     global _PLAN
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ValueError(f"jobs: expected 1 to {MAX_JOBS} processes; got {jobs}")
     started = time.perf_counter()
     since, until = _utc(since), _utc(until)
     engine = make_engine(url) if store is None else None
@@ -647,12 +691,32 @@ def _utc(moment: datetime) -> datetime:
 
 def _moment(text: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
+        return _utc(datetime.fromisoformat(text))
+    except (ValueError, OverflowError):  # OverflowError: an offset that leaves the years 1-9999
         raise argparse.ArgumentTypeError(
-            f"expected an ISO 8601 date or time (UTC unless it has an offset); got {text[:40]!r}"
+            f"expected an ISO 8601 date or time (UTC unless it has an offset) within the years 1 "
+            f"to 9999; got {text[:40]!r}"
         ) from None
-    return _utc(moment)
+
+
+def _jobs(text: str) -> int:
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if not 1 <= jobs <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of processes from 1 to {MAX_JOBS}; got {text[:20]!r}"
+        )
+    return jobs
+
+
+class DraftRule(msgspec.Struct, forbid_unknown_fields=True):
+    """One rule of a ``--file`` draft."""
+
+    rule_id: str
+    text: str
+    status: str = "active"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -671,18 +735,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replace", action="store_true", help="the draft is the whole ruleset")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
-        "--jobs", type=int, default=1, help="processes, each reading a span of the range (1)"
+        "--jobs",
+        type=_jobs,
+        default=1,
+        help=f"processes, each reading a span of the range (1; at most {MAX_JOBS})",
     )
     args = parser.parse_args(argv)
     draft = [RuleSpec(rule_id, text, args.status) for rule_id, text in args.rule]
     try:
         if args.file:
-            for item in msgspec.json.decode(args.file.read_bytes()):
-                draft.append(
-                    RuleSpec(
-                        str(item["rule_id"]), str(item["text"]), str(item.get("status", "active"))
-                    )
-                )
+            try:
+                drafted = msgspec.json.decode(args.file.read_bytes(), type=list[DraftRule])
+            except msgspec.DecodeError as exc:  # the wrong shape said where, not a traceback
+                raise ValueError(
+                    f"--file {str(args.file)[:200]}: expected a JSON list of "
+                    f'{{"rule_id": ..., "text": ..., "status": ...}}: {str(exc)[:300]}'
+                ) from None
+            draft += [RuleSpec(d.rule_id, d.text, d.status) for d in drafted]
         if not draft and not args.replace:
             parser.error("give a draft: --rule ID RULE (repeatable) or --file draft.json")
         config = Config.from_env(os.environ)

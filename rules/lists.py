@@ -24,9 +24,11 @@ few reads of large blobs, one at a time, not a million rows, decompressed a mega
 straight into arrays of hashes (``benchmarks/bench_rules.py`` measures it).
 
 **CSV import** (:func:`read_csv`): a header line naming ``value`` and optionally ``expires_at``
-(ISO 8601 with a UTC offset, or a date: midnight UTC) and ``reason``. Every bad row is reported
-with its line number and why; the caller refuses the whole file when any row is bad unless asked
-to import the good ones (``python -m rules import --skip-bad``).
+(ISO 8601 with a UTC offset, or a date: midnight UTC) and ``reason``; a leading byte-order mark
+is ignored. Every bad row is reported with its line number and why (a record csv itself cannot
+read, such as a field past its size limit, too: the rows after it are still read); the caller
+refuses the whole file when any row is bad unless asked to import the good ones
+(``python -m rules import --skip-bad``).
 
 >>> index = ListIndex.build("blocked_cards", "card", {"c-1": None, "c-2": 1_800_000_000.0})
 >>> index.contains("c-1", 0.0), index.contains("c-2", 1_700_000_000.0), index.contains("c-2", 1.9e9)
@@ -120,7 +122,12 @@ def parse_expiry(text: str) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         raise ValueError(f"an expiry needs a UTC offset (…+00:00); got {text[:40]!r}")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00, 9999-12-31T23:00-05:00: no year in UTC
+        raise ValueError(
+            f"expected an expiry within the years 1 to 9999 in UTC; got {text[:40]!r}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------- in a process
@@ -323,7 +330,8 @@ class CsvRead:
 def read_csv(text: str, kind: str) -> CsvRead:
     """Entries of a ``kind`` list from CSV ``text`` (see the module)."""
     check_kind(kind)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # A byte-order mark (spreadsheets write one in "CSV UTF-8") is not part of the header.
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     result = CsvRead([], [], 0)
 
     def bad(line: int, why: str) -> None:
@@ -352,18 +360,29 @@ def read_csv(text: str, kind: str) -> CsvRead:
     seen: dict[str, int] = {}
     line = reader.line_num
     while True:
+        start = line + 1
         try:
             row = next(reader)
         except StopIteration:
             break
-        except csv.Error as exc:
-            bad(reader.line_num, f"not CSV: {exc}")
-            break
-        line, start = reader.line_num, line + 1
+        except csv.Error as exc:  # a field past csv's limit: that record is bad, not the rest
+            bad(start, f"not CSV: {exc}")
+            if reader.line_num == line:
+                break
+            line = reader.line_num
+            continue
+        line = reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
+        if line > start:  # a quoted field with line breaks: say which lines it swallowed
+            spans = f" (this record runs over lines {start} to {line}: a quote opened there)"
+        else:
+            spans = ""
         if len(row) != len(columns):
-            bad(start, f"expected {len(columns)} fields ({','.join(columns)}); got {len(row)}")
+            bad(
+                start,
+                f"expected {len(columns)} fields ({','.join(columns)}); got {len(row)}{spans}",
+            )
             continue
         value = row[at["value"]].strip()
         try:
@@ -371,7 +390,7 @@ def read_csv(text: str, kind: str) -> CsvRead:
             expires = parse_expiry(row[at["expires_at"]]) if "expires_at" in at else None
             reason = check_reason(row[at["reason"]].strip()) if "reason" in at else ""
         except ValueError as exc:
-            bad(start, str(exc))
+            bad(start, f"{str(exc)[:120]}{spans}")
             continue
         if value in seen:
             bad(start, f"{value!r} is already on line {seen[value]}")

@@ -10,7 +10,11 @@ beside the current one and replaces it in one assignment, so scoring never waits
 
 A version that fails to load or compile (a rule this code cannot run, a list missing) is logged
 once, at ERROR, with a bounded message, and skipped: the last good version stays until a newer one
-loads. A failed look-up (MySQL unavailable) is logged and retried at the next tick.
+loads; at start, when the newest version is refused, the newest before it that loads applies
+(:meth:`RulesWatch._fall_back`). A failed look-up or load because MySQL could not be asked (a
+driver error, a socket error: :data:`UNREACHABLE`) refuses nothing: it is logged and tried again at
+the next tick (at start, every second for ``patience`` seconds), so an outage while a version loads
+never makes a process skip that version, nor start deciding without it.
 
 >>> watch = RulesWatch(lambda: 0, lambda version, cache: None, refresh_seconds=5)
 >>> watch.current().version, len(watch.current().rules)
@@ -24,6 +28,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy.exc import DBAPIError
+
 from rules.lists import ListIndex
 from rules.ruleset import Ruleset, compile_ruleset
 from rules.store import RulesStore, Snapshot
@@ -35,6 +41,10 @@ Load = Callable[
     [int, dict[tuple[str, int], ListIndex]], tuple[Snapshot, dict[str, ListIndex]] | None
 ]
 MAX_LOGGED_CHARS = 500
+# Failures that say MySQL could not be asked, not that the version is bad: tried again, never
+# refused.
+UNREACHABLE: tuple[type[BaseException], ...] = (DBAPIError, OSError)
+FALL_BACK_VERSIONS = 50  # versions tried before a refused one, at start
 
 
 class RulesUnavailableError(RuntimeError):
@@ -80,12 +90,55 @@ class RulesWatch:
                     f"{self._last_failure[:MAX_LOGGED_CHARS]}"
                 )
             time.sleep(1.0)
+        self._fall_back()
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._watch, name="payscore-rules-watch", daemon=True
             )
             self._thread.start()
         return self
+
+    def _fall_back(self) -> None:
+        """At start, when the newest version was refused: the newest of the
+        :data:`FALL_BACK_VERSIONS` before it that loads, as a running process keeps its last good
+        version (a restarted one has none in memory and would decide with no rule at all)."""
+        with self._lock:
+            if self._ruleset.version != 0 or not self._refused:
+                return
+            refused = max(self._refused)
+            for version in range(refused - 1, max(0, refused - 1 - FALL_BACK_VERSIONS), -1):
+                try:
+                    loaded = self._load(version, self._cache)
+                    if loaded is None:
+                        continue
+                    snapshot, lists = loaded
+                    ruleset = compile_ruleset(snapshot.rules, lists, version=snapshot.version)
+                except UNREACHABLE as exc:  # MySQL gone again: the watch goes on from here
+                    log.warning(
+                        "could not load ruleset version %d to fall back on: %s",
+                        version,
+                        str(exc)[:MAX_LOGGED_CHARS],
+                        extra={"event": "ruleset_load_failed", "version": version},
+                    )
+                    return
+                except Exception:
+                    continue
+                self._ruleset = ruleset
+                log.error(
+                    "ruleset version %d refused at start: deciding with version %d, the newest "
+                    "before it that loads, until a newer one does",
+                    refused,
+                    version,
+                    extra={"event": "ruleset_fell_back", "version": version},
+                )
+                return
+            log.error(
+                "ruleset version %d refused at start and none of the %d before it loads: "
+                "deciding with no rule until a newer version loads",
+                refused,
+                min(FALL_BACK_VERSIONS, refused - 1),
+                extra={"event": "ruleset_fell_back", "version": 0},
+            )
 
     def stop(self) -> None:
         self._stop.set()
@@ -95,7 +148,8 @@ class RulesWatch:
             self.refresh()
 
     def _look_up_once(self) -> bool:
-        """One look; False only when MySQL could not be asked."""
+        """One look; False only when MySQL could not be asked (for the newest version number or
+        for the version itself)."""
         self._last_failure = ""
         self.refresh()
         return not self._last_failure
@@ -123,6 +177,17 @@ class RulesWatch:
                     return False
                 snapshot, lists = loaded
                 ruleset = compile_ruleset(snapshot.rules, lists, version=snapshot.version)
+            except UNREACHABLE as exc:
+                self._last_failure = str(exc) or type(exc).__name__
+                log.warning(
+                    "could not load ruleset version %d (MySQL unavailable), still deciding with "
+                    "version %d, trying again: %s",
+                    newest,
+                    current,
+                    str(exc)[:MAX_LOGGED_CHARS],
+                    extra={"event": "ruleset_load_failed", "version": newest},
+                )
+                return False
             except Exception as exc:
                 self._refused.add(newest)
                 log.error(

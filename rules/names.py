@@ -16,10 +16,14 @@ them has them *missing* (see :mod:`rules.syntax` for what a missing value does).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from features.catalog import FEATURE_NAMES
+from features.contract import COUNTRIES, CURRENCIES, Channel
 
 Type = Literal["number", "string", "bool"]
 NUMBER: Final = "number"
@@ -62,3 +66,38 @@ LIST_FIELDS: Final[dict[str, str]] = {
 }
 LIST_KINDS: Final = tuple(LIST_FIELDS)
 PREFIX_KINDS: Final = frozenset({"bin"})
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """The values a string field can hold (the contract's, :mod:`features.contract`): a literal
+    outside them never matches, so a rule comparing the field with one is refused where it
+    names it (``country == "fr"`` would never fire, silently)."""
+
+    holds: Callable[[str], bool]  # the value is one the field can hold
+    starts: Callable[[str], bool]  # some value the field can hold starts with it
+    what: str  # the values, in words
+
+
+def _pattern(full: str, prefix: str) -> tuple[Callable[[str], bool], Callable[[str], bool]]:
+    whole, start = re.compile(full), re.compile(prefix)
+    return (lambda v: whole.fullmatch(v) is not None), (lambda v: start.fullmatch(v) is not None)
+
+
+def _one_of(values: frozenset[str]) -> tuple[Callable[[str], bool], Callable[[str], bool]]:
+    return values.__contains__, (lambda v: any(x.startswith(v) for x in values))
+
+
+CHANNELS: Final = frozenset(get_args(Channel))
+_ID: Final = Domain(
+    *_pattern(r"[A-Za-z0-9_.:\-]{1,64}", r"[A-Za-z0-9_.:\-]{0,64}"),
+    "an id: 1 to 64 characters of A-Z a-z 0-9 _ . : -",
+)
+DOMAINS: Final[dict[str, Domain]] = {
+    **dict.fromkeys(("transaction_id", "card_id", "merchant_id", "terminal_id", "device_id"), _ID),
+    "currency": Domain(*_one_of(CURRENCIES), 'an ISO 4217 currency code such as "EUR"'),
+    "mcc": Domain(*_pattern(r"[0-9]{4}", r"[0-9]{0,4}"), 'a four-digit MCC such as "5411"'),
+    "channel": Domain(*_one_of(CHANNELS), "one of " + ", ".join(sorted(CHANNELS))),
+    "country": Domain(*_one_of(COUNTRIES), 'an ISO 3166-1 alpha-2 code such as "FR"'),
+}
+"""Every string field of :data:`CONTRACT_FIELDS` -> the values it can hold."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from rules.compile import CompiledRule, compile_condition
-from rules.decisions import STATUSES, Decision, Fired, Outcome, decide, model_alone
+from rules.decisions import MODEL, STATUSES, Decision, Fired, Outcome, decide, model_alone
 from rules.guards import Guards
 from rules.lists import ListIndex
 from rules.syntax import Rule, RuleSyntaxError, lists_in, names_in, parse
@@ -51,6 +51,28 @@ def check_rule_id(rule_id: str) -> str:
         raise ValueError(
             "a rule id is 1 to 64 characters of A-Z a-z 0-9 _ . : - (it names the rule in "
             f"reasons); got {str(rule_id)[:70]!r}"
+        )
+    return rule_id
+
+
+# Ids a new rule may not take: "model" is what ``decided_by`` says when the model decided (a rule
+# of that name would pass for the model on every stored payment and on the decisions topic);
+# "." and ".." are path segments a browser folds away, so /rules/.. never reaches that rule.
+RESERVED_RULE_IDS: Final = frozenset({MODEL, ".", ".."})
+
+
+def check_new_rule_id(rule_id: str) -> str:
+    """:func:`check_rule_id`, and not one of :data:`RESERVED_RULE_IDS` (checked when a rule is
+    added; a stored rule is loaded whatever its id)."""
+    check_rule_id(rule_id)
+    if rule_id in RESERVED_RULE_IDS:
+        raise ValueError(
+            f"a rule id may not be {rule_id!r}: "
+            + (
+                "decided_by says 'model' when the model decided"
+                if rule_id == MODEL
+                else "it is a path segment, so the rule's page could not be opened"
+            )
         )
     return rule_id
 
@@ -154,10 +176,11 @@ _ALONE: Final[dict[str, Outcome]] = {d: model_alone(d) for d in ("approve", "rev
 
 
 def compile_rule(spec: RuleSpec, lists: Mapping[str, ListIndex]) -> CompiledRule:
-    """One rule, parsed against the lists' kinds and compiled; RuleSyntaxError if refused."""
+    """One rule, parsed against the lists' kinds (as stored: ``rules.syntax.parse``) and
+    compiled; RuleSyntaxError if refused."""
     check_rule_id(spec.rule_id)
     check_status(spec.status)
-    rule = parse(spec.text, {name: index.kind for name, index in lists.items()})
+    rule = parse(spec.text, {name: index.kind for name, index in lists.items()}, stored=True)
     return CompiledRule(spec.rule_id, rule, spec.status, compile_condition(rule.condition, lists))
 
 

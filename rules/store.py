@@ -45,7 +45,7 @@ from rules.lists import (
     unpack,
     unpack_entries,
 )
-from rules.ruleset import RuleSpec, check_rule_id, check_status
+from rules.ruleset import RuleSpec, check_new_rule_id, check_status
 from rules.syntax import parse, to_text
 from storage.engine import DUPLICATE_KEY, ConcurrentChangeError, error_code, retry_transient
 from storage.tables import (
@@ -444,7 +444,7 @@ class RulesStore:
 
     def add_rule(self, rule_id: str, text: str, *, by: str, status: str = "shadow") -> int:
         """A new rule (in shadow unless said otherwise); the new version."""
-        check_rule_id(rule_id)
+        check_new_rule_id(rule_id)
         check_status(status)
 
         def work(
@@ -690,7 +690,7 @@ class RulesStore:
             now = utc_now()
             c.execute(delete(fraud_rules))
             for spec in target.rules:
-                rule = parse(spec.text, target.kinds())
+                rule = parse(spec.text, target.kinds(), stored=True)
                 c.execute(
                     insert(fraud_rules).values(
                         rule_id=spec.rule_id,

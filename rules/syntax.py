@@ -26,11 +26,14 @@ Grammar (EBNF; keywords are lower case, ``#`` starts nothing: there are no comme
     STRING     = '"' ... '"' or "'" ... "'" (backslash escapes the quote and itself) ;
 
 Types are checked while parsing: arithmetic and ``<``/``>`` take numbers; ``==``/``!=`` take two
-numbers or two strings; ``and``/``or``/``not`` take conditions; ``in @list`` takes the field of the
-list's kind (``card_id in @blocked_cards``, ``country in @high_risk_countries``) and
-``starts with @list`` a BIN-prefix list (``card_id starts with @risky_bins``). A refused rule
+numbers or two strings, and a string literal compared with a field (``==``, ``!=``, ``in (...)``,
+``starts with``) must be a value that field can hold (:data:`rules.names.DOMAINS`: ``country ==
+"fr"`` never matches, so it is refused); ``and``/``or``/``not`` take conditions; ``in @list`` takes
+the field of the list's kind (``card_id in @blocked_cards``, ``country in @high_risk_countries``)
+and ``starts with @list`` a BIN-prefix list (``card_id starts with @risky_bins``). A refused rule
 raises :class:`RuleSyntaxError`, which names the line, the column, what was expected and what came,
-quoting at most a short excerpt.
+quoting at most a short excerpt. A rule is at most :data:`MAX_RULE_CHARS` characters both as typed
+and in its canonical text (:func:`to_text`, what is stored), so every stored rule parses again.
 
 **Semantics of missing values** (one definition, shared by every evaluator and tested against the
 reference interpreter, :mod:`rules.reference`): a value is *missing* when an optional field is
@@ -57,7 +60,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from rules.names import BOOL, LIST_FIELDS, NUMBER, PREFIX_KINDS, STRING, TYPES, Type
+from rules.names import BOOL, DOMAINS, LIST_FIELDS, NUMBER, PREFIX_KINDS, STRING, TYPES, Type
 
 Action = Literal["decline", "review", "allow"]
 ACTIONS: Final = ("decline", "review", "allow")
@@ -339,8 +342,11 @@ class _Typed:
     offset: int
 
 
-def parse(source: str, lists: Mapping[str, str] | None = None) -> Rule:
+def parse(source: str, lists: Mapping[str, str] | None = None, *, stored: bool = False) -> Rule:
     """The rule ``source`` as a typed AST; ``lists``: every list a rule may name -> its kind.
+    ``stored``: a rule read back from storage (the flow's loader, a rollback), which skips the
+    check that only guards new text (a literal its field can never hold), so a rule stored
+    before that check still loads.
 
     Raises :class:`RuleSyntaxError` for anything else.
     """
@@ -353,7 +359,20 @@ def parse(source: str, lists: Mapping[str, str] | None = None) -> Rule:
             f"a rule of at most {MAX_RULE_CHARS} characters",
             f"{len(source)} characters",
         )
-    return _Parser(source, tokenize(source), lists or {}).rule()
+    rule = _Parser(source, tokenize(source), lists or {}, literals=not stored).rule()
+    # What is stored and loaded is the canonical text: it must parse again. It can be longer
+    # than what was typed (1e15 is 1000000000000000; a quote in a string is escaped; the
+    # priority is always written), so its length is what the limit bounds.
+    canonical = len(to_text(rule))
+    if canonical > MAX_RULE_CHARS:
+        raise RuleSyntaxError(
+            source,
+            len(source),
+            f"a rule of at most {MAX_RULE_CHARS} characters as stored (its canonical text: "
+            "numbers written out in full, `priority` included)",
+            f"{canonical} characters",
+        )
+    return rule
 
 
 def parse_condition(source: str, lists: Mapping[str, str] | None = None) -> Expr:
@@ -366,11 +385,19 @@ def parse_condition(source: str, lists: Mapping[str, str] | None = None) -> Expr
 
 
 class _Parser:
-    def __init__(self, source: str, tokens: list[Token], lists: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        source: str,
+        tokens: list[Token],
+        lists: Mapping[str, str],
+        *,
+        literals: bool = True,
+    ) -> None:
         self.source = source
         self.tokens = tokens
         self.at = 0
         self.lists = lists
+        self.literals = literals  # refuse a literal its field can never hold
         self.nest = 0  # open parentheses, `not`s and unary minuses around the current token
 
     # -- helpers
@@ -551,8 +578,31 @@ class _Parser:
                 f"a {left.type} to compare with {self.shown(left)}",
                 f"a {right.type}",
             )
+        self.possible(left, right)
+        self.possible(right, left)
         d = self.deeper(max(left.depth, right.depth) + 1, op.offset)
         return _Typed(Compare(op.text, left.node, right.node), BOOL, d, left.offset)  # type: ignore[arg-type]
+
+    def possible(self, field: _Typed, literal: _Typed | Token, *, prefix: bool = False) -> None:
+        """Refuse a string literal the field compared with can never hold (it never matches:
+        ``country == "fr"``, ``channel == "web"``); ``prefix``: after ``starts with``."""
+        if not self.literals or not isinstance(field.node, Name) or field.node.name not in DOMAINS:
+            return
+        if isinstance(literal, Token):
+            value, offset = str(literal.value), literal.offset
+        elif isinstance(literal.node, Str):
+            value, offset = literal.node.value, literal.offset
+        else:
+            return
+        domain = DOMAINS[field.node.name]
+        if not (domain.starts if prefix else domain.holds)(value):
+            raise RuleSyntaxError(
+                self.source,
+                offset,
+                f"{'the start of ' if prefix else ''}{domain.what}, a value "
+                f"`{field.node.name}` can hold (any other never matches)",
+                _quote(value[:30] + ("..." if len(value) > 30 else "")),
+            )
 
     def shown(self, typed: _Typed) -> str:
         if isinstance(typed.node, Name):
@@ -586,6 +636,7 @@ class _Parser:
             if t.kind == "number" and left.type == NUMBER:
                 values.append(Num(float(t.value)))  # type: ignore[arg-type]
             elif t.kind == "string" and left.type == STRING:
+                self.possible(left, t)
                 values.append(Str(str(t.value)))
             else:
                 raise self.fail(
@@ -629,6 +680,7 @@ class _Parser:
             raise RuleSyntaxError(
                 self.source, left.offset, "a string before `starts with`", f"a {left.type}"
             )
+        self.possible(left, token, prefix=True)
         return _Typed(
             StartsWith(left.node, str(token.value)),
             BOOL,

@@ -302,11 +302,11 @@ def make_engine(
     parsed = make_url(url)
     socket = parsed.query.get("unix_socket")
     if isinstance(socket, str) and parsed.port is not None:
-        event.listen(engine, "connect", _same_server(socket, parsed.port))
+        event.listen(engine, "connect", same_server(socket, parsed.port))
     return engine
 
 
-def _same_server(socket: str, port: int) -> Callable[[object, object], None]:
+def same_server(socket: str, port: int) -> Callable[[object, object], None]:
     """A ``connect`` hook: the server reached through ``socket`` must listen on ``port`` (0: it
     listens on no TCP port, nothing to compare)."""
 

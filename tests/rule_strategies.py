@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from features.catalog import FEATURE_NAMES
-from rules.names import CONTRACT_FIELDS, LIST_FIELDS, NUMBER, PROBABILITY, STRING
+from rules.names import CONTRACT_FIELDS, DOMAINS, LIST_FIELDS, NUMBER, PROBABILITY, STRING
 from rules.syntax import (
     ACTIONS,
     Arith,
@@ -106,13 +106,48 @@ def tests(pool: bool) -> st.SearchStrategy[Any]:
     )
     return st.one_of(
         st.builds(Compare, st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), n, n),
-        st.builds(Compare, st.sampled_from(["==", "!="]), s, s),
+        st.builds(Compare, st.sampled_from(["==", "!="]), s, s).map(possible),
         list_tests,
         st.builds(InValues, n, st.lists(numbers(pool), min_size=1, max_size=3).map(tuple)),
-        st.builds(InValues, s, st.lists(strings(pool), min_size=1, max_size=3).map(tuple)),
-        st.builds(StartsWith, s, strings(pool).map(lambda x: x.value)),
+        st.builds(InValues, s, st.lists(strings(pool), min_size=1, max_size=3).map(tuple)).map(
+            possible
+        ),
+        st.builds(StartsWith, s, strings(pool).map(lambda x: x.value)).map(possible),
         st.builds(IsMissing, st.one_of(n, s)),
     )
+
+
+# A value each string field can hold (rules.names.DOMAINS): what a literal the field cannot hold
+# becomes, since the parser refuses those (they never match).
+HELD = {"currency": "EUR", "mcc": "7995", "channel": "pos", "country": "FR"}
+
+
+def possible(node: Any) -> Any:
+    """``node`` with every string literal compared with a field replaced, where that field
+    cannot hold it, by one it can."""
+
+    def fix(field: Any, literal: str, *, prefix: bool = False) -> str:
+        if not isinstance(field, Name) or field.name not in DOMAINS:
+            return literal
+        domain = DOMAINS[field.name]
+        return (
+            literal
+            if (domain.starts if prefix else domain.holds)(literal)
+            else HELD.get(field.name, "c-1")
+        )
+
+    if isinstance(node, Compare):
+        left, right = node.left, node.right
+        if isinstance(right, Str):
+            right = Str(fix(left, right.value))
+        if isinstance(left, Str):
+            left = Str(fix(right, left.value))
+        return Compare(node.op, left, right)
+    if isinstance(node, InValues):
+        return InValues(node.operand, tuple(Str(fix(node.operand, v.value)) for v in node.values))
+    if isinstance(node, StartsWith):
+        return StartsWith(node.operand, fix(node.operand, node.prefix, prefix=True))
+    return node
 
 
 def conditions(pool: bool = False) -> st.SearchStrategy[Any]:

@@ -677,3 +677,23 @@ def test_a_backtest_waits_off_the_event_loop_and_a_user_runs_one_at_a_time(
             client.close()
         server.should_exit = True
         thread.join(30)
+
+
+def test_a_backtest_form_is_bounded_before_it_is_read(
+    admin_engine: Engine, review_engine: Engine, models: Path
+):
+    """Review of issue 21: ``POST /backtest`` (any signed-in user, a viewer too) read its form
+    whole, up to Starlette's defaults (1,000 fields of 1 MB each), where every change's form is
+    refused past 256 KB before it is read. It is bounded the same way now."""
+    add_users(admin_engine)
+    client = signed_in(app_on(review_engine, models), "victor")  # a viewer may backtest
+    page = client.get("/rules")
+    huge = client.post(
+        "/backtest",
+        data={"csrf_token": token(page.text), "scope": "rule", "rule_id": "x",
+              "text": "review if amount_eur > 1", "padding": "z" * 300_000},
+    )  # fmt: skip
+    assert huge.status_code == 413, huge.text[-500:]
+    assert "expected at most 262,144" in huge.text
+    forged = client.post("/backtest", data={"scope": "shadow"})  # no CSRF token: refused
+    assert forged.status_code == 403

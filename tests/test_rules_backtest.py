@@ -287,3 +287,127 @@ def test_the_command_prints_the_figures_and_refuses_a_bad_draft(database_config,
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert msgspec.json.decode(empty.stdout)["payments"] == 0
+
+
+# Review of issue 21: the command's errors. Each of these was a Python traceback.
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--since", "0001-01-01T00:00:00+01:00"], "within the years 1 to 9999"),
+        (["--until", "9999-12-31T23:00:00-05:00"], "within the years 1 to 9999"),
+    ],
+)
+def test_a_time_with_no_year_in_utc_is_a_usage_error(argv, said, capsys):
+    from rules.backtest import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--rule", "x", "decline if amount_eur > 1", *argv])
+    assert done.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ('{"rule_id": "x", "text": "decline if amount_eur > 1"}', "Expected `array`, got `object`"),
+        ("[1, 2]", "Expected `object`, got `int` - at `$[0]`"),
+        ('[{"rule_id": "x"}]', "missing required field `text` - at `$[0]`"),
+        ('[{"rule_id": "x", "text": "decline if amount_eur > 1", "rank": 1}]', "unknown field"),
+    ],
+)
+def test_a_draft_file_of_the_wrong_shape_is_refused_with_where(content, said, tmp_path, capsys):
+    from rules.backtest import main
+
+    file = tmp_path / "draft.json"
+    file.write_text(content)
+    assert main(["--file", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"refused: --file {file}: expected a JSON list of"), err
+    assert said in err and len(err) < 800
+
+
+# What the backtest's reader says for a URL and a query, in a fresh interpreter, where the C
+# extension of mysql-connector loads (as in `python -m rules.backtest`).
+READER_PROBE = """
+import sys
+from rules.backtest import c_extension_loads, connect
+assert c_extension_loads()
+try:
+    connection = connect(sys.argv[1])
+    cursor = connection.cursor()
+    cursor.execute(sys.argv[2])
+    value = cursor.fetchone()[-1]
+    connection.close()
+    print(value.decode() if isinstance(value, (bytes, bytearray)) else value)
+except Exception as exc:
+    print("ERROR", type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.integration
+def test_the_backtests_reader_keeps_the_urls_tls_and_socket(database_config):
+    """Review of issue 21: the backtest reads payments with mysql-connector, built from the
+    account's URL, and dropped its options: a URL's ``ssl_ca`` (the README: the server's
+    certificate and name verified) connected with TLS unverified, or none, sending the account's
+    password to whoever answered; ``unix_socket`` (``PAYSCORE_MYSQL_SOCKET``) went over TCP.
+    Checked in this process (the pure-Python driver once numba is loaded) and in a fresh
+    interpreter (the C extension, as ``python -m rules.backtest`` reads)."""
+    from sqlalchemy.engine import make_url
+
+    from rules.backtest import connect
+
+    url = make_url(database_config.analyst_mysql_dsn)
+    assert "unix_socket" not in url.query and "ssl_ca" not in url.query
+
+    def render(**query: str) -> str:
+        return url.update_query_dict(query).render_as_string(hide_password=False)
+
+    def here(url_: str, sql: str) -> str:
+        try:
+            connection = connect(url_)
+            cursor = connection.cursor()
+            cursor.execute(sql)
+            value = cursor.fetchone()[-1]
+            connection.close()
+        except Exception as exc:
+            return f"ERROR {type(exc).__name__} {exc}"
+        return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+
+    def fresh(url_: str, sql: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", READER_PROBE, url_, sql],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return done.stdout.strip()
+
+    cipher = "SHOW SESSION STATUS LIKE 'Ssl_cipher'"
+    for ask in (here, fresh):
+        # A CA that did not sign the server's certificate: refused, as PyMySQL refuses it.
+        said = ask(render(ssl_ca="/etc/ssl/certs/ca-certificates.crt"), cipher)
+        assert said.startswith("ERROR") and "certificate verify failed" in said.lower(), said
+        # The CA that did: an encrypted connection.
+        said = ask(render(ssl_ca="/etc/mysql/payscore-tls/ca.pem"), cipher)
+        assert said and not said.startswith("ERROR"), said
+        # Through the socket: the account is the one of 'localhost', not of '127.0.0.1'.
+        over = render(unix_socket="/run/mysqld/mysqld.sock", ssl_disabled="true")
+        said = ask(over, "SELECT CURRENT_USER()")
+        assert said.endswith("@localhost"), said
+    from rules.backtest import connection_options
+
+    with pytest.raises(ValueError, match="TLS option 'ssl_capath'"):
+        connection_options(render(ssl_capath="/etc/ssl/certs"))
+
+
+@pytest.mark.parametrize("jobs", ["0", "-5", "10000", "two"])
+def test_the_number_of_processes_is_bounded(jobs, capsys, monkeypatch):
+    """Review of issue 21: ``--jobs 10000`` forked ten thousand processes (each a MySQL
+    connection); 0 or -5 ran as one, silently. (MySQL is unreachable here: nothing may run.)"""
+    from rules.backtest import MAX_JOBS, backtest_here, main
+
+    monkeypatch.setenv("PAYSCORE_ANALYST_MYSQL_URL", "mysql+pymysql://u:p@127.0.0.1:1/none")
+    with pytest.raises(SystemExit) as done:
+        main(["--rule", "x", "decline if amount_eur > 1", "--jobs", jobs])
+    assert done.value.code == 2
+    assert f"expected a whole number of processes from 1 to {MAX_JOBS}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=f"jobs: expected 1 to {MAX_JOBS} processes"):
+        backtest_here("mysql+pymysql://u:p@127.0.0.1:1/none", [], jobs=MAX_JOBS + 1)

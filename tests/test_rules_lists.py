@@ -130,3 +130,56 @@ def test_many_bad_rows_are_counted_and_the_report_is_bounded():
     assert read.bad_count == 10_000 and len(read.bad) == lists.MAX_REPORTED_ROWS
     assert read.report().endswith(f"... and {10_000 - lists.MAX_REPORTED_ROWS} more bad rows")
     assert len(read.report()) < 20_000
+
+
+# Review of issue 21: hostile CSV files.
+
+
+def test_a_byte_order_mark_is_not_part_of_the_header():
+    """Spreadsheets save "CSV UTF-8" with a byte-order mark; such a file was refused whole
+    (``expected a header naming value ...; got '\\ufeffvalue'``) by ``python -m rules import``."""
+    read = read_csv("\ufeffvalue,reason\r\nc-1,stolen\r\nc-2,\r\n", "card")
+    assert read.bad == [] and [(e.line, e.value, e.reason) for e in read.entries] == [
+        (2, "c-1", "stolen"),
+        (3, "c-2", ""),
+    ]
+
+
+def test_an_expiry_with_no_year_in_utc_is_a_bad_row_not_a_crash():
+    """An offset that moves an expiry out of the years 1-9999 raised OverflowError out of the
+    import (a traceback from ``python -m rules import``, nothing reported)."""
+    text = (
+        "value,expires_at\n"
+        "c-1,9999-12-31T23:00:00-05:00\n"
+        "c-2,0001-01-01T00:00:00+01:00\n"
+        "c-3,9999-12-31T23:59:59+00:00\n"
+    )
+    read = read_csv(text, "card")
+    assert [e.value for e in read.entries] == ["c-3"]
+    assert [line for line, _ in read.bad] == [2, 3]
+    assert all("within the years 1 to 9999" in why for _, why in read.bad)
+    with pytest.raises(ValueError, match="within the years 1 to 9999"):
+        lists.parse_expiry("9999-12-31T23:00:00-05:00")
+
+
+def test_a_record_csv_cannot_read_is_reported_and_the_rows_after_it_are_read():
+    """A field past csv's size limit stopped the reading there: with ``--skip-bad`` every good
+    row after it was silently left out (neither imported nor reported)."""
+    huge = "x" * 200_000
+    text = f"value,reason\nc-1,a\nc-2,{huge}\nc-3,b\n\nc-4,\n"
+    read = read_csv(text, "card")
+    assert [(e.line, e.value) for e in read.entries] == [(2, "c-1"), (4, "c-3"), (6, "c-4")]
+    assert [line for line, _ in read.bad] == [3]
+    assert "not CSV: field larger than field limit" in read.bad[0][1]
+    assert len(read.report()) < 300
+
+
+def test_rows_an_unclosed_quote_swallows_are_named_in_the_report():
+    """A quote opened and never closed makes one record of the rest of the file: the report said
+    only "line 2: a reason is ...", and with --skip-bad the rows after it went unmentioned."""
+    text = 'value,reason\nc-1,"stolen\nc-2,b\nc-3,c\n'
+    read = read_csv(text, "card")
+    assert read.entries == [] and read.bad_count == 1
+    [(line, why)] = read.bad
+    assert line == 2 and why.endswith("(this record runs over lines 2 to 4: a quote opened there)")
+    assert len(why) <= 200

@@ -314,3 +314,162 @@ def test_a_list_loads_one_part_at_a_time_into_its_compact_form(store, monkeypatc
         assert cards.contains(v, 1.8e9)
         assert cards.contains(v, 1.9e9) is (i % 7 != 0)
     assert not any(cards.contains(f"c-{i:05d}", 0.0) for i in range(500, 700))
+
+
+def test_a_rule_too_long_once_canonical_is_never_stored_and_the_flow_keeps_loading(
+    store, review_engine, engine
+):
+    """Review of issue 21: a rule within 4,000 characters as typed but longer in its canonical
+    text (what is stored) was stored, then refused by every flow process at load, and so was
+    every later version: no change applied any more. It is refused at once, storing nothing."""
+    watch = RulesWatch.from_store(RulesStore(engine, patience=5), refresh_seconds=60)
+    store.add_rule("big", "decline if amount_eur > 5000", by="ana", status="active")
+    text = "review if amount_eur in (" + ",".join(["1e15"] * 790) + ")"
+    assert len(text) <= 4000
+    before = counts(review_engine)
+    with pytest.raises(RuleSyntaxError, match="as stored"):
+        store.add_rule("long", text, by="ana", status="active")
+    with pytest.raises(RuleSyntaxError, match="as stored"):
+        store.edit_rule("big", text, by="ana")
+    assert counts(review_engine) == before
+    store.set_status("big", "shadow", by="ana")
+    assert watch.refresh() is True and watch.current().version == 2
+
+
+def test_mysql_unreachable_while_a_version_loads_refuses_nothing(store, engine, caplog):
+    """Review of issue 21: the newest version looked up, then MySQL unreachable while it loads (a
+    real driver error: nothing listens on the port). That version was refused for good, and a
+    flow starting then decided with no rule and no block list. Now it is tried again."""
+    from storage.engine import make_engine
+
+    store.create_list("blocked_cards", "card", by="ana")
+    store.add_rule("cards", "decline if card_id in @blocked_cards", by="ana", status="active")
+    store.add_entries("blocked_cards", [NewEntry("c-1")], by="ana")  # version 3
+    flows = RulesStore(engine, patience=5)
+    nowhere = make_engine("mysql+pymysql://payscore:x@127.0.0.1:1/payscore")
+    unreachable = RulesStore(nowhere, patience=1)
+    outages = [1]
+
+    def load(version, cache):
+        if outages[0]:
+            outages[0] -= 1
+            return unreachable.load(version, cache)
+        return flows.load(version, cache)
+
+    watch = RulesWatch(flows.newest_version, load, refresh_seconds=60)
+    with caplog.at_level(logging.WARNING, logger="rules.loader"):
+        watch.start(patience=20)
+        assert watch.current().version == 3
+        assert watch.current().lists["blocked_cards"].contains("c-1", 0.0)
+        store.add_entries("blocked_cards", [NewEntry("c-2")], by="ana")  # version 4
+        outages[0] = 1
+        assert watch.refresh() is False and watch.current().version == 3
+        assert watch.refresh() is True and watch.current().version == 4
+    events = [getattr(r, "event", "") for r in caplog.records]
+    assert "ruleset_refused" not in events and events.count("ruleset_load_failed") == 2
+    watch.stop()
+    nowhere.dispose()
+
+
+def test_the_command_line_imports_a_hostile_csv_file_row_by_row(
+    database_config, store, tmp_path, monkeypatch, capsys
+):
+    """Review of issue 21, ``python -m rules`` as the analysts' account on the real server: a
+    spreadsheet's "CSV UTF-8" file (byte-order mark, CRLF) was refused whole; an expiry with no
+    year in UTC was a traceback; a field past csv's size limit silently dropped every row after
+    it under --skip-bad."""
+    from rules.__main__ import main
+
+    monkeypatch.setenv("PAYSCORE_ANALYST_MYSQL_URL", database_config.analyst_mysql_dsn)
+    assert main(["list-create", "blocked_cards", "card", "--by", "ana"]) == 0
+    file = tmp_path / "feed.csv"
+    rows = [
+        "\ufeffvalue,expires_at,reason",
+        "c-1,,first",
+        "c-2,9999-12-31T23:00:00-05:00,no year in UTC",
+        "c-3,," + "x" * 200_000,
+        "c-4,2027-01-01,last",
+    ]
+    file.write_bytes("\r\n".join(rows).encode("utf-8") + b"\r\n")
+    capsys.readouterr()
+    assert main(["import", "blocked_cards", str(file), "--by", "ana", "--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("imported 2 entries as version 2\n2 bad rows skipped:\n"), out[:300]
+    assert "line 3: expected an expiry within the years 1 to 9999" in out
+    assert "line 4: not CSV: field larger than field limit" in out
+    entries = {e.value: e.expires_at for e in store.entries("blocked_cards")}
+    assert entries == {"c-1": None, "c-4": datetime(2027, 1, 1)}
+    code = main(["list-add", "blocked_cards", "c-9", "--expires", "0001-01-01T00:00:00+01:00"])
+    assert code == 2
+    assert "refused: expected an expiry within the years 1 to 9999" in capsys.readouterr().err
+    assert store.newest_version() == 2
+
+
+@pytest.mark.parametrize("rule_id", ["model", ".", ".."])
+def test_a_rule_may_not_take_a_reserved_id(store, review_engine, rule_id):
+    """Review of issue 21: a rule named ``model`` that declined stored ``decided_by = 'model'``
+    (and published it on the decisions topic): the payment read as the model's decision. A rule
+    named ``..`` had a page no browser reaches (``/rules/..`` is ``/``)."""
+    before = counts(review_engine)
+    with pytest.raises(ValueError, match=f"a rule id may not be {rule_id!r}"):
+        store.add_rule(rule_id, "decline if amount_eur > 1", by="ana", status="active")
+    assert counts(review_engine) == before
+    assert store.add_rule("model-1", "decline if amount_eur > 1", by="ana") == 1
+
+
+def test_a_rule_stored_before_the_literal_check_still_loads_and_rolls_back(
+    store, engine, admin_engine
+):
+    """The parser now refuses a literal its field can never hold (``country == "fr"``) in new
+    text only: a version stored before that check (as an older payscore wrote it) still loads in
+    the flow, where refusing it would leave a restarted flow with no rule at all, and a rollback
+    to it works."""
+    store.add_rule("fr", "review if amount_eur > 1", by="ana", status="active")  # version 1
+    with admin_engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO ruleset_versions (version, created_at, created_by, `change`, rules, "
+                "lists) SELECT 2, created_at, 'old', 'older payscore', JSON_ARRAY(JSON_OBJECT("
+                "'rule_id', 'fr', 'text', 'review if country == \"fr\" priority 100', 'status', "
+                "'active')), lists FROM ruleset_versions WHERE version = 1"
+            )
+        )
+    with pytest.raises(RuleSyntaxError, match="a value `country` can hold"):
+        store.edit_rule("fr", 'review if country == "fr"', by="ana")
+    watch = RulesWatch.from_store(RulesStore(engine, patience=5), refresh_seconds=60)
+    watch.start()
+    assert watch.current().version == 2 and [r.rule_id for r in watch.current().rules] == ["fr"]
+    assert store.set_status("fr", "shadow", by="ana") == 3
+    assert store.rollback(2, by="ana") == 4
+    assert store.snapshot().rules[0].text == 'review if country == "fr" priority 100'
+    assert watch.refresh() is True and watch.current().version == 4
+    watch.stop()
+
+
+def test_a_flow_starting_when_the_newest_version_is_refused_applies_the_last_good_one(
+    store, engine, admin_engine, caplog
+):
+    """Review of issue 21: a running flow keeps its last good version when a newer one cannot
+    be compiled; a flow (re)started then had none in memory and decided with no rule and no
+    block list at all. It now starts with the newest version before it that loads."""
+    store.create_list("blocked_cards", "card", by="ana")
+    store.add_rule("cards", "decline if card_id in @blocked_cards", by="ana", status="active")
+    store.add_entries("blocked_cards", [NewEntry("c-1")], by="ana")  # version 3
+    with admin_engine.begin() as c:  # as an older or newer payscore might write it
+        c.execute(
+            text(
+                "INSERT INTO ruleset_versions "
+                "(version, created_at, created_by, `change`, rules, lists) "
+                "SELECT 4, created_at, 'x', 'broken', JSON_ARRAY(JSON_OBJECT('rule_id', 'r', "
+                "'text', 'decline if no_such_feature > 1', 'status', 'active')), lists "
+                "FROM ruleset_versions WHERE version = 3"
+            )
+        )
+    with caplog.at_level(logging.WARNING, logger="rules.loader"):
+        watch = RulesWatch.from_store(RulesStore(engine, patience=5), refresh_seconds=60)
+        watch.start()
+    assert watch.current().version == 3
+    assert watch.current().lists["blocked_cards"].contains("c-1", 0.0)
+    events = [getattr(r, "event", "") for r in caplog.records]
+    assert events.count("ruleset_refused") == 1 and events.count("ruleset_fell_back") == 1
+    watch.stop()

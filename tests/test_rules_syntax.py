@@ -16,6 +16,7 @@ from rules.compile import compile_condition
 from rules.lists import ListIndex
 from rules.syntax import (
     MAX_DEPTH,
+    MAX_RULE_CHARS,
     BoolOp,
     Compare,
     Name,
@@ -186,7 +187,8 @@ def test_canonical_text_is_stable_and_readable():
         "decline if amount_eur > 1 and (card_count_1h > 1 or card_count_24h > 1)",
         "decline if (amount_eur > 1 and card_count_1h > 1) or card_count_24h > 1",
         "decline if amount_eur > 1 and (card_count_1h > 1 and card_count_24h > 1)",
-        'decline if amount_eur in (1, 2.5, 1e-07) and country not in (\'FR\', "N\\"G")',
+        "decline if amount_eur in (1, 2.5, 1e-07) and country not in ('FR', \"NG\")",
+        "decline if \"N\\\"G\" != 'a\\'b\\\\'",  # escapes (literals of no field)
         "decline if device_id is not missing and latitude / 0 is missing",
     ],
 )
@@ -207,3 +209,79 @@ def test_the_readme_examples_parse_and_print_back():
     for text in examples + [rule for _, rule in RULES]:
         rule = parse(text, LIST_KINDS)
         assert parse(to_text(rule), LIST_KINDS) == rule
+
+
+# Review of issue 21: a rule may be longer as stored than as typed (1e15 is written out as
+# 1000000000000000, a quote in a string is escaped, the priority is always written). A rule whose
+# canonical text passed the limit was stored and then refused by every flow process at load,
+# with every later version (they all hold it): the whole fleet kept an old ruleset.
+LONGER_WHEN_STORED = [
+    "review if amount_eur in (" + ",".join(["1e15"] * 790) + ")",
+    "review if amount_minor in (" + ",".join(["25e3"] * 790) + ")",
+]
+
+
+@pytest.mark.parametrize("text", LONGER_WHEN_STORED)
+def test_a_rule_longer_than_the_limit_once_canonical_is_refused(text):
+    assert len(text) <= MAX_RULE_CHARS
+    with pytest.raises(RuleSyntaxError, match="as stored") as caught:
+        parse(text, LISTS)
+    _check_refusal(text, caught.value)
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from([1, 10, 300, 600, 790, 900]).flatmap(
+        lambda n: st.lists(
+            st.sampled_from(["1e15", "9E14", "1.5e-7", "25e3", "0.5e1", "7"]),
+            min_size=n,
+            max_size=n,
+        )
+    )
+)
+def test_long_rules_print_back_to_a_text_that_parses_or_are_refused(values):
+    text = "review if amount_eur in (" + ",".join(values) + ")"
+    try:
+        rule = parse(text, LISTS)
+    except RuleSyntaxError as exc:
+        _check_refusal(text, exc)
+        return
+    assert len(to_text(rule)) <= MAX_RULE_CHARS
+    assert parse(to_text(rule), LISTS) == rule
+
+
+# Review of issue 21: a literal a field can never hold made a rule that never fires, stored
+# silently (a block rule on `country == "ng"` blocks nothing).
+@pytest.mark.parametrize(
+    ("text", "column", "expected"),
+    [
+        ("decline if country == 'ng'", 23, 'an ISO 3166-1 alpha-2 code such as "FR"'),
+        ("decline if 'ng' == country", 12, "a value `country` can hold"),
+        ("decline if country != 'XX'", 23, "a value `country` can hold"),
+        ("decline if country in ('NG', 'gh')", 30, "a value `country` can hold"),
+        ("decline if channel == 'web'", 23, "one of atm, contactless, ecom, moto, pos"),
+        ("decline if currency == 'eur'", 24, 'an ISO 4217 currency code such as "EUR"'),
+        ("decline if mcc == '54111'", 19, "a four-digit MCC"),
+        ("decline if mcc starts with '5x'", 28, 'the start of a four-digit MCC such as "5411"'),
+        ("decline if card_id == '4111 1111'", 23, "an id: 1 to 64 characters"),
+        ("decline if device_id not in ('d-1', '')", 37, "a value `device_id` can hold"),
+    ],
+)
+def test_a_literal_the_field_can_never_hold_is_refused(text, column, expected):
+    with pytest.raises(RuleSyntaxError) as caught:
+        parse(text, LISTS)
+    assert expected in str(caught.value) and caught.value.column == column, str(caught.value)
+    _check_refusal(text, caught.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "decline if country == 'NG' and channel in ('ecom', 'moto') and currency != 'EUR'",
+        "decline if mcc starts with '54' and country starts with 'Z' and card_id starts with ''",
+        "decline if card_id == 'c-1:2.3_x' and mcc in ('7995', '6051')",
+    ],
+)
+def test_literals_the_fields_can_hold_are_kept(text):
+    rule = parse(text, LISTS)
+    assert parse(to_text(rule), LISTS) == rule
