@@ -124,10 +124,11 @@ class BacktestReport(msgspec.Struct):
     changed_examples: list[str]  # transaction ids, at most EXAMPLES
     daily: list[DayFigures]
     seconds: float = 0.0
-    # Where the time went (wall seconds, summed over the processes of --jobs): "read" the rows
-    # from MySQL (and MySQL's time to send them), "columns" made of them, "features" unpacked
-    # (or their JSON decoded), "rules" evaluated and counted.
+    # Where the time went, summed over the processes of --jobs: "read" the rows from MySQL
+    # (with MySQL's time to send them), "columns" made of them, "features" unpacked (or their
+    # JSON decoded), "rules" evaluated and counted; wall seconds, and this side's CPU seconds.
     stages: dict[str, float] = msgspec.field(default_factory=dict)
+    stages_cpu: dict[str, float] = msgspec.field(default_factory=dict)
 
     def table(self) -> list[dict[str, Any]]:
         """One row per rule, as the UI's table shows it."""
@@ -249,18 +250,53 @@ def _stream(
         f"SELECT {', '.join(columns)} FROM scored_payments "
         "WHERE event_time >= %s AND event_time < %s"
     )
-    connection = connect(url)
     try:
-        cursor = connection.cursor()
-        cursor.execute(sql, (since, until))
-        while True:
-            rows = cursor.fetchmany(CHUNK)
-            if not rows:
-                break
+        import _mysql_connector  # here, not at import: see c_extension_loads
+    except ImportError:  # no C extension on this platform: mysql-connector's pure-Python driver
+        connection = connect(url)
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql, (since, until))
+            while rows := cursor.fetchmany(CHUNK):
+                yield rows
+            cursor.close()
+        finally:
+            connection.close()
+        return
+    # The C extension's own connection (documented as the _mysql_connector module): its rows
+    # are made in C and taken CHUNK at a time in C, no Python code a row.
+    u = make_url(url)
+    # The authentication plugins mysql-connector ships (as its own connection finds them).
+    plugins = Path(_mysql_connector.__file__).resolve().parent / "mysql" / "vendor" / "plugin"
+    if not plugins.exists():  # not bundled: the system's
+        plugins = next(
+            (p for p in map(Path, ("/usr/lib64/mysql/plugin", "/usr/lib/mysql/plugin"))
+             if p.exists()), plugins
+        )  # fmt: skip
+    reader = _mysql_connector.MySQL(
+        buffered=False,
+        raw=False,
+        charset_name="utf8mb4",
+        use_unicode=True,
+        plugin_dir=str(plugins),
+    )
+    reader.connect(
+        host=u.host or "127.0.0.1",
+        user=u.username,
+        password=u.password or "",
+        database=u.database,
+        port=u.port or 3306,
+        ssl_disabled=False,  # TLS when the server offers it, as mysql.connector.connect
+    )
+    try:
+        reader.query("SET time_zone = '+00:00'")
+        reader.query(sql % tuple(v.decode() for v in reader.convert_to_mysql(since, until)))
+        fetch = reader.fetch_row
+        while rows := list(itertools.islice(iter(fetch, None), CHUNK)):
             yield rows
-        cursor.close()
+        reader.free_result()
     finally:
-        connection.close()
+        reader.close()
 
 
 def _feature_decoder(features: list[str]) -> Callable[[list[Any]], np.ndarray]:
@@ -304,9 +340,8 @@ def _columns(
     fields: list[str],
     features: list[str],
     decoder: Any,
-    stages: dict[str, float],
+    clock: _Stopwatch,
 ) -> tuple[Columns, dict[str, np.ndarray], np.ndarray]:
-    started = time.perf_counter()
     cols = list(zip(*rows, strict=True))
     size = len(rows)
     fixed = {
@@ -328,17 +363,30 @@ def _columns(
             values[name] = np.array(cols[i], dtype=object)
         else:  # NULL (None) is NaN, missing
             values[name] = np.array(cols[i], dtype=float)
-    stages["columns"] += time.perf_counter() - started
+    clock.lap("columns")
     if features:
-        started = time.perf_counter()
         table = _features(cols[-2], cols[-1], features, decoder)
         for j, name in enumerate(features):
             values[name] = table[:, j]
-        stages["features"] += time.perf_counter() - started
+        clock.lap("features")
     present = np.ones(size, dtype=bool)
     if LATE_FIELDS & set(fields):
         present = np.not_equal(values["country"], None) if "country" in values else present
     return Columns(size, values, ts), fixed, present
+
+
+class _Stopwatch:
+    """Wall and CPU (this thread's) seconds by stage: each lap is charged to one stage."""
+
+    def __init__(self, wall: dict[str, float], cpu: dict[str, float]) -> None:
+        self.wall, self.cpu = wall, cpu
+        self._wall, self._cpu = time.perf_counter(), time.thread_time()
+
+    def lap(self, stage: str) -> None:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        self.wall[stage] += wall - self._wall
+        self.cpu[stage] += cpu - self._cpu
+        self._wall, self._cpu = wall, cpu
 
 
 @dataclass
@@ -357,6 +405,7 @@ class _Partial:
     examples: list[str] = field(default_factory=list)
     days: dict[int, dict[str, Any]] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    stages_cpu: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     def add(self, other: _Partial) -> None:
         for name in ("evaluated", "skipped", "frauds", "legit", "changed", "changed_frauds",
@@ -369,8 +418,9 @@ class _Partial:
                 setattr(mine, name, getattr(mine, name) + getattr(theirs, name))
         for key, n in other.changes.items():
             self.changes[key] = self.changes.get(key, 0) + n
-        for key, seconds in other.stages.items():
-            self.stages[key] += seconds
+        for key in STAGES:
+            self.stages[key] += other.stages[key]
+            self.stages_cpu[key] += other.stages_cpu[key]
         self.examples = (self.examples + other.examples)[:EXAMPLES]
         for d, theirs_day in other.days.items():
             entry = self.days.setdefault(d, {"payments": 0, "hits": {}, "frauds": {}, "changed": 0})
@@ -544,6 +594,7 @@ def backtest_here(
         daily,
         time.perf_counter() - started,
         {k: round(v, 3) for k, v in total.stages.items()},
+        {k: round(v, 3) for k, v in total.stages_cpu.items()},
     )
 
 
@@ -589,12 +640,10 @@ def _scan(plan: _Plan, since: datetime, until: datetime) -> _Partial:
         }
     )
     decoder = _feature_decoder(plan.features) if plan.features else None
-    stages = total.stages
-    started = time.perf_counter()
+    clock = _Stopwatch(total.stages, total.stages_cpu)
     for rows in _stream(plan.url, since, until, plan.fields, plan.features):
-        stages["read"] += time.perf_counter() - started
-        cols, fixed, present = _columns(rows, plan.fields, plan.features, decoder, stages)
-        started = time.perf_counter()
+        clock.lap("read")
+        cols, fixed, present = _columns(rows, plan.fields, plan.features, decoder, clock)
         if not present.all():
             total.skipped += int((~present).sum())
             keep = np.flatnonzero(present)
@@ -605,7 +654,7 @@ def _scan(plan: _Plan, since: datetime, until: datetime) -> _Partial:
             )
             fixed = {k: v[keep] for k, v in fixed.items()}
         if cols.size == 0:
-            started = time.perf_counter()
+            clock.lap("rules")
             continue
         total.evaluated += cols.size
         label, model = fixed["label"], fixed["model"]
@@ -652,9 +701,8 @@ def _scan(plan: _Plan, since: datetime, until: datetime) -> _Partial:
                 ids = fixed["transaction_id"][moved][: EXAMPLES - len(total.examples)]
                 total.examples += [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
         _count_days(total.days, day, moved, masks, is_fraud)
-        stages["rules"] += time.perf_counter() - started
-        started = time.perf_counter()
-    stages["read"] += time.perf_counter() - started  # the end of the rows
+        clock.lap("rules")
+    clock.lap("read")  # the end of the rows
     return total
 
 

@@ -31,6 +31,7 @@ import struct
 import zlib
 from collections.abc import Mapping, Sequence
 from itertools import repeat
+from operator import itemgetter
 from typing import Final, NoReturn
 
 import numpy as np
@@ -42,6 +43,7 @@ FINGERPRINT: Final = zlib.crc32("\n".join(FEATURE_NAMES).encode())
 HEADER: Final = struct.pack("<B3xI", FORMAT, FINGERPRINT)
 SIZE: Final = len(HEADER) + 8 * len(FEATURE_NAMES)
 INDEX: Final = {name: i for i, name in enumerate(FEATURE_NAMES)}
+_ALL = itemgetter(*FEATURE_NAMES)
 _PACK = struct.Struct(f"<8s{len(FEATURE_NAMES)}d").pack
 _NAN = math.nan
 # One packed vector as a NumPy record: its header and its values.
@@ -51,7 +53,10 @@ _HEADER_WORD: Final = int.from_bytes(HEADER, "little")
 
 def pack(features: Mapping[str, float]) -> bytes:
     """``features`` (name -> value) packed in catalogue order (see the module docstring)."""
-    values = list(map(features.get, FEATURE_NAMES, repeat(_NAN)))
+    try:
+        values = _ALL(features)
+    except KeyError:  # some feature absent: NaN there
+        values = tuple(map(features.get, FEATURE_NAMES, repeat(_NAN)))
     try:
         total = sum(values, 0.0)  # one C-level check: every value a finite number
     except TypeError:
