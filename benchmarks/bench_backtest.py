@@ -18,8 +18,10 @@ Prints the fill, how long MariaDB alone takes to scan the rows (one aggregate ov
 the backtest reads, nothing sent), then for each ``--jobs`` the backtest's wall time (best of 3,
 as ``python -m rules.backtest`` runs it: read from MySQL, unpack the features, evaluate the 55
 rules, compare decisions), rows a second, the client's CPU time (this process and its
-workers), MariaDB's CPU time over the same runs (its process's, from /proc: the shared server's
-other work too) and the split by stage (``BacktestReport.stages``), and the report's table.
+workers), MariaDB's CPU time over the same runs (every server process's on this machine, from
+/proc: the shared server's other work too) and the split by stage (``BacktestReport.stages``
+and ``stages_cpu``: reading rows, making columns, unpacking features, evaluating rules), and
+the report's table.
 """
 
 from __future__ import annotations
@@ -150,16 +152,18 @@ DRAFT = [
 
 
 def mariadb_cpu_seconds() -> float | None:
-    """The CPU time of the local MariaDB (or MySQL) server's process, from /proc; None if none
-    can be read."""
+    """The CPU time of every MariaDB (or MySQL) server process on this machine (the shared one
+    and any private instance), from /proc; None if none can be read."""
+    ticks, found = 0, False
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().split()
         except OSError:
             continue
         if fields[1] in ("(mariadbd)", "(mysqld)"):
-            return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-    return None
+            ticks += int(fields[13]) + int(fields[14])
+            found = True
+    return ticks / os.sysconf("SC_CLK_TCK") if found else None
 
 
 def client_cpu_seconds() -> float:
@@ -233,12 +237,15 @@ def main() -> None:
             assert best is not None
             summed = "summed over processes, " if jobs > 1 else ""
             server_cpu = f"{server:.1f} s" if server != float("inf") else "n/a"
-            stages = ", ".join(f"{k} {v:.1f} s" for k, v in best.stages.items())
+            stages = ", ".join(
+                f"{k} {v:.1f} s (CPU {best.stages_cpu[k]:.1f} s)" for k, v in best.stages.items()
+            )
             print(
                 f"backtest of {best.payments:,} payments, {len(best.rules)} rules (50 live, 5 "
                 f"draft), {jobs} process{'es' if jobs > 1 else ''}: {best.seconds:.1f} s (best "
                 f"of 3), {best.payments / best.seconds:,.0f} payments/s; client CPU {cpu:.1f} s, "
-                f"MariaDB CPU {server_cpu} (least of 3); stages ({summed}wall): {stages}; "
+                f"MariaDB CPU {server_cpu} (least of 3); stages ({summed}wall, this side's CPU): "
+                f"{stages}; "
                 f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
             )
         if best is not None:

@@ -24,8 +24,10 @@ and a chart; ``msgspec.json.encode`` it), and what the command prints.
 Rows stored before ``scored_payments`` kept the payment's ``country``, ``channel``, ``mcc``,
 ``device_id`` and coordinates hold NULL there; a draft that reads one of them skips those rows
 and says how many it skipped. Payments are read from MySQL with the C extension of
-mysql-connector, features decoded with msgspec in batches, rules evaluated over columns with
-NumPy: ``benchmarks/bench_backtest.py`` measures a million.
+mysql-connector (rows made and taken a chunk at a time in C), only the columns the rules name;
+features from the packed ``feature_vector`` (:mod:`storage.feature_vector`: one
+``np.frombuffer`` a chunk), or from the JSON (msgspec, in batches) in rows stored without one;
+rules evaluated over columns with NumPy: ``benchmarks/bench_backtest.py`` measures a million.
 
 **Where it runs.** The C extension links libstdc++, which glibc cannot load into a process whose
 libraries (numba's, scikit-learn's) have taken its static TLS block: the review queue's process,
