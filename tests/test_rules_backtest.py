@@ -18,7 +18,15 @@ from sqlalchemy import insert, text, update
 
 from features.catalog import FEATURE_NAMES
 from features.replay import replay
-from rules.backtest import BacktestReport, _in_a_new_interpreter, backtest, final_codes
+from rules.backtest import (
+    EARLIEST,
+    LATEST,
+    BacktestReport,
+    _in_a_new_interpreter,
+    _stream,
+    backtest,
+    final_codes,
+)
 from rules.decisions import Fired, decide
 from rules.ruleset import RuleSpec
 from rules.store import NewEntry, RulesStore
@@ -302,3 +310,24 @@ def test_the_command_prints_the_figures_and_refuses_a_bad_draft(database_config,
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert msgspec.json.decode(empty.stdout)["payments"] == 0
+
+
+@pytest.mark.integration
+def test_only_the_columns_the_rules_name_are_read(database_config, engine) -> None:
+    """A ruleset that names no feature reads neither the packed vector nor the JSON; one that
+    does gets the vector of a packed row and the JSON of a row without one, never both."""
+    rows = stored_rows(1)[:20]
+    rows[0]["feature_vector"] = None
+    with engine.begin() as c:
+        c.execute(insert(scored_payments), rows)
+    url = database_config.analyst_mysql_dsn
+    bare = [r for chunk in _stream(url, EARLIEST, LATEST, ["country"], []) for r in chunk]
+    assert len(bare) == 20 and {len(r) for r in bare} == {6}  # five of every payment, country
+    full = {
+        r[0]: r for chunk in _stream(url, EARLIEST, LATEST, ["country"], ["amount_eur"])
+        for r in chunk
+    }  # fmt: skip
+    assert {len(r) for r in full.values()} == {8}
+    old = full.pop(rows[0]["transaction_id"])
+    assert old[6] is None and msgspec.json.decode(old[7]) == rows[0]["features"]
+    assert all(len(r[6]) == 344 and r[7] is None for r in full.values())
