@@ -24,8 +24,10 @@ and a chart; ``msgspec.json.encode`` it), and what the command prints.
 Rows stored before ``scored_payments`` kept the payment's ``country``, ``channel``, ``mcc``,
 ``device_id`` and coordinates hold NULL there; a draft that reads one of them skips those rows
 and says how many it skipped. Payments are read from MySQL with the C extension of
-mysql-connector, features decoded with msgspec in batches, rules evaluated over columns with
-NumPy: ``benchmarks/bench_backtest.py`` measures a million.
+mysql-connector (rows made and taken a chunk at a time in C), only the columns the rules name;
+features from the packed ``feature_vector`` (:mod:`storage.feature_vector`: one
+``np.frombuffer`` a chunk), or from the JSON (msgspec, in batches) in rows stored without one;
+rules evaluated over columns with NumPy: ``benchmarks/bench_backtest.py`` measures a million.
 
 **Where it runs.** The C extension links libstdc++, which glibc cannot load into a process whose
 libraries (numba's, scikit-learn's) have taken its static TLS block: the review queue's process,
@@ -49,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from operator import attrgetter
@@ -62,13 +64,15 @@ from sqlalchemy.engine import make_url
 
 from rules.decisions import ACTION_RANK
 from rules.lists import ListIndex
-from rules.names import CONTRACT_FIELDS, NUMBER, OPTIONAL, PROBABILITY, TYPES
+from rules.names import CONTRACT_FIELDS, NUMBER, PROBABILITY, TYPES
 from rules.ruleset import CompiledRule, Ruleset, RuleSpec, compile_ruleset
 from rules.store import RulesStore
 from rules.syntax import to_text
 from rules.vector import Columns, evaluate
 from settings.config import Config
-from storage.engine import make_engine, same_server
+from storage.engine import make_engine, refuse_another_server, same_server
+from storage.feature_vector import current_sql as vector_is_current
+from storage.feature_vector import unpack as unpack_vectors
 
 log = logging.getLogger(__name__)
 CHUNK = 50_000
@@ -76,11 +80,9 @@ EXAMPLES = 50
 MAX_JOBS = 32  # processes of one backtest (each forked, each a MySQL connection)
 DAY = 86_400
 CODES = ("approve", "review", "decline")
-_CODE = {b"approve": 0, b"review": 1, b"decline": 2}
-_LABEL = {None: -1, b"0": 0, b"1": 1}
+STAGES = ("read", "columns", "features", "rules")
 # Kept in scored_payments only since the rules came; NULL (with country) in older rows.
 LATE_FIELDS = frozenset({"mcc", "channel", "country", "device_id", "latitude", "longitude"})
-NULLABLE_STRINGS = frozenset({"mcc", "channel", "country", "device_id"})
 EARLIEST = datetime(2000, 1, 1)
 LATEST = datetime(2100, 1, 1)
 
@@ -125,6 +127,11 @@ class BacktestReport(msgspec.Struct):
     changed_examples: list[str]  # transaction ids, at most EXAMPLES
     daily: list[DayFigures]
     seconds: float = 0.0
+    # Where the time went, summed over the processes of --jobs: "read" the rows from MySQL
+    # (with MySQL's time to send them), "columns" made of them, "features" unpacked (or their
+    # JSON decoded), "rules" evaluated and counted; wall seconds, and this side's CPU seconds.
+    stages: dict[str, float] = msgspec.field(default_factory=dict)
+    stages_cpu: dict[str, float] = msgspec.field(default_factory=dict)
 
     def table(self) -> list[dict[str, Any]]:
         """One row per rule, as the UI's table shows it."""
@@ -264,81 +271,195 @@ def connect(url: str) -> Any:
     return connection
 
 
+def c_reader(url: str) -> Any:
+    """mysql-connector's C-level connection (its ``_mysql_connector.MySQL``) for a
+    ``mysql+pymysql://`` URL, with the URL's socket and TLS options as :func:`connect` takes
+    them (:func:`connection_options`), and the same check that a socket reaches the URL's
+    server. Its rows are made in C."""
+    import _mysql_connector  # here, not at import: see c_extension_loads
+
+    options = connection_options(url)
+    # The authentication plugins mysql-connector ships (as its own connection finds them).
+    plugins = Path(_mysql_connector.__file__).resolve().parent / "mysql" / "vendor" / "plugin"
+    if not plugins.exists():  # not bundled: the system's
+        plugins = next(
+            (p for p in map(Path, ("/usr/lib64/mysql/plugin", "/usr/lib/mysql/plugin"))
+             if p.exists()), plugins
+        )  # fmt: skip
+    reader = _mysql_connector.MySQL(
+        buffered=False,
+        raw=False,
+        charset_name="utf8mb4",
+        use_unicode=True,
+        plugin_dir=str(plugins),
+    )
+    tls_off = bool(options.get("ssl_disabled", False))
+    tls: dict[str, Any] = {"ssl_disabled": tls_off}
+    if not tls_off:  # TLS when the server offers it, verified as the URL asks
+        tls.update(
+            ssl_ca=options.get("ssl_ca"),
+            ssl_cert=options.get("ssl_cert"),
+            ssl_key=options.get("ssl_key"),
+            ssl_verify_cert=bool(options.get("ssl_verify_cert", False)),
+            ssl_verify_identity=bool(options.get("ssl_verify_identity", False)),
+        )
+    reader.connect(
+        host=options["host"],
+        user=options["user"],
+        password=options["password"],
+        database=options["database"],
+        port=options["port"],
+        unix_socket=options.get("unix_socket"),
+        **tls,
+    )
+    try:
+        if "unix_socket" in options:
+            reader.query("SELECT @@port")
+            (served,) = reader.fetch_row()
+            reader.free_result()
+            refuse_another_server(options["unix_socket"], options["port"], int(served))
+    except BaseException:
+        reader.close()
+        raise
+    return reader
+
+
 def _stream(
     url: str, since: datetime, until: datetime, fields: list[str], features: list[str]
-) -> Iterator[tuple[list[tuple[Any, ...]], list[Any]]]:
-    """Chunks of (rows, decoded features) of the payments stored in [since, until)."""
-    # An absent feature is NaN, missing (the flow writes every feature, never null).
-    feature_type = msgspec.defstruct(
-        "StoredFeatures", [(name, float, math.nan) for name in features]
-    )
-    decode = msgspec.json.Decoder(list[feature_type])  # type: ignore[valid-type]
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Chunks of rows of the payments stored in [since, until): the columns :func:`_columns`
+    takes. Only what the rules read is read: no feature at all when no rule names one, and then
+    the packed vector (``scored_payments.feature_vector``), or the JSON where a row has none of
+    the current catalogue (rows stored before the flow packed them)."""
     columns = [
         "transaction_id",
-        "COALESCE(model_decision, decision)",  # the model's own (older rows: decision)
+        # the model's own decision (older rows: decision): 0 approve, 1 review, 2 decline
+        "FIELD(COALESCE(model_decision, decision), 'approve', 'review', 'decline') - 1",
         "fraud_probability",
-        "label_is_fraud",
-        "UNIX_TIMESTAMP(event_time)",
-        *(f"COALESCE({f}, '')" if f in NULLABLE_STRINGS else f for f in fields),
-        *(["features"] if features else []),
+        "COALESCE(label_is_fraud, -1)",
+        "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', event_time)",
+        *fields,
     ]
+    if features:
+        current = vector_is_current()
+        columns += [f"IF({current}, feature_vector, NULL)", f"IF({current}, NULL, features)"]
     sql = (
         f"SELECT {', '.join(columns)} FROM scored_payments "
         "WHERE event_time >= %s AND event_time < %s"
     )
-    connection = connect(url)
+    if not c_extension_loads():  # no C extension on this platform: the pure-Python driver
+        connection = connect(url)
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql, (since, until))
+            while rows := cursor.fetchmany(CHUNK):
+                yield rows
+            cursor.close()
+        finally:
+            connection.close()
+        return
+    # The C extension's own connection (documented as the _mysql_connector module): its rows
+    # are made in C and taken CHUNK at a time in C, no Python code a row.
+    reader = c_reader(url)
     try:
-        cursor = connection.cursor(raw=True)
-        cursor.execute(sql, (since, until))
-        while True:
-            rows = cursor.fetchmany(CHUNK)
-            if not rows:
-                break
-            if features:
-                decoded = decode.decode(b"[" + b",".join(r[-1] for r in rows) + b"]")
-            else:
-                decoded = []
-            yield rows, decoded
-        cursor.close()
+        reader.query("SET time_zone = '+00:00'")
+        reader.query(sql % tuple(v.decode() for v in reader.convert_to_mysql(since, until)))
+        fetch = reader.fetch_row
+        while rows := list(itertools.islice(iter(fetch, None), CHUNK)):
+            yield rows
+        reader.free_result()
     finally:
-        connection.close()
+        reader.close()
+
+
+def _feature_decoder(features: list[str]) -> Callable[[list[Any]], np.ndarray]:
+    """What turns stored features JSON (one text a payment) into a table of ``features``: an
+    absent feature, or ``null`` (a non-finite number, as msgspec writes it), is NaN, missing."""
+    feature_type = msgspec.defstruct(
+        "StoredFeatures", [(name, float | None, math.nan) for name in features]
+    )
+    decode = msgspec.json.Decoder(list[feature_type])  # type: ignore[valid-type]
+    read = attrgetter(*features) if len(features) > 1 else (lambda d: (getattr(d, features[0]),))
+
+    def table(texts: list[Any]) -> np.ndarray:
+        joined = b",".join(t.encode() if isinstance(t, str) else bytes(t) for t in texts)
+        decoded = decode.decode(b"[" + joined + b"]")
+        out = np.array(list(map(read, decoded)), dtype=float)  # None -> NaN
+        return out.reshape(len(texts), len(features))
+
+    return table
+
+
+def _features(
+    vectors: Sequence[Any], texts: Sequence[Any], features: list[str], decoder: Any
+) -> np.ndarray:
+    """The ``features`` columns of a chunk: from the packed vectors in one call, from the JSON
+    for the rows that have no vector."""
+    size = len(vectors)
+    if None not in vectors:
+        return unpack_vectors(vectors, features)
+    table = np.empty((size, len(features)), dtype=float)
+    old = np.equal(np.array(vectors, dtype=object), None)
+    packed = np.flatnonzero(~old)
+    if packed.size:
+        table[packed] = unpack_vectors([vectors[i] for i in packed.tolist()], features)
+    stale = np.flatnonzero(old)
+    table[stale] = decoder([texts[i] for i in stale.tolist()])
+    return table
 
 
 def _columns(
-    rows: list[tuple[Any, ...]], decoded: list[Any], fields: list[str], features: list[str]
+    rows: list[tuple[Any, ...]],
+    fields: list[str],
+    features: list[str],
+    decoder: Any,
+    clock: _Stopwatch,
 ) -> tuple[Columns, dict[str, np.ndarray], np.ndarray]:
     cols = list(zip(*rows, strict=True))
     size = len(rows)
     fixed = {
         "transaction_id": np.array(cols[0], dtype=object),
-        "model": np.fromiter(map(_CODE.__getitem__, cols[1]), dtype=np.int8, count=size),
-        "label": np.fromiter(map(_LABEL.__getitem__, cols[3]), dtype=np.int8, count=size),
+        "model": np.array(cols[1], dtype=np.int8),
+        "label": np.array(cols[3], dtype=np.int8),
     }
-    probability = np.fromiter(map(float, cols[2]), dtype=float, count=size)
-    ts = np.fromiter(map(float, cols[4]), dtype=float, count=size)
+    if size and int(fixed["model"].min()) < 0:
+        at = int(np.flatnonzero(fixed["model"] < 0)[0])
+        raise ValueError(
+            f"the stored payment {str(cols[0][at])[:80]!r} has a decision that is none of "
+            f"{', '.join(CODES)}: it cannot be backtested"
+        )
+    probability = np.array(cols[2], dtype=float)
+    ts = np.array(cols[4], dtype=np.int64) / 1e6  # exactly the seconds' decimal, read as float
     values: dict[str, np.ndarray] = {PROBABILITY: probability}
     for i, name in enumerate(fields, start=5):
-        raw = cols[i]
-        if TYPES[name] != NUMBER:  # NULL came as '' (never a valid value): missing
-            column = np.array(list(map(bytes.decode, raw)), dtype=object)
-            if name in NULLABLE_STRINGS:
-                column[column == ""] = None
-            values[name] = column
-        elif name in OPTIONAL:
-            values[name] = np.array([np.nan if v is None else float(v) for v in raw], dtype=float)
-        else:
-            values[name] = np.fromiter(map(float, raw), dtype=float, count=size)
-    if features:  # one C-level pass: a tuple per payment, then a 2-D array
-        read = (
-            attrgetter(*features) if len(features) > 1 else (lambda d: (getattr(d, features[0]),))
-        )
-        table = np.array(list(map(read, decoded)), dtype=float).reshape(size, len(features))
+        if TYPES[name] != NUMBER:  # strings; NULL (None) is missing
+            values[name] = np.array(cols[i], dtype=object)
+        else:  # NULL (None) is NaN, missing
+            values[name] = np.array(cols[i], dtype=float)
+    clock.lap("columns")
+    if features:
+        table = _features(cols[-2], cols[-1], features, decoder)
         for j, name in enumerate(features):
             values[name] = table[:, j]
+        clock.lap("features")
     present = np.ones(size, dtype=bool)
     if LATE_FIELDS & set(fields):
         present = np.not_equal(values["country"], None) if "country" in values else present
     return Columns(size, values, ts), fixed, present
+
+
+class _Stopwatch:
+    """Wall and CPU (this thread's) seconds by stage: each lap is charged to one stage."""
+
+    def __init__(self, wall: dict[str, float], cpu: dict[str, float]) -> None:
+        self.wall, self.cpu = wall, cpu
+        self._wall, self._cpu = time.perf_counter(), time.thread_time()
+
+    def lap(self, stage: str) -> None:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        self.wall[stage] += wall - self._wall
+        self.cpu[stage] += cpu - self._cpu
+        self._wall, self._cpu = wall, cpu
 
 
 @dataclass
@@ -356,6 +477,8 @@ class _Partial:
     changes: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
     days: dict[int, dict[str, Any]] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    stages_cpu: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     def add(self, other: _Partial) -> None:
         for name in ("evaluated", "skipped", "frauds", "legit", "changed", "changed_frauds",
@@ -368,6 +491,9 @@ class _Partial:
                 setattr(mine, name, getattr(mine, name) + getattr(theirs, name))
         for key, n in other.changes.items():
             self.changes[key] = self.changes.get(key, 0) + n
+        for key in STAGES:
+            self.stages[key] += other.stages[key]
+            self.stages_cpu[key] += other.stages_cpu[key]
         self.examples = (self.examples + other.examples)[:EXAMPLES]
         for d, theirs_day in other.days.items():
             entry = self.days.setdefault(d, {"payments": 0, "hits": {}, "frauds": {}, "changed": 0})
@@ -542,6 +668,8 @@ def backtest_here(
         total.examples,
         daily,
         time.perf_counter() - started,
+        {k: round(v, 3) for k, v in total.stages.items()},
+        {k: round(v, 3) for k, v in total.stages_cpu.items()},
     )
 
 
@@ -586,8 +714,11 @@ def _scan(plan: _Plan, since: datetime, until: datetime) -> _Partial:
             for r in proposed.rules
         }
     )
-    for rows, decoded in _stream(plan.url, since, until, plan.fields, plan.features):
-        cols, fixed, present = _columns(rows, decoded, plan.fields, plan.features)
+    decoder = _feature_decoder(plan.features) if plan.features else None
+    clock = _Stopwatch(total.stages, total.stages_cpu)
+    for rows in _stream(plan.url, since, until, plan.fields, plan.features):
+        clock.lap("read")
+        cols, fixed, present = _columns(rows, plan.fields, plan.features, decoder, clock)
         if not present.all():
             total.skipped += int((~present).sum())
             keep = np.flatnonzero(present)
@@ -598,6 +729,7 @@ def _scan(plan: _Plan, since: datetime, until: datetime) -> _Partial:
             )
             fixed = {k: v[keep] for k, v in fixed.items()}
         if cols.size == 0:
+            clock.lap("rules")
             continue
         total.evaluated += cols.size
         label, model = fixed["label"], fixed["model"]
@@ -644,6 +776,8 @@ def _scan(plan: _Plan, since: datetime, until: datetime) -> _Partial:
                 ids = fixed["transaction_id"][moved][: EXAMPLES - len(total.examples)]
                 total.examples += [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
         _count_days(total.days, day, moved, masks, is_fraud)
+        clock.lap("rules")
+    clock.lap("read")  # the end of the rows
     return total
 
 

@@ -48,6 +48,7 @@ class Columns:
     columns: dict[str, np.ndarray]
     event_ts: np.ndarray | None = None
     _lookups: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    _names: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _texts: dict[int, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
 
 
@@ -59,10 +60,7 @@ def _value(node: Expr, cols: Columns) -> np.ndarray:
         out[:] = node.value
         return out
     if isinstance(node, Name):
-        column = cols.columns[node.name]
-        if column.dtype != object:
-            column = np.where(np.isfinite(column), column, np.nan)
-        return column
+        return _name(node.name, cols)[0]
     if isinstance(node, Neg):
         return -_value(node.operand, cols)
     if isinstance(node, Arith):
@@ -80,6 +78,26 @@ def _value(node: Expr, cols: Columns) -> np.ndarray:
     raise TypeError(type(node).__name__)
 
 
+def _name(name: str, cols: Columns) -> tuple[np.ndarray, np.ndarray]:
+    """A named column (non-finite numbers made NaN) and where it is present, once per
+    ``cols``: every rule that names it shares them."""
+    if name not in cols._names:
+        column = cols.columns[name]
+        if column.dtype != object:
+            column = np.where(np.isfinite(column), column, np.nan)
+        cols._names[name] = (column, _present(column))
+    return cols._names[name]
+
+
+def _present_at(node: Expr, values: np.ndarray, cols: Columns) -> np.ndarray | None:
+    """Where ``node``'s ``values`` are present; None: everywhere (a literal)."""
+    if isinstance(node, Num | Str):
+        return None
+    if isinstance(node, Name):
+        return _name(node.name, cols)[1]
+    return _present(values)
+
+
 def _present(values: np.ndarray) -> np.ndarray:
     if values.dtype == object:
         return np.not_equal(values, None)
@@ -91,7 +109,10 @@ def _look_up(index: ListIndex, values: np.ndarray, cols: Columns) -> np.ndarray:
     a prefix list's candidates) checked for the hits only."""
     key = id(values)
     if key not in cols._texts:  # "" is on no list
-        cols._texts[key] = (values, [v if isinstance(v, str) else "" for v in values.tolist()])
+        listed = values.tolist()
+        if not all(map(str.__instancecheck__, listed)):
+            listed = [v if isinstance(v, str) else "" for v in listed]
+        cols._texts[key] = (values, listed)
     text = cols._texts[key][1]
     if index.by_length:
         maybe = np.zeros(cols.size, dtype=bool)
@@ -100,6 +121,8 @@ def _look_up(index: ListIndex, values: np.ndarray, cols: Columns) -> np.ndarray:
             maybe |= np.fromiter(map(hashes.__contains__, map(hash, cut)), bool, cols.size)
     else:
         maybe = np.fromiter(map(index.hashes.__contains__, map(hash, text)), bool, cols.size)
+    if not index.by_length and not index.expiries:  # the hash test is contains() itself
+        return maybe
     hits = np.flatnonzero(maybe)
     if hits.size:
         ts = cols.event_ts if cols.event_ts is not None else np.zeros(cols.size)
@@ -129,12 +152,16 @@ def evaluate(node: Expr, cols: Columns, lists: Mapping[str, ListIndex]) -> np.nd
                 ">": np.greater,
                 ">=": np.greater_equal,
             }[node.op](a, b)
-        return np.asarray(result, dtype=bool) & _present(a) & _present(b)
+        out = np.asarray(result, dtype=bool)
+        for present in (_present_at(node.left, a, cols), _present_at(node.right, b, cols)):
+            if present is not None:
+                out = out & present
+        return out
     if isinstance(node, InValues):
         v = _value(node.operand, cols)
         allowed = frozenset(x.value for x in node.values)
         if v.dtype == object:
-            return np.fromiter((x in allowed for x in v), dtype=bool, count=cols.size)
+            return np.fromiter(map(allowed.__contains__, v), dtype=bool, count=cols.size)
         return np.isin(v, np.array(sorted(allowed), dtype=float))
     if isinstance(node, StartsWith):
         v = _value(node.operand, cols)

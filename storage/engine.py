@@ -317,11 +317,17 @@ def same_server(socket: str, port: int) -> Callable[[object, object], None]:
             (served,) = cursor.fetchone()
         finally:
             cursor.close()
-        if served not in (0, port):
-            raise SocketMismatchError(
-                f"MySQL through unix socket {bounded(socket)!r} (PAYSCORE_MYSQL_SOCKET) is a "
-                f"server on port {served}, but the URL names port {port}: another server on "
-                "this host; set PAYSCORE_MYSQL_SOCKET to that server's socket, or empty for TCP"
-            )
+        refuse_another_server(socket, port, served)
 
     return check
+
+
+def refuse_another_server(socket: str, port: int, served: int) -> None:
+    """Raise :class:`SocketMismatchError` unless the server reached through ``socket``, which
+    listens on ``served`` (0: no TCP port), is the URL's, on ``port``."""
+    if served not in (0, port):
+        raise SocketMismatchError(
+            f"MySQL through unix socket {bounded(socket)!r} (PAYSCORE_MYSQL_SOCKET) is a "
+            f"server on port {served}, but the URL names port {port}: another server on "
+            "this host; set PAYSCORE_MYSQL_SOCKET to that server's socket, or empty for TCP"
+        )

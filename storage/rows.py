@@ -15,6 +15,7 @@ import msgspec
 from features.bounded import bounded
 from features.contract import Payment
 from rules.decisions import Outcome, model_alone
+from storage.feature_vector import pack as pack_features
 from storage.versions import version_key
 
 
@@ -69,6 +70,7 @@ def scored_payment_row(
         "reason_codes": list(reasons) if reasons is not None else [],
         "model_version": model_version,
         "features": features,
+        "feature_vector": pack_features(features),
         "kafka_partition": partition,
         "kafka_offset": offset,
         "scored_at": utc_naive(scored_at),

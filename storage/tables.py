@@ -143,6 +143,14 @@ scored_payments = Table(
         info={"written_at": True},
         comment="UTC: when MySQL wrote the row, inside the transaction of its batch",
     ),
+    # The features again, packed (storage.feature_vector): what the backtest reads. NULL in rows
+    # stored before the flow packed them (the backtest reads their JSON).
+    Column(
+        "feature_vector",
+        LargeBinary,
+        nullable=True,
+        comment="the features as float64s in catalogue order (storage.feature_vector)",
+    ),
     Index("ix_scored_payments_card_time", "card_id", "event_time"),
     Index("ix_scored_payments_event_time", "event_time"),
     # Payments still unlabelled, oldest first: the implicit negatives due (storage.implicit).

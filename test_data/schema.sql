@@ -267,6 +267,7 @@ CREATE TABLE scored_payments (
 	rule_reasons JSON COMMENT 'words naming the rules that decided (rules.decisions), empty: the model alone', 
 	ruleset_version BIGINT COMMENT 'the ruleset decided with', 
 	stored_at DATETIME(6) COMMENT 'UTC: when MySQL wrote the row, inside the transaction of its batch' DEFAULT CURRENT_TIMESTAMP(6), 
+	feature_vector BLOB COMMENT 'the features as float64s in catalogue order (storage.feature_vector)', 
 	PRIMARY KEY (transaction_id)
 )COMMENT='One row per payment, first write wins: a replayed payment changes nothing.';
 

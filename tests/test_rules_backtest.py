@@ -4,6 +4,7 @@ vectorised precedence against rules.decisions.decide."""
 from __future__ import annotations
 
 import random
+import struct
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -13,10 +14,19 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import insert, text
+from sqlalchemy import insert, text, update
 
+from features.catalog import FEATURE_NAMES
 from features.replay import replay
-from rules.backtest import BacktestReport, _in_a_new_interpreter, backtest, final_codes
+from rules.backtest import (
+    EARLIEST,
+    LATEST,
+    BacktestReport,
+    _in_a_new_interpreter,
+    _stream,
+    backtest,
+    final_codes,
+)
 from rules.decisions import Fired, decide
 from rules.ruleset import RuleSpec
 from rules.store import NewEntry, RulesStore
@@ -75,6 +85,14 @@ def test_figures_equal_a_brute_force_count_in_sql(database_config, engine, analy
     for row in rows[:10]:
         for name in ("mcc", "channel", "country", "device_id", "latitude", "longitude"):
             row[name] = None
+    # rows stored before the flow packed the features (read from the JSON), and rows packed
+    # under another catalogue, with values that would change the figures if they were read
+    foreign = struct.pack("<B3xI", 1, 12345) + struct.pack(f"<{len(FEATURE_NAMES)}d", *[1e6] * 42)
+    for i, row in enumerate(rows):
+        if i % 3 == 1:
+            row["feature_vector"] = None
+        elif i % 7 == 2:
+            row["feature_vector"] = foreign
     with engine.begin() as c:
         c.execute(insert(scored_payments), rows)
     store = RulesStore(analyst_engine, patience=5)
@@ -218,7 +236,7 @@ def test_figures_equal_a_brute_force_count_in_sql(database_config, engine, analy
 
     def same_but_order(r: BacktestReport) -> dict:
         out = msgspec.to_builtins(r)
-        out["seconds"] = 0
+        out["seconds"], out["stages"], out["stages_cpu"] = 0, {}, {}  # times
         out["changed_examples"] = sorted(out["changed_examples"])  # rows come in another order
         for rule in out["rules"]:  # sums of floats in another order
             rule["amount_eur_hit"] = round(rule["amount_eur_hit"], 6)
@@ -226,6 +244,11 @@ def test_figures_equal_a_brute_force_count_in_sql(database_config, engine, analy
         return out
 
     assert same_but_order(parallel) == same_but_order(report)
+    # every row's features from the JSON: the same figures
+    with engine.begin() as c:
+        c.execute(update(scored_payments).values(feature_vector=None))
+    from_json = backtest(url, draft, since=since, until=until, store=store)
+    assert same_but_order(from_json) == same_but_order(report)
     # The same in a new interpreter, as backtest() runs where the C extension cannot load.
     fresh = _in_a_new_interpreter(url, draft, since, until, replace=False, jobs=1)
     assert same_but_order(fresh) == same_but_order(report)
@@ -344,6 +367,22 @@ except Exception as exc:
 """
 
 
+# The same through the C-level reader the payments are streamed with (rules.backtest.c_reader).
+C_READER_PROBE = """
+import sys
+from rules.backtest import c_reader
+try:
+    reader = c_reader(sys.argv[1])
+    reader.query(sys.argv[2])
+    value = reader.fetch_row()[-1]
+    reader.free_result()
+    reader.close()
+    print(value.decode() if isinstance(value, (bytes, bytearray)) else value)
+except Exception as exc:
+    print("ERROR", type(exc).__name__, exc)
+"""
+
+
 @pytest.mark.integration
 def test_the_backtests_reader_keeps_the_urls_tls_and_socket(database_config):
     """Review of issue 21: the backtest reads payments with mysql-connector, built from the
@@ -380,8 +419,15 @@ def test_the_backtests_reader_keeps_the_urls_tls_and_socket(database_config):
         )  # fmt: skip
         return done.stdout.strip()
 
+    def rows_in_c(url_: str, sql: str) -> str:  # the reader the payments are streamed with
+        done = subprocess.run(
+            [sys.executable, "-c", C_READER_PROBE, url_, sql],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return done.stdout.strip()
+
     cipher = "SHOW SESSION STATUS LIKE 'Ssl_cipher'"
-    for ask in (here, fresh):
+    for ask in (here, fresh, rows_in_c):
         # A CA that did not sign the server's certificate: refused, as PyMySQL refuses it.
         said = ask(render(ssl_ca="/etc/ssl/certs/ca-certificates.crt"), cipher)
         assert said.startswith("ERROR") and "certificate verify failed" in said.lower(), said
@@ -411,3 +457,24 @@ def test_the_number_of_processes_is_bounded(jobs, capsys, monkeypatch):
     assert f"expected a whole number of processes from 1 to {MAX_JOBS}" in capsys.readouterr().err
     with pytest.raises(ValueError, match=f"jobs: expected 1 to {MAX_JOBS} processes"):
         backtest_here("mysql+pymysql://u:p@127.0.0.1:1/none", [], jobs=MAX_JOBS + 1)
+
+
+@pytest.mark.integration
+def test_only_the_columns_the_rules_name_are_read(database_config, engine) -> None:
+    """A ruleset that names no feature reads neither the packed vector nor the JSON; one that
+    does gets the vector of a packed row and the JSON of a row without one, never both."""
+    rows = stored_rows(1)[:20]
+    rows[0]["feature_vector"] = None
+    with engine.begin() as c:
+        c.execute(insert(scored_payments), rows)
+    url = database_config.analyst_mysql_dsn
+    bare = [r for chunk in _stream(url, EARLIEST, LATEST, ["country"], []) for r in chunk]
+    assert len(bare) == 20 and {len(r) for r in bare} == {6}  # five of every payment, country
+    full = {
+        r[0]: r for chunk in _stream(url, EARLIEST, LATEST, ["country"], ["amount_eur"])
+        for r in chunk
+    }  # fmt: skip
+    assert {len(r) for r in full.values()} == {8}
+    old = full.pop(rows[0]["transaction_id"])
+    assert old[6] is None and msgspec.json.decode(old[7]) == rows[0]["features"]
+    assert all(len(r[6]) == 344 and r[7] is None for r in full.values())

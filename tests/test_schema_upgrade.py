@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from settings.config import Config
 from storage.accounts import Accounts
+from storage.feature_vector import pack
 from storage.schema import create_schema
 from storage.tables import review_verdicts
 from tests.conftest import BASE
@@ -22,13 +23,18 @@ pytestmark = pytest.mark.integration
 
 
 def test_an_older_database_gets_the_review_indexes_and_the_analyst_column(
-    admin_engine: Engine,
+    admin_engine: Engine, engine: Engine
 ) -> None:
     with admin_engine.begin() as c:
         c.execute(text("DROP INDEX ix_scored_payments_queue ON scored_payments"))
         c.execute(text("DROP INDEX ix_scored_payments_merchant_queue ON scored_payments"))
         c.execute(text("ALTER TABLE fraud_labels DROP COLUMN analyst"))
-        c.execute(text("ALTER TABLE scored_payments DROP COLUMN country, DROP COLUMN device_id"))
+        c.execute(
+            text(
+                "ALTER TABLE scored_payments DROP COLUMN country, DROP COLUMN device_id, "
+                "DROP COLUMN feature_vector"
+            )
+        )
         c.execute(text("DROP TABLE ruleset_audit, fraud_rules"))
     before = {i["name"] for i in inspect(admin_engine).get_indexes("scored_payments")}
     assert "ix_scored_payments_queue" not in before
@@ -49,6 +55,23 @@ def test_an_older_database_gets_the_review_indexes_and_the_analyst_column(
     payments = {c["name"]: c for c in inspector.get_columns("scored_payments")}
     assert payments["country"]["nullable"] is True
     assert payments["device_id"]["nullable"] is True
+    assert payments["feature_vector"]["nullable"] is True
+    # the flow's account writes the packed features of new rows, and may replace them (the
+    # column rights of storage/accounts.py, given again after the column came)
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO scored_payments (transaction_id, card_id, merchant_id, terminal_id, "
+                "amount_minor, currency, event_time, utc_offset_minutes, fraud_probability, "
+                "decision, reason_codes, model_version, features, kafka_partition, kafka_offset, "
+                "scored_at, feature_vector) VALUES ('t-1', 'c', 'm', 't', 1, 'EUR', NOW(), 0, 0.1, "
+                "'approve', '[]', 'v00001', '{}', 0, 0, NOW(), :v)"
+            ),
+            {"v": pack({})},
+        )
+        moved = pack({"amount_eur": 1.0})
+        c.execute(text("UPDATE scored_payments SET feature_vector = :v"), {"v": moved})
+        assert c.execute(text("SELECT feature_vector FROM scored_payments")).scalar() == moved
     assert {"fraud_rules", "ruleset_audit"} <= set(inspector.get_table_names())
 
 
