@@ -1,7 +1,8 @@
 """The online step's cost per label and per payment, for each optimizer it may learn with.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_online_step.py \
-        [--optimizers sgd:0.0003 adagrad:0.05] [--labels 5000] [--repeats 3] [--cache reports/cache]
+        [--optimizers sgd:0.0003 adagrad:0.05] [--labels 5000] [--repeats 3] [--hold-forest]
+        [--cache reports/cache]
 
 The version the evaluation pre-trains at go-live on the handbook's defaults stream at 500
 customers (``python -m model_state.evaluate``'s cache: fitted once) learns ``--labels`` labels
@@ -38,11 +39,14 @@ from test_data.handbook_draws import load
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--optimizers", nargs="+", default=["sgd:0.0003", BOOSTED_ONLINE])
+    parser.add_argument("--optimizers", nargs="+", default=[BOOSTED_ONLINE, "adagrad:0.05"])
     parser.add_argument("--labels", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--streams", type=Path, default=Path("evaluations/handbook-streams.json"))
     parser.add_argument("--cache", type=Path, default=Path("reports/cache"))
+    parser.add_argument(
+        "--hold-forest", action="store_true", help="the learner holds the forest's weight"
+    )
     args = parser.parse_args()
     entry = next(e for e in load(args.streams) if e["name"] == "defaults")
     spec = StreamSpec("handbook", int(entry["seed"]), size=500, drift_start_day=46)
@@ -78,7 +82,7 @@ def main() -> None:
             )  # fmt: skip
             learn_best = score_best = float("inf")
             for _ in range(args.repeats):
-                learner = OnlineLearner(start, 500)
+                learner = OnlineLearner(start, 500, hold=args.hold_forest)
                 began = time.process_time()
                 for at in range(0, len(examples), 500):
                     batch = examples[at : at + 500]

@@ -4,6 +4,7 @@
         [--streams evaluations/handbook-streams.json --only defaults
          | --stream generator --seed 101]
         [--size 500] [--labels every|frauds] [--optimizers sgd:0.0003 adagrad:0.05 ...]
+        [--hold-forest]
         [--cache reports/cache]
 
 One stream with the drift scenario (:mod:`test_data.drift`, from go-live + 4), replayed and
@@ -100,6 +101,11 @@ def main() -> None:
     parser.add_argument("--optimizers", nargs="+", default=[BOOSTED_ONLINE])
     parser.add_argument("--days-shown", type=int, default=14)
     parser.add_argument("--cache", type=Path, default=Path("reports/cache"))
+    parser.add_argument(
+        "--hold-forest",
+        action="store_true",
+        help="the learner holds the forest's weight (model_state.learner.HELD_COLUMNS)",
+    )
     args = parser.parse_args()
     spec = spec_of(args)
     r = replayed(spec, args.cache, progress=False)
@@ -248,7 +254,7 @@ def main() -> None:
                     r, go_live, delay, family="boosted", seed=spec.seed, fits=fits,
                     model_dir=Path(folder), key=key, online_optimizer=name,
                 )  # fmt: skip
-            learner = OnlineLearner(version, 500)
+            learner = OnlineLearner(version, 500, hold=args.hold_forest)
             run = run_online(
                 r, version, 500, schedule=schedule, implicit_after=delay,
                 learner=learner, learn=name != "frozen",

@@ -10,7 +10,7 @@ out="evaluations/$name.txt"
     echo "\$ OMP_NUM_THREADS=1 $*"
     echo "# started $(date -u +%H:%M:%S) UTC at commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo ' (with uncommitted changes)')"
 } >"$out"
-OMP_NUM_THREADS=1 "$@" 2>&1 | grep -a -v $'\r' >>"$out"
+OMP_NUM_THREADS=1 "$@" 2>&1 | grep -a --line-buffered -v $'\r' >>"$out"
 status=${PIPESTATUS[0]}
 echo "# ended $(date -u +%H:%M:%S) UTC, exit status $status" >>"$out"
 exit "$status"

@@ -28,9 +28,9 @@ The whole learner pickles to a few kilobytes (``linear`` family), about 50 KB (`
 frozen 50-tree forest, :mod:`model_state.basis`) or about 1.5 MB (``boosted``: a frozen
 500-tree forest as NumPy arrays, :mod:`model_state.boosted`); Bytewax snapshots it only in
 epochs where labels arrive. The model learns online with the optimizer its pre-trained
-version carries (:func:`model_state.offline.train.pretrain` sets it); in the ``boosted`` family
-the forest's weight is held at its lineage root's value (:data:`HELD_COLUMNS`), so the online
-step learns the hats only: the corrections the forest misses, such as a new attack pattern.
+version carries (:func:`model_state.offline.train.pretrain` sets it); with ``hold=True`` (the
+evaluation's, not the flow's) the ``boosted`` family's forest weight is held at its lineage
+root's value (:data:`HELD_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -67,13 +67,13 @@ def _kind_count(kind: LabelKind, is_fraud: bool) -> str:
 
 
 HELD_COLUMNS = ("forest",)
-"""Columns of the ``boosted`` family whose weight the online step holds at its lineage root's
-value: the forest's log-odds. Its ranking of the patterns it was fitted on is what the weekly
-retrain and its gate vouch for; the online step learns the corrections on the hats beside it.
-Learned too, the forest's weight took most of every step (its column is a log-odds of about -5 on
-every payment, a hat at most 1) and fell from 1 to about 0.4 within four weeks, moving every
-payment's score alike and costing AP on the known patterns (issue 22 item 4,
-``benchmarks/drift_cause.py``)."""
+"""Columns of the ``boosted`` family whose weight a learner made with ``hold=True`` keeps at its
+lineage root's value: the forest's log-odds, so that the online step learns only the corrections
+on the hats beside it. Learned, the forest's weight takes most of every step (its column is a
+log-odds of about -5 on every payment, a hat at most 1) and fell from 1 to about 0.4 within four
+weeks of the drift scenario, moving every payment's score alike (issue 22 item 4,
+``benchmarks/drift_cause.py``). Measured, not shipped: the flow's learner learns every weight
+(README, "Evaluation")."""
 
 
 class OnlineLearner:
@@ -86,11 +86,11 @@ class OnlineLearner:
         publish_every: int,
         *,
         balanced: bool = True,
-        hold: bool = True,
+        hold: bool = False,
     ) -> None:
         """``balanced=False`` turns the label-balance guard off (the evaluation's ablation);
-        ``hold=False`` lets the online step learn the forest's weight too (the step before issue
-        22 item 4, for the evaluation's comparison; see :data:`HELD_COLUMNS`)."""
+        ``hold=True`` keeps the forest's weight as ``start`` has it (:data:`HELD_COLUMNS`; the
+        evaluation's ``--hold-forest``)."""
         if publish_every < 1:
             raise ValueError(f"publish_every must be >= 1 label; got {publish_every}")
         # The frozen expansion (a forest) is shared, not copied: nothing learns it.
@@ -99,7 +99,7 @@ class OnlineLearner:
         self.model: Any = copy.deepcopy(start.model, memo)
         # Versions refer to the root's expansion instead of holding it (model_state.artifact).
         self.root = root_of(start) if expansion is not None else None
-        # The boosted family's forest weight stays as its version has it (its root's, held since).
+        # With hold, the boosted family's forest weight stays as its version has it.
         self.held: dict[str, float] = {}
         if hold and isinstance(expansion, Boosted):
             weights = self._last_step._weights

@@ -195,7 +195,7 @@ class Variant:
     retrain: bool = True
     balance: bool = True
     optimizer: str | None = None  # None: the run's (``--online-optimizer``, else as trained)
-    hold: bool = True  # the forest's weight held (model_state.learner.HELD_COLUMNS)
+    hold: bool = False  # the forest's weight held (model_state.learner.HELD_COLUMNS)
 
     def name(self, shipped: Variant) -> str:
         if self == shipped:
@@ -213,7 +213,8 @@ class Variant:
 
 PREVIOUS = "online, previous step"
 PREVIOUS_STEP = "sgd:0.0003"
-"""The online step before issue 22 item 4: SGD 0.0003 a label on every weight, the forest's too."""
+"""The online step before issue 22 item 4 (and the flow's still): SGD 0.0003 a label on every
+weight, the forest's too. ``--previous-step`` compares a run with another step against it."""
 
 
 def previous_step(shipped: Variant) -> Variant:
@@ -221,10 +222,13 @@ def previous_step(shipped: Variant) -> Variant:
     return dataclasses.replace(shipped, optimizer=PREVIOUS_STEP, hold=False)
 
 
-def ablations(shipped: Variant) -> list[Variant]:
-    """``shipped``, then every variant with one of its parts switched off."""
+PARTS = ("online", "retrain", "balance")
+
+
+def ablations(shipped: Variant, parts: tuple[str, ...] = PARTS) -> list[Variant]:
+    """``shipped``, then every variant with one of its ``parts`` switched off."""
     out = [shipped]
-    for part in ("online", "retrain", "balance"):
+    for part in parts:
         if getattr(shipped, part):
             out.append(dataclasses.replace(shipped, **{part: False}))
     return out
@@ -327,7 +331,7 @@ def run_online(
     learner: OnlineLearner | None = None,
     learn: bool = True,
     balanced: bool = True,
-    hold: bool = True,
+    hold: bool = False,
     sample_rate: float = 1.0,
     retrain: Retrain | None = None,
     retrain_every: timedelta = timedelta(days=7),
@@ -976,6 +980,13 @@ def main(argv: list[str] | None = None) -> None:
         "--ablation", action="store_true", help="also run with each moving part switched off"
     )
     parser.add_argument(
+        "--ablation-parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="with --ablation: only these parts switched off (one run each)",
+    )
+    parser.add_argument(
         "--legit-sample-rate",
         type=float,
         default=Config().legit_sample_rate,
@@ -991,7 +1002,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--hold-forest",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=False,
         help="the online step holds the forest's weight (model_state.learner.HELD_COLUMNS)",
     )
     parser.add_argument(
@@ -1036,7 +1047,7 @@ def main(argv: list[str] | None = None) -> None:
     shipped = Variant(
         online=args.online, retrain=args.retrain, balance=args.balance, hold=args.hold_forest
     )
-    variants = ablations(shipped) if args.ablation else [shipped]
+    variants = ablations(shipped, tuple(args.ablation_parts)) if args.ablation else [shipped]
     if args.previous_step:
         variants.insert(1, previous_step(shipped))
     started = time.perf_counter()
