@@ -677,3 +677,28 @@ def test_the_gate_scores_a_payment_made_before_go_live_by_the_champions_lineage_
     assert retrainer.root_of(went_live) is went_live
     other = artifact.ModelArtifact(new_model(), model_metadata("v00009"), b"")
     assert retrainer.root_of(other) is None  # not a version this evaluation made
+
+
+def test_the_previous_step_runs_as_a_whole_run_with_that_step_would(tmp_path: Path) -> None:
+    """``--previous-step`` adds the online model with the step it had before issue 22 item 4
+    beside the shipped one: its scores are those of a run made with that step
+    (``--online-optimizer sgd:0.0003 --no-hold-forest``: the same fits, retrains and gate), and
+    the shipped run's are its own."""
+    common = [
+        "--stream", "generator", "--size", "300", "--days", "30", "--go-live-day", "17",
+        "--seeds", "3", "--publish-every", "200", "--top-k", "20", "--no-references",
+        "--drift", "--cache", str(tmp_path / "cache"), "--hold-forest",
+        "--online-optimizer", "adagrad:0.05",
+    ]  # fmt: skip
+    main([*common, "--previous-step", "--out", str(tmp_path / "both")])
+    main([*common, "--out", str(tmp_path / "new")])
+    main([*common[:-3], "--online-optimizer", "sgd:0.0003", "--no-hold-forest",
+          "--out", str(tmp_path / "old")])  # fmt: skip
+    both = np.load(tmp_path / "both" / "scores-0.npz")
+    new = np.load(tmp_path / "new" / "scores-0.npz")
+    old = np.load(tmp_path / "old" / "scores-0.npz")
+    assert np.array_equal(both["online, previous step"], old["online"])
+    assert np.array_equal(both["online"], new["online"])
+    assert not np.array_equal(both["online"], old["online"])
+    saved = json.loads((tmp_path / "both" / "metrics.json").read_text())
+    assert "roc_auc_other" in saved["runs"][0]["metrics"]["online"]

@@ -168,16 +168,20 @@ def drift_text(evaluation: Evaluation, k: int) -> str:
     days = max(len(d["day"]) for d in evaluation.drift.values())
     first = next(iter(evaluation.drift.values()))
     lines = [
-        f"| model | days to half in top {k} | AP elsewhere | "
+        f"| model | days to half in top {k} | AP / AUC / CP@{k} elsewhere | "
         + " | ".join(f"day {d}" for d in first["day"][:days])
         + " |",
         "|---|---:|---:|" + "---:|" * days,
     ]
     for name, d in evaluation.drift.items():
         half = "never" if d["days_to_half"] is None else str(d["days_to_half"])
-        other = evaluation.table[name].get("average_precision_other", float("nan"))
+        row = evaluation.table[name]
+        other = " / ".join(
+            f"{row.get(m, float('nan')):.3f}"
+            for m in ("average_precision_other", "roc_auc_other", f"card_precision_at_{k}_other")
+        )
         cells = [f"{r:.2f} / {a:.2f}" for r, a in zip(d["recall"], d["ap"], strict=True)]
-        lines.append(f"| {name} | {half} | {other:.3f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {half} | {other} | " + " | ".join(cells) + " |")
     return (
         f"New pattern ({sum(first['payments']):,} payments from its first day): per day, the "
         f"share of its payments whose card is in the day's top {k} cards / the AP of its "

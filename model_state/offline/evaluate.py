@@ -125,7 +125,13 @@ from model_state.offline.eval_streams import (
     replayed,
     verdicts,
 )
-from model_state.offline.online_optimizer import BOOSTED_ONLINE, with_online_optimizer
+from model_state.offline.online_optimizer import (
+    BOOSTED_ONLINE,
+    with_online_optimizer,
+)
+from model_state.offline.online_optimizer import (
+    online_optimizer as optimizer_of,
+)
 from model_state.scorer import Scorer
 from settings.config import Config
 from storage.labels import LabelledPayment
@@ -188,19 +194,41 @@ class Variant:
     online: bool = True
     retrain: bool = True
     balance: bool = True
+    optimizer: str | None = None  # None: the run's (``--online-optimizer``, else as trained)
+    hold: bool = False  # the forest's weight held (model_state.learner.HELD_COLUMNS)
 
     def name(self, shipped: Variant) -> str:
         if self == shipped:
             return ONLINE
+        if self == previous_step(shipped):
+            return PREVIOUS
+        if (self.optimizer, self.hold) != (shipped.optimizer, shipped.hold):
+            plain = dataclasses.replace(self, optimizer=shipped.optimizer, hold=shipped.hold)
+            steps = f"steps {self.optimizer or 'as trained'}"
+            return f"{plain.name(shipped)}, {steps}{'' if self.hold else ', forest weight learned'}"
         off = [n for n in ("online", "retrain", "balance") if not getattr(self, n)]
         words = {"online": "no SGD", "retrain": "no retrain", "balance": "no balance guard"}
         return "online, " + ", ".join(words[n] for n in off) if off else ONLINE
 
 
-def ablations(shipped: Variant) -> list[Variant]:
-    """``shipped``, then every variant with one of its parts switched off."""
+PREVIOUS = "online, previous step"
+PREVIOUS_STEP = "sgd:0.0003"
+"""The online step before issue 22 item 4 (and the flow's still): SGD 0.0003 a label on every
+weight, the forest's too. ``--previous-step`` compares a run with another step against it."""
+
+
+def previous_step(shipped: Variant) -> Variant:
+    """``shipped`` with the online step it had before issue 22 item 4."""
+    return dataclasses.replace(shipped, optimizer=PREVIOUS_STEP, hold=False)
+
+
+PARTS = ("online", "retrain", "balance")
+
+
+def ablations(shipped: Variant, parts: tuple[str, ...] = PARTS) -> list[Variant]:
+    """``shipped``, then every variant with one of its ``parts`` switched off."""
     out = [shipped]
-    for part in ("online", "retrain", "balance"):
+    for part in parts:
         if getattr(shipped, part):
             out.append(dataclasses.replace(shipped, **{part: False}))
     return out
@@ -303,6 +331,7 @@ def run_online(
     learner: OnlineLearner | None = None,
     learn: bool = True,
     balanced: bool = True,
+    hold: bool = False,
     sample_rate: float = 1.0,
     retrain: Retrain | None = None,
     retrain_every: timedelta = timedelta(days=7),
@@ -326,7 +355,7 @@ def run_online(
     """
     events = (replayed.schedule if schedule is None else schedule).tolist()
     n = len(replayed)
-    learner = learner or OnlineLearner(start, publish_every, balanced=balanced)
+    learner = learner or OnlineLearner(start, publish_every, balanced=balanced, hold=hold)
     scores = np.zeros(n)
     learned_before = np.zeros(n, dtype=np.int64)
     run = OnlineRun(scores, learned_before, versions=[start.version])
@@ -351,7 +380,7 @@ def run_online(
                 fitted = retrain(datetime.fromtimestamp(now, UTC), current, scores, scored)
                 if fitted is not None:
                     roots[fitted.version] = fitted
-                    learner = OnlineLearner(fitted, publish_every, balanced=balanced)
+                    learner = OnlineLearner(fitted, publish_every, balanced=balanced, hold=hold)
                     scoring.switch(scorer_for(fitted))
                     run.versions.append(fitted.version)
                     run.retrained += 1
@@ -479,7 +508,7 @@ class Retrainer:
         self._family, self._seed = family, seed
         self._cache = cache
         self._tolerance = tolerance
-        self._online_optimizer = online_optimizer
+        self.online_optimizer = online_optimizer  # what retrained versions learn with
         self._min_gain = min_gain
         self._validations: dict[float, retrain.Validation] = {}
         self._fitted: dict[float, tuple[Any, artifact.ModelMetadata]] = {}
@@ -528,7 +557,7 @@ class Retrainer:
                 ),
             )
         model, metadata = self._fitted[at]
-        model = online_as(model, self._family, self._online_optimizer)
+        model = online_as(model, self._family, self.online_optimizer)
         metadata = msgspec.structs.replace(
             metadata,
             version=artifact.next_version(self._model_dir),
@@ -538,6 +567,10 @@ class Retrainer:
         saved = artifact.save(model, metadata, self._model_dir, key=self._key)
         self._roots[saved.version] = saved
         return saved
+
+    def went_live(self, version: ModelArtifact) -> None:
+        """``version`` is a lineage root too (a run that went live with other online steps)."""
+        self._roots[version.version] = version
 
     def root_of(self, champion: ModelArtifact) -> ModelArtifact | None:
         """``champion``'s lineage root: its forest and regression before any online step."""
@@ -593,6 +626,56 @@ def metrics_table(
 # ----------------------------------------------------------------------------- evaluation
 
 
+def live_schedule(
+    replayed: Replayed, go_live: float, delay: float, *, implicit: bool
+) -> np.ndarray:
+    """The schedule from go-live on: every payment made from ``go_live`` scored, every label
+    (and, with ``implicit``, every implicit negative ``delay`` seconds after its payment)
+    learnable after ``go_live`` learned."""
+    schedule = learning_schedule(replayed, delay if implicit else None)
+    n = len(replayed)
+    label_row = np.where(schedule < -n, -1 - n - schedule, -1 - schedule)
+    safe = np.clip(label_row, 0, max(n - 1, 0))
+    learnable_at = np.where(
+        schedule < -n, replayed.event_time[safe] + delay, replayed.reported_at[safe]
+    )
+    keep = np.where(
+        schedule >= 0,
+        replayed.event_time[np.maximum(schedule, 0)] >= go_live,
+        learnable_at > go_live,
+    )
+    return schedule[keep]
+
+
+def pretrained(
+    replayed: Replayed,
+    go_live: float,
+    delay: float,
+    *,
+    family: train.Family,
+    seed: int,
+    fits: FitCache,
+    model_dir: Path,
+    key: bytes,
+    online_optimizer: str | None = None,
+) -> ModelArtifact:
+    """The version that goes live: fitted on the training set at ``go_live`` (once, kept in
+    ``fits``), learning online with ``online_optimizer``, saved under ``model_dir``."""
+
+    def fit() -> tuple[Any, artifact.ModelMetadata]:
+        rows = training_set(replayed, go_live, delay)
+        fitted = train.train_rows(
+            rows, model_dir, key=key, seed=seed, validation_days=VALIDATION_DAYS, family=family
+        )
+        return fitted.model, fitted.metadata
+
+    what = {"fit": "pretrained", "at": go_live, "delay": delay, "family": family, "seed": seed}
+    model, metadata = fits.get(what, fit)
+    model = online_as(model, family, online_optimizer)
+    metadata = msgspec.structs.replace(metadata, version=artifact.next_version(model_dir))
+    return artifact.save(model, metadata, model_dir, key=key)
+
+
 def evaluate(
     stream: Replayed,
     description: str,
@@ -643,20 +726,7 @@ def evaluate(
             f"evaluate: no payment on or after go-live day {go_live_day} in {description}; "
             "give a smaller --go-live-day or a longer stream"
         )
-    # From go-live on: every payment scored, every label learnable after go-live learned.
-    schedule = learning_schedule(replayed, delay if implicit else None)
-    n = len(replayed)
-    label_row = np.where(schedule < -n, -1 - n - schedule, -1 - schedule)
-    safe = np.clip(label_row, 0, max(n - 1, 0))
-    learnable_at = np.where(
-        schedule < -n, replayed.event_time[safe] + delay, replayed.reported_at[safe]
-    )
-    keep = np.where(
-        schedule >= 0,
-        replayed.event_time[np.maximum(schedule, 0)] >= go_live,
-        learnable_at > go_live,
-    )
-    schedule = schedule[keep]
+    schedule = live_schedule(replayed, go_live, delay, implicit=implicit)
     fits = FitCache(cache, stream_key) if stream_key else FitCache(None, "")
     scores: dict[str, np.ndarray] = {}
     runs: dict[str, OnlineRun] = {}
@@ -664,20 +734,10 @@ def evaluate(
     with tempfile.TemporaryDirectory(prefix="payscore-eval-") as folder:
         model_dir = Path(folder)
         key = secrets.token_bytes(signing.KEY_BYTES)  # versions live and die in this folder
-
-        def pretrain() -> tuple[Any, artifact.ModelMetadata]:
-            rows = training_set(replayed, go_live, delay)
-            fitted = train.train_rows(
-                rows, model_dir, key=key, seed=seed, validation_days=VALIDATION_DAYS,
-                family=family,
-            )  # fmt: skip
-            return fitted.model, fitted.metadata
-
-        what = {"fit": "pretrained", "at": go_live, "delay": delay, "family": family, "seed": seed}
-        model, metadata = fits.get(what, pretrain)
-        model = online_as(model, family, online_optimizer)
-        metadata = msgspec.structs.replace(metadata, version=artifact.next_version(model_dir))
-        start = artifact.save(model, metadata, model_dir, key=key)
+        start = pretrained(
+            replayed, go_live, delay, family=family, seed=seed, fits=fits, model_dir=model_dir,
+            key=key, online_optimizer=online_optimizer,
+        )  # fmt: skip
         lap("pre-training")
         retrainer = Retrainer(
             replayed, delay, model_dir, key, family, seed, fits,
@@ -686,14 +746,24 @@ def evaluate(
         for variant in variants or [shipped]:
             name = variant.name(shipped)
             retrainer.verdicts = []
+            steps = variant.optimizer or online_optimizer
+            retrainer.online_optimizer = steps
+            first = start
+            if steps != online_optimizer:  # the same fit, learning online with other steps
+                first = pretrained(
+                    replayed, go_live, delay, family=family, seed=seed, fits=fits,
+                    model_dir=model_dir, key=key, online_optimizer=steps,
+                )  # fmt: skip
+                retrainer.went_live(first)
             run = run_online(
                 replayed,
-                start,
+                first,
                 publish_every,
                 schedule=schedule,
                 implicit_after=delay,
                 learn=variant.online,
                 balanced=variant.balance,
+                hold=variant.hold,
                 sample_rate=sample_rate,
                 retrain=retrainer if variant.retrain and retrain_every else None,
                 retrain_every=retrain_every or timedelta(days=7),
@@ -772,9 +842,15 @@ def evaluate(
         }
         other = test[~pattern[test]]
         for name, s in scores.items():
-            table[name]["average_precision_other"] = ranking_metrics(
-                replayed.is_fraud[other], s[other]
-            )["average_precision"]
+            ranked = ranking_metrics(replayed.is_fraud[other], s[other])
+            cp = card_precision_at_k(
+                replayed.day[other], replayed.card[other], s[other], replayed.is_fraud[other], k
+            )
+            table[name] |= {
+                "average_precision_other": ranked["average_precision"],
+                "roc_auc_other": ranked["roc_auc"],
+                f"card_precision_at_{k}_other": float(cp.mean()) if len(cp) else float("nan"),
+            }
     lap("metrics")
     return Evaluation(
         settings, replayed, test, scores, table, runs, seconds, weekly=weekly, drift=drift,
@@ -904,6 +980,13 @@ def main(argv: list[str] | None = None) -> None:
         "--ablation", action="store_true", help="also run with each moving part switched off"
     )
     parser.add_argument(
+        "--ablation-parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="with --ablation: only these parts switched off (one run each)",
+    )
+    parser.add_argument(
         "--legit-sample-rate",
         type=float,
         default=Config().legit_sample_rate,
@@ -915,6 +998,18 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="what the online model learns with, e.g. adagrad:0.05 (default: what the "
         "training gives it, as the flow runs it)",
+    )
+    parser.add_argument(
+        "--hold-forest",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="the online step holds the forest's weight (model_state.learner.HELD_COLUMNS)",
+    )
+    parser.add_argument(
+        "--previous-step",
+        action="store_true",
+        help=f"also run the online model with the step it had before issue 22 item 4 "
+        f"({PREVIOUS_STEP} on every weight, the forest's too), everything else as shipped",
     )
     parser.add_argument(
         "--min-gain",
@@ -947,8 +1042,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--legit-sample-rate must lie in (0, 1]; got {args.legit_sample_rate}")
     from model_state.offline.eval_report import write_report  # matplotlib: the `eval` extra
 
-    shipped = Variant(online=args.online, retrain=args.retrain, balance=args.balance)
-    variants = ablations(shipped) if args.ablation else [shipped]
+    if args.online_optimizer:
+        optimizer_of(args.online_optimizer)  # a clear error before anything runs
+    shipped = Variant(
+        online=args.online, retrain=args.retrain, balance=args.balance, hold=args.hold_forest
+    )
+    variants = ablations(shipped, tuple(args.ablation_parts)) if args.ablation else [shipped]
+    if args.previous_step:
+        variants.insert(1, previous_step(shipped))
     started = time.perf_counter()
     evaluations = []
     common: dict[str, Any] = {
