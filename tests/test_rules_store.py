@@ -33,6 +33,21 @@ def store(review_engine: Engine) -> RulesStore:
     return RulesStore(review_engine, patience=5)
 
 
+def write_unloadable_version(connection, version: int, *, like: int) -> None:
+    """Store ruleset ``version`` behind the store's back (only the admin account may), as an
+    older or newer payscore might write it: ``like``'s lists with a rule this code cannot run."""
+    connection.execute(
+        text(
+            "INSERT INTO ruleset_versions "
+            "(version, created_at, created_by, `change`, rules, lists) "
+            "SELECT :version, created_at, 'x', 'broken', JSON_ARRAY(JSON_OBJECT('rule_id', 'r', "
+            "'text', 'decline if no_such_feature > 1', 'status', 'active')), lists "
+            "FROM ruleset_versions WHERE version = :like"
+        ),
+        {"version": version, "like": like},
+    )
+
+
 def test_every_change_is_a_version_with_its_audit_and_a_malformed_rule_is_never_stored(
     store, review_engine
 ):
@@ -207,15 +222,7 @@ def test_the_loader_applies_the_newest_version_and_keeps_the_last_good_one(
     # A version this code cannot run (written behind the store's back, as an older or newer
     # payscore might; only the admin account may): refused, logged once, the last good one stays.
     with admin_engine.begin() as c:
-        c.execute(
-            text(
-                "INSERT INTO ruleset_versions "
-                "(version, created_at, created_by, `change`, rules, lists) "
-                "SELECT 4, created_at, 'x', 'broken', JSON_ARRAY(JSON_OBJECT('rule_id', 'r', "
-                "'text', 'decline if no_such_feature > 1', 'status', 'active')), lists "
-                "FROM ruleset_versions WHERE version = 3"
-            )
-        )
+        write_unloadable_version(c, 4, like=3)
     with caplog.at_level(logging.ERROR, logger="rules.loader"):
         assert watch.refresh() is False
         assert watch.refresh() is False
@@ -456,15 +463,7 @@ def test_a_flow_starting_when_the_newest_version_is_refused_applies_the_last_goo
     store.add_rule("cards", "decline if card_id in @blocked_cards", by="ana", status="active")
     store.add_entries("blocked_cards", [NewEntry("c-1")], by="ana")  # version 3
     with admin_engine.begin() as c:  # as an older or newer payscore might write it
-        c.execute(
-            text(
-                "INSERT INTO ruleset_versions "
-                "(version, created_at, created_by, `change`, rules, lists) "
-                "SELECT 4, created_at, 'x', 'broken', JSON_ARRAY(JSON_OBJECT('rule_id', 'r', "
-                "'text', 'decline if no_such_feature > 1', 'status', 'active')), lists "
-                "FROM ruleset_versions WHERE version = 3"
-            )
-        )
+        write_unloadable_version(c, 4, like=3)
     with caplog.at_level(logging.WARNING, logger="rules.loader"):
         watch = RulesWatch.from_store(RulesStore(engine, patience=5), refresh_seconds=60)
         watch.start()
