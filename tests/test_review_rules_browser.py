@@ -14,6 +14,7 @@ hits, in shadow and active).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -23,8 +24,9 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support.ui import Select, WebDriverWait
 from sqlalchemy import Engine, func, select
 
 from storage.tables import scored_payments
@@ -44,6 +46,14 @@ __all__ = ["browser"]  # the fixture, shared with the review queue's browser tes
 def stored(engine: Engine) -> int:
     with engine.connect() as c:
         return int(c.execute(select(func.count()).select_from(scored_payments)).scalar_one())
+
+
+def arrive(browser: webdriver.Chrome, url: str) -> None:
+    """Wait until the form just sent has brought the browser to ``url`` (a click returns before
+    the redirect it causes is followed: the page read at once can still be the form's)."""
+    with contextlib.suppress(TimeoutException):  # said by the assertion, with where it is
+        WebDriverWait(browser, 20).until(lambda b: b.current_url == url)
+    assert browser.current_url == url
 
 
 def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_payment(
@@ -86,7 +96,7 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
             browser.find_element(By.ID, "list-name").send_keys("stolen_cards")
             Select(browser.find_element(By.ID, "list-kind")).select_by_value("card")
             browser.find_element(By.ID, "create-list").click()
-            assert browser.current_url == f"{base}/lists/stolen_cards?saved=1"
+            arrive(browser, f"{base}/lists/stolen_cards?saved=1")
             browser.find_element(By.ID, "entry-value").send_keys(card)
             browser.find_element(By.ID, "entry-reason").send_keys("reported stolen by phone")
             browser.find_element(By.ID, "add-entry-button").click()
@@ -105,7 +115,7 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
                 browser.find_element(By.ID, "rule-status")
             ).first_selected_option.text == ("shadow")
             browser.find_element(By.ID, "add-rule").click()
-            assert browser.current_url == f"{base}/rules/stolen?saved=3"
+            arrive(browser, f"{base}/rules/stolen?saved=3")
             assert browser.find_element(By.ID, "status").text == "shadow"
             # In shadow, the flow records its hits and decides as before.
             time.sleep(REFRESH_SECONDS + 2)
