@@ -29,18 +29,21 @@ from typing import Any
 import msgspec
 
 from dataflows.messages import MessageDecoder, Positioned
-from dataflows.scoring import add_calendar_features, score
+from dataflows.scoring import NO_RULES, add_calendar_features, score
 from features.card import CardHistory
 from features.contract import FraudLabel, LabelDecoder, Payment, PaymentDecoder
 from features.entity import EntityHistory
 from model_state import artifact, signing
 from model_state.learner import OnlineLearner
 from model_state.scorer import Scorer
+from rules.lists import ListIndex
+from rules.ruleset import Ruleset, RuleSpec, compile_ruleset
 from settings.config import Config
 from storage.labels import LabelledPayment
 from storage.sink import tsv_lines
 from storage.tables import scored_payments
 from test_data.generator import simulate
+from test_data.rule_examples import RULES, example_lists
 from test_data.spec import SimulationSpec
 
 
@@ -62,6 +65,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="scoring batch size")
     parser.add_argument("--cprofile", type=Path, help="write the cProfile table here")
     parser.add_argument("--repeats", type=int, default=3, help="runs of all stages")
+    parser.add_argument(
+        "--rules",
+        action="store_true",
+        help="score with the fifty rules of test_data/rule_examples.py active, and their lists "
+        "made for the stream (as bench_throughput.py's rules run)",
+    )
     args = parser.parse_args()
     config = Config.from_env(os.environ)
     key = signing.read_key(Path(config.model_key_file))
@@ -83,10 +92,21 @@ def main() -> None:
         raw = RawMessage(encode(event), event.card_id.encode(), "t", 0, len(payments_raw), (1, ms))
         (payments_raw if isinstance(event, Payment) else labels_raw).append(raw)
     print(f"{len(payments_raw):,} payments, {len(labels_raw):,} labels")
+    ruleset = NO_RULES
+    if args.rules:
+        lists = example_lists(list(sim.payments()))
+        indexes = {n: ListIndex.build(n, kind, entries) for n, (kind, entries) in lists.items()}
+        specs = [RuleSpec(rule_id, text, "active") for rule_id, text in RULES]
+        ruleset = compile_ruleset(specs, indexes, version=1)
+        sizes = ", ".join(f"@{n} {len(e):,}" for n, (_, e) in lists.items())
+        print(f"{len(specs)} active rules; lists: {sizes}")
     profiler = cProfile.Profile() if args.cprofile else None
     if profiler:
         profiler.enable()
-    runs = [run(payments_raw, labels_raw, scorer, model, args.batch) for _ in range(args.repeats)]
+    runs = [
+        run(payments_raw, labels_raw, scorer, model, args.batch, ruleset)
+        for _ in range(args.repeats)
+    ]
     if profiler:
         profiler.disable()
         with args.cprofile.open("w") as out:
@@ -114,6 +134,7 @@ def run(
     scorer: Scorer,
     model: artifact.ModelArtifact,
     batch: int,
+    ruleset: Ruleset = NO_RULES,
 ) -> dict[str, tuple[float, int]]:
     timings: dict[str, tuple[float, int]] = {}
 
@@ -148,7 +169,11 @@ def run(
     rows: list[dict[str, Any]] = timed(
         "score and row",
         n,
-        lambda: [r for i in range(0, n, batch) for r in score(scorer, payments[i : i + batch])],
+        lambda: [
+            r
+            for i in range(0, n, batch)
+            for r in score(scorer, payments[i : i + batch], rules=ruleset)
+        ],
     )
     timed("bulk-load text", n, lambda: tsv_lines(scored_payments, rows))
     by_id = {p.event.transaction_id: p for p in payments}
