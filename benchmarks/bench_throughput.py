@@ -110,6 +110,7 @@ from test_data.generator import simulate
 from test_data.produce import from_simulation, send
 from test_data.rule_examples import RULES, example_lists
 from test_data.spec import SimulationSpec
+from test_data.topic_end import read_to_end
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -887,43 +888,19 @@ def first_decisions_ms(config: Config, topic: str, since: datetime) -> list[floa
     """Append-to-decision, sorted: for each payment appended at or after ``since`` (naive UTC),
     its first record on the decisions topic, the record's broker time (LogAppendTime, whole
     milliseconds) minus the payment's ``appended_at``, in milliseconds."""
-    consumer = Consumer(
-        {
-            **config.kafka_client(),
-            "group.id": f"bench-decisions-{uuid.uuid4().hex[:6]}",
-            "enable.auto.commit": "false",
-        }
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        ends = {}
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        first: dict[str, float] = {}
-        start = since.replace(tzinfo=UTC)
-        deadline = time.monotonic() + 300
-        while ends and time.monotonic() < deadline:
-            for message in consumer.consume(1000, timeout=1.0):
-                if message.error():
-                    raise RuntimeError(f"reading {topic}: {message.error()}")
-                if message.offset() + 1 >= ends.get(message.partition(), -1):
-                    ends.pop(message.partition(), None)
-                record = decode_decision(message.value())
-                if record.appended_at is None or record.transaction_id in first:
-                    continue
-                appended = datetime.fromisoformat(record.appended_at)
-                if appended < start:
-                    continue
-                _, broker_ms = message.timestamp()
-                first[record.transaction_id] = broker_ms - appended.timestamp() * 1000
-        if ends:
-            raise RuntimeError(f"could not read {topic} to its end in 300 s")
-        return sorted(first.values())
-    finally:
-        consumer.close()
+    client = {**config.kafka_client(), "group.id": f"bench-decisions-{uuid.uuid4().hex[:6]}"}
+    first: dict[str, float] = {}
+    start = since.replace(tzinfo=UTC)
+    for message in read_to_end(client, topic, seconds=300):
+        record = decode_decision(message.value())
+        if record.appended_at is None or record.transaction_id in first:
+            continue
+        appended = datetime.fromisoformat(record.appended_at)
+        if appended < start:
+            continue
+        _, broker_ms = message.timestamp()
+        first[record.transaction_id] = broker_ms - appended.timestamp() * 1000
+    return sorted(first.values())
 
 
 def nearest_rank(ordered: Sequence[float], q: float) -> float:

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import Engine, func, select, text, true
 from sqlalchemy.engine import make_url
@@ -69,6 +69,7 @@ from storage.tables import (
 )
 from storage.versions import version_key
 from test_data.produce import from_simulation, send
+from test_data.topic_end import read_to_end
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -466,44 +467,23 @@ def account(
 def latest_decisions(brokers: str, topic: str) -> tuple[dict[str, DecisionRecord], int]:
     """The decisions topic read whole, as a consumer that keeps the last value per key: that
     value by transaction id, and the number of records read."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": brokers,
-            "group.id": f"decisions-check-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": "false",
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        ends = {}
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        latest: dict[str, DecisionRecord] = {}
-        records = 0
-        deadline = time.monotonic() + 120
-        while ends:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"could not read {topic} to its end in 120 s: {ends}")
-            for message in consumer.consume(1000, timeout=1.0):
-                if message.error():
-                    raise RuntimeError(f"reading {topic}: {message.error()}")
-                records += 1
-                key = (message.key() or b"").decode()
-                value = message.value()
-                if value is None:
-                    latest.pop(key, None)  # a tombstone
-                else:
-                    latest[key] = decode_decision(value)
-                if message.offset() + 1 >= ends.get(message.partition(), -1):
-                    ends.pop(message.partition(), None)
-        return latest, records
-    finally:
-        consumer.close()
+    client = {
+        "bootstrap.servers": brokers,
+        "group.id": f"decisions-check-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    }
+    latest: dict[str, DecisionRecord] = {}
+    records = 0
+    for message in read_to_end(client, topic, seconds=120):
+        records += 1
+        key = (message.key() or b"").decode()
+        value = message.value()
+        if value is None:
+            latest.pop(key, None)  # a tombstone
+        else:
+            latest[key] = decode_decision(value)
+    return latest, records
 
 
 def check_decisions(engine: Engine, latest: dict[str, DecisionRecord]) -> list[str]:
