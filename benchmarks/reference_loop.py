@@ -24,7 +24,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,9 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from dataflows import collector
-from dataflows.implicit_negatives import MySQLImplicitClaims, implicit_negatives, newest_event_time
+from dataflows.implicit_negatives import configured_implicit_negatives, newest_event_time
 from dataflows.keyed_history import keyed_history
-from dataflows.label_join import MySQLLabelClaims, label_join
+from dataflows.label_join import configured_label_join
 from dataflows.learning import Lineages, learn_step
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned
 from dataflows.model_registry import ModelRegistry
@@ -105,29 +105,8 @@ def run(config: Config) -> dict[str, Any]:
     cards = Keyed(keyed_history(CardHistory, IDLE_KEY_SECONDS, CARD_IDS_KEPT))
     terminals = Keyed(keyed_history(terminal_history, IDLE_KEY_SECONDS))
     merchants = Keyed(keyed_history(merchant_history, IDLE_KEY_SECONDS))
-    joins = Keyed(
-        label_join(
-            MySQLLabelClaims(
-                config.mysql_dsn,
-                config.labels_topic,
-                patience=config.mysql_outage_seconds,
-                sample_rate=config.legit_sample_rate,
-            ),
-            retry_seconds=config.label_retry_seconds,
-            wait_seconds=config.label_wait_seconds,
-        )
-    )
-    delay = timedelta(days=config.label_delay_days)
-    claimer = implicit_negatives(
-        MySQLImplicitClaims(
-            config.mysql_dsn,
-            delay=delay,
-            sample_rate=config.legit_sample_rate,
-            patience=config.mysql_outage_seconds,
-        ),
-        delay=delay,
-        retry_seconds=config.label_retry_seconds,
-    )(None)
+    joins = Keyed(configured_label_join(config))
+    claimer = configured_implicit_negatives(config)(None)
     root = (
         artifact.load(model_dir, start.metadata.base_version, key=key)
         if start.metadata.base_version

@@ -44,6 +44,7 @@ from bytewax.operators import StatefulBatchLogic
 from dataflows.messages import Positioned
 from dataflows.metrics import CLAIMED_KINDS, IMPLICIT_REPLAYED, SINK_RETRIES
 from features.contract import Payment
+from settings.config import Config
 from storage.engine import retry_transient, shared_engine
 from storage.implicit import ImplicitClaim, claim_implicit, claims_after
 from storage.labels import LabelledPayment
@@ -233,3 +234,19 @@ def implicit_negatives(
         )
 
     return build
+
+
+def configured_implicit_negatives(config: Config) -> Callable[[bytes | None], ImplicitNegatives]:
+    """:func:`implicit_negatives` as ``config`` sets it up: the flow's claimer and the reference
+    loop's."""
+    delay = timedelta(days=config.label_delay_days)
+    return implicit_negatives(
+        MySQLImplicitClaims(
+            config.mysql_dsn,
+            delay=delay,
+            sample_rate=config.legit_sample_rate,
+            patience=config.mysql_outage_seconds,
+        ),
+        delay=delay,
+        retry_seconds=config.label_retry_seconds,
+    )

@@ -53,6 +53,7 @@ from dataflows.messages import Positioned
 from dataflows.metrics import CLAIMED_KINDS, LABELS, SINK_RETRIES
 from features.bounded import bounded
 from features.contract import FraudLabel
+from settings.config import Config
 from storage.engine import retry_transient, shared_engine
 from storage.labels import Claimed, LabelledPayment, ReadLabel, claim_labels
 from storage.tables import fraud_labels
@@ -190,3 +191,17 @@ def label_join(
         return LabelJoin(claim, waiting, retry_seconds=retry_seconds, wait_seconds=wait_seconds)
 
     return build
+
+
+def configured_label_join(config: Config) -> Callable[[bytes | None], LabelJoin]:
+    """:func:`label_join` as ``config`` sets it up: the flow's and the reference loop's."""
+    return label_join(
+        MySQLLabelClaims(
+            config.mysql_dsn,
+            config.labels_topic,
+            patience=config.mysql_outage_seconds,
+            sample_rate=config.legit_sample_rate,
+        ),
+        retry_seconds=config.label_retry_seconds,
+        wait_seconds=config.label_wait_seconds,
+    )

@@ -69,12 +69,11 @@ from dataflows.drift_watch import DriftWatch
 from dataflows.failures import log_failures
 from dataflows.implicit_negatives import (
     CLAIMER_KEY,
-    MySQLImplicitClaims,
-    implicit_negatives,
+    configured_implicit_negatives,
     newest_event_time,
 )
 from dataflows.keyed_history import History, keyed_history
-from dataflows.label_join import MySQLLabelClaims, label_join
+from dataflows.label_join import configured_label_join
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter
 from dataflows.metrics_server import process_id, refuse_bytewax_api, serve_metrics
@@ -457,16 +456,7 @@ def join_labels_with_scored_payments(labels: Stream, config: Config) -> Stream[L
     joined = op.stateful_batch(
         "join_labels_with_scored_payments",
         keyed,
-        label_join(
-            MySQLLabelClaims(
-                config.mysql_dsn,
-                config.labels_topic,
-                patience=config.mysql_outage_seconds,
-                sample_rate=config.legit_sample_rate,
-            ),
-            retry_seconds=config.label_retry_seconds,
-            wait_seconds=config.label_wait_seconds,
-        ),
+        configured_label_join(config),
     )
     return op.key_rm("unkey_labelled_payments", joined)
 
@@ -478,20 +468,8 @@ def claim_implicit_negatives(
     nobody reported within ``PAYSCORE_LABEL_DELAY_DAYS`` (``dataflows/implicit_negatives.py``)."""
     ticks = op.flat_map_batch("event_time_clock", payments, newest_event_time)
     keyed = op.key_on("key_implicit_claimer", ticks, lambda _: CLAIMER_KEY)
-    delay = timedelta(days=config.label_delay_days)
     claimed = op.stateful_batch(
-        "claim_implicit_negatives",
-        keyed,
-        implicit_negatives(
-            MySQLImplicitClaims(
-                config.mysql_dsn,
-                delay=delay,
-                sample_rate=config.legit_sample_rate,
-                patience=config.mysql_outage_seconds,
-            ),
-            delay=delay,
-            retry_seconds=config.label_retry_seconds,
-        ),
+        "claim_implicit_negatives", keyed, configured_implicit_negatives(config)
     )
     return op.key_rm("unkey_implicit_negatives", claimed)
 
