@@ -26,6 +26,8 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from sqlalchemy import Engine, func, select
 
@@ -54,6 +56,18 @@ def arrive(browser: webdriver.Chrome, url: str) -> None:
     with contextlib.suppress(TimeoutException):  # said by the assertion, with where it is
         WebDriverWait(browser, 20).until(lambda b: b.current_url == url)
     assert browser.current_url == url
+
+
+def submit(browser: webdriver.Chrome, control: WebElement) -> None:
+    """Click ``control`` and wait until the page it leads to has replaced this one: a click
+    returns before the form is sent, and an element read at once can be the old page's, or
+    go stale while it is read."""
+    page = browser.find_element(By.TAG_NAME, "html")
+    control.click()
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, 30).until(
+        lambda b: b.execute_script("return document.readyState") == "complete"
+    )
 
 
 def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_payment(
@@ -95,11 +109,11 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
             browser.get(f"{base}/lists")
             browser.find_element(By.ID, "list-name").send_keys("stolen_cards")
             Select(browser.find_element(By.ID, "list-kind")).select_by_value("card")
-            browser.find_element(By.ID, "create-list").click()
+            submit(browser, browser.find_element(By.ID, "create-list"))
             arrive(browser, f"{base}/lists/stolen_cards?saved=1")
             browser.find_element(By.ID, "entry-value").send_keys(card)
             browser.find_element(By.ID, "entry-reason").send_keys("reported stolen by phone")
-            browser.find_element(By.ID, "add-entry-button").click()
+            submit(browser, browser.find_element(By.ID, "add-entry-button"))
             assert "version 2" in browser.find_element(By.ID, "saved").text
             values = browser.find_elements(By.CSS_SELECTOR, "#entries td.value")
             assert [v.text for v in values] == [card]
@@ -114,7 +128,7 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
             assert Select(
                 browser.find_element(By.ID, "rule-status")
             ).first_selected_option.text == ("shadow")
-            browser.find_element(By.ID, "add-rule").click()
+            submit(browser, browser.find_element(By.ID, "add-rule"))
             arrive(browser, f"{base}/rules/stolen?saved=3")
             assert browser.find_element(By.ID, "status").text == "shadow"
             # In shadow, the flow records its hits and decides as before.
@@ -131,7 +145,7 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
             assert int(shadow_hits.text) == counts[1][card]
 
             # Backtested over every stored payment: it hits exactly the card's.
-            browser.find_element(By.ID, "backtest").click()
+            submit(browser, browser.find_element(By.ID, "backtest"))
             row = browser.find_element(By.CSS_SELECTOR, "#backtest-rules tbody tr")
             assert row.find_element(By.CSS_SELECTOR, "td.rule").text == "stolen"
             hits = int(row.find_element(By.CSS_SELECTOR, "td.hits").text)
@@ -143,7 +157,7 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
 
             # Activated: the flow applies it within its refresh.
             browser.get(f"{base}/rules/stolen")
-            browser.find_element(By.ID, "set-active").click()
+            submit(browser, browser.find_element(By.ID, "set-active"))
             assert browser.find_element(By.ID, "status").text == "active"
             activated = int(
                 re.findall(r"version (\d+)", browser.find_element(By.ID, "saved").text)[0]
@@ -182,7 +196,7 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
             assert browser.find_element(By.ID, "ruleset-version").text == str(activated)
             assert "stolen" in browser.find_element(By.ID, "rules-fired").text
             browser.save_screenshot(str(ARTIFACTS / "rules-payment.png"))
-            link.click()
+            submit(browser, link)
             assert browser.find_element(By.ID, "status").text == "active"
             fired = browser.find_element(By.CSS_SELECTOR, "#hits-active td.hits")
             assert int(fired.text) == len(blocked)
