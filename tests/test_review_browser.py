@@ -25,6 +25,8 @@ from confluent_kafka import Producer
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import Engine, func, select
 
@@ -119,11 +121,11 @@ def test_an_analyst_marks_a_payment_fraud_and_the_flow_learns_it(
                 for td in browser.find_elements(By.CSS_SELECTOR, "#queue td.num:first-child")
             ]
             assert probabilities == sorted(probabilities, reverse=True)
-            links[0].click()
+            submit(browser, links[0])
             assert browser.find_element(By.ID, "transaction").text == transaction_id
             assert browser.find_elements(By.CSS_SELECTOR, "#contributions tbody tr")
             browser.find_element(By.ID, "note").send_keys("confirmed with the card holder")
-            browser.find_element(By.ID, "mark-fraud").click()
+            submit(browser, browser.find_element(By.ID, "mark-fraud"))
             assert "recorded and sent" in browser.find_element(By.ID, "given").text
 
             (message,) = read_topic(topics["labels_topic"], 1)
@@ -197,10 +199,22 @@ def add_alice(env: dict[str, str], tmp_path: Path) -> None:
     assert added.returncode == 0, added.stderr
 
 
+def submit(browser: webdriver.Chrome, control: WebElement) -> None:
+    """Click ``control`` and wait until the page it leads to has replaced this one: a click
+    returns before the form is sent, and an element read at once can be the old page's, or
+    go stale while it is read."""
+    page = browser.find_element(By.TAG_NAME, "html")
+    control.click()
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, 30).until(
+        lambda b: b.execute_script("return document.readyState") == "complete"
+    )
+
+
 def sign_in_as_alice(browser: webdriver.Chrome) -> None:
     browser.find_element(By.ID, "name").send_keys("alice")
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.ID, "sign-in").click()
+    submit(browser, browser.find_element(By.ID, "sign-in"))
     assert browser.find_element(By.ID, "user").text == "alice"
 
 

@@ -26,8 +26,6 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from sqlalchemy import Engine, func, select
 
@@ -36,7 +34,7 @@ from test_data.generator import simulate
 from test_data.spec import SimulationSpec
 from tests.flowrun import ROOT, flow_env, produce
 from tests.reviewkit import review_server, stop, wait_for
-from tests.test_review_browser import add_alice, browser, sign_in_as_alice
+from tests.test_review_browser import add_alice, browser, sign_in_as_alice, submit
 
 pytestmark = pytest.mark.integration
 
@@ -56,18 +54,6 @@ def arrive(browser: webdriver.Chrome, url: str) -> None:
     with contextlib.suppress(TimeoutException):  # said by the assertion, with where it is
         WebDriverWait(browser, 20).until(lambda b: b.current_url == url)
     assert browser.current_url == url
-
-
-def submit(browser: webdriver.Chrome, control: WebElement) -> None:
-    """Click ``control`` and wait until the page it leads to has replaced this one: a click
-    returns before the form is sent, and an element read at once can be the old page's, or
-    go stale while it is read."""
-    page = browser.find_element(By.TAG_NAME, "html")
-    control.click()
-    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(page))
-    WebDriverWait(browser, 30).until(
-        lambda b: b.execute_script("return document.readyState") == "complete"
-    )
 
 
 def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_payment(
