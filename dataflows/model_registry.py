@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from dataflows import metrics
@@ -102,7 +103,10 @@ class ModelRegistry:
                         if self._watch:
                             self._next_check = float("inf")  # the watcher looks from now on
                             threading.Thread(
-                                target=self._keep_watching, name="payscore-model-watch", daemon=True
+                                target=_keep_watching,
+                                args=(weakref.ref(self), self._refresh_seconds),
+                                name="payscore-model-watch",
+                                daemon=True,
                             ).start()
                     else:
                         self._looking = threading.Thread(
@@ -114,11 +118,6 @@ class ModelRegistry:
     def challenger(self) -> Scorer | None:
         """The scorer of the version shadowing the champion, or None."""
         return self._challenger
-
-    def _keep_watching(self) -> None:
-        while True:
-            time.sleep(self._refresh_seconds)
-            self._refresh()
 
     def _refresh(self) -> None:
         self._refresh_champion()
@@ -217,3 +216,15 @@ class ModelRegistry:
             positive_weight=artifact.metadata.positive_weight,
             drift_reference=artifact.metadata.drift_reference,
         )
+
+
+def _keep_watching(registry: weakref.ref[ModelRegistry], seconds: float) -> None:
+    """The watcher of a registry made with ``watch``: it looks every ``seconds``, and ends once
+    the registry is gone (a flow run in a test's process leaves no thread polling behind it)."""
+    while True:
+        time.sleep(seconds)
+        alive = registry()
+        if alive is None:
+            return
+        alive._refresh()
+        del alive

@@ -3,6 +3,7 @@ version is loaded beside scoring, not in its way."""
 
 from __future__ import annotations
 
+import gc
 import pickle
 import threading
 import time
@@ -256,6 +257,22 @@ def test_the_flows_registry_watches_without_waiting_for_payments() -> None:
     while registry._scorer.version != "v00001.000001" and time.monotonic() < deadline:
         time.sleep(0.01)  # no payment, no call to current(): the watcher looks on its own
     assert registry.current().version == "v00001.000001"
+
+
+def test_the_registrys_watcher_ends_once_the_registry_is_gone() -> None:
+    """A flow run inside a test's process must not leave a thread polling a dropped database."""
+    start = artifact.ModelArtifact(new_boosted_model(BOOSTED), model_metadata(), b"")
+    registry = ModelRegistry(
+        start, lambda after: None, refresh_seconds=0.02, review=0.5, decline=0.9, watch=True
+    )
+    before = set(threading.enumerate())
+    registry.current()
+    started = set(threading.enumerate()) - before
+    (watcher,) = [t for t in started if t.name == "payscore-model-watch"]
+    del registry
+    gc.collect()
+    watcher.join(timeout=5)
+    assert not watcher.is_alive()
 
 
 @pytest.mark.integration
