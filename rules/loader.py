@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from sqlalchemy.exc import DBAPIError
@@ -93,7 +94,10 @@ class RulesWatch:
         self._fall_back()
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._watch, name="payscore-rules-watch", daemon=True
+                target=_watch,
+                args=(weakref.ref(self), self._stop, self._refresh_seconds),
+                name="payscore-rules-watch",
+                daemon=True,
             )
             self._thread.start()
         return self
@@ -142,10 +146,6 @@ class RulesWatch:
 
     def stop(self) -> None:
         self._stop.set()
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self._refresh_seconds):
-            self.refresh()
 
     def _look_up_once(self) -> bool:
         """One look; False only when MySQL could not be asked (for the newest version number or
@@ -210,3 +210,14 @@ class RulesWatch:
                 extra={"event": "ruleset_adopted", "version": ruleset.version},
             )
             return True
+
+
+def _watch(watch: weakref.ref[RulesWatch], stop: threading.Event, seconds: float) -> None:
+    """The thread :meth:`RulesWatch.start` starts: it refreshes every ``seconds`` until stopped
+    or until the watch is gone (a flow run inside a test's process leaves no thread behind)."""
+    while not stop.wait(seconds):
+        alive = watch()
+        if alive is None:
+            return
+        alive.refresh()
+        del alive

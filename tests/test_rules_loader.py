@@ -3,6 +3,9 @@ apart, never going back to an older version. (Against MySQL: tests/test_rules_st
 
 from __future__ import annotations
 
+import gc
+import threading
+
 import pytest
 
 from rules.lists import ListIndex
@@ -144,3 +147,16 @@ def test_at_start_with_no_version_that_loads_it_says_so():
     w = watch(store).start()
     assert w.current().version == 0 and store.loads == [1]
     w.stop()
+
+
+def test_the_watch_thread_ends_once_the_watch_is_gone() -> None:
+    """A flow run inside a test's process must not leave a thread polling a dropped database."""
+    store = FakeStore()
+    store.add(1, ("r", "decline if card_id in @blocked_cards priority 1"))
+    before = set(threading.enumerate())
+    started = RulesWatch(store.newest, store.load, refresh_seconds=0.02).start()
+    (thread,) = [t for t in set(threading.enumerate()) - before if t.name == "payscore-rules-watch"]
+    del started
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
