@@ -68,6 +68,7 @@ from storage.tables import (
     scored_payments,
 )
 from storage.versions import version_key
+from test_data.ports import free_ports
 from test_data.produce import from_simulation, send
 from test_data.topic_end import read_to_end
 
@@ -167,8 +168,12 @@ class FlowProcess:
         processes: int = 2,
         workers: int = 1,
         snapshot_seconds: int = 1,
-        base_port: int = 2400,
+        base_port: int | None = None,
     ) -> None:
+        """``base_port``: the first of the cluster's ports (``FLOW_BASE_PORT``), the same for
+        every start; by default free ports (:func:`test_data.ports.free_ports`)."""
+        if base_port is None:
+            base_port = free_ports(processes)
         self.env = env | {"FLOW_BASE_PORT": str(base_port)}
         self.recovery = recovery
         self.log = log

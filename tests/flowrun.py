@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from features.contract import FraudLabel, Payment
 from model_state.signing import read_key
 from settings.config import Config
+from test_data.ports import free_ports
 from test_data.produce import from_samples, from_simulation, send
 from test_data.samples import SampleMessage
 
@@ -62,7 +63,7 @@ def run_flow(
     started = time.perf_counter()
     done = subprocess.run(
         ["bash", str(ROOT / "ops" / "run_flow.sh"), str(processes), str(workers), *(extra or [])],
-        env=env | {"FLOW_BASE_PORT": str(2200 + os.getpid() % 500)},
+        env=env | {"FLOW_BASE_PORT": str(free_ports(processes))},
         capture_output=True,
         text=True,
         timeout=300,

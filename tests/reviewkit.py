@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -27,6 +26,7 @@ from review.explain import Explainers
 from review.publish import KafkaLabels
 from review.users import add_user
 from storage.tables import scored_payments
+from test_data.ports import free_ports
 from tests.flowrun import BROKERS, ROOT, key_for_tests
 
 PASSWORD = "a long enough password"
@@ -164,9 +164,10 @@ def wait_for(what: str, check: Callable[[], object], timeout: float = 90.0) -> N
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port for a server of the test's own (:func:`tests.flowrun.free_ports`): not one the
+    kernel hands out to outgoing connections, as a port bound to 0 is, which a client's
+    connection can take before the server binds it."""
+    return free_ports(1)
 
 
 def answers(url: str) -> bool:

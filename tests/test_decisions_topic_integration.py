@@ -29,6 +29,7 @@ from storage.sink import MySQLSink, MySQLSinkPartition, Writing
 from storage.tables import dead_letters, scored_payments
 from test_data.chaos import check_decisions, latest_decisions
 from test_data.generator import simulate
+from test_data.ports import free_ports
 from test_data.spec import SimulationSpec
 from tests.builders import payment
 from tests.flowrun import ROOT, flow_env, produce, run_flow
@@ -199,7 +200,7 @@ def test_a_flow_whose_decisions_cannot_go_out_stops_and_a_rerun_loses_nothing(
     produce(topics, payments)
     missing = f"{topics['decisions_topic']}-later"
     env = flow_env(topics, mysql_url, models, decisions_topic=missing, mysql_outage_seconds="5") | {
-        "FLOW_BASE_PORT": str(3300 + os.getpid() % 200)
+        "FLOW_BASE_PORT": str(free_ports(2))
     }
     done = subprocess.run(
         ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "2"],

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from dataflows import exiting, scoring
+from test_data.ports import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_two(tmp_path: Path, **env: str) -> list[tuple[int, str]]:
     """Both processes of ``tests/exiting_flow.py``: their exit status and output."""
-    port = 2700 + os.getpid() % 200
+    port = free_ports(2)
     addresses = f"127.0.0.1:{port};127.0.0.1:{port + 1}"
     procs = []
     for i in (0, 1):

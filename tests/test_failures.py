@@ -14,6 +14,7 @@ from confluent_kafka import Producer
 from sqlalchemy import Engine, text
 
 from dataflows.failures import log_failures
+from test_data.ports import free_ports
 from tests import failing_flow
 from tests.flowrun import BROKERS, flow_env
 
@@ -55,7 +56,7 @@ def _core_steps(steps: list) -> list:
 
 @pytest.mark.parametrize("where", ["mapper", "sink"])
 def test_with_two_processes_the_cause_is_logged_before_bytewax_s_panic(where: str) -> None:
-    port = 2600 + os.getpid() % 300
+    port = free_ports(2)
     addresses = f"127.0.0.1:{port};127.0.0.1:{port + 1}"
     env = os.environ | {"FAIL_AT": where, "PYTHONPATH": str(ROOT)}
     procs = [
@@ -102,7 +103,7 @@ def test_the_scoring_flow_logs_why_it_stops_before_bytewax_s_panic(
     for partition in range(4):
         producer.produce(topics["payments_topic"], value=b"not json", partition=partition)
     assert producer.flush(30) == 0
-    env = {"FLOW_METRICS": "0", "FLOW_BASE_PORT": str(2900 + os.getpid() % 200)}
+    env = {"FLOW_METRICS": "0", "FLOW_BASE_PORT": str(free_ports(2))}
     done = subprocess.run(
         ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "2"],
         env=flow_env(topics, mysql_url, models) | env,

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, func, select
 from model_state import artifact
 from storage.tables import model_versions, scored_payments
 from test_data.generator import simulate
+from test_data.ports import free_ports
 from test_data.spec import SimulationSpec
 from tests.flowrun import ROOT, flow_env, key_for_tests, produce
 
@@ -53,11 +54,11 @@ def models_from(model_dir: Path, tmp_path: Path) -> Path:
     return models
 
 
-def start_flow(env: dict[str, str], base_port: int) -> subprocess.Popen[str]:
+def start_flow(env: dict[str, str]) -> subprocess.Popen[str]:
     """The flow as two processes of one worker each, in its own process group."""
     return subprocess.Popen(
         ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "1"],
-        env=env | {"FLOW_BASE_PORT": str(base_port + os.getpid() % 200)},
+        env=env | {"FLOW_BASE_PORT": str(free_ports(2))},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -98,7 +99,7 @@ def test_labels_from_kafka_change_the_version_that_scores_later_payments(
         model_refresh_seconds="1",
         label_retry_seconds="1",
     )
-    flow = start_flow(env, 2700)
+    flow = start_flow(env)
     try:
         produce(topics, first)
         wait_for("the first days to be scored", lambda: count(engine) == len(first))
@@ -187,7 +188,7 @@ def test_a_retrain_starts_a_lineage_that_scoring_and_the_learner_go_on_from(
         model_refresh_seconds="1",
         label_retry_seconds="1",
     )
-    flow = start_flow(env, 2500)
+    flow = start_flow(env)
     try:
         produce(topics, first)
         produce(topics, first_labels)

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, func, select
 
 from storage.tables import dead_letters, fraud_labels, scored_payments
 from test_data.generator import simulate
+from test_data.ports import free_ports
 from test_data.spec import SimulationSpec
 from tests.flowrun import BROKERS, ROOT, flow_env, produce
 
@@ -51,7 +52,7 @@ def total(samples: list[dict], name: str, **labels: str) -> float:
 def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
     topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
 ) -> None:
-    base = 3400 + os.getpid() % 300
+    base = free_ports(2 * PROCESSES)  # the processes' metrics ports, then their cluster's
     sim = simulate(SimulationSpec(seed=31, days=2, cards=400, merchants=80))
     produce(topics, sim.stream)
     producer = Producer({"bootstrap.servers": BROKERS})
@@ -59,7 +60,7 @@ def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
         producer.produce(topics["payments_topic"], bad, key=b"bad")
     producer.flush(30)
     env = flow_env(topics, mysql_url, models, tail="true", metrics_port=str(base)) | {
-        "FLOW_BASE_PORT": str(base + 50),
+        "FLOW_BASE_PORT": str(base + PROCESSES),
     }
     flow = subprocess.Popen(
         ["bash", str(ROOT / "ops" / "run_flow.sh"), str(PROCESSES), "1"],
@@ -166,7 +167,7 @@ def test_the_metrics_answer_on_loopback_only_and_no_file_is_written_for_them(
     address = non_loopback_address()
     if address is None:
         pytest.skip("this machine has no IPv4 address besides 127.x (hostname -I)")
-    base = 3700 + os.getpid() % 250
+    base = free_ports(4)  # the processes' metrics ports, then their cluster's
     precious = tmp_path / "root-only"
     precious.write_text("nobody may write here\n")
     precious.chmod(0o600)
@@ -179,7 +180,7 @@ def test_the_metrics_answer_on_loopback_only_and_no_file_is_written_for_them(
         link.symlink_to(precious)
         planted.append(link)
     env = flow_env(topics, mysql_url, models, tail="true", metrics_port=str(base)) | {
-        "FLOW_BASE_PORT": str(base + 50)
+        "FLOW_BASE_PORT": str(base + 2)
     }
     flow = subprocess.Popen(
         ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "1"],

@@ -15,7 +15,6 @@ hits, in shadow and active).
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import subprocess
 import time
@@ -77,7 +76,7 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
     )
     flow = subprocess.Popen(
         ["bash", str(ROOT / "ops" / "run_flow.sh"), "1", "1"],
-        env=env | {"FLOW_BASE_PORT": str(2700 + os.getpid() % 90)},
+        env=env,
         stdout=(tmp_path / "flow.log").open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,

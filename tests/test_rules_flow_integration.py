@@ -23,6 +23,7 @@ from rules.store import NewEntry, RulesStore
 from storage.tables import scored_payments
 from test_data.chaos import FlowProcess, check_decisions, latest_decisions
 from test_data.generator import simulate
+from test_data.ports import free_ports
 from test_data.spec import SimulationSpec
 from tests.flowrun import BROKERS, ROOT, flow_env, produce
 
@@ -47,11 +48,11 @@ def stored(engine: Engine) -> int:
         return int(c.execute(select(func.count()).select_from(scored_payments)).scalar_one())
 
 
-def start_flow(env: dict[str, str], base_port: int) -> subprocess.Popen[str]:
+def start_flow(env: dict[str, str]) -> subprocess.Popen[str]:
     """The flow as two processes of two workers each, in its own process group."""
     return subprocess.Popen(
         ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "2"],
-        env=env | {"FLOW_BASE_PORT": str(base_port + os.getpid() % 200)},
+        env=env | {"FLOW_BASE_PORT": str(free_ports(2))},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -117,7 +118,7 @@ def test_a_rule_activated_mid_stream_applies_on_every_partition_within_the_bound
     store.add_rule("watch", "review if card_id in @watched priority 30", by="ana", status="active")
     shadowed = store.add_rule("all-out", "decline if amount_eur >= 0 priority 5", by="ana")
     env = flow_env(topics, mysql_url, models, tail="true", rules_refresh_seconds="1")
-    flow = start_flow(env, 2900)
+    flow = start_flow(env)
     try:
         produce(topics, first)
         wait_for("the first third to be stored", lambda: stored(engine) == len(first))
@@ -222,7 +223,7 @@ def test_sigkill_during_ruleset_changes_loses_no_decision_and_a_restart_applies_
     env = flow_env(
         topics, mysql_url, models, tail="true", rules_refresh_seconds="1", kafka_batch_size="200"
     )
-    flow = FlowProcess(env, tmp_path / "recovery", tmp_path / "flow.log", base_port=3100)
+    flow = FlowProcess(env, tmp_path / "recovery", tmp_path / "flow.log")
     changes = threading.Event()
 
     def analyst() -> None:  # changes the ruleset every 0.2 to 0.6 s until told to stop

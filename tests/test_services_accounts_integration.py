@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,7 @@ from sqlalchemy import create_engine, text
 from storage.accounts import GRANTS, ROLES, Accounts, held_rights, rights
 from storage.engine import make_engine
 from storage.tables import metadata
+from test_data.ports import free_ports
 from tests.flowrun import ROOT
 
 pytestmark = pytest.mark.integration
@@ -43,12 +43,6 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON `payscore\\_%`.* TO 'payscore'@'127.0.0.
 """  # noqa: E501
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def as_root(command: list[str]) -> list[str]:
     return command if os.geteuid() == 0 else ["sudo", "-n", *command]
 
@@ -60,7 +54,7 @@ def mariadb() -> Iterator[tuple[int, str]]:
     if install is None or not os.path.exists(server):
         pytest.skip("MariaDB is not installed (bash ops/services.sh up installs it)")
     folder = Path(tempfile.mkdtemp(prefix="payscore-mariadb-", dir="/tmp"))
-    data, sock, port = folder / "data", folder / "mysqld.sock", free_port()
+    data, sock, port = folder / "data", folder / "mysqld.sock", free_ports(1)
     subprocess.run(as_root(["chown", "mysql:mysql", str(folder)]), check=True)
     subprocess.run(
         as_root([install, "--no-defaults", f"--datadir={data}", "--user=mysql",

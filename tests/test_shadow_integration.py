@@ -88,7 +88,7 @@ def test_a_candidate_shadows_then_is_promoted_in_every_process(
         label_retry_seconds="1",
         publish_seconds="2",
     )
-    flow = start_flow(env, 2900)
+    flow = start_flow(env)
     try:
         produce(topics, parts[0])
         wait_for("the first days to be scored", lambda: count(engine) == len(parts[0]))
