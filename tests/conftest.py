@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
@@ -22,6 +23,14 @@ from tests.flowrun import key_for_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = Config.from_env(os.environ)
+
+# Property tests check what holds, never how fast: on a loaded CI machine (2 cores, shared) an
+# example can take longer than hypothesis' 200 ms deadline, and data generation longer than its
+# too_slow health check allows, which fail as DeadlineExceeded, Flaky or FailedHealthCheck
+# though nothing is wrong. Loaded before the test modules are imported, so that every
+# ``@settings(...)`` inherits it.
+settings.register_profile("payscore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("payscore")
 
 
 @pytest.fixture
