@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterable
@@ -28,6 +29,15 @@ BROKERS = Config.from_env(os.environ).kafka_brokers
 
 def key_for_tests() -> bytes:
     return read_key(KEY_FILE, create=True)
+
+
+def logged(log: Path, pattern: str) -> list[re.Match[str]]:
+    """Every match of the regular expression ``pattern`` in ``log``, a flow's output (the lines
+    of all its processes in one file): what a test waits for when the flow's state shows nowhere
+    else, such as which model version or ruleset each process has taken up."""
+    if not log.exists():
+        return []
+    return list(re.finditer(pattern, log.read_text(errors="replace")))
 
 
 def flow_env(

@@ -10,6 +10,7 @@ checkpointed on disk.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -24,12 +25,14 @@ from storage.tables import model_versions, scored_payments
 from test_data.generator import simulate
 from test_data.ports import free_ports
 from test_data.spec import SimulationSpec
-from tests.flowrun import ROOT, flow_env, key_for_tests, produce
+from tests.flowrun import ROOT, flow_env, key_for_tests, logged, produce
 
 pytestmark = pytest.mark.integration
 
+PROCESSES = 2
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 90.0) -> None:
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -54,19 +57,36 @@ def models_from(model_dir: Path, tmp_path: Path) -> Path:
     return models
 
 
-def start_flow(env: dict[str, str]) -> subprocess.Popen[str]:
-    """The flow as two processes of one worker each, in its own process group."""
+def start_flow(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """The flow as two processes of one worker each, in its own process group, its output in
+    ``log`` (a pipe nobody reads would stop the flow once full)."""
     return subprocess.Popen(
-        ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "1"],
-        env=env | {"FLOW_BASE_PORT": str(free_ports(2))},
-        stdout=subprocess.PIPE,
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), str(PROCESSES), "1"],
+        env=env | {"FLOW_BASE_PORT": str(free_ports(PROCESSES))},
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
-        text=True,
         start_new_session=True,
     )
 
 
-def stop(flow: subprocess.Popen[str]) -> None:
+def scoring_with(log: Path, version: str) -> bool:
+    """Every process of the flow scores with ``version``: each has logged taking it up. A
+    process's registry takes up a version once, and only newer ones; the callers wait while no
+    version newer than ``version`` can be published, so no process passes it by."""
+    adopted = logged(log, rf"scoring with model version {re.escape(version)} \(was ")
+    return len(adopted) >= PROCESSES
+
+
+def learned_in_a_recorded_version(engine: Engine) -> int:
+    """The labels the newest recorded version learned."""
+    mv = model_versions
+    with engine.connect() as c:
+        return c.execute(
+            select(mv.c.labels_learned).order_by(mv.c.lineage.desc(), mv.c.sequence.desc()).limit(1)
+        ).scalar_one()
+
+
+def stop(flow: subprocess.Popen[bytes]) -> None:
     os.killpg(flow.pid, signal.SIGTERM)
     try:
         flow.wait(timeout=20)
@@ -99,7 +119,8 @@ def test_labels_from_kafka_change_the_version_that_scores_later_payments(
         model_refresh_seconds="1",
         label_retry_seconds="1",
     )
-    flow = start_flow(env)
+    log = tmp_path / "flow.log"
+    flow = start_flow(env, log)
     try:
         produce(topics, first)
         wait_for("the first days to be scored", lambda: count(engine) == len(first))
@@ -120,22 +141,14 @@ def test_labels_from_kafka_change_the_version_that_scores_later_payments(
             lambda: count(engine, scored_payments.c.label_is_fraud.is_not(None)) == len(labels),
         )
 
-        def learned_in_a_recorded_version() -> int:
-            mv = model_versions
-            with engine.connect() as c:
-                return c.execute(
-                    select(mv.c.labels_learned)
-                    .order_by(mv.c.lineage.desc(), mv.c.sequence.desc())
-                    .limit(1)
-                ).scalar_one()
-
         # The last version comes up to PAYSCORE_PUBLISH_SECONDS after the last label is learned.
         wait_for(
             "every label to be learned in a recorded version",
-            lambda: learned_in_a_recorded_version() == len(labels),
+            lambda: learned_in_a_recorded_version(engine) == len(labels),
         )
-        time.sleep(3)  # > model_refresh_seconds: every worker has looked for the newest version
         published = online_versions()[-1]
+        # No label is left to learn: nothing newer comes until the later days are produced.
+        wait_for(f"every process to score with {published}", lambda: scoring_with(log, published))
 
         produce(topics, later)
         wait_for("the later days to be scored", lambda: count(engine) == len(payments))
@@ -188,15 +201,22 @@ def test_a_retrain_starts_a_lineage_that_scoring_and_the_learner_go_on_from(
         model_refresh_seconds="1",
         label_retry_seconds="1",
     )
-    flow = start_flow(env)
+    log = tmp_path / "flow.log"
+    flow = start_flow(env, log)
     try:
         produce(topics, first)
         produce(topics, first_labels)
         wait_for(
-            "the first labels to be learned",
+            "the first labels to be claimed",
             lambda: (
                 count(engine, scored_payments.c.label_is_fraud.is_not(None)) == len(first_labels)
             ),
+        )
+        # ... and learned in a recorded version: the learner has nothing left to publish, so the
+        # retrained version is the newest until the later labels come.
+        wait_for(
+            "the first labels to be learned in a recorded version",
+            lambda: learned_in_a_recorded_version(engine) == len(first_labels),
         )
         retrained = subprocess.run(
             # Three days of labels are too few to hold a week out: the operator forces it, and
@@ -219,7 +239,7 @@ def test_a_retrain_starts_a_lineage_that_scoring_and_the_learner_go_on_from(
         )
         assert retrained.returncode == 0, retrained.stdout + retrained.stderr
         assert "wrote v00002 (parent v00001." in retrained.stdout
-        time.sleep(3)  # > model_refresh_seconds: every worker has looked for the newest version
+        wait_for("every process to score with v00002", lambda: scoring_with(log, "v00002"))
 
         produce(topics, later)
         wait_for("the later days to be scored", lambda: count(engine) == len(payments))

@@ -9,8 +9,8 @@ four partitions. The candidate is a model trained on another history (another se
 from __future__ import annotations
 
 import os
+import re
 import subprocess
-import time
 from pathlib import Path
 
 import msgspec
@@ -24,11 +24,17 @@ from storage.tables import model_actions, scored_payments
 from storage.versions import version_key
 from test_data.generator import simulate
 from test_data.spec import SimulationSpec
-from tests.flowrun import ROOT, flow_env, key_for_tests, produce
+from tests.flowrun import ROOT, flow_env, key_for_tests, logged, produce
 from tests.reviewkit import add_users, app_for, signed_in
-from tests.test_learning_integration import count, start_flow, stop, wait_for
+from tests.test_learning_integration import PROCESSES, count, start_flow, stop, wait_for
 
 pytestmark = pytest.mark.integration
+
+
+def every_process(log: Path, line: str) -> bool:
+    """Every process of the flow has logged ``line``: something each does once (takes up a
+    version, starts or stops shadowing one); the callers wait while nothing newer can come."""
+    return len(logged(log, re.escape(line))) >= PROCESSES
 
 
 def shadow_command(env: dict[str, str], *args: str) -> str:
@@ -88,7 +94,8 @@ def test_a_candidate_shadows_then_is_promoted_in_every_process(
         label_retry_seconds="1",
         publish_seconds="2",
     )
-    flow = start_flow(env)
+    log = tmp_path / "flow.log"
+    flow = start_flow(env, log)
     try:
         produce(topics, parts[0])
         wait_for("the first days to be scored", lambda: count(engine) == len(parts[0]))
@@ -96,7 +103,10 @@ def test_a_candidate_shadows_then_is_promoted_in_every_process(
 
         said = shadow_command(env, "start", candidate.version, "--by", "tester")
         assert candidate.version in said
-        time.sleep(4)  # > model_refresh_seconds: every process has looked for the challenger
+        wait_for(
+            "every process to shadow with the candidate",
+            lambda: every_process(log, f"shadow scoring with {candidate.version} beside"),
+        )
         produce(topics, parts[1])
         done = len(parts[0]) + len(parts[1])
         wait_for("the shadowed days to be scored", lambda: count(engine) == done)
@@ -144,7 +154,15 @@ def test_a_candidate_shadows_then_is_promoted_in_every_process(
         assert f"promoted as {name}" in promoted
         assert version_key(name)[0] > version_key(candidate.version)[0]
         assert (models / name).is_dir()
-        time.sleep(4)
+        # Each process takes up the promoted version, and drops the challenger in the same look.
+        wait_for(
+            f"every process to score with {name}",
+            lambda: every_process(log, f"scoring with model version {name} (was "),
+        )
+        wait_for(
+            "every process to stop shadowing",
+            lambda: every_process(log, f"shadow scoring with {candidate.version} stopped"),
+        )
         produce(topics, parts[2])
         wait_for("the last days to be scored", lambda: count(engine) == len(payments))
         with engine.connect() as c:
