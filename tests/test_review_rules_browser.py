@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import re
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from sqlalchemy import Engine, func, select
 from storage.tables import scored_payments
 from test_data.generator import simulate
 from test_data.spec import SimulationSpec
-from tests.flowrun import ROOT, flow_env, produce
+from tests.flowrun import ROOT, flow_env, logged, produce
 from tests.reviewkit import review_server, stop, wait_for
 from tests.test_review_browser import add_alice, browser, sign_in_as_alice, submit
 
@@ -45,6 +44,12 @@ __all__ = ["browser"]  # the fixture, shared with the review queue's browser tes
 def stored(engine: Engine) -> int:
     with engine.connect() as c:
         return int(c.execute(select(func.count()).select_from(scored_payments)).scalar_one())
+
+
+def deciding_with(log: Path) -> int:
+    """The newest ruleset version the flow (one process) has logged taking up, 0 before any."""
+    adopted = logged(log, r"deciding with ruleset version (\d+) \(was ")
+    return max((int(m[1]) for m in adopted), default=0)
 
 
 def arrive(browser: webdriver.Chrome, url: str) -> None:
@@ -74,10 +79,11 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
     env = flow_env(
         topics, mysql_url, models, tail="true", rules_refresh_seconds=str(REFRESH_SECONDS)
     )
+    log = tmp_path / "flow.log"
     flow = subprocess.Popen(
         ["bash", str(ROOT / "ops" / "run_flow.sh"), "1", "1"],
         env=env,
-        stdout=(tmp_path / "flow.log").open("wb"),
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -116,8 +122,9 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
             submit(browser, browser.find_element(By.ID, "add-rule"))
             arrive(browser, f"{base}/rules/stolen?saved=3")
             assert browser.find_element(By.ID, "status").text == "shadow"
-            # In shadow, the flow records its hits and decides as before.
-            time.sleep(REFRESH_SECONDS + 2)
+            # In shadow, the flow records its hits and decides as before, once it has the rule.
+            # (saved in version 3, as the page's address says)
+            wait_for("the flow to take up the rule", lambda: deciding_with(log) >= 3, 60)
             produce(topics, shadowed)
             wait_for(
                 "the second third to be scored",
@@ -147,7 +154,11 @@ def test_an_analyst_blocks_a_card_with_a_rule_and_the_flow_declines_its_next_pay
             activated = int(
                 re.findall(r"version (\d+)", browser.find_element(By.ID, "saved").text)[0]
             )
-            time.sleep(REFRESH_SECONDS + 2)
+            wait_for(
+                f"the flow to take up version {activated}",
+                lambda: deciding_with(log) >= activated,
+                60,
+            )
             produce(topics, after)
             wait_for("every payment to be scored", lambda: stored(engine) == len(payments), 180)
 
