@@ -49,6 +49,23 @@ def total(samples: list[dict], name: str, **labels: str) -> float:
     )
 
 
+def caught_up(samples: list[dict], engine: Engine) -> bool:
+    """The scraped counters count every payment, claimed label and dead letter in MySQL."""
+    with engine.connect() as c:
+        payments = c.execute(select(func.count()).select_from(scored_payments)).scalar_one()
+        claimed = c.execute(
+            select(func.count()).select_from(fraud_labels).where(fraud_labels.c.status == "claimed")
+        ).scalar_one()
+        letters = c.execute(select(func.count()).select_from(dead_letters)).scalar_one()
+    return (
+        total(samples, "payscore_payments_scored_total") == payments
+        and total(samples, "payscore_append_to_commit_seconds_count") == payments
+        and total(samples, "payscore_labels_total", outcome="claimed") == claimed
+        and total(samples, "payscore_labels_learned_total") == claimed
+        and total(samples, "payscore_dead_letters_total", source="payments") == letters
+    )
+
+
 def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
     topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
 ) -> None:
@@ -71,6 +88,7 @@ def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
         start_new_session=True,
     )
     payments = sum(1 for e in sim.stream if hasattr(e, "amount_minor"))
+    label_messages = len(sim.stream) - payments
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -82,11 +100,15 @@ def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
                     .where(fraud_labels.c.status == "waiting")
                 ).scalar_one()
                 labels = c.execute(select(func.count()).select_from(fraud_labels)).scalar_one()
-            if stored == payments and labels and not waiting:
+            if stored == payments and labels == label_messages and not waiting:
                 break
             time.sleep(1)
-        time.sleep(2)  # the last batch's counters move right after its commit
+        # The counters of the last batches move after their commits, and the learner's after the
+        # claims: scraped until they have caught up with MySQL (they never go past it).
         samples = [scrape(base + i) for i in range(PROCESSES)]
+        while not caught_up(samples, engine) and time.monotonic() < deadline + 60:
+            time.sleep(1)
+            samples = [scrape(base + i) for i in range(PROCESSES)]
         probe = subprocess.run(
             [str(ROOT / ".venv" / "bin" / "python"), "-m", "dataflows.health", str(base)],
             capture_output=True,
