@@ -123,7 +123,7 @@ def signed_in(app: Any, name: str, **options: Any) -> TestClient:
 
 
 def read_topic(
-    topic: str, expected: int, *, settle: float = 2.0, timeout: float = 30.0
+    topic: str, expected: int, *, settle: float = 2.0, timeout: float = 90.0
 ) -> list[Message]:
     """Every message on ``topic`` from the beginning: waits for ``expected`` of them, then
     ``settle`` seconds more for any further one."""
@@ -204,7 +204,7 @@ def review_server(env: dict[str, str], log: Path) -> Iterator[str]:
         wait_for(
             "the review application to answer",
             lambda: answers(f"{base}/login") or process.poll() is not None,
-            30,
+            120,  # importing the application takes seconds on a loaded machine
         )
         assert process.poll() is None, log.read_text()[-3000:]
         yield base

@@ -262,9 +262,8 @@ def test_a_session_cookie_saved_before_sign_out_opens_nothing_after_it(
         assert saved["httpOnly"] is True
         assert saved["sameSite"] == "Strict"
 
-        browser.find_element(By.CSS_SELECTOR, "header form button").click()  # Sign out
-        # the click returns before the redirect has landed on a loaded machine
-        WebDriverWait(browser, 20).until(lambda b: b.current_url == f"{base}/login")
+        submit(browser, browser.find_element(By.CSS_SELECTOR, "header form button"))  # Sign out
+        assert browser.current_url == f"{base}/login"
         browser.add_cookie({"name": SESSION_COOKIE, "value": saved["value"], "path": "/"})
         browser.get(f"{base}/queue")
         assert browser.current_url == f"{base}/login"  # the saved cookie opens nothing

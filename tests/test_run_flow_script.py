@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_script(python: Path, processes: int, timeout: float = 20.0) -> tuple[int, str]:
+def run_script(python: Path, processes: int, timeout: float = 60.0) -> tuple[int, str]:
     """run_flow.sh with FLOW_PYTHON=``python``: its exit status and output; killed (with every
     process it started) if it has not ended within ``timeout`` seconds."""
     script = subprocess.Popen(
