@@ -191,7 +191,7 @@ kafka_up() {
     >"$KAFKA_HOME/logs/stdout.log" 2>&1 &
   echo $! >"$KAFKA_HOME/kafka.pid"
   # The client port opens only once the broker can serve.
-  wait_for_port "$port" kafka 120 "$KAFKA_HOME/logs/server.log"
+  wait_for_port "$port" kafka 240 "$KAFKA_HOME/logs/server.log"
   log "kafka ready on 127.0.0.1:$port"
 }
 
@@ -265,8 +265,15 @@ mysql_up() {
       --defaults-extra-file="$ROOT/ops/mariadb/payscore.cnf" --user=mysql \
       --ssl-ca="$TLS/ca.pem" --ssl-cert="$TLS/server.pem" --ssl-key="$TLS/server.key" \
       "${MYSQL_SERVER_ARGS[@]}"
-    wait_for_port "$MYSQL_PORT" mariadb 60 "$MYSQL_ERROR_LOG"
-    for _ in $(seq 1 60); do mysql_root -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
+    # A fresh data folder (InnoDB's files made at the first start) on a slow, loaded machine
+    # takes more than a minute; past the bound, say so rather than fail later on the accounts.
+    wait_for_port "$MYSQL_PORT" mariadb 180 "$MYSQL_ERROR_LOG"
+    local ready=0
+    for _ in $(seq 1 120); do mysql_root -e 'SELECT 1' >/dev/null 2>&1 && { ready=1; break; }; sleep 0.5; done
+    if ((!ready)); then
+      tail -n 30 "$MYSQL_ERROR_LOG" >&2 2>/dev/null || true
+      die "mariadb answers on 127.0.0.1:$MYSQL_PORT but not to root on its socket within 60 s (log: $MYSQL_ERROR_LOG)"
+    fi
   fi
   mysql_accounts
 }
