@@ -91,13 +91,13 @@ from typing import Any
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from fifty_rules import describe_facts, flow_run_facts, store_fifty_rules
 from key_replay import KeyReplay
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from features.contract import Payment
 from model_state import artifact, signing
-from rules.store import NewEntry, RulesStore
 from settings.config import DECISIONS_TOPIC_SETTINGS, Config
 from storage import shadow
 from storage.decision_records import decode as decode_decision
@@ -108,7 +108,6 @@ from test_data.chaos import scratch_database
 from test_data.delivery import Outgoing, ProduceReport
 from test_data.generator import simulate
 from test_data.produce import from_simulation, send
-from test_data.rule_examples import RULES, example_lists
 from test_data.spec import SimulationSpec
 from test_data.topic_end import read_to_end
 
@@ -377,6 +376,8 @@ def flow_runs(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
             figures = drain_run(bench, name, command, env, bench.dsn(db_url), args.run_timeout)
             if note:
                 figures["note"] = note
+            figures["score_step"] = flow_run_facts(bench.dsn(db_url))
+            print(f"{name}: {describe_facts(figures['score_step'])}", flush=True)
             _print_drain(name, figures, bench.results["produce"]["payments"])
             runs[key] = figures
             label = f"flow {processes} process(es) x 1 worker" + (f", {kind}" if kind else "")
@@ -439,26 +440,7 @@ def shadow_itself(bench: Bench, db_url: str, models: Path, env: dict[str, str]) 
 def fifty_rules(bench: Bench, db_url: str) -> str:
     """The fifty rules of ``test_data/rule_examples.py``, all active, and their lists (made for
     the end-to-end stream, seed 99), stored in the run's database as analysts store them."""
-    args = bench.args
-    sim = simulate(
-        SimulationSpec(seed=99, days=args.days, cards=args.cards, merchants=max(args.cards // 5, 2))
-    )
-    lists = example_lists(list(sim.payments()))
-    database = make_url(db_url).database
-    assert database, db_url
-    engine = make_engine(bench.config.on_database(database).review_mysql_dsn)
-    try:
-        store = RulesStore(engine)
-        for name, (kind, entries) in lists.items():
-            store.create_list(name, kind, by="benchmark")
-            store.add_entries(name, [NewEntry(v) for v in entries], by="benchmark")
-        for rule_id, rule in RULES:
-            store.add_rule(rule_id, rule, by="benchmark", status="active")
-        version = store.newest_version()
-    finally:
-        engine.dispose()
-    sizes = ", ".join(f"@{n} {len(e):,}" for n, (_, e) in lists.items())
-    return f"{len(RULES)} active rules (ruleset version {version}; lists: {sizes})"
+    return store_fifty_rules(bench.config, db_url, days=bench.args.days, cards=bench.args.cards)
 
 
 def drain_run(
