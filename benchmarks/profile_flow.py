@@ -98,6 +98,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("learner", r"\(model_state/learner\.py|\(dataflows/learning\.py|\(river/"),
     ("model versions", r"\(model_state/(?:checkpoints|artifact|stored_versions|signing)\.py"),
     ("model registry", r"\(dataflows/model_registry\.py"),
+    ("rules: the watch thread (look-ups, loads)", r"\(rules/(?:loader|store)\.py"),
     ("rules: deciding", r"\(rules/"),
     ("scoring: reasons of rule hits, split again", r"^reasons \(model_state/scorer\.py"),
     ("scoring: reason codes ranked", r"top_positive"),
