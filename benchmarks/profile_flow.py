@@ -100,7 +100,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("model registry", r"\(dataflows/model_registry\.py"),
     ("rules: the watch thread (look-ups, loads)", r"\(rules/(?:loader|store)\.py"),
     ("rules: deciding", r"\(rules/"),
-    ("scoring: reasons of rule hits, split again", r"^reasons \(model_state/scorer\.py"),
+    ("scoring: reasons of rule hits, split again", r"^Scorer\.reasons \(model_state/scorer\.py"),
     ("scoring: reason codes ranked", r"top_positive"),
     ("scoring", r"\(model_state/|\(dataflows/drift_watch\.py|^score \(dataflows/scoring\.py"),
     ("card features (logic)", r"\(features/(?:card|windows|geo|currency)\.py"),
