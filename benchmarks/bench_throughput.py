@@ -390,6 +390,7 @@ def flow_runs(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
             _print_drain(name, figures, bench.results["produce"]["payments"])
             runs[key] = figures
             label = f"flow {processes} process(es) x 1 worker" + (f", {kind}" if kind else "")
+            label += f" (pair {key.split('#')[1]})" if "#" in key else ""
             bench.add(label, _drain_line(figures))
             if not kind and "#" not in key:
                 bench.keep_rows(run, bench.dsn(db_url), name)
