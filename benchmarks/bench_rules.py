@@ -1,6 +1,7 @@
 """What rules and lists cost: a 1,000,000-entry list loaded from MySQL, and 50 rules a payment.
 
     python benchmarks/bench_rules.py [--entries 1000000] [--days 4] [--cards 5000]
+        [--batch-sizes N ...] [--skip-list]
 
 1. **A list of ``--entries`` card ids** is stored in a throwaway database
    ``payscore_bench_<random>`` (created and dropped) on the server of ``PAYSCORE_MYSQL_URL``
@@ -17,7 +18,8 @@
    probability drawn from a skewed distribution, 7 % above 0.5): µs per payment of
    ``Ruleset.decide_batch``, best of 5, against evaluating every rule whole; wall time, and the
    process's CPU time (what it costs when other processes share the cores; the load average is
-   printed too).
+   printed too). With ``--batch-sizes``, the same stream decided again in batches of each size
+   (as the flow's score step gets them: what a batch arrives with), CPU µs a payment.
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ def bench_list(entries: int) -> None:
         writer.dispose()
 
 
-def bench_rules(days: int, cards: int, padding: int) -> None:
+def bench_rules(days: int, cards: int, padding: int, batch_sizes: list[int]) -> None:
     sim = simulate(SimulationSpec(seed=5, days=days, cards=cards, merchants=max(cards // 5, 10)))
     rows = list(replay(sim.stream))
     payments = [p for p, _ in rows]
@@ -234,6 +236,23 @@ def bench_rules(days: int, cards: int, padding: int) -> None:
         f"decision; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
         f"{python_speed()}"
     )
+    for size in batch_sizes:
+
+        def in_batches(size: int = size) -> None:
+            for i in range(0, len(rows), size):
+                ruleset.decide_batch(
+                    payments[i : i + size],
+                    features[i : i + size],
+                    probabilities[i : i + size],
+                    decisions[i : i + size],
+                )
+
+        wall, cpu = timed(in_batches)
+        print(
+            f"  in batches of {size}: {wall:.2f} µs a payment (CPU {cpu:.2f} µs); load average "
+            f"{os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -242,12 +261,15 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=4)
     parser.add_argument("--cards", type=int, default=5000)
     parser.add_argument("--skip-list", action="store_true", help="only the rules' cost")
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="*", default=[], help="also decide in batches of these"
+    )
     parser.add_argument("--load-fresh", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load_fresh:  # the fresh process of part 1
         print(json.dumps(load_in_fresh_process(os.environ[LOAD_URL])))
         return
-    bench_rules(args.days, args.cards, padding=args.entries)
+    bench_rules(args.days, args.cards, padding=args.entries, batch_sizes=args.batch_sizes)
     if not args.skip_list:
         bench_list(args.entries)
 

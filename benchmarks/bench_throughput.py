@@ -3,7 +3,7 @@
     python benchmarks/bench_throughput.py [--days 4] [--cards 20000] [--processes 1 2]
         [--latency-rates R ...] [--latency-seconds 30] [--state-cards 3000] [--out DIR]
         [--skip-flow] [--skip-shadow] [--skip-loop] [--skip-raw] [--skip-latency]
-        [--skip-profile] [--skip-state] [--skip-rules] [--short]
+        [--skip-profile] [--skip-state] [--skip-rules] [--rules-repeats 1] [--short]
 
 ``--short`` checks that it runs in a few minutes (1 day, 2,000 cards, 1 process with and
 without the rules, latency at 300 payments/s for 10 s; no shadow, loop, raw, profile or state).
@@ -23,7 +23,11 @@ artifacts: the flows' logs (``logs/``), the py-spy recording and its table.
    1-process run with a challenger shadowing (the start version shadows itself): the cost of
    shadow scoring. Unless ``--skip-rules``, one more 1-process run with the fifty rules of
    ``test_data/rule_examples.py`` all active and their lists (made for this stream) stored
-   in its database as analysts store them: the cost of the rules against none.
+   in its database as analysts store them: the cost of the rules against none. With
+   ``--rules-repeats N``, N such pairs of 1-process runs, without and with the rules in turn:
+   each side's rates, the cost on their medians and the spread of the runs without rules (the
+   noise a cost must exceed). Every run also prints what its stored rows say about the score
+   step (``fifty_rules.py``): its batches' sizes, the share of payments a rule fired on.
 2. **The hand-written loop** (``--skip-loop``): ``benchmarks/reference_loop.py`` as a process
    over the same topics, with the same figures, and the ratios flow(1)/loop and flow(2)/flow(1).
 3. **Raw limits** (``--skip-raw``): one confluent-kafka consumer reading both topics from the
@@ -74,6 +78,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,13 +96,13 @@ from typing import Any
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from fifty_rules import describe_facts, flow_run_facts, store_fifty_rules
 from key_replay import KeyReplay
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from features.contract import Payment
 from model_state import artifact, signing
-from rules.store import NewEntry, RulesStore
 from settings.config import DECISIONS_TOPIC_SETTINGS, Config
 from storage import shadow
 from storage.decision_records import decode as decode_decision
@@ -108,7 +113,6 @@ from test_data.chaos import scratch_database
 from test_data.delivery import Outgoing, ProduceReport
 from test_data.generator import simulate
 from test_data.produce import from_simulation, send
-from test_data.rule_examples import RULES, example_lists
 from test_data.spec import SimulationSpec
 from test_data.topic_end import read_to_end
 
@@ -349,6 +353,10 @@ def flow_runs(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
         plans.append(("1-shadow", 1, "shadow"))  # the cost of one challenger shadowing
     if not args.skip_rules:
         plans.append(("1-rules", 1, "rules"))  # the cost of the fifty example rules, all active
+        if 1 in args.processes:  # more pairs, in turn: the runs' own spread against the cost
+            for k in range(2, args.rules_repeats + 1):
+                pair = [(f"1#{k}", 1, ""), (f"1-rules#{k}", 1, "rules")]
+                plans += pair[::-1] if k % 2 == 0 else pair  # ABBA: neither always runs first
     if not args.skip_profile:
         plans.append(("1-profiled", 1, "profile"))  # a separate run, so figures above are clean
     for key, processes, kind in plans:
@@ -377,11 +385,14 @@ def flow_runs(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
             figures = drain_run(bench, name, command, env, bench.dsn(db_url), args.run_timeout)
             if note:
                 figures["note"] = note
+            figures["score_step"] = flow_run_facts(bench.dsn(db_url))
+            print(f"{name}: {describe_facts(figures['score_step'])}", flush=True)
             _print_drain(name, figures, bench.results["produce"]["payments"])
             runs[key] = figures
             label = f"flow {processes} process(es) x 1 worker" + (f", {kind}" if kind else "")
+            label += f" (pair {key.split('#')[1]})" if "#" in key else ""
             bench.add(label, _drain_line(figures))
-            if not kind:
+            if not kind and "#" not in key:
                 bench.keep_rows(run, bench.dsn(db_url), name)
     if "1-profiled" in runs:
         runs["1-profiled"]["py_spy_top"] = pyspy_table(bench)
@@ -396,6 +407,8 @@ def flow_runs(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
             f"{cost:.1%} fewer payments/s on wall time"
             + (f", {1 - steady:.1%} steady" if steady is not None else ""),
         )
+    if args.rules_repeats > 1 and "1" in runs and "1-rules" in runs:
+        runs["rules_pairs"] = rules_pairs(bench, runs)
     if "1" in runs and "1-rules" in runs:
         cost = 1 - runs["1-rules"]["payments_per_s"] / runs["1"]["payments_per_s"]
         steady = _ratio(
@@ -414,6 +427,29 @@ def flow_runs(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
         print(f"flow(2)/flow(1): {ratio:.2f} on wall time, {_fmt(steady, '.2f')} steady")
         bench.add("ratio flow(2)/flow(1)", f"{ratio:.2f} wall, {_fmt(steady, '.2f')} steady")
     return runs
+
+
+def rules_pairs(bench: Bench, runs: dict[str, Any]) -> dict[str, Any]:
+    """``--rules-repeats`` pairs of 1-process runs without and with the rules, taken in turn:
+    each side's rates, the median cost, and the spread of the runs without rules (the noise a
+    cost must exceed)."""
+    plain = [f["payments_per_s"] for k, f in runs.items() if k == "1" or k.startswith("1#")]
+    ruled = [
+        f["payments_per_s"] for k, f in runs.items() if k == "1-rules" or k.startswith("1-rules#")
+    ]
+    cost = 1 - statistics.median(ruled) / statistics.median(plain)
+    spread = max(plain) / min(plain) - 1
+    rates = (
+        "/".join(f"{r:,.0f}" for r in plain)
+        + " without, "
+        + "/".join(f"{r:,.0f}" for r in ruled)
+        + " with"
+    )
+    bench.add(
+        f"50 active rules' cost, {len(plain)} pairs",
+        f"{cost:.1%} fewer payments/s (medians; {rates}); runs without rules spread {spread:.1%}",
+    )
+    return {"without": plain, "with": ruled, "cost": cost, "spread_without": spread}
 
 
 def shadow_itself(bench: Bench, db_url: str, models: Path, env: dict[str, str]) -> str:
@@ -439,26 +475,7 @@ def shadow_itself(bench: Bench, db_url: str, models: Path, env: dict[str, str]) 
 def fifty_rules(bench: Bench, db_url: str) -> str:
     """The fifty rules of ``test_data/rule_examples.py``, all active, and their lists (made for
     the end-to-end stream, seed 99), stored in the run's database as analysts store them."""
-    args = bench.args
-    sim = simulate(
-        SimulationSpec(seed=99, days=args.days, cards=args.cards, merchants=max(args.cards // 5, 2))
-    )
-    lists = example_lists(list(sim.payments()))
-    database = make_url(db_url).database
-    assert database, db_url
-    engine = make_engine(bench.config.on_database(database).review_mysql_dsn)
-    try:
-        store = RulesStore(engine)
-        for name, (kind, entries) in lists.items():
-            store.create_list(name, kind, by="benchmark")
-            store.add_entries(name, [NewEntry(v) for v in entries], by="benchmark")
-        for rule_id, rule in RULES:
-            store.add_rule(rule_id, rule, by="benchmark", status="active")
-        version = store.newest_version()
-    finally:
-        engine.dispose()
-    sizes = ", ".join(f"@{n} {len(e):,}" for n, (_, e) in lists.items())
-    return f"{len(RULES)} active rules (ruleset version {version}; lists: {sizes})"
+    return store_fifty_rules(bench.config, db_url, days=bench.args.days, cards=bench.args.cards)
 
 
 def drain_run(
@@ -1174,6 +1191,13 @@ def parse_arguments(argv: Iterable[str] | None = None) -> argparse.Namespace:
     for part in ("flow", "shadow", "rules", "loop", "raw", "latency", "profile", "state"):
         parser.add_argument(f"--skip-{part}", action="store_true")
     parser.add_argument(
+        "--rules-repeats",
+        type=int,
+        default=1,
+        help="1-process runs without and with the rules, taken in turn this many times each "
+        "(the cost against the runs' own spread)",
+    )
+    parser.add_argument(
         "--short",
         action="store_true",
         help="a quick check that it runs (1 day, 2,000 cards, 1 process with and without the "
@@ -1186,6 +1210,8 @@ def parse_arguments(argv: Iterable[str] | None = None) -> argparse.Namespace:
         args.latency_seconds, args.warmup_payments = 10.0, 500
         for part in ("shadow", "loop", "raw", "profile", "state"):
             setattr(args, f"skip_{part}", True)
+    if args.rules_repeats < 1:
+        parser.error(f"--rules-repeats must be >= 1; got {args.rules_repeats}")
     if args.days < 1 or args.cards < 10 or args.state_cards < 10:
         parser.error("--days must be >= 1, --cards and --state-cards >= 10")
     if any(p < 1 for p in args.processes):

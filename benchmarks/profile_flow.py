@@ -1,7 +1,7 @@
 """Where the flow's CPU goes end to end: the flow process, MariaDB and the broker, per payment.
 
     python benchmarks/profile_flow.py [--days 2] [--cards 12000] [--processes 1] [--repeats 3]
-        [--rate 100] [--out reports/throughput-research] [--classify FILE]
+        [--rate 100] [--rules] [--out reports/throughput-research] [--classify FILE]
 
 The generator's stream (seed 99, ``--days`` days, ``--cards`` cards, cards / 5 merchants: a few
 tens of thousands of payments, each with its label, in stream order) is produced once into fresh
@@ -20,6 +20,14 @@ no wall-time figure is used for a cost):
 - **MariaDB and the broker, whole processes**: ``/proc/<pid>/stat`` before and after, less
   their CPU in the same number of seconds just before the run (the other developers' load,
   which varies: read these two as rough).
+
+With ``--rules`` every variant runs twice in turn, without and with the fifty rules of
+``test_data/rule_examples.py`` all active and their lists made for the stream, stored in the run's
+database as analysts store them (as ``bench_throughput.py``'s rules run, ``fifty_rules.py``), and
+a table sets each part's µs per payment without and with them side by side. Every run also prints
+what its stored rows say about the score step: the sizes of the batches it scored (rows of one
+``score`` call share their ``scored_at``) and the share of payments an active rule fired on, a
+rule decided, a shadow rule hit, stored with reason codes.
 
 The py-spy recording is cut into the flow's parts by the frames of each sample
 (:func:`classify`: the Kafka client, decoding, each keyed step's Python logic and Bytewax's
@@ -54,9 +62,10 @@ from typing import Any
 import cpu_meter
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from fifty_rules import describe_facts, flow_run_facts, store_fifty_rules
 from sqlalchemy import text
 
-from settings.config import Config
+from settings.config import DECISIONS_TOPIC_SETTINGS, Config
 from storage.engine import make_engine
 from test_data.chaos import scratch_database
 from test_data.delivery import send
@@ -81,6 +90,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("snapshots", r"\.snapshot \((?:dataflows|features)/|ser_snap|SerializedSnapshotWriter"),
     ("exchange (pickling between processes)", r"TdPyAny.*Serialize|PickleVisitor"),
     ("metrics", r"prometheus_client|\(dataflows/metrics\.py"),
+    ("decisions topic", r"\(dataflows/decisions_topic\.py|\(storage/decision_records\.py"),
     ("sink: scored payments", r"\(storage/(?:sink|payments|rows)\.py"),
     ("dead letters", r"\(dataflows/dead_letter_topic\.py|\(storage/dead_letters\.py"),
     ("label claims", r"\(storage/labels\.py|\(dataflows/label_join\.py"),
@@ -88,6 +98,10 @@ RULES: tuple[tuple[str, str], ...] = (
     ("learner", r"\(model_state/learner\.py|\(dataflows/learning\.py|\(river/"),
     ("model versions", r"\(model_state/(?:checkpoints|artifact|stored_versions|signing)\.py"),
     ("model registry", r"\(dataflows/model_registry\.py"),
+    ("rules: the watch thread (look-ups, loads)", r"\(rules/(?:loader|store)\.py"),
+    ("rules: deciding", r"\(rules/"),
+    ("scoring: reasons of rule hits, split again", r"^Scorer\.reasons \(model_state/scorer\.py"),
+    ("scoring: reason codes ranked", r"top_positive"),
     ("scoring", r"\(model_state/|\(dataflows/drift_watch\.py|^score \(dataflows/scoring\.py"),
     ("card features (logic)", r"\(features/(?:card|windows|geo|currency)\.py"),
     ("terminal and merchant features (logic)", r"\(features/entity\.py"),
@@ -158,7 +172,7 @@ def classify(path: Path) -> tuple[Counter[str], int]:
 def fresh_topics(config: Config) -> Iterator[dict[str, str]]:
     admin = AdminClient(config.kafka_client())
     stem = f"prof-{uuid.uuid4().hex[:8]}"
-    names = {k: f"{stem}-{k}" for k in ("payments", "labels", "dead")}
+    names = {k: f"{stem}-{k}" for k in ("payments", "labels", "dead", "decisions")}
     wanted = [
         NewTopic(
             names["payments"],
@@ -167,6 +181,7 @@ def fresh_topics(config: Config) -> Iterator[dict[str, str]]:
         ),
         NewTopic(names["labels"], num_partitions=PARTITIONS),
         NewTopic(names["dead"], num_partitions=PARTITIONS),
+        NewTopic(names["decisions"], num_partitions=PARTITIONS, config=DECISIONS_TOPIC_SETTINGS),
     ]
     for future in admin.create_topics(wanted, request_timeout=30).values():
         future.result(timeout=60)
@@ -264,6 +279,7 @@ def flow_env(config: Config, topics: dict[str, str], dsn_url: str, models: Path)
         PAYSCORE_PAYMENTS_TOPIC=topics["payments"],
         PAYSCORE_LABELS_TOPIC=topics["labels"],
         PAYSCORE_DEAD_LETTERS_TOPIC=topics["dead"],
+        PAYSCORE_DECISIONS_TOPIC=topics["decisions"],
         PAYSCORE_MYSQL_URL=dsn_url,
         PAYSCORE_MODEL_DIR=str(models),
         PAYSCORE_TAIL="false",
@@ -305,10 +321,15 @@ def one_run(
     wrap: list[str],
     name: str,
     tweaks: str = "",
+    rules: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
+    """One drain run; ``rules`` (days, cards): with the fifty rules and their lists made for
+    that stream stored in its database first."""
     mysqld, broker = mysqld_pid(), pid_of(r"kafka\.Kafka")
     with ExitStack() as stack:
         db_url = stack.enter_context(scratch_database(config, "payscore_prof"))
+        if rules is not None:
+            store_fifty_rules(config, db_url, days=rules[0], cards=rules[1])
         dsn = Config.from_env({**_payscore_env(), "PAYSCORE_MYSQL_URL": db_url}).mysql_dsn
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="payscore-model-")))
         models = folder / "versions"
@@ -347,7 +368,9 @@ def one_run(
         if status != 0:
             raise RuntimeError(f"{name}: the flow exited {status}; expected 0 (log: {log})")
         payments, learned = stored(dsn)
+        facts = flow_run_facts(dsn)
     return {
+        "score_step": facts,
         "payments": payments,
         "labels_learned": learned,
         "wall": wall,
@@ -409,6 +432,47 @@ def describe(r: dict[str, Any], fixed: float) -> str:
     )
 
 
+def compare_rules(variant: str, plain: dict[str, Any], ruled: dict[str, Any]) -> None:
+    """Each part's µs per payment without and with the rules, side by side, and the flow's CPU,
+    MariaDB's and the broker's (medians of the clean runs)."""
+
+    def median(entry: dict[str, Any], figure: str) -> float:
+        runs = entry["runs"]
+        if figure == "flow":
+            return cpu_meter.median_of(entry["flow_us"])
+        if figure == "mysqld":
+            return cpu_meter.median_of(
+                [r["mysqld_our_threads"] * 1e6 / r["payments"] for r in runs]
+            )
+        return cpu_meter.median_of(
+            [(r["broker_cpu"] - r["broker_background"]) * 1e6 / r["payments"] for r in runs]
+        )
+
+    print(f"[{variant}] without / with the fifty rules, µs of CPU per payment with its label:")
+    for figure, name in (
+        ("flow", "the flow (after startup)"),
+        ("mysqld", "MariaDB, our connections' threads"),
+        ("broker", "the broker, less its background"),
+    ):
+        a, b = median(plain, figure), median(ruled, figure)
+        print(f"  {a:8.1f} {b:8.1f} {b - a:+8.1f}  {name}")
+    if "parts" in plain and "parts" in ruled:
+        print("  by the py-spy recordings' parts:")
+        names = sorted(
+            {*plain["parts"], *ruled["parts"]},
+            key=lambda n: (
+                -abs(
+                    ruled["parts"].get(n, {}).get("us_per_payment", 0.0)
+                    - plain["parts"].get(n, {}).get("us_per_payment", 0.0)
+                )
+            ),
+        )
+        for name in names:
+            a = plain["parts"].get(name, {}).get("us_per_payment", 0.0)
+            b = ruled["parts"].get(name, {}).get("us_per_payment", 0.0)
+            print(f"  {a:8.1f} {b:8.1f} {b - a:+8.1f}  {name}")
+
+
 def main(argv: Iterable[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=2)
@@ -427,6 +491,12 @@ def main(argv: Iterable[str] | None = None) -> None:
         "--split",
         action="store_true",
         help="also run each variant over the payments alone: the label path is the difference",
+    )
+    parser.add_argument(
+        "--rules",
+        action="store_true",
+        help="run every variant also with the fifty example rules active (their lists made for "
+        "the stream), and compare the parts",
     )
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "throughput-research")
@@ -455,32 +525,39 @@ def main(argv: Iterable[str] | None = None) -> None:
             f"{args.processes} process(es) x 1 worker; load average {os.getloadavg()[0]:.1f}",
             flush=True,
         )
-        tag = {v: f"{args.processes}p-{v}" for v in args.variants}
-        tweaks = {v: "" if v == "plain" else v for v in args.variants}
+        # A kind is a variant, or a variant with the rules ("plain+rules").
+        kinds = [k for v in args.variants for k in ((v, f"{v}+rules") if args.rules else (v,))]
+        tag = {k: f"{args.processes}p-{k.replace('+', '-')}" for k in kinds}
+        base = {k: k.removesuffix("+rules") for k in kinds}
+        tweaks = {k: "" if base[k] == "plain" else base[k] for k in kinds}
+        with_rules = {k: (args.days, args.cards) if k.endswith("+rules") else None for k in kinds}
         fixed: dict[str, float] = {}
-        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in args.variants}
-        for v in args.variants:
+        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+        for v in kinds:
             blank = one_run(
-                config, empty, args.processes, args.out, [], f"empty-{tag[v]}", tweaks[v]
-            )
+                config, empty, args.processes, args.out, [], f"empty-{tag[v]}", tweaks[v],
+                with_rules[v],
+            )  # fmt: skip
             fixed[v] = blank["flow_cpu"]
             print(f"[{v}] empty topics: the flow's fixed CPU {fixed[v]:.2f} s", flush=True)
-        alone_runs: dict[str, list[dict[str, Any]]] = {v: [] for v in args.variants}
+        alone_runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         for i in range(args.repeats):  # the variants take turns: the load changes over time
-            for v in args.variants:
+            for v in kinds:
                 r = one_run(
-                    config, topics, args.processes, args.out, [], f"{tag[v]}-{i}", tweaks[v]
-                )
+                    config, topics, args.processes, args.out, [], f"{tag[v]}-{i}", tweaks[v],
+                    with_rules[v],
+                )  # fmt: skip
                 runs[v].append(r)
                 print(f"[{v}] run {i}: {describe(r, fixed[v])}", flush=True)
+                print(f"[{v}] run {i}: {describe_facts(r['score_step'])}", flush=True)
                 if alone is not None:
                     r = one_run(
                         config, alone, args.processes, args.out, [], f"{tag[v]}-alone-{i}",
-                        tweaks[v],
+                        tweaks[v], with_rules[v],
                     )  # fmt: skip
                     alone_runs[v].append(r)
                     print(f"[{v}] run {i}, payments alone: {describe(r, fixed[v])}", flush=True)
-        for v in args.variants:
+        for v in kinds:
             flow_us = [(r["flow_cpu"] - fixed[v]) * 1e6 / r["payments"] for r in runs[v]]
             ours = [r["mysqld_our_threads"] * 1e6 / r["payments"] for r in runs[v]]
             whole = [
@@ -518,11 +595,16 @@ def main(argv: Iterable[str] | None = None) -> None:
                     "--subprocesses", "--format", "raw", "-o", str(recording), "--",
                 ]  # fmt: skip
                 entry["pyspy_run"] = one_run(
-                    config, topics, args.processes, args.out, wrap, f"{tag[v]}-pyspy", tweaks[v]
-                )
+                    config, topics, args.processes, args.out, wrap, f"{tag[v]}-pyspy", tweaks[v],
+                    with_rules[v],
+                )  # fmt: skip
                 parts, total = classify(recording)
                 entry["parts"] = print_parts(parts, total, cpu_meter.median_of(flow_us))
+            entry["flow_us"] = flow_us
             results[v] = entry
+        if args.rules:
+            for v in args.variants:
+                compare_rules(v, results[v], results[f"{v}+rules"])
     path = args.out / f"profile-flow-{args.processes}p.json"
     path.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
     print(f"figures written to {path}")

@@ -88,7 +88,7 @@ from features.entity import EntityHistory
 from model_state import artifact, signing
 from model_state.artifact import VersionRecord
 from model_state.checkpoints import ModelVersionSink
-from model_state.scorer import Scorer
+from model_state.scorer import Scorer, explained_rows
 from model_state.stored_versions import NewerVersionsInMySQL, RefusedRows
 from rules.loader import RulesWatch
 from rules.ruleset import Ruleset
@@ -403,24 +403,21 @@ def score(
     challenger ``shadow`` scores them too (its probability is stored, nothing else of it);
     ``drift`` watches what was scored."""
     features = [p.features for p in batch]
-    results = scorer.score_batch(features, explain=explain)
+    split = scorer.split_batch(features)
     metrics.RULESET_VERSION.set(rules.version)
     outcomes = rules.decide_batch(
-        [p.event for p in batch],
-        features,
-        [r.probability for r in results],
-        [r.decision for r in results],
+        [p.event for p in batch], features, split.probabilities, split.decisions
+    )
+    # A rule fired (it decided, or was overruled): an analyst reads why the model said what it
+    # did. Ranked with the others' in one call, from the one split of the batch.
+    marked = explained_rows(explain, len(batch))
+    results = split.scores(
+        [bool(o.rules_fired) or m for o, m in zip(outcomes, marked, strict=True)]
     )
     reasons = [r.reasons for r in results]
-    unexplained = [i for i, o in enumerate(outcomes) if o.rules_fired and reasons[i] is None]
-    if unexplained:  # a rule decided (or was overruled): an analyst reads why the model said so
-        for i, found in zip(
-            unexplained, scorer.reasons([features[i] for i in unexplained]), strict=True
-        ):
-            reasons[i] = found
     shadowed = shadow.probabilities(features) if shadow is not None else [None] * len(batch)
     if drift is not None:
-        drift.observe(scorer, features, [r.probability for r in results])
+        drift.observe(scorer, features, split.probabilities)
     scored_at = datetime.now(UTC)
     return [
         scored_payment_row(

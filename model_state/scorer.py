@@ -31,7 +31,10 @@ after another.
 **Reasons only where someone reads them.** Every row is split (the probability is summed from
 the split, so skipping it would change the probability's last bits), but the ranking into
 reason codes is done only for the rows an analyst reads: every decision but ``approve``, and
-the rows the caller marks with ``explain`` (a rule fired on them). An approved payment's reasons
+the rows the caller marks with ``explain``. The flow marks the payments a rule fired on, which it
+knows only once the rules have decided with the probabilities: it splits the batch once
+(:meth:`Scorer.split_batch`), decides the rules, then ranks every row it reads in one call
+(:meth:`Split.scores`), from the same split. An approved payment's reasons
 are computed on demand from its stored features and version with :meth:`Scorer.reasons`, which
 is :meth:`Scorer.score_batch` with every row marked: the very values the flow would have stored
 (``tests/test_reasons_on_demand.py``). :meth:`Scorer.probabilities` ranks none (for a
@@ -166,24 +169,37 @@ class Scorer:
         reasons of every row not approved and of every row ``explain`` marks (one flag a row,
         or ``True`` for all), ``None`` for the others. The probability is the same, bit for
         bit, whichever rows are explained."""
-        marked = explained_rows(explain, len(rows))
+        return self.split_batch(rows).scores(explain)
+
+    def split_batch(self, rows: Sequence[dict[str, float]]) -> Split:
+        """The batch split once: probabilities and decisions now, the reasons of the rows a
+        caller marks once it knows which (:meth:`Split.scores`, ranked from this split: what
+        :meth:`score_batch` with the same marks gives). The flow marks the payments a rule
+        fired on, which it knows only after deciding the rules with the probabilities."""
+        review, decline = self._review, self._decline
         batch = getattr(self._explain, "batch", None)
         if batch is None or not rows:
-            return [self._score_one(x, explain=m) for x, m in zip(rows, marked, strict=True)]
+            splits = [self._log_odds_and_probability(x) for x in rows]
+            probabilities = [q for _, _, q in splits]
+            decisions = [decide(q, review=review, decline=decline) for q in probabilities]
+            return Split(
+                probabilities,
+                decisions,
+                lambda wanted: [top_reasons(splits[i][0]) for i in wanted],
+            )
         push, probabilities = self._split_batch(batch, rows)
-        review, decline = self._review, self._decline
-        decisions = [decide(p, review=review, decline=decline) for p in probabilities]
-        wanted = [
-            i for i, (d, m) in enumerate(zip(decisions, marked, strict=True)) if m or d != "approve"
-        ]
-        reasons: list[tuple[str, ...] | None] = [None] * len(rows)
-        if wanted:
+        names = self._explain.names  # type: ignore[attr-defined]
+
+        def rank(wanted: Sequence[int]) -> list[tuple[str, ...]]:
             # top_reasons for the wanted rows at once (compiled), ties in catalogue order.
-            names = self._explain.names  # type: ignore[attr-defined]
-            chosen = push if len(wanted) == len(rows) else push[wanted]
-            for i, top in zip(wanted, top_positive(chosen, MAX_REASONS).tolist(), strict=True):
-                reasons[i] = tuple(names[j] for j in top if j >= 0)
-        return [Score(p, d, r) for p, d, r in zip(probabilities, decisions, reasons, strict=True)]
+            chosen = push if len(wanted) == len(rows) else push[list(wanted)]
+            return [
+                tuple(names[j] for j in top if j >= 0)
+                for top in top_positive(chosen, MAX_REASONS).tolist()
+            ]
+
+        decisions = [decide(q, review=review, decline=decline) for q in probabilities]
+        return Split(probabilities, decisions, rank)
 
     def probabilities(self, rows: Sequence[dict[str, float]]) -> list[float]:
         """The probability of each of ``rows``, as :meth:`score_batch` gives it (bit for bit),
@@ -236,6 +252,40 @@ class Scorer:
                 log_odds < -30, 0.0, np.where(log_odds > 30, 1.0, 1.0 / (1.0 + np.exp(-log_odds)))
             )
         return push, probabilities.tolist()
+
+
+class Split:
+    """One batch's split (:meth:`Scorer.split_batch`): each row's probability and the model's
+    decision, and its reason codes ranked on request from the same split."""
+
+    __slots__ = ("_rank", "decisions", "probabilities")
+
+    def __init__(
+        self,
+        probabilities: list[float],
+        decisions: list[Decision],
+        rank: Callable[[Sequence[int]], list[tuple[str, ...]]],
+    ) -> None:
+        self.probabilities = probabilities
+        self.decisions = decisions
+        self._rank = rank
+
+    def scores(self, explain: bool | Sequence[bool] = False) -> list[Score]:
+        """Every row's :class:`Score`, with the reasons of every row not approved and of every
+        row ``explain`` marks (one flag a row, or ``True`` for all), ranked in one call;
+        ``None`` for the others."""
+        decisions = self.decisions
+        marked = explained_rows(explain, len(decisions))
+        wanted = [
+            i for i, (d, m) in enumerate(zip(decisions, marked, strict=True)) if m or d != "approve"
+        ]
+        reasons: list[tuple[str, ...] | None] = [None] * len(decisions)
+        if wanted:
+            for i, found in zip(wanted, self._rank(wanted), strict=True):
+                reasons[i] = found
+        return [
+            Score(p, d, r) for p, d, r in zip(self.probabilities, decisions, reasons, strict=True)
+        ]
 
 
 def explained_rows(explain: bool | Sequence[bool], n: int) -> Sequence[bool]:

@@ -30,8 +30,9 @@ rule's threshold for many more payments than an amount or a count is above its.
 
 **What a batch costs** (:meth:`Guards.candidates`, for ``Ruleset.decide_batch``): the same
 guards tested in NumPy over the whole batch. Per source, one C-level read a payment into one
-matrix (the features' values, the fields' values, the fields' hashes); per threshold, one
-comparison over its column and a ``searchsorted`` of the payments that pass; per list field, its
+matrix (the features' values, the fields' values, the fields' hashes); every name's smallest
+threshold compared at once over the matrix, then, only for the names some payment passes (in a
+small batch, a few of the many), a ``searchsorted`` of the payments that pass; per list field, its
 bitmap indexed by the column of hashes. Only the payments with a rule whose guard holds are then
 visited, one by one, and only those rules evaluated whole. Values are compared as floats, exact
 for integers below 2**53 (an amount is at most 10**12); a payment with a larger number has every
@@ -401,17 +402,22 @@ class Guards:
                 continue
             values = _matrix(map(read, rows), n, len(on.names))
             inexact |= (np.abs(values) >= INEXACT).any(1)
-            for j, (keys, rules) in enumerate(on.below):
-                column = values[:, j]
-                hit = np.flatnonzero(column < on.low[j])
-                cuts = np.searchsorted(keys, column[hit], side="right").tolist()
-                add(hit, lambda k, i, rules=rules, cuts=cuts: rules[cuts[k] :])
+            # Every name's bound at once; only the columns some payment passes are visited (in
+            # a small batch, a few of the many names).
+            passing = ((values < on.low_all) | (values > on.high_all)).any(0)
             first = len(on.below)
-            for j, (keys, rules) in enumerate(on.above, start=first):
+            for j in np.flatnonzero(passing).tolist():
                 column = values[:, j]
-                hit = np.flatnonzero(column > on.high[j])
-                cuts = np.searchsorted(keys, column[hit], side="left").tolist()
-                add(hit, lambda k, i, rules=rules, cuts=cuts: rules[: cuts[k]])
+                if j < first:
+                    keys, rules = on.below[j]
+                    hit = np.flatnonzero(column < on.low[j])
+                    cuts = np.searchsorted(keys, column[hit], side="right").tolist()
+                    add(hit, lambda k, i, rules=rules, cuts=cuts: rules[cuts[k] :])
+                else:
+                    keys, rules = on.above[j - first]
+                    hit = np.flatnonzero(column > on.high[j])
+                    cuts = np.searchsorted(keys, column[hit], side="left").tolist()
+                    add(hit, lambda k, i, rules=rules, cuts=cuts: rules[: cuts[k]])
         if self.on_q.names:
             q = np.fromiter(probabilities, dtype=float, count=n)
             inexact |= np.abs(q) >= INEXACT

@@ -237,6 +237,43 @@ def test_the_probability_is_bit_identical_explained_or_not(
         assert scorer.reasons([one]) == [e.reasons]  # on demand, alone, as in a batch
 
 
+@settings(max_examples=100, deadline=None)
+@given(rows=rows, data=st.data())
+def test_a_split_ranks_later_what_score_batch_ranks_at_once(
+    boosted: ModelArtifact, rows: list[list[float]], data: st.DataObject
+) -> None:
+    """The flow splits a batch once and marks the rows to explain after the rules (which need
+    the probabilities) have decided: for any payments and any marks, one split ranked with any
+    masks, one after the other, gives what ``score_batch`` gives with each mask."""
+    x = [dict(zip(FEATURE_NAMES, r, strict=True)) for r in rows]
+    review = data.draw(st.floats(0.0, 1.0))
+    scorer = Scorer(boosted.model, "v", review=review, decline=max(review, 0.9))
+    split = scorer.split_batch(x)
+    plain = scorer.score_batch(x)
+    assert split.probabilities == [s.probability for s in plain]
+    assert split.decisions == [s.decision for s in plain]
+    for _ in range(3):
+        mask = data.draw(st.lists(st.booleans(), min_size=len(x), max_size=len(x)))
+        assert split.scores(mask) == scorer.score_batch(x, explain=mask)
+    assert split.scores(True) == scorer.score_batch(x, explain=True)
+
+
+@pytest.mark.parametrize("family", ["boosted", "basis", "linear"])
+def test_a_split_of_every_family_ranks_what_score_batch_does(
+    family: str, versions: dict[str, Path], stream: list[Positioned[Any]]
+) -> None:
+    version = loaded(versions[family])
+    features = [p.features for p in stream[:600]]
+    probabilities = [s.probability for s in flows_scorer(version, [0.5]).score_batch(features)]
+    scorer = flows_scorer(version, probabilities)
+    rng = np.random.default_rng(11)
+    for b in in_batches(features, 97):
+        mask = (rng.random(len(b)) < 0.2).tolist()
+        split = scorer.split_batch(b)
+        assert split.scores(mask) == scorer.score_batch(b, explain=mask)
+        assert [s.reasons or () for s in split.scores(True)] == scorer.reasons(b)
+
+
 def test_an_explain_mask_of_the_wrong_length_is_refused(boosted: ModelArtifact) -> None:
     scorer = Scorer(boosted.model, "v", review=0.5, decline=0.9)
     x = [dict.fromkeys(FEATURE_NAMES, 1.0)] * 3

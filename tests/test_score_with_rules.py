@@ -9,6 +9,7 @@ version."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,66 @@ def test_rule_decisions_are_counted_by_rule_and_decision_once_stored(
         "payscore_rule_decisions_total", {"rule": "count-me", "decision": "decline"}
     )
     assert (after or 0) - (before or 0) == 7
+
+
+def without_time(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "scored_at"} for row in rows]
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    statuses=st.lists(st.sampled_from(["active", "shadow", "disabled"]), min_size=50, max_size=50),
+    seed=st.integers(0, 1000),
+    cuts=st.lists(st.integers(1, 299), max_size=12),
+)
+def test_any_batch_size_stores_what_one_payment_at_a_time_does(
+    scorer: Scorer,
+    stream: list[Positioned[Any]],
+    lists: dict[str, ListIndex],
+    statuses: list[str],
+    seed: int,
+    cuts: list[int],
+) -> None:
+    """The flow's batches are whatever arrived: cut anywhere (batches of one, of a few, of more
+    than the rules' NumPy path takes), the rows are those of scoring each payment alone, reason
+    codes and rules included."""
+    statuses = ["active", "active", *statuses[2:]]  # the card lists' rules: some rule fires
+    specs = [RuleSpec(i, t, s) for (i, t), s in zip(RULES, statuses, strict=True)]
+    ruleset = compile_ruleset(specs, lists, version=4)
+    batch = random.Random(seed).sample(stream, 300)
+    alone = [row for p in batch for row in score(scorer, [p], rules=ruleset)]
+    bounds = [0, *sorted(set(cuts)), len(batch)]
+    cut = [
+        row
+        for a, b in itertools.pairwise(bounds)
+        for row in score(scorer, batch[a:b], rules=ruleset)
+    ]
+    assert without_time(cut) == without_time(alone)
+    assert any(row["rules_fired"] for row in alone)
+
+
+def test_the_step_splits_a_batch_once_also_for_the_payments_rules_fired_on(
+    scorer: Scorer, stream: list[Positioned[Any]], lists: dict[str, ListIndex]
+) -> None:
+    """Reason codes of the payments a rule fired on are ranked from the batch's one split (the
+    forest walked once a batch), not from a second walk over those payments."""
+    ruleset = compile_ruleset([RuleSpec(i, t) for i, t in RULES], lists, version=5)
+    batch = stream[:400]
+    explainer = scorer._explain
+    walks: list[int] = []
+    walk = explainer.batch
+
+    def counted(rows: Any) -> Any:
+        walks.append(len(rows))
+        return walk(rows)
+
+    explainer.batch = counted
+    try:
+        rows = score(scorer, batch, rules=ruleset)
+    finally:
+        del explainer.batch
+    assert walks == [len(batch)]
+    fired = [(p, r) for p, r in zip(batch, rows, strict=True) if r["rules_fired"]]
+    assert any(r["model_decision"] == "approve" for _, r in fired)  # the model approved these
+    for p, r in fired:
+        assert r["reason_codes"] == list(scorer.reasons([p.features])[0])
