@@ -52,7 +52,9 @@ artifacts: the flows' logs (``logs/``), the py-spy recording and its table.
    snapshot takes per epoch**, from each process's ``/metrics`` before and after the paced
    part: the seconds its stateful steps spent in ``snapshot()``
    (``payscore_snapshot_seconds_total``, by step) over the epochs its payment partitions
-   closed (``payscore_epochs_closed_total``); and every payment's ``appended_at``, latency
+   closed (``payscore_epochs_closed_total``), and how long its payment partitions read nothing
+   after each epoch close (``payscore_epoch_close_wait_seconds``); and every payment's
+   ``appended_at``, latency
    (µs) and Kafka partition, in ``OUT/latency-series-<rate>.csv``, to see when it waited.
 5. **Per-stage profile** (``--skip-profile``): ``benchmarks/profile_stages.py --days
    --profile-days`` (4; ``--cards`` cards) and its stage table, timed without a profiler; and
@@ -915,14 +917,17 @@ def latency_run(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
         steps = ", ".join(f"{step} {ms:.1f}" for step, ms in snaps["ms_by_step"].items() if ms)
         print(
             f"  process {i}: snapshots {snaps['ms_per_epoch']:.1f} ms per epoch over "
-            f"{snaps['epochs']:g} epochs ({steps or 'none'})",
+            f"{snaps['epochs']:g} epochs ({steps or 'none'}); its payment partitions read "
+            f"nothing for {_fmt(snaps['read_wait_after_close_ms'], '.0f')} ms after each "
+            "epoch close (mean)",
             flush=True,
         )
     return figures
 
 
 _SAMPLE = re.compile(
-    r"^(payscore_snapshot_seconds_total|payscore_epochs_closed_total)\{(.*)\} (\S+)$"
+    r"^(payscore_snapshot_seconds_total|payscore_epochs_closed_total"
+    r"|payscore_epoch_close_wait_seconds_(?:sum|count))\{(.*)\} (\S+)$"
 )
 
 
@@ -936,7 +941,7 @@ def scrape(port: int) -> dict[tuple[str, str], float]:
         match = _SAMPLE.match(line)
         if match:
             labels = dict(re.findall(r'(\w+)="([^"]*)"', match[2]))
-            key = labels.get("step") or f"{labels.get('topic')}/{labels.get('partition')}"
+            key = labels.get("step") or f"{labels.get('topic')}/{labels.get('partition', '')}"
             found[(match[1], key)] = float(match[3])
     return found
 
@@ -960,7 +965,22 @@ def snapshot_seconds_per_epoch(
         for (name, key), v in sorted(delta.items())
         if name.startswith("payscore_snapshot")
     }
-    return {"epochs": epochs, "ms_per_epoch": sum(by_step.values()), "ms_by_step": by_step}
+    waits = {
+        name: v
+        for (name, key), v in delta.items()
+        if name.startswith("payscore_epoch_close_wait") and key == f"{topic}/"
+    }
+    count = waits.get("payscore_epoch_close_wait_seconds_count", 0.0)
+    return {
+        "epochs": epochs,
+        "ms_per_epoch": sum(by_step.values()),
+        "ms_by_step": by_step,
+        "read_wait_after_close_ms": (
+            1000 * waits.get("payscore_epoch_close_wait_seconds_sum", 0.0) / count
+            if count
+            else None
+        ),
+    }
 
 
 _QUANTILES = (("p50", 0.50), ("p99", 0.99), ("p99.9", 0.999))

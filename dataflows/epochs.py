@@ -1,15 +1,15 @@
 """Epoch boundaries on a wall-clock grid shared by every process: none waits for another.
 
 **Why.** Bytewax 0.21.1 closes a source partition's epoch when its own timer has run the epoch
-interval (``-s``, 10 s by default), counted from when that partition was built or last closed
-an epoch, and a partition whose epoch has advanced reads nothing more until the previous
-epoch is complete everywhere: every partition of every process closed it, and everything read
-in it was stored (``src/inputs.rs``, ``partitioned_input``: ``if !probe.less_than(&epoch)``;
-``benchmarks/BYTEWAX-INTERNALS.md`` section 6). The processes build their partitions at
-slightly different moments, and nothing brings their timers together again: measured with 2
-processes and ``-s 1``, one process closed every epoch 115 ms before the other, then read
-nothing for 160-190 ms (the other's lag plus the epoch's tail being stored), while the other
-waited 56-76 ms; the payments of its partitions waited with it, which set the flow's p99
+interval (``-s``, 10 s by default), counted from when that partition was built or last closed an
+epoch, and a partition whose epoch has advanced reads nothing more until the previous epoch is
+complete everywhere: every partition of every process closed it, and everything read in it was
+stored (``src/inputs.rs`` 438 and 501-523, ``partitioned_input``: ``if
+!probe.less_than(&epoch)``; ``benchmarks/BYTEWAX-INTERNALS.md`` section 6). The processes build
+their partitions at slightly different moments, and nothing brings their timers together again:
+measured with 2 processes and ``-s 1``, one process closed every epoch 115 ms before the other,
+then read nothing for 160-190 ms (the other's lag plus the epoch's tail being stored), while the
+other waited 56-76 ms; the payments of its partitions waited with it, which set the flow's p99
 (README, "Throughput", latency). The lag is fixed at start-up and does not depend on the
 interval, so the stall came back every epoch, 1 s or 10 s.
 

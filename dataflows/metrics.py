@@ -129,6 +129,14 @@ EPOCHS_CLOSED = Counter(
     ["topic", "partition"],
 )
 
+EPOCH_CLOSE_WAIT = Histogram(
+    "payscore_epoch_close_wait_seconds",
+    "From a Kafka partition reader's epoch close to its next read: Bytewax reads nothing more "
+    "until every process has closed that epoch and all it read is stored (dataflows/epochs.py)",
+    ["topic"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+
 
 def snapshot_timer(step: str) -> Callable[[float], None]:
     """What a step calls with the seconds one ``snapshot()`` took."""

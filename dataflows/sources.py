@@ -37,7 +37,7 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import func, select
 
 from dataflows.epochs import EpochGrid
-from dataflows.metrics import EPOCHS_CLOSED
+from dataflows.metrics import EPOCH_CLOSE_WAIT, EPOCHS_CLOSED
 from storage.engine import retry_transient, shared_engine
 from storage.tables import dead_letters, fraud_labels
 
@@ -74,8 +74,13 @@ class _Reader(StatefulSourcePartition):
         self._grid = grid
         self._began = time.time()  # when this epoch began (Bytewax: when built, or last closed)
         self._closed = EPOCHS_CLOSED.labels(topic, str(partition)).inc
+        self._waited = EPOCH_CLOSE_WAIT.labels(topic).observe
+        self._closed_at: float | None = None  # the last epoch close not followed by a read
 
     def next_batch(self) -> list:
+        if self._closed_at is not None:
+            self._waited(time.time() - self._closed_at)
+            self._closed_at = None
         if self._stop.is_set():
             raise StopIteration
         if self._ended_at is not None:
@@ -123,7 +128,7 @@ class _Reader(StatefulSourcePartition):
 
     def snapshot(self) -> object:
         """Called by Bytewax as the partition closes an epoch (and at its end)."""
-        self._began = time.time()
+        self._began = self._closed_at = time.time()
         self._closed()
         return self._inner.snapshot()
 
