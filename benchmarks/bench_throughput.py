@@ -87,6 +87,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -158,9 +159,12 @@ class Bench:
     rows_keeper: ExitStack = field(default_factory=ExitStack)
 
     def port(self) -> int:
-        """A base port no earlier flow run of this benchmark used."""
-        self.next_port += 10
-        return self.next_port
+        """A base port no earlier flow run of this benchmark used, whose first four ports are
+        free now (another benchmark may be running on this machine)."""
+        while True:
+            self.next_port += 10
+            if all(_free(self.next_port + i) for i in range(4)):
+                return self.next_port
 
     def dsn(self, db_url: str) -> str:
         """The URL to connect to ``db_url`` with (the password file applied, if one is set)."""
@@ -1228,6 +1232,15 @@ def _under_root(path: str) -> Path:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _fmt(value: float | None, spec: str) -> str:
