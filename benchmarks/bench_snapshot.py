@@ -1,6 +1,6 @@
 """What a card's snapshot costs as the flow takes it, and what a compact binary state would cost.
 
-    python benchmarks/bench_snapshot.py [--cards 3000] [--days 30] [--repeats 5]
+    python benchmarks/bench_snapshot.py [--cards 3000] [--days 30] [--repeats 5] [--learner]
 
 Bytewax 0.21.1 calls ``snapshot()`` on every key a ``stateful_batch`` step touched in an epoch,
 when the epoch closes, with or without recovery (``src/operators.rs``, the epoch-close block);
@@ -30,7 +30,9 @@ The packed state is checked to hold the same information: every unpacked card gi
 features as the original for the next payment of its card (or a probe payment when it has none).
 Bytes per snapshot are printed for each way (mean, p99), and the same for terminals (today's
 pickle only). Last, what recovery adds: the snapshots upserted into SQLite as Bytewax's recovery
-writes them (one statement a snapshot, one transaction an epoch), in a file on disk.
+writes them (one statement a snapshot, one transaction an epoch), in a file on disk. With
+``--learner``, also the learner's snapshot: its time and size for the model version in
+``PAYSCORE_MODEL_DIR``.
 """
 
 from __future__ import annotations
@@ -235,6 +237,11 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--cards", type=int, default=3000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--learner",
+        action="store_true",
+        help="also the learner's snapshot (the model version in PAYSCORE_MODEL_DIR)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     card_keys, terminal_keys, active, last = build_state(args.cards, args.days)
     logics = [card_keys[k] for k in active]
@@ -297,6 +304,30 @@ def main(argv: Iterable[str] | None = None) -> None:
             )
         )
         + " µs per card snapshot() over repeated runs"
+    )
+    if args.learner:
+        learner_snapshot(args.repeats)
+
+
+def learner_snapshot(repeats: int) -> None:
+    """The learner's key: ``LearnStep.snapshot()`` of a learner new from the version in
+    ``PAYSCORE_MODEL_DIR`` (the pickled ``OnlineLearner``, its frozen forest included), taken
+    at every epoch close in which labels reached it, and Bytewax's pickle of it (recovery)."""
+    import os
+
+    from dataflows.learning import LearnStep
+    from model_state import artifact, signing
+    from model_state.learner import OnlineLearner
+    from settings.config import Config
+
+    config = Config.from_env({k: v for k, v in os.environ.items() if k.startswith("PAYSCORE_")})
+    start = artifact.load(Path(config.model_dir), key=signing.read_key(Path(config.model_key_file)))
+    step = LearnStep(OnlineLearner(start, config.publish_every_labels), 0.0, 60.0, None)
+    t_snap, blob = best(repeats, step.snapshot)
+    t_again, _ = best(repeats, lambda: pickle.dumps(blob, protocol=pickle.HIGHEST_PROTOCOL))
+    print(
+        f"learner      snapshot() of {start.version} {t_snap * 1000:.2f} ms, "
+        f"{len(blob) / 1e6:.2f} MB; Bytewax's pickle of it (recovery) {t_again * 1000:.2f} ms"
     )
 
 

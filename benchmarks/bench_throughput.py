@@ -4,6 +4,7 @@
         [--latency-rates R ...] [--latency-seconds 30] [--state-cards 3000] [--out DIR]
         [--skip-flow] [--skip-shadow] [--skip-loop] [--skip-raw] [--skip-latency]
         [--skip-profile] [--skip-state] [--skip-rules] [--rules-repeats 1] [--short]
+        [--flow-args "-s 1"] [--settle-seconds 15]
 
 ``--short`` checks that it runs in a few minutes (1 day, 2,000 cards, 1 process with and
 without the rules, latency at 300 payments/s for 10 s; no shadow, loop, raw, profile or state).
@@ -48,6 +49,17 @@ artifacts: the flows' logs (``logs/``), the py-spy recording and its table.
    its batch's transaction: the commit follows within the batch's load. Beside it,
    **append-to-decision**: each payment's first record on the decisions topic (compacted,
    ``LogAppendTime``), its broker time minus the payment's ``appended_at`` (whole milliseconds).
+   ``--flow-args`` are passed on to ``bytewax.run`` by ``ops/run_flow.sh`` (e.g. ``"-s 1"`` for
+   a 1-second epoch; default none: Bytewax's 10 s). Between the warm-up and the paced part the
+   flow runs ``--settle-seconds`` (15) idle: the processes' epochs come onto their shared grid
+   within about ten epochs of the start (``dataflows/epochs.py``). Also printed: **the time a
+   snapshot takes per epoch**, from each process's ``/metrics`` before and after the paced
+   part: the seconds its stateful steps spent in ``snapshot()``
+   (``payscore_snapshot_seconds_total``, by step) over the epochs its payment partitions
+   closed (``payscore_epochs_closed_total``), and how long its payment partitions read nothing
+   after each epoch close (``payscore_epoch_close_wait_seconds``); and every payment's
+   ``appended_at``, latency
+   (µs) and Kafka partition, in ``OUT/latency-series-<rate>.csv``, to see when it waited.
 5. **Per-stage profile** (``--skip-profile``): ``benchmarks/profile_stages.py --days
    --profile-days`` (4; ``--cards`` cards) and its stage table, timed without a profiler; and
    one more 1-process run of part 1, recorded by py-spy (``--nonblocking``, 50 Hz,
@@ -76,14 +88,17 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -148,9 +163,12 @@ class Bench:
     rows_keeper: ExitStack = field(default_factory=ExitStack)
 
     def port(self) -> int:
-        """A base port no earlier flow run of this benchmark used."""
-        self.next_port += 10
-        return self.next_port
+        """A base port no earlier flow run of this benchmark used, whose first four ports are
+        free now (another benchmark may be running on this machine)."""
+        while True:
+            self.next_port += 10
+            if all(_free(self.next_port + i) for i in range(4)):
+                return self.next_port
 
     def dsn(self, db_url: str) -> str:
         """The URL to connect to ``db_url`` with (the password file applied, if one is set)."""
@@ -802,9 +820,10 @@ def latency_run(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
             f"tailing (log: {log})",
             flush=True,
         )
+        metrics_port = int(env["FLOW_METRICS_BASE_PORT"])
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                ["bash", str(RUN_FLOW), "2", "1"],
+                ["bash", str(RUN_FLOW), "2", "1", *shlex.split(args.flow_args)],
                 env=env,
                 cwd=ROOT,
                 stdout=out,
@@ -818,6 +837,8 @@ def latency_run(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
         warm_payments = report.payments
         _wait_stored(engine, warm_payments, proc, args.latency_timeout, "the warm-up", log)
         print(f"  warm-up: {warm_payments:,} payments stored", flush=True)
+        time.sleep(args.settle_seconds)
+        before = [scrape(metrics_port + i) for i in range(2)]
         part_payments = sum(r.event == "payment" for r in steady)
         messages_rate = rate * len(steady) / part_payments
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -827,6 +848,7 @@ def latency_run(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
         total = warm_payments + report.payments
         timeout = max(args.latency_timeout, 3 * seconds)
         _wait_stored(engine, total, proc, timeout, "the paced part", log)
+        after = [scrape(metrics_port + i) for i in range(2)]
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             status = proc.wait(timeout=args.stop_timeout)
@@ -847,6 +869,18 @@ def latency_run(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
                     {"start": steady_start},
                 ).scalars()
             )
+            series = c.execute(
+                text(
+                    "SELECT appended_at, TIMESTAMPDIFF(MICROSECOND, appended_at, stored_at), "
+                    "kafka_partition FROM scored_payments WHERE appended_at >= :start "
+                    "ORDER BY appended_at, kafka_partition, kafka_offset"
+                ),
+                {"start": steady_start},
+            ).all()
+            with (bench.out / f"latency-series-{rate:g}.csv").open("w") as f:
+                f.write("appended_at,latency_us,kafka_partition\n")
+                for at, micro, part in series:
+                    f.write(f"{at.isoformat()},{micro},{part}\n")
             appended = scored_payments.c.appended_at
             first, last = c.execute(
                 select(func.min(appended), func.max(appended)).where(appended >= steady_start)
@@ -881,6 +915,11 @@ def latency_run(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
         "decision_on_topic_max_ms": decided[-1],
         "exit_status_after_sigterm": status,
         "warmup_payments": warm_payments,
+        "flow_args": args.flow_args,
+        "snapshots_per_epoch": [
+            snapshot_seconds_per_epoch(b, a, topics["payments"])
+            for b, a in zip(before, after, strict=True)
+        ],
     }
     p = percentiles
     print(
@@ -895,7 +934,74 @@ def latency_run(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
         "(broker times, whole milliseconds)",
         flush=True,
     )
+    for i, snaps in enumerate(figures["snapshots_per_epoch"]):
+        steps = ", ".join(f"{step} {ms:.1f}" for step, ms in snaps["ms_by_step"].items() if ms)
+        print(
+            f"  process {i}: snapshots {snaps['ms_per_epoch']:.1f} ms per epoch over "
+            f"{snaps['epochs']:g} epochs ({steps or 'none'}); its payment partitions read "
+            f"nothing for {_fmt(snaps['read_wait_after_close_ms'], '.0f')} ms after each "
+            "epoch close (mean)",
+            flush=True,
+        )
     return figures
+
+
+_SAMPLE = re.compile(
+    r"^(payscore_snapshot_seconds_total|payscore_epochs_closed_total"
+    r"|payscore_epoch_close_wait_seconds_(?:sum|count))\{(.*)\} (\S+)$"
+)
+
+
+def scrape(port: int) -> dict[tuple[str, str], float]:
+    """A flow process's snapshot seconds by step and epochs closed by ``topic/partition``,
+    from its ``/metrics``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        body = response.read().decode()
+    found: dict[tuple[str, str], float] = {}
+    for line in body.splitlines():
+        match = _SAMPLE.match(line)
+        if match:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match[2]))
+            key = labels.get("step") or f"{labels.get('topic')}/{labels.get('partition', '')}"
+            found[(match[1], key)] = float(match[3])
+    return found
+
+
+def snapshot_seconds_per_epoch(
+    before: dict[tuple[str, str], float], after: dict[tuple[str, str], float], topic: str
+) -> dict[str, Any]:
+    """Milliseconds of ``snapshot()`` per epoch between two scrapes of one process (the epochs
+    its busiest payments partition closed), in all and by step."""
+    delta = {key: value - before.get(key, 0.0) for key, value in after.items()}
+    epochs = max(
+        (
+            v
+            for (name, key), v in delta.items()
+            if name.startswith("payscore_epochs") and key.startswith(f"{topic}/")
+        ),
+        default=0.0,
+    )
+    by_step = {
+        key: 1000 * v / epochs if epochs else 0.0
+        for (name, key), v in sorted(delta.items())
+        if name.startswith("payscore_snapshot")
+    }
+    waits = {
+        name: v
+        for (name, key), v in delta.items()
+        if name.startswith("payscore_epoch_close_wait") and key == f"{topic}/"
+    }
+    count = waits.get("payscore_epoch_close_wait_seconds_count", 0.0)
+    return {
+        "epochs": epochs,
+        "ms_per_epoch": sum(by_step.values()),
+        "ms_by_step": by_step,
+        "read_wait_after_close_ms": (
+            1000 * waits.get("payscore_epoch_close_wait_seconds_sum", 0.0) / count
+            if count
+            else None
+        ),
+    }
 
 
 _QUANTILES = (("p50", 0.50), ("p99", 0.99), ("p99.9", 0.999))
@@ -1145,6 +1251,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -1175,6 +1290,17 @@ def parse_arguments(argv: Iterable[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument("--warmup-payments", type=int, default=2000)
+    parser.add_argument(
+        "--flow-args",
+        default="",
+        help='latency runs: arguments for bytewax.run, e.g. "-s 1" (a 1-second epoch)',
+    )
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=15.0,
+        help="latency runs: seconds the flow runs between the warm-up and the paced part",
+    )
     parser.add_argument(
         "--latency-timeout", type=float, default=300.0, help="seconds to wait for stored payments"
     )

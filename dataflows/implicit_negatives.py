@@ -42,7 +42,7 @@ from typing import Protocol
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.messages import Positioned
-from dataflows.metrics import CLAIMED_KINDS, IMPLICIT_REPLAYED, SINK_RETRIES
+from dataflows.metrics import CLAIMED_KINDS, IMPLICIT_REPLAYED, SINK_RETRIES, snapshot_timer
 from features.contract import Payment
 from settings.config import Config
 from storage.engine import retry_transient, shared_engine
@@ -56,6 +56,7 @@ CLAIMER_KEY = "implicit"
 CLAIM_LIMIT = 2000  # payments claimed in one transaction
 MIN_CLAIM_SECONDS = 1.0  # at most one claim a second while ticks come (and none is full)
 NO_CLOCK = float("-inf")
+_TIMED = snapshot_timer("claim_implicit_negatives")
 
 
 def newest_event_time(batch: list[Positioned[Payment]]) -> list[float]:
@@ -121,7 +122,10 @@ class ImplicitNegatives(StatefulBatchLogic[float, LabelledPayment, bytes]):
         return datetime.now(UTC) + timedelta(seconds=max(due, 0.0))
 
     def snapshot(self) -> bytes:
-        return pickle.dumps((self._handed, self._event_clock), protocol=pickle.HIGHEST_PROTOCOL)
+        started = time.perf_counter()
+        state = pickle.dumps((self._handed, self._event_clock), protocol=pickle.HIGHEST_PROTOCOL)
+        _TIMED(time.perf_counter() - started)
+        return state
 
     def _work(self) -> list[LabelledPayment]:
         self._last_try = self._clock()

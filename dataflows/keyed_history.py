@@ -38,7 +38,7 @@ import msgspec
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.messages import Positioned
-from dataflows.metrics import DUPLICATES
+from dataflows.metrics import DUPLICATES, snapshot_timer
 from features.bounded import bounded
 from features.contract import Payment
 
@@ -87,7 +87,9 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         idle_seconds: float,
         recent_ids: Recent | None = None,
         remember: int = 0,
+        timed: Callable[[float], None] | None = None,
     ) -> None:
+        self._timed = timed  # given the seconds each snapshot() took
         self._history = history
         self._last_touch = last_touch
         self._idle_seconds = idle_seconds
@@ -131,21 +133,27 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         return datetime.fromtimestamp(self._last_touch + self._idle_seconds, UTC)
 
     def snapshot(self) -> Snapshot:
+        started = time.perf_counter()
         recent = None
         if self._recent_ids is not None:  # packed: 8 bytes of id hash and 4 of fingerprint each
             ids = self._recent_ids
             recent = (array("Q", ids.keys()).tobytes(), array("I", ids.values()).tobytes())
-        return pickle.dumps(
+        state = pickle.dumps(
             (self._history, self._last_touch, recent), protocol=pickle.HIGHEST_PROTOCOL
         )
+        if self._timed is not None:
+            self._timed(time.perf_counter() - started)
+        return state
 
 
 def keyed_history(
     new_history: Callable[[], History], idle_seconds: float, remember: int = 0, name: str = ""
 ) -> Callable[[Snapshot | None], KeyedHistory]:
     """The builder ``op.stateful_batch`` calls for a new key or a key resumed from a snapshot;
-    the first key of step ``name`` resumed in a process is logged (event ``resumed``)."""
+    the first key of step ``name`` resumed in a process is logged (event ``resumed``); the time
+    its snapshots take is counted in ``payscore_snapshot_seconds_total{step=name}``."""
     logged = threading.Event()
+    timed = snapshot_timer(name or "history")
 
     def recent_ids(ids: object = ()) -> Recent | None:
         if remember <= 0:
@@ -161,7 +169,9 @@ def keyed_history(
 
     def build(resume: Snapshot | None) -> KeyedHistory:
         if resume is None:
-            return KeyedHistory(new_history(), time.time(), idle_seconds, recent_ids(), remember)
+            return KeyedHistory(
+                new_history(), time.time(), idle_seconds, recent_ids(), remember, timed
+            )
         history, last_touch, recent = pickle.loads(resume)
         if not logged.is_set():
             logged.set()
@@ -170,6 +180,8 @@ def keyed_history(
                 name or "feature histories",
                 extra={"event": "resumed", "reason": name},
             )
-        return KeyedHistory(history, last_touch, idle_seconds, recent_ids(recent or ()), remember)
+        return KeyedHistory(
+            history, last_touch, idle_seconds, recent_ids(recent or ()), remember, timed
+        )
 
     return build

@@ -50,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.messages import Positioned
-from dataflows.metrics import CLAIMED_KINDS, LABELS, SINK_RETRIES
+from dataflows.metrics import CLAIMED_KINDS, LABELS, SINK_RETRIES, snapshot_timer
 from features.bounded import bounded
 from features.contract import FraudLabel
 from settings.config import Config
@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 Claim = Callable[[list[ReadLabel], Callable[[ReadLabel], bool]], Claimed]
 Waiting = list[tuple[ReadLabel, float]]  # label, the clock's time it started waiting
 Snapshot = list[tuple[ReadLabel, float]]  # label, seconds it has waited so far
+
+_TIMED = snapshot_timer("join_labels_with_scored_payments")
 
 
 class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel], LabelledPayment, bytes]):
@@ -107,9 +109,12 @@ class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel], LabelledPayment, byte
         return datetime.now(UTC) + timedelta(seconds=max(due, 0.0))
 
     def snapshot(self) -> bytes:
+        started = time.perf_counter()
         now = self._clock()
         waited: Snapshot = [(read, now - since) for read, since in self._waiting]
-        return pickle.dumps(waited, protocol=pickle.HIGHEST_PROTOCOL)
+        state = pickle.dumps(waited, protocol=pickle.HIGHEST_PROTOCOL)
+        _TIMED(time.perf_counter() - started)
+        return state
 
     def _try(self, labels: Waiting) -> tuple[list[LabelledPayment], bool]:
         if not labels:

@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 
 from bytewax.operators import StatefulBatchLogic
 
-from dataflows.metrics import LEARNED, LEARNER_BACKLOG, OUTDATED, SKIPPED
+from dataflows.metrics import LEARNED, LEARNER_BACKLOG, OUTDATED, SKIPPED, snapshot_timer
 from dataflows.model_registry import Fetch
 from features.catalog import FEATURE_NAMES
 from model_state.artifact import (
@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 
 LEARNER_KEY = "model"
 _CATALOGUE = frozenset(FEATURE_NAMES)
+_TIMED = snapshot_timer("learn")
 
 
 class Lineages:
@@ -184,9 +185,12 @@ class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
         return datetime.fromtimestamp(self._last_publish + self._publish_seconds, UTC)
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(
+        started = time.perf_counter()
+        state = pickle.dumps(
             (self._learner, self._last_publish, self._announce), protocol=pickle.HIGHEST_PROTOCOL
         )
+        _TIMED(time.perf_counter() - started)
+        return state
 
     def _adopt_newer(self, *, now: bool = False) -> None:
         if self._lineages is None:

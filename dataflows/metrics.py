@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -116,6 +116,32 @@ OUTDATED = Counter(
     "payscore_labels_outdated_features",
     "Labels not learned: their payment was scored with another feature catalogue",
 )
+
+SNAPSHOT_SECONDS = Counter(
+    "payscore_snapshot_seconds",
+    "Seconds the stateful steps spent in snapshot(), which Bytewax calls for every key a step "
+    "touched as each epoch closes, by step (the learner and the label join included)",
+    ["step"],
+)
+EPOCHS_CLOSED = Counter(
+    "payscore_epochs_closed",
+    "Epochs closed by this process's Kafka partition readers, by topic and partition",
+    ["topic", "partition"],
+)
+
+EPOCH_CLOSE_WAIT = Histogram(
+    "payscore_epoch_close_wait_seconds",
+    "From a Kafka partition reader's epoch close to its next read: Bytewax reads nothing more "
+    "until every process has closed that epoch and all it read is stored (dataflows/epochs.py)",
+    ["topic"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+
+
+def snapshot_timer(step: str) -> Callable[[float], None]:
+    """What a step calls with the seconds one ``snapshot()`` took."""
+    return SNAPSHOT_SECONDS.labels(step).inc
+
 
 _EPOCH = datetime(1970, 1, 1)
 

@@ -66,6 +66,7 @@ from dataflows import collector, exiting, logs, metrics, stopping
 from dataflows.dead_letter_topic import DeadLetterSink
 from dataflows.decisions_topic import DecisionsTopic
 from dataflows.drift_watch import DriftWatch
+from dataflows.epochs import EpochGrid, epoch_interval
 from dataflows.failures import log_failures
 from dataflows.implicit_negatives import (
     CLAIMER_KEY,
@@ -123,13 +124,23 @@ def flow() -> Dataflow:
     stop = threading.Event()
     stopping.install(stop)
     exiting.install()
-    built = build(config, stop)
+    built = build(config, stop, epoch_seconds=epoch_interval(sys.argv, os.environ))
     collector.settle()  # what exists now (the model, the modules) is never scanned again
     return built
 
 
-def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
+def build(
+    config: Config, stop: threading.Event | None = None, *, epoch_seconds: float | None = None
+) -> Dataflow:
+    """The flow; with ``epoch_seconds`` (bytewax.run's epoch interval) and
+    ``PAYSCORE_EPOCH_ALIGN_MS`` > 0 its readers close their epochs on a grid shared by every
+    process (``dataflows/epochs.py``)."""
     stop = stop or threading.Event()
+    grid = (
+        EpochGrid(epoch_seconds, config.epoch_align_ms / 1000)
+        if epoch_seconds and config.epoch_align_ms
+        else None
+    )
     model_dir = Path(config.model_dir)
     key = signing.read_key(Path(config.model_key_file))
     start = artifact.load(model_dir, key=key)
@@ -163,7 +174,7 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     label_messages = op.input(
         "read_labels",
         flow,
-        kafka_source(config, config.labels_topic, stop, labels_accounted_for(config)),
+        kafka_source(config, config.labels_topic, stop, labels_accounted_for(config), grid),
     )
     labels = split_off_dead_letters(
         "labels", op.map("decode_labels", label_messages, decode.label), config
@@ -172,7 +183,9 @@ def build(config: Config, stop: threading.Event | None = None) -> Dataflow:
     frauds = fraud_notes(labelled)
 
     # Payments: decode, features, score, store.
-    messages = op.input("read_payments", flow, kafka_source(config, config.payments_topic, stop))
+    messages = op.input(
+        "read_payments", flow, kafka_source(config, config.payments_topic, stop, grid=grid)
+    )
     payments = split_off_dead_letters(
         "payments", op.map("decode_payments", messages, decode.payment), config
     )
@@ -231,11 +244,15 @@ def analysts_rules(config: Config) -> RulesWatch:
 
 
 def kafka_source(
-    config: Config, topic: str, stop: threading.Event, drained: DrainCheck | None = None
+    config: Config,
+    topic: str,
+    stop: threading.Event,
+    drained: DrainCheck | None = None,
+    grid: EpochGrid | None = None,
 ) -> FlowKafkaSource:
     """Every partition of ``topic`` from the beginning; recovery resumes at the stored offsets.
     With ``drained`` (labels, in a drain run) a partition ends only when its labels are
-    resolved."""
+    resolved; with ``grid`` its epochs close on the grid's boundaries."""
     return FlowKafkaSource(
         config.brokers,
         [topic],
@@ -247,6 +264,7 @@ def kafka_source(
         drained=drained,
         poll_seconds=min(config.label_retry_seconds, 1.0),
         give_up_seconds=config.label_wait_seconds + 3 * config.label_retry_seconds + 60,
+        grid=grid,
     )
 
 

@@ -16,6 +16,10 @@ of its partition's labels is ``waiting`` any more (claimed, or rejected as ``not
 ``PAYSCORE_LABEL_WAIT_SECONDS`` passed). A bound (``give_up_seconds``) keeps a broken database
 from holding the run forever: at the end of input a label that has waited its full time is
 rejected; any other stays waiting for the next run.
+
+**Epochs on a shared grid.** Given an :class:`~dataflows.epochs.EpochGrid`, a reader closes its
+epochs on the grid's boundaries, as every other process's readers do, so that no process waits
+for another at each epoch's close (:mod:`dataflows.epochs`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import func, select
 
+from dataflows.epochs import EpochGrid
+from dataflows.metrics import EPOCH_CLOSE_WAIT, EPOCHS_CLOSED
 from storage.engine import retry_transient, shared_engine
 from storage.tables import dead_letters, fraud_labels
 
@@ -51,6 +57,7 @@ class _Reader(StatefulSourcePartition):
         drained: DrainCheck | None,
         poll_seconds: float,
         give_up_seconds: float,
+        grid: EpochGrid | None = None,
     ) -> None:
         self._inner = inner
         self._topic = topic
@@ -64,8 +71,16 @@ class _Reader(StatefulSourcePartition):
         self._read = 0
         self._ended_at: float | None = None  # wall time the partition's end was reached
         self._awake: datetime | None = None
+        self._grid = grid
+        self._began = time.time()  # when this epoch began (Bytewax: when built, or last closed)
+        self._closed = EPOCHS_CLOSED.labels(topic, str(partition)).inc
+        self._waited = EPOCH_CLOSE_WAIT.labels(topic).observe
+        self._closed_at: float | None = None  # the last epoch close not followed by a read
 
     def next_batch(self) -> list:
+        if self._closed_at is not None:
+            self._waited(time.time() - self._closed_at)
+            self._closed_at = None
         if self._stop.is_set():
             raise StopIteration
         if self._ended_at is not None:
@@ -104,9 +119,17 @@ class _Reader(StatefulSourcePartition):
         return []
 
     def next_awake(self) -> datetime | None:
-        return self._awake if self._ended_at is not None else None
+        if self._ended_at is not None:
+            return self._awake
+        if self._grid is None:
+            return None
+        until = self._grid.hold_until(self._began, time.time())
+        return None if until is None else datetime.fromtimestamp(until, UTC)
 
     def snapshot(self) -> object:
+        """Called by Bytewax as the partition closes an epoch (and at its end)."""
+        self._began = self._closed_at = time.time()
+        self._closed()
         return self._inner.snapshot()
 
     def close(self) -> None:
@@ -117,9 +140,9 @@ LIST_TIMEOUT_SECONDS = 30.0
 
 
 class FlowKafkaSource(KafkaSource):
-    """Bytewax's :class:`KafkaSource` with a graceful stop and (labels) a drain wait; finding
-    the partitions gives up after 30 s with a clear error (Bytewax's own waits forever,
-    for example on a wrong SASL password)."""
+    """Bytewax's :class:`KafkaSource` with a graceful stop, (labels) a drain wait and (with
+    ``grid``) epochs closed on a shared grid; finding the partitions gives up after 30 s with a
+    clear error (Bytewax's own waits forever, for example on a wrong SASL password)."""
 
     def __init__(
         self,
@@ -128,9 +151,11 @@ class FlowKafkaSource(KafkaSource):
         drained: DrainCheck | None = None,
         poll_seconds: float = 1.0,
         give_up_seconds: float = 900.0,
+        grid: EpochGrid | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._grid = grid
         self._stop = stop
         self._drained = drained
         self._poll = poll_seconds
@@ -169,6 +194,7 @@ class FlowKafkaSource(KafkaSource):
             self._drained,
             self._poll,
             self._give_up_seconds,
+            self._grid,
         )
 
 

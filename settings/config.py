@@ -53,6 +53,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     trust_producer_timestamps: bool = False
     # Messages one poll of one partition returns at most (see the README on event order).
     kafka_batch_size: Positive = 1000
+    # Milliseconds each epoch is held back so that every process closes it on one wall-clock
+    # grid (dataflows/epochs.py); 0: each partition's own timer (Bytewax's behaviour).
+    epoch_align_ms: Annotated[int, Meta(ge=0, le=1000)] = 20
     # Bytes of a dead letter's key and value that go to the dead-letter topic at most; the rest
     # is cut (marked in a header). Keep it below the topic's max.message.bytes.
     dead_letter_max_bytes: Annotated[int, Meta(ge=1024)] = 900_000

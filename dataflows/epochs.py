@@ -1,0 +1,86 @@
+"""Epoch boundaries on a wall-clock grid shared by every process: none waits for another.
+
+**Why.** Bytewax 0.21.1 closes a source partition's epoch when its own timer has run the epoch
+interval (``-s``, 10 s by default), counted from when that partition was built or last closed an
+epoch, and a partition whose epoch has advanced reads nothing more until the previous epoch is
+complete everywhere: every partition of every process closed it, and everything read in it was
+stored (``src/inputs.rs`` 438 and 501-523, ``partitioned_input``: ``if
+!probe.less_than(&epoch)``; ``benchmarks/BYTEWAX-INTERNALS.md`` section 6). The processes build
+their partitions at slightly different moments, and nothing brings their timers together again:
+measured with 2 processes and ``-s 1``, one process closed every epoch 115 ms before the other,
+then read nothing for 160-190 ms (the other's lag plus the epoch's tail being stored), while the
+other waited 56-76 ms; the payments of its partitions waited with it, which set the flow's p99
+(README, "Throughput", latency). The lag is fixed at start-up and does not depend on the
+interval, so the stall came back every epoch, 1 s or 10 s.
+
+**What.** Every reader (:mod:`dataflows.sources`) holds its epoch's last reads back to a
+boundary of one grid: the multiples of ``period = interval + margin`` seconds of Unix time,
+the same in every process of the flow (they share the interval; hosts share the time through
+NTP). Bytewax closes the epoch at its first activation from ``interval`` after the epoch
+began; a reader that is due to close (within ``margin``) and would close before its grid
+boundary asks Bytewax not to call it again before that boundary (``next_awake``), so the epoch
+closes on the boundary, in every process at once. The margin is what makes the grid reachable
+every epoch: an epoch lasts at least ``interval``, so the grid's period must be longer; each
+epoch pauses its partition's reads for about ``margin`` (20 ms by default,
+``PAYSCORE_EPOCH_ALIGN_MS``; 0 turns the alignment off). A reader whose epoch began off the
+grid (at start) holds back at most a tenth of the period an epoch until it is on it (within
+about ten epochs); one that closed late by at most ten margins (a busy worker) is not held, and
+is back on the grid by itself, ``margin`` an epoch (also within ten epochs).
+Nothing about what is read, stored or snapshotted changes: only when epochs close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Mapping, Sequence
+
+DEFAULT_INTERVAL_SECONDS = 10.0  # bytewax.run's without recovery
+
+
+def epoch_interval(argv: Sequence[str], environ: Mapping[str, str]) -> float:
+    """The epoch interval in seconds as ``python -m bytewax.run`` takes it: ``-s`` /
+    ``--snapshot-interval`` (whole seconds), else ``BYTEWAX_SNAPSHOT_INTERVAL``, else 10."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("-s", "--snapshot-interval")
+    known, _ = parser.parse_known_args(list(argv[1:]))
+    value = known.snapshot_interval or environ.get("BYTEWAX_SNAPSHOT_INTERVAL")
+    if value is None or value == "":
+        return DEFAULT_INTERVAL_SECONDS
+    try:
+        seconds = float(int(value))
+    except ValueError:
+        raise ValueError(
+            f"the epoch interval (-s / --snapshot-interval / BYTEWAX_SNAPSHOT_INTERVAL) is "
+            f"{value[:40]!r}; expected whole seconds, as bytewax.run reads it"
+        ) from None
+    return seconds
+
+
+class EpochGrid:
+    """Where a partition's epoch should close: on the next multiple of ``interval + margin``
+    seconds of Unix time. Pure: the caller gives the times."""
+
+    def __init__(self, interval: float, margin: float) -> None:
+        if interval <= 0 or margin <= 0:
+            raise ValueError(
+                f"an epoch grid needs interval > 0 and margin > 0 seconds; got {interval!r} "
+                f"and {margin!r}"
+            )
+        self.interval = interval
+        self.margin = margin
+        self.period = interval + margin
+        self.most_held = max(2 * margin, self.period / 10)  # off the grid: per epoch at most
+        self.late_allowed = min(10 * margin, self.period / 2)  # caught up by itself
+
+    def hold_until(self, began: float, now: float) -> float | None:
+        """The time (Unix seconds) before which the partition whose epoch began at ``began``
+        should not be activated again, or None to read on. ``now`` is when it asks."""
+        due = began + self.interval  # Bytewax closes at its first activation from then
+        if now < due - self.margin:
+            return None  # not due yet: read on
+        boundary = math.ceil(due / self.period) * self.period
+        if self.period - (boundary - due) <= self.late_allowed:
+            return None  # closing late, past a boundary: back on the grid by itself
+        until = min(boundary, due + self.most_held)
+        return until if now < until else None
