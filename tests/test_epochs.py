@@ -140,7 +140,9 @@ def _epochs_closed(topic: str, partition: int) -> float:
     return value or 0.0
 
 
-def test_a_reader_with_a_grid_holds_its_epoch_back_to_the_boundary_and_counts_its_closes() -> None:
+def test_a_reader_with_a_grid_holds_its_epoch_back_to_the_boundary_and_counts_its_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     grid = EpochGrid(1.0, 0.02)
     reader = _Reader(_Part(), "epochs-test", 3, threading.Event(), None, 1.0, 900.0, grid)
     assert reader.next_batch() == ["x"]
@@ -148,12 +150,17 @@ def test_a_reader_with_a_grid_holds_its_epoch_back_to_the_boundary_and_counts_it
     assert reader.snapshot() == 1  # an epoch closes now: the next is due in 1 s
     assert _epochs_closed("epochs-test", 3) == closed + 1
     assert reader.next_awake() is None
-    reader._began -= 0.995  # as if the epoch began 995 ms ago: due within the margin
+    # The reader's clock, fixed where a hold is due whatever the real time: 60 ms before a
+    # boundary of the grid, the epoch begun 995 ms ago (due within the margin, 55 ms before
+    # the boundary, so held to it).
+    boundary = math.ceil(datetime.now(UTC).timestamp() / grid.period) * grid.period
+    now = boundary - 0.06
+    reader._began = now - 0.995
+    monkeypatch.setattr("dataflows.sources.time.time", lambda: now)
     held = reader.next_awake()
-    expected = grid.hold_until(reader._began, datetime.now(UTC).timestamp())
-    assert held is not None and expected is not None
-    assert held.timestamp() == pytest.approx(expected, abs=0.005)
-    assert math.isclose(held.timestamp() / grid.period, round(held.timestamp() / grid.period))
+    assert held is not None
+    assert held.timestamp() == pytest.approx(boundary, abs=1e-6)
+    assert held.timestamp() == pytest.approx(grid.hold_until(reader._began, now), abs=2e-6)
 
 
 def test_a_reader_without_a_grid_never_holds() -> None:
