@@ -1,8 +1,8 @@
 """The label claim as one JSON document a statement (:func:`storage.labels.claim_labels`)
 against the four statements it replaced (``test_data/claims_before.py``), on the real server:
 the same batches, replays, implicit negatives and versions in between leave byte-identical
-ledger, payment and implicit rows, and hand the learner byte-identical labels (pickled, as they
-cross to the learner's process)."""
+ledger, payment and implicit rows, and hand the learner byte-identical labels (each pickled
+alone, as it crosses to the learner's process; the outcomes equal besides)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, insert
 
 from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel
+from storage import labels
 from storage.engine import ConcurrentChangeError
 from storage.feature_vector import pack
 from storage.implicit import claim_implicit
@@ -26,8 +27,6 @@ from storage.sink import MySQLSinkPartition
 from storage.tables import fraud_labels, implicit_labels, review_verdicts, scored_payments
 from test_data.claims_before import claim_labels_before
 from tests.test_labels import T0, _row
-
-pytestmark = pytest.mark.integration
 
 NAIVE_T0 = T0.replace(tzinfo=None)
 NOW = datetime(2026, 5, 1, 8, 30, 0, 123456, tzinfo=UTC)
@@ -98,9 +97,10 @@ def play(
     claim: Callable[..., Claimed],
     script: list[Step],
     sample_rate: float,
-) -> tuple[list[bytes], list[tuple[Any, ...]]]:
-    """Run ``script`` in the transaction of ``c``; the pickled outcomes and every row after."""
-    outcomes: list[bytes] = []
+) -> tuple[list[tuple[object, list[bytes]]], list[tuple[Any, ...]]]:
+    """Run ``script`` in the transaction of ``c``; the outcomes with each label for the learner
+    pickled alone, and every row after."""
+    outcomes: list[tuple[object, list[bytes]]] = []
     read: list[ReadLabel] = []
     implicit = 0
     for kind, arg in script:
@@ -120,14 +120,14 @@ def play(
                 c, "labels", batch, expired=lambda r: r.offset % 3 == 0, now=NOW,
                 sample_rate=sample_rate,
             )  # fmt: skip
-            outcomes.append(pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
+            outcomes.append((outcome, [pickle.dumps(x, 5) for x in outcome.learnable]))
         elif kind == "implicit":  # the oldest unlabelled payments, as the flow claims them
             implicit += 1
             done = claim_implicit(
                 c, claim=implicit, cutoff=T0 + timedelta(days=30), delay=timedelta(days=1),
                 sample_rate=sample_rate, limit=arg, now=NOW,
             )  # fmt: skip
-            outcomes.append(pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL))
+            outcomes.append((done, [pickle.dumps(x, 5) for x in done.learnable]))
         else:  # a version learned the label at that position (the version sink's mark)
             c.exec_driver_sql(
                 f"UPDATE {fraud_labels.name} SET learned_version = 'v00002' "
@@ -160,6 +160,7 @@ def played(engine: Engine, claim: Callable[..., Claimed], script: list[Step], ra
             transaction.rollback()
 
 
+@pytest.mark.integration
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -173,6 +174,7 @@ def test_the_claim_leaves_the_rows_and_labels_the_four_statements_left(
     assert now[0] == before[0], "other outcomes, or other labels for the learner"
 
 
+@pytest.mark.integration
 def test_features_come_from_the_vector_or_the_json_as_the_json_says(stored: Engine) -> None:
     """Every stored kind of row hands the learner the features its JSON holds."""
     reads = [
@@ -192,6 +194,7 @@ def test_features_come_from_the_vector_or_the_json_as_the_json_says(stored: Engi
     }
 
 
+@pytest.mark.integration
 def test_a_payment_claimed_meanwhile_as_implicit_makes_the_claim_run_again(
     stored: Engine,
 ) -> None:
@@ -216,7 +219,7 @@ def test_a_payment_claimed_meanwhile_as_implicit_makes_the_claim_run_again(
 
         def read_then_implicit(statement: str, *args: Any, **kwargs: Any) -> Any:
             out = run(statement, *args, **kwargs)
-            if statement.startswith("SELECT r.i"):  # the claim's read, whole: then the other
+            if statement == labels._READ:  # the claim's read, whole: then the other
                 out = out.all()
                 implicit_meanwhile()
             return out
@@ -228,3 +231,7 @@ def test_a_payment_claimed_meanwhile_as_implicit_makes_the_claim_run_again(
         assert c.exec_driver_sql(f"SELECT COUNT(*) FROM {fraud_labels.name}").scalar() == 0
         again = claim_labels(c, "labels", [read], now=NOW)
     assert again.corrections == 1 and [x.kind.value for x in again.learnable] == ["correction"]
+
+
+def test_the_ledger_document_has_every_column_of_the_ledger() -> None:
+    assert list(labels._LEDGER_TYPES) == [c.name for c in fraud_labels.columns]
