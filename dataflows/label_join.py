@@ -13,9 +13,10 @@ state only for groups with waiting labels, and only those labels.
 
 **Keys.** Cards are hashed into a fixed number of groups (``dataflows.scoring.LABEL_GROUPS``):
 every label of a card goes to one key, so a card's labels are claimed one batch after another
-(never concurrently), and each batch claims the labels of many cards in one transaction of four
-statements, however many labels it holds. Keyed by card, every label cost a transaction, and
-every card with a waiting label a retry of its own.
+(never concurrently), and each batch claims the labels of many cards in one transaction of three
+statements, however many labels it holds (the batch goes as one JSON document a statement).
+Keyed by card, every label cost a transaction, and every card with a waiting label a retry of
+its own.
 
 **Exactly once.** The claim is written before the epoch's snapshot, so a crash replays labels
 that MySQL already shows claimed. A label claimed by *this same message* (same partition and
