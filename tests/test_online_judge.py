@@ -23,10 +23,12 @@ from model_state.offline.train import new_boosted_model
 from model_state.online_judge import (
     ADOPTED,
     DECAY,
+    EVIDENCE,
     OnlineJudge,
     adopted,
     block_gain,
     next_advantage,
+    next_spread,
     scoring_model,
 )
 from tests.builders import TEST_KEY, model_metadata
@@ -70,13 +72,27 @@ def test_a_block_gain_is_the_frauds_times_the_ap_difference() -> None:
 
 @given(st.lists(st.floats(-5, 5), max_size=30))
 def test_the_advantage_decays_and_adopts_only_what_has_earned_it(gains: list[float]) -> None:
-    advantage = 0.0
+    advantage = spread = 0.0
     for gain in gains:
         expected = DECAY * advantage + gain
-        advantage = next_advantage(advantage, gain)
+        advantage, spread = next_advantage(advantage, gain), next_spread(spread, gain)
         assert advantage == expected
-        assert adopted(advantage) is (advantage > 0)
-    assert not adopted(0.0)  # no evidence: the root's weights score
+        assert adopted(advantage, spread) is (advantage > 0 and advantage > EVIDENCE * spread**0.5)
+    assert not adopted(0.0, 0.0)  # no evidence: the root's weights score
+
+
+@given(st.floats(0.01, 5), st.integers(1, 30))
+def test_a_steady_gain_is_adopted_and_one_block_is_not(gain: float, blocks: int) -> None:
+    """One block's gain alone is one standard error of itself: never enough. The same gain
+    version after version builds the evidence; the same loss never does."""
+    assert not adopted(next_advantage(0.0, gain), next_spread(0.0, gain))
+    advantage = spread = 0.0
+    lost = lost_spread = 0.0
+    for _ in range(blocks):
+        advantage, spread = next_advantage(advantage, gain), next_spread(spread, gain)
+        lost, lost_spread = next_advantage(lost, -gain), next_spread(lost_spread, -gain)
+        assert not adopted(lost, lost_spread)
+    assert adopted(advantage, spread) is (blocks >= 5)
 
 
 @given(
@@ -90,11 +106,14 @@ def test_a_judge_recorded_in_a_version_is_the_judge_that_recorded_it(
     judge = OnlineJudge(weights, intercept)
     for gain in gains:
         judge.advantage = next_advantage(judge.advantage, gain)
-        judge.adopted = adopted(judge.advantage)
+        judge.spread = next_spread(judge.spread, gain)
+        judge.adopted = adopted(judge.advantage, judge.spread)
     again = OnlineJudge.from_state(judge.state())
     assert again is not None
-    assert (again.root_weights, again.root_intercept, again.advantage, again.adopted) == (
-        judge.root_weights, judge.root_intercept, judge.advantage, judge.adopted,
+    assert (
+        again.root_weights, again.root_intercept, again.advantage, again.spread, again.adopted
+    ) == (
+        judge.root_weights, judge.root_intercept, judge.advantage, judge.spread, judge.adopted
     )  # fmt: skip
     assert OnlineJudge.from_state({"frauds": 3.0}) is None  # a version from before judging
 
@@ -184,14 +203,18 @@ def test_a_version_that_ranks_worse_is_scored_with_its_roots_weights(tmp_path: P
     the next labels worse than the root: the judge refuses the version, which then scores
     exactly as its root; the learner keeps its own weights and its counts."""
     root = _root(tmp_path, BOOSTED_ONLINE)
-    learner = OnlineLearner(root, publish_every=400)
+    learner = OnlineLearner(root, publish_every=50)
     learner.model["LogisticRegression"]._weights["forest"] = -1.0
     order = np.random.default_rng(5).permutation(len(X))[:400]
+    records = []
     for k, i in enumerate(order.tolist()):
         learner.learn(labelled(k, X[i], bool(Y[i])))
-    record = learner.publish(NOW)
-    assert record.metadata.learner[ADOPTED] == 0.0
+        if learner.due:
+            records.append(learner.publish(NOW))
+    assert len(records) == 8
+    assert [r.metadata.learner[ADOPTED] for r in records] == [0.0] * 8
     assert _judge_of(learner)[0] < 0
+    record = records[-1]
     version = _load(record, root)
     test = _rows(X[:300])
     ours = [p.probability for p in scorer_for(version).score_batch(test)]
@@ -206,14 +229,18 @@ def test_a_version_that_ranks_better_is_scored_with_its_own_weights(tmp_path: Pa
     """The same labels judged against a root that ranks them badly: the learned weights earned
     their place, and the version scores with them."""
     root = _root(tmp_path, BOOSTED_ONLINE)
-    learner = OnlineLearner(root, publish_every=400)
+    learner = OnlineLearner(root, publish_every=50)
     assert learner.judge is not None
     learner.judge.root_weights["forest"] = -1.0
     order = np.random.default_rng(5).permutation(len(X))[:400]
+    verdicts = []
     for k, i in enumerate(order.tolist()):
         learner.learn(labelled(k, X[i], bool(Y[i])))
-    record = learner.publish(NOW)
-    assert record.metadata.learner[ADOPTED] == 1.0
+        if learner.due:
+            record = learner.publish(NOW)
+            verdicts.append(record.metadata.learner[ADOPTED])
+    # one block's lead is never enough evidence; five in a row are
+    assert verdicts == [0.0] * 4 + [1.0] * 4
     assert _judge_of(learner)[0] > 0
     version = _load(record, root)
     assert scoring_model(version) is version.model
