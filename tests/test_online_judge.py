@@ -6,6 +6,7 @@ learner's snapshot, so a learner stopped anywhere judges as one that never stopp
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dataflows.model_registry import ModelRegistry
 from features.catalog import FEATURE_NAMES
 from model_state import artifact
 from model_state.learner import OnlineLearner
@@ -254,3 +256,34 @@ def test_a_root_and_an_unjudged_version_score_with_their_own_weights(tmp_path: P
     version = _load(plain.publish(NOW), root)
     assert ADOPTED not in version.metadata.learner
     assert scoring_model(version) is version.model
+
+
+def test_the_flows_registry_scores_a_refused_version_as_its_root(tmp_path: Path) -> None:
+    """The flow's model registry swaps to a newer online version as before; a version the judge
+    refused scores every payment exactly as its lineage root, one it adopted with its own
+    weights (the same function as the evaluation's scorer, ``scoring_model``)."""
+    root = _root(tmp_path, BOOSTED_ONLINE)
+    learner = OnlineLearner(root, publish_every=50)
+    learner.model["LogisticRegression"]._weights["forest"] = -1.0
+    order = np.random.default_rng(5).permutation(len(X))[:100]
+    records = []
+    for k, i in enumerate(order.tolist()):
+        learner.learn(labelled(k, X[i], bool(Y[i])))
+        if learner.due:
+            records.append(learner.publish(NOW))
+    refused = _load(records[-1], root)
+    assert refused.metadata.learner[ADOPTED] == 0.0
+    offers = [refused]
+
+    def registry(fetch: Callable[[str | None], artifact.ModelArtifact | None]) -> ModelRegistry:
+        return ModelRegistry(root, fetch, refresh_seconds=1, review=0.5, decline=0.9)
+
+    # A registry's first look-up is made in line (a restarted flow scores with the newest
+    # version at once): no thread to wait for.
+    scorer = registry(lambda after: offers.pop() if offers else None).current()
+    assert scorer.version == refused.version
+    test = _rows(X[:200])
+    roots = [p.probability for p in registry(lambda after: None).current().score_batch(test)]
+    assert [p.probability for p in scorer.score_batch(test)] == pytest.approx(roots, abs=1e-12)
+    own = [refused.model.predict_proba_one(r)[True] for r in test]
+    assert own != pytest.approx(roots, abs=1e-6)
