@@ -136,7 +136,7 @@ from model_state.offline.online_optimizer import (
 from model_state.offline.online_optimizer import (
     online_optimizer as optimizer_of,
 )
-from model_state.online_judge import scoring_model
+from model_state.online_judge import ADOPTED, scoring_model
 from model_state.scorer import Scorer
 from settings.config import Config
 from storage.labels import LabelledPayment
@@ -384,6 +384,7 @@ def run_online(
     last_payment = max((k for k, e in enumerate(events) if e >= 0), default=-1)
     first = next((float(replayed.event_time[e]) for e in events if e >= 0), 0.0)
     next_retrain = first + retrain_every.total_seconds()
+    scoring_own = 0.0  # the root scores until a version is adopted (1.0)
     for position, entry in enumerate(
         tqdm(events, desc="online", unit=" events", disable=not progress)
     ):
@@ -403,6 +404,7 @@ def run_online(
                     run.versions.append(fitted.version)
                     run.retrained += 1
                     current = fitted
+                    scoring_own = 0.0
                 else:
                     run.refused += 1
             scoring.add(entry)
@@ -454,6 +456,11 @@ def run_online(
             run.learned_after_last_payment += 1
         if learner.due:
             record = learner.publish(datetime.fromtimestamp(reported, UTC))
+            verdict = record.metadata.learner.get(ADOPTED)
+            if verdict is not None:
+                run.versions_adopted += verdict == 1.0
+                run.judge_switches += verdict != scoring_own
+                scoring_own = verdict
             model = artifact.loads(
                 record.payload, record.metadata, roots.__getitem__, where="learner"
             )
@@ -828,6 +835,8 @@ def evaluate(
             "labels_after_last_payment": float(run.learned_after_last_payment),
             "labels_per_second": run.labels_per_second,
             "versions_published": float(run.versions_published),
+            "versions_adopted": float(run.versions_adopted),
+            "judge_switches": float(run.judge_switches),
             "retrained": float(run.retrained),
             "retrains_refused": float(run.refused),
             "sampled_out": float(run.sampled_out),
