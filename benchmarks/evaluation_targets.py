@@ -1,7 +1,7 @@
 """Issue 22's targets, checked on the reports ``python -m model_state.evaluate`` wrote.
 
     .venv/bin/python benchmarks/evaluation_targets.py evaluations/drawn-every-size500
-        [evaluations/drawn-frauds-size500 ...] [--margin 0.02] [--top-k K]
+        [evaluations/drawn-frauds-size500 ...] [--margin 0.02] [--top-k K] [--online NAME]
 
 For each report folder (its ``metrics.json``) and each stream in it, one row: the online
 model's, the frozen model's and the random forest's (handbook features) average precision, the
@@ -18,6 +18,8 @@ It reads only what the evaluation wrote. ``--top-k K`` takes card precision at `
 instead of the report's (computed from each run's ``scores-N.npz`` by the evaluation's own
 functions, :mod:`model_state.offline.eval_metrics`): at a tenth of the handbook's 5,000
 customers, 100 cards a day are a fifth of all cards, and 10 keep the handbook's proportion.
+``--online NAME`` checks another of the run's variants as the online model (for example
+``"online, versions not judged"`` of ``--ablation --ablation-parts judge``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from model_state.offline.eval_metrics import card_precision_at_k, handbook_card_
 RF = "RF (handbook features)"
 
 
-def card_precisions(folder: Path, n: int, k: int) -> dict[str, dict[str, float]]:
+def card_precisions(
+    folder: Path, n: int, k: int, online: str = "online"
+) -> dict[str, dict[str, float]]:
     """Card precision@k (ours and the handbook's) of each model of run ``n``, from its scores."""
     with np.load(folder / f"scores-{n}.npz") as data:
         day, card, truth = data["day"], data["card"], data["is_fraud"].astype(bool)
@@ -47,20 +51,23 @@ def card_precisions(folder: Path, n: int, k: int) -> dict[str, dict[str, float]]
                     handbook_card_precision_at_k(day, card, data[name], truth, k).mean()
                 ),
             }
-            for name in ("online", "frozen", RF)
+            for name in (online, "frozen", RF)
         }
 
 
-def rows_of(folder: Path, top_k: int | None = None) -> list[dict[str, Any]]:
+def rows_of(
+    folder: Path, top_k: int | None = None, online_name: str = "online"
+) -> list[dict[str, Any]]:
     report = json.loads((folder / "metrics.json").read_text())
     out = []
     for n, run in enumerate(report["runs"]):
         m, weekly = run["metrics"], run["weekly_average_precision"]
         if top_k is not None:
-            m = {name: m[name] | cp for name, cp in card_precisions(folder, n, top_k).items()}
-        online, frozen, rf = m["online"], m["frozen"], m[RF]
+            cps = card_precisions(folder, n, top_k, online_name)
+            m = {name: m[name] | cp for name, cp in cps.items()}
+        online, frozen, rf = m[online_name], m["frozen"], m[RF]
         after_first = [
-            a - b for a, b in zip(weekly["online"][1:], weekly["frozen"][1:], strict=True)
+            a - b for a, b in zip(weekly[online_name][1:], weekly["frozen"][1:], strict=True)
         ]
         out.append(
             {
@@ -92,11 +99,12 @@ def main() -> None:
     parser.add_argument("folders", type=Path, nargs="+")
     parser.add_argument("--margin", type=float, default=0.02)
     parser.add_argument("--top-k", type=int, default=None, help="card precision at K cards a day")
+    parser.add_argument("--online", default="online", help="the variant checked as online")
     args = parser.parse_args()
     k = "the report's k" if args.top_k is None else f"k = {args.top_k}"
     for folder in args.folders:
-        rows = rows_of(folder, args.top_k)
-        print(f"\n{folder} ({len(rows)} streams; card precision at {k})")
+        rows = rows_of(folder, args.top_k, args.online)
+        print(f"\n{folder} ({len(rows)} streams; card precision at {k}; online: {args.online})")
         print(
             "| stream | seed | online AP | frozen AP | RF AP | online − RF: AP / AUC / CP@k / "
             "CP@k hb | lead target | online − frozen, weeks 2–4 | weeks target | retrains "
@@ -114,7 +122,7 @@ def main() -> None:
                 f"| {r['stream']} | {r['seed']} | {r['online']:.3f} | {r['frozen']:.3f} "
                 f"| {r['rf']:.3f} | {r['ap_lead']:+.3f} / {r['auc_lead']:+.3f} / "
                 f"{r['cp_lead']:+.3f} / {r['hb_cp_lead']:+.3f} | {yes(lead_ok)} | "
-                + " ".join(f"{w:+.3f}" for w in r["weekly"])
+                + " ".join(f"{w:+.4f}" for w in r["weekly"])
                 + f" | {yes(r['weekly_min'] >= 0)} | {r['retrained']:.0f} ({r['refused']:.0f}) |"
             )
         for what, pick in (("mean", np.mean), ("worst", np.min)):

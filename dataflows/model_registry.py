@@ -37,6 +37,7 @@ from collections.abc import Callable
 
 from dataflows import metrics
 from model_state.artifact import ModelArtifact
+from model_state.online_judge import scoring_model
 from model_state.scorer import Scorer
 from storage.versions import version_key
 
@@ -209,7 +210,7 @@ class ModelRegistry:
 
     def _scorer_for(self, artifact: ModelArtifact) -> Scorer:
         return Scorer(
-            artifact.model,
+            scoring_model(artifact),  # the root's weights where the online judge said so
             artifact.version,
             review=self._review,
             decline=self._decline,

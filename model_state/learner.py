@@ -31,6 +31,12 @@ epochs where labels arrive. The model learns online with the optimizer its pre-t
 version carries (:func:`model_state.offline.train.pretrain` sets it); with ``hold=True`` (the
 evaluation's, not the flow's) the ``boosted`` family's forest weight is held at its lineage
 root's value (:data:`HELD_COLUMNS`).
+
+Every version is **judged** (:mod:`model_state.online_judge`; families with a frozen expansion):
+each label is ranked by the learned weights and by the lineage root's before it is learned, and
+a version whose weights did not rank the recent labels better than the root's records so in its
+metadata; the flow and the evaluation then score it with the root's weights
+(:func:`model_state.online_judge.scoring_model`), while the learner goes on learning its own.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from model_state.artifact import (
 from model_state.boosted import Boosted
 from model_state.label_balance import LabelBalance
 from model_state.label_kinds import LabelKind
+from model_state.online_judge import OnlineJudge
 from storage.labels import LabelledPayment
 from storage.versions import version_key
 
@@ -79,6 +86,7 @@ weeks of the drift scenario, moving every payment's score alike (issue 22 item 4
 class OnlineLearner:
     balanced = True  # a learner pickled before the switch existed had the guard on
     root: tuple[str, str] | None = None  # ... and published whole versions
+    judge: OnlineJudge | None = None  # ... and was not judged (model_state.online_judge)
 
     def __init__(
         self,
@@ -87,10 +95,13 @@ class OnlineLearner:
         *,
         balanced: bool = True,
         hold: bool = False,
+        judged: bool = True,
     ) -> None:
         """``balanced=False`` turns the label-balance guard off (the evaluation's ablation);
         ``hold=True`` keeps the forest's weight as ``start`` has it (:data:`HELD_COLUMNS`; the
-        evaluation's ``--hold-forest``)."""
+        evaluation's ``--hold-forest``); ``judged=False`` publishes versions that are scored with
+        their own weights whatever they earn (:mod:`model_state.online_judge`; the evaluation's
+        ``--no-judge``)."""
         if publish_every < 1:
             raise ValueError(f"publish_every must be >= 1 label; got {publish_every}")
         # The frozen expansion (a forest) is shared, not copied: nothing learns it.
@@ -133,6 +144,12 @@ class OnlineLearner:
         self.implicit_unpublished: list[str] = []  # implicit negatives since then (their ids)
         # Labels learned by kind since the lineage's root (explicit ones split by class).
         self.kinds: dict[str, int] = {name: int(state.get(name, 0)) for name in KIND_COUNTS}
+        # The judgement of the learned weights against the lineage root's (a family with a
+        # frozen expansion only): recorded in every version, so going on from one judges alike.
+        self.judge = None
+        if judged and expansion is not None:
+            recorded = OnlineJudge.from_state(state) if state else None
+            self.judge = recorded or OnlineJudge.of_root(self._last_step)
 
     @property
     def _last_step(self) -> Any:
@@ -206,6 +223,16 @@ class OnlineLearner:
             counts = self.kinds = dict.fromkeys(KIND_COUNTS, 0)
         counts[_kind_count(kind, example.is_fraud)] += 1
         sample = weight
+        judge = getattr(self, "judge", None)  # a learner pickled before judging: none
+        if judge is not None:
+            if prepared is None:  # the columns the last step learns from (the expansion's)
+                prepared = example.features
+                for step in list(self.model.steps.values())[:-1]:
+                    prepared = step.transform_one(prepared)
+            # Both weights rank the label before it is learned: neither has seen it.
+            judge.observe(
+                prepared, self._last_step._raw_dot_one(prepared), example.is_fraud, sample
+            )
         weight = sample * (self.positive_weight if example.is_fraud else 1.0)
         if self.balanced:
             weight *= self.balance.weight(
@@ -259,6 +286,10 @@ class OnlineLearner:
         if self.balance.clock is not None:
             state["balance_clock"] = self.balance.clock
         state |= {name: float(n) for name, n in getattr(self, "kinds", {}).items()}
+        judge = getattr(self, "judge", None)
+        if judge is not None:
+            judge.judge()
+            state |= judge.state()
         metadata = ModelMetadata(
             version=self.version,
             parent_version=parent,

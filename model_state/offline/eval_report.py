@@ -144,7 +144,8 @@ def labels_text(evaluation: Evaluation) -> str:
             f"{run.learned_after_last_payment:,} after the last payment was scored; "
             f"{run.sampled_out:,} legitimate labels left out by sampling, "
             f"{run.duplicates:,} duplicates of implicit negatives; "
-            f"{run.versions_published:,} versions, {run.retrained} retrains "
+            f"{run.versions_published:,} versions ({run.versions_adopted:,} scored with their own "
+            f"weights, {run.judge_switches:,} switches), {run.retrained} retrains "
             f"({run.refused} refused) at {run.labels_per_second:,.0f} labels/s"
         )
         for verdict in evaluation.gates.get(name, []):

@@ -29,6 +29,8 @@ class OnlineRun:
     sampled_out: int = 0  # legitimate labels negative downsampling left out
     duplicates: int = 0  # legitimate labels of payments learned as implicit negatives already
     learned_after_last_payment: int = 0  # learned after the last payment was scored
+    versions_adopted: int = 0  # online versions the judge let score with their own weights
+    judge_switches: int = 0  # versions whose scoring weights (own or root's) differ from the last
 
     @property
     def labels_per_second(self) -> float:

@@ -4,8 +4,9 @@
         [--go-live-day 42] [--size 5000] [--labels every|frauds|own]
         [--label-delay-days 7] [--implicit-days 30] [--drift [DAY]]
         [--online | --no-online] [--retrain | --no-retrain] [--balance | --no-balance]
-        [--ablation] [--legit-sample-rate 1] [--publish-every 500] [--retrain-days 7]
-        [--top-k 100] [--out reports/evaluation] [--cache reports/cache | --no-cache]
+        [--judge | --no-judge] [--ablation] [--legit-sample-rate 1] [--publish-every 500]
+        [--retrain-days 7] [--top-k 100] [--out reports/evaluation]
+        [--cache reports/cache | --no-cache]
     python -m model_state.evaluate --streams evaluations/handbook-streams.json [--only NAME ...]
     python -m model_state.evaluate --stream generator ...
     python -m model_state.evaluate --history PATH [PATH ...] [--go-live-day 42] ...
@@ -44,15 +45,18 @@ The protocol, the same for every stream:
      ``--publish-every`` labels, scoring with the newest), retrained every ``--retrain-days``
      behind the champion/challenger gate of ``python -m model_state.retrain``, by its own
      functions (:mod:`model_state.offline.retrain`: the training set, the mature hold-out, the
-     gate); ``--no-online``, ``--no-retrain`` and ``--no-balance`` switch its online SGD steps
-     ("weekly retrain only"), its retraining ("SGD only") and its label-balance guard off;
+     gate); each online version is scored with its own weights only while they rank the recent
+     labels better than its lineage root's (:mod:`model_state.online_judge`, as the flow);
+     ``--no-online``, ``--no-retrain``, ``--no-balance`` and ``--no-judge`` switch its online
+     SGD steps ("weekly retrain only"), its retraining ("SGD only"), its label-balance guard
+     and the online judge off;
    - ``frozen``: the pre-trained version, never updated;
    - ``RF (handbook features)`` and ``LR (handbook features)``: the handbook's own baselines on
      its own 15 published features (:mod:`model_state.offline.handbook_reference`), fitted at
      go-live and retrained on the same schedule on the same training set; their terminal risk
      counts a fraud only once it was reported (with every payment labelled 7 days after, that
      is the handbook's own definition).
-   ``--ablation`` adds the online model with each of its three moving parts switched off.
+   ``--ablation`` adds the online model with each of its four moving parts switched off.
 6. **Report** over the payments from go-live on (:mod:`model_state.offline.eval_report`): ROC
    AUC, average precision, card precision@k per day, Brier score and expected calibration error,
    per seed and their mean; average precision per test week; labels learned by kind, and how
@@ -132,6 +136,7 @@ from model_state.offline.online_optimizer import (
 from model_state.offline.online_optimizer import (
     online_optimizer as optimizer_of,
 )
+from model_state.online_judge import ADOPTED, scoring_model
 from model_state.scorer import Scorer
 from settings.config import Config
 from storage.labels import LabelledPayment
@@ -196,6 +201,7 @@ class Variant:
     balance: bool = True
     optimizer: str | None = None  # None: the run's (``--online-optimizer``, else as trained)
     hold: bool = False  # the forest's weight held (model_state.learner.HELD_COLUMNS)
+    judge: bool = True  # versions judged against their root (model_state.online_judge)
 
     def name(self, shipped: Variant) -> str:
         if self == shipped:
@@ -206,8 +212,13 @@ class Variant:
             plain = dataclasses.replace(self, optimizer=shipped.optimizer, hold=shipped.hold)
             steps = f"steps {self.optimizer or 'as trained'}"
             return f"{plain.name(shipped)}, {steps}{'' if self.hold else ', forest weight learned'}"
-        off = [n for n in ("online", "retrain", "balance") if not getattr(self, n)]
-        words = {"online": "no SGD", "retrain": "no retrain", "balance": "no balance guard"}
+        off = [n for n in PARTS if not getattr(self, n)]
+        words = {
+            "online": "no SGD",
+            "retrain": "no retrain",
+            "balance": "no balance guard",
+            "judge": "versions not judged",
+        }
         return "online, " + ", ".join(words[n] for n in off) if off else ONLINE
 
 
@@ -222,7 +233,7 @@ def previous_step(shipped: Variant) -> Variant:
     return dataclasses.replace(shipped, optimizer=PREVIOUS_STEP, hold=False)
 
 
-PARTS = ("online", "retrain", "balance")
+PARTS = ("online", "retrain", "balance", "judge")
 
 
 def ablations(shipped: Variant, parts: tuple[str, ...] = PARTS) -> list[Variant]:
@@ -279,9 +290,11 @@ def online_as(model: Any, family: train.Family, spec: str | None) -> Any:
 
 
 def scorer_for(version: ModelArtifact) -> Scorer:
-    """The scorer the flow would use for ``version``; thresholds do not matter here."""
+    """The scorer the flow would use for ``version`` (with its root's weights if the online
+    judge did not adopt it, :func:`~model_state.online_judge.scoring_model`); thresholds do not
+    matter here."""
     return Scorer(
-        version.model,
+        scoring_model(version),
         version.version,
         review=0.5,
         decline=0.9,
@@ -332,6 +345,7 @@ def run_online(
     learn: bool = True,
     balanced: bool = True,
     hold: bool = False,
+    judged: bool = True,
     sample_rate: float = 1.0,
     retrain: Retrain | None = None,
     retrain_every: timedelta = timedelta(days=7),
@@ -355,7 +369,9 @@ def run_online(
     """
     events = (replayed.schedule if schedule is None else schedule).tolist()
     n = len(replayed)
-    learner = learner or OnlineLearner(start, publish_every, balanced=balanced, hold=hold)
+    learner = learner or OnlineLearner(
+        start, publish_every, balanced=balanced, hold=hold, judged=judged
+    )
     scores = np.zeros(n)
     learned_before = np.zeros(n, dtype=np.int64)
     run = OnlineRun(scores, learned_before, versions=[start.version])
@@ -368,6 +384,7 @@ def run_online(
     last_payment = max((k for k, e in enumerate(events) if e >= 0), default=-1)
     first = next((float(replayed.event_time[e]) for e in events if e >= 0), 0.0)
     next_retrain = first + retrain_every.total_seconds()
+    scoring_own = 0.0  # the root scores until a version is adopted (1.0)
     for position, entry in enumerate(
         tqdm(events, desc="online", unit=" events", disable=not progress)
     ):
@@ -380,11 +397,14 @@ def run_online(
                 fitted = retrain(datetime.fromtimestamp(now, UTC), current, scores, scored)
                 if fitted is not None:
                     roots[fitted.version] = fitted
-                    learner = OnlineLearner(fitted, publish_every, balanced=balanced, hold=hold)
+                    learner = OnlineLearner(
+                        fitted, publish_every, balanced=balanced, hold=hold, judged=judged
+                    )
                     scoring.switch(scorer_for(fitted))
                     run.versions.append(fitted.version)
                     run.retrained += 1
                     current = fitted
+                    scoring_own = 0.0
                 else:
                     run.refused += 1
             scoring.add(entry)
@@ -436,6 +456,11 @@ def run_online(
             run.learned_after_last_payment += 1
         if learner.due:
             record = learner.publish(datetime.fromtimestamp(reported, UTC))
+            verdict = record.metadata.learner.get(ADOPTED)
+            if verdict is not None:
+                run.versions_adopted += verdict == 1.0
+                run.judge_switches += verdict != scoring_own
+                scoring_own = verdict
             model = artifact.loads(
                 record.payload, record.metadata, roots.__getitem__, where="learner"
             )
@@ -764,6 +789,7 @@ def evaluate(
                 learn=variant.online,
                 balanced=variant.balance,
                 hold=variant.hold,
+                judged=variant.judge,
                 sample_rate=sample_rate,
                 retrain=retrainer if variant.retrain and retrain_every else None,
                 retrain_every=retrain_every or timedelta(days=7),
@@ -809,6 +835,8 @@ def evaluate(
             "labels_after_last_payment": float(run.learned_after_last_payment),
             "labels_per_second": run.labels_per_second,
             "versions_published": float(run.versions_published),
+            "versions_adopted": float(run.versions_adopted),
+            "judge_switches": float(run.judge_switches),
             "retrained": float(run.retrained),
             "retrains_refused": float(run.refused),
             "sampled_out": float(run.sampled_out),
@@ -1006,6 +1034,13 @@ def main(argv: list[str] | None = None) -> None:
         help="the online step holds the forest's weight (model_state.learner.HELD_COLUMNS)",
     )
     parser.add_argument(
+        "--judge",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="score an online version with its root's weights unless they ranked the recent "
+        "labels worse (model_state.online_judge; --no-judge: as before issue 22's judge)",
+    )
+    parser.add_argument(
         "--previous-step",
         action="store_true",
         help=f"also run the online model with the step it had before issue 22 item 4 "
@@ -1045,7 +1080,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.online_optimizer:
         optimizer_of(args.online_optimizer)  # a clear error before anything runs
     shipped = Variant(
-        online=args.online, retrain=args.retrain, balance=args.balance, hold=args.hold_forest
+        online=args.online,
+        retrain=args.retrain,
+        balance=args.balance,
+        hold=args.hold_forest,
+        judge=args.judge,
     )
     variants = ablations(shipped, tuple(args.ablation_parts)) if args.ablation else [shipped]
     if args.previous_step:
