@@ -62,7 +62,7 @@ def test_failing_processes_exit_1_and_say_so(tmp_path: Path) -> None:
 
 
 def test_the_flows_entry_point_installs_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scoring, "build", lambda config, stop: None)
+    monkeypatch.setattr(scoring, "build", lambda config, stop, **options: None)
     monkeypatch.setenv("PAYSCORE_METRICS_PORT", "0")  # 3030 may be taken (by a flow, a test)
     monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
