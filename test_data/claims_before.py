@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import NamedTuple
 
 import msgspec
 from sqlalchemy import Connection
@@ -21,33 +20,13 @@ from sqlalchemy import Connection
 from features.contract import FraudLabel
 from model_state.label_kinds import LabelKind
 from storage.engine import ConcurrentChangeError
-from storage.labels import Claimed, ReadLabel, Stored, resolve
+from storage.labels import Claimed, ReadLabel, Stored, _Payment, _Recorded, resolve
 from storage.rows import utc_naive
 from storage.tables import fraud_labels, review_verdicts, scored_payments
 
 _FL, _SP, _RV = fraud_labels.name, scored_payments.name, review_verdicts.name
 _LEDGER_COLUMNS = tuple(c.name for c in fraud_labels.columns)
 _features = msgspec.json.Decoder(dict[str, float]).decode
-
-
-class _Recorded(NamedTuple):
-    status: str
-    learned_version: str | None
-    reason: str | None = None
-
-
-class _Payment(NamedTuple):
-    transaction_id: str
-    card_id: str
-    merchant_id: str
-    terminal_id: str
-    event_time: datetime
-    features: dict[str, float]
-    model_version: str
-    label_is_fraud: bool | None
-    kafka_partition: int
-    kafka_offset: int
-    label_kind: str | None = None
 
 
 def _kind_of(label: FraudLabel, row: Stored) -> LabelKind:
