@@ -35,7 +35,7 @@ from model_state.online_judge import (
 )
 from tests.builders import TEST_KEY, model_metadata
 from tests.test_boosted import BOOSTED, X, Y
-from tests.test_online_step import labelled
+from tests.test_online_step import labelled, weights_of
 
 NOW = datetime(2026, 3, 2, tzinfo=UTC)
 STRONG = "sgd:0.05"  # a step large enough to move the ranking within a few hundred labels
@@ -136,11 +136,6 @@ def _judge_of(learner: OnlineLearner) -> tuple[float, bool, float]:
     return learner.judge.advantage, learner.judge.adopted, learner.judge.gain
 
 
-def _weights(learner: OnlineLearner) -> tuple[dict[str, float], float, bytes]:
-    linear = learner.model["LogisticRegression"]
-    return dict(linear.weights), linear.intercept, pickle.dumps(linear.optimizer)
-
-
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -175,7 +170,7 @@ def test_a_learner_stopped_anywhere_judges_as_one_that_never_stopped(
                 record = learner.publish(NOW)
                 last = _load(record, root)
                 states.append(dict(record.metadata.learner))
-        return states, _weights(learner)
+        return states, weights_of(learner)
 
     stop = cut if how == "snapshot" else (cut // every) * every
     assert run(stop) == run(None)
@@ -192,7 +187,7 @@ def test_judging_never_changes_what_is_learned(tmp_path: Path, labels: list[int]
     for k, i in enumerate(labels):
         judged.learn(labelled(k, X[i], bool(Y[i])))
         plain.learn(labelled(k, X[i], bool(Y[i])))
-    assert _weights(judged) == _weights(plain)
+    assert weights_of(judged) == weights_of(plain)
     assert plain.judge is None
 
 
