@@ -223,7 +223,7 @@ class OnlineLearner:
             counts = self.kinds = dict.fromkeys(KIND_COUNTS, 0)
         counts[_kind_count(kind, example.is_fraud)] += 1
         sample = weight
-        judge = getattr(self, "judge", None)  # a learner pickled before judging: none
+        judge = self.judge  # None: not judged, or a learner pickled before judging (the class says)
         if judge is not None:
             if prepared is None:  # the columns the last step learns from (the expansion's)
                 prepared = example.features
@@ -286,7 +286,7 @@ class OnlineLearner:
         if self.balance.clock is not None:
             state["balance_clock"] = self.balance.clock
         state |= {name: float(n) for name, n in getattr(self, "kinds", {}).items()}
-        judge = getattr(self, "judge", None)
+        judge = self.judge
         if judge is not None:
             judge.judge()
             state |= judge.state()
