@@ -262,8 +262,15 @@ class FlowProcess:
         wait_for("the flow to be built", built, timeout)
 
     def snapshots_written(self) -> float:
-        """The newest modification time of the recovery partitions."""
-        times = [p.stat().st_mtime for p in self.recovery.glob("*.sqlite3*")]
+        """The newest modification time of the recovery partitions. SQLite removes a
+        partition's ``-wal`` and ``-shm`` files when it checkpoints, which can fall between the
+        listing and the ``stat``: a file gone by then counts as not written."""
+        times = []
+        for path in self.recovery.glob("*.sqlite3*"):
+            try:
+                times.append(path.stat().st_mtime)
+            except FileNotFoundError:
+                continue
         return max(times, default=0.0)
 
     def kill9_after_snapshot(self, timeout: float = 60) -> None:
