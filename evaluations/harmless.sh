@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Issue 23's harmlessness check: each allowed output change evaluated at full scale on the
+# handbook's seeds 1 to 3 and the generator's seed 101 (every payment labelled, the issue's
+# streams), beside today's; benchmarks/harmlessness.py compares them (online AP at most 0.005
+# lower, card precision@100 not lower). Each run's output in evaluations/harmless-NAME-STREAM.txt,
+# its report in evaluations/harmless-NAME-STREAM/. Run from the checkout being evaluated:
+#   bash evaluations/harmless.sh NAME STREAM [evaluate arguments ...]     STREAM: handbook | generator
+#   bash evaluations/harmless.sh compare BEFORE AFTER [AFTER ...]          (names, both streams)
+# As they ran (CACHE: one replay cache for every checkout, so each stream is replayed once):
+#   at 5fa6f52... (today's forest, 500 x 31):  harmless.sh today handbook; harmless.sh today generator
+#   with the forest at 500 x 15 (the commit that ships it): harmless.sh forest15 handbook; ... generator
+#   today's forest, legitimate labels sampled:  harmless.sh sample50 handbook --legit-sample-rate 0.5
+set -u
+py=.venv/bin/python
+cache=${CACHE:-reports/cache}
+if [ "${1:-}" = compare ]; then
+    shift
+    before=$1
+    shift
+    for stream in handbook generator; do
+        afters=()
+        for name in "$@"; do afters+=("evaluations/harmless-$name-$stream"); done
+        $py benchmarks/harmlessness.py "evaluations/harmless-$before-$stream" "${afters[@]}"
+    done
+    exit
+fi
+name=$1 stream=$2
+shift 2
+case $stream in
+handbook) seeds="1 2 3" ;;
+generator) seeds="101" ;;
+*) echo "unknown stream $stream (handbook or generator)" >&2; exit 2 ;;
+esac
+# shellcheck disable=SC2086
+exec evaluations/run.sh "harmless-$name-$stream" $py -m model_state.evaluate --stream "$stream" \
+    --seeds $seeds --no-references --cache "$cache" --out "evaluations/harmless-$name-$stream" "$@"
