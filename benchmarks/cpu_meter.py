@@ -20,12 +20,12 @@ process and run of one Bytewax build. ``bench_exchange.py`` checks it against th
 
 from __future__ import annotations
 
-import ctypes
 import os
 import resource
 import statistics
-import threading
 from collections.abc import Iterable, Sequence
+
+from dataflows import thread_states
 
 TICK = os.sysconf("SC_CLK_TCK")
 _MASK = (1 << 64) - 1
@@ -113,24 +113,8 @@ def fmt_spread(s: dict[str, float], spec: str = ".2f") -> str:
 
 # ------------------------------------------------------------- a thread state per worker
 
-_pinned = threading.local()
-
-
-def pin_thread_state() -> bool:
-    """Keep this thread's Python thread state alive until the thread ends; True the first time.
-
-    Bytewax's worker threads are not Python threads: every ``Python::with_gil`` of its Rust code
-    (each operator activation, and each item it pickles or unpickles between processes) calls
-    ``PyGILState_Ensure``, which creates a thread state (and its first 16 KB frame-stack chunk,
-    mmap'd), and ``PyGILState_Release``, which deletes it again (munmap) when its count falls
-    to 0. One ``PyGILState_Ensure`` that is never released, called from Python code running in
-    the worker thread, keeps the count above 0, so the state is made once per thread."""
-    if getattr(_pinned, "done", False):
-        return False
-    ctypes.pythonapi.PyGILState_Ensure.restype = ctypes.c_int
-    ctypes.pythonapi.PyGILState_Ensure()
-    _pinned.done = True
-    return True
+# The flow's own (dataflows/thread_states.py), under the name the benchmarks use.
+pin_thread_state = thread_states.pin
 
 
 # --------------------------------------------------------------- Bytewax's key routing

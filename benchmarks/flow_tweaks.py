@@ -10,7 +10,9 @@ two changes outside the flow's logic would save, before anyone builds them:
   CPython's (700, 10, 10) to (50,000, 20, 100): far fewer collections, each over young objects;
 - ``pin``: each worker thread keeps a Python thread state for good
   (``cpu_meter.pin_thread_state``, called when the thread builds its first Kafka partition
-  reader), so that Bytewax's ``with_gil`` calls stop creating and deleting one every time;
+  reader), so that Bytewax's ``with_gil`` calls stop creating and deleting one every time
+  (the flow does both itself since: ``dataflows/collector.py``, ``dataflows/thread_states.py``;
+  the tweaks remain to measure builds from before);
 - ``nospin``: a Kafka partition reader that just read a batch asks to be woken 0.5 ms later
   instead of at once (``next_awake``). Bytewax re-activates an input immediately after a
   non-empty batch (``src/inputs.rs`` 537-550), also while backpressure keeps it from reading

@@ -36,6 +36,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import func, select
 
+from dataflows import thread_states
 from dataflows.epochs import EpochGrid
 from dataflows.metrics import EPOCH_CLOSE_WAIT, EPOCHS_CLOSED
 from storage.engine import retry_transient, shared_engine
@@ -184,6 +185,9 @@ class FlowKafkaSource(KafkaSource):
         return parts
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Reader:
+        # Bytewax builds a partition on the worker thread that reads it: that thread keeps a
+        # Python thread state from now on (dataflows/thread_states.py).
+        thread_states.pin()
         inner = super().build_part(step_id, for_part, resume_state)
         idx, topic = for_part.split("-", 1)
         return _Reader(
