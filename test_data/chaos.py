@@ -151,6 +151,20 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.3)
 
 
+# What ``ops/run_flow.sh --supervise`` logs before it starts the flow's processes again: the
+# processes' lines before it are a run that has ended.
+SUPERVISED_RESTART = "[run_flow] the flow exited with status"
+
+
+def current_run(log_text: str, start: int) -> str:
+    """What the flow logged since :meth:`FlowProcess.start` number ``start`` wrote its marker
+    and, under ``--supervise``, since ``run_flow.sh`` last started the processes again: a wait
+    for something each process logs once must not count a line of a run that has ended (a
+    process that built the flow, then crashed)."""
+    since = log_text.rsplit(f"==== start {start} at", 1)[-1]
+    return since.rsplit(SUPERVISED_RESTART, 1)[-1]
+
+
 def services(*args: str) -> None:
     """``bash ops/services.sh ARGS`` (a restart drill)."""
     subprocess.run(["bash", str(ROOT / "ops" / "services.sh"), *args], check=True)
@@ -228,10 +242,12 @@ class FlowProcess:
         raise AssertionError(f"processes of the flow's group {self.proc.pid} outlived kill -9")
 
     def built(self) -> int:
-        """How many processes of the latest start have built the flow (their stop handler is
-        installed first: before that, a SIGTERM ends a process during Python's start)."""
-        text = self.log.read_text(errors="replace")
-        return text[text.rfind("\n==== start ") :].count("flow built:")
+        """How many processes of the current run have built the flow (their stop handler is
+        installed first: before that, a SIGTERM ends a process during Python's start): since
+        the latest start and, when ``run_flow.sh`` supervises, since it last started them
+        again (:func:`current_run`)."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return current_run(text, self.starts).count("flow built:")
 
     def stop(self, timeout: float = 90) -> int:
         """SIGTERM to ``run_flow.sh`` (as a supervisor sends it), once every process has built
@@ -253,13 +269,7 @@ class FlowProcess:
         """Until every process of the current start has logged that its flow is built (its
         signal handlers are installed then: a SIGTERM before would kill it, status 143). On a
         loaded machine importing the flow alone takes seconds."""
-
-        def built() -> bool:
-            text = self.log.read_text(errors="replace")
-            since = text.rsplit(f"==== start {self.starts} at", 1)[-1]
-            return since.count("flow built:") >= self.processes
-
-        wait_for("the flow to be built", built, timeout)
+        wait_for("the flow to be built", lambda: self.built() >= self.processes, timeout)
 
     def snapshots_written(self) -> float:
         """The newest modification time of the recovery partitions. SQLite removes a
