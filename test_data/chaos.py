@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -165,6 +166,21 @@ def current_run(log_text: str, start: int) -> str:
     return since.rsplit(SUPERVISED_RESTART, 1)[-1]
 
 
+def ports_taken(base: int, count: int) -> list[str]:
+    """Which of the ``count`` ports from ``base`` on 127.0.0.1 a flow could not listen on now,
+    each with the reason (bound as the flow's processes bind theirs, with ``SO_REUSEADDR``: a
+    connection of an earlier run waiting in ``TIME_WAIT`` does not hold its port)."""
+    taken = []
+    for port in range(base, base + count):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError as e:
+                taken.append(f"{port} ({e.strerror})")
+    return taken
+
+
 def services(*args: str) -> None:
     """``bash ops/services.sh ARGS`` (a restart drill)."""
     subprocess.run(["bash", str(ROOT / "ops" / "services.sh"), *args], check=True)
@@ -185,9 +201,10 @@ class FlowProcess:
         base_port: int | None = None,
     ) -> None:
         """``base_port``: the first of the cluster's ports (``FLOW_BASE_PORT``), the same for
-        every start; by default free ports (:func:`test_data.ports.free_ports`)."""
+        every start; by default free ports (:func:`test_data.ports.free_ports`), drawn once."""
         if base_port is None:
             base_port = free_ports(processes)
+        self.base_port = base_port
         self.env = env | {"FLOW_BASE_PORT": str(base_port)}
         self.recovery = recovery
         self.log = log
@@ -198,6 +215,15 @@ class FlowProcess:
         self.starts = 0
 
     def start(self) -> None:
+        """Start the flow, on the same cluster ports as every start before. Raises
+        :class:`AssertionError` naming them when something else listens on one (the flow's
+        processes would fail to connect, which reads as a crash of the flow)."""
+        taken = ports_taken(self.base_port, self.processes)
+        if taken:
+            raise AssertionError(
+                f"start {self.starts + 1} of the flow: its cluster ports {', '.join(taken)} "
+                f"are taken by another process (FLOW_BASE_PORT={self.base_port})"
+            )
         self.starts += 1
         with self.log.open("ab") as out:
             out.write(f"\n==== start {self.starts} at {time.time():.3f}\n".encode())

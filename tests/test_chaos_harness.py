@@ -1,8 +1,12 @@
 """The crash drill's own helpers (``test_data/chaos.py``), without services."""
 
+import socket
 from pathlib import Path
 
-from test_data.chaos import FlowProcess, current_run
+import pytest
+
+from test_data.chaos import FlowProcess, current_run, ports_taken
+from test_data.ports import free_ports
 
 
 def test_a_partition_file_removed_while_listed_counts_as_not_written(tmp_path: Path) -> None:
@@ -51,3 +55,16 @@ def test_lines_of_an_earlier_start_do_not_count_for_the_current_one(tmp_path: Pa
     assert "flow built" not in current_run(log.read_text(), 2)
     assert flow.built() == 0
 
+
+def test_a_start_on_a_cluster_port_another_process_listens_on_fails_naming_it(
+    tmp_path: Path,
+) -> None:
+    port = free_ports(2)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", port + 1))
+        other.listen()
+        flow = FlowProcess({}, tmp_path / "recovery", tmp_path / "flow.log", base_port=port)
+        with pytest.raises(AssertionError, match=rf"cluster ports {port + 1} \(.*\) are taken"):
+            flow.start()
+    assert flow.proc is None and flow.starts == 0 and not (tmp_path / "flow.log").exists()
+    assert ports_taken(port, 2) == []  # free again once the other process lets it go

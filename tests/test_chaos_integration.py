@@ -108,7 +108,7 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
         label_delay_days="1",
         legit_sample_rate="0.5",
     )
-    flow = FlowProcess(env, tmp_path / "recovery", tmp_path / "flow.log", base_port=2600)
+    flow = FlowProcess(env, tmp_path / "recovery", tmp_path / "flow.log")
     flow.start()
     sent_labels = 0
     try:

@@ -88,7 +88,7 @@ def test_mysql_down_past_the_bound_stops_the_flow_and_the_supervisor_brings_it_b
         model_refresh_seconds="1",
     ) | {"FLOW_SUPERVISE": "1"}
     log = tmp_path / "flow.log"
-    flow = FlowProcess(env, tmp_path / "recovery", log, base_port=2650)
+    flow = FlowProcess(env, tmp_path / "recovery", log)
     flow.start()
     try:
         half = len(payments) // 2
@@ -141,7 +141,7 @@ def test_a_grant_reset_right_after_mysql_comes_back_is_ridden_out(
         topics, mysql_url, models, tail="true", label_retry_seconds="1", model_refresh_seconds="1"
     )
     log = tmp_path / "flow.log"
-    flow = FlowProcess(env, tmp_path / "recovery", log, base_port=2670)
+    flow = FlowProcess(env, tmp_path / "recovery", log)
     flow.start()
     try:
         half = len(payments) // 2
