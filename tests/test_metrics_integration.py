@@ -251,9 +251,7 @@ def test_a_metrics_host_setting_serves_on_that_address(tmp_path: Path) -> None:
     address = non_loopback_address()
     if address is None:
         pytest.skip("this machine has no IPv4 address besides 127.x (hostname -I)")
-    with socket.socket() as s:
-        s.bind((address, 0))
-        port = s.getsockname()[1]
+    port = free_ports(1)  # not an ephemeral port, which a client's connection may take first
     assert serve_metrics(address, port - 2, 2) == port
     body = urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=5).read()
     assert b"python_info" in body
@@ -268,9 +266,7 @@ def test_the_readme_s_plain_command_refuses_bytewax_s_api_server_for_any_value(
     whenever BYTEWAX_DATAFLOW_API_ENABLED is set, whatever its value: the README's plain
     ``python -m bytewax.run`` stops before Bytewax starts it, naming the variable (review of
     issue 20, finding 6)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_ports(1)
     env = flow_env(topics, mysql_url, models, tail="true", metrics_port="0") | {
         "BYTEWAX_DATAFLOW_API_ENABLED": value,
         "BYTEWAX_DATAFLOW_API_PORT": str(port),
