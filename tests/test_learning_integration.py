@@ -77,13 +77,15 @@ def scoring_with(log: Path, version: str) -> bool:
     return len(adopted) >= PROCESSES
 
 
-def learned_in_a_recorded_version(engine: Engine) -> int:
-    """The labels the newest recorded version learned."""
+def learned_in_a_recorded_version(engine: Engine) -> int | None:
+    """The labels the newest recorded version learned; None while no version is recorded (the
+    learner records the version it started from with its first batch of labels, after their
+    claims: a wait for the claims can end before it)."""
     mv = model_versions
     with engine.connect() as c:
         return c.execute(
             select(mv.c.labels_learned).order_by(mv.c.lineage.desc(), mv.c.sequence.desc()).limit(1)
-        ).scalar_one()
+        ).scalar()
 
 
 def stop(flow: subprocess.Popen[bytes]) -> None:
