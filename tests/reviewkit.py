@@ -176,12 +176,16 @@ def answers(url: str) -> bool:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group of ``process`` (started with ``start_new_session``);
+    SIGKILL if it has not ended within 60 s, and reaped then too, so that nothing of it runs
+    into the next test."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
 
 
 @contextmanager

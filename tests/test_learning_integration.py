@@ -89,11 +89,15 @@ def learned_in_a_recorded_version(engine: Engine) -> int | None:
 
 
 def stop(flow: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the flow's process group; SIGKILL if it has not ended within 60 s, and reaped
+    then too: a flow still running would go on writing into the next test's moments (its
+    database is dropped under it, its ports and CPU still taken)."""
     os.killpg(flow.pid, signal.SIGTERM)
     try:
-        flow.wait(timeout=20)
+        flow.wait(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(flow.pid, signal.SIGKILL)
+        flow.wait(timeout=30)
 
 
 def test_labels_from_kafka_change_the_version_that_scores_later_payments(
