@@ -149,9 +149,16 @@ def test_a_grant_reset_right_after_mysql_comes_back_is_ridden_out(
         wait_for("the first half", lambda: count(engine) == half, 90)
         services("mysql-down")
         try:
+            down = log.stat().st_size
             produce(topics, payments[half:])
             produce(topics, labels)
-            time.sleep(5)  # the sinks retry, with new connections
+            # The flow meets the stopped server and retries, with new connections: logged after
+            # the outage began (not a retry of the first half's).
+            wait_for(
+                "the flow to retry against the stopped server",
+                lambda: b"; retrying" in log.read_bytes()[down:],
+                60,
+            )
         finally:
             services("mysql-up")
         services("reset-grants", "10")
