@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -151,6 +152,35 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.3)
 
 
+# What ``ops/run_flow.sh --supervise`` logs before it starts the flow's processes again: the
+# processes' lines before it are a run that has ended.
+SUPERVISED_RESTART = "[run_flow] the flow exited with status"
+
+
+def current_run(log_text: str, start: int) -> str:
+    """What the flow logged since :meth:`FlowProcess.start` number ``start`` wrote its marker
+    and, under ``--supervise``, since ``run_flow.sh`` last started the processes again: a wait
+    for something each process logs once must not count a line of a run that has ended (a
+    process that built the flow, then crashed)."""
+    since = log_text.rsplit(f"==== start {start} at", 1)[-1]
+    return since.rsplit(SUPERVISED_RESTART, 1)[-1]
+
+
+def ports_taken(base: int, count: int) -> list[str]:
+    """Which of the ``count`` ports from ``base`` on 127.0.0.1 a flow could not listen on now,
+    each with the reason (bound as the flow's processes bind theirs, with ``SO_REUSEADDR``: a
+    connection of an earlier run waiting in ``TIME_WAIT`` does not hold its port)."""
+    taken = []
+    for port in range(base, base + count):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError as e:
+                taken.append(f"{port} ({e.strerror})")
+    return taken
+
+
 def services(*args: str) -> None:
     """``bash ops/services.sh ARGS`` (a restart drill)."""
     subprocess.run(["bash", str(ROOT / "ops" / "services.sh"), *args], check=True)
@@ -171,9 +201,10 @@ class FlowProcess:
         base_port: int | None = None,
     ) -> None:
         """``base_port``: the first of the cluster's ports (``FLOW_BASE_PORT``), the same for
-        every start; by default free ports (:func:`test_data.ports.free_ports`)."""
+        every start; by default free ports (:func:`test_data.ports.free_ports`), drawn once."""
         if base_port is None:
             base_port = free_ports(processes)
+        self.base_port = base_port
         self.env = env | {"FLOW_BASE_PORT": str(base_port)}
         self.recovery = recovery
         self.log = log
@@ -184,6 +215,15 @@ class FlowProcess:
         self.starts = 0
 
     def start(self) -> None:
+        """Start the flow, on the same cluster ports as every start before. Raises
+        :class:`AssertionError` naming them when something else listens on one (the flow's
+        processes would fail to connect, which reads as a crash of the flow)."""
+        taken = ports_taken(self.base_port, self.processes)
+        if taken:
+            raise AssertionError(
+                f"start {self.starts + 1} of the flow: its cluster ports {', '.join(taken)} "
+                f"are taken by another process (FLOW_BASE_PORT={self.base_port})"
+            )
         self.starts += 1
         with self.log.open("ab") as out:
             out.write(f"\n==== start {self.starts} at {time.time():.3f}\n".encode())
@@ -228,10 +268,12 @@ class FlowProcess:
         raise AssertionError(f"processes of the flow's group {self.proc.pid} outlived kill -9")
 
     def built(self) -> int:
-        """How many processes of the latest start have built the flow (their stop handler is
-        installed first: before that, a SIGTERM ends a process during Python's start)."""
-        text = self.log.read_text(errors="replace")
-        return text[text.rfind("\n==== start ") :].count("flow built:")
+        """How many processes of the current run have built the flow (their stop handler is
+        installed first: before that, a SIGTERM ends a process during Python's start): since
+        the latest start and, when ``run_flow.sh`` supervises, since it last started them
+        again (:func:`current_run`)."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return current_run(text, self.starts).count("flow built:")
 
     def stop(self, timeout: float = 90) -> int:
         """SIGTERM to ``run_flow.sh`` (as a supervisor sends it), once every process has built
@@ -253,13 +295,7 @@ class FlowProcess:
         """Until every process of the current start has logged that its flow is built (its
         signal handlers are installed then: a SIGTERM before would kill it, status 143). On a
         loaded machine importing the flow alone takes seconds."""
-
-        def built() -> bool:
-            text = self.log.read_text(errors="replace")
-            since = text.rsplit(f"==== start {self.starts} at", 1)[-1]
-            return since.count("flow built:") >= self.processes
-
-        wait_for("the flow to be built", built, timeout)
+        wait_for("the flow to be built", lambda: self.built() >= self.processes, timeout)
 
     def snapshots_written(self) -> float:
         """The newest modification time of the recovery partitions. SQLite removes a

@@ -34,10 +34,13 @@ def key_for_tests() -> bytes:
 def logged(log: Path, pattern: str) -> list[re.Match[str]]:
     """Every match of the regular expression ``pattern`` in ``log``, a flow's output (the lines
     of all its processes in one file): what a test waits for when the flow's state shows nowhere
-    else, such as which model version or ruleset each process has taken up."""
+    else, such as which model version or ruleset each process has taken up. Whole lines only:
+    the last one may be read while a process is still writing it, and its part so far can
+    match what the whole line would not (``version 1`` of ``version 12``)."""
     if not log.exists():
         return []
-    return list(re.finditer(pattern, log.read_text(errors="replace")))
+    text = log.read_text(errors="replace")
+    return list(re.finditer(pattern, text[: text.rfind("\n") + 1]))
 
 
 def flow_env(

@@ -139,7 +139,9 @@ def test_a_decision_the_broker_does_not_take_rolls_the_batch_back(
 
 
 @settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     plan=st.lists(

@@ -144,19 +144,21 @@ def test_a_reader_with_a_grid_holds_its_epoch_back_to_the_boundary_and_counts_it
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     grid = EpochGrid(1.0, 0.02)
+    # The reader's clock, fixed: a machine that stalls the test for a second between the
+    # epoch's close and the look below would otherwise find the next epoch due already.
+    boundary = math.ceil(datetime.now(UTC).timestamp() / grid.period) * grid.period
+    clock = [boundary - 0.5]
+    monkeypatch.setattr("dataflows.sources.time.time", lambda: clock[0])
     reader = _Reader(_Part(), "epochs-test", 3, threading.Event(), None, 1.0, 900.0, grid)
     assert reader.next_batch() == ["x"]
     closed = _epochs_closed("epochs-test", 3)
     assert reader.snapshot() == 1  # an epoch closes now: the next is due in 1 s
     assert _epochs_closed("epochs-test", 3) == closed + 1
     assert reader.next_awake() is None
-    # The reader's clock, fixed where a hold is due whatever the real time: 60 ms before a
-    # boundary of the grid, the epoch begun 995 ms ago (due within the margin, 55 ms before
-    # the boundary, so held to it).
-    boundary = math.ceil(datetime.now(UTC).timestamp() / grid.period) * grid.period
-    now = boundary - 0.06
+    # 60 ms before a boundary of the grid, the epoch begun 995 ms ago (due within the margin,
+    # 55 ms before the boundary, so held to it).
+    now = clock[0] = boundary - 0.06
     reader._began = now - 0.995
-    monkeypatch.setattr("dataflows.sources.time.time", lambda: now)
     held = reader.next_awake()
     assert held is not None
     assert held.timestamp() == pytest.approx(boundary, abs=1e-6)

@@ -55,33 +55,35 @@ def _core_steps(steps: list) -> list:
 
 
 @pytest.mark.parametrize("where", ["mapper", "sink"])
-def test_with_two_processes_the_cause_is_logged_before_bytewax_s_panic(where: str) -> None:
+def test_with_two_processes_the_cause_is_logged_before_bytewax_s_panic(
+    where: str, tmp_path: Path
+) -> None:
     port = free_ports(2)
     addresses = f"127.0.0.1:{port};127.0.0.1:{port + 1}"
     env = os.environ | {"FAIL_AT": where, "PYTHONPATH": str(ROOT)}
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bytewax.run",
-                "tests.failing_flow:flow",
-                "-w",
-                "1",
-                "-i",
-                str(i),
-                "-a",
-                addresses,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    errors = [p.communicate(timeout=120)[1] for p in procs]
+    # Each process's error output in a file: with pipes read one process after the other, the
+    # second could fill its pipe and block while the first waits for it; and both are killed
+    # if they outlive the bound, not left to the next test.
+    logs = [tmp_path / f"p{i}.err" for i in range(2)]
+    procs = []
+    try:
+        for i in range(2):
+            command = [sys.executable, "-m", "bytewax.run", "tests.failing_flow:flow",
+                       "-w", "1", "-i", str(i), "-a", addresses]  # fmt: skip
+            with logs[i].open("wb") as err:
+                procs.append(
+                    subprocess.Popen(
+                        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err
+                    )
+                )
+        for p in procs:
+            p.wait(timeout=120)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+    errors = [log.read_text(errors="replace") for log in logs]
     assert all(p.returncode != 0 for p in procs)
     assert all("PanicException: Send thread panic" in err for err in errors)  # all Bytewax says
     failed = [err for err in errors if f"ValueError: {where} broke" in err]

@@ -472,13 +472,23 @@ def test_the_scoring_registry_adopts_the_newest_valid_version_within_its_refresh
     all_recorded: Engine, recorded: Recorded, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The flow's own set-up: the watcher thread looks every refresh; forged rows above and
-    between; a valid version recorded later is scoring within the refresh and one look-up."""
+    between; a valid version recorded later is scoring after the next look-up (counted in
+    look-ups, not seconds: on a loaded machine one look-up can take seconds)."""
     engine = all_recorded
     _forge_above(engine, recorded)
     _forge_between(engine, recorded)
     fetch = NewerVersionsInMySQL("-", engine, key=TEST_KEY)
+    looks: list[list[Any]] = []  # [when it started, the version it found], one per look-up
+
+    def look(after: str | None) -> ModelArtifact | None:
+        entry: list[Any] = [time.monotonic(), None]
+        looks.append(entry)
+        found = fetch(after)
+        entry[1] = found.version if found is not None else None
+        return found
+
     registry = ModelRegistry(
-        recorded.chain[0], fetch, refresh_seconds=0.5, review=0.5, decline=0.9, watch=True,
+        recorded.chain[0], look, refresh_seconds=0.5, review=0.5, decline=0.9, watch=True,
         newest_seen=fetch.newest_seen,
     )  # fmt: skip
     with caplog.at_level(logging.ERROR):
@@ -487,11 +497,13 @@ def test_the_scoring_registry_adopts_the_newest_valid_version_within_its_refresh
         assert later.version == "v00003.000002"
         store(engine, row(later))
         stored = time.monotonic()
-        while registry.current().version != "v00003.000002" and time.monotonic() - stored < 30:
+        while registry.current().version != "v00003.000002" and time.monotonic() - stored < 60:
             time.sleep(0.05)
-        took = time.monotonic() - stored
     assert registry.current().version == "v00003.000002"
-    assert took < 0.5 + 5.0, f"adopted {took:.1f} s after it was recorded"
+    # Found by a look-up under way when it was recorded, or by the next one: none passed it by.
+    found = [i for i, (_, version) in enumerate(looks) if version == "v00003.000002"]
+    first_after = next((i for i, (t, _) in enumerate(looks) if t >= stored), len(looks))
+    assert found and found[0] <= first_after, looks
     assert refusals(caplog) == ["v00009.000001"]  # once, though the watcher looked many times
 
 

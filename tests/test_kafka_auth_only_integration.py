@@ -35,6 +35,7 @@ from sqlalchemy import Engine, func, select
 
 from settings.config import read_properties
 from storage.tables import dead_letters, fraud_labels, scored_payments
+from test_data.ports import free_ports
 from test_data.samples import load_samples
 from tests.flowrun import ROOT, flow_env, run_flow
 
@@ -66,21 +67,13 @@ class Broker:
         return found
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 @pytest.fixture(scope="module")
 def broker() -> Iterator[Broker]:
     state = Path(tempfile.mkdtemp(prefix="payscore-kafka-"))
-    plain, controller, sasl = free_ports(3)
+    # Free ports below the ephemeral range: one bound to 0 is an ephemeral port, which a
+    # client's connection can take in the seconds before the broker (a JVM) binds it.
+    first = free_ports(3)
+    plain, controller, sasl = first, first + 1, first + 2
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVICES_")} | {
         "SERVICES_STATE_DIR": str(state),
         "SERVICES_KAFKA_PORT": str(plain),

@@ -162,7 +162,9 @@ def played(engine: Engine, claim: Callable[..., Claimed], script: list[Step], ra
 
 @pytest.mark.integration
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(script=steps(), rate=st.sampled_from([1.0, 0.5]))
 def test_the_claim_leaves_the_rows_and_labels_the_four_statements_left(

@@ -373,7 +373,9 @@ def _row(txn: str, card: str) -> dict[str, object]:
 
 @pytest.mark.integration
 @settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     batches=st.lists(

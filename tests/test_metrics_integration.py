@@ -67,7 +67,7 @@ def caught_up(samples: list[dict], engine: Engine) -> bool:
 
 
 def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
-    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path, tmp_path: Path
 ) -> None:
     base = free_ports(2 * PROCESSES)  # the processes' metrics ports, then their cluster's
     sim = simulate(SimulationSpec(seed=31, days=2, cards=400, merchants=80))
@@ -79,14 +79,8 @@ def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
     env = flow_env(topics, mysql_url, models, tail="true", metrics_port=str(base)) | {
         "FLOW_BASE_PORT": str(base + PROCESSES),
     }
-    flow = subprocess.Popen(
-        ["bash", str(ROOT / "ops" / "run_flow.sh"), str(PROCESSES), "1"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    log = tmp_path / "flow.log"
+    flow = start(["bash", str(ROOT / "ops" / "run_flow.sh"), str(PROCESSES), "1"], env, log)
     payments = sum(1 for e in sim.stream if hasattr(e, "amount_minor"))
     label_messages = sum(1 for e in sim.stream if not hasattr(e, "amount_minor"))
     try:
@@ -117,13 +111,8 @@ def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
             check=False,
         )
     finally:
-        os.killpg(flow.pid, signal.SIGTERM)
-        try:
-            output, _ = flow.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(flow.pid, signal.SIGKILL)
-            raise
-    assert flow.returncode == 0, output[-3000:]
+        stop(flow)
+    assert flow.returncode == 0, log.read_text(errors="replace")[-3000:]
 
     with engine.connect() as c:
         decisions = dict(
@@ -160,6 +149,28 @@ def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
     }
     assert probe.returncode == 0, probe.stdout + probe.stderr
     print(f"scraped {PROCESSES} processes: {decisions}, labels {dict(outcomes)}, {letters} letters")
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``command`` in its own process group, its output in ``log``: a pipe read only once the
+    flow has ended fills (64 KiB) while it runs, and the flow then blocks on its next log line
+    (more lines on a loaded machine: retries, slow batches)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop(flow: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the flow's process group, as a supervisor stops it; SIGKILL to the group if
+    it has not ended within 60 s (then the group is gone before the next test)."""
+    os.killpg(flow.pid, signal.SIGTERM)
+    try:
+        flow.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(flow.pid, signal.SIGKILL)
+        flow.wait(timeout=30)
+        raise
 
 
 def non_loopback_address() -> str | None:
@@ -204,13 +215,11 @@ def test_the_metrics_answer_on_loopback_only_and_no_file_is_written_for_them(
     env = flow_env(topics, mysql_url, models, tail="true", metrics_port=str(base)) | {
         "FLOW_BASE_PORT": str(base + 2)
     }
-    flow = subprocess.Popen(
+    log = tmp_path / "flow.log"
+    flow = start(
         ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "1"],
-        env=env | {"BYTEWAX_DATAFLOW_API_ENABLED": "true"},  # an operator's leftover: ignored
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+        env | {"BYTEWAX_DATAFLOW_API_ENABLED": "true"},  # an operator's leftover: ignored
+        log,
     )
     try:
         deadline = time.monotonic() + 120
@@ -226,9 +235,8 @@ def test_the_metrics_answer_on_loopback_only_and_no_file_is_written_for_them(
         for i in range(2):
             assert refused(address, base + i), f"{address}:{base + i} answered"
     finally:
-        os.killpg(flow.pid, signal.SIGTERM)
-        output, _ = flow.communicate(timeout=60)
-    assert flow.returncode == 0, output[-3000:]
+        stop(flow)
+    assert flow.returncode == 0, log.read_text(errors="replace")[-3000:]
     assert precious.read_text() == "nobody may write here\n"
     for link in planted:
         assert link.is_symlink() and link.readlink() == precious
@@ -243,9 +251,7 @@ def test_a_metrics_host_setting_serves_on_that_address(tmp_path: Path) -> None:
     address = non_loopback_address()
     if address is None:
         pytest.skip("this machine has no IPv4 address besides 127.x (hostname -I)")
-    with socket.socket() as s:
-        s.bind((address, 0))
-        port = s.getsockname()[1]
+    port = free_ports(1)  # not an ephemeral port, which a client's connection may take first
     assert serve_metrics(address, port - 2, 2) == port
     body = urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=5).read()
     assert b"python_info" in body
@@ -260,9 +266,7 @@ def test_the_readme_s_plain_command_refuses_bytewax_s_api_server_for_any_value(
     whenever BYTEWAX_DATAFLOW_API_ENABLED is set, whatever its value: the README's plain
     ``python -m bytewax.run`` stops before Bytewax starts it, naming the variable (review of
     issue 20, finding 6)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_ports(1)
     env = flow_env(topics, mysql_url, models, tail="true", metrics_port="0") | {
         "BYTEWAX_DATAFLOW_API_ENABLED": value,
         "BYTEWAX_DATAFLOW_API_PORT": str(port),

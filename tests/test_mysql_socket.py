@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from settings.config import LOCAL_HOSTS, Config, over_socket
 from storage.engine import SocketMismatchError, is_transient, make_engine
 from test_data.hostile import valid_payment
+from test_data.ports import free_ports
 from tests.flowrun import ROOT, flow_env
 
 SOCKET = "/run/mysqld/mysqld.sock"  # where ops/services.sh's MariaDB listens (the default)
@@ -195,7 +196,7 @@ def test_a_flow_run_stores_through_the_socket_only(
     try:
         done = subprocess.run(
             ["bash", str(ROOT / "ops" / "run_flow.sh"), "1", "1"],
-            env=env | {"FLOW_BASE_PORT": "2795"},
+            env=env | {"FLOW_BASE_PORT": str(free_ports(1))},
             capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
     finally:

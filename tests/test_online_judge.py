@@ -137,7 +137,9 @@ def _judge_of(learner: OnlineLearner) -> tuple[float, bool, float]:
 
 
 @settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     labels=st.lists(st.integers(0, len(X) - 1), min_size=4, max_size=80),
@@ -177,7 +179,9 @@ def test_a_learner_stopped_anywhere_judges_as_one_that_never_stopped(
 
 
 @settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(labels=st.lists(st.integers(0, len(X) - 1), min_size=1, max_size=60))
 def test_judging_never_changes_what_is_learned(tmp_path: Path, labels: list[int]) -> None:

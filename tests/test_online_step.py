@@ -94,7 +94,9 @@ def weights_of(learner: OnlineLearner) -> tuple[dict[str, float], float, bytes]:
 
 
 @settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     labels=st.lists(st.integers(0, len(X) - 1), min_size=2, max_size=60),

@@ -113,7 +113,7 @@ def test_the_queue_answers_any_cursor_or_filter_with_a_page_or_a_400(
     @settings(
         max_examples=150,
         deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture],
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(
         after=st.one_of(CURSOR_LIKE, ANY_TEXT),

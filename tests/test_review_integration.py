@@ -9,6 +9,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from confluent_kafka import Producer
 from sqlalchemy import Engine, select
 from starlette.testclient import TestClient
 
@@ -18,7 +19,7 @@ from model_state.scorer import Scorer
 from review import queries
 from storage.labels import CLAIMED, REJECTED, ReadLabel, claim_labels
 from storage.tables import fraud_labels, review_verdicts
-from tests.flowrun import key_for_tests
+from tests.flowrun import BROKERS, key_for_tests
 from tests.reviewkit import (
     PASSWORD,
     START,
@@ -94,6 +95,19 @@ def test_the_queue_reads_its_index_in_order(engine: Engine) -> None:
     assert [p["key"] for p in merchant] == ["ix_scored_payments_merchant_queue"], merchant
     for plan in plain + merchant:
         assert "filesort" not in (plan["Extra"] or ""), plan
+
+
+def test_a_check_that_nothing_was_published_reads_what_is_already_on_the_topic(
+    topics: dict[str, str],
+) -> None:
+    """``read_topic(topic, 0)`` backs the checks that a refused request published nothing: a
+    message already on the topic is read at once, not after a consumer group has formed (with
+    no time given, the subscribing reader it replaced read nothing)."""
+    producer = Producer({"bootstrap.servers": BROKERS})
+    producer.produce(topics["labels_topic"], key=b"card-1", value=b"already there")
+    assert producer.flush(30) == 0
+    (message,) = read_topic(topics["labels_topic"], 0, settle=0, timeout=0)
+    assert message.value() == b"already there"
 
 
 def test_a_viewer_reads_but_has_no_verdict_form_and_a_verdict_post_is_refused(

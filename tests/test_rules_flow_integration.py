@@ -267,6 +267,7 @@ def test_sigkill_during_ruleset_changes_loses_no_decision_and_a_restart_applies_
         assert flow.stop() == 0
     finally:
         changes.set()
+        changer.join(timeout=30)  # not writing rules into the next test's moments
         if flow.running:
             flow.kill9()
     assert store.newest_version() > 10  # the changes went on while the flow was killed

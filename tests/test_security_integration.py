@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import time
 from pathlib import Path
 
 import msgspec
@@ -42,6 +43,27 @@ def run_flow_logs(env: dict[str, str]) -> tuple[int, str]:
         check=False,
     )
     return done.returncode, done.stdout + done.stderr
+
+
+def logs_in(user: str, password: str) -> bool:
+    """Whether ``user`` logs in on the broker's SASL/SCRAM listener (9094) now."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    client = AdminClient(
+        {
+            "bootstrap.servers": "127.0.0.1:9094",
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-256",
+            "sasl.username": user,
+            "sasl.password": password,
+        }
+    )
+    try:
+        client.list_topics(timeout=5)
+    except KafkaException:
+        return False
+    return True
 
 
 def flow_account(admin_engine: Engine, database: str, user: str) -> None:
@@ -173,6 +195,12 @@ def test_every_kafka_client_of_the_flow_logs_in_with_sasl_scram(
     for future in admin.alter_user_scram_credentials([upsert]).values():
         future.result(timeout=30)
     try:
+        # The controller answers once it has committed the credential; the broker takes it up
+        # a moment later, and a login before is refused: the flow below must not be the first.
+        deadline = time.monotonic() + 60
+        while not logs_in(user, password):
+            assert time.monotonic() < deadline, f"{user} could not log in on 9094 within 60 s"
+            time.sleep(0.5)
         producer = Producer({"bootstrap.servers": "127.0.0.1:9092"})
         for value in (msgspec.json.encode(valid_payment(transaction_id="over-sasl-1")), b"{bad"):
             producer.produce(topics["payments_topic"], value=value, key=b"c")

@@ -205,7 +205,9 @@ def test_load_statement_decodes_binary_columns_from_hex() -> None:
 
 @pytest.mark.integration
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     letters=st.lists(
