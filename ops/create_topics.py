@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
@@ -26,10 +27,25 @@ from settings.config import DECISIONS_TOPIC_SETTINGS, PAYMENTS_TOPIC_SETTINGS, C
 ((TIMESTAMP_TYPE, APPEND_TIME),) = PAYMENTS_TOPIC_SETTINGS.items()
 
 
-def append_time_on(admin: AdminClient, topic: str) -> None:
-    """Make the existing ``topic`` carry the broker's append times, saying so if it did not."""
+APPLIED_WITHIN_SECONDS = 30.0
+
+
+def timestamp_type(admin: AdminClient, topic: str) -> str:
+    """The ``message.timestamp.type`` the broker reports for ``topic`` now."""
     resource = ConfigResource("topic", topic)
-    found = admin.describe_configs([resource])[resource].result(timeout=30)[TIMESTAMP_TYPE].value
+    return str(
+        admin.describe_configs([resource])[resource].result(timeout=30)[TIMESTAMP_TYPE].value
+    )
+
+
+def append_time_on(
+    admin: AdminClient, topic: str, *, within: float = APPLIED_WITHIN_SECONDS, poll: float = 0.2
+) -> None:
+    """Make the existing ``topic`` carry the broker's append times, saying so if it did not.
+    Returns only once the broker reports the change: it applies an altered setting a moment
+    after answering, and a flow started in between would see ``CreateTime`` and refuse to
+    start (``dataflows/payments_topic.py``)."""
+    found = timestamp_type(admin, topic)
     if found == APPEND_TIME:
         return
     entry = ConfigEntry(TIMESTAMP_TYPE, APPEND_TIME, incremental_operation=AlterConfigOpType.SET)
@@ -41,6 +57,14 @@ def append_time_on(admin: AdminClient, topic: str) -> None:
             f"altering {TIMESTAMP_TYPE} of Kafka topic {topic!r} from {found} to {APPEND_TIME} "
             f"failed: {exc}"
         ) from None
+    deadline = time.monotonic() + within
+    while (now := timestamp_type(admin, topic)) != APPEND_TIME:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"Kafka topic {topic!r} still reports {TIMESTAMP_TYPE}={now} {within:.0f} s after "
+                f"it was altered to {APPEND_TIME}"
+            )
+        time.sleep(poll)
     print(
         f"[topics] {topic}: {TIMESTAMP_TYPE} altered from {found} to {APPEND_TIME} (the flow "
         "refuses producers' times on the payments topic)",
