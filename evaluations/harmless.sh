@@ -6,10 +6,15 @@
 # its report in evaluations/harmless-NAME-STREAM/. Run from the checkout being evaluated:
 #   bash evaluations/harmless.sh NAME STREAM [evaluate arguments ...]     STREAM: handbook | generator
 #   bash evaluations/harmless.sh compare BEFORE AFTER [AFTER ...]          (names, both streams)
-# As they ran (CACHE: one replay cache for every checkout, so each stream is replayed once):
-#   at 5fa6f52... (today's forest, 500 x 31):  harmless.sh today handbook; harmless.sh today generator
-#   with the forest at 500 x 15 (the commit that ships it): harmless.sh forest15 handbook; ... generator
-#   today's forest, legitimate labels sampled:  harmless.sh sample50 handbook --legit-sample-rate 0.5
+# As they ran (CACHE=/work/main/reports/cache: one replay cache for every checkout, so each
+# stream was replayed once), the README's table (*Model size*, issue 23's harmlessness check):
+#   at 948a610 (today's forest, 500 x 31):     harmless.sh today handbook; harmless.sh today generator
+#   the same with "max_leaf_nodes": 15 added to model_state/boosted.py's FOREST (500 x 15; a
+#   one-line change, not merged):              harmless.sh forest15 generator
+#   at 948a610, legitimate labels sampled:     harmless.sh sample50 generator --legit-sample-rate 0.5
+#                                              harmless.sh sample50 handbook --legit-sample-rate 0.5
+#   bash evaluations/harmless.sh compare today forest15 sample50   (forest15 for the generator only:
+#   it failed there, and its handbook runs were stopped)
 set -u
 py=.venv/bin/python
 cache=${CACHE:-reports/cache}
@@ -19,7 +24,13 @@ if [ "${1:-}" = compare ]; then
     shift
     for stream in handbook generator; do
         afters=()
-        for name in "$@"; do afters+=("evaluations/harmless-$name-$stream"); done
+        for name in "$@"; do
+            if [ -d "evaluations/harmless-$name-$stream" ]; then
+                afters+=("evaluations/harmless-$name-$stream")
+            else
+                echo "($stream: no evaluations/harmless-$name-$stream, not run)"
+            fi
+        done
         $py benchmarks/harmlessness.py "evaluations/harmless-$before-$stream" "${afters[@]}"
     done
     exit
