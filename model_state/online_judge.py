@@ -30,7 +30,14 @@ from: the pre-trained or the last retrained forest, whose steps are all frozen b
   negatives). Before, a block holds the frauds of the recent payments only, or their first
   days' legitimate ones. Otherwise the version is scored with the root's weights
   (:func:`scoring_model`), and the learner goes on learning its own: a later version is adopted
-  as soon as its weights earn it. With the bar at 0 (the advantage's sign alone), the verdict
+  as soon as its weights earn it;
+- scoring **switches** between the learned and the root's weights at most once a day
+  (:data:`SWITCH_GAP`, on the clock of the labels' report times): a verdict that differs from
+  the one scoring goes by waits until the last switch is a day old (:func:`settled`). Every
+  switch changes the scale of the scores within the day's ranking; before this, the judge
+  switched 5 or 6 times within a test week on two streams.
+
+With the bar at 0 (the advantage's sign alone), the verdict
   followed the noise of blocks of 500 labels, and scoring switching between the two weights
   cost more than either
   (``evaluations/judge-sign-frauds-size500-drawn-5.txt``: week 2 -0.025 against the frozen
@@ -60,6 +67,9 @@ DECAY = 0.9
 """How much of the advantage a block of labels carries over to the next version."""
 EVIDENCE = 2.0
 """Standard errors by which the learned weights must lead the root's to be scored with."""
+SWITCH_GAP = 86_400.0
+"""Seconds (of the labels' report times) scoring keeps its weights, learned or root's, after a
+switch."""
 MATURE_AFTER = 7 * 86_400.0
 """Seconds after the lineage's first label whose payments must have a legitimate label (a week
 of recent payments matured) before the learned weights may score."""
@@ -73,6 +83,8 @@ SPREAD = "judge_spread"
 GAIN = "judge_gain"
 SINCE = "judge_since"
 MATURED = "judge_matured"
+CLOCK = "judge_clock"
+SWITCHED = "judge_switched_at"
 
 
 def logit(weights: Mapping[str, float], intercept: float, columns: Mapping[str, float]) -> float:
@@ -112,6 +124,19 @@ def next_spread(spread: float, gain: float) -> float:
     return DECAY * DECAY * spread + gain * gain
 
 
+def settled(
+    current: bool, earned: bool, now: float | None, switched_at: float | None
+) -> tuple[bool, float | None]:
+    """The verdict scoring goes by, and when it last switched: ``earned`` (the judgement of the
+    labels so far) once the last switch is :data:`SWITCH_GAP` behind ``now``, ``current``
+    before (``now``: the latest report time seen; None, or no switch yet: no wait)."""
+    if earned == current:
+        return current, switched_at
+    if now is not None and switched_at is not None and now - switched_at < SWITCH_GAP:
+        return current, switched_at
+    return earned, now
+
+
 def adopted(advantage: float, spread: float) -> bool:
     """The learned weights score only once they have earned it: an advantage above 0 by
     :data:`EVIDENCE` standard errors."""
@@ -124,6 +149,8 @@ class OnlineJudge:
 
     since: float | None = None  # a judge pickled before these were kept has none
     matured: float | None = None
+    clock: float | None = None
+    switched_at: float | None = None
 
     def __init__(
         self,
@@ -134,6 +161,8 @@ class OnlineJudge:
         is_adopted: bool = False,
         since: float | None = None,
         matured: float | None = None,
+        clock: float | None = None,
+        switched_at: float | None = None,
     ) -> None:
         self.root_weights = dict(root_weights)
         self.root_intercept = float(root_intercept)
@@ -144,6 +173,9 @@ class OnlineJudge:
         # judged. ``matured``: the latest payment time of a judged legitimate label.
         self.since = since
         self.matured = matured
+        # The latest report time of a label seen, and when scoring last switched weights.
+        self.clock = clock
+        self.switched_at = switched_at
         self.gain = 0.0
         self._frauds: list[bool] = []
         self._learned: list[float] = []
@@ -173,6 +205,8 @@ class OnlineJudge:
             is_adopted=bool(state.get(ADOPTED, 0.0)),
             since=state.get(SINCE),
             matured=state.get(MATURED),
+            clock=state.get(CLOCK),
+            switched_at=state.get(SWITCHED),
         )
         judge.gain = float(state.get(GAIN, 0.0))
         return judge
@@ -192,9 +226,11 @@ class OnlineJudge:
 
     def judges(self, payment_time: float, reported_at: float) -> bool:
         """Whether a label (its payment's and its report's time, POSIX seconds) is judged: its
-        payment was made at or after the lineage's first label. The first label sets that time."""
+        payment was made at or after the lineage's first label. The first label sets that time;
+        every label moves the judge's clock (:func:`settled`) to its report time."""
         if self.since is None:
             self.since = float(reported_at)
+        self.clock = float(reported_at) if self.clock is None else max(self.clock, reported_at)
         return payment_time >= self.since
 
     def observe(
@@ -220,13 +256,19 @@ class OnlineJudge:
         self.gain = block_gain(self._frauds, self._learned, self._root, self._weights)
         self.advantage = next_advantage(self.advantage, self.gain)
         self.spread = next_spread(self.spread, self.gain)
-        self.adopted = self.mature and adopted(self.advantage, self.spread)
+        earned = self.mature and adopted(self.advantage, self.spread)
+        self.adopted, self.switched_at = settled(self.adopted, earned, self.clock, self.switched_at)
         self._frauds, self._learned, self._root, self._weights = [], [], [], []
         return self.adopted
 
     def state(self) -> dict[str, float]:
         """What a version records of the judge (the block is empty at a version)."""
-        times = {SINCE: self.since, MATURED: self.matured}
+        times = {
+            SINCE: self.since,
+            MATURED: self.matured,
+            CLOCK: self.clock,
+            SWITCHED: self.switched_at,
+        }
         return (
             {
                 ADVANTAGE: self.advantage,

@@ -5,7 +5,9 @@ learner's snapshot, so a learner stopped anywhere judges as one that never stopp
 
 from __future__ import annotations
 
+import itertools
 import pickle
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,12 +31,14 @@ from model_state.online_judge import (
     DECAY,
     EVIDENCE,
     MATURE_AFTER,
+    SWITCH_GAP,
     OnlineJudge,
     adopted,
     block_gain,
     next_advantage,
     next_spread,
     scoring_model,
+    settled,
 )
 from storage.labels import LabelledPayment
 from tests.builders import TEST_KEY, model_metadata
@@ -385,3 +389,61 @@ def test_with_frauds_only_nothing_is_adopted_before_a_week_of_implicit_negatives
     assert first_adopted >= 30 * DAY + MATURE_AFTER  # the first week's implicit negatives
     assert len([t for t, _ in verdicts if t < first_adopted]) > 15
     assert all(v == 1.0 for t, v in verdicts if t >= 43 * DAY)
+
+
+@given(st.lists(st.tuples(st.floats(0, 2 * DAY), st.booleans()), max_size=200))
+def test_scoring_switches_weights_at_most_once_a_day(steps: list[tuple[float, bool]]) -> None:
+    """Whatever the sequence of judgements, scoring switches between the learned and the root's
+    weights at most once within any :data:`SWITCH_GAP`, and goes by the judgement as soon as
+    the last switch is that old."""
+    current, switched_at, now = False, None, 0.0
+    switches: list[float] = []
+    for gap, earned in steps:
+        now += gap
+        was = current
+        current, switched_at = settled(current, earned, now, switched_at)
+        if current != was:
+            switches.append(now)
+            assert switched_at == now
+        if current != earned:  # waiting: only within a day of the last switch
+            assert switched_at is not None and now - switched_at < SWITCH_GAP
+    assert all(b - a >= SWITCH_GAP for a, b in itertools.pairwise(switches))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 6 * HOUR), st.lists(st.booleans(), min_size=2, max_size=20)),
+        max_size=60,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_a_judge_switches_at_most_once_a_day_whatever_the_blocks(
+    blocks: list[tuple[float, list[bool]]], rng: random.Random
+) -> None:
+    """The judge itself, fed blocks whose learned scores are perfect or reversed at random (the
+    verdict the labels alone would give flips often): its recorded verdict switches at most once
+    a day of its clock, and the clock and the switch time travel in its state."""
+    judge = OnlineJudge({"x": 1.0}, 0.0, since=0.0, matured=MATURE_AFTER)
+    now = 0.0
+    switches: list[float] = []
+    for gap, frauds in blocks:
+        now += gap
+        sign = rng.choice([1.0, -1.0])
+        for fraud in frauds:
+            assert judge.judges(now, now)
+            root = rng.uniform(-1, 1)
+            judge.observe(
+                {"x": root}, sign * (5.0 if fraud else -5.0), fraud, 1.0, payment_time=now
+            )
+        was = judge.adopted
+        if judge.judge() != was:
+            switches.append(now)
+        again = OnlineJudge.from_state(judge.state())
+        assert again is not None
+        assert (again.clock, again.switched_at, again.adopted) == (
+            judge.clock,
+            judge.switched_at,
+            judge.adopted,
+        )
+    assert all(b - a >= SWITCH_GAP for a, b in itertools.pairwise(switches))
