@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -105,51 +105,3 @@ def test_the_verdict_needs_the_gain(
     )  # fmt: skip
     assert verdict.accepted is accepted
     assert "must gain 1 standard errors" in str(verdict)
-
-
-def _timed_validation(truth: np.ndarray, scores: np.ndarray, days: list[int]) -> Validation:
-    """A hold-out whose payment ``k`` was made ``days[k]`` days after ``T``."""
-    plain = _validation(truth, scores)
-    held = [
-        (T + timedelta(days=d), {}, y) for d, (_, _, y) in zip(days, plain.hold_out, strict=True)
-    ]
-    return Validation(
-        average_precision=plain.average_precision, hold_out=held,
-        hold_out_index=plain.hold_out_index, scores=plain.scores, metrics={},
-    )  # fmt: skip
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    rows=st.lists(
-        st.tuples(st.booleans(), st.floats(0, 1), st.floats(0, 1), st.integers(0, 13)),
-        min_size=4,
-        max_size=60,
-    ),
-    cut=st.integers(0, 14),
-)
-def test_the_gate_judges_only_on_hold_out_payments_after_the_warm_up(
-    rows: list[tuple[bool, float, float, int]], cut: int
-) -> None:
-    """With ``judged_from`` (the end of the history's warm-up), the verdict is the one on the
-    hold-out's later payments alone, the challenger's and the champion's AP both; with none of
-    them holding both classes, there is nothing to compare on and the champion stays."""
-    truth = np.array([r[0] for r in rows])
-    mine = np.array([r[1] for r in rows])
-    flow = np.array([r[2] for r in rows])
-    days = [r[3] for r in rows]
-    after = np.array([d >= cut for d in days])
-    validation = _timed_validation(truth, mine, days)
-    judged_from = T + timedelta(days=cut)
-    if not 0 < truth[after].sum() < after.sum():
-        with pytest.raises(NotEnoughLabelsError, match="made from"):
-            judge(validation, None, live=flow.tolist(), judged_from=judged_from)
-        return
-    got = judge(validation, None, live=flow.tolist(), judged_from=judged_from)
-    want = judge(_validation(truth[after], mine[after]), None, live=flow[after].tolist())
-    assert (got.challenger_ap, got.champion_ap, got.standard_error, got.rows, got.frauds) == (
-        pytest.approx(want.challenger_ap, abs=1e-12), want.champion_ap, want.standard_error,
-        want.rows, want.frauds,
-    )  # fmt: skip
-    if after.all():  # the warm-up ended before the hold-out: as without it
-        assert got == judge(validation, None, live=flow.tolist())

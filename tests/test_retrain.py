@@ -54,12 +54,7 @@ def scored_by(model: object) -> np.ndarray:
 
 
 def store(
-    engine: Engine,
-    *,
-    labelled: int = 2000,
-    noisy_before: int = 0,
-    scores: np.ndarray | None = None,
-    young: bool = False,
+    engine: Engine, *, labelled: int = 2000, noisy_before: int = 0, scores: np.ndarray | None = None
 ) -> None:
     """X's rows as scored payments, one every 10 minutes up to BASE, with ``scores`` as the
     probability the flow stored (default 0.1); the first ``labelled`` labelled with Y (those
@@ -82,25 +77,6 @@ def store(
             "label_reported_at": BASE.replace(tzinfo=None) if known else None,
         }
         rows.append(row)
-    # The flow's first payment, 90 days before: the history is past its warm-up, and the gate
-    # judges on the whole hold-out (model_state.offline.gate, ``judged_from``); ``young``: the
-    # history begins with X, and its every hold-out lies in its warm-up.
-    if not young:
-        first = payment(transaction_id="t-first", event_time=BASE - timedelta(days=90))
-        rows.append(
-            scored_payment_row(
-                first,
-                partition=0,
-                offset=len(X),
-                features=dict(zip(FEATURE_NAMES, X[0].tolist(), strict=True)),
-                probability=0.1,
-                decision="approve",
-                reasons=(),
-                model_version="v00001.000003",
-                scored_at=BASE,
-            )
-            | {"label_is_fraud": None, "label_reported_at": None}
-        )
     with engine.begin() as c:
         c.execute(scored_payments.insert(), rows)
 
@@ -176,24 +152,6 @@ def a_worse_challenger(
     monkeypatch.setenv("PAYSCORE_MODELS_MYSQL_URL", database_config.models_mysql_dsn)
     monkeypatch.setenv("PAYSCORE_MODEL_KEY_FILE", str(key_file))
     return tmp_path / "models"
-
-
-@pytest.mark.integration
-def test_a_young_history_is_not_retrained_on_a_hold_out_in_its_warm_up(
-    engine: Engine, models_engine: Engine, tmp_path: Path
-) -> None:
-    """The same stored payments and champion as a retrain the gate accepts, but the history
-    begins with them (17 days): its hold-out lies in the warm-up, whose payments are ranked
-    unlike later ones, so nothing is compared and the champion stays."""
-    champion = new_model()
-    store(engine, scores=scored_by(champion), young=True)
-    record(engine, tmp_path, "v00001.000003", champion)
-    with pytest.raises(NotEnoughLabelsError, match="0 labelled payments made from"):
-        retrain(
-            models_engine, tmp_path / "models", key=TEST_KEY, min_frauds=10, family="linear",
-            maturity=timedelta(days=7),
-        )  # fmt: skip
-    assert artifact.list_versions(tmp_path / "models") == []
 
 
 @pytest.mark.integration

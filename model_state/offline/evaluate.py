@@ -526,9 +526,6 @@ class Retrainer:
         went_live: ModelArtifact | None = None,
     ) -> None:
         self._replayed, self._delay = replayed, delay
-        # The gate judges on hold-out payments after the stream's warm-up only (as the retrain).
-        first = float(replayed.event_time.min()) if len(replayed) else 0.0
-        self._warm_up_end = datetime.fromtimestamp(first + train.WARM_UP_DAYS * DAY, UTC)
         # Lineage roots by version (the version that went live, then every retrained one): a
         # champion's root scores the hold-out's payments made before go-live (no stored score).
         self._roots = {went_live.version: went_live} if went_live is not None else {}
@@ -615,7 +612,7 @@ class Retrainer:
         try:
             verdict = retrain.judge(
                 validation, champion, self._tolerance, live, min_gain=self._min_gain,
-                unscored=self.root_of(champion), judged_from=self._warm_up_end,
+                unscored=self.root_of(champion),
             )  # fmt: skip
         except retrain.NotEnoughLabelsError:
             return None

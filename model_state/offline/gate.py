@@ -25,7 +25,6 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 import msgspec
 import numpy as np
@@ -139,7 +138,6 @@ def judge(
     *,
     min_gain: float = DEFAULT_MIN_GAIN,
     unscored: artifact.ModelArtifact | None = None,
-    judged_from: datetime | None = None,
 ) -> Verdict:
     """The verdict on a :class:`model_state.offline.retrain.Validation` (see the module
     docstring). ``live``: the stored probability of each row validated, None where there is
@@ -154,33 +152,17 @@ def judge(
     learned those very labels online since go-live (the first retrain after go-live: its
     hold-out is the last mature week before go-live, whose labels the learner learned in the
     week after), and so beats its own twin by what it learned there (issue 22, README
-    "Evaluation"). Rows the flow scored keep their stored probability.
-
-    ``judged_from``: only hold-out payments made at or after it count (the end of the history's
-    warm-up, :data:`model_state.offline.train.WARM_UP_DAYS` after its first payment): while
-    every feature window is still filling, payments are ranked unlike the ones the new version
-    will score, and retrains accepted on such a hold-out cost up to 0.025 AP a week (issue 22,
-    README "The online step's versions judged"). None left: nothing to compare on, the
-    champion stays."""
-    keep = [
-        k
-        for k, r in enumerate(validation.hold_out)  # type: ignore[attr-defined]
-        if judged_from is None or r[0] >= judged_from
-    ]
-    hold_out = [validation.hold_out[k] for k in keep]  # type: ignore[attr-defined]
+    "Evaluation"). Rows the flow scored keep their stored probability."""
+    hold_out = validation.hold_out  # type: ignore[attr-defined]
     truth = np.array([r[2] for r in hold_out], dtype=bool)
     frauds = int(truth.sum())
     challenger_ap = validation.average_precision  # type: ignore[attr-defined]
     if challenger_ap is None or not 0 < frauds < len(truth):
         raise NotEnoughLabelsError(
-            f"retrain: the mature hold-out holds {len(truth)} labelled payments"
-            + ("" if judged_from is None else f" made from {judged_from:%Y-%m-%d %H:%M} on")
-            + f", {frauds} of them frauds: nothing to compare challenger and champion on"
+            f"retrain: the mature hold-out holds {len(truth)} labelled payments, {frauds} of "
+            "them frauds: nothing to compare challenger and champion on"
         )
-    mine = np.asarray(validation.scores, dtype=np.float64)[keep]  # type: ignore[attr-defined]
-    if len(keep) < len(validation.hold_out):  # type: ignore[attr-defined]
-        challenger_ap = float(average_precision_score(truth, mine))
-    index = [validation.hold_out_index[k] for k in keep]  # type: ignore[attr-defined]
+    index = validation.hold_out_index  # type: ignore[attr-defined]
     scores: list[float | None] = (
         [live[i] for i in index] if live is not None else [None] * len(truth)
     )
@@ -204,6 +186,7 @@ def judge(
         for k, s in zip(missing, batch, strict=True):
             scores[k] = s.probability
     ranked = np.array(scores, dtype=np.float64)
+    mine = np.asarray(validation.scores, dtype=np.float64)  # type: ignore[attr-defined]
     return Verdict(
         champion=champion.version if champion else None,
         challenger_ap=challenger_ap,

@@ -26,9 +26,7 @@ from cron or a systemd timer) to fit a new forest on everything labelled since:
    (:mod:`model_state.offline.gate`). A challenger whose average precision on them does not
    beat the champion's by ``--min-gain`` (1) standard errors of the difference (a paired
    bootstrap), less ``--tolerance`` (0), is refused: nothing changes and the command says why
-   (exit status 3). Only hold-out payments made after the history's warm-up (30 days from the
-   first stored payment) count: a young history's hold-out in its warm-up is no evidence, and
-   the champion stays.
+   (exit status 3).
 5. Otherwise fit the new version again on the whole training set, the most recent mature days
    included, write it under ``--model-dir`` (its metadata keeps the validation figures and the
    drift reference of every row, :func:`model_state.offline.train.with_drift_reference`) and
@@ -194,13 +192,12 @@ def challenge(
     force: bool = False,
     live: Sequence[float | None] | None = None,
     min_gain: float = DEFAULT_MIN_GAIN,
-    judged_from: datetime | None = None,
 ) -> tuple[artifact.ModelArtifact | None, Verdict]:
     """Steps 3 to 5: the new version ``version`` (signed, not written yet), or None if the
     challenger ranks below the champion on the most recent mature labels by more than
     ``tolerance``; and the verdict. ``rows`` is the training set
     (:func:`model_state.offline.train.training_set`), ``live`` what the flow scored each of
-    them (:func:`judge`), ``judged_from`` the end of the history's warm-up (:func:`judge`).
+    them (:func:`judge`).
 
     ``force`` (an operator's override) learns from every row without comparing.
     """
@@ -219,9 +216,7 @@ def challenge(
             family=family,
             seed=seed,
         )
-        verdict = judge(
-            validation, champion, tolerance, live, min_gain=min_gain, judged_from=judged_from
-        )
+        verdict = judge(validation, champion, tolerance, live, min_gain=min_gain)
         if not verdict.accepted:
             return None, verdict
         metrics = validation.metrics | {"champion_average_precision": verdict.champion_ap}
@@ -344,7 +339,6 @@ def retrain(
             force=force,
             live=live,
             min_gain=min_gain,
-            judged_from=stored.first + timedelta(days=train.WARM_UP_DAYS),
         )
 
     fitted, verdict = fit(force=force)
