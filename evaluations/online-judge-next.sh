@@ -5,7 +5,8 @@
 #   judge-recent   step 1: only labels of payments made since the lineage's first label are
 #                  judged, and nothing is adopted before a week of them has matured
 #   judge-daily    step 2: scoring switches between own and root weights at most once a day
-#   judge-holdout  step 3: the gate also compares the challenger with the version that went live
+#   judge-holdout  step 3, an attempt (commit c92bffc, reverted by the next code commit): the
+#                  gate judges only on hold-out payments made after the history's warm-up
 # Run from the repository, one evaluation at a time (each in evaluations/NAME-LABELS-size500-STREAM.txt
 # and its folder), then the targets (evaluations/NAME-LABELS-size500-targets-k10.txt):
 #   bash evaluations/online-judge-next.sh NAME [step ...]
