@@ -35,21 +35,21 @@ from: the pre-trained or the last retrained forest, whose steps are all frozen b
   (:data:`SWITCH_GAP`, on the clock of the labels' report times): a verdict that differs from
   the one scoring goes by waits until the last switch is a day old (:func:`settled`). Every
   switch changes the scale of the scores within the day's ranking; before this, the judge
-  switched 5 or 6 times within a test week on two streams.
+  switched 5 or 6 times over the four test weeks of two drawn streams (frauds only).
 
-With the bar at 0 (the advantage's sign alone), the verdict
-  followed the noise of blocks of 500 labels, and scoring switching between the two weights
-  cost more than either
-  (``evaluations/judge-sign-frauds-size500-drawn-5.txt``: week 2 -0.025 against the frozen
-  model, -0.007 with the versions not judged).
+With the bar at 0 (the advantage's sign alone), the verdict followed the noise of blocks of 500
+labels, and scoring switching between the two weights cost more than either
+(``evaluations/judge-sign-frauds-size500-drawn-5.txt``: week 2 -0.025 against the frozen model,
+-0.007 with the versions not judged).
 
 Everything the judge keeps is in each published version's ``metadata.learner``
-(:meth:`OnlineJudge.state`: the advantage, the verdict and the root's weights, which a delta
-version does not otherwise hold), and the block it is collecting is empty at every version, so
-a learner that goes on from a version judges exactly as the one that published it (tested), and
-the learner's recovery snapshot pickles the judge with the rest. A scorer needs only the version
-itself (:func:`scoring_model`). Judged only for families with a frozen expansion (``boosted``,
-``basis``): their root differs from a version in the last step's weights alone.
+(:meth:`OnlineJudge.state`: the advantage, the verdict, its times and the root's weights,
+which a delta version does not otherwise hold), and the block it is collecting is empty at every
+version, so a learner that goes on from a version judges exactly as the one that published it
+(tested), and the learner's recovery snapshot pickles the judge with the rest. A scorer needs
+only the version itself (:func:`scoring_model`). Judged only for families with a frozen
+expansion (``boosted``, ``basis``): their root differs from a version in the last step's weights
+alone.
 """
 
 from __future__ import annotations
