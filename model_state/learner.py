@@ -33,8 +33,9 @@ evaluation's, not the flow's) the ``boosted`` family's forest weight is held at 
 root's value (:data:`HELD_COLUMNS`).
 
 Every version is **judged** (:mod:`model_state.online_judge`; families with a frozen expansion):
-each label is ranked by the learned weights and by the lineage root's before it is learned, and
-a version whose weights did not rank the recent labels better than the root's records so in its
+each label of a payment made since the lineage started learning is ranked by the learned weights
+and by the lineage root's before it is learned, and a version whose weights did not rank those
+labels better than the root's (or before a week of those payments has matured) records so in its
 metadata; the flow and the evaluation then score it with the root's weights
 (:func:`model_state.online_judge.scoring_model`), while the learner goes on learning its own.
 """
@@ -224,14 +225,18 @@ class OnlineLearner:
         counts[_kind_count(kind, example.is_fraud)] += 1
         sample = weight
         judge = self.judge  # None: not judged, or a learner pickled before judging (the class says)
-        if judge is not None:
+        if judge is not None and judge.judges(example.payment_time, example.reported_at):
             if prepared is None:  # the columns the last step learns from (the expansion's)
                 prepared = example.features
                 for step in list(self.model.steps.values())[:-1]:
                     prepared = step.transform_one(prepared)
             # Both weights rank the label before it is learned: neither has seen it.
             judge.observe(
-                prepared, self._last_step._raw_dot_one(prepared), example.is_fraud, sample
+                prepared,
+                self._last_step._raw_dot_one(prepared),
+                example.is_fraud,
+                sample,
+                payment_time=example.payment_time,
             )
         weight = sample * (self.positive_weight if example.is_fraud else 1.0)
         if self.balanced:

@@ -5,11 +5,14 @@ learner's snapshot, so a learner stopped anywhere judges as one that never stopp
 
 from __future__ import annotations
 
+import itertools
 import pickle
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +21,7 @@ from hypothesis import strategies as st
 from dataflows.model_registry import ModelRegistry
 from features.catalog import FEATURE_NAMES
 from model_state import artifact
+from model_state.label_kinds import LabelKind
 from model_state.learner import OnlineLearner
 from model_state.offline.evaluate import scorer_for
 from model_state.offline.online_optimizer import BOOSTED_ONLINE
@@ -26,19 +30,43 @@ from model_state.online_judge import (
     ADOPTED,
     DECAY,
     EVIDENCE,
+    MATURE_AFTER,
+    SWITCH_GAP,
     OnlineJudge,
     adopted,
     block_gain,
     next_advantage,
     next_spread,
     scoring_model,
+    settled,
 )
+from storage.labels import LabelledPayment
 from tests.builders import TEST_KEY, model_metadata
 from tests.test_boosted import BOOSTED, X, Y
 from tests.test_online_step import labelled, weights_of
 
 NOW = datetime(2026, 3, 2, tzinfo=UTC)
 STRONG = "sgd:0.05"  # a step large enough to move the ranking within a few hundred labels
+HOUR, DAY = 3_600.0, 86_400.0
+
+
+def timed(
+    i: int, row: np.ndarray, fraud: bool, *, paid: float, reported: float | None = None
+) -> LabelledPayment:
+    """Label ``i`` of a payment made at ``paid`` (POSIX seconds), reported at ``reported``
+    (default: at once)."""
+    return msgspec.structs.replace(
+        labelled(i, row, fraud),
+        payment_time=paid,
+        reported_at=paid if reported is None else reported,
+    )
+
+
+def hourly(i: int, row: np.ndarray, fraud: bool) -> LabelledPayment:
+    """Label ``i`` of a payment made ``i`` hours after the first, reported at once: a week of
+    payments matures in 168 labels."""
+    return timed(i, row, fraud, paid=i * HOUR)
+
 
 blocks = st.integers(2, 40).flatmap(
     lambda n: st.tuples(
@@ -155,7 +183,8 @@ def test_a_learner_stopped_anywhere_judges_as_one_that_never_stopped(
     judgement and the same weights as one that learned every label without stopping."""
     cut = min(cut, len(labels) - 1)
     root = _root(tmp_path / f"{len(labels)}-{every}-{cut}-{how}")
-    examples = [labelled(k, X[i], bool(Y[i])) for k, i in enumerate(labels)]
+    # Three hours apart, a week of payments matures within the labels drawn.
+    examples = [timed(k, X[i], bool(Y[i]), paid=3 * k * HOUR) for k, i in enumerate(labels)]
 
     def run(stop: int | None) -> tuple[list[dict[str, float]], tuple[object, ...]]:
         learner = OnlineLearner(root, publish_every=every)
@@ -236,11 +265,12 @@ def test_a_version_that_ranks_better_is_scored_with_its_own_weights(tmp_path: Pa
     order = np.random.default_rng(5).permutation(len(X))[:400]
     verdicts = []
     for k, i in enumerate(order.tolist()):
-        learner.learn(labelled(k, X[i], bool(Y[i])))
+        learner.learn(hourly(k, X[i], bool(Y[i])))
         if learner.due:
             record = learner.publish(NOW)
             verdicts.append(record.metadata.learner[ADOPTED])
-    # one block's lead is never enough evidence; five in a row are
+    # one block's lead is never enough evidence; five in a row are (and by the fourth block, a
+    # week of payments has matured)
     assert verdicts == [0.0] * 4 + [1.0] * 4
     assert _judge_of(learner)[0] > 0
     version = _load(record, root)
@@ -286,3 +316,138 @@ def test_the_flows_registry_scores_a_refused_version_as_its_root(tmp_path: Path)
     assert [p.probability for p in scorer.score_batch(test)] == pytest.approx(roots, abs=1e-12)
     own = [refused.model.predict_proba_one(r)[True] for r in test]
     assert own != pytest.approx(roots, abs=1e-6)
+
+
+judged_labels = st.lists(
+    st.tuples(
+        st.floats(-20 * DAY, 20 * DAY),  # payment time
+        st.floats(0, 40 * DAY),  # reported this long after its payment
+        st.booleans(),
+        st.floats(-5, 5),  # the root's log-odds
+        st.booleans(),  # publish after it
+    ),
+    min_size=1,
+    max_size=120,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(judged_labels)
+def test_no_version_is_adopted_before_a_week_of_recent_payments_has_matured(
+    labels: list[tuple[float, float, bool, float, bool]],
+) -> None:
+    """Whatever comes and however much better the learned weights rank it (here: perfectly),
+    a label of a payment made before the lineage's first label is never judged, and no version
+    is adopted before a legitimate label of a payment made a week after that first label."""
+    judge = OnlineJudge({"x": 1.0}, 0.0)
+    reports = sorted(paid + delay for paid, delay, *_ in labels)
+    first = reports[0]
+    matured: float | None = None
+    for (paid, _, fraud, root, publish), reported in zip(labels, reports, strict=True):
+        pending = judge.pending
+        if judge.judges(paid, reported):
+            judge.observe({"x": root}, 10.0 if fraud else -10.0, fraud, 1.0, payment_time=paid)
+            assert paid >= first
+            if not fraud:
+                matured = paid if matured is None else max(matured, paid)
+        else:
+            assert paid < first and judge.pending == pending
+        assert judge.since == first
+        if publish and judge.judge():
+            assert matured is not None and matured >= first + MATURE_AFTER
+
+
+def test_with_frauds_only_nothing_is_adopted_before_a_week_of_implicit_negatives(
+    tmp_path: Path,
+) -> None:
+    """Frauds-only labels, as the flow learns them: every hour the implicit negative of a
+    payment 30 days old, and every fifth hour a fraud reported 2 days after its payment. The
+    root ranks worse than the learned weights on every label (its forest's weight turned
+    negative), yet no version is scored with its own weights until the implicit negatives of
+    the lineage's first week of payments have come (37 days); then the learned weights earn it
+    within a few versions."""
+    root = _root(tmp_path, BOOSTED_ONLINE)
+    learner = OnlineLearner(root, publish_every=50)
+    assert learner.judge is not None
+    learner.judge.root_weights["forest"] = -1.0
+    frauds, legit = np.flatnonzero(Y), np.flatnonzero(~Y)
+    verdicts: list[tuple[float, float]] = []
+    k = 0
+    for hour in range(50 * 24):
+        now = hour * HOUR
+        negative = X[legit[hour % len(legit)]]
+        examples = [
+            (timed(k, negative, False, paid=now - 30 * DAY, reported=now), LabelKind.IMPLICIT)
+        ]
+        if hour % 5 == 0:
+            fraud = X[frauds[hour % len(frauds)]]
+            reported = timed(k + 1, fraud, True, paid=now - 2 * DAY, reported=now)
+            examples.append((reported, LabelKind.EXPLICIT))
+        for example, kind in examples:
+            learner.learn(example, kind=kind)
+            k += 1
+            if learner.due:
+                verdicts.append((now, learner.publish(NOW).metadata.learner[ADOPTED]))
+    assert learner.judge.since == 0.0
+    first_adopted = min(t for t, v in verdicts if v == 1.0)
+    assert first_adopted >= 30 * DAY + MATURE_AFTER  # the first week's implicit negatives
+    assert len([t for t, _ in verdicts if t < first_adopted]) > 15
+    assert all(v == 1.0 for t, v in verdicts if t >= 43 * DAY)
+
+
+@given(st.lists(st.tuples(st.floats(0, 2 * DAY), st.booleans()), max_size=200))
+def test_scoring_switches_weights_at_most_once_a_day(steps: list[tuple[float, bool]]) -> None:
+    """Whatever the sequence of judgements, scoring switches between the learned and the root's
+    weights at most once within any :data:`SWITCH_GAP`, and goes by the judgement as soon as
+    the last switch is that old."""
+    current, switched_at, now = False, None, 0.0
+    switches: list[float] = []
+    for gap, earned in steps:
+        now += gap
+        was = current
+        current, switched_at = settled(current, earned, now, switched_at)
+        if current != was:
+            switches.append(now)
+            assert switched_at == now
+        if current != earned:  # waiting: only within a day of the last switch
+            assert switched_at is not None and now - switched_at < SWITCH_GAP
+    assert all(b - a >= SWITCH_GAP for a, b in itertools.pairwise(switches))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 6 * HOUR), st.lists(st.booleans(), min_size=2, max_size=20)),
+        max_size=60,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_a_judge_switches_at_most_once_a_day_whatever_the_blocks(
+    blocks: list[tuple[float, list[bool]]], rng: random.Random
+) -> None:
+    """The judge itself, fed blocks whose learned scores are perfect or reversed at random (the
+    verdict the labels alone would give flips often): its recorded verdict switches at most once
+    a day of its clock, and the clock and the switch time travel in its state."""
+    judge = OnlineJudge({"x": 1.0}, 0.0, since=0.0, matured=MATURE_AFTER)
+    now = 0.0
+    switches: list[float] = []
+    for gap, frauds in blocks:
+        now += gap
+        sign = rng.choice([1.0, -1.0])
+        for fraud in frauds:
+            assert judge.judges(now, now)
+            root = rng.uniform(-1, 1)
+            judge.observe(
+                {"x": root}, sign * (5.0 if fraud else -5.0), fraud, 1.0, payment_time=now
+            )
+        was = judge.adopted
+        if judge.judge() != was:
+            switches.append(now)
+        again = OnlineJudge.from_state(judge.state())
+        assert again is not None
+        assert (again.clock, again.switched_at, again.adopted) == (
+            judge.clock,
+            judge.switched_at,
+            judge.adopted,
+        )
+    assert all(b - a >= SWITCH_GAP for a, b in itertools.pairwise(switches))
