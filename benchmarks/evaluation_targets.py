@@ -1,14 +1,15 @@
 """Issue 22's targets, checked on the reports ``python -m model_state.evaluate`` wrote.
 
     .venv/bin/python benchmarks/evaluation_targets.py evaluations/drawn-every-size500
-        [evaluations/drawn-frauds-size500 ...] [--margin 0.02] [--top-k K] [--online NAME]
+        [evaluations/drawn-frauds-size500 ...] [--margin 0.02] [--top-k K] [--online NAME] [--pooled]
 
 For each report folder (its ``metrics.json``) and each stream in it, one row: the online
 model's, the frozen model's and the random forest's (handbook features) average precision, the
 online model's lead over the forest in AP, ROC AUC and card precision@100 (ours and the
 handbook's), and the smallest weekly difference online − frozen over the test weeks after the
-first; then the mean and the worst case over the streams (each column's own worst). A target met
-is marked ``yes``:
+first; then the mean and the worst case over the streams (each column's own worst; with
+``--pooled``, one table over the streams of every folder given). A target met is marked
+``yes``:
 
 - online AP at least ``--margin`` (0.02) above the forest, with ROC AUC and both card
   precisions not lower;
@@ -100,11 +101,18 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=0.02)
     parser.add_argument("--top-k", type=int, default=None, help="card precision at K cards a day")
     parser.add_argument("--online", default="online", help="the variant checked as online")
+    parser.add_argument(
+        "--pooled",
+        action="store_true",
+        help="one table of every folder's streams, its mean and worst over all of them",
+    )
     args = parser.parse_args()
     k = "the report's k" if args.top_k is None else f"k = {args.top_k}"
-    for folder in args.folders:
-        rows = rows_of(folder, args.top_k, args.online)
-        print(f"\n{folder} ({len(rows)} streams; card precision at {k}; online: {args.online})")
+    groups = [(str(folder), rows_of(folder, args.top_k, args.online)) for folder in args.folders]
+    if args.pooled:
+        groups = [(f"{len(groups)} folders pooled", [r for _, rows in groups for r in rows])]
+    for name, rows in groups:
+        print(f"\n{name} ({len(rows)} streams; card precision at {k}; online: {args.online})")
         print(
             "| stream | seed | online AP | frozen AP | RF AP | online − RF: AP / AUC / CP@k / "
             "CP@k hb | lead target | online − frozen, weeks 2–4 | weeks target | retrains "
