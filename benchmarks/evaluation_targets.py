@@ -1,7 +1,8 @@
 """Issue 22's targets, checked on the reports ``python -m model_state.evaluate`` wrote.
 
     .venv/bin/python benchmarks/evaluation_targets.py evaluations/drawn-every-size500
-        [evaluations/drawn-frauds-size500 ...] [--margin 0.02] [--top-k K] [--online NAME] [--pooled]
+        [evaluations/drawn-frauds-size500 ...] [--margin 0.02] [--top-k K] [--online NAME]
+        [--pooled]
 
 For each report folder (its ``metrics.json``) and each stream in it, one row: the online
 model's, the frozen model's and the random forest's (handbook features) average precision, the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterable
@@ -98,3 +99,17 @@ def produce(topics: dict[str, str], events: Iterable[Payment | FraudLabel | Samp
     producer = Producer({"bootstrap.servers": BROKERS, "linger.ms": 5})
     report = send(records, producer, progress=False)
     assert report.ok, report.errors
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group of ``process`` (started with ``start_new_session``), as a
+    supervisor stops a flow; SIGKILL if it has not ended within 60 s, and reaped then too, so
+    that nothing of it runs into the next test (its database dropped under it, its ports and
+    CPU still taken). The caller checks ``process.returncode``."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)

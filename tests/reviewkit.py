@@ -3,9 +3,7 @@ the labels topic back."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import time
 import urllib.request
@@ -28,7 +26,7 @@ from review.users import add_user
 from storage.tables import scored_payments
 from test_data.ports import free_ports
 from test_data.topic_end import read_to_end
-from tests.flowrun import BROKERS, ROOT, key_for_tests
+from tests.flowrun import BROKERS, ROOT, key_for_tests, stop
 
 PASSWORD = "a long enough password"
 START = datetime(2026, 3, 2, 9, 0)
@@ -173,19 +171,6 @@ def answers(url: str) -> bool:
             return int(response.status) == 200
     except OSError:
         return False
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process group of ``process`` (started with ``start_new_session``);
-    SIGKILL if it has not ended within 60 s, and reaped then too, so that nothing of it runs
-    into the next test."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 @contextmanager

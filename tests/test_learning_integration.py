@@ -9,9 +9,7 @@ checkpointed on disk.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -25,7 +23,7 @@ from storage.tables import model_versions, scored_payments
 from test_data.generator import simulate
 from test_data.ports import free_ports
 from test_data.spec import SimulationSpec
-from tests.flowrun import ROOT, flow_env, key_for_tests, logged, produce
+from tests.flowrun import ROOT, flow_env, key_for_tests, logged, produce, stop
 
 pytestmark = pytest.mark.integration
 
@@ -86,18 +84,6 @@ def learned_in_a_recorded_version(engine: Engine) -> int | None:
         return c.execute(
             select(mv.c.labels_learned).order_by(mv.c.lineage.desc(), mv.c.sequence.desc()).limit(1)
         ).scalar()
-
-
-def stop(flow: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the flow's process group; SIGKILL if it has not ended within 60 s, and reaped
-    then too: a flow still running would go on writing into the next test's moments (its
-    database is dropped under it, its ports and CPU still taken)."""
-    os.killpg(flow.pid, signal.SIGTERM)
-    try:
-        flow.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(flow.pid, signal.SIGKILL)
-        flow.wait(timeout=30)
 
 
 def test_labels_from_kafka_change_the_version_that_scores_later_payments(

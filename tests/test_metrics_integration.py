@@ -6,7 +6,6 @@ PAYSCORE_METRICS_HOST says otherwise, and the flow writes no file for them (issu
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from storage.tables import dead_letters, fraud_labels, scored_payments
 from test_data.generator import simulate
 from test_data.ports import free_ports
 from test_data.spec import SimulationSpec
-from tests.flowrun import BROKERS, ROOT, flow_env, produce
+from tests.flowrun import BROKERS, ROOT, flow_env, produce, stop
 
 pytestmark = pytest.mark.integration
 
@@ -159,18 +158,6 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
         return subprocess.Popen(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-
-
-def stop(flow: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the flow's process group, as a supervisor stops it; SIGKILL to the group if
-    it has not ended within 60 s (then the group is gone before the next test)."""
-    os.killpg(flow.pid, signal.SIGTERM)
-    try:
-        flow.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(flow.pid, signal.SIGKILL)
-        flow.wait(timeout=30)
-        raise
 
 
 def non_loopback_address() -> str | None:
