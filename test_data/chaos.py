@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -69,7 +68,7 @@ from storage.tables import (
     scored_payments,
 )
 from storage.versions import version_key
-from test_data.ports import free_ports
+from test_data.ports import free_ports, ports_taken
 from test_data.produce import from_simulation, send
 from test_data.topic_end import read_to_end
 
@@ -164,21 +163,6 @@ def current_run(log_text: str, start: int) -> str:
     process that built the flow, then crashed)."""
     since = log_text.rsplit(f"==== start {start} at", 1)[-1]
     return since.rsplit(SUPERVISED_RESTART, 1)[-1]
-
-
-def ports_taken(base: int, count: int) -> list[str]:
-    """Which of the ``count`` ports from ``base`` on 127.0.0.1 a flow could not listen on now,
-    each with the reason (bound as the flow's processes bind theirs, with ``SO_REUSEADDR``: a
-    connection of an earlier run waiting in ``TIME_WAIT`` does not hold its port)."""
-    taken = []
-    for port in range(base, base + count):
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError as e:
-                taken.append(f"{port} ({e.strerror})")
-    return taken
 
 
 def services(*args: str) -> None:

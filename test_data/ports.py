@@ -27,19 +27,28 @@ def free_ports(count: int = 1) -> int:
     draw = random.SystemRandom()  # tests and hypothesis seed the module's generator
     for _ in range(1_000):
         base = draw.randrange(LOWEST, low - count)
-        held: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                held.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-        return base
+        if not ports_taken(base, count, reuse=False):
+            return base
     raise RuntimeError(f"no {count} consecutive free ports of 127.0.0.1 in [{LOWEST}, {low})")
+
+
+def ports_taken(base: int, count: int, *, reuse: bool = True) -> list[str]:
+    """Which of the ``count`` ports from ``base`` on 127.0.0.1 cannot be bound now, each with the
+    reason. ``reuse``: bound as a flow's processes bind theirs, with ``SO_REUSEADDR`` (a
+    connection of an earlier run waiting in ``TIME_WAIT`` does not hold its port); without it,
+    as :func:`free_ports` picks fresh ones (stops at the first taken)."""
+    taken = []
+    for port in range(base, base + count):
+        with socket.socket() as s:
+            if reuse:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError as e:
+                taken.append(f"{port} ({e.strerror})")
+                if not reuse:
+                    break
+    return taken
 
 
 def ephemeral_ports() -> tuple[int, int]:
