@@ -508,7 +508,7 @@ def drain_run(
     figures = stored_figures(dsn)
     figures["wall_seconds"] = seconds
     figures["payments_per_s"] = figures["payments"] / seconds
-    figures["labels_per_s"] = figures["labels_learned"] / seconds
+    figures["labels_per_s"] = figures["labels_claimed"] / seconds
     if name == "loop":
         lines = output.strip().splitlines()
         try:
@@ -541,6 +541,7 @@ def stored_figures(dsn: str) -> dict[str, Any]:
     span = (last - first).total_seconds() if count > 1 else 0.0
     return {
         "payments": count,
+        "labels_claimed": statuses.get("claimed", 0),
         "labels_learned": learned,
         "label_rows": statuses,
         "first_stored_at": first,
@@ -572,19 +573,22 @@ def loop_run(bench: Bench, topics: dict[str, str]) -> dict[str, Any]:
 
 def _print_drain(name: str, f: dict[str, Any], produced: int) -> None:
     missing = "" if f["payments"] == produced else f"  (of {produced:,} produced!)"
+    unclaimed = "" if f["labels_claimed"] == produced else f" (of {produced:,} produced!)"
     print(
-        f"{name}: {f['payments']:,} payments stored{missing}, {f['labels_learned']:,} labels "
-        f"claimed and learned; label rows by status {f['label_rows']}\n"
+        f"{name}: {f['payments']:,} payments stored{missing}, {f['labels_claimed']:,} labels "
+        f"claimed{unclaimed}, {f['labels_learned']:,} learned (negative downsampling learns "
+        f"a share of the legitimate ones); label rows by status {f['label_rows']}\n"
         f"{name}: {f['wall_seconds']:.1f} s wall = {f['payments_per_s']:,.0f} payments/s, "
-        f"{f['labels_per_s']:,.0f} labels/s; steady {_fmt(f['steady_payments_per_s'], ',.0f')} "
-        f"payments/s over {f['steady_seconds']:.1f} s of stored_at",
+        f"{f['labels_per_s']:,.0f} labels claimed/s; steady "
+        f"{_fmt(f['steady_payments_per_s'], ',.0f')} payments/s over "
+        f"{f['steady_seconds']:.1f} s of stored_at",
         flush=True,
     )
 
 
 def _drain_line(f: dict[str, Any]) -> str:
     return (
-        f"{f['payments_per_s']:,.0f} pay/s, {f['labels_per_s']:,.0f} labels/s wall "
+        f"{f['payments_per_s']:,.0f} pay/s, {f['labels_per_s']:,.0f} labels claimed/s wall "
         f"({f['wall_seconds']:.1f} s); steady {_fmt(f['steady_payments_per_s'], ',.0f')} pay/s"
     )
 
