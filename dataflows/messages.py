@@ -139,7 +139,8 @@ _json = msgspec.json.Encoder()
 
 def rejected_letter(positioned: Positioned, topic: str) -> DeadLetter:
     """A decoded event refused after all (``rejected`` says why) as a dead letter; its value is
-    the event re-encoded as JSON."""
+    the event re-encoded as JSON, its key the card id, its record time the record's."""
+    appended = positioned.appended_at
     return DeadLetter(
         topic=topic,
         partition=positioned.partition,
@@ -147,6 +148,6 @@ def rejected_letter(positioned: Positioned, topic: str) -> DeadLetter:
         key=positioned.event.card_id.encode(),
         value=_json.encode(positioned.event),
         error=bounded(positioned.rejected),
-        received_at=None,
+        received_at=datetime.fromtimestamp(appended, UTC) if appended is not None else None,
         dead_lettered_at=datetime.now(UTC),
     )

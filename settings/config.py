@@ -25,6 +25,11 @@ PREFIX = "PAYSCORE_"
 
 Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
 Positive = Annotated[int, Meta(ge=1)]
+# A Kafka topic name as the broker accepts it (Topic.java: legal characters, at most 249).
+TopicName = Annotated[str, Meta(pattern=r"\A(?!\.\.?\Z)[A-Za-z0-9._\-]{1,249}\Z")]
+# The flow's four topics: each its own (one topic for two of them would feed the flow its own
+# output: dead letters read again as payments, without end).
+TOPICS = ("payments_topic", "labels_topic", "dead_letters_topic", "decisions_topic")
 # The decisions topic (ops/create_topics.py, the tests' scratch topics): compaction keeps the last
 # decision of each transaction id; the broker's append time gives append-to-decision latency.
 DECISIONS_TOPIC_SETTINGS = {"cleanup.policy": "compact", "message.timestamp.type": "LogAppendTime"}
@@ -40,11 +45,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     kafka_brokers: str = "127.0.0.1:9092"
     # librdkafka settings (TLS, SASL, ...) for every Kafka client, one ``name=value`` a line.
     kafka_config_file: str = ""
-    payments_topic: str = "payments"
-    labels_topic: str = "fraud-labels"
-    dead_letters_topic: str = "payments-dead-letters"
+    payments_topic: TopicName = "payments"
+    labels_topic: TopicName = "fraud-labels"
+    dead_letters_topic: TopicName = "payments-dead-letters"
     # Every stored payment's final decision, keyed by transaction id (compacted).
-    decisions_topic: str = "payscore-decisions"
+    decisions_topic: TopicName = "payscore-decisions"
     topic_partitions: Positive = 4
     # True: keep waiting for new messages (production). False: stop at the end of the topics.
     tail: bool = True
@@ -146,6 +151,16 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 f"{PREFIX}REVIEW_THRESHOLD ({self.review_threshold}) "
                 f"must be below {PREFIX}DECLINE_THRESHOLD ({self.decline_threshold})"
             )
+        named: dict[str, str] = {}
+        for field in TOPICS:
+            topic = getattr(self, field)
+            if topic in named:
+                raise ValueError(
+                    f"{PREFIX}{field.upper()} and {PREFIX}{named[topic].upper()} both name "
+                    f"the topic {topic!r}; expected four different topics (payments, labels, "
+                    "dead letters, decisions): the flow would read its own output as input"
+                )
+            named[topic] = field
 
     @property
     def brokers(self) -> list[str]:
@@ -300,6 +315,11 @@ def _read(path: str, variable: str) -> str:
     except OSError as exc:
         raise ValueError(
             f"invalid configuration: {variable}={path!r} cannot be read: {exc.strerror}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"invalid configuration: {variable}={path!r} is not UTF-8 text: byte "
+            f"{exc.object[exc.start]:#04x} at offset {exc.start} (expected a text file)"
         ) from None
 
 

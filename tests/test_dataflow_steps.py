@@ -17,13 +17,13 @@ from sqlalchemy.engine import make_url
 
 from dataflows.dead_letter_topic import to_kafka
 from dataflows.keyed_history import fingerprint, keyed_history
-from dataflows.messages import DeadLetter, MessageDecoder, Positioned
+from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter
 from features.card import CardHistory
 from features.catalog import FEATURE_NAMES
 from features.contract import LabelDecoder, Payment, PaymentDecoder
-from settings.config import Config
+from settings.config import TOPICS, Config
 from storage.labels import LabelledPayment
-from storage.rows import dead_letter_row
+from storage.rows import dead_letter_row, refused_row_letter
 from test_data.hostile import valid_payment
 
 DECODE = MessageDecoder(PaymentDecoder(), LabelDecoder())
@@ -68,6 +68,31 @@ def test_the_mysql_password_comes_from_a_file_and_never_twice(tmp_path: Path) ->
     )
     with pytest.raises(ValueError, match=r"PAYSCORE_MYSQL_PASSWORD_FILE=.* cannot be read"):
         _ = missing.mysql_dsn
+
+
+def test_a_secret_file_that_is_not_text_names_the_variable(tmp_path: Path) -> None:
+    secret = tmp_path / "mysql.password"
+    secret.write_bytes(b"pass\xffword\n")  # Latin-1, or a key file given by mistake
+    config = Config.from_env(
+        {
+            "PAYSCORE_MYSQL_URL": "mysql+pymysql://payscore@db:3306/payscore",
+            "PAYSCORE_MYSQL_PASSWORD_FILE": str(secret),
+            "PAYSCORE_KAFKA_CONFIG_FILE": str(secret),
+        }
+    )
+    with pytest.raises(ValueError, match=r"PAYSCORE_MYSQL_PASSWORD_FILE=.* is not UTF-8 text: "
+                       r"byte 0xff at offset 4"):  # fmt: skip
+        _ = config.mysql_dsn
+    with pytest.raises(ValueError, match=r"PAYSCORE_KAFKA_CONFIG_FILE=.* is not UTF-8 text"):
+        _ = config.kafka_settings
+
+
+def test_the_default_topics_and_any_legal_names_are_accepted() -> None:
+    config = Config.from_env(
+        {"PAYSCORE_PAYMENTS_TOPIC": "p.a_y-1", "PAYSCORE_LABELS_TOPIC": "L" * 249}
+    )
+    assert (config.payments_topic, config.labels_topic) == ("p.a_y-1", "L" * 249)
+    assert len({getattr(Config(), f) for f in TOPICS}) == len(TOPICS)
 
 
 @pytest.mark.parametrize(
@@ -141,6 +166,21 @@ def test_kafka_settings_from_a_file_reach_every_client(tmp_path: Path) -> None:
         ({"PAYSCORE_TOPIC_PARTITON": "4"}, "unknown variable PAYSCORE_TOPIC_PARTITON"),
         ({"PAYSCORE_DECLINE_THRESHOLD": "1.5"}, "Expected `float` <= 1.0"),
         ({"PAYSCORE_TAIL": "maybe"}, "PAYSCORE_TAIL='maybe': Expected `bool`"),
+        # One topic for two roles: the flow would read its own dead letters as payments.
+        (
+            {"PAYSCORE_DEAD_LETTERS_TOPIC": "payments"},
+            "PAYSCORE_DEAD_LETTERS_TOPIC and PAYSCORE_PAYMENTS_TOPIC both name the topic "
+            "'payments'",
+        ),
+        (
+            {"PAYSCORE_LABELS_TOPIC": "t", "PAYSCORE_DECISIONS_TOPIC": "t"},
+            "PAYSCORE_DECISIONS_TOPIC and PAYSCORE_LABELS_TOPIC both name the topic 't'",
+        ),
+        # Names the broker refuses (or that MySQL's 249-character topic column cannot hold).
+        ({"PAYSCORE_PAYMENTS_TOPIC": ""}, "PAYSCORE_PAYMENTS_TOPIC='': Expected `str` matching"),
+        ({"PAYSCORE_LABELS_TOPIC": "fraud labels"}, "PAYSCORE_LABELS_TOPIC='fraud labels'"),
+        ({"PAYSCORE_DECISIONS_TOPIC": ".."}, "PAYSCORE_DECISIONS_TOPIC='..': Expected `str`"),
+        ({"PAYSCORE_DEAD_LETTERS_TOPIC": "d" * 250}, "PAYSCORE_DEAD_LETTERS_TOPIC='ddd"),
     ],
 )
 def test_bad_configuration_names_the_variable(env: dict[str, str], says: str) -> None:
@@ -168,6 +208,22 @@ def test_a_bad_message_becomes_a_dead_letter_with_reason_and_position() -> None:
     assert key == b"payments/2/7"  # the same for every replay of the message
     assert dict(headers)["source_offset"] == b"7"
     assert "truncated" not in dict(headers)
+
+
+def test_a_payment_refused_after_decoding_keeps_its_record_time() -> None:
+    """A reused id (card step) or a row MySQL refused (sink): the dead letter says when the
+    record reached Kafka, as a letter of decoding does (it said none before)."""
+    decoded = DECODE.payment(message(msgspec.json.encode(valid_payment())))
+    assert isinstance(decoded, Positioned)
+    decoded.rejected = "transaction id reused by card hostile-c-1 for another payment"
+    letter = rejected_letter(decoded, "payments")
+    assert letter.received_at == datetime.fromtimestamp(1_777_000_000, UTC)
+    assert (letter.partition, letter.offset, letter.key) == (2, 7, b"hostile-c-1")
+    row = {"kafka_partition": 2, "kafka_offset": 7, "card_id": "c", "transaction_id": "t",
+           "appended_at": datetime(2026, 4, 24, 3, 6, 40, 5)}  # fmt: skip
+    stored = refused_row_letter("payments")(row, "MySQL refused the row")
+    assert stored["received_at"] == datetime(2026, 4, 24, 3, 6, 40, 5)  # naive UTC, as stored
+    assert refused_row_letter("payments")({**row, "appended_at": None}, "x")["received_at"] is None
 
 
 @given(

@@ -36,7 +36,13 @@ def produce(topic: str, cases: list) -> None:
             failures.append(str(err))
 
     for case in cases:
-        producer.produce(topic, value=case.raw, key=case.key, on_delivery=delivered)
+        producer.produce(
+            topic,
+            value=case.raw,
+            key=case.key,
+            headers=list(case.headers) or None,
+            on_delivery=delivered,
+        )
     assert producer.flush(30) == 0
     assert not failures, failures
 
@@ -72,6 +78,9 @@ def test_every_hostile_message_ends_in_one_row_and_the_flow_keeps_going(
             f"case {case.name}: expected an error saying {case.says!r}; "
             f"got {[letter['error'] for letter in stored]}"
         )
+        # The record's key is kept whole, whatever its bytes (or its absence).
+        keys = [bytes(d["message_key"]) if d["message_key"] is not None else None for d in stored]
+        assert case.key in keys, f"case {case.name}: key {case.key!r} not among {keys}"
     assert all(letter["kafka_offset"] >= 0 and letter["kafka_partition"] >= 0 for letter in letters)
     assert {letter["topic"] for letter in letters} == {
         topics["payments_topic"],
