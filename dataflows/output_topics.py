@@ -6,36 +6,59 @@ not create topics on first use) then stopped the flow only after librdkafka's
 ``message.timeout.ms`` (five minutes), and again at every restart. The flow therefore describes
 both topics it writes (dead letters, decisions) at start and refuses to run without them, with
 the variable, the topic and the broker's answer in the message. Describing a topic never
-creates it.
+creates it. A topic the broker does not know yet is asked for again for ``SETTLE_SECONDS``: a
+topic created just before the flow starts takes a moment to reach every broker's metadata.
 """
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
+import time
+
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from settings.config import PREFIX, Config
+
+SETTLE_SECONDS = 10.0
 
 
 class OutputTopicError(RuntimeError):
     """A topic the flow writes is missing or cannot be described."""
 
 
-def require_output_topics(config: Config, timeout: float = 30.0) -> None:
+def require_output_topics(
+    config: Config, timeout: float = 30.0, settle: float = SETTLE_SECONDS
+) -> None:
     """The flow's start: the dead-letter and decisions topics exist (see the module)."""
-    wanted = {
-        f"{PREFIX}DEAD_LETTERS_TOPIC": ConfigResource("topic", config.dead_letters_topic),
-        f"{PREFIX}DECISIONS_TOPIC": ConfigResource("topic", config.decisions_topic),
-    }
     admin = AdminClient(config.kafka_client())
-    described = admin.describe_configs(list(wanted.values()), request_timeout=timeout)
-    for variable, resource in wanted.items():
-        try:
-            described[resource].result(timeout=timeout)
-        except KafkaException as exc:
-            why = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+    for variable, topic in (
+        (f"{PREFIX}DEAD_LETTERS_TOPIC", config.dead_letters_topic),
+        (f"{PREFIX}DECISIONS_TOPIC", config.decisions_topic),
+    ):
+        error = _described(admin, topic, timeout, settle)
+        if error is not None:
             raise OutputTopicError(
-                f"Kafka topic {resource.name!r} ({variable}) cannot be described on "
-                f"{config.kafka_brokers}: {why}; expected an existing topic the flow writes "
+                f"Kafka topic {topic!r} ({variable}) cannot be described on "
+                f"{config.kafka_brokers}: {error}; expected an existing topic the flow writes "
                 "to: create it with ops/create_topics.py (or correct the variable)"
-            ) from None
+            )
+
+
+def _described(admin: AdminClient, topic: str, timeout: float, settle: float) -> str | None:
+    """None once ``topic`` is described; else the broker's last answer. One request a topic:
+    a topic unknown to the broker fails every topic of its request."""
+    resource = ConfigResource("topic", topic)
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            admin.describe_configs([resource], request_timeout=timeout)[resource].result(
+                timeout=timeout
+            )
+            return None
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not isinstance(error, KafkaError):
+                return str(exc)
+            if error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
+                return error.str()
+        time.sleep(0.5)
