@@ -108,6 +108,7 @@ def dead_letter_row(
     error: str,
     received_at: datetime | None,
     dead_lettered_at: datetime,
+    headers: bytes | None = None,
 ) -> dict[str, Any]:
     return {
         "topic": topic,
@@ -115,6 +116,7 @@ def dead_letter_row(
         "kafka_offset": offset,
         "message_key": key,
         "raw_value": value,
+        "message_headers": headers,
         "error": bounded(error),
         "received_at": utc_naive(received_at) if received_at else None,
         "dead_lettered_at": utc_naive(dead_lettered_at),

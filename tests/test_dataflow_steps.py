@@ -210,6 +210,20 @@ def test_a_bad_message_becomes_a_dead_letter_with_reason_and_position() -> None:
     assert "truncated" not in dict(headers)
 
 
+def test_a_dead_letter_keeps_the_record_s_headers_whole() -> None:
+    """Headers are part of the message (a producer's trace id, its schema id): a dead letter
+    keeps them, any bytes, repeated names and null values in order (they were dropped)."""
+    headers = [("trace", b"\x00\xff" * 50_000), ("empty", None), ("trace", b"again")]
+    raw = KafkaSourceMessage(
+        key=None, value=b"{", topic="payments", partition=0, offset=1, headers=headers
+    )
+    letter = DECODE.payment(raw)  # type: ignore[arg-type]
+    assert isinstance(letter, DeadLetter) and letter.headers is not None
+    stored = dead_letter_row(**msgspec.structs.asdict(letter))["message_headers"]
+    assert msgspec.json.decode(stored, type=list[tuple[str, bytes | None]]) == headers
+    assert DECODE.payment(message(b"{")).headers is None  # no headers: NULL
+
+
 def test_a_payment_refused_after_decoding_keeps_its_record_time() -> None:
     """A reused id (card step) or a row MySQL refused (sink): the dead letter says when the
     record reached Kafka, as a letter of decoding does (it said none before)."""
