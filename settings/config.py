@@ -62,8 +62,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # grid (dataflows/epochs.py); 0: each partition's own timer (Bytewax's behaviour).
     epoch_align_ms: Annotated[int, Meta(ge=0, le=1000)] = 20
     # Bytes of a dead letter's key and value that go to the dead-letter topic at most; the rest
-    # is cut (marked in a header). Keep it below the topic's max.message.bytes.
-    dead_letter_max_bytes: Annotated[int, Meta(ge=1024)] = 900_000
+    # is cut (marked in a header). Keep it below the topic's max.message.bytes. At most what
+    # librdkafka's message.max.bytes takes (10**9) less the room kept for headers (100,000).
+    dead_letter_max_bytes: Annotated[int, Meta(ge=1024, le=999_900_000)] = 900_000
     # MySQL: one account per job, each with its own rights per table (storage/accounts.py).
     # The flow's account.
     mysql_url: str = "mysql+pymysql://payscore_flow:payscore_flow@127.0.0.1:3306/payscore"

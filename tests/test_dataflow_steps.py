@@ -11,11 +11,12 @@ from pathlib import Path
 import msgspec
 import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
+from confluent_kafka import KafkaException
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
-from dataflows.dead_letter_topic import to_kafka
+from dataflows.dead_letter_topic import DeadLetterTopic, to_kafka
 from dataflows.keyed_history import fingerprint, keyed_history
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter
 from features.card import CardHistory
@@ -85,6 +86,15 @@ def test_a_secret_file_that_is_not_text_names_the_variable(tmp_path: Path) -> No
         _ = config.mysql_dsn
     with pytest.raises(ValueError, match=r"PAYSCORE_KAFKA_CONFIG_FILE=.* is not UTF-8 text"):
         _ = config.kafka_settings
+
+
+def test_the_largest_dead_letter_bound_builds_a_producer() -> None:
+    """The bound's maximum is one librdkafka takes (a larger one failed at the sink's build
+    with librdkafka's words, not the variable's)."""
+    config = Config.from_env({"PAYSCORE_DEAD_LETTER_MAX_BYTES": "999900000"})
+    DeadLetterTopic({"bootstrap.servers": "127.0.0.1:1"}, "t", config.dead_letter_max_bytes)
+    with pytest.raises(KafkaException, match=r"message\.max\.bytes"):
+        DeadLetterTopic({"bootstrap.servers": "127.0.0.1:1"}, "t", 999_900_001)
 
 
 def test_the_default_topics_and_any_legal_names_are_accepted() -> None:
@@ -166,6 +176,11 @@ def test_kafka_settings_from_a_file_reach_every_client(tmp_path: Path) -> None:
         ({"PAYSCORE_TOPIC_PARTITON": "4"}, "unknown variable PAYSCORE_TOPIC_PARTITON"),
         ({"PAYSCORE_DECLINE_THRESHOLD": "1.5"}, "Expected `float` <= 1.0"),
         ({"PAYSCORE_TAIL": "maybe"}, "PAYSCORE_TAIL='maybe': Expected `bool`"),
+        # librdkafka refuses a producer's message.max.bytes past 10**9 (the sink's, at build).
+        (
+            {"PAYSCORE_DEAD_LETTER_MAX_BYTES": "2000000000"},
+            "PAYSCORE_DEAD_LETTER_MAX_BYTES='2000000000': Expected `int` <= 999900000",
+        ),
         # One topic for two roles: the flow would read its own dead letters as payments.
         (
             {"PAYSCORE_DEAD_LETTERS_TOPIC": "payments"},
