@@ -98,7 +98,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # another host is used as it is. Empty: TCP as the URLs say.
     mysql_socket: str = ""
     # How long writes and label claims retry while MySQL is unavailable before the flow stops.
-    mysql_outage_seconds: Annotated[float, Meta(ge=0)] = 300.0
+    # At most librdkafka's message.timeout.ms (2**31 - 1 ms, 24.8 days): the decisions topic's
+    # producer waits that long, as the MySQL writes do.
+    mysql_outage_seconds: Annotated[float, Meta(ge=0, le=2_147_483)] = 300.0
     # Model
     model_dir: str = "model_state/versions"
     # The key that signs and authenticates model versions (model_state.signing); mode 0600.
@@ -119,7 +121,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     label_wait_seconds: Annotated[float, Meta(ge=0)] = 600.0
     # A payment with no fraud report this many days after it is learned as legitimate (an
     # implicit negative), and its label is final: the retrain's gate compares on such payments.
-    label_delay_days: Annotated[float, Meta(gt=0)] = 30.0
+    label_delay_days: Annotated[float, Meta(gt=0, le=36_500)] = 30.0  # a century at most
     # Negative downsampling: the share of legitimate labels learned (each at weight 1 / rate),
     # kept by a hash of the transaction id (model_state.label_kinds).
     legit_sample_rate: Annotated[float, Meta(gt=0, le=1)] = 1.0
@@ -127,7 +129,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     # Contract: how far an event may be ahead of the moment its record reached Kafka.
-    max_future_skew_seconds: Annotated[int, Meta(ge=0)] = 300
+    max_future_skew_seconds: Annotated[int, Meta(ge=0, le=10**9)] = 300  # 31 years at most
     # The review queue (python -m review): where it listens, the key that signs its session
     # cookies (created, mode 0600, at first start), and whether cookies need HTTPS.
     review_host: str = "127.0.0.1"

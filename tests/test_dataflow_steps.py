@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
 from dataflows.dead_letter_topic import DeadLetterTopic, to_kafka
+from dataflows.decisions_topic import DecisionsTopic
 from dataflows.keyed_history import fingerprint, keyed_history
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter
 from features.card import CardHistory
@@ -95,6 +96,24 @@ def test_the_largest_dead_letter_bound_builds_a_producer() -> None:
     DeadLetterTopic({"bootstrap.servers": "127.0.0.1:1"}, "t", config.dead_letter_max_bytes)
     with pytest.raises(KafkaException, match=r"message\.max\.bytes"):
         DeadLetterTopic({"bootstrap.servers": "127.0.0.1:1"}, "t", 999_900_001)
+
+
+def test_the_largest_bounds_build_what_they_configure() -> None:
+    """Each bound's maximum is one its consumer takes (a larger one failed as the flow was
+    built: librdkafka refused message.timeout.ms, timedelta overflowed)."""
+    config = Config.from_env(
+        {
+            "PAYSCORE_MYSQL_OUTAGE_SECONDS": "2147483",
+            "PAYSCORE_LABEL_DELAY_DAYS": "36500",
+            "PAYSCORE_MAX_FUTURE_SKEW_SECONDS": str(10**9),
+        }
+    )
+    DecisionsTopic({"bootstrap.servers": "127.0.0.1:1"}, "t", patience=config.mysql_outage_seconds)
+    with pytest.raises(KafkaException, match=r"message\.timeout\.ms"):
+        DecisionsTopic({"bootstrap.servers": "127.0.0.1:1"}, "t", patience=2_147_484)
+    assert timedelta(days=config.label_delay_days) and timedelta(seconds=10**9)
+    with pytest.raises(OverflowError):
+        timedelta(days=1e9)
 
 
 def test_the_default_topics_and_any_legal_names_are_accepted() -> None:
@@ -180,6 +199,19 @@ def test_kafka_settings_from_a_file_reach_every_client(tmp_path: Path) -> None:
         (
             {"PAYSCORE_DEAD_LETTER_MAX_BYTES": "2000000000"},
             "PAYSCORE_DEAD_LETTER_MAX_BYTES='2000000000': Expected `int` <= 999900000",
+        ),
+        # Values that failed only as the flow was built, in librdkafka's or timedelta's words.
+        (
+            {"PAYSCORE_MYSQL_OUTAGE_SECONDS": "3000000"},
+            "PAYSCORE_MYSQL_OUTAGE_SECONDS='3000000': Expected `float` <= 2147483",
+        ),
+        (
+            {"PAYSCORE_LABEL_DELAY_DAYS": "1e9"},
+            "PAYSCORE_LABEL_DELAY_DAYS='1e9': Expected `float` <= 36500",
+        ),
+        (
+            {"PAYSCORE_MAX_FUTURE_SKEW_SECONDS": "100000000000000"},
+            "PAYSCORE_MAX_FUTURE_SKEW_SECONDS='100000000000000': Expected `int` <= 1000000000",
         ),
         # One topic for two roles: the flow would read its own dead letters as payments.
         (
