@@ -19,7 +19,13 @@ from sqlalchemy.engine import make_url
 from dataflows.dead_letter_topic import DeadLetterTopic, to_kafka
 from dataflows.decisions_topic import DecisionsTopic
 from dataflows.keyed_history import fingerprint, keyed_history
-from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter
+from dataflows.messages import (
+    DeadLetter,
+    MessageDecoder,
+    Positioned,
+    headers_json,
+    rejected_letter,
+)
 from features.card import CardHistory
 from features.catalog import FEATURE_NAMES
 from features.contract import LabelDecoder, Payment, PaymentDecoder
@@ -269,6 +275,23 @@ def test_a_dead_letter_keeps_the_record_s_headers_whole() -> None:
     stored = dead_letter_row(**msgspec.structs.asdict(letter))["message_headers"]
     assert msgspec.json.decode(stored, type=list[tuple[str, bytes | None]]) == headers
     assert DECODE.payment(message(b"{")).headers is None  # no headers: NULL
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    headers=st.lists(
+        st.tuples(st.text(max_size=20), st.none() | st.binary(max_size=200)), max_size=6
+    )
+)
+def test_headers_of_any_bytes_round_trip_through_their_json(
+    headers: list[tuple[str, bytes | None]],
+) -> None:
+    stored = headers_json(headers)
+    if not headers:
+        assert stored is None
+    else:
+        assert stored is not None
+        assert msgspec.json.decode(stored, type=list[tuple[str, bytes | None]]) == headers
 
 
 def test_a_payment_refused_after_decoding_keeps_its_record_time() -> None:

@@ -16,9 +16,12 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, run_main
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dataflows.recovery_dir import (
     RecoveryDirectoryError,
+    check_snapshots,
     recovery_directory,
     require_own_recovery,
     snapshot_keys,
@@ -125,3 +128,26 @@ def test_the_directory_is_read_as_bytewax_run_reads_it(tmp_path: Path) -> None:
     assert recovery_directory(["run"], {"BYTEWAX_RECOVERY_DIRECTORY": "/b"}) == Path("/b")
     # A directory that does not exist is Bytewax's to refuse (it says so itself).
     require_own_recovery(["run", "-r", str(tmp_path / "nope")], {}, FLOW_ID, {})
+
+
+topic_names = st.text(alphabet="abcXYZ09._-", min_size=1, max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    mine=topic_names,
+    found=st.lists(st.tuples(st.integers(0, 99), topic_names), max_size=6),
+    other_steps=st.lists(st.sampled_from([f"{FLOW_ID}.learn", f"{FLOW_ID}.card_features"])),
+)
+def test_snapshots_are_taken_exactly_when_every_reader_key_names_the_flow_s_topic(
+    mine: str, found: list[tuple[int, str]], other_steps: list[str]
+) -> None:
+    """A topic may hold '-' itself: the partition is what comes before the first one."""
+    keys = {f"{FLOW_ID}.read_payments": {f"{p}-{t}" for p, t in found}}
+    keys |= {step: {"k"} for step in other_steps}
+    readers = {f"{FLOW_ID}.read_payments": mine}
+    if all(t == mine for _, t in found):
+        check_snapshots(keys, FLOW_ID, readers, "/r")
+    else:
+        with pytest.raises(RecoveryDirectoryError, match=f"expected topic {mine!r}"):
+            check_snapshots(keys, FLOW_ID, readers, "/r")
