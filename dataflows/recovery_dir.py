@@ -5,10 +5,10 @@ Bytewax resumes every step from the snapshots in the directory given by ``-r`` (
 deployment, or left by a flow on other topics, would resume the card, terminal and merchant
 histories, the label join and the learner of that other flow, and read this flow's topics from
 the start: features and model silently built on someone else's payments. The flow therefore
-reads the directory's partitions (``part-*.sqlite3``, read-only) at start and refuses one whose
-Kafka readers' snapshots name another topic than the configured one, or whose snapshots belong
-to another dataflow. An empty directory (``python -m bytewax.recovery DIR N``, no run yet) is
-this flow's to fill.
+reads the directory's partitions (``part-*.sqlite3``, read-only) at start and refuses
+one whose Kafka readers' snapshots name another topic than the configured one, or whose
+snapshots belong to another dataflow. An empty directory (``python -m bytewax.recovery DIR
+N``, no run yet) is this flow's to fill.
 
 >>> check_snapshots({"payscore.read_payments": {"0-payments"}}, "payscore",
 ...                 {"payscore.read_payments": "payments"}, "/r")

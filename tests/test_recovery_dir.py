@@ -7,6 +7,8 @@ recovery into a directory made by ``bytewax.recovery.init_db_dir``; no broker is
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -151,3 +153,33 @@ def test_snapshots_are_taken_exactly_when_every_reader_key_names_the_flow_s_topi
     else:
         with pytest.raises(RecoveryDirectoryError, match=f"expected topic {mine!r}"):
             check_snapshots(keys, FLOW_ID, readers, "/r")
+
+
+def test_a_partition_left_by_a_killed_process_is_read(directory: Path) -> None:
+    """kill -9 leaves the partition's WAL and its index behind (a crash drill's restart); the
+    check reads it as Bytewax does, and takes the flow's own."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(directory / "part-0.sqlite3")],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == b"written\n"
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+    assert (directory / "part-0.sqlite3-wal").exists()
+    assert snapshot_keys(directory) == {f"{FLOW_ID}.read_payments": {"0-pay-a"}}
+    require_own_recovery(["run", "-r", str(directory)], {}, FLOW_ID, kafka_readers(config()))
+
+
+_KILLED_WRITER = """
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1])
+c.execute("PRAGMA journal_mode=WAL")
+c.execute("PRAGMA wal_autocheckpoint=0")
+c.execute("INSERT INTO snaps (step_id, state_key, snap_epoch) VALUES "
+          "('payscore.read_payments', '0-pay-a', 1)")
+c.commit()
+print("written", flush=True)
+time.sleep(600)
+"""
