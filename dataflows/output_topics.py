@@ -1,13 +1,17 @@
-"""The topics the flow writes must exist when it starts, not when it first writes to them.
+"""The dead-letter topic must exist when the flow starts, not when it first writes to it.
 
 The dead-letter topic is written at the first bad message, which may come hours after a start;
 a topic that was never created (a typo in ``PAYSCORE_DEAD_LETTERS_TOPIC``, a broker that does
 not create topics on first use) then stopped the flow only after librdkafka's
 ``message.timeout.ms`` (five minutes), and again at every restart. The flow therefore describes
-both topics it writes (dead letters, decisions) at start and refuses to run without them, with
-the variable, the topic and the broker's answer in the message. Describing a topic never
-creates it. A topic the broker does not know yet is asked for again for ``SETTLE_SECONDS``: a
-topic created just before the flow starts takes a moment to reach every broker's metadata.
+it at start and refuses to run without it, with the variable, the topic and the broker's answer
+in the message. Describing a topic never creates it. A topic the broker does not know yet is
+asked for again for ``SETTLE_SECONDS``: a topic created just before the flow starts takes a
+moment to reach the broker's metadata.
+
+The decisions topic is not checked here: every batch publishes to it before it commits, so a
+missing one stops the flow at its first batch, nothing stored (``dataflows/decisions_topic.py``,
+``tests/test_decisions_topic_integration.py``).
 """
 
 from __future__ import annotations
@@ -23,25 +27,22 @@ SETTLE_SECONDS = 10.0
 
 
 class OutputTopicError(RuntimeError):
-    """A topic the flow writes is missing or cannot be described."""
+    """The dead-letter topic is missing or cannot be described."""
 
 
-def require_output_topics(
+def require_dead_letter_topic(
     config: Config, timeout: float = 30.0, settle: float = SETTLE_SECONDS
 ) -> None:
-    """The flow's start: the dead-letter and decisions topics exist (see the module)."""
+    """The flow's start: the dead-letter topic exists (see the module)."""
     admin = AdminClient(config.kafka_client())
-    for variable, topic in (
-        (f"{PREFIX}DEAD_LETTERS_TOPIC", config.dead_letters_topic),
-        (f"{PREFIX}DECISIONS_TOPIC", config.decisions_topic),
-    ):
-        error = _described(admin, topic, timeout, settle)
-        if error is not None:
-            raise OutputTopicError(
-                f"Kafka topic {topic!r} ({variable}) cannot be described on "
-                f"{config.kafka_brokers}: {error}; expected an existing topic the flow writes "
-                "to: create it with ops/create_topics.py (or correct the variable)"
-            )
+    topic, variable = config.dead_letters_topic, f"{PREFIX}DEAD_LETTERS_TOPIC"
+    error = _described(admin, topic, timeout, settle)
+    if error is not None:
+        raise OutputTopicError(
+            f"Kafka topic {topic!r} ({variable}) cannot be described on "
+            f"{config.kafka_brokers}: {error}; expected an existing topic the flow writes "
+            "to: create it with ops/create_topics.py (or correct the variable)"
+        )
 
 
 def _described(admin: AdminClient, topic: str, timeout: float, settle: float) -> str | None:
