@@ -82,6 +82,17 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     error: str
     received_at: datetime | None
     dead_lettered_at: datetime
+    headers: bytes | None = None  # the record's headers (:func:`headers_json`), if it had any
+
+
+def headers_json(headers: list[tuple[str, bytes | None]] | None) -> bytes | None:
+    """A record's headers, whole and in order, as JSON ``[[name, value], ...]``, each value in
+    base64 (any bytes) or null; None for a record without headers.
+
+    >>> headers_json([("trace", b"\\xff"), ("empty", None)])
+    b'[["trace","/w=="],["empty",null]]'
+    """
+    return _json.encode([[name, value] for name, value in headers]) if headers else None
 
 
 def record_time(message: RawMessage) -> datetime | None:
@@ -111,6 +122,7 @@ def _decode(decoder: PaymentDecoder | LabelDecoder, message: RawMessage) -> Posi
             error=str(exc),
             received_at=received_at,
             dead_lettered_at=datetime.now(UTC),
+            headers=headers_json(message.headers),
         )
     return Positioned(
         event,
@@ -139,7 +151,8 @@ _json = msgspec.json.Encoder()
 
 def rejected_letter(positioned: Positioned, topic: str) -> DeadLetter:
     """A decoded event refused after all (``rejected`` says why) as a dead letter; its value is
-    the event re-encoded as JSON."""
+    the event re-encoded as JSON, its key the card id, its record time the record's."""
+    appended = positioned.appended_at
     return DeadLetter(
         topic=topic,
         partition=positioned.partition,
@@ -147,6 +160,6 @@ def rejected_letter(positioned: Positioned, topic: str) -> DeadLetter:
         key=positioned.event.card_id.encode(),
         value=_json.encode(positioned.event),
         error=bounded(positioned.rejected),
-        received_at=None,
+        received_at=datetime.fromtimestamp(appended, UTC) if appended is not None else None,
         dead_lettered_at=datetime.now(UTC),
     )

@@ -79,7 +79,9 @@ from dataflows.learning import LEARNER_KEY, Lineages, learn_step
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter
 from dataflows.metrics_server import process_id, refuse_bytewax_api, serve_metrics
 from dataflows.model_registry import ModelRegistry
+from dataflows.output_topics import require_dead_letter_topic
 from dataflows.payments_topic import require_append_time
+from dataflows.recovery_dir import require_own_recovery
 from dataflows.sources import DrainCheck, FlowKafkaSource, LabelsAccountedFor
 from features.calendar import calendar_features
 from features.card import CardHistory
@@ -109,6 +111,7 @@ IDLE_KEY_SECONDS = HISTORY_REACH + timedelta(days=1).total_seconds()
 CARD_IDS_KEPT = 64  # a card's last transaction ids, to skip a redelivered payment
 LABEL_GROUPS = 16  # keys of the label join (cards hashed into groups); fewer: larger claims
 NO_RULES = Ruleset(0, (), {})  # version 0: no rule yet
+FLOW_ID = "payscore"
 
 
 def flow() -> Dataflow:
@@ -120,6 +123,8 @@ def flow() -> Dataflow:
     logs.configure(config.log_level, config.log_format)
     refuse_bytewax_api(os.environ)
     require_append_time(config)
+    require_dead_letter_topic(config)
+    require_own_recovery(sys.argv, os.environ, FLOW_ID, kafka_readers(config))
     serve_metrics(config.metrics_host, config.metrics_port, process_id(sys.argv, os.environ))
     stop = threading.Event()
     stopping.install(stop)
@@ -168,7 +173,7 @@ def build(
     )
     skew = timedelta(seconds=config.max_future_skew_seconds)
     decode = MessageDecoder(PaymentDecoder(skew), LabelDecoder(skew))
-    flow = Dataflow("payscore")
+    flow = Dataflow(FLOW_ID)
 
     # Labels: decode, join with the stored payment, (below) feed back into features and model.
     label_messages = op.input(
@@ -231,6 +236,14 @@ def build(
 
 
 # ---------------------------------------------------------------------------- steps
+
+
+def kafka_readers(config: Config) -> dict[str, str]:
+    """The flow's Kafka readers (their step ids, as Bytewax's snapshots name them) and topics."""
+    return {
+        f"{FLOW_ID}.read_labels": config.labels_topic,
+        f"{FLOW_ID}.read_payments": config.payments_topic,
+    }
 
 
 def analysts_rules(config: Config) -> RulesWatch:

@@ -25,6 +25,11 @@ PREFIX = "PAYSCORE_"
 
 Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
 Positive = Annotated[int, Meta(ge=1)]
+# A Kafka topic name as the broker accepts it (Topic.java: legal characters, at most 249).
+TopicName = Annotated[str, Meta(pattern=r"\A(?!\.\.?\Z)[A-Za-z0-9._\-]{1,249}\Z")]
+# The flow's four topics: each its own (one topic for two of them would feed the flow its own
+# output: dead letters read again as payments, without end).
+TOPICS = ("payments_topic", "labels_topic", "dead_letters_topic", "decisions_topic")
 # The decisions topic (ops/create_topics.py, the tests' scratch topics): compaction keeps the last
 # decision of each transaction id; the broker's append time gives append-to-decision latency.
 DECISIONS_TOPIC_SETTINGS = {"cleanup.policy": "compact", "message.timestamp.type": "LogAppendTime"}
@@ -40,11 +45,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     kafka_brokers: str = "127.0.0.1:9092"
     # librdkafka settings (TLS, SASL, ...) for every Kafka client, one ``name=value`` a line.
     kafka_config_file: str = ""
-    payments_topic: str = "payments"
-    labels_topic: str = "fraud-labels"
-    dead_letters_topic: str = "payments-dead-letters"
+    payments_topic: TopicName = "payments"
+    labels_topic: TopicName = "fraud-labels"
+    dead_letters_topic: TopicName = "payments-dead-letters"
     # Every stored payment's final decision, keyed by transaction id (compacted).
-    decisions_topic: str = "payscore-decisions"
+    decisions_topic: TopicName = "payscore-decisions"
     topic_partitions: Positive = 4
     # True: keep waiting for new messages (production). False: stop at the end of the topics.
     tail: bool = True
@@ -57,8 +62,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # grid (dataflows/epochs.py); 0: each partition's own timer (Bytewax's behaviour).
     epoch_align_ms: Annotated[int, Meta(ge=0, le=1000)] = 20
     # Bytes of a dead letter's key and value that go to the dead-letter topic at most; the rest
-    # is cut (marked in a header). Keep it below the topic's max.message.bytes.
-    dead_letter_max_bytes: Annotated[int, Meta(ge=1024)] = 900_000
+    # is cut (marked in a header). Keep it below the topic's max.message.bytes. At most what
+    # librdkafka's message.max.bytes takes (10**9) less the room kept for headers (100,000).
+    dead_letter_max_bytes: Annotated[int, Meta(ge=1024, le=999_900_000)] = 900_000
     # MySQL: one account per job, each with its own rights per table (storage/accounts.py).
     # The flow's account.
     mysql_url: str = "mysql+pymysql://payscore_flow:payscore_flow@127.0.0.1:3306/payscore"
@@ -92,7 +98,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # another host is used as it is. Empty: TCP as the URLs say.
     mysql_socket: str = ""
     # How long writes and label claims retry while MySQL is unavailable before the flow stops.
-    mysql_outage_seconds: Annotated[float, Meta(ge=0)] = 300.0
+    # At most librdkafka's message.timeout.ms (2**31 - 1 ms, 24.8 days): the decisions topic's
+    # producer waits that long, as the MySQL writes do.
+    mysql_outage_seconds: Annotated[float, Meta(ge=0, le=2_147_483)] = 300.0
     # Model
     model_dir: str = "model_state/versions"
     # The key that signs and authenticates model versions (model_state.signing); mode 0600.
@@ -113,7 +121,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     label_wait_seconds: Annotated[float, Meta(ge=0)] = 600.0
     # A payment with no fraud report this many days after it is learned as legitimate (an
     # implicit negative), and its label is final: the retrain's gate compares on such payments.
-    label_delay_days: Annotated[float, Meta(gt=0)] = 30.0
+    label_delay_days: Annotated[float, Meta(gt=0, le=36_500)] = 30.0  # a century at most
     # Negative downsampling: the share of legitimate labels learned (each at weight 1 / rate),
     # kept by a hash of the transaction id (model_state.label_kinds).
     legit_sample_rate: Annotated[float, Meta(gt=0, le=1)] = 1.0
@@ -121,7 +129,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     # Contract: how far an event may be ahead of the moment its record reached Kafka.
-    max_future_skew_seconds: Annotated[int, Meta(ge=0)] = 300
+    max_future_skew_seconds: Annotated[int, Meta(ge=0, le=10**9)] = 300  # 31 years at most
     # The review queue (python -m review): where it listens, the key that signs its session
     # cookies (created, mode 0600, at first start), and whether cookies need HTTPS.
     review_host: str = "127.0.0.1"
@@ -146,6 +154,16 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 f"{PREFIX}REVIEW_THRESHOLD ({self.review_threshold}) "
                 f"must be below {PREFIX}DECLINE_THRESHOLD ({self.decline_threshold})"
             )
+        named: dict[str, str] = {}
+        for field in TOPICS:
+            topic = getattr(self, field)
+            if topic in named:
+                raise ValueError(
+                    f"{PREFIX}{field.upper()} and {PREFIX}{named[topic].upper()} both name "
+                    f"the topic {topic!r}; expected four different topics (payments, labels, "
+                    "dead letters, decisions): the flow would read its own output as input"
+                )
+            named[topic] = field
 
     @property
     def brokers(self) -> list[str]:
@@ -300,6 +318,11 @@ def _read(path: str, variable: str) -> str:
     except OSError as exc:
         raise ValueError(
             f"invalid configuration: {variable}={path!r} cannot be read: {exc.strerror}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"invalid configuration: {variable}={path!r} is not UTF-8 text: byte "
+            f"{exc.object[exc.start]:#04x} at offset {exc.start} (expected a text file)"
         ) from None
 
 

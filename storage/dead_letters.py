@@ -7,10 +7,11 @@ any size). A row MySQL still refuses, and every letter the sinks make themselves
 MySQL refused, a transaction id reused), goes through :func:`store_letters`, which tries, for
 each row and in the caller's transaction, until one is stored:
 
-1. the row as it is (skipped when its key and value would make an ``INSERT`` larger than the
-   server's ``max_allowed_packet``: the server would drop the connection, which reads as an
-   outage and would be retried for ever);
-2. the row without its key and value, the reason extended with why they were left out;
+1. the row as it is (skipped when its key, value and headers would make an ``INSERT`` larger
+   than the server's ``max_allowed_packet``: the server would drop the connection, which reads
+   as an outage and would be retried for ever);
+2. the row without its key, value and headers, the reason extended with why they were left
+   out;
 3. the row with a fixed reason and nothing of the input: position and times only.
 
 Every level is queryable by (topic, partition, offset). Only a server that refuses even the
@@ -42,6 +43,7 @@ BARE_REASON = (
     "dead letter kept without its bytes and its reason: MySQL refused both (see the flow's log)"
 )
 _INSERT = insert(dead_letters)
+_PAYLOAD = ("message_key", "raw_value", "message_headers")  # the letter's bytes of input
 
 
 class UnstorableLetterError(RuntimeError):
@@ -55,7 +57,8 @@ def without_raw_bytes(row: Row, reason: str) -> dict[str, Any]:
         **row,
         "message_key": None,
         "raw_value": None,
-        "error": bounded(f"{row['error']}; key and value not stored: {reason}"),
+        "message_headers": None,
+        "error": bounded(f"{row['error']}; key, value and headers not stored: {reason}"),
     }
 
 
@@ -65,13 +68,14 @@ def bare(row: Row) -> dict[str, Any]:
         **row,
         "message_key": None,
         "raw_value": None,
+        "message_headers": None,
         "error": BARE_REASON,
         "received_at": None,
     }
 
 
 def payload_bytes(row: Row) -> int:
-    return sum(len(row.get(name) or b"") for name in ("message_key", "raw_value"))
+    return sum(len(row.get(name) or b"") for name in _PAYLOAD)
 
 
 def store_letters(connection: Connection, rows: Sequence[Row]) -> list[dict[str, Any]]:
@@ -112,7 +116,7 @@ def _first_taken(connection: Connection, tries: list[dict[str, Any]], row: Row) 
             if not is_row_error(exc):
                 raise
             problems.append(describe(exc))
-            if attempt["raw_value"] is not None or attempt["message_key"] is not None:
+            if any(attempt.get(name) is not None for name in _PAYLOAD):
                 tries.append(without_raw_bytes(row, bounded(describe(exc), 500)))
             elif attempt["error"] != BARE_REASON:
                 tries.append(bare(row))

@@ -108,6 +108,7 @@ def dead_letter_row(
     error: str,
     received_at: datetime | None,
     dead_lettered_at: datetime,
+    headers: bytes | None = None,
 ) -> dict[str, Any]:
     return {
         "topic": topic,
@@ -115,6 +116,7 @@ def dead_letter_row(
         "kafka_offset": offset,
         "message_key": key,
         "raw_value": value,
+        "message_headers": headers,
         "error": bounded(error),
         "received_at": utc_naive(received_at) if received_at else None,
         "dead_lettered_at": utc_naive(dead_lettered_at),
@@ -123,10 +125,12 @@ def dead_letter_row(
 
 def refused_row_letter(topic: str) -> Callable[[Mapping[str, Any], str], dict[str, Any]]:
     """For the payments sink: a scored row MySQL refused becomes a dead letter of its payment's
-    position, holding the row as JSON and MySQL's reason."""
+    position, holding the row as JSON and MySQL's reason, and its record time (the row's
+    ``appended_at``, naive UTC)."""
 
     def letter(row: Mapping[str, Any], reason: str) -> dict[str, Any]:
         now = datetime.now(UTC)
+        appended = row.get("appended_at")
         return dead_letter_row(
             topic=topic,
             partition=int(row["kafka_partition"]),
@@ -134,7 +138,7 @@ def refused_row_letter(topic: str) -> Callable[[Mapping[str, Any], str], dict[st
             key=str(row.get("card_id", "")).encode(),
             value=_row_json.encode(dict(row)),
             error=reason,
-            received_at=None,
+            received_at=appended.replace(tzinfo=UTC) if isinstance(appended, datetime) else None,
             dead_lettered_at=now,
         )
 

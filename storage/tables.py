@@ -175,6 +175,12 @@ dead_letters = Table(
     Column("kafka_offset", BigInteger, primary_key=True, autoincrement=False),
     Column("message_key", RawBytes, nullable=True, comment="the record's key, whole"),
     Column("raw_value", RawBytes, nullable=True, comment="the record's value, whole"),
+    Column(
+        "message_headers",
+        RawBytes,
+        nullable=True,
+        comment="the record's headers, whole: JSON [[name, base64 value or null], ...]",
+    ),
     Column("error", Text, nullable=False),
     Column("received_at", Timestamp, nullable=True, comment="Kafka record time, UTC"),
     Column("dead_lettered_at", Timestamp, nullable=False, comment="UTC"),

@@ -47,6 +47,8 @@ class HostileCase(NamedTuple):
     # Decoded, then refused: a payment's dead-letter reason, or the reason a label's
     # fraud_labels row gives.
     rejected: str = ""
+    # The record's headers (name, value): the flow reads none of them.
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
     @property
     def fits_kafka_default(self) -> bool:
@@ -89,6 +91,8 @@ def _scored(name: str, raw: bytes, why: str) -> HostileCase:
 
 
 _BASE = _json()
+# How msgspec says an identifier broke its pattern (features.contract.Identifier).
+_ID_REGEX = "matching regex " + repr(r"\A[A-Za-z0-9_.:\-]+\Z")
 _NESTED = 100_000
 _SQL = "x'); DROP TABLE scored_payments;--"
 
@@ -529,6 +533,194 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
         _json(transaction_id="hostile-tx-duplicate"),
         "the same message again (an at-least-once redelivery)",
     ),
+    # -- keys and headers: the value decides; whatever the key and headers hold is kept or ignored
+    HostileCase(
+        "key_binary_not_utf8",
+        _json(transaction_id="hostile-tx-key-binary"),
+        "scored",
+        "",
+        "a key of bytes that are not UTF-8: the payment counts, its key is not read",
+        key=b"\xff\xfe\x00\xc3(\xed\xa0\x80",
+    ),
+    HostileCase(
+        "key_null",
+        _json(transaction_id="hostile-tx-key-null"),
+        "scored",
+        "",
+        "no key at all",
+        key=None,
+    ),
+    HostileCase(
+        "key_of_another_card",
+        _json(transaction_id="hostile-tx-key-other"),
+        "scored",
+        "",
+        "the key names another card than the payload: the payload's card counts",
+        key=b"hostile-c-someone-else",
+    ),
+    HostileCase(
+        "key_of_300kb",
+        _json(transaction_id="hostile-tx-key-300kb"),
+        "scored",
+        "",
+        "a key of 300,000 bytes with a valid payment",
+        key=b"K\x00" * 150_000,
+    ),
+    HostileCase(
+        "headers_huge_binary_and_null",
+        _json(transaction_id="hostile-tx-headers"),
+        "scored",
+        "",
+        "headers of 200,000 binary bytes, a null header and a repeated one",
+        headers=(("trace", b"\x00\xff" * 100_000), ("empty", None), ("trace", b"again")),
+    ),
+    HostileCase(
+        "headers_on_a_bad_message",
+        _json(transaction_id="hostile-tx-headers-bad", amount_minor=-1),
+        "dead_letter",
+        "Expected `int` >= 0 - at `$.amount_minor`",
+        "a bad payment with odd headers and a binary key",
+        key=b"\x80\x81",
+        headers=(("h\u00e9ader", b"\xc3\x28"), ("n", None)),
+    ),
+    _dead(
+        "bad_value_without_key",
+        _json(transaction_id="hostile-tx-no-key", currency="eur"),
+        "at `$.currency`",
+        "a bad payment without a key",
+        None,
+    ),
+    # -- identifiers: exactly at the maximum length, and characters that look or fold alike
+    _scored(
+        "identifier_64_chars",
+        _json(transaction_id="hostile-tx-64-" + "x" * 50, device_id="D" * 64),
+        "ids of exactly 64 characters, the maximum",
+    ),
+    _dead(
+        "identifier_zero_width_space",
+        _json(card_id="hostile-c\u200b-1"),
+        f"{_ID_REGEX} - at `$.card_id`",
+        "a zero-width space inside the card id",
+    ),
+    _dead(
+        "identifier_zero_width_joiner_escaped",
+        _json(merchant_id="...").replace(b'"..."', b'"hostile-m\\u200d-1"'),
+        f"{_ID_REGEX} - at `$.merchant_id`",
+        "a zero-width joiner, as a JSON escape, in the merchant id",
+    ),
+    _dead(
+        "identifier_fullwidth_letters",
+        _json(transaction_id="\uff48ostile-tx-fullwidth"),
+        f"{_ID_REGEX} - at `$.transaction_id`",
+        "a fullwidth h (NFKC folds it to h)",
+    ),
+    _dead(
+        "identifier_kelvin_sign",
+        _json(card_id="hostile-\u212a-1"),
+        f"{_ID_REGEX} - at `$.card_id`",
+        "the Kelvin sign, which lower-cases to k",
+    ),
+    _dead(
+        "identifier_combining_accent",
+        _json(terminal_id="cafe\u0301"),
+        f"{_ID_REGEX} - at `$.terminal_id`",
+        "e and a combining accent (NFC: \u00e9): cafe under an accent-insensitive collation",
+    ),
+    _dead(
+        "identifier_65_chars",
+        _json(transaction_id="hostile-tx-65-" + "x" * 51),
+        "length <= 64 - at `$.transaction_id`",
+        "an id one character past the maximum",
+    ),
+    _dead(
+        "identifier_escaped_surrogate_pair_emoji",
+        _json(card_id="...").replace(b'"..."', b'"hostile-\\ud83d\\ude00"'),
+        f"{_ID_REGEX} - at `$.card_id`",
+        "an emoji as a surrogate-pair escape",
+    ),
+    _dead(
+        "identifier_lone_surrogate_escape",
+        _json(card_id="...").replace(b'"..."', b'"hostile-\\ud800"'),
+        "surrogate",
+        "a lone surrogate escape, which no UTF-8 text can hold",
+    ),
+    # -- numbers and times at and past their edges
+    _dead(
+        "amount_exponent",
+        _json().replace(b"1250", b"1.25e3"),
+        "Expected `int`, got `float` - at `$.amount_minor`",
+        "an amount written with an exponent",
+    ),
+    _dead("amount_2_pow_63", _json(amount_minor=2**63), "<= 1000000000000", "2**63"),
+    _dead(
+        "amount_5000_digits",
+        _json().replace(b"1250", b"7" * 5_000),
+        "Integer value out of range - at `$.amount_minor`",
+        "an integer of 5,000 digits (past Python's int-string limit)",
+    ),
+    _dead(
+        "latitude_exponent_past_float",
+        _json().replace(b"48.857", b"1e99999999999999999999"),
+        "Number out of range - at `$.latitude`",
+        "an exponent past any float",
+    ),
+    _dead(
+        "event_time_leap_second",
+        _json(event_time="2016-12-31T23:59:60Z"),
+        "Invalid RFC3339 encoded datetime - at `$.event_time`",
+        "a leap second",
+    ),
+    _dead(
+        "event_time_year_1",
+        _json(event_time="0001-01-01T00:00:00+23:59"),
+        "must lie between 2000-01-01 and 2100-01-01",
+        "year 1, east of UTC (its UTC time is in year 0)",
+    ),
+    _dead(
+        "event_time_year_9999",
+        _json(event_time="9999-12-31T23:59:59-23:59"),
+        "must lie between 2000-01-01 and 2100-01-01",
+        "year 9999, west of UTC (its UTC time is in year 10000)",
+    ),
+    _dead(
+        "event_time_negative_year",
+        _json(event_time="-0001-01-01T00:00:00Z"),
+        "Invalid RFC3339 encoded datetime",
+        "a negative year",
+    ),
+    _dead(
+        "event_time_february_30",
+        _json(event_time="2026-02-30T09:30:00Z"),
+        "Invalid RFC3339 encoded datetime",
+        "a day that does not exist",
+    ),
+    _dead(
+        "event_time_epoch_millis_string",
+        _json(event_time="1772440200000"),
+        "Invalid RFC3339 encoded datetime",
+        "epoch milliseconds as a string",
+    ),
+    _scored(
+        "event_time_earliest",
+        _json(
+            transaction_id="hostile-tx-2000",
+            card_id="hostile-card-2000",
+            event_time="2000-01-01T00:00:00Z",
+        ),
+        "the earliest event time taken (its own card: far before the others)",
+    ),
+    _dead(
+        "event_time_just_before_earliest",
+        _json(event_time="2000-01-01T00:59:59.999999+01:00"),
+        "must lie between 2000-01-01 and 2100-01-01",
+        "one microsecond before the earliest, in another zone",
+    ),
+    # -- JSON values that are not objects, or empty ones
+    _dead("json_true", b"true", "Expected `object`, got `bool`", "JSON true", None),
+    _dead("json_float", b"-0.0e0", "Expected `object`, got `float`", "JSON float", None),
+    _dead("json_empty_object", b"{}", "missing required field", "an empty object", None),
+    _dead("json_empty_array", b"[]", "Expected `object`, got `array`", "an empty array", None),
+    _dead("json_nul_byte", b"\x00", "malformed", "one NUL byte", None),
     HostileCase(
         "duplicate_transaction_id_changed",
         _json(transaction_id="hostile-tx-duplicate", amount_minor=99_999),
@@ -602,6 +794,53 @@ LABEL_CASES: tuple[HostileCase, ...] = (
         _label(transaction_id="hostile-tx-valid\n"),
         "matching regex",
         "transaction id ending in a newline",
+    ),
+    _dead("label_json_null", b"null", "Expected `object`, got `null`", "JSON null", None),
+    _dead("label_json_array", b"[" + _label() + b"]", "Expected `object`, got `array`", "array"),
+    _dead(
+        "label_analyst_not_an_identifier",
+        _label(analyst="alice smith"),
+        f"{_ID_REGEX} - at `$.analyst`",
+        "an analyst name with a space",
+    ),
+    _dead(
+        "label_note_too_long",
+        _label(note="n" * 2_001),
+        "length <= 2000 - at `$.note`",
+        "a note one character past its maximum",
+    ),
+    _dead(
+        "label_reported_in_2099",
+        _label(reported_at="2099-12-31T23:59:59Z"),
+        "after the record reached Kafka",
+        "reported far ahead of the record's time",
+    ),
+    _dead(
+        "label_transaction_id_zero_width",
+        _label(transaction_id="hostile-tx-valid\u200b"),
+        f"{_ID_REGEX} - at `$.transaction_id`",
+        "the valid payment's id and a zero-width space",
+    ),
+    HostileCase(
+        "label_note_of_controls_and_bidi",
+        _label(
+            transaction_id="hostile-tx-note-controls",
+            note="\x00\x1b[31m\u202egnp.exe\u202c\r\n\ufeff\U0001f600 " + "\u0301" * 100,
+        ),
+        "scored",
+        "",
+        "a note of NUL, escape sequences, bidi overrides and combining marks (for no payment)",
+        rejected="not_found",
+    ),
+    HostileCase(
+        "label_key_binary_headers_huge",
+        _label(transaction_id="hostile-tx-label-key"),
+        "scored",
+        "",
+        "a label with a binary key and a header of 100,000 bytes (for no payment)",
+        key=b"\xff\x00",
+        rejected="not_found",
+        headers=(("x", b"\xff" * 100_000),),
     ),
     # Valid labels that are rejected when joined (``says``: the reason in fraud_labels).
     HostileCase(

@@ -7,6 +7,7 @@ CREATE TABLE dead_letters (
 	kafka_offset BIGINT NOT NULL, 
 	message_key LONGBLOB COMMENT 'the record''s key, whole', 
 	raw_value LONGBLOB COMMENT 'the record''s value, whole', 
+	message_headers LONGBLOB COMMENT 'the record''s headers, whole: JSON [[name, base64 value or null], ...]', 
 	error TEXT NOT NULL, 
 	received_at DATETIME(6) COMMENT 'Kafka record time, UTC', 
 	dead_lettered_at DATETIME(6) NOT NULL COMMENT 'UTC', 

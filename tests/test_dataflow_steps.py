@@ -11,19 +11,27 @@ from pathlib import Path
 import msgspec
 import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
+from confluent_kafka import KafkaException
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
-from dataflows.dead_letter_topic import to_kafka
+from dataflows.dead_letter_topic import DeadLetterTopic, to_kafka
+from dataflows.decisions_topic import DecisionsTopic
 from dataflows.keyed_history import fingerprint, keyed_history
-from dataflows.messages import DeadLetter, MessageDecoder, Positioned
+from dataflows.messages import (
+    DeadLetter,
+    MessageDecoder,
+    Positioned,
+    headers_json,
+    rejected_letter,
+)
 from features.card import CardHistory
 from features.catalog import FEATURE_NAMES
 from features.contract import LabelDecoder, Payment, PaymentDecoder
-from settings.config import Config
+from settings.config import TOPICS, Config
 from storage.labels import LabelledPayment
-from storage.rows import dead_letter_row
+from storage.rows import dead_letter_row, refused_row_letter
 from test_data.hostile import valid_payment
 
 DECODE = MessageDecoder(PaymentDecoder(), LabelDecoder())
@@ -68,6 +76,58 @@ def test_the_mysql_password_comes_from_a_file_and_never_twice(tmp_path: Path) ->
     )
     with pytest.raises(ValueError, match=r"PAYSCORE_MYSQL_PASSWORD_FILE=.* cannot be read"):
         _ = missing.mysql_dsn
+
+
+def test_a_secret_file_that_is_not_text_names_the_variable(tmp_path: Path) -> None:
+    secret = tmp_path / "mysql.password"
+    secret.write_bytes(b"pass\xffword\n")  # Latin-1, or a key file given by mistake
+    config = Config.from_env(
+        {
+            "PAYSCORE_MYSQL_URL": "mysql+pymysql://payscore@db:3306/payscore",
+            "PAYSCORE_MYSQL_PASSWORD_FILE": str(secret),
+            "PAYSCORE_KAFKA_CONFIG_FILE": str(secret),
+        }
+    )
+    with pytest.raises(ValueError, match=r"PAYSCORE_MYSQL_PASSWORD_FILE=.* is not UTF-8 text: "
+                       r"byte 0xff at offset 4"):  # fmt: skip
+        _ = config.mysql_dsn
+    with pytest.raises(ValueError, match=r"PAYSCORE_KAFKA_CONFIG_FILE=.* is not UTF-8 text"):
+        _ = config.kafka_settings
+
+
+def test_the_largest_dead_letter_bound_builds_a_producer() -> None:
+    """The bound's maximum is one librdkafka takes (a larger one failed at the sink's build
+    with librdkafka's words, not the variable's)."""
+    config = Config.from_env({"PAYSCORE_DEAD_LETTER_MAX_BYTES": "999900000"})
+    DeadLetterTopic({"bootstrap.servers": "127.0.0.1:1"}, "t", config.dead_letter_max_bytes)
+    with pytest.raises(KafkaException, match=r"message\.max\.bytes"):
+        DeadLetterTopic({"bootstrap.servers": "127.0.0.1:1"}, "t", 999_900_001)
+
+
+def test_the_largest_bounds_build_what_they_configure() -> None:
+    """Each bound's maximum is one its consumer takes (a larger one failed as the flow was
+    built: librdkafka refused message.timeout.ms, timedelta overflowed)."""
+    config = Config.from_env(
+        {
+            "PAYSCORE_MYSQL_OUTAGE_SECONDS": "2147483",
+            "PAYSCORE_LABEL_DELAY_DAYS": "36500",
+            "PAYSCORE_MAX_FUTURE_SKEW_SECONDS": str(10**9),
+        }
+    )
+    DecisionsTopic({"bootstrap.servers": "127.0.0.1:1"}, "t", patience=config.mysql_outage_seconds)
+    with pytest.raises(KafkaException, match=r"message\.timeout\.ms"):
+        DecisionsTopic({"bootstrap.servers": "127.0.0.1:1"}, "t", patience=2_147_484)
+    assert timedelta(days=config.label_delay_days) and timedelta(seconds=10**9)
+    with pytest.raises(OverflowError):
+        timedelta(days=1e9)
+
+
+def test_the_default_topics_and_any_legal_names_are_accepted() -> None:
+    config = Config.from_env(
+        {"PAYSCORE_PAYMENTS_TOPIC": "p.a_y-1", "PAYSCORE_LABELS_TOPIC": "L" * 249}
+    )
+    assert (config.payments_topic, config.labels_topic) == ("p.a_y-1", "L" * 249)
+    assert len({getattr(Config(), f) for f in TOPICS}) == len(TOPICS)
 
 
 @pytest.mark.parametrize(
@@ -141,6 +201,39 @@ def test_kafka_settings_from_a_file_reach_every_client(tmp_path: Path) -> None:
         ({"PAYSCORE_TOPIC_PARTITON": "4"}, "unknown variable PAYSCORE_TOPIC_PARTITON"),
         ({"PAYSCORE_DECLINE_THRESHOLD": "1.5"}, "Expected `float` <= 1.0"),
         ({"PAYSCORE_TAIL": "maybe"}, "PAYSCORE_TAIL='maybe': Expected `bool`"),
+        # librdkafka refuses a producer's message.max.bytes past 10**9 (the sink's, at build).
+        (
+            {"PAYSCORE_DEAD_LETTER_MAX_BYTES": "2000000000"},
+            "PAYSCORE_DEAD_LETTER_MAX_BYTES='2000000000': Expected `int` <= 999900000",
+        ),
+        # Values that failed only as the flow was built, in librdkafka's or timedelta's words.
+        (
+            {"PAYSCORE_MYSQL_OUTAGE_SECONDS": "3000000"},
+            "PAYSCORE_MYSQL_OUTAGE_SECONDS='3000000': Expected `float` <= 2147483",
+        ),
+        (
+            {"PAYSCORE_LABEL_DELAY_DAYS": "1e9"},
+            "PAYSCORE_LABEL_DELAY_DAYS='1e9': Expected `float` <= 36500",
+        ),
+        (
+            {"PAYSCORE_MAX_FUTURE_SKEW_SECONDS": "100000000000000"},
+            "PAYSCORE_MAX_FUTURE_SKEW_SECONDS='100000000000000': Expected `int` <= 1000000000",
+        ),
+        # One topic for two roles: the flow would read its own dead letters as payments.
+        (
+            {"PAYSCORE_DEAD_LETTERS_TOPIC": "payments"},
+            "PAYSCORE_DEAD_LETTERS_TOPIC and PAYSCORE_PAYMENTS_TOPIC both name the topic "
+            "'payments'",
+        ),
+        (
+            {"PAYSCORE_LABELS_TOPIC": "t", "PAYSCORE_DECISIONS_TOPIC": "t"},
+            "PAYSCORE_DECISIONS_TOPIC and PAYSCORE_LABELS_TOPIC both name the topic 't'",
+        ),
+        # Names the broker refuses (or that MySQL's 249-character topic column cannot hold).
+        ({"PAYSCORE_PAYMENTS_TOPIC": ""}, "PAYSCORE_PAYMENTS_TOPIC='': Expected `str` matching"),
+        ({"PAYSCORE_LABELS_TOPIC": "fraud labels"}, "PAYSCORE_LABELS_TOPIC='fraud labels'"),
+        ({"PAYSCORE_DECISIONS_TOPIC": ".."}, "PAYSCORE_DECISIONS_TOPIC='..': Expected `str`"),
+        ({"PAYSCORE_DEAD_LETTERS_TOPIC": "d" * 250}, "PAYSCORE_DEAD_LETTERS_TOPIC='ddd"),
     ],
 )
 def test_bad_configuration_names_the_variable(env: dict[str, str], says: str) -> None:
@@ -168,6 +261,53 @@ def test_a_bad_message_becomes_a_dead_letter_with_reason_and_position() -> None:
     assert key == b"payments/2/7"  # the same for every replay of the message
     assert dict(headers)["source_offset"] == b"7"
     assert "truncated" not in dict(headers)
+
+
+def test_a_dead_letter_keeps_the_record_s_headers_whole() -> None:
+    """Headers are part of the message (a producer's trace id, its schema id): a dead letter
+    keeps them, any bytes, repeated names and null values in order (they were dropped)."""
+    headers = [("trace", b"\x00\xff" * 50_000), ("empty", None), ("trace", b"again")]
+    raw = KafkaSourceMessage(
+        key=None, value=b"{", topic="payments", partition=0, offset=1, headers=headers
+    )
+    letter = DECODE.payment(raw)  # type: ignore[arg-type]
+    assert isinstance(letter, DeadLetter) and letter.headers is not None
+    stored = dead_letter_row(**msgspec.structs.asdict(letter))["message_headers"]
+    assert msgspec.json.decode(stored, type=list[tuple[str, bytes | None]]) == headers
+    assert DECODE.payment(message(b"{")).headers is None  # no headers: NULL
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    headers=st.lists(
+        st.tuples(st.text(max_size=20), st.none() | st.binary(max_size=200)), max_size=6
+    )
+)
+def test_headers_of_any_bytes_round_trip_through_their_json(
+    headers: list[tuple[str, bytes | None]],
+) -> None:
+    stored = headers_json(headers)
+    if not headers:
+        assert stored is None
+    else:
+        assert stored is not None
+        assert msgspec.json.decode(stored, type=list[tuple[str, bytes | None]]) == headers
+
+
+def test_a_payment_refused_after_decoding_keeps_its_record_time() -> None:
+    """A reused id (card step) or a row MySQL refused (sink): the dead letter says when the
+    record reached Kafka, as a letter of decoding does (it said none before)."""
+    decoded = DECODE.payment(message(msgspec.json.encode(valid_payment())))
+    assert isinstance(decoded, Positioned)
+    decoded.rejected = "transaction id reused by card hostile-c-1 for another payment"
+    letter = rejected_letter(decoded, "payments")
+    assert letter.received_at == datetime.fromtimestamp(1_777_000_000, UTC)
+    assert (letter.partition, letter.offset, letter.key) == (2, 7, b"hostile-c-1")
+    row = {"kafka_partition": 2, "kafka_offset": 7, "card_id": "c", "transaction_id": "t",
+           "appended_at": datetime(2026, 4, 24, 3, 6, 40, 5)}  # fmt: skip
+    stored = refused_row_letter("payments")(row, "MySQL refused the row")
+    assert stored["received_at"] == datetime(2026, 4, 24, 3, 6, 40, 5)  # naive UTC, as stored
+    assert refused_row_letter("payments")({**row, "appended_at": None}, "x")["received_at"] is None
 
 
 @given(

@@ -9,6 +9,7 @@ else; the flow does not stop.
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 from pathlib import Path
 
@@ -36,7 +37,13 @@ def produce(topic: str, cases: list) -> None:
             failures.append(str(err))
 
     for case in cases:
-        producer.produce(topic, value=case.raw, key=case.key, on_delivery=delivered)
+        producer.produce(
+            topic,
+            value=case.raw,
+            key=case.key,
+            headers=list(case.headers) or None,
+            on_delivery=delivered,
+        )
     assert producer.flush(30) == 0
     assert not failures, failures
 
@@ -72,6 +79,18 @@ def test_every_hostile_message_ends_in_one_row_and_the_flow_keeps_going(
             f"case {case.name}: expected an error saying {case.says!r}; "
             f"got {[letter['error'] for letter in stored]}"
         )
+        # The record's headers are kept whole too, in order (NULL for a record without any).
+        kept = [
+            msgspec.json.decode(d["message_headers"]) if d["message_headers"] else []
+            for d in stored
+        ]
+        wanted = [
+            [n, base64.b64encode(v).decode() if v is not None else None] for n, v in case.headers
+        ]
+        assert wanted in kept, f"case {case.name}: headers {wanted!r} not among {kept!r}"
+        # The record's key is kept whole, whatever its bytes (or its absence).
+        keys = [bytes(d["message_key"]) if d["message_key"] is not None else None for d in stored]
+        assert case.key in keys, f"case {case.name}: key {case.key!r} not among {keys}"
     assert all(letter["kafka_offset"] >= 0 and letter["kafka_partition"] >= 0 for letter in letters)
     assert {letter["topic"] for letter in letters} == {
         topics["payments_topic"],

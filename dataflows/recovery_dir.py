@@ -1,0 +1,103 @@
+"""A recovery directory must be this flow's: its snapshots read the topics the flow reads.
+
+Bytewax resumes every step from the snapshots in the directory given by ``-r`` (or
+``BYTEWAX_RECOVERY_DIRECTORY``) and never asks whose they are. A directory copied from another
+deployment, or left by a flow on other topics, would resume the card, terminal and merchant
+histories, the label join and the learner of that other flow, and read this flow's topics from
+the start: features and model silently built on someone else's payments. The flow therefore
+reads the directory's partitions (``part-*.sqlite3``, read-only) at start and refuses
+one whose Kafka readers' snapshots name another topic than the configured one, or whose
+snapshots belong to another dataflow. An empty directory (``python -m bytewax.recovery DIR
+N``, no run yet) is this flow's to fill.
+
+>>> check_snapshots({"payscore.read_payments": {"0-payments"}}, "payscore",
+...                 {"payscore.read_payments": "payments"}, "/r")
+>>> try:
+...     check_snapshots({"payscore.read_payments": {"0-other"}}, "payscore",
+...                     {"payscore.read_payments": "payments"}, "/r")
+... except RecoveryDirectoryError as exc:
+...     print(str(exc)[:76])
+recovery directory '/r' holds Kafka offsets of topic 'other' for step read_p
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from features.bounded import bounded
+
+_KEYS = "SELECT DISTINCT step_id, state_key FROM snaps"
+
+
+class RecoveryDirectoryError(RuntimeError):
+    """The recovery directory is another flow's, or cannot be read."""
+
+
+def recovery_directory(argv: Sequence[str], environ: Mapping[str, str]) -> Path | None:
+    """The recovery directory as ``python -m bytewax.run`` takes it: ``-r`` /
+    ``--recovery-directory``, else ``BYTEWAX_RECOVERY_DIRECTORY``; None without recovery."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("-r", "--recovery-directory")
+    known, _ = parser.parse_known_args(list(argv[1:]))
+    value = known.recovery_directory or environ.get("BYTEWAX_RECOVERY_DIRECTORY")
+    return Path(value) if value else None
+
+
+def snapshot_keys(directory: Path) -> dict[str, set[str]]:
+    """Every step id with a snapshot in ``directory``'s partitions, and its state keys."""
+    keys: dict[str, set[str]] = {}
+    for part in sorted(directory.glob("part-*.sqlite3")):
+        try:
+            connection = sqlite3.connect(f"{part.as_uri()}?mode=ro", uri=True, timeout=30)
+            try:
+                rows = connection.execute(_KEYS).fetchall()
+            finally:
+                connection.close()
+        except sqlite3.Error as exc:
+            raise RecoveryDirectoryError(
+                f"recovery partition {str(part)!r} cannot be read: {exc}; expected a partition "
+                "made by `python -m bytewax.recovery` (see the README, Recovery)"
+            ) from None
+        for step_id, state_key in rows:
+            keys.setdefault(str(step_id), set()).add(str(state_key))
+    return keys
+
+
+def check_snapshots(
+    keys: Mapping[str, set[str]], flow_id: str, readers: Mapping[str, str], directory: str
+) -> None:
+    """Refuse snapshots of another dataflow than ``flow_id``, or of a Kafka reader (step id ->
+    its topic, in ``readers``) on another topic. A reader's state key is ``<partition>-<topic>``."""
+    others = sorted(step for step in keys if not step.startswith(f"{flow_id}."))
+    if others:
+        raise RecoveryDirectoryError(
+            bounded(
+                f"recovery directory {directory!r} holds snapshots of steps of another dataflow "
+                f"({', '.join(others[:3])}); expected only steps of {flow_id!r}: give this "
+                "flow its own recovery directory"
+            )
+        )
+    for step, topic in sorted(readers.items()):
+        found = sorted({key.partition("-")[2] for key in keys.get(step, set())} - {topic})
+        if found:
+            raise RecoveryDirectoryError(
+                bounded(
+                    f"recovery directory {directory!r} holds Kafka offsets of topic {found[0]!r} "
+                    f"for step {step.removeprefix(flow_id + '.')}; expected topic {topic!r}: it "
+                    "is another flow's (it would resume that flow's features and model), give "
+                    "this flow its own recovery directory"
+                )
+            )
+
+
+def require_own_recovery(
+    argv: Sequence[str], environ: Mapping[str, str], flow_id: str, readers: Mapping[str, str]
+) -> None:
+    """The flow's start: a recovery directory, if one is given, is this flow's (the module)."""
+    directory = recovery_directory(argv, environ)
+    if directory is None or not directory.is_dir():
+        return  # none, or missing: Bytewax says so itself
+    check_snapshots(snapshot_keys(directory), flow_id, readers, str(directory))

@@ -1,0 +1,87 @@
+"""Operator mistakes stop the real flow at start (``ops/run_flow.sh``, the real broker and
+server), with what failed, where, what was expected and what came; nothing is read or stored.
+
+A recovery directory of another flow (``dataflows/recovery_dir.py``) and a dead-letter topic
+that was never created (``dataflows/output_topics.py``) each used to be found late or never:
+the first resumed the other flow's state without a word, the second stopped the flow only at
+the first bad message, five minutes after it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+
+import msgspec
+import pytest
+from bytewax.recovery import init_db_dir
+from confluent_kafka import Producer
+from sqlalchemy import Engine, func, select
+
+from storage.tables import dead_letters, scored_payments
+from test_data.hostile import valid_payment
+from test_data.ports import free_ports
+from tests.flowrun import BROKERS, ROOT, flow_env
+from tests.test_recovery_dir import run_with_recovery
+
+pytestmark = pytest.mark.integration
+
+
+def start_fails(env: dict[str, str], extra: list[str]) -> str:
+    """Run the flow (1 process, 1 worker) to its end; it must exit non-zero. Its output."""
+    done = subprocess.run(
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), "1", "1", *extra],
+        env=env | {"FLOW_BASE_PORT": str(free_ports(1))},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode != 0, f"the flow ran:\n{done.stderr[-3000:]}"
+    return done.stderr
+
+
+def stored(engine: Engine) -> tuple[int, int]:
+    with engine.connect() as c:
+        return (
+            c.execute(select(func.count()).select_from(scored_payments)).scalar_one(),
+            c.execute(select(func.count()).select_from(dead_letters)).scalar_one(),
+        )
+
+
+def one_good_one_bad(topics: dict[str, str]) -> None:
+    producer = Producer({"bootstrap.servers": BROKERS})
+    producer.produce(topics["payments_topic"], msgspec.json.encode(valid_payment()))
+    producer.produce(topics["payments_topic"], b"not json")
+    assert producer.flush(30) == 0
+
+
+def test_a_recovery_directory_of_another_flow_stops_the_start(
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path, tmp_path: Path
+) -> None:
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    init_db_dir(recovery, 1)
+    run_with_recovery(recovery, "payscore", "payments-of-another-bank", "labels-of-another-bank")
+    one_good_one_bad(topics)
+    said = start_fails(
+        flow_env(topics, mysql_url, models), ["-r", str(recovery), "-s", "1", "-b", "10"]
+    )
+    assert (
+        f"recovery directory '{recovery}' holds Kafka offsets of topic "
+        f"'labels-of-another-bank' for step read_labels; expected topic "
+        f"'{topics['labels_topic']}'"
+    ) in said
+    assert stored(engine) == (0, 0)
+
+
+def test_a_dead_letter_topic_never_created_stops_the_start(
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
+) -> None:
+    missing = f"test-{uuid.uuid4().hex[:8]}-no-such-dead-letters"
+    one_good_one_bad(topics)
+    env = flow_env(topics | {"dead_letters_topic": missing}, mysql_url, models)
+    said = start_fails(env, [])
+    assert f"Kafka topic '{missing}' (PAYSCORE_DEAD_LETTERS_TOPIC) cannot be described" in said
+    assert stored(engine) == (0, 0)
