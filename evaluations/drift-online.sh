@@ -75,6 +75,19 @@ step() {
         $new --residual 0.5 $variant --out evaluations/drift-residual-every-size500 ;;
     residual-frauds) evaluations/run.sh drift-residual-frauds-size500 $ev $hb2 --labels frauds \
         $new --residual 0.5 $variant --out evaluations/drift-residual-frauds-size500 ;;
+    # what the judge could see in each lineage of the judged runs (labels it ranks, maturity)
+    window-every) evaluations/run.sh drift-judge-window-every-size500 $py \
+        benchmarks/judge_window.py evaluations/drift-judged-every-size500 ;;
+    window-frauds) evaluations/run.sh drift-judge-window-frauds-size500 $py \
+        benchmarks/judge_window.py evaluations/drift-judged-frauds-size500 ;;
+    # the item-4 verdict of every session-8 run against the weekly retrain alone and the
+    # shipped step of the judged runs (the same streams, fits and gate)
+    target-every) evaluations/run.sh drift-target-every-size500 $py benchmarks/drift_target.py \
+        evaluations/drift-judged-every-size500 evaluations/drift-ramp-every-size500 \
+        evaluations/drift-residual-every-size500 --days 24 ;;
+    target-frauds) evaluations/run.sh drift-target-frauds-size500 $py benchmarks/drift_target.py \
+        evaluations/drift-judged-frauds-size500 evaluations/drift-ramp-frauds-size500 \
+        evaluations/drift-residual-frauds-size500 --days 24 ;;
     *) echo "unknown step $1" >&2; return 2 ;;
     esac
 }
