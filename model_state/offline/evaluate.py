@@ -861,19 +861,18 @@ def evaluate(
             "versions_published": float(run.versions_published),
             "versions_adopted": float(run.versions_adopted),
             "judge_switches": float(run.judge_switches),
-            # the stream's day (0: its first) on which scoring first took a version's own weights
-            "first_adopted_day": (run.adopted_at[0] - day_zero) / DAY
-            if run.adopted_at
-            else float("nan"),
-            "first_evidence_day": (run.evidence_at[0] - day_zero) / DAY
-            if run.evidence_at
-            else float("nan"),
             "retrained": float(run.retrained),
             "retrains_refused": float(run.refused),
             "sampled_out": float(run.sampled_out),
             "duplicates": float(run.duplicates),
             **{f"learned_{kind}": float(count) for kind, count in run.kinds.items()},
         }
+        # the stream's day (0: its first) on which scoring first took a version's own weights,
+        # and on which a lineage's learned weights first led its root's (only if they did)
+        if run.adopted_at:
+            table[name]["first_adopted_day"] = (run.adopted_at[0] - day_zero) / DAY
+        if run.evidence_at:
+            table[name]["first_evidence_day"] = (run.evidence_at[0] - day_zero) / DAY
     weeks = test_weeks(replayed.event_time[test], go_live)
     weekly = {
         name: [
