@@ -13,6 +13,11 @@ gen="--stream generator --seeds 8718 1623 9533 --size 500"
 # as it ran then, without these two options).
 new="--online-optimizer adagrad:0.05 --hold-forest"
 drift="$new --drift --ablation --previous-step --top-k 10"
+# session 8 (the online judge on): the handbook's defaults and drawn-1 only, at most two at once
+hb2="--streams evaluations/handbook-streams.json --only defaults drawn-1 --size 500"
+judged="--drift --ablation --ablation-parts online judge --top-k 10"
+ramp="--online-optimizer adagrad:0.05:ramp=3000 --hold-forest"
+variant="--drift --ablation --ablation-parts judge --top-k 10 --no-references"
 step() {
     case $1 in
     # the diagnosis with the forest's weight learned (the step before and the flow's), then held
@@ -52,6 +57,37 @@ step() {
         --out evaluations/drift-online-generator-every-size500-seed8718 ;;
     bench) evaluations/run.sh bench-online-step $py benchmarks/bench_online_step.py \
         --labels 3000 --repeats 2 --hold-forest ;;
+    # session 8: the stronger step WITH the online judge (the evaluation's default since), beside
+    # the shipped step (judged too), the weekly retrain only and the stronger step not judged;
+    # then the two changes the README lists under "What to try next", each judged and not:
+    # AdaGrad's rate ramped over its first 3,000 labels (about 3 days at this scale, so that it is
+    # full before the pattern's first labels even after a retrain a week after go-live), and the
+    # residual (only labels of payments the forest alone scores below 0.5, the review threshold)
+    judged-every) evaluations/run.sh drift-judged-every-size500 $ev $hb2 --labels every $new \
+        $judged --previous-step --out evaluations/drift-judged-every-size500 ;;
+    judged-frauds) evaluations/run.sh drift-judged-frauds-size500 $ev $hb2 --labels frauds $new \
+        $judged --previous-step --out evaluations/drift-judged-frauds-size500 ;;
+    ramp-every) evaluations/run.sh drift-ramp-every-size500 $ev $hb2 --labels every $ramp \
+        $variant --out evaluations/drift-ramp-every-size500 ;;
+    ramp-frauds) evaluations/run.sh drift-ramp-frauds-size500 $ev $hb2 --labels frauds $ramp \
+        $variant --out evaluations/drift-ramp-frauds-size500 ;;
+    residual-every) evaluations/run.sh drift-residual-every-size500 $ev $hb2 --labels every \
+        $new --residual 0.5 $variant --out evaluations/drift-residual-every-size500 ;;
+    residual-frauds) evaluations/run.sh drift-residual-frauds-size500 $ev $hb2 --labels frauds \
+        $new --residual 0.5 $variant --out evaluations/drift-residual-frauds-size500 ;;
+    # what the judge could see in each lineage of the judged runs (labels it ranks, maturity)
+    window-every) evaluations/run.sh drift-judge-window-every-size500 $py \
+        benchmarks/judge_window.py evaluations/drift-judged-every-size500 ;;
+    window-frauds) evaluations/run.sh drift-judge-window-frauds-size500 $py \
+        benchmarks/judge_window.py evaluations/drift-judged-frauds-size500 ;;
+    # the item-4 verdict of every session-8 run against the weekly retrain alone and the
+    # shipped step of the judged runs (the same streams, fits and gate)
+    target-every) evaluations/run.sh drift-target-every-size500 $py benchmarks/drift_target.py \
+        evaluations/drift-judged-every-size500 evaluations/drift-ramp-every-size500 \
+        evaluations/drift-residual-every-size500 --days 24 ;;
+    target-frauds) evaluations/run.sh drift-target-frauds-size500 $py benchmarks/drift_target.py \
+        evaluations/drift-judged-frauds-size500 evaluations/drift-ramp-frauds-size500 \
+        evaluations/drift-residual-frauds-size500 --days 24 ;;
     *) echo "unknown step $1" >&2; return 2 ;;
     esac
 }

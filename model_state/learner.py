@@ -30,7 +30,8 @@ frozen 50-tree forest, :mod:`model_state.basis`) or about 1.5 MB (``boosted``: a
 epochs where labels arrive. The model learns online with the optimizer its pre-trained
 version carries (:func:`model_state.offline.train.pretrain` sets it); with ``hold=True`` (the
 evaluation's, not the flow's) the ``boosted`` family's forest weight is held at its lineage
-root's value (:data:`HELD_COLUMNS`).
+root's value (:data:`HELD_COLUMNS`); with ``residual`` (the evaluation's too) it learns only the
+labels of payments the forest alone scores low (:func:`residual_bar`).
 
 Every version is **judged** (:mod:`model_state.online_judge`; families with a frozen expansion):
 each label of a payment made since the lineage started learning is ranked by the learned weights
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 from datetime import datetime
 from typing import Any
 
@@ -83,11 +85,26 @@ weeks of the drift scenario, moving every payment's score alike (issue 22 item 4
 ``benchmarks/drift_cause.py``). Measured, not shipped: the flow's learner learns every weight
 (README, "Evaluation")."""
 
+RESIDUAL_COLUMN = "forest"
+"""The ``boosted`` family's column a learner made with ``residual`` ranks a label by: the
+forest's log-odds (the pre-training's weighting of frauds, as the scorer corrects it)."""
+
+
+def residual_bar(probability: float, positive_weight: float) -> float:
+    """The forest's log-odds at which the scorer's probability (its prior correction for
+    ``positive_weight``, :class:`model_state.scorer.Scorer`) is ``probability``: a learner made
+    with ``residual=probability`` learns a label only below it."""
+    if not 0.0 < probability < 1.0:
+        raise ValueError(f"residual: the forest's probability must be in (0, 1); got {probability}")
+    return math.log(probability / (1.0 - probability)) + math.log(positive_weight)
+
 
 class OnlineLearner:
     balanced = True  # a learner pickled before the switch existed had the guard on
     root: tuple[str, str] | None = None  # ... and published whole versions
     judge: OnlineJudge | None = None  # ... and was not judged (model_state.online_judge)
+    residual: float | None = None  # ... and learned every label
+    skipped = 0
 
     def __init__(
         self,
@@ -97,12 +114,17 @@ class OnlineLearner:
         balanced: bool = True,
         hold: bool = False,
         judged: bool = True,
+        residual: float | None = None,
     ) -> None:
         """``balanced=False`` turns the label-balance guard off (the evaluation's ablation);
         ``hold=True`` keeps the forest's weight as ``start`` has it (:data:`HELD_COLUMNS`; the
         evaluation's ``--hold-forest``); ``judged=False`` publishes versions that are scored with
         their own weights whatever they earn (:mod:`model_state.online_judge`; the evaluation's
-        ``--no-judge``)."""
+        ``--no-judge``); ``residual`` (a probability, the ``boosted`` family only) learns only the
+        labels of payments the forest alone scores below it, so that the frauds it already ranks
+        high do not move the hats (:func:`residual_bar`; the evaluation's ``--residual``). A
+        label not learned is still counted, recorded in the version and judged: it is known, as
+        a learned one is, and never learned again."""
         if publish_every < 1:
             raise ValueError(f"publish_every must be >= 1 label; got {publish_every}")
         # The frozen expansion (a forest) is shared, not copied: nothing learns it.
@@ -116,6 +138,14 @@ class OnlineLearner:
         if hold and isinstance(expansion, Boosted):
             weights = self._last_step._weights
             self.held = {name: weights[name] for name in HELD_COLUMNS if name in weights}
+        self.residual = None
+        if residual is not None:
+            if not isinstance(expansion, Boosted):
+                raise ValueError(
+                    f"residual: only the boosted family has the forest's column to rank labels "
+                    f"by; version {start.version} expands with {type(expansion).__name__}"
+                )
+            self.residual = residual_bar(residual, start.metadata.positive_weight)
         self.lineage = start.version.partition(".")[0]
         self.version = start.version
         self.sequence = version_key(start.version)[1]
@@ -145,6 +175,7 @@ class OnlineLearner:
         self.implicit_unpublished: list[str] = []  # implicit negatives since then (their ids)
         # Labels learned by kind since the lineage's root (explicit ones split by class).
         self.kinds: dict[str, int] = {name: int(state.get(name, 0)) for name in KIND_COUNTS}
+        self.skipped = int(state.get("residual_skipped", 0)) if state else 0
         # The judgement of the learned weights against the lineage root's (a family with a
         # frozen expansion only): recorded in every version, so going on from one judges alike.
         self.judge = None
@@ -225,11 +256,14 @@ class OnlineLearner:
         counts[_kind_count(kind, example.is_fraud)] += 1
         sample = weight
         judge = self.judge  # None: not judged, or a learner pickled before judging (the class says)
-        if judge is not None and judge.judges(example.payment_time, example.reported_at):
-            if prepared is None:  # the columns the last step learns from (the expansion's)
-                prepared = example.features
-                for step in list(self.model.steps.values())[:-1]:
-                    prepared = step.transform_one(prepared)
+        judged = judge is not None and judge.judges(example.payment_time, example.reported_at)
+        bar = getattr(self, "residual", None)  # a learner pickled before: learns every label
+        if prepared is None and (judged or bar is not None):
+            prepared = example.features  # the columns the last step learns from (the expansion's)
+            for step in list(self.model.steps.values())[:-1]:
+                prepared = step.transform_one(prepared)
+        if judge is not None and judged:
+            assert prepared is not None
             # Both weights rank the label before it is learned: neither has seen it.
             judge.observe(
                 prepared,
@@ -238,6 +272,20 @@ class OnlineLearner:
                 sample,
                 payment_time=example.payment_time,
             )
+        if bar is not None and prepared is not None and prepared[RESIDUAL_COLUMN] >= bar:
+            self.skipped += 1  # the forest ranks it high already: not learned, but known
+        else:
+            self._step(example, prepared, sample)
+        self.learned_total += 1
+        if kind is LabelKind.IMPLICIT:  # no label message: its ledger row is its transaction's
+            self._implicit_unpublished.append(example.transaction_id)
+        else:
+            self.unpublished.append((example.label_partition, example.label_offset))
+
+    def _step(
+        self, example: LabelledPayment, prepared: dict[str, float] | None, sample: float
+    ) -> None:
+        """The online step on one label (``sample``: its sampling weight)."""
         weight = sample * (self.positive_weight if example.is_fraud else 1.0)
         if self.balanced:
             weight *= self.balance.weight(
@@ -252,11 +300,6 @@ class OnlineLearner:
             weights = self._last_step._weights
             for name, value in held.items():
                 weights[name] = value
-        self.learned_total += 1
-        if kind is LabelKind.IMPLICIT:  # no label message: its ledger row is its transaction's
-            self._implicit_unpublished.append(example.transaction_id)
-        else:
-            self.unpublished.append((example.label_partition, example.label_offset))
 
     def recorded_as(self, version: str) -> None:
         """This learner's last published version was recorded under the name ``version`` (the
@@ -291,6 +334,8 @@ class OnlineLearner:
         if self.balance.clock is not None:
             state["balance_clock"] = self.balance.clock
         state |= {name: float(n) for name, n in getattr(self, "kinds", {}).items()}
+        if getattr(self, "residual", None) is not None:
+            state["residual_skipped"] = float(self.skipped)
         judge = self.judge
         if judge is not None:
             judge.judge()

@@ -703,3 +703,24 @@ def test_the_previous_step_runs_as_a_whole_run_with_that_step_would(tmp_path: Pa
     assert not np.array_equal(both["online"], old["online"])
     saved = json.loads((tmp_path / "both" / "metrics.json").read_text())
     assert "roc_auc_other" in saved["runs"][0]["metrics"]["online"]
+
+
+def test_the_report_gives_the_days_the_judge_first_led_and_adopted(tmp_path: Path) -> None:
+    """A lineage that lasts (no retrain) and learns a new pattern from labels a day old: the
+    judge finds the learned weights ahead of the root's and scoring takes them, on the days the
+    report gives (the first lead never after the first adoption); a step not judged has none."""
+    main([
+        "--stream", "generator", "--size", "300", "--days", "30", "--go-live-day", "17",
+        "--seeds", "3", "--publish-every", "200", "--top-k", "20", "--no-references",
+        "--retrain-days", "0", "--label-delay-days", "1", "--online-optimizer", "adagrad:0.05",
+        "--hold-forest", "--drift", "--ablation", "--ablation-parts", "judge",
+        "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"),
+    ])  # fmt: skip
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    judged = saved["runs"][0]["metrics"]["online"]
+    assert judged["versions_adopted"] >= 1
+    assert 17 <= judged["first_evidence_day"] <= judged["first_adopted_day"] < 30
+    plain = saved["runs"][0]["metrics"]["online, versions not judged"]
+    assert "first_adopted_day" not in plain and "first_evidence_day" not in plain
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert f"own weights from day {judged['first_adopted_day']:.1f}" in report

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
+from features.catalog import DAY
 from model_state.offline.eval_metrics import (
     card_precision_at_k,
     format_table,
@@ -136,7 +137,14 @@ def weekly_table(evaluation: Evaluation) -> str:
 def labels_text(evaluation: Evaluation) -> str:
     """Labels each online run learned, by kind, and when."""
     out = []
+    day_zero = np.floor(evaluation.replayed.event_time.min() / DAY) * DAY
     for name, run in evaluation.runs.items():
+        days = ", ".join(f"{(t - day_zero) / DAY:.1f}" for t in run.adopted_at[:8])
+        more = f" and {len(run.adopted_at) - 8} more" if len(run.adopted_at) > 8 else ""
+        adopted = f"; own weights from day {days}{more}" if days else ""
+        led = ", ".join(f"{(t - day_zero) / DAY:.1f}" for t in run.evidence_at[:8])
+        if led:
+            adopted += f"; a lineage's learned weights first led its root's on day {led}"
         kinds = ", ".join(f"{count:,} {kind}" for kind, count in sorted(run.kinds.items()))
         out.append(
             f"- {name}: {run.labels_learned:,} labels learned ({kinds or 'none'}); "
@@ -145,7 +153,7 @@ def labels_text(evaluation: Evaluation) -> str:
             f"{run.sampled_out:,} legitimate labels left out by sampling, "
             f"{run.duplicates:,} duplicates of implicit negatives; "
             f"{run.versions_published:,} versions ({run.versions_adopted:,} scored with their own "
-            f"weights, {run.judge_switches:,} switches), {run.retrained} retrains "
+            f"weights, {run.judge_switches:,} switches{adopted}), {run.retrained} retrains "
             f"({run.refused} refused) at {run.labels_per_second:,.0f} labels/s"
         )
         for verdict in evaluation.gates.get(name, []):

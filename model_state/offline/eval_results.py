@@ -31,6 +31,10 @@ class OnlineRun:
     learned_after_last_payment: int = 0  # learned after the last payment was scored
     versions_adopted: int = 0  # online versions the judge let score with their own weights
     judge_switches: int = 0  # versions whose scoring weights (own or root's) differ from the last
+    adopted_at: list[float] = field(default_factory=list)  # report times scoring took own weights
+    # report times a lineage's learned weights first led its root's by the judge's evidence
+    # (model_state.online_judge.adopted), matured or not: what the maturity rule waits past
+    evidence_at: list[float] = field(default_factory=list)
 
     @property
     def labels_per_second(self) -> float:

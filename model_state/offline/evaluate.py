@@ -5,6 +5,7 @@
         [--label-delay-days 7] [--implicit-days 30] [--drift [DAY]]
         [--online | --no-online] [--retrain | --no-retrain] [--balance | --no-balance]
         [--judge | --no-judge] [--ablation] [--legit-sample-rate 1] [--publish-every 500]
+        [--online-optimizer SPEC] [--hold-forest] [--residual P] [--previous-step]
         [--retrain-days 7] [--top-k 100] [--out reports/evaluation]
         [--cache reports/cache | --no-cache]
     python -m model_state.evaluate --streams evaluations/handbook-streams.json [--only NAME ...]
@@ -49,7 +50,12 @@ The protocol, the same for every stream:
      labels better than its lineage root's (:mod:`model_state.online_judge`, as the flow);
      ``--no-online``, ``--no-retrain``, ``--no-balance`` and ``--no-judge`` switch its online
      SGD steps ("weekly retrain only"), its retraining ("SGD only"), its label-balance guard
-     and the online judge off;
+     and the online judge off; ``--online-optimizer`` (e.g. ``adagrad:0.05``, or
+     ``adagrad:0.05:ramp=3000`` for a rate grown over the first labels),
+     ``--hold-forest`` and ``--residual P`` (learn only the labels of payments the forest alone
+     scores below ``P``) change its online step, as measured for issue 22 item 4; the report
+     gives the days on which each run's judge first found a lineage's learned weights ahead of
+     its root's and on which scoring took them;
    - ``frozen``: the pre-trained version, never updated;
    - ``RF (handbook features)`` and ``LR (handbook features)``: the handbook's own baselines on
      its own 15 published features (:mod:`model_state.offline.handbook_reference`), fitted at
@@ -136,7 +142,7 @@ from model_state.offline.online_optimizer import (
 from model_state.offline.online_optimizer import (
     online_optimizer as optimizer_of,
 )
-from model_state.online_judge import ADOPTED, scoring_model
+from model_state.online_judge import ADOPTED, ADVANTAGE, SPREAD, adopted, scoring_model
 from model_state.scorer import Scorer
 from settings.config import Config
 from storage.labels import LabelledPayment
@@ -202,6 +208,7 @@ class Variant:
     optimizer: str | None = None  # None: the run's (``--online-optimizer``, else as trained)
     hold: bool = False  # the forest's weight held (model_state.learner.HELD_COLUMNS)
     judge: bool = True  # versions judged against their root (model_state.online_judge)
+    residual: float | None = None  # labels learned only below the forest's probability
 
     def name(self, shipped: Variant) -> str:
         if self == shipped:
@@ -230,7 +237,7 @@ weight, the forest's too. ``--previous-step`` compares a run with another step a
 
 def previous_step(shipped: Variant) -> Variant:
     """``shipped`` with the online step it had before issue 22 item 4."""
-    return dataclasses.replace(shipped, optimizer=PREVIOUS_STEP, hold=False)
+    return dataclasses.replace(shipped, optimizer=PREVIOUS_STEP, hold=False, residual=None)
 
 
 PARTS = ("online", "retrain", "balance", "judge")
@@ -346,6 +353,7 @@ def run_online(
     balanced: bool = True,
     hold: bool = False,
     judged: bool = True,
+    residual: float | None = None,
     sample_rate: float = 1.0,
     retrain: Retrain | None = None,
     retrain_every: timedelta = timedelta(days=7),
@@ -370,7 +378,7 @@ def run_online(
     events = (replayed.schedule if schedule is None else schedule).tolist()
     n = len(replayed)
     learner = learner or OnlineLearner(
-        start, publish_every, balanced=balanced, hold=hold, judged=judged
+        start, publish_every, balanced=balanced, hold=hold, judged=judged, residual=residual
     )
     scores = np.zeros(n)
     learned_before = np.zeros(n, dtype=np.int64)
@@ -385,6 +393,7 @@ def run_online(
     first = next((float(replayed.event_time[e]) for e in events if e >= 0), 0.0)
     next_retrain = first + retrain_every.total_seconds()
     scoring_own = 0.0  # the root scores until a version is adopted (1.0)
+    evidence = False  # the lineage's learned weights led its root's by EVIDENCE standard errors
     for position, entry in enumerate(
         tqdm(events, desc="online", unit=" events", disable=not progress)
     ):
@@ -398,13 +407,19 @@ def run_online(
                 if fitted is not None:
                     roots[fitted.version] = fitted
                     learner = OnlineLearner(
-                        fitted, publish_every, balanced=balanced, hold=hold, judged=judged
+                        fitted,
+                        publish_every,
+                        balanced=balanced,
+                        hold=hold,
+                        judged=judged,
+                        residual=residual,
                     )
                     scoring.switch(scorer_for(fitted))
                     run.versions.append(fitted.version)
                     run.retrained += 1
                     current = fitted
                     scoring_own = 0.0
+                    evidence = False
                 else:
                     run.refused += 1
             scoring.add(entry)
@@ -460,6 +475,12 @@ def run_online(
             if verdict is not None:
                 run.versions_adopted += verdict == 1.0
                 run.judge_switches += verdict != scoring_own
+                if verdict == 1.0 and scoring_own != 1.0:
+                    run.adopted_at.append(reported)
+                state = record.metadata.learner
+                if not evidence and adopted(state[ADVANTAGE], state[SPREAD]):
+                    evidence = True  # whether or not a week of the lineage's labels matured
+                    run.evidence_at.append(reported)
                 scoring_own = verdict
             model = artifact.loads(
                 record.payload, record.metadata, roots.__getitem__, where="learner"
@@ -790,6 +811,7 @@ def evaluate(
                 balanced=variant.balance,
                 hold=variant.hold,
                 judged=variant.judge,
+                residual=variant.residual,
                 sample_rate=sample_rate,
                 retrain=retrainer if variant.retrain and retrain_every else None,
                 retrain_every=retrain_every or timedelta(days=7),
@@ -817,6 +839,7 @@ def evaluate(
         "implicit_negatives": implicit,
         "legit_sample_rate": sample_rate,
         "online_optimizer": online_optimizer or "as trained",
+        "online_model": dataclasses.asdict(shipped),  # its step: held forest, residual, judge
         "gate_min_gain": min_gain,
         "family": family,
         "publish_every": publish_every,
@@ -828,6 +851,7 @@ def evaluate(
         "start_rows": start.metadata.rows,
     }
     table = metrics_table(replayed, scores, test, k=k)
+    day_zero = np.floor(replayed.event_time.min() / DAY) * DAY
     for name, run in runs.items():
         table[name] |= {
             "labels_learned": float(run.labels_learned),
@@ -843,6 +867,12 @@ def evaluate(
             "duplicates": float(run.duplicates),
             **{f"learned_{kind}": float(count) for kind, count in run.kinds.items()},
         }
+        # the stream's day (0: its first) on which scoring first took a version's own weights,
+        # and on which a lineage's learned weights first led its root's (only if they did)
+        if run.adopted_at:
+            table[name]["first_adopted_day"] = (run.adopted_at[0] - day_zero) / DAY
+        if run.evidence_at:
+            table[name]["first_evidence_day"] = (run.evidence_at[0] - day_zero) / DAY
     weeks = test_weeks(replayed.event_time[test], go_live)
     weekly = {
         name: [
@@ -1041,6 +1071,14 @@ def main(argv: list[str] | None = None) -> None:
         "labels worse (model_state.online_judge; --no-judge: as before issue 22's judge)",
     )
     parser.add_argument(
+        "--residual",
+        type=float,
+        default=None,
+        metavar="P",
+        help="the online step learns only labels of payments the forest alone scores below "
+        "probability P (model_state.learner.residual_bar; the boosted family)",
+    )
+    parser.add_argument(
         "--previous-step",
         action="store_true",
         help=f"also run the online model with the step it had before issue 22 item 4 "
@@ -1085,6 +1123,7 @@ def main(argv: list[str] | None = None) -> None:
         balance=args.balance,
         hold=args.hold_forest,
         judge=args.judge,
+        residual=args.residual,
     )
     variants = ablations(shipped, tuple(args.ablation_parts)) if args.ablation else [shipped]
     if args.previous_step:
