@@ -124,7 +124,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     label_delay_days: Annotated[float, Meta(gt=0, le=36_500)] = 30.0  # a century at most
     # Negative downsampling: the share of legitimate labels learned (each at weight 1 / rate),
     # kept by a hash of the transaction id (model_state.label_kinds).
-    legit_sample_rate: Annotated[float, Meta(gt=0, le=1)] = 1.0
+    legit_sample_rate: Annotated[float, Meta(gt=0, le=1)] = 0.1
     # Logs: the lowest level shown, and text or JSON lines (dataflows.logs).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -110,6 +110,9 @@ def test_labels_from_kafka_change_the_version_that_scores_later_payments(
         publish_seconds="2",
         model_refresh_seconds="1",
         label_retry_seconds="1",
+        # every label learned, so that each one moves the version (the default learns a tenth
+        # of the legitimate ones: test_implicit_integration and the chaos drill sample)
+        legit_sample_rate="1",
     )
     log = tmp_path / "flow.log"
     flow = start_flow(env, log)
@@ -192,6 +195,7 @@ def test_a_retrain_starts_a_lineage_that_scoring_and_the_learner_go_on_from(
         publish_seconds="2",
         model_refresh_seconds="1",
         label_retry_seconds="1",
+        legit_sample_rate="1",  # every label learned, as in the test above
     )
     log = tmp_path / "flow.log"
     flow = start_flow(env, log)

@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, func, select
 
+from storage.labels import SAMPLED_OUT
 from storage.tables import dead_letters, fraud_labels, scored_payments
 from test_data.generator import simulate
 from test_data.ports import free_ports
@@ -129,13 +130,23 @@ def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
             )
         )
         letters = c.execute(select(func.count()).select_from(dead_letters)).scalar_one()
+        sampled_out = c.execute(
+            select(func.count())
+            .select_from(fraud_labels)
+            .where(
+                fraud_labels.c.status == "claimed", fraud_labels.c.reason.startswith(SAMPLED_OUT)
+            )
+        ).scalar_one()
     assert sum(decisions.values()) == payments
     for decision, n in decisions.items():
         assert total(samples, "payscore_payments_scored_total", decision=decision) == n
     assert total(samples, "payscore_fraud_probability_count") == payments
     assert total(samples, "payscore_append_to_commit_seconds_count") == payments
     assert total(samples, "payscore_labels_total", outcome="claimed") == outcomes["claimed"]
-    assert total(samples, "payscore_labels_learned_total") == outcomes["claimed"]
+    # negative downsampling (PAYSCORE_LEGIT_SAMPLE_RATE, 0.1 by default) gives the learner every
+    # claimed label but those whose ledger row says sampled_out
+    assert total(samples, "payscore_labels_learned_total") == outcomes["claimed"] - sampled_out
+    assert 0 < sampled_out < outcomes["claimed"]
     assert letters == 3
     assert total(samples, "payscore_dead_letters_total", source="payments") == 3
     assert all(
