@@ -321,9 +321,7 @@ def test_through_crashes_every_claimed_label_takes_effect_exactly_once(
             join = label_join(store, retry_seconds=1, wait_seconds=50, clock=clock)(waiting)
             learner = new_learner(learner_state)
         else:
-            snapshot = copy.deepcopy(
-                (offset, join.snapshot(), rates, learner.snapshot())
-            )
+            snapshot = copy.deepcopy((offset, join.snapshot(), rates, learner.snapshot()))
     # Drain: the rest of the labels, every payment stored, the end of input.
     deliver(join.on_batch(labels[offset:])[0])
     for t, _ in messages:
