@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
+from features.catalog import DAY
+from model_state.offline import rollback
 from model_state.offline.eval_metrics import (
     card_precision_at_k,
     format_table,
@@ -158,6 +160,15 @@ def labels_text(evaluation: Evaluation) -> str:
                 f"{verdict['champion_ap']:.4f} (gain {gain:+.4f}, needed {need:.4f}): "
                 f"{'accepted' if accepted else 'refused'}"
             )
+        if run.rollbacks or run.rollbacks_superseded:
+            out.append(
+                f"  - live retrains judged again: {len(run.rollbacks)} decided, "
+                f"{run.rolled_back} rolled back, {run.rollbacks_superseded} superseded undecided"
+            )
+        for verdict in run.rollbacks:
+            day = (verdict["at"] - np.floor(evaluation.replayed.event_time.min() / DAY) * DAY) / DAY
+            decided = rollback.RollbackVerdict(**{k: v for k, v in verdict.items() if k != "at"})
+            out.append(f"  - day {day:.2f}: {decided.reason()}")
     return "\n".join(out)
 
 
@@ -218,6 +229,7 @@ def write_report(evaluations: list[Evaluation], out: Path, command: str, seconds
                 "weekly_average_precision": e.weekly,
                 "drift": e.drift,
                 "gates": e.gates,
+                "rollbacks": {n: run.rollbacks for n, run in e.runs.items()},
                 "seconds": e.seconds,
                 "learner_pickled_bytes": {n: run.learner_bytes for n, run in e.runs.items()},
             }

@@ -31,6 +31,9 @@ class OnlineRun:
     learned_after_last_payment: int = 0  # learned after the last payment was scored
     versions_adopted: int = 0  # online versions the judge let score with their own weights
     judge_switches: int = 0  # versions whose scoring weights (own or root's) differ from the last
+    rolled_back: int = 0  # retrains rolled back to the champion they replaced (--rollback)
+    rollbacks_superseded: int = 0  # watched retrains a later retrain replaced before a verdict
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)  # each verdict, with its time
 
     @property
     def labels_per_second(self) -> float:
