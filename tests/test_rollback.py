@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from model_state import artifact
 from model_state.offline import rollback
+from model_state.offline.eval_report import labels_text
+from model_state.offline.eval_results import Evaluation
 from model_state.offline.eval_stream import Replayed, replay_stream, with_label_delay
 from model_state.offline.evaluate import RollbackRule, run_online
 from model_state.offline.train import new_model
@@ -73,7 +75,10 @@ def test_a_clear_loss_is_rolled_back_with_a_bounded_reason() -> None:
     assert decided.verdict is not None and decided.verdict.roll_back
     assert decided.verdict.retrained_ap < decided.verdict.previous_ap == 1.0
     reason = decided.verdict.reason()
-    assert reason.startswith("rolled back: on 200 payments") and len(reason) <= 400
+    assert reason.startswith("rolled back: on 200 payments it scored live") and len(reason) <= 400
+    shadowed = decided.verdict.reason(shadow=True)
+    assert shadowed.startswith("not promoted: on 200 payments it scored in the shadow")
+    assert len(shadowed) <= 400
 
 
 def test_mismatched_inputs_and_bad_settings_are_refused_with_what_came() -> None:
@@ -141,6 +146,13 @@ def test_a_retrain_that_ranks_its_payments_worse_is_rolled_back_or_never_promote
     assert run.rolled_back == int(worse)
     if worse:
         assert verdict["retrained_ap"] < 0.5 < verdict["previous_ap"]
+    # The report says what was decided, in the words of the form run.
+    evaluation = Evaluation({}, replayed, np.arange(len(replayed)), {}, {}, {"online": run}, {})
+    if shadow_first:
+        outcome = "not promoted" if worse else "promoted"
+    else:
+        outcome = "rolled back" if worse else "kept"
+    assert f": {outcome}: on {verdict['rows']} payments" in labels_text(evaluation)
     watched = (replayed.event_time >= went_live) & (replayed.event_time <= verdict["at"])
     later = replayed.event_time > verdict["at"]
     alone = run_online(replayed, good, 10**9)  # the champion, never retrained

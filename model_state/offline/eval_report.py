@@ -162,13 +162,16 @@ def labels_text(evaluation: Evaluation) -> str:
             )
         if run.rollbacks or run.rollbacks_superseded:
             out.append(
-                f"  - live retrains judged again: {len(run.rollbacks)} decided, "
-                f"{run.rolled_back} rolled back, {run.rollbacks_superseded} superseded undecided"
+                f"  - retrains judged again on their own payments: {len(run.rollbacks)} decided, "
+                f"{run.rolled_back} judged worse (rolled back, or with --shadow-first not "
+                f"promoted), {run.rollbacks_superseded} superseded undecided"
             )
         for verdict in run.rollbacks:
             day = (verdict["at"] - np.floor(evaluation.replayed.event_time.min() / DAY) * DAY) / DAY
-            decided = rollback.RollbackVerdict(**{k: v for k, v in verdict.items() if k != "at"})
-            out.append(f"  - day {day:.2f}: {decided.reason()}")
+            fields = {k: v for k, v in verdict.items() if k not in ("at", "shadow_first")}
+            shadow = bool(verdict.get("shadow_first", False))
+            reason = rollback.RollbackVerdict(**fields).reason(shadow=shadow)
+            out.append(f"  - day {day:.2f}: {reason}")
     return "\n".join(out)
 
 

@@ -447,7 +447,10 @@ def run_online(
                 watched = _judge_retrain(replayed, watched, scores, now, rollback_rule)
                 verdict = watched.watch.verdict
                 if verdict is not None:
-                    run.rollbacks.append({"at": now, **msgspec.to_builtins(verdict)})
+                    run.rollbacks.append(
+                        {"at": now, "shadow_first": rollback_rule.shadow_first}
+                        | msgspec.to_builtins(verdict)
+                    )
                     run.rolled_back += verdict.roll_back
                     # Live: rolled back to the champion it replaced. Shadow first: promoted
                     # unless it ranked worse.

@@ -70,14 +70,21 @@ class RollbackVerdict(msgspec.Struct, frozen=True, kw_only=True):
     def roll_back(self) -> bool:
         return self.retrained_ap < self.previous_ap - self.min_loss * self.standard_error
 
-    def reason(self) -> str:
-        """Why it was rolled back or kept, bounded to :data:`REASON_CHARS`."""
+    def reason(self, *, shadow: bool = False) -> str:
+        """Why it was rolled back or kept (``shadow``: a retrain shadowing before it goes live,
+        not promoted or promoted), bounded to :data:`REASON_CHARS`."""
+        outcome = (
+            ("not promoted" if self.roll_back else "promoted")
+            if shadow
+            else ("rolled back" if self.roll_back else "kept")
+        )
         text = (
-            f"{'rolled back' if self.roll_back else 'kept'}: on {self.rows} payments it scored "
-            f"live whose labels are final ({self.frauds} frauds), retrain "
+            f"{outcome}: on {self.rows} payments it scored "
+            f"{'in the shadow' if shadow else 'live'} whose labels are final ({self.frauds} "
+            f"frauds), retrain "
             f"{self.retrained} AP {self.retrained_ap:.4f}, previous champion {self.previous} "
             f"{self.previous_ap:.4f} (difference {self.retrained_ap - self.previous_ap:+.4f}; "
-            f"rolled back below -{self.min_loss:g} standard errors, "
+            f"judged worse below -{self.min_loss:g} standard errors, "
             f"-{self.min_loss * self.standard_error:.4f})"
         )
         return text[:REASON_CHARS]
