@@ -714,6 +714,7 @@ def test_the_report_gives_the_days_the_judge_first_led_and_adopted(tmp_path: Pat
         "--seeds", "3", "--publish-every", "200", "--top-k", "20", "--no-references",
         "--retrain-days", "0", "--label-delay-days", "1", "--online-optimizer", "adagrad:0.05",
         "--hold-forest", "--drift", "--ablation", "--ablation-parts", "judge",
+        "--legit-sample-rate", "1",  # every label: the judge needs a lineage's worth of them
         "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"),
     ])  # fmt: skip
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())

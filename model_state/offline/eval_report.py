@@ -25,6 +25,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve
 
 from features.catalog import DAY
+from model_state.offline import rollback
 from model_state.offline.eval_metrics import (
     card_precision_at_k,
     format_table,
@@ -166,6 +167,18 @@ def labels_text(evaluation: Evaluation) -> str:
                 f"{verdict['champion_ap']:.4f} (gain {gain:+.4f}, needed {need:.4f}): "
                 f"{'accepted' if accepted else 'refused'}"
             )
+        if run.rollbacks or run.rollbacks_superseded:
+            out.append(
+                f"  - retrains judged again on their own payments: {len(run.rollbacks)} decided, "
+                f"{run.rolled_back} judged worse (rolled back, or with --shadow-first not "
+                f"promoted), {run.rollbacks_superseded} superseded undecided"
+            )
+        for verdict in run.rollbacks:
+            day = (verdict["at"] - np.floor(evaluation.replayed.event_time.min() / DAY) * DAY) / DAY
+            fields = {k: v for k, v in verdict.items() if k not in ("at", "shadow_first")}
+            shadow = bool(verdict.get("shadow_first", False))
+            reason = rollback.RollbackVerdict(**fields).reason(shadow=shadow)
+            out.append(f"  - day {day:.2f}: {reason}")
     return "\n".join(out)
 
 
@@ -226,6 +239,7 @@ def write_report(evaluations: list[Evaluation], out: Path, command: str, seconds
                 "weekly_average_precision": e.weekly,
                 "drift": e.drift,
                 "gates": e.gates,
+                "rollbacks": {n: run.rollbacks for n, run in e.runs.items()},
                 "seconds": e.seconds,
                 "learner_pickled_bytes": {n: run.learner_bytes for n, run in e.runs.items()},
             }

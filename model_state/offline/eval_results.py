@@ -35,6 +35,9 @@ class OnlineRun:
     # report times a lineage's learned weights first led its root's by the judge's evidence
     # (model_state.online_judge.adopted), matured or not: what the maturity rule waits past
     evidence_at: list[float] = field(default_factory=list)
+    rolled_back: int = 0  # retrains rolled back to the champion they replaced (--rollback)
+    rollbacks_superseded: int = 0  # watched retrains a later retrain replaced before a verdict
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)  # each verdict, with its time
 
     @property
     def labels_per_second(self) -> float:

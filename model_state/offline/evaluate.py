@@ -4,9 +4,9 @@
         [--go-live-day 42] [--size 5000] [--labels every|frauds|own]
         [--label-delay-days 7] [--implicit-days 30] [--drift [DAY]]
         [--online | --no-online] [--retrain | --no-retrain] [--balance | --no-balance]
-        [--judge | --no-judge] [--ablation] [--legit-sample-rate 1] [--publish-every 500]
-        [--online-optimizer SPEC] [--hold-forest] [--residual P] [--previous-step]
-        [--retrain-days 7] [--top-k 100] [--out reports/evaluation]
+        [--judge | --no-judge] [--rollback | --shadow-first] [--ablation] [--legit-sample-rate 1]
+        [--publish-every 500] [--online-optimizer SPEC] [--hold-forest] [--residual P]
+        [--previous-step] [--retrain-days 7] [--top-k 100] [--out reports/evaluation]
         [--cache reports/cache | --no-cache]
     python -m model_state.evaluate --streams evaluations/handbook-streams.json [--only NAME ...]
     python -m model_state.evaluate --stream generator ...
@@ -55,7 +55,9 @@ The protocol, the same for every stream:
      ``--hold-forest`` and ``--residual P`` (learn only the labels of payments the forest alone
      scores below ``P``) change its online step, as measured for issue 22 item 4; the report
      gives the days on which each run's judge first found a lineage's learned weights ahead of
-     its root's and on which scoring took them;
+     its root's and on which scoring took them; ``--rollback`` judges each accepted retrain
+     again once live, beside the champion it replaced, on the payments it scored, and rolls it
+     back if it ranked them worse (:mod:`model_state.offline.rollback`);
    - ``frozen``: the pre-trained version, never updated;
    - ``RF (handbook features)`` and ``LR (handbook features)``: the handbook's own baselines on
      its own 15 published features (:mod:`model_state.offline.handbook_reference`), fitted at
@@ -105,7 +107,7 @@ from model_state.artifact import ModelArtifact
 from model_state.boosted import FOREST
 from model_state.label_kinds import LabelKind, learn_weight
 from model_state.learner import OnlineLearner
-from model_state.offline import retrain, train
+from model_state.offline import retrain, rollback, train
 from model_state.offline.eval_metrics import (
     calibration_metrics,
     card_precision_at_k,
@@ -209,6 +211,8 @@ class Variant:
     hold: bool = False  # the forest's weight held (model_state.learner.HELD_COLUMNS)
     judge: bool = True  # versions judged against their root (model_state.online_judge)
     residual: float | None = None  # labels learned only below the forest's probability
+    rollback: bool = False  # a live retrain rolled back if it ranks its payments worse
+    shadow_first: bool = False  # ... or shadowing first, promoted unless it ranks them worse
 
     def name(self, shipped: Variant) -> str:
         if self == shipped:
@@ -314,6 +318,35 @@ Retrain = Callable[[datetime, ModelArtifact, np.ndarray, np.ndarray], ModelArtif
 a new version to go on from, or None (refused)."""
 
 
+@dataclass(frozen=True)
+class RollbackRule:
+    """When a live retrain is judged again beside the champion it replaced
+    (:mod:`model_state.offline.rollback`): ``maturity`` seconds after a payment its label is
+    final (the label delay, as the gate's hold-out), checked every ``check_every`` seconds of
+    event time. With ``shadow_first`` the accepted retrain does not go live at once: it scores
+    in the shadow beside the champion and goes live only if the same verdict does not find it
+    worse (the alternative the rollback was measured against)."""
+
+    maturity: float
+    min_frauds: int = rollback.DEFAULT_MIN_FRAUDS
+    min_loss: float = rollback.DEFAULT_MIN_LOSS
+    check_every: float = 3600.0
+    shadow_first: bool = False  # the retrain shadows until judged, then goes live (or not)
+
+
+@dataclass
+class _Watched:
+    """A retrain watched (:class:`~model_state.offline.rollback.Watch`): the model scoring the
+    same payments in the shadow (the champion it replaced; with ``shadow_first`` the retrain
+    itself, not live yet), and which payments those are."""
+
+    watch: rollback.Watch
+    other: ModelArtifact
+    shadow: _Scoring
+    rows: list[int]
+    shadow_first: bool = False
+
+
 class _Scoring:
     """Payments waiting to be scored by the current version, scored in batches as in the flow."""
 
@@ -334,6 +367,10 @@ class _Scoring:
             probabilities = [s.probability for s in self.scorer.score_batch(rows)]
             self._scores[self._waiting] = probabilities
             self._waiting.clear()
+
+    def scores_of(self, rows: np.ndarray) -> np.ndarray:
+        """The scores of ``rows`` (scored already: :meth:`flush` first)."""
+        return self._scores[rows]
 
     def switch(self, scorer: Scorer) -> None:
         """Score what waits with the old version; what comes next with ``scorer``."""
@@ -357,6 +394,7 @@ def run_online(
     sample_rate: float = 1.0,
     retrain: Retrain | None = None,
     retrain_every: timedelta = timedelta(days=7),
+    rollback_rule: RollbackRule | None = None,
     progress: bool = False,
 ) -> OnlineRun:
     """Score every payment of ``schedule`` (default: the whole stream's) with the newest
@@ -373,7 +411,10 @@ def run_online(
     With ``retrain``, every ``retrain_every`` of event time from the first payment scored, a
     challenger is fitted (as ``python -m model_state.retrain`` on a schedule); if accepted,
     scoring and the learner go on from it. ``learn=False`` scores without online steps;
-    ``learner`` replaces the first learner (tests).
+    ``learner`` replaces the first learner (tests). With ``rollback_rule``, each retrain that goes
+    live is watched beside the champion it replaced and rolled back to it if it ranks the payments
+    it scored worse (:mod:`model_state.offline.rollback`); scoring and the learner then go on from
+    that champion as it was when replaced.
     """
     events = (replayed.schedule if schedule is None else schedule).tolist()
     n = len(replayed)
@@ -394,11 +435,43 @@ def run_online(
     next_retrain = first + retrain_every.total_seconds()
     scoring_own = 0.0  # the root scores until a version is adopted (1.0)
     evidence = False  # the lineage's learned weights led its root's by EVIDENCE standard errors
+    watched: _Watched | None = None  # the last retrain accepted, until its verdict
+    shadow_scores = np.zeros(n)
+    next_check = first
+
+    def live_from(model: ModelArtifact) -> OnlineLearner:
+        """Score with ``model`` from now on, and learn on from it."""
+        scoring.switch(scorer_for(model))
+        run.versions.append(model.version)
+        return OnlineLearner(
+            model, publish_every, balanced=balanced, hold=hold, judged=judged, residual=residual
+        )
+
     for position, entry in enumerate(
         tqdm(events, desc="online", unit=" events", disable=not progress)
     ):
         if entry >= 0:
             now = float(replayed.event_time[entry])
+            if watched is not None and rollback_rule is not None and now >= next_check:
+                next_check = now + rollback_rule.check_every
+                scoring.flush()
+                watched = _judge_retrain(replayed, watched, scores, now, rollback_rule)
+                verdict = watched.watch.verdict
+                if verdict is not None:
+                    run.rollbacks.append(
+                        {"at": now, "shadow_first": rollback_rule.shadow_first}
+                        | msgspec.to_builtins(verdict)
+                    )
+                    run.rolled_back += verdict.roll_back
+                    # Live: rolled back to the champion it replaced. Shadow first: promoted
+                    # unless it ranked worse.
+                    if verdict.roll_back != rollback_rule.shadow_first:
+                        current = watched.other
+                        learner = live_from(current)
+                        run.retrained += rollback_rule.shadow_first
+                        scoring_own = float(current.metadata.learner.get(ADOPTED, 0.0))
+                        evidence = False
+                    watched = None
             if retrain is not None and now >= next_retrain:
                 while next_retrain <= now:
                     next_retrain += retrain_every.total_seconds()
@@ -406,23 +479,28 @@ def run_online(
                 fitted = retrain(datetime.fromtimestamp(now, UTC), current, scores, scored)
                 if fitted is not None:
                     roots[fitted.version] = fitted
-                    learner = OnlineLearner(
-                        fitted,
-                        publish_every,
-                        balanced=balanced,
-                        hold=hold,
-                        judged=judged,
-                        residual=residual,
-                    )
-                    scoring.switch(scorer_for(fitted))
-                    run.versions.append(fitted.version)
-                    run.retrained += 1
-                    current = fitted
-                    scoring_own = 0.0
-                    evidence = False
+                    shadow_first = rollback_rule is not None and rollback_rule.shadow_first
+                    if rollback_rule is not None:
+                        run.rollbacks_superseded += watched is not None
+                        watch = rollback.Watch(
+                            retrained=fitted.version, previous=current.version, since=now
+                        )
+                        other = fitted if shadow_first else current
+                        shadow = _Scoring(replayed, shadow_scores, scorer_for(other))
+                        watched = _Watched(watch, other, shadow, [], shadow_first)
+                        next_check = now
+                    if not shadow_first:
+                        learner = live_from(fitted)
+                        run.retrained += 1
+                        current = fitted
+                        scoring_own = 0.0
+                        evidence = False
                 else:
                     run.refused += 1
             scoring.add(entry)
+            if watched is not None:
+                watched.shadow.add(entry)
+                watched.rows.append(entry)
             scored[entry] = True
             learned_before[entry] = learned
             continue
@@ -492,9 +570,32 @@ def run_online(
             run.versions.append(current.version)
     scoring.flush()
     run.labels_learned = learned
-    run.versions_published = len(run.versions) - 1 - run.retrained
+    reinstated = run.rolled_back if rollback_rule and not rollback_rule.shadow_first else 0
+    run.versions_published = len(run.versions) - 1 - run.retrained - reinstated
     run.learner_bytes = len(pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL))
     return run
+
+
+def _judge_retrain(
+    replayed: Replayed, watched: _Watched, scores: np.ndarray, now: float, rule: RollbackRule
+) -> _Watched:
+    """``watched`` with its verdict once the payments it watched whose labels are final by
+    ``now`` hold enough frauds (:func:`model_state.offline.rollback.decide`): a payment's label
+    is final ``rule.maturity`` after it, a fraud if reported by ``now``, legitimate otherwise
+    (an implicit negative; the gate's mature hold-out counts the same way). ``scores``: the
+    live ones."""
+    rows = np.asarray(watched.rows, dtype=np.int64)
+    rows = rows[replayed.event_time[rows] + rule.maturity <= now]
+    truth = (replayed.verdict[rows] == 1) & (replayed.reported_at[rows] <= now)
+    if int(truth.sum()) < rule.min_frauds:
+        return watched  # not enough evidence yet: nothing to score again
+    watched.shadow.flush()
+    live, shadow = scores[rows], watched.shadow.scores_of(rows)
+    mine, theirs = (shadow, live) if watched.shadow_first else (live, shadow)
+    watch = rollback.decide(
+        watched.watch, truth, mine, theirs, min_frauds=rule.min_frauds, min_loss=rule.min_loss
+    )
+    return dataclasses.replace(watched, watch=watch)
 
 
 def score_frozen(
@@ -815,6 +916,9 @@ def evaluate(
                 sample_rate=sample_rate,
                 retrain=retrainer if variant.retrain and retrain_every else None,
                 retrain_every=retrain_every or timedelta(days=7),
+                rollback_rule=RollbackRule(maturity=delay, shadow_first=variant.shadow_first)
+                if variant.rollback or variant.shadow_first
+                else None,
                 progress=progress,
             )
             scores[name], runs[name] = run.scores, run
@@ -841,6 +945,12 @@ def evaluate(
         "online_optimizer": online_optimizer or "as trained",
         "online_model": dataclasses.asdict(shipped),  # its step: held forest, residual, judge
         "gate_min_gain": min_gain,
+        "retrain_judged_again": {
+            v.name(shipped): ("shadow first" if v.shadow_first else "live")
+            if v.rollback or v.shadow_first
+            else "no"
+            for v in variants or [shipped]
+        },
         "family": family,
         "publish_every": publish_every,
         "retrain": "never"
@@ -863,6 +973,7 @@ def evaluate(
             "judge_switches": float(run.judge_switches),
             "retrained": float(run.retrained),
             "retrains_refused": float(run.refused),
+            "retrains_rolled_back": float(run.rolled_back),
             "sampled_out": float(run.sampled_out),
             "duplicates": float(run.duplicates),
             **{f"learned_{kind}": float(count) for kind, count in run.kinds.items()},
@@ -1091,6 +1202,20 @@ def main(argv: list[str] | None = None) -> None:
         help="the retrain gate: a challenger must beat the champion by this many standard "
         "errors of the AP difference (python -m model_state.retrain --min-gain)",
     )
+    parser.add_argument(
+        "--rollback",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="judge each retrain again once it is live, beside the champion it replaced, on the "
+        "payments it scored, and roll it back if it ranks them worse "
+        "(model_state.offline.rollback; issue 22)",
+    )
+    parser.add_argument(
+        "--shadow-first",
+        action="store_true",
+        help="instead of --rollback: an accepted retrain scores in the shadow beside the champion "
+        "and goes live only once the same judgement on those payments does not find it worse",
+    )
     parser.add_argument("--publish-every", type=int, default=500, help="labels per version")
     parser.add_argument("--retrain-days", type=float, default=7.0, help="0: never")
     parser.add_argument("--top-k", type=int, default=100, help="cards checked a day")
@@ -1111,6 +1236,8 @@ def main(argv: list[str] | None = None) -> None:
         args.stream, args.labels = "generator", "own"
     if args.label_delay_days < 0 or args.implicit_days <= 0:
         parser.error("--label-delay-days must be >= 0 and --implicit-days > 0")
+    if args.rollback and args.shadow_first:
+        parser.error("--rollback and --shadow-first are two ways to judge a retrain: give one")
     if not 0 < args.legit_sample_rate <= 1:
         parser.error(f"--legit-sample-rate must lie in (0, 1]; got {args.legit_sample_rate}")
     from model_state.offline.eval_report import write_report  # matplotlib: the `eval` extra
@@ -1124,6 +1251,8 @@ def main(argv: list[str] | None = None) -> None:
         hold=args.hold_forest,
         judge=args.judge,
         residual=args.residual,
+        rollback=args.rollback,
+        shadow_first=args.shadow_first,
     )
     variants = ablations(shipped, tuple(args.ablation_parts)) if args.ablation else [shipped]
     if args.previous_step:
