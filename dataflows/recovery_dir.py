@@ -29,7 +29,10 @@ from pathlib import Path
 
 from features.bounded import bounded
 
-_KEYS = "SELECT DISTINCT step_id, state_key FROM snaps"
+# Both read ranges of the snapshots' primary key (step_id, state_key, snap_epoch), never the
+# whole table: a partition keeps every card's, terminal's and merchant's snapshots.
+_OTHER_STEPS = "SELECT DISTINCT step_id FROM snaps WHERE step_id < ? OR step_id >= ? LIMIT 3"
+_READER_KEYS = "SELECT DISTINCT state_key FROM snaps WHERE step_id = ?"
 
 
 class RecoveryDirectoryError(RuntimeError):
@@ -39,31 +42,41 @@ class RecoveryDirectoryError(RuntimeError):
 def recovery_directory(argv: Sequence[str], environ: Mapping[str, str]) -> Path | None:
     """The recovery directory as ``python -m bytewax.run`` takes it: ``-r`` /
     ``--recovery-directory``, else ``BYTEWAX_RECOVERY_DIRECTORY``; None without recovery."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser = argparse.ArgumentParser(add_help=False)  # abbreviations, as bytewax.run
     parser.add_argument("-r", "--recovery-directory")
     known, _ = parser.parse_known_args(list(argv[1:]))
     value = known.recovery_directory or environ.get("BYTEWAX_RECOVERY_DIRECTORY")
     return Path(value) if value else None
 
 
-def snapshot_keys(directory: Path) -> dict[str, set[str]]:
-    """Every step id with a snapshot in ``directory``'s partitions, and its state keys."""
+def snapshot_keys(
+    directory: Path, flow_id: str, reader_steps: Sequence[str]
+) -> dict[str, set[str]]:
+    """What the check needs of ``directory``'s partitions: up to three step ids of other
+    dataflows than ``flow_id`` (with no keys), and each of ``reader_steps`` with its state keys."""
     keys: dict[str, set[str]] = {}
     for part in sorted(directory.glob("part-*.sqlite3")):
         try:
-            connection = sqlite3.connect(f"{part.as_uri()}?mode=ro", uri=True, timeout=30)
+            # absolute: a relative -r (as the README's commands give it) has no file URI
+            uri = f"{part.absolute().as_uri()}?mode=ro"
+            connection = sqlite3.connect(uri, uri=True, timeout=30)
             try:
-                rows = connection.execute(_KEYS).fetchall()
+                ends = (f"{flow_id}.", f"{flow_id}/")  # "/" is the byte after "."
+                for (step_id,) in connection.execute(_OTHER_STEPS, ends).fetchall():
+                    keys.setdefault(str(step_id), set())
+                for step in reader_steps:
+                    found = connection.execute(_READER_KEYS, (step,)).fetchall()
+                    keys.setdefault(step, set()).update(str(key) for (key,) in found)
             finally:
                 connection.close()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError, OSError) as exc:
             raise RecoveryDirectoryError(
-                f"recovery partition {str(part)!r} cannot be read: {exc}; expected a partition "
-                "made by `python -m bytewax.recovery` (see the README, Recovery)"
+                bounded(
+                    f"recovery partition {str(part)!r} cannot be read: {exc}; expected a "
+                    "partition made by `python -m bytewax.recovery` (see the README, Recovery)"
+                )
             ) from None
-        for step_id, state_key in rows:
-            keys.setdefault(str(step_id), set()).add(str(state_key))
-    return keys
+    return {step: found for step, found in keys.items() if found or step not in reader_steps}
 
 
 def check_snapshots(
@@ -100,4 +113,5 @@ def require_own_recovery(
     directory = recovery_directory(argv, environ)
     if directory is None or not directory.is_dir():
         return  # none, or missing: Bytewax says so itself
-    check_snapshots(snapshot_keys(directory), flow_id, readers, str(directory))
+    keys = snapshot_keys(directory, flow_id, sorted(readers))
+    check_snapshots(keys, flow_id, readers, str(directory))

@@ -25,6 +25,7 @@ import pytest
 from confluent_kafka import Producer
 from sqlalchemy import Engine, func, insert, select, text
 
+from storage.labels import SAMPLED_OUT
 from storage.rows import model_version_row
 from storage.tables import dead_letters, fraud_labels, model_versions, scored_payments
 from storage.versions import newer_rows
@@ -126,13 +127,20 @@ def test_mysql_down_past_the_bound_stops_the_flow_and_the_supervisor_brings_it_b
             flow.kill9()
     claimed = count(engine, fraud_labels, fraud_labels.c.status == "claimed")
     assert claimed == len({label.transaction_id for label in labels})
+    # negative downsampling (0.1 by default) learns every claimed label but the sampled-out ones
+    sampled_out = count(
+        engine,
+        fraud_labels,
+        (fraud_labels.c.status == "claimed") & fraud_labels.c.reason.startswith(SAMPLED_OUT),
+    )
+    assert 0 < sampled_out < claimed
     with engine.connect() as c:
         newest = c.execute(
             select(model_versions.c.labels_learned)
             .order_by(model_versions.c.lineage.desc(), model_versions.c.sequence.desc())
             .limit(1)
         ).scalar_one()
-    assert newest == claimed
+    assert newest == claimed - sampled_out
 
 
 def test_a_grant_reset_right_after_mysql_comes_back_is_ridden_out(

@@ -84,7 +84,7 @@ def test_the_flow_s_own_directory_is_taken_empty_and_after_a_run(directory: Path
     argv = ["bytewax.run", "dataflows.scoring:flow", "-r", str(directory), "-s", "1"]
     require_own_recovery(argv, {}, FLOW_ID, kafka_readers(config()))  # empty: no run yet
     run_with_recovery(directory, FLOW_ID, "pay-a", "lab-a")
-    keys = snapshot_keys(directory)
+    keys = snapshot_keys(directory, FLOW_ID, [f"{FLOW_ID}.read_payments"])
     assert keys[f"{FLOW_ID}.read_payments"] == {"0-pay-a", "1-pay-a"}  # as the check reads them
     require_own_recovery(argv, {}, FLOW_ID, kafka_readers(config()))
 
@@ -120,6 +120,19 @@ def test_a_partition_that_is_not_a_recovery_database_is_named(directory: Path) -
     (directory / "part-1.sqlite3").write_bytes(b"not a database, a copied log file\n" * 100)
     with pytest.raises(RecoveryDirectoryError, match=r"part-1\.sqlite3' cannot be read: "):
         require_own_recovery(["run", "-r", str(directory)], {}, FLOW_ID, kafka_readers(config()))
+
+
+def test_a_relative_directory_as_the_readme_gives_it_is_read(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ops/run_flow.sh 2 2 -r model_state/recovery`: a relative path has no file URI of its own."""
+    run_with_recovery(directory, FLOW_ID, "pay-a", "lab-a")
+    monkeypatch.chdir(directory.parent)
+    for argv in (["run", "-r", directory.name], ["run", "--recovery", directory.name]):
+        assert recovery_directory(argv, {}) == Path(directory.name)  # abbreviated, as bytewax.run
+        require_own_recovery(argv, {}, FLOW_ID, kafka_readers(config()))
+        with pytest.raises(RecoveryDirectoryError, match="expected topic 'pay-b'"):
+            require_own_recovery(argv, {}, FLOW_ID, kafka_readers(config("pay-b")))
 
 
 def test_the_directory_is_read_as_bytewax_run_reads_it(tmp_path: Path) -> None:
@@ -168,7 +181,8 @@ def test_a_partition_left_by_a_killed_process_is_read(directory: Path) -> None:
         writer.kill()
         writer.wait(timeout=30)
     assert (directory / "part-0.sqlite3-wal").exists()
-    assert snapshot_keys(directory) == {f"{FLOW_ID}.read_payments": {"0-pay-a"}}
+    steps = [f"{FLOW_ID}.read_labels", f"{FLOW_ID}.read_payments"]
+    assert snapshot_keys(directory, FLOW_ID, steps) == {f"{FLOW_ID}.read_payments": {"0-pay-a"}}
     require_own_recovery(["run", "-r", str(directory)], {}, FLOW_ID, kafka_readers(config()))
 
 
