@@ -16,6 +16,7 @@ missing one stops the flow at its first batch, nothing stored (``dataflows/decis
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 
 from confluent_kafka import KafkaError, KafkaException
@@ -52,10 +53,13 @@ def _described(admin: AdminClient, topic: str, timeout: float, settle: float) ->
     deadline = time.monotonic() + settle
     while True:
         try:
+            # the future's wait outlasts the request's, so the broker's own timeout answers
             admin.describe_configs([resource], request_timeout=timeout)[resource].result(
-                timeout=timeout
+                timeout=timeout + 5
             )
             return None
+        except concurrent.futures.TimeoutError:
+            return f"no answer within {timeout + 5:g} s"
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             if not isinstance(error, KafkaError):
