@@ -82,6 +82,7 @@ from dataflows.model_registry import ModelRegistry
 from dataflows.output_topics import require_dead_letter_topic
 from dataflows.payments_topic import require_append_time
 from dataflows.recovery_dir import require_own_recovery
+from dataflows.schema_check import require_schema
 from dataflows.sources import DrainCheck, FlowKafkaSource, LabelsAccountedFor
 from features.calendar import calendar_features
 from features.card import CardHistory
@@ -124,6 +125,7 @@ def flow() -> Dataflow:
     refuse_bytewax_api(os.environ)
     require_append_time(config)
     require_dead_letter_topic(config)
+    require_schema(config)
     require_own_recovery(sys.argv, os.environ, FLOW_ID, kafka_readers(config))
     serve_metrics(config.metrics_host, config.metrics_port, process_id(sys.argv, os.environ))
     stop = threading.Event()
