@@ -11,11 +11,13 @@
 # and its folder), then the targets (evaluations/NAME-LABELS-size500-targets-k10.txt):
 #   bash evaluations/online-judge-next.sh NAME [step ...]
 # steps: frauds-STREAM, every-STREAM (STREAM one of evaluations/handbook-streams.json's), targets.
+# --legit-sample-rate 1: every label learned, the flow's default when these runs were made (0.1
+# since: README, *Issue 23's allowed output changes*), so that they print their kept outputs.
 set -u
 name=$1
 shift
 py=.venv/bin/python
-ev="$py -m model_state.evaluate --streams evaluations/handbook-streams.json --size 500"
+ev="$py -m model_state.evaluate --streams evaluations/handbook-streams.json --size 500 --legit-sample-rate 1"
 step() {
     case $1 in
     frauds-* | every-*)

@@ -18,6 +18,8 @@
 #         bash evaluations/rollback.sh full shadow-first --shadow-first
 #         bash evaluations/rollback.sh full rollback-off            (the same code without either)
 #       (no forest fitted, as evaluations/harmless.sh: its weeks are in the .txt's weekly table)
+# --legit-sample-rate 1: every label learned, the flow's default when these runs were made (0.1
+# since: README, *Issue 23's allowed output changes*), so that they print their kept outputs.
 set -u
 py=.venv/bin/python
 what=$1
@@ -26,7 +28,7 @@ case $what in
 size500 | size500-shadow)
     name=rollback option=--rollback
     [ "$what" = size500-shadow ] && name=shadow-first option=--shadow-first
-    ev="$py -m model_state.evaluate --streams evaluations/handbook-streams.json --size 500 $option"
+    ev="$py -m model_state.evaluate --streams evaluations/handbook-streams.json --size 500 --legit-sample-rate 1 $option"
     step() {
         case $1 in
         frauds-* | every-*)
@@ -57,7 +59,7 @@ full)
     name=$1
     shift
     exec evaluations/run.sh "$name-handbook-seed2" $py -m model_state.evaluate --stream handbook \
-        --seeds 2 --no-references --cache "${CACHE:-reports/cache}" \
+        --seeds 2 --no-references --cache "${CACHE:-reports/cache}" --legit-sample-rate 1 \
         --out "evaluations/$name-handbook-seed2" "$@" ;;
 *) echo "unknown: $what (size500, size500-shadow or full)" >&2; exit 2 ;;
 esac
