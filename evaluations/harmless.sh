@@ -7,7 +7,7 @@
 #   bash evaluations/harmless.sh NAME STREAM [evaluate arguments ...]     STREAM: handbook | generator
 #   bash evaluations/harmless.sh compare BEFORE AFTER [AFTER ...]          (names, both streams)
 # The runs below were made when every label was learned by default: add --legit-sample-rate 1
-# to reproduce "today", "forest15" (0.1 is the default since, the "sample10" runs'):
+# to reproduce "today" and "forest15" (0.1 is the default since, as the "sample10" runs):
 #   harmless.sh sample10 generator --legit-sample-rate 0.1; harmless.sh sample10 handbook ...
 # As they ran (CACHE=/work/main/reports/cache: one replay cache for every checkout, so each
 # stream was replayed once), the README's table (*Model size*, issue 23's harmlessness check):
