@@ -14,9 +14,10 @@ from confluent_kafka import Producer
 from sqlalchemy import Engine, text
 
 from dataflows.failures import log_failures
+from test_data.chaos import wait_for
 from test_data.ports import free_ports
 from tests import failing_flow
-from tests.flowrun import BROKERS, flow_env
+from tests.flowrun import BROKERS, flow_env, logged, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,24 +96,35 @@ def test_with_two_processes_the_cause_is_logged_before_bytewax_s_panic(
 
 @pytest.mark.integration
 def test_the_scoring_flow_logs_why_it_stops_before_bytewax_s_panic(
-    topics: dict[str, str], mysql_url: str, admin_engine: Engine, models: Path
+    topics: dict[str, str], mysql_url: str, admin_engine: Engine, models: Path, tmp_path: Path
 ) -> None:
-    """A deployment error (the dead-letter table is gone) under two processes: each process
-    that met it logs the MySQL error, bounded, with the step, before Bytewax's panic."""
-    with admin_engine.begin() as c:
-        c.execute(text("DROP TABLE dead_letters"))
-    producer = Producer({"bootstrap.servers": BROKERS})
-    for partition in range(4):
-        producer.produce(topics["payments_topic"], value=b"not json", partition=partition)
-    assert producer.flush(30) == 0
+    """A deployment error (the dead-letter table dropped while the flow runs) under two
+    processes: each process that met it logs the MySQL error, bounded, with the step, before
+    Bytewax's panic. (Dropped before the start, the table is refused by the start's schema
+    check, dataflows/schema_check.py, before any step runs.)"""
     env = {"FLOW_METRICS": "0", "FLOW_BASE_PORT": str(free_ports(2))}
-    done = subprocess.run(
-        ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "2"],
-        env=flow_env(topics, mysql_url, models) | env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    log = tmp_path / "flow.log"
+    with log.open("wb") as out:
+        flow = subprocess.Popen(
+            ["bash", str(ROOT / "ops" / "run_flow.sh"), "2", "2"],
+            env=flow_env(topics, mysql_url, models, tail="true") | env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            start_new_session=True,
+        )
+    try:
+        wait_for("both processes built", lambda: len(logged(log, "flow built:")) >= 2, 180)
+        with admin_engine.begin() as c:
+            c.execute(text("DROP TABLE dead_letters"))
+        producer = Producer({"bootstrap.servers": BROKERS})
+        for partition in range(4):
+            producer.produce(topics["payments_topic"], value=b"not json", partition=partition)
+        assert producer.flush(30) == 0
+        flow.wait(timeout=300)
+    finally:
+        stop(flow)
+    done = subprocess.CompletedProcess(
+        flow.args, flow.returncode, "", log.read_text("utf-8", "replace")
     )
     assert done.returncode != 0
     cause = done.stderr.find("CRITICAL dataflows.failures: payscore.store_payments_dead_letters")

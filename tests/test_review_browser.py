@@ -31,6 +31,7 @@ from sqlalchemy import Engine, func, select
 
 from features.contract import FraudLabel, LabelDecoder
 from review.security import SESSION_COOKIE
+from storage.labels import SAMPLED_OUT
 from storage.tables import fraud_labels, review_sessions, review_verdicts, scored_payments
 from test_data.generator import simulate
 from test_data.spec import SimulationSpec
@@ -146,7 +147,15 @@ def test_an_analyst_marks_a_payment_fraud_and_the_flow_learns_it(
                     ).scalar()
 
             wait_for("the flow to learn the verdict", lambda: learned(transaction_id), 120)
-            wait_for("the flow to claim the forged label", lambda: learned(forged_id), 120)
+
+            def claimed(txn: str) -> bool:  # a legitimate label may be sampled out, not learned
+                with engine.connect() as c:
+                    status = c.execute(
+                        select(fraud_labels.c.status).where(fraud_labels.c.transaction_id == txn)
+                    ).scalar()
+                return status == "claimed"
+
+            wait_for("the flow to claim the forged label", lambda: claimed(forged_id), 120)
             with engine.connect() as c:
                 analysts = {
                     r.transaction_id: (r.analyst, r.unverified_analyst)
@@ -168,7 +177,9 @@ def test_an_analyst_marks_a_payment_fraud_and_the_flow_learns_it(
             cell = browser.find_element(By.CSS_SELECTOR, "#labels td.analyst")
             assert cell.text == "unverified: the message names alice"
             assert cell.find_element(By.CSS_SELECTOR, "span.unverified")
-            assert browser.find_element(By.CSS_SELECTOR, "#labels td.status").text == "claimed"
+            # claimed; a legitimate label may be left out of learning (negative downsampling)
+            status = browser.find_element(By.CSS_SELECTOR, "#labels td.status").text
+            assert status == "claimed" or status.startswith(f"claimed: {SAMPLED_OUT}: ")
             browser.save_screenshot(str(SCREENSHOT.with_name("review-unverified.png")))
             severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
             assert severe == [], severe
