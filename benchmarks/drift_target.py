@@ -14,7 +14,8 @@ other online model of every folder and every stream it prints: days until half o
 payments are in the daily top k ("never": not within its days, counted as one day after its
 last), the pattern's AP per day since it started, AP / ROC AUC / CP@k over every other payment
 from go-live ("elsewhere"), AP per test week, the day on which the judge first found a lineage's
-learned weights ahead of its root and on which scoring took them; then the verdict:
+learned weights ahead of its root and on which scoring took them, how many of its versions
+scoring took (of those published) and how often scoring switched weights; then the verdict:
 
 - **earlier**: its days to half at least ``--lead`` days before the retrain alone's;
 - **no loss elsewhere**: AP elsewhere and AP in every test week not below the shipped step's by
@@ -53,6 +54,16 @@ def fmt_day(value: float) -> str:
     )
 
 
+def fmt_adopted(metrics: dict[str, Any]) -> str:
+    """Versions scored with their own weights of those published, and scoring's switches."""
+    if "versions_published" not in metrics:
+        return ""
+    return (
+        f"{metrics['versions_adopted']:.0f} / {metrics['versions_published']:.0f} "
+        f"({metrics['judge_switches']:.0f})"
+    )
+
+
 def row(
     label: str, run: dict[str, Any], model: str, k: int, days: int
 ) -> tuple[list[str], dict[str, Any]]:
@@ -68,6 +79,7 @@ def row(
         " / ".join(f"{w:.3f}" for w in weekly),
         fmt_day(metrics.get("first_evidence_day")),
         fmt_day(metrics.get("first_adopted_day")),
+        fmt_adopted(metrics),
         *(f"{a:.2f}" for a in drift["ap"][:days]),
     ]
     return cells, {"days": days_to_half(drift), "other": metrics["average_precision_other"],
@@ -90,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n{stream}\n")
         header = ["model", f"days to half in top {k}", "AP", f"AP / AUC / CP@{k} elsewhere",
                   "AP per test week", "judge: first ahead (day)", "first scored own (day)",
+                  "versions scored own / published (switches)",
                   *(f"d{d}" for d in range(args.days))]  # fmt: skip
         print("| " + " | ".join(header) + " |")
         print("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")

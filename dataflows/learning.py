@@ -218,7 +218,8 @@ class LearnStep(StatefulBatchLogic[LabelledPayment, VersionRecord, bytes]):
             self._learner.pending,
             extra={"event": "version_adopted", "version": newer.version},
         )
-        self._learner = OnlineLearner(newer, self._learner.publish_every)
+        # A judge whose evidence spans lineages goes on with it (model_state.window_judge).
+        self._learner = OnlineLearner(newer, self._learner.publish_every, previous=self._learner)
 
     def _publish(self) -> VersionRecord:
         self._last_publish = time.time()

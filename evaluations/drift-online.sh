@@ -20,6 +20,10 @@ hb2="--streams evaluations/handbook-streams.json --only defaults drawn-1 --size 
 judged="--drift --ablation --ablation-parts online judge --top-k 10"
 ramp="--online-optimizer adagrad:0.05:ramp=3000 --hold-forest"
 variant="--drift --ablation --ablation-parts judge --top-k 10 --no-references"
+# session 9: judged instead by the window judge (model_state.window_judge: the last 20,000
+# labels of any lineage, each scored before it was learned, ranked within its payment day); the
+# weekly retrain alone and the steps not judged are the session-8 runs' (the same streams, fits)
+wide="--judge-window 20000 --drift --top-k 10 --no-references"
 step() {
     case $1 in
     # the diagnosis with the forest's weight learned (the step before and the flow's), then held
@@ -90,6 +94,24 @@ step() {
     target-frauds) evaluations/run.sh drift-target-frauds-size500 $py benchmarks/drift_target.py \
         evaluations/drift-judged-frauds-size500 evaluations/drift-ramp-frauds-size500 \
         evaluations/drift-residual-frauds-size500 --days 24 ;;
+    # session 9: the stronger step and the ramped one, each judged by the window judge
+    wide-every) evaluations/run.sh drift-window-judge-every-size500 $ev $hb2 --labels every \
+        $new $wide --out evaluations/drift-window-judge-every-size500 ;;
+    wide-frauds) evaluations/run.sh drift-window-judge-frauds-size500 $ev $hb2 --labels frauds \
+        $new $wide --out evaluations/drift-window-judge-frauds-size500 ;;
+    wide-ramp-every) evaluations/run.sh drift-window-judge-ramp-every-size500 $ev $hb2 \
+        --labels every $ramp $wide --out evaluations/drift-window-judge-ramp-every-size500 ;;
+    wide-ramp-frauds) evaluations/run.sh drift-window-judge-ramp-frauds-size500 $ev $hb2 \
+        --labels frauds $ramp $wide --out evaluations/drift-window-judge-ramp-frauds-size500 ;;
+    # their item-4 verdicts beside the weekly retrain alone and the shipped step (session 8's)
+    wide-target-every) evaluations/run.sh drift-window-judge-target-every-size500 $py \
+        benchmarks/drift_target.py evaluations/drift-window-judge-every-size500 \
+        evaluations/drift-window-judge-ramp-every-size500 \
+        --reference evaluations/drift-judged-every-size500 --days 24 ;;
+    wide-target-frauds) evaluations/run.sh drift-window-judge-target-frauds-size500 $py \
+        benchmarks/drift_target.py evaluations/drift-window-judge-frauds-size500 \
+        evaluations/drift-window-judge-ramp-frauds-size500 \
+        --reference evaluations/drift-judged-frauds-size500 --days 24 ;;
     *) echo "unknown step $1" >&2; return 2 ;;
     esac
 }

@@ -39,6 +39,9 @@ and by the lineage root's before it is learned, and a version whose weights did 
 labels better than the root's (or before a week of those payments has matured) records so in its
 metadata; the flow and the evaluation then score it with the root's weights
 (:func:`model_state.online_judge.scoring_model`), while the learner goes on learning its own.
+With ``window`` (the evaluation's ``--judge-window``), the judge's evidence is instead the last
+labels of whatever lineage, each scored before it was learned, and a learner going on to a new
+lineage hands it on (:mod:`model_state.window_judge`).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from model_state.boosted import Boosted
 from model_state.label_balance import LabelBalance
 from model_state.label_kinds import LabelKind
 from model_state.online_judge import OnlineJudge
+from model_state.window_judge import WindowJudge
 from storage.labels import LabelledPayment
 from storage.versions import version_key
 
@@ -99,10 +103,31 @@ def residual_bar(probability: float, positive_weight: float) -> float:
     return math.log(probability / (1.0 - probability)) + math.log(positive_weight)
 
 
+def _judge_for(
+    step: Any, state: dict[str, float], window: int | None, previous: OnlineLearner | None
+) -> OnlineJudge | WindowJudge:
+    """The judge of a learner that starts from a version whose last step is ``step`` and whose
+    recorded learner state is ``state`` (empty for a lineage root)."""
+    handed = getattr(previous, "judge", None)
+    if window is None and isinstance(handed, WindowJudge):
+        window = handed.size  # the next lineage is judged as the last one was
+    recorded = WindowJudge.from_state(state) if state else None
+    if recorded is None:
+        lineage = (OnlineJudge.from_state(state) if state else None) or OnlineJudge.of_root(step)
+        if window is None:
+            return lineage
+        # the base: the lineage root's weights (an online version records them)
+        recorded = WindowJudge(lineage.root_weights, lineage.root_intercept, window)
+    if isinstance(handed, WindowJudge):
+        # The pairs as they were scored; new labels scored by this lineage's base.
+        return handed.next_lineage(recorded.root_weights, recorded.root_intercept)
+    return recorded
+
+
 class OnlineLearner:
     balanced = True  # a learner pickled before the switch existed had the guard on
     root: tuple[str, str] | None = None  # ... and published whole versions
-    judge: OnlineJudge | None = None  # ... and was not judged (model_state.online_judge)
+    judge: OnlineJudge | WindowJudge | None = None  # ... and was not judged
     residual: float | None = None  # ... and learned every label
     skipped = 0
 
@@ -114,7 +139,9 @@ class OnlineLearner:
         balanced: bool = True,
         hold: bool = False,
         judged: bool = True,
+        window: int | None = None,
         residual: float | None = None,
+        previous: OnlineLearner | None = None,
     ) -> None:
         """``balanced=False`` turns the label-balance guard off (the evaluation's ablation);
         ``hold=True`` keeps the forest's weight as ``start`` has it (:data:`HELD_COLUMNS`; the
@@ -124,7 +151,14 @@ class OnlineLearner:
         labels of payments the forest alone scores below it, so that the frauds it already ranks
         high do not move the hats (:func:`residual_bar`; the evaluation's ``--residual``). A
         label not learned is still counted, recorded in the version and judged: it is known, as
-        a learned one is, and never learned again."""
+        a learned one is, and never learned again.
+
+        ``window`` judges with the last ``window`` labels of whatever lineage
+        (:mod:`model_state.window_judge`) instead of the labels of the lineage's own payments
+        (:mod:`model_state.online_judge`, the default); ``previous``: the learner this one
+        replaces (a retrain gone live, a rollback): a window judge hands its pairs on to this
+        one, and this one judges with a window of the same size (the flow's learner and the
+        evaluation's go on to a new lineage so)."""
         if publish_every < 1:
             raise ValueError(f"publish_every must be >= 1 label; got {publish_every}")
         # The frozen expansion (a forest) is shared, not copied: nothing learns it.
@@ -180,8 +214,7 @@ class OnlineLearner:
         # frozen expansion only): recorded in every version, so going on from one judges alike.
         self.judge = None
         if judged and expansion is not None:
-            recorded = OnlineJudge.from_state(state) if state else None
-            self.judge = recorded or OnlineJudge.of_root(self._last_step)
+            self.judge = _judge_for(self._last_step, state, window, previous)
 
     @property
     def _last_step(self) -> Any:

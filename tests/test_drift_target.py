@@ -91,3 +91,26 @@ def test_never_for_the_retrain_alone_counts_as_the_day_after_the_pattern(
     )
     main([str(reference)])
     assert "+4 days against the retrain alone (earlier)" in capsys.readouterr().out
+
+
+def test_each_row_gives_the_versions_scoring_took_and_its_switches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    judged = model(8, 0.6, [0.5])
+    judged["metrics"] |= {
+        "versions_adopted": 3.0,
+        "versions_published": 54.0,
+        "judge_switches": 2.0,
+    }
+    reference = write(
+        tmp_path / "reference",
+        {
+            "online, no SGD": model(10, 0.6, [0.5]),
+            "online, previous step": model(10, 0.6, [0.5]),
+            "online": judged,
+        },
+    )
+    main([str(reference)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert "| 3 / 54 (2) |" in rows[-1]
+    assert "versions scored own / published (switches)" in rows[0]

@@ -4,7 +4,8 @@
         [--go-live-day 42] [--size 5000] [--labels every|frauds|own]
         [--label-delay-days 7] [--implicit-days 30] [--drift [DAY]]
         [--online | --no-online] [--retrain | --no-retrain] [--balance | --no-balance]
-        [--judge | --no-judge] [--rollback | --shadow-first] [--ablation] [--legit-sample-rate 1]
+        [--judge | --no-judge] [--judge-window N] [--rollback | --shadow-first] [--ablation]
+        [--legit-sample-rate 1]
         [--publish-every 500] [--online-optimizer SPEC] [--hold-forest] [--residual P]
         [--previous-step] [--retrain-days 7] [--top-k 100] [--out reports/evaluation]
         [--cache reports/cache | --no-cache]
@@ -50,8 +51,9 @@ The protocol, the same for every stream:
      labels better than its lineage root's (:mod:`model_state.online_judge`, as the flow);
      ``--no-online``, ``--no-retrain``, ``--no-balance`` and ``--no-judge`` switch its online
      SGD steps ("weekly retrain only"), its retraining ("SGD only"), its label-balance guard
-     and the online judge off; ``--online-optimizer`` (e.g. ``adagrad:0.05``, or
-     ``adagrad:0.05:ramp=3000`` for a rate grown over the first labels),
+     and the online judge off (``--judge-window N``: judged instead on the last ``N`` labels of
+     any lineage, :mod:`model_state.window_judge`); ``--online-optimizer`` (e.g.
+     ``adagrad:0.05``, or ``adagrad:0.05:ramp=3000`` for a rate grown over the first labels),
      ``--hold-forest`` and ``--residual P`` (learn only the labels of payments the forest alone
      scores below ``P``) change its online step, as measured for issue 22 item 4; the report
      gives the days on which each run's judge first found a lineage's learned weights ahead of
@@ -102,7 +104,7 @@ import numpy as np
 from tqdm import tqdm
 
 from features.catalog import DAY
-from model_state import artifact, signing
+from model_state import artifact, signing, window_judge
 from model_state.artifact import ModelArtifact
 from model_state.boosted import FOREST
 from model_state.label_kinds import LabelKind, learn_weight
@@ -210,6 +212,7 @@ class Variant:
     optimizer: str | None = None  # None: the run's (``--online-optimizer``, else as trained)
     hold: bool = False  # the forest's weight held (model_state.learner.HELD_COLUMNS)
     judge: bool = True  # versions judged against their root (model_state.online_judge)
+    window: int | None = None  # ... on the last labels of any lineage (model_state.window_judge)
     residual: float | None = None  # labels learned only below the forest's probability
     rollback: bool = False  # a live retrain rolled back if it ranks its payments worse
     shadow_first: bool = False  # ... or shadowing first, promoted unless it ranks them worse
@@ -390,6 +393,7 @@ def run_online(
     balanced: bool = True,
     hold: bool = False,
     judged: bool = True,
+    window: int | None = None,
     residual: float | None = None,
     sample_rate: float = 1.0,
     retrain: Retrain | None = None,
@@ -419,7 +423,13 @@ def run_online(
     events = (replayed.schedule if schedule is None else schedule).tolist()
     n = len(replayed)
     learner = learner or OnlineLearner(
-        start, publish_every, balanced=balanced, hold=hold, judged=judged, residual=residual
+        start,
+        publish_every,
+        balanced=balanced,
+        hold=hold,
+        judged=judged,
+        window=window,
+        residual=residual,
     )
     scores = np.zeros(n)
     learned_before = np.zeros(n, dtype=np.int64)
@@ -444,7 +454,14 @@ def run_online(
         scoring.switch(scorer_for(model))
         run.versions.append(model.version)
         return OnlineLearner(
-            model, publish_every, balanced=balanced, hold=hold, judged=judged, residual=residual
+            model,
+            publish_every,
+            balanced=balanced,
+            hold=hold,
+            judged=judged,
+            window=window,
+            residual=residual,
+            previous=learner,  # a window judge's evidence goes on (as in the flow)
         )
 
     for position, entry in enumerate(
@@ -556,7 +573,8 @@ def run_online(
                 if verdict == 1.0 and scoring_own != 1.0:
                     run.adopted_at.append(reported)
                 state = record.metadata.learner
-                if not evidence and adopted(state[ADVANTAGE], state[SPREAD]):
+                ahead = window_judge.earned if window_judge.SIZE in state else adopted
+                if not evidence and ahead(state[ADVANTAGE], state[SPREAD]):
                     evidence = True  # whether or not a week of the lineage's labels matured
                     run.evidence_at.append(reported)
                 scoring_own = verdict
@@ -912,6 +930,7 @@ def evaluate(
                 balanced=variant.balance,
                 hold=variant.hold,
                 judged=variant.judge,
+                window=variant.window,
                 residual=variant.residual,
                 sample_rate=sample_rate,
                 retrain=retrainer if variant.retrain and retrain_every else None,
@@ -1182,6 +1201,15 @@ def main(argv: list[str] | None = None) -> None:
         "labels worse (model_state.online_judge; --no-judge: as before issue 22's judge)",
     )
     parser.add_argument(
+        "--judge-window",
+        type=int,
+        default=None,
+        metavar="N",
+        help="judge the online versions on the last N labels of any lineage, each scored before "
+        "it was learned, ranked within its payment day (model_state.window_judge; default: the "
+        "labels of the lineage's own payments, model_state.online_judge)",
+    )
+    parser.add_argument(
         "--residual",
         type=float,
         default=None,
@@ -1242,6 +1270,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--legit-sample-rate must lie in (0, 1]; got {args.legit_sample_rate}")
     from model_state.offline.eval_report import write_report  # matplotlib: the `eval` extra
 
+    if args.judge_window is not None and args.judge_window < 1:
+        parser.error(f"--judge-window must be >= 1 label; got {args.judge_window}")
     if args.online_optimizer:
         optimizer_of(args.online_optimizer)  # a clear error before anything runs
     shipped = Variant(
@@ -1250,6 +1280,7 @@ def main(argv: list[str] | None = None) -> None:
         balance=args.balance,
         hold=args.hold_forest,
         judge=args.judge,
+        window=args.judge_window,
         residual=args.residual,
         rollback=args.rollback,
         shadow_first=args.shadow_first,
