@@ -143,6 +143,15 @@ def adopted(advantage: float, spread: float) -> bool:
     return advantage > 0.0 and advantage > EVIDENCE * math.sqrt(spread)
 
 
+def recorded_root_weights(state: Mapping[str, float]) -> dict[str, float]:
+    """The lineage root's weights a version's judge state records (``ROOT_PREFIX`` names)."""
+    return {
+        name[len(ROOT_PREFIX) :]: value
+        for name, value in state.items()
+        if name.startswith(ROOT_PREFIX)
+    }
+
+
 class OnlineJudge:
     """The judgement of one learner's lineage: the root's weights, the advantage so far and the
     block of labels since the last version."""
@@ -192,13 +201,8 @@ class OnlineJudge:
         """The judge a version recorded (:meth:`state`), or None if it recorded none."""
         if ROOT_INTERCEPT not in state:
             return None
-        weights = {
-            name[len(ROOT_PREFIX) :]: value
-            for name, value in state.items()
-            if name.startswith(ROOT_PREFIX)
-        }
         judge = cls(
-            weights,
+            recorded_root_weights(state),
             state[ROOT_INTERCEPT],
             advantage=state.get(ADVANTAGE, 0.0),
             spread=state.get(SPREAD, 0.0),

@@ -68,6 +68,7 @@ from model_state.online_judge import (
     SPREAD,
     SWITCHED,
     logit,
+    recorded_root_weights,
     settled,
 )
 
@@ -196,13 +197,8 @@ class WindowJudge:
         in the learner's snapshot, not in the version); None if none recorded."""
         if SIZE not in state or ROOT_INTERCEPT not in state:
             return None
-        weights = {
-            name[len(ROOT_PREFIX) :]: value
-            for name, value in state.items()
-            if name.startswith(ROOT_PREFIX)
-        }
         judge = cls(
-            weights,
+            recorded_root_weights(state),
             state[ROOT_INTERCEPT],
             int(state[SIZE]),
             is_adopted=bool(state.get(ADOPTED, 0.0)),

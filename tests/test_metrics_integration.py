@@ -49,6 +49,14 @@ def total(samples: list[dict], name: str, **labels: str) -> float:
     )
 
 
+# claimed labels that negative downsampling left out of learning (their ledger row says so)
+SAMPLED_OUT_CLAIMS = (
+    select(func.count())
+    .select_from(fraud_labels)
+    .where(fraud_labels.c.status == "claimed", fraud_labels.c.reason.startswith(SAMPLED_OUT))
+)
+
+
 def caught_up(samples: list[dict], engine: Engine) -> bool:
     """The scraped counters count every payment, claimed label and dead letter in MySQL, and the
     learner every claimed label that negative downsampling did not leave out (a ledger row whose
@@ -58,13 +66,7 @@ def caught_up(samples: list[dict], engine: Engine) -> bool:
         claimed = c.execute(
             select(func.count()).select_from(fraud_labels).where(fraud_labels.c.status == "claimed")
         ).scalar_one()
-        sampled_out = c.execute(
-            select(func.count())
-            .select_from(fraud_labels)
-            .where(
-                fraud_labels.c.status == "claimed", fraud_labels.c.reason.startswith(SAMPLED_OUT)
-            )
-        ).scalar_one()
+        sampled_out = c.execute(SAMPLED_OUT_CLAIMS).scalar_one()
         letters = c.execute(select(func.count()).select_from(dead_letters)).scalar_one()
     return (
         total(samples, "payscore_payments_scored_total") == payments
@@ -139,13 +141,7 @@ def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
             )
         )
         letters = c.execute(select(func.count()).select_from(dead_letters)).scalar_one()
-        sampled_out = c.execute(
-            select(func.count())
-            .select_from(fraud_labels)
-            .where(
-                fraud_labels.c.status == "claimed", fraud_labels.c.reason.startswith(SAMPLED_OUT)
-            )
-        ).scalar_one()
+        sampled_out = c.execute(SAMPLED_OUT_CLAIMS).scalar_one()
     assert sum(decisions.values()) == payments
     for decision, n in decisions.items():
         assert total(samples, "payscore_payments_scored_total", decision=decision) == n

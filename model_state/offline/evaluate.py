@@ -422,15 +422,14 @@ def run_online(
     """
     events = (replayed.schedule if schedule is None else schedule).tolist()
     n = len(replayed)
-    learner = learner or OnlineLearner(
-        start,
-        publish_every,
-        balanced=balanced,
-        hold=hold,
-        judged=judged,
-        window=window,
-        residual=residual,
-    )
+    settings: dict[str, Any] = {
+        "balanced": balanced,
+        "hold": hold,
+        "judged": judged,
+        "window": window,
+        "residual": residual,
+    }
+    learner = learner or OnlineLearner(start, publish_every, **settings)
     scores = np.zeros(n)
     learned_before = np.zeros(n, dtype=np.int64)
     run = OnlineRun(scores, learned_before, versions=[start.version])
@@ -453,16 +452,8 @@ def run_online(
         """Score with ``model`` from now on, and learn on from it."""
         scoring.switch(scorer_for(model))
         run.versions.append(model.version)
-        return OnlineLearner(
-            model,
-            publish_every,
-            balanced=balanced,
-            hold=hold,
-            judged=judged,
-            window=window,
-            residual=residual,
-            previous=learner,  # a window judge's evidence goes on (as in the flow)
-        )
+        # previous: a window judge's evidence goes on (as in the flow)
+        return OnlineLearner(model, publish_every, **settings, previous=learner)
 
     for position, entry in enumerate(
         tqdm(events, desc="online", unit=" events", disable=not progress)
