@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, NoSuchTableError
 
 from settings.config import Config
 from storage.engine import UNAVAILABLE, error_code, make_engine
+from storage.schema import missing_columns as lacking
 from storage.tables import dead_letters, fraud_labels, implicit_labels, scored_payments
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,9 @@ def missing_columns(engine: Engine, tables: tuple[Table, ...] = WRITTEN) -> list
     missing: list[str] = []
     for table in tables:
         try:
-            have = {column["name"] for column in seen.get_columns(table.name)}
+            missing += [f"{table.name}.{c.name}" for c in lacking(seen, table)]
         except NoSuchTableError:
             missing.append(table.name)
-            continue
-        missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in have]
     return missing
 
 

@@ -4,13 +4,16 @@ on the real server, as the flow's own account; ``storage.schema --create`` mends
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import NoSuchTableError
 
 from dataflows.schema_check import SchemaError, missing_columns, require_schema
 from settings.config import Config
 from storage.accounts import Accounts
 from storage.schema import create_schema
+from storage.schema import missing_columns as lacking
+from storage.tables import implicit_labels, scored_payments
 from test_data.ports import free_ports
 
 pytestmark = pytest.mark.integration
@@ -34,3 +37,29 @@ def test_a_database_out_of_reach_at_start_is_left_to_the_sinks(database_config: 
     """A supervised restart during an outage starts; the sinks wait for MySQL."""
     url = make_url(database_config.mysql_dsn).set(port=free_ports(1))  # nothing listens
     require_schema(Config.from_env({"PAYSCORE_MYSQL_URL": url.render_as_string(False)}))
+
+
+def test_the_start_and_the_schema_upgrade_see_the_same_missing_columns(
+    database_config: Config, admin_engine: Engine, engine: Engine
+) -> None:
+    """One function (``storage.schema.missing_columns``) says what the database lacks: the
+    columns the start refuses are those ``create_schema`` adds; a table that is gone is named
+    alone, and ``create_schema`` makes it again."""
+    with admin_engine.begin() as c:
+        c.execute(text("ALTER TABLE scored_payments DROP COLUMN shadow_version"))
+        c.execute(text("ALTER TABLE dead_letters DROP COLUMN message_headers"))
+        c.execute(text("DROP TABLE implicit_labels"))
+    seen = inspect(admin_engine)
+    assert [c.name for c in lacking(seen, scored_payments)] == ["shadow_version"]
+    with pytest.raises(NoSuchTableError):
+        lacking(seen, implicit_labels)
+    assert missing_columns(engine) == [
+        "scored_payments.shadow_version",
+        "implicit_labels",
+        "dead_letters.message_headers",
+    ]
+    with pytest.raises(SchemaError, match=r"lacks 3 of .*implicit_labels"):
+        require_schema(database_config)
+    create_schema(admin_engine, Accounts.of(database_config))
+    assert missing_columns(engine) == []
+    assert lacking(inspect(admin_engine), scored_payments) == []
