@@ -5,9 +5,8 @@ a topic that was never created (a typo in ``PAYSCORE_DEAD_LETTERS_TOPIC``, a bro
 not create topics on first use) then stopped the flow only after librdkafka's
 ``message.timeout.ms`` (five minutes), and again at every restart. The flow therefore describes
 it at start and refuses to run without it, with the variable, the topic and the broker's answer
-in the message. Describing a topic never creates it. A topic the broker does not know yet is
-asked for again for ``SETTLE_SECONDS``: a topic created just before the flow starts takes a
-moment to reach the broker's metadata.
+in the message. Describing a topic never creates it; a topic the broker does not know yet is
+asked for again for a while (``dataflows/topic_configs.py``).
 
 The decisions topic is not checked here: every batch publishes to it before it commits, so a
 missing one stops the flow at its first batch, nothing stored (``dataflows/decisions_topic.py``,
@@ -16,15 +15,10 @@ missing one stops the flow at its first batch, nothing stored (``dataflows/decis
 
 from __future__ import annotations
 
-import concurrent.futures
-import time
+from confluent_kafka.admin import AdminClient
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource
-
+from dataflows.topic_configs import SETTLE_SECONDS, TopicDescribeError, describe_topic
 from settings.config import PREFIX, Config
-
-SETTLE_SECONDS = 10.0
 
 
 class OutputTopicError(RuntimeError):
@@ -37,33 +31,11 @@ def require_dead_letter_topic(
     """The flow's start: the dead-letter topic exists (see the module)."""
     admin = AdminClient(config.kafka_client())
     topic, variable = config.dead_letters_topic, f"{PREFIX}DEAD_LETTERS_TOPIC"
-    error = _described(admin, topic, timeout, settle)
-    if error is not None:
+    try:
+        describe_topic(admin, topic, timeout=timeout, settle=settle)
+    except TopicDescribeError as error:
         raise OutputTopicError(
             f"Kafka topic {topic!r} ({variable}) cannot be described on "
             f"{config.kafka_brokers}: {error}; expected an existing topic the flow writes "
             "to: create it with ops/create_topics.py (or correct the variable)"
-        )
-
-
-def _described(admin: AdminClient, topic: str, timeout: float, settle: float) -> str | None:
-    """None once ``topic`` is described; else the broker's last answer. One request a topic:
-    a topic unknown to the broker fails every topic of its request."""
-    resource = ConfigResource("topic", topic)
-    deadline = time.monotonic() + settle
-    while True:
-        try:
-            # the future's wait outlasts the request's, so the broker's own timeout answers
-            admin.describe_configs([resource], request_timeout=timeout)[resource].result(
-                timeout=timeout + 5
-            )
-            return None
-        except concurrent.futures.TimeoutError:
-            return f"no answer within {timeout + 5:g} s"
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if not isinstance(error, KafkaError):
-                return str(exc)
-            if error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
-                return error.str()
-        time.sleep(0.5)
+        ) from None
