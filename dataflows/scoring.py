@@ -58,7 +58,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import bytewax.operators as op
-import msgspec
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
@@ -76,7 +75,13 @@ from dataflows.implicit_negatives import (
 from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import configured_label_join
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
-from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter
+from dataflows.messages import (
+    DeadLetter,
+    MessageDecoder,
+    Positioned,
+    letter_row,
+    rejected_letter,
+)
 from dataflows.metrics_server import process_id, refuse_bytewax_api, serve_metrics
 from dataflows.model_registry import ModelRegistry
 from dataflows.output_topics import require_dead_letter_topic
@@ -101,7 +106,7 @@ from settings.config import Config
 from storage.engine import make_engine
 from storage.labels import FraudNote, LabelledPayment
 from storage.payments import settle_reused_ids
-from storage.rows import dead_letter_row, refused_row_letter, scored_payment_row
+from storage.rows import refused_row_letter, scored_payment_row
 from storage.sink import MySQLSink, Writing
 from storage.tables import dead_letters, scored_payments
 
@@ -329,9 +334,10 @@ def dead_letter_sink(config: Config) -> DeadLetterSink:
 
 
 def counted_dead_letter_row(source: str, letter: DeadLetter) -> dict[str, object]:
-    """The ``dead_letters`` row of ``letter``, counted in ``payscore_dead_letters_total``."""
-    metrics.dead_letter(source, letter.error)
-    return dead_letter_row(**msgspec.structs.asdict(letter))
+    """The ``dead_letters`` row of ``letter``, counted in ``payscore_dead_letters_total`` by
+    its kind."""
+    metrics.dead_letter(source, letter.kind)
+    return letter_row(letter)
 
 
 def scored_payments_sink(config: Config) -> MySQLSink:
@@ -350,7 +356,8 @@ def scored_payments_sink(config: Config) -> MySQLSink:
             after_commit=metrics.stored_payments,
             on_retry=metrics.SINK_RETRIES.labels(scored_payments.name).inc,
             on_failure=metrics.SINK_FAILURES.labels(scored_payments.name).inc,
-            on_refused=lambda reason: metrics.dead_letter("refused_rows", reason),
+            on_refused=lambda kind: metrics.dead_letter("refused_rows", kind),
+            conflict_kind="reused_id",
             letters_out=lambda: dead_letter_sink(config).topic().publish,
             before_commit=lambda: DecisionsTopic(
                 config.kafka_client(), config.decisions_topic, patience=config.mysql_outage_seconds

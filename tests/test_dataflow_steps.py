@@ -24,6 +24,7 @@ from dataflows.messages import (
     MessageDecoder,
     Positioned,
     headers_json,
+    letter_row,
     rejected_letter,
 )
 from features.card import CardHistory
@@ -31,7 +32,7 @@ from features.catalog import FEATURE_NAMES
 from features.contract import LabelDecoder, Payment, PaymentDecoder
 from settings.config import TOPICS, Config
 from storage.labels import LabelledPayment
-from storage.rows import dead_letter_row, refused_row_letter
+from storage.rows import refused_row_letter
 from test_data.hostile import valid_payment
 
 DECODE = MessageDecoder(PaymentDecoder(), LabelDecoder())
@@ -272,7 +273,7 @@ def test_a_dead_letter_keeps_the_record_s_headers_whole() -> None:
     )
     letter = DECODE.payment(raw)  # type: ignore[arg-type]
     assert isinstance(letter, DeadLetter) and letter.headers is not None
-    stored = dead_letter_row(**msgspec.structs.asdict(letter))["message_headers"]
+    stored = letter_row(letter)["message_headers"]
     assert msgspec.json.decode(stored, type=list[tuple[str, bytes | None]]) == headers
     assert DECODE.payment(message(b"{")).headers is None  # no headers: NULL
 
@@ -342,7 +343,7 @@ def test_a_dead_letter_of_any_size_fits_the_topic_and_says_what_was_cut(
 
 
 def row_of(letter: DeadLetter) -> dict[str, object]:
-    return dead_letter_row(**msgspec.structs.asdict(letter))
+    return letter_row(letter)
 
 
 def test_an_event_far_ahead_of_its_record_time_is_dead() -> None:

@@ -58,8 +58,11 @@ def letter_topic() -> Iterator[str]:
     admin.delete_topics([name])[name].result(timeout=30)
 
 
-def workers(url: str, topic: str, n: int = 2) -> list[MySQLSinkPartition]:
-    """``n`` workers' partitions of the flow's payments sink (as scoring.scored_payments_sink)."""
+def workers(
+    url: str, topic: str, n: int = 2, kinds: list[str] | None = None
+) -> list[MySQLSinkPartition]:
+    """``n`` workers' partitions of the flow's payments sink (as scoring.scored_payments_sink);
+    the kind of each dead letter they make is appended to ``kinds``."""
     sink = MySQLSink(
         url,
         scored_payments,
@@ -67,6 +70,8 @@ def workers(url: str, topic: str, n: int = 2) -> list[MySQLSinkPartition]:
             refused=refused_row_letter(SOURCE),
             refused_table=dead_letters,
             conflicts=settle_reused_ids,
+            conflict_kind="reused_id",
+            on_refused=kinds.append if kinds is not None else None,
             patience=30,
             letters_out=lambda: (
                 DeadLetterTopic({"bootstrap.servers": BROKERS}, topic, 900_000).publish
@@ -390,7 +395,8 @@ def test_a_row_mysql_refuses_is_a_dead_letter_in_the_table_and_on_the_topic(
     mysql_url: str, engine: Engine, letter_topic: str
 ) -> None:
     """The last kind of dead letter the payments sink makes: MySQL refuses the row's data."""
-    (one,) = workers(mysql_url, letter_topic, 1)
+    kinds: list[str] = []
+    (one,) = workers(mysql_url, letter_topic, 1, kinds)
     bad = row("tx-refused", "card-A", 2, 7, T0) | {"currency": "EURO"}  # too long: strict mode
     one.write_batch([row("tx-fine", "card-A", 2, 6, T0), bad, row("tx-fine-2", "card-A", 2, 8, T0)])
     letters = lettered(engine)
@@ -398,6 +404,9 @@ def test_a_row_mysql_refuses_is_a_dead_letter_in_the_table_and_on_the_topic(
         list(letters) == [(2, 7)] and "MySQL refused the row for scored_payments" in letters[(2, 7)]
     )
     assert set(topic_keys(letter_topic)) == {f"{SOURCE}/2/7".encode()}
+    assert kinds == ["refused_by_mysql"]  # the metric's reason: where the letter was made
+    one.write_batch([row("tx-fine", "card-B", 2, 9, T0)])  # the id again: a conflict
+    assert kinds == ["refused_by_mysql", "reused_id"]
 
 
 def test_create_topics_makes_an_existing_create_time_payments_topic_append_time_and_says_so(
