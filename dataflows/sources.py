@@ -17,6 +17,11 @@ of its partition's labels is ``waiting`` any more (claimed, or rejected as ``not
 from holding the run forever: at the end of input a label that has waited its full time is
 rejected; any other stays waiting for the next run.
 
+**Headers that cannot be read.** Bytewax's reader reads every message's headers; one whose
+header names are not UTF-8 made the client raise, and stopped the flow at every restart. Each
+reader's consumer is wrapped so that such a message goes on with a header that says so
+(:mod:`dataflows.readable_headers`).
+
 **Epochs on a shared grid.** Given an :class:`~dataflows.epochs.EpochGrid`, a reader closes its
 epochs on the grid's boundaries, as every other process's readers do, so that no process waits
 for another at each epoch's close (:mod:`dataflows.epochs`).
@@ -39,6 +44,7 @@ from sqlalchemy import func, select
 from dataflows import thread_states
 from dataflows.epochs import EpochGrid
 from dataflows.metrics import EPOCH_CLOSE_WAIT, EPOCHS_CLOSED
+from dataflows.readable_headers import ReadableHeaders
 from storage.engine import retry_transient, shared_engine
 from storage.tables import dead_letters, fraud_labels
 
@@ -189,6 +195,13 @@ class FlowKafkaSource(KafkaSource):
         # Python thread state from now on (dataflows/thread_states.py).
         thread_states.pin()
         inner = super().build_part(step_id, for_part, resume_state)
+        # Bytewax's reader reads every message's headers: it must never fail on them.
+        if not hasattr(inner, "_consumer"):
+            raise RuntimeError(
+                f"Bytewax's Kafka partition reader {type(inner).__name__} has no _consumer: "
+                "expected bytewax 0.21 (dataflows/readable_headers.py wraps its consumer)"
+            )
+        inner._consumer = ReadableHeaders(inner._consumer)
         idx, topic = for_part.split("-", 1)
         return _Reader(
             inner,
