@@ -463,3 +463,52 @@ def test_the_flow_refuses_a_create_time_payments_topic_naming_the_setting(
     assert "PAYSCORE_TRUST_PRODUCER_TIMESTAMPS=true" in done.stderr
     with engine.connect() as c:
         assert c.execute(select(scored_payments.c.transaction_id)).all() == []
+
+
+PLACE = {"mcc": "5411", "channel": "pos", "country": "FR", "device_id": "d-1",
+         "latitude": 48.857, "longitude": 2.352}  # fmt: skip
+
+
+def test_a_stored_id_sent_again_with_any_field_changed_is_a_dead_letter_not_a_repeat(
+    mysql_url: str, engine: Engine, letter_topic: str
+) -> None:
+    """The sink took a message of a stored id and card for a harmless repeat when card,
+    merchant, terminal, amount, currency and event time agreed: another country, channel,
+    device, place, MCC or UTC offset vanished without a trace."""
+    (one,) = workers(mysql_url, letter_topic, 1)
+    base = row("tx-content", "card-A", 1, 10, T0) | PLACE
+    one.write_batch([base])
+    changes = [
+        {"country": "NG"},
+        {"channel": "ecom"},
+        {"device_id": "d-2"},
+        {"latitude": -33.9, "longitude": 18.4},
+        {"mcc": "7995"},
+        {"utc_offset_minutes": 60},
+    ]
+    for offset, change in enumerate(changes, start=11):
+        one.write_batch([base | change | {"kafka_offset": offset}])
+    one.write_batch([base | {"kafka_offset": 20}])  # the same payment again: a repeat
+    assert stored(engine, "tx-content") == ("card-A", 1, 10)
+    assert sorted(lettered(engine)) == [(1, offset) for offset in range(11, 11 + len(changes))]
+    assert all("reused" in reason for reason in lettered(engine).values())
+
+
+def test_on_the_flow_a_reused_id_past_the_card_s_last_64_with_another_country_is_a_dead_letter(
+    one_partition_topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
+) -> None:
+    """Past the card step's memory (its last 64 ids), only the sink sees the reuse."""
+    topics = one_partition_topics
+    card = "card-far"
+    messages = [payment("tx-far", card)]
+    messages += [payment(f"tx-between-{i}", card) for i in range(64)]
+    again = json.loads(payment("tx-far", card)) | {"country": "NG"}
+    messages.append(json.dumps(again).encode())
+    produce_at(topics["payments_topic"], [(0, None, card.encode(), m) for m in messages])
+    run_flow(flow_env(topics, mysql_url, models), processes=1, workers=1)
+    sp = scored_payments
+    with engine.connect() as c:
+        countries = dict(c.execute(select(sp.c.transaction_id, sp.c.country)).all())
+        letters = c.execute(select(dead_letters.c.kafka_offset, dead_letters.c.error)).all()
+    assert len(countries) == 65 and countries["tx-far"] == "FR"
+    assert [offset for offset, _ in letters] == [65] and "reused" in letters[0].error
