@@ -4,12 +4,8 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from dataflows.readable_headers import UNREADABLE, UNREADABLE_WHY, ReadableHeaders
 from test_data.raw_headers import RawRecord, produce_raw
@@ -18,21 +14,13 @@ from tests.flowrun import BROKERS
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def topic() -> Iterator[str]:
-    name = f"test-{uuid.uuid4().hex[:8]}-headers"
-    admin = AdminClient({"bootstrap.servers": BROKERS})
-    admin.create_topics([NewTopic(name, num_partitions=1)])[name].result(timeout=30)
-    yield name
-    admin.delete_topics([name])[name].result(timeout=30)
-
-
 def test_a_header_name_that_is_not_utf8_is_replaced_and_the_next_records_are_read(
-    topic: str,
+    one_partition_topics: dict[str, str],
 ) -> None:
     """Read one at a time after 50 good records, so that CPython has specialised the call of
     ``headers()`` (which then let the client's broken result through, and the error surfaced
     later, from other code)."""
+    topic = one_partition_topics["payments_topic"]
     good = [RawRecord(b"ok-%d" % i, headers=[(b"h", b"v")]) for i in range(50)]
     bad = RawRecord(b"bad", key=b"k", headers=[(b"\xff\xfe", b"x"), (b"fine", None)])
     produce_raw(BROKERS, topic, [*good, bad, RawRecord(b"after")])
