@@ -84,7 +84,7 @@ from dataflows.messages import (
 )
 from dataflows.metrics_server import process_id, refuse_bytewax_api, serve_metrics
 from dataflows.model_registry import ModelRegistry
-from dataflows.output_topics import require_dead_letter_topic
+from dataflows.output_topics import require_topics
 from dataflows.payments_topic import require_append_time
 from dataflows.recovery_dir import require_own_recovery
 from dataflows.schema_check import require_schema
@@ -129,7 +129,7 @@ def flow() -> Dataflow:
     logs.configure(config.log_level, config.log_format)
     refuse_bytewax_api(os.environ)
     require_append_time(config)
-    require_dead_letter_topic(config)
+    require_topics(config)
     require_schema(config)
     require_own_recovery(sys.argv, os.environ, FLOW_ID, kafka_readers(config))
     serve_metrics(config.metrics_host, config.metrics_port, process_id(sys.argv, os.environ))

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from dataflows.output_topics import OutputTopicError, require_dead_letter_topic
+from dataflows.output_topics import OutputTopicError, require_topics
 from dataflows.payments_topic import PaymentsTopicError, timestamp_type
 from dataflows.topic_configs import TopicDescribeError, describe_topic
 from settings.config import Config
@@ -23,8 +23,8 @@ def config_on(topics: dict[str, str]) -> Config:
     return msgspec.structs.replace(Config.from_env({}), kafka_brokers=BROKERS, **topics)
 
 
-def test_an_existing_dead_letter_topic_passes_even_just_created(topics: dict[str, str]) -> None:
-    require_dead_letter_topic(config_on(topics))
+def test_existing_topics_pass_even_just_created(topics: dict[str, str]) -> None:
+    require_topics(config_on(topics))
 
 
 def test_a_missing_dead_letter_topic_stops_the_start_and_is_not_created(
@@ -32,7 +32,7 @@ def test_a_missing_dead_letter_topic_stops_the_start_and_is_not_created(
 ) -> None:
     missing = f"test-{uuid.uuid4().hex[:8]}-never-created"
     with pytest.raises(OutputTopicError) as caught:
-        require_dead_letter_topic(config_on(topics | {"dead_letters_topic": missing}), settle=2.0)
+        require_topics(config_on(topics | {"dead_letters_topic": missing}), settle=2.0)
     said = str(caught.value)
     assert (
         f"Kafka topic {missing!r} (PAYSCORE_DEAD_LETTERS_TOPIC) cannot be described on {BROKERS}"

@@ -85,3 +85,19 @@ def test_a_dead_letter_topic_never_created_stops_the_start(
     said = start_fails(env, [])
     assert f"Kafka topic '{missing}' (PAYSCORE_DEAD_LETTERS_TOPIC) cannot be described" in said
     assert stored(engine) == (0, 0)
+
+
+@pytest.mark.parametrize("field", ["labels_topic", "decisions_topic"])
+def test_a_labels_or_decisions_topic_never_created_stops_the_start_naming_its_variable(
+    field: str, topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
+) -> None:
+    """Before, a missing labels topic stopped the flow as Bytewax built its input, naming the
+    topic alone; a missing decisions topic at the first batch of payments, a dead letter stored
+    already, without the variable or the remedy."""
+    missing = f"test-{uuid.uuid4().hex[:8]}-no-such-topic"
+    one_good_one_bad(topics)
+    said = start_fails(flow_env(topics | {field: missing}, mysql_url, models), [])
+    variable = f"PAYSCORE_{field.upper()}"
+    assert f"Kafka topic '{missing}' ({variable}) cannot be described" in said, said[-3000:]
+    assert "create it with ops/create_topics.py" in said
+    assert stored(engine) == (0, 0)
