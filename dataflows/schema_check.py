@@ -1,4 +1,5 @@
-"""The tables the flow writes must have every column it writes, when the flow starts.
+"""The tables the flow writes must have every column it writes, and its account every right it
+uses, when the flow starts.
 
 An upgraded flow writes columns the previous release's tables lack (``dead_letters``'
 ``message_headers``, for one). MySQL refuses such a row only when the first one comes, which for
@@ -8,6 +9,14 @@ and refuses to run until ``python -m storage.schema --create`` has added the mis
 (README, *Review queue*, *Start*). A database it cannot reach is not refused here: the sinks
 ride out an outage (:mod:`storage.engine`), and a supervised restart during one must not stop
 for good.
+
+Rights: a right the flow's account lacks (grants never applied for it, or at another host than
+it connects from) was found at the first statement that used it: for a dead letter, hours after
+a start, and then retried as if MySQL were out for ``PAYSCORE_MYSQL_OUTAGE_SECONDS`` (once a
+process was let in, a refusal may be grants being applied again, :mod:`storage.engine`) while
+the flow stood still. So the start also runs, in a transaction it rolls back, one statement
+for each right ``storage/accounts.py`` gives the flow on each table, touching no row
+(:func:`storage.accounts.probes`), and refuses to run on the first one MySQL refuses.
 """
 
 from __future__ import annotations
@@ -17,10 +26,12 @@ import logging
 from sqlalchemy import Engine, Table, inspect
 from sqlalchemy.exc import DBAPIError, NoSuchTableError
 
+from features.bounded import bounded
 from settings.config import Config
-from storage.engine import UNAVAILABLE, error_code, make_engine
+from storage.accounts import GRANTS, probes, rights
+from storage.engine import ACCESS_DENIED, UNAVAILABLE, error_code, make_engine
 from storage.schema import missing_columns as lacking
-from storage.tables import dead_letters, fraud_labels, implicit_labels, scored_payments
+from storage.tables import dead_letters, fraud_labels, implicit_labels, metadata, scored_payments
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +40,30 @@ WRITTEN: tuple[Table, ...] = (scored_payments, fraud_labels, implicit_labels, de
 
 class SchemaError(RuntimeError):
     """A table the flow writes lacks columns this release writes."""
+
+
+class RightsError(RuntimeError):
+    """The flow's account lacks a right the flow uses."""
+
+
+def missing_rights(engine: Engine) -> list[str]:
+    """``NEED on table: MySQL's refusal`` for each table on which ``engine``'s account lacks a
+    right the flow uses (the first it lacks there), in the order of ``GRANTS``."""
+    lacking_rights = []
+    with engine.connect() as connection:
+        for name in GRANTS:
+            want = rights(name, "flow")
+            for need, statement in probes(metadata.tables[name], want):
+                try:
+                    connection.exec_driver_sql(statement)
+                except DBAPIError as exc:
+                    if error_code(exc) not in ACCESS_DENIED:
+                        raise
+                    connection.rollback()
+                    lacking_rights.append(f"{need} on {name}: {bounded(str(exc.orig), 300)}")
+                    break
+        connection.rollback()
+    return lacking_rights
 
 
 def missing_columns(engine: Engine, tables: tuple[Table, ...] = WRITTEN) -> list[str]:
@@ -49,6 +84,7 @@ def require_schema(config: Config) -> None:
     engine = make_engine(config.mysql_dsn, pool_size=1)
     try:
         missing = missing_columns(engine)
+        denied = missing_rights(engine) if not missing else []
     except DBAPIError as exc:
         if error_code(exc) not in UNAVAILABLE and not exc.connection_invalidated:
             raise
@@ -62,4 +98,12 @@ def require_schema(config: Config) -> None:
             f"release writes ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); "
             "expected the current schema: run `python -m storage.schema --create` (as the admin "
             "account, README *Review queue*, *Start*), then start the flow again"
+        )
+    if denied:
+        raise RightsError(
+            f"the account of PAYSCORE_MYSQL_URL lacks rights the flow uses on {len(denied)} "
+            f"tables ({'; '.join(denied[:3])}{'; ...' if len(denied) > 3 else ''}); expected "
+            "the rights storage/accounts.py gives the flow: run `python -m storage.schema "
+            "--create` as the admin account (with PAYSCORE_MYSQL_ACCOUNT_HOSTS naming the host "
+            "the flow connects from), then start the flow again"
         )

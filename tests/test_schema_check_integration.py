@@ -8,7 +8,13 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchTableError
 
-from dataflows.schema_check import SchemaError, missing_columns, require_schema
+from dataflows.schema_check import (
+    RightsError,
+    SchemaError,
+    missing_columns,
+    missing_rights,
+    require_schema,
+)
 from settings.config import Config
 from storage.accounts import Accounts
 from storage.schema import create_schema
@@ -63,3 +69,40 @@ def test_the_start_and_the_schema_upgrade_see_the_same_missing_columns(
     create_schema(admin_engine, Accounts.of(database_config))
     assert missing_columns(engine) == []
     assert lacking(inspect(admin_engine), scored_payments) == []
+
+
+def revoke_from_the_flow(admin_engine: Engine, config: Config, statement: str) -> None:
+    """``statement`` (``REVOKE ... ON {db}.table``) for the flow's account at each of its hosts,
+    on the test's own database."""
+    accounts = Accounts.of(config)
+    database = make_url(config.mysql_dsn).database
+    with admin_engine.begin() as c:
+        for host in accounts.hosts:
+            user = f"'{accounts.users['flow']}'@'{host}'"
+            c.execute(text(f"{statement.format(db=f'`{database}`')} FROM {user}"))
+
+
+def test_a_right_the_flow_s_account_lacks_refuses_the_start_until_the_grants_are_applied(
+    database_config: Config, admin_engine: Engine, engine: Engine
+) -> None:
+    """Before, a missing INSERT on dead_letters was found at the first dead letter, retried as
+    an outage for PAYSCORE_MYSQL_OUTAGE_SECONDS while the flow stood still, then stopped it."""
+    assert missing_rights(engine) == []
+    revoke_from_the_flow(admin_engine, database_config, "REVOKE INSERT ON {db}.dead_letters")
+    revoke_from_the_flow(
+        admin_engine, database_config, "REVOKE UPDATE (learned_version) ON {db}.implicit_labels"
+    )
+    denied = missing_rights(engine)
+    assert [d.split(":")[0] for d in denied] == [
+        "UPDATE (learned_version) on implicit_labels",
+        "INSERT on dead_letters",
+    ] or [d.split(":")[0] for d in denied] == [
+        "INSERT on dead_letters",
+        "UPDATE (learned_version) on implicit_labels",
+    ]
+    assert all("denied" in d for d in denied)
+    with pytest.raises(RightsError, match=r"lacks rights the flow uses on 2 tables .*--create"):
+        require_schema(database_config)
+    create_schema(admin_engine, Accounts.of(database_config))
+    assert missing_rights(engine) == []
+    require_schema(database_config)

@@ -19,11 +19,13 @@ from bytewax.recovery import init_db_dir
 from confluent_kafka import Producer
 from sqlalchemy import Engine, func, select
 
+from settings.config import Config
 from storage.tables import dead_letters, scored_payments
 from test_data.hostile import valid_payment
 from test_data.ports import free_ports
 from tests.flowrun import BROKERS, ROOT, flow_env
 from tests.test_recovery_dir import run_with_recovery
+from tests.test_schema_check_integration import revoke_from_the_flow
 
 pytestmark = pytest.mark.integration
 
@@ -100,4 +102,21 @@ def test_a_labels_or_decisions_topic_never_created_stops_the_start_naming_its_va
     variable = f"PAYSCORE_{field.upper()}"
     assert f"Kafka topic '{missing}' ({variable}) cannot be described" in said, said[-3000:]
     assert "create it with ops/create_topics.py" in said
+    assert stored(engine) == (0, 0)
+
+
+def test_a_right_the_flow_s_account_lacks_stops_the_start(
+    topics: dict[str, str],
+    mysql_url: str,
+    engine: Engine,
+    admin_engine: Engine,
+    database_config: Config,
+    models: Path,
+) -> None:
+    """Before, the flow stored the good payment, then met the refusal at the bad message's dead
+    letter, retried it as an outage, and stopped only after PAYSCORE_MYSQL_OUTAGE_SECONDS."""
+    revoke_from_the_flow(admin_engine, database_config, "REVOKE INSERT ON {db}.dead_letters")
+    one_good_one_bad(topics)
+    said = start_fails(flow_env(topics, mysql_url, models, mysql_outage_seconds="5"), [])
+    assert "RightsError" in said and "INSERT on dead_letters" in said, said[-3000:]
     assert stored(engine) == (0, 0)
