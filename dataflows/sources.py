@@ -22,6 +22,9 @@ header names are not UTF-8 made the client raise, and stopped the flow at every 
 reader's consumer is wrapped so that such a message goes on with a header that says so
 (:mod:`dataflows.readable_headers`).
 
+**Partitions added while it runs** stop the flow, for a restart to read them
+(:mod:`dataflows.partition_watch`).
+
 **Epochs on a shared grid.** Given an :class:`~dataflows.epochs.EpochGrid`, a reader closes its
 epochs on the grid's boundaries, as every other process's readers do, so that no process waits
 for another at each epoch's close (:mod:`dataflows.epochs`).
@@ -44,6 +47,7 @@ from sqlalchemy import func, select
 from dataflows import thread_states
 from dataflows.epochs import EpochGrid
 from dataflows.metrics import EPOCH_CLOSE_WAIT, EPOCHS_CLOSED
+from dataflows.partition_watch import PartitionWatch
 from dataflows.readable_headers import ReadableHeaders
 from storage.engine import retry_transient, shared_engine
 from storage.tables import dead_letters, fraud_labels
@@ -65,8 +69,10 @@ class _Reader(StatefulSourcePartition):
         poll_seconds: float,
         give_up_seconds: float,
         grid: EpochGrid | None = None,
+        watch: PartitionWatch | None = None,
     ) -> None:
         self._inner = inner
+        self._watch = watch
         self._topic = topic
         self._partition = partition
         self._stop = stop
@@ -92,6 +98,8 @@ class _Reader(StatefulSourcePartition):
             raise StopIteration
         if self._ended_at is not None:
             return self._wait_for_labels()
+        if self._watch is not None:
+            self._watch.check()
         try:
             batch = self._inner.next_batch()
         except StopIteration:
@@ -203,6 +211,11 @@ class FlowKafkaSource(KafkaSource):
             )
         inner._consumer = ReadableHeaders(inner._consumer)
         idx, topic = for_part.split("-", 1)
+        watch = None
+        if int(idx) == 0:  # one reader a topic watches its partition count
+            listed = inner._consumer.list_topics(topic, timeout=LIST_TIMEOUT_SECONDS)
+            count = len(listed.topics[topic].partitions)
+            watch = PartitionWatch(inner._consumer.list_topics, topic, count)
         return _Reader(
             inner,
             topic,
@@ -212,6 +225,7 @@ class FlowKafkaSource(KafkaSource):
             self._poll,
             self._give_up_seconds,
             self._grid,
+            watch,
         )
 
 
