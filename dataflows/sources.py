@@ -25,6 +25,12 @@ reader's consumer is wrapped so that such a message goes on with a header that s
 **Partitions added while it runs** stop the flow, for a restart to read them
 (:mod:`dataflows.partition_watch`).
 
+**Messages deleted unread.** A reader resumed from a recovery snapshot whose next offset the
+broker deleted already (the topic's retention passed while the flow was down) goes on from the
+oldest message left, and logs at ERROR (event ``deleted_unread``) which offsets were lost: the
+consumer's ``auto.offset.reset`` was librdkafka's default, ``latest``, and every message still
+in the partition was skipped without a word.
+
 **Epochs on a shared grid.** Given an :class:`~dataflows.epochs.EpochGrid`, a reader closes its
 epochs on the grid's boundaries, as every other process's readers do, so that no process waits
 for another at each epoch's close (:mod:`dataflows.epochs`).
@@ -40,7 +46,7 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import StatefulSourcePartition
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import func, select
 
@@ -211,6 +217,8 @@ class FlowKafkaSource(KafkaSource):
             )
         inner._consumer = ReadableHeaders(inner._consumer)
         idx, topic = for_part.split("-", 1)
+        if resume_state is not None and resume_state >= 0:
+            deleted_unread(inner._consumer, topic, int(idx), resume_state)
         watch = None
         if int(idx) == 0:  # one reader a topic watches its partition count
             listed = inner._consumer.list_topics(topic, timeout=LIST_TIMEOUT_SECONDS)
@@ -226,6 +234,32 @@ class FlowKafkaSource(KafkaSource):
             self._give_up_seconds,
             self._grid,
             watch,
+        )
+
+
+def deleted_unread(consumer: Consumer, topic: str, partition: int, resume: int) -> None:
+    """Log, at ERROR, the messages of ``topic[partition]`` the broker deleted before this flow
+    read them: from ``resume`` (where the recovery snapshot resumes) to the oldest one it still
+    holds. They are lost to the flow; the reader goes on from the oldest one left
+    (``auto.offset.reset=earliest``, ``dataflows/scoring.py``). A broker that does not answer
+    is not asked again: the reader's own errors follow."""
+    try:
+        low, _ = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=LIST_TIMEOUT_SECONDS
+        )
+    except KafkaException:
+        return
+    if resume < low:
+        log.error(
+            "%s[%d]: offsets %d to %d were deleted (retention) before the flow read them: %d "
+            "messages lost to it; reading goes on from offset %d",
+            topic,
+            partition,
+            resume,
+            low - 1,
+            low - resume,
+            low,
+            extra={"event": "deleted_unread"},
         )
 
 
