@@ -43,7 +43,12 @@ class SchemaError(RuntimeError):
 
 
 class RightsError(RuntimeError):
-    """The flow's account lacks a right the flow uses."""
+    """The flow's account lacks a right the flow uses, or MySQL refuses it altogether."""
+
+
+# MySQL refuses the account itself: a wrong password or user, no right on the database, or no
+# such database. Said with the variable at start (it was SQLAlchemy's bare error).
+REFUSED_LOGIN = {1044, 1045, 1049}
 
 
 def missing_rights(engine: Engine) -> list[str]:
@@ -86,7 +91,17 @@ def require_schema(config: Config) -> None:
         missing = missing_columns(engine)
         denied = missing_rights(engine) if not missing else []
     except DBAPIError as exc:
-        if error_code(exc) not in UNAVAILABLE and not exc.connection_invalidated:
+        code = error_code(exc)
+        if code in REFUSED_LOGIN:
+            url = engine.url.render_as_string(hide_password=True)
+            raise RightsError(
+                f"MySQL refused the flow's account at start ({url}, PAYSCORE_MYSQL_URL): "
+                f"{bounded(str(exc.orig), 300)}; expected the flow's account and password "
+                "(PAYSCORE_MYSQL_PASSWORD_FILE) on the database `python -m storage.schema "
+                "--create` made and granted (PAYSCORE_MYSQL_ACCOUNT_HOSTS naming the host the "
+                "flow connects from)"
+            ) from None
+        if code not in UNAVAILABLE and not exc.connection_invalidated:
             raise
         log.warning("the tables' columns were not checked at start: MySQL is unavailable")
         return

@@ -106,3 +106,22 @@ def test_a_right_the_flow_s_account_lacks_refuses_the_start_until_the_grants_are
     create_schema(admin_engine, Accounts.of(database_config))
     assert missing_rights(engine) == []
     require_schema(database_config)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"password": "wrong"}, "Access denied for user"),
+        ({"database": "payscore_test_no_such_database"}, "payscore_test_no_such_database"),
+    ],
+)
+def test_mysql_refusing_the_flow_s_account_at_start_says_which_setting(
+    database_config: Config, change: dict[str, str], said: str
+) -> None:
+    url = make_url(database_config.mysql_dsn).set(**change)
+    config = Config.from_env({"PAYSCORE_MYSQL_URL": url.render_as_string(False)})
+    with pytest.raises(RightsError) as caught:
+        require_schema(config)
+    text_ = str(caught.value)
+    assert "MySQL refused the flow's account at start" in text_ and "PAYSCORE_MYSQL_URL" in text_
+    assert said in text_ and "wrong" not in text_.split("Access denied")[0]  # no password shown
