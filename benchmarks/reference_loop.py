@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from bytewax.connectors.kafka import KafkaSourceMessage
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -37,7 +36,7 @@ from dataflows.implicit_negatives import configured_implicit_negatives, newest_e
 from dataflows.keyed_history import keyed_history
 from dataflows.label_join import configured_label_join
 from dataflows.learning import Lineages, learn_step
-from dataflows.messages import DeadLetter, MessageDecoder, Positioned
+from dataflows.messages import DeadLetter, MessageDecoder, Positioned, letter_row
 from dataflows.model_registry import ModelRegistry
 from dataflows.scoring import (
     CARD_IDS_KEPT,
@@ -56,7 +55,6 @@ from model_state.checkpoints import ModelVersionSink
 from model_state.stored_versions import NewerVersionsInMySQL
 from settings.config import Config
 from storage.labels import FraudNote
-from storage.rows import dead_letter_row
 from storage.sink import MySQLSink
 from storage.tables import dead_letters
 
@@ -147,7 +145,7 @@ def run(config: Config) -> dict[str, Any]:
 
     def store_letters(letters: list[DeadLetter]) -> None:
         if letters:
-            rows = [dead_letter_row(**_fields(d)) for d in letters]
+            rows = [letter_row(d) for d in letters]
             letters_sink.write_batch(rows)
 
     def learn(labelled: list[Any]) -> None:
@@ -210,10 +208,6 @@ def run(config: Config) -> dict[str, Any]:
     versions_sink.write_batch(versions)
     consumer.close()
     return {"payments": payments, "labels": labels, "seconds": time.perf_counter() - STARTED}
-
-
-def _fields(letter: DeadLetter) -> dict[str, Any]:
-    return msgspec.structs.asdict(letter)
 
 
 if __name__ == "__main__":

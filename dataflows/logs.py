@@ -27,6 +27,7 @@ EVENTS = (
     "mysql_unavailable",  # past the outage bound: the flow stops
     "step_failed",  # an exception stops the flow: the step and its traceback (dataflows.failures)
     "stopping",  # a stop signal or the end of the input: the flow stops, and why
+    "deleted_unread",  # a resumed partition's next messages were deleted (retention) unread
 )
 
 Format = Literal["text", "json"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from array import array
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 from bytewax.connectors.kafka import KafkaSourceMessage
@@ -17,6 +17,7 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from features.bounded import bounded
 from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel, InvalidMessageError, LabelDecoder, Payment, PaymentDecoder
+from storage.rows import dead_letter_row
 
 E = TypeVar("E", Payment, FraudLabel)
 RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
@@ -83,6 +84,16 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     received_at: datetime | None
     dead_lettered_at: datetime
     headers: bytes | None = None  # the record's headers (:func:`headers_json`), if it had any
+    # What the message broke, named where the letter is made (the decoder's
+    # ``InvalidMessageError.kind``, ``reused_id``): the dead-letter metric's ``reason``.
+    kind: str = "invalid"
+
+
+def letter_row(letter: DeadLetter) -> dict[str, Any]:
+    """The ``dead_letters`` row of ``letter`` (its ``kind`` is the metric's, not a column)."""
+    fields = msgspec.structs.asdict(letter)
+    del fields["kind"]
+    return dead_letter_row(**fields)
 
 
 def headers_json(headers: list[tuple[str, bytes | None]] | None) -> bytes | None:
@@ -123,6 +134,7 @@ def _decode(decoder: PaymentDecoder | LabelDecoder, message: RawMessage) -> Posi
             received_at=received_at,
             dead_lettered_at=datetime.now(UTC),
             headers=headers_json(message.headers),
+            kind=exc.kind,
         )
     return Positioned(
         event,
@@ -162,4 +174,5 @@ def rejected_letter(positioned: Positioned, topic: str) -> DeadLetter:
         error=bounded(positioned.rejected),
         received_at=datetime.fromtimestamp(appended, UTC) if appended is not None else None,
         dead_lettered_at=datetime.now(UTC),
+        kind="reused_id",
     )

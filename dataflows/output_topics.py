@@ -1,69 +1,48 @@
-"""The dead-letter topic must exist when the flow starts, not when it first writes to it.
+"""The topics the flow reads and writes must exist when it starts, not when it first uses them.
 
 The dead-letter topic is written at the first bad message, which may come hours after a start;
 a topic that was never created (a typo in ``PAYSCORE_DEAD_LETTERS_TOPIC``, a broker that does
 not create topics on first use) then stopped the flow only after librdkafka's
-``message.timeout.ms`` (five minutes), and again at every restart. The flow therefore describes
-it at start and refuses to run without it, with the variable, the topic and the broker's answer
-in the message. Describing a topic never creates it. A topic the broker does not know yet is
-asked for again for ``SETTLE_SECONDS``: a topic created just before the flow starts takes a
-moment to reach the broker's metadata.
-
-The decisions topic is not checked here: every batch publishes to it before it commits, so a
-missing one stops the flow at its first batch, nothing stored (``dataflows/decisions_topic.py``,
-``tests/test_decisions_topic_integration.py``).
+``message.timeout.ms`` (five minutes), and again at every restart. A missing decisions topic
+stopped it at the first batch of payments (a dead letter stored before it), with no word of the
+variable or the remedy; a missing labels topic as Bytewax built its input, naming the topic
+alone. The flow therefore describes the labels, dead-letter and decisions topics at start (the
+payments topic is described for its timestamp type, ``dataflows/payments_topic.py``) and
+refuses to run without any of them, with the variable, the topic and the broker's answer in the
+message. Describing a topic never creates it; a topic the broker does not know yet is asked for
+again for a while (``dataflows/topic_configs.py``).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import time
+from confluent_kafka.admin import AdminClient
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource
-
+from dataflows.topic_configs import SETTLE_SECONDS, TopicDescribeError, describe_topic
 from settings.config import PREFIX, Config
 
-SETTLE_SECONDS = 10.0
+# The topics described here, by their Config field (the payments topic: payments_topic.py).
+CHECKED = ("labels_topic", "dead_letters_topic", "decisions_topic")
 
 
 class OutputTopicError(RuntimeError):
-    """The dead-letter topic is missing or cannot be described."""
+    """A topic the flow uses is missing or cannot be described."""
 
 
-def require_dead_letter_topic(
-    config: Config, timeout: float = 30.0, settle: float = SETTLE_SECONDS
+def require_topics(
+    config: Config,
+    timeout: float = 30.0,
+    settle: float = SETTLE_SECONDS,
+    fields: tuple[str, ...] = CHECKED,
 ) -> None:
-    """The flow's start: the dead-letter topic exists (see the module)."""
+    """The flow's start: each topic of ``fields`` exists (see the module)."""
     admin = AdminClient(config.kafka_client())
-    topic, variable = config.dead_letters_topic, f"{PREFIX}DEAD_LETTERS_TOPIC"
-    error = _described(admin, topic, timeout, settle)
-    if error is not None:
-        raise OutputTopicError(
-            f"Kafka topic {topic!r} ({variable}) cannot be described on "
-            f"{config.kafka_brokers}: {error}; expected an existing topic the flow writes "
-            "to: create it with ops/create_topics.py (or correct the variable)"
-        )
-
-
-def _described(admin: AdminClient, topic: str, timeout: float, settle: float) -> str | None:
-    """None once ``topic`` is described; else the broker's last answer. One request a topic:
-    a topic unknown to the broker fails every topic of its request."""
-    resource = ConfigResource("topic", topic)
-    deadline = time.monotonic() + settle
-    while True:
+    for field in fields:
+        topic, variable = getattr(config, field), f"{PREFIX}{field.upper()}"
         try:
-            # the future's wait outlasts the request's, so the broker's own timeout answers
-            admin.describe_configs([resource], request_timeout=timeout)[resource].result(
-                timeout=timeout + 5
-            )
-            return None
-        except concurrent.futures.TimeoutError:
-            return f"no answer within {timeout + 5:g} s"
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if not isinstance(error, KafkaError):
-                return str(exc)
-            if error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
-                return error.str()
-        time.sleep(0.5)
+            describe_topic(admin, topic, timeout=timeout, settle=settle)
+        except TopicDescribeError as error:
+            raise OutputTopicError(
+                f"Kafka topic {topic!r} ({variable}) cannot be described on "
+                f"{config.kafka_brokers}: {error}; expected an existing topic the flow reads or "
+                "writes: create it with ops/create_topics.py (or correct the variable)"
+            ) from None

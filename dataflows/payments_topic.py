@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient
 
-from settings.config import PAYMENTS_TOPIC_SETTINGS, Config
+from dataflows.topic_configs import SETTLE_SECONDS, TopicDescribeError, describe_topic
+from settings.config import PAYMENTS_TOPIC_SETTINGS, PREFIX, Config
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +57,21 @@ def check_timestamp_type(topic: str, timestamp_type: str, *, trust_producers: bo
     )
 
 
-def timestamp_type(config: Config, topic: str, timeout: float = 30.0) -> str:
-    """``topic``'s ``message.timestamp.type`` as the broker describes it."""
-    resource = ConfigResource("topic", topic)
+def timestamp_type(
+    config: Config, topic: str, timeout: float = 30.0, settle: float = SETTLE_SECONDS
+) -> str:
+    """``topic``'s ``message.timestamp.type`` as the broker describes it (a topic it does not
+    know yet asked for again for ``settle`` seconds, ``dataflows/topic_configs.py``)."""
     admin = AdminClient(config.kafka_client())
     try:
-        described = admin.describe_configs([resource], request_timeout=timeout)[resource]
-        return str(described.result(timeout=timeout)[TIMESTAMP_TYPE].value)
-    except (KafkaException, KeyError) as exc:
+        entries = describe_topic(admin, topic, timeout=timeout, settle=settle)
+        return str(entries[TIMESTAMP_TYPE].value)
+    except (TopicDescribeError, KeyError) as exc:
         raise PaymentsTopicError(
-            f"cannot read {TIMESTAMP_TYPE} of the payments topic {topic!r} on "
-            f"{config.kafka_brokers}: {exc}"
+            f"cannot read {TIMESTAMP_TYPE} of the payments topic {topic!r} "
+            f"({PREFIX}PAYMENTS_TOPIC) on {config.kafka_brokers}: {exc}; expected an existing "
+            "topic the flow's account may describe: create it with ops/create_topics.py (or "
+            f"correct the variable, or the credentials in {PREFIX}KAFKA_CONFIG_FILE)"
         ) from None
 
 

@@ -1,4 +1,5 @@
-"""The tables the flow writes must have every column it writes, when the flow starts.
+"""The tables the flow writes must have every column it writes, and its account every right it
+uses, when the flow starts.
 
 An upgraded flow writes columns the previous release's tables lack (``dead_letters``'
 ``message_headers``, for one). MySQL refuses such a row only when the first one comes, which for
@@ -8,6 +9,14 @@ and refuses to run until ``python -m storage.schema --create`` has added the mis
 (README, *Review queue*, *Start*). A database it cannot reach is not refused here: the sinks
 ride out an outage (:mod:`storage.engine`), and a supervised restart during one must not stop
 for good.
+
+Rights: a right the flow's account lacks (grants never applied for it, or at another host than
+it connects from) was found at the first statement that used it: for a dead letter, hours after
+a start, and then retried as if MySQL were out for ``PAYSCORE_MYSQL_OUTAGE_SECONDS`` (once a
+process was let in, a refusal may be grants being applied again, :mod:`storage.engine`) while
+the flow stood still. So the start also runs, in a transaction it rolls back, one statement
+for each right ``storage/accounts.py`` gives the flow on each table, touching no row
+(:func:`storage.accounts.probes`), and refuses to run on the first one MySQL refuses.
 """
 
 from __future__ import annotations
@@ -17,9 +26,12 @@ import logging
 from sqlalchemy import Engine, Table, inspect
 from sqlalchemy.exc import DBAPIError, NoSuchTableError
 
+from features.bounded import bounded
 from settings.config import Config
-from storage.engine import UNAVAILABLE, error_code, make_engine
-from storage.tables import dead_letters, fraud_labels, implicit_labels, scored_payments
+from storage.accounts import GRANTS, probes, rights
+from storage.engine import ACCESS_DENIED, UNAVAILABLE, error_code, make_engine
+from storage.schema import missing_columns as lacking
+from storage.tables import dead_letters, fraud_labels, implicit_labels, metadata, scored_payments
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +42,35 @@ class SchemaError(RuntimeError):
     """A table the flow writes lacks columns this release writes."""
 
 
+class RightsError(RuntimeError):
+    """The flow's account lacks a right the flow uses, or MySQL refuses it altogether."""
+
+
+# MySQL refuses the account itself: a wrong password or user, no right on the database, or no
+# such database. Said with the variable at start (it was SQLAlchemy's bare error).
+REFUSED_LOGIN = {1044, 1045, 1049}
+
+
+def missing_rights(engine: Engine) -> list[str]:
+    """``NEED on table: MySQL's refusal`` for each table on which ``engine``'s account lacks a
+    right the flow uses (the first it lacks there), in the order of ``GRANTS``."""
+    lacking_rights = []
+    with engine.connect() as connection:
+        for name in GRANTS:
+            want = rights(name, "flow")
+            for need, statement in probes(metadata.tables[name], want):
+                try:
+                    connection.exec_driver_sql(statement)
+                except DBAPIError as exc:
+                    if error_code(exc) not in ACCESS_DENIED:
+                        raise
+                    connection.rollback()
+                    lacking_rights.append(f"{need} on {name}: {bounded(str(exc.orig), 300)}")
+                    break
+        connection.rollback()
+    return lacking_rights
+
+
 def missing_columns(engine: Engine, tables: tuple[Table, ...] = WRITTEN) -> list[str]:
     """``table.column`` for each column of ``tables`` the database does not have (a missing
     table: ``table`` alone)."""
@@ -37,11 +78,9 @@ def missing_columns(engine: Engine, tables: tuple[Table, ...] = WRITTEN) -> list
     missing: list[str] = []
     for table in tables:
         try:
-            have = {column["name"] for column in seen.get_columns(table.name)}
+            missing += [f"{table.name}.{c.name}" for c in lacking(seen, table)]
         except NoSuchTableError:
             missing.append(table.name)
-            continue
-        missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in have]
     return missing
 
 
@@ -50,8 +89,19 @@ def require_schema(config: Config) -> None:
     engine = make_engine(config.mysql_dsn, pool_size=1)
     try:
         missing = missing_columns(engine)
+        denied = missing_rights(engine) if not missing else []
     except DBAPIError as exc:
-        if error_code(exc) not in UNAVAILABLE and not exc.connection_invalidated:
+        code = error_code(exc)
+        if code in REFUSED_LOGIN:
+            url = engine.url.render_as_string(hide_password=True)
+            raise RightsError(
+                f"MySQL refused the flow's account at start ({url}, PAYSCORE_MYSQL_URL): "
+                f"{bounded(str(exc.orig), 300)}; expected the flow's account and password "
+                "(PAYSCORE_MYSQL_PASSWORD_FILE) on the database `python -m storage.schema "
+                "--create` made and granted (PAYSCORE_MYSQL_ACCOUNT_HOSTS naming the host the "
+                "flow connects from)"
+            ) from None
+        if code not in UNAVAILABLE and not exc.connection_invalidated:
             raise
         log.warning("the tables' columns were not checked at start: MySQL is unavailable")
         return
@@ -63,4 +113,12 @@ def require_schema(config: Config) -> None:
             f"release writes ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); "
             "expected the current schema: run `python -m storage.schema --create` (as the admin "
             "account, README *Review queue*, *Start*), then start the flow again"
+        )
+    if denied:
+        raise RightsError(
+            f"the account of PAYSCORE_MYSQL_URL lacks rights the flow uses on {len(denied)} "
+            f"tables ({'; '.join(denied[:3])}{'; ...' if len(denied) > 3 else ''}); expected "
+            "the rights storage/accounts.py gives the flow: run `python -m storage.schema "
+            "--create` as the admin account (with PAYSCORE_MYSQL_ACCOUNT_HOSTS naming the host "
+            "the flow connects from), then start the flow again"
         )

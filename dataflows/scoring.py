@@ -58,7 +58,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import bytewax.operators as op
-import msgspec
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
@@ -76,10 +75,16 @@ from dataflows.implicit_negatives import (
 from dataflows.keyed_history import History, keyed_history
 from dataflows.label_join import configured_label_join
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
-from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter
+from dataflows.messages import (
+    DeadLetter,
+    MessageDecoder,
+    Positioned,
+    letter_row,
+    rejected_letter,
+)
 from dataflows.metrics_server import process_id, refuse_bytewax_api, serve_metrics
 from dataflows.model_registry import ModelRegistry
-from dataflows.output_topics import require_dead_letter_topic
+from dataflows.output_topics import require_topics
 from dataflows.payments_topic import require_append_time
 from dataflows.recovery_dir import require_own_recovery
 from dataflows.schema_check import require_schema
@@ -101,7 +106,7 @@ from settings.config import Config
 from storage.engine import make_engine
 from storage.labels import FraudNote, LabelledPayment
 from storage.payments import settle_reused_ids
-from storage.rows import dead_letter_row, refused_row_letter, scored_payment_row
+from storage.rows import refused_row_letter, scored_payment_row
 from storage.sink import MySQLSink, Writing
 from storage.tables import dead_letters, scored_payments
 
@@ -124,7 +129,7 @@ def flow() -> Dataflow:
     logs.configure(config.log_level, config.log_format)
     refuse_bytewax_api(os.environ)
     require_append_time(config)
-    require_dead_letter_topic(config)
+    require_topics(config)
     require_schema(config)
     require_own_recovery(sys.argv, os.environ, FLOW_ID, kafka_readers(config))
     serve_metrics(config.metrics_host, config.metrics_port, process_id(sys.argv, os.environ))
@@ -274,7 +279,10 @@ def kafka_source(
         tail=config.tail,
         starting_offset=OFFSET_BEGINNING,
         batch_size=config.kafka_batch_size,
-        add_config=config.kafka_settings,
+        # An offset the broker deleted already (retention, while the flow was down) resumes at
+        # the oldest message left, never at the end (librdkafka's default: every message still
+        # in the partition was skipped); dataflows/sources.py logs what was deleted unread.
+        add_config={**config.kafka_settings, "auto.offset.reset": "earliest"},
         stop=stop,
         drained=drained,
         poll_seconds=min(config.label_retry_seconds, 1.0),
@@ -329,9 +337,10 @@ def dead_letter_sink(config: Config) -> DeadLetterSink:
 
 
 def counted_dead_letter_row(source: str, letter: DeadLetter) -> dict[str, object]:
-    """The ``dead_letters`` row of ``letter``, counted in ``payscore_dead_letters_total``."""
-    metrics.dead_letter(source, letter.error)
-    return dead_letter_row(**msgspec.structs.asdict(letter))
+    """The ``dead_letters`` row of ``letter``, counted in ``payscore_dead_letters_total`` by
+    its kind."""
+    metrics.dead_letter(source, letter.kind)
+    return letter_row(letter)
 
 
 def scored_payments_sink(config: Config) -> MySQLSink:
@@ -350,7 +359,8 @@ def scored_payments_sink(config: Config) -> MySQLSink:
             after_commit=metrics.stored_payments,
             on_retry=metrics.SINK_RETRIES.labels(scored_payments.name).inc,
             on_failure=metrics.SINK_FAILURES.labels(scored_payments.name).inc,
-            on_refused=lambda reason: metrics.dead_letter("refused_rows", reason),
+            on_refused=lambda kind: metrics.dead_letter("refused_rows", kind),
+            conflict_kind="reused_id",
             letters_out=lambda: dead_letter_sink(config).topic().publish,
             before_commit=lambda: DecisionsTopic(
                 config.kafka_client(), config.decisions_topic, patience=config.mysql_outage_seconds

@@ -17,6 +17,20 @@ of its partition's labels is ``waiting`` any more (claimed, or rejected as ``not
 from holding the run forever: at the end of input a label that has waited its full time is
 rejected; any other stays waiting for the next run.
 
+**Headers that cannot be read.** Bytewax's reader reads every message's headers; one whose
+header names are not UTF-8 made the client raise, and stopped the flow at every restart. Each
+reader's consumer is wrapped so that such a message goes on with a header that says so
+(:mod:`dataflows.readable_headers`).
+
+**Partitions added while it runs** stop the flow, for a restart to read them
+(:mod:`dataflows.partition_watch`).
+
+**Messages deleted unread.** A reader resumed from a recovery snapshot whose next offset the
+broker deleted already (the topic's retention passed while the flow was down) goes on from the
+oldest message left, and logs at ERROR (event ``deleted_unread``) which offsets were lost: the
+consumer's ``auto.offset.reset`` was librdkafka's default, ``latest``, and every message still
+in the partition was skipped without a word.
+
 **Epochs on a shared grid.** Given an :class:`~dataflows.epochs.EpochGrid`, a reader closes its
 epochs on the grid's boundaries, as every other process's readers do, so that no process waits
 for another at each epoch's close (:mod:`dataflows.epochs`).
@@ -32,13 +46,15 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import StatefulSourcePartition
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import func, select
 
 from dataflows import thread_states
 from dataflows.epochs import EpochGrid
 from dataflows.metrics import EPOCH_CLOSE_WAIT, EPOCHS_CLOSED
+from dataflows.partition_watch import PartitionWatch
+from dataflows.readable_headers import ReadableHeaders
 from storage.engine import retry_transient, shared_engine
 from storage.tables import dead_letters, fraud_labels
 
@@ -59,8 +75,10 @@ class _Reader(StatefulSourcePartition):
         poll_seconds: float,
         give_up_seconds: float,
         grid: EpochGrid | None = None,
+        watch: PartitionWatch | None = None,
     ) -> None:
         self._inner = inner
+        self._watch = watch
         self._topic = topic
         self._partition = partition
         self._stop = stop
@@ -86,6 +104,8 @@ class _Reader(StatefulSourcePartition):
             raise StopIteration
         if self._ended_at is not None:
             return self._wait_for_labels()
+        if self._watch is not None:
+            self._watch.check()
         try:
             batch = self._inner.next_batch()
         except StopIteration:
@@ -189,7 +209,21 @@ class FlowKafkaSource(KafkaSource):
         # Python thread state from now on (dataflows/thread_states.py).
         thread_states.pin()
         inner = super().build_part(step_id, for_part, resume_state)
+        # Bytewax's reader reads every message's headers: it must never fail on them.
+        if not hasattr(inner, "_consumer"):
+            raise RuntimeError(
+                f"Bytewax's Kafka partition reader {type(inner).__name__} has no _consumer: "
+                "expected bytewax 0.21 (dataflows/readable_headers.py wraps its consumer)"
+            )
+        inner._consumer = ReadableHeaders(inner._consumer)
         idx, topic = for_part.split("-", 1)
+        if resume_state is not None and resume_state >= 0:
+            deleted_unread(inner._consumer, topic, int(idx), resume_state)
+        watch = None
+        if int(idx) == 0:  # one reader a topic watches its partition count
+            listed = inner._consumer.list_topics(topic, timeout=LIST_TIMEOUT_SECONDS)
+            count = len(listed.topics[topic].partitions)
+            watch = PartitionWatch(inner._consumer.list_topics, topic, count)
         return _Reader(
             inner,
             topic,
@@ -199,6 +233,33 @@ class FlowKafkaSource(KafkaSource):
             self._poll,
             self._give_up_seconds,
             self._grid,
+            watch,
+        )
+
+
+def deleted_unread(consumer: Consumer, topic: str, partition: int, resume: int) -> None:
+    """Log, at ERROR, the messages of ``topic[partition]`` the broker deleted before this flow
+    read them: from ``resume`` (where the recovery snapshot resumes) to the oldest one it still
+    holds. They are lost to the flow; the reader goes on from the oldest one left
+    (``auto.offset.reset=earliest``, ``dataflows/scoring.py``). A broker that does not answer
+    is not asked again: the reader's own errors follow."""
+    try:
+        low, _ = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=LIST_TIMEOUT_SECONDS
+        )
+    except KafkaException:
+        return
+    if resume < low:
+        log.error(
+            "%s[%d]: offsets %d to %d were deleted (retention) before the flow read them: %d "
+            "messages lost to it; reading goes on from offset %d",
+            topic,
+            partition,
+            resume,
+            low - 1,
+            low - resume,
+            low,
+            extra={"event": "deleted_unread"},
         )
 
 

@@ -90,8 +90,49 @@ Latitude = Annotated[float, Meta(ge=-90.0, le=90.0)]
 Longitude = Annotated[float, Meta(ge=-180.0, le=180.0)]
 
 
+# What a message broke, for the dead-letter metric's ``reason`` label: named where the decoder
+# refuses the message, never read from its text (which quotes the producer's field names).
+Invalid = Literal[
+    "empty",  # no value at all
+    "malformed_json",  # not JSON (or not UTF-8)
+    "missing_field",
+    "unknown_field",
+    "duplicate_field",
+    "wrong_type",  # a value of another type, length, pattern or range than its field's
+    "future_time",  # the event's time too far after the record reached Kafka
+    "invalid",  # any other rule (an unknown enum value or currency, a time out of range)
+]
+
+
 class InvalidMessageError(ValueError):
-    """A message that does not meet the contract; its text says which field and why."""
+    """A message that does not meet the contract; its text says which field and why, its
+    ``kind`` which rule it broke."""
+
+    def __init__(self, message: str, kind: Invalid = "invalid") -> None:
+        super().__init__(message)
+        self.kind: Invalid = kind
+
+
+# The first words of msgspec's own validation errors (its wording, which the producer's input
+# can only follow, never precede): the kind each one says.
+_MSGSPEC_KINDS: tuple[tuple[str, Invalid], ...] = (
+    ("Object missing required field `", "missing_field"),
+    ("Object contains unknown field `", "unknown_field"),
+    ("Expected `", "wrong_type"),
+)
+
+
+def _kind_of(exc: msgspec.DecodeError) -> Invalid:
+    """What a msgspec error says the message broke: not JSON, or which rule of the contract
+    (by how msgspec's own wording begins; rules of ``__post_init__``: ``invalid``).
+
+    >>> _kind_of(msgspec.ValidationError("Object contains unknown field `Expected `"))
+    'unknown_field'
+    """
+    if not isinstance(exc, msgspec.ValidationError):
+        return "malformed_json"
+    text = str(exc)
+    return next((kind for start, kind in _MSGSPEC_KINDS if text.startswith(start)), "invalid")
 
 
 def _check_event_time(name: str, value: datetime) -> None:
@@ -212,16 +253,19 @@ class _Decoder(Generic[T]):
         than ``max_future_skew`` after it is rejected as a clock or producer error.
         """
         if raw is None:
-            raise InvalidMessageError("message has no value (a tombstone or an empty record)")
+            raise InvalidMessageError(
+                "message has no value (a tombstone or an empty record)", "empty"
+            )
         try:
             event = self._decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise InvalidMessageError(bounded(str(exc))) from None
+        except msgspec.DecodeError as exc:  # ValidationError is one too
+            raise InvalidMessageError(bounded(str(exc)), _kind_of(exc)) from None
         free_text = self._free_text is not None and getattr(event, self._free_text) is not None
         twice = repeated_key(raw, free_text=free_text)
         if twice is not None:
             raise InvalidMessageError(
-                f"Object contains duplicate field `{bounded(twice, 100)}` (each key once) - at `$`"
+                f"Object contains duplicate field `{bounded(twice, 100)}` (each key once) - at `$`",
+                "duplicate_field",
             )
         if received_at is not None:
             when: datetime = getattr(event, self._time_field)
@@ -229,7 +273,8 @@ class _Decoder(Generic[T]):
                 raise InvalidMessageError(
                     f"`{self._time_field}` {when.isoformat()} is more than "
                     f"{self._max_future_skew} after the record reached Kafka at "
-                    f"{received_at.isoformat()} - at `$.{self._time_field}`"
+                    f"{received_at.isoformat()} - at `$.{self._time_field}`",
+                    "future_time",
                 )
         return event
 

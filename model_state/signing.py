@@ -70,6 +70,12 @@ def read_key(path: Path, *, create: bool = False) -> bytes:
             f"one; or `python -m model_state.sign --new-key {path}` and sign your versions"
         )
     mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        raise IsADirectoryError(
+            f"model signing key {path} (PAYSCORE_MODEL_KEY_FILE) is a "
+            f"{'directory' if stat.S_ISDIR(mode) else 'special file'}, not the key's file: "
+            "expected the file `python -m model_state.train` created (model_state/model.key)"
+        )
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise PermissionError(
             f"model signing key {path} is readable by others (mode {stat.filemode(mode)}); "

@@ -13,8 +13,8 @@ already is therefore settled here, in one transaction that locks the stored rows
 (:func:`settle_reused_ids`). The stored row is one of:
 
 - the same Kafka message (same partition and offset): a replay after a crash; nothing to do;
-- the same payment from another message (card, merchant, terminal, amount, currency and event
-  time): a harmless repeat, counted in ``payscore_repeated_payments_total``;
+- the same payment from another message (every field of it, :data:`SAME_PAYMENT`): a
+  harmless repeat, counted in ``payscore_repeated_payments_total``;
 - another payment read *earlier*: this row is the dead letter;
 - another payment read *later*: this row replaces it, and the stored one becomes the dead
   letter, in the same transaction. Unless a fraud label was claimed against the stored row
@@ -47,7 +47,16 @@ from storage.engine import ConcurrentChangeError
 from storage.tables import scored_payments
 
 Row = Mapping[str, Any]
-SAME_PAYMENT = ("card_id", "merchant_id", "terminal_id", "amount_minor", "currency", "event_time")
+# What a payment says (every field of its message but the id): two messages of one id that
+# agree on all of it are one payment sent twice. It compared the first six alone: a message of
+# one id and card with another country, channel, device or place, past the card step's memory of
+# the card's last 64 ids, was taken for a repeat and vanished.
+SAME_PAYMENT = (
+    "card_id", "merchant_id", "terminal_id", "amount_minor", "currency", "event_time",
+    "utc_offset_minutes", "mcc", "channel", "country", "device_id", "latitude", "longitude",
+)  # fmt: skip
+# What a row stored before the payment's other fields were kept holds (its country is NULL).
+SAME_PAYMENT_BEFORE = SAME_PAYMENT[:7]
 REPEATS = Counter(
     "payscore_repeated_payments", "Payments stored already from another message, same content"
 )
@@ -94,7 +103,8 @@ def settle_reused_ids(connection: Connection, rows: Sequence[Row]) -> list[Refus
         first = stored.get(row["transaction_id"])
         if first is None or _position(first) == _position(row):
             continue
-        if all(first[name] == row[name] for name in SAME_PAYMENT):
+        same = SAME_PAYMENT if first.get("country") is not None else SAME_PAYMENT_BEFORE
+        if all(first[name] == row.get(name) for name in same):
             REPEATS.inc()
             continue
         if not read_before(row, first):

@@ -15,8 +15,9 @@ import argparse
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Column, Engine, Table, inspect, text
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
 from storage.accounts import Accounts, apply_grants, check_complete
@@ -45,6 +46,15 @@ def render_ddl() -> str:
     return HEADER + "\n" + "\n".join(statements)
 
 
+def missing_columns(inspector: Inspector, table: Table) -> list[Column]:
+    """The columns of ``table`` the database ``inspector`` reads lacks, in the table's order
+    (raises :class:`sqlalchemy.exc.NoSuchTableError` when it lacks the table): what
+    :func:`create_schema` adds, and what the flow's start refuses (``dataflows/schema_check.py``).
+    """
+    have = {c["name"] for c in inspector.get_columns(table.name)}
+    return [c for c in table.columns if c.name not in have]
+
+
 class SchemaMismatchError(RuntimeError):
     """The database holds tables of an older (or other) payscore schema."""
 
@@ -64,8 +74,7 @@ def create_schema(engine: Engine, accounts: Accounts) -> list[str]:
     inspector = inspect(engine)
     problems, upgrades = [], []
     for table in metadata.sorted_tables:
-        have = {c["name"] for c in inspector.get_columns(table.name)}
-        missing = [c for c in table.columns if c.name not in have]
+        missing = missing_columns(inspector, table)
         required = [c.name for c in missing if not c.nullable and c.server_default is None]
         if required:
             problems.append(f"{table.name} lacks {', '.join(required)}")

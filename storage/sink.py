@@ -90,6 +90,7 @@ Read = Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]]
 BeforeCommit = Callable[[Read, Sequence[Row]], None]
 
 log = logging.getLogger(__name__)
+REFUSED_BY_MYSQL = "refused_by_mysql"  # the kind of a dead letter made of a row MySQL refused
 _TMP_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
 _json = msgspec.json.Encoder()
@@ -228,7 +229,11 @@ class Writing:
     after_commit: Callable[[Sequence[Row], bool], None] | None = None
     on_retry: Callable[[], None] | None = None
     on_failure: Callable[[], None] | None = None
-    on_refused: Callable[[str], None] | None = None  # a row became a dead letter, and why
+    # A row became a dead letter, and of which kind: ``refused_by_mysql`` (MySQL refused its
+    # data), or ``conflict_kind`` (``conflicts`` made it one). Named by where the letter is
+    # made, never read from the reason's text (which quotes the row's values).
+    on_refused: Callable[[str], None] | None = None
+    conflict_kind: str = "conflict"
     # Makes, for each worker, what publishes the dead letters this sink makes (the topic).
     letters_out: Callable[[], Publish] | None = None
     # Makes, for each worker, what runs in each batch's transaction before it commits.
@@ -257,7 +262,7 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
         if items:
             refused = self._write(items)
             if refused:
-                self._dead_letters(refused, within=None)
+                self._dead_letters(refused, REFUSED_BY_MYSQL, within=None)
 
     def _write(self, items: list[Row]) -> list[tuple[Row, str]]:
         """Store ``items``; the rows MySQL refused, with its reason (dead letters to make)."""
@@ -288,7 +293,7 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
                 with self._engine.begin() as connection:
                     found = check(connection, items)
                     if found:
-                        self._dead_letters(found, within=connection)
+                        self._dead_letters(found, writing.conflict_kind, within=connection)
                     if self._before_commit is not None:  # what is stored now, settled
                         self._before_commit(_reader(connection), items)
                     return found
@@ -303,17 +308,17 @@ class MySQLSinkPartition(StatelessSinkPartition[Row]):
         return []
 
     def _dead_letters(
-        self, refused: Sequence[tuple[Row, str]], *, within: Connection | None
+        self, refused: Sequence[tuple[Row, str]], kind: str, *, within: Connection | None
     ) -> None:
-        """Make dead letters of ``refused`` rows: store them (in ``within``'s transaction, or in
-        one of their own) and publish them."""
+        """Make dead letters of ``refused`` rows (of ``kind``, for ``on_refused``): store them
+        (in ``within``'s transaction, or in one of their own) and publish them."""
         writing = self._writing
         if writing.refused is None or writing.refused_table is None:
             raise SinkWriteError(refused[0][1])
         letters = [writing.refused(row, reason) for row, reason in refused]
         for letter, (_, reason) in zip(letters, refused, strict=True):
             if writing.on_refused is not None:
-                writing.on_refused(reason)
+                writing.on_refused(kind)
             log.warning(
                 "row for %s stored as a dead letter at %s[%s]@%s: %s",
                 self._table.name,

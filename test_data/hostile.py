@@ -47,8 +47,14 @@ class HostileCase(NamedTuple):
     # Decoded, then refused: a payment's dead-letter reason, or the reason a label's
     # fraud_labels row gives.
     rejected: str = ""
-    # The record's headers (name, value): the flow reads none of them.
-    headers: tuple[tuple[str, bytes | None], ...] = ()
+    # The record's headers (name, value): the flow reads none of them. A name in bytes is sent
+    # as those bytes (``test_data/raw_headers.py``): the Python client sends only UTF-8 names.
+    headers: tuple[tuple[str | bytes, bytes | None], ...] = ()
+
+    @property
+    def raw_header_names(self) -> bool:
+        """Whether a header name is bytes: a producer other than Python's must send it."""
+        return any(isinstance(name, bytes) for name, _ in self.headers)
 
     @property
     def fits_kafka_default(self) -> bool:
@@ -583,6 +589,23 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
         key=b"\x80\x81",
         headers=(("h\u00e9ader", b"\xc3\x28"), ("n", None)),
     ),
+    HostileCase(
+        "header_name_not_utf8",
+        _json(transaction_id="hostile-tx-header-name"),
+        "scored",
+        "",
+        "a header whose name is not UTF-8 (a Java or Go producer sends any bytes): the client "
+        "could not read the record, and the flow stopped at it on every restart",
+        headers=((b"tr\xc3\x28ce", b"1"), ("fine", b"2")),
+    ),
+    HostileCase(
+        "header_name_not_utf8_on_a_bad_message",
+        _json(transaction_id="hostile-tx-header-name-bad", amount_minor=-7),
+        "dead_letter",
+        "Expected `int` >= 0 - at `$.amount_minor`",
+        "a bad payment whose header name is a UTF-8-encoded surrogate (CESU-8)",
+        headers=((b"\xed\xa0\x80", None),),
+    ),
     _dead(
         "bad_value_without_key",
         _json(transaction_id="hostile-tx-no-key", currency="eur"),
@@ -721,6 +744,23 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
     _dead("json_empty_object", b"{}", "missing required field", "an empty object", None),
     _dead("json_empty_array", b"[]", "Expected `object`, got `array`", "an empty array", None),
     _dead("json_nul_byte", b"\x00", "malformed", "one NUL byte", None),
+    # Two payments of one id and card, other amounts, whose JSON (as the card step encodes it)
+    # share a CRC-32, found among 120,000 and 400,000 variants of the device id (a birthday
+    # search of seconds): the card step's fingerprint was that CRC-32, so the second was skipped
+    # as a redelivery of the first and vanished.
+    _scored(
+        "crc32_twin_1",
+        _json(transaction_id="hostile-tx-crc32", device_id="dev-djL3Gn3QdK"),
+        "a payment; its twin below shares the CRC-32 of its JSON",
+    ),
+    HostileCase(
+        "crc32_twin_2",
+        _json(transaction_id="hostile-tx-crc32", amount_minor=99_999, device_id="dev-7b3TItc9ym"),
+        "scored",
+        "",
+        "the same id and card, another amount and device, the same CRC-32: a reused id",
+        rejected="reused",
+    ),
     HostileCase(
         "duplicate_transaction_id_changed",
         _json(transaction_id="hostile-tx-duplicate", amount_minor=99_999),
@@ -841,6 +881,15 @@ LABEL_CASES: tuple[HostileCase, ...] = (
         key=b"\xff\x00",
         rejected="not_found",
         headers=(("x", b"\xff" * 100_000),),
+    ),
+    HostileCase(
+        "label_header_name_not_utf8",
+        _label(transaction_id="hostile-tx-label-header-name"),
+        "scored",
+        "",
+        "a label with a header name that is not UTF-8 (for no payment)",
+        rejected="not_found",
+        headers=((b"\xff\xfe", b"x"),),
     ),
     # Valid labels that are rejected when joined (``says``: the reason in fraud_labels).
     HostileCase(

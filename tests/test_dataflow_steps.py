@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import math
 import pickle
+import zlib
+from array import array
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,12 +20,13 @@ from sqlalchemy.engine import make_url
 
 from dataflows.dead_letter_topic import DeadLetterTopic, to_kafka
 from dataflows.decisions_topic import DecisionsTopic
-from dataflows.keyed_history import fingerprint, keyed_history
+from dataflows.keyed_history import fingerprint, id_hash, keyed_history
 from dataflows.messages import (
     DeadLetter,
     MessageDecoder,
     Positioned,
     headers_json,
+    letter_row,
     rejected_letter,
 )
 from features.card import CardHistory
@@ -31,8 +34,8 @@ from features.catalog import FEATURE_NAMES
 from features.contract import LabelDecoder, Payment, PaymentDecoder
 from settings.config import TOPICS, Config
 from storage.labels import LabelledPayment
-from storage.rows import dead_letter_row, refused_row_letter
-from test_data.hostile import valid_payment
+from storage.rows import refused_row_letter
+from test_data.hostile import PAYMENT_CASES, valid_payment
 
 DECODE = MessageDecoder(PaymentDecoder(), LabelDecoder())
 
@@ -272,7 +275,7 @@ def test_a_dead_letter_keeps_the_record_s_headers_whole() -> None:
     )
     letter = DECODE.payment(raw)  # type: ignore[arg-type]
     assert isinstance(letter, DeadLetter) and letter.headers is not None
-    stored = dead_letter_row(**msgspec.structs.asdict(letter))["message_headers"]
+    stored = letter_row(letter)["message_headers"]
     assert msgspec.json.decode(stored, type=list[tuple[str, bytes | None]]) == headers
     assert DECODE.payment(message(b"{")).headers is None  # no headers: NULL
 
@@ -342,7 +345,7 @@ def test_a_dead_letter_of_any_size_fits_the_topic_and_says_what_was_cut(
 
 
 def row_of(letter: DeadLetter) -> dict[str, object]:
-    return dead_letter_row(**msgspec.structs.asdict(letter))
+    return letter_row(letter)
 
 
 def test_an_event_far_ahead_of_its_record_time_is_dead() -> None:
@@ -471,4 +474,43 @@ def test_a_card_snapshot_from_before_ids_were_hashed_still_skips_repeats() -> No
     old_format = pickle.dumps((history, last_touch, (("a", fingerprint(payment("a").event)),)))
     resumed = build(old_format)
     out, _ = resumed.on_batch([payment("a"), payment("c")])
+    assert [p.event.transaction_id for p in out] == ["c"]
+
+
+def twin(which: int) -> Positioned[Payment]:
+    """The corpus's two payments of one id and card whose JSON share a CRC-32."""
+    case = next(c for c in PAYMENT_CASES if c.name == f"crc32_twin_{which}")
+    assert case.raw is not None
+    return Positioned(PaymentDecoder().decode(case.raw), 0, which)
+
+
+def test_a_payment_whose_json_shares_a_crc32_with_its_id_s_first_is_refused_not_skipped() -> None:
+    """The card step took a payment whose fingerprint (then a CRC-32) matched the first one of
+    its id for a redelivery, and dropped it: another amount, without a trace."""
+    first, second = twin(1), twin(2)
+    assert first.event.amount_minor != second.event.amount_minor
+    assert zlib.crc32(msgspec.json.encode(first.event)) == zlib.crc32(
+        msgspec.json.encode(second.event)
+    )
+    step = keyed_history(CardHistory, idle_seconds=60, remember=4)(None)
+    out, _ = step.on_batch([first, second])
+    assert [(p.event.amount_minor, bool(p.rejected)) for p in out] == [
+        (first.event.amount_minor, False),
+        (second.event.amount_minor, True),
+    ]
+
+
+def test_a_card_snapshot_of_crc32_fingerprints_still_skips_repeats() -> None:
+    """Recovery snapshots of the release before hold CRC-32 fingerprints (4 bytes each)."""
+    build = keyed_history(CardHistory, idle_seconds=60, remember=4)
+    step = build(None)
+    step.on_batch([payment("a")])
+    history, last_touch, _ = pickle.loads(step.snapshot())
+    encoded = msgspec.json.encode(payment("a").event)
+    old = (array("Q", [id_hash("a")]).tobytes(), array("I", [zlib.crc32(encoded)]).tobytes())
+    resumed = build(pickle.dumps((history, last_touch, old)))
+    out, _ = resumed.on_batch([payment("a"), payment("b")])
+    assert [p.event.transaction_id for p in out] == ["b"]
+    again = build(resumed.snapshot())  # and its own snapshot, of both kinds of fingerprint
+    out, _ = again.on_batch([payment("a"), payment("b"), payment("c")])
     assert [p.event.transaction_id for p in out] == ["c"]

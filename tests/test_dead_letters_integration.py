@@ -31,12 +31,11 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
 from dataflows.dead_letter_topic import DeadLetterSink, dead_letter_key
-from dataflows.messages import DeadLetter, MessageDecoder
+from dataflows.messages import DeadLetter, MessageDecoder, letter_row
 from features.bounded import TEXT_CHARS
 from features.contract import LabelDecoder, PaymentDecoder
 from settings.config import Config
 from storage.dead_letters import BARE_REASON, store_letters
-from storage.rows import dead_letter_row
 from storage.tables import dead_letters
 from test_data.hostile import valid_payment
 
@@ -182,7 +181,7 @@ def write_and_check(
     then each letter's row: one, queryable by where its message was read, whole or kept with
     the reason why not."""
     for start in range(0, len(letters), BATCH):
-        part.write_batch([dead_letter_row(**_fields(x)) for x in letters[start : start + BATCH]])
+        part.write_batch([letter_row(x) for x in letters[start : start + BATCH]])
     dl = dead_letters
     with engine.connect() as c:
         rows = {
@@ -210,10 +209,6 @@ def write_and_check(
 
 def _md5(data: bytes | None) -> str | None:
     return hashlib.md5(data).hexdigest() if data is not None else None
-
-
-def _fields(letter: DeadLetter) -> dict[str, object]:
-    return {f: getattr(letter, f) for f in letter.__struct_fields__}
 
 
 def test_any_message_ends_as_one_row_and_one_message_whatever_it_holds(
@@ -252,7 +247,7 @@ def test_any_message_ends_as_one_row_and_one_message_whatever_it_holds(
         f"published and checked in {time.monotonic() - decoded:.1f} s"
     )
     keys = topic_keys(letter_topic)
-    expected = {dead_letter_key(dead_letter_row(**_fields(x))) for x in letters}
+    expected = {dead_letter_key(letter_row(x)) for x in letters}
     assert set(keys) == expected and len(keys) == len(expected)  # each once, under its key
     assert len(letters) > 2_000
 

@@ -18,9 +18,17 @@ import pytest
 from confluent_kafka import Producer
 from sqlalchemy import Engine, func, select, text
 
+from dataflows.readable_headers import UNREADABLE, UNREADABLE_WHY
 from features.bounded import TEXT_CHARS
 from storage.tables import dead_letters, fraud_labels, metadata, scored_payments
-from test_data.hostile import LABEL_CASES, PAYMENT_CASES, scored_transaction_ids, valid_payment
+from test_data.hostile import (
+    LABEL_CASES,
+    PAYMENT_CASES,
+    HostileCase,
+    scored_transaction_ids,
+    valid_payment,
+)
+from test_data.raw_headers import RawRecord, produce_raw
 from tests.flowrun import BROKERS
 from tests.test_dead_letters_integration import topic_keys
 from tests.test_flow_integration import flow_env, run_flow
@@ -28,7 +36,9 @@ from tests.test_flow_integration import flow_env, run_flow
 pytestmark = pytest.mark.integration
 
 
-def produce(topic: str, cases: list) -> None:
+def produce(topic: str, cases: list[HostileCase]) -> None:
+    """Every case in order; those whose header names are bytes through librdkafka's C API (the
+    Python client sends only UTF-8 names), after the others."""
     producer = Producer({"bootstrap.servers": BROKERS, "linger.ms": 5})
     failures: list[str] = []
 
@@ -37,15 +47,39 @@ def produce(topic: str, cases: list) -> None:
             failures.append(str(err))
 
     for case in cases:
-        producer.produce(
-            topic,
-            value=case.raw,
-            key=case.key,
-            headers=list(case.headers) or None,
-            on_delivery=delivered,
-        )
+        if not case.raw_header_names:
+            producer.produce(
+                topic,
+                value=case.raw,
+                key=case.key,
+                headers=list(case.headers) or None,
+                on_delivery=delivered,
+            )
     assert producer.flush(30) == 0
     assert not failures, failures
+    raw = [
+        RawRecord(
+            case.raw,
+            key=case.key,
+            headers=[(n.encode() if isinstance(n, str) else n, v) for n, v in case.headers],
+        )
+        for case in cases
+        if case.raw_header_names
+    ]
+    produce_raw(BROKERS, topic, raw)
+
+
+def kept_headers(case: HostileCase) -> list[list[str | None]]:
+    """The headers a dead letter of ``case`` keeps: its own, or (a name that is not UTF-8: the
+    client cannot read them) the one that says so (``dataflows/readable_headers.py``)."""
+    names = [n if isinstance(n, bytes) else n.encode() for n, _ in case.headers]
+    try:
+        [n.decode() for n in names]
+    except UnicodeDecodeError:
+        return [[UNREADABLE, base64.b64encode(UNREADABLE_WHY).decode()]]
+    return [
+        [str(n), base64.b64encode(v).decode() if v is not None else None] for n, v in case.headers
+    ]
 
 
 def test_every_hostile_message_ends_in_one_row_and_the_flow_keeps_going(
@@ -84,9 +118,7 @@ def test_every_hostile_message_ends_in_one_row_and_the_flow_keeps_going(
             msgspec.json.decode(d["message_headers"]) if d["message_headers"] else []
             for d in stored
         ]
-        wanted = [
-            [n, base64.b64encode(v).decode() if v is not None else None] for n, v in case.headers
-        ]
+        wanted = kept_headers(case)
         assert wanted in kept, f"case {case.name}: headers {wanted!r} not among {kept!r}"
         # The record's key is kept whole, whatever its bytes (or its absence).
         keys = [bytes(d["message_key"]) if d["message_key"] is not None else None for d in stored]

@@ -5,6 +5,7 @@ PAYSCORE_METRICS_HOST says otherwise, and the flow writes no file for them (issu
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from sqlalchemy import Engine, func, select
 from storage.labels import SAMPLED_OUT
 from storage.tables import dead_letters, fraud_labels, scored_payments
 from test_data.generator import simulate
+from test_data.hostile import valid_payment
 from test_data.ports import free_ports
 from test_data.spec import SimulationSpec
 from tests.flowrun import BROKERS, ROOT, flow_env, produce, stop
@@ -84,7 +86,9 @@ def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
     sim = simulate(SimulationSpec(seed=31, days=2, cards=400, merchants=80))
     produce(topics, sim.stream)
     producer = Producer({"bootstrap.servers": BROKERS})
-    for bad in (b"not json", b'{"transaction_id": 5}', b"{}"):
+    # the last: a field named like another reason, counted as what it is (an unknown field)
+    hostile = json.dumps(valid_payment(transaction_id="tx-hostile") | {"MySQL refused": 1})
+    for bad in (b"not json", b'{"transaction_id": 5}', b"{}", hostile.encode()):
         producer.produce(topics["payments_topic"], bad, key=b"bad")
     producer.flush(30)
     env = flow_env(topics, mysql_url, models, tail="true", metrics_port=str(base)) | {
@@ -152,8 +156,13 @@ def test_metrics_of_every_process_add_up_to_what_landed_in_mysql(
     # claimed label but those whose ledger row says sampled_out
     assert total(samples, "payscore_labels_learned_total") == outcomes["claimed"] - sampled_out
     assert 0 < sampled_out < outcomes["claimed"]
-    assert letters == 3
-    assert total(samples, "payscore_dead_letters_total", source="payments") == 3
+    assert letters == 4
+    assert total(samples, "payscore_dead_letters_total", source="payments") == 4
+    reasons = {
+        reason: total(samples, "payscore_dead_letters_total", source="payments", reason=reason)
+        for reason in ("malformed_json", "wrong_type", "missing_field", "unknown_field")
+    }
+    assert reasons == {"malformed_json": 1, "wrong_type": 1, "missing_field": 1, "unknown_field": 1}
     assert all(
         any(n == "payscore_model_info" and v == 1 for (n, _), v in s.items()) for s in samples
     )

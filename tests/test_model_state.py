@@ -118,6 +118,9 @@ def test_the_signing_key_file_is_private_and_well_formed(tmp_path: Path) -> None
         signing.read_key(path)
     with pytest.raises(FileNotFoundError, match=r"python -m model_state\.train"):
         signing.read_key(tmp_path / "missing.key")
+    # a folder named by mistake: said so (it was "readable by others: chmod 600" before)
+    with pytest.raises(IsADirectoryError, match=r"keys \(PAYSCORE_MODEL_KEY_FILE\) is a directory"):
+        signing.read_key(tmp_path / "keys")
 
 
 def test_a_model_naming_code_that_is_gone_is_a_clear_mismatch() -> None:

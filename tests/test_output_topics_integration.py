@@ -9,8 +9,11 @@ import msgspec
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from dataflows.output_topics import OutputTopicError, require_dead_letter_topic
+from dataflows.output_topics import OutputTopicError, require_topics
+from dataflows.payments_topic import PaymentsTopicError, timestamp_type
+from dataflows.topic_configs import TopicDescribeError, describe_topic
 from settings.config import Config
+from test_data.ports import free_ports
 from tests.flowrun import BROKERS
 
 pytestmark = pytest.mark.integration
@@ -20,8 +23,8 @@ def config_on(topics: dict[str, str]) -> Config:
     return msgspec.structs.replace(Config.from_env({}), kafka_brokers=BROKERS, **topics)
 
 
-def test_an_existing_dead_letter_topic_passes_even_just_created(topics: dict[str, str]) -> None:
-    require_dead_letter_topic(config_on(topics))
+def test_existing_topics_pass_even_just_created(topics: dict[str, str]) -> None:
+    require_topics(config_on(topics))
 
 
 def test_a_missing_dead_letter_topic_stops_the_start_and_is_not_created(
@@ -29,7 +32,7 @@ def test_a_missing_dead_letter_topic_stops_the_start_and_is_not_created(
 ) -> None:
     missing = f"test-{uuid.uuid4().hex[:8]}-never-created"
     with pytest.raises(OutputTopicError) as caught:
-        require_dead_letter_topic(config_on(topics | {"dead_letters_topic": missing}), settle=2.0)
+        require_topics(config_on(topics | {"dead_letters_topic": missing}), settle=2.0)
     said = str(caught.value)
     assert (
         f"Kafka topic {missing!r} (PAYSCORE_DEAD_LETTERS_TOPIC) cannot be described on {BROKERS}"
@@ -37,3 +40,28 @@ def test_a_missing_dead_letter_topic_stops_the_start_and_is_not_created(
     assert "Unknown topic or partition" in said and "create it with ops/create_topics.py" in said
     listed = AdminClient({"bootstrap.servers": BROKERS}).list_topics(timeout=30).topics
     assert missing not in listed  # describing it did not create it
+
+
+def test_the_payments_topic_is_described_by_the_same_helper_missing_or_just_created(
+    topics: dict[str, str],
+) -> None:
+    """``dataflows/payments_topic.py`` reads the timestamp type through
+    ``dataflows/topic_configs.py`` too: a topic created just before passes, a missing one is
+    asked for again for ``settle`` seconds, then refused naming the variable, never created."""
+    config = config_on(topics)
+    assert timestamp_type(config, topics["payments_topic"]) == "LogAppendTime"
+    missing = f"test-{uuid.uuid4().hex[:8]}-no-payments"
+    with pytest.raises(PaymentsTopicError) as caught:
+        timestamp_type(config, missing, settle=2.0)
+    said = str(caught.value)
+    assert f"payments topic {missing!r} (PAYSCORE_PAYMENTS_TOPIC) on {BROKERS}" in said
+    assert "Unknown topic or partition" in said and "create it with ops/create_topics.py" in said
+    listed = AdminClient({"bootstrap.servers": BROKERS}).list_topics(timeout=30).topics
+    assert missing not in listed
+
+
+def test_a_broker_that_does_not_answer_is_an_error_not_a_start_that_hangs() -> None:
+    nobody = f"127.0.0.1:{free_ports(1)}"
+    admin = AdminClient({"bootstrap.servers": nobody})
+    with pytest.raises(TopicDescribeError):
+        describe_topic(admin, "payments", timeout=2.0, settle=0.0)

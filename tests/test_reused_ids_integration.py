@@ -58,8 +58,11 @@ def letter_topic() -> Iterator[str]:
     admin.delete_topics([name])[name].result(timeout=30)
 
 
-def workers(url: str, topic: str, n: int = 2) -> list[MySQLSinkPartition]:
-    """``n`` workers' partitions of the flow's payments sink (as scoring.scored_payments_sink)."""
+def workers(
+    url: str, topic: str, n: int = 2, kinds: list[str] | None = None
+) -> list[MySQLSinkPartition]:
+    """``n`` workers' partitions of the flow's payments sink (as scoring.scored_payments_sink);
+    the kind of each dead letter they make is appended to ``kinds``."""
     sink = MySQLSink(
         url,
         scored_payments,
@@ -67,6 +70,8 @@ def workers(url: str, topic: str, n: int = 2) -> list[MySQLSinkPartition]:
             refused=refused_row_letter(SOURCE),
             refused_table=dead_letters,
             conflicts=settle_reused_ids,
+            conflict_kind="reused_id",
+            on_refused=kinds.append if kinds is not None else None,
             patience=30,
             letters_out=lambda: (
                 DeadLetterTopic({"bootstrap.servers": BROKERS}, topic, 900_000).publish
@@ -390,7 +395,8 @@ def test_a_row_mysql_refuses_is_a_dead_letter_in_the_table_and_on_the_topic(
     mysql_url: str, engine: Engine, letter_topic: str
 ) -> None:
     """The last kind of dead letter the payments sink makes: MySQL refuses the row's data."""
-    (one,) = workers(mysql_url, letter_topic, 1)
+    kinds: list[str] = []
+    (one,) = workers(mysql_url, letter_topic, 1, kinds)
     bad = row("tx-refused", "card-A", 2, 7, T0) | {"currency": "EURO"}  # too long: strict mode
     one.write_batch([row("tx-fine", "card-A", 2, 6, T0), bad, row("tx-fine-2", "card-A", 2, 8, T0)])
     letters = lettered(engine)
@@ -398,6 +404,9 @@ def test_a_row_mysql_refuses_is_a_dead_letter_in_the_table_and_on_the_topic(
         list(letters) == [(2, 7)] and "MySQL refused the row for scored_payments" in letters[(2, 7)]
     )
     assert set(topic_keys(letter_topic)) == {f"{SOURCE}/2/7".encode()}
+    assert kinds == ["refused_by_mysql"]  # the metric's reason: where the letter was made
+    one.write_batch([row("tx-fine", "card-B", 2, 9, T0)])  # the id again: a conflict
+    assert kinds == ["refused_by_mysql", "reused_id"]
 
 
 def test_create_topics_makes_an_existing_create_time_payments_topic_append_time_and_says_so(
@@ -454,3 +463,52 @@ def test_the_flow_refuses_a_create_time_payments_topic_naming_the_setting(
     assert "PAYSCORE_TRUST_PRODUCER_TIMESTAMPS=true" in done.stderr
     with engine.connect() as c:
         assert c.execute(select(scored_payments.c.transaction_id)).all() == []
+
+
+PLACE = {"mcc": "5411", "channel": "pos", "country": "FR", "device_id": "d-1",
+         "latitude": 48.857, "longitude": 2.352}  # fmt: skip
+
+
+def test_a_stored_id_sent_again_with_any_field_changed_is_a_dead_letter_not_a_repeat(
+    mysql_url: str, engine: Engine, letter_topic: str
+) -> None:
+    """The sink took a message of a stored id and card for a harmless repeat when card,
+    merchant, terminal, amount, currency and event time agreed: another country, channel,
+    device, place, MCC or UTC offset vanished without a trace."""
+    (one,) = workers(mysql_url, letter_topic, 1)
+    base = row("tx-content", "card-A", 1, 10, T0) | PLACE
+    one.write_batch([base])
+    changes = [
+        {"country": "NG"},
+        {"channel": "ecom"},
+        {"device_id": "d-2"},
+        {"latitude": -33.9, "longitude": 18.4},
+        {"mcc": "7995"},
+        {"utc_offset_minutes": 60},
+    ]
+    for offset, change in enumerate(changes, start=11):
+        one.write_batch([base | change | {"kafka_offset": offset}])
+    one.write_batch([base | {"kafka_offset": 20}])  # the same payment again: a repeat
+    assert stored(engine, "tx-content") == ("card-A", 1, 10)
+    assert sorted(lettered(engine)) == [(1, offset) for offset in range(11, 11 + len(changes))]
+    assert all("reused" in reason for reason in lettered(engine).values())
+
+
+def test_on_the_flow_a_reused_id_past_the_card_s_last_64_with_another_country_is_a_dead_letter(
+    one_partition_topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
+) -> None:
+    """Past the card step's memory (its last 64 ids), only the sink sees the reuse."""
+    topics = one_partition_topics
+    card = "card-far"
+    messages = [payment("tx-far", card)]
+    messages += [payment(f"tx-between-{i}", card) for i in range(64)]
+    again = json.loads(payment("tx-far", card)) | {"country": "NG"}
+    messages.append(json.dumps(again).encode())
+    produce_at(topics["payments_topic"], [(0, None, card.encode(), m) for m in messages])
+    run_flow(flow_env(topics, mysql_url, models), processes=1, workers=1)
+    sp = scored_payments
+    with engine.connect() as c:
+        countries = dict(c.execute(select(sp.c.transaction_id, sp.c.country)).all())
+        letters = c.execute(select(dead_letters.c.kafka_offset, dead_letters.c.error)).all()
+    assert len(countries) == 65 and countries["tx-far"] == "FR"
+    assert [offset for offset, _ in letters] == [65] and "reused" in letters[0].error

@@ -4,13 +4,22 @@ on the real server, as the flow's own account; ``storage.schema --create`` mends
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import NoSuchTableError
 
-from dataflows.schema_check import SchemaError, missing_columns, require_schema
+from dataflows.schema_check import (
+    RightsError,
+    SchemaError,
+    missing_columns,
+    missing_rights,
+    require_schema,
+)
 from settings.config import Config
 from storage.accounts import Accounts
 from storage.schema import create_schema
+from storage.schema import missing_columns as lacking
+from storage.tables import implicit_labels, scored_payments
 from test_data.ports import free_ports
 
 pytestmark = pytest.mark.integration
@@ -34,3 +43,85 @@ def test_a_database_out_of_reach_at_start_is_left_to_the_sinks(database_config: 
     """A supervised restart during an outage starts; the sinks wait for MySQL."""
     url = make_url(database_config.mysql_dsn).set(port=free_ports(1))  # nothing listens
     require_schema(Config.from_env({"PAYSCORE_MYSQL_URL": url.render_as_string(False)}))
+
+
+def test_the_start_and_the_schema_upgrade_see_the_same_missing_columns(
+    database_config: Config, admin_engine: Engine, engine: Engine
+) -> None:
+    """One function (``storage.schema.missing_columns``) says what the database lacks: the
+    columns the start refuses are those ``create_schema`` adds; a table that is gone is named
+    alone, and ``create_schema`` makes it again."""
+    with admin_engine.begin() as c:
+        c.execute(text("ALTER TABLE scored_payments DROP COLUMN shadow_version"))
+        c.execute(text("ALTER TABLE dead_letters DROP COLUMN message_headers"))
+        c.execute(text("DROP TABLE implicit_labels"))
+    seen = inspect(admin_engine)
+    assert [c.name for c in lacking(seen, scored_payments)] == ["shadow_version"]
+    with pytest.raises(NoSuchTableError):
+        lacking(seen, implicit_labels)
+    assert missing_columns(engine) == [
+        "scored_payments.shadow_version",
+        "implicit_labels",
+        "dead_letters.message_headers",
+    ]
+    with pytest.raises(SchemaError, match=r"lacks 3 of .*implicit_labels"):
+        require_schema(database_config)
+    create_schema(admin_engine, Accounts.of(database_config))
+    assert missing_columns(engine) == []
+    assert lacking(inspect(admin_engine), scored_payments) == []
+
+
+def revoke_from_the_flow(admin_engine: Engine, config: Config, statement: str) -> None:
+    """``statement`` (``REVOKE ... ON {db}.table``) for the flow's account at each of its hosts,
+    on the test's own database."""
+    accounts = Accounts.of(config)
+    database = make_url(config.mysql_dsn).database
+    with admin_engine.begin() as c:
+        for host in accounts.hosts:
+            user = f"'{accounts.users['flow']}'@'{host}'"
+            c.execute(text(f"{statement.format(db=f'`{database}`')} FROM {user}"))
+
+
+def test_a_right_the_flow_s_account_lacks_refuses_the_start_until_the_grants_are_applied(
+    database_config: Config, admin_engine: Engine, engine: Engine
+) -> None:
+    """Before, a missing INSERT on dead_letters was found at the first dead letter, retried as
+    an outage for PAYSCORE_MYSQL_OUTAGE_SECONDS while the flow stood still, then stopped it."""
+    assert missing_rights(engine) == []
+    revoke_from_the_flow(admin_engine, database_config, "REVOKE INSERT ON {db}.dead_letters")
+    revoke_from_the_flow(
+        admin_engine, database_config, "REVOKE UPDATE (learned_version) ON {db}.implicit_labels"
+    )
+    denied = missing_rights(engine)
+    assert [d.split(":")[0] for d in denied] == [
+        "UPDATE (learned_version) on implicit_labels",
+        "INSERT on dead_letters",
+    ] or [d.split(":")[0] for d in denied] == [
+        "INSERT on dead_letters",
+        "UPDATE (learned_version) on implicit_labels",
+    ]
+    assert all("denied" in d for d in denied)
+    with pytest.raises(RightsError, match=r"lacks rights the flow uses on 2 tables .*--create"):
+        require_schema(database_config)
+    create_schema(admin_engine, Accounts.of(database_config))
+    assert missing_rights(engine) == []
+    require_schema(database_config)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"password": "wrong"}, "Access denied for user"),
+        ({"database": "payscore_test_no_such_database"}, "payscore_test_no_such_database"),
+    ],
+)
+def test_mysql_refusing_the_flow_s_account_at_start_says_which_setting(
+    database_config: Config, change: dict[str, str], said: str
+) -> None:
+    url = make_url(database_config.mysql_dsn).set(**change)
+    config = Config.from_env({"PAYSCORE_MYSQL_URL": url.render_as_string(False)})
+    with pytest.raises(RightsError) as caught:
+        require_schema(config)
+    text_ = str(caught.value)
+    assert "MySQL refused the flow's account at start" in text_ and "PAYSCORE_MYSQL_URL" in text_
+    assert said in text_ and "wrong" not in text_.split("Access denied")[0]  # no password shown

@@ -19,11 +19,13 @@ from bytewax.recovery import init_db_dir
 from confluent_kafka import Producer
 from sqlalchemy import Engine, func, select
 
+from settings.config import Config
 from storage.tables import dead_letters, scored_payments
 from test_data.hostile import valid_payment
 from test_data.ports import free_ports
 from tests.flowrun import BROKERS, ROOT, flow_env
 from tests.test_recovery_dir import run_with_recovery
+from tests.test_schema_check_integration import revoke_from_the_flow
 
 pytestmark = pytest.mark.integration
 
@@ -84,4 +86,37 @@ def test_a_dead_letter_topic_never_created_stops_the_start(
     env = flow_env(topics | {"dead_letters_topic": missing}, mysql_url, models)
     said = start_fails(env, [])
     assert f"Kafka topic '{missing}' (PAYSCORE_DEAD_LETTERS_TOPIC) cannot be described" in said
+    assert stored(engine) == (0, 0)
+
+
+@pytest.mark.parametrize("field", ["labels_topic", "decisions_topic"])
+def test_a_labels_or_decisions_topic_never_created_stops_the_start_naming_its_variable(
+    field: str, topics: dict[str, str], mysql_url: str, engine: Engine, models: Path
+) -> None:
+    """Before, a missing labels topic stopped the flow as Bytewax built its input, naming the
+    topic alone; a missing decisions topic at the first batch of payments, a dead letter stored
+    already, without the variable or the remedy."""
+    missing = f"test-{uuid.uuid4().hex[:8]}-no-such-topic"
+    one_good_one_bad(topics)
+    said = start_fails(flow_env(topics | {field: missing}, mysql_url, models), [])
+    variable = f"PAYSCORE_{field.upper()}"
+    assert f"Kafka topic '{missing}' ({variable}) cannot be described" in said, said[-3000:]
+    assert "create it with ops/create_topics.py" in said
+    assert stored(engine) == (0, 0)
+
+
+def test_a_right_the_flow_s_account_lacks_stops_the_start(
+    topics: dict[str, str],
+    mysql_url: str,
+    engine: Engine,
+    admin_engine: Engine,
+    database_config: Config,
+    models: Path,
+) -> None:
+    """Before, the flow stored the good payment, then met the refusal at the bad message's dead
+    letter, retried it as an outage, and stopped only after PAYSCORE_MYSQL_OUTAGE_SECONDS."""
+    revoke_from_the_flow(admin_engine, database_config, "REVOKE INSERT ON {db}.dead_letters")
+    one_good_one_bad(topics)
+    said = start_fails(flow_env(topics, mysql_url, models, mysql_outage_seconds="5"), [])
+    assert "RightsError" in said and "INSERT on dead_letters" in said, said[-3000:]
     assert stored(engine) == (0, 0)
