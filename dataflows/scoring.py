@@ -110,7 +110,7 @@ log = logging.getLogger(__name__)
 # A key idle past every feature's reach (features.catalog.HISTORY_REACH, 38 days) plus a day.
 IDLE_KEY_SECONDS = HISTORY_REACH + timedelta(days=1).total_seconds()
 CARD_IDS_KEPT = 64  # a card's last transaction ids, to skip a redelivered payment
-LABEL_GROUPS = 16  # keys of the label join (cards hashed into groups); fewer: larger claims
+LABEL_GROUPS = 16  # keys of the label join (cards hashed into groups; label_join.py: why 16)
 NO_RULES = Ruleset(0, (), {})  # version 0: no rule yet
 FLOW_ID = "payscore"
 

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataflows.implicit_negatives import ImplicitNegatives, implicit_negatives, newest_event_time
-from dataflows.label_join import LabelJoin
+from dataflows.label_join import label_join
 from dataflows.learning import LearnStep, Lineages
 from dataflows.messages import Positioned
 from features.catalog import FEATURE_NAMES
@@ -261,9 +261,9 @@ def test_through_crashes_implicit_negatives_and_corrections_are_learned_exactly_
         return msgspec.structs.replace(x, features=counted)
 
     clock = Clock()
-    snapshot = (0, 0, [], None, new_learner(None).snapshot())
+    snapshot = (0, 0, None, None, new_learner(None).snapshot())
     label_at, tick_at, waiting, claimer_state, learner_state = copy.deepcopy(snapshot)
-    join = LabelJoin(store, waiting, retry_seconds=1, wait_seconds=50, clock=clock)
+    join = label_join(store, retry_seconds=1, wait_seconds=50, clock=clock)(waiting)
     claimer: ImplicitNegatives = build_claimer(claimer_state)
     learner = new_learner(learner_state)
 
@@ -286,7 +286,7 @@ def test_through_crashes_implicit_negatives_and_corrections_are_learned_exactly_
                 record(r)
         if crash:
             label_at, tick_at, waiting, claimer_state, learner_state = copy.deepcopy(snapshot)
-            join = LabelJoin(store, waiting, retry_seconds=1, wait_seconds=50, clock=clock)
+            join = label_join(store, retry_seconds=1, wait_seconds=50, clock=clock)(waiting)
             claimer = build_claimer(claimer_state)
             learner = new_learner(learner_state)
         else:
@@ -294,7 +294,7 @@ def test_through_crashes_implicit_negatives_and_corrections_are_learned_exactly_
                 (
                     label_at,
                     tick_at,
-                    pickle.loads(join.snapshot()),
+                    join.snapshot(),
                     claimer.snapshot(),
                     learner.snapshot(),
                 )
