@@ -42,8 +42,21 @@ neither: the keys, and where they run, stay as they are.
 **Exactly once.** A held label has touched nothing outside the step: the snapshot keeps it with
 the seconds it has been held, and the labels topic's offsets in the same snapshot are past it, so
 after a crash it comes back from the snapshot, never twice; a label held after the last snapshot
-is read again from Kafka. A resumed step tries every label it comes back with at its first call
-(its timer is due at once): one claimed after the snapshot is handed on again at once. The claim
+is read again from Kafka. A resumed step tries every label it comes back with at its first
+batch, which every run brings it at once (:func:`join_labels`: one :class:`WakeUp` per group),
+and sets no timer before: one claimed after the snapshot is handed on again then.
+
+*Why a batch and not a timer.* Bytewax 0.21.1's ``stateful_batch`` loads a key's state in the
+epoch of its snapshot and means to move its output on to the resume epoch afterwards, but that
+step acts on an emptied list of capabilities (``src/operators.rs``,
+``init_caps.downgrade_all``), so its output stays at the loaded epochs until the step next
+processes the resume epoch. A logic due at once when it is loaded is called back in the next
+activation, whose first epoch is that older one: what it hands on is stamped before the resume
+epoch. The terminals', merchants' and learner's steps take such an item before they load their
+own state of a later epoch, into a state built anew that their load then replaces: the item is
+lost (``tests/test_label_join_resume_integration.py``; the crash drill's fraud rates missed
+claimed frauds, and their labels reached no model version). A batch comes at the resume epoch
+or later, after every load, so what it hands on is never lost that way. The claim
 is written before the epoch's snapshot, so a crash replays labels that MySQL already shows
 claimed. A label claimed by *this same message* (same partition and
 offset) is handed on again: the fraud rates and the learner downstream resume from the same
@@ -74,9 +87,13 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
+import bytewax.operators as op
+import msgspec
+from bytewax.dataflow import Stream
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.messages import Positioned
@@ -102,7 +119,37 @@ GATHER_LABELS = 500
 _TIMED = snapshot_timer("join_labels_with_scored_payments")
 
 
-class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel], LabelledPayment, bytes]):
+class WakeUp(msgspec.Struct, frozen=True):
+    """A run's first item for each card group (:class:`GroupWakeUps`): it brings a group
+    resumed with labels its first batch, at the resume epoch; a group with none ignores it."""
+
+
+WAKE_UP = WakeUp()
+
+
+class _Once(StatelessSourcePartition[tuple[str, WakeUp]]):
+    def __init__(self, items: list[tuple[str, WakeUp]]) -> None:
+        self._items: list[tuple[str, WakeUp]] | None = items
+
+    def next_batch(self) -> list[tuple[str, WakeUp]]:
+        if self._items is None:
+            raise StopIteration
+        items, self._items = self._items, None
+        return items
+
+
+class GroupWakeUps(DynamicSource[tuple[str, WakeUp]]):
+    """One :data:`WAKE_UP` for each of ``groups`` (from the first worker) at the start of every
+    run, then the end of this input."""
+
+    def __init__(self, groups: Sequence[str]) -> None:
+        self._groups = list(groups)
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Once:
+        return _Once([(g, WAKE_UP) for g in self._groups] if worker_index == 0 else [])
+
+
+class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel] | WakeUp, LabelledPayment, bytes]):
     def __init__(
         self,
         claim: Claim,
@@ -124,20 +171,21 @@ class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel], LabelledPayment, byte
         self._gather_labels = gather_labels
         self._clock = clock
         self._last_try = clock()
-        # Resumed with labels: try them all at the first call (a label claimed after the
-        # snapshot is handed on again at once; the state downstream has not seen it).
+        # Resumed with labels: try them all at the first batch (the run's wake-up, or labels),
+        # and not by a timer before it (module docstring: a label claimed after the snapshot is
+        # handed on again then; the state downstream has not seen it).
         self._resumed = bool(self._waiting or self._held)
 
-    def on_batch(self, values: list[Positioned[FraudLabel]]) -> tuple[list, bool]:
+    def on_batch(self, values: list[Positioned[FraudLabel] | WakeUp]) -> tuple[list, bool]:
         now = self._clock()
         known = {read.position for read, _ in self._waiting}
         known.update(read.position for read, _ in self._held)
         self._held += [
             (ReadLabel(v.event, v.partition, v.offset), now)
             for v in values
-            if (v.partition, v.offset) not in known
+            if isinstance(v, Positioned) and (v.partition, v.offset) not in known
         ]
-        if self.due_in() == 0.0:
+        if self._resumed or self.due_in() == 0.0:
             return self._try()
         return [], self.RETAIN if self._held or self._waiting else self.DISCARD
 
@@ -148,12 +196,14 @@ class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel], LabelledPayment, byte
         return self._try()
 
     def due_in(self) -> float | None:
-        """Seconds of the clock until the next claim is due (0: now); None: nothing to claim.
-        Due when the step was resumed with labels, when ``gather_labels`` labels are held, when
-        the oldest held label has been held ``gather_seconds``, or when the waiting labels'
-        retry is due."""
-        if self._resumed or len(self._held) >= self._gather_labels:
-            return 0.0 if self._held or self._waiting else None
+        """Seconds of the clock until the next claim is due by the timer (0: now); None: no
+        timer (nothing to claim, or resumed with labels: the run's first batch claims them).
+        Due when ``gather_labels`` labels are held, when the oldest held label has been held
+        ``gather_seconds``, or when the waiting labels' retry is due."""
+        if self._resumed:
+            return None
+        if len(self._held) >= self._gather_labels:
+            return 0.0
         now = self._clock()
         dues = []
         if self._held:
@@ -281,6 +331,21 @@ def label_join(
         )
 
     return build
+
+
+def join_labels(
+    step_id: str,
+    keyed: Stream[tuple[str, Positioned[FraudLabel]]],
+    build: Callable[[bytes | None], LabelJoin],
+    groups: Sequence[str],
+) -> Stream[tuple[str, LabelledPayment]]:
+    """The label join as a step of ``keyed``'s flow (labels keyed by card group, one of
+    ``groups``), with one :class:`WakeUp` for each group at the start of every run: a group
+    resumed with labels hands on what it claims from that batch, at the resume epoch, not from
+    a timer (module docstring)."""
+    wake_ups = op.input(f"wake_{step_id}", keyed.flow(), GroupWakeUps(groups))
+    merged = op.merge(f"{step_id}_labels_and_wake_ups", keyed, wake_ups)
+    return op.stateful_batch(step_id, merged, build)
 
 
 def configured_label_join(config: Config) -> Callable[[bytes | None], LabelJoin]:

@@ -74,7 +74,7 @@ from dataflows.implicit_negatives import (
     newest_event_time,
 )
 from dataflows.keyed_history import History, keyed_history
-from dataflows.label_join import configured_label_join
+from dataflows.label_join import configured_label_join, join_labels
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, rejected_letter
 from dataflows.metrics_server import process_id, refuse_bytewax_api, serve_metrics
@@ -483,10 +483,11 @@ def card_group(card: str) -> str:
 
 def join_labels_with_scored_payments(labels: Stream, config: Config) -> Stream[LabelledPayment]:
     keyed = op.key_on("key_labels_by_card_group", labels, lambda p: card_group(p.event.card_id))
-    joined = op.stateful_batch(
+    joined = join_labels(
         "join_labels_with_scored_payments",
         keyed,
         configured_label_join(config),
+        [str(group) for group in range(LABEL_GROUPS)],
     )
     return op.key_rm("unkey_labelled_payments", joined)
 

@@ -10,7 +10,7 @@ import pickle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflows.label_join import LabelJoin, label_join
+from dataflows.label_join import WAKE_UP, LabelJoin, label_join
 from dataflows.messages import Positioned
 from features.contract import FraudLabel
 from storage.labels import Claimed, ReadLabel
@@ -121,6 +121,8 @@ def test_any_run_of_batches_timers_snapshots_and_crashes_claims_every_label_once
             offset, state, kept = snapshot
             rates = list(kept)
             join = build(state)
+            assert join.notify_at() is None  # no timer: the run's wake-up batch comes first
+            deliver(join.on_batch([WAKE_UP]))  # join_labels: one a group at every start
     for t, _ in messages:
         store.store(t)
     if offset < len(labels):
@@ -201,8 +203,11 @@ def test_a_labels_wait_for_its_payment_starts_at_its_first_try_not_when_it_was_h
 
 def test_held_labels_resume_from_the_snapshot_and_one_claimed_since_is_handed_on_at_once() -> None:
     """The snapshot holds the held labels with the seconds they were held; a crash after their
-    claim brings them back, and the first call claims them again: MySQL shows them claimed by
-    the same messages, so they are handed on again (the state downstream has not seen them)."""
+    claim brings them back, and the run's first batch (its wake-up) claims them again: MySQL
+    shows them claimed by the same messages, so they are handed on again (the state downstream
+    has not seen them). No timer before it: Bytewax would stamp what a timer hands on right
+    after the load before the resume epoch, and the steps downstream would lose it
+    (``dataflows/label_join.py``, ``tests/test_label_join_resume_integration.py``)."""
     store = FakeStore({"t1": "c-1", "t2": "c-1"})
     clock = Clock()
     build = label_join(store, retry_seconds=5, wait_seconds=600, gather_seconds=2, clock=clock)
@@ -216,8 +221,8 @@ def test_held_labels_resume_from_the_snapshot_and_one_claimed_since_is_handed_on
     assert sorted(x.transaction_id for x in claimed) == ["t1", "t2"]
     clock.now += 3600  # stopped for an hour: that time does not count
     resumed = build(snapshot)
-    assert resumed.due_in() == 0.0 and resumed.notify_at() is not None
-    out, discard = resumed.on_notify()
+    assert resumed.due_in() is None and resumed.notify_at() is None
+    out, discard = resumed.on_batch([WAKE_UP])
     assert sorted(x.transaction_id for x in out) == ["t1", "t2"] and discard is True
     assert all(x.label_offset in (0, 1) for x in out)
 
@@ -233,7 +238,7 @@ def test_a_snapshot_written_before_the_gather_phase_resumes_its_waiting_labels()
         protocol=pickle.HIGHEST_PROTOCOL,
     )  # what LabelJoin.snapshot() of ed3056c returns
     join = label_join(store, retry_seconds=5, wait_seconds=600, gather_seconds=2, clock=clock)(old)
-    assert join.due_in() == 0.0
+    assert join.notify_at() is None  # the run's first batch tries them
     out, discard = join.on_batch([positioned(label("t1"), 2)])  # any batch: tried at once
     assert [(x.transaction_id, x.label_offset) for x in out] == [("t1", 0)]
     assert discard is False
@@ -267,3 +272,14 @@ def test_with_no_gather_time_every_batch_is_claimed_as_it_comes() -> None:
     assert len(join.on_batch(values[:4])[0]) == 4
     assert len(join.on_batch(values[4:])[0]) == 6
     assert sizes.sizes == [4, 6]
+
+
+def test_a_wake_up_is_no_label_and_a_group_with_nothing_to_claim_lets_its_state_go() -> None:
+    """``join_labels`` sends every group a wake-up at the start of every run: a group that was
+    not resumed with labels claims nothing for it, and a new one is discarded at once."""
+    store = FakeStore({"t1": "c-1"})
+    sizes = Sizes(store)
+    join = LabelJoin(sizes, [], retry_seconds=5, wait_seconds=600, gather_seconds=2, clock=Clock())
+    assert join.on_batch([WAKE_UP]) == ([], True) and sizes.sizes == []
+    out, discard = join.on_batch([WAKE_UP, positioned(label("t1"), 0)])  # the wake-up with a label
+    assert out == [] and discard is False and join.due_in() == 2.0  # the label is held
