@@ -43,20 +43,14 @@ neither: the keys, and where they run, stay as they are.
 the seconds it has been held, and the labels topic's offsets in the same snapshot are past it, so
 after a crash it comes back from the snapshot, never twice; a label held after the last snapshot
 is read again from Kafka. A resumed step tries every label it comes back with at its first
-batch, which every run brings it at once (:func:`join_labels`: one :class:`WakeUp` per group),
+batch, which every run brings it at once (:func:`join_labels`: one wake-up a group),
 and sets no timer before: one claimed after the snapshot is handed on again then.
 
-*Why a batch and not a timer.* Bytewax 0.21.1's ``stateful_batch`` loads a key's state in the
-epoch of its snapshot and means to move its output on to the resume epoch afterwards, but that
-step acts on an emptied list of capabilities (``src/operators.rs``,
-``init_caps.downgrade_all``), so its output stays at the loaded epochs until the step next
-processes the resume epoch. A logic due at once when it is loaded is called back in the next
-activation, whose first epoch is that older one: what it hands on is stamped before the resume
-epoch. The terminals', merchants' and learner's steps take such an item before they load their
-own state of a later epoch, into a state built anew that their load then replaces: the item is
-lost (``tests/test_label_join_resume_integration.py``; the crash drill's fraud rates missed
-claimed frauds, and their labels reached no model version). A batch comes at the resume epoch
-or later, after every load, so what it hands on is never lost that way. The claim
+*Why a batch and not a timer* (:mod:`dataflows.wake_ups`): Bytewax 0.21.1 stamps what a step
+hands on from a timer due at once after loading its state before the resume epoch, and the
+terminals', merchants' and learner's steps would take it into a state their own load then
+replaces (the crash drill's fraud rates missed claimed frauds, and their labels reached no
+model version). The claim
 is written before the epoch's snapshot, so a crash replays labels that MySQL already shows
 claimed. A label claimed by *this same message* (same partition and
 offset) is handed on again: the fraud rates and the learner downstream resume from the same
@@ -91,13 +85,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
-import msgspec
 from bytewax.dataflow import Stream
-from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.messages import Positioned
 from dataflows.metrics import CLAIM_SIZE, CLAIMED_KINDS, LABELS, SINK_RETRIES, snapshot_timer
+from dataflows.wake_ups import WakeUp, with_wake_ups
 from features.bounded import bounded
 from features.contract import FraudLabel
 from settings.config import Config
@@ -117,36 +110,6 @@ Snapshot = list[tuple[ReadLabel, float]]  # label, seconds it has waited so far
 GATHER_LABELS = 500
 
 _TIMED = snapshot_timer("join_labels_with_scored_payments")
-
-
-class WakeUp(msgspec.Struct, frozen=True):
-    """A run's first item for each card group (:class:`GroupWakeUps`): it brings a group
-    resumed with labels its first batch, at the resume epoch; a group with none ignores it."""
-
-
-WAKE_UP = WakeUp()
-
-
-class _Once(StatelessSourcePartition[tuple[str, WakeUp]]):
-    def __init__(self, items: list[tuple[str, WakeUp]]) -> None:
-        self._items: list[tuple[str, WakeUp]] | None = items
-
-    def next_batch(self) -> list[tuple[str, WakeUp]]:
-        if self._items is None:
-            raise StopIteration
-        items, self._items = self._items, None
-        return items
-
-
-class GroupWakeUps(DynamicSource[tuple[str, WakeUp]]):
-    """One :data:`WAKE_UP` for each of ``groups`` (from the first worker) at the start of every
-    run, then the end of this input."""
-
-    def __init__(self, groups: Sequence[str]) -> None:
-        self._groups = list(groups)
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Once:
-        return _Once([(g, WAKE_UP) for g in self._groups] if worker_index == 0 else [])
 
 
 class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel] | WakeUp, LabelledPayment, bytes]):
@@ -340,12 +303,10 @@ def join_labels(
     groups: Sequence[str],
 ) -> Stream[tuple[str, LabelledPayment]]:
     """The label join as a step of ``keyed``'s flow (labels keyed by card group, one of
-    ``groups``), with one :class:`WakeUp` for each group at the start of every run: a group
+    ``groups``), with one wake-up for each group at the start of every run: a group
     resumed with labels hands on what it claims from that batch, at the resume epoch, not from
     a timer (module docstring)."""
-    wake_ups = op.input(f"wake_{step_id}", keyed.flow(), GroupWakeUps(groups))
-    merged = op.merge(f"{step_id}_labels_and_wake_ups", keyed, wake_ups)
-    return op.stateful_batch(step_id, merged, build)
+    return op.stateful_batch(step_id, with_wake_ups(step_id, keyed, groups), build)
 
 
 def configured_label_join(config: Config) -> Callable[[bytes | None], LabelJoin]:

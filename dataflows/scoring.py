@@ -84,6 +84,7 @@ from dataflows.payments_topic import require_append_time
 from dataflows.recovery_dir import require_own_recovery
 from dataflows.schema_check import require_schema
 from dataflows.sources import DrainCheck, FlowKafkaSource, LabelsAccountedFor
+from dataflows.wake_ups import with_wake_ups
 from features.calendar import calendar_features
 from features.card import CardHistory
 from features.catalog import HISTORY_REACH
@@ -499,8 +500,9 @@ def claim_implicit_negatives(
     nobody reported within ``PAYSCORE_LABEL_DELAY_DAYS`` (``dataflows/implicit_negatives.py``)."""
     ticks = op.flat_map_batch("event_time_clock", payments, newest_event_time)
     keyed = op.key_on("key_implicit_claimer", ticks, lambda _: CLAIMER_KEY)
+    step = "claim_implicit_negatives"
     claimed = op.stateful_batch(
-        "claim_implicit_negatives", keyed, configured_implicit_negatives(config)
+        step, with_wake_ups(step, keyed, [CLAIMER_KEY]), configured_implicit_negatives(config)
     )
     return op.key_rm("unkey_implicit_negatives", claimed)
 

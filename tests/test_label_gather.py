@@ -10,8 +10,9 @@ import pickle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflows.label_join import WAKE_UP, LabelJoin, label_join
+from dataflows.label_join import LabelJoin, label_join
 from dataflows.messages import Positioned
+from dataflows.wake_ups import WAKE_UP
 from features.contract import FraudLabel
 from storage.labels import Claimed, ReadLabel
 from tests.test_labels import Clock, FakeStore, label, positioned
