@@ -2,8 +2,8 @@
 run as two processes of one worker each (``python -m tests.label_join_resume_flow DIR RUN PROC
 PORT``) with Bytewax recovery in ``DIR``, no Kafka and no MySQL.
 
-The input (one partition, resumed from its snapshot) sends one fraud label for each of
-``LABELS`` cards in its first batch, then, every 50 ms, a payment to every terminal. The labels
+The input (one partition, resumed from its snapshot) sends, every 50 ms, a payment to every
+terminal, and with each of its first ``LABELS`` batches a fraud label of one more card. The labels
 go through the real label join (:func:`dataflows.label_join.join_labels`) with a claim that
 claims every label, and a gather time of an hour: they stay held until the run ends or the join
 is resumed with them. The claimed labels and the payments meet in a per-terminal step, as the
@@ -118,7 +118,6 @@ class Terminal(StatefulBatchLogic):
         for value in values:
             if isinstance(value, LabelledPayment):
                 self.labels += 1
-
             else:
                 self.payments += 1
         return [], self.RETAIN
