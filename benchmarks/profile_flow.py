@@ -2,6 +2,7 @@
 
     python benchmarks/profile_flow.py [--days 2] [--cards 12000] [--processes 1] [--repeats 3]
         [--rate 100] [--rules] [--out reports/throughput-research] [--classify FILE]
+        [--flow-repo DIR]
 
 The generator's stream (seed 99, ``--days`` days, ``--cards`` cards, cards / 5 merchants: a few
 tens of thousands of payments, each with its label, in stream order) is produced once into fresh
@@ -27,7 +28,10 @@ database as analysts store them (as ``bench_throughput.py``'s rules run, ``fifty
 a table sets each part's µs per payment without and with them side by side. Every run also prints
 what its stored rows say about the score step: the sizes of the batches it scored (rows of one
 ``score`` call share their ``scored_at``) and the share of payments an active rule fired on, a
-rule decided, a shadow rule hit, stored with reason codes.
+rule decided, a shadow rule hit, stored with reason codes; and the sizes of the label join's
+claims (labels decided per claim transaction, from the ledger's ``resolved_at``).
+``--flow-repo DIR`` runs another checkout's flow (``git worktree add /tmp/before <commit>``)
+with this virtualenv, model and key, for a before/after comparison.
 
 The py-spy recording is cut into the flow's parts by the frames of each sample
 (:func:`classify`: the Kafka client, decoding, each keyed step's Python logic and Bytewax's
@@ -75,6 +79,7 @@ from test_data.spec import SimulationSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 PY_SPY = ROOT / ".venv" / "bin" / "py-spy"
+RUN_FLOW = ROOT / "ops" / "run_flow.sh"  # --flow-repo: another checkout's
 PARTITIONS = 4
 
 
@@ -313,6 +318,50 @@ def stored(dsn: str) -> tuple[int, int]:
     return int(payments), int(learned)
 
 
+def claim_sizes(dsn: str) -> dict[str, float]:
+    """The label join's claims, from the ledger the run left: every claim transaction stamps
+    the rows it decides with one ``resolved_at`` (``storage.labels.claim_labels``'s moment), so
+    the rows per distinct ``resolved_at`` are the labels each claim decided (a label still
+    waiting in a claim is left out, and counted in the claim that decides it)."""
+    engine = make_engine(dsn, pool_size=1)
+    try:
+        with engine.connect() as c:
+            sizes = sorted(
+                int(n)
+                for (n,) in c.execute(
+                    text(
+                        "SELECT COUNT(*) FROM fraud_labels WHERE resolved_at IS NOT NULL "
+                        "GROUP BY resolved_at ORDER BY resolved_at"
+                    )
+                )
+            )
+    finally:
+        engine.dispose()
+    if not sizes:
+        return {"claims": 0, "labels": 0}
+    return {
+        "claims": len(sizes),
+        "labels": sum(sizes),
+        "mean": sum(sizes) / len(sizes),
+        "p10": sizes[len(sizes) // 10],
+        "median": sizes[len(sizes) // 2],
+        "p90": sizes[len(sizes) * 9 // 10],
+        "max": sizes[-1],
+        "labels_in_claims_of_100_or_more": sum(n for n in sizes if n >= 100) / sum(sizes),
+    }
+
+
+def describe_claims(claims: dict[str, float]) -> str:
+    if not claims["claims"]:
+        return "no label claim decided a label"
+    return (
+        f"label claims: {claims['claims']:,} deciding {claims['labels']:,} labels, "
+        f"{claims['mean']:.0f} a claim on average (p10 {claims['p10']}, median "
+        f"{claims['median']}, p90 {claims['p90']}, max {claims['max']}); "
+        f"{claims['labels_in_claims_of_100_or_more']:.0%} of the labels in claims of 100 or more"
+    )
+
+
 def one_run(
     config: Config,
     topics: dict[str, str],
@@ -349,7 +398,7 @@ def one_run(
         time.sleep(10)
         idle_m = (cpu_meter.pid_cpu(mysqld) - m0) / 10
         idle_b = (cpu_meter.pid_cpu(broker) - b0) / 10
-        command = [*wrap, "bash", str(ROOT / "ops" / "run_flow.sh"), str(processes), "1"]
+        command = [*wrap, "bash", str(RUN_FLOW), str(processes), "1"]
         log = out / f"{name}.log"
         with ServerThreads(dsn, database, mysqld) as threads, log.open("wb") as sink:
             m0, b0, c0 = cpu_meter.pid_cpu(mysqld), cpu_meter.pid_cpu(broker), _children()
@@ -369,8 +418,10 @@ def one_run(
             raise RuntimeError(f"{name}: the flow exited {status}; expected 0 (log: {log})")
         payments, learned = stored(dsn)
         facts = flow_run_facts(dsn)
+        claims = claim_sizes(dsn)
     return {
         "score_step": facts,
+        "claims": claims,
         "payments": payments,
         "labels_learned": learned,
         "wall": wall,
@@ -474,6 +525,7 @@ def compare_rules(variant: str, plain: dict[str, Any], ruled: dict[str, Any]) ->
 
 
 def main(argv: Iterable[str] | None = None) -> None:
+    global RUN_FLOW
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--cards", type=int, default=12_000)
@@ -501,12 +553,23 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "throughput-research")
     parser.add_argument("--classify", type=Path, help="only classify this py-spy recording")
+    parser.add_argument(
+        "--flow-repo",
+        type=Path,
+        help="run the flow of another checkout (a git worktree of an earlier commit) with this "
+        "virtualenv, this model and this key: a before/after comparison",
+    )
     parser.add_argument("--flow-us", type=float, help="with --classify: flow µs per payment")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.classify:
         print_parts(*classify(args.classify), args.flow_us)
         return
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.flow_repo is not None:
+        RUN_FLOW = args.flow_repo.resolve() / "ops" / "run_flow.sh"
+        os.environ["FLOW_PYTHON"] = sys.executable
+        key = Path(os.environ.get("PAYSCORE_MODEL_KEY_FILE", "model_state/model.key"))
+        os.environ["PAYSCORE_MODEL_KEY_FILE"] = str(key if key.is_absolute() else ROOT / key)
     config = Config.from_env(os.environ)
     results: dict[str, Any] = {"arguments": vars(args) | {"out": str(args.out)}}
 
@@ -550,6 +613,7 @@ def main(argv: Iterable[str] | None = None) -> None:
                 runs[v].append(r)
                 print(f"[{v}] run {i}: {describe(r, fixed[v])}", flush=True)
                 print(f"[{v}] run {i}: {describe_facts(r['score_step'])}", flush=True)
+                print(f"[{v}] run {i}: {describe_claims(r['claims'])}", flush=True)
                 if alone is not None:
                     r = one_run(
                         config, alone, args.processes, args.out, [], f"{tag[v]}-alone-{i}",

@@ -157,7 +157,6 @@ def run(config: Config) -> dict[str, Any]:
         labels += len(labelled)
         versions_sink.write_batch(versions)
 
-    last_retry = time.monotonic()
     while True:
         messages = consumer.consume(num_messages=config.kafka_batch_size, timeout=0.2)
         batch: dict[str, list[KafkaSourceMessage]] = defaultdict(list)
@@ -197,9 +196,8 @@ def run(config: Config) -> dict[str, Any]:
         if due is not None and due <= datetime.now(UTC):
             learn(claimer.on_notify()[0])
         waiting = [j for j in joins.logic.values() if j.notify_at() is not None]
-        if waiting and time.monotonic() - last_retry >= config.label_retry_seconds:
-            last_retry = time.monotonic()
-            for join in waiting:
+        for join in waiting:  # as Bytewax: each group when its timer is due (gather, retry)
+            if join.due_in() == 0.0:
                 learn(join.on_notify()[0])
         if not messages and all(read[k] >= end for k, end in ends.items()) and not waiting:
             break

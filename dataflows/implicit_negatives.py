@@ -19,8 +19,10 @@ claimed negatives that negative downsampling keeps go to the learner.
 **Exactly once.** The snapshot holds the number of the last claim handed on and the clock. A
 claim is written in MySQL before the epoch's snapshot; after a crash the step, and the learner
 downstream, resume from a snapshot that has not seen the claims made since. So the step's first
-work after it is built is to hand on every claim numbered above its snapshot's
-(:func:`storage.implicit.claims_after`), a few claims per activation, with the
+work after it is built, at its first batch (every run brings it one wake-up,
+:mod:`dataflows.wake_ups`: never from a timer due at once, whose output Bytewax 0.21.1 stamps
+before the resume epoch, where the learner would lose it), is to hand on every claim numbered
+above its snapshot's (:func:`storage.implicit.claims_after`), a few claims per activation, with the
 ``learned_version`` the version sink recorded: the learner skips the ones the version it
 resumed from learned, and learns the others. Only then does it claim anew, numbering on. A step
 built without a snapshot (no recovery) hands on the unlearned ones of every claim, as the label
@@ -43,6 +45,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows.messages import Positioned
 from dataflows.metrics import CLAIMED_KINDS, IMPLICIT_REPLAYED, SINK_RETRIES, snapshot_timer
+from dataflows.wake_ups import WakeUp
 from features.contract import Payment
 from settings.config import Config
 from storage.engine import retry_transient, shared_engine
@@ -72,7 +75,7 @@ class ImplicitClaims(Protocol):
     ) -> tuple[list[LabelledPayment], int | None]: ...
 
 
-class ImplicitNegatives(StatefulBatchLogic[float, LabelledPayment, bytes]):
+class ImplicitNegatives(StatefulBatchLogic[float | WakeUp, LabelledPayment, bytes]):
     def __init__(
         self,
         claims: ImplicitClaims,
@@ -95,9 +98,12 @@ class ImplicitNegatives(StatefulBatchLogic[float, LabelledPayment, bytes]):
         self._full = False  # the last claim was full: more may be due
         self._claimed_clock = NO_CLOCK  # the event clock of the last claim
         self._last_try = NO_CLOCK
+        self._woken = False  # a first batch came (a wake-up or ticks): a timer may hand on
 
-    def on_batch(self, values: list[float]) -> tuple[list[LabelledPayment], bool]:
-        self._event_clock = max([self._event_clock, *values])
+    def on_batch(self, values: list[float | WakeUp]) -> tuple[list[LabelledPayment], bool]:
+        self._woken = True
+        ticks = [v for v in values if not isinstance(v, WakeUp)]
+        self._event_clock = max([self._event_clock, *ticks])
         if self._clock() - self._last_try < MIN_CLAIM_SECONDS and self._caught_up:
             return [], self.RETAIN
         return self._work(), self.RETAIN
@@ -113,6 +119,8 @@ class ImplicitNegatives(StatefulBatchLogic[float, LabelledPayment, bytes]):
         return out, self.RETAIN
 
     def notify_at(self) -> datetime | None:
+        if not self._woken:
+            return None  # the run's first batch comes first (module docstring)
         if self._full or not self._caught_up:
             return datetime.now(UTC)
         if self._event_clock == NO_CLOCK:

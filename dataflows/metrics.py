@@ -88,6 +88,11 @@ PSI = Gauge(
 
 DUPLICATES = Counter("payscore_duplicate_payments", "Payments skipped as repeats of a recent id")
 LABELS = Counter("payscore_labels", "Fraud labels by what became of them", ["outcome"])
+CLAIM_SIZE = Histogram(
+    "payscore_label_claim_size",
+    "Label messages tried in one claim transaction of the label join (held and waiting ones)",
+    buckets=(1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
+)
 LEARNED = Counter(
     "payscore_labels_learned",
     "Labels the learner learned, by kind (explicit, implicit, correction)",

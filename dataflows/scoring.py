@@ -73,7 +73,7 @@ from dataflows.implicit_negatives import (
     newest_event_time,
 )
 from dataflows.keyed_history import History, keyed_history
-from dataflows.label_join import configured_label_join
+from dataflows.label_join import configured_label_join, join_labels
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
 from dataflows.messages import (
     DeadLetter,
@@ -89,6 +89,7 @@ from dataflows.payments_topic import require_append_time
 from dataflows.recovery_dir import require_own_recovery
 from dataflows.schema_check import require_schema
 from dataflows.sources import DrainCheck, FlowKafkaSource, LabelsAccountedFor
+from dataflows.wake_ups import with_wake_ups
 from features.calendar import calendar_features
 from features.card import CardHistory
 from features.catalog import HISTORY_REACH
@@ -115,7 +116,7 @@ log = logging.getLogger(__name__)
 # A key idle past every feature's reach (features.catalog.HISTORY_REACH, 38 days) plus a day.
 IDLE_KEY_SECONDS = HISTORY_REACH + timedelta(days=1).total_seconds()
 CARD_IDS_KEPT = 64  # a card's last transaction ids, to skip a redelivered payment
-LABEL_GROUPS = 16  # keys of the label join (cards hashed into groups); fewer: larger claims
+LABEL_GROUPS = 16  # keys of the label join (cards hashed into groups; label_join.py: why 16)
 NO_RULES = Ruleset(0, (), {})  # version 0: no rule yet
 FLOW_ID = "payscore"
 
@@ -493,10 +494,11 @@ def card_group(card: str) -> str:
 
 def join_labels_with_scored_payments(labels: Stream, config: Config) -> Stream[LabelledPayment]:
     keyed = op.key_on("key_labels_by_card_group", labels, lambda p: card_group(p.event.card_id))
-    joined = op.stateful_batch(
+    joined = join_labels(
         "join_labels_with_scored_payments",
         keyed,
         configured_label_join(config),
+        [str(group) for group in range(LABEL_GROUPS)],
     )
     return op.key_rm("unkey_labelled_payments", joined)
 
@@ -508,8 +510,9 @@ def claim_implicit_negatives(
     nobody reported within ``PAYSCORE_LABEL_DELAY_DAYS`` (``dataflows/implicit_negatives.py``)."""
     ticks = op.flat_map_batch("event_time_clock", payments, newest_event_time)
     keyed = op.key_on("key_implicit_claimer", ticks, lambda _: CLAIMER_KEY)
+    step = "claim_implicit_negatives"
     claimed = op.stateful_batch(
-        "claim_implicit_negatives", keyed, configured_implicit_negatives(config)
+        step, with_wake_ups(step, keyed, [CLAIMER_KEY]), configured_implicit_negatives(config)
     )
     return op.key_rm("unkey_implicit_negatives", claimed)
 

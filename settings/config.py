@@ -119,6 +119,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # A label whose payment is not stored yet is retried this often, for this long.
     label_retry_seconds: Annotated[float, Meta(gt=0)] = 5.0
     label_wait_seconds: Annotated[float, Meta(ge=0)] = 600.0
+    # The label join holds new labels until a card group has 500 or the oldest has been held
+    # this long, then claims them in one transaction (dataflows.label_join); 0: at once.
+    label_gather_seconds: Annotated[float, Meta(ge=0, le=60)] = 2.0
     # A payment with no fraud report this many days after it is learned as legitimate (an
     # implicit negative), and its label is final: the retrain's gate compares on such payments.
     label_delay_days: Annotated[float, Meta(gt=0, le=36_500)] = 30.0  # a century at most

@@ -17,9 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataflows.implicit_negatives import ImplicitNegatives, implicit_negatives, newest_event_time
-from dataflows.label_join import LabelJoin
+from dataflows.label_join import label_join
 from dataflows.learning import LearnStep, Lineages
 from dataflows.messages import Positioned
+from dataflows.wake_ups import WAKE_UP
 from features.catalog import FEATURE_NAMES
 from model_state.artifact import ModelArtifact, VersionRecord
 from model_state.label_kinds import LabelKind, learn_weight, sampled
@@ -190,7 +191,7 @@ def test_the_claimer_claims_what_is_due_on_the_event_clock_only() -> None:
     _stamped(store, {"old": 0.0, "edge": 1.0, "new": 1.5})
     claims = FakeImplicit(store, limit=10)
     step = implicit_negatives(claims, delay=DELAY, retry_seconds=5)(None)
-    assert step.notify_at() is not None  # first: the claims after its snapshot (none)
+    assert step.notify_at() is None  # no timer before the run's first batch (dataflows/wake_ups)
     out, _ = step.on_batch([(T0 + timedelta(days=3)).timestamp()])  # due: made by day 1
     assert sorted(x.transaction_id for x in out) == ["edge", "old"]
     assert all(x.kind is LabelKind.IMPLICIT and not x.is_fraud for x in out)
@@ -261,9 +262,9 @@ def test_through_crashes_implicit_negatives_and_corrections_are_learned_exactly_
         return msgspec.structs.replace(x, features=counted)
 
     clock = Clock()
-    snapshot = (0, 0, [], None, new_learner(None).snapshot())
+    snapshot = (0, 0, None, None, new_learner(None).snapshot())
     label_at, tick_at, waiting, claimer_state, learner_state = copy.deepcopy(snapshot)
-    join = LabelJoin(store, waiting, retry_seconds=1, wait_seconds=50, clock=clock)
+    join = label_join(store, retry_seconds=1, wait_seconds=50, clock=clock)(waiting)
     claimer: ImplicitNegatives = build_claimer(claimer_state)
     learner = new_learner(learner_state)
 
@@ -286,15 +287,19 @@ def test_through_crashes_implicit_negatives_and_corrections_are_learned_exactly_
                 record(r)
         if crash:
             label_at, tick_at, waiting, claimer_state, learner_state = copy.deepcopy(snapshot)
-            join = LabelJoin(store, waiting, retry_seconds=1, wait_seconds=50, clock=clock)
+            join = label_join(store, retry_seconds=1, wait_seconds=50, clock=clock)(waiting)
             claimer = build_claimer(claimer_state)
             learner = new_learner(learner_state)
+            # Every start brings each a wake-up first (dataflows/wake_ups.py): no timer before.
+            assert join.notify_at() is None and claimer.notify_at() is None
+            deliver(join.on_batch([WAKE_UP])[0])
+            deliver(claimer.on_batch([WAKE_UP])[0])
         else:
             snapshot = copy.deepcopy(
                 (
                     label_at,
                     tick_at,
-                    pickle.loads(join.snapshot()),
+                    join.snapshot(),
                     claimer.snapshot(),
                     learner.snapshot(),
                 )
@@ -356,3 +361,23 @@ def test_resolve_needs_no_database() -> None:
     )
     assert outcome.corrections == 1 and list(claims) == ["t1"]
     assert rows[0]["status"] == CLAIMED and rows[0]["reason"].startswith("correction")
+
+
+def test_a_resumed_claimer_hands_on_the_claims_after_its_snapshot_at_its_first_batch() -> None:
+    """Resumed with claims made after its snapshot, the claimer sets no timer (Bytewax would stamp
+    what a timer hands on right after the load before the resume epoch, and the learner would
+    lose it: dataflows/wake_ups.py); the run's wake-up batch hands them on, and then its timer
+    goes on with the rest."""
+    store = FakeStore({})
+    _stamped(store, {"a": 0.0, "b": 0.5})
+    claims = FakeImplicit(store, limit=1)  # one payment a claim: two claims
+    first = implicit_negatives(claims, delay=DELAY, retry_seconds=5)(None)
+    first.on_batch([(T0 + timedelta(days=3)).timestamp()])
+    while first.notify_at() is not None and first._full:
+        first.on_notify()
+    snapshot = pickle.dumps((0, (T0 + timedelta(days=3)).timestamp()))  # taken before both
+    resumed = implicit_negatives(claims, delay=DELAY, retry_seconds=5)(snapshot)
+    assert resumed.notify_at() is None
+    out, _ = resumed.on_batch([WAKE_UP])
+    assert sorted(x.transaction_id for x in out) == ["a", "b"]  # claims 1 and 2 handed on again
+    assert resumed.notify_at() is not None  # now its timer runs

@@ -205,8 +205,9 @@ def test_at_the_end_of_input_a_label_waits_on_and_downtime_does_not_count() -> N
     out, discard = join.on_eof()  # a stop, or the end of a drain run: t1 has waited 4 of 10 s
     assert out == [] and discard is False
     assert store.ledger[(0, 0)].status == "waiting"
-    snapshot = pickle.loads(join.snapshot())
+    snapshot, held = pickle.loads(join.snapshot())  # waiting and held labels
     assert [(read.label.transaction_id, waited) for read, waited in snapshot] == [("t1", 4.0)]
+    assert held == []
     # Resumed an hour later (the builder counts from its own start): 6 s of wait are left.
     resumed = label_join(store, retry_seconds=1, wait_seconds=10)(join.snapshot())
     out, discard = resumed.on_notify()
@@ -293,9 +294,9 @@ def test_through_crashes_every_claimed_label_takes_effect_exactly_once(
         return msgspec.structs.replace(example, features=counted)
 
     clock = Clock()
-    snapshot = (0, [], [], new_learner(None).snapshot())  # offset, waiting, rates, learner
+    snapshot = (0, None, [], new_learner(None).snapshot())  # offset, join, rates, learner
     offset, waiting, rates, learner_state = copy.deepcopy(snapshot)
-    join = LabelJoin(store, waiting, retry_seconds=1, wait_seconds=50, clock=clock)
+    join = label_join(store, retry_seconds=1, wait_seconds=50, clock=clock)(waiting)
     learner = new_learner(learner_state)
 
     def deliver(out: list[LabelledPayment]) -> None:
@@ -317,12 +318,10 @@ def test_through_crashes_every_claimed_label_takes_effect_exactly_once(
                 versions.record(record)
         if crash:
             offset, waiting, rates, learner_state = copy.deepcopy(snapshot)
-            join = LabelJoin(store, waiting, retry_seconds=1, wait_seconds=50, clock=clock)
+            join = label_join(store, retry_seconds=1, wait_seconds=50, clock=clock)(waiting)
             learner = new_learner(learner_state)
         else:
-            snapshot = copy.deepcopy(
-                (offset, pickle.loads(join.snapshot()), rates, learner.snapshot())
-            )
+            snapshot = copy.deepcopy((offset, join.snapshot(), rates, learner.snapshot()))
     # Drain: the rest of the labels, every payment stored, the end of input.
     deliver(join.on_batch(labels[offset:])[0])
     for t, _ in messages:
