@@ -30,14 +30,16 @@ class PartitionsGrewError(RuntimeError):
 
 
 class PartitionWatch:
-    """Checks, at most every ``every`` seconds, that ``topic`` still has ``count`` partitions;
-    ``list_topics`` is a Kafka client's (``confluent_kafka.Consumer.list_topics``)."""
+    """Checks, at most every ``every`` seconds, that ``topic`` still has ``count`` partitions
+    (``None``: the count of the first answer without an error); ``list_topics`` is a Kafka
+    client's (``confluent_kafka.Consumer.list_topics``). An answer with an error (the topic
+    unknown or leaderless for a moment: no partitions in it) is not a count."""
 
     def __init__(
         self,
         list_topics: Callable[..., object],
         topic: str,
-        count: int,
+        count: int | None,
         every: float = CHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -59,8 +61,12 @@ class PartitionWatch:
             log.warning("partitions of %s not checked: %s", self._topic, exc)
             return
         if found.error is not None:
+            log.warning("partitions of %s not checked: %s", self._topic, found.error)
             return
         count = len(found.partitions)
+        if self._count is None:
+            self._count = count
+            return
         if count > self._count:
             raise PartitionsGrewError(
                 f"Kafka topic {self._topic!r} has {count} partitions now, {self._count} when the "

@@ -181,6 +181,10 @@ class FlowKafkaSource(KafkaSource):
         self._drained = drained
         self._poll = poll_seconds
         self._give_up_seconds = give_up_seconds
+        # topic -> partitions listed on this process (the partition watch's baseline: what
+        # Bytewax reads, never a second, later answer of the broker)
+        self._listed: dict[str, int] = {}
+        self._listed_lock = threading.Lock()
 
     def list_parts(self) -> list[str]:
         config = {"bootstrap.servers": ",".join(self._brokers), **self._add_config}
@@ -202,6 +206,8 @@ class FlowKafkaSource(KafkaSource):
                     f"cannot list the partitions of Kafka topic {topic!r}: {found.error.str()}"
                 )
             parts += [f"{index}-{topic}" for index in found.partitions]
+            with self._listed_lock:  # every worker of the process lists; Bytewax reads them all
+                self._listed[topic] = max(self._listed.get(topic, 0), len(found.partitions))
         return parts
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Reader:
@@ -221,8 +227,17 @@ class FlowKafkaSource(KafkaSource):
             deleted_unread(inner._consumer, topic, int(idx), resume_state)
         watch = None
         if int(idx) == 0:  # one reader a topic watches its partition count
-            listed = inner._consumer.list_topics(topic, timeout=LIST_TIMEOUT_SECONDS)
-            count = len(listed.topics[topic].partitions)
+            # The count list_parts found is what Bytewax reads (Bytewax builds only partitions
+            # this worker listed). A second query could answer with an error (no partitions:
+            # a false stop later) or with a partition added since (never caught).
+            with self._listed_lock:
+                count = self._listed.get(topic)
+            if count is None:
+                log.warning(
+                    "partitions of %s not listed before its partition 0 was built: the partition "
+                    "watch takes the count of its first answer as the baseline",
+                    topic,
+                )
             watch = PartitionWatch(inner._consumer.list_topics, topic, count)
         return _Reader(
             inner,

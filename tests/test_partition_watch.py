@@ -40,3 +40,82 @@ def test_the_watch_asks_at_most_every_interval_and_stops_the_flow_once_partition
     now[0] = 93
     with pytest.raises(PartitionsGrewError, match=r"'payments' has 8 partitions now, 4 when"):
         watch.check()
+
+
+class Answers:
+    """A Kafka client whose metadata answers are given in turn (the last one repeats)."""
+
+    def __init__(self, *answers: SimpleNamespace) -> None:
+        self.answers = list(answers)
+
+    def list_topics(self, topic: str, timeout: float) -> SimpleNamespace:
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return SimpleNamespace(topics={topic: answer})
+
+    def consume(self, count: int, timeout: float) -> list:
+        return []
+
+
+def partitions(count: int) -> SimpleNamespace:
+    return SimpleNamespace(error=None, partitions=dict.fromkeys(range(count)))
+
+
+# What confluent-kafka answers for a topic unknown or leaderless for a moment: no partitions.
+ERRORED = SimpleNamespace(error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART), partitions={})
+
+
+def built_watch(
+    monkeypatch: pytest.MonkeyPatch, listed: SimpleNamespace, consumer: Answers
+) -> PartitionWatch:
+    """The watch of partition 0 of ``payments`` as FlowKafkaSource builds it, after list_parts
+    found ``listed``; ``consumer`` is the reader's Kafka consumer."""
+    import threading
+
+    from bytewax.connectors.kafka import KafkaSource
+
+    from dataflows import sources
+
+    admin = Answers(listed)
+    monkeypatch.setattr(sources, "AdminClient", lambda config: admin)
+    monkeypatch.setattr(sources.thread_states, "pin", lambda: True)
+    inner = SimpleNamespace(_consumer=consumer)
+    monkeypatch.setattr(KafkaSource, "build_part", lambda self, step, part, resume: inner)
+    source = sources.FlowKafkaSource(["kafka:9092"], ["payments"], stop=threading.Event())
+    assert source.list_parts() == [f"{i}-payments" for i in listed.partitions]
+    watch = source.build_part("payments_in", "0-payments", None)._watch
+    assert watch is not None
+    watch._due = 0.0  # due now
+    return watch
+
+
+def test_an_errored_metadata_answer_at_build_is_no_baseline_of_0_and_stops_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The answer at build carried a topic error (0 partitions); the healthy answers after it
+    # say 2, as list_parts found. It was taken as the baseline 0: a false stop at the check.
+    watch = built_watch(monkeypatch, partitions(2), Answers(ERRORED, partitions(2)))
+    watch.check()
+    watch._due = 0.0
+    watch.check()
+
+
+def test_a_partition_added_between_listing_and_building_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Bytewax reads the 2 partitions list_parts found; the third came before partition 0 was
+    # built. It was the baseline: never caught, and partition 2 never read until a restart.
+    watch = built_watch(monkeypatch, partitions(2), Answers(partitions(3)))
+    with pytest.raises(PartitionsGrewError, match=r"'payments' has 3 partitions now, 2 when"):
+        watch.check()
+
+
+def test_a_watch_without_a_baseline_takes_the_first_answer_without_an_error() -> None:
+    now = [0.0]
+    answers = Answers(ERRORED, partitions(2), partitions(2), partitions(3))
+    watch = PartitionWatch(answers.list_topics, "payments", None, every=30, clock=lambda: now[0])
+    for step in range(1, 4):  # errored (no count), 2 (the baseline), 2
+        now[0] = 31.0 * step
+        watch.check()
+    now[0] = 31.0 * 4
+    with pytest.raises(PartitionsGrewError, match=r"has 3 partitions now, 2 when"):
+        watch.check()
