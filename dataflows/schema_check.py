@@ -6,9 +6,10 @@ An upgraded flow writes columns the previous release's tables lack (``dead_lette
 a dead letter may be hours after a start, and a restart replays up to the same row and fails
 again. So the flow compares, at start, the columns of the tables it writes with the database's
 and refuses to run until ``python -m storage.schema --create`` has added the missing ones
-(README, *Review queue*, *Start*). A database it cannot reach is not refused here: the sinks
-ride out an outage (:mod:`storage.engine`), and a supervised restart during one must not stop
-for good.
+(README, *Review queue*, *Start*). A database it cannot reach now (down, read-only during a
+failover, a lock wait or deadlock: :func:`storage.engine.is_transient`) is not refused here:
+the sinks ride out an outage (:mod:`storage.engine`), and a supervised restart during one must
+not stop for good.
 
 Rights: a right the flow's account lacks (grants never applied for it, or at another host than
 it connects from) was found at the first statement that used it: for a dead letter, hours after
@@ -29,7 +30,7 @@ from sqlalchemy.exc import DBAPIError, NoSuchTableError
 from features.bounded import bounded
 from settings.config import Config
 from storage.accounts import GRANTS, probes, rights
-from storage.engine import ACCESS_DENIED, UNAVAILABLE, error_code, make_engine
+from storage.engine import ACCESS_DENIED, describe, error_code, is_transient, make_engine
 from storage.schema import missing_columns as lacking
 from storage.tables import dead_letters, fraud_labels, implicit_labels, metadata, scored_payments
 
@@ -87,8 +88,10 @@ def missing_columns(engine: Engine, tables: tuple[Table, ...] = WRITTEN) -> list
 def require_schema(config: Config) -> None:
     """The flow's start: see the module."""
     engine = make_engine(config.mysql_dsn, pool_size=1)
+    checking = "the tables' columns and the flow's rights"
     try:
         missing = missing_columns(engine)
+        checking = "the flow's rights"
         denied = missing_rights(engine) if not missing else []
     except DBAPIError as exc:
         code = error_code(exc)
@@ -101,9 +104,15 @@ def require_schema(config: Config) -> None:
                 "--create` made and granted (PAYSCORE_MYSQL_ACCOUNT_HOSTS naming the host the "
                 "flow connects from)"
             ) from None
-        if code not in UNAVAILABLE and not exc.connection_invalidated:
+        # MySQL out, read-only (a failover), or a lock wait or deadlock: what the sinks ride
+        # out (storage/engine.py TRANSIENT); a restart during it must not stop for good.
+        if not is_transient(exc):
             raise
-        log.warning("the tables' columns were not checked at start: MySQL is unavailable")
+        log.warning(
+            "%s not checked at start: MySQL could not answer now (%s); the sinks wait for it",
+            checking,
+            describe(exc),
+        )
         return
     finally:
         engine.dispose()
