@@ -29,7 +29,9 @@ reader's consumer is wrapped so that such a message goes on with a header that s
 broker deleted already (the topic's retention passed while the flow was down) goes on from the
 oldest message left, and logs at ERROR (event ``deleted_unread``) which offsets were lost: the
 consumer's ``auto.offset.reset`` was librdkafka's default, ``latest``, and every message still
-in the partition was skipped without a word.
+in the partition was skipped without a word. One resumed *past* the partition's end (the topic
+re-created or truncated since the snapshot) refuses the start: librdkafka would read the
+partition again from its beginning, as new.
 
 **Epochs on a shared grid.** Given an :class:`~dataflows.epochs.EpochGrid`, a reader closes its
 epochs on the grid's boundaries, as every other process's readers do, so that no process waits
@@ -55,6 +57,7 @@ from dataflows.epochs import EpochGrid
 from dataflows.metrics import EPOCH_CLOSE_WAIT, EPOCHS_CLOSED
 from dataflows.partition_watch import PartitionWatch
 from dataflows.readable_headers import ReadableHeaders
+from features.bounded import bounded
 from storage.engine import retry_transient, shared_engine
 from storage.tables import dead_letters, fraud_labels
 
@@ -224,7 +227,11 @@ class FlowKafkaSource(KafkaSource):
         inner._consumer = ReadableHeaders(inner._consumer)
         idx, topic = for_part.split("-", 1)
         if resume_state is not None and resume_state >= 0:
-            deleted_unread(inner._consumer, topic, int(idx), resume_state)
+            try:
+                deleted_unread(inner._consumer, topic, int(idx), resume_state)
+            except SnapshotPastEndError:
+                inner.close()
+                raise
         watch = None
         if int(idx) == 0:  # one reader a topic watches its partition count
             # The count list_parts found is what Bytewax reads (Bytewax builds only partitions
@@ -252,18 +259,35 @@ class FlowKafkaSource(KafkaSource):
         )
 
 
+class SnapshotPastEndError(RuntimeError):
+    """A recovery snapshot resumes a partition past its end: the topic was re-created or
+    truncated since the snapshot, or the snapshot belongs to another cluster."""
+
+
 def deleted_unread(consumer: Consumer, topic: str, partition: int, resume: int) -> None:
     """Log, at ERROR, the messages of ``topic[partition]`` the broker deleted before this flow
     read them: from ``resume`` (where the recovery snapshot resumes) to the oldest one it still
     holds. They are lost to the flow; the reader goes on from the oldest one left
-    (``auto.offset.reset=earliest``, ``dataflows/scoring.py``). A broker that does not answer
-    is not asked again: the reader's own errors follow."""
+    (``auto.offset.reset=earliest``, ``dataflows/scoring.py``). A ``resume`` past the
+    partition's end refuses the start (:class:`SnapshotPastEndError`): librdkafka would read the
+    partition again from its beginning, as new. A broker that does not answer is not asked
+    again: the reader's own errors follow."""
     try:
-        low, _ = consumer.get_watermark_offsets(
+        low, high = consumer.get_watermark_offsets(
             TopicPartition(topic, partition), timeout=LIST_TIMEOUT_SECONDS
         )
     except KafkaException:
         return
+    if resume > high:
+        raise SnapshotPastEndError(
+            f"Kafka topic {bounded(topic, 300)!r} partition {partition}: the recovery snapshot "
+            f"resumes at offset {resume}, but the partition ends at offset {high} (expected "
+            f"at most {high}): the topic was re-created or truncated since the snapshot (or "
+            "the recovery folder is another cluster's); reading on would read the partition "
+            f"again from offset {low} as if new. Refusing to start: move the recovery folder "
+            "(bytewax.run -r, ops/run_flow.sh -r) away to start from no snapshot (README "
+            "*Delivery and recovery*)"
+        )
     if resume < low:
         log.error(
             "%s[%d]: offsets %d to %d were deleted (retention) before the flow read them: %d "

@@ -9,6 +9,7 @@ in it was skipped without a word (``dataflows/sources.py``)."""
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 
 import msgspec
@@ -18,6 +19,7 @@ from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, select
 
+from dataflows.sources import FlowKafkaSource, SnapshotPastEndError
 from storage.tables import scored_payments
 from test_data.hostile import valid_payment
 from test_data.ports import free_ports
@@ -63,3 +65,27 @@ def test_a_resume_past_what_retention_deleted_reads_what_is_left_and_says_what_i
     assert f"{pay}[0]: offsets 2 to 4 were deleted (retention) before the flow read them" in (
         done.stderr
     ), done.stderr[-3000:]
+
+
+def test_a_snapshot_offset_past_the_partition_s_end_refuses_the_start_naming_both_offsets(
+    one_partition_topics: dict[str, str],
+) -> None:
+    # A topic re-created (or truncated) while the flow was down: its snapshot resumes at 7, the
+    # partition ends at 2. With auto.offset.reset=earliest the reader read offsets 0 and 1 again
+    # as new, without a word.
+    pay = one_partition_topics["payments_topic"]
+    send(pay, ["tx-0", "tx-1"])
+    source = FlowKafkaSource(
+        [BROKERS], [pay], stop=threading.Event(), add_config={"auto.offset.reset": "earliest"}
+    )
+    assert source.list_parts() == [f"0-{pay}"]
+    at_end = source.build_part("payments_in", f"0-{pay}", 2)  # resuming at the end is normal
+    at_end.close()
+    with pytest.raises(SnapshotPastEndError) as refused:
+        source.build_part("payments_in", f"0-{pay}", 7)
+    said = str(refused.value)
+    assert f"Kafka topic '{pay}' partition 0: the recovery snapshot resumes at offset 7, but " in (
+        said
+    )
+    assert "the partition ends at offset 2" in said and "move the recovery folder" in said
+    assert len(said) < 1000
