@@ -283,7 +283,8 @@ def kafka_source(
         # An offset the broker deleted already (retention, while the flow was down) resumes at
         # the oldest message left, never at the end (librdkafka's default: every message still
         # in the partition was skipped); dataflows/sources.py logs what was deleted unread.
-        add_config={**config.kafka_settings, "auto.offset.reset": "earliest"},
+        add_config=config.kafka_settings,
+        consumer_config={"auto.offset.reset": "earliest"},
         stop=stop,
         drained=drained,
         poll_seconds=min(config.label_retry_seconds, 1.0),

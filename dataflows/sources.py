@@ -176,9 +176,14 @@ class FlowKafkaSource(KafkaSource):
         poll_seconds: float = 1.0,
         give_up_seconds: float = 900.0,
         grid: EpochGrid | None = None,
+        consumer_config: dict[str, str] | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # Consumer-only settings (auto.offset.reset) reach the readers' consumers, never the
+        # AdminClient that lists partitions: librdkafka printed a CONFWARN line for each there.
+        self._admin_config = dict(self._add_config)
+        self._add_config = {**self._add_config, **(consumer_config or {})}
         self._grid = grid
         self._stop = stop
         self._drained = drained
@@ -190,7 +195,7 @@ class FlowKafkaSource(KafkaSource):
         self._listed_lock = threading.Lock()
 
     def list_parts(self) -> list[str]:
-        config = {"bootstrap.servers": ",".join(self._brokers), **self._add_config}
+        config = {"bootstrap.servers": ",".join(self._brokers), **self._admin_config}
         client = AdminClient(config)
         parts = []
         for topic in self._topics:

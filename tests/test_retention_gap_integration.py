@@ -76,7 +76,7 @@ def test_a_snapshot_offset_past_the_partition_s_end_refuses_the_start_naming_bot
     pay = one_partition_topics["payments_topic"]
     send(pay, ["tx-0", "tx-1"])
     source = FlowKafkaSource(
-        [BROKERS], [pay], stop=threading.Event(), add_config={"auto.offset.reset": "earliest"}
+        [BROKERS], [pay], stop=threading.Event(), consumer_config={"auto.offset.reset": "earliest"}
     )
     assert source.list_parts() == [f"0-{pay}"]
     at_end = source.build_part("payments_in", f"0-{pay}", 2)  # resuming at the end is normal

@@ -1,0 +1,42 @@
+"""The flow's Kafka source's configuration, with fake clients (``dataflows/sources.py``): the
+consumer-only ``auto.offset.reset`` reaches the readers' consumers, never the AdminClient that
+lists partitions (librdkafka printed a CONFWARN line for it there, per worker, at every start)."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import bytewax.connectors.kafka
+import pytest
+
+from dataflows import scoring, sources
+from settings.config import Config
+
+
+def test_auto_offset_reset_reaches_the_consumers_and_not_the_admin_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    admin: list[dict] = []
+    consumer: list[dict] = []
+
+    def admin_client(config: dict) -> SimpleNamespace:
+        admin.append(config)
+        found = SimpleNamespace(error=None, partitions={0: None})
+        return SimpleNamespace(
+            list_topics=lambda topic, timeout: SimpleNamespace(topics={topic: found})
+        )
+
+    def partition(step: str, config: dict, *args: object) -> SimpleNamespace:
+        consumer.append(config)
+        return SimpleNamespace(_consumer=SimpleNamespace(consume=list), close=lambda: None)
+
+    monkeypatch.setattr(sources, "AdminClient", admin_client)
+    monkeypatch.setattr(bytewax.connectors.kafka, "_KafkaSourcePartition", partition)
+    monkeypatch.setattr(sources.thread_states, "pin", lambda: True)
+    config = Config.from_env({})
+    source = scoring.kafka_source(config, "payments", threading.Event())
+    assert source.list_parts() == ["0-payments"]
+    source.build_part("payments_in", "1-payments", None)  # partition 1: no watch, no metadata
+    assert len(admin) == 1 and "auto.offset.reset" not in admin[0], admin
+    assert len(consumer) == 1 and consumer[0]["auto.offset.reset"] == "earliest", consumer
