@@ -276,12 +276,20 @@ def deleted_unread(consumer: Consumer, topic: str, partition: int, resume: int) 
     (``auto.offset.reset=earliest``, ``dataflows/scoring.py``). A ``resume`` past the
     partition's end refuses the start (:class:`SnapshotPastEndError`): librdkafka would read the
     partition again from its beginning, as new. A broker that does not answer is not asked
-    again: the reader's own errors follow."""
+    again (a WARNING says the check was skipped): the reader's own errors follow."""
     try:
         low, high = consumer.get_watermark_offsets(
             TopicPartition(topic, partition), timeout=LIST_TIMEOUT_SECONDS
         )
-    except KafkaException:
+    except KafkaException as exc:
+        log.warning(
+            "%s[%d]: deleted-unread check skipped: the broker gave no offsets within %.0f s "
+            "(%s); messages it deleted before the flow read them, if any, are not logged",
+            topic,
+            partition,
+            LIST_TIMEOUT_SECONDS,
+            bounded(exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)),
+        )
         return
     if resume > high:
         raise SnapshotPastEndError(

@@ -4,11 +4,13 @@ lists partitions (librdkafka printed a CONFWARN line for it there, per worker, a
 
 from __future__ import annotations
 
+import logging
 import threading
 from types import SimpleNamespace
 
 import bytewax.connectors.kafka
 import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from dataflows import scoring, sources
 from settings.config import Config
@@ -40,3 +42,18 @@ def test_auto_offset_reset_reaches_the_consumers_and_not_the_admin_client(
     source.build_part("payments_in", "1-payments", None)  # partition 1: no watch, no metadata
     assert len(admin) == 1 and "auto.offset.reset" not in admin[0], admin
     assert len(consumer) == 1 and consumer[0]["auto.offset.reset"] == "earliest", consumer
+
+
+def test_a_broker_that_gives_no_offsets_skips_the_deleted_unread_check_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def no_answer(partition: TopicPartition, timeout: float) -> tuple[int, int]:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get watermark offsets"))
+
+    consumer = SimpleNamespace(get_watermark_offsets=no_answer)
+    with caplog.at_level(logging.WARNING, logger=sources.__name__):
+        sources.deleted_unread(consumer, "payments", 3, 120)  # type: ignore[arg-type]
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1, said
+    assert said[0].startswith("payments[3]: deleted-unread check skipped: the broker gave no")
+    assert "Failed to get watermark offsets" in said[0]
