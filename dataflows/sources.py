@@ -283,8 +283,8 @@ def deleted_unread(consumer: Consumer, topic: str, partition: int, resume: int) 
         )
     except KafkaException as exc:
         log.warning(
-            "%s[%d]: deleted-unread check skipped: the broker gave no offsets within %.0f s "
-            "(%s); messages it deleted before the flow read them, if any, are not logged",
+            "%s[%d]: deleted-unread check skipped: the broker gave no offsets (waited up to "
+            "%.0f s: %s); messages it deleted before the flow read them, if any, are not logged",
             topic,
             partition,
             LIST_TIMEOUT_SECONDS,
