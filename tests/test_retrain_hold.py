@@ -159,3 +159,15 @@ def test_retrains_due_before_a_verdict_wait_for_it_in_the_online_run(held: bool)
     # a held retrain is fitted at the verdict's own time
     assert set(verdicts) & set(calls)
     assert run.versions[:3] == [good.version, "v00003", good.version]
+
+
+def test_the_hold_without_a_rollback_is_refused_before_anything_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from model_state.offline.evaluate import main
+
+    with pytest.raises(SystemExit):
+        main(["--stream", "handbook", "--rollback-hold", "--no-cache"])
+    assert "--rollback-hold holds the next retrain for a --rollback verdict" in (
+        capsys.readouterr().err
+    )
