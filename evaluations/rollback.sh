@@ -11,11 +11,15 @@
 #   bash evaluations/rollback.sh size500-shadow [step ...]   the same with --shadow-first (the
 #       alternative: an accepted retrain shadows until judged so, then goes live or not)
 #       -> evaluations/shadow-first-*
+#   bash evaluations/rollback.sh size500-hold [step ...]   the same with --rollback --rollback-hold
+#       (model_state/offline/retrain_hold.py: a retrain due while the live retrain's verdict is
+#       pending waits for it) -> evaluations/rollback-hold-*
 #   bash evaluations/rollback.sh full NAME [evaluate arguments ...]   the handbook's seed 2 at full
 #       scale (5,000 customers, every payment labelled; the seed on which an accepted retrain cost
 #       weeks 2 and 3, evaluations/harmless-today-handbook) -> evaluations/NAME-handbook-seed2.txt:
 #         bash evaluations/rollback.sh full rollback --rollback
 #         bash evaluations/rollback.sh full shadow-first --shadow-first
+#         bash evaluations/rollback.sh full rollback-hold --rollback --rollback-hold
 #         bash evaluations/rollback.sh full rollback-off            (the same code without either)
 #       (no forest fitted, as evaluations/harmless.sh: its weeks are in the .txt's weekly table)
 # --legit-sample-rate 1: every label learned, the flow's default when these runs were made (0.1
@@ -25,9 +29,10 @@ py=.venv/bin/python
 what=$1
 shift
 case $what in
-size500 | size500-shadow)
+size500 | size500-shadow | size500-hold)
     name=rollback option=--rollback
     [ "$what" = size500-shadow ] && name=shadow-first option=--shadow-first
+    [ "$what" = size500-hold ] && name=rollback-hold option="--rollback --rollback-hold"
     ev="$py -m model_state.evaluate --streams evaluations/handbook-streams.json --size 500 --legit-sample-rate 1 $option"
     step() {
         case $1 in
@@ -61,5 +66,5 @@ full)
     exec evaluations/run.sh "$name-handbook-seed2" $py -m model_state.evaluate --stream handbook \
         --seeds 2 --no-references --cache "${CACHE:-reports/cache}" --legit-sample-rate 1 \
         --out "evaluations/$name-handbook-seed2" "$@" ;;
-*) echo "unknown: $what (size500, size500-shadow or full)" >&2; exit 2 ;;
+*) echo "unknown: $what (size500, size500-shadow, size500-hold or full)" >&2; exit 2 ;;
 esac

@@ -173,6 +173,13 @@ def labels_text(evaluation: Evaluation) -> str:
                 f"{run.rolled_back} judged worse (rolled back, or with --shadow-first not "
                 f"promoted), {run.rollbacks_superseded} superseded undecided"
             )
+        if run.retrains_held or run.held_retrains_fitted:
+            out.append(
+                f"  - retrains due while a verdict was pending (--rollback-hold): "
+                f"{run.retrains_held} due times held, {run.held_retrains_fitted} held retrains "
+                f"fitted once the verdict came"
+                f"{', one still held when the stream ended' if run.held_at_end else ''}"
+            )
         for verdict in run.rollbacks:
             day = (verdict["at"] - np.floor(evaluation.replayed.event_time.min() / DAY) * DAY) / DAY
             fields = {k: v for k, v in verdict.items() if k not in ("at", "shadow_first")}

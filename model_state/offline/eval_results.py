@@ -38,6 +38,9 @@ class OnlineRun:
     rolled_back: int = 0  # retrains rolled back to the champion they replaced (--rollback)
     rollbacks_superseded: int = 0  # watched retrains a later retrain replaced before a verdict
     rollbacks: list[dict[str, Any]] = field(default_factory=list)  # each verdict, with its time
+    retrains_held: int = 0  # due times a retrain waited for a verdict (--rollback-hold)
+    held_retrains_fitted: int = 0  # held retrains fitted once the verdict came
+    held_at_end: bool = False  # a retrain still held when the stream ended (no verdict)
 
     @property
     def labels_per_second(self) -> float:

@@ -4,7 +4,8 @@
         [--go-live-day 42] [--size 5000] [--labels every|frauds|own]
         [--label-delay-days 7] [--implicit-days 30] [--drift [DAY]]
         [--online | --no-online] [--retrain | --no-retrain] [--balance | --no-balance]
-        [--judge | --no-judge] [--judge-window N] [--rollback | --shadow-first] [--ablation]
+        [--judge | --no-judge] [--judge-window N] [--rollback [--rollback-hold] | --shadow-first]
+        [--ablation]
         [--legit-sample-rate 1]
         [--publish-every 500] [--online-optimizer SPEC] [--hold-forest] [--residual P]
         [--previous-step] [--retrain-days 7] [--top-k 100] [--out reports/evaluation]
@@ -59,7 +60,9 @@ The protocol, the same for every stream:
      gives the days on which each run's judge first found a lineage's learned weights ahead of
      its root's and on which scoring took them; ``--rollback`` judges each accepted retrain
      again once live, beside the champion it replaced, on the payments it scored, and rolls it
-     back if it ranked them worse (:mod:`model_state.offline.rollback`);
+     back if it ranked them worse (:mod:`model_state.offline.rollback`), and with
+     ``--rollback-hold`` a retrain due before that verdict waits for it
+     (:mod:`model_state.offline.retrain_hold`);
    - ``frozen``: the pre-trained version, never updated;
    - ``RF (handbook features)`` and ``LR (handbook features)``: the handbook's own baselines on
      its own 15 published features (:mod:`model_state.offline.handbook_reference`), fitted at
@@ -109,7 +112,7 @@ from model_state.artifact import ModelArtifact
 from model_state.boosted import FOREST
 from model_state.label_kinds import LabelKind, learn_weight
 from model_state.learner import OnlineLearner
-from model_state.offline import retrain, rollback, train
+from model_state.offline import retrain, retrain_hold, rollback, train
 from model_state.offline.eval_metrics import (
     calibration_metrics,
     card_precision_at_k,
@@ -216,6 +219,7 @@ class Variant:
     residual: float | None = None  # labels learned only below the forest's probability
     rollback: bool = False  # a live retrain rolled back if it ranks its payments worse
     shadow_first: bool = False  # ... or shadowing first, promoted unless it ranks them worse
+    rollback_hold: bool = False  # with rollback: the next retrain waits for the verdict
 
     def name(self, shipped: Variant) -> str:
         if self == shipped:
@@ -328,13 +332,15 @@ class RollbackRule:
     final (the label delay, as the gate's hold-out), checked every ``check_every`` seconds of
     event time. With ``shadow_first`` the accepted retrain does not go live at once: it scores
     in the shadow beside the champion and goes live only if the same verdict does not find it
-    worse (the alternative the rollback was measured against)."""
+    worse (the alternative the rollback was measured against). With ``hold`` a retrain due while
+    the live one's watch has no verdict waits for it (:mod:`model_state.offline.retrain_hold`)."""
 
     maturity: float
     min_frauds: int = rollback.DEFAULT_MIN_FRAUDS
     min_loss: float = rollback.DEFAULT_MIN_LOSS
     check_every: float = 3600.0
     shadow_first: bool = False  # the retrain shadows until judged, then goes live (or not)
+    hold: bool = False  # the next retrain held while the live one awaits its verdict
 
 
 @dataclass
@@ -447,6 +453,7 @@ def run_online(
     watched: _Watched | None = None  # the last retrain accepted, until its verdict
     shadow_scores = np.zeros(n)
     next_check = first
+    hold = retrain_hold.Hold() if rollback_rule is not None and rollback_rule.hold else None
 
     def live_from(model: ModelArtifact) -> OnlineLearner:
         """Score with ``model`` from now on, and learn on from it."""
@@ -460,6 +467,7 @@ def run_online(
     ):
         if entry >= 0:
             now = float(replayed.event_time[entry])
+            fit_held = False  # a retrain held for the verdict just given is fitted now
             if watched is not None and rollback_rule is not None and now >= next_check:
                 next_check = now + rollback_rule.check_every
                 scoring.flush()
@@ -479,10 +487,19 @@ def run_online(
                         run.retrained += rollback_rule.shadow_first
                         scoring_own = float(current.metadata.learner.get(ADOPTED, 0.0))
                         evidence = False
+                    if hold is not None:
+                        hold, fit_held = hold.decided(watched.watch.retrained)
                     watched = None
-            if retrain is not None and now >= next_retrain:
+            due = retrain is not None and now >= next_retrain
+            if due:
                 while next_retrain <= now:
                     next_retrain += retrain_every.total_seconds()
+            fit = fit_held or due
+            if due and not fit_held and hold is not None:
+                hold, fit = hold.due(now)
+                run.retrains_held += not fit
+            if retrain is not None and fit:
+                run.held_retrains_fitted += fit_held
                 scoring.flush()
                 fitted = retrain(datetime.fromtimestamp(now, UTC), current, scores, scored)
                 if fitted is not None:
@@ -497,6 +514,8 @@ def run_online(
                         shadow = _Scoring(replayed, shadow_scores, scorer_for(other))
                         watched = _Watched(watch, other, shadow, [], shadow_first)
                         next_check = now
+                        if hold is not None:
+                            hold = hold.went_live(fitted.version)
                     if not shadow_first:
                         learner = live_from(fitted)
                         run.retrained += 1
@@ -578,6 +597,7 @@ def run_online(
             scoring.switch(scorer_for(current))
             run.versions.append(current.version)
     scoring.flush()
+    run.held_at_end = hold is not None and hold.held_since is not None
     run.labels_learned = learned
     reinstated = run.rolled_back if rollback_rule and not rollback_rule.shadow_first else 0
     run.versions_published = len(run.versions) - 1 - run.retrained - reinstated
@@ -593,9 +613,10 @@ def _judge_retrain(
     is final ``rule.maturity`` after it, a fraud if reported by ``now``, legitimate otherwise
     (an implicit negative; the gate's mature hold-out counts the same way). ``scores``: the
     live ones."""
-    rows = np.asarray(watched.rows, dtype=np.int64)
-    rows = rows[replayed.event_time[rows] + rule.maturity <= now]
-    truth = (replayed.verdict[rows] == 1) & (replayed.reported_at[rows] <= now)
+    rows, truth = rollback.final_labels(
+        replayed.event_time, replayed.reported_at, replayed.verdict, watched.rows, now,
+        rule.maturity,
+    )  # fmt: skip
     if int(truth.sum()) < rule.min_frauds:
         return watched  # not enough evidence yet: nothing to score again
     watched.shadow.flush()
@@ -926,7 +947,9 @@ def evaluate(
                 sample_rate=sample_rate,
                 retrain=retrainer if variant.retrain and retrain_every else None,
                 retrain_every=retrain_every or timedelta(days=7),
-                rollback_rule=RollbackRule(maturity=delay, shadow_first=variant.shadow_first)
+                rollback_rule=RollbackRule(
+                    maturity=delay, shadow_first=variant.shadow_first, hold=variant.rollback_hold
+                )
                 if variant.rollback or variant.shadow_first
                 else None,
                 progress=progress,
@@ -956,7 +979,13 @@ def evaluate(
         "online_model": dataclasses.asdict(shipped),  # its step: held forest, residual, judge
         "gate_min_gain": min_gain,
         "retrain_judged_again": {
-            v.name(shipped): ("shadow first" if v.shadow_first else "live")
+            v.name(shipped): (
+                "shadow first"
+                if v.shadow_first
+                else "live, next retrain held for the verdict"
+                if v.rollback_hold
+                else "live"
+            )
             if v.rollback or v.shadow_first
             else "no"
             for v in variants or [shipped]
@@ -1235,6 +1264,12 @@ def main(argv: list[str] | None = None) -> None:
         help="instead of --rollback: an accepted retrain scores in the shadow beside the champion "
         "and goes live only once the same judgement on those payments does not find it worse",
     )
+    parser.add_argument(
+        "--rollback-hold",
+        action="store_true",
+        help="with --rollback: a retrain due while the live one's rollback verdict is pending "
+        "waits for that verdict, then is fitted at once (model_state.offline.retrain_hold)",
+    )
     parser.add_argument("--publish-every", type=int, default=500, help="labels per version")
     parser.add_argument("--retrain-days", type=float, default=7.0, help="0: never")
     parser.add_argument("--top-k", type=int, default=100, help="cards checked a day")
@@ -1257,6 +1292,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--label-delay-days must be >= 0 and --implicit-days > 0")
     if args.rollback and args.shadow_first:
         parser.error("--rollback and --shadow-first are two ways to judge a retrain: give one")
+    if args.rollback_hold and not args.rollback:
+        parser.error("--rollback-hold holds the next retrain for a --rollback verdict: give both")
     if not 0 < args.legit_sample_rate <= 1:
         parser.error(f"--legit-sample-rate must lie in (0, 1]; got {args.legit_sample_rate}")
     from model_state.offline.eval_report import write_report  # matplotlib: the `eval` extra
@@ -1275,6 +1312,7 @@ def main(argv: list[str] | None = None) -> None:
         residual=args.residual,
         rollback=args.rollback,
         shadow_first=args.shadow_first,
+        rollback_hold=args.rollback_hold,
     )
     variants = ablations(shipped, tuple(args.ablation_parts)) if args.ablation else [shipped]
     if args.previous_step:

@@ -103,6 +103,24 @@ class Watch(msgspec.Struct, frozen=True, kw_only=True):
         return self.verdict is not None
 
 
+def final_labels(
+    event_time: np.ndarray,
+    reported_at: np.ndarray,
+    is_fraud: np.ndarray,
+    rows: np.ndarray,
+    now: float,
+    maturity: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The watched ``rows`` whose labels are final at ``now`` and those labels: a payment's
+    label is final ``maturity`` seconds after it (the label delay, as the gate's mature
+    hold-out), a fraud if reported by ``now``, legitimate otherwise (an implicit negative).
+    Nothing reported after ``now`` is used."""
+    rows = np.asarray(rows, dtype=np.int64)
+    rows = rows[np.asarray(event_time)[rows] + maturity <= now]
+    truth = (np.asarray(is_fraud)[rows] == 1) & (np.asarray(reported_at)[rows] <= now)
+    return rows, truth
+
+
 def decide(
     watch: Watch,
     truth: np.ndarray,
