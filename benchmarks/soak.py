@@ -1,15 +1,16 @@
 """A soak of the flow under a long crash and outage schedule, with the same accounting as the
 chaos drill (``tests/test_chaos_integration.py``); not part of CI.
 
-    .venv/bin/python benchmarks/soak.py --cards 8000 --days 5 --kills 25 \\
-        --mysql-outage 40 --outage-limit 20 --seed 123
+    .venv/bin/python benchmarks/soak.py --cards 8000 --days 6 --kills 25 \\
+        --mysql-outage 45 --outage-limit 15 --seed 805178
 
 It simulates a stream (payments and their labels), sends it in ``kills + 4`` chunks to fresh
 topics, and runs the flow (``ops/run_flow.sh``, recovery on) while it ``kill -9``s it at random
 moments (every third right after a snapshot, every fifth right after a restart), stops it once
-with SIGTERM, takes MySQL down for ``--mysql-outage`` seconds under it and restarts the broker
-once. When the outage is longer than ``--outage-limit`` (``PAYSCORE_MYSQL_OUTAGE_SECONDS``), the
-flow exits non-zero under it and runs under ``run_flow.sh --supervise``, which starts it again.
+with SIGTERM, takes MySQL down for ``--mysql-outage`` seconds under it (once every process has
+built the flow) and restarts the broker once. When the outage is longer than ``--outage-limit``
+(``PAYSCORE_MYSQL_OUTAGE_SECONDS``), the flow exits non-zero under it and runs under
+``run_flow.sh --supervise``, which starts it again.
 
 Labels come as ``--labels`` says: ``banks`` (the default, as the drill) reports every fraud
 and three in ten legitimate payments, and a payment nobody reported within a day
@@ -203,6 +204,8 @@ def main() -> int:
                 produce(config.kafka_brokers, topics, due + part)
                 time.sleep(rng.uniform(0.5, 3.0))
                 if i == outage_at:
+                    # Under a running flow (its sinks and label claims), not one still starting.
+                    flow.wait_built()
                     print(f"MySQL down for {args.mysql_outage:.0f} s", flush=True)
                     services("restart-mysql", str(args.mysql_outage))
                 elif i == stop_at:
