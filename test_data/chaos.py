@@ -183,9 +183,13 @@ class FlowProcess:
         workers: int = 1,
         snapshot_seconds: int = 1,
         base_port: int | None = None,
+        supervise: bool = False,
     ) -> None:
         """``base_port``: the first of the cluster's ports (``FLOW_BASE_PORT``), the same for
-        every start; by default free ports (:func:`test_data.ports.free_ports`), drawn once."""
+        every start; by default free ports (:func:`test_data.ports.free_ports`), drawn once.
+        ``supervise``: run ``run_flow.sh --supervise`` (a flow that exits non-zero, such as after
+        a MySQL outage past ``PAYSCORE_MYSQL_OUTAGE_SECONDS``, is started again by the script;
+        :meth:`supervised_restarts` counts them)."""
         if base_port is None:
             base_port = free_ports(processes)
         self.base_port = base_port
@@ -195,6 +199,7 @@ class FlowProcess:
         self.processes = processes
         self.workers = workers
         self.snapshot_seconds = snapshot_seconds
+        self.supervise = supervise
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -215,6 +220,7 @@ class FlowProcess:
                 [
                     "bash",
                     str(ROOT / "ops" / "run_flow.sh"),
+                    *(["--supervise"] if self.supervise else []),
                     str(self.processes),
                     str(self.workers),
                     "-r",
@@ -258,6 +264,12 @@ class FlowProcess:
         again (:func:`current_run`)."""
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return current_run(text, self.starts).count("flow built:")
+
+    def supervised_restarts(self) -> list[str]:
+        """The lines ``run_flow.sh --supervise`` logged when it started the flow again, over
+        every start (a line of the log read whole)."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return [line for line in text.splitlines() if line.startswith(SUPERVISED_RESTART)]
 
     def stop(self, timeout: float = 90) -> int:
         """SIGTERM to ``run_flow.sh`` (as a supervisor sends it), once every process has built
@@ -744,6 +756,48 @@ def check_fraud_rates(engine: Engine, probe_ids: Iterable[str]) -> list[str]:
                     f"{kind} {key}: rate {rate} over {count:.0f} payments, {want} frauds claimed"
                 )
     return problems
+
+
+def probe_rounds(
+    engine: Engine,
+    send: Callable[[list[Payment]], None],
+    after: datetime,
+    *,
+    rounds: int = 3,
+    pause: float = 15.0,
+    timeout: float = 60.0,
+) -> tuple[list[Payment], list[str], int]:
+    """Probe payments (:func:`probes`) at ``after``, sent with ``send``, until a round shows no
+    fraud-rate problem (:func:`check_fraud_rates`), at most ``rounds`` rounds ``pause`` seconds
+    apart: every probe sent, the last round's problems and the number of rounds.
+
+    The label messages are claimed in MySQL before their fraud notes reach the terminals' and
+    merchants' state, and a restarted flow first replays the notes claimed since its snapshot: a
+    probe may be read before a note in flight. A later round shows the state once they have
+    landed; a note counted twice, or one lost, shows in every round."""
+    sent: list[Payment] = []
+    problems: list[str] = []
+    with engine.connect() as c:
+        before = c.execute(select(func.count()).select_from(scored_payments)).scalar_one()
+    round_ = 0
+    for round_ in range(rounds):
+        batch = probes(engine, after, round_)
+        send(batch)
+        sent += batch
+        total = before + len(sent)
+
+        def stored() -> bool:
+            with engine.connect() as c:
+                n = c.execute(select(func.count()).select_from(scored_payments)).scalar_one()
+            return n == total  # noqa: B023 (read while this round's batch is the current one)
+
+        wait_for("the probes", stored, timeout)
+        problems = check_fraud_rates(engine, [p.transaction_id for p in batch])
+        print(f"fraud-rate probes, round {round_ + 1}: {len(problems)} problems {problems[:3]}")
+        if not problems:
+            break
+        time.sleep(pause)
+    return sent, problems, round_ + 1
 
 
 def probe_time(payments: Sequence[Payment], labels: Sequence[FraudLabel]) -> datetime:

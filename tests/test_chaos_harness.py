@@ -68,3 +68,18 @@ def test_a_start_on_a_cluster_port_another_process_listens_on_fails_naming_it(
             flow.start()
     assert flow.proc is None and flow.starts == 0 and not (tmp_path / "flow.log").exists()
     assert ports_taken(port, 2) == []  # free again once the other process lets it go
+
+
+def test_supervised_restarts_are_the_supervisors_restart_lines_of_every_start(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "flow.log"
+    flow = FlowProcess({}, tmp_path / "recovery", log, base_port=2600, supervise=True)
+    assert flow.supervised_restarts() == []  # no log yet
+    restart = "[run_flow] the flow exited with status 1; restarting in 5 s (supervised)"
+    log.write_text(
+        f"\n==== start 1 at 1.000\nflow built: a\n{restart}\nflow built: a\n"
+        "[run_flow] process 11 exited with status 1; stopping the others\n"
+        f"\n==== start 2 at 2.000\n  {restart} (quoted, not the supervisor's)\n{restart}\n"
+    )
+    assert flow.supervised_restarts() == [restart, restart]

@@ -30,17 +30,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from features.contract import Payment
 from storage.tables import dead_letters, fraud_labels, scored_payments
 from test_data.chaos import (
     FlowProcess,
     account,
     all_in_versions,
-    check_fraud_rates,
     implicit_settled,
     late_frauds,
+    probe_rounds,
     probe_time,
-    probes,
     produce,
     services,
     wait_for,
@@ -161,23 +159,10 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
             150,
         )
         time.sleep(2)  # the last claims reach the fraud rates
-        # The label messages are claimed in MySQL before their fraud notes reach the terminals'
-        # and merchants' state, and a restarted flow first replays the notes claimed since its
-        # snapshot: a probe may be read before a note in flight. A later round of probes (at most
-        # three, 15 s apart) shows the state once they have landed; a note counted twice, or one
-        # lost, shows in every round.
-        probe: list[Payment] = []
-        for round_ in range(3):
-            batch = probes(engine, probe_time(payments, labels), round_)
-            produce(BROKERS, topics, batch)
-            probe += batch
-            total = len(payments) + len(probe)
-            wait_for("the probes", lambda: stored(engine) == total, 60)  # noqa: B023
-            rates = check_fraud_rates(engine, [p.transaction_id for p in batch])
-            print(f"fraud-rate probes, round {round_ + 1}: {len(rates)} problems {rates[:3]}")
-            if not rates:
-                break
-            time.sleep(15)
+        # Probe rounds (at most three, 15 s apart) until the fraud notes in flight have landed.
+        probe, rates, rounds = probe_rounds(
+            engine, lambda batch: produce(BROKERS, topics, batch), probe_time(payments, labels)
+        )
         wait_for("the implicit negatives due", lambda: implicit_settled(engine, DELAY), 60)
         # The probes move the event-time clock: the implicit negatives they make due are claimed
         # and learned, and published within PAYSCORE_PUBLISH_SECONDS; a label claimed but never
@@ -199,7 +184,7 @@ def test_crashes_a_stop_and_outages_lose_nothing_and_learn_nothing_twice(
     )
     print(
         result.summary(),
-        f"\nflow starts: {flow.starts}; probes: {len(probe)} in {round_ + 1} rounds",
+        f"\nflow starts: {flow.starts}; probes: {len(probe)} in {rounds} rounds",
     )
     log_tail = (tmp_path / "flow.log").read_text(errors="replace")[-3000:]
     assert result.problems == [], result.summary() + "\n" + log_tail
