@@ -20,11 +20,24 @@ from dataflows import thread_states
 from dataflows.sources import FlowKafkaSource
 
 
+class _Unasked:
+    """A Kafka consumer nothing here asks: the partition's reads come from ``_Listed``, and the
+    partition watch's first check is 30 s after the build (longer than the test)."""
+
+    def consume(self, *args: object, **kwargs: object) -> list[object]:
+        raise AssertionError("the fake partition's reads asked the fake consumer")
+
+    def list_topics(self, *args: object, **kwargs: object) -> object:
+        raise AssertionError("the partition watch asked the fake consumer")
+
+
 class _Listed(StatefulSourcePartition):
-    """One item a batch, then the end."""
+    """One item a batch, then the end; with a ``_consumer`` as Bytewax 0.21's Kafka reader has
+    (``dataflows/sources.py`` wraps it)."""
 
     def __init__(self, items: list[int]) -> None:
         self._items = items
+        self._consumer = _Unasked()
 
     def next_batch(self) -> list[int]:
         if not self._items:
