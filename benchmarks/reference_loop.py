@@ -33,7 +33,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from dataflows import collector
 from dataflows.implicit_negatives import configured_implicit_negatives, newest_event_time
-from dataflows.keyed_history import keyed_history
+from dataflows.keyed_history import keyed_history, mark_key
 from dataflows.label_join import configured_label_join
 from dataflows.learning import Lineages, learn_step
 from dataflows.messages import DeadLetter, MessageDecoder, Positioned, letter_row
@@ -100,7 +100,9 @@ def run(config: Config) -> dict[str, Any]:
         decline=config.decline_threshold,
     )
     decode = MessageDecoder(PaymentDecoder(), LabelDecoder())
-    cards = Keyed(keyed_history(CardHistory, IDLE_KEY_SECONDS, CARD_IDS_KEPT))
+    cards = Keyed(
+        keyed_history(CardHistory, IDLE_KEY_SECONDS, CARD_IDS_KEPT, mark_key=mark_key(key))
+    )
     terminals = Keyed(keyed_history(terminal_history, IDLE_KEY_SECONDS))
     merchants = Keyed(keyed_history(merchant_history, IDLE_KEY_SECONDS))
     joins = Keyed(configured_label_join(config))

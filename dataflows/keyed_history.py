@@ -12,15 +12,15 @@ Expiry: a key untouched for ``idle_seconds`` of wall-clock time is discarded (it
 empty by then in a live system, where event time follows wall time).
 
 Duplicates: with ``remember > 0`` the step remembers the last ``remember`` transaction ids of its
-key (as 64-bit hashes, :func:`id_hash`), each with a fingerprint of the payment (128 bits of
-BLAKE2b of its JSON: a producer cannot make two payments share one; with the CRC-32 of before,
-two payments of one id found among 100,000 variants did, and the second vanished as a
-"repeat", ``test_data/hostile.py``). A payment whose id is among
-them with the same fingerprint (a producer's retry, a redelivery) is a harmless repeat: not
+key, each as a 64-bit hash of the id (:func:`id_hash`) and a 32-bit *mark* of the payment's
+content (:func:`content_mark`, see there for why these sizes and why keyed). A payment whose id
+is among them with the same mark (a producer's retry, a redelivery) is a harmless repeat: not
 folded in again, not passed on, counted in ``payscore_duplicate_payments_total``; its first copy
 was scored already, and a scored payment is stored once. One whose id is among them with *other*
 content is not folded in either, but passed on with ``rejected`` set: the flow makes it a dead
 letter. The card step uses this, since a card's payments arrive together on one partition.
+Marks of earlier releases in a recovery snapshot (the CRC-32 of the JSON, then its 128-bit
+BLAKE2b) are still recognised for what they are, until newer payments push them out.
 """
 
 from __future__ import annotations
@@ -65,36 +65,132 @@ Snapshot = bytes
 log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
-Recent = dict[int, int]  # hash of a transaction id -> fingerprint, oldest first
+# hash of a transaction id -> its payment's mark, oldest first. A mark below 2**32 is a keyed
+# content mark (content_mark); one of the earlier releases, restored from a snapshot, is kept
+# above: a CRC-32 as _CRC_TAG + crc, a 128-bit BLAKE2b as itself (below 2**33 with odds 2**-95).
+Recent = dict[int, int]
 
 
 def id_hash(transaction_id: str) -> int:
-    """A stable 64-bit hash of a transaction id (BLAKE2b). A card remembers its recent ids by
-    it: 12 bytes an id with the fingerprint, where the ids themselves took about 17 each. Two
-    ids of one card's last ``remember`` share a hash with odds about ``remember / 2**64`` per
-    payment; the new one would then be a dead letter (a reused id), never lost."""
+    """A stable 64-bit hash of a transaction id (BLAKE2b, unkeyed). A card remembers its recent
+    ids by it. Two ids of one card's last ``remember`` share a hash with odds about
+    ``remember / 2**64`` per honest payment; and even a producer who makes two ids share one
+    (about 2**32 work offline, since the hash is not keyed) gains nothing: the second payment's
+    content mark differs from the first's (unless it also guesses the secret mark, below), so
+    it becomes a visible dead letter (a reused id), never a silent repeat. Unkeyed on purpose:
+    it does not change when the key does, so after a key rotation a redelivered payment is
+    still recognised as one of the card's ids, and is refused as a reused id rather than
+    counted twice."""
     return int.from_bytes(blake2b(transaction_id.encode(), digest_size=8).digest(), "little")
 
 
-FINGERPRINT_BYTES = 16
-# Fingerprints below this are the CRC-32 of a recovery snapshot taken before (a 128-bit one is
-# below it with odds of 2**-96): compared as such, so that a replay after an upgrade is still
-# skipped as a repeat.
-_CRC_MARKS = 1 << 32
+MARK_BYTES = 4
+MARK_KEY_BYTES = 32
+_MARK_PERSON = b"payscore-marks-1"  # BLAKE2b personalisation: 16 bytes, this use only
+_CRC_TAG = 1 << 32  # a CRC-32 mark of a snapshot of two releases before: _CRC_TAG + crc
+_WIDE = 1 << 33  # a 128-bit BLAKE2b mark of the release before is at or above this
+_BLAKE_BYTES = 16  # the release before's marks, and the width of a snapshot that holds one
 
 
-def fingerprint(payment: Payment) -> int:
-    """A stable digest of everything the payment says (the same in every process and run), one
-    that no producer can make two payments share (BLAKE2b, 128 bits)."""
-    return _fingerprint(_encode(payment))
+def mark_key(secret: bytes) -> bytes:
+    """The key of the content marks, derived from ``secret`` (the model signing key every
+    process of the flow already reads, ``PAYSCORE_MODEL_KEY_FILE``): keyed BLAKE2b with its
+    own personalisation, so the marks reveal nothing of the signing key and no other use of
+    that key shares this one. The same in every process and across restarts, as the marks in
+    recovery snapshots require. Pure: no I/O (the flow's builder reads the key file)."""
+    if len(secret) < 16:
+        raise ValueError(
+            f"mark_key: the secret must be at least 16 bytes (the model signing key is "
+            f"32); got {len(secret)}"
+        )
+    return blake2b(secret, digest_size=MARK_KEY_BYTES, person=_MARK_PERSON).digest()
 
 
-def _fingerprint(encoded: bytes) -> int:
-    return int.from_bytes(blake2b(encoded, digest_size=FINGERPRINT_BYTES).digest(), "little")
+def content_mark(payment: Payment, key: bytes) -> int:
+    """A 32-bit mark of everything the payment says: BLAKE2b of its JSON keyed with ``key``
+    (:func:`mark_key`), truncated to 32 bits.
+
+    Why 32 bits suffice: a payment vanishes as a "repeat" only if its id's hash is among its
+    card's last ids *and* its mark equals that id's mark. Honest traffic: a redelivery has the
+    same JSON, so the same mark; a different payment reusing an id (rare in itself) matches
+    with odds 2**-32, then it would be skipped instead of refused. A producer who wants a
+    payment to vanish must find content whose mark equals the first one's: without the key
+    the mark is a pseudo-random function of the content, so nothing computed offline helps
+    (unlike the unkeyed CRC-32 of two releases ago, where two colliding payments were found
+    in seconds, or an unkeyed 32-bit hash, where 2**32 offline work would do); each try costs
+    a submitted payment on one card, and succeeds with odds 2**-32: about 2**31 payments per
+    success, infeasible online and loud long before (every failed try is a dead letter).
+    Against the 128-bit marks of the release before this saves 12 bytes an id, 768 bytes a
+    card of 64 remembered ids.
+
+    Key rotation: a payment marked before the rotation and delivered again after it has the
+    same id hash and (almost surely) another mark, so it becomes a dead letter "reused id":
+    visible, never silently dropped, never counted twice."""
+    return _mark(_encode(payment), key)
+
+
+def _mark(encoded: bytes, key: bytes) -> int:
+    return int.from_bytes(blake2b(encoded, key=key, digest_size=MARK_BYTES).digest(), "little")
 
 
 def _same(seen: int, encoded: bytes, mark: int) -> bool:
-    return seen == mark or (seen < _CRC_MARKS and seen == zlib.crc32(encoded))
+    """Whether the remembered mark ``seen`` is that of ``encoded`` (whose mark is ``mark``)."""
+    if seen == mark:
+        return True
+    if seen < _CRC_TAG:
+        return False
+    if seen < _WIDE:  # CRC-32, from a snapshot of two releases before
+        return seen - _CRC_TAG == zlib.crc32(encoded)
+    return seen == int.from_bytes(blake2b(encoded, digest_size=_BLAKE_BYTES).digest(), "little")
+
+
+def pack_recent(ids: Recent) -> tuple[bytes, bytes, int]:
+    """The recent ids for a snapshot: (id hashes as 8 bytes each, marks, mark width). Marks are
+    4 bytes each, or 16 while a mark of an earlier release is still among them."""
+    keys = array("Q", ids.keys()).tobytes()
+    marks = ids.values()
+    if all(m < _CRC_TAG for m in marks):
+        return keys, array("I", marks).tobytes(), MARK_BYTES
+    wide = b"".join(m.to_bytes(_BLAKE_BYTES, "little") for m in marks)
+    return keys, wide, _BLAKE_BYTES
+
+
+def unpack_recent(state: object) -> list[tuple[int, int]]:
+    """(id hash, mark) pairs, oldest first, from the recent ids of a snapshot of this release
+    (:func:`pack_recent`) or of an earlier one: 16-byte BLAKE2b marks, 4-byte CRC-32 marks (both
+    as two bytes objects), or (transaction id, CRC-32) pairs from before ids were hashed."""
+    if isinstance(state, tuple) and len(state) in (2, 3) and isinstance(state[0], bytes):
+        keys = array("Q")
+        keys.frombytes(state[0])
+        packed: bytes = state[1]
+        if len(state) == 3:  # this release: marks of the width it says
+            width: int = state[2]
+            if width == MARK_BYTES:
+                narrow = array("I")
+                narrow.frombytes(packed)
+                marks = list(narrow)
+            else:  # wide: the values as they were in memory, earlier releases' tags included
+                marks = [
+                    int.from_bytes(packed[i : i + width], "little")
+                    for i in range(0, len(packed), width)
+                ]
+        elif len(packed) == _BLAKE_BYTES * len(keys):  # the release before: 128-bit BLAKE2b
+            marks = [
+                _legacy(int.from_bytes(packed[i : i + _BLAKE_BYTES], "little"))
+                for i in range(0, len(packed), _BLAKE_BYTES)
+            ]
+        else:  # two releases before: CRC-32 marks, 4 bytes each
+            crcs = array("I")
+            crcs.frombytes(packed)
+            marks = [_CRC_TAG + crc for crc in crcs]
+        return list(zip(keys, marks, strict=True))
+    # before ids were hashed: (transaction id, CRC-32) pairs
+    return [(id_hash(txn), _legacy(mark)) for txn, mark in state]  # type: ignore[attr-defined]
+
+
+def _legacy(mark: int) -> int:
+    """A mark of an earlier release as this one holds it: a CRC-32 tagged, a BLAKE2b as is."""
+    return _CRC_TAG + mark if mark < _CRC_TAG else mark
 
 
 class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapshot]):
@@ -106,7 +202,9 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         recent_ids: Recent | None = None,
         remember: int = 0,
         timed: Callable[[float], None] | None = None,
+        mark_key: bytes = b"",
     ) -> None:
+        self._mark_key = mark_key  # of the content marks (content_mark); needed with recent_ids
         self._timed = timed  # given the seconds each snapshot() took
         self._history = history
         self._last_touch = last_touch
@@ -122,7 +220,7 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
             if isinstance(value, Positioned):
                 if recent is not None:
                     txn, encoded = value.event.transaction_id, _encode(value.event)
-                    mark = _fingerprint(encoded)
+                    mark = _mark(encoded, self._mark_key)
                     key = id_hash(txn)
                     seen = recent.get(key)
                     if seen is not None and _same(seen, encoded, mark):
@@ -153,13 +251,7 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
 
     def snapshot(self) -> Snapshot:
         started = time.perf_counter()
-        recent = None
-        if self._recent_ids is not None:  # packed: 8 bytes of id hash, 16 of fingerprint each
-            ids = self._recent_ids
-            recent = (
-                array("Q", ids.keys()).tobytes(),
-                b"".join(m.to_bytes(FINGERPRINT_BYTES, "little") for m in ids.values()),
-            )
+        recent = None if self._recent_ids is None else pack_recent(self._recent_ids)
         state = pickle.dumps(
             (self._history, self._last_touch, recent), protocol=pickle.HIGHEST_PROTOCOL
         )
@@ -169,40 +261,37 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
 
 
 def keyed_history(
-    new_history: Callable[[], History], idle_seconds: float, remember: int = 0, name: str = ""
+    new_history: Callable[[], History],
+    idle_seconds: float,
+    remember: int = 0,
+    name: str = "",
+    *,
+    mark_key: bytes | None = None,
 ) -> Callable[[Snapshot | None], KeyedHistory]:
     """The builder ``op.stateful_batch`` calls for a new key or a key resumed from a snapshot;
     the first key of step ``name`` resumed in a process is logged (event ``resumed``); the time
-    its snapshots take is counted in ``payscore_snapshot_seconds_total{step=name}``."""
+    its snapshots take is counted in ``payscore_snapshot_seconds_total{step=name}``. With
+    ``remember > 0``, ``mark_key`` (:func:`mark_key` of a secret every process shares) keys the
+    content marks of the remembered ids."""
+    if remember > 0 and (mark_key is None or len(mark_key) < 16):
+        raise ValueError(
+            f"keyed_history {name!r}: remembering {remember} ids needs mark_key, a secret of at "
+            f"least 16 bytes shared by every process (dataflows.keyed_history.mark_key of the "
+            f"model signing key); got {'none' if mark_key is None else f'{len(mark_key)} bytes'}"
+        )
+    key = mark_key or b""
     logged = threading.Event()
     timed = snapshot_timer(name or "history")
 
     def recent_ids(ids: object = ()) -> Recent | None:
         if remember <= 0:
             return None
-        if isinstance(ids, tuple) and len(ids) == 2 and isinstance(ids[0], bytes):
-            keys = array("Q")
-            keys.frombytes(ids[0])
-            packed: bytes = ids[1]
-            if len(packed) == FINGERPRINT_BYTES * len(keys):
-                step = FINGERPRINT_BYTES
-                marks: list[int] = [
-                    int.from_bytes(packed[i : i + step], "little")
-                    for i in range(0, len(packed), step)
-                ]
-            else:  # a snapshot of the release before: CRC-32 fingerprints, 4 bytes each
-                crcs = array("I")
-                crcs.frombytes(packed)
-                marks = list(crcs)
-            pairs = list(zip(keys, marks, strict=True))
-        else:  # a snapshot taken before ids were hashed: (transaction id, fingerprint) pairs
-            pairs = [(id_hash(txn), mark) for txn, mark in ids]  # type: ignore[attr-defined]
-        return dict(pairs[-remember:])
+        return dict(unpack_recent(ids)[-remember:])
 
     def build(resume: Snapshot | None) -> KeyedHistory:
         if resume is None:
             return KeyedHistory(
-                new_history(), time.time(), idle_seconds, recent_ids(), remember, timed
+                new_history(), time.time(), idle_seconds, recent_ids(), remember, timed, key
             )
         history, last_touch, recent = pickle.loads(resume)
         if not logged.is_set():
@@ -213,7 +302,7 @@ def keyed_history(
                 extra={"event": "resumed", "reason": name},
             )
         return KeyedHistory(
-            history, last_touch, idle_seconds, recent_ids(recent or ()), remember, timed
+            history, last_touch, idle_seconds, recent_ids(recent or ()), remember, timed, key
         )
 
     return build

@@ -72,7 +72,7 @@ from dataflows.implicit_negatives import (
     configured_implicit_negatives,
     newest_event_time,
 )
-from dataflows.keyed_history import History, keyed_history
+from dataflows.keyed_history import History, keyed_history, mark_key
 from dataflows.label_join import configured_label_join, join_labels
 from dataflows.learning import LEARNER_KEY, Lineages, learn_step
 from dataflows.messages import (
@@ -203,7 +203,14 @@ def build(
         "payments", op.map("decode_payments", messages, decode.payment), config
     )
     implicit = claim_implicit_negatives(payments, config)
-    payments = add_features("card_features", payments, card_id, CardHistory, remember=CARD_IDS_KEPT)
+    payments = add_features(
+        "card_features",
+        payments,
+        card_id,
+        CardHistory,
+        remember=CARD_IDS_KEPT,
+        mark_key=mark_key(key),  # the recent ids' content marks: keyed, as no producer knows
+    )
     payments = split_off_reused_ids(payments, config)
     payments = add_features(
         "terminal_features", payments, terminal_id, terminal_history, (frauds, noted_terminal)
@@ -414,15 +421,17 @@ def add_features(
     labels: tuple[Stream[FraudNote], Callable[[FraudNote], str]] | None = None,
     *,
     remember: int = 0,
+    mark_key: bytes | None = None,
 ) -> Stream[Positioned[Payment]]:
-    """Key the payments (and labels) by ``key``; that key's history adds its features."""
+    """Key the payments (and labels) by ``key``; that key's history adds its features (and, with
+    ``remember``, skips repeats of its last ids, marked with ``mark_key``)."""
     keyed = op.key_on(f"key_{step}", payments, key)
     if labels is not None:
         labelled, label_key = labels
         keyed_labels = op.key_on(f"key_labels_{step}", labelled, label_key)
         keyed = op.merge(f"payments_and_labels_{step}", keyed, keyed_labels)  # type: ignore[assignment]
     with_features = op.stateful_batch(
-        step, keyed, keyed_history(new_history, IDLE_KEY_SECONDS, remember, step)
+        step, keyed, keyed_history(new_history, IDLE_KEY_SECONDS, remember, step, mark_key=mark_key)
     )
     return op.key_rm(f"unkey_{step}", with_features)
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+import os
 import pickle
+import subprocess
+import sys
 import zlib
 from array import array
 from datetime import UTC, datetime, timedelta, timezone
@@ -20,7 +24,14 @@ from sqlalchemy.engine import make_url
 
 from dataflows.dead_letter_topic import DeadLetterTopic, to_kafka
 from dataflows.decisions_topic import DecisionsTopic
-from dataflows.keyed_history import fingerprint, id_hash, keyed_history
+from dataflows.keyed_history import (
+    content_mark,
+    id_hash,
+    keyed_history,
+    mark_key,
+    pack_recent,
+    unpack_recent,
+)
 from dataflows.messages import (
     DeadLetter,
     MessageDecoder,
@@ -38,6 +49,7 @@ from storage.rows import refused_row_letter
 from test_data.hostile import PAYMENT_CASES, valid_payment
 
 DECODE = MessageDecoder(PaymentDecoder(), LabelDecoder())
+MARK_KEY = mark_key(b"a model signing key for the tests")
 
 
 def message(
@@ -361,7 +373,7 @@ def payment(txn: str) -> Positioned[Payment]:
 
 
 def test_card_step_skips_a_redelivered_transaction_and_resumes_from_its_snapshot() -> None:
-    build = keyed_history(CardHistory, idle_seconds=60, remember=4)
+    build = keyed_history(CardHistory, idle_seconds=60, remember=4, mark_key=MARK_KEY)
     step = build(None)
     out, _ = step.on_batch([payment("a"), payment("b"), payment("a")])
     assert [p.event.transaction_id for p in out] == ["a", "b"]
@@ -383,7 +395,7 @@ def test_idle_keys_are_discarded() -> None:
 
 
 def test_card_step_makes_a_reused_id_with_other_content_a_rejection_and_folds_it_not() -> None:
-    step = keyed_history(CardHistory, idle_seconds=60, remember=4)(None)
+    step = keyed_history(CardHistory, idle_seconds=60, remember=4, mark_key=MARK_KEY)(None)
     first = payment("a")
     changed = Positioned(msgspec.structs.replace(first.event, amount_minor=99_999), 0, 1)
     out, _ = step.on_batch([first, payment("a"), changed, payment("b")])
@@ -394,7 +406,9 @@ def test_card_step_makes_a_reused_id_with_other_content_a_rejection_and_folds_it
     ]
     assert "reused" in out[1].rejected
     assert out[2].features["card_count_24h"] == 1.0  # the rejected copy was not folded in
-    resumed = keyed_history(CardHistory, idle_seconds=60, remember=4)(step.snapshot())
+    resumed = keyed_history(CardHistory, idle_seconds=60, remember=4, mark_key=MARK_KEY)(
+        step.snapshot()
+    )
     again, _ = resumed.on_batch([changed])
     assert again[0].rejected
 
@@ -467,11 +481,12 @@ def test_a_labelled_payment_pickles_compactly_and_exactly() -> None:
 
 def test_a_card_snapshot_from_before_ids_were_hashed_still_skips_repeats() -> None:
     """Recovery snapshots taken by the previous release hold the ids themselves."""
-    build = keyed_history(CardHistory, idle_seconds=60, remember=4)
+    build = keyed_history(CardHistory, idle_seconds=60, remember=4, mark_key=MARK_KEY)
     step = build(None)
     step.on_batch([payment("a"), payment("b")])
     history, last_touch, _ = pickle.loads(step.snapshot())
-    old_format = pickle.dumps((history, last_touch, (("a", fingerprint(payment("a").event)),)))
+    crc = zlib.crc32(msgspec.json.encode(payment("a").event))  # that release's fingerprint
+    old_format = pickle.dumps((history, last_touch, (("a", crc),)))
     resumed = build(old_format)
     out, _ = resumed.on_batch([payment("a"), payment("c")])
     assert [p.event.transaction_id for p in out] == ["c"]
@@ -492,7 +507,7 @@ def test_a_payment_whose_json_shares_a_crc32_with_its_id_s_first_is_refused_not_
     assert zlib.crc32(msgspec.json.encode(first.event)) == zlib.crc32(
         msgspec.json.encode(second.event)
     )
-    step = keyed_history(CardHistory, idle_seconds=60, remember=4)(None)
+    step = keyed_history(CardHistory, idle_seconds=60, remember=4, mark_key=MARK_KEY)(None)
     out, _ = step.on_batch([first, second])
     assert [(p.event.amount_minor, bool(p.rejected)) for p in out] == [
         (first.event.amount_minor, False),
@@ -502,7 +517,7 @@ def test_a_payment_whose_json_shares_a_crc32_with_its_id_s_first_is_refused_not_
 
 def test_a_card_snapshot_of_crc32_fingerprints_still_skips_repeats() -> None:
     """Recovery snapshots of the release before hold CRC-32 fingerprints (4 bytes each)."""
-    build = keyed_history(CardHistory, idle_seconds=60, remember=4)
+    build = keyed_history(CardHistory, idle_seconds=60, remember=4, mark_key=MARK_KEY)
     step = build(None)
     step.on_batch([payment("a")])
     history, last_touch, _ = pickle.loads(step.snapshot())
@@ -514,3 +529,107 @@ def test_a_card_snapshot_of_crc32_fingerprints_still_skips_repeats() -> None:
     again = build(resumed.snapshot())  # and its own snapshot, of both kinds of fingerprint
     out, _ = again.on_batch([payment("a"), payment("b"), payment("c")])
     assert [p.event.transaction_id for p in out] == ["c"]
+
+
+def blake128(p: Positioned[Payment]) -> int:
+    """The release before's mark of a payment: 128 bits of unkeyed BLAKE2b of its JSON."""
+    digest = hashlib.blake2b(msgspec.json.encode(p.event), digest_size=16).digest()
+    return int.from_bytes(digest, "little")
+
+
+def test_a_card_snapshot_of_128_bit_marks_still_skips_repeats_and_refuses_reuses() -> None:
+    """Recovery snapshots of the release before hold 16-byte BLAKE2b marks; a card resumed from
+    one keeps them (its own snapshot wide) until newer payments push them out (narrow again)."""
+    build = keyed_history(CardHistory, idle_seconds=60, remember=4, mark_key=MARK_KEY)
+    step = build(None)
+    step.on_batch([payment("a"), payment("b")])
+    history, last_touch, _ = pickle.loads(step.snapshot())
+    ids = array("Q", [id_hash("a"), id_hash("b")]).tobytes()
+    marks = b"".join(blake128(payment(t)).to_bytes(16, "little") for t in "ab")
+    resumed = build(pickle.dumps((history, last_touch, (ids, marks))))
+    changed = Positioned(msgspec.structs.replace(payment("a").event, amount_minor=1), 0, 1)
+    out, _ = resumed.on_batch([payment("a"), changed, payment("c")])
+    assert [(p.event.transaction_id, bool(p.rejected)) for p in out] == [("a", True), ("c", False)]
+    wide = pickle.loads(resumed.snapshot())[2]
+    assert wide[2] == 16 and len(wide[1]) == 3 * 16  # a, b (old marks) and c (a new one)
+    again = build(resumed.snapshot())
+    out, _ = again.on_batch([payment(t) for t in "abcdef"])
+    assert [p.event.transaction_id for p in out] == ["d", "e", "f"]
+    narrow = pickle.loads(again.snapshot())[2]  # c, d, e, f: all marked by this release
+    assert narrow[2] == 4 and len(narrow[0]) == 4 * 8 and len(narrow[1]) == 4 * 4
+    out, _ = build(again.snapshot()).on_batch([payment(t) for t in "cdefg"])
+    assert [p.event.transaction_id for p in out] == ["g"]
+
+
+def test_after_a_key_rotation_a_payment_marked_before_is_a_reused_id_never_lost() -> None:
+    """Marks are keyed; a card resumed under another key sees its old marks as other content:
+    a redelivered payment becomes a visible dead letter, not a silent skip nor a second count."""
+    old = keyed_history(CardHistory, idle_seconds=60, remember=4, mark_key=MARK_KEY)(None)
+    old.on_batch([payment("a")])
+    rotated = keyed_history(
+        CardHistory, idle_seconds=60, remember=4, mark_key=mark_key(b"the next signing key..")
+    )
+    step = rotated(old.snapshot())
+    out, _ = step.on_batch([payment("a"), payment("b"), payment("b")])
+    assert [(p.event.transaction_id, bool(p.rejected)) for p in out] == [
+        ("a", True),
+        ("b", False),
+    ]
+    assert "reused" in out[0].rejected
+    assert out[1].features["card_count_24h"] == 1.0  # "a" counted once, before the rotation
+
+
+def test_content_marks_are_keyed_32_bit_and_the_key_is_derived_per_use() -> None:
+    p = payment("a").event
+    first, other = mark_key(b"s" * 32), mark_key(b"t" * 32)
+    assert first != other and len(first) == 32 and first != b"s" * 32
+    assert content_mark(p, first) == content_mark(p, first) < 2**32
+    assert content_mark(p, first) != content_mark(p, other)
+    with pytest.raises(ValueError, match="needs mark_key"):
+        keyed_history(CardHistory, idle_seconds=60, remember=4)
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        mark_key(b"short")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    marks=st.lists(
+        st.tuples(
+            st.integers(0, 2**64 - 1),
+            st.integers(0, 2**32 - 1)
+            | st.integers(0, 2**32 - 1).map(lambda c: 2**32 + c)
+            | st.integers(2**33, 2**128 - 1),
+        ),
+        max_size=70,
+        unique_by=lambda pair: pair[0],
+    )
+)
+def test_recent_ids_round_trip_through_a_snapshot(marks: list[tuple[int, int]]) -> None:
+    """Whatever mix of this release's and earlier releases' marks a card holds."""
+    assert unpack_recent(pack_recent(dict(marks))) == marks
+
+
+def test_the_keyed_history_module_reads_no_file_and_connects_nowhere_at_import(
+    tmp_path: Path,
+) -> None:
+    """The mark key is passed in by the flow's builder; importing the step reads no key file
+    (nor anything outside the interpreter's and the libraries' own files) and opens no socket."""
+    key_file = tmp_path / "model.key"
+    key_file.write_text("00" * 32 + "\n")
+    probe = (
+        "import sys\n"
+        "seen = []\n"
+        "def hook(event, args):\n"
+        "    if event == 'open' or event.startswith('socket.'):\n"
+        "        seen.append((event, str(args[0])))\n"
+        "sys.addaudithook(hook)\n"
+        "import dataflows.keyed_history\n"
+        "roots = (sys.prefix, sys.base_prefix, '/proc/')\n"
+        "print([s for s in seen if s[0] != 'open' or not (s[1].startswith(roots)"
+        " or s[1].endswith(('.py', '.pyc', '.so')))])\n"
+    )
+    env = os.environ | {"PAYSCORE_MODEL_KEY_FILE": str(key_file)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from dataflows.epochs import EpochGrid, epoch_interval
-from dataflows.keyed_history import keyed_history
+from dataflows.keyed_history import keyed_history, mark_key
 from dataflows.sources import _Reader
 from features.card import CardHistory
 
@@ -172,7 +172,9 @@ def test_a_reader_without_a_grid_never_holds() -> None:
 
 
 def test_a_keyed_step_counts_the_time_its_snapshots_take_by_step() -> None:
-    build = keyed_history(CardHistory, 60.0, remember=4, name="epochs_test_step")
+    build = keyed_history(
+        CardHistory, 60.0, remember=4, name="epochs_test_step", mark_key=mark_key(b"k" * 32)
+    )
 
     def taken() -> float:
         value = REGISTRY.get_sample_value(
