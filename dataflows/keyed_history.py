@@ -31,7 +31,7 @@ import threading
 import time
 import zlib
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from hashlib import blake2b
 from typing import Protocol
@@ -144,15 +144,20 @@ def _same(seen: int, encoded: bytes, mark: int) -> bool:
     return seen == int.from_bytes(blake2b(encoded, digest_size=_BLAKE_BYTES).digest(), "little")
 
 
-def pack_recent(ids: Recent) -> tuple[bytes, bytes, int]:
-    """The recent ids for a snapshot: (id hashes as 8 bytes each, marks, mark width). Marks are
-    4 bytes each, or 16 while a mark of an earlier release is still among them."""
-    keys = array("Q", ids.keys()).tobytes()
-    marks = ids.values()
-    if all(m < _CRC_TAG for m in marks):
-        return keys, array("I", marks).tobytes(), MARK_BYTES
+def pack_recent(keys: array[int], marks: array[int] | list[int]) -> tuple[bytes, bytes, int]:
+    """The recent ids for a snapshot: (id hashes as 8 bytes each, marks, mark width), from the
+    columns a :class:`KeyedHistory` keeps. Marks are 4 bytes each (a copy of their column), or
+    16 while a mark of an earlier release is still among them (then a list)."""
+    if isinstance(marks, array):
+        return keys.tobytes(), marks.tobytes(), MARK_BYTES
     wide = b"".join(m.to_bytes(_BLAKE_BYTES, "little") for m in marks)
-    return keys, wide, _BLAKE_BYTES
+    return keys.tobytes(), wide, _BLAKE_BYTES
+
+
+def _mark_column(marks: Iterable[int]) -> array[int] | list[int]:
+    """The marks as a column of 32-bit integers, or a list while one of them is wider."""
+    listed = list(marks)
+    return array("I", listed) if not listed or max(listed) < _CRC_TAG else listed
 
 
 def unpack_recent(state: object) -> list[tuple[int, int]]:
@@ -209,7 +214,9 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         self._history = history
         self._last_touch = last_touch
         self._idle_seconds = idle_seconds
-        self._recent_ids = recent_ids
+        self._recent_ids = recent_ids  # for look-ups; and the same ids packed, oldest first:
+        self._keys = array("Q", recent_ids or ())
+        self._marks = _mark_column((recent_ids or {}).values())
         self._remember = remember
 
     def on_batch(self, values: list[Positioned | LabelNote]) -> tuple[list[Positioned], bool]:
@@ -234,8 +241,13 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
                         out.append(value)
                         continue
                     recent[key] = mark
-                    if len(recent) > self._remember:
-                        del recent[next(iter(recent))]
+                    keys, marks = self._keys, self._marks
+                    keys.append(key)
+                    marks.append(mark)
+                    if len(keys) > self._remember:
+                        del recent[keys[0]], keys[0], marks[0]
+                        if type(marks) is list and max(marks) < _CRC_TAG:  # old marks gone
+                            self._marks = _mark_column(marks)
                 value.features.update(observe(value.event))
                 out.append(value)
             else:
@@ -251,7 +263,7 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
 
     def snapshot(self) -> Snapshot:
         started = time.perf_counter()
-        recent = None if self._recent_ids is None else pack_recent(self._recent_ids)
+        recent = None if self._recent_ids is None else pack_recent(self._keys, self._marks)
         state = pickle.dumps(
             (self._history, self._last_touch, recent), protocol=pickle.HIGHEST_PROTOCOL
         )

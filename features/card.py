@@ -49,8 +49,15 @@ a day for 30 days takes about 1.8 KB (``benchmarks/bench_features.py``).
 forgets what no payment placed at ``now - lateness`` or later can see: the features of such
 payments are the same with or without calls to ``expire`` (a property test checks it).
 
-*Snapshots.* ``pickle`` and ``copy.deepcopy`` round-trip the state exactly (flat tuples of ints,
-floats and strings); a restored card gives the same features as one never interrupted.
+*Snapshots.* ``pickle`` and ``copy.deepcopy`` round-trip the state exactly; a restored card
+gives the same features as one never interrupted. The card keeps its numbers packed all the time
+(``array.array`` columns of doubles and machine integers: the tail's times, cents and
+coordinates, the tiles, the merchants' last times, the country counts), so ``__getstate__`` is a
+join of their buffers and one joined string of the merchants and countries, with no conversion
+per value (a snapshot costs about as much as copying those bytes). A missing coordinate is held
+as NaN (the contract admits no NaN coordinate). Integer columns start narrow and widen when a
+value would not fit (to 64 bits, then to Python lists), so the features stay exact whatever the
+amounts. Snapshots of earlier releases (flat tuples of ints, floats and strings) still restore.
 
 >>> from datetime import datetime, timedelta, timezone
 >>> from msgspec.structs import replace
@@ -73,6 +80,7 @@ floats and strings); a restored card gives the same features as one never interr
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_left, bisect_right
 from typing import Any
 
@@ -100,6 +108,9 @@ _W24 = CARD_WINDOWS[_NAMES.index("24h")]
 _W30 = CARD_WINDOWS[_NAMES.index("30d")]
 _I24, _I30 = _NAMES.index("24h"), _NAMES.index("30d")
 _NO_TIME = float("-inf")
+_NAN = float("nan")  # a missing coordinate in the tail's columns
+_SEP = "\x00"  # between the strings of a snapshot (no identifier or country code holds one)
+_OLD_STATE = 17  # the length of the state tuple of earlier releases
 
 __all__ = ["CardHistory"]
 
@@ -143,19 +154,19 @@ class CardHistory:
         self._lateness = float(lateness)
         self._watermark = _NO_TIME
         # The exact tail, sorted by (time, arrival): payments at or after watermark - lateness.
-        self._ts: list[float] = []
-        self._cents: list[int] = []
+        self._ts: Any = array("d")
+        self._cents: Any = array("q")  # a list if a value passed 2**63 (never, in practice)
         self._merchant: list[str] = []
         self._country: list[str] = []
-        self._lat: list[float | None] = []
-        self._lon: list[float | None] = []
+        self._lat: Any = array("d")  # NaN: no coordinate
+        self._lon: Any = array("d")
         # Folded payments (all earlier than watermark - lateness, so than any later payment).
         self._tiles = tuple(AmountTiles(hop) for hop in _HOPS)
         self._merchants: list[str] = []  # by latest folded payment, oldest first
-        self._merchant_seen: list[float] = []
-        self._country_day: list[int] = []  # per (UTC day, country): payments; by day
+        self._merchant_seen: Any = array("d")
+        self._country_day: Any = array("i")  # per (UTC day, country): payments; by day
         self._country_code: list[str] = []
-        self._country_count: list[int] = []
+        self._country_count: Any = array("H")  # widened to "q", then a list, when full
         self._country_total: dict[str, int] = {}  # derived: the sum of the above per country
         self._last_time = _NO_TIME  # the latest folded payment
         self._last_lat: float | None = None
@@ -210,12 +221,17 @@ class CardHistory:
             speed,
         )
 
+        try:
+            tail_cents.insert(hi, cents)
+        except OverflowError:  # beyond 64 bits: the tail's amounts as Python ints
+            self._cents = tail_cents = list(tail_cents)
+            tail_cents.insert(hi, cents)
         ts.insert(hi, t)
-        tail_cents.insert(hi, cents)
         self._merchant.insert(hi, payment.merchant_id)
         self._country.insert(hi, payment.country)
-        self._lat.insert(hi, payment.latitude)
-        self._lon.insert(hi, payment.longitude)
+        lat, lon = payment.latitude, payment.longitude
+        self._lat.insert(hi, _NAN if lat is None else lat)
+        self._lon.insert(hi, _NAN if lon is None else lon)
         if s > self._watermark:
             self._watermark = s
             self._settle(s - self._lateness)
@@ -225,6 +241,8 @@ class CardHistory:
         """(seconds since the previous payment, km/h from it) for ``payment`` placed at ``t``."""
         if hi:
             prev, lat, lon = self._ts[hi - 1], self._lat[hi - 1], self._lon[hi - 1]
+            if lat != lat or lon != lon:  # NaN: no coordinates
+                lat = lon = None
         else:
             prev, lat, lon = self._last_time, self._last_lat, self._last_lon
         gap = t - prev
@@ -274,11 +292,10 @@ class CardHistory:
         if k:
             for i in range(k):
                 self._fold(ts[i], self._cents[i], self._merchant[i], self._country[i])
-            self._last_time, self._last_lat, self._last_lon = (
-                ts[k - 1],
-                self._lat[k - 1],
-                self._lon[k - 1],
-            )
+            lat, lon = self._lat[k - 1], self._lon[k - 1]
+            self._last_time = ts[k - 1]
+            self._last_lat = None if lat != lat else lat
+            self._last_lon = None if lon != lon else lon
             del ts[:k], self._cents[:k], self._merchant[:k], self._country[:k]
             del self._lat[:k], self._lon[:k]
         self._forget_before(horizon)
@@ -304,7 +321,12 @@ class CardHistory:
         j = len(days) - 1
         while j >= 0 and days[j] == day:
             if codes[j] == country:
-                self._country_count[j] += 1
+                counts = self._country_count
+                try:
+                    counts[j] += 1
+                except OverflowError:
+                    self._country_count = counts = _wider(counts)
+                    counts[j] += 1
                 return
             j -= 1
         days.append(day)
@@ -356,6 +378,44 @@ class CardHistory:
         )
 
     def __getstate__(self) -> tuple[Any, ...]:
+        """The packed state: the numbers as one ``bytes`` of the columns' buffers, the strings as
+        one ``str``; a card whose values outgrew the machine integers gives the tuples of
+        earlier releases (:meth:`_loose_state`)."""
+        cents, counts = self._cents, self._country_count
+        if type(cents) is not array or type(counts) is not array:
+            return self._loose_state()
+        strings: str | tuple[tuple[str, ...], ...]
+        listed = self._merchant + self._country + self._merchants + self._country_code
+        strings = _SEP.join(listed)
+        if strings.count(_SEP) != len(listed) - 1 and listed:  # a string holds the separator
+            strings = (tuple(self._merchant), tuple(self._country), tuple(self._merchants))
+            strings += (tuple(self._country_code),)
+        return (
+            self._lateness,
+            self._watermark,
+            self._last_time,
+            self._last_lat,
+            self._last_lon,
+            len(self._ts),
+            len(self._merchants),
+            counts.typecode,
+            b"".join(
+                (
+                    self._ts,
+                    cents,
+                    self._lat,
+                    self._lon,
+                    self._merchant_seen,
+                    self._country_day,
+                    counts,
+                )
+            ),
+            strings,
+            tuple(tiles.state() for tiles in self._tiles),
+        )
+
+    def _loose_state(self) -> tuple[Any, ...]:
+        """The state as earlier releases pickled it: flat tuples of numbers and strings."""
         return (
             self._lateness,
             self._watermark,
@@ -363,8 +423,8 @@ class CardHistory:
             tuple(self._cents),
             tuple(self._merchant),
             tuple(self._country),
-            tuple(self._lat),
-            tuple(self._lon),
+            tuple(None if v != v else v for v in self._lat),
+            tuple(None if v != v else v for v in self._lon),
             tuple(tiles.state() for tiles in self._tiles),
             tuple(self._merchants),
             tuple(self._merchant_seen),
@@ -377,6 +437,59 @@ class CardHistory:
         )
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
+        if len(state) == _OLD_STATE:
+            self._restore_loose(state)
+        else:
+            self._restore_packed(state)
+        self._country_total = {}
+        for code, n in zip(self._country_code, self._country_count, strict=True):
+            self._country_total[code] = self._country_total.get(code, 0) + n
+
+    def _restore_packed(self, state: tuple[Any, ...]) -> None:
+        (
+            self._lateness,
+            self._watermark,
+            self._last_time,
+            self._last_lat,
+            self._last_lon,
+            n,
+            merchants,
+            count_code,
+            blob,
+            strings,
+            tiles,
+        ) = state
+        buffer = memoryview(blob)
+        counts = array(count_code)
+        days = (len(blob) - 32 * n - 8 * merchants) // (4 + counts.itemsize)
+        at = 0
+        columns = []
+        for code, size in (
+            ("d", n), ("q", n), ("d", n), ("d", n), ("d", merchants), ("i", days)
+        ):  # fmt: skip
+            column = array(code)
+            end = at + size * column.itemsize
+            column.frombytes(buffer[at:end])
+            columns.append(column)
+            at = end
+        counts.frombytes(buffer[at:])
+        self._ts, self._cents, self._lat, self._lon, self._merchant_seen, self._country_day = (
+            columns
+        )
+        self._country_count = counts
+        if isinstance(strings, str):
+            listed = strings.split(_SEP) if strings else []
+            self._merchant, self._country = listed[:n], listed[n : 2 * n]
+            self._merchants = listed[2 * n : 2 * n + merchants]
+            self._country_code = listed[2 * n + merchants :]
+        else:
+            self._merchant, self._country, self._merchants, self._country_code = map(list, strings)
+        self._tiles = tuple(AmountTiles(hop) for hop in _HOPS)
+        for level, level_state in zip(self._tiles, tiles, strict=True):
+            level.restore(level_state)
+
+    def _restore_loose(self, state: tuple[Any, ...]) -> None:
+        """A state of :meth:`_loose_state`, as earlier releases pickled it."""
         (
             self._lateness,
             self._watermark,
@@ -396,28 +509,27 @@ class CardHistory:
             self._last_lat,
             self._last_lon,
         ) = state
-        self._ts, self._cents, self._merchant = list(ts), list(cents), list(merchant)
-        self._country, self._lat, self._lon = list(country), list(lat), list(lon)
+        self._ts, self._cents = array("d", ts), _fitted("q", cents)
+        self._merchant, self._country = list(merchant), list(country)
+        self._lat = array("d", [_NAN if v is None else v for v in lat])
+        self._lon = array("d", [_NAN if v is None else v for v in lon])
         self._tiles = tuple(AmountTiles(hop) for hop in _HOPS)
         for level, level_state in zip(self._tiles, tiles, strict=True):
             level.restore(level_state)
-        self._merchants, self._merchant_seen = list(merchants), list(seen)
-        self._country_day, self._country_code = list(days), list(codes)
-        self._country_count = list(counts)
-        self._country_total = {}
-        for code, n in zip(codes, counts, strict=True):
-            self._country_total[code] = self._country_total.get(code, 0) + n
+        self._merchants, self._merchant_seen = list(merchants), array("d", seen)
+        self._country_day, self._country_code = array("i", days), list(codes)
+        self._country_count = _fitted("H", counts)
 
     def __copy__(self) -> CardHistory:
         new = CardHistory.__new__(CardHistory)
         new._lateness, new._watermark = self._lateness, self._watermark
-        new._ts, new._cents = self._ts.copy(), self._cents.copy()
+        new._ts, new._cents = self._ts[:], self._cents[:]
         new._merchant, new._country = self._merchant.copy(), self._country.copy()
-        new._lat, new._lon = self._lat.copy(), self._lon.copy()
+        new._lat, new._lon = self._lat[:], self._lon[:]
         new._tiles = tuple(tiles.copy() for tiles in self._tiles)
-        new._merchants, new._merchant_seen = self._merchants.copy(), self._merchant_seen.copy()
-        new._country_day, new._country_code = self._country_day.copy(), self._country_code.copy()
-        new._country_count = self._country_count.copy()
+        new._merchants, new._merchant_seen = self._merchants.copy(), self._merchant_seen[:]
+        new._country_day, new._country_code = self._country_day[:], self._country_code.copy()
+        new._country_count = self._country_count[:]
         new._country_total = self._country_total.copy()
         new._last_time, new._last_lat, new._last_lon = (
             self._last_time,
@@ -427,7 +539,7 @@ class CardHistory:
         return new
 
     def __deepcopy__(self, memo: dict[int, Any]) -> CardHistory:
-        # Every list holds immutable values (numbers, strings, None): copying the lists suffices.
+        # Every column holds immutable values (numbers, strings): copying the columns suffices.
         return self.__copy__()
 
     def __repr__(self) -> str:
@@ -435,3 +547,20 @@ class CardHistory:
             f"CardHistory(watermark={self._watermark}, tail={len(self._ts)}, "
             f"tiles={[len(t) for t in self._tiles]}, merchants={len(self._merchants)})"
         )
+
+
+def _wider(column: Any) -> Any:
+    """A column of integers with room for larger values: 64-bit, then a list."""
+    if isinstance(column, array) and column.typecode != "q":
+        return array("q", column)
+    return list(column)
+
+
+def _fitted(code: str, values: Any) -> Any:
+    """``values`` as a column of ``code``, or wider when they do not fit."""
+    for width in (code, "q"):
+        try:
+            return array(width, values)
+        except OverflowError:
+            continue
+    return list(values)

@@ -13,9 +13,10 @@ is a tile boundary, whole tiles are either in or out, so a window is computed *e
 per-tile aggregates: the features have no error relative to this definition.
 
 A tile store keeps one aggregate per non-empty tile: at most ``W / R + 1`` tiles per window, so
-its size is bounded by the window and the hop, never by traffic. Tiles are plain parallel lists
-of ints (tile index, count, and for amounts the total and the peak in euro cents), sorted by tile
-index, cheap to copy and to pickle.
+its size is bounded by the window and the hop, never by traffic. Tiles are parallel columns of
+ints (tile index, count, and for amounts the total and the peak in euro cents), sorted by tile
+index: lists in :class:`CountTiles`, machine-integer arrays in :class:`AmountTiles` (whose
+state is then a copy of their buffers).
 
 >>> hour = Window("1h", 3600, 300)
 >>> hour.start(10_000.0)  # 10,000 s lies in the hop [9,900, 10,200): start 9,900 - 3,600
@@ -29,8 +30,10 @@ index, cheap to copy and to pickle.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,17 +159,53 @@ class CountTiles:
         return new
 
 
+# AmountTiles' columns (index, count, paid, total, peak): machine integers, narrow while the
+# values fit; a column that would overflow widens the level to _WIDE, and past that (a total
+# beyond 2**63 cents) to Python lists, as the tiles were before.
+_NARROW = "iHHii"
+_WIDE = "qqqqq"
+_ITEMSIZE = {code: array(code).itemsize for code in _NARROW + _WIDE}
+
+
+class Column(array):  # type: ignore[type-arg]
+    """An ``array.array`` that can also be emptied as a list is (``clear``)."""
+
+    def clear(self) -> None:
+        del self[:]
+
+
 class AmountTiles(CountTiles):
     """Count, count of non-zero amounts, total and peak of integer amounts (euro cents) per tile
-    of ``hop`` seconds. An amount of 0 (a card verification) counts as an event, not as money."""
+    of ``hop`` seconds. An amount of 0 (a card verification) counts as an event, not as money.
 
-    __slots__ = ("paid", "peak", "total")
+    The columns are ``array.array`` s of machine integers (``_NARROW``, widened to 64 bits when a
+    value would not fit, then to lists of Python ints): :meth:`state` is their buffers joined,
+    a copy with no conversion per tile."""
+
+    __slots__ = ("codes", "paid", "peak", "total")
 
     def __init__(self, hop: int) -> None:
-        super().__init__(hop)
-        self.paid: list[int] = []
-        self.total: list[int] = []
-        self.peak: list[int] = []
+        self.hop = hop
+        self.codes = _NARROW  # the columns' typecodes; "" when they are lists
+        self.index: Any = Column("i")
+        self.count: Any = Column("H")
+        self.paid: Any = Column("H")
+        self.total: Any = Column("i")
+        self.peak: Any = Column("i")
+
+    def _columns(self) -> tuple[Any, Any, Any, Any, Any]:
+        return self.index, self.count, self.paid, self.total, self.peak
+
+    def _widen(self) -> None:
+        """Make room for larger values: narrow columns to 64 bits, 64-bit ones to lists."""
+        columns = self._columns()
+        if self.codes == _NARROW:
+            widened: list[Any] = [Column(code, c) for code, c in zip(_WIDE, columns, strict=True)]
+            self.codes = _WIDE
+        else:
+            widened = [list(c) for c in columns]
+            self.codes = ""
+        self.index, self.count, self.paid, self.total, self.peak = widened
 
     def _insert(self, k: int, i: int) -> None:
         super()._insert(k, i)
@@ -179,19 +218,31 @@ class AmountTiles(CountTiles):
         i = int(t // self.hop)
         index = self.index
         if not index or index[-1] < i:  # the usual case: a new latest tile
-            index.append(i)
-            self.count.append(1)
-            self.paid.append(1 if n else 0)
-            self.total.append(n)
-            self.peak.append(n)
+            try:
+                self.total.append(n)
+                self.peak.append(n)
+                index.append(i)
+                self.count.append(1)
+                self.paid.append(1 if n else 0)
+            except OverflowError:  # undo the part appended, make room, append again
+                kept = len(self.count)
+                self._widen()
+                for column in self._columns():
+                    del column[kept:]
+                self.add(t, n)
             return
         k = len(index) - 1 if index[-1] == i else self._slot(t)
-        self.count[k] += 1
-        if n:
-            self.paid[k] += 1
-        self.total[k] += n
-        if n > self.peak[k]:
-            self.peak[k] = n
+        # Values computed first and stored whole, so that storing again after widening is right.
+        count, total = self.count[k] + 1, self.total[k] + n
+        paid, peak = self.paid[k] + (1 if n else 0), max(self.peak[k], n)
+        try:
+            self._store(k, count, paid, total, peak)
+        except OverflowError:
+            self._widen()
+            self._store(k, count, paid, total, peak)
+
+    def _store(self, k: int, count: int, paid: int, total: int, peak: int) -> None:
+        self.count[k], self.paid[k], self.total[k], self.peak[k] = count, paid, total, peak
 
     def aggregate_from(self, first: int) -> tuple[int, int, int, int]:
         """``(count, paid, total, peak)`` over tiles ``first`` and later (``paid``: events with
@@ -215,25 +266,48 @@ class AmountTiles(CountTiles):
             k = bisect_left(index, first)
             del index[:k], self.count[:k], self.paid[:k], self.total[:k], self.peak[:k]
 
-    def state(self) -> tuple[tuple[int, ...], ...]:
-        """The tiles as immutable tuples (for ``__getstate__``)."""
-        return (
-            tuple(self.index),
-            tuple(self.count),
-            tuple(self.paid),
-            tuple(self.total),
-            tuple(self.peak),
-        )
+    def state(self) -> tuple[str, bytes] | tuple[tuple[int, ...], ...]:
+        """For ``__getstate__``: ``(typecodes, the columns' buffers joined)``; a level that grew
+        past 64 bits gives its tiles as tuples (the form of earlier releases)."""
+        if self.codes:
+            return self.codes, b"".join((self.index, self.count, self.paid, self.total, self.peak))
+        return tuple(tuple(c) for c in self._columns())
 
-    def restore(self, state: tuple[tuple[int, ...], ...]) -> None:
-        """Load what :meth:`state` returned."""
-        index, count, paid, total, peak = state
+    def restore(self, state: tuple[str, bytes] | tuple[tuple[int, ...], ...]) -> None:
+        """Load what :meth:`state` returned, or the tuples of an earlier release."""
+        if len(state) == 2 and isinstance(state[0], str):
+            codes, blob = state
+            width = sum(_ITEMSIZE[code] for code in codes)
+            n, at = len(blob) // width, 0
+            columns: list[Any] = []
+            for code in codes:
+                column = Column(code)
+                size = n * column.itemsize
+                column.frombytes(blob[at : at + size])
+                columns.append(column)
+                at += size
+            self.index, self.count, self.paid, self.total, self.peak = columns
+            self.codes = codes
+            return
+        index, count, paid, total, peak = state  # tuples of ints, of earlier releases
+        for codes in (_NARROW, _WIDE):
+            try:
+                self.index, self.count, self.paid, self.total, self.peak = (
+                    Column(code, c) for code, c in zip(codes, state, strict=True)
+                )
+                self.codes = codes
+                return
+            except OverflowError:
+                continue
         self.index, self.count, self.paid = list(index), list(count), list(paid)
         self.total, self.peak = list(total), list(peak)
+        self.codes = ""
 
     def copy(self) -> AmountTiles:
         """An independent copy."""
         new = AmountTiles(self.hop)
-        new.index, new.count, new.paid = self.index.copy(), self.count.copy(), self.paid.copy()
-        new.total, new.peak = self.total.copy(), self.peak.copy()
+        new.index, new.count, new.paid, new.total, new.peak = (
+            Column(c.typecode, c) if isinstance(c, array) else c.copy() for c in self._columns()
+        )
+        new.codes = self.codes
         return new

@@ -1,0 +1,121 @@
+"""The card's packed state (``features/card.py``, *Snapshots*): columns held as arrays, the
+snapshot a join of their buffers; snapshots of the release before still resume; integer
+columns widen instead of overflowing."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from msgspec.structs import replace
+
+from dataflows.keyed_history import keyed_history, mark_key
+from dataflows.messages import Positioned
+from features.card import CardHistory
+from features.contract import Payment
+from features.windows import AmountTiles
+
+# Written by the release before (commit 5871fb2, lists and tuples of tuples, 16-byte marks):
+# KeyedHistory(CardHistory, remember=4) fed payment(0) to payment(1199), then snapshot().
+RELEASE_9 = Path(__file__).parent / "snapshots" / "card_snapshot_release9.pickle"
+
+
+def payment(i: int, amount: int | None = None) -> Payment:
+    """The payments the stored snapshot was fed (30.8 days of one card), and later ones."""
+    return Payment(
+        transaction_id=f"t-{i}",
+        card_id="c-1",
+        merchant_id=f"m-{i % 7}",
+        terminal_id="p-1",
+        amount_minor=((i * 7919) % 50_000 if i % 5 else 0) if amount is None else amount,
+        currency="EUR" if i % 3 else "USD",
+        mcc="5411",
+        channel="pos",
+        country="FR" if i % 4 else "DE",
+        event_time=datetime(2026, 3, 1, tzinfo=UTC) + timedelta(minutes=37 * i + (i % 3)),
+        latitude=48.8 + i / 1000 if i % 2 else None,
+        longitude=2.3 if i % 2 else None,
+    )
+
+
+def positioned(i: int) -> Positioned[Payment]:
+    return Positioned(payment(i), 0, i)
+
+
+def test_a_card_snapshot_of_the_release_before_resumes_with_the_same_features() -> None:
+    build = keyed_history(CardHistory, 60, remember=4, mark_key=mark_key(b"k" * 32))
+    resumed = build(RELEASE_9.read_bytes())
+    fresh = build(None)
+    fresh.on_batch([positioned(i) for i in range(1200)])
+    later = [positioned(i) for i in range(1196, 1300)]  # 1196-1199: repeats, skipped
+    got, _ = resumed.on_batch([copy.deepcopy(p) for p in later])
+    want, _ = fresh.on_batch([copy.deepcopy(p) for p in later])
+    assert [p.event.transaction_id for p in got] == [f"t-{i}" for i in range(1200, 1300)]
+    assert [p.features for p in got] == [p.features for p in want]
+    history, _, _ = pickle.loads(resumed.snapshot())
+    assert isinstance(history.__getstate__()[8], bytes)  # packed now
+    assert pickle.loads(resumed.snapshot())[0].__getstate__() == fresh._history.__getstate__()
+
+
+def test_a_packed_card_round_trips_and_its_state_is_one_buffer_of_numbers() -> None:
+    card = CardHistory()
+    for i in range(1200):
+        card.observe(payment(i))
+    state = card.__getstate__()
+    assert isinstance(state[8], bytes) and isinstance(state[9], str)
+    assert all(isinstance(level[1], bytes) for level in state[10])
+    again = pickle.loads(pickle.dumps(card))
+    copied = copy.deepcopy(card)
+    for i in range(1200, 1260):
+        want = card.observe(payment(i))
+        assert again.observe(payment(i)) == want
+        assert copied.observe(payment(i)) == want
+
+
+def test_amounts_beyond_machine_integers_widen_the_columns_and_stay_exact() -> None:
+    """Cents past 32 bits widen the tiles to 64; past 64 bits (no valid payment has those) the
+    columns become lists and the state takes the earlier releases' form; sums stay exact."""
+    card = CardHistory()
+    amounts = [2**40, 3, 2**70, 2**70, 5, 2**66, 7]
+    for i, amount in enumerate(amounts):
+        features = card.observe(payment(5 * i + 1, amount))
+    assert features["card_amount_max_30d"] == 2**70 / 100
+    assert features["card_amount_sum_30d"] == sum(amounts[:-1]) / 100
+    daily = card._tiles[-1]  # every payment but the last folded (3 h apart): exact ints
+    assert sum(daily.total) == sum(amounts[:-1]) and max(daily.peak) == 2**70
+    assert len(card.__getstate__()) == 17  # lists inside: the loose form
+    restored = pickle.loads(pickle.dumps(card))
+    assert restored.observe(payment(99)) == card.observe(payment(99))
+
+
+def test_tiles_widen_when_a_count_or_a_total_would_overflow() -> None:
+    tiles = AmountTiles(300)
+    for _ in range(70_000):  # past 16-bit counts in one tile
+        tiles.add(10.0, 1)
+    assert tiles.codes == "qqqqq"
+    tiles.add(400.0, 2**62)
+    tiles.add(450.0, 2**62)  # the tile's total passes 2**63
+    assert tiles.codes == "" and isinstance(tiles.total, list)
+    assert tiles.aggregate_from(0) == (70_002, 70_002, 70_000 + 2**63, 2**62)
+    restored = AmountTiles(300)
+    restored.restore(tiles.state())
+    assert restored.aggregate_from(1) == (2, 2, 2**63, 2**62)
+    tiles.add(700.0, 1)  # a new tile on lists
+    assert tiles.aggregate_from(2) == (1, 1, 1, 1)
+
+
+def test_a_day_of_more_than_65535_payments_of_one_country_widens_its_count() -> None:
+    card = CardHistory(lateness=0.0)  # each payment folds the one before: a short tail
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    n = 66_000
+    for i in range(n):
+        card.observe(replace(payment(0, 100), event_time=start + timedelta(seconds=i)))
+    assert card._country_count.typecode == "q" and list(card._country_count) == [n - 1]
+    assert card._tiles[-1].codes == "qqqqq"
+    restored = pickle.loads(pickle.dumps(card))
+    probe = replace(payment(0, 100), event_time=start + timedelta(seconds=n))
+    features = card.observe(probe)
+    assert restored.observe(probe) == features
+    assert features["card_count_24h"] == n
