@@ -16,9 +16,11 @@ card's 64 recent ids, fed with ``on_batch``) and the terminal step's. Then, for 
 best of ``--repeats``:
 
 - **flow today**: ``KeyedHistory.snapshot()`` (``pickle.dumps`` of the history, its last touch
-  and the recent ids), plus Bytewax's ``pickle.dumps`` of that ``bytes`` with recovery, and the
+  and the recent ids; since the card keeps its columns packed, a join of their buffers), plus
+  Bytewax's ``pickle.dumps`` of that ``bytes`` with recovery, and the
   restore (``pickle.loads`` through the step's builder);
-- **msgpack**: the same state tuple (``CardHistory.__getstate__``) as msgspec MessagePack;
+- **msgpack**: the state as flat tuples (``CardHistory._loose_state``, the ``__getstate__`` of
+  the release before) as msgspec MessagePack;
 - **packed**: the same information packed by :func:`pack_card` into one ``bytes`` (parallel
   ``array`` columns: times and coordinates as doubles, cents as 64-bit, tile indices and counts
   as 32-bit integers, strings length-prefixed): from the lists the card holds today (so the
@@ -89,9 +91,15 @@ def _read_strings(buf: memoryview, at: int, n: int) -> tuple[list[str], int]:
     return out, at
 
 
+def tuple_state(card: CardHistory) -> tuple[Any, ...]:
+    """The card's state as flat tuples (``__getstate__`` of the release before; the card keeps
+    its columns packed since, and gives that form only for values beyond 64 bits)."""
+    return card._loose_state()
+
+
 def pack_card(card: CardHistory, last_touch: float, recent: dict[int, int] | None) -> bytes:
     """The card's whole state, its last touch and its recent ids as one ``bytes``."""
-    s = card.__getstate__()
+    s = tuple_state(card)
     (lateness, watermark, ts, cents, merchant, country, lat, lon, tiles, merchants, seen, days,
      codes, counts, last_time, last_lat, last_lon) = s  # fmt: skip
     ids = recent or {}
@@ -259,9 +267,9 @@ def main(argv: Iterable[str] | None = None) -> None:
     print(f"flow today   snapshot() {us(t_snap)}; Bytewax's pickle of it (recovery) "
           f"{us(t_ser)}; restore {us(t_load)}; {sizes(snaps)}")  # fmt: skip
 
-    states = [k._history.__getstate__() for k in logics]
+    states = [tuple_state(k._history) for k in logics]
     encode, decode = msgspec.msgpack.Encoder().encode, msgspec.msgpack.Decoder().decode
-    t_state, _ = best(args.repeats, lambda: [k._history.__getstate__() for k in logics])
+    t_state, _ = best(args.repeats, lambda: [tuple_state(k._history) for k in logics])
     t_mp, packs = best(args.repeats, lambda: [encode(s) for s in states])
     t_mpl, _ = best(args.repeats, lambda: [decode(b) for b in packs])
     print(f"msgpack      state tuple {us(t_state)} + encode {us(t_mp)} = "
