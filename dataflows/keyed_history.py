@@ -94,16 +94,22 @@ _BLAKE_BYTES = 16  # the release before's marks, and the width of a snapshot tha
 
 def mark_key(secret: bytes) -> bytes:
     """The key of the content marks, derived from ``secret`` (the model signing key every
-    process of the flow already reads, ``PAYSCORE_MODEL_KEY_FILE``): keyed BLAKE2b with its
-    own personalisation, so the marks reveal nothing of the signing key and no other use of
-    that key shares this one. The same in every process and across restarts, as the marks in
-    recovery snapshots require. Pure: no I/O (the flow's builder reads the key file)."""
-    if len(secret) < 16:
+    process of the flow already reads, ``PAYSCORE_MODEL_KEY_FILE``): BLAKE2b keyed with the
+    secret, with its own personalisation, so the marks' key reveals nothing of the signing key
+    and no other use of that key shares this one. The same in every process and across
+    restarts, as the marks in recovery snapshots require. Pure: no I/O (the flow's builder
+    reads the key file and passes the secret in)."""
+    if not 16 <= len(secret) <= 64:
         raise ValueError(
-            f"mark_key: the secret must be at least 16 bytes (the model signing key is "
-            f"32); got {len(secret)}"
+            f"mark_key: the secret must be 16 to 64 bytes (the model signing key is 32); "
+            f"got {len(secret)}"
         )
-    return blake2b(secret, digest_size=MARK_KEY_BYTES, person=_MARK_PERSON).digest()
+    return blake2b(
+        b"card step: content marks of recent transaction ids",
+        key=secret,
+        digest_size=MARK_KEY_BYTES,
+        person=_MARK_PERSON,
+    ).digest()
 
 
 def content_mark(payment: Payment, key: bytes) -> int:

@@ -425,7 +425,7 @@ class CardHistory:
             tuple(self._country),
             tuple(None if v != v else v for v in self._lat),
             tuple(None if v != v else v for v in self._lon),
-            tuple(tiles.state() for tiles in self._tiles),
+            tuple(tiles.tuples() for tiles in self._tiles),
             tuple(self._merchants),
             tuple(self._merchant_seen),
             tuple(self._country_day),
@@ -484,9 +484,9 @@ class CardHistory:
             self._country_code = listed[2 * n + merchants :]
         else:
             self._merchant, self._country, self._merchants, self._country_code = map(list, strings)
-        self._tiles = tuple(AmountTiles(hop) for hop in _HOPS)
-        for level, level_state in zip(self._tiles, tiles, strict=True):
-            level.restore(level_state)
+        self._tiles = tuple(
+            AmountTiles.restored(hop, level) for hop, level in zip(_HOPS, tiles, strict=True)
+        )
 
     def _restore_loose(self, state: tuple[Any, ...]) -> None:
         """A state of :meth:`_loose_state`, as earlier releases pickled it."""
@@ -513,9 +513,9 @@ class CardHistory:
         self._merchant, self._country = list(merchant), list(country)
         self._lat = array("d", [_NAN if v is None else v for v in lat])
         self._lon = array("d", [_NAN if v is None else v for v in lon])
-        self._tiles = tuple(AmountTiles(hop) for hop in _HOPS)
-        for level, level_state in zip(self._tiles, tiles, strict=True):
-            level.restore(level_state)
+        self._tiles = tuple(
+            AmountTiles.restored(hop, level) for hop, level in zip(_HOPS, tiles, strict=True)
+        )
         self._merchants, self._merchant_seen = list(merchants), array("d", seen)
         self._country_day, self._country_code = array("i", days), list(codes)
         self._country_count = _fitted("H", counts)

@@ -170,6 +170,8 @@ _ITEMSIZE = {code: array(code).itemsize for code in _NARROW + _WIDE}
 class Column(array):  # type: ignore[type-arg]
     """An ``array.array`` that can also be emptied as a list is (``clear``)."""
 
+    __slots__ = ()
+
     def clear(self) -> None:
         del self[:]
 
@@ -271,6 +273,21 @@ class AmountTiles(CountTiles):
         past 64 bits gives its tiles as tuples (the form of earlier releases)."""
         if self.codes:
             return self.codes, b"".join((self.index, self.count, self.paid, self.total, self.peak))
+        return tuple(tuple(c) for c in self._columns())
+
+    @classmethod
+    def restored(
+        cls, hop: int, state: tuple[str, bytes] | tuple[tuple[int, ...], ...]
+    ) -> AmountTiles:
+        """Tiles of ``hop`` seconds loaded from ``state`` (:meth:`restore`), without first making
+        the empty columns a new instance has."""
+        tiles = cls.__new__(cls)
+        tiles.hop = hop
+        tiles.restore(state)
+        return tiles
+
+    def tuples(self) -> tuple[tuple[int, ...], ...]:
+        """The tiles as tuples of ints, as :meth:`state` of earlier releases gave them."""
         return tuple(tuple(c) for c in self._columns())
 
     def restore(self, state: tuple[str, bytes] | tuple[tuple[int, ...], ...]) -> None:
