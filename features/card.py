@@ -43,7 +43,8 @@ card also keeps, per remembered merchant, the time it was last paid, per day the
 payments per country, and the time and place of the latest folded payment. So a card holds at
 most 13 + 169 + 31 tiles, 64 merchants and 31 days of country counts, whatever its traffic;
 only the tail grows with the payments of the last 15 minutes. Pickled, a card paying 10 times
-a day for 30 days takes about 1.8 KB (``benchmarks/bench_features.py``).
+a day for 35 days takes about 2.2 KB (``benchmarks/bench_features.py``: median 2,168 B
+kept packed, 2,010 B as the flat tuples of before).
 
 *Expiry.* :meth:`CardHistory.expire` advances the watermark to an event time ``now`` and
 forgets what no payment placed at ``now - lateness`` or later can see: the features of such
