@@ -11,6 +11,16 @@ payments topic is described for its timestamp type, ``dataflows/payments_topic.p
 refuses to run without any of them, with the variable, the topic and the broker's answer in the
 message. Describing a topic never creates it; a topic the broker does not know yet is asked for
 again for a while (``dataflows/topic_configs.py``).
+
+**The decisions topic must be compacted** (``cleanup.policy`` holding ``compact``, as
+``ops/create_topics.py`` makes it; ``compact,delete`` is accepted). Its guarantee is that the last
+record of every transaction id is the stored decision, for as long as the topic lives
+(``dataflows/decisions_topic.py``); on a topic made by hand with the broker's default ``delete``
+the retention (7 days by default) deletes decisions a consumer keeps by key, and one rebuilding
+its state from the topic misses them without a sign. The flow ran on such a topic without a
+word; it now refuses to start, naming the topic, its policy and the remedy (refuse rather than
+warn: a warning at start is read by nobody once a supervisor restarts the flow, and the loss
+comes days later; the remedy is one command, and nothing is lost while the flow waits for it).
 """
 
 from __future__ import annotations
@@ -18,10 +28,12 @@ from __future__ import annotations
 from confluent_kafka.admin import AdminClient
 
 from dataflows.topic_configs import SETTLE_SECONDS, TopicDescribeError, describe_topic
-from settings.config import PREFIX, Config
+from settings.config import DECISIONS_TOPIC_SETTINGS, PREFIX, Config
 
 # The topics described here, by their Config field (the payments topic: payments_topic.py).
 CHECKED = ("labels_topic", "dead_letters_topic", "decisions_topic")
+CLEANUP_POLICY = "cleanup.policy"
+COMPACT = DECISIONS_TOPIC_SETTINGS[CLEANUP_POLICY]
 
 
 class OutputTopicError(RuntimeError):
@@ -39,10 +51,35 @@ def require_topics(
     for field in fields:
         topic, variable = getattr(config, field), f"{PREFIX}{field.upper()}"
         try:
-            describe_topic(admin, topic, timeout=timeout, settle=settle)
+            entries = describe_topic(admin, topic, timeout=timeout, settle=settle)
         except TopicDescribeError as error:
             raise OutputTopicError(
                 f"Kafka topic {topic!r} ({variable}) cannot be described on "
                 f"{config.kafka_brokers}: {error}; expected an existing topic the flow reads or "
                 "writes: create it with ops/create_topics.py (or correct the variable)"
             ) from None
+        if field == "decisions_topic":
+            entry = entries.get(CLEANUP_POLICY)
+            check_compacted(topic, str(entry.value) if entry is not None else "unknown")
+
+
+def check_compacted(topic: str, policy: str) -> None:
+    """Refuse a decisions topic whose ``cleanup.policy`` does not compact (see the module).
+
+    >>> check_compacted("decisions", "compact,delete")
+    >>> try:
+    ...     check_compacted("decisions", "delete")
+    ... except OutputTopicError as exc:
+    ...     print(str(exc)[:73])
+    Kafka topic 'decisions' (PAYSCORE_DECISIONS_TOPIC) has cleanup.policy=del
+    """
+    if COMPACT in (part.strip() for part in policy.split(",")):
+        return
+    raise OutputTopicError(
+        f"Kafka topic {topic!r} ({PREFIX}DECISIONS_TOPIC) has {CLEANUP_POLICY}={policy}; expected "
+        f"{COMPACT} (or {COMPACT},delete): the last decision of every transaction id must stay "
+        "on it, and retention would delete decisions a consumer keeps by key. Alter it with "
+        "ops/create_topics.py (it compacts an existing decisions topic), or kafka-configs.sh "
+        f"--alter --entity-type topics --entity-name {topic} --add-config "
+        f"{CLEANUP_POLICY}={COMPACT}"
+    )

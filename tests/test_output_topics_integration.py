@@ -7,7 +7,7 @@ import uuid
 
 import msgspec
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from dataflows.output_topics import OutputTopicError, require_topics
 from dataflows.payments_topic import PaymentsTopicError, timestamp_type
@@ -65,3 +65,37 @@ def test_a_broker_that_does_not_answer_is_an_error_not_a_start_that_hangs() -> N
     admin = AdminClient({"bootstrap.servers": nobody})
     with pytest.raises(TopicDescribeError):
         describe_topic(admin, "payments", timeout=2.0, settle=0.0)
+
+
+@pytest.mark.parametrize("policy", ["delete", None], ids=["delete", "broker_default"])
+def test_a_decisions_topic_without_compaction_stops_the_start_naming_the_remedy(
+    topics: dict[str, str], policy: str | None
+) -> None:
+    """A decisions topic made by hand, without ``cleanup.policy=compact`` (last round: the flow
+    ran on it without a word, and retention deleted decisions a consumer keeps by key)."""
+    name = f"test-{uuid.uuid4().hex[:8]}-decisions-uncompacted"
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    settings = {"cleanup.policy": policy} if policy else {}
+    admin.create_topics([NewTopic(name, num_partitions=1, config=settings)])[name].result(30)
+    try:
+        with pytest.raises(OutputTopicError) as caught:
+            require_topics(config_on(topics | {"decisions_topic": name}))
+        said = str(caught.value)
+        assert f"Kafka topic {name!r} (PAYSCORE_DECISIONS_TOPIC)" in said
+        assert "cleanup.policy=delete" in said and "expected compact" in said
+        assert "ops/create_topics.py" in said
+    finally:
+        admin.delete_topics([name])[name].result(timeout=30)
+
+
+def test_a_decisions_topic_compacted_and_deleted_passes(topics: dict[str, str]) -> None:
+    """``compact,delete`` keeps each key's last decision for the retention: the operator's
+    choice, accepted."""
+    name = f"test-{uuid.uuid4().hex[:8]}-decisions-both"
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    new = NewTopic(name, num_partitions=1, config={"cleanup.policy": "compact,delete"})
+    admin.create_topics([new])[name].result(30)
+    try:
+        require_topics(config_on(topics | {"decisions_topic": name}))
+    finally:
+        admin.delete_topics([name])[name].result(timeout=30)
