@@ -14,6 +14,7 @@ ValueError: invalid configuration: PAYSCORE_REVIEW_THRESHOLD (0.95) must be belo
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
@@ -261,10 +262,16 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             if not name.startswith(PREFIX):
                 continue
             field = name[len(PREFIX) :].lower()
-            if field not in fields:
+            # Only the upper-case spelling is the variable: another one was taken as the same
+            # field, and with both set one won without a word.
+            if field not in fields or name != name.upper():
+                known = [PREFIX + f.upper() for f in sorted(fields)]
+                near = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.8)
+                hint = f"did you mean {near[0]}? " if near else ""
+                shown = name if len(name) <= 100 else f"{name[:100]}... ({len(name)} characters)"
                 raise ValueError(
-                    f"invalid configuration: unknown variable {name}; known: "
-                    + ", ".join(PREFIX + f.upper() for f in sorted(fields))
+                    f"invalid configuration: unknown variable {shown}; {hint}known: "
+                    + ", ".join(known)
                 )
             values[field] = value
         try:

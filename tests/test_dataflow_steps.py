@@ -566,3 +566,27 @@ def test_a_kafka_batch_larger_than_the_client_reads_is_refused_at_start() -> Non
         assert consumer.consume(largest, 0.001) == []
     finally:
         consumer.close()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PAYSCORE_mysql_url": "mysql+pymysql://a:b@h/x"},
+        {"PAYSCORE_MYSQL_URL": "mysql+pymysql://a:b@h/x", "PAYSCORE_Mysql_Url": "mysql://c@h/y"},
+    ],
+    ids=["lower_case_alone", "two_spellings"],
+)
+def test_a_variable_spelled_in_another_case_is_refused_naming_the_right_one(
+    env: dict[str, str],
+) -> None:
+    """Only the upper-case name is the variable: another spelling was taken as the same field,
+    and with both set one of them won without a word (whichever the environment listed last)."""
+    odd = next(name for name in env if name != name.upper())
+    with pytest.raises(ValueError, match=f"unknown variable {odd}; did you mean PAYSCORE_MYSQL_URL"):
+        Config.from_env(env)
+
+
+def test_a_misspelt_variable_is_refused_with_the_nearest_name() -> None:
+    with pytest.raises(ValueError, match="did you mean PAYSCORE_MYSQL_OUTAGE_SECONDS"):
+        Config.from_env({"PAYSCORE_MYSQL_OUTAGE_SECOND": "5"})
+
