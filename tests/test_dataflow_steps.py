@@ -582,11 +582,11 @@ def test_a_variable_spelled_in_another_case_is_refused_naming_the_right_one(
     """Only the upper-case name is the variable: another spelling was taken as the same field,
     and with both set one of them won without a word (whichever the environment listed last)."""
     odd = next(name for name in env if name != name.upper())
-    with pytest.raises(ValueError, match=f"unknown variable {odd}; did you mean PAYSCORE_MYSQL_URL"):
+    says = f"unknown variable {odd}; did you mean PAYSCORE_MYSQL_URL"
+    with pytest.raises(ValueError, match=says):
         Config.from_env(env)
 
 
 def test_a_misspelt_variable_is_refused_with_the_nearest_name() -> None:
     with pytest.raises(ValueError, match="did you mean PAYSCORE_MYSQL_OUTAGE_SECONDS"):
         Config.from_env({"PAYSCORE_MYSQL_OUTAGE_SECOND": "5"})
-

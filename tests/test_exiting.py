@@ -54,11 +54,23 @@ def test_failing_processes_exit_1_and_say_so(tmp_path: Path) -> None:
     for i, (code, out) in enumerate(run_two(tmp_path)):
         assert "FATAL" not in out, out
         assert code == 1, f"exit status {code}:\n{out}"
-        stops = out.index("the flow process stops: PanicException")
+        stops = out.index("the flow process stops: ")
         cause = out.find(f"RuntimeError: MySQL refused the batch (a test, process {i})")
         if cause >= 0:  # the other process may have stopped on this one's going first
             assert "CRITICAL dataflows.failures: exiting.store" in out[:cause], out
             assert cause < stops, out
+        # The last CRITICAL line names the cause, not Bytewax's panic alone: this process's
+        # failure (logged above it), or that no step of this process failed.
+        last = [line for line in out.splitlines() if " CRITICAL " in line][-1]
+        assert "the flow process stops: " in last, out
+        if cause >= 0:
+            assert (
+                f"exiting.store failed: RuntimeError: MySQL refused the batch (a test, process "
+                f"{i})" in last
+            ), last
+        else:
+            assert "no step of this process failed: another process of the flow" in last, last
+        assert "Bytewax reports it as PanicException" in last, last
 
 
 def test_the_flows_entry_point_installs_it(monkeypatch: pytest.MonkeyPatch) -> None:
