@@ -64,6 +64,13 @@ def exit_at_once(
                 FAILED,
                 extra={"event": "flow_failed", "reason": cause.partition(":")[0]},
             )
+        elif kind.__name__ != "PanicException":  # raised outside any step (the build)
+            log.critical(
+                "the flow process stops: %s; exit %d at once",
+                reported,
+                FAILED,
+                extra={"event": "flow_failed", "reason": kind.__name__},
+            )
         else:
             log.critical(
                 "the flow process stops: no step of this process failed: another process of "

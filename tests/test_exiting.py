@@ -84,3 +84,23 @@ def test_the_flows_entry_point_installs_it(monkeypatch: pytest.MonkeyPatch) -> N
     finally:
         for s, handler in handlers.items():
             signal.signal(s, handler)
+
+
+def test_an_error_outside_any_step_is_named_as_it_is_not_as_another_process_s(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flow that fails while it is built (no step ran, no panic) names its own error, never
+    "another process of the flow failed"."""
+    import logging
+
+    monkeypatch.setattr(exiting.failures, "_first", None)
+    monkeypatch.setattr(exiting.os, "_exit", lambda status: None)
+    monkeypatch.setattr(exiting.logging, "shutdown", lambda: None)
+    error = ValueError("model signing key /k must hold 64 hex digits")
+    with caplog.at_level(logging.CRITICAL, logger=exiting.__name__):
+        exiting.exit_at_once(ValueError, error, None)
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "the flow process stops: ValueError: model signing key /k must hold 64 hex digits; "
+        "exit 1 at once"
+    ], said
