@@ -21,6 +21,13 @@ its state from the topic misses them without a sign. The flow ran on such a topi
 word; it now refuses to start, naming the topic, its policy and the remedy (refuse rather than
 warn: a warning at start is read by nobody once a supervisor restarts the flow, and the loss
 comes days later; the remedy is one command, and nothing is lost while the flow waits for it).
+
+**The payments and labels topics must not be compacted** (the decisions topic's setting copied
+by hand): compaction keeps the last message of each key (a card) and deletes a card's earlier
+payments or labels, read or not, between offsets, where the deleted-unread check (the oldest
+offset left, ``dataflows/sources.py``) sees no gap. The flow ran on such topics without a word;
+it refuses them at start too (the payments topic's policy is read with its timestamp type,
+``dataflows/payments_topic.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from settings.config import DECISIONS_TOPIC_SETTINGS, PREFIX, Config
 CHECKED = ("labels_topic", "dead_letters_topic", "decisions_topic")
 CLEANUP_POLICY = "cleanup.policy"
 COMPACT = DECISIONS_TOPIC_SETTINGS[CLEANUP_POLICY]
+READ = ("payments_topic", "labels_topic")  # the topics the flow reads: never compacted
 
 
 class OutputTopicError(RuntimeError):
@@ -58,28 +66,38 @@ def require_topics(
                 f"{config.kafka_brokers}: {error}; expected an existing topic the flow reads or "
                 "writes: create it with ops/create_topics.py (or correct the variable)"
             ) from None
-        if field == "decisions_topic":
-            entry = entries.get(CLEANUP_POLICY)
-            check_compacted(topic, str(entry.value) if entry is not None else "unknown")
+        entry = entries.get(CLEANUP_POLICY)
+        check_cleanup_policy(field, topic, str(entry.value) if entry is not None else "unknown")
 
 
-def check_compacted(topic: str, policy: str) -> None:
-    """Refuse a decisions topic whose ``cleanup.policy`` does not compact (see the module).
+def check_cleanup_policy(field: str, topic: str, policy: str) -> None:
+    """Refuse a decisions topic whose ``cleanup.policy`` does not compact, and a payments or
+    labels topic whose policy does (see the module).
 
-    >>> check_compacted("decisions", "compact,delete")
+    >>> check_cleanup_policy("decisions_topic", "decisions", "compact,delete")
+    >>> check_cleanup_policy("payments_topic", "payments", "delete")
     >>> try:
-    ...     check_compacted("decisions", "delete")
+    ...     check_cleanup_policy("decisions_topic", "decisions", "delete")
     ... except OutputTopicError as exc:
     ...     print(str(exc)[:73])
     Kafka topic 'decisions' (PAYSCORE_DECISIONS_TOPIC) has cleanup.policy=del
     """
-    if COMPACT in (part.strip() for part in policy.split(",")):
-        return
-    raise OutputTopicError(
-        f"Kafka topic {topic!r} ({PREFIX}DECISIONS_TOPIC) has {CLEANUP_POLICY}={policy}; expected "
-        f"{COMPACT} (or {COMPACT},delete): the last decision of every transaction id must stay "
-        "on it, and retention would delete decisions a consumer keeps by key. Alter it with "
-        "ops/create_topics.py (it compacts an existing decisions topic), or kafka-configs.sh "
-        f"--alter --entity-type topics --entity-name {topic} --add-config "
-        f"{CLEANUP_POLICY}={COMPACT}"
-    )
+    compacts = COMPACT in (part.strip() for part in policy.split(","))
+    variable = f"{PREFIX}{field.upper()}"
+    if field == "decisions_topic" and not compacts:
+        raise OutputTopicError(
+            f"Kafka topic {topic!r} ({variable}) has {CLEANUP_POLICY}={policy}; expected "
+            f"{COMPACT} (or {COMPACT},delete): the last decision of every transaction id must "
+            "stay on it, and retention would delete decisions a consumer keeps by key. Alter it "
+            "with ops/create_topics.py (it compacts an existing decisions topic), or "
+            f"kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config "
+            f"{CLEANUP_POLICY}={COMPACT}"
+        )
+    if field in READ and compacts:
+        raise OutputTopicError(
+            f"Kafka topic {topic!r} ({variable}) has {CLEANUP_POLICY}={policy}; expected delete: "
+            "compaction keeps only the last message of each key (a card) and deletes the earlier "
+            "ones, read or not, between offsets where no check sees the gap. Alter it with "
+            f"kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config "
+            f"{CLEANUP_POLICY}=delete (what compaction deleted already is lost to the flow)"
+        )
