@@ -32,9 +32,7 @@ it refuses them at start too (the payments topic's policy is read with its times
 
 from __future__ import annotations
 
-from confluent_kafka.admin import AdminClient
-
-from dataflows.topic_configs import SETTLE_SECONDS, TopicDescribeError, describe_topic
+from dataflows.topic_configs import SETTLE_SECONDS, TopicDescribeError, admin_client, describe_topic
 from settings.config import DECISIONS_TOPIC_SETTINGS, PREFIX, Config
 
 # The topics described here, by their Config field (the payments topic: payments_topic.py).
@@ -55,7 +53,7 @@ def require_topics(
     fields: tuple[str, ...] = CHECKED,
 ) -> None:
     """The flow's start: each topic of ``fields`` exists (see the module)."""
-    admin = AdminClient(config.kafka_client())
+    admin = admin_client(config)
     for field in fields:
         topic, variable = getattr(config, field), f"{PREFIX}{field.upper()}"
         try:

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka.admin import AdminClient, ConfigEntry
+from confluent_kafka.admin import ConfigEntry
 
 from dataflows.output_topics import CLEANUP_POLICY, check_cleanup_policy
-from dataflows.topic_configs import SETTLE_SECONDS, TopicDescribeError, describe_topic
+from dataflows.topic_configs import SETTLE_SECONDS, TopicDescribeError, admin_client, describe_topic
 from settings.config import PAYMENTS_TOPIC_SETTINGS, PREFIX, Config
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def topic_entries(
 ) -> dict[str, ConfigEntry]:
     """``topic``'s settings as the broker describes them (a topic it does not know yet asked for
     again for ``settle`` seconds, ``dataflows/topic_configs.py``)."""
-    admin = AdminClient(config.kafka_client())
+    admin = admin_client(config)
     try:
         return describe_topic(admin, topic, timeout=timeout, settle=settle)
     except TopicDescribeError as exc:
