@@ -4,7 +4,10 @@ How a failure ends a flow process, in order: the step it came from logs it with 
 cause, the step's id and a bounded traceback (:mod:`dataflows.failures`, event
 ``step_failed``); Bytewax turns it into a panic and raises in the main thread (with several
 processes only ``PanicException: Send thread panic``); this module's hook prints that, logs
-that the process stops (event ``flow_failed``) and ends the process.
+that the process stops (event ``flow_failed``) and ends the process. That last line names the
+cause, not Bytewax's panic alone: this process's first failure (its step and error, logged
+above it), or that no step of this process failed (another process did, or the connection to
+it broke), with what Bytewax reported after it.
 
 Why: when a flow of several processes fails (one process's step raises; MySQL refused a write),
 Bytewax 0.21 ends each process with ``PanicException: Send thread panic``: timely's
@@ -29,6 +32,7 @@ import os
 import sys
 from types import TracebackType
 
+from dataflows import failures
 from features.bounded import bounded
 
 log = logging.getLogger(__name__)
@@ -47,14 +51,35 @@ def exit_at_once(
 ) -> None:
     try:
         sys.__excepthook__(kind, error, trace)
-        log.critical(
-            "the flow process stops: %s: %s (exit %d at once; what failed is logged before, "
-            "event step_failed)",
-            kind.__name__,
-            bounded(str(error), 1000),
-            FAILED,
-            extra={"event": "flow_failed", "reason": kind.__name__},
-        )
+        reported = f"{kind.__name__}: {bounded(str(error), 1000)}"
+        first = failures.first_failure()
+        if first is not None:  # this process's own failure: named last, not the panic alone
+            where, cause = first
+            log.critical(
+                "the flow process stops: %s failed: %s (logged above, event step_failed); "
+                "Bytewax reports it as %s; exit %d at once",
+                where,
+                cause,
+                reported,
+                FAILED,
+                extra={"event": "flow_failed", "reason": cause.partition(":")[0]},
+            )
+        elif kind.__name__ != "PanicException":  # raised outside any step (the build)
+            log.critical(
+                "the flow process stops: %s; exit %d at once",
+                reported,
+                FAILED,
+                extra={"event": "flow_failed", "reason": kind.__name__},
+            )
+        else:
+            log.critical(
+                "the flow process stops: no step of this process failed: another process of "
+                "the flow failed (its log names the cause, event step_failed) or the connection "
+                "to it broke; Bytewax reports it as %s; exit %d at once",
+                reported,
+                FAILED,
+                extra={"event": "flow_failed", "reason": kind.__name__},
+            )
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
             stream.flush()

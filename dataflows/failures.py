@@ -47,6 +47,14 @@ from features.bounded import TRACEBACK_CHARS, bounded
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 _LOGGED = "_payscore_logged"
+# The first failure this process logged: its step and "Type: text" (bounded), for the last line
+# the process writes (dataflows/exiting.py), which Bytewax's panic alone would otherwise name.
+_first: tuple[str, str] | None = None
+
+
+def first_failure() -> tuple[str, str] | None:
+    """The step and the cause (``Type: text``) of the first failure this process logged."""
+    return _first
 
 
 def log_failures(flow: Dataflow) -> Dataflow:
@@ -61,6 +69,9 @@ def failed(where: str, exc: BaseException) -> None:
         return
     with contextlib.suppress(AttributeError, TypeError):  # else it may be logged twice
         setattr(exc, _LOGGED, True)
+    global _first
+    if _first is None:
+        _first = (where, f"{type(exc).__name__}: {bounded(str(exc), 500)}")
     text = "".join(traceback.format_exception(exc))
     log.critical(
         "%s failed, the flow stops: %s",

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import ConfigEntry
 
-from dataflows.topic_configs import SETTLE_SECONDS, TopicDescribeError, describe_topic
+from dataflows.output_topics import CLEANUP_POLICY, check_cleanup_policy
+from dataflows.topic_configs import SETTLE_SECONDS, TopicDescribeError, admin_client, describe_topic
 from settings.config import PAYMENTS_TOPIC_SETTINGS, PREFIX, Config
 
 log = logging.getLogger(__name__)
@@ -57,28 +58,52 @@ def check_timestamp_type(topic: str, timestamp_type: str, *, trust_producers: bo
     )
 
 
+def topic_entries(
+    config: Config, topic: str, timeout: float = 30.0, settle: float = SETTLE_SECONDS
+) -> dict[str, ConfigEntry]:
+    """``topic``'s settings as the broker describes them (a topic it does not know yet asked for
+    again for ``settle`` seconds, ``dataflows/topic_configs.py``)."""
+    admin = admin_client(config)
+    try:
+        return describe_topic(admin, topic, timeout=timeout, settle=settle)
+    except TopicDescribeError as exc:
+        raise _undescribed(config, topic, exc) from None
+
+
+def _undescribed(config: Config, topic: str, exc: Exception) -> PaymentsTopicError:
+    return PaymentsTopicError(
+        f"cannot read {TIMESTAMP_TYPE} of the payments topic {topic!r} "
+        f"({PREFIX}PAYMENTS_TOPIC) on {config.kafka_brokers}: {exc}; expected an existing "
+        "topic the flow's account may describe: create it with ops/create_topics.py (or "
+        f"correct the variable, or the credentials in {PREFIX}KAFKA_CONFIG_FILE)"
+    )
+
+
+def _value(entries: dict[str, ConfigEntry], name: str, config: Config) -> str:
+    if name not in entries:
+        raise _undescribed(config, config.payments_topic, KeyError(name))
+    return str(entries[name].value)
+
+
 def timestamp_type(
     config: Config, topic: str, timeout: float = 30.0, settle: float = SETTLE_SECONDS
 ) -> str:
-    """``topic``'s ``message.timestamp.type`` as the broker describes it (a topic it does not
-    know yet asked for again for ``settle`` seconds, ``dataflows/topic_configs.py``)."""
-    admin = AdminClient(config.kafka_client())
-    try:
-        entries = describe_topic(admin, topic, timeout=timeout, settle=settle)
-        return str(entries[TIMESTAMP_TYPE].value)
-    except (TopicDescribeError, KeyError) as exc:
-        raise PaymentsTopicError(
-            f"cannot read {TIMESTAMP_TYPE} of the payments topic {topic!r} "
-            f"({PREFIX}PAYMENTS_TOPIC) on {config.kafka_brokers}: {exc}; expected an existing "
-            "topic the flow's account may describe: create it with ops/create_topics.py (or "
-            f"correct the variable, or the credentials in {PREFIX}KAFKA_CONFIG_FILE)"
-        ) from None
+    """``topic``'s ``message.timestamp.type`` as the broker describes it."""
+    entries = topic_entries(config, topic, timeout, settle)
+    if TIMESTAMP_TYPE not in entries:
+        raise _undescribed(config, topic, KeyError(TIMESTAMP_TYPE))
+    return str(entries[TIMESTAMP_TYPE].value)
 
 
 def require_append_time(config: Config) -> None:
-    """The flow's start: the configured payments topic carries the broker's append times."""
+    """The flow's start: the configured payments topic carries the broker's append times, and
+    is not compacted (``dataflows/output_topics.py``)."""
+    entries = topic_entries(config, config.payments_topic)
     check_timestamp_type(
         config.payments_topic,
-        timestamp_type(config, config.payments_topic),
+        _value(entries, TIMESTAMP_TYPE, config),
         trust_producers=config.trust_producer_timestamps,
+    )
+    check_cleanup_policy(
+        "payments_topic", config.payments_topic, _value(entries, CLEANUP_POLICY, config)
     )

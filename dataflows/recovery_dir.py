@@ -8,7 +8,9 @@ the start: features and model silently built on someone else's payments. The flo
 reads the directory's partitions (``part-*.sqlite3``, read-only) at start and refuses
 one whose Kafka readers' snapshots name another topic than the configured one, or whose
 snapshots belong to another dataflow. An empty directory (``python -m bytewax.recovery DIR
-N``, no run yet) is this flow's to fill.
+N``, no run yet) is this flow's to fill; one without any partition (made with ``mkdir``, the
+mount point of a volume that is not mounted) is refused naming the folder and the remedy
+(Bytewax stopped with a Rust panic and "No recovery partitions found on any worker").
 
 >>> check_snapshots({"payscore.read_payments": {"0-payments"}}, "payscore",
 ...                 {"payscore.read_payments": "payments"}, "/r")
@@ -112,6 +114,17 @@ def require_own_recovery(
     """The flow's start: a recovery directory, if one is given, is this flow's (the module)."""
     directory = recovery_directory(argv, environ)
     if directory is None or not directory.is_dir():
-        return  # none, or missing: Bytewax says so itself
+        return  # none, or missing: Bytewax says so itself (ops/run_flow.sh creates it)
+    if not any(directory.glob("part-*.sqlite3")):
+        raise RecoveryDirectoryError(
+            bounded(
+                f"recovery directory {str(directory)!r} holds no recovery partition "
+                "(part-*.sqlite3): expected the folder `python -m bytewax.recovery DIR N` made "
+                "(ops/run_flow.sh makes it when the folder does not exist). Is it the mount "
+                "point of a volume that is not mounted, or a folder made with mkdir? Mount it, "
+                "name the right folder, or, for a flow that starts afresh, run `python -m "
+                "bytewax.recovery` on it"
+            )
+        )
     keys = snapshot_keys(directory, flow_id, sorted(readers))
     check_snapshots(keys, flow_id, readers, str(directory))

@@ -48,7 +48,7 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import StatefulSourcePartition
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import func, select
 
@@ -65,6 +65,19 @@ log = logging.getLogger(__name__)
 
 # (topic, partition, lowest and highest offset read, messages read) -> all accounted for?
 DrainCheck = Callable[[str, int, int, int, int], bool]
+
+
+def kafka_error_text(exc: Exception) -> str:
+    """What a client error says, bounded: a ``KafkaException``'s ``KafkaError`` text (its
+    ``str()`` method; the exception's own ``str`` is the error's repr), else the exception's
+    text, else its class name (an exception without arguments says nothing).
+
+    >>> kafka_error_text(KafkaException("plain text"))
+    'plain text'
+    """
+    first = exc.args[0] if exc.args else None
+    text = first.str() if isinstance(first, KafkaError) else str(exc)
+    return bounded(text or type(exc).__name__)
 
 
 class _Reader(StatefulSourcePartition):
@@ -205,7 +218,7 @@ class FlowKafkaSource(KafkaSource):
                 raise RuntimeError(
                     f"cannot list the partitions of Kafka topic {topic!r} at "
                     f"{config['bootstrap.servers']} within {LIST_TIMEOUT_SECONDS:.0f} s: "
-                    f"{exc.args[0].str() if exc.args else exc} (check PAYSCORE_KAFKA_BROKERS and "
+                    f"{kafka_error_text(exc)} (check PAYSCORE_KAFKA_BROKERS and "
                     "the credentials in PAYSCORE_KAFKA_CONFIG_FILE)"
                 ) from None
             found = metadata.topics[topic]
@@ -288,7 +301,7 @@ def deleted_unread(consumer: Consumer, topic: str, partition: int, resume: int) 
             topic,
             partition,
             LIST_TIMEOUT_SECONDS,
-            bounded(exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)),
+            kafka_error_text(exc),
         )
         return
     if resume > high:

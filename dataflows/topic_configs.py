@@ -6,6 +6,11 @@ broker does not know yet is asked for again for ``settle`` seconds (``SETTLE_SEC
 created just before the flow starts takes a moment to reach the broker's metadata. Every wait is
 bounded: a broker that does not answer is an error after the request's ``timeout`` (and five
 seconds more for the answer to come back), never a start that hangs.
+
+The start's first Kafka client is made here (:func:`admin_client`): librdkafka refuses a
+setting it does not know (a typo in ``PAYSCORE_KAFKA_CONFIG_FILE``, ``securty.protocol``) when
+the client is made, and the flow stopped with a bare ``KafkaException`` naming neither the file
+nor the variable; it now says both.
 """
 
 from __future__ import annotations
@@ -16,8 +21,37 @@ import time
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigEntry, ConfigResource
 
+from features.bounded import bounded
+from settings.config import PREFIX, Config
+
 SETTLE_SECONDS = 10.0
 RETRY_SECONDS = 0.5
+
+
+class KafkaSettingsError(ValueError):
+    """librdkafka refused the Kafka client's settings."""
+
+
+def admin_client(config: Config) -> AdminClient:
+    """An admin client with the flow's Kafka settings, or :class:`KafkaSettingsError` naming
+    the settings file and what librdkafka refused in it (see the module)."""
+    try:
+        return AdminClient(config.kafka_client())
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        said = error.str() if isinstance(error, KafkaError) else str(exc)
+        where = (
+            f"{PREFIX}KAFKA_CONFIG_FILE={config.kafka_config_file!r}"
+            if config.kafka_config_file
+            else f"{PREFIX}KAFKA_BROKERS={config.kafka_brokers!r}"
+        )
+        raise KafkaSettingsError(
+            bounded(
+                f"invalid configuration: librdkafka refuses the Kafka client settings of {where}: "
+                f"{said}; expected librdkafka properties, one name=value a line (see "
+                "https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md)"
+            )
+        ) from None
 
 
 class TopicDescribeError(RuntimeError):

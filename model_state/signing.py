@@ -81,15 +81,17 @@ def read_key(path: Path, *, create: bool = False) -> bytes:
             f"model signing key {path} is readable by others (mode {stat.filemode(mode)}); "
             f"run `chmod 600 {path}`"
         )
-    text = path.read_text().strip()
-    try:
+    raw = path.read_bytes()
+    try:  # another key's file (a DER key, any binary) is not text at all
+        text = raw.decode("ascii").strip()
         key = bytes.fromhex(text)
-    except ValueError:
+    except ValueError:  # UnicodeDecodeError is one too
         key = b""
     if len(key) != KEY_BYTES:
         raise ValueError(
-            f"model signing key {path} must hold {2 * KEY_BYTES} hex digits; it holds "
-            f"{len(text)} characters"
+            f"model signing key {path} must hold {2 * KEY_BYTES} hex digits (the file "
+            "`python -m model_state.train` created, PAYSCORE_MODEL_KEY_FILE); it holds "
+            f"{len(raw)} bytes that are not that"
         )
     return key
 

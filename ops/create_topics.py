@@ -4,7 +4,8 @@ partitions (the decisions topic compacted: the last decision of each transaction
 Run by ``ops/services.sh up``; an existing topic counts as success (its partition count is kept and
 reported when it differs). An existing payments topic whose ``message.timestamp.type`` is not
 ``LogAppendTime`` is altered to it, and that is said (``dataflows/payments_topic.py``: the flow
-refuses a ``CreateTime`` payments topic).
+refuses a ``CreateTime`` payments topic); an existing decisions topic that does not compact is
+altered to ``cleanup.policy=compact`` (``dataflows/output_topics.py``: the flow refuses it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
@@ -25,50 +27,86 @@ from confluent_kafka.admin import (
 from settings.config import DECISIONS_TOPIC_SETTINGS, PAYMENTS_TOPIC_SETTINGS, Config
 
 ((TIMESTAMP_TYPE, APPEND_TIME),) = PAYMENTS_TOPIC_SETTINGS.items()
+CLEANUP_POLICY = "cleanup.policy"
+COMPACT = DECISIONS_TOPIC_SETTINGS[CLEANUP_POLICY]
 
 
 APPLIED_WITHIN_SECONDS = 30.0
 
 
+def topic_setting(admin: AdminClient, topic: str, name: str = TIMESTAMP_TYPE) -> str:
+    """The value of setting ``name`` the broker reports for ``topic`` now."""
+    resource = ConfigResource("topic", topic)
+    return str(admin.describe_configs([resource])[resource].result(timeout=30)[name].value)
+
+
 def timestamp_type(admin: AdminClient, topic: str) -> str:
     """The ``message.timestamp.type`` the broker reports for ``topic`` now."""
-    resource = ConfigResource("topic", topic)
-    return str(
-        admin.describe_configs([resource])[resource].result(timeout=30)[TIMESTAMP_TYPE].value
-    )
+    return topic_setting(admin, topic)
 
 
-def append_time_on(
-    admin: AdminClient, topic: str, *, within: float = APPLIED_WITHIN_SECONDS, poll: float = 0.2
+def setting_on(
+    admin: AdminClient,
+    topic: str,
+    name: str,
+    value: str,
+    why: str,
+    *,
+    kept: Callable[[str], bool] | None = None,
+    within: float = APPLIED_WITHIN_SECONDS,
+    poll: float = 0.2,
 ) -> None:
-    """Make the existing ``topic`` carry the broker's append times, saying so if it did not.
-    Returns only once the broker reports the change: it applies an altered setting a moment
-    after answering, and a flow started in between would see ``CreateTime`` and refuse to
-    start (``dataflows/payments_topic.py``)."""
-    found = timestamp_type(admin, topic)
-    if found == APPEND_TIME:
+    """Set ``name`` of the existing ``topic`` to ``value`` unless it is ``value`` (or ``kept``
+    accepts it), saying so when it changes. Returns only once the broker reports the change: it
+    applies an altered setting a moment after answering, and a flow started in between would see
+    the old value and refuse to start."""
+    accepted = kept or value.__eq__
+    found = topic_setting(admin, topic, name)
+    if accepted(found):
         return
-    entry = ConfigEntry(TIMESTAMP_TYPE, APPEND_TIME, incremental_operation=AlterConfigOpType.SET)
+    entry = ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
     altered = ConfigResource("topic", topic, incremental_configs=[entry])
     try:
         admin.incremental_alter_configs([altered])[altered].result(timeout=30)
     except KafkaException as exc:
         raise RuntimeError(
-            f"altering {TIMESTAMP_TYPE} of Kafka topic {topic!r} from {found} to {APPEND_TIME} "
-            f"failed: {exc}"
+            f"altering {name} of Kafka topic {topic!r} from {found} to {value} failed: {exc}"
         ) from None
     deadline = time.monotonic() + within
-    while (now := timestamp_type(admin, topic)) != APPEND_TIME:
+    while not accepted(now := topic_setting(admin, topic, name)):
         if time.monotonic() > deadline:
             raise RuntimeError(
-                f"Kafka topic {topic!r} still reports {TIMESTAMP_TYPE}={now} {within:.0f} s after "
-                f"it was altered to {APPEND_TIME}"
+                f"Kafka topic {topic!r} still reports {name}={now} {within:.0f} s after "
+                f"it was altered to {value}"
             )
         time.sleep(poll)
-    print(
-        f"[topics] {topic}: {TIMESTAMP_TYPE} altered from {found} to {APPEND_TIME} (the flow "
-        "refuses producers' times on the payments topic)",
-        file=sys.stderr,
+    print(f"[topics] {topic}: {name} altered from {found} to {value} ({why})", file=sys.stderr)
+
+
+def append_time_on(
+    admin: AdminClient, topic: str, *, within: float = APPLIED_WITHIN_SECONDS, poll: float = 0.2
+) -> None:
+    """Make the existing ``topic`` carry the broker's append times (``dataflows/payments_topic.py``:
+    the flow refuses ``CreateTime``)."""
+    why = "the flow refuses producers' times on the payments topic"
+    setting_on(admin, topic, TIMESTAMP_TYPE, APPEND_TIME, why, within=within, poll=poll)
+
+
+def compaction_on(
+    admin: AdminClient, topic: str, *, within: float = APPLIED_WITHIN_SECONDS, poll: float = 0.2
+) -> None:
+    """Make the existing decisions ``topic`` compacted (``compact,delete`` is kept as it is:
+    ``dataflows/output_topics.py``, the flow refuses a topic that does not compact)."""
+    why = "the flow refuses a decisions topic that does not compact"
+    setting_on(
+        admin,
+        topic,
+        CLEANUP_POLICY,
+        COMPACT,
+        why,
+        kept=lambda policy: COMPACT in (part.strip() for part in policy.split(",")),
+        within=within,
+        poll=poll,
     )
 
 
@@ -105,6 +143,8 @@ def create_topics(config: Config) -> None:
             print(f"[topics] {name} exists with {have} partitions{note}", file=sys.stderr)
             if name == config.payments_topic:
                 append_time_on(admin, name)
+            if name == config.decisions_topic:
+                compaction_on(admin, name)
 
 
 if __name__ == "__main__":

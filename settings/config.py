@@ -14,6 +14,7 @@ ValueError: invalid configuration: PAYSCORE_REVIEW_THRESHOLD (0.95) must be belo
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
@@ -25,6 +26,14 @@ PREFIX = "PAYSCORE_"
 
 Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
 Positive = Annotated[int, Meta(ge=1)]
+# Seconds the flow turns into timers (a datetime ahead, a timedelta, a thread's wait): at most
+# 2**31 - 1 ms (24.8 days), as librdkafka's message.timeout.ms. ``inf`` or 1e12 (an operator's
+# "never") passed the start and stopped the flow at its first timer ("year 33715 is out of
+# range", "cannot convert float infinity to integer"), naming no variable.
+MAX_TIMER_SECONDS = 2_147_483
+TimerSeconds = Annotated[float, Meta(gt=0, le=MAX_TIMER_SECONDS)]
+# librdkafka returns at most 1,000,000 messages a poll; more stopped the flow at its first read.
+MAX_KAFKA_BATCH = 1_000_000
 # A Kafka topic name as the broker accepts it (Topic.java: legal characters, at most 249).
 TopicName = Annotated[str, Meta(pattern=r"\A(?!\.\.?\Z)[A-Za-z0-9._\-]{1,249}\Z")]
 # The flow's four topics: each its own (one topic for two of them would feed the flow its own
@@ -57,7 +66,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # ids; dataflows/payments_topic.py). False: the flow refuses it at start.
     trust_producer_timestamps: bool = False
     # Messages one poll of one partition returns at most (see the README on event order).
-    kafka_batch_size: Positive = 1000
+    kafka_batch_size: Annotated[int, Meta(ge=1, le=MAX_KAFKA_BATCH)] = 1000
     # Milliseconds each epoch is held back so that every process closes it on one wall-clock
     # grid (dataflows/epochs.py); 0: each partition's own timer (Bytewax's behaviour).
     epoch_align_ms: Annotated[int, Meta(ge=0, le=1000)] = 20
@@ -100,7 +109,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # How long writes and label claims retry while MySQL is unavailable before the flow stops.
     # At most librdkafka's message.timeout.ms (2**31 - 1 ms, 24.8 days): the decisions topic's
     # producer waits that long, as the MySQL writes do.
-    mysql_outage_seconds: Annotated[float, Meta(ge=0, le=2_147_483)] = 300.0
+    mysql_outage_seconds: Annotated[float, Meta(ge=0, le=MAX_TIMER_SECONDS)] = 300.0
     # Model
     model_dir: str = "model_state/versions"
     # The key that signs and authenticates model versions (model_state.signing); mode 0600.
@@ -108,16 +117,16 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     review_threshold: Probability = 0.5
     decline_threshold: Probability = 0.9
     # Scorers look for a newer model version at most this often.
-    model_refresh_seconds: Annotated[float, Meta(gt=0)] = 5.0
+    model_refresh_seconds: TimerSeconds = 5.0
     # Processes look for a newer ruleset version (rules.loader) at most this often.
-    rules_refresh_seconds: Annotated[float, Meta(gt=0)] = 5.0
+    rules_refresh_seconds: TimerSeconds = 5.0
     # A challenger set with `python -m model_state.shadow start` scores beside the champion.
     shadow: bool = True
     # The learner publishes a version every N labels, or this long after the first unpublished one.
     publish_every_labels: Positive = 500
-    publish_seconds: Annotated[float, Meta(gt=0)] = 30.0
+    publish_seconds: TimerSeconds = 30.0
     # A label whose payment is not stored yet is retried this often, for this long.
-    label_retry_seconds: Annotated[float, Meta(gt=0)] = 5.0
+    label_retry_seconds: TimerSeconds = 5.0
     label_wait_seconds: Annotated[float, Meta(ge=0)] = 600.0
     # The label join holds new labels until a card group has 500 or the oldest has been held
     # this long, then claims them in one transaction (dataflows.label_join); 0: at once.
@@ -253,10 +262,16 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             if not name.startswith(PREFIX):
                 continue
             field = name[len(PREFIX) :].lower()
-            if field not in fields:
+            # Only the upper-case spelling is the variable: another one was taken as the same
+            # field, and with both set one won without a word.
+            if field not in fields or name != name.upper():
+                known = [PREFIX + f.upper() for f in sorted(fields)]
+                near = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.8)
+                hint = f"did you mean {near[0]}? " if near else ""
+                shown = name if len(name) <= 100 else f"{name[:100]}... ({len(name)} characters)"
                 raise ValueError(
-                    f"invalid configuration: unknown variable {name}; known: "
-                    + ", ".join(PREFIX + f.upper() for f in sorted(fields))
+                    f"invalid configuration: unknown variable {shown}; {hint}known: "
+                    + ", ".join(known)
                 )
             values[field] = value
         try:

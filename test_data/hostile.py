@@ -769,6 +769,34 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
         "same transaction id, different amount: decoded, then a dead letter (id reused)",
         rejected="reused",
     ),
+    # -- round 10: numbers at the edge of a float, the widest real offset, empty (not null) keys
+    _scored(
+        "coordinates_negative_zero_and_underflow",
+        _json(transaction_id="hostile-tx-neg-zero")
+        .replace(b"48.857", b"-0.0")
+        .replace(b"2.352", b"1e-400"),
+        "latitude -0.0 and a longitude that underflows to 0.0: a point on the map, scored",
+    ),
+    _scored(
+        "event_time_offset_plus_14",
+        _json(transaction_id="hostile-tx-plus-14", event_time="2026-03-02T23:30:00+14:00"),
+        "the widest offset in use (Kiribati, +14:00): the next local day, 09:30 UTC",
+    ),
+    HostileCase(
+        "key_empty_bytes",
+        _json(transaction_id="hostile-tx-key-empty"),
+        "scored",
+        "",
+        "a key of zero bytes (not null): the payment counts",
+        key=b"",
+    ),
+    _dead(
+        "bad_value_with_empty_key",
+        _json(transaction_id="hostile-tx-key-empty-bad", amount_minor=-3),
+        "Expected `int` >= 0 - at `$.amount_minor`",
+        "a bad payment whose key is zero bytes: kept as zero bytes, not NULL",
+        b"",
+    ),
 )
 
 
@@ -931,6 +959,25 @@ LABEL_CASES: tuple[HostileCase, ...] = (
         "",
         "reported before the payment happened",
         rejected="reported_before_payment",
+    ),
+    # -- round 10: records without a value, ids that differ from the payment's by case only
+    _dead("label_tombstone", None, "no value", "a label record without a value", None),
+    _dead("label_empty_value", b"", "truncated", "a label record of zero bytes", b""),
+    HostileCase(
+        "label_id_in_upper_case",
+        _label(transaction_id="HOSTILE-TX-VALID", reported_at="2026-03-12T02:00:00Z"),
+        "scored",
+        "",
+        "the valid payment's id in upper case: another id (ids compare byte for byte)",
+        rejected="not_found",
+    ),
+    HostileCase(
+        "label_card_in_upper_case",
+        _label(card_id="HOSTILE-C-1", reported_at="2026-03-12T03:00:00Z"),
+        "scored",
+        "",
+        "the valid payment's card in upper case: another card, never its payment's",
+        rejected="card_mismatch",
     ),
 )
 

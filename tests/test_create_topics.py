@@ -95,3 +95,27 @@ def test_a_topic_already_on_append_time_is_left_alone() -> None:
     broker.altered = True  # reports LogAppendTime from the start
     create_topics.append_time_on(broker, "payments", poll=0)
     assert broker.described == 1
+
+
+class _PolicyBroker(_Broker):
+    """Reports ``cleanup.policy`` ``before`` until altered (then ``compact``)."""
+
+    def __init__(self, before: str) -> None:
+        super().__init__(0)
+        self.before = before
+
+    def describe_configs(self, resources: list[object]) -> _Keyed:
+        self.described += 1
+        value = "compact" if self.altered else self.before
+        return _Keyed(_Done({"cleanup.policy": _Entry(value)}))
+
+
+@pytest.mark.parametrize(("before", "altered"), [("delete", True), ("compact,delete", False)])
+def test_an_existing_decisions_topic_is_compacted_and_a_compacting_one_left_alone(
+    before: str, altered: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broker = _PolicyBroker(before)
+    create_topics.compaction_on(broker, "decisions", poll=0)
+    assert broker.altered is altered
+    said = capsys.readouterr().err
+    assert ("cleanup.policy altered from delete to compact" in said) is altered

@@ -635,3 +635,82 @@ def test_the_keyed_history_module_reads_no_file_and_connects_nowhere_at_import(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+# Settings of seconds the flow turns into timers (a datetime, a timedelta, a thread's wait).
+TIMER_SETTINGS = (
+    "model_refresh_seconds",
+    "rules_refresh_seconds",
+    "publish_seconds",
+    "label_retry_seconds",
+)
+
+
+@pytest.mark.parametrize("field", TIMER_SETTINGS)
+@pytest.mark.parametrize("value", ["inf", "1e12", "2147484"])
+def test_a_timer_setting_past_what_a_timer_takes_is_refused_naming_the_variable(
+    field: str, value: str
+) -> None:
+    """``inf`` or 1e12 (an operator's "never") passed the start and stopped the flow later, at
+    its first label or timer, with OverflowError "cannot convert float infinity to integer" or
+    ValueError "year 33715 is out of range" (datetime.fromtimestamp in the learner's
+    notify_at), naming no variable."""
+    variable = f"PAYSCORE_{field.upper()}"
+    with pytest.raises(ValueError, match=f"invalid configuration: {variable}='{value}'"):
+        Config.from_env({variable: value})
+
+
+@pytest.mark.parametrize("field", TIMER_SETTINGS)
+def test_the_largest_timer_setting_accepted_makes_every_timer_the_flow_makes(field: str) -> None:
+    import threading
+    import time
+
+    largest = Config.from_env({f"PAYSCORE_{field.upper()}": "2147483"})
+    seconds = getattr(largest, field)
+    assert datetime.now(UTC) + timedelta(seconds=seconds) > datetime.now(UTC)
+    assert datetime.fromtimestamp(time.time() + seconds, UTC).year < 9999
+    assert seconds <= threading.TIMEOUT_MAX
+
+
+def test_a_kafka_batch_larger_than_the_client_reads_is_refused_at_start() -> None:
+    """librdkafka reads at most 1,000,000 messages a poll: a larger PAYSCORE_KAFKA_BATCH_SIZE
+    passed the start and stopped the flow at its first read (ValueError "num_messages must be
+    between 0 and 1000000", naming no variable). The largest accepted one is read by the real
+    client."""
+    from confluent_kafka import Consumer
+
+    with pytest.raises(ValueError, match="PAYSCORE_KAFKA_BATCH_SIZE='1000001'"):
+        Config.from_env({"PAYSCORE_KAFKA_BATCH_SIZE": "1000001"})
+    largest = Config.from_env({"PAYSCORE_KAFKA_BATCH_SIZE": "1000000"}).kafka_batch_size
+    from test_data.ports import free_ports
+
+    nobody = f"127.0.0.1:{free_ports(1)}"  # no broker: the client checks the count itself
+    consumer = Consumer({"bootstrap.servers": nobody, "group.id": "batch-size-test"})
+    try:
+        assert consumer.consume(largest, 0.001) == []
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PAYSCORE_mysql_url": "mysql+pymysql://a:b@h/x"},
+        {"PAYSCORE_MYSQL_URL": "mysql+pymysql://a:b@h/x", "PAYSCORE_Mysql_Url": "mysql://c@h/y"},
+    ],
+    ids=["lower_case_alone", "two_spellings"],
+)
+def test_a_variable_spelled_in_another_case_is_refused_naming_the_right_one(
+    env: dict[str, str],
+) -> None:
+    """Only the upper-case name is the variable: another spelling was taken as the same field,
+    and with both set one of them won without a word (whichever the environment listed last)."""
+    odd = next(name for name in env if name != name.upper())
+    says = f"unknown variable {odd}; did you mean PAYSCORE_MYSQL_URL"
+    with pytest.raises(ValueError, match=says):
+        Config.from_env(env)
+
+
+def test_a_misspelt_variable_is_refused_with_the_nearest_name() -> None:
+    with pytest.raises(ValueError, match="did you mean PAYSCORE_MYSQL_OUTAGE_SECONDS"):
+        Config.from_env({"PAYSCORE_MYSQL_OUTAGE_SECOND": "5"})

@@ -54,11 +54,23 @@ def test_failing_processes_exit_1_and_say_so(tmp_path: Path) -> None:
     for i, (code, out) in enumerate(run_two(tmp_path)):
         assert "FATAL" not in out, out
         assert code == 1, f"exit status {code}:\n{out}"
-        stops = out.index("the flow process stops: PanicException")
+        stops = out.index("the flow process stops: ")
         cause = out.find(f"RuntimeError: MySQL refused the batch (a test, process {i})")
         if cause >= 0:  # the other process may have stopped on this one's going first
             assert "CRITICAL dataflows.failures: exiting.store" in out[:cause], out
             assert cause < stops, out
+        # The last CRITICAL line names the cause, not Bytewax's panic alone: this process's
+        # failure (logged above it), or that no step of this process failed.
+        last = [line for line in out.splitlines() if " CRITICAL " in line][-1]
+        assert "the flow process stops: " in last, out
+        if cause >= 0:
+            assert (
+                f"exiting.store failed: RuntimeError: MySQL refused the batch (a test, process "
+                f"{i})" in last
+            ), last
+        else:
+            assert "no step of this process failed: another process of the flow" in last, last
+        assert "Bytewax reports it as PanicException" in last, last
 
 
 def test_the_flows_entry_point_installs_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,3 +84,23 @@ def test_the_flows_entry_point_installs_it(monkeypatch: pytest.MonkeyPatch) -> N
     finally:
         for s, handler in handlers.items():
             signal.signal(s, handler)
+
+
+def test_an_error_outside_any_step_is_named_as_it_is_not_as_another_process_s(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flow that fails while it is built (no step ran, no panic) names its own error, never
+    "another process of the flow failed"."""
+    import logging
+
+    monkeypatch.setattr(exiting.failures, "_first", None)
+    monkeypatch.setattr(exiting.os, "_exit", lambda status: None)
+    monkeypatch.setattr(exiting.logging, "shutdown", lambda: None)
+    error = ValueError("model signing key /k must hold 64 hex digits")
+    with caplog.at_level(logging.CRITICAL, logger=exiting.__name__):
+        exiting.exit_at_once(ValueError, error, None)
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "the flow process stops: ValueError: model signing key /k must hold 64 hex digits; "
+        "exit 1 at once"
+    ], said

@@ -123,6 +123,23 @@ def test_the_signing_key_file_is_private_and_well_formed(tmp_path: Path) -> None
         signing.read_key(tmp_path / "keys")
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe\x00binary", b"\x30\x82\x01\x0a" + bytes(range(60)), "é".encode() * 32],
+    ids=["binary", "der_private_key", "utf8_not_hex"],
+)
+def test_a_key_file_that_is_not_text_is_named_with_what_it_expects(
+    tmp_path: Path, content: bytes
+) -> None:
+    """Another key's file named by mistake (a DER private key, any binary): a ValueError naming
+    the file and what it must hold (a bare UnicodeDecodeError named neither)."""
+    path = tmp_path / "model.key"
+    path.write_bytes(content)
+    path.chmod(0o600)
+    with pytest.raises(ValueError, match=rf"model signing key {path} must hold 64 hex digits"):
+        signing.read_key(path)
+
+
 def test_a_model_naming_code_that_is_gone_is_a_clear_mismatch() -> None:
     # What a version pickled before model_state.offline.train.Basis moved to model_state.basis
     # looks like.

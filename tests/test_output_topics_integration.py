@@ -7,10 +7,10 @@ import uuid
 
 import msgspec
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from dataflows.output_topics import OutputTopicError, require_topics
-from dataflows.payments_topic import PaymentsTopicError, timestamp_type
+from dataflows.payments_topic import PaymentsTopicError, require_append_time, timestamp_type
 from dataflows.topic_configs import TopicDescribeError, describe_topic
 from settings.config import Config
 from test_data.ports import free_ports
@@ -65,3 +65,62 @@ def test_a_broker_that_does_not_answer_is_an_error_not_a_start_that_hangs() -> N
     admin = AdminClient({"bootstrap.servers": nobody})
     with pytest.raises(TopicDescribeError):
         describe_topic(admin, "payments", timeout=2.0, settle=0.0)
+
+
+@pytest.mark.parametrize("policy", ["delete", None], ids=["delete", "broker_default"])
+def test_a_decisions_topic_without_compaction_stops_the_start_naming_the_remedy(
+    topics: dict[str, str], policy: str | None
+) -> None:
+    """A decisions topic made by hand, without ``cleanup.policy=compact`` (last round: the flow
+    ran on it without a word, and retention deleted decisions a consumer keeps by key)."""
+    name = f"test-{uuid.uuid4().hex[:8]}-decisions-uncompacted"
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    settings = {"cleanup.policy": policy} if policy else {}
+    admin.create_topics([NewTopic(name, num_partitions=1, config=settings)])[name].result(30)
+    try:
+        with pytest.raises(OutputTopicError) as caught:
+            require_topics(config_on(topics | {"decisions_topic": name}))
+        said = str(caught.value)
+        assert f"Kafka topic {name!r} (PAYSCORE_DECISIONS_TOPIC)" in said
+        assert "cleanup.policy=delete" in said and "expected compact" in said
+        assert "ops/create_topics.py" in said
+    finally:
+        admin.delete_topics([name])[name].result(timeout=30)
+
+
+def test_a_decisions_topic_compacted_and_deleted_passes(topics: dict[str, str]) -> None:
+    """``compact,delete`` keeps each key's last decision for the retention: the operator's
+    choice, accepted."""
+    name = f"test-{uuid.uuid4().hex[:8]}-decisions-both"
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    new = NewTopic(name, num_partitions=1, config={"cleanup.policy": "compact,delete"})
+    admin.create_topics([new])[name].result(30)
+    try:
+        require_topics(config_on(topics | {"decisions_topic": name}))
+    finally:
+        admin.delete_topics([name])[name].result(timeout=30)
+
+
+@pytest.mark.parametrize("field", ["payments_topic", "labels_topic"])
+@pytest.mark.parametrize("policy", ["compact", "compact,delete"])
+def test_a_compacted_payments_or_labels_topic_stops_the_start(
+    topics: dict[str, str], field: str, policy: str
+) -> None:
+    """A payments or labels topic made compacted (the decisions topic's setting copied): the
+    broker keeps only the last message of each key (a card), and deletes a card's earlier
+    payments or labels before the flow reads them, between offsets, where the deleted-unread
+    check (the oldest offset left) sees nothing; the flow ran on it without a word."""
+    name = f"test-{uuid.uuid4().hex[:8]}-{field.split('_')[0]}-compacted"
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    settings = {"cleanup.policy": policy, "message.timestamp.type": "LogAppendTime"}
+    admin.create_topics([NewTopic(name, num_partitions=1, config=settings)])[name].result(30)
+    try:
+        config = config_on(topics | {field: name})
+        check = require_append_time if field == "payments_topic" else require_topics
+        with pytest.raises((OutputTopicError, PaymentsTopicError)) as caught:
+            check(config)
+        said = str(caught.value)
+        assert f"Kafka topic {name!r} (PAYSCORE_{field.upper()})" in said, said
+        assert f"cleanup.policy={policy}" in said and "expected delete" in said, said
+    finally:
+        admin.delete_topics([name])[name].result(timeout=30)

@@ -197,3 +197,22 @@ c.commit()
 print("written", flush=True)
 time.sleep(600)
 """
+
+
+@pytest.mark.parametrize("holds", [[], ["notes.txt"]], ids=["empty", "other_files"])
+def test_a_directory_without_partitions_is_refused_naming_it_and_the_remedy(
+    tmp_path: Path, holds: list[str]
+) -> None:
+    """A folder that exists but holds no recovery partition (made with mkdir, or the mount point
+    of a volume that is not mounted): Bytewax stopped with a Rust panic and "No recovery
+    partitions found on any worker; can't resume", naming neither the folder nor what to do."""
+    folder = tmp_path / "recovery"
+    folder.mkdir()
+    for name in holds:
+        (folder / name).write_text("x")
+    argv = ["bytewax.run", "dataflows.scoring:flow", "-r", str(folder)]
+    with pytest.raises(RecoveryDirectoryError) as caught:
+        require_own_recovery(argv, {}, FLOW_ID, kafka_readers(config()))
+    said = str(caught.value)
+    assert f"recovery directory {str(folder)!r} holds no recovery partition" in said, said
+    assert "python -m bytewax.recovery" in said and "not mounted" in said, said

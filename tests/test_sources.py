@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from dataflows import scoring, sources
+from features.bounded import TEXT_CHARS
 from settings.config import Config
 
 
@@ -57,3 +58,37 @@ def test_a_broker_that_gives_no_offsets_skips_the_deleted_unread_check_with_a_wa
     assert len(said) == 1, said
     assert said[0].startswith("payments[3]: deleted-unread check skipped: the broker gave no")
     assert "Failed to get watermark offsets" in said[0]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        KafkaException(KafkaError(KafkaError._TRANSPORT, "Connection refused")),
+        KafkaException("Connection refused"),  # a plain text argument (no KafkaError)
+        KafkaException(),  # no argument at all
+    ],
+    ids=["kafka_error", "plain_text", "no_argument"],
+)
+def test_a_broker_that_cannot_list_partitions_is_named_whatever_the_exception_holds(
+    monkeypatch: pytest.MonkeyPatch, error: KafkaException
+) -> None:
+    """The listing's error says what failed, whatever the KafkaException carries (a plain
+    text argument made the handler itself raise AttributeError: 'str' has no 'str')."""
+
+    def admin_client(config: dict) -> SimpleNamespace:
+        def refuse(topic: str, timeout: float) -> None:
+            raise error
+
+        return SimpleNamespace(list_topics=refuse)
+
+    monkeypatch.setattr(sources, "AdminClient", admin_client)
+    source = scoring.kafka_source(Config.from_env({}), "payments", threading.Event())
+    with pytest.raises(RuntimeError, match="cannot list the partitions of Kafka topic 'payments'"):
+        source.list_parts()
+
+
+def test_kafka_error_text_is_bounded_and_reads_any_exception() -> None:
+    long = sources.kafka_error_text(KafkaException(KafkaError(1, "x" * 100_000)))
+    assert len(long) <= TEXT_CHARS and "characters cut]" in long
+    assert sources.kafka_error_text(KafkaException("plain")) == "plain"
+    assert sources.kafka_error_text(ValueError()) == "ValueError"
