@@ -25,11 +25,14 @@ recovery directory '/r' holds Kafka offsets of topic 'other' for step read_p
 from __future__ import annotations
 
 import argparse
+import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from features.bounded import bounded
+
+log = logging.getLogger(__name__)
 
 # Both read ranges of the snapshots' primary key (step_id, state_key, snap_epoch), never the
 # whole table: a partition keeps every card's, terminal's and merchant's snapshots.
@@ -49,6 +52,15 @@ def recovery_directory(argv: Sequence[str], environ: Mapping[str, str]) -> Path 
     known, _ = parser.parse_known_args(list(argv[1:]))
     value = known.recovery_directory or environ.get("BYTEWAX_RECOVERY_DIRECTORY")
     return Path(value) if value else None
+
+
+def in_cluster(argv: Sequence[str]) -> bool:
+    """True when ``python -m bytewax.run`` is given the addresses of a cluster (``-a`` /
+    ``--addresses``): its processes may keep their recovery partitions on their own hosts."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("-a", "--addresses")
+    known, _ = parser.parse_known_args(list(argv[1:]))
+    return bool(known.addresses)
 
 
 def snapshot_keys(
@@ -116,15 +128,19 @@ def require_own_recovery(
     if directory is None or not directory.is_dir():
         return  # none, or missing: Bytewax says so itself (ops/run_flow.sh creates it)
     if not any(directory.glob("part-*.sqlite3")):
-        raise RecoveryDirectoryError(
-            bounded(
-                f"recovery directory {str(directory)!r} holds no recovery partition "
-                "(part-*.sqlite3): expected the folder `python -m bytewax.recovery DIR N` made "
-                "(ops/run_flow.sh makes it when the folder does not exist). Is it the mount "
-                "point of a volume that is not mounted, or a folder made with mkdir? Mount it, "
-                "name the right folder, or, for a flow that starts afresh, run `python -m "
-                "bytewax.recovery` on it"
-            )
+        said = bounded(
+            f"recovery directory {str(directory)!r} holds no recovery partition "
+            "(part-*.sqlite3): expected the folder `python -m bytewax.recovery DIR N` made "
+            "(ops/run_flow.sh makes it when the folder does not exist). Is it the mount "
+            "point of a volume that is not mounted, or a folder made with mkdir? Mount it, "
+            "name the right folder, or, for a flow that starts afresh, run `python -m "
+            "bytewax.recovery` on it"
         )
+        if not in_cluster(argv):
+            raise RecoveryDirectoryError(said)
+        # A cluster (-a) may keep its partitions on other hosts' disks: Bytewax counts them over
+        # every process, and refuses the start itself when no process holds any.
+        log.warning("%s (fine if other hosts of the cluster hold them)", said)
+        return
     keys = snapshot_keys(directory, flow_id, sorted(readers))
     check_snapshots(keys, flow_id, readers, str(directory))

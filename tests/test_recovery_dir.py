@@ -216,3 +216,18 @@ def test_a_directory_without_partitions_is_refused_naming_it_and_the_remedy(
     said = str(caught.value)
     assert f"recovery directory {str(folder)!r} holds no recovery partition" in said, said
     assert "python -m bytewax.recovery" in said and "not mounted" in said, said
+
+
+def test_a_cluster_process_without_partitions_warns_and_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In a cluster (``-a``) another host may hold the partitions (Bytewax counts them over every
+    process and refuses the start itself when none holds any): a warning naming the folder."""
+    folder = tmp_path / "recovery"
+    folder.mkdir()
+    argv = ["bytewax.run", "dataflows.scoring:flow", "-r", str(folder), "-i", "1"]
+    argv += ["-a", "host-a:2101;host-b:2101"]
+    with caplog.at_level("WARNING", logger="dataflows.recovery_dir"):
+        require_own_recovery(argv, {}, FLOW_ID, kafka_readers(config()))
+    assert f"recovery directory {str(folder)!r} holds no recovery partition" in caplog.text
+    assert "other hosts" in caplog.text
