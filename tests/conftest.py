@@ -33,6 +33,30 @@ settings.register_profile("payscore", deadline=None, suppress_health_check=[Heal
 settings.load_profile("payscore")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The key that signs the tests' model versions, made once before any test runs: under
+    pytest-xdist (``ops/test.sh``) this runs in the controller before the workers start, so two
+    workers never both create it (one would read it half written)."""
+    if not hasattr(config, "workerinput"):
+        key_for_tests()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A drill that restarts the services (``restarts_services``) must run alone: in one of
+    several pytest-xdist workers it would pull the broker or the server from under the other
+    workers' tests. It fails there, not run."""
+    workers = getattr(item.config, "workerinput", {}).get("workercount", 1)
+    if workers > 1 and item.get_closest_marker("restarts_services"):
+        pytest.fail(
+            f"{item.nodeid} restarts the services (marker restarts_services): not run in one of "
+            f"{workers} pytest-xdist workers, where other tests would lose their broker or "
+            "server; expected it run alone (ops/test.sh runs the drills after the rest: "
+            "`pytest -m restarts_services`)",
+            pytrace=False,
+        )
+
+
 @pytest.fixture
 def mysql_url() -> Iterator[str]:
     """A fresh database ``payscore_test_<random>`` with the schema, created as

@@ -47,7 +47,7 @@ from test_data.generator import simulate
 from test_data.spec import LabelDelays, SimulationSpec
 from tests.flowrun import BROKERS, flow_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.restarts_services]
 DELAY = timedelta(days=1)
 
 

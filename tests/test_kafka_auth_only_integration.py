@@ -39,7 +39,7 @@ from test_data.ports import free_ports
 from test_data.samples import load_samples
 from tests.flowrun import ROOT, flow_env, run_flow
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.restarts_services]
 
 SAMPLES = ROOT / "test_data" / "samples"
 SERVICES = ROOT / "ops" / "services.sh"

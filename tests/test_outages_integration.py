@@ -37,7 +37,7 @@ from test_data.topic_end import read_to_end
 from tests.builders import model_metadata
 from tests.flowrun import BROKERS, flow_env, produce, run_flow
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.restarts_services]
 
 
 def count(engine: Engine, table=scored_payments, where=None) -> int:
