@@ -74,8 +74,10 @@ def exit_at_once(
         else:
             log.critical(
                 "the flow process stops: no step of this process failed: another process of "
-                "the flow failed (its log names the cause, event step_failed) or the connection "
-                "to it broke; Bytewax reports it as %s; exit %d at once",
+                "the flow failed (its log names the cause, event step_failed), the connection "
+                "to it broke, or Bytewax itself failed here (a full disk or a locked recovery "
+                "partition while writing snapshots: its text follows); Bytewax reports it as "
+                "%s; exit %d at once",
                 reported,
                 FAILED,
                 extra={"event": "flow_failed", "reason": kind.__name__},

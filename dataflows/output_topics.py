@@ -65,7 +65,14 @@ def require_topics(
                 "writes: create it with ops/create_topics.py (or correct the variable)"
             ) from None
         entry = entries.get(CLEANUP_POLICY)
-        check_cleanup_policy(field, topic, str(entry.value) if entry is not None else "unknown")
+        if entry is None:
+            raise OutputTopicError(
+                f"Kafka topic {topic!r} ({variable}): the broker on {config.kafka_brokers} did "
+                f"not say its {CLEANUP_POLICY}; expected it among the topic's settings (every "
+                "Kafka broker describes it): check that the flow's account may describe the "
+                "topic's configuration (DescribeConfigs)"
+            )
+        check_cleanup_policy(field, topic, str(entry.value))
 
 
 def check_cleanup_policy(field: str, topic: str, policy: str) -> None:

@@ -70,9 +70,11 @@ def topic_entries(
         raise _undescribed(config, topic, exc) from None
 
 
-def _undescribed(config: Config, topic: str, exc: Exception) -> PaymentsTopicError:
+def _undescribed(
+    config: Config, topic: str, exc: Exception, setting: str = TIMESTAMP_TYPE
+) -> PaymentsTopicError:
     return PaymentsTopicError(
-        f"cannot read {TIMESTAMP_TYPE} of the payments topic {topic!r} "
+        f"cannot read {setting} of the payments topic {topic!r} "
         f"({PREFIX}PAYMENTS_TOPIC) on {config.kafka_brokers}: {exc}; expected an existing "
         "topic the flow's account may describe: create it with ops/create_topics.py (or "
         f"correct the variable, or the credentials in {PREFIX}KAFKA_CONFIG_FILE)"
@@ -81,7 +83,7 @@ def _undescribed(config: Config, topic: str, exc: Exception) -> PaymentsTopicErr
 
 def _value(entries: dict[str, ConfigEntry], name: str, config: Config) -> str:
     if name not in entries:
-        raise _undescribed(config, config.payments_topic, KeyError(name))
+        raise _undescribed(config, config.payments_topic, KeyError(name), name)
     return str(entries[name].value)
 
 

@@ -264,7 +264,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             field = name[len(PREFIX) :].lower()
             # Only the upper-case spelling is the variable: another one was taken as the same
             # field, and with both set one won without a word.
-            if field not in fields or name != name.upper():
+            # (The whole name compared: a Unicode letter such as the Kelvin sign is upper case
+            # and lower-cases to an ASCII one.)
+            if field not in fields or name != PREFIX + field.upper():
                 known = [PREFIX + f.upper() for f in sorted(fields)]
                 near = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.8)
                 hint = f"did you mean {near[0]}? " if near else ""

@@ -697,16 +697,23 @@ def test_a_kafka_batch_larger_than_the_client_reads_is_refused_at_start() -> Non
     [
         {"PAYSCORE_mysql_url": "mysql+pymysql://a:b@h/x"},
         {"PAYSCORE_MYSQL_URL": "mysql+pymysql://a:b@h/x", "PAYSCORE_Mysql_Url": "mysql://c@h/y"},
+        # The Kelvin sign is upper case and lower-cases to "k": the name's other spelling.
+        {"PAYSCORE_KAFKA_BATCH_SIZE": "9", "PAYSCORE_\u212aAFKA_BATCH_SIZE": "7"},
     ],
-    ids=["lower_case_alone", "two_spellings"],
+    ids=["lower_case_alone", "two_spellings", "unicode_upper_case"],
 )
 def test_a_variable_spelled_in_another_case_is_refused_naming_the_right_one(
     env: dict[str, str],
 ) -> None:
     """Only the upper-case name is the variable: another spelling was taken as the same field,
     and with both set one of them won without a word (whichever the environment listed last)."""
-    odd = next(name for name in env if name != name.upper())
-    says = f"unknown variable {odd}; did you mean PAYSCORE_MYSQL_URL"
+    odd = next(name for name in env if not name.isascii() or name != name.upper())
+    right = (
+        next(name for name in env if name.isascii() and name == name.upper())
+        if len(env) > 1
+        else "PAYSCORE_MYSQL_URL"
+    )
+    says = f"unknown variable {odd}; did you mean {right}"
     with pytest.raises(ValueError, match=says):
         Config.from_env(env)
 

@@ -124,3 +124,21 @@ def test_a_compacted_payments_or_labels_topic_stops_the_start(
         assert f"cleanup.policy={policy}" in said and "expected delete" in said, said
     finally:
         admin.delete_topics([name])[name].result(timeout=30)
+
+
+def test_a_topic_whose_cleanup_policy_is_not_described_is_named_as_such(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A broker (or an account) that leaves ``cleanup.policy`` out of a topic's description:
+    the start names the missing setting, not a policy "unknown" or the timestamp type."""
+    import dataflows.output_topics as output_topics
+    import dataflows.payments_topic as payments_topic
+
+    monkeypatch.setattr(output_topics, "admin_client", lambda config: None)
+    monkeypatch.setattr(output_topics, "describe_topic", lambda *args, **kwargs: {})
+    with pytest.raises(OutputTopicError, match=r"did not say its cleanup\.policy"):
+        require_topics(Config())
+    described = {"message.timestamp.type": type("Entry", (), {"value": "LogAppendTime"})()}
+    monkeypatch.setattr(payments_topic, "topic_entries", lambda *args, **kwargs: described)
+    with pytest.raises(PaymentsTopicError, match=r"cannot read cleanup\.policy of the payments"):
+        require_append_time(Config())
