@@ -22,10 +22,10 @@ import msgspec
 import pytest
 from confluent_kafka import Producer
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import Engine, func, select
 
@@ -215,10 +215,26 @@ def submit(browser: webdriver.Chrome, control: WebElement) -> None:
     go stale while it is read."""
     page = browser.find_element(By.TAG_NAME, "html")
     control.click()
-    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, 30).until(lambda _: replaced(page))
     WebDriverWait(browser, 30).until(
         lambda b: b.execute_script("return document.readyState") == "complete"
     )
+
+
+def replaced(page: WebElement) -> bool:
+    """True once ``page`` (the old page's root) is no longer in the document. Chromedriver says
+    so as a stale element, or, when the check falls in the middle of the navigation, as "Node
+    with given id does not belong to the document" (a plain WebDriverException, which
+    ``expected_conditions.staleness_of`` does not catch: a CI run failed on it)."""
+    try:
+        page.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc.msg):
+            return True
+        raise
+    return False
 
 
 def sign_in_as_alice(browser: webdriver.Chrome) -> None:
