@@ -48,7 +48,7 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import StatefulSourcePartition
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import func, select
 
@@ -57,6 +57,7 @@ from dataflows.epochs import EpochGrid
 from dataflows.metrics import EPOCH_CLOSE_WAIT, EPOCHS_CLOSED
 from dataflows.partition_watch import PartitionWatch
 from dataflows.readable_headers import ReadableHeaders
+from dataflows.topic_configs import kafka_error_text
 from features.bounded import bounded
 from storage.engine import retry_transient, shared_engine
 from storage.tables import dead_letters, fraud_labels
@@ -65,19 +66,6 @@ log = logging.getLogger(__name__)
 
 # (topic, partition, lowest and highest offset read, messages read) -> all accounted for?
 DrainCheck = Callable[[str, int, int, int, int], bool]
-
-
-def kafka_error_text(exc: Exception) -> str:
-    """What a client error says, bounded: a ``KafkaException``'s ``KafkaError`` text (its
-    ``str()`` method; the exception's own ``str`` is the error's repr), else the exception's
-    text, else its class name (an exception without arguments says nothing).
-
-    >>> kafka_error_text(KafkaException("plain text"))
-    'plain text'
-    """
-    first = exc.args[0] if exc.args else None
-    text = first.str() if isinstance(first, KafkaError) else str(exc)
-    return bounded(text or type(exc).__name__)
 
 
 class _Reader(StatefulSourcePartition):

@@ -28,6 +28,19 @@ SETTLE_SECONDS = 10.0
 RETRY_SECONDS = 0.5
 
 
+def kafka_error_text(exc: Exception) -> str:
+    """What a client error says, bounded: a ``KafkaException``'s ``KafkaError`` text (its
+    ``str()`` method; the exception's own ``str`` is the error's repr), else the exception's
+    text, else its class name (an exception without arguments says nothing).
+
+    >>> kafka_error_text(KafkaException("plain text"))
+    'plain text'
+    """
+    first = exc.args[0] if exc.args else None
+    text = first.str() if isinstance(first, KafkaError) else str(exc)
+    return bounded(text or type(exc).__name__)
+
+
 class KafkaSettingsError(ValueError):
     """librdkafka refused the Kafka client's settings."""
 
@@ -38,8 +51,6 @@ def admin_client(config: Config) -> AdminClient:
     try:
         return AdminClient(config.kafka_client())
     except KafkaException as exc:
-        error = exc.args[0] if exc.args else None
-        said = error.str() if isinstance(error, KafkaError) else str(exc)
         where = (
             f"{PREFIX}KAFKA_CONFIG_FILE={config.kafka_config_file!r}"
             if config.kafka_config_file
@@ -48,7 +59,8 @@ def admin_client(config: Config) -> AdminClient:
         raise KafkaSettingsError(
             bounded(
                 f"invalid configuration: librdkafka refuses the Kafka client settings of {where}: "
-                f"{said}; expected librdkafka properties, one name=value a line (see "
+                f"{kafka_error_text(exc)}; expected librdkafka properties, one name=value a "
+                "line (see "
                 "https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md)"
             )
         ) from None
