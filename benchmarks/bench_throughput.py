@@ -947,12 +947,19 @@ def latency_run(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
             "epoch close (mean)",
             flush=True,
         )
+        for topic, means in snaps["by_topic"].items():
+            print(
+                f"    {topic}: read nothing {_fmt(means['read_wait_ms'], '.0f')} ms after a "
+                f"close, closed {_fmt(means['off_grid_ms'], '.0f')} ms from the epoch grid "
+                "(means)",
+                flush=True,
+            )
     return figures
 
 
 _SAMPLE = re.compile(
     r"^(payscore_snapshot_seconds_total|payscore_epochs_closed_total"
-    r"|payscore_epoch_close_wait_seconds_(?:sum|count))\{(.*)\} (\S+)$"
+    r"|payscore_epoch_close_(?:wait|off_grid)_seconds_(?:sum|count))\{(.*)\} (\S+)$"
 )
 
 
@@ -1005,7 +1012,28 @@ def snapshot_seconds_per_epoch(
             if count
             else None
         ),
+        "by_topic": {name: _close_means(delta, name) for name in sorted(_topics_closing(delta))},
     }
+
+
+def _topics_closing(delta: dict[tuple[str, str], float]) -> set[str]:
+    return {
+        key.removesuffix("/")
+        for (name, key), v in delta.items()
+        if name.startswith("payscore_epoch_close_") and v
+    }
+
+
+def _close_means(delta: dict[tuple[str, str], float], topic: str) -> dict[str, float | None]:
+    """Per topic: the mean read wait after an epoch close, and the mean distance of the closes
+    from the epoch grid, in milliseconds (None: none between the scrapes)."""
+
+    def mean(metric: str) -> float | None:
+        count = delta.get((f"payscore_epoch_close_{metric}_seconds_count", f"{topic}/"), 0.0)
+        total = delta.get((f"payscore_epoch_close_{metric}_seconds_sum", f"{topic}/"), 0.0)
+        return 1000 * total / count if count else None
+
+    return {"read_wait_ms": mean("wait"), "off_grid_ms": mean("off_grid")}
 
 
 _QUANTILES = (("p50", 0.50), ("p99", 0.99), ("p99.9", 0.999))

@@ -73,6 +73,10 @@ class EpochGrid:
         self.most_held = max(2 * margin, self.period / 10)  # off the grid: per epoch at most
         self.late_allowed = min(10 * margin, self.period / 2)  # caught up by itself
 
+    def off_grid(self, t: float) -> float:
+        """Seconds from the nearest grid boundary to ``t``: negative before it, positive after."""
+        return t - round(t / self.period) * self.period
+
     def hold_until(self, began: float, now: float) -> float | None:
         """The time (Unix seconds) before which the partition whose epoch began at ``began``
         should not be activated again, or None to read on. ``now`` is when it asks."""

@@ -142,6 +142,15 @@ EPOCH_CLOSE_WAIT = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
 
+EPOCH_CLOSE_OFF_GRID = Histogram(
+    "payscore_epoch_close_off_grid_seconds",
+    "How far from the nearest boundary of the epoch grid (before or after) a Kafka partition "
+    "reader closed an epoch (dataflows/epochs.py), by topic: near 0 when every process closes "
+    "together; a reader whose closes stay seconds off the grid holds every other one back",
+    ["topic"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 7.5, 10),
+)
+
 
 def snapshot_timer(step: str) -> Callable[[float], None]:
     """What a step calls with the seconds one ``snapshot()`` took."""

@@ -54,7 +54,7 @@ from sqlalchemy import func, select
 
 from dataflows import thread_states
 from dataflows.epochs import EpochGrid
-from dataflows.metrics import EPOCH_CLOSE_WAIT, EPOCHS_CLOSED
+from dataflows.metrics import EPOCH_CLOSE_OFF_GRID, EPOCH_CLOSE_WAIT, EPOCHS_CLOSED
 from dataflows.partition_watch import PartitionWatch
 from dataflows.readable_headers import ReadableHeaders
 from dataflows.topic_configs import kafka_error_text
@@ -98,6 +98,7 @@ class _Reader(StatefulSourcePartition):
         self._began = time.time()  # when this epoch began (Bytewax: when built, or last closed)
         self._closed = EPOCHS_CLOSED.labels(topic, str(partition)).inc
         self._waited = EPOCH_CLOSE_WAIT.labels(topic).observe
+        self._off_grid = EPOCH_CLOSE_OFF_GRID.labels(topic).observe
         self._closed_at: float | None = None  # the last epoch close not followed by a read
 
     def next_batch(self) -> list:
@@ -155,6 +156,8 @@ class _Reader(StatefulSourcePartition):
         """Called by Bytewax as the partition closes an epoch (and at its end)."""
         self._began = self._closed_at = time.time()
         self._closed()
+        if self._grid is not None:
+            self._off_grid(abs(self._grid.off_grid(self._began)))
         return self._inner.snapshot()
 
     def close(self) -> None:
