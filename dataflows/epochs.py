@@ -26,6 +26,22 @@ epoch pauses its partition's reads for about ``margin`` (20 ms by default,
 grid (at start) holds back at most a tenth of the period an epoch until it is on it (within
 about ten epochs); one that closed late by at most ten margins (a busy worker) is not held, and
 is back on the grid by itself, ``margin`` an epoch (also within ten epochs).
+
+**A busy worker.** Bytewax asks a reader for its next batch once per pass of its worker, and a
+pass that runs the other steps on a backlog can take longer than the margin: a reader that asked
+for its hold only within ``margin`` of being due could read just before that window and next
+just after it, close up to a pass late, drift later every epoch and wander seconds off the grid.
+The partitions of every other process then read nothing for that long after each of their
+closes (one latency run in six at half the maximum rate read nothing for 7.2-7.8 s after every
+close, p99 10.2 s; the model of ``tests/test_epochs.py`` shows the old rule wander with reads
+60 ms apart, and the histogram ``payscore_epoch_close_off_grid_seconds`` shows a flow's closes
+off the grid, by topic). So a reader asks as early as twice the longest
+of its last 32 gaps between reads (at most ``most_held``; :meth:`EpochGrid.window`), and a busy
+one that closed late is woken when its epoch is due rather than a pass later. No hold is asked
+once the epoch is due: Bytewax closes it at that activation whatever ``next_awake`` says, and
+the hold would only pause the next epoch's reads. A worker whose activations after a hold come
+later than the margin on average (one saturated for hundreds of milliseconds a pass) cannot keep
+to the grid: raise ``PAYSCORE_EPOCH_ALIGN_MS`` above that lateness.
 Nothing about what is read, stored or snapshotted changes: only when epochs close.
 """
 
@@ -77,14 +93,26 @@ class EpochGrid:
         """Seconds from the nearest grid boundary to ``t``: negative before it, positive after."""
         return t - round(t / self.period) * self.period
 
-    def hold_until(self, began: float, now: float) -> float | None:
+    def window(self, gap: float) -> float:
+        """How long before its epoch is due a reader asks to be held: the margin, or twice the
+        longest recent ``gap`` between its reads when that is longer (at most ``most_held``)."""
+        return min(self.most_held, max(self.margin, 2 * gap))
+
+    def hold_until(self, began: float, now: float, gap: float = 0.0) -> float | None:
         """The time (Unix seconds) before which the partition whose epoch began at ``began``
-        should not be activated again, or None to read on. ``now`` is when it asks."""
+        should not be activated again, or None to read on. ``now`` is when it asks; ``gap`` is
+        the longest it recently went between two reads (seconds; a busy worker activates its
+        readers less often), so that it asks early enough not to miss its hold."""
         due = began + self.interval  # Bytewax closes at its first activation from then
-        if now < due - self.margin:
+        if now < due - self.window(gap):
             return None  # not due yet: read on
+        if now >= due:
+            return None  # Bytewax closes the epoch at this activation: a hold would only pause
         boundary = math.ceil(due / self.period) * self.period
-        if self.period - (boundary - due) <= self.late_allowed:
-            return None  # closing late, past a boundary: back on the grid by itself
-        until = min(boundary, due + self.most_held)
+        if self.period - (boundary - due) > self.late_allowed:
+            until = min(boundary, due + self.most_held)
+        elif gap > self.margin:  # late, past a boundary, on a busy worker:
+            until = due  # close when due, not a pass later; back on the grid by itself
+        else:  # late, past a boundary: closes at its next read, back on the grid by itself
+            return None
         return until if now < until else None

@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -100,11 +101,17 @@ class _Reader(StatefulSourcePartition):
         self._waited = EPOCH_CLOSE_WAIT.labels(topic).observe
         self._off_grid = EPOCH_CLOSE_OFF_GRID.labels(topic).observe
         self._closed_at: float | None = None  # the last epoch close not followed by a read
+        self._last_read: float | None = None  # the last read of this epoch not after a hold
+        self._gaps: deque[float] = deque(maxlen=32)  # between reads: how busy the worker is
 
     def next_batch(self) -> list:
+        now = time.time()
         if self._closed_at is not None:
-            self._waited(time.time() - self._closed_at)
+            self._waited(now - self._closed_at)
             self._closed_at = None
+        elif self._last_read is not None:
+            self._gaps.append(now - self._last_read)
+        self._last_read = now
         if self._stop.is_set():
             raise StopIteration
         if self._ended_at is not None:
@@ -149,8 +156,11 @@ class _Reader(StatefulSourcePartition):
             return self._awake
         if self._grid is None:
             return None
-        until = self._grid.hold_until(self._began, time.time())
-        return None if until is None else datetime.fromtimestamp(until, UTC)
+        until = self._grid.hold_until(self._began, time.time(), max(self._gaps, default=0.0))
+        if until is None:
+            return None
+        self._last_read = None  # the time held is no gap of a busy worker
+        return datetime.fromtimestamp(until, UTC)
 
     def snapshot(self) -> object:
         """Called by Bytewax as the partition closes an epoch (and at its end)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+from collections import deque
 from datetime import UTC, datetime
 
 import pytest
@@ -58,8 +59,41 @@ def test_an_epoch_off_the_grid_is_held_at_most_a_tenth_of_the_period() -> None:
     grid = EpochGrid(10.0, 0.02)
     began = 1000 * 10.02 + 4.0  # 4 s off the grid
     due = began + 10.0
-    held = grid.hold_until(began, due)
+    held = grid.hold_until(began, due - 0.005)
     assert held == pytest.approx(due + 1.002)
+
+
+def test_no_hold_is_asked_once_the_epoch_is_due() -> None:
+    """Bytewax closes the epoch at the activation that finds it due, whatever ``next_awake``
+    says; a hold asked then would only pause the next epoch's reads."""
+    grid = EpochGrid(10.0, 0.02)
+    began = 1000 * 10.02 + 4.0  # off the grid: held before it is due
+    due = began + 10.0
+    assert grid.hold_until(began, due - 0.001) is not None
+    assert grid.hold_until(began, due) is None
+    assert grid.hold_until(began, due + 0.3) is None
+
+
+def test_a_busy_reader_asks_for_its_hold_as_early_as_twice_its_longest_gap() -> None:
+    grid = EpochGrid(10.0, 0.02)
+    began = 1000 * 10.02 + 0.001  # on the grid: due 19 ms before the boundary
+    due = began + 10.0
+    assert grid.hold_until(began, due - 0.05) is None  # reads every few ms: not yet
+    # A reader that went 40 ms between two reads asks 80 ms ahead (it could miss a 20 ms
+    # window), and never more than most_held ahead.
+    assert grid.hold_until(began, due - 0.05, gap=0.04) == pytest.approx(1001 * 10.02)
+    assert grid.hold_until(began, due - 0.09, gap=0.04) is None
+    assert grid.window(5.0) == grid.most_held
+
+
+def test_a_busy_reader_that_closed_late_is_held_until_it_is_due() -> None:
+    """Past a boundary by less than ``late_allowed``: a reader that reads every few ms closes
+    at its next read; a busy one asks to be woken when due, not up to a gap later."""
+    grid = EpochGrid(10.0, 0.02)
+    began = 1000 * 10.02 + 0.1  # closed 100 ms late: due 80 ms past the next boundary
+    due = began + 10.0
+    assert grid.hold_until(began, due - 0.01) is None
+    assert grid.hold_until(began, due - 0.05, gap=0.04) == pytest.approx(due)
 
 
 def closes(grid: EpochGrid, built: float, late: list[float], until: float) -> list[float]:
@@ -119,6 +153,67 @@ def test_an_epoch_is_never_shorter_than_the_interval_nor_held_past_a_tenth(
     times = [built, *closes(grid, built, late, built + 20 * grid.period)]
     for before, after in itertools.pairwise(times):
         assert interval <= after - before <= interval + grid.most_held + 0.015 + 0.0011
+
+
+def busy_closes(
+    grid: EpochGrid, built: float, gaps: list[float], late: list[float], until: float
+) -> list[float]:
+    """When a partition built at ``built`` closes its epochs up to ``until`` on a busy worker,
+    as Bytewax activates it and :class:`dataflows.sources._Reader` asks for holds: each read
+    follows the one before by the next of ``gaps`` (the worker's loop), the reader asks with
+    the longest of its last 32 gaps; an activation after a hold comes ``late[j]`` after it; an
+    epoch closes at the first activation at least ``interval`` after it began."""
+    began = now = built
+    out: list[float] = []
+    seen: deque[float] = deque(maxlen=32)
+    last: float | None = None
+    i = j = 0
+    while now < until:
+        if last is not None:
+            seen.append(now - last)
+        last = now
+        held = grid.hold_until(began, now, max(seen, default=0.0))
+        if now - began >= grid.interval:
+            out.append(now)
+            began, last = now, None
+        if held is None:
+            now += gaps[i % len(gaps)]
+            i += 1
+        else:
+            now, last = held + late[j % len(late)], None
+            j += 1
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    first=st.floats(0, 100),
+    second=st.floats(0, 100),
+    interval=st.sampled_from([2.0, 5.0]),
+    gaps=st.lists(st.floats(0.002, 0.1), min_size=1, max_size=8),
+    late=st.lists(st.floats(0, 0.01), min_size=1, max_size=8),
+)
+def test_two_busy_processes_close_their_epochs_together(
+    first: float, second: float, interval: float, gaps: list[float], late: list[float]
+) -> None:
+    """Workers that read only every 2 to 100 ms (five times the 20 ms margin) still close
+    every epoch on the same boundary within about 35 epochs (at most 10 moving 10 % of the
+    period onto the grid, or 200 ms late drifting back by 10 ms or more an epoch), within the
+    lateness of an activation after a hold. A reader that asked for its hold only within the
+    margin missed it whenever a read fell before and the next after the window, closed up to a
+    gap late, and wandered seconds off the grid (``benchmarks`` latency run: 7.5 s)."""
+    grid = EpochGrid(interval, 0.02)
+    settled = math.ceil((max(first, second) + 35 * grid.period) / grid.period)
+    until = (settled + 6) * grid.period
+    a = {round(c / grid.period): c for c in busy_closes(grid, first, gaps, late, until)}
+    b = {
+        round(c / grid.period): c
+        for c in busy_closes(grid, second, list(reversed(gaps)), list(reversed(late)), until)
+    }
+    for boundary in range(settled, settled + 5):
+        assert boundary in a and boundary in b, (boundary, sorted(a), sorted(b))
+        for close in (a[boundary], b[boundary]):
+            assert 0 <= close - boundary * grid.period <= 0.01 + 1e-9
 
 
 class _Part(StatefulSourcePartition):
@@ -203,3 +298,31 @@ def test_a_reader_counts_how_long_it_read_nothing_after_each_epoch_close() -> No
     reader.next_batch()
     reader.next_batch()
     assert waits() == 1.0  # one close, one wait (the first read after it)
+
+
+def test_a_reader_asks_for_its_hold_with_the_longest_gap_between_its_recent_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    grid = EpochGrid(10.0, 0.02)
+    boundary = math.ceil(datetime.now(UTC).timestamp() / grid.period) * grid.period
+    clock = [boundary - 10.02]  # the epoch begins on the grid: due 20 ms before the boundary
+    monkeypatch.setattr("dataflows.sources.time.time", lambda: clock[0])
+    reader = _Reader(_Part(), "epochs-gap-test", 0, threading.Event(), None, 1.0, 900.0, grid)
+    reader.snapshot()
+    for at in (boundary - 0.3, boundary - 0.29, boundary - 0.25, boundary - 0.24):
+        clock[0] = at
+        reader.next_batch()  # gaps of 10, 40 and 10 ms
+    clock[0] = boundary - 0.095  # 75 ms before due: within twice the longest gap
+    held = reader.next_awake()
+    assert held is not None and held.timestamp() == pytest.approx(boundary, abs=1e-6)
+    # Neither the time held nor the wait after a close is a gap; the last 32 gaps count.
+    reader.snapshot()
+    clock[0] = boundary + 9.0
+    for _ in range(31):  # the first read after a close is no gap either
+        clock[0] += 0.005
+        reader.next_batch()
+    assert max(reader._gaps) == pytest.approx(0.04, abs=1e-6)  # the 40 ms gap is among the last 32
+    for _ in range(2):
+        clock[0] += 0.005
+        reader.next_batch()
+    assert max(reader._gaps) == pytest.approx(0.005, abs=1e-6)
