@@ -61,6 +61,8 @@ METRICS: dict[str, Metric] = {
     "payscore_last_scored_timestamp_seconds": Metric("gauge"),
     "payscore_rule_decisions_total": Metric("counter", {"rule": None, "decision": DECISIONS}),
     "payscore_ruleset_version": Metric("gauge"),
+    "payscore_epoch_close_off_grid_seconds": Metric("histogram", {"topic": None}),
+    "payscore_epoch_close_wait_seconds": Metric("histogram", {"topic": None}),
 }
 TARGET_LABELS = ("job", "instance")
 
