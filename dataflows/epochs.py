@@ -28,20 +28,23 @@ about ten epochs); one that closed late by at most ten margins (a busy worker) i
 is back on the grid by itself, ``margin`` an epoch (also within ten epochs).
 
 **A busy worker.** Bytewax asks a reader for its next batch once per pass of its worker, and a
-pass that runs the other steps on a backlog can take longer than the margin: a reader that asked
-for its hold only within ``margin`` of being due could read just before that window and next
-just after it, close up to a pass late, drift later every epoch and wander seconds off the grid.
-The partitions of every other process then read nothing for that long after each of their
-closes (one latency run in six at half the maximum rate read nothing for 7.2-7.8 s after every
-close, p99 10.2 s; the model of ``tests/test_epochs.py`` shows the old rule wander with reads
-60 ms apart, and the histogram ``payscore_epoch_close_off_grid_seconds`` shows a flow's closes
-off the grid, by topic). So a reader asks as early as twice the longest
-of its last 32 gaps between reads (at most ``most_held``; :meth:`EpochGrid.window`), and a busy
-one that closed late is woken when its epoch is due rather than a pass later. No hold is asked
-once the epoch is due: Bytewax closes it at that activation whatever ``next_awake`` says, and
-the hold would only pause the next epoch's reads. A worker whose activations after a hold come
-later than the margin on average (one saturated for hundreds of milliseconds a pass) cannot keep
-to the grid: raise ``PAYSCORE_EPOCH_ALIGN_MS`` above that lateness.
+pass that runs the other steps can take longer than the margin: a reader that asked for its
+hold only within ``margin`` of being due could read just before that window and next just after
+it, close up to a pass late, drift later every epoch and wander off the grid; the partitions of
+every other process then read nothing after each of their closes for as long as it is off (one
+latency run in six at half the maximum rate read nothing for 7.2-7.8 s after every close, p99
+10.2 s; that this was its cause is likely, not shown). So a reader asks as early as its usual
+gap between reads (the 90th percentile of its last 32, :func:`dataflows.sources.usual_gap`, at
+most ``most_held``; :meth:`EpochGrid.window`), a busy one that closed late is woken when its
+epoch is due rather than a pass later, and no hold is asked once the epoch is due (Bytewax
+closes it at that activation whatever ``next_awake`` says; the hold only paused the next
+epoch's reads). The model of ``tests/test_epochs.py`` (``busy_closes``) holds the grid with
+passes up to three margins when a wake after a hold comes within a third of a pass; the old rule
+does not. **What no rule on a fixed grid can do**: keep a worker whose wakes after a hold come
+later than the margin on average (its epochs then last longer than the grid's period, and it
+drifts, then goes round the grid): raise ``PAYSCORE_EPOCH_ALIGN_MS`` above such a worker's pass.
+The histogram ``payscore_epoch_close_off_grid_seconds`` (by topic) shows how far a flow's closes
+are from the grid.
 Nothing about what is read, stored or snapshotted changes: only when epochs close.
 """
 
@@ -94,14 +97,15 @@ class EpochGrid:
         return t - round(t / self.period) * self.period
 
     def window(self, gap: float) -> float:
-        """How long before its epoch is due a reader asks to be held: the margin, or twice the
-        longest recent ``gap`` between its reads when that is longer (at most ``most_held``)."""
-        return min(self.most_held, max(self.margin, 2 * gap))
+        """How long before its epoch is due a reader asks to be held: the margin, or its usual
+        ``gap`` between reads when that is longer (a read then falls within the window), at
+        most ``most_held``."""
+        return min(self.most_held, max(self.margin, gap))
 
     def hold_until(self, began: float, now: float, gap: float = 0.0) -> float | None:
         """The time (Unix seconds) before which the partition whose epoch began at ``began``
         should not be activated again, or None to read on. ``now`` is when it asks; ``gap`` is
-        the longest it recently went between two reads (seconds; a busy worker activates its
+        how long it usually goes between two reads (seconds; a busy worker activates its
         readers less often), so that it asks early enough not to miss its hold."""
         due = began + self.interval  # Bytewax closes at its first activation from then
         if now < due - self.window(gap):

@@ -44,7 +44,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from bytewax.connectors.kafka import KafkaSource
@@ -101,7 +101,7 @@ class _Reader(StatefulSourcePartition):
         self._waited = EPOCH_CLOSE_WAIT.labels(topic).observe
         self._off_grid = EPOCH_CLOSE_OFF_GRID.labels(topic).observe
         self._closed_at: float | None = None  # the last epoch close not followed by a read
-        self._last_read: float | None = None  # the last read of this epoch not after a hold
+        self._last_read: float | None = None  # the last read; None after a close or a hold
         self._gaps: deque[float] = deque(maxlen=32)  # between reads: how busy the worker is
 
     def next_batch(self) -> list:
@@ -152,26 +152,41 @@ class _Reader(StatefulSourcePartition):
         return []
 
     def next_awake(self) -> datetime | None:
+        """When Bytewax should call :meth:`next_batch` again (None: at once). With a grid, a
+        hold to its boundary; asking one also ends the current run of gaps between reads (the
+        time held is no gap of a busy worker)."""
         if self._ended_at is not None:
             return self._awake
         if self._grid is None:
             return None
-        until = self._grid.hold_until(self._began, time.time(), max(self._gaps, default=0.0))
+        until = self._grid.hold_until(self._began, time.time(), usual_gap(self._gaps))
         if until is None:
             return None
-        self._last_read = None  # the time held is no gap of a busy worker
+        self._last_read = None
         return datetime.fromtimestamp(until, UTC)
 
     def snapshot(self) -> object:
-        """Called by Bytewax as the partition closes an epoch (and at its end)."""
+        """Called by Bytewax as the partition closes an epoch (and at its end). ``_began`` is
+        a little later than Bytewax's own start of the next epoch (the time its activation
+        began): by the work done earlier in that activation, a few milliseconds."""
         self._began = self._closed_at = time.time()
         self._closed()
-        if self._grid is not None:
-            self._off_grid(abs(self._grid.off_grid(self._began)))
+        if self._grid is not None and self._ended_at is None and not self._stop.is_set():
+            self._off_grid(abs(self._grid.off_grid(self._began)))  # not the end's snapshot
         return self._inner.snapshot()
 
     def close(self) -> None:
         self._inner.close()
+
+
+def usual_gap(gaps: Sequence[float]) -> float:
+    """The 90th percentile of the recent gaps between a reader's reads (0 with none): how long
+    its worker's pass usually takes, not counting a rare long one (a garbage collection, a slow
+    write), which would otherwise pause every epoch's reads that long before its close."""
+    if not gaps:
+        return 0.0
+    ordered = sorted(gaps)
+    return ordered[(9 * (len(ordered) - 1)) // 10]
 
 
 LIST_TIMEOUT_SECONDS = 30.0

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from dataflows.epochs import EpochGrid, epoch_interval
 from dataflows.keyed_history import keyed_history, mark_key
-from dataflows.sources import _Reader
+from dataflows.sources import _Reader, usual_gap
 from features.card import CardHistory
 
 
@@ -74,26 +74,42 @@ def test_no_hold_is_asked_once_the_epoch_is_due() -> None:
     assert grid.hold_until(began, due + 0.3) is None
 
 
-def test_a_busy_reader_asks_for_its_hold_as_early_as_twice_its_longest_gap() -> None:
+def test_a_busy_reader_asks_for_its_hold_as_early_as_its_usual_gap() -> None:
     grid = EpochGrid(10.0, 0.02)
     began = 1000 * 10.02 + 0.001  # on the grid: due 19 ms before the boundary
     due = began + 10.0
-    assert grid.hold_until(began, due - 0.05) is None  # reads every few ms: not yet
-    # A reader that went 40 ms between two reads asks 80 ms ahead (it could miss a 20 ms
+    assert grid.hold_until(began, due - 0.03) is None  # reads every few ms: not yet
+    # A reader that usually goes 40 ms between reads asks 40 ms ahead (it could miss a 20 ms
     # window), and never more than most_held ahead.
-    assert grid.hold_until(began, due - 0.05, gap=0.04) == pytest.approx(1001 * 10.02)
-    assert grid.hold_until(began, due - 0.09, gap=0.04) is None
+    assert grid.hold_until(began, due - 0.03, gap=0.04) == pytest.approx(1001 * 10.02)
+    assert grid.hold_until(began, due - 0.05, gap=0.04) is None
     assert grid.window(5.0) == grid.most_held
 
 
 def test_a_busy_reader_that_closed_late_is_held_until_it_is_due() -> None:
     """Past a boundary by less than ``late_allowed``: a reader that reads every few ms closes
-    at its next read; a busy one asks to be woken when due, not up to a gap later."""
+    at its next read; a busy one asks to be woken when due, not up to a pass later."""
     grid = EpochGrid(10.0, 0.02)
     began = 1000 * 10.02 + 0.1  # closed 100 ms late: due 80 ms past the next boundary
     due = began + 10.0
     assert grid.hold_until(began, due - 0.01) is None
-    assert grid.hold_until(began, due - 0.05, gap=0.04) == pytest.approx(due)
+    assert grid.hold_until(began, due - 0.03, gap=0.04) == pytest.approx(due)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    usual=st.lists(st.floats(0, 1), min_size=29, max_size=29),
+    rare=st.lists(st.floats(0, 100), min_size=0, max_size=3),
+)
+def test_the_usual_gap_leaves_out_a_few_long_ones(usual: list[float], rare: list[float]) -> None:
+    """Of 32 gaps, up to three long ones (a garbage collection, a slow write) do not set how
+    early a reader asks for its hold; the usual gap is one of the gaps, at least most of them."""
+    gaps = [*usual, *rare][:32]
+    value = usual_gap(gaps)
+    assert value in gaps
+    assert value <= max(usual) or (len(rare) < 3 and value <= max(usual + rare))
+    assert sum(g <= value for g in gaps) >= 0.9 * (len(gaps) - 1)
+    assert usual_gap([]) == 0.0
 
 
 def closes(grid: EpochGrid, built: float, late: list[float], until: float) -> list[float]:
@@ -160,9 +176,10 @@ def busy_closes(
 ) -> list[float]:
     """When a partition built at ``built`` closes its epochs up to ``until`` on a busy worker,
     as Bytewax activates it and :class:`dataflows.sources._Reader` asks for holds: each read
-    follows the one before by the next of ``gaps`` (the worker's loop), the reader asks with
-    the longest of its last 32 gaps; an activation after a hold comes ``late[j]`` after it; an
-    epoch closes at the first activation at least ``interval`` after it began."""
+    follows the one before by the next of ``gaps`` (the worker's pass), the reader asks with the
+    usual of its last 32 gaps; the activation after a hold comes up to a pass after it (the
+    worker finishes the pass it is in: ``late[j]`` of the next gap); an epoch closes at the
+    first activation at least ``interval`` after it began."""
     began = now = built
     out: list[float] = []
     seen: deque[float] = deque(maxlen=32)
@@ -172,15 +189,16 @@ def busy_closes(
         if last is not None:
             seen.append(now - last)
         last = now
-        held = grid.hold_until(began, now, max(seen, default=0.0))
+        held = grid.hold_until(began, now, usual_gap(seen))
         if now - began >= grid.interval:
             out.append(now)
             began, last = now, None
+        gap = gaps[i % len(gaps)]
+        i += 1
         if held is None:
-            now += gaps[i % len(gaps)]
-            i += 1
+            now += gap
         else:
-            now, last = held + late[j % len(late)], None
+            now, last = held + late[j % len(late)] * gap, None
             j += 1
     return out
 
@@ -190,18 +208,22 @@ def busy_closes(
     first=st.floats(0, 100),
     second=st.floats(0, 100),
     interval=st.sampled_from([2.0, 5.0]),
-    gaps=st.lists(st.floats(0.002, 0.1), min_size=1, max_size=8),
-    late=st.lists(st.floats(0, 0.01), min_size=1, max_size=8),
+    gaps=st.lists(st.floats(0.002, 0.06), min_size=1, max_size=8),
+    late=st.lists(st.floats(0, 0.3), min_size=1, max_size=8),
 )
 def test_two_busy_processes_close_their_epochs_together(
     first: float, second: float, interval: float, gaps: list[float], late: list[float]
 ) -> None:
-    """Workers that read only every 2 to 100 ms (five times the 20 ms margin) still close
-    every epoch on the same boundary within about 35 epochs (at most 10 moving 10 % of the
-    period onto the grid, or 200 ms late drifting back by 10 ms or more an epoch), within the
-    lateness of an activation after a hold. A reader that asked for its hold only within the
-    margin missed it whenever a read fell before and the next after the window, closed up to a
-    gap late, and wandered seconds off the grid (``benchmarks`` latency run: 7.5 s)."""
+    """Workers whose passes take 2 to 60 ms (three margins), woken after a hold up to 30 % of a
+    pass late (so less than the margin), close every epoch on the same boundary
+    within about 35 epochs (at most 10 moving a tenth of the period onto the grid, or 200 ms
+    late drifting back), within a margin before it or a pass after it. A reader that asked for
+    its hold only within the margin missed it whenever a read fell before the window and the
+    next after it, closed a pass late, and drifted off the grid (the old rule fails this).
+    What no rule of a fixed grid can do: keep a worker whose wakes after a hold come later
+    than the margin on average (its epochs last longer than the grid's period; with passes of
+    23 ms and wakes a full pass late it drifts 3 ms an epoch, then goes round the grid). Raise
+    ``PAYSCORE_EPOCH_ALIGN_MS`` above such a worker's pass."""
     grid = EpochGrid(interval, 0.02)
     settled = math.ceil((max(first, second) + 35 * grid.period) / grid.period)
     until = (settled + 6) * grid.period
@@ -213,7 +235,7 @@ def test_two_busy_processes_close_their_epochs_together(
     for boundary in range(settled, settled + 5):
         assert boundary in a and boundary in b, (boundary, sorted(a), sorted(b))
         for close in (a[boundary], b[boundary]):
-            assert 0 <= close - boundary * grid.period <= 0.01 + 1e-9
+            assert -grid.margin <= close - boundary * grid.period <= max(gaps) + 1e-9
 
 
 class _Part(StatefulSourcePartition):
@@ -300,7 +322,7 @@ def test_a_reader_counts_how_long_it_read_nothing_after_each_epoch_close() -> No
     assert waits() == 1.0  # one close, one wait (the first read after it)
 
 
-def test_a_reader_asks_for_its_hold_with_the_longest_gap_between_its_recent_reads(
+def test_a_reader_asks_for_its_hold_with_its_usual_gap_between_recent_reads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     grid = EpochGrid(10.0, 0.02)
@@ -309,20 +331,20 @@ def test_a_reader_asks_for_its_hold_with_the_longest_gap_between_its_recent_read
     monkeypatch.setattr("dataflows.sources.time.time", lambda: clock[0])
     reader = _Reader(_Part(), "epochs-gap-test", 0, threading.Event(), None, 1.0, 900.0, grid)
     reader.snapshot()
-    for at in (boundary - 0.3, boundary - 0.29, boundary - 0.25, boundary - 0.24):
-        clock[0] = at
-        reader.next_batch()  # gaps of 10, 40 and 10 ms
-    clock[0] = boundary - 0.095  # 75 ms before due: within twice the longest gap
+    clock[0] = boundary - 2.0
+    for step in [0.04] * 20 + [0.5]:  # passes of 40 ms, and one of 500 ms (a collection)
+        reader.next_batch()
+        clock[0] += step
+    reader.next_batch()
+    assert usual_gap(reader._gaps) == pytest.approx(0.04, abs=1e-6)
+    clock[0] = boundary - 0.055  # 35 ms before due: within the usual gap, not the margin
     held = reader.next_awake()
     assert held is not None and held.timestamp() == pytest.approx(boundary, abs=1e-6)
-    # Neither the time held nor the wait after a close is a gap; the last 32 gaps count.
+    # Neither the time held nor the wait after a close is a gap.
+    before = list(reader._gaps)
+    clock[0] = boundary + 0.001
+    reader.next_batch()
     reader.snapshot()
-    clock[0] = boundary + 9.0
-    for _ in range(31):  # the first read after a close is no gap either
-        clock[0] += 0.005
-        reader.next_batch()
-    assert max(reader._gaps) == pytest.approx(0.04, abs=1e-6)  # the 40 ms gap is among the last 32
-    for _ in range(2):
-        clock[0] += 0.005
-        reader.next_batch()
-    assert max(reader._gaps) == pytest.approx(0.005, abs=1e-6)
+    clock[0] = boundary + 3.0
+    reader.next_batch()
+    assert list(reader._gaps) == before
