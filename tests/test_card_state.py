@@ -20,6 +20,10 @@ from features.windows import AmountTiles
 # Written by the release before (commit 5871fb2, lists and tuples of tuples, 16-byte marks):
 # KeyedHistory(CardHistory, remember=4) fed payment(0) to payment(1199), then snapshot().
 RELEASE_9 = Path(__file__).parent / "snapshots" / "card_snapshot_release9.pickle"
+# Written by the release before this one's state format (commit 7fcbb1a: packed columns, 64-bit
+# id hashes and 32-bit marks): KeyedHistory(CardHistory, remember=64) fed payment(0) to
+# payment(1199), then snapshot().
+RELEASE_10 = Path(__file__).parent / "snapshots" / "card_snapshot_release10.pickle"
 
 
 def payment(i: int, amount: int | None = None) -> Payment:
@@ -56,6 +60,25 @@ def test_a_card_snapshot_of_the_release_before_resumes_with_the_same_features() 
     assert [p.features for p in got] == [p.features for p in want]
     history, _, _ = pickle.loads(resumed.snapshot())
     assert isinstance(history.__getstate__()[8], bytes)  # packed now
+    assert pickle.loads(resumed.snapshot())[0].__getstate__() == fresh._history.__getstate__()
+
+
+def test_a_card_snapshot_of_release_10_resumes_with_the_same_features_and_ids() -> None:
+    build = keyed_history(CardHistory, 60, remember=64, mark_key=mark_key(b"k" * 32))
+    resumed = build(RELEASE_10.read_bytes())
+    fresh = build(None)
+    fresh.on_batch([positioned(i) for i in range(1200)])
+    later = [positioned(i) for i in range(1136, 1300)]  # 1136-1199: repeats, skipped
+    reused = Positioned(payment(1150, amount=1), 0, 1150)  # a remembered id, other content
+    got, _ = resumed.on_batch([copy.deepcopy(p) for p in [reused, *later]])
+    want, _ = fresh.on_batch([copy.deepcopy(p) for p in [reused, *later]])
+    assert [p.event.transaction_id for p in got] == [
+        "t-1150",
+        *(f"t-{i}" for i in range(1200, 1300)),
+    ]
+    assert got[0].rejected and want[0].rejected
+    assert [p.features for p in got] == [p.features for p in want]
+    assert [p.rejected for p in got] == [p.rejected for p in want]
     assert pickle.loads(resumed.snapshot())[0].__getstate__() == fresh._history.__getstate__()
 
 
