@@ -81,6 +81,7 @@ amounts. Snapshots of earlier releases (flat tuples of ints, floats and strings)
 from __future__ import annotations
 
 import math
+import pickle
 from array import array
 from bisect import bisect_left, bisect_right
 from typing import Any
@@ -112,6 +113,16 @@ _NO_TIME = float("-inf")
 _NAN = float("nan")  # a missing coordinate in the tail's columns
 _SEP = "\x00"  # between the strings of a snapshot (no identifier or country code holds one)
 _OLD_STATE = 17  # the length of the state tuple of earlier releases
+_PACKED_STATE = 11  # the length of the packed state tuple of the release before (7fcbb1a)
+# A merchant's last time is kept floored to this many seconds: the features only compare it with
+# the starts of the 24h and 30d windows, multiples of it, so the floor changes no feature and
+# the time fits a narrow offset in a snapshot.
+_SEEN_QUANTUM = math.gcd(_W24.hop, _W30.hop)
+# Typecodes of unsigned, then signed, machine integers, narrowest first, and their ranges.
+_UNSIGNED = ("B", "H", "I", "Q")
+_SIGNED = ("b", "h", "i", "q")
+_LIMIT = {code: 1 << (8 * array(code).itemsize) for code in _UNSIGNED + _SIGNED}
+_SAME = "="  # a tile level's paid column equal to its count column, stored once
 
 __all__ = ["CardHistory"]
 
@@ -306,6 +317,7 @@ class CardHistory:
         for tiles in self._tiles:
             tiles.add(s, cents)
         known, seen = self._merchants, self._merchant_seen
+        s = s // _SEEN_QUANTUM * _SEEN_QUANTUM  # the windows' starts are multiples of it
         if known and known[-1] == merchant:
             seen[-1] = s
         else:
@@ -379,40 +391,97 @@ class CardHistory:
         )
 
     def __getstate__(self) -> tuple[Any, ...]:
-        """The packed state: the numbers as one ``bytes`` of the columns' buffers, the strings as
-        one ``str``; a card whose values outgrew the machine integers gives the tuples of
-        earlier releases (:meth:`_loose_state`)."""
-        cents, counts = self._cents, self._country_count
-        if type(cents) is not array or type(counts) is not array:
+        """The packed state: ``(lateness, watermark, last time, last latitude, last longitude,
+        shape, codes, blob, strings)``. ``blob`` joins the columns' buffers, each integer column
+        in the narrowest machine type its values fit (``codes``, one typecode a column); the
+        sorted columns (tile indices, days, merchants' last hours) as offsets from their first
+        value, which ``shape`` gives (with the lengths) as its distance back from the
+        watermark's tile, day or hour: a small number. ``strings`` is one ``str``: the tail's
+        merchants and countries, the remembered merchants, and each country of the day counts
+        once (the counts refer to it by position). A card whose values outgrew the machine
+        integers gives the tuples of earlier releases (:meth:`_loose_state`)."""
+        return self._packed(None)
+
+    def state_parts(self) -> dict[str, int]:
+        """Bytes of each part of the packed state's payload (:meth:`__getstate__`), for the
+        benchmarks: the tail, the tiles of each level, the merchants, the country counts, and
+        the rest (the header of lengths, typecodes and floats, and pickle's framing of the
+        tuple)."""
+        parts: dict[str, int] = {}
+        state = self._packed(parts)
+        whole = len(pickle.dumps(state, pickle.HIGHEST_PROTOCOL))
+        parts["header and framing"] = whole - sum(parts.values())
+        return parts
+
+    def _packed(self, parts: dict[str, int] | None) -> tuple[Any, ...]:
+        """:meth:`__getstate__`; with ``parts``, the payload bytes of each part added to it."""
+        cents, counts, levels = self._cents, self._country_count, self._tiles
+        if (
+            type(cents) is not array
+            or type(counts) is not array
+            or not all(t.codes for t in levels)
+        ):
             return self._loose_state()
+        table = list(dict.fromkeys(self._country_code))  # the card's countries, once each
         strings: str | tuple[tuple[str, ...], ...]
-        listed = self._merchant + self._country + self._merchants + self._country_code
+        listed = self._merchant + self._country + self._merchants + table
         strings = _SEP.join(listed)
-        if strings.count(_SEP) != len(listed) - 1 and listed:  # a string holds the separator
+        if listed and strings.count(_SEP) != len(listed) - 1:  # a string holds the separator
             strings = (tuple(self._merchant), tuple(self._country), tuple(self._merchants))
-            strings += (tuple(self._country_code),)
+            strings += (tuple(table),)
+        watermark = self._watermark
+        finite = watermark != _NO_TIME
+        codes: list[str] = []
+        blob: list[Any] = [self._ts, self._lat, self._lon]
+        shape = [len(self._ts), len(self._merchants), len(self._country_day), len(table)]
+
+        def put(values: Any, part: str) -> None:
+            code, packed = _narrowest(values)
+            codes.append(code)
+            blob.append(packed)
+            if parts is not None:
+                parts[part] = parts.get(part, 0) + len(packed)
+
+        def put_offsets(values: Any, ref: int, part: str) -> None:
+            """A sorted column as offsets from its first value, that value as ``ref`` - it."""
+            base = values[0] if values else ref
+            shape.append(ref - base)
+            put([v - base for v in values] if base else values, part)
+
+        put(cents, "tail")
+        seen = [int(v // _SEEN_QUANTUM) for v in self._merchant_seen]
+        put_offsets(seen, int(watermark // _SEEN_QUANTUM) if finite else 0, "merchants")
+        for tiles, hop in zip(levels, _HOPS, strict=True):
+            part = f"tiles of {hop} s"
+            shape.append(len(tiles))
+            put_offsets(tiles.index, int(watermark // hop) if finite else 0, part)
+            put(tiles.count, part)
+            if tiles.paid == tiles.count:
+                codes.append(_SAME)
+            else:
+                put(tiles.paid, part)
+            put(tiles.total, part)
+            put(tiles.peak, part)
+        put_offsets(self._country_day, int(watermark // DAY) if finite else 0, "countries")
+        put(counts, "countries")
+        where = {code: j for j, code in enumerate(table)}
+        put([where[code] for code in self._country_code], "countries")
+        if parts is not None:
+            n, m = len(self._ts), len(self._merchants)
+            size = [len(s.encode()) + 1 for s in listed]  # with its separator
+            parts["tail"] += 24 * n + sum(size[: 2 * n])
+            parts["merchants"] += sum(size[2 * n : 2 * n + m])
+            parts["countries"] += sum(size[2 * n + m :])
         return (
             self._lateness,
-            self._watermark,
+            watermark,
             self._last_time,
             self._last_lat,
             self._last_lon,
-            len(self._ts),
-            len(self._merchants),
-            counts.typecode,
-            b"".join(
-                (
-                    self._ts,
-                    cents,
-                    self._lat,
-                    self._lon,
-                    self._merchant_seen,
-                    self._country_day,
-                    counts,
-                )
-            ),
+            tuple(shape),
+            "".join(codes),
+            b"".join(blob),
             strings,
-            tuple(tiles.state() for tiles in self._tiles),
         )
 
     def _loose_state(self) -> tuple[Any, ...]:
@@ -440,13 +509,71 @@ class CardHistory:
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         if len(state) == _OLD_STATE:
             self._restore_loose(state)
-        else:
+        elif len(state) == _PACKED_STATE:
             self._restore_packed(state)
+        else:
+            self._restore_narrow(state)
         self._country_total = {}
         for code, n in zip(self._country_code, self._country_count, strict=True):
             self._country_total[code] = self._country_total.get(code, 0) + n
 
+    def _restore_narrow(self, state: tuple[Any, ...]) -> None:
+        """A state of :meth:`__getstate__` (this release's)."""
+        (
+            self._lateness,
+            self._watermark,
+            self._last_time,
+            self._last_lat,
+            self._last_lon,
+            shape,
+            codes,
+            blob,
+            strings,
+        ) = state
+        n, merchants, days, _, seen_back, *levels, day_back = shape
+        buffer = memoryview(blob)
+        at = 0
+
+        def take(code: str, size: int) -> Any:
+            nonlocal at
+            column = array(code)
+            end = at + size * column.itemsize
+            column.frombytes(buffer[at:end])
+            at = end
+            return column
+
+        self._ts, self._lat, self._lon = take("d", n), take("d", n), take("d", n)
+        code = iter(codes)
+        self._cents = _fitted("q", take(next(code), n))
+        finite = self._watermark != _NO_TIME
+        base = (int(self._watermark // _SEEN_QUANTUM) if finite else 0) - seen_back
+        q = _SEEN_QUANTUM
+        self._merchant_seen = array("d", [(base + v) * q for v in take(next(code), merchants)])
+        tiles = []
+        for hop, size, back in zip(_HOPS, levels[::2], levels[1::2], strict=True):
+            base = (int(self._watermark // hop) if finite else 0) - back
+            index = [base + v for v in take(next(code), size)]
+            count = take(next(code), size).tolist()
+            paid_code = next(code)
+            paid = count if paid_code == _SAME else take(paid_code, size).tolist()
+            total, peak = take(next(code), size).tolist(), take(next(code), size).tolist()
+            tiles.append(AmountTiles.restored(hop, (index, count, paid, total, peak)))
+        self._tiles = tuple(tiles)
+        base = (int(self._watermark // DAY) if finite else 0) - day_back
+        self._country_day = array("i", [base + v for v in take(next(code), days)])
+        self._country_count = _fitted("H", take(next(code), days))
+        refs = take(next(code), days)
+        if isinstance(strings, str):
+            listed = strings.split(_SEP) if strings else []
+            self._merchant, self._country = listed[:n], listed[n : 2 * n]
+            self._merchants = listed[2 * n : 2 * n + merchants]
+            table = listed[2 * n + merchants :]
+        else:
+            self._merchant, self._country, self._merchants, table = map(list, strings)
+        self._country_code = [table[j] for j in refs]
+
     def _restore_packed(self, state: tuple[Any, ...]) -> None:
+        """A packed state of the release before (7fcbb1a): 64-bit and 16-bit columns."""
         (
             self._lateness,
             self._watermark,
@@ -474,9 +601,8 @@ class CardHistory:
             columns.append(column)
             at = end
         counts.frombytes(buffer[at:])
-        self._ts, self._cents, self._lat, self._lon, self._merchant_seen, self._country_day = (
-            columns
-        )
+        self._ts, self._cents, self._lat, self._lon, seen, self._country_day = columns
+        self._merchant_seen = _floored(seen)
         self._country_count = counts
         if isinstance(strings, str):
             listed = strings.split(_SEP) if strings else []
@@ -517,7 +643,7 @@ class CardHistory:
         self._tiles = tuple(
             AmountTiles.restored(hop, level) for hop, level in zip(_HOPS, tiles, strict=True)
         )
-        self._merchants, self._merchant_seen = list(merchants), array("d", seen)
+        self._merchants, self._merchant_seen = list(merchants), _floored(seen)
         self._country_day, self._country_code = array("i", days), list(codes)
         self._country_count = _fitted("H", counts)
 
@@ -565,3 +691,22 @@ def _fitted(code: str, values: Any) -> Any:
         except OverflowError:
             continue
     return list(values)
+
+
+def _floored(seen: Any) -> Any:
+    """Merchants' last times of an earlier release, floored as this one keeps them."""
+    q = _SEEN_QUANTUM
+    return array("d", [v // q * q for v in seen])
+
+
+def _narrowest(values: Any) -> tuple[str, bytes]:
+    """``(typecode, buffer)`` of integer ``values`` in the narrowest machine type they fit."""
+    if not values:
+        return "B", b""
+    low, high = min(values), max(values)
+    if low >= 0:
+        code = next(c for c in _UNSIGNED if high < _LIMIT[c])
+    else:
+        code = next(c for c in _SIGNED if -(_LIMIT[c] >> 1) <= low and high < _LIMIT[c] >> 1)
+    column = values if type(values) is array and values.typecode == code else array(code, values)
+    return code, column.tobytes()
