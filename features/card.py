@@ -81,9 +81,11 @@ amounts. Snapshots of earlier releases (flat tuples of ints, floats and strings)
 from __future__ import annotations
 
 import math
+import operator
 import pickle
 from array import array
 from bisect import bisect_left, bisect_right
+from itertools import accumulate, pairwise
 from typing import Any
 
 from features.catalog import (
@@ -123,6 +125,7 @@ _UNSIGNED = ("B", "H", "I", "Q")
 _SIGNED = ("b", "h", "i", "q")
 _LIMIT = {code: 1 << (8 * array(code).itemsize) for code in _UNSIGNED + _SIGNED}
 _SAME = "="  # a tile level's paid column equal to its count column, stored once
+_MANY = "+"  # a tile level's peak column holding only the tiles of two amounts or more
 
 __all__ = ["CardHistory"]
 
@@ -449,8 +452,9 @@ class CardHistory:
             put([v - base for v in values] if base else values, part)
 
         put(cents, "tail")
-        seen = [int(v // _SEEN_QUANTUM) for v in self._merchant_seen]
-        put_offsets(seen, int(watermark // _SEEN_QUANTUM) if finite else 0, "merchants")
+        hours = [int(v // _SEEN_QUANTUM) for v in self._merchant_seen]  # sorted
+        shape.append((int(watermark // _SEEN_QUANTUM) if finite else 0) - (hours or [0])[-1])
+        put([b - a for a, b in pairwise(hours)], "merchants")  # the gaps between them
         for tiles, hop in zip(levels, _HOPS, strict=True):
             part = f"tiles of {hop} s"
             shape.append(len(tiles))
@@ -461,7 +465,12 @@ class CardHistory:
             else:
                 put(tiles.paid, part)
             put(tiles.total, part)
-            put(tiles.peak, part)
+            peak, total, paid = tiles.peak, tiles.total, tiles.paid
+            if all(p == t for p, t, k in zip(peak, total, paid, strict=True) if k <= 1):
+                codes.append(_MANY)  # a tile of one amount: its peak is its total
+                put([p for p, k in zip(peak, paid, strict=True) if k > 1], part)
+            else:  # (amounts below 0, which no payment has)
+                put(peak, part)
         put_offsets(self._country_day, int(watermark // DAY) if finite else 0, "countries")
         put(counts, "countries")
         where = {code: j for j, code in enumerate(table)}
@@ -548,7 +557,9 @@ class CardHistory:
         finite = self._watermark != _NO_TIME
         base = (int(self._watermark // _SEEN_QUANTUM) if finite else 0) - seen_back
         q = _SEEN_QUANTUM
-        self._merchant_seen = array("d", [(base + v) * q for v in take(next(code), merchants)])
+        gaps = take(next(code), max(merchants - 1, 0))
+        hours = list(accumulate(reversed(gaps), operator.sub, initial=base))[::-1]
+        self._merchant_seen = array("d", [v * q for v in hours] if merchants else [])
         tiles = []
         for hop, size, back in zip(_HOPS, levels[::2], levels[1::2], strict=True):
             base = (int(self._watermark // hop) if finite else 0) - back
@@ -556,7 +567,12 @@ class CardHistory:
             count = take(next(code), size).tolist()
             paid_code = next(code)
             paid = count if paid_code == _SAME else take(paid_code, size).tolist()
-            total, peak = take(next(code), size).tolist(), take(next(code), size).tolist()
+            total, peak_code = take(next(code), size).tolist(), next(code)
+            if peak_code == _MANY:
+                many = iter(take(next(code), sum(1 for k in paid if k > 1)))
+                peak = [next(many) if k > 1 else t for k, t in zip(paid, total, strict=True)]
+            else:
+                peak = take(peak_code, size).tolist()
             tiles.append(AmountTiles.restored(hop, (index, count, paid, total, peak)))
         self._tiles = tuple(tiles)
         base = (int(self._watermark // DAY) if finite else 0) - day_back
