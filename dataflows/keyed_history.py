@@ -5,8 +5,10 @@ For each payment of its key the step asks the history for the payment's point-in
 to the key are folded in too.
 
 Snapshots: Bytewax calls ``snapshot`` on every key touched in an epoch, deep-copies nothing
-itself, and pickles what it gets. The step hands over ``pickle.dumps`` of its history: one
-compact, immutable bytes object per key, whose own pickling is a copy.
+itself, and pickles what it gets. The step hands over ``pickle.dumps`` of its history's state
+tuple (the builder knows the history's class, so the snapshot does not name it; snapshots of
+earlier releases, which pickled the history object, still resume), its last touch and its
+recent ids: one compact, immutable bytes object per key, whose own pickling is a copy.
 
 Expiry: a key untouched for ``idle_seconds`` of wall-clock time is discarded (its windows are
 empty by then in a live system, where event time follows wall time).
@@ -271,7 +273,8 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         started = time.perf_counter()
         recent = None if self._recent_ids is None else pack_recent(self._keys, self._marks)
         state = pickle.dumps(
-            (self._history, self._last_touch, recent), protocol=pickle.HIGHEST_PROTOCOL
+            (_history_state(self._history), self._last_touch, recent),
+            protocol=pickle.HIGHEST_PROTOCOL,
         )
         if self._timed is not None:
             self._timed(time.perf_counter() - started)
@@ -279,16 +282,17 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
 
     def state_parts(self) -> dict[str, int]:
         """Bytes of each part of :meth:`snapshot`, for the benchmarks: the history's own parts
-        (its ``state_parts``, when it has one), the history object's pickle beyond its state,
+        (its ``state_parts``, when it has one), the history's pickle beyond them,
         the recent ids, and the rest (last touch and framing). They add up to the snapshot."""
         whole = len(self.snapshot())
         parts: dict[str, int] = {}
         history = self._history
         state_parts = getattr(history, "state_parts", None)
-        pickled = len(pickle.dumps(history, protocol=pickle.HIGHEST_PROTOCOL))
+        pickled = len(pickle.dumps(_history_state(history), protocol=pickle.HIGHEST_PROTOCOL))
         if state_parts is not None:
             parts.update(state_parts())
-            parts["history object"] = pickled - sum(parts.values())
+            if framing := pickled - sum(parts.values()):
+                parts["history framing"] = framing
         else:
             parts["history"] = pickled
         if self._recent_ids is not None:
@@ -296,6 +300,14 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
             parts["recent ids"] = len(keys) + len(marks)
         parts["step (last touch, framing)"] = whole - sum(parts.values())
         return parts
+
+
+def _history_state(history: History) -> object:
+    """What a snapshot keeps of ``history``: its state tuple (``__getstate__``), without the
+    name of its class, which the step's builder knows; the object itself if its state is not
+    a tuple."""
+    state = history.__getstate__()  # type: ignore[attr-defined]
+    return state if isinstance(state, tuple) else history
 
 
 def keyed_history(
@@ -319,6 +331,7 @@ def keyed_history(
         )
     key = mark_key or b""
     logged = threading.Event()
+    kind: type | None = None  # of the histories new_history makes, to restore their states
     timed = snapshot_timer(name or "history")
 
     def recent_ids(ids: object = ()) -> Recent | None:
@@ -332,6 +345,13 @@ def keyed_history(
                 new_history(), time.time(), idle_seconds, recent_ids(), remember, timed, key
             )
         history, last_touch, recent = pickle.loads(resume)
+        if isinstance(history, tuple):  # its state (_history_state); earlier: the object
+            nonlocal kind
+            if kind is None:
+                kind = type(new_history())
+            state = history
+            history = kind.__new__(kind)
+            history.__setstate__(state)  # type: ignore[attr-defined]
         if not logged.is_set():
             logged.set()
             log.info(
