@@ -126,6 +126,9 @@ _SIGNED = ("b", "h", "i", "q")
 _LIMIT = {code: 1 << (8 * array(code).itemsize) for code in _UNSIGNED + _SIGNED}
 _SAME = "="  # a tile level's paid column equal to its count column, stored once
 _MANY = "+"  # a tile level's peak column holding only the tiles of two amounts or more
+_THREE = "T"  # integers below 2**24 in 3 bytes each
+_NIBBLE = "BHIQbhiq" + _THREE + _SAME + _MANY  # the codes, as 4-bit numbers in a snapshot
+_SHAPE = 12  # the lengths and offsets in a snapshot's header
 
 __all__ = ["CardHistory"]
 
@@ -481,15 +484,18 @@ class CardHistory:
             parts["tail"] += 24 * n + sum(size[: 2 * n])
             parts["merchants"] += sum(size[2 * n : 2 * n + m])
             parts["countries"] += sum(size[2 * n + m :])
+        shape_code, packed_shape = _narrowest(shape)
+        codes.append(shape_code)
+        nibbles = [_NIBBLE.index(code) for code in codes] + [0]
+        header = bytes([len(codes)])  # then the codes, two to a byte
+        header += bytes(nibbles[i] | nibbles[i + 1] << 4 for i in range(0, len(codes), 2))
         return (
-            self._lateness,
+            None if self._lateness == LATENESS_SECONDS else self._lateness,
             watermark,
             self._last_time,
             self._last_lat,
             self._last_lon,
-            tuple(shape),
-            "".join(codes),
-            b"".join(blob),
+            b"".join((header, packed_shape, *blob)),
             strings,
         )
 
@@ -529,27 +535,33 @@ class CardHistory:
     def _restore_narrow(self, state: tuple[Any, ...]) -> None:
         """A state of :meth:`__getstate__` (this release's)."""
         (
-            self._lateness,
+            lateness,
             self._watermark,
             self._last_time,
             self._last_lat,
             self._last_lon,
-            shape,
-            codes,
             blob,
             strings,
         ) = state
-        n, merchants, days, _, seen_back, *levels, day_back = shape
+        self._lateness = LATENESS_SECONDS if lateness is None else lateness
         buffer = memoryview(blob)
-        at = 0
+        count = blob[0]
+        at = 1 + (count + 1) // 2
+        nibbles = [half for byte in blob[1:at] for half in (byte & 15, byte >> 4)]
+        codes = [_NIBBLE[j] for j in nibbles[:count]]
 
         def take(code: str, size: int) -> Any:
             nonlocal at
+            if code == _THREE:  # low 16 bits, then high 8
+                low, high = take("H", size), take("B", size)
+                return array("I", [a | b << 16 for a, b in zip(low, high, strict=True)])
             column = array(code)
             end = at + size * column.itemsize
             column.frombytes(buffer[at:end])
             at = end
             return column
+
+        n, merchants, days, _, seen_back, *levels, day_back = take(codes.pop(), _SHAPE)
 
         self._ts, self._lat, self._lon = take("d", n), take("d", n), take("d", n)
         code = iter(codes)
@@ -716,11 +728,15 @@ def _floored(seen: Any) -> Any:
 
 
 def _narrowest(values: Any) -> tuple[str, bytes]:
-    """``(typecode, buffer)`` of integer ``values`` in the narrowest machine type they fit."""
+    """``(typecode, buffer)`` of integer ``values`` in the narrowest machine type they fit, or
+    in 3 bytes (``_THREE``: the low 16 bits of each, then the high 8) when that is it."""
     if not values:
         return "B", b""
     low, high = min(values), max(values)
     if low >= 0:
+        if 1 << 16 <= high < 1 << 24:
+            low_half = array("H", [v & 0xFFFF for v in values])
+            return _THREE, low_half.tobytes() + bytes([v >> 16 for v in values])
         code = next(c for c in _UNSIGNED if high < _LIMIT[c])
     else:
         code = next(c for c in _SIGNED if -(_LIMIT[c] >> 1) <= low and high < _LIMIT[c] >> 1)
