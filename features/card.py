@@ -404,7 +404,8 @@ class CardHistory:
         value, which ``shape`` gives (with the lengths) as its distance back from the
         watermark's tile, day or hour: a small number. ``strings`` is one ``str``: the tail's
         merchants and countries, the remembered merchants, and each country of the day counts
-        once (the counts refer to it by position). A card whose values outgrew the machine
+        once (each day count is stored with its country's position as ``count * countries +
+        position``). A card whose values outgrew the machine
         integers gives the tuples of earlier releases (:meth:`_loose_state`)."""
         return self._packed(None)
 
@@ -421,6 +422,12 @@ class CardHistory:
 
     def _packed(self, parts: dict[str, int] | None) -> tuple[Any, ...]:
         """:meth:`__getstate__`; with ``parts``, the payload bytes of each part added to it."""
+        try:
+            return self._narrow_state(parts)
+        except OverflowError:  # a column (or a day count with its country) beyond 64 bits
+            return self._loose_state()
+
+    def _narrow_state(self, parts: dict[str, int] | None) -> tuple[Any, ...]:
         cents, counts, levels = self._cents, self._country_count, self._tiles
         if (
             type(cents) is not array
@@ -475,9 +482,11 @@ class CardHistory:
             else:  # (amounts below 0, which no payment has)
                 put(peak, part)
         put_offsets(self._country_day, int(watermark // DAY) if finite else 0, "countries")
-        put(counts, "countries")
-        where = {code: j for j, code in enumerate(table)}
-        put([where[code] for code in self._country_code], "countries")
+        where = {code: j for j, code in enumerate(table)}  # a count and its country, as one:
+        put(
+            [k * len(table) + where[c] for k, c in zip(counts, self._country_code, strict=True)],
+            "countries",
+        )
         if parts is not None:
             n, m = len(self._ts), len(self._merchants)
             size = [len(s.encode()) + 1 for s in listed]  # with its separator
@@ -589,8 +598,7 @@ class CardHistory:
         self._tiles = tuple(tiles)
         base = (int(self._watermark // DAY) if finite else 0) - day_back
         self._country_day = array("i", [base + v for v in take(next(code), days)])
-        self._country_count = _fitted("H", take(next(code), days))
-        refs = take(next(code), days)
+        both = take(next(code), days)  # count * countries + the country's position
         if isinstance(strings, str):
             listed = strings.split(_SEP) if strings else []
             self._merchant, self._country = listed[:n], listed[n : 2 * n]
@@ -598,7 +606,9 @@ class CardHistory:
             table = listed[2 * n + merchants :]
         else:
             self._merchant, self._country, self._merchants, table = map(list, strings)
-        self._country_code = [table[j] for j in refs]
+        width = len(table)
+        self._country_count = _fitted("H", [v // width for v in both])
+        self._country_code = [table[v % width] for v in both]
 
     def _restore_packed(self, state: tuple[Any, ...]) -> None:
         """A packed state of the release before (7fcbb1a): 64-bit and 16-bit columns."""
@@ -737,8 +747,11 @@ def _narrowest(values: Any) -> tuple[str, bytes]:
         if 1 << 16 <= high < 1 << 24:
             low_half = array("H", [v & 0xFFFF for v in values])
             return _THREE, low_half.tobytes() + bytes([v >> 16 for v in values])
-        code = next(c for c in _UNSIGNED if high < _LIMIT[c])
+        fits = [c for c in _UNSIGNED if high < _LIMIT[c]]
     else:
-        code = next(c for c in _SIGNED if -(_LIMIT[c] >> 1) <= low and high < _LIMIT[c] >> 1)
+        fits = [c for c in _SIGNED if -(_LIMIT[c] >> 1) <= low and high < _LIMIT[c] >> 1]
+    if not fits:
+        raise OverflowError(f"card state: integers from {low} to {high} fit no 64-bit column")
+    code = fits[0]
     column = values if type(values) is array and values.typecode == code else array(code, values)
     return code, column.tobytes()

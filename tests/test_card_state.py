@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+from array import array
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -185,3 +186,18 @@ def test_a_narrow_snapshot_restores_every_width_and_gives_the_same_features(
     for i in range(min(cut, len(steps)), len(steps)):
         assert restored.observe(step(i)) == card.observe(step(i))
     assert restored.__getstate__() == card.__getstate__()
+
+
+def test_a_day_count_too_large_for_64_bits_with_its_country_gives_the_loose_form() -> None:
+    """A day count is stored as ``count * countries + position``; past 64 bits (2**63 payments
+    of a day, never in practice) the card gives the earlier releases' tuples, and restores."""
+    card = CardHistory(lateness=0.0)
+    for i in range(12):  # three countries folded (lateness 0: every payment but the last)
+        card.observe(replace(payment(i), country=("FR", "DE", "JP")[i % 3]))
+    card._country_count = array("q", card._country_count)
+    card._country_count[0] = 2**63 - 1
+    state = card.__getstate__()
+    assert len(state) == 17  # the loose form
+    restored = pickle.loads(pickle.dumps(card))
+    assert list(restored._country_count) == list(card._country_count)
+    assert restored.observe(payment(50)) == card.observe(payment(50))
