@@ -83,6 +83,7 @@ from __future__ import annotations
 import math
 import operator
 import pickle
+import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from itertools import accumulate, pairwise
@@ -121,14 +122,14 @@ _PACKED_STATE = 11  # the length of the packed state tuple of the release before
 # the time fits a narrow offset in a snapshot.
 _SEEN_QUANTUM = math.gcd(_W24.hop, _W30.hop)
 # Typecodes of unsigned, then signed, machine integers, narrowest first, and their ranges.
-_UNSIGNED = ("B", "H", "I", "Q")
-_SIGNED = ("b", "h", "i", "q")
-_LIMIT = {code: 1 << (8 * array(code).itemsize) for code in _UNSIGNED + _SIGNED}
+_LITTLE = sys.byteorder == "little"
 _SAME = "="  # a tile level's paid column equal to its count column, stored once
 _MANY = "+"  # a tile level's peak column holding only the tiles of two amounts or more
 _THREE = "T"  # integers below 2**24 in 3 bytes each
 _NIBBLE = "BHIQbhiq" + _THREE + _SAME + _MANY  # the codes, as 4-bit numbers in a snapshot
+_NIBBLE_OF = {code: j for j, code in enumerate(_NIBBLE)}
 _SHAPE = 12  # the lengths and offsets in a snapshot's header
+_AMOUNTS = ("count", "paid", "total", "peak")  # the columns of AmountTiles beside the index
 
 __all__ = ["CardHistory"]
 
@@ -455,6 +456,8 @@ class CardHistory:
             if parts is not None:
                 parts[part] = parts.get(part, 0) + len(packed)
 
+        q = _SEEN_QUANTUM
+
         def put_offsets(values: Any, ref: int, part: str) -> None:
             """A sorted column as offsets from its first value, that value as ``ref`` - it."""
             base = values[0] if values else ref
@@ -462,25 +465,33 @@ class CardHistory:
             put([v - base for v in values] if base else values, part)
 
         put(cents, "tail")
-        hours = [int(v // _SEEN_QUANTUM) for v in self._merchant_seen]  # sorted
-        shape.append((int(watermark // _SEEN_QUANTUM) if finite else 0) - (hours or [0])[-1])
-        put([b - a for a, b in pairwise(hours)], "merchants")  # the gaps between them
+        seen = self._merchant_seen  # sorted, whole multiples of q (so their gaps are exact)
+        shape.append(int(watermark // q) - int(seen[-1] // q) if seen else 0)
+        put([int(b - a) // q for a, b in pairwise(seen)], "merchants")  # the gaps, in q
+        # The tiles of the three levels as one column each: their indices as offsets from each
+        # level's first, their counts, paid counts, totals and peaks.
+        offsets: list[int] = []
         for tiles, hop in zip(levels, _HOPS, strict=True):
-            part = f"tiles of {hop} s"
-            shape.append(len(tiles))
-            put_offsets(tiles.index, int(watermark // hop) if finite else 0, part)
-            put(tiles.count, part)
-            if tiles.paid == tiles.count:
-                codes.append(_SAME)
-            else:
-                put(tiles.paid, part)
-            put(tiles.total, part)
-            peak, total, paid = tiles.peak, tiles.total, tiles.paid
-            if all(p == t for p, t, k in zip(peak, total, paid, strict=True) if k <= 1):
-                codes.append(_MANY)  # a tile of one amount: its peak is its total
-                put([p for p, k in zip(peak, paid, strict=True) if k > 1], part)
-            else:  # (amounts below 0, which no payment has)
-                put(peak, part)
+            index = tiles.index
+            base = index[0] if index else 0
+            shape += (len(index), (int(watermark // hop) if finite else 0) - base)
+            offsets += [v - base for v in index]
+        put(offsets, "tiles")
+        count, paid, total, peak = (_joined([getattr(t, c) for t in levels]) for c in _AMOUNTS)
+        put(count, "tiles")
+        if paid == count:
+            codes.append(_SAME)
+        else:
+            put(paid, "tiles")
+        put(total, "tiles")
+        # A tile of at most one amount other than 0 has that amount as its total and its peak,
+        # unless the amount is below 0 (no payment's is): then a total is below 0.
+        if not total or min(total) >= 0:
+            codes.append(_MANY)  # the peaks of the tiles of two amounts or more only
+            many = max(paid, default=0) > 1
+            put([p for p, k in zip(peak, paid, strict=True) if k > 1] if many else (), "tiles")
+        else:
+            put(peak, "tiles")
         put_offsets(self._country_day, int(watermark // DAY) if finite else 0, "countries")
         where = {code: j for j, code in enumerate(table)}  # a count and its country, as one:
         put(
@@ -495,7 +506,7 @@ class CardHistory:
             parts["countries"] += sum(size[2 * n + m :])
         shape_code, packed_shape = _narrowest(shape)
         codes.append(shape_code)
-        nibbles = [_NIBBLE.index(code) for code in codes] + [0]
+        nibbles = [_NIBBLE_OF[code] for code in codes] + [0]
         header = bytes([len(codes)])  # then the codes, two to a byte
         header += bytes(nibbles[i] | nibbles[i + 1] << 4 for i in range(0, len(codes), 2))
         return (
@@ -571,6 +582,8 @@ class CardHistory:
             return column
 
         n, merchants, days, _, seen_back, *levels, day_back = take(codes.pop(), _SHAPE)
+        sizes = levels[::2]
+        tiles_n = sum(sizes)
 
         self._ts, self._lat, self._lon = take("d", n), take("d", n), take("d", n)
         code = iter(codes)
@@ -581,20 +594,25 @@ class CardHistory:
         gaps = take(next(code), max(merchants - 1, 0))
         hours = list(accumulate(reversed(gaps), operator.sub, initial=base))[::-1]
         self._merchant_seen = array("d", [v * q for v in hours] if merchants else [])
+        offsets = take(next(code), tiles_n)
+        count = take(next(code), tiles_n).tolist()
+        paid_code = next(code)
+        paid = count if paid_code == _SAME else take(paid_code, tiles_n).tolist()
+        total, peak_code = take(next(code), tiles_n).tolist(), next(code)
+        if peak_code == _MANY:
+            many = iter(take(next(code), sum(1 for k in paid if k > 1)))
+            peak = [next(many) if k > 1 else t for k, t in zip(paid, total, strict=True)]
+        else:
+            peak = take(peak_code, tiles_n).tolist()
         tiles = []
-        for hop, size, back in zip(_HOPS, levels[::2], levels[1::2], strict=True):
+        at_tile = 0
+        for hop, size, back in zip(_HOPS, sizes, levels[1::2], strict=True):
             base = (int(self._watermark // hop) if finite else 0) - back
-            index = [base + v for v in take(next(code), size)]
-            count = take(next(code), size).tolist()
-            paid_code = next(code)
-            paid = count if paid_code == _SAME else take(paid_code, size).tolist()
-            total, peak_code = take(next(code), size).tolist(), next(code)
-            if peak_code == _MANY:
-                many = iter(take(next(code), sum(1 for k in paid if k > 1)))
-                peak = [next(many) if k > 1 else t for k, t in zip(paid, total, strict=True)]
-            else:
-                peak = take(peak_code, size).tolist()
-            tiles.append(AmountTiles.restored(hop, (index, count, paid, total, peak)))
+            end = at_tile + size
+            index = [base + v for v in offsets[at_tile:end]]
+            columns = (index, *(c[at_tile:end] for c in (count, paid, total, peak)))
+            tiles.append(AmountTiles.restored(hop, columns))
+            at_tile = end
         self._tiles = tuple(tiles)
         base = (int(self._watermark // DAY) if finite else 0) - day_back
         self._country_day = array("i", [base + v for v in take(next(code), days)])
@@ -739,19 +757,41 @@ def _floored(seen: Any) -> Any:
 
 def _narrowest(values: Any) -> tuple[str, bytes]:
     """``(typecode, buffer)`` of integer ``values`` in the narrowest machine type they fit, or
-    in 3 bytes (``_THREE``: the low 16 bits of each, then the high 8) when that is it."""
+    in 3 bytes (``_THREE``: the low 16 bits of each, then the high 8) when that is it. Raises
+    OverflowError beyond 64 bits."""
     if not values:
         return "B", b""
     low, high = min(values), max(values)
     if low >= 0:
-        if 1 << 16 <= high < 1 << 24:
-            low_half = array("H", [v & 0xFFFF for v in values])
-            return _THREE, low_half.tobytes() + bytes([v >> 16 for v in values])
-        fits = [c for c in _UNSIGNED if high < _LIMIT[c]]
+        if high < 0x100:
+            code = "B"
+        elif high < 0x1_0000:
+            code = "H"
+        elif high < 0x100_0000 and _LITTLE:  # 32-bit halves, sliced in C: low, high, low...
+            halves = array("H", array("I", values).tobytes())
+            return _THREE, halves[::2].tobytes() + array("B", halves[1::2]).tobytes()
+        elif high < 0x1_0000_0000:
+            code = "I"
+        elif high < 1 << 64:
+            code = "Q"
+        else:
+            raise OverflowError(f"card state: integers up to {high} fit no 64-bit column")
+    elif low >= -0x80 and high < 0x80:
+        code = "b"
+    elif low >= -0x8000 and high < 0x8000:
+        code = "h"
+    elif low >= -0x8000_0000 and high < 0x8000_0000:
+        code = "i"
+    elif low >= -(1 << 63) and high < 1 << 63:
+        code = "q"
     else:
-        fits = [c for c in _SIGNED if -(_LIMIT[c] >> 1) <= low and high < _LIMIT[c] >> 1]
-    if not fits:
         raise OverflowError(f"card state: integers from {low} to {high} fit no 64-bit column")
-    code = fits[0]
-    column = values if type(values) is array and values.typecode == code else array(code, values)
-    return code, column.tobytes()
+    return code, array(code, values).tobytes()
+
+
+def _joined(columns: list[Any]) -> Any:
+    """The columns one after the other: one array when they share a typecode, else a list."""
+    first = columns[0]
+    if type(first) is not list and all(c.typecode == first.typecode for c in columns):
+        return sum(columns[1:], first[:])
+    return [v for column in columns for v in column]
