@@ -42,9 +42,8 @@ only while some window of a payment at ``watermark - lateness`` or later can rea
 card also keeps, per remembered merchant, the time it was last paid, per day the count of
 payments per country, and the time and place of the latest folded payment. So a card holds at
 most 13 + 169 + 31 tiles, 64 merchants and 31 days of country counts, whatever its traffic;
-only the tail grows with the payments of the last 15 minutes. Pickled, a card paying 10 times
-a day for 35 days takes about 2.2 KB (``benchmarks/bench_features.py``: median 2,168 B
-kept packed, 2,010 B as the flat tuples of before).
+only the tail grows with the payments of the last 15 minutes. A merchant's last time is kept
+floored to the hour: the windows that read it start on whole hours, so no feature changes.
 
 *Expiry.* :meth:`CardHistory.expire` advances the watermark to an event time ``now`` and
 forgets what no payment placed at ``now - lateness`` or later can see: the features of such
@@ -53,12 +52,17 @@ payments are the same with or without calls to ``expire`` (a property test check
 *Snapshots.* ``pickle`` and ``copy.deepcopy`` round-trip the state exactly; a restored card
 gives the same features as one never interrupted. The card keeps its numbers packed all the time
 (``array.array`` columns of doubles and machine integers: the tail's times, cents and
-coordinates, the tiles, the merchants' last times, the country counts), so ``__getstate__`` is a
-join of their buffers and one joined string of the merchants and countries, with no conversion
-per value (a snapshot costs about as much as copying those bytes). A missing coordinate is held
-as NaN (the contract admits no NaN coordinate). Integer columns start narrow and widen when a
-value would not fit (to 64 bits, then to Python lists), so the features stay exact whatever the
-amounts. Snapshots of earlier releases (flat tuples of ints, floats and strings) still restore.
+coordinates, the tiles, the merchants' last times, the country counts). A missing coordinate is
+held as NaN (the contract admits no NaN coordinate). Integer columns start narrow and widen when
+a value would not fit (to 64 bits, then to Python lists), so the features stay exact whatever
+the amounts. ``__getstate__`` writes each integer column in the narrowest width its values fit
+(1, 2, 3, 4 or 8 bytes), sorted columns (tile indices, days, merchants' last hours) as small
+offsets or gaps, a tile's peak only when it holds two amounts or more (else it is its total),
+each country once; about 600 bytes for a card of the benchmark's traffic after 30 days
+(``benchmarks/bench_throughput.py`` part 6 prints where the bytes go). That costs a pass over
+the values per snapshot (tens of µs a card, ``benchmarks/bench_snapshot.py``), where a join of
+the in-memory buffers cost about 10. Snapshots of earlier releases (the packed columns of
+7fcbb1a, flat tuples of ints, floats and strings before) still restore.
 
 >>> from datetime import datetime, timedelta, timezone
 >>> from msgspec.structs import replace
