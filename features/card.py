@@ -133,7 +133,6 @@ _THREE = "T"  # integers below 2**24 in 3 bytes each
 _NIBBLE = "BHIQbhiq" + _THREE + _SAME + _MANY  # the codes, as 4-bit numbers in a snapshot
 _NIBBLE_OF = {code: j for j, code in enumerate(_NIBBLE)}
 _SHAPE = 12  # the lengths and offsets in a snapshot's header
-_AMOUNTS = ("count", "paid", "total", "peak")  # the columns of AmountTiles beside the index
 
 __all__ = ["CardHistory"]
 
@@ -472,30 +471,27 @@ class CardHistory:
         seen = self._merchant_seen  # sorted, whole multiples of q (so their gaps are exact)
         shape.append(int(watermark // q) - int(seen[-1] // q) if seen else 0)
         put([int(b - a) // q for a, b in pairwise(seen)], "merchants")  # the gaps, in q
-        # The tiles of the three levels as one column each: their indices as offsets from each
-        # level's first, their counts, paid counts, totals and peaks.
-        offsets: list[int] = []
         for tiles, hop in zip(levels, _HOPS, strict=True):
+            part = f"tiles of {hop} s"
             index = tiles.index
             base = index[0] if index else 0
             shape += (len(index), (int(watermark // hop) if finite else 0) - base)
-            offsets += [v - base for v in index]
-        put(offsets, "tiles")
-        count, paid, total, peak = (_joined([getattr(t, c) for t in levels]) for c in _AMOUNTS)
-        put(count, "tiles")
-        if paid == count:
-            codes.append(_SAME)
-        else:
-            put(paid, "tiles")
-        put(total, "tiles")
-        # A tile of at most one amount other than 0 has that amount as its total and its peak,
-        # unless the amount is below 0 (no payment's is): then a total is below 0.
-        if not total or min(total) >= 0:
-            codes.append(_MANY)  # the peaks of the tiles of two amounts or more only
-            many = max(paid, default=0) > 1
-            put([p for p, k in zip(peak, paid, strict=True) if k > 1] if many else (), "tiles")
-        else:
-            put(peak, "tiles")
+            put([v - base for v in index] if base else index, part)
+            count, paid, total, peak = tiles.count, tiles.paid, tiles.total, tiles.peak
+            put(count, part)
+            if paid == count:
+                codes.append(_SAME)
+            else:
+                put(paid, part)
+            put(total, part)
+            # A tile of at most one amount other than 0 has that amount as its total and its
+            # peak, unless the amount is below 0 (no payment's is): then a total is below 0.
+            if not total or min(total) >= 0:
+                codes.append(_MANY)  # the peaks of the tiles of two amounts or more only
+                many = max(paid, default=0) > 1
+                put([p for p, k in zip(peak, paid, strict=True) if k > 1] if many else (), part)
+            else:
+                put(peak, part)
         put_offsets(self._country_day, int(watermark // DAY) if finite else 0, "countries")
         where = {code: j for j, code in enumerate(table)}  # a count and its country, as one:
         put(
@@ -586,8 +582,6 @@ class CardHistory:
             return column
 
         n, merchants, days, _, seen_back, *levels, day_back = take(codes.pop(), _SHAPE)
-        sizes = levels[::2]
-        tiles_n = sum(sizes)
 
         self._ts, self._lat, self._lon = take("d", n), take("d", n), take("d", n)
         code = iter(codes)
@@ -598,25 +592,20 @@ class CardHistory:
         gaps = take(next(code), max(merchants - 1, 0))
         hours = list(accumulate(reversed(gaps), operator.sub, initial=base))[::-1]
         self._merchant_seen = array("d", [v * q for v in hours] if merchants else [])
-        offsets = take(next(code), tiles_n)
-        count = take(next(code), tiles_n).tolist()
-        paid_code = next(code)
-        paid = count if paid_code == _SAME else take(paid_code, tiles_n).tolist()
-        total, peak_code = take(next(code), tiles_n).tolist(), next(code)
-        if peak_code == _MANY:
-            many = iter(take(next(code), sum(1 for k in paid if k > 1)))
-            peak = [next(many) if k > 1 else t for k, t in zip(paid, total, strict=True)]
-        else:
-            peak = take(peak_code, tiles_n).tolist()
         tiles = []
-        at_tile = 0
-        for hop, size, back in zip(_HOPS, sizes, levels[1::2], strict=True):
+        for hop, size, back in zip(_HOPS, levels[::2], levels[1::2], strict=True):
             base = (int(self._watermark // hop) if finite else 0) - back
-            end = at_tile + size
-            index = [base + v for v in offsets[at_tile:end]]
-            columns = (index, *(c[at_tile:end] for c in (count, paid, total, peak)))
-            tiles.append(AmountTiles.restored(hop, columns))
-            at_tile = end
+            index = [base + v for v in take(next(code), size)]
+            count = take(next(code), size).tolist()
+            paid_code = next(code)
+            paid = count if paid_code == _SAME else take(paid_code, size).tolist()
+            total, peak_code = take(next(code), size).tolist(), next(code)
+            if peak_code == _MANY:
+                many = iter(take(next(code), sum(1 for k in paid if k > 1)))
+                peak = [next(many) if k > 1 else t for k, t in zip(paid, total, strict=True)]
+            else:
+                peak = take(peak_code, size).tolist()
+            tiles.append(AmountTiles.restored(hop, (index, count, paid, total, peak)))
         self._tiles = tuple(tiles)
         base = (int(self._watermark // DAY) if finite else 0) - day_back
         self._country_day = array("i", [base + v for v in take(next(code), days)])
@@ -791,11 +780,3 @@ def _narrowest(values: Any) -> tuple[str, bytes]:
     else:
         raise OverflowError(f"card state: integers from {low} to {high} fit no 64-bit column")
     return code, array(code, values).tobytes()
-
-
-def _joined(columns: list[Any]) -> Any:
-    """The columns one after the other: one array when they share a typecode, else a list."""
-    first = columns[0]
-    if type(first) is not list and all(c.typecode == first.typecode for c in columns):
-        return sum(columns[1:], first[:])
-    return [v for column in columns for v in column]
