@@ -473,9 +473,9 @@ class CardHistory:
         put([int(b - a) // q for a, b in pairwise(seen)], "merchants")  # the gaps, in q
         for tiles, hop in zip(levels, _HOPS, strict=True):
             part = f"tiles of {hop} s"
-            index = tiles.index
-            base = index[0] if index else 0
-            shape += (len(index), (int(watermark // hop) if finite else 0) - base)
+            index, ref = tiles.index, int(watermark // hop) if finite else 0
+            base = index[0] if index else ref  # (an empty level's offset is 0: one byte)
+            shape += (len(index), ref - base)
             put([v - base for v in index] if base else index, part)
             count, paid, total, peak = tiles.count, tiles.paid, tiles.total, tiles.peak
             put(count, part)
