@@ -58,7 +58,7 @@ a value would not fit (to 64 bits, then to Python lists), so the features stay e
 the amounts. ``__getstate__`` writes each integer column in the narrowest width its values fit
 (1, 2, 3, 4 or 8 bytes), sorted columns (tile indices, days, merchants' last hours) as small
 offsets or gaps, a tile's peak only when it holds two amounts or more (else it is its total),
-each country once; about 600 bytes for a card of the benchmark's traffic after 30 days
+each country once; about 560 bytes for a card of the benchmark's traffic after 30 days
 (``benchmarks/bench_throughput.py`` part 6 prints where the bytes go). That costs a pass over
 the values per snapshot (tens of µs a card, ``benchmarks/bench_snapshot.py``), where a join of
 the in-memory buffers cost about 10. Snapshots of earlier releases (the packed columns of
