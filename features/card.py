@@ -132,6 +132,7 @@ _MANY = "+"  # a tile level's peak column holding only the tiles of two amounts 
 _THREE = "T"  # integers below 2**24 in 3 bytes each
 _NIBBLE = "BHIQbhiq" + _THREE + _SAME + _MANY  # the codes, as 4-bit numbers in a snapshot
 _NIBBLE_OF = {code: j for j, code in enumerate(_NIBBLE)}
+_EMPTY_LEVEL = ("B", "B", _SAME, "B", _MANY, "B")  # the codes of a tile level without tiles
 _SHAPE = 12  # the lengths and offsets in a snapshot's header
 
 __all__ = ["CardHistory"]
@@ -473,6 +474,10 @@ class CardHistory:
         put([int(b - a) // q for a, b in pairwise(seen)], "merchants")  # the gaps, in q
         for tiles, hop in zip(levels, _HOPS, strict=True):
             part = f"tiles of {hop} s"
+            if not tiles.index:  # (the 5-minute level, mostly): nothing to write
+                shape += (0, 0)
+                codes += _EMPTY_LEVEL
+                continue
             index, ref = tiles.index, int(watermark // hop) if finite else 0
             base = index[0] if index else ref  # (an empty level's offset is 0: one byte)
             shape += (len(index), ref - base)
