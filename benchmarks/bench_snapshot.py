@@ -15,8 +15,9 @@ card's 64 recent ids, fed with ``on_batch``) and the terminal step's. Then, for 
 (a payment in the last 30 days of event time), timed over all of them with ``process_time``,
 best of ``--repeats``:
 
-- **flow today**: ``KeyedHistory.snapshot()`` (``pickle.dumps`` of the history, its last touch
-  and the recent ids; since the card keeps its columns packed, a join of their buffers), plus
+- **flow today**: ``KeyedHistory.snapshot()`` (``pickle.dumps`` of the history's state, its
+  last touch and the recent ids; since session 11 the card writes each column in its narrowest
+  width, a pass over its values, where before it joined the buffers it keeps), plus
   Bytewax's ``pickle.dumps`` of that ``bytes`` with recovery, and the
   restore (``pickle.loads`` through the step's builder);
 - **msgpack**: the state as flat tuples (``CardHistory._loose_state``, the ``__getstate__`` of

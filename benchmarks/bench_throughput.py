@@ -1179,6 +1179,17 @@ def state_bytes(bench: Bench) -> dict[str, Any]:
     now = max(last_paid.values())
     active = [k for k, t in last_paid.items() if t >= now - 30 * DAY]
     card_bytes = sorted(len(card_keys[k].snapshot()) for k in active)
+    card_parts: dict[str, list[int]] = {}
+    for k in active:
+        for part, size in card_keys[k].state_parts().items():
+            card_parts.setdefault(part, []).append(size)
+    parts = {
+        part: {
+            "mean_bytes": sum(sizes) / len(active),
+            "p99_bytes": nearest_rank(sorted(sizes), 0.99),
+        }
+        for part, sizes in card_parts.items()
+    }
     terminal_bytes = sorted(len(t.snapshot()) for t in terminal_keys.values())
     figures = {
         "payments": payments,
@@ -1188,6 +1199,7 @@ def state_bytes(bench: Bench) -> dict[str, Any]:
             "mean_bytes": sum(card_bytes) / len(card_bytes),
             "p99_bytes": nearest_rank(card_bytes, 0.99),
             "max_bytes": card_bytes[-1],
+            "parts": parts,
         },
         "terminals": {
             "count": len(terminal_bytes),
@@ -1205,6 +1217,10 @@ def state_bytes(bench: Bench) -> dict[str, Any]:
         )
         print(line)
         bench.add(f"state bytes per {'active card' if kind == 'cards' else 'terminal'}", line)
+        if kind == "cards":
+            print("  where an active card's bytes go (mean, p99 of each part; the means add up):")
+            for part, f in parts.items():
+                print(f"  {part:32s} {f['mean_bytes']:7,.0f} B  {f['p99_bytes']:7,} B")
     return figures
 
 

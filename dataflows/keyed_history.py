@@ -5,14 +5,16 @@ For each payment of its key the step asks the history for the payment's point-in
 to the key are folded in too.
 
 Snapshots: Bytewax calls ``snapshot`` on every key touched in an epoch, deep-copies nothing
-itself, and pickles what it gets. The step hands over ``pickle.dumps`` of its history: one
-compact, immutable bytes object per key, whose own pickling is a copy.
+itself, and pickles what it gets. The step hands over ``pickle.dumps`` of its history's state
+tuple (the builder knows the history's class, so the snapshot does not name it; snapshots of
+earlier releases, which pickled the history object, still resume), its last touch and its
+recent ids: one compact, immutable bytes object per key, whose own pickling is a copy.
 
 Expiry: a key untouched for ``idle_seconds`` of wall-clock time is discarded (its windows are
 empty by then in a live system, where event time follows wall time).
 
 Duplicates: with ``remember > 0`` the step remembers the last ``remember`` transaction ids of its
-key, each as a 64-bit hash of the id (:func:`id_hash`) and a 32-bit *mark* of the payment's
+key, each as a 48-bit hash of the id (:func:`id_hash`) and a 32-bit *mark* of the payment's
 content (:func:`content_mark`, see there for why these sizes and why keyed). A payment whose id
 is among them with the same mark (a producer's retry, a redelivery) is a harmless repeat: not
 folded in again, not passed on, counted in ``payscore_duplicate_payments_total``; its first copy
@@ -71,17 +73,32 @@ _encode = msgspec.json.Encoder().encode
 Recent = dict[int, int]
 
 
+ID_BITS = 48
+_ID_MASK = (1 << ID_BITS) - 1
+_LOW = 0xFFFF_FFFF  # an id hash is kept as its low 32 bits and its high 16
+
+
 def id_hash(transaction_id: str) -> int:
-    """A stable 64-bit hash of a transaction id (BLAKE2b, unkeyed). A card remembers its recent
-    ids by it. Two ids of one card's last ``remember`` share a hash with odds about
-    ``remember / 2**64`` per honest payment; and even a producer who makes two ids share one
-    (about 2**32 work offline, since the hash is not keyed) gains nothing: the second payment's
-    content mark differs from the first's (unless it also guesses the secret mark, below), so
-    it becomes a visible dead letter (a reused id), never a silent repeat. Unkeyed on purpose:
-    it does not change when the key does, so after a key rotation a redelivered payment is
-    still recognised as one of the card's ids, and is refused as a reused id rather than
-    counted twice."""
-    return int.from_bytes(blake2b(transaction_id.encode(), digest_size=8).digest(), "little")
+    """A stable 48-bit hash of a transaction id: the low 48 bits of an 8-byte unkeyed BLAKE2b
+    (the 64-bit hash of earlier releases, so the ids they remembered still match). A card
+    remembers its recent ids by it.
+
+    Odds: a new payment's id shares a hash with one of its card's last ``remember`` with odds
+    at most ``remember / 2**48`` per honest payment: 2.3e-13 for 64 ids, so at 6,000 payments
+    a second all year (4.3e-2 a year) about one payment in 23 years. The 64-bit hashes of
+    earlier releases made it 3.5e-18, for 128 bytes more a card of 64 ids. Such a payment is
+    not lost: its content mark differs (odds 1 - 2**-32), so it becomes a visible dead letter
+    "reused id", which can be sent again under another id. It is skipped silently only if its
+    32-bit mark matches too: about 5e-23 a payment.
+
+    A producer who makes two ids share a hash (about 2**24 work offline, since the hash is not
+    keyed) gains nothing: the second payment's content mark differs from the first's (unless
+    it also guesses the secret mark, below), so it becomes a visible dead letter (a reused
+    id), never a silent repeat. Unkeyed on purpose: it does not change when the key does, so
+    after a key rotation a redelivered payment is still recognised as one of the card's ids,
+    and is refused as a reused id rather than counted twice."""
+    digest = blake2b(transaction_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & _ID_MASK
 
 
 MARK_BYTES = 4
@@ -150,14 +167,17 @@ def _same(seen: int, encoded: bytes, mark: int) -> bool:
     return seen == int.from_bytes(blake2b(encoded, digest_size=_BLAKE_BYTES).digest(), "little")
 
 
-def pack_recent(keys: array[int], marks: array[int] | list[int]) -> tuple[bytes, bytes, int]:
-    """The recent ids for a snapshot: (id hashes as 8 bytes each, marks, mark width), from the
-    columns a :class:`KeyedHistory` keeps. Marks are 4 bytes each (a copy of their column), or
-    16 while a mark of an earlier release is still among them (then a list)."""
+def pack_recent(
+    low: array[int], high: array[int], marks: array[int] | list[int]
+) -> bytes | tuple[bytes, bytes, int, int]:
+    """The recent ids for a snapshot, from the columns a :class:`KeyedHistory` keeps: one
+    ``bytes`` of the id hashes' low 32 bits, their high 16 bits and the 4-byte marks (10 bytes
+    an id, copies of the columns); while a mark of an earlier release is still among them (the
+    marks a list), ``(id hashes as 6 bytes each, marks as 16 bytes each, 16, 6)``."""
     if isinstance(marks, array):
-        return keys.tobytes(), marks.tobytes(), MARK_BYTES
+        return b"".join((low, high, marks))
     wide = b"".join(m.to_bytes(_BLAKE_BYTES, "little") for m in marks)
-    return keys.tobytes(), wide, _BLAKE_BYTES
+    return low.tobytes() + high.tobytes(), wide, _BLAKE_BYTES, ID_BITS // 8
 
 
 def _mark_column(marks: Iterable[int]) -> array[int] | list[int]:
@@ -166,10 +186,30 @@ def _mark_column(marks: Iterable[int]) -> array[int] | list[int]:
     return array("I", listed) if not listed or max(listed) < _CRC_TAG else listed
 
 
+def _halves(packed: bytes | memoryview, n: int) -> list[int]:
+    """``n`` id hashes from their low 32-bit halves followed by their high 16 bits."""
+    low, high = array("I"), array("H")
+    low.frombytes(packed[: 4 * n])
+    high.frombytes(packed[4 * n : 6 * n])
+    return [lo | hi << 32 for lo, hi in zip(low, high, strict=True)]
+
+
 def unpack_recent(state: object) -> list[tuple[int, int]]:
     """(id hash, mark) pairs, oldest first, from the recent ids of a snapshot of this release
-    (:func:`pack_recent`) or of an earlier one: 16-byte BLAKE2b marks, 4-byte CRC-32 marks (both
-    as two bytes objects), or (transaction id, CRC-32) pairs from before ids were hashed."""
+    (:func:`pack_recent`) or of an earlier one (64-bit id hashes, taken to their low 48 bits):
+    4-byte keyed marks or 16-byte BLAKE2b marks (with their width), 16-byte BLAKE2b marks or
+    4-byte CRC-32 marks (two bytes objects), or (transaction id, CRC-32) pairs from before ids
+    were hashed."""
+    if isinstance(state, bytes):  # this release: 10 bytes an id
+        n = len(state) // 10
+        narrow = array("I")
+        narrow.frombytes(state[6 * n :])
+        return list(zip(_halves(state, n), narrow, strict=True))
+    if isinstance(state, tuple) and len(state) == 4:  # this release, earlier marks among them
+        packed_keys, wide, width, _ = state
+        keys = _halves(packed_keys, len(packed_keys) // 6)
+        marks = [int.from_bytes(wide[i : i + width], "little") for i in range(0, len(wide), width)]
+        return list(zip(keys, marks, strict=True))
     if isinstance(state, tuple) and len(state) in (2, 3) and isinstance(state[0], bytes):
         keys = array("Q")
         keys.frombytes(state[0])
@@ -194,7 +234,7 @@ def unpack_recent(state: object) -> list[tuple[int, int]]:
             crcs = array("I")
             crcs.frombytes(packed)
             marks = [_CRC_TAG + crc for crc in crcs]
-        return list(zip(keys, marks, strict=True))
+        return [(key & _ID_MASK, mark) for key, mark in zip(keys, marks, strict=True)]
     # before ids were hashed: (transaction id, CRC-32) pairs
     return [(id_hash(txn), _legacy(mark)) for txn, mark in state]  # type: ignore[attr-defined]
 
@@ -221,7 +261,8 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         self._last_touch = last_touch
         self._idle_seconds = idle_seconds
         self._recent_ids = recent_ids  # for look-ups; and the same ids packed, oldest first:
-        self._keys = array("Q", recent_ids or ())
+        self._low = array("I", (key & _LOW for key in recent_ids or ()))
+        self._high = array("H", (key >> 32 for key in recent_ids or ()))
         self._marks = _mark_column((recent_ids or {}).values())
         self._remember = remember
 
@@ -247,11 +288,12 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
                         out.append(value)
                         continue
                     recent[key] = mark
-                    keys, marks = self._keys, self._marks
-                    keys.append(key)
+                    low, high, marks = self._low, self._high, self._marks
+                    low.append(key & _LOW)
+                    high.append(key >> 32)
                     marks.append(mark)
-                    if len(keys) > self._remember:
-                        del recent[keys[0]], keys[0], marks[0]
+                    if len(low) > self._remember:
+                        del recent[low[0] | high[0] << 32], low[0], high[0], marks[0]
                         if type(marks) is list and max(marks) < _CRC_TAG:  # old marks gone
                             self._marks = _mark_column(marks)
                 value.features.update(observe(value.event))
@@ -269,13 +311,46 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
 
     def snapshot(self) -> Snapshot:
         started = time.perf_counter()
-        recent = None if self._recent_ids is None else pack_recent(self._keys, self._marks)
+        recent = None
+        if self._recent_ids is not None:
+            recent = pack_recent(self._low, self._high, self._marks)
         state = pickle.dumps(
-            (self._history, self._last_touch, recent), protocol=pickle.HIGHEST_PROTOCOL
+            (_history_state(self._history), self._last_touch, recent),
+            protocol=pickle.HIGHEST_PROTOCOL,
         )
         if self._timed is not None:
             self._timed(time.perf_counter() - started)
         return state
+
+    def state_parts(self) -> dict[str, int]:
+        """Bytes of each part of :meth:`snapshot`, for the benchmarks: the history's own parts
+        (its ``state_parts``, when it has one), the history's pickle beyond them,
+        the recent ids, and the rest (last touch and framing). They add up to the snapshot."""
+        whole = len(self.snapshot())
+        parts: dict[str, int] = {}
+        history = self._history
+        state_parts = getattr(history, "state_parts", None)
+        pickled = len(pickle.dumps(_history_state(history), protocol=pickle.HIGHEST_PROTOCOL))
+        if state_parts is not None:
+            parts.update(state_parts())
+            if framing := pickled - sum(parts.values()):
+                parts["history framing"] = framing
+        else:
+            parts["history"] = pickled
+        if self._recent_ids is not None:
+            recent = pack_recent(self._low, self._high, self._marks)
+            packed = recent if isinstance(recent, bytes) else recent[0] + recent[1]
+            parts["recent ids"] = len(packed)
+        parts["step (last touch, framing)"] = whole - sum(parts.values())
+        return parts
+
+
+def _history_state(history: History) -> object:
+    """What a snapshot keeps of ``history``: its state tuple (``__getstate__``), without the
+    name of its class, which the step's builder knows; the object itself if its state is not
+    a tuple."""
+    state = history.__getstate__()  # type: ignore[attr-defined]
+    return state if isinstance(state, tuple) else history
 
 
 def keyed_history(
@@ -299,6 +374,7 @@ def keyed_history(
         )
     key = mark_key or b""
     logged = threading.Event()
+    kind: type | None = None  # of the histories new_history makes, to restore their states
     timed = snapshot_timer(name or "history")
 
     def recent_ids(ids: object = ()) -> Recent | None:
@@ -312,6 +388,13 @@ def keyed_history(
                 new_history(), time.time(), idle_seconds, recent_ids(), remember, timed, key
             )
         history, last_touch, recent = pickle.loads(resume)
+        if isinstance(history, tuple):  # its state (_history_state); earlier: the object
+            nonlocal kind
+            if kind is None:
+                kind = type(new_history())
+            state = history
+            history = kind.__new__(kind)
+            history.__setstate__(state)  # type: ignore[attr-defined]
         if not logged.is_set():
             logged.set()
             log.info(

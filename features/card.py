@@ -42,9 +42,8 @@ only while some window of a payment at ``watermark - lateness`` or later can rea
 card also keeps, per remembered merchant, the time it was last paid, per day the count of
 payments per country, and the time and place of the latest folded payment. So a card holds at
 most 13 + 169 + 31 tiles, 64 merchants and 31 days of country counts, whatever its traffic;
-only the tail grows with the payments of the last 15 minutes. Pickled, a card paying 10 times
-a day for 35 days takes about 2.2 KB (``benchmarks/bench_features.py``: median 2,168 B
-kept packed, 2,010 B as the flat tuples of before).
+only the tail grows with the payments of the last 15 minutes. A merchant's last time is kept
+floored to the hour: the windows that read it start on whole hours, so no feature changes.
 
 *Expiry.* :meth:`CardHistory.expire` advances the watermark to an event time ``now`` and
 forgets what no payment placed at ``now - lateness`` or later can see: the features of such
@@ -53,12 +52,17 @@ payments are the same with or without calls to ``expire`` (a property test check
 *Snapshots.* ``pickle`` and ``copy.deepcopy`` round-trip the state exactly; a restored card
 gives the same features as one never interrupted. The card keeps its numbers packed all the time
 (``array.array`` columns of doubles and machine integers: the tail's times, cents and
-coordinates, the tiles, the merchants' last times, the country counts), so ``__getstate__`` is a
-join of their buffers and one joined string of the merchants and countries, with no conversion
-per value (a snapshot costs about as much as copying those bytes). A missing coordinate is held
-as NaN (the contract admits no NaN coordinate). Integer columns start narrow and widen when a
-value would not fit (to 64 bits, then to Python lists), so the features stay exact whatever the
-amounts. Snapshots of earlier releases (flat tuples of ints, floats and strings) still restore.
+coordinates, the tiles, the merchants' last times, the country counts). A missing coordinate is
+held as NaN (the contract admits no NaN coordinate). Integer columns start narrow and widen when
+a value would not fit (to 64 bits, then to Python lists), so the features stay exact whatever
+the amounts. ``__getstate__`` writes each integer column in the narrowest width its values fit
+(1, 2, 3, 4 or 8 bytes), sorted columns (tile indices, days, merchants' last hours) as small
+offsets or gaps, a tile's peak only when it holds two amounts or more (else it is its total),
+each country once; about 560 bytes for a card of the benchmark's traffic after 30 days
+(``benchmarks/bench_throughput.py`` part 6 prints where the bytes go). That costs a pass over
+the values per snapshot (tens of µs a card, ``benchmarks/bench_snapshot.py``), where a join of
+the in-memory buffers cost about 10. Snapshots of earlier releases (the packed columns of
+7fcbb1a, flat tuples of ints, floats and strings before) still restore.
 
 >>> from datetime import datetime, timedelta, timezone
 >>> from msgspec.structs import replace
@@ -81,8 +85,12 @@ amounts. Snapshots of earlier releases (flat tuples of ints, floats and strings)
 from __future__ import annotations
 
 import math
+import operator
+import pickle
+import sys
 from array import array
 from bisect import bisect_left, bisect_right
+from itertools import accumulate, pairwise
 from typing import Any
 
 from features.catalog import (
@@ -112,6 +120,20 @@ _NO_TIME = float("-inf")
 _NAN = float("nan")  # a missing coordinate in the tail's columns
 _SEP = "\x00"  # between the strings of a snapshot (no identifier or country code holds one)
 _OLD_STATE = 17  # the length of the state tuple of earlier releases
+_PACKED_STATE = 11  # the length of the packed state tuple of the release before (7fcbb1a)
+# A merchant's last time is kept floored to this many seconds: the features only compare it with
+# the starts of the 24h and 30d windows, multiples of it, so the floor changes no feature and
+# the time fits a narrow offset in a snapshot.
+_SEEN_QUANTUM = math.gcd(_W24.hop, _W30.hop)
+# Typecodes of unsigned, then signed, machine integers, narrowest first, and their ranges.
+_LITTLE = sys.byteorder == "little"
+_SAME = "="  # a tile level's paid column equal to its count column, stored once
+_MANY = "+"  # a tile level's peak column holding only the tiles of two amounts or more
+_THREE = "T"  # integers below 2**24 in 3 bytes each
+_NIBBLE = "BHIQbhiq" + _THREE + _SAME + _MANY  # the codes, as 4-bit numbers in a snapshot
+_NIBBLE_OF = {code: j for j, code in enumerate(_NIBBLE)}
+_EMPTY_LEVEL = ("B", "B", _SAME, "B", _MANY, "B")  # the codes of a tile level without tiles
+_SHAPE = 12  # the lengths and offsets in a snapshot's header
 
 __all__ = ["CardHistory"]
 
@@ -306,6 +328,7 @@ class CardHistory:
         for tiles in self._tiles:
             tiles.add(s, cents)
         known, seen = self._merchants, self._merchant_seen
+        s = s // _SEEN_QUANTUM * _SEEN_QUANTUM  # the windows' starts are multiples of it
         if known and known[-1] == merchant:
             seen[-1] = s
         else:
@@ -379,40 +402,126 @@ class CardHistory:
         )
 
     def __getstate__(self) -> tuple[Any, ...]:
-        """The packed state: the numbers as one ``bytes`` of the columns' buffers, the strings as
-        one ``str``; a card whose values outgrew the machine integers gives the tuples of
-        earlier releases (:meth:`_loose_state`)."""
-        cents, counts = self._cents, self._country_count
-        if type(cents) is not array or type(counts) is not array:
+        """The packed state: ``(lateness, watermark, last time, last latitude, last longitude,
+        shape, codes, blob, strings)``. ``blob`` joins the columns' buffers, each integer column
+        in the narrowest machine type its values fit (``codes``, one typecode a column); the
+        sorted columns (tile indices, days, merchants' last hours) as offsets from their first
+        value, which ``shape`` gives (with the lengths) as its distance back from the
+        watermark's tile, day or hour: a small number. ``strings`` is one ``str``: the tail's
+        merchants and countries, the remembered merchants, and each country of the day counts
+        once (each day count is stored with its country's position as ``count * countries +
+        position``). A card whose values outgrew the machine
+        integers gives the tuples of earlier releases (:meth:`_loose_state`)."""
+        return self._packed(None)
+
+    def state_parts(self) -> dict[str, int]:
+        """Bytes of each part of the packed state's payload (:meth:`__getstate__`), for the
+        benchmarks: the tail, the tiles of each level, the merchants, the country counts, and
+        the rest (the header of lengths, typecodes and floats, and pickle's framing of the
+        tuple)."""
+        parts: dict[str, int] = {}
+        state = self._packed(parts)
+        whole = len(pickle.dumps(state, pickle.HIGHEST_PROTOCOL))
+        parts["header and framing"] = whole - sum(parts.values())
+        return parts
+
+    def _packed(self, parts: dict[str, int] | None) -> tuple[Any, ...]:
+        """:meth:`__getstate__`; with ``parts``, the payload bytes of each part added to it."""
+        try:
+            return self._narrow_state(parts)
+        except OverflowError:  # a column (or a day count with its country) beyond 64 bits
             return self._loose_state()
+
+    def _narrow_state(self, parts: dict[str, int] | None) -> tuple[Any, ...]:
+        cents, counts, levels = self._cents, self._country_count, self._tiles
+        if (
+            type(cents) is not array
+            or type(counts) is not array
+            or not all(t.codes for t in levels)
+        ):
+            return self._loose_state()
+        table = list(dict.fromkeys(self._country_code))  # the card's countries, once each
         strings: str | tuple[tuple[str, ...], ...]
-        listed = self._merchant + self._country + self._merchants + self._country_code
+        listed = self._merchant + self._country + self._merchants + table
         strings = _SEP.join(listed)
-        if strings.count(_SEP) != len(listed) - 1 and listed:  # a string holds the separator
+        if listed and strings.count(_SEP) != len(listed) - 1:  # a string holds the separator
             strings = (tuple(self._merchant), tuple(self._country), tuple(self._merchants))
-            strings += (tuple(self._country_code),)
+            strings += (tuple(table),)
+        watermark = self._watermark
+        finite = watermark != _NO_TIME
+        codes: list[str] = []
+        blob: list[Any] = [self._ts, self._lat, self._lon]
+        shape = [len(self._ts), len(self._merchants), len(self._country_day), len(table)]
+
+        def put(values: Any, part: str) -> None:
+            code, packed = _narrowest(values)
+            codes.append(code)
+            blob.append(packed)
+            if parts is not None:
+                parts[part] = parts.get(part, 0) + len(packed)
+
+        q = _SEEN_QUANTUM
+
+        def put_offsets(values: Any, ref: int, part: str) -> None:
+            """A sorted column as offsets from its first value, that value as ``ref`` - it."""
+            base = values[0] if values else ref
+            shape.append(ref - base)
+            put([v - base for v in values] if base else values, part)
+
+        put(cents, "tail")
+        seen = self._merchant_seen  # sorted, whole multiples of q (so their gaps are exact)
+        shape.append(int(watermark // q) - int(seen[-1] // q) if seen else 0)
+        put([int(b - a) // q for a, b in pairwise(seen)], "merchants")  # the gaps, in q
+        for tiles, hop in zip(levels, _HOPS, strict=True):
+            part = f"tiles of {hop} s"
+            if not tiles.index:  # (the 5-minute level, mostly): nothing to write
+                shape += (0, 0)
+                codes += _EMPTY_LEVEL
+                continue
+            index, ref = tiles.index, int(watermark // hop) if finite else 0
+            base = index[0] if index else ref  # (an empty level's offset is 0: one byte)
+            shape += (len(index), ref - base)
+            put([v - base for v in index] if base else index, part)
+            count, paid, total, peak = tiles.count, tiles.paid, tiles.total, tiles.peak
+            put(count, part)
+            if paid == count:
+                codes.append(_SAME)
+            else:
+                put(paid, part)
+            put(total, part)
+            # A tile of at most one amount other than 0 has that amount as its total and its
+            # peak, unless the amount is below 0 (no payment's is): then a total is below 0.
+            if not total or min(total) >= 0:
+                codes.append(_MANY)  # the peaks of the tiles of two amounts or more only
+                many = max(paid, default=0) > 1
+                put([p for p, k in zip(peak, paid, strict=True) if k > 1] if many else (), part)
+            else:
+                put(peak, part)
+        put_offsets(self._country_day, int(watermark // DAY) if finite else 0, "countries")
+        where = {code: j for j, code in enumerate(table)}  # a count and its country, as one:
+        put(
+            [k * len(table) + where[c] for k, c in zip(counts, self._country_code, strict=True)],
+            "countries",
+        )
+        if parts is not None:
+            n, m = len(self._ts), len(self._merchants)
+            size = [len(s.encode()) + 1 for s in listed]  # with its separator
+            parts["tail"] += 24 * n + sum(size[: 2 * n])
+            parts["merchants"] += sum(size[2 * n : 2 * n + m])
+            parts["countries"] += sum(size[2 * n + m :])
+        shape_code, packed_shape = _narrowest(shape)
+        codes.append(shape_code)
+        nibbles = [_NIBBLE_OF[code] for code in codes] + [0]
+        header = bytes([len(codes)])  # then the codes, two to a byte
+        header += bytes(nibbles[i] | nibbles[i + 1] << 4 for i in range(0, len(codes), 2))
         return (
-            self._lateness,
-            self._watermark,
+            None if self._lateness == LATENESS_SECONDS else self._lateness,
+            watermark,
             self._last_time,
             self._last_lat,
             self._last_lon,
-            len(self._ts),
-            len(self._merchants),
-            counts.typecode,
-            b"".join(
-                (
-                    self._ts,
-                    cents,
-                    self._lat,
-                    self._lon,
-                    self._merchant_seen,
-                    self._country_day,
-                    counts,
-                )
-            ),
+            b"".join((header, packed_shape, *blob)),
             strings,
-            tuple(tiles.state() for tiles in self._tiles),
         )
 
     def _loose_state(self) -> tuple[Any, ...]:
@@ -440,13 +549,85 @@ class CardHistory:
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         if len(state) == _OLD_STATE:
             self._restore_loose(state)
-        else:
+        elif len(state) == _PACKED_STATE:
             self._restore_packed(state)
+        else:
+            self._restore_narrow(state)
         self._country_total = {}
         for code, n in zip(self._country_code, self._country_count, strict=True):
             self._country_total[code] = self._country_total.get(code, 0) + n
 
+    def _restore_narrow(self, state: tuple[Any, ...]) -> None:
+        """A state of :meth:`__getstate__` (this release's)."""
+        (
+            lateness,
+            self._watermark,
+            self._last_time,
+            self._last_lat,
+            self._last_lon,
+            blob,
+            strings,
+        ) = state
+        self._lateness = LATENESS_SECONDS if lateness is None else lateness
+        buffer = memoryview(blob)
+        count = blob[0]
+        at = 1 + (count + 1) // 2
+        nibbles = [half for byte in blob[1:at] for half in (byte & 15, byte >> 4)]
+        codes = [_NIBBLE[j] for j in nibbles[:count]]
+
+        def take(code: str, size: int) -> Any:
+            nonlocal at
+            if code == _THREE:  # low 16 bits, then high 8
+                low, high = take("H", size), take("B", size)
+                return array("I", [a | b << 16 for a, b in zip(low, high, strict=True)])
+            column = array(code)
+            end = at + size * column.itemsize
+            column.frombytes(buffer[at:end])
+            at = end
+            return column
+
+        n, merchants, days, _, seen_back, *levels, day_back = take(codes.pop(), _SHAPE)
+
+        self._ts, self._lat, self._lon = take("d", n), take("d", n), take("d", n)
+        code = iter(codes)
+        self._cents = _fitted("q", take(next(code), n))
+        finite = self._watermark != _NO_TIME
+        base = (int(self._watermark // _SEEN_QUANTUM) if finite else 0) - seen_back
+        q = _SEEN_QUANTUM
+        gaps = take(next(code), max(merchants - 1, 0))
+        hours = list(accumulate(reversed(gaps), operator.sub, initial=base))[::-1]
+        self._merchant_seen = array("d", [v * q for v in hours] if merchants else [])
+        tiles = []
+        for hop, size, back in zip(_HOPS, levels[::2], levels[1::2], strict=True):
+            base = (int(self._watermark // hop) if finite else 0) - back
+            index = [base + v for v in take(next(code), size)]
+            count = take(next(code), size).tolist()
+            paid_code = next(code)
+            paid = count if paid_code == _SAME else take(paid_code, size).tolist()
+            total, peak_code = take(next(code), size).tolist(), next(code)
+            if peak_code == _MANY:
+                many = iter(take(next(code), sum(1 for k in paid if k > 1)))
+                peak = [next(many) if k > 1 else t for k, t in zip(paid, total, strict=True)]
+            else:
+                peak = take(peak_code, size).tolist()
+            tiles.append(AmountTiles.restored(hop, (index, count, paid, total, peak)))
+        self._tiles = tuple(tiles)
+        base = (int(self._watermark // DAY) if finite else 0) - day_back
+        self._country_day = array("i", [base + v for v in take(next(code), days)])
+        both = take(next(code), days)  # count * countries + the country's position
+        if isinstance(strings, str):
+            listed = strings.split(_SEP) if strings else []
+            self._merchant, self._country = listed[:n], listed[n : 2 * n]
+            self._merchants = listed[2 * n : 2 * n + merchants]
+            table = listed[2 * n + merchants :]
+        else:
+            self._merchant, self._country, self._merchants, table = map(list, strings)
+        width = len(table)
+        self._country_count = _fitted("H", [v // width for v in both])
+        self._country_code = [table[v % width] for v in both]
+
     def _restore_packed(self, state: tuple[Any, ...]) -> None:
+        """A packed state of the release before (7fcbb1a): 64-bit and 16-bit columns."""
         (
             self._lateness,
             self._watermark,
@@ -474,9 +655,8 @@ class CardHistory:
             columns.append(column)
             at = end
         counts.frombytes(buffer[at:])
-        self._ts, self._cents, self._lat, self._lon, self._merchant_seen, self._country_day = (
-            columns
-        )
+        self._ts, self._cents, self._lat, self._lon, seen, self._country_day = columns
+        self._merchant_seen = _floored(seen)
         self._country_count = counts
         if isinstance(strings, str):
             listed = strings.split(_SEP) if strings else []
@@ -517,7 +697,7 @@ class CardHistory:
         self._tiles = tuple(
             AmountTiles.restored(hop, level) for hop, level in zip(_HOPS, tiles, strict=True)
         )
-        self._merchants, self._merchant_seen = list(merchants), array("d", seen)
+        self._merchants, self._merchant_seen = list(merchants), _floored(seen)
         self._country_day, self._country_code = array("i", days), list(codes)
         self._country_count = _fitted("H", counts)
 
@@ -565,3 +745,43 @@ def _fitted(code: str, values: Any) -> Any:
         except OverflowError:
             continue
     return list(values)
+
+
+def _floored(seen: Any) -> Any:
+    """Merchants' last times of an earlier release, floored as this one keeps them."""
+    q = _SEEN_QUANTUM
+    return array("d", [v // q * q for v in seen])
+
+
+def _narrowest(values: Any) -> tuple[str, bytes]:
+    """``(typecode, buffer)`` of integer ``values`` in the narrowest machine type they fit, or
+    in 3 bytes (``_THREE``: the low 16 bits of each, then the high 8) when that is it. Raises
+    OverflowError beyond 64 bits."""
+    if not values:
+        return "B", b""
+    low, high = min(values), max(values)
+    if low >= 0:
+        if high < 0x100:
+            code = "B"
+        elif high < 0x1_0000:
+            code = "H"
+        elif high < 0x100_0000 and _LITTLE:  # 32-bit halves, sliced in C: low, high, low...
+            halves = array("H", array("I", values).tobytes())
+            return _THREE, halves[::2].tobytes() + array("B", halves[1::2]).tobytes()
+        elif high < 0x1_0000_0000:
+            code = "I"
+        elif high < 1 << 64:
+            code = "Q"
+        else:
+            raise OverflowError(f"card state: integers up to {high} fit no 64-bit column")
+    elif low >= -0x80 and high < 0x80:
+        code = "b"
+    elif low >= -0x8000 and high < 0x8000:
+        code = "h"
+    elif low >= -0x8000_0000 and high < 0x8000_0000:
+        code = "i"
+    elif low >= -(1 << 63) and high < 1 << 63:
+        code = "q"
+    else:
+        raise OverflowError(f"card state: integers from {low} to {high} fit no 64-bit column")
+    return code, array(code, values).tobytes()

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import copy
 import pickle
+from array import array
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from msgspec.structs import replace
 
 from dataflows.keyed_history import keyed_history, mark_key
@@ -20,6 +23,10 @@ from features.windows import AmountTiles
 # Written by the release before (commit 5871fb2, lists and tuples of tuples, 16-byte marks):
 # KeyedHistory(CardHistory, remember=4) fed payment(0) to payment(1199), then snapshot().
 RELEASE_9 = Path(__file__).parent / "snapshots" / "card_snapshot_release9.pickle"
+# Written by the release before this one's state format (commit 7fcbb1a: packed columns, 64-bit
+# id hashes and 32-bit marks): KeyedHistory(CardHistory, remember=64) fed payment(0) to
+# payment(1199), then snapshot().
+RELEASE_10 = Path(__file__).parent / "snapshots" / "card_snapshot_release10.pickle"
 
 
 def payment(i: int, amount: int | None = None) -> Payment:
@@ -54,9 +61,28 @@ def test_a_card_snapshot_of_the_release_before_resumes_with_the_same_features() 
     want, _ = fresh.on_batch([copy.deepcopy(p) for p in later])
     assert [p.event.transaction_id for p in got] == [f"t-{i}" for i in range(1200, 1300)]
     assert [p.features for p in got] == [p.features for p in want]
-    history, _, _ = pickle.loads(resumed.snapshot())
-    assert isinstance(history.__getstate__()[8], bytes)  # packed now
-    assert pickle.loads(resumed.snapshot())[0].__getstate__() == fresh._history.__getstate__()
+    state, _, _ = pickle.loads(resumed.snapshot())  # the card's state (its class not named)
+    assert isinstance(state[5], bytes)  # packed now
+    assert state == fresh._history.__getstate__()
+
+
+def test_a_card_snapshot_of_release_10_resumes_with_the_same_features_and_ids() -> None:
+    build = keyed_history(CardHistory, 60, remember=64, mark_key=mark_key(b"k" * 32))
+    resumed = build(RELEASE_10.read_bytes())
+    fresh = build(None)
+    fresh.on_batch([positioned(i) for i in range(1200)])
+    later = [positioned(i) for i in range(1136, 1300)]  # 1136-1199: repeats, skipped
+    reused = Positioned(payment(1150, amount=1), 0, 1150)  # a remembered id, other content
+    got, _ = resumed.on_batch([copy.deepcopy(p) for p in [reused, *later]])
+    want, _ = fresh.on_batch([copy.deepcopy(p) for p in [reused, *later]])
+    assert [p.event.transaction_id for p in got] == [
+        "t-1150",
+        *(f"t-{i}" for i in range(1200, 1300)),
+    ]
+    assert got[0].rejected and want[0].rejected
+    assert [p.features for p in got] == [p.features for p in want]
+    assert [p.rejected for p in got] == [p.rejected for p in want]
+    assert pickle.loads(resumed.snapshot())[0] == fresh._history.__getstate__()
 
 
 def test_a_packed_card_round_trips_and_its_state_is_one_buffer_of_numbers() -> None:
@@ -64,8 +90,8 @@ def test_a_packed_card_round_trips_and_its_state_is_one_buffer_of_numbers() -> N
     for i in range(1200):
         card.observe(payment(i))
     state = card.__getstate__()
-    assert isinstance(state[8], bytes) and isinstance(state[9], str)
-    assert all(isinstance(level[1], bytes) for level in state[10])
+    assert len(state) == 7 and isinstance(state[5], bytes) and isinstance(state[6], str)
+    assert state[0] is None  # the default lateness
     again = pickle.loads(pickle.dumps(card))
     copied = copy.deepcopy(card)
     for i in range(1200, 1260):
@@ -119,3 +145,69 @@ def test_a_day_of_more_than_65535_payments_of_one_country_widens_its_count() -> 
     features = card.observe(probe)
     assert restored.observe(probe) == features
     assert features["card_count_24h"] == n
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(0, 40 * 24 * 60),  # minutes after the start: out of order too
+            st.sampled_from([0, 1, 255, 256, 65_535, 65_536, 2**24 - 1, 2**24, 2**31, 2**40]),
+            st.integers(0, 9),  # merchant
+            st.sampled_from(["FR", "DE", "JP"]),
+        ),
+        max_size=60,
+    ),
+    lateness=st.sampled_from([0.0, 900.0, 3600.0]),
+    cut=st.integers(0, 60),
+)
+def test_a_narrow_snapshot_restores_every_width_and_gives_the_same_features(
+    steps: list[tuple[int, int, int, str]], lateness: float, cut: int
+) -> None:
+    """Amounts at every boundary of the snapshot's widths (1, 2, 3, 4 and 8 bytes), zeros
+    (paid below count), several amounts a tile (peaks kept), a lateness other than the
+    default: a restored card's state and features are the original's."""
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    card = CardHistory(lateness)
+
+    def step(i: int) -> Payment:
+        minutes, amount, merchant, country = steps[i]
+        return replace(
+            payment(i, amount),
+            merchant_id=f"m-{merchant}",
+            country=country,
+            event_time=start + timedelta(minutes=minutes),
+        )
+
+    for i in range(min(cut, len(steps))):
+        card.observe(step(i))
+    restored = pickle.loads(pickle.dumps(card, pickle.HIGHEST_PROTOCOL))
+    assert restored.__getstate__() == card.__getstate__()
+    for i in range(min(cut, len(steps)), len(steps)):
+        assert restored.observe(step(i)) == card.observe(step(i))
+    assert restored.__getstate__() == card.__getstate__()
+
+
+def test_a_day_count_too_large_for_64_bits_with_its_country_gives_the_loose_form() -> None:
+    """A day count is stored as ``count * countries + position``; past 64 bits (2**63 payments
+    of a day, never in practice) the card gives the earlier releases' tuples, and restores."""
+    card = CardHistory(lateness=0.0)
+    for i in range(12):  # three countries folded (lateness 0: every payment but the last)
+        card.observe(replace(payment(i), country=("FR", "DE", "JP")[i % 3]))
+    card._country_count = array("q", card._country_count)
+    card._country_count[0] = 2**63 - 1
+    state = card.__getstate__()
+    assert len(state) == 17  # the loose form
+    restored = pickle.loads(pickle.dumps(card))
+    assert list(restored._country_count) == list(card._country_count)
+    assert restored.observe(payment(50)) == card.observe(payment(50))
+
+
+def test_a_snapshot_s_header_stays_small_when_a_tile_level_is_empty() -> None:
+    """The lengths and offsets are one narrow column: an empty level (here the 5-minute one)
+    gave its offset as the whole tile index once, 24 bytes more a card."""
+    card = CardHistory()
+    for i in range(0, 1200, 25):  # a payment every 15 h 25 min: no 5-minute tile left
+        card.observe(payment(i))
+    assert len(card._tiles[0]) == 0
+    assert card.state_parts()["header and framing"] < 80
