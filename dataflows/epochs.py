@@ -33,9 +33,11 @@ hold only within ``margin`` of being due could read just before that window and 
 it, close up to a pass late, drift later every epoch and wander off the grid; the partitions of
 every other process then read nothing after each of their closes for as long as it is off (one
 latency run in six at half the maximum rate read nothing for 7.2-7.8 s after every close, p99
-10.2 s; that this was its cause is likely, not shown). So a reader asks as early as its usual
-gap between reads (the 90th percentile of its last 32, :func:`dataflows.sources.usual_gap`, at
-most ``most_held``; :meth:`EpochGrid.window`), a busy one that closed late is woken when its
+10.2 s; that this was its cause is likely, not shown). So a reader asks as early as the longest
+of its last 32 gaps between reads (at most ``most_held``; :meth:`EpochGrid.window`: a read then
+falls within the window unless a pass is longer than all of the last 32; one long pass, a
+garbage collection, widens the window, and the pause before a close, only until 32 more reads
+have passed), a busy one that closed late is woken when its
 epoch is due rather than a pass later, and no hold is asked once the epoch is due (Bytewax
 closes it at that activation whatever ``next_awake`` says; the hold only paused the next
 epoch's reads). The model of ``tests/test_epochs.py`` (``busy_closes``) holds the grid with
@@ -97,15 +99,15 @@ class EpochGrid:
         return t - round(t / self.period) * self.period
 
     def window(self, gap: float) -> float:
-        """How long before its epoch is due a reader asks to be held: the margin, or its usual
-        ``gap`` between reads when that is longer (a read then falls within the window), at
-        most ``most_held``."""
+        """How long before its epoch is due a reader asks to be held: the margin, or its longest
+        recent ``gap`` between reads when that is longer (a read then falls within the window),
+        at most ``most_held``."""
         return min(self.most_held, max(self.margin, gap))
 
     def hold_until(self, began: float, now: float, gap: float = 0.0) -> float | None:
         """The time (Unix seconds) before which the partition whose epoch began at ``began``
         should not be activated again, or None to read on. ``now`` is when it asks; ``gap`` is
-        how long it usually goes between two reads (seconds; a busy worker activates its
+        the longest it recently went between two reads (seconds; a busy worker activates its
         readers less often), so that it asks early enough not to miss its hold."""
         due = began + self.interval  # Bytewax closes at its first activation from then
         if now < due - self.window(gap):

@@ -44,7 +44,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from bytewax.connectors.kafka import KafkaSource
@@ -159,7 +159,7 @@ class _Reader(StatefulSourcePartition):
             return self._awake
         if self._grid is None:
             return None
-        until = self._grid.hold_until(self._began, time.time(), usual_gap(self._gaps))
+        until = self._grid.hold_until(self._began, time.time(), max(self._gaps, default=0.0))
         if until is None:
             return None
         self._last_read = None
@@ -177,16 +177,6 @@ class _Reader(StatefulSourcePartition):
 
     def close(self) -> None:
         self._inner.close()
-
-
-def usual_gap(gaps: Sequence[float]) -> float:
-    """The 90th percentile of the recent gaps between a reader's reads (0 with none): how long
-    its worker's pass usually takes, not counting a rare long one (a garbage collection, a slow
-    write), which would otherwise pause every epoch's reads that long before its close."""
-    if not gaps:
-        return 0.0
-    ordered = sorted(gaps)
-    return ordered[(9 * (len(ordered) - 1)) // 10]
 
 
 LIST_TIMEOUT_SECONDS = 30.0

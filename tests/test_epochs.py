@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from dataflows.epochs import EpochGrid, epoch_interval
 from dataflows.keyed_history import keyed_history, mark_key
-from dataflows.sources import _Reader, usual_gap
+from dataflows.sources import _Reader
 from features.card import CardHistory
 
 
@@ -74,12 +74,12 @@ def test_no_hold_is_asked_once_the_epoch_is_due() -> None:
     assert grid.hold_until(began, due + 0.3) is None
 
 
-def test_a_busy_reader_asks_for_its_hold_as_early_as_its_usual_gap() -> None:
+def test_a_busy_reader_asks_for_its_hold_as_early_as_its_longest_gap() -> None:
     grid = EpochGrid(10.0, 0.02)
     began = 1000 * 10.02 + 0.001  # on the grid: due 19 ms before the boundary
     due = began + 10.0
     assert grid.hold_until(began, due - 0.03) is None  # reads every few ms: not yet
-    # A reader that usually goes 40 ms between reads asks 40 ms ahead (it could miss a 20 ms
+    # A reader that went up to 40 ms between reads asks 40 ms ahead (it could miss a 20 ms
     # window), and never more than most_held ahead.
     assert grid.hold_until(began, due - 0.03, gap=0.04) == pytest.approx(1001 * 10.02)
     assert grid.hold_until(began, due - 0.05, gap=0.04) is None
@@ -94,22 +94,6 @@ def test_a_busy_reader_that_closed_late_is_held_until_it_is_due() -> None:
     due = began + 10.0
     assert grid.hold_until(began, due - 0.01) is None
     assert grid.hold_until(began, due - 0.03, gap=0.04) == pytest.approx(due)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    usual=st.lists(st.floats(0, 1), min_size=29, max_size=29),
-    rare=st.lists(st.floats(0, 100), min_size=0, max_size=3),
-)
-def test_the_usual_gap_leaves_out_a_few_long_ones(usual: list[float], rare: list[float]) -> None:
-    """Of 32 gaps, up to three long ones (a garbage collection, a slow write) do not set how
-    early a reader asks for its hold; the usual gap is one of the gaps, at least most of them."""
-    gaps = [*usual, *rare][:32]
-    value = usual_gap(gaps)
-    assert value in gaps
-    assert value <= max(usual) or (len(rare) < 3 and value <= max(usual + rare))
-    assert sum(g <= value for g in gaps) >= 0.9 * (len(gaps) - 1)
-    assert usual_gap([]) == 0.0
 
 
 def closes(grid: EpochGrid, built: float, late: list[float], until: float) -> list[float]:
@@ -177,7 +161,7 @@ def busy_closes(
     """When a partition built at ``built`` closes its epochs up to ``until`` on a busy worker,
     as Bytewax activates it and :class:`dataflows.sources._Reader` asks for holds: each read
     follows the one before by the next of ``gaps`` (the worker's pass), the reader asks with the
-    usual of its last 32 gaps; the activation after a hold comes up to a pass after it (the
+    longest of its last 32 gaps; the activation after a hold comes up to a pass after it (the
     worker finishes the pass it is in: ``late[j]`` of the next gap); an epoch closes at the
     first activation at least ``interval`` after it began."""
     began = now = built
@@ -189,7 +173,7 @@ def busy_closes(
         if last is not None:
             seen.append(now - last)
         last = now
-        held = grid.hold_until(began, now, usual_gap(seen))
+        held = grid.hold_until(began, now, max(seen, default=0.0))
         if now - began >= grid.interval:
             out.append(now)
             began, last = now, None
@@ -322,7 +306,7 @@ def test_a_reader_counts_how_long_it_read_nothing_after_each_epoch_close() -> No
     assert waits() == 1.0  # one close, one wait (the first read after it)
 
 
-def test_a_reader_asks_for_its_hold_with_its_usual_gap_between_recent_reads(
+def test_a_reader_asks_for_its_hold_with_the_longest_of_its_last_32_gaps(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     grid = EpochGrid(10.0, 0.02)
@@ -332,12 +316,12 @@ def test_a_reader_asks_for_its_hold_with_its_usual_gap_between_recent_reads(
     reader = _Reader(_Part(), "epochs-gap-test", 0, threading.Event(), None, 1.0, 900.0, grid)
     reader.snapshot()
     clock[0] = boundary - 2.0
-    for step in [0.04] * 20 + [0.5]:  # passes of 40 ms, and one of 500 ms (a collection)
+    for step in [0.5] + [0.04] * 32:  # one pass of 500 ms (a collection), then 32 of 40 ms
         reader.next_batch()
         clock[0] += step
     reader.next_batch()
-    assert usual_gap(reader._gaps) == pytest.approx(0.04, abs=1e-6)
-    clock[0] = boundary - 0.055  # 35 ms before due: within the usual gap, not the margin
+    assert max(reader._gaps) == pytest.approx(0.04, abs=1e-6)  # the long one is 33 reads ago
+    clock[0] = boundary - 0.055  # 35 ms before due: within the longest gap, not the margin
     held = reader.next_awake()
     assert held is not None and held.timestamp() == pytest.approx(boundary, abs=1e-6)
     # Neither the time held nor the wait after a close is a gap.
