@@ -266,7 +266,11 @@ def main(argv: Iterable[str] | None = None) -> None:
     build = keyed_history(CardHistory, IDLE_KEY_SECONDS, CARD_IDS_KEPT, mark_key=BENCH_MARK_KEY)
     t_load, _ = best(args.repeats, lambda: [build(s) for s in snaps])
     print(f"flow today   snapshot() {us(t_snap)}; Bytewax's pickle of it (recovery) "
-          f"{us(t_ser)}; restore {us(t_load)}; {sizes(snaps)}")  # fmt: skip
+          f"{us(t_ser)}; restore {us(t_load)}; {sizes(snaps)} (fast, the default)")  # fmt: skip
+    t_small, smalls = best(args.repeats, lambda: [k.snapshot(compact=True) for k in logics])
+    t_small_load, _ = best(args.repeats, lambda: [build(s) for s in smalls])
+    print(f"compact      snapshot() {us(t_small)}; restore {us(t_small_load)}; {sizes(smalls)} "
+          "(PAYSCORE_CARD_SNAPSHOTS=compact)")  # fmt: skip
 
     states = [tuple_state(k._history) for k in logics]
     encode, decode = msgspec.msgpack.Encoder().encode, msgspec.msgpack.Decoder().decode

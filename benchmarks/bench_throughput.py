@@ -1178,7 +1178,8 @@ def state_bytes(bench: Bench) -> dict[str, Any]:
     card_keys, terminal_keys = keys.card_keys, keys.terminal_keys
     now = max(last_paid.values())
     active = [k for k, t in last_paid.items() if t >= now - 30 * DAY]
-    card_bytes = sorted(len(card_keys[k].snapshot()) for k in active)
+    card_bytes = sorted(len(card_keys[k].snapshot(compact=True)) for k in active)
+    fast_bytes = sorted(len(card_keys[k].snapshot(compact=False)) for k in active)
     card_parts: dict[str, list[int]] = {}
     for k in active:
         for part, size in card_keys[k].state_parts().items():
@@ -1200,6 +1201,11 @@ def state_bytes(bench: Bench) -> dict[str, Any]:
             "p99_bytes": nearest_rank(card_bytes, 0.99),
             "max_bytes": card_bytes[-1],
             "parts": parts,
+            "fast": {
+                "mean_bytes": sum(fast_bytes) / len(fast_bytes),
+                "p99_bytes": nearest_rank(fast_bytes, 0.99),
+                "max_bytes": fast_bytes[-1],
+            },
         },
         "terminals": {
             "count": len(terminal_bytes),
@@ -1218,6 +1224,14 @@ def state_bytes(bench: Bench) -> dict[str, Any]:
         print(line)
         bench.add(f"state bytes per {'active card' if kind == 'cards' else 'terminal'}", line)
         if kind == "cards":
+            fast = f["fast"]
+            line = (
+                f"  the same cards' fast snapshots (PAYSCORE_CARD_SNAPSHOTS=fast, the default): "
+                f"mean {fast['mean_bytes']:,.0f} B, p99 {fast['p99_bytes']:,} B, max "
+                f"{fast['max_bytes']:,} B; above: compact"
+            )
+            print(line)
+            bench.add("state bytes per active card, fast snapshots", line.strip())
             print("  where an active card's bytes go (mean, p99 of each part; the means add up):")
             for part, f in parts.items():
                 print(f"  {part:32s} {f['mean_bytes']:7,.0f} B  {f['p99_bytes']:7,} B")

@@ -254,7 +254,9 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         remember: int = 0,
         timed: Callable[[float], None] | None = None,
         mark_key: bytes = b"",
+        compact: bool = False,
     ) -> None:
+        self._compact = compact  # the history's smallest state rather than its fastest
         self._mark_key = mark_key  # of the content marks (content_mark); needed with recent_ids
         self._timed = timed  # given the seconds each snapshot() took
         self._history = history
@@ -309,13 +311,16 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
     def notify_at(self) -> datetime:
         return datetime.fromtimestamp(self._last_touch + self._idle_seconds, UTC)
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, compact: bool | None = None) -> Snapshot:
+        """The key's state, pickled: its history's (the smallest form with ``compact``, else
+        the fastest; None: as the step was built), its last touch and its recent ids."""
         started = time.perf_counter()
         recent = None
         if self._recent_ids is not None:
             recent = pack_recent(self._low, self._high, self._marks)
+        small = self._compact if compact is None else compact
         state = pickle.dumps(
-            (_history_state(self._history), self._last_touch, recent),
+            (_history_state(self._history, small), self._last_touch, recent),
             protocol=pickle.HIGHEST_PROTOCOL,
         )
         if self._timed is not None:
@@ -323,14 +328,15 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         return state
 
     def state_parts(self) -> dict[str, int]:
-        """Bytes of each part of :meth:`snapshot`, for the benchmarks: the history's own parts
-        (its ``state_parts``, when it has one), the history's pickle beyond them,
-        the recent ids, and the rest (last touch and framing). They add up to the snapshot."""
-        whole = len(self.snapshot())
+        """Bytes of each part of :meth:`snapshot` in its smallest form, for the benchmarks:
+        the history's own parts (its ``state_parts``, when it has one), the history's pickle
+        beyond them, the recent ids, and the rest (last touch and framing). They add up to the
+        snapshot."""
+        whole = len(self.snapshot(compact=True))
         parts: dict[str, int] = {}
         history = self._history
         state_parts = getattr(history, "state_parts", None)
-        pickled = len(pickle.dumps(_history_state(history), protocol=pickle.HIGHEST_PROTOCOL))
+        pickled = len(pickle.dumps(_history_state(history, True), protocol=pickle.HIGHEST_PROTOCOL))
         if state_parts is not None:
             parts.update(state_parts())
             if framing := pickled - sum(parts.values()):
@@ -345,11 +351,12 @@ class KeyedHistory(StatefulBatchLogic[Positioned | LabelNote, Positioned, Snapsh
         return parts
 
 
-def _history_state(history: History) -> object:
-    """What a snapshot keeps of ``history``: its state tuple (``__getstate__``), without the
-    name of its class, which the step's builder knows; the object itself if its state is not
-    a tuple."""
-    state = history.__getstate__()  # type: ignore[attr-defined]
+def _history_state(history: History, compact: bool) -> object:
+    """What a snapshot keeps of ``history``: its state tuple (``__getstate__``, its smallest;
+    without ``compact``, its ``fast_state`` when it has one), without the name of its class,
+    which the step's builder knows; the object itself if its state is not a tuple."""
+    fast = None if compact else getattr(history, "fast_state", None)
+    state = history.__getstate__() if fast is None else fast()  # type: ignore[attr-defined]
     return state if isinstance(state, tuple) else history
 
 
@@ -360,12 +367,14 @@ def keyed_history(
     name: str = "",
     *,
     mark_key: bytes | None = None,
+    compact: bool = False,
 ) -> Callable[[Snapshot | None], KeyedHistory]:
     """The builder ``op.stateful_batch`` calls for a new key or a key resumed from a snapshot;
     the first key of step ``name`` resumed in a process is logged (event ``resumed``); the time
     its snapshots take is counted in ``payscore_snapshot_seconds_total{step=name}``. With
     ``remember > 0``, ``mark_key`` (:func:`mark_key` of a secret every process shares) keys the
-    content marks of the remembered ids."""
+    content marks of the remembered ids. ``compact``: snapshots in the histories' smallest
+    form (``PAYSCORE_CARD_SNAPSHOTS=compact``), else their fastest; either restores."""
     if remember > 0 and (mark_key is None or len(mark_key) < 16):
         raise ValueError(
             f"keyed_history {name!r}: remembering {remember} ids needs mark_key, a secret of at "
@@ -385,7 +394,14 @@ def keyed_history(
     def build(resume: Snapshot | None) -> KeyedHistory:
         if resume is None:
             return KeyedHistory(
-                new_history(), time.time(), idle_seconds, recent_ids(), remember, timed, key
+                new_history(),
+                time.time(),
+                idle_seconds,
+                recent_ids(),
+                remember,
+                timed,
+                key,
+                compact,
             )
         history, last_touch, recent = pickle.loads(resume)
         if isinstance(history, tuple):  # its state (_history_state); earlier: the object
@@ -403,7 +419,14 @@ def keyed_history(
                 extra={"event": "resumed", "reason": name},
             )
         return KeyedHistory(
-            history, last_touch, idle_seconds, recent_ids(recent or ()), remember, timed, key
+            history,
+            last_touch,
+            idle_seconds,
+            recent_ids(recent or ()),
+            remember,
+            timed,
+            key,
+            compact,
         )
 
     return build

@@ -210,6 +210,7 @@ def build(
         CardHistory,
         remember=CARD_IDS_KEPT,
         mark_key=mark_key(key),  # the recent ids' content marks: keyed, as no producer knows
+        compact=config.card_snapshots == "compact",  # smallest snapshots, or fastest
     )
     payments = split_off_reused_ids(payments, config)
     payments = add_features(
@@ -422,16 +423,22 @@ def add_features(
     *,
     remember: int = 0,
     mark_key: bytes | None = None,
+    compact: bool = False,
 ) -> Stream[Positioned[Payment]]:
     """Key the payments (and labels) by ``key``; that key's history adds its features (and, with
-    ``remember``, skips repeats of its last ids, marked with ``mark_key``)."""
+    ``remember``, skips repeats of its last ids, marked with ``mark_key``); with ``compact`` its
+    snapshots take the history's smallest form."""
     keyed = op.key_on(f"key_{step}", payments, key)
     if labels is not None:
         labelled, label_key = labels
         keyed_labels = op.key_on(f"key_labels_{step}", labelled, label_key)
         keyed = op.merge(f"payments_and_labels_{step}", keyed, keyed_labels)  # type: ignore[assignment]
     with_features = op.stateful_batch(
-        step, keyed, keyed_history(new_history, IDLE_KEY_SECONDS, remember, step, mark_key=mark_key)
+        step,
+        keyed,
+        keyed_history(
+            new_history, IDLE_KEY_SECONDS, remember, step, mark_key=mark_key, compact=compact
+        ),
     )
     return op.key_rm(f"unkey_{step}", with_features)
 

@@ -414,6 +414,36 @@ class CardHistory:
         integers gives the tuples of earlier releases (:meth:`_loose_state`)."""
         return self._packed(None)
 
+    def fast_state(self) -> tuple[Any, ...]:
+        """The packed state of the release before (7fcbb1a), which :meth:`__setstate__` restores:
+        the numbers as one ``bytes`` joining the columns' buffers as they are in memory, the
+        strings as one ``str``; no pass over the values, so about five times faster than
+        :meth:`__getstate__` and about 60 % larger (``PAYSCORE_CARD_SNAPSHOTS``). A card whose
+        values outgrew the machine integers gives the loose tuples (:meth:`_loose_state`)."""
+        cents, counts = self._cents, self._country_count
+        if type(cents) is not array or type(counts) is not array:
+            return self._loose_state()
+        strings: str | tuple[tuple[str, ...], ...]
+        listed = self._merchant + self._country + self._merchants + self._country_code
+        strings = _SEP.join(listed)
+        if strings.count(_SEP) != len(listed) - 1 and listed:  # a string holds the separator
+            strings = (tuple(self._merchant), tuple(self._country), tuple(self._merchants))
+            strings += (tuple(self._country_code),)
+        numbers = (self._ts, cents, self._lat, self._lon, self._merchant_seen, self._country_day)
+        return (
+            self._lateness,
+            self._watermark,
+            self._last_time,
+            self._last_lat,
+            self._last_lon,
+            len(self._ts),
+            len(self._merchants),
+            counts.typecode,
+            b"".join((*numbers, counts)),
+            strings,
+            tuple(tiles.state() for tiles in self._tiles),
+        )
+
     def state_parts(self) -> dict[str, int]:
         """Bytes of each part of the packed state's payload (:meth:`__getstate__`), for the
         benchmarks: the tail, the tiles of each level, the merchants, the country counts, and

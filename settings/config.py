@@ -70,6 +70,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # Milliseconds each epoch is held back so that every process closes it on one wall-clock
     # grid (dataflows/epochs.py); 0: each partition's own timer (Bytewax's behaviour).
     epoch_align_ms: Annotated[int, Meta(ge=0, le=1000)] = 20
+    # How the card step snapshots a card at each epoch close (features/card.py): "fast" joins
+    # the columns' buffers (about 1.6 KB an active card); "compact" writes each column in its
+    # narrowest width (under 1 KB, about five times the CPU a snapshot). Either restores.
+    card_snapshots: Literal["fast", "compact"] = "fast"
     # Bytes of a dead letter's key and value that go to the dead-letter topic at most; the rest
     # is cut (marked in a header). Keep it below the topic's max.message.bytes. At most what
     # librdkafka's message.max.bytes takes (10**9) less the room kept for headers (100,000).

@@ -61,7 +61,8 @@ def test_a_card_snapshot_of_the_release_before_resumes_with_the_same_features() 
     want, _ = fresh.on_batch([copy.deepcopy(p) for p in later])
     assert [p.event.transaction_id for p in got] == [f"t-{i}" for i in range(1200, 1300)]
     assert [p.features for p in got] == [p.features for p in want]
-    state, _, _ = pickle.loads(resumed.snapshot())  # the card's state (its class not named)
+    # the card's state, compact (its class not named)
+    state, _, _ = pickle.loads(resumed.snapshot(compact=True))
     assert isinstance(state[5], bytes)  # packed now
     assert state == fresh._history.__getstate__()
 
@@ -82,7 +83,7 @@ def test_a_card_snapshot_of_release_10_resumes_with_the_same_features_and_ids() 
     assert got[0].rejected and want[0].rejected
     assert [p.features for p in got] == [p.features for p in want]
     assert [p.rejected for p in got] == [p.rejected for p in want]
-    assert pickle.loads(resumed.snapshot())[0] == fresh._history.__getstate__()
+    assert pickle.loads(resumed.snapshot(compact=True))[0] == fresh._history.__getstate__()
 
 
 def test_a_packed_card_round_trips_and_its_state_is_one_buffer_of_numbers() -> None:
@@ -211,3 +212,53 @@ def test_a_snapshot_s_header_stays_small_when_a_tile_level_is_empty() -> None:
         card.observe(payment(i))
     assert len(card._tiles[0]) == 0
     assert card.state_parts()["header and framing"] < 80
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(0, 40 * 24 * 60),
+            st.sampled_from([0, 1, 255, 65_536, 2**24, 10**12]),
+            st.integers(0, 9),
+            st.sampled_from(["FR", "DE", "JP"]),
+        ),
+        max_size=60,
+    ),
+    cut=st.integers(0, 60),
+)
+def test_a_card_step_snapshots_fast_or_compact_and_either_resumes_the_same_card(
+    steps: list[tuple[int, int, int, str]], cut: int
+) -> None:
+    """``PAYSCORE_CARD_SNAPSHOTS``: the step's snapshots take the card's fast form (its columns
+    joined as they are) or its compact form (each column narrowed); a step built either way
+    resumes either, with the same state and the same features afterwards."""
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def step(i: int) -> Positioned[Payment]:
+        minutes, amount, merchant, country = steps[i]
+        event = replace(
+            payment(i, amount),
+            merchant_id=f"m-{merchant}",
+            country=country,
+            event_time=start + timedelta(minutes=minutes),
+        )
+        return Positioned(event, 0, i)
+
+    fast = keyed_history(CardHistory, 60, remember=8, mark_key=mark_key(b"k" * 32))
+    small = keyed_history(CardHistory, 60, remember=8, mark_key=mark_key(b"k" * 32), compact=True)
+    original = fast(None)
+    original.on_batch([step(i) for i in range(min(cut, len(steps)))])
+    quick, narrow = original.snapshot(), original.snapshot(compact=True)
+    assert pickle.loads(quick)[0] == original._history.fast_state()
+    assert pickle.loads(narrow)[0] == original._history.__getstate__()
+    built_compact = small(None)
+    assert built_compact.snapshot() == built_compact.snapshot(compact=True)
+    rest = [step(i) for i in range(min(cut, len(steps)), len(steps))]
+    want, _ = original.on_batch(copy.deepcopy(rest))
+    for build in (fast, small):
+        for snap in (quick, narrow):
+            resumed = build(snap)
+            assert resumed._history.__getstate__() == pickle.loads(narrow)[0]
+            got, _ = resumed.on_batch(copy.deepcopy(rest))
+            assert [p.features for p in got] == [p.features for p in want]
