@@ -34,8 +34,9 @@ from sqlalchemy.exc import DBAPIError, NoSuchTableError
 
 from features.bounded import bounded
 from settings.config import Config
-from storage.accounts import GRANTS, NONE, probes, rights
-from storage.engine import ACCESS_DENIED, describe, error_code, is_transient, make_engine
+from storage.accounts import GRANTS, NONE, rights
+from storage.engine import describe, error_code, is_transient, make_engine
+from storage.refusals import missing_rights
 from storage.schema import missing_columns as lacking
 from storage.tables import dead_letters, fraud_labels, implicit_labels, metadata, scored_payments
 
@@ -61,26 +62,6 @@ class RightsError(RuntimeError):
 # MySQL refuses the account itself: a wrong password or user, no right on the database, or no
 # such database. Said with the variable at start (it was SQLAlchemy's bare error).
 REFUSED_LOGIN = {1044, 1045, 1049}
-
-
-def missing_rights(engine: Engine) -> list[str]:
-    """``NEED on table: MySQL's refusal`` for each table on which ``engine``'s account lacks a
-    right the flow uses (the first it lacks there), in the order of ``GRANTS``."""
-    lacking_rights = []
-    with engine.connect() as connection:
-        for name in GRANTS:
-            want = rights(name, "flow")
-            for need, statement in probes(metadata.tables[name], want):
-                try:
-                    connection.exec_driver_sql(statement)
-                except DBAPIError as exc:
-                    if error_code(exc) not in ACCESS_DENIED:
-                        raise
-                    connection.rollback()
-                    lacking_rights.append(f"{need} on {name}: {bounded(str(exc.orig), 300)}")
-                    break
-        connection.rollback()
-    return lacking_rights
 
 
 def missing_columns(engine: Engine, tables: tuple[Table, ...] = USED) -> list[str]:

@@ -41,6 +41,7 @@ from rules.store import ImportRefusedError, NewEntry, RulesStore
 from rules.syntax import parse, to_text
 from settings.config import Config
 from storage.engine import make_engine
+from storage.refusals import refusing
 
 # A name given with --by: no ':' or '@', which separate it from the OS user in the actor.
 GIVEN_NAME = re.compile(r"\A[A-Za-z0-9_.\-]{1,40}\Z")
@@ -186,6 +187,7 @@ def run(args: argparse.Namespace, store: RulesStore) -> None:
             print(f"{a.version}\t{when}\t{a.actor}\t{a.action}\t{a.target}\t{a.diff}")
 
 
+@refusing("python -m rules", "analyst")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
