@@ -10,7 +10,9 @@ the first bad message, five minutes after it.
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -23,7 +25,7 @@ from settings.config import Config
 from storage.tables import dead_letters, scored_payments
 from test_data.hostile import valid_payment
 from test_data.ports import free_ports
-from tests.flowrun import BROKERS, ROOT, flow_env
+from tests.flowrun import BROKERS, ROOT, flow_env, stop
 from tests.test_recovery_dir import run_with_recovery
 from tests.test_schema_check_integration import revoke_from_the_flow
 
@@ -120,3 +122,50 @@ def test_a_right_the_flow_s_account_lacks_stops_the_start(
     said = start_fails(flow_env(topics, mysql_url, models, mysql_outage_seconds="5"), [])
     assert "RightsError" in said and "INSERT on dead_letters" in said, said[-3000:]
     assert stored(engine) == (0, 0)
+
+
+def test_a_second_flow_on_a_recovery_directory_in_use_stops_at_start(
+    topics: dict[str, str], mysql_url: str, engine: Engine, models: Path, tmp_path: Path
+) -> None:
+    """Before: the second flow resumed from the first one's snapshots and both wrote theirs
+    into the directory, both scoring and learning everything, without a word. Once the first
+    has stopped, the directory is free again (the kernel drops the lock)."""
+    recovery = tmp_path / "recovery"
+    one_good_one_bad(topics)
+    env = flow_env(topics, mysql_url, models)
+    args = ["-r", str(recovery), "-s", "1", "-b", "10"]
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        first = subprocess.Popen(
+            ["bash", str(ROOT / "ops" / "run_flow.sh"), "1", "1", *args],
+            env=env | {"PAYSCORE_TAIL": "true", "FLOW_BASE_PORT": str(free_ports(1))},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(lambda: stored(engine) == (1, 1), first)
+        said = start_fails(env, args)
+        assert f"recovery directory '{recovery}' is in use by another flow: its process 0" in said
+        assert "give this one its own recovery directory" in said
+    finally:
+        stop(first)
+    assert first.returncode == 0, log.read_text()[-3000:]
+    subprocess.run(
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), "1", "1", *args],
+        env=env | {"FLOW_BASE_PORT": str(free_ports(1))},
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert stored(engine) == (1, 1)
+
+
+def wait_until(done: Callable[[], bool], process: subprocess.Popen[bytes]) -> None:
+    """Poll ``done`` while ``process`` runs (at most 120 s)."""
+    for _ in range(600):
+        if done():
+            return
+        assert process.poll() is None, "the flow ended"
+        time.sleep(0.2)
+    raise AssertionError("not reached in 120 s")
