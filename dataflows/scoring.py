@@ -132,6 +132,7 @@ def flow() -> Dataflow:
     require_append_time(config)
     require_topics(config)
     require_schema(config)
+    artifact.require_writable(Path(config.model_dir))
     require_own_recovery(sys.argv, os.environ, FLOW_ID, kafka_readers(config))
     serve_metrics(config.metrics_host, config.metrics_port, process_id(sys.argv, os.environ))
     stop = threading.Event()

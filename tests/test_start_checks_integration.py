@@ -9,10 +9,12 @@ the first bad message, five minutes after it.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -23,7 +25,7 @@ from sqlalchemy import Engine, func, select
 
 from settings.config import Config
 from storage.tables import dead_letters, scored_payments
-from test_data.hostile import valid_payment
+from test_data.hostile import _label, valid_payment
 from test_data.ports import free_ports
 from tests.flowrun import BROKERS, ROOT, flow_env, stop
 from tests.test_recovery_dir import run_with_recovery
@@ -169,3 +171,42 @@ def wait_until(done: Callable[[], bool], process: subprocess.Popen[bytes]) -> No
         assert process.poll() is None, "the flow ended"
         time.sleep(0.2)
     raise AssertionError("not reached in 120 s")
+
+
+@pytest.fixture
+def read_only_models(models: Path, tmp_path: Path) -> Iterator[Path]:
+    """A copy of ``models`` on a file system mounted read-only (root: a tmpfs remounted ``ro``;
+    another user: a folder of mode 0500)."""
+    folder = tmp_path / "read-only-models"
+    folder.mkdir()
+    mounted = os.geteuid() == 0
+    if mounted and subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(folder)]).returncode:
+        pytest.skip("root, and no tmpfs can be mounted here")
+    try:
+        for version in models.iterdir():
+            shutil.copytree(version.resolve(), folder / version.name)
+        if mounted:
+            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        else:
+            folder.chmod(0o500)
+        yield folder
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(folder)], check=False)
+        else:
+            folder.chmod(0o700)
+
+
+def test_a_model_folder_the_flow_cannot_write_stops_the_start(
+    topics: dict[str, str], mysql_url: str, engine: Engine, read_only_models: Path
+) -> None:
+    """Before: the flow scored, recorded its first version in MySQL and stopped at the folder
+    (``OSError: Read-only file system`` from the version sink), again at every restart."""
+    producer = Producer({"bootstrap.servers": BROKERS})
+    producer.produce(topics["payments_topic"], msgspec.json.encode(valid_payment()))
+    producer.produce(topics["labels_topic"], _label())
+    assert producer.flush(30) == 0
+    said = start_fails(flow_env(topics, mysql_url, read_only_models, legit_sample_rate="1"), [])
+    assert f"PAYSCORE_MODEL_DIR='{read_only_models}' cannot be written" in said
+    assert "the learner writes every version it publishes there" in said
+    assert stored(engine) == (0, 0)
