@@ -61,7 +61,7 @@ class RightsError(RuntimeError):
 
 # MySQL refuses the account itself: a wrong password or user, no right on the database, or no
 # such database. Said with the variable at start (it was SQLAlchemy's bare error).
-REFUSED_LOGIN = {1044, 1045, 1049}
+REFUSED_LOGIN = {1044, 1045, 1046, 1049}  # 1046: a URL without a database
 
 
 def missing_columns(engine: Engine, tables: tuple[Table, ...] = USED) -> list[str]:

@@ -42,12 +42,12 @@ _VARIABLES: dict[Account, str] = {
     "analyst": "ANALYST_MYSQL",
     "admin": "MYSQL_ADMIN",
 }
-NO_DATABASE = 1049
+NO_DATABASE = {1046, 1049}  # none in the URL, or none of that name
 NO_TABLE = 1146
 NO_COLUMN = 1054
 # MySQL refuses the account, or the database lacks what this release reads: an operator's
 # mistake, said as one line (anything else is a failure, with its traceback).
-REFUSALS = ACCESS_DENIED | {NO_DATABASE, NO_TABLE, NO_COLUMN}
+REFUSALS = ACCESS_DENIED | NO_DATABASE | {NO_TABLE, NO_COLUMN}
 
 
 def account_variable(account: Account) -> str:
