@@ -166,7 +166,7 @@ def run(args: argparse.Namespace, store: RulesStore) -> None:
             print(f"{e.value}\t{expires}\t{e.added_by}\tv{e.added_in}\t{e.reason}")
     elif c == "import":
         result = store.import_csv(
-            args.name, args.file.read_text(encoding="utf-8"), by=args.by, skip_bad=args.skip_bad
+            args.name, _csv_text(args.file), by=args.by, skip_bad=args.skip_bad
         )
         print(
             f"imported {result.imported} entries"
@@ -188,6 +188,20 @@ def run(args: argparse.Namespace, store: RulesStore) -> None:
 
 
 @refusing("python -m rules", "analyst")
+def _csv_text(path: Path) -> str:
+    """The text of a CSV file to import, or a ValueError naming the file and the first byte that
+    is not UTF-8 (a spreadsheet's "CSV" in Latin-1 or UTF-16 came back as Python's bare
+    ``'utf-8' codec can't decode byte 0xe9 in position 5``, naming no file)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{str(path)[:300]}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start:,}); expected a CSV file in UTF-8 (a spreadsheet's 'CSV UTF-8')"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
