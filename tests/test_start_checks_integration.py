@@ -210,3 +210,40 @@ def test_a_model_folder_the_flow_cannot_write_stops_the_start(
     assert f"PAYSCORE_MODEL_DIR='{read_only_models}' cannot be written" in said
     assert "the learner writes every version it publishes there" in said
     assert stored(engine) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("shape", "said"),
+    [
+        (["-w", "0"], "is 0; expected 1 or more worker threads per process"),
+        (["-w", "2", "-i", "2", "-a", "127.0.0.1:1;127.0.0.1:2"], "is 2, but -a names 2"),
+    ],
+)
+def test_a_cluster_shape_bytewax_cannot_run_stops_the_start(
+    topics: dict[str, str],
+    mysql_url: str,
+    engine: Engine,
+    models: Path,
+    shape: list[str],
+    said: str,
+) -> None:
+    """Before: ``-w 0`` read nothing and exited 0; ``-i 2`` of two addresses (counted from 1)
+    panicked in Bytewax and hung, retrying to connect."""
+    one_good_one_bad(topics)
+    done = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "python"),
+            "-m",
+            "bytewax.run",
+            "dataflows.scoring:flow",
+            *shape,
+        ],
+        env=flow_env(topics, mysql_url, models),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0 and said in done.stderr, done.stderr[-3000:]
+    assert stored(engine) == (0, 0)
