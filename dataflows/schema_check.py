@@ -30,12 +30,13 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import Engine, Table, inspect, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, NoSuchTableError
 
 from features.bounded import bounded
 from settings.config import Config
 from storage.accounts import GRANTS, NONE, rights
-from storage.engine import describe, error_code, is_transient, make_engine
+from storage.engine import ACCESS_DENIED, describe, error_code, is_transient, make_engine
 from storage.refusals import missing_rights
 from storage.schema import missing_columns as lacking
 from storage.tables import dead_letters, fraud_labels, implicit_labels, metadata, scored_payments
@@ -62,6 +63,34 @@ class RightsError(RuntimeError):
 # MySQL refuses the account itself: a wrong password or user, no right on the database, or no
 # such database. Said with the variable at start (it was SQLAlchemy's bare error).
 REFUSED_LOGIN = {1044, 1045, 1046, 1049}  # 1046: a URL without a database
+
+
+# What the flow's account must not be able to do (storage/accounts.py): statements that touch
+# no row; one that MySQL runs says the account is not the flow's.
+FORBIDDEN = (
+    ("delete scored payments", "DELETE FROM `scored_payments` WHERE FALSE"),
+    (
+        "change recorded model versions",
+        "UPDATE `model_versions` SET `origin` = `origin` WHERE FALSE",
+    ),
+)
+
+
+def excess_rights(engine: Engine) -> list[str]:
+    """Which of :data:`FORBIDDEN` ``engine``'s account may do (in a transaction rolled back)."""
+    allowed = []
+    with engine.connect() as connection:
+        for what, statement in FORBIDDEN:
+            try:
+                connection.exec_driver_sql(statement)
+            except DBAPIError as exc:
+                if error_code(exc) not in ACCESS_DENIED:
+                    raise
+                connection.rollback()
+                continue
+            allowed.append(what)
+        connection.rollback()
+    return allowed
 
 
 def missing_columns(engine: Engine, tables: tuple[Table, ...] = USED) -> list[str]:
@@ -105,6 +134,7 @@ def require_schema(config: Config) -> None:
         missing = missing_columns(engine)
         checking = "the flow's rights"
         denied = missing_rights(engine) if not missing else []
+        excess = excess_rights(engine) if not missing and not denied else []
     except DBAPIError as exc:
         code = error_code(exc)
         if code in REFUSED_LOGIN:
@@ -148,4 +178,13 @@ def require_schema(config: Config) -> None:
             "the rights storage/accounts.py gives the flow: run `python -m storage.schema "
             "--create` as the admin account (with PAYSCORE_MYSQL_ACCOUNT_HOSTS naming the host "
             "the flow connects from), then start the flow again"
+        )
+    if excess:
+        user = make_url(config.mysql_dsn).username
+        raise RightsError(
+            f"the account of PAYSCORE_MYSQL_URL ({user}) may {' and '.join(excess)}, which the "
+            "flow's account may not (it deletes nothing and never changes a recorded version): "
+            "it is another job's account (the admin's, root). Expected the flow's own account "
+            "(payscore_flow as ops/services.sh makes it), with the rights storage/accounts.py "
+            "gives it"
         )

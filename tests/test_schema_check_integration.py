@@ -163,3 +163,15 @@ def test_a_column_of_a_table_the_flow_reads_in_part_that_it_does_not_read_is_not
         c.execute(text("ALTER TABLE review_verdicts DROP COLUMN delivery_error"))
     assert missing_columns(engine) == []
     require_schema(database_config)
+
+
+def test_the_admin_account_as_the_flow_s_is_refused_at_start(database_config: Config) -> None:
+    """Before: the flow ran as the admin account without a word, able to delete what it stored
+    and rewrite recorded model versions (the accounts' separation, storage/accounts.py, gone)."""
+    config = Config.from_env({"PAYSCORE_MYSQL_URL": database_config.mysql_admin_dsn})
+    with pytest.raises(RightsError) as caught:
+        require_schema(config)
+    said = str(caught.value)
+    assert "(payscore_admin) may delete scored payments and change recorded model versions" in said
+    assert "PAYSCORE_MYSQL_URL" in said and "another job's account" in said
+    require_schema(database_config)  # the flow's own account
