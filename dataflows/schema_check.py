@@ -116,6 +116,22 @@ def missing_columns(engine: Engine, tables: tuple[Table, ...] = USED) -> list[st
     return missing
 
 
+def narrow_charsets(engine: Engine, tables: tuple[Table, ...] = USED) -> list[str]:
+    """``table.column (charset)`` for each text column of ``tables`` whose character set is not
+    utf8mb4: tables made in a database whose default was latin1 (MariaDB's server default)
+    before the tables named their own (``storage/tables.py``); MySQL refuses an accented letter
+    or an emoji in them (error 1366), found only when the first one comes."""
+    names = [t.name for t in tables]
+    query = text(
+        "SELECT table_name, column_name, character_set_name FROM information_schema.columns"
+        " WHERE table_schema = DATABASE() AND character_set_name IS NOT NULL"
+        " AND character_set_name <> 'utf8mb4'"
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return sorted(f"{t}.{c} ({cs})" for t, c, cs in rows if t in names)
+
+
 def _visible_columns(engine: Engine, table: str) -> set[str]:
     """The columns of ``table`` in the engine's database that its account has a right on."""
     query = text(
@@ -133,6 +149,7 @@ def require_schema(config: Config) -> None:
     try:
         missing = missing_columns(engine)
         checking = "the flow's rights"
+        narrow = narrow_charsets(engine) if not missing else []
         denied = missing_rights(engine) if not missing else []
         excess = excess_rights(engine) if not missing and not denied else []
     except DBAPIError as exc:
@@ -170,6 +187,16 @@ def require_schema(config: Config) -> None:
             f"{', ...' if len(missing) > 5 else ''}); "
             "expected the current schema: run `python -m storage.schema --create` (as the admin "
             "account, README *Review queue*, *Start*), then start the flow again"
+        )
+    if narrow:
+        raise SchemaError(
+            f"the database of PAYSCORE_MYSQL_URL has {len(narrow)} text columns the flow "
+            f"writes or reads in another character set than utf8mb4 ({', '.join(narrow[:5])}"
+            f"{', ...' if len(narrow) > 5 else ''}): tables made in a database whose default "
+            "was latin1; MySQL would refuse an accented letter or an emoji in them. Expected "
+            "utf8mb4: as the admin account, ALTER TABLE <table> MODIFY <column> ... CHARACTER "
+            "SET utf8mb4 COLLATE utf8mb4_unicode_ci for each (test_data/schema.sql has their "
+            "types), or move the data to a database made with CHARACTER SET utf8mb4"
         )
     if denied:
         raise RightsError(

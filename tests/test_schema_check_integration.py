@@ -3,8 +3,10 @@ on the real server, as the flow's own account; ``storage.schema --create`` mends
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, insert, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchTableError
 
@@ -13,13 +15,15 @@ from dataflows.schema_check import (
     SchemaError,
     missing_columns,
     missing_rights,
+    narrow_charsets,
     require_schema,
 )
 from settings.config import Config
 from storage.accounts import Accounts
+from storage.engine import make_engine
 from storage.schema import create_schema
 from storage.schema import missing_columns as lacking
-from storage.tables import implicit_labels, scored_payments
+from storage.tables import dead_letters, implicit_labels, metadata, scored_payments
 from test_data.ports import free_ports
 
 pytestmark = pytest.mark.integration
@@ -175,3 +179,37 @@ def test_the_admin_account_as_the_flow_s_is_refused_at_start(database_config: Co
     assert "(payscore_admin) may delete scored payments and change recorded model versions" in said
     assert "PAYSCORE_MYSQL_URL" in said and "another job's account" in said
     require_schema(database_config)  # the flow's own account
+
+
+def test_tables_of_a_latin1_database_are_utf8mb4_and_an_old_latin1_column_refuses_the_start(
+    database_config: Config, admin_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database made with MariaDB's server default (latin1) gave every text column without a
+    collation of its own latin1 (``dead_letters.error``, ``review_verdicts.note``, ...), which
+    refuses an accented letter or an emoji (1366). Tables now name utf8mb4; a column left
+    latin1 by an earlier install refuses the flow's start, named."""
+    import test_data.chaos as chaos
+
+    monkeypatch.setattr(chaos, "DATABASE_OPTIONS", "CHARACTER SET latin1 COLLATE latin1_swedish_ci")
+    with chaos.scratch_database(database_config, "payscore_test_latin1") as url:
+        engine = make_engine(url)
+        try:
+            assert narrow_charsets(engine, tuple(metadata.tables.values())) == []
+            with engine.begin() as c:
+                c.execute(
+                    insert(dead_letters).values(
+                        topic="t",
+                        kafka_partition=0,
+                        kafka_offset=0,
+                        error="unknown field `café💥`",
+                        dead_lettered_at=datetime(2026, 3, 2),
+                    )
+                )
+        finally:
+            engine.dispose()
+    with admin_engine.begin() as c:
+        c.execute(text("ALTER TABLE dead_letters MODIFY error TEXT CHARACTER SET latin1 NOT NULL"))
+    with pytest.raises(SchemaError) as caught:
+        require_schema(database_config)
+    assert "dead_letters.error (latin1)" in str(caught.value)
+    assert "CHARACTER SET utf8mb4" in str(caught.value)
