@@ -187,7 +187,6 @@ def run(args: argparse.Namespace, store: RulesStore) -> None:
             print(f"{a.version}\t{when}\t{a.actor}\t{a.action}\t{a.target}\t{a.diff}")
 
 
-@refusing("python -m rules", "analyst")
 def _csv_text(path: Path) -> str:
     """The text of a CSV file to import, or a ValueError naming the file and the first byte that
     is not UTF-8 (a spreadsheet's "CSV" in Latin-1 or UTF-16 came back as Python's bare
@@ -202,6 +201,7 @@ def _csv_text(path: Path) -> str:
         ) from None
 
 
+@refusing("python -m rules", "analyst")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
