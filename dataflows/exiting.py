@@ -40,6 +40,29 @@ log = logging.getLogger(__name__)
 FAILED = 1
 
 
+# How a full disk shows in what Bytewax raises: SQLite's refusal of a snapshot (its error code,
+# and its words), or the OS's.
+DISK_FULL = ("DiskFull", "database or disk is full", "No space left on device")
+
+
+def disk_full_hint(reported: str) -> str:
+    """What to do, when ``reported`` says a disk is full (Bytewax raised ``called
+    `Result::unwrap()` on an `Err` value: SqliteFailure(... DiskFull ...)`` from its snapshot
+    writer, naming no folder); else nothing.
+
+    >>> disk_full_hint("RuntimeError: SqliteFailure(Error { code: DiskFull })")[:44]
+    ': the disk of the recovery directory (-r) is'
+    """
+    if not any(words in reported for words in DISK_FULL):
+        return ""
+    return (
+        ": the disk of the recovery directory (-r) is full (its snapshots could not be "
+        "written); free space on it, or move the directory to a larger disk, and start the flow "
+        "again: it resumes from its last snapshot, and what was read since is read again, "
+        "nothing lost"
+    )
+
+
 def install() -> None:
     """Route the main thread's uncaught error to :func:`exit_at_once`; call at the entry
     point."""
@@ -66,8 +89,9 @@ def exit_at_once(
             )
         elif kind.__name__ != "PanicException":  # raised outside any step (the build)
             log.critical(
-                "the flow process stops: %s; exit %d at once",
+                "the flow process stops: %s%s; exit %d at once",
                 reported,
+                disk_full_hint(reported),
                 FAILED,
                 extra={"event": "flow_failed", "reason": kind.__name__},
             )

@@ -12,6 +12,17 @@ N``, no run yet) is this flow's to fill; one without any partition (made with ``
 mount point of a volume that is not mounted) is refused naming the folder and the remedy
 (Bytewax stopped with a Rust panic and "No recovery partitions found on any worker").
 
+**One flow a directory.** Two flows started on one directory (a supervised flow and one started
+by hand, two systemd units) both resumed from its snapshots and both wrote their own into it,
+without a word: each scored and learned every payment and label, and the next start resumed
+from a mix of the two. Each process of the flow therefore holds, while it runs, an exclusive
+lock (``flock``) on a file of the directory named by its process id
+(``.payscore-process-<i>.lock``, which holds its pid); a process that finds the lock held is
+refused at start, naming the directory, the process id and the pid that holds it. The kernel
+drops the lock when the process ends, however it ends (``kill -9`` included), so a crash
+leaves nothing to clean up. A directory on a network file system without ``flock`` is not
+checked (a WARNING says so).
+
 >>> check_snapshots({"payscore.read_payments": {"0-payments"}}, "payscore",
 ...                 {"payscore.read_payments": "payments"}, "/r")
 >>> try:
@@ -25,11 +36,15 @@ recovery directory '/r' holds Kafka offsets of topic 'other' for step read_p
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import logging
+import os
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from dataflows.metrics_server import process_id
 from features.bounded import bounded
 
 log = logging.getLogger(__name__)
@@ -144,3 +159,64 @@ def require_own_recovery(
         return
     keys = snapshot_keys(directory, flow_id, sorted(readers))
     check_snapshots(keys, flow_id, readers, str(directory))
+    hold(directory, process_id(argv, environ))
+
+
+# The locks this process holds (their open files), by (directory, process id): held until the
+# process ends; taken once however often the flow is built in one process (the tests).
+_HELD: dict[tuple[Path, int], int] = {}
+
+
+def lock_file(directory: Path, process: int) -> Path:
+    return directory / f".payscore-process-{process}.lock"
+
+
+def hold(directory: Path, process: int) -> None:
+    """Lock ``directory`` for flow process ``process`` until this process ends, or refuse (the
+    module: one flow a directory)."""
+    key = (directory.resolve(), process)
+    if key in _HELD:
+        return
+    path = lock_file(directory, process)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise RecoveryDirectoryError(
+            bounded(
+                f"recovery directory {str(directory)!r}: its lock file {path.name} cannot be "
+                f"opened ({exc.strerror}); expected a folder this flow may write (it writes its "
+                "snapshots there)"
+            )
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = _holder(fd)
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            log.warning(
+                "recovery directory %r not locked (%s): a second flow on it would not be refused",
+                str(directory),
+                exc.strerror,
+            )
+            return
+        raise RecoveryDirectoryError(
+            bounded(
+                f"recovery directory {str(directory)!r} is in use by another flow: its process "
+                f"{process} runs{holder} and holds {path.name}; two flows on one directory "
+                "resume from and write over the same snapshots. Stop the other flow first, or "
+                "give this one its own recovery directory"
+            )
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD[key] = fd
+
+
+def _holder(fd: int) -> str:
+    """`` (pid N)`` from a lock file another process holds, or nothing."""
+    try:
+        pid = os.pread(fd, 32, 0).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""

@@ -62,6 +62,7 @@ from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
 from dataflows import collector, exiting, logs, metrics, stopping
+from dataflows.cluster_shape import require_cluster_shape
 from dataflows.dead_letter_topic import DeadLetterSink
 from dataflows.decisions_topic import DecisionsTopic
 from dataflows.drift_watch import DriftWatch
@@ -129,9 +130,11 @@ def flow() -> Dataflow:
     config = Config.from_env(os.environ)
     logs.configure(config.log_level, config.log_format)
     refuse_bytewax_api(os.environ)
+    require_cluster_shape(sys.argv, os.environ)
     require_append_time(config)
     require_topics(config)
     require_schema(config)
+    artifact.require_writable(Path(config.model_dir))
     require_own_recovery(sys.argv, os.environ, FLOW_ID, kafka_readers(config))
     serve_metrics(config.metrics_host, config.metrics_port, process_id(sys.argv, os.environ))
     stop = threading.Event()

@@ -285,6 +285,37 @@ def write(payload: bytes, metadata: ModelMetadata, model_dir: Path) -> bool:
     return True
 
 
+class ModelDirError(OSError):
+    """The model folder cannot take the versions the learner publishes."""
+
+
+def require_writable(model_dir: Path, variable: str = "PAYSCORE_MODEL_DIR") -> None:
+    """Refuse a ``model_dir`` this process cannot write a file into: the flow's start.
+
+    The learner writes every version it publishes here (:func:`write`), the first at its first
+    labels. On a folder mounted read-only (or owned by another user, or on a full disk) the flow
+    started, scored, recorded its first version in MySQL and then stopped at the folder, on
+    every restart again. A file is created and removed to find out (a dot file, which
+    :func:`list_versions` never takes for a version). A folder that does not exist is
+    :func:`load`'s to name."""
+    if not model_dir.is_dir():
+        return
+    try:
+        fd, name = tempfile.mkstemp(prefix=".payscore-write-check-", dir=model_dir)
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+            os.unlink(name)
+    except OSError as exc:
+        raise ModelDirError(
+            f"{variable}={str(model_dir)[:300]!r} cannot be written ({exc.strerror or exc}): "
+            "the learner writes every version it publishes there, and the flow stopped at its "
+            "first one; expected a folder this process may write (mount it read-write, give "
+            "the flow's user the right to it, or free space on its disk)"
+        ) from None
+
+
 def load(model_dir: Path, version: str | None = None, *, key: bytes) -> ModelArtifact:
     """Load ``version`` (default: the newest) from ``model_dir``, checking its signature under
     ``key`` and that it fits this code; a delta's root comes from the same folder."""

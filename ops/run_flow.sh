@@ -25,6 +25,14 @@ if [ "${1:-}" = "--supervise" ]; then SUPERVISE=1; shift; fi
 PROCESSES=${1:-2}
 WORKERS=${2:-2}
 shift $(( $# < 2 ? $# : 2 ))
+# Both counts are whole numbers from 1: "0 2" started no process and exited 0 (a supervisor saw a
+# clean end), "x 2" stopped at bash's "x: unbound variable".
+for pair in "PROCESSES:$PROCESSES" "WORKERS:$WORKERS"; do
+  if ! [[ ${pair#*:} =~ ^[1-9][0-9]{0,3}$ ]]; then
+    printf '[run_flow] refused: %s is %q; expected a whole number from 1 to 9999 (usage: bash ops/run_flow.sh [--supervise] [PROCESSES] [WORKERS] [bytewax.run arguments...])\n' "${pair%%:*}" "${pair#*:}" >&2
+    exit 2
+  fi
+done
 PY=${FLOW_PYTHON:-$ROOT/.venv/bin/python}
 BASE=${FLOW_BASE_PORT:-2101}
 if [ "${FLOW_METRICS:-1}" = 0 ]; then

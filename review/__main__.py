@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import uvicorn
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from model_state.signing import read_key
 from review.app import create_app
@@ -18,7 +20,8 @@ from review.explain import Explainers
 from review.publish import KafkaLabels
 from review.security import session_key
 from settings.config import Config
-from storage.engine import make_engine
+from storage.engine import describe, is_transient, make_engine
+from storage.refusals import account_refusal, account_variable, missing_rights
 
 log = logging.getLogger("review")
 
@@ -34,6 +37,11 @@ def main() -> int:
         model_key = read_key(Path(config.model_key_file))
     except (ValueError, OSError) as exc:
         print(f"review: cannot start: {exc}", file=sys.stderr)
+        return 2
+    refused = account_refused(engine)
+    if refused:
+        engine.dispose()
+        print(f"review: cannot start: {refused}", file=sys.stderr)
         return 2
     publisher = KafkaLabels(config.kafka_client(), config.labels_topic)
     app = create_app(
@@ -63,6 +71,30 @@ def main() -> int:
         publisher.close()
         engine.dispose()
     return 0
+
+
+def account_refused(engine: Engine) -> str | None:
+    """Why the review queue's account cannot do its job, or None: checked at start, for a
+    wrong account (another job's, in PAYSCORE_REVIEW_MYSQL_URL), a wrong password or a
+    database without the schema served the pages and failed at every sign-in (a 500). MySQL
+    out of reach now is not refused: the pages say so until it is back."""
+    try:
+        denied = missing_rights(engine, "review")
+    except DBAPIError as exc:
+        said = account_refusal(exc, "review")
+        if said is None and not is_transient(exc):
+            raise
+        if said is None:
+            log.warning("the review account's rights not checked at start: %s", describe(exc))
+        return said
+    if not denied:
+        return None
+    return (
+        f"the account of {account_variable('review')} lacks rights the review queue uses on "
+        f"{len(denied)} tables ({'; '.join(denied[:3])}{'; ...' if len(denied) > 3 else ''});"
+        " expected the review account (not another job's), with the rights storage/accounts.py"
+        " gives it: run `python -m storage.schema --create` as the admin account"
+    )
 
 
 if __name__ == "__main__":

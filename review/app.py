@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from jinja2 import StrictUndefined
@@ -129,7 +129,9 @@ class Review:
                 undefined=StrictUndefined,
             )
         )
-        self.templates.env.filters.update(percent=percent, money=money, range_text=range_text)
+        self.templates.env.filters.update(
+            percent=percent, money=money, range_text=range_text, payment_url=payment_url
+        )
 
     def page(self, request: Request, name: str, http_status: int = 200, **context: Any) -> Response:
         context = {"user": None, "error": None, **context}
@@ -278,7 +280,7 @@ class Review:
         )
 
     async def payment(self, request: Request, user: User) -> Response:
-        transaction_id = request.path_params["transaction_id"]
+        transaction_id = payment_id(request)
 
         def read() -> dict[str, Any] | None:
             with self.engine.connect() as connection:
@@ -329,7 +331,7 @@ class Review:
         note = str(form.get("note", "")).strip()
         if len(note) > 2000:
             raise HTTPException(400, f"note: expected at most 2000 characters, got {len(note)}")
-        transaction_id = request.path_params["transaction_id"]
+        transaction_id = payment_id(request)
         try:
             given = await run_in_threadpool(
                 lambda: give_verdict(
@@ -345,7 +347,10 @@ class Review:
             raise HTTPException(404, str(exc)) from None
         if given.error is not None:
             raise HTTPException(502, f"verdict #{given.id} recorded, label not sent: {given.error}")
-        return RedirectResponse(f"/payments/{transaction_id}?given={given.id}", status_code=303)
+        page = payment_url(transaction_id)
+        return RedirectResponse(
+            f"{page}{'&' if '?' in page else '?'}given={given.id}", status_code=303
+        )
 
 
 Handler = Callable[[Request, User], Awaitable[Response]]
@@ -361,6 +366,27 @@ def _signed_in(review: Review, handler: Handler) -> Callable[[Request], Awaitabl
         return await handler(request, user)
 
     return endpoint
+
+
+# Path segments a browser resolves away (WHATWG URL: ``.``, ``..`` and their ``%2e`` spellings):
+# the contract lets a transaction id be one (``[A-Za-z0-9_.:-]{1,64}``), and the queue's link
+# ``/payments/..`` took the analyst to ``/``, its verdict form posted to ``/verdict``: the
+# payment could be neither opened nor decided in a browser.
+DOT_SEGMENTS = frozenset({".", ".."})
+
+
+def payment_url(transaction_id: str, then: str = "") -> str:
+    """The page of a payment (``then``: ``/verdict``, its verdict form's target): the id in the
+    path, or in the query when the path would lose it."""
+    if transaction_id in DOT_SEGMENTS:
+        return f"/payment{then}?{urlencode({'id': transaction_id})}"
+    return f"/payments/{quote(transaction_id, safe='')}{then}"
+
+
+def payment_id(request: Request) -> str:
+    """The transaction id a payment's page or verdict names (path, or ``?id=``)."""
+    named = request.path_params.get("transaction_id")
+    return str(named) if named is not None else request.query_params.get("id", "")
 
 
 def create_app(
@@ -431,6 +457,9 @@ def create_app(
                 _signed_in(review, review.verdict),
                 methods=["POST"],
             ),
+            # A transaction id "." or "..": its page and verdict by query (see payment_url).
+            Route("/payment", _signed_in(review, review.payment), methods=["GET"]),
+            Route("/payment/verdict", _signed_in(review, review.verdict), methods=["POST"]),
             Route("/rules", signed(rules.rules), methods=["GET"]),
             Route("/rules", signed(rules.add_rule), methods=["POST"]),
             Route("/rules/{rule_id}", signed(rules.rule), methods=["GET"]),

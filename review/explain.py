@@ -46,6 +46,7 @@ from model_state.stored_versions import from_row
 from review import queries
 from settings.config import Config
 from storage.engine import make_engine
+from storage.refusals import refusing
 from storage.rows import reasons_on_demand
 from storage.versions import fetch_version
 
@@ -180,6 +181,7 @@ def reasons_shown(
 # ---------------------------------------------------------------------------- command line
 
 
+@refusing("python -m review.explain", "analyst")
 def main(argv: list[str] | None = None) -> int:
     """``python -m review.explain``: the reason codes of stored payments, by transaction id."""
     parser = argparse.ArgumentParser(

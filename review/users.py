@@ -34,6 +34,7 @@ from sqlalchemy.dialects.mysql import insert
 
 from review.login_records import unlock
 from review.passwords import check_new_password, hash_password, verify_password
+from storage.refusals import refusing
 from storage.rows import utc_naive
 from storage.tables import review_users
 
@@ -118,6 +119,7 @@ def _password(file: str | None) -> str:
     return first
 
 
+@refusing("python -m review.users", "admin")
 def main(argv: Sequence[str] | None = None) -> int:
     # No abbreviations: ``--password SECRET`` must not pass for ``--password-file``.
     parser = argparse.ArgumentParser(

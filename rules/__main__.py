@@ -41,6 +41,7 @@ from rules.store import ImportRefusedError, NewEntry, RulesStore
 from rules.syntax import parse, to_text
 from settings.config import Config
 from storage.engine import make_engine
+from storage.refusals import refusing
 
 # A name given with --by: no ':' or '@', which separate it from the OS user in the actor.
 GIVEN_NAME = re.compile(r"\A[A-Za-z0-9_.\-]{1,40}\Z")
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace, store: RulesStore) -> None:
             print(f"{e.value}\t{expires}\t{e.added_by}\tv{e.added_in}\t{e.reason}")
     elif c == "import":
         result = store.import_csv(
-            args.name, args.file.read_text(encoding="utf-8"), by=args.by, skip_bad=args.skip_bad
+            args.name, _csv_text(args.file), by=args.by, skip_bad=args.skip_bad
         )
         print(
             f"imported {result.imported} entries"
@@ -186,6 +187,21 @@ def run(args: argparse.Namespace, store: RulesStore) -> None:
             print(f"{a.version}\t{when}\t{a.actor}\t{a.action}\t{a.target}\t{a.diff}")
 
 
+def _csv_text(path: Path) -> str:
+    """The text of a CSV file to import, or a ValueError naming the file and the first byte that
+    is not UTF-8 (a spreadsheet's "CSV" in Latin-1 or UTF-16 came back as Python's bare
+    ``'utf-8' codec can't decode byte 0xe9 in position 5``, naming no file)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{str(path)[:300]}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start:,}); expected a CSV file in UTF-8 (a spreadsheet's 'CSV UTF-8')"
+        ) from None
+
+
+@refusing("python -m rules", "analyst")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:

@@ -73,6 +73,7 @@ from settings.config import Config
 from storage.engine import make_engine, refuse_another_server, same_server
 from storage.feature_vector import current_sql as vector_is_current
 from storage.feature_vector import unpack as unpack_vectors
+from storage.refusals import refusing
 
 log = logging.getLogger(__name__)
 CHUNK = 50_000
@@ -853,6 +854,7 @@ class DraftRule(msgspec.Struct, forbid_unknown_fields=True):
     status: str = "active"
 
 
+@refusing("python -m rules.backtest", "analyst")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rules.backtest",

@@ -45,6 +45,22 @@ DECISIONS_TOPIC_SETTINGS = {"cleanup.policy": "compact", "message.timestamp.type
 # The payments topic (the same, and dataflows/payments_topic.py checks it at the flow's start):
 # record times are the broker's, so producers cannot choose which payment of an id came first.
 PAYMENTS_TOPIC_SETTINGS = {"message.timestamp.type": "LogAppendTime"}
+# Settings that must name something: empty (``PAYSCORE_REVIEW_HOST=`` in an env file, a
+# template's unset variable) they meant something else without a word. An empty review host
+# served the review queue on every interface (asyncio binds "" to all of them); an empty model
+# folder or key file was the working directory; empty brokers waited 30 s at start for a
+# broker named nowhere; empty account hosts granted the accounts at no host.
+REQUIRED = {
+    "kafka_brokers": "one or more host:port, comma-separated",
+    "mysql_account_hosts": "one or more hosts of the job accounts, comma-separated (% for any)",
+    "model_dir": "the folder of the model versions",
+    "model_key_file": "the file of the key that signs model versions",
+    "review_host": "an address to listen on (127.0.0.1: this host only; 0.0.0.0: every "
+    "interface, said explicitly)",
+    "review_session_key_file": "the file of the key that signs session cookies",
+    "metrics_host": "an address to serve metrics on (127.0.0.1: this host only)",
+}
+LISTS = frozenset({"kafka_brokers", "mysql_account_hosts"})
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -180,6 +196,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                     "dead letters, decisions): the flow would read its own output as input"
                 )
             named[topic] = field
+        for field, expected in REQUIRED.items():
+            value = getattr(self, field)
+            if not value.strip() or (field in LISTS and not value.replace(",", "").strip()):
+                raise ValueError(
+                    f"{PREFIX}{field.upper()}={value!r} is empty; expected {expected} (unset it "
+                    "for the default)"
+                )
 
     @property
     def brokers(self) -> list[str]:

@@ -29,6 +29,7 @@ from sqlalchemy import Engine, select
 
 from features.contract import FraudLabel, Payment
 from features.replay import replay
+from storage.refusals import refusing
 from storage.tables import scored_payments
 
 
@@ -103,6 +104,7 @@ def check(
     return compare(stored_features(engine), replay(stream), prefix=prefix)
 
 
+@refusing("python -m storage.parity", "flow")
 def main(argv: list[str] | None = None) -> int:
     from settings.config import Config
     from storage.engine import make_engine

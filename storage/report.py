@@ -15,6 +15,7 @@ from sqlalchemy import Engine, Integer, cast, func, select
 
 from settings.config import Config
 from storage.engine import make_engine
+from storage.refusals import refusing
 from storage.report_data import read_report
 from storage.report_html import render
 from storage.rows import reasons_on_demand
@@ -93,6 +94,7 @@ def report(engine: Engine) -> str:
     return "\n".join(lines)
 
 
+@refusing("python -m storage.report", "flow")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m storage.report",

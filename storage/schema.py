@@ -21,6 +21,7 @@ from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
 from storage.accounts import Accounts, apply_grants, check_complete
+from storage.refusals import refusing
 from storage.tables import metadata
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "test_data" / "schema.sql"
@@ -105,6 +106,7 @@ def create_schema(engine: Engine, accounts: Accounts) -> list[str]:
         return apply_grants(connection, database, accounts)
 
 
+@refusing("python -m storage.schema", "admin")
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m storage.schema", description=__doc__)
     action = parser.add_mutually_exclusive_group()

@@ -506,3 +506,13 @@ ruleset_audit = Table(
     comment="Who changed which rule or list, when, and the diff. Insert-only for every account "
     "but admin (written by the review app and python -m rules).",
 )
+
+# Every table's own character set and collation, whatever the database's default: a database
+# made with MariaDB's server default (latin1, `CREATE DATABASE payscore;` by a DBA) gave every
+# text column that names no collation (dead_letters.error, review_verdicts.note, fraud_rules.text,
+# rule_lists.description, ...) latin1, which refuses an accented letter or an emoji (error 1366):
+# the msgspec error quoting a field name in another script, an analyst's "fraude confirmée".
+# Identifiers keep their binary collation (Id()).
+for _table in metadata.tables.values():
+    _table.dialect_options["mysql"]["charset"] = "utf8mb4"
+    _table.dialect_options["mysql"]["collate"] = "utf8mb4_unicode_ci"

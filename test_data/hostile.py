@@ -790,6 +790,13 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
         "a key of zero bytes (not null): the payment counts",
         key=b"",
     ),
+    # -- round 11: ids that are path segments a browser resolves away
+    _scored(
+        "identifiers_dot_segments",
+        _json(transaction_id="..", card_id=".", merchant_id="..", terminal_id="."),
+        "ids '.' and '..' (the charset allows them): scored, and the review queue opens them "
+        "(/payment?id=..; /payments/.. took a browser to /)",
+    ),
     _dead(
         "bad_value_with_empty_key",
         _json(transaction_id="hostile-tx-key-empty-bad", amount_minor=-3),

@@ -12,7 +12,7 @@ CREATE TABLE dead_letters (
 	received_at DATETIME(6) COMMENT 'Kafka record time, UTC', 
 	dead_lettered_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	PRIMARY KEY (topic, kafka_partition, kafka_offset)
-)COMMENT='Messages that broke the contract or rows MySQL refused, keyed by where read.';
+)CHARSET=utf8mb4 COMMENT='Messages that broke the contract or rows MySQL refused, keyed by where read.' COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE fraud_labels (
 	topic VARCHAR(249) COLLATE utf8mb4_bin NOT NULL, 
@@ -30,7 +30,7 @@ CREATE TABLE fraud_labels (
 	analyst VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'who gave it in the review queue: only when a review_verdicts row confirms it', 
 	unverified_analyst VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'an analyst the message named that no review_verdicts row confirms: a claim, never shown as that analyst''s verdict', 
 	PRIMARY KEY (topic, kafka_partition, kafka_offset)
-)COMMENT='Every fraud label read, keyed by where it was read: what became of it.';
+)CHARSET=utf8mb4 COMMENT='Every fraud label read, keyed by where it was read: what became of it.' COLLATE utf8mb4_unicode_ci;
 
 CREATE INDEX ix_fraud_labels_status ON fraud_labels (status, topic, kafka_partition);
 
@@ -48,7 +48,7 @@ CREATE TABLE fraud_rules (
 	updated_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	version BIGINT NOT NULL COMMENT 'the ruleset version of the last change', 
 	PRIMARY KEY (rule_id)
-)COMMENT='The rules as they are now (written by the review app and python -m rules through rules.store, read by the flow). Every change is also a ruleset_versions row.';
+)CHARSET=utf8mb4 COMMENT='The rules as they are now (written by the review app and python -m rules through rules.store, read by the flow). Every change is also a ruleset_versions row.' COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE implicit_labels (
 	transaction_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
@@ -61,7 +61,7 @@ CREATE TABLE implicit_labels (
 	reason TEXT COMMENT 'why it is not learned (sampled_out)', 
 	learned_version VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'the first version that learned it', 
 	PRIMARY KEY (transaction_id, kind)
-)COMMENT='Every implicit negative, once: a payment nobody reported within the label delay, claimed as legitimate by the flow (storage.implicit).';
+)CHARSET=utf8mb4 COMMENT='Every implicit negative, once: a payment nobody reported within the label delay, claimed as legitimate by the flow (storage.implicit).' COLLATE utf8mb4_unicode_ci;
 
 CREATE INDEX ix_implicit_labels_claim ON implicit_labels (claim);
 
@@ -74,7 +74,7 @@ CREATE TABLE model_actions (
 	note TEXT, 
 	promoted_as VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'promote: the new version recorded', 
 	PRIMARY KEY (id)
-)COMMENT='Shadow scoring and promotions, as operators decided them (python -m model_state.shadow).';
+)CHARSET=utf8mb4 COMMENT='Shadow scoring and promotions, as operators decided them (python -m model_state.shadow).' COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE model_candidates (
 	version VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
@@ -85,7 +85,7 @@ CREATE TABLE model_candidates (
 	metadata JSON NOT NULL, 
 	artifact MEDIUMBLOB NOT NULL COMMENT 'the pickled model', 
 	PRIMARY KEY (version)
-)COMMENT='Versions that may shadow the champion and be promoted, but never score by themselves (python -m model_state.retrain --candidate).';
+)CHARSET=utf8mb4 COMMENT='Versions that may shadow the champion and be promoted, but never score by themselves (python -m model_state.retrain --candidate).' COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE model_versions (
 	version VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
@@ -100,7 +100,7 @@ CREATE TABLE model_versions (
 	metadata JSON NOT NULL, 
 	artifact MEDIUMBLOB NOT NULL COMMENT 'the pickled model', 
 	PRIMARY KEY (version)
-)COMMENT='Every model version that scored or may score payments.';
+)CHARSET=utf8mb4 COMMENT='Every model version that scored or may score payments.' COLLATE utf8mb4_unicode_ci;
 
 CREATE UNIQUE INDEX ix_model_versions_order ON model_versions (lineage, sequence);
 
@@ -114,7 +114,7 @@ CREATE TABLE review_login_audit (
 	session_id VARCHAR(64) COLLATE utf8mb4_bin COMMENT 'success: the review_sessions.id', 
 	detail VARCHAR(255) COMMENT 'why: which lock, until when', 
 	PRIMARY KEY (id)
-)COMMENT='Every sign-in attempt, lockout and unlock of the review application. Insert-only: review app and admin tool INSERT, nobody UPDATEs or DELETEs, auditors SELECT.';
+)CHARSET=utf8mb4 COMMENT='Every sign-in attempt, lockout and unlock of the review application. Insert-only: review app and admin tool INSERT, nobody UPDATEs or DELETEs, auditors SELECT.' COLLATE utf8mb4_unicode_ci;
 
 CREATE INDEX ix_review_login_audit_at ON review_login_audit (at);
 
@@ -127,7 +127,7 @@ CREATE TABLE review_login_limits (
 	last_failure_at DATETIME(6) COMMENT 'UTC', 
 	locked_until DATETIME(6) COMMENT 'UTC: sign-ins are refused before', 
 	PRIMARY KEY (kind, subject)
-)COMMENT='Failed sign-ins and locks per account, client address and trusted device (review.throttle, review.signin). Review app: SELECT, INSERT, UPDATE (failures, last_failure_at, locked_until). Admin tool: SELECT, UPDATE (failures, locked_until).';
+)CHARSET=utf8mb4 COMMENT='Failed sign-ins and locks per account, client address and trusted device (review.throttle, review.signin). Review app: SELECT, INSERT, UPDATE (failures, last_failure_at, locked_until). Admin tool: SELECT, UPDATE (failures, locked_until).' COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE review_sessions (
 	id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL COMMENT 'SHA-256 (hex) of the session token in the cookie (the token is never stored)', 
@@ -139,7 +139,7 @@ CREATE TABLE review_sessions (
 	ended_at DATETIME(6) COMMENT 'UTC, NULL while live', 
 	end_reason VARCHAR(16) COMMENT 'logout, replaced, idle, expired, credentials or removed', 
 	PRIMARY KEY (id)
-)COMMENT='Sessions of the review application, checked on every request (review.sessions). Review app: SELECT, INSERT, UPDATE (last_seen_at, ended_at, end_reason).';
+)CHARSET=utf8mb4 COMMENT='Sessions of the review application, checked on every request (review.sessions). Review app: SELECT, INSERT, UPDATE (last_seen_at, ended_at, end_reason).' COLLATE utf8mb4_unicode_ci;
 
 CREATE INDEX ix_review_sessions_user ON review_sessions (user_name, created_at);
 
@@ -149,7 +149,7 @@ CREATE TABLE review_users (
 	password_hash VARCHAR(255) NOT NULL COMMENT 'scrypt (review.passwords)', 
 	created_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	PRIMARY KEY (name)
-)COMMENT='Who may sign in to the review queue (python -m review.users). Review app: SELECT. Admin tool: SELECT, INSERT, UPDATE (role, password_hash).';
+)CHARSET=utf8mb4 COMMENT='Who may sign in to the review queue (python -m review.users). Review app: SELECT. Admin tool: SELECT, INSERT, UPDATE (role, password_hash).' COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE review_verdicts (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
@@ -169,7 +169,7 @@ CREATE TABLE review_verdicts (
 	kafka_offset BIGINT COMMENT 'NULL: not delivered', 
 	delivery_error TEXT, 
 	PRIMARY KEY (id)
-)COMMENT='Every verdict given in the review queue, and the label message it became. Review app: SELECT, INSERT, UPDATE (kafka_partition, kafka_offset, delivery_error). The flow: SELECT (transaction_id, card_id, analyst, is_fraud, decided_at), to confirm a label''s analyst (storage.labels).';
+)CHARSET=utf8mb4 COMMENT='Every verdict given in the review queue, and the label message it became. Review app: SELECT, INSERT, UPDATE (kafka_partition, kafka_offset, delivery_error). The flow: SELECT (transaction_id, card_id, analyst, is_fraud, decided_at), to confirm a label''s analyst (storage.labels).' COLLATE utf8mb4_unicode_ci;
 
 CREATE INDEX ix_review_verdicts_transaction ON review_verdicts (transaction_id);
 
@@ -179,7 +179,7 @@ CREATE TABLE rule_list_blobs (
 	part INTEGER NOT NULL, 
 	data MEDIUMBLOB NOT NULL COMMENT 'rules.lists.pack: zlib(MessagePack), in parts', 
 	PRIMARY KEY (list_name, version, part)
-)COMMENT='A list''s packed form, written once by the change that made it (ruleset version), what the flow loads (written by the review app and python -m rules, read by the flow).';
+)CHARSET=utf8mb4 COMMENT='A list''s packed form, written once by the change that made it (ruleset version), what the flow loads (written by the review app and python -m rules, read by the flow).' COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE rule_list_entries (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
@@ -194,7 +194,7 @@ CREATE TABLE rule_list_entries (
 	removed_by VARCHAR(64) COLLATE utf8mb4_bin, 
 	removed_at DATETIME(6) COMMENT 'UTC', 
 	PRIMARY KEY (id)
-)COMMENT='Every list entry ever, with the versions that added and removed it: a list at version V holds the rows with added_in <= V < removed_in (written by the review app and python -m rules, the flow reads rule_list_blobs instead).';
+)CHARSET=utf8mb4 COMMENT='Every list entry ever, with the versions that added and removed it: a list at version V holds the rows with added_in <= V < removed_in (written by the review app and python -m rules, the flow reads rule_list_blobs instead).' COLLATE utf8mb4_unicode_ci;
 
 CREATE INDEX ix_rule_list_entries_added ON rule_list_entries (list_name, added_in);
 
@@ -207,7 +207,7 @@ CREATE TABLE rule_lists (
 	created_by VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
 	created_at DATETIME(6) NOT NULL COMMENT 'UTC', 
 	PRIMARY KEY (name)
-)COMMENT='Named lists (written by the review app and python -m rules, read by the flow).';
+)CHARSET=utf8mb4 COMMENT='Named lists (written by the review app and python -m rules, read by the flow).' COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE ruleset_audit (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
@@ -218,7 +218,7 @@ CREATE TABLE ruleset_audit (
 	target VARCHAR(128) NOT NULL COMMENT 'the rule or list', 
 	diff JSON NOT NULL COMMENT 'what changed: before and after', 
 	PRIMARY KEY (id)
-)COMMENT='Who changed which rule or list, when, and the diff. Insert-only for every account but admin (written by the review app and python -m rules).';
+)CHARSET=utf8mb4 COMMENT='Who changed which rule or list, when, and the diff. Insert-only for every account but admin (written by the review app and python -m rules).' COLLATE utf8mb4_unicode_ci;
 
 CREATE INDEX ix_ruleset_audit_version ON ruleset_audit (version);
 
@@ -230,7 +230,7 @@ CREATE TABLE ruleset_versions (
 	rules JSON NOT NULL COMMENT 'every rule: rule_id, text, status', 
 	lists JSON NOT NULL COMMENT 'list name -> kind, blob version, entries', 
 	PRIMARY KEY (version)
-)COMMENT='Every ruleset version, whole (a rollback is a new version), the flow applies the newest (written by the review app and python -m rules, read by the flow).';
+)CHARSET=utf8mb4 COMMENT='Every ruleset version, whole (a rollback is a new version), the flow applies the newest (written by the review app and python -m rules, read by the flow).' COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE scored_payments (
 	transaction_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL, 
@@ -270,7 +270,7 @@ CREATE TABLE scored_payments (
 	stored_at DATETIME(6) COMMENT 'UTC: when MySQL wrote the row, inside the transaction of its batch' DEFAULT CURRENT_TIMESTAMP(6), 
 	feature_vector BLOB COMMENT 'the features as float64s in catalogue order (storage.feature_vector)', 
 	PRIMARY KEY (transaction_id)
-)COMMENT='One row per payment, first write wins: a replayed payment changes nothing.';
+)CHARSET=utf8mb4 COMMENT='One row per payment, first write wins: a replayed payment changes nothing.' COLLATE utf8mb4_unicode_ci;
 
 CREATE INDEX ix_scored_payments_card_time ON scored_payments (card_id, event_time);
 

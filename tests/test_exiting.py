@@ -104,3 +104,24 @@ def test_an_error_outside_any_step_is_named_as_it_is_not_as_another_process_s(
         "the flow process stops: ValueError: model signing key /k must hold 64 hex digits; "
         "exit 1 at once"
     ], said
+
+
+def test_a_full_disk_under_the_recovery_directory_is_named_with_the_remedy(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What Bytewax raised when a snapshot did not fit (seen on a 400 kB tmpfs as ``-r``): a
+    Rust ``unwrap`` on SQLite's DiskFull, naming no folder and no remedy."""
+    import logging
+
+    monkeypatch.setattr(exiting.failures, "_first", None)
+    monkeypatch.setattr(exiting.os, "_exit", lambda status: None)
+    monkeypatch.setattr(exiting.logging, "shutdown", lambda: None)
+    error = RuntimeError(
+        "(src/run.rs:167:13) called `Result::unwrap()` on an `Err` value: SqliteFailure(Error "
+        '{ code: DiskFull, extended_code: 13 }, Some("database or disk is full"))'
+    )
+    with caplog.at_level(logging.CRITICAL, logger=exiting.__name__):
+        exiting.exit_at_once(RuntimeError, error, None)
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "DiskFull" in said and "the disk of the recovery directory (-r) is full" in said
+    assert "resumes from its last snapshot" in said and said.endswith("exit 1 at once")

@@ -3,9 +3,11 @@ detail page; access (viewer, CSRF); a verdict as one label message, learned once
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urljoin
 
 import msgspec
 import pytest
@@ -407,3 +409,35 @@ def test_error_pages_quote_input_only_bounded(
     assert all(n <= 64 for n in quoted.values()), quoted
     assert all("characters cut" in pages[k].text for k in ("decision", "path", "verdict"))
     assert "1,997 more" in pages["decisions"].text
+
+
+@pytest.mark.parametrize("txn", ["..", ".", "tx:1.."])
+def test_a_payment_whose_id_a_browser_resolves_away_opens_and_takes_a_verdict(
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
+    txn: str,
+) -> None:
+    """The contract lets a transaction id be ``..`` or ``.``: the queue linked
+    ``/payments/..``, which a browser resolves to ``/`` (its verdict form posted to
+    ``/verdict``), so the payment could be neither opened nor decided. Each link is followed
+    here as a browser resolves it (``urljoin``)."""
+    store(engine, [payment_row(txn, 0.7)])
+    add_users(admin_engine)
+    client = signed_in(app_for(review_engine, topics["labels_topic"], models), "alice")
+    queue = client.get("/queue").text
+    link = re.search(r'<a class="payment" href="([^"]+)">', queue)
+    assert link is not None, queue[:2000]
+    page = client.get(urljoin("http://testserver/queue", html.unescape(link[1])))
+    assert page.status_code == 200 and 'id="verdict-form"' in page.text, page.text[:500]
+    action = re.search(r'<form method="post" action="([^"]+)" id="verdict-form">', page.text)
+    assert action is not None
+    given = client.post(
+        urljoin(str(page.url), html.unescape(action[1])),
+        data={"verdict": "fraud", "csrf_token": token(page.text)},
+    )
+    assert given.status_code == 200 and 'id="given"' in given.text, given.text[:500]
+    (message,) = read_topic(topics["labels_topic"], 1)
+    assert LabelDecoder().decode(message.value()).transaction_id == txn

@@ -472,3 +472,26 @@ def test_a_flow_starting_when_the_newest_version_is_refused_applies_the_last_goo
     events = [getattr(r, "event", "") for r in caplog.records]
     assert events.count("ruleset_refused") == 1 and events.count("ruleset_fell_back") == 1
     watch.stop()
+
+
+@pytest.mark.parametrize(
+    ("encoded", "byte"),
+    [("latin-1", "0xe9"), ("utf-16", "0xff")],
+)
+def test_the_command_line_refuses_a_csv_file_not_in_utf8_naming_it(
+    database_config, store, tmp_path, monkeypatch, capsys, encoded, byte
+):
+    """Before: ``refused: 'utf-8' codec can't decode byte 0xe9 in position 13: invalid
+    continuation byte``, naming neither the file nor what was expected."""
+    from rules.__main__ import main
+
+    monkeypatch.setenv("PAYSCORE_ANALYST_MYSQL_URL", database_config.analyst_mysql_dsn)
+    assert main(["list-create", "blocked_cards", "card", "--by", "ana"]) == 0
+    file = tmp_path / "feed.csv"
+    file.write_bytes("value,reason\nc-1,café\n".encode(encoded))
+    capsys.readouterr()
+    assert main(["import", "blocked_cards", str(file), "--by", "ana"]) == 2
+    err = capsys.readouterr().err
+    assert f"refused: {file}: not UTF-8 text (byte {byte} at offset" in err
+    assert "expected a CSV file in UTF-8" in err
+    assert store.newest_version() == 1

@@ -11,6 +11,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -53,3 +55,34 @@ def test_one_process_exiting_at_once_ends_the_script_with_its_status(tmp_path: P
     python.chmod(0o755)
     status, output = run_script(python, processes=1)
     assert status == 3, output
+
+
+@pytest.mark.parametrize(
+    ("counts", "said"),
+    [
+        (["0", "2"], "PROCESSES is 0"),
+        (["-1", "1"], "PROCESSES is -1"),
+        (["x", "2"], "PROCESSES is x"),
+        (["2", "0"], "WORKERS is 0"),
+        (["1", "two"], "WORKERS is two"),
+    ],
+)
+def test_counts_that_are_not_whole_numbers_from_1_are_refused(
+    tmp_path: Path, counts: list[str], said: str
+) -> None:
+    """Before: ``0 2`` started no process and exited 0 (a supervisor saw a clean end), ``x 2``
+    stopped at bash's ``x: unbound variable``."""
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\necho started\n")
+    python.chmod(0o755)
+    done = subprocess.run(
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), *counts],
+        env={**os.environ, "FLOW_PYTHON": str(python), "FLOW_BASE_PORT": "2901"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"[run_flow] refused: {said}; expected a whole number from 1" in done.stderr
+    assert "started" not in done.stdout

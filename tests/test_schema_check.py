@@ -47,6 +47,7 @@ def start(monkeypatch: pytest.MonkeyPatch, code: int, words: str) -> Connection:
     )
     monkeypatch.setattr(schema_check, "make_engine", lambda url, pool_size: engine)
     monkeypatch.setattr(schema_check, "missing_columns", lambda engine: [])
+    monkeypatch.setattr(schema_check, "narrow_charsets", lambda engine: [])
     schema_check.require_schema(CONFIG)
     return connection
 

@@ -3,8 +3,10 @@ on the real server, as the flow's own account; ``storage.schema --create`` mends
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, insert, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchTableError
 
@@ -13,13 +15,15 @@ from dataflows.schema_check import (
     SchemaError,
     missing_columns,
     missing_rights,
+    narrow_charsets,
     require_schema,
 )
 from settings.config import Config
 from storage.accounts import Accounts
+from storage.engine import make_engine
 from storage.schema import create_schema
 from storage.schema import missing_columns as lacking
-from storage.tables import implicit_labels, scored_payments
+from storage.tables import dead_letters, implicit_labels, metadata, scored_payments
 from test_data.ports import free_ports
 
 pytestmark = pytest.mark.integration
@@ -125,3 +129,87 @@ def test_mysql_refusing_the_flow_s_account_at_start_says_which_setting(
     text_ = str(caught.value)
     assert "MySQL refused the flow's account at start" in text_ and "PAYSCORE_MYSQL_URL" in text_
     assert said in text_ and "wrong" not in text_.split("Access denied")[0]  # no password shown
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ("DROP TABLE ruleset_versions", "ruleset_versions"),
+        ("DROP TABLE model_candidates", "model_candidates"),
+        ("DROP TABLE review_verdicts", "review_verdicts"),
+        ("ALTER TABLE model_versions DROP COLUMN parent_version", "model_versions.parent_version"),
+        ("ALTER TABLE review_verdicts DROP COLUMN decided_at", "review_verdicts.decided_at"),
+    ],
+)
+def test_a_table_the_flow_reads_missing_or_old_refuses_the_start_naming_it(
+    database_config: Config, admin_engine: Engine, change: str, named: str
+) -> None:
+    """A database of a release before the rules or the challengers (a table the flow reads
+    missing) stopped the start with MySQL's bare ``Table ... doesn't exist`` from the rights
+    check; an old ``model_versions`` started, and the learner failed at its first publish."""
+    with admin_engine.begin() as c:
+        c.execute(text(change))
+    with pytest.raises(SchemaError) as caught:
+        require_schema(database_config)
+    said = str(caught.value)
+    assert f"({named})" in said and "PAYSCORE_MYSQL_URL" in said and "--create" in said
+    if "decided_at" not in change:  # a column that must be filled: create_schema says so
+        create_schema(admin_engine, Accounts.of(database_config))
+        require_schema(database_config)
+
+
+def test_a_column_of_a_table_the_flow_reads_in_part_that_it_does_not_read_is_not_asked_for(
+    database_config: Config, admin_engine: Engine, engine: Engine
+) -> None:
+    """The flow reads five columns of ``review_verdicts``; one only the review queue writes may
+    be missing (the review queue's own start is another matter)."""
+    with admin_engine.begin() as c:
+        c.execute(text("ALTER TABLE review_verdicts DROP COLUMN delivery_error"))
+    assert missing_columns(engine) == []
+    require_schema(database_config)
+
+
+def test_the_admin_account_as_the_flow_s_is_refused_at_start(database_config: Config) -> None:
+    """Before: the flow ran as the admin account without a word, able to delete what it stored
+    and rewrite recorded model versions (the accounts' separation, storage/accounts.py, gone)."""
+    config = Config.from_env({"PAYSCORE_MYSQL_URL": database_config.mysql_admin_dsn})
+    with pytest.raises(RightsError) as caught:
+        require_schema(config)
+    said = str(caught.value)
+    assert "(payscore_admin) may delete scored payments and change recorded model versions" in said
+    assert "PAYSCORE_MYSQL_URL" in said and "another job's account" in said
+    require_schema(database_config)  # the flow's own account
+
+
+def test_tables_of_a_latin1_database_are_utf8mb4_and_an_old_latin1_column_refuses_the_start(
+    database_config: Config, admin_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database made with MariaDB's server default (latin1) gave every text column without a
+    collation of its own latin1 (``dead_letters.error``, ``review_verdicts.note``, ...), which
+    refuses an accented letter or an emoji (1366). Tables now name utf8mb4; a column left
+    latin1 by an earlier install refuses the flow's start, named."""
+    import test_data.chaos as chaos
+
+    monkeypatch.setattr(chaos, "DATABASE_OPTIONS", "CHARACTER SET latin1 COLLATE latin1_swedish_ci")
+    with chaos.scratch_database(database_config, "payscore_test_latin1") as url:
+        engine = make_engine(url)
+        try:
+            assert narrow_charsets(engine, tuple(metadata.tables.values())) == []
+            with engine.begin() as c:
+                c.execute(
+                    insert(dead_letters).values(
+                        topic="t",
+                        kafka_partition=0,
+                        kafka_offset=0,
+                        error="unknown field `café💥`",
+                        dead_lettered_at=datetime(2026, 3, 2),
+                    )
+                )
+        finally:
+            engine.dispose()
+    with admin_engine.begin() as c:
+        c.execute(text("ALTER TABLE dead_letters MODIFY error TEXT CHARACTER SET latin1 NOT NULL"))
+    with pytest.raises(SchemaError) as caught:
+        require_schema(database_config)
+    assert "dead_letters.error (latin1)" in str(caught.value)
+    assert "CHARACTER SET utf8mb4" in str(caught.value)

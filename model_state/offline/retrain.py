@@ -82,6 +82,7 @@ from settings.config import Config
 from storage import shadow
 from storage.engine import make_engine
 from storage.labels import labelled_since
+from storage.refusals import refusing
 from storage.rows import model_version_row
 from storage.tables import model_versions, scored_payments
 
@@ -369,6 +370,7 @@ def record(engine: Engine, version: artifact.ModelArtifact, artifact_path: str) 
         connection.execute(model_versions.insert(), [row])
 
 
+@refusing("python -m model_state.retrain", "models")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m model_state.retrain",

@@ -50,6 +50,7 @@ from model_state.stored_versions import identity_problems, row_fault
 from settings.config import Config
 from storage import shadow
 from storage.engine import make_engine
+from storage.refusals import refusing
 from storage.tables import model_actions, scored_payments
 
 
@@ -231,6 +232,7 @@ def promote(
     return made
 
 
+@refusing("python -m model_state.shadow", "models")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m model_state.shadow",

@@ -88,6 +88,7 @@ from model_state.offline.forests import fit_basis, fit_boosted
 from model_state.offline.online_optimizer import BOOSTED_ONLINE, online_optimizer
 from model_state.scorer import Scorer
 from settings.config import Config
+from storage.refusals import refusing
 from test_data.generator import SimulationSpec, simulate
 
 Family = Literal["linear", "basis", "boosted"]
@@ -566,6 +567,7 @@ def train_history(
     return artifact.save(model, metadata, model_dir, key=key)
 
 
+@refusing("python -m model_state.train", "models")
 def main() -> None:
     try:
         _main()

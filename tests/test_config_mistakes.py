@@ -1,0 +1,36 @@
+"""Settings that must name something refuse an empty value at start, naming the variable and
+what was expected (``settings/config.py`` ``REQUIRED``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from settings.config import REQUIRED, Config
+
+EMPTY = ["", "  ", "\t"]
+
+
+@pytest.mark.parametrize("field", sorted(REQUIRED))
+@pytest.mark.parametrize("value", EMPTY)
+def test_an_empty_setting_that_must_name_something_is_refused(field: str, value: str) -> None:
+    """Before: an empty ``PAYSCORE_REVIEW_HOST`` served the review queue on every interface
+    (asyncio binds "" to all); an empty model folder or key file was the working directory;
+    empty brokers waited 30 s for a broker named nowhere."""
+    variable = f"PAYSCORE_{field.upper()}"
+    with pytest.raises(
+        ValueError, match=f"invalid configuration: {variable}=.* is empty; expected"
+    ):
+        Config.from_env({variable: value})
+
+
+@pytest.mark.parametrize("variable", ["PAYSCORE_KAFKA_BROKERS", "PAYSCORE_MYSQL_ACCOUNT_HOSTS"])
+def test_a_list_of_nothing_but_commas_is_empty(variable: str) -> None:
+    with pytest.raises(ValueError, match="is empty"):
+        Config.from_env({variable: " , ,"})
+
+
+def test_explicit_values_stay_accepted() -> None:
+    config = Config.from_env(
+        {"PAYSCORE_REVIEW_HOST": "0.0.0.0", "PAYSCORE_MYSQL_ACCOUNT_HOSTS": "%"}
+    )
+    assert config.review_host == "0.0.0.0" and config.account_hosts == ["%"]
