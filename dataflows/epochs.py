@@ -22,10 +22,18 @@ boundary asks Bytewax not to call it again before that boundary (``next_awake``)
 closes on the boundary, in every process at once. The margin is what makes the grid reachable
 every epoch: an epoch lasts at least ``interval``, so the grid's period must be longer; each
 epoch pauses its partition's reads for about ``margin`` (20 ms by default,
-``PAYSCORE_EPOCH_ALIGN_MS``; 0 turns the alignment off). A reader whose epoch began off the
-grid (at start) holds back at most a tenth of the period an epoch until it is on it (within
-about ten epochs); one that closed late by at most ten margins (a busy worker) is not held, and
-is back on the grid by itself, ``margin`` an epoch (also within ten epochs).
+``PAYSCORE_EPOCH_ALIGN_MS``; 0 turns the alignment off). **A reader's first epoch** (it
+was built or resumed off the grid) is held to the grid's next boundary whatever the distance
+(up to a period, once), so that every process is on the grid from its second epoch. Before
+session 11, a reader built off the grid held back at most a tenth of the period an epoch: up to
+ten epochs of going round the grid, while readers that started nearer a boundary were already
+on it and read nothing after each close until the last arrived (a latency run at half the
+maximum rate read nothing for 7.6 s after every close in one process, all its measured
+epochs; a trace of every close showed all readers holding a tenth of the period an epoch).
+Later, a reader that closed late (a busy worker, a long pause) by at most ``late_allowed`` (1.4 s
+at 10 s epochs) is not held and drifts back by itself, ``margin`` an epoch; one later than that
+is held forward a tenth of the period an epoch (``late_allowed`` is the lateness at which both
+ways make the others wait as long in all).
 
 **A busy worker.** Bytewax asks a reader for its next batch once per pass of its worker, and a
 pass that runs the other steps can take longer than the margin: a reader that asked for its
@@ -92,7 +100,10 @@ class EpochGrid:
         self.margin = margin
         self.period = interval + margin
         self.most_held = max(2 * margin, self.period / 10)  # off the grid: per epoch at most
-        self.late_allowed = min(10 * margin, self.period / 2)  # caught up by itself
+        # Late past a boundary by at most this, a reader drifts back (``margin`` an epoch)
+        # rather than going round to the next boundary (``most_held`` an epoch): the lateness
+        # at which both ways make the other readers wait as long in all.
+        self.late_allowed = self.period / math.sqrt(1 + self.most_held / margin)
 
     def off_grid(self, t: float) -> float:
         """Seconds from the nearest grid boundary to ``t``: negative before it, positive after."""
@@ -104,19 +115,26 @@ class EpochGrid:
         at most ``most_held``."""
         return min(self.most_held, max(self.margin, gap))
 
-    def hold_until(self, began: float, now: float, gap: float = 0.0) -> float | None:
+    def hold_until(
+        self, began: float, now: float, gap: float = 0.0, first: bool = False
+    ) -> float | None:
         """The time (Unix seconds) before which the partition whose epoch began at ``began``
         should not be activated again, or None to read on. ``now`` is when it asks; ``gap`` is
         the longest it recently went between two reads (seconds; a busy worker activates its
-        readers less often), so that it asks early enough not to miss its hold."""
+        readers less often), so that it asks early enough not to miss its hold. ``first``: the
+        partition's first epoch (built or resumed), held to the grid's next boundary whatever
+        the distance, so that every process is on the grid from its second epoch."""
         due = began + self.interval  # Bytewax closes at its first activation from then
         if now < due - self.window(gap):
             return None  # not due yet: read on
         if now >= due:
             return None  # Bytewax closes the epoch at this activation: a hold would only pause
         boundary = math.ceil(due / self.period) * self.period
-        if self.period - (boundary - due) > self.late_allowed:
-            until = min(boundary, due + self.most_held)
+        ahead = boundary - due
+        if first or ahead <= self.most_held:
+            until = boundary
+        elif self.period - ahead > self.late_allowed:
+            until = due + self.most_held  # far off the grid: onto it, a tenth of the period
         elif gap > self.margin:  # late, past a boundary, on a busy worker:
             until = due  # close when due, not a pass later; back on the grid by itself
         else:  # late, past a boundary: closes at its next read, back on the grid by itself

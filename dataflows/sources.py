@@ -101,6 +101,7 @@ class _Reader(StatefulSourcePartition):
         self._waited = EPOCH_CLOSE_WAIT.labels(topic).observe
         self._off_grid = EPOCH_CLOSE_OFF_GRID.labels(topic).observe
         self._closed_at: float | None = None  # the last epoch close not followed by a read
+        self._closes = 0  # epochs this partition closed since it was built (or resumed)
         self._last_read: float | None = None  # the last read; None after a close or a hold
         self._gaps: deque[float] = deque(maxlen=32)  # between reads: how busy the worker is
 
@@ -159,7 +160,9 @@ class _Reader(StatefulSourcePartition):
             return self._awake
         if self._grid is None:
             return None
-        until = self._grid.hold_until(self._began, time.time(), max(self._gaps, default=0.0))
+        until = self._grid.hold_until(
+            self._began, time.time(), max(self._gaps, default=0.0), first=not self._closes
+        )
         if until is None:
             return None
         self._last_read = None
@@ -170,6 +173,7 @@ class _Reader(StatefulSourcePartition):
         a little later than Bytewax's own start of the next epoch (the time its activation
         began): by the work done earlier in that activation, a few milliseconds."""
         self._began = self._closed_at = time.time()
+        self._closes += 1
         self._closed()
         if self._grid is not None and self._ended_at is None and not self._stop.is_set():
             self._off_grid(abs(self._grid.off_grid(self._began)))  # not the end's snapshot

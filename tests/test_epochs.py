@@ -108,7 +108,7 @@ def closes(grid: EpochGrid, built: float, late: list[float], until: float) -> li
         if now - began >= grid.interval:
             out.append(now)
             began = now
-        held = grid.hold_until(began, now)
+        held = grid.hold_until(began, now, first=not out)
         if held is None:  # reading: every millisecond (skipping those that change nothing)
             now = max(now + 0.001, began + grid.interval - grid.margin)
         else:
@@ -149,9 +149,16 @@ def test_two_processes_built_at_any_times_close_their_epochs_together(
 def test_an_epoch_is_never_shorter_than_the_interval_nor_held_past_a_tenth(
     built: float, interval: float, late: list[float]
 ) -> None:
+    """After the first, every epoch lasts between the interval and a tenth of the period more;
+    the first closes on the grid's first boundary after its interval (held up to a period:
+    every process is on the grid from its second epoch, rather than going round it for up to
+    ten epochs while the others wait)."""
     grid = EpochGrid(interval, 0.02)
     times = [built, *closes(grid, built, late, built + 20 * grid.period)]
-    for before, after in itertools.pairwise(times):
+    first = times[1]
+    assert interval <= first - built <= interval + grid.period + 0.015 + 0.0011
+    assert abs(grid.off_grid(first)) <= 0.015 + 0.0011
+    for before, after in itertools.pairwise(times[1:]):
         assert interval <= after - before <= interval + grid.most_held + 0.015 + 0.0011
 
 
@@ -173,7 +180,7 @@ def busy_closes(
         if last is not None:
             seen.append(now - last)
         last = now
-        held = grid.hold_until(began, now, max(seen, default=0.0))
+        held = grid.hold_until(began, now, max(seen, default=0.0), first=not out)
         if now - began >= grid.interval:
             out.append(now)
             began, last = now, None
@@ -332,3 +339,31 @@ def test_a_reader_asks_for_its_hold_with_the_longest_of_its_last_32_gaps(
     clock[0] = boundary + 3.0
     reader.next_batch()
     assert list(reader._gaps) == before
+
+
+def test_a_first_epoch_is_held_to_the_next_boundary_whatever_the_distance() -> None:
+    grid = EpochGrid(10.0, 0.02)
+    began = 1000 * 10.02 + 1.3  # built 1.3 s past a boundary: due 1.28 s past the next one
+    due = began + 10.0
+    assert grid.hold_until(began, due - 0.01, first=True) == pytest.approx(1002 * 10.02)
+    # Later epochs as late as that drift back instead (a margin an epoch): going round to the
+    # next boundary would make every other process wait up to a period for ten epochs.
+    assert grid.hold_until(began, due - 0.01) is None
+
+
+def test_a_reader_holds_its_first_epoch_to_the_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    grid = EpochGrid(10.0, 0.02)
+    boundary = math.ceil(datetime.now(UTC).timestamp() / grid.period) * grid.period
+    clock = [boundary + 1.3]
+    monkeypatch.setattr("dataflows.sources.time.time", lambda: clock[0])
+    reader = _Reader(_Part(), "epochs-first-test", 0, threading.Event(), None, 1.0, 900.0, grid)
+    clock[0] = boundary + 11.29  # 10 ms before its first due
+    held = reader.next_awake()
+    assert held is not None
+    assert held.timestamp() == pytest.approx(boundary + 2 * grid.period, abs=1e-6)
+    clock[0] = boundary + 2 * grid.period
+    reader.snapshot()  # its first close, on the grid
+    clock[0] = boundary + 2 * grid.period + 10.0 - 0.01
+    assert reader.next_awake().timestamp() == pytest.approx(  # type: ignore[union-attr]
+        boundary + 3 * grid.period, abs=1e-6
+    )
