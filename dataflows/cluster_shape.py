@@ -20,9 +20,9 @@ So each of these is refused, naming the option (or variable), what came and what
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping, Sequence
 
+from dataflows.bytewax_options import bytewax_options
 from dataflows.metrics_server import process_id
 from features.bounded import bounded
 
@@ -34,15 +34,11 @@ class ClusterShapeError(ValueError):
 def cluster_shape(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[int, int, list[str]]:
     """Workers per process, this process's id and the cluster's addresses (none for one
     process), as ``python -m bytewax.run`` reads them."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("-w", "--workers-per-process", type=int)
-    parser.add_argument("-a", "--addresses")
-    known, _ = parser.parse_known_args(list(argv[1:]))
-    workers = known.workers_per_process
-    if workers is None:
-        workers = int(environ.get("BYTEWAX_WORKERS_PER_PROCESS") or 1)
+    known = bytewax_options(argv)
+    given = known.workers_per_process
+    workers = int(given if given is not None else environ.get("BYTEWAX_WORKERS_PER_PROCESS") or 1)
     addresses = known.addresses if known.addresses is not None else environ.get("BYTEWAX_ADDRESSES")
-    split = [a.strip() for a in addresses.split(";")] if addresses else []
+    split = addresses.split(";") if addresses else []  # as Bytewax splits them: no stripping
     return workers, process_id(argv, environ), split
 
 
@@ -67,6 +63,14 @@ def require_cluster_shape(argv: Sequence[str], environ: Mapping[str, str]) -> No
             bounded(
                 f"-a/--addresses (or BYTEWAX_ADDRESSES) {';'.join(addresses)!r} names an empty "
                 "address; expected host:port of every process, separated by ';'"
+            )
+        )
+    if any(a != a.strip() for a in addresses):
+        raise ClusterShapeError(
+            bounded(
+                f"-a/--addresses (or BYTEWAX_ADDRESSES) {';'.join(addresses)!r} has an address "
+                "with spaces around it; expected host:port of every process, separated by ';' "
+                "alone (Bytewax takes the spaces as part of the host name and cannot connect)"
             )
         )
     if not 0 <= process < len(addresses):

@@ -60,9 +60,10 @@ Nothing about what is read, stored or snapshotted changes: only when epochs clos
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Mapping, Sequence
+
+from dataflows.bytewax_options import bytewax_options
 
 DEFAULT_INTERVAL_SECONDS = 10.0  # bytewax.run's without recovery
 
@@ -70,10 +71,7 @@ DEFAULT_INTERVAL_SECONDS = 10.0  # bytewax.run's without recovery
 def epoch_interval(argv: Sequence[str], environ: Mapping[str, str]) -> float:
     """The epoch interval in seconds as ``python -m bytewax.run`` takes it: ``-s`` /
     ``--snapshot-interval`` (whole seconds), else ``BYTEWAX_SNAPSHOT_INTERVAL``, else 10."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("-s", "--snapshot-interval")
-    known, _ = parser.parse_known_args(list(argv[1:]))
-    value = known.snapshot_interval or environ.get("BYTEWAX_SNAPSHOT_INTERVAL")
+    value = bytewax_options(argv).snapshot_interval or environ.get("BYTEWAX_SNAPSHOT_INTERVAL")
     if value is None or value == "":
         return DEFAULT_INTERVAL_SECONDS
     try:

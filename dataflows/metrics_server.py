@@ -27,12 +27,12 @@ which only that server reads); the dashboard, the alerts and the health probe us
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Mapping, Sequence
 
 from prometheus_client import start_http_server
 
+from dataflows.bytewax_options import bytewax_options
 from features.bounded import bounded
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,7 @@ class MetricsServerError(RuntimeError):
 def process_id(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """This process's id as ``python -m bytewax.run`` takes it: ``-i/--process-id``, else
     ``BYTEWAX_PROCESS_ID``, else the pod's ordinal (Bytewax's Helm chart), else 0."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("-i", "--process-id", type=int)
-    known, _ = parser.parse_known_args(list(argv[1:]))
+    known = bytewax_options(argv)
     if known.process_id is not None:
         return int(known.process_id)
     if environ.get("BYTEWAX_PROCESS_ID"):

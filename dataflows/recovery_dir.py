@@ -35,15 +35,16 @@ recovery directory '/r' holds Kafka offsets of topic 'other' for step read_p
 
 from __future__ import annotations
 
-import argparse
 import errno
 import fcntl
 import logging
 import os
+import socket
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from dataflows.bytewax_options import bytewax_options
 from dataflows.metrics_server import process_id
 from features.bounded import bounded
 
@@ -62,20 +63,14 @@ class RecoveryDirectoryError(RuntimeError):
 def recovery_directory(argv: Sequence[str], environ: Mapping[str, str]) -> Path | None:
     """The recovery directory as ``python -m bytewax.run`` takes it: ``-r`` /
     ``--recovery-directory``, else ``BYTEWAX_RECOVERY_DIRECTORY``; None without recovery."""
-    parser = argparse.ArgumentParser(add_help=False)  # abbreviations, as bytewax.run
-    parser.add_argument("-r", "--recovery-directory")
-    known, _ = parser.parse_known_args(list(argv[1:]))
-    value = known.recovery_directory or environ.get("BYTEWAX_RECOVERY_DIRECTORY")
+    value = bytewax_options(argv).recovery_directory or environ.get("BYTEWAX_RECOVERY_DIRECTORY")
     return Path(value) if value else None
 
 
 def in_cluster(argv: Sequence[str]) -> bool:
     """True when ``python -m bytewax.run`` is given the addresses of a cluster (``-a`` /
     ``--addresses``): its processes may keep their recovery partitions on their own hosts."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("-a", "--addresses")
-    known, _ = parser.parse_known_args(list(argv[1:]))
-    return bool(known.addresses)
+    return bool(bytewax_options(argv).addresses)
 
 
 def snapshot_keys(
@@ -205,18 +200,22 @@ def hold(directory: Path, process: int) -> None:
                 f"recovery directory {str(directory)!r} is in use by another flow: its process "
                 f"{process} runs{holder} and holds {path.name}; two flows on one directory "
                 "resume from and write over the same snapshots. Stop the other flow first, or "
-                "give this one its own recovery directory"
+                "give this one its own recovery directory (on NFSv3 a lock can outlive a host "
+                "that died: if that host is gone for good, delete the lock file)"
             )
         ) from None
     os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
     _HELD[key] = fd
 
 
 def _holder(fd: int) -> str:
-    """`` (pid N)`` from a lock file another process holds, or nothing."""
+    """`` (pid N on host H)`` from a lock file another process holds, or nothing."""
     try:
-        pid = os.pread(fd, 32, 0).decode("ascii").strip()
+        text = os.pread(fd, 300, 0).decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return ""
-    return f" (pid {pid})" if pid.isdigit() else ""
+    pid, _, host = text.partition(" ")
+    if not pid.isdigit():
+        return ""
+    return f" (pid {pid} on host {bounded(host, 64)!r})" if host else f" (pid {pid})"

@@ -200,7 +200,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             value = getattr(self, field)
             if not value.strip() or (field in LISTS and not value.replace(",", "").strip()):
                 raise ValueError(
-                    f"{PREFIX}{field.upper()}={value!r} is empty; expected {expected} (unset it "
+                    f"{PREFIX}{field.upper()}={value[:40]!r} is empty; expected "
+                    f"{expected} (unset it "
                     "for the default)"
                 )
 

@@ -43,5 +43,23 @@ def test_shapes_bytewax_runs_pass(args: list[str]) -> None:
 
 def test_the_shape_is_read_as_bytewax_run_reads_it() -> None:
     assert cluster_shape([*RUN, "--workers-per-process=4"], {}) == (4, 0, [])
-    environ = {"BYTEWAX_ADDRESSES": "a:1; b:2", "BYTEWAX_PROCESS_ID": "1"}
+    environ = {"BYTEWAX_ADDRESSES": "a:1;b:2", "BYTEWAX_PROCESS_ID": "1"}
     assert cluster_shape(RUN, environ) == (1, 1, ["a:1", "b:2"])
+    # Abbreviated long options, as Bytewax's parser takes them (it allows abbreviations).
+    assert cluster_shape([*RUN, "--workers", "2", "--process", "1", "--addr", "a:1;b:2"], {}) == (
+        2,
+        1,
+        ["a:1", "b:2"],
+    )
+
+
+def test_abbreviated_options_are_checked_too() -> None:
+    with pytest.raises(ClusterShapeError, match=r"-w/--workers-per-process .* is 0"):
+        require_cluster_shape([*RUN, "--workers", "0"], {})
+    with pytest.raises(ClusterShapeError, match=r"-i/--process-id .* is 3"):
+        require_cluster_shape([*RUN, "--process", "3", "--addresses", "a:1;b:2"], {})
+
+
+def test_an_address_with_spaces_is_refused_bytewax_keeps_them() -> None:
+    with pytest.raises(ClusterShapeError, match="spaces around it"):
+        require_cluster_shape(RUN, {"BYTEWAX_ADDRESSES": "a:1; b:2", "BYTEWAX_PROCESS_ID": "1"})

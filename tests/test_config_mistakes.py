@@ -29,6 +29,13 @@ def test_a_list_of_nothing_but_commas_is_empty(variable: str) -> None:
         Config.from_env({variable: " , ,"})
 
 
+def test_a_long_empty_value_is_quoted_bounded() -> None:
+    """A hundred thousand commas: the error quoted them all (100,167 characters)."""
+    with pytest.raises(ValueError, match="is empty") as refused:
+        Config.from_env({"PAYSCORE_MYSQL_ACCOUNT_HOSTS": "," * 100_000})
+    assert len(str(refused.value)) < 1_000
+
+
 def test_explicit_values_stay_accepted() -> None:
     config = Config.from_env(
         {"PAYSCORE_REVIEW_HOST": "0.0.0.0", "PAYSCORE_MYSQL_ACCOUNT_HOSTS": "%"}

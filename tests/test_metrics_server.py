@@ -55,3 +55,9 @@ def test_bytewax_s_api_server_unset_is_fine_and_a_long_value_is_quoted_bounded()
     with pytest.raises(MetricsServerError) as caught:
         refuse_bytewax_api({"BYTEWAX_DATAFLOW_API_ENABLED": "Z" * 100_000})
     assert str(caught.value).count("Z") <= 64 and "characters cut" in str(caught.value)
+
+
+def test_the_process_id_is_read_from_an_abbreviated_option_as_bytewax_reads_it() -> None:
+    assert (
+        process_id(["run.py", "dataflows.scoring:flow", "--process", "1", "-a", "h:1;h:2"], {}) == 1
+    )

@@ -7,6 +7,7 @@ recovery into a directory made by ``bytewax.recovery.init_db_dir``; no broker is
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -231,3 +232,22 @@ def test_a_cluster_process_without_partitions_warns_and_starts(
         require_own_recovery(argv, {}, FLOW_ID, kafka_readers(config()))
     assert f"recovery directory {str(folder)!r} holds no recovery partition" in caplog.text
     assert "other hosts" in caplog.text
+
+
+def test_a_lock_file_names_the_holder_s_pid_and_host(tmp_path: Path) -> None:
+    """Across hosts (a recovery directory on shared storage) a pid alone names nothing."""
+    from dataflows.recovery_dir import _holder
+
+    path = tmp_path / "lock"
+    path.write_text("4242 flow-host-1\n")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert _holder(fd) == " (pid 4242 on host 'flow-host-1')"
+    finally:
+        os.close(fd)
+    path.write_text("4242\n")  # a lock file of the first version of the lock
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert _holder(fd) == " (pid 4242)"
+    finally:
+        os.close(fd)
