@@ -36,8 +36,8 @@ from sqlalchemy.exc import DBAPIError, NoSuchTableError
 from features.bounded import bounded
 from settings.config import Config
 from storage.accounts import GRANTS, NONE, rights
-from storage.engine import ACCESS_DENIED, describe, error_code, is_transient, make_engine
-from storage.refusals import missing_rights
+from storage.engine import describe, error_code, is_transient, make_engine
+from storage.refusals import missing_rights, refused
 from storage.schema import missing_columns as lacking
 from storage.tables import dead_letters, fraud_labels, implicit_labels, metadata, scored_payments
 
@@ -81,14 +81,8 @@ def excess_rights(engine: Engine) -> list[str]:
     allowed = []
     with engine.connect() as connection:
         for what, statement in FORBIDDEN:
-            try:
-                connection.exec_driver_sql(statement)
-            except DBAPIError as exc:
-                if error_code(exc) not in ACCESS_DENIED:
-                    raise
-                connection.rollback()
-                continue
-            allowed.append(what)
+            if refused(connection, statement) is None:
+                allowed.append(what)
         connection.rollback()
     return allowed
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal, ParamSpec, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from features.bounded import bounded
@@ -133,13 +133,21 @@ def missing_rights(engine: Engine, role: Role = "flow") -> list[str]:
         for name in GRANTS:
             want = rights(name, role)
             for need, statement in probes(metadata.tables[name], want):
-                try:
-                    connection.exec_driver_sql(statement)
-                except DBAPIError as exc:
-                    if error_code(exc) not in ACCESS_DENIED:
-                        raise
-                    connection.rollback()
+                if (exc := refused(connection, statement)) is not None:
                     lacking_rights.append(f"{need} on {name}: {bounded(str(exc.orig), 300)}")
                     break
         connection.rollback()
     return lacking_rights
+
+
+def refused(connection: Connection, statement: str) -> DBAPIError | None:
+    """Run ``statement`` (one that touches no row); the error MySQL refused it with for want
+    of a right, the transaction rolled back, or None when it ran. Any other error is raised."""
+    try:
+        connection.exec_driver_sql(statement)
+    except DBAPIError as exc:
+        if error_code(exc) not in ACCESS_DENIED:
+            raise
+        connection.rollback()
+        return exc
+    return None
