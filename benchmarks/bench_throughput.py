@@ -4,7 +4,7 @@
         [--latency-rates R ...] [--latency-seconds 30] [--state-cards 3000] [--out DIR]
         [--skip-flow] [--skip-shadow] [--skip-loop] [--skip-raw] [--skip-latency]
         [--skip-profile] [--skip-state] [--skip-rules] [--rules-repeats 1] [--short]
-        [--flow-args "-s 1"] [--settle-seconds 15]
+        [--flow-args "-s 1"] [--settle-seconds 15] [--call-trace]
 
 ``--short`` checks that it runs in a few minutes (1 day, 2,000 cards, 1 process with and
 without the rules, latency at 300 payments/s for 10 s; no shadow, loop, raw, profile or state).
@@ -60,6 +60,10 @@ artifacts: the flows' logs (``logs/``), the py-spy recording and its table.
    after each epoch close (``payscore_epoch_close_wait_seconds``); and every payment's
    ``appended_at``, latency
    (µs) and Kafka partition, in ``OUT/latency-series-<rate>.csv``, to see when it waited.
+   With ``--call-trace`` the flow times every call into its steps (``PAYSCORE_CALL_TRACE_DIR``
+   = ``OUT/call-trace-<rate>``) and the run prints, per process, where the pause after each
+   epoch close of the paced part went (``benchmarks/epoch_close_trace.py``: the epoch's tail,
+   each step's snapshots, sink writes, time outside the flow's Python).
 5. **Per-stage profile** (``--skip-profile``): ``benchmarks/profile_stages.py --days
    --profile-days`` (4; ``--cards`` cards) and its stage table, timed without a profiler; and
    one more 1-process run of part 1, recorded by py-spy (``--nonblocking``, 50 Hz,
@@ -108,6 +112,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import epoch_close_trace
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -816,6 +821,10 @@ def latency_run(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
         steady = [r._replace(topic=to_topic[r.event]) for r in steady]
         db_url = bench.scratch_db(run)
         env = bench.env(topics, db_url, bench.model_copy(run), tail=True)
+        traces = bench.out / f"call-trace-{rate:g}"
+        if args.call_trace:
+            traces.mkdir(parents=True, exist_ok=True)
+            env["PAYSCORE_CALL_TRACE_DIR"] = str(traces)
         engine = make_engine(bench.dsn(db_url))
         run.callback(engine.dispose)
         log = bench.out / "logs" / f"latency-{rate:g}.log"
@@ -852,6 +861,7 @@ def latency_run(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
         total = warm_payments + report.payments
         timeout = max(args.latency_timeout, 3 * seconds)
         _wait_stored(engine, total, proc, timeout, "the paced part", log)
+        paced_end = time.time()
         after = [scrape(metrics_port + i) for i in range(2)]
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -938,6 +948,11 @@ def latency_run(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
         "(broker times, whole milliseconds)",
         flush=True,
     )
+    if args.call_trace:
+        since = steady_start.replace(tzinfo=UTC).timestamp()
+        figures["call_trace"] = epoch_close_trace.report(traces, since, paced_end, False)
+        print(f"  where the pause after each close went (call files in {traces}):")
+        print("\n".join(f"    {line}" for line in figures["call_trace"]), flush=True)
     for i, snaps in enumerate(figures["snapshots_per_epoch"]):
         steps = ", ".join(f"{step} {ms:.1f}" for step, ms in snaps["ms_by_step"].items() if ms)
         print(
@@ -1362,6 +1377,12 @@ def parse_arguments(argv: Iterable[str] | None = None) -> argparse.Namespace:
         type=float,
         default=15.0,
         help="latency runs: seconds the flow runs between the warm-up and the paced part",
+    )
+    parser.add_argument(
+        "--call-trace",
+        action="store_true",
+        help="latency runs: time every call of the flow (PAYSCORE_CALL_TRACE_DIR) and print "
+        "where the pause after each epoch close went (benchmarks/epoch_close_trace.py)",
     )
     parser.add_argument(
         "--latency-timeout", type=float, default=300.0, help="seconds to wait for stored payments"

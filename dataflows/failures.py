@@ -11,7 +11,8 @@ So :func:`log_failures` wraps every Python object the built flow hands to Bytewa
 step's mapper, predicate, inspector and stateful logic, each source and sink and their
 partitions) in a guard that logs an exception at CRITICAL (event ``step_failed``), with the
 step's id and the bounded traceback (:data:`features.bounded.TRACEBACK_CHARS`), and raises it on
-unchanged. Each exception is logged once, by the innermost guard it passes. A source's
+unchanged. Each exception is logged once, by the innermost guard it passes. With a
+:class:`dataflows.call_trace.CallTrace` every guarded call is timed into it as well. A source's
 ``StopIteration`` (the end of its input) is not a failure. What a mapper or a stateful logic
 emits is made into a list inside the guard: Bytewax's ``op.map`` returns a generator, whose
 exception would otherwise come out later, in Bytewax's hands.
@@ -23,6 +24,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -42,6 +44,7 @@ from bytewax.outputs import (
     StatelessSinkPartition,
 )
 
+from dataflows.call_trace import CallTrace
 from features.bounded import TRACEBACK_CHARS, bounded
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,8 @@ _LOGGED = "_payscore_logged"
 # The first failure this process logged: its step and "Type: text" (bounded), for the last line
 # the process writes (dataflows/exiting.py), which Bytewax's panic alone would otherwise name.
 _first: tuple[str, str] | None = None
+# Where the guards built from now on time their calls (log_failures's ``trace``), or None.
+_trace: CallTrace | None = None
 
 
 def first_failure() -> tuple[str, str] | None:
@@ -57,8 +62,11 @@ def first_failure() -> tuple[str, str] | None:
     return _first
 
 
-def log_failures(flow: Dataflow) -> Dataflow:
-    """``flow`` with every Python object Bytewax calls guarded (see the module docstring)."""
+def log_failures(flow: Dataflow, trace: CallTrace | None = None) -> Dataflow:
+    """``flow`` with every Python object Bytewax calls guarded (see the module docstring);
+    with ``trace``, each call timed into it."""
+    global _trace
+    _trace = trace
     _guard_steps(flow.substeps)
     return flow
 
@@ -82,7 +90,9 @@ def failed(where: str, exc: BaseException) -> None:
 
 
 def guarded(where: str, function: F) -> F:
-    """``function``, logging what it raises (see :func:`failed`)."""
+    """``function``, logging what it raises (see :func:`failed`), and timed into the call
+    trace of :func:`log_failures` if it has one."""
+    trace = _trace
 
     @functools.wraps(function)
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -94,16 +104,34 @@ def guarded(where: str, function: F) -> F:
             failed(where, exc)
             raise
 
-    return call  # type: ignore[return-value]
+    if trace is None:
+        return call  # type: ignore[return-value]
+    what = getattr(function, "__name__", "call")
+
+    @functools.wraps(function)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.time()
+        out = call(*args, **kwargs)
+        first = args[0] if args else out
+        items = len(first) if isinstance(first, list) else len(out) if isinstance(out, list) else -1
+        trace.record(started, time.time(), where, what, items)
+        return out
+
+    return timed  # type: ignore[return-value]
 
 
 def _guard_mapper(where: str, mapper: Callable[[list[Any]], Any]) -> Callable:
     """A batch mapper, its items made inside the guard (``op.map`` returns a generator, which
     would raise later, in Bytewax's hands)."""
-    return guarded(where, lambda batch: list(mapper(batch)))
+
+    def mapper_batch(batch: list[Any]) -> list[Any]:
+        return list(mapper(batch))
+
+    return guarded(where, mapper_batch)
 
 
 def _emitting(method: Callable[..., tuple[Any, bool]]) -> Callable[..., tuple[list[Any], bool]]:
+    @functools.wraps(method)
     def call(*args: Any) -> tuple[list[Any], bool]:
         values, discard = method(*args)
         return list(values), discard

@@ -62,6 +62,7 @@ from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
 from dataflows import collector, exiting, logs, metrics, stopping
+from dataflows.call_trace import CallTrace
 from dataflows.cluster_shape import require_cluster_shape
 from dataflows.dead_letter_topic import DeadLetterSink
 from dataflows.decisions_topic import DecisionsTopic
@@ -251,7 +252,8 @@ def build(
             key=key,
         ),
     )
-    return log_failures(flow)
+    trace = CallTrace(Path(config.call_trace_dir)) if config.call_trace_dir else None
+    return log_failures(flow, trace)
 
 
 # ---------------------------------------------------------------------------- steps

@@ -90,6 +90,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # the columns' buffers (about 1.6 KB an active card); "compact" writes each column in its
     # narrowest width (under 1 KB, about five times the CPU a snapshot). Either restores.
     card_snapshots: Literal["fast", "compact"] = "fast"
+    # A diagnostic: every call the flow makes into its steps, sources and sinks, timed, one
+    # file a process in this folder (dataflows/call_trace.py). Empty: none (production).
+    call_trace_dir: str = ""
     # Bytes of a dead letter's key and value that go to the dead-letter topic at most; the rest
     # is cut (marked in a header). Keep it below the topic's max.message.bytes. At most what
     # librdkafka's message.max.bytes takes (10**9) less the room kept for headers (100,000).
