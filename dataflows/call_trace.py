@@ -16,11 +16,12 @@ or waiting. ``benchmarks/epoch_close_trace.py`` reads the files and says where e
 close's pause went; ``benchmarks/bench_throughput.py --call-trace`` runs it on its latency runs.
 
 Cost: two clock reads and five appends a call (about 1 µs; a payment makes about 20 calls),
-28 bytes of memory a call until the process exits, when the file is written (about 100 bytes a
-call; a ``kill -9`` writes nothing): some hundred megabytes for a few minutes at thousands of
-payments a second. Nothing is written while the flow runs, so the trace adds no pause of its
-own. It is a diagnostic for minutes-long runs, not for production; past :data:`MAX_CALLS` calls
-are counted, not kept.
+28 bytes of memory a call until the process exits normally, when the file is written (about 100
+bytes a call; a process that fails, which ``dataflows/exiting.py`` ends at once, or is killed
+writes nothing): some hundred megabytes for a few minutes at thousands of payments a second.
+Nothing is written while the flow runs, so the trace adds no pause of its own. It is a
+diagnostic for minutes-long runs, not for production; past :data:`MAX_CALLS` calls are counted,
+not kept.
 """
 
 from __future__ import annotations
