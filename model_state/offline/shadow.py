@@ -42,6 +42,7 @@ import msgspec
 import numpy as np
 from sqlalchemy import Engine, select
 
+from features.bounded import bounded
 from model_state import artifact, signing
 from model_state.offline.eval_metrics import card_precision_at_k, ranking_metrics
 from model_state.offline.retrain import record
@@ -232,6 +233,30 @@ def promote(
     return made
 
 
+DECIDER_CHARS = 64  # model_actions.decided_by holds 128
+NOTE_CHARS = 2_000  # model_actions.note: a TEXT of 65,535 bytes
+
+
+def _decider(text: str) -> str:
+    """``--by``: 1 to 64 printable characters (200 of them were MySQL's "Data too long for
+    column 'decided_by'", a traceback after the command had checked everything else)."""
+    if not 1 <= len(text) <= DECIDER_CHARS or not text.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"expected 1 to {DECIDER_CHARS} printable characters; got {bounded(text, 80)!r}"
+        )
+    return text
+
+
+def _note(text: str) -> str:
+    """``--note``: at most 2,000 characters (70,000 were MySQL's "Data too long for column
+    'note'", a traceback)."""
+    if len(text) > NOTE_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {NOTE_CHARS:,} characters; got {len(text):,}"
+        )
+    return text
+
+
 @refusing("python -m model_state.shadow", "models")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
@@ -251,8 +276,10 @@ def main(argv: list[str] | None = None) -> None:
     up = commands.add_parser("promote", help="VERSION becomes the champion (or a rollback)")
     up.add_argument("version")
     for sub in (start, stop, up):
-        sub.add_argument("--by", default=getpass.getuser(), help="who decides (recorded)")
-        sub.add_argument("--note", default=None)
+        sub.add_argument(
+            "--by", type=_decider, default=getpass.getuser(), help="who decides (recorded)"
+        )
+        sub.add_argument("--note", type=_note, default=None)
     args = parser.parse_args(argv)
     config = Config.from_env(os.environ)
     engine = make_engine(config.models_mysql_dsn)
