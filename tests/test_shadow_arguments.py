@@ -27,3 +27,21 @@ def test_a_decider_or_note_the_table_cannot_hold_is_refused_before_connecting(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert expected in err and len(err) < 3_000
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--k", "0", "from 1 to 1,000,000"),  # card_precision_at_k's ValueError, a traceback
+        ("--k", "-1", "from 1 to 1,000,000"),
+        ("--top", "-1", "from 0 to 10,000"),  # every disagreement but the last
+        ("--top", "many", "from 0 to 10,000"),
+    ],
+)
+def test_compare_s_counts_out_of_range_are_refused_before_connecting(
+    option: str, value: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["compare", option, value])
+    assert exited.value.code == 2
+    assert f"argument {option}: expected a whole number {expected}" in capsys.readouterr().err
