@@ -69,7 +69,7 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from features.catalog import FEATURE_NAMES
-from model_state import artifact, signing
+from model_state import artifact
 from model_state.offline import train
 from model_state.offline.gate import (
     DEFAULT_MIN_GAIN,
@@ -78,6 +78,7 @@ from model_state.offline.gate import (
     Verdict,
     judge,
 )
+from model_state.sign import command_key
 from model_state.stored_versions import NewerVersionsInMySQL, row_fault
 from settings.config import Config
 from storage import shadow
@@ -443,7 +444,7 @@ def main(argv: list[str] | None = None) -> None:
         fitted, verdict = retrain(
             engine,
             args.model_dir or Path(config.model_dir),
-            key=signing.read_key(Path(config.model_key_file)),
+            key=command_key("python -m model_state.retrain", Path(config.model_key_file)),
             window=timedelta(days=args.window_days),
             min_frauds=args.min_frauds,
             validation_days=args.validation_days,

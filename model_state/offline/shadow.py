@@ -48,6 +48,7 @@ from model_state import artifact, signing
 from model_state.offline.eval_metrics import card_precision_at_k, ranking_metrics
 from model_state.offline.retrain import record
 from model_state.scorer import decide
+from model_state.sign import command_key
 from model_state.stored_versions import identity_problems, row_fault
 from settings.config import Config
 from storage import shadow
@@ -343,7 +344,7 @@ def run(args: argparse.Namespace, config: Config, engine: Engine) -> None:
             engine,
             Path(config.model_dir),
             args.version,
-            key=signing.read_key(Path(config.model_key_file)),
+            key=command_key("python -m model_state.shadow", Path(config.model_key_file)),
             by=args.by,
             note=args.note,
         )
