@@ -22,16 +22,23 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from features.bounded import bounded
+
 
 def check(host: str, port: int, *, live_only: bool, max_lag: float | None) -> tuple[bool, str]:
     url = f"http://{host}:{port}/metrics"
     try:
-        body = urllib.request.urlopen(url, timeout=5).read().decode()
+        body = urllib.request.urlopen(url, timeout=5).read()
     except OSError as exc:
         return False, f"not live: {url} did not answer ({exc})"
     if live_only:
         return True, f"live: {url} answered"
-    samples = [s for family in text_string_to_metric_families(body) for s in family.samples]
+    try:  # another server on the port: a page of HTML, or bytes, was a traceback
+        families = text_string_to_metric_families(body.decode())
+        samples = [s for family in families for s in family.samples]
+    except ValueError as exc:  # UnicodeDecodeError is one too
+        said = bounded(str(exc), 200)
+        return False, f"not ready: {url} did not answer Prometheus metrics ({said})"
     versions = [s.labels["version"] for s in samples if s.name == "payscore_model_info" and s.value]
     if not versions:
         return False, f"not ready: {url} shows no model version in use (payscore_model_info)"
