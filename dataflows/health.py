@@ -17,6 +17,7 @@ Exit status 0 when the check passes, 1 otherwise, with one line saying why: what
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import urllib.request
 
@@ -57,13 +58,35 @@ def check(host: str, port: int, *, live_only: bool, max_lag: float | None) -> tu
     return True, f"ready: scoring with {versions[0]}"
 
 
-def main() -> None:
+def _port(text: str) -> int:
+    """A port from 1 to 65535: 99999 or -1 was "not live" (status 1), a probe's misconfiguration
+    read as a dead process, restarted for ever; now a usage error (status 2)."""
+    if not text.isdigit() or not 1 <= int(text) <= 65_535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535; got {text[:40]!r}")
+    return int(text)
+
+
+def _lag(text: str) -> float:
+    """Messages behind, a finite number from 0: ``nan`` passed every lag (ready, 5,000 behind),
+    a negative one none."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number of messages from 0; got {text[:40]!r}"
+        )
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dataflows.health", description=__doc__)
-    parser.add_argument("port", type=int, help="the process's metrics port")
+    parser.add_argument("port", type=_port, help="the process's metrics port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--live", action="store_true", help="liveness only")
-    parser.add_argument("--max-lag", type=float, help="readiness: most messages behind")
-    args = parser.parse_args()
+    parser.add_argument("--max-lag", type=_lag, help="readiness: most messages behind")
+    args = parser.parse_args(argv)
     ok, why = check(args.host, args.port, live_only=args.live, max_lag=args.max_lag)
     print(why)
     sys.exit(0 if ok else 1)

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dataflows.health import check
+from dataflows.health import check, main
 
 
 @pytest.fixture
@@ -58,3 +58,25 @@ def test_metrics_with_a_model_are_ready(server: tuple[ThreadingHTTPServer, list[
         True,
         "ready: scoring with v00001",
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["99999"], "argument port: expected a port from 1 to 65535"),  # was "not live", 1
+        (["-1"], "argument port: expected a port from 1 to 65535"),
+        (["3030", "--max-lag", "nan"], "argument --max-lag: expected a finite number"),
+        (["3030", "--max-lag=-5"], "argument --max-lag: expected a finite number"),
+        (["3030", "--max-lag", "inf"], "argument --max-lag: expected a finite number"),
+    ],
+)
+def test_a_port_or_lag_out_of_range_is_a_usage_error_not_a_verdict(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A port out of range was "not live" (status 1): an orchestrator restarts a healthy
+    process for a typo. ``--max-lag nan`` passed every lag (ready though 5,000 behind), a
+    negative one none. Each is a usage error now (status 2)."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert said in capsys.readouterr().err
