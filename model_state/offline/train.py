@@ -627,8 +627,13 @@ def _main() -> None:
     config = Config.from_env(os.environ)
     model_dir = args.model_dir or Path(config.model_dir)
     key = signing.read_key(Path(config.model_key_file), create=True)
-    if args.label_delay_days < 0:
-        raise ValueError(f"--label-delay-days must be >= 0; got {args.label_delay_days}")
+    # nan passed "< 0" and came back as "cannot convert float NaN to integer"; 1e300 as an
+    # OverflowError traceback. A century at most, as PAYSCORE_LABEL_DELAY_DAYS.
+    if not 0 <= args.label_delay_days <= 36_500:
+        raise ValueError(
+            f"--label-delay-days must be a number of days from 0 to 36,500; got "
+            f"{args.label_delay_days}"
+        )
     if args.if_missing and artifact.list_versions(model_dir):
         try:
             newest = artifact.load(model_dir, key=key)
