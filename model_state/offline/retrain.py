@@ -57,9 +57,8 @@ these functions, weekly over the held-out stream.
 from __future__ import annotations
 
 import argparse
-import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -372,30 +371,6 @@ def record(engine: Engine, version: artifact.ModelArtifact, artifact_path: str) 
         connection.execute(model_versions.insert(), [row])
 
 
-def _within(
-    kind: type[int] | type[float], low: float, high: float, *, above: bool = False
-) -> Callable[[str], float]:
-    """An argument's type: a finite number of ``kind`` from ``low`` (excluded if ``above``) to
-    ``high``. Unchecked, ``--min-frauds -1`` was an AssertionError, ``--label-delay-days 1e300``
-    an OverflowError (tracebacks), ``--window-days -1`` "the last -1 days" and ``--tolerance
-    nan`` a gate that never compares true."""
-
-    def number(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = math.nan
-        if not (low < value if above else low <= value) or not value <= high:
-            name, form = ("whole number", ",.0f") if kind is int else ("number", ",g")
-            raise argparse.ArgumentTypeError(
-                f"expected a {name} {'above' if above else 'from'} {low:{form}} "
-                f"{'and at most' if above else 'to'} {high:{form}}; got {text[:40]!r}"
-            )
-        return value
-
-    return number
-
-
 @refusing("python -m model_state.retrain", "models")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
@@ -403,22 +378,26 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--window-days", type=_within(int, 1, 36_500), default=DEFAULT_WINDOW_DAYS)
-    parser.add_argument("--min-frauds", type=_within(int, 1, 10**9), default=DEFAULT_MIN_FRAUDS)
     parser.add_argument(
-        "--validation-days", type=_within(int, 1, 36_500), default=DEFAULT_VALIDATION_DAYS
+        "--window-days", type=train.within(int, 1, 36_500), default=DEFAULT_WINDOW_DAYS
     )
-    parser.add_argument("--tolerance", type=_within(float, -1, 1), default=DEFAULT_TOLERANCE)
+    parser.add_argument(
+        "--min-frauds", type=train.within(int, 1, 10**9), default=DEFAULT_MIN_FRAUDS
+    )
+    parser.add_argument(
+        "--validation-days", type=train.within(int, 1, 36_500), default=DEFAULT_VALIDATION_DAYS
+    )
+    parser.add_argument("--tolerance", type=train.within(float, -1, 1), default=DEFAULT_TOLERANCE)
     parser.add_argument(
         "--min-gain",
-        type=_within(float, -1_000, 1_000),
+        type=train.within(float, -1_000, 1_000),
         default=DEFAULT_MIN_GAIN,
         help="the challenger must beat the champion by this many standard errors of the AP "
         "difference (paired bootstrap over the hold-out; 0: any gain)",
     )
     parser.add_argument(
         "--label-delay-days",
-        type=_within(float, 0, 36_500, above=True),
+        type=train.within(float, 0, 36_500, above=True),
         default=None,
         help="a payment's label is final once it is this old: the gate compares on the "
         "--validation-days that end here (default: PAYSCORE_LABEL_DELAY_DAYS)",
