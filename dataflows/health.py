@@ -10,8 +10,9 @@
   ``--max-lag N``, no partition it reads is more than N messages behind.
 
 Exit status 0 when the check passes, 1 otherwise, with one line saying why: what Kubernetes'
-``exec`` probes, systemd's ``ExecStartPost`` or a supervisor need. For an HTTP probe, point it at
-``/metrics`` of the process (liveness).
+``exec`` probes, systemd's ``ExecStartPost`` or a supervisor need. A port outside 1-65535 or a
+``--max-lag`` that is not a finite number from 0 is a usage error (status 2), not a verdict.
+For an HTTP probe, point it at ``/metrics`` of the process (liveness).
 """
 
 from __future__ import annotations
