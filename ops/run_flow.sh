@@ -35,6 +35,13 @@ for pair in "PROCESSES:$PROCESSES" "WORKERS:$WORKERS"; do
 done
 PY=${FLOW_PYTHON:-$ROOT/.venv/bin/python}
 BASE=${FLOW_BASE_PORT:-2101}
+# The first of the processes' ports, one a process, all up to 65535: "abc" stopped at bash's
+# "abc: unbound variable", "65535" with 2 processes gave the address 127.0.0.1:65536, and bash's
+# arithmetic ran a command in it ('PROCESSES[$(...)]'). Checked before any arithmetic uses it.
+if ! [[ $BASE =~ ^[1-9][0-9]{0,4}$ ]] || ((BASE + PROCESSES - 1 > 65535)); then
+  printf '[run_flow] refused: FLOW_BASE_PORT is %q; expected a port from 1 to %d (one a process, up to 65535)\n' "$BASE" $((65536 - PROCESSES)) >&2
+  exit 2
+fi
 if [ "${FLOW_METRICS:-1}" = 0 ]; then
   export PAYSCORE_METRICS_PORT=0
 elif [ -n "${FLOW_METRICS_BASE_PORT:-}" ]; then

@@ -474,8 +474,10 @@ def create_app(
             Route("/lists/{name}/import", signed(rules.import_csv), methods=["POST"]),
             Route("/rule-hits", signed(rules.rule_hits), methods=["GET"]),
             Route("/versions", signed(rules.versions), methods=["GET"]),
-            Route("/versions/{version:int}", signed(rules.version), methods=["GET"]),
-            Route("/versions/{version:int}/rollback", signed(rules.rollback), methods=["POST"]),
+            # {version}, not {version:int}: Starlette's int() of 5,000 digits raised while
+            # routing (Python's limit on digits), a 500 before any sign-in; _version checks it.
+            Route("/versions/{version}", signed(rules.version), methods=["GET"]),
+            Route("/versions/{version}/rollback", signed(rules.rollback), methods=["POST"]),
         ],
         middleware=[
             Middleware(

@@ -35,6 +35,7 @@ message, which names the line and column. Every text from input is bounded when 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from features.bounded import bounded
 from review import forms, rules_queries
 from review.backtests import BacktestBusyError, Backtests
 from review.security import check_csrf
@@ -455,11 +457,15 @@ class RulesPages:
         return RedirectResponse(f"/versions/{version}?saved={version}", status_code=303)
 
 
+_VERSION = re.compile(r"\A[0-9]{1,18}\Z")
+
+
 def _version(request: Request) -> int:
-    number = int(request.path_params["version"])
-    if number < 1:
-        raise HTTPException(404, f"there is no ruleset version {number}")
-    return number
+    """The ruleset version a path names: 1 to 18 digits, 404 otherwise (its text bounded)."""
+    named = str(request.path_params["version"])
+    if not _VERSION.match(named) or int(named) < 1:
+        raise HTTPException(404, f"there is no ruleset version {bounded(named, 80)}")
+    return int(named)
 
 
 @dataclass(frozen=True)

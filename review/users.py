@@ -32,6 +32,7 @@ import msgspec
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects.mysql import insert
 
+from features.bounded import bounded
 from review.login_records import unlock
 from review.passwords import check_new_password, hash_password, verify_password
 from storage.refusals import refusing
@@ -109,7 +110,14 @@ def _dummy() -> str:
 
 def _password(file: str | None) -> str:
     if file:
-        lines = Path(file).read_text(encoding="utf-8").splitlines()
+        try:
+            lines = Path(file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:  # a traceback (OSError) or no file named
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ValueError(
+                f"--password-file {bounded(file, 300)}: {why}; expected a readable UTF-8 file "
+                "with the password on its first line"
+            ) from None
         if not lines or not lines[0]:
             raise ValueError(f"--password-file {file}: expected the password on its first line")
         return lines[0]

@@ -74,6 +74,21 @@ def actor(by: str | None, user: str) -> str:
 
 
 BY_HELP = "your name, recorded beside the OS user running the command"
+MOST_SHOWN = 10_000
+
+
+def _limit(text: str) -> int:
+    """A ``--limit``: a whole number of rows from 1 to 10,000 (-5 reached MySQL's ``LIMIT`` as
+    a syntax error, a traceback; 10**23 an out-of-range one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MOST_SHOWN:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of rows from 1 to {MOST_SHOWN:,}; got {text[:40]!r}"
+        )
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -116,14 +131,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list-show")
     p.add_argument("name")
     p.add_argument("--after")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=_limit, default=100)
     p = sub.add_parser("import")
     p.add_argument("name")
     p.add_argument("file", type=Path)
     p.add_argument("--by", help=BY_HELP)
     p.add_argument("--skip-bad", action="store_true", help="import the good rows, report the bad")
     p = sub.add_parser("versions")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=_limit, default=20)
     p = sub.add_parser("diff")
     p.add_argument("since", type=int)
     p.add_argument("until", type=int, nargs="?")
@@ -131,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("version", type=int)
     p.add_argument("--by", help=BY_HELP)
     p = sub.add_parser("audit")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=_limit, default=20)
     return parser
 
 

@@ -345,6 +345,11 @@ class RulesStore:
             a, b = self._snapshot(c, since or None), self._snapshot(c, until)
             if since == 0:
                 a = Snapshot(0)
+            if a.version > b.version:  # the lists' counts assume it: "+0 -0" for 2 removed
+                raise ValueError(
+                    f"a diff goes from an older version to a newer one; got from {a.version} "
+                    f"to {b.version} (swap them)"
+                )
             lists = {}
             e = rule_list_entries
             for name in sorted(set(a.lists) | set(b.lists)):

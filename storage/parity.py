@@ -27,9 +27,10 @@ from typing import Any
 import msgspec
 from sqlalchemy import Engine, select
 
+from features.bounded import bounded
 from features.contract import FraudLabel, Payment
 from features.replay import replay
-from storage.refusals import refusing
+from storage.refusals import REFUSED, refusing
 from storage.tables import scored_payments
 
 
@@ -129,7 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         if m.kind == "valid" and m.value is not None
     )
     engine = make_engine(Config.from_env(os.environ).mysql_dsn)
-    report = check(engine, stream, prefix=args.prefix)
+    try:
+        report = check(engine, stream, prefix=args.prefix)
+    except (OSError, ValueError) as exc:  # a file missing or not samples: status 1 said mismatch
+        print(f"python -m storage.parity: refused: {bounded(str(exc))}", file=sys.stderr)
+        return REFUSED
+    finally:
+        engine.dispose()
     print(report.summary())
     return 0 if report.ok else 1
 

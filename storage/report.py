@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from sqlalchemy import Engine, Integer, cast, func, select
 
+from features.bounded import bounded
 from settings.config import Config
 from storage.engine import make_engine
-from storage.refusals import refusing
+from storage.refusals import REFUSED, refusing
 from storage.report_data import read_report
 from storage.report_html import render
 from storage.rows import reasons_on_demand
@@ -111,8 +113,12 @@ def main(argv: list[str] | None = None) -> None:
             print(report(engine))
             return
         page = render(read_report(engine))
-        args.html.parent.mkdir(parents=True, exist_ok=True)
-        args.html.write_text(page, encoding="utf-8")
+        try:
+            args.html.parent.mkdir(parents=True, exist_ok=True)
+            args.html.write_text(page, encoding="utf-8")
+        except OSError as exc:  # a directory, a file in the way, no right: was a traceback
+            print(f"python -m storage.report: refused: {bounded(str(exc))}", file=sys.stderr)
+            raise SystemExit(REFUSED) from None
         print(f"wrote {args.html} ({len(page):,} bytes)")
     finally:
         engine.dispose()

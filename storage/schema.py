@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from sqlalchemy import Column, Engine, Table, inspect, text
@@ -20,8 +21,9 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
+from features.bounded import bounded
 from storage.accounts import Accounts, apply_grants, check_complete
-from storage.refusals import refusing
+from storage.refusals import REFUSED, refusing
 from storage.tables import metadata
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "test_data" / "schema.sql"
@@ -70,6 +72,11 @@ def create_schema(engine: Engine, accounts: Accounts) -> list[str]:
     rights on the tables (:func:`storage.accounts.apply_grants`; ``engine`` is the admin's):
     the grant statements it ran."""
     check_complete()
+    if not engine.url.database:  # checked after create_all, it came as SQLAlchemy's assertion
+        raise ValueError(
+            f"{engine.url.render_as_string(hide_password=True)[:300]} names no database; "
+            "expected PAYSCORE_MYSQL_ADMIN_URL to end with one (.../payscore)"
+        )
     metadata.create_all(engine, checkfirst=True)
     dialect = mysql.dialect()
     inspector = inspect(engine)
@@ -99,11 +106,8 @@ def create_schema(engine: Engine, accounts: Accounts) -> list[str]:
             + ". Point PAYSCORE_MYSQL_URL at a new database, or migrate this one to "
             "test_data/schema.sql (python -m storage.schema prints it)"
         )
-    database = engine.url.database
-    if not database:
-        raise ValueError("PAYSCORE_MYSQL_ADMIN_URL names no database")
     with engine.begin() as connection:
-        return apply_grants(connection, database, accounts)
+        return apply_grants(connection, str(engine.url.database), accounts)
 
 
 @refusing("python -m storage.schema", "admin")
@@ -123,7 +127,11 @@ def main() -> None:
 
         config = Config.from_env(os.environ)
         engine = make_engine(config.mysql_admin_dsn)
-        granted = create_schema(engine, Accounts.of(config))
+        try:
+            granted = create_schema(engine, Accounts.of(config))
+        except (SchemaMismatchError, ValueError) as exc:  # tracebacks before
+            print(f"python -m storage.schema: refused: {bounded(str(exc))}", file=sys.stderr)
+            raise SystemExit(REFUSED) from None
         with engine.begin() as connection:
             moved = recheck_analysts(connection)
         print(

@@ -306,3 +306,20 @@ def test_the_text_report_says_where_an_approvals_reasons_are(engine: Engine) -> 
         "t-r": "amount_eur, card_count_24h",
         "t-s": "amount_eur",
     }
+
+
+def test_an_html_path_it_cannot_write_is_one_line_and_status_2(
+    mysql_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """``--html`` naming a directory, or a path under a file: a traceback (IsADirectoryError,
+    FileExistsError) after the report was read; one bounded line and status 2 now."""
+    from storage.report import main
+
+    monkeypatch.setenv("PAYSCORE_MYSQL_URL", mysql_url)
+    (tmp_path / "a-file").write_text("")
+    for path, said in [(tmp_path, "Is a directory"), (tmp_path / "a-file" / "r.html", "exists")]:
+        with pytest.raises(SystemExit) as exited:
+            main(["--html", str(path)])
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("python -m storage.report: refused: ") and said in err

@@ -420,6 +420,27 @@ def test_a_rollback_from_its_page_restores_the_rules_and_the_lists(
     assert client.get("/versions/99").status_code == 404
 
 
+def test_a_version_of_any_length_in_the_path_is_a_404_never_a_500(
+    admin_engine: Engine, review_engine: Engine, models: Path
+) -> None:
+    """``/versions/{version:int}``: Starlette converted the path with ``int()`` while routing,
+    and 5,000 digits are past Python's limit (ValueError): a 500 and a logged traceback for any
+    client, signed in or not. Every version the path names is a 404 page now, its text bounded."""
+    add_users(admin_engine)
+    RulesStore(review_engine).create_list("cards", "card", by="alice")  # version 1
+    app = app_on(review_engine, models)
+    client = signed_in(app, "alice", raise_server_exceptions=False)
+    page = client.get("/versions/1")
+    for named in ("9" * 5_000, "9" * 19, "0", "-1", "1e3", "x" * 5_000):
+        shown = client.get(f"/versions/{named}")
+        assert shown.status_code == 404 and len(shown.text) < 20_000, named
+        rolled = client.post(f"/versions/{named}/rollback", data={"csrf_token": token(page.text)})
+        assert rolled.status_code == 404, named
+    anonymous = TestClient(app, raise_server_exceptions=False).get(f"/versions/{'9' * 5_000}")
+    assert anonymous.status_code < 500
+    assert client.get("/versions/1").status_code == 200
+
+
 def test_a_backtest_from_the_rule_page_equals_a_count_in_sql_and_draws_a_chart(
     admin_engine: Engine, engine: Engine, review_engine: Engine, models: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,35 @@ def test_a_short_password_is_refused_before_anything_is_stored(
     secret.write_text("short\n")
     assert main(["add", "alice", "--role", "analyst", "--password-file", str(secret)]) == 2
     assert "password too short: expected at least 10 characters, got 5" in capsys.readouterr().err
+
+
+def _written(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (lambda d: d / "missing", "No such file or directory"),  # was a FileNotFoundError
+        (lambda d: d, "Is a directory"),  # was an IsADirectoryError
+        (lambda d: _written(d / "latin1", b"caf\xe9 au lait\n"), "not UTF-8"),
+    ],
+)
+def test_a_password_file_that_cannot_be_read_is_a_refusal_naming_it(
+    make: Callable[[Path], Path],
+    why: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A traceback (status 1) before, or for a file not in UTF-8 Python's codec error naming no
+    file; now one line naming the file and why, status 2, before any connection."""
+    monkeypatch.setenv("PAYSCORE_MYSQL_ADMIN_URL", "mysql+pymysql://nobody:x@127.0.0.1:1/none")
+    file = make(tmp_path)
+    assert main(["add", "alice", "--role", "analyst", "--password-file", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"review.users: --password-file {file}: {why}") and err.count("\n") == 1
 
 
 def test_hashes_are_salted_and_checked() -> None:

@@ -50,3 +50,16 @@ def test_a_by_that_would_pass_for_another_os_user_is_refused_before_connecting(
 ) -> None:
     assert main(["list-add", "blocked", "c-1", "--by", "carl@os:carl"]) == 2
     assert "refused: --by: expected 1 to 40 characters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["versions"], ["audit"], ["list-show", "blocked"]])
+@pytest.mark.parametrize("limit", ["-5", "0", "99999999999999999999999", "ten"])
+def test_a_limit_out_of_range_is_refused_before_connecting(
+    command: list[str], limit: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--limit -5`` reached MySQL as ``LIMIT -5``: a syntax error and a traceback; a limit
+    too large for MySQL, another. Refused by the parser, with status 2 and what is expected."""
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--limit", limit])
+    assert exited.value.code == 2
+    assert "expected a whole number of rows from 1 to 10,000" in capsys.readouterr().err

@@ -166,6 +166,9 @@ def test_entries_import_remove_diff_rollback_and_load(store, review_engine):
     }
     assert [r.rule_id for r in diff.rules_added] == ["cards"]
     assert any("+ rule cards" in line for line in diff.lines())
+    # Backwards, the lists' counts were wrong ("+0 -0 ~0" for entries added and removed):
+    with pytest.raises(ValueError, match=f"older version to a newer one; got from {v5} to {v1}"):
+        store.diff(v5, v1)
 
     v6 = store.rollback(v1, by="carl")
     assert v6 == v5 + 1

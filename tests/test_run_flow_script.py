@@ -86,3 +86,38 @@ def test_counts_that_are_not_whole_numbers_from_1_are_refused(
     assert done.returncode == 2, done.stderr
     assert f"[run_flow] refused: {said}; expected a whole number from 1" in done.stderr
     assert "started" not in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("base", "processes"),
+    [("abc", "1"), ("PROCESSES[$(touch {witness})]", "1"), ("65535", "2"), ("0", "1"), ("", "1")],
+)
+def test_a_base_port_that_is_not_a_port_for_every_process_is_refused(
+    tmp_path: Path, base: str, processes: str
+) -> None:
+    """FLOW_BASE_PORT went into bash's arithmetic unchecked: ``abc`` stopped at ``abc: unbound
+    variable`` (status 1), ``65535`` with 2 processes gave the address ``127.0.0.1:65536``, and
+    ``PROCESSES[$(command)]`` ran the command."""
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\necho started\n")
+    python.chmod(0o755)
+    witness = tmp_path / "ran"
+    done = subprocess.run(
+        ["bash", str(ROOT / "ops" / "run_flow.sh"), processes, "1"],
+        env={
+            **os.environ,
+            "FLOW_PYTHON": str(python),
+            "FLOW_BASE_PORT": base.format(witness=witness),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if base == "":  # empty: the default port
+        assert done.returncode == 0 and "started" in done.stdout, done.stderr
+        return
+    assert done.returncode == 2, done.stderr
+    assert "[run_flow] refused: FLOW_BASE_PORT is " in done.stderr
+    assert "expected a port from 1 to" in done.stderr
+    assert "started" not in done.stdout and not witness.exists()

@@ -141,3 +141,33 @@ def test_the_create_command_adds_the_sign_in_tables_and_rechecks_stored_analysts
         ("tx-2", 1, None, "alice"),
         ("tx-1", 0, None, "alice"),
     ]
+
+
+def test_the_create_command_refuses_an_old_schema_or_no_database_in_one_line(
+    admin_engine: Engine, mysql_url: str
+) -> None:
+    """A table lacking a column that must be filled, and an admin URL naming no database: a
+    traceback each before (SchemaMismatchError; SQLAlchemy's ``assert schema is not None``,
+    the check for it coming after the tables were made), now one line and status 2."""
+    with admin_engine.begin() as c:
+        c.execute(text("ALTER TABLE model_actions DROP COLUMN decided_by"))
+    admin = make_url(Config.from_env({}).mysql_admin_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSCORE_")}
+    for database, said in [
+        (make_url(mysql_url).database, "was created by an older payscore: model_actions lacks "),
+        ("", "names no database; expected PAYSCORE_MYSQL_ADMIN_URL to end with one"),
+    ]:
+        # (URL.set(database=None) keeps the database: the URL's text, cut after the port)
+        server = admin.render_as_string(hide_password=False).rsplit("/", 1)[0]
+        url = f"{server}/{database}"
+        done = subprocess.run(
+            [sys.executable, "-m", "storage.schema", "--create"],
+            env=env | {"PAYSCORE_MYSQL_ADMIN_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("python -m storage.schema: refused: ") and said in done.stderr
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

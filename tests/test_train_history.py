@@ -143,3 +143,19 @@ def test_if_missing_trains_again_when_the_newest_version_does_not_fit(tmp_path: 
     again = run(*args)
     assert "model v00002 exists" in again.stdout
     assert artifact.list_versions(tmp_path) == ["v00001", "v00002"]
+
+
+@pytest.mark.parametrize("days", ["1e300", "nan", "inf", "-1"])
+def test_a_label_delay_out_of_range_is_refused_in_one_line(days: str, tmp_path: Path) -> None:
+    """``--label-delay-days 1e300`` was an OverflowError traceback, ``nan`` passed the check
+    (``< 0``) and came back as "cannot convert float NaN to integer"."""
+    file = tmp_path / "history.jsonl"
+    file.write_text("")
+    done = run(
+        "-m", "model_state.train", "--no-compare", "--model-dir", str(tmp_path / "models"),
+        "--history", str(file), "--label-delay-days", days,
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().endswith(
+        f"--label-delay-days must be a number of days from 0 to 36,500; got {float(days)}"
+    ), done.stderr

@@ -68,7 +68,7 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from features.catalog import FEATURE_NAMES
-from model_state import artifact, signing
+from model_state import artifact
 from model_state.offline import train
 from model_state.offline.gate import (
     DEFAULT_MIN_GAIN,
@@ -77,6 +77,7 @@ from model_state.offline.gate import (
     Verdict,
     judge,
 )
+from model_state.sign import command_key
 from model_state.stored_versions import NewerVersionsInMySQL, row_fault
 from settings.config import Config
 from storage import shadow
@@ -377,20 +378,26 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--window-days", type=int, default=DEFAULT_WINDOW_DAYS)
-    parser.add_argument("--min-frauds", type=int, default=DEFAULT_MIN_FRAUDS)
-    parser.add_argument("--validation-days", type=int, default=DEFAULT_VALIDATION_DAYS)
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
+    parser.add_argument(
+        "--window-days", type=train.within(int, 1, 36_500), default=DEFAULT_WINDOW_DAYS
+    )
+    parser.add_argument(
+        "--min-frauds", type=train.within(int, 1, 10**9), default=DEFAULT_MIN_FRAUDS
+    )
+    parser.add_argument(
+        "--validation-days", type=train.within(int, 1, 36_500), default=DEFAULT_VALIDATION_DAYS
+    )
+    parser.add_argument("--tolerance", type=train.within(float, -1, 1), default=DEFAULT_TOLERANCE)
     parser.add_argument(
         "--min-gain",
-        type=float,
+        type=train.within(float, -1_000, 1_000),
         default=DEFAULT_MIN_GAIN,
         help="the challenger must beat the champion by this many standard errors of the AP "
         "difference (paired bootstrap over the hold-out; 0: any gain)",
     )
     parser.add_argument(
         "--label-delay-days",
-        type=float,
+        type=train.within(float, 0, 36_500, above=True),
         default=None,
         help="a payment's label is final once it is this old: the gate compares on the "
         "--validation-days that end here (default: PAYSCORE_LABEL_DELAY_DAYS)",
@@ -416,7 +423,7 @@ def main(argv: list[str] | None = None) -> None:
         fitted, verdict = retrain(
             engine,
             args.model_dir or Path(config.model_dir),
-            key=signing.read_key(Path(config.model_key_file)),
+            key=command_key("python -m model_state.retrain", Path(config.model_key_file)),
             window=timedelta(days=args.window_days),
             min_frauds=args.min_frauds,
             validation_days=args.validation_days,

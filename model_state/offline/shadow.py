@@ -33,6 +33,7 @@ import argparse
 import getpass
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,10 +43,12 @@ import msgspec
 import numpy as np
 from sqlalchemy import Engine, select
 
+from features.bounded import bounded
 from model_state import artifact, signing
 from model_state.offline.eval_metrics import card_precision_at_k, ranking_metrics
 from model_state.offline.retrain import record
 from model_state.scorer import decide
+from model_state.sign import command_key
 from model_state.stored_versions import identity_problems, row_fault
 from settings.config import Config
 from storage import shadow
@@ -232,6 +235,49 @@ def promote(
     return made
 
 
+DECIDER_CHARS = 64  # model_actions.decided_by holds 128
+NOTE_CHARS = 2_000  # model_actions.note: a TEXT of 65,535 bytes
+
+
+def _decider(text: str) -> str:
+    """``--by``: 1 to 64 printable characters (200 of them were MySQL's "Data too long for
+    column 'decided_by'", a traceback after the command had checked everything else)."""
+    if not 1 <= len(text) <= DECIDER_CHARS or not text.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"expected 1 to {DECIDER_CHARS} printable characters; got {bounded(text, 80)!r}"
+        )
+    return text
+
+
+def _note(text: str) -> str:
+    """``--note``: at most 2,000 characters (70,000 were MySQL's "Data too long for column
+    'note'", a traceback)."""
+    if len(text) > NOTE_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {NOTE_CHARS:,} characters; got {len(text):,}"
+        )
+    return text
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """``--top`` and ``--k``: a whole number from ``low`` to ``high`` (``--k 0`` was
+    card_precision_at_k's ValueError, a traceback, once payments were compared; ``--top -1``
+    listed every disagreement but the last)."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number from {low:,} to {high:,}; got {text[:40]!r}"
+            )
+        return value
+
+    return count
+
+
 @refusing("python -m model_state.shadow", "models")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
@@ -246,13 +292,15 @@ def main(argv: list[str] | None = None) -> None:
     stop = commands.add_parser("stop", help="end the shadow")
     versus = commands.add_parser("compare", help="champion and challenger side by side")
     versus.add_argument("--version", help="a challenger that shadowed before (default: now)")
-    versus.add_argument("--top", type=int, default=10, help="disagreements listed")
-    versus.add_argument("--k", type=int, default=100, help="cards checked a day")
+    versus.add_argument("--top", type=_count(0, 10_000), default=10, help="disagreements listed")
+    versus.add_argument("--k", type=_count(1, 1_000_000), default=100, help="cards checked a day")
     up = commands.add_parser("promote", help="VERSION becomes the champion (or a rollback)")
     up.add_argument("version")
     for sub in (start, stop, up):
-        sub.add_argument("--by", default=getpass.getuser(), help="who decides (recorded)")
-        sub.add_argument("--note", default=None)
+        sub.add_argument(
+            "--by", type=_decider, default=getpass.getuser(), help="who decides (recorded)"
+        )
+        sub.add_argument("--note", type=_note, default=None)
     args = parser.parse_args(argv)
     config = Config.from_env(os.environ)
     engine = make_engine(config.models_mysql_dsn)
@@ -296,7 +344,7 @@ def run(args: argparse.Namespace, config: Config, engine: Engine) -> None:
             engine,
             Path(config.model_dir),
             args.version,
-            key=signing.read_key(Path(config.model_key_file)),
+            key=command_key("python -m model_state.shadow", Path(config.model_key_file)),
             by=args.by,
             note=args.note,
         )

@@ -567,6 +567,31 @@ def train_history(
     return artifact.save(model, metadata, model_dir, key=key)
 
 
+def within(
+    kind: type[int] | type[float], low: float, high: float, *, above: bool = False
+) -> Callable[[str], float]:
+    """An argument's type: a finite number of ``kind`` from ``low`` (excluded if ``above``) to
+    ``high``, refused by the parser (status 2) otherwise. Unchecked, retrain's ``--min-frauds
+    -1`` was an AssertionError, ``--label-delay-days 1e300`` an OverflowError (tracebacks),
+    ``--tolerance nan`` a gate that never compares true; train's ``--epochs 0`` a version that
+    learned nothing, written and signed."""
+
+    def number(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not (low < value if above else low <= value) or not value <= high:
+            name, form = ("whole number", ",.0f") if kind is int else ("number", ",.10g")
+            raise argparse.ArgumentTypeError(
+                f"expected a {name} {'above' if above else 'from'} {low:{form}} "
+                f"{'and at most' if above else 'to'} {high:{form}}; got {text[:40]!r}"
+            )
+        return value
+
+    return number
+
+
 @refusing("python -m model_state.train", "models")
 def main() -> None:
     try:
@@ -601,9 +626,9 @@ def _main() -> None:
     parser.add_argument("--days", type=int, default=45, help="days of simulated history")
     parser.add_argument("--cards", type=int, default=4000, help="cards in the simulation")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--validation-days", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--fraud-weight", type=float, default=1.0)
+    parser.add_argument("--validation-days", type=within(int, 0, 36_500), default=7)
+    parser.add_argument("--epochs", type=within(int, 1, 1_000), default=3)
+    parser.add_argument("--fraud-weight", type=within(float, 0, 1e6, above=True), default=1.0)
     parser.add_argument("--family", choices=FAMILIES, default=DEFAULT_FAMILY)
     parser.add_argument(
         "--compare",
@@ -627,8 +652,13 @@ def _main() -> None:
     config = Config.from_env(os.environ)
     model_dir = args.model_dir or Path(config.model_dir)
     key = signing.read_key(Path(config.model_key_file), create=True)
-    if args.label_delay_days < 0:
-        raise ValueError(f"--label-delay-days must be >= 0; got {args.label_delay_days}")
+    # nan passed "< 0" and came back as "cannot convert float NaN to integer"; 1e300 as an
+    # OverflowError traceback. A century at most, as PAYSCORE_LABEL_DELAY_DAYS.
+    if not 0 <= args.label_delay_days <= 36_500:
+        raise ValueError(
+            f"--label-delay-days must be a number of days from 0 to 36,500; got "
+            f"{args.label_delay_days}"
+        )
     if args.if_missing and artifact.list_versions(model_dir):
         try:
             newest = artifact.load(model_dir, key=key)

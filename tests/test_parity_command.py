@@ -1,0 +1,34 @@
+"""``python -m storage.parity``: status 1 says features differ; a file it cannot read says so."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from storage.parity import main
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (lambda d: d / "missing.jsonl", "No such file or directory"),
+        (lambda d: d, "Is a directory"),
+        (lambda d: _written(d / "other.jsonl", b'{"x": 1}\n'), ":1: not a sample envelope"),
+    ],
+)
+def test_a_file_it_cannot_read_is_a_refusal_not_a_mismatch(
+    make: Callable[[Path], Path], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a traceback and status 1, the status of features that differ (a CI step that
+    runs it would read a typo in a path as a parity failure)."""
+    assert main(["--file", str(make(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m storage.parity: refused: ") and said in err
+    assert err.count("\n") == 1
+
+
+def _written(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

@@ -1,0 +1,64 @@
+"""``python -m model_state.retrain``'s numbers: out of their range, refused by the parser."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from model_state.offline import train
+from model_state.offline.retrain import main
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--min-frauds", "-1"),  # was an AssertionError once the rows were read
+        ("--min-frauds", "0"),
+        ("--label-delay-days", "1e300"),  # was an OverflowError in timedelta
+        ("--label-delay-days", "0"),
+        ("--window-days", "-1"),  # was "the last -1 days"
+        ("--validation-days", "-3"),
+        ("--tolerance", "nan"),  # a gate whose comparison is never true
+        ("--tolerance", "inf"),  # a gate that accepts anything
+        ("--min-gain", "1e999"),  # infinite: no challenger passes
+        ("--window-days", "ninety"),
+    ],
+)
+def test_a_number_out_of_its_range_is_refused_before_connecting(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([option, value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: expected a" in err and repr(value) in err
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--epochs", "0"),  # a version that learned nothing (ROC AUC 0.5), written and signed
+        ("--epochs", "-3"),
+        ("--fraud-weight", "nan"),  # an error quoting every feature of a row, unbounded
+        ("--fraud-weight", "0"),
+        ("--validation-days", "-2"),
+    ],
+)
+def test_train_s_numbers_out_of_range_are_refused_before_anything_is_made(
+    option: str,
+    value: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    models = tmp_path / "models"
+    monkeypatch.setattr(
+        sys, "argv", ["python -m model_state.train", "--model-dir", str(models), option, value]
+    )
+    with pytest.raises(SystemExit) as exited:
+        train.main()
+    assert exited.value.code == 2
+    assert f"argument {option}: expected a" in capsys.readouterr().err
+    assert not models.exists()
