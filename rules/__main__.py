@@ -39,6 +39,7 @@ from pathlib import Path
 from rules.lists import parse_expiry
 from rules.store import ImportRefusedError, NewEntry, RulesStore
 from rules.syntax import parse, to_text
+from settings.arguments import within
 from settings.config import Config
 from storage.engine import make_engine
 from storage.refusals import refusing
@@ -80,15 +81,7 @@ MOST_SHOWN = 10_000
 def _limit(text: str) -> int:
     """A ``--limit``: a whole number of rows from 1 to 10,000 (-5 reached MySQL's ``LIMIT`` as
     a syntax error, a traceback; 10**23 an out-of-range one)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MOST_SHOWN:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number of rows from 1 to {MOST_SHOWN:,}; got {text[:40]!r}"
-        )
-    return value
+    return int(within(int, 1, MOST_SHOWN, of="rows")(text))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -69,6 +69,7 @@ from rules.ruleset import CompiledRule, Ruleset, RuleSpec, compile_ruleset
 from rules.store import RulesStore
 from rules.syntax import to_text
 from rules.vector import Columns, evaluate
+from settings.arguments import within
 from settings.config import Config
 from storage.engine import make_engine, refuse_another_server, same_server
 from storage.feature_vector import current_sql as vector_is_current
@@ -835,15 +836,7 @@ def _moment(text: str) -> datetime:
 
 
 def _jobs(text: str) -> int:
-    try:
-        jobs = int(text)
-    except ValueError:
-        jobs = 0
-    if not 1 <= jobs <= MAX_JOBS:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number of processes from 1 to {MAX_JOBS}; got {text[:20]!r}"
-        )
-    return jobs
+    return int(within(int, 1, MAX_JOBS, of="processes")(text))
 
 
 class DraftRule(msgspec.Struct, forbid_unknown_fields=True):

@@ -79,6 +79,7 @@ from model_state.offline.gate import (
 )
 from model_state.sign import command_key
 from model_state.stored_versions import NewerVersionsInMySQL, row_fault
+from settings.arguments import within
 from settings.config import Config
 from storage import shadow
 from storage.engine import make_engine
@@ -378,26 +379,22 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--window-days", type=within(int, 1, 36_500), default=DEFAULT_WINDOW_DAYS)
+    parser.add_argument("--min-frauds", type=within(int, 1, 10**9), default=DEFAULT_MIN_FRAUDS)
     parser.add_argument(
-        "--window-days", type=train.within(int, 1, 36_500), default=DEFAULT_WINDOW_DAYS
+        "--validation-days", type=within(int, 1, 36_500), default=DEFAULT_VALIDATION_DAYS
     )
-    parser.add_argument(
-        "--min-frauds", type=train.within(int, 1, 10**9), default=DEFAULT_MIN_FRAUDS
-    )
-    parser.add_argument(
-        "--validation-days", type=train.within(int, 1, 36_500), default=DEFAULT_VALIDATION_DAYS
-    )
-    parser.add_argument("--tolerance", type=train.within(float, -1, 1), default=DEFAULT_TOLERANCE)
+    parser.add_argument("--tolerance", type=within(float, -1, 1), default=DEFAULT_TOLERANCE)
     parser.add_argument(
         "--min-gain",
-        type=train.within(float, -1_000, 1_000),
+        type=within(float, -1_000, 1_000),
         default=DEFAULT_MIN_GAIN,
         help="the challenger must beat the champion by this many standard errors of the AP "
         "difference (paired bootstrap over the hold-out; 0: any gain)",
     )
     parser.add_argument(
         "--label-delay-days",
-        type=train.within(float, 0, 36_500, above=True),
+        type=within(float, 0, 36_500, above=True),
         default=None,
         help="a payment's label is final once it is this old: the gate compares on the "
         "--validation-days that end here (default: PAYSCORE_LABEL_DELAY_DAYS)",

@@ -33,7 +33,6 @@ import argparse
 import getpass
 import hashlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +49,7 @@ from model_state.offline.retrain import record
 from model_state.scorer import decide
 from model_state.sign import command_key
 from model_state.stored_versions import identity_problems, row_fault
+from settings.arguments import within
 from settings.config import Config
 from storage import shadow
 from storage.engine import make_engine
@@ -259,25 +259,6 @@ def _note(text: str) -> str:
     return text
 
 
-def _count(low: int, high: int) -> Callable[[str], int]:
-    """``--top`` and ``--k``: a whole number from ``low`` to ``high`` (``--k 0`` was
-    card_precision_at_k's ValueError, a traceback, once payments were compared; ``--top -1``
-    listed every disagreement but the last)."""
-
-    def count(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(
-                f"expected a whole number from {low:,} to {high:,}; got {text[:40]!r}"
-            )
-        return value
-
-    return count
-
-
 @refusing("python -m model_state.shadow", "models")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
@@ -292,8 +273,12 @@ def main(argv: list[str] | None = None) -> None:
     stop = commands.add_parser("stop", help="end the shadow")
     versus = commands.add_parser("compare", help="champion and challenger side by side")
     versus.add_argument("--version", help="a challenger that shadowed before (default: now)")
-    versus.add_argument("--top", type=_count(0, 10_000), default=10, help="disagreements listed")
-    versus.add_argument("--k", type=_count(1, 1_000_000), default=100, help="cards checked a day")
+    versus.add_argument(
+        "--top", type=within(int, 0, 10_000), default=10, help="disagreements listed"
+    )
+    versus.add_argument(
+        "--k", type=within(int, 1, 1_000_000), default=100, help="cards checked a day"
+    )
     up = commands.add_parser("promote", help="VERSION becomes the champion (or a rollback)")
     up.add_argument("version")
     for sub in (start, stop, up):

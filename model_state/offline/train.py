@@ -87,6 +87,7 @@ from model_state.offline.eval_stream import Replayed, Rows, replay_stream, train
 from model_state.offline.forests import fit_basis, fit_boosted
 from model_state.offline.online_optimizer import BOOSTED_ONLINE, online_optimizer
 from model_state.scorer import Scorer
+from settings.arguments import within
 from settings.config import Config
 from storage.refusals import refusing
 from test_data.generator import SimulationSpec, simulate
@@ -565,31 +566,6 @@ def train_history(
     metadata = msgspec.structs.replace(metadata, metrics=metrics)
     metadata = with_drift_reference(model, metadata, rows)
     return artifact.save(model, metadata, model_dir, key=key)
-
-
-def within(
-    kind: type[int] | type[float], low: float, high: float, *, above: bool = False
-) -> Callable[[str], float]:
-    """An argument's type: a finite number of ``kind`` from ``low`` (excluded if ``above``) to
-    ``high``, refused by the parser (status 2) otherwise. Unchecked, retrain's ``--min-frauds
-    -1`` was an AssertionError, ``--label-delay-days 1e300`` an OverflowError (tracebacks),
-    ``--tolerance nan`` a gate that never compares true; train's ``--epochs 0`` a version that
-    learned nothing, written and signed."""
-
-    def number(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = math.nan
-        if not (low < value if above else low <= value) or not value <= high:
-            name, form = ("whole number", ",.0f") if kind is int else ("number", ",.10g")
-            raise argparse.ArgumentTypeError(
-                f"expected a {name} {'above' if above else 'from'} {low:{form}} "
-                f"{'and at most' if above else 'to'} {high:{form}}; got {text[:40]!r}"
-            )
-        return value
-
-    return number
 
 
 @refusing("python -m model_state.train", "models")
