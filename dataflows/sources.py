@@ -54,6 +54,7 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import func, select
 
 from dataflows import thread_states
+from dataflows.busy_reads import BusyReads
 from dataflows.epochs import EpochGrid
 from dataflows.metrics import EPOCH_CLOSE_OFF_GRID, EPOCH_CLOSE_WAIT, EPOCHS_CLOSED
 from dataflows.partition_watch import PartitionWatch
@@ -252,7 +253,8 @@ class FlowKafkaSource(KafkaSource):
                 f"Bytewax's Kafka partition reader {type(inner).__name__} has no _consumer: "
                 "expected bytewax 0.21 (dataflows/readable_headers.py wraps its consumer)"
             )
-        inner._consumer = ReadableHeaders(inner._consumer)
+        # ... and a tailing reader must not wait a millisecond at every read (busy_reads.py).
+        inner._consumer = BusyReads(ReadableHeaders(inner._consumer))
         idx, topic = for_part.split("-", 1)
         if resume_state is not None and resume_state >= 0:
             try:
