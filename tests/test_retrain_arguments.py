@@ -17,7 +17,8 @@ from model_state.offline.retrain import main
         ("--min-frauds", "-1"),  # was an AssertionError once the rows were read
         ("--min-frauds", "0"),
         ("--label-delay-days", "1e300"),  # was an OverflowError in timedelta
-        ("--label-delay-days", "0"),
+        ("--label-delay-days", "-1"),  # 0 is allowed: every stored label final at once
+        ("--label-delay-days", "nan"),
         ("--window-days", "-1"),  # was "the last -1 days"
         ("--validation-days", "-3"),
         ("--tolerance", "nan"),  # a gate whose comparison is never true

@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--label-delay-days",
-        type=within(float, 0, 36_500, above=True),
+        type=within(float, 0, 36_500),  # 0: every stored label final at once
         default=None,
         help="a payment's label is final once it is this old: the gate compares on the "
         "--validation-days that end here (default: PAYSCORE_LABEL_DELAY_DAYS)",
