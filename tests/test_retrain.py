@@ -405,10 +405,22 @@ def test_the_warm_up_is_left_out_only_when_enough_frauds_come_after_it(
     keep = train.training_mask(t, y, first=0.0, now=now, maturity=maturity)
     mature = t <= now - maturity
     after = mature & (t >= train.WARM_UP_DAYS * 86_400.0)
-    if int(y[after].sum()) >= train.WARM_UP_MIN_FRAUDS and not y[after].all():
+    long_enough = after.any() and np.ptp(t[after]) >= train.WARM_UP_MIN_SPAN_DAYS * 86_400.0
+    if int(y[after].sum()) >= train.WARM_UP_MIN_FRAUDS and not y[after].all() and long_enough:
         np.testing.assert_array_equal(keep, after)
     else:
         np.testing.assert_array_equal(keep, mature)  # never a payment younger than the delay
+
+
+def test_the_warm_up_stays_until_what_comes_after_it_spans_two_weeks() -> None:
+    """Many frauds (360 a day): 1,800 mature ones five days after the warm-up do not leave it
+    out (a fit of five days would refuse to learn); fifteen days of them do."""
+    t = np.arange(0, 60 * 86_400, 60, dtype=np.float64)
+    y = np.arange(len(t)) % 4 == 0
+    for days_after, left_out in ((5, False), (15, True)):
+        now = (train.WARM_UP_DAYS + days_after + 7) * 86_400.0
+        keep = train.training_mask(t, y, first=0.0, now=now, maturity=7 * 86_400.0)
+        assert bool(keep[t < train.WARM_UP_DAYS * 86_400.0].any()) is not left_out
 
 
 def test_a_retrain_leaves_out_the_warm_up_of_a_long_history() -> None:

@@ -162,6 +162,11 @@ forests refitted with them ranked the handbook stream's later weeks lower; witho
 WARM_UP_MIN_FRAUDS = 1000
 """The warm-up is left out only when the mature payments after it hold at least this many
 frauds (and legitimate ones): a young history keeps it rather than learn from a handful."""
+WARM_UP_MIN_SPAN_DAYS = 14.0
+"""... and span at least this many days: a fit holds out its last 7 days and learns on what
+comes before. Without it a stream with many frauds (the handbook's drawn-2 at full scale, about
+200 a day) passed 1,000 mature frauds five days after its warm-up, the warm-up was left out, and
+the go-live fit refused a history "no longer than the 7 validation days"."""
 
 
 def training_mask(
@@ -176,14 +181,17 @@ def training_mask(
       fraud.
     - Not the history's **warm-up** (:data:`WARM_UP_DAYS` from ``first``, the first payment
       whose features the history holds), when the mature payments after it hold at least
-      :data:`WARM_UP_MIN_FRAUDS` frauds and some legitimate ones.
+      :data:`WARM_UP_MIN_FRAUDS` frauds and some legitimate ones and span at least
+      :data:`WARM_UP_MIN_SPAN_DAYS`.
     """
     t = np.asarray(event_time, dtype=np.float64)
     y = np.asarray(is_fraud, dtype=bool)
     mature = t <= now - maturity
     after = mature & (t >= first + WARM_UP_DAYS * 86_400.0)
     if int(np.count_nonzero(y[after])) >= WARM_UP_MIN_FRAUDS and not y[after].all():
-        return after
+        kept = t[after]
+        if float(kept.max() - kept.min()) >= WARM_UP_MIN_SPAN_DAYS * 86_400.0:
+            return after
     return mature
 
 
