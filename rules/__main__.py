@@ -34,9 +34,10 @@ import os
 import pwd
 import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-from rules.lists import parse_expiry
+from rules.lists import future_expiry, parse_expiry
 from rules.store import ImportRefusedError, NewEntry, RulesStore
 from rules.syntax import parse, to_text
 from settings.arguments import within
@@ -164,6 +165,7 @@ def run(args: argparse.Namespace, store: RulesStore) -> None:
         print(f"version {version}")
     elif c == "list-add":
         expires = parse_expiry(args.expires)
+        future_expiry(expires, datetime.now(UTC), args.expires)
         entries = [NewEntry(v, expires, args.reason) for v in args.values]
         print(f"version {store.add_entries(args.name, entries, by=args.by)}")
     elif c == "list-remove":

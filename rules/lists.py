@@ -130,6 +130,33 @@ def parse_expiry(text: str) -> datetime | None:
         ) from None
 
 
+def future_expiry(
+    expires: datetime | None, now: datetime, given: str, *, what: str = "--expires"
+) -> None:
+    """Refuse an expiry typed by a person (``list-add --expires``, the review page's field) that
+    is not after ``now``: such an entry applies to no payment from now on, yet its change was
+    stored and said ``version N`` as if it blocked something. ``given`` is the text typed (its
+    first 40 characters are quoted); naive times are UTC. (A CSV feed or a backtest may hold past
+    expiries: they apply to the payments before them.)
+
+    >>> now = datetime(2026, 12, 7, tzinfo=UTC)
+    >>> future_expiry(datetime(2027, 1, 1), now, "2027-01-01")
+    >>> try:
+    ...     future_expiry(datetime(2001, 1, 1, tzinfo=UTC), now, "2001-01-01")
+    ... except ValueError as exc:
+    ...     print(exc)
+    --expires: expected a time after now (2026-12-07T00:00:00Z); got '2001-01-01', which has passed
+    """
+    if expires is None:
+        return
+    at = expires if expires.tzinfo is not None else expires.replace(tzinfo=UTC)
+    if at <= now:
+        raise ValueError(
+            f"{what}: expected a time after now ({now.astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z); got "
+            f"{given.strip()[:40]!r}, which has passed"
+        )
+
+
 # ---------------------------------------------------------------------------- in a process
 
 
