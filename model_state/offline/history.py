@@ -24,7 +24,10 @@ name order); files are read in the order given.
   extra columns ``is_fraud`` and ``reported_at``: a row with both set also carries its payment's
   label (the row counts as two messages; one of the two set is ``incomplete label``). A file
   whose columns include ``is_fraud`` and ``reported_at`` and no payment-only column is a file
-  of labels. An empty cell is null; ``schema_version`` left empty takes its default.
+  of labels. An empty cell is null; ``schema_version`` left empty takes its default. Each line
+  is read alone (no field of the contract may hold a line break): a quote that never closes
+  rejects its own line as ``unclosed quote`` (a cell past csv's size limit as ``field too
+  large``), and the lines after it are read.
 
 **Rules.** Every message is validated by the contract's own decoders
 (:class:`~features.contract.PaymentDecoder`, :class:`~features.contract.LabelDecoder`; a CSV row
@@ -74,6 +77,7 @@ import heapq
 import itertools
 import re
 from array import array
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -84,6 +88,7 @@ from typing import Any, Final, Literal
 import msgspec
 from sqlalchemy import Engine, select
 
+from features.bounded import bounded
 from features.contract import (
     FraudLabel,
     InvalidMessageError,
@@ -116,6 +121,9 @@ INVALID_ENVELOPE: Final = "invalid envelope"
 NOT_AN_OBJECT: Final = "not a json object"
 WRONG_CELLS: Final = "wrong number of cells"
 INVALID_UTF8: Final = "invalid utf-8"
+UNCLOSED_QUOTE: Final = "unclosed quote"
+FIELD_TOO_LARGE: Final = "field too large"
+NOT_CSV: Final = "not csv"
 LABEL_WAITING: Final = "label waiting for its payment"
 # storage.labels.resolve's rejection kinds, as named here.
 JOIN_REASONS: Final[Mapping[str, str]] = {
@@ -565,33 +573,61 @@ def _message(row: Mapping[str, str], names: Sequence[str]) -> bytes:
     return msgspec.json.encode(message)
 
 
+def _cells(line: str) -> list[str]:
+    """The cells of one line of a CSV history; ``csv.Error`` for a line csv cannot read. A line
+    is read alone (no field of the contract may hold a line break): a quote that never closes
+    rejects its own line, where csv would have read every line after it into that field."""
+    return next(csv.reader((line,), strict=True), [])
+
+
+def _csv_reason(error: csv.Error) -> str:
+    """The short reason of a line csv cannot read."""
+    text = str(error)
+    if text.startswith("unexpected end of data"):
+        return UNCLOSED_QUOTE
+    if text.startswith("field larger than field limit"):
+        return FIELD_TOO_LARGE
+    return NOT_CSV
+
+
 def _read_csv(path: Path, builder: _Builder) -> None:
     source = str(path)
     # surrogateescape: a row with bytes that are not UTF-8 is rejected, not the whole file.
     with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
-        reader = csv.reader(text)
-        header = next(reader, None)
-        if header is None:
+        lines = iter(text)
+        first = next(lines, None)
+        if first is None:
             return  # an empty file
+        try:
+            header = _cells(first)
+        except csv.Error as exc:
+            raise HistoryFormatError(
+                f"{source}:1: a CSV history needs a header row csv can read ({_csv_reason(exc)}: "
+                f"{exc}); got '{bounded(first.rstrip(chr(13) + chr(10)), 200)}'"
+            ) from None
         names = [name.strip() for name in header]
-        repeated = sorted({n for n in names if names.count(n) > 1})
+        # Counted once (names.count per name took minutes for a header of 100,000 names).
+        repeated = sorted(n for n, count in Counter(names).items() if count > 1)
         if "" in names or repeated:
+            what = "an empty name" if "" in names else "repeated " + ", ".join(repeated)
             raise HistoryFormatError(
                 f"{source}:1: a CSV history needs a header row of distinct column names; got "
-                f"{'an empty name' if '' in names else 'repeated ' + ', '.join(repeated)} in "
-                f"{','.join(header)!r}"
+                f"{bounded(what, 200)} in '{bounded(','.join(header), 200)}'"
             )
         columns = set(names)
         labels_only = columns >= _LABEL_ONLY and not columns & _PAYMENT_ONLY
         payment_columns = [n for n in names if n not in _LABEL_ONLY]
         label_columns = [n for n in names if n in _LABEL_FIELDS]
         carries_labels = not labels_only and bool(columns & _LABEL_ONLY)
-        start = reader.line_num + 1
-        for cells in reader:
-            number, start = start, reader.line_num + 1
+        for number, line in enumerate(lines, start=2):
+            where = f"{source}:{number}"
+            try:
+                cells = _cells(line)
+            except csv.Error as exc:
+                builder.reject(_csv_reason(exc), where)
+                continue
             if not cells:
                 continue  # a blank line
-            where = f"{source}:{number}"
             if len(cells) != len(names):
                 builder.reject(WRONG_CELLS, where)
                 continue
