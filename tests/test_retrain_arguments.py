@@ -25,6 +25,8 @@ from model_state.offline.retrain import main
         ("--tolerance", "inf"),  # a gate that accepts anything
         ("--min-gain", "1e999"),  # infinite: no challenger passes
         ("--window-days", "ninety"),
+        ("--seed", "-1"),  # numpy's "expected non-negative integer" once the rows were read
+        ("--seed", "1" + "0" * 30),
     ],
 )
 def test_a_number_out_of_its_range_is_refused_before_connecting(
@@ -45,6 +47,12 @@ def test_a_number_out_of_its_range_is_refused_before_connecting(
         ("--fraud-weight", "nan"),  # an error quoting every feature of a row, unbounded
         ("--fraud-weight", "0"),
         ("--validation-days", "-2"),
+        ("--cards", "99999999999"),  # was numpy's MemoryError traceback (127 GiB)
+        ("--cards", "1" + "0" * 24),  # was an OverflowError traceback
+        ("--cards", "0"),
+        ("--days", "0"),
+        ("--days", "99999999999"),
+        ("--seed", "-1"),
     ],
 )
 def test_train_s_numbers_out_of_range_are_refused_before_anything_is_made(

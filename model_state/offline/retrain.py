@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
         "model_state.shadow), accepted by the gate or not, instead of publishing it",
     )
     parser.add_argument("--family", choices=train.FAMILIES, default=train.DEFAULT_FAMILY)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=within(int, 0, train.MOST_SEED), default=7)
     parser.add_argument("--model-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     config = Config.from_env(os.environ)
