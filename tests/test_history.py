@@ -709,3 +709,25 @@ def test_a_header_csv_cannot_use_is_refused_bounded(tmp_path: Path) -> None:
     unclosed.write_text('transaction_id,"card_id\nt-1,c-1\n')
     with pytest.raises(HistoryFormatError, match=r"unclosed\.csv:1: .*\(unclosed quote: "):
         load_history([unclosed])
+
+
+def test_json_nested_past_msgspecs_depth_is_a_rejected_line_not_a_crash(tmp_path: Path) -> None:
+    """Before: a line of 100,000 nested arrays (or an envelope whose value is one, or an object
+    with such a field) raised msgspec's RecursionError out of load_history: nothing loaded."""
+    deep = "[" * 100_000 + "]" * 100_000
+    good = msgspec.json.encode(pay("t-1")).decode()
+    lines = [
+        deep,  # 1
+        json.dumps({"kind": "payment", "key": "c-1", "value": deep}),  # 2
+        '{"transaction_id": "t-2", "extra": ' + deep + "}",  # 3
+        good,  # 4: read
+    ]
+    path = tmp_path / "deep.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    history = load_history([path])
+    assert history.payments == [pay("t-1")]
+    assert history.rejected == {"json nested too deeply": 2, "not a json object": 1}
+    assert history.examples == {
+        "json nested too deeply": [f"{path}:1", f"{path}:3"],
+        "not a json object": [f"{path}:2"],
+    }

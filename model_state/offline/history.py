@@ -124,6 +124,7 @@ INVALID_UTF8: Final = "invalid utf-8"
 UNCLOSED_QUOTE: Final = "unclosed quote"
 FIELD_TOO_LARGE: Final = "field too large"
 NOT_CSV: Final = "not csv"
+TOO_DEEP: Final = "json nested too deeply"
 LABEL_WAITING: Final = "label waiting for its payment"
 # storage.labels.resolve's rejection kinds, as named here.
 JOIN_REASONS: Final[Mapping[str, str]] = {
@@ -521,6 +522,9 @@ def _read_jsonl(path: Path, builder: _Builder) -> None:
             except msgspec.DecodeError as exc:
                 builder.reject(short_reason(str(exc)), f"{source}:{number}")
                 continue
+            except RecursionError:  # msgspec's own, past its depth (100,000 nested arrays)
+                builder.reject(TOO_DEEP, f"{source}:{number}")
+                continue
             if not isinstance(parsed, dict):
                 builder.reject(NOT_AN_OBJECT, f"{source}:{number}")
                 continue
@@ -533,7 +537,7 @@ def _read_jsonl(path: Path, builder: _Builder) -> None:
                 kind: Kind = "label" if parsed.get("event") == "label" else "payment"
                 try:
                     message = _any_json.decode(raw) if raw else None
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):  # the decoder says why
                     message = None
                 if isinstance(message, dict):
                     kind = _kind_of(message)
