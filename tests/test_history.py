@@ -731,3 +731,18 @@ def test_json_nested_past_msgspecs_depth_is_a_rejected_line_not_a_crash(tmp_path
         "json nested too deeply": [f"{path}:1", f"{path}:3"],
         "not a json object": [f"{path}:2"],
     }
+
+
+def test_a_header_not_in_utf8_is_refused_naming_the_file_and_the_byte(tmp_path: Path) -> None:
+    """Before: a spreadsheet's Latin-1 export with ``café`` in its header raised Python's bare
+    ``'utf-8' codec can't encode character '\\udce9'`` out of load_history (at its first row),
+    naming neither the file nor what was expected."""
+    path = tmp_path / "latin.csv"
+    header = ",".join(PAYMENT_COLUMNS[:10]) + ",caf\xe9"
+    path.write_bytes(f"{header}\nt-1,c-1\n".encode("latin-1"))
+    with pytest.raises(HistoryFormatError) as caught:
+        load_history([path])
+    assert str(caught.value) == (
+        f"{path}:1: the header is not UTF-8 text (byte 0xe9); expected a CSV file in UTF-8 "
+        "(a spreadsheet's 'CSV UTF-8')"
+    )

@@ -609,6 +609,14 @@ def _read_csv(path: Path, builder: _Builder) -> None:
                 f"{source}:1: a CSV history needs a header row csv can read ({_csv_reason(exc)}: "
                 f"{exc}); got '{bounded(first.rstrip(chr(13) + chr(10)), 200)}'"
             ) from None
+        try:
+            first.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a byte that is not UTF-8, kept as a surrogate
+            raise HistoryFormatError(
+                f"{source}:1: the header is not UTF-8 text (byte "
+                f"0x{ord(first[exc.start]) - 0xDC00:02x}); expected a CSV file in UTF-8 (a "
+                "spreadsheet's 'CSV UTF-8')"
+            ) from None
         names = [name.strip() for name in header]
         # Counted once (names.count per name took minutes for a header of 100,000 names).
         repeated = sorted(n for n, count in Counter(names).items() if count > 1)
