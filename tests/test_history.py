@@ -8,6 +8,7 @@ import base64
 import csv
 import itertools
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -746,3 +747,28 @@ def test_a_header_not_in_utf8_is_refused_naming_the_file_and_the_byte(tmp_path: 
         f"{path}:1: the header is not UTF-8 text (byte 0xe9); expected a CSV file in UTF-8 "
         "(a spreadsheet's 'CSV UTF-8')"
     )
+
+
+@pytest.mark.parametrize("name", ["x" * 100_000 + ".csv", "x/" * 30_000 + "a.csv"])
+def test_a_path_too_long_for_the_system_is_refused_bounded(tmp_path: Path, name: str) -> None:
+    """Before: ``Path.is_dir`` raised ``OSError: [Errno 36] File name too long`` out of
+    load_history, quoting the whole path (100,000 characters), a traceback in train and
+    evaluate."""
+    with pytest.raises(HistoryFormatError) as caught:
+        load_history([tmp_path / name])
+    text = str(caught.value)
+    assert "File name too long; expected a history file or directory" in text
+    assert len(text) < 1_000
+
+
+def test_train_s_refusal_is_bounded(tmp_path: Path) -> None:
+    missing = tmp_path / (("y" * 200 + "/") * 50) / "a.jsonl"  # no such file, 10,000 characters
+    done = subprocess.run(
+        [sys.executable, "-m", "model_state.train", "--history", str(missing), "--no-compare",
+         "--model-dir", str(tmp_path / "models")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=os.environ | {"PAYSCORE_MODEL_KEY_FILE": str(tmp_path / "key")},
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.startswith("python -m model_state.train: ")
+    assert len(done.stderr) < 2_500

@@ -454,25 +454,38 @@ def load_history(paths: Sequence[Path | str]) -> History:
 def _history_files(paths: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
+        try:
+            path.stat()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{bounded(str(path), 300)}: no such file or directory (a history path)"
+            ) from None
+        except OSError as exc:  # a name too long (Errno 36), a loop of links: is_dir raised it
+            raise HistoryFormatError(
+                f"{bounded(str(path), 300)}: {exc.strerror}; expected a history file or directory"
+            ) from None
         if path.is_dir():
             found = sorted(
                 {p for pattern in DIRECTORY_PATTERNS for p in path.glob(pattern) if p.is_file()}
             )
             if not found:
                 raise HistoryFormatError(
-                    f"{path}: a directory without history files; expected "
+                    f"{bounded(str(path), 300)}: a directory without history files; expected "
                     f"{' or '.join(DIRECTORY_PATTERNS)} in it"
                 )
             files.extend(found)
         elif path.is_file():
             if path.suffix.lower() not in JSON_SUFFIXES + CSV_SUFFIXES:
                 raise HistoryFormatError(
-                    f"{path}: not a history file; expected a suffix among "
-                    f"{', '.join(JSON_SUFFIXES + CSV_SUFFIXES)}, got {path.suffix or 'none'!r}"
+                    f"{bounded(str(path), 300)}: not a history file; expected a suffix among "
+                    f"{', '.join(JSON_SUFFIXES + CSV_SUFFIXES)}, got "
+                    f"{bounded(path.suffix, 100) or 'none'!r}"
                 )
             files.append(path)
         else:
-            raise FileNotFoundError(f"{path}: no such file or directory (a history path)")
+            raise FileNotFoundError(
+                f"{bounded(str(path), 300)}: no such file or directory (a history path)"
+            )
     return files
 
 

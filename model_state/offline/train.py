@@ -77,6 +77,7 @@ from river import compose, forest, linear_model, optim, preprocessing, tree
 from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm import tqdm
 
+from features.bounded import bounded
 from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel, Payment
 from features.replay import replay
@@ -583,7 +584,7 @@ def main() -> None:
     try:
         _main()
     except (ValueError, FileNotFoundError) as exc:  # bad input: say what, without a traceback
-        raise SystemExit(f"python -m model_state.train: {exc}") from None
+        raise SystemExit(f"python -m model_state.train: {bounded(str(exc))}") from None
 
 
 def _main() -> None:
