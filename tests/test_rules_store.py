@@ -520,3 +520,23 @@ def test_the_command_line_refuses_an_expiry_that_has_passed(
     assert store.newest_version() == 1
     assert main(["list-add", "blocked_cards", "c-1", "--expires", "9999-12-31", "--by", "ana"]) == 0
     assert [e.value for e in store.entries("blocked_cards")] == ["c-1"]
+
+
+def test_the_command_line_refuses_to_show_a_list_that_does_not_exist(
+    database_config, store, monkeypatch, capsys
+):
+    """Before: ``list-show`` of a list nobody made (a typo: @blocked_card) printed nothing and
+    exited 0, as if the list were empty."""
+    from rules.__main__ import main
+
+    monkeypatch.setenv("PAYSCORE_ANALYST_MYSQL_URL", database_config.analyst_mysql_dsn)
+    assert main(["list-create", "blocked_cards", "card", "--by", "ana"]) == 0
+    capsys.readouterr()
+    assert main(["list-show", "blocked_card"]) == 2
+    assert capsys.readouterr().err == (
+        "refused: there is no list @blocked_card; known: @blocked_cards\n"
+    )
+    assert main(["list-show", "x" * 100_000]) == 2
+    assert len(capsys.readouterr().err) < 200
+    assert main(["list-show", "blocked_cards"]) == 0  # empty, and it exists
+    assert capsys.readouterr() == ("", "")
