@@ -35,6 +35,7 @@ from sqlalchemy.dialects.mysql import insert
 from features.bounded import bounded
 from review.login_records import unlock
 from review.passwords import check_new_password, hash_password, verify_password
+from settings.arguments import Parser
 from storage.refusals import refusing
 from storage.rows import utc_naive
 from storage.tables import review_users
@@ -155,9 +156,7 @@ def _password(file: str | None) -> str:
 @refusing("python -m review.users", "admin")
 def main(argv: Sequence[str] | None = None) -> int:
     # No abbreviations: ``--password SECRET`` must not pass for ``--password-file``.
-    parser = argparse.ArgumentParser(
-        prog="python -m review.users", description=__doc__, allow_abbrev=False
-    )
+    parser = Parser(prog="python -m review.users", description=__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser(
         "add", help="add a user, or replace one's role and password", allow_abbrev=False

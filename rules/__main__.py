@@ -40,7 +40,7 @@ from pathlib import Path
 from rules.lists import future_expiry, parse_expiry
 from rules.store import ImportRefusedError, NewEntry, RulesStore
 from rules.syntax import parse, to_text
-from settings.arguments import within
+from settings.arguments import Parser, within
 from settings.config import Config
 from storage.engine import make_engine
 from storage.refusals import refusing
@@ -86,7 +86,7 @@ def _limit(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m rules",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -69,7 +69,7 @@ from rules.ruleset import CompiledRule, Ruleset, RuleSpec, compile_ruleset
 from rules.store import RulesStore
 from rules.syntax import to_text
 from rules.vector import Columns, evaluate
-from settings.arguments import within
+from settings.arguments import Parser, within
 from settings.config import Config
 from storage.engine import make_engine, refuse_another_server, same_server
 from storage.feature_vector import current_sql as vector_is_current
@@ -849,7 +849,7 @@ class DraftRule(msgspec.Struct, forbid_unknown_fields=True):
 
 @refusing("python -m rules.backtest", "analyst")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m rules.backtest",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -48,7 +48,6 @@ MariaDB both accept are used (``GRANT UPDATE (a, b) ON db.t TO 'user'@'host'``, 
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -58,6 +57,7 @@ from typing import Literal
 from sqlalchemy import Connection, Table
 from sqlalchemy.engine import make_url
 
+from settings.arguments import Parser
 from settings.config import Config
 from storage.tables import metadata, scored_payments
 
@@ -621,7 +621,7 @@ def root_sql(accounts: Accounts, databases: Sequence[str], retired: Sequence[str
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m storage.accounts",
         description="Print the SQL root runs for payscore's accounts (after creating the users "
         "with CREATE USER): the admin's rights and grant option, no global right for the job "

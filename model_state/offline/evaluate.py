@@ -152,7 +152,7 @@ from model_state.offline.online_optimizer import (
 )
 from model_state.online_judge import ADOPTED, ADVANTAGE, SPREAD, adopted, scoring_model
 from model_state.scorer import Scorer
-from settings.arguments import within
+from settings.arguments import Parser, within
 from settings.config import Config
 from storage.labels import LabelledPayment
 from test_data.drift import NEW_PATTERN
@@ -1137,7 +1137,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m model_state.evaluate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -79,7 +79,7 @@ from model_state.offline.gate import (
 )
 from model_state.sign import command_key
 from model_state.stored_versions import NewerVersionsInMySQL, row_fault
-from settings.arguments import within
+from settings.arguments import Parser, within
 from settings.config import Config
 from storage import shadow
 from storage.engine import make_engine
@@ -374,7 +374,7 @@ def record(engine: Engine, version: artifact.ModelArtifact, artifact_path: str) 
 
 @refusing("python -m model_state.retrain", "models")
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m model_state.retrain",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -88,7 +88,7 @@ from model_state.offline.eval_stream import Replayed, Rows, replay_stream, train
 from model_state.offline.forests import fit_basis, fit_boosted
 from model_state.offline.online_optimizer import BOOSTED_ONLINE, online_optimizer
 from model_state.scorer import Scorer
-from settings.arguments import within
+from settings.arguments import Parser, within
 from settings.config import Config
 from storage.refusals import refusing
 from test_data.generator import SimulationSpec, simulate
@@ -588,7 +588,7 @@ def main() -> None:
 
 
 def _main() -> None:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m model_state.train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
