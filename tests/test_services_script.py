@@ -78,3 +78,25 @@ def test_status_with_no_argument_still_runs(tmp_path: Path) -> None:
     done = services(tmp_path, "status")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "kafka: stopped\nmariadb: stopped\n"
+
+
+@pytest.mark.parametrize("script", ["quickstart", "tools", "bootstrap"])
+@pytest.mark.parametrize("argument", ["--help", "--dry-run", "x\n; rm -rf /"])
+def test_the_scripts_that_take_no_argument_refuse_one_before_anything_runs(
+    tmp_path: Path, script: str, argument: str
+) -> None:
+    """Before: an argument was ignored: ``bash ops/quickstart.sh --help`` started the services,
+    produced the samples and ran the flow; ``tools.sh --dry-run`` installed packages. (Only
+    bootstrap.sh was run before the fix, to see it fail: the others would have done all that.)"""
+    done = subprocess.run(
+        ["bash", str(ROOT / "ops" / f"{script}.sh"), argument],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 2, done.stderr[-500:]
+    assert done.stderr.startswith(f"[{script}] refused: bash ops/{script}.sh takes no argument")
+    assert done.stderr.endswith(f"usage: bash ops/{script}.sh\n")
+    assert done.stdout == ""
