@@ -210,6 +210,8 @@ def short_reason(error: str) -> str:
             return f"{name} without time zone"
         if "must lie between" in error:
             return f"{name} out of range"
+        if "UTC offset, from" in error:
+            return f"{name} offset out of range"
         return f"bad {name}"
     if name in _FLOATS:
         return "bad coordinates"
