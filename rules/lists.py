@@ -358,7 +358,9 @@ def read_csv(text: str, kind: str) -> CsvRead:
     """Entries of a ``kind`` list from CSV ``text`` (see the module)."""
     check_kind(kind)
     # A byte-order mark (spreadsheets write one in "CSV UTF-8") is not part of the header.
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    # strict: a quote that never closes is an error at the end of the file (csv read the rest as
+    # the field: a last row ``c-2,"never closed`` was imported), ``"a"b`` one too (read as ab).
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
     result = CsvRead([], [], 0)
 
     def bad(line: int, why: str) -> None:
@@ -393,7 +395,15 @@ def read_csv(text: str, kind: str) -> CsvRead:
         except StopIteration:
             break
         except csv.Error as exc:  # a field past csv's limit: that record is bad, not the rest
-            bad(start, f"not CSV: {exc}")
+            why = str(exc)
+            if why.startswith("unexpected end of data"):
+                why = "a quote opened on this line never closes"
+                if reader.line_num > start:
+                    why += (
+                        f" (this record runs over lines {start} to {reader.line_num}: a quote "
+                        "opened there)"
+                    )
+            bad(start, f"not CSV: {why}")
             if reader.line_num == line:
                 break
             line = reader.line_num
