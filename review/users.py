@@ -34,7 +34,7 @@ from sqlalchemy.dialects.mysql import insert
 
 from features.bounded import bounded
 from review.login_records import unlock
-from review.passwords import check_new_password, hash_password, verify_password
+from review.passwords import MAX_LENGTH, check_new_password, hash_password, verify_password
 from settings.arguments import Parser
 from storage.refusals import refusing
 from storage.rows import utc_naive
@@ -42,6 +42,7 @@ from storage.tables import review_users
 
 Role = Literal["analyst", "viewer"]
 ROLES: tuple[Role, ...] = ("analyst", "viewer")
+LINE_BYTES = 4 * MAX_LENGTH + 2  # a password's line in UTF-8 at most, and its line break
 NAME = re.compile(r"\A[A-Za-z0-9_.:\-]{1,64}\Z")  # an Identifier of the label contract
 # A client address as the review app records it (review.app.client_address: the host, cut to
 # 64): IPv4, IPv6 (a zone after %, in brackets), a host name, "unknown".
@@ -136,8 +137,16 @@ def _dummy() -> str:
 
 def _password(file: str | None) -> str:
     if file:
-        try:
-            lines = Path(file).read_text(encoding="utf-8").splitlines()
+        try:  # its first line only, and no further than a password: /dev/zero never ends
+            with Path(file).open("rb") as opened:
+                first = opened.readline(LINE_BYTES)
+            if len(first) == LINE_BYTES and not first.endswith(b"\n"):
+                raise ValueError(
+                    f"password too long: expected at most {MAX_LENGTH:,} characters, got a "
+                    f"first line of more than {LINE_BYTES:,} bytes in --password-file "
+                    f"{bounded(file, 300)}"
+                )
+            lines = first.decode("utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:  # a traceback (OSError) or no file named
             why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise ValueError(

@@ -104,3 +104,33 @@ def test_every_address_the_review_app_records_may_be_unlocked(address: str) -> N
     from review.users import client_address
 
     assert client_address(address) == address
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"p" * 5_000 + b"\n",  # was stored: no sign-in form carries it (review.forms)
+        b"p" * 3_000_000,  # one line, read whole
+    ],
+)
+def test_a_password_longer_than_a_sign_in_takes_is_refused_before_anything_is_stored(
+    data: bytes,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PAYSCORE_MYSQL_ADMIN_URL", "mysql+pymysql://nobody:x@127.0.0.1:1/none")
+    file = _written(tmp_path / "password", data)
+    assert main(["add", "alice", "--role", "analyst", "--password-file", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("review.users: password too long: expected at most 1,024 characters")
+    assert len(err) < 300
+
+
+def test_a_password_file_that_never_ends_is_read_no_further_than_a_password(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--password-file /dev/zero`` was read until memory ran out."""
+    monkeypatch.setenv("PAYSCORE_MYSQL_ADMIN_URL", "mysql+pymysql://nobody:x@127.0.0.1:1/none")
+    assert main(["add", "alice", "--role", "analyst", "--password-file", "/dev/zero"]) == 2
+    assert "password too long: expected at most 1,024 characters" in capsys.readouterr().err
