@@ -80,6 +80,7 @@ log = logging.getLogger(__name__)
 CHUNK = 50_000
 EXAMPLES = 50
 MAX_JOBS = 32  # processes of one backtest (each forked, each a MySQL connection)
+MAX_DRAFT_BYTES = 64 * 1024 * 1024  # a --file draft: 16,000 rules of 4,000 characters
 DAY = 86_400
 CODES = ("approve", "review", "decline")
 STAGES = ("read", "columns", "features", "rules")
@@ -874,7 +875,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.file:
             try:
-                drafted = msgspec.json.decode(args.file.read_bytes(), type=list[DraftRule])
+                with args.file.open("rb") as file:  # no further: /dev/zero never ends
+                    data = file.read(MAX_DRAFT_BYTES + 1)
+                if len(data) > MAX_DRAFT_BYTES:
+                    raise ValueError(
+                        f"--file {str(args.file)[:200]}: more than {MAX_DRAFT_BYTES:,} bytes; "
+                        f"expected a JSON list of rules of at most {MAX_DRAFT_BYTES:,} bytes"
+                    )
+                drafted = msgspec.json.decode(data, type=list[DraftRule])
             except msgspec.DecodeError as exc:  # the wrong shape said where, not a traceback
                 raise ValueError(
                     f"--file {str(args.file)[:200]}: expected a JSON list of "
