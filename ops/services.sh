@@ -303,7 +303,7 @@ mysql_accounts() {
   local hosts user host
   IFS=, read -r -a hosts <<<"$MYSQL_HOSTS"
   {
-    echo "CREATE DATABASE IF NOT EXISTS `$DB_NAME` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
+    echo "CREATE DATABASE IF NOT EXISTS \`$DB_NAME\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
     for pair in "$ADMIN_USER:$ADMIN_PASSWORD" "$DB_USER:$DB_PASSWORD" "$REVIEW_USER:$REVIEW_PASSWORD" \
       "$MODELS_USER:$MODELS_PASSWORD" "$ANALYST_USER:$ANALYST_PASSWORD"; do
       for host in "${hosts[@]}"; do
