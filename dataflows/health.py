@@ -25,6 +25,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from features.bounded import bounded
+from settings.arguments import Parser
 
 
 def check(host: str, port: int, *, live_only: bool, max_lag: float | None) -> tuple[bool, str]:
@@ -82,7 +83,7 @@ def _lag(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dataflows.health", description=__doc__)
+    parser = Parser(prog="python -m dataflows.health", description=__doc__)
     parser.add_argument("port", type=_port, help="the process's metrics port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--live", action="store_true", help="liveness only")

@@ -13,7 +13,8 @@ Rules a bank expects of an authorisation record:
   what card testers probe with; :attr:`Payment.is_verification` says so, and the card features
   keep it apart from the money (:mod:`features.card`).
 - ``event_time`` carries its own UTC offset (a naive time is rejected: the offset is what makes
-  calendar features local to the payer) and lies between 2000-01-01 and 2100-01-01 UTC.
+  calendar features local to the payer), a time zone's (-12:00 to +14:00), and lies between
+  2000-01-01 and 2100-01-01 UTC.
   Whether it is too far ahead of the moment the message reached Kafka is the decoder's check
   (:class:`PaymentDecoder`), since only it knows that moment.
 - ``country`` is an ISO 3166-1 alpha-2 code, ``mcc`` a four-digit merchant category code.
@@ -57,6 +58,10 @@ SCHEMA_VERSION = 1
 
 EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+# The offsets of time zones in use (Baker Island, Kiribati): RFC 3339 allows up to ±23:59, and
+# an offset of +23:59 made a payment's local hour and weekday, the calendar features, nonsense.
+WESTMOST_OFFSET = timedelta(hours=-12)
+EASTMOST_OFFSET = timedelta(hours=14)
 
 
 def _not_legal_tender() -> frozenset[str]:
@@ -140,6 +145,12 @@ def _check_event_time(name: str, value: datetime) -> None:
         raise ValueError(
             f"`{name}` must lie between {EARLIEST_EVENT_TIME:%Y-%m-%d} and "
             f"{LATEST_EVENT_TIME:%Y-%m-%d} UTC; got {value.isoformat()} - at `$.{name}`"
+        )
+    offset = value.utcoffset()
+    if offset is not None and not WESTMOST_OFFSET <= offset <= EASTMOST_OFFSET:
+        raise ValueError(
+            f"`{name}` must carry a time zone's UTC offset, from -12:00 to +14:00; got "
+            f"{value.isoformat()} - at `$.{name}`"
         )
 
 

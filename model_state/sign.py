@@ -7,7 +7,6 @@ python -m model_state.sign --sign DIR/VERSION  sign a version you trust (e.g. ma
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import sys
@@ -18,6 +17,7 @@ import msgspec
 from features.bounded import bounded
 from model_state.artifact import METADATA_FILE, MODEL_FILE, ModelMetadata
 from model_state.signing import new_key, read_key, sign
+from settings.arguments import Parser
 from settings.config import Config
 
 REFUSED = 2  # storage.refusals.REFUSED: argparse's status for a bad argument
@@ -38,7 +38,7 @@ COMMAND = "python -m model_state.sign"
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__)
+    parser = Parser(prog=COMMAND, description=__doc__)
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--new-key", type=Path, metavar="PATH")
     action.add_argument("--sign", type=Path, nargs="+", metavar="DIR/VERSION")

@@ -2,6 +2,11 @@
 # Creates .venv with Python 3.11 and installs payscore with its test and evaluation extras.
 # Idempotent: a second run only re-checks the install.
 set -euo pipefail
+# It takes no argument: one was ignored (`bash ops/bootstrap.sh --help` ran it whole).
+if (($#)); then
+  printf '[bootstrap] refused: %s takes no argument; got %q\nusage: bash ops/bootstrap.sh\n' "bash ops/bootstrap.sh" "${1:0:40}" >&2
+  exit 2
+fi
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 PY=${BOOTSTRAP_PYTHON:-}

@@ -5,6 +5,11 @@
 # then the sample labels, which the flow joins with the stored payments and learns from; last,
 # what landed in MySQL. Re-runnable: a second run produces nothing new and changes no row.
 set -euo pipefail
+# It takes no argument: one was ignored (`bash ops/quickstart.sh --help` ran it whole).
+if (($#)); then
+  printf '[quickstart] refused: %s takes no argument; got %q\nusage: bash ops/quickstart.sh\n' "bash ops/quickstart.sh" "${1:0:40}" >&2
+  exit 2
+fi
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 PY=.venv/bin/python

@@ -9,7 +9,7 @@
 #   bash ops/services.sh mysql-down|mysql-up   stop or start MariaDB alone
 #   bash ops/services.sh kafka-down|kafka-up   stop or start the broker alone
 #   bash ops/services.sh restart-mysql|restart-kafka [SECONDS]
-#                                 stop one service, keep it down SECONDS (default 0), start it
+#                                 stop one service, keep it down SECONDS (0 to 3600, default 0), start it
 #                                 again (outage drills; the chaos tests use them)
 #   bash ops/services.sh accounts make the MySQL accounts (part of up and mysql-up)
 #   bash ops/services.sh tables   the tables, and the accounts' rights on them (part of up:
@@ -398,6 +398,27 @@ status() {
   if port_open "$MYSQL_PORT"; then echo "mariadb: running (127.0.0.1:$MYSQL_PORT)"; else echo "mariadb: stopped"; fi
 }
 
+USAGE="usage: bash ops/services.sh up|down|status|accounts|tables|mysql-down|mysql-up|kafka-down|kafka-up|kafka-install|restart-mysql|restart-kafka|reset-grants [SECONDS]"
+MOST_SECONDS=3600
+
+# The arguments, checked before anything stops or starts: `restart-mysql 5s` stopped MariaDB,
+# then sleep refused "5s" and the script exited with MariaDB left down; a word after a command
+# (`down now`, `restart-kafka 5 10`) was ignored. Refused with status 2 and the usage.
+refuse() { printf '[services] refused: %s\n%s\n' "$1" "$USAGE" >&2; exit 2; }
+shown() { printf '%q' "${1:0:40}"; }  # an argument quoted back: 40 characters, escaped
+case "${1:-}" in
+  up|down|status|accounts|tables|mysql-down|mysql-up|kafka-up|kafka-down|kafka-install)
+    (($# <= 1)) || refuse "$1 takes no argument; got $(($# - 1)): $(shown "$2")" ;;
+  restart-mysql|restart-kafka|reset-grants)
+    (($# <= 2)) || refuse "$1 takes at most SECONDS; got $(($# - 1)) arguments"
+    if (($# == 2)); then
+      [[ "$2" =~ ^[0-9]{1,6}$ ]] && ((10#$2 <= MOST_SECONDS)) \
+        || refuse "SECONDS: expected a whole number of seconds from 0 to $MOST_SECONDS; got $(shown "$2")"
+      set -- "$1" "$((10#$2))"
+    fi ;;
+  *) refuse "expected a command; got $(shown "${1:-}")" ;;
+esac
+
 case "${1:-}" in
   up) mysql_up; kafka_up; topics_up; tables_up ;;
   down) kafka_down; mysql_down ;;
@@ -412,5 +433,5 @@ case "${1:-}" in
   kafka-install) kafka_install ;;
   restart-kafka) kafka_down; sleep "${2:-0}"; kafka_up ;;
   reset-grants) reset_flow_grants "${2:-0}" ;;
-  *) echo "usage: bash ops/services.sh up|down|status|accounts|tables|mysql-down|mysql-up|kafka-down|kafka-up|kafka-install|restart-mysql|restart-kafka|reset-grants [SECONDS]" >&2; exit 2 ;;
+  *) echo "$USAGE" >&2; exit 2 ;;
 esac

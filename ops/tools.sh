@@ -4,6 +4,11 @@
 # rules' tests). Installs only what is missing; a second run only checks.
 #   bash ops/tools.sh
 set -euo pipefail
+# It takes no argument: one was ignored (`bash ops/tools.sh --help` ran it whole).
+if (($#)); then
+  printf '[tools] refused: %s takes no argument; got %q\nusage: bash ops/tools.sh\n' "bash ops/tools.sh" "${1:0:40}" >&2
+  exit 2
+fi
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

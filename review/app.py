@@ -44,7 +44,7 @@ from starlette.templating import Jinja2Templates
 from features.bounded import bounded
 from features.contract import minor_unit_digits
 from model_state.offline.shadow import Comparison, compare
-from review import queries, sessions, signin, throttle
+from review import forms, queries, sessions, signin, throttle
 from review.backtests import Backtests, Runner
 from review.explain import Explainers, Explanation, feature_values, reasons_shown
 from review.forms import moment, quoted
@@ -161,7 +161,7 @@ class Review:
         return self.page(request, "login.html", error=None)
 
     async def login(self, request: Request) -> Response:
-        form = await request.form()
+        form = await forms.bounded_form(request, forms.SIGN_IN_FORM_BYTES)
         check_csrf(request, form)
         # Every attempt counts and is audited, an empty one too (no account has an empty name).
         name, password = str(form.get("name", "")), str(form.get("password", ""))
@@ -199,7 +199,7 @@ class Review:
         return redirect
 
     async def logout(self, request: Request) -> Response:
-        check_csrf(request, await request.form())
+        check_csrf(request, await forms.bounded_form(request, forms.SIGN_IN_FORM_BYTES))
         await self._end_session(request, "logout")
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
@@ -319,7 +319,7 @@ class Review:
         )
 
     async def verdict(self, request: Request, user: User) -> Response:
-        form = await request.form()
+        form = await forms.bounded_form(request, forms.VERDICT_FORM_BYTES)
         check_csrf(request, form)
         if not user.may_decide:
             raise HTTPException(403, f"user {user.name} is a {user.role}: may not give verdicts")

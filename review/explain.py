@@ -23,7 +23,6 @@ them, marked as computed on demand.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -44,6 +43,7 @@ from model_state.scorer import Scorer, explainer_for
 from model_state.signing import read_key
 from model_state.stored_versions import from_row
 from review import queries
+from settings.arguments import Parser
 from settings.config import Config
 from storage.engine import make_engine
 from storage.refusals import refusing
@@ -184,7 +184,7 @@ def reasons_shown(
 @refusing("python -m review.explain", "analyst")
 def main(argv: list[str] | None = None) -> int:
     """``python -m review.explain``: the reason codes of stored payments, by transaction id."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m review.explain",
         description=(
             "Print the reason codes of stored payments: stored ones, or for an approval (stored "

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
 from features.bounded import bounded
 
@@ -87,3 +88,20 @@ def number(args: Mapping[str, Any], name: str, *, at_least: int = 0) -> int | No
     if int(value) < at_least:
         raise HTTPException(400, f"{name}: expected at least {at_least}, got {value}")
     return int(value)
+
+
+SIGN_IN_FORM_BYTES = 16 * 1024  # a name (64), a password, a CSRF token: any real sign-in fits
+VERDICT_FORM_BYTES = 64 * 1024  # a note of 2,000 characters, URL-encoded, fits
+
+
+async def bounded_form(request: Request, at_most: int) -> Any:
+    """The form of ``request``, once its stated size allows it: refused unread (411, 413)
+    otherwise. ``POST /login``, open to anyone, read a body of any size into memory."""
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        raise HTTPException(411, "a form must state its Content-Length")
+    if int(length) > at_most:
+        raise HTTPException(
+            413, f"the form has {int(length):,} bytes; expected at most {at_most:,}"
+        )
+    return await request.form(max_part_size=at_most)

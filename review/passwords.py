@@ -20,6 +20,9 @@ import secrets
 N, R, P = 2**14, 8, 1
 SALT_BYTES, DIGEST_BYTES = 16, 32
 MIN_LENGTH = 10
+# Longest password kept: the sign-in form takes 16 KiB (review.forms.SIGN_IN_FORM_BYTES), so a
+# password of 5,000 characters (up to 36 KiB URL-encoded) was stored and could never sign in.
+MAX_LENGTH = 1_024
 
 
 def _b64(raw: bytes) -> str:
@@ -54,8 +57,13 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 def check_new_password(password: str) -> None:
-    """Refuse a password too short to keep (raises ``ValueError`` saying why)."""
+    """Refuse a password too short to keep, or too long for a sign-in form (raises
+    ``ValueError`` saying why)."""
     if len(password) < MIN_LENGTH:
         raise ValueError(
             f"password too short: expected at least {MIN_LENGTH} characters, got {len(password)}"
+        )
+    if len(password) > MAX_LENGTH:
+        raise ValueError(
+            f"password too long: expected at most {MAX_LENGTH:,} characters, got {len(password):,}"
         )

@@ -55,7 +55,7 @@ from review.security import check_csrf
 from review.users import User
 from rules import backtest as backtests
 from rules import shadow_hits
-from rules.lists import MAX_REASON_CHARS
+from rules.lists import MAX_REASON_CHARS, future_expiry
 from rules.names import LIST_KINDS
 from rules.ruleset import STATUSES, RuleSpec, check_rule_id
 from rules.store import ImportRefusedError, NewEntry, RulesStore
@@ -373,6 +373,11 @@ class RulesPages:
         value = forms.text(form, "value", at_most=ID_CHARS, required=True)
         expires = forms.when(form, "expires_at")
         reason = forms.text(form, "reason", at_most=MAX_REASON_CHARS)
+        given = forms.text(form, "expires_at", at_most=forms.SHOWN)
+        try:
+            future_expiry(expires, datetime.now(UTC), given, what="expires_at")
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
         version = await self._write(
             lambda: self.store.add_entries(name, [NewEntry(value, expires, reason)], by=user.name)
         )

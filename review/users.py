@@ -23,7 +23,7 @@ import getpass
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -34,14 +34,19 @@ from sqlalchemy.dialects.mysql import insert
 
 from features.bounded import bounded
 from review.login_records import unlock
-from review.passwords import check_new_password, hash_password, verify_password
+from review.passwords import MAX_LENGTH, check_new_password, hash_password, verify_password
+from settings.arguments import Parser
 from storage.refusals import refusing
 from storage.rows import utc_naive
 from storage.tables import review_users
 
 Role = Literal["analyst", "viewer"]
 ROLES: tuple[Role, ...] = ("analyst", "viewer")
+LINE_BYTES = 4 * MAX_LENGTH + 2  # a password's line in UTF-8 at most, and its line break
 NAME = re.compile(r"\A[A-Za-z0-9_.:\-]{1,64}\Z")  # an Identifier of the label contract
+# A client address as the review app records it (review.app.client_address: the host, cut to
+# 64): IPv4, IPv6 (a zone after %, in brackets), a host name, "unknown".
+ADDRESS = re.compile(r"\A[A-Za-z0-9_.:%\-\[\]]{1,64}\Z")
 
 
 class User(msgspec.Struct, frozen=True):
@@ -103,6 +108,28 @@ def list_users(connection: Connection) -> list[User]:
     return [User(r.name, r.role) for r in rows]
 
 
+def _matching(pattern: re.Pattern[str], what: str, chars: str) -> Callable[[str], str]:
+    """An argument's type: ``pattern`` or refused by the parser (status 2), quoting the first 40
+    characters that came (an ``unlock --address`` of 5,000 characters reached MySQL and was
+    printed back whole, "was not locked", as if one that long could have been)."""
+
+    def matching(text: str) -> str:
+        if not pattern.match(text):
+            raise argparse.ArgumentTypeError(
+                f"expected 1 to 64 characters of {chars} ({what}); got {text[:40]!r}"
+                + (f" ({len(text):,} characters)" if len(text) > 40 else "")
+            )
+        return text
+
+    return matching
+
+
+client_address = _matching(
+    ADDRESS, "a client address as review_login_audit shows it", "A-Za-z0-9_.:%-[]"
+)
+user_name = _matching(NAME, "a user name", "A-Za-z0-9_.:-")
+
+
 @functools.cache
 def _dummy() -> str:
     return hash_password("not a password of anyone")
@@ -110,8 +137,16 @@ def _dummy() -> str:
 
 def _password(file: str | None) -> str:
     if file:
-        try:
-            lines = Path(file).read_text(encoding="utf-8").splitlines()
+        try:  # its first line only, and no further than a password: /dev/zero never ends
+            with Path(file).open("rb") as opened:
+                first = opened.readline(LINE_BYTES)
+            if len(first) == LINE_BYTES and not first.endswith(b"\n"):
+                raise ValueError(
+                    f"password too long: expected at most {MAX_LENGTH:,} characters, got a "
+                    f"first line of more than {LINE_BYTES:,} bytes in --password-file "
+                    f"{bounded(file, 300)}"
+                )
+            lines = first.decode("utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:  # a traceback (OSError) or no file named
             why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise ValueError(
@@ -130,9 +165,7 @@ def _password(file: str | None) -> str:
 @refusing("python -m review.users", "admin")
 def main(argv: Sequence[str] | None = None) -> int:
     # No abbreviations: ``--password SECRET`` must not pass for ``--password-file``.
-    parser = argparse.ArgumentParser(
-        prog="python -m review.users", description=__doc__, allow_abbrev=False
-    )
+    parser = Parser(prog="python -m review.users", description=__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser(
         "add", help="add a user, or replace one's role and password", allow_abbrev=False
@@ -145,8 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "unlock", help="end the lock of a name or a client address now", allow_abbrev=False
     )
     which = unlocking.add_mutually_exclusive_group(required=True)
-    which.add_argument("name", nargs="?")
-    which.add_argument("--address", help="a client address, as review_login_audit shows it")
+    which.add_argument("name", nargs="?", type=user_name)
+    which.add_argument(
+        "--address", type=client_address, help="a client address, as review_login_audit shows it"
+    )
     args = parser.parse_args(argv)
 
     from settings.config import Config

@@ -34,12 +34,13 @@ import os
 import pwd
 import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-from rules.lists import parse_expiry
+from rules.lists import future_expiry, parse_expiry
 from rules.store import ImportRefusedError, NewEntry, RulesStore
 from rules.syntax import parse, to_text
-from settings.arguments import within
+from settings.arguments import Parser, within
 from settings.config import Config
 from storage.engine import make_engine
 from storage.refusals import refusing
@@ -75,6 +76,7 @@ def actor(by: str | None, user: str) -> str:
 
 
 BY_HELP = "your name, recorded beside the OS user running the command"
+MAX_CSV_BYTES = 256 * 1024 * 1024  # an import file: a list of a million card ids is about 20 MB
 MOST_SHOWN = 10_000
 
 
@@ -85,7 +87,7 @@ def _limit(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m rules",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -164,6 +166,7 @@ def run(args: argparse.Namespace, store: RulesStore) -> None:
         print(f"version {version}")
     elif c == "list-add":
         expires = parse_expiry(args.expires)
+        future_expiry(expires, datetime.now(UTC), args.expires)
         entries = [NewEntry(v, expires, args.reason) for v in args.values]
         print(f"version {store.add_entries(args.name, entries, by=args.by)}")
     elif c == "list-remove":
@@ -199,7 +202,13 @@ def _csv_text(path: Path) -> str:
     """The text of a CSV file to import, or a ValueError naming the file and the first byte that
     is not UTF-8 (a spreadsheet's "CSV" in Latin-1 or UTF-16 came back as Python's bare
     ``'utf-8' codec can't decode byte 0xe9 in position 5``, naming no file)."""
-    data = path.read_bytes()
+    with path.open("rb") as file:  # no further than the bound: /dev/zero never ends
+        data = file.read(MAX_CSV_BYTES + 1)
+    if len(data) > MAX_CSV_BYTES:
+        raise ValueError(
+            f"{str(path)[:300]}: more than {MAX_CSV_BYTES:,} bytes; expected a CSV file of at "
+            f"most {MAX_CSV_BYTES:,} bytes (split it)"
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

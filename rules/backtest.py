@@ -69,7 +69,7 @@ from rules.ruleset import CompiledRule, Ruleset, RuleSpec, compile_ruleset
 from rules.store import RulesStore
 from rules.syntax import to_text
 from rules.vector import Columns, evaluate
-from settings.arguments import within
+from settings.arguments import Parser, within
 from settings.config import Config
 from storage.engine import make_engine, refuse_another_server, same_server
 from storage.feature_vector import current_sql as vector_is_current
@@ -80,6 +80,7 @@ log = logging.getLogger(__name__)
 CHUNK = 50_000
 EXAMPLES = 50
 MAX_JOBS = 32  # processes of one backtest (each forked, each a MySQL connection)
+MAX_DRAFT_BYTES = 64 * 1024 * 1024  # a --file draft: 16,000 rules of 4,000 characters
 DAY = 86_400
 CODES = ("approve", "review", "decline")
 STAGES = ("read", "columns", "features", "rules")
@@ -849,7 +850,7 @@ class DraftRule(msgspec.Struct, forbid_unknown_fields=True):
 
 @refusing("python -m rules.backtest", "analyst")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m rules.backtest",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -874,7 +875,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.file:
             try:
-                drafted = msgspec.json.decode(args.file.read_bytes(), type=list[DraftRule])
+                with args.file.open("rb") as file:  # no further: /dev/zero never ends
+                    data = file.read(MAX_DRAFT_BYTES + 1)
+                if len(data) > MAX_DRAFT_BYTES:
+                    raise ValueError(
+                        f"--file {str(args.file)[:200]}: more than {MAX_DRAFT_BYTES:,} bytes; "
+                        f"expected a JSON list of rules of at most {MAX_DRAFT_BYTES:,} bytes"
+                    )
+                drafted = msgspec.json.decode(data, type=list[DraftRule])
             except msgspec.DecodeError as exc:  # the wrong shape said where, not a traceback
                 raise ValueError(
                     f"--file {str(args.file)[:200]}: expected a JSON list of "

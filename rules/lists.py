@@ -130,6 +130,33 @@ def parse_expiry(text: str) -> datetime | None:
         ) from None
 
 
+def future_expiry(
+    expires: datetime | None, now: datetime, given: str, *, what: str = "--expires"
+) -> None:
+    """Refuse an expiry typed by a person (``list-add --expires``, the review page's field) that
+    is not after ``now``: such an entry applies to no payment from now on, yet its change was
+    stored and said ``version N`` as if it blocked something. ``given`` is the text typed (its
+    first 40 characters are quoted); naive times are UTC. (A CSV feed or a backtest may hold past
+    expiries: they apply to the payments before them.)
+
+    >>> now = datetime(2026, 12, 7, tzinfo=UTC)
+    >>> future_expiry(datetime(2027, 1, 1), now, "2027-01-01")
+    >>> try:
+    ...     future_expiry(datetime(2001, 1, 1, tzinfo=UTC), now, "2001-01-01")
+    ... except ValueError as exc:
+    ...     print(exc)
+    --expires: expected a time after now (2026-12-07T00:00:00Z); got '2001-01-01', which has passed
+    """
+    if expires is None:
+        return
+    at = expires if expires.tzinfo is not None else expires.replace(tzinfo=UTC)
+    if at <= now:
+        raise ValueError(
+            f"{what}: expected a time after now ({now.astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z); got "
+            f"{given.strip()[:40]!r}, which has passed"
+        )
+
+
 # ---------------------------------------------------------------------------- in a process
 
 
@@ -331,7 +358,9 @@ def read_csv(text: str, kind: str) -> CsvRead:
     """Entries of a ``kind`` list from CSV ``text`` (see the module)."""
     check_kind(kind)
     # A byte-order mark (spreadsheets write one in "CSV UTF-8") is not part of the header.
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    # strict: a quote that never closes is an error at the end of the file (csv read the rest as
+    # the field: a last row ``c-2,"never closed`` was imported), ``"a"b`` one too (read as ab).
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
     result = CsvRead([], [], 0)
 
     def bad(line: int, why: str) -> None:
@@ -366,7 +395,15 @@ def read_csv(text: str, kind: str) -> CsvRead:
         except StopIteration:
             break
         except csv.Error as exc:  # a field past csv's limit: that record is bad, not the rest
-            bad(start, f"not CSV: {exc}")
+            why = str(exc)
+            if why.startswith("unexpected end of data"):
+                why = "a quote opened on this line never closes"
+                if reader.line_num > start:
+                    why += (
+                        f" (this record runs over lines {start} to {reader.line_num}: a quote "
+                        "opened there)"
+                    )
+            bad(start, f"not CSV: {why}")
             if reader.line_num == line:
                 break
             line = reader.line_num

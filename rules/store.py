@@ -255,7 +255,8 @@ class RulesStore:
         self, list_name: str, *, limit: int = 100, after: str | None = None
     ) -> list[StoredEntry]:
         """A page of a list's current entries, by value (``after``: the last value of the page
-        before)."""
+        before); a ValueError for a list that does not exist (it was an empty page)."""
+        self._existing_list(self.snapshot(), list_name)
         e = rule_list_entries
         query = (
             select(e)

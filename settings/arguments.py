@@ -24,6 +24,9 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import NoReturn
+
+REFUSAL_CHARS = 500  # of a refusal of the parser, quoting what came
 
 
 def within(
@@ -48,3 +51,37 @@ def within(
         return value
 
     return number
+
+
+class Parser(argparse.ArgumentParser):
+    """The command lines' parser: argparse's, with its refusals bounded (it quotes the value it
+    refuses whole: ``invalid choice: '…'`` of 100,000 characters, ``invalid int value`` of 5,000
+    digits, ``unrecognized arguments: …``). Its subcommands' parsers are ones too.
+
+    >>> parser = Parser(prog="p")
+    >>> _ = parser.add_argument("--role", choices=("analyst", "viewer"))
+    >>> try:
+    ...     parser.parse_args(["--role", "a" * 100_000])
+    ... except SystemExit as exc:
+    ...     print(exc.code)
+    2
+    """
+
+    def error(self, message: str) -> NoReturn:
+        super().error(_bounded(message))
+
+
+def _bounded(text: str) -> str:
+    """``text`` cut to about :data:`REFUSAL_CHARS` (head and tail kept, the cut said), every
+    character printable (escaped where not). settings imports nothing of payscore, so not
+    ``features.bounded``, which does the same for input in the flow.
+
+    >>> shown = _bounded("got '" + "x" * 10_000 + "\\n'")
+    >>> len(shown), shown[395:430], shown[-4:]
+    (466, 'xxxxx …[9,568 characters cut]… xxxx', "x\\\\n'")
+    """
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    head, tail = REFUSAL_CHARS - 100, 40
+    if len(text) > head + tail + 40:
+        text = f"{text[:head]} …[{len(text) - head - tail:,} characters cut]… {text[-tail:]}"
+    return text

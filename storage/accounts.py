@@ -48,9 +48,9 @@ MariaDB both accept are used (``GRANT UPDATE (a, b) ON db.t TO 'user'@'host'``, 
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -58,6 +58,8 @@ from typing import Literal
 from sqlalchemy import Connection, Table
 from sqlalchemy.engine import make_url
 
+from features.bounded import bounded
+from settings.arguments import Parser
 from settings.config import Config
 from storage.tables import metadata, scored_payments
 
@@ -621,7 +623,7 @@ def root_sql(accounts: Accounts, databases: Sequence[str], retired: Sequence[str
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m storage.accounts",
         description="Print the SQL root runs for payscore's accounts (after creating the users "
         "with CREATE USER): the admin's rights and grant option, no global right for the job "
@@ -643,7 +645,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("\n".join(accounts.job_users))
         return
     databases = args.database or [make_url(config.mysql_admin_url).database, SCRATCH_DATABASES]
-    print(root_sql(accounts, [d for d in databases if d], args.retire), end="")
+    try:
+        sql = root_sql(accounts, [d for d in databases if d], args.retire)
+    except GrantsError as exc:  # a name that could break root's SQL: was a traceback
+        print(f"python -m storage.accounts: refused: {bounded(str(exc), 400)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(sql, end="")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from sqlalchemy import Engine, select
 from features.bounded import bounded
 from features.contract import FraudLabel, Payment
 from features.replay import replay
+from settings.arguments import Parser
 from storage.refusals import REFUSED, refusing
 from storage.tables import scored_payments
 
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     from storage.engine import make_engine
     from test_data.samples import iter_samples
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m storage.parity",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

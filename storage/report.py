@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine, Integer, cast, func, select
 
 from features.bounded import bounded
+from settings.arguments import Parser
 from settings.config import Config
 from storage.engine import make_engine
 from storage.refusals import REFUSED, refusing
@@ -98,7 +99,7 @@ def report(engine: Engine) -> str:
 
 @refusing("python -m storage.report", "flow")
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m storage.report",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from sqlalchemy.engine.reflection import Inspector
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
 from features.bounded import bounded
+from settings.arguments import Parser
 from storage.accounts import Accounts, apply_grants, check_complete
 from storage.refusals import REFUSED, refusing
 from storage.tables import metadata
@@ -112,7 +112,7 @@ def create_schema(engine: Engine, accounts: Accounts) -> list[str]:
 
 @refusing("python -m storage.schema", "admin")
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m storage.schema", description=__doc__)
+    parser = Parser(prog="python -m storage.schema", description=__doc__)
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--write", action="store_true", help=f"rewrite {SCHEMA_FILE.name}")
     action.add_argument("--create", action="store_true", help="create tables in the database")

@@ -777,6 +777,23 @@ PAYMENT_CASES: tuple[HostileCase, ...] = (
         .replace(b"2.352", b"1e-400"),
         "latitude -0.0 and a longitude that underflows to 0.0: a point on the map, scored",
     ),
+    _dead(
+        "event_time_offset_plus_23_59",
+        _json(event_time="2026-03-02T09:30:00+23:59"),
+        "must carry a time zone's UTC offset, from -12:00 to +14:00",
+        "RFC 3339's widest offset, no time zone's: its local hour and weekday were nonsense",
+    ),
+    _dead(
+        "event_time_offset_minus_12_01",
+        _json(event_time="2026-03-02T09:30:00-12:01"),
+        "must carry a time zone's UTC offset, from -12:00 to +14:00",
+        "a minute west of the westmost time zone (Baker Island, -12:00)",
+    ),
+    _scored(
+        "event_time_offset_minus_12",
+        _json(transaction_id="hostile-tx-minus-12", event_time="2026-03-02T09:30:00-12:00"),
+        "the westmost offset in use (Baker Island, -12:00): 21:30 UTC",
+    ),
     _scored(
         "event_time_offset_plus_14",
         _json(transaction_id="hostile-tx-plus-14", event_time="2026-03-02T23:30:00+14:00"),
@@ -850,6 +867,12 @@ LABEL_CASES: tuple[HostileCase, ...] = (
         _label(reported_at="1970-01-01T00:00:00Z"),
         "must lie between 2000-01-01 and 2100-01-01",
         "report time in 1970",
+    ),
+    _dead(
+        "label_reported_at_offset_plus_20",
+        _label(reported_at="2026-03-09T22:00:00+20:00"),
+        "must carry a time zone's UTC offset, from -12:00 to +14:00",
+        "a report time in no time zone's offset",
     ),
     _dead("payment_on_label_topic", _BASE, "unknown field `merchant_id`", "a payment, not a label"),
     _dead(

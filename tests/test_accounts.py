@@ -294,3 +294,27 @@ def test_an_account_in_use_keeps_what_it_keeps_while_the_plan_runs(
         assert kept_table <= now.table, statement
         for p in COLUMN_PRIVILEGES:
             assert kept[p] <= now.granted(p) or p in now.table, statement
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--retire", "x'; DROP DATABASE payscore; --"],
+        ["--database", "pay`score"],
+        ["--retire", "u" * 100_000],
+    ],
+)
+def test_the_command_refuses_a_name_that_could_break_root_s_sql_in_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: refused, but as a GrantsError traceback (ops/services.sh pipes what it prints
+    into root's mysql: SERVICES_MYSQL_RETIRED_USERS reaches --retire)."""
+    from storage.accounts import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("python -m storage.accounts: refused: ") and err.count("\n") == 1
+    assert len(err) < 600

@@ -82,6 +82,20 @@ def test_the_forest_splits_an_amount_inside_its_top_quantile() -> None:
     assert plain[above].min() <= np.quantile(plain[~above], 0.999)
 
 
+def test_a_tail_feature_with_nothing_above_its_quantile_is_left_out_not_a_crash() -> None:
+    """Before: a bank's history where every payment has the same amount (a prepaid top-up of a
+    fixed price) made the amount's tail column all missing, and scikit-learn's binning failed
+    with numpy's ``window shape cannot be larger than input array shape``: ``python -m
+    model_state.train --history`` and a retrain stopped with that text."""
+    x, y = synthetic(3000, seed=5)
+    amount = FEATURE_NAMES.index("amount_eur")
+    x[:, amount] = 9.99
+    boosted = fit_boosted(x, y, seed=5)
+    assert amount not in [column for column, _ in boosted.tails]
+    assert len(boosted.tails) == 3  # the other tail features still have their tails
+    assert np.isfinite(boosted.forest(x)[0]).all()
+
+
 def test_a_new_boosted_model_is_the_forest_alone() -> None:
     p = [FRESH.predict_proba_one(as_dict(r))[True] for r in X[:200].tolist()]
     assert p == pytest.approx(

@@ -8,6 +8,7 @@ import base64
 import csv
 import itertools
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -402,6 +403,51 @@ def test_csv_quirks_unknown_columns_incomplete_labels_and_defaults(tmp_path: Pat
     assert history.examples == {"incomplete label": [f"{path}:3"]}
 
 
+def _payment_line(txn: str, last: str = "FR") -> str:
+    return f"{txn},c-1,m-1,p-1,1250,EUR,2026-03-02T10:00:00+01:00,5411,pos,{last}"
+
+
+@pytest.mark.parametrize(("sep", "end"), [("\n", ""), ("\n", "\n"), ("\r\n", "\r\n")])
+def test_an_unclosed_quote_rejects_its_line_only_and_the_lines_after_it_are_read(
+    tmp_path: Path, sep: str, end: str
+) -> None:
+    """Before: a last field ``"FR`` with no closing quote at the end of the file was imported as
+    ``FR``; one in the middle swallowed every line after it into one field, rejected once (as an
+    ``unknown country`` at its line): the payments after it were lost without a count."""
+    columns = "transaction_id,card_id,merchant_id,terminal_id,amount_minor,currency,event_time,"
+    lines = [
+        columns + "mcc,channel,country",
+        _payment_line("t-1"),
+        _payment_line("t-2", '"FR'),  # 3: the quote opens and never closes
+        _payment_line("t-3"),
+        _payment_line("t-4", '"F""R'),  # 5: a doubled quote inside, still open
+        _payment_line("t-5"),
+        _payment_line("t-6", '"FR'),  # 7: the last line
+    ]
+    path = tmp_path / "payments.csv"
+    path.write_text(sep.join(lines) + end, newline="")
+    history = load_history([path])
+    assert [p.transaction_id for p in history.payments] == ["t-1", "t-3", "t-5"]
+    assert history.rejected == {"unclosed quote": 3}
+    assert history.examples == {"unclosed quote": [f"{path}:3", f"{path}:5", f"{path}:7"]}
+
+
+def test_a_field_past_csvs_limit_rejects_its_line_not_the_file(tmp_path: Path) -> None:
+    """Before: a cell of 200,000 characters raised csv's bare ``field larger than field limit
+    (131072)`` out of load_history, naming neither the file nor the line: nothing loaded."""
+    columns = "transaction_id,card_id,merchant_id,terminal_id,amount_minor,currency,event_time,"
+    path = tmp_path / "payments.csv"
+    path.write_text(
+        "\n".join(
+            [columns + "mcc,channel,country", _payment_line("c" * 200_000), _payment_line("t-2")]
+        )
+    )
+    history = load_history([path])
+    assert [p.transaction_id for p in history.payments] == ["t-2"]
+    assert history.examples == {"field too large": [f"{path}:2"]}
+    assert len(history.summary()) < 500
+
+
 def test_unknown_paths_and_unreadable_files_say_what_and_where(tmp_path: Path) -> None:
     (tmp_path / "history.parquet").write_bytes(b"PAR1")
     with pytest.raises(HistoryFormatError, match=r"history\.parquet: not a history file"):
@@ -650,3 +696,79 @@ def test_envelope_value_base64_is_read_as_the_message(tmp_path: Path) -> None:
     path = tmp_path / "b64.jsonl"
     path.write_text(json.dumps(line) + "\n")
     assert load_history([path]).payments == [pay("t-1")]
+
+
+def test_a_header_csv_cannot_use_is_refused_bounded(tmp_path: Path) -> None:
+    """Before: a header of 100,000 repeated names came back whole in the HistoryFormatError (and
+    a header with an unclosed quote swallowed the file as its column names)."""
+    repeated = tmp_path / "repeated.csv"
+    repeated.write_text(",".join(["card_id"] * 100_000) + "\nc\n")
+    with pytest.raises(HistoryFormatError, match=r"repeated\.csv:1: .*repeated card_id") as caught:
+        load_history([repeated])
+    assert len(str(caught.value)) < 1_000
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text('transaction_id,"card_id\nt-1,c-1\n')
+    with pytest.raises(HistoryFormatError, match=r"unclosed\.csv:1: .*\(unclosed quote: "):
+        load_history([unclosed])
+
+
+def test_json_nested_past_msgspecs_depth_is_a_rejected_line_not_a_crash(tmp_path: Path) -> None:
+    """Before: a line of 100,000 nested arrays (or an envelope whose value is one, or an object
+    with such a field) raised msgspec's RecursionError out of load_history: nothing loaded."""
+    deep = "[" * 100_000 + "]" * 100_000
+    good = msgspec.json.encode(pay("t-1")).decode()
+    lines = [
+        deep,  # 1
+        json.dumps({"kind": "payment", "key": "c-1", "value": deep}),  # 2
+        '{"transaction_id": "t-2", "extra": ' + deep + "}",  # 3
+        good,  # 4: read
+    ]
+    path = tmp_path / "deep.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    history = load_history([path])
+    assert history.payments == [pay("t-1")]
+    assert history.rejected == {"json nested too deeply": 2, "not a json object": 1}
+    assert history.examples == {
+        "json nested too deeply": [f"{path}:1", f"{path}:3"],
+        "not a json object": [f"{path}:2"],
+    }
+
+
+def test_a_header_not_in_utf8_is_refused_naming_the_file_and_the_byte(tmp_path: Path) -> None:
+    """Before: a spreadsheet's Latin-1 export with ``café`` in its header raised Python's bare
+    ``'utf-8' codec can't encode character '\\udce9'`` out of load_history (at its first row),
+    naming neither the file nor what was expected."""
+    path = tmp_path / "latin.csv"
+    header = ",".join(PAYMENT_COLUMNS[:10]) + ",caf\xe9"
+    path.write_bytes(f"{header}\nt-1,c-1\n".encode("latin-1"))
+    with pytest.raises(HistoryFormatError) as caught:
+        load_history([path])
+    assert str(caught.value) == (
+        f"{path}:1: the header is not UTF-8 text (byte 0xe9); expected a CSV file in UTF-8 "
+        "(a spreadsheet's 'CSV UTF-8')"
+    )
+
+
+@pytest.mark.parametrize("name", ["x" * 100_000 + ".csv", "x/" * 30_000 + "a.csv"])
+def test_a_path_too_long_for_the_system_is_refused_bounded(tmp_path: Path, name: str) -> None:
+    """Before: ``Path.is_dir`` raised ``OSError: [Errno 36] File name too long`` out of
+    load_history, quoting the whole path (100,000 characters), a traceback in train and
+    evaluate."""
+    with pytest.raises(HistoryFormatError) as caught:
+        load_history([tmp_path / name])
+    text = str(caught.value)
+    assert "File name too long; expected a history file or directory" in text
+    assert len(text) < 1_000
+
+
+def test_train_s_refusal_is_bounded(tmp_path: Path) -> None:
+    missing = tmp_path / (("y" * 200 + "/") * 50) / "a.jsonl"  # no such file, 10,000 characters
+    done = subprocess.run(
+        [sys.executable, "-m", "model_state.train", "--history", str(missing), "--no-compare",
+         "--model-dir", str(tmp_path / "models")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=os.environ | {"PAYSCORE_MODEL_KEY_FILE": str(tmp_path / "key")},
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.startswith("python -m model_state.train: ")
+    assert len(done.stderr) < 2_500

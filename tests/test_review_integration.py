@@ -387,8 +387,9 @@ def test_error_pages_quote_input_only_bounded(
     topics: dict[str, str],
     models: Path,
 ) -> None:
-    """A 12,000-character decision filter or transaction id and a 500,000-character verdict come
-    back in the 400/404 pages cut, with features.bounded's marker (review 20, finding 8)."""
+    """A 12,000-character decision filter or transaction id and a 40,000-character verdict come
+    back in the 400/404 pages cut, with features.bounded's marker (review 20, finding 8); a
+    500,000-character one is past the form's size, refused unread (413)."""
     store(engine, [payment_row("tx-1", 0.7)])
     add_users(admin_engine)
     app = app_for(review_engine, topics["labels_topic"], models)
@@ -399,12 +400,18 @@ def test_error_pages_quote_input_only_bounded(
         "decision": alice.get(f"/queue?decision={huge}"),
         "path": alice.get(f"/payments/{huge}"),
         "verdict": alice.post(
-            "/payments/tx-1/verdict", data={"verdict": "Z" * 500_000, "csrf_token": csrf}
+            "/payments/tx-1/verdict", data={"verdict": "Z" * 40_000, "csrf_token": csrf}
         ),
         "decisions": alice.get("/queue?" + "&".join(f"decision=Z{i}" for i in range(2_000))),
+        # past the verdict form's size (review.forms.VERDICT_FORM_BYTES): refused unread
+        "verdict_huge": alice.post(
+            "/payments/tx-1/verdict", data={"verdict": "Z" * 500_000, "csrf_token": csrf}
+        ),
     }
     statuses = {k: r.status_code for k, r in pages.items()}
-    assert statuses == {"decision": 400, "path": 404, "verdict": 400, "decisions": 400}, statuses
+    assert statuses == {
+        "decision": 400, "path": 404, "verdict": 400, "decisions": 400, "verdict_huge": 413
+    }, statuses  # fmt: skip
     quoted = {k: r.text.count("Z") for k, r in pages.items()}
     assert all(n <= 64 for n in quoted.values()), quoted
     assert all("characters cut" in pages[k].text for k in ("decision", "path", "verdict"))

@@ -721,3 +721,20 @@ def test_a_backtest_form_is_bounded_before_it_is_read(
     assert "expected at most 262,144" in huge.text
     forged = client.post("/backtest", data={"scope": "shadow"})  # no CSRF token: refused
     assert forged.status_code == 403
+
+
+def test_an_entry_whose_expiry_has_passed_is_refused(
+    admin_engine: Engine, review_engine: Engine, models: Path
+) -> None:
+    """Before: an entry expiring on 2001-01-01 was stored as version 2, applying to no payment
+    from now on (as ``python -m rules list-add --expires`` did)."""
+    add_users(admin_engine)
+    client = signed_in(app_on(review_engine, models), "alice")
+    RulesStore(review_engine).create_list("cards", "card", by="alice")
+    passed = post(
+        client, "/lists/cards", "/lists/cards/entries", value="c-1", expires_at="2001-01-01T00:00"
+    )
+    assert passed.status_code == 400
+    assert "expires_at: expected a time after now (" in passed.text
+    assert "got &#39;2001-01-01T00:00&#39;, which has passed" in passed.text
+    assert versions(review_engine) == 1

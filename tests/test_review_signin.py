@@ -226,3 +226,35 @@ def test_forty_wrong_passwords_at_once_on_two_processes_give_five_guesses_then_a
     counted = outcomes(review_engine)
     assert counted == Counter(failure=5, lockout=1, refused=37)
     assert {r[2] for r in audit(review_engine)} == {"203.0.113.50", "192.0.2.8"}
+
+
+def test_a_form_past_its_size_is_refused_before_it_is_read(
+    admin_engine: Engine, review_engine: Engine, topics: dict[str, str], models: Path
+) -> None:
+    """Before: ``POST /login``, open to anyone, read a body of any size into memory (a password
+    of 5 MB was read whole, then hashed and audited as a wrong one); a verdict's form too.
+    Now a form past its size, or one that does not state it, is refused unread (413, 411),
+    as the rules pages' forms were."""
+    add_users(admin_engine)
+    app = app_for(review_engine, topics["labels_topic"], models)
+    client = browser(app)
+    page = client.get("/login")
+    from tests.reviewkit import token
+
+    csrf = token(page.text)
+    huge = client.post(
+        "/login", data={"name": "alice", "password": "p" * 5_000_000, "csrf_token": csrf}
+    )
+    assert huge.status_code == 413, huge.text[:300]
+    assert "the form has 5,000,0" in huge.text and "expected at most 16,384" in huge.text
+    chunked = client.post(
+        "/login",
+        content=iter([b"name=alice&password=x&csrf_token=" + csrf.encode()]),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert chunked.status_code == 411, chunked.text[:300]
+    assert audit(review_engine) == []  # neither was an attempt: nothing read, nothing counted
+    assert sign_in(client, "alice").status_code == 200  # a form of its size still signs in
+    queue = client.get("/queue")
+    big_note = client.post("/logout", data={"csrf_token": token(queue.text), "x": "y" * 100_000})
+    assert big_note.status_code == 413

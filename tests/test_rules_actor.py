@@ -63,3 +63,19 @@ def test_a_limit_out_of_range_is_refused_before_connecting(
         main([*command, "--limit", limit])
     assert exited.value.code == 2
     assert "expected a whole number of rows from 1 to 10,000" in capsys.readouterr().err
+
+
+def test_an_import_file_that_never_ends_is_read_no_further_than_its_bound(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m rules import blocked /dev/zero`` read until memory ran out; now a file past
+    rules.__main__.MAX_CSV_BYTES (256 MiB; 1 KiB here) is refused, before any connection."""
+    from rules import __main__ as command
+
+    monkeypatch.setattr(command, "MAX_CSV_BYTES", 1024)
+    monkeypatch.setenv("PAYSCORE_ANALYST_MYSQL_URL", "mysql+pymysql://nobody:x@127.0.0.1:1/none")
+    assert command.main(["import", "blocked", "/dev/zero"]) == 2
+    assert capsys.readouterr().err == (
+        "refused: /dev/zero: more than 1,024 bytes; expected a CSV file of at most 1,024 bytes "
+        "(split it)\n"
+    )

@@ -349,6 +349,19 @@ def test_a_draft_file_of_the_wrong_shape_is_refused_with_where(content, said, tm
     assert said in err and len(err) < 800
 
 
+def test_a_draft_file_that_never_ends_is_read_no_further_than_its_bound(monkeypatch, capsys):
+    """``--file /dev/zero`` was read until memory ran out (not run before the fix, which would
+    have done that): a draft past rules.backtest.MAX_DRAFT_BYTES (1 KiB here) is refused."""
+    from rules import backtest
+
+    monkeypatch.setattr(backtest, "MAX_DRAFT_BYTES", 1024)
+    assert backtest.main(["--file", "/dev/zero"]) == 2
+    assert capsys.readouterr().err == (
+        "refused: --file /dev/zero: more than 1,024 bytes; expected a JSON list of rules of at "
+        "most 1,024 bytes\n"
+    )
+
+
 # What the backtest's reader says for a URL and a query, in a fresh interpreter, where the C
 # extension of mysql-connector loads (as in `python -m rules.backtest`).
 READER_PROBE = """

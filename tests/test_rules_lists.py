@@ -183,3 +183,20 @@ def test_rows_an_unclosed_quote_swallows_are_named_in_the_report():
     [(line, why)] = read.bad
     assert line == 2 and why.endswith("(this record runs over lines 2 to 4: a quote opened there)")
     assert len(why) <= 200
+
+
+@pytest.mark.parametrize(
+    ("last", "why"),
+    [
+        ('c-2,"never closed', "line 3: not CSV: a quote opened on this line never closes"),
+        ('c-2,"never closed\n', "line 3: not CSV: a quote opened on this line never closes"),
+        ('c-2,"a"b\n', "line 3: not CSV: ',' expected after '\"'"),
+    ],
+)
+def test_a_last_row_with_a_quote_that_never_closes_is_bad_not_imported(last: str, why: str):
+    """Before: csv read a last field ``"never closed`` to the end of the file as ``never
+    closed``, and ``"a"b`` as ``ab``: the row was imported as if the file were whole."""
+    read = read_csv(f"value,reason\nc-1,ok\n{last}", "card")
+    assert [e.value for e in read.entries] == ["c-1"]
+    assert read.bad_count == 1
+    assert read.report().startswith(why)

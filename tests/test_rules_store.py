@@ -498,3 +498,45 @@ def test_the_command_line_refuses_a_csv_file_not_in_utf8_naming_it(
     assert f"refused: {file}: not UTF-8 text (byte {byte} at offset" in err
     assert "expected a CSV file in UTF-8" in err
     assert store.newest_version() == 1
+
+
+@pytest.mark.parametrize(
+    "expires", ["2001-01-01", "2020-06-30T12:00:00+14:00", "0001-01-01T00:00:00+00:00"]
+)
+def test_the_command_line_refuses_an_expiry_that_has_passed(
+    database_config, store, monkeypatch, capsys, expires
+):
+    """Before: ``list-add --expires 2001-01-01`` stored an entry that had expired already, for no
+    payment from now on, and said ``version 2`` as if it blocked something."""
+    from rules.__main__ import main
+
+    monkeypatch.setenv("PAYSCORE_ANALYST_MYSQL_URL", database_config.analyst_mysql_dsn)
+    assert main(["list-create", "blocked_cards", "card", "--by", "ana"]) == 0
+    capsys.readouterr()
+    assert main(["list-add", "blocked_cards", "c-1", "--expires", expires, "--by", "ana"]) == 2
+    err = capsys.readouterr().err
+    assert "refused: --expires: expected a time after now (" in err
+    assert f"got {expires!r}, which has passed" in err
+    assert store.newest_version() == 1
+    assert main(["list-add", "blocked_cards", "c-1", "--expires", "9999-12-31", "--by", "ana"]) == 0
+    assert [e.value for e in store.entries("blocked_cards")] == ["c-1"]
+
+
+def test_the_command_line_refuses_to_show_a_list_that_does_not_exist(
+    database_config, store, monkeypatch, capsys
+):
+    """Before: ``list-show`` of a list nobody made (a typo: @blocked_card) printed nothing and
+    exited 0, as if the list were empty."""
+    from rules.__main__ import main
+
+    monkeypatch.setenv("PAYSCORE_ANALYST_MYSQL_URL", database_config.analyst_mysql_dsn)
+    assert main(["list-create", "blocked_cards", "card", "--by", "ana"]) == 0
+    capsys.readouterr()
+    assert main(["list-show", "blocked_card"]) == 2
+    assert capsys.readouterr().err == (
+        "refused: there is no list @blocked_card; known: @blocked_cards\n"
+    )
+    assert main(["list-show", "x" * 100_000]) == 2
+    assert len(capsys.readouterr().err) < 200
+    assert main(["list-show", "blocked_cards"]) == 0  # empty, and it exists
+    assert capsys.readouterr() == ("", "")

@@ -106,6 +106,7 @@ import msgspec
 import numpy as np
 from tqdm import tqdm
 
+from features.bounded import bounded
 from features.catalog import DAY
 from model_state import artifact, signing, window_judge
 from model_state.artifact import ModelArtifact
@@ -151,6 +152,7 @@ from model_state.offline.online_optimizer import (
 )
 from model_state.online_judge import ADOPTED, ADVANTAGE, SPREAD, adopted, scoring_model
 from model_state.scorer import Scorer
+from settings.arguments import Parser, within
 from settings.config import Config
 from storage.labels import LabelledPayment
 from test_data.drift import NEW_PATTERN
@@ -1126,7 +1128,16 @@ def _specs(args: argparse.Namespace, go_live_day: int) -> list[StreamSpec]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    """The command; bad input (a history that cannot be read, a go-live day after the stream's
+    end, an unknown optimizer) is one line naming it, not a traceback."""
+    try:
+        _main(argv)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"python -m model_state.evaluate: {bounded(str(exc))}") from None
+
+
+def _main(argv: list[str] | None) -> None:
+    parser = Parser(
         prog="python -m model_state.evaluate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -1138,15 +1149,20 @@ def main(argv: list[str] | None = None) -> None:
         "--streams", type=Path, help="handbook streams with drawn parameters (a JSON file)"
     )
     parser.add_argument("--only", nargs="+", help="with --streams: only these names")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="one run per seed")
-    parser.add_argument("--days", type=int, default=70, help="days of simulated stream")
+    parser.add_argument(
+        "--seeds", type=within(int, 0, train.MOST_SEED), nargs="+", default=[1],
+        help="one run per seed",
+    )  # fmt: skip
+    parser.add_argument(
+        "--days", type=within(int, 1, 3660), default=70, help="days of simulated stream"
+    )
     parser.add_argument(
         "--size",
-        type=int,
+        type=within(int, 1, train.MOST_CARDS),
         default=None,
         help="customers (handbook: 5000) or cards (generator: 3000)",
     )
-    parser.add_argument("--go-live-day", type=int, default=42)
+    parser.add_argument("--go-live-day", type=within(int, 0, 3660), default=42)
     parser.add_argument(
         "--labels",
         choices=LABEL_MODES,
@@ -1156,14 +1172,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--label-delay-days",
-        type=float,
+        type=within(float, 0, 36_500),
         default=7.0,
         help="with --labels every: labels this long after their payment (and an unlabelled "
         "payment this old counts as legitimate)",
     )
     parser.add_argument(
         "--implicit-days",
-        type=float,
+        type=within(float, 0, 36_500, above=True),
         default=DEFAULT_IMPLICIT_DAYS,
         help="with --labels frauds or own, or --history: a payment with no label this long "
         "after it is learned as legitimate (PAYSCORE_LABEL_DELAY_DAYS's default)",
@@ -1175,7 +1191,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--drift",
-        type=int,
+        type=within(int, 0, 3660),
         nargs="?",
         const=-1,
         default=None,
@@ -1222,7 +1238,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--judge-window",
-        type=int,
+        type=within(int, 1, 10**9),
         default=None,
         metavar="N",
         help="judge the online versions on the last N labels of any lineage, each scored before "
@@ -1231,7 +1247,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--residual",
-        type=float,
+        type=within(float, 0, 1, above=True),
         default=None,
         metavar="P",
         help="the online step learns only labels of payments the forest alone scores below "
@@ -1245,7 +1261,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--min-gain",
-        type=float,
+        type=within(float, -1_000, 1_000),
         default=retrain.DEFAULT_MIN_GAIN,
         help="the retrain gate: a challenger must beat the champion by this many standard "
         "errors of the AP difference (python -m model_state.retrain --min-gain)",
@@ -1270,9 +1286,15 @@ def main(argv: list[str] | None = None) -> None:
         help="with --rollback: a retrain due while the live one's rollback verdict is pending "
         "waits for that verdict, then is fitted at once (model_state.offline.retrain_hold)",
     )
-    parser.add_argument("--publish-every", type=int, default=500, help="labels per version")
-    parser.add_argument("--retrain-days", type=float, default=7.0, help="0: never")
-    parser.add_argument("--top-k", type=int, default=100, help="cards checked a day")
+    parser.add_argument(
+        "--publish-every", type=within(int, 1, 10**9), default=500, help="labels per version"
+    )
+    parser.add_argument(
+        "--retrain-days", type=within(float, 0, 36_500), default=7.0, help="0: never"
+    )
+    parser.add_argument(
+        "--top-k", type=within(int, 1, 1_000_000), default=100, help="cards checked a day"
+    )
     parser.add_argument(
         "--references", action=argparse.BooleanOptionalAction, default=True,
         help="also fit the handbook's RF and LR",

@@ -53,6 +53,10 @@ def fit_boosted(
         for n in TAIL_FEATURES
         if n in names and len(x)
     )
+    # A tail with no value above its floor (every amount the same) would be a column of NaN
+    # alone, which scikit-learn's binning cannot take ("window shape cannot be larger than input
+    # array shape"): such a feature has no tail to split in, and gets none.
+    tails = tuple((j, floor) for j, floor in tails if (x[:, j] > floor).any())
     model = fit_forest(widen(x, tails), y, seed, weight, settings)
     trees, counts, base = export_trees(model)
     nan_left = [np.asarray(p.nodes["missing_go_to_left"], dtype=bool) for (p,) in model._predictors]

@@ -24,7 +24,10 @@ name order); files are read in the order given.
   extra columns ``is_fraud`` and ``reported_at``: a row with both set also carries its payment's
   label (the row counts as two messages; one of the two set is ``incomplete label``). A file
   whose columns include ``is_fraud`` and ``reported_at`` and no payment-only column is a file
-  of labels. An empty cell is null; ``schema_version`` left empty takes its default.
+  of labels. An empty cell is null; ``schema_version`` left empty takes its default. Each line
+  is read alone (no field of the contract may hold a line break): a quote that never closes
+  rejects its own line as ``unclosed quote`` (a cell past csv's size limit as ``field too
+  large``), and the lines after it are read.
 
 **Rules.** Every message is validated by the contract's own decoders
 (:class:`~features.contract.PaymentDecoder`, :class:`~features.contract.LabelDecoder`; a CSV row
@@ -74,6 +77,7 @@ import heapq
 import itertools
 import re
 from array import array
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -84,6 +88,7 @@ from typing import Any, Final, Literal
 import msgspec
 from sqlalchemy import Engine, select
 
+from features.bounded import bounded
 from features.contract import (
     FraudLabel,
     InvalidMessageError,
@@ -116,6 +121,10 @@ INVALID_ENVELOPE: Final = "invalid envelope"
 NOT_AN_OBJECT: Final = "not a json object"
 WRONG_CELLS: Final = "wrong number of cells"
 INVALID_UTF8: Final = "invalid utf-8"
+UNCLOSED_QUOTE: Final = "unclosed quote"
+FIELD_TOO_LARGE: Final = "field too large"
+NOT_CSV: Final = "not csv"
+TOO_DEEP: Final = "json nested too deeply"
 LABEL_WAITING: Final = "label waiting for its payment"
 # storage.labels.resolve's rejection kinds, as named here.
 JOIN_REASONS: Final[Mapping[str, str]] = {
@@ -201,6 +210,8 @@ def short_reason(error: str) -> str:
             return f"{name} without time zone"
         if "must lie between" in error:
             return f"{name} out of range"
+        if "UTC offset, from" in error:
+            return f"{name} offset out of range"
         return f"bad {name}"
     if name in _FLOATS:
         return "bad coordinates"
@@ -445,25 +456,38 @@ def load_history(paths: Sequence[Path | str]) -> History:
 def _history_files(paths: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
+        try:
+            path.stat()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{bounded(str(path), 300)}: no such file or directory (a history path)"
+            ) from None
+        except OSError as exc:  # a name too long (Errno 36), a loop of links: is_dir raised it
+            raise HistoryFormatError(
+                f"{bounded(str(path), 300)}: {exc.strerror}; expected a history file or directory"
+            ) from None
         if path.is_dir():
             found = sorted(
                 {p for pattern in DIRECTORY_PATTERNS for p in path.glob(pattern) if p.is_file()}
             )
             if not found:
                 raise HistoryFormatError(
-                    f"{path}: a directory without history files; expected "
+                    f"{bounded(str(path), 300)}: a directory without history files; expected "
                     f"{' or '.join(DIRECTORY_PATTERNS)} in it"
                 )
             files.extend(found)
         elif path.is_file():
             if path.suffix.lower() not in JSON_SUFFIXES + CSV_SUFFIXES:
                 raise HistoryFormatError(
-                    f"{path}: not a history file; expected a suffix among "
-                    f"{', '.join(JSON_SUFFIXES + CSV_SUFFIXES)}, got {path.suffix or 'none'!r}"
+                    f"{bounded(str(path), 300)}: not a history file; expected a suffix among "
+                    f"{', '.join(JSON_SUFFIXES + CSV_SUFFIXES)}, got "
+                    f"{bounded(path.suffix, 100) or 'none'!r}"
                 )
             files.append(path)
         else:
-            raise FileNotFoundError(f"{path}: no such file or directory (a history path)")
+            raise FileNotFoundError(
+                f"{bounded(str(path), 300)}: no such file or directory (a history path)"
+            )
     return files
 
 
@@ -513,6 +537,9 @@ def _read_jsonl(path: Path, builder: _Builder) -> None:
             except msgspec.DecodeError as exc:
                 builder.reject(short_reason(str(exc)), f"{source}:{number}")
                 continue
+            except RecursionError:  # msgspec's own, past its depth (100,000 nested arrays)
+                builder.reject(TOO_DEEP, f"{source}:{number}")
+                continue
             if not isinstance(parsed, dict):
                 builder.reject(NOT_AN_OBJECT, f"{source}:{number}")
                 continue
@@ -525,7 +552,7 @@ def _read_jsonl(path: Path, builder: _Builder) -> None:
                 kind: Kind = "label" if parsed.get("event") == "label" else "payment"
                 try:
                     message = _any_json.decode(raw) if raw else None
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):  # the decoder says why
                     message = None
                 if isinstance(message, dict):
                     kind = _kind_of(message)
@@ -565,33 +592,69 @@ def _message(row: Mapping[str, str], names: Sequence[str]) -> bytes:
     return msgspec.json.encode(message)
 
 
+def _cells(line: str) -> list[str]:
+    """The cells of one line of a CSV history; ``csv.Error`` for a line csv cannot read. A line
+    is read alone (no field of the contract may hold a line break): a quote that never closes
+    rejects its own line, where csv would have read every line after it into that field."""
+    return next(csv.reader((line,), strict=True), [])
+
+
+def _csv_reason(error: csv.Error) -> str:
+    """The short reason of a line csv cannot read."""
+    text = str(error)
+    if text.startswith("unexpected end of data"):
+        return UNCLOSED_QUOTE
+    if text.startswith("field larger than field limit"):
+        return FIELD_TOO_LARGE
+    return NOT_CSV
+
+
 def _read_csv(path: Path, builder: _Builder) -> None:
     source = str(path)
     # surrogateescape: a row with bytes that are not UTF-8 is rejected, not the whole file.
     with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
-        reader = csv.reader(text)
-        header = next(reader, None)
-        if header is None:
+        lines = iter(text)
+        first = next(lines, None)
+        if first is None:
             return  # an empty file
+        try:
+            header = _cells(first)
+        except csv.Error as exc:
+            raise HistoryFormatError(
+                f"{source}:1: a CSV history needs a header row csv can read ({_csv_reason(exc)}: "
+                f"{exc}); got '{bounded(first.rstrip(chr(13) + chr(10)), 200)}'"
+            ) from None
+        try:
+            first.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a byte that is not UTF-8, kept as a surrogate
+            raise HistoryFormatError(
+                f"{source}:1: the header is not UTF-8 text (byte "
+                f"0x{ord(first[exc.start]) - 0xDC00:02x}); expected a CSV file in UTF-8 (a "
+                "spreadsheet's 'CSV UTF-8')"
+            ) from None
         names = [name.strip() for name in header]
-        repeated = sorted({n for n in names if names.count(n) > 1})
+        # Counted once (names.count per name took minutes for a header of 100,000 names).
+        repeated = sorted(n for n, count in Counter(names).items() if count > 1)
         if "" in names or repeated:
+            what = "an empty name" if "" in names else "repeated " + ", ".join(repeated)
             raise HistoryFormatError(
                 f"{source}:1: a CSV history needs a header row of distinct column names; got "
-                f"{'an empty name' if '' in names else 'repeated ' + ', '.join(repeated)} in "
-                f"{','.join(header)!r}"
+                f"{bounded(what, 200)} in '{bounded(','.join(header), 200)}'"
             )
         columns = set(names)
         labels_only = columns >= _LABEL_ONLY and not columns & _PAYMENT_ONLY
         payment_columns = [n for n in names if n not in _LABEL_ONLY]
         label_columns = [n for n in names if n in _LABEL_FIELDS]
         carries_labels = not labels_only and bool(columns & _LABEL_ONLY)
-        start = reader.line_num + 1
-        for cells in reader:
-            number, start = start, reader.line_num + 1
+        for number, line in enumerate(lines, start=2):
+            where = f"{source}:{number}"
+            try:
+                cells = _cells(line)
+            except csv.Error as exc:
+                builder.reject(_csv_reason(exc), where)
+                continue
             if not cells:
                 continue  # a blank line
-            where = f"{source}:{number}"
             if len(cells) != len(names):
                 builder.reject(WRONG_CELLS, where)
                 continue

@@ -79,7 +79,7 @@ from model_state.offline.gate import (
 )
 from model_state.sign import command_key
 from model_state.stored_versions import NewerVersionsInMySQL, row_fault
-from settings.arguments import within
+from settings.arguments import Parser, within
 from settings.config import Config
 from storage import shadow
 from storage.engine import make_engine
@@ -374,7 +374,7 @@ def record(engine: Engine, version: artifact.ModelArtifact, artifact_path: str) 
 
 @refusing("python -m model_state.retrain", "models")
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m model_state.retrain",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
         "model_state.shadow), accepted by the gate or not, instead of publishing it",
     )
     parser.add_argument("--family", choices=train.FAMILIES, default=train.DEFAULT_FAMILY)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=within(int, 0, train.MOST_SEED), default=7)
     parser.add_argument("--model-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     config = Config.from_env(os.environ)

@@ -49,7 +49,7 @@ from model_state.offline.retrain import record
 from model_state.scorer import decide
 from model_state.sign import command_key
 from model_state.stored_versions import identity_problems, row_fault
-from settings.arguments import within
+from settings.arguments import Parser, within
 from settings.config import Config
 from storage import shadow
 from storage.engine import make_engine
@@ -261,7 +261,7 @@ def _note(text: str) -> str:
 
 @refusing("python -m model_state.shadow", "models")
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m model_state.shadow",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

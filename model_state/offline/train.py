@@ -77,6 +77,7 @@ from river import compose, forest, linear_model, optim, preprocessing, tree
 from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm import tqdm
 
+from features.bounded import bounded
 from features.catalog import FEATURE_NAMES
 from features.contract import FraudLabel, Payment
 from features.replay import replay
@@ -87,7 +88,7 @@ from model_state.offline.eval_stream import Replayed, Rows, replay_stream, train
 from model_state.offline.forests import fit_basis, fit_boosted
 from model_state.offline.online_optimizer import BOOSTED_ONLINE, online_optimizer
 from model_state.scorer import Scorer
-from settings.arguments import within
+from settings.arguments import Parser, within
 from settings.config import Config
 from storage.refusals import refusing
 from test_data.generator import SimulationSpec, simulate
@@ -108,6 +109,8 @@ COMPARE_LEGIT_SHARE = 0.1
 # of 0.1 is then known to about 0.0013 (one standard error), and the ``boosted`` forest scores
 # them in a few seconds (2 s for a small forest) however long the history.
 DRIFT_REFERENCE_ROWS = 50_000
+MOST_CARDS = 1_000_000  # ``--cards``: a simulation this machine holds (about 1.4 GB of draws)
+MOST_SEED = 10**18  # ``--seed``: numpy's generators take 0 and up
 
 
 def new_model() -> compose.Pipeline:
@@ -581,11 +584,11 @@ def main() -> None:
     try:
         _main()
     except (ValueError, FileNotFoundError) as exc:  # bad input: say what, without a traceback
-        raise SystemExit(f"python -m model_state.train: {exc}") from None
+        raise SystemExit(f"python -m model_state.train: {bounded(str(exc))}") from None
 
 
 def _main() -> None:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m model_state.train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -607,9 +610,15 @@ def _main() -> None:
         help="with --history or --from-mysql: an unlabelled payment older than this counts as "
         "legitimate (newer ones are left out)",
     )
-    parser.add_argument("--days", type=int, default=45, help="days of simulated history")
-    parser.add_argument("--cards", type=int, default=4000, help="cards in the simulation")
-    parser.add_argument("--seed", type=int, default=7)
+    # Simulation sizes a machine can hold: --cards 99999999999 was numpy's MemoryError traceback
+    # (127 GiB), 10**24 an OverflowError one.
+    parser.add_argument(
+        "--days", type=within(int, 1, 3660), default=45, help="days of simulated history"
+    )
+    parser.add_argument(
+        "--cards", type=within(int, 1, MOST_CARDS), default=4000, help="cards in the simulation"
+    )
+    parser.add_argument("--seed", type=within(int, 0, MOST_SEED), default=7)
     parser.add_argument("--validation-days", type=within(int, 0, 36_500), default=7)
     parser.add_argument("--epochs", type=within(int, 1, 1_000), default=3)
     parser.add_argument("--fraud-weight", type=within(float, 0, 1e6, above=True), default=1.0)
