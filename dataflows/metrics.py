@@ -125,7 +125,8 @@ OUTDATED = Counter(
 SNAPSHOT_SECONDS = Counter(
     "payscore_snapshot_seconds",
     "Seconds the stateful steps spent in snapshot(), which Bytewax calls for every key a step "
-    "touched as each epoch closes, by step (the learner and the label join included)",
+    "touched as each epoch closes, by step (the learner and the label join included; none "
+    "without a recovery directory, where nobody reads them: dataflows/unread_snapshots.py)",
     ["step"],
 )
 EPOCHS_CLOSED = Counter(
