@@ -3,16 +3,21 @@ and computes exactly what it computed with them: real Bytewax flows, run both wa
 
 from __future__ import annotations
 
+import signal
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 import bytewax.operators as op
+import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
 from bytewax.testing import TestingSink, TestingSource, run_main
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dataflows import scoring
 from dataflows.failures import log_failures
 from dataflows.unread_snapshots import skip_unread_snapshots
 
@@ -86,3 +91,42 @@ def test_every_stateful_step_is_reached_composite_ones_included() -> None:
     assert len(builders) == 2
     for step in builders:
         assert step.builder(None).snapshot() is None
+
+
+@pytest.mark.parametrize(
+    ("options", "environ", "read"),
+    [
+        ([], {}, False),
+        (["-r", "RECOVERY"], {}, True),
+        (["--recovery-dir", "RECOVERY", "-s", "10"], {}, True),  # an abbreviation Bytewax takes
+        ([], {"BYTEWAX_RECOVERY_DIRECTORY": "RECOVERY"}, True),
+    ],
+)
+def test_the_entry_point_skips_them_only_without_a_recovery_directory(
+    options: list[str],
+    environ: dict[str, str],
+    read: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """``dataflows.scoring.flow`` finds the recovery directory as ``bytewax.run`` does (its
+    command line, then its environment) and builds a flow that snapshots only with one."""
+    built: list[bool] = []
+    monkeypatch.setattr(
+        scoring, "build", lambda config, stop, **kw: built.append(kw["snapshots_read"])
+    )
+    monkeypatch.setattr(scoring, "require_own_recovery", lambda *args: None)  # its own tests
+    monkeypatch.setenv("PAYSCORE_METRICS_PORT", "0")
+    monkeypatch.delenv("BYTEWAX_RECOVERY_DIRECTORY", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value.replace("RECOVERY", str(tmp_path)))
+    argv = ["bytewax.run", "dataflows.scoring:flow"]
+    monkeypatch.setattr(sys, "argv", argv + [o.replace("RECOVERY", str(tmp_path)) for o in options])
+    monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        scoring.flow()
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert built == [read]
