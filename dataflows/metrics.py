@@ -38,6 +38,13 @@ APPEND_TO_COMMIT = Histogram(
     "From a payment's Kafka record time (the broker's append time) to its MySQL commit",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+GC_PAUSE = Histogram(
+    "payscore_gc_pause_seconds",
+    "Python's garbage collections in this process, by generation, and how long each held the "
+    "process (every worker thread waits: dataflows/collector.py)",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 FRAUD_PROBABILITY = Histogram(
     "payscore_fraud_probability",
     "Fraud probability of the payments stored",
@@ -125,7 +132,8 @@ OUTDATED = Counter(
 SNAPSHOT_SECONDS = Counter(
     "payscore_snapshot_seconds",
     "Seconds the stateful steps spent in snapshot(), which Bytewax calls for every key a step "
-    "touched as each epoch closes, by step (the learner and the label join included)",
+    "touched as each epoch closes, by step (the learner and the label join included; none "
+    "without a recovery directory, where nobody reads them: dataflows/unread_snapshots.py)",
     ["step"],
 )
 EPOCHS_CLOSED = Counter(

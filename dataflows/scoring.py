@@ -88,9 +88,10 @@ from dataflows.metrics_server import process_id, refuse_bytewax_api, serve_metri
 from dataflows.model_registry import ModelRegistry
 from dataflows.output_topics import require_topics
 from dataflows.payments_topic import require_append_time
-from dataflows.recovery_dir import require_own_recovery
+from dataflows.recovery_dir import recovery_directory, require_own_recovery
 from dataflows.schema_check import require_schema
 from dataflows.sources import DrainCheck, FlowKafkaSource, LabelsAccountedFor
+from dataflows.unread_snapshots import skip_unread_snapshots
 from dataflows.wake_ups import with_wake_ups
 from features.calendar import calendar_features
 from features.card import CardHistory
@@ -141,17 +142,27 @@ def flow() -> Dataflow:
     stop = threading.Event()
     stopping.install(stop)
     exiting.install()
-    built = build(config, stop, epoch_seconds=epoch_interval(sys.argv, os.environ))
+    built = build(
+        config,
+        stop,
+        epoch_seconds=epoch_interval(sys.argv, os.environ),
+        snapshots_read=recovery_directory(sys.argv, os.environ) is not None,
+    )
     collector.settle()  # what exists now (the model, the modules) is never scanned again
     return built
 
 
 def build(
-    config: Config, stop: threading.Event | None = None, *, epoch_seconds: float | None = None
+    config: Config,
+    stop: threading.Event | None = None,
+    *,
+    epoch_seconds: float | None = None,
+    snapshots_read: bool = True,
 ) -> Dataflow:
     """The flow; with ``epoch_seconds`` (bytewax.run's epoch interval) and
     ``PAYSCORE_EPOCH_ALIGN_MS`` > 0 its readers close their epochs on a grid shared by every
-    process (``dataflows/epochs.py``)."""
+    process (``dataflows/epochs.py``); without ``snapshots_read`` (no recovery directory) its
+    stateful steps take no snapshot (``dataflows/unread_snapshots.py``)."""
     stop = stop or threading.Event()
     grid = (
         EpochGrid(epoch_seconds, config.epoch_align_ms / 1000)
@@ -252,6 +263,8 @@ def build(
             key=key,
         ),
     )
+    if not snapshots_read:
+        flow = skip_unread_snapshots(flow)
     trace = CallTrace(Path(config.call_trace_dir)) if config.call_trace_dir else None
     return log_failures(flow, trace)
 
