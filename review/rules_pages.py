@@ -89,14 +89,7 @@ class RulesPages:
     async def _bounded_form(self, request: Request, *, at_most: int = MAX_FORM_BYTES) -> Any:
         """The form, once its stated size allows it (refused before it is read), and its CSRF
         token checked."""
-        length = request.headers.get("content-length", "")
-        if not length.isdigit():
-            raise HTTPException(411, "a form must state its Content-Length")
-        if int(length) > at_most:
-            raise HTTPException(
-                413, f"the form has {int(length):,} bytes; expected at most {at_most:,}"
-            )
-        form = await request.form(max_part_size=at_most)
+        form = await forms.bounded_form(request, at_most)
         check_csrf(request, form)
         return form
 
