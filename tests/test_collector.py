@@ -21,7 +21,7 @@ def test_settle_freezes_what_exists_and_raises_the_thresholds() -> None:
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True
     ).stdout.split(")")
     assert out[0].strip() + ")" == "(700, 10, 10)"  # CPython's defaults before
-    assert out[1].strip() + ")" == "(50000, 20, 100)"
+    assert out[1].strip() + ")" == "(10000, 5, 100)"
     assert out[2].strip() == "True"  # at least the objects made before are frozen
 
 
