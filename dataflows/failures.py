@@ -21,7 +21,6 @@ exception would otherwise come out later, in Bytewax's hands.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import time
@@ -45,6 +44,7 @@ from bytewax.outputs import (
 )
 
 from dataflows.call_trace import CallTrace
+from dataflows.core_steps import replace_in_core_steps
 from features.bounded import TRACEBACK_CHARS, bounded
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def log_failures(flow: Dataflow, trace: CallTrace | None = None) -> Dataflow:
     with ``trace``, each call timed into it."""
     global _trace
     _trace = trace
-    _guard_steps(flow.substeps)
+    replace_in_core_steps(flow.substeps, _guards)
     return flow
 
 
@@ -139,18 +139,12 @@ def _emitting(method: Callable[..., tuple[Any, bool]]) -> Callable[..., tuple[li
     return call
 
 
-def _guard_steps(steps: list[Operator]) -> None:
-    for index, step in enumerate(steps):
-        if step.substeps:
-            _guard_steps(step.substeps)
-            continue
-        changes = {
-            name: _GUARDS[name](step.step_id, getattr(step, name))
-            for name in _GUARDS
-            if hasattr(step, name)
-        }
-        if changes:
-            steps[index] = dataclasses.replace(step, **changes)  # type: ignore[type-var]
+def _guards(step: Operator) -> dict[str, Any]:
+    return {
+        name: _GUARDS[name](step.step_id, getattr(step, name))
+        for name in _GUARDS
+        if hasattr(step, name)
+    }
 
 
 def _guard_builder(where: str, builder: Callable[[Any], StatefulBatchLogic]) -> Callable:

@@ -23,17 +23,18 @@ True
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from bytewax.dataflow import Dataflow, Operator
 
+from dataflows.core_steps import replace_in_core_steps
+
 
 def skip_unread_snapshots(flow: Dataflow) -> Dataflow:
     """``flow`` with every ``stateful_batch`` step's logic built by :func:`unread` (the steps are
     replaced in place, as :func:`dataflows.failures.log_failures` replaces them)."""
-    _replace_builders(flow.substeps)
+    replace_in_core_steps(flow.substeps, _unread_builds)
     return flow
 
 
@@ -47,14 +48,9 @@ def _nothing() -> None:
     return None
 
 
-def _replace_builders(steps: list[Operator]) -> None:
-    for index, step in enumerate(steps):
-        if step.substeps:
-            _replace_builders(step.substeps)
-            continue
-        builder = getattr(step, "builder", None)
-        if builder is not None:
-            steps[index] = dataclasses.replace(step, builder=_unread_builder(builder))  # type: ignore[type-var,call-arg]
+def _unread_builds(step: Operator) -> dict[str, Any]:
+    builder = getattr(step, "builder", None)
+    return {} if builder is None else {"builder": _unread_builder(builder)}
 
 
 def _unread_builder(builder: Callable[[Any], Any]) -> Callable[[Any], Any]:
