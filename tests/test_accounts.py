@@ -15,6 +15,7 @@ from storage.accounts import (
     GRANTS,
     READ,
     ROLES,
+    SCRATCH_DATABASES,
     Account,
     Accounts,
     GrantsError,
@@ -318,3 +319,16 @@ def test_the_command_refuses_a_name_that_could_break_root_s_sql_in_one_line(
     assert out == ""
     assert err.startswith("python -m storage.accounts: refused: ") and err.count("\n") == 1
     assert len(err) < 600
+
+
+def test_the_command_s_help_names_the_scratch_databases(capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``python -m storage.accounts --help`` (the README's Docker set-up runs the
+    command) stopped with a ValueError traceback: the ``%`` of the scratch databases' ``LIKE``
+    pattern in the help text was taken for a format of argparse's."""
+    from storage.accounts import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out, _ = capsys.readouterr()
+    assert SCRATCH_DATABASES in out
