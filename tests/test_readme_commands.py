@@ -26,9 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
 # Commands the README shows whose help is not argparse's or that would start at once.
-NO_HELP = {
-    "review": "serves the review queue (it takes no argument)",
-}
+NO_HELP: dict[str, str] = {}
 # The handbook's six drawn streams, which the README writes as <stream>.
 STREAMS = ("defaults", "drawn-1", "drawn-2", "drawn-3", "drawn-4", "drawn-5")
 FOLDERS = (
