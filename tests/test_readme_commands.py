@@ -234,7 +234,7 @@ def source_of(target: str) -> str | None:
 
 def parses_arguments(target: str) -> bool:
     """Whether ``--help`` is safe to ask: the command parses its arguments with argparse (one that
-    ignores them would run whole, as ``ops/create_topics.py`` would)."""
+    ignores them would run whole, as ``ops/create_topics.py`` did)."""
     source = source_of(target)
     if source is None:
         return True
@@ -360,7 +360,7 @@ def test_the_check_reads_the_commands_it_must() -> None:
         ("`python -m rules add x 'y' --by ana --bogus`", "rules add has no --bogus in its --help"),
         ("`python -m storage.no_such_module`", "no command storage.no_such_module"),
         ("`benchmarks/bench_nothing.py`", "no benchmarks/bench_nothing.py"),
-        ("`.venv/bin/python ops/create_topics.py`", "ops/create_topics.py parses no arguments"),
+        ("`python benchmarks/flow_tweaks.py --x`", "benchmarks/flow_tweaks.py parses no arguments"),
         ("`bash ops/run_flow.sh 2 2 --no-such-flag`", "ops/run_flow.sh takes no --no-such-flag"),
         ("# -> evaluations/judge-{every,nope}-size500-<stream>.txt", "judge-nope-size500-defaults"),
         ("(`tests/test_accounts.py::test_nothing_here`)", "defines no test_nothing_here"),
