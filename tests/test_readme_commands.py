@@ -307,6 +307,13 @@ def problems(text: str) -> list[str]:
                 f" (expected 0): {help_text[-300:]!r}"
             )
             continue
+        chosen = re.match(r"usage: \S+(?: -m \S+)? \[-h\]\s+\{([\w,-]+)\}", help_text)
+        if chosen and command.first_word and command.first_word not in chosen.group(1).split(","):
+            found.append(
+                f"README line {command.line}: {command.target} has no subcommand "
+                f"{command.first_word} (expected one of {chosen.group(1)})"
+            )
+            continue
         sub = helps.get(f"{command.target} {command.first_word}")
         if sub is not None and sub[0] == 0:
             help_text += sub[1]
@@ -359,6 +366,7 @@ def test_the_check_reads_the_commands_it_must() -> None:
     [
         ("`python -m rules add x 'y' --by ana --bogus`", "rules add has no --bogus in its --help"),
         ("`python -m storage.no_such_module`", "no command storage.no_such_module"),
+        ("`python -m rules remove-all --by ana`", "rules has no subcommand remove-all"),
         ("`benchmarks/bench_nothing.py`", "no benchmarks/bench_nothing.py"),
         ("`python benchmarks/flow_tweaks.py --x`", "benchmarks/flow_tweaks.py parses no arguments"),
         ("`bash ops/run_flow.sh 2 2 --no-such-flag`", "ops/run_flow.sh takes no --no-such-flag"),
