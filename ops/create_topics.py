@@ -24,6 +24,7 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
+from settings.arguments import Parser
 from settings.config import DECISIONS_TOPIC_SETTINGS, PAYMENTS_TOPIC_SETTINGS, Config
 
 ((TIMESTAMP_TYPE, APPEND_TIME),) = PAYMENTS_TOPIC_SETTINGS.items()
@@ -148,4 +149,6 @@ def create_topics(config: Config) -> None:
 
 
 if __name__ == "__main__":
+    # It takes no argument: each was ignored (`python ops/create_topics.py --help` ran it).
+    Parser(prog="python ops/create_topics.py", description=__doc__).parse_args()
     create_topics(Config.from_env(os.environ))

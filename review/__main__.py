@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
@@ -19,6 +20,7 @@ from review.app import create_app
 from review.explain import Explainers
 from review.publish import KafkaLabels
 from review.security import session_key
+from settings.arguments import Parser
 from settings.config import Config
 from storage.engine import describe, is_transient, make_engine
 from storage.refusals import account_refusal, account_variable, missing_rights
@@ -26,7 +28,14 @@ from storage.refusals import account_refusal, account_variable, missing_rights
 log = logging.getLogger("review")
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    # It takes no argument: each was ignored (`python -m review --help` started the queue).
+    Parser(
+        prog="python -m review",
+        description="Serve the review queue on PAYSCORE_REVIEW_HOST:PAYSCORE_REVIEW_PORT "
+        "(127.0.0.1:8321) as the review account (PAYSCORE_REVIEW_MYSQL_URL); every setting is "
+        "a PAYSCORE_* environment variable (README, Configuration). Users: python -m review.users.",
+    ).parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -634,7 +634,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--database",
         action="append",
         help="a database (or LIKE pattern) the admin account owns; default: the admin URL's "
-        f"and {SCRATCH_DATABASES} (the tests')",
+        # argparse formats help with %: the pattern's own % doubled (it stopped --help)
+        f"and {SCRATCH_DATABASES.replace('%', '%%')} (the tests')",
     )
     parser.add_argument("--retire", action="append", default=[], help="a user to drop")
     parser.add_argument("--job-users", action="store_true", help="print the job users, one a line")

@@ -15,6 +15,7 @@ from storage.accounts import (
     GRANTS,
     READ,
     ROLES,
+    SCRATCH_DATABASES,
     Account,
     Accounts,
     GrantsError,
@@ -318,3 +319,82 @@ def test_the_command_refuses_a_name_that_could_break_root_s_sql_in_one_line(
     assert out == ""
     assert err.startswith("python -m storage.accounts: refused: ") and err.count("\n") == 1
     assert len(err) < 600
+
+
+def test_the_command_s_help_names_the_scratch_databases(capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``python -m storage.accounts --help`` (the README's Docker set-up runs the
+    command) stopped with a ValueError traceback: the ``%`` of the scratch databases' ``LIKE``
+    pattern in the help text was taken for a format of argparse's."""
+    from storage.accounts import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out, _ = capsys.readouterr()
+    assert SCRATCH_DATABASES in out
+
+
+def readme_rights(text: str) -> dict[str, list[str]]:
+    """The README's table of rights (*Security*): table -> one cell per role, in ROLES' order."""
+    rows = {}
+    for line in text.splitlines():
+        match = re.match(r"\s*\| `(\w+)` \| (.*) \|\s*$", line)
+        if match and match.group(1) in metadata.tables:
+            rows[match.group(1)] = [cell.strip() for cell in match.group(2).split(" | ")]
+    return rows
+
+
+def said(table: str, granted: Rights) -> str:
+    """What the README says for ``granted``: read, add, delete, update (every column) or update
+    and the columns, "—" for nothing."""
+    if granted == Rights():
+        return "—"
+    parts = []
+    if granted.select:
+        parts.append("read")
+    elif granted.read:
+        parts.append("read " + ", ".join(f"`{c}`" for c in granted.read))
+    if granted.insert:
+        parts.append("add")
+    if granted.delete:
+        parts.append("delete")
+    if granted.update_all:
+        parts.append("update")
+    elif granted.update:
+        every = {c.name for c in metadata.tables[table].columns} - set(granted.update)
+        if len(every) == 1:
+            parts.append(f"update every column but `{every.pop()}`")
+        else:
+            parts.append("update " + ", ".join(f"`{c}`" for c in granted.update))
+    return ", ".join(parts)
+
+
+def rights_differences(text: str) -> list[str]:
+    rows = readme_rights(text)
+    found = [f"{table}: not in the README's table" for table in GRANTS if table not in rows]
+    for table, by_role in GRANTS.items():
+        cells = rows.get(table, [])
+        if cells and len(cells) != len(ROLES):
+            found.append(f"{table}: {len(cells)} cells in the README; expected {len(ROLES)}")
+            continue
+        for role, cell in zip(ROLES, cells, strict=False):
+            want = said(table, by_role.get(role, Rights()))
+            if cell.split(" (")[0] != want:
+                found.append(f"{table}, {role}: README {cell!r}; storage/accounts.py {want!r}")
+    return found
+
+
+def test_the_readme_s_table_of_rights_is_storage_accounts() -> None:
+    """The README's *Security* table of every account's rights per table says what GRANTS
+    grants, cell by cell; a changed cell is caught."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert rights_differences(text) == []
+    planted = text.replace(
+        "| `rule_lists` | — | read, add |", "| `rule_lists` | read | read, add |"
+    )
+    assert planted != text
+    assert rights_differences(planted) == [
+        "rule_lists, flow: README 'read'; storage/accounts.py '—'"
+    ]

@@ -119,3 +119,22 @@ def test_an_existing_decisions_topic_is_compacted_and_a_compacting_one_left_alon
     assert broker.altered is altered
     said = capsys.readouterr().err
     assert ("cleanup.policy altered from delete to compact" in said) is altered
+
+
+@pytest.mark.parametrize(("argv", "status"), [(["--help"], 0), (["--partitions", "8"], 2)])
+def test_the_script_takes_no_argument_and_reaches_no_broker_for_one(
+    argv: list[str], status: int
+) -> None:
+    """Before: every argument was ignored (``python ops/create_topics.py --help`` made the
+    topics); here no broker listens, so a run that went on would fail on it."""
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "PAYSCORE_KAFKA_BROKERS": "127.0.0.1:1"}
+    done = subprocess.run(
+        [sys.executable, "ops/create_topics.py", *argv],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode == status, done.stderr
+    assert "[topics]" not in done.stderr
+    assert (done.stdout if status == 0 else done.stderr).startswith("usage: ")
