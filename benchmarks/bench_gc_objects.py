@@ -13,7 +13,9 @@ steps' key logic (:class:`key_replay.KeyReplay`):
   :func:`dataflows.unread_snapshots.skip_unread_snapshots` and
   :func:`dataflows.failures.log_failures`, as ``dataflows.scoring.build`` applies them without
   recovery; and **bare**: the step's own logic alone;
-- objects tracked per card and per terminal, by type (a merchant's logic is a terminal's);
+- objects tracked per card and per terminal, by type (a merchant's logic is a terminal's), and
+  the references a full collection follows from them (a list's every item, none of an
+  array's);
 - a full collection's time (``gc.collect()``, median of ``--repeats``) with every key held, and
   without them; the stream and the modules are frozen first (``gc.freeze()``), as the flow
   freezes its model and modules once it is built.
@@ -80,9 +82,13 @@ def flow_builders() -> tuple[Builder, Builder]:
     return found["card"], found["terminal"]
 
 
-def tracked() -> Counter[str]:
+def tracked() -> tuple[Counter[str], int]:
+    """Objects the collector tracks, by type, and the references a full collection follows."""
     gc.collect()
-    return Counter(type(o).__name__ for o in gc.get_objects())
+    objects = gc.get_objects()
+    return Counter(type(o).__name__ for o in objects), sum(
+        len(gc.get_referents(o)) for o in objects
+    )
 
 
 def full_collection_ms(repeats: int) -> float:
@@ -98,18 +104,19 @@ def measure(label: str, keys: KeyReplay, stream: list[Any], n: int, repeats: int
     gc.collect()
     gc.freeze()  # the stream and the modules, as the flow freezes its model and modules
     base_ms = full_collection_ms(repeats)
-    before = tracked()
+    before, followed_before = tracked()
     for _ in keys.replay(stream, n):
         pass
     keys.payment_of.clear()  # the replay's own look-up, not the flow's state
-    after = tracked()
+    after, followed = tracked()
     cards, terminals = len(keys.card_keys), len(keys.terminal_keys)
     grown = after - before
     total = sum(grown.values())
     ms = full_collection_ms(repeats)
     print(
         f"{label}: {cards:,} cards and {terminals:,} terminals hold {total:,} tracked objects; "
-        f"a full collection {ms:.1f} ms (without them {base_ms:.1f} ms)"
+        f"a full collection follows {followed - followed_before:,} references from them and takes "
+        f"{ms:.1f} ms (without them {base_ms:.1f} ms)"
     )
     keys_held = cards + terminals
     top = ", ".join(f"{kind} {count / keys_held:.1f}" for kind, count in grown.most_common(8))
