@@ -65,7 +65,6 @@ lateness`` is dropped on arrival.
 from __future__ import annotations
 
 import math
-from array import array
 from bisect import bisect_left, bisect_right
 from functools import cache
 from typing import Any
@@ -154,12 +153,10 @@ class EntityHistory:
         self._prefix = prefix
         self._lateness = float(lateness)
         self._watermark = _NO_TIME
-        # Numbers as array.array columns, not lists: the collector walks no item of an array
-        # (features.windows.CountTiles).
-        self._ts: Any = array("d")  # exact tail of placed payment times, sorted
+        self._ts: list[float] = []  # exact tail of placed payment times, sorted
         self._counts = tuple(CountTiles(hop) for hop in _HOPS)
-        self._label_reported: Any = array("d")  # fraud labels not yet folded, by reported_at
-        self._label_payment: Any = array("d")
+        self._label_reported: list[float] = []  # fraud labels not yet folded, by reported_at
+        self._label_payment: list[float] = []
         self._frauds = tuple(CountTiles(hop) for hop in _HOPS)  # folded, by payment time
 
     @property
@@ -256,8 +253,8 @@ class EntityHistory:
             frauds.drop_before(first)
         if self._label_payment and min(self._label_payment) < (reach := _LONGEST.start(base)):
             kept = [i for i, p in enumerate(self._label_payment) if p >= reach]
-            self._label_reported = array("d", [self._label_reported[i] for i in kept])
-            self._label_payment = array("d", [self._label_payment[i] for i in kept])
+            self._label_reported = [self._label_reported[i] for i in kept]
+            self._label_payment = [self._label_payment[i] for i in kept]
 
     def expire(self, now: float) -> bool:
         """Advance the watermark to ``now``; fold and forget what no later payment can see.
@@ -296,8 +293,8 @@ class EntityHistory:
             payment,
             frauds,
         ) = state
-        self._ts = array("d", ts)
-        self._label_reported, self._label_payment = array("d", reported), array("d", payment)
+        self._ts = list(ts)
+        self._label_reported, self._label_payment = list(reported), list(payment)
         self._counts = tuple(CountTiles(hop) for hop in _HOPS)
         self._frauds = tuple(CountTiles(hop) for hop in _HOPS)
         for tiles, tiles_state in zip(
@@ -308,15 +305,15 @@ class EntityHistory:
     def __copy__(self) -> EntityHistory:
         new = EntityHistory.__new__(EntityHistory)
         new._prefix, new._lateness, new._watermark = self._prefix, self._lateness, self._watermark
-        new._ts = self._ts[:]
-        new._label_reported = self._label_reported[:]
-        new._label_payment = self._label_payment[:]
+        new._ts = self._ts.copy()
+        new._label_reported = self._label_reported.copy()
+        new._label_payment = self._label_payment.copy()
         new._counts = tuple(tiles.copy() for tiles in self._counts)
         new._frauds = tuple(tiles.copy() for tiles in self._frauds)
         return new
 
     def __deepcopy__(self, memo: dict[int, Any]) -> EntityHistory:
-        # Every column holds numbers: copying the columns suffices.
+        # Every list holds numbers: copying the lists suffices.
         return self.__copy__()
 
     def __repr__(self) -> str:

@@ -83,25 +83,15 @@ def tile_index(t: float, hop: int) -> int:
 class CountTiles:
     """Event counts per tile of ``hop`` seconds, for the events that have left the exact tail.
 
-    Events may be added in any order; in-order adds append or bump the last tile. The tiles'
-    indices and counts are 64-bit ``array.array`` columns, not lists of ints: a process holds
-    eight of these for each terminal and merchant it has seen, and Python's collector walks
-    every item of a list at each full collection, none of an array's
-    (``benchmarks/bench_gc_objects.py``). Values past 64 bits, which no count or tile index of
-    a valid event reaches, turn the columns into lists.
+    Events may be added in any order; in-order adds append or bump the last tile.
     """
 
     __slots__ = ("count", "hop", "index")
 
     def __init__(self, hop: int) -> None:
         self.hop = hop
-        self.index: Any = Column("q")
-        self.count: Any = Column("q")
-
-    def _widen(self) -> None:
-        """Make room for values past 64 bits: the columns as lists of Python ints (the
-        subclass widens its own columns its own way)."""
-        self.index, self.count = list(self.index), list(self.count)
+        self.index: list[int] = []
+        self.count: list[int] = []
 
     def _slot(self, t: float) -> int:
         """Position of the tile of ``t``, creating it (with zeros) when missing."""
@@ -118,36 +108,20 @@ class CountTiles:
         return k
 
     def _insert(self, k: int, i: int) -> None:
-        try:
-            self.index.insert(k, i)
-        except OverflowError:
-            self._widen()
-            self.index.insert(k, i)
+        self.index.insert(k, i)
         self.count.insert(k, 0)
 
     def add(self, t: float, n: int = 1) -> None:
         """Count ``n`` events at time ``t``."""
-        try:
-            self._add(t, n)
-        except OverflowError:  # nothing was stored: the column refused the value
-            self._widen()
-            self._add(t, n)
-
-    def _add(self, t: float, n: int) -> None:
         i = int(t // self.hop)
         index = self.index
         if index and index[-1] == i:
             self.count[-1] += n
         elif not index or index[-1] < i:
+            index.append(i)
             self.count.append(n)
-            try:
-                index.append(i)
-            except OverflowError:
-                del self.count[-1]
-                raise
         else:
-            k = self._slot(t)  # first: making the slot may widen the columns
-            self.count[k] += n
+            self.count[self._slot(t)] += n
 
     def count_from(self, first: int) -> int:
         """Events in tiles ``first`` and later."""
@@ -176,15 +150,12 @@ class CountTiles:
     def restore(self, state: tuple[tuple[int, ...], ...]) -> None:
         """Load what :meth:`state` returned."""
         index, count = state
-        try:
-            self.index, self.count = Column("q", index), Column("q", count)
-        except OverflowError:
-            self.index, self.count = list(index), list(count)
+        self.index, self.count = list(index), list(count)
 
     def copy(self) -> CountTiles:
-        """An independent copy (the columns hold ints, so copying the columns suffices)."""
+        """An independent copy (the lists hold ints, so copying the lists suffices)."""
         new = CountTiles(self.hop)
-        new.index, new.count = self.index[:], self.count[:]
+        new.index, new.count = self.index.copy(), self.count.copy()
         return new
 
 

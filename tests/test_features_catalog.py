@@ -196,7 +196,7 @@ def test_tiles_take_events_in_any_order() -> None:
 @given(
     st.lists(
         st.tuples(
-            st.one_of(st.floats(-1e6, 1e6), st.floats(-1e30, 1e30)),  # past 64 bits: lists
+            st.one_of(st.floats(-1e6, 1e6), st.floats(-1e30, 1e30)),  # indices past 64 bits
             st.one_of(st.integers(1, 3), st.integers(1, 2**70)),
         ),
         max_size=40,
@@ -207,7 +207,7 @@ def test_tiles_take_events_in_any_order() -> None:
 def test_count_tiles_count_exactly_what_they_were_given_however_large(
     events: list[tuple[float, int]], first: int, end: int
 ) -> None:
-    """The columns are 64-bit arrays until a value does not fit; then lists, still exact."""
+    """Exact for any times and counts, including tile indices and counts past 64 bits."""
     tiles, reference = CountTiles(300), Counter[int]()
     for t, n in events:
         tiles.add(t, n)
