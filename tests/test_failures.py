@@ -3,16 +3,22 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from bytewax.testing import run_main
+from bytewax import operators as op
+from bytewax.dataflow import Dataflow, Operator
+from bytewax.operators import StatefulBatchLogic
+from bytewax.testing import TestingSource, run_main
 from confluent_kafka import Producer
 from sqlalchemy import Engine, text
 
+from dataflows.core_steps import replace_in_core_steps
 from dataflows.failures import log_failures
 from test_data.chaos import wait_for
 from test_data.ports import free_ports
@@ -132,3 +138,46 @@ def test_the_scoring_flow_logs_why_it_stops_before_bytewax_s_panic(
     assert "dead_letters' doesn't exist" in done.stderr[cause:]
     panic = done.stderr.find("PanicException")
     assert panic == -1 or cause < panic
+
+
+class _Counter(StatefulBatchLogic):
+    def __init__(self, resume: int | None) -> None:
+        self.n = resume or 0
+
+    def on_batch(self, values: list[int]) -> tuple[Iterator[int], bool]:
+        self.n += len(values)
+        return iter([self.n]), self.RETAIN  # a generator's values: listed inside the guard
+
+    def snapshot(self) -> int:
+        return self.n
+
+
+def test_a_guarded_key_logic_costs_the_collector_one_object_a_key() -> None:
+    """A process holds one logic per key of every stateful step, and a full collection walks
+    every object they hold: the guard adds the wrapper itself, no closures per key."""
+    flow = Dataflow("guarded_logic")
+    keyed = op.key_on("key", op.input("in", flow, TestingSource([1])), str)
+    op.stateful_batch("count", keyed, _Counter)
+    builders: list = []
+
+    def take(step: Operator) -> dict:
+        if hasattr(step, "builder"):
+            builders.append(step.builder)
+        return {}
+
+    replace_in_core_steps(log_failures(flow).substeps, take)
+    (build,) = builders
+    logic = build(2)
+    assert logic.on_batch([7, 8]) == ([4], logic.RETAIN) and logic.snapshot() == 4
+
+    def tracked_per_key(make: Callable[[], object]) -> float:
+        gc.collect()
+        before = len(gc.get_objects())
+        held = [make() for _ in range(500)]
+        gc.collect()
+        grown = len(gc.get_objects()) - before
+        del held
+        return grown / 500
+
+    bare, guarded = tracked_per_key(lambda: _Counter(None)), tracked_per_key(lambda: build(None))
+    assert guarded - bare <= 1.1, (bare, guarded)

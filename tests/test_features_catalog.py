@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
 import re
+from collections import Counter
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from msgspec.structs import replace
 
 from features.calendar import calendar_features
@@ -182,7 +186,44 @@ def test_tiles_take_events_in_any_order() -> None:
     counts = CountTiles(60)
     for t in (200.0, 10.0, 70.0, 65.0):
         counts.add(t)
-    assert (counts.index, counts.count, counts.count_from(1)) == ([0, 1, 3], [1, 2, 1], 3)
+    assert (list(counts.index), list(counts.count), counts.count_from(1)) == (
+        [0, 1, 3],
+        [1, 2, 1],
+        3,
+    )
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.floats(-1e6, 1e6), st.floats(-1e30, 1e30)),  # indices past 64 bits
+            st.one_of(st.integers(1, 3), st.integers(1, 2**70)),
+        ),
+        max_size=40,
+    ),
+    st.integers(-(2**80), 2**80),
+    st.integers(-(2**80), 2**80),
+)
+def test_count_tiles_count_exactly_what_they_were_given_however_large(
+    events: list[tuple[float, int]], first: int, end: int
+) -> None:
+    """Exact for any times and counts, including tile indices and counts past 64 bits."""
+    tiles, reference = CountTiles(300), Counter[int]()
+    for t, n in events:
+        tiles.add(t, n)
+        reference[int(t // 300)] += n
+    assert list(tiles.index) == sorted(reference) and len(tiles) == len(reference)
+    assert list(tiles.count) == [reference[i] for i in sorted(reference)]
+    assert tiles.count_from(first) == sum(n for i, n in reference.items() if i >= first)
+    assert tiles.count_between(first, end) == sum(
+        n for i, n in reference.items() if first <= i < end
+    )
+    again = CountTiles(300)
+    again.restore(pickle.loads(pickle.dumps(tiles.state())))
+    copied = tiles.copy()
+    tiles.drop_before(first)
+    assert (list(again.index), list(again.count)) == (sorted(reference), list(copied.count))
+    assert list(tiles.index) == [i for i in sorted(reference) if i >= first]
 
 
 def test_replay_skips_repeated_payments_and_routes_one_label_per_payment() -> None:

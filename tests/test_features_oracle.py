@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import pickle
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -369,15 +370,18 @@ def pickled(states: dict[Any, Any], now: float) -> None:
 
 
 def scramble(state: object) -> None:
-    """Empty every list the state holds, so a copy that shares any of them goes wrong."""
+    """Empty every list, array and dict the state holds, so a copy that shares any of them goes
+    wrong."""
     for name in type(state).__slots__:
         value = getattr(state, name, None)
         if isinstance(value, list | dict):
             value.clear()
+        elif isinstance(value, array):
+            del value[:]
         elif isinstance(value, tuple):
             for tiles in value:
                 for field in ("index", "count", "total", "peak"):
-                    getattr(tiles, field, []).clear()
+                    del getattr(tiles, field, [])[:]
 
 
 def deep_copied(states: dict[Any, Any], now: float) -> None:
