@@ -9,10 +9,10 @@ the process waits (``dataflows/collector.py``). This prints, for 30 days of the 
 traffic (seed 97, ``--cards`` cards, cards / 5 merchants) fed through the card and terminal
 steps' key logic (:class:`key_replay.KeyReplay`):
 
-- **as the flow builds it**: each step's builder taken from a built Bytewax flow after
-  :func:`dataflows.unread_snapshots.skip_unread_snapshots` and
-  :func:`dataflows.failures.log_failures`, as ``dataflows.scoring.build`` applies them without
-  recovery; and **bare**: the step's own logic alone;
+- **as the flow builds it**: each step's builder taken from the flow that
+  ``dataflows.scoring.build`` makes without recovery (its snapshots skipped, its failure guard
+  around it; the model and the signing key from ``PAYSCORE_MODEL_DIR`` and
+  ``PAYSCORE_MODEL_KEY_FILE``); and **bare**: the step's own logic alone;
 - objects tracked per card and per terminal, by type (a merchant's logic is a terminal's), and
   the references a full collection follows from them (a list's every item, none of an
   array's);
@@ -28,28 +28,19 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from bytewax import operators as op
-from bytewax.dataflow import Dataflow, Operator
-from bytewax.testing import TestingSource
-from key_replay import BENCH_MARK_KEY, KeyReplay
+from bytewax.dataflow import Operator
+from key_replay import KeyReplay
 
 from dataflows.core_steps import replace_in_core_steps
-from dataflows.failures import log_failures
-from dataflows.scoring import (
-    CARD_IDS_KEPT,
-    add_features,
-    card_id,
-    terminal_history,
-    terminal_id,
-)
-from dataflows.unread_snapshots import skip_unread_snapshots
-from features.card import CardHistory
+from dataflows.scoring import build
+from settings.config import Config
 from test_data.generator import simulate
 from test_data.spec import SimulationSpec
 
@@ -57,25 +48,17 @@ Builder = Callable[[Any], Any]
 
 
 def flow_builders() -> tuple[Builder, Builder]:
-    """The card and terminal steps' builders as a flow without recovery calls them."""
-    flow = Dataflow("gc_objects")
-    payments = op.input("payments", flow, TestingSource([]))
-    payments = add_features(
-        "card_features",
-        payments,
-        card_id,
-        CardHistory,
-        remember=CARD_IDS_KEPT,
-        mark_key=BENCH_MARK_KEY,
-    )
-    add_features("terminal_features", payments, terminal_id, terminal_history)
-    log_failures(skip_unread_snapshots(flow))
+    """The card and terminal steps' builders of the flow as ``dataflows.scoring.build`` builds
+    it without recovery (configured from the environment, as the flow; it connects to nothing
+    until it runs)."""
+    flow = build(Config.from_env(os.environ), snapshots_read=False)
     found: dict[str, Builder] = {}
 
     def take(step: Operator) -> dict[str, Any]:
         builder = getattr(step, "builder", None)
-        if builder is not None:
-            found["card" if "card_features" in step.step_id else "terminal"] = builder
+        for name in ("card", "terminal"):
+            if builder is not None and step.step_id.endswith(f".{name}_features"):
+                found[name] = builder
         return {}
 
     replace_in_core_steps(flow.substeps, take)
