@@ -181,6 +181,8 @@ class _Reader(StatefulSourcePartition):
         return self._inner.snapshot()
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()  # its question asks this reader's consumer
         self._inner.close()
 
 
