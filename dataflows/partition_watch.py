@@ -16,7 +16,9 @@ for the broker: 70 to 362 ms a question in a tailing flow at 1,220 payments/s, g
 the run (``bench_throughput.py --call-trace``, README *The partition watch held every payment
 of its worker*), which held every payment of that worker each 30 s and set the flow's p99.
 :meth:`PartitionWatch.check` only starts the question on a thread of its own, at most one at a
-time, and raises at the first check after an answer said the count grew.
+time, and raises at the first check after an answer said the count grew; the question goes
+through a client of its own (``dataflows/sources.py``), as one through the reader's consumer
+held that consumer's reads until the broker answered.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def in_background(question: Callable[[], None]) -> threading.Thread:
 class PartitionWatch:
     """Checks, at most every ``every`` seconds, that ``topic`` still has ``count`` partitions
     (``None``: the count of the first answer without an error); ``list_topics`` is a Kafka
-    client's (``confluent_kafka.Consumer.list_topics``). An answer with an error (the topic
+    client's (``confluent_kafka.admin.AdminClient.list_topics``). An answer with an error (the topic
     unknown or leaderless for a moment: no partitions in it) is not a count. ``run`` starts a
     question (:func:`in_background`; the tests run it in line) and returns its thread, or
     None when it has already run."""

@@ -74,20 +74,20 @@ ERRORED = SimpleNamespace(error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART), pa
 
 
 def built_watch(
-    monkeypatch: pytest.MonkeyPatch, listed: SimpleNamespace, consumer: Answers
+    monkeypatch: pytest.MonkeyPatch, listed: SimpleNamespace, asked: Answers
 ) -> PartitionWatch:
     """The watch of partition 0 of ``payments`` as FlowKafkaSource builds it, after list_parts
-    found ``listed``; ``consumer`` is the reader's Kafka consumer."""
+    found ``listed``; ``asked`` answers the watch's own client, never the reader's consumer."""
     import threading
 
     from bytewax.connectors.kafka import KafkaSource
 
     from dataflows import sources
 
-    admin = Answers(listed)
-    monkeypatch.setattr(sources, "AdminClient", lambda config: admin)
+    clients = iter([Answers(listed), asked])  # list_parts' client, then the watch's
+    monkeypatch.setattr(sources, "AdminClient", lambda config: next(clients))
     monkeypatch.setattr(sources.thread_states, "pin", lambda: True)
-    inner = SimpleNamespace(_consumer=consumer)
+    inner = SimpleNamespace(_consumer=Answers(ERRORED))  # the reader's: never asked
     monkeypatch.setattr(KafkaSource, "build_part", lambda self, step, part, resume: inner)
     source = sources.FlowKafkaSource(["kafka:9092"], ["payments"], stop=threading.Event())
     assert source.list_parts() == [f"{i}-payments" for i in listed.partitions]
