@@ -181,6 +181,8 @@ class _Reader(StatefulSourcePartition):
         return self._inner.snapshot()
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()  # its question asks this reader's consumer
         self._inner.close()
 
 
@@ -275,7 +277,13 @@ class FlowKafkaSource(KafkaSource):
                     "watch takes the count of its first answer as the baseline",
                     topic,
                 )
-            watch = PartitionWatch(inner._consumer.list_topics, topic, count)
+            # Asked through a client of its own: through the reader's consumer, each question
+            # held that consumer's reads until the broker answered (README, *The partition
+            # watch held every payment of its worker*).
+            admin = AdminClient(
+                {"bootstrap.servers": ",".join(self._brokers), **self._admin_config}
+            )
+            watch = PartitionWatch(admin.list_topics, topic, count)
         return _Reader(
             inner,
             topic,

@@ -3,12 +3,19 @@ on the real broker and flow in ``tests/test_partition_watch_integration.py``."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from dataflows.partition_watch import PartitionsGrewError, PartitionWatch
+
+
+def inline(question: Callable[[], None]) -> None:
+    """A watch's question asked on the caller's thread, so that a check sees its answer."""
+    question()
 
 
 class Broker:
@@ -25,7 +32,9 @@ class Broker:
 
 def test_the_watch_asks_at_most_every_interval_and_stops_the_flow_once_partitions_grew() -> None:
     broker, now = Broker(4), [0.0]
-    watch = PartitionWatch(broker.list_topics, "payments", 4, every=30, clock=lambda: now[0])
+    watch = PartitionWatch(
+        broker.list_topics, "payments", 4, every=30, clock=lambda: now[0], run=inline
+    )
     watch.check()
     assert broker.asked == 0  # not due yet
     now[0] = 31
@@ -65,26 +74,27 @@ ERRORED = SimpleNamespace(error=KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART), pa
 
 
 def built_watch(
-    monkeypatch: pytest.MonkeyPatch, listed: SimpleNamespace, consumer: Answers
+    monkeypatch: pytest.MonkeyPatch, listed: SimpleNamespace, asked: Answers
 ) -> PartitionWatch:
     """The watch of partition 0 of ``payments`` as FlowKafkaSource builds it, after list_parts
-    found ``listed``; ``consumer`` is the reader's Kafka consumer."""
+    found ``listed``; ``asked`` answers the watch's own client, never the reader's consumer."""
     import threading
 
     from bytewax.connectors.kafka import KafkaSource
 
     from dataflows import sources
 
-    admin = Answers(listed)
-    monkeypatch.setattr(sources, "AdminClient", lambda config: admin)
+    clients = iter([Answers(listed), asked])  # list_parts' client, then the watch's
+    monkeypatch.setattr(sources, "AdminClient", lambda config: next(clients))
     monkeypatch.setattr(sources.thread_states, "pin", lambda: True)
-    inner = SimpleNamespace(_consumer=consumer)
+    inner = SimpleNamespace(_consumer=Answers(ERRORED))  # the reader's: never asked
     monkeypatch.setattr(KafkaSource, "build_part", lambda self, step, part, resume: inner)
     source = sources.FlowKafkaSource(["kafka:9092"], ["payments"], stop=threading.Event())
     assert source.list_parts() == [f"{i}-payments" for i in listed.partitions]
     watch = source.build_part("payments_in", "0-payments", None)._watch
     assert watch is not None
     watch._due = 0.0  # due now
+    watch._run = inline
     return watch
 
 
@@ -112,10 +122,41 @@ def test_a_partition_added_between_listing_and_building_is_caught(
 def test_a_watch_without_a_baseline_takes_the_first_answer_without_an_error() -> None:
     now = [0.0]
     answers = Answers(ERRORED, partitions(2), partitions(2), partitions(3))
-    watch = PartitionWatch(answers.list_topics, "payments", None, every=30, clock=lambda: now[0])
+    watch = PartitionWatch(
+        answers.list_topics, "payments", None, every=30, clock=lambda: now[0], run=inline
+    )
     for step in range(1, 4):  # errored (no count), 2 (the baseline), 2
         now[0] = 31.0 * step
         watch.check()
     now[0] = 31.0 * 4
     with pytest.raises(PartitionsGrewError, match=r"has 3 partitions now, 2 when"):
+        watch.check()
+
+
+def test_a_broker_slow_to_answer_never_holds_the_reader() -> None:
+    """The question runs on a thread of its own: check() returns at once while the broker takes
+    its time (it held every payment of the reader's worker for up to 362 ms each 30 s), the
+    count that grew stops the flow at the first check after the answer, and close() waits for
+    the question in flight."""
+    answered, asked = threading.Event(), threading.Event()
+    now = [0.0]
+
+    class SlowBroker(Broker):
+        def list_topics(self, topic: str, timeout: float) -> SimpleNamespace:
+            asked.set()
+            assert answered.wait(10)
+            return super().list_topics(topic, timeout)
+
+    broker = SlowBroker(8)
+    watch = PartitionWatch(broker.list_topics, "payments", 4, every=30, clock=lambda: now[0])
+    now[0] = 31
+    watch.check()  # asks, and returns without the answer
+    assert asked.wait(10)
+    now[0] = 62
+    watch.check()  # due again, but one question is in flight: no second one
+    assert broker.asked == 0  # the first question has not come back yet
+    answered.set()
+    watch.close()  # waits for it
+    assert broker.asked == 1
+    with pytest.raises(PartitionsGrewError, match=r"'payments' has 8 partitions now, 4 when"):
         watch.check()
