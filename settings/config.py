@@ -15,12 +15,14 @@ ValueError: invalid configuration: PAYSCORE_REVIEW_THRESHOLD (0.95) must be belo
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NoReturn
 
 import msgspec
 from msgspec import Meta
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 PREFIX = "PAYSCORE_"
 
@@ -199,6 +201,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                     "dead letters, decisions): the flow would read its own output as input"
                 )
             named[topic] = field
+        for field in MYSQL_URLS:
+            check_mysql_url(getattr(self, field), f"{PREFIX}{field.upper()}")
         for field, expected in REQUIRED.items():
             value = getattr(self, field)
             if not value.strip() or (field in LISTS and not value.replace(",", "").strip()):
@@ -317,6 +321,61 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 field = path.rstrip("`").split(".")[0]
                 text = f"{PREFIX}{field.upper()}={values.get(field)!r}: {message}"
             raise ValueError(f"invalid configuration: {text}") from None
+
+
+# The settings that name a MySQL server, account and database.
+MYSQL_URLS = (
+    "mysql_url",
+    "review_mysql_url",
+    "models_mysql_url",
+    "analyst_mysql_url",
+    "mysql_admin_url",
+)
+MYSQL_URL_FORM = "mysql+pymysql://user:password@host:port/database"
+MAX_DATABASE_NAME = 64  # MySQL's longest identifier
+
+
+def check_mysql_url(url: str, variable: str) -> URL:
+    """``url`` parsed, or a ValueError naming ``variable``, what was expected and what came (the
+    password hidden, bounded). Unchecked, a malformed URL stopped the flow and every command at
+    its first connection with SQLAlchemy's or int()'s words (``invalid literal for int() with
+    base 10: 'notaport'``), naming no variable, or with a message naming PAYSCORE_MYSQL_URL
+    whichever variable held it.
+
+    >>> check_mysql_url("mysql+pymysql://u:pw@db:3306/payscore", "PAYSCORE_MYSQL_URL").port
+    3306
+    >>> check_mysql_url("mysql://u:pw@db/payscore", "PAYSCORE_MYSQL_URL")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: PAYSCORE_MYSQL_URL names the driver 'mysql'; expected ...; got 'mysql://u:***@db/payscore'
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        # ValueError: int() of the port ("invalid literal for int() ...")
+        problem = "has a port that is no number" if isinstance(exc, ValueError) else "is no URL"
+        _refuse_url(url, variable, problem)
+    if parsed.drivername != "mysql+pymysql":
+        _refuse_url(url, variable, f"names the driver {parsed.drivername[:40]!r}")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        _refuse_url(url, variable, f"has the port {parsed.port}, outside 1 to 65535")
+    if parsed.database is not None and len(parsed.database) > MAX_DATABASE_NAME:
+        _refuse_url(
+            url,
+            variable,
+            f"names a database of {len(parsed.database):,} characters "
+            f"(MySQL's longest is {MAX_DATABASE_NAME})",
+        )
+    return parsed
+
+
+def _refuse_url(url: str, variable: str, problem: str) -> NoReturn:
+    # The password (between the user's colon and the last @ of the authority) never shown.
+    shown = re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", url)
+    if len(shown) > 120:
+        shown = f"{shown[:100]}... ({len(url):,} characters)"
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
+    raise ValueError(f"{variable} {problem}; expected {MYSQL_URL_FORM}; got {shown!r}")
 
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
