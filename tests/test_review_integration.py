@@ -482,3 +482,38 @@ def test_query_parameters_a_page_shows_back_are_checked_and_bounded(
     assert "Verdict #17 recorded" in alice.get("/payments/tx-1?given=17").text
     assert alice.get("/queue?merchant=m-1").status_code == 200
     assert alice.get("/queue?merchant=").status_code == 200
+
+
+def test_a_form_field_given_twice_is_refused_and_nothing_is_published(
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
+) -> None:
+    """``verdict=fraud&verdict=legitimate``: before, the last value won without a word (a
+    verdict of "legitimate" recorded and published as a label). A message on Kafka naming a
+    key twice is refused (``tests/test_hostile.py``); a form naming a field twice is too, 400,
+    naming the field, and nothing is stored or published."""
+    store(engine, [payment_row("tx-1", 0.7)])
+    add_users(admin_engine)
+    alice = signed_in(app_for(review_engine, topics["labels_topic"], models), "alice")
+    csrf = token(alice.get("/payments/tx-1").text)
+    twice = alice.post(
+        "/payments/tx-1/verdict",
+        content=f"verdict=fraud&verdict=legitimate&csrf_token={csrf}".encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert twice.status_code == 400, twice.text[-500:]
+    assert "verdict" in twice.text and "2 times" in twice.text
+    notes = alice.post(
+        "/payments/tx-1/verdict",
+        content=f"verdict=fraud&note=a&note=b&csrf_token={csrf}".encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert notes.status_code == 400 and "note" in notes.text
+    with review_engine.connect() as c:
+        assert c.execute(select(review_verdicts)).all() == []
+    assert read_topic(topics["labels_topic"], 1, timeout=3) == []
+    one = alice.post("/payments/tx-1/verdict", data={"verdict": "fraud", "csrf_token": csrf})
+    assert one.status_code == 200 and "Verdict #" in one.text
