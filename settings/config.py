@@ -203,6 +203,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             named[topic] = field
         for field in MYSQL_URLS:
             check_mysql_url(getattr(self, field), f"{PREFIX}{field.upper()}")
+        check_brokers(self.kafka_brokers)
         for field, expected in REQUIRED.items():
             value = getattr(self, field)
             if not value.strip() or (field in LISTS and not value.replace(",", "").strip()):
@@ -376,6 +377,35 @@ def _refuse_url(url: str, variable: str, problem: str) -> NoReturn:
         shown = f"{shown[:100]}... ({len(url):,} characters)"
     shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
     raise ValueError(f"{variable} {problem}; expected {MYSQL_URL_FORM}; got {shown!r}")
+
+
+# A bootstrap server: an optional listener name, a host (an IPv6 address in brackets) and a port.
+_BROKER = re.compile(
+    r"\A(?:[A-Za-z][A-Za-z0-9_+.-]*://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\],]+):([0-9]{1,5})\Z"
+)
+
+
+def check_brokers(brokers: str) -> None:
+    """Each of the comma-separated ``brokers`` is ``host:port`` with a port from 1 to 65535, or
+    a ValueError names the one that is not. librdkafka took ``host:notaport`` as port 0 and
+    ``host:99999`` as port 34463 (the number modulo 65536): a broker the operator never named.
+
+    >>> check_brokers("kafka-1:9092,[::1]:9093")
+    >>> check_brokers("127.0.0.1:99999")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: PAYSCORE_KAFKA_BROKERS names '127.0.0.1:99999'; expected host:port with a port ...
+    """
+    for broker in (b.strip() for b in brokers.split(",")):
+        found = _BROKER.match(broker)
+        if broker and (found is None or not 1 <= int(found[1]) <= 65535):
+            shown = (
+                broker if len(broker) <= 80 else f"{broker[:60]}... ({len(broker):,} characters)"
+            )
+            raise ValueError(
+                f"{PREFIX}KAFKA_BROKERS names {shown!r}; expected host:port with a port from 1 "
+                "to 65535, comma-separated"
+            )
 
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
