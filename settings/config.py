@@ -15,6 +15,7 @@ ValueError: invalid configuration: PAYSCORE_REVIEW_THRESHOLD (0.95) must be belo
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Annotated, Literal, NoReturn
@@ -204,6 +205,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         for field in MYSQL_URLS:
             check_mysql_url(getattr(self, field), f"{PREFIX}{field.upper()}")
         check_brokers(self.kafka_brokers)
+        check_proxies(self.review_forwarded_allow_ips)
         for field, expected in REQUIRED.items():
             value = getattr(self, field)
             if not value.strip() or (field in LISTS and not value.replace(",", "").strip()):
@@ -406,6 +408,48 @@ def check_brokers(brokers: str) -> None:
                 f"{PREFIX}KAFKA_BROKERS names {shown!r}; expected host:port with a port from 1 "
                 "to 65535, comma-separated"
             )
+
+
+def check_proxies(proxies: str) -> None:
+    """``PAYSCORE_REVIEW_FORWARDED_ALLOW_IPS``: ``*`` alone, or IP addresses and networks
+    (``10.0.0.0/8``), comma-separated; else a ValueError naming the entry. uvicorn takes any
+    other entry (a host name, ``10.1.2.3/24`` with host bits set) as a literal that no TCP
+    client's address equals, without a word: X-Forwarded-For was never trusted, and every
+    client counted as the proxy's one address (one client's failed sign-ins locked all out).
+
+    >>> check_proxies("10.0.0.0/8, ::1")
+    >>> check_proxies("10.1.2.3/24")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: PAYSCORE_REVIEW_FORWARDED_ALLOW_IPS names '10.1.2.3/24', a network with host ...
+    """
+    variable = f"{PREFIX}REVIEW_FORWARDED_ALLOW_IPS"
+    entries = [p.strip() for p in proxies.split(",") if p.strip()]
+    if "*" in entries and len(entries) > 1:
+        raise ValueError(
+            f"{variable} names '*' with other entries; expected '*' alone (every address "
+            "trusted: uvicorn reads it so only alone) or addresses and networks"
+        )
+    for entry in entries:
+        shown = entry if len(entry) <= 60 else f"{entry[:40]}... ({len(entry):,} characters)"
+        if entry == "*":
+            continue
+        try:
+            if "/" in entry:
+                ipaddress.ip_network(entry)
+            else:
+                ipaddress.ip_address(entry)
+        except ValueError as exc:
+            if "/" in entry and "host bits set" in str(exc):
+                network = ipaddress.ip_network(entry, strict=False)
+                raise ValueError(
+                    f"{variable} names {shown!r}, a network with host bits set; expected "
+                    f"{network} (uvicorn would match no address with it)"
+                ) from None
+            raise ValueError(
+                f"{variable} names {shown!r}: not an IP address or network; expected the "
+                "proxies' addresses or networks (10.0.0.0/8), comma-separated, or '*' alone"
+            ) from None
 
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

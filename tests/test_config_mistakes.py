@@ -75,3 +75,32 @@ def test_a_broker_address_without_a_port_of_1_to_65535_is_refused(brokers: str) 
 )
 def test_broker_addresses_with_ports_stay_accepted(brokers: str) -> None:
     assert Config.from_env({"PAYSCORE_KAFKA_BROKERS": brokers}).kafka_brokers == brokers
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("10.1.2.3/24", "host bits set; expected 10.1.2.0/24"),  # uvicorn: a literal, no network
+        ("proxy.internal", "not an IP address or network"),  # never a client's address
+        ("garbage/99", "not an IP address or network"),
+        ("127.0.0.1, *", "'*' alone"),  # uvicorn trusts every address only for "*" alone
+        ("10.0.0.1," + "x" * 100_000, "not an IP address or network"),
+    ],
+)
+def test_a_proxy_address_uvicorn_would_never_match_is_refused(value: str, said: str) -> None:
+    """Before: accepted; uvicorn takes an entry that is not an IP address or a network (strictly
+    written) as a literal that no TCP client's address equals, so X-Forwarded-For was never
+    trusted and every client counted as the proxy's address: one client's failed sign-ins
+    locked every analyst out (review.throttle counts per address)."""
+    with pytest.raises(ValueError, match="PAYSCORE_REVIEW_FORWARDED_ALLOW_IPS") as refused:
+        Config.from_env({"PAYSCORE_REVIEW_FORWARDED_ALLOW_IPS": value})
+    assert said in str(refused.value)
+    assert len(str(refused.value)) < 1_000
+
+
+@pytest.mark.parametrize(
+    "value", ["", "*", "127.0.0.1", "10.0.0.0/8, 192.168.1.7", "::1, fd00::/8"]
+)
+def test_proxy_addresses_and_networks_stay_accepted(value: str) -> None:
+    config = Config.from_env({"PAYSCORE_REVIEW_FORWARDED_ALLOW_IPS": value})
+    assert config.review_forwarded_allow_ips == value
