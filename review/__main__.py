@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 
 import uvicorn
+from confluent_kafka import KafkaException
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from features.bounded import bounded
 from model_state.signing import read_key
 from review.app import create_app
 from review.explain import Explainers
@@ -43,7 +45,20 @@ def main() -> int:
         engine.dispose()
         print(f"review: cannot start: {refused}", file=sys.stderr)
         return 2
-    publisher = KafkaLabels(config.kafka_client(), config.labels_topic)
+    try:
+        publisher = KafkaLabels(config.kafka_client(), config.labels_topic)
+        publisher.start()
+    except (ValueError, KafkaException) as exc:  # started, and every verdict failed (502)
+        engine.dispose()
+        said = exc.args[0].str() if isinstance(exc, KafkaException) else str(exc)
+        print(
+            "review: cannot start: the Kafka client refuses the settings of "
+            f"PAYSCORE_KAFKA_BROKERS={config.kafka_brokers[:200]!r} and "
+            f"PAYSCORE_KAFKA_CONFIG_FILE={config.kafka_config_file[:200]!r}: "
+            f"{bounded(said, 400)}",
+            file=sys.stderr,
+        )
+        return 2
     app = create_app(
         engine,
         publisher,
