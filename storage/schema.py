@@ -11,11 +11,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from sqlalchemy import Column, Engine, Table, inspect, text
@@ -26,6 +24,7 @@ from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 from features.bounded import bounded
 from settings.arguments import Parser
 from storage.accounts import Accounts, apply_grants, check_complete
+from storage.engine import named_lock
 from storage.refusals import REFUSED, refusing
 from storage.tables import metadata
 
@@ -87,29 +86,12 @@ def create_schema(engine: Engine, accounts: Accounts) -> list[str]:
 SCHEMA_LOCK_SECONDS = 600  # how long a create waits for another one on the same database
 
 
-@contextmanager
-def schema_lock(engine: Engine, seconds: int = SCHEMA_LOCK_SECONDS) -> Iterator[None]:
+def schema_lock(engine: Engine, seconds: int = SCHEMA_LOCK_SECONDS) -> AbstractContextManager[None]:
     """Hold a MySQL named lock of ``engine``'s database while creating or upgrading its tables:
     two ``--create`` at once (two operators, two hosts' deploy scripts) each ran CREATE TABLE
     after the other's check and one stopped with ``(1050, "Table ... already exists")`` (an
     upgrade's ALTER with "Duplicate column"). The second now waits, then finds the work done."""
-    database = str(engine.url.database)
-    # A lock name is at most 64 characters; a database name may be as long: its hash.
-    name = "payscore.schema." + hashlib.sha256(database.encode()).hexdigest()[:32]
-    with engine.connect() as connection:
-        got = connection.execute(
-            text("SELECT GET_LOCK(:name, :seconds)"), {"name": name, "seconds": seconds}
-        ).scalar()
-        if got != 1:
-            raise ValueError(
-                f"another python -m storage.schema --create on the database "
-                f"{bounded(database, 64)!r} held its lock ({name}) for {seconds} s; expected "
-                "it to finish first (MySQL's SHOW PROCESSLIST shows what it waits on)"
-            )
-        try:
-            yield
-        finally:
-            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+    return named_lock(engine, "schema", seconds, "another python -m storage.schema --create")
 
 
 def _create_schema(engine: Engine, accounts: Accounts) -> list[str]:
