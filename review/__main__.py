@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -39,6 +40,11 @@ def main() -> int:
         model_key = read_key(Path(config.model_key_file))
     except (ValueError, OSError) as exc:
         print(f"review: cannot start: {exc}", file=sys.stderr)
+        return 2
+    unusable = cannot_listen(config.review_host, config.review_port)
+    if unusable:
+        engine.dispose()
+        print(f"review: cannot start: {unusable}", file=sys.stderr)
         return 2
     refused = account_refused(engine)
     if refused:
@@ -86,6 +92,26 @@ def main() -> int:
         publisher.close()
         engine.dispose()
     return 0
+
+
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why the review queue cannot listen on ``host``:``port``, naming the settings; None if it
+    can (a socket is bound there and closed again). uvicorn said ``[Errno -2] Name or service
+    not known`` or ``address already in use`` and exited 3 or 1, naming neither setting."""
+    where = f"PAYSCORE_REVIEW_HOST={host[:200]!r}, PAYSCORE_REVIEW_PORT={port}"
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = found[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
+        why = getattr(exc, "strerror", None) or str(exc)
+        return (
+            f"cannot listen on {where}: {why}; expected an address of this host (127.0.0.1: "
+            "this host only; 0.0.0.0: every interface) and a port no other program holds"
+        )
+    return None
 
 
 def account_refused(engine: Engine) -> str | None:

@@ -4,6 +4,7 @@ and the right one then worked)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -301,3 +302,44 @@ def test_kafka_settings_the_client_refuses_stop_the_start_in_one_line(
     (line,) = [x for x in done.stderr.splitlines() if x.startswith("review: cannot start")]
     assert said in line and "PAYSCORE_KAFKA_CONFIG_FILE" in line and str(settings) in line
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "taken", "said"),
+    [
+        ("no-such-host.invalid", False, "PAYSCORE_REVIEW_HOST='no-such-host.invalid'"),
+        ("127.0.0.1", True, "PAYSCORE_REVIEW_PORT="),
+    ],
+)
+def test_an_address_it_cannot_listen_on_stops_the_start_naming_the_settings(
+    topics: dict[str, str],
+    mysql_url: str,
+    models: Path,
+    tmp_path: Path,
+    host: str,
+    taken: bool,
+    said: str,
+) -> None:
+    """Before: uvicorn's ``ERROR: [Errno -2] Name or service not known`` or ``[Errno 98] ...
+    address already in use``, status 3 or 1, naming neither setting."""
+    port = free_port()
+    env = flow_env(topics, mysql_url, models) | {
+        "PAYSCORE_REVIEW_SESSION_KEY_FILE": str(tmp_path / "session.key"),
+        "PAYSCORE_REVIEW_HOST": host,
+        "PAYSCORE_REVIEW_PORT": str(port),
+    }
+    with socket.socket() as holder:
+        if taken:
+            holder.bind(("127.0.0.1", port))
+            holder.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "review"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 2, done.stderr[-2000:]
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("review: cannot start")]
+    assert said in line and "PAYSCORE_REVIEW_PORT" in line
