@@ -803,3 +803,11 @@ def test_a_line_past_the_bound_is_rejected_and_the_next_lines_are_read(
     header.write_text("z" * 5_000 + "\n" + _payment_line("t-5") + "\n")
     with pytest.raises(HistoryFormatError, match=r"header.csv:1: .*longer than 1,000"):
         load_history([header])
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/null"])
+def test_a_path_that_is_neither_a_file_nor_a_directory_is_named_as_such(path: str) -> None:
+    """Before: ``/dev/zero: no such file or directory (a history path)``, of a path that is
+    there: a device (or a pipe, a socket) is neither a history file nor a directory."""
+    with pytest.raises(HistoryFormatError, match=f"{path}: neither a file nor a directory"):
+        load_history([path])

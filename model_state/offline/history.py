@@ -490,9 +490,10 @@ def _history_files(paths: Sequence[Path]) -> list[Path]:
                     f"{bounded(path.suffix, 100) or 'none'!r}"
                 )
             files.append(path)
-        else:
-            raise FileNotFoundError(
-                f"{bounded(str(path), 300)}: no such file or directory (a history path)"
+        else:  # there (stat found it), but a device, a pipe or a socket: "no such file" before
+            raise HistoryFormatError(
+                f"{bounded(str(path), 300)}: neither a file nor a directory (a device, a pipe or "
+                "a socket); expected a history file or a directory of them"
             )
     return files
 
