@@ -11,6 +11,13 @@ or crashed does not count, so a label is not given up right after a restart whil
 is still in the backlog. The step keeps
 state only for groups with held or waiting labels, and only those labels.
 
+**Bounded waiting.** Labels for ids no payment has (forged, or a broken producer's) would all
+wait their full ``wait_seconds``, retried with every claim of their group: the state, the
+snapshot and each claim statement would grow with their rate times the wait. A claim leaves at
+most ``PAYSCORE_LABEL_WAITING_MAX`` (``label_waiting_max``) labels of a group waiting; past it
+the oldest are rejected at once as ``waiting_full``, in the claim's own transaction
+(:func:`storage.labels.resolve`), so each still ends once, with its ``fraud_labels`` row.
+
 **Keys.** Cards are hashed into a fixed number of groups (``dataflows.scoring.LABEL_GROUPS``):
 every label of a card goes to one key, so a card's labels are claimed one batch after another
 (never concurrently), and each batch claims the labels of many cards in one transaction of three
@@ -244,18 +251,32 @@ def _count(outcome: Claimed, started_waiting: int) -> None:
 class MySQLLabelClaims:
     """``claim_labels`` against one database; one engine per process, made at first use."""
 
-    def __init__(self, url: str, topic: str, *, patience: float, sample_rate: float = 1.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        topic: str,
+        *,
+        patience: float,
+        sample_rate: float = 1.0,
+        waiting_max: int | None = None,
+    ) -> None:
         self._url = url
         self._topic = topic
         self._patience = patience
         self._sample_rate = sample_rate
+        self._waiting_max = waiting_max
 
     def __call__(self, reads: list[ReadLabel], expired: Callable[[ReadLabel], bool]) -> Claimed:
         def claim() -> Claimed:
             engine = shared_engine(self._url, pool_size=4, isolation_level="READ COMMITTED")
             with engine.begin() as connection:
                 return claim_labels(
-                    connection, self._topic, reads, expired=expired, sample_rate=self._sample_rate
+                    connection,
+                    self._topic,
+                    reads,
+                    expired=expired,
+                    sample_rate=self._sample_rate,
+                    waiting_max=self._waiting_max,
                 )
 
         return retry_transient(
@@ -317,6 +338,7 @@ def configured_label_join(config: Config) -> Callable[[bytes | None], LabelJoin]
             config.labels_topic,
             patience=config.mysql_outage_seconds,
             sample_rate=config.legit_sample_rate,
+            waiting_max=config.label_waiting_max,
         ),
         retry_seconds=config.label_retry_seconds,
         wait_seconds=config.label_wait_seconds,

@@ -157,6 +157,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # The label join holds new labels until a card group has 500 or the oldest has been held
     # this long, then claims them in one transaction (dataflows.label_join); 0: at once.
     label_gather_seconds: Annotated[float, Meta(ge=0, le=60)] = 2.0
+    # At most this many labels of a card group (of 16) wait for their payments; past it the
+    # oldest is rejected as waiting_full (storage.labels, README "Configuration").
+    label_waiting_max: Annotated[int, Meta(ge=1, le=1_000_000)] = 1000
     # A payment with no fraud report this many days after it is learned as legitimate (an
     # implicit negative), and its label is final: the retrain's gate compares on such payments.
     label_delay_days: Annotated[float, Meta(gt=0, le=36_500)] = 30.0  # a century at most
