@@ -3,8 +3,10 @@ broker and MySQL (``ops/run_flow.sh``, two processes of two workers).
 
 Labels for unknown ids wait for their payments; before ``PAYSCORE_LABEL_WAITING_MAX`` they all
 waited their whole ``PAYSCORE_LABEL_WAIT_SECONDS`` in the label join's state, snapshots and claim
-statements. Now past the bound the oldest are rejected at once as ``waiting_full``: the genuine
-labels among the flood are claimed, every flooded label has its rejected row, and the run ends.
+statements, and each rejection was a WARNING line of its own. Now past the bound the oldest are
+rejected at once as ``waiting_full``: the genuine labels among the flood are claimed, every
+flooded label has its rejected row, the run ends, and the WARNING lines are a few, not one a
+label.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def test_a_flood_of_labels_for_unknown_ids_is_rejected_bounded_and_genuine_ones_
     for i, g in enumerate(genuine):
         mixed += [*flood[i * step : (i + 1) * step], g]
     produce(topics, mixed)
-    run_flow(env)
+    logs: list[str] = []
+    run_flow(env, logs=logs)
 
     fl = fraud_labels.c
     with engine.connect() as c:
@@ -80,3 +83,6 @@ def test_a_flood_of_labels_for_unknown_ids_is_rejected_bounded_and_genuine_ones_
     assert set(kinds) <= {"waiting_full", "not_found"}, set(kinds)
     # At most WAITING_MAX of a group were left to wait their 3 s and be rejected as not_found.
     assert kinds.count("not_found") <= 16 * WAITING_MAX, kinds.count("not_found")
+    rejected_lines = [line for line in logs if "rejected" in line and "WARNING" in line]
+    # A line per reason and process (two) a minute, and a count line: a few, not one a label.
+    assert 1 <= len(rejected_lines) <= 12, rejected_lines[:20]

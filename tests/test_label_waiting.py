@@ -2,10 +2,11 @@
 for ids no payment has (forged, or a broken producer's) cannot grow a group's state, snapshot and
 claims without end. Past the bound the oldest waiting label is rejected at once as
 ``waiting_full``, in the claim's own transaction; every label still ends exactly once, through
-snapshots and crashes."""
+snapshots and crashes; and the rejections are logged a few lines a minute, not one a label."""
 
 from __future__ import annotations
 
+import logging
 import pickle
 from types import SimpleNamespace
 
@@ -14,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
-from dataflows.label_join import LabelJoin, label_join
+from dataflows.label_join import LabelJoin, RejectionLog, label_join
 from dataflows.metrics import LABELS
 from dataflows.wake_ups import WAKE_UP
-from storage.labels import Claimed, ReadLabel, claim_labels
+from storage.labels import Claimed, ReadLabel, Rejected, claim_labels
 from storage.sink import MySQLSinkPartition
 from storage.tables import fraud_labels, scored_payments
 from tests.test_labels import Clock, FakeStore, _row, label, positioned
@@ -185,6 +186,47 @@ def test_a_snapshot_holding_more_than_the_bound_is_cut_to_it_at_its_first_claim(
     resumed.on_batch([WAKE_UP])
     assert [r.offset for r in waiting_of(resumed)] == [6, 7]
     assert [store.ledger[(0, o)].status for o in range(8)] == ["rejected"] * 6 + ["waiting"] * 2
+
+
+def rejection(offset: int, reason: str = "waiting_full: more than 3") -> Rejected:
+    return Rejected(ReadLabel(label(f"forged-{offset}"), 0, offset), reason)
+
+
+def test_a_flood_of_rejections_is_logged_once_a_minute_with_the_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    rejections = RejectionLog(every_seconds=60, clock=clock)
+    caplog.set_level(logging.WARNING, logger="dataflows.label_join")
+    for offset in range(1000):
+        rejections.rejected(rejection(offset))
+        rejections.flush()
+        clock.now += 0.01  # 100 a second, for 10 s
+    rejections.rejected(rejection(5000, "not_found: no payment"))  # another reason: its own line
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "'forged-0'" in lines[0] and "offset 0)" in lines[0] and "not logged" not in lines[0]
+    assert "not_found" in lines[1]
+    clock.now += 60
+    rejections.flush()  # a claim a minute after the first line: the count of the others
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3 and lines[2].startswith("999 labels rejected as waiting_full since")
+    rejections.rejected(rejection(6000))
+    rejections.flush()
+    assert len(caplog.records) == 3  # within a minute of the count's line: counted
+    clock.now += 61
+    rejections.rejected(rejection(7000))
+    last = caplog.records[-1].getMessage()
+    assert "'forged-7000'" in last and "; and 1 more rejected as waiting_full since" in last
+    assert caplog.records[-1].unlogged == 1  # type: ignore[attr-defined]
+
+
+def test_a_forged_transaction_id_is_logged_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="dataflows.label_join")
+    long = Rejected(ReadLabel(label("x" * 5000), 0, 1), "not_found: no payment")
+    RejectionLog(clock=Clock()).rejected(long)
+    assert len(caplog.records[-1].getMessage()) < 400
+    assert len(caplog.records[-1].transaction_id) < 200  # type: ignore[attr-defined]
 
 
 @pytest.mark.integration
