@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from dataflows.bytewax_options import bytewax_options
-from dataflows.metrics_server import process_id
+from dataflows.metrics_server import ProcessIdError, process_id
 from features.bounded import bounded
 
 
@@ -46,6 +46,8 @@ def require_cluster_shape(argv: Sequence[str], environ: Mapping[str, str]) -> No
     """The flow's start: see the module."""
     try:
         workers, process, addresses = cluster_shape(argv, environ)
+    except ProcessIdError as exc:  # says which variable, what came and what is expected
+        raise ClusterShapeError(str(exc)) from None
     except ValueError as exc:  # BYTEWAX_WORKERS_PER_PROCESS=two
         raise ClusterShapeError(
             bounded(f"-w/-i (or BYTEWAX_WORKERS_PER_PROCESS/_PROCESS_ID): {exc}")

@@ -11,6 +11,13 @@ or crashed does not count, so a label is not given up right after a restart whil
 is still in the backlog. The step keeps
 state only for groups with held or waiting labels, and only those labels.
 
+**Bounded waiting.** Labels for ids no payment has (forged, or a broken producer's) would all
+wait their full ``wait_seconds``, retried with every claim of their group: the state, the
+snapshot and each claim statement would grow with their rate times the wait. A claim leaves at
+most ``PAYSCORE_LABEL_WAITING_MAX`` (``label_waiting_max``) labels of a group waiting; past it
+the oldest are rejected at once as ``waiting_full``, in the claim's own transaction
+(:func:`storage.labels.resolve`), so each still ends once, with its ``fraud_labels`` row.
+
 **Keys.** Cards are hashed into a fixed number of groups (``dataflows.scoring.LABEL_GROUPS``):
 every label of a card goes to one key, so a card's labels are claimed one batch after another
 (never concurrently), and each batch claims the labels of many cards in one transaction of three
@@ -68,10 +75,11 @@ recovery) and as a ``waiting`` row, and the next run goes on with it: a graceful
 early.
 
 Every outcome is counted in ``payscore_labels_total{outcome=...}``: ``claimed``, ``replayed``,
-``waiting`` (each time a label starts waiting), and ``rejected_<reason>``. Each rejection is also
-logged at WARNING with its transaction id and position. A claimed label is also counted by kind
-(``explicit`` or ``correction``: a fraud for a payment learned as an implicit negative) and
-whether the learner gets it or negative downsampling leaves it out, in
+``waiting`` (each time a label starts waiting), and ``rejected_<reason>``. Rejections are logged
+at WARNING (:class:`RejectionLog`): the first of each reason in a minute with its transaction id
+and position, the others of that minute as a count in the next line of that reason. A claimed
+label is also counted by kind (``explicit`` or ``correction``: a fraud for a payment learned as
+an implicit negative) and whether the learner gets it or negative downsampling leaves it out, in
 ``payscore_labels_claimed_total{kind, learner}``. The labels each claim tries (held and waiting)
 are ``payscore_label_claim_size``.
 """
@@ -80,6 +88,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -95,7 +104,7 @@ from features.bounded import bounded
 from features.contract import FraudLabel
 from settings.config import Config
 from storage.engine import retry_transient, shared_engine
-from storage.labels import Claimed, LabelledPayment, ReadLabel, claim_labels
+from storage.labels import Claimed, LabelledPayment, ReadLabel, Rejected, claim_labels
 from storage.tables import fraud_labels
 
 log = logging.getLogger(__name__)
@@ -124,8 +133,10 @@ class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel] | WakeUp, LabelledPaym
         gather_labels: int = GATHER_LABELS,
         held: Waiting | None = None,
         clock: Callable[[], float] = time.monotonic,
+        rejections: RejectionLog | None = None,
     ) -> None:
         self._claim = claim
+        self._rejections = rejections or REJECTIONS
         self._waiting = waiting  # tried, their payment not stored yet; in the order read
         self._held = held or []  # read since the last claim, not tried yet; in the order read
         self._retry_seconds = retry_seconds
@@ -210,11 +221,12 @@ class LabelJoin(StatefulBatchLogic[Positioned[FraudLabel] | WakeUp, LabelledPaym
         outcome = self._claim([read for read, _ in labels], expired)
         self._waiting = [(read, first_seen[read.position]) for read in outcome.waiting]
         self._held = []
-        _count(outcome, sum(1 for r in outcome.waiting if r.position not in was_waiting))
+        started = sum(1 for r in outcome.waiting if r.position not in was_waiting)
+        _count(outcome, started, self._rejections)
         return outcome.learnable, self.RETAIN if self._waiting else self.DISCARD
 
 
-def _count(outcome: Claimed, started_waiting: int) -> None:
+def _count(outcome: Claimed, started_waiting: int, rejections: RejectionLog) -> None:
     claimed = len(outcome.learnable) - outcome.replayed
     LABELS.labels("claimed").inc(claimed + outcome.sampled_out)
     CLAIMED_KINDS.labels("explicit", "yes").inc(claimed - outcome.corrections)
@@ -223,39 +235,126 @@ def _count(outcome: Claimed, started_waiting: int) -> None:
     LABELS.labels("replayed").inc(outcome.replayed)
     LABELS.labels("waiting").inc(started_waiting)
     for rejected in outcome.rejected:
-        kind = rejected.reason.partition(":")[0]
-        LABELS.labels(f"rejected_{kind}").inc()
+        LABELS.labels(f"rejected_{_kind(rejected)}").inc()
+        rejections.rejected(rejected)
+    rejections.flush()
+
+
+def _kind(rejected: Rejected) -> str:
+    """A rejection's reason class (``not_found``, ``waiting_full``...): the reason up to its
+    colon, which :func:`storage.labels.resolve` writes from a fixed set."""
+    return rejected.reason.partition(":")[0]
+
+
+class RejectionLog:
+    """Rejected labels logged at WARNING, at most one line for each reason class every
+    ``every_seconds`` in a process: the first rejection of a class is logged whole (transaction
+    id, position, reason), those of the same class in the next ``every_seconds`` only counted,
+    and the count is said by the next line of that class (or by :meth:`flush`, at a claim once
+    the time has passed). A flood of labels (forged ids, a broken producer) costs a few lines a
+    minute, not one a label; each rejected label has its ``fraud_labels`` row and is in
+    ``payscore_labels_total`` either way."""
+
+    def __init__(
+        self, every_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._every = every_seconds
+        self._clock = clock
+        self._lock = threading.Lock()  # the flow's workers in one process are threads
+        self._logged: dict[str, float] = {}  # reason class -> when its last line was logged
+        self._unlogged: dict[str, int] = {}  # reason class -> rejections since, not logged
+
+    def rejected(self, rejected: Rejected) -> None:
+        kind = _kind(rejected)
+        now = self._clock()
+        with self._lock:
+            last = self._logged.get(kind)
+            if last is not None and now - last < self._every:
+                self._unlogged[kind] = self._unlogged.get(kind, 0) + 1
+                return
+            self._logged[kind] = now
+            unlogged = self._unlogged.pop(kind, 0)
+        read = rejected.read
         log.warning(
-            "label for transaction %r (labels partition %d, offset %d) rejected: %s",
-            bounded(rejected.read.label.transaction_id, 100),
-            rejected.read.partition,
-            rejected.read.offset,
+            "label for transaction %r (labels partition %d, offset %d) rejected: %s%s",
+            bounded(read.label.transaction_id, 100),
+            read.partition,
+            read.offset,
             rejected.reason,
+            self._since(kind, unlogged),
             extra={
                 "event": "label_rejected",
-                "transaction_id": rejected.read.label.transaction_id,
-                "partition": rejected.read.partition,
-                "offset": rejected.read.offset,
+                "transaction_id": bounded(read.label.transaction_id, 100),
+                "partition": read.partition,
+                "offset": read.offset,
                 "reason": kind,
+                "unlogged": unlogged,
             },
         )
+
+    def flush(self) -> None:
+        """Logs the count of each class whose last line is ``every_seconds`` old or older."""
+        now = self._clock()
+        with self._lock:
+            due = [
+                k for k, n in self._unlogged.items() if n and now - self._logged[k] >= self._every
+            ]
+            counts = {k: self._unlogged.pop(k) for k in due}
+            self._logged.update(dict.fromkeys(due, now))
+        for kind, unlogged in counts.items():
+            log.warning(
+                "%d labels rejected as %s since the last such line, %s",
+                unlogged,
+                kind,
+                _NOT_LOGGED,
+                extra={"event": "label_rejected", "reason": kind, "unlogged": unlogged},
+            )
+
+    @staticmethod
+    def _since(kind: str, unlogged: int) -> str:
+        if not unlogged:
+            return ""
+        return f"; and {unlogged} more rejected as {kind} since the last such line, {_NOT_LOGGED}"
+
+
+_NOT_LOGGED = (
+    "not logged one by one (each has its fraud_labels row; payscore_labels_total counts it)"
+)
+
+# The process's rejection lines: every group's join shares them (a group's join is discarded
+# when it has nothing left to wait for, and comes back with its next label).
+REJECTIONS = RejectionLog()
 
 
 class MySQLLabelClaims:
     """``claim_labels`` against one database; one engine per process, made at first use."""
 
-    def __init__(self, url: str, topic: str, *, patience: float, sample_rate: float = 1.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        topic: str,
+        *,
+        patience: float,
+        sample_rate: float = 1.0,
+        waiting_max: int | None = None,
+    ) -> None:
         self._url = url
         self._topic = topic
         self._patience = patience
         self._sample_rate = sample_rate
+        self._waiting_max = waiting_max
 
     def __call__(self, reads: list[ReadLabel], expired: Callable[[ReadLabel], bool]) -> Claimed:
         def claim() -> Claimed:
             engine = shared_engine(self._url, pool_size=4, isolation_level="READ COMMITTED")
             with engine.begin() as connection:
                 return claim_labels(
-                    connection, self._topic, reads, expired=expired, sample_rate=self._sample_rate
+                    connection,
+                    self._topic,
+                    reads,
+                    expired=expired,
+                    sample_rate=self._sample_rate,
+                    waiting_max=self._waiting_max,
                 )
 
         return retry_transient(
@@ -317,6 +416,7 @@ def configured_label_join(config: Config) -> Callable[[bytes | None], LabelJoin]
             config.labels_topic,
             patience=config.mysql_outage_seconds,
             sample_rate=config.legit_sample_rate,
+            waiting_max=config.label_waiting_max,
         ),
         retry_seconds=config.label_retry_seconds,
         wait_seconds=config.label_wait_seconds,

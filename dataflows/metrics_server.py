@@ -23,6 +23,8 @@ which only that server reads); the dashboard, the alerts and the health probe us
 2
 >>> process_id(["run.py", "dataflows.scoring:flow", "-w", "2"], {})
 0
+>>> process_id(["run.py", "f"], {"BYTEWAX_POD_NAME": "flow-2", "BYTEWAX_STATEFULSET_NAME": "flow"})
+2
 """
 
 from __future__ import annotations
@@ -51,11 +53,37 @@ def process_id(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     if known.process_id is not None:
         return int(known.process_id)
     if environ.get("BYTEWAX_PROCESS_ID"):
-        return int(environ["BYTEWAX_PROCESS_ID"])
+        given = environ["BYTEWAX_PROCESS_ID"]
+        return _number(
+            given, f"BYTEWAX_PROCESS_ID is '{bounded(given, 64)}'", "this process's id, 0 to n-1"
+        )
     pod, statefulset = environ.get("BYTEWAX_POD_NAME"), environ.get("BYTEWAX_STATEFULSET_NAME")
     if pod and statefulset:
-        return int(pod.replace(statefulset + "-", ""))
+        # As Bytewax's run.py computes it (so that both agree whenever Bytewax runs at all).
+        ordinal = pod.replace(statefulset + "-", "")
+        return _number(
+            ordinal,
+            f"BYTEWAX_POD_NAME is '{bounded(pod, 64)}' and BYTEWAX_STATEFULSET_NAME "
+            f"'{bounded(statefulset, 64)}', which leaves '{bounded(ordinal, 64)}' as the "
+            "process id",
+            "the pod name to be the StatefulSet's name, '-' and the pod's ordinal "
+            f"('{bounded(statefulset, 64)}-0'), or -i/--process-id or BYTEWAX_PROCESS_ID set",
+        )
     return 0
+
+
+class ProcessIdError(ValueError):
+    """The process id, as Bytewax takes it from its options or variables, is no number."""
+
+
+def _number(text: str, what: str, expected: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ProcessIdError(
+            f"{what}, which is no number (Bytewax stops on it with a bare ValueError); "
+            f"expected {expected}"
+        ) from None
 
 
 def refuse_bytewax_api(environ: Mapping[str, str]) -> None:

@@ -256,10 +256,25 @@ def make(model: Any, metadata: ModelMetadata, *, key: bytes) -> ModelArtifact:
     return ModelArtifact(model, sign(metadata, key), payload)
 
 
-def save(model: Any, metadata: ModelMetadata, model_dir: Path, *, key: bytes) -> ModelArtifact:
-    """:func:`make` the version and write it under ``model_dir``."""
+class VersionExistsError(FileExistsError):
+    """A version folder of that name exists already: nothing was written."""
+
+
+def save(
+    model: Any, metadata: ModelMetadata, model_dir: Path, *, key: bytes, new: bool = False
+) -> ModelArtifact:
+    """:func:`make` the version and write it under ``model_dir``. With ``new`` (the training
+    commands), :class:`VersionExistsError` if a version of its name is there already: two
+    trainings at once on one folder both named theirs :func:`next_version`, and the second was
+    returned, and reported, as saved, a model no folder held; without it, a version of that name
+    is left as it is (never overwritten)."""
     version = make(model, metadata, key=key)
-    write(version.payload, version.metadata, model_dir)
+    if not write(version.payload, version.metadata, model_dir) and new:
+        raise VersionExistsError(
+            f"model version {metadata.version} exists already in {str(model_dir)[:300]} "
+            "(another training or retrain wrote it meanwhile?); nothing was written or "
+            "overwritten: run again for the next version"
+        )
     return version
 
 

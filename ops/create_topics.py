@@ -24,6 +24,7 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
+from features.bounded import bounded
 from settings.arguments import Parser
 from settings.config import DECISIONS_TOPIC_SETTINGS, PAYMENTS_TOPIC_SETTINGS, Config
 
@@ -33,6 +34,7 @@ COMPACT = DECISIONS_TOPIC_SETTINGS[CLEANUP_POLICY]
 
 
 APPLIED_WITHIN_SECONDS = 30.0
+BROKERS_VARIABLE = "PAYSCORE_KAFKA_BROKERS"
 
 
 def topic_setting(admin: AdminClient, topic: str, name: str = TIMESTAMP_TYPE) -> str:
@@ -138,7 +140,11 @@ def create_topics(config: Config) -> None:
             )
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise RuntimeError(f"creating Kafka topic {name!r} failed: {exc}") from None
+                raise RuntimeError(
+                    f"creating Kafka topic {name!r} on {bounded(config.kafka_brokers, 200)} "
+                    f"({BROKERS_VARIABLE}) failed: {bounded(str(exc), 300)}; expected a broker "
+                    "that answers there (bash ops/services.sh status shows the local one)"
+                ) from None
             have = len(admin.list_topics(name, timeout=10).topics[name].partitions)
             note = "" if have == config.topic_partitions else f" (not {config.topic_partitions})"
             print(f"[topics] {name} exists with {have} partitions{note}", file=sys.stderr)
@@ -148,7 +154,24 @@ def create_topics(config: Config) -> None:
                 compaction_on(admin, name)
 
 
+def main() -> int:
+    """Create the topics; a setting refused (status 2) or a broker that does not answer or
+    refuses (status 1) is one line, ``[topics] refused: ...`` or ``[topics] failed: ...``: a
+    traceback before, whose last line named no broker."""
+    try:
+        config = Config.from_env(os.environ)
+    except ValueError as exc:
+        print(f"[topics] refused: {bounded(str(exc), 600)}", file=sys.stderr)
+        return 2
+    try:
+        create_topics(config)
+    except (RuntimeError, KafkaException) as exc:
+        print(f"[topics] failed: {bounded(str(exc), 600)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
     # It takes no argument: each was ignored (`python ops/create_topics.py --help` ran it).
     Parser(prog="python ops/create_topics.py", description=__doc__).parse_args()
-    create_topics(Config.from_env(os.environ))
+    sys.exit(main())

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
+from confluent_kafka import KafkaException
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from features.bounded import bounded
 from model_state.signing import read_key
 from review.app import create_app
 from review.explain import Explainers
@@ -47,12 +50,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"review: cannot start: {exc}", file=sys.stderr)
         return 2
+    unusable = cannot_listen(config.review_host, config.review_port)
+    if unusable:
+        engine.dispose()
+        print(f"review: cannot start: {unusable}", file=sys.stderr)
+        return 2
     refused = account_refused(engine)
     if refused:
         engine.dispose()
         print(f"review: cannot start: {refused}", file=sys.stderr)
         return 2
-    publisher = KafkaLabels(config.kafka_client(), config.labels_topic)
+    try:
+        publisher = KafkaLabels(config.kafka_client(), config.labels_topic)
+        publisher.start()
+    except (ValueError, KafkaException) as exc:  # started, and every verdict failed (502)
+        engine.dispose()
+        said = exc.args[0].str() if isinstance(exc, KafkaException) else str(exc)
+        print(
+            "review: cannot start: the Kafka client refuses the settings of "
+            f"PAYSCORE_KAFKA_BROKERS={config.kafka_brokers[:200]!r} and "
+            f"PAYSCORE_KAFKA_CONFIG_FILE={config.kafka_config_file[:200]!r}: "
+            f"{bounded(said, 400)}",
+            file=sys.stderr,
+        )
+        return 2
     app = create_app(
         engine,
         publisher,
@@ -80,6 +101,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         publisher.close()
         engine.dispose()
     return 0
+
+
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why the review queue cannot listen on ``host``:``port``, naming the settings; None if it
+    can (a socket is bound there and closed again). uvicorn said ``[Errno -2] Name or service
+    not known`` or ``address already in use`` and exited 3 or 1, naming neither setting."""
+    where = f"PAYSCORE_REVIEW_HOST={host[:200]!r}, PAYSCORE_REVIEW_PORT={port}"
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = found[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
+        why = getattr(exc, "strerror", None) or str(exc)
+        return (
+            f"cannot listen on {where}: {why}; expected an address of this host (127.0.0.1: "
+            "this host only; 0.0.0.0: every interface) and a port no other program holds"
+        )
+    return None
 
 
 def account_refused(engine: Engine) -> str | None:

@@ -67,6 +67,7 @@ from rules.store import RulesStore
 from storage.rows import reasons_on_demand, utc_naive
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+IDENTIFIER_CHARS = 64  # a merchant id's longest (features.contract.Identifier)
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -235,12 +236,15 @@ class Review:
 
     async def queue(self, request: Request, user: User) -> Response:
         args = request.query_params
+        # A merchant id is at most an identifier's length (the contract's): a longer one was
+        # shown back whole in the filter's field and the next page's link, and queried.
+        merchant = forms.text(args, "merchant", at_most=IDENTIFIER_CHARS)
         try:
             where = queries.QueueFilter(
                 decisions=tuple(args.getlist("decision")) or ("review",),
                 since=moment(args.get("since")),
                 until=moment(args.get("until")),
-                merchant_id=args.get("merchant") or None,
+                merchant_id=merchant or None,
                 after=queries.Cursor.decode(args["after"]) if args.get("after") else None,
             )
         except ValueError as exc:
@@ -314,7 +318,9 @@ class Review:
             unexplained=None if isinstance(explanation, Explanation) else explanation.why,
             features=feature_values(row.features),
             reasons=reasons[row.transaction_id],
-            given=request.query_params.get("given"),
+            # The verdict just given (verdict() redirects here with its number): a number or
+            # refused; any text was shown as "Verdict #<text> recorded and sent as a label."
+            given=forms.number(request.query_params, "given", at_least=1),
             **found,
         )
 

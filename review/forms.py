@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -94,9 +95,15 @@ SIGN_IN_FORM_BYTES = 16 * 1024  # a name (64), a password, a CSRF token: any rea
 VERDICT_FORM_BYTES = 64 * 1024  # a note of 2,000 characters, URL-encoded, fits
 
 
-async def bounded_form(request: Request, at_most: int) -> Any:
+async def bounded_form(
+    request: Request, at_most: int, *, repeatable: frozenset[str] = frozenset()
+) -> Any:
     """The form of ``request``, once its stated size allows it: refused unread (411, 413)
-    otherwise. ``POST /login``, open to anyone, read a body of any size into memory."""
+    otherwise. ``POST /login``, open to anyone, read a body of any size into memory.
+
+    A field named more than once is refused (400) unless it is ``repeatable`` (a list's entries
+    to remove): ``verdict=fraud&verdict=legitimate`` recorded the last one without a word, as a
+    Kafka message naming a key twice would have had one value win (those are refused too)."""
     length = request.headers.get("content-length", "")
     if not length.isdigit():
         raise HTTPException(411, "a form must state its Content-Length")
@@ -104,4 +111,12 @@ async def bounded_form(request: Request, at_most: int) -> Any:
         raise HTTPException(
             413, f"the form has {int(length):,} bytes; expected at most {at_most:,}"
         )
-    return await request.form(max_part_size=at_most)
+    form = await request.form(max_part_size=at_most)
+    counts = collections.Counter(name for name, _ in form.multi_items())
+    twice = [(name, n) for name, n in counts.items() if n > 1 and name not in repeatable]
+    if twice:
+        name, n = twice[0]
+        raise HTTPException(
+            400, f"{str(name)[:SHOWN]!r}: given {n:,} times; expected once (which is meant?)"
+        )
+    return form

@@ -33,6 +33,20 @@ class KafkaLabels:
         self._producer: Producer | None = None
         self._lock = threading.Lock()
 
+    def start(self) -> None:
+        """Make the producer now: settings the Kafka client refuses (a property it does not know,
+        a value it cannot take) raise ``KafkaException`` at start, not at the first verdict."""
+        with self._lock:
+            self._make()
+
+    def _make(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(
+                self._client
+                | {"client.id": "payscore-review", "enable.idempotence": "true", "acks": "all"}
+            )
+        return self._producer
+
     def publish(self, key: bytes, value: bytes) -> tuple[int, int]:
         outcome: dict[str, Any] = {}
 
@@ -40,13 +54,9 @@ class KafkaLabels:
             outcome["error"], outcome["message"] = error, message
 
         with self._lock:  # a verdict at a time: rare, and each waits for its acknowledgement
-            if self._producer is None:
-                self._producer = Producer(
-                    self._client
-                    | {"client.id": "payscore-review", "enable.idempotence": "true", "acks": "all"}
-                )
-            self._producer.produce(self.topic, value=value, key=key, on_delivery=delivered)
-            left = self._producer.flush(self._timeout)
+            producer = self._make()
+            producer.produce(self.topic, value=value, key=key, on_delivery=delivered)
+            left = producer.flush(self._timeout)
         if outcome.get("error") is not None:
             raise DeliveryError(f"label for topic {self.topic!r} refused: {outcome['error']}")
         if left or "message" not in outcome:

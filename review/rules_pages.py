@@ -64,6 +64,7 @@ from storage.svg_charts import line_chart
 from storage.tables import scored_payments
 
 ID_CHARS = 64
+NONE: frozenset[str] = frozenset()  # no field may be given twice
 MAX_CSV_BYTES = 32 * 1024 * 1024  # a list of a million card ids is about 20 MB
 MAX_FORM_BYTES = 256 * 1024  # any other change's form (a removal of 1,000 entries fits)
 MAX_REMOVED = 1000  # values removed by one form
@@ -86,18 +87,25 @@ class RulesPages:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _bounded_form(self, request: Request, *, at_most: int = MAX_FORM_BYTES) -> Any:
+    async def _bounded_form(
+        self, request: Request, *, at_most: int = MAX_FORM_BYTES, repeatable: frozenset[str] = NONE
+    ) -> Any:
         """The form, once its stated size allows it (refused before it is read), and its CSRF
-        token checked."""
-        form = await forms.bounded_form(request, at_most)
+        token checked; a field other than ``repeatable`` named twice is refused."""
+        form = await forms.bounded_form(request, at_most, repeatable=repeatable)
         check_csrf(request, form)
         return form
 
     async def _change_form(
-        self, request: Request, user: User, *, at_most: int = MAX_FORM_BYTES
+        self,
+        request: Request,
+        user: User,
+        *,
+        at_most: int = MAX_FORM_BYTES,
+        repeatable: frozenset[str] = NONE,
     ) -> Any:
         """The form of a change, once its size, its CSRF token and the user's role allow it."""
-        form = await self._bounded_form(request, at_most=at_most)
+        form = await self._bounded_form(request, at_most=at_most, repeatable=repeatable)
         if not user.may_decide:
             raise HTTPException(
                 403, f"user {user.name} is a {user.role}: may not change rules or lists"
@@ -377,7 +385,7 @@ class RulesPages:
         return RedirectResponse(f"/lists/{name}?saved={version}", status_code=303)
 
     async def remove_entries(self, request: Request, user: User) -> Response:
-        form = await self._change_form(request, user)
+        form = await self._change_form(request, user, repeatable=frozenset({"value"}))
         name = request.path_params["name"]
         values = [v.strip() for v in form.getlist("value") if isinstance(v, str) and v.strip()]
         if not values:

@@ -15,12 +15,15 @@ ValueError: invalid configuration: PAYSCORE_REVIEW_THRESHOLD (0.95) must be belo
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import re
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NoReturn
 
 import msgspec
 from msgspec import Meta
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 PREFIX = "PAYSCORE_"
 
@@ -154,6 +157,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     # The label join holds new labels until a card group has 500 or the oldest has been held
     # this long, then claims them in one transaction (dataflows.label_join); 0: at once.
     label_gather_seconds: Annotated[float, Meta(ge=0, le=60)] = 2.0
+    # At most this many labels of a card group (of 16) wait for their payments; past it the
+    # oldest is rejected as waiting_full (storage.labels, README "Configuration").
+    label_waiting_max: Annotated[int, Meta(ge=1, le=1_000_000)] = 1000
     # A payment with no fraud report this many days after it is learned as legitimate (an
     # implicit negative), and its label is final: the retrain's gate compares on such payments.
     label_delay_days: Annotated[float, Meta(gt=0, le=36_500)] = 30.0  # a century at most
@@ -199,6 +205,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                     "dead letters, decisions): the flow would read its own output as input"
                 )
             named[topic] = field
+        for field in MYSQL_URLS:
+            check_mysql_url(getattr(self, field), f"{PREFIX}{field.upper()}")
+        check_brokers(self.kafka_brokers)
+        check_proxies(self.review_forwarded_allow_ips)
         for field, expected in REQUIRED.items():
             value = getattr(self, field)
             if not value.strip() or (field in LISTS and not value.replace(",", "").strip()):
@@ -317,6 +327,132 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 field = path.rstrip("`").split(".")[0]
                 text = f"{PREFIX}{field.upper()}={values.get(field)!r}: {message}"
             raise ValueError(f"invalid configuration: {text}") from None
+
+
+# The settings that name a MySQL server, account and database.
+MYSQL_URLS = (
+    "mysql_url",
+    "review_mysql_url",
+    "models_mysql_url",
+    "analyst_mysql_url",
+    "mysql_admin_url",
+)
+MYSQL_URL_FORM = "mysql+pymysql://user:password@host:port/database"
+MAX_DATABASE_NAME = 64  # MySQL's longest identifier
+
+
+def check_mysql_url(url: str, variable: str) -> URL:
+    """``url`` parsed, or a ValueError naming ``variable``, what was expected and what came (the
+    password hidden, bounded). Unchecked, a malformed URL stopped the flow and every command at
+    its first connection with SQLAlchemy's or int()'s words (``invalid literal for int() with
+    base 10: 'notaport'``), naming no variable, or with a message naming PAYSCORE_MYSQL_URL
+    whichever variable held it.
+
+    >>> check_mysql_url("mysql+pymysql://u:pw@db:3306/payscore", "PAYSCORE_MYSQL_URL").port
+    3306
+    >>> check_mysql_url("mysql://u:pw@db/payscore", "PAYSCORE_MYSQL_URL")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: PAYSCORE_MYSQL_URL names the driver 'mysql'; expected ...; got 'mysql://u:***@db/payscore'
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        # ValueError: int() of the port ("invalid literal for int() ...")
+        problem = "has a port that is no number" if isinstance(exc, ValueError) else "is no URL"
+        _refuse_url(url, variable, problem)
+    if parsed.drivername != "mysql+pymysql":
+        _refuse_url(url, variable, f"names the driver {parsed.drivername[:40]!r}")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        _refuse_url(url, variable, f"has the port {parsed.port}, outside 1 to 65535")
+    if parsed.database is not None and len(parsed.database) > MAX_DATABASE_NAME:
+        _refuse_url(
+            url,
+            variable,
+            f"names a database of {len(parsed.database):,} characters "
+            f"(MySQL's longest is {MAX_DATABASE_NAME})",
+        )
+    return parsed
+
+
+def _refuse_url(url: str, variable: str, problem: str) -> NoReturn:
+    # The password (between the user's colon and the last @ of the authority) never shown.
+    shown = re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", url)
+    if len(shown) > 120:
+        shown = f"{shown[:100]}... ({len(url):,} characters)"
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
+    raise ValueError(f"{variable} {problem}; expected {MYSQL_URL_FORM}; got {shown!r}")
+
+
+# A bootstrap server: an optional listener name, a host (an IPv6 address in brackets) and a port.
+_BROKER = re.compile(
+    r"\A(?:[A-Za-z][A-Za-z0-9_+.-]*://)?(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\],]+):([0-9]{1,5})\Z"
+)
+
+
+def check_brokers(brokers: str) -> None:
+    """Each of the comma-separated ``brokers`` is ``host:port`` with a port from 1 to 65535, or
+    a ValueError names the one that is not. librdkafka took ``host:notaport`` as port 0 and
+    ``host:99999`` as port 34463 (the number modulo 65536): a broker the operator never named.
+
+    >>> check_brokers("kafka-1:9092,[::1]:9093")
+    >>> check_brokers("127.0.0.1:99999")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: PAYSCORE_KAFKA_BROKERS names '127.0.0.1:99999'; expected host:port with a port ...
+    """
+    for broker in (b.strip() for b in brokers.split(",")):
+        found = _BROKER.match(broker)
+        if broker and (found is None or not 1 <= int(found[1]) <= 65535):
+            shown = (
+                broker if len(broker) <= 80 else f"{broker[:60]}... ({len(broker):,} characters)"
+            )
+            raise ValueError(
+                f"{PREFIX}KAFKA_BROKERS names {shown!r}; expected host:port with a port from 1 "
+                "to 65535, comma-separated"
+            )
+
+
+def check_proxies(proxies: str) -> None:
+    """``PAYSCORE_REVIEW_FORWARDED_ALLOW_IPS``: ``*`` alone, or IP addresses and networks
+    (``10.0.0.0/8``), comma-separated; else a ValueError naming the entry. uvicorn takes any
+    other entry (a host name, ``10.1.2.3/24`` with host bits set) as a literal that no TCP
+    client's address equals, without a word: X-Forwarded-For was never trusted, and every
+    client counted as the proxy's one address (one client's failed sign-ins locked all out).
+
+    >>> check_proxies("10.0.0.0/8, ::1")
+    >>> check_proxies("10.1.2.3/24")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: PAYSCORE_REVIEW_FORWARDED_ALLOW_IPS names '10.1.2.3/24', a network with host ...
+    """
+    variable = f"{PREFIX}REVIEW_FORWARDED_ALLOW_IPS"
+    entries = [p.strip() for p in proxies.split(",") if p.strip()]
+    if "*" in entries and len(entries) > 1:
+        raise ValueError(
+            f"{variable} names '*' with other entries; expected '*' alone (every address "
+            "trusted: uvicorn reads it so only alone) or addresses and networks"
+        )
+    for entry in entries:
+        shown = entry if len(entry) <= 60 else f"{entry[:40]}... ({len(entry):,} characters)"
+        if entry == "*":
+            continue
+        try:
+            if "/" in entry:
+                ipaddress.ip_network(entry)
+            else:
+                ipaddress.ip_address(entry)
+        except ValueError as exc:
+            if "/" in entry and "host bits set" in str(exc):
+                network = ipaddress.ip_network(entry, strict=False)
+                raise ValueError(
+                    f"{variable} names {shown!r}, a network with host bits set; expected "
+                    f"{network} (uvicorn would match no address with it)"
+                ) from None
+            raise ValueError(
+                f"{variable} names {shown!r}: not an IP address or network; expected the "
+                "proxies' addresses or networks (10.0.0.0/8), comma-separated, or '*' alone"
+            ) from None
 
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

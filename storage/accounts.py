@@ -640,7 +640,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--retire", action="append", default=[], help="a user to drop")
     parser.add_argument("--job-users", action="store_true", help="print the job users, one a line")
     args = parser.parse_args(argv)
-    config = Config.from_env(os.environ)
+    try:
+        config = Config.from_env(os.environ)
+    except ValueError as exc:  # a setting refused: was a traceback (storage.refusals imports us)
+        print(f"python -m storage.accounts: refused: {bounded(str(exc), 400)}", file=sys.stderr)
+        raise SystemExit(2) from None
     accounts = Accounts.of(config)
     if args.job_users:
         print("\n".join(accounts.job_users))

@@ -37,16 +37,18 @@ server may read any file the client can. Only the bulk ``load`` sink needs it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import msgspec
 import pymysql
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from tenacity import (
@@ -331,3 +333,32 @@ def refuse_another_server(socket: str, port: int, served: int) -> None:
             f"server on port {served}, but the URL names port {port}: another server on "
             "this host; set PAYSCORE_MYSQL_SOCKET to that server's socket, or empty for TCP"
         )
+
+
+class LockBusyError(ValueError):
+    """A MySQL named lock stayed held by another session past the wait."""
+
+
+@contextlib.contextmanager
+def named_lock(engine: Engine, purpose: str, seconds: int, busy: str) -> Iterator[None]:
+    """Hold the MySQL named lock of ``purpose`` on ``engine``'s database for the block, waiting
+    up to ``seconds`` for another session that holds it (two commands that must not run at once
+    on one database: another host's, or another operator's). Past the wait, raise
+    :class:`LockBusyError` saying ``busy`` (what holds it), the database and the wait. A lock
+    name is at most 64 characters; a database name may be as long: its hash is in the name. The
+    server drops the lock if this session's connection is lost."""
+    database = str(engine.url.database)
+    name = f"payscore.{purpose}." + hashlib.sha256(database.encode()).hexdigest()[:32]
+    with engine.connect() as connection:
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, :seconds)"), {"name": name, "seconds": seconds}
+        ).scalar()
+        if got != 1:
+            raise LockBusyError(
+                f"{busy} on the database {bounded(database, 64)!r} held its lock ({name}) for "
+                f"{seconds} s; expected it to finish first (MySQL's SHOW PROCESSLIST shows it)"
+            )
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})

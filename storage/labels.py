@@ -17,8 +17,18 @@ partition, offset), that says what became of it:
   ``reason``: the implicit negative was a presumption, the report is the fact;
 - ``rejected``, with the ``reason``: ``duplicate`` (the payment has this verdict already, from
   another message or as an implicit negative), ``contradicts`` (the payment has the other
-  verdict already, from a message), ``card_mismatch``, ``reported_before_payment``, or
-  ``not_found`` (no payment stored within the wait).
+  verdict already, from a message), ``card_mismatch``, ``reported_before_payment``,
+  ``not_found`` (no payment stored within the wait), or ``waiting_full`` (more labels of its
+  batch waited for their payments than ``waiting_max``: the oldest are given up, below).
+
+**Waiting is bounded.** Every label that waits is tried again with every claim of its batch's
+card group, and held in the flow's state and snapshot until then. Labels for ids that no
+payment has (forged, or a broken producer's) would all wait their full time: the state, the
+snapshot and every claim statement would grow with the rate of such labels times the wait.
+``waiting_max`` bounds the labels a batch leaves waiting: past it the oldest (first read) are
+rejected at once as ``waiting_full``. The oldest, not the newest: it has been tried most often
+and found nothing each time, and a genuine label whose payment the sink is still writing, read
+during a flood, gets the bound's worth of later labels of time to be claimed instead of none.
 
 **Negative downsampling** (:mod:`model_state.label_kinds`): a legitimate label that
 :func:`~model_state.label_kinds.sampled` does not keep at the configured rate is claimed and
@@ -73,6 +83,7 @@ from storage.tables import fraud_labels, review_verdicts, scored_payments
 WAITING, CLAIMED, REJECTED = "waiting", "claimed", "rejected"
 SAMPLED_OUT = "sampled_out"  # the reason of a claimed label the learner is not given
 CORRECTION = "correction"  # the reason of a claimed fraud that corrects an implicit negative
+WAITING_FULL = "waiting_full"  # the reason of a waiting label given up past ``waiting_max``
 
 
 class ReadLabel(msgspec.Struct, frozen=True):
@@ -173,10 +184,13 @@ def claim_labels(
     expired: Callable[[ReadLabel], bool] = lambda _: False,
     now: datetime | None = None,
     sample_rate: float = 1.0,
+    waiting_max: int | None = None,
 ) -> Claimed:
     """Join ``reads`` with their stored payments, claim them and record every outcome in
     ``fraud_labels``; call in a transaction. A label whose payment is not stored waits, unless
     ``expired(read)`` says it has waited long enough: then it is rejected as ``not_found``.
+    At most ``waiting_max`` labels are left waiting (None: no bound): the oldest past it are
+    rejected as ``waiting_full``.
 
     Labels of one payment within the batch: the first claims it, the later ones are duplicates
     or contradictions. The caller must not claim labels of one card concurrently (the flow keys
@@ -235,6 +249,7 @@ def claim_labels(
         moment,
         confirmed=confirmed,
         sample_rate=sample_rate,
+        waiting_max=waiting_max,
     )
     if claims:
         # Only the very rows the labels were joined with, as they were read (unlabelled, or
@@ -459,13 +474,16 @@ def resolve(
     *,
     confirmed: Collection[tuple[str, str, str, bool, datetime]] = frozenset(),
     sample_rate: float = 1.0,
+    waiting_max: int | None = None,
 ) -> tuple[Claimed, list[dict[str, Any]], dict[str, FraudLabel]]:
     """The decisions of :func:`claim_labels`, without I/O: the outcome, the ``fraud_labels``
     rows to upsert, and the payments to mark (transaction id -> the claiming label).
     ``confirmed`` holds the recorded verdicts (:func:`confirmation`) that confirm a label's
     analyst; a label naming one not in it is stored with an unverified analyst.
     ``sample_rate``: negative downsampling's (a legitimate label it does not keep is claimed
-    but not learnable; a replay of a kept one is learned at ``1 / sample_rate``)."""
+    but not learnable; a replay of a kept one is learned at ``1 / sample_rate``).
+    ``waiting_max``: at most this many labels are left waiting, the oldest (first in ``reads``)
+    past it are rejected as ``waiting_full``; None: no bound."""
     claims: dict[str, FraudLabel] = {}  # claimed in this batch
     learnable: list[LabelledPayment] = []
     waiting: list[ReadLabel] = []
@@ -531,6 +549,20 @@ def resolve(
         learnable.append(_joined(read, row, None, kind, weight))
         why = f"{CORRECTION}: of an implicit negative" if correction else None
         record.append(_ledger_row(topic, read, CLAIMED, why, moment, confirmed))
+    if waiting_max is not None and len(waiting) > waiting_max:
+        cut = len(waiting) - waiting_max  # the oldest: read first
+        given_up, waiting = waiting[:cut], waiting[cut:]
+        reason = (
+            f"{WAITING_FULL}: more than {waiting_max} labels of its card group waited for their "
+            "payments (PAYSCORE_LABEL_WAITING_MAX); the oldest are given up"
+        )
+        positions = {read.position for read in given_up}
+        record = [
+            row for row in record if (row["kafka_partition"], row["kafka_offset"]) not in positions
+        ]
+        for read in given_up:
+            rejected.append(Rejected(read, reason))
+            record.append(_ledger_row(topic, read, REJECTED, reason, moment, confirmed))
     return (
         Claimed(learnable, waiting, rejected, replayed, sampled_out, corrections),
         record,

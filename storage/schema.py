@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from sqlalchemy import Column, Engine, Table, inspect, text
@@ -23,6 +24,7 @@ from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 from features.bounded import bounded
 from settings.arguments import Parser
 from storage.accounts import Accounts, apply_grants, check_complete
+from storage.engine import named_lock
 from storage.refusals import REFUSED, refusing
 from storage.tables import metadata
 
@@ -77,6 +79,22 @@ def create_schema(engine: Engine, accounts: Accounts) -> list[str]:
             f"{engine.url.render_as_string(hide_password=True)[:300]} names no database; "
             "expected PAYSCORE_MYSQL_ADMIN_URL to end with one (.../payscore)"
         )
+    with schema_lock(engine):
+        return _create_schema(engine, accounts)
+
+
+SCHEMA_LOCK_SECONDS = 600  # how long a create waits for another one on the same database
+
+
+def schema_lock(engine: Engine, seconds: int = SCHEMA_LOCK_SECONDS) -> AbstractContextManager[None]:
+    """Hold a MySQL named lock of ``engine``'s database while creating or upgrading its tables:
+    two ``--create`` at once (two operators, two hosts' deploy scripts) each ran CREATE TABLE
+    after the other's check and one stopped with ``(1050, "Table ... already exists")`` (an
+    upgrade's ALTER with "Duplicate column"). The second now waits, then finds the work done."""
+    return named_lock(engine, "schema", seconds, "another python -m storage.schema --create")
+
+
+def _create_schema(engine: Engine, accounts: Accounts) -> list[str]:
     metadata.create_all(engine, checkfirst=True)
     dialect = mysql.dialect()
     inspector = inspect(engine)

@@ -125,10 +125,22 @@ def dump_line(message: SampleMessage) -> bytes:
     return _encoder.encode(env)
 
 
-def iter_samples(path: str | Path) -> Iterator[SampleMessage]:
-    """The messages of a JSON Lines envelope file, one at a time; blank lines are skipped."""
+# The longest envelope line read: a message (Kafka's default limit is 1 MiB; the hostile corpus
+# holds 2 MB ones) in base64, and room to spare. A longer line (``/dev/zero``, a file without
+# line breaks) was read whole until memory ran out.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+def iter_samples(path: str | Path, *, max_line: int = MAX_LINE_BYTES) -> Iterator[SampleMessage]:
+    """The messages of a JSON Lines envelope file, one at a time; blank lines are skipped; a line
+    longer than ``max_line`` bytes is refused (ValueError naming the file and line)."""
     with open(path, "rb") as f:
-        for number, line in enumerate(f, start=1):
+        for number, line in enumerate(iter(lambda: f.readline(max_line + 1), b""), start=1):
+            if len(line) > max_line:
+                raise ValueError(
+                    f"{path}:{number}: a line longer than {max_line:,} bytes; expected one "
+                    "sample envelope (JSON) a line"
+                )
             if not line.strip():
                 continue
             try:

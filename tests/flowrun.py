@@ -72,8 +72,14 @@ def flow_env(
 
 
 def run_flow(
-    env: dict[str, str], processes: int = 2, workers: int = 2, extra: list[str] | None = None
+    env: dict[str, str],
+    processes: int = 2,
+    workers: int = 2,
+    extra: list[str] | None = None,
+    logs: list[str] | None = None,
 ) -> float:
+    """Runs the flow to its end (it must exit 0); its log lines (stderr) are added to ``logs``
+    if given. Returns the seconds it took."""
     started = time.perf_counter()
     done = subprocess.run(
         ["bash", str(ROOT / "ops" / "run_flow.sh"), str(processes), str(workers), *(extra or [])],
@@ -84,6 +90,8 @@ def run_flow(
         check=False,
     )
     assert done.returncode == 0, f"flow failed ({done.returncode}):\n{done.stderr[-4000:]}"
+    if logs is not None:
+        logs.extend(done.stderr.splitlines())
     return time.perf_counter() - started
 
 

@@ -7,6 +7,9 @@ that goes on reporting the old value for a while (the broker's part is the integ
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -138,3 +141,31 @@ def test_the_script_takes_no_argument_and_reaches_no_broker_for_one(
     assert done.returncode == status, done.stderr
     assert "[topics]" not in done.stderr
     assert (done.stdout if status == 0 else done.stderr).startswith("usage: ")
+
+
+@pytest.mark.parametrize(
+    ("env", "status", "said"),
+    [
+        ({"PAYSCORE_TOPIC_PARTITIONS": "four"}, 2, "PAYSCORE_TOPIC_PARTITIONS='four'"),
+        # Nothing listens on port 1: the broker is named, and where it came from.
+        ({"PAYSCORE_KAFKA_BROKERS": "127.0.0.1:1"}, 1, "127.0.0.1:1 (PAYSCORE_KAFKA_BROKERS)"),
+    ],
+)
+def test_a_setting_or_a_broker_it_cannot_use_is_one_line_not_a_traceback(
+    env: dict[str, str], status: int, said: str
+) -> None:
+    """Before: a traceback ending in ``RuntimeError: creating Kafka topic 'payments' failed:
+    ... Timed out``, naming no broker (ops/services.sh runs it)."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "ops" / "create_topics.py")],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == status, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("[topics]")]
+    assert len(lines) == 1 and said in lines[0], done.stderr[-2000:]
+    assert lines[0].startswith("[topics] refused: ") or lines[0].startswith("[topics] failed: ")

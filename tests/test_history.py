@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine
 
 from features.contract import FraudLabel, InvalidMessageError, Payment, PaymentDecoder
+from model_state.offline import history as history_module
 from model_state.offline.history import (
     MAX_EXAMPLES,
     History,
@@ -772,3 +773,41 @@ def test_train_s_refusal_is_bounded(tmp_path: Path) -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert done.stderr.startswith("python -m model_state.train: ")
     assert len(done.stderr) < 2_500
+
+
+def test_a_line_past_the_bound_is_rejected_and_the_next_lines_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: a line was read whole, however long: a JSON array exported on one line, or a file
+    without line breaks, of gigabytes was read into memory (the OOM killer, or a MemoryError
+    traceback); a CSV's header likewise. Now a line past ``MAX_LINE_BYTES`` is rejected as
+    ``line too long`` where it was and skipped unread to its end; a CSV header past it refuses
+    the file, naming it."""
+    monkeypatch.setattr(history_module, "MAX_LINE_BYTES", 1_000)
+    good = msgspec.json.encode(pay("t-1")).decode()
+    jsonl = tmp_path / "long.jsonl"
+    jsonl.write_text("\n".join([good, "x" * 5_000, "[" + "1," * 3_000 + "1]", good.replace(
+        "t-1", "t-2")]) + "\n")  # fmt: skip
+    columns = "transaction_id,card_id,merchant_id,terminal_id,amount_minor,currency,event_time,"
+    csv_path = tmp_path / "long.csv"
+    csv_path.write_text(
+        "\n".join(
+            [columns + "mcc,channel,country", _payment_line("t-3"), "y" * 5_000,
+             _payment_line("t-4")]
+        ) + "\n"
+    )  # fmt: skip
+    history = load_history([jsonl, csv_path])
+    assert [p.transaction_id for p in history.payments] == ["t-1", "t-2", "t-3", "t-4"]
+    assert history.examples == {"line too long": [f"{jsonl}:2", f"{jsonl}:3", f"{csv_path}:3"]}
+    header = tmp_path / "header.csv"
+    header.write_text("z" * 5_000 + "\n" + _payment_line("t-5") + "\n")
+    with pytest.raises(HistoryFormatError, match=r"header.csv:1: .*longer than 1,000"):
+        load_history([header])
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/null"])
+def test_a_path_that_is_neither_a_file_nor_a_directory_is_named_as_such(path: str) -> None:
+    """Before: ``/dev/zero: no such file or directory (a history path)``, of a path that is
+    there: a device (or a pipe, a socket) is neither a history file nor a directory."""
+    with pytest.raises(HistoryFormatError, match=f"{path}: neither a file nor a directory"):
+        load_history([path])

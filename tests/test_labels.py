@@ -78,6 +78,7 @@ class FakeStore:
             expired,
             T0.replace(tzinfo=None),
             sample_rate=self.sample_rate,
+            waiting_max=self.waiting_max,
         )
         for txn, claim in claims.items():
             kind = _kind_of(claim, self.payments[txn])
@@ -94,6 +95,7 @@ class FakeStore:
         return outcome
 
     sample_rate = 1.0
+    waiting_max: int | None = None
 
     def claim_implicit(self, txn: str) -> bool:
         """As storage.implicit does for a due payment: True if it was unlabelled."""

@@ -7,8 +7,10 @@ import urllib.request
 
 import pytest
 
+from dataflows.cluster_shape import ClusterShapeError, require_cluster_shape
 from dataflows.metrics_server import (
     MetricsServerError,
+    ProcessIdError,
     process_id,
     refuse_bytewax_api,
     serve_metrics,
@@ -61,3 +63,28 @@ def test_the_process_id_is_read_from_an_abbreviated_option_as_bytewax_reads_it()
     assert (
         process_id(["run.py", "dataflows.scoring:flow", "--process", "1", "-a", "h:1;h:2"], {}) == 1
     )
+
+
+def test_a_pod_name_without_an_ordinal_is_refused_naming_the_variables() -> None:
+    """Bytewax's Helm chart names the pods '<statefulset>-<n>'; a pod of a Deployment (a hash
+    suffix) or a StatefulSet renamed gave a bare 'invalid literal for int() with base 10'."""
+    environ = {"BYTEWAX_POD_NAME": "payscore-7d9f-x" * 20, "BYTEWAX_STATEFULSET_NAME": "payscore"}
+    with pytest.raises(ProcessIdError) as refused:
+        process_id(["run.py", "dataflows.scoring:flow"], environ)
+    said = str(refused.value)
+    assert (
+        said.startswith("BYTEWAX_POD_NAME is 'payscore-7d9f-x")
+        and "BYTEWAX_STATEFULSET_NAME" in said
+    )
+    assert "expected the pod name to be the StatefulSet's name, '-' and the pod's ordinal" in said
+    assert "('payscore-0')" in said and "BYTEWAX_PROCESS_ID" in said
+    assert len(said) < 600  # the names are bounded
+    with pytest.raises(ClusterShapeError, match=r"^BYTEWAX_POD_NAME is 'payscore-7d9f"):
+        require_cluster_shape(["run.py", "dataflows.scoring:flow"], environ)
+    ordinal = {"BYTEWAX_POD_NAME": "payscore-3", "BYTEWAX_STATEFULSET_NAME": "payscore"}
+    assert process_id(["run.py", "dataflows.scoring:flow"], ordinal) == 3
+
+
+def test_a_process_id_variable_that_is_no_number_is_refused_naming_it() -> None:
+    with pytest.raises(ProcessIdError, match=r"^BYTEWAX_PROCESS_ID is 'one', which is no number"):
+        process_id(["run.py", "dataflows.scoring:flow"], {"BYTEWAX_PROCESS_ID": "one"})

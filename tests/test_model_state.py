@@ -294,3 +294,17 @@ def test_registry_asks_at_most_once_per_refresh_interval() -> None:
 def test_metadata_round_trips_through_json() -> None:
     m = model_metadata(metrics={"roc_auc": 0.9})
     assert msgspec.json.decode(msgspec.json.encode(m), type=artifact.ModelMetadata) == m
+
+
+def test_a_version_saved_where_one_of_its_name_exists_is_refused_not_reported_saved(
+    tmp_path: Path,
+) -> None:
+    """Two ``python -m model_state.train`` (or evaluations) at once on one folder both named
+    their version ``v00001`` (``artifact.next_version``): the second's write found the folder
+    taken and did nothing, and ``save`` returned its model all the same, reported saved, its
+    figures printed for a model no folder holds. Now it is refused, naming the version and the
+    folder, and the first one's stays."""
+    first = artifact.save(trained(), model_metadata(), tmp_path, key=TEST_KEY, new=True)
+    with pytest.raises(artifact.VersionExistsError, match=r"v00001 exists already in .*"):
+        artifact.save(new_model(), model_metadata(), tmp_path, key=TEST_KEY, new=True)
+    assert (tmp_path / "v00001" / "model.pkl").read_bytes() == first.payload

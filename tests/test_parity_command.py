@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from storage.parity import main
+from test_data.samples import iter_samples
 
 
 @pytest.mark.parametrize(
@@ -16,6 +17,8 @@ from storage.parity import main
         (lambda d: d / "missing.jsonl", "No such file or directory"),
         (lambda d: d, "Is a directory"),
         (lambda d: _written(d / "other.jsonl", b'{"x": 1}\n'), ":1: not a sample envelope"),
+        # Before: read as one line until memory ran out (MemoryError, or the OOM killer).
+        (lambda d: Path("/dev/zero"), "/dev/zero:1: a line longer than 67,108,864 bytes"),
     ],
 )
 def test_a_file_it_cannot_read_is_a_refusal_not_a_mismatch(
@@ -32,3 +35,9 @@ def test_a_file_it_cannot_read_is_a_refusal_not_a_mismatch(
 def _written(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_a_sample_line_is_read_no_further_than_its_bound(tmp_path: Path) -> None:
+    path = _written(tmp_path / "long.jsonl", b"\n" + b"x" * 101 + b"\n")
+    with pytest.raises(ValueError, match=r"long.jsonl:2: a line longer than 100 bytes; expected"):
+        list(iter_samples(path, max_line=100))

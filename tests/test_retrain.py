@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from dataflows.learning import LearnStep, Lineages, learn_step
 from features.catalog import FEATURE_NAMES
 from model_state import artifact
 from model_state.learner import OnlineLearner
+from model_state.offline import retrain as retrain_module
 from model_state.offline import train
 from model_state.offline.retrain import (
     DEFAULT_TOLERANCE,
@@ -33,6 +37,7 @@ from model_state.offline.retrain import record as record_version
 from model_state.offline.train import fit, new_model
 from settings.config import Config
 from storage import shadow
+from storage.engine import make_engine
 from storage.labels import LabelledPayment
 from storage.rows import scored_payment_row
 from storage.tables import model_candidates, model_versions, scored_payments
@@ -442,3 +447,60 @@ def test_a_retrain_leaves_out_the_warm_up_of_a_long_history() -> None:
     late = long[-1][0]
     recent = train.training_set(long, first=t0, now=late, maturity=timedelta(days=7))
     assert recent[-1][0] <= late - timedelta(days=7) and recent[0][0] == t0 + timedelta(days=30)
+
+
+@pytest.mark.integration
+def test_two_retrains_at_once_each_record_their_own_lineage(
+    engine: Engine, models_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two retrains at once (a scheduled one and an operator's, or two hosts): before, both chose
+    the same new lineage, and the second to finish stopped at its insert with a traceback,
+    ``(1062, "Duplicate entry ... for key 'PRIMARY'")``, its work lost. Now the second waits
+    for the first (a MySQL named lock) and then starts a lineage after it."""
+    champion = new_model()
+    store(engine, scores=scored_by(champion))
+    record(engine, tmp_path, "v00001.000003", champion)
+    url = models_engine.url.render_as_string(hide_password=False)
+    engines = [make_engine(url) for _ in range(2)]
+    ready = threading.Barrier(2)
+    # Both fitted before either records, as two retrains of real size are (minutes of fitting):
+    # each waits here for the other, up to 5 s (a retrain that waits for the other's lock
+    # never comes, and the one holding it goes on).
+    fitted_both = threading.Barrier(2)
+    recording = retrain_module.record
+
+    def record_after_both(*args: Any, **kwargs: Any) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            fitted_both.wait(timeout=5)
+        recording(*args, **kwargs)
+
+    monkeypatch.setattr(retrain_module, "record", record_after_both)
+    fitted: list[str] = []
+    failed: list[str] = []
+
+    def run(i: int) -> None:
+        ready.wait()
+        try:
+            made, _ = retrain(
+                engines[i], tmp_path / f"models-{i}", key=TEST_KEY, min_frauds=10,
+                family="linear", maturity=timedelta(days=7), force=True,
+            )  # fmt: skip
+            assert made is not None
+            fitted.append(made.version)
+        except Exception as exc:
+            failed.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for e in engines:
+            e.dispose()
+    assert failed == []
+    assert sorted(fitted) == ["v00002", "v00003"]
+    with engine.connect() as c:
+        recorded = c.execute(select(model_versions.c.version)).scalars().all()
+    assert sorted(recorded) == ["v00001.000003", "v00002", "v00003"]

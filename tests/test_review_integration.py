@@ -448,3 +448,72 @@ def test_a_payment_whose_id_a_browser_resolves_away_opens_and_takes_a_verdict(
     assert given.status_code == 200 and 'id="given"' in given.text, given.text[:500]
     (message,) = read_topic(topics["labels_topic"], 1)
     assert LabelDecoder().decode(message.value()).transaction_id == txn
+
+
+def test_query_parameters_a_page_shows_back_are_checked_and_bounded(
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
+) -> None:
+    """Before: ``/payments/tx-1?given=<any text>`` showed "Verdict #<the text> recorded and sent
+    as a label." (12,000 characters of it, or a forged notice), and ``/queue?merchant=<12,000
+    characters>`` put them into the filter's field, the next page's link and the query. Now
+    ``given`` is a verdict number or refused (400), and the merchant an identifier's length at
+    most or refused, each refusal quoting the value bounded."""
+    store(engine, [payment_row("tx-1", 0.7)])
+    add_users(admin_engine)
+    alice = signed_in(app_for(review_engine, topics["labels_topic"], models), "alice")
+    huge = "Z" * 12_000
+    pages = {
+        "given": alice.get(f"/payments/tx-1?given={huge}"),
+        "given_text": alice.get("/payments/tx-1?given=ZZ%20was%20approved%20by%20the%20bank"),
+        "merchant": alice.get(f"/queue?merchant={huge}"),
+    }
+    statuses = {k: r.status_code for k, r in pages.items()}
+    assert statuses == {"given": 400, "given_text": 400, "merchant": 400}, statuses
+    quoted = {k: r.text.count("Z") for k, r in pages.items()}
+    assert all(n <= 64 for n in quoted.values()), quoted
+    assert "recorded and sent as a label" not in pages["given_text"].text
+    assert "given" in pages["given"].text and "merchant" in pages["merchant"].text
+    # What a page of its own links to stays accepted.
+    assert alice.get("/payments/tx-1?given=17").status_code == 200
+    assert "Verdict #17 recorded" in alice.get("/payments/tx-1?given=17").text
+    assert alice.get("/queue?merchant=m-1").status_code == 200
+    assert alice.get("/queue?merchant=").status_code == 200
+
+
+def test_a_form_field_given_twice_is_refused_and_nothing_is_published(
+    engine: Engine,
+    admin_engine: Engine,
+    review_engine: Engine,
+    topics: dict[str, str],
+    models: Path,
+) -> None:
+    """``verdict=fraud&verdict=legitimate``: before, the last value won without a word (a
+    verdict of "legitimate" recorded and published as a label). A message on Kafka naming a
+    key twice is refused (``tests/test_hostile.py``); a form naming a field twice is too, 400,
+    naming the field, and nothing is stored or published."""
+    store(engine, [payment_row("tx-1", 0.7)])
+    add_users(admin_engine)
+    alice = signed_in(app_for(review_engine, topics["labels_topic"], models), "alice")
+    csrf = token(alice.get("/payments/tx-1").text)
+    twice = alice.post(
+        "/payments/tx-1/verdict",
+        content=f"verdict=fraud&verdict=legitimate&csrf_token={csrf}".encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert twice.status_code == 400, twice.text[-500:]
+    assert "verdict" in twice.text and "2 times" in twice.text
+    notes = alice.post(
+        "/payments/tx-1/verdict",
+        content=f"verdict=fraud&note=a&note=b&csrf_token={csrf}".encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert notes.status_code == 400 and "note" in notes.text
+    with review_engine.connect() as c:
+        assert c.execute(select(review_verdicts)).all() == []
+    assert read_topic(topics["labels_topic"], 1, timeout=3) == []
+    one = alice.post("/payments/tx-1/verdict", data={"verdict": "fraud", "csrf_token": csrf})
+    assert one.status_code == 200 and "Verdict #" in one.text

@@ -4,6 +4,9 @@ and the right one then worked)."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +22,8 @@ from review.throttle import POLICY
 from review.users import main as users_main
 from settings.config import Config
 from storage.tables import review_login_audit, review_login_limits, review_sessions
-from tests.flowrun import flow_env
-from tests.reviewkit import PASSWORD, add_users, app_for, review_server, sign_in
+from tests.flowrun import ROOT, flow_env
+from tests.reviewkit import PASSWORD, add_users, app_for, free_port, review_server, sign_in
 
 pytestmark = pytest.mark.integration
 WRONG = "not the password"
@@ -258,3 +261,85 @@ def test_a_form_past_its_size_is_refused_before_it_is_read(
     queue = client.get("/queue")
     big_note = client.post("/logout", data={"csrf_token": token(queue.text), "x": "y" * 100_000})
     assert big_note.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("properties", "said"),
+    [
+        ("no.such.property=1\n", "No such configuration property"),
+        ("security.protocol=NOPE\n", 'Invalid value "NOPE"'),
+    ],
+)
+def test_kafka_settings_the_client_refuses_stop_the_start_in_one_line(
+    topics: dict[str, str],
+    mysql_url: str,
+    models: Path,
+    tmp_path: Path,
+    properties: str,
+    said: str,
+) -> None:
+    """Before: the review queue started and served its pages, and every verdict failed (502,
+    "label not sent"): the Kafka producer was made at the first verdict."""
+    settings = tmp_path / "kafka.properties"
+    settings.write_text(properties)
+    env = flow_env(topics, mysql_url, models) | {
+        "PAYSCORE_REVIEW_SESSION_KEY_FILE": str(tmp_path / "session.key"),
+        "PAYSCORE_KAFKA_CONFIG_FILE": str(settings),
+        "PAYSCORE_REVIEW_PORT": str(free_port()),
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "review"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the review queue started with Kafka settings its client refuses")
+    assert done.returncode == 2, done.stderr[-2000:]
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("review: cannot start")]
+    assert said in line and "PAYSCORE_KAFKA_CONFIG_FILE" in line and str(settings) in line
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "taken", "said"),
+    [
+        ("no-such-host.invalid", False, "PAYSCORE_REVIEW_HOST='no-such-host.invalid'"),
+        ("127.0.0.1", True, "PAYSCORE_REVIEW_PORT="),
+    ],
+)
+def test_an_address_it_cannot_listen_on_stops_the_start_naming_the_settings(
+    topics: dict[str, str],
+    mysql_url: str,
+    models: Path,
+    tmp_path: Path,
+    host: str,
+    taken: bool,
+    said: str,
+) -> None:
+    """Before: uvicorn's ``ERROR: [Errno -2] Name or service not known`` or ``[Errno 98] ...
+    address already in use``, status 3 or 1, naming neither setting."""
+    port = free_port()
+    env = flow_env(topics, mysql_url, models) | {
+        "PAYSCORE_REVIEW_SESSION_KEY_FILE": str(tmp_path / "session.key"),
+        "PAYSCORE_REVIEW_HOST": host,
+        "PAYSCORE_REVIEW_PORT": str(port),
+    }
+    with socket.socket() as holder:
+        if taken:
+            holder.bind(("127.0.0.1", port))
+            holder.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "review"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 2, done.stderr[-2000:]
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("review: cannot start")]
+    assert said in line and "PAYSCORE_REVIEW_PORT" in line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.dialects import mysql
 
 from storage.accounts import Accounts
+from storage.engine import make_engine
 from storage.payments import settle_reused_ids
 from storage.rows import refused_row_letter
 from storage.schema import (
@@ -327,3 +329,41 @@ def test_a_running_install_gains_the_columns_and_indexes_a_newer_payscore_added(
     with engine.connect() as c:
         stored_at, now = c.execute(select(scored_payments.c.stored_at, func.utc_timestamp(6))).one()
     assert stored_at is not None and abs((now - stored_at).total_seconds()) < 60
+
+
+@pytest.mark.integration
+def test_schema_creates_run_at_once_all_succeed_and_make_each_table_once(
+    admin_engine: Engine,
+) -> None:
+    """Two operators (or two hosts' deploy scripts) running ``python -m storage.schema
+    --create`` on a new or older database at the same moment: before, one of them stopped with
+    a traceback, ``(1050, "Table 'dead_letters' already exists")`` from its CREATE TABLE (or
+    "Duplicate column" from an upgrade's ALTER), after the other had made it. Each now waits
+    for the other (a MySQL named lock on the database) and then finds the work done."""
+    with admin_engine.begin() as c:
+        for table in reversed(metadata.sorted_tables):
+            c.execute(text(f"DROP TABLE {table.name}"))
+    url = admin_engine.url.render_as_string(hide_password=False)
+    engines = [make_engine(url) for _ in range(4)]
+    ready = threading.Barrier(len(engines))
+    failed: list[BaseException] = []
+
+    def create(engine: Engine) -> None:
+        ready.wait()
+        try:
+            create_schema(engine, ACCOUNTS)
+        except BaseException as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=create, args=(e,)) for e in engines]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for e in engines:
+            e.dispose()
+    assert failed == [], [str(f)[:300] for f in failed]
+    with admin_engine.connect() as c:
+        assert {r[0] for r in c.execute(text("SHOW TABLES"))} == TABLES

@@ -83,7 +83,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import IO, Any, AnyStr, Final, Literal
 
 import msgspec
 from sqlalchemy import Engine, select
@@ -110,6 +110,11 @@ __all__ = [
 ]
 
 MAX_EXAMPLES: Final = 5  # locations kept per rejection reason
+# The longest line read (bytes of a JSON line, characters of a CSV one): a message is at most a
+# Kafka message (1 MiB by default), twice that in an envelope's base64, and room to spare. A
+# longer line (a JSON array exported on one line, a file without line breaks) was read whole,
+# gigabytes into memory; it is now rejected where it is and skipped unread to its end.
+MAX_LINE_BYTES = 16 * 1024 * 1024
 JSON_SUFFIXES: Final = (".jsonl", ".ndjson", ".json")
 CSV_SUFFIXES: Final = (".csv",)
 DIRECTORY_PATTERNS: Final = ("*.jsonl", "*.csv")
@@ -125,6 +130,7 @@ UNCLOSED_QUOTE: Final = "unclosed quote"
 FIELD_TOO_LARGE: Final = "field too large"
 NOT_CSV: Final = "not csv"
 TOO_DEEP: Final = "json nested too deeply"
+LINE_TOO_LONG: Final = "line too long"
 LABEL_WAITING: Final = "label waiting for its payment"
 # storage.labels.resolve's rejection kinds, as named here.
 JOIN_REASONS: Final[Mapping[str, str]] = {
@@ -484,9 +490,10 @@ def _history_files(paths: Sequence[Path]) -> list[Path]:
                     f"{bounded(path.suffix, 100) or 'none'!r}"
                 )
             files.append(path)
-        else:
-            raise FileNotFoundError(
-                f"{bounded(str(path), 300)}: no such file or directory (a history path)"
+        else:  # there (stat found it), but a device, a pipe or a socket: "no such file" before
+            raise HistoryFormatError(
+                f"{bounded(str(path), 300)}: neither a file nor a directory (a device, a pipe or "
+                "a socket); expected a history file or a directory of them"
             )
     return files
 
@@ -524,10 +531,27 @@ def _envelope_value(envelope: Mapping[str, Any]) -> bytes | None:
         raise ValueError(f'"value_base64" is not base64: {exc}') from None
 
 
+def _lines(file: IO[AnyStr]) -> Iterator[AnyStr | None]:
+    """The lines of ``file``, each read no further than :data:`MAX_LINE_BYTES`: a longer one is
+    None, and the rest of it is read past in pieces of that size, never held."""
+    limit = MAX_LINE_BYTES
+    while line := file.readline(limit + 1):
+        if len(line) <= limit:
+            yield line
+            continue
+        rest = line
+        while rest and rest[-1:] not in ("\n", b"\n"):
+            rest = file.readline(limit)
+        yield None
+
+
 def _read_jsonl(path: Path, builder: _Builder) -> None:
     source = str(path)
-    with path.open("rb") as lines:
-        for number, line in enumerate(lines, start=1):
+    with path.open("rb") as file:
+        for number, line in enumerate(_lines(file), start=1):
+            if line is None:
+                builder.reject(LINE_TOO_LONG, f"{source}:{number}")
+                continue
             if number == 1 and line.startswith(b"\xef\xbb\xbf"):  # a byte-order mark
                 line = line[3:]
             if not line.strip():
@@ -613,9 +637,14 @@ def _read_csv(path: Path, builder: _Builder) -> None:
     source = str(path)
     # surrogateescape: a row with bytes that are not UTF-8 is rejected, not the whole file.
     with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
-        lines = iter(text)
-        first = next(lines, None)
+        lines = _lines(text)
+        first = next(lines, "")
         if first is None:
+            raise HistoryFormatError(
+                f"{source}:1: the header is longer than {MAX_LINE_BYTES:,} characters; expected "
+                "a CSV history's header row of column names"
+            )
+        if not first:
             return  # an empty file
         try:
             header = _cells(first)
@@ -648,6 +677,9 @@ def _read_csv(path: Path, builder: _Builder) -> None:
         carries_labels = not labels_only and bool(columns & _LABEL_ONLY)
         for number, line in enumerate(lines, start=2):
             where = f"{source}:{number}"
+            if line is None:
+                builder.reject(LINE_TOO_LONG, where)
+                continue
             try:
                 cells = _cells(line)
             except csv.Error as exc:

@@ -82,7 +82,7 @@ from model_state.stored_versions import NewerVersionsInMySQL, row_fault
 from settings.arguments import Parser, within
 from settings.config import Config
 from storage import shadow
-from storage.engine import make_engine
+from storage.engine import LockBusyError, make_engine, named_lock
 from storage.labels import labelled_since
 from storage.refusals import refusing
 from storage.rows import model_version_row
@@ -289,7 +289,39 @@ def retrain(
     The champion is the newest version in ``model_versions``. With ``candidate`` the version
     (fitted on every row, accepted by the gate or not) is kept in ``model_candidates`` with the
     verdict instead: it may shadow the champion and be promoted, but never scores by itself.
+
+    Two retrains on one database run one after the other (a MySQL named lock, waited for up
+    to :data:`RETRAIN_LOCK_SECONDS`): at once, both chose the same new lineage and the second
+    to finish stopped at its insert, ``(1062, "Duplicate entry 'v00002' ...")``, its work lost.
+    The second now starts after the first has recorded, and its champion is the first's.
     """
+    with named_lock(engine, "retrain", RETRAIN_LOCK_SECONDS, "another retrain"):
+        return _retrain(
+            engine, model_dir, key=key, window=window, min_frauds=min_frauds,
+            validation_days=validation_days, maturity=maturity, family=family,
+            tolerance=tolerance, min_gain=min_gain, seed=seed, force=force, candidate=candidate,
+        )  # fmt: skip
+
+
+RETRAIN_LOCK_SECONDS = 3600  # how long a retrain waits for another on the same database
+
+
+def _retrain(
+    engine: Engine,
+    model_dir: Path,
+    *,
+    key: bytes,
+    window: timedelta,
+    min_frauds: int,
+    validation_days: int,
+    maturity: timedelta,
+    family: train.Family,
+    tolerance: float,
+    min_gain: float,
+    seed: int,
+    force: bool,
+    candidate: bool,
+) -> tuple[artifact.ModelArtifact | None, Verdict]:
     stored = stored_rows(engine, window)
     frauds = sum(1 for r in stored.rows if r[2])
     if frauds < min_frauds:
@@ -436,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
             force=args.force,
             candidate=args.candidate,
         )
-    except NotEnoughLabelsError as exc:
+    except (NotEnoughLabelsError, LockBusyError) as exc:
         raise SystemExit(str(exc)) from None
     finally:
         engine.dispose()

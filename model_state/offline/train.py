@@ -440,7 +440,7 @@ def train_rows(
         model = final
         metadata = msgspec.structs.replace(full, metrics=metadata.metrics | span)
     metadata = with_drift_reference(model, metadata, rows)
-    return artifact.save(model, metadata, model_dir, key=key)
+    return artifact.save(model, metadata, model_dir, key=key, new=True)
 
 
 def train(
@@ -576,14 +576,14 @@ def train_history(
     model, metadata, _ = fit_version(rows, model_dir, **common)
     metadata = msgspec.structs.replace(metadata, metrics=metrics)
     metadata = with_drift_reference(model, metadata, rows)
-    return artifact.save(model, metadata, model_dir, key=key)
+    return artifact.save(model, metadata, model_dir, key=key, new=True)
 
 
 @refusing("python -m model_state.train", "models")
 def main() -> None:
     try:
         _main()
-    except (ValueError, FileNotFoundError) as exc:  # bad input: say what, without a traceback
+    except (ValueError, FileNotFoundError, artifact.VersionExistsError) as exc:  # no traceback
         raise SystemExit(f"python -m model_state.train: {bounded(str(exc))}") from None
 
 
