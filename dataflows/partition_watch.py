@@ -87,8 +87,8 @@ class PartitionWatch:
             raise self._grew
 
     def close(self) -> None:
-        """Wait for a question in flight (at most its answer's timeout), so that the client it
-        asks can be closed."""
+        """Wait for a question in flight (at most its answer's timeout), so that none outlives
+        the reader that owns the watch."""
         asking = self._asking
         if asking is not None:
             asking.join(ANSWER_SECONDS + 1)

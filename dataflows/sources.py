@@ -182,7 +182,7 @@ class _Reader(StatefulSourcePartition):
 
     def close(self) -> None:
         if self._watch is not None:
-            self._watch.close()  # its question asks this reader's consumer
+            self._watch.close()  # no question of it outlives the reader
         self._inner.close()
 
 

@@ -375,11 +375,17 @@ def check_mysql_url(url: str, variable: str) -> URL:
     return parsed
 
 
+def _cut(text: str, limit: int, keep: int, length: int | None = None) -> str:
+    """``text`` if at most ``limit`` characters, else its first ``keep`` and its length (or
+    ``length``, of the text it was made from): a setting quoted in a refusal stays short."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:keep]}... ({len(text) if length is None else length:,} characters)"
+
+
 def _refuse_url(url: str, variable: str, problem: str) -> NoReturn:
     # The password (between the user's colon and the last @ of the authority) never shown.
-    shown = re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", url)
-    if len(shown) > 120:
-        shown = f"{shown[:100]}... ({len(url):,} characters)"
+    shown = _cut(re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", url), 120, 100, len(url))
     shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
     raise ValueError(f"{variable} {problem}; expected {MYSQL_URL_FORM}; got {shown!r}")
 
@@ -404,12 +410,9 @@ def check_brokers(brokers: str) -> None:
     for broker in (b.strip() for b in brokers.split(",")):
         found = _BROKER.match(broker)
         if broker and (found is None or not 1 <= int(found[1]) <= 65535):
-            shown = (
-                broker if len(broker) <= 80 else f"{broker[:60]}... ({len(broker):,} characters)"
-            )
             raise ValueError(
-                f"{PREFIX}KAFKA_BROKERS names {shown!r}; expected host:port with a port from 1 "
-                "to 65535, comma-separated"
+                f"{PREFIX}KAFKA_BROKERS names {_cut(broker, 80, 60)!r}; expected host:port with "
+                "a port from 1 to 65535, comma-separated"
             )
 
 
@@ -434,7 +437,7 @@ def check_proxies(proxies: str) -> None:
             "trusted: uvicorn reads it so only alone) or addresses and networks"
         )
     for entry in entries:
-        shown = entry if len(entry) <= 60 else f"{entry[:40]}... ({len(entry):,} characters)"
+        shown = _cut(entry, 60, 40)
         if entry == "*":
             continue
         try:
