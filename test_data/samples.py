@@ -33,6 +33,7 @@ from typing import Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from features.bounded import bounded
 from features.contract import FraudLabel, Payment
 
 Kind = Literal["valid", "malformed"]
@@ -138,15 +139,17 @@ def iter_samples(path: str | Path, *, max_line: int = MAX_LINE_BYTES) -> Iterato
         for number, line in enumerate(iter(lambda: f.readline(max_line + 1), b""), start=1):
             if len(line) > max_line:
                 raise ValueError(
-                    f"{path}:{number}: a line longer than {max_line:,} bytes; expected one "
-                    "sample envelope (JSON) a line"
+                    f"{bounded(str(path), 300)}:{number}: a line longer than {max_line:,} bytes; "
+                    "expected one sample envelope (JSON) a line"
                 )
             if not line.strip():
                 continue
             try:
                 yield parse_line(line)
             except ValueError as exc:
-                raise ValueError(f"{path}:{number}: {exc}") from None
+                raise ValueError(
+                    f"{bounded(str(path), 300)}:{number}: {bounded(str(exc), 500)}"
+                ) from None
 
 
 def load_samples(path: str | Path) -> list[SampleMessage]:
